@@ -1,1 +1,2 @@
 //! tidings-core
+pub mod ws;
