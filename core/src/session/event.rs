@@ -1,0 +1,93 @@
+//! What a session reports to the application.
+
+use bytes::Bytes;
+
+use crate::transfer::TransferEvent;
+use crate::wire::{Hello, PresenceKind, Utf8, Welcome};
+use crate::ErrorCode;
+
+/// An event for the application, pulled with [`crate::session::Session::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Client: the server accepted our name.
+    Connected(Welcome),
+    /// Server: a client asked to join. Answer with
+    /// [`crate::session::Session::accept_hello`] or [`crate::session::Session::refuse`].
+    Hello(Hello),
+    /// Chat text. From a client: `peer` is the addressee (empty: everyone). From the server:
+    /// `peer` is the sender and `private` says whether it was addressed to us alone.
+    Text {
+        /// Addressee or sender (see above).
+        peer: Utf8,
+        /// Addressed to one peer.
+        private: bool,
+        /// The message.
+        text: Utf8,
+    },
+    /// Binary data with a media type; `peer` as for [`Event::Text`].
+    Blob {
+        /// Addressee or sender.
+        peer: Utf8,
+        /// Addressed to one peer.
+        private: bool,
+        /// Such as `image/png`.
+        media_type: Utf8,
+        /// The bytes, zero-copy from the receive buffer.
+        data: Bytes,
+    },
+    /// A peer joined or left.
+    Presence {
+        /// Joined or left.
+        kind: PresenceKind,
+        /// Who.
+        name: Utf8,
+    },
+    /// Client: the answer to [`crate::session::Session::request_peer_list`].
+    PeerList(Vec<Utf8>),
+    /// Server: the client asked who is online; answer with a `peer-list` message.
+    PeerListRequested,
+    /// The peer reported a problem that does not end the connection (an unknown addressee …).
+    PeerError {
+        /// What.
+        code: ErrorCode,
+        /// Detail.
+        text: Utf8,
+    },
+    /// A file transfer moved (see [`crate::transfer`]).
+    Transfer(TransferEvent),
+    /// The session ended; it is always the last event. Transmit what is still queued, then
+    /// close the connection.
+    Closed(Closed),
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// This side closed: a goodbye by the application, a protocol error in the peer's bytes,
+    /// or a timeout. The peer was told `code` (best effort).
+    Local {
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        reason: Utf8,
+    },
+    /// The peer closed with goodbye, refused, or a fatal error frame.
+    Peer {
+        /// Why.
+        code: ErrorCode,
+        /// The peer's words.
+        reason: Utf8,
+    },
+    /// The byte stream ended without a goodbye (the peer vanished).
+    StreamEnded,
+}
+
+impl Closed {
+    /// The code of the close ([`ErrorCode::Truncated`] for a stream that just ended).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Closed::Local { code, .. } | Closed::Peer { code, .. } => *code,
+            Closed::StreamEnded => ErrorCode::Truncated,
+        }
+    }
+}

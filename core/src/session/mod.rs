@@ -1,0 +1,625 @@
+//! The session state machine: one end of one connection, client or server side.
+//!
+//! # Calling contract
+//!
+//! A [`Session`] never performs I/O. The driver (a runtime, or your own event loop) feeds it
+//! inputs and pulls outputs:
+//!
+//! * **Inputs**: [`Session::handle_input`] with bytes read from the connection,
+//!   [`Session::handle_eof`] when the peer closed its side, [`Session::handle_timeout`] when
+//!   the deadline from [`Session::poll_timeout`] has passed, and commands (send text, offer a
+//!   file, accept, …). Every input takes `now`, the driver's monotonic clock.
+//! * **Outputs**, after *every* input or command, in this order:
+//!   1. [`Session::poll_transmit`] until `None`: write the bytes to the connection, in order
+//!      (several may be gathered into one vectored write);
+//!   2. [`Session::poll_event`] until `None`: act on each event (file reads and writes included,
+//!      which may queue more output: go back to 1 after acting);
+//!   3. [`Session::poll_timeout`]: arm one timer for the returned instant. It returns `now`
+//!      whenever output or events are already queued, so a driver that loops until the deadline
+//!      is in the future never leaves work behind.
+//!
+//! When [`Event::Closed`] has been seen and `poll_transmit` returns `None`, close the
+//! connection. Before reading from the socket, check [`Session::wants_input`]: it turns false
+//! while the application has not polled its events, which is how a slow application slows
+//! its peer (TCP flow control does the rest).
+//!
+//! ```
+//! use std::time::Instant;
+//! use tidings_core::session::{Config, Event, Session};
+//! use tidings_core::wire::Utf8;
+//!
+//! let now = Instant::now(); // the driver's clock; the core never reads it itself
+//! let mut client = Session::client(Config::default(), "alice", now).unwrap();
+//! let mut server = Session::server(Config::default(), now);
+//!
+//! // Move bytes both ways until neither side has anything to say.
+//! fn pump(a: &mut Session, b: &mut Session, now: Instant) {
+//!     loop {
+//!         let mut moved = false;
+//!         while let Some(bytes) = a.poll_transmit() { b.handle_input(now, &bytes); moved = true; }
+//!         while let Some(bytes) = b.poll_transmit() { a.handle_input(now, &bytes); moved = true; }
+//!         if !moved { break; }
+//!     }
+//! }
+//!
+//! pump(&mut client, &mut server, now);
+//! // The server application (normally the hub) decides on the name.
+//! let Some(Event::Hello(hello)) = server.poll_event() else { panic!() };
+//! server.accept_hello(hello.name.clone(), Utf8::from("server"), vec![hello.name]).unwrap();
+//! pump(&mut client, &mut server, now);
+//! assert!(matches!(client.poll_event(), Some(Event::Connected(_))));
+//!
+//! client.send_text("", "hello, everyone").unwrap();
+//! pump(&mut client, &mut server, now);
+//! let Some(Event::Text { peer, text, .. }) = server.poll_event() else { panic!() };
+//! assert_eq!((peer.as_str(), text.as_str()), ("", "hello, everyone"));
+//! ```
+
+mod config;
+mod event;
+mod output;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use config::Config;
+pub use event::{Closed, Event};
+pub(crate) use output::Lane;
+
+use crate::name::{validate_name, NameError};
+use crate::transfer::{Outbox, Transfers};
+use crate::wire::{
+    FrameDecoder, Hello, Message, Preamble, Utf8, Welcome, MAX_FRAME_CEILING, MIN_MAX_FRAME,
+    PREAMBLE_LEN, PROTOCOL_VERSION,
+};
+use crate::{ErrorCode, ProtocolError};
+
+/// Which end of the connection a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Connects, sends hello, receives welcome.
+    Client,
+    /// Accepts, receives hello, sends welcome.
+    Server,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the peer's preamble.
+    Preamble,
+    /// Preamble done; waiting for hello (server) or welcome (client).
+    Handshake,
+    /// Server: hello received, the application has not answered yet.
+    PendingAccept,
+    /// Messages flow.
+    Open,
+    /// Finished; only queued output remains.
+    Closed,
+}
+
+/// Why a command could not be carried out. Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is not (or no longer) open for this command.
+    NotOpen,
+    /// The frame would exceed the peer's frame limit.
+    TooLarge,
+    /// Too much output is queued already (the peer does not read); try again after transmitting.
+    QueueFull,
+    /// A name field breaks the naming rules.
+    BadName(NameError),
+    /// The command does not fit the session's role or the transfer's state.
+    Invalid(&'static str),
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SendError::NotOpen => write!(f, "the session is not open"),
+            SendError::TooLarge => write!(f, "the message exceeds the peer's frame limit"),
+            SendError::QueueFull => write!(f, "too much output is queued"),
+            SendError::BadName(e) => write!(f, "{e}"),
+            SendError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// One end of a tidings connection, as a pure state machine. See the [module docs](self) for
+/// the calling contract and an example.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    state: State,
+    config: Config,
+    decoder: FrameDecoder,
+    control: Lane,
+    data: Lane,
+    events: VecDeque<Event>,
+    transfers: Transfers,
+    peer_max_frame: u32,
+    now: Instant,
+    last_rx: Instant,
+    last_tx: Instant,
+    handshake_deadline: Option<Instant>,
+    pings_sent: u64,
+    name: Option<Utf8>,
+}
+
+impl Session {
+    /// A client that will ask for `name`. The preamble and hello are queued at once.
+    pub fn client(config: Config, name: &str, now: Instant) -> Result<Session, NameError> {
+        validate_name(name)?;
+        let mut s = Session::new(Role::Client, config, now);
+        s.control.push_raw(&Preamble::CURRENT.to_bytes());
+        s.queue(&Message::Hello(Hello {
+            name: Utf8::from(name),
+            capabilities: s.config.capabilities,
+            max_frame: s.config.max_frame,
+        }));
+        Ok(s)
+    }
+
+    /// The server side of a connection just accepted. It sends its preamble after the
+    /// client's has arrived.
+    pub fn server(config: Config, now: Instant) -> Session {
+        Session::new(Role::Server, config, now)
+    }
+
+    fn new(role: Role, config: Config, now: Instant) -> Session {
+        let config = Config {
+            max_frame: config.max_frame.clamp(MIN_MAX_FRAME, MAX_FRAME_CEILING),
+            ..config
+        };
+        Session {
+            role,
+            state: State::Preamble,
+            decoder: FrameDecoder::new(config.max_frame),
+            control: Lane::default(),
+            data: Lane::default(),
+            events: VecDeque::new(),
+            transfers: Transfers::new(role, config.transfer.clone()),
+            peer_max_frame: MIN_MAX_FRAME,
+            now,
+            last_rx: now,
+            last_tx: now,
+            handshake_deadline: Some(now + config.handshake_timeout),
+            pings_sent: 0,
+            name: None,
+            config,
+        }
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The registered name (client: from welcome; server: as accepted), once known.
+    pub fn name(&self) -> Option<&Utf8> {
+        self.name.as_ref()
+    }
+
+    /// Whether hello/welcome completed and the session has not closed.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Whether the session ended ([`Event::Closed`] is or was queued).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the driver should read more bytes now (see the module docs).
+    pub fn wants_input(&self) -> bool {
+        self.state != State::Closed && self.events.len() < self.config.max_queued_events
+    }
+
+    /// The settings in force (a client's heartbeat values are the server's after welcome).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Bytes queued for transmission and not yet taken by [`Session::poll_transmit`].
+    pub fn queued_output(&self) -> usize {
+        self.control.len() + self.data.len()
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// Bytes received from the connection, in any pieces.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = now;
+        if self.state == State::Closed || bytes.is_empty() {
+            return;
+        }
+        self.last_rx = now;
+        self.decoder.push(bytes);
+        self.process_input();
+    }
+
+    /// The peer closed its sending side (read returned 0).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == State::Closed {
+            return;
+        }
+        self.process_input();
+        if self.state == State::Closed {
+            return;
+        }
+        match self.decoder.finish() {
+            Err(e) => self.close_local(e.code, e.detail),
+            Ok(()) => self.finish(Closed::StreamEnded),
+        }
+    }
+
+    /// The timer armed from [`Session::poll_timeout`] fired (early or late calls are fine).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == State::Closed {
+            return;
+        }
+        if self.handshake_deadline.is_some_and(|d| now >= d) {
+            return self.fail(ErrorCode::HeartbeatTimeout, "handshake not completed in time");
+        }
+        if self.state != State::Open {
+            return;
+        }
+        if now >= self.last_rx + self.config.heartbeat_timeout {
+            return self.fail(ErrorCode::HeartbeatTimeout, "nothing received from the peer");
+        }
+        if now >= self.last_tx + self.config.heartbeat_interval {
+            self.pings_sent += 1;
+            let nonce = self.pings_sent;
+            self.queue(&Message::Ping { nonce });
+        }
+        let mut out = self.outbox();
+        out.transfers.handle_timeout(now, &mut out.io);
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    /// The next bytes to write to the connection. Control and chat frames always go before
+    /// file data.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.control.pop().or_else(|| self.data.pop())
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && self.state == State::Open {
+            // File reads are asked for lazily, when the data lane has room.
+            let mut out = self.outbox();
+            out.transfers.request_reads(&mut out.io);
+        }
+        let ev = self.events.pop_front();
+        if self.events.len() < self.config.max_queued_events / 2 && self.decoder.buffered() > 0 {
+            // Input paused by a full event queue resumes once the application caught up.
+            self.process_input();
+        }
+        ev
+    }
+
+    /// When [`Session::handle_timeout`] must be called next: `now` if anything is queued,
+    /// `None` once the session is closed and drained.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.control.is_empty() || !self.data.is_empty() || !self.events.is_empty() {
+            return Some(self.now);
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        if self.state == State::Open && self.transfers.wants_reads(self.data.len()) {
+            return Some(self.now);
+        }
+        let mut next = self.handshake_deadline;
+        if self.state == State::Open {
+            let hb = (self.last_tx + self.config.heartbeat_interval)
+                .min(self.last_rx + self.config.heartbeat_timeout);
+            next = Some(next.map_or(hb, |n| n.min(hb)));
+            if let Some(t) = self.transfers.next_deadline() {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    // ----- commands: handshake ------------------------------------------------------------
+
+    /// Server: accept the client under `name` (normally the name it asked for). `online` is
+    /// the list sent in welcome (include the client itself).
+    pub fn accept_hello(
+        &mut self,
+        name: Utf8,
+        server: Utf8,
+        online: Vec<Utf8>,
+    ) -> Result<(), SendError> {
+        if self.role != Role::Server || self.state != State::PendingAccept {
+            return Err(SendError::Invalid("no hello is waiting for an answer"));
+        }
+        let welcome = Message::Welcome(Welcome {
+            name: name.clone(),
+            server,
+            heartbeat_ms: millis(self.config.heartbeat_interval),
+            timeout_ms: millis(self.config.heartbeat_timeout),
+            max_frame: self.config.max_frame,
+            capabilities: self.config.capabilities,
+            online,
+        });
+        if welcome.encoded_len() > self.peer_max_frame as usize + crate::wire::HEADER_LEN {
+            return Err(SendError::TooLarge);
+        }
+        self.queue(&welcome);
+        self.name = Some(name);
+        self.state = State::Open;
+        self.handshake_deadline = None;
+        Ok(())
+    }
+
+    /// Server: refuse the client (name taken, invalid, server full …) and close.
+    pub fn refuse(&mut self, code: ErrorCode, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.queue(&Message::Refused {
+            code,
+            reason: Utf8::from(reason),
+        });
+        self.finish(Closed::Local {
+            code,
+            reason: Utf8::from(reason),
+        });
+    }
+
+    /// Orderly close: sends goodbye, fails running transfers with `code`, and ends the
+    /// session. Transmit what is queued, then close the connection.
+    pub fn goodbye(&mut self, code: ErrorCode, reason: &str) {
+        self.close_local(code, reason);
+    }
+
+    // ----- commands: messages -------------------------------------------------------------
+
+    /// Queues any message (the hub uses this to relay). Checks the state, the peer's frame
+    /// limit and the output bound.
+    pub fn send(&mut self, msg: &Message) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::NotOpen);
+        }
+        if msg.encoded_len() - crate::wire::HEADER_LEN > self.peer_max_frame as usize {
+            return Err(SendError::TooLarge);
+        }
+        if self.control.len() + msg.encoded_len() > self.config.max_queued_output {
+            return Err(SendError::QueueFull);
+        }
+        self.queue(msg);
+        Ok(())
+    }
+
+    /// Client: chat text to `to` (empty: everyone). Server: deliver text from `to` (the
+    /// sender) — prefer [`Session::send`] with [`Message::Text`] there, to set `private`.
+    pub fn send_text(&mut self, to: &str, text: &str) -> Result<(), SendError> {
+        check_peer(to)?;
+        self.send(&Message::Text {
+            peer: Utf8::from(to),
+            private: false,
+            text: Utf8::from(text),
+        })
+    }
+
+    /// Client: binary data with a media type to `to` (empty: everyone), sent without copying.
+    pub fn send_blob(&mut self, to: &str, media_type: &str, data: Bytes) -> Result<(), SendError> {
+        check_peer(to)?;
+        if media_type.len() > u8::MAX as usize {
+            return Err(SendError::Invalid("media type longer than 255 bytes"));
+        }
+        self.send(&Message::Blob {
+            peer: Utf8::from(to),
+            private: false,
+            media_type: Utf8::from(media_type),
+            data,
+        })
+    }
+
+    /// Client: ask who is online; the answer is [`Event::PeerList`].
+    pub fn request_peer_list(&mut self) -> Result<(), SendError> {
+        if self.role != Role::Client {
+            return Err(SendError::Invalid("only clients ask for the peer list"));
+        }
+        self.send(&Message::ListRequest)
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    pub(crate) fn outbox(&mut self) -> Outbox<'_> {
+        Outbox::new(
+            &mut self.transfers,
+            &mut self.control,
+            &mut self.data,
+            &mut self.events,
+            &mut self.last_tx,
+            self.now,
+            self.peer_max_frame,
+        )
+    }
+
+    fn queue(&mut self, msg: &Message) {
+        self.control.push(msg);
+        self.last_tx = self.now;
+    }
+
+    fn process_input(&mut self) {
+        if self.state == State::Preamble && !self.read_preamble() {
+            return;
+        }
+        while self.state != State::Closed && self.events.len() < self.config.max_queued_events {
+            let frame = match self.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => return self.fail(e.code, e.detail),
+            };
+            let result = Message::decode(frame).and_then(|msg| self.dispatch(msg));
+            if let Err(e) = result {
+                return self.fail(e.code, e.detail);
+            }
+        }
+    }
+
+    /// Consumes the peer's preamble; false while it is incomplete or after a failure.
+    fn read_preamble(&mut self) -> bool {
+        let preamble = match Preamble::parse(self.decoder.peek()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return false,
+            Err(e) => {
+                self.fail(e.code, e.detail);
+                return false;
+            }
+        };
+        self.decoder.take_prefix(PREAMBLE_LEN);
+        if self.role == Role::Server {
+            // Always answer with our own version, so a newer client learns what we speak.
+            self.control.push_raw(&Preamble::CURRENT.to_bytes());
+        }
+        if preamble.version != PROTOCOL_VERSION {
+            self.fail(
+                ErrorCode::UnsupportedVersion,
+                "the peer speaks another protocol version",
+            );
+            return false;
+        }
+        self.state = State::Handshake;
+        true
+    }
+
+    fn dispatch(&mut self, msg: Message) -> Result<(), ProtocolError> {
+        use Message as M;
+        match (self.state, self.role, msg) {
+            (_, _, M::Goodbye { code, reason }) => self.finish(Closed::Peer { code, reason }),
+            (_, _, M::Error { code, text }) if code.is_fatal() => {
+                self.finish(Closed::Peer { code, reason: text })
+            }
+            (_, _, M::Extension { .. }) => {}
+            (State::Handshake, Role::Server, M::Hello(hello)) => {
+                if hello.max_frame < MIN_MAX_FRAME {
+                    return Err(malformed("announced frame limit below the minimum"));
+                }
+                self.peer_max_frame = hello.max_frame.min(MAX_FRAME_CEILING);
+                self.state = State::PendingAccept;
+                self.events.push_back(Event::Hello(hello));
+            }
+            (State::Handshake, Role::Client, M::Welcome(w)) => {
+                if w.max_frame < MIN_MAX_FRAME || w.heartbeat_ms == 0 || w.timeout_ms == 0 {
+                    return Err(malformed("welcome limits out of range"));
+                }
+                self.peer_max_frame = w.max_frame.min(MAX_FRAME_CEILING);
+                self.config.heartbeat_interval = core::time::Duration::from_millis(w.heartbeat_ms.into());
+                self.config.heartbeat_timeout = core::time::Duration::from_millis(w.timeout_ms.into());
+                self.name = Some(w.name.clone());
+                self.state = State::Open;
+                self.handshake_deadline = None;
+                self.events.push_back(Event::Connected(w));
+            }
+            (State::Handshake, Role::Client, M::Refused { code, reason }) => {
+                self.finish(Closed::Peer { code, reason })
+            }
+            (State::Open, _, M::Text { peer, private, text }) => {
+                self.events.push_back(Event::Text { peer, private, text })
+            }
+            (State::Open, _, M::Blob { peer, private, media_type, data }) => {
+                self.events.push_back(Event::Blob { peer, private, media_type, data })
+            }
+            (State::Open, _, M::Ping { nonce }) => self.queue(&M::Pong { nonce }),
+            (State::Open, _, M::Pong { .. }) => {}
+            (State::Open, _, M::Error { code, text }) => {
+                self.events.push_back(Event::PeerError { code, text })
+            }
+            (State::Open, Role::Client, M::Presence { kind, name }) => {
+                self.events.push_back(Event::Presence { kind, name })
+            }
+            (State::Open, Role::Client, M::PeerList { names }) => {
+                self.events.push_back(Event::PeerList(names))
+            }
+            (State::Open, Role::Server, M::ListRequest) => {
+                self.events.push_back(Event::PeerListRequested)
+            }
+            (State::Open, _, msg @ (M::Offer(_)
+            | M::Accept { .. }
+            | M::Reject { .. }
+            | M::Chunk { .. }
+            | M::Credit { .. }
+            | M::Done { .. }
+            | M::Cancel { .. }
+            | M::Complete { .. }
+            | M::Failed { .. })) => {
+                let mut out = self.outbox();
+                out.transfers.handle_message(msg, &mut out.io)?;
+            }
+            _ => {
+                return Err(ProtocolError::new(
+                    ErrorCode::UnexpectedMessage,
+                    "message not allowed in this state or role",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// A protocol failure detected here: tell the peer why, then close.
+    fn fail(&mut self, code: ErrorCode, detail: &'static str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.queue(&Message::Error {
+            code,
+            text: Utf8::from_static(detail),
+        });
+        self.finish(Closed::Local {
+            code,
+            reason: Utf8::from_static(detail),
+        });
+    }
+
+    fn close_local(&mut self, code: ErrorCode, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.queue(&Message::Goodbye {
+            code,
+            reason: Utf8::from(reason),
+        });
+        self.finish(Closed::Local {
+            code,
+            reason: Utf8::from(reason),
+        });
+    }
+
+    /// Ends the session: running transfers fail, then [`Event::Closed`] is queued.
+    fn finish(&mut self, how: Closed) {
+        self.state = State::Closed;
+        let code = match how {
+            Closed::StreamEnded => ErrorCode::PeerLost,
+            ref c => c.code(),
+        };
+        let mut out = self.outbox();
+        out.transfers.abort_all(code, &mut out.io);
+        self.events.push_back(Event::Closed(how));
+    }
+}
+
+fn millis(d: core::time::Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+fn malformed(detail: &'static str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::Malformed, detail)
+}
+
+fn check_peer(to: &str) -> Result<(), SendError> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    validate_name(to).map_err(SendError::BadName)
+}

@@ -1,0 +1,67 @@
+//! The two outgoing lanes of a session: control and chat frames first, file data after.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::Message;
+
+/// Encoded frames waiting to be transmitted, in order.
+///
+/// Small frames are appended to one buffer and handed out together; a frame with a large
+/// payload is handed out as its header followed by the payload's own `Bytes`, never copied.
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
+    ready: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+/// Payloads at least this large are queued by reference instead of copied.
+const COPY_LIMIT: usize = 1024;
+
+impl Lane {
+    /// Queues a whole message.
+    pub(crate) fn push(&mut self, msg: &Message) {
+        let before = self.tail.len();
+        let payload = msg.encode_split(&mut self.tail, COPY_LIMIT);
+        self.len += self.tail.len() - before;
+        if let Some(data) = payload {
+            self.len += data.len();
+            self.seal();
+            self.ready.push_back(data);
+        }
+    }
+
+    /// Queues raw bytes (the preamble).
+    pub(crate) fn push_raw(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.ready.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// The next bytes to transmit.
+    pub(crate) fn pop(&mut self) -> Option<Bytes> {
+        let out = match self.ready.pop_front() {
+            Some(b) => b,
+            None if !self.tail.is_empty() => self.tail.split().freeze(),
+            None => return None,
+        };
+        self.len -= out.len();
+        Some(out)
+    }
+
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

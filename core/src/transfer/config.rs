@@ -1,0 +1,46 @@
+//! Transfer settings, each with its default from spec §9.
+
+use core::time::Duration;
+
+/// Settings of the transfers of one session.
+///
+/// ```
+/// use tidings_core::transfer::TransferConfig;
+/// let tiny = TransferConfig { window: 4096, chunk_size: 1024, ..TransferConfig::default() };
+/// assert!(tiny.window >= tiny.chunk_size);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// Largest `chunk` payload this side sends. Default 64 KiB.
+    pub chunk_size: u32,
+    /// Receive window: the most bytes a sender may have sent that this side has not yet
+    /// written (credit). Default 1 MiB.
+    pub window: u32,
+    /// File bytes read ahead of the socket: read requests stop while the queued and
+    /// requested-but-unprovided data exceed this. Default 256 KiB.
+    pub read_ahead: u32,
+    /// Most transfers at once per session, both directions; further offers are rejected with
+    /// `limit-exceeded`. Default 32.
+    pub max_active: usize,
+    /// An offer not answered within this fails with `transfer-timeout`. Default 120 s.
+    pub offer_timeout: Duration,
+    /// A transfer with no byte moving for this long fails with `transfer-timeout`. Default 60 s.
+    pub stall_timeout: Duration,
+    /// Progress events are at least this far apart (plus one at the end). Default 50 ms, so
+    /// at most 20 per second per transfer.
+    pub progress_interval: Duration,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            chunk_size: 64 << 10,
+            window: 1 << 20,
+            read_ahead: 256 << 10,
+            max_active: 32,
+            offer_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(60),
+            progress_interval: Duration::from_millis(50),
+        }
+    }
+}

@@ -1,0 +1,699 @@
+//! File transfers (spec §7): offers, credit-based flow control, resume, SHA-256 integrity and
+//! progress — without touching a file.
+//!
+//! The core never opens a file. It tells the driver what to read and hands it what to write:
+//!
+//! * [`TransferEvent::Read`] `{ id, offset, len }`: read `len` bytes at `offset` and answer with
+//!   [`Session::provide_data`] (or [`Session::read_failed`]). A sender reads its source file; a
+//!   receiver that resumes reads its kept partial file once, so the digest covers every byte.
+//! * [`TransferEvent::Data`] `{ id, offset, data }`: write `data` at `offset`, then call
+//!   [`Session::data_written`] (or [`Session::write_failed`]). Credit goes back to the sender
+//!   only for written bytes, so a slow disk slows the sender and nobody buffers a whole file.
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use tidings_core::session::{Config, Event, Session};
+//! use tidings_core::transfer::TransferEvent;
+//! use tidings_core::wire::Utf8;
+//!
+//! # let now = Instant::now();
+//! # let mut a = Session::client(Config::default(), "alice", now).unwrap();
+//! # let mut s = Session::server(Config::default(), now);
+//! # fn pump(a: &mut Session, b: &mut Session, now: Instant) {
+//! #     loop { let mut m = false;
+//! #       while let Some(x) = a.poll_transmit() { b.handle_input(now, &x); m = true; }
+//! #       while let Some(x) = b.poll_transmit() { a.handle_input(now, &x); m = true; }
+//! #       if !m { break } } }
+//! # pump(&mut a, &mut s, now);
+//! # let Some(Event::Hello(h)) = s.poll_event() else { panic!() };
+//! # s.accept_hello(h.name, Utf8::from("srv"), vec![]).unwrap();
+//! # pump(&mut a, &mut s, now);
+//! # a.poll_event();
+//! let file = Bytes::from(vec![7u8; 200_000]); // stands in for a file on disk
+//! let id = a.offer_file("", "photo.jpg", file.len() as u64, "image/jpeg").unwrap();
+//! pump(&mut a, &mut s, now);
+//! let Some(Event::Transfer(TransferEvent::Offered(offer))) = s.poll_event() else { panic!() };
+//! s.accept_offer(offer.id, 0).unwrap();
+//! let mut received = Vec::new();
+//! let mut finished = false;
+//! while !finished {
+//!     pump(&mut a, &mut s, now);
+//!     while let Some(ev) = a.poll_event() {
+//!         if let Event::Transfer(TransferEvent::Read { id, offset, len }) = ev {
+//!             let at = offset as usize;
+//!             a.provide_data(id, offset, file.slice(at..at + len)).unwrap();
+//!         }
+//!     }
+//!     pump(&mut a, &mut s, now);
+//!     while let Some(ev) = s.poll_event() {
+//!         match ev {
+//!             Event::Transfer(TransferEvent::Data { id, data, .. }) => {
+//!                 received.extend_from_slice(&data); // a real driver writes at `offset`
+//!                 s.data_written(id, data.len() as u64).unwrap();
+//!             }
+//!             Event::Transfer(TransferEvent::Finished { result, .. }) => {
+//!                 assert!(result.is_ok());
+//!                 finished = true;
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! assert_eq!(received, file);
+//! ```
+
+mod config;
+mod file_name;
+mod incoming;
+mod outgoing;
+mod progress;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use config::TransferConfig;
+pub use file_name::{safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
+pub use progress::Progress;
+
+use crate::session::{Event, Lane, Role, Session, SendError};
+use crate::wire::{Message, Offer, Utf8, DIGEST_LEN};
+use crate::{ErrorCode, ProtocolError};
+use incoming::Incoming;
+use outgoing::Outgoing;
+
+/// A transfer's id on one connection. The offering side picks it: even ids are offered by
+/// the client, odd ids by the server (spec §7.1), so both sides can offer at once.
+pub type TransferId = u64;
+
+/// A SHA-256 digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// Which way the bytes go, seen from this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// This side sends the file.
+    Send,
+    /// This side receives the file.
+    Receive,
+}
+
+/// Whether this side reads/writes the file itself or relays it between two connections.
+///
+/// A relay (the hub) neither hashes nor verifies: the digest travels end to end, from the
+/// sender's `done` to the receiver, and the receiver's verdict travels back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The file is here: hash and verify.
+    Local,
+    /// The file passes through: forward digest and verdict (see [`Session::relay_done`] and
+    /// [`Session::relay_outcome`]).
+    Relay,
+}
+
+/// An offer received from the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingOffer {
+    /// Transfer id.
+    pub id: TransferId,
+    /// Who offers it (the server's stamp; empty when the server itself offers).
+    pub peer: Utf8,
+    /// The name reduced to a safe base name by [`safe_file_name`].
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type (may be empty).
+    pub media_type: Utf8,
+}
+
+/// Why a transfer did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferFailure {
+    /// The code (`cancelled`, `digest-mismatch`, `peer-lost` …).
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub reason: Utf8,
+    /// Whether the peer (rather than this side) ended it.
+    pub by_peer: bool,
+}
+
+/// Something that happened to a transfer; delivered as [`Event::Transfer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEvent {
+    /// The peer offers a file: answer with [`Session::accept_offer`] or
+    /// [`Session::reject_offer`].
+    Offered(IncomingOffer),
+    /// Our offer was accepted from `offset` (non-zero: the receiver resumes).
+    Accepted {
+        /// Transfer id.
+        id: TransferId,
+        /// First byte the receiver wants.
+        offset: u64,
+    },
+    /// Read `len` bytes at `offset` of the transfer's file and answer with
+    /// [`Session::provide_data`].
+    Read {
+        /// Transfer id.
+        id: TransferId,
+        /// Where.
+        offset: u64,
+        /// How many bytes (never more than the chunk size).
+        len: usize,
+    },
+    /// Received file bytes: write them at `offset`, then call [`Session::data_written`].
+    Data {
+        /// Transfer id.
+        id: TransferId,
+        /// Where.
+        offset: u64,
+        /// The bytes, zero-copy from the receive buffer.
+        data: Bytes,
+    },
+    /// How far it has come.
+    Progress(Progress),
+    /// Relay receivers only: the sender finished; pass the digest on with
+    /// [`Session::relay_done`] on the other connection.
+    SenderDone {
+        /// Transfer id.
+        id: TransferId,
+        /// The sender's SHA-256.
+        digest: Digest,
+    },
+    /// The transfer ended: `Ok` with the verified digest, or why not. A receiver keeps its
+    /// partial file on failure so that a later offer can resume it.
+    Finished {
+        /// Transfer id.
+        id: TransferId,
+        /// Sending or receiving.
+        direction: Direction,
+        /// The outcome.
+        result: Result<Digest, TransferFailure>,
+    },
+}
+
+/// What the transfers of one session may touch: the output lanes and the event queue.
+pub(crate) struct Io<'a> {
+    pub(crate) control: &'a mut Lane,
+    pub(crate) data: &'a mut Lane,
+    pub(crate) events: &'a mut VecDeque<Event>,
+    last_tx: &'a mut Instant,
+    pub(crate) now: Instant,
+    pub(crate) peer_max_frame: u32,
+}
+
+impl Io<'_> {
+    /// Queues a control frame (ahead of all file data).
+    pub(crate) fn control(&mut self, msg: &Message) {
+        self.control.push(msg);
+        *self.last_tx = self.now;
+    }
+
+    /// Queues a frame behind the file data already queued (chunks and `done`, whose order
+    /// matters).
+    pub(crate) fn data(&mut self, msg: &Message) {
+        self.data.push(msg);
+        *self.last_tx = self.now;
+    }
+
+    pub(crate) fn event(&mut self, ev: TransferEvent) {
+        self.events.push_back(Event::Transfer(ev));
+    }
+}
+
+/// The transfers of a session together with the session's output, borrowed at once.
+pub(crate) struct Outbox<'a> {
+    pub(crate) transfers: &'a mut Transfers,
+    pub(crate) io: Io<'a>,
+}
+
+impl<'a> Outbox<'a> {
+    pub(crate) fn new(
+        transfers: &'a mut Transfers,
+        control: &'a mut Lane,
+        data: &'a mut Lane,
+        events: &'a mut VecDeque<Event>,
+        last_tx: &'a mut Instant,
+        now: Instant,
+        peer_max_frame: u32,
+    ) -> Self {
+        Outbox {
+            transfers,
+            io: Io {
+                control,
+                data,
+                events,
+                last_tx,
+                now,
+                peer_max_frame,
+            },
+        }
+    }
+}
+
+/// Ids of ended transfers remembered, so that frames already in flight for them are ignored.
+const TOMBSTONES: usize = 256;
+
+enum Transfer {
+    Out(Outgoing),
+    In(Incoming),
+}
+
+/// All transfers of one session.
+#[derive(Default)]
+pub(crate) struct Transfers {
+    config: TransferConfig,
+    map: HashMap<TransferId, Transfer>,
+    /// Round-robin order for read requests: the fair share of the connection.
+    turn: VecDeque<TransferId>,
+    ended: VecDeque<TransferId>,
+    next_id: TransferId,
+    peer_parity: u64,
+}
+
+impl core::fmt::Debug for Transfers {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transfers")
+            .field("active", &self.map.len())
+            .finish()
+    }
+}
+
+impl Transfers {
+    pub(crate) fn new(role: Role, config: TransferConfig) -> Self {
+        let (own, peer) = match role {
+            Role::Client => (0, 1),
+            Role::Server => (1, 0),
+        };
+        Transfers {
+            config,
+            next_id: own,
+            peer_parity: peer,
+            ..Default::default()
+        }
+    }
+
+    fn end(&mut self, id: TransferId) {
+        self.map.remove(&id);
+        self.turn.retain(|&t| t != id);
+        if self.ended.len() == TOMBSTONES {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(id);
+    }
+
+    /// A frame for a transfer id we do not have: ignored if it ended recently (the frame
+    /// crossed a cancel), otherwise answered with `unknown-transfer`.
+    fn unknown(&self, id: TransferId, io: &mut Io) {
+        if !self.ended.contains(&id) {
+            io.control(&Message::Error {
+                code: ErrorCode::UnknownTransfer,
+                text: Utf8::from(format!("no transfer {id}")),
+            });
+        }
+    }
+
+    pub(crate) fn handle_message(&mut self, msg: Message, io: &mut Io) -> Result<(), ProtocolError> {
+        let cfg = &self.config;
+        let id = match &msg {
+            Message::Offer(o) => o.id,
+            Message::Accept { id, .. }
+            | Message::Reject { id, .. }
+            | Message::Chunk { id, .. }
+            | Message::Credit { id, .. }
+            | Message::Done { id, .. }
+            | Message::Cancel { id, .. }
+            | Message::Complete { id }
+            | Message::Failed { id, .. } => *id,
+            _ => unreachable!("session dispatches only transfer messages here"),
+        };
+        if let Message::Offer(offer) = msg {
+            return self.offered(offer, io);
+        }
+        let ended = match self.map.get_mut(&id) {
+            None => {
+                self.unknown(id, io);
+                return Ok(());
+            }
+            Some(Transfer::Out(t)) => t.handle(msg, cfg, io)?,
+            Some(Transfer::In(t)) => t.handle(msg, cfg, io)?,
+        };
+        if ended {
+            self.end(id);
+        }
+        Ok(())
+    }
+
+    fn offered(&mut self, offer: Offer, io: &mut Io) -> Result<(), ProtocolError> {
+        if offer.id & 1 != self.peer_parity || self.map.contains_key(&offer.id) {
+            return Err(ProtocolError::new(
+                ErrorCode::Malformed,
+                "offer id has the wrong parity or is in use",
+            ));
+        }
+        let reject = |code, reason: &str, io: &mut Io| {
+            io.control(&Message::Reject {
+                id: offer.id,
+                code,
+                reason: Utf8::from(reason),
+            })
+        };
+        if self.map.len() >= self.config.max_active {
+            reject(ErrorCode::LimitExceeded, "too many transfers at once", io);
+            return Ok(());
+        }
+        let Some(name) = safe_file_name(&offer.name) else {
+            reject(ErrorCode::BadFileName, "the file name is not usable", io);
+            return Ok(());
+        };
+        let incoming = Incoming::new(&offer, io.now);
+        io.event(TransferEvent::Offered(IncomingOffer {
+            id: offer.id,
+            peer: offer.peer,
+            name,
+            size: offer.size,
+            media_type: offer.media_type,
+        }));
+        self.map.insert(offer.id, Transfer::In(incoming));
+        Ok(())
+    }
+
+    /// Asks the driver for file bytes, round-robin across transfers, while the read-ahead
+    /// budget allows.
+    pub(crate) fn request_reads(&mut self, io: &mut Io) {
+        let mut budget = self.read_budget(io.data.len());
+        let max_len = self.chunk_limit(io.peer_max_frame);
+        let mut idle_in_a_row = 0;
+        while budget > 0 && idle_in_a_row < self.turn.len() {
+            let id = self.turn[0];
+            self.turn.rotate_left(1);
+            let req = match self.map.get_mut(&id) {
+                Some(Transfer::Out(t)) => t.next_read(max_len.min(budget)),
+                Some(Transfer::In(t)) => t.next_read(max_len.min(budget)),
+                None => None,
+            };
+            match req {
+                Some((offset, len)) => {
+                    budget -= len;
+                    idle_in_a_row = 0;
+                    io.event(TransferEvent::Read { id, offset, len });
+                }
+                None => idle_in_a_row += 1,
+            }
+        }
+    }
+
+    /// Whether [`Transfers::request_reads`] would ask for something now.
+    pub(crate) fn wants_reads(&self, data_queued: usize) -> bool {
+        self.read_budget(data_queued) > 0
+            && self.map.values().any(|t| match t {
+                Transfer::Out(t) => t.can_read(),
+                Transfer::In(t) => t.can_read(),
+            })
+    }
+
+    fn read_budget(&self, data_queued: usize) -> usize {
+        let outstanding: u64 = self
+            .map
+            .values()
+            .map(|t| match t {
+                Transfer::Out(t) => t.outstanding(),
+                Transfer::In(t) => t.outstanding(),
+            })
+            .sum();
+        (self.config.read_ahead as usize).saturating_sub(data_queued + outstanding as usize)
+    }
+
+    fn chunk_limit(&self, peer_max_frame: u32) -> usize {
+        // A chunk's fixed fields take 16 bytes of the frame body.
+        self.config.chunk_size.min(peer_max_frame - 16) as usize
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map
+            .values()
+            .filter_map(|t| match t {
+                Transfer::Out(t) => t.deadline(&self.config),
+                Transfer::In(t) => t.deadline(&self.config),
+            })
+            .min()
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant, io: &mut Io) {
+        let expired: Vec<TransferId> = self
+            .map
+            .iter()
+            .filter(|(_, t)| {
+                match t {
+                    Transfer::Out(t) => t.deadline(&self.config),
+                    Transfer::In(t) => t.deadline(&self.config),
+                }
+                .is_some_and(|d| now >= d)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.cancel(id, ErrorCode::TransferTimeout, "the transfer stopped moving", io);
+        }
+    }
+
+    /// Ends a transfer from this side: tells the peer and the application.
+    pub(crate) fn cancel(&mut self, id: TransferId, code: ErrorCode, reason: &str, io: &mut Io) {
+        let Some(t) = self.map.get(&id) else { return };
+        let direction = match t {
+            Transfer::Out(_) => Direction::Send,
+            Transfer::In(_) => Direction::Receive,
+        };
+        let offered_to_us = matches!(t, Transfer::In(i) if i.is_offered());
+        let reason = Utf8::from(reason);
+        io.control(&if offered_to_us {
+            Message::Reject {
+                id,
+                code,
+                reason: reason.clone(),
+            }
+        } else {
+            Message::Cancel {
+                id,
+                code,
+                reason: reason.clone(),
+            }
+        });
+        io.event(TransferEvent::Finished {
+            id,
+            direction,
+            result: Err(TransferFailure {
+                code,
+                reason,
+                by_peer: false,
+            }),
+        });
+        self.end(id);
+    }
+
+    /// The session is closing: every transfer fails with `code`, nothing more is sent.
+    pub(crate) fn abort_all(&mut self, code: ErrorCode, io: &mut Io) {
+        let mut ids: Vec<_> = self.map.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let direction = match self.map[&id] {
+                Transfer::Out(_) => Direction::Send,
+                Transfer::In(_) => Direction::Receive,
+            };
+            io.event(TransferEvent::Finished {
+                id,
+                direction,
+                result: Err(TransferFailure {
+                    code,
+                    reason: Utf8::from_static("the connection closed"),
+                    by_peer: false,
+                }),
+            });
+            self.end(id);
+        }
+    }
+}
+
+/// File transfer commands (spec §7). All of them return [`SendError::NotOpen`] on a session
+/// that is not open, and [`SendError::Invalid`] for an id in the wrong state.
+impl Session {
+    /// Offers a file of `size` bytes to `to` (a peer's name; empty for the server itself).
+    /// `name` is reduced to a safe base name first. Returns the transfer id.
+    pub fn offer_file(
+        &mut self,
+        to: &str,
+        name: &str,
+        size: u64,
+        media_type: &str,
+    ) -> Result<TransferId, SendError> {
+        self.offer(to, name, size, media_type, Mode::Local)
+    }
+
+    /// Like [`Session::offer_file`] with a [`Mode`]: the hub offers with [`Mode::Relay`] on
+    /// the receiver's connection.
+    pub fn offer(
+        &mut self,
+        to: &str,
+        name: &str,
+        size: u64,
+        media_type: &str,
+        mode: Mode,
+    ) -> Result<TransferId, SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotOpen);
+        }
+        if !to.is_empty() {
+            crate::name::validate_name(to).map_err(SendError::BadName)?;
+        }
+        let name = safe_file_name(name).ok_or(SendError::Invalid("the file name is not usable"))?;
+        if media_type.len() > u8::MAX as usize {
+            return Err(SendError::Invalid("media type longer than 255 bytes"));
+        }
+        let mut out = self.outbox();
+        let t = &mut *out.transfers;
+        if t.map.len() >= t.config.max_active {
+            return Err(SendError::Invalid("too many transfers at once"));
+        }
+        let id = t.next_id;
+        t.next_id += 2;
+        let offer = Offer {
+            id,
+            peer: Utf8::from(to),
+            size,
+            name: Utf8::from(name),
+            media_type: Utf8::from(media_type),
+        };
+        out.io.control(&Message::Offer(offer));
+        t.map
+            .insert(id, Transfer::Out(Outgoing::new(id, size, mode, out.io.now)));
+        t.turn.push_back(id);
+        Ok(id)
+    }
+
+    /// Accepts an offer from `offset` (0, or the length of a partial file kept from an
+    /// earlier attempt). With a non-zero offset the driver is first asked to read the kept
+    /// bytes once, so the digest covers the whole file.
+    pub fn accept_offer(&mut self, id: TransferId, offset: u64) -> Result<(), SendError> {
+        self.accept_with(id, offset, Mode::Local)
+    }
+
+    /// Like [`Session::accept_offer`] with a [`Mode`] (the hub accepts with
+    /// [`Mode::Relay`]).
+    pub fn accept_with(&mut self, id: TransferId, offset: u64, mode: Mode) -> Result<(), SendError> {
+        self.with_incoming(id, |t, cfg, io| t.accept(offset, mode, cfg, io))?;
+        let out = self.outbox();
+        if !out.transfers.turn.contains(&id) {
+            out.transfers.turn.push_back(id);
+        }
+        Ok(())
+    }
+
+    /// Declines an offer.
+    pub fn reject_offer(&mut self, id: TransferId, code: ErrorCode, reason: &str) -> Result<(), SendError> {
+        self.with_incoming(id, |t, _, _| {
+            if t.is_offered() {
+                Ok(())
+            } else {
+                Err(SendError::Invalid("the offer was already answered"))
+            }
+        })?;
+        self.cancel_transfer(id, code, reason)
+    }
+
+    /// Abandons a transfer in either direction at any time.
+    pub fn cancel_transfer(&mut self, id: TransferId, code: ErrorCode, reason: &str) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotOpen);
+        }
+        let mut out = self.outbox();
+        if !out.transfers.map.contains_key(&id) {
+            return Err(SendError::Invalid("no such transfer"));
+        }
+        out.transfers.cancel(id, code, reason, &mut out.io);
+        Ok(())
+    }
+
+    /// Answers a [`TransferEvent::Read`] with exactly the bytes asked for.
+    pub fn provide_data(&mut self, id: TransferId, offset: u64, data: Bytes) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotOpen);
+        }
+        let mut out = self.outbox();
+        let cfg = out.transfers.config.clone();
+        let ended = match out.transfers.map.get_mut(&id) {
+            Some(Transfer::Out(t)) => t.provide(offset, data, &cfg, &mut out.io)?,
+            Some(Transfer::In(t)) => t.provide(offset, data, &cfg, &mut out.io)?,
+            None => return Err(SendError::Invalid("no such transfer")),
+        };
+        if ended {
+            out.transfers.end(id);
+        }
+        Ok(())
+    }
+
+    /// The driver could not read the file: the transfer fails with `source-failed` (sending)
+    /// or `storage-failed` (a receiver's kept partial file).
+    pub fn read_failed(&mut self, id: TransferId, reason: &str) -> Result<(), SendError> {
+        let code = match self.outbox().transfers.map.get(&id) {
+            Some(Transfer::In(_)) => ErrorCode::StorageFailed,
+            _ => ErrorCode::SourceFailed,
+        };
+        self.cancel_transfer(id, code, reason)
+    }
+
+    /// Reports that `len` more received bytes are written, which returns credit to the
+    /// sender and, after the last byte, lets the digest verdict go out.
+    pub fn data_written(&mut self, id: TransferId, len: u64) -> Result<(), SendError> {
+        let ended = self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io))?;
+        if ended {
+            self.outbox().transfers.end(id);
+        }
+        Ok(())
+    }
+
+    /// The driver could not write: the transfer fails with `storage-failed`; keep what was
+    /// written for a later resume.
+    pub fn write_failed(&mut self, id: TransferId, reason: &str) -> Result<(), SendError> {
+        self.cancel_transfer(id, ErrorCode::StorageFailed, reason)
+    }
+
+    /// Relay senders: the original sender's digest, from [`TransferEvent::SenderDone`] on the
+    /// other connection. `done` goes out once every byte has been provided.
+    pub fn relay_done(&mut self, id: TransferId, digest: Digest) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotOpen);
+        }
+        let mut out = self.outbox();
+        match out.transfers.map.get_mut(&id) {
+            Some(Transfer::Out(t)) => t.relay_digest(digest, &mut out.io),
+            _ => Err(SendError::Invalid("no such relayed sending transfer")),
+        }
+    }
+
+    /// Relay receivers: the final receiver's verdict, from [`TransferEvent::Finished`] on the
+    /// other connection, sent back to the original sender as `complete` or `failed`.
+    pub fn relay_outcome(&mut self, id: TransferId, result: Result<Digest, (ErrorCode, &str)>) -> Result<(), SendError> {
+        let ended = self.with_incoming(id, |t, _, io| t.relay_outcome(result, io))?;
+        if ended {
+            self.outbox().transfers.end(id);
+        }
+        Ok(())
+    }
+
+    fn with_incoming<R>(
+        &mut self,
+        id: TransferId,
+        f: impl FnOnce(&mut Incoming, &TransferConfig, &mut Io) -> Result<R, SendError>,
+    ) -> Result<R, SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotOpen);
+        }
+        let mut out = self.outbox();
+        let cfg = out.transfers.config.clone();
+        match out.transfers.map.get_mut(&id) {
+            Some(Transfer::In(t)) => f(t, &cfg, &mut out.io),
+            _ => Err(SendError::Invalid("no such incoming transfer")),
+        }
+    }
+}

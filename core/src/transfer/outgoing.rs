@@ -1,0 +1,262 @@
+//! The sending end of one transfer (spec §7.3).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+use super::progress::Meter;
+use super::{Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId};
+use crate::session::SendError;
+use crate::wire::Message;
+use crate::{ErrorCode, ProtocolError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Offer sent, no answer yet.
+    Offered,
+    /// Resuming: reading the bytes before the offset only to hash them.
+    Hashing,
+    /// Sending chunks as credit allows.
+    Sending,
+    /// Every byte and `done` queued; waiting for `complete` or `failed`.
+    AwaitingVerdict,
+}
+
+pub(crate) struct Outgoing {
+    id: TransferId,
+    size: u64,
+    mode: Mode,
+    phase: Phase,
+    /// Where the receiver asked us to start.
+    offset: u64,
+    /// Next byte to ask the driver for.
+    requested: u64,
+    /// Next byte the driver must provide.
+    provided: u64,
+    /// The receiver allows bytes up to here.
+    credit_end: u64,
+    hasher: Sha256,
+    relay_digest: Option<Digest>,
+    sent_digest: Option<Digest>,
+    meter: Meter,
+    since: Instant,
+}
+
+fn unexpected(detail: &'static str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::UnexpectedMessage, detail)
+}
+
+impl Outgoing {
+    pub(crate) fn new(id: TransferId, size: u64, mode: Mode, now: Instant) -> Self {
+        Outgoing {
+            id,
+            size,
+            mode,
+            phase: Phase::Offered,
+            offset: 0,
+            requested: 0,
+            provided: 0,
+            credit_end: 0,
+            hasher: Sha256::new(),
+            relay_digest: None,
+            sent_digest: None,
+            meter: Meter::new(),
+            since: now,
+        }
+    }
+
+    fn read_limit(&self) -> u64 {
+        match self.phase {
+            Phase::Hashing => self.offset,
+            Phase::Sending => self.credit_end.min(self.size),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn can_read(&self) -> bool {
+        self.requested < self.read_limit()
+    }
+
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.requested - self.provided
+    }
+
+    pub(crate) fn next_read(&mut self, max_len: usize) -> Option<(u64, usize)> {
+        let room = self.read_limit().saturating_sub(self.requested);
+        if room == 0 || max_len == 0 {
+            return None;
+        }
+        let len = room.min(max_len as u64) as usize;
+        let at = self.requested;
+        self.requested += len as u64;
+        Some((at, len))
+    }
+
+    pub(crate) fn deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
+        Some(match self.phase {
+            Phase::Offered => self.since + cfg.offer_timeout,
+            _ => self.since + cfg.stall_timeout,
+        })
+    }
+
+    fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
+        io.event(TransferEvent::Finished {
+            id: self.id,
+            direction: Direction::Send,
+            result,
+        });
+    }
+
+    /// A frame from the receiver; `Ok(true)` when the transfer ended.
+    pub(crate) fn handle(
+        &mut self,
+        msg: Message,
+        cfg: &TransferConfig,
+        io: &mut Io,
+    ) -> Result<bool, ProtocolError> {
+        match msg {
+            Message::Accept { offset, credit, .. } => {
+                if self.phase != Phase::Offered {
+                    return Err(unexpected("accept for a transfer already answered"));
+                }
+                if offset > self.size {
+                    return Err(ProtocolError::new(
+                        ErrorCode::ChunkOutOfRange,
+                        "accept offset beyond the file size",
+                    ));
+                }
+                self.offset = offset;
+                self.credit_end = offset.saturating_add(credit.into());
+                self.since = io.now;
+                io.event(TransferEvent::Accepted {
+                    id: self.id,
+                    offset,
+                });
+                if self.mode == Mode::Local && offset > 0 {
+                    self.phase = Phase::Hashing;
+                } else {
+                    self.start_sending(cfg, io);
+                }
+                Ok(false)
+            }
+            Message::Credit { bytes, .. } => {
+                if self.phase == Phase::Offered {
+                    return Err(unexpected("credit before accept"));
+                }
+                self.credit_end = self.credit_end.saturating_add(bytes.into());
+                self.since = io.now;
+                Ok(false)
+            }
+            Message::Complete { .. } => {
+                let Some(digest) = self.sent_digest.filter(|_| self.phase == Phase::AwaitingVerdict)
+                else {
+                    return Err(unexpected("complete before done"));
+                };
+                self.finished(io, Ok(digest));
+                Ok(true)
+            }
+            Message::Reject { code, reason, .. }
+            | Message::Cancel { code, reason, .. }
+            | Message::Failed { code, reason, .. } => {
+                let failure = TransferFailure {
+                    code,
+                    reason,
+                    by_peer: true,
+                };
+                self.finished(io, Err(failure));
+                Ok(true)
+            }
+            _ => Err(unexpected("sender-side frame sent by the receiver")),
+        }
+    }
+
+    fn start_sending(&mut self, cfg: &TransferConfig, io: &mut Io) {
+        self.phase = Phase::Sending;
+        self.requested = self.offset;
+        self.provided = self.offset;
+        self.report(cfg, io);
+        self.maybe_done(io);
+    }
+
+    /// Bytes the driver read for us.
+    pub(crate) fn provide(
+        &mut self,
+        offset: u64,
+        data: Bytes,
+        cfg: &TransferConfig,
+        io: &mut Io,
+    ) -> Result<bool, SendError> {
+        let end = offset + data.len() as u64;
+        if offset != self.provided || end > self.requested || data.is_empty() {
+            return Err(SendError::Invalid("data does not answer the pending read"));
+        }
+        if self.mode == Mode::Local {
+            self.hasher.update(&data);
+        }
+        self.provided = end;
+        match self.phase {
+            Phase::Hashing => {
+                if self.provided == self.offset {
+                    self.start_sending(cfg, io);
+                }
+            }
+            Phase::Sending => {
+                io.data(&Message::Chunk {
+                    id: self.id,
+                    offset,
+                    data,
+                });
+                self.since = io.now;
+                self.report(cfg, io);
+                self.maybe_done(io);
+            }
+            _ => unreachable!("reads are only requested while hashing or sending"),
+        }
+        Ok(false)
+    }
+
+    fn report(&mut self, cfg: &TransferConfig, io: &mut Io) {
+        let p = self.meter.update(
+            io.now,
+            cfg.progress_interval,
+            self.id,
+            Direction::Send,
+            self.provided,
+            self.size,
+        );
+        if let Some(p) = p {
+            io.event(TransferEvent::Progress(p));
+        }
+    }
+
+    /// Queues `done` once every byte went out (and, relaying, the digest is known).
+    fn maybe_done(&mut self, io: &mut Io) {
+        if self.phase != Phase::Sending || self.provided < self.size {
+            return;
+        }
+        let digest = match self.mode {
+            Mode::Local => self.hasher.finalize_reset().into(),
+            Mode::Relay => match self.relay_digest {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        self.sent_digest = Some(digest);
+        self.phase = Phase::AwaitingVerdict;
+        // Behind the chunks: `done` must not overtake file data.
+        io.data(&Message::Done {
+            id: self.id,
+            digest,
+        });
+    }
+
+    pub(crate) fn relay_digest(&mut self, digest: Digest, io: &mut Io) -> Result<(), SendError> {
+        if self.mode != Mode::Relay || self.relay_digest.is_some() {
+            return Err(SendError::Invalid("not a relay transfer waiting for its digest"));
+        }
+        self.relay_digest = Some(digest);
+        self.maybe_done(io);
+        Ok(())
+    }
+}

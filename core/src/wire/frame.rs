@@ -1,0 +1,147 @@
+//! Frames (spec §4): a 4-byte big-endian body length, a 1-byte type, then the body.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                      body length (u32, BE)                    |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |     type      |          body (length bytes) ...
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::{ErrorCode, ProtocolError};
+
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 5;
+/// The frame body size every receiver accepts unless it announced a larger one (1 MiB).
+pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
+/// The smallest limit a receiver may announce: the default, so that handshakes and peer lists
+/// always fit.
+pub const MIN_MAX_FRAME: u32 = DEFAULT_MAX_FRAME;
+/// The largest limit a receiver may announce (16 MiB).
+pub const MAX_FRAME_CEILING: u32 = 16 << 20;
+
+/// One frame as it came off the wire: its type and its body, split zero-copy from the receive
+/// buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The type byte.
+    pub kind: u8,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Writes a frame header for a body of `body_len` bytes.
+pub fn encode_header(kind: u8, body_len: usize, out: &mut BytesMut) {
+    debug_assert!(body_len <= u32::MAX as usize);
+    out.put_u32(body_len as u32);
+    out.put_u8(kind);
+}
+
+/// Reassembles frames from a byte stream delivered in arbitrary pieces.
+///
+/// The buffer grows only as bytes arrive and never by what a peer declares: a header whose
+/// length exceeds the limit is rejected as soon as its four length bytes are in, before any
+/// of the body is stored. After [`FrameDecoder::next_frame`] has returned `Ok(None)`, the
+/// decoder holds less than one whole frame (`max_frame + HEADER_LEN` bytes at most).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tidings_core::wire::{FrameDecoder, Message, DEFAULT_MAX_FRAME};
+///
+/// let mut wire = BytesMut::new();
+/// Message::Ping { nonce: 7 }.encode(&mut wire);
+/// let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+/// for byte in wire.chunks(1) {
+///     dec.push(byte);
+/// }
+/// let frame = dec.next_frame().unwrap().unwrap();
+/// assert_eq!(Message::decode(frame).unwrap(), Message::Ping { nonce: 7 });
+/// assert_eq!(dec.next_frame(), Ok(None));
+/// ```
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+impl FrameDecoder {
+    /// A decoder that accepts bodies of up to `max_frame` bytes.
+    pub fn new(max_frame: u32) -> Self {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_frame,
+        }
+    }
+
+    /// The body size limit.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// Changes the body size limit (after the handshake announced one).
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Removes and returns the first `n` buffered bytes (for the preamble, which precedes
+    /// framing). Returns `None` while fewer are buffered.
+    pub fn take_prefix(&mut self, n: usize) -> Option<Bytes> {
+        (self.buf.len() >= n).then(|| self.buf.split_to(n).freeze())
+    }
+
+    /// The buffered bytes, unconsumed.
+    pub fn peek(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The next whole frame, `Ok(None)` if more bytes are needed, or the error for a header that
+    /// breaks the limit. After an error the stream is unusable and the caller must close.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        if len > self.max_frame {
+            return Err(ProtocolError::new(
+                ErrorCode::FrameTooLarge,
+                "declared frame length exceeds the limit",
+            ));
+        }
+        let total = HEADER_LEN + len as usize;
+        if self.buf.len() < total {
+            // Reserve for the rest of this frame only; it is within the limit.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let kind = self.buf[4];
+        self.buf.advance(HEADER_LEN);
+        let body = self.buf.split_to(len as usize).freeze();
+        Ok(Some(Frame { kind, body }))
+    }
+
+    /// Called at end of stream: an error if a partial frame is left.
+    pub fn finish(&self) -> Result<(), ProtocolError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::new(
+                ErrorCode::Truncated,
+                "stream ended inside a frame",
+            ))
+        }
+    }
+}

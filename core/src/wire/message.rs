@@ -1,0 +1,683 @@
+//! Messages (spec §5–§6): the body layout of every frame type, decoding and encoding.
+//!
+//! Field notation used in the comments: `u8/u16/u32/u64` big-endian integers, `str8`/`str16`
+//! a UTF-8 string after a 1-/2-byte length, `rest` all remaining body bytes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::frame::{encode_header, Frame, HEADER_LEN};
+use super::reader::Reader;
+use super::Utf8;
+use crate::{ErrorCode, ProtocolError};
+
+/// Bytes in a SHA-256 digest.
+pub const DIGEST_LEN: usize = 32;
+
+/// Frame type bytes (spec §5, the type registry).
+pub mod frame_type {
+    /// `hello`: client → server, first frame.
+    pub const HELLO: u8 = 0x01;
+    /// `welcome`: server → client, the name was accepted.
+    pub const WELCOME: u8 = 0x02;
+    /// `refused`: server → client, the name was not accepted; the server then closes.
+    pub const REFUSED: u8 = 0x03;
+    /// `text`: chat text, to everyone or to one peer.
+    pub const TEXT: u8 = 0x10;
+    /// `blob`: binary data with a media type (an image, a video frame).
+    pub const BLOB: u8 = 0x11;
+    /// `presence`: a peer joined or left.
+    pub const PRESENCE: u8 = 0x20;
+    /// `list-request`: client asks who is online.
+    pub const LIST_REQUEST: u8 = 0x21;
+    /// `peer-list`: the names online.
+    pub const PEER_LIST: u8 = 0x22;
+    /// `ping`: heartbeat probe.
+    pub const PING: u8 = 0x30;
+    /// `pong`: heartbeat answer.
+    pub const PONG: u8 = 0x31;
+    /// `error`: something went wrong; fatal codes close the connection.
+    pub const ERROR: u8 = 0x3E;
+    /// `goodbye`: orderly close.
+    pub const GOODBYE: u8 = 0x3F;
+    /// `offer`: a file is offered.
+    pub const OFFER: u8 = 0x40;
+    /// `accept`: the receiver takes the file from an offset, granting initial credit.
+    pub const ACCEPT: u8 = 0x41;
+    /// `reject`: the receiver declines.
+    pub const REJECT: u8 = 0x42;
+    /// `chunk`: file data at an offset.
+    pub const CHUNK: u8 = 0x43;
+    /// `credit`: the receiver allows more bytes.
+    pub const CREDIT: u8 = 0x44;
+    /// `done`: the sender has sent every byte; carries the SHA-256 of the whole file.
+    pub const DONE: u8 = 0x45;
+    /// `cancel`: either side abandons the transfer.
+    pub const CANCEL: u8 = 0x46;
+    /// `complete`: the receiver verified the digest.
+    pub const COMPLETE: u8 = 0x47;
+    /// `failed`: the receiver could not finish (digest mismatch, storage failure).
+    pub const FAILED: u8 = 0x48;
+    /// Types at or above this value are extensions: a receiver that does not know one ignores
+    /// it instead of failing.
+    pub const FIRST_EXTENSION: u8 = 0x80;
+}
+
+/// Capability bits announced in `hello` and `welcome`.
+pub mod capability {
+    /// The side takes part in file transfers.
+    pub const FILES: u32 = 1 << 0;
+    /// The side accepts `blob` messages.
+    pub const BLOBS: u32 = 1 << 1;
+    /// Everything this implementation supports.
+    pub const ALL: u32 = FILES | BLOBS;
+}
+
+/// `flags` bit of `text` and `blob`: the message was addressed to one peer only.
+const FLAG_PRIVATE: u8 = 1;
+
+/// `hello` (0x01): `name: str8, capabilities: u32, max_frame: u32`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The name the client asks for.
+    pub name: Utf8,
+    /// [`capability`] bits.
+    pub capabilities: u32,
+    /// The largest frame body the client accepts.
+    pub max_frame: u32,
+}
+
+/// `welcome` (0x02): `name: str8, server: str8, heartbeat_ms: u32, timeout_ms: u32,
+/// max_frame: u32, capabilities: u32, count: u32, count × name: str8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The client's name as registered.
+    pub name: Utf8,
+    /// The name of the server's own participant.
+    pub server: Utf8,
+    /// How long a side may stay silent before it sends `ping`, in milliseconds.
+    pub heartbeat_ms: u32,
+    /// How long without receiving anything before the peer is declared dead, in milliseconds.
+    pub timeout_ms: u32,
+    /// The largest frame body the server accepts.
+    pub max_frame: u32,
+    /// [`capability`] bits of the server.
+    pub capabilities: u32,
+    /// Who is online, the client itself included.
+    pub online: Vec<Utf8>,
+}
+
+/// `offer` (0x40): `id: u64, peer: str8, size: u64, name: str16, media_type: str8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Transfer id, chosen by the offering side (spec §7.1: its low bit says which side).
+    pub id: u64,
+    /// Client → server: the addressee (empty for the server itself); server → client: the
+    /// sender, stamped by the server.
+    pub peer: Utf8,
+    /// File size in bytes.
+    pub size: u64,
+    /// Base name of the file.
+    pub name: Utf8,
+    /// Media type, such as `image/png` (may be empty).
+    pub media_type: Utf8,
+}
+
+/// Whether a `presence` frame announces a join or a leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceKind {
+    /// 1: the peer is now online.
+    Joined,
+    /// 2: the peer went away.
+    Left,
+}
+
+/// One protocol message: a decoded frame.
+///
+/// Routed messages (`text`, `blob`, `offer`) carry one `peer` field whose meaning depends on
+/// the direction: from a client it names the addressee (empty: everyone); from the server it
+/// names the sender and is always set by the server, so a client can never claim to be
+/// someone else.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tidings_core::wire::{FrameDecoder, Message, Utf8, DEFAULT_MAX_FRAME};
+///
+/// let msg = Message::Text { peer: Utf8::from("bob"), private: true, text: Utf8::from("hi") };
+/// let mut wire = BytesMut::new();
+/// msg.encode(&mut wire);
+/// assert_eq!(&wire[..], b"\x00\x00\x00\x07\x10\x03bob\x01hi");
+///
+/// let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+/// dec.push(&wire);
+/// assert_eq!(Message::decode(dec.next_frame().unwrap().unwrap()).unwrap(), msg);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Welcome`].
+    Welcome(Welcome),
+    /// `refused` (0x03): `code: u16, reason: rest`.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: Utf8,
+    },
+    /// `text` (0x10): `peer: str8, flags: u8, text: rest`.
+    Text {
+        /// Addressee (from a client) or sender (from the server).
+        peer: Utf8,
+        /// Set by the server on delivery when the text was addressed to one peer only.
+        private: bool,
+        /// The message.
+        text: Utf8,
+    },
+    /// `blob` (0x11): `peer: str8, flags: u8, media_type: str8, data: rest`.
+    Blob {
+        /// Addressee (from a client) or sender (from the server).
+        peer: Utf8,
+        /// As for `text`.
+        private: bool,
+        /// Media type such as `image/jpeg`.
+        media_type: Utf8,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// `presence` (0x20): `kind: u8 (1 joined, 2 left), name: str8`.
+    Presence {
+        /// Joined or left.
+        kind: PresenceKind,
+        /// Who.
+        name: Utf8,
+    },
+    /// `list-request` (0x21): empty body.
+    ListRequest,
+    /// `peer-list` (0x22): `count: u32, count × name: str8`.
+    PeerList {
+        /// Who is online.
+        names: Vec<Utf8>,
+    },
+    /// `ping` (0x30): `nonce: u64`.
+    Ping {
+        /// Echoed by the pong.
+        nonce: u64,
+    },
+    /// `pong` (0x31): `nonce: u64`.
+    Pong {
+        /// The nonce of the ping being answered.
+        nonce: u64,
+    },
+    /// `error` (0x3E): `code: u16, text: rest`.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// Human-readable detail.
+        text: Utf8,
+    },
+    /// `goodbye` (0x3F): `code: u16, reason: rest`.
+    Goodbye {
+        /// Why the sender closes ([`ErrorCode::Normal`] for a plain quit).
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: Utf8,
+    },
+    /// See [`Offer`].
+    Offer(Offer),
+    /// `accept` (0x41): `id: u64, offset: u64, credit: u32`.
+    Accept {
+        /// Transfer id.
+        id: u64,
+        /// The first byte wanted (the size of a kept partial file, to resume).
+        offset: u64,
+        /// Initial credit in bytes.
+        credit: u32,
+    },
+    /// `reject` (0x42): `id: u64, code: u16, reason: rest`.
+    Reject {
+        /// Transfer id.
+        id: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: Utf8,
+    },
+    /// `chunk` (0x43): `id: u64, offset: u64, data: rest`.
+    Chunk {
+        /// Transfer id.
+        id: u64,
+        /// File offset of the first byte of `data`.
+        offset: u64,
+        /// File bytes.
+        data: Bytes,
+    },
+    /// `credit` (0x44): `id: u64, bytes: u32`.
+    Credit {
+        /// Transfer id.
+        id: u64,
+        /// Additional bytes the sender may send.
+        bytes: u32,
+    },
+    /// `done` (0x45): `id: u64, sha256: 32 bytes`.
+    Done {
+        /// Transfer id.
+        id: u64,
+        /// SHA-256 of the whole file.
+        digest: [u8; DIGEST_LEN],
+    },
+    /// `cancel` (0x46): `id: u64, code: u16, reason: rest`.
+    Cancel {
+        /// Transfer id.
+        id: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: Utf8,
+    },
+    /// `complete` (0x47): `id: u64`.
+    Complete {
+        /// Transfer id.
+        id: u64,
+    },
+    /// `failed` (0x48): `id: u64, code: u16, reason: rest`.
+    Failed {
+        /// Transfer id.
+        id: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: Utf8,
+    },
+    /// A frame of the extension range (0x80–0xFF) that this implementation does not know;
+    /// receivers ignore it.
+    Extension {
+        /// Its type byte.
+        kind: u8,
+        /// Its body.
+        body: Bytes,
+    },
+}
+
+impl Message {
+    /// The frame type byte.
+    pub fn kind(&self) -> u8 {
+        use frame_type::*;
+        match self {
+            Message::Hello(_) => HELLO,
+            Message::Welcome(_) => WELCOME,
+            Message::Refused { .. } => REFUSED,
+            Message::Text { .. } => TEXT,
+            Message::Blob { .. } => BLOB,
+            Message::Presence { .. } => PRESENCE,
+            Message::ListRequest => LIST_REQUEST,
+            Message::PeerList { .. } => PEER_LIST,
+            Message::Ping { .. } => PING,
+            Message::Pong { .. } => PONG,
+            Message::Error { .. } => ERROR,
+            Message::Goodbye { .. } => GOODBYE,
+            Message::Offer(_) => OFFER,
+            Message::Accept { .. } => ACCEPT,
+            Message::Reject { .. } => REJECT,
+            Message::Chunk { .. } => CHUNK,
+            Message::Credit { .. } => CREDIT,
+            Message::Done { .. } => DONE,
+            Message::Cancel { .. } => CANCEL,
+            Message::Complete { .. } => COMPLETE,
+            Message::Failed { .. } => FAILED,
+            Message::Extension { kind, .. } => *kind,
+        }
+    }
+
+    /// The spec's name of the message (`peer-list`), for logs and vectors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Welcome(_) => "welcome",
+            Message::Refused { .. } => "refused",
+            Message::Text { .. } => "text",
+            Message::Blob { .. } => "blob",
+            Message::Presence { .. } => "presence",
+            Message::ListRequest => "list-request",
+            Message::PeerList { .. } => "peer-list",
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::Error { .. } => "error",
+            Message::Goodbye { .. } => "goodbye",
+            Message::Offer(_) => "offer",
+            Message::Accept { .. } => "accept",
+            Message::Reject { .. } => "reject",
+            Message::Chunk { .. } => "chunk",
+            Message::Credit { .. } => "credit",
+            Message::Done { .. } => "done",
+            Message::Cancel { .. } => "cancel",
+            Message::Complete { .. } => "complete",
+            Message::Failed { .. } => "failed",
+            Message::Extension { .. } => "extension",
+        }
+    }
+
+    /// Parses one frame. Unknown types below 0x80 are [`ErrorCode::UnknownType`]; unknown
+    /// types from 0x80 up decode as [`Message::Extension`].
+    pub fn decode(frame: Frame) -> Result<Message, ProtocolError> {
+        use frame_type::*;
+        let kind = frame.kind;
+        let mut r = Reader::new(frame.body);
+        let msg = match kind {
+            HELLO => Message::Hello(Hello {
+                name: r.str8()?,
+                capabilities: r.u32()?,
+                max_frame: r.u32()?,
+            }),
+            WELCOME => Message::Welcome(Welcome {
+                name: r.str8()?,
+                server: r.str8()?,
+                heartbeat_ms: r.u32()?,
+                timeout_ms: r.u32()?,
+                max_frame: r.u32()?,
+                capabilities: r.u32()?,
+                online: names(&mut r)?,
+            }),
+            REFUSED => Message::Refused {
+                code: code(&mut r)?,
+                reason: r.rest_str()?,
+            },
+            TEXT => Message::Text {
+                peer: r.str8()?,
+                private: flags(&mut r)?,
+                text: r.rest_str()?,
+            },
+            BLOB => Message::Blob {
+                peer: r.str8()?,
+                private: flags(&mut r)?,
+                media_type: r.str8()?,
+                data: r.rest(),
+            },
+            PRESENCE => Message::Presence {
+                kind: match r.u8()? {
+                    1 => PresenceKind::Joined,
+                    2 => PresenceKind::Left,
+                    _ => return Err(malformed("presence kind is neither 1 nor 2")),
+                },
+                name: r.str8()?,
+            },
+            LIST_REQUEST => Message::ListRequest,
+            PEER_LIST => Message::PeerList {
+                names: names(&mut r)?,
+            },
+            PING => Message::Ping { nonce: r.u64()? },
+            PONG => Message::Pong { nonce: r.u64()? },
+            ERROR => Message::Error {
+                code: code(&mut r)?,
+                text: r.rest_str()?,
+            },
+            GOODBYE => Message::Goodbye {
+                code: code(&mut r)?,
+                reason: r.rest_str()?,
+            },
+            OFFER => Message::Offer(Offer {
+                id: r.u64()?,
+                peer: r.str8()?,
+                size: r.u64()?,
+                name: r.str16()?,
+                media_type: r.str8()?,
+            }),
+            ACCEPT => Message::Accept {
+                id: r.u64()?,
+                offset: r.u64()?,
+                credit: r.u32()?,
+            },
+            REJECT => Message::Reject {
+                id: r.u64()?,
+                code: code(&mut r)?,
+                reason: r.rest_str()?,
+            },
+            CHUNK => Message::Chunk {
+                id: r.u64()?,
+                offset: r.u64()?,
+                data: r.rest(),
+            },
+            CREDIT => Message::Credit {
+                id: r.u64()?,
+                bytes: r.u32()?,
+            },
+            DONE => Message::Done {
+                id: r.u64()?,
+                digest: r.array()?,
+            },
+            CANCEL => Message::Cancel {
+                id: r.u64()?,
+                code: code(&mut r)?,
+                reason: r.rest_str()?,
+            },
+            COMPLETE => Message::Complete { id: r.u64()? },
+            FAILED => Message::Failed {
+                id: r.u64()?,
+                code: code(&mut r)?,
+                reason: r.rest_str()?,
+            },
+            k if k >= FIRST_EXTENSION => Message::Extension {
+                kind: k,
+                body: r.rest(),
+            },
+            _ => {
+                return Err(ProtocolError::new(
+                    ErrorCode::UnknownType,
+                    "unknown frame type in the mandatory range",
+                ))
+            }
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// Appends the frame to `out` except for a large trailing payload (of `blob` or `chunk`,
+    /// at least `min_split` bytes), which is returned by reference instead of copied: the
+    /// frame on the wire is what was appended followed by the returned bytes.
+    pub fn encode_split(&self, out: &mut BytesMut, min_split: usize) -> Option<Bytes> {
+        let payload = match self {
+            Message::Blob { data, .. } | Message::Chunk { data, .. } if data.len() >= min_split => {
+                data
+            }
+            _ => {
+                self.encode(out);
+                return None;
+            }
+        };
+        let body_len = self.body_len();
+        out.reserve(HEADER_LEN + body_len - payload.len());
+        encode_header(self.kind(), body_len, out);
+        self.encode_body(out, false);
+        Some(payload.clone())
+    }
+
+    /// Appends the whole frame (header and body) to `out`.
+    ///
+    /// The caller keeps sizes within the peer's limit: strings with a length prefix are cut to
+    /// what the prefix can express only in debug builds' assertions, so build messages from
+    /// validated parts (names ≤ 255 bytes, file names ≤ 65535 bytes).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(self.encoded_len());
+        let start = out.len();
+        out.put_bytes(0, HEADER_LEN);
+        self.encode_body(out, true);
+        let body_len = out.len() - start - HEADER_LEN;
+        debug_assert_eq!(body_len, self.body_len());
+        out[start..start + 4].copy_from_slice(&(body_len as u32).to_be_bytes());
+        out[start + 4] = self.kind();
+    }
+
+    /// The encoded size of the whole frame, header included.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.body_len()
+    }
+
+    fn body_len(&self) -> usize {
+        let names_len = |names: &[Utf8]| 4 + names.iter().map(|n| 1 + n.len()).sum::<usize>();
+        match self {
+            Message::Hello(h) => 1 + h.name.len() + 8,
+            Message::Welcome(w) => 2 + w.name.len() + w.server.len() + 16 + names_len(&w.online),
+            Message::Refused { reason, .. } => 2 + reason.len(),
+            Message::Text { peer, text, .. } => 2 + peer.len() + text.len(),
+            Message::Blob {
+                peer,
+                media_type,
+                data,
+                ..
+            } => 3 + peer.len() + media_type.len() + data.len(),
+            Message::Presence { name, .. } => 2 + name.len(),
+            Message::ListRequest => 0,
+            Message::PeerList { names } => names_len(names),
+            Message::Ping { .. } | Message::Pong { .. } => 8,
+            Message::Error { text, .. } => 2 + text.len(),
+            Message::Goodbye { reason, .. } => 2 + reason.len(),
+            Message::Offer(o) => 8 + 1 + o.peer.len() + 8 + 2 + o.name.len() + 1 + o.media_type.len(),
+            Message::Accept { .. } => 20,
+            Message::Reject { reason, .. }
+            | Message::Cancel { reason, .. }
+            | Message::Failed { reason, .. } => 10 + reason.len(),
+            Message::Chunk { data, .. } => 16 + data.len(),
+            Message::Credit { .. } => 12,
+            Message::Done { .. } => 8 + DIGEST_LEN,
+            Message::Complete { .. } => 8,
+            Message::Extension { body, .. } => body.len(),
+        }
+    }
+
+    fn encode_body(&self, out: &mut BytesMut, with_payload: bool) {
+        match self {
+            Message::Hello(h) => {
+                put_str8(out, &h.name);
+                out.put_u32(h.capabilities);
+                out.put_u32(h.max_frame);
+            }
+            Message::Welcome(w) => {
+                put_str8(out, &w.name);
+                put_str8(out, &w.server);
+                out.put_u32(w.heartbeat_ms);
+                out.put_u32(w.timeout_ms);
+                out.put_u32(w.max_frame);
+                out.put_u32(w.capabilities);
+                put_names(out, &w.online);
+            }
+            Message::Refused { code, reason }
+            | Message::Error { code, text: reason }
+            | Message::Goodbye { code, reason } => {
+                out.put_u16(code.to_u16());
+                out.put_slice(reason.as_bytes());
+            }
+            Message::Text {
+                peer,
+                private,
+                text,
+            } => {
+                put_str8(out, peer);
+                out.put_u8(if *private { FLAG_PRIVATE } else { 0 });
+                out.put_slice(text.as_bytes());
+            }
+            Message::Blob {
+                peer,
+                private,
+                media_type,
+                data,
+            } => {
+                put_str8(out, peer);
+                out.put_u8(if *private { FLAG_PRIVATE } else { 0 });
+                put_str8(out, media_type);
+                if with_payload {
+                    out.put_slice(data);
+                }
+            }
+            Message::Presence { kind, name } => {
+                out.put_u8(match kind {
+                    PresenceKind::Joined => 1,
+                    PresenceKind::Left => 2,
+                });
+                put_str8(out, name);
+            }
+            Message::ListRequest => {}
+            Message::PeerList { names } => put_names(out, names),
+            Message::Ping { nonce } | Message::Pong { nonce } => out.put_u64(*nonce),
+            Message::Offer(o) => {
+                out.put_u64(o.id);
+                put_str8(out, &o.peer);
+                out.put_u64(o.size);
+                debug_assert!(o.name.len() <= u16::MAX as usize);
+                out.put_u16(o.name.len() as u16);
+                out.put_slice(o.name.as_bytes());
+                put_str8(out, &o.media_type);
+            }
+            Message::Accept { id, offset, credit } => {
+                out.put_u64(*id);
+                out.put_u64(*offset);
+                out.put_u32(*credit);
+            }
+            Message::Reject { id, code, reason }
+            | Message::Cancel { id, code, reason }
+            | Message::Failed { id, code, reason } => {
+                out.put_u64(*id);
+                out.put_u16(code.to_u16());
+                out.put_slice(reason.as_bytes());
+            }
+            Message::Chunk { id, offset, data } => {
+                out.put_u64(*id);
+                out.put_u64(*offset);
+                if with_payload {
+                    out.put_slice(data);
+                }
+            }
+            Message::Credit { id, bytes } => {
+                out.put_u64(*id);
+                out.put_u32(*bytes);
+            }
+            Message::Done { id, digest } => {
+                out.put_u64(*id);
+                out.put_slice(digest);
+            }
+            Message::Complete { id } => out.put_u64(*id),
+            Message::Extension { body, .. } => out.put_slice(body),
+        }
+    }
+}
+
+fn put_str8(out: &mut BytesMut, s: &Utf8) {
+    debug_assert!(s.len() <= u8::MAX as usize, "str8 field longer than 255 bytes");
+    out.put_u8(s.len() as u8);
+    out.put_slice(s.as_bytes());
+}
+
+fn put_names(out: &mut BytesMut, names: &[Utf8]) {
+    out.put_u32(names.len() as u32);
+    for n in names {
+        put_str8(out, n);
+    }
+}
+
+fn names(r: &mut Reader) -> Result<Vec<Utf8>, ProtocolError> {
+    let count = r.u32()? as usize;
+    // Each name takes at least its length byte: a count larger than the bytes left is a lie,
+    // caught before allocating for it.
+    if count > r.remaining() {
+        return Err(malformed("name count exceeds the frame body"));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(r.str8()?);
+    }
+    Ok(out)
+}
+
+fn code(r: &mut Reader) -> Result<ErrorCode, ProtocolError> {
+    Ok(ErrorCode::from_u16(r.u16()?))
+}
+
+fn flags(r: &mut Reader) -> Result<bool, ProtocolError> {
+    match r.u8()? {
+        0 => Ok(false),
+        FLAG_PRIVATE => Ok(true),
+        _ => Err(malformed("unknown flag bits")),
+    }
+}
+
+fn malformed(detail: &'static str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::Malformed, detail)
+}
