@@ -8,8 +8,8 @@ use super::utf8::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
-/// Payloads at least this long are queued by reference by
-/// [`WsConnection::send_binary_bytes`] instead of being copied next to their header: below it,
+/// Payloads at least this long are queued by reference by [`WsConnection::send_binary_bytes`]
+/// and [`WsConnection::send_text_bytes`] instead of being copied next to their header: below it,
 /// one contiguous write beats saving a copy.
 const SHARE_THRESHOLD: usize = 4096;
 
@@ -357,13 +357,13 @@ impl WsConnection {
     /// Queues a binary message held in `Bytes`. On a server, large payloads are queued by
     /// reference, without copying; a client must mask, which copies.
     pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
-        if self.role == Role::Server && data.len() >= SHARE_THRESHOLD {
-            self.check_can_send()?;
-            encode_frame_header(&mut self.tx.buf, true, OpCode::Binary, data.len(), None);
-            self.tx.push_shared(data);
-            return Ok(());
-        }
-        self.send_frame(OpCode::Binary, &data)
+        self.send_shared(OpCode::Binary, data)
+    }
+
+    /// Queues a text message held in [`Utf8Bytes`] (e.g. one just received, to echo or relay
+    /// it). On a server, large payloads are queued by reference, without copying.
+    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
+        self.send_shared(OpCode::Text, text.into_bytes())
     }
 
     /// Queues a ping (payload at most 125 bytes). The peer's pong arrives as
@@ -431,6 +431,16 @@ impl WsConnection {
         self.check_can_send()?;
         self.encode(opcode, payload);
         Ok(())
+    }
+
+    fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), SendError> {
+        if self.role == Role::Server && data.len() >= SHARE_THRESHOLD {
+            self.check_can_send()?;
+            encode_frame_header(&mut self.tx.buf, true, opcode, data.len(), None);
+            self.tx.push_shared(data);
+            return Ok(());
+        }
+        self.send_frame(opcode, &data)
     }
 
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) {

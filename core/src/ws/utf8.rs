@@ -44,7 +44,10 @@ impl std::error::Error for InvalidUtf8 {}
 impl Utf8Validator {
     /// A validator at the start of a text.
     pub const fn new() -> Self {
-        Utf8Validator { partial: [0; 4], len: 0 }
+        Utf8Validator {
+            partial: [0; 4],
+            len: 0,
+        }
     }
 
     /// Validates the next piece of the text.

@@ -109,7 +109,9 @@ impl HttpRequestHead {
 
     /// The target's path, before any `?`.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
+        self.target
+            .split_once('?')
+            .map_or(&self.target, |(path, _)| path)
     }
 
     /// The target's query, after the first `?`, if any.
