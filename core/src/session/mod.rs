@@ -286,6 +286,10 @@ impl Session {
     /// The next bytes to write to the connection. Control and chat frames always go before
     /// file data.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.data.mid_frame() {
+            // A chunk's head went out; its payload must follow before any control frame.
+            return self.data.pop();
+        }
         self.control.pop().or_else(|| self.data.pop())
     }
 

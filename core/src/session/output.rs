@@ -12,7 +12,9 @@ use crate::wire::Message;
 /// payload is handed out as its header followed by the payload's own `Bytes`, never copied.
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
-    ready: VecDeque<Bytes>,
+    /// Sealed pieces; the flag marks a payload that continues the frame of the piece before
+    /// it, so nothing may be transmitted between the two.
+    ready: VecDeque<(Bytes, bool)>,
     tail: BytesMut,
     len: usize,
 }
@@ -29,7 +31,7 @@ impl Lane {
         if let Some(data) = payload {
             self.len += data.len();
             self.seal();
-            self.ready.push_back(data);
+            self.ready.push_back((data, true));
         }
     }
 
@@ -41,19 +43,25 @@ impl Lane {
 
     fn seal(&mut self) {
         if !self.tail.is_empty() {
-            self.ready.push_back(self.tail.split().freeze());
+            self.ready.push_back((self.tail.split().freeze(), false));
         }
     }
 
     /// The next bytes to transmit.
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
         let out = match self.ready.pop_front() {
-            Some(b) => b,
+            Some((b, _)) => b,
             None if !self.tail.is_empty() => self.tail.split().freeze(),
             None => return None,
         };
         self.len -= out.len();
         Some(out)
+    }
+
+    /// Whether the last piece handed out was a frame's head whose payload is still queued:
+    /// the next transmit must come from this lane, or the frame would be split by another.
+    pub(crate) fn mid_frame(&self) -> bool {
+        self.ready.front().is_some_and(|&(_, continues)| continues)
     }
 
     /// Bytes queued.

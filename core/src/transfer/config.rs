@@ -44,3 +44,16 @@ impl Default for TransferConfig {
         }
     }
 }
+
+impl TransferConfig {
+    /// The settings with zero sizes raised to 1, so that a transfer can always move: a zero
+    /// chunk size, window or read-ahead would leave every transfer stalled until its timer.
+    pub(crate) fn normalized(self) -> Self {
+        TransferConfig {
+            chunk_size: self.chunk_size.max(1),
+            window: self.window.max(1),
+            read_ahead: self.read_ahead.max(1),
+            ..self
+        }
+    }
+}

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
-use super::{Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId};
+use super::{
+    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+};
 use crate::session::SendError;
 use crate::wire::{Message, Offer, Utf8};
 use crate::{ErrorCode, ProtocolError};
@@ -15,7 +17,9 @@ use crate::{ErrorCode, ProtocolError};
 enum Phase {
     /// Offer received; the application has not answered.
     Offered,
-    /// Resuming: hashing the kept partial file before sending `accept`.
+    /// Resuming: `accept` went out with no credit; hashing the kept partial file before
+    /// granting any, so that chunks can only arrive once the prefix is in the digest. The
+    /// sender hashes its own prefix meanwhile, in parallel.
     Hashing,
     /// Accepted; chunks arrive.
     Receiving,
@@ -41,7 +45,10 @@ pub(crate) struct Incoming {
     hasher: Sha256,
     peer_digest: Option<Digest>,
     meter: Meter,
+    /// Last sign of life: a chunk, a local write or a prefix read (for the stall timer).
     since: Instant,
+    /// When the last zero-credit keepalive went out while hashing.
+    keepalive: Instant,
 }
 
 fn out_of_range(detail: &'static str) -> ProtocolError {
@@ -65,6 +72,7 @@ impl Incoming {
             peer_digest: None,
             meter: Meter::new(),
             since: now,
+            keepalive: now,
         }
     }
 
@@ -120,26 +128,33 @@ impl Incoming {
         }
         self.mode = mode;
         self.offset = offset;
+        self.requested = 0;
+        self.provided = 0;
         self.received = offset;
         self.written = offset;
+        self.credit_end = offset;
         self.since = io.now;
-        if mode == Mode::Local && offset > 0 {
-            self.phase = Phase::Hashing;
+        self.keepalive = io.now;
+        // Resuming locally: the prefix must be hashed before any chunk, so the first accept
+        // grants nothing; credit follows once the kept bytes are read (see `provide`).
+        let hashing = mode == Mode::Local && offset > 0;
+        let credit = if hashing { 0 } else { self.initial_credit(cfg) };
+        self.credit_end = offset + credit as u64;
+        self.phase = if hashing {
+            Phase::Hashing
         } else {
-            self.send_accept(cfg, io);
-        }
+            Phase::Receiving
+        };
+        io.control(&Message::Accept {
+            id: self.id,
+            offset,
+            credit,
+        });
         Ok(())
     }
 
-    fn send_accept(&mut self, cfg: &TransferConfig, io: &mut Io) {
-        let credit = (cfg.window as u64).min(self.size - self.offset) as u32;
-        self.credit_end = self.offset + credit as u64;
-        self.phase = Phase::Receiving;
-        io.control(&Message::Accept {
-            id: self.id,
-            offset: self.offset,
-            credit,
-        });
+    fn initial_credit(&self, cfg: &TransferConfig) -> u32 {
+        (cfg.window as u64).min(self.size - self.offset) as u32
     }
 
     /// Bytes of the kept partial file, for the digest.
@@ -150,18 +165,34 @@ impl Incoming {
         cfg: &TransferConfig,
         io: &mut Io,
     ) -> Result<bool, SendError> {
-        let end = offset + data.len() as u64;
+        let end = offset.checked_add(data.len() as u64);
         if self.phase != Phase::Hashing
             || offset != self.provided
-            || end > self.requested
+            || end.map_or(true, |end| end > self.requested)
             || data.is_empty()
         {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         self.hasher.update(&data);
-        self.provided = end;
+        self.provided += data.len() as u64;
+        self.since = io.now;
         if self.provided == self.offset {
-            self.send_accept(cfg, io);
+            let credit = self.initial_credit(cfg);
+            self.phase = Phase::Receiving;
+            if credit > 0 {
+                self.credit_end += credit as u64;
+                io.control(&Message::Credit {
+                    id: self.id,
+                    bytes: credit,
+                });
+            }
+        } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+            // The sender hears nothing while we read a long prefix: zero credit says we live.
+            self.keepalive = io.now;
+            io.control(&Message::Credit {
+                id: self.id,
+                bytes: 0,
+            });
         }
         Ok(false)
     }
@@ -175,21 +206,26 @@ impl Incoming {
     ) -> Result<bool, ProtocolError> {
         match msg {
             Message::Chunk { offset, data, .. } => {
-                let end = offset + data.len() as u64;
-                if self.phase != Phase::Receiving || offset != self.received || end > self.size {
-                    return Err(out_of_range("chunk outside the expected range"));
-                }
+                let receiving = matches!(self.phase, Phase::Hashing | Phase::Receiving);
+                let end = match offset.checked_add(data.len() as u64) {
+                    Some(end) if receiving && offset == self.received && end <= self.size => end,
+                    _ => return Err(out_of_range("chunk outside the expected range")),
+                };
                 if end > self.credit_end {
                     return Err(ProtocolError::new(
                         ErrorCode::CreditExceeded,
                         "chunk beyond the granted credit",
                     ));
                 }
+                self.since = io.now;
+                if data.is_empty() {
+                    // A keepalive from a sender still hashing its prefix: nothing to write.
+                    return Ok(false);
+                }
                 if self.mode == Mode::Local {
                     self.hasher.update(&data);
                 }
                 self.received = end;
-                self.since = io.now;
                 io.event(TransferEvent::Data {
                     id: self.id,
                     offset,
@@ -250,10 +286,17 @@ impl Incoming {
         cfg: &TransferConfig,
         io: &mut Io,
     ) -> Result<bool, SendError> {
-        if self.written + len > self.received {
+        if !matches!(self.phase, Phase::Receiving | Phase::Verifying) {
+            return Err(SendError::Invalid("no received bytes to write yet"));
+        }
+        if len > self.received - self.written {
             return Err(SendError::Invalid("more bytes written than received"));
         }
+        if len == 0 {
+            return Ok(false);
+        }
         self.written += len;
+        self.since = io.now;
         self.grant_credit(cfg, io);
         if self.phase == Phase::Verifying && self.mode == Mode::Local {
             return Ok(self.try_verify(io));
@@ -314,7 +357,9 @@ impl Incoming {
         io: &mut Io,
     ) -> Result<bool, SendError> {
         if self.mode != Mode::Relay || self.phase != Phase::Verifying {
-            return Err(SendError::Invalid("not a relay transfer waiting for a verdict"));
+            return Err(SendError::Invalid(
+                "not a relay transfer waiting for a verdict",
+            ));
         }
         match result {
             Ok(digest) => {

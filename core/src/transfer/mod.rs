@@ -78,7 +78,7 @@ pub use config::TransferConfig;
 pub use file_name::{safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
 pub use progress::Progress;
 
-use crate::session::{Event, Lane, Role, Session, SendError};
+use crate::session::{Event, Lane, Role, SendError, Session};
 use crate::wire::{Message, Offer, Utf8, DIGEST_LEN};
 use crate::{ErrorCode, ProtocolError};
 use incoming::Incoming;
@@ -252,6 +252,13 @@ impl<'a> Outbox<'a> {
     }
 }
 
+/// How often a side that is hashing a resumed file's prefix tells the peer it is alive (an
+/// empty `chunk` from the sender, a zero `credit` from the receiver): well within the peer's
+/// stall timeout, which we assume is no shorter than ours.
+pub(crate) fn keepalive_interval(cfg: &TransferConfig) -> core::time::Duration {
+    (cfg.stall_timeout / 4).min(core::time::Duration::from_secs(1))
+}
+
 /// Ids of ended transfers remembered, so that frames already in flight for them are ignored.
 const TOMBSTONES: usize = 256;
 
@@ -287,7 +294,7 @@ impl Transfers {
             Role::Server => (1, 0),
         };
         Transfers {
-            config,
+            config: config.normalized(),
             next_id: own,
             peer_parity: peer,
             ..Default::default()
@@ -314,7 +321,11 @@ impl Transfers {
         }
     }
 
-    pub(crate) fn handle_message(&mut self, msg: Message, io: &mut Io) -> Result<(), ProtocolError> {
+    pub(crate) fn handle_message(
+        &mut self,
+        msg: Message,
+        io: &mut Io,
+    ) -> Result<(), ProtocolError> {
         let cfg = &self.config;
         let id = match &msg {
             Message::Offer(o) => o.id,
@@ -427,7 +438,10 @@ impl Transfers {
 
     fn chunk_limit(&self, peer_max_frame: u32) -> usize {
         // A chunk's fixed fields take 16 bytes of the frame body.
-        self.config.chunk_size.min(peer_max_frame - 16) as usize
+        self.config
+            .chunk_size
+            .min(peer_max_frame.saturating_sub(16))
+            .max(1) as usize
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -454,7 +468,12 @@ impl Transfers {
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
-            self.cancel(id, ErrorCode::TransferTimeout, "the transfer stopped moving", io);
+            self.cancel(
+                id,
+                ErrorCode::TransferTimeout,
+                "the transfer stopped moving",
+                io,
+            );
         }
     }
 
@@ -572,15 +591,22 @@ impl Session {
     }
 
     /// Accepts an offer from `offset` (0, or the length of a partial file kept from an
-    /// earlier attempt). With a non-zero offset the driver is first asked to read the kept
-    /// bytes once, so the digest covers the whole file.
+    /// earlier attempt). With a non-zero offset, `accept` goes out at once with no credit and
+    /// the driver is asked (by [`TransferEvent::Read`]) to read the kept bytes once, so the
+    /// digest covers the whole file; credit follows when the last kept byte is read. The
+    /// sender hashes its own prefix in the meantime.
     pub fn accept_offer(&mut self, id: TransferId, offset: u64) -> Result<(), SendError> {
         self.accept_with(id, offset, Mode::Local)
     }
 
     /// Like [`Session::accept_offer`] with a [`Mode`] (the hub accepts with
     /// [`Mode::Relay`]).
-    pub fn accept_with(&mut self, id: TransferId, offset: u64, mode: Mode) -> Result<(), SendError> {
+    pub fn accept_with(
+        &mut self,
+        id: TransferId,
+        offset: u64,
+        mode: Mode,
+    ) -> Result<(), SendError> {
         self.with_incoming(id, |t, cfg, io| t.accept(offset, mode, cfg, io))?;
         let out = self.outbox();
         if !out.transfers.turn.contains(&id) {
@@ -590,7 +616,12 @@ impl Session {
     }
 
     /// Declines an offer.
-    pub fn reject_offer(&mut self, id: TransferId, code: ErrorCode, reason: &str) -> Result<(), SendError> {
+    pub fn reject_offer(
+        &mut self,
+        id: TransferId,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
         self.with_incoming(id, |t, _, _| {
             if t.is_offered() {
                 Ok(())
@@ -602,7 +633,12 @@ impl Session {
     }
 
     /// Abandons a transfer in either direction at any time.
-    pub fn cancel_transfer(&mut self, id: TransferId, code: ErrorCode, reason: &str) -> Result<(), SendError> {
+    pub fn cancel_transfer(
+        &mut self,
+        id: TransferId,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
         if !self.is_open() {
             return Err(SendError::NotOpen);
         }
@@ -615,15 +651,20 @@ impl Session {
     }
 
     /// Answers a [`TransferEvent::Read`] with exactly the bytes asked for.
-    pub fn provide_data(&mut self, id: TransferId, offset: u64, data: Bytes) -> Result<(), SendError> {
+    pub fn provide_data(
+        &mut self,
+        id: TransferId,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), SendError> {
         if !self.is_open() {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
-        let cfg = out.transfers.config.clone();
-        let ended = match out.transfers.map.get_mut(&id) {
-            Some(Transfer::Out(t)) => t.provide(offset, data, &cfg, &mut out.io)?,
-            Some(Transfer::In(t)) => t.provide(offset, data, &cfg, &mut out.io)?,
+        let Transfers { config, map, .. } = &mut *out.transfers;
+        let ended = match map.get_mut(&id) {
+            Some(Transfer::Out(t)) => t.provide(offset, data, config, &mut out.io)?,
+            Some(Transfer::In(t)) => t.provide(offset, data, config, &mut out.io)?,
             None => return Err(SendError::Invalid("no such transfer")),
         };
         if ended {
@@ -673,7 +714,11 @@ impl Session {
 
     /// Relay receivers: the final receiver's verdict, from [`TransferEvent::Finished`] on the
     /// other connection, sent back to the original sender as `complete` or `failed`.
-    pub fn relay_outcome(&mut self, id: TransferId, result: Result<Digest, (ErrorCode, &str)>) -> Result<(), SendError> {
+    pub fn relay_outcome(
+        &mut self,
+        id: TransferId,
+        result: Result<Digest, (ErrorCode, &str)>,
+    ) -> Result<(), SendError> {
         let ended = self.with_incoming(id, |t, _, io| t.relay_outcome(result, io))?;
         if ended {
             self.outbox().transfers.end(id);
@@ -690,9 +735,9 @@ impl Session {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
-        let cfg = out.transfers.config.clone();
-        match out.transfers.map.get_mut(&id) {
-            Some(Transfer::In(t)) => f(t, &cfg, &mut out.io),
+        let Transfers { config, map, .. } = &mut *out.transfers;
+        match map.get_mut(&id) {
+            Some(Transfer::In(t)) => f(t, config, &mut out.io),
             _ => Err(SendError::Invalid("no such incoming transfer")),
         }
     }

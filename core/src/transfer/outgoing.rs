@@ -6,7 +6,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
-use super::{Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId};
+use super::{
+    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+};
 use crate::session::SendError;
 use crate::wire::Message;
 use crate::{ErrorCode, ProtocolError};
@@ -15,7 +17,8 @@ use crate::{ErrorCode, ProtocolError};
 enum Phase {
     /// Offer sent, no answer yet.
     Offered,
-    /// Resuming: reading the bytes before the offset only to hash them.
+    /// Resuming: reading the bytes before the offset only to hash them (empty chunks tell
+    /// the receiver we are alive meanwhile).
     Hashing,
     /// Sending chunks as credit allows.
     Sending,
@@ -40,7 +43,11 @@ pub(crate) struct Outgoing {
     relay_digest: Option<Digest>,
     sent_digest: Option<Digest>,
     meter: Meter,
+    /// Last sign of life: an answer or credit from the receiver, or a read from the driver
+    /// (for the offer and stall timers).
     since: Instant,
+    /// When the last empty keepalive chunk went out while hashing.
+    keepalive: Instant,
 }
 
 fn unexpected(detail: &'static str) -> ProtocolError {
@@ -63,6 +70,7 @@ impl Outgoing {
             sent_digest: None,
             meter: Meter::new(),
             since: now,
+            keepalive: now,
         }
     }
 
@@ -129,6 +137,7 @@ impl Outgoing {
                 self.offset = offset;
                 self.credit_end = offset.saturating_add(credit.into());
                 self.since = io.now;
+                self.keepalive = io.now;
                 io.event(TransferEvent::Accepted {
                     id: self.id,
                     offset,
@@ -149,7 +158,9 @@ impl Outgoing {
                 Ok(false)
             }
             Message::Complete { .. } => {
-                let Some(digest) = self.sent_digest.filter(|_| self.phase == Phase::AwaitingVerdict)
+                let Some(digest) = self
+                    .sent_digest
+                    .filter(|_| self.phase == Phase::AwaitingVerdict)
                 else {
                     return Err(unexpected("complete before done"));
                 };
@@ -187,18 +198,33 @@ impl Outgoing {
         cfg: &TransferConfig,
         io: &mut Io,
     ) -> Result<bool, SendError> {
-        let end = offset + data.len() as u64;
-        if offset != self.provided || end > self.requested || data.is_empty() {
+        let end = offset.checked_add(data.len() as u64);
+        let reading = matches!(self.phase, Phase::Hashing | Phase::Sending);
+        if !reading
+            || offset != self.provided
+            || end.map_or(true, |end| end > self.requested)
+            || data.is_empty()
+        {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         if self.mode == Mode::Local {
             self.hasher.update(&data);
         }
-        self.provided = end;
+        self.provided += data.len() as u64;
+        self.since = io.now;
         match self.phase {
             Phase::Hashing => {
                 if self.provided == self.offset {
                     self.start_sending(cfg, io);
+                } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+                    // The receiver sees no chunk while we hash a long prefix: an empty chunk
+                    // at the resume offset says we live, without moving any byte.
+                    self.keepalive = io.now;
+                    io.data(&Message::Chunk {
+                        id: self.id,
+                        offset: self.offset,
+                        data: Bytes::new(),
+                    });
                 }
             }
             Phase::Sending => {
@@ -207,7 +233,6 @@ impl Outgoing {
                     offset,
                     data,
                 });
-                self.since = io.now;
                 self.report(cfg, io);
                 self.maybe_done(io);
             }
@@ -253,7 +278,9 @@ impl Outgoing {
 
     pub(crate) fn relay_digest(&mut self, digest: Digest, io: &mut Io) -> Result<(), SendError> {
         if self.mode != Mode::Relay || self.relay_digest.is_some() {
-            return Err(SendError::Invalid("not a relay transfer waiting for its digest"));
+            return Err(SendError::Invalid(
+                "not a relay transfer waiting for its digest",
+            ));
         }
         self.relay_digest = Some(digest);
         self.maybe_done(io);
