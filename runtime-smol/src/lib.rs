@@ -1,1 +1,14 @@
-//! tidings-smol
+//! tidings-smol: an async server and client driving the sans-IO core of `tidings-core` on
+//! smol / async-io.
+//!
+//! The client logic and the disk side of transfers come from `tidings-std` (plain,
+//! runtime-free code); this crate adds non-blocking sockets, timers and tasks, and moves
+//! every disk job to the `blocking` thread pool so the executor never waits for a disk.
+#![warn(missing_docs)]
+
+mod client;
+
+pub use client::Client;
+pub use tidings_core::transfer::{Direction, Progress, TransferId};
+pub use tidings_core::ErrorCode;
+pub use tidings_std::{ClientConfig, ClientEvent, Error};

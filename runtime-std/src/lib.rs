@@ -1,1 +1,18 @@
-//! tidings-std
+//! tidings-std: a blocking client and a thread-per-connection server on `std::net`, driving
+//! the sans-IO core of `tidings-core`.
+//!
+//! Both are thin: every protocol decision lives in the core. What this crate adds is sockets,
+//! threads, and the disk side of file transfers ([`files`]), which `tidings-smol` reuses
+//! (its disk jobs are plain blocking calls that an async runtime moves off its executor).
+#![warn(missing_docs)]
+
+pub mod agent;
+mod client;
+mod error;
+pub mod files;
+
+pub use agent::{ClientConfig, ClientEvent};
+pub use client::Client;
+pub use error::Error;
+pub use tidings_core::transfer::{Direction, Progress, TransferId};
+pub use tidings_core::ErrorCode;

@@ -1,0 +1,353 @@
+//! The async client: one task owns the session and the socket, the handle talks to it over
+//! channels, and disk jobs run on the `blocking` thread pool.
+//!
+//! ```no_run
+//! use tidings_smol::{Client, ClientConfig, ClientEvent};
+//! smol::block_on(async {
+//!     let client = Client::connect("127.0.0.1:9988", "alice", ClientConfig::default()).await?;
+//!     client.say("hello, everyone").await?;
+//!     while let Some(event) = client.next_event().await {
+//!         if let ClientEvent::Text { from, text, .. } = event {
+//!             println!("{from}: {text}");
+//!         }
+//!     }
+//!     Ok::<(), tidings_smol::Error>(())
+//! })?;
+//! # Ok::<(), tidings_smol::Error>(())
+//! ```
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use std::time::Instant;
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use async_net::{AsyncToSocketAddrs, TcpStream};
+use bytes::Bytes;
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use tidings_core::transfer::TransferId;
+use tidings_core::ErrorCode;
+use tidings_std::agent::Agent;
+use tidings_std::files::Source;
+
+use crate::{ClientConfig, ClientEvent, Error};
+
+type Call = Box<dyn FnOnce(&mut Agent) -> Result<u64, Error> + Send>;
+type Reply = Sender<Result<u64, Error>>;
+
+/// A connected async client. Commands return once the session has queued them; what happens
+/// next arrives as [`ClientEvent`]s from [`Client::next_event`].
+pub struct Client {
+    name: String,
+    server: String,
+    online: Vec<String>,
+    peer_addr: SocketAddr,
+    calls: Sender<(Call, Reply)>,
+    events: Receiver<ClientEvent>,
+    task: Option<smol::Task<()>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("name", &self.name).finish()
+    }
+}
+
+impl Client {
+    /// Connects to `addr`, asks for `name`, and returns once the server accepted it. A
+    /// refusal (name taken …) is [`Error::Refused`]. The connection is driven by a task on
+    /// smol's global executor.
+    pub async fn connect(
+        addr: impl AsyncToSocketAddrs,
+        name: &str,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let agent = Agent::new(name, config, Instant::now())?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let peer_addr = stream.peer_addr()?;
+        let (calls, call_rx) = async_channel::bounded(16);
+        let (event_tx, events) = async_channel::unbounded();
+        let task = smol::spawn(drive(agent, stream, call_rx, event_tx));
+        let mut client = Client {
+            name: String::new(),
+            server: String::new(),
+            online: Vec::new(),
+            peer_addr,
+            calls,
+            events,
+            task: Some(task),
+        };
+        match client.events.recv().await {
+            Ok(ClientEvent::Connected {
+                name,
+                server,
+                online,
+            }) => {
+                client.name = name;
+                client.server = server;
+                client.online = online;
+                Ok(client)
+            }
+            Ok(ClientEvent::Closed {
+                code,
+                reason,
+                by_peer: true,
+            }) => Err(Error::Refused { code, reason }),
+            Ok(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
+            _ => Err(Error::Io(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the connection ended during the handshake",
+            ))),
+        }
+    }
+
+    /// Our registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server participant's name.
+    pub fn server_name(&self) -> &str {
+        &self.server
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Who was online when we joined, ourselves included.
+    pub fn online_at_join(&self) -> &[String] {
+        &self.online
+    }
+
+    async fn call(
+        &self,
+        f: impl FnOnce(&mut Agent) -> Result<u64, Error> + Send + 'static,
+    ) -> Result<u64, Error> {
+        let (tx, rx) = async_channel::bounded(1);
+        let closed = || Error::Closed {
+            code: ErrorCode::PeerLost,
+            reason: "the connection is closed".into(),
+        };
+        self.calls
+            .send((Box::new(f), tx))
+            .await
+            .map_err(|_| closed())?;
+        rx.recv().await.map_err(|_| closed())?
+    }
+
+    /// Chat text to everyone.
+    pub async fn say(&self, text: &str) -> Result<(), Error> {
+        self.say_to("", text).await
+    }
+
+    /// Private text to `peer` (empty: everyone).
+    pub async fn say_to(&self, peer: &str, text: &str) -> Result<(), Error> {
+        let (peer, text) = (peer.to_string(), text.to_string());
+        self.call(move |a| Ok(a.say(&peer, &text).map(|()| 0)?))
+            .await
+            .map(drop)
+    }
+
+    /// Asks who is online; [`ClientEvent::PeerList`] answers.
+    pub async fn request_list(&self) -> Result<(), Error> {
+        self.call(|a| Ok(a.request_list().map(|()| 0)?))
+            .await
+            .map(drop)
+    }
+
+    /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is
+    /// sent when the file cannot be opened.
+    pub async fn send_file(&self, peer: &str, path: impl AsRef<Path>) -> Result<TransferId, Error> {
+        let path = path.as_ref().to_path_buf();
+        let opened = blocking::unblock({
+            let path = path.clone();
+            move || Source::open(&path)
+        })
+        .await;
+        let source = opened.map_err(|source| Error::File { path, source })?;
+        let peer = peer.to_string();
+        self.call(move |a| Ok(a.send_file(&peer, source)?)).await
+    }
+
+    /// Accepts a waiting offer (resuming a kept partial file).
+    pub async fn accept(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.accept(id).map(|()| 0)?))
+            .await
+            .map(drop)
+    }
+
+    /// Declines a waiting offer.
+    pub async fn reject(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.reject(id).map(|()| 0)?))
+            .await
+            .map(drop)
+    }
+
+    /// Abandons a transfer.
+    pub async fn cancel(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.cancel(id).map(|()| 0)?))
+            .await
+            .map(drop)
+    }
+
+    /// The next event; `None` after [`ClientEvent::Closed`] was delivered.
+    pub async fn next_event(&self) -> Option<ClientEvent> {
+        self.events.recv().await.ok()
+    }
+
+    /// A clone of the event stream, for a task of its own.
+    pub fn events(&self) -> Receiver<ClientEvent> {
+        self.events.clone()
+    }
+
+    /// Says goodbye, transmits what is queued and waits for the connection to close.
+    pub async fn close(mut self) {
+        let _ = self
+            .call(|a| {
+                a.quit();
+                Ok(0)
+            })
+            .await;
+        if let Some(task) = self.task.take() {
+            task.await;
+        }
+    }
+
+    /// Drops the connection at once, without goodbye (as a crash would).
+    pub async fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.cancel().await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Say goodbye in the background; the task ends by itself once flushed.
+            let (tx, _rx) = async_channel::bounded(1);
+            let _ = self.calls.try_send((
+                Box::new(|a| {
+                    a.quit();
+                    Ok(0)
+                }),
+                tx,
+            ));
+            task.detach();
+        }
+    }
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Call(Option<(Call, Reply)>),
+    Timer,
+}
+
+async fn drive(
+    mut agent: Agent,
+    mut stream: TcpStream,
+    calls: Receiver<(Call, Reply)>,
+    events: Sender<ClientEvent>,
+) {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut timer = Timer::never();
+    let mut calls_open = true;
+    loop {
+        loop {
+            agent.process();
+            let Some((ticket, job)) = agent.next_job() else {
+                break;
+            };
+            let done = blocking::unblock(move || job.run()).await;
+            agent.job_done(ticket, done);
+        }
+        while let Some(b) = agent.poll_transmit() {
+            out.push(b);
+        }
+        while let Some(ev) = agent.poll_event() {
+            let _ = events.try_send(ev);
+        }
+        if agent.is_finished() && out.is_empty() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let now = Instant::now();
+        match agent.poll_timeout() {
+            Some(d) if d <= now => {
+                agent.handle_timeout(now);
+                continue;
+            }
+            Some(d) => timer.set_at(d),
+            None => timer = Timer::never(),
+        }
+        let wants_input = agent.wants_input();
+        let mut recv = pin!(calls.recv());
+        let wake = future::poll_fn(|cx| {
+            if !out.is_empty() {
+                let slices: Vec<IoSlice<'_>> =
+                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                    return Poll::Ready(Wake::Wrote(r));
+                }
+            }
+            if wants_input {
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+            }
+            if calls_open {
+                if let Poll::Ready(c) = recv.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Call(c.ok()));
+                }
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = Instant::now();
+        match wake {
+            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            Wake::Wrote(_) | Wake::Read(Err(_)) | Wake::Read(Ok(0)) => {
+                out.clear();
+                agent.handle_eof(now);
+            }
+            Wake::Read(Ok(n)) => agent.handle_input(now, &buf[..n]),
+            Wake::Call(Some((f, reply))) => {
+                let _ = reply.try_send(f(&mut agent));
+            }
+            Wake::Call(None) => {
+                // Every handle is gone: nobody will read events; leave politely.
+                calls_open = false;
+                agent.quit();
+            }
+            Wake::Timer => agent.handle_timeout(now),
+        }
+    }
+}
+
+/// Drops `n` written bytes from the front of `out`.
+pub(crate) fn advance(out: &mut Vec<Bytes>, mut n: usize) {
+    let mut whole = 0;
+    for b in out.iter_mut() {
+        if n >= b.len() {
+            n -= b.len();
+            whole += 1;
+        } else {
+            *b = b.slice(n..);
+            break;
+        }
+    }
+    out.drain(..whole);
+}

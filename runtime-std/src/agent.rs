@@ -1,0 +1,551 @@
+//! The client's application logic around a [`Session`], shared by the blocking client here
+//! and the async client of `tidings-smol`: it turns session events into [`ClientEvent`]s and
+//! file reads and writes into [`DiskJob`]s, and never blocks or touches a socket itself.
+//!
+//! A driver loops: feed socket bytes / timeouts / commands in, call [`Agent::process`], run
+//! every job from [`Agent::next_job`] (in order) and hand the result to [`Agent::job_done`]
+//! (then `process` again), write [`Agent::poll_transmit`] out, deliver [`Agent::poll_event`],
+//! and sleep until input, a command or [`Agent::poll_timeout`].
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tidings_core::session::{Closed, Config, Event, SendError, Session};
+use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
+use tidings_core::wire::PresenceKind;
+use tidings_core::ErrorCode;
+
+use crate::files::{DiskDone, DiskJob, Files, Source};
+
+/// Settings of a client (both runtimes).
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Session settings (limits, heartbeat, transfer window).
+    pub session: Config,
+    /// Where received files go; `None` rejects every offer.
+    pub download_dir: Option<PathBuf>,
+    /// Accept every offer at once (otherwise [`ClientEvent::Offered`] waits for
+    /// an accept or reject command).
+    pub accept_files: bool,
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The server accepted our name.
+    Connected {
+        /// Our registered name.
+        name: String,
+        /// The server's own participant name.
+        server: String,
+        /// Who is online, ourselves included.
+        online: Vec<String>,
+    },
+    /// Chat text.
+    Text {
+        /// The sender.
+        from: String,
+        /// Addressed to us alone.
+        private: bool,
+        /// The message.
+        text: String,
+    },
+    /// Binary data with a media type.
+    Blob {
+        /// The sender.
+        from: String,
+        /// Addressed to us alone.
+        private: bool,
+        /// Such as `image/png`.
+        media_type: String,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Someone came online.
+    Joined(String),
+    /// Someone went away.
+    Left(String),
+    /// The answer to a list request.
+    PeerList(Vec<String>),
+    /// The server reported a problem with something we sent (an unknown peer …).
+    Notice {
+        /// What.
+        code: ErrorCode,
+        /// Detail.
+        text: String,
+    },
+    /// A file is offered; answer with accept or reject (unless files are accepted at once).
+    Offered {
+        /// Transfer id.
+        id: TransferId,
+        /// Who offers it.
+        from: String,
+        /// Safe base name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// A transfer began moving bytes from `offset` (non-zero: it resumes).
+    Started {
+        /// Transfer id.
+        id: TransferId,
+        /// Sending or receiving.
+        direction: Direction,
+        /// The other side.
+        peer: String,
+        /// File name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// First byte transferred now.
+        offset: u64,
+    },
+    /// How far a transfer has come.
+    Progress(Progress),
+    /// Our file arrived and the receiver confirmed its digest.
+    Sent {
+        /// Transfer id.
+        id: TransferId,
+        /// File name.
+        name: String,
+        /// SHA-256.
+        digest: [u8; 32],
+    },
+    /// A file arrived, its digest matched, and it lies at `path`.
+    Received {
+        /// Transfer id.
+        id: TransferId,
+        /// Final location.
+        path: PathBuf,
+        /// SHA-256.
+        digest: [u8; 32],
+    },
+    /// A transfer ended without success.
+    TransferFailed {
+        /// Transfer id.
+        id: TransferId,
+        /// Sending or receiving.
+        direction: Direction,
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+        /// Whether the other side ended it.
+        by_peer: bool,
+        /// The partial file kept for a later resume.
+        kept: Option<PathBuf>,
+    },
+    /// The connection ended; always the last event.
+    Closed {
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+        /// Whether the server ended it.
+        by_peer: bool,
+    },
+}
+
+/// Identifies a job handed out by [`Agent::next_job`], for [`Agent::job_done`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    id: TransferId,
+    kind: JobKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum JobKind {
+    Read { offset: u64 },
+    Write,
+    Finalize { digest: [u8; 32] },
+}
+
+#[derive(Debug, Clone)]
+struct Info {
+    peer: String,
+    name: String,
+    size: u64,
+}
+
+/// A client session with its files; see the [module docs](self).
+#[derive(Debug)]
+pub struct Agent {
+    session: Session,
+    files: Files<TransferId>,
+    info: HashMap<TransferId, Info>,
+    offers: HashMap<TransferId, IncomingOffer>,
+    accept_files: bool,
+    events: VecDeque<ClientEvent>,
+    jobs: VecDeque<(Ticket, DiskJob)>,
+}
+
+impl Agent {
+    /// A client asking for `name`; its preamble and hello are queued.
+    pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
+        let session = Session::client(config.session, name, now)
+            .map_err(|e| crate::Error::Name(e.to_string()))?;
+        Ok(Agent {
+            session,
+            files: Files::new(config.download_dir),
+            info: HashMap::new(),
+            offers: HashMap::new(),
+            accept_files: config.accept_files,
+            events: VecDeque::new(),
+            jobs: VecDeque::new(),
+        })
+    }
+
+    /// The session, for anything not wrapped here.
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Chat `text` to `to` (empty: everyone).
+    pub fn say(&mut self, to: &str, text: &str) -> Result<(), SendError> {
+        self.session.send_text(to, text)
+    }
+
+    /// Asks who is online ([`ClientEvent::PeerList`] answers).
+    pub fn request_list(&mut self) -> Result<(), SendError> {
+        self.session.request_peer_list()
+    }
+
+    /// Offers an opened file to `to` (empty: the server itself).
+    pub fn send_file(&mut self, to: &str, source: Source) -> Result<TransferId, SendError> {
+        let id = self.session.offer_file(to, &source.name, source.size, "")?;
+        self.info.insert(
+            id,
+            Info {
+                peer: to.to_string(),
+                name: source.name.clone(),
+                size: source.size,
+            },
+        );
+        self.files.add_source(id, source);
+        Ok(id)
+    }
+
+    /// Accepts a waiting offer into the download folder, resuming a kept partial file.
+    pub fn accept(&mut self, id: TransferId) -> Result<(), SendError> {
+        let offer = self
+            .offers
+            .remove(&id)
+            .ok_or(SendError::Invalid("no such offer is waiting"))?;
+        match self.files.start_download(id, &offer.name, offer.size) {
+            Ok(offset) => {
+                self.session.accept_offer(id, offset)?;
+                self.events.push_back(ClientEvent::Started {
+                    id,
+                    direction: Direction::Receive,
+                    peer: offer.peer.to_string(),
+                    name: offer.name.clone(),
+                    size: offer.size,
+                    offset,
+                });
+                Ok(())
+            }
+            Err(reason) => self
+                .session
+                .reject_offer(id, ErrorCode::StorageFailed, &reason),
+        }
+    }
+
+    /// Declines a waiting offer.
+    pub fn reject(&mut self, id: TransferId) -> Result<(), SendError> {
+        self.offers.remove(&id);
+        self.session
+            .reject_offer(id, ErrorCode::Rejected, "declined by the receiver")
+    }
+
+    /// Abandons a transfer.
+    pub fn cancel(&mut self, id: TransferId) -> Result<(), SendError> {
+        self.session
+            .cancel_transfer(id, ErrorCode::Cancelled, "cancelled by the user")
+    }
+
+    /// Says goodbye; transmit what is queued, then close.
+    pub fn quit(&mut self) {
+        self.session.goodbye(ErrorCode::Normal, "bye");
+    }
+
+    /// Bytes from the socket.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.session.handle_input(now, bytes);
+    }
+
+    /// The socket reached its end.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.session.handle_eof(now);
+    }
+
+    /// The deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.session.handle_timeout(now);
+    }
+
+    /// Bytes to write, in order.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.session.poll_transmit()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Agent::handle_timeout`]; `None` once closed and drained.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    /// Whether the socket should be read now.
+    pub fn wants_input(&self) -> bool {
+        self.session.wants_input()
+    }
+
+    /// Whether the session closed and everything was transmitted.
+    pub fn is_finished(&self) -> bool {
+        self.session.is_closed() && self.session.queued_output() == 0 && self.jobs.is_empty()
+    }
+
+    /// The next disk job; run it (blocking is fine off an async executor) and report with
+    /// [`Agent::job_done`] before taking the next one.
+    pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
+        self.jobs.pop_front()
+    }
+
+    /// Reports a job's result.
+    pub fn job_done(&mut self, ticket: Ticket, done: DiskDone) {
+        let id = ticket.id;
+        let outcome = match (ticket.kind, done) {
+            (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
+                self.session.provide_data(id, offset, data)
+            }
+            (JobKind::Read { .. }, DiskDone::Read(Err(e))) => {
+                self.session.read_failed(id, &e.to_string())
+            }
+            (JobKind::Write, DiskDone::Written(Ok(len))) => self.session.data_written(id, len),
+            (JobKind::Write, DiskDone::Written(Err(e))) => {
+                self.session.write_failed(id, &e.to_string())
+            }
+            (JobKind::Finalize { digest }, DiskDone::Finalized(Ok(path))) => {
+                self.events
+                    .push_back(ClientEvent::Received { id, path, digest });
+                Ok(())
+            }
+            (JobKind::Finalize { .. }, DiskDone::Finalized(Err(e))) => {
+                self.events.push_back(ClientEvent::TransferFailed {
+                    id,
+                    direction: Direction::Receive,
+                    code: ErrorCode::StorageFailed,
+                    reason: format!("cannot move the finished file in place: {e}"),
+                    by_peer: false,
+                    kept: None,
+                });
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        // A transfer that ended meanwhile (cancelled, connection closed) refuses the answer;
+        // its end was reported through its own event.
+        let _ = outcome;
+    }
+
+    /// Pulls every session event: application events are queued for
+    /// [`Agent::poll_event`], file work for [`Agent::next_job`].
+    pub fn process(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            self.on_event(ev);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let out = match ev {
+            Event::Connected(w) => ClientEvent::Connected {
+                name: w.name.to_string(),
+                server: w.server.to_string(),
+                online: w.online.iter().map(|n| n.to_string()).collect(),
+            },
+            Event::Text {
+                peer,
+                private,
+                text,
+            } => ClientEvent::Text {
+                from: peer.to_string(),
+                private,
+                text: text.to_string(),
+            },
+            Event::Blob {
+                peer,
+                private,
+                media_type,
+                data,
+            } => ClientEvent::Blob {
+                from: peer.to_string(),
+                private,
+                media_type: media_type.to_string(),
+                data,
+            },
+            Event::Presence { kind, name } => match kind {
+                PresenceKind::Joined => ClientEvent::Joined(name.to_string()),
+                PresenceKind::Left => ClientEvent::Left(name.to_string()),
+            },
+            Event::PeerList(names) => {
+                ClientEvent::PeerList(names.iter().map(|n| n.to_string()).collect())
+            }
+            Event::PeerError { code, text } => ClientEvent::Notice {
+                code,
+                text: text.to_string(),
+            },
+            Event::Transfer(t) => match self.on_transfer(t) {
+                Some(ev) => ev,
+                None => return,
+            },
+            Event::Closed(how) => {
+                let (code, reason, by_peer) = match how {
+                    Closed::Local { code, reason } => (code, reason.to_string(), false),
+                    Closed::Peer { code, reason } => (code, reason.to_string(), true),
+                    Closed::StreamEnded => (
+                        ErrorCode::PeerLost,
+                        "the connection was lost".to_string(),
+                        true,
+                    ),
+                };
+                ClientEvent::Closed {
+                    code,
+                    reason,
+                    by_peer,
+                }
+            }
+            // Server-side events never reach a client session.
+            Event::Hello(_) | Event::PeerListRequested => return,
+        };
+        self.events.push_back(out);
+    }
+
+    fn on_transfer(&mut self, ev: TransferEvent) -> Option<ClientEvent> {
+        match ev {
+            TransferEvent::Offered(offer) => {
+                let id = offer.id;
+                let event = ClientEvent::Offered {
+                    id,
+                    from: offer.peer.to_string(),
+                    name: offer.name.clone(),
+                    size: offer.size,
+                };
+                self.info.insert(
+                    id,
+                    Info {
+                        peer: offer.peer.to_string(),
+                        name: offer.name.clone(),
+                        size: offer.size,
+                    },
+                );
+                self.offers.insert(id, offer);
+                if self.files.dir().is_none() {
+                    let _ = self.session.reject_offer(
+                        id,
+                        ErrorCode::StorageFailed,
+                        "the receiver takes no files",
+                    );
+                    self.offers.remove(&id);
+                } else if self.accept_files {
+                    self.events.push_back(event);
+                    let _ = self.accept(id);
+                    return None;
+                }
+                Some(event)
+            }
+            TransferEvent::Accepted { id, offset } => {
+                let info = self.info.get(&id).cloned()?;
+                Some(ClientEvent::Started {
+                    id,
+                    direction: Direction::Send,
+                    peer: info.peer,
+                    name: info.name,
+                    size: info.size,
+                    offset,
+                })
+            }
+            TransferEvent::Read { id, offset, len } => {
+                match self.files.read_job(id, offset, len) {
+                    Some(job) => self.jobs.push_back((
+                        Ticket {
+                            id,
+                            kind: JobKind::Read { offset },
+                        },
+                        job,
+                    )),
+                    None => {
+                        let _ = self.session.read_failed(id, "no file for this transfer");
+                    }
+                }
+                None
+            }
+            TransferEvent::Data { id, offset, data } => {
+                match self.files.write_job(id, offset, data) {
+                    Some(job) => self.jobs.push_back((
+                        Ticket {
+                            id,
+                            kind: JobKind::Write,
+                        },
+                        job,
+                    )),
+                    None => {
+                        let _ = self.session.write_failed(id, "no file for this transfer");
+                    }
+                }
+                None
+            }
+            TransferEvent::Progress(p) => Some(ClientEvent::Progress(p)),
+            TransferEvent::SenderDone { .. } => None,
+            TransferEvent::Finished {
+                id,
+                direction,
+                result,
+            } => {
+                self.offers.remove(&id);
+                let info = self.info.remove(&id);
+                match result {
+                    Ok(digest) => match direction {
+                        Direction::Send => {
+                            self.files.finish_ok(id);
+                            Some(ClientEvent::Sent {
+                                id,
+                                name: info.map(|i| i.name).unwrap_or_default(),
+                                digest,
+                            })
+                        }
+                        Direction::Receive => {
+                            if let Some(job) = self.files.finish_ok(id) {
+                                self.jobs.push_back((
+                                    Ticket {
+                                        id,
+                                        kind: JobKind::Finalize { digest },
+                                    },
+                                    job,
+                                ));
+                            }
+                            None
+                        }
+                    },
+                    Err(f) => {
+                        let kept = self
+                            .files
+                            .finish_failed(id, f.code == ErrorCode::DigestMismatch);
+                        Some(ClientEvent::TransferFailed {
+                            id,
+                            direction,
+                            code: f.code,
+                            reason: f.reason.to_string(),
+                            by_peer: f.by_peer,
+                            kept,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! A blocking client: one driver thread owns the session, one thread reads the socket.
+//!
+//! ```no_run
+//! use tidings_std::{Client, ClientConfig, ClientEvent};
+//! let client = Client::connect("127.0.0.1:9988", "alice", ClientConfig::default())?;
+//! client.say("hello, everyone")?;
+//! while let Some(event) = client.next_event() {
+//!     if let ClientEvent::Text { from, text, .. } = event {
+//!         println!("{from}: {text}");
+//!     }
+//! }
+//! # Ok::<(), tidings_std::Error>(())
+//! ```
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tidings_core::transfer::TransferId;
+
+use crate::agent::{Agent, ClientConfig, ClientEvent};
+use crate::files::Source;
+use crate::Error;
+
+type Call = Box<dyn FnOnce(&mut Agent) -> Result<u64, Error> + Send>;
+
+enum Input {
+    Bytes(Vec<u8>),
+    Eof,
+    Call(Call, Sender<Result<u64, Error>>),
+}
+
+/// A connected client. Commands return once the session has queued them; what happens next
+/// arrives as [`ClientEvent`]s from [`Client::next_event`].
+pub struct Client {
+    name: String,
+    server: String,
+    online: Vec<String>,
+    input: SyncSender<Input>,
+    events: Receiver<ClientEvent>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("name", &self.name).finish()
+    }
+}
+
+impl Client {
+    /// Connects to `addr`, asks for `name`, and returns once the server accepted it.
+    /// A refusal (name taken …) is [`Error::Refused`].
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        name: &str,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let agent = Agent::new(name, config, Instant::now())?;
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let (input, inputs) = mpsc::sync_channel(64);
+        let (event_tx, events) = mpsc::channel();
+        let reader = stream.try_clone()?;
+        let reader_input = input.clone();
+        std::thread::Builder::new()
+            .name("tidings-read".into())
+            .spawn(move || read_loop(reader, reader_input))?;
+        let driver = std::thread::Builder::new()
+            .name("tidings-client".into())
+            .spawn(move || drive(agent, stream, inputs, event_tx))?;
+        let mut client = Client {
+            name: String::new(),
+            server: String::new(),
+            online: Vec::new(),
+            input,
+            events,
+            driver: Some(driver),
+        };
+        match client.events.recv() {
+            Ok(ClientEvent::Connected {
+                name,
+                server,
+                online,
+            }) => {
+                client.name = name;
+                client.server = server;
+                client.online = online;
+                Ok(client)
+            }
+            Ok(ClientEvent::Closed {
+                code,
+                reason,
+                by_peer: true,
+            }) => Err(Error::Refused { code, reason }),
+            Ok(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
+            _ => Err(Error::Io(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the connection ended during the handshake",
+            ))),
+        }
+    }
+
+    /// Our registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server participant's name.
+    pub fn server_name(&self) -> &str {
+        &self.server
+    }
+
+    /// Who was online when we joined, ourselves included.
+    pub fn online_at_join(&self) -> &[String] {
+        &self.online
+    }
+
+    fn call(
+        &self,
+        f: impl FnOnce(&mut Agent) -> Result<u64, Error> + Send + 'static,
+    ) -> Result<u64, Error> {
+        let (tx, rx) = mpsc::channel();
+        let closed = || Error::Closed {
+            code: tidings_core::ErrorCode::PeerLost,
+            reason: "the connection is closed".into(),
+        };
+        self.input
+            .send(Input::Call(Box::new(f), tx))
+            .map_err(|_| closed())?;
+        rx.recv().map_err(|_| closed())?
+    }
+
+    /// Chat text to everyone.
+    pub fn say(&self, text: &str) -> Result<(), Error> {
+        self.say_to("", text)
+    }
+
+    /// Private text to `peer` (empty: everyone).
+    pub fn say_to(&self, peer: &str, text: &str) -> Result<(), Error> {
+        let (peer, text) = (peer.to_string(), text.to_string());
+        self.call(move |a| Ok(a.say(&peer, &text).map(|()| 0)?))
+            .map(drop)
+    }
+
+    /// Asks who is online; [`ClientEvent::PeerList`] answers.
+    pub fn request_list(&self) -> Result<(), Error> {
+        self.call(|a| Ok(a.request_list().map(|()| 0)?)).map(drop)
+    }
+
+    /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is
+    /// sent when the file cannot be opened.
+    pub fn send_file(&self, peer: &str, path: impl AsRef<Path>) -> Result<TransferId, Error> {
+        let path = path.as_ref();
+        let source = Source::open(path).map_err(|source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let peer = peer.to_string();
+        self.call(move |a| Ok(a.send_file(&peer, source)?))
+    }
+
+    /// Accepts a waiting offer (resuming a kept partial file).
+    pub fn accept(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.accept(id).map(|()| 0)?)).map(drop)
+    }
+
+    /// Declines a waiting offer.
+    pub fn reject(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.reject(id).map(|()| 0)?)).map(drop)
+    }
+
+    /// Abandons a transfer.
+    pub fn cancel(&self, id: TransferId) -> Result<(), Error> {
+        self.call(move |a| Ok(a.cancel(id).map(|()| 0)?)).map(drop)
+    }
+
+    /// The next event, waiting for it; `None` after [`ClientEvent::Closed`] was delivered.
+    pub fn next_event(&self) -> Option<ClientEvent> {
+        self.events.recv().ok()
+    }
+
+    /// The next event within `timeout`.
+    pub fn next_event_timeout(&self, timeout: Duration) -> Result<ClientEvent, RecvTimeoutError> {
+        self.events.recv_timeout(timeout)
+    }
+
+    /// Says goodbye, transmits what is queued and waits for the connection to close.
+    pub fn close(mut self) {
+        let _ = self.call(|a| {
+            a.quit();
+            Ok(0)
+        });
+        if let Some(d) = self.driver.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.driver.is_some() {
+            let (tx, _rx) = mpsc::channel();
+            let _ = self.input.try_send(Input::Call(
+                Box::new(|a| {
+                    a.quit();
+                    Ok(0)
+                }),
+                tx,
+            ));
+        }
+    }
+}
+
+fn read_loop(mut stream: TcpStream, input: SyncSender<Input>) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = input.send(Input::Eof);
+                return;
+            }
+            Ok(n) => {
+                if input.send(Input::Bytes(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn drive(
+    mut agent: Agent,
+    mut stream: TcpStream,
+    inputs: Receiver<Input>,
+    events: Sender<ClientEvent>,
+) {
+    let mut out: Vec<Bytes> = Vec::new();
+    loop {
+        loop {
+            agent.process();
+            let Some((ticket, job)) = agent.next_job() else {
+                break;
+            };
+            agent.job_done(ticket, job.run());
+        }
+        while let Some(b) = agent.poll_transmit() {
+            out.push(b);
+        }
+        if !out.is_empty() && write_all(&mut stream, &mut out).is_err() {
+            out.clear();
+            agent.handle_eof(Instant::now());
+            continue;
+        }
+        while let Some(ev) = agent.poll_event() {
+            let _ = events.send(ev);
+        }
+        if agent.is_finished() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        let now = Instant::now();
+        let input = match agent.poll_timeout() {
+            Some(d) if d <= now => {
+                agent.handle_timeout(now);
+                continue;
+            }
+            Some(d) => match inputs.recv_timeout(d - now) {
+                Ok(i) => i,
+                Err(RecvTimeoutError::Timeout) => {
+                    agent.handle_timeout(Instant::now());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => Input::Eof,
+            },
+            None => inputs.recv().unwrap_or(Input::Eof),
+        };
+        match input {
+            Input::Bytes(b) => agent.handle_input(Instant::now(), &b),
+            Input::Eof => agent.handle_eof(Instant::now()),
+            Input::Call(f, reply) => {
+                let _ = reply.send(f(&mut agent));
+            }
+        }
+    }
+}
+
+/// Writes every buffer, gathering several into each system call.
+pub(crate) fn write_all(stream: &mut impl Write, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    let mut start = 0;
+    while start < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = bufs[start..]
+            .iter()
+            .take(64)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut n = stream.write_vectored(&slices)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let len = bufs[start].len();
+            if n >= len {
+                n -= len;
+                start += 1;
+            } else {
+                let rest = bufs[start].slice(n..);
+                bufs[start] = rest;
+                n = 0;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
+}

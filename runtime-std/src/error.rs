@@ -1,0 +1,86 @@
+//! The one error type of the runtimes.
+
+use std::io;
+use std::path::PathBuf;
+
+use tidings_core::session::SendError;
+use tidings_core::ErrorCode;
+
+/// Why a runtime operation failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The socket failed (connection refused, address in use …).
+    Io(io::Error),
+    /// Binding the listening address failed.
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The requested name breaks the naming rules.
+    Name(String),
+    /// The server refused us (name taken, server full …).
+    Refused {
+        /// Why, as a code.
+        code: ErrorCode,
+        /// The server's words.
+        reason: String,
+    },
+    /// The connection closed before or while the command ran.
+    Closed {
+        /// Why, as a code.
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+    },
+    /// The session refused the command.
+    Send(SendError),
+    /// A local file could not be opened.
+    File {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Name(e) => write!(f, "invalid name: {e}"),
+            Error::Refused { code, reason } => {
+                write!(f, "the server refused us ({}): {reason}", code.name())
+            }
+            Error::Closed { code, reason } => {
+                write!(f, "the connection closed ({}): {reason}", code.name())
+            }
+            Error::Send(e) => write!(f, "{e}"),
+            Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) | Error::Bind { source: e, .. } | Error::File { source: e, .. } => Some(e),
+            Error::Send(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        Error::Send(e)
+    }
+}

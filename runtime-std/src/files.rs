@@ -1,0 +1,359 @@
+//! The disk side of file transfers, shared by every runtime: opening sources, keeping partial
+//! downloads for resume, never overwriting, and disk jobs that can run on any thread.
+//!
+//! # Naming on the receiving side
+//!
+//! A file offered as `NAME` is written to `NAME.part` in the download folder while it
+//! arrives. When a later offer of the same `NAME` finds `NAME.part` (no longer than the
+//! offered size) it accepts from the partial file's length, so the transfer resumes. Once the
+//! digest is confirmed the partial file is renamed to `NAME`, or to `STEM (1).EXT`,
+//! `STEM (2).EXT` … when that name exists: an existing file is never overwritten. A partial
+//! file is kept when a transfer fails, except after a digest mismatch (its bytes are wrong).
+//!
+//! # Disk jobs
+//!
+//! Reads and writes are [`DiskJob`] values holding a shared handle to the open file and using
+//! positioned I/O (`pread`/`pwrite`), so a blocking runtime runs them in place and an async
+//! runtime hands them to a thread pool without blocking its executor.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::hash::Hash;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tidings_core::transfer::safe_file_name;
+
+/// Suffix of a partial download.
+pub const PART_SUFFIX: &str = ".part";
+
+/// A file opened for sending, checked before anything is offered.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The open file.
+    pub file: Arc<File>,
+    /// The base name offered to the peer.
+    pub name: String,
+    /// Size in bytes when opened.
+    pub size: u64,
+}
+
+impl Source {
+    /// Opens `path` for sending. Fails for a missing file, a directory or a name that cannot
+    /// be offered.
+    pub fn open(path: &Path) -> io::Result<Source> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let raw = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = safe_file_name(&raw)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unusable file name"))?;
+        Ok(Source {
+            file: Arc::new(file),
+            name,
+            size: meta.len(),
+        })
+    }
+}
+
+/// A download in progress: its partial file and where it will go.
+#[derive(Debug)]
+struct Download {
+    file: Arc<File>,
+    part: PathBuf,
+    name: String,
+}
+
+/// The open files of one side's transfers, keyed by the runtime's transfer key (a transfer id
+/// on a client, a hub file handle on a server).
+#[derive(Debug)]
+pub struct Files<K> {
+    dir: Option<PathBuf>,
+    sources: HashMap<K, Source>,
+    downloads: HashMap<K, Download>,
+    parts_in_use: HashSet<PathBuf>,
+}
+
+impl<K: Hash + Eq + Copy> Files<K> {
+    /// A store that receives into `dir` (`None`: this side does not take files).
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Files {
+            dir,
+            sources: HashMap::new(),
+            downloads: HashMap::new(),
+            parts_in_use: HashSet::new(),
+        }
+    }
+
+    /// The download folder, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Registers an opened source under its transfer key.
+    pub fn add_source(&mut self, key: K, source: Source) {
+        self.sources.insert(key, source);
+    }
+
+    /// Opens (or reopens) the partial file for an offered `name` of `size` bytes and returns
+    /// the offset to accept from: the kept partial length, or 0. Errors carry a reason
+    /// suitable for the peer.
+    pub fn start_download(&mut self, key: K, name: &str, size: u64) -> Result<u64, String> {
+        let dir = self
+            .dir
+            .clone()
+            .ok_or_else(|| "this side does not accept files".to_string())?;
+        let name = safe_file_name(name).ok_or_else(|| "unusable file name".to_string())?;
+        // Two offers of the same name at once each get their own partial file.
+        let mut n = 0;
+        let (stem, ext) = split_ext(&name);
+        let part = loop {
+            let candidate = if n == 0 {
+                dir.join(format!("{name}{PART_SUFFIX}"))
+            } else {
+                dir.join(format!("{stem} ({n}){ext}{PART_SUFFIX}"))
+            };
+            if !self.parts_in_use.contains(&candidate) {
+                break candidate;
+            }
+            n += 1;
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        let kept = file
+            .metadata()
+            .map_err(|e| format!("cannot inspect {}: {e}", part.display()))?
+            .len();
+        let offset = if kept <= size {
+            kept
+        } else {
+            // Longer than the offered file: not a prefix of it; start over.
+            file.set_len(0)
+                .map_err(|e| format!("cannot truncate: {e}"))?;
+            0
+        };
+        self.parts_in_use.insert(part.clone());
+        self.downloads.insert(
+            key,
+            Download {
+                file: Arc::new(file),
+                part,
+                name,
+            },
+        );
+        Ok(offset)
+    }
+
+    /// A job reading `len` bytes at `offset` of the transfer's file (the source when
+    /// sending, the kept partial file when resuming a download).
+    pub fn read_job(&self, key: K, offset: u64, len: usize) -> Option<DiskJob> {
+        let file = match (self.sources.get(&key), self.downloads.get(&key)) {
+            (Some(s), _) => s.file.clone(),
+            (None, Some(d)) => d.file.clone(),
+            (None, None) => return None,
+        };
+        Some(DiskJob::Read { file, offset, len })
+    }
+
+    /// A job writing received `data` at `offset` of the partial file.
+    pub fn write_job(&self, key: K, offset: u64, data: Bytes) -> Option<DiskJob> {
+        let d = self.downloads.get(&key)?;
+        Some(DiskJob::Write {
+            file: d.file.clone(),
+            offset,
+            data,
+        })
+    }
+
+    /// The transfer succeeded: for a download, a job that moves the partial file to its
+    /// final, never-overwriting name. Forgets the transfer either way.
+    pub fn finish_ok(&mut self, key: K) -> Option<DiskJob> {
+        self.sources.remove(&key);
+        let d = self.downloads.remove(&key)?;
+        self.parts_in_use.remove(&d.part);
+        Some(DiskJob::Finalize {
+            file: d.file,
+            part: d.part,
+            name: d.name,
+        })
+    }
+
+    /// The transfer failed: forgets it, keeping a partial file for resume unless its bytes
+    /// are known to be wrong (`discard`). Returns the kept partial file.
+    pub fn finish_failed(&mut self, key: K, discard: bool) -> Option<PathBuf> {
+        self.sources.remove(&key);
+        let d = self.downloads.remove(&key)?;
+        self.parts_in_use.remove(&d.part);
+        if discard {
+            let _ = std::fs::remove_file(&d.part);
+            return None;
+        }
+        Some(d.part)
+    }
+
+    /// Whether `key` is a known transfer.
+    pub fn contains(&self, key: K) -> bool {
+        self.sources.contains_key(&key) || self.downloads.contains_key(&key)
+    }
+}
+
+/// One disk operation, runnable on any thread.
+#[derive(Debug)]
+pub enum DiskJob {
+    /// Read exactly `len` bytes at `offset`.
+    Read {
+        /// Shared handle.
+        file: Arc<File>,
+        /// Where.
+        offset: u64,
+        /// How much.
+        len: usize,
+    },
+    /// Write `data` at `offset`.
+    Write {
+        /// Shared handle.
+        file: Arc<File>,
+        /// Where.
+        offset: u64,
+        /// What.
+        data: Bytes,
+    },
+    /// Flush and move a finished partial file to its final name.
+    Finalize {
+        /// Shared handle, synced before the rename.
+        file: Arc<File>,
+        /// The partial file.
+        part: PathBuf,
+        /// The wanted final base name.
+        name: String,
+    },
+}
+
+/// What a [`DiskJob`] produced.
+#[derive(Debug)]
+pub enum DiskDone {
+    /// The bytes read.
+    Read(io::Result<Bytes>),
+    /// How many bytes were written.
+    Written(io::Result<u64>),
+    /// The final path.
+    Finalized(io::Result<PathBuf>),
+}
+
+impl DiskJob {
+    /// Performs the operation (blocking).
+    pub fn run(self) -> DiskDone {
+        match self {
+            DiskJob::Read { file, offset, len } => {
+                let mut buf = BytesMut::zeroed(len);
+                DiskDone::Read(match file.read_exact_at(&mut buf, offset) {
+                    Ok(()) => Ok(buf.freeze()),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+                        e.kind(),
+                        "the file became shorter while it was being sent",
+                    )),
+                    Err(e) => Err(e),
+                })
+            }
+            DiskJob::Write { file, offset, data } => {
+                DiskDone::Written(file.write_all_at(&data, offset).map(|()| data.len() as u64))
+            }
+            DiskJob::Finalize { file, part, name } => DiskDone::Finalized(
+                file.sync_all()
+                    .and_then(|()| place_without_overwrite(&part, &name)),
+            ),
+        }
+    }
+}
+
+/// Moves `part` to `name` in the same folder, or to `STEM (n).EXT` when taken. Uses a hard
+/// link, which fails instead of replacing, so a file that appears meanwhile is safe too.
+pub fn place_without_overwrite(part: &Path, name: &str) -> io::Result<PathBuf> {
+    let dir = part.parent().unwrap_or(Path::new("."));
+    let (stem, ext) = split_ext(name);
+    for n in 0..10_000u32 {
+        let target = if n == 0 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{stem} ({n}){ext}"))
+        };
+        match std::fs::hard_link(part, &target) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) if !target.exists() => {
+                // File systems without hard links: rename after the existence check.
+                std::fs::rename(part, &target)?;
+                return Ok(target);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free file name",
+    ))
+}
+
+/// `"photo.jpg"` → `("photo", ".jpg")`; `"README"` → `("README", "")`.
+fn split_ext(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
+        let part = dir.path().join("a.txt.part");
+        std::fs::write(&part, b"new").unwrap();
+        let placed = place_without_overwrite(&part, "a.txt").unwrap();
+        assert_eq!(placed, dir.path().join("a (1).txt"));
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"old");
+        assert_eq!(std::fs::read(placed).unwrap(), b"new");
+        assert!(!part.exists());
+    }
+
+    #[test]
+    fn resumes_from_kept_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.bin.part"), [1u8; 10]).unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "f.bin", 100), Ok(10));
+        // A second offer of the same name at once does not share the partial file.
+        assert_eq!(files.start_download(4, "f.bin", 100), Ok(0));
+        assert!(dir.path().join("f (1).bin.part").exists());
+    }
+
+    #[test]
+    fn longer_partial_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.bin.part"), [1u8; 10]).unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "f.bin", 5), Ok(0));
+    }
+}
