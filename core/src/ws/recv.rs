@@ -91,7 +91,13 @@ impl Receiver {
             let mut frame = match self.frame {
                 Some(frame) => frame,
                 None => match FrameHeader::parse(&self.rx)? {
-                    None => return Ok(None),
+                    None => {
+                        // The mask bit is in the second byte: no need to wait for the rest.
+                        if let Some(&b1) = self.rx.get(1) {
+                            self.check_mask_bit(b1 & 0x80 != 0)?;
+                        }
+                        return Ok(None);
+                    }
                     Some((header, header_len)) => {
                         let frame = self.start_frame(&header)?;
                         self.rx.advance(header_len);
@@ -130,11 +136,7 @@ impl Receiver {
     /// Applies the rules that depend on role, message state and limits, before any payload
     /// byte is buffered for this frame.
     fn start_frame(&mut self, header: &FrameHeader) -> Result<InFrame, WsError> {
-        match (header.mask.is_some(), self.expect_masked) {
-            (false, true) => return Err(WsError::UnmaskedFrame),
-            (true, false) => return Err(WsError::MaskedFrame),
-            _ => {}
-        }
+        self.check_mask_bit(header.mask.is_some())?;
         if header.payload_len > self.max_frame as u64 {
             return Err(WsError::FrameTooLarge {
                 len: header.payload_len,
@@ -171,6 +173,14 @@ impl Receiver {
             done: 0,
             text,
         })
+    }
+
+    fn check_mask_bit(&self, masked: bool) -> Result<(), WsError> {
+        match (masked, self.expect_masked) {
+            (false, true) => Err(WsError::UnmaskedFrame),
+            (true, false) => Err(WsError::MaskedFrame),
+            _ => Ok(()),
+        }
     }
 
     fn check_message_len(&self, len: u64) -> Result<(), WsError> {

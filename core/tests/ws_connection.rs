@@ -1,0 +1,315 @@
+//! `WsConnection` as a whole: two connections talking in memory, the close handshake from
+//! either side, sending rules, zero-copy paths, end of stream and input bounds.
+
+mod ws_util;
+
+use bytes::Bytes;
+use tidings_core::ws::{
+    server_frame, CloseCode, OpCode, SendError, WsConfig, WsConnection, WsError, WsEvent, WsState,
+};
+use ws_util::*;
+
+fn pair() -> (WsConnection, WsConnection) {
+    (
+        connection(false, WsConfig::default()),
+        connection(true, WsConfig::default()),
+    )
+}
+
+/// Moves every queued byte from `from` to `to`, cut at random points.
+fn pump(from: &mut WsConnection, to: &mut WsConnection, seed: u64) {
+    let bytes = drain_transmit(from);
+    for chunk in chunks(&bytes, Split::Random(seed)) {
+        to.handle_input(chunk);
+    }
+}
+
+fn events(conn: &mut WsConnection) -> Vec<WsEvent> {
+    std::iter::from_fn(|| conn.poll_event()).collect()
+}
+
+#[test]
+fn conversation_in_both_directions() {
+    let (mut client, mut server) = pair();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    client.send_text("hello").unwrap();
+    client.send_binary(&big).unwrap();
+    client.send_ping(b"p").unwrap();
+    pump(&mut client, &mut server, 1);
+    assert_eq!(
+        events(&mut server),
+        vec![
+            WsEvent::Text("hello".into()),
+            WsEvent::Binary(Bytes::from(big.clone())),
+            WsEvent::Ping(Bytes::from_static(b"p")),
+        ]
+    );
+    server.send_text("hi").unwrap();
+    server.send_binary_bytes(Bytes::from(big.clone())).unwrap();
+    server.send_pong(b"heartbeat").unwrap();
+    pump(&mut server, &mut client, 2);
+    assert_eq!(
+        events(&mut client),
+        vec![
+            WsEvent::Pong(Bytes::from_static(b"p")),
+            WsEvent::Text("hi".into()),
+            WsEvent::Binary(Bytes::from(big)),
+            WsEvent::Pong(Bytes::from_static(b"heartbeat")),
+        ]
+    );
+    assert_eq!(client.state(), WsState::Open);
+    assert_eq!(server.state(), WsState::Open);
+    assert_eq!(client.buffered_input() + server.buffered_input(), 0);
+}
+
+#[test]
+fn every_client_frame_is_masked_with_the_next_key() {
+    let mut keys = vec![[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]].into_iter();
+    let mut client = WsConnection::client(WsConfig::default(), move || keys.next().unwrap());
+    client.send_text("a").unwrap();
+    client.send_binary(b"b").unwrap();
+    client.close(CloseCode::NORMAL, "").unwrap();
+    let bytes = drain_transmit(&mut client);
+    assert_eq!(&bytes[..8], &[0x81, 0x81, 1, 2, 3, 4, b'a' ^ 1, 0x82]);
+    let sent = decode_sent(&bytes);
+    assert!(sent.iter().all(|s| s.masked));
+    assert_eq!(sent[2].opcode, OpCode::Close);
+}
+
+#[test]
+fn close_started_by_the_client() {
+    let (mut client, mut server) = pair();
+    client.close(CloseCode::GOING_AWAY, "leaving").unwrap();
+    assert_eq!(client.state(), WsState::Closing);
+    assert_eq!(client.send_text("late"), Err(SendError::Closed));
+    assert_eq!(client.close(CloseCode::NORMAL, ""), Ok(())); // already closing: no-op
+    pump(&mut client, &mut server, 3);
+    assert_eq!(
+        events(&mut server),
+        vec![WsEvent::Close {
+            code: CloseCode::GOING_AWAY,
+            reason: "leaving".into()
+        }]
+    );
+    assert_eq!(server.state(), WsState::Closed);
+    assert!(!server.should_close_socket()); // the echo is not written yet
+    assert_eq!(server.send_binary(b"late"), Err(SendError::Closed));
+    pump(&mut server, &mut client, 4);
+    assert!(server.should_close_socket()); // the server closes TCP first
+    assert_eq!(
+        events(&mut client),
+        vec![WsEvent::Close {
+            code: CloseCode::GOING_AWAY,
+            reason: "".into()
+        }]
+    );
+    assert_eq!(client.state(), WsState::Closed);
+    assert!(!client.should_close_socket()); // waits for the server's EOF
+    client.handle_eof();
+    assert_eq!(client.poll_event(), None);
+    assert!(client.should_close_socket());
+}
+
+#[test]
+fn close_started_by_the_server_with_messages_in_flight() {
+    let (mut client, mut server) = pair();
+    server.close(CloseCode::NORMAL, "done").unwrap();
+    client.send_text("crossing").unwrap();
+    client.send_ping(b"x").unwrap();
+    pump(&mut client, &mut server, 5);
+    // Messages sent before the peer saw our close still arrive; pings are not answered
+    // after our close frame.
+    assert_eq!(
+        events(&mut server),
+        vec![
+            WsEvent::Text("crossing".into()),
+            WsEvent::Ping(Bytes::from_static(b"x"))
+        ]
+    );
+    pump(&mut server, &mut client, 6);
+    assert_eq!(
+        events(&mut client),
+        vec![WsEvent::Close {
+            code: CloseCode::NORMAL,
+            reason: "done".into()
+        }]
+    );
+    let reply = drain_transmit(&mut client);
+    assert_eq!(decode_sent(&reply).len(), 1);
+    server.handle_input(&reply);
+    assert!(matches!(
+        events(&mut server)[..],
+        [WsEvent::Close {
+            code: CloseCode::NORMAL,
+            ..
+        }]
+    ));
+    assert_eq!(server.state(), WsState::Closed);
+    assert!(server.should_close_socket());
+    assert_eq!(server.pending_transmit(), 0);
+}
+
+#[test]
+fn send_rules() {
+    let (mut client, mut server) = pair();
+    assert_eq!(
+        client.send_ping(&[0; 126]),
+        Err(SendError::ControlTooLong(126))
+    );
+    assert_eq!(
+        client.send_pong(&[0; 126]),
+        Err(SendError::ControlTooLong(126))
+    );
+    assert!(client.send_ping(&[0; 125]).is_ok());
+    for code in [999u16, 1004, 1005, 1006, 1015, 2000, 5000] {
+        assert_eq!(
+            client.close(CloseCode(code), ""),
+            Err(SendError::InvalidCloseCode(code))
+        );
+    }
+    assert_eq!(
+        client.close(CloseCode::NORMAL, &"x".repeat(124)),
+        Err(SendError::CloseReasonTooLong(124))
+    );
+    assert_eq!(client.state(), WsState::Open);
+    assert_eq!(
+        client.send_encoded(server_frame(OpCode::Text, b"x")),
+        Err(SendError::NotServer)
+    );
+    assert!(server.close(CloseCode(4000), &"y".repeat(123)).is_ok());
+    assert_eq!(
+        server.send_encoded(server_frame(OpCode::Text, b"x")),
+        Err(SendError::Closed)
+    );
+}
+
+#[test]
+fn broadcast_shares_one_encoded_frame() {
+    let frame = server_frame(OpCode::Binary, &[7; 10_000]);
+    let mut servers: Vec<WsConnection> = (0..3)
+        .map(|_| connection(true, WsConfig::default()))
+        .collect();
+    for server in &mut servers {
+        server.send_text("before").unwrap();
+        server.send_encoded(frame.clone()).unwrap();
+        server.send_text("after").unwrap();
+    }
+    for server in &mut servers {
+        assert_eq!(
+            server.poll_transmit().unwrap(),
+            server_frame(OpCode::Text, b"before")
+        );
+        let shared = server.poll_transmit().unwrap();
+        assert_eq!(shared.as_ptr(), frame.as_ptr(), "queued by reference");
+        let mut client = connection(false, WsConfig::default());
+        client.handle_input(&shared);
+        client.handle_input(&server.poll_transmit().unwrap());
+        assert_eq!(
+            events(&mut client),
+            vec![
+                WsEvent::Binary(Bytes::from(vec![7; 10_000])),
+                WsEvent::Text("after".into())
+            ]
+        );
+        assert_eq!(server.poll_transmit(), None);
+    }
+}
+
+#[test]
+fn large_server_payloads_are_sent_without_copying() {
+    let mut server = connection(true, WsConfig::default());
+    let payload = Bytes::from(vec![1u8; 100_000]);
+    server.send_binary_bytes(payload.clone()).unwrap();
+    let header = server.poll_transmit().unwrap();
+    assert_eq!(&header[..], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xA0]);
+    assert_eq!(server.poll_transmit().unwrap().as_ptr(), payload.as_ptr());
+}
+
+#[test]
+fn received_payloads_are_slices_of_one_buffer() {
+    let mut server = connection(true, WsConfig::default());
+    let input = [
+        client_frame(true, 2, &[1; 50]),
+        client_frame(true, 2, &[2; 50]),
+    ]
+    .concat();
+    server.handle_input(&input);
+    let (Some(WsEvent::Binary(a)), Some(WsEvent::Binary(b))) =
+        (server.poll_event(), server.poll_event())
+    else {
+        panic!("two messages");
+    };
+    // Header of the second frame: 2 bytes + 4 mask bytes between the payloads.
+    assert_eq!(b.as_ptr() as usize, a.as_ptr() as usize + 50 + 6);
+}
+
+#[test]
+fn eof_before_close_is_abnormal() {
+    let mut server = connection(true, WsConfig::default());
+    server.handle_input(&client_frame(true, 1, b"complete"));
+    server.handle_input(&client_frame(true, 1, b"partial")[..5]);
+    server.handle_eof();
+    assert_eq!(
+        events(&mut server),
+        vec![
+            WsEvent::Text("complete".into()),
+            WsEvent::Error(WsError::UnexpectedEof)
+        ]
+    );
+    assert_eq!(WsError::UnexpectedEof.close_code(), CloseCode::ABNORMAL);
+    assert_eq!(server.state(), WsState::Closed);
+    assert_eq!(server.pending_transmit(), 0); // nothing to send on a dead transport
+    assert!(server.should_close_socket());
+    assert_eq!(server.send_text("x"), Err(SendError::Closed));
+}
+
+#[test]
+fn failure_closes_after_the_close_frame_is_written() {
+    let mut client = connection(false, WsConfig::default());
+    client.handle_input(&[0x82, 0x80]); // masked frame from a server
+    assert_eq!(
+        client.poll_event(),
+        Some(WsEvent::Error(WsError::MaskedFrame))
+    );
+    assert!(!client.should_close_socket());
+    let sent = decode_sent(&drain_transmit(&mut client));
+    assert_eq!(sent[0].payload[..2], 1002u16.to_be_bytes());
+    assert!(client.should_close_socket());
+    client.handle_input(b"more input is ignored");
+    assert_eq!(client.poll_event(), None);
+    assert_eq!(client.buffered_input(), 0);
+}
+
+#[test]
+fn undecoded_input_waits_for_poll_event() {
+    let mut server = connection(true, WsConfig::default());
+    let input = [client_frame(true, 2, b"one"), client_frame(true, 2, b"two")].concat();
+    server.handle_input(&input);
+    assert_eq!(server.buffered_input(), input.len());
+    assert!(server.poll_event().is_some());
+    assert_eq!(server.buffered_input(), input.len() / 2);
+    assert!(server.poll_event().is_some());
+    assert_eq!(server.buffered_input(), 0);
+}
+
+#[test]
+fn partial_input_is_bounded_by_the_limits() {
+    let config = WsConfig {
+        max_message_size: 1000,
+        max_frame_size: 100,
+    };
+    let mut server = connection(true, config);
+    // Nine full 100-byte fragments and most of a tenth, fed one byte at a time.
+    let mut input = Vec::new();
+    input.extend(client_frame(false, 2, &[0; 100]));
+    for _ in 0..8 {
+        input.extend(client_frame(false, 0, &[0; 100]));
+    }
+    input.extend(&client_frame(true, 0, &[0; 100])[..50]);
+    for byte in &input {
+        server.handle_input(std::slice::from_ref(byte));
+        assert_eq!(server.poll_event(), None);
+        assert!(server.buffered_input() <= 1000 + 100 + 14);
+    }
+    assert_eq!(server.buffered_input(), 900 + 44);
+}
