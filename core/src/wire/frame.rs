@@ -123,8 +123,8 @@ impl FrameDecoder {
         }
         let total = HEADER_LEN + len as usize;
         if self.buf.len() < total {
-            // Reserve for the rest of this frame only; it is within the limit.
-            self.buf.reserve(total - self.buf.len());
+            // No reservation by the declared length: five bytes from a peer must not make
+            // us allocate up to the frame limit. The buffer grows as the body arrives.
             return Ok(None);
         }
         let kind = self.buf[4];

@@ -1,0 +1,923 @@
+#!/usr/bin/env python3
+"""Generates the tidings conformance vectors from spec/PROTOCOL.md.
+
+This is a second, independent implementation of the wire format: it builds every byte from
+the rules of the spec (sections 3 to 7) using nothing but the Python standard library, and
+never calls the Rust code. The Rust tests (core/tests/vectors.rs) then check that the Rust
+codec and session agree with these bytes, so the spec, this script and the code cross-check
+each other.
+
+Run from anywhere:  python3 spec/vectors/generate.py
+It rewrites messages.json, errors.json and session.json next to itself; the output is
+deterministic, so a diff after running it means the spec's encoding changed.
+"""
+
+import hashlib
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ----- spec §3: the preamble --------------------------------------------------------------
+
+MAGIC = bytes([0x89]) + b"TDG\r\n\x1a"
+
+
+def preamble(version=1):
+    return MAGIC + bytes([version])
+
+
+# ----- spec §4: primitive fields and frames ------------------------------------------------
+
+def u8(v):
+    return struct.pack(">B", v)
+
+
+def u16(v):
+    return struct.pack(">H", v)
+
+
+def u32(v):
+    return struct.pack(">I", v)
+
+
+def u64(v):
+    return struct.pack(">Q", v)
+
+
+def utf8(s):
+    return s.encode("utf-8") if isinstance(s, str) else s
+
+
+def str8(s):
+    b = utf8(s)
+    assert len(b) <= 255
+    return u8(len(b)) + b
+
+
+def str16(s):
+    b = utf8(s)
+    assert len(b) <= 65535
+    return u16(len(b)) + b
+
+
+def frame(kind, body):
+    return u32(len(body)) + u8(kind) + body
+
+
+# ----- spec §5: the type registry and §8: error codes -------------------------------------
+
+T = {
+    "hello": 0x01, "welcome": 0x02, "refused": 0x03,
+    "text": 0x10, "blob": 0x11,
+    "presence": 0x20, "list-request": 0x21, "peer-list": 0x22,
+    "ping": 0x30, "pong": 0x31, "error": 0x3E, "goodbye": 0x3F,
+    "offer": 0x40, "accept": 0x41, "reject": 0x42, "chunk": 0x43, "credit": 0x44,
+    "done": 0x45, "cancel": 0x46, "complete": 0x47, "failed": 0x48,
+}
+
+CODES = {
+    "normal": 0, "malformed": 1, "bad-preamble": 2, "unsupported-version": 3,
+    "frame-too-large": 4, "unknown-type": 5, "invalid-utf8": 6, "unexpected-message": 7,
+    "heartbeat-timeout": 8, "truncated": 9, "name-taken": 10, "name-invalid": 11,
+    "server-full": 12, "unknown-peer": 13, "rate-limited": 14, "slow-consumer": 15,
+    "shutdown": 16, "limit-exceeded": 17, "kicked": 18,
+    "unknown-transfer": 32, "chunk-out-of-range": 33, "credit-exceeded": 34,
+    "digest-mismatch": 35, "bad-file-name": 36, "cancelled": 37, "rejected": 38,
+    "transfer-timeout": 39, "peer-lost": 40, "storage-failed": 41, "source-failed": 42,
+}
+NAMES = {v: k for k, v in CODES.items()}
+
+
+def code_of(name_or_value):
+    if isinstance(name_or_value, int):
+        return name_or_value
+    return CODES[name_or_value]
+
+
+def code_fields(c):
+    """A code as it appears in JSON: the number and, when known, its name."""
+    return {"code": c, "code_name": NAMES.get(c, "other")}
+
+
+FLAG_PRIVATE = 1
+CAP_FILES, CAP_BLOBS = 1, 2
+MiB = 1 << 20
+
+# ----- spec §6: message bodies --------------------------------------------------------------
+
+
+def encode(m):
+    """Encodes a message given as its JSON object (the vector format) into a whole frame."""
+    t = m["type"]
+    if t == "extension":
+        return frame(m["kind"], bytes.fromhex(m["body"]))
+    if t == "hello":
+        body = str8(m["name"]) + u32(m["capabilities"]) + u32(m["max_frame"])
+    elif t == "welcome":
+        body = (str8(m["name"]) + str8(m["server"]) + u32(m["heartbeat_ms"])
+                + u32(m["timeout_ms"]) + u32(m["max_frame"]) + u32(m["capabilities"])
+                + u32(len(m["online"])) + b"".join(str8(n) for n in m["online"]))
+    elif t in ("refused", "goodbye"):
+        body = u16(m["code"]) + utf8(m["reason"])
+    elif t == "error":
+        body = u16(m["code"]) + utf8(m["text"])
+    elif t == "text":
+        body = str8(m["peer"]) + u8(FLAG_PRIVATE if m["private"] else 0) + utf8(m["text"])
+    elif t == "blob":
+        body = (str8(m["peer"]) + u8(FLAG_PRIVATE if m["private"] else 0)
+                + str8(m["media_type"]) + bytes.fromhex(m["data"]))
+    elif t == "presence":
+        body = u8({"joined": 1, "left": 2}[m["kind"]]) + str8(m["name"])
+    elif t == "list-request":
+        body = b""
+    elif t == "peer-list":
+        body = u32(len(m["names"])) + b"".join(str8(n) for n in m["names"])
+    elif t in ("ping", "pong"):
+        body = u64(m["nonce"])
+    elif t == "offer":
+        body = (u64(m["id"]) + str8(m["peer"]) + u64(m["size"]) + str16(m["name"])
+                + str8(m["media_type"]))
+    elif t == "accept":
+        body = u64(m["id"]) + u64(m["offset"]) + u32(m["credit"])
+    elif t in ("reject", "cancel", "failed"):
+        body = u64(m["id"]) + u16(m["code"]) + utf8(m["reason"])
+    elif t == "chunk":
+        body = u64(m["id"]) + u64(m["offset"]) + bytes.fromhex(m["data"])
+    elif t == "credit":
+        body = u64(m["id"]) + u32(m["bytes"])
+    elif t == "done":
+        digest = bytes.fromhex(m["sha256"])
+        assert len(digest) == 32
+        body = u64(m["id"]) + digest
+    elif t == "complete":
+        body = u64(m["id"])
+    else:
+        raise ValueError(t)
+    return frame(T[t], body)
+
+
+def msg(t, **fields):
+    m = {"type": t}
+    m.update(fields)
+    if "code" in fields:
+        m["code_name"] = NAMES.get(fields["code"], "other")
+    return m
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+# ----- messages.json ---------------------------------------------------------------------------
+
+def message_vectors():
+    v = []
+
+    def add(name, description, m):
+        v.append({"name": name, "description": description, "message": m,
+                  "hex": encode(m).hex()})
+
+    add("hello-basic", "a client asks for the name alice with every capability",
+        msg("hello", name="alice", capabilities=3, max_frame=MiB))
+    add("hello-unicode-name", "names are UTF-8; the length prefix counts bytes",
+        msg("hello", name="Zoë_2", capabilities=CAP_FILES, max_frame=16 * MiB))
+    add("hello-no-capabilities", "capabilities 0: chat only",
+        msg("hello", name="b", capabilities=0, max_frame=MiB))
+    add("hello-max-name", "a name of 32 characters, each 4 bytes: 128 bytes",
+        msg("hello", name="\U0001d400" * 32, capabilities=3, max_frame=2 * MiB))
+
+    add("welcome-basic", "defaults: 10 s heartbeat, 30 s timeout, 1 MiB frames",
+        msg("welcome", name="alice", server="server", heartbeat_ms=10000, timeout_ms=30000,
+            max_frame=MiB, capabilities=3, online=["alice"]))
+    add("welcome-several-online", "the online list includes the client itself",
+        msg("welcome", name="carol", server="hub", heartbeat_ms=5000, timeout_ms=15000,
+            max_frame=4 * MiB, capabilities=3, online=["alice", "bob", "carol"]))
+    add("welcome-empty-list", "an empty online list and an empty server name",
+        msg("welcome", name="x", server="", heartbeat_ms=1, timeout_ms=4294967295,
+            max_frame=16 * MiB, capabilities=0, online=[]))
+
+    add("refused-name-taken", "name-taken with a reason",
+        msg("refused", code=10, reason="the name alice is in use"))
+    add("refused-server-full", "server-full with an empty reason",
+        msg("refused", code=12, reason=""))
+    add("refused-unknown-code", "an unknown code is carried as its number",
+        msg("refused", code=999, reason="future"))
+
+    add("text-broadcast", "client to server: empty peer means everyone",
+        msg("text", peer="", private=False, text="hello, everyone"))
+    add("text-private-delivery", "server to client: sender bob, private flag set",
+        msg("text", peer="bob", private=True, text="hi"))
+    add("text-empty", "an empty text is allowed",
+        msg("text", peer="alice", private=False, text=""))
+    add("text-unicode", "multi-byte text, emoji and a NUL character",
+        msg("text", peer="Zoë", private=False, text="grüße 👋 \u0000 end"))
+
+    add("blob-image", "a small PNG signature to everyone",
+        msg("blob", peer="", private=False, media_type="image/png",
+            data="89504e470d0a1a0a"))
+    add("blob-private-empty", "an empty private blob without a media type",
+        msg("blob", peer="bob", private=True, media_type="", data=""))
+    add("blob-binary", "every byte value",
+        msg("blob", peer="carol", private=False, media_type="application/octet-stream",
+            data=bytes(range(256)).hex()))
+
+    add("presence-joined", "bob is now online", msg("presence", kind="joined", name="bob"))
+    add("presence-left", "bob went away", msg("presence", kind="left", name="bob"))
+
+    add("list-request", "empty body", msg("list-request"))
+
+    add("peer-list-two", "two names", msg("peer-list", names=["alice", "bob"]))
+    add("peer-list-empty", "count 0", msg("peer-list", names=[]))
+    add("peer-list-unicode", "names with multi-byte characters",
+        msg("peer-list", names=["Ärger", "日本", "x.y-z_1"]))
+
+    add("ping-one", "nonce 1", msg("ping", nonce=1))
+    add("ping-zero", "nonce 0", msg("ping", nonce=0))
+    add("ping-max", "the largest nonce: u64 values use all 64 bits",
+        msg("ping", nonce=18446744073709551615))
+    add("pong-echo", "answers ping 0x0102030405060708",
+        msg("pong", nonce=0x0102030405060708))
+
+    add("error-unknown-peer", "a non-fatal error",
+        msg("error", code=13, text="no peer named dave"))
+    add("error-malformed", "a fatal error with an empty text", msg("error", code=1, text=""))
+    add("error-unknown-code", "code 65535 is kept as a number",
+        msg("error", code=65535, text="?"))
+
+    add("goodbye-normal", "a plain quit", msg("goodbye", code=0, reason="bye"))
+    add("goodbye-shutdown", "the server shuts down", msg("goodbye", code=16, reason=""))
+
+    add("offer-to-peer", "client offers file 0 to bob",
+        msg("offer", id=0, peer="bob", size=200000, name="photo.jpg", media_type="image/jpeg"))
+    add("offer-from-server", "server delivers offer 1 from alice; empty media type",
+        msg("offer", id=1, peer="alice", size=0, name="empty.txt", media_type=""))
+    add("offer-large", "a large id and a size above 4 GiB",
+        msg("offer", id=(1 << 40) + 2, peer="", size=(5 << 30) + 7, name="disk.img",
+            media_type="application/octet-stream"))
+    add("offer-long-name", "file names use a two-byte length: 300 bytes",
+        msg("offer", id=4, peer="bob", size=1, name="n" * 296 + ".txt", media_type="text/plain"))
+
+    add("accept-start", "from the start with 1 MiB of credit",
+        msg("accept", id=0, offset=0, credit=MiB))
+    add("accept-resume", "resume at byte 65536 with the rest as credit",
+        msg("accept", id=3, offset=65536, credit=4096))
+    add("accept-zero-credit", "an empty file needs no credit",
+        msg("accept", id=1, offset=0, credit=0))
+
+    add("reject-declined", "the person said no", msg("reject", id=0, code=38, reason="no thanks"))
+    add("reject-bad-name", "bad-file-name", msg("reject", id=7, code=36, reason=""))
+
+    add("chunk-first", "five bytes at offset 0", msg("chunk", id=0, offset=0, data=b"hello".hex()))
+    add("chunk-later", "at a large offset",
+        msg("chunk", id=9, offset=(1 << 33), data="00ff00ff"))
+    add("chunk-empty", "a chunk may be empty", msg("chunk", id=2, offset=10, data=""))
+
+    add("credit-window", "one more MiB", msg("credit", id=0, bytes=MiB))
+    add("credit-max", "the largest grant", msg("credit", id=5, bytes=4294967295))
+
+    add("done-hello", "SHA-256 of the five bytes 'hello'", msg("done", id=0, sha256=sha(b"hello")))
+    add("done-empty-file", "SHA-256 of the empty file", msg("done", id=1, sha256=sha(b"")))
+
+    add("cancel-by-person", "cancelled", msg("cancel", id=0, code=37, reason="stopped"))
+    add("cancel-timeout", "transfer-timeout", msg("cancel", id=3, code=39, reason=""))
+
+    add("complete", "the digest matched", msg("complete", id=0))
+    add("complete-large-id", "id 2^63", msg("complete", id=1 << 63))
+
+    add("failed-digest", "digest-mismatch",
+        msg("failed", id=0, code=35, reason="the SHA-256 of the received file does not match"))
+    add("failed-storage", "storage-failed", msg("failed", id=2, code=41, reason="disk full"))
+
+    add("extension-empty", "type 0x80: the first extension type, empty body",
+        msg("extension", kind=0x80, body=""))
+    add("extension-ff", "type 0xFF with a body", msg("extension", kind=0xFF, body="deadbeef"))
+    return v
+
+
+# ----- errors.json -------------------------------------------------------------------------
+
+def error_vectors():
+    v = []
+
+    def add(name, description, data, code, eof=False, max_frame=MiB, frames_before=0):
+        v.append({"name": name, "description": description, "hex": data.hex(),
+                  "max_frame": max_frame, "eof": eof, "frames_before": frames_before,
+                  "error": code_fields(code_of(code))})
+
+    ping = frame(T["ping"], u64(1))
+    # Frame level (spec §4).
+    add("too-large-by-one", "length 1 MiB + 1 is rejected on its 4 length bytes alone",
+        u32(MiB + 1), "frame-too-large")
+    add("too-large-max-u32", "length 0xFFFFFFFF", u32(0xFFFFFFFF) + u8(0x10), "frame-too-large")
+    add("too-large-16mib-limit", "over an announced 16 MiB limit",
+        u32(16 * MiB + 1), "frame-too-large", max_frame=16 * MiB)
+    add("too-large-after-frame", "a good ping, then a too-large header",
+        ping + u32(MiB + 1), "frame-too-large", frames_before=1)
+    add("limit-is-inclusive", "exactly 1 MiB declared is allowed; the stream then ends early",
+        u32(MiB) + u8(0x11) + b"\x00\x00", "truncated", eof=True)
+    add("truncated-in-length", "the stream ends after 3 length bytes",
+        b"\x00\x00\x00", "truncated", eof=True)
+    add("truncated-in-body", "the stream ends inside a ping body",
+        ping[:9], "truncated", eof=True)
+    add("truncated-after-header", "header of a 8-byte body and nothing else",
+        u32(8) + u8(0x30), "truncated", eof=True)
+    add("truncated-after-frames", "one good frame, then half a frame",
+        ping + ping[:6], "truncated", eof=True, frames_before=1)
+    for kind in (0x00, 0x04, 0x0F, 0x12, 0x32, 0x49, 0x7F):
+        add(f"unknown-type-{kind:02x}", f"type 0x{kind:02X} is in the mandatory range",
+            frame(kind, b""), "unknown-type")
+    add("unknown-type-with-body", "an unknown mandatory type with a body",
+        frame(0x50, b"abc"), "unknown-type")
+
+    # Body level (spec §6).
+    add("trailing-ping", "a ping body of 9 bytes", frame(T["ping"], u64(1) + b"\x00"), "malformed")
+    add("trailing-list-request", "list-request must be empty",
+        frame(T["list-request"], b"\x00"), "malformed")
+    add("trailing-complete", "complete with an extra byte",
+        frame(T["complete"], u64(0) + b"\x01"), "malformed")
+    add("trailing-done", "done with a 33-byte digest",
+        frame(T["done"], u64(0) + bytes(33)), "malformed")
+    add("trailing-hello", "hello with a byte after max_frame",
+        frame(T["hello"], str8("a") + u32(3) + u32(MiB) + b"\x00"), "malformed")
+    add("trailing-peer-list", "peer-list with bytes after the last name",
+        frame(T["peer-list"], u32(1) + str8("a") + b"zz"), "malformed")
+    add("short-ping", "a ping body of 7 bytes", frame(T["ping"], bytes(7)), "malformed")
+    add("short-pong-empty", "an empty pong body", frame(T["pong"], b""), "malformed")
+    add("short-hello", "hello without max_frame", frame(T["hello"], str8("a") + u32(3)), "malformed")
+    add("short-str8", "a name length past the end of the body",
+        frame(T["hello"], u8(10) + b"abc"), "malformed")
+    add("short-text-no-flags", "text with a peer but no flags byte",
+        frame(T["text"], str8("bob")), "malformed")
+    add("short-text-empty", "an empty text body", frame(T["text"], b""), "malformed")
+    add("short-offer-str16", "an offer whose name length runs past the body",
+        frame(T["offer"], u64(0) + str8("") + u64(1) + u16(100) + b"x"), "malformed")
+    add("short-offer-no-media", "an offer without the media type",
+        frame(T["offer"], u64(0) + str8("") + u64(1) + str16("a")), "malformed")
+    add("short-accept", "accept of 19 bytes", frame(T["accept"], bytes(19)), "malformed")
+    add("short-credit", "credit of 11 bytes", frame(T["credit"], bytes(11)), "malformed")
+    add("short-done", "done with a 31-byte digest", frame(T["done"], u64(0) + bytes(31)), "malformed")
+    add("short-chunk", "chunk with half an offset", frame(T["chunk"], u64(0) + bytes(4)), "malformed")
+    add("short-error", "error with one code byte", frame(T["error"], b"\x00"), "malformed")
+    add("short-refused", "refused with an empty body", frame(T["refused"], b""), "malformed")
+    add("short-goodbye", "goodbye with an empty body", frame(T["goodbye"], b""), "malformed")
+    add("short-cancel", "cancel without its code", frame(T["cancel"], u64(0)), "malformed")
+    add("short-welcome", "welcome that stops after the heartbeat",
+        frame(T["welcome"], str8("a") + str8("s") + u32(1)), "malformed")
+    add("short-presence", "presence without a name", frame(T["presence"], u8(1)), "malformed")
+    add("bad-flags-2", "text flag bit 1 is not defined",
+        frame(T["text"], str8("") + u8(2) + b"x"), "malformed")
+    add("bad-flags-ff", "text with every flag bit",
+        frame(T["text"], str8("") + u8(0xFF) + b"x"), "malformed")
+    add("bad-flags-blob", "blob with flags 0x81",
+        frame(T["blob"], str8("") + u8(0x81) + str8("") + b""), "malformed")
+    add("bad-presence-kind-0", "presence kind 0",
+        frame(T["presence"], u8(0) + str8("bob")), "malformed")
+    add("bad-presence-kind-3", "presence kind 3",
+        frame(T["presence"], u8(3) + str8("bob")), "malformed")
+    add("count-exceeds-body", "peer-list claims 2^32-1 names in an empty rest",
+        frame(T["peer-list"], u32(0xFFFFFFFF)), "malformed")
+    add("count-exceeds-body-small", "peer-list claims 3 names, 2 bytes follow",
+        frame(T["peer-list"], u32(3) + b"\x00\x00"), "malformed")
+    add("count-exceeds-welcome", "welcome claims 1000 online names",
+        frame(T["welcome"], str8("a") + str8("s") + u32(1) + u32(1) + u32(MiB) + u32(0)
+              + u32(1000) + str8("a")), "malformed")
+    add("utf8-text-ff", "byte 0xFF never occurs in UTF-8",
+        frame(T["text"], str8("") + u8(0) + b"\xff"), "invalid-utf8")
+    add("utf8-text-truncated", "a two-byte sequence cut short",
+        frame(T["text"], str8("") + u8(0) + b"ab\xc3"), "invalid-utf8")
+    add("utf8-overlong", "an overlong encoding of NUL",
+        frame(T["text"], str8("") + u8(0) + b"\xc0\x80"), "invalid-utf8")
+    add("utf8-surrogate", "an encoded UTF-16 surrogate",
+        frame(T["text"], str8("") + u8(0) + b"\xed\xa0\x80"), "invalid-utf8")
+    add("utf8-above-max", "a code point above U+10FFFF",
+        frame(T["text"], str8("") + u8(0) + b"\xf4\x90\x80\x80"), "invalid-utf8")
+    add("utf8-hello-name", "the name in hello",
+        frame(T["hello"], str8(b"al\xffce") + u32(3) + u32(MiB)), "invalid-utf8")
+    add("utf8-peer", "the peer field of text",
+        frame(T["text"], str8(b"\x80") + u8(0) + b"hi"), "invalid-utf8")
+    add("utf8-media-type", "the media type of blob",
+        frame(T["blob"], str8("") + u8(0) + str8(b"image/\xfe") + b"data"), "invalid-utf8")
+    add("utf8-offer-name", "the file name of offer",
+        frame(T["offer"], u64(0) + str8("") + u64(1) + str16(b"\xc3(") + str8("")), "invalid-utf8")
+    add("utf8-error-text", "the text of error",
+        frame(T["error"], u16(13) + b"\xff"), "invalid-utf8")
+    add("utf8-goodbye-reason", "the reason of goodbye",
+        frame(T["goodbye"], u16(0) + b"\xe2\x82"), "invalid-utf8")
+    add("utf8-peer-list", "a name in peer-list",
+        frame(T["peer-list"], u32(2) + str8("ok") + str8(b"\xf0\x9f")), "invalid-utf8")
+    add("utf8-welcome-server", "the server name in welcome",
+        frame(T["welcome"], str8("a") + str8(b"\xff") + u32(1) + u32(1) + u32(MiB) + u32(0)
+              + u32(0)), "invalid-utf8")
+    add("first-field-wins", "the peer field fails before the bad flags are read",
+        frame(T["text"], str8(b"\xff") + u8(9)), "invalid-utf8")
+    return v
+
+
+# ----- session.json ----------------------------------------------------------------------------
+
+WELCOME_DEFAULT = msg("welcome", name="alice", server="server", heartbeat_ms=10000,
+                      timeout_ms=30000, max_frame=MiB, capabilities=3, online=["alice"])
+HELLO_ALICE = msg("hello", name="alice", capabilities=3, max_frame=MiB)
+
+SETUPS = {
+    "server-open": {
+        "role": "server",
+        "description": "a server that read the client's preamble and hello for alice and "
+                       "answered with welcome; everything it sent so far is discarded",
+        "steps": [
+            {"input": (preamble() + encode(HELLO_ALICE)).hex()},
+            {"command": "accept_hello", "name": "alice", "server": "server",
+             "online": ["alice"]},
+        ],
+    },
+    "server-handshake": {
+        "role": "server",
+        "description": "a server that read the client's preamble and answered with its own",
+        "steps": [{"input": preamble().hex()}],
+    },
+    "client-open": {
+        "role": "client",
+        "description": "a client named alice (its preamble and hello discarded) that read the "
+                       "server's preamble and the default welcome",
+        "steps": [{"input": (preamble() + encode(WELCOME_DEFAULT)).hex()}],
+    },
+}
+
+
+def exact(data, what):
+    return {"hex": data.hex(), "what": what}
+
+
+def of_type(t, prefix=b""):
+    return {"type": T[t], "type_name": t, "prefix": prefix.hex()}
+
+
+def error_reply(code):
+    c = code_of(code)
+    r = of_type("error", u16(c))
+    r.update(code_fields(c))
+    return r
+
+
+def closed(by, code):
+    c = code_of(code)
+    d = {"by": by}
+    d.update(code_fields(c))
+    return d
+
+
+def session_vectors():
+    v = []
+
+    def add(name, description, role, setup, steps, reply=(), events=(), close=None, config=None):
+        vec = {"name": name, "description": description, "role": role, "setup": setup,
+               "steps": steps, "expect": {"reply": list(reply), "events": list(events),
+                                          "closed": close}}
+        if config:
+            vec["config"] = config
+        if setup:
+            assert SETUPS[setup]["role"] == role
+        v.append(vec)
+
+    def aborted(tid, direction, code):
+        return {"event": "finished", "id": tid, "direction": direction, "ok": False,
+                **code_fields(code_of(code))}
+
+    def inp(*parts):
+        return {"input": b"".join(parts).hex()}
+
+    E = encode
+    P = preamble()
+    HELLO = E(HELLO_ALICE)
+    hello_event = {"event": "hello", "name": "alice", "capabilities": 3, "max_frame": MiB}
+
+    # --- preamble (spec §3) ---
+    add("server-answers-preamble", "the server sends its preamble after the client's",
+        "server", None, [inp(P)], reply=[exact(P, "preamble v1")])
+    add("server-preamble-and-hello", "preamble and hello in one piece",
+        "server", None, [inp(P, HELLO)], reply=[exact(P, "preamble v1")], events=[hello_event])
+    add("server-partial-preamble", "five bytes of preamble: wait for more, send nothing",
+        "server", None, [inp(P[:5])])
+    add("server-http-request", "an HTTP request line is rejected at its first byte",
+        "server", None, [inp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")],
+        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+    add("server-tls-hello", "a TLS ClientHello is not a preamble",
+        "server", None, [inp(bytes.fromhex("160301020001"))],
+        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+    add("server-bad-magic-late", "the fourth magic byte is wrong",
+        "server", None, [inp(b"\x89TDX")],
+        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+    add("server-lf-mangled", "CR LF turned into LF by a text-mode transfer",
+        "server", None, [inp(b"\x89TDG\n\x1a\x01")],
+        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+    add("server-version-2", "a newer client: the server still sends its own preamble, then "
+        "unsupported-version", "server", None, [inp(preamble(2), HELLO)],
+        reply=[exact(P, "preamble v1"), error_reply("unsupported-version")],
+        close=closed("local", "unsupported-version"))
+    add("server-version-0", "version 0 is not spoken either",
+        "server", None, [inp(preamble(0))],
+        reply=[exact(P, "preamble v1"), error_reply("unsupported-version")],
+        close=closed("local", "unsupported-version"))
+    add("client-version-2", "the server answers with version 2: the client gives up",
+        "client", None, [inp(preamble(2))],
+        reply=[error_reply("unsupported-version")], close=closed("local", "unsupported-version"))
+    add("client-bad-preamble", "the server answers with HTTP",
+        "client", None, [inp(b"HTTP/1.1 400 Bad Request\r\n")],
+        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+    add("server-eof-before-preamble", "the client connects and closes at once",
+        "server", None, [{"eof": True}], close=closed("stream", "truncated"))
+    add("server-eof-in-preamble", "the stream ends inside the preamble",
+        "server", None, [inp(P[:3]), {"eof": True}],
+        reply=[of_type("goodbye", u16(CODES["truncated"]))], close=closed("local", "truncated"))
+
+    # --- handshake (spec §6.1, §9) ---
+    add("server-hello-16mib", "a client that accepts 16 MiB frames",
+        "server", "server-handshake", [inp(E(msg("hello", name="bob", capabilities=1,
+                                                    max_frame=16 * MiB)))],
+        events=[{"event": "hello", "name": "bob", "capabilities": 1, "max_frame": 16 * MiB}])
+    add("server-hello-small-limit", "an announced frame limit below 1 MiB is malformed",
+        "server", "server-handshake", [inp(E(msg("hello", name="bob", capabilities=3,
+                                                    max_frame=MiB - 1)))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"))
+    add("server-ping-before-hello", "nothing but hello may come first",
+        "server", "server-handshake", [inp(E(msg("ping", nonce=1)))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-text-before-hello", "chat before the handshake",
+        "server", "server-handshake", [inp(E(msg("text", peer="", private=False, text="x")))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-welcome-from-client", "welcome only flows server to client",
+        "server", "server-handshake", [inp(E(WELCOME_DEFAULT))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-extension-before-hello", "extension frames are ignored in every state",
+        "server", "server-handshake", [inp(E(msg("extension", kind=0x80, body="01")), HELLO)],
+        events=[hello_event])
+    add("server-unknown-type-before-hello", "an unknown mandatory type is fatal",
+        "server", "server-handshake", [inp(frame(0x05, b""))],
+        reply=[error_reply("unknown-type")], close=closed("local", "unknown-type"))
+    add("server-goodbye-before-hello", "goodbye is allowed in every state",
+        "server", "server-handshake", [inp(E(msg("goodbye", code=0, reason="changed my mind")))],
+        close=closed("peer", "normal"))
+    add("server-fatal-error-before-hello", "a fatal error frame closes in every state",
+        "server", "server-handshake", [inp(E(msg("error", code=16, text="")))],
+        close=closed("peer", "shutdown"))
+    add("server-nonfatal-error-before-hello", "a non-fatal error before the handshake is "
+        "unexpected", "server", "server-handshake", [inp(E(msg("error", code=13, text="")))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-message-while-pending", "the client must wait for welcome before sending more",
+        "server", "server-handshake", [inp(HELLO, E(msg("ping", nonce=1)))],
+        reply=[error_reply("unexpected-message")], events=[hello_event],
+        close=closed("local", "unexpected-message"))
+    add("server-refuses", "the application refuses the name: refused, then close",
+        "server", "server-handshake", [inp(HELLO), {"command": "refuse", "code": 10,
+                                                     "reason": "taken"}],
+        reply=[exact(E(msg("refused", code=10, reason="taken")), "refused name-taken")],
+        events=[hello_event], close=closed("local", "name-taken"))
+    add("server-welcome-bytes", "the welcome a default server sends",
+        "server", "server-handshake", [inp(HELLO), {"command": "accept_hello", "name": "alice",
+                                                     "server": "server", "online": ["alice"]}],
+        reply=[exact(E(WELCOME_DEFAULT), "welcome")], events=[hello_event])
+    add("client-connected", "preamble and welcome: the client is open",
+        "client", None, [inp(P, E(WELCOME_DEFAULT))],
+        events=[{"event": "connected", "name": "alice", "server": "server",
+                 "online": ["alice"]}])
+    add("client-refused", "refused closes the client",
+        "client", None, [inp(P, E(msg("refused", code=10, reason="in use")))],
+        close=closed("peer", "name-taken"))
+    add("client-welcome-zero-heartbeat", "heartbeat 0 is out of range",
+        "client", None, [inp(P, E(dict(WELCOME_DEFAULT, heartbeat_ms=0)))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"))
+    add("client-welcome-zero-timeout", "timeout 0 is out of range",
+        "client", None, [inp(P, E(dict(WELCOME_DEFAULT, timeout_ms=0)))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"))
+    add("client-welcome-small-limit", "a server limit below 1 MiB is malformed",
+        "client", None, [inp(P, E(dict(WELCOME_DEFAULT, max_frame=4096)))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"))
+    add("client-hello-from-server", "hello only flows client to server",
+        "client", None, [inp(P, HELLO)],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("client-text-before-welcome", "no chat before welcome",
+        "client", None, [inp(P, E(msg("text", peer="bob", private=False, text="x")))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+
+    # --- heartbeats (spec §9) ---
+    fast = dict(WELCOME_DEFAULT, heartbeat_ms=2000, timeout_ms=6000)
+    add("client-adopts-heartbeat", "the client pings after the server's interval, not its own",
+        "client", None, [inp(P, E(fast)), {"timer_ms": 1999}, {"timer_ms": 2000}],
+        reply=[of_type("ping")], events=[{"event": "connected", "name": "alice",
+                                          "server": "server", "online": ["alice"]}])
+    add("client-adopts-timeout", "silence for the server's timeout: heartbeat-timeout",
+        "client", None, [inp(P, E(fast)), {"timer_ms": 2000}, {"timer_ms": 4000},
+                         {"timer_ms": 5999}, {"timer_ms": 6000}],
+        reply=[of_type("ping"), of_type("ping"), error_reply("heartbeat-timeout")],
+        events=[{"event": "connected", "name": "alice", "server": "server",
+                 "online": ["alice"]}],
+        close=closed("local", "heartbeat-timeout"))
+    add("client-input-resets-timeout", "any received byte restarts the timeout",
+        "client", None, [inp(P, E(fast)), {"timer_ms": 2000}, inp(E(msg("pong", nonce=1))),
+                         {"timer_ms": 6000}, {"timer_ms": 7999}],
+        reply=[of_type("ping"), of_type("ping")],
+        events=[{"event": "connected", "name": "alice", "server": "server",
+                 "online": ["alice"]}])
+    add("server-pings-after-interval", "a server pings after 10 s of not sending",
+        "server", "server-open", [{"timer_ms": 9999}, {"timer_ms": 10000}],
+        reply=[of_type("ping")])
+    add("server-declares-death", "nothing for 30 s: error heartbeat-timeout and close",
+        "server", "server-open", [{"timer_ms": 30000}],
+        reply=[error_reply("heartbeat-timeout")], close=closed("local", "heartbeat-timeout"))
+    add("server-handshake-timeout", "no hello within 10 s of connecting",
+        "server", None, [inp(P), {"timer_ms": 10000}],
+        reply=[exact(P, "preamble v1"), error_reply("heartbeat-timeout")],
+        close=closed("local", "heartbeat-timeout"))
+    add("ping-pong", "a ping is answered with a pong carrying the same nonce",
+        "server", "server-open", [inp(E(msg("ping", nonce=0xDEADBEEF)))],
+        reply=[exact(E(msg("pong", nonce=0xDEADBEEF)), "pong")])
+    add("client-ping-pong", "clients answer pings too",
+        "client", "client-open", [inp(E(msg("ping", nonce=18446744073709551615)))],
+        reply=[exact(E(msg("pong", nonce=18446744073709551615)), "pong")])
+    add("unsolicited-pong", "a pong nobody asked for is ignored",
+        "server", "server-open", [inp(E(msg("pong", nonce=77)))])
+
+    # --- open sessions (spec §6) ---
+    add("server-text", "client text to everyone", "server", "server-open",
+        [inp(E(msg("text", peer="", private=False, text="hi all")))],
+        events=[{"event": "text", "peer": "", "private": False, "text": "hi all"}])
+    add("server-blob", "client blob to bob", "server", "server-open",
+        [inp(E(msg("blob", peer="bob", private=False, media_type="image/gif", data="4749463839")))],
+        events=[{"event": "blob", "peer": "bob", "private": False, "media_type": "image/gif",
+                 "data": "4749463839"}])
+    add("server-list-request", "who is online?", "server", "server-open",
+        [inp(E(msg("list-request")))], events=[{"event": "list-request"}])
+    add("server-presence-from-client", "presence only flows server to client",
+        "server", "server-open", [inp(E(msg("presence", kind="joined", name="x")))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-peer-list-from-client", "peer-list only flows server to client",
+        "server", "server-open", [inp(E(msg("peer-list", names=[])))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-second-hello", "hello only once", "server", "server-open", [inp(HELLO)],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("server-extension-ignored", "an extension frame changes nothing",
+        "server", "server-open", [inp(E(msg("extension", kind=0xFF, body="0102")),
+                                      E(msg("ping", nonce=2)))],
+        reply=[exact(E(msg("pong", nonce=2)), "pong")])
+    add("server-unknown-type", "type 0x7F is fatal", "server", "server-open",
+        [inp(frame(0x7F, b"x"))], reply=[error_reply("unknown-type")],
+        close=closed("local", "unknown-type"))
+    add("server-frame-too-large", "too large after the handshake too", "server", "server-open",
+        [inp(u32(MiB + 1))], reply=[error_reply("frame-too-large")],
+        close=closed("local", "frame-too-large"))
+    add("server-nonfatal-error", "unknown-peer is reported and the session stays up",
+        "server", "server-open", [inp(E(msg("error", code=13, text="who?")))],
+        events=[{"event": "peer-error", "code": 13, "code_name": "unknown-peer"}])
+    add("server-unknown-code-error", "an unknown code in error is not fatal",
+        "server", "server-open", [inp(E(msg("error", code=999, text="")))],
+        events=[{"event": "peer-error", "code": 999, "code_name": "other"}])
+    add("server-fatal-error", "a fatal code in error closes without an answer",
+        "server", "server-open", [inp(E(msg("error", code=1, text="bad")))],
+        close=closed("peer", "malformed"))
+    add("server-goodbye", "orderly close by the client", "server", "server-open",
+        [inp(E(msg("goodbye", code=0, reason="bye")))], close=closed("peer", "normal"))
+    add("server-frames-after-goodbye", "nothing after goodbye is read",
+        "server", "server-open", [inp(E(msg("goodbye", code=0, reason="")), frame(0x05, b""))],
+        close=closed("peer", "normal"))
+    add("server-goodbye-command", "the server says goodbye", "server", "server-open",
+        [{"command": "goodbye", "code": 16, "reason": "maintenance"}],
+        reply=[exact(E(msg("goodbye", code=16, reason="maintenance")), "goodbye shutdown")],
+        close=closed("local", "shutdown"))
+    add("server-eof", "the stream ends between frames", "server", "server-open",
+        [{"eof": True}], close=closed("stream", "truncated"))
+    add("server-eof-mid-frame", "the stream ends inside a frame", "server", "server-open",
+        [inp(E(msg("ping", nonce=1))[:7]), {"eof": True}],
+        reply=[of_type("goodbye", u16(CODES["truncated"]))], close=closed("local", "truncated"))
+    add("client-presence", "bob joined", "client", "client-open",
+        [inp(E(msg("presence", kind="joined", name="bob")))],
+        events=[{"event": "presence", "kind": "joined", "name": "bob"}])
+    add("client-peer-list", "the online list", "client", "client-open",
+        [inp(E(msg("peer-list", names=["alice", "bob"])))],
+        events=[{"event": "peer-list", "names": ["alice", "bob"]}])
+    add("client-private-text", "server delivers a private text from bob",
+        "client", "client-open", [inp(E(msg("text", peer="bob", private=True, text="psst")))],
+        events=[{"event": "text", "peer": "bob", "private": True, "text": "psst"}])
+    add("client-list-request-from-server", "list-request only flows client to server",
+        "client", "client-open", [inp(E(msg("list-request")))],
+        reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
+    add("client-sends-text", "the bytes of a broadcast text", "client", "client-open",
+        [{"command": "send_text", "to": "", "text": "hello"}],
+        reply=[exact(E(msg("text", peer="", private=False, text="hello")), "text")])
+
+    # --- transfers (spec §7) ---
+    offer0 = E(msg("offer", id=0, peer="", size=5, name="hello.txt", media_type="text/plain"))
+    offered0 = {"event": "offered", "id": 0, "peer": "", "name": "hello.txt", "size": 5,
+                "media_type": "text/plain"}
+    accept0 = {"command": "accept", "id": 0, "offset": 0}
+    accept0_bytes = exact(E(msg("accept", id=0, offset=0, credit=5)), "accept, credit 5")
+    chunk0 = E(msg("chunk", id=0, offset=0, data=b"hello".hex()))
+    data0 = {"event": "data", "id": 0, "offset": 0, "data": b"hello".hex()}
+    done0 = E(msg("done", id=0, sha256=sha(b"hello")))
+
+    add("receive-file", "offer, accept, chunk, done; complete once the bytes are written",
+        "server", "server-open",
+        [inp(offer0), accept0, inp(chunk0, done0), {"command": "written", "id": 0, "len": 5}],
+        reply=[accept0_bytes, exact(E(msg("complete", id=0)), "complete")],
+        events=[offered0, data0, {"event": "finished", "id": 0, "direction": "receive",
+                                  "ok": True, "sha256": sha(b"hello")}])
+    add("receive-digest-mismatch", "a wrong digest: failed digest-mismatch",
+        "server", "server-open",
+        [inp(offer0), accept0, inp(chunk0, E(msg("done", id=0, sha256=sha(b"world")))),
+         {"command": "written", "id": 0, "len": 5}],
+        reply=[accept0_bytes, of_type("failed", u64(0) + u16(35))],
+        events=[offered0, data0, {"event": "finished", "id": 0, "direction": "receive",
+                                  "ok": False, **code_fields(35)}])
+    add("receive-unsafe-name", "the offered name is reduced to a base name",
+        "server", "server-open",
+        [inp(E(msg("offer", id=2, peer="bob", size=1, name="../../etc/passwd", media_type="")))],
+        events=[{"event": "offered", "id": 2, "peer": "bob", "name": "passwd", "size": 1,
+                 "media_type": ""}])
+    add("receive-unusable-name", "nothing usable is left: reject bad-file-name",
+        "server", "server-open",
+        [inp(E(msg("offer", id=0, peer="", size=1, name="..", media_type="")))],
+        reply=[of_type("reject", u64(0) + u16(36))])
+    add("offer-wrong-parity", "a client must use even ids", "server", "server-open",
+        [inp(E(msg("offer", id=1, peer="", size=1, name="a", media_type="")))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"))
+    add("offer-id-in-use", "an id may not be offered twice", "server", "server-open",
+        [inp(offer0, offer0)], reply=[error_reply("malformed")],
+        events=[offered0, aborted(0, "receive", "malformed")],
+        close=closed("local", "malformed"))
+    add("client-offer-odd-parity", "a server must use odd ids", "client", "client-open",
+        [inp(E(msg("offer", id=1, peer="bob", size=3, name="x.bin", media_type="")),
+             E(msg("offer", id=2, peer="bob", size=3, name="y.bin", media_type="")))],
+        reply=[error_reply("malformed")],
+        events=[{"event": "offered", "id": 1, "peer": "bob", "name": "x.bin", "size": 3,
+                 "media_type": ""}, aborted(1, "receive", "malformed")],
+        close=closed("local", "malformed"))
+    add("chunk-unknown-transfer", "a frame for an id never seen: unknown-transfer, not fatal",
+        "server", "server-open", [inp(E(msg("chunk", id=8, offset=0, data="00")),
+                                      E(msg("ping", nonce=3)))],
+        reply=[error_reply("unknown-transfer"), exact(E(msg("pong", nonce=3)), "pong")])
+    add("credit-unknown-transfer", "credit for an unknown id", "server", "server-open",
+        [inp(E(msg("credit", id=4, bytes=10)))], reply=[error_reply("unknown-transfer")])
+    add("chunk-before-accept", "data before the offer was accepted", "server", "server-open",
+        [inp(offer0, chunk0)], reply=[error_reply("chunk-out-of-range")],
+        events=[offered0, aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    add("chunk-wrong-offset", "chunks must arrive in order without gaps",
+        "server", "server-open", [inp(offer0), accept0,
+                                  inp(E(msg("chunk", id=0, offset=1, data="00")))],
+        reply=[accept0_bytes, error_reply("chunk-out-of-range")],
+        events=[offered0, aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    add("chunk-beyond-size", "more bytes than offered", "server", "server-open",
+        [inp(offer0), accept0, inp(E(msg("chunk", id=0, offset=0, data="00" * 6)))],
+        reply=[accept0_bytes, error_reply("chunk-out-of-range")],
+        events=[offered0, aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    add("done-too-early", "done before every byte arrived", "server", "server-open",
+        [inp(offer0), accept0, inp(E(msg("chunk", id=0, offset=0, data="6865")), done0)],
+        reply=[accept0_bytes, error_reply("chunk-out-of-range")],
+        events=[offered0, {"event": "data", "id": 0, "offset": 0, "data": "6865"},
+                aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    big = E(msg("offer", id=0, peer="", size=8, name="eight.bin", media_type=""))
+    big_offered = {"event": "offered", "id": 0, "peer": "", "name": "eight.bin", "size": 8,
+                   "media_type": ""}
+    add("credit-exceeded", "a window of 4 bytes: a fifth byte breaks the credit",
+        "server", "server-open",
+        [inp(big), accept0, inp(E(msg("chunk", id=0, offset=0, data="0102030405")))],
+        reply=[exact(E(msg("accept", id=0, offset=0, credit=4)), "accept, credit 4"),
+               error_reply("credit-exceeded")],
+        events=[big_offered, aborted(0, "receive", "credit-exceeded")],
+        close=closed("local", "credit-exceeded"), config={"window": 4})
+    add("credit-returned-after-write", "credit goes back only for written bytes",
+        "server", "server-open",
+        [inp(big), accept0, inp(E(msg("chunk", id=0, offset=0, data="01020304"))),
+         {"command": "written", "id": 0, "len": 4}],
+        reply=[exact(E(msg("accept", id=0, offset=0, credit=4)), "accept, credit 4"),
+               exact(E(msg("credit", id=0, bytes=4)), "credit 4")],
+        events=[big_offered, {"event": "data", "id": 0, "offset": 0, "data": "01020304"}],
+        config={"window": 4})
+    add("cancel-by-sender", "the sender cancels; a chunk already in flight is ignored",
+        "server", "server-open",
+        [inp(offer0), accept0, inp(E(msg("cancel", id=0, code=37, reason="")), chunk0)],
+        reply=[accept0_bytes],
+        events=[offered0, {"event": "finished", "id": 0, "direction": "receive", "ok": False,
+                           **code_fields(37)}])
+    add("cancel-by-receiver", "the receiver cancels; chunks and done in flight are ignored",
+        "server", "server-open",
+        [inp(offer0), accept0, {"command": "cancel", "id": 0, "code": 37, "reason": "stop"},
+         inp(chunk0, done0)],
+        reply=[accept0_bytes, exact(E(msg("cancel", id=0, code=37, reason="stop")), "cancel")],
+        events=[offered0, {"event": "finished", "id": 0, "direction": "receive", "ok": False,
+                           **code_fields(37)}])
+    add("reject-offer", "the receiver declines", "server", "server-open",
+        [inp(offer0), {"command": "reject", "id": 0, "code": 38, "reason": "no"}],
+        reply=[exact(E(msg("reject", id=0, code=38, reason="no")), "reject")],
+        events=[offered0, {"event": "finished", "id": 0, "direction": "receive", "ok": False,
+                           **code_fields(38)}])
+
+    offer_out = {"command": "offer", "to": "bob", "name": "hello.txt", "size": 5,
+                 "media_type": "text/plain"}
+    offer_out_bytes = exact(E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
+                                  media_type="text/plain")), "offer id 0")
+    add("send-file", "offer, accept, read, chunk and done, complete",
+        "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=5))),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"hello".hex()},
+         inp(E(msg("complete", id=0)))],
+        reply=[offer_out_bytes, exact(chunk0, "chunk"), exact(done0, "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "read", "id": 0, "offset": 0, "len": 5},
+                {"event": "finished", "id": 0, "direction": "send", "ok": True,
+                 "sha256": sha(b"hello")}])
+    add("send-within-credit", "a sender never sends beyond its credit",
+        "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=3))),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"hel".hex()},
+         inp(E(msg("credit", id=0, bytes=2))),
+         {"command": "provide", "id": 0, "offset": 3, "data": b"lo".hex()}],
+        reply=[offer_out_bytes, exact(E(msg("chunk", id=0, offset=0, data=b"hel".hex())), "chunk"),
+               exact(E(msg("chunk", id=0, offset=3, data=b"lo".hex())), "chunk"),
+               exact(done0, "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "read", "id": 0, "offset": 0, "len": 3},
+                {"event": "read", "id": 0, "offset": 3, "len": 2}])
+    add("send-rejected", "the receiver declines", "client", "client-open",
+        [offer_out, inp(E(msg("reject", id=0, code=38, reason="")))],
+        reply=[offer_out_bytes],
+        events=[{"event": "finished", "id": 0, "direction": "send", "ok": False,
+                 **code_fields(38)}])
+    add("send-failed", "the receiver reports a digest mismatch", "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=5))),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"hello".hex()},
+         inp(E(msg("failed", id=0, code=35, reason="")))],
+        reply=[offer_out_bytes, exact(chunk0, "chunk"), exact(done0, "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "read", "id": 0, "offset": 0, "len": 5},
+                {"event": "finished", "id": 0, "direction": "send", "ok": False,
+                 **code_fields(35)}])
+    add("accept-twice", "a second accept is unexpected", "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=0))),
+         inp(E(msg("accept", id=0, offset=0, credit=0)))],
+        reply=[offer_out_bytes, error_reply("unexpected-message")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                aborted(0, "send", "unexpected-message")],
+        close=closed("local", "unexpected-message"))
+    add("accept-beyond-size", "an offset past the end of the file", "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=6, credit=0)))],
+        reply=[offer_out_bytes, error_reply("chunk-out-of-range")],
+        events=[aborted(0, "send", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    add("credit-before-accept", "credit for an offer not yet accepted", "client", "client-open",
+        [offer_out, inp(E(msg("credit", id=0, bytes=5)))],
+        reply=[offer_out_bytes, error_reply("unexpected-message")],
+        events=[aborted(0, "send", "unexpected-message")],
+        close=closed("local", "unexpected-message"))
+    add("complete-before-done", "a verdict before the data", "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=5))),
+         inp(E(msg("complete", id=0)))],
+        reply=[offer_out_bytes, error_reply("unexpected-message")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "read", "id": 0, "offset": 0, "len": 5},
+                aborted(0, "send", "unexpected-message")],
+        close=closed("local", "unexpected-message"))
+    add("chunk-to-the-sender", "file data for a transfer this side sends", "client",
+        "client-open", [offer_out, inp(E(msg("chunk", id=0, offset=0, data="00")))],
+        reply=[offer_out_bytes, error_reply("unexpected-message")],
+        events=[aborted(0, "send", "unexpected-message")],
+        close=closed("local", "unexpected-message"))
+    add("goodbye-fails-transfers", "closing fails every running transfer",
+        "client", "client-open",
+        [offer_out, inp(E(msg("goodbye", code=16, reason="")))],
+        reply=[offer_out_bytes],
+        events=[{"event": "finished", "id": 0, "direction": "send", "ok": False,
+                 **code_fields(16)}],
+        close=closed("peer", "shutdown"))
+    return v
+
+
+def write(name, doc):
+    path = os.path.join(HERE, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    return path
+
+
+def main():
+    common = {"spec": "spec/PROTOCOL.md", "protocol_version": 1,
+              "generator": "spec/vectors/generate.py"}
+    mv = message_vectors()
+    ev = error_vectors()
+    sv = session_vectors()
+    for vs in (mv, ev, sv):
+        names = [x["name"] for x in vs]
+        assert len(names) == len(set(names)), "vector names must be unique"
+    write("messages.json", dict(common, kind="messages", vectors=mv))
+    write("errors.json", dict(common, kind="errors", vectors=ev))
+    write("session.json", dict(common, kind="session", setups=SETUPS, vectors=sv))
+    print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session vectors")
+
+
+if __name__ == "__main__":
+    main()
