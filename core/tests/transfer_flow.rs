@@ -1,0 +1,579 @@
+//! File transfers end to end over the simulated pair: large files with random chunking and
+//! delays, tiny credit windows, chat beside file data, fairness, slow receivers and resume
+//! after a dropped connection.
+
+#[path = "transfer_harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use harness::common::Rng;
+use harness::{pair, run, Answer, Host, Pattern, Sink, Source};
+use sha2::{Digest as _, Sha256};
+use tidings_core::session::Event;
+use tidings_core::transfer::{Direction, TransferConfig};
+use tidings_core::ErrorCode;
+
+const MIB: u64 = 1 << 20;
+
+fn tiny() -> TransferConfig {
+    TransferConfig {
+        chunk_size: 4 << 10,
+        window: 8 << 10,
+        read_ahead: 8 << 10,
+        ..TransferConfig::default()
+    }
+}
+
+fn random_bytes(seed: u64, len: usize) -> Bytes {
+    let mut rng = Rng::new(seed);
+    Bytes::from((0..len).map(|_| rng.next() as u8).collect::<Vec<_>>())
+}
+
+#[test]
+fn small_file_arrives_with_its_digest_verified() {
+    let mut net = pair(TransferConfig::default(), 1);
+    net.to_server.max_piece = 777;
+    let file = random_bytes(1, 300_000);
+    let (mut c, mut s) = (Host::default(), Host::accepting(None));
+    let id = c.offer(
+        &mut net.client,
+        "notes.txt",
+        file.len() as u64,
+        Source::Mem(file.clone()),
+    );
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(60),
+        |_, c, _| c.outcome(id).is_some(),
+    );
+    let digest: [u8; 32] = Sha256::digest(&file).into();
+    assert_eq!(c.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
+    assert_eq!(s.offers[0].name, "notes.txt");
+    assert_eq!(s.offers[0].size, 300_000);
+    assert_eq!(s.offers[0].media_type, "application/octet-stream");
+    assert_eq!(c.accepted, vec![(id, 0)]);
+}
+
+#[test]
+fn empty_file_completes() {
+    let mut net = pair(TransferConfig::default(), 2);
+    let (mut c, mut s) = (Host::default(), Host::accepting(None));
+    let id = c.offer(&mut net.client, "empty", 0, Source::Mem(Bytes::new()));
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    let digest: [u8; 32] = Sha256::digest(b"").into();
+    assert_eq!(c.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.outcome(id), Some(&Ok(digest)));
+}
+
+/// 100 MiB of synthetic bytes, random split points and latency; chat goes out every 10 MiB
+/// and must overtake the file data queued before it.
+#[test]
+fn hundred_mib_arrive_identical_and_chat_overtakes_file_data() {
+    let size = 100 * MIB;
+    let tc = TransferConfig::default();
+    let bound = (tc.window + tc.read_ahead) as u64;
+    let mut net = pair(tc, 3);
+    net.to_server.max_piece = 200_000;
+    net.to_server.delay = Duration::from_millis(3);
+    net.to_client.delay = Duration::from_millis(2);
+    let pattern = Pattern::new(3);
+    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+    let id = c.offer(
+        &mut net.client,
+        "big.bin",
+        size,
+        Source::Pattern(pattern.clone()),
+    );
+    let mut sent_at = Vec::new();
+    for k in 1..10u64 {
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(600),
+            |_, _, s| s.written(id) >= k * 10 * MIB,
+        );
+        sent_at.push(s.written(id));
+        net.client.send_text("", &format!("at {k}0 MiB")).unwrap();
+    }
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(600),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    let digest = pattern.digest(size);
+    assert_eq!(s.outcome(id), Some(&Ok(digest)));
+    assert_eq!(c.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.written(id), size);
+    assert_eq!(s.texts.len(), 9);
+    for ((text, written, ended), sent) in s.texts.iter().zip(&sent_at) {
+        assert_eq!(*ended, 0, "{text} arrived after the transfer ended");
+        // Only the file data already queued or in flight may go before it.
+        assert!(
+            written - sent <= bound,
+            "{text}: {} bytes went first",
+            written - sent
+        );
+    }
+    check_progress(&s, id, size, tc_interval());
+    check_progress(&c, id, size, tc_interval());
+}
+
+fn tc_interval() -> Duration {
+    TransferConfig::default().progress_interval
+}
+
+/// Progress reports are monotone, at least `interval` apart except for the final one, end
+/// at the size, and carry a rate once time has passed.
+fn check_progress(h: &Host, id: u64, size: u64, interval: Duration) {
+    let reports: Vec<_> = h.progress.iter().filter(|(_, p)| p.id == id).collect();
+    assert!(reports.len() >= 2, "too few progress reports");
+    for w in reports.windows(2) {
+        let ((t0, a), (t1, b)) = (w[0], w[1]);
+        assert!(b.done >= a.done, "progress went back");
+        assert!(
+            b.done == size || *t1 - *t0 >= interval,
+            "reports closer than {interval:?}"
+        );
+    }
+    let (_, last) = reports.last().unwrap();
+    assert_eq!((last.done, last.total), (size, size));
+    assert!(
+        reports.iter().any(|(_, p)| p.bytes_per_sec > 0),
+        "no rate reported"
+    );
+}
+
+/// A few MiB through an 8 KiB window in 4 KiB chunks with pieces of 1..3000 bytes.
+#[test]
+fn tiny_window_and_random_pieces_deliver_the_same_bytes() {
+    for seed in 10..13 {
+        let mut net = pair(tiny(), seed);
+        net.to_server.max_piece = 3000;
+        net.to_client.max_piece = 7;
+        net.to_server.delay = Duration::from_micros(300);
+        let pattern = Pattern::new(seed);
+        let size = 3 * MIB + seed;
+        let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+        let id = c.offer(&mut net.client, "f", size, Source::Pattern(pattern.clone()));
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(600),
+            |_, c, s| {
+                // The sender never asks for bytes beyond the receiver's window.
+                let ahead = c.read_end.get(&id).copied().unwrap_or(0);
+                assert!(
+                    ahead <= s.written(id) + 8192,
+                    "read {ahead} with {} written",
+                    s.written(id)
+                );
+                c.outcome(id).is_some() && s.outcome(id).is_some()
+            },
+        );
+        assert_eq!(s.outcome(id), Some(&Ok(pattern.digest(size))));
+        assert!(net.client.is_open() && net.server.is_open());
+    }
+}
+
+/// A receiver whose disk takes one write per 10 ms holds the sender to its pace: the sender
+/// never reads more than a window ahead of what is written.
+#[test]
+fn slow_receiver_slows_the_sender() {
+    let tc = TransferConfig {
+        chunk_size: 16 << 10,
+        window: 64 << 10,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 4);
+    let pattern = Pattern::new(4);
+    let size = 2 * MIB;
+    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+    s.write_pace = Some((1, Duration::from_millis(10)));
+    let id = c.offer(
+        &mut net.client,
+        "slow",
+        size,
+        Source::Pattern(pattern.clone()),
+    );
+    let start = net.now;
+    let mut max_ahead = 0;
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(600),
+        |_, c, s| {
+            let ahead = c.read_end.get(&id).copied().unwrap_or(0) - s.written(id);
+            max_ahead = max_ahead.max(ahead);
+            c.outcome(id).is_some() && s.outcome(id).is_some()
+        },
+    );
+    assert_eq!(s.outcome(id), Some(&Ok(pattern.digest(size))));
+    assert!(max_ahead <= 64 << 10, "sender ran {max_ahead} bytes ahead");
+    // 128 chunks of 16 KiB at one per 10 ms: the pace of the disk, not of the link.
+    assert!(
+        net.now - start >= Duration::from_millis(1270),
+        "{:?}",
+        net.now - start
+    );
+}
+
+/// Three files up and two down at once: each advances before any finishes, and all arrive.
+#[test]
+fn transfers_in_both_directions_share_the_connection() {
+    let tc = TransferConfig {
+        chunk_size: 8 << 10,
+        window: 32 << 10,
+        read_ahead: 32 << 10,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 5);
+    net.to_server.delay = Duration::from_millis(1);
+    net.to_client.delay = Duration::from_millis(1);
+    let pattern = Pattern::new(5);
+    let size = MIB;
+    let mut c = Host::accepting(Some(pattern.clone()));
+    let mut s = Host::accepting(Some(pattern.clone()));
+    let up: Vec<u64> = (0..3)
+        .map(|i| {
+            c.offer(
+                &mut net.client,
+                &format!("up{i}"),
+                size,
+                Source::Pattern(pattern.clone()),
+            )
+        })
+        .collect();
+    let down: Vec<u64> = (0..2)
+        .map(|i| {
+            s.offer(
+                &mut net.server,
+                &format!("down{i}"),
+                size,
+                Source::Pattern(pattern.clone()),
+            )
+        })
+        .collect();
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(600),
+        |_, c, s| !c.finished.is_empty() || !s.finished.is_empty(),
+    );
+    for &id in &up {
+        assert!(
+            s.written(id) >= size / 4,
+            "upload {id} starved: {}",
+            s.written(id)
+        );
+    }
+    for &id in &down {
+        assert!(
+            c.written(id) >= size / 4,
+            "download {id} starved: {}",
+            c.written(id)
+        );
+    }
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(600),
+        |_, c, s| c.finished.len() == 5 && s.finished.len() == 5,
+    );
+    let digest = pattern.digest(size);
+    for h in [&c, &s] {
+        assert!(
+            h.finished.iter().all(|(_, _, r)| r == &Ok(digest)),
+            "{:?}",
+            h.finished
+        );
+    }
+    assert_eq!(up, vec![0, 2, 4], "client ids are even");
+    assert_eq!(down, vec![1, 3], "server ids are odd");
+}
+
+/// The connection drops at a random point; on a new connection the receiver accepts at the
+/// length it wrote, and the file comes out identical with a verified digest.
+#[test]
+fn resume_after_a_dropped_connection_gives_the_identical_file() {
+    for seed in 20..25u64 {
+        let file = random_bytes(seed, 3_000_000 + seed as usize);
+        let mut rng = Rng::new(seed);
+        let cut_at = 1 + rng.below(file.len() as u64 - 1);
+        let mut net = pair(tiny_but_faster(), seed);
+        net.to_server.max_piece = 5000;
+        let (mut c, mut s) = (Host::default(), Host::accepting(None));
+        let id = c.offer(
+            &mut net.client,
+            "movie.mkv",
+            file.len() as u64,
+            Source::Mem(file.clone()),
+        );
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(600),
+            |_, _, s| s.written(id) >= cut_at,
+        );
+        net.cut();
+        let now = net.now;
+        c.poll(&mut net.client, now);
+        s.poll(&mut net.server, now);
+        for h in [&c, &s] {
+            let Some(Err(f)) = h.outcome(id) else {
+                panic!("not ended: {:?}", h.finished)
+            };
+            assert_eq!(f.code, ErrorCode::PeerLost);
+        }
+        let kept = s.sinks.remove(&id).unwrap();
+        let offset = kept.len;
+        assert!(offset >= cut_at && offset < file.len() as u64);
+
+        // A new connection: the same file offered again, the kept part resumed.
+        let mut net = pair(tiny_but_faster(), seed + 100);
+        net.to_client.max_piece = 3;
+        let mut c2 = Host::default();
+        let mut s2 = Host {
+            answer: Answer::Manual,
+            ..Host::default()
+        };
+        let id2 = c2.offer(
+            &mut net.client,
+            "movie.mkv",
+            file.len() as u64,
+            Source::Mem(file.clone()),
+        );
+        run(
+            &mut net,
+            &mut c2,
+            &mut s2,
+            Duration::from_secs(60),
+            |_, _, s| !s.offers.is_empty(),
+        );
+        s2.sinks.insert(id2, kept);
+        net.server.accept_offer(id2, offset).unwrap();
+        run(
+            &mut net,
+            &mut c2,
+            &mut s2,
+            Duration::from_secs(600),
+            |_, c, s| c.outcome(id2).is_some() && s.outcome(id2).is_some(),
+        );
+        let digest: [u8; 32] = Sha256::digest(&file).into();
+        assert_eq!(s2.outcome(id2), Some(&Ok(digest)), "seed {seed}");
+        assert_eq!(c2.outcome(id2), Some(&Ok(digest)));
+        assert_eq!(c2.accepted, vec![(id2, offset)]);
+        assert_eq!(s2.sinks[&id2].stored.as_deref(), Some(&file[..]));
+        // Only the missing part travelled; the prefix was read once on each side, for the hash.
+        let first = s2.progress.iter().find(|(_, p)| p.id == id2).unwrap().1;
+        assert!(first.done > offset);
+        assert_eq!(c2.read_end[&id2], file.len() as u64);
+        assert_eq!(
+            s2.read_end.get(&id2).copied(),
+            (offset > 0).then_some(offset)
+        );
+    }
+}
+
+fn tiny_but_faster() -> TransferConfig {
+    TransferConfig {
+        chunk_size: 16 << 10,
+        window: 40 << 10,
+        read_ahead: 32 << 10,
+        ..TransferConfig::default()
+    }
+}
+
+/// A resumed transfer whose kept prefix differs from the sender's file fails the digest.
+#[test]
+fn resume_with_a_changed_prefix_fails_the_digest() {
+    let file = random_bytes(30, 500_000);
+    let mut kept = file[..200_000].to_vec();
+    kept[12_345] ^= 1;
+    let mut net = pair(tiny_but_faster(), 30);
+    let mut c = Host::default();
+    let mut s = Host {
+        answer: Answer::Manual,
+        ..Host::default()
+    };
+    let id = c.offer(
+        &mut net.client,
+        "x",
+        file.len() as u64,
+        Source::Mem(file.clone()),
+    );
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(60),
+        |_, _, s| !s.offers.is_empty(),
+    );
+    s.sinks.insert(
+        id,
+        Sink {
+            len: kept.len() as u64,
+            stored: Some(kept),
+            ..Sink::default()
+        },
+    );
+    net.server.accept_offer(id, 200_000).unwrap();
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(600),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    let Some(Err(r)) = s.outcome(id) else {
+        panic!()
+    };
+    assert_eq!((r.code, r.by_peer), (ErrorCode::DigestMismatch, false));
+    assert!(r.reason.contains("SHA-256"), "{}", r.reason);
+    let Some(Err(r)) = c.outcome(id) else {
+        panic!()
+    };
+    assert_eq!((r.code, r.by_peer), (ErrorCode::DigestMismatch, true));
+    assert!(
+        net.client.is_open() && net.server.is_open(),
+        "a mismatch is not fatal"
+    );
+}
+
+/// A resumed side that takes long to hash its kept prefix (a slow disk) keeps the other side,
+/// which is done with its own prefix and waits, alive: no stall timeout although no file byte
+/// moves for longer than it. Tried with the slow disk on each side.
+#[test]
+fn slow_prefix_hashing_does_not_trip_the_stall_timer() {
+    for slow_sender in [true, false] {
+        let tc = TransferConfig {
+            chunk_size: 16 << 10,
+            stall_timeout: Duration::from_secs(2),
+            ..TransferConfig::default()
+        };
+        let file = random_bytes(31, 1_000_000);
+        let mut net = pair(tc, 31);
+        let mut c = Host::default();
+        let mut s = Host {
+            answer: Answer::Manual,
+            ..Host::default()
+        };
+        let id = c.offer(
+            &mut net.client,
+            "x",
+            file.len() as u64,
+            Source::Mem(file.clone()),
+        );
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(60),
+            |_, _, s| !s.offers.is_empty(),
+        );
+        let offset = 900_000;
+        s.sinks.insert(
+            id,
+            Sink {
+                len: offset,
+                stored: Some(file[..offset as usize].to_vec()),
+                ..Sink::default()
+            },
+        );
+        net.server.accept_offer(id, offset).unwrap();
+        // The slow side reads its 900 kB prefix at 16 KiB per 100 ms: about 5.5 s, far beyond
+        // the 2 s stall timeout; the other side reads at once.
+        let start = net.now;
+        let (slow, fast) = if slow_sender {
+            (&mut c, &mut s)
+        } else {
+            (&mut s, &mut c)
+        };
+        slow.hold = true;
+        let mut rounds = 0;
+        while slow.read_end.get(&id) != Some(&offset) || !slow.reads.is_empty() {
+            net.advance(Duration::from_millis(100));
+            let now = net.now;
+            let (slow_session, fast_session) = if slow_sender {
+                (&mut net.client, &mut net.server)
+            } else {
+                (&mut net.server, &mut net.client)
+            };
+            fast.poll(fast_session, now);
+            slow.poll(slow_session, now);
+            if let Some((id, off, len)) = slow.reads.pop_front() {
+                let data = Bytes::copy_from_slice(&file[off as usize..off as usize + len]);
+                slow_session.provide_data(id, off, data).unwrap();
+            }
+            rounds += 1;
+            assert!(rounds < 200, "the prefix was not read");
+            assert!(fast.finished.is_empty(), "{:?}", fast.finished);
+        }
+        assert!(net.now - start > Duration::from_secs(4));
+        c.hold = false;
+        s.hold = false;
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(60),
+            |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+        );
+        let digest: [u8; 32] = Sha256::digest(&file).into();
+        assert_eq!(
+            s.outcome(id),
+            Some(&Ok(digest)),
+            "slow sender: {slow_sender}"
+        );
+        assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
+    }
+}
+
+/// The server can offer to the client too, and the receiver sees who offered.
+#[test]
+fn server_offers_to_the_client() {
+    let mut net = pair(TransferConfig::default(), 6);
+    let file = random_bytes(6, 70_000);
+    let (mut c, mut s) = (Host::accepting(None), Host::default());
+    let id = s.offer(
+        &mut net.server,
+        "motd.txt",
+        file.len() as u64,
+        Source::Mem(file.clone()),
+    );
+    assert_eq!(id % 2, 1);
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(60),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    assert!(matches!(c.outcome(id), Some(Ok(_))));
+    assert_eq!(c.sinks[&id].stored.as_deref(), Some(&file[..]));
+    assert_eq!(c.finished[0].1, Direction::Receive);
+    assert_eq!(s.finished[0].1, Direction::Send);
+    assert!(c
+        .other
+        .iter()
+        .all(|e| !matches!(e, Event::PeerError { .. })));
+}
