@@ -55,6 +55,7 @@
 //! ```
 #![warn(missing_docs)]
 pub mod error;
+pub mod hub;
 pub mod name;
 pub mod session;
 pub mod transfer;

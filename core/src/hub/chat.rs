@@ -1,0 +1,326 @@
+//! Names, presence and chat routing, and the server participant's chat commands.
+
+use bytes::Bytes;
+
+use super::{ConnId, Hub, HubError, HubEvent};
+use crate::name::{name_key, validate_name};
+use crate::session::{Closed, SendError};
+use crate::wire::{Hello, Message, PresenceKind, Utf8};
+use crate::ErrorCode;
+
+/// What a client asked to deliver: text or a blob.
+enum Payload {
+    Text(Utf8),
+    Blob { media_type: Utf8, data: Bytes },
+}
+
+impl Payload {
+    /// The frame a recipient gets, stamped with the true sender.
+    fn message(&self, from: &Utf8, private: bool) -> Message {
+        match self {
+            Payload::Text(text) => Message::Text {
+                peer: from.clone(),
+                private,
+                text: text.clone(),
+            },
+            Payload::Blob { media_type, data } => Message::Blob {
+                peer: from.clone(),
+                private,
+                media_type: media_type.clone(),
+                data: data.clone(),
+            },
+        }
+    }
+
+    /// What the server's participant sees.
+    fn event(self, from: Utf8, private: bool) -> HubEvent {
+        match self {
+            Payload::Text(text) => HubEvent::Text {
+                from,
+                private,
+                text,
+            },
+            Payload::Blob { media_type, data } => HubEvent::Blob {
+                from,
+                private,
+                media_type,
+                data,
+            },
+        }
+    }
+}
+
+impl Hub {
+    /// The server participant's name ([`super::HubConfig::server_name`]).
+    pub fn name(&self) -> &str {
+        self.server_name.as_str()
+    }
+
+    /// The registered peers online, sorted case-insensitively (the server's own participant
+    /// is not listed; clients learn its name from `welcome`).
+    pub fn who(&self) -> Vec<Utf8> {
+        let mut keyed: Vec<(&String, ConnId)> = self.names.iter().map(|(k, &c)| (k, c)).collect();
+        keyed.sort_unstable();
+        keyed
+            .into_iter()
+            .filter_map(|(_, c)| self.conns.get(&c)?.name.clone())
+            .collect()
+    }
+
+    /// Text from the server's participant, stamped with the server's name: to everyone
+    /// (`to` is `None` or empty) or privately to one peer.
+    ///
+    /// A recipient whose output queue is full is disconnected as a slow consumer (for a
+    /// private message the error is also returned).
+    pub fn say(&mut self, to: Option<&str>, text: &str) -> Result<(), HubError> {
+        let msg = |private| Message::Text {
+            peer: self.server_name.clone(),
+            private,
+            text: Utf8::from(text),
+        };
+        let result = match to.filter(|t| !t.is_empty()) {
+            None => {
+                let msg = msg(false);
+                for conn in self.registered_except(None) {
+                    // Failures only concern that one recipient (see `deliver`).
+                    let _ = self.deliver(conn, &msg);
+                }
+                Ok(())
+            }
+            Some(name) => {
+                let conn = self.lookup(name)?;
+                self.deliver(conn, &msg(true)).map_err(HubError::Send)
+            }
+        };
+        self.run();
+        result
+    }
+
+    /// Disconnects the peer called `name` with `kicked` and `reason`. Everyone else sees it
+    /// leave.
+    pub fn kick(&mut self, name: &str, reason: &str) -> Result<(), HubError> {
+        let conn = self.lookup(name)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session.goodbye(ErrorCode::Kicked, reason);
+        }
+        self.touch(conn);
+        self.run();
+        Ok(())
+    }
+
+    /// Says goodbye (`shutdown`, `reason`) to every client. Connections still in their
+    /// handshake are refused with `shutdown` when their hello arrives, and so is any
+    /// connection accepted afterwards.
+    pub fn shutdown(&mut self, reason: &str) {
+        self.shutting_down = true;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if c.session.is_open() {
+                c.session.goodbye(ErrorCode::Shutdown, reason);
+                self.touch(id);
+            }
+        }
+        self.run();
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    /// The connection of a registered peer.
+    pub(super) fn lookup(&self, name: &str) -> Result<ConnId, HubError> {
+        self.names
+            .get(&name_key(name))
+            .copied()
+            .ok_or_else(|| HubError::UnknownPeer(name.to_owned()))
+    }
+
+    /// Whether `name` addresses the server's own participant.
+    pub(super) fn is_server_name(&self, name: &str) -> bool {
+        name.is_empty() || name_key(name) == name_key(&self.server_name)
+    }
+
+    /// Every registered connection except `skip`.
+    fn registered_except(&self, skip: Option<ConnId>) -> Vec<ConnId> {
+        self.names
+            .values()
+            .copied()
+            .filter(|&c| Some(c) != skip)
+            .collect()
+    }
+
+    /// Queues `msg` for `conn`. A full queue means the client does not read: it is
+    /// disconnected with `slow-consumer` and its queued output dropped, so it can never hold
+    /// up the others.
+    pub(super) fn deliver(&mut self, conn: ConnId, msg: &Message) -> Result<(), SendError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(SendError::NotOpen);
+        };
+        let result = c.session.send(msg);
+        if result == Err(SendError::QueueFull) {
+            c.discard = true;
+            c.session.goodbye(
+                ErrorCode::SlowConsumer,
+                "the client did not read its messages",
+            );
+        }
+        self.touch(conn);
+        result
+    }
+
+    /// A non-fatal `error` frame back to a client.
+    fn error_to(&mut self, conn: ConnId, code: ErrorCode, text: String) {
+        let msg = Message::Error {
+            code,
+            text: Utf8::from(text),
+        };
+        // If even this does not fit, the client is dropped as a slow consumer.
+        let _ = self.deliver(conn, &msg);
+    }
+
+    pub(super) fn on_hello(&mut self, id: ConnId, hello: Hello) {
+        let name = hello.name;
+        let key = name_key(&name);
+        let refusal = if self.shutting_down {
+            Some((
+                ErrorCode::Shutdown,
+                "the server is shutting down".to_owned(),
+            ))
+        } else if let Err(e) = validate_name(&name) {
+            Some((ErrorCode::NameInvalid, e.to_string()))
+        } else if self.names.contains_key(&key) || self.is_server_name(&name) {
+            Some((ErrorCode::NameTaken, format!("the name {name} is taken")))
+        } else if self.names.len() >= self.config.max_peers {
+            Some((ErrorCode::ServerFull, "the server is full".to_owned()))
+        } else {
+            None
+        };
+        if refusal.is_none() {
+            let mut online = self.who();
+            online.push(name.clone());
+            let server = self.server_name.clone();
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.session.accept_hello(name.clone(), server, online).is_ok() {
+                c.name = Some(name.clone());
+                self.names.insert(key, id);
+                let presence = Message::Presence {
+                    kind: PresenceKind::Joined,
+                    name: name.clone(),
+                };
+                for other in self.registered_except(Some(id)) {
+                    let _ = self.deliver(other, &presence);
+                }
+                let online = self.names.len();
+                self.emit(HubEvent::Joined {
+                    conn: id,
+                    name,
+                    online,
+                });
+                return;
+            }
+        }
+        // Refused, or the welcome would not fit the client's frame limit.
+        let (code, reason) = refusal.unwrap_or((
+            ErrorCode::ServerFull,
+            "too many peers online to list in welcome".to_owned(),
+        ));
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.session.refuse(code, &reason);
+        }
+        self.emit(HubEvent::Refused {
+            conn: id,
+            name,
+            code,
+        });
+    }
+
+    pub(super) fn on_text(&mut self, id: ConnId, peer: Utf8, text: Utf8) {
+        self.route(id, peer, Payload::Text(text));
+    }
+
+    pub(super) fn on_blob(&mut self, id: ConnId, peer: Utf8, media_type: Utf8, data: Bytes) {
+        self.route(id, peer, Payload::Blob { media_type, data });
+    }
+
+    /// Delivers chat from `id` addressed to `peer` (empty: everyone).
+    fn route(&mut self, id: ConnId, peer: Utf8, payload: Payload) {
+        let Some(from) = self.conns.get(&id).and_then(|c| c.name.clone()) else {
+            return;
+        };
+        if peer.is_empty() {
+            let msg = payload.message(&from, false);
+            for other in self.registered_except(Some(id)) {
+                // A recipient whose frame limit is too small misses this one; a full one is
+                // dropped (see `deliver`). Neither concerns the sender.
+                let _ = self.deliver(other, &msg);
+            }
+            self.emit(payload.event(from, false));
+            return;
+        }
+        if self.is_server_name(&peer) {
+            self.emit(payload.event(from, true));
+            return;
+        }
+        let Ok(target) = self.lookup(&peer) else {
+            self.error_to(
+                id,
+                ErrorCode::UnknownPeer,
+                format!("no peer named {peer} is online"),
+            );
+            return;
+        };
+        if self.deliver(target, &payload.message(&from, true)) == Err(SendError::TooLarge) {
+            let text = format!("the message is too large for {peer}");
+            self.error_to(id, ErrorCode::LimitExceeded, text);
+        }
+    }
+
+    pub(super) fn on_list_request(&mut self, id: ConnId) {
+        let names = self.who();
+        let _ = self.deliver(id, &Message::PeerList { names });
+    }
+
+    /// A session ended: release its name and tell everyone else.
+    pub(super) fn on_closed(&mut self, id: ConnId, how: Closed) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.gone {
+            return;
+        }
+        c.gone = true;
+        let Some(name) = c.name.clone() else {
+            return;
+        };
+        let key = name_key(&name);
+        if self.names.get(&key) == Some(&id) {
+            self.names.remove(&key);
+        }
+        let presence = Message::Presence {
+            kind: PresenceKind::Left,
+            name: name.clone(),
+        };
+        for other in self.registered_except(None) {
+            let _ = self.deliver(other, &presence);
+        }
+        let reason = match how {
+            Closed::Local { code, reason } | Closed::Peer { code, reason } if reason.is_empty() => {
+                code.to_string()
+            }
+            Closed::Local { code, reason } | Closed::Peer { code, reason } => {
+                format!("{code}: {reason}")
+            }
+            Closed::StreamEnded => "the connection was lost".to_owned(),
+        };
+        let online = self.names.len();
+        self.emit(HubEvent::Left {
+            conn: id,
+            name,
+            reason,
+            online,
+        });
+    }
+}

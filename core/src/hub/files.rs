@@ -1,0 +1,348 @@
+//! File transfers through the hub: relays between two clients, and the transfers of the
+//! server's own participant.
+
+use bytes::Bytes;
+
+use super::relay::{End, Relay};
+use super::{ConnId, FileHandle, Hub, HubError, HubEvent};
+use crate::session::SendError;
+use crate::transfer::{IncomingOffer, Mode, TransferEvent, TransferId};
+use crate::ErrorCode;
+
+/// The transfer id an event is about (offers are handled before this is asked).
+fn event_id(ev: &TransferEvent) -> TransferId {
+    match ev {
+        TransferEvent::Offered(o) => o.id,
+        TransferEvent::Accepted { id, .. }
+        | TransferEvent::Read { id, .. }
+        | TransferEvent::Data { id, .. }
+        | TransferEvent::SenderDone { id, .. }
+        | TransferEvent::Finished { id, .. } => *id,
+        TransferEvent::Progress(p) => p.id,
+    }
+}
+
+impl Hub {
+    // ----- the server participant's transfers ---------------------------------------------
+
+    /// Offers a file of `size` bytes to the peer called `to`. The transfer then reports
+    /// through [`HubEvent::Transfer`] with the returned handle (`Accepted`, `Read` →
+    /// [`Hub::provide_data`], `Progress`, `Finished`).
+    pub fn offer_file(
+        &mut self,
+        to: &str,
+        name: &str,
+        size: u64,
+        media_type: &str,
+    ) -> Result<FileHandle, HubError> {
+        let conn = self.lookup(to)?;
+        let peer = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.name.clone())
+            .ok_or_else(|| HubError::UnknownPeer(to.to_owned()))?;
+        let c = self.conns.get_mut(&conn).ok_or(HubError::NoSuchTransfer)?;
+        // The offer's peer field is empty: it comes from the server itself (spec §7.1).
+        let id = c.session.offer("", name, size, media_type, Mode::Local)?;
+        let handle = FileHandle { conn, id };
+        self.own.insert(handle, peer);
+        self.touch(conn);
+        self.run();
+        Ok(handle)
+    }
+
+    /// Accepts a file offered to the server ([`HubConfig::inbox`](super::HubConfig::inbox))
+    /// from `offset` (non-zero to resume a kept partial file).
+    pub fn accept_offer(&mut self, h: FileHandle, offset: u64) -> Result<(), HubError> {
+        self.own_command(h, |s| s.accept_offer(h.id, offset))
+    }
+
+    /// Declines a file offered to the server (`rejected`).
+    pub fn reject_offer(&mut self, h: FileHandle, reason: &str) -> Result<(), HubError> {
+        self.own_command(h, |s| s.reject_offer(h.id, ErrorCode::Rejected, reason))
+    }
+
+    /// Abandons one of the server's transfers (`cancelled`).
+    pub fn cancel_transfer(&mut self, h: FileHandle, reason: &str) -> Result<(), HubError> {
+        self.own_command(h, |s| s.cancel_transfer(h.id, ErrorCode::Cancelled, reason))
+    }
+
+    /// Answers a `Read` of one of the server's transfers with exactly the bytes asked for.
+    pub fn provide_data(
+        &mut self,
+        h: FileHandle,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), HubError> {
+        self.own_command(h, |s| s.provide_data(h.id, offset, data))
+    }
+
+    /// The server could not read the file it sends (or its kept partial file).
+    pub fn read_failed(&mut self, h: FileHandle, reason: &str) -> Result<(), HubError> {
+        self.own_command(h, |s| s.read_failed(h.id, reason))
+    }
+
+    /// `len` more received bytes of a file sent to the server are written.
+    pub fn data_written(&mut self, h: FileHandle, len: u64) -> Result<(), HubError> {
+        self.own_command(h, |s| s.data_written(h.id, len))
+    }
+
+    /// The server could not write a received file (`storage-failed`).
+    pub fn write_failed(&mut self, h: FileHandle, reason: &str) -> Result<(), HubError> {
+        self.own_command(h, |s| s.write_failed(h.id, reason))
+    }
+
+    fn own_command(
+        &mut self,
+        h: FileHandle,
+        f: impl FnOnce(&mut crate::session::Session) -> Result<(), SendError>,
+    ) -> Result<(), HubError> {
+        if !self.own.contains_key(&h) {
+            return Err(HubError::NoSuchTransfer);
+        }
+        let c = self
+            .conns
+            .get_mut(&h.conn)
+            .ok_or(HubError::NoSuchTransfer)?;
+        let result = f(&mut c.session);
+        self.touch(h.conn);
+        self.run();
+        result.map_err(HubError::Send)
+    }
+
+    // ----- events -------------------------------------------------------------------------
+
+    pub(super) fn on_transfer(&mut self, conn: ConnId, ev: TransferEvent) {
+        if let TransferEvent::Offered(offer) = ev {
+            return self.on_offer(conn, offer);
+        }
+        let h = FileHandle {
+            conn,
+            id: event_id(&ev),
+        };
+        if let Some(peer) = self.own.get(&h).cloned() {
+            if matches!(ev, TransferEvent::Finished { .. }) {
+                self.own.remove(&h);
+            }
+            self.emit(HubEvent::Transfer {
+                handle: h,
+                peer,
+                event: ev,
+            });
+            return;
+        }
+        // Anything else belongs to a relay, or to one that already ended (ignored).
+        if let Some((source, end)) = self.relays.find(h) {
+            match end {
+                End::Source => self.on_source_event(source, ev),
+                End::Sink => self.on_sink_event(source, ev),
+            }
+        }
+    }
+
+    /// A client offers a file: to the server's participant, or on to another client.
+    fn on_offer(&mut self, conn: ConnId, offer: IncomingOffer) {
+        let h = FileHandle { conn, id: offer.id };
+        let Some(from) = self.conns.get(&conn).and_then(|c| c.name.clone()) else {
+            return;
+        };
+        if self.is_server_name(&offer.peer) {
+            if !self.config.inbox {
+                return self.cancel_end(h, ErrorCode::StorageFailed, "the server has no inbox");
+            }
+            self.own.insert(h, from.clone());
+            self.emit(HubEvent::Transfer {
+                handle: h,
+                peer: from,
+                event: TransferEvent::Offered(offer),
+            });
+            return;
+        }
+        let Ok(target) = self.lookup(&offer.peer) else {
+            let reason = format!("no peer named {} is online", offer.peer);
+            return self.cancel_end(h, ErrorCode::UnknownPeer, &reason);
+        };
+        let to = offer.peer.clone();
+        let Some(t) = self.conns.get_mut(&target) else {
+            return;
+        };
+        let sent = t.session.offer(
+            &from,
+            &offer.name,
+            offer.size,
+            &offer.media_type,
+            Mode::Relay,
+        );
+        match sent {
+            Ok(id) => {
+                let sink = FileHandle { conn: target, id };
+                self.relays.insert(Relay::new(h, sink, from, to));
+                self.touch(target);
+            }
+            Err(e) => {
+                let reason = format!("{to} cannot take the file now: {e}");
+                self.cancel_end(h, ErrorCode::LimitExceeded, &reason);
+            }
+        }
+    }
+
+    /// An event of the transfer on the sender's connection.
+    fn on_source_event(&mut self, source: FileHandle, ev: TransferEvent) {
+        match ev {
+            TransferEvent::Data { offset, data, .. } => {
+                let Some(relay) = self.relays.get_mut(source) else {
+                    return;
+                };
+                if relay.push(offset, data) {
+                    self.pump(source);
+                } else {
+                    self.fail_relay(source, ErrorCode::ChunkOutOfRange, "relay out of step");
+                }
+            }
+            TransferEvent::SenderDone { digest, .. } => {
+                let Some(sink) = self.relays.get_mut(source).map(|r| r.sink) else {
+                    return;
+                };
+                let result = self
+                    .conns
+                    .get_mut(&sink.conn)
+                    .map(|c| c.session.relay_done(sink.id, digest));
+                self.touch(sink.conn);
+                if !matches!(result, Some(Ok(()))) {
+                    self.fail_relay(source, ErrorCode::PeerLost, "the receiver went away");
+                }
+            }
+            TransferEvent::Finished { result, .. } => {
+                let Some(relay) = self.relays.remove(source) else {
+                    return;
+                };
+                let Err(failure) = result else {
+                    // The verdict went back to the sender: the relay is complete.
+                    return;
+                };
+                let (code, reason) = if self.is_closed(source.conn) {
+                    (ErrorCode::PeerLost, format!("{} went away", relay.from))
+                } else {
+                    (failure.code, failure.reason.to_string())
+                };
+                self.cancel_end(relay.sink, code, &reason);
+            }
+            TransferEvent::Accepted { .. }
+            | TransferEvent::Read { .. }
+            | TransferEvent::Progress(_)
+            | TransferEvent::Offered(_) => {}
+        }
+    }
+
+    /// An event of the transfer on the receiver's connection.
+    fn on_sink_event(&mut self, source: FileHandle, ev: TransferEvent) {
+        match ev {
+            TransferEvent::Accepted { offset, .. } => {
+                let Some(relay) = self.relays.get_mut(source) else {
+                    return;
+                };
+                relay.start_at(offset);
+                let result = self
+                    .conns
+                    .get_mut(&source.conn)
+                    .map(|c| c.session.accept_with(source.id, offset, Mode::Relay));
+                self.touch(source.conn);
+                if !matches!(result, Some(Ok(()))) {
+                    self.fail_relay(source, ErrorCode::PeerLost, "the sender went away");
+                }
+            }
+            TransferEvent::Read { offset, len, .. } => {
+                let Some(relay) = self.relays.get_mut(source) else {
+                    return;
+                };
+                if relay.want(offset, len) {
+                    self.pump(source);
+                } else {
+                    self.fail_relay(source, ErrorCode::ChunkOutOfRange, "relay out of step");
+                }
+            }
+            TransferEvent::Finished { result, .. } => {
+                let Some(relay) = self.relays.remove(source) else {
+                    return;
+                };
+                let gone = format!("{} went away", relay.to);
+                let sink_closed = self.is_closed(relay.sink.conn);
+                let Some(c) = self.conns.get_mut(&source.conn) else {
+                    return;
+                };
+                let outcome = match &result {
+                    Ok(digest) => Ok(*digest),
+                    Err(_) if sink_closed => Err((ErrorCode::PeerLost, gone.as_str())),
+                    Err(f) => Err((f.code, f.reason.as_str())),
+                };
+                // After `done` the sender waits for a verdict; before it, the transfer is
+                // simply cancelled (or its offer rejected).
+                if c.session.relay_outcome(source.id, outcome).is_err() {
+                    let (code, reason) = match outcome {
+                        Ok(_) => (ErrorCode::PeerLost, "the relay lost its state"),
+                        Err(e) => e,
+                    };
+                    let _ = c.session.cancel_transfer(source.id, code, reason);
+                }
+                self.touch(source.conn);
+            }
+            TransferEvent::Data { .. }
+            | TransferEvent::SenderDone { .. }
+            | TransferEvent::Progress(_)
+            | TransferEvent::Offered(_) => {}
+        }
+    }
+
+    /// Hands every piece that is both received and asked for to the receiver's session,
+    /// returning credit to the sender for each.
+    fn pump(&mut self, source: FileHandle) {
+        loop {
+            let Some(relay) = self.relays.get_mut(source) else {
+                return;
+            };
+            let sink = relay.sink;
+            let Some(piece) = relay.take() else {
+                return;
+            };
+            let len = piece.data.len() as u64;
+            let provided = self
+                .conns
+                .get_mut(&sink.conn)
+                .map(|c| c.session.provide_data(sink.id, piece.offset, piece.data));
+            self.touch(sink.conn);
+            let written = self
+                .conns
+                .get_mut(&source.conn)
+                .map(|c| c.session.data_written(source.id, len));
+            self.touch(source.conn);
+            if !matches!(provided, Some(Ok(()))) || !matches!(written, Some(Ok(()))) {
+                return self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
+            }
+        }
+    }
+
+    /// Ends a relay from the hub's side: both ends are cancelled with `code`.
+    fn fail_relay(&mut self, source: FileHandle, code: ErrorCode, reason: &str) {
+        let Some(relay) = self.relays.remove(source) else {
+            return;
+        };
+        self.cancel_end(relay.source, code, reason);
+        self.cancel_end(relay.sink, code, reason);
+    }
+
+    /// Cancels (or, for an unanswered offer to us, rejects) one transfer end, if it still
+    /// runs.
+    fn cancel_end(&mut self, h: FileHandle, code: ErrorCode, reason: &str) {
+        if let Some(c) = self.conns.get_mut(&h.conn) {
+            // An error means it ended already (or its connection closed): nothing to tell.
+            let _ = c.session.cancel_transfer(h.id, code, reason);
+            self.touch(h.conn);
+        }
+    }
+
+    fn is_closed(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .map_or(true, |c| c.session.is_closed())
+    }
+}

@@ -1,0 +1,482 @@
+//! The hub: the server side of tidings as a pure state machine — every connection's
+//! [`Session`] (server role), the registry of names, chat routing, relayed file transfers and
+//! the server's own participant.
+//!
+//! # Calling contract
+//!
+//! Like a [`Session`], the hub performs no I/O. One hub serves every connection; the runtime
+//! owns the sockets and the clock.
+//!
+//! * **A connection arrives**: [`Hub::connect`] returns its [`ConnId`]. The bytes on it are
+//!   native tidings frames (a WebSocket runtime unwraps binary messages first).
+//! * **Inputs**: [`Hub::handle_input`] (bytes read; read only while [`Hub::wants_input`]),
+//!   [`Hub::handle_eof`], [`Hub::handle_timeout`] (when the instant from [`Hub::poll_timeout`]
+//!   has come), and the commands of the server's participant ([`Hub::say`],
+//!   [`Hub::offer_file`], [`Hub::kick`], [`Hub::shutdown`] …). Each takes effect at once,
+//!   across every connection it touches.
+//! * **Outputs**, after *every* input, command or [`Hub::poll_transmit`] call:
+//!   1. [`Hub::poll_ready`] until `None`: each connection returned has new bytes to send or
+//!      has finished; wake its writer. The writer calls [`Hub::poll_transmit`] for its
+//!      connection until `None` (taking bytes may let the hub queue more, for example the
+//!      next piece of a relayed file, so always drain to `None`). When
+//!      [`Hub::is_finished`] is true afterwards, close the socket and call [`Hub::remove`].
+//!   2. [`Hub::poll_event`] until `None`: what happened, for the operator and the server's
+//!      participant (file reads and writes of the server's own transfers included).
+//!   3. [`Hub::poll_timeout`]: the one timer to arm, for all connections together. It is
+//!      `now` while hub events are waiting to be polled.
+//!
+//! Connection ids that are no longer known (removed) are ignored by every method, so a
+//! runtime may race a close against a late read without harm.
+//!
+//! # What the hub does
+//!
+//! * **Names**: a hello is refused with `name-invalid` (spec §6.1), `name-taken` (compared
+//!   case-insensitively; the server's own name is always taken) or `server-full`; otherwise
+//!   the client gets `welcome` with everyone online and the others get `presence` joined.
+//!   When a registered connection closes, the others get `presence` left.
+//! * **Chat**: text and blobs addressed to nobody go to every other client; addressed to a
+//!   name, to that client only, marked private. The sender is always stamped with its
+//!   registered name, so nobody can speak for someone else. An unknown addressee gets the
+//!   sender an `error` frame `unknown-peer`; the connection stays open.
+//! * **Slow consumers**: a client whose queued output reaches the session's bound is
+//!   disconnected with `slow-consumer` and its queued output dropped, so one stalled reader
+//!   never holds up (or grows the memory of) everyone else.
+//! * **Relayed files**: an offer to another client is offered on to it under the sender's
+//!   name; the receiver's accept (with its resume offset) is passed back, the sender's
+//!   chunks are handed on as the receiver's connection asks for them, and the sender gets
+//!   credit back only for bytes handed on, so the hub holds at most one transfer window per
+//!   transfer ([`Hub::relay_buffered`]). The digest travels end to end; a cancel, reject or
+//!   lost connection on either side ends the other side (`peer-lost` for a lost connection).
+//! * **The server's participant**: it sees broadcasts and text addressed to it as
+//!   [`HubEvent::Text`], speaks with [`Hub::say`], and exchanges files with clients through
+//!   [`HubEvent::Transfer`] and the methods taking a [`FileHandle`].
+//!
+//! ```
+//! use std::time::Instant;
+//! use tidings_core::hub::{Hub, HubConfig, HubEvent};
+//! use tidings_core::session::{Config, Event, Session};
+//!
+//! let now = Instant::now();
+//! let mut hub = Hub::new(HubConfig::default(), now);
+//! let conn = hub.connect(now);
+//! let mut alice = Session::client(Config::default(), "alice", now).unwrap();
+//!
+//! // Move bytes both ways until nothing moves (a runtime does this with sockets).
+//! let pump = |hub: &mut Hub, alice: &mut Session| loop {
+//!     let mut moved = false;
+//!     while let Some(b) = alice.poll_transmit() { hub.handle_input(now, conn, &b); moved = true; }
+//!     while hub.poll_ready().is_some() {}
+//!     while let Some(b) = hub.poll_transmit(conn) { alice.handle_input(now, &b); moved = true; }
+//!     if !moved { break; }
+//! };
+//!
+//! pump(&mut hub, &mut alice);
+//! assert!(matches!(alice.poll_event(), Some(Event::Connected(w)) if w.server == "server"));
+//! assert!(matches!(hub.poll_event(), Some(HubEvent::Joined { online: 1, .. })));
+//!
+//! alice.send_text("", "hello, everyone").unwrap();
+//! pump(&mut hub, &mut alice);
+//! let Some(HubEvent::Text { from, text, .. }) = hub.poll_event() else { panic!() };
+//! assert_eq!((from.as_str(), text.as_str()), ("alice", "hello, everyone"));
+//!
+//! hub.say(Some("alice"), "welcome, alice").unwrap();
+//! pump(&mut hub, &mut alice);
+//! let Some(Event::Text { peer, private, text }) = alice.poll_event() else { panic!() };
+//! assert_eq!((peer.as_str(), private, text.as_str()), ("server", true, "welcome, alice"));
+//! ```
+
+mod chat;
+mod files;
+mod relay;
+mod timers;
+mod types;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use types::{ConnId, FileHandle, HubConfig, HubError, HubEvent};
+
+use crate::session::{Event, Session};
+use crate::wire::Utf8;
+use relay::Relays;
+use timers::Timers;
+
+/// While a connection has output waiting for its writer, the session reports its deadline
+/// as "now"; the hub then looks at the connection again after this long instead, so that a
+/// peer that stopped reading is still found dead by its heartbeat timeout.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
+/// Most hub events kept for the operator. Chat seen by the server's participant is dropped
+/// beyond this (counted in [`Hub::dropped_events`]) rather than slowing every client.
+const MAX_HUB_EVENTS: usize = 4096;
+
+/// One connection.
+#[derive(Debug)]
+struct Conn {
+    session: Session,
+    /// Registered name, once accepted.
+    name: Option<Utf8>,
+    /// The deadline this connection has in [`Timers`].
+    deadline: Option<Instant>,
+    /// Queued in `Hub::dirty` (its events must be processed).
+    dirty: bool,
+    /// Queued in `Hub::ready` (its writer must be woken).
+    ready: bool,
+    /// Closed by the hub as a slow consumer: whatever it had queued is dropped.
+    discard: bool,
+    /// Its `Closed` event was processed (name released, others told).
+    gone: bool,
+    /// Its writer was woken after the session closed (once is enough).
+    close_reported: bool,
+}
+
+/// The server side of tidings as a pure state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    server_name: Utf8,
+    now: Instant,
+    next_conn: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    /// `name_key` of a registered name → its connection.
+    names: HashMap<String, ConnId>,
+    timers: Timers,
+    /// Connections whose session may have events to process.
+    dirty: VecDeque<ConnId>,
+    /// Connections whose writer must be woken.
+    ready: VecDeque<ConnId>,
+    events: VecDeque<HubEvent>,
+    dropped_events: u64,
+    relays: Relays,
+    /// Transfers of the server's participant → the client at the other end.
+    own: HashMap<FileHandle, Utf8>,
+    shutting_down: bool,
+}
+
+impl Hub {
+    /// A hub with no connections. `now` is the runtime's clock.
+    pub fn new(config: HubConfig, now: Instant) -> Hub {
+        Hub {
+            server_name: Utf8::from(config.server_name.as_str()),
+            config,
+            now,
+            next_conn: 1,
+            conns: HashMap::new(),
+            names: HashMap::new(),
+            timers: Timers::default(),
+            dirty: VecDeque::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            dropped_events: 0,
+            relays: Relays::default(),
+            own: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    // ----- connections ------------------------------------------------------------------
+
+    /// A connection was accepted; its bytes go to [`Hub::handle_input`] under the returned id.
+    /// The session waits for the client's preamble and hello (within the handshake timeout).
+    pub fn connect(&mut self, now: Instant) -> ConnId {
+        self.now = now;
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let conn = Conn {
+            session: Session::server(self.config.session.clone(), now),
+            name: None,
+            deadline: None,
+            dirty: false,
+            ready: false,
+            discard: false,
+            gone: false,
+            close_reported: false,
+        };
+        self.conns.insert(id, conn);
+        self.refresh(id);
+        id
+    }
+
+    /// Bytes read from connection `conn`, in any pieces.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.now = now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.session.handle_input(now, bytes);
+        self.touch(conn);
+        self.run();
+    }
+
+    /// The client closed its sending side (or the socket failed). The session ends (a
+    /// registered client leaves) and whatever is queued should still be written.
+    pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        self.now = now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.session.handle_eof(now);
+        self.touch(conn);
+        self.run();
+    }
+
+    /// The timer armed from [`Hub::poll_timeout`] fired (early or late calls are fine): every
+    /// connection whose deadline has come gets its heartbeat, handshake and transfer timers
+    /// run. A dead client is closed, and everyone else sees it leave.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for id in self.timers.take_expired(now) {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            // The entry left the timer set: forget it, so refresh re-inserts whatever is next.
+            c.deadline = None;
+            c.session.handle_timeout(now);
+            self.touch(id);
+        }
+        self.run();
+    }
+
+    /// When [`Hub::handle_timeout`] must be called next: the earliest deadline of all
+    /// connections (O(log n)), or the last `now` while hub events wait to be polled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.events.is_empty() {
+            return Some(self.now);
+        }
+        self.timers.first()
+    }
+
+    /// The next bytes to write to `conn`. Call until `None` whenever the connection was
+    /// reported by [`Hub::poll_ready`]; then check [`Hub::poll_ready`] again (other
+    /// connections may have been given work, for example relay credit for a sender).
+    pub fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
+        let c = self.conns.get_mut(&conn)?;
+        if c.discard {
+            return None;
+        }
+        if let Some(bytes) = c.session.poll_transmit() {
+            return Some(bytes);
+        }
+        // The output drained: the session may now want more file data, and its real deadline
+        // (rather than "busy") becomes visible again.
+        self.touch(conn);
+        self.run();
+        let c = self.conns.get_mut(&conn)?;
+        if c.discard {
+            return None;
+        }
+        c.session.poll_transmit()
+    }
+
+    /// A connection that got new output, or finished, since it was last returned. The same
+    /// connection is not returned twice until it has been returned once.
+    pub fn poll_ready(&mut self) -> Option<ConnId> {
+        while let Some(id) = self.ready.pop_front() {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.ready = false;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Whether the runtime should read from `conn` now (false while its session's event
+    /// queue is full, or once it closed).
+    pub fn wants_input(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.session.wants_input())
+    }
+
+    /// Whether `conn` is closed and has nothing left to transmit: close the socket and call
+    /// [`Hub::remove`]. Unknown ids count as finished.
+    pub fn is_finished(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).map_or(true, |c| {
+            c.session.is_closed() && (c.discard || c.session.queued_output() == 0)
+        })
+    }
+
+    /// Forgets `conn`. If its session was still open (the runtime gave up on the socket),
+    /// it ends first as if the stream had ended: a registered client leaves and its
+    /// transfers fail on the other side with `peer-lost`.
+    pub fn remove(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.session.is_closed() {
+            c.session.handle_eof(self.now);
+        }
+        self.touch(conn);
+        self.run();
+        if let Some(c) = self.conns.remove(&conn) {
+            self.timers.reschedule(conn, c.deadline, None);
+        }
+    }
+
+    /// The next event for the operator or the server's participant.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// Connections accepted and not removed (including those still in the handshake).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Registered peers online.
+    pub fn peer_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Bytes of relayed file data the hub holds, across all relays. Each relay holds at most
+    /// its sender-side transfer window ([`crate::transfer::TransferConfig::window`]).
+    pub fn relay_buffered(&self) -> usize {
+        self.relays.buffered()
+    }
+
+    /// The most relayed bytes held for any single relay.
+    pub fn relay_buffered_max(&self) -> usize {
+        self.relays.max_buffered()
+    }
+
+    /// Relayed transfers in progress.
+    pub fn relay_count(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// Chat events for the server's participant dropped because the operator did not poll.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+    }
+
+    /// Bytes queued for `conn` and not yet taken by [`Hub::poll_transmit`].
+    pub fn queued_output(&self, conn: ConnId) -> usize {
+        self.conns
+            .get(&conn)
+            .map_or(0, |c| c.session.queued_output())
+    }
+
+    /// The registered name of `conn`, once accepted.
+    pub fn peer_name(&self, conn: ConnId) -> Option<&Utf8> {
+        self.conns.get(&conn).and_then(|c| c.name.as_ref())
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    /// Marks `conn` for processing by [`Hub::run`].
+    fn touch(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push_back(conn);
+            }
+        }
+    }
+
+    /// Processes the events of every touched connection (which may touch others), then
+    /// updates deadlines and wakes writers.
+    fn run(&mut self) {
+        while let Some(id) = self.dirty.pop_front() {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            c.dirty = false;
+            while let Some(ev) = self.conns.get_mut(&id).and_then(|c| c.session.poll_event()) {
+                self.on_event(id, ev);
+            }
+            self.refresh(id);
+        }
+    }
+
+    /// Re-files `conn`'s deadline and wakes its writer if it has something to write or
+    /// has finished.
+    fn refresh(&mut self, id: ConnId) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.discard {
+            // A dropped slow consumer: nothing of its output will be written.
+            while c.session.poll_transmit().is_some() {}
+        }
+        let deadline = if c.session.is_closed() {
+            None
+        } else {
+            c.session
+                .poll_timeout()
+                .map(|t| if t <= now { now + BUSY_RECHECK } else { t })
+        };
+        self.timers.reschedule(id, c.deadline, deadline);
+        c.deadline = deadline;
+        let closing = c.session.is_closed() && !c.close_reported;
+        c.close_reported |= closing;
+        let wake = c.session.queued_output() > 0 || closing;
+        if wake && !c.ready {
+            c.ready = true;
+            self.ready.push_back(id);
+        }
+    }
+
+    fn on_event(&mut self, id: ConnId, ev: Event) {
+        match ev {
+            Event::Hello(hello) => self.on_hello(id, hello),
+            Event::Text { peer, text, .. } => self.on_text(id, peer, text),
+            Event::Blob {
+                peer,
+                media_type,
+                data,
+                ..
+            } => self.on_blob(id, peer, media_type, data),
+            Event::PeerListRequested => self.on_list_request(id),
+            Event::Transfer(t) => self.on_transfer(id, t),
+            Event::Closed(how) => self.on_closed(id, how),
+            // A client's non-fatal error report (an unknown transfer id …) needs no action;
+            // the remaining events occur only in client sessions.
+            Event::PeerError { .. }
+            | Event::Connected(_)
+            | Event::Presence { .. }
+            | Event::PeerList(_) => {}
+        }
+    }
+
+    /// Queues an operator event; chat is dropped when the operator does not keep up.
+    fn emit(&mut self, ev: HubEvent) {
+        let droppable = matches!(ev, HubEvent::Text { .. } | HubEvent::Blob { .. });
+        if droppable && self.events.len() >= MAX_HUB_EVENTS {
+            self.dropped_events += 1;
+            return;
+        }
+        self.events.push_back(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timers::Timers;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn timers_give_the_earliest_and_take_expired_in_order() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.reschedule(1, None, Some(t0 + Duration::from_secs(5)));
+        t.reschedule(2, None, Some(t0 + Duration::from_secs(2)));
+        t.reschedule(3, None, Some(t0 + Duration::from_secs(9)));
+        assert_eq!(t.first(), Some(t0 + Duration::from_secs(2)));
+        t.reschedule(
+            2,
+            Some(t0 + Duration::from_secs(2)),
+            Some(t0 + Duration::from_secs(7)),
+        );
+        assert_eq!(t.first(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(t.take_expired(t0 + Duration::from_secs(7)), vec![1, 2]);
+        assert_eq!(t.len(), 1);
+    }
+}
