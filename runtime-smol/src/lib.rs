@@ -7,8 +7,12 @@
 #![warn(missing_docs)]
 
 mod client;
+mod server;
 
 pub use client::Client;
+pub use server::{Server, ServerHandle};
+pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;
+pub use tidings_std::host::{ServerConfig, ServerEvent};
 pub use tidings_std::{ClientConfig, ClientEvent, Error};

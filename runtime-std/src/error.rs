@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use tidings_core::hub::HubError;
 use tidings_core::session::SendError;
 use tidings_core::ErrorCode;
 
@@ -36,6 +37,8 @@ pub enum Error {
     },
     /// The session refused the command.
     Send(SendError),
+    /// The hub refused a command of the server participant (an unknown peer …).
+    Hub(HubError),
     /// A local file could not be opened.
     File {
         /// Which.
@@ -58,6 +61,7 @@ impl std::fmt::Display for Error {
                 write!(f, "the connection closed ({}): {reason}", code.name())
             }
             Error::Send(e) => write!(f, "{e}"),
+            Error::Hub(e) => write!(f, "{e}"),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -68,6 +72,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) | Error::Bind { source: e, .. } | Error::File { source: e, .. } => Some(e),
             Error::Send(e) => Some(e),
+            Error::Hub(e) => Some(e),
             _ => None,
         }
     }
@@ -82,5 +87,11 @@ impl From<io::Error> for Error {
 impl From<SendError> for Error {
     fn from(e: SendError) -> Self {
         Error::Send(e)
+    }
+}
+
+impl From<HubError> for Error {
+    fn from(e: HubError) -> Self {
+        Error::Hub(e)
     }
 }

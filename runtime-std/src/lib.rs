@@ -10,9 +10,14 @@ pub mod agent;
 mod client;
 mod error;
 pub mod files;
+pub mod host;
+mod server;
 
 pub use agent::{ClientConfig, ClientEvent};
 pub use client::Client;
 pub use error::Error;
+pub use host::{ServerConfig, ServerEvent};
+pub use server::{Server, ServerHandle};
+pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;

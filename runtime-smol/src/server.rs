@@ -1,0 +1,431 @@
+//! The async server: one hub, one task per connection, one timer task, one disk task, all
+//! on a single-threaded `LocalExecutor`.
+//!
+//! # Why one thread
+//!
+//! Every input of every connection goes through the one [`Hub`]: with a work-stealing pool,
+//! each read would take a shared lock on it and the threads would mostly queue on that lock
+//! (and bounce its cache lines between cores). On one thread the hub is an `Rc<RefCell<_>>`,
+//! borrowed only between awaits, with no atomics on the hot path; the second core is left to
+//! the kernel's TCP work and to the `blocking` pool, where every disk read and write of the
+//! server's own transfers runs, so the executor never waits for a disk. A connection task
+//! gathers all bytes its session has queued into one vectored write.
+//!
+//! ```no_run
+//! use tidings_smol::{Server, ServerConfig};
+//! smol::block_on(async {
+//!     let server = Server::bind("127.0.0.1:0", ServerConfig::default()).await?;
+//!     println!("listening on {}", server.local_addr());
+//!     let handle = server.handle(); // say, kick, send files, shut down — from anywhere
+//!     server.run().await
+//! })?;
+//! # Ok::<(), tidings_smol::Error>(())
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
+use bytes::Bytes;
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use smol::LocalExecutor;
+use tidings_core::hub::{ConnId, FileHandle};
+use tidings_core::ErrorCode;
+use tidings_std::files::Source;
+use tidings_std::host::{Host, ServerConfig, ServerEvent};
+
+use crate::client::advance;
+use crate::Error;
+
+type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
+
+/// How long a shutdown waits for goodbyes to be flushed before closing what is left.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Operator events kept when nobody reads them; older ones are dropped beyond this.
+const EVENT_BACKLOG: usize = 4096;
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    cmds: Receiver<Cmd>,
+    stop: Receiver<()>,
+    events: Sender<ServerEvent>,
+    handle: ServerHandle,
+}
+
+/// Controls a server from any thread or task: the server participant's chat and files,
+/// kicking, and shutdown. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    cmds: Sender<Cmd>,
+    stop: Sender<()>,
+    events: Receiver<ServerEvent>,
+}
+
+impl Server {
+    /// Binds the listening socket. A port in use is [`Error::Bind`] naming the address.
+    pub async fn bind(
+        addr: impl AsyncToSocketAddrs + ToString,
+        config: ServerConfig,
+    ) -> Result<Server, Error> {
+        let shown = addr.to_string();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: shown,
+                source,
+            })?;
+        let (cmd_tx, cmds) = async_channel::unbounded();
+        let (stop_tx, stop) = async_channel::bounded(1);
+        let (events, event_rx) = async_channel::bounded(EVENT_BACKLOG);
+        let handle = ServerHandle {
+            addr: listener.local_addr()?,
+            cmds: cmd_tx,
+            stop: stop_tx,
+            events: event_rx,
+        };
+        Ok(Server {
+            listener,
+            config,
+            cmds,
+            stop,
+            events,
+            handle,
+        })
+    }
+
+    /// The address it listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.addr
+    }
+
+    /// A handle to control the running server.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Accepts and serves connections until [`ServerHandle::shutdown`]; then every client is
+    /// told goodbye, output is flushed (for at most 5 s) and the future completes.
+    pub async fn run(self) -> Result<(), Error> {
+        let ex = Rc::new(LocalExecutor::new());
+        let (timer_wake, timer_rx) = async_channel::bounded(1);
+        let (disk_wake, disk_rx) = async_channel::bounded(1);
+        let (gone_wake, gone_rx) = async_channel::bounded(1);
+        let state = Rc::new(State {
+            host: RefCell::new(Host::new(self.config, Instant::now())),
+            writers: RefCell::new(HashMap::new()),
+            timer_wake,
+            disk_wake,
+            gone_wake,
+            armed: Cell::new(None),
+            events: self.events,
+        });
+        let listener = self.listener;
+        let cmds = self.cmds;
+        let stop = self.stop;
+        let exec = ex.clone();
+        ex.run(async move {
+            exec.spawn(timer_task(state.clone(), timer_rx)).detach();
+            exec.spawn(disk_task(state.clone(), disk_rx)).detach();
+            exec.spawn(command_task(state.clone(), cmds)).detach();
+            loop {
+                let accepted = future::or(async { Some(listener.accept().await) }, async {
+                    let _ = stop.recv().await;
+                    None
+                })
+                .await;
+                match accepted {
+                    Some(Ok((stream, _))) => {
+                        let _ = stream.set_nodelay(true);
+                        let id = state.host.borrow_mut().hub().connect(Instant::now());
+                        let (wake, wake_rx) = async_channel::bounded(1);
+                        state.writers.borrow_mut().insert(id, wake);
+                        exec.spawn(conn_task(state.clone(), stream, id, wake_rx))
+                            .detach();
+                        state.after();
+                    }
+                    // Out of descriptors and the like: keep serving who is connected.
+                    Some(Err(_)) => {
+                        Timer::after(Duration::from_millis(50)).await;
+                    }
+                    None => break,
+                }
+            }
+            drop(listener);
+            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            while state.host.borrow().hub_ref().connection_count() > 0 {
+                let timed_out = future::or(async { gone_rx.recv().await.is_err() }, async {
+                    Timer::at(deadline).await;
+                    true
+                })
+                .await;
+                if timed_out {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Operator events (joins, leaves, chat to the server, the server's transfers). Every
+    /// clone of the receiver takes events from the same queue.
+    pub fn events(&self) -> Receiver<ServerEvent> {
+        self.events.clone()
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Host) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = async_channel::bounded(1);
+        let gone = || Error::Closed {
+            code: ErrorCode::Shutdown,
+            reason: "the server is not running".into(),
+        };
+        self.cmds
+            .send(Box::new(move |h| {
+                let _ = tx.try_send(f(h));
+            }))
+            .await
+            .map_err(|_| gone())?;
+        rx.recv().await.map_err(|_| gone())
+    }
+
+    /// The server participant says `text` to `to` (`None`: everyone).
+    pub async fn say(&self, to: Option<&str>, text: &str) -> Result<(), Error> {
+        let (to, text) = (to.map(str::to_string), text.to_string());
+        Ok(self
+            .call(move |h| h.hub().say(to.as_deref(), &text))
+            .await??)
+    }
+
+    /// Who is online, sorted.
+    pub async fn who(&self) -> Result<Vec<String>, Error> {
+        self.call(|h| h.hub().who().iter().map(|n| n.to_string()).collect())
+            .await
+    }
+
+    /// Disconnects the client called `name` with `kicked`.
+    pub async fn kick(&self, name: &str, reason: &str) -> Result<(), Error> {
+        let (name, reason) = (name.to_string(), reason.to_string());
+        Ok(self.call(move |h| h.hub().kick(&name, &reason)).await??)
+    }
+
+    /// Offers the file at `path` to the client `to`; progress arrives as events.
+    pub async fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
+        let path = path.as_ref().to_path_buf();
+        let opened = blocking::unblock({
+            let path = path.clone();
+            move || Source::open(&path)
+        })
+        .await;
+        let source = opened.map_err(|source| Error::File { path, source })?;
+        let to = to.to_string();
+        Ok(self.call(move |h| h.send_file(&to, source)).await??)
+    }
+
+    /// Peers online now.
+    pub async fn peer_count(&self) -> Result<usize, Error> {
+        self.call(|h| h.hub_ref().peer_count()).await
+    }
+
+    /// Says goodbye (`shutdown`) to everyone, stops accepting, and lets [`Server::run`]
+    /// finish once the goodbyes are flushed.
+    pub async fn shutdown(&self, reason: &str) {
+        let reason = reason.to_string();
+        let _ = self.call(move |h| h.hub().shutdown(&reason)).await;
+        let _ = self.stop.try_send(());
+    }
+}
+
+/// What the tasks of one server share (all on one thread).
+struct State {
+    host: RefCell<Host>,
+    writers: RefCell<HashMap<ConnId, Sender<()>>>,
+    timer_wake: Sender<()>,
+    disk_wake: Sender<()>,
+    gone_wake: Sender<()>,
+    /// The deadline the timer task sleeps until.
+    armed: Cell<Option<Instant>>,
+    events: Sender<ServerEvent>,
+}
+
+impl State {
+    /// The hub's outputs after any input: wake writers, process events, queue disk work,
+    /// re-arm the timer.
+    fn after(&self) {
+        let mut host = self.host.borrow_mut();
+        let writers = self.writers.borrow();
+        let wake_ready = |host: &mut Host| {
+            while let Some(conn) = host.hub().poll_ready() {
+                if let Some(w) = writers.get(&conn) {
+                    let _ = w.try_send(());
+                }
+            }
+        };
+        wake_ready(&mut host);
+        // Processing answers the server's own transfers, which may give connections output.
+        host.process();
+        wake_ready(&mut host);
+        if host.has_jobs() {
+            let _ = self.disk_wake.try_send(());
+        }
+        while let Some(ev) = host.poll_event() {
+            // When nobody reads the operator events, new ones are dropped rather than kept.
+            let _ = self.events.try_send(ev);
+        }
+        let next = host.hub_ref().poll_timeout();
+        let armed = self.armed.get();
+        if next.is_some() && (armed.is_none() || next < armed) {
+            let _ = self.timer_wake.try_send(());
+        }
+    }
+}
+
+async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
+    loop {
+        let next = state.host.borrow().hub_ref().poll_timeout();
+        state.armed.set(next);
+        let now = Instant::now();
+        if next.is_some_and(|d| d <= now) {
+            state.host.borrow_mut().hub().handle_timeout(now);
+            state.after();
+            // Let the connection tasks run before looking again.
+            future::yield_now().await;
+            continue;
+        }
+        let mut timer = match next {
+            Some(d) => Timer::at(d),
+            None => Timer::never(),
+        };
+        let closed = future::or(async { wake.recv().await.is_err() }, async {
+            (&mut timer).await;
+            false
+        })
+        .await;
+        if closed {
+            return;
+        }
+    }
+}
+
+async fn disk_task(state: Rc<State>, wake: Receiver<()>) {
+    loop {
+        let job = state.host.borrow_mut().next_job();
+        match job {
+            Some((ticket, job)) => {
+                let done = blocking::unblock(move || job.run()).await;
+                state.host.borrow_mut().job_done(ticket, done);
+                state.after();
+            }
+            None => {
+                if wake.recv().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn command_task(state: Rc<State>, cmds: Receiver<Cmd>) {
+    while let Ok(cmd) = cmds.recv().await {
+        cmd(&mut state.host.borrow_mut());
+        state.after();
+    }
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Woken,
+}
+
+async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut broken = false;
+    let mut read_done = false;
+    loop {
+        {
+            let mut host = state.host.borrow_mut();
+            while let Some(b) = host.hub().poll_transmit(id) {
+                if !broken {
+                    out.push(b);
+                }
+            }
+        }
+        state.after();
+        if out.is_empty() && state.host.borrow().hub_ref().is_finished(id) {
+            break;
+        }
+        let reading = !read_done && state.host.borrow().hub_ref().wants_input(id);
+        let mut woken = pin!(wake.recv());
+        let ev = future::poll_fn(|cx| {
+            if !out.is_empty() {
+                let slices: Vec<IoSlice<'_>> =
+                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                    return Poll::Ready(Wake::Wrote(r));
+                }
+            }
+            if reading {
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+            }
+            if woken.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Woken);
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = Instant::now();
+        match ev {
+            Wake::Read(Ok(n)) if n > 0 => {
+                state
+                    .host
+                    .borrow_mut()
+                    .hub()
+                    .handle_input(now, id, &buf[..n])
+            }
+            Wake::Read(_) => {
+                read_done = true;
+                state.host.borrow_mut().hub().handle_eof(now, id);
+            }
+            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            Wake::Wrote(_) => {
+                // The peer is gone: drop what was queued for it and end its session.
+                broken = true;
+                out.clear();
+                state.host.borrow_mut().hub().handle_eof(now, id);
+            }
+            Wake::Woken => {}
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    state.writers.borrow_mut().remove(&id);
+    state.host.borrow_mut().hub().remove(id);
+    state.after();
+    let _ = state.gone_wake.try_send(());
+}

@@ -1,0 +1,353 @@
+//! The server's application logic around a [`Hub`], shared by the thread-per-connection
+//! server here and the async server of `tidings-smol`: hub events become [`ServerEvent`]s,
+//! the server participant's file work becomes [`DiskJob`]s (the inbox, and files the
+//! operator sends). It performs no socket I/O and never blocks.
+//!
+//! A driver, after every input, command, transmit or timeout: wakes the writer of each
+//! connection from [`Hub::poll_ready`], calls [`Host::process`], runs the jobs from
+//! [`Host::next_job`] one after another (off any async executor) reporting each with
+//! [`Host::job_done`], and delivers [`Host::poll_event`].
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tidings_core::hub::{FileHandle, Hub, HubConfig, HubError, HubEvent};
+use tidings_core::transfer::{Direction, Progress, TransferEvent};
+use tidings_core::ErrorCode;
+
+use crate::files::{DiskDone, DiskJob, Files, Source};
+
+/// Settings of a server (both runtimes).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// The hub's settings (server name, session limits, heartbeat, peer limit). Its `inbox`
+    /// flag is set from [`ServerConfig::inbox`].
+    pub hub: HubConfig,
+    /// Where files offered to the server itself are stored (accepted at once, resumed from
+    /// kept partial files, never overwriting); `None` refuses them.
+    pub inbox: Option<PathBuf>,
+}
+
+/// What happened on the server, for the operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// A client joined.
+    Joined {
+        /// Its name.
+        name: String,
+        /// Peers online now.
+        online: usize,
+    },
+    /// A client left.
+    Left {
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: String,
+        /// Peers still online.
+        online: usize,
+    },
+    /// A client was refused at hello.
+    Refused {
+        /// The name it asked for.
+        name: String,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// Chat the server participant sees (broadcasts and text to the server).
+    Text {
+        /// The sender.
+        from: String,
+        /// Addressed to the server alone.
+        private: bool,
+        /// The message.
+        text: String,
+    },
+    /// A file offered to the server was accepted into the inbox from `offset`, or a file the
+    /// server offered was accepted by its receiver.
+    Started {
+        /// Which transfer.
+        handle: FileHandle,
+        /// Sending or receiving.
+        direction: Direction,
+        /// The client at the other end.
+        peer: String,
+        /// First byte moved now (non-zero: resumed).
+        offset: u64,
+    },
+    /// How far a transfer of the server has come.
+    Progress {
+        /// Which transfer.
+        handle: FileHandle,
+        /// The client at the other end.
+        peer: String,
+        /// Progress.
+        progress: Progress,
+    },
+    /// A file arrived in the inbox, digest confirmed.
+    Received {
+        /// Which transfer.
+        handle: FileHandle,
+        /// The sender.
+        peer: String,
+        /// Where it lies.
+        path: PathBuf,
+    },
+    /// A file the server sent arrived, digest confirmed.
+    Sent {
+        /// Which transfer.
+        handle: FileHandle,
+        /// The receiver.
+        peer: String,
+    },
+    /// A transfer of the server failed.
+    TransferFailed {
+        /// Which transfer.
+        handle: FileHandle,
+        /// The client at the other end.
+        peer: String,
+        /// Why.
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+    },
+}
+
+/// Identifies a job handed out by [`Host::next_job`].
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    handle: FileHandle,
+    peer: String,
+    kind: JobKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum JobKind {
+    Read { offset: u64 },
+    Write,
+    Finalize,
+}
+
+/// The hub with the server participant's files; see the [module docs](self).
+#[derive(Debug)]
+pub struct Host {
+    hub: Hub,
+    files: Files<FileHandle>,
+    events: VecDeque<ServerEvent>,
+    jobs: VecDeque<(Ticket, DiskJob)>,
+}
+
+impl Host {
+    /// A host for `config`, starting at `now`.
+    pub fn new(mut config: ServerConfig, now: Instant) -> Host {
+        config.hub.inbox = config.inbox.is_some();
+        Host {
+            hub: Hub::new(config.hub, now),
+            files: Files::new(config.inbox),
+            events: VecDeque::new(),
+            jobs: VecDeque::new(),
+        }
+    }
+
+    /// The hub, for inputs, outputs and the participant's chat commands.
+    pub fn hub(&mut self) -> &mut Hub {
+        &mut self.hub
+    }
+
+    /// The hub, read-only.
+    pub fn hub_ref(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Offers an opened file from the server to the client `to`.
+    pub fn send_file(&mut self, to: &str, source: Source) -> Result<FileHandle, HubError> {
+        let handle = self.hub.offer_file(to, &source.name, source.size, "")?;
+        self.files.add_source(handle, source);
+        Ok(handle)
+    }
+
+    /// The next operator event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next disk job (run them in order, one at a time).
+    pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
+        self.jobs.pop_front()
+    }
+
+    /// Whether disk jobs are waiting.
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
+    /// Reports a job's result to the hub.
+    pub fn job_done(&mut self, ticket: Ticket, done: DiskDone) {
+        let h = ticket.handle;
+        let result = match (ticket.kind, done) {
+            (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
+                self.hub.provide_data(h, offset, data)
+            }
+            (JobKind::Read { .. }, DiskDone::Read(Err(e))) => {
+                self.hub.read_failed(h, &e.to_string())
+            }
+            (JobKind::Write, DiskDone::Written(Ok(len))) => self.hub.data_written(h, len),
+            (JobKind::Write, DiskDone::Written(Err(e))) => self.hub.write_failed(h, &e.to_string()),
+            (JobKind::Finalize, DiskDone::Finalized(Ok(path))) => {
+                self.events.push_back(ServerEvent::Received {
+                    handle: h,
+                    peer: ticket.peer,
+                    path,
+                });
+                Ok(())
+            }
+            (JobKind::Finalize, DiskDone::Finalized(Err(e))) => {
+                self.events.push_back(ServerEvent::TransferFailed {
+                    handle: h,
+                    peer: ticket.peer,
+                    code: ErrorCode::StorageFailed,
+                    reason: format!("cannot move the finished file in place: {e}"),
+                });
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        // A transfer that ended meanwhile refuses the answer; its end has its own event.
+        let _ = result;
+    }
+
+    /// Pulls every hub event into operator events and disk jobs.
+    pub fn process(&mut self) {
+        while let Some(ev) = self.hub.poll_event() {
+            let out = match ev {
+                HubEvent::Joined { name, online, .. } => ServerEvent::Joined {
+                    name: name.to_string(),
+                    online,
+                },
+                HubEvent::Left {
+                    name,
+                    reason,
+                    online,
+                    ..
+                } => ServerEvent::Left {
+                    name: name.to_string(),
+                    reason,
+                    online,
+                },
+                HubEvent::Refused { name, code, .. } => ServerEvent::Refused {
+                    name: name.to_string(),
+                    code,
+                },
+                HubEvent::Text {
+                    from,
+                    private,
+                    text,
+                } => ServerEvent::Text {
+                    from: from.to_string(),
+                    private,
+                    text: text.to_string(),
+                },
+                HubEvent::Blob { .. } => continue,
+                HubEvent::Transfer {
+                    handle,
+                    peer,
+                    event,
+                } => match self.on_transfer(handle, peer.to_string(), event) {
+                    Some(ev) => ev,
+                    None => continue,
+                },
+            };
+            self.events.push_back(out);
+        }
+    }
+
+    fn on_transfer(
+        &mut self,
+        handle: FileHandle,
+        peer: String,
+        event: TransferEvent,
+    ) -> Option<ServerEvent> {
+        let ticket = |kind| Ticket {
+            handle,
+            peer: peer.clone(),
+            kind,
+        };
+        match event {
+            TransferEvent::Offered(offer) => {
+                match self.files.start_download(handle, &offer.name, offer.size) {
+                    Ok(offset) => match self.hub.accept_offer(handle, offset) {
+                        Ok(()) => Some(ServerEvent::Started {
+                            handle,
+                            direction: Direction::Receive,
+                            peer,
+                            offset,
+                        }),
+                        Err(_) => {
+                            self.files.finish_failed(handle, false);
+                            None
+                        }
+                    },
+                    Err(reason) => {
+                        let _ = self.hub.reject_offer(handle, &reason);
+                        None
+                    }
+                }
+            }
+            TransferEvent::Accepted { offset, .. } => Some(ServerEvent::Started {
+                handle,
+                direction: Direction::Send,
+                peer,
+                offset,
+            }),
+            TransferEvent::Read { offset, len, .. } => {
+                match self.files.read_job(handle, offset, len) {
+                    Some(job) => self.jobs.push_back((ticket(JobKind::Read { offset }), job)),
+                    None => {
+                        let _ = self.hub.read_failed(handle, "no file for this transfer");
+                    }
+                }
+                None
+            }
+            TransferEvent::Data { offset, data, .. } => {
+                match self.files.write_job(handle, offset, data) {
+                    Some(job) => self.jobs.push_back((ticket(JobKind::Write), job)),
+                    None => {
+                        let _ = self.hub.write_failed(handle, "no file for this transfer");
+                    }
+                }
+                None
+            }
+            TransferEvent::Progress(progress) => Some(ServerEvent::Progress {
+                handle,
+                peer,
+                progress,
+            }),
+            TransferEvent::SenderDone { .. } => None,
+            TransferEvent::Finished {
+                direction, result, ..
+            } => match result {
+                Ok(_) => {
+                    let job = self.files.finish_ok(handle);
+                    match (direction, job) {
+                        (Direction::Receive, Some(job)) => {
+                            self.jobs.push_back((ticket(JobKind::Finalize), job));
+                            None
+                        }
+                        _ => Some(ServerEvent::Sent { handle, peer }),
+                    }
+                }
+                Err(f) => {
+                    self.files
+                        .finish_failed(handle, f.code == ErrorCode::DigestMismatch);
+                    Some(ServerEvent::TransferFailed {
+                        handle,
+                        peer,
+                        code: f.code,
+                        reason: f.reason.to_string(),
+                    })
+                }
+            },
+        }
+    }
+}

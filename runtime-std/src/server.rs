@@ -1,0 +1,402 @@
+//! A thread-per-connection server: every connection has a reader thread and a writer thread;
+//! one timer thread and one disk thread serve them all. The hub sits behind one mutex,
+//! held only while it computes (never during socket or disk I/O).
+//!
+//! This is the simple server for scripts, tests and small groups; for thousands of
+//! connections use `tidings-smol`'s.
+//!
+//! ```no_run
+//! use tidings_std::{Server, ServerConfig};
+//! let server = Server::bind("127.0.0.1:0", ServerConfig::default())?;
+//! println!("listening on {}", server.local_addr());
+//! let handle = server.handle();
+//! std::thread::spawn(move || server.run());
+//! handle.say(None, "hello from the server")?;
+//! handle.shutdown("bye");
+//! # Ok::<(), tidings_std::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tidings_core::hub::{ConnId, FileHandle};
+
+use crate::client::write_all;
+use crate::files::Source;
+use crate::host::{Host, ServerConfig, ServerEvent};
+use crate::Error;
+
+/// How long a shutdown waits for goodbyes to be flushed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Operator events kept when nobody reads them; newer ones are dropped beyond this.
+const EVENT_BACKLOG: usize = 4096;
+
+struct Inner {
+    host: Host,
+    /// The deadline the timer thread sleeps until.
+    armed: Option<Instant>,
+    writers: HashMap<ConnId, SyncSender<()>>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Wakes the timer thread (paired with `inner`).
+    timer: Condvar,
+    /// Signalled when a connection is removed (paired with `inner`).
+    gone: Condvar,
+    disk: SyncSender<()>,
+    events: SyncSender<ServerEvent>,
+    event_rx: Mutex<Receiver<ServerEvent>>,
+    stopping: AtomicBool,
+    addr: SocketAddr,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    disk_rx: Receiver<()>,
+}
+
+/// Controls a server from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.shared.addr)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds the listening socket. A port in use is [`Error::Bind`] naming the address.
+    pub fn bind(
+        addr: impl ToSocketAddrs + ToString,
+        config: ServerConfig,
+    ) -> Result<Server, Error> {
+        let shown = addr.to_string();
+        let listener = TcpListener::bind(addr).map_err(|source| Error::Bind {
+            addr: shown,
+            source,
+        })?;
+        let (disk, disk_rx) = mpsc::sync_channel(1);
+        let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                host: Host::new(config, Instant::now()),
+                armed: None,
+                writers: HashMap::new(),
+            }),
+            timer: Condvar::new(),
+            gone: Condvar::new(),
+            disk,
+            events,
+            event_rx: Mutex::new(event_rx),
+            stopping: AtomicBool::new(false),
+            addr: listener.local_addr()?,
+        });
+        Ok(Server {
+            listener,
+            shared,
+            disk_rx,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// A handle to control the running server.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until [`ServerHandle::shutdown`]; returns once the goodbyes are flushed (at
+    /// most 5 s later).
+    pub fn run(self) -> Result<(), Error> {
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name("tidings-timer".into())
+            .spawn(move || timer_loop(shared))?;
+        let shared = self.shared.clone();
+        let disk_rx = self.disk_rx;
+        std::thread::Builder::new()
+            .name("tidings-disk".into())
+            .spawn(move || disk_loop(shared, disk_rx))?;
+        for stream in self.listener.incoming() {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            if let Err(e) = start_conn(&self.shared, stream) {
+                // Out of threads or descriptors: this connection is dropped, the rest served.
+                let _ = e;
+            }
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut inner = self.shared.inner.lock().unwrap();
+        while inner.host.hub_ref().connection_count() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            inner = self
+                .shared
+                .gone
+                .wait_timeout(inner, deadline - now)
+                .unwrap()
+                .0;
+        }
+        drop(inner);
+        self.shared.timer.notify_all();
+        Ok(())
+    }
+}
+
+fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let reader = stream.try_clone()?;
+    let (wake, wake_rx) = mpsc::sync_channel(1);
+    let id = {
+        let mut inner = shared.inner.lock().unwrap();
+        let id = inner.host.hub().connect(Instant::now());
+        inner.writers.insert(id, wake);
+        shared.after(&mut inner);
+        id
+    };
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("tidings-r{id}"))
+        .spawn(move || read_loop(s, reader, id));
+    if spawned.is_err() {
+        shared.finish_conn(id, &stream);
+        return spawned.map(drop);
+    }
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("tidings-w{id}"))
+        .spawn(move || write_loop(s, stream, id, wake_rx))
+        .map(drop)
+}
+
+impl Shared {
+    /// The hub's outputs after any input: wake writers, process events, queue disk work,
+    /// re-arm the timer.
+    fn after(&self, inner: &mut MutexGuard<'_, Inner>) {
+        let inner = &mut **inner;
+        let wake = |host: &mut Host, writers: &HashMap<ConnId, SyncSender<()>>| {
+            while let Some(conn) = host.hub().poll_ready() {
+                if let Some(w) = writers.get(&conn) {
+                    let _ = w.try_send(());
+                }
+            }
+        };
+        wake(&mut inner.host, &inner.writers);
+        inner.host.process();
+        wake(&mut inner.host, &inner.writers);
+        if inner.host.has_jobs() {
+            let _ = self.disk.try_send(());
+        }
+        while let Some(ev) = inner.host.poll_event() {
+            let _ = self.events.try_send(ev);
+        }
+        let next = inner.host.hub_ref().poll_timeout();
+        if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
+            self.timer.notify_one();
+        }
+    }
+
+    fn finish_conn(&self, id: ConnId, stream: &TcpStream) {
+        let _ = stream.shutdown(Shutdown::Both);
+        let mut inner = self.inner.lock().unwrap();
+        inner.writers.remove(&id);
+        inner.host.hub().remove(id);
+        self.after(&mut inner);
+        self.gone.notify_all();
+    }
+}
+
+fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let mut inner = shared.inner.lock().unwrap();
+                inner.host.hub().handle_input(Instant::now(), id, &buf[..n]);
+                shared.after(&mut inner);
+            }
+            _ => {
+                let mut inner = shared.inner.lock().unwrap();
+                inner.host.hub().handle_eof(Instant::now(), id);
+                shared.after(&mut inner);
+                return;
+            }
+        }
+    }
+}
+
+fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut broken = false;
+    loop {
+        let finished = {
+            let mut inner = shared.inner.lock().unwrap();
+            while let Some(b) = inner.host.hub().poll_transmit(id) {
+                if !broken {
+                    out.push(b);
+                }
+            }
+            shared.after(&mut inner);
+            out.is_empty() && inner.host.hub_ref().is_finished(id)
+        };
+        if finished {
+            shared.finish_conn(id, &stream);
+            return;
+        }
+        if !out.is_empty() {
+            if write_all(&mut stream, &mut out).is_err() {
+                broken = true;
+                out.clear();
+                let mut inner = shared.inner.lock().unwrap();
+                inner.host.hub().handle_eof(Instant::now(), id);
+                shared.after(&mut inner);
+            }
+            continue;
+        }
+        if wake.recv().is_err() {
+            // The server forgot this connection (it was removed): nothing more to write.
+            shared.finish_conn(id, &stream);
+            return;
+        }
+    }
+}
+
+fn timer_loop(shared: Arc<Shared>) {
+    let mut inner = shared.inner.lock().unwrap();
+    loop {
+        let now = Instant::now();
+        let next = inner.host.hub_ref().poll_timeout();
+        inner.armed = next;
+        if shared.stopping.load(Ordering::SeqCst) && inner.host.hub_ref().connection_count() == 0 {
+            return;
+        }
+        match next {
+            Some(d) if d <= now => {
+                inner.host.hub().handle_timeout(now);
+                shared.after(&mut inner);
+            }
+            Some(d) => inner = shared.timer.wait_timeout(inner, d - now).unwrap().0,
+            None => inner = shared.timer.wait(inner).unwrap(),
+        }
+    }
+}
+
+fn disk_loop(shared: Arc<Shared>, wake: Receiver<()>) {
+    loop {
+        let job = shared.inner.lock().unwrap().host.next_job();
+        match job {
+            Some((ticket, job)) => {
+                let done = job.run();
+                let mut inner = shared.inner.lock().unwrap();
+                inner.host.job_done(ticket, done);
+                shared.after(&mut inner);
+            }
+            None => match wake.recv_timeout(Duration::from_secs(1)) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {
+                    if shared.stopping.load(Ordering::SeqCst)
+                        && shared
+                            .inner
+                            .lock()
+                            .unwrap()
+                            .host
+                            .hub_ref()
+                            .connection_count()
+                            == 0
+                    {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        }
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Host) -> R) -> R {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let r = f(&mut inner.host);
+        self.shared.after(&mut inner);
+        r
+    }
+
+    /// The next operator event within `timeout`.
+    pub fn next_event_timeout(&self, timeout: Duration) -> Option<ServerEvent> {
+        self.shared
+            .event_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(timeout)
+            .ok()
+    }
+
+    /// The server participant says `text` to `to` (`None`: everyone).
+    pub fn say(&self, to: Option<&str>, text: &str) -> Result<(), Error> {
+        Ok(self.with(|h| h.hub().say(to, text))?)
+    }
+
+    /// Who is online, sorted.
+    pub fn who(&self) -> Vec<String> {
+        self.with(|h| h.hub().who().iter().map(|n| n.to_string()).collect())
+    }
+
+    /// Disconnects the client called `name` with `kicked`.
+    pub fn kick(&self, name: &str, reason: &str) -> Result<(), Error> {
+        Ok(self.with(|h| h.hub().kick(name, reason))?)
+    }
+
+    /// Offers the file at `path` to the client `to`.
+    pub fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
+        let path = path.as_ref();
+        let source = Source::open(path).map_err(|source| Error::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(self.with(|h| h.send_file(to, source))?)
+    }
+
+    /// Peers online now.
+    pub fn peer_count(&self) -> usize {
+        self.with(|h| h.hub_ref().peer_count())
+    }
+
+    /// Says goodbye to everyone, stops accepting, and lets [`Server::run`] return once the
+    /// goodbyes are flushed.
+    pub fn shutdown(&self, reason: &str) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.with(|h| h.hub().shutdown(reason));
+        // Wake the accept loop with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
+        self.shared.timer.notify_all();
+    }
+}
