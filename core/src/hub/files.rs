@@ -194,6 +194,7 @@ impl Hub {
                     return;
                 };
                 if relay.push(offset, data) {
+                    self.relay_peak = self.relay_peak.max(relay.buffered());
                     self.pump(source);
                 } else {
                     self.fail_relay(source, ErrorCode::ChunkOutOfRange, "relay out of step");

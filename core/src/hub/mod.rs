@@ -150,6 +150,8 @@ pub struct Hub {
     events: VecDeque<HubEvent>,
     dropped_events: u64,
     relays: Relays,
+    /// The most bytes any single relay ever held.
+    relay_peak: usize,
     /// Transfers of the server's participant → the client at the other end.
     own: HashMap<FileHandle, Utf8>,
     shutting_down: bool,
@@ -171,6 +173,7 @@ impl Hub {
             events: VecDeque::new(),
             dropped_events: 0,
             relays: Relays::default(),
+            relay_peak: 0,
             own: HashMap::new(),
             shutting_down: false,
         }
@@ -344,6 +347,12 @@ impl Hub {
     /// The most relayed bytes held for any single relay.
     pub fn relay_buffered_max(&self) -> usize {
         self.relays.max_buffered()
+    }
+
+    /// The most relayed bytes any single relay has held at any moment since the hub was
+    /// created: a high-water mark to check the bound of [`Hub::relay_buffered`] against.
+    pub fn relay_buffered_peak(&self) -> usize {
+        self.relay_peak
     }
 
     /// Relayed transfers in progress.

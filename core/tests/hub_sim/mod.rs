@@ -241,6 +241,7 @@ impl Net {
             }
             moved |= self.operator_app();
             self.max_relay_seen = self.max_relay_seen.max(self.hub.relay_buffered_max());
+            assert!(self.hub.relay_buffered_peak() >= self.max_relay_seen);
             if !moved {
                 return;
             }

@@ -1,0 +1,289 @@
+//! Files relayed through the hub between two clients, simulated: integrity end to end,
+//! bounded memory in the hub, slow receivers, resume, and either side going away.
+
+mod hub_sim;
+
+use std::time::Duration;
+
+use hub_sim::{sha256, Net};
+use tidings_core::hub::HubConfig;
+use tidings_core::session::Config;
+use tidings_core::transfer::TransferConfig;
+use tidings_core::ErrorCode;
+
+const WINDOW: usize = 1 << 20;
+
+fn pair(seed: u64) -> Net {
+    let mut net = Net::with_defaults(seed);
+    net.join("alice");
+    net.join("bob");
+    net
+}
+
+#[test]
+fn a_relayed_file_of_several_mib_arrives_intact_and_the_hub_holds_at_most_a_window() {
+    let mut net = pair(1);
+    let file = net.rng.bytes((5 << 20) + 12_345);
+    let sent = net.offer("alice", "bob", "movie.bin", file.clone());
+    let offer = net.client("bob").offers.last().cloned().unwrap();
+    assert_eq!(
+        (offer.peer.as_str(), offer.name.as_str(), offer.size),
+        ("alice", "movie.bin", file.len() as u64)
+    );
+    assert_eq!(net.hub.relay_count(), 1);
+    let got = net.accept("bob", Vec::new());
+    net.settle();
+    let digest = sha256(&file);
+    assert_eq!(net.client("bob").finished.get(&got), Some(&Ok(digest)));
+    assert_eq!(net.client("alice").finished.get(&sent), Some(&Ok(digest)));
+    assert_eq!(net.client("bob").receiving[&got], file.to_vec());
+    // The high-water mark is kept by the hub at every push, not only between steps.
+    let peak = net.hub.relay_buffered_peak();
+    assert!(peak > 0 && peak <= WINDOW, "peak {peak}");
+    assert_eq!(net.hub.relay_count(), 0);
+    assert_eq!(net.hub.relay_buffered(), 0);
+}
+
+#[test]
+fn a_slow_receiver_slows_the_sender_and_the_hub_stays_within_the_window() {
+    let mut net = pair(2);
+    let file = net.rng.bytes(4 << 20);
+    let bob_conn = net.client("bob").conn;
+    net.client("bob").write_rate = Some(32 << 10);
+    net.offer("alice", "bob", "slow.bin", file.clone());
+    let got = net.accept("bob", Vec::new());
+    let mut steps = 0;
+    while !net.client("bob").finished.contains_key(&got) {
+        net.tick();
+        net.advance(Duration::from_millis(1));
+        steps += 1;
+        assert!(net.hub.relay_buffered_max() <= WINDOW);
+        // The receiver's connection holds at most the read-ahead of file data, plus one chunk.
+        assert!(net.hub.queued_output(bob_conn) <= (256 << 10) + (65 << 10));
+        assert!(steps < 10_000, "stalled");
+    }
+    // 4 MiB at 32 KiB per step cannot be faster than 128 steps: the receiver set the pace.
+    assert!(steps >= 120, "{steps} steps");
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("bob").receiving[&got], file.to_vec());
+    // The hub's queue filled up to the window while bob was slow, but no further.
+    assert!(net.max_relay_seen > WINDOW / 2, "{}", net.max_relay_seen);
+    assert!(net.hub.relay_buffered_peak() <= WINDOW);
+}
+
+#[test]
+fn the_window_bound_follows_the_hubs_transfer_settings() {
+    let window = 128 << 10;
+    let config = HubConfig {
+        session: Config {
+            transfer: TransferConfig {
+                window: window as u32,
+                chunk_size: 16 << 10,
+                ..TransferConfig::default()
+            },
+            ..Config::default()
+        },
+        ..HubConfig::default()
+    };
+    let mut net = Net::new(config, 3);
+    net.join("alice");
+    net.join("bob");
+    net.client("bob").write_rate = Some(8 << 10);
+    let file = net.rng.bytes(2 << 20);
+    net.offer("alice", "bob", "f", file.clone());
+    let got = net.accept("bob", Vec::new());
+    while !net.client("bob").finished.contains_key(&got) {
+        net.tick();
+        net.advance(Duration::from_millis(1));
+    }
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    let peak = net.hub.relay_buffered_peak();
+    assert!(
+        peak > window / 2 && peak <= window,
+        "peak {peak}, window {window}"
+    );
+}
+
+#[test]
+fn a_relayed_transfer_resumes_from_a_kept_partial_file() {
+    let mut net = pair(4);
+    let file = net.rng.bytes(3 << 20);
+    // First attempt: bob stops half-way (cancels) and keeps what he wrote.
+    net.client("bob").write_rate = Some(64 << 10);
+    let first = net.offer("alice", "bob", "big.iso", file.clone());
+    let got = net.accept("bob", Vec::new());
+    while net.client("bob").receiving[&got].len() < (3 << 20) / 2 {
+        net.tick();
+    }
+    net.client("bob")
+        .session
+        .cancel_transfer(got, ErrorCode::Cancelled, "later")
+        .unwrap();
+    net.settle();
+    let failure = net.client("alice").finished[&first].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::Cancelled);
+    assert_eq!(net.hub.relay_count(), 0);
+    // Keep only what was reported written, as a real receiver's disk would hold.
+    let bob = net.client("bob");
+    let unwritten: u64 = bob.unwritten.drain(..).map(|(_, n)| n).sum();
+    let mut kept = bob.receiving[&got].clone();
+    kept.truncate(kept.len() - unwritten as usize);
+    let kept_len = kept.len();
+    assert!(kept_len > 0 && kept_len < file.len());
+    assert_eq!(&kept[..], &file[..kept_len]);
+    bob.write_rate = None;
+
+    // Second attempt: bob accepts from the end of his partial file.
+    let second = net.offer("alice", "bob", "big.iso", file.clone());
+    let got = net.accept("bob", kept);
+    net.settle();
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").finished[&second], Ok(sha256(&file)));
+    assert_eq!(net.client("bob").receiving[&got], file.to_vec());
+}
+
+#[test]
+fn a_corrupted_resume_fails_with_digest_mismatch_on_both_ends() {
+    let mut net = pair(5);
+    let file = net.rng.bytes(300_000);
+    let mut kept = file[..100_000].to_vec();
+    kept[500] ^= 0xFF; // bob's partial file went bad on disk
+    let sent = net.offer("alice", "bob", "f", file.clone());
+    let got = net.accept("bob", kept);
+    net.settle();
+    let code = |r: &Result<_, tidings_core::transfer::TransferFailure>| r.clone().unwrap_err().code;
+    assert_eq!(
+        code(&net.client("bob").finished[&got]),
+        ErrorCode::DigestMismatch
+    );
+    assert_eq!(
+        code(&net.client("alice").finished[&sent]),
+        ErrorCode::DigestMismatch
+    );
+}
+
+#[test]
+fn the_sender_vanishing_mid_relay_fails_the_receiver_with_peer_lost() {
+    let mut net = pair(6);
+    let file = net.rng.bytes(4 << 20);
+    net.client("bob").write_rate = Some(64 << 10);
+    net.offer("alice", "bob", "f", file);
+    let got = net.accept("bob", Vec::new());
+    for _ in 0..5 {
+        net.tick();
+    }
+    assert!(!net.client("bob").finished.contains_key(&got));
+    // Alice's machine disappears: the hub sees end of stream.
+    let alice_conn = net.client("alice").conn;
+    net.client("alice").frozen = true;
+    net.hub.handle_eof(net.now, alice_conn);
+    net.settle();
+    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::PeerLost);
+    assert!(failure.by_peer);
+    assert_eq!(net.hub.relay_count(), 0);
+    assert_eq!(net.hub.relay_buffered(), 0);
+    assert!(net.client("bob").session.is_open(), "bob stays connected");
+}
+
+#[test]
+fn the_receiver_vanishing_mid_relay_fails_the_sender_with_peer_lost() {
+    let mut net = pair(7);
+    let file = net.rng.bytes(4 << 20);
+    net.client("bob").write_rate = Some(64 << 10);
+    let sent = net.offer("alice", "bob", "f", file);
+    net.accept("bob", Vec::new());
+    net.tick();
+    net.client("bob").frozen = true;
+    // Bob is silent: after the heartbeat timeout the hub drops him.
+    net.advance(Duration::from_secs(31));
+    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::PeerLost);
+    assert_eq!(net.hub.relay_count(), 0);
+    assert!(net.client("alice").session.is_open());
+}
+
+#[test]
+fn a_rejected_offer_reaches_the_sender() {
+    let mut net = pair(8);
+    let sent = net.offer("alice", "bob", "f", bytes::Bytes::from_static(b"hello"));
+    let offer = net.client("bob").offers.pop().unwrap();
+    net.client("bob")
+        .session
+        .reject_offer(offer.id, ErrorCode::Rejected, "no thanks")
+        .unwrap();
+    net.settle();
+    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    assert_eq!(
+        (failure.code, failure.reason.as_str()),
+        (ErrorCode::Rejected, "no thanks")
+    );
+    assert_eq!(net.hub.relay_count(), 0);
+}
+
+#[test]
+fn the_sender_cancelling_reaches_the_receiver() {
+    let mut net = pair(9);
+    let file = net.rng.bytes(2 << 20);
+    net.client("bob").write_rate = Some(64 << 10);
+    let sent = net.offer("alice", "bob", "f", file);
+    let got = net.accept("bob", Vec::new());
+    net.tick();
+    net.client("alice")
+        .session
+        .cancel_transfer(sent, ErrorCode::Cancelled, "oops")
+        .unwrap();
+    net.settle();
+    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    assert_eq!(
+        (failure.code, failure.reason.as_str()),
+        (ErrorCode::Cancelled, "oops")
+    );
+}
+
+#[test]
+fn an_offer_to_someone_offline_is_rejected_with_unknown_peer() {
+    let mut net = pair(10);
+    let sent = net.offer("alice", "carol", "f", bytes::Bytes::from_static(b"x"));
+    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::UnknownPeer);
+    assert_eq!(net.hub.relay_count(), 0);
+}
+
+#[test]
+fn several_relays_at_once_in_both_directions() {
+    let mut net = Net::with_defaults(11);
+    for n in ["a", "b", "c"] {
+        net.join(n);
+    }
+    let files: Vec<_> = (0..4).map(|i| net.rng.bytes(700_000 + i * 1000)).collect();
+    let plan = [("a", "b"), ("b", "a"), ("c", "a"), ("a", "c")];
+    let mut sent = Vec::new();
+    for (i, (from, to)) in plan.iter().enumerate() {
+        sent.push(net.offer(from, to, &format!("f{i}"), files[i].clone()));
+    }
+    let mut got = Vec::new();
+    for (_, to) in plan {
+        // Offers arrive in order; accept the oldest waiting one.
+        let c = net.client(to);
+        let offer = c.offers.remove(0);
+        c.receiving.insert(offer.id, Vec::new());
+        c.session.accept_offer(offer.id, 0).unwrap();
+        got.push((to, offer));
+    }
+    net.settle();
+    for (i, (to, offer)) in got.iter().enumerate() {
+        let size = offer.size as usize;
+        let file = files.iter().find(|f| f.len() == size).unwrap();
+        assert_eq!(
+            net.client(to).finished[&offer.id],
+            Ok(sha256(file)),
+            "relay {i}"
+        );
+        assert_eq!(net.client(to).receiving[&offer.id], file.to_vec());
+    }
+    for (i, (from, _)) in plan.iter().enumerate() {
+        assert!(net.client(from).finished[&sent[i]].is_ok());
+    }
+    assert!(net.hub.relay_buffered_peak() <= WINDOW);
+}
