@@ -347,7 +347,9 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
     all.push((long, Some("x".repeat(MAX_BASE_NAME - 4) + ".txt")));
     all.push((absurd, None));
     for (i, (name, _)) in all.iter().enumerate() {
-        net.client.send(&raw_offer(1000 + 2 * i as u64, name, 5)).unwrap();
+        net.client
+            .send(&raw_offer(1000 + 2 * i as u64, name, 5))
+            .unwrap();
     }
     net.settle();
     s.poll(&mut net.server, net.now);

@@ -44,23 +44,20 @@ impl Meter {
         done: u64,
         total: u64,
     ) -> Option<Progress> {
-        match self.last {
-            Some((t, bytes)) => {
-                let dt = now.saturating_duration_since(t);
-                if dt < interval && done < total {
-                    return None;
-                }
-                if !dt.is_zero() {
-                    let inst = (done - bytes) as f64 / dt.as_secs_f64();
-                    // Smooth over a few reports so the ETA does not jump around.
-                    self.rate = if self.rate == 0.0 {
-                        inst
-                    } else {
-                        0.7 * self.rate + 0.3 * inst
-                    };
-                }
+        if let Some((t, bytes)) = self.last {
+            let dt = now.saturating_duration_since(t);
+            if dt < interval && done < total {
+                return None;
             }
-            None => {}
+            if !dt.is_zero() {
+                let inst = (done - bytes) as f64 / dt.as_secs_f64();
+                // Smooth over a few reports so the ETA does not jump around.
+                self.rate = if self.rate == 0.0 {
+                    inst
+                } else {
+                    0.7 * self.rate + 0.3 * inst
+                };
+            }
         }
         self.last = Some((now, done));
         Some(Progress {
