@@ -1,1 +1,217 @@
-fn main() {}
+//! `tidings`: chat and send files through a tidings server from the command line.
+
+mod chat;
+mod exit;
+mod out;
+mod serve;
+mod simple;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use exit::CliError;
+use out::Out;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:9988";
+
+/// Chat and file transfer over the tidings protocol.
+///
+/// Start a server, then connect clients to it. Every message is shown with its time and
+/// sender; `--json` prints one JSON object per line instead, for scripts.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tidings",
+    version,
+    after_long_help = EXAMPLES,
+    after_help = "Run `tidings --help` for examples and exit codes."
+)]
+struct Cli {
+    /// Print one JSON object per line for every event, on standard output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output on standard error (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  tidings serve                                  # listen on 127.0.0.1:9988
+  tidings serve --listen 0.0.0.0:9988 --inbox ./inbox
+  tidings chat --name alice                      # type lines; /help lists commands
+  tidings send --name alice --to bob report.pdf photo.jpg
+  tidings recv --name bob --out ./downloads --count 2
+  tidings say --name carol --to bob \"lunch at noon?\"
+  tidings --json recv --name bot --out /tmp/in   # machine-readable events
+
+Received files are written as NAME.part while they arrive and renamed to NAME once the
+SHA-256 digest is confirmed; an existing file is never overwritten (NAME (1).ext is used).
+A partial file that is kept after an interrupted transfer is resumed by the next offer of
+the same name.
+
+Exit codes:
+  0  success
+  1  other error
+  2  usage error
+  3  cannot connect to the server (refused, unreachable)
+  4  the server refused the name (taken, invalid, server full)
+  5  a local file cannot be read (checked before connecting)
+  6  a transfer failed or was rejected
+  7  the listening address is in use or not available
+  8  the named peer is not online
+  9  the connection was lost or closed by the server";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a server: prints the address it listens on, logs joins and leaves.
+    ///
+    /// When standard input is a terminal, type a line to say it to everyone, or
+    /// `/msg NAME text`, `/who`, `/kick NAME`, `/send NAME PATH`, `/quit`.
+    Serve(ServeArgs),
+    /// Chat interactively: a line goes to everyone.
+    ///
+    /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
+    /// `/quit`. Offers wait for /accept unless --accept-files is given. A lost connection is
+    /// re-established with backoff.
+    Chat(ChatArgs),
+    /// Send files to a peer; exits 0 only when every file arrived with its digest confirmed.
+    Send(SendArgs),
+    /// Receive files into a folder (resuming kept partial files, never overwriting).
+    Recv(RecvArgs),
+    /// Say one message (to everyone, or privately with --to) and exit.
+    Say(SayArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    listen: String,
+    /// The server participant's name.
+    #[arg(long, default_value = "server")]
+    name: String,
+    /// Accept files offered to the server into this folder.
+    #[arg(long)]
+    inbox: Option<PathBuf>,
+    /// Heartbeat interval in milliseconds (clients follow the server's value).
+    #[arg(long, default_value_t = 10_000, hide = true)]
+    heartbeat_ms: u64,
+    /// Heartbeat timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    timeout_ms: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Conn {
+    /// Your name on the server.
+    #[arg(long)]
+    name: String,
+    /// The server's address.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    server: String,
+}
+
+#[derive(Args, Debug)]
+struct ChatArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Where accepted files go.
+    #[arg(long, default_value = ".")]
+    download_dir: PathBuf,
+    /// Accept every offered file at once.
+    #[arg(long)]
+    accept_files: bool,
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The receiving peer.
+    #[arg(long)]
+    to: String,
+    /// Files to send.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RecvArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Folder for received files (created if missing).
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Exit after this many files arrived.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct SayArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Say it privately to this peer.
+    #[arg(long)]
+    to: Option<String>,
+    /// The message.
+    #[arg(required = true)]
+    text: Vec<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let mut out = Out::new(cli.json);
+    let result = smol::block_on(run(cli.command, &mut out));
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            if out.is_json() {
+                out.event(
+                    "error",
+                    "",
+                    serde_json::json!({"exit_code": e.code as i32, "message": e.message}),
+                );
+            }
+            eprintln!("tidings: error: {}", e.message);
+            std::process::exit(e.code as i32);
+        }
+    }
+}
+
+async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
+    match command {
+        Command::Serve(a) => serve::run(a, out).await,
+        Command::Chat(a) => chat::run(a, out).await,
+        Command::Send(a) => simple::send(a, out).await,
+        Command::Recv(a) => simple::recv(a, out).await,
+        Command::Say(a) => simple::say(a, out).await,
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves `addr` for error messages that name it.
+fn shown_addr(addr: &str) -> String {
+    addr.parse::<SocketAddr>()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string())
+}

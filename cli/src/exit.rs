@@ -1,0 +1,86 @@
+//! Exit codes (documented in `tidings --help`) and one-line errors.
+
+use tidings_core::ErrorCode;
+use tidings_smol::Error;
+
+/// The process exit code of each kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 1: anything not listed.
+    Other = 1,
+    /// 3: the server cannot be reached.
+    Unreachable = 3,
+    /// 4: the name was refused.
+    NameRefused = 4,
+    /// 5: a local file cannot be read.
+    File = 5,
+    /// 6: a transfer failed or was rejected.
+    Transfer = 6,
+    /// 7: the listening address is unavailable.
+    AddressInUse = 7,
+    /// 8: the named peer is not online.
+    UnknownPeer = 8,
+    /// 9: the connection was lost or closed by the server.
+    ConnectionLost = 9,
+}
+
+/// A failure with its exit code and one line for people.
+#[derive(Debug)]
+pub struct CliError {
+    /// The exit code.
+    pub code: Exit,
+    /// One line.
+    pub message: String,
+}
+
+impl CliError {
+    /// A failure of kind `code`.
+    pub fn new(code: Exit, message: impl Into<String>) -> CliError {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Maps a runtime error met while talking to the server at `addr`.
+    pub fn from_runtime(e: Error, addr: &str) -> CliError {
+        match e {
+            Error::Io(io) => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: {}", io_reason(&io)),
+            ),
+            Error::Bind { addr, source } => CliError::new(
+                Exit::AddressInUse,
+                format!("cannot listen on {addr}: {}", io_reason(&source)),
+            ),
+            Error::Name(e) => CliError::new(Exit::NameRefused, format!("invalid name: {e}")),
+            Error::Refused { code, reason } => CliError::new(
+                if code == ErrorCode::UnknownPeer {
+                    Exit::UnknownPeer
+                } else {
+                    Exit::NameRefused
+                },
+                format!("the server refused us ({}): {reason}", code.name()),
+            ),
+            Error::Closed { code, reason } => CliError::new(
+                Exit::ConnectionLost,
+                format!("the connection closed ({}): {reason}", code.name()),
+            ),
+            Error::File { path, source } => CliError::new(
+                Exit::File,
+                format!("{}: {}", path.display(), io_reason(&source)),
+            ),
+            Error::Hub(e) => CliError::new(Exit::UnknownPeer, e.to_string()),
+            other => CliError::new(Exit::Other, other.to_string()),
+        }
+    }
+}
+
+/// The OS message without the "(os error N)" suffix.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -1,0 +1,165 @@
+//! Everything the `tidings` command prints: human lines with the time, or one JSON object
+//! per line (`--json`), and progress bars on standard error.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Map, Value};
+
+/// The printer shared by every command.
+pub struct Out {
+    json: bool,
+    multi: MultiProgress,
+    bars: HashMap<u64, ProgressBar>,
+}
+
+impl Out {
+    /// Human output (with progress bars when standard error is a terminal), or JSON lines.
+    pub fn new(json: bool) -> Out {
+        let multi = if json {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10))
+        };
+        Out {
+            json,
+            multi,
+            bars: HashMap::new(),
+        }
+    }
+
+    /// Whether `--json` is on.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// One event: `human` for people (prefixed with the time), or `{"time", "event": kind,
+    /// ...fields}` in JSON mode.
+    pub fn event(&self, kind: &str, human: impl Display, fields: Value) {
+        let now = SystemTime::now();
+        if self.json {
+            let mut obj = Map::new();
+            obj.insert("time".into(), Value::String(rfc3339(now)));
+            obj.insert("event".into(), Value::String(kind.into()));
+            if let Value::Object(f) = fields {
+                obj.extend(f);
+            }
+            self.line(&Value::Object(obj).to_string());
+        } else {
+            self.line(&format!("[{}] {human}", clock(now)));
+        }
+    }
+
+    fn line(&self, text: &str) {
+        // Printed above the progress bars, so neither tears the other.
+        self.multi.suspend(|| {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{text}");
+            let _ = stdout.flush();
+        });
+    }
+
+    /// A transfer began: one bar for it (`offset` non-zero when it resumes).
+    pub fn bar_start(&mut self, id: u64, label: &str, size: u64, offset: u64) {
+        if self.json {
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:24!} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(label.to_string());
+        bar.set_position(offset);
+        bar.reset_eta();
+        self.bars.insert(id, bar);
+    }
+
+    /// A progress report (JSON mode prints it as an event).
+    pub fn bar_progress(&self, id: u64, done: u64, total: u64, bytes_per_sec: u64) {
+        if self.json {
+            self.event(
+                "progress",
+                "",
+                json!({"id": id, "done": done, "total": total, "bytes_per_sec": bytes_per_sec}),
+            );
+        } else if let Some(bar) = self.bars.get(&id) {
+            bar.set_position(done);
+        }
+    }
+
+    /// The transfer ended; its bar is cleared.
+    pub fn bar_end(&mut self, id: u64) {
+        if let Some(bar) = self.bars.remove(&id) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+}
+
+/// `HH:MM:SS` (UTC), for people.
+pub fn clock(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let s = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `2026-11-22T04:40:00.123Z`, for machines.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `1.5 MiB`.
+pub fn size(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(clock(t), "22:13:20");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+}

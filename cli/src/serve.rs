@@ -1,0 +1,204 @@
+//! `tidings serve`: the server, with an operator console when standard input is a terminal.
+
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+use serde_json::json;
+use tidings_smol::{HubConfig, Server, ServerConfig, ServerEvent, ServerHandle};
+
+use crate::exit::CliError;
+use crate::out::{size, Out};
+use crate::ServeArgs;
+
+pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
+    let mut hub = HubConfig {
+        server_name: args.name.clone(),
+        ..HubConfig::default()
+    };
+    hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    hub.session.heartbeat_timeout = Duration::from_millis(args.timeout_ms);
+    if let Some(dir) = &args.inbox {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::new(
+                crate::exit::Exit::File,
+                format!(
+                    "cannot create the inbox {}: {}",
+                    dir.display(),
+                    crate::exit::io_reason(&e)
+                ),
+            )
+        })?;
+    }
+    let config = ServerConfig {
+        hub,
+        inbox: args.inbox.clone(),
+    };
+    let server = Server::bind(args.listen.as_str(), config)
+        .await
+        .map_err(|e| CliError::from_runtime(e, &args.listen))?;
+    let addr = server.local_addr();
+    out.event(
+        "listening",
+        format_args!("listening on {addr} as {}", args.name),
+        json!({"addr": addr.to_string(), "name": args.name}),
+    );
+    let handle = server.handle();
+    if std::io::stdin().is_terminal() {
+        let console = handle.clone();
+        std::thread::spawn(move || operator_console(console));
+    }
+    let events = handle.events();
+    let printer = async {
+        while let Ok(ev) = events.recv().await {
+            show(out, ev);
+        }
+    };
+    let serving = server.run();
+    futures_lite::future::or(
+        async {
+            printer.await;
+            Ok(())
+        },
+        serving,
+    )
+    .await
+    .map_err(|e| CliError::from_runtime(e, &args.listen))
+}
+
+fn show(out: &mut Out, ev: ServerEvent) {
+    match ev {
+        ServerEvent::Joined { name, online } => {
+            tracing::info!(%name, online, "joined");
+            out.event(
+                "joined",
+                format_args!("{name} joined ({online} online)"),
+                json!({"name": name, "online": online}),
+            )
+        }
+        ServerEvent::Left {
+            name,
+            reason,
+            online,
+        } => {
+            tracing::info!(%name, %reason, online, "left");
+            out.event(
+                "left",
+                format_args!("{name} left: {reason} ({online} online)"),
+                json!({"name": name, "reason": reason, "online": online}),
+            )
+        }
+        ServerEvent::Refused { name, code } => out.event(
+            "refused",
+            format_args!("refused {name:?}: {}", code.name()),
+            json!({"name": name, "code": code.name()}),
+        ),
+        ServerEvent::Text {
+            from,
+            private,
+            text,
+        } => out.event(
+            "text",
+            format_args!("{from}{}: {text}", if private { " (private)" } else { "" }),
+            json!({"from": from, "private": private, "text": text}),
+        ),
+        ServerEvent::Started {
+            handle,
+            direction,
+            peer,
+            offset,
+        } => out.event(
+            "started",
+            format_args!(
+                "transfer {} {} {peer}{}",
+                handle.id,
+                match direction {
+                    tidings_smol::Direction::Send => "to",
+                    tidings_smol::Direction::Receive => "from",
+                },
+                if offset > 0 {
+                    format!(", resuming at {}", size(offset))
+                } else {
+                    String::new()
+                }
+            ),
+            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "offset": offset,
+                   "direction": format!("{direction:?}").to_lowercase()}),
+        ),
+        ServerEvent::Progress {
+            handle, progress, ..
+        } => {
+            if out.is_json() {
+                out.bar_progress(handle.id, progress.done, progress.total, progress.bytes_per_sec);
+            }
+        }
+        ServerEvent::Received { handle, peer, path } => out.event(
+            "received",
+            format_args!("received {} from {peer}", path.display()),
+            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
+        ),
+        ServerEvent::Sent { handle, peer } => out.event(
+            "sent",
+            format_args!("transfer {} to {peer} arrived", handle.id),
+            json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
+        ),
+        ServerEvent::TransferFailed {
+            handle,
+            peer,
+            code,
+            reason,
+        } => out.event(
+            "failed",
+            format_args!("transfer {} with {peer} failed ({}): {reason}", handle.id, code.name()),
+            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "code": code.name(), "reason": reason}),
+        ),
+    }
+}
+
+/// Reads operator lines from the terminal (blocking, on its own thread).
+fn operator_console(handle: ServerHandle) {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(reply) = smol::block_on(operator_command(&handle, line)) {
+            eprintln!("{reply}");
+        }
+        if line == "/quit" {
+            return;
+        }
+    }
+    // End of input (Ctrl-D): shut down cleanly.
+    smol::block_on(handle.shutdown("the server is shutting down"));
+}
+
+async fn operator_command(handle: &ServerHandle, line: &str) -> Option<String> {
+    let mut words = line.splitn(3, ' ');
+    let result = match (words.next()?, words.next(), words.next()) {
+        ("/who", None, None) => match handle.who().await {
+            Ok(names) => return Some(format!("online ({}): {}", names.len(), names.join(", "))),
+            Err(e) => Err(e),
+        },
+        ("/msg", Some(name), Some(text)) => handle.say(Some(name), text).await,
+        ("/kick", Some(name), reason) => {
+            handle
+                .kick(name, reason.unwrap_or("removed by the operator"))
+                .await
+        }
+        ("/send", Some(name), Some(path)) => handle.send_file(name, path).await.map(drop),
+        ("/quit", None, None) => {
+            handle.shutdown("the server is shutting down").await;
+            Ok(())
+        }
+        (cmd, ..) if cmd.starts_with('/') => {
+            return Some(
+                "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | /send NAME PATH | /quit"
+                    .into(),
+            )
+        }
+        _ => handle.say(None, line).await,
+    };
+    result.err().map(|e| format!("error: {e}"))
+}

@@ -1,0 +1,181 @@
+//! The one-shot commands: `send`, `recv` and `say`.
+
+use std::collections::HashMap;
+
+use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
+use tidings_std::files::Source;
+
+use crate::exit::{io_reason, CliError, Exit};
+use crate::out::Out;
+use crate::view::show;
+use crate::{Conn, RecvArgs, SayArgs, SendArgs};
+
+/// Connects and shows the welcome.
+pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result<Client, CliError> {
+    let addr = crate::shown_addr(&conn.server);
+    let client = Client::connect(conn.server.as_str(), &conn.name, config)
+        .await
+        .map_err(|e| CliError::from_runtime(e, &addr))?;
+    show(
+        out,
+        &ClientEvent::Connected {
+            name: client.name().to_string(),
+            server: client.server_name().to_string(),
+            online: client.online_at_join().to_vec(),
+        },
+    );
+    Ok(client)
+}
+
+fn lost(code: ErrorCode, reason: &str) -> CliError {
+    CliError::new(
+        Exit::ConnectionLost,
+        format!("the connection closed ({}): {reason}", code.name()),
+    )
+}
+
+pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
+    // Every file must be readable before we bother the server.
+    for path in &args.files {
+        Source::open(path).map_err(|e| {
+            CliError::new(Exit::File, format!("{}: {}", path.display(), io_reason(&e)))
+        })?;
+    }
+    let client = connect(&args.conn, ClientConfig::default(), out).await?;
+    let mut pending = HashMap::new();
+    for path in &args.files {
+        let id = client
+            .send_file(&args.to, path)
+            .await
+            .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+        pending.insert(id, path.clone());
+    }
+    let mut failures: Vec<(ErrorCode, String)> = Vec::new();
+    while !pending.is_empty() {
+        let Some(ev) = client.next_event().await else {
+            break;
+        };
+        show(out, &ev);
+        match ev {
+            ClientEvent::Sent { id, .. } => {
+                pending.remove(&id);
+            }
+            ClientEvent::TransferFailed {
+                id, code, reason, ..
+            } => {
+                if let Some(path) = pending.remove(&id) {
+                    failures.push((code, format!("{}: {reason}", path.display())));
+                }
+            }
+            ClientEvent::Notice {
+                code: ErrorCode::UnknownPeer,
+                text,
+            } => {
+                client.close().await;
+                return Err(CliError::new(Exit::UnknownPeer, text));
+            }
+            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
+            _ => {}
+        }
+    }
+    client.close().await;
+    match failures.first() {
+        None => Ok(()),
+        Some((ErrorCode::UnknownPeer, _)) => Err(CliError::new(
+            Exit::UnknownPeer,
+            format!("{} is not online", args.to),
+        )),
+        Some((code, what)) => Err(CliError::new(
+            Exit::Transfer,
+            format!(
+                "{} of {} transfers failed; first ({}): {what}",
+                failures.len(),
+                args.files.len(),
+                code.name()
+            ),
+        )),
+    }
+}
+
+pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
+    // A missing folder is created; one that cannot be written fails each offer with the
+    // reason, which the sender sees too.
+    let _ = std::fs::create_dir_all(&args.out);
+    let config = ClientConfig {
+        download_dir: Some(args.out.clone()),
+        accept_files: true,
+        ..ClientConfig::default()
+    };
+    let client = connect(&args.conn, config, out).await?;
+    let mut received = 0;
+    if args.count == Some(0) {
+        client.close().await;
+        return Ok(());
+    }
+    while let Some(ev) = client.next_event().await {
+        show(out, &ev);
+        match ev {
+            ClientEvent::Received { .. } => {
+                received += 1;
+                if Some(received) == args.count {
+                    client.close().await;
+                    return Ok(());
+                }
+            }
+            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
+            _ => {}
+        }
+    }
+    Err(lost(ErrorCode::PeerLost, "the connection ended"))
+}
+
+pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
+    let client = connect(&args.conn, ClientConfig::default(), out).await?;
+    let text = args.text.join(" ");
+    let to = args.to.clone().unwrap_or_default();
+    client
+        .say_to(&to, &text)
+        .await
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+    // The list request is answered after the server routed our text, so an unknown
+    // addressee's error arrives first.
+    client
+        .request_list()
+        .await
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+    loop {
+        let Some(ev) = client.next_event().await else {
+            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+        };
+        match ev {
+            ClientEvent::PeerList(_) => break,
+            ClientEvent::Notice {
+                code: ErrorCode::UnknownPeer,
+                ..
+            } => {
+                client.close().await;
+                return Err(CliError::new(
+                    Exit::UnknownPeer,
+                    format!("{to} is not online"),
+                ));
+            }
+            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
+            _ => {}
+        }
+    }
+    out.event(
+        "said",
+        format_args!(
+            "{}{}: {text}",
+            client.name(),
+            if to.is_empty() {
+                String::new()
+            } else {
+                format!(" → {to}")
+            }
+        ),
+        serde_json::json!({"from": client.name(), "to": to, "text": text}),
+    );
+    client.close().await;
+    Ok(())
+}

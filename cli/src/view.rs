@@ -1,0 +1,154 @@
+//! How client events look, shared by `chat`, `send`, `recv` and `say`.
+
+use serde_json::json;
+use tidings_smol::{ClientEvent, Direction};
+
+use crate::out::{hex, size, Out};
+
+/// Prints `ev` (progress moves the transfer's bar).
+pub fn show(out: &mut Out, ev: &ClientEvent) {
+    match ev {
+        ClientEvent::Connected {
+            name,
+            server,
+            online,
+        } => out.event(
+            "connected",
+            format_args!(
+                "connected to {server} as {name}; online: {}",
+                online.join(", ")
+            ),
+            json!({"name": name, "server": server, "online": online}),
+        ),
+        ClientEvent::Text {
+            from,
+            private,
+            text,
+        } => out.event(
+            "text",
+            format_args!("{from}{}: {text}", if *private { " (private)" } else { "" }),
+            json!({"from": from, "private": private, "text": text}),
+        ),
+        ClientEvent::Blob {
+            from,
+            private,
+            media_type,
+            data,
+        } => out.event(
+            "blob",
+            format_args!("{from} sent {} of {media_type}", size(data.len() as u64)),
+            json!({"from": from, "private": private, "media_type": media_type, "len": data.len()}),
+        ),
+        ClientEvent::Joined(name) => out.event(
+            "joined",
+            format_args!("{name} joined"),
+            json!({"name": name}),
+        ),
+        ClientEvent::Left(name) => {
+            out.event("left", format_args!("{name} left"), json!({"name": name}))
+        }
+        ClientEvent::PeerList(names) => out.event(
+            "peers",
+            format_args!("online ({}): {}", names.len(), names.join(", ")),
+            json!({"online": names}),
+        ),
+        ClientEvent::Notice { code, text } => out.event(
+            "notice",
+            format_args!("server: {text} ({})", code.name()),
+            json!({"code": code.name(), "text": text}),
+        ),
+        ClientEvent::Offered {
+            id,
+            from,
+            name,
+            size: len,
+        } => out.event(
+            "offer",
+            format_args!("{from} offers {name} ({}) as transfer {id}", size(*len)),
+            json!({"id": id, "from": from, "name": name, "size": len}),
+        ),
+        ClientEvent::Started {
+            id,
+            direction,
+            peer,
+            name,
+            size: len,
+            offset,
+        } => {
+            let (verb, prep) = match direction {
+                Direction::Send => ("sending", "to"),
+                Direction::Receive => ("receiving", "from"),
+            };
+            let resume = if *offset > 0 {
+                format!(", resuming at {}", size(*offset))
+            } else {
+                String::new()
+            };
+            let shown_peer = if peer.is_empty() { "the server" } else { peer };
+            out.event(
+                "started",
+                format_args!("{verb} {name} ({}) {prep} {shown_peer}{resume}", size(*len)),
+                json!({"id": id, "direction": dir(*direction), "peer": peer, "name": name,
+                       "size": len, "offset": offset}),
+            );
+            out.bar_start(*id, name, *len, *offset);
+        }
+        ClientEvent::Progress(p) => out.bar_progress(p.id, p.done, p.total, p.bytes_per_sec),
+        ClientEvent::Sent { id, name, digest } => {
+            out.bar_end(*id);
+            out.event(
+                "sent",
+                format_args!("sent {name}; the receiver confirmed sha256 {}", hex(digest)),
+                json!({"id": id, "name": name, "sha256": hex(digest)}),
+            )
+        }
+        ClientEvent::Received { id, path, digest } => {
+            out.bar_end(*id);
+            out.event(
+                "received",
+                format_args!("received {} (sha256 {})", path.display(), hex(digest)),
+                json!({"id": id, "path": path, "sha256": hex(digest)}),
+            )
+        }
+        ClientEvent::TransferFailed {
+            id,
+            direction,
+            code,
+            reason,
+            by_peer,
+            kept,
+        } => {
+            out.bar_end(*id);
+            let keep = kept
+                .as_ref()
+                .map(|p| format!("; kept {} for resuming", p.display()))
+                .unwrap_or_default();
+            out.event(
+                "failed",
+                format_args!(
+                    "transfer {id} failed ({}{}): {reason}{keep}",
+                    code.name(),
+                    if *by_peer { ", by the other side" } else { "" }
+                ),
+                json!({"id": id, "direction": dir(*direction), "code": code.name(),
+                       "reason": reason, "by_peer": by_peer, "kept": kept}),
+            )
+        }
+        ClientEvent::Closed {
+            code,
+            reason,
+            by_peer,
+        } => out.event(
+            "closed",
+            format_args!("disconnected ({}): {reason}", code.name()),
+            json!({"code": code.name(), "reason": reason, "by_peer": by_peer}),
+        ),
+    }
+}
+
+fn dir(d: Direction) -> &'static str {
+    match d {
+        Direction::Send => "send",
+        Direction::Receive => "receive",
+    }
+}
