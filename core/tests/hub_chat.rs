@@ -452,3 +452,38 @@ fn the_hub_timer_is_the_earliest_session_deadline() {
     };
     assert_eq!((heartbeat_ms, timeout_ms), (10_000, 30_000));
 }
+
+#[test]
+fn a_closed_connection_whose_output_never_drains_is_finished_after_the_timeout() {
+    let mut net = Net::with_defaults(17);
+    net.join("alice");
+    let b = net.join("bob");
+    let conn = net.clients[b].conn;
+    net.blocked.insert(conn);
+    net.hub.kick("bob", "bye").unwrap();
+    net.settle();
+    assert!(
+        !net.hub.is_finished(conn),
+        "the goodbye waits for the writer"
+    );
+    assert_eq!(net.hub.peer_count(), 1, "but the name is free at once");
+    net.advance(Duration::from_secs(29));
+    assert!(!net.hub.is_finished(conn));
+    net.advance(Duration::from_secs(2));
+    assert!(
+        net.hub.is_finished(conn),
+        "given up after the heartbeat timeout"
+    );
+    assert_eq!(net.hub.poll_transmit(conn), None);
+}
+
+#[test]
+fn an_oversized_say_is_refused_before_anything_is_sent() {
+    let mut net = Net::with_defaults(18);
+    net.join("alice");
+    let huge = "y".repeat(DEFAULT_MAX_FRAME as usize);
+    assert!(net.hub.say(None, &huge).is_err());
+    net.settle();
+    assert!(net.client("alice").texts().is_empty());
+    assert!(net.client("alice").session.is_open());
+}

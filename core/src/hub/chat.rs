@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
 use crate::session::{Closed, SendError};
-use crate::wire::{Hello, Message, PresenceKind, Utf8};
+use crate::wire::{Hello, Message, PresenceKind, Utf8, MIN_MAX_FRAME};
 use crate::ErrorCode;
 
 /// What a client asked to deliver: text or a blob.
@@ -59,11 +59,9 @@ impl Hub {
     /// The registered peers online, sorted case-insensitively (the server's own participant
     /// is not listed; clients learn its name from `welcome`).
     pub fn who(&self) -> Vec<Utf8> {
-        let mut keyed: Vec<(&String, ConnId)> = self.names.iter().map(|(k, &c)| (k, c)).collect();
-        keyed.sort_unstable();
-        keyed
-            .into_iter()
-            .filter_map(|(_, c)| self.conns.get(&c)?.name.clone())
+        self.names
+            .values()
+            .filter_map(|c| self.conns.get(c)?.name.clone())
             .collect()
     }
 
@@ -73,6 +71,11 @@ impl Hub {
     /// A recipient whose output queue is full is disconnected as a slow consumer (for a
     /// private message the error is also returned).
     pub fn say(&mut self, to: Option<&str>, text: &str) -> Result<(), HubError> {
+        // Every client accepts frames of at least the minimum limit; the text frame adds the
+        // peer field (length byte and name) and the flags byte.
+        if text.len() + self.server_name.len() + 2 > MIN_MAX_FRAME as usize {
+            return Err(HubError::Send(SendError::TooLarge));
+        }
         let msg = |private| Message::Text {
             peer: self.server_name.clone(),
             private,

@@ -162,10 +162,10 @@ impl Hub {
             let reason = format!("no peer named {} is online", offer.peer);
             return self.cancel_end(h, ErrorCode::UnknownPeer, &reason);
         };
-        let to = offer.peer.clone();
         let Some(t) = self.conns.get_mut(&target) else {
             return;
         };
+        let to = t.name.clone().unwrap_or_else(|| offer.peer.clone());
         let sent = t.session.offer(
             &from,
             &offer.name,

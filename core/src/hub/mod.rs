@@ -91,7 +91,7 @@ mod relay;
 mod timers;
 mod types;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -130,6 +130,8 @@ struct Conn {
     gone: bool,
     /// Its writer was woken after the session closed (once is enough).
     close_reported: bool,
+    /// When the hub first saw the session closed.
+    closed_at: Option<Instant>,
 }
 
 /// The server side of tidings as a pure state machine. See the [module docs](self).
@@ -140,8 +142,8 @@ pub struct Hub {
     now: Instant,
     next_conn: ConnId,
     conns: HashMap<ConnId, Conn>,
-    /// `name_key` of a registered name → its connection.
-    names: HashMap<String, ConnId>,
+    /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
+    names: BTreeMap<String, ConnId>,
     timers: Timers,
     /// Connections whose session may have events to process.
     dirty: VecDeque<ConnId>,
@@ -166,7 +168,7 @@ impl Hub {
             now,
             next_conn: 1,
             conns: HashMap::new(),
-            names: HashMap::new(),
+            names: BTreeMap::new(),
             timers: Timers::default(),
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
@@ -201,6 +203,7 @@ impl Hub {
             discard: false,
             gone: false,
             close_reported: false,
+            closed_at: None,
         };
         self.conns.insert(id, conn);
         self.refresh(id);
@@ -241,6 +244,14 @@ impl Hub {
             };
             // The entry left the timer set: forget it, so refresh re-inserts whatever is next.
             c.deadline = None;
+            if c.closed_at
+                .is_some_and(|t| now >= t + self.config.session.heartbeat_timeout)
+            {
+                // Closed, yet its output never drained: the socket is stuck. Drop the output
+                // so the runtime sees it finished and closes it.
+                c.discard = true;
+                c.close_reported = false;
+            }
             c.session.handle_timeout(now);
             self.touch(id);
         }
@@ -299,7 +310,9 @@ impl Hub {
     }
 
     /// Whether `conn` is closed and has nothing left to transmit: close the socket and call
-    /// [`Hub::remove`]. Unknown ids count as finished.
+    /// [`Hub::remove`]. Unknown ids count as finished. A closed connection whose output does
+    /// not drain within the heartbeat timeout has that output dropped and counts as finished
+    /// then (its writer is woken once more).
     pub fn is_finished(&self, conn: ConnId) -> bool {
         self.conns.get(&conn).map_or(true, |c| {
             c.session.is_closed() && (c.discard || c.session.queued_output() == 0)
@@ -416,7 +429,10 @@ impl Hub {
             while c.session.poll_transmit().is_some() {}
         }
         let deadline = if c.session.is_closed() {
-            None
+            let closed_at = *c.closed_at.get_or_insert(now);
+            // A closed connection lingers until its writer drained it, but not forever.
+            let stuck = !c.discard && c.session.queued_output() > 0;
+            stuck.then(|| closed_at + self.config.session.heartbeat_timeout)
         } else {
             c.session
                 .poll_timeout()
