@@ -2,8 +2,12 @@
 
 mod common;
 
+use std::io::Write;
+use std::time::{Duration, Instant};
+
 use common::*;
-use tidings_smol::{ClientEvent, ServerConfig};
+use tidings_core::session::{Config, Session};
+use tidings_smol::{Client, ClientConfig, ClientEvent, Error, ErrorCode, ServerConfig};
 
 #[test]
 fn two_clients_chat() {
@@ -25,6 +29,206 @@ fn two_clients_chat() {
         );
         bob.close().await;
         wait_for(&alice, |e| *e == ClientEvent::Left("bob".into())).await;
+    });
+    server.stop();
+}
+
+#[test]
+fn ten_clients_each_hear_everyone_else() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..10 {
+            clients.push(connect(server.addr, &format!("user{i}")).await);
+        }
+        for (i, c) in clients.iter().enumerate() {
+            c.say(&format!("hi from {i}")).await.unwrap();
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let mut heard = Vec::new();
+            while heard.len() < 9 {
+                if let ClientEvent::Text {
+                    from,
+                    text,
+                    private,
+                } = wait_for(c, |e| matches!(e, ClientEvent::Text { .. })).await
+                {
+                    assert!(!private);
+                    assert_eq!(text, format!("hi from {}", &from[4..]));
+                    heard.push(from);
+                }
+            }
+            heard.sort();
+            let mut expected: Vec<String> = (0..10)
+                .filter(|&j| j != i)
+                .map(|j| format!("user{j}"))
+                .collect();
+            expected.sort();
+            assert_eq!(heard, expected, "client {i}");
+        }
+    });
+}
+
+#[test]
+fn private_messages_reach_only_their_target() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        let b = connect(server.addr, "b").await;
+        let c = connect(server.addr, "c").await;
+        a.say_to("b", "for b only").await.unwrap();
+        a.say("marker").await.unwrap();
+        let ev = wait_for(&b, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            ev,
+            ClientEvent::Text {
+                from: "a".into(),
+                private: true,
+                text: "for b only".into()
+            }
+        );
+        // c's first text is the broadcast sent after the private one: it never saw it.
+        let ev = wait_for(&c, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert!(matches!(ev, ClientEvent::Text { text, .. } if text == "marker"));
+    });
+}
+
+#[test]
+fn presence_and_the_peer_list_follow_joins_and_leaves() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        let b = connect(server.addr, "b").await;
+        let c = connect(server.addr, "c").await;
+        assert_eq!(c.online_at_join(), ["a", "b", "c"]);
+        a.request_list().await.unwrap();
+        let ev = wait_for(&a, |e| matches!(e, ClientEvent::PeerList(_))).await;
+        assert_eq!(
+            ev,
+            ClientEvent::PeerList(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(server.handle.who().await.unwrap(), ["a", "b", "c"]);
+        b.close().await;
+        wait_for(&a, |e| *e == ClientEvent::Left("b".into())).await;
+        wait_for(&c, |e| *e == ClientEvent::Left("b".into())).await;
+        a.request_list().await.unwrap();
+        let ev = wait_for(&a, |e| matches!(e, ClientEvent::PeerList(_))).await;
+        assert_eq!(ev, ClientEvent::PeerList(vec!["a".into(), "c".into()]));
+        assert_eq!(server.handle.peer_count().await.unwrap(), 2);
+    });
+}
+
+#[test]
+fn a_taken_name_is_refused_clearly() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let _a = connect(server.addr, "alice").await;
+        let err = Client::connect(server.addr, "ALICE", ClientConfig::default())
+            .await
+            .unwrap_err();
+        match err {
+            Error::Refused { code, .. } => assert_eq!(code, ErrorCode::NameTaken),
+            other => panic!("unexpected {other}"),
+        }
+        let err = Client::connect(server.addr, "server", ClientConfig::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Refused {
+                    code: ErrorCode::NameTaken,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = Client::connect(server.addr, "bad name\n", ClientConfig::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Name(_)), "{err}");
+    });
+}
+
+#[test]
+fn an_unknown_peer_gets_a_clear_error_and_the_connection_stays() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        a.say_to("ghost", "anyone?").await.unwrap();
+        let ev = wait_for(&a, |e| matches!(e, ClientEvent::Notice { .. })).await;
+        assert!(
+            matches!(
+                ev,
+                ClientEvent::Notice {
+                    code: ErrorCode::UnknownPeer,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        let src = TempDir::new();
+        let path = src.path().join("f.txt");
+        std::fs::write(&path, b"x").unwrap();
+        a.send_file("ghost", &path).await.unwrap();
+        let ev = wait_for(&a, |e| matches!(e, ClientEvent::TransferFailed { .. })).await;
+        assert!(
+            matches!(
+                ev,
+                ClientEvent::TransferFailed {
+                    code: ErrorCode::UnknownPeer,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        a.request_list().await.unwrap();
+        wait_for(&a, |e| matches!(e, ClientEvent::PeerList(_))).await;
+    });
+}
+
+#[test]
+fn a_client_that_stops_answering_is_declared_dead_and_its_name_freed() {
+    let mut config = ServerConfig::default();
+    config.hub.session.heartbeat_interval = Duration::from_millis(50);
+    config.hub.session.heartbeat_timeout = Duration::from_millis(300);
+    let server = TestServer::start(config);
+    // A client that says hello and then never reads or writes again.
+    let mut ghost = Session::client(Config::default(), "ghost", Instant::now()).unwrap();
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    while let Some(b) = ghost.poll_transmit() {
+        raw.write_all(&b).unwrap();
+    }
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        assert!(a.online_at_join().contains(&"ghost".to_string()));
+        let started = Instant::now();
+        wait_for(&a, |e| *e == ClientEvent::Left("ghost".into())).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The live client, answering heartbeats, is still there; the name is free again.
+        let again = connect(server.addr, "ghost").await;
+        assert_eq!(again.name(), "ghost");
+        a.say("still here").await.unwrap();
+        wait_for(&again, |e| matches!(e, ClientEvent::Text { .. })).await;
+    });
+    drop(raw);
+}
+
+#[test]
+fn shutdown_says_goodbye_to_everyone() {
+    let server = TestServer::start(ServerConfig::default());
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        let b = connect(server.addr, "b").await;
+        let handle = server.handle.clone();
+        handle.shutdown("maintenance").await;
+        for c in [&a, &b] {
+            let ev = wait_for(c, |e| matches!(e, ClientEvent::Closed { .. })).await;
+            assert!(
+                matches!(ev, ClientEvent::Closed { code: ErrorCode::Shutdown, ref reason, by_peer: true } if reason == "maintenance"),
+                "{ev:?}"
+            );
+        }
     });
     server.stop();
 }
