@@ -2,6 +2,12 @@
 //! [`Session`] (server role), the registry of names, chat routing, relayed file transfers and
 //! the server's own participant.
 //!
+//! **For runtime authors (changes to the agreed API):** none of the agreed names changed.
+//! Added: [`Hub::config`], [`Hub::queued_output`], [`Hub::peer_name`],
+//! [`Hub::relay_buffered`] / [`Hub::relay_buffered_max`] / [`Hub::relay_buffered_peak`] /
+//! [`Hub::relay_count`] and [`Hub::dropped_events`]. One rule matters for memory: take bytes
+//! from [`Hub::poll_transmit`] only as the socket accepts them (see step 1 below).
+//!
 //! # Calling contract
 //!
 //! Like a [`Session`], the hub performs no I/O. One hub serves every connection; the runtime
@@ -16,10 +22,17 @@
 //!   across every connection it touches.
 //! * **Outputs**, after *every* input, command or [`Hub::poll_transmit`] call:
 //!   1. [`Hub::poll_ready`] until `None`: each connection returned has new bytes to send or
-//!      has finished; wake its writer. The writer calls [`Hub::poll_transmit`] for its
-//!      connection until `None` (taking bytes may let the hub queue more, for example the
-//!      next piece of a relayed file, so always drain to `None`). When
-//!      [`Hub::is_finished`] is true afterwards, close the socket and call [`Hub::remove`].
+//!      has finished; wake its writer. The writer takes bytes with [`Hub::poll_transmit`]
+//!      **only as fast as its socket accepts them**: hold at most one vectored write's worth
+//!      (say 256 KiB) outside the hub, write it, and take more once it is written; continue
+//!      until `poll_transmit` returns `None` (taking bytes may let the hub queue more, for
+//!      example the next piece of a relayed file). When [`Hub::is_finished`] is true and
+//!      nothing taken is left unwritten, close the socket and call [`Hub::remove`].
+//!
+//!      `poll_transmit` is the hub's backpressure point. Bytes still inside the hub are what
+//!      the slow-consumer bound and the relay window count; a writer that drains to `None`
+//!      into its own unbounded buffer regardless of the socket defeats both (memory then
+//!      grows with a stalled reader, and a relayed file flows into that buffer whole).
 //!   2. [`Hub::poll_event`] until `None`: what happened, for the operator and the server's
 //!      participant (file reads and writes of the server's own transfers included).
 //!   3. [`Hub::poll_timeout`]: the one timer to arm, for all connections together. It is
@@ -267,9 +280,10 @@ impl Hub {
         self.timers.first()
     }
 
-    /// The next bytes to write to `conn`. Call until `None` whenever the connection was
-    /// reported by [`Hub::poll_ready`]; then check [`Hub::poll_ready`] again (other
-    /// connections may have been given work, for example relay credit for a sender).
+    /// The next bytes to write to `conn`. Take them as the socket accepts them (never into
+    /// an unbounded buffer: see the [module docs](self)), until `None`, whenever the
+    /// connection was reported by [`Hub::poll_ready`]; then check [`Hub::poll_ready`] again
+    /// (other connections may have been given work, for example relay credit for a sender).
     pub fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
         let c = self.conns.get_mut(&conn)?;
         if c.discard {
