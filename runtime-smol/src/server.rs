@@ -75,6 +75,14 @@ pub struct ServerHandle {
     events: Receiver<ServerEvent>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.local_addr())
+            .finish()
+    }
+}
+
 impl Server {
     /// Binds the listening socket. A port in use is [`Error::Bind`] naming the address.
     pub async fn bind(

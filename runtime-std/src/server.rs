@@ -80,6 +80,14 @@ impl std::fmt::Debug for ServerHandle {
     }
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.local_addr())
+            .finish()
+    }
+}
+
 impl Server {
     /// Binds the listening socket. A port in use is [`Error::Bind`] naming the address.
     pub fn bind(
