@@ -1,7 +1,7 @@
 //! The receive path: frames out of a byte stream, messages out of frames.
 //!
 //! Payload bytes are unmasked (and, for text, validated) in place in the receive buffer as they
-//! arrive, so an invalid text fails at its first bad byte and no byte is touched twice. A
+//! arrive, so an invalid text fails at its first bad byte and no byte is processed twice. A
 //! complete unfragmented payload is then split off the buffer as [`Bytes`] without copying;
 //! fragmented messages are the one case that copies, into a buffer that grows fragment by
 //! fragment.
@@ -101,6 +101,7 @@ impl Receiver {
                     Some((header, header_len)) => {
                         let frame = self.start_frame(&header)?;
                         self.rx.advance(header_len);
+                        self.make_room(frame.len);
                         frame
                     }
                 },
@@ -130,6 +131,20 @@ impl Receiver {
             if let Some(incoming) = self.finish_frame(&frame, payload)? {
                 return Ok(Some(incoming));
             }
+        }
+    }
+
+    /// Makes the buffer's free space follow the current payload, if that costs no allocation.
+    ///
+    /// Payloads are split off the front of `rx`, so its free space shrinks until the buffer
+    /// has to compact, moving the partial frame at its front. Doing that now, when only the
+    /// first bytes of the payload are here, moves little; doing it when the buffer runs out
+    /// mid-payload would move up to a whole frame. `try_reclaim` only reuses the existing
+    /// allocation (when no payload handed out still shares it), so buffers still grow only
+    /// as bytes arrive.
+    fn make_room(&mut self, payload_len: usize) {
+        if payload_len > self.rx.capacity() {
+            let _ = self.rx.try_reclaim(payload_len - self.rx.len());
         }
     }
 
