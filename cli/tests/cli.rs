@@ -1,0 +1,347 @@
+//! The `tidings` binary end to end: real processes, real sockets on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tidings");
+
+/// A child process whose stdout lines are collected on a thread; killed on drop.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            lines,
+            stdin,
+        }
+    }
+
+    /// The next JSON event for which `pred` holds (others are skipped), within 60 s.
+    fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("an output line within 60 s");
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v["time"].is_string(), "every event has a time: {line}");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn expect_event(&self, kind: &str) -> Value {
+        self.expect(|v| v["event"] == kind)
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.stdin.take();
+        let status = self.child.wait().unwrap();
+        status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tidings --json serve` on a free port; returns it with its address.
+fn serve(extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["--json", "serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args);
+    let v = p.expect_event("listening");
+    let addr = v["addr"].as_str().unwrap().to_string();
+    (p, addr)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn make_file(path: &Path, len: usize) {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn help_teaches_with_examples_and_exit_codes() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "Examples:",
+        "tidings send",
+        "Exit codes:",
+        ".part",
+        "--json",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn serve_prints_its_address_and_a_port_in_use_is_one_line() {
+    let (_server, addr) = serve(&[]);
+    let o = run(&["serve", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(7));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+}
+
+#[test]
+fn send_and_recv_a_file_with_digest_confirmed() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("photo.jpg");
+    make_file(&src, 3 << 20);
+    let out = dir.path().join("downloads");
+    let recv = Proc::spawn(&[
+        "--json",
+        "recv",
+        "--name",
+        "bob",
+        "--server",
+        &addr,
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    recv.expect_event("connected");
+    let o = run(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "send failed: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("confirmed sha256"), "{stdout}");
+    let received = recv.expect_event("received");
+    assert_eq!(received["path"], out.join("photo.jpg").to_str().unwrap());
+    assert!(recv.wait().success());
+    assert!(std::fs::read(out.join("photo.jpg")).unwrap() == std::fs::read(&src).unwrap());
+}
+
+#[test]
+fn json_chat_shows_time_sender_and_presence() {
+    let (_server, addr) = serve(&[]);
+    let mut chat = Proc::spawn(&["--json", "chat", "--name", "carol", "--server", &addr]);
+    chat.expect_event("connected");
+    let o = run(&["say", "--name", "dave", "--server", &addr, "hello", "carol"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let joined = chat.expect_event("joined");
+    assert_eq!(joined["name"], "dave");
+    let text = chat.expect_event("text");
+    assert_eq!(
+        (&text["from"], &text["text"], &text["private"]),
+        (&"dave".into(), &"hello carol".into(), &false.into())
+    );
+    let o = run(&[
+        "say", "--name", "erin", "--to", "carol", "--server", &addr, "psst",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = chat.expect_event("text");
+    assert_eq!(
+        (&text["from"], &text["private"]),
+        (&"erin".into(), &true.into())
+    );
+    chat.type_line("/who");
+    let peers = chat.expect_event("peers");
+    assert_eq!(peers["online"], serde_json::json!(["carol"]));
+    chat.type_line("/quit");
+    assert!(chat.wait().success());
+}
+
+#[test]
+fn errors_are_one_line_with_distinct_exit_codes() {
+    let (_server, addr) = serve(&[]);
+    // Unknown peer.
+    let o = run(&[
+        "say", "--name", "a", "--to", "nobody", "--server", &addr, "hi",
+    ]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nobody"));
+    // Name taken.
+    let chat = Proc::spawn(&["--json", "chat", "--name", "taken", "--server", &addr]);
+    chat.expect_event("connected");
+    let o = run(&["say", "--name", "taken", "--server", &addr, "hi"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("name-taken"), "{}", stderr(&o));
+    // A missing file is reported before connecting (the address below refuses connections).
+    let o = run(&[
+        "send",
+        "--name",
+        "a",
+        "--to",
+        "b",
+        "--server",
+        "127.0.0.1:1",
+        "/no/such/file",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/no/such/file"));
+    // Connection refused.
+    let o = run(&["say", "--name", "a", "--server", "127.0.0.1:1", "hi"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1"));
+    for o in [&o] {
+        assert_eq!(stderr(o).trim().lines().count(), 1);
+    }
+}
+
+#[test]
+fn an_unwritable_download_folder_fails_the_send_with_the_reason() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.txt");
+    std::fs::write(&src, b"hello").unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"").unwrap();
+    let recv = Proc::spawn(&[
+        "--json",
+        "recv",
+        "--name",
+        "bob",
+        "--server",
+        &addr,
+        "--out",
+        blocker.join("sub").to_str().unwrap(),
+    ]);
+    recv.expect_event("connected");
+    let o = run(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    let failed = recv.expect_event("failed");
+    assert_eq!(failed["code"], "storage-failed");
+}
+
+#[test]
+fn a_killed_receiver_resumes_when_restarted() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.bin");
+    make_file(&src, 24 << 20);
+    let out = dir.path().join("in");
+    let recv_args = [
+        "--json",
+        "recv",
+        "--name",
+        "bob",
+        "--server",
+        &addr,
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "1",
+    ];
+    let recv = Proc::spawn(&recv_args);
+    recv.expect_event("connected");
+    let send = Proc::spawn(&[
+        "--json",
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    recv.expect(|v| v["event"] == "progress" && v["done"].as_u64().unwrap() > 0);
+    drop(recv); // kill -9
+    let failed = send.expect_event("failed");
+    assert_eq!(failed["code"], "peer-lost");
+    assert_eq!(send.wait().code(), Some(6));
+    let kept = std::fs::metadata(out.join("big.bin.part")).unwrap().len();
+    assert!(kept > 0);
+
+    let recv = Proc::spawn(&recv_args);
+    recv.expect_event("connected");
+    let o = run(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let started = recv.expect_event("started");
+    assert_eq!(started["offset"].as_u64(), Some(kept));
+    recv.expect_event("received");
+    assert!(recv.wait().success());
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
+}
