@@ -313,3 +313,29 @@ fn partial_input_is_bounded_by_the_limits() {
     }
     assert_eq!(server.buffered_input(), 900 + 44);
 }
+
+#[test]
+fn connections_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<WsConnection>();
+}
+
+#[test]
+fn pending_transmit_counts_every_queued_byte() {
+    let mut server = connection(true, WsConfig::default());
+    server.send_text("abc").unwrap(); // 2 + 3
+    server
+        .send_encoded(Bytes::from_static(&[0x82, 0x01, 9]))
+        .unwrap();
+    server
+        .send_binary_bytes(Bytes::from(vec![0u8; 5000]))
+        .unwrap(); // 4 + 5000
+    server.send_ping(b"").unwrap(); // 2
+    assert_eq!(server.pending_transmit(), 5 + 3 + 5004 + 2);
+    let mut total = 0;
+    while let Some(chunk) = server.poll_transmit() {
+        total += chunk.len();
+        assert_eq!(server.pending_transmit(), 5 + 3 + 5004 + 2 - total);
+    }
+    assert_eq!(total, 5014);
+}

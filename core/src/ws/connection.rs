@@ -102,19 +102,25 @@ pub enum WsEvent {
 #[derive(Debug, Default)]
 struct TxQueue {
     queue: VecDeque<Bytes>,
+    /// Total length of the chunks in `queue`.
+    queued: usize,
     buf: BytesMut,
 }
 
 impl TxQueue {
     fn push_shared(&mut self, bytes: Bytes) {
         if !self.buf.is_empty() {
-            self.queue.push_back(self.buf.split().freeze());
+            let small = self.buf.split().freeze();
+            self.queued += small.len();
+            self.queue.push_back(small);
         }
+        self.queued += bytes.len();
         self.queue.push_back(bytes);
     }
 
     fn pop(&mut self) -> Option<Bytes> {
         if let Some(bytes) = self.queue.pop_front() {
+            self.queued -= bytes.len();
             return Some(bytes);
         }
         if self.buf.is_empty() {
@@ -125,7 +131,7 @@ impl TxQueue {
     }
 
     fn len(&self) -> usize {
-        self.queue.iter().map(Bytes::len).sum::<usize>() + self.buf.len()
+        self.queued + self.buf.len()
     }
 
     fn is_empty(&self) -> bool {

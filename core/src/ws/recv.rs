@@ -13,6 +13,9 @@ use super::mask::apply_mask;
 use super::utf8::{Utf8Bytes, Utf8Validator};
 use bytes::{Buf, Bytes, BytesMut};
 
+/// After a payload at least this large, an emptied buffer is dropped rather than kept.
+const RELEASE_ABOVE: usize = 1 << 20;
+
 /// A complete message or control frame.
 #[derive(Debug)]
 pub(crate) enum Incoming {
@@ -128,6 +131,11 @@ impl Receiver {
             } else {
                 self.rx.split_to(frame.len).freeze()
             };
+            if frame.len >= RELEASE_ABOVE && self.rx.is_empty() {
+                // Let the big allocation go with the payload instead of keeping it for an
+                // idle connection: the next read starts a right-sized buffer.
+                self.rx = BytesMut::new();
+            }
             if let Some(incoming) = self.finish_frame(&frame, payload)? {
                 return Ok(Some(incoming));
             }
@@ -238,7 +246,11 @@ impl Receiver {
             return Ok(None);
         }
         self.fragmented = None;
-        let message = self.assembled.split().freeze();
+        let message = if self.assembled.len() >= RELEASE_ABOVE {
+            core::mem::take(&mut self.assembled).freeze()
+        } else {
+            self.assembled.split().freeze()
+        };
         self.complete_message(kind, message).map(Some)
     }
 

@@ -158,8 +158,8 @@ impl HttpRequestHead {
 
     /// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket` and
     /// `Connection: upgrade`). A request that does not is a plain HTTP request, e.g. for the
-    /// page served at `/`. An upgrade may still be malformed: [`accept_websocket`]
-    /// (Self::accept_websocket) checks the rest.
+    /// page served at `/`. An upgrade may still be malformed:
+    /// [`accept_websocket`](Self::accept_websocket) checks the rest.
     pub fn is_websocket_upgrade(&self) -> bool {
         has_token(self.header_values("upgrade"), "websocket")
             && has_token(self.header_values("connection"), "upgrade")
