@@ -577,3 +577,40 @@ fn server_offers_to_the_client() {
         .iter()
         .all(|e| !matches!(e, Event::PeerError { .. })));
 }
+
+/// A disk so slow that freeing half the window takes longer than the stall timeout: the
+/// receiver's keepalive credit keeps the sender from giving up while bytes still move.
+#[test]
+fn very_slow_disk_does_not_trip_the_senders_stall_timer() {
+    let tc = TransferConfig {
+        chunk_size: 16 << 10,
+        window: 256 << 10,
+        stall_timeout: Duration::from_secs(5),
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 40);
+    let pattern = Pattern::new(40);
+    let size = 512 << 10;
+    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+    s.write_pace = Some((1, Duration::from_secs(3)));
+    let id = c.offer(
+        &mut net.client,
+        "slow",
+        size,
+        Source::Pattern(pattern.clone()),
+    );
+    let start = net.now;
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(300),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    assert_eq!(c.outcome(id), Some(&Ok(pattern.digest(size))));
+    assert!(
+        net.now - start >= Duration::from_secs(90),
+        "{:?}",
+        net.now - start
+    );
+}

@@ -304,16 +304,24 @@ impl Incoming {
         Ok(false)
     }
 
-    /// Returns credit once half the window is free again, so credit frames stay few.
+    /// Returns credit once half the window is free again, so credit frames stay few. A slow
+    /// disk may take longer than the sender's stall timer to free half the window, so once a
+    /// keepalive interval has passed without a credit frame, whatever is free (possibly
+    /// nothing) goes out anyway: the sender then knows we are alive and writing.
     fn grant_credit(&mut self, cfg: &TransferConfig, io: &mut Io) {
-        let window = cfg.window.max(1) as u64;
+        let window = cfg.window as u64;
         let in_flight = self.credit_end - self.written;
-        let grant = (window.saturating_sub(in_flight)).min(self.size - self.credit_end);
-        let last = self.credit_end + grant == self.size;
-        if grant == 0 || (grant < (window / 2).max(1) && !last) {
+        let grant = window
+            .saturating_sub(in_flight)
+            .min(self.size - self.credit_end);
+        let last = grant > 0 && self.credit_end + grant == self.size;
+        let worth_it = grant >= (window / 2).max(1) || last;
+        let due = io.now >= self.keepalive + super::keepalive_interval(cfg);
+        if !worth_it && !due {
             return;
         }
         self.credit_end += grant;
+        self.keepalive = io.now;
         io.control(&Message::Credit {
             id: self.id,
             bytes: grant as u32,

@@ -259,6 +259,9 @@ pub(crate) fn keepalive_interval(cfg: &TransferConfig) -> core::time::Duration {
     (cfg.stall_timeout / 4).min(core::time::Duration::from_secs(1))
 }
 
+/// `unknown-transfer` answers are skipped while this many bytes of control output wait.
+const UNKNOWN_ANSWER_LIMIT: usize = 64 << 10;
+
 /// Ids of ended transfers remembered, so that frames already in flight for them are ignored.
 const TOMBSTONES: usize = 256;
 
@@ -311,9 +314,11 @@ impl Transfers {
     }
 
     /// A frame for a transfer id we do not have: ignored if it ended recently (the frame
-    /// crossed a cancel), otherwise answered with `unknown-transfer`.
+    /// crossed a cancel), otherwise answered with `unknown-transfer` — unless the control
+    /// lane is already backed up, so that a peer flooding us with such frames while not
+    /// reading cannot make the queue grow without bound.
     fn unknown(&self, id: TransferId, io: &mut Io) {
-        if !self.ended.contains(&id) {
+        if !self.ended.contains(&id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
             io.control(&Message::Error {
                 code: ErrorCode::UnknownTransfer,
                 text: Utf8::from(format!("no transfer {id}")),
@@ -684,7 +689,9 @@ impl Session {
     }
 
     /// Reports that `len` more received bytes are written, which returns credit to the
-    /// sender and, after the last byte, lets the digest verdict go out.
+    /// sender and, after the last byte, lets the digest verdict go out. Data events can
+    /// still be queued when a transfer ends (cancelled, peer lost): write them (a resume needs
+    /// them) and ignore the [`SendError::Invalid`] this then returns.
     pub fn data_written(&mut self, id: TransferId, len: u64) -> Result<(), SendError> {
         let ended = self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io))?;
         if ended {
