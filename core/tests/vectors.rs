@@ -622,10 +622,20 @@ fn s_(v: &Value) -> Utf8 {
     s(v)
 }
 
+/// The session settings a vector asks for; everything else keeps the defaults of spec §9.
 fn config_of(v: &Value) -> Config {
     let mut cfg = Config::default();
-    if let Some(w) = v.get("config").and_then(|c| c.get("window")) {
-        cfg.transfer.window = n32(w);
+    let Some(c) = v.get("config").and_then(Value::as_object) else {
+        return cfg;
+    };
+    for (key, value) in c {
+        match key.as_str() {
+            "window" => cfg.transfer.window = n32(value),
+            "max_active" => cfg.transfer.max_active = n(value) as usize,
+            "offer_timeout_ms" => cfg.transfer.offer_timeout = Duration::from_millis(n(value)),
+            "stall_timeout_ms" => cfg.transfer.stall_timeout = Duration::from_millis(n(value)),
+            other => panic!("unknown config key {other}"),
+        }
     }
     cfg
 }

@@ -893,6 +893,118 @@ def session_vectors():
         events=[{"event": "finished", "id": 0, "direction": "send", "ok": False,
                  **code_fields(16)}],
         close=closed("peer", "shutdown"))
+
+    # --- resume, empty files, limits and timeouts (spec §7.4, §7.5, §7.7) ---
+    add("receive-resume", "accept at offset 2 with no credit; credit once the kept prefix "
+        "is hashed", "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 2},
+         {"command": "provide", "id": 0, "offset": 0, "data": b"he".hex()},
+         inp(E(msg("chunk", id=0, offset=2, data=b"llo".hex())), done0),
+         {"command": "written", "id": 0, "len": 3}],
+        reply=[exact(E(msg("accept", id=0, offset=2, credit=0)), "accept at 2, credit 0"),
+               exact(E(msg("credit", id=0, bytes=3)), "credit 3"),
+               exact(E(msg("complete", id=0)), "complete")],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 2},
+                {"event": "data", "id": 0, "offset": 2, "data": b"llo".hex()},
+                {"event": "finished", "id": 0, "direction": "receive", "ok": True,
+                 "sha256": sha(b"hello")}])
+    add("receive-resume-wrong-prefix", "a kept prefix that differs fails the digest",
+        "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 2},
+         {"command": "provide", "id": 0, "offset": 0, "data": b"HE".hex()},
+         inp(E(msg("chunk", id=0, offset=2, data=b"llo".hex())), done0),
+         {"command": "written", "id": 0, "len": 3}],
+        reply=[exact(E(msg("accept", id=0, offset=2, credit=0)), "accept at 2, credit 0"),
+               exact(E(msg("credit", id=0, bytes=3)), "credit 3"),
+               of_type("failed", u64(0) + u16(35))],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 2},
+                {"event": "data", "id": 0, "offset": 2, "data": b"llo".hex()},
+                aborted(0, "receive", "digest-mismatch")])
+    add("send-resume", "accepted at offset 2: the sender hashes the prefix, sends the rest",
+        "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=2, credit=0))),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"he".hex()},
+         inp(E(msg("credit", id=0, bytes=3))),
+         {"command": "provide", "id": 0, "offset": 2, "data": b"llo".hex()}],
+        reply=[offer_out_bytes, exact(E(msg("chunk", id=0, offset=2, data=b"llo".hex())),
+                                      "chunk at 2"), exact(done0, "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 2},
+                {"event": "read", "id": 0, "offset": 0, "len": 2},
+                {"event": "read", "id": 0, "offset": 2, "len": 3}])
+    add("receive-resume-keepalive", "hashing a long prefix: a zero credit every second",
+        "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 4}, {"timer_ms": 1000},
+         {"command": "provide", "id": 0, "offset": 0, "data": b"h".hex()},
+         {"command": "provide", "id": 0, "offset": 1, "data": b"ell".hex()}],
+        reply=[exact(E(msg("accept", id=0, offset=4, credit=0)), "accept at 4, credit 0"),
+               exact(E(msg("credit", id=0, bytes=0)), "keepalive: credit 0"),
+               exact(E(msg("credit", id=0, bytes=1)), "credit 1")],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 4}])
+    add("send-resume-keepalive", "hashing a long prefix: an empty chunk at the resume offset",
+        "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=4, credit=0))), {"timer_ms": 1000},
+         {"command": "provide", "id": 0, "offset": 0, "data": b"h".hex()},
+         {"command": "provide", "id": 0, "offset": 1, "data": b"ell".hex()}],
+        reply=[offer_out_bytes, exact(E(msg("chunk", id=0, offset=4, data="")),
+                                      "keepalive: empty chunk at 4")],
+        events=[{"event": "accepted", "id": 0, "offset": 4},
+                {"event": "read", "id": 0, "offset": 0, "len": 4}])
+    add("empty-chunk-while-hashing", "an empty chunk at the resume offset is a keepalive",
+        "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 2},
+         inp(E(msg("chunk", id=0, offset=2, data="")))],
+        reply=[exact(E(msg("accept", id=0, offset=2, credit=0)), "accept at 2, credit 0")],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 2}])
+    add("data-while-hashing", "file bytes before the receiver granted credit",
+        "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 2},
+         inp(E(msg("chunk", id=0, offset=2, data="6c")))],
+        reply=[exact(E(msg("accept", id=0, offset=2, credit=0)), "accept at 2, credit 0"),
+               error_reply("credit-exceeded")],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 2},
+                aborted(0, "receive", "credit-exceeded")],
+        close=closed("local", "credit-exceeded"))
+    empty_offer = E(msg("offer", id=0, peer="", size=0, name="empty", media_type=""))
+    add("receive-empty-file", "size 0: credit 0, done at once, complete at once",
+        "server", "server-open",
+        [inp(empty_offer), accept0, inp(E(msg("done", id=0, sha256=sha(b""))))],
+        reply=[exact(E(msg("accept", id=0, offset=0, credit=0)), "accept, credit 0"),
+               exact(E(msg("complete", id=0)), "complete")],
+        events=[{"event": "offered", "id": 0, "peer": "", "name": "empty", "size": 0,
+                 "media_type": ""},
+                {"event": "finished", "id": 0, "direction": "receive", "ok": True,
+                 "sha256": sha(b"")}])
+    add("send-empty-file", "size 0: done follows accept without chunks",
+        "client", "client-open",
+        [{"command": "offer", "to": "", "name": "empty", "size": 0, "media_type": ""},
+         inp(E(msg("accept", id=0, offset=0, credit=0))), inp(E(msg("complete", id=0)))],
+        reply=[exact(empty_offer, "offer id 0"),
+               exact(E(msg("done", id=0, sha256=sha(b""))), "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "finished", "id": 0, "direction": "send", "ok": True,
+                 "sha256": sha(b"")}])
+    add("too-many-transfers", "over the concurrent transfer limit: reject limit-exceeded",
+        "server", "server-open",
+        [inp(offer0, E(msg("offer", id=2, peer="", size=1, name="b", media_type="")))],
+        reply=[of_type("reject", u64(2) + u16(17))], events=[offered0],
+        config={"max_active": 1})
+    add("sender-offer-timeout", "an unanswered offer is cancelled with transfer-timeout",
+        "client", "client-open", [offer_out, {"timer_ms": 4999}, {"timer_ms": 5000}],
+        reply=[offer_out_bytes, of_type("cancel", u64(0) + u16(39))],
+        events=[aborted(0, "send", "transfer-timeout")], config={"offer_timeout_ms": 5000})
+    add("receiver-offer-timeout", "an offer left unanswered is rejected with transfer-timeout",
+        "server", "server-open", [inp(offer0), {"timer_ms": 5000}],
+        reply=[of_type("reject", u64(0) + u16(39))],
+        events=[offered0, aborted(0, "receive", "transfer-timeout")],
+        config={"offer_timeout_ms": 5000})
+    add("receiver-stall-timeout", "no byte for the stall timeout: cancel transfer-timeout",
+        "server", "server-open", [inp(offer0), accept0, {"timer_ms": 4999}, {"timer_ms": 5000}],
+        reply=[accept0_bytes, of_type("cancel", u64(0) + u16(39))],
+        events=[offered0, aborted(0, "receive", "transfer-timeout")],
+        config={"stall_timeout_ms": 5000})
+    add("eof-fails-transfers", "a vanished peer: transfers end with peer-lost",
+        "server", "server-open", [inp(offer0), {"eof": True}],
+        events=[offered0, aborted(0, "receive", "peer-lost")], close=closed("stream", "truncated"))
     return v
 
 
