@@ -614,3 +614,113 @@ fn very_slow_disk_does_not_trip_the_senders_stall_timer() {
         net.now - start
     );
 }
+
+/// The receiver kept the whole file: nothing travels but the digests. The sender needs no
+/// credit, so its `done` may arrive while the receiver still hashes its copy.
+#[test]
+fn resume_of_a_complete_file_only_compares_digests() {
+    for receiver_slow in [false, true] {
+        let file = random_bytes(50, 100_000);
+        let mut net = pair(tiny_but_faster(), 50);
+        let mut c = Host::default();
+        let mut s = Host {
+            answer: Answer::Manual,
+            ..Host::default()
+        };
+        let id = c.offer(
+            &mut net.client,
+            "x",
+            file.len() as u64,
+            Source::Mem(file.clone()),
+        );
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(60),
+            |_, _, s| !s.offers.is_empty(),
+        );
+        s.sinks.insert(
+            id,
+            Sink {
+                len: file.len() as u64,
+                stored: Some(file.to_vec()),
+                ..Sink::default()
+            },
+        );
+        net.server.accept_offer(id, file.len() as u64).unwrap();
+        s.hold = receiver_slow;
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(60),
+            |_, c, s| {
+                // Held: wait until the sender read everything (its `done` is out) and the
+                // receiver was asked for its copy.
+                !c.read_end.is_empty() && c.reads.is_empty() && (!s.hold || !s.reads.is_empty())
+            },
+        );
+        s.hold = false;
+        run(
+            &mut net,
+            &mut c,
+            &mut s,
+            Duration::from_secs(60),
+            |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+        );
+        let digest: [u8; 32] = Sha256::digest(&file).into();
+        assert_eq!(
+            s.outcome(id),
+            Some(&Ok(digest)),
+            "receiver slow: {receiver_slow}"
+        );
+        assert_eq!(c.outcome(id), Some(&Ok(digest)));
+        assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
+        assert!(s.writes.is_empty() && s.sinks[&id].len == file.len() as u64);
+    }
+}
+
+/// A driver that takes one transmit, lets the application queue chat, and only then takes
+/// the rest must not split a chunk frame: its payload follows its head.
+#[test]
+fn chat_queued_between_transmits_never_splits_a_chunk() {
+    let mut net = pair(TransferConfig::default(), 51);
+    let file = random_bytes(51, 200_000);
+    let (mut c, mut s) = (Host::default(), Host::accepting(None));
+    let id = c.offer(
+        &mut net.client,
+        "x",
+        file.len() as u64,
+        Source::Mem(file.clone()),
+    );
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, c, _| !c.accepted.is_empty(),
+    );
+    let now = net.now;
+    let mut texts = 0;
+    for _ in 0..200 {
+        c.poll(&mut net.client, now);
+        // One transmit at a time, with a chat line queued after each.
+        if let Some(b) = net.client.poll_transmit() {
+            net.server.handle_input(now, &b);
+            net.client.send_text("", "between").unwrap();
+            texts += 1;
+        }
+        net.settle();
+        s.poll(&mut net.server, now);
+        if s.outcome(id).is_some() {
+            break;
+        }
+    }
+    net.settle();
+    s.poll(&mut net.server, now);
+    assert!(net.server.is_open(), "{:?}", s.other);
+    assert!(matches!(s.outcome(id), Some(Ok(_))));
+    assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
+    assert_eq!(s.texts.len(), texts);
+}

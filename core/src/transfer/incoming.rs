@@ -177,6 +177,11 @@ impl Incoming {
         self.provided += data.len() as u64;
         self.since = io.now;
         if self.provided == self.offset {
+            if self.peer_digest.is_some() {
+                // `done` came while we hashed (nothing was missing): judge now.
+                self.phase = Phase::Verifying;
+                return Ok(self.try_verify(io));
+            }
             let credit = self.initial_credit(cfg);
             self.phase = Phase::Receiving;
             if credit > 0 {
@@ -244,12 +249,18 @@ impl Incoming {
                 Ok(false)
             }
             Message::Done { digest, .. } => {
-                if self.phase != Phase::Receiving || self.received != self.size {
+                let receiving = matches!(self.phase, Phase::Hashing | Phase::Receiving);
+                if !receiving || self.received != self.size {
                     return Err(out_of_range("done before every byte arrived"));
                 }
                 self.peer_digest = Some(digest);
-                self.phase = Phase::Verifying;
                 self.since = io.now;
+                if self.phase == Phase::Hashing {
+                    // Resuming a complete file (offset = size): the sender needed no credit
+                    // and finished hashing first. The verdict waits for our own prefix.
+                    return Ok(false);
+                }
+                self.phase = Phase::Verifying;
                 match self.mode {
                     Mode::Relay => {
                         io.event(TransferEvent::SenderDone {
@@ -333,7 +344,7 @@ impl Incoming {
         let Some(expected) = self.peer_digest else {
             return false;
         };
-        if self.written < self.size {
+        if self.phase != Phase::Verifying || self.written < self.size {
             return false;
         }
         let digest: Digest = self.hasher.finalize_reset().into();
