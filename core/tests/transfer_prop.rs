@@ -61,11 +61,21 @@ enum Op {
     },
 }
 
+/// Empty, tiny and small files.
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![1 => Just(0usize), 2 => 1..100usize, 4 => 100..40_000usize]
+}
+
+/// The kept fraction of a file, in 255ths: none, all, or anything between.
+fn resume() -> impl Strategy<Value = u8> {
+    prop_oneof![2 => Just(0u8), 1 => Just(255u8), 2 => any::<u8>()]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let side = 0..2usize;
     prop_oneof![
-        1 => (side.clone(), 0..40_000usize).prop_map(|(side, size)| Op::Offer { side, size }),
-        2 => (side.clone(), any::<usize>(), any::<u8>(), prop::bool::weighted(0.15))
+        1 => (side.clone(), size()).prop_map(|(side, size)| Op::Offer { side, size }),
+        2 => (side.clone(), any::<usize>(), resume(), prop::bool::weighted(0.15))
             .prop_map(|(side, pick, resume, reject)| Op::Answer { side, pick, resume, reject }),
         4 => (side.clone(), 1..8usize).prop_map(|(side, n)| Op::Reads { side, n }),
         4 => (side.clone(), 1..8usize).prop_map(|(side, n)| Op::Writes { side, n }),
