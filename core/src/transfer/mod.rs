@@ -10,6 +10,51 @@
 //!   [`Session::data_written`] (or [`Session::write_failed`]). Credit goes back to the sender
 //!   only for written bytes, so a slow disk slows the sender and nobody buffers a whole file.
 //!
+//! # How a transfer runs
+//!
+//! * **Offer**: [`Session::offer_file`] sends `offer` (id, base name, size, media type) on the
+//!   control lane. The receiver reduces the name with [`safe_file_name`] (or rejects it with
+//!   `bad-file-name`), rejects offers beyond [`TransferConfig::max_active`] with
+//!   `limit-exceeded`, and reports [`TransferEvent::Offered`]. Unanswered offers end with
+//!   `transfer-timeout` on both sides after [`TransferConfig::offer_timeout`].
+//! * **Accept** at an offset (0, or the length of a kept partial file) with an initial credit
+//!   of `min(window, size - offset)`, or **reject** with a code and reason.
+//! * **Chunks** of at most `min(chunk_size, peer's max_frame - 16)` bytes go out in order on
+//!   the data lane, never beyond the credit: the sender asks the driver to read only bytes it
+//!   may send. The receiver returns credit as the driver confirms writes, once half the window
+//!   is free (or at once for the rest of the file). Control and chat frames always go before
+//!   queued file data, and a chunk's frame is never split by another frame.
+//! * **Done** carries the sender's SHA-256 of the whole file after the last chunk; the
+//!   receiver compares it with its own once every byte is written and answers `complete` or
+//!   `failed` (`digest-mismatch`). Both sides then report [`TransferEvent::Finished`].
+//! * **Fairness**: read requests go round-robin over the transfers of a session, limited by
+//!   [`TransferConfig::read_ahead`] bytes queued or requested, so several transfers in both
+//!   directions share the connection.
+//! * **Resume**: accepting at a non-zero offset sends `accept` with **zero credit**; both
+//!   sides then read and hash the bytes before the offset (in parallel), the receiver from its
+//!   kept file. The receiver grants its window only when its prefix is hashed, so no chunk can
+//!   arrive before the prefix is in the digest. When the offset equals the size, no chunk moves
+//!   at all and `done` may arrive while the receiver still hashes: the verdict waits for it.
+//! * **Keepalives**: a side reading a long prefix tells the peer it lives, at most every
+//!   second (a quarter of the stall timeout if that is shorter): the sender with an empty
+//!   `chunk` at the resume offset, the receiver with a zero `credit`. A receiver whose disk is
+//!   too slow to free half the window within that interval sends what is free (possibly zero)
+//!   anyway. Empty chunks produce no [`TransferEvent::Data`].
+//! * **Stall**: a transfer with no sign of life (chunk, credit, keepalive, local read or
+//!   write) for [`TransferConfig::stall_timeout`] ends with `transfer-timeout`.
+//! * **Cancel** by either side at any time (`cancel`; `reject` while an offer is unanswered).
+//!   Frames that were in flight for a transfer that ended recently are ignored; frames for an
+//!   id never seen are answered with the non-fatal `unknown-transfer` error.
+//! * **Protocol violations** close the session: a chunk at the wrong offset, past the size or
+//!   before `accept` (`chunk-out-of-range`), past the credit (`credit-exceeded`), `done` before
+//!   the last byte (`chunk-out-of-range`), an offer id of the wrong parity or in use
+//!   (`malformed`).
+//! * **Connection lost**: every running transfer ends with the close's code (`peer-lost` when
+//!   the stream just ended). The receiver keeps what it wrote and resumes on a new connection.
+//! * **Progress** ([`TransferEvent::Progress`]): bytes done (sender: read and queued; receiver:
+//!   received), total and a smoothed rate from the driver's clock, at most once per
+//!   [`TransferConfig::progress_interval`] per transfer, plus one at the end.
+//!
 //! ```
 //! use std::time::Instant;
 //! use bytes::Bytes;
