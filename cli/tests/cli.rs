@@ -346,3 +346,18 @@ fn a_killed_receiver_resumes_when_restarted() {
     assert!(recv.wait().success());
     assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
 }
+
+#[test]
+fn chat_reconnects_after_the_server_comes_back() {
+    let (server, addr) = serve(&[]);
+    let chat = Proc::spawn(&["--json", "chat", "--name", "rita", "--server", &addr]);
+    chat.expect_event("connected");
+    drop(server); // killed without a goodbye
+    let v = chat.expect_event("reconnecting");
+    assert!(v["retry_in_ms"].as_u64().unwrap() > 0);
+    let again = Proc::spawn(&["--json", "serve", "--listen", &addr]);
+    again.expect_event("listening");
+    let v = chat.expect_event("connected");
+    assert_eq!(v["name"], "rita");
+    again.expect(|v| v["event"] == "joined" && v["name"] == "rita");
+}

@@ -232,3 +232,34 @@ fn shutdown_says_goodbye_to_everyone() {
     });
     server.stop();
 }
+
+/// Many clients on one server: 500 by default (presence makes joining quadratic: every join
+/// is announced to everyone), `TIDINGS_CLIENTS=N` for more.
+#[test]
+fn many_clients_join_and_hear_a_broadcast() {
+    let server = TestServer::start(ServerConfig::default());
+    let n: usize = std::env::var("TIDINGS_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    smol::block_on(async {
+        let started = Instant::now();
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            clients.push(connect(server.addr, &format!("c{i}")).await);
+        }
+        let joined = started.elapsed();
+        assert_eq!(clients[n - 1].online_at_join().len(), n);
+        assert_eq!(server.handle.peer_count().await.unwrap(), n);
+        server.handle.say(None, "to all of you").await.unwrap();
+        for c in &clients {
+            let ev = wait_for(c, |e| matches!(e, ClientEvent::Text { .. })).await;
+            assert!(matches!(ev, ClientEvent::Text { ref from, .. } if from == "server"));
+        }
+        eprintln!(
+            "{n} clients joined in {:.2} s; broadcast delivered to all after {:.2} s",
+            joined.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    });
+}
