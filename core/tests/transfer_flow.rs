@@ -12,7 +12,7 @@ use harness::common::Rng;
 use harness::{pair, run, Answer, Host, Pattern, Sink, Source};
 use sha2::{Digest as _, Sha256};
 use tidings_core::session::Event;
-use tidings_core::transfer::{Direction, TransferConfig};
+use tidings_core::transfer::{Direction, Mode, TransferConfig};
 use tidings_core::ErrorCode;
 
 const MIB: u64 = 1 << 20;
@@ -723,4 +723,98 @@ fn chat_queued_between_transmits_never_splits_a_chunk() {
     assert!(matches!(s.outcome(id), Some(Ok(_))));
     assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
     assert_eq!(s.texts.len(), texts);
+}
+
+/// A relaying end (the hub's side towards the receiver) that waits for bytes from the other
+/// connection — say the original sender hashes a long prefix — keeps the receiver alive
+/// with empty chunks and does not time out itself; once bytes and the sender's digest come,
+/// the transfer completes.
+#[test]
+fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
+    let tc = TransferConfig {
+        stall_timeout: Duration::from_secs(5),
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 60);
+    let file = random_bytes(60, 200_000);
+    let size = file.len() as u64;
+    let (mut c, mut s) = (Host::accepting(None), Host::default());
+    let id = net
+        .server
+        .offer("", "relayed.bin", size, "", Mode::Relay)
+        .unwrap();
+    s.sources.insert(id, Source::Mem(file.clone()));
+    s.hold = true;
+    let start = net.now;
+    while net.now - start < Duration::from_secs(20) {
+        net.advance(Duration::from_millis(500));
+        let now = net.now;
+        c.poll(&mut net.client, now);
+        s.poll(&mut net.server, now);
+    }
+    assert!(
+        c.finished.is_empty() && s.finished.is_empty(),
+        "{:?}",
+        c.finished
+    );
+    assert!(!s.reads.is_empty(), "the relay end was asked for bytes");
+    s.hold = false;
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(60),
+        |_, c, _| c.written(id) == size,
+    );
+    let digest: [u8; 32] = Sha256::digest(&file).into();
+    net.server.relay_done(id, digest).unwrap();
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(60),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    assert_eq!(c.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.outcome(id), Some(&Ok(digest)));
+    assert_eq!(c.sinks[&id].stored.as_deref(), Some(&file[..]));
+}
+
+/// A relaying end whose receiver stops granting credit does time out.
+#[test]
+fn relay_end_blocked_on_credit_times_out() {
+    let tc = TransferConfig {
+        window: 64 << 10,
+        stall_timeout: Duration::from_secs(5),
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 61);
+    let p = Pattern::new(61);
+    let (mut c, mut s) = (Host::accepting(Some(p.clone())), Host::default());
+    let id = net
+        .server
+        .offer("", "relayed.bin", 1 << 20, "", Mode::Relay)
+        .unwrap();
+    s.sources.insert(id, Source::Pattern(p));
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, c, _| c.written(id) > 0,
+    );
+    c.hold = true;
+    let start = net.now;
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(20),
+        |_, _, s| s.outcome(id).is_some(),
+    );
+    let Some(Err(f)) = s.outcome(id) else {
+        panic!()
+    };
+    assert_eq!(f.code, ErrorCode::TransferTimeout);
+    assert!(net.now - start <= Duration::from_secs(6));
 }

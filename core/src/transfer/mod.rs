@@ -505,18 +505,21 @@ impl Transfers {
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant, io: &mut Io) {
-        let expired: Vec<TransferId> = self
-            .map
-            .iter()
-            .filter(|(_, t)| {
-                match t {
-                    Transfer::Out(t) => t.deadline(&self.config),
-                    Transfer::In(t) => t.deadline(&self.config),
-                }
-                .is_some_and(|d| now >= d)
-            })
-            .map(|(&id, _)| id)
-            .collect();
+        let mut expired = Vec::new();
+        for (&id, t) in self.map.iter_mut() {
+            let timed_out = match t {
+                Transfer::Out(t) => t
+                    .deadline(&self.config)
+                    .is_some_and(|d| now >= d && t.on_timer(io)),
+                Transfer::In(t) => t.deadline(&self.config).is_some_and(|d| now >= d),
+            };
+            if timed_out {
+                expired.push(id);
+            }
+        }
+        // In id order, so that what the peer and the application see does not depend on
+        // the map's iteration order.
+        expired.sort_unstable();
         for id in expired {
             self.cancel(
                 id,

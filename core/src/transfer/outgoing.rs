@@ -101,11 +101,40 @@ impl Outgoing {
         Some((at, len))
     }
 
+    /// The next timer: the offer or stall timeout, or, for a relay waiting for bytes from
+    /// the sender's connection, the next keepalive (see [`Outgoing::on_timer`]).
     pub(crate) fn deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
         Some(match self.phase {
             Phase::Offered => self.since + cfg.offer_timeout,
+            _ if self.awaits_relayed_bytes() => self.keepalive + super::keepalive_interval(cfg),
             _ => self.since + cfg.stall_timeout,
         })
+    }
+
+    /// Relaying, with credit to spend, and waiting for the hub to bring bytes from the
+    /// sender's connection. A stall there is the other connection's transfer to detect (the
+    /// hub then cancels both ends); this end only keeps the receiver from timing out, which
+    /// it would while the original sender hashes a long prefix to resume.
+    fn awaits_relayed_bytes(&self) -> bool {
+        self.mode == Mode::Relay
+            && self.phase == Phase::Sending
+            && (self.outstanding() > 0 || self.can_read())
+    }
+
+    /// The deadline from [`Outgoing::deadline`] passed. Returns `true` if the transfer timed
+    /// out; a relay waiting for bytes sends an empty `chunk` at its current offset instead.
+    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+        if !self.awaits_relayed_bytes() {
+            return true;
+        }
+        self.keepalive = io.now;
+        // Behind the chunks already queued, so its offset is where the receiver stands then.
+        io.data(&Message::Chunk {
+            id: self.id,
+            offset: self.provided,
+            data: Bytes::new(),
+        });
+        false
     }
 
     fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
@@ -228,6 +257,7 @@ impl Outgoing {
                 }
             }
             Phase::Sending => {
+                self.keepalive = io.now;
                 io.data(&Message::Chunk {
                     id: self.id,
                     offset,
