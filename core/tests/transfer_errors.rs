@@ -691,3 +691,38 @@ fn receiver_cancelling_an_unanswered_offer_ends_it_on_both_sides() {
     ended_with(&s, id, ErrorCode::Cancelled, false);
     assert!(c.accepted.is_empty() && c.read_end.is_empty());
 }
+
+/// The peer vanishes without closing (no bytes either way): the heartbeat timeout ends the
+/// session and with it the transfer, with a reason, on each side; what was written stays.
+#[test]
+fn silent_peer_mid_transfer_ends_it_with_the_heartbeat_timeout() {
+    let (mut net, mut c, mut s, id) = mid_transfer(30);
+    net.to_server.delay = Duration::from_secs(3600);
+    net.to_client.delay = Duration::from_secs(3600);
+    let written = s.written(id);
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(40),
+        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
+    );
+    for h in [&c, &s] {
+        let Some(Err(f)) = h.outcome(id) else {
+            panic!()
+        };
+        assert_eq!(f.code, ErrorCode::HeartbeatTimeout);
+        assert!(!f.reason.is_empty());
+        assert!(matches!(
+            closed(h),
+            Some(Closed::Local {
+                code: ErrorCode::HeartbeatTimeout,
+                ..
+            })
+        ));
+    }
+    assert!(
+        s.written(id) >= written,
+        "what was written is kept for a resume"
+    );
+}
