@@ -70,8 +70,10 @@ Exit codes:
 enum Command {
     /// Run a server: prints the address it listens on, logs joins and leaves.
     ///
-    /// When standard input is a terminal, type a line to say it to everyone, or
-    /// `/msg NAME text`, `/who`, `/kick NAME`, `/send NAME PATH`, `/quit`.
+    /// When standard input is a terminal (or with --console), type a line to say it to
+    /// everyone, or `/msg NAME text`, `/who`, `/kick NAME`, `/send NAME PATH`, `/quit`.
+    /// Ctrl-C, SIGTERM, /quit or the end of input shut down gracefully: every client is told
+    /// goodbye first.
     Serve(ServeArgs),
     /// Chat interactively: a line goes to everyone.
     ///
@@ -98,6 +100,9 @@ struct ServeArgs {
     /// Accept files offered to the server into this folder.
     #[arg(long)]
     inbox: Option<PathBuf>,
+    /// Read operator commands from standard input even when it is not a terminal.
+    #[arg(long)]
+    console: bool,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

@@ -43,26 +43,41 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         json!({"addr": addr.to_string(), "name": args.name}),
     );
     let handle = server.handle();
-    if std::io::stdin().is_terminal() {
+    if args.console || std::io::stdin().is_terminal() {
         let console = handle.clone();
         std::thread::spawn(move || operator_console(console));
     }
+    let signals = handle.clone();
+    smol::spawn(async move {
+        use async_signal::{Signal, Signals};
+        use futures_lite::StreamExt;
+        if let Ok(mut s) = Signals::new([Signal::Int, Signal::Term]) {
+            if s.next().await.is_some() {
+                signals.shutdown("the server is shutting down").await;
+            }
+        }
+    })
+    .detach();
     let events = handle.events();
     let printer = async {
         while let Ok(ev) = events.recv().await {
             show(out, ev);
         }
     };
-    let serving = server.run();
-    futures_lite::future::or(
+    let result = futures_lite::future::or(
         async {
             printer.await;
             Ok(())
         },
-        serving,
+        server.run(),
     )
-    .await
-    .map_err(|e| CliError::from_runtime(e, &args.listen))
+    .await;
+    // What happened during the shutdown (everyone leaving) is still shown.
+    while let Ok(ev) = events.try_recv() {
+        show(out, ev);
+    }
+    out.event("stopped", "stopped", json!({}));
+    result.map_err(|e| CliError::from_runtime(e, &args.listen))
 }
 
 fn show(out: &mut Out, ev: ServerEvent) {

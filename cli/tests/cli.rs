@@ -361,3 +361,60 @@ fn chat_reconnects_after_the_server_comes_back() {
     assert_eq!(v["name"], "rita");
     again.expect(|v| v["event"] == "joined" && v["name"] == "rita");
 }
+
+#[test]
+fn the_operator_console_talks_kicks_sends_and_quits() {
+    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.txt");
+    std::fs::write(&file, b"be nice").unwrap();
+    let out = dir.path().join("in");
+    let recv = Proc::spawn(&[
+        "--json",
+        "recv",
+        "--name",
+        "ann",
+        "--server",
+        &addr,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    recv.expect_event("connected");
+    let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
+    chat.expect_event("connected");
+    server.expect(|v| v["event"] == "joined" && v["online"] == 2);
+
+    server.type_line("/msg ben hello ben");
+    let v = chat.expect_event("text");
+    assert_eq!(
+        (&v["from"], &v["private"], &v["text"]),
+        (&"server".into(), &true.into(), &"hello ben".into())
+    );
+    server.type_line("good morning, all");
+    let v = chat.expect_event("text");
+    assert_eq!(
+        (&v["from"], &v["private"]),
+        (&"server".into(), &false.into())
+    );
+
+    server.type_line(&format!("/send ann {}", file.display()));
+    recv.expect_event("received");
+    assert_eq!(std::fs::read(out.join("rules.txt")).unwrap(), b"be nice");
+    server.expect_event("sent");
+
+    server.type_line("/kick ben spamming");
+    let v = chat.expect_event("closed");
+    assert_eq!(v["code"], "kicked");
+    assert_eq!(chat.wait().code(), Some(9));
+    server.expect(|v| v["event"] == "left" && v["name"] == "ben");
+
+    server.type_line("/quit");
+    let v = recv.expect_event("closed");
+    assert_eq!(v["code"], "shutdown");
+    server.expect_event("stopped");
+    assert!(server.wait().success());
+}
