@@ -25,6 +25,9 @@ enum Outcome {
 }
 
 pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
+    // A missing folder is created; one that cannot be written fails each accepted offer
+    // with the reason.
+    let _ = std::fs::create_dir_all(&args.download_dir);
     let lines = stdin_lines();
     let config = ClientConfig {
         download_dir: Some(args.download_dir.clone()),

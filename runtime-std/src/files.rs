@@ -135,17 +135,17 @@ impl<K: Hash + Eq + Copy> Files<K> {
             .create(true)
             .truncate(false)
             .open(&part)
-            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+            .map_err(|e| format!("cannot write {}: {}", part.display(), plain(&e)))?;
         let kept = file
             .metadata()
-            .map_err(|e| format!("cannot inspect {}: {e}", part.display()))?
+            .map_err(|e| format!("cannot inspect {}: {}", part.display(), plain(&e)))?
             .len();
         let offset = if kept <= size {
             kept
         } else {
             // Longer than the offered file: not a prefix of it; start over.
             file.set_len(0)
-                .map_err(|e| format!("cannot truncate: {e}"))?;
+                .map_err(|e| format!("cannot truncate: {}", plain(&e)))?;
             0
         };
         self.parts_in_use.insert(part.clone());
@@ -311,6 +311,15 @@ pub fn place_without_overwrite(part: &Path, name: &str) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "no free file name",
     ))
+}
+
+/// An I/O error's message without the "(os error N)" suffix, for people and peers.
+fn plain(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 /// `"photo.jpg"` → `("photo", ".jpg")`; `"README"` → `("README", "")`.
