@@ -350,8 +350,62 @@ proptest! {
     }
 }
 
+/// Checks that `cut` is what an over-long `whole` becomes in a field whose length prefix
+/// allows `max` bytes: the longest prefix on a character boundary.
+fn assert_cut(whole: &str, cut: &Utf8, max: usize) {
+    assert!(cut.len() <= max);
+    assert!(whole.starts_with(cut.as_str()));
+    if whole.len() <= max {
+        assert_eq!(cut.as_str(), whole);
+    } else {
+        // At most 3 bytes short: a character is at most 4 bytes long.
+        assert!(cut.len() + 3 >= max, "cut too much: {} of {max}", cut.len());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn overlong_length_prefixed_fields_are_cut_not_wrapped(
+        peer in "\\PC{50,120}",
+        media in "[a-z/é]{200,300}",
+        pad in 65_530usize..65_540,
+        tail in "\\PC{1,3}",
+        text in text(),
+    ) {
+        let name = format!("{}{}", "n".repeat(pad), tail);
+        let msgs = vec![
+            Message::Text { peer: Utf8::from(peer.as_str()), private: false, text: text.clone() },
+            Message::Offer(Offer {
+                id: 2,
+                peer: Utf8::from(peer.as_str()),
+                size: 9,
+                name: Utf8::from(name.as_str()),
+                media_type: Utf8::from(media.as_str()),
+            }),
+        ];
+        let wire = encode_all(&msgs);
+        prop_assert_eq!(wire.len(), msgs.iter().map(Message::encoded_len).sum::<usize>());
+        let mut dec = FrameDecoder::new(u32::MAX);
+        dec.push(&wire);
+        let Message::Text { peer: p1, text: t1, .. } =
+            Message::decode(dec.next_frame().unwrap().unwrap()).unwrap()
+        else {
+            panic!("not a text");
+        };
+        assert_cut(&peer, &p1, 255);
+        // The rest of an over-long peer did not leak into the following fields.
+        prop_assert_eq!(t1, text);
+        let Message::Offer(o) = Message::decode(dec.next_frame().unwrap().unwrap()).unwrap() else {
+            panic!("not an offer");
+        };
+        assert_cut(&peer, &o.peer, 255);
+        assert_cut(&name, &o.name, 65_535);
+        assert_cut(&media, &o.media_type, 255);
+        prop_assert_eq!((o.id, o.size), (2, 9));
+        prop_assert_eq!(dec.buffered(), 0);
+    }
 
     #[test]
     fn a_server_fed_arbitrary_bytes_never_panics(

@@ -492,9 +492,10 @@ impl Message {
 
     /// Appends the whole frame (header and body) to `out`.
     ///
-    /// The caller keeps sizes within the peer's limit: strings with a length prefix are cut to
-    /// what the prefix can express only in debug builds' assertions, so build messages from
-    /// validated parts (names ≤ 255 bytes, file names ≤ 65535 bytes).
+    /// The caller keeps the frame within the peer's limit. A string longer than its length
+    /// prefix can express (255 bytes for `str8` fields, 65 535 for the offer's file name) is
+    /// cut at the last character boundary that fits, so the frame stays well-formed; build
+    /// messages from validated parts to avoid that.
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
         let start = out.len();
@@ -512,25 +513,29 @@ impl Message {
     }
 
     fn body_len(&self) -> usize {
-        let names_len = |names: &[Utf8]| 4 + names.iter().map(|n| 1 + n.len()).sum::<usize>();
+        let names_len = |names: &[Utf8]| 4 + names.iter().map(str8_len).sum::<usize>();
         match self {
-            Message::Hello(h) => 1 + h.name.len() + 8,
-            Message::Welcome(w) => 2 + w.name.len() + w.server.len() + 16 + names_len(&w.online),
+            Message::Hello(h) => str8_len(&h.name) + 8,
+            Message::Welcome(w) => {
+                str8_len(&w.name) + str8_len(&w.server) + 16 + names_len(&w.online)
+            }
             Message::Refused { reason, .. } => 2 + reason.len(),
-            Message::Text { peer, text, .. } => 2 + peer.len() + text.len(),
+            Message::Text { peer, text, .. } => str8_len(peer) + 1 + text.len(),
             Message::Blob {
                 peer,
                 media_type,
                 data,
                 ..
-            } => 3 + peer.len() + media_type.len() + data.len(),
-            Message::Presence { name, .. } => 2 + name.len(),
+            } => str8_len(peer) + 1 + str8_len(media_type) + data.len(),
+            Message::Presence { name, .. } => 1 + str8_len(name),
             Message::ListRequest => 0,
             Message::PeerList { names } => names_len(names),
             Message::Ping { .. } | Message::Pong { .. } => 8,
             Message::Error { text, .. } => 2 + text.len(),
             Message::Goodbye { reason, .. } => 2 + reason.len(),
-            Message::Offer(o) => 8 + 1 + o.peer.len() + 8 + 2 + o.name.len() + 1 + o.media_type.len(),
+            Message::Offer(o) => {
+                8 + str8_len(&o.peer) + 8 + str16_len(&o.name) + str8_len(&o.media_type)
+            }
             Message::Accept { .. } => 20,
             Message::Reject { reason, .. }
             | Message::Cancel { reason, .. }
@@ -601,9 +606,7 @@ impl Message {
                 out.put_u64(o.id);
                 put_str8(out, &o.peer);
                 out.put_u64(o.size);
-                debug_assert!(o.name.len() <= u16::MAX as usize);
-                out.put_u16(o.name.len() as u16);
-                out.put_slice(o.name.as_bytes());
+                put_str16(out, &o.name);
                 put_str8(out, &o.media_type);
             }
             Message::Accept { id, offset, credit } => {
@@ -639,10 +642,41 @@ impl Message {
     }
 }
 
+/// The bytes of `s` that a length prefix of at most `max` can describe: all of them, or the
+/// longest prefix that ends on a character boundary.
+///
+/// Writing a wrapped-around length (`300 as u8` is 44) would make the receiver read the rest
+/// of the string as the following fields — a field injection. Cutting keeps every frame
+/// well-formed and its text valid UTF-8, whatever the caller passes.
+fn fitting(s: &Utf8, max: usize) -> &[u8] {
+    let text = s.as_str();
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text.as_bytes()[..cut]
+}
+
+/// Encoded size of a `str8` field.
+fn str8_len(s: &Utf8) -> usize {
+    1 + fitting(s, u8::MAX as usize).len()
+}
+
+/// Encoded size of a `str16` field.
+fn str16_len(s: &Utf8) -> usize {
+    2 + fitting(s, u16::MAX as usize).len()
+}
+
 fn put_str8(out: &mut BytesMut, s: &Utf8) {
-    debug_assert!(s.len() <= u8::MAX as usize, "str8 field longer than 255 bytes");
-    out.put_u8(s.len() as u8);
-    out.put_slice(s.as_bytes());
+    let bytes = fitting(s, u8::MAX as usize);
+    out.put_u8(bytes.len() as u8);
+    out.put_slice(bytes);
+}
+
+fn put_str16(out: &mut BytesMut, s: &Utf8) {
+    let bytes = fitting(s, u16::MAX as usize);
+    out.put_u16(bytes.len() as u16);
+    out.put_slice(bytes);
 }
 
 fn put_names(out: &mut BytesMut, names: &[Utf8]) {
