@@ -70,6 +70,19 @@ impl Proc {
         stdin.flush().unwrap();
     }
 
+    /// Waits for the exit and returns the status with standard error.
+    fn child_output(mut self) -> Output {
+        self.stdin.take();
+        let status = self.child.wait().unwrap();
+        let mut err = Vec::new();
+        std::io::Read::read_to_end(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: err,
+        }
+    }
+
     fn wait(mut self) -> std::process::ExitStatus {
         self.stdin.take();
         self.child.wait().unwrap()
@@ -417,4 +430,35 @@ fn the_operator_console_talks_kicks_sends_and_quits() {
     assert_eq!(v["code"], "shutdown");
     server.expect_event("stopped");
     assert!(server.wait().success());
+}
+
+#[test]
+fn a_rejected_offer_fails_the_send() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("unwanted.zip");
+    std::fs::write(&src, b"zip").unwrap();
+    let mut chat = Proc::spawn(&["--json", "chat", "--name", "bob", "--server", &addr]);
+    chat.expect_event("connected");
+    let send = Proc::spawn(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    let offer = chat.expect_event("offer");
+    assert_eq!(
+        (&offer["from"], &offer["name"]),
+        (&"alice".into(), &"unwanted.zip".into())
+    );
+    chat.type_line(&format!("/reject {}", offer["id"]));
+    let failed = chat.expect_event("failed");
+    assert_eq!(failed["code"], "rejected");
+    let o = send.child_output();
+    assert_eq!(o.status.code(), Some(6));
+    assert!(stderr(&o).contains("rejected"), "{}", stderr(&o));
 }
