@@ -10,12 +10,17 @@ each other.
 Run from anywhere:  python3 spec/vectors/generate.py
 It rewrites messages.json, errors.json and session.json next to itself; the output is
 deterministic, so a diff after running it means the spec's encoding changed.
+
+    python3 spec/vectors/generate.py --check
+writes nothing and exits with status 1 if a committed file differs from what this script
+generates (core/tests/vectors.rs runs this, so the files and the script cannot drift apart).
 """
 
 import hashlib
 import json
 import os
 import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -1008,12 +1013,24 @@ def session_vectors():
     return v
 
 
+def render(doc):
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
 def write(name, doc):
     path = os.path.join(HERE, name)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+        f.write(render(doc))
     return path
+
+
+def stale(name, doc):
+    """Whether the file on disk differs from the generated document."""
+    try:
+        with open(os.path.join(HERE, name), encoding="utf-8") as f:
+            return f.read() != render(doc)
+    except FileNotFoundError:
+        return True
 
 
 def main():
@@ -1025,9 +1042,18 @@ def main():
     for vs in (mv, ev, sv):
         names = [x["name"] for x in vs]
         assert len(names) == len(set(names)), "vector names must be unique"
-    write("messages.json", dict(common, kind="messages", vectors=mv))
-    write("errors.json", dict(common, kind="errors", vectors=ev))
-    write("session.json", dict(common, kind="session", setups=SETUPS, vectors=sv))
+    docs = {
+        "messages.json": dict(common, kind="messages", vectors=mv),
+        "errors.json": dict(common, kind="errors", vectors=ev),
+        "session.json": dict(common, kind="session", setups=SETUPS, vectors=sv),
+    }
+    if "--check" in sys.argv[1:]:
+        bad = [name for name, doc in docs.items() if stale(name, doc)]
+        for name in bad:
+            print(f"{name} is not what generate.py produces: run python3 spec/vectors/generate.py")
+        sys.exit(1 if bad else 0)
+    for name, doc in docs.items():
+        write(name, doc)
     print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session vectors")
 
 
