@@ -12,7 +12,7 @@ use harness::common::Rng;
 use harness::{pair, run, Answer, Host, Pattern, Sink, Source};
 use sha2::{Digest as _, Sha256};
 use tidings_core::session::Event;
-use tidings_core::transfer::{Direction, Mode, TransferConfig};
+use tidings_core::transfer::{Direction, Mode, TransferConfig, TransferEvent};
 use tidings_core::ErrorCode;
 
 const MIB: u64 = 1 << 20;
@@ -817,4 +817,68 @@ fn relay_end_blocked_on_credit_times_out() {
     };
     assert_eq!(f.code, ErrorCode::TransferTimeout);
     assert!(net.now - start <= Duration::from_secs(6));
+}
+
+/// A relaying receiver (the hub's side towards the sender) that has every byte waits for
+/// the far verdict as long as it takes, then passes it back.
+#[test]
+fn relay_receiver_waits_for_the_far_verdict_without_a_stall_timeout() {
+    let tc = TransferConfig {
+        stall_timeout: Duration::from_secs(5),
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 62);
+    let file = random_bytes(62, 100_000);
+    let mut c = Host::default();
+    let mut s = Host {
+        answer: Answer::Manual,
+        ..Host::default()
+    };
+    let id = c.offer(
+        &mut net.client,
+        "x",
+        file.len() as u64,
+        Source::Mem(file.clone()),
+    );
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, _, s| !s.offers.is_empty(),
+    );
+    s.sinks.insert(id, Sink::stored());
+    net.server.accept_with(id, 0, Mode::Relay).unwrap();
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, _, s| {
+            s.other
+                .iter()
+                .any(|e| matches!(e, Event::Transfer(TransferEvent::SenderDone { .. })))
+        },
+    );
+    let digest: [u8; 32] = Sha256::digest(&file).into();
+    let Some(Event::Transfer(TransferEvent::SenderDone { digest: theirs, .. })) = s.other.last()
+    else {
+        panic!()
+    };
+    assert_eq!(*theirs, digest);
+    // The far receiver takes a while (heartbeats keep the session).
+    net.advance(Duration::from_secs(20));
+    s.poll(&mut net.server, net.now);
+    assert!(s.finished.is_empty(), "{:?}", s.finished);
+    net.server.relay_outcome(id, Ok(digest)).unwrap();
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, c, _| c.outcome(id).is_some(),
+    );
+    assert_eq!(c.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.outcome(id), Some(&Ok(digest)));
+    assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
 }

@@ -98,11 +98,36 @@ impl Incoming {
         Some((at, len))
     }
 
+    /// The offer or stall timeout; for a relay that has every byte and waits for the far
+    /// receiver's verdict, the next keepalive instead (see [`Incoming::on_timer`]).
     pub(crate) fn deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
         Some(match self.phase {
             Phase::Offered => self.since + cfg.offer_timeout,
+            _ if self.awaits_far_verdict() => self.keepalive + super::keepalive_interval(cfg),
             _ => self.since + cfg.stall_timeout,
         })
+    }
+
+    /// Relaying, with every byte passed on, waiting for the verdict from the far receiver,
+    /// which may still be writing its last window to a slow disk. The hub's transfer towards
+    /// it watches for a stall (the hub then ends both); this end only keeps the sender, which
+    /// hears nothing meanwhile, from timing out.
+    fn awaits_far_verdict(&self) -> bool {
+        self.mode == Mode::Relay && self.phase == Phase::Verifying
+    }
+
+    /// The deadline from [`Incoming::deadline`] passed. Returns `true` if the transfer timed
+    /// out; a relay waiting for the far verdict sends a zero `credit` instead.
+    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+        if !self.awaits_far_verdict() {
+            return true;
+        }
+        self.keepalive = io.now;
+        io.control(&Message::Credit {
+            id: self.id,
+            bytes: 0,
+        });
+        false
     }
 
     fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {

@@ -40,6 +40,12 @@
 //!   `chunk` at the resume offset, the receiver with a zero `credit`. A receiver whose disk is
 //!   too slow to free half the window within that interval sends what is free (possibly zero)
 //!   anyway. Empty chunks produce no [`TransferEvent::Data`].
+//! * **Relays** ([`Mode::Relay`], the hub) wait on the other connection at two points and
+//!   then send keepalives on a timer instead of timing out: the end towards the receiver,
+//!   while it has credit but the hub has not brought the bytes yet, sends an empty `chunk` at
+//!   its current offset; the end towards the sender, holding every byte and waiting for the
+//!   far verdict, sends a zero `credit`. A stall is then the other connection's transfer to
+//!   detect, and the hub ends both.
 //! * **Stall**: a transfer with no sign of life (chunk, credit, keepalive, local read or
 //!   write) for [`TransferConfig::stall_timeout`] ends with `transfer-timeout`.
 //! * **Cancel** by either side at any time (`cancel`; `reject` while an offer is unanswered).
@@ -511,7 +517,9 @@ impl Transfers {
                 Transfer::Out(t) => t
                     .deadline(&self.config)
                     .is_some_and(|d| now >= d && t.on_timer(io)),
-                Transfer::In(t) => t.deadline(&self.config).is_some_and(|d| now >= d),
+                Transfer::In(t) => t
+                    .deadline(&self.config)
+                    .is_some_and(|d| now >= d && t.on_timer(io)),
             };
             if timed_out {
                 expired.push(id);
