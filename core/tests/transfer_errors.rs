@@ -726,3 +726,29 @@ fn silent_peer_mid_transfer_ends_it_with_the_heartbeat_timeout() {
         "what was written is kept for a resume"
     );
 }
+
+#[test]
+fn offers_name_their_addressee_and_check_it() {
+    let mut net = pair(TransferConfig::default(), 31);
+    let mut s = manual();
+    let id = net
+        .client
+        .offer_file("bob", "a.txt", 3, "text/plain")
+        .unwrap();
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    let o = &s.offers[0];
+    assert_eq!(
+        (o.id, o.peer.as_str(), o.name.as_str()),
+        (id, "bob", "a.txt")
+    );
+    assert_eq!((o.size, o.media_type.as_str()), (3, "text/plain"));
+    assert!(net
+        .client
+        .offer_file("not a name!", "a.txt", 3, "")
+        .is_err());
+    assert!(net
+        .client
+        .offer_file("", "a.txt", 3, &"m".repeat(256))
+        .is_err());
+}

@@ -2,7 +2,8 @@
 
 use core::time::Duration;
 
-/// Settings of the transfers of one session.
+/// Settings of the transfers of one session. Zero sizes (chunk, window, read-ahead) are
+/// taken as 1.
 ///
 /// ```
 /// use tidings_core::transfer::TransferConfig;
