@@ -155,21 +155,41 @@ impl ErrorCode {
     }
 
     /// The code for a wire value; unknown values become [`ErrorCode::Other`].
-    pub fn from_u16(v: u16) -> Self {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|c| c.to_u16() == v)
-            .unwrap_or(Self::Other(v))
+    pub const fn from_u16(v: u16) -> Self {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i].to_u16() == v {
+                return Self::ALL[i];
+            }
+            i += 1;
+        }
+        Self::Other(v)
+    }
+
+    /// The same code with `Other(v)` replaced by the named code when `v` is in the table, so
+    /// that `Other(4)` built by hand behaves exactly like `FrameTooLarge`, as it will on the
+    /// peer's side of the wire.
+    ///
+    /// ```
+    /// use tidings_core::ErrorCode;
+    /// assert_eq!(ErrorCode::Other(4).canonical(), ErrorCode::FrameTooLarge);
+    /// assert!(ErrorCode::Other(4).is_fatal());
+    /// assert_eq!(ErrorCode::Other(4).name(), "frame-too-large");
+    /// assert_eq!(ErrorCode::Other(999).canonical(), ErrorCode::Other(999));
+    /// ```
+    pub const fn canonical(self) -> Self {
+        Self::from_u16(self.to_u16())
     }
 
     /// Whether a connection that sends or receives this code in an `error` frame closes.
     ///
     /// Codes about one message (an unknown peer, a refused transfer) leave the connection up;
-    /// codes about the byte stream or the peer's behaviour end it.
+    /// codes about the byte stream or the peer's behaviour end it. Codes this implementation
+    /// does not know are not fatal: a peer that sends a fatal one closes the connection
+    /// itself.
     pub const fn is_fatal(self) -> bool {
         !matches!(
-            self,
+            self.canonical(),
             Self::UnknownPeer
                 | Self::UnknownTransfer
                 | Self::BadFileName
@@ -187,7 +207,7 @@ impl ErrorCode {
 
     /// The short name used in the spec and in logs (`frame-too-large`).
     pub const fn name(self) -> &'static str {
-        match self {
+        match self.canonical() {
             Self::Normal => "normal",
             Self::Malformed => "malformed",
             Self::BadPreamble => "bad-preamble",
