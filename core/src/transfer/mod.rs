@@ -303,9 +303,11 @@ impl<'a> Outbox<'a> {
     }
 }
 
-/// How often a side that is hashing a resumed file's prefix tells the peer it is alive (an
-/// empty `chunk` from the sender, a zero `credit` from the receiver): well within the peer's
-/// stall timeout, which we assume is no shorter than ours.
+/// How often a side that makes progress the peer cannot see tells it that it is alive:
+/// hashing a resumed file's prefix (an empty `chunk` from the sender, a zero `credit` from
+/// the receiver), writing to a slow disk (a small or zero `credit`), or relaying and waiting
+/// on the other connection. Well within the peer's stall timeout, which we assume is no
+/// shorter than ours.
 pub(crate) fn keepalive_interval(cfg: &TransferConfig) -> core::time::Duration {
     (cfg.stall_timeout / 4).min(core::time::Duration::from_secs(1))
 }
