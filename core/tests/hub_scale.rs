@@ -111,6 +111,55 @@ fn measure_fan_out_and_joins() {
     }
 }
 
+/// Joins `n` clients straight into a hub (hand-written hellos, output drained and dropped),
+/// so only the hub's own work is timed.
+fn hub_only_joins(n: usize) -> Duration {
+    use tidings_core::hub::Hub;
+    use tidings_core::wire::{Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
+    let now = Instant::now();
+    let mut hub = Hub::new(
+        HubConfig {
+            max_peers: n,
+            ..HubConfig::default()
+        },
+        now,
+    );
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for i in 0..n {
+        let conn = hub.connect(now);
+        let mut hello = bytes::BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
+        Message::Hello(Hello {
+            name: Utf8::from(format!("p{i}")),
+            capabilities: 0,
+            max_frame: DEFAULT_MAX_FRAME,
+        })
+        .encode(&mut hello);
+        hub.handle_input(now, conn, &hello);
+        while let Some(c) = hub.poll_ready() {
+            while let Some(b) = hub.poll_transmit(c) {
+                bytes += b.len();
+            }
+        }
+    }
+    assert_eq!(hub.peer_count(), n);
+    assert!(bytes > n * n / 2 * 8, "presence went out to everyone");
+    t.elapsed()
+}
+
+#[test]
+#[ignore = "measurement; run in release with --nocapture"]
+fn measure_hub_only_joins() {
+    for n in [1_000, 10_000] {
+        let took = hub_only_joins(n);
+        let deliveries = n * (n - 1) / 2;
+        println!(
+            "hub alone: {n} joins in {took:.2?} ({deliveries} presence frames, {:.0} ns each incl. welcome lists)",
+            took.as_nanos() as f64 / deliveries as f64
+        );
+    }
+}
+
 #[test]
 #[ignore = "measurement; run in release with --nocapture"]
 fn measure_relay_throughput() {
