@@ -20,7 +20,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -28,7 +28,7 @@ use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use async_net::{AsyncToSocketAddrs, TcpStream};
 use bytes::Bytes;
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
 use tidings_std::agent::Agent;
@@ -261,7 +261,11 @@ async fn drive(
     let mut out: Vec<Bytes> = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut timer = Timer::never();
+    // Re-arming a timer costs a trip through the reactor: only do it when the deadline moves.
+    let mut armed: Option<Instant> = None;
     let mut calls_open = true;
+    // Polled as a stream, so its listener survives between polls (no allocation per wait).
+    let mut calls = Box::pin(calls);
     loop {
         loop {
             agent.process();
@@ -287,11 +291,17 @@ async fn drive(
                 agent.handle_timeout(now);
                 continue;
             }
-            Some(d) => timer.set_at(d),
-            None => timer = Timer::never(),
+            next if next == armed => {}
+            Some(d) => {
+                timer.set_at(d);
+                armed = Some(d);
+            }
+            None => {
+                timer = Timer::never();
+                armed = None;
+            }
         }
         let wants_input = agent.wants_input();
-        let mut recv = pin!(calls.recv());
         let wake = future::poll_fn(|cx| {
             if !out.is_empty() {
                 let slices: Vec<IoSlice<'_>> =
@@ -306,8 +316,8 @@ async fn drive(
                 }
             }
             if calls_open {
-                if let Poll::Ready(c) = recv.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Call(c.ok()));
+                if let Poll::Ready(c) = calls.as_mut().poll_next(cx) {
+                    return Poll::Ready(Wake::Call(c));
                 }
             }
             if Pin::new(&mut timer).poll(cx).is_ready() {
@@ -332,7 +342,10 @@ async fn drive(
                 calls_open = false;
                 agent.quit();
             }
-            Wake::Timer => agent.handle_timeout(now),
+            Wake::Timer => {
+                armed = None;
+                agent.handle_timeout(now);
+            }
         }
     }
 }

@@ -24,11 +24,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
 use bytes::Bytes;
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use smol::LocalExecutor;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_core::ErrorCode;
@@ -374,6 +373,8 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
     let mut buf = vec![0u8; 64 << 10];
     let mut broken = false;
     let mut read_done = false;
+    // Polled as a stream, so its listener survives between polls (no allocation per wait).
+    let mut wake = Box::pin(wake);
     loop {
         {
             let mut host = state.host.borrow_mut();
@@ -388,7 +389,6 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
             break;
         }
         let reading = !read_done && state.host.borrow().hub_ref().wants_input(id);
-        let mut woken = pin!(wake.recv());
         let ev = future::poll_fn(|cx| {
             if !out.is_empty() {
                 let slices: Vec<IoSlice<'_>> =
@@ -402,7 +402,7 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
                     return Poll::Ready(Wake::Read(r));
                 }
             }
-            if woken.as_mut().poll(cx).is_ready() {
+            if wake.as_mut().poll_next(cx).is_ready() {
                 return Poll::Ready(Wake::Woken);
             }
             Poll::Pending
