@@ -191,6 +191,59 @@ fn session_input() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
+/// Well-formed transfer traffic over a handful of ids, sizes and offsets, so that random
+/// sequences hit real transfer states (offered, hashing, receiving, verifying, ended,
+/// tombstoned) instead of dying on the first malformed byte.
+fn transfer_message() -> impl Strategy<Value = Message> {
+    // Few ids and offsets, so chunks often land exactly where a transfer expects them.
+    let id = 0u64..3;
+    let small = 0u64..6;
+    prop_oneof![
+        3 => (id.clone(), small.clone()).prop_map(|(id, size)| Message::Offer(Offer {
+            id,
+            peer: Utf8::EMPTY,
+            size,
+            name: Utf8::from("f.bin"),
+            media_type: Utf8::EMPTY,
+        })),
+        1 => (id.clone(), small.clone(), 0u32..24).prop_map(|(id, offset, credit)| Message::Accept {
+            id,
+            offset,
+            credit
+        }),
+        6 => (id.clone(), 0u64..3, vec(any::<u8>(), 1..4)).prop_map(|(id, offset, data)| {
+            Message::Chunk {
+                id,
+                offset,
+                data: Bytes::from(data),
+            }
+        }),
+        2 => (id.clone(), 0u32..24).prop_map(|(id, bytes)| Message::Credit { id, bytes }),
+        1 => (id.clone(), any::<bool>()).prop_map(|(id, zeros)| Message::Done {
+            id,
+            // A fixed digest: a receiver reaches its verdict (mostly digest-mismatch).
+            digest: if zeros { [0x66; 32] } else { [0; 32] },
+        }),
+        1 => (id.clone(), code()).prop_map(|(id, code)| Message::Cancel {
+            id,
+            code,
+            reason: Utf8::EMPTY
+        }),
+        1 => (id.clone(), code()).prop_map(|(id, code)| Message::Reject {
+            id,
+            code,
+            reason: Utf8::EMPTY
+        }),
+        1 => id.clone().prop_map(|id| Message::Complete { id }),
+        1 => (id, code()).prop_map(|(id, code)| Message::Failed {
+            id,
+            code,
+            reason: Utf8::EMPTY
+        }),
+        2 => any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
+    ]
+}
+
 /// Feeds pieces to a session and answers like a cooperative application, so the session is
 /// pushed through as many states as the input allows. Panics are the failures looked for.
 fn drive(session: &mut Session, pieces: &[&[u8]], eof: bool) {
@@ -226,13 +279,17 @@ fn pump(session: &mut Session) {
             match ev {
                 Event::Hello(h) => {
                     let _ = session.accept_hello(h.name.clone(), Utf8::from("srv"), vec![h.name]);
+                    // The server offers too, so accepts and credits from the client have a
+                    // transfer to land on.
+                    let _ = session.offer_file("", "b.bin", 4, "");
                 }
                 Event::Connected(_) => {
                     // An open client also sends, so its own transfer interleaves with input.
                     let _ = session.offer_file("bob", "a.bin", 10, "");
                 }
                 Event::Transfer(TransferEvent::Offered(o)) => {
-                    let _ = session.accept_offer(o.id, o.size.min(3));
+                    // Resume from byte 2 on some offers, start at 0 on others.
+                    let _ = session.accept_offer(o.id, o.size.min(2 * ((o.id >> 1) & 1)));
                 }
                 Event::Transfer(TransferEvent::Read { id, offset, len }) => {
                     let _ = session.provide_data(id, offset, Bytes::from(vec![0u8; len]));
@@ -418,6 +475,36 @@ proptest! {
         stream.extend(input);
         let mut server = Session::server(Config::default(), Instant::now());
         drive(&mut server, &cut(&stream, &points), eof);
+    }
+
+    #[test]
+    fn sessions_fed_random_transfer_traffic_never_panic(
+        msgs in vec(transfer_message(), 0..40),
+        server_side in any::<bool>(),
+        eof in any::<bool>(),
+    ) {
+        let (mut session, handshake) = if server_side {
+            (Session::server(Config::default(), Instant::now()), preamble_and_hello())
+        } else {
+            let client = Session::client(Config::default(), "alice", Instant::now()).unwrap();
+            (client, preamble_and_welcome())
+        };
+        // One message per read, so the application answers (accepts, reads, writes) between
+        // messages, as it would between the peer's round trips.
+        // Offers carry the parity of the peer's side (client even, server odd), so that most
+        // are taken instead of failing as malformed.
+        let peer_parity = u64::from(!server_side);
+        let frames: Vec<Vec<u8>> = msgs
+            .into_iter()
+            .map(|m| match m {
+                Message::Offer(o) => Message::Offer(Offer { id: (o.id & !1) | peer_parity, ..o }),
+                m => m,
+            })
+            .map(|m| encode_all(&[m]))
+            .collect();
+        let mut pieces: Vec<&[u8]> = vec![&handshake];
+        pieces.extend(frames.iter().map(Vec::as_slice));
+        drive(&mut session, &pieces, eof);
     }
 
     #[test]
