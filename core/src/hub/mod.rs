@@ -100,6 +100,7 @@
 
 mod chat;
 mod files;
+mod id_map;
 mod relay;
 mod timers;
 mod types;
@@ -113,6 +114,7 @@ pub use types::{ConnId, FileHandle, HubConfig, HubError, HubEvent};
 
 use crate::session::{Event, Session};
 use crate::wire::Utf8;
+use id_map::IdMap;
 use relay::Relays;
 use timers::Timers;
 
@@ -154,7 +156,7 @@ pub struct Hub {
     server_name: Utf8,
     now: Instant,
     next_conn: ConnId,
-    conns: HashMap<ConnId, Conn>,
+    conns: IdMap<ConnId, Conn>,
     /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
     names: BTreeMap<String, ConnId>,
     timers: Timers,
@@ -180,7 +182,7 @@ impl Hub {
             config,
             now,
             next_conn: 1,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             names: BTreeMap::new(),
             timers: Timers::default(),
             dirty: VecDeque::new(),
@@ -292,8 +294,11 @@ impl Hub {
         if let Some(bytes) = c.session.poll_transmit() {
             return Some(bytes);
         }
-        // The output drained: the session may now want more file data, and its real deadline
-        // (rather than "busy") becomes visible again.
+        // The output drained. A session that now wants file data (or has events) says so by
+        // a deadline of "now"; only then is there work to do before answering.
+        if c.session.poll_timeout().map_or(true, |t| t > self.now) {
+            return None;
+        }
         self.touch(conn);
         self.run();
         let c = self.conns.get_mut(&conn)?;
@@ -442,18 +447,29 @@ impl Hub {
             // A dropped slow consumer: nothing of its output will be written.
             while c.session.poll_transmit().is_some() {}
         }
+        let current = c.deadline.filter(|&t| t > now);
         let deadline = if c.session.is_closed() {
             let closed_at = *c.closed_at.get_or_insert(now);
             // A closed connection lingers until its writer drained it, but not forever.
             let stuck = !c.discard && c.session.queued_output() > 0;
             stuck.then(|| closed_at + self.config.session.heartbeat_timeout)
         } else {
-            c.session
-                .poll_timeout()
-                .map(|t| if t <= now { now + BUSY_RECHECK } else { t })
+            match c.session.poll_timeout() {
+                Some(t) if t > now => Some(t),
+                // "Now" means output is queued, which hides the session's timers; the entry
+                // filed before (no later than those timers) still stands, or look again soon.
+                Some(_) => Some(current.unwrap_or(now + BUSY_RECHECK)),
+                None => None,
+            }
         };
-        self.timers.reschedule(id, c.deadline, deadline);
-        c.deadline = deadline;
+        // An earlier entry that is still ahead may stay: when it fires early the session has
+        // nothing to do, and the entry moves to the true deadline then. This spares the timer
+        // set two updates for every message sent (each moves the heartbeat deadline later).
+        let keep = matches!((current, deadline), (Some(cur), Some(new)) if cur <= new);
+        if !keep {
+            self.timers.reschedule(id, c.deadline, deadline);
+            c.deadline = deadline;
+        }
         let closing = c.session.is_closed() && !c.close_reported;
         c.close_reported |= closing;
         let wake = c.session.queued_output() > 0 || closing;
