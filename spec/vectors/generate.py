@@ -936,6 +936,15 @@ def session_vectors():
         events=[{"event": "accepted", "id": 0, "offset": 2},
                 {"event": "read", "id": 0, "offset": 0, "len": 2},
                 {"event": "read", "id": 0, "offset": 2, "len": 3}])
+    add("receive-resume-whole-file", "offset = size: done may come while the receiver still "
+        "hashes; the verdict waits for its prefix", "server", "server-open",
+        [inp(offer0), {"command": "accept", "id": 0, "offset": 5}, inp(done0),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"hello".hex()}],
+        reply=[exact(E(msg("accept", id=0, offset=5, credit=0)), "accept at 5, credit 0"),
+               exact(E(msg("complete", id=0)), "complete")],
+        events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 5},
+                {"event": "finished", "id": 0, "direction": "receive", "ok": True,
+                 "sha256": sha(b"hello")}])
     add("receive-resume-keepalive", "hashing a long prefix: a zero credit every second",
         "server", "server-open",
         [inp(offer0), {"command": "accept", "id": 0, "offset": 4}, {"timer_ms": 1000},
