@@ -175,6 +175,159 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+# ----- spec §4 and §6 read the other way: a decoder, to check the vectors themselves --------
+#
+# Every message vector must decode back to its fields, and every error vector must fail with
+# its code after its number of good frames, under this reading of the spec too. A vector that
+# is wrong about the spec (an "error" that is in fact valid, a code that a different rule
+# reports first) fails here, before any implementation sees it.
+
+
+class DecodeError(Exception):
+    def __init__(self, code):
+        super().__init__(NAMES.get(code, code))
+        self.code = code
+
+
+class Body:
+    """A cursor over a frame body; reads check the remaining length first (spec §4.3)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.at = 0
+
+    def take(self, n):
+        if len(self.data) - self.at < n:
+            raise DecodeError(CODES["malformed"])
+        out = self.data[self.at:self.at + n]
+        self.at += n
+        return out
+
+    def int(self, n):
+        return int.from_bytes(self.take(n), "big")
+
+    def text(self, b):
+        try:
+            return b.decode("utf-8")  # Python's codec rejects overlongs, surrogates, > U+10FFFF
+        except UnicodeDecodeError:
+            raise DecodeError(CODES["invalid-utf8"])
+
+    def str8(self):
+        return self.text(self.take(self.int(1)))
+
+    def str16(self):
+        return self.text(self.take(self.int(2)))
+
+    def rest(self):
+        return self.take(len(self.data) - self.at)
+
+    def names(self):
+        count = self.int(4)
+        if count > len(self.data) - self.at:
+            raise DecodeError(CODES["malformed"])
+        return [self.str8() for _ in range(count)]
+
+    def flags(self):
+        f = self.int(1)
+        if f & ~FLAG_PRIVATE:
+            raise DecodeError(CODES["malformed"])
+        return bool(f & FLAG_PRIVATE)
+
+    def code(self):
+        c = self.int(2)
+        return {"code": c, "code_name": NAMES.get(c, "other")}
+
+    def end(self):
+        if self.at != len(self.data):
+            raise DecodeError(CODES["malformed"])
+
+
+def decode_body(kind, body):
+    """One frame body to the JSON form of its message (spec §6)."""
+    r = Body(body)
+    names_by_type = {v: k for k, v in T.items()}
+    if kind >= 0x80:
+        return {"type": "extension", "kind": kind, "body": r.rest().hex()}
+    t = names_by_type.get(kind)
+    if t is None:
+        raise DecodeError(CODES["unknown-type"])
+    m = {"type": t}
+    if t == "hello":
+        m.update(name=r.str8(), capabilities=r.int(4), max_frame=r.int(4))
+    elif t == "welcome":
+        m.update(name=r.str8(), server=r.str8(), heartbeat_ms=r.int(4), timeout_ms=r.int(4),
+                 max_frame=r.int(4), capabilities=r.int(4), online=r.names())
+    elif t in ("refused", "goodbye"):
+        m.update(r.code())
+        m["reason"] = r.text(r.rest())
+    elif t == "error":
+        m.update(r.code())
+        m["text"] = r.text(r.rest())
+    elif t == "text":
+        m.update(peer=r.str8(), private=r.flags())
+        m["text"] = r.text(r.rest())
+    elif t == "blob":
+        m.update(peer=r.str8(), private=r.flags(), media_type=r.str8(), data=r.rest().hex())
+    elif t == "presence":
+        kind_byte = r.int(1)
+        if kind_byte not in (1, 2):
+            raise DecodeError(CODES["malformed"])
+        m.update(kind={1: "joined", 2: "left"}[kind_byte], name=r.str8())
+    elif t == "peer-list":
+        m.update(names=r.names())
+    elif t in ("ping", "pong"):
+        m.update(nonce=r.int(8))
+    elif t == "offer":
+        m.update(id=r.int(8), peer=r.str8(), size=r.int(8), name=r.str16(), media_type=r.str8())
+    elif t == "accept":
+        m.update(id=r.int(8), offset=r.int(8), credit=r.int(4))
+    elif t in ("reject", "cancel", "failed"):
+        m.update(id=r.int(8))
+        m.update(r.code())
+        m["reason"] = r.text(r.rest())
+    elif t == "chunk":
+        m.update(id=r.int(8), offset=r.int(8), data=r.rest().hex())
+    elif t == "credit":
+        m.update(id=r.int(8), bytes=r.int(4))
+    elif t == "done":
+        m.update(id=r.int(8), sha256=r.take(32).hex())
+    elif t == "complete":
+        m.update(id=r.int(8))
+    r.end()
+    return m
+
+
+def decode_stream(data, max_frame, eof):
+    """Frames of a byte stream: (messages, error code or None), spec §4.3."""
+    out = []
+    at = 0
+    while len(data) - at >= 4:
+        length = int.from_bytes(data[at:at + 4], "big")
+        if length > max_frame:  # judged on the four length bytes alone
+            return out, CODES["frame-too-large"]
+        if len(data) - at < 5 + length:
+            break
+        try:
+            out.append(decode_body(data[at + 4], data[at + 5:at + 5 + length]))
+        except DecodeError as e:
+            return out, e.code
+        at += 5 + length
+    if eof and at != len(data):
+        return out, CODES["truncated"]
+    return out, None
+
+
+def self_check(messages, errors):
+    """Decodes every message and error vector with the decoder above."""
+    for v in messages:
+        got, err = decode_stream(bytes.fromhex(v["hex"]), MiB, True)
+        assert err is None and got == [v["message"]], (v["name"], got, err)
+    for v in errors:
+        got, err = decode_stream(bytes.fromhex(v["hex"]), v["max_frame"], v["eof"])
+        want = (v["frames_before"], v["error"]["code"])
+        assert (len(got), err) == want, (v["name"], len(got), err, want)
+
+
 # ----- messages.json ---------------------------------------------------------------------------
 
 def message_vectors():
@@ -1048,6 +1201,7 @@ def main():
     mv = message_vectors()
     ev = error_vectors()
     sv = session_vectors()
+    self_check(mv, ev)
     for vs in (mv, ev, sv):
         names = [x["name"] for x in vs]
         assert len(names) == len(set(names)), "vector names must be unique"
