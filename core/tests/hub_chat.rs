@@ -487,3 +487,102 @@ fn an_oversized_say_is_refused_before_anything_is_sent() {
     assert!(net.client("alice").texts().is_empty());
     assert!(net.client("alice").session.is_open());
 }
+
+/// Random joins, leaves, vanishings, broadcasts, private messages and list requests, checked
+/// against a small reference model of who is online and who must have received what.
+#[test]
+fn random_rooms_match_a_reference_model() {
+    use std::collections::BTreeMap;
+    use tidings_core::name::name_key;
+    const POOL: [&str; 8] = [
+        "ann", "Ann", "bob", "carol", "dave", "erin", "Frank", "server",
+    ];
+    let mut checked = 0;
+    for seed in 1..=25u64 {
+        let mut net = Net::with_defaults(seed * 7919);
+        // key → client index of the live holder of that name.
+        let mut online: BTreeMap<String, usize> = BTreeMap::new();
+        // client index → texts it must have received, in order.
+        let mut expected: Vec<Vec<(String, bool, String)>> = Vec::new();
+        for step in 0..150 {
+            match net.rng.below(10) {
+                0..=2 => {
+                    let name = POOL[net.rng.below(POOL.len() as u64) as usize];
+                    let i = net.join(name);
+                    expected.push(Vec::new());
+                    let key = name_key(name);
+                    if key == "server" || online.contains_key(&key) {
+                        let code = match net.clients[i].closed() {
+                            Some(Closed::Peer { code, .. }) => Some(*code),
+                            _ => None,
+                        };
+                        assert_eq!(code, Some(ErrorCode::NameTaken), "seed {seed} step {step}");
+                    } else {
+                        assert!(net.clients[i].session.is_open(), "seed {seed} step {step}");
+                        online.insert(key, i);
+                    }
+                }
+                3 if !online.is_empty() => {
+                    let k = net.rng.below(online.len() as u64) as usize;
+                    let key = online.keys().nth(k).unwrap().clone();
+                    let i = online.remove(&key).unwrap();
+                    if net.rng.below(2) == 0 {
+                        net.clients[i].session.goodbye(ErrorCode::Normal, "bye");
+                    } else {
+                        // The machine vanishes: the hub only sees the stream end.
+                        net.clients[i].frozen = true;
+                        let conn = net.clients[i].conn;
+                        net.hub.handle_eof(net.now, conn);
+                    }
+                    net.settle();
+                }
+                4..=6 if !online.is_empty() => {
+                    let k = net.rng.below(online.len() as u64) as usize;
+                    let (_, &from) = online.iter().nth(k).unwrap();
+                    let text = format!("s{seed} t{step}");
+                    net.clients[from].session.send_text("", &text).unwrap();
+                    net.settle();
+                    let sender = net.clients[from].name.clone();
+                    for (_, &i) in online.iter().filter(|(_, &i)| i != from) {
+                        expected[i].push((sender.clone(), false, text.clone()));
+                    }
+                }
+                7 | 8 if !online.is_empty() => {
+                    let k = net.rng.below(online.len() as u64) as usize;
+                    let (_, &from) = online.iter().nth(k).unwrap();
+                    let to = POOL[net.rng.below(POOL.len() as u64) as usize];
+                    let text = format!("p{seed} t{step}");
+                    net.clients[from].session.send_text(to, &text).unwrap();
+                    net.settle();
+                    let sender = net.clients[from].name.clone();
+                    if let Some(&i) = online.get(&name_key(to)) {
+                        expected[i].push((sender, true, text));
+                    }
+                }
+                _ => {
+                    let secs = net.rng.below(20);
+                    net.advance(Duration::from_secs(secs));
+                }
+            }
+        }
+        let want: Vec<_> = online
+            .values()
+            .map(|&i| net.clients[i].name.clone())
+            .collect();
+        let who: Vec<_> = net.hub.who().iter().map(|n| n.to_string()).collect();
+        assert_eq!(who, want, "seed {seed}");
+        for &i in online.values() {
+            assert_eq!(
+                net.clients[i].texts(),
+                expected[i],
+                "seed {seed} client {i}"
+            );
+            checked += expected[i].len();
+            let seen: Vec<_> = net.online_seen_by(i).into_iter().collect();
+            let mut want_sorted = want.clone();
+            want_sorted.sort();
+            assert_eq!(seen, want_sorted, "seed {seed} client {i}");
+        }
+    }
+    assert!(checked > 500, "the model checked only {checked} deliveries");
+}
