@@ -586,3 +586,55 @@ fn random_rooms_match_a_reference_model() {
     }
     assert!(checked > 500, "the model checked only {checked} deliveries");
 }
+
+#[test]
+fn blobs_are_routed_like_text() {
+    let mut net = Net::with_defaults(19);
+    let a = net.join("alice");
+    let b = net.join("bob");
+    let c = net.join("carol");
+    let png = bytes::Bytes::from(vec![0x89u8; 5000]);
+    net.clients[a]
+        .session
+        .send_blob("bob", "image/png", png.clone())
+        .unwrap();
+    net.clients[a]
+        .session
+        .send_blob("", "text/plain", bytes::Bytes::from_static(b"all"))
+        .unwrap();
+    net.settle();
+    let blobs = |i: usize, net: &Net| -> Vec<(String, bool, String, usize)> {
+        net.clients[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Blob {
+                    peer,
+                    private,
+                    media_type,
+                    data,
+                } => Some((
+                    peer.to_string(),
+                    *private,
+                    media_type.to_string(),
+                    data.len(),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        blobs(b, &net),
+        vec![
+            ("alice".into(), true, "image/png".into(), 5000),
+            ("alice".into(), false, "text/plain".into(), 3)
+        ]
+    );
+    assert_eq!(
+        blobs(c, &net),
+        vec![("alice".into(), false, "text/plain".into(), 3)]
+    );
+    assert!(blobs(a, &net).is_empty());
+    assert!(net.op.events.iter().any(|e| matches!(e,
+        HubEvent::Blob { from, private: false, data, .. } if from == "alice" && &data[..] == b"all")));
+}
