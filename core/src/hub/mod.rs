@@ -295,8 +295,15 @@ impl Hub {
             return Some(bytes);
         }
         // The output drained. A session that now wants file data (or has events) says so by
-        // a deadline of "now"; only then is there work to do before answering.
-        if c.session.poll_timeout().map_or(true, |t| t > self.now) {
+        // a deadline of "now"; only then is there work to do before answering. A deadline
+        // earlier than the filed entry (a handshake entry, then short heartbeats) must still
+        // be filed, or a dead peer would be found only when the old entry fires.
+        let filed = c.deadline;
+        if c
+            .session
+            .poll_timeout()
+            .map_or(true, |t| t > self.now && filed.is_some_and(|d| d <= t))
+        {
             return None;
         }
         self.touch(conn);
