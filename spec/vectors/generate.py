@@ -19,8 +19,10 @@ generates (core/tests/vectors.rs runs this, so the files and the script cannot d
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
+import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -326,6 +328,45 @@ def self_check(messages, errors):
         got, err = decode_stream(bytes.fromhex(v["hex"]), v["max_frame"], v["eof"])
         want = (v["frames_before"], v["error"]["code"])
         assert (len(got), err) == want, (v["name"], len(got), err, want)
+
+
+# ----- spec §7.8: reducing an offered file name -----------------------------------------------
+
+MAX_WIRE_NAME = 4096
+MAX_BASE_NAME = 255
+
+
+def ascii_upper(text):
+    return "".join(c.upper() if c.isascii() else c for c in text)
+
+
+def safe_file_name(name):
+    """The rules of spec §7.8, in order; None when the name is refused."""
+    if len(name.encode()) > MAX_WIRE_NAME:
+        return None
+    base = re.split(r"[/\\]", name)[-1]
+    if len(base) >= 2 and base[0].isascii() and base[0].isalpha() and base[1] == ":":
+        base = base[2:]
+    out = "".join("_" if unicodedata.category(c) == "Cc" or c in ':*?"<>|' else c for c in base)
+    out = out.rstrip(" .").lstrip(" ")
+    if not out:
+        return None
+    if out.startswith("."):
+        out = "_" + out[1:]
+    stem = ascii_upper(out.split(".")[0])
+    device = stem in ("CON", "PRN", "AUX", "NUL") or (
+        len(stem.encode()) == 4 and stem[:3] in ("COM", "LPT") and stem[3] in "0123456789")
+    if device:
+        out = "_" + out
+    raw = out.encode()
+    if len(raw) > MAX_BASE_NAME:
+        dot = raw.rfind(b".")
+        ext = raw[dot:] if dot >= 0 and len(raw) - dot <= 16 else b""
+        cut = MAX_BASE_NAME - len(ext)
+        while raw[cut] & 0xC0 == 0x80:  # not a character boundary
+            cut -= 1
+        out = (raw[:cut] + ext).decode()
+    return out
 
 
 # ----- messages.json ---------------------------------------------------------------------------
@@ -1131,6 +1172,39 @@ def session_vectors():
         events=[offered0, {"event": "read", "id": 0, "offset": 0, "len": 2},
                 aborted(0, "receive", "credit-exceeded")],
         close=closed("local", "credit-exceeded"))
+    # File names (spec §7.8): the reduced name is computed by safe_file_name above.
+    hostile = [
+        ("report.pdf", "an ordinary name is kept"),
+        ("../../etc/passwd", "directories are dropped"),
+        ("C:\\Windows\\win.ini", "backslashes and the drive are dropped"),
+        ("D:evil", "a drive prefix without a separator"),
+        (".bashrc", "no hidden files"),
+        ("nul.txt", "a Windows device name gets a prefix"),
+        ("lpt9.log", "LPT and a digit"),
+        ("COM1", "COM and a digit, no extension"),
+        ("console.log", "not a device name"),
+        ("a\u0000b\u007fc", "control characters become _"),
+        ("what?<is>|this*.txt", "reserved characters become _"),
+        ("  spaced. . ", "spaces and dots trimmed"),
+        ("grüße 👋.txt", "Unicode is kept"),
+        ("é" * 300 + ".tar.gz", "cut to 255 bytes on a character boundary, extension kept"),
+        ("x" * 300 + ".averyveryverylongextension", "an extension over 16 bytes is not kept"),
+        ("dir/", "nothing after the last slash: refused"),
+        ("...", "only dots: refused"),
+        ("a" * 4097, "over 4096 bytes on the wire: refused"),
+    ]
+    for i, (name, why) in enumerate(hostile):
+        offer = E(msg("offer", id=2 * i, peer="", size=1, name=name, media_type=""))
+        reduced = safe_file_name(name)
+        if reduced is None:
+            add(f"file-name-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
+                reply=[of_type("reject", u64(2 * i) + u16(36))])
+        else:
+            add(f"file-name-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
+                [inp(offer)],
+                events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
+                         "size": 1, "media_type": ""}])
+
     empty_offer = E(msg("offer", id=0, peer="", size=0, name="empty", media_type=""))
     add("receive-empty-file", "size 0: credit 0, done at once, complete at once",
         "server", "server-open",
