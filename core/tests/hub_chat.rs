@@ -638,3 +638,23 @@ fn blobs_are_routed_like_text() {
     assert!(net.op.events.iter().any(|e| matches!(e,
         HubEvent::Blob { from, private: false, data, .. } if from == "alice" && &data[..] == b"all")));
 }
+
+#[test]
+fn a_timer_that_came_due_during_input_is_reported_due_not_postponed() {
+    let mut net = Net::with_defaults(20);
+    let a = net.join("alice");
+    let due = net.hub.poll_timeout().unwrap();
+    // The runtime handles a read that arrives after the deadline before its timer fires.
+    net.now = due + Duration::from_millis(500);
+    net.clients[a].session.send_text("", "late").unwrap();
+    net.settle();
+    assert!(
+        net.hub.poll_timeout().unwrap() <= net.now,
+        "the ping is due now"
+    );
+    let conn = net.clients[a].conn;
+    net.hub.handle_timeout(net.now);
+    assert!(net.hub.queued_output(conn) > 0, "the ping went out");
+    net.settle();
+    assert!(net.hub.poll_timeout().unwrap() > net.now);
+}

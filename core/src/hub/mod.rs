@@ -147,6 +147,8 @@ struct Conn {
     close_reported: bool,
     /// When the hub first saw the session closed.
     closed_at: Option<Instant>,
+    /// When [`Hub::handle_timeout`] last ran this session's timers.
+    timers_ran: Option<Instant>,
 }
 
 /// The server side of tidings as a pure state machine. See the [module docs](self).
@@ -219,6 +221,7 @@ impl Hub {
             gone: false,
             close_reported: false,
             closed_at: None,
+            timers_ran: None,
         };
         self.conns.insert(id, conn);
         self.refresh(id);
@@ -268,6 +271,7 @@ impl Hub {
                 c.close_reported = false;
             }
             c.session.handle_timeout(now);
+            c.timers_ran = Some(now);
             self.touch(id);
         }
         self.run();
@@ -299,8 +303,7 @@ impl Hub {
         // earlier than the filed entry (a handshake entry, then short heartbeats) must still
         // be filed, or a dead peer would be found only when the old entry fires.
         let filed = c.deadline;
-        if c
-            .session
+        if c.session
             .poll_timeout()
             .map_or(true, |t| t > self.now && filed.is_some_and(|d| d <= t))
         {
@@ -463,8 +466,12 @@ impl Hub {
         } else {
             match c.session.poll_timeout() {
                 Some(t) if t > now => Some(t),
-                // "Now" means output is queued, which hides the session's timers; the entry
-                // filed before (no later than those timers) still stands, or look again soon.
+                // A timer came due since the timers last ran (input was handled first): run
+                // it at once.
+                Some(t) if c.session.queued_output() == 0 && c.timers_ran != Some(now) => Some(t),
+                // "Now" with output queued hides the session's timers: the entry filed before
+                // (no later than those timers) still stands, or look again soon. (Also the
+                // fallback should a session report "now" right after its timers ran.)
                 Some(_) => Some(current.unwrap_or(now + BUSY_RECHECK)),
                 None => None,
             }
