@@ -738,7 +738,7 @@ fn session_vectors_whole_bytewise_and_split() {
 #[test]
 fn every_vector_file_has_unique_names_and_enough_vectors() {
     let mut total = 0;
-    for text in [MESSAGES, ERRORS, SESSION] {
+    for text in [MESSAGES, ERRORS, SESSION, HUB] {
         let doc = load(text);
         let vs = vectors(&doc);
         let mut names: Vec<_> = vs.iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -773,4 +773,96 @@ fn vector_files_are_what_the_generator_produces() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ----- hub.json -----------------------------------------------------------------------------
+
+const HUB: &str = include_str!("../../spec/vectors/hub.json");
+
+/// Runs a hub vector: a default hub, connections opened in the order the steps name them,
+/// every byte the hub sends collected per connection.
+fn run_hub_vector(v: &Value, split: Split) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::collections::{BTreeMap, HashMap};
+    use tidings_core::hub::{ConnId, Hub, HubConfig};
+
+    let now = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), now);
+    let mut conns: HashMap<String, ConnId> = HashMap::new();
+    let mut labels: HashMap<ConnId, String> = HashMap::new();
+    let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut rng = None;
+
+    let pump = |hub: &mut Hub,
+                out: &mut BTreeMap<String, Vec<u8>>,
+                labels: &HashMap<ConnId, String>| loop {
+        let mut moved = false;
+        while let Some(conn) = hub.poll_ready() {
+            while let Some(bytes) = hub.poll_transmit(conn) {
+                out.entry(labels[&conn].clone())
+                    .or_default()
+                    .extend_from_slice(&bytes);
+                moved = true;
+            }
+            if hub.is_finished(conn) {
+                hub.remove(conn);
+            }
+        }
+        while hub.poll_event().is_some() {
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    };
+
+    for step in v["steps"].as_array().unwrap() {
+        let label = step["conn"].as_str().unwrap().to_string();
+        let conn = *conns.entry(label.clone()).or_insert_with(|| {
+            let id = hub.connect(now);
+            labels.insert(id, label.clone());
+            out.entry(label.clone()).or_default();
+            id
+        });
+        if let Some(h) = step.get("input") {
+            for piece in pieces(&unhex(h.as_str().unwrap()), split, &mut rng) {
+                hub.handle_input(now, conn, &piece);
+                pump(&mut hub, &mut out, &labels);
+            }
+        } else if step.get("eof").is_some() {
+            hub.handle_eof(now, conn);
+            pump(&mut hub, &mut out, &labels);
+        } else {
+            panic!("unknown hub step {step}");
+        }
+    }
+    out
+}
+
+#[test]
+fn hub_vectors_whole_bytewise_and_split() {
+    let doc = load(HUB);
+    let mut count = 0;
+    for v in vectors(&doc) {
+        let expect = v["expect"].as_object().unwrap();
+        let mut first = None;
+        for split in splits() {
+            let got = run_hub_vector(v, split);
+            let got_conns: Vec<&String> = got.keys().collect();
+            let want_conns: Vec<&String> = expect.keys().collect();
+            assert_eq!(got_conns, want_conns, "{}: connections", v["name"]);
+            for (conn, want) in expect {
+                let name = json!(format!(
+                    "{} {split:?} conn {conn}",
+                    v["name"].as_str().unwrap()
+                ));
+                check_reply(&name, &got[conn], want.as_array().unwrap());
+            }
+            match &first {
+                None => first = Some(got),
+                Some(f) => assert_eq!(f, &got, "{} {split:?} differs from whole", v["name"]),
+            }
+        }
+        count += 1;
+    }
+    assert!(count >= 20);
 }

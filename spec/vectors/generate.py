@@ -1249,6 +1249,233 @@ def session_vectors():
     return v
 
 
+# ----- hub.json: routing through a server (spec §6.1–§6.4, §10) ------------------------------
+
+def hub_vectors():
+    """A default server (participant "server", no inbox) and scripted clients.
+
+    Every client is played by the vector: its bytes are given, and everything the server
+    sends to each client is expected, from its preamble on.
+    """
+    v = []
+    E = encode
+
+    class Script:
+        def __init__(self):
+            self.steps = []
+            self.expect = {}
+            self.online = []
+
+        def send(self, conn, *frames):
+            self.steps.append({"conn": conn, "input": b"".join(frames).hex()})
+
+        def eof(self, conn):
+            self.steps.append({"conn": conn, "eof": True})
+
+        def gets(self, conn, *items):
+            self.expect.setdefault(conn, []).extend(items)
+
+        def join(self, conn, name):
+            self.send(conn, preamble(), E(msg("hello", name=name, capabilities=3, max_frame=MiB)))
+            others = sorted(self.online, key=lambda n: n.lower())
+            welcome = dict(WELCOME_DEFAULT, name=name, online=others + [name])
+            self.gets(conn, exact(preamble(), "preamble v1"), exact(E(welcome), "welcome"))
+            for other_conn, other in list(self.conns.items()):
+                self.gets(other_conn, exact(E(msg("presence", kind="joined", name=name)),
+                                            f"presence: {name} joined"))
+            self.online.append(name)
+            self.conns[conn] = name
+
+        def refused(self, conn, name, code):
+            self.send(conn, preamble(), E(msg("hello", name=name, capabilities=3, max_frame=MiB)))
+            self.gets(conn, exact(preamble(), "preamble v1"), of_type("refused", u16(code)))
+
+    def add(name, description, build):
+        sc = Script()
+        sc.conns = {}
+        build(sc)
+        for c in sc.conns:
+            sc.expect.setdefault(c, [])
+        v.append({"name": name, "description": description, "steps": sc.steps,
+                  "expect": sc.expect})
+
+    def text(peer, body, private=False):
+        return E(msg("text", peer=peer, private=private, text=body))
+
+    def two(sc):
+        sc.join("a", "alice")
+        sc.join("b", "bob")
+
+    add("hub-join", "the first client is welcomed with itself online", lambda sc: sc.join("a", "alice"))
+    add("hub-presence", "a second client: welcome lists both, the first hears it joined", two)
+
+    def three(sc):
+        sc.join("c", "Carol")
+        sc.join("a", "alice")
+        sc.join("b", "bob")
+    add("hub-online-order", "the others sorted case-insensitively, the new client last", three)
+
+    def broadcast(sc):
+        two(sc)
+        sc.send("a", text("", "hi all"))
+        sc.gets("b", exact(text("alice", "hi all"), "text from alice, not private"))
+    add("hub-broadcast", "text to everyone reaches the others, stamped, not echoed", broadcast)
+
+    def private(sc):
+        two(sc)
+        sc.join("c", "carol")
+        sc.send("a", text("BOB", "psst"))
+        sc.gets("b", exact(text("alice", "psst", True), "private text from alice"))
+    add("hub-private", "text to a name (any case) reaches that client only, private", private)
+
+    def flag_ignored(sc):
+        two(sc)
+        sc.send("a", text("", "not private", True))
+        sc.gets("b", exact(text("alice", "not private"), "the private flag is the server's"))
+    add("hub-client-flag-ignored", "a client's private flag is not relayed", flag_ignored)
+
+    def spoof(sc):
+        two(sc)
+        sc.join("c", "carol")
+        # alice addresses carol but cannot make it look as if bob sent it.
+        sc.send("a", text("carol", "it is me, bob"))
+        sc.gets("c", exact(text("alice", "it is me, bob", True), "stamped with the true sender"))
+    add("hub-no-spoofing", "the peer field names the addressee; the server stamps the sender",
+        spoof)
+
+    def unknown(sc):
+        two(sc)
+        sc.send("a", text("dave", "anyone?"))
+        sc.send("a", E(msg("ping", nonce=5)))
+        sc.gets("a", error_reply("unknown-peer"), exact(E(msg("pong", nonce=5)), "pong"))
+    add("hub-unknown-peer", "an unknown addressee: a non-fatal error, the session goes on",
+        unknown)
+
+    def blob(sc):
+        two(sc)
+        sc.send("b", E(msg("blob", peer="alice", private=False, media_type="image/png",
+                           data="89504e47")))
+        sc.gets("a", exact(E(msg("blob", peer="bob", private=True, media_type="image/png",
+                                 data="89504e47")), "private blob from bob"))
+    add("hub-blob", "blobs are routed like text", blob)
+
+    def to_server(sc):
+        two(sc)
+        sc.send("a", text("server", "hello server"), text("SERVER", "again"))
+    add("hub-to-server-participant", "text to the server participant reaches no client",
+        to_server)
+
+    def peer_list(sc):
+        two(sc)
+        sc.send("b", E(msg("list-request")))
+        sc.gets("b", exact(E(msg("peer-list", names=["alice", "bob"])), "peer-list"))
+    add("hub-peer-list", "list-request: every registered client, sorted", peer_list)
+
+    def taken(sc):
+        sc.join("a", "alice")
+        sc.refused("b", "ALICE", CODES["name-taken"])
+    add("hub-name-taken", "names compare case-insensitively", taken)
+
+    def reserved(sc):
+        sc.refused("a", "Server", CODES["name-taken"])
+    add("hub-server-name-reserved", "the server participant's name is taken", reserved)
+
+    def invalid(sc):
+        sc.refused("a", "-alice", CODES["name-invalid"])
+        sc.refused("b", "a b", CODES["name-invalid"])
+        sc.refused("c", "x" * 33, CODES["name-invalid"])
+    add("hub-name-invalid", "names break the rules of spec §6.1", invalid)
+
+    def valid_names(sc):
+        sc.join("a", "Zoë_2")
+        sc.join("b", "日本")
+        sc.join("c", "x" * 32)
+    add("hub-name-valid", "letters of any script, digits, - _ . and 32 characters", valid_names)
+
+    def leaves(sc):
+        two(sc)
+        sc.send("b", E(msg("goodbye", code=0, reason="bye")))
+        sc.gets("a", exact(E(msg("presence", kind="left", name="bob")), "presence: bob left"))
+    add("hub-goodbye-presence", "a client that says goodbye is seen leaving", leaves)
+
+    def vanishes(sc):
+        two(sc)
+        sc.eof("b")
+        sc.gets("a", exact(E(msg("presence", kind="left", name="bob")), "presence: bob left"))
+    add("hub-eof-presence", "a client whose stream ends is seen leaving", vanishes)
+
+    def name_freed(sc):
+        two(sc)
+        sc.eof("b")
+        sc.gets("a", exact(E(msg("presence", kind="left", name="bob")), "presence: bob left"))
+        sc.online.remove("bob")
+        del sc.conns["b"]
+        sc.join("b2", "BOB")
+    add("hub-name-freed", "a name is free again once its client left", name_freed)
+
+    def relay(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
+                           media_type="text/plain")))
+        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
+                                 media_type="text/plain")), "offer id 1 from alice"))
+        sc.send("b", E(msg("accept", id=1, offset=0, credit=5)))
+        sc.gets("a", exact(E(msg("accept", id=0, offset=0, credit=5)), "accept id 0"))
+        sc.send("a", E(msg("chunk", id=0, offset=0, data=b"hello".hex())),
+                E(msg("done", id=0, sha256=sha(b"hello"))))
+        sc.gets("b", exact(E(msg("chunk", id=1, offset=0, data=b"hello".hex())), "chunk id 1"),
+                exact(E(msg("done", id=1, sha256=sha(b"hello"))), "done id 1, same digest"))
+        sc.send("b", E(msg("complete", id=1)))
+        sc.gets("a", exact(E(msg("complete", id=0)), "complete id 0"))
+    add("hub-relay-file", "a file relayed: two transfers, own ids, digest end to end", relay)
+
+    def relay_resume(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
+                           media_type="")))
+        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
+                                 media_type="")), "offer id 1 from alice"))
+        sc.send("b", E(msg("accept", id=1, offset=3, credit=0)))
+        sc.gets("a", exact(E(msg("accept", id=0, offset=3, credit=2)),
+                           "accept at the receiver's offset"))
+    add("hub-relay-resume", "the receiver's resume offset is passed back to the sender",
+        relay_resume)
+
+    def relay_reject(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
+        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
+                                 media_type="")), "offer id 1"))
+        sc.send("b", E(msg("reject", id=1, code=38, reason="no")))
+        sc.gets("a", of_type("reject", u64(0) + u16(38)))
+    add("hub-relay-reject", "the receiver's reject reaches the sender with its code",
+        relay_reject)
+
+    def relay_unknown(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="dave", size=5, name="x", media_type="")))
+        sc.gets("a", of_type("reject", u64(0) + u16(CODES["unknown-peer"])))
+    add("hub-relay-unknown-peer", "an offer to a name nobody has", relay_unknown)
+
+    def no_inbox(sc):
+        sc.join("a", "alice")
+        sc.send("a", E(msg("offer", id=0, peer="", size=5, name="x", media_type="")))
+        sc.gets("a", of_type("reject", u64(0) + u16(CODES["storage-failed"])))
+    add("hub-no-inbox", "an offer to a server without an inbox", no_inbox)
+
+    def relay_lost(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
+        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
+                                 media_type="")), "offer id 1"))
+        sc.eof("a")
+        sc.gets("b", of_type("cancel", u64(1) + u16(CODES["peer-lost"])),
+                exact(E(msg("presence", kind="left", name="alice")), "alice left"))
+    add("hub-relay-sender-lost", "the sender vanishes: the receiver's hop ends with peer-lost",
+        relay_lost)
+    return v
+
+
 def render(doc):
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -1275,14 +1502,16 @@ def main():
     mv = message_vectors()
     ev = error_vectors()
     sv = session_vectors()
+    hv = hub_vectors()
     self_check(mv, ev)
-    for vs in (mv, ev, sv):
+    for vs in (mv, ev, sv, hv):
         names = [x["name"] for x in vs]
         assert len(names) == len(set(names)), "vector names must be unique"
     docs = {
         "messages.json": dict(common, kind="messages", vectors=mv),
         "errors.json": dict(common, kind="errors", vectors=ev),
         "session.json": dict(common, kind="session", setups=SETUPS, vectors=sv),
+        "hub.json": dict(common, kind="hub", vectors=hv),
     }
     if "--check" in sys.argv[1:]:
         bad = [name for name, doc in docs.items() if stale(name, doc)]
@@ -1291,7 +1520,7 @@ def main():
         sys.exit(1 if bad else 0)
     for name, doc in docs.items():
         write(name, doc)
-    print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session vectors")
+    print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session, {len(hv)} hub vectors")
 
 
 if __name__ == "__main__":
