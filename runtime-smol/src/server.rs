@@ -51,6 +51,9 @@ type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 /// How long a shutdown waits for goodbyes to be flushed before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Most bytes a connection task takes from the hub ahead of its socket (one vectored write).
+const WRITE_BATCH: usize = 256 << 10;
+
 /// Operator events kept when nobody reads them; older ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
 
@@ -377,9 +380,16 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
     let mut wake = Box::pin(wake);
     loop {
         {
+            // Take bytes only as the socket accepts them: what stays in the hub is what its
+            // slow-consumer bound and relay window see (the hub's backpressure point).
             let mut host = state.host.borrow_mut();
-            while let Some(b) = host.hub().poll_transmit(id) {
+            let mut held: usize = out.iter().map(Bytes::len).sum();
+            while held < WRITE_BATCH || broken {
+                let Some(b) = host.hub().poll_transmit(id) else {
+                    break;
+                };
                 if !broken {
+                    held += b.len();
                     out.push(b);
                 }
             }

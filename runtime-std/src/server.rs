@@ -36,6 +36,9 @@ use crate::Error;
 /// How long a shutdown waits for goodbyes to be flushed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Most bytes a writer takes from the hub before writing them (one vectored write's worth).
+const WRITE_BATCH: usize = 256 << 10;
+
 /// Operator events kept when nobody reads them; newer ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
 
@@ -263,9 +266,16 @@ fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Rece
     let mut broken = false;
     loop {
         let finished = {
+            // Take bytes only as the socket accepts them: what stays in the hub is what its
+            // slow-consumer bound and relay window see (the hub's backpressure point).
             let mut inner = shared.inner.lock().unwrap();
-            while let Some(b) = inner.host.hub().poll_transmit(id) {
+            let mut held = 0;
+            while held < WRITE_BATCH || broken {
+                let Some(b) = inner.host.hub().poll_transmit(id) else {
+                    break;
+                };
                 if !broken {
+                    held += b.len();
                     out.push(b);
                 }
             }
