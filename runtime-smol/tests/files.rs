@@ -238,3 +238,88 @@ fn a_missing_file_fails_before_anything_is_sent() {
         assert!(matches!(err, tidings_smol::Error::File { .. }), "{err}");
     });
 }
+
+/// A receiver that accepts and then never reads again must not make the server buffer the
+/// file: the sender stalls after a few windows, and fails once the receiver is declared dead.
+#[test]
+fn a_stalled_receiver_stalls_the_sender_instead_of_filling_the_server() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    use tidings_core::session::{Config, Event, Session};
+    use tidings_core::transfer::TransferEvent;
+
+    let mut config = ServerConfig::default();
+    config.hub.session.heartbeat_interval = Duration::from_millis(500);
+    config.hub.session.heartbeat_timeout = Duration::from_secs(2);
+    let server = TestServer::start(config);
+    let src = TempDir::new();
+    let len = 64 << 20;
+    let path = src.path().join("flood.bin");
+    make_file(&path, len);
+
+    // The stalled receiver, driven by hand until it has accepted.
+    let mut b = Session::client(Config::default(), "b", Instant::now()).unwrap();
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    let flush = |s: &mut Session, raw: &mut std::net::TcpStream| {
+        while let Some(bytes) = s.poll_transmit() {
+            raw.write_all(&bytes).unwrap();
+        }
+    };
+    flush(&mut b, &mut raw);
+    let mut buf = vec![0u8; 4096];
+    let mut read_until = |b: &mut Session,
+                          raw: &mut std::net::TcpStream,
+                          pred: &mut dyn FnMut(&Event) -> bool| loop {
+        while let Some(ev) = b.poll_event() {
+            if pred(&ev) {
+                return ev;
+            }
+        }
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed");
+        b.handle_input(Instant::now(), &buf[..n]);
+        flush(b, raw);
+    };
+    read_until(&mut b, &mut raw, &mut |e| matches!(e, Event::Connected(_)));
+
+    smol::block_on(async {
+        let a = connect(server.addr, "a").await;
+        a.send_file("b", &path).await.unwrap();
+        let offered = read_until(&mut b, &mut raw, &mut |e| {
+            matches!(e, Event::Transfer(TransferEvent::Offered(_)))
+        });
+        let Event::Transfer(TransferEvent::Offered(offer)) = offered else {
+            unreachable!()
+        };
+        b.accept_offer(offer.id, 0).unwrap();
+        flush(&mut b, &mut raw);
+        // From here on b never reads again.
+        let mut sent = 0;
+        let failed = wait_for(&a, |e| {
+            if let ClientEvent::Progress(p) = e {
+                sent = sent.max(p.done);
+            }
+            matches!(e, ClientEvent::TransferFailed { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                failed,
+                ClientEvent::TransferFailed {
+                    code: ErrorCode::PeerLost,
+                    ..
+                }
+            ),
+            "{failed:?}"
+        );
+        eprintln!(
+            "the sender got {} KiB out before the receiver was declared dead",
+            sent >> 10
+        );
+        assert!(
+            sent < 20 << 20,
+            "{sent} bytes left the sender for a receiver that reads nothing"
+        );
+    });
+    drop(raw);
+}
