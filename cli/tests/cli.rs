@@ -163,11 +163,13 @@ fn serve_prints_its_address_and_a_port_in_use_is_one_line() {
 }
 
 #[test]
-fn send_and_recv_a_file_with_digest_confirmed() {
+fn send_and_recv_files_with_digest_confirmed() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("photo.jpg");
     make_file(&src, 3 << 20);
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"two files at once").unwrap();
     let out = dir.path().join("downloads");
     let recv = Proc::spawn(&[
         "--json",
@@ -179,7 +181,7 @@ fn send_and_recv_a_file_with_digest_confirmed() {
         "--out",
         out.to_str().unwrap(),
         "--count",
-        "1",
+        "2",
     ]);
     recv.expect_event("connected");
     let o = run(&[
@@ -191,14 +193,35 @@ fn send_and_recv_a_file_with_digest_confirmed() {
         "--server",
         &addr,
         src.to_str().unwrap(),
+        notes.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "send failed: {}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("confirmed sha256"), "{stdout}");
-    let received = recv.expect_event("received");
-    assert_eq!(received["path"], out.join("photo.jpg").to_str().unwrap());
+    assert_eq!(stdout.matches("confirmed sha256").count(), 2, "{stdout}");
+    let mut paths = vec![
+        recv.expect_event("received")["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        recv.expect_event("received")["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            out.join("notes.txt").to_str().unwrap(),
+            out.join("photo.jpg").to_str().unwrap()
+        ]
+    );
     assert!(recv.wait().success());
     assert!(std::fs::read(out.join("photo.jpg")).unwrap() == std::fs::read(&src).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).unwrap(),
+        b"two files at once"
+    );
 }
 
 #[test]
