@@ -287,3 +287,90 @@ fn several_relays_at_once_in_both_directions() {
     }
     assert!(net.hub.relay_buffered_peak() <= WINDOW);
 }
+
+/// Random sizes (empty files included), speeds and disruptions: every relay ends on both
+/// sides, consistently, and the hub keeps nothing afterwards.
+#[test]
+fn random_relays_end_consistently_on_both_sides() {
+    for seed in 1..=30u64 {
+        let mut net = pair(1000 + seed);
+        let size = match seed % 5 {
+            0 => 0,
+            1 => net.rng.below(1000) as usize,
+            _ => net.rng.below(3 << 20) as usize,
+        };
+        let file = net.rng.bytes(size);
+        if seed % 2 == 0 {
+            let rate = 1 + net.rng.below(128 << 10);
+            net.client("bob").write_rate = Some(rate);
+        }
+        let sent = net.offer("alice", "bob", "r.bin", file.clone());
+        let got = net.accept("bob", Vec::new());
+        // 0: undisturbed; 1: alice cancels; 2: bob cancels; 3: alice vanishes; 4: bob vanishes.
+        let disruption = net.rng.below(5);
+        let at = net.rng.below(40);
+        for tick in 0..100_000u64 {
+            let done = net.client("alice").finished.contains_key(&sent)
+                && net.client("bob").finished.contains_key(&got);
+            if done {
+                break;
+            }
+            if tick == at {
+                match disruption {
+                    1 => {
+                        let _ = net.client("alice").session.cancel_transfer(
+                            sent,
+                            ErrorCode::Cancelled,
+                            "a",
+                        );
+                    }
+                    2 => {
+                        let _ = net.client("bob").session.cancel_transfer(
+                            got,
+                            ErrorCode::Cancelled,
+                            "b",
+                        );
+                    }
+                    3 | 4 => {
+                        let who = if disruption == 3 { "alice" } else { "bob" };
+                        let c = net.client(who);
+                        c.frozen = true;
+                        // Its session is gone with the machine: record the loss for it.
+                        let id = if who == "alice" { sent } else { got };
+                        c.finished.entry(id).or_insert_with(|| {
+                            Err(tidings_core::transfer::TransferFailure {
+                                code: ErrorCode::PeerLost,
+                                reason: "vanished".into(),
+                                by_peer: false,
+                            })
+                        });
+                        let conn = c.conn;
+                        net.hub.handle_eof(net.now, conn);
+                    }
+                    _ => {}
+                }
+            }
+            net.tick();
+            net.advance(Duration::from_millis(1));
+            assert!(tick < 99_999, "seed {seed}: stuck");
+        }
+        let a = net.client("alice").finished[&sent].clone();
+        let b = net.client("bob").finished[&got].clone();
+        assert_eq!(a.is_ok(), b.is_ok(), "seed {seed}: {a:?} vs {b:?}");
+        if let Ok(d) = b {
+            assert_eq!(d, sha256(&file), "seed {seed}");
+            assert_eq!(
+                net.client("bob").receiving[&got],
+                file.to_vec(),
+                "seed {seed}"
+            );
+        } else if disruption == 3 {
+            assert_eq!(b.unwrap_err().code, ErrorCode::PeerLost, "seed {seed}");
+        } else if disruption == 4 {
+            assert_eq!(a.unwrap_err().code, ErrorCode::PeerLost, "seed {seed}");
+        }
+        assert_eq!(net.hub.relay_count(), 0, "seed {seed}");
+        assert_eq!(net.hub.relay_buffered(), 0, "seed {seed}");
+        assert!(net.hub.relay_buffered_peak() <= WINDOW, "seed {seed}");
+    }
+}
