@@ -658,3 +658,40 @@ fn a_timer_that_came_due_during_input_is_reported_due_not_postponed() {
     net.settle();
     assert!(net.hub.poll_timeout().unwrap() > net.now);
 }
+
+#[test]
+fn short_heartbeats_find_a_dead_peer_on_time_even_with_output_queued() {
+    let session = Config {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(600),
+        ..Config::default()
+    };
+    let mut net = Net::new(
+        HubConfig {
+            session,
+            ..HubConfig::default()
+        },
+        21,
+    );
+    let a = net.join("alice");
+    let b = net.join("bob");
+    let c = net.join("carol");
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.hub.peer_count(), 3, "short heartbeats keep everyone");
+    // Bob hangs with output waiting for him; carol hangs with nothing queued.
+    let bob_conn = net.clients[b].conn;
+    net.blocked.insert(bob_conn);
+    net.clients[b].frozen = true;
+    net.clients[c].frozen = true;
+    net.clients[a].session.send_text("", "anyone?").unwrap();
+    net.settle();
+    assert!(net.hub.queued_output(bob_conn) > 0);
+    net.advance(Duration::from_millis(500));
+    assert_eq!(net.hub.peer_count(), 3, "not yet");
+    net.advance(Duration::from_millis(400));
+    assert_eq!(
+        net.hub.who(),
+        vec![u("alice")],
+        "both found within the timeout + one beat"
+    );
+}

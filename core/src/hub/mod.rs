@@ -106,7 +106,7 @@ mod timers;
 mod types;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -117,11 +117,6 @@ use crate::wire::Utf8;
 use id_map::IdMap;
 use relay::Relays;
 use timers::Timers;
-
-/// While a connection has output waiting for its writer, the session reports its deadline
-/// as "now"; the hub then looks at the connection again after this long instead, so that a
-/// peer that stopped reading is still found dead by its heartbeat timeout.
-const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Most hub events kept for the operator. Chat seen by the server's participant is dropped
 /// beyond this (counted in [`Hub::dropped_events`]) rather than slowing every client.
@@ -149,6 +144,8 @@ struct Conn {
     closed_at: Option<Instant>,
     /// When [`Hub::handle_timeout`] last ran this session's timers.
     timers_ran: Option<Instant>,
+    /// When bytes last arrived (the session's receive timeout counts from here).
+    last_input: Instant,
 }
 
 /// The server side of tidings as a pure state machine. See the [module docs](self).
@@ -222,6 +219,7 @@ impl Hub {
             close_reported: false,
             closed_at: None,
             timers_ran: None,
+            last_input: now,
         };
         self.conns.insert(id, conn);
         self.refresh(id);
@@ -235,6 +233,9 @@ impl Hub {
             return;
         };
         c.session.handle_input(now, bytes);
+        if !bytes.is_empty() {
+            c.last_input = now;
+        }
         self.touch(conn);
         self.run();
     }
@@ -469,10 +470,17 @@ impl Hub {
                 // A timer came due since the timers last ran (input was handled first): run
                 // it at once.
                 Some(t) if c.session.queued_output() == 0 && c.timers_ran != Some(now) => Some(t),
-                // "Now" with output queued hides the session's timers: the entry filed before
-                // (no later than those timers) still stands, or look again soon. (Also the
-                // fallback should a session report "now" right after its timers ran.)
-                Some(_) => Some(current.unwrap_or(now + BUSY_RECHECK)),
+                // "Now" with output queued hides the session's timers (also the fallback
+                // should a session report "now" right after its timers ran).
+                Some(_) => {
+                    // While output is queued the session sends nothing new, so its timers are
+                    // no earlier than the next heartbeat interval or the receive timeout
+                    // counted from the last input; transfer deadlines were filed before.
+                    let hb = &self.config.session;
+                    let bound =
+                        (now + hb.heartbeat_interval).min(c.last_input + hb.heartbeat_timeout);
+                    Some(current.map_or(bound, |t| t.min(bound)))
+                }
                 None => None,
             }
         };
@@ -529,7 +537,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::timers::Timers;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     #[test]
     fn timers_give_the_earliest_and_take_expired_in_order() {
