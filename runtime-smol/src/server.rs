@@ -141,6 +141,7 @@ impl Server {
             disk_wake,
             gone_wake,
             armed: Cell::new(None),
+            read_buf: RefCell::new(vec![0u8; 64 << 10]),
             events: self.events,
         });
         let listener = self.listener;
@@ -278,6 +279,10 @@ struct State {
     gone_wake: Sender<()>,
     /// The deadline the timer task sleeps until.
     armed: Cell<Option<Instant>>,
+    /// One read buffer for every connection: a task reads into it and hands the bytes to the
+    /// hub before it yields, so with one thread nobody else can touch it in between (and ten
+    /// thousand idle connections do not each hold 64 KiB).
+    read_buf: RefCell<Vec<u8>>,
     events: Sender<ServerEvent>,
 }
 
@@ -373,7 +378,6 @@ enum Wake {
 
 async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
     let mut out: Vec<Bytes> = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
     let mut broken = false;
     let mut read_done = false;
     // Polled as a stream, so its listener survives between polls (no allocation per wait).
@@ -408,7 +412,8 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
                 }
             }
             if reading {
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                let mut buf = state.read_buf.borrow_mut();
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
             }
@@ -425,7 +430,7 @@ async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Re
                     .host
                     .borrow_mut()
                     .hub()
-                    .handle_input(now, id, &buf[..n])
+                    .handle_input(now, id, &state.read_buf.borrow()[..n])
             }
             Wake::Read(_) => {
                 read_done = true;
