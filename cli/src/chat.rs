@@ -60,6 +60,7 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
             }
             Outcome::Final(e) => return Err(e),
             Outcome::Lost(why) => {
+                tracing::info!(%why, "connection lost");
                 out.event(
                     "reconnecting",
                     format_args!(

@@ -37,6 +37,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::from_runtime(e, &args.listen))?;
     let addr = server.local_addr();
+    tracing::info!(%addr, inbox = ?args.inbox, "listening");
     out.event(
         "listening",
         format_args!("listening on {addr} as {}", args.name),
@@ -178,6 +179,7 @@ fn operator_console(handle: ServerHandle) {
         if line.is_empty() {
             continue;
         }
+        tracing::debug!(%line, "operator command");
         if let Some(reply) = smol::block_on(operator_command(&handle, line)) {
             eprintln!("{reply}");
         }

@@ -13,9 +13,11 @@ use crate::{Conn, RecvArgs, SayArgs, SendArgs};
 /// Connects and shows the welcome.
 pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result<Client, CliError> {
     let addr = crate::shown_addr(&conn.server);
+    tracing::debug!(server = %addr, name = %conn.name, "connecting");
     let client = Client::connect(conn.server.as_str(), &conn.name, config)
         .await
         .map_err(|e| CliError::from_runtime(e, &addr))?;
+    tracing::debug!(peer = %client.peer_addr(), "connected");
     show(
         out,
         &ClientEvent::Connected {
@@ -48,6 +50,7 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             .send_file(&args.to, path)
             .await
             .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+        tracing::debug!(id, path = %path.display(), to = %args.to, "offered");
         pending.insert(id, path.clone());
     }
     let mut failures: Vec<(ErrorCode, String)> = Vec::new();
