@@ -129,6 +129,9 @@ impl Server {
 
     /// Accepts and serves connections until [`ServerHandle::shutdown`]; then every client is
     /// told goodbye, output is flushed (for at most 5 s) and the future completes.
+    ///
+    /// The future is not `Send` (everything runs on the thread that polls it): drive it with
+    /// `smol::block_on` on a thread of its own, and control it through [`Server::handle`].
     pub async fn run(self) -> Result<(), Error> {
         let ex = Rc::new(LocalExecutor::new());
         let (timer_wake, timer_rx) = async_channel::bounded(1);
