@@ -9,8 +9,10 @@ mod hub_sim;
 
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use hub_sim::{sha256, Net};
-use tidings_core::hub::{HubConfig, HubEvent};
+use tidings_core::hub::{ConnId, Hub, HubConfig, HubEvent};
+use tidings_core::wire::{Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
 
 fn room(n: usize, seed: u64) -> Net {
     let mut net = Net::new(
@@ -74,48 +76,9 @@ fn timers_of_many_quiet_connections_stay_in_step() {
     assert!(net.hub.poll_timeout().unwrap() > net.now);
 }
 
-#[test]
-#[ignore = "measurement; run in release with --nocapture"]
-fn measure_fan_out_and_joins() {
-    for n in [1_000, 10_000] {
-        let t = Instant::now();
-        let mut net = room(n, 3);
-        let join = t.elapsed();
-
-        // One broadcast to everyone, hub side only: time from input to all output queued.
-        net.clients[0].session.send_text("", "hello, room").unwrap();
-        let bytes = net.clients[0].session.poll_transmit().unwrap();
-        let conn = net.clients[0].conn;
-        let t = Instant::now();
-        net.hub.handle_input(net.now, conn, &bytes);
-        let fan_out = t.elapsed();
-        net.settle();
-        assert!(net.clients[n - 1].texts().len() == 1);
-
-        // poll_timeout with n connections.
-        let t = Instant::now();
-        let mut sink = 0u64;
-        for _ in 0..1_000_000 {
-            sink += net.hub.poll_timeout().is_some() as u64;
-        }
-        let poll = t.elapsed();
-        assert_eq!(sink, 1_000_000);
-        println!(
-            "n={n}: {n} joins (simulated clients included) {:.2?}; one broadcast fanned out to {} in {:.2?} ({:.0} deliveries/s); poll_timeout {:.1} ns/call",
-            join,
-            n - 1,
-            fan_out,
-            (n - 1) as f64 / fan_out.as_secs_f64(),
-            poll.as_nanos() as f64 / 1e6,
-        );
-    }
-}
-
-/// Joins `n` clients straight into a hub (hand-written hellos, output drained and dropped),
-/// so only the hub's own work is timed.
-fn hub_only_joins(n: usize) -> Duration {
-    use tidings_core::hub::Hub;
-    use tidings_core::wire::{Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
+/// A hub with `n` peers joined by hand-written hellos (output drained and dropped), so only
+/// the hub's own work is timed. Returns the hub, the connections and the time the joins took.
+fn hub_only_room(n: usize) -> (Hub, Vec<ConnId>, Duration) {
     let now = Instant::now();
     let mut hub = Hub::new(
         HubConfig {
@@ -126,9 +89,10 @@ fn hub_only_joins(n: usize) -> Duration {
     );
     let t = Instant::now();
     let mut bytes = 0usize;
+    let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let conn = hub.connect(now);
-        let mut hello = bytes::BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
+        let mut hello = BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
         Message::Hello(Hello {
             name: Utf8::from(format!("p{i}")),
             capabilities: 0,
@@ -136,27 +100,100 @@ fn hub_only_joins(n: usize) -> Duration {
         })
         .encode(&mut hello);
         hub.handle_input(now, conn, &hello);
-        while let Some(c) = hub.poll_ready() {
-            while let Some(b) = hub.poll_transmit(c) {
-                bytes += b.len();
-            }
-        }
+        bytes += drain(&mut hub);
+        conns.push(conn);
     }
     assert_eq!(hub.peer_count(), n);
     assert!(bytes > n * n / 2 * 8, "presence went out to everyone");
-    t.elapsed()
+    (hub, conns, t.elapsed())
+}
+
+/// Takes every byte the hub has for any connection, as writers with fast sockets would.
+fn drain(hub: &mut Hub) -> usize {
+    let mut bytes = 0;
+    while let Some(c) = hub.poll_ready() {
+        while let Some(b) = hub.poll_transmit(c) {
+            bytes += b.len();
+        }
+    }
+    bytes
+}
+
+fn text_frame(to: &str, text: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    Message::Text {
+        peer: Utf8::from(to),
+        private: false,
+        text: Utf8::from(text),
+    }
+    .encode(&mut out);
+    out
 }
 
 #[test]
 #[ignore = "measurement; run in release with --nocapture"]
-fn measure_hub_only_joins() {
+fn measure_hub_only_joins_fan_out_and_routing() {
     for n in [1_000, 10_000] {
-        let took = hub_only_joins(n);
-        let deliveries = n * (n - 1) / 2;
+        let (mut hub, conns, took) = hub_only_room(n);
+        let now = Instant::now();
+        let presence = n * (n - 1) / 2;
         println!(
-            "hub alone: {n} joins in {took:.2?} ({deliveries} presence frames, {:.0} ns each incl. welcome lists)",
-            took.as_nanos() as f64 / deliveries as f64
+            "n={n}: {n} joins in {took:.2?} ({presence} presence frames and {n} welcome lists: {:.0} ns per presence frame)",
+            took.as_nanos() as f64 / presence as f64
         );
+
+        // Broadcasts: from input until every recipient's bytes are taken.
+        let rounds = 20;
+        let t = Instant::now();
+        for r in 0..rounds {
+            let frame = text_frame("", "hello, room");
+            hub.handle_input(now, conns[r % n], &frame);
+            drain(&mut hub);
+        }
+        let took = t.elapsed();
+        let deliveries = rounds * (n - 1);
+        println!(
+            "n={n}: {rounds} broadcasts to {} peers each in {took:.2?}: {:.2} M deliveries/s (queued and taken)",
+            n - 1,
+            deliveries as f64 / took.as_secs_f64() / 1e6
+        );
+
+        // Private messages between pseudo-random pairs.
+        let count = 200_000;
+        let mut x = 12345u64;
+        let frames: Vec<(ConnId, BytesMut)> = (0..count)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let from = conns[(x >> 33) as usize % n];
+                let to = (x >> 13) as usize % n;
+                (from, text_frame(&format!("p{to}"), "psst"))
+            })
+            .collect();
+        let t = Instant::now();
+        for (from, frame) in &frames {
+            hub.handle_input(now, *from, frame);
+            drain(&mut hub);
+        }
+        let took = t.elapsed();
+        println!(
+            "n={n}: {count} private messages routed in {took:.2?}: {:.2} M msgs/s",
+            count as f64 / took.as_secs_f64() / 1e6
+        );
+
+        // The timer query a runtime makes after every input.
+        let t = Instant::now();
+        let mut sink = 0u64;
+        for _ in 0..1_000_000 {
+            sink += hub.poll_timeout().is_some() as u64;
+        }
+        assert_eq!(sink, 1_000_000);
+        println!(
+            "n={n}: poll_timeout {:.1} ns/call",
+            t.elapsed().as_nanos() as f64 / 1e6
+        );
+        assert_eq!(hub.peer_count(), n, "nobody was dropped");
     }
 }
 
