@@ -374,3 +374,65 @@ fn random_relays_end_consistently_on_both_sides() {
         assert!(net.hub.relay_buffered_peak() <= WINDOW, "seed {seed}");
     }
 }
+
+#[test]
+fn a_receiver_with_too_many_transfers_makes_further_offers_fail_with_limit_exceeded() {
+    let mut net = Net::with_defaults(12);
+    for n in ["a", "c", "bob"] {
+        net.join(n);
+    }
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        for from in ["a", "c"] {
+            let id = net.offer(
+                from,
+                "bob",
+                &format!("{from}{i}"),
+                bytes::Bytes::from_static(b"x"),
+            );
+            sent.push((from, id));
+        }
+    }
+    // Bob's connection carries at most 32 transfers (the session default): 8 offers fail.
+    let limited = sent
+        .iter()
+        .filter(|(from, id)| {
+            matches!(net.client(from).finished.get(id),
+                Some(Err(f)) if f.code == ErrorCode::LimitExceeded)
+        })
+        .count();
+    assert_eq!(limited, 8);
+    assert_eq!(net.client("bob").offers.len(), 32);
+    assert_eq!(net.hub.relay_count(), 32);
+}
+
+#[test]
+fn hostile_bytes_close_only_their_own_connection() {
+    let mut net = pair(13);
+    for i in 0..40u64 {
+        let conn = net.raw_connect();
+        let len = 1 + net.rng.below(3000) as usize;
+        let garbage = net.rng.bytes(len);
+        if i % 2 == 0 {
+            // Some start properly and turn hostile after the hello.
+            let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
+                name: format!("h{i}").as_str().into(),
+                capabilities: 0,
+                max_frame: tidings_core::wire::DEFAULT_MAX_FRAME,
+            });
+            net.raw_send(conn, true, &[hello]);
+        }
+        net.hub.handle_input(net.now, conn, &garbage);
+        net.settle();
+        net.hub.handle_eof(net.now, conn);
+        net.settle();
+        assert!(net.hub.is_finished(conn), "hostile connection {i} ends");
+    }
+    assert_eq!(net.hub.who().len(), 2);
+    net.client("alice")
+        .session
+        .send_text("bob", "still here")
+        .unwrap();
+    net.settle();
+    assert_eq!(net.client("bob").texts().last().unwrap().2, "still here");
+}
