@@ -243,10 +243,35 @@ impl Net {
             self.max_relay_seen = self.max_relay_seen.max(self.hub.relay_buffered_max());
             assert!(self.hub.relay_buffered_peak() >= self.max_relay_seen);
             if !moved {
+                self.check_no_lost_wakeups();
                 return;
             }
         }
         panic!("the simulation does not settle");
+    }
+
+    /// Writers are woken only through `poll_ready`: if output is left in the hub for a
+    /// connection whose socket takes bytes, a wake-up was lost.
+    fn check_no_lost_wakeups(&self) {
+        for c in &self.clients {
+            if !c.removed && !self.blocked.contains(&c.conn) {
+                assert_eq!(
+                    self.hub.queued_output(c.conn),
+                    0,
+                    "{}: output never announced",
+                    c.name
+                );
+            }
+        }
+        for &conn in self.raw_out.keys() {
+            if !self.blocked.contains(&conn) {
+                assert_eq!(
+                    self.hub.queued_output(conn),
+                    0,
+                    "raw {conn}: output never announced"
+                );
+            }
+        }
     }
 
     fn clients_to_hub(&mut self) -> bool {
