@@ -35,8 +35,10 @@
 //!      grows with a stalled reader, and a relayed file flows into that buffer whole).
 //!   2. [`Hub::poll_event`] until `None`: what happened, for the operator and the server's
 //!      participant (file reads and writes of the server's own transfers included).
-//!   3. [`Hub::poll_timeout`]: the one timer to arm, for all connections together. It is
-//!      `now` while hub events are waiting to be polled.
+//!   3. [`Hub::poll_timeout`]: the one timer to arm, for all connections together, found in
+//!      O(log n). It is `now` while hub events are waiting to be polled. It may come earlier
+//!      than strictly needed (entries are moved lazily, and a firing with nothing due costs
+//!      little), never later: a dead peer is found at its heartbeat timeout.
 //!
 //! Connection ids that are no longer known (removed) are ignored by every method, so a
 //! runtime may race a close against a late read without harm.
