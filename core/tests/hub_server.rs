@@ -181,3 +181,43 @@ fn commands_on_handles_that_are_not_the_servers_are_refused() {
     }
     assert_eq!(net.hub.relay_count(), 1);
 }
+
+#[test]
+fn the_inbox_resumes_a_kept_partial_file() {
+    let mut net = with_inbox(9);
+    net.op.accept_offers = false;
+    net.join("alice");
+    let file = net.rng.bytes(1_500_000);
+    let sent = net.offer("alice", "", "big.bin", file.clone());
+    let h = net
+        .op
+        .events
+        .iter()
+        .find_map(|e| match e {
+            HubEvent::Transfer {
+                handle,
+                event: TransferEvent::Offered(_),
+                ..
+            } => Some(*handle),
+            _ => None,
+        })
+        .unwrap();
+    // The server kept 600 000 bytes from an earlier attempt.
+    net.op.inbox.insert(h, file[..600_000].to_vec());
+    net.hub.accept_offer(h, 600_000).unwrap();
+    net.settle();
+    assert_eq!(net.op.finished[&h], Ok(sha256(&file)));
+    assert_eq!(net.op.inbox[&h], file.to_vec());
+    assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
+    // Alice was asked only for the rest.
+    let resumed = net.client("alice").events.iter().any(|e| {
+        matches!(
+            e,
+            tidings_core::session::Event::Transfer(TransferEvent::Accepted {
+                offset: 600_000,
+                ..
+            })
+        )
+    });
+    assert!(resumed);
+}

@@ -393,7 +393,11 @@ impl Net {
             match event.clone() {
                 TransferEvent::Read { offset, len, .. } => {
                     let at = offset as usize;
-                    let data = self.op.sending[&h].slice(at..at + len);
+                    let data = match self.op.sending.get(&h) {
+                        Some(file) => file.slice(at..at + len),
+                        // Resuming into the inbox: the kept bytes are read once for the digest.
+                        None => Bytes::copy_from_slice(&self.op.inbox[&h][at..at + len]),
+                    };
                     self.hub.provide_data(h, offset, data).unwrap();
                 }
                 TransferEvent::Data { offset, data, .. } => {
