@@ -436,3 +436,45 @@ fn hostile_bytes_close_only_their_own_connection() {
     net.settle();
     assert_eq!(net.client("bob").texts().last().unwrap().2, "still here");
 }
+
+#[test]
+fn a_crawling_receiver_keeps_both_hops_alive_past_the_stall_timeout() {
+    let mut net = pair(14);
+    let file = net.rng.bytes(3 << 20);
+    net.client("bob").write_rate = Some(64 << 10);
+    let sent = net.offer("alice", "bob", "f", file.clone());
+    let got = net.accept("bob", Vec::new());
+    for _ in 0..5 {
+        net.tick();
+    }
+    // Bob's disk crawls at 1 KiB/s for 100 s (the stall timeout is 60 s, and the hub's queue
+    // is full all along): keepalive credits keep both hops alive.
+    net.client("bob").write_rate = Some(1024);
+    for _ in 0..100 {
+        net.advance(Duration::from_secs(1));
+        net.tick();
+    }
+    let (b, a) = (
+        net.client("bob").finished.get(&got).cloned(),
+        net.client("alice").finished.get(&sent).cloned(),
+    );
+    assert!(b.is_none(), "nothing ended: bob {b:?} alice {a:?}");
+    assert!(!net.client("alice").finished.contains_key(&sent));
+    assert!(net.hub.relay_buffered_peak() <= WINDOW);
+    net.client("bob").write_rate = None;
+    net.tick();
+    net.settle();
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
+}
+
+#[test]
+fn a_relay_whose_receiver_never_answers_the_offer_times_out_on_both_hops() {
+    let mut net = pair(15);
+    let sent = net.offer("alice", "bob", "f", bytes::Bytes::from_static(b"data"));
+    // Bob never answers: the offer timeout (120 s) ends it, and alice hears of it.
+    net.advance(Duration::from_secs(125));
+    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::TransferTimeout);
+    assert_eq!(net.hub.relay_count(), 0);
+}
