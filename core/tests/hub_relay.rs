@@ -478,3 +478,17 @@ fn a_relay_whose_receiver_never_answers_the_offer_times_out_on_both_hops() {
     assert_eq!(failure.code, ErrorCode::TransferTimeout);
     assert_eq!(net.hub.relay_count(), 0);
 }
+
+#[test]
+fn a_client_can_relay_a_file_to_itself() {
+    let mut net = pair(16);
+    let file = net.rng.bytes(300_000);
+    let sent = net.offer("alice", "ALICE", "me.bin", file.clone());
+    let offer = net.client("alice").offers.last().cloned().unwrap();
+    assert_eq!(offer.peer, "alice");
+    let got = net.accept("alice", Vec::new());
+    net.settle();
+    assert_eq!(net.client("alice").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").receiving[&got], file.to_vec());
+}
