@@ -112,8 +112,9 @@ impl Hub {
     }
 
     /// Says goodbye (`shutdown`, `reason`) to every client. Connections still in their
-    /// handshake are refused with `shutdown` when their hello arrives, and so is any
-    /// connection accepted afterwards.
+    /// handshake are refused with `shutdown` when their hello arrives (or end at the
+    /// handshake timeout), and so is any connection accepted afterwards. A runtime that
+    /// exits waits until every connection [`Hub::is_finished`], or gives up and drops them.
     pub fn shutdown(&mut self, reason: &str) {
         self.shutting_down = true;
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
