@@ -539,7 +539,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::timers::Timers;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn timers_give_the_earliest_and_take_expired_in_order() {
