@@ -74,18 +74,33 @@ enum Command {
     /// everyone, or `/msg NAME text`, `/who`, `/kick NAME`, `/send NAME PATH`, `/quit`.
     /// Ctrl-C, SIGTERM, /quit or the end of input shut down gracefully: every client is told
     /// goodbye first.
+    #[command(
+        after_help = "Examples:\n  tidings serve\n  tidings serve --listen 0.0.0.0:9988 --name lobby --inbox ./inbox\n  tidings --json serve --listen 127.0.0.1:0   # port 0: any free port, printed"
+    )]
     Serve(ServeArgs),
     /// Chat interactively: a line goes to everyone.
     ///
     /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
     /// `/quit`. Offers wait for /accept unless --accept-files is given. A lost connection is
     /// re-established with backoff.
+    #[command(
+        after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
+    )]
     Chat(ChatArgs),
     /// Send files to a peer; exits 0 only when every file arrived with its digest confirmed.
+    #[command(
+        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to server notes.txt   # into the server's --inbox"
+    )]
     Send(SendArgs),
     /// Receive files into a folder (resuming kept partial files, never overwriting).
+    #[command(
+        after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext)."
+    )]
     Recv(RecvArgs),
     /// Say one message (to everyone, or privately with --to) and exit.
+    #[command(
+        after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\""
+    )]
     Say(SayArgs),
 }
 

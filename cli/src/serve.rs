@@ -121,25 +121,27 @@ fn show(out: &mut Out, ev: ServerEvent) {
             handle,
             direction,
             peer,
+            name,
+            size: len,
             offset,
-        } => out.event(
-            "started",
-            format_args!(
-                "transfer {} {} {peer}{}",
-                handle.id,
-                match direction {
-                    tidings_smol::Direction::Send => "to",
-                    tidings_smol::Direction::Receive => "from",
-                },
-                if offset > 0 {
-                    format!(", resuming at {}", size(offset))
-                } else {
-                    String::new()
-                }
-            ),
-            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "offset": offset,
-                   "direction": format!("{direction:?}").to_lowercase()}),
-        ),
+        } => {
+            let (verb, prep) = match direction {
+                tidings_smol::Direction::Send => ("sending", "to"),
+                tidings_smol::Direction::Receive => ("receiving", "from"),
+            };
+            let resume = if offset > 0 {
+                format!(", resuming at {}", size(offset))
+            } else {
+                String::new()
+            };
+            out.event(
+                "started",
+                format_args!("{verb} {name} ({}) {prep} {peer}{resume}", size(len)),
+                json!({"conn": handle.conn, "id": handle.id, "peer": peer, "name": name,
+                       "size": len, "offset": offset,
+                       "direction": format!("{direction:?}").to_lowercase()}),
+            )
+        }
         ServerEvent::Progress {
             handle, progress, ..
         } => {

@@ -8,7 +8,7 @@
 //! [`Host::next_job`] one after another (off any async executor) reporting each with
 //! [`Host::job_done`], and delivers [`Host::poll_event`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -73,6 +73,10 @@ pub enum ServerEvent {
         direction: Direction,
         /// The client at the other end.
         peer: String,
+        /// File name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
         /// First byte moved now (non-zero: resumed).
         offset: u64,
     },
@@ -136,6 +140,8 @@ pub struct Host {
     files: Files<FileHandle>,
     events: VecDeque<ServerEvent>,
     jobs: VecDeque<(Ticket, DiskJob)>,
+    /// Name and size of each transfer of the server, for the operator's events.
+    info: HashMap<FileHandle, (String, u64)>,
 }
 
 impl Host {
@@ -147,6 +153,7 @@ impl Host {
             files: Files::new(config.inbox),
             events: VecDeque::new(),
             jobs: VecDeque::new(),
+            info: HashMap::new(),
         }
     }
 
@@ -163,6 +170,7 @@ impl Host {
     /// Offers an opened file from the server to the client `to`.
     pub fn send_file(&mut self, to: &str, source: Source) -> Result<FileHandle, HubError> {
         let handle = self.hub.offer_file(to, &source.name, source.size, "")?;
+        self.info.insert(handle, (source.name.clone(), source.size));
         self.files.add_source(handle, source);
         Ok(handle)
     }
@@ -275,12 +283,15 @@ impl Host {
         };
         match event {
             TransferEvent::Offered(offer) => {
+                self.info.insert(handle, (offer.name.clone(), offer.size));
                 match self.files.start_download(handle, &offer.name, offer.size) {
                     Ok(offset) => match self.hub.accept_offer(handle, offset) {
                         Ok(()) => Some(ServerEvent::Started {
                             handle,
                             direction: Direction::Receive,
                             peer,
+                            name: offer.name,
+                            size: offer.size,
                             offset,
                         }),
                         Err(_) => {
@@ -294,12 +305,17 @@ impl Host {
                     }
                 }
             }
-            TransferEvent::Accepted { offset, .. } => Some(ServerEvent::Started {
-                handle,
-                direction: Direction::Send,
-                peer,
-                offset,
-            }),
+            TransferEvent::Accepted { offset, .. } => {
+                let (name, size) = self.info.get(&handle).cloned().unwrap_or_default();
+                Some(ServerEvent::Started {
+                    handle,
+                    direction: Direction::Send,
+                    peer,
+                    name,
+                    size,
+                    offset,
+                })
+            }
             TransferEvent::Read { offset, len, .. } => {
                 match self.files.read_job(handle, offset, len) {
                     Some(job) => self.jobs.push_back((ticket(JobKind::Read { offset }), job)),
@@ -326,28 +342,46 @@ impl Host {
             TransferEvent::SenderDone { .. } => None,
             TransferEvent::Finished {
                 direction, result, ..
-            } => match result {
-                Ok(_) => {
-                    let job = self.files.finish_ok(handle);
-                    match (direction, job) {
-                        (Direction::Receive, Some(job)) => {
-                            self.jobs.push_back((ticket(JobKind::Finalize), job));
-                            None
-                        }
-                        _ => Some(ServerEvent::Sent { handle, peer }),
+            } => {
+                self.info.remove(&handle);
+                self.on_finished(handle, peer, direction, result)
+            }
+        }
+    }
+
+    fn on_finished(
+        &mut self,
+        handle: FileHandle,
+        peer: String,
+        direction: Direction,
+        result: Result<[u8; 32], tidings_core::transfer::TransferFailure>,
+    ) -> Option<ServerEvent> {
+        let ticket = |kind| Ticket {
+            handle,
+            peer: peer.clone(),
+            kind,
+        };
+        match result {
+            Ok(_) => {
+                let job = self.files.finish_ok(handle);
+                match (direction, job) {
+                    (Direction::Receive, Some(job)) => {
+                        self.jobs.push_back((ticket(JobKind::Finalize), job));
+                        None
                     }
+                    _ => Some(ServerEvent::Sent { handle, peer }),
                 }
-                Err(f) => {
-                    self.files
-                        .finish_failed(handle, f.code == ErrorCode::DigestMismatch);
-                    Some(ServerEvent::TransferFailed {
-                        handle,
-                        peer,
-                        code: f.code,
-                        reason: f.reason.to_string(),
-                    })
-                }
-            },
+            }
+            Err(f) => {
+                self.files
+                    .finish_failed(handle, f.code == ErrorCode::DigestMismatch);
+                Some(ServerEvent::TransferFailed {
+                    handle,
+                    peer,
+                    code: f.code,
+                    reason: f.reason.to_string(),
+                })
+            }
         }
     }
 }
