@@ -701,16 +701,16 @@ def session_vectors():
         "server", None, [inp(P[:5])])
     add("server-http-request", "an HTTP request line is rejected at its first byte",
         "server", None, [inp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")],
-        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+        reply=[exact(P, "preamble v1"), error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
     add("server-tls-hello", "a TLS ClientHello is not a preamble",
         "server", None, [inp(bytes.fromhex("160301020001"))],
-        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+        reply=[exact(P, "preamble v1"), error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
     add("server-bad-magic-late", "the fourth magic byte is wrong",
         "server", None, [inp(b"\x89TDX")],
-        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+        reply=[exact(P, "preamble v1"), error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
     add("server-lf-mangled", "CR LF turned into LF by a text-mode transfer",
         "server", None, [inp(b"\x89TDG\n\x1a\x01")],
-        reply=[error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
+        reply=[exact(P, "preamble v1"), error_reply("bad-preamble")], close=closed("local", "bad-preamble"))
     add("server-version-2", "a newer client: the server still sends its own preamble, then "
         "unsupported-version", "server", None, [inp(preamble(2), HELLO)],
         reply=[exact(P, "preamble v1"), error_reply("unsupported-version")],
@@ -729,7 +729,7 @@ def session_vectors():
         "server", None, [{"eof": True}], close=closed("stream", "truncated"))
     add("server-eof-in-preamble", "the stream ends inside the preamble",
         "server", None, [inp(P[:3]), {"eof": True}],
-        reply=[of_type("goodbye", u16(CODES["truncated"]))], close=closed("local", "truncated"))
+        reply=[exact(P, "preamble v1"), of_type("goodbye", u16(CODES["truncated"]))], close=closed("local", "truncated"))
 
     # --- handshake (spec §6.1, §9) ---
     add("server-hello-16mib", "a client that accepts 16 MiB frames",

@@ -147,6 +147,7 @@ pub struct Session {
     handshake_deadline: Option<Instant>,
     pings_sent: u64,
     name: Option<Utf8>,
+    preamble_sent: bool,
 }
 
 impl Session {
@@ -154,7 +155,7 @@ impl Session {
     pub fn client(config: Config, name: &str, now: Instant) -> Result<Session, NameError> {
         validate_name(name)?;
         let mut s = Session::new(Role::Client, config, now);
-        s.control.push_raw(&Preamble::CURRENT.to_bytes());
+        s.send_preamble();
         s.queue(&Message::Hello(Hello {
             name: Utf8::from(name),
             capabilities: s.config.capabilities,
@@ -189,6 +190,7 @@ impl Session {
             handshake_deadline: Some(now + config.handshake_timeout),
             pings_sent: 0,
             name: None,
+            preamble_sent: false,
             config,
         }
     }
@@ -450,7 +452,18 @@ impl Session {
         )
     }
 
+    /// Queues our preamble once. A client sends it at creation; a server answers the
+    /// client's, or sends it in front of the error that explains why it is closing early, so
+    /// that a peer always sees a well-formed stream.
+    fn send_preamble(&mut self) {
+        if !self.preamble_sent {
+            self.preamble_sent = true;
+            self.control.push_raw(&Preamble::CURRENT.to_bytes());
+        }
+    }
+
     fn queue(&mut self, msg: &Message) {
+        self.send_preamble();
         self.control.push(msg);
         self.last_tx = self.now;
     }
@@ -483,10 +496,8 @@ impl Session {
             }
         };
         self.decoder.take_prefix(PREAMBLE_LEN);
-        if self.role == Role::Server {
-            // Always answer with our own version, so a newer client learns what we speak.
-            self.control.push_raw(&Preamble::CURRENT.to_bytes());
-        }
+        // Always answer with our own version, so a newer client learns what we speak.
+        self.send_preamble();
         if preamble.version != PROTOCOL_VERSION {
             self.fail(
                 ErrorCode::UnsupportedVersion,
