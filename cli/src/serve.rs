@@ -134,6 +134,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             } else {
                 String::new()
             };
+            out.bar_start(bar_key(handle), &name, len, offset);
             out.event(
                 "started",
                 format_args!("{verb} {name} ({}) {prep} {peer}{resume}", size(len)),
@@ -146,30 +147,51 @@ fn show(out: &mut Out, ev: ServerEvent) {
             handle, progress, ..
         } => {
             if out.is_json() {
-                out.bar_progress(handle.id, progress.done, progress.total, progress.bytes_per_sec);
+                out.event(
+                    "progress",
+                    "",
+                    json!({"conn": handle.conn, "id": handle.id, "done": progress.done,
+                           "total": progress.total, "bytes_per_sec": progress.bytes_per_sec}),
+                );
+            } else {
+                out.bar_progress(bar_key(handle), progress.done, progress.total, 0);
             }
         }
-        ServerEvent::Received { handle, peer, path } => out.event(
-            "received",
-            format_args!("received {} from {peer}", path.display()),
-            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
-        ),
-        ServerEvent::Sent { handle, peer } => out.event(
-            "sent",
-            format_args!("transfer {} to {peer} arrived", handle.id),
-            json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
-        ),
+        ServerEvent::Received { handle, peer, path } => {
+            out.bar_end(bar_key(handle));
+            out.event(
+                "received",
+                format_args!("received {} from {peer}", path.display()),
+                json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
+            )
+        }
+        ServerEvent::Sent { handle, peer } => {
+            out.bar_end(bar_key(handle));
+            out.event(
+                "sent",
+                format_args!("transfer {} to {peer} arrived", handle.id),
+                json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
+            )
+        }
         ServerEvent::TransferFailed {
             handle,
             peer,
             code,
             reason,
-        } => out.event(
+        } => {
+            out.bar_end(bar_key(handle));
+            out.event(
             "failed",
             format_args!("transfer {} with {peer} failed ({}): {reason}", handle.id, code.name()),
             json!({"conn": handle.conn, "id": handle.id, "peer": peer, "code": code.name(), "reason": reason}),
-        ),
+            )
+        }
     }
+}
+
+/// One progress bar per transfer of the server: ids are per connection, so both go in.
+fn bar_key(h: tidings_smol::FileHandle) -> u64 {
+    (h.conn << 40) ^ h.id
 }
 
 /// Reads operator lines from the terminal (blocking, on its own thread).
