@@ -55,6 +55,8 @@
 //! ```
 #![warn(missing_docs)]
 pub mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod hub;
 pub mod name;
 pub mod session;

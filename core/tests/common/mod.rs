@@ -17,6 +17,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.max(1))
     }
+    #[allow(clippy::should_implement_trait)] // a generator, not an iterator
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -142,8 +143,20 @@ impl Net {
     pub fn settle(&mut self) {
         loop {
             let mut moved = false;
-            moved |= collect(&mut self.client, &mut self.c2s, &self.to_server, self.now, &mut self.rng);
-            moved |= collect(&mut self.server, &mut self.s2c, &self.to_client, self.now, &mut self.rng);
+            moved |= collect(
+                &mut self.client,
+                &mut self.c2s,
+                &self.to_server,
+                self.now,
+                &mut self.rng,
+            );
+            moved |= collect(
+                &mut self.server,
+                &mut self.s2c,
+                &self.to_client,
+                self.now,
+                &mut self.rng,
+            );
             moved |= deliver(&mut self.c2s, &mut self.server, self.now);
             moved |= deliver(&mut self.s2c, &mut self.client, self.now);
             if !moved {
@@ -194,7 +207,13 @@ impl Net {
     }
 }
 
-fn collect(s: &mut Session, wire: &mut Wire, link: &LinkConfig, now: Instant, rng: &mut Rng) -> bool {
+fn collect(
+    s: &mut Session,
+    wire: &mut Wire,
+    link: &LinkConfig,
+    now: Instant,
+    rng: &mut Rng,
+) -> bool {
     let mut moved = false;
     while let Some(bytes) = s.poll_transmit() {
         moved = true;
@@ -221,9 +240,11 @@ fn deliver(wire: &mut Wire, to: &mut Session, now: Instant) -> bool {
 /// Serves a sender's reads from an in-memory "file".
 pub fn serve_reads(events: &[Event], s: &mut Session, file: &Bytes) {
     for ev in events {
-        if let Event::Transfer(tidings_core::transfer::TransferEvent::Read { id, offset, len }) = ev {
+        if let Event::Transfer(tidings_core::transfer::TransferEvent::Read { id, offset, len }) = ev
+        {
             let at = *offset as usize;
-            s.provide_data(*id, *offset, file.slice(at..at + len)).unwrap();
+            s.provide_data(*id, *offset, file.slice(at..at + len))
+                .unwrap();
         }
     }
 }
