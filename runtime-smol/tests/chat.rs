@@ -263,3 +263,47 @@ fn many_clients_join_and_hear_a_broadcast() {
         );
     });
 }
+
+/// A measurement, not a check: one client broadcasts to many, how many deliveries per
+/// second. `cargo test --release -p tidings-smol --test chat fan_out -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn fan_out_throughput() {
+    let server = TestServer::start(ServerConfig::default());
+    let (listeners, messages) = (100, 2_000);
+    smol::block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..listeners {
+            clients.push(connect(server.addr, &format!("l{i}")).await);
+        }
+        let sender = connect(server.addr, "sender").await;
+        let started = Instant::now();
+        let receivers: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                let events = c.events();
+                smol::spawn(async move {
+                    let mut got = 0;
+                    while got < messages {
+                        if let Ok(ClientEvent::Text { .. }) = events.recv().await {
+                            got += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..messages {
+            sender.say(&format!("message {i}")).await.unwrap();
+        }
+        for r in receivers {
+            r.await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let deliveries = (listeners * messages) as f64;
+        eprintln!(
+            "{messages} messages to {listeners} listeners: {deliveries} deliveries in {secs:.2} s \
+             ({:.0} deliveries/s)",
+            deliveries / secs
+        );
+    });
+}
