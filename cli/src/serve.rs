@@ -44,9 +44,11 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         json!({"addr": addr.to_string(), "name": args.name}),
     );
     let handle = server.handle();
+    // The console's answers go through the printer, so --json covers them too.
+    let (reply_tx, replies) = async_channel::unbounded();
     if args.console || std::io::stdin().is_terminal() {
         let console = handle.clone();
-        std::thread::spawn(move || operator_console(console));
+        std::thread::spawn(move || operator_console(console, reply_tx));
     }
     let signals = handle.clone();
     smol::spawn(async move {
@@ -61,8 +63,21 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     .detach();
     let events = handle.events();
     let printer = async {
-        while let Ok(ev) = events.recv().await {
-            show(out, ev);
+        loop {
+            let next =
+                futures_lite::future::or(async { events.recv().await.ok().map(Ok) }, async {
+                    match replies.recv().await {
+                        Ok(reply) => Some(Err(reply)),
+                        // No console (or it ended): only server events remain.
+                        Err(_) => futures_lite::future::pending().await,
+                    }
+                })
+                .await;
+            match next {
+                Some(Ok(ev)) => show(out, ev),
+                Some(Err(reply)) => show_reply(out, reply),
+                None => break,
+            }
         }
     };
     let result = futures_lite::future::or(
@@ -194,8 +209,34 @@ fn bar_key(h: tidings_smol::FileHandle) -> u64 {
     (h.conn << 40) ^ h.id
 }
 
+/// The console's answer to an operator command.
+enum Reply {
+    Peers(Vec<String>),
+    Error(String),
+    Help,
+}
+
+const CONSOLE_HELP: &str =
+    "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | /send NAME PATH | /quit";
+
+fn show_reply(out: &mut Out, reply: Reply) {
+    match reply {
+        Reply::Peers(names) => out.event(
+            "peers",
+            format_args!("online ({}): {}", names.len(), names.join(", ")),
+            json!({"online": names}),
+        ),
+        Reply::Error(message) => out.event(
+            "error",
+            format_args!("error: {message}"),
+            json!({"message": message}),
+        ),
+        Reply::Help => out.event("help", CONSOLE_HELP, json!({"help": CONSOLE_HELP})),
+    }
+}
+
 /// Reads operator lines from the terminal (blocking, on its own thread).
-fn operator_console(handle: ServerHandle) {
+fn operator_console(handle: ServerHandle, replies: async_channel::Sender<Reply>) {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -205,7 +246,7 @@ fn operator_console(handle: ServerHandle) {
         }
         tracing::debug!(%line, "operator command");
         if let Some(reply) = smol::block_on(operator_command(&handle, line)) {
-            eprintln!("{reply}");
+            let _ = replies.send_blocking(reply);
         }
         if line == "/quit" {
             return;
@@ -215,11 +256,11 @@ fn operator_console(handle: ServerHandle) {
     smol::block_on(handle.shutdown("the server is shutting down"));
 }
 
-async fn operator_command(handle: &ServerHandle, line: &str) -> Option<String> {
+async fn operator_command(handle: &ServerHandle, line: &str) -> Option<Reply> {
     let mut words = line.splitn(3, ' ');
     let result = match (words.next()?, words.next(), words.next()) {
         ("/who", None, None) => match handle.who().await {
-            Ok(names) => return Some(format!("online ({}): {}", names.len(), names.join(", "))),
+            Ok(names) => return Some(Reply::Peers(names)),
             Err(e) => Err(e),
         },
         ("/msg", Some(name), Some(text)) => handle.say(Some(name), text).await,
@@ -233,13 +274,8 @@ async fn operator_command(handle: &ServerHandle, line: &str) -> Option<String> {
             handle.shutdown("the server is shutting down").await;
             Ok(())
         }
-        (cmd, ..) if cmd.starts_with('/') => {
-            return Some(
-                "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | /send NAME PATH | /quit"
-                    .into(),
-            )
-        }
+        (cmd, ..) if cmd.starts_with('/') => return Some(Reply::Help),
         _ => handle.say(None, line).await,
     };
-    result.err().map(|e| format!("error: {e}"))
+    result.err().map(|e| Reply::Error(e.to_string()))
 }

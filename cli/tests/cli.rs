@@ -423,6 +423,12 @@ fn the_operator_console_talks_kicks_sends_and_quits() {
     let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
     chat.expect_event("connected");
     server.expect(|v| v["event"] == "joined" && v["online"] == 2);
+    server.type_line("/who");
+    let v = server.expect_event("peers");
+    assert_eq!(v["online"], serde_json::json!(["ann", "ben"]));
+    server.type_line("/kick nobody");
+    let v = server.expect_event("error");
+    assert!(v["message"].as_str().unwrap().contains("nobody"), "{v}");
 
     server.type_line("/msg ben hello ben");
     let v = chat.expect_event("text");
