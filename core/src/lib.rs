@@ -57,7 +57,9 @@
 pub mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+pub mod gateway;
 pub mod hub;
+pub mod json;
 pub mod name;
 pub mod session;
 pub mod transfer;

@@ -1,0 +1,65 @@
+//! The plain chat dialect of the original Qt WebSocket clients: bare text is for everyone,
+//! `{"dst": NAME, "msg": TEXT}` is for one peer, and what arrives is
+//! `{"src": FROM, "dst": TO-or-"", "msg": TEXT}`.
+
+use serde_json::Value;
+
+use crate::json::ObjectWriter;
+use crate::wire::Utf8;
+
+/// What a legacy client's text message asks for: `(addressee, text)`, the addressee empty
+/// for everyone.
+///
+/// A JSON object with a string `msg` is a message to its `dst` (a string; absent or empty
+/// means everyone); its `src` is ignored, because the hub stamps the sender itself. Any other
+/// text, JSON or not, is sent to everyone as it is.
+pub(super) fn parse_client_text(text: &str) -> (Utf8, Utf8) {
+    // Only something that looks like an object is worth a parse; chat lines rarely are.
+    if text.trim_start().starts_with('{') {
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) {
+            if let Some(Value::String(msg)) = map.get("msg") {
+                let dst = match map.get("dst") {
+                    Some(Value::String(dst)) => dst.trim(),
+                    _ => "",
+                };
+                return (Utf8::from(dst), Utf8::from(msg.as_str()));
+            }
+        }
+    }
+    (Utf8::EMPTY, Utf8::from(text))
+}
+
+/// `{"src": src, "dst": dst, "msg": msg}`, the shape the Qt clients read.
+pub(super) fn render(src: &str, dst: &str, msg: &str) -> String {
+    let mut out = String::with_capacity(src.len() + dst.len() + msg.len() + 32);
+    ObjectWriter::new(&mut out)
+        .str("src", src)
+        .str("dst", dst)
+        .str("msg", msg)
+        .finish();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_text_and_objects() {
+        assert_eq!(
+            parse_client_text("hi all"),
+            (Utf8::EMPTY, Utf8::from("hi all"))
+        );
+        let (dst, msg) = parse_client_text(r#"{"src":"mallory","dst":"bob","msg":"psst"}"#);
+        assert_eq!((dst.as_str(), msg.as_str()), ("bob", "psst"));
+        let (dst, msg) = parse_client_text(r#"{"msg":"to all"}"#);
+        assert_eq!((dst.as_str(), msg.as_str()), ("", "to all"));
+        // An object without a string `msg` is just text.
+        let odd = r#"{"dst":"bob","msg":3}"#;
+        assert_eq!(parse_client_text(odd), (Utf8::EMPTY, Utf8::from(odd)));
+        assert_eq!(
+            render("a", "", "x\"y"),
+            r#"{"src":"a","dst":"","msg":"x\"y"}"#
+        );
+    }
+}

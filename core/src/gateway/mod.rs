@@ -1,0 +1,606 @@
+//! The WebSocket ↔ native bridge: carries one hub connection over one WebSocket, sans-IO
+//! (spec §12).
+//!
+//! A server that accepts WebSocket upgrades on its tidings port creates one [`Gateway`] per
+//! upgraded connection, next to its [`WsConnection`] and its hub [`ConnId`](crate::hub::ConnId).
+//! The gateway turns what the browser sends into the native bytes the
+//! [`Hub`](crate::hub::Hub) reads, and what the hub sends into WebSocket messages, in one of
+//! three carriages ([`GatewayMode`]):
+//!
+//! * **binary** (`tidings.v1`, binary messages): the native stream both ways, untouched and
+//!   without copying;
+//! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
+//!   gateway sends the native preamble for the client and drops the hub's;
+//! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
+//!   gateway registers it, answers the hub's heartbeats, keeps the connection alive and
+//!   translates bare text and `{"src","dst","msg"}` objects.
+//!
+//! # Calling contract
+//!
+//! * **Create** with [`Gateway::new`] once the upgrade is accepted, with the mode from
+//!   [`GatewayMode::for_request`], right after [`Hub::connect`](crate::hub::Hub::connect).
+//! * **Inputs**: every [`WsEvent`] of the connection goes to [`Gateway::handle_ws_event`];
+//!   every chunk [`Hub::poll_transmit`](crate::hub::Hub::poll_transmit) returns for this
+//!   connection goes to [`Gateway::handle_native`]; when the hub reports the connection
+//!   finished ([`Hub::is_finished`](crate::hub::Hub::is_finished)), call
+//!   [`Gateway::handle_native_eof`]; when the instant of [`Gateway::poll_timeout`] has come,
+//!   [`Gateway::handle_timeout`].
+//! * **Outputs**, after every input: [`Gateway::poll_native`] until `None`, each chunk to
+//!   [`Hub::handle_input`](crate::hub::Hub::handle_input); then, once
+//!   [`Gateway::native_finished`] is true, [`Hub::handle_eof`](crate::hub::Hub::handle_eof)
+//!   (once). [`Gateway::poll_ws`] until `None` (or [`Gateway::write_to`]), each message to
+//!   the [`WsConnection`]; a [`WsMessage::Close`] is the last one and starts the close
+//!   handshake. Re-arm the timer at [`Gateway::poll_timeout`].
+//!
+//! The gateway holds only what one input produced until it is polled; its backpressure is
+//! the hub's (take bytes from the hub only as the WebSocket drains) and the WebSocket's
+//! message limit ([`crate::ws::WsConfig::max_message_size`], which should not be far above
+//! the frame limit: a JSON text longer than the frame limit is refused anyway).
+//!
+//! # Example: a browser speaking JSON, in memory
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use tidings_core::gateway::{Gateway, GatewayMode, WsMessage};
+//! use tidings_core::hub::{Hub, HubConfig};
+//! use tidings_core::ws::{Utf8Bytes, WsEvent};
+//!
+//! let now = Instant::now();
+//! let mut hub = Hub::new(HubConfig::default(), now);
+//! let conn = hub.connect(now);
+//! let mut gw = Gateway::new(GatewayMode::Tidings, now);
+//!
+//! // Moves bytes between the gateway and the hub until nothing moves; returns what the
+//! // browser would receive.
+//! let pump = |hub: &mut Hub, gw: &mut Gateway| {
+//!     let mut to_browser = Vec::new();
+//!     loop {
+//!         let mut moved = false;
+//!         while let Some(b) = gw.poll_native() { hub.handle_input(now, conn, &b); moved = true; }
+//!         while hub.poll_ready().is_some() {}
+//!         while let Some(b) = hub.poll_transmit(conn) { gw.handle_native(now, b); moved = true; }
+//!         while let Some(m) = gw.poll_ws() { to_browser.push(m); }
+//!         if !moved { return to_browser; }
+//!     }
+//! };
+//!
+//! // The browser's first message is text, so this connection speaks JSON.
+//! let hello = r#"{"type":"hello","name":"alice","capabilities":0,"max_frame":1048576}"#;
+//! gw.handle_ws_event(now, WsEvent::Text(Utf8Bytes::from(hello)));
+//! assert_eq!(gw.mode(), &GatewayMode::Json);
+//! let got = pump(&mut hub, &mut gw);
+//! let WsMessage::Text(welcome) = &got[0] else { panic!() };
+//! assert!(welcome.starts_with(r#"{"type":"welcome","name":"alice""#));
+//! ```
+
+mod legacy;
+mod mode;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+pub use mode::{legacy_name, GatewayMode};
+
+use crate::json::{from_json_limited, to_json};
+use crate::wire::{
+    FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, MAX_FRAME_CEILING,
+    PREAMBLE_LEN,
+};
+use crate::ws::{CloseCode, SendError, WsConnection, WsEvent, MAX_CLOSE_REASON};
+use crate::ErrorCode;
+
+/// A message for the WebSocket, from [`Gateway::poll_ws`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsMessage {
+    /// Send as a text message.
+    Text(String),
+    /// Send as a binary message.
+    Binary(Bytes),
+    /// Close the WebSocket with this code and reason (at most 123 bytes); nothing follows.
+    Close {
+        /// The close code (1000 normal, 1001 going away, 1003 wrong kind of message,
+        /// 1008 refused or protocol error, 1011 the hub sent bytes the gateway could not
+        /// read).
+        code: CloseCode,
+        /// For people.
+        reason: String,
+    },
+}
+
+/// Where the legacy carriage stands with the hub.
+#[derive(Debug)]
+struct LegacyState {
+    /// The registered name (private texts to it come back with `dst` set to it).
+    name: String,
+    /// The server participant's name, the `src` of presence lines; known from `welcome`.
+    server: String,
+    /// The interval announced in `welcome`: the gateway pings the hub after this much
+    /// silence, since a legacy client sends nothing on its own.
+    heartbeat: Option<Duration>,
+    /// When bytes toward the hub were last queued.
+    last_sent: Instant,
+    next_nonce: u64,
+}
+
+/// One WebSocket connection's bridge to the hub. See the [module docs](self).
+#[derive(Debug)]
+pub struct Gateway {
+    mode: GatewayMode,
+    /// The frame limit: JSON texts and the frames built from them stay within it.
+    max_frame: u32,
+    to_hub: VecDeque<Bytes>,
+    to_ws: VecDeque<WsMessage>,
+    /// The hub's output, reframed (JSON and legacy carriages).
+    from_hub: FrameDecoder,
+    hub_preamble_seen: bool,
+    /// Hub output that arrived before the first data message chose the carriage.
+    held: Vec<Bytes>,
+    /// The client side is over: no more bytes toward the hub.
+    client_done: bool,
+    /// A close was queued or received: nothing more goes to the WebSocket.
+    ws_closed: bool,
+    goodbye_sent: bool,
+    /// How to close the WebSocket when the hub ends the connection (JSON carriage): from the
+    /// hub's last `refused`, `goodbye` or fatal `error`.
+    close_hint: Option<(CloseCode, String)>,
+    legacy: Option<LegacyState>,
+}
+
+impl Gateway {
+    /// A gateway with the default frame limit (1 MiB, the hub's default). `now` is the
+    /// runtime's clock.
+    pub fn new(mode: GatewayMode, now: Instant) -> Gateway {
+        Gateway::with_max_frame(mode, DEFAULT_MAX_FRAME, now)
+    }
+
+    /// A gateway whose JSON texts (and the frames made from them) may be `max_frame` bytes;
+    /// use the hub's `session.max_frame`.
+    pub fn with_max_frame(mode: GatewayMode, max_frame: u32, now: Instant) -> Gateway {
+        let mut gw = Gateway {
+            mode: GatewayMode::Tidings,
+            max_frame,
+            to_hub: VecDeque::new(),
+            to_ws: VecDeque::new(),
+            from_hub: FrameDecoder::new(MAX_FRAME_CEILING),
+            hub_preamble_seen: false,
+            held: Vec::new(),
+            client_done: false,
+            ws_closed: false,
+            goodbye_sent: false,
+            close_hint: None,
+            legacy: None,
+        };
+        match mode {
+            GatewayMode::Tidings | GatewayMode::Binary => gw.mode = mode,
+            GatewayMode::Json => gw.become_json(),
+            GatewayMode::Legacy { name } => gw.start_legacy(name, now),
+        }
+        gw
+    }
+
+    /// The carriage in use: [`GatewayMode::Tidings`] until the first data message of a
+    /// `tidings.v1` connection, then [`GatewayMode::Binary`] or [`GatewayMode::Json`].
+    pub fn mode(&self) -> &GatewayMode {
+        &self.mode
+    }
+
+    // ----- inputs -----------------------------------------------------------------------
+
+    /// An event of the WebSocket connection.
+    pub fn handle_ws_event(&mut self, now: Instant, event: WsEvent) {
+        if self.client_done {
+            return;
+        }
+        match event {
+            WsEvent::Text(text) => match self.mode {
+                GatewayMode::Tidings => {
+                    self.become_json();
+                    self.json_in(text.as_str());
+                }
+                GatewayMode::Json => self.json_in(text.as_str()),
+                GatewayMode::Legacy { .. } => self.legacy_in(now, text.as_str()),
+                GatewayMode::Binary => self.fail_client(
+                    CloseCode::UNSUPPORTED_DATA,
+                    ErrorCode::UnexpectedMessage,
+                    "text message on a binary tidings connection",
+                ),
+            },
+            WsEvent::Binary(data) => match self.mode {
+                GatewayMode::Tidings => {
+                    self.mode = GatewayMode::Binary;
+                    for held in std::mem::take(&mut self.held) {
+                        self.to_ws.push_back(WsMessage::Binary(held));
+                    }
+                    self.push_hub(now, data);
+                }
+                GatewayMode::Binary => self.push_hub(now, data),
+                GatewayMode::Json | GatewayMode::Legacy { .. } => self.fail_client(
+                    CloseCode::UNSUPPORTED_DATA,
+                    ErrorCode::UnexpectedMessage,
+                    "binary message on a text connection",
+                ),
+            },
+            // The WebSocket layer answers pings itself; pongs only show the peer is alive.
+            WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+            WsEvent::Close { .. } => {
+                // The WebSocket already queued its answer; nothing more may be sent.
+                self.ws_closed = true;
+                self.say_goodbye(ErrorCode::Normal, "websocket closed");
+                self.client_done = true;
+            }
+            WsEvent::Error(_) => {
+                // The stream is broken mid-message: end of stream for the hub (spec §6.7.3).
+                self.ws_closed = true;
+                self.client_done = true;
+            }
+        }
+    }
+
+    /// Bytes the hub sent to this connection (from `Hub::poll_transmit`), in any pieces.
+    pub fn handle_native(&mut self, now: Instant, bytes: Bytes) {
+        if self.ws_closed || bytes.is_empty() {
+            return;
+        }
+        match self.mode {
+            // Before the carriage is known the hub can only have sent its preamble (or an
+            // early error): a few bytes, kept until the client's first message.
+            GatewayMode::Tidings => self.held.push(bytes),
+            GatewayMode::Binary => self.to_ws.push_back(WsMessage::Binary(bytes)),
+            GatewayMode::Json | GatewayMode::Legacy { .. } => {
+                self.from_hub.push(&bytes);
+                self.drain_hub(now);
+            }
+        }
+    }
+
+    /// The hub finished this connection: the WebSocket is closed after what was queued.
+    pub fn handle_native_eof(&mut self) {
+        self.client_done = true;
+        let (code, reason) = self
+            .close_hint
+            .take()
+            .unwrap_or((CloseCode::NORMAL, String::new()));
+        self.close_ws(code, &reason);
+    }
+
+    /// The instant of [`Gateway::poll_timeout`] has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(due) = self.poll_timeout() else {
+            return;
+        };
+        if now >= due {
+            let legacy = self
+                .legacy
+                .as_mut()
+                .expect("only legacy gateways have timers");
+            let nonce = legacy.next_nonce;
+            legacy.next_nonce += 1;
+            self.send_hub(now, &Message::Ping { nonce });
+        }
+    }
+
+    // ----- outputs ----------------------------------------------------------------------
+
+    /// The next bytes for `Hub::handle_input` of this connection.
+    pub fn poll_native(&mut self) -> Option<Bytes> {
+        self.to_hub.pop_front()
+    }
+
+    /// Whether the client side is over (the WebSocket closed or failed, or the gateway gave
+    /// up on the client): once [`Gateway::poll_native`] is drained, call `Hub::handle_eof`.
+    pub fn native_finished(&self) -> bool {
+        self.client_done
+    }
+
+    /// The next message for the WebSocket.
+    pub fn poll_ws(&mut self) -> Option<WsMessage> {
+        self.to_ws.pop_front()
+    }
+
+    /// Drains [`Gateway::poll_ws`] into `ws` (text, binary without copying, close).
+    pub fn write_to(&mut self, ws: &mut WsConnection) -> Result<(), SendError> {
+        while let Some(msg) = self.poll_ws() {
+            match msg {
+                WsMessage::Text(text) => ws.send_text(&text)?,
+                WsMessage::Binary(data) => ws.send_binary_bytes(data)?,
+                WsMessage::Close { code, reason } => ws.close(code, &reason)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a close was queued for the WebSocket or received from it.
+    pub fn is_ws_closed(&self) -> bool {
+        self.ws_closed
+    }
+
+    /// When [`Gateway::handle_timeout`] must run: only a legacy gateway has a timer (its
+    /// heartbeat toward the hub); `None` otherwise.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.client_done {
+            return None;
+        }
+        let legacy = self.legacy.as_ref()?;
+        Some(legacy.last_sent + legacy.heartbeat?)
+    }
+
+    // ----- carriage set-up ----------------------------------------------------------------
+
+    fn become_json(&mut self) {
+        self.mode = GatewayMode::Json;
+        self.to_hub.push_back(Bytes::from_static(&PREAMBLE));
+        for held in std::mem::take(&mut self.held) {
+            self.from_hub.push(&held);
+        }
+        // The hub's preamble (and any early error) may already be here.
+        self.drain_hub_json();
+    }
+
+    fn start_legacy(&mut self, name: String, now: Instant) {
+        self.mode = GatewayMode::Legacy { name: name.clone() };
+        if name.is_empty() || name.len() > u8::MAX as usize {
+            self.client_done = true;
+            self.close_ws(CloseCode::POLICY_VIOLATION, "name-invalid");
+            return;
+        }
+        self.legacy = Some(LegacyState {
+            name: name.clone(),
+            server: String::new(),
+            heartbeat: None,
+            last_sent: now,
+            next_nonce: 1,
+        });
+        self.to_hub.push_back(Bytes::from_static(&PREAMBLE));
+        self.send_hub(
+            now,
+            &Message::Hello(Hello {
+                name: Utf8::from(name),
+                capabilities: 0,
+                max_frame: DEFAULT_MAX_FRAME,
+            }),
+        );
+    }
+
+    // ----- client → hub -----------------------------------------------------------------
+
+    fn push_hub(&mut self, now: Instant, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(legacy) = &mut self.legacy {
+            legacy.last_sent = now;
+        }
+        self.to_hub.push_back(bytes);
+    }
+
+    fn send_hub(&mut self, now: Instant, msg: &Message) {
+        let mut out = BytesMut::with_capacity(msg.encoded_len());
+        msg.encode(&mut out);
+        self.push_hub(now, out.freeze());
+    }
+
+    fn json_in(&mut self, text: &str) {
+        match from_json_limited(text, self.max_frame) {
+            Ok(msg) => {
+                if matches!(msg, Message::Goodbye { .. }) {
+                    self.goodbye_sent = true;
+                }
+                let mut out = BytesMut::with_capacity(msg.encoded_len());
+                msg.encode(&mut out);
+                self.to_hub.push_back(out.freeze());
+            }
+            Err(e) => {
+                // Tell the client in its own terms, then leave the hub as a client would.
+                let error = Message::Error {
+                    code: e.code,
+                    text: Utf8::from_static(e.detail),
+                };
+                self.to_ws.push_back(WsMessage::Text(to_json(&error)));
+                self.say_goodbye(e.code, e.detail);
+                self.client_done = true;
+                self.close_ws(CloseCode::POLICY_VIOLATION, &e.to_string());
+            }
+        }
+    }
+
+    fn legacy_in(&mut self, now: Instant, text: &str) {
+        let (peer, text) = legacy::parse_client_text(text);
+        let msg = Message::Text {
+            peer,
+            private: false,
+            text,
+        };
+        // The hub would close the connection for an oversized frame; tell the client why.
+        if msg.encoded_len() - crate::wire::HEADER_LEN > self.max_frame as usize {
+            self.fail_client(
+                CloseCode::MESSAGE_TOO_BIG,
+                ErrorCode::FrameTooLarge,
+                "message larger than the frame limit",
+            );
+            return;
+        }
+        self.send_hub(now, &msg);
+    }
+
+    /// The client broke the carriage's rules: close the WebSocket and leave the hub.
+    fn fail_client(&mut self, close: CloseCode, code: ErrorCode, reason: &'static str) {
+        self.say_goodbye(code, reason);
+        self.client_done = true;
+        self.close_ws(close, reason);
+    }
+
+    /// Queues a native `goodbye` toward the hub, once, in the carriages that frame the
+    /// client's messages. The binary carriage cannot add a frame (the client may have stopped
+    /// mid-frame), so there only the end of stream is passed on (spec §6.7.3).
+    fn say_goodbye(&mut self, code: ErrorCode, reason: &str) {
+        let framed = matches!(self.mode, GatewayMode::Json | GatewayMode::Legacy { .. });
+        if !framed || self.goodbye_sent || self.client_done {
+            return;
+        }
+        self.goodbye_sent = true;
+        let msg = Message::Goodbye {
+            code,
+            reason: Utf8::from(reason),
+        };
+        let mut out = BytesMut::with_capacity(msg.encoded_len());
+        msg.encode(&mut out);
+        self.to_hub.push_back(out.freeze());
+    }
+
+    // ----- hub → client -----------------------------------------------------------------
+
+    fn drain_hub(&mut self, now: Instant) {
+        if matches!(self.mode, GatewayMode::Json) {
+            self.drain_hub_json();
+        } else {
+            while let Some(msg) = self.next_hub_message() {
+                self.legacy_out(now, msg);
+                if self.ws_closed {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_hub_json(&mut self) {
+        while let Some(msg) = self.next_hub_message() {
+            match &msg {
+                Message::Refused { code, reason } | Message::Goodbye { code, reason } => {
+                    self.close_hint = Some(close_for(*code, reason));
+                }
+                Message::Error { code, text } if code.is_fatal() => {
+                    self.close_hint = Some(close_for(*code, text));
+                }
+                _ => {}
+            }
+            self.to_ws.push_back(WsMessage::Text(to_json(&msg)));
+        }
+    }
+
+    /// The next whole message from the hub, its preamble skipped. Bytes the gateway cannot
+    /// read (which a correct hub never sends) close the WebSocket with 1011.
+    fn next_hub_message(&mut self) -> Option<Message> {
+        if self.ws_closed {
+            return None;
+        }
+        if !self.hub_preamble_seen {
+            self.from_hub.take_prefix(PREAMBLE_LEN)?;
+            self.hub_preamble_seen = true;
+        }
+        match self.from_hub.next_frame() {
+            Ok(None) => None,
+            Ok(Some(frame)) => match Message::decode(frame) {
+                Ok(msg) => Some(msg),
+                Err(_) => self.hub_broken(),
+            },
+            Err(_) => self.hub_broken(),
+        }
+    }
+
+    fn hub_broken(&mut self) -> Option<Message> {
+        self.say_goodbye(ErrorCode::Malformed, "gateway could not read the server");
+        self.client_done = true;
+        self.close_ws(CloseCode::INTERNAL_ERROR, "unreadable server output");
+        None
+    }
+
+    fn legacy_out(&mut self, now: Instant, msg: Message) {
+        let Some(legacy) = self.legacy.as_mut() else {
+            return;
+        };
+        match msg {
+            Message::Welcome(w) => {
+                legacy.server = w.server.to_string();
+                legacy.heartbeat = Some(Duration::from_millis(w.heartbeat_ms.max(1).into()));
+            }
+            Message::Text {
+                peer,
+                private,
+                text,
+            } => {
+                let dst = if private { legacy.name.as_str() } else { "" };
+                let line = legacy::render(&peer, dst, &text);
+                self.to_ws.push_back(WsMessage::Text(line));
+            }
+            Message::Presence { kind, name } => {
+                let verb = match kind {
+                    crate::wire::PresenceKind::Joined => "joined",
+                    crate::wire::PresenceKind::Left => "left",
+                };
+                let line = legacy::render(&legacy.server, "", &format!("{name} {verb}"));
+                self.to_ws.push_back(WsMessage::Text(line));
+            }
+            Message::Ping { nonce } => self.send_hub(now, &Message::Pong { nonce }),
+            Message::Error { code, text } if !code.is_fatal() => {
+                let line = format!("{}: {}", code.name(), text);
+                let line = legacy::render(&legacy.server, &legacy.name, &line);
+                self.to_ws.push_back(WsMessage::Text(line));
+            }
+            Message::Refused { code, reason }
+            | Message::Error {
+                code, text: reason, ..
+            }
+            | Message::Goodbye { code, reason } => {
+                let (code, reason) = close_for(code, &reason);
+                self.client_done = true;
+                self.close_ws(code, &reason);
+            }
+            // A legacy client cannot take files: decline at once so the sender is not left
+            // waiting for the offer timeout.
+            Message::Offer(offer) => self.send_hub(
+                now,
+                &Message::Reject {
+                    id: offer.id,
+                    code: ErrorCode::Rejected,
+                    reason: Utf8::from_static("this client takes no files"),
+                },
+            ),
+            // Blobs, lists, pongs, extensions: nothing a legacy client can show.
+            _ => {}
+        }
+    }
+
+    fn close_ws(&mut self, code: CloseCode, reason: &str) {
+        if self.ws_closed {
+            return;
+        }
+        self.ws_closed = true;
+        self.to_ws.push_back(WsMessage::Close {
+            code,
+            reason: cut(reason, MAX_CLOSE_REASON).to_string(),
+        });
+    }
+}
+
+const PREAMBLE: [u8; PREAMBLE_LEN] = Preamble::CURRENT.to_bytes();
+
+/// The WebSocket close for a hub's `refused`, `goodbye` or fatal `error`: 1000 for a normal
+/// goodbye, 1001 for a shutdown, 1008 otherwise; the reason is the hub's, or the code's name.
+fn close_for(code: ErrorCode, reason: &str) -> (CloseCode, String) {
+    let ws_code = match code.canonical() {
+        ErrorCode::Normal => CloseCode::NORMAL,
+        ErrorCode::Shutdown => CloseCode::GOING_AWAY,
+        _ => CloseCode::POLICY_VIOLATION,
+    };
+    let reason = if reason.is_empty() && code != ErrorCode::Normal {
+        code.name().to_string()
+    } else {
+        reason.to_string()
+    };
+    (ws_code, reason)
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

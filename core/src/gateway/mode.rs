@@ -1,0 +1,92 @@
+//! Which carriage a WebSocket connection uses, chosen from its upgrade request.
+
+use crate::ws::{HttpRequestHead, TIDINGS_SUBPROTOCOL};
+
+/// How a WebSocket connection carries tidings (spec §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// Subprotocol `tidings.v1`, carriage not yet known: the first data message decides,
+    /// binary for [`GatewayMode::Binary`], text for [`GatewayMode::Json`]. This is what a
+    /// server uses for every `tidings.v1` upgrade; the gateway then reports the chosen mode.
+    Tidings,
+    /// Subprotocol `tidings.v1`, binary messages carrying the native byte stream (preamble
+    /// and frames) both ways, passed through untouched.
+    Binary,
+    /// Subprotocol `tidings.v1`, text messages carrying one JSON message each
+    /// ([`crate::json`]); the gateway speaks the native preamble and frames to the hub.
+    Json,
+    /// No subprotocol: a plain chat client like the original Qt ones. The gateway registers
+    /// `name` itself and translates bare text and `{"src","dst","msg"}` objects.
+    Legacy {
+        /// The name to register, from [`legacy_name`].
+        name: String,
+    },
+}
+
+impl GatewayMode {
+    /// The mode for an accepted upgrade: `protocol` is the subprotocol the server agreed to
+    /// ([`crate::ws::Accepted::protocol`]). `tidings.v1` gives [`GatewayMode::Tidings`];
+    /// no subprotocol gives [`GatewayMode::Legacy`] with the name from [`legacy_name`], or
+    /// `None` when the request names nobody (answer such a request with an HTTP 400, or
+    /// accept and close it with 1008).
+    pub fn for_request(head: &HttpRequestHead, protocol: Option<&str>) -> Option<GatewayMode> {
+        match protocol {
+            Some(p) if p == TIDINGS_SUBPROTOCOL => Some(GatewayMode::Tidings),
+            Some(_) => None,
+            None => legacy_name(head).map(|name| GatewayMode::Legacy { name }),
+        }
+    }
+}
+
+/// The name a legacy client asks for: the `name` query parameter of the request target
+/// (`/ws?name=alice`, percent-decoded, `+` as space), else the `Origin` header, which is
+/// where Qt's `QWebSocket(origin)` puts it. `None` when neither gives a non-empty name of at
+/// most 255 bytes (whether the hub accepts the name is the hub's decision).
+///
+/// ```
+/// use tidings_core::gateway::legacy_name;
+/// use tidings_core::ws::RequestReader;
+///
+/// let mut reader = RequestReader::new(8192);
+/// let head = reader
+///     .feed(b"GET /ws?room=1&name=J%C3%BCrgen+K HTTP/1.1\r\nHost: x\r\nOrigin: other\r\n\r\n")
+///     .unwrap()
+///     .unwrap();
+/// assert_eq!(legacy_name(&head).as_deref(), Some("Jürgen K"));
+/// ```
+pub fn legacy_name(head: &HttpRequestHead) -> Option<String> {
+    let from_query = head.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| *key == "name")
+            .and_then(|(_, value)| percent_decode(value))
+    });
+    let name = match from_query {
+        Some(name) if !name.is_empty() => name,
+        _ => head.origin()?.trim().to_string(),
+    };
+    (!name.is_empty() && name.len() <= u8::MAX as usize).then_some(name)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value; `None` for a bad escape or
+/// bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex(bytes.next()?)?;
+                let lo = hex(bytes.next()?)?;
+                out.push(hi << 4 | lo);
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
