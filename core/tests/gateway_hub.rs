@@ -1,0 +1,700 @@
+//! The gateway end to end against a real hub in memory: JSON, binary and legacy WebSocket
+//! clients chatting with native clients, in virtual time.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytes::BytesMut;
+use serde_json::{json, Value};
+use tidings_core::gateway::{legacy_name, Gateway, GatewayMode, WsMessage};
+use tidings_core::hub::{ConnId, Hub, HubConfig};
+use tidings_core::session::{Config, Event, Session};
+use tidings_core::transfer::TransferEvent;
+use tidings_core::wire::{
+    FrameDecoder, Message, Preamble, PresenceKind, Welcome, DEFAULT_MAX_FRAME,
+};
+use tidings_core::ws::{
+    CloseCode, HttpRequestHead, RequestReader, Utf8Bytes, WsConfig, WsConnection, WsEvent,
+    TIDINGS_SUBPROTOCOL,
+};
+use tidings_core::ErrorCode;
+
+/// A WebSocket client as the hub sees it through a gateway; `inbox` is what the browser got.
+struct WebClient {
+    conn: ConnId,
+    gw: Gateway,
+    inbox: Vec<WsMessage>,
+    eof_to_hub: bool,
+    eof_from_hub: bool,
+}
+
+struct NativeClient {
+    conn: ConnId,
+    session: Session,
+    events: Vec<Event>,
+}
+
+struct World {
+    now: Instant,
+    hub: Hub,
+    web: Vec<WebClient>,
+    native: Vec<NativeClient>,
+}
+
+impl World {
+    fn new() -> World {
+        let now = Instant::now();
+        World {
+            now,
+            hub: Hub::new(HubConfig::default(), now),
+            web: Vec::new(),
+            native: Vec::new(),
+        }
+    }
+
+    fn add_web(&mut self, mode: GatewayMode) -> usize {
+        let conn = self.hub.connect(self.now);
+        let gw = Gateway::new(mode, self.now);
+        self.web.push(WebClient {
+            conn,
+            gw,
+            inbox: Vec::new(),
+            eof_to_hub: false,
+            eof_from_hub: false,
+        });
+        self.pump();
+        self.web.len() - 1
+    }
+
+    fn add_native(&mut self, name: &str) -> usize {
+        let conn = self.hub.connect(self.now);
+        let session = Session::client(Config::default(), name, self.now).unwrap();
+        self.native.push(NativeClient {
+            conn,
+            session,
+            events: Vec::new(),
+        });
+        self.pump();
+        self.native.len() - 1
+    }
+
+    /// A WebSocket event from browser `i`.
+    fn ws(&mut self, i: usize, event: WsEvent) {
+        self.web[i].gw.handle_ws_event(self.now, event);
+        self.pump();
+    }
+
+    fn ws_text(&mut self, i: usize, text: &str) {
+        self.ws(i, WsEvent::Text(Utf8Bytes::from(text.to_string())));
+    }
+
+    /// Moves bytes until nothing moves, as a runtime would.
+    fn pump(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            for n in &mut self.native {
+                while let Some(b) = n.session.poll_transmit() {
+                    self.hub.handle_input(now, n.conn, &b);
+                    moved = true;
+                }
+            }
+            for w in &mut self.web {
+                while let Some(b) = w.gw.poll_native() {
+                    self.hub.handle_input(now, w.conn, &b);
+                    moved = true;
+                }
+                if w.gw.native_finished() && !w.eof_to_hub {
+                    w.eof_to_hub = true;
+                    self.hub.handle_eof(now, w.conn);
+                    moved = true;
+                }
+            }
+            while self.hub.poll_ready().is_some() {}
+            for n in &mut self.native {
+                while let Some(b) = self.hub.poll_transmit(n.conn) {
+                    n.session.handle_input(now, &b);
+                    moved = true;
+                }
+                while let Some(e) = n.session.poll_event() {
+                    n.events.push(e);
+                }
+            }
+            for w in &mut self.web {
+                while let Some(b) = self.hub.poll_transmit(w.conn) {
+                    w.gw.handle_native(now, b);
+                    moved = true;
+                }
+                if self.hub.is_finished(w.conn) && !w.eof_from_hub {
+                    w.eof_from_hub = true;
+                    w.gw.handle_native_eof();
+                    moved = true;
+                }
+                while let Some(m) = w.gw.poll_ws() {
+                    w.inbox.push(m);
+                }
+            }
+            while self.hub.poll_event().is_some() {}
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances virtual time in steps, firing every timer that is due.
+    fn run_for(&mut self, total: Duration, step: Duration) {
+        self.run_timers(total, step, true);
+    }
+
+    /// As `run_for`; `gateways` false leaves the gateways' own timers unfired.
+    fn run_timers(&mut self, total: Duration, step: Duration, gateways: bool) {
+        let end = self.now + total;
+        while self.now < end {
+            self.now += step;
+            self.hub.handle_timeout(self.now);
+            for n in &mut self.native {
+                n.session.handle_timeout(self.now);
+            }
+            for w in &mut self.web {
+                if gateways && w.gw.poll_timeout().is_some_and(|t| t <= self.now) {
+                    w.gw.handle_timeout(self.now);
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// Browser `i`'s text messages parsed as JSON, taken out of its inbox.
+    fn take_json(&mut self, i: usize) -> Vec<Value> {
+        std::mem::take(&mut self.web[i].inbox)
+            .into_iter()
+            .map(|m| match m {
+                WsMessage::Text(t) => serde_json::from_str(&t).unwrap(),
+                other => panic!("expected text, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn take_events(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.native[i].events)
+    }
+}
+
+fn texts(events: &[Event]) -> Vec<(String, bool, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text {
+                peer,
+                private,
+                text,
+            } => Some((peer.to_string(), *private, text.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn request(raw: &str) -> HttpRequestHead {
+    RequestReader::new(8192)
+        .feed(raw.as_bytes())
+        .unwrap()
+        .unwrap()
+}
+
+const HELLO_ALICE: &str = r#"{"type":"hello","name":"alice","capabilities":0,"max_frame":1048576}"#;
+
+// ----- JSON carriage ------------------------------------------------------------------------
+
+#[test]
+fn json_client_and_native_client_chat() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let alice = w.add_web(GatewayMode::Tidings);
+    w.ws_text(alice, HELLO_ALICE);
+    assert_eq!(w.web[alice].gw.mode(), &GatewayMode::Json);
+
+    let got = w.take_json(alice);
+    assert_eq!(got[0]["type"], "welcome");
+    let mut online: Vec<&str> = got[0]["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    online.sort_unstable();
+    assert_eq!(online, ["alice", "bob"]);
+    assert!(w.take_events(bob).iter().any(|e| matches!(e,
+        Event::Presence { kind: PresenceKind::Joined, name } if name == "alice")));
+
+    // To everyone, then privately, both ways.
+    w.ws_text(alice, r#"{"type":"text","peer":"","text":"hi all"}"#);
+    w.ws_text(alice, r#"{"type":"text","peer":"bob","text":"hi bob"}"#);
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [
+            ("alice".into(), false, "hi all".into()),
+            ("alice".into(), true, "hi bob".into())
+        ]
+    );
+    w.native[bob]
+        .session
+        .send_text("alice", "hi alice")
+        .unwrap();
+    w.native[bob].session.send_text("", "hi everyone").unwrap();
+    w.pump();
+    assert_eq!(
+        w.take_json(alice),
+        [
+            json!({"type":"text","peer":"bob","private":true,"text":"hi alice"}),
+            json!({"type":"text","peer":"bob","private":false,"text":"hi everyone"}),
+        ]
+    );
+
+    // Who is online, then bob leaves.
+    w.ws_text(alice, r#"{"type":"list-request"}"#);
+    assert_eq!(
+        w.take_json(alice),
+        [json!({"type":"peer-list","names":["alice","bob"]})]
+    );
+    w.native[bob].session.goodbye(ErrorCode::Normal, "bye");
+    w.pump();
+    assert_eq!(
+        w.take_json(alice),
+        [json!({"type":"presence","kind":"left","name":"bob"})]
+    );
+}
+
+#[test]
+fn json_client_unknown_peer_gets_a_json_error_and_stays() {
+    let mut w = World::new();
+    let alice = w.add_web(GatewayMode::Json);
+    w.ws_text(alice, HELLO_ALICE);
+    w.take_json(alice);
+    w.ws_text(alice, r#"{"type":"text","peer":"nobody","text":"?"}"#);
+    let got = w.take_json(alice);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["type"], "error");
+    assert_eq!(got[0]["code"], 13);
+    assert_eq!(got[0]["code_name"], "unknown-peer");
+    assert!(!w.web[alice].gw.is_ws_closed());
+    assert_eq!(w.hub.peer_count(), 1);
+}
+
+#[test]
+fn malformed_json_is_answered_then_closed_and_the_client_leaves() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let alice = w.add_web(GatewayMode::Tidings);
+    w.ws_text(alice, HELLO_ALICE);
+    w.take_json(alice);
+    w.take_events(bob);
+
+    w.ws_text(
+        alice,
+        r#"{"type":"text","peer":"","text":"hi","colour":"red"}"#,
+    );
+    let inbox = std::mem::take(&mut w.web[alice].inbox);
+    let WsMessage::Text(error) = &inbox[0] else {
+        panic!("{inbox:?}")
+    };
+    let error: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(
+        (error["type"].clone(), error["code"].clone()),
+        (json!("error"), json!(1))
+    );
+    assert!(
+        matches!(&inbox[1], WsMessage::Close { code, .. } if *code == CloseCode::POLICY_VIOLATION)
+    );
+    assert_eq!(inbox.len(), 2, "nothing after the close");
+    assert!(w.take_events(bob).iter().any(|e| matches!(e,
+        Event::Presence { kind: PresenceKind::Left, name } if name == "alice")));
+    assert_eq!(w.hub.peer_count(), 1);
+}
+
+#[test]
+fn unknown_json_type_is_refused_with_unknown_type() {
+    let mut w = World::new();
+    let alice = w.add_web(GatewayMode::Json);
+    w.ws_text(alice, HELLO_ALICE);
+    w.take_json(alice);
+    w.ws_text(alice, r#"{"type":"shout","text":"HI"}"#);
+    let inbox = std::mem::take(&mut w.web[alice].inbox);
+    let WsMessage::Text(error) = &inbox[0] else {
+        panic!()
+    };
+    assert!(error.contains(r#""code_name":"unknown-type""#), "{error}");
+    assert!(matches!(inbox[1], WsMessage::Close { .. }));
+}
+
+#[test]
+fn websocket_close_is_a_goodbye_to_the_hub() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let alice = w.add_web(GatewayMode::Tidings);
+    w.ws_text(alice, HELLO_ALICE);
+    w.take_events(bob);
+    w.ws(
+        alice,
+        WsEvent::Close {
+            code: CloseCode::GOING_AWAY,
+            reason: Utf8Bytes::from(""),
+        },
+    );
+    assert!(w.web[alice].gw.native_finished());
+    assert!(w.take_events(bob).iter().any(|e| matches!(e,
+        Event::Presence { kind: PresenceKind::Left, name } if name == "alice")));
+    assert_eq!(w.hub.peer_count(), 1);
+    assert!(
+        !w.web[alice]
+            .inbox
+            .iter()
+            .any(|m| matches!(m, WsMessage::Close { .. })),
+        "the WebSocket answers the close itself; the gateway adds none"
+    );
+}
+
+#[test]
+fn refused_json_hello_closes_with_1008_after_the_refusal() {
+    let mut w = World::new();
+    w.add_native("bob");
+    let imp = w.add_web(GatewayMode::Json);
+    w.ws_text(
+        imp,
+        r#"{"type":"hello","name":"BOB","capabilities":0,"max_frame":1048576}"#,
+    );
+    let inbox = std::mem::take(&mut w.web[imp].inbox);
+    let WsMessage::Text(refused) = &inbox[0] else {
+        panic!("{inbox:?}")
+    };
+    assert!(refused.contains(r#""code_name":"name-taken""#), "{refused}");
+    let Some(WsMessage::Close { code, .. }) = inbox.last() else {
+        panic!("{inbox:?}")
+    };
+    assert_eq!(*code, CloseCode::POLICY_VIOLATION);
+}
+
+// ----- binary carriage ----------------------------------------------------------------------
+
+#[test]
+fn binary_client_carries_native_bytes_untouched() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let carol = w.add_web(GatewayMode::Tidings);
+    let mut session = Session::client(Config::default(), "carol", w.now).unwrap();
+
+    // Drive carol's native session through the WebSocket messages.
+    let exchange = |w: &mut World, session: &mut Session| loop {
+        let mut moved = false;
+        while let Some(b) = session.poll_transmit() {
+            w.ws(carol, WsEvent::Binary(b));
+            moved = true;
+        }
+        for m in std::mem::take(&mut w.web[carol].inbox) {
+            let WsMessage::Binary(b) = m else {
+                panic!("{m:?}")
+            };
+            session.handle_input(w.now, &b);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    };
+    exchange(&mut w, &mut session);
+    assert_eq!(w.web[carol].gw.mode(), &GatewayMode::Binary);
+    assert!(matches!(session.poll_event(), Some(Event::Connected(_))));
+
+    session.send_text("bob", "psst").unwrap();
+    exchange(&mut w, &mut session);
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [("carol".into(), true, "psst".into())]
+    );
+    w.native[bob].session.send_text("", "hello").unwrap();
+    w.pump();
+    exchange(&mut w, &mut session);
+    assert!(matches!(session.poll_event(),
+        Some(Event::Text { peer, private: false, text }) if peer == "bob" && text == "hello"));
+}
+
+#[test]
+fn binary_carriage_is_zero_copy() {
+    let now = Instant::now();
+    let mut gw = Gateway::new(GatewayMode::Binary, now);
+    let from_hub = Bytes::from(vec![1u8; 4096]);
+    gw.handle_native(now, from_hub.clone());
+    let Some(WsMessage::Binary(out)) = gw.poll_ws() else {
+        panic!()
+    };
+    assert_eq!(out.as_ptr(), from_hub.as_ptr());
+    let from_client = Bytes::from(vec![2u8; 4096]);
+    gw.handle_ws_event(now, WsEvent::Binary(from_client.clone()));
+    assert_eq!(gw.poll_native().unwrap().as_ptr(), from_client.as_ptr());
+}
+
+#[test]
+fn text_on_a_binary_connection_closes_1003() {
+    let now = Instant::now();
+    let mut gw = Gateway::new(GatewayMode::Binary, now);
+    gw.handle_ws_event(now, WsEvent::Text(Utf8Bytes::from("hi")));
+    assert!(
+        matches!(gw.poll_ws(), Some(WsMessage::Close { code, .. }) if code == CloseCode::UNSUPPORTED_DATA)
+    );
+    assert!(gw.native_finished());
+    assert_eq!(
+        gw.poll_native(),
+        None,
+        "no frame is invented in the binary stream"
+    );
+}
+
+// ----- legacy carriage ----------------------------------------------------------------------
+
+fn legacy(w: &mut World, target: &str) -> usize {
+    let head = request(&format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ));
+    let mode = GatewayMode::for_request(&head, None).unwrap();
+    w.add_web(mode)
+}
+
+#[test]
+fn legacy_client_named_from_the_query_chats_with_a_native_client() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let dave = legacy(&mut w, "/ws?name=dave");
+    assert_eq!(w.hub.peer_count(), 2);
+    assert!(w.take_json(dave).is_empty(), "welcome is not forwarded");
+
+    w.native[bob].session.send_text("", "hi all").unwrap();
+    w.native[bob].session.send_text("dave", "hi dave").unwrap();
+    w.pump();
+    assert_eq!(
+        w.take_json(dave),
+        [
+            json!({"src":"bob","dst":"","msg":"hi all"}),
+            json!({"src":"bob","dst":"dave","msg":"hi dave"}),
+        ]
+    );
+
+    // A bare line goes to everyone; an object with dst to one peer.
+    w.ws_text(dave, "hello from dave");
+    w.ws_text(dave, r#"{"dst":"bob","msg":"just you"}"#);
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [
+            ("dave".into(), false, "hello from dave".into()),
+            ("dave".into(), true, "just you".into())
+        ]
+    );
+
+    // Presence as a line from the server.
+    let erin = w.add_native("erin");
+    assert_eq!(
+        w.take_json(dave),
+        [json!({"src":"server","dst":"","msg":"erin joined"})]
+    );
+    w.native[erin].session.goodbye(ErrorCode::Normal, "");
+    w.pump();
+    assert_eq!(
+        w.take_json(dave),
+        [json!({"src":"server","dst":"","msg":"erin left"})]
+    );
+}
+
+#[test]
+fn legacy_spoofed_src_is_ignored() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let eve = legacy(&mut w, "/?name=eve");
+    w.take_events(bob);
+    w.ws_text(eve, r#"{"src":"bob","dst":"bob","msg":"it is me, bob"}"#);
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [("eve".into(), true, "it is me, bob".into())]
+    );
+}
+
+#[test]
+fn legacy_unknown_addressee_is_told_by_the_server() {
+    let mut w = World::new();
+    let dave = legacy(&mut w, "/ws?name=dave");
+    w.ws_text(dave, r#"{"dst":"nobody","msg":"?"}"#);
+    let got = w.take_json(dave);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0]["src"].as_str(), got[0]["dst"].as_str()),
+        (Some("server"), Some("dave"))
+    );
+    assert!(got[0]["msg"].as_str().unwrap().starts_with("unknown-peer"));
+}
+
+#[test]
+fn legacy_refused_name_closes_with_1008_and_the_reason() {
+    let mut w = World::new();
+    w.add_native("bob");
+    let imp = legacy(&mut w, "/ws?name=Bob");
+    let inbox = std::mem::take(&mut w.web[imp].inbox);
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let WsMessage::Close { code, reason } = &inbox[0] else {
+        panic!("{inbox:?}")
+    };
+    assert_eq!(*code, CloseCode::POLICY_VIOLATION);
+    assert!(!reason.is_empty());
+    assert!(w.web[imp].gw.native_finished());
+    assert_eq!(w.hub.peer_count(), 1);
+}
+
+#[test]
+fn silent_legacy_client_stays_alive_through_pings() {
+    let mut w = World::new();
+    let dave = legacy(&mut w, "/ws?name=dave");
+    // Only the hub's timers run: the hub pings, the gateway answers.
+    w.run_timers(Duration::from_secs(120), Duration::from_secs(1), false);
+    assert_eq!(w.hub.peer_count(), 1);
+    assert!(!w.web[dave].gw.is_ws_closed());
+}
+
+#[test]
+fn silent_legacy_client_in_a_busy_room_stays_alive() {
+    // A server may leave a client it keeps busy unpinged (spec §6.6.1 only asks for pings
+    // after silence); the gateway's own heartbeat then keeps the receive timeout away.
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let dave = legacy(&mut w, "/ws?name=dave");
+    for _ in 0..60 {
+        w.native[bob].session.send_text("", "chatter").unwrap();
+        w.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    }
+    assert_eq!(w.hub.peer_count(), 2);
+    assert_eq!(w.take_json(dave).len(), 60);
+    assert!(w.web[dave].gw.poll_timeout().is_some());
+}
+
+#[test]
+fn legacy_gateway_declines_file_offers() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    legacy(&mut w, "/ws?name=dave");
+    let id = w.native[bob]
+        .session
+        .offer_file("dave", "a.txt", 10, "text/plain")
+        .unwrap();
+    w.pump();
+    let events = w.take_events(bob);
+    let refusal = events.iter().find_map(|e| match e {
+        Event::Transfer(TransferEvent::Finished {
+            id: done,
+            result: Err(failure),
+            ..
+        }) if *done == id => Some(failure.code),
+        _ => None,
+    });
+    assert_eq!(refusal, Some(ErrorCode::Rejected), "{events:?}");
+}
+
+#[test]
+fn legacy_gateway_pings_the_hub_after_its_own_silence() {
+    let t0 = Instant::now();
+    let mut gw = Gateway::new(
+        GatewayMode::Legacy {
+            name: "dave".into(),
+        },
+        t0,
+    );
+    while gw.poll_native().is_some() {}
+    assert_eq!(gw.poll_timeout(), None, "no heartbeat before the welcome");
+
+    let welcome = Message::Welcome(Welcome {
+        name: "dave".into(),
+        server: "server".into(),
+        heartbeat_ms: 10_000,
+        timeout_ms: 30_000,
+        max_frame: DEFAULT_MAX_FRAME,
+        capabilities: 0,
+        online: vec!["dave".into()],
+    });
+    let mut from_hub = BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
+    welcome.encode(&mut from_hub);
+    gw.handle_native(t0, from_hub.freeze());
+    assert_eq!(gw.poll_ws(), None, "welcome is not forwarded");
+    let due = gw.poll_timeout().unwrap();
+    assert_eq!(due, t0 + Duration::from_secs(10));
+
+    gw.handle_timeout(due - Duration::from_millis(1));
+    assert_eq!(gw.poll_native(), None, "not yet");
+    gw.handle_timeout(due);
+    let ping = gw.poll_native().unwrap();
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    dec.push(&ping);
+    let msg = Message::decode(dec.next_frame().unwrap().unwrap()).unwrap();
+    assert!(matches!(msg, Message::Ping { .. }), "{msg:?}");
+    assert_eq!(gw.poll_timeout(), Some(due + Duration::from_secs(10)));
+}
+
+// ----- mode selection and a real WebSocket --------------------------------------------------
+
+#[test]
+fn mode_follows_subprotocol_query_and_origin() {
+    let plain = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(
+        GatewayMode::for_request(&request(plain), Some(TIDINGS_SUBPROTOCOL)),
+        Some(GatewayMode::Tidings)
+    );
+    assert_eq!(GatewayMode::for_request(&request(plain), None), None);
+    assert_eq!(
+        GatewayMode::for_request(&request(plain), Some("chat")),
+        None
+    );
+    let qt = "GET / HTTP/1.1\r\nHost: x\r\nOrigin: C1\r\n\r\n";
+    assert_eq!(legacy_name(&request(qt)).as_deref(), Some("C1"));
+    let both = "GET /?name=z%20z&x HTTP/1.1\r\nHost: x\r\nOrigin: C1\r\n\r\n";
+    assert_eq!(legacy_name(&request(both)).as_deref(), Some("z z"));
+    let bad = "GET /?name=%zz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(legacy_name(&request(bad)), None);
+}
+
+#[test]
+fn json_over_a_real_websocket_pair() {
+    let now = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), now);
+    let conn = hub.connect(now);
+    let mut n = 0u8;
+    let mut browser = WsConnection::client(WsConfig::default(), move || {
+        n = n.wrapping_add(1);
+        [n, 7, 7, 7]
+    });
+    let mut server = WsConnection::server(WsConfig::default());
+    let mut gw = Gateway::new(GatewayMode::Tidings, now);
+
+    browser.send_text(HELLO_ALICE).unwrap();
+    browser.send_text(r#"{"type":"list-request"}"#).unwrap();
+    let mut received = Vec::new();
+    for _ in 0..10 {
+        while let Some(b) = browser.poll_transmit() {
+            server.handle_input(&b);
+        }
+        while let Some(e) = server.poll_event() {
+            gw.handle_ws_event(now, e);
+        }
+        while let Some(b) = gw.poll_native() {
+            hub.handle_input(now, conn, &b);
+        }
+        while hub.poll_ready().is_some() {}
+        while let Some(b) = hub.poll_transmit(conn) {
+            gw.handle_native(now, b);
+        }
+        gw.write_to(&mut server).unwrap();
+        while let Some(b) = server.poll_transmit() {
+            browser.handle_input(&b);
+        }
+        while let Some(e) = browser.poll_event() {
+            let WsEvent::Text(t) = e else { panic!("{e:?}") };
+            received.push(serde_json::from_str::<Value>(&t).unwrap());
+        }
+    }
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0]["type"], "welcome");
+    assert_eq!(received[1], json!({"type":"peer-list","names":["alice"]}));
+}
