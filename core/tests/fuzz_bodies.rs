@@ -11,13 +11,14 @@ use tidings_core::fuzz;
 
 type Body = fn(&[u8]);
 
-const BODIES: [(&str, Body); 6] = [
+const BODIES: [(&str, Body); 7] = [
     ("native_frames", fuzz::native_frames),
     ("message_roundtrip", fuzz::message_roundtrip),
     ("session", fuzz::session),
     ("transfer_pair", fuzz::transfer_pair),
     ("ws_frames", fuzz::ws_frames),
     ("http_handshake", fuzz::http_handshake),
+    ("json", fuzz::json),
 ];
 
 #[test]

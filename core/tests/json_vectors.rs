@@ -145,3 +145,18 @@ fn vector_file_is_what_the_generator_produces() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn fuzz_body_runs_every_vector_through_each_carriage() {
+    let doc = doc();
+    let mut lines = vec![r#"{"type":"hello","name":"fuzz","capabilities":3,"max_frame":1048576}"#];
+    for v in doc["vectors"].as_array().unwrap() {
+        lines.push(v["json"].as_str().unwrap());
+    }
+    let text = lines.join("\n");
+    for flags in 0..3u8 {
+        let mut input = vec![flags];
+        input.extend_from_slice(text.as_bytes());
+        tidings_core::fuzz::json(&input);
+    }
+}

@@ -3,10 +3,12 @@
 //! `cargo test --features fuzz` compiles and runs them (the regression tests replay past
 //! findings through them); the cargo-fuzz targets in `fuzz/` are one line each.
 
+mod json;
 mod session;
 mod wire;
 mod ws;
 
+pub use json::json;
 pub use session::{session, transfer_pair};
 pub use wire::{message_roundtrip, native_frames};
 pub use ws::{http_handshake, ws_frames};

@@ -86,7 +86,7 @@ pub use mode::{legacy_name, GatewayMode};
 
 use crate::json::{from_json_limited, to_json};
 use crate::wire::{
-    FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, MAX_FRAME_CEILING,
+    FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN, MAX_FRAME_CEILING,
     PREAMBLE_LEN,
 };
 use crate::ws::{CloseCode, SendError, WsConnection, WsEvent, MAX_CLOSE_REASON};
@@ -268,17 +268,12 @@ impl Gateway {
 
     /// The instant of [`Gateway::poll_timeout`] has come.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(due) = self.poll_timeout() else {
-            return;
-        };
-        if now >= due {
-            let legacy = self
-                .legacy
-                .as_mut()
-                .expect("only legacy gateways have timers");
-            let nonce = legacy.next_nonce;
-            legacy.next_nonce += 1;
-            self.send_hub(now, &Message::Ping { nonce });
+        if self.poll_timeout().is_some_and(|due| now >= due) {
+            if let Some(legacy) = self.legacy.as_mut() {
+                let nonce = legacy.next_nonce;
+                legacy.next_nonce += 1;
+                self.send_hub(now, &Message::Ping { nonce });
+            }
         }
     }
 
@@ -407,22 +402,38 @@ impl Gateway {
     }
 
     fn legacy_in(&mut self, now: Instant, text: &str) {
+        // Checked before parsing: the hub would close the connection for an oversized frame,
+        // and parsing never makes a text longer.
+        if text.len() > self.max_frame as usize {
+            return self.refuse_oversized();
+        }
         let (peer, text) = legacy::parse_client_text(text);
+        if peer.len() > u8::MAX as usize {
+            // No name is that long, and the native field could not carry it whole.
+            if let Some(legacy) = &self.legacy {
+                let line =
+                    legacy::render(&legacy.server, &legacy.name, "unknown-peer: no such peer");
+                self.to_ws.push_back(WsMessage::Text(line));
+            }
+            return;
+        }
         let msg = Message::Text {
             peer,
             private: false,
             text,
         };
-        // The hub would close the connection for an oversized frame; tell the client why.
-        if msg.encoded_len() - crate::wire::HEADER_LEN > self.max_frame as usize {
-            self.fail_client(
-                CloseCode::MESSAGE_TOO_BIG,
-                ErrorCode::FrameTooLarge,
-                "message larger than the frame limit",
-            );
-            return;
+        if msg.encoded_len() - HEADER_LEN > self.max_frame as usize {
+            return self.refuse_oversized();
         }
         self.send_hub(now, &msg);
+    }
+
+    fn refuse_oversized(&mut self) {
+        self.fail_client(
+            CloseCode::MESSAGE_TOO_BIG,
+            ErrorCode::FrameTooLarge,
+            "message larger than the frame limit",
+        );
     }
 
     /// The client broke the carriage's rules: close the WebSocket and leave the hub.
