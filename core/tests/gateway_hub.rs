@@ -647,6 +647,12 @@ fn mode_follows_subprotocol_query_and_origin() {
         GatewayMode::for_request(&request(plain), Some("chat")),
         None
     );
+    let other = "GET /?name=a HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+    assert_eq!(
+        GatewayMode::for_request(&request(other), None),
+        None,
+        "a client that wanted another subprotocol is not a legacy client"
+    );
     let qt = "GET / HTTP/1.1\r\nHost: x\r\nOrigin: C1\r\n\r\n";
     assert_eq!(legacy_name(&request(qt)).as_deref(), Some("C1"));
     let both = "GET /?name=z%20z&x HTTP/1.1\r\nHost: x\r\nOrigin: C1\r\n\r\n";

@@ -160,3 +160,25 @@ fn fuzz_body_runs_every_vector_through_each_carriage() {
         tidings_core::fuzz::json(&input);
     }
 }
+
+#[test]
+fn spec_table_examples_are_what_to_json_writes() {
+    let spec = include_str!("../../spec/PROTOCOL.md");
+    let section = &spec[spec.find("### 12.3 JSON carriage").unwrap()..];
+    let section = &section[..section.find("### 12.4").unwrap()];
+    let mut seen = 0;
+    for line in section.lines() {
+        let (Some(start), Some(end)) = (line.find("`{\"type\""), line.find("}`")) else {
+            continue;
+        };
+        let example = &line[start + 1..end + 1];
+        let msg = from_json(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(
+            to_json(&msg),
+            example,
+            "the spec shows another member order"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 22, "one example per message type");
+}

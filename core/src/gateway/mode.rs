@@ -25,14 +25,16 @@ pub enum GatewayMode {
 
 impl GatewayMode {
     /// The mode for an accepted upgrade: `protocol` is the subprotocol the server agreed to
-    /// ([`crate::ws::Accepted::protocol`]). `tidings.v1` gives [`GatewayMode::Tidings`];
-    /// no subprotocol gives [`GatewayMode::Legacy`] with the name from [`legacy_name`], or
-    /// `None` when the request names nobody (answer such a request with an HTTP 400, or
-    /// accept and close it with 1008).
+    /// ([`crate::ws::Accepted::protocol`]). `tidings.v1` gives [`GatewayMode::Tidings`]. A
+    /// request that offered no subprotocol at all gives [`GatewayMode::Legacy`] with the
+    /// name from [`legacy_name`]. `None` means "refuse": the request names nobody, or it
+    /// offered only subprotocols other than `tidings.v1` (it is not a plain chat client).
+    /// Answer it with an HTTP 400, or accept and close it with 1008.
     pub fn for_request(head: &HttpRequestHead, protocol: Option<&str>) -> Option<GatewayMode> {
         match protocol {
             Some(p) if p == TIDINGS_SUBPROTOCOL => Some(GatewayMode::Tidings),
             Some(_) => None,
+            None if head.websocket_protocols().next().is_some() => None,
             None => legacy_name(head).map(|name| GatewayMode::Legacy { name }),
         }
     }
