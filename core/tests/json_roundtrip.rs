@@ -168,3 +168,46 @@ proptest! {
         let _ = from_json(&text);
     }
 }
+
+/// Throughput of the mapping, for the report (run in release):
+/// `cargo test --release -p tidings-core --test json_roundtrip -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_json_throughput() {
+    use std::time::Instant;
+    let text = Message::Text {
+        peer: Utf8::from("bob"),
+        private: true,
+        text: Utf8::from("a chat line of a typical length, sixty-odd bytes long."),
+    };
+    let chunk = Message::Chunk {
+        id: 2,
+        offset: 1 << 20,
+        data: Bytes::from(vec![0xA5u8; 64 << 10]),
+    };
+    for (name, msg, rounds) in [("text", text, 200_000u32), ("chunk 64 KiB", chunk, 2_000)] {
+        let json = to_json(&msg);
+        let start = Instant::now();
+        let mut buf = String::new();
+        for _ in 0..rounds {
+            buf.clear();
+            write_json(&msg, &mut buf);
+        }
+        let write = start.elapsed();
+        let start = Instant::now();
+        for _ in 0..rounds {
+            assert!(from_json(&json).is_ok());
+        }
+        let read = start.elapsed();
+        let per_s = |d: std::time::Duration| f64::from(rounds) / d.as_secs_f64();
+        let mib_s = |d: std::time::Duration| per_s(d) * json.len() as f64 / f64::from(1 << 20);
+        eprintln!(
+            "{name}: {} JSON bytes; to_json {:.0} msg/s ({:.0} MiB/s), from_json {:.0} msg/s ({:.0} MiB/s)",
+            json.len(),
+            per_s(write),
+            mib_s(write),
+            per_s(read),
+            mib_s(read)
+        );
+    }
+}
