@@ -26,6 +26,8 @@ struct WebClient {
     inbox: Vec<WsMessage>,
     eof_to_hub: bool,
     eof_from_hub: bool,
+    /// Whether the browser answers WebSocket pings (a live one does).
+    alive: bool,
 }
 
 struct NativeClient {
@@ -61,6 +63,7 @@ impl World {
             inbox: Vec::new(),
             eof_to_hub: false,
             eof_from_hub: false,
+            alive: true,
         });
         self.pump();
         self.web.len() - 1
@@ -131,7 +134,15 @@ impl World {
                     moved = true;
                 }
                 while let Some(m) = w.gw.poll_ws() {
-                    w.inbox.push(m);
+                    match m {
+                        // A live browser's WebSocket answers at once.
+                        WsMessage::Ping(payload) if w.alive => {
+                            w.gw.handle_ws_event(now, WsEvent::Pong(payload));
+                            moved = true;
+                        }
+                        WsMessage::Ping(_) => {}
+                        other => w.inbox.push(other),
+                    }
                 }
             }
             while self.hub.poll_event().is_some() {}
@@ -592,6 +603,23 @@ fn legacy_gateway_declines_file_offers() {
         _ => None,
     });
     assert_eq!(refusal, Some(ErrorCode::Rejected), "{events:?}");
+}
+
+#[test]
+fn vanished_legacy_client_is_dropped_at_the_timeout() {
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let dave = legacy(&mut w, "/ws?name=dave");
+    w.web[dave].alive = false;
+    w.take_events(bob);
+    w.run_for(Duration::from_secs(29), Duration::from_secs(1));
+    assert_eq!(w.hub.peer_count(), 2, "not before the timeout");
+    w.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    assert_eq!(w.hub.peer_count(), 1);
+    assert!(w.take_events(bob).iter().any(|e| matches!(e,
+        Event::Presence { kind: PresenceKind::Left, name } if name == "dave")));
+    assert!(matches!(w.web[dave].inbox.last(),
+        Some(WsMessage::Close { code, .. }) if *code == CloseCode::GOING_AWAY));
 }
 
 #[test]

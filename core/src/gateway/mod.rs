@@ -12,8 +12,10 @@
 //! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
 //!   gateway sends the native preamble for the client and drops the hub's;
 //! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
-//!   gateway registers it, answers the hub's heartbeats, keeps the connection alive and
-//!   translates bare text and `{"src","dst","msg"}` objects.
+//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, and
+//!   keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
+//!   silence, and pings a silent client over the WebSocket, dropping it from the hub when
+//!   it stops answering.
 //!
 //! # Calling contract
 //!
@@ -29,8 +31,8 @@
 //!   [`Hub::handle_input`](crate::hub::Hub::handle_input); then, once
 //!   [`Gateway::native_finished`] is true, [`Hub::handle_eof`](crate::hub::Hub::handle_eof)
 //!   (once). [`Gateway::poll_ws`] until `None` (or [`Gateway::write_to`]), each message to
-//!   the [`WsConnection`]; a [`WsMessage::Close`] is the last one and starts the close
-//!   handshake. Re-arm the timer at [`Gateway::poll_timeout`].
+//!   the [`WsConnection`] (text, binary, ping); a [`WsMessage::Close`] is the last one and
+//!   starts the close handshake. Re-arm the timer at [`Gateway::poll_timeout`].
 //!
 //! The gateway holds only what one input produced until it is polled; its backpressure is
 //! the hub's (take bytes from the hub only as the WebSocket drains) and the WebSocket's
@@ -74,15 +76,18 @@
 //! assert!(welcome.starts_with(r#"{"type":"welcome","name":"alice""#));
 //! ```
 
+mod heartbeat;
 mod legacy;
 mod mode;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 pub use mode::{legacy_name, GatewayMode};
+
+use heartbeat::Heartbeat;
 
 use crate::json::{from_json_limited, to_json};
 use crate::wire::{
@@ -99,11 +104,15 @@ pub enum WsMessage {
     Text(String),
     /// Send as a binary message.
     Binary(Bytes),
+    /// Send a ping with this payload (the legacy carriage checks that a silent client is
+    /// still there; the WebSocket answers pongs by itself).
+    Ping(Bytes),
     /// Close the WebSocket with this code and reason (at most 123 bytes); nothing follows.
     Close {
-        /// The close code (1000 normal, 1001 going away, 1003 wrong kind of message,
-        /// 1008 refused or protocol error, 1011 the hub sent bytes the gateway could not
-        /// read).
+        /// The close code: 1000 normal, 1001 server shutdown or a legacy client that
+        /// stopped answering, 1003 the wrong kind of message, 1008 refused or a protocol
+        /// error, 1009 a text beyond the frame limit, 1011 the hub sent bytes the gateway
+        /// could not read.
         code: CloseCode,
         /// For people.
         reason: String,
@@ -117,11 +126,7 @@ struct LegacyState {
     name: String,
     /// The server participant's name, the `src` of presence lines; known from `welcome`.
     server: String,
-    /// The interval announced in `welcome`: the gateway pings the hub after this much
-    /// silence, since a legacy client sends nothing on its own.
-    heartbeat: Option<Duration>,
-    /// When bytes toward the hub were last queued.
-    last_sent: Instant,
+    heartbeat: Heartbeat,
     next_nonce: u64,
 }
 
@@ -193,6 +198,9 @@ impl Gateway {
     pub fn handle_ws_event(&mut self, now: Instant, event: WsEvent) {
         if self.client_done {
             return;
+        }
+        if let Some(legacy) = &mut self.legacy {
+            legacy.heartbeat.heard(now);
         }
         match event {
             WsEvent::Text(text) => match self.mode {
@@ -268,12 +276,30 @@ impl Gateway {
 
     /// The instant of [`Gateway::poll_timeout`] has come.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|due| now >= due) {
-            if let Some(legacy) = self.legacy.as_mut() {
-                let nonce = legacy.next_nonce;
-                legacy.next_nonce += 1;
-                self.send_hub(now, &Message::Ping { nonce });
-            }
+        if self.client_done {
+            return;
+        }
+        let Some(legacy) = self.legacy.as_mut() else {
+            return;
+        };
+        let due = legacy.heartbeat.fire(now);
+        if due.client_dead {
+            // The client vanished without closing: free its name as the hub would.
+            self.say_goodbye(
+                ErrorCode::HeartbeatTimeout,
+                "the WebSocket client stopped answering",
+            );
+            self.client_done = true;
+            self.close_ws(CloseCode::GOING_AWAY, "heartbeat-timeout");
+            return;
+        }
+        if due.ping_hub {
+            let nonce = legacy.next_nonce;
+            legacy.next_nonce += 1;
+            self.send_hub(now, &Message::Ping { nonce });
+        }
+        if due.probe_client && !self.ws_closed {
+            self.to_ws.push_back(WsMessage::Ping(Bytes::new()));
         }
     }
 
@@ -301,6 +327,7 @@ impl Gateway {
             match msg {
                 WsMessage::Text(text) => ws.send_text(&text)?,
                 WsMessage::Binary(data) => ws.send_binary_bytes(data)?,
+                WsMessage::Ping(data) => ws.send_ping(&data)?,
                 WsMessage::Close { code, reason } => ws.close(code, &reason)?,
             }
         }
@@ -312,14 +339,14 @@ impl Gateway {
         self.ws_closed
     }
 
-    /// When [`Gateway::handle_timeout`] must run: only a legacy gateway has a timer (its
-    /// heartbeat toward the hub); `None` otherwise.
+    /// When [`Gateway::handle_timeout`] must run. Only a legacy gateway has a timer, once
+    /// the hub welcomed it: its heartbeat toward the hub, its pings to a silent client, and
+    /// the client's timeout. `None` otherwise.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.client_done {
             return None;
         }
-        let legacy = self.legacy.as_ref()?;
-        Some(legacy.last_sent + legacy.heartbeat?)
+        self.legacy.as_ref()?.heartbeat.deadline()
     }
 
     // ----- carriage set-up ----------------------------------------------------------------
@@ -344,8 +371,7 @@ impl Gateway {
         self.legacy = Some(LegacyState {
             name: name.clone(),
             server: String::new(),
-            heartbeat: None,
-            last_sent: now,
+            heartbeat: Heartbeat::new(now),
             next_nonce: 1,
         });
         self.to_hub.push_back(Bytes::from_static(&PREAMBLE));
@@ -366,7 +392,7 @@ impl Gateway {
             return;
         }
         if let Some(legacy) = &mut self.legacy {
-            legacy.last_sent = now;
+            legacy.heartbeat.sent(now);
         }
         self.to_hub.push_back(bytes);
     }
@@ -525,7 +551,7 @@ impl Gateway {
         match msg {
             Message::Welcome(w) => {
                 legacy.server = w.server.to_string();
-                legacy.heartbeat = Some(Duration::from_millis(w.heartbeat_ms.max(1).into()));
+                legacy.heartbeat.start(w.heartbeat_ms, w.timeout_ms);
             }
             Message::Text {
                 peer,
