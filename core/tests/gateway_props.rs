@@ -116,3 +116,26 @@ proptest! {
         prop_assert_eq!(drain_native(&mut gw), want.to_vec());
     }
 }
+
+#[test]
+fn large_json_payloads_cross_whole() {
+    let now = Instant::now();
+    let mut gw = Gateway::new(GatewayMode::Json, now);
+    let msgs = [
+        Message::Chunk {
+            id: 2,
+            offset: 0,
+            data: Bytes::from((0..64 << 10).map(|i| i as u8).collect::<Vec<u8>>()),
+        },
+        Message::Blob {
+            peer: Utf8::from("bob"),
+            private: false,
+            media_type: Utf8::from("image/png"),
+            data: Bytes::from(vec![9u8; 5000]),
+        },
+    ];
+    for m in &msgs {
+        gw.handle_ws_event(now, WsEvent::Text(Utf8Bytes::from(to_json(m))));
+    }
+    assert_eq!(drain_native(&mut gw), native(&msgs));
+}

@@ -409,9 +409,12 @@ impl Gateway {
                 if matches!(msg, Message::Goodbye { .. }) {
                     self.goodbye_sent = true;
                 }
-                let mut out = BytesMut::with_capacity(msg.encoded_len());
-                msg.encode(&mut out);
-                self.to_hub.push_back(out.freeze());
+                // The decoded base64 of a blob or chunk is handed on as it is, not copied
+                // again into the frame.
+                let mut head = BytesMut::new();
+                let payload = msg.encode_split(&mut head, SPLIT_PAYLOAD);
+                self.to_hub.push_back(head.freeze());
+                self.to_hub.extend(payload);
             }
             Err(e) => {
                 // Tell the client in its own terms, then leave the hub as a client would.
@@ -613,6 +616,9 @@ impl Gateway {
 }
 
 const PREAMBLE: [u8; PREAMBLE_LEN] = Preamble::CURRENT.to_bytes();
+
+/// Payloads at least this large are queued toward the hub by reference, not copied.
+const SPLIT_PAYLOAD: usize = 1024;
 
 /// The WebSocket close for a hub's `refused`, `goodbye` or fatal `error`: 1000 for a normal
 /// goodbye, 1001 for a shutdown, 1008 otherwise; the reason is the hub's, or the code's name.
