@@ -732,3 +732,32 @@ fn json_over_a_real_websocket_pair() {
     assert_eq!(received[0]["type"], "welcome");
     assert_eq!(received[1], json!({"type":"peer-list","names":["alice"]}));
 }
+
+#[test]
+fn qt_style_client_from_upgrade_request_to_chat() {
+    // What a runtime does with a plain `QWebSocket("C1")` client: read the request, accept
+    // the upgrade (no subprotocol offered, none chosen), pick the mode, then pump.
+    let mut w = World::new();
+    let bob = w.add_native("bob");
+    let raw = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+               Origin: C1\r\n\r\n";
+    let head = request(raw);
+    let accepted = head.accept_websocket(&[TIDINGS_SUBPROTOCOL]).unwrap();
+    assert!(accepted.response.starts_with(b"HTTP/1.1 101"));
+    let mode = GatewayMode::for_request(&head, accepted.protocol.as_deref()).unwrap();
+    assert_eq!(mode, GatewayMode::Legacy { name: "C1".into() });
+
+    let c1 = w.add_web(mode);
+    w.ws_text(c1, "hello from C1");
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [("C1".into(), false, "hello from C1".into())]
+    );
+    w.native[bob].session.send_text("C1", "hi C1").unwrap();
+    w.pump();
+    assert_eq!(
+        w.take_json(c1),
+        [json!({"src":"bob","dst":"C1","msg":"hi C1"})]
+    );
+}
