@@ -1,0 +1,142 @@
+//! Chat fan-out load: every client broadcasts, every client receives everything.
+//!
+//! Each client may run at most `window` rounds ahead of what it has received, so the number
+//! of messages in flight is bounded the same way for both servers and neither is pushed into
+//! dropping or disconnecting slow readers.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::proto::{self, Incoming, Parser, Proto};
+
+/// What one fan-out run measured.
+pub struct Outcome {
+    /// Messages received by all clients together.
+    pub delivered: u64,
+    /// From the start signal to the last client having everything.
+    pub elapsed: Duration,
+}
+
+/// Runs `clients` clients that each broadcast `messages` messages.
+pub async fn run(
+    proto: Proto,
+    addr: &str,
+    clients: usize,
+    messages: usize,
+    window: usize,
+    limit: Duration,
+) -> Result<Outcome, String> {
+    let mut conns = Vec::with_capacity(clients);
+    for i in 0..clients {
+        conns.push(proto::connect(proto, addr, i, Duration::from_secs(60), limit).await?);
+    }
+    let (go_tx, go_rx) = watch::channel(None::<Instant>);
+    let per_round = proto.receivers_of_broadcast(clients);
+    let mut tasks = Vec::with_capacity(clients);
+    for (stream, parser) in conns {
+        let go = go_rx.clone();
+        tasks.push(tokio::spawn(client(
+            stream, parser, go, per_round, messages, window, limit,
+        )));
+    }
+    // Presence and acks from the joins are read (and ignored) by the tasks meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    go_tx
+        .send(Some(start))
+        .map_err(|_| "no client is waiting")?;
+    let mut delivered = 0u64;
+    let mut last = start;
+    for t in tasks {
+        let (n, done) = t.await.map_err(|e| e.to_string())??;
+        delivered += n;
+        last = last.max(done);
+    }
+    Ok(Outcome {
+        delivered,
+        elapsed: last - start,
+    })
+}
+
+async fn client(
+    mut stream: TcpStream,
+    mut parser: Parser,
+    mut go: watch::Receiver<Option<Instant>>,
+    per_round: usize,
+    messages: usize,
+    window: usize,
+    limit: Duration,
+) -> Result<(u64, Instant), String> {
+    parser.drop_payloads();
+    let mut one = Vec::new();
+    proto::broadcast(parser.proto(), &proto::payload(0), &mut one);
+    let expected = (per_round * messages) as u64;
+    let mut received = 0u64;
+    let mut sent = 0usize;
+    let mut out = Vec::with_capacity(one.len() * window);
+    // Before the start: drain presence, answer pings.
+    let start = loop {
+        if let Some(t) = *go.borrow() {
+            break t;
+        }
+        tokio::select! {
+            r = go.changed() => r.map_err(|_| "the start signal vanished")?,
+            r = stream.read_buf(parser.buffer()) => {
+                if r.map_err(|e| e.to_string())? == 0 {
+                    return Err("the server closed before the start".into());
+                }
+                // Clients that saw the start first may already be sending.
+                while let Some(unit) = parser.next()? {
+                    match unit {
+                        Incoming::Delivery(_) => received += 1,
+                        Incoming::Ping(n) => proto::pong(n, &mut out),
+                        _ => {}
+                    }
+                }
+                if !out.is_empty() {
+                    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                    out.clear();
+                }
+            }
+        }
+    };
+    let deadline = tokio::time::Instant::from_std(start + limit);
+    loop {
+        let allowed = messages.min(window + (received / per_round as u64) as usize);
+        while sent < allowed {
+            out.extend_from_slice(&one);
+            sent += 1;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+        if sent == messages && received >= expected {
+            return Ok((received, Instant::now()));
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(parser.buffer()))
+            .await
+            .map_err(|_| {
+                format!(
+                    "fan-out did not finish within {limit:?} ({received} of {expected} received)"
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!(
+                "the server closed the connection ({received} of {expected} received)"
+            ));
+        }
+        while let Some(unit) = parser.next()? {
+            match unit {
+                Incoming::Delivery(_) => received += 1,
+                Incoming::Ping(n) => proto::pong(n, &mut out),
+                Incoming::Closing(k) => return Err(format!("the server closed with frame {k:#x}")),
+                Incoming::Other => {}
+            }
+        }
+    }
+}

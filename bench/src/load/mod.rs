@@ -1,0 +1,108 @@
+//! The load generator: the bench binary started again as `tidings-bench load KIND key=value…`
+//! in its own process, pinned to its own core, so that it never shares a process (or a core)
+//! with the server it measures. Both sides of a row run this same code; only the protocol
+//! differs. It prints one `result …` line (or `ready`/`done` lines for idle connections).
+
+mod fanout;
+mod idle;
+mod latency;
+pub mod proto;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proto::Proto;
+
+/// Key/value arguments of a load run.
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Args, String> {
+        let mut map = HashMap::new();
+        for a in args {
+            let (k, v) = a
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, got {a:?}"))?;
+            map.insert(k.to_string(), v.to_string());
+        }
+        Ok(Args(map))
+    }
+
+    fn str(&self, key: &str) -> Result<&str, String> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("missing {key}="))
+    }
+
+    fn num(&self, key: &str) -> Result<u64, String> {
+        self.str(key)?.parse().map_err(|e| format!("{key}: {e}"))
+    }
+
+    fn ms(&self, key: &str) -> Result<Duration, String> {
+        Ok(Duration::from_millis(self.num(key)?))
+    }
+}
+
+/// Runs `load KIND key=value…`; `args` starts at KIND.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let kind = args.first().ok_or("load: which kind?")?;
+    let a = Args::parse(&args[1..])?;
+    let proto = Proto::parse(a.str("proto")?)?;
+    let addr = a.str("addr")?.to_string();
+    let limit = a.ms("limit_ms")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match kind.as_str() {
+        "fanout" => {
+            let o = rt.block_on(fanout::run(
+                proto,
+                &addr,
+                a.num("clients")? as usize,
+                a.num("messages")? as usize,
+                a.num("window")? as usize,
+                limit,
+            ))?;
+            println!(
+                "result delivered={} elapsed_ns={}",
+                o.delivered,
+                o.elapsed.as_nanos()
+            );
+        }
+        "latency" => {
+            let o = rt.block_on(latency::run(
+                proto,
+                &addr,
+                a.num("clients")? as usize,
+                a.num("rate")?,
+                a.ms("duration_ms")?,
+                a.ms("warmup_ms")?,
+                limit,
+            ))?;
+            println!(
+                "result p50_us={:.1} p99_us={:.1} max_us={:.1} measured={} scheduled={}",
+                o.p50_us, o.p99_us, o.max_us, o.measured, o.scheduled
+            );
+        }
+        "idle" => rt.block_on(idle::run(
+            proto,
+            &addr,
+            a.num("clients")? as usize,
+            a.ms("heartbeat_ms")?,
+            a.ms("hold_ms")?,
+            limit,
+        ))?,
+        other => return Err(format!("unknown load kind {other:?}")),
+    }
+    Ok(())
+}
+
+/// The `key=value` fields of a `result …` line.
+pub fn fields(line: &str) -> HashMap<String, f64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}

@@ -1,0 +1,460 @@
+//! The two protocols a load-generator client speaks, both written out by hand at the same
+//! level: the tidings wire format (preamble, `hello`, `text`, `ping`/`pong`) and MQTT 3.1.1
+//! (CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PINGREQ). A client parses only frame headers and
+//! the payload of deliveries, so neither side pays for a full decoder in the load generator.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tidings_core::wire::{frame_type, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Which server the load talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// `tidings serve`.
+    Tidings,
+    /// mosquitto (MQTT 3.1.1, QoS 0).
+    Mqtt,
+}
+
+impl Proto {
+    /// Parses `tidings` or `mqtt`.
+    pub fn parse(s: &str) -> Result<Proto, String> {
+        match s {
+            "tidings" => Ok(Proto::Tidings),
+            "mqtt" => Ok(Proto::Mqtt),
+            _ => Err(format!("unknown protocol {s:?}")),
+        }
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tidings => "tidings",
+            Proto::Mqtt => "mqtt",
+        }
+    }
+
+    /// How many clients receive one broadcast among `clients`: tidings never echoes a
+    /// message to its sender; an MQTT 3.1.1 subscriber receives its own publications.
+    pub fn receivers_of_broadcast(self, clients: usize) -> usize {
+        match self {
+            Proto::Tidings => clients - 1,
+            Proto::Mqtt => clients,
+        }
+    }
+}
+
+/// The MQTT topic every client subscribes to for broadcasts.
+const ALL_TOPIC: &[u8] = b"all";
+
+/// Client `i`'s name (tidings) or private topic suffix (MQTT).
+pub fn client_name(i: usize) -> String {
+    format!("c{i}")
+}
+
+/// What one parsed unit of the server's stream means to the load generator.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A chat message (tidings `text`, MQTT PUBLISH) with its application payload.
+    Delivery(Vec<u8>),
+    /// A tidings `ping` that must be answered with this nonce.
+    Ping(u64),
+    /// A tidings `refused`, `error` or `goodbye`.
+    Closing(u8),
+    /// Anything else (welcome, presence, acks, pongs …).
+    Other,
+}
+
+/// Splits the server's byte stream into [`Incoming`] units.
+pub struct Parser {
+    proto: Proto,
+    buf: BytesMut,
+    /// Bytes of the tidings preamble still to skip.
+    preamble: usize,
+    /// Only deliveries' lengths are needed (fan-out counts them): skip copying payloads.
+    keep_payload: bool,
+}
+
+impl Parser {
+    /// A parser for a fresh connection.
+    pub fn new(proto: Proto, keep_payload: bool) -> Parser {
+        Parser {
+            proto,
+            buf: BytesMut::with_capacity(64 << 10),
+            preamble: if proto == Proto::Tidings { 8 } else { 0 },
+            keep_payload,
+        }
+    }
+
+    /// The buffer to read into: `n` more spare bytes at its end.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < 16 << 10 {
+            self.buf.reserve(64 << 10);
+        }
+        &mut self.buf
+    }
+
+    /// The next complete unit, if the buffer holds one.
+    pub fn next(&mut self) -> Result<Option<Incoming>, String> {
+        if !self.skip_preamble() {
+            return Ok(None);
+        }
+        match self.proto {
+            Proto::Tidings => self.next_tidings(),
+            Proto::Mqtt => self.next_mqtt(),
+        }
+    }
+
+    /// Drops what is buffered of the server's preamble; whether it is all behind.
+    fn skip_preamble(&mut self) -> bool {
+        if self.preamble > 0 {
+            let n = self.preamble.min(self.buf.len());
+            self.buf.advance(n);
+            self.preamble -= n;
+        }
+        self.preamble == 0
+    }
+
+    fn next_tidings(&mut self) -> Result<Option<Incoming>, String> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > DEFAULT_MAX_FRAME as usize {
+            return Err(format!("a frame of {len} bytes"));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let kind = self.buf[4];
+        let body = &self.buf[5..5 + len];
+        let unit = match kind {
+            frame_type::TEXT => {
+                // peer: str8, flags: u8, text: rest
+                let skip = 1 + *body.first().ok_or("empty text frame")? as usize + 1;
+                let payload = body.get(skip..).ok_or("short text frame")?;
+                Incoming::Delivery(self.payload(payload))
+            }
+            frame_type::PING if len == 8 => {
+                Incoming::Ping(u64::from_be_bytes(body.try_into().expect("8 bytes")))
+            }
+            frame_type::REFUSED | frame_type::ERROR | frame_type::GOODBYE => {
+                Incoming::Closing(kind)
+            }
+            _ => Incoming::Other,
+        };
+        self.buf.advance(5 + len);
+        Ok(Some(unit))
+    }
+
+    fn next_mqtt(&mut self) -> Result<Option<Incoming>, String> {
+        if self.buf.len() < 2 {
+            return Ok(None);
+        }
+        // Remaining length: up to four 7-bit groups, least significant first.
+        let mut len = 0usize;
+        let mut at = 1;
+        loop {
+            let Some(&b) = self.buf.get(at) else {
+                return Ok(None);
+            };
+            len |= ((b & 0x7F) as usize) << (7 * (at - 1));
+            at += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if at > 4 {
+                return Err("bad MQTT remaining length".into());
+            }
+        }
+        if self.buf.len() < at + len {
+            return Ok(None);
+        }
+        let kind = self.buf[0] >> 4;
+        let body = &self.buf[at..at + len];
+        let unit = if kind == 3 {
+            let topic = u16::from_be_bytes([body[0], body[1]]) as usize;
+            Incoming::Delivery(self.payload(&body[2 + topic..]))
+        } else {
+            Incoming::Other
+        };
+        self.buf.advance(at + len);
+        Ok(Some(unit))
+    }
+
+    fn payload(&self, p: &[u8]) -> Vec<u8> {
+        if self.keep_payload {
+            p.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Appends a broadcast of `payload` (to everyone).
+pub fn broadcast(proto: Proto, payload: &[u8], out: &mut Vec<u8>) {
+    match proto {
+        Proto::Tidings => text(b"", payload, out),
+        Proto::Mqtt => publish(ALL_TOPIC, payload, out),
+    }
+}
+
+/// Appends a message of `payload` to client `to` alone.
+pub fn private(proto: Proto, to: usize, payload: &[u8], out: &mut Vec<u8>) {
+    let name = client_name(to);
+    match proto {
+        Proto::Tidings => text(name.as_bytes(), payload, out),
+        Proto::Mqtt => publish(name.as_bytes(), payload, out),
+    }
+}
+
+/// Appends the answer to a tidings `ping`.
+pub fn pong(nonce: u64, out: &mut Vec<u8>) {
+    frame(frame_type::PONG, &nonce.to_be_bytes(), out);
+}
+
+/// Appends the client's own heartbeat: tidings `ping`, MQTT PINGREQ.
+pub fn heartbeat(proto: Proto, nonce: u64, out: &mut Vec<u8>) {
+    match proto {
+        Proto::Tidings => frame(frame_type::PING, &nonce.to_be_bytes(), out),
+        Proto::Mqtt => out.extend_from_slice(&[0xC0, 0x00]),
+    }
+}
+
+fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+}
+
+fn text(peer: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+    let len = 1 + peer.len() + 1 + payload.len();
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(frame_type::TEXT);
+    out.push(peer.len() as u8);
+    out.extend_from_slice(peer);
+    out.push(0);
+    out.extend_from_slice(payload);
+}
+
+fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut b = (n & 0x7F) as u8;
+        n >>= 7;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn str16(s: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+fn publish(topic: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+    out.push(0x30);
+    remaining_length(2 + topic.len() + payload.len(), out);
+    str16(topic, out);
+    out.extend_from_slice(payload);
+}
+
+/// Connects client `i`, completes the handshake (tidings: preamble, hello, welcome; MQTT:
+/// CONNECT, CONNACK, SUBSCRIBE to the broadcast topic and the client's own, SUBACK), and
+/// returns the stream with a parser positioned after the handshake.
+pub async fn connect(
+    proto: Proto,
+    addr: &str,
+    i: usize,
+    keepalive: Duration,
+    limit: Duration,
+) -> Result<(TcpStream, Parser), String> {
+    tokio::time::timeout(limit, connect_inner(proto, addr, i, keepalive))
+        .await
+        .map_err(|_| format!("client {i}: handshake took longer than {limit:?}"))?
+}
+
+async fn connect_inner(
+    proto: Proto,
+    addr: &str,
+    i: usize,
+    keepalive: Duration,
+) -> Result<(TcpStream, Parser), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("client {i}: connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = client_name(i);
+    let mut out = Vec::new();
+    // What ends the handshake: a welcome (tidings) or the SUBACK (MQTT).
+    let done_kind = match proto {
+        Proto::Tidings => {
+            out.extend_from_slice(&Preamble::CURRENT.to_bytes());
+            let mut hello = BytesMut::new();
+            Message::Hello(Hello {
+                name: Utf8::from(name.as_str()),
+                capabilities: 0,
+                max_frame: DEFAULT_MAX_FRAME,
+            })
+            .encode(&mut hello);
+            out.extend_from_slice(&hello);
+            frame_type::WELCOME
+        }
+        Proto::Mqtt => {
+            let ka = keepalive.as_secs().clamp(1, u16::MAX as u64) as u16;
+            out.push(0x10);
+            remaining_length(10 + 2 + name.len(), &mut out);
+            str16(b"MQTT", &mut out);
+            out.push(4); // protocol level 3.1.1
+            out.push(0x02); // clean session
+            out.extend_from_slice(&ka.to_be_bytes());
+            str16(name.as_bytes(), &mut out);
+            let own = name.as_bytes();
+            out.push(0x82);
+            remaining_length(2 + 2 + ALL_TOPIC.len() + 1 + 2 + own.len() + 1, &mut out);
+            out.extend_from_slice(&1u16.to_be_bytes());
+            str16(ALL_TOPIC, &mut out);
+            out.push(0);
+            str16(own, &mut out);
+            out.push(0);
+            9 // SUBACK
+        }
+    };
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("client {i}: write: {e}"))?;
+    let mut parser = Parser::new(proto, true);
+    loop {
+        // Peek at the kind of the next unit before the parser consumes it.
+        let kind = parser.peek_kind();
+        match parser.next()? {
+            Some(Incoming::Closing(k)) => {
+                return Err(format!(
+                    "client {i}: the server closed the handshake (frame {k:#x})"
+                ))
+            }
+            Some(_) => {
+                if kind == Some(done_kind) {
+                    return Ok((stream, parser));
+                }
+            }
+            None => {
+                let n = stream
+                    .read_buf(parser.buffer())
+                    .await
+                    .map_err(|e| format!("client {i}: read: {e}"))?;
+                if n == 0 {
+                    return Err(format!(
+                        "client {i}: the server closed during the handshake"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Parser {
+    /// The kind of the next unit (tidings frame type or MQTT packet type), when its header
+    /// is buffered and the preamble is behind.
+    fn peek_kind(&mut self) -> Option<u8> {
+        if !self.skip_preamble() {
+            return None;
+        }
+        match self.proto {
+            Proto::Tidings => self.buf.get(4).copied(),
+            Proto::Mqtt => self.buf.first().map(|b| b >> 4),
+        }
+    }
+}
+
+/// A 64-byte payload carrying `stamp` (nanoseconds) as 16 hex digits: valid UTF-8, the same
+/// bytes for both protocols.
+pub fn payload(stamp: u64) -> [u8; 64] {
+    let mut p = [b'.'; 64];
+    let hex = format!("{stamp:016x}");
+    p[..16].copy_from_slice(hex.as_bytes());
+    p
+}
+
+/// The stamp of a [`payload`].
+pub fn stamp_of(payload: &[u8]) -> Option<u64> {
+    let hex = std::str::from_utf8(payload.get(..16)?).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+impl Parser {
+    /// The protocol this parser reads.
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    /// Stops copying delivery payloads (counting is all the caller needs).
+    pub fn drop_payloads(&mut self) {
+        self.keep_payload = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidings_text_round_trips_through_core_and_the_parser() {
+        let mut out = Vec::new();
+        broadcast(Proto::Tidings, &payload(42), &mut out);
+        let mut dec = tidings_core::wire::FrameDecoder::new(DEFAULT_MAX_FRAME);
+        dec.push(&out);
+        let frame = dec.next_frame().unwrap().unwrap();
+        match Message::decode(frame).unwrap() {
+            Message::Text { peer, text, .. } => {
+                assert_eq!(peer.as_str(), "");
+                assert_eq!(stamp_of(text.as_str().as_bytes()), Some(42));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut p = Parser::new(Proto::Tidings, true);
+        p.buffer().extend_from_slice(&Preamble::CURRENT.to_bytes());
+        // One byte at a time: nothing until the frame is whole.
+        for (k, b) in out.iter().enumerate() {
+            assert_eq!(p.next().unwrap(), None, "at byte {k}");
+            p.buffer().extend_from_slice(&[*b]);
+        }
+        match p.next().unwrap() {
+            Some(Incoming::Delivery(d)) => assert_eq!(stamp_of(&d), Some(42)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mqtt_publish_parses_with_long_remaining_length() {
+        let mut out = Vec::new();
+        let big = vec![b'x'; 300];
+        publish(b"all", &big, &mut out);
+        assert_eq!(&out[..3], &[0x30, (305 & 0x7F) as u8 | 0x80, 2]);
+        let mut p = Parser::new(Proto::Mqtt, true);
+        p.buffer().extend_from_slice(&out[..100]);
+        assert_eq!(p.next().unwrap(), None);
+        p.buffer().extend_from_slice(&out[100..]);
+        assert_eq!(p.next().unwrap(), Some(Incoming::Delivery(big)));
+        p.buffer().extend_from_slice(&[0xD0, 0x00]);
+        assert_eq!(p.next().unwrap(), Some(Incoming::Other));
+    }
+
+    #[test]
+    fn pings_are_reported_with_their_nonce() {
+        let mut out = Vec::new();
+        frame(frame_type::PING, &7u64.to_be_bytes(), &mut out);
+        let mut p = Parser::new(Proto::Tidings, false);
+        p.preamble = 0;
+        p.buffer().extend_from_slice(&out);
+        assert_eq!(p.next().unwrap(), Some(Incoming::Ping(7)));
+    }
+}

@@ -1,0 +1,251 @@
+//! Rows 4–6: tidings serve against mosquitto with the same load-generator clients.
+//!
+//! Row 4, fan-out: 100 clients each broadcast 64-byte messages to everyone; delivered
+//! messages per second. Row 5, latency: 1000 clients send private 64-byte messages to
+//! random others at 10,000 messages/s in total; p50/p99 from send schedule to delivery.
+//! Row 6, idle connections: 10,000 clients that only send heartbeats; server RSS per
+//! connection. Servers run on CPU 0, the load generator (one thread) on CPU 1.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::servers::{self, Ctx};
+use crate::load::fields;
+use crate::load::proto::Proto;
+use crate::procs::{self, Guard, LOAD_CPU};
+use crate::stats::{alternate, list, median};
+use crate::table::{at_least, Row, Verdict};
+
+/// Row `fanout`.
+pub fn fanout(ctx: &Ctx) -> Row {
+    let what = "chat fan-out, 100 clients, each 64 B message to all (deliveries/s)";
+    let target = "≥ 1.2×";
+    let clients = 100;
+    let messages = if ctx.quick { 100 } else { 500 };
+    let reps = if ctx.quick { 3 } else { 5 };
+    let run = |proto: Proto| -> Result<f64, String> {
+        let server = servers::start(ctx, proto, None)?;
+        let line = servers::load(
+            ctx,
+            "fanout",
+            proto,
+            server.port,
+            &[
+                format!("clients={clients}"),
+                format!("messages={messages}"),
+                "window=8".into(),
+            ],
+            Duration::from_secs(120),
+        )?;
+        drop(server);
+        let f = fields(&line);
+        Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+    };
+    let result = alternate(reps, |_| run(Proto::Tidings), |_| run(Proto::Mqtt)).map(|(t, m)| {
+        let (tm, mm) = (median(&t), median(&m));
+        let ratio = tm / mm;
+        Row {
+            id: "fanout",
+            what: what.into(),
+            tidings: format!("{:.2} M/s", tm / 1e6),
+            peer: format!("mosquitto {:.2} M/s", mm / 1e6),
+            ratio: Some(ratio),
+            target: target.into(),
+            verdict: at_least(ratio, 1.2),
+            notes: format!(
+                "{reps} repetitions each, alternated, fresh server each; {clients} clients × \
+                 {messages} broadcasts, each client at most 8 rounds ahead of what it received \
+                 (bounded in-flight, so neither server drops or disconnects anyone). tidings \
+                 delivers to the 99 others, an MQTT 3.1.1 subscriber also gets its own message \
+                 (100): both counted as delivered. mosquitto QoS 0, TCP_NODELAY. tidings M/s {}, \
+                 mosquitto M/s {}.",
+                list(&t.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 2),
+                list(&m.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 2)
+            ),
+        }
+    });
+    result.unwrap_or_else(|e| Row::not_measured("fanout", what, target, e))
+}
+
+/// Row `latency`.
+pub fn latency(ctx: &Ctx) -> Row {
+    let what = "latency p50 / p99, 1000 clients, 10k msg/s total, private 64 B messages";
+    let target = "p99 ≤ peer's";
+    let reps = if ctx.quick { 2 } else { 5 };
+    let duration_ms = if ctx.quick { 3000 } else { 6000 };
+    let run = |proto: Proto, p99s: &mut Vec<f64>, p50s: &mut Vec<f64>, maxes: &mut Vec<f64>| {
+        let server = servers::start(ctx, proto, None)?;
+        let line = servers::load(
+            ctx,
+            "latency",
+            proto,
+            server.port,
+            &[
+                "clients=1000".into(),
+                "rate=10000".into(),
+                format!("duration_ms={duration_ms}"),
+                "warmup_ms=1000".into(),
+            ],
+            Duration::from_secs(120),
+        )?;
+        drop(server);
+        let f = fields(&line);
+        if f["measured"] < 0.99 * f["scheduled"] {
+            return Err(format!(
+                "{} delivered only {} of {} messages",
+                proto.name(),
+                f["measured"],
+                f["scheduled"]
+            ));
+        }
+        p50s.push(f["p50_us"]);
+        maxes.push(f["max_us"]);
+        p99s.push(f["p99_us"]);
+        Ok(f["p99_us"])
+    };
+    let (mut t50, mut m50, mut tmax, mut mmax) = (vec![], vec![], vec![], vec![]);
+    let (mut t99, mut m99) = (vec![], vec![]);
+    let result = alternate(
+        reps,
+        |_| run(Proto::Tidings, &mut t99, &mut t50, &mut tmax),
+        |_| run(Proto::Mqtt, &mut m99, &mut m50, &mut mmax),
+    );
+    match result {
+        Ok(_) => {
+            let (tp99, mp99) = (median(&t99), median(&m99));
+            let ratio = mp99 / tp99;
+            Row {
+                id: "latency",
+                what: what.into(),
+                tidings: format!("{:.0} / {:.0} µs", median(&t50), tp99),
+                peer: format!("mosquitto {:.0} / {:.0} µs", median(&m50), mp99),
+                ratio: Some(ratio),
+                target: target.into(),
+                verdict: if tp99 <= mp99 { Verdict::Met } else { Verdict::Missed },
+                notes: format!(
+                    "ratio = peer p99 ÷ tidings p99 (more is better). {reps} repetitions each, \
+                     alternated, {duration_ms} ms each after a 1 s warm-up, open loop (sends \
+                     follow a fixed schedule), each message stamped when written. One load thread on CPU 1 \
+                     for all 1000 clients (its own scheduling is in both figures). p50 µs \
+                     tidings {} mosquitto {}; p99 µs tidings {} mosquitto {}; max µs tidings {} \
+                     mosquitto {}.",
+                    list(&t50, 0),
+                    list(&m50, 0),
+                    list(&t99, 0),
+                    list(&m99, 0),
+                    list(&tmax, 0),
+                    list(&mmax, 0)
+                ),
+            }
+        }
+        Err(e) => Row::not_measured("latency", what, target, e),
+    }
+}
+
+/// Row `idle`.
+pub fn idle(ctx: &Ctx) -> Row {
+    let clients: usize = if ctx.quick { 2000 } else { 10_000 };
+    let what = format!(
+        "idle connections: {clients} clients with 1 s heartbeats, server RSS per connection"
+    );
+    let target = "≤ peer's";
+    let reps = if ctx.quick { 2 } else { 3 };
+    let seconds = std::cell::RefCell::new(Vec::new());
+    let result = alternate(
+        reps,
+        |_| idle_once(ctx, Proto::Tidings, clients, &mut seconds.borrow_mut()),
+        |_| idle_once(ctx, Proto::Mqtt, clients, &mut seconds.borrow_mut()),
+    );
+    let seconds = seconds.into_inner();
+    match result {
+        Ok((t, m)) => {
+            let (tm, mm) = (median(&t), median(&m));
+            let ratio = mm / tm;
+            Row {
+                id: "idle",
+                what,
+                tidings: format!("{tm:.1} KiB/conn"),
+                peer: format!("mosquitto {mm:.1} KiB/conn"),
+                ratio: Some(ratio),
+                target: target.into(),
+                verdict: if tm <= mm {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+                notes: format!(
+                    "ratio = peer ÷ tidings (more is better). {reps} repetitions each, alternated \
+                     (one takes {:.0}–{:.0} s with connecting, so fewer than 5); RSS (VmRSS) of \
+                     the server after all {clients} completed the handshake and 1.5 s of \
+                     heartbeats, minus its RSS before the first connection. tidings heartbeat 1 s \
+                     (timeout 3 s), MQTT keepalive 1 s with PINGREQ every second; every \
+                     connection was still open at the end. KiB/conn tidings {}, mosquitto {}.",
+                    seconds.iter().cloned().fold(f64::INFINITY, f64::min),
+                    seconds.iter().cloned().fold(0.0, f64::max),
+                    list(&t, 2),
+                    list(&m, 2)
+                ),
+            }
+        }
+        Err(e) => Row::not_measured("idle", &what, target, e),
+    }
+}
+
+fn idle_once(
+    ctx: &Ctx,
+    proto: Proto,
+    clients: usize,
+    seconds: &mut Vec<f64>,
+) -> Result<f64, String> {
+    let began = Instant::now();
+    let server = servers::start(ctx, proto, Some(1000))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = procs::rss_kib(server.guard.pid())?;
+    let limit = Duration::from_secs(180);
+    let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
+    cmd.args(["load", "idle"])
+        .arg(format!("proto={}", proto.name()))
+        .arg(format!("addr=127.0.0.1:{}", server.port))
+        .arg(format!("limit_ms={}", limit.as_millis()))
+        .arg(format!("clients={clients}"))
+        .arg("heartbeat_ms=1000")
+        .arg("hold_ms=3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut load = Guard::spawn(cmd, "the idle load")?;
+    let out = load.stdout().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = rx
+        .recv_timeout(limit)
+        .map_err(|_| format!("{}: the idle clients did not all connect", proto.name()))?;
+    if !ready.starts_with("ready") {
+        return Err(format!(
+            "{}: unexpected load output {ready:?}",
+            proto.name()
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = procs::rss_kib(server.guard.pid())?;
+    let done = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("{}: the idle load did not finish", proto.name()))?;
+    let alive = fields(&done).get("alive").copied().unwrap_or(0.0) as usize;
+    load.expect_success(Duration::from_secs(10))?;
+    drop(server);
+    if alive != clients {
+        return Err(format!(
+            "{}: only {alive} of {clients} connections survived",
+            proto.name()
+        ));
+    }
+    seconds.push(began.elapsed().as_secs_f64());
+    Ok(after.saturating_sub(before) as f64 / clients as f64)
+}
