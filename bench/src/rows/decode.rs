@@ -54,7 +54,7 @@ pub fn native_rows(ctx: &Ctx) -> Vec<Row> {
         }
         let frame_len = msg.encoded_len();
         let what = format!("native frame decode, {frame_len} B frames (MB/s = 10⁶ B/s of stream)");
-        measure(
+        let mut row = measure(
             ctx,
             id,
             &what,
@@ -65,7 +65,14 @@ pub fn native_rows(ctx: &Ctx) -> Vec<Row> {
             tidings_native,
             lengthdelimited,
         )
-        .unwrap_or_else(|e| Row::not_measured(id, &what, "≥ 1.2×", e))
+        .unwrap_or_else(|e| Row::not_measured(id, &what, "≥ 1.2×", e));
+        // Where the time goes: the same stream split by FrameDecoder alone (the work
+        // LengthDelimitedCodec does), without parsing the messages.
+        let split = split_only_rate(ctx, &wire, count);
+        row.notes.push_str(&format!(
+            " FrameDecoder alone (splitting only, no Message::decode): {split:.0} MB/s."
+        ));
+        row
     })
     .collect()
 }
@@ -172,6 +179,31 @@ fn tidings_native(wire: &[u8]) -> usize {
         }
     }
     n
+}
+
+/// Median throughput (MB/s) of splitting `wire` with `FrameDecoder` only.
+fn split_only_rate(ctx: &Ctx, wire: &[u8], count: usize) -> f64 {
+    let reps = if ctx.quick { 5 } else { 9 };
+    let passes = if wire.len() > 2 << 20 { 20 } else { 100 };
+    let rates: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..passes {
+                let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+                let mut n = 0;
+                for read in wire.chunks(READ) {
+                    dec.push(read);
+                    while let Ok(Some(frame)) = dec.next_frame() {
+                        black_box(frame);
+                        n += 1;
+                    }
+                }
+                assert_eq!(n, count);
+            }
+            (wire.len() * passes) as f64 / t.elapsed().as_secs_f64() / 1e6
+        })
+        .collect();
+    median(&rates)
 }
 
 fn lengthdelimited(wire: &[u8], _count: usize) -> usize {
