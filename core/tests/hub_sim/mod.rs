@@ -151,6 +151,18 @@ pub struct Net {
     pub raw_out: HashMap<ConnId, Vec<u8>>,
 }
 
+/// The transfer settings the relay tests are sized for: 64 KiB chunks, a 1 MiB window and
+/// 256 KiB of read-ahead, so that a few MiB cross many windows and the bounds stay readable
+/// whatever the defaults are tuned to.
+pub fn test_transfers() -> tidings_core::transfer::TransferConfig {
+    tidings_core::transfer::TransferConfig {
+        chunk_size: 64 << 10,
+        window: 1 << 20,
+        read_ahead: 256 << 10,
+        ..Default::default()
+    }
+}
+
 impl Net {
     pub fn new(config: HubConfig, seed: u64) -> Net {
         let now = Instant::now();
@@ -167,14 +179,20 @@ impl Net {
         }
     }
 
-    /// Default settings, with the given heartbeat numbers kept at spec defaults.
+    /// Default settings except for transfers, which use [`test_transfers`] on both ends.
     pub fn with_defaults(seed: u64) -> Net {
-        Net::new(HubConfig::default(), seed)
+        let mut config = HubConfig::default();
+        config.session.transfer = test_transfers();
+        Net::new(config, seed)
     }
 
     /// Connects a client asking for `name` and lets the handshake finish. Returns its index.
     pub fn join(&mut self, name: &str) -> usize {
-        self.join_with(name, Config::default())
+        let config = Config {
+            transfer: test_transfers(),
+            ..Config::default()
+        };
+        self.join_with(name, config)
     }
 
     pub fn join_with(&mut self, name: &str, config: Config) -> usize {
