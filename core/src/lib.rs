@@ -10,8 +10,12 @@
 //! | [`session`] | one end of one connection: handshake, dispatch, heartbeats, close |
 //! | [`transfer`] | file transfers inside a session: credit, resume, SHA-256, progress |
 //! | [`name`] | what a peer may call itself |
+//! | [`hub`] | the server side: names, routing, presence, relayed transfers, the server's own participant |
 //! | [`ws`] | RFC 6455 WebSocket, both roles, for browsers and plain WebSocket clients |
+//! | [`gateway`] | a hub connection carried over WebSocket: native binary, JSON, or the seeds' legacy dialect |
+//! | [`json`] | the JSON form of every message (spec §12.3) |
 //! | [`error`] | the error codes every rejection carries on the wire |
+//! | `fuzz` | fuzz bodies for cargo-fuzz and the regression suite (feature `fuzz`) |
 //!
 //! ## The calling contract, in short
 //!
