@@ -28,7 +28,10 @@ fn idle_pair_stays_up_with_heartbeats() {
     let mut net = Net::connected(Config::default(), Config::default(), 2);
     net.advance(Duration::from_secs(300));
     assert!(net.client.is_open() && net.server.is_open());
-    assert!(net.events(Side::Client).iter().all(|e| !matches!(e, Event::Closed(_))));
+    assert!(net
+        .events(Side::Client)
+        .iter()
+        .all(|e| !matches!(e, Event::Closed(_))));
 }
 
 #[test]
@@ -39,6 +42,9 @@ fn goodbye_closes_both_sides() {
     let ev = net.events(Side::Server);
     assert!(matches!(
         ev.last(),
-        Some(Event::Closed(Closed::Peer { code: ErrorCode::Normal, .. }))
+        Some(Event::Closed(Closed::Peer {
+            code: ErrorCode::Normal,
+            ..
+        }))
     ));
 }

@@ -266,13 +266,19 @@ impl Session {
             return;
         }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
-            return self.fail(ErrorCode::HeartbeatTimeout, "handshake not completed in time");
+            return self.fail(
+                ErrorCode::HeartbeatTimeout,
+                "handshake not completed in time",
+            );
         }
         if self.state != State::Open {
             return;
         }
         if now >= self.last_rx + self.config.heartbeat_timeout {
-            return self.fail(ErrorCode::HeartbeatTimeout, "nothing received from the peer");
+            return self.fail(
+                ErrorCode::HeartbeatTimeout,
+                "nothing received from the peer",
+            );
         }
         if now >= self.last_tx + self.config.heartbeat_interval {
             self.pings_sent += 1;
@@ -530,8 +536,10 @@ impl Session {
                     return Err(malformed("welcome limits out of range"));
                 }
                 self.peer_max_frame = w.max_frame.min(MAX_FRAME_CEILING);
-                self.config.heartbeat_interval = core::time::Duration::from_millis(w.heartbeat_ms.into());
-                self.config.heartbeat_timeout = core::time::Duration::from_millis(w.timeout_ms.into());
+                self.config.heartbeat_interval =
+                    core::time::Duration::from_millis(w.heartbeat_ms.into());
+                self.config.heartbeat_timeout =
+                    core::time::Duration::from_millis(w.timeout_ms.into());
                 self.name = Some(w.name.clone());
                 self.state = State::Open;
                 self.handshake_deadline = None;
@@ -540,12 +548,34 @@ impl Session {
             (State::Handshake, Role::Client, M::Refused { code, reason }) => {
                 self.finish(Closed::Peer { code, reason })
             }
-            (State::Open, _, M::Text { peer, private, text }) => {
-                self.events.push_back(Event::Text { peer, private, text })
-            }
-            (State::Open, _, M::Blob { peer, private, media_type, data }) => {
-                self.events.push_back(Event::Blob { peer, private, media_type, data })
-            }
+            (
+                State::Open,
+                _,
+                M::Text {
+                    peer,
+                    private,
+                    text,
+                },
+            ) => self.events.push_back(Event::Text {
+                peer,
+                private,
+                text,
+            }),
+            (
+                State::Open,
+                _,
+                M::Blob {
+                    peer,
+                    private,
+                    media_type,
+                    data,
+                },
+            ) => self.events.push_back(Event::Blob {
+                peer,
+                private,
+                media_type,
+                data,
+            }),
             (State::Open, _, M::Ping { nonce }) => self.queue(&M::Pong { nonce }),
             (State::Open, _, M::Pong { .. }) => {}
             (State::Open, _, M::Error { code, text }) => {
@@ -560,15 +590,19 @@ impl Session {
             (State::Open, Role::Server, M::ListRequest) => {
                 self.events.push_back(Event::PeerListRequested)
             }
-            (State::Open, _, msg @ (M::Offer(_)
-            | M::Accept { .. }
-            | M::Reject { .. }
-            | M::Chunk { .. }
-            | M::Credit { .. }
-            | M::Done { .. }
-            | M::Cancel { .. }
-            | M::Complete { .. }
-            | M::Failed { .. })) => {
+            (
+                State::Open,
+                _,
+                msg @ (M::Offer(_)
+                | M::Accept { .. }
+                | M::Reject { .. }
+                | M::Chunk { .. }
+                | M::Credit { .. }
+                | M::Done { .. }
+                | M::Cancel { .. }
+                | M::Complete { .. }
+                | M::Failed { .. }),
+            ) => {
                 let mut out = self.outbox();
                 out.transfers.handle_message(msg, &mut out.io)?;
             }
