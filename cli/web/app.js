@@ -1,0 +1,708 @@
+// tidings in the browser: the JSON carriage of spec §12.3 over a WebSocket to /ws.
+// Plain script, no build step and no external resources: the page must work offline.
+"use strict";
+
+(() => {
+  const CAP_FILES = 1;
+  const CAP_BLOBS = 2;
+  const MAX_FRAME = 1 << 20; // what we announce: the protocol minimum, 1 MiB
+  // 192 KiB of raw bytes become 256 KiB of base64: a chunk message stays far below 1 MiB.
+  const CHUNK = 192 * 1024;
+  const WINDOW = 8 * 1024 * 1024; // receive window: at most this much granted but not yet stored
+  const SEND_BUFFER = 4 * 1024 * 1024; // stop reading the file while the socket holds this much
+  const BACKOFF_MAX_S = 30;
+  const NAME_KEY = "tidings.name";
+  const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35 };
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $("status"), rename: $("rename"), users: $("users"), count: $("count"),
+    log: $("log"), composer: $("composer"), message: $("message"), send: $("send"),
+    file: $("file"), target: $("target"), drop: $("drop"), dropTarget: $("drop-target"),
+    login: $("login"), loginForm: $("login-form"), name: $("name"), loginError: $("login-error"),
+  };
+
+  // Connection state. `session` is non-null between welcome and the socket closing.
+  let ws = null;
+  let name = localStorage.getItem(NAME_KEY) || "";
+  let session = null; // {name, server, heartbeatMs, timeoutMs}
+  let online = [];
+  let target = ""; // "" = everyone
+  let attempts = 0;
+  let reconnectTimer = null;
+  let countdownTimer = null;
+  let heartbeatTimer = null;
+  let lastSent = 0;
+  let lastReceived = 0;
+  let pingNonce = 0;
+  let nextOfferId = 0; // our offers use even ids, per connection (spec §7.1)
+  const transfers = new Map(); // key "out:ID" / "in:ID" -> transfer
+
+  // ---------------------------------------------------------------- status
+
+  function setStatus(state, text) {
+    ui.status.dataset.state = state;
+    ui.status.textContent = text;
+    const open = state === "connected";
+    ui.message.disabled = !open;
+    ui.send.disabled = !open;
+    ui.file.disabled = !open;
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    clearInterval(countdownTimer);
+    if (!name) { askName(); return; }
+    setStatus("connecting", `connecting as ${name}…`);
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const host = location.host || "127.0.0.1:9988"; // file:// has no host: the default server
+    let socket;
+    try {
+      socket = new WebSocket(`${scheme}//${host}/ws`, "tidings.v1");
+    } catch (e) {
+      scheduleReconnect(String(e.message || e));
+      return;
+    }
+    ws = socket;
+    let refused = false;
+    let goodbye = null;
+    socket.onopen = () => {
+      if (socket.protocol !== "tidings.v1") { socket.close(1002, "no tidings.v1"); return; }
+      send({ type: "hello", name, capabilities: CAP_FILES | CAP_BLOBS, max_frame: MAX_FRAME });
+    };
+    socket.onmessage = (ev) => {
+      if (typeof ev.data !== "string") return; // the JSON carriage only carries text
+      lastReceived = Date.now();
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch { return; }
+      if (msg.type === "refused") refused = true;
+      if (msg.type === "goodbye") goodbye = msg;
+      handle(msg, ev.data);
+    };
+    socket.onclose = (ev) => {
+      if (ws !== socket) return;
+      ws = null;
+      const wasOpen = session !== null;
+      session = null;
+      clearInterval(heartbeatTimer);
+      endAllTransfers("connection closed");
+      if (refused) return; // handled: the name prompt is showing
+      if (goodbye && goodbye.code === 18) {
+        setStatus("closed", `kicked: ${goodbye.reason || "removed by the operator"}`);
+        note(`You were removed from the server${goodbye.reason ? ": " + goodbye.reason : ""}.`);
+        ui.rename.hidden = false;
+        return;
+      }
+      if (wasOpen) note(goodbye ? `Disconnected: ${goodbye.reason || goodbye.code_name}` : "Connection lost.");
+      if (wasOpen) attempts = 0;
+      scheduleReconnect(ev.reason);
+    };
+  }
+
+  function scheduleReconnect(why) {
+    const delay = Math.min(BACKOFF_MAX_S, 2 ** Math.min(attempts, 5)); // 1, 2, 4 … 30 s
+    attempts += 1;
+    let left = delay;
+    const show = () => setStatus("reconnecting", `reconnecting in ${left}s${why ? " (" + why + ")" : ""}`);
+    show();
+    countdownTimer = setInterval(() => { left -= 1; if (left > 0) show(); }, 1000);
+    reconnectTimer = setTimeout(() => { clearInterval(countdownTimer); connect(); }, delay * 1000);
+  }
+
+  function send(msg) {
+    return sendRaw(JSON.stringify(msg));
+  }
+
+  function sendRaw(text) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(text);
+    lastSent = Date.now();
+    return true;
+  }
+
+  // Heartbeats (spec §6.6): ping when we have sent nothing for the interval; declare the
+  // server dead when nothing arrived for the timeout.
+  function startHeartbeat() {
+    clearInterval(heartbeatTimer);
+    const tick = Math.max(100, Math.min(session.heartbeatMs, session.timeoutMs) / 4);
+    heartbeatTimer = setInterval(() => {
+      if (!session || !ws) return;
+      const now = Date.now();
+      if (now - lastReceived >= session.timeoutMs) {
+        ws.close(4000, "heartbeat timeout");
+        return;
+      }
+      if (now - lastSent >= session.heartbeatMs) send({ type: "ping", nonce: ++pingNonce });
+    }, tick);
+  }
+
+  // ---------------------------------------------------------------- incoming messages
+
+  function handle(msg, raw) {
+    switch (msg.type) {
+      case "welcome":
+        session = {
+          name: msg.name, server: msg.server || "",
+          heartbeatMs: msg.heartbeat_ms, timeoutMs: msg.timeout_ms,
+        };
+        name = msg.name;
+        localStorage.setItem(NAME_KEY, name);
+        attempts = 0;
+        nextOfferId = 0;
+        setOnline(msg.online || []);
+        setStatus("connected", `connected as ${name}`);
+        ui.rename.hidden = false;
+        note(`Welcome, ${name}. ${online.length - 1} other${online.length === 2 ? "" : "s"} online.`);
+        startHeartbeat();
+        break;
+      case "refused":
+        setStatus("refused", `refused: ${msg.reason || msg.code_name}`);
+        askName(`The server refused “${name}”: ${msg.reason || msg.code_name}`);
+        break;
+      case "presence":
+        if (msg.kind === "joined") {
+          setOnline(online.concat([msg.name]));
+          note(`${msg.name} joined`);
+        } else {
+          setOnline(online.filter((n) => !same(n, msg.name)));
+          note(`${msg.name} left`);
+        }
+        break;
+      case "peer-list":
+        setOnline(msg.names || []);
+        break;
+      case "text":
+        addMessage({ from: msg.peer, to: msg.private ? name : "", text: msg.text });
+        break;
+      case "blob":
+        addBlob(msg);
+        break;
+      case "ping": {
+        // Echo the nonce exactly as it was written: a u64 beyond 2^53 would not survive
+        // a trip through a JavaScript number.
+        const m = /"nonce"\s*:\s*(\d+)/.exec(raw);
+        sendRaw(`{"type":"pong","nonce":${m ? m[1] : JSON.stringify(msg.nonce)}}`);
+        break;
+      }
+      case "pong":
+        break;
+      case "error":
+        note(`Error ${msg.code_name || msg.code}: ${msg.text || ""}`, "error");
+        break;
+      case "goodbye":
+        break; // the close handler reports it
+      case "offer": onOffer(msg); break;
+      case "accept": onAccept(msg); break;
+      case "credit": onCredit(msg); break;
+      case "chunk": onChunk(msg); break;
+      case "done": onDone(msg); break;
+      case "complete": onComplete(msg); break;
+      case "failed": onEnded(msg, "out", "failed"); break;
+      case "reject": onEnded(msg, "out", "rejected"); break;
+      case "cancel": onCancel(msg); break;
+      default:
+        break; // extension messages and anything newer: ignored
+    }
+  }
+
+  function same(a, b) {
+    return a.toLowerCase() === b.toLowerCase();
+  }
+
+  // ---------------------------------------------------------------- people
+
+  function setOnline(names) {
+    const seen = new Set();
+    online = names.filter((n) => {
+      const k = n.toLowerCase();
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    }).sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
+    if (target && !online.some((n) => same(n, target))) {
+      note(`${target} is no longer online; messages go to everyone.`);
+      target = "";
+    }
+    renderUsers();
+  }
+
+  function renderUsers() {
+    ui.users.replaceChildren(userItem("", "Everyone"));
+    for (const n of online) ui.users.append(userItem(n, n));
+    ui.count.textContent = online.length ? `(${online.length})` : "";
+    ui.target.textContent = target ? `${target} (private)` : "everyone";
+    ui.dropTarget.textContent = target || "…";
+    ui.message.placeholder = target ? `Private message to ${target}` : "Message everyone";
+    ui.composer.classList.toggle("private", !!target);
+  }
+
+  function userItem(n, label) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "user" + (n === "" ? " everyone" : "");
+    b.dataset.name = n;
+    b.textContent = label;
+    const isMe = session && n && same(n, session.name);
+    if (isMe) {
+      b.disabled = true;
+      b.classList.add("me");
+      b.title = "you";
+    }
+    const selected = n === "" ? !target : !!target && same(n, target);
+    b.classList.toggle("selected", selected);
+    b.setAttribute("aria-pressed", String(selected));
+    b.onclick = () => {
+      target = n === "" || (target && same(n, target)) ? "" : n;
+      renderUsers();
+      ui.message.focus();
+    };
+    li.append(b);
+    return li;
+  }
+
+  // ---------------------------------------------------------------- the log
+
+  function time() {
+    return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function entry(cls) {
+    const li = document.createElement("li");
+    li.className = cls;
+    const nearBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
+    ui.log.append(li);
+    if (nearBottom) requestAnimationFrame(() => { ui.log.scrollTop = ui.log.scrollHeight; });
+    return li;
+  }
+
+  function head(li, from, to, isPrivate) {
+    const h = document.createElement("div");
+    h.className = "head";
+    const who = document.createElement("span");
+    who.className = "from";
+    who.textContent = from;
+    h.append(who);
+    if (to) {
+      const t = document.createElement("span");
+      t.className = "to";
+      t.textContent = `→ ${to}`;
+      h.append(t);
+    }
+    if (isPrivate) {
+      const p = document.createElement("span");
+      p.className = "badge";
+      p.textContent = "private";
+      h.append(p);
+    }
+    const t = document.createElement("time");
+    t.textContent = time();
+    h.append(t);
+    li.append(h);
+  }
+
+  function senderLabel(peer) {
+    if (!peer) return session && session.server ? session.server : "server";
+    return peer;
+  }
+
+  function addMessage({ from, to, text, mine }) {
+    const isPrivate = !!to;
+    const li = entry("msg" + (mine ? " mine" : "") + (isPrivate ? " private" : ""));
+    li.dataset.from = from;
+    head(li, senderLabel(from), mine && to ? to : "", isPrivate);
+    const body = document.createElement("div");
+    body.className = "text";
+    body.textContent = text;
+    li.append(body);
+  }
+
+  function note(text, kind) {
+    const li = entry("note" + (kind ? " " + kind : ""));
+    const t = document.createElement("time");
+    t.textContent = time();
+    const s = document.createElement("span");
+    s.textContent = text;
+    li.append(t, s);
+  }
+
+  function addBlob(msg) {
+    const li = entry("msg" + (msg.private ? " private" : ""));
+    li.dataset.from = msg.peer;
+    head(li, senderLabel(msg.peer), "", !!msg.private);
+    const bytes = fromBase64(msg.data || "");
+    const type = msg.media_type || "application/octet-stream";
+    const url = URL.createObjectURL(new Blob([bytes], { type }));
+    if (type.startsWith("image/")) {
+      const img = document.createElement("img");
+      img.className = "inline";
+      img.src = url;
+      img.alt = `image from ${senderLabel(msg.peer)}`;
+      li.append(img);
+    } else {
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = "blob";
+      a.textContent = `${type}, ${fmtBytes(bytes.length)}`;
+      li.append(a);
+    }
+  }
+
+  // ---------------------------------------------------------------- sending chat
+
+  ui.composer.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = ui.message.value;
+    if (!text.trim() || !session) return;
+    if (send({ type: "text", peer: target, private: false, text })) {
+      addMessage({ from: session.name, to: target, text, mine: true });
+      ui.message.value = "";
+    }
+  });
+
+  // ---------------------------------------------------------------- base64 and digests
+
+  function toBase64(bytes) {
+    if (bytes.toBase64) return bytes.toBase64();
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(s);
+  }
+
+  function fromBase64(text) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+    const s = atob(text);
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+
+  async function sha256(blob) {
+    const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+    return toBase64(new Uint8Array(digest));
+  }
+
+  function fmtBytes(n) {
+    if (n < 1024) return `${n} B`;
+    const units = ["KiB", "MiB", "GiB", "TiB"];
+    let v = n / 1024;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  }
+
+  // ---------------------------------------------------------------- transfer cards
+
+  // One card per transfer in the log: name, peer, a progress bar with bytes, percent and
+  // rate, and the buttons that fit its state.
+  function card(t) {
+    const li = entry("msg transfer " + t.dir);
+    li.dataset.id = String(t.id);
+    li.dataset.dir = t.dir;
+    head(li, t.dir === "out" ? session.name : senderLabel(t.peer), t.dir === "out" ? t.peer : "", false);
+    const box = document.createElement("div");
+    box.className = "file";
+    const title = document.createElement("div");
+    title.className = "fname";
+    title.textContent = t.name;
+    const size = document.createElement("span");
+    size.className = "muted";
+    size.textContent = ` ${fmtBytes(t.size)}`;
+    title.append(size);
+    const bar = document.createElement("progress");
+    bar.max = Math.max(1, t.size);
+    bar.value = 0;
+    const info = document.createElement("div");
+    info.className = "info";
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    box.append(title, bar, info, actions);
+    li.append(box);
+    t.el = { li, bar, info, actions, box };
+    return li;
+  }
+
+  function button(label, cls, onclick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = label;
+    b.onclick = onclick;
+    return b;
+  }
+
+  function render(t, text) {
+    const { li, bar, info, actions } = t.el;
+    li.dataset.state = t.state;
+    bar.value = t.done;
+    const pct = t.size ? Math.floor((t.done / t.size) * 100) : 100;
+    const secs = t.started ? Math.max(0.001, ((t.ended || Date.now()) - t.started) / 1000) : 0;
+    const rate = secs ? `${fmtBytes(Math.round(t.done / secs))}/s` : "";
+    const progress = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
+    info.textContent = text ? `${text} — ${progress}` : progress;
+    actions.replaceChildren();
+    if (t.state === "offered" && t.dir === "in") {
+      actions.append(button("Accept", "accept", () => acceptOffer(t)));
+      actions.append(button("Reject", "reject secondary", () => rejectOffer(t)));
+    } else if (t.state === "offered" || t.state === "running") {
+      actions.append(button("Cancel", "cancel secondary", () => cancelTransfer(t)));
+    }
+    if (t.url) actions.append(t.el.download);
+  }
+
+  function finish(t, state, text) {
+    if (t.state === "complete" || t.state === "failed") return;
+    t.state = state;
+    t.ended = Date.now();
+    render(t, text);
+  }
+
+  function endAllTransfers(why) {
+    for (const t of transfers.values()) {
+      if (t.state === "offered" || t.state === "running" || t.state === "verifying") finish(t, "failed", why);
+    }
+    transfers.clear();
+  }
+
+  // ---------------------------------------------------------------- sending files
+
+  function offerFiles(files) {
+    if (!session) return;
+    if (!target) {
+      note("Select a user on the left first: files go to one person.", "error");
+      return;
+    }
+    for (const file of files) {
+      const id = nextOfferId;
+      nextOfferId += 2;
+      const t = {
+        dir: "out", id, peer: target, name: file.name, size: file.size, file,
+        state: "offered", done: 0, limit: 0, pumping: false, started: 0,
+      };
+      transfers.set(`out:${id}`, t);
+      card(t);
+      render(t, "waiting for the receiver");
+      send({ type: "offer", id, peer: target, size: file.size, name: file.name, media_type: file.type || "" });
+    }
+  }
+
+  ui.file.addEventListener("change", () => {
+    offerFiles([...ui.file.files]);
+    ui.file.value = "";
+  });
+
+  function onAccept(msg) {
+    const t = transfers.get(`out:${msg.id}`);
+    if (!t || t.state !== "offered") return;
+    t.state = "running";
+    t.done = msg.offset;
+    t.limit = msg.offset + msg.credit;
+    t.started = Date.now();
+    t.digest = sha256(t.file); // hashed while the chunks go out
+    render(t, "sending");
+    pump(t);
+  }
+
+  function onCredit(msg) {
+    const t = transfers.get(`out:${msg.id}`);
+    if (!t) return;
+    t.limit += msg.bytes;
+    pump(t);
+  }
+
+  // Sends chunks while credit allows, holding back while the socket's own buffer is full
+  // so that a large file is never read into memory all at once.
+  async function pump(t) {
+    if (t.pumping) return;
+    t.pumping = true;
+    try {
+      while (t.state === "running" && t.done < t.size && t.done < t.limit) {
+        if (!ws) return;
+        if (ws.bufferedAmount > SEND_BUFFER) {
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        const end = Math.min(t.size, t.limit, t.done + CHUNK);
+        const bytes = new Uint8Array(await t.file.slice(t.done, end).arrayBuffer());
+        if (t.state !== "running") return;
+        send({ type: "chunk", id: t.id, offset: t.done, data: toBase64(bytes) });
+        t.done = end;
+        render(t, "sending");
+      }
+      if (t.state === "running" && t.done >= t.size) {
+        t.state = "verifying";
+        const digest = await t.digest;
+        if (t.state !== "verifying") return;
+        send({ type: "done", id: t.id, sha256: digest });
+        render(t, "waiting for confirmation");
+      }
+    } catch (e) {
+      if (t.state === "running" || t.state === "verifying") {
+        send({ type: "cancel", id: t.id, code: 42, reason: "cannot read the file" });
+        finish(t, "failed", `cannot read the file: ${e.message || e}`);
+      }
+    } finally {
+      t.pumping = false;
+    }
+  }
+
+  function onComplete(msg) {
+    const t = transfers.get(`out:${msg.id}`);
+    if (!t) return;
+    t.done = t.size;
+    finish(t, "complete", "delivered, digest confirmed");
+    transfers.delete(`out:${msg.id}`);
+  }
+
+  // `failed` and `reject` end one of our offers.
+  function onEnded(msg, dir, what) {
+    const t = transfers.get(`${dir}:${msg.id}`);
+    if (!t) return;
+    finish(t, "failed", `${what}: ${msg.reason || msg.code_name || msg.code}`);
+    transfers.delete(`${dir}:${msg.id}`);
+  }
+
+  // `cancel` can name either direction: the sender's id space is the offerer's, so an id we
+  // received an offer for is incoming; otherwise it is one of ours.
+  function onCancel(msg) {
+    const dir = transfers.has(`in:${msg.id}`) ? "in" : "out";
+    onEnded(msg, dir, "cancelled");
+  }
+
+  function cancelTransfer(t) {
+    const code = CODE.cancelled;
+    send({ type: "cancel", id: t.id, code, reason: "cancelled by the user" });
+    finish(t, "failed", "cancelled");
+    transfers.delete(`${t.dir}:${t.id}`);
+  }
+
+  // ---------------------------------------------------------------- receiving files
+
+  function onOffer(msg) {
+    const t = {
+      dir: "in", id: msg.id, peer: msg.peer, name: msg.name || "file", size: msg.size,
+      mediaType: msg.media_type || "", state: "offered", done: 0, granted: 0, parts: [],
+      started: 0,
+    };
+    transfers.set(`in:${msg.id}`, t);
+    card(t);
+    render(t, "offered to you");
+  }
+
+  function acceptOffer(t) {
+    if (t.state !== "offered") return;
+    t.state = "running";
+    t.started = Date.now();
+    t.granted = Math.min(WINDOW, t.size);
+    send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
+    render(t, "receiving");
+  }
+
+  function rejectOffer(t) {
+    send({ type: "reject", id: t.id, code: CODE.rejected, reason: "declined" });
+    finish(t, "failed", "rejected");
+    transfers.delete(`in:${t.id}`);
+  }
+
+  function onChunk(msg) {
+    const t = transfers.get(`in:${msg.id}`);
+    if (!t || t.state !== "running" || msg.offset !== t.done) return;
+    const bytes = fromBase64(msg.data);
+    t.parts.push(bytes);
+    t.done += bytes.length;
+    // Bytes held in memory count as stored: give back credit once half the window is
+    // free again, or when the grant can reach the end of the file (spec §7.4 rule 4).
+    const free = WINDOW - (t.granted - t.done);
+    const more = Math.min(free, t.size - t.granted);
+    if (more > 0 && (more >= WINDOW / 2 || t.granted + more === t.size)) {
+      t.granted += more;
+      send({ type: "credit", id: t.id, bytes: more });
+    }
+    render(t, "receiving");
+  }
+
+  async function onDone(msg) {
+    const t = transfers.get(`in:${msg.id}`);
+    if (!t || t.state !== "running") return;
+    t.state = "verifying";
+    render(t, "checking the digest");
+    const blob = new Blob(t.parts, { type: t.mediaType || "application/octet-stream" });
+    t.parts = [];
+    const digest = await sha256(blob);
+    transfers.delete(`in:${t.id}`);
+    if (digest !== msg.sha256) {
+      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the SHA-256 differs" });
+      finish(t, "failed", "digest mismatch");
+      return;
+    }
+    send({ type: "complete", id: t.id });
+    t.url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.className = "download";
+    a.href = t.url;
+    a.download = t.name;
+    a.textContent = "Download";
+    t.el.download = a;
+    if (t.mediaType.startsWith("image/")) {
+      const img = document.createElement("img");
+      img.className = "inline";
+      img.src = t.url;
+      img.alt = t.name;
+      t.el.box.append(img);
+    }
+    finish(t, "complete", "received, digest verified");
+  }
+
+  // ---------------------------------------------------------------- drag and drop
+
+  let dragDepth = 0;
+  const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
+  document.addEventListener("dragenter", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth++;
+    ui.drop.hidden = false;
+  });
+  document.addEventListener("dragover", (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  document.addEventListener("dragleave", () => {
+    if (--dragDepth <= 0) { dragDepth = 0; ui.drop.hidden = true; }
+  });
+  document.addEventListener("drop", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    dragDepth = 0;
+    ui.drop.hidden = true;
+    offerFiles([...ev.dataTransfer.files]);
+  });
+
+  // ---------------------------------------------------------------- the name prompt
+
+  function askName(error) {
+    ui.name.value = name;
+    ui.loginError.hidden = !error;
+    ui.loginError.textContent = error || "";
+    if (!ui.login.open) ui.login.showModal();
+    ui.name.focus();
+  }
+
+  ui.loginForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const n = ui.name.value.trim();
+    if (!n) return;
+    name = n;
+    localStorage.setItem(NAME_KEY, name);
+    ui.login.close();
+    if (ws) { const old = ws; ws = null; old.close(1000, "new name"); endAllTransfers("reconnecting"); session = null; }
+    attempts = 0;
+    connect();
+  });
+  ui.login.addEventListener("cancel", (ev) => { if (!name) ev.preventDefault(); });
+  ui.rename.addEventListener("click", () => askName());
+
+  renderUsers();
+  if (name) connect(); else { setStatus("idle", "not connected"); askName(); }
+})();
