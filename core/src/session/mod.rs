@@ -648,8 +648,14 @@ impl Session {
     /// Ends the session: running transfers fail, then [`Event::Closed`] is queued.
     fn finish(&mut self, how: Closed) {
         self.state = State::Closed;
+        // A stream that ended, cleanly or inside a frame, lost the peer: that is what its
+        // transfers report, so a receiver knows it may resume.
         let code = match how {
-            Closed::StreamEnded => ErrorCode::PeerLost,
+            Closed::StreamEnded
+            | Closed::Local {
+                code: ErrorCode::Truncated,
+                ..
+            } => ErrorCode::PeerLost,
             ref c => c.code(),
         };
         let mut out = self.outbox();

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
+use super::reads::Reads;
 use super::{
     Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
 };
@@ -33,9 +34,8 @@ pub(crate) struct Incoming {
     mode: Mode,
     phase: Phase,
     offset: u64,
-    /// Prefix hashing: next byte to ask for / to be provided.
-    requested: u64,
-    provided: u64,
+    /// Prefix hashing: the kept partial file's bytes asked for and answered.
+    reads: Reads,
     /// Next byte expected on the wire.
     received: u64,
     /// Bytes the driver confirmed written (or, relaying, passed on).
@@ -63,8 +63,7 @@ impl Incoming {
             mode: Mode::Local,
             phase: Phase::Offered,
             offset: 0,
-            requested: 0,
-            provided: 0,
+            reads: Reads::default(),
             received: 0,
             written: 0,
             credit_end: 0,
@@ -81,21 +80,18 @@ impl Incoming {
     }
 
     pub(crate) fn can_read(&self) -> bool {
-        self.phase == Phase::Hashing && self.requested < self.offset
+        self.phase == Phase::Hashing && self.reads.can_read(self.offset)
     }
 
     pub(crate) fn outstanding(&self) -> u64 {
-        self.requested - self.provided
+        self.reads.outstanding()
     }
 
     pub(crate) fn next_read(&mut self, max_len: usize) -> Option<(u64, usize)> {
-        if !self.can_read() || max_len == 0 {
+        if self.phase != Phase::Hashing {
             return None;
         }
-        let len = (self.offset - self.requested).min(max_len as u64) as usize;
-        let at = self.requested;
-        self.requested += len as u64;
-        Some((at, len))
+        self.reads.next(self.offset, max_len)
     }
 
     /// The offer or stall timeout; for a relay that has every byte and waits for the far
@@ -153,8 +149,7 @@ impl Incoming {
         }
         self.mode = mode;
         self.offset = offset;
-        self.requested = 0;
-        self.provided = 0;
+        self.reads = Reads::at(0);
         self.received = offset;
         self.written = offset;
         self.credit_end = offset;
@@ -190,18 +185,12 @@ impl Incoming {
         cfg: &TransferConfig,
         io: &mut Io,
     ) -> Result<bool, SendError> {
-        let end = offset.checked_add(data.len() as u64);
-        if self.phase != Phase::Hashing
-            || offset != self.provided
-            || end.map_or(true, |end| end > self.requested)
-            || data.is_empty()
-        {
+        if self.phase != Phase::Hashing || !self.reads.answer(offset, data.len()) {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         self.hasher.update(&data);
-        self.provided += data.len() as u64;
         self.since = io.now;
-        if self.provided == self.offset {
+        if self.reads.provided() == self.offset {
             if self.peer_digest.is_some() {
                 // `done` came while we hashed (nothing was missing): judge now.
                 self.phase = Phase::Verifying;

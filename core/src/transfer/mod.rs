@@ -119,6 +119,7 @@ mod file_name;
 mod incoming;
 mod outgoing;
 mod progress;
+mod reads;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
+use super::reads::Reads;
 use super::{
     Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
 };
@@ -33,10 +34,8 @@ pub(crate) struct Outgoing {
     phase: Phase,
     /// Where the receiver asked us to start.
     offset: u64,
-    /// Next byte to ask the driver for.
-    requested: u64,
-    /// Next byte the driver must provide.
-    provided: u64,
+    /// The source file's bytes asked for and answered.
+    reads: Reads,
     /// The receiver allows bytes up to here.
     credit_end: u64,
     hasher: Sha256,
@@ -62,8 +61,7 @@ impl Outgoing {
             mode,
             phase: Phase::Offered,
             offset: 0,
-            requested: 0,
-            provided: 0,
+            reads: Reads::default(),
             credit_end: 0,
             hasher: Sha256::new(),
             relay_digest: None,
@@ -83,22 +81,15 @@ impl Outgoing {
     }
 
     pub(crate) fn can_read(&self) -> bool {
-        self.requested < self.read_limit()
+        self.reads.can_read(self.read_limit())
     }
 
     pub(crate) fn outstanding(&self) -> u64 {
-        self.requested - self.provided
+        self.reads.outstanding()
     }
 
     pub(crate) fn next_read(&mut self, max_len: usize) -> Option<(u64, usize)> {
-        let room = self.read_limit().saturating_sub(self.requested);
-        if room == 0 || max_len == 0 {
-            return None;
-        }
-        let len = room.min(max_len as u64) as usize;
-        let at = self.requested;
-        self.requested += len as u64;
-        Some((at, len))
+        self.reads.next(self.read_limit(), max_len)
     }
 
     /// The next timer: the offer or stall timeout, or, for a relay waiting for bytes from
@@ -131,7 +122,7 @@ impl Outgoing {
         // Behind the chunks already queued, so its offset is where the receiver stands then.
         io.data(&Message::Chunk {
             id: self.id,
-            offset: self.provided,
+            offset: self.reads.provided(),
             data: Bytes::new(),
         });
         false
@@ -213,8 +204,7 @@ impl Outgoing {
 
     fn start_sending(&mut self, cfg: &TransferConfig, io: &mut Io) {
         self.phase = Phase::Sending;
-        self.requested = self.offset;
-        self.provided = self.offset;
+        self.reads = Reads::at(self.offset);
         self.report(cfg, io);
         self.maybe_done(io);
     }
@@ -227,23 +217,17 @@ impl Outgoing {
         cfg: &TransferConfig,
         io: &mut Io,
     ) -> Result<bool, SendError> {
-        let end = offset.checked_add(data.len() as u64);
         let reading = matches!(self.phase, Phase::Hashing | Phase::Sending);
-        if !reading
-            || offset != self.provided
-            || end.map_or(true, |end| end > self.requested)
-            || data.is_empty()
-        {
+        if !reading || !self.reads.answer(offset, data.len()) {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         if self.mode == Mode::Local {
             self.hasher.update(&data);
         }
-        self.provided += data.len() as u64;
         self.since = io.now;
         match self.phase {
             Phase::Hashing => {
-                if self.provided == self.offset {
+                if self.reads.provided() == self.offset {
                     self.start_sending(cfg, io);
                 } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
                     // The receiver sees no chunk while we hash a long prefix: an empty chunk
@@ -277,7 +261,7 @@ impl Outgoing {
             cfg.progress_interval,
             self.id,
             Direction::Send,
-            self.provided,
+            self.reads.provided(),
             self.size,
         );
         if let Some(p) = p {
@@ -287,7 +271,7 @@ impl Outgoing {
 
     /// Queues `done` once every byte went out (and, relaying, the digest is known).
     fn maybe_done(&mut self, io: &mut Io) {
-        if self.phase != Phase::Sending || self.provided < self.size {
+        if self.phase != Phase::Sending || self.reads.provided() < self.size {
             return;
         }
         let digest = match self.mode {
