@@ -7,9 +7,12 @@
 #![warn(missing_docs)]
 
 mod client;
+mod door;
 mod server;
+mod websocket;
 
 pub use client::Client;
+pub use door::{DoorConfig, WebAsset, WS_PATH};
 pub use server::{Server, ServerHandle};
 pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};

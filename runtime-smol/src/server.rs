@@ -11,6 +11,12 @@
 //! server's own transfers runs, so the executor never waits for a disk. A connection task
 //! gathers all bytes its session has queued into one vectored write.
 //!
+//! # One port, three doors
+//!
+//! Each accepted socket first goes through the [door](crate::DoorConfig): native clients,
+//! WebSocket clients (`/ws`, bridged to the hub by the core's gateway) and plain HTTP
+//! requests for the web page share the listening port; see [`Server::with_doors`].
+//!
 //! ```no_run
 //! use tidings_smol::{Server, ServerConfig};
 //! smol::block_on(async {
@@ -44,6 +50,7 @@ use tidings_std::files::Source;
 use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
 use crate::client::advance;
+use crate::door::{door_task, DoorConfig};
 use crate::Error;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
@@ -52,7 +59,7 @@ type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Most bytes a connection task takes from the hub ahead of its socket (one vectored write).
-const WRITE_BATCH: usize = 256 << 10;
+pub(crate) const WRITE_BATCH: usize = 256 << 10;
 
 /// Operator events kept when nobody reads them; older ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
@@ -65,6 +72,7 @@ pub struct Server {
     stop: Receiver<()>,
     events: Sender<ServerEvent>,
     handle: ServerHandle,
+    doors: DoorConfig,
 }
 
 /// Controls a server from any thread or task: the server participant's chat and files,
@@ -114,7 +122,15 @@ impl Server {
             stop,
             events,
             handle,
+            doors: DoorConfig::default(),
         })
+    }
+
+    /// Sets how the port treats WebSocket and plain HTTP visitors (the web page, timeouts);
+    /// see [`DoorConfig`]. Native clients are not affected.
+    pub fn with_doors(mut self, doors: DoorConfig) -> Server {
+        self.doors = doors;
+        self
     }
 
     /// The address it listens on (with the real port when bound to port 0).
@@ -146,6 +162,7 @@ impl Server {
             armed: Cell::new(None),
             read_buf: RefCell::new(vec![0u8; 64 << 10]),
             events: self.events,
+            doors: Rc::new(self.doors),
         });
         let listener = self.listener;
         let cmds = self.cmds;
@@ -164,12 +181,8 @@ impl Server {
                 match accepted {
                     Some(Ok((stream, _))) => {
                         let _ = stream.set_nodelay(true);
-                        let id = state.host.borrow_mut().hub().connect(Instant::now());
-                        let (wake, wake_rx) = async_channel::bounded(1);
-                        state.writers.borrow_mut().insert(id, wake);
-                        exec.spawn(conn_task(state.clone(), stream, id, wake_rx))
-                            .detach();
-                        state.after();
+                        // The door sniffs the first bytes and joins the hub only then.
+                        exec.spawn(door_task(state.clone(), stream)).detach();
                     }
                     // Out of descriptors and the like: keep serving who is connected.
                     Some(Err(_)) => {
@@ -274,25 +287,27 @@ impl ServerHandle {
 }
 
 /// What the tasks of one server share (all on one thread).
-struct State {
-    host: RefCell<Host>,
-    writers: RefCell<HashMap<ConnId, Sender<()>>>,
+pub(crate) struct State {
+    pub(crate) host: RefCell<Host>,
+    pub(crate) writers: RefCell<HashMap<ConnId, Sender<()>>>,
     timer_wake: Sender<()>,
     disk_wake: Sender<()>,
-    gone_wake: Sender<()>,
+    pub(crate) gone_wake: Sender<()>,
     /// The deadline the timer task sleeps until.
     armed: Cell<Option<Instant>>,
     /// One read buffer for every connection: a task reads into it and hands the bytes to the
     /// hub before it yields, so with one thread nobody else can touch it in between (and ten
     /// thousand idle connections do not each hold 64 KiB).
-    read_buf: RefCell<Vec<u8>>,
+    pub(crate) read_buf: RefCell<Vec<u8>>,
     events: Sender<ServerEvent>,
+    /// How the port treats non-native visitors.
+    pub(crate) doors: Rc<DoorConfig>,
 }
 
 impl State {
     /// The hub's outputs after any input: wake writers, process events, queue disk work,
     /// re-arm the timer.
-    fn after(&self) {
+    pub(crate) fn after(&self) {
         let mut host = self.host.borrow_mut();
         let writers = self.writers.borrow();
         let wake_ready = |host: &mut Host| {
@@ -379,7 +394,12 @@ enum Wake {
     Woken,
 }
 
-async fn conn_task(state: Rc<State>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
+pub(crate) async fn conn_task(
+    state: Rc<State>,
+    mut stream: TcpStream,
+    id: ConnId,
+    wake: Receiver<()>,
+) {
     let mut out: Vec<Bytes> = Vec::new();
     let mut broken = false;
     let mut read_done = false;

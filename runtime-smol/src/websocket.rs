@@ -1,0 +1,197 @@
+//! The task of one upgraded WebSocket connection: socket ↔ [`WsConnection`] ↔ [`Gateway`] ↔
+//! hub, following the calling contract of `tidings_core::gateway`.
+//!
+//! It mirrors the native connection task: the hub's output is taken only while less than
+//! [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's own queue),
+//! so a slow browser leaves its backlog in the hub, where the slow-consumer bound and the
+//! relay window see it; the socket is read only while the hub wants input. Two timers are
+//! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
+//! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use async_io::Timer;
+use async_net::TcpStream;
+use bytes::Bytes;
+use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
+use tidings_core::gateway::Gateway;
+use tidings_core::hub::ConnId;
+use tidings_core::ws::{WsConnection, WsState};
+
+use crate::client::advance;
+use crate::server::{State, WRITE_BATCH};
+
+enum Wake {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Woken,
+    Timer,
+}
+
+/// Where this connection stands toward the hub.
+struct Link {
+    id: ConnId,
+    /// `Hub::handle_eof` was called (the client side is over).
+    eof_sent: bool,
+    /// The hub finished the connection and the gateway was told.
+    hub_done: bool,
+}
+
+/// Moves bytes between the WebSocket, the gateway and the hub until nothing moves.
+fn pump(state: &State, link: &mut Link, ws: &mut WsConnection, gw: &mut Gateway, held: usize) {
+    let now = Instant::now();
+    while let Some(event) = ws.poll_event() {
+        gw.handle_ws_event(now, event);
+    }
+    let mut host = state.host.borrow_mut();
+    let hub = host.hub();
+    loop {
+        let mut moved = false;
+        while let Some(bytes) = gw.poll_native() {
+            hub.handle_input(now, link.id, &bytes);
+            moved = true;
+        }
+        if gw.native_finished() && !link.eof_sent {
+            link.eof_sent = true;
+            hub.handle_eof(now, link.id);
+            moved = true;
+        }
+        while held + ws.pending_transmit() < WRITE_BATCH {
+            let Some(bytes) = hub.poll_transmit(link.id) else {
+                break;
+            };
+            gw.handle_native(now, bytes);
+            // A close or a send after closing only fails on a WebSocket that is done anyway.
+            let _ = gw.write_to(ws);
+            moved = true;
+        }
+        if !link.hub_done && hub.is_finished(link.id) {
+            link.hub_done = true;
+            gw.handle_native_eof();
+            moved = true;
+        }
+        let _ = gw.write_to(ws);
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// Drives one accepted WebSocket until it is closed; `early` holds bytes that arrived with
+/// the request head (the first frames).
+pub(crate) async fn ws_task(
+    state: Rc<State>,
+    mut stream: TcpStream,
+    mut ws: WsConnection,
+    mut gw: Gateway,
+    early: Bytes,
+) {
+    let id = state.host.borrow_mut().hub().connect(Instant::now());
+    let (wake_tx, wake_rx) = async_channel::bounded(1);
+    state.writers.borrow_mut().insert(id, wake_tx);
+    let mut wake = Box::pin(wake_rx);
+    let mut link = Link {
+        id,
+        eof_sent: false,
+        hub_done: false,
+    };
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut read_done = false;
+    let mut closing_deadline: Option<Instant> = None;
+    let mut timer = Timer::never();
+    let mut armed: Option<Instant> = None;
+    if !early.is_empty() {
+        ws.handle_input(&early);
+    }
+    loop {
+        let held: usize = out.iter().map(Bytes::len).sum();
+        pump(&state, &mut link, &mut ws, &mut gw, held);
+        state.after();
+        while let Some(bytes) = ws.poll_transmit() {
+            out.push(bytes);
+        }
+        let now = Instant::now();
+        if out.is_empty() && ws.should_close_socket() {
+            break;
+        }
+        if ws.state() == WsState::Closing && closing_deadline.is_none() {
+            closing_deadline = Some(now + state.doors.closing_timeout);
+        }
+        if closing_deadline.is_some_and(|d| d <= now) {
+            // The client never answered our close frame.
+            break;
+        }
+        let next = match (gw.poll_timeout(), closing_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if next != armed {
+            armed = next;
+            match next {
+                Some(at) => timer.set_at(at),
+                None => timer = Timer::never(),
+            }
+        }
+        let reading = !read_done
+            && ws.state() != WsState::Closed
+            && (link.hub_done || state.host.borrow().hub_ref().wants_input(id));
+        let ev = future::poll_fn(|cx| {
+            if !out.is_empty() {
+                let slices: Vec<IoSlice<'_>> =
+                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                    return Poll::Ready(Wake::Wrote(r));
+                }
+            }
+            if reading {
+                let mut buf = state.read_buf.borrow_mut();
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+            }
+            if wake.as_mut().poll_next(cx).is_ready() {
+                return Poll::Ready(Wake::Woken);
+            }
+            if armed.is_some() && Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match ev {
+            Wake::Read(Ok(n)) if n > 0 => ws.handle_input(&state.read_buf.borrow()[..n]),
+            Wake::Read(_) => {
+                read_done = true;
+                ws.handle_eof();
+            }
+            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            Wake::Wrote(_) => break, // the peer is gone; the hub hears of it below
+            Wake::Woken => {}
+            Wake::Timer => {
+                armed = None;
+                timer = Timer::never();
+                let now = Instant::now();
+                if gw.poll_timeout().is_some_and(|d| d <= now) {
+                    gw.handle_timeout(now);
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    state.writers.borrow_mut().remove(&id);
+    {
+        let mut host = state.host.borrow_mut();
+        let hub = host.hub();
+        if !link.eof_sent {
+            hub.handle_eof(Instant::now(), id);
+        }
+        hub.remove(id);
+    }
+    state.after();
+    let _ = state.gone_wake.try_send(());
+}

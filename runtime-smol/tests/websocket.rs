@@ -1,0 +1,434 @@
+//! One port, three doors, over real sockets: native clients, WebSocket clients in the three
+//! gateway carriages (binary, JSON, legacy), and plain HTTP for the web page.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_net::TcpStream;
+use common::{connect, wait_for};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use tidings_core::session::{Config, Event, Session};
+use tidings_core::ws::{
+    ClientHandshake, ClientRequest, CloseCode, WsConfig, WsConnection, WsEvent, TIDINGS_SUBPROTOCOL,
+};
+use tidings_smol::{ClientEvent, DoorConfig, Server, ServerConfig, ServerHandle, WebAsset};
+
+const PAGE: &[u8] = b"<!doctype html><title>tidings</title>";
+
+/// A server with a web page and a short head timeout, on its own thread.
+struct DoorServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DoorServer {
+    fn start(head_timeout: Duration) -> DoorServer {
+        let doors = DoorConfig {
+            head_timeout,
+            web: vec![
+                WebAsset {
+                    path: "/index.html",
+                    content_type: "text/html; charset=utf-8",
+                    body: PAGE,
+                },
+                WebAsset {
+                    path: "/app.js",
+                    content_type: "text/javascript; charset=utf-8",
+                    body: b"console.log(1)",
+                },
+            ],
+            ..DoorConfig::default()
+        };
+        let server = smol::block_on(Server::bind("127.0.0.1:0", ServerConfig::default()))
+            .unwrap()
+            .with_doors(doors);
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || smol::block_on(server.run()).unwrap());
+        DoorServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DoorServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            smol::block_on(self.handle.shutdown("test over"));
+            let _ = t.join();
+        }
+    }
+}
+
+/// Fails the test instead of hanging when `fut` takes more than 30 s.
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    future::or(fut, async {
+        async_io::Timer::after(Duration::from_secs(30)).await;
+        panic!("timed out");
+    })
+    .await
+}
+
+/// A WebSocket client over a real socket, built from the core's handshake and connection.
+struct WsClient {
+    stream: TcpStream,
+    ws: WsConnection,
+    protocol: Option<String>,
+}
+
+impl WsClient {
+    async fn connect(addr: SocketAddr, path: &str, protocols: &[&str]) -> WsClient {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let host = addr.to_string();
+        let request = ClientRequest {
+            host: &host,
+            path,
+            key: *b"0123456789abcdef",
+            protocols,
+            origin: None,
+        };
+        let (mut handshake, bytes) = ClientHandshake::new(&request, 8192).unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let accepted = loop {
+            let n = within(stream.read(&mut buf)).await.unwrap();
+            assert!(n > 0, "the server closed during the handshake");
+            if let Some(accepted) = handshake.feed(&buf[..n]).unwrap() {
+                break accepted;
+            }
+        };
+        // Masks from a counter: fine for a test, a real client draws them at random.
+        let mut counter: u32 = 0;
+        let mut ws = WsConnection::client(WsConfig::default(), move || {
+            counter = counter.wrapping_add(0x9E37_79B9);
+            counter.to_le_bytes()
+        });
+        ws.handle_input(&handshake.take_remaining());
+        WsClient {
+            stream,
+            ws,
+            protocol: accepted.protocol,
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(bytes) = self.ws.poll_transmit() {
+            self.stream.write_all(&bytes).await.unwrap();
+        }
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send_text(text).unwrap();
+        self.flush().await;
+    }
+
+    async fn send_binary(&mut self, data: &[u8]) {
+        self.ws.send_binary(data).unwrap();
+        self.flush().await;
+    }
+
+    /// The next event; pings are answered on the way.
+    async fn next(&mut self) -> WsEvent {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if let Some(ev) = self.ws.poll_event() {
+                self.flush().await;
+                return ev;
+            }
+            let n = within(self.stream.read(&mut buf)).await.unwrap_or(0);
+            if n == 0 {
+                self.ws.handle_eof();
+            } else {
+                self.ws.handle_input(&buf[..n]);
+            }
+        }
+    }
+
+    /// The next text message containing `needle` (other messages are skipped).
+    async fn text_with(&mut self, needle: &str) -> String {
+        loop {
+            match self.next().await {
+                WsEvent::Text(t) if t.as_str().contains(needle) => return t.as_str().to_string(),
+                WsEvent::Text(_) | WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+                other => panic!("waiting for {needle:?}, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Sends what the session queued, in binary messages.
+async fn pump_out(ws: &mut WsClient, session: &mut Session) {
+    while let Some(b) = session.poll_transmit() {
+        ws.send_binary(&b).await;
+    }
+}
+
+/// The session's next event, feeding it the binary messages received.
+async fn next_session_event(ws: &mut WsClient, session: &mut Session) -> Event {
+    loop {
+        if let Some(ev) = session.poll_event() {
+            return ev;
+        }
+        match ws.next().await {
+            WsEvent::Binary(b) => session.handle_input(Instant::now(), &b),
+            WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Sends a raw HTTP request and returns the whole answer (the server closes after it).
+async fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    within(stream.read_to_end(&mut answer)).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn binary_websocket_client_chats_with_a_native_client() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        assert_eq!(ws.protocol.as_deref(), Some(TIDINGS_SUBPROTOCOL));
+        // The native stream, carried in binary messages, spoken by the core's own session.
+        let mut session = Session::client(Config::default(), "wsbin", Instant::now()).unwrap();
+        pump_out(&mut ws, &mut session).await;
+        let ev = next_session_event(&mut ws, &mut session).await;
+        assert!(matches!(ev, Event::Connected(_)), "{ev:?}");
+        wait_for(&native, |e| *e == ClientEvent::Joined("wsbin".into())).await;
+
+        session
+            .send_text("", "hello from a binary websocket")
+            .unwrap();
+        pump_out(&mut ws, &mut session).await;
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            heard,
+            ClientEvent::Text {
+                from: "wsbin".into(),
+                private: false,
+                text: "hello from a binary websocket".into()
+            }
+        );
+
+        native.say("hello back").await.unwrap();
+        loop {
+            if let Event::Text { peer, text, .. } = next_session_event(&mut ws, &mut session).await
+            {
+                assert_eq!((peer.as_str(), text.as_str()), ("nat", "hello back"));
+                break;
+            }
+        }
+    });
+}
+
+#[test]
+fn json_websocket_client_chats_and_whispers_to_one_peer_only() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let target = connect(server.addr, "target").await;
+        let other = connect(server.addr, "other").await;
+        let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        ws.send_text(r#"{"type":"hello","name":"jay","capabilities":0,"max_frame":1048576}"#)
+            .await;
+        let welcome = ws.text_with(r#""type":"welcome""#).await;
+        assert!(welcome.contains(r#""name":"jay""#), "{welcome}");
+
+        ws.send_text(r#"{"type":"text","peer":"target","text":"psst"}"#)
+            .await;
+        ws.send_text(r#"{"type":"text","peer":"","text":"hello all"}"#)
+            .await;
+        let whisper = wait_for(&target, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            whisper,
+            ClientEvent::Text {
+                from: "jay".into(),
+                private: true,
+                text: "psst".into()
+            }
+        );
+        // The first text `other` hears is the public one: the whisper never reached it.
+        let heard = wait_for(&other, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            heard,
+            ClientEvent::Text {
+                from: "jay".into(),
+                private: false,
+                text: "hello all".into()
+            }
+        );
+
+        // Presence and replies come back as JSON.
+        let late = connect(server.addr, "late").await;
+        let joined = ws.text_with(r#""type":"presence""#).await;
+        assert!(joined.contains(r#""name":"late""#), "{joined}");
+        late.say_to("jay", "hi jay").await.unwrap();
+        let reply = ws.text_with(r#""text":"hi jay""#).await;
+        assert!(reply.contains(r#""peer":"late""#), "{reply}");
+        assert!(reply.contains(r#""private":true"#), "{reply}");
+    });
+}
+
+#[test]
+fn legacy_websocket_client_speaks_plain_text() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut qt = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
+        assert_eq!(qt.protocol, None);
+        wait_for(&native, |e| *e == ClientEvent::Joined("qt".into())).await;
+        qt.send_text("hello from qt").await;
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            heard,
+            ClientEvent::Text {
+                from: "qt".into(),
+                private: false,
+                text: "hello from qt".into()
+            }
+        );
+        native.say_to("qt", "hi qt").await.unwrap();
+        let got = qt.text_with("hi qt").await;
+        assert_eq!(got, r#"{"src":"nat","dst":"qt","msg":"hi qt"}"#);
+    });
+}
+
+#[test]
+fn plain_http_serves_the_page_and_refuses_the_rest() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let page = http(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(page.contains("Cache-Control: no-cache\r\n"));
+        assert!(page.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
+        assert!(page.ends_with(std::str::from_utf8(PAGE).unwrap()));
+
+        let index = http(server.addr, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
+        let js = http(server.addr, b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(js.contains("Content-Type: text/javascript"), "{js}");
+
+        let missing = http(server.addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+
+        let post = http(
+            server.addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+
+        let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..400 {
+            huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
+        }
+        huge.extend_from_slice(b"\r\n");
+        assert!(huge.len() > 8192);
+        let too_big = http(server.addr, &huge).await;
+        assert!(too_big.starts_with("HTTP/1.1 431 "), "{too_big}");
+
+        let old = http(
+            server.addr,
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        )
+        .await;
+        assert!(old.starts_with("HTTP/1.1 426 "), "{old}");
+        assert!(old.contains("Sec-WebSocket-Version: 13\r\n"));
+
+        let garbled = http(server.addr, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").await;
+        assert!(garbled.starts_with("HTTP/1.1 400 "), "{garbled}");
+
+        let nameless = http(
+            server.addr,
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await;
+        assert!(nameless.starts_with("HTTP/1.1 400 "), "{nameless}");
+    });
+}
+
+#[test]
+fn a_silent_client_is_dropped_while_others_keep_chatting() {
+    let timeout = Duration::from_millis(300);
+    let server = DoorServer::start(timeout);
+    smol::block_on(async {
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let mut half_http = TcpStream::connect(server.addr).await.unwrap();
+        half_http
+            .write_all(b"GET / HTTP/1.1\r\nHost:")
+            .await
+            .unwrap();
+
+        let alice = connect(server.addr, "alice").await;
+        let bob = connect(server.addr, "bob").await;
+        alice.say("still here").await.unwrap();
+        wait_for(&bob, |e| matches!(e, ClientEvent::Text { .. })).await;
+
+        let mut buf = [0u8; 64];
+        let n = within(silent.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0, "dropped without an answer");
+        let n = within(half_http.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0, "an unfinished head is dropped too");
+        assert!(started.elapsed() >= timeout);
+
+        bob.say("and still chatting").await.unwrap();
+        let ev = wait_for(&alice, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert!(matches!(ev, ClientEvent::Text { text, .. } if text == "and still chatting"));
+    });
+}
+
+#[test]
+fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let mut rude = WsClient::connect(server.addr, "/ws?name=rude", &[]).await;
+        // A text frame "hi" without the mask bit: servers must fail the connection.
+        rude.stream
+            .write_all(&[0x81, 0x02, b'h', b'i'])
+            .await
+            .unwrap();
+        loop {
+            match rude.next().await {
+                WsEvent::Close { code, .. } => {
+                    assert_eq!(code, CloseCode::PROTOCOL_ERROR);
+                    break;
+                }
+                WsEvent::Ping(_) | WsEvent::Pong(_) | WsEvent::Text(_) => {}
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+
+        let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
+        let native = connect(server.addr, "nat").await;
+        polite.send_text("fine here").await;
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert!(matches!(heard, ClientEvent::Text { from, .. } if from == "polite"));
+    });
+}
+
+#[test]
+fn bytes_that_are_neither_native_nor_http_get_a_native_error() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(b"hello?\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        within(stream.read_to_end(&mut answer)).await.unwrap();
+        // The native preamble, then an error frame naming the problem.
+        assert!(answer.starts_with(&[0x89, b'T', b'D', b'G']), "{answer:?}");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("tidings magic"), "{text}");
+    });
+}
