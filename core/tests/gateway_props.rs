@@ -2,12 +2,12 @@
 //! carriage as exactly the native frames it stands for (both ways, whatever the hub's read
 //! boundaries), and the binary carriage passes any bytes unchanged.
 
-mod json_strategy;
+mod message_strategy;
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use json_strategy::message;
+use message_strategy::message;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tidings_core::gateway::{Gateway, GatewayMode, WsMessage};

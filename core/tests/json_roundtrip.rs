@@ -2,10 +2,10 @@
 //! `to_json` → `from_json` unchanged, standard JSON parsers read the same fields, and every
 //! required field is really required.
 
-mod json_strategy;
+mod message_strategy;
 
 use bytes::Bytes;
-use json_strategy::message;
+use message_strategy::message;
 use proptest::prelude::*;
 use serde_json::Value;
 use tidings_core::json::{from_json, to_json, write_json};

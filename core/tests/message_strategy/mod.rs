@@ -1,5 +1,5 @@
 //! proptest strategies for messages of every type, fields over their whole range (shared by
-//! the JSON and gateway property tests; the same shapes as wire_props.rs).
+//! the wire, JSON and gateway property tests).
 
 #![allow(dead_code)]
 
