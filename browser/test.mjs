@@ -1,0 +1,277 @@
+// Browser test of the page `tidings serve` serves at `/`: two pages (alice on a laptop
+// screen, bob at phone width) and terminal clients chat and exchange files through a real
+// server. Usage: node browser/test.mjs PORT   (browser/run starts the server and calls this)
+// Exits non-zero on the first failed check. Screenshots go to browser/artifacts/.
+
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { randomBytes, createHash } from "node:crypto";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "..");
+const bin = join(root, "target", "release", "tidings");
+const artifacts = join(here, "artifacts");
+const port = Number(process.argv[2]);
+if (!port) {
+  console.error("usage: node browser/test.mjs PORT");
+  process.exit(2);
+}
+const server = `127.0.0.1:${port}`;
+const base = `http://${server}`;
+const STEP_MS = 20_000; // no single step of this test takes nearly this long when it works
+
+const children = [];
+const work = mkdtempSync(join(tmpdir(), "tidings-browser-"));
+mkdirSync(artifacts, { recursive: true });
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// A tidings subprocess printing one JSON event per line; waiters are resolved by events,
+// not by sleeping.
+class Cli {
+  constructor(args, label) {
+    this.label = label;
+    this.events = [];
+    this.waiters = [];
+    this.proc = spawn(bin, ["--json", ...args, "--server", server], { stdio: ["pipe", "pipe", "pipe"] });
+    children.push(this.proc);
+    let buf = "";
+    this.proc.stdout.on("data", (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (!line.trim()) continue;
+        try { this.events.push(JSON.parse(line)); } catch { continue; }
+        this.poke();
+      }
+    });
+    this.stderr = "";
+    this.proc.stderr.on("data", (d) => { this.stderr += d; });
+    this.exited = new Promise((r) => this.proc.on("exit", (code) => { this.code = code; this.poke(); r(code); }));
+  }
+
+  poke() {
+    this.waiters = this.waiters.filter((w) => !w());
+  }
+
+  event(pred, what) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.label}: timed out waiting for ${what}; stderr: ${this.stderr}`)), STEP_MS);
+      const test = () => {
+        const e = this.events.find(pred);
+        if (e) { clearTimeout(timer); resolve(e); return true; }
+        if (this.code !== undefined) {
+          clearTimeout(timer);
+          reject(new Error(`${this.label} exited (${this.code}) before ${what}; stderr: ${this.stderr}`));
+          return true;
+        }
+        return false;
+      };
+      if (!test()) this.waiters.push(test);
+    });
+  }
+
+  line(text) { this.proc.stdin.write(text + "\n"); }
+}
+
+async function exitCode(cli, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: ${cli.label} did not exit; stderr: ${cli.stderr}`)), STEP_MS); });
+  try { return await Promise.race([cli.exited, timeout]); } finally { clearTimeout(timer); }
+}
+
+const sha = (b) => createHash("sha256").update(b).digest("hex");
+
+async function join_(page, name) {
+  await page.goto(`${base}/`);
+  await page.locator("#name").fill(name);
+  await page.locator("#join").click();
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  check((await page.locator("#status").textContent()).includes(`connected as ${name}`), `${name}'s page shows "connected as ${name}"`);
+}
+
+async function noHorizontalScroll(page, who) {
+  const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  check(sw <= w, `${who}: no horizontal scroll (${sw} <= ${w})`);
+}
+
+async function main() {
+  // Is the page served at all? Without the server side there is nothing to drive.
+  let served = false;
+  try {
+    const r = await fetch(`${base}/`);
+    served = r.ok && (await r.text()).includes("app.js");
+  } catch { served = false; }
+  if (!served) {
+    console.log(`SKIP: ${base}/ does not serve the web page yet (the server side of "tidings serve" is missing):`);
+    console.log("SKIP: chat, private messages, file transfers and downloads were not tested; only the layout (file://, scripted socket)");
+    await layoutOnly();
+    skipped = true;
+    return;
+  }
+
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    // Separate contexts: separate storage, as two people on two machines.
+    const laptop = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+    const phone = await browser.newContext({ viewport: { width: 375, height: 812 }, acceptDownloads: true, hasTouch: true });
+    const alice = await laptop.newPage();
+    const bob = await phone.newPage();
+    for (const [p, n] of [[alice, "alice"], [bob, "bob"]]) {
+      p.on("pageerror", (e) => { console.error(`${n} page error: ${e.message}`); process.exitCode = 1; });
+    }
+
+    await join_(alice, "alice");
+    await join_(bob, "bob");
+    check(await alice.evaluate(() => localStorage.getItem("tidings.name")) === "alice", "the name is remembered in localStorage");
+
+    const carol = new Cli(["chat", "--name", "carol"], "carol (terminal chat)");
+    await carol.event((e) => e.event === "connected", "carol connected");
+    await alice.locator('#users [data-name="carol"]').waitFor({ timeout: STEP_MS });
+    await alice.locator('#users [data-name="bob"]').waitFor({ timeout: STEP_MS });
+    check(true, "alice's page lists bob and carol");
+
+    // Private from alice to bob, then a broadcast: carol receives the broadcast and, since
+    // the server handles alice's messages in order, would have had the private one first.
+    await alice.locator('#users [data-name="bob"]').click();
+    check((await alice.locator("#target").textContent()).includes("bob"), "clicking bob makes him the private target");
+    await alice.locator("#message").fill("psst bob, this is private");
+    await alice.locator("#message").press("Enter");
+    await alice.locator('#users [data-name=""]').click();
+    await alice.locator("#message").fill("hello everyone");
+    await alice.locator("#send").click();
+
+    const priv = bob.locator(".msg.private", { hasText: "psst bob, this is private" });
+    await priv.waitFor({ timeout: STEP_MS });
+    check((await priv.locator(".badge").textContent()) === "private", "bob sees alice's private message marked private");
+    check((await priv.locator(".from").textContent()) === "alice", "bob sees alice as its sender");
+    await bob.locator(".msg:not(.private)", { hasText: "hello everyone" }).waitFor({ timeout: STEP_MS });
+    check(true, "bob sees alice's broadcast");
+    await carol.event((e) => e.event === "text" && e.text === "hello everyone" && e.from === "alice", "carol gets the broadcast");
+    check(!carol.events.some((e) => e.event === "text" && e.text.includes("psst")), "the private message does not reach the terminal client");
+
+    carol.line("hi from the terminal");
+    for (const [p, n] of [[alice, "alice"], [bob, "bob"]]) {
+      await p.locator(".msg", { hasText: "hi from the terminal" }).waitFor({ timeout: STEP_MS });
+      check((await p.locator(".msg", { hasText: "hi from the terminal" }).locator(".from").textContent()) === "carol", `${n} sees carol's line with its sender`);
+    }
+
+    // A file from alice's page to a terminal receiver: several chunks and credit rounds.
+    const inbox = join(work, "inbox");
+    const upload = randomBytes(3 * 1024 * 1024 + 12345);
+    const dave = new Cli(["recv", "--name", "dave", "--out", inbox, "--count", "1"], "dave (terminal recv)");
+    await dave.event((e) => e.event === "connected", "dave connected");
+    await alice.locator('#users [data-name="dave"]').click();
+    await alice.locator("#file").setInputFiles({ name: "from-page.bin", mimeType: "application/octet-stream", buffer: upload });
+    const got = await dave.event((e) => e.event === "received", "dave receives the file");
+    check((await exitCode(dave, "recv --count 1")) === 0, "tidings recv exits 0 after the page's file");
+    const stored = readFileSync(got.path);
+    check(stored.length === upload.length && stored.equals(upload), `the terminal stored the page's file byte for byte (${upload.length} bytes)`);
+    await alice.locator('.transfer[data-dir="out"][data-state="complete"]').waitFor({ timeout: STEP_MS });
+    check((await alice.locator('.transfer[data-dir="out"] .info').textContent()).includes("100%"), "alice's card shows the transfer complete at 100%");
+
+    // A file from a terminal sender to bob's page: accept in the page, download, compare.
+    const download = randomBytes(12 * 1024 * 1024 + 777); // more than the page's 8 MiB window
+    const srcPath = join(work, "to-page.bin");
+    writeFileSync(srcPath, download);
+    const erin = new Cli(["send", "--name", "erin", "--to", "bob", srcPath], "erin (terminal send)");
+    const offer = bob.locator('.transfer[data-dir="in"]', { hasText: "to-page.bin" });
+    await offer.locator("button.accept").waitFor({ timeout: STEP_MS });
+    check((await offer.locator(".from").textContent()) === "erin", "bob's page shows erin's offer with Accept");
+    await offer.locator("button.accept").click();
+    await bob.waitForFunction(() => {
+      const bar = document.querySelector('.transfer[data-dir="in"] progress');
+      return bar && bar.value > 0;
+    }, null, { timeout: STEP_MS });
+    check(true, "bob's progress bar moves");
+    await bob.locator('.transfer[data-dir="in"][data-state="complete"]').waitFor({ timeout: STEP_MS });
+    check((await exitCode(erin, "send")) === 0, "tidings send exits 0: the page confirmed the digest");
+    const info = await offer.locator(".info").textContent();
+    check(/100%/.test(info) && /\/s/.test(info), `bob's card shows bytes, percent and rate: "${info}"`);
+    const [dl] = await Promise.all([bob.waitForEvent("download", { timeout: STEP_MS }), offer.locator("a.download").click()]);
+    check(dl.suggestedFilename() === "to-page.bin", "the download keeps the file name");
+    const fetched = readFileSync(await dl.path());
+    check(fetched.length === download.length && sha(fetched) === sha(download), `bob's download is identical (${download.length} bytes)`);
+
+    await noHorizontalScroll(alice, "laptop 1280x800");
+    await noHorizontalScroll(bob, "phone 375x812");
+    await alice.screenshot({ path: join(artifacts, "laptop-1280x800.png") });
+    await bob.screenshot({ path: join(artifacts, "phone-375x812.png") });
+    console.log(`screenshots in ${artifacts}`);
+
+    carol.line("/quit");
+    await alice.locator(".note", { hasText: "carol left" }).waitFor({ timeout: STEP_MS });
+    check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
+  } finally {
+    await browser.close();
+  }
+}
+
+// A stand-in for the server's socket, scripted with a short conversation, so that the
+// layout can be looked at before the gateway exists.
+function fakeServer() {
+  localStorage.setItem("tidings.name", "alice");
+  class FakeSocket {
+    constructor() {
+      this.readyState = 0;
+      this.protocol = "tidings.v1";
+      this.bufferedAmount = 0;
+      setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 10);
+    }
+    push(m) { this.onmessage && this.onmessage({ data: JSON.stringify(m) }); }
+    send(text) {
+      const m = JSON.parse(text);
+      if (m.type !== "hello") return;
+      this.push({ type: "welcome", name: m.name, server: "server", heartbeat_ms: 10000, timeout_ms: 30000, max_frame: 1048576, capabilities: 3, online: [m.name, "bob", "carol", "a-rather-long-name-for-a-user"] });
+      this.push({ type: "text", peer: "bob", private: false, text: "morning all" });
+      this.push({ type: "text", peer: "carol", private: true, text: "can you send me the report? it's a long sentence that has to wrap nicely on a phone screen" });
+      this.push({ type: "presence", kind: "joined", name: "dave" });
+      this.push({ type: "offer", id: 1, peer: "bob", size: 5242880, name: "holiday-photos-2026.zip", media_type: "application/zip" });
+      this.push({ type: "error", code: 13, code_name: "unknown-peer", text: "no peer named eve" });
+    }
+    close() {}
+  }
+  FakeSocket.OPEN = 1;
+  window.WebSocket = FakeSocket;
+}
+
+// Layout-only mode for working on the page without a server: file:// and a fake socket.
+async function layoutOnly() {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+  try {
+    for (const [w, h, n] of [[1280, 800, "laptop"], [375, 812, "phone"]]) {
+      const page = await (await browser.newContext({ viewport: { width: w, height: h } })).newPage();
+      await page.addInitScript(fakeServer);
+      await page.goto(pathToFileURL(join(root, "cli", "web", "index.html")).href);
+      await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+      await noHorizontalScroll(page, `file:// ${n} ${w}x${h}`);
+      await page.screenshot({ path: join(artifacts, `file-${n}-${w}x${h}.png`) });
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+let skipped = false;
+const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : main;
+run()
+  .then(() => { if (!process.exitCode) console.log(skipped ? "browser test: layout checked, the rest SKIPPED" : "browser test passed"); })
+  .catch((e) => { console.error(`FAIL: ${e.stack || e}`); process.exitCode = 1; })
+  .finally(() => {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    rmSync(work, { recursive: true, force: true });
+  });
