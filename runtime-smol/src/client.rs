@@ -82,28 +82,11 @@ impl Client {
             events,
             task: Some(task),
         };
-        match client.events.recv().await {
-            Ok(ClientEvent::Connected {
-                name,
-                server,
-                online,
-            }) => {
-                client.name = name;
-                client.server = server;
-                client.online = online;
-                Ok(client)
-            }
-            Ok(ClientEvent::Closed {
-                code,
-                reason,
-                by_peer: true,
-            }) => Err(Error::Refused { code, reason }),
-            Ok(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
-            _ => Err(Error::Io(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the connection ended during the handshake",
-            ))),
-        }
+        let (name, server, online) = tidings_std::agent::joined(client.events.recv().await.ok())?;
+        client.name = name;
+        client.server = server;
+        client.online = online;
+        Ok(client)
     }
 
     /// Our registered name.

@@ -18,6 +18,7 @@ use tidings_core::wire::PresenceKind;
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Files, Source};
+use crate::Error;
 
 /// Settings of a client (both runtimes).
 #[derive(Debug, Clone, Default)]
@@ -547,5 +548,28 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// What the first event of a new connection says: joined as (name, server name, who is
+/// online), refused by the server, or lost before the handshake finished. Both clients wait
+/// for it in `connect`.
+pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>), Error> {
+    match first {
+        Some(ClientEvent::Connected {
+            name,
+            server,
+            online,
+        }) => Ok((name, server, online)),
+        Some(ClientEvent::Closed {
+            code,
+            reason,
+            by_peer: true,
+        }) => Err(Error::Refused { code, reason }),
+        Some(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
+        _ => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the connection ended during the handshake",
+        ))),
     }
 }

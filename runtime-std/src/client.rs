@@ -80,28 +80,11 @@ impl Client {
             events,
             driver: Some(driver),
         };
-        match client.events.recv() {
-            Ok(ClientEvent::Connected {
-                name,
-                server,
-                online,
-            }) => {
-                client.name = name;
-                client.server = server;
-                client.online = online;
-                Ok(client)
-            }
-            Ok(ClientEvent::Closed {
-                code,
-                reason,
-                by_peer: true,
-            }) => Err(Error::Refused { code, reason }),
-            Ok(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
-            _ => Err(Error::Io(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the connection ended during the handshake",
-            ))),
-        }
+        let (name, server, online) = crate::agent::joined(client.events.recv().ok())?;
+        client.name = name;
+        client.server = server;
+        client.online = online;
+        Ok(client)
     }
 
     /// Our registered name.
