@@ -118,6 +118,9 @@ struct ServeArgs {
     /// Read operator commands from standard input even when it is not a terminal.
     #[arg(long)]
     console: bool,
+    /// Do not serve the web page at / (WebSocket clients are still accepted at /ws).
+    #[arg(long)]
+    no_web: bool,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

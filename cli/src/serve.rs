@@ -4,11 +4,32 @@ use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use serde_json::json;
-use tidings_smol::{HubConfig, Server, ServerConfig, ServerEvent, ServerHandle};
+use tidings_smol::{
+    DoorConfig, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset, WS_PATH,
+};
 
 use crate::exit::CliError;
 use crate::out::{size, Out};
 use crate::ServeArgs;
+
+/// The browser client, built into the binary and served at `/` (see `cli/web/`).
+const WEB_PAGE: &[WebAsset] = &[
+    WebAsset {
+        path: "/index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../web/index.html"),
+    },
+    WebAsset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/app.js"),
+    },
+    WebAsset {
+        path: "/style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/style.css"),
+    },
+];
 
 pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let mut hub = HubConfig {
@@ -33,15 +54,30 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         hub,
         inbox: args.inbox.clone(),
     };
+    let doors = DoorConfig {
+        web: if args.no_web {
+            Vec::new()
+        } else {
+            WEB_PAGE.to_vec()
+        },
+        ..DoorConfig::default()
+    };
     let server = Server::bind(args.listen.as_str(), config)
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.listen))?;
+        .map_err(|e| CliError::from_runtime(e, &args.listen))?
+        .with_doors(doors);
     let addr = server.local_addr();
     tracing::info!(%addr, inbox = ?args.inbox, "listening");
+    let ws_url = format!("ws://{addr}{WS_PATH}");
+    let page_url = (!args.no_web).then(|| format!("http://{addr}/"));
+    let page_note = match &page_url {
+        Some(url) => format!(", web page at {url}"),
+        None => String::new(),
+    };
     out.event(
         "listening",
-        format_args!("listening on {addr} as {}", args.name),
-        json!({"addr": addr.to_string(), "name": args.name}),
+        format_args!("listening on {addr} (native, WebSocket at {ws_url}{page_note})"),
+        json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url}),
     );
     let handle = server.handle();
     // The console's answers go through the printer, so --json covers them too.

@@ -59,7 +59,15 @@ pub struct WebAsset {
     pub body: &'static [u8],
 }
 
-/// How the door treats what is not a native connection. See the [module docs](self).
+/// How the server's port treats what is not a native connection.
+///
+/// The first bytes of each connection decide: a native preamble goes to the hub as before;
+/// an HTTP request is read (head at most 8 KiB, else `431`) and `GET /ws` with a WebSocket
+/// upgrade is bridged to the hub by the core's gateway (subprotocol `tidings.v1`: binary or
+/// JSON carriage; none: legacy plain chat named by `?name=` or `Origin`); a `GET` of a
+/// [`WebAsset`] is answered `200`, other paths `404`, other methods `405`, broken heads `400`;
+/// anything else gets the native `error bad-preamble` and is closed. Each plain HTTP answer
+/// closes its connection. Failures close only the connection concerned.
 #[derive(Debug, Clone)]
 pub struct DoorConfig {
     /// How long a new connection may take to show what it is and, for HTTP, to send its
