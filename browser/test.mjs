@@ -207,6 +207,21 @@ async function main() {
     const fetched = readFileSync(await dl.path());
     check(fetched.length === download.length && sha(fetched) === sha(download), `bob's download is identical (${download.length} bytes)`);
 
+    // A picture from the terminal shows inline in the page once received.
+    const picPath = join(work, "picture.png");
+    writeFileSync(picPath, await alice.screenshot({ clip: { x: 0, y: 0, width: 320, height: 200 } }));
+    const frank = new Cli(["send", "--name", "frank", "--to", "bob", picPath], "frank (terminal send)");
+    const pic = bob.locator('.transfer[data-dir="in"]', { hasText: "picture.png" });
+    await pic.locator("button.accept").click({ timeout: STEP_MS });
+    await pic.and(bob.locator('[data-state="complete"]')).waitFor({ timeout: STEP_MS });
+    check((await exitCode(frank, "send picture")) === 0, "tidings send of a picture exits 0");
+    await bob.waitForFunction(() => {
+      const img = [...document.querySelectorAll(".transfer img.inline")].pop();
+      return img && img.complete && img.naturalWidth === 320;
+    }, null, { timeout: STEP_MS });
+    check(true, "the received picture is shown inline at its size (320 px wide)");
+    await bob.locator(".log").evaluate((el) => { el.scrollTop = el.scrollHeight; });
+
     await noHorizontalScroll(alice, "laptop 1280x800");
     await noHorizontalScroll(bob, "phone 375x812");
     await alice.screenshot({ path: join(artifacts, "laptop-1280x800.png") });
@@ -216,9 +231,44 @@ async function main() {
     carol.line("/quit");
     await alice.locator(".note", { hasText: "carol left" }).waitFor({ timeout: STEP_MS });
     check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
+
+    await reconnects(browser);
   } finally {
     await browser.close();
   }
+}
+
+// The page reconnects by itself when its server goes away and comes back on the same port.
+// A server of its own, so that the one browser/run started stays up.
+async function reconnects(browser) {
+  const start = (listen) => {
+    const proc = spawn(bin, ["--json", "serve", "--listen", listen], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(proc);
+    return new Promise((resolve, reject) => {
+      let buf = "";
+      const timer = setTimeout(() => reject(new Error(`server on ${listen} did not start`)), STEP_MS);
+      proc.stdout.on("data", (d) => {
+        buf += d;
+        const m = /"addr":"([^"]+)","event":"listening"|"event":"listening"[^\n]*?"addr":"([^"]+)"/.exec(buf);
+        if (m) { clearTimeout(timer); resolve({ proc, addr: m[1] || m[2] }); }
+      });
+      proc.on("exit", (code) => { clearTimeout(timer); reject(new Error(`server on ${listen} exited (${code})`)); });
+    });
+  };
+  const stop = (s) => new Promise((resolve) => { s.proc.removeAllListeners("exit"); s.proc.on("exit", resolve); s.proc.kill("SIGTERM"); });
+  const first = await start("127.0.0.1:0");
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  await page.goto(`http://${first.addr}/`);
+  await page.locator("#name").fill("rita");
+  await page.locator("#join").click();
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  await stop(first);
+  await page.locator("#status[data-state=reconnecting]").waitFor({ timeout: STEP_MS });
+  check(/reconnecting in \d+s/.test(await page.locator("#status").textContent()), "the page shows \"reconnecting in Ns\" when the server goes away");
+  const second = await start(first.addr);
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  check((await page.locator("#status").textContent()) === "connected as rita", "the page reconnects by itself when the server is back");
+  await stop(second);
 }
 
 // A stand-in for the server's socket, scripted with a short conversation, so that the

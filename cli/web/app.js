@@ -166,8 +166,8 @@
           setOnline(online.concat([msg.name]));
           note(`${msg.name} joined`);
         } else {
-          setOnline(online.filter((n) => !same(n, msg.name)));
           note(`${msg.name} left`);
+          setOnline(online.filter((n) => !same(n, msg.name)));
         }
         break;
       case "peer-list":
@@ -400,7 +400,7 @@
   // One card per transfer in the log: name, peer, a progress bar with bytes, percent and
   // rate, and the buttons that fit its state.
   function card(t) {
-    const li = entry("msg transfer " + t.dir);
+    const li = entry("msg transfer " + t.dir + (t.dir === "out" ? " mine" : ""));
     li.dataset.id = String(t.id);
     li.dataset.dir = t.dir;
     head(li, t.dir === "out" ? session.name : senderLabel(t.peer), t.dir === "out" ? t.peer : "", false);
@@ -582,10 +582,19 @@
 
   // ---------------------------------------------------------------- receiving files
 
+  // Senders that do not say what a file is (the terminal client) still get their pictures
+  // shown: a known image extension stands in for the media type.
+  const IMAGE_TYPES = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp" };
+  function mediaType(msg) {
+    if (msg.media_type) return msg.media_type;
+    const ext = /\.([a-z0-9]+)$/i.exec(msg.name || "");
+    return (ext && IMAGE_TYPES[ext[1].toLowerCase()]) || "";
+  }
+
   function onOffer(msg) {
     const t = {
       dir: "in", id: msg.id, peer: msg.peer, name: msg.name || "file", size: msg.size,
-      mediaType: msg.media_type || "", state: "offered", done: 0, granted: 0, parts: [],
+      mediaType: mediaType(msg), state: "offered", done: 0, granted: 0, parts: [],
       started: 0,
     };
     transfers.set(`in:${msg.id}`, t);
