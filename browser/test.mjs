@@ -170,6 +170,26 @@ async function main() {
       check((await p.locator(".msg", { hasText: "hi from the terminal" }).locator(".from").textContent()) === "carol", `${n} sees carol's line with its sender`);
     }
 
+    // A private line from the terminal reaches alice only.
+    carol.line("/msg alice just for you");
+    carol.line("after the private line");
+    const fromCarol = alice.locator(".msg.private", { hasText: "just for you" });
+    await fromCarol.waitFor({ timeout: STEP_MS });
+    check((await fromCarol.locator(".from").textContent()) === "carol", "alice sees carol's private line, marked private");
+    await bob.locator(".msg", { hasText: "after the private line" }).waitFor({ timeout: STEP_MS });
+    check(!(await bob.locator(".msg", { hasText: "just for you" }).count()), "bob does not see carol's private line to alice");
+
+    // A name in use is refused: the page says so and asks for another name.
+    const third = await (await browser.newContext({ viewport: { width: 375, height: 812 } })).newPage();
+    await third.goto(`${base}/`);
+    await third.locator("#name").fill("BOB");
+    await third.locator("#join").click();
+    await third.locator("#status[data-state=refused]").waitFor({ timeout: STEP_MS });
+    check((await third.locator("#status").textContent()).startsWith("refused: "), `a taken name shows "${await third.locator("#status").textContent()}"`);
+    check(await third.locator("#login").evaluate((d) => d.open) && !(await third.locator("#login-error").isHidden()), "the name prompt is back with the reason");
+    await third.screenshot({ path: join(artifacts, "phone-refused.png") });
+    await third.context().close();
+
     // A file from alice's page to a terminal receiver: several chunks and credit rounds.
     const inbox = join(work, "inbox");
     const upload = randomBytes(3 * 1024 * 1024 + 12345);
@@ -206,6 +226,15 @@ async function main() {
     check(dl.suggestedFilename() === "to-page.bin", "the download keeps the file name");
     const fetched = readFileSync(await dl.path());
     check(fetched.length === download.length && sha(fetched) === sha(download), `bob's download is identical (${download.length} bytes)`);
+
+    // An offer bob rejects: the terminal sender fails with its "rejected" exit code (6).
+    const nopePath = join(work, "nope.txt");
+    writeFileSync(nopePath, "not wanted\n");
+    const gina = new Cli(["send", "--name", "gina", "--to", "bob", nopePath], "gina (terminal send)");
+    const nope = bob.locator('.transfer[data-dir="in"]', { hasText: "nope.txt" });
+    await nope.locator("button.reject").click({ timeout: STEP_MS });
+    check((await exitCode(gina, "send rejected")) === 6, "tidings send exits 6 when the page rejects its offer");
+    check((await nope.getAttribute("data-state")) === "failed", "bob's card shows the offer as rejected");
 
     // A picture from the terminal shows inline in the page once received.
     const picPath = join(work, "picture.png");

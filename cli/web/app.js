@@ -661,7 +661,7 @@
       img.className = "inline";
       img.src = t.url;
       img.alt = t.name;
-      t.el.box.append(img);
+      t.el.box.insertBefore(img, t.el.actions);
     }
     finish(t, "complete", "received, digest verified");
   }
