@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Python `websockets` clients against a running tidings server.
+
+usage: py_client.py HOST:PORT
+
+1. JSON carriage (subprotocol tidings.v1, text messages): "py" joins, sees "py2" join,
+   hears py2's public text and a private message meant for it alone.
+2. Legacy carriage (no subprotocol, /ws?name=pyqt): a bare line reaches a JSON client as a
+   text from "pyqt"; a private reply comes back as {"src","dst","msg"}.
+Exits non-zero (with the reason) on the first failure.
+"""
+
+import asyncio
+import json
+import sys
+
+from websockets.asyncio.client import connect
+
+TIMEOUT = 10.0
+
+
+def hello(name):
+    return json.dumps(
+        {"type": "hello", "name": name, "capabilities": 0, "max_frame": 1048576}
+    )
+
+
+async def expect(ws, pred, what):
+    """The first JSON message satisfying pred; others are skipped."""
+
+    async def wait():
+        while True:
+            raw = await ws.recv()
+            msg = json.loads(raw)
+            if pred(msg):
+                return msg
+
+    try:
+        return await asyncio.wait_for(wait(), TIMEOUT)
+    except asyncio.TimeoutError:
+        raise SystemExit(f"py_client: timed out waiting for {what}")
+
+
+async def join(url, name):
+    ws = await connect(url, subprotocols=["tidings.v1"])
+    if ws.subprotocol != "tidings.v1":
+        raise SystemExit(f"py_client: subprotocol {ws.subprotocol!r}, not tidings.v1")
+    await ws.send(hello(name))
+    welcome = await expect(ws, lambda m: m["type"] in ("welcome", "refused"), "welcome")
+    if welcome["type"] != "welcome" or welcome["name"] != name:
+        raise SystemExit(f"py_client: {name} not welcomed: {welcome}")
+    return ws
+
+
+async def json_mode(url):
+    py = await join(url, "py")
+    py2 = await join(url, "py2")
+    await expect(
+        py,
+        lambda m: m["type"] == "presence" and m["kind"] == "joined" and m["name"] == "py2",
+        "py2's presence",
+    )
+    await py2.send(json.dumps({"type": "text", "peer": "", "text": "hello from py2"}))
+    got = await expect(py, lambda m: m["type"] == "text", "py2's public text")
+    assert got["peer"] == "py2" and got["text"] == "hello from py2" and not got["private"], got
+    await py2.send(json.dumps({"type": "text", "peer": "py", "text": "psst, py"}))
+    got = await expect(py, lambda m: m["type"] == "text", "py2's private text")
+    assert got["peer"] == "py2" and got["text"] == "psst, py" and got["private"], got
+    await py2.close()
+    await expect(
+        py,
+        lambda m: m["type"] == "presence" and m["kind"] == "left" and m["name"] == "py2",
+        "py2 leaving",
+    )
+    await py.close()
+    print("py_client: JSON carriage ok")
+
+
+async def legacy_mode(url):
+    watcher = await join(url, "pywatch")
+    qt = await connect(url + "?name=pyqt")
+    if qt.subprotocol is not None:
+        raise SystemExit(f"py_client: legacy client got subprotocol {qt.subprotocol!r}")
+    await expect(
+        watcher,
+        lambda m: m["type"] == "presence" and m["name"] == "pyqt",
+        "pyqt's presence",
+    )
+    await qt.send("hello from a plain chat client")
+    got = await expect(watcher, lambda m: m["type"] == "text", "pyqt's line")
+    assert got["peer"] == "pyqt" and got["text"] == "hello from a plain chat client", got
+    await watcher.send(json.dumps({"type": "text", "peer": "pyqt", "text": "hi qt"}))
+    got = await expect(qt, lambda m: m.get("msg") == "hi qt", "the reply to pyqt")
+    assert got == {"src": "pywatch", "dst": "pyqt", "msg": "hi qt"}, got
+    await qt.close()
+    await watcher.close()
+    print("py_client: legacy carriage ok")
+
+
+async def main(addr):
+    url = f"ws://{addr}/ws"
+    await json_mode(url)
+    await legacy_mode(url)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: py_client.py HOST:PORT")
+    try:
+        asyncio.run(main(sys.argv[1]))
+    except AssertionError as err:
+        raise SystemExit(f"py_client: unexpected message: {err}")
