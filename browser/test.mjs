@@ -249,6 +249,27 @@ async function main() {
       return img && img.complete && img.naturalWidth === 320;
     }, null, { timeout: STEP_MS });
     check(true, "the received picture is shown inline at its size (320 px wide)");
+
+    // Page to page, by drag and drop onto alice's page: both ends are the page's own code.
+    await alice.locator('#users [data-name="bob"]').click();
+    const overlay = await alice.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["dropped on the page\n".repeat(50000)], "dropped.txt", { type: "text/plain" }));
+      const fire = (type) => document.body.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+      fire("dragenter");
+      fire("dragover");
+      const shown = !document.getElementById("drop").hidden;
+      fire("drop");
+      return shown && document.getElementById("drop").hidden;
+    });
+    check(overlay, "dragging files over the page shows the drop hint, dropping hides it");
+    const dropped = bob.locator('.transfer[data-dir="in"]', { hasText: "dropped.txt" });
+    await dropped.locator("button.accept").click({ timeout: STEP_MS });
+    await dropped.and(bob.locator('[data-state="complete"]')).waitFor({ timeout: STEP_MS });
+    await alice.locator('.transfer[data-dir="out"][data-state="complete"]', { hasText: "dropped.txt" }).waitFor({ timeout: STEP_MS });
+    const [dl2] = await Promise.all([bob.waitForEvent("download", { timeout: STEP_MS }), dropped.locator("a.download").click()]);
+    check(readFileSync(await dl2.path(), "utf8") === "dropped on the page\n".repeat(50000), "a file dropped on alice's page arrives intact in bob's page (1 MB)");
+    await alice.locator('#users [data-name=""]').click();
     await bob.locator(".log").evaluate((el) => { el.scrollTop = el.scrollHeight; });
 
     await noHorizontalScroll(alice, "laptop 1280x800");
