@@ -104,6 +104,17 @@ async function noHorizontalScroll(page, who) {
   check(sw <= w, `${who}: no horizontal scroll (${sw} <= ${w})`);
 }
 
+// Debian's chromium, never a downloaded browser; playwright gives each launch a fresh
+// temporary profile (user-data-dir).
+function launch() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
 async function main() {
   // Is the page served at all? Without the server side there is nothing to drive.
   let served = false;
@@ -116,15 +127,12 @@ async function main() {
     console.log("SKIP: chat, private messages, file transfers and downloads were not tested; only the layout (file://, scripted socket)");
     await layoutOnly();
     skipped = true;
+    const browser = await launch();
+    try { await heartbeatsAndBlobs(browser); } finally { await browser.close(); }
     return;
   }
 
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     // Separate contexts: separate storage, as two people on two machines.
     const laptop = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
@@ -283,6 +291,7 @@ async function main() {
     check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
 
     await reconnects(browser);
+    await heartbeatsAndBlobs(browser);
   } finally {
     await browser.close();
   }
@@ -349,9 +358,63 @@ function fakeServer() {
   window.WebSocket = FakeSocket;
 }
 
+// Heartbeats and blobs against a scripted socket whose timing the test sets: the real
+// server's 10 s interval and 30 s timeout would make these slow to observe.
+function scriptedSocket() {
+  localStorage.setItem("tidings.name", "hana");
+  window.__sent = [];
+  window.__sockets = [];
+  class ScriptedSocket {
+    constructor(url, protocol) {
+      this.url = url;
+      this.protocol = protocol;
+      this.readyState = 0;
+      this.bufferedAmount = 0;
+      window.__sockets.push(this);
+      setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 0);
+    }
+    push(text) { this.onmessage && this.onmessage({ data: text }); }
+    send(text) { window.__sent.push(text); }
+    close(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      window.__closed = { code, reason };
+      setTimeout(() => this.onclose && this.onclose({ code, reason }), 0);
+    }
+  }
+  ScriptedSocket.OPEN = 1;
+  window.WebSocket = ScriptedSocket;
+}
+
+async function heartbeatsAndBlobs(browser) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  await page.addInitScript(scriptedSocket);
+  await page.goto(pathToFileURL(join(root, "cli", "web", "index.html")).href);
+  await page.waitForFunction(() => window.__sent.length === 1, null, { timeout: STEP_MS });
+  const hello = JSON.parse(await page.evaluate(() => window.__sent[0]));
+  check(hello.type === "hello" && hello.name === "hana" && hello.capabilities === 3 && hello.max_frame === 1048576, "the page's first message is hello {name, capabilities, max_frame}");
+  await page.evaluate(() => window.__sockets[0].push(JSON.stringify({ type: "welcome", name: "hana", server: "server", heartbeat_ms: 300, timeout_ms: 1500, max_frame: 1048576, capabilities: 3, online: ["hana"] })));
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  // A nonce beyond 2^53 must come back exactly as sent.
+  await page.evaluate(() => window.__sockets[0].push('{"type":"ping","nonce":18446744073709551615}'));
+  check(await page.evaluate(() => window.__sent.at(-1)) === '{"type":"pong","nonce":18446744073709551615}', "ping is answered by pong with the same nonce, even beyond 2^53");
+  await page.evaluate(() => window.__sockets[0].push(JSON.stringify({ type: "blob", peer: "ivan", private: true, media_type: "image/png", data: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==" })));
+  await page.waitForFunction(() => { const i = document.querySelector(".msg.private img.inline"); return i && i.complete && i.naturalWidth === 1; }, null, { timeout: STEP_MS });
+  check(true, "a private image blob is shown inline");
+  // Silent for the 300 ms interval: the page pings by itself.
+  await page.waitForFunction(() => window.__sent.some((t) => JSON.parse(t).type === "ping"), null, { timeout: STEP_MS });
+  check(true, "the page pings when it has sent nothing for the heartbeat interval");
+  // Nothing received for the 1.5 s timeout: the page gives the server up and reconnects.
+  await page.locator("#status[data-state=reconnecting]").waitFor({ timeout: STEP_MS });
+  check((await page.evaluate(() => window.__closed.reason)) === "heartbeat timeout", "the page closes after the heartbeat timeout and shows reconnecting");
+  await page.waitForFunction(() => window.__sockets.length === 2, null, { timeout: STEP_MS });
+  check(true, "the page opens a new socket after the backoff");
+  await page.context().close();
+}
+
 // Layout-only mode for working on the page without a server: file:// and a fake socket.
 async function layoutOnly() {
-  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"] });
+  const browser = await launch();
   try {
     for (const [w, h, n] of [[1280, 800, "laptop"], [375, 812, "phone"]]) {
       const page = await (await browser.newContext({ viewport: { width: w, height: h } })).newPage();
