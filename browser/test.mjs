@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
-const bin = join(root, "target", "release", "tidings");
+const bin = process.env.TIDINGS_BIN || join(root, "target", "release", "tidings");
 const artifacts = join(here, "artifacts");
 const port = Number(process.argv[2]);
 if (!port) {
