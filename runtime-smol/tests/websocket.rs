@@ -26,8 +26,31 @@ struct DoorServer {
 
 impl DoorServer {
     fn start(head_timeout: Duration) -> DoorServer {
-        let doors = DoorConfig {
+        DoorServer::with(DoorConfig {
             head_timeout,
+            ..page()
+        })
+    }
+
+    fn with(doors: DoorConfig) -> DoorServer {
+        let server = smol::block_on(Server::bind("127.0.0.1:0", ServerConfig::default()))
+            .unwrap()
+            .with_doors(doors);
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || smol::block_on(server.run()).unwrap());
+        DoorServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Doors with a small web page.
+fn page() -> DoorConfig {
+    {
+        DoorConfig {
             web: vec![
                 WebAsset {
                     path: "/index.html",
@@ -41,17 +64,6 @@ impl DoorServer {
                 },
             ],
             ..DoorConfig::default()
-        };
-        let server = smol::block_on(Server::bind("127.0.0.1:0", ServerConfig::default()))
-            .unwrap()
-            .with_doors(doors);
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || smol::block_on(server.run()).unwrap());
-        DoorServer {
-            addr,
-            handle,
-            thread: Some(thread),
         }
     }
 }
@@ -431,4 +443,74 @@ fn bytes_that_are_neither_native_nor_http_get_a_native_error() {
         let text = String::from_utf8_lossy(&answer);
         assert!(text.contains("tidings magic"), "{text}");
     });
+}
+
+#[test]
+fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
+    let closing_timeout = Duration::from_millis(300);
+    let server = DoorServer::with(DoorConfig {
+        closing_timeout,
+        ..page()
+    });
+    smol::block_on(async {
+        let mut deaf = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        deaf.send_text(r#"{"type":"hello","name":"deaf","capabilities":0,"max_frame":1048576}"#)
+            .await;
+        deaf.text_with(r#""type":"welcome""#).await;
+        server.handle.kick("deaf", "test").await.unwrap();
+        // Read the server's close frame without ever sending the reply.
+        let mut buf = vec![0u8; 4096];
+        let closed_at = loop {
+            match deaf.ws.poll_event() {
+                Some(WsEvent::Close { .. }) => break Instant::now(),
+                Some(_) => continue,
+                None => {}
+            }
+            let n = within(deaf.stream.read(&mut buf)).await.unwrap();
+            assert!(n > 0, "the socket ended before the close frame");
+            deaf.ws.handle_input(&buf[..n]);
+        };
+        let n = within(deaf.stream.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0, "nothing follows the close frame");
+        // Measured from when the client saw the close: the server's clock started earlier.
+        assert!(closed_at.elapsed() >= closing_timeout / 2);
+
+        // A polite client's close handshake ends at once, and the server goes on.
+        let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
+        polite.ws.close(CloseCode::NORMAL, "bye").unwrap();
+        polite.flush().await;
+        loop {
+            if let WsEvent::Close { code, .. } = polite.next().await {
+                assert_eq!(code, CloseCode::NORMAL);
+                break;
+            }
+        }
+        let n = within(polite.stream.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0);
+        let native = connect(server.addr, "nat").await;
+        assert_eq!(native.online_at_join(), ["nat"]);
+    });
+}
+
+#[test]
+fn shutdown_closes_websocket_clients_with_going_away() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut ws = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
+        wait_for(&native, |e| *e == ClientEvent::Joined("qt".into())).await;
+        let handle = server.handle.clone();
+        handle.shutdown("maintenance").await;
+        loop {
+            match ws.next().await {
+                WsEvent::Close { code, .. } => {
+                    assert_eq!(code, CloseCode::GOING_AWAY);
+                    break;
+                }
+                WsEvent::Text(_) | WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    });
+    drop(server);
 }
