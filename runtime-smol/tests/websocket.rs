@@ -13,7 +13,9 @@ use tidings_core::session::{Config, Event, Session};
 use tidings_core::ws::{
     ClientHandshake, ClientRequest, CloseCode, WsConfig, WsConnection, WsEvent, TIDINGS_SUBPROTOCOL,
 };
-use tidings_smol::{ClientEvent, DoorConfig, Server, ServerConfig, ServerHandle, WebAsset};
+use tidings_smol::{
+    ClientEvent, DoorConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset,
+};
 
 const PAGE: &[u8] = b"<!doctype html><title>tidings</title>";
 
@@ -33,7 +35,11 @@ impl DoorServer {
     }
 
     fn with(doors: DoorConfig) -> DoorServer {
-        let server = smol::block_on(Server::bind("127.0.0.1:0", ServerConfig::default()))
+        DoorServer::with_config(ServerConfig::default(), doors)
+    }
+
+    fn with_config(config: ServerConfig, doors: DoorConfig) -> DoorServer {
+        let server = smol::block_on(Server::bind("127.0.0.1:0", config))
             .unwrap()
             .with_doors(doors);
         let addr = server.local_addr();
@@ -513,4 +519,59 @@ fn shutdown_closes_websocket_clients_with_going_away() {
         }
     });
     drop(server);
+}
+
+#[test]
+fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
+    // The hub can only see a stalled reader if the connection task leaves the backlog in
+    // the hub instead of buffering it: this fails if the WebSocket task takes without bound.
+    let mut config = ServerConfig::default();
+    config.hub.session.max_queued_output = 1 << 20;
+    let server = DoorServer::with_config(config, page());
+    smol::block_on(async {
+        let watcher = connect(server.addr, "watcher").await;
+        let talker = connect(server.addr, "talker").await;
+        let mut slow = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        slow.send_text(r#"{"type":"hello","name":"slow","capabilities":0,"max_frame":1048576}"#)
+            .await;
+        slow.text_with(r#""type":"welcome""#).await;
+        wait_for(&watcher, |e| *e == ClientEvent::Joined("slow".into())).await;
+        // From here on `slow` never reads again. Each broadcast waits until `watcher` has it,
+        // so `slow`'s task gets to run between two of them (a task taking without bound
+        // would drain the hub each time and the hub would never see the backlog).
+        let big = "x".repeat(60_000);
+        let mut dropped = false;
+        for _ in 0..2000 {
+            talker.say(&big).await.unwrap();
+            match wait_for(&watcher, |e| {
+                matches!(e, ClientEvent::Text { .. })
+                    || matches!(e, ClientEvent::Left(n) if n == "slow")
+            })
+            .await
+            {
+                ClientEvent::Left(_) => {
+                    dropped = true;
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        assert!(dropped, "120 MB later the stalled client is still served");
+        let events = server.handle.events();
+        let reason = loop {
+            if let Ok(ServerEvent::Left { name, reason, .. }) = within(events.recv()).await {
+                if name == "slow" {
+                    break reason;
+                }
+            }
+        };
+        assert!(reason.contains("slow"), "{reason}");
+        talker.say("still fine").await.unwrap();
+        wait_for(
+            &watcher,
+            |e| matches!(e, ClientEvent::Text { text, .. } if text == "still fine"),
+        )
+        .await;
+        drop(slow);
+    });
 }
