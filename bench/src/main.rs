@@ -103,6 +103,7 @@ fn run(opts: Options) -> Result<(), String> {
         quick: opts.quick,
     };
     let started = machine::now_utc();
+    let load_before = machine::load_average();
     let mut all = Vec::new();
     for (name, group) in rows::GROUPS {
         if !opts.only.is_empty() && !opts.only.iter().any(|o| o == name) {
@@ -123,6 +124,7 @@ fn run(opts: Options) -> Result<(), String> {
         all.extend(rows);
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    let load_after = machine::load_average();
     let md = table::markdown(&all);
     println!("{md}");
     if let Some(out) = opts.out {
@@ -133,7 +135,9 @@ fn run(opts: Options) -> Result<(), String> {
         let doc = format!(
             "# tidings against its peers\n\n\
              Produced by `{cmdline}` (after `bench/install-peers`), started {started}.\n\n\
-             Machine: {}. Open-file limit raised to {fds}.\n\n\
+             Machine: {}. Open-file limit raised to {fds}. Load average (1, 5, 15 min) \
+             {load_before} at the start and {load_after} at the end: the machine is shared \
+             with other jobs, which widens tails (p99) most.\n\n\
              Peers: {}; crates tokio-util 0.7 (LengthDelimitedCodec), tungstenite 0.24.\n\n\
              Cores: every server (tidings serve, mosquitto, the socat relay, the iperf3 \
              server) is pinned to CPU 0 with taskset; every load generator, client, sender \

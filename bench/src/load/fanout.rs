@@ -134,7 +134,9 @@ async fn client(
             match unit {
                 Incoming::Delivery(_) => received += 1,
                 Incoming::Ping(n) => proto::pong(n, &mut out),
-                Incoming::Closing(k) => return Err(format!("the server closed with frame {k:#x}")),
+                Incoming::Closing(k, code) => {
+                    return Err(format!("the server closed with frame {k:#x}, code {code}"))
+                }
                 Incoming::Other => {}
             }
         }

@@ -101,7 +101,9 @@ async fn keep(
                 while let Some(unit) = parser.next()? {
                     match unit {
                         Incoming::Ping(n) => proto::pong(n, &mut out),
-                        Incoming::Closing(k) => return Err(format!("the server closed with frame {k:#x}")),
+                        Incoming::Closing(k, code) => {
+                    return Err(format!("the server closed with frame {k:#x}, code {code}"))
+                },
                         _ => {}
                     }
                 }

@@ -138,7 +138,9 @@ async fn reader(
                 Incoming::Ping(n) => {
                     let _ = pongs.send(n);
                 }
-                Incoming::Closing(k) => return Err(format!("the server closed with frame {k:#x}")),
+                Incoming::Closing(k, code) => {
+                    return Err(format!("the server closed with frame {k:#x}, code {code}"))
+                }
                 Incoming::Other => {}
             }
         }

@@ -62,8 +62,8 @@ pub enum Incoming {
     Delivery(Vec<u8>),
     /// A tidings `ping` that must be answered with this nonce.
     Ping(u64),
-    /// A tidings `refused`, `error` or `goodbye`.
-    Closing(u8),
+    /// A tidings `refused`, `error` or `goodbye`: frame type and error code.
+    Closing(u8, u16),
     /// Anything else (welcome, presence, acks, pongs …).
     Other,
 }
@@ -142,7 +142,11 @@ impl Parser {
                 Incoming::Ping(u64::from_be_bytes(body.try_into().expect("8 bytes")))
             }
             frame_type::REFUSED | frame_type::ERROR | frame_type::GOODBYE => {
-                Incoming::Closing(kind)
+                let code = match body {
+                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                    _ => 0,
+                };
+                Incoming::Closing(kind, code)
             }
             _ => Incoming::Other,
         };
@@ -336,9 +340,9 @@ async fn connect_inner(
         // Peek at the kind of the next unit before the parser consumes it.
         let kind = parser.peek_kind();
         match parser.next()? {
-            Some(Incoming::Closing(k)) => {
+            Some(Incoming::Closing(k, code)) => {
                 return Err(format!(
-                    "client {i}: the server closed the handshake (frame {k:#x})"
+                    "client {i}: the server closed the handshake (frame {k:#x}, code {code})"
                 ))
             }
             Some(_) => {

@@ -146,7 +146,7 @@ pub fn latency(ctx: &Ctx) -> Row {
 pub fn idle(ctx: &Ctx) -> Row {
     let clients: usize = if ctx.quick { 2000 } else { 10_000 };
     let what = format!(
-        "idle connections: {clients} clients with 1 s heartbeats, server RSS per connection"
+        "idle connections: {clients} clients with 10 s heartbeats, server RSS per connection"
     );
     let target = "≤ peer's";
     let reps = if ctx.quick { 2 } else { 3 };
@@ -176,9 +176,10 @@ pub fn idle(ctx: &Ctx) -> Row {
                 notes: format!(
                     "ratio = peer ÷ tidings (more is better). {reps} repetitions each, alternated \
                      (one takes {:.0}–{:.0} s with connecting, so fewer than 5); RSS (VmRSS) of \
-                     the server after all {clients} completed the handshake and 1.5 s of \
-                     heartbeats, minus its RSS before the first connection. tidings heartbeat 1 s \
-                     (timeout 3 s), MQTT keepalive 1 s with PINGREQ every second; every \
+                     the server after all {clients} completed the handshake and 11 s of \
+                     heartbeats, minus its RSS before the first connection. tidings heartbeat 10 s \
+                     (timeout 30 s, its defaults) with the clients answering the server's pings \
+                     and pinging too; MQTT keepalive 10 s with PINGREQ every 10 s; every \
                      connection was still open at the end. KiB/conn tidings {}, mosquitto {}.",
                     seconds.iter().cloned().fold(f64::INFINITY, f64::min),
                     seconds.iter().cloned().fold(0.0, f64::max),
@@ -198,7 +199,7 @@ fn idle_once(
     seconds: &mut Vec<f64>,
 ) -> Result<f64, String> {
     let began = Instant::now();
-    let server = servers::start(ctx, proto, Some(1000))?;
+    let server = servers::start(ctx, proto, None)?;
     std::thread::sleep(Duration::from_millis(300));
     let before = procs::rss_kib(server.guard.pid())?;
     let limit = Duration::from_secs(180);
@@ -208,8 +209,8 @@ fn idle_once(
         .arg(format!("addr=127.0.0.1:{}", server.port))
         .arg(format!("limit_ms={}", limit.as_millis()))
         .arg(format!("clients={clients}"))
-        .arg("heartbeat_ms=1000")
-        .arg("hold_ms=3000")
+        .arg("heartbeat_ms=10000")
+        .arg("hold_ms=12000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut load = Guard::spawn(cmd, "the idle load")?;
@@ -232,7 +233,8 @@ fn idle_once(
             proto.name()
         ));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Long enough for every connection to exchange heartbeats once.
+    std::thread::sleep(Duration::from_millis(11_000));
     let after = procs::rss_kib(server.guard.pid())?;
     let done = rx
         .recv_timeout(Duration::from_secs(30))
