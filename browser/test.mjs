@@ -324,6 +324,7 @@ async function reconnects(browser) {
   await stop(first);
   await page.locator("#status[data-state=reconnecting]").waitFor({ timeout: STEP_MS });
   check(/reconnecting in \d+s/.test(await page.locator("#status").textContent()), "the page shows \"reconnecting in Ns\" when the server goes away");
+  await page.screenshot({ path: join(artifacts, "laptop-reconnecting.png") });
   const second = await start(first.addr);
   await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
   check((await page.locator("#status").textContent()) === "connected as rita", "the page reconnects by itself when the server is back");

@@ -88,6 +88,9 @@
       session = null;
       clearInterval(heartbeatTimer);
       endAllTransfers("connection closed");
+      // Who is online is unknown until the next welcome; the chosen target is kept for it.
+      online = [];
+      renderUsers();
       if (refused) return; // handled: the name prompt is showing
       if (goodbye && goodbye.code === 18) {
         setStatus("closed", `kicked: ${goodbye.reason || "removed by the operator"}`);
