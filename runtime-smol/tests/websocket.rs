@@ -575,3 +575,45 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
         drop(slow);
     });
 }
+
+/// A figure, not a check of speed: how many JSON chat messages per second one WebSocket
+/// client gets through the gateway to a native client (all must arrive, in order).
+/// `cargo test --release -p tidings-smol --test websocket -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn json_chat_rate_to_a_native_client() {
+    const N: usize = 50_000;
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        ws.send_text(r#"{"type":"hello","name":"fast","capabilities":0,"max_frame":1048576}"#)
+            .await;
+        ws.text_with(r#""type":"welcome""#).await;
+        wait_for(&native, |e| *e == ClientEvent::Joined("fast".into())).await;
+        let started = Instant::now();
+        let receive = async {
+            for i in 0..N {
+                let ev = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+                assert!(matches!(ev, ClientEvent::Text { text, .. } if text == format!("m{i}")));
+            }
+        };
+        let send = async {
+            for i in 0..N {
+                let json = format!(r#"{{"type":"text","peer":"nat","text":"m{i}"}}"#);
+                ws.ws.send_text(&json).unwrap();
+                if i % 256 == 255 {
+                    ws.flush().await;
+                }
+            }
+            ws.flush().await;
+            future::pending::<()>().await;
+        };
+        future::or(receive, send).await;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{N} JSON messages over WebSocket to a native client in {secs:.3} s: {:.0} msg/s",
+            N as f64 / secs
+        );
+    });
+}
