@@ -4,6 +4,10 @@
 //! The client logic and the disk side of transfers come from `tidings-std` (plain,
 //! runtime-free code); this crate adds non-blocking sockets, timers and tasks, and moves
 //! every disk job to the `blocking` thread pool so the executor never waits for a disk.
+//!
+//! The server's one port takes native clients, WebSocket clients at `/ws` (bridged to the
+//! hub by `tidings_core::gateway`: browsers in JSON, binary tidings, or plain legacy chat)
+//! and plain HTTP `GET`s of a static web page: see [`DoorConfig`].
 #![warn(missing_docs)]
 
 mod client;
