@@ -67,6 +67,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("ws-server") {
+        let port = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if let Err(e) = rows::ws_server::main(port) {
+            eprintln!("tidings-bench ws-server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("load") {
         if let Err(e) = load::main(&args[1..]) {
             eprintln!("tidings-bench load: {e}");
@@ -138,7 +146,8 @@ fn run(opts: Options) -> Result<(), String> {
              Machine: {}. Open-file limit raised to {fds}. Load average (1, 5, 15 min) \
              {load_before} at the start and {load_after} at the end: the machine is shared \
              with other jobs, which widens tails (p99) most.\n\n\
-             Peers: {}; crates tokio-util 0.7 (LengthDelimitedCodec), tungstenite 0.24.\n\n\
+             Peers: {}; crates tokio-util 0.7 (LengthDelimitedCodec), tungstenite 0.24, \
+             tokio-tungstenite 0.24 (a broadcast server in this crate, `tidings-bench ws-server`).\n\n\
              Cores: every server (tidings serve, mosquitto, the socat relay, the iperf3 \
              server) is pinned to CPU 0 with taskset; every load generator, client, sender \
              and receiver to CPU 1; the in-memory decode rows run in the bench process on \

@@ -7,6 +7,7 @@ mod fanout;
 mod idle;
 mod latency;
 pub mod proto;
+mod ws_fanout;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,13 +49,28 @@ impl Args {
 pub fn main(args: &[String]) -> Result<(), String> {
     let kind = args.first().ok_or("load: which kind?")?;
     let a = Args::parse(&args[1..])?;
-    let proto = Proto::parse(a.str("proto")?)?;
     let addr = a.str("addr")?.to_string();
     let limit = a.ms("limit_ms")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if kind == "ws-fanout" {
+        let o = rt.block_on(ws_fanout::run(
+            &addr,
+            a.num("clients")? as usize,
+            a.num("messages")? as usize,
+            a.num("window")? as usize,
+            limit,
+        ))?;
+        println!(
+            "result delivered={} elapsed_ns={}",
+            o.delivered,
+            o.elapsed.as_nanos()
+        );
+        return Ok(());
+    }
+    let proto = Proto::parse(a.str("proto")?)?;
     match kind.as_str() {
         "fanout" => {
             let o = rt.block_on(fanout::run(

@@ -4,6 +4,8 @@ pub mod broker;
 pub mod decode;
 pub mod relay;
 pub mod servers;
+mod ws_broadcast;
+pub mod ws_server;
 
 use crate::table::Row;
 use servers::Ctx;
@@ -19,16 +21,5 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("fanout", |c| vec![broker::fanout(c)]),
     ("latency", |c| vec![broker::latency(c)]),
     ("idle", |c| vec![broker::idle(c)]),
-    ("ws-broadcast", |_| vec![ws_broadcast()]),
+    ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
 ];
-
-/// Row 7. The tidings server has no WebSocket door on its port yet, so there is nothing
-/// of ours to put against a tokio-tungstenite broadcast server.
-fn ws_broadcast() -> Row {
-    Row::not_measured(
-        "ws-broadcast",
-        "WebSocket broadcast vs a tokio-tungstenite broadcast server",
-        "≥ 1.0×",
-        "the tidings server's WebSocket door is not in yet".into(),
-    )
-}

@@ -120,15 +120,27 @@ pub fn load(
     args: &[String],
     limit: Duration,
 ) -> Result<String, String> {
+    load_named(ctx, kind, proto.name(), port, args, limit)
+}
+
+/// [`load`] with the server named by `server` (passed as `proto=`).
+pub fn load_named(
+    ctx: &Ctx,
+    kind: &str,
+    server: &str,
+    port: u16,
+    args: &[String],
+    limit: Duration,
+) -> Result<String, String> {
     let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
     cmd.args(["load", kind])
-        .arg(format!("proto={}", proto.name()))
+        .arg(format!("proto={server}"))
         .arg(format!("addr=127.0.0.1:{port}"))
         .arg(format!("limit_ms={}", limit.as_millis()))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut guard = Guard::spawn(cmd, &format!("the {kind} load against {}", proto.name()))?;
+    let mut guard = Guard::spawn(cmd, &format!("the {kind} load against {server}"))?;
     let mut out = guard.stdout().ok_or("no stdout")?;
     let mut err = guard.stderr().ok_or("no stderr")?;
     let code = guard.wait_for(limit + Duration::from_secs(30))?;
@@ -138,8 +150,7 @@ pub fn load(
     let _ = err.read_to_string(&mut etext);
     if code != 0 {
         return Err(format!(
-            "load {kind} against {} failed: {}",
-            proto.name(),
+            "load {kind} against {server} failed: {}",
             etext.trim()
         ));
     }

@@ -1,0 +1,80 @@
+//! Row 7: WebSocket chat broadcast. 100 plain WebSocket chat clients (tidings' legacy
+//! carriage: no subprotocol, text lines in, `{"src","dst","msg"}` JSON lines out) each
+//! broadcast 64-byte lines to all others, through `tidings serve` (its WebSocket door at
+//! `/ws`) and through a tokio-tungstenite broadcast server doing the same job
+//! ([`super::ws_server`]). Same load-generator clients (tokio-tungstenite) for both.
+
+use std::time::Duration;
+
+use super::servers::{self, Ctx, Running};
+use crate::load::fields;
+use crate::procs::{self, Guard, SERVER_CPU};
+use crate::stats::{alternate, list, median};
+use crate::table::{at_least, Row};
+
+/// Row `ws-broadcast`.
+pub fn row(ctx: &Ctx) -> Row {
+    let what = "WebSocket chat broadcast, 100 clients, 64 B lines to all (deliveries/s)";
+    let target = "≥ 1.0×";
+    let clients = 100;
+    let messages = if ctx.quick { 50 } else { 200 };
+    let reps = if ctx.quick { 3 } else { 5 };
+    let run = |ours: bool| -> Result<f64, String> {
+        let server = if ours {
+            servers::tidings(ctx, None)?
+        } else {
+            tungstenite_server(ctx)?
+        };
+        let line = servers::load_named(
+            ctx,
+            "ws-fanout",
+            if ours { "tidings" } else { "tungstenite" },
+            server.port,
+            &[
+                format!("clients={clients}"),
+                format!("messages={messages}"),
+                "window=8".into(),
+            ],
+            Duration::from_secs(120),
+        )?;
+        drop(server);
+        let f = fields(&line);
+        Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+    };
+    match alternate(reps, |_| run(true), |_| run(false)) {
+        Ok((t, p)) => {
+            let (tm, pm) = (median(&t), median(&p));
+            let ratio = tm / pm;
+            Row {
+                id: "ws-broadcast",
+                what: what.into(),
+                tidings: format!("{:.2} M/s", tm / 1e6),
+                peer: format!("tokio-tungstenite server {:.2} M/s", pm / 1e6),
+                ratio: Some(ratio),
+                target: target.into(),
+                verdict: at_least(ratio, 1.0),
+                notes: format!(
+                    "{reps} repetitions each, alternated, fresh server each; {clients} clients × \
+                     {messages} lines, each client at most 8 rounds ahead of what it received. \
+                     tidings: `tidings serve`, WebSocket door, legacy carriage (the gateway turns \
+                     each line into a native `text` and back into JSON per recipient). Peer: \
+                     tokio-tungstenite 0.24 on a current-thread runtime (one core, like \
+                     tidings), one unbounded channel and writer task per client, the JSON line \
+                     built once per message and cloned per recipient. tidings M/s {}, peer M/s {}.",
+                    list(&t.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 3),
+                    list(&p.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 3)
+                ),
+            }
+        }
+        Err(e) => Row::not_measured("ws-broadcast", what, target, e),
+    }
+}
+
+fn tungstenite_server(ctx: &Ctx) -> Result<Running, String> {
+    let port = procs::free_port()?;
+    let mut cmd = procs::pinned(SERVER_CPU, &ctx.me);
+    cmd.args(["ws-server", &port.to_string()]);
+    let guard = Guard::spawn(cmd, "the tokio-tungstenite server")?;
+    servers::wait_listen(port)?;
+    Ok(Running { guard, port })
+}
