@@ -428,9 +428,7 @@ pub(crate) async fn conn_task(
         let reading = !read_done && state.host.borrow().hub_ref().wants_input(id);
         let ev = future::poll_fn(|cx| {
             if !out.is_empty() {
-                let slices: Vec<IoSlice<'_>> =
-                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                if let Poll::Ready(r) = poll_write_pieces(Pin::new(&mut stream), cx, &out) {
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
@@ -474,4 +472,22 @@ pub(crate) async fn conn_task(
     state.host.borrow_mut().hub().remove(id);
     state.after();
     let _ = state.gone_wake.try_send(());
+}
+
+/// Pieces gathered into one vectored write: enough to fill a socket buffer with small frames.
+const WRITE_PIECES: usize = 64;
+
+/// Writes the front of `out` (up to [`WRITE_PIECES`] pieces) in one vectored write, without
+/// allocating: both connection loops, native and WebSocket, write this way.
+pub(crate) fn poll_write_pieces(
+    stream: Pin<&mut TcpStream>,
+    cx: &mut std::task::Context<'_>,
+    out: &[Bytes],
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); WRITE_PIECES];
+    let n = out.len().min(WRITE_PIECES);
+    for (slice, piece) in slices.iter_mut().zip(out) {
+        *slice = IoSlice::new(piece);
+    }
+    stream.poll_write_vectored(cx, &slices[..n])
 }

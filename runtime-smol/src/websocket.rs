@@ -9,7 +9,7 @@
 //! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -18,13 +18,13 @@ use std::time::Instant;
 use async_io::Timer;
 use async_net::TcpStream;
 use bytes::Bytes;
-use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
+use futures_lite::{future, AsyncRead, Stream};
 use tidings_core::gateway::Gateway;
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
 use crate::client::advance;
-use crate::server::{State, WRITE_BATCH};
+use crate::server::{poll_write_pieces, State, WRITE_BATCH};
 
 enum Wake {
     Read(io::Result<usize>),
@@ -142,9 +142,7 @@ pub(crate) async fn ws_task(
             && (link.hub_done || state.host.borrow().hub_ref().wants_input(id));
         let ev = future::poll_fn(|cx| {
             if !out.is_empty() {
-                let slices: Vec<IoSlice<'_>> =
-                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                if let Poll::Ready(r) = poll_write_pieces(Pin::new(&mut stream), cx, &out) {
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
