@@ -130,7 +130,13 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
     let result = match (words.next()?, words.next(), words.next()) {
         ("/quit", None, None) => return Some(Outcome::Quit),
         ("/who", None, None) => client.request_list().await,
-        ("/msg", Some(name), Some(text)) => client.say_to(name, text).await,
+        ("/msg", Some(name), Some(text)) => {
+            let sent = client.say_to(name, text).await;
+            if sent.is_ok() {
+                crate::view::said(out, client.name(), name, text);
+            }
+            sent
+        }
         ("/send", Some(name), Some(path)) => client.send_file(name, path).await.map(drop),
         ("/accept", Some(id), None) => match id.parse() {
             Ok(id) => client.accept(id).await,
@@ -141,7 +147,13 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
             Err(_) => return usage(out),
         },
         (cmd, ..) if cmd.starts_with('/') => return usage(out),
-        _ => client.say(line).await,
+        _ => {
+            let sent = client.say(line).await;
+            if sent.is_ok() {
+                crate::view::said(out, client.name(), "", line);
+            }
+            sent
+        }
     };
     if let Err(e) = result {
         out.event(

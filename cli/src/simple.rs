@@ -166,19 +166,7 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
             _ => {}
         }
     }
-    out.event(
-        "said",
-        format_args!(
-            "{}{}: {text}",
-            client.name(),
-            if to.is_empty() {
-                String::new()
-            } else {
-                format!(" → {to}")
-            }
-        ),
-        serde_json::json!({"from": client.name(), "to": to, "text": text}),
-    );
+    crate::view::said(out, client.name(), &to, &text);
     client.close().await;
     Ok(())
 }

@@ -152,3 +152,17 @@ fn dir(d: Direction) -> &'static str {
         Direction::Receive => "receive",
     }
 }
+
+/// Our own message, shown as the others see it: `alice: hi`, or `alice → bob: hi` when private.
+pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
+    let arrow = if to.is_empty() {
+        String::new()
+    } else {
+        format!(" → {to}")
+    };
+    out.event(
+        "said",
+        format_args!("{from}{arrow}: {text}"),
+        json!({"from": from, "to": to, "text": text}),
+    );
+}
