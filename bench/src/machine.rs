@@ -4,9 +4,10 @@ use std::process::Command;
 
 /// Core count, CPU model and kernel, as one Markdown line.
 pub fn describe() -> String {
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    // Online processors of the machine, not of this thread's affinity mask (the decode
+    // rows pin the bench process to one core).
+    // SAFETY: sysconf only reads a system value.
+    let nproc = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
