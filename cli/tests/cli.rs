@@ -328,7 +328,9 @@ fn a_killed_receiver_resumes_when_restarted() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big.bin");
-    make_file(&src, 24 << 20);
+    // Far larger than what can be in flight (two 8 MiB windows and socket buffers), so the
+    // kill always lands mid-transfer however fast the machine is.
+    make_file(&src, 96 << 20);
     let out = dir.path().join("in");
     let recv_args = [
         "--json",
