@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -198,6 +198,13 @@ fn a_client_that_stops_answering_is_declared_dead_and_its_name_freed() {
     let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
     while let Some(b) = ghost.poll_transmit() {
         raw.write_all(&b).unwrap();
+    }
+    // Registered before `a` joins: read until its welcome, then never again.
+    let mut buf = [0u8; 4096];
+    while !ghost.is_open() {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed the ghost before welcoming it");
+        ghost.handle_input(Instant::now(), &buf[..n]);
     }
     smol::block_on(async {
         let a = connect(server.addr, "a").await;

@@ -1,6 +1,6 @@
 //! The blocking client and the thread-per-connection server end to end, over real sockets.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -160,6 +160,14 @@ fn name_taken_dead_clients_and_port_in_use() {
     let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
     while let Some(b) = ghost.poll_transmit() {
         raw.write_all(&b).unwrap();
+    }
+    // Wait for the ghost's welcome, so that it is registered before `a` joins; from then on
+    // it never answers, so the server must declare it dead.
+    let mut buf = [0u8; 4096];
+    while !ghost.is_open() {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed the ghost before welcoming it");
+        ghost.handle_input(Instant::now(), &buf[..n]);
     }
     let a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
     assert!(a.online_at_join().contains(&"ghost".to_string()));
