@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Instant;
 
 use common::Rng;
 use tidings_core::fuzz;
@@ -14,11 +15,11 @@ type Body = fn(&[u8]);
 const BODIES: [(&str, Body); 7] = [
     ("native_frames", fuzz::native_frames),
     ("message_roundtrip", fuzz::message_roundtrip),
-    ("session", fuzz::session),
-    ("transfer_pair", fuzz::transfer_pair),
+    ("session", |d| fuzz::session(d, Instant::now())),
+    ("transfer_pair", |d| fuzz::transfer_pair(d, Instant::now())),
     ("ws_frames", fuzz::ws_frames),
     ("http_handshake", fuzz::http_handshake),
-    ("json", fuzz::json),
+    ("json", |d| fuzz::json(d, Instant::now())),
 ];
 
 #[test]

@@ -157,7 +157,7 @@ fn fuzz_body_runs_every_vector_through_each_carriage() {
     for flags in 0..3u8 {
         let mut input = vec![flags];
         input.extend_from_slice(text.as_bytes());
-        tidings_core::fuzz::json(&input);
+        tidings_core::fuzz::json(&input, std::time::Instant::now());
     }
 }
 

@@ -15,7 +15,8 @@ use crate::ws::{Utf8Bytes, WsEvent};
 /// JSON or legacy WebSocket client through a [`Gateway`] into a real hub: nothing panics,
 /// and every byte the gateway sends the hub is a preamble followed by whole, decodable
 /// frames within the frame limit.
-pub fn json(data: &[u8]) {
+/// `now` is the driver's clock reading: time, as everywhere in core, comes from the caller.
+pub fn json(data: &[u8], now: Instant) {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
@@ -24,7 +25,7 @@ pub fn json(data: &[u8]) {
     for line in text.lines() {
         roundtrip(line);
     }
-    through_gateway(flags, &text);
+    through_gateway(flags, &text, now);
 }
 
 fn roundtrip(text: &str) {
@@ -44,8 +45,7 @@ fn roundtrip(text: &str) {
     assert_eq!(Message::decode(frame), Ok(msg), "native round trip");
 }
 
-fn through_gateway(flags: u8, text: &str) {
-    let now = Instant::now();
+fn through_gateway(flags: u8, text: &str, now: Instant) {
     let mode = match flags % 3 {
         0 => GatewayMode::Tidings,
         1 => GatewayMode::Json,

@@ -36,7 +36,8 @@ enum Op {
 /// One session (either role) fed arbitrary bytes, well-formed frames of arbitrary types,
 /// timer firings and commands. It must never panic, must report `Closed` exactly once and
 /// last, and must not keep asking for a timer after it is closed and drained.
-pub fn session(data: &[u8]) {
+/// `start` is the driver's clock reading: time, as everywhere in core, comes from the caller.
+pub fn session(data: &[u8], start: Instant) {
     let mut u = Unstructured::new(data);
     let Ok(server) = u.arbitrary::<bool>() else {
         return;
@@ -44,7 +45,7 @@ pub fn session(data: &[u8]) {
     let Ok(handshake) = u.arbitrary::<bool>() else {
         return;
     };
-    let mut now = Instant::now();
+    let mut now = start;
     let cfg = Config {
         heartbeat_interval: Duration::from_millis(500),
         heartbeat_timeout: Duration::from_millis(1500),
@@ -171,9 +172,10 @@ fn byte_at(offset: u64) -> u8 {
 /// time steps. Whatever the interleaving, neither side may accuse the other of a protocol
 /// error, received bytes are the file's bytes at their offsets, progress never goes back,
 /// and a transfer finishes well only after every byte was written.
-pub fn transfer_pair(data: &[u8]) {
+/// `start` is the driver's clock reading, as for [`session`].
+pub fn transfer_pair(data: &[u8], start: Instant) {
     let mut u = Unstructured::new(data);
-    let mut now = Instant::now();
+    let mut now = start;
     let mut cfg = Config::default();
     cfg.transfer.window = 4096;
     cfg.transfer.chunk_size = 1500;
