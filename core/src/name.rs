@@ -195,7 +195,7 @@ fn fold_compatibility(c: char, out: &mut String) {
             N[(u - 0x2469) as usize]
         }
         // Roman numerals, upper and lower case.
-        0x2160..=0x216F | 0x2170..=0x217F => {
+        0x2160..=0x217F => {
             const R: [&str; 16] = [
                 "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "L", "C",
                 "D", "M",

@@ -103,6 +103,7 @@
 mod chat;
 mod files;
 mod id_map;
+mod rate;
 mod relay;
 mod timers;
 mod types;
@@ -112,11 +113,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use types::{ConnId, FileHandle, HubConfig, HubError, HubEvent};
+pub use types::{ConnId, FileHandle, HubConfig, HubConfigError, HubError, HubEvent};
 
 use crate::session::{Event, Session};
 use crate::wire::Utf8;
+use crate::ErrorCode;
 use id_map::IdMap;
+use rate::rate_limits;
 use relay::Relays;
 use timers::Timers;
 
@@ -148,6 +151,8 @@ struct Conn {
     timers_ran: Option<Instant>,
     /// When bytes last arrived (the session's receive timeout counts from here).
     last_input: Instant,
+    /// Its message-rate bucket.
+    rate: rate::Bucket,
 }
 
 /// The server side of tidings as a pure state machine. See the [module docs](self).
@@ -177,8 +182,27 @@ pub struct Hub {
 
 impl Hub {
     /// A hub with no connections. `now` is the runtime's clock.
+    ///
+    /// # Panics
+    ///
+    /// If the configuration is invalid ([`HubConfig::validate`]: the server's name breaks the
+    /// naming rules). Use [`Hub::try_new`] to get the error instead.
     pub fn new(config: HubConfig, now: Instant) -> Hub {
-        Hub {
+        match Hub::try_new(config, now) {
+            Ok(hub) => hub,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A hub with no connections, or why its configuration cannot be used.
+    ///
+    /// # Errors
+    ///
+    /// [`HubConfigError::ServerName`] if the server's name breaks the naming rules of spec
+    /// §6.1 (clients could not address it, and it might not fit `welcome`).
+    pub fn try_new(config: HubConfig, now: Instant) -> Result<Hub, HubConfigError> {
+        config.validate()?;
+        Ok(Hub {
             server_name: Utf8::from(config.server_name.as_str()),
             config,
             now,
@@ -194,7 +218,7 @@ impl Hub {
             relay_peak: 0,
             own: HashMap::new(),
             shutting_down: false,
-        }
+        })
     }
 
     /// The settings in force.
@@ -222,6 +246,7 @@ impl Hub {
             closed_at: None,
             timers_ran: None,
             last_input: now,
+            rate: rate::Bucket::new(&rate_limits(&self.config), now),
         };
         self.conns.insert(id, conn);
         self.refresh(id);
@@ -234,6 +259,11 @@ impl Hub {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.rate.input(&rate_limits(&self.config), now, bytes.len()) {
+            // Its runtime does not stop reading while the hub paused it: a flood.
+            c.session
+                .goodbye(ErrorCode::RateLimited, rate::PAUSED_INPUT_REASON);
+        }
         c.session.handle_input(now, bytes);
         if !bytes.is_empty() {
             c.last_input = now;
@@ -273,6 +303,7 @@ impl Hub {
                 c.discard = true;
                 c.close_reported = false;
             }
+            c.rate.resume_if_due(now);
             c.session.handle_timeout(now);
             c.timers_ran = Some(now);
             self.touch(id);
@@ -334,11 +365,15 @@ impl Hub {
     }
 
     /// Whether the runtime should read from `conn` now (false while its session's event
-    /// queue is full, or once it closed).
+    /// queue is full, while it is paused for sending faster than
+    /// [`HubConfig::message_rate`], or once it closed). When a pause ends the connection is
+    /// returned by [`Hub::poll_ready`], so that its reader asks again. A runtime that keeps
+    /// reading a paused connection regardless gets it disconnected with `rate-limited` once
+    /// more than a read's worth arrives.
     pub fn wants_input(&self, conn: ConnId) -> bool {
         self.conns
             .get(&conn)
-            .is_some_and(|c| c.session.wants_input())
+            .is_some_and(|c| c.session.wants_input() && !c.rate.is_paused(self.now))
     }
 
     /// Whether `conn` is closed and has nothing left to transmit: close the socket and call
@@ -442,9 +477,8 @@ impl Hub {
                 continue;
             };
             c.dirty = false;
-            while let Some(ev) = self.conns.get_mut(&id).and_then(|c| c.session.poll_event()) {
-                self.on_event(id, ev);
-            }
+            // Its events, as far as its message rate allows (see `rate`).
+            self.drain_events(id);
             self.refresh(id);
         }
     }
@@ -471,7 +505,15 @@ impl Hub {
                 Some(t) if t > now => Some(t),
                 // A timer came due since the timers last ran (input was handled first): run
                 // it at once.
-                Some(t) if c.session.queued_output() == 0 && c.timers_ran != Some(now) => Some(t),
+                // (Not while paused by the message rate: then "now" only means events the
+                // hub is holding back on purpose, and the pause's end is filed below.)
+                Some(t)
+                    if c.session.queued_output() == 0
+                        && c.timers_ran != Some(now)
+                        && !c.rate.is_paused(now) =>
+                {
+                    Some(t)
+                }
                 // "Now" with output queued hides the session's timers (also the fallback
                 // should a session report "now" right after its timers ran).
                 Some(_) => {
@@ -486,6 +528,12 @@ impl Hub {
                 None => None,
             }
         };
+        // A connection paused by its message rate is read again when the pause ends.
+        let deadline = match (deadline, c.rate.paused_until()) {
+            (Some(d), Some(p)) if !c.session.is_closed() => Some(d.min(p)),
+            (None, Some(p)) if !c.session.is_closed() => Some(p),
+            (d, _) => d,
+        };
         // An earlier entry that is still ahead may stay: when it fires early the session has
         // nothing to do, and the entry moves to the true deadline then. This spares the timer
         // set two updates for every message sent (each moves the heartbeat deadline later).
@@ -496,7 +544,9 @@ impl Hub {
         }
         let closing = c.session.is_closed() && !c.close_reported;
         c.close_reported |= closing;
-        let wake = c.session.queued_output() > 0 || closing;
+        // A pause that ended: the runtime must ask `wants_input` again.
+        let resumed = c.rate.take_resumed();
+        let wake = c.session.queued_output() > 0 || closing || resumed;
         if wake && !c.ready {
             c.ready = true;
             self.ready.push_back(id);

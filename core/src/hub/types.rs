@@ -1,7 +1,10 @@
 //! The hub's vocabulary: settings, connection ids, transfer handles, events and errors.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
+use crate::name::{validate_name, NameError};
 use crate::session::{self, SendError};
 use crate::transfer::{TransferEvent, TransferId};
 use crate::wire::Utf8;
@@ -12,7 +15,8 @@ use crate::ErrorCode;
 pub type ConnId = u64;
 
 /// Settings of a [`super::Hub`]. `HubConfig::default()` gives a server called `server`
-/// with the session defaults of spec §9, room for 10 000 peers and no inbox.
+/// with the session defaults of spec §9, room for 10 000 peers, no inbox, 500 messages a
+/// second per client (bursts of 1000) and 256 MiB of relayed file data in the hub at most.
 ///
 /// ```
 /// use tidings_core::hub::HubConfig;
@@ -33,6 +37,25 @@ pub struct HubConfig {
     /// peer or the server's name). Without an inbox such offers are rejected at once with
     /// `storage-failed`. Default false.
     pub inbox: bool,
+    /// Messages per second a client may send on average: chat (`text`, `blob`),
+    /// `list-request` and `offer` count; file data and heartbeats do not (credit and the
+    /// heartbeat rules pace them). A client over the rate is slowed (the hub stops reading
+    /// it); see [`HubConfig::rate_limit_grace`]. 0 turns the limit off. Default 500: far
+    /// above anything typed, and above the chat benchmarks' senders.
+    pub message_rate: u32,
+    /// Messages a client may send at once above the rate (the bucket size); at least 1.
+    /// Default 1000, so a pasted log or a burst of file offers goes through unslowed.
+    pub message_burst: u32,
+    /// A client still over its message rate after being slowed for this long (its backlog
+    /// never drained) is disconnected with `rate-limited` (14). Default 10 s.
+    pub rate_limit_grace: Duration,
+    /// Most bytes of relayed file data the hub may hold across all relays, counting what
+    /// senders may still send on credit already granted. When it is used up, senders get no
+    /// new credit (they wait) and relays accepted by their receivers wait to start, rather
+    /// than anything failing; a relay kept waiting for longer than the transfer timeouts
+    /// fails with `transfer-timeout`. Default 256 MiB (32 relays at the full 8 MiB window;
+    /// more relays share it). At least one window's worth is always allowed.
+    pub relay_budget: usize,
 }
 
 impl Default for HubConfig {
@@ -42,6 +65,53 @@ impl Default for HubConfig {
             session: session::Config::default(),
             max_peers: 10_000,
             inbox: false,
+            message_rate: 500,
+            message_burst: 1000,
+            rate_limit_grace: Duration::from_secs(10),
+            relay_budget: 256 << 20,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Checks the settings a hub cannot run with: the server's name must itself be a valid
+    /// name (spec §6.1), since clients address it and it is sent in `welcome`.
+    ///
+    /// # Errors
+    ///
+    /// [`HubConfigError::ServerName`] with the rule the name breaks.
+    ///
+    /// ```
+    /// use tidings_core::hub::{HubConfig, HubConfigError};
+    /// assert!(HubConfig::default().validate().is_ok());
+    /// let bad = HubConfig { server_name: "my server".into(), ..HubConfig::default() };
+    /// assert!(matches!(bad.validate(), Err(HubConfigError::ServerName(_))));
+    /// ```
+    pub fn validate(&self) -> Result<(), HubConfigError> {
+        validate_name(&self.server_name).map_err(HubConfigError::ServerName)
+    }
+}
+
+/// Why a [`HubConfig`] was refused by [`HubConfig::validate`] or [`super::Hub::try_new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubConfigError {
+    /// The server's name breaks the naming rules of spec §6.1.
+    ServerName(NameError),
+}
+
+impl core::fmt::Display for HubConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HubConfigError::ServerName(e) => write!(f, "invalid server name: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HubConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HubConfigError::ServerName(e) => Some(e),
         }
     }
 }

@@ -298,7 +298,11 @@ impl Net {
             if c.frozen || c.removed {
                 continue;
             }
-            while let Some(bytes) = c.session.poll_transmit() {
+            // Like a runtime, read only while the hub wants input (TCP holds the rest).
+            while self.hub.wants_input(c.conn) {
+                let Some(bytes) = c.session.poll_transmit() else {
+                    break;
+                };
                 moved = true;
                 // Random split points exercise partial frames.
                 let cut = if bytes.len() > 1 {
@@ -468,6 +472,8 @@ impl Net {
             .filter(|c| !c.frozen && !c.removed)
             .filter_map(|c| c.session.poll_timeout())
             .chain(self.hub.poll_timeout())
+            // "Now" after settling means output held back (a paused connection): not a timer.
+            .filter(|&t| t > self.now)
             .min()
     }
 

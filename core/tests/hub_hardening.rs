@@ -1,0 +1,282 @@
+//! Hub hardening, simulated with virtual time: the message-rate limit, look-alike names, the
+//! total relay-memory budget, stalled relays and the server name's validation.
+
+mod hub_sim;
+
+use std::time::Duration;
+
+use hub_sim::{sha256, Net};
+use tidings_core::hub::{Hub, HubConfig, HubConfigError};
+use tidings_core::session::Closed;
+use tidings_core::ErrorCode;
+
+fn limited(rate: u32, burst: u32, grace: Duration) -> Net {
+    let mut config = HubConfig {
+        message_rate: rate,
+        message_burst: burst,
+        rate_limit_grace: grace,
+        ..HubConfig::default()
+    };
+    config.session.transfer = hub_sim::test_transfers();
+    Net::new(config, 7)
+}
+
+/// Broadcasts `n` numbered texts from `who` in one go.
+fn flood(net: &mut Net, who: &str, n: usize) {
+    for i in 0..n {
+        net.client(who)
+            .session
+            .send_text("", &format!("m{i}"))
+            .unwrap();
+    }
+    net.settle();
+}
+
+fn texts_from(net: &mut Net, to: &str, from: &str) -> usize {
+    net.client(to)
+        .texts()
+        .iter()
+        .filter(|(peer, _, _)| peer == from)
+        .count()
+}
+
+fn closed_code(net: &mut Net, who: &str) -> Option<ErrorCode> {
+    net.client(who).closed().map(|c| match c {
+        Closed::Local { code, .. } | Closed::Peer { code, .. } => *code,
+        Closed::StreamEnded => ErrorCode::PeerLost,
+    })
+}
+
+// ----- message rate -------------------------------------------------------------------------
+
+#[test]
+fn a_flooding_client_is_slowed_to_its_rate_while_others_flow() {
+    let mut net = limited(100, 200, Duration::from_secs(60));
+    net.join("mallory");
+    net.join("alice");
+    net.join("bob");
+    let mallory = net.client("mallory").conn;
+    flood(&mut net, "mallory", 3000);
+    // The burst goes through at once; then the hub stops taking mallory's messages.
+    let first = texts_from(&mut net, "bob", "mallory");
+    assert_eq!(first, 200, "only the burst is relayed at once");
+    assert!(!net.hub.wants_input(mallory), "a paused client is not read");
+    // Alice, within her rate, is not held up by mallory's backlog.
+    net.client("alice")
+        .session
+        .send_text("", "still here")
+        .unwrap();
+    net.settle();
+    assert!(net
+        .client("bob")
+        .texts()
+        .iter()
+        .any(|t| t.2 == "still here"));
+    // Over 5 virtual seconds mallory gets 100 a second, give or take one resume step.
+    net.advance(Duration::from_secs(5));
+    let later = texts_from(&mut net, "bob", "mallory");
+    assert!((680..=720).contains(&later), "{later} after 5 s at 100/s");
+    assert!(closed_code(&mut net, "mallory").is_none());
+    // Messages keep their order and none is lost: the rest arrives in time.
+    net.advance(Duration::from_secs(30));
+    let got: Vec<String> = net
+        .client("bob")
+        .texts()
+        .into_iter()
+        .filter(|t| t.0 == "mallory")
+        .map(|t| t.2)
+        .collect();
+    assert_eq!(got.len(), 3000, "{:?}", net.client("mallory").closed());
+    assert!(got.iter().enumerate().all(|(i, t)| *t == format!("m{i}")));
+    assert!(net.hub.wants_input(mallory));
+}
+
+#[test]
+fn a_client_that_keeps_flooding_is_disconnected_with_rate_limited() {
+    let mut net = limited(100, 100, Duration::from_secs(3));
+    net.join("mallory");
+    net.join("bob");
+    // More than the grace period's worth of backlog: 3 s at 100/s drains 300 at most.
+    flood(&mut net, "mallory", 2000);
+    net.advance(Duration::from_secs(2));
+    assert!(closed_code(&mut net, "mallory").is_none(), "slowed first");
+    net.advance(Duration::from_secs(2));
+    assert_eq!(
+        closed_code(&mut net, "mallory"),
+        Some(ErrorCode::RateLimited)
+    );
+    // Bob saw at most the burst plus the rate over the grace, then mallory leave.
+    let seen = texts_from(&mut net, "bob", "mallory");
+    assert!(seen <= 100 + 3 * 100 + 10, "{seen}");
+    assert!(net
+        .client("bob")
+        .presence()
+        .contains(&(false, "mallory".into())));
+    // Bob is unaffected.
+    assert!(closed_code(&mut net, "bob").is_none());
+    assert_eq!(net.hub.peer_count(), 1);
+}
+
+#[test]
+fn a_client_at_its_rate_is_never_slowed() {
+    let mut net = limited(20, 20, Duration::from_secs(1));
+    net.join("alice");
+    net.join("bob");
+    let alice = net.client("alice").conn;
+    // 19 messages a second for 30 s, and a full burst once.
+    flood(&mut net, "alice", 20);
+    for _ in 0..30 {
+        net.advance(Duration::from_secs(1));
+        flood(&mut net, "alice", 19);
+        assert!(net.hub.wants_input(alice));
+    }
+    net.settle();
+    assert_eq!(texts_from(&mut net, "bob", "alice"), 20 + 30 * 19);
+    assert!(closed_code(&mut net, "alice").is_none());
+}
+
+#[test]
+fn a_runtime_that_reads_a_paused_client_anyway_gets_it_disconnected() {
+    let mut net = limited(10, 10, Duration::from_secs(60));
+    net.join("bob");
+    let raw = net.raw_connect();
+    let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
+        name: hub_sim::u("mallory"),
+        capabilities: 3,
+        max_frame: 1 << 20,
+    });
+    net.raw_send(raw, true, &[hello]);
+    let text = |i: usize| tidings_core::wire::Message::Text {
+        peer: hub_sim::u(""),
+        private: false,
+        text: hub_sim::u(&format!("{i:0>100}")),
+    };
+    let burst: Vec<_> = (0..20).map(text).collect();
+    net.raw_send(raw, false, &burst);
+    assert!(!net.hub.wants_input(raw));
+    // The driver ignores `wants_input` and keeps feeding 2 MiB of texts.
+    let more: Vec<_> = (0..20_000).map(text).collect();
+    net.raw_send(raw, false, &more);
+    assert!(!net.hub.wants_input(raw));
+    let out = &net.raw_out[&raw];
+    // The last frame the hub sent is a goodbye with rate-limited (type 0x3F, code 14).
+    let goodbye = out.windows(3).rposition(|w| w == [0x3F, 0x00, 14]);
+    assert!(goodbye.is_some(), "no goodbye rate-limited");
+    assert!(texts_from(&mut net, "bob", "mallory") <= 20);
+}
+
+#[test]
+fn file_data_does_not_count_against_the_message_rate() {
+    let mut net = limited(1, 1, Duration::from_secs(1));
+    net.join("alice");
+    net.join("bob");
+    let file = net.rng.bytes(6 << 20);
+    let sent = net.offer("alice", "bob", "big.bin", file.clone());
+    let got = net.accept("bob", Vec::new());
+    // The offer took the only token (alice is paused for a second); the 6 MiB of chunks
+    // after it take none.
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
+}
+
+#[test]
+fn a_zero_rate_turns_the_limit_off() {
+    let mut net = limited(0, 1, Duration::from_millis(1));
+    net.join("alice");
+    net.join("bob");
+    flood(&mut net, "alice", 5000);
+    net.settle();
+    assert_eq!(texts_from(&mut net, "bob", "alice"), 5000);
+}
+
+// ----- names ----------------------------------------------------------------------------------
+
+#[test]
+fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
+    let mut net = Net::with_defaults(3);
+    net.join("alice");
+    for (i, fake) in [
+        "Ａlice",
+        "\u{430}lice",
+        "ALICE",
+        "\u{1D41A}lice",
+        "ѕеrvеr",
+        "ＳＥＲＶＥＲ",
+        "ꜱᴇʀᴠᴇʀ",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let raw = net.raw_connect();
+        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
+            name: hub_sim::u(fake),
+            capabilities: 3,
+            max_frame: 1 << 20,
+        });
+        net.raw_send(raw, true, &[hello]);
+        // refused (0x03) with name-taken (10).
+        let out = &net.raw_out[&raw];
+        assert!(
+            out.windows(3).any(|w| w == [0x03, 0x00, 10]),
+            "{i}: {fake:?} was not refused with name-taken"
+        );
+    }
+    for bad in ["alice\u{200B}", "\u{3164}", "al\u{200D}ice"] {
+        let raw = net.raw_connect();
+        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
+            name: hub_sim::u(bad),
+            capabilities: 3,
+            max_frame: 1 << 20,
+        });
+        net.raw_send(raw, true, &[hello]);
+        let out = &net.raw_out[&raw];
+        assert!(
+            out.windows(3).any(|w| w == [0x03, 0x00, 11]),
+            "{bad:?} was not refused with name-invalid"
+        );
+    }
+    assert_eq!(net.hub.peer_count(), 1);
+    // Addressing goes by the same key: text to a look-alike reaches alice.
+    net.join("bob");
+    net.client("bob")
+        .session
+        .send_text("ａｌｉｃｅ", "hi")
+        .unwrap();
+    net.settle();
+    assert!(net
+        .client("alice")
+        .texts()
+        .contains(&("bob".into(), true, "hi".into())));
+}
+
+#[test]
+fn an_invalid_server_name_is_refused_at_construction() {
+    let now = std::time::Instant::now();
+    for bad in [
+        "",
+        "my server",
+        "-server",
+        "x".repeat(33).as_str(),
+        "srv\u{200B}",
+    ] {
+        let config = HubConfig {
+            server_name: bad.into(),
+            ..HubConfig::default()
+        };
+        assert!(
+            matches!(
+                Hub::try_new(config.clone(), now),
+                Err(HubConfigError::ServerName(_))
+            ),
+            "{bad:?}"
+        );
+        let panic = std::panic::catch_unwind(|| Hub::new(config, now));
+        assert!(panic.is_err(), "{bad:?}");
+    }
+    let good = HubConfig {
+        server_name: "Lobby-1".into(),
+        ..HubConfig::default()
+    };
+    assert_eq!(Hub::try_new(good, now).unwrap().name(), "Lobby-1");
+}
