@@ -121,6 +121,21 @@ struct ServeArgs {
     /// Do not serve the web page at / (WebSocket clients are still accepted at /ws).
     #[arg(long)]
     no_web: bool,
+    /// Most open connections at once (0: no limit). Beyond it a new connection is turned
+    /// away: a native client gets `server-full`, an HTTP client 503.
+    #[arg(long, default_value_t = 12_000, value_name = "N")]
+    max_connections: usize,
+    /// Most open connections from one source address (IPv6: one /64; 0: no limit).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_per_address: usize,
+    /// Most connections still in their handshake at once: at the door, in the WebSocket
+    /// handshake, or before hello (0: no limit).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_handshaking: usize,
+    /// How long a new connection may take to say what it is and to send hello (or its HTTP
+    /// request head), in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    handshake_timeout_ms: u64,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

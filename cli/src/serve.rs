@@ -38,6 +38,8 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     };
     hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     hub.session.heartbeat_timeout = Duration::from_millis(args.timeout_ms);
+    let handshake_timeout = Duration::from_millis(args.handshake_timeout_ms);
+    hub.session.handshake_timeout = handshake_timeout;
     if let Some(dir) = &args.inbox {
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError::new(
@@ -53,6 +55,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let config = ServerConfig {
         hub,
         inbox: args.inbox.clone(),
+        max_connections: args.max_connections,
+        max_per_address: args.max_per_address,
+        max_handshaking: args.max_handshaking,
     };
     let doors = DoorConfig {
         web: if args.no_web {
@@ -60,6 +65,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         } else {
             WEB_PAGE.to_vec()
         },
+        head_timeout: handshake_timeout,
         ..DoorConfig::default()
     };
     let server = Server::bind(args.listen.as_str(), config)
@@ -152,6 +158,25 @@ fn show(out: &mut Out, ev: ServerEvent) {
                 "left",
                 format_args!("{name} left: {reason} ({online} online)"),
                 json!({"name": name, "reason": reason, "online": online}),
+            )
+        }
+        ServerEvent::ConnectionRefused {
+            addr,
+            limit,
+            unreported,
+        } => {
+            // At most one a second (the host counts the rest), so a flood cannot flood this.
+            tracing::warn!(%addr, %limit, unreported, "connection refused");
+            let more = if unreported > 0 {
+                format!(" ({unreported} more refused since the last report)")
+            } else {
+                String::new()
+            };
+            out.event(
+                "connection-refused",
+                format_args!("refused a connection from {addr}: {limit}{more}"),
+                json!({"addr": addr.to_string(), "reason": limit.reason(),
+                       "limit": format!("{limit:?}").to_lowercase(), "unreported": unreported}),
             )
         }
         ServerEvent::Refused { name, code } => out.event(

@@ -16,7 +16,15 @@
 //! A client that stays silent, or does not finish its request head, within
 //! [`DoorConfig::head_timeout`] is dropped without an answer. Whatever goes wrong here
 //! closes only this one connection.
+//!
+//! Before any of that, the connection limits of [`ServerConfig`](crate::ServerConfig)
+//! (total, per source address, still in a handshake) are checked. A connection beyond one is
+//! turned away, given [`REFUSAL_TIME`] at most to show what it is: a native client gets its
+//! preamble and `error server-full` with the reason, an HTTP client (WebSocket upgrades
+//! included) `503 Service Unavailable` with the reason; anything else, or anything beyond
+//! [`MAX_REFUSING`](tidings_std::host::MAX_REFUSING) refusals at once, is just closed.
 
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +38,8 @@ use tidings_core::ws::{
     sniff_http, HttpRequestHead, RequestReader, Sniff, WsConfig, WsConnection,
     DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
+
+use tidings_std::host::{ConnLimit, REFUSAL_TIME};
 
 use crate::server::{conn_task, State};
 use crate::websocket::ws_task;
@@ -167,12 +177,54 @@ async fn write_by(stream: &mut TcpStream, chunks: &[Bytes], deadline: Instant) -
     .await
 }
 
-/// Serves one accepted socket: sniffs it and hands it on. See the [module docs](self).
-pub(crate) async fn door_task(state: Rc<State>, mut stream: TcpStream) {
-    let doors = state.doors.clone();
-    let deadline = Instant::now() + doors.head_timeout;
+/// Counts one admitted connection until it is dropped, however its task ends.
+struct Admitted {
+    state: Rc<State>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        // While the executor is torn down another borrow cannot be live, but never panic here.
+        if let Ok(mut host) = self.state.host.try_borrow_mut() {
+            host.release(self.ip);
+        }
+    }
+}
+
+/// Serves one accepted socket from `peer`: checks the connection limits, then sniffs it and
+/// hands it on. See the [module docs](self).
+pub(crate) async fn door_task(state: Rc<State>, stream: TcpStream, peer: SocketAddr) {
+    let admitted = state.host.borrow_mut().admit(peer.ip());
+    match admitted {
+        Ok(()) => {
+            let _admitted = Admitted {
+                state: state.clone(),
+                ip: peer.ip(),
+            };
+            sniff(state, stream).await;
+        }
+        Err(limit) => {
+            let answer = {
+                let mut host = state.host.borrow_mut();
+                host.refused(peer, limit, Instant::now());
+                host.start_refusal()
+            };
+            state.after();
+            if answer {
+                // Boxed, so that refusals do not size the task of every admitted connection.
+                Box::pin(refuse(stream, limit)).await;
+                state.host.borrow_mut().end_refusal();
+            }
+        }
+    }
+}
+
+/// Answers a connection turned away by `limit` (see the [module docs](self)).
+async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
+    let deadline = Instant::now() + REFUSAL_TIME;
     let mut first = Vec::new();
-    let mut chunk = [0u8; 2048];
+    let mut chunk = [0u8; 512];
     let visitor = loop {
         if let Some(v) = classify(&first) {
             break v;
@@ -182,41 +234,87 @@ pub(crate) async fn door_task(state: Rc<State>, mut stream: TcpStream) {
             None => return,
         }
     };
-    match visitor {
-        Visitor::Native => native(state, stream, &first).await,
+    let response = match visitor {
+        Visitor::Native if Preamble::could_be(&first) => limit.native_refusal(),
+        Visitor::Native => return,
         Visitor::Http => {
-            let mut reader = RequestReader::new(DEFAULT_MAX_HEADER_BYTES);
-            let mut fed = reader.feed(&first);
-            let head = loop {
-                match fed {
-                    Ok(Some(head)) => break head,
-                    Err(err) => {
-                        answer(&mut stream, &[err.response()], deadline).await;
-                        return;
-                    }
-                    Ok(None) => match read_by(&mut stream, &mut chunk, deadline).await {
-                        Some(n) => fed = reader.feed(&chunk[..n]),
-                        None => return,
-                    },
-                }
-            };
-            if head.path() == WS_PATH {
-                upgrade(state, stream, &head, reader.take_remaining(), deadline).await;
-            } else {
-                let response = page_response(&doors, &head);
-                answer(&mut stream, &response, deadline).await;
-            }
+            let body = limit.reason();
+            Bytes::from(format!(
+                "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))
         }
+    };
+    answer_by(&mut stream, &[response], deadline, Some(deadline)).await;
+}
+
+/// Sniffs an admitted socket and hands it on.
+///
+/// This task lives as long as a native connection does, and its allocation is as large as
+/// its largest state: so the sniffed bytes are read straight into `first` (no buffer on the
+/// task), and everything an HTTP visitor needs (request reader, answer buffers, the
+/// WebSocket task) is boxed, or it would size every idle native connection's task (7.8 KB
+/// before this; see the idle row in bench/RESULTS.md).
+async fn sniff(state: Rc<State>, mut stream: TcpStream) {
+    let deadline = Instant::now() + state.doors.head_timeout;
+    let mut first = Vec::new();
+    let visitor = loop {
+        if let Some(v) = classify(&first) {
+            break v;
+        }
+        let len = first.len();
+        first.resize(len + SNIFF_READ, 0);
+        match read_by(&mut stream, &mut first[len..], deadline).await {
+            Some(n) => first.truncate(len + n),
+            None => return,
+        }
+    };
+    match visitor {
+        Visitor::Native => native(state, stream, first).await,
+        Visitor::Http => Box::pin(http(state, stream, first, deadline)).await,
+    }
+}
+
+/// Most bytes read per sniffing read (a preamble is 8, a request line rarely longer).
+const SNIFF_READ: usize = 512;
+
+/// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
+async fn http(state: Rc<State>, mut stream: TcpStream, first: Vec<u8>, deadline: Instant) {
+    let doors = state.doors.clone();
+    let mut chunk = [0u8; 2048];
+    let mut reader = RequestReader::new(DEFAULT_MAX_HEADER_BYTES);
+    let mut fed = reader.feed(&first);
+    let head = loop {
+        match fed {
+            Ok(Some(head)) => break head,
+            Err(err) => {
+                answer(&mut stream, &[err.response()], deadline).await;
+                return;
+            }
+            Ok(None) => match read_by(&mut stream, &mut chunk, deadline).await {
+                Some(n) => fed = reader.feed(&chunk[..n]),
+                None => return,
+            },
+        }
+    };
+    if head.path() == WS_PATH {
+        upgrade(state, stream, &head, reader.take_remaining(), deadline).await;
+    } else {
+        let response = page_response(&doors, &head);
+        answer(&mut stream, &response, deadline).await;
     }
 }
 
 /// Hands a native connection to the hub, sniffed bytes first.
-async fn native(state: Rc<State>, stream: TcpStream, first: &[u8]) {
+async fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>) {
     let now = Instant::now();
     let id = state.host.borrow_mut().hub().connect(now);
     let (wake, wake_rx) = async_channel::bounded(1);
     state.writers.borrow_mut().insert(id, wake);
-    state.host.borrow_mut().hub().handle_input(now, id, first);
+    state.host.borrow_mut().hub().handle_input(now, id, &first);
+    // Not kept for the life of the connection.
+    drop(first);
     state.after();
     conn_task(state, stream, id, wake_rx).await;
 }
@@ -291,11 +389,22 @@ fn plain_response(status: &str, body: &str) -> Vec<Bytes> {
 /// sends is drained for a moment, so the close does not reset the connection (and lose the
 /// answer) while unread request bytes sit in the socket.
 async fn answer(stream: &mut TcpStream, response: &[Bytes], deadline: Instant) {
+    answer_by(stream, response, deadline, None).await;
+}
+
+/// [`answer`], with the draining also over by `until` if given.
+async fn answer_by(
+    stream: &mut TcpStream,
+    response: &[Bytes],
+    deadline: Instant,
+    until: Option<Instant>,
+) {
     if !write_by(stream, response, deadline).await {
         return;
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let linger = Instant::now() + LINGER_TIME;
+    let linger = until.map_or(linger, |until| until.min(linger));
     let mut drained = 0;
     let mut sink = [0u8; 4096];
     while drained < LINGER_BYTES {

@@ -179,10 +179,11 @@ impl Server {
                 })
                 .await;
                 match accepted {
-                    Some(Ok((stream, _))) => {
+                    Some(Ok((stream, peer))) => {
                         let _ = stream.set_nodelay(true);
-                        // The door sniffs the first bytes and joins the hub only then.
-                        exec.spawn(door_task(state.clone(), stream)).detach();
+                        // The door checks the connection limits, sniffs the first bytes and
+                        // joins the hub only then.
+                        exec.spawn(door_task(state.clone(), stream, peer)).detach();
                     }
                     // Out of descriptors and the like: keep serving who is connected.
                     Some(Err(_)) => {

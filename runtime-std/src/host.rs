@@ -9,17 +9,24 @@
 //! [`Host::job_done`], and delivers [`Host::poll_event`].
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use tidings_core::hub::{FileHandle, Hub, HubConfig, HubError, HubEvent};
 use tidings_core::transfer::{Direction, Progress, TransferEvent};
+use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Files, Source};
 
 /// Settings of a server (both runtimes).
-#[derive(Debug, Clone, Default)]
+///
+/// The three connection limits are checked when a connection is accepted, before any of its
+/// bytes are read; a connection beyond one of them is turned away with the reason
+/// ([`ConnLimit`]) and reported as [`ServerEvent::ConnectionRefused`]. 0 means no limit.
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The hub's settings (server name, session limits, heartbeat, peer limit). Its `inbox`
     /// flag is set from [`ServerConfig::inbox`].
@@ -27,6 +34,111 @@ pub struct ServerConfig {
     /// Where files offered to the server itself are stored (accepted at once, resumed from
     /// kept partial files, never overwriting); `None` refuses them.
     pub inbox: Option<PathBuf>,
+    /// Most open connections at once, in every phase (a socket is a file descriptor: keep
+    /// this below the process's descriptor limit). Default 12 000: the hub's 10 000 peers
+    /// plus room for connections in their handshake.
+    pub max_connections: usize,
+    /// Most open connections from one source address (IPv6: one /64 network, which one
+    /// host usually owns whole). Default 256.
+    pub max_per_address: usize,
+    /// Most connections not yet registered at once: still at the door, reading an HTTP
+    /// request head, in the WebSocket handshake or before `hello` is answered. Bounds what
+    /// slow openers ("slowloris") can hold, each for at most the handshake timeout.
+    /// Default 1024.
+    pub max_handshaking: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hub: HubConfig::default(),
+            inbox: None,
+            max_connections: 12_000,
+            max_per_address: 256,
+            max_handshaking: 1024,
+        }
+    }
+}
+
+/// The connection limit that turned a connection away (see [`ServerConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnLimit {
+    /// [`ServerConfig::max_connections`].
+    Total,
+    /// [`ServerConfig::max_per_address`].
+    PerAddress,
+    /// [`ServerConfig::max_handshaking`].
+    Handshaking,
+}
+
+impl ConnLimit {
+    /// The reason given to the client and the operator.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ConnLimit::Total => "the server has too many connections",
+            ConnLimit::PerAddress => "too many connections from your address",
+            ConnLimit::Handshaking => "too many connections are opening at once; retry shortly",
+        }
+    }
+
+    /// What a native client that is turned away receives: the server's preamble, then a
+    /// fatal `error` `server-full` (12) with [`ConnLimit::reason`] (spec §3.3: the error
+    /// explaining an early close follows the preamble).
+    pub fn native_refusal(self) -> Bytes {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&Preamble::CURRENT.to_bytes());
+        Message::Error {
+            code: ErrorCode::ServerFull,
+            text: Utf8::from(self.reason()),
+        }
+        .encode(&mut out);
+        out.freeze()
+    }
+}
+
+impl std::fmt::Display for ConnLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Refusals being answered at once, at most; beyond this a refused connection is closed
+/// without an answer, so answering refusals cannot itself use up descriptors.
+pub const MAX_REFUSING: usize = 64;
+
+/// How long a refused connection is kept to show what it is and read its answer.
+pub const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// At most one [`ServerEvent::ConnectionRefused`] per this period; the others are counted.
+const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Counts of open connections, by source address, for the limits of [`ServerConfig`].
+#[derive(Debug, Default)]
+struct Admission {
+    max_connections: usize,
+    max_per_address: usize,
+    max_handshaking: usize,
+    open: usize,
+    by_addr: HashMap<IpAddr, usize>,
+    refusing: usize,
+    unreported: u64,
+    last_report: Option<Instant>,
+}
+
+/// The key an address is counted under: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by /64.
+fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// `0` means no limit.
+fn over(count: usize, max: usize) -> bool {
+    max != 0 && count >= max
 }
 
 /// What happened on the server, for the operator.
@@ -47,6 +159,16 @@ pub enum ServerEvent {
         reason: String,
         /// Peers still online.
         online: usize,
+    },
+    /// A connection was turned away by a connection limit before it reached the hub (see
+    /// [`Host::refused`]).
+    ConnectionRefused {
+        /// Where it came from.
+        addr: SocketAddr,
+        /// The limit it met.
+        limit: ConnLimit,
+        /// Refusals since the previous such event that were not reported one by one.
+        unreported: u64,
     },
     /// A client was refused at hello.
     Refused {
@@ -142,6 +264,7 @@ pub struct Host {
     jobs: VecDeque<(Ticket, DiskJob)>,
     /// Name and size of each transfer of the server, for the operator's events.
     info: HashMap<FileHandle, (String, u64)>,
+    admission: Admission,
 }
 
 impl Host {
@@ -154,7 +277,93 @@ impl Host {
             events: VecDeque::new(),
             jobs: VecDeque::new(),
             info: HashMap::new(),
+            admission: Admission {
+                max_connections: config.max_connections,
+                max_per_address: config.max_per_address,
+                max_handshaking: config.max_handshaking,
+                ..Admission::default()
+            },
         }
+    }
+
+    /// Decides whether a connection just accepted from `ip` may be served, before any of its
+    /// bytes are read, and counts it if so (then [`Host::release`] it when it closes).
+    ///
+    /// # Errors
+    ///
+    /// The limit it would exceed: answer it (with [`ConnLimit::native_refusal`] or an HTTP
+    /// `503`) only if [`Host::start_refusal`] allows, and report it with [`Host::refused`].
+    pub fn admit(&mut self, ip: IpAddr) -> Result<(), ConnLimit> {
+        let a = &mut self.admission;
+        let key = addr_key(ip);
+        // Every admitted connection not registered in the hub is still in its handshake.
+        let handshaking = a.open.saturating_sub(self.hub.peer_count());
+        if over(a.open, a.max_connections) {
+            return Err(ConnLimit::Total);
+        }
+        if over(a.by_addr.get(&key).copied().unwrap_or(0), a.max_per_address) {
+            return Err(ConnLimit::PerAddress);
+        }
+        if over(handshaking, a.max_handshaking) {
+            return Err(ConnLimit::Handshaking);
+        }
+        a.open += 1;
+        *a.by_addr.entry(key).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// A connection admitted from `ip` closed.
+    pub fn release(&mut self, ip: IpAddr) {
+        let a = &mut self.admission;
+        let key = addr_key(ip);
+        a.open = a.open.saturating_sub(1);
+        if let Some(n) = a.by_addr.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                a.by_addr.remove(&key);
+            }
+        }
+    }
+
+    /// Connections admitted and not yet released.
+    pub fn open_connections(&self) -> usize {
+        self.admission.open
+    }
+
+    /// Whether a refused connection may be answered now (at most [`MAX_REFUSING`] at once);
+    /// if true, call [`Host::end_refusal`] when done. If false, close it at once.
+    pub fn start_refusal(&mut self) -> bool {
+        if self.admission.refusing >= MAX_REFUSING {
+            return false;
+        }
+        self.admission.refusing += 1;
+        true
+    }
+
+    /// A refusal started with [`Host::start_refusal`] is over.
+    pub fn end_refusal(&mut self) {
+        self.admission.refusing = self.admission.refusing.saturating_sub(1);
+    }
+
+    /// Reports a connection from `addr` turned away by `limit` as a
+    /// [`ServerEvent::ConnectionRefused`], at most one per second: the refusals in between
+    /// are counted in the next event's `unreported`, so a flood cannot flood the log.
+    pub fn refused(&mut self, addr: SocketAddr, limit: ConnLimit, now: Instant) {
+        let a = &mut self.admission;
+        let due = a.last_report.map_or(true, |last| {
+            now.saturating_duration_since(last) >= REFUSAL_REPORT_PERIOD
+        });
+        if !due {
+            a.unreported += 1;
+            return;
+        }
+        a.last_report = Some(now);
+        let unreported = std::mem::take(&mut a.unreported);
+        self.events.push_back(ServerEvent::ConnectionRefused {
+            addr,
+            limit,
+            unreported,
+        });
     }
 
     /// The hub, for inputs, outputs and the participant's chat commands.

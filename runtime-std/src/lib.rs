@@ -16,7 +16,7 @@ mod server;
 pub use agent::{ClientConfig, ClientEvent};
 pub use client::Client;
 pub use error::Error;
-pub use host::{ServerConfig, ServerEvent};
+pub use host::{ConnLimit, ServerConfig, ServerEvent};
 pub use server::{Server, ServerHandle};
 pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};

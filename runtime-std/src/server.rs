@@ -17,8 +17,8 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -30,7 +30,7 @@ use tidings_core::hub::{ConnId, FileHandle};
 
 use crate::client::write_all;
 use crate::files::Source;
-use crate::host::{Host, ServerConfig, ServerEvent};
+use crate::host::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
 use crate::Error;
 
 /// How long a shutdown waits for goodbyes to be flushed.
@@ -47,6 +47,8 @@ struct Inner {
     /// The deadline the timer thread sleeps until.
     armed: Option<Instant>,
     writers: HashMap<ConnId, SyncSender<()>>,
+    /// The source address each connection was admitted under, released when it ends.
+    addrs: HashMap<ConnId, IpAddr>,
 }
 
 struct Shared {
@@ -109,6 +111,7 @@ impl Server {
                 host: Host::new(config, Instant::now()),
                 armed: None,
                 writers: HashMap::new(),
+                addrs: HashMap::new(),
             }),
             timer: Condvar::new(),
             gone: Condvar::new(),
@@ -138,7 +141,8 @@ impl Server {
     }
 
     /// Serves until [`ServerHandle::shutdown`]; returns once the goodbyes are flushed (at
-    /// most 5 s later).
+    /// most 5 s later). Connections beyond the limits of [`ServerConfig`] are turned away:
+    /// a native client gets `error server-full` with the reason, anything else is closed.
     pub fn run(self) -> Result<(), Error> {
         let shared = self.shared.clone();
         std::thread::Builder::new()
@@ -154,7 +158,29 @@ impl Server {
                 break;
             }
             let Ok(stream) = stream else { continue };
-            if let Err(e) = start_conn(&self.shared, stream) {
+            let Ok(peer) = stream.peer_addr() else {
+                continue;
+            };
+            let refused = {
+                let mut inner = self.shared.inner.lock().unwrap();
+                match inner.host.admit(peer.ip()) {
+                    Ok(()) => None,
+                    Err(limit) => {
+                        inner.host.refused(peer, limit, Instant::now());
+                        let answer = inner.host.start_refusal();
+                        self.shared.after(&mut inner);
+                        Some((limit, answer))
+                    }
+                }
+            };
+            if let Some((limit, answer)) = refused {
+                // Beyond the refusals answered at once, the socket is just closed.
+                if answer {
+                    refuse(&self.shared, stream, limit);
+                }
+                continue;
+            }
+            if let Err(e) = start_conn(&self.shared, stream, peer.ip()) {
                 // Out of threads or descriptors: this connection is dropped, the rest served.
                 let _ = e;
             }
@@ -179,14 +205,61 @@ impl Server {
     }
 }
 
-fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let reader = stream.try_clone()?;
+/// Answers a refused connection on a thread of its own (counted by
+/// [`Host::start_refusal`]): a client that opens with the native preamble's first byte gets
+/// [`ConnLimit::native_refusal`]; then what it still sends is drained for a moment so the
+/// close does not reset the connection before the answer is read.
+fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
+    let s = shared.clone();
+    let answer = move || {
+        let deadline = Instant::now() + REFUSAL_TIME;
+        let mut stream = stream;
+        let mut first = [0u8; 1];
+        let _ = stream.set_read_timeout(Some(REFUSAL_TIME));
+        let _ = stream.set_write_timeout(Some(REFUSAL_TIME));
+        if matches!(stream.read(&mut first), Ok(1) if first[0] == 0x89)
+            && stream.write_all(&limit.native_refusal()).is_ok()
+        {
+            let _ = stream.shutdown(Shutdown::Write);
+            let mut sink = [0u8; 4096];
+            let mut drained = 0;
+            while drained < 64 << 10 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                    break;
+                }
+                match stream.read(&mut sink) {
+                    Ok(n) if n > 0 => drained += n,
+                    _ => break,
+                }
+            }
+        }
+        drop(stream);
+        s.inner.lock().unwrap().host.end_refusal();
+    };
+    let spawned = std::thread::Builder::new()
+        .name("tidings-refuse".into())
+        .spawn(answer);
+    if spawned.is_err() {
+        shared.inner.lock().unwrap().host.end_refusal();
+    }
+}
+
+fn start_conn(shared: &Arc<Shared>, stream: TcpStream, ip: IpAddr) -> std::io::Result<()> {
+    let set_up = stream.set_nodelay(true).and_then(|()| stream.try_clone());
+    let reader = match set_up {
+        Ok(reader) => reader,
+        Err(e) => {
+            shared.inner.lock().unwrap().host.release(ip);
+            return Err(e);
+        }
+    };
     let (wake, wake_rx) = mpsc::sync_channel(1);
     let id = {
         let mut inner = shared.inner.lock().unwrap();
         let id = inner.host.hub().connect(Instant::now());
         inner.writers.insert(id, wake);
+        inner.addrs.insert(id, ip);
         shared.after(&mut inner);
         id
     };
@@ -236,6 +309,9 @@ impl Shared {
         let _ = stream.shutdown(Shutdown::Both);
         let mut inner = self.inner.lock().unwrap();
         inner.writers.remove(&id);
+        if let Some(ip) = inner.addrs.remove(&id) {
+            inner.host.release(ip);
+        }
         inner.host.hub().remove(id);
         self.after(&mut inner);
         self.gone.notify_all();

@@ -33,6 +33,8 @@ pub fn tidings(ctx: &Ctx, heartbeat_ms: Option<u64>) -> Result<Running, String> 
     let port = procs::free_port()?;
     let mut cmd = procs::pinned(SERVER_CPU, &ctx.tidings);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    // Every load client comes from 127.0.0.1: lift the per-address cap (default 256).
+    cmd.args(["--max-per-address", "0"]);
     if let Some(ms) = heartbeat_ms {
         cmd.args(["--heartbeat-ms", &ms.to_string()]);
         cmd.args(["--timeout-ms", &(3 * ms).to_string()]);
