@@ -280,3 +280,141 @@ fn an_invalid_server_name_is_refused_at_construction() {
     };
     assert_eq!(Hub::try_new(good, now).unwrap().name(), "Lobby-1");
 }
+
+// ----- relay budget -------------------------------------------------------------------------
+
+#[test]
+fn many_relays_share_the_relay_budget_and_all_complete() {
+    // 1 MiB windows (the test transfer settings), a budget of three windows, twelve relays
+    // of 3 MiB at once between six pairs in both directions, receivers writing slowly.
+    const BUDGET: usize = 3 << 20;
+    let mut config = HubConfig {
+        relay_budget: BUDGET,
+        ..HubConfig::default()
+    };
+    config.session.transfer = hub_sim::test_transfers();
+    let mut net = Net::new(config, 11);
+    let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        net.join(n);
+    }
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        let (from, to) = (&names[i], &names[(i + 1) % 12]);
+        let file = net.rng.bytes((3 << 20) + i * 1000);
+        let sent = net.offer(from, to, &format!("f{i}"), file.clone());
+        expected.push((from.clone(), sent, to.clone(), file));
+    }
+    for n in &names {
+        net.client(n).write_rate = Some(256 << 10);
+    }
+    let mut got = Vec::new();
+    let mut waited = false;
+    for (_, _, to, _) in &expected {
+        got.push(net.accept(to, Vec::new()));
+        waited |= net.hub.relay_waiting() > 0;
+    }
+    for step in 0..2_000 {
+        waited |= net.hub.relay_waiting() > 0;
+        assert!(net.hub.relay_committed() <= BUDGET, "step {step}");
+        if net.hub.relay_count() == 0 {
+            break;
+        }
+        net.tick();
+        net.advance(Duration::from_millis(10));
+    }
+    assert_eq!(net.hub.relay_count(), 0, "every relay ended");
+    for ((from, sent, to, file), got) in expected.iter().zip(&got) {
+        let digest = sha256(file);
+        assert_eq!(net.client(to).finished[got], Ok(digest), "{from} -> {to}");
+        assert_eq!(
+            net.client(from).finished[sent],
+            Ok(digest),
+            "{from} -> {to}"
+        );
+        assert_eq!(net.client(to).receiving[got], file.to_vec());
+    }
+    // The budget held at every step of the simulation, not only between ticks, and it was
+    // actually the limit: relays waited to start, and the hub used most of it.
+    assert!(net.max_relay_committed_seen <= BUDGET);
+    assert!(net.max_relay_total_seen <= BUDGET);
+    assert!(waited, "no relay ever waited for the budget");
+    assert!(
+        net.max_relay_total_seen > BUDGET / 2,
+        "{} held at most",
+        net.max_relay_total_seen
+    );
+    assert_eq!(net.hub.relay_committed(), 0);
+}
+
+#[test]
+fn without_pressure_the_budget_changes_nothing() {
+    let mut net = Net::with_defaults(12);
+    net.join("alice");
+    net.join("bob");
+    let file = net.rng.bytes(5 << 20);
+    let sent = net.offer("alice", "bob", "f", file.clone());
+    let got = net.accept("bob", Vec::new());
+    assert_eq!(net.hub.relay_waiting(), 0);
+    net.settle();
+    assert_eq!(net.client("bob").finished[&got], Ok(sha256(&file)));
+    assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
+    assert!(net.max_relay_committed_seen <= 1 << 20);
+}
+
+// ----- a relay that stops moving ------------------------------------------------------------
+
+#[test]
+fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
+    use tidings_core::wire::{Hello, Message, Offer};
+    let mut config = HubConfig::default();
+    config.session.transfer = hub_sim::test_transfers();
+    config.session.transfer.stall_timeout = Duration::from_secs(5);
+    let mut net = Net::new(config, 13);
+    net.join("bob");
+    // Alice is a raw connection: she offers, gets credit, sends 128 KiB, then nothing more
+    // (her connection stays up; her heartbeat timeout is 30 s).
+    let alice = net.raw_connect();
+    let hello = Message::Hello(Hello {
+        name: hub_sim::u("alice"),
+        capabilities: 3,
+        max_frame: 1 << 20,
+    });
+    let offer = Message::Offer(Offer {
+        id: 0,
+        peer: hub_sim::u("bob"),
+        size: 1 << 20,
+        name: hub_sim::u("stuck.bin"),
+        media_type: hub_sim::u(""),
+    });
+    net.raw_send(alice, true, &[hello]);
+    net.raw_send(alice, false, &[offer]);
+    let got = net.accept("bob", Vec::new());
+    let chunks: Vec<Message> = (0..2u64)
+        .map(|i| Message::Chunk {
+            id: 0,
+            offset: i * (64 << 10),
+            data: bytes::Bytes::from(vec![7u8; 64 << 10]),
+        })
+        .collect();
+    net.raw_send(alice, false, &chunks);
+    assert_eq!(net.client("bob").receiving[&got].len(), 128 << 10);
+    net.advance(Duration::from_secs(4));
+    assert!(!net.client("bob").finished.contains_key(&got), "too early");
+    net.advance(Duration::from_secs(2));
+    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    assert_eq!(failure.code, ErrorCode::TransferTimeout, "{failure:?}");
+    // Alice was told too: a `cancel` (0x46) for id 0 with transfer-timeout (39).
+    let mut cancel = vec![0x46];
+    cancel.extend_from_slice(&0u64.to_be_bytes());
+    cancel.extend_from_slice(&39u16.to_be_bytes());
+    let out = &net.raw_out[&alice];
+    assert!(
+        out.windows(cancel.len()).any(|w| w == cancel),
+        "no cancel to alice"
+    );
+    assert_eq!(net.hub.relay_count(), 0);
+    assert_eq!(net.hub.relay_committed(), 0);
+    // Both connections stay up: only the transfer ended.
+    assert_eq!(net.hub.peer_count(), 2);
+}

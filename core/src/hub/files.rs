@@ -176,7 +176,8 @@ impl Hub {
         match sent {
             Ok(id) => {
                 let sink = FileHandle { conn: target, id };
-                self.relays.insert(Relay::new(h, sink, from, to));
+                self.relays
+                    .insert(Relay::new(h, sink, from, to, offer.size));
                 self.touch(target);
             }
             Err(e) => {
@@ -217,6 +218,7 @@ impl Hub {
                 let Some(relay) = self.relays.remove(source) else {
                     return;
                 };
+                self.rebalance_relays();
                 let Err(failure) = result else {
                     // The verdict went back to the sender: the relay is complete.
                     return;
@@ -243,14 +245,10 @@ impl Hub {
                     return;
                 };
                 relay.start_at(offset);
-                let result = self
-                    .conns
-                    .get_mut(&source.conn)
-                    .map(|c| c.session.accept_with(source.id, offset, Mode::Relay));
-                self.touch(source.conn);
-                if !matches!(result, Some(Ok(()))) {
-                    self.fail_relay(source, ErrorCode::PeerLost, "the sender went away");
-                }
+                // The sender's side starts (granting its first window) once that fits the
+                // relay budget; relays accepted earlier go first.
+                self.relays.pending.push_back(source);
+                self.rebalance_relays();
             }
             TransferEvent::Read { offset, len, .. } => {
                 let Some(relay) = self.relays.get_mut(source) else {
@@ -266,6 +264,7 @@ impl Hub {
                 let Some(relay) = self.relays.remove(source) else {
                     return;
                 };
+                self.rebalance_relays();
                 let gone = format!("{} went away", relay.to);
                 let sink_closed = self.is_closed(relay.sink.conn);
                 let Some(c) = self.conns.get_mut(&source.conn) else {
@@ -305,19 +304,136 @@ impl Hub {
             let Some(piece) = relay.take() else {
                 return;
             };
-            let len = piece.data.len() as u64;
+            relay.unreported += piece.data.len() as u64;
+            if !relay.withheld {
+                relay.withheld = true;
+                self.relays.withheld.push_back(source);
+            }
             let provided = self
                 .conns
                 .get_mut(&sink.conn)
                 .map(|c| c.session.provide_data(sink.id, piece.offset, piece.data));
             self.touch(sink.conn);
-            let written = self
+            if !matches!(provided, Some(Ok(()))) {
+                return self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
+            }
+            // Handing on shrank what this relay may hold; the bytes are reported written to
+            // the sender's side (which returns credit) as the budget allows.
+            self.recount_relay(source);
+            self.rebalance_relays();
+        }
+    }
+
+    /// Bytes of relayed file data the hub may come to hold across all relays: what is
+    /// queued plus the credit their senders still have. It stays within
+    /// [`HubConfig::relay_budget`](super::HubConfig::relay_budget) (or one transfer window,
+    /// if that is larger); [`Hub::relay_buffered`] is at most this.
+    pub fn relay_committed(&self) -> usize {
+        self.relays.committed() as usize
+    }
+
+    /// Relays whose receiver accepted and which wait for room in the relay budget to start.
+    pub fn relay_waiting(&self) -> usize {
+        self.relays
+            .pending
+            .iter()
+            .filter(|&&s| self.relays.find(s).is_some())
+            .count()
+    }
+
+    fn relay_window(&self) -> u64 {
+        u64::from(self.config.session.transfer.window.max(1))
+    }
+
+    fn relay_budget(&self) -> u64 {
+        (self.config.relay_budget as u64).max(self.relay_window())
+    }
+
+    /// Counts the potential of relay `source` afresh: its queue plus its sender's unused
+    /// credit (read from the sender's side of the transfer).
+    fn recount_relay(&mut self, source: FileHandle) {
+        let Some(relay) = self.relays.get_mut(source) else {
+            return;
+        };
+        let queued = relay.buffered() as u64;
+        let credit = self
+            .conns
+            .get_mut(&source.conn)
+            .and_then(|c| c.session.outbox().transfers.credit_left(source.id))
+            .unwrap_or(0);
+        self.relays.set_potential(source, queued + credit);
+    }
+
+    /// Starts waiting relays and reports handed-on bytes, as far as the relay budget allows
+    /// (see the `relay` module docs).
+    fn rebalance_relays(&mut self) {
+        let budget = self.relay_budget();
+        let window = self.relay_window();
+        // Relays waiting to start come first.
+        let mut reserve = 0;
+        while let Some(&source) = self.relays.pending.front() {
+            let Some(relay) = self.relays.get_mut(source) else {
+                self.relays.pending.pop_front();
+                continue;
+            };
+            let need = relay.first_window(window);
+            let offset = relay.handed();
+            if self.relays.committed() + need > budget {
+                // Room is kept for it: reports below may not use it.
+                reserve = need;
+                break;
+            }
+            self.relays.pending.pop_front();
+            if let Some(relay) = self.relays.get_mut(source) {
+                relay.admitted = true;
+            }
+            let result = self
                 .conns
                 .get_mut(&source.conn)
-                .map(|c| c.session.data_written(source.id, len));
+                .map(|c| c.session.accept_with(source.id, offset, Mode::Relay));
             self.touch(source.conn);
-            if !matches!(provided, Some(Ok(()))) || !matches!(written, Some(Ok(()))) {
-                return self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
+            if !matches!(result, Some(Ok(()))) {
+                self.fail_relay(source, ErrorCode::PeerLost, "the sender went away");
+                continue;
+            }
+            self.recount_relay(source);
+        }
+        for _ in 0..self.relays.withheld.len() {
+            let room = budget.saturating_sub(self.relays.committed() + reserve);
+            let Some(source) = self.relays.withheld.pop_front() else {
+                break;
+            };
+            let Some(relay) = self.relays.get_mut(source) else {
+                continue;
+            };
+            relay.withheld = false;
+            let u = relay.unreported;
+            let p = relay.potential();
+            // The most that may be reported: all of it if that fits, else as much as keeps
+            // the relay's potential within the room.
+            let k = if relay.potential_after_report(window, u) <= p + room {
+                u
+            } else {
+                (room + p + u).saturating_sub(window).min(u)
+            };
+            if k > 0 {
+                relay.unreported -= k;
+                let written = self
+                    .conns
+                    .get_mut(&source.conn)
+                    .map(|c| c.session.data_written(source.id, k));
+                self.touch(source.conn);
+                if !matches!(written, Some(Ok(()))) {
+                    self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
+                    continue;
+                }
+                self.recount_relay(source);
+            }
+            if let Some(relay) = self.relays.get_mut(source) {
+                if relay.unreported > 0 && !relay.withheld {
+                    relay.withheld = true;
+                    self.relays.withheld.push_back(source);
+                }
             }
         }
     }
@@ -329,6 +445,8 @@ impl Hub {
         };
         self.cancel_end(relay.source, code, reason);
         self.cancel_end(relay.sink, code, reason);
+        // Its share of the relay budget is free for others.
+        self.rebalance_relays();
     }
 
     /// Cancels (or, for an unanswered offer to us, rejects) one transfer end, if it still

@@ -4,6 +4,18 @@
 //! The queue needs no bound of its own: the sender's side of the relay grants credit only for
 //! bytes that left the queue (the hub calls `data_written` then), so the queue never holds
 //! more than that session's transfer window.
+//!
+//! **The total budget** ([`super::HubConfig::relay_budget`]). What a relay may come to hold
+//! is its *potential*: the bytes queued plus the credit its sender still has. It only grows
+//! when the hub lets the sender's side grant credit: when the relay starts (the `accept`
+//! carries the first window) and when the hub reports handed-on bytes as written. So the hub
+//! keeps the sum of potentials (`committed`) within the budget by deciding both: a relay
+//! whose receiver accepted waits in `pending` until its first window fits, and handed-on
+//! bytes wait in `unreported` (the relay in `withheld`) until reporting them cannot take the
+//! sum past the budget. Waiting relays come first, so new transfers are not starved by
+//! running ones. Potentials shrink as bytes are handed on, and a relay whose sender has used
+//! its credit and whose queue is empty has none, so waiting always ends while receivers
+//! read.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -42,6 +54,16 @@ pub(super) struct Relay {
     /// The receiver's session asked for bytes `[want_start, want_end)`.
     want_start: u64,
     want_end: u64,
+    /// The file's size.
+    pub(super) size: u64,
+    /// The sender's side was told to start (its `accept` went out).
+    pub(super) admitted: bool,
+    /// Bytes handed on and not yet reported written to the sender's side.
+    pub(super) unreported: u64,
+    /// In [`Relays::withheld`].
+    pub(super) withheld: bool,
+    /// Bytes queued plus the sender's unused credit, when last counted.
+    potential: u64,
 }
 
 /// A piece of file to hand to the receiver's session.
@@ -52,8 +74,19 @@ pub(super) struct Piece {
 }
 
 impl Relay {
-    pub(super) fn new(source: FileHandle, sink: FileHandle, from: Utf8, to: Utf8) -> Self {
+    pub(super) fn new(
+        source: FileHandle,
+        sink: FileHandle,
+        from: Utf8,
+        to: Utf8,
+        size: u64,
+    ) -> Self {
         Relay {
+            size,
+            admitted: false,
+            unreported: 0,
+            withheld: false,
+            potential: 0,
             source,
             sink,
             from,
@@ -126,6 +159,31 @@ impl Relay {
     pub(super) fn buffered(&self) -> usize {
         self.queued
     }
+
+    /// Bytes queued plus the sender's unused credit, when last counted.
+    pub(super) fn potential(&self) -> u64 {
+        self.potential
+    }
+
+    /// File offset up to which bytes were handed on to the receiver's session.
+    pub(super) fn handed(&self) -> u64 {
+        self.queue_start
+    }
+
+    /// The first credit the sender's side grants when the relay starts.
+    pub(super) fn first_window(&self, window: u64) -> u64 {
+        window.min(self.size.saturating_sub(self.queue_start))
+    }
+
+    /// The most its potential can become if `k` of the `unreported` bytes are reported
+    /// written now: the sender's side then grants credit up to one window past what it was
+    /// told is written, or to the end of the file.
+    pub(super) fn potential_after_report(&self, window: u64, k: u64) -> u64 {
+        let after = (window + k)
+            .saturating_sub(self.unreported)
+            .min(self.size.saturating_sub(self.handed()));
+        after.max(self.potential)
+    }
 }
 
 /// Every relay, found from either end.
@@ -133,6 +191,12 @@ impl Relay {
 pub(super) struct Relays {
     by_source: HashMap<FileHandle, Relay>,
     sink_to_source: HashMap<FileHandle, FileHandle>,
+    /// The sum of the relays' potentials (see the module docs).
+    committed: u64,
+    /// Relays accepted by their receiver, waiting for room to start, oldest first.
+    pub(super) pending: VecDeque<FileHandle>,
+    /// Relays with bytes handed on but not yet reported written.
+    pub(super) withheld: VecDeque<FileHandle>,
 }
 
 impl Relays {
@@ -156,7 +220,21 @@ impl Relays {
     pub(super) fn remove(&mut self, source: FileHandle) -> Option<Relay> {
         let relay = self.by_source.remove(&source)?;
         self.sink_to_source.remove(&relay.sink);
+        self.committed -= relay.potential;
         Some(relay)
+    }
+
+    /// Records the potential of relay `source`, counted afresh.
+    pub(super) fn set_potential(&mut self, source: FileHandle, potential: u64) {
+        if let Some(r) = self.by_source.get_mut(&source) {
+            self.committed = self.committed - r.potential + potential;
+            r.potential = potential;
+        }
+    }
+
+    /// What the relays may come to hold, together.
+    pub(super) fn committed(&self) -> u64 {
+        self.committed
     }
 
     pub(super) fn len(&self) -> usize {

@@ -75,6 +75,11 @@ impl Incoming {
         }
     }
 
+    /// Credit granted to the sender and not yet used by its chunks.
+    pub(crate) fn credit_left(&self) -> u64 {
+        self.credit_end.saturating_sub(self.received)
+    }
+
     pub(crate) fn is_offered(&self) -> bool {
         self.phase == Phase::Offered
     }

@@ -474,6 +474,16 @@ impl Transfers {
         }
     }
 
+    /// Bytes a receiving transfer still lets its sender send (credit granted and not yet
+    /// used); `None` for an unknown id or a sending transfer. A relaying hub counts the
+    /// memory its relays may come to hold with this.
+    pub(crate) fn credit_left(&self, id: TransferId) -> Option<u64> {
+        match self.map.get(&id)? {
+            Transfer::In(t) => Some(t.credit_left()),
+            Transfer::Out(_) => None,
+        }
+    }
+
     /// Whether [`Transfers::request_reads`] would ask for something now.
     pub(crate) fn wants_reads(&self, data_queued: usize) -> bool {
         self.read_budget(data_queued) > 0

@@ -147,6 +147,10 @@ pub struct Net {
     pub rng: Rng,
     /// The most relayed bytes the hub held for one transfer, seen after any step.
     pub max_relay_seen: usize,
+    /// The most relayed bytes the hub held across all relays, and the most it had committed
+    /// to (queued plus senders' credit), seen after any step.
+    pub max_relay_total_seen: usize,
+    pub max_relay_committed_seen: usize,
     /// Connections the driver saw as raw (test-written) sockets: bytes from the hub.
     pub raw_out: HashMap<ConnId, Vec<u8>>,
 }
@@ -175,6 +179,8 @@ impl Net {
             blocked: BTreeSet::new(),
             rng: Rng::new(seed),
             max_relay_seen: 0,
+            max_relay_total_seen: 0,
+            max_relay_committed_seen: 0,
             raw_out: HashMap::new(),
         }
     }
@@ -259,6 +265,11 @@ impl Net {
             }
             moved |= self.operator_app();
             self.max_relay_seen = self.max_relay_seen.max(self.hub.relay_buffered_max());
+            self.max_relay_total_seen = self.max_relay_total_seen.max(self.hub.relay_buffered());
+            self.max_relay_committed_seen = self
+                .max_relay_committed_seen
+                .max(self.hub.relay_committed());
+            assert!(self.hub.relay_buffered() <= self.hub.relay_committed());
             assert!(self.hub.relay_buffered_peak() >= self.max_relay_seen);
             if !moved {
                 self.check_no_lost_wakeups();
