@@ -1380,6 +1380,18 @@ def hub_vectors():
         sc.refused("a", "Server", CODES["name-taken"])
     add("hub-server-name-reserved", "the server participant's name is taken", reserved)
 
+    def look_alikes(sc):
+        sc.join("a", "alice")
+        sc.refused("b", "\uff21lice", CODES["name-taken"])        # full-width A
+        sc.refused("c", "\u0430lice", CODES["name-taken"])        # Cyrillic a
+        sc.refused("d", "\U0001d41alice", CODES["name-taken"])    # mathematical bold a
+        sc.refused("e", "\u0455\u0435rv\u0435r", CODES["name-taken"])  # Cyrillic s, e
+        sc.refused("f", "alice\u200b", CODES["name-invalid"])     # zero-width space
+        sc.refused("g", "\u3164", CODES["name-invalid"])          # Hangul filler
+    add("hub-name-look-alike", "names compare by key (spec §6.1): full-width, Cyrillic and "
+        "mathematical look-alikes are taken, the server's too; invisible characters are invalid",
+        look_alikes)
+
     def invalid(sc):
         sc.refused("a", "-alice", CODES["name-invalid"])
         sc.refused("b", "a b", CODES["name-invalid"])
