@@ -5,7 +5,10 @@
 //! **For runtime authors (changes to the agreed API):** none of the agreed names changed.
 //! Added: [`Hub::config`], [`Hub::queued_output`], [`Hub::peer_name`],
 //! [`Hub::relay_buffered`] / [`Hub::relay_buffered_max`] / [`Hub::relay_buffered_peak`] /
-//! [`Hub::relay_count`] and [`Hub::dropped_events`]. One rule matters for memory: take bytes
+//! [`Hub::relay_count`] / [`Hub::relay_committed`] / [`Hub::relay_waiting`],
+//! [`Hub::dropped_events`] and [`Hub::try_new`]. [`Hub::wants_input`] now also turns false
+//! while a client is paused for its message rate: a runtime must check it before every read
+//! (a paused connection is returned by [`Hub::poll_ready`] when it may be read again). One rule matters for memory: take bytes
 //! from [`Hub::poll_transmit`] only as the socket accepts them (see step 1 below).
 //!
 //! # Calling contract
@@ -46,13 +49,19 @@
 //! # What the hub does
 //!
 //! * **Names**: a hello is refused with `name-invalid` (spec §6.1), `name-taken` (compared
-//!   case-insensitively; the server's own name is always taken) or `server-full`; otherwise
+//!   by [`crate::name::name_key`]: case, full-width and look-alike letters folded; the
+//!   server's own name is always taken) or `server-full`; otherwise
 //!   the client gets `welcome` with everyone online and the others get `presence` joined.
 //!   When a registered connection closes, the others get `presence` left.
 //! * **Chat**: text and blobs addressed to nobody go to every other client; addressed to a
 //!   name, to that client only, marked private. The sender is always stamped with its
 //!   registered name, so nobody can speak for someone else. An unknown addressee gets the
 //!   sender an `error` frame `unknown-peer`; the connection stays open.
+//! * **Message rate**: a client sending chat, list requests or offers faster than
+//!   [`HubConfig::message_rate`] (beyond [`HubConfig::message_burst`]) is slowed — the hub
+//!   stops taking its messages and [`Hub::wants_input`] turns false until its bucket has
+//!   refilled — and disconnected with `rate-limited` if it is still over the rate after
+//!   [`HubConfig::rate_limit_grace`]. File data and heartbeats do not count.
 //! * **Slow consumers**: a client whose queued output reaches the session's bound is
 //!   disconnected with `slow-consumer` and its queued output dropped, so one stalled reader
 //!   never holds up (or grows the memory of) everyone else.
@@ -60,7 +69,9 @@
 //!   name; the receiver's accept (with its resume offset) is passed back, the sender's
 //!   chunks are handed on as the receiver's connection asks for them, and the sender gets
 //!   credit back only for bytes handed on, so the hub holds at most one transfer window per
-//!   transfer ([`Hub::relay_buffered`]). The digest travels end to end; a cancel, reject or
+//!   transfer ([`Hub::relay_buffered`]), and all relays together at most
+//!   [`HubConfig::relay_budget`] (senders wait for credit when it is used up;
+//!   [`Hub::relay_committed`]). The digest travels end to end; a cancel, reject or
 //!   lost connection on either side ends the other side (`peer-lost` for a lost connection).
 //! * **The server's participant**: it sees broadcasts and text addressed to it as
 //!   [`HubEvent::Text`], speaks with [`Hub::say`], and exchanges files with clients through
