@@ -400,6 +400,11 @@ impl Hub {
         }
         for _ in 0..self.relays.withheld.len() {
             let room = budget.saturating_sub(self.relays.committed() + reserve);
+            if room == 0 {
+                // Nothing can be reported until handing on frees some: the rest wait (and
+                // a hub with many waiting relays does no work for them per piece).
+                break;
+            }
             let Some(source) = self.relays.withheld.pop_front() else {
                 break;
             };
