@@ -109,6 +109,11 @@ fn is_invisible_letter(c: char) -> bool {
 /// assert_ne!(name_key("alicé"), name_key("alice"));
 /// ```
 pub fn name_key(name: &str) -> String {
+    if name.is_ascii() {
+        // Nothing to fold but case (every folded form and look-alike is outside ASCII): the
+        // common case, once per routed private message, in one allocation.
+        return name.to_ascii_lowercase();
+    }
     let mut folded = String::with_capacity(name.len());
     for c in name.chars() {
         fold_compatibility(c, &mut folded);
@@ -365,6 +370,22 @@ mod tests {
                 );
                 assert_eq!(name_key(name), want, "{name:?} vs {:?}", row[0]);
             }
+        }
+    }
+
+    #[test]
+    fn the_ascii_shortcut_agrees_with_the_full_key() {
+        for name in ["alice", "ALICE", "Bob_2", "x.y-z", "Server", "I", "K"] {
+            let mut full = String::new();
+            for c in name.chars() {
+                super::fold_compatibility(c, &mut full);
+            }
+            let full: String = full
+                .to_lowercase()
+                .chars()
+                .map(|c| super::look_alike(c).unwrap_or(c))
+                .collect();
+            assert_eq!(name_key(name), full);
         }
     }
 
