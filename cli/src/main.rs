@@ -136,6 +136,26 @@ struct ServeArgs {
     /// request head), in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     handshake_timeout_ms: u64,
+    /// Messages per second one client may send on average (text, blob, list requests,
+    /// offers; not file data). Faster clients are slowed, then disconnected with
+    /// `rate-limited` (0: no limit).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    message_rate: u32,
+    /// Messages one client may send at once above the rate.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    message_burst: u32,
+    /// How long a client may stay over the message rate while slowed before it is
+    /// disconnected, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    rate_limit_grace_ms: u64,
+    /// Most relayed file data the server holds for all transfers together, in MiB; senders
+    /// wait for credit beyond it.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    relay_budget_mib: usize,
+    /// A transfer (or relay hop) that moves no byte for this long fails with
+    /// `transfer-timeout`, in milliseconds.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    stall_timeout_ms: u64,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

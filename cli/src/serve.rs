@@ -34,12 +34,24 @@ const WEB_PAGE: &[WebAsset] = &[
 pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let mut hub = HubConfig {
         server_name: args.name.clone(),
+        message_rate: args.message_rate,
+        message_burst: args.message_burst.max(1),
+        rate_limit_grace: Duration::from_millis(args.rate_limit_grace_ms),
+        relay_budget: args.relay_budget_mib.saturating_mul(1 << 20),
         ..HubConfig::default()
     };
     hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     hub.session.heartbeat_timeout = Duration::from_millis(args.timeout_ms);
+    // The hub would refuse to start with a server name that breaks the naming rules.
+    hub.validate().map_err(|e| {
+        CliError::new(
+            crate::exit::Exit::NameRefused,
+            format!("the server name {:?} cannot be used: {e}", args.name),
+        )
+    })?;
     let handshake_timeout = Duration::from_millis(args.handshake_timeout_ms);
     hub.session.handshake_timeout = handshake_timeout;
+    hub.session.transfer.stall_timeout = Duration::from_millis(args.stall_timeout_ms);
     if let Some(dir) = &args.inbox {
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError::new(

@@ -32,8 +32,8 @@ use tidings_std::{Client, ClientConfig, ClientEvent};
 const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
 /// The bound on the server's peak resident memory in every test (a debug build idles at
-/// about 10 MiB; one relay window is 8 MiB).
-const RSS_LIMIT_KIB: u64 = 64 << 10;
+/// about 10 MiB).
+const RSS_LIMIT_KIB: u64 = 32 << 10;
 
 /// How long any single expected event may take.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -156,7 +156,7 @@ impl Pair {
     }
 
     /// The first event of bob's (seen by the checks or still to come) for which `pred`
-    /// holds, within [`PATIENCE`].
+    /// holds, within [`PATIENCE`]; the others stay in `bob_saw`.
     fn bob_event(&mut self, mut pred: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
         if let Some(i) = self.bob_saw.iter().position(&mut pred) {
             return self.bob_saw.remove(i);
@@ -171,6 +171,7 @@ impl Pair {
             if pred(&ev) {
                 return ev;
             }
+            self.bob_saw.push(ev);
         }
     }
 
@@ -635,7 +636,8 @@ fn a_million_tiny_frames_do_not_disturb_anyone() {
 
 #[test]
 fn a_list_request_loop_without_reading_is_cut_off() {
-    let mut server = Serve::start(&[]);
+    // Without a message rate, so that the output bound is what stops it.
+    let mut server = Serve::start(&["--message-rate", "0"]);
     let mut pair = server.bystanders();
     let addr = server.addr;
     // Forty more names, 32 characters each, make every peer list about 1.4 KB.
@@ -646,7 +648,7 @@ fn a_list_request_loop_without_reading_is_cut_off() {
         let mut mallory = Raw::join(addr, "mallory");
         mallory
             .s
-            .set_write_timeout(Some(Duration::from_secs(20)))
+            .set_write_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let batch = encode(&Message::ListRequest).repeat(10_000);
         let mut sent = 0;
@@ -660,13 +662,146 @@ fn a_list_request_loop_without_reading_is_cut_off() {
     eprintln!("list requests written before the server cut off: {sent}");
     let left = server.expect(|v| v["event"] == "left" && v["name"] == "mallory");
     let reason = left["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("slow-consumer") || reason.contains("rate-limited"),
-        "{reason}"
-    );
+    assert!(reason.contains("slow-consumer"), "{reason}");
     drop(fillers);
     pair.check();
     server.assert_healthy("list request loop");
+}
+
+#[test]
+fn a_client_over_the_message_rate_is_slowed_then_disconnected() {
+    let mut server = Serve::start(&[
+        "--message-rate",
+        "50",
+        "--message-burst",
+        "50",
+        "--rate-limit-grace-ms",
+        "1000",
+    ]);
+    let mut pair = server.bystanders();
+    let addr = server.addr;
+    let started = Instant::now();
+    let attack = std::thread::spawn(move || {
+        let mut mallory = Raw::join(addr, "mallory");
+        mallory
+            .s
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let batch = encode(&text_to("bob", "spam")).repeat(1000);
+        // Until the server stops reading and cuts it off.
+        for _ in 0..1000 {
+            if mallory.s.write_all(&batch).is_err() {
+                break;
+            }
+        }
+        mallory
+    });
+    let mut mallory = pair.check_during(attack);
+    let left = server.expect(|v| v["event"] == "left" && v["name"] == "mallory");
+    let took = started.elapsed();
+    assert!(
+        left["reason"].as_str().unwrap().contains("rate-limited"),
+        "{left}"
+    );
+    let msgs = mallory.until_closed(PATIENCE);
+    assert_eq!(
+        Raw::close_code(&msgs),
+        Some(ErrorCode::RateLimited),
+        "{msgs:?}"
+    );
+    // bob got no more of the spam than the bucket allowed: the burst plus the rate.
+    pair.bob_event(|e| matches!(e, ClientEvent::Left(n) if n == "mallory"));
+    let spam = pair
+        .bob_saw
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::Text { text, .. } if text == "spam"))
+        .count() as f64;
+    // (Two more for the rounding of a refill at the edges.)
+    let allowed = 52.0 + 50.0 * took.as_secs_f64();
+    eprintln!("bob got {spam} spam texts in {took:?} (allowed {allowed:.0})");
+    assert!(spam <= allowed, "{spam} > {allowed}");
+    pair.check();
+    server.assert_healthy("message rate");
+}
+
+#[test]
+fn relays_into_receivers_that_stop_reading_stay_within_the_relay_budget() {
+    // Four relays of 8 MiB windows into receivers that do not read: with the default budget
+    // all four fill their windows (33 MiB relayed, server peak 68 MB measured); a budget of
+    // one window lets one relay move at a time.
+    let mut server = Serve::start(&["--relay-budget-mib", "8", "--stall-timeout-ms", "3000"]);
+    let mut pair = server.bystanders();
+    let src = tempfile::tempdir().unwrap();
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for i in 0..4 {
+        receivers.push(Raw::join(server.addr, &format!("deaf{i}")));
+        let sender =
+            Client::connect(server.addr, &format!("s{i}"), ClientConfig::default()).unwrap();
+        // Sparse: 64 MiB that cost no disk.
+        let path = src.path().join(format!("f{i}.bin"));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        sender.send_file(&format!("deaf{i}"), &path).unwrap();
+        senders.push(sender);
+    }
+    // Each receiver accepts with a full window, then never reads again.
+    for r in &mut receivers {
+        loop {
+            if let Message::Offer(offer) = r.next(PATIENCE).unwrap() {
+                r.send(&Message::Accept {
+                    id: offer.id,
+                    offset: 0,
+                    credit: 8 << 20,
+                });
+                break;
+            }
+        }
+    }
+    // The relays move what the budget lets through, and then stall; the stall timeout
+    // ends every relay on both hops with `transfer-timeout`.
+    for sender in &senders {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match sender
+                .next_event_timeout(left)
+                .expect("the relay ends in time")
+            {
+                ClientEvent::TransferFailed { code, .. } => {
+                    assert_eq!(code, ErrorCode::TransferTimeout);
+                    break;
+                }
+                ClientEvent::Closed { reason, .. } => panic!("sender closed: {reason}"),
+                _ => {}
+            }
+        }
+        pair.check();
+    }
+    // What reached each receiver: now read, up to the end of its transfer.
+    let mut moved = [0usize; 4];
+    for (i, r) in receivers.iter_mut().enumerate() {
+        loop {
+            match r.next(PATIENCE).unwrap() {
+                Message::Chunk { data, .. } => moved[i] += data.len(),
+                Message::Cancel { code, .. } | Message::Failed { code, .. } => {
+                    assert_eq!(code, ErrorCode::TransferTimeout);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let total: usize = moved.iter().sum();
+    eprintln!(
+        "relayed before the stall: {moved:?} bytes ({} MiB in all)",
+        total >> 20
+    );
+    assert!(total > 0 && total < 16 << 20, "{moved:?}");
+    pair.check();
+    server.assert_healthy("relay budget");
 }
 
 #[test]
