@@ -594,3 +594,112 @@ impl Host {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(max_connections: usize, max_per_address: usize, max_handshaking: usize) -> Host {
+        Host::new(
+            ServerConfig {
+                max_connections,
+                max_per_address,
+                max_handshaking,
+                ..ServerConfig::default()
+            },
+            Instant::now(),
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_limit_is_checked_and_released() {
+        let mut h = host(3, 2, 0);
+        assert_eq!(h.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(h.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(h.admit(ip("10.0.0.1")), Err(ConnLimit::PerAddress));
+        assert_eq!(h.admit(ip("10.0.0.2")), Ok(()));
+        assert_eq!(h.admit(ip("10.0.0.3")), Err(ConnLimit::Total));
+        h.release(ip("10.0.0.1"));
+        assert_eq!(h.open_connections(), 2);
+        assert_eq!(h.admit(ip("10.0.0.1")), Ok(()));
+        // Unregistered connections all count as handshaking.
+        let mut h = host(0, 0, 2);
+        assert_eq!(h.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(h.admit(ip("10.0.0.2")), Ok(()));
+        assert_eq!(h.admit(ip("10.0.0.3")), Err(ConnLimit::Handshaking));
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+        let mut h = host(0, 1, 0);
+        assert_eq!(h.admit(ip("2001:db8:1:2::1")), Ok(()));
+        // Another address of the same /64 is the same host.
+        assert_eq!(
+            h.admit(ip("2001:db8:1:2:ffff::9")),
+            Err(ConnLimit::PerAddress)
+        );
+        assert_eq!(h.admit(ip("2001:db8:1:3::1")), Ok(()));
+        assert_eq!(h.admit(ip("192.0.2.7")), Ok(()));
+        assert_eq!(h.admit(ip("::ffff:192.0.2.7")), Err(ConnLimit::PerAddress));
+        h.release(ip("::ffff:192.0.2.7"));
+        assert_eq!(h.admit(ip("192.0.2.7")), Ok(()));
+    }
+
+    #[test]
+    fn refusals_are_reported_at_most_once_a_second() {
+        let mut h = host(1, 0, 0);
+        let addr: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            h.refused(addr, ConnLimit::Total, t0 + Duration::from_millis(i * 100));
+        }
+        h.refused(addr, ConnLimit::Total, t0 + Duration::from_millis(1000));
+        let events: Vec<_> = std::iter::from_fn(|| h.poll_event()).collect();
+        assert_eq!(
+            events,
+            vec![
+                ServerEvent::ConnectionRefused {
+                    addr,
+                    limit: ConnLimit::Total,
+                    unreported: 0
+                },
+                ServerEvent::ConnectionRefused {
+                    addr,
+                    limit: ConnLimit::Total,
+                    unreported: 4
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn at_most_max_refusing_are_answered_at_once() {
+        let mut h = host(1, 0, 0);
+        for _ in 0..MAX_REFUSING {
+            assert!(h.start_refusal());
+        }
+        assert!(!h.start_refusal());
+        h.end_refusal();
+        assert!(h.start_refusal());
+    }
+
+    #[test]
+    fn native_refusal_is_preamble_then_error_server_full() {
+        let bytes = ConnLimit::PerAddress.native_refusal();
+        assert_eq!(&bytes[..8], &Preamble::CURRENT.to_bytes());
+        let mut dec = tidings_core::wire::FrameDecoder::new(1 << 20);
+        dec.push(&bytes[8..]);
+        let msg = Message::decode(dec.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            msg,
+            Message::Error {
+                code: ErrorCode::ServerFull,
+                text: Utf8::from("too many connections from your address"),
+            }
+        );
+    }
+}
