@@ -99,8 +99,13 @@ impl Serve {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
-    /// Asserts that the process runs and its peak memory stayed under the bound.
+    /// Asserts that the process runs and its peak memory stayed under [`RSS_LIMIT_KIB`].
     fn assert_healthy(&mut self, what: &str) {
+        self.assert_healthy_under(what, RSS_LIMIT_KIB);
+    }
+
+    /// Asserts that the process runs and its peak memory stayed under `limit_kib`.
+    fn assert_healthy_under(&mut self, what: &str, limit_kib: u64) {
         assert!(
             self.child.try_wait().unwrap().is_none(),
             "the server died during {what}"
@@ -109,8 +114,8 @@ impl Serve {
         let now = self.status_kib("VmRSS:");
         eprintln!("{what}: server VmRSS {now} KiB, VmHWM {peak} KiB");
         assert!(
-            peak < RSS_LIMIT_KIB,
-            "{what}: server peak RSS {peak} KiB over {RSS_LIMIT_KIB} KiB"
+            peak < limit_kib,
+            "{what}: server peak RSS {peak} KiB over {limit_kib} KiB"
         );
     }
 
@@ -799,9 +804,14 @@ fn relays_into_receivers_that_stop_reading_stay_within_the_relay_budget() {
         "relayed before the stall: {moved:?} bytes ({} MiB in all)",
         total >> 20
     );
-    assert!(total > 0 && total < 16 << 20, "{moved:?}");
+    // (How much got through depends on the kernel's socket buffers, which the budget does
+    // not count: a relay whose data drained into them frees budget for the next. What the
+    // budget bounds is the server's own memory, checked below.)
+    assert!(total > 0, "{moved:?}");
     pair.check();
-    server.assert_healthy("relay budget");
+    // Peaks measured: 18-21 MB alone, up to 34 MB with four copies of this suite at once
+    // (relayed bytes cost more than their count in the heap); without the budget 68 MB.
+    server.assert_healthy_under("relay budget", 48 << 10);
 }
 
 #[test]
