@@ -362,6 +362,13 @@ impl Message {
         use frame_type::*;
         let kind = frame.kind;
         let mut r = Reader::new(frame.body);
+        // The hot path: most frames of a chat are `text`. Its last field takes the rest of
+        // the body, so no trailing-bytes check is due and the message is built straight into
+        // the return value, without the general path's temporary (a few per cent of a 64-byte
+        // frame).
+        if kind == TEXT {
+            return text(&mut r);
+        }
         let msg = match kind {
             HELLO => Message::Hello(Hello {
                 name: r.str8()?,
@@ -381,11 +388,7 @@ impl Message {
                 code: code(&mut r)?,
                 reason: r.rest_str()?,
             },
-            TEXT => Message::Text {
-                peer: r.str8()?,
-                private: flags(&mut r)?,
-                text: r.rest_str()?,
-            },
+            TEXT => return text(&mut r),
             BLOB => Message::Blob {
                 peer: r.str8()?,
                 private: flags(&mut r)?,
@@ -698,6 +701,19 @@ fn names(r: &mut Reader) -> Result<Vec<Utf8>, ProtocolError> {
         out.push(r.str8()?);
     }
     Ok(out)
+}
+
+/// The body of a `text` frame: `peer: str8, flags: u8, text: rest`.
+#[inline(always)]
+fn text(r: &mut Reader) -> Result<Message, ProtocolError> {
+    let peer = r.str8()?;
+    let private = flags(r)?;
+    let text = r.rest_str()?;
+    Ok(Message::Text {
+        peer,
+        private,
+        text,
+    })
 }
 
 fn code(r: &mut Reader) -> Result<ErrorCode, ProtocolError> {
