@@ -122,9 +122,10 @@ struct ServeArgs {
     #[arg(long)]
     no_web: bool,
     /// Most open connections at once (0: no limit). Beyond it a new connection is turned
-    /// away: a native client gets `server-full`, an HTTP client 503.
-    #[arg(long, default_value_t = 12_000, value_name = "N")]
-    max_connections: usize,
+    /// away: a native client gets `server-full`, an HTTP client 503. Default 12 000, or the
+    /// process's descriptor limit (`ulimit -n`) less 64 when that is lower.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Most open connections from one source address (IPv6: one /64; 0: no limit).
     #[arg(long, default_value_t = 256, value_name = "N")]
     max_per_address: usize,

@@ -31,6 +31,22 @@ const WEB_PAGE: &[WebAsset] = &[
     },
 ];
 
+/// Descriptors kept free for the listener, the inbox's files, logs and the like when the
+/// connection limit follows the descriptor limit.
+const DESCRIPTOR_RESERVE: usize = 64;
+
+/// The soft limit on open file descriptors (Linux: `/proc/self/limits`), if known.
+fn descriptor_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    // "Max open files            1024                 1048576              files"
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let mut hub = HubConfig {
         server_name: args.name.clone(),
@@ -64,10 +80,23 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
             )
         })?;
     }
+    let max_connections = args.max_connections.unwrap_or_else(|| {
+        let default = ServerConfig::default().max_connections;
+        // Past the descriptor limit new connections would wait unanswered in the kernel's
+        // backlog; below it they are refused with a reason. 64 are left for everything else.
+        match descriptor_limit() {
+            Some(fds) if fds.saturating_sub(DESCRIPTOR_RESERVE) < default => {
+                let max = fds.saturating_sub(DESCRIPTOR_RESERVE).max(1);
+                tracing::info!(fds, max, "connection limit lowered to the descriptor limit");
+                max
+            }
+            _ => default,
+        }
+    });
     let config = ServerConfig {
         hub,
         inbox: args.inbox.clone(),
-        max_connections: args.max_connections,
+        max_connections,
         max_per_address: args.max_per_address,
         max_handshaking: args.max_handshaking,
     };

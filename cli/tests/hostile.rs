@@ -47,9 +47,25 @@ struct Serve {
 
 impl Serve {
     fn start(extra: &[&str]) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["--json", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--json", "serve", "--listen", "127.0.0.1:0"])
+            .args(extra);
+        Serve::spawn(cmd)
+    }
+
+    /// `tidings --json serve` with at most `fds` open descriptors (`ulimit -n`; the shell
+    /// execs, so the child is the server).
+    fn start_with_fd_limit(fds: u32) -> Serve {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(["--json", "serve", "--listen", "127.0.0.1:0"]);
+        Serve::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Serve {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1136,6 +1152,23 @@ fn too_many_connections_per_address_and_in_total_are_refused() {
     assert_eq!(v["limit"], "total");
     pair.check();
     server.assert_healthy("total limit");
+}
+
+#[test]
+fn the_connection_limit_follows_a_low_descriptor_limit() {
+    // 150 descriptors: at most 86 connections (64 are kept for everything else), so the
+    // connection past them is refused with a reason instead of waiting in the backlog.
+    let mut server = Serve::start_with_fd_limit(150);
+    let mut pair = server.bystanders();
+    let held: Vec<Raw> = (0..84)
+        .map(|i| Raw::join(server.addr, &format!("held{i}")))
+        .collect();
+    let (code, reason) = refusal(server.addr).expect("an error frame");
+    assert_eq!(code, ErrorCode::ServerFull);
+    assert_eq!(reason, "the server has too many connections");
+    pair.check();
+    drop(held);
+    server.assert_healthy("descriptor limit");
 }
 
 #[test]
