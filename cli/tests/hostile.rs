@@ -536,6 +536,9 @@ fn slowloris_in_every_phase_is_cut_off_by_its_deadline() {
     // An HTTP request head that never ends.
     let mut http = Raw::connect(addr);
     http.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    // A WebSocket upgrade request that never ends.
+    let mut ws_head = Raw::connect(addr);
+    ws_head.send_bytes(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n");
     // A WebSocket upgraded (tidings.v1) that never says hello.
     let (mut ws, status) = Ws::upgrade(addr, Some("tidings.v1"), "");
     assert!(status.contains(" 101 "), "{status}");
@@ -550,6 +553,7 @@ fn slowloris_in_every_phase_is_cut_off_by_its_deadline() {
     // Door and HTTP head: dropped without an answer.
     assert_eq!(silent.until_closed(PATIENCE), vec![]);
     assert_eq!(http.until_closed(PATIENCE), vec![]);
+    assert_eq!(ws_head.until_closed(PATIENCE), vec![]);
     // Native before hello: the handshake timeout (spec §6.6.4).
     for (what, raw) in [
         ("inside the preamble", &mut part_preamble),
@@ -612,6 +616,22 @@ fn a_frame_length_of_2_pow_32_minus_1_is_refused_on_its_four_bytes() {
         Some(ErrorCode::FrameTooLarge),
         "{msgs:?}"
     );
+    // The WebSocket door: a frame announcing 2^63-1 bytes (the most RFC 6455 allows) is
+    // refused on its header with 1009, before and after hello.
+    for hello_first in [false, true] {
+        let (mut ws, status) = Ws::upgrade(server.addr, Some("tidings.v1"), "");
+        assert!(status.contains(" 101 "), "{status}");
+        if hello_first {
+            ws.send_text(r#"{"type":"hello","name":"wsbig","capabilities":0,"max_frame":1048576}"#);
+            ws.text_with(r#""type":"welcome""#);
+        }
+        let mut frame = vec![0x82, 0x80 | 127];
+        frame.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        ws.s.write_all(&frame).unwrap();
+        let (code, reason) = ws.until_close();
+        assert_eq!(code, 1009, "{reason}");
+    }
     pair.check();
     server.assert_healthy("2^32-1");
 }
