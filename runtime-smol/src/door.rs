@@ -310,7 +310,7 @@ async fn http(state: Rc<State>, mut stream: TcpStream, first: Vec<u8>, deadline:
 async fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>) {
     let now = Instant::now();
     let id = state.host.borrow_mut().hub().connect(now);
-    let (wake, wake_rx) = async_channel::bounded(1);
+    let (wake, wake_rx) = crate::server::wake_pair();
     state.writers.borrow_mut().insert(id, wake);
     state.host.borrow_mut().hub().handle_input(now, id, &first);
     // Not kept for the life of the connection.

@@ -92,7 +92,7 @@ pub(crate) async fn ws_task(
     early: Bytes,
 ) {
     let id = state.host.borrow_mut().hub().connect(Instant::now());
-    let (wake_tx, wake_rx) = async_channel::bounded(1);
+    let (wake_tx, wake_rx) = crate::server::wake_pair();
     state.writers.borrow_mut().insert(id, wake_tx);
     let mut wake = Box::pin(wake_rx);
     let mut link = Link {

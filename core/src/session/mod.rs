@@ -265,6 +265,11 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // Timers run when the connection is quiet: an idle session keeps no event queue
+            // (a busy one keeps it between timers, so events cost no allocation each).
+            self.events = VecDeque::new();
+        }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
             return self.fail(
                 ErrorCode::HeartbeatTimeout,

@@ -10,6 +10,12 @@ use crate::wire::Message;
 ///
 /// Small frames are appended to one buffer and handed out together; a frame with a large
 /// payload is handed out as its header followed by the payload's own `Bytes`, never copied.
+///
+/// The buffer is handed out whole (not split off), so a drained lane holds no allocation:
+/// a split would leave the lane a reference into the old allocation, keeping all of it
+/// alive (an idle connection would hold its largest burst, such as a `welcome` listing
+/// thousands of names, for as long as it stays connected) and making every later growth
+/// reserve that burst's size again.
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
     /// Sealed pieces; the flag marks a payload that continues the frame of the piece before
@@ -21,6 +27,9 @@ pub(crate) struct Lane {
 
 /// Payloads at least this large are queued by reference instead of copied.
 const COPY_LIMIT: usize = 1024;
+
+/// Capacity of the queue of sealed pieces kept once it drained (a relay's steady state).
+const READY_KEEP: usize = 16;
 
 impl Lane {
     /// Queues a whole message.
@@ -43,7 +52,8 @@ impl Lane {
 
     fn seal(&mut self) {
         if !self.tail.is_empty() {
-            self.ready.push_back((self.tail.split().freeze(), false));
+            let tail = std::mem::take(&mut self.tail);
+            self.ready.push_back((tail.freeze(), false));
         }
     }
 
@@ -51,10 +61,14 @@ impl Lane {
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
         let out = match self.ready.pop_front() {
             Some((b, _)) => b,
-            None if !self.tail.is_empty() => self.tail.split().freeze(),
+            None if !self.tail.is_empty() => std::mem::take(&mut self.tail).freeze(),
             None => return None,
         };
         self.len -= out.len();
+        if self.ready.is_empty() && self.ready.capacity() > READY_KEEP {
+            // A burst of large payloads (a relay window) grew the queue: give it back.
+            self.ready = VecDeque::new();
+        }
         Some(out)
     }
 
