@@ -140,3 +140,29 @@ fn per_address_and_total_limits_refuse_with_server_full() {
         }]
     );
 }
+
+#[test]
+fn connections_in_their_handshake_are_capped() {
+    let server = start(ServerConfig {
+        max_handshaking: 1,
+        ..ServerConfig::default()
+    });
+    // Registered peers do not count.
+    let _a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
+    let silent = TcpStream::connect(server.addr).unwrap();
+    // The server counts `silent` when it accepts it, which may be after our next connect:
+    // retry until the refusal names the handshake limit.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let msgs = refused_messages(server.addr, "b");
+        let refused = msgs.iter().any(|m| {
+            matches!(m, Message::Error { code: ErrorCode::ServerFull, text }
+                if text.as_str() == ConnLimit::Handshaking.reason())
+        });
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < end, "never refused: {msgs:?}");
+    }
+    drop(silent);
+}
