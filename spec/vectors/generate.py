@@ -340,6 +340,11 @@ def ascii_upper(text):
     return "".join(c.upper() if c.isascii() else c for c in text)
 
 
+# Invisible and bidirectional formatting characters (spec §7.8 rule 4), listed explicitly.
+INVISIBLE = set("\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d"
+                "\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
+
+
 def safe_file_name(name):
     """The rules of spec §7.8, in order; None when the name is refused."""
     if len(name.encode()) > MAX_WIRE_NAME:
@@ -347,7 +352,8 @@ def safe_file_name(name):
     base = re.split(r"[/\\]", name)[-1]
     if len(base) >= 2 and base[0].isascii() and base[0].isalpha() and base[1] == ":":
         base = base[2:]
-    out = "".join("_" if unicodedata.category(c) == "Cc" or c in ':*?"<>|' else c for c in base)
+    out = "".join("_" if unicodedata.category(c) == "Cc" or c in INVISIBLE or c in ':*?"<>|'
+                  else c for c in base)
     out = out.rstrip(" .").lstrip(" ")
     if not out:
         return None
@@ -1192,6 +1198,8 @@ def session_vectors():
         ("dir/", "nothing after the last slash: refused"),
         ("...", "only dots: refused"),
         ("a" * 4097, "over 4096 bytes on the wire: refused"),
+        ("evil\u202etxt.exe", "a right-to-left override cannot fake the extension"),
+        ("a\u200bb\ufeff", "zero-width characters become _"),
     ]
     for i, (name, why) in enumerate(hostile):
         offer = E(msg("offer", id=2 * i, peer="", size=1, name=name, media_type=""))

@@ -9,7 +9,8 @@ pub const MAX_BASE_NAME: usize = 255;
 /// when nothing usable is left (the offer is then rejected with `bad-file-name`).
 ///
 /// The rules, in order: reject names over 4096 bytes; keep what follows the last `/` or `\`;
-/// drop a drive prefix such as `C:`; replace control characters and `: * ? " < > |` with `_`;
+/// drop a drive prefix such as `C:`; replace control characters, invisible and bidirectional
+/// formatting characters ([`is_invisible`]) and `: * ? " < > |` with `_`;
 /// trim spaces and dots at the end and spaces at the start; replace a leading `.` with `_`
 /// (no hidden files); prefix Windows device names (`CON`, `NUL`, `COM1` …) with `_`; cut to 255
 /// bytes on a character boundary, keeping a short extension. Empty results are refused.
@@ -36,7 +37,10 @@ pub fn safe_file_name(name: &str) -> Option<String> {
     let mut out: String = base
         .chars()
         .map(|c| {
-            if c.is_control() || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+            if c.is_control()
+                || is_invisible(c)
+                || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')
+            {
                 '_'
             } else {
                 c
@@ -63,6 +67,16 @@ pub fn safe_file_name(name: &str) -> Option<String> {
         out = shorten(&out);
     }
     Some(out)
+}
+
+/// Invisible and bidirectional formatting characters (spec §7.8 rule 4): a right-to-left
+/// override lets `evil\u{202E}txt.exe` display as `evilexe.txt`, and zero-width characters
+/// make two names look the same. The list is explicit so that every implementation agrees:
+/// U+00AD, U+061C, U+180E, U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+2069, U+FEFF.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Cuts a long name to [`MAX_BASE_NAME`] bytes, keeping an extension of up to 16 bytes.
@@ -97,6 +111,8 @@ mod tests {
             ("a\u{7f}\u{85}b", Some("a__b")),
             ("what?.txt", Some("what_.txt")),
             ("D:evil", Some("evil")),
+            ("evil\u{202E}txt.exe", Some("evil_txt.exe")),
+            ("a\u{200B}b\u{FEFF}", Some("a_b_")),
         ] {
             assert_eq!(safe_file_name(input).as_deref(), want, "{input:?}");
         }

@@ -127,7 +127,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use config::TransferConfig;
-pub use file_name::{safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
+pub use file_name::{is_invisible, safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
 pub use progress::Progress;
 
 use crate::session::{Event, Lane, Role, SendError, Session};
