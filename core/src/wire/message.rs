@@ -731,3 +731,59 @@ fn flags(r: &mut Reader) -> Result<bool, ProtocolError> {
 fn malformed(detail: &'static str) -> ProtocolError {
     ProtocolError::new(ErrorCode::Malformed, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(msg: &Message) -> Frame {
+        let mut wire = BytesMut::new();
+        msg.encode(&mut wire);
+        let wire = wire.freeze();
+        Frame {
+            kind: wire[4],
+            body: wire.slice(HEADER_LEN..),
+        }
+    }
+
+    #[test]
+    fn short_names_do_not_hold_the_receive_buffer_and_long_ones_share_it() {
+        for (name, shares) in [("bob", false), (&*"n".repeat(40), true)] {
+            let msg = Message::Presence {
+                kind: PresenceKind::Joined,
+                name: Utf8::from(name),
+            };
+            let frame = frame_of(&msg);
+            let body = frame.body.clone();
+            let decoded = Message::decode(frame).unwrap();
+            assert_eq!(decoded, msg);
+            // Only `body` is left holding the buffer unless the decoded name points into it.
+            assert_eq!(!body.is_unique(), shares, "{name}");
+            drop(decoded);
+            assert!(body.is_unique());
+        }
+    }
+
+    #[test]
+    fn strings_at_every_length_around_the_inline_limit_round_trip() {
+        for len in 0..=40 {
+            for last in [false, true] {
+                let peer = Utf8::from("é".repeat(len / 2) + &"p".repeat(len % 2));
+                // `text` ends the body; `presence` ends with its name (a short source).
+                let msg = if last {
+                    Message::Presence {
+                        kind: PresenceKind::Left,
+                        name: peer,
+                    }
+                } else {
+                    Message::Text {
+                        peer,
+                        private: true,
+                        text: Utf8::from("x".repeat(len)),
+                    }
+                };
+                assert_eq!(Message::decode(frame_of(&msg)).unwrap(), msg);
+            }
+        }
+    }
+}
