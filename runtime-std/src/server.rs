@@ -57,6 +57,10 @@ struct Shared {
     timer: Condvar,
     /// Signalled when a connection is removed (paired with `inner`).
     gone: Condvar,
+    /// Signalled when the hub reports connections ready again (paired with `inner`): a
+    /// reader that the hub paused (full event queue, or a client over its message rate)
+    /// waits on it before reading more.
+    readable: Condvar,
     disk: SyncSender<()>,
     events: SyncSender<ServerEvent>,
     event_rx: Mutex<Receiver<ServerEvent>>,
@@ -115,6 +119,7 @@ impl Server {
             }),
             timer: Condvar::new(),
             gone: Condvar::new(),
+            readable: Condvar::new(),
             disk,
             events,
             event_rx: Mutex::new(event_rx),
@@ -284,15 +289,23 @@ impl Shared {
     fn after(&self, inner: &mut MutexGuard<'_, Inner>) {
         let inner = &mut **inner;
         let wake = |host: &mut Host, writers: &HashMap<ConnId, SyncSender<()>>| {
+            let mut any = false;
             while let Some(conn) = host.hub().poll_ready() {
+                any = true;
                 if let Some(w) = writers.get(&conn) {
                     let _ = w.try_send(());
                 }
             }
+            any
         };
-        wake(&mut inner.host, &inner.writers);
+        let mut ready = wake(&mut inner.host, &inner.writers);
         inner.host.process();
-        wake(&mut inner.host, &inner.writers);
+        ready |= wake(&mut inner.host, &inner.writers);
+        if ready {
+            // Few readers are ever paused; waking all to re-check is simpler than a
+            // condition variable per connection.
+            self.readable.notify_all();
+        }
         if inner.host.has_jobs() {
             let _ = self.disk.try_send(());
         }
@@ -315,12 +328,25 @@ impl Shared {
         inner.host.hub().remove(id);
         self.after(&mut inner);
         self.gone.notify_all();
+        self.readable.notify_all();
     }
 }
 
 fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
+        {
+            // Read only while the hub wants input: it pauses a connection whose event
+            // queue is full or that sends faster than its message rate (and disconnects one
+            // that is read regardless).
+            let mut inner = shared.inner.lock().unwrap();
+            while !inner.host.hub_ref().wants_input(id) {
+                if inner.host.hub_ref().is_finished(id) || shared.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                inner = shared.readable.wait(inner).unwrap();
+            }
+        }
         match stream.read(&mut buf) {
             Ok(n) if n > 0 => {
                 let mut inner = shared.inner.lock().unwrap();
@@ -492,5 +518,6 @@ impl ServerHandle {
         // Wake the accept loop with a connection of our own.
         let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
         self.shared.timer.notify_all();
+        self.shared.readable.notify_all();
     }
 }
