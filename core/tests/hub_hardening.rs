@@ -418,3 +418,75 @@ fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
     // Both connections stay up: only the transfer ended.
     assert_eq!(net.hub.peer_count(), 2);
 }
+
+#[test]
+fn a_paused_connection_is_woken_when_it_may_be_read_again() {
+    use bytes::BytesMut;
+    use std::time::Instant;
+    use tidings_core::hub::HubEvent;
+    use tidings_core::wire::{Hello, Message, Preamble};
+    let t0 = Instant::now();
+    let config = HubConfig {
+        message_rate: 10,
+        message_burst: 5,
+        ..HubConfig::default()
+    };
+    let mut hub = Hub::new(config, t0);
+    let conn = hub.connect(t0);
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&Preamble::CURRENT.to_bytes());
+    Message::Hello(Hello {
+        name: hub_sim::u("mallory"),
+        capabilities: 3,
+        max_frame: 1 << 20,
+    })
+    .encode(&mut b);
+    hub.handle_input(t0, conn, &b);
+    // (The texts only after the hello was answered: before, they would be out of order.)
+    let mut b = BytesMut::new();
+    for i in 0..20 {
+        Message::Text {
+            peer: hub_sim::u(""),
+            private: false,
+            text: hub_sim::u(&format!("t{i}")),
+        }
+        .encode(&mut b);
+    }
+    hub.handle_input(t0, conn, &b);
+    let texts = |hub: &mut Hub| {
+        let mut n = 0;
+        while let Some(ev) = hub.poll_event() {
+            n += usize::from(matches!(ev, HubEvent::Text { .. }));
+        }
+        n
+    };
+    while hub.poll_ready().is_some() {}
+    while hub.poll_transmit(conn).is_some() {}
+    assert_eq!(texts(&mut hub), 5, "the burst");
+    assert!(!hub.wants_input(conn));
+    // The pause ends when one token (a tenth of a second at 10/s) is back.
+    let t = hub.poll_timeout().unwrap();
+    assert!(
+        t > t0 && t <= t0 + Duration::from_millis(101),
+        "{:?}",
+        t - t0
+    );
+    hub.handle_timeout(t);
+    let mut woken = false;
+    while let Some(c) = hub.poll_ready() {
+        woken |= c == conn;
+    }
+    assert!(woken, "the reader was not woken when the pause ended");
+    assert_eq!(texts(&mut hub), 1);
+    // One second later, ten more have been taken in all, never more than the rate.
+    let (mut now, mut more) = (t, 0);
+    while now < t + Duration::from_secs(1) {
+        now = hub.poll_timeout().unwrap();
+        assert!(now > t0, "a timer in the past");
+        hub.handle_timeout(now);
+        while hub.poll_ready().is_some() {}
+        while hub.poll_transmit(conn).is_some() {}
+        more += texts(&mut hub);
+    }
+    assert!((9..=11).contains(&more), "{more}");
+}
