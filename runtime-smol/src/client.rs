@@ -1,5 +1,5 @@
 //! The async client: one task owns the session and the socket, the handle talks to it over
-//! channels, and disk jobs run on the `blocking` thread pool.
+//! channels, and disk jobs run on a disk thread of the connection's own, beside the socket.
 //!
 //! ```no_run
 //! use tidings_smol::{Client, ClientConfig, ClientEvent};
@@ -16,6 +16,7 @@
 //! # Ok::<(), tidings_smol::Error>(())
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -31,8 +32,8 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_std::agent::Agent;
-use tidings_std::files::Source;
+use tidings_std::agent::{Agent, Ticket};
+use tidings_std::files::{DiskDone, DiskJob, Source};
 
 use crate::{ClientConfig, ClientEvent, Error};
 
@@ -232,8 +233,57 @@ enum Wake {
     Read(io::Result<usize>),
     Wrote(io::Result<usize>),
     Call(Option<(Call, Reply)>),
+    Job(Option<DiskDone>),
     Timer,
 }
+
+/// Disk jobs handed to a connection's disk thread at once. The thread works while this task
+/// serves the socket, so reading the file, hashing, writing the socket (and, receiving,
+/// writing the file) overlap instead of taking turns. Reads are bounded by the read-ahead
+/// (four 256 KiB chunks by default) anyway, writes by the receive window; this bound keeps a
+/// receiver from queueing a whole window of writes.
+const JOBS_IN_FLIGHT: usize = 8;
+
+/// A connection's disk thread: runs its jobs one after the other, in the order given, and
+/// sends each result back. One thread rather than the shared pool: results come back in
+/// order by construction, and writes to one file never contend for its inode lock (parallel
+/// `pwrite`s to one file spun on it for 4 % of a receiver's CPU). Started on the first job,
+/// so chat-only connections have none.
+struct DiskThread {
+    jobs: async_channel::Sender<DiskJob>,
+    results: Pin<Box<Receiver<DiskDone>>>,
+}
+
+impl DiskThread {
+    fn start() -> io::Result<DiskThread> {
+        let (jobs, job_rx) = async_channel::bounded::<DiskJob>(JOBS_IN_FLIGHT);
+        let (done_tx, results) = async_channel::bounded(JOBS_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("tidings-disk".into())
+            .spawn(move || {
+                while let Ok(job) = job_rx.recv_blocking() {
+                    // The connection is gone (aborted): leave the queued jobs undone, as a
+                    // crash would.
+                    if done_tx.is_closed() || done_tx.send_blocking(job.run()).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(DiskThread {
+            jobs,
+            results: Box::pin(results),
+        })
+    }
+}
+
+/// Bytes read from the socket at once to begin with (chat needs little) …
+const READ_BUF_MIN: usize = 64 << 10;
+/// … and at most, once reads fill the buffer (a file arriving): a 256 KiB chunk then takes
+/// one or two reads instead of four or five.
+const READ_BUF_MAX: usize = 256 << 10;
+
+/// Most pieces gathered into one vectored write.
+const MAX_SLICES: usize = 64;
 
 async fn drive(
     mut agent: Agent,
@@ -241,8 +291,14 @@ async fn drive(
     calls: Receiver<(Call, Reply)>,
     events: Sender<ClientEvent>,
 ) {
-    let mut out: Vec<Bytes> = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
+    // What to write, and how much of the front piece is written already (pieces are not
+    // re-sliced, so a chunk's buffer is whole again when it goes back to the read pool).
+    let mut out: VecDeque<Bytes> = VecDeque::new();
+    let mut head = 0;
+    // Tickets of the jobs on the disk thread, oldest first; results arrive in this order.
+    let mut jobs: VecDeque<Ticket> = VecDeque::new();
+    let mut disk: Option<DiskThread> = None;
+    let mut buf = vec![0u8; READ_BUF_MIN];
     let mut timer = Timer::never();
     // Re-arming a timer costs a trip through the reactor: only do it when the deadline moves.
     let mut armed: Option<Instant> = None;
@@ -250,21 +306,36 @@ async fn drive(
     // Polled as a stream, so its listener survives between polls (no allocation per wait).
     let mut calls = Box::pin(calls);
     loop {
-        loop {
-            agent.process();
+        agent.process();
+        while jobs.len() < JOBS_IN_FLIGHT {
             let Some((ticket, job)) = agent.next_job() else {
                 break;
             };
-            let done = blocking::unblock(move || job.run()).await;
-            agent.job_done(ticket, done);
+            if disk.is_none() {
+                match DiskThread::start() {
+                    Ok(d) => disk = Some(d),
+                    Err(_) => {
+                        // No thread to be had: run it here, as a blocking runtime would.
+                        agent.job_done(ticket, job.run());
+                        agent.process();
+                        continue;
+                    }
+                }
+            }
+            let Some(d) = &disk else { break };
+            // Never full (at most JOBS_IN_FLIGHT jobs are queued, running or answered); closed
+            // only if a job panicked, which is passed on as awaiting the job would have.
+            d.jobs.try_send(job).expect("the disk thread stopped");
+            jobs.push_back(ticket);
         }
         while let Some(b) = agent.poll_transmit() {
-            out.push(b);
+            out.push_back(b);
         }
         while let Some(ev) = agent.poll_event() {
             let _ = events.try_send(ev);
         }
-        if agent.is_finished() && out.is_empty() {
+        // In-flight jobs finish first: a receiver's last writes belong in the partial file.
+        if agent.is_finished() && out.is_empty() && jobs.is_empty() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
@@ -286,10 +357,21 @@ async fn drive(
         }
         let wants_input = agent.wants_input();
         let wake = future::poll_fn(|cx| {
+            // Results are taken in the order the jobs were started (see `Agent::next_job`).
+            if let (false, Some(d)) = (jobs.is_empty(), disk.as_mut()) {
+                if let Poll::Ready(done) = d.results.as_mut().poll_next(cx) {
+                    return Poll::Ready(Wake::Job(done));
+                }
+            }
             if !out.is_empty() {
-                let slices: Vec<IoSlice<'_>> =
-                    out.iter().take(64).map(|b| IoSlice::new(b)).collect();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices) {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut n = 0;
+                for (i, b) in out.iter().take(MAX_SLICES).enumerate() {
+                    slices[i] = IoSlice::new(if i == 0 { &b[head..] } else { b });
+                    n += 1;
+                }
+                if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices[..n])
+                {
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
@@ -311,12 +393,28 @@ async fn drive(
         .await;
         let now = Instant::now();
         match wake {
-            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            Wake::Wrote(Ok(n)) if n > 0 => {
+                head = written(&mut out, head, n, |b| agent.recycle(b));
+            }
             Wake::Wrote(_) | Wake::Read(Err(_)) | Wake::Read(Ok(0)) => {
                 out.clear();
+                head = 0;
                 agent.handle_eof(now);
             }
-            Wake::Read(Ok(n)) => agent.handle_input(now, &buf[..n]),
+            Wake::Read(Ok(n)) => {
+                agent.handle_input(now, &buf[..n]);
+                if n == buf.len() && buf.len() < READ_BUF_MAX {
+                    buf.resize(buf.len() * 2, 0);
+                }
+            }
+            Wake::Job(done) => {
+                // The disk thread only stops early when a job panicked: pass that on, as
+                // awaiting the job would have.
+                let done = done.expect("the disk thread stopped");
+                if let Some(ticket) = jobs.pop_front() {
+                    agent.job_done(ticket, done);
+                }
+            }
             Wake::Call(Some((f, reply))) => {
                 let _ = reply.try_send(f(&mut agent));
             }
@@ -331,6 +429,28 @@ async fn drive(
             }
         }
     }
+}
+
+/// Accounts for `n` more written bytes of `out`, whose front piece had `head` bytes written:
+/// whole pieces go to `done`, and the new front's written length is returned.
+fn written(
+    out: &mut VecDeque<Bytes>,
+    mut head: usize,
+    mut n: usize,
+    mut done: impl FnMut(Bytes),
+) -> usize {
+    while let Some(front) = out.front() {
+        let left = front.len() - head;
+        if n < left {
+            return head + n;
+        }
+        n -= left;
+        head = 0;
+        if let Some(b) = out.pop_front() {
+            done(b);
+        }
+    }
+    0
 }
 
 /// Drops `n` written bytes from the front of `out`.

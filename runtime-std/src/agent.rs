@@ -3,9 +3,14 @@
 //! file reads and writes into [`DiskJob`]s, and never blocks or touches a socket itself.
 //!
 //! A driver loops: feed socket bytes / timeouts / commands in, call [`Agent::process`], run
-//! every job from [`Agent::next_job`] (in order) and hand the result to [`Agent::job_done`]
-//! (then `process` again), write [`Agent::poll_transmit`] out, deliver [`Agent::poll_event`],
-//! and sleep until input, a command or [`Agent::poll_timeout`].
+//! the jobs from [`Agent::next_job`] and hand each result to [`Agent::job_done`] (then
+//! `process` again), write [`Agent::poll_transmit`] out (handing written bytes back with
+//! [`Agent::recycle`]), deliver [`Agent::poll_event`], and sleep until input, a command, a
+//! finished job or [`Agent::poll_timeout`].
+//!
+//! Jobs may run at the same time, overlapping disk and socket, as long as their results are
+//! reported in the order the jobs were taken: reads answer the session in file order, and a
+//! finished download is only moved in place after every write of it was reported.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -311,10 +316,19 @@ impl Agent {
         self.session.is_closed() && self.session.queued_output() == 0 && self.jobs.is_empty()
     }
 
-    /// The next disk job; run it (blocking is fine off an async executor) and report with
-    /// [`Agent::job_done`] before taking the next one.
+    /// The next disk job; run it (blocking is fine off an async executor) and report it with
+    /// [`Agent::job_done`]. Several may run at once; report them in the order they were
+    /// taken (see the [module docs](self)).
     pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
         self.jobs.pop_front()
+    }
+
+    /// Bytes from [`Agent::poll_transmit`] that were written to the socket: a file chunk's
+    /// buffer goes back to the pool that disk reads take from (see [`BufferPool`]).
+    ///
+    /// [`BufferPool`]: crate::files::BufferPool
+    pub fn recycle(&self, written: Bytes) {
+        self.files.buffers().give(written);
     }
 
     /// Reports a job's result.

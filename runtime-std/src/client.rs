@@ -233,7 +233,7 @@ fn drive(
         while let Some(b) = agent.poll_transmit() {
             out.push(b);
         }
-        if !out.is_empty() && write_all(&mut stream, &mut out).is_err() {
+        if !out.is_empty() && write_each(&mut stream, &mut out, |b| agent.recycle(b)).is_err() {
             out.clear();
             agent.handle_eof(Instant::now());
             continue;
@@ -273,29 +273,94 @@ fn drive(
 
 /// Writes every buffer, gathering several into each system call.
 pub(crate) fn write_all(stream: &mut impl Write, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    write_each(stream, bufs, drop)
+}
+
+/// Writes every buffer, gathering several into each system call, and hands each one to
+/// `written` once all its bytes are out (whole: a partly written buffer is not re-sliced, so
+/// a file chunk's buffer can go back to the read pool). On an error, the unwritten buffers
+/// stay in `bufs`.
+pub(crate) fn write_each(
+    stream: &mut impl Write,
+    bufs: &mut Vec<Bytes>,
+    mut written: impl FnMut(Bytes),
+) -> io::Result<()> {
     let mut start = 0;
-    while start < bufs.len() {
+    // Bytes of bufs[start] already written.
+    let mut head = 0;
+    let result = loop {
+        if start == bufs.len() {
+            break Ok(());
+        }
         let slices: Vec<IoSlice<'_>> = bufs[start..]
             .iter()
             .take(64)
-            .map(|b| IoSlice::new(b))
+            .enumerate()
+            .map(|(i, b)| IoSlice::new(if i == 0 { &b[head..] } else { b }))
             .collect();
-        let mut n = stream.write_vectored(&slices)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        let mut n = match stream.write_vectored(&slices) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        };
         while n > 0 {
-            let len = bufs[start].len();
-            if n >= len {
-                n -= len;
+            let left = bufs[start].len() - head;
+            if n >= left {
+                n -= left;
                 start += 1;
+                head = 0;
             } else {
-                let rest = bufs[start].slice(n..);
-                bufs[start] = rest;
+                head += n;
                 n = 0;
             }
         }
+    };
+    if head > 0 {
+        let rest = bufs[start].slice(head..);
+        bufs[start] = rest;
     }
-    bufs.clear();
-    Ok(())
+    for b in bufs.drain(..start) {
+        written(b);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts at most `step` bytes per call, like a socket with little room.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_hand_back_whole_buffers_in_order() {
+        let pieces: Vec<Bytes> = (0..5u8)
+            .map(|i| Bytes::from(vec![i; 10 + i as usize]))
+            .collect();
+        let mut bufs = pieces.clone();
+        let mut sink = Trickle {
+            got: Vec::new(),
+            step: 7,
+        };
+        let mut back = Vec::new();
+        write_each(&mut sink, &mut bufs, |b| back.push(b)).unwrap();
+        assert!(bufs.is_empty());
+        assert_eq!(back, pieces);
+        assert_eq!(sink.got, pieces.concat());
+    }
 }
