@@ -148,10 +148,10 @@ fn run(opts: Options) -> Result<(), String> {
              with other jobs, which widens tails (p99) most.\n\n\
              Peers: {}; crates tokio-util 0.7 (LengthDelimitedCodec), tungstenite 0.24, \
              tokio-tungstenite 0.24 (a broadcast server in this crate, `tidings-bench ws-server`).\n\n\
-             Cores: every server (tidings serve, mosquitto, the socat relay, the iperf3 \
-             server) is pinned to CPU 0 with taskset; every load generator, client, sender \
-             and receiver to CPU 1; the in-memory decode rows run in the bench process on \
-             CPU 1. The load generator is this bench binary in another process \
+             Cores: every server (tidings serve, mosquitto, the iperf3 server) is pinned \
+             to CPU 0 with taskset; every load generator and client to CPU 1; the in-memory \
+             decode rows run in the bench process on CPU 1. The file relay rows pin nothing \
+             (relay, sender and receiver share both cores; see their notes). The load generator is this bench binary in another process \
              (`tidings-bench load …`), the same code for both sides of a row. Only \
              127.0.0.1, on free ports. Each figure is the median of the repetitions named \
              in the notes, the two sides alternated (A, B, A, B …). Ratios are oriented so \
