@@ -74,7 +74,7 @@ proptest! {
         while let Some(m) = gw.poll_ws() {
             got.push(m);
         }
-        let want: Vec<WsMessage> = msgs.iter().map(|m| WsMessage::Text(to_json(m))).collect();
+        let want: Vec<WsMessage> = msgs.iter().map(|m| WsMessage::Text(to_json(m).into())).collect();
         prop_assert_eq!(got, want);
     }
 

@@ -8,6 +8,7 @@
 //! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
 //! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -19,7 +20,7 @@ use async_io::Timer;
 use async_net::TcpStream;
 use bytes::Bytes;
 use futures_lite::{future, AsyncRead, Stream};
-use tidings_core::gateway::Gateway;
+use tidings_core::gateway::{Gateway, RenderCache};
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
@@ -42,8 +43,27 @@ struct Link {
     hub_done: bool,
 }
 
+thread_local! {
+    /// The broadcast renderings shared by every WebSocket connection this thread drives (a
+    /// server runs on one thread): a chat line sent to a hundred browsers is rendered as JSON
+    /// once. Entries depend only on the frame they render, so servers sharing a thread may
+    /// share them too.
+    static RENDERS: RefCell<RenderCache> = RefCell::new(RenderCache::new());
+}
+
 /// Moves bytes between the WebSocket, the gateway and the hub until nothing moves.
 fn pump(state: &State, link: &mut Link, ws: &mut WsConnection, gw: &mut Gateway, held: usize) {
+    RENDERS.with(|renders| pump_with(state, link, ws, gw, held, &mut renders.borrow_mut()));
+}
+
+fn pump_with(
+    state: &State,
+    link: &mut Link,
+    ws: &mut WsConnection,
+    gw: &mut Gateway,
+    held: usize,
+    renders: &mut RenderCache,
+) {
     let now = Instant::now();
     while let Some(event) = ws.poll_event() {
         gw.handle_ws_event(now, event);
@@ -65,9 +85,8 @@ fn pump(state: &State, link: &mut Link, ws: &mut WsConnection, gw: &mut Gateway,
             let Some(bytes) = hub.poll_transmit(link.id) else {
                 break;
             };
-            gw.handle_native(now, bytes);
             // A close or a send after closing only fails on a WebSocket that is done anyway.
-            let _ = gw.write_to(ws);
+            let _ = gw.forward_native(now, bytes, renders, ws);
             moved = true;
         }
         if !link.hub_done && hub.is_finished(link.id) {
@@ -130,11 +149,14 @@ pub(crate) async fn ws_task(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if next != armed {
-            armed = next;
-            match next {
-                Some(at) => timer.set_at(at),
-                None => timer = Timer::never(),
+        // Re-armed only when the deadline comes earlier. The legacy heartbeat's deadline moves
+        // later with every message, and setting a timer makes the reactor record it (and wake
+        // its poller with a system call), per message; a timer that fires before the current
+        // deadline is simply re-armed below. One that fires when none is due does nothing.
+        if let Some(at) = next {
+            if armed.map_or(true, |a| at < a) {
+                armed = Some(at);
+                timer.set_at(at);
             }
         }
         let reading = !read_done

@@ -76,6 +76,7 @@
 //! assert!(welcome.starts_with(r#"{"type":"welcome","name":"alice""#));
 //! ```
 
+mod cache;
 mod heartbeat;
 mod legacy;
 mod mode;
@@ -85,23 +86,27 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+pub use cache::{RenderCache, RenderStats};
 pub use mode::{legacy_name, GatewayMode};
+
+use cache::Carriage;
 
 use heartbeat::Heartbeat;
 
 use crate::json::{from_json_limited, to_json};
 use crate::wire::{
-    FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN, MAX_FRAME_CEILING,
-    PREAMBLE_LEN,
+    frame_type, Frame, FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN,
+    MAX_FRAME_CEILING, PREAMBLE_LEN,
 };
-use crate::ws::{CloseCode, SendError, WsConnection, WsEvent, MAX_CLOSE_REASON};
+use crate::ws::{CloseCode, SendError, Utf8Bytes, WsConnection, WsEvent, MAX_CLOSE_REASON};
 use crate::ErrorCode;
 
 /// A message for the WebSocket, from [`Gateway::poll_ws`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsMessage {
-    /// Send as a text message.
-    Text(String),
+    /// Send as a text message. A broadcast rendered through a [`RenderCache`] is the same
+    /// shared buffer for every recipient.
+    Text(Utf8Bytes),
     /// Send as a binary message.
     Binary(Bytes),
     /// Send a ping with this payload (the legacy carriage checks that a silent client is
@@ -180,7 +185,7 @@ impl Gateway {
         };
         match mode {
             GatewayMode::Tidings | GatewayMode::Binary => gw.mode = mode,
-            GatewayMode::Json => gw.become_json(),
+            GatewayMode::Json => gw.become_json(now),
             GatewayMode::Legacy { name } => gw.start_legacy(name, now),
         }
         gw
@@ -205,7 +210,7 @@ impl Gateway {
         match event {
             WsEvent::Text(text) => match self.mode {
                 GatewayMode::Tidings => {
-                    self.become_json();
+                    self.become_json(now);
                     self.json_in(text.as_str());
                 }
                 GatewayMode::Json => self.json_in(text.as_str()),
@@ -248,7 +253,52 @@ impl Gateway {
     }
 
     /// Bytes the hub sent to this connection (from `Hub::poll_transmit`), in any pieces.
+    ///
+    /// Every message is rendered for this connection alone; a server with many WebSocket
+    /// clients should use [`Gateway::handle_native_cached`].
     pub fn handle_native(&mut self, now: Instant, bytes: Bytes) {
+        self.native_in(now, bytes, None);
+    }
+
+    /// [`Gateway::handle_native`], rendering broadcasts once for all gateways that share
+    /// `cache` (one per server thread): a chat line the hub sent to a hundred WebSocket
+    /// clients is turned into JSON once and its text shared, where each gateway would
+    /// otherwise decode and escape it again. What each client receives is the same either
+    /// way.
+    pub fn handle_native_cached(&mut self, now: Instant, bytes: Bytes, cache: &mut RenderCache) {
+        let mut sink = Sink { cache, ws: None };
+        self.native_in(now, bytes, Some(&mut sink));
+    }
+
+    /// [`Gateway::handle_native_cached`] and then [`Gateway::write_to`] `ws`, in one step: the
+    /// way for a server to pass on what the hub sent. A rendering found in `cache` is copied
+    /// into the WebSocket's output straight from the cache, so a recipient of a broadcast
+    /// costs neither a render nor a reference count. The order of messages is kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gateway::write_to`]: `ws` refused a message (it is closed or failed); what the
+    /// gateway could not write stays queued. The gateway's state still advanced with all of
+    /// `bytes`.
+    pub fn forward_native(
+        &mut self,
+        now: Instant,
+        bytes: Bytes,
+        cache: &mut RenderCache,
+        ws: &mut WsConnection,
+    ) -> Result<(), SendError> {
+        self.write_to(ws)?;
+        let mut sink = Sink {
+            cache,
+            ws: Some((ws, Ok(()))),
+        };
+        self.native_in(now, bytes, Some(&mut sink));
+        let (ws, result) = sink.ws.expect("set above");
+        result?;
+        self.write_to(ws)
+    }
+
+    fn native_in(&mut self, now: Instant, bytes: Bytes, sink: Option<&mut Sink<'_>>) {
         if self.ws_closed || bytes.is_empty() {
             return;
         }
@@ -257,10 +307,7 @@ impl Gateway {
             // early error): a few bytes, kept until the client's first message.
             GatewayMode::Tidings => self.held.push(bytes),
             GatewayMode::Binary => self.to_ws.push_back(WsMessage::Binary(bytes)),
-            GatewayMode::Json | GatewayMode::Legacy { .. } => {
-                self.from_hub.push(&bytes);
-                self.drain_hub(now);
-            }
+            GatewayMode::Json | GatewayMode::Legacy { .. } => self.hub_chunk(now, bytes, sink),
         }
     }
 
@@ -325,7 +372,9 @@ impl Gateway {
     pub fn write_to(&mut self, ws: &mut WsConnection) -> Result<(), SendError> {
         while let Some(msg) = self.poll_ws() {
             match msg {
-                WsMessage::Text(text) => ws.send_text(&text)?,
+                // Small texts are copied next to their header (one contiguous write for many
+                // messages), large ones are queued by reference.
+                WsMessage::Text(text) => ws.send_text_bytes(text)?,
                 WsMessage::Binary(data) => ws.send_binary_bytes(data)?,
                 WsMessage::Ping(data) => ws.send_ping(&data)?,
                 WsMessage::Close { code, reason } => ws.close(code, &reason)?,
@@ -351,14 +400,14 @@ impl Gateway {
 
     // ----- carriage set-up ----------------------------------------------------------------
 
-    fn become_json(&mut self) {
+    fn become_json(&mut self, now: Instant) {
         self.mode = GatewayMode::Json;
         self.to_hub.push_back(Bytes::from_static(&PREAMBLE));
         for held in std::mem::take(&mut self.held) {
             self.from_hub.push(&held);
         }
         // The hub's preamble (and any early error) may already be here.
-        self.drain_hub_json();
+        self.drain_hub(now, None);
     }
 
     fn start_legacy(&mut self, name: String, now: Instant) {
@@ -422,7 +471,8 @@ impl Gateway {
                     code: e.code,
                     text: Utf8::from_static(e.detail),
                 };
-                self.to_ws.push_back(WsMessage::Text(to_json(&error)));
+                self.to_ws
+                    .push_back(WsMessage::Text(to_json(&error).into()));
                 self.say_goodbye(e.code, e.detail);
                 self.client_done = true;
                 self.close_ws(CloseCode::POLICY_VIOLATION, &e.to_string());
@@ -442,7 +492,7 @@ impl Gateway {
             if let Some(legacy) = &self.legacy {
                 let line =
                     legacy::render(&legacy.server, &legacy.name, "unknown-peer: no such peer");
-                self.to_ws.push_back(WsMessage::Text(line));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             return;
         }
@@ -492,37 +542,143 @@ impl Gateway {
 
     // ----- hub → client -----------------------------------------------------------------
 
-    fn drain_hub(&mut self, now: Instant) {
-        if matches!(self.mode, GatewayMode::Json) {
-            self.drain_hub_json();
-        } else {
-            while let Some(msg) = self.next_hub_message() {
-                self.legacy_out(now, msg);
+    /// A chunk of the hub's output (JSON and legacy carriages). Whole frames at the front of a
+    /// chunk that starts at a frame boundary (the usual case: the hub hands out whole frames)
+    /// are read in place; only the rest is copied into the decoder.
+    fn hub_chunk(&mut self, now: Instant, bytes: Bytes, mut sink: Option<&mut Sink<'_>>) {
+        let mut at = 0;
+        if self.hub_preamble_seen && self.from_hub.buffered() == 0 {
+            while let Some(total) = whole_frame(&bytes[at..]) {
+                let (kind, start, end) = (bytes[at + 4], at + HEADER_LEN, at + total);
+                at = end;
+                self.hub_frame(now, kind, &bytes[start..end], sink.as_deref_mut(), || {
+                    bytes.slice(start..end)
+                });
                 if self.ws_closed {
                     return;
                 }
             }
         }
-    }
-
-    fn drain_hub_json(&mut self) {
-        while let Some(msg) = self.next_hub_message() {
-            match &msg {
-                Message::Refused { code, reason } | Message::Goodbye { code, reason } => {
-                    self.close_hint = Some(close_for(*code, reason));
-                }
-                Message::Error { code, text } if code.is_fatal() => {
-                    self.close_hint = Some(close_for(*code, text));
-                }
-                _ => {}
-            }
-            self.to_ws.push_back(WsMessage::Text(to_json(&msg)));
+        if at < bytes.len() {
+            self.from_hub.push(&bytes[at..]);
+            self.drain_hub(now, sink);
         }
     }
 
-    /// The next whole message from the hub, its preamble skipped. Bytes the gateway cannot
+    /// Every whole frame in the decoder.
+    fn drain_hub(&mut self, now: Instant, mut sink: Option<&mut Sink<'_>>) {
+        while let Some(frame) = self.next_hub_frame() {
+            let Frame { kind, body } = frame;
+            self.hub_frame(now, kind, &body, sink.as_deref_mut(), || body.clone());
+            if self.ws_closed {
+                return;
+            }
+        }
+    }
+
+    /// One frame from the hub: `kind` and `body`, which `take_body` hands out as `Bytes` for
+    /// decoding (a cache hit needs no decoding).
+    fn hub_frame(
+        &mut self,
+        now: Instant,
+        kind: u8,
+        body: &[u8],
+        sink: Option<&mut Sink<'_>>,
+        take_body: impl FnOnce() -> Bytes,
+    ) {
+        let carriage = match self.mode {
+            GatewayMode::Json => Carriage::Json,
+            _ => Carriage::Legacy,
+        };
+        // Only chat and presence are broadcast; nothing else is worth a lookup.
+        let sink = sink.filter(|_| {
+            matches!(
+                kind,
+                frame_type::TEXT | frame_type::BLOB | frame_type::PRESENCE
+            ) && RenderCache::admits(body)
+        });
+        if let Some(sink) = sink {
+            if self.cached(sink, carriage, kind, body) {
+                return;
+            }
+            let Some(msg) = self.decode_hub(kind, take_body()) else {
+                return;
+            };
+            if let Some(text) = shared_rendering(carriage, &msg) {
+                sink.cache.insert(carriage, kind, body, text.clone());
+                self.to_ws.push_back(WsMessage::Text(text));
+            } else {
+                self.hub_message(now, carriage, msg);
+            }
+            return;
+        }
+        if let Some(msg) = self.decode_hub(kind, take_body()) {
+            self.hub_message(now, carriage, msg);
+        }
+    }
+
+    /// Sends the stored rendering of the frame, if there is one: straight into the WebSocket
+    /// when the sink has it (after what is queued, to keep the order), else as a message.
+    fn cached(&mut self, sink: &mut Sink<'_>, carriage: Carriage, kind: u8, body: &[u8]) -> bool {
+        match &mut sink.ws {
+            Some((ws, result)) => {
+                let Some(text) = sink.cache.get_ref(carriage, kind, body) else {
+                    return false;
+                };
+                if result.is_ok() {
+                    *result = self.write_to(ws).and_then(|()| ws.send_text(text));
+                }
+                if result.is_err() {
+                    // Kept for a later `write_to`, like everything `ws` would not take.
+                    self.to_ws.push_back(WsMessage::Text(text.clone()));
+                }
+                true
+            }
+            None => match sink.cache.get_ref(carriage, kind, body) {
+                Some(text) => {
+                    self.to_ws.push_back(WsMessage::Text(text.clone()));
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// A frame from the hub as a message; `None` (and the WebSocket closed) if it cannot be
+    /// read.
+    fn decode_hub(&mut self, kind: u8, body: Bytes) -> Option<Message> {
+        match Message::decode(Frame { kind, body }) {
+            Ok(msg) => Some(msg),
+            Err(_) => {
+                self.hub_broken();
+                None
+            }
+        }
+    }
+
+    fn hub_message(&mut self, now: Instant, carriage: Carriage, msg: Message) {
+        match carriage {
+            Carriage::Json => self.json_out(msg),
+            Carriage::Legacy => self.legacy_out(now, msg),
+        }
+    }
+
+    fn json_out(&mut self, msg: Message) {
+        match &msg {
+            Message::Refused { code, reason } | Message::Goodbye { code, reason } => {
+                self.close_hint = Some(close_for(*code, reason));
+            }
+            Message::Error { code, text } if code.is_fatal() => {
+                self.close_hint = Some(close_for(*code, text));
+            }
+            _ => {}
+        }
+        self.to_ws.push_back(WsMessage::Text(to_json(&msg).into()));
+    }
+
+    /// The next whole frame from the hub, its preamble skipped. Bytes the gateway cannot
     /// read (which a correct hub never sends) close the WebSocket with 1011.
-    fn next_hub_message(&mut self) -> Option<Message> {
+    fn next_hub_frame(&mut self) -> Option<Frame> {
         if self.ws_closed {
             return None;
         }
@@ -531,20 +687,18 @@ impl Gateway {
             self.hub_preamble_seen = true;
         }
         match self.from_hub.next_frame() {
-            Ok(None) => None,
-            Ok(Some(frame)) => match Message::decode(frame) {
-                Ok(msg) => Some(msg),
-                Err(_) => self.hub_broken(),
-            },
-            Err(_) => self.hub_broken(),
+            Ok(frame) => frame,
+            Err(_) => {
+                self.hub_broken();
+                None
+            }
         }
     }
 
-    fn hub_broken(&mut self) -> Option<Message> {
+    fn hub_broken(&mut self) {
         self.say_goodbye(ErrorCode::Malformed, "gateway could not read the server");
         self.client_done = true;
         self.close_ws(CloseCode::INTERNAL_ERROR, "unreadable server output");
-        None
     }
 
     fn legacy_out(&mut self, now: Instant, msg: Message) {
@@ -563,7 +717,7 @@ impl Gateway {
             } => {
                 let dst = if private { legacy.name.as_str() } else { "" };
                 let line = legacy::render(&peer, dst, &text);
-                self.to_ws.push_back(WsMessage::Text(line));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Presence { kind, name } => {
                 let verb = match kind {
@@ -571,13 +725,13 @@ impl Gateway {
                     crate::wire::PresenceKind::Left => "left",
                 };
                 let line = legacy::render(&legacy.server, "", &format!("{name} {verb}"));
-                self.to_ws.push_back(WsMessage::Text(line));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Ping { nonce } => self.send_hub(now, &Message::Pong { nonce }),
             Message::Error { code, text } if !code.is_fatal() => {
                 let line = format!("{}: {}", code.name(), text);
                 let line = legacy::render(&legacy.server, &legacy.name, &line);
-                self.to_ws.push_back(WsMessage::Text(line));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Refused { code, reason }
             | Message::Error {
@@ -615,6 +769,14 @@ impl Gateway {
     }
 }
 
+/// Where renderings of the hub's frames may come from and go to.
+struct Sink<'a> {
+    cache: &'a mut RenderCache,
+    /// The WebSocket to copy cached renderings into ([`Gateway::forward_native`]), and
+    /// whether it has taken everything so far.
+    ws: Option<(&'a mut WsConnection, Result<(), SendError>)>,
+}
+
 const PREAMBLE: [u8; PREAMBLE_LEN] = Preamble::CURRENT.to_bytes();
 
 /// Payloads at least this large are queued toward the hub by reference, not copied.
@@ -634,6 +796,39 @@ fn close_for(code: ErrorCode, reason: &str) -> (CloseCode, String) {
         reason.to_string()
     };
     (ws_code, reason)
+}
+
+/// The length of the whole frame at the front of `bytes` (header included), if it is all
+/// there and within the ceiling (a larger one goes to the decoder, which reports it).
+fn whole_frame(bytes: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    if len > MAX_FRAME_CEILING {
+        return None;
+    }
+    let total = HEADER_LEN + len as usize;
+    (bytes.len() >= total).then_some(total)
+}
+
+/// The WebSocket text of `msg` in `carriage` if it depends on nothing but the message (so
+/// one rendering serves every recipient; see [`RenderCache`]): in the JSON carriage `text`,
+/// `blob` and `presence`; in the legacy one a `text` to everyone (a private one names the
+/// recipient, presence lines name the server). `None` for everything else.
+fn shared_rendering(carriage: Carriage, msg: &Message) -> Option<Utf8Bytes> {
+    match (carriage, msg) {
+        (
+            Carriage::Json,
+            Message::Text { .. } | Message::Blob { .. } | Message::Presence { .. },
+        ) => Some(to_json(msg).into()),
+        (
+            Carriage::Legacy,
+            Message::Text {
+                peer,
+                private: false,
+                text,
+            },
+        ) => Some(legacy::render(peer, "", text).into()),
+        _ => None,
+    }
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.

@@ -1,12 +1,17 @@
 //! Names, presence and chat routing, and the server participant's chat commands.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
-use crate::session::{Closed, SendError};
+use crate::session::{Closed, SendError, Session};
 use crate::wire::{Hello, Message, PresenceKind, Utf8, MIN_MAX_FRAME};
 use crate::ErrorCode;
+
+/// Broadcast frames up to this size (header included) are encoded once and copied to each
+/// recipient; larger ones go through [`Session::send`] per recipient, which queues their
+/// payload by reference instead of copying it (its lanes copy frames only below 1 KiB).
+const ENCODE_ONCE: usize = 1024;
 
 /// What a client asked to deliver: text or a blob.
 enum Payload {
@@ -83,11 +88,7 @@ impl Hub {
         };
         let result = match to.filter(|t| !t.is_empty()) {
             None => {
-                let msg = msg(false);
-                for conn in self.registered_except(None) {
-                    // Failures only concern that one recipient (see `deliver`).
-                    let _ = self.deliver(conn, &msg);
-                }
+                self.broadcast(&msg(false), None);
                 Ok(())
             }
             Some(name) => {
@@ -154,14 +155,47 @@ impl Hub {
             .collect()
     }
 
+    /// Queues `msg` for every registered connection except `skip`. Failures only concern
+    /// that one recipient (see [`Hub::deliver`]): one whose frame limit is too small misses
+    /// this message, a full one is dropped.
+    ///
+    /// A small message is encoded once and its bytes copied to every recipient, rather than
+    /// encoded for each (with a hundred recipients, encoding was most of the hub's work for
+    /// a chat line). Every recipient thus gets the same bytes, which also lets WebSocket
+    /// gateways render the line once ([`crate::gateway::RenderCache`]).
+    fn broadcast(&mut self, msg: &Message, skip: Option<ConnId>) {
+        let targets = self.registered_except(skip);
+        let len = msg.encoded_len();
+        if len > ENCODE_ONCE {
+            for conn in targets {
+                let _ = self.deliver(conn, msg);
+            }
+            return;
+        }
+        let mut frame = BytesMut::with_capacity(len);
+        msg.encode(&mut frame);
+        for conn in targets {
+            let _ = self.deliver_with(conn, |session| session.send_frame(&frame));
+        }
+    }
+
     /// Queues `msg` for `conn`. A full queue means the client does not read: it is
     /// disconnected with `slow-consumer` and its queued output dropped, so it can never hold
     /// up the others.
     pub(super) fn deliver(&mut self, conn: ConnId, msg: &Message) -> Result<(), SendError> {
+        self.deliver_with(conn, |session| session.send(msg))
+    }
+
+    /// [`Hub::deliver`] with `send` queuing the message on the session.
+    fn deliver_with(
+        &mut self,
+        conn: ConnId,
+        send: impl FnOnce(&mut Session) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Err(SendError::NotOpen);
         };
-        let result = c.session.send(msg);
+        let result = send(&mut c.session);
         if result == Err(SendError::QueueFull) {
             c.discard = true;
             c.session.goodbye(
@@ -214,9 +248,7 @@ impl Hub {
                     kind: PresenceKind::Joined,
                     name: name.clone(),
                 };
-                for other in self.registered_except(Some(id)) {
-                    let _ = self.deliver(other, &presence);
-                }
+                self.broadcast(&presence, Some(id));
                 let online = self.names.len();
                 self.emit(HubEvent::Joined {
                     conn: id,
@@ -255,12 +287,9 @@ impl Hub {
             return;
         };
         if peer.is_empty() {
-            let msg = payload.message(&from, false);
-            for other in self.registered_except(Some(id)) {
-                // A recipient whose frame limit is too small misses this one; a full one is
-                // dropped (see `deliver`). Neither concerns the sender.
-                let _ = self.deliver(other, &msg);
-            }
+            // Recipients whose frame limit is too small, or whose queue is full, are not the
+            // sender's concern.
+            self.broadcast(&payload.message(&from, false), Some(id));
             self.emit(payload.event(from, false));
             return;
         }
@@ -307,9 +336,7 @@ impl Hub {
             kind: PresenceKind::Left,
             name: name.clone(),
         };
-        for other in self.registered_except(None) {
-            let _ = self.deliver(other, &presence);
-        }
+        self.broadcast(&presence, None);
         let reason = match how {
             Closed::Local { code, reason } | Closed::Peer { code, reason } if reason.is_empty() => {
                 code.to_string()

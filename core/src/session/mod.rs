@@ -416,6 +416,26 @@ impl Session {
         Ok(())
     }
 
+    /// [`Session::send`] for a message already encoded as `frame` (one whole frame, header
+    /// included, small enough that [`Session::send`] would copy it too): the same checks, and
+    /// the bytes are copied into the output as they are. The hub encodes a broadcast once
+    /// for all its recipients this way.
+    pub(crate) fn send_frame(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::NotOpen);
+        }
+        if frame.len() - crate::wire::HEADER_LEN > self.peer_max_frame as usize {
+            return Err(SendError::TooLarge);
+        }
+        if self.control.len() + frame.len() > self.config.max_queued_output {
+            return Err(SendError::QueueFull);
+        }
+        self.send_preamble();
+        self.control.push_raw(frame);
+        self.last_tx = self.now;
+        Ok(())
+    }
+
     /// Client: chat text to `to` (empty: everyone). Server: deliver text from `to` (the
     /// sender) — prefer [`Session::send`] with [`Message::Text`] there, to set `private`.
     pub fn send_text(&mut self, to: &str, text: &str) -> Result<(), SendError> {

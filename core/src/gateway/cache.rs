@@ -1,0 +1,261 @@
+//! One rendering of a broadcast for all WebSocket recipients: [`RenderCache`].
+
+use crate::ws::Utf8Bytes;
+
+/// Slots of the cache; a power of two. Enough that every broadcast still being delivered has
+/// a slot of its own in practice (a hub with 100 chatty clients, each a few messages ahead,
+/// has some 800 in flight), small enough to allocate for any server: 4096 × 64 bytes.
+const SLOTS: usize = 4096;
+/// Frame bodies above this size are rendered per recipient: the copy of the frame into the
+/// gateway already costs about as much as rendering it, and such frames would crowd the
+/// byte budget.
+const MAX_BODY: usize = 64 << 10;
+/// Bytes of keys and renderings the cache may hold; when an insertion would pass it, the
+/// cache starts over (rare, and cheaper than bookkeeping for an eviction order).
+const BUDGET: usize = 8 << 20;
+
+/// Renderings of the hub's frames as WebSocket text, shared by every [`Gateway`] of a server
+/// (or of a thread), so that a broadcast is turned into JSON once, not once per recipient.
+///
+/// The hub writes a broadcast into every recipient's output as the same native frame. Without
+/// this cache each JSON or legacy gateway decodes that frame again and escapes it into a JSON
+/// text of its own. With it, the first gateway renders the frame and stores the text (a
+/// shared [`Utf8Bytes`]); the others find it and queue a reference-counted clone.
+///
+/// # Why keyed by content
+///
+/// Entries are keyed by the carriage (JSON or legacy) and the frame's type and body bytes,
+/// compared in full on every hit, and only renderings that depend on nothing else are stored
+/// (a `text`, `blob` or `presence` in the JSON carriage; a `text` to everyone in the legacy
+/// one, whose private texts name the recipient and whose presence lines name the server).
+/// So an entry is right for any gateway of any hub, whatever its state, and a stale or
+/// colliding entry can only cost a render, never deliver a wrong line. Keying by the frame's
+/// identity instead (the address of a `Bytes` shared by all recipients) would need the hub
+/// to hand every recipient the frame as a separate piece, which would break up the batched
+/// output of native clients, and would tie the gateway to how the hub queues its output.
+/// Hashing a chat line costs a few nanoseconds next to the decode, escape and allocations it
+/// saves.
+///
+/// The cache is direct-mapped ([`SLOTS`] slots, allocated at the first insertion): a new
+/// entry replaces whatever had its slot, so crafted collisions can only make renders miss, as
+/// without the cache. Bodies above 64 KiB are not stored, and the cache starts over when it
+/// would hold more than 8 MiB.
+///
+/// It is plain data without interior mutability: the runtime owns one per thread that drives
+/// gateways and passes it to [`Gateway::handle_native_cached`].
+///
+/// [`Gateway`]: super::Gateway
+/// [`Gateway::handle_native_cached`]: super::Gateway::handle_native_cached
+#[derive(Default)]
+pub struct RenderCache {
+    slots: Vec<Option<Entry>>,
+    /// Bytes of keys and renderings held.
+    held: usize,
+    stats: RenderStats,
+}
+
+/// What a [`RenderCache`] did so far: see [`RenderCache::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenderStats {
+    /// Frames rendered and stored (one per distinct broadcast, plus re-renders after an
+    /// entry was displaced).
+    pub renders: u64,
+    /// Frames whose stored rendering was reused.
+    pub hits: u64,
+}
+
+struct Entry {
+    hash: u64,
+    carriage: Carriage,
+    kind: u8,
+    body: Box<[u8]>,
+    text: Utf8Bytes,
+}
+
+/// The carriage a rendering is for: part of the key, as the two render the same frame
+/// differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carriage {
+    Json,
+    Legacy,
+}
+
+impl RenderCache {
+    /// An empty cache; it allocates its slots at the first insertion.
+    pub fn new() -> RenderCache {
+        RenderCache::default()
+    }
+
+    /// How many renderings were stored and how many were reused.
+    pub fn stats(&self) -> RenderStats {
+        self.stats
+    }
+
+    /// Whether a frame of this size may be stored at all (larger ones are not looked up).
+    pub(super) fn admits(body: &[u8]) -> bool {
+        body.len() <= MAX_BODY
+    }
+
+    /// The stored rendering of this frame, if any.
+    pub(super) fn get_ref(
+        &mut self,
+        carriage: Carriage,
+        kind: u8,
+        body: &[u8],
+    ) -> Option<&Utf8Bytes> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let hash = hash(carriage, kind, body);
+        let entry = self.slots[slot(hash)].as_ref()?;
+        if entry.hash == hash
+            && entry.carriage == carriage
+            && entry.kind == kind
+            && *entry.body == *body
+        {
+            self.stats.hits += 1;
+            return Some(&entry.text);
+        }
+        None
+    }
+
+    /// Stores `text` as the rendering of this frame. The caller guarantees that the
+    /// rendering depends on nothing but the carriage, `kind` and `body`.
+    pub(super) fn insert(&mut self, carriage: Carriage, kind: u8, body: &[u8], text: Utf8Bytes) {
+        self.stats.renders += 1;
+        let size = body.len() + text.len();
+        if self.held + size > BUDGET {
+            self.slots.clear();
+            self.held = 0;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(SLOTS, || None);
+        }
+        let hash = hash(carriage, kind, body);
+        let slot = &mut self.slots[slot(hash)];
+        if let Some(old) = slot.take() {
+            self.held -= old.body.len() + old.text.len();
+        }
+        self.held += size;
+        *slot = Some(Entry {
+            hash,
+            carriage,
+            kind,
+            body: body.into(),
+            text,
+        });
+    }
+}
+
+impl std::fmt::Debug for RenderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderCache")
+            .field("held", &self.held)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn slot(hash: u64) -> usize {
+    // The multiplicative hash mixes into the high bits.
+    (hash >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// A fast multiplicative hash (the FxHash step) over the key, in two independent lanes of
+/// 8-byte words so the multiplications overlap. Not collision-resistant, and need not be: a
+/// collision costs one render (see [`RenderCache`]).
+fn hash(carriage: Carriage, kind: u8, body: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let mut a = step(0, (carriage as u64) << 8 | u64::from(kind));
+    let mut b = step(0, body.len() as u64);
+    let mut pairs = body.chunks_exact(16);
+    for p in &mut pairs {
+        a = step(a, word(p));
+        b = step(b, word(&p[8..]));
+    }
+    // The rest is read as whole words that may overlap bytes already hashed (no copy into a
+    // buffer, whose narrow stores a wide load would have to wait for); the length is in `b`.
+    let n = pairs.remainder().len();
+    if n > 0 {
+        let len = body.len();
+        let (x, y) = if len >= 16 {
+            (word(&body[len - 16..]), word(&body[len - 8..]))
+        } else if len >= 8 {
+            (word(body), word(&body[len - 8..]))
+        } else {
+            let half = |b: &[u8]| u64::from(u32::from_le_bytes(b[..4].try_into().expect("4")));
+            if len >= 4 {
+                (half(body), half(&body[len - 4..]))
+            } else {
+                let tiny = u64::from(body[0]) | u64::from(body[len / 2]) << 8;
+                (tiny | u64::from(body[len - 1]) << 16, 0)
+            }
+        };
+        a = step(a, x);
+        b = step(b, y);
+    }
+    step(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_finds_and_compares_in_full() {
+        let mut c = RenderCache::new();
+        assert_eq!(c.get_ref(Carriage::Json, 0x10, b"abc").cloned(), None);
+        c.insert(Carriage::Json, 0x10, b"abc", Utf8Bytes::from("one"));
+        let hit = c.get_ref(Carriage::Json, 0x10, b"abc").cloned().unwrap();
+        assert_eq!(hit, "one");
+        // The same rendering, not a copy.
+        let again = c.get_ref(Carriage::Json, 0x10, b"abc").cloned().unwrap();
+        assert_eq!(hit.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+        // Carriage, kind and body are all part of the key.
+        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, b"abc").cloned(), None);
+        assert_eq!(c.get_ref(Carriage::Json, 0x11, b"abc").cloned(), None);
+        assert_eq!(c.get_ref(Carriage::Json, 0x10, b"abd").cloned(), None);
+        assert_eq!(c.get_ref(Carriage::Json, 0x10, b"abc\0").cloned(), None);
+        assert_eq!(
+            c.stats(),
+            RenderStats {
+                renders: 1,
+                hits: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_displaced_entry_is_a_miss_and_the_budget_holds() {
+        let mut c = RenderCache::new();
+        let big = vec![b'x'; MAX_BODY];
+        for i in 0..(BUDGET / MAX_BODY) * 2 {
+            let mut body = big.clone();
+            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            c.insert(Carriage::Json, 0x11, &body, Utf8Bytes::from("r"));
+            assert!(c.held <= BUDGET);
+            assert!(c.get_ref(Carriage::Json, 0x11, &body).is_some());
+        }
+        // Two keys in one slot: the newer one wins, the older is a miss.
+        let (a, b) = colliding_pair();
+        c.insert(Carriage::Legacy, 0x10, &a, Utf8Bytes::from("a"));
+        c.insert(Carriage::Legacy, 0x10, &b, Utf8Bytes::from("b"));
+        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &a).cloned(), None);
+        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &b).unwrap(), "b");
+    }
+
+    /// Two bodies whose hashes share a slot.
+    fn colliding_pair() -> (Vec<u8>, Vec<u8>) {
+        let mut seen = std::collections::HashMap::new();
+        for i in 0u64.. {
+            let body = i.to_le_bytes().to_vec();
+            let s = slot(hash(Carriage::Legacy, 0x10, &body));
+            if let Some(prev) = seen.insert(s, body.clone()) {
+                return (prev, body);
+            }
+        }
+        unreachable!()
+    }
+}
