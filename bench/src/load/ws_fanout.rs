@@ -42,9 +42,10 @@ pub async fn run(
     let (go_tx, go_rx) = watch::channel(None::<Instant>);
     let per_round = (clients - 1) as u64;
     let mut tasks = Vec::with_capacity(clients);
-    for ws in conns {
+    for (i, ws) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(client(
             ws,
+            i,
             go_rx.clone(),
             per_round,
             messages,
@@ -78,13 +79,19 @@ fn is_chat(text: &str) -> bool {
 
 async fn client(
     mut ws: Ws,
+    me: usize,
     mut go: watch::Receiver<Option<Instant>>,
     per_round: u64,
     messages: usize,
     window: usize,
     limit: Duration,
 ) -> Result<(u64, Instant), String> {
-    let line = String::from_utf8(crate::load::proto::payload(0).to_vec()).expect("ASCII");
+    // Every line differs (client and sequence number in its first 16 bytes), so a server
+    // cannot reuse one rendering for different messages.
+    let line = |seq: usize| {
+        let stamp = (me as u64) << 32 | seq as u64;
+        String::from_utf8(crate::load::proto::payload(stamp).to_vec()).expect("ASCII")
+    };
     let expected = per_round * messages as u64;
     let mut received = 0u64;
     let mut sent = 0usize;
@@ -106,7 +113,7 @@ async fn client(
         let allowed = messages.min(window + (received / per_round) as usize);
         if sent < allowed {
             while sent < allowed {
-                ws.feed(Message::Text(line.clone()))
+                ws.feed(Message::Text(line(sent)))
                     .await
                     .map_err(|e| e.to_string())?;
                 sent += 1;
