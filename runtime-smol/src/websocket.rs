@@ -13,10 +13,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use async_io::Timer;
+use async_io::{Async, Timer};
 use async_net::TcpStream;
 use bytes::Bytes;
 use futures_lite::{future, AsyncRead, Stream};
@@ -124,6 +125,12 @@ pub(crate) async fn ws_task(
     let mut closing_deadline: Option<Instant> = None;
     let mut timer = Timer::never();
     let mut armed: Option<Instant> = None;
+    // The socket's readiness, without a read. A read is tried only while data may be waiting
+    // (at the start, after a read that returned data, after the reactor reported the socket
+    // readable): this task is woken for every message the hub has for it, and a read on each
+    // wake-up would be a system call that nearly always finds nothing.
+    let readiness: Arc<Async<std::net::TcpStream>> = stream.clone().into();
+    let mut maybe_readable = true;
     if !early.is_empty() {
         ws.handle_input(&early);
     }
@@ -168,11 +175,16 @@ pub(crate) async fn ws_task(
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
-            if reading {
+            if reading && !maybe_readable && readiness.poll_readable(cx).is_ready() {
+                maybe_readable = true;
+            }
+            if reading && maybe_readable {
                 let mut buf = state.read_buf.borrow_mut();
                 if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
+                // Nothing there: the reactor now wakes this task when there is.
+                maybe_readable = false;
             }
             if wake.as_mut().poll_next(cx).is_ready() {
                 return Poll::Ready(Wake::Woken);
