@@ -147,7 +147,7 @@ fn run(opts: Options) -> Result<(), String> {
              {load_before} at the start and {load_after} at the end: the machine is shared \
              with other jobs, which widens tails (p99) most.\n\n\
              Peers: {}; crates tokio-util 0.7 (LengthDelimitedCodec), tungstenite 0.24, \
-             tokio-tungstenite 0.24 (a broadcast server in this crate, `tidings-bench ws-server`).\n\n\
+             tokio-tungstenite 0.26 (a broadcast server in this crate, `tidings-bench ws-server`).\n\n\
              Cores: every server (tidings serve, mosquitto, the iperf3 server) is pinned \
              to CPU 0 with taskset; every load generator and client to CPU 1; the in-memory \
              decode rows run in the bench process on CPU 1. The file relay rows pin nothing \

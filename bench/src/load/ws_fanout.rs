@@ -113,7 +113,7 @@ async fn client(
         let allowed = messages.min(window + (received / per_round) as usize);
         if sent < allowed {
             while sent < allowed {
-                ws.feed(Message::Text(line(sent)))
+                ws.feed(Message::Text(line(sent).into()))
                     .await
                     .map_err(|e| e.to_string())?;
                 sent += 1;

@@ -60,10 +60,10 @@ pub fn row(ctx: &Ctx) -> Row {
                      it received. tidings: `tidings serve`, WebSocket door, legacy carriage: the \
                      hub encodes each line once as a native `text` and copies it to every \
                      recipient, the first recipient's gateway renders it as JSON and the others \
-                     reuse that rendering (`RenderCache`). Peer: tokio-tungstenite 0.24 on a \
+                     reuse that rendering (`RenderCache`). Peer: tokio-tungstenite 0.26 on a \
                      current-thread runtime (one core, like tidings), one unbounded channel and \
-                     writer task per client, the JSON line built once per message and cloned per \
-                     recipient. tidings M/s {}, peer M/s {}.",
+                     writer task per client, the JSON line built once per message and shared \
+                     (`Utf8Bytes`, reference-counted) among recipients. tidings M/s {}, peer M/s {}.",
                     list(&t.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 3),
                     list(&p.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 3)
                 ),

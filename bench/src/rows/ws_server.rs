@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 type Peers = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>;
 
@@ -73,8 +73,9 @@ async fn serve(stream: tokio::net::TcpStream, id: u64, peers: Peers) {
     let src = serde_json::to_string(&name).unwrap_or_default();
     while let Some(Ok(msg)) = source.next().await {
         if let Message::Text(line) = msg {
-            let text = serde_json::to_string(&line).unwrap_or_default();
-            let out = format!("{{\"src\":{src},\"dst\":\"\",\"msg\":{text}}}");
+            // Rendered once; every recipient gets a reference-counted clone, not a copy.
+            let text = serde_json::to_string(line.as_str()).unwrap_or_default();
+            let out = Utf8Bytes::from(format!("{{\"src\":{src},\"dst\":\"\",\"msg\":{text}}}"));
             let peers = peers.lock().expect("not poisoned");
             for (other, tx) in peers.iter() {
                 if *other != id {
