@@ -36,7 +36,7 @@ const BUDGET: usize = 8 << 20;
 /// Hashing a chat line costs a few nanoseconds next to the decode, escape and allocations it
 /// saves.
 ///
-/// The cache is direct-mapped ([`SLOTS`] slots, allocated at the first insertion): a new
+/// The cache is direct-mapped (4096 slots, allocated at the first insertion): a new
 /// entry replaces whatever had its slot, so crafted collisions can only make renders miss, as
 /// without the cache. Bodies above 64 KiB are not stored, and the cache starts over when it
 /// would hold more than 8 MiB.

@@ -23,7 +23,9 @@
 //!   [`GatewayMode::for_request`], right after [`Hub::connect`](crate::hub::Hub::connect).
 //! * **Inputs**: every [`WsEvent`] of the connection goes to [`Gateway::handle_ws_event`];
 //!   every chunk [`Hub::poll_transmit`](crate::hub::Hub::poll_transmit) returns for this
-//!   connection goes to [`Gateway::handle_native`]; when the hub reports the connection
+//!   connection goes to [`Gateway::handle_native`] (a server with many WebSocket clients
+//!   uses [`Gateway::forward_native`] or [`Gateway::handle_native_cached`] with one
+//!   [`RenderCache`] for all of them, so that a broadcast is rendered once); when the hub reports the connection
 //!   finished ([`Hub::is_finished`](crate::hub::Hub::is_finished)), call
 //!   [`Gateway::handle_native_eof`]; when the instant of [`Gateway::poll_timeout`] has come,
 //!   [`Gateway::handle_timeout`].
