@@ -4,8 +4,13 @@ use crate::ws::Utf8Bytes;
 
 /// Slots of the cache; a power of two. Enough that every broadcast still being delivered has
 /// a slot of its own in practice (a hub with 100 chatty clients, each a few messages ahead,
-/// has some 800 in flight), small enough to allocate for any server: 4096 × 64 bytes.
+/// has some 800 in flight), small enough to allocate for any server: 4096 × 72 bytes.
 const SLOTS: usize = 4096;
+/// Slots per set: an entry may sit in any of the `WAYS` slots of its set, and a new one
+/// displaces the set's least recently used. With direct mapping, two broadcasts in flight
+/// that shared a slot would displace each other at every recipient, and each recipient
+/// would render again.
+const WAYS: usize = 4;
 /// Frame bodies above this size are rendered per recipient: the copy of the frame into the
 /// gateway already costs about as much as rendering it, and such frames would crowd the
 /// byte budget.
@@ -36,9 +41,9 @@ const BUDGET: usize = 8 << 20;
 /// Hashing a chat line costs a few nanoseconds next to the decode, escape and allocations it
 /// saves.
 ///
-/// The cache is direct-mapped (4096 slots, allocated at the first insertion): a new
-/// entry replaces whatever had its slot, so crafted collisions can only make renders miss, as
-/// without the cache. Bodies above 64 KiB are not stored, and the cache starts over when it
+/// The cache has 4096 slots in sets of 4 (allocated at the first insertion); a new entry
+/// replaces the least recently used one of its set, so crafted collisions can only make
+/// renders miss, as without the cache. Bodies above 64 KiB are not stored, and the cache starts over when it
 /// would hold more than 8 MiB.
 ///
 /// It is plain data without interior mutability: the runtime owns one per thread that drives
@@ -51,6 +56,8 @@ pub struct RenderCache {
     slots: Vec<Option<Entry>>,
     /// Bytes of keys and renderings held.
     held: usize,
+    /// Counts lookups and insertions: an entry's `used` is the count when it was last used.
+    clock: u64,
     stats: RenderStats,
 }
 
@@ -66,6 +73,7 @@ pub struct RenderStats {
 
 struct Entry {
     hash: u64,
+    used: u64,
     carriage: Carriage,
     kind: u8,
     body: Box<[u8]>,
@@ -107,16 +115,14 @@ impl RenderCache {
             return None;
         }
         let hash = hash(carriage, kind, body);
-        let entry = self.slots[slot(hash)].as_ref()?;
-        if entry.hash == hash
-            && entry.carriage == carriage
-            && entry.kind == kind
-            && *entry.body == *body
-        {
-            self.stats.hits += 1;
-            return Some(&entry.text);
-        }
-        None
+        self.clock += 1;
+        let set = set(hash);
+        let entry = self.slots[set..set + WAYS].iter_mut().flatten().find(|e| {
+            e.hash == hash && e.carriage == carriage && e.kind == kind && *e.body == *body
+        })?;
+        entry.used = self.clock;
+        self.stats.hits += 1;
+        Some(&entry.text)
     }
 
     /// Stores `text` as the rendering of this frame. The caller guarantees that the
@@ -132,13 +138,20 @@ impl RenderCache {
             self.slots.resize_with(SLOTS, || None);
         }
         let hash = hash(carriage, kind, body);
-        let slot = &mut self.slots[slot(hash)];
+        self.clock += 1;
+        let set = set(hash);
+        // An empty slot of the set, else its least recently used entry.
+        let slot = self.slots[set..set + WAYS]
+            .iter_mut()
+            .min_by_key(|s| s.as_ref().map_or(0, |e| e.used))
+            .expect("WAYS > 0");
         if let Some(old) = slot.take() {
             self.held -= old.body.len() + old.text.len();
         }
         self.held += size;
         *slot = Some(Entry {
             hash,
+            used: self.clock,
             carriage,
             kind,
             body: body.into(),
@@ -156,9 +169,11 @@ impl std::fmt::Debug for RenderCache {
     }
 }
 
-fn slot(hash: u64) -> usize {
+/// The first slot of the set for `hash`.
+fn set(hash: u64) -> usize {
     // The multiplicative hash mixes into the high bits.
-    (hash >> (64 - SLOTS.trailing_zeros())) as usize
+    let sets = SLOTS / WAYS;
+    (hash >> (64 - sets.trailing_zeros())) as usize * WAYS
 }
 
 /// A fast multiplicative hash (the FxHash step) over the key, in two independent lanes of
@@ -238,22 +253,32 @@ mod tests {
             assert!(c.held <= BUDGET);
             assert!(c.get_ref(Carriage::Json, 0x11, &body).is_some());
         }
-        // Two keys in one slot: the newer one wins, the older is a miss.
-        let (a, b) = colliding_pair();
-        c.insert(Carriage::Legacy, 0x10, &a, Utf8Bytes::from("a"));
-        c.insert(Carriage::Legacy, 0x10, &b, Utf8Bytes::from("b"));
-        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &a).cloned(), None);
-        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &b).unwrap(), "b");
+        // One key more than a set holds: the least recently used one goes.
+        let keys = same_set(WAYS + 1);
+        for k in &keys[..WAYS] {
+            c.insert(Carriage::Legacy, 0x10, k, Utf8Bytes::from("x"));
+        }
+        // The first is used again, so the second is now the least recently used.
+        assert!(c.get_ref(Carriage::Legacy, 0x10, &keys[0]).is_some());
+        c.insert(Carriage::Legacy, 0x10, &keys[WAYS], Utf8Bytes::from("y"));
+        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &keys[1]).cloned(), None);
+        for k in keys.iter().filter(|k| **k != keys[1]) {
+            assert!(c.get_ref(Carriage::Legacy, 0x10, k).is_some());
+        }
+        assert_eq!(c.get_ref(Carriage::Legacy, 0x10, &keys[WAYS]).unwrap(), "y");
     }
 
-    /// Two bodies whose hashes share a slot.
-    fn colliding_pair() -> (Vec<u8>, Vec<u8>) {
-        let mut seen = std::collections::HashMap::new();
+    /// `n` bodies whose hashes fall in one set.
+    fn same_set(n: usize) -> Vec<Vec<u8>> {
+        let mut sets: std::collections::HashMap<usize, Vec<Vec<u8>>> = Default::default();
         for i in 0u64.. {
             let body = i.to_le_bytes().to_vec();
-            let s = slot(hash(Carriage::Legacy, 0x10, &body));
-            if let Some(prev) = seen.insert(s, body.clone()) {
-                return (prev, body);
+            let found = sets
+                .entry(set(hash(Carriage::Legacy, 0x10, &body)))
+                .or_default();
+            found.push(body);
+            if found.len() == n {
+                return found.clone();
             }
         }
         unreachable!()
