@@ -28,18 +28,19 @@
 //! # Ok::<(), tidings_smol::Error>(())
 //! ```
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use async_io::Timer;
+use async_io::{Async, Timer};
 use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
 use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
@@ -60,6 +61,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Most bytes a connection task takes from the hub ahead of its socket (one vectored write).
 pub(crate) const WRITE_BATCH: usize = 256 << 10;
+
+/// Most connections written to directly by the task whose input gave them output (see
+/// [`WakeTx::write_now`]); beyond this they are woken to write.
+const DIRECT_WRITES: usize = 2;
 
 /// Operator events kept when nobody reads them; older ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
@@ -162,6 +167,7 @@ impl Server {
             armed: Cell::new(None),
             read_buf: RefCell::new(vec![0u8; 64 << 10]),
             events: self.events,
+            ready: RefCell::new(Vec::new()),
             doors: Rc::new(self.doors),
         });
         let listener = self.listener;
@@ -301,6 +307,8 @@ pub(crate) struct State {
     /// thousand idle connections do not each hold 64 KiB).
     pub(crate) read_buf: RefCell<Vec<u8>>,
     events: Sender<ServerEvent>,
+    /// Scratch list of the connections the hub reported ready.
+    ready: RefCell<Vec<ConnId>>,
     /// How the port treats non-native visitors.
     pub(crate) doors: Rc<DoorConfig>,
 }
@@ -311,10 +319,21 @@ impl State {
     pub(crate) fn after(&self) {
         let mut host = self.host.borrow_mut();
         let writers = self.writers.borrow();
-        let wake_ready = |host: &mut Host| {
+        let mut ready = self.ready.borrow_mut();
+        let mut wake_ready = |host: &mut Host| {
+            // A few connections given output (a private message, a reply) are written at
+            // once; many (a broadcast) are rung, so each task gathers what several inputs
+            // queued for it into one write instead of one system call per message.
+            ready.clear();
             while let Some(conn) = host.hub().poll_ready() {
+                ready.push(conn);
+            }
+            let direct = ready.len() <= DIRECT_WRITES;
+            for &conn in ready.iter() {
                 if let Some(w) = writers.get(&conn) {
-                    w.wake();
+                    if !(direct && w.write_now(host, conn)) {
+                        w.wake();
+                    }
                 }
             }
         };
@@ -401,32 +420,23 @@ pub(crate) async fn conn_task(
     id: ConnId,
     mut wake: WakeRx,
 ) {
-    let mut out: Vec<Bytes> = Vec::new();
-    let mut broken = false;
-    let mut read_done = false;
+    let bell = wake.0.clone();
+    // Other tasks may now write this connection's output straight to its socket.
+    let _ = bell.socket.set(Arc::from(stream.clone()));
     let mut wake = Pin::new(&mut wake);
     loop {
         {
-            // Take bytes only as the socket accepts them: what stays in the hub is what its
-            // slow-consumer bound and relay window see (the hub's backpressure point).
             let mut host = state.host.borrow_mut();
-            let mut held: usize = out.iter().map(Bytes::len).sum();
-            while held < WRITE_BATCH || broken {
-                let Some(b) = host.hub().poll_transmit(id) else {
-                    break;
-                };
-                if !broken {
-                    held += b.len();
-                    out.push(b);
-                }
-            }
+            bell.take_output(&mut host, id);
         }
         state.after();
-        if out.is_empty() && state.host.borrow().hub_ref().is_finished(id) {
+        if bell.out.borrow().is_empty() && state.host.borrow().hub_ref().is_finished(id) {
             break;
         }
-        let reading = !read_done && state.host.borrow().hub_ref().wants_input(id);
+        let reading = !bell.read_done.get() && state.host.borrow().hub_ref().wants_input(id);
+        bell.reading.set(reading);
         let ev = future::poll_fn(|cx| {
+            let out = bell.out.borrow();
             if !out.is_empty() {
                 if let Poll::Ready(r) = poll_write_pieces(Pin::new(&mut stream), cx, &out) {
                     return Poll::Ready(Wake::Wrote(r));
@@ -454,14 +464,14 @@ pub(crate) async fn conn_task(
                     .handle_input(now, id, &state.read_buf.borrow()[..n])
             }
             Wake::Read(_) => {
-                read_done = true;
+                bell.read_done.set(true);
                 state.host.borrow_mut().hub().handle_eof(now, id);
             }
-            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut bell.out.borrow_mut(), n),
             Wake::Wrote(_) => {
                 // The peer is gone: drop what was queued for it and end its session.
-                broken = true;
-                out.clear();
+                bell.broken.set(true);
+                bell.out.borrow_mut().clear();
                 state.host.borrow_mut().hub().handle_eof(now, id);
             }
             Wake::Woken => {}
@@ -477,10 +487,46 @@ pub(crate) async fn conn_task(
 /// A connection task's doorbell: the hub has output for it (or it finished). A flag and the
 /// task's waker, shared with [`State::writers`]; all on the server's one thread. An
 /// `async_channel` per connection did the same for ~770 bytes of memory per connection.
+///
+/// For a native connection it also holds the bytes taken from the hub and not yet written,
+/// and the socket: whichever task routes a message to a connection whose task has nothing
+/// pending writes it there and then ([`WakeTx::write_now`]), rather than waking that task
+/// to write it (a second task switch, and a failing read, per message delivered).
 #[derive(Default)]
 struct Doorbell {
     rung: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Taken from the hub, not yet written, in order (native connections).
+    out: RefCell<Vec<Bytes>>,
+    /// The connection's socket, once its native connection task runs.
+    socket: OnceCell<Arc<Async<std::net::TcpStream>>>,
+    /// Writing failed: the output is dropped, only the task deals with it.
+    broken: Cell<bool>,
+    /// Whether the task waits for input now (it must be rung when that should change, e.g.
+    /// when a client paused for its message rate may be read again).
+    reading: Cell<bool>,
+    /// The task saw the end of the input (it reads no more).
+    read_done: Cell<bool>,
+}
+
+impl Doorbell {
+    /// Takes output from the hub, but only as the socket accepts it (at most one vectored
+    /// write's worth held): what stays in the hub is what its slow-consumer bound and relay
+    /// window see (the hub's backpressure point). A broken connection's output is dropped.
+    fn take_output(&self, host: &mut Host, id: ConnId) {
+        let broken = self.broken.get();
+        let mut out = self.out.borrow_mut();
+        let mut held: usize = out.iter().map(Bytes::len).sum();
+        while held < WRITE_BATCH || broken {
+            let Some(b) = host.hub().poll_transmit(id) else {
+                break;
+            };
+            if !broken {
+                held += b.len();
+                out.push(b);
+            }
+        }
+    }
 }
 
 /// Rings a connection task's [doorbell](wake_pair); kept in [`State::writers`].
@@ -496,6 +542,40 @@ pub(crate) fn wake_pair() -> (WakeTx, WakeRx) {
 }
 
 impl WakeTx {
+    /// Writes the connection's new output to its socket now, without blocking, when its task
+    /// has nothing pending. True when that left the task nothing to do (all written, the
+    /// session not finished, and the task's reading as the hub wants it); otherwise ring it.
+    fn write_now(&self, host: &mut Host, id: ConnId) -> bool {
+        let bell = &self.0;
+        let Some(socket) = bell.socket.get() else {
+            return false;
+        };
+        if bell.broken.get() || !bell.out.borrow().is_empty() {
+            return false;
+        }
+        loop {
+            bell.take_output(host, id);
+            let mut out = bell.out.borrow_mut();
+            if out.is_empty() {
+                break;
+            }
+            while !out.is_empty() {
+                let mut slices = [IoSlice::new(&[]); WRITE_PIECES];
+                for (slice, piece) in slices.iter_mut().zip(out.iter()) {
+                    *slice = IoSlice::new(piece);
+                }
+                let n = out.len().min(WRITE_PIECES);
+                match (&mut socket.get_ref()).write_vectored(&slices[..n]) {
+                    Ok(n) if n > 0 => advance(&mut out, n),
+                    // Full socket, or an error: the task waits for room, or finds the error.
+                    _ => return false,
+                }
+            }
+        }
+        let hub = host.hub_ref();
+        !hub.is_finished(id) && bell.reading.get() == (!bell.read_done.get() && hub.wants_input(id))
+    }
+
     /// Rings: the task's next poll of its [`WakeRx`] is ready (several rings count as one).
     pub(crate) fn wake(&self) {
         self.0.rung.set(true);
