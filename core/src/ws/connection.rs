@@ -2,7 +2,9 @@
 
 use super::close::{encode_close_payload, CloseCode, MAX_CLOSE_REASON};
 use super::error::{SendError, WsError};
-use super::frame::{encode_frame, encode_frame_header, OpCode, MAX_CONTROL_PAYLOAD};
+use super::frame::{
+    encode_frame, encode_frame_header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
 use super::recv::{Incoming, Receiver};
 use super::utf8::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
@@ -107,10 +109,27 @@ struct TxQueue {
     buf: BytesMut,
 }
 
+/// Room reserved in [`TxQueue::buf`] when it runs out: many small frames are appended
+/// without the buffer growing (and being copied) several times on the way.
+const TX_CHUNK: usize = 16 << 10;
+
 impl TxQueue {
+    /// Makes room for `n` more bytes in `buf`.
+    fn room(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n {
+            self.buf.reserve(n.max(TX_CHUNK));
+        }
+    }
+
+    /// `buf`, handed out whole: an emptied queue keeps no allocation (an idle connection
+    /// holds no buffer), where a split would keep the rest of it.
+    fn take_buf(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+
     fn push_shared(&mut self, bytes: Bytes) {
         if !self.buf.is_empty() {
-            let small = self.buf.split().freeze();
+            let small = self.take_buf();
             self.queued += small.len();
             self.queue.push_back(small);
         }
@@ -126,7 +145,7 @@ impl TxQueue {
         if self.buf.is_empty() {
             None
         } else {
-            Some(self.buf.split().freeze())
+            Some(self.take_buf())
         }
     }
 
@@ -442,6 +461,7 @@ impl WsConnection {
     fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), SendError> {
         if self.role == Role::Server && data.len() >= SHARE_THRESHOLD {
             self.check_can_send()?;
+            self.tx.room(MAX_HEADER_LEN);
             encode_frame_header(&mut self.tx.buf, true, opcode, data.len(), None);
             self.tx.push_shared(data);
             return Ok(());
@@ -451,6 +471,7 @@ impl WsConnection {
 
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = self.masks.as_mut().map(|source| source.next_mask());
+        self.tx.room(MAX_HEADER_LEN + payload.len());
         encode_frame(&mut self.tx.buf, opcode, payload, mask);
     }
 
