@@ -299,3 +299,48 @@ fn gateway_broadcast_without_a_cache_is_the_same_text() {
     assert_eq!(gws[1].2, vec![want.to_string()]);
     assert_eq!(gws[2].2, vec![want.to_string()]);
 }
+
+#[test]
+fn gateway_forward_native_keeps_what_a_closed_websocket_refused() {
+    use bytes::BytesMut;
+    use tidings_core::wire::Preamble;
+    use tidings_core::ws::CloseCode;
+
+    let now = Instant::now();
+    let mut cache = RenderCache::new();
+    let msg = Message::Text {
+        peer: Utf8::from("ann"),
+        private: false,
+        text: Utf8::from("hello"),
+    };
+    let mut wire = BytesMut::new();
+    wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
+    msg.encode(&mut wire);
+    let wire = wire.freeze();
+    // The first gateway renders the line (a miss), the second finds it (a hit): both keep it
+    // queued when their WebSocket refuses it.
+    for expected in [
+        RenderStats {
+            renders: 1,
+            hits: 0,
+        },
+        RenderStats {
+            renders: 1,
+            hits: 1,
+        },
+    ] {
+        let mut gw = Gateway::new(GatewayMode::Json, now);
+        while gw.poll_native().is_some() {}
+        let mut ws = WsConnection::server(WsConfig::default());
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        assert!(gw
+            .forward_native(now, wire.clone(), &mut cache, &mut ws)
+            .is_err());
+        assert_eq!(cache.stats(), expected);
+        match gw.poll_ws() {
+            Some(WsMessage::Text(t)) => assert_eq!(t, to_json(&msg).as_str()),
+            other => panic!("expected the text, got {other:?}"),
+        }
+        assert_eq!(gw.poll_ws(), None);
+    }
+}

@@ -280,8 +280,8 @@ impl Gateway {
     /// # Errors
     ///
     /// As [`Gateway::write_to`]: `ws` refused a message (it is closed or failed); what the
-    /// gateway could not write stays queued. The gateway's state still advanced with all of
-    /// `bytes`.
+    /// gateway could not write stays queued for [`Gateway::poll_ws`] or a later
+    /// [`Gateway::write_to`]. The gateway's state still advanced with all of `bytes`.
     pub fn forward_native(
         &mut self,
         now: Instant,
@@ -289,10 +289,10 @@ impl Gateway {
         cache: &mut RenderCache,
         ws: &mut WsConnection,
     ) -> Result<(), SendError> {
-        self.write_to(ws)?;
+        let queued = self.write_to(ws);
         let mut sink = Sink {
             cache,
-            ws: Some((ws, Ok(()))),
+            ws: Some((ws, queued)),
         };
         self.native_in(now, bytes, Some(&mut sink));
         let (ws, result) = sink.ws.expect("set above");
@@ -370,16 +370,26 @@ impl Gateway {
         self.to_ws.pop_front()
     }
 
-    /// Drains [`Gateway::poll_ws`] into `ws` (text, binary without copying, close).
+    /// Drains [`Gateway::poll_ws`] into `ws` (text and binary without copying large
+    /// payloads, close).
+    ///
+    /// # Errors
+    ///
+    /// `ws` refused a message (it is closed or failed): that message and the ones after it
+    /// stay queued.
     pub fn write_to(&mut self, ws: &mut WsConnection) -> Result<(), SendError> {
-        while let Some(msg) = self.poll_ws() {
-            match msg {
+        while let Some(msg) = self.to_ws.pop_front() {
+            let result = match &msg {
                 // Small texts are copied next to their header (one contiguous write for many
                 // messages), large ones are queued by reference.
-                WsMessage::Text(text) => ws.send_text_bytes(text)?,
-                WsMessage::Binary(data) => ws.send_binary_bytes(data)?,
-                WsMessage::Ping(data) => ws.send_ping(&data)?,
-                WsMessage::Close { code, reason } => ws.close(code, &reason)?,
+                WsMessage::Text(text) => ws.send_text_bytes(text.clone()),
+                WsMessage::Binary(data) => ws.send_binary_bytes(data.clone()),
+                WsMessage::Ping(data) => ws.send_ping(data),
+                WsMessage::Close { code, reason } => ws.close(*code, reason),
+            };
+            if let Err(e) = result {
+                self.to_ws.push_front(msg);
+                return Err(e);
             }
         }
         Ok(())
