@@ -11,6 +11,16 @@
 //! server's own transfers runs, so the executor never waits for a disk. A connection task
 //! gathers all bytes its session has queued into one vectored write.
 //!
+//! # Who writes
+//!
+//! When an input gives output to one or two connections only (a private message, a reply),
+//! the task that handled the input writes it to their sockets at once, without blocking;
+//! the recipient's own task is woken only if its socket is full or its state changed. When
+//! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
+//! gathers what several inputs queued into one write. An idle connection costs a small task,
+//! its session (no buffers kept once drained) and its socket's registration: about 4 KiB of
+//! server memory (bench/RESULTS.md, row idle).
+//!
 //! # One port, three doors
 //!
 //! Each accepted socket first goes through the [door](crate::DoorConfig): native clients,
