@@ -1,9 +1,10 @@
 //! Everything the `tidings` command prints: human lines with the time, or one JSON object
 //! per line (`--json`), and progress bars on standard error.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,7 +15,14 @@ pub struct Out {
     json: bool,
     multi: MultiProgress,
     bars: HashMap<u64, ProgressBar>,
+    /// Lines not yet written, while [`Out::buffer_when_piped`] holds them.
+    pending: RefCell<Vec<u8>>,
+    /// Lines are collected in `pending` instead of written one by one.
+    buffered: bool,
 }
+
+/// A buffered printer writes what it holds once it holds this much, even when busy.
+const PENDING_LIMIT: usize = 64 * 1024;
 
 impl Out {
     /// Human output (with progress bars when standard error is a terminal), or JSON lines.
@@ -28,7 +36,38 @@ impl Out {
             json,
             multi,
             bars: HashMap::new(),
+            pending: RefCell::new(Vec::new()),
+            buffered: false,
         }
+    }
+
+    /// When standard output is not a terminal, collect lines until [`Out::flush`] instead of
+    /// writing each with its own system call: a busy server prints a line per chat message,
+    /// and one `write` per line was several percent of its CPU. A terminal keeps one write per
+    /// line. The caller flushes whenever it has nothing more to print right away, so lines
+    /// are late by one burst of events at most; [`Out::unbuffer`] ends it.
+    pub fn buffer_when_piped(&mut self) {
+        self.buffered = !std::io::stdout().is_terminal();
+    }
+
+    /// Writes the lines collected so far, and prints every later line at once again.
+    pub fn unbuffer(&mut self) {
+        self.flush();
+        self.buffered = false;
+    }
+
+    /// Writes the lines collected so far (nothing to do unless buffering).
+    pub fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return;
+        }
+        self.multi.suspend(|| {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&pending);
+            let _ = stdout.flush();
+        });
+        pending.clear();
     }
 
     /// Whether `--json` is on.
@@ -54,6 +93,18 @@ impl Out {
     }
 
     fn line(&self, text: &str) {
+        if self.buffered {
+            let full = {
+                let mut pending = self.pending.borrow_mut();
+                pending.extend_from_slice(text.as_bytes());
+                pending.push(b'\n');
+                pending.len() >= PENDING_LIMIT
+            };
+            if full {
+                self.flush();
+            }
+            return;
+        }
         // Printed above the progress bars, so neither tears the other.
         self.multi.suspend(|| {
             let mut stdout = std::io::stdout().lock();

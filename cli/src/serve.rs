@@ -145,6 +145,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     })
     .detach();
     let events = handle.events();
+    // Under load the server reports an event per chat line: when the output is a pipe or a
+    // file, lines are written in bursts, each once no further event is waiting.
+    out.buffer_when_piped();
     let printer = async {
         loop {
             let next =
@@ -161,6 +164,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
                 Some(Err(reply)) => show_reply(out, reply),
                 None => break,
             }
+            if events.is_empty() && replies.is_empty() {
+                out.flush();
+            }
         }
     };
     let result = futures_lite::future::or(
@@ -176,6 +182,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         show(out, ev);
     }
     out.event("stopped", "stopped", json!({}));
+    out.unbuffer();
     result.map_err(|e| CliError::from_runtime(e, &args.listen))
 }
 
