@@ -196,7 +196,17 @@ pub(crate) async fn ws_task(
         })
         .await;
         match ev {
-            Wake::Read(Ok(n)) if n > 0 => ws.handle_input(&state.read_buf.borrow()[..n]),
+            Wake::Read(Ok(n)) if n > 0 => {
+                let buf = state.read_buf.borrow();
+                // A read that did not fill the buffer took all the socket had: the next read
+                // would only fail with WouldBlock (one system call per read, for nothing). The
+                // readiness check re-arms the socket instead, and the reactor reports
+                // it at once if more came in meanwhile.
+                if n < buf.len() {
+                    maybe_readable = false;
+                }
+                ws.handle_input(&buf[..n]);
+            }
             Wake::Read(_) => {
                 read_done = true;
                 ws.handle_eof();
