@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::hash::Hash;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -207,8 +207,14 @@ impl<K: Hash + Eq + Copy> Files<K> {
             .write(true)
             .create(true)
             .truncate(false)
+            // A symbolic link planted under the partial file's name must not lead the
+            // download out of the folder.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&part)
-            .map_err(|e| format!("cannot write {}: {}", shown(&part), plain(&e)))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => format!("cannot write {}: a symbolic link", shown(&part)),
+                _ => format!("cannot write {}: {}", shown(&part), plain(&e)),
+            })?;
         let kept = file
             .metadata()
             .map_err(|e| format!("cannot inspect {}: {}", shown(&part), plain(&e)))?
@@ -437,6 +443,19 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"old");
         assert_eq!(std::fs::read(placed).unwrap(), b"new");
         assert!(!part.exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("f.bin.part")).unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        let refused = files.start_download(2, "f.bin", 100).unwrap_err();
+        assert_eq!(refused, "cannot write f.bin.part: a symbolic link");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     }
 
     #[test]
