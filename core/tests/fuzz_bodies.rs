@@ -12,7 +12,7 @@ use tidings_core::fuzz;
 
 type Body = fn(&[u8]);
 
-const BODIES: [(&str, Body); 7] = [
+const BODIES: [(&str, Body); 8] = [
     ("native_frames", fuzz::native_frames),
     ("message_roundtrip", fuzz::message_roundtrip),
     ("session", |d| fuzz::session(d, Instant::now())),
@@ -20,6 +20,7 @@ const BODIES: [(&str, Body); 7] = [
     ("ws_frames", fuzz::ws_frames),
     ("http_handshake", fuzz::http_handshake),
     ("json", |d| fuzz::json(d, Instant::now())),
+    ("hub", |d| fuzz::hub(d, Instant::now())),
 ];
 
 #[test]

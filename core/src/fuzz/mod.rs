@@ -3,11 +3,13 @@
 //! `cargo test --features fuzz` compiles and runs them (the regression tests replay past
 //! findings through them); the cargo-fuzz targets in `fuzz/` are one line each.
 
+mod hub;
 mod json;
 mod session;
 mod wire;
 mod ws;
 
+pub use hub::hub;
 pub use json::json;
 pub use session::{session, transfer_pair};
 pub use wire::{message_roundtrip, native_frames};

@@ -1,0 +1,254 @@
+//! Fuzz body for the hub driven by many peers at once.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use arbitrary::{Arbitrary, Unstructured};
+use bytes::{Bytes, BytesMut};
+
+use crate::hub::{ConnId, Hub, HubConfig};
+use crate::wire::{FrameDecoder, Hello, Message, Offer, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN};
+
+/// Peers one input drives at most.
+const PEERS: usize = 6;
+/// Names the peers pick from: a few collide (case and look-alikes), one is the server's.
+const NAMES: [&str; 6] = ["ann", "ANN", "bob", "аnn", "tidings", "cy"];
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// A new connection (up to [`PEERS`]).
+    Connect,
+    /// Preamble and `hello` with one of [`NAMES`].
+    Join(u8, u8),
+    /// Raw bytes from a peer.
+    Bytes(u8, Vec<u8>),
+    /// A frame of any type with an arbitrary body.
+    Frame(u8, u8, Vec<u8>),
+    /// A well-formed message from a peer to another (by index) or to everyone.
+    Text(u8, Option<u8>, String),
+    ListRequest(u8),
+    Offer(u8, u8, u32, u32),
+    Accept(u8, u32, u32),
+    Chunk(u8, u32, u32, Vec<u8>),
+    Credit(u8, u32, u32),
+    Done(u8, u32, [u8; 32]),
+    Cancel(u8, u32),
+    /// The peer's stream ends.
+    Eof(u8),
+    /// The runtime gives up on the socket.
+    Remove(u8),
+    /// Time passes (milliseconds ×16) and due timers fire.
+    Advance(u16),
+    /// A peer stops reading for a while (its output is not drained this round).
+    Stall(u8),
+}
+
+/// One peer's view of what the hub sent it.
+struct Peer {
+    conn: ConnId,
+    received: FrameDecoder,
+    preamble_seen: bool,
+    stalled: bool,
+    gone: bool,
+}
+
+/// A hub with up to six peers fed arbitrary bytes, well-formed messages naming one another
+/// (chat, lists, offers, chunks, credit, digests, cancels), stream ends, removals, stalls and timer
+/// firings. It must never panic; whatever it sends any peer must be the server preamble then
+/// whole, decodable frames; every `text` it delivers must carry a sender that is registered
+/// or the server itself (no spoofing); relayed data must stay within the relay budget.
+/// `start` is the driver's clock reading: time, as everywhere in core, comes from the caller.
+pub fn hub(data: &[u8], start: Instant) {
+    let mut u = Unstructured::new(data);
+    let mut now = start;
+    let config = HubConfig {
+        relay_budget: 1 << 20,
+        message_rate: 50,
+        message_burst: 20,
+        ..HubConfig::default()
+    };
+    let budget = config.relay_budget;
+    let mut hub = Hub::new(config, now);
+    let mut peers: Vec<Peer> = Vec::new();
+    while !u.is_empty() {
+        let Ok(op) = u.arbitrary::<Op>() else { break };
+        let pick = |i: u8, peers: &[Peer]| (!peers.is_empty()).then(|| i as usize % peers.len());
+        let mut wire = BytesMut::new();
+        let from = match op {
+            Op::Connect => {
+                if peers.len() < PEERS {
+                    peers.push(Peer {
+                        conn: hub.connect(now),
+                        received: FrameDecoder::new(DEFAULT_MAX_FRAME),
+                        preamble_seen: false,
+                        stalled: false,
+                        gone: false,
+                    });
+                }
+                None
+            }
+            Op::Join(p, n) => {
+                wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
+                Message::Hello(Hello {
+                    name: NAMES[n as usize % NAMES.len()].into(),
+                    capabilities: 0,
+                    max_frame: DEFAULT_MAX_FRAME,
+                })
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Bytes(p, b) => {
+                wire.extend_from_slice(&b);
+                pick(p, &peers)
+            }
+            Op::Frame(p, ty, body) => {
+                wire.extend_from_slice(&(body.len() as u32 + 1).to_be_bytes());
+                wire.extend_from_slice(&[ty]);
+                wire.extend_from_slice(&body);
+                pick(p, &peers)
+            }
+            Op::Text(p, to, text) => {
+                let peer = to.map_or("", |t| NAMES[t as usize % NAMES.len()]);
+                Message::Text {
+                    peer: peer.into(),
+                    private: false,
+                    text: text.as_str().into(),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::ListRequest(p) => {
+                Message::ListRequest.encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Offer(p, to, id, size) => {
+                Message::Offer(Offer {
+                    id: u64::from(id % 8),
+                    peer: NAMES[to as usize % NAMES.len()].into(),
+                    size: u64::from(size % (1 << 20)),
+                    name: "f.bin".into(),
+                    media_type: "".into(),
+                })
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Accept(p, id, credit) => {
+                Message::Accept {
+                    id: u64::from(id % 8),
+                    offset: 0,
+                    credit: credit % (4 << 20),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Chunk(p, id, offset, data) => {
+                Message::Chunk {
+                    id: u64::from(id % 8),
+                    offset: u64::from(offset % (1 << 20)),
+                    data: Bytes::from(data),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Credit(p, id, n) => {
+                Message::Credit {
+                    id: u64::from(id % 8),
+                    bytes: n % (4 << 20),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Done(p, id, digest) => {
+                Message::Done {
+                    id: u64::from(id % 8),
+                    digest,
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Cancel(p, id) => {
+                Message::Cancel {
+                    id: u64::from(id % 8),
+                    code: crate::ErrorCode::Cancelled,
+                    reason: "".into(),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Eof(p) => {
+                if let Some(i) = pick(p, &peers) {
+                    if !peers[i].gone {
+                        hub.handle_eof(now, peers[i].conn);
+                    }
+                }
+                None
+            }
+            Op::Remove(p) => {
+                if let Some(i) = pick(p, &peers) {
+                    if !peers[i].gone {
+                        hub.remove(peers[i].conn);
+                        peers[i].gone = true;
+                    }
+                }
+                None
+            }
+            Op::Advance(ms) => {
+                now += Duration::from_millis(u64::from(ms) * 16);
+                hub.handle_timeout(now);
+                None
+            }
+            Op::Stall(p) => {
+                if let Some(i) = pick(p, &peers) {
+                    peers[i].stalled = !peers[i].stalled;
+                }
+                None
+            }
+        };
+        if let Some(i) = from {
+            // A runtime reads only while the hub wants input; a paused peer's bytes wait.
+            if !peers[i].gone && hub.wants_input(peers[i].conn) {
+                hub.handle_input(now, peers[i].conn, &wire);
+            }
+        }
+        drain(&mut hub, &mut peers);
+        assert!(
+            hub.relay_committed() <= budget,
+            "relay budget exceeded: {} > {budget}",
+            hub.relay_committed()
+        );
+    }
+}
+
+/// Takes what the hub queued for each reading peer and checks it frame by frame.
+fn drain(hub: &mut Hub, peers: &mut [Peer]) {
+    while hub.poll_ready().is_some() {}
+    while hub.poll_event().is_some() {}
+    for p in peers.iter_mut().filter(|p| !p.gone && !p.stalled) {
+        while let Some(bytes) = hub.poll_transmit(p.conn) {
+            p.received.push(&bytes);
+        }
+        if !p.preamble_seen {
+            match p.received.take_prefix(PREAMBLE_LEN) {
+                Some(pre) => {
+                    assert_eq!(&pre[..], &Preamble::CURRENT.to_bytes(), "server preamble");
+                    p.preamble_seen = true;
+                }
+                None => continue,
+            }
+        }
+        while let Some(frame) = p.received.next_frame().expect("hub frames fit the limit") {
+            let msg = Message::decode(frame).expect("hub frames decode");
+            if let Message::Text { peer, .. } = &msg {
+                let sender = peer.as_str();
+                assert!(
+                    sender == hub.name() || NAMES.contains(&sender),
+                    "a text stamped with a sender nobody could be: {sender:?}"
+                );
+            }
+        }
+        if hub.is_finished(p.conn) {
+            hub.remove(p.conn);
+            p.gone = true;
+        }
+    }
+}
