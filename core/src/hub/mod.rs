@@ -122,7 +122,7 @@ mod types;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use types::{ConnId, FileHandle, HubConfig, HubConfigError, HubError, HubEvent};
 
@@ -269,17 +269,36 @@ impl Hub {
 
     /// Bytes read from connection `conn`, in any pieces.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if let Some(buf) = self.input_buffer(conn, bytes.len()) {
+            buf.extend_from_slice(bytes);
+        }
+        self.handle_received(now, conn, bytes.len());
+    }
+
+    /// `conn`'s receive buffer with room for at least `at_least` more bytes (`None` for an
+    /// unknown or closed connection): a runtime reads the socket straight into its spare
+    /// capacity, then calls [`Hub::handle_received`]. That saves [`Hub::handle_input`]'s copy
+    /// of every received byte, and relayed chunk payloads go on to the receiver as slices of
+    /// this buffer. Append only bytes read from the socket, remove none, and read only while
+    /// [`Hub::wants_input`] holds (see [`Session::input_buffer`]).
+    pub fn input_buffer(&mut self, conn: ConnId, at_least: usize) -> Option<&mut BytesMut> {
+        self.conns.get_mut(&conn)?.session.input_buffer(at_least)
+    }
+
+    /// The runtime appended `n` bytes read from `conn` to [`Hub::input_buffer`]: they are
+    /// processed as by [`Hub::handle_input`].
+    pub fn handle_received(&mut self, now: Instant, conn: ConnId, n: usize) {
         self.now = now;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.rate.input(&rate_limits(&self.config), now, bytes.len()) {
+        if c.rate.input(&rate_limits(&self.config), now, n) {
             // Its runtime does not stop reading while the hub paused it: a flood.
             c.session
                 .goodbye(ErrorCode::RateLimited, rate::PAUSED_INPUT_REASON);
         }
-        c.session.handle_input(now, bytes);
-        if !bytes.is_empty() {
+        c.session.handle_received(now, n);
+        if n > 0 {
             c.last_input = now;
         }
         self.touch(conn);

@@ -62,7 +62,7 @@ mod output;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use config::Config;
 pub use event::{Closed, Event};
@@ -232,14 +232,35 @@ impl Session {
 
     // ----- inputs -------------------------------------------------------------------------
 
-    /// Bytes received from the connection, in any pieces.
+    /// Bytes received from the connection, in any pieces (copied into the receive buffer;
+    /// [`Session::input_buffer`] avoids that copy).
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if let Some(buf) = self.input_buffer(bytes.len()) {
+            buf.extend_from_slice(bytes);
+        }
+        self.handle_received(now, bytes.len());
+    }
+
+    /// The receive buffer with room for at least `at_least` more bytes, for a driver that
+    /// reads the connection straight into it (its spare capacity) instead of into a buffer
+    /// of its own; `None` once the session is closed (nothing more is read).
+    ///
+    /// Append only bytes read from the connection, remove none, then call
+    /// [`Session::handle_received`] with their count. `at_least` is the driver's read size:
+    /// the buffer grows by what is received, never by a length a peer declared. As with
+    /// [`Session::handle_input`], read only while [`Session::wants_input`] holds, so the
+    /// buffer holds at most one frame plus one read.
+    pub fn input_buffer(&mut self, at_least: usize) -> Option<&mut BytesMut> {
+        (self.state != State::Closed).then(|| self.decoder.read_buf(at_least))
+    }
+
+    /// The driver appended `n` received bytes to [`Session::input_buffer`]: decodes them.
+    pub fn handle_received(&mut self, now: Instant, n: usize) {
         self.now = now;
-        if self.state == State::Closed || bytes.is_empty() {
+        if self.state == State::Closed || n == 0 {
             return;
         }
         self.last_rx = now;
-        self.decoder.push(bytes);
         self.process_input();
     }
 

@@ -87,12 +87,26 @@ impl FrameDecoder {
         self.max_frame = max_frame;
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (a copy; [`FrameDecoder::read_buf`] lets a driver read into the
+    /// buffer instead).
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.buf.capacity() - self.buf.len() < bytes.len() {
-            self.grow(bytes.len());
+        self.read_buf(bytes.len()).extend_from_slice(bytes);
+    }
+
+    /// The receive buffer, with room for at least `at_least` more bytes: a driver reads the
+    /// socket straight into its spare capacity (e.g. `BufMut::chunk_mut` and
+    /// `BufMut::advance_mut`), so each received byte is copied once, by the kernel, and the
+    /// frames split off it are slices of that same memory.
+    ///
+    /// Append only received bytes, and never remove any (the frames already returned were
+    /// split off; what is left is the start of the next one). `at_least` is the driver's read
+    /// size, not anything a peer declared, so the growth stays bounded by received bytes: the
+    /// same policy as [`FrameDecoder::push`]. Call [`FrameDecoder::next_frame`] afterwards.
+    pub fn read_buf(&mut self, at_least: usize) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < at_least {
+            self.grow(at_least);
         }
-        self.buf.extend_from_slice(bytes);
+        &mut self.buf
     }
 
     /// Makes room for `incoming` more bytes when the buffer is full.
@@ -209,6 +223,67 @@ mod tests {
         assert!(moves <= 64 / 2, "{moves} of 64 reads moved a partial frame");
         // Bounded by what is held and arriving, never by declared lengths.
         assert!(most <= 4 * (read + HEADER_LEN + read), "capacity {most}");
+    }
+
+    /// Reads `wire` into [`FrameDecoder::read_buf`] the way a runtime does (each read at
+    /// most the spare room, at least `read` offered) with read sizes from `sizes`, cycling.
+    fn read_into(wire: &[u8], read: usize, sizes: &[usize], max_frame: u32) -> Vec<Frame> {
+        let mut dec = FrameDecoder::new(max_frame);
+        let (mut frames, mut at, mut i) = (Vec::new(), 0, 0);
+        while at < wire.len() {
+            let buf = dec.read_buf(read);
+            assert!(buf.capacity() - buf.len() >= read);
+            let n = sizes[i % sizes.len()].min(read).min(wire.len() - at);
+            i += 1;
+            buf.put_slice(&wire[at..at + n]);
+            at += n;
+            while let Some(frame) = dec.next_frame().unwrap() {
+                frames.push(frame);
+            }
+            // Less than one whole frame is left: the buffer never holds more than one frame
+            // plus one read, whatever the frames declare.
+            assert!(
+                dec.buffered() < max_frame as usize + HEADER_LEN,
+                "{}",
+                dec.buffered()
+            );
+        }
+        dec.finish().unwrap();
+        frames
+    }
+
+    #[test]
+    fn reads_into_the_buffer_give_the_same_frames_for_any_split() {
+        // Frames of assorted sizes, up to the limit.
+        let max = 1 << 16;
+        let mut wire = BytesMut::new();
+        let mut want = Vec::new();
+        for (i, len) in [0, 1, 7, 5000, max, 3, 65535, 12, max, 0, 40000]
+            .iter()
+            .enumerate()
+        {
+            let body: Vec<u8> = (0..*len).map(|j| (i * 31 + j) as u8).collect();
+            encode_header(i as u8, *len, &mut wire);
+            wire.put_slice(&body);
+            want.push(Frame {
+                kind: i as u8,
+                body: Bytes::from(body),
+            });
+        }
+        let splits: [&[usize]; 6] = [
+            &[1],
+            &[4, 1, 5],
+            &[HEADER_LEN + 1, 3],
+            &[64 << 10],
+            &[1000, 70000, 17, 65537],
+            &[(64 << 10) - 1, 2],
+        ];
+        for sizes in splits {
+            for read in [64 << 10, 4096, 1] {
+                let got = read_into(&wire, read, sizes, max as u32);
+                assert_eq!(got, want, "sizes {sizes:?} read {read}");
+            }
+        }
     }
 
     #[test]
