@@ -567,12 +567,11 @@ fn slowloris_in_every_phase_is_cut_off_by_its_deadline() {
             "{what}: {msgs:?}"
         );
     }
-    // The WebSocket's session times out the same way and the WebSocket is closed. (The
-    // gateway closes it with 1000 and no reason while the client has not chosen its carriage
-    // by a first message: the hub's `heartbeat-timeout` is dropped with the held preamble.
-    // Spec §12.3 asks for 1008 after a fatal error; see the report of issue 6.)
+    // The WebSocket's session times out the same way, before the client chose its carriage
+    // by a first message: the hub's fatal error still gives the close 1008 (spec §12.3).
     let (code, reason) = ws.until_close();
-    assert!(code == 1008 || code == 1000, "{code} {reason}");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(!reason.is_empty());
     // Registered, mid-frame: nothing more arrives, so the heartbeat timeout ends it.
     let msgs = mid_frame.until_closed(PATIENCE);
     assert_eq!(

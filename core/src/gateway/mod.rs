@@ -319,8 +319,33 @@ impl Gateway {
         let (code, reason) = self
             .close_hint
             .take()
+            .or_else(|| self.held_close())
             .unwrap_or((CloseCode::NORMAL, String::new()));
         self.close_ws(code, &reason);
+    }
+
+    /// The close for a hub that ended the session before the client's first message told
+    /// the carriage (say, a handshake timeout): its held `error`, `refused` or `goodbye`
+    /// decides the close code, as it would have in any carriage (spec §12.3).
+    fn held_close(&self) -> Option<(CloseCode, String)> {
+        let mut dec = FrameDecoder::new(MAX_FRAME_CEILING);
+        for b in &self.held {
+            dec.push(b);
+        }
+        dec.take_prefix(PREAMBLE_LEN)?;
+        let mut close = None;
+        while let Ok(Some(frame)) = dec.next_frame() {
+            match Message::decode(frame) {
+                Ok(Message::Refused { code, reason } | Message::Goodbye { code, reason }) => {
+                    close = Some(close_for(code, &reason));
+                }
+                Ok(Message::Error { code, text }) if code.is_fatal() => {
+                    close = Some(close_for(code, &text));
+                }
+                _ => {}
+            }
+        }
+        close
     }
 
     /// The instant of [`Gateway::poll_timeout`] has come.
