@@ -314,7 +314,9 @@ pub(crate) struct State {
     armed: Cell<Option<Instant>>,
     /// One read buffer for every connection: a task reads into it and hands the bytes to the
     /// hub before it yields, so with one thread nobody else can touch it in between (and ten
-    /// thousand idle connections do not each hold 64 KiB).
+    /// thousand idle connections do not each hold 64 KiB). Only a busy connection (its last
+    /// read was at least `DIRECT_MIN`) reads straight into its own receive buffer in the hub
+    /// instead, saving the copy out of this one.
     pub(crate) read_buf: RefCell<Vec<u8>>,
     events: Sender<ServerEvent>,
     /// Scratch list of the connections the hub reported ready.
