@@ -23,6 +23,9 @@ use std::path::PathBuf;
 
 use rows::servers::Ctx;
 
+/// Where the hand-written part of RESULTS.md starts; everything from it on is kept.
+const HAND_WRITTEN: &str = "<!-- Written by hand from here on; tidings-bench keeps it. -->";
+
 const USAGE: &str = "usage: tidings-bench [--quick] [--only ROW[,ROW…]] [--out FILE]
 rows: relay, decode, ws-decode, fanout, latency, idle, ws-broadcast
 A full run (no --only, no --quick) writes bench/RESULTS.md unless --out says otherwise.";
@@ -163,6 +166,20 @@ fn run(opts: Options) -> Result<(), String> {
             machine::peers(),
             table::notes(&all)
         );
+        // The analysis written by hand (profiles, what each optimisation bought) follows a
+        // marker and survives a new run.
+        let kept = std::fs::read_to_string(&out)
+            .ok()
+            .and_then(|old| old.find(HAND_WRITTEN).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        let doc = if kept.is_empty() {
+            doc
+        } else {
+            format!(
+                "{doc}
+{kept}"
+            )
+        };
         std::fs::write(&out, doc).map_err(|e| format!("{}: {e}", out.display()))?;
         eprintln!("tidings-bench: wrote {}", out.display());
     }
