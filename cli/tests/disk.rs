@@ -152,6 +152,19 @@ fn chat_flows(alice: &Client, bob: &Client, text: &str) {
     );
 }
 
+/// `tidings --json serve` on a free port (on the real disk), and its address.
+fn plain_server() -> (Proc, std::net::SocketAddr) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0"]);
+    let server = Proc::spawn(cmd);
+    let addr = server.expect(|v| v["event"] == "listening")["addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (server, addr)
+}
+
 #[test]
 fn a_full_inbox_fails_the_transfer_keeps_the_part_and_the_server_serves_on() {
     if !namespaces_work() {
@@ -209,14 +222,7 @@ fn a_full_download_dir_fails_the_transfer_keeps_the_part_and_recv_stays_connecte
     if !namespaces_work() {
         return;
     }
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0"]);
-    let server = Proc::spawn(cmd);
-    let addr: std::net::SocketAddr = server.expect(|v| v["event"] == "listening")["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, addr) = plain_server();
     let mount = tempfile::tempdir().unwrap();
     let out = mount.path().join("downloads");
     let mut recv = Proc::spawn_on_tmpfs(
@@ -269,14 +275,7 @@ fn an_unwritable_download_dir_rejects_the_offer_with_the_reason() {
     if !namespaces_work() {
         return;
     }
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0"]);
-    let server = Proc::spawn(cmd);
-    let addr: std::net::SocketAddr = server.expect(|v| v["event"] == "listening")["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, addr) = plain_server();
     let mount = tempfile::tempdir().unwrap();
     // A read-only file system refuses even root.
     let mut recv = Proc::spawn_on_tmpfs(
