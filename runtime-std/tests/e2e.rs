@@ -3,41 +3,16 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tidings_core::session::{Config, Session};
 use tidings_std::{
     Client, ClientConfig, ClientEvent, Error, ErrorCode, Server, ServerConfig, ServerEvent,
-    ServerHandle,
 };
 
-struct Running {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
+mod common;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown("test over");
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-fn start(config: ServerConfig) -> Running {
-    let server = Server::bind("127.0.0.1:0", config).unwrap();
-    let addr = server.local_addr();
-    let handle = server.handle();
-    let thread = std::thread::spawn(move || server.run().unwrap());
-    Running {
-        addr,
-        handle,
-        thread: Some(thread),
-    }
-}
+use common::start;
 
 fn wait(client: &Client, mut pred: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
     loop {

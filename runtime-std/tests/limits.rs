@@ -4,42 +4,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tidings_core::wire::{FrameDecoder, Message, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN};
 use tidings_std::{
-    Client, ClientConfig, ClientEvent, ConnLimit, ErrorCode, Server, ServerConfig, ServerEvent,
+    Client, ClientConfig, ClientEvent, ConnLimit, ErrorCode, ServerConfig, ServerEvent,
     ServerHandle,
 };
 
-struct Running {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
+mod common;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.handle.shutdown("test over");
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-fn start(config: ServerConfig) -> Running {
-    let server = Server::bind("127.0.0.1:0", config).unwrap();
-    let addr = server.local_addr();
-    let handle = server.handle();
-    let thread = std::thread::spawn(move || server.run().unwrap());
-    Running {
-        addr,
-        handle,
-        thread: Some(thread),
-    }
-}
+use common::start;
 
 /// Opens a native connection, sends the preamble and `hello`, and returns every message the
 /// server sends until it closes (within 10 s).
