@@ -61,13 +61,18 @@ struct Peer {
 pub fn hub(data: &[u8], start: Instant) {
     let mut u = Unstructured::new(data);
     let mut now = start;
-    let config = HubConfig {
+    let mut config = HubConfig {
         relay_budget: 1 << 20,
         message_rate: 50,
         message_burst: 20,
         ..HubConfig::default()
     };
-    let budget = config.relay_budget;
+    // Windows small enough that several relays compete for the budget.
+    config.session.transfer.window = 256 << 10;
+    // The budget is never below one window (a relay could not start otherwise).
+    let budget = config
+        .relay_budget
+        .max(config.session.transfer.window as usize);
     let mut hub = Hub::new(config, now);
     let mut peers: Vec<Peer> = Vec::new();
     while !u.is_empty() {
