@@ -568,6 +568,30 @@ fn silent_legacy_client_stays_alive_through_pings() {
 }
 
 #[test]
+fn a_legacy_client_that_never_answers_the_gateways_probes_is_declared_dead() {
+    let mut w = World::new();
+    let dave = legacy(&mut w, "/ws?name=dave");
+    w.web[dave].alive = false;
+    // The gateway's own timers run too, and the client never answers its pings: it is
+    // probed every interval and dropped at the timeout (10 s and 30 s by default).
+    w.run_timers(Duration::from_secs(120), Duration::from_secs(1), true);
+    let inbox = std::mem::take(&mut w.web[dave].inbox);
+    assert!(
+        matches!(&inbox[..], [WsMessage::Close { reason, .. }] if reason == "heartbeat-timeout"),
+        "{inbox:?}"
+    );
+    assert!(w.web[dave].gw.is_ws_closed());
+    assert_eq!(w.hub.peer_count(), 0);
+
+    // The same silence with a browser that answers each probe: alive after two minutes.
+    let mut w = World::new();
+    let erin = legacy(&mut w, "/ws?name=erin");
+    w.run_timers(Duration::from_secs(120), Duration::from_secs(1), true);
+    assert!(!w.web[erin].gw.is_ws_closed());
+    assert_eq!(w.hub.peer_count(), 1);
+}
+
+#[test]
 fn silent_legacy_client_in_a_busy_room_stays_alive() {
     // A server may leave a client it keeps busy unpinged (spec §6.6.1 only asks for pings
     // after silence); the gateway's own heartbeat then keeps the receive timeout away.

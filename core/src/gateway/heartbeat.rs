@@ -85,30 +85,3 @@ impl Heartbeat {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn silent_client_is_probed_then_declared_dead() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut hb = Heartbeat::new(t0);
-        assert_eq!(hb.deadline(), None);
-        hb.start(10_000, 30_000);
-        assert_eq!(hb.deadline(), Some(t0 + s(10)));
-        let due = hb.fire(t0 + s(10));
-        assert!(due.ping_hub && due.probe_client && !due.client_dead);
-        hb.sent(t0 + s(10));
-        assert_eq!(hb.deadline(), Some(t0 + s(20)));
-        // The client answers the probe: it is alive, and not probed again for an interval.
-        hb.heard(t0 + s(11));
-        hb.fire(t0 + s(20));
-        hb.sent(t0 + s(20));
-        assert_eq!(hb.deadline(), Some(t0 + s(21)));
-        // Then silence: probed every interval, dead at the timeout after its last word.
-        assert!(hb.fire(t0 + s(31)).probe_client);
-        assert!(hb.fire(t0 + s(41)).client_dead);
-    }
-}

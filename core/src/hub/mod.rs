@@ -618,27 +618,3 @@ impl Hub {
         self.events.push_back(ev);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::timers::Timers;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn timers_give_the_earliest_and_take_expired_in_order() {
-        let t0 = Instant::now();
-        let mut t = Timers::default();
-        t.reschedule(1, None, Some(t0 + Duration::from_secs(5)));
-        t.reschedule(2, None, Some(t0 + Duration::from_secs(2)));
-        t.reschedule(3, None, Some(t0 + Duration::from_secs(9)));
-        assert_eq!(t.first(), Some(t0 + Duration::from_secs(2)));
-        t.reschedule(
-            2,
-            Some(t0 + Duration::from_secs(2)),
-            Some(t0 + Duration::from_secs(7)),
-        );
-        assert_eq!(t.first(), Some(t0 + Duration::from_secs(5)));
-        assert_eq!(t.take_expired(t0 + Duration::from_secs(7)), vec![1, 2]);
-        assert_eq!(t.len(), 1);
-    }
-}

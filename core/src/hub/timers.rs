@@ -44,9 +44,4 @@ impl Timers {
         }
         due
     }
-
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.set.len()
-    }
 }
