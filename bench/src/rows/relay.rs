@@ -177,11 +177,9 @@ fn tidings_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64
     Ok(secs)
 }
 
-fn socat_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64, String> {
-    let size = std::fs::metadata(input).map_err(|e| e.to_string())?.len();
-    let (from_port, to_port) = (procs::free_port()?, procs::free_port()?);
-    let out = ctx.tmp.join(format!("relay-socat-{rep}.bin"));
-    let _ = std::fs::remove_file(&out);
+/// socat relaying from `from_port` (the sender connects) to `to_port` (the receiver
+/// connects), listening on both; returns once the receiver's side listens.
+fn socat_relay(from_port: u16, to_port: u16) -> Result<Guard, String> {
     // -U: data flows from the second address (the sender's side) to the first (the
     // receiver's), and the first is opened first, so the receiver connects before the sender.
     let mut relay = unpinned("socat");
@@ -192,8 +190,17 @@ fn socat_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64, 
         &format!("TCP-LISTEN:{to_port},bind=127.0.0.1,reuseaddr"),
         &format!("TCP-LISTEN:{from_port},bind=127.0.0.1,reuseaddr"),
     ]);
-    let mut relay = Guard::spawn(relay, "socat relay")?;
+    let relay = Guard::spawn(relay, "socat relay")?;
     servers::wait_listen(to_port)?;
+    Ok(relay)
+}
+
+fn socat_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64, String> {
+    let size = std::fs::metadata(input).map_err(|e| e.to_string())?.len();
+    let (from_port, to_port) = (procs::free_port()?, procs::free_port()?);
+    let out = ctx.tmp.join(format!("relay-socat-{rep}.bin"));
+    let _ = std::fs::remove_file(&out);
+    let mut relay = socat_relay(from_port, to_port)?;
     let mut recv = unpinned("socat");
     recv.args([
         "-u",
@@ -271,16 +278,7 @@ fn socat_hashed_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Resul
     for f in [&out, &sent_sum, &got_sum] {
         let _ = std::fs::remove_file(f);
     }
-    let mut relay = unpinned("socat");
-    relay.args([
-        "-U",
-        "-b",
-        SOCAT_BUFFER,
-        &format!("TCP-LISTEN:{to_port},bind=127.0.0.1,reuseaddr"),
-        &format!("TCP-LISTEN:{from_port},bind=127.0.0.1,reuseaddr"),
-    ]);
-    let mut relay = Guard::spawn(relay, "socat relay")?;
-    servers::wait_listen(to_port)?;
+    let mut relay = socat_relay(from_port, to_port)?;
     let mut recv = unpinned("sh");
     recv.arg("-c")
         .arg(format!(
