@@ -43,6 +43,15 @@ pub async fn run(
         )));
     }
     // Presence and acks from the joins are read (and ignored) by the tasks meanwhile.
+    start_and_collect(go_tx, tasks).await
+}
+
+/// Lets the joins settle, gives every client the start signal, and adds up what the client
+/// tasks delivered and when the last one had everything (shared with the WebSocket load).
+pub(super) async fn start_and_collect(
+    go_tx: watch::Sender<Option<Instant>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(u64, Instant), String>>>,
+) -> Result<Outcome, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     go_tx

@@ -6,15 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
-/// What one run measured.
-pub struct Outcome {
-    /// Chat messages received by all clients together.
-    pub delivered: u64,
-    /// From the start signal to the last client having everything.
-    pub elapsed: Duration,
-}
+use super::fanout::{start_and_collect, Outcome};
+use tokio_tungstenite::tungstenite::Message;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -53,22 +47,7 @@ pub async fn run(
             limit,
         )));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let start = Instant::now();
-    go_tx
-        .send(Some(start))
-        .map_err(|_| "no client is waiting")?;
-    let mut delivered = 0;
-    let mut last = start;
-    for t in tasks {
-        let (n, done) = t.await.map_err(|e| e.to_string())??;
-        delivered += n;
-        last = last.max(done);
-    }
-    Ok(Outcome {
-        delivered,
-        elapsed: last - start,
-    })
+    start_and_collect(go_tx, tasks).await
 }
 
 /// Whether a received text is a chat line from another client (not a server notice such
