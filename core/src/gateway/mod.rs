@@ -659,21 +659,23 @@ impl Gateway {
     fn cached(&mut self, sink: &mut Sink<'_>, carriage: Carriage, kind: u8, body: &[u8]) -> bool {
         match &mut sink.ws {
             Some((ws, result)) => {
-                let Some(text) = sink.cache.get_ref(carriage, kind, body) else {
+                let Some(r) = sink.cache.get_ref(carriage, kind, body) else {
                     return false;
                 };
                 if result.is_ok() {
-                    *result = self.write_to(ws).and_then(|()| ws.send_text(text));
+                    *result = self
+                        .write_to(ws)
+                        .and_then(|()| ws.send_text_framed(&r.text, &r.frame));
                 }
                 if result.is_err() {
                     // Kept for a later `write_to`, like everything `ws` would not take.
-                    self.to_ws.push_back(WsMessage::Text(text.clone()));
+                    self.to_ws.push_back(WsMessage::Text(r.text.clone()));
                 }
                 true
             }
             None => match sink.cache.get_ref(carriage, kind, body) {
-                Some(text) => {
-                    self.to_ws.push_back(WsMessage::Text(text.clone()));
+                Some(r) => {
+                    self.to_ws.push_back(WsMessage::Text(r.text.clone()));
                     true
                 }
                 None => false,

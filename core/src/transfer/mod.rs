@@ -452,6 +452,10 @@ impl Transfers {
     /// Asks the driver for file bytes, round-robin across transfers, while the read-ahead
     /// budget allows.
     pub(crate) fn request_reads(&mut self, io: &mut Io) {
+        if self.turn.is_empty() {
+            // No transfer (the usual case; asked after every event of a session).
+            return;
+        }
         let mut budget = self.read_budget(io.data.len());
         let max_len = self.chunk_limit(io.peer_max_frame);
         let mut idle_in_a_row = 0;
