@@ -62,11 +62,18 @@ impl Out {
         if pending.is_empty() {
             return;
         }
-        self.multi.suspend(|| {
+        let write = || {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(&pending);
             let _ = stdout.flush();
-        });
+        };
+        // Suspending the bars asks the terminal about itself (a system call per burst): only
+        // when there are bars to suspend.
+        if self.bars.is_empty() {
+            write();
+        } else {
+            self.multi.suspend(write);
+        }
         pending.clear();
     }
 

@@ -242,7 +242,10 @@ const REACT_INTERVAL: Duration = Duration::from_micros(40);
 /// broadcast run and a quarter of its wall time (bench/RESULTS.md). Yielding to `block_on`
 /// often keeps the reactor on this thread, as tokio's current-thread runtime does with its
 /// event interval.
-async fn drive<T>(ex: &LocalExecutor<'_>, main: impl Future<Output = T>) -> T {
+async fn drive<'a, T: 'a>(ex: &LocalExecutor<'a>, main: impl Future<Output = T> + 'a) -> T {
+    // A task of its own, so it is polled when woken and not at every look at the sockets
+    // (each poll of the accept loop is an `accept` system call).
+    let main = ex.spawn(main);
     let tasks = async {
         loop {
             // Waits (and lets block_on sleep in epoll) while nothing is runnable.
