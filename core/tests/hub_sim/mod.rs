@@ -16,6 +16,9 @@ use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::{Digest, IncomingOffer, TransferEvent, TransferFailure, TransferId};
 use tidings_core::wire::{Message, Preamble, Utf8};
 
+/// Most bytes one simulated read hands the hub (a runtime's read buffer).
+const READ_SIZE: usize = 64 << 10;
+
 /// Deterministic pseudo-random numbers (xorshift64*), so a failure replays.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -309,11 +312,19 @@ impl Net {
             if c.frozen || c.removed {
                 continue;
             }
-            // Like a runtime, read only while the hub wants input (TCP holds the rest).
+            // Like a runtime, read only while the hub wants input (TCP holds the rest), and
+            // up to a read buffer at a time whatever pieces the client wrote.
             while self.hub.wants_input(c.conn) {
-                let Some(bytes) = c.session.poll_transmit() else {
+                let mut bytes = Vec::new();
+                while bytes.len() < READ_SIZE {
+                    let Some(piece) = c.session.poll_transmit() else {
+                        break;
+                    };
+                    bytes.extend_from_slice(&piece);
+                }
+                if bytes.is_empty() {
                     break;
-                };
+                }
                 moved = true;
                 // Random split points exercise partial frames.
                 let cut = if bytes.len() > 1 {
