@@ -482,6 +482,13 @@ pub(crate) async fn conn_task(
     // Whether the last read was large: then the next one goes straight into the hub's receive
     // buffer (see `poll_recv_direct`).
     let mut direct = false;
+    // Whether data may be waiting: a read is tried only then (at the start, after a read that
+    // filled the buffer, after the reactor reported the socket readable). This task is woken
+    // for every message the hub has for it, and a read on each wake-up would be a system
+    // call that nearly always fails; during a join storm that was two failed reads per
+    // presence line written.
+    #[cfg(unix)]
+    let mut maybe_readable = true;
     let mut wake = Pin::new(&mut wake);
     loop {
         {
@@ -502,18 +509,26 @@ pub(crate) async fn conn_task(
                 }
             }
             #[cfg(unix)]
-            if reading && direct {
-                let mut host = state.host.borrow_mut();
-                if let Some(buf) = host.hub().input_buffer(id, DIRECT_READ) {
-                    if let Poll::Ready(r) = poll_recv_direct(&io, cx, buf) {
-                        return Poll::Ready(Wake::Received(r));
+            if reading && !maybe_readable && io.poll_readable(cx).is_ready() {
+                maybe_readable = true;
+            }
+            #[cfg(unix)]
+            if reading && maybe_readable {
+                if direct {
+                    let mut host = state.host.borrow_mut();
+                    if let Some(buf) = host.hub().input_buffer(id, DIRECT_READ) {
+                        if let Poll::Ready(r) = poll_recv_direct(&io, cx, buf) {
+                            return Poll::Ready(Wake::Received(r));
+                        }
+                    }
+                } else {
+                    let mut buf = state.read_buf.borrow_mut();
+                    if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
+                        return Poll::Ready(Wake::Read(r));
                     }
                 }
-            } else if reading {
-                let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
-                    return Poll::Ready(Wake::Read(r));
-                }
+                // Nothing there: the reactor now wakes this task when there is.
+                maybe_readable = false;
             }
             #[cfg(not(unix))]
             if reading {
@@ -532,6 +547,11 @@ pub(crate) async fn conn_task(
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
                 direct = n >= DIRECT_MIN;
+                // A read that did not fill the buffer took all the socket had.
+                #[cfg(unix)]
+                if n < state.read_buf.borrow().len() {
+                    maybe_readable = false;
+                }
                 state
                     .host
                     .borrow_mut()
