@@ -251,9 +251,16 @@ async fn drive<'a, T: 'a>(ex: &LocalExecutor<'a>, main: impl Future<Output = T> 
             // Waits (and lets block_on sleep in epoll) while nothing is runnable.
             ex.tick().await;
             let start = Instant::now();
-            while start.elapsed() < REACT_INTERVAL && ex.try_tick() {}
-            // Wakes itself: block_on polls the reactor without blocking, then comes back.
-            future::yield_now().await;
+            let mut runnable = true;
+            while runnable && start.elapsed() < REACT_INTERVAL {
+                runnable = ex.try_tick();
+            }
+            if runnable {
+                // Wakes itself: block_on polls the reactor without blocking, then comes back.
+                // (With nothing left to run, `tick` above lets block_on wait in the reactor
+                // instead: one look at the sockets, not two.)
+                future::yield_now().await;
+            }
         }
     };
     future::or(main, tasks).await
