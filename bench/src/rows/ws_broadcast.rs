@@ -2,7 +2,8 @@
 //! carriage: no subprotocol, text lines in, `{"src","dst","msg"}` JSON lines out) each
 //! broadcast 64-byte lines to all others, through `tidings serve` (its WebSocket door at
 //! `/ws`) and through a tokio-tungstenite broadcast server doing the same job
-//! ([`super::ws_server`]). Same load-generator clients (tokio-tungstenite) for both.
+//! ([`super::ws_server`]). Same load-generator clients for both: the lean WebSocket client in
+//! `load/ws_fanout.rs`, cheap enough that the servers are what is measured.
 
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ pub fn row(ctx: &Ctx) -> Row {
     let target = "≥ 1.2×";
     let clients = 100;
     let messages = if ctx.quick { 50 } else { 200 };
-    let reps = if ctx.quick { 3 } else { 5 };
+    // Nine, not five: one run takes under half a second, and on a shared machine five left
+    // the median swinging by a tenth between full runs.
+    let reps = if ctx.quick { 3 } else { 9 };
     let run = |ours: bool| -> Result<f64, String> {
         let server = if ours {
             servers::tidings(ctx, None)?
