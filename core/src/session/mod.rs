@@ -424,16 +424,23 @@ impl Session {
     /// Queues any message (the hub uses this to relay). Checks the state, the peer's frame
     /// limit and the output bound.
     pub fn send(&mut self, msg: &Message) -> Result<(), SendError> {
+        self.check_send(msg.encoded_len())?;
+        self.queue(msg);
+        Ok(())
+    }
+
+    /// Whether a frame of `encoded_len` bytes (header included) may be queued now: the
+    /// session is open, the body fits the peer's frame limit and the output bound holds.
+    fn check_send(&self, encoded_len: usize) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::NotOpen);
         }
-        if msg.encoded_len() - crate::wire::HEADER_LEN > self.peer_max_frame as usize {
+        if encoded_len - crate::wire::HEADER_LEN > self.peer_max_frame as usize {
             return Err(SendError::TooLarge);
         }
-        if self.control.len() + msg.encoded_len() > self.config.max_queued_output {
+        if self.control.len() + encoded_len > self.config.max_queued_output {
             return Err(SendError::QueueFull);
         }
-        self.queue(msg);
         Ok(())
     }
 
@@ -442,15 +449,7 @@ impl Session {
     /// the bytes are copied into the output as they are. The hub encodes a broadcast once
     /// for all its recipients this way.
     pub(crate) fn send_frame(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        if self.state != State::Open {
-            return Err(SendError::NotOpen);
-        }
-        if frame.len() - crate::wire::HEADER_LEN > self.peer_max_frame as usize {
-            return Err(SendError::TooLarge);
-        }
-        if self.control.len() + frame.len() > self.config.max_queued_output {
-            return Err(SendError::QueueFull);
-        }
+        self.check_send(frame.len())?;
         self.send_preamble();
         self.control.push_raw(frame);
         self.last_tx = self.now;
