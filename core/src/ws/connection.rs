@@ -384,15 +384,21 @@ impl WsConnection {
 
     /// Queues the text message `text` whose unmasked frame the caller encoded already
     /// (`frame` is [`server_frame`](super::server_frame)`(OpCode::Text, text)`, e.g. kept
-    /// with a rendering shared by many recipients): a server copies `frame` as it is, with no
-    /// header to encode; a client, which must mask, encodes `text` afresh.
-    pub(crate) fn send_text_framed(&mut self, text: &str, frame: &[u8]) -> Result<(), SendError> {
+    /// with a rendering shared by many recipients): a server queues `frame` as it is, with no
+    /// header to encode (copied when small, by reference when large, as in
+    /// [`send_text_bytes`](Self::send_text_bytes)); a client, which must mask, encodes `text`
+    /// afresh.
+    pub(crate) fn send_text_framed(&mut self, text: &str, frame: &Bytes) -> Result<(), SendError> {
         if self.masks.is_some() {
             return self.send_text(text);
         }
         self.check_can_send()?;
-        self.tx.room(frame.len());
-        self.tx.buf.extend_from_slice(frame);
+        if frame.len() >= SHARE_THRESHOLD {
+            self.tx.push_shared(frame.clone());
+        } else {
+            self.tx.room(frame.len());
+            self.tx.buf.extend_from_slice(frame);
+        }
         Ok(())
     }
 
