@@ -483,9 +483,8 @@ pub(crate) async fn conn_task(
 ) {
     let bell = wake.0.clone();
     // Other tasks may now write this connection's output straight to its socket.
-    let _ = bell.socket.set(Arc::from(stream.clone()));
-    #[cfg(unix)]
     let io: Arc<Async<std::net::TcpStream>> = stream.clone().into();
+    let _ = bell.socket.set(io.clone());
     // Whether the last read was large: then the next one goes straight into the hub's receive
     // buffer (see `poll_recv_direct`).
     let mut direct = false;
@@ -714,11 +713,7 @@ impl WakeTx {
                 break;
             }
             while !out.is_empty() {
-                let mut slices = [IoSlice::new(&[]); WRITE_PIECES];
-                for (slice, piece) in slices.iter_mut().zip(out.iter()) {
-                    *slice = IoSlice::new(piece);
-                }
-                let n = out.len().min(WRITE_PIECES);
+                let (slices, n) = io_slices(&out);
                 match (&mut socket.get_ref()).write_vectored(&slices[..n]) {
                     Ok(n) if n > 0 => advance(&mut out, n),
                     // Full socket, or an error: the task waits for room, or finds the error.
@@ -765,10 +760,16 @@ pub(crate) fn poll_write_pieces(
     cx: &mut std::task::Context<'_>,
     out: &[Bytes],
 ) -> Poll<io::Result<usize>> {
+    let (slices, n) = io_slices(out);
+    stream.poll_write_vectored(cx, &slices[..n])
+}
+
+/// The front of `out` (up to [`WRITE_PIECES`] pieces) as slices for one vectored write, and
+/// how many there are, without allocating.
+fn io_slices(out: &[Bytes]) -> ([IoSlice<'_>; WRITE_PIECES], usize) {
     let mut slices = [IoSlice::new(&[]); WRITE_PIECES];
-    let n = out.len().min(WRITE_PIECES);
     for (slice, piece) in slices.iter_mut().zip(out) {
         *slice = IoSlice::new(piece);
     }
-    stream.poll_write_vectored(cx, &slices[..n])
+    (slices, out.len().min(WRITE_PIECES))
 }

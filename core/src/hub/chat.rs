@@ -10,8 +10,8 @@ use crate::ErrorCode;
 
 /// Broadcast frames up to this size (header included) are encoded once and copied to each
 /// recipient; larger ones go through [`Session::send`] per recipient, which queues their
-/// payload by reference instead of copying it (its lanes copy frames only below 1 KiB).
-const ENCODE_ONCE: usize = 1024;
+/// payload by reference instead of copying it (its lanes copy frames only up to this size).
+const ENCODE_ONCE: usize = crate::session::COPY_LIMIT;
 
 /// What a client asked to deliver: text or a blob.
 enum Payload {

@@ -66,7 +66,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use config::Config;
 pub use event::{Closed, Event};
-pub(crate) use output::Lane;
+pub(crate) use output::{Lane, COPY_LIMIT};
 
 use crate::name::{validate_name, NameError};
 use crate::transfer::{Outbox, Transfers};

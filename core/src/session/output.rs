@@ -26,7 +26,7 @@ pub(crate) struct Lane {
 }
 
 /// Payloads at least this large are queued by reference instead of copied.
-const COPY_LIMIT: usize = 1024;
+pub(crate) const COPY_LIMIT: usize = 1024;
 
 /// Capacity of the queue of sealed pieces kept once it drained (a relay's steady state).
 const READY_KEEP: usize = 16;
