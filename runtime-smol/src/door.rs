@@ -177,8 +177,9 @@ async fn write_by(stream: &mut TcpStream, chunks: &[Bytes], deadline: Instant) -
     .await
 }
 
-/// Counts one admitted connection until it is dropped, however its task ends.
-struct Admitted {
+/// Counts one admitted connection until it is dropped, however its task ends (the door's,
+/// or the connection's it handed the socket to).
+pub(crate) struct Admitted {
     state: Rc<State>,
     ip: IpAddr,
 }
@@ -195,14 +196,14 @@ impl Drop for Admitted {
 /// Serves one accepted socket from `peer`: checks the connection limits, then sniffs it and
 /// hands it on. See the [module docs](self).
 pub(crate) async fn door_task(state: Rc<State>, stream: TcpStream, peer: SocketAddr) {
-    let admitted = state.host.borrow_mut().admit(peer.ip());
-    match admitted {
+    let admission = state.host.borrow_mut().admit(peer.ip());
+    match admission {
         Ok(()) => {
-            let _admitted = Admitted {
+            let admitted = Admitted {
                 state: state.clone(),
                 ip: peer.ip(),
             };
-            sniff(state, stream).await;
+            sniff(state, stream, admitted).await;
         }
         Err(limit) => {
             let answer = {
@@ -251,12 +252,13 @@ async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
 
 /// Sniffs an admitted socket and hands it on.
 ///
-/// This task lives as long as a native connection does, and its allocation is as large as
-/// its largest state: so the sniffed bytes are read straight into `first` (no buffer on the
-/// task), and everything an HTTP visitor needs (request reader, answer buffers, the
-/// WebSocket task) is boxed, or it would size every idle native connection's task (7.8 KB
-/// before this; see the idle row in bench/RESULTS.md).
-async fn sniff(state: Rc<State>, mut stream: TcpStream) {
+/// The door's task ends at the hand-off: a native or WebSocket connection is served by a
+/// task of its own ([`State::spawn`]), whose allocation is only as large as that task's
+/// state. Run inside the door's task, every idle native connection held the door's largest
+/// state as well (1.1 KB rather than 0.2), and every WebSocket one the HTTP reader's
+/// (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are read straight into
+/// `first`, and the HTTP path is boxed, so a door waiting for its first bytes stays small.
+async fn sniff(state: Rc<State>, mut stream: TcpStream, admitted: Admitted) {
     let deadline = Instant::now() + state.doors.head_timeout;
     let mut first = Vec::new();
     let visitor = loop {
@@ -271,8 +273,8 @@ async fn sniff(state: Rc<State>, mut stream: TcpStream) {
         }
     };
     match visitor {
-        Visitor::Native => native(state, stream, first).await,
-        Visitor::Http => Box::pin(http(state, stream, first, deadline)).await,
+        Visitor::Native => native(state, stream, first, admitted),
+        Visitor::Http => Box::pin(http(state, stream, first, deadline, admitted)).await,
     }
 }
 
@@ -280,7 +282,13 @@ async fn sniff(state: Rc<State>, mut stream: TcpStream) {
 const SNIFF_READ: usize = 512;
 
 /// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
-async fn http(state: Rc<State>, mut stream: TcpStream, first: Vec<u8>, deadline: Instant) {
+async fn http(
+    state: Rc<State>,
+    mut stream: TcpStream,
+    first: Vec<u8>,
+    deadline: Instant,
+    admitted: Admitted,
+) {
     let doors = state.doors.clone();
     let mut chunk = [0u8; 2048];
     let mut reader = RequestReader::new(DEFAULT_MAX_HEADER_BYTES);
@@ -299,24 +307,29 @@ async fn http(state: Rc<State>, mut stream: TcpStream, first: Vec<u8>, deadline:
         }
     };
     if head.path() == WS_PATH {
-        upgrade(state, stream, &head, reader.take_remaining(), deadline).await;
+        let early = reader.take_remaining();
+        upgrade(state, stream, &head, early, deadline, admitted).await;
     } else {
         let response = page_response(&doors, &head);
         answer(&mut stream, &response, deadline).await;
     }
 }
 
-/// Hands a native connection to the hub, sniffed bytes first.
-async fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>) {
+/// Hands a native connection to the hub, sniffed bytes first, and to a task of its own.
+fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
     let now = Instant::now();
     let id = state.host.borrow_mut().hub().connect(now);
     let (wake, wake_rx) = crate::server::wake_pair();
     state.writers.borrow_mut().insert(id, wake);
     state.host.borrow_mut().hub().handle_input(now, id, &first);
-    // Not kept for the life of the connection.
-    drop(first);
     state.after();
-    conn_task(state, stream, id, wake_rx).await;
+    state.spawn(conn_task(
+        state.clone(),
+        stream.into(),
+        id,
+        wake_rx,
+        admitted,
+    ));
 }
 
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.
@@ -326,6 +339,7 @@ async fn upgrade(
     head: &HttpRequestHead,
     early: Bytes,
     deadline: Instant,
+    admitted: Admitted,
 ) {
     let accepted = match head.accept_websocket(&[TIDINGS_SUBPROTOCOL]) {
         Ok(accepted) => accepted,
@@ -344,7 +358,8 @@ async fn upgrade(
     let max_frame = state.host.borrow().hub_ref().config().session.max_frame;
     let gateway = Gateway::with_max_frame(mode, max_frame, Instant::now());
     let ws = WsConnection::server(state.doors.ws);
-    ws_task(state, stream, ws, gateway, early).await;
+    let task = ws_task(state.clone(), stream.into(), ws, gateway, early, admitted);
+    state.spawn(task);
 }
 
 /// The answer to a plain HTTP request (not to `/ws`).

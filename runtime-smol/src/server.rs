@@ -45,14 +45,14 @@ use std::io::{self, IoSlice, Write as _};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
-use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
+use async_net::{AsyncToSocketAddrs, TcpListener};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use smol::LocalExecutor;
@@ -62,7 +62,7 @@ use tidings_std::files::Source;
 use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
 use crate::client::advance;
-use crate::door::{door_task, DoorConfig};
+use crate::door::{door_task, Admitted, DoorConfig};
 use crate::Error;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
@@ -180,6 +180,7 @@ impl Server {
             events: self.events,
             ready: RefCell::new(Vec::new()),
             doors: Rc::new(self.doors),
+            executor: Rc::downgrade(&ex),
         });
         let listener = self.listener;
         let cmds = self.cmds;
@@ -363,9 +364,19 @@ pub(crate) struct State {
     ready: RefCell<Vec<ConnId>>,
     /// How the port treats non-native visitors.
     pub(crate) doors: Rc<DoorConfig>,
+    /// The executor the server's tasks run on (weak: its tasks hold this state).
+    executor: Weak<LocalExecutor<'static>>,
 }
 
 impl State {
+    /// Runs `task` as a task of its own on the server's executor (nothing, once the server
+    /// is being torn down).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        if let Some(ex) = self.executor.upgrade() {
+            ex.spawn(task).detach();
+        }
+    }
+
     /// The hub's outputs after any input: wake writers, process events, queue disk work,
     /// re-arm the timer.
     pub(crate) fn after(&self) {
@@ -475,15 +486,20 @@ enum Wake {
     Woken,
 }
 
+/// Serves one native connection, from the door's hand-off until its session ends.
+///
+/// Its arguments are all a pointer or two wide: they are held for the task's whole life
+/// (twice, as rustc lays out an `async fn`), and ten thousand idle connections are ten
+/// thousand of these tasks.
 pub(crate) async fn conn_task(
     state: Rc<State>,
-    mut stream: TcpStream,
+    io: Arc<Async<std::net::TcpStream>>,
     id: ConnId,
     mut wake: WakeRx,
+    _admitted: Admitted,
 ) {
     let bell = wake.0.clone();
     // Other tasks may now write this connection's output straight to its socket.
-    let io: Arc<Async<std::net::TcpStream>> = stream.clone().into();
     let _ = bell.socket.set(io.clone());
     // Whether the last read was large: then the next one goes straight into the hub's receive
     // buffer (see `poll_recv_direct`).
@@ -510,7 +526,7 @@ pub(crate) async fn conn_task(
         let ev = future::poll_fn(|cx| {
             let out = bell.out.borrow();
             if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(Pin::new(&mut stream), cx, &out) {
+                if let Poll::Ready(r) = poll_write_pieces(&io, cx, &out) {
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
@@ -529,7 +545,7 @@ pub(crate) async fn conn_task(
                     }
                 } else {
                     let mut buf = state.read_buf.borrow_mut();
-                    if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
+                    if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
                         return Poll::Ready(Wake::Read(r));
                     }
                 }
@@ -539,7 +555,7 @@ pub(crate) async fn conn_task(
             #[cfg(not(unix))]
             if reading {
                 let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
+                if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
             }
@@ -593,7 +609,7 @@ pub(crate) async fn conn_task(
             Wake::Woken => {}
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = io.get_ref().shutdown(std::net::Shutdown::Both);
     state.writers.borrow_mut().remove(&id);
     state.host.borrow_mut().hub().remove(id);
     state.after();
@@ -756,12 +772,12 @@ const WRITE_PIECES: usize = 64;
 /// Writes the front of `out` (up to [`WRITE_PIECES`] pieces) in one vectored write, without
 /// allocating: both connection loops, native and WebSocket, write this way.
 pub(crate) fn poll_write_pieces(
-    stream: Pin<&mut TcpStream>,
+    io: &Async<std::net::TcpStream>,
     cx: &mut std::task::Context<'_>,
     out: &[Bytes],
 ) -> Poll<io::Result<usize>> {
     let (slices, n) = io_slices(out);
-    stream.poll_write_vectored(cx, &slices[..n])
+    Pin::new(&mut &*io).poll_write_vectored(cx, &slices[..n])
 }
 
 /// The front of `out` (up to [`WRITE_PIECES`] pieces) as slices for one vectored write, and

@@ -18,7 +18,6 @@ use std::task::Poll;
 use std::time::Instant;
 
 use async_io::{Async, Timer};
-use async_net::TcpStream;
 use bytes::Bytes;
 use futures_lite::{future, AsyncRead, Stream};
 use tidings_core::gateway::{Gateway, RenderCache};
@@ -26,6 +25,7 @@ use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
 use crate::client::advance;
+use crate::door::Admitted;
 use crate::server::{poll_write_pieces, State, WRITE_BATCH};
 
 enum Wake {
@@ -106,10 +106,11 @@ fn pump_with(
 /// the request head (the first frames).
 pub(crate) async fn ws_task(
     state: Rc<State>,
-    mut stream: TcpStream,
+    io: Arc<Async<std::net::TcpStream>>,
     mut ws: WsConnection,
     mut gw: Gateway,
     early: Bytes,
+    _admitted: Admitted,
 ) {
     let id = state.host.borrow_mut().hub().connect(Instant::now());
     let (wake_tx, wake_rx) = crate::server::wake_pair();
@@ -125,11 +126,10 @@ pub(crate) async fn ws_task(
     let mut closing_deadline: Option<Instant> = None;
     let mut timer = Timer::never();
     let mut armed: Option<Instant> = None;
-    // The socket's readiness, without a read. A read is tried only while data may be waiting
-    // (at the start, after a read that returned data, after the reactor reported the socket
-    // readable): this task is woken for every message the hub has for it, and a read on each
-    // wake-up would be a system call that nearly always finds nothing.
-    let readiness: Arc<Async<std::net::TcpStream>> = stream.clone().into();
+    // A read is tried only while data may be waiting (at the start, after a read that
+    // returned data, after the reactor reported the socket readable): this task is woken for
+    // every message the hub has for it, and a read on each wake-up would be a system call
+    // that nearly always finds nothing.
     let mut maybe_readable = true;
     if !early.is_empty() {
         ws.handle_input(&early);
@@ -171,16 +171,16 @@ pub(crate) async fn ws_task(
             && (link.hub_done || state.host.borrow().hub_ref().wants_input(id));
         let ev = future::poll_fn(|cx| {
             if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(Pin::new(&mut stream), cx, &out) {
+                if let Poll::Ready(r) = poll_write_pieces(&io, cx, &out) {
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
-            if reading && !maybe_readable && readiness.poll_readable(cx).is_ready() {
+            if reading && !maybe_readable && io.poll_readable(cx).is_ready() {
                 maybe_readable = true;
             }
             if reading && maybe_readable {
                 let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf[..]) {
+                if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
                 // Nothing there: the reactor now wakes this task when there is.
@@ -224,7 +224,7 @@ pub(crate) async fn ws_task(
             }
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = io.get_ref().shutdown(std::net::Shutdown::Both);
     state.writers.borrow_mut().remove(&id);
     {
         let mut host = state.host.borrow_mut();
