@@ -1,8 +1,9 @@
 //! Session settings: every limit and timer has a default here and a knob for the caller.
 
 use core::time::Duration;
+use std::sync::Arc;
 
-use crate::wire::{capability, DEFAULT_MAX_FRAME};
+use crate::wire::{capability, DEFAULT_MAX_FRAME, MAX_FRAME_CEILING, MIN_MAX_FRAME};
 
 /// Settings of one session. `Config::default()` gives the values of spec §9.
 ///
@@ -47,6 +48,22 @@ impl Default for Config {
             max_queued_events: 1024,
             max_queued_output: 4 << 20,
             transfer: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Brings the limits into range (the frame limit between the protocol's minimum and
+    /// ceiling, transfer sizes at least 1), copying the settings only when one is out of
+    /// range: sessions share one `Config`, so a hub of ten thousand sessions holds it once.
+    pub(crate) fn normalize(config: &mut Arc<Config>) {
+        let max_frame = config.max_frame.clamp(MIN_MAX_FRAME, MAX_FRAME_CEILING);
+        let t = &config.transfer;
+        if max_frame != config.max_frame || t.chunk_size == 0 || t.window == 0 || t.read_ahead == 0
+        {
+            let config = Arc::make_mut(config);
+            config.max_frame = max_frame;
+            config.transfer = config.transfer.clone().normalized();
         }
     }
 }

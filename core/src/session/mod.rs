@@ -60,6 +60,7 @@ mod event;
 mod output;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -134,7 +135,8 @@ impl std::error::Error for SendError {}
 pub struct Session {
     role: Role,
     state: State,
-    config: Config,
+    /// Shared with every session made from the same `Arc` (a hub's sessions).
+    config: Arc<Config>,
     decoder: FrameDecoder,
     control: Lane,
     data: Lane,
@@ -152,9 +154,13 @@ pub struct Session {
 
 impl Session {
     /// A client that will ask for `name`. The preamble and hello are queued at once.
-    pub fn client(config: Config, name: &str, now: Instant) -> Result<Session, NameError> {
+    pub fn client(
+        config: impl Into<Arc<Config>>,
+        name: &str,
+        now: Instant,
+    ) -> Result<Session, NameError> {
         validate_name(name)?;
-        let mut s = Session::new(Role::Client, config, now);
+        let mut s = Session::new(Role::Client, config.into(), now);
         s.send_preamble();
         s.queue(&Message::Hello(Hello {
             name: Utf8::from(name),
@@ -166,15 +172,15 @@ impl Session {
 
     /// The server side of a connection just accepted. It sends its preamble after the
     /// client's has arrived.
-    pub fn server(config: Config, now: Instant) -> Session {
-        Session::new(Role::Server, config, now)
+    ///
+    /// Sessions made from clones of one `Arc<Config>` share it rather than each holding a
+    /// copy (a hub does this for all of its sessions).
+    pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Session {
+        Session::new(Role::Server, config.into(), now)
     }
 
-    fn new(role: Role, config: Config, now: Instant) -> Session {
-        let config = Config {
-            max_frame: config.max_frame.clamp(MIN_MAX_FRAME, MAX_FRAME_CEILING),
-            ..config
-        };
+    fn new(role: Role, mut config: Arc<Config>, now: Instant) -> Session {
+        Config::normalize(&mut config);
         Session {
             role,
             state: State::Preamble,
@@ -182,7 +188,7 @@ impl Session {
             control: Lane::default(),
             data: Lane::default(),
             events: VecDeque::new(),
-            transfers: Transfers::new(role, config.transfer.clone()),
+            transfers: Transfers::new(role, config.clone()),
             peer_max_frame: MIN_MAX_FRAME,
             now,
             last_rx: now,
@@ -307,6 +313,11 @@ impl Session {
             );
         }
         if now >= self.last_tx + self.config.heartbeat_interval {
+            // Nothing sent for an interval: a quiet connection. Its event queue's buffer,
+            // grown by the handshake (~450 bytes), is let go, at most once an interval.
+            if self.events.is_empty() {
+                self.events = VecDeque::new();
+            }
             self.pings_sent += 1;
             let nonce = self.pings_sent;
             self.queue(&Message::Ping { nonce });
@@ -581,10 +592,12 @@ impl Session {
                     return Err(malformed("welcome limits out of range"));
                 }
                 self.peer_max_frame = w.max_frame.min(MAX_FRAME_CEILING);
-                self.config.heartbeat_interval =
+                // The server's heartbeat settings replace ours. The settings are copied here if
+                // shared (the transfers keep the copy they hold; heartbeats are not theirs).
+                let config = Arc::make_mut(&mut self.config);
+                config.heartbeat_interval =
                     core::time::Duration::from_millis(w.heartbeat_ms.into());
-                self.config.heartbeat_timeout =
-                    core::time::Duration::from_millis(w.timeout_ms.into());
+                config.heartbeat_timeout = core::time::Duration::from_millis(w.timeout_ms.into());
                 self.name = Some(w.name.clone());
                 self.state = State::Open;
                 self.handshake_deadline = None;

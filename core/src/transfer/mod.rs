@@ -122,6 +122,7 @@ mod progress;
 mod reads;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -130,7 +131,7 @@ pub use config::TransferConfig;
 pub use file_name::{is_invisible, safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
 pub use progress::Progress;
 
-use crate::session::{Event, Lane, Role, SendError, Session};
+use crate::session::{Config as SessionConfig, Event, Lane, Role, SendError, Session};
 use crate::wire::{Message, Offer, Utf8, DIGEST_LEN};
 use crate::{ErrorCode, ProtocolError};
 use incoming::Incoming;
@@ -327,7 +328,8 @@ enum Transfer {
 /// All transfers of one session.
 #[derive(Default)]
 pub(crate) struct Transfers {
-    config: TransferConfig,
+    /// The session's settings (shared, not copied: a hub holds thousands of sessions).
+    config: Arc<SessionConfig>,
     map: HashMap<TransferId, Transfer>,
     /// Round-robin order for read requests: the fair share of the connection.
     turn: VecDeque<TransferId>,
@@ -345,13 +347,14 @@ impl core::fmt::Debug for Transfers {
 }
 
 impl Transfers {
-    pub(crate) fn new(role: Role, config: TransferConfig) -> Self {
+    /// `config` is already normalized ([`SessionConfig::normalize`]).
+    pub(crate) fn new(role: Role, config: Arc<SessionConfig>) -> Self {
         let (own, peer) = match role {
             Role::Client => (0, 1),
             Role::Server => (1, 0),
         };
         Transfers {
-            config: config.normalized(),
+            config,
             next_id: own,
             peer_parity: peer,
             ..Default::default()
@@ -385,7 +388,7 @@ impl Transfers {
         msg: Message,
         io: &mut Io,
     ) -> Result<(), ProtocolError> {
-        let cfg = &self.config;
+        let cfg = &self.config.transfer;
         let id = match &msg {
             Message::Offer(o) => o.id,
             Message::Accept { id, .. }
@@ -429,7 +432,7 @@ impl Transfers {
                 reason: Utf8::from(reason),
             })
         };
-        if self.map.len() >= self.config.max_active {
+        if self.map.len() >= self.config.transfer.max_active {
             reject(ErrorCode::LimitExceeded, "too many transfers at once", io);
             return Ok(());
         }
@@ -506,12 +509,14 @@ impl Transfers {
                 Transfer::In(t) => t.outstanding(),
             })
             .sum();
-        (self.config.read_ahead as usize).saturating_sub(data_queued + outstanding as usize)
+        (self.config.transfer.read_ahead as usize)
+            .saturating_sub(data_queued + outstanding as usize)
     }
 
     fn chunk_limit(&self, peer_max_frame: u32) -> usize {
         // A chunk's fixed fields take 16 bytes of the frame body.
         self.config
+            .transfer
             .chunk_size
             .min(peer_max_frame.saturating_sub(16))
             .max(1) as usize
@@ -521,8 +526,8 @@ impl Transfers {
         self.map
             .values()
             .filter_map(|t| match t {
-                Transfer::Out(t) => t.deadline(&self.config),
-                Transfer::In(t) => t.deadline(&self.config),
+                Transfer::Out(t) => t.deadline(&self.config.transfer),
+                Transfer::In(t) => t.deadline(&self.config.transfer),
             })
             .min()
     }
@@ -532,10 +537,10 @@ impl Transfers {
         for (&id, t) in self.map.iter_mut() {
             let timed_out = match t {
                 Transfer::Out(t) => t
-                    .deadline(&self.config)
+                    .deadline(&self.config.transfer)
                     .is_some_and(|d| now >= d && t.on_timer(io)),
                 Transfer::In(t) => t
-                    .deadline(&self.config)
+                    .deadline(&self.config.transfer)
                     .is_some_and(|d| now >= d && t.on_timer(io)),
             };
             if timed_out {
@@ -649,7 +654,7 @@ impl Session {
         }
         let mut out = self.outbox();
         let t = &mut *out.transfers;
-        if t.map.len() >= t.config.max_active {
+        if t.map.len() >= t.config.transfer.max_active {
             return Err(SendError::Invalid("too many transfers at once"));
         }
         let id = t.next_id;
@@ -741,8 +746,8 @@ impl Session {
         let mut out = self.outbox();
         let Transfers { config, map, .. } = &mut *out.transfers;
         let ended = match map.get_mut(&id) {
-            Some(Transfer::Out(t)) => t.provide(offset, data, config, &mut out.io)?,
-            Some(Transfer::In(t)) => t.provide(offset, data, config, &mut out.io)?,
+            Some(Transfer::Out(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
+            Some(Transfer::In(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
             None => return Err(SendError::Invalid("no such transfer")),
         };
         if ended {
@@ -817,7 +822,7 @@ impl Session {
         let mut out = self.outbox();
         let Transfers { config, map, .. } = &mut *out.transfers;
         match map.get_mut(&id) {
-            Some(Transfer::In(t)) => f(t, config, &mut out.io),
+            Some(Transfer::In(t)) => f(t, &config.transfer, &mut out.io),
             _ => Err(SendError::Invalid("no such incoming transfer")),
         }
     }
