@@ -313,11 +313,7 @@ impl Session {
             );
         }
         if now >= self.last_tx + self.config.heartbeat_interval {
-            // Nothing sent for an interval: a quiet connection. Its event queue's buffer,
-            // grown by the handshake (~450 bytes), is let go, at most once an interval.
-            if self.events.is_empty() {
-                self.events = VecDeque::new();
-            }
+            self.release_spare();
             self.pings_sent += 1;
             let nonce = self.pings_sent;
             self.queue(&Message::Ping { nonce });
@@ -514,6 +510,18 @@ impl Session {
         )
     }
 
+    /// Lets go of the spare buffers a burst grew: the event queue's (the handshake's events
+    /// take ~450 bytes) and the lanes' queues of sealed pieces. Called when a heartbeat is
+    /// sent or received, that is on quiet connections and at most once an interval or so,
+    /// so an idle connection does not keep them for its whole life.
+    fn release_spare(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        self.control.release_spare();
+        self.data.release_spare();
+    }
+
     /// Queues our preamble once. A client sends it at creation; a server answers the
     /// client's, or sends it in front of the error that explains why it is closing early, so
     /// that a peer always sees a well-formed stream.
@@ -634,8 +642,11 @@ impl Session {
                 media_type,
                 data,
             }),
-            (State::Open, _, M::Ping { nonce }) => self.queue(&M::Pong { nonce }),
-            (State::Open, _, M::Pong { .. }) => {}
+            (State::Open, _, M::Ping { nonce }) => {
+                self.release_spare();
+                self.queue(&M::Pong { nonce })
+            }
+            (State::Open, _, M::Pong { .. }) => self.release_spare(),
             (State::Open, _, M::Error { code, text }) => {
                 self.events.push_back(Event::PeerError { code, text })
             }

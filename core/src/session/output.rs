@@ -101,6 +101,14 @@ impl Lane {
         Some(out)
     }
 
+    /// Lets go of the queue of sealed pieces if it is empty (a quiet session: the queue's
+    /// buffer, grown by one burst, would otherwise stay for the life of the connection).
+    pub(crate) fn release_spare(&mut self) {
+        if self.ready.is_empty() {
+            self.ready = VecDeque::new();
+        }
+    }
+
     /// Whether the last piece handed out was a frame's head whose payload is still queued:
     /// the next transmit must come from this lane, or the frame would be split by another.
     pub(crate) fn mid_frame(&self) -> bool {
