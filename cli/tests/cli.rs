@@ -358,11 +358,23 @@ fn a_killed_receiver_resumes_when_restarted() {
         src.to_str().unwrap(),
     ]);
     recv.expect(|v| v["event"] == "progress" && v["done"].as_u64().unwrap() > 0);
+    // Progress counts bytes received; their disk write follows. The kill must come after
+    // some are on disk, or there would be nothing to resume from. (A file's size has no
+    // event to wait for: it is looked at until it grows.)
+    let part = out.join("big.bin.part");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing written to {part:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop(recv); // kill -9
     let failed = send.expect_event("failed");
     assert_eq!(failed["code"], "peer-lost");
     assert_eq!(send.wait().code(), Some(6));
-    let kept = std::fs::metadata(out.join("big.bin.part")).unwrap().len();
+    let kept = std::fs::metadata(&part).unwrap().len();
     assert!(kept > 0);
 
     let recv = Proc::spawn(&recv_args);
