@@ -47,6 +47,9 @@ fn descriptor_limit() -> Option<usize> {
         .ok()
 }
 
+/// How long the event printer lets a burst of events gather before it wakes again.
+const PRINT_GATHER: Duration = Duration::from_millis(20);
+
 pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let mut hub = HubConfig {
         server_name: args.name.clone(),
@@ -165,8 +168,20 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
                 Some(Err(reply)) => show_reply(out, reply),
                 None => break,
             }
-            if events.is_empty() && replies.is_empty() {
+            // The server runs on a thread of its own, so each wake-up of this printer costs
+            // the server a system call and its core a switch of threads. Under load (an event
+            // per chat line) what came meanwhile is shown at once, and the next wake-up waits
+            // for a burst to gather.
+            let mut burst = false;
+            while let Ok(ev) = events.try_recv() {
+                show(out, ev);
+                burst = true;
+            }
+            if replies.is_empty() {
                 out.flush();
+            }
+            if burst {
+                async_io::Timer::after(PRINT_GATHER).await;
             }
         }
     };
