@@ -317,19 +317,16 @@ async fn http(
 
 /// Hands a native connection to the hub, sniffed bytes first, and to a task of its own.
 fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
+    let Ok(socket) = state.adopt(stream) else {
+        return; // closed: the client sees its connection end
+    };
     let now = Instant::now();
     let id = state.host.borrow_mut().hub().connect(now);
     let (wake, wake_rx) = crate::server::wake_pair();
     state.writers.borrow_mut().insert(id, wake);
     state.host.borrow_mut().hub().handle_input(now, id, &first);
     state.after();
-    state.spawn(conn_task(
-        state.clone(),
-        stream.into(),
-        id,
-        wake_rx,
-        admitted,
-    ));
+    state.spawn(conn_task(state.clone(), socket, id, wake_rx, admitted));
 }
 
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.
@@ -358,7 +355,10 @@ async fn upgrade(
     let max_frame = state.host.borrow().hub_ref().config().session.max_frame;
     let gateway = Gateway::with_max_frame(mode, max_frame, Instant::now());
     let ws = WsConnection::server(state.doors.ws);
-    let task = ws_task(state.clone(), stream.into(), ws, gateway, early, admitted);
+    let Ok(socket) = state.adopt(stream) else {
+        return;
+    };
+    let task = ws_task(state.clone(), socket, ws, gateway, early, admitted);
     state.spawn(task);
 }
 

@@ -4,6 +4,9 @@
 //! The client logic and the disk side of transfers come from `tidings-std` (plain,
 //! runtime-free code); this crate adds non-blocking sockets, timers and tasks, and moves
 //! every disk job to the `blocking` thread pool so the executor never waits for a disk.
+//! The server's connection sockets have an event loop of their own on its one thread (mio,
+//! edge-triggered `epoll`): async-io re-armed a socket at every wait, two extra system calls
+//! per message relayed; see [`Server::run_blocking`].
 //!
 //! The server's one port takes native clients, WebSocket clients at `/ws` (bridged to the
 //! hub by `tidings_core::gateway`: browsers in JSON, binary tidings, or plain legacy chat)
@@ -12,6 +15,7 @@
 
 mod client;
 mod door;
+mod reactor;
 mod server;
 mod websocket;
 

@@ -1,5 +1,6 @@
 //! The async server: one hub, one task per connection, one timer task, one disk task, all
-//! on a single-threaded `LocalExecutor`.
+//! on a single-threaded `LocalExecutor`, whose thread sleeps in the connection sockets' own
+//! event loop (`reactor.rs`: edge-triggered `epoll`) when no task is runnable.
 //!
 //! # Why one thread
 //!
@@ -18,7 +19,7 @@
 //! the recipient's own task is woken only if its socket is full or its state changed. When
 //! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
 //! gathers what several inputs queued into one write. An idle connection costs a small task,
-//! its session (no buffers kept once drained) and its socket's registration: about 4 KiB of
+//! its session (no buffers kept once drained) and its socket's registration: about 2 KiB of
 //! server memory (bench/RESULTS.md, row idle).
 //!
 //! # One port, three doors
@@ -41,7 +42,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, IoSlice, Write as _};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -52,9 +53,9 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
-use async_net::{AsyncToSocketAddrs, TcpListener};
+use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
+use futures_lite::{future, Stream};
 use smol::LocalExecutor;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_core::ErrorCode;
@@ -63,6 +64,7 @@ use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
 use crate::client::advance;
 use crate::door::{door_task, Admitted, DoorConfig};
+use crate::reactor::{Reactor, Socket};
 use crate::Error;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
@@ -162,10 +164,33 @@ impl Server {
     /// Accepts and serves connections until [`ServerHandle::shutdown`]; then every client is
     /// told goodbye, output is flushed (for at most 5 s) and the future completes.
     ///
-    /// The future is not `Send` (everything runs on the thread that polls it): drive it with
-    /// `smol::block_on` on a thread of its own, and control it through [`Server::handle`].
+    /// The server runs on a thread of its own ([`Server::run_blocking`]); this future waits
+    /// for it, so any executor may poll it. Dropping the future stops the server as
+    /// [`ServerHandle::shutdown`] does, without waiting for it.
     pub async fn run(self) -> Result<(), Error> {
+        let stop = StopOnDrop(Some(self.handle.clone()));
+        let (done_tx, done) = async_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("tidings-server".into())
+            .spawn(move || {
+                let _ = done_tx.send_blocking(self.run_blocking());
+            })?;
+        let result = done
+            .recv()
+            .await
+            .unwrap_or_else(|_| Err(Error::Io(io::Error::other("the server thread panicked"))));
+        std::mem::forget(stop);
+        result
+    }
+
+    /// [`Server::run`] on the calling thread, which it keeps until the server stops.
+    ///
+    /// Everything runs on this one thread (see the [module docs](self)): the hub, a task per
+    /// connection on a `LocalExecutor`, and the event loop of the connection sockets, which
+    /// sleeps in `epoll_wait` when no task is runnable.
+    pub fn run_blocking(self) -> Result<(), Error> {
         let ex = Rc::new(LocalExecutor::new());
+        let reactor = Reactor::new()?;
         let (timer_wake, timer_rx) = async_channel::bounded(1);
         let (disk_wake, disk_rx) = async_channel::bounded(1);
         let (gone_wake, gone_rx) = async_channel::bounded(1);
@@ -181,12 +206,13 @@ impl Server {
             ready: RefCell::new(Vec::new()),
             doors: Rc::new(self.doors),
             executor: Rc::downgrade(&ex),
+            reactor: reactor.clone(),
         });
         let listener = self.listener;
         let cmds = self.cmds;
         let stop = self.stop;
         let exec = ex.clone();
-        drive(&ex, async move {
+        let main = async move {
             exec.spawn(timer_task(state.clone(), timer_rx)).detach();
             exec.spawn(disk_task(state.clone(), disk_rx)).detach();
             exec.spawn(command_task(state.clone(), cmds)).detach();
@@ -222,49 +248,21 @@ impl Server {
                     break;
                 }
             }
-            Ok(())
-        })
-        .await
+        };
+        reactor.block_on(&ex, main)?;
+        Ok(())
     }
 }
 
-/// Longest stretch of task polls between two looks at the sockets (see [`drive`]): shorter
-/// than the 50 µs after which async-io's own thread takes the reactor from a busy thread.
-const REACT_INTERVAL: Duration = Duration::from_micros(40);
+/// Stops the server when [`Server::run`]'s future is dropped before the server ended.
+struct StopOnDrop(Option<ServerHandle>);
 
-/// Runs `main` and the tasks spawned on `ex` until `main` completes, giving the reactor a
-/// non-blocking look at the sockets at least every [`REACT_INTERVAL`] while tasks are
-/// runnable.
-///
-/// Why not `LocalExecutor::run`: it hands control back to `block_on` only every 200 tasks.
-/// While this thread runs tasks, async-io's own "async-io" thread sees the reactor unpolled
-/// for more than 50 µs, takes it and delivers the readiness events itself, waking this
-/// thread from another: on one core that was ≈3 500 preemptions in a 0.45 s WebSocket
-/// broadcast run and a quarter of its wall time (bench/RESULTS.md). Yielding to `block_on`
-/// often keeps the reactor on this thread, as tokio's current-thread runtime does with its
-/// event interval.
-async fn drive<'a, T: 'a>(ex: &LocalExecutor<'a>, main: impl Future<Output = T> + 'a) -> T {
-    // A task of its own, so it is polled when woken and not at every look at the sockets
-    // (each poll of the accept loop is an `accept` system call).
-    let main = ex.spawn(main);
-    let tasks = async {
-        loop {
-            // Waits (and lets block_on sleep in epoll) while nothing is runnable.
-            ex.tick().await;
-            let start = Instant::now();
-            let mut runnable = true;
-            while runnable && start.elapsed() < REACT_INTERVAL {
-                runnable = ex.try_tick();
-            }
-            if runnable {
-                // Wakes itself: block_on polls the reactor without blocking, then comes back.
-                // (With nothing left to run, `tick` above lets block_on wait in the reactor
-                // instead: one look at the sockets, not two.)
-                future::yield_now().await;
-            }
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.stop.try_send(());
         }
-    };
-    future::or(main, tasks).await
+    }
 }
 
 impl ServerHandle {
@@ -366,6 +364,8 @@ pub(crate) struct State {
     pub(crate) doors: Rc<DoorConfig>,
     /// The executor the server's tasks run on (weak: its tasks hold this state).
     executor: Weak<LocalExecutor<'static>>,
+    /// Where connection sockets are registered once the door hands them on.
+    reactor: Rc<Reactor>,
 }
 
 impl State {
@@ -375,6 +375,15 @@ impl State {
         if let Some(ex) = self.executor.upgrade() {
             ex.spawn(task).detach();
         }
+    }
+
+    /// Takes a socket the door read from off async-io's reactor and registers it with the
+    /// server's own ([`Reactor`]), for the connection's task.
+    pub(crate) fn adopt(&self, stream: TcpStream) -> io::Result<Rc<Socket>> {
+        let shared: Arc<Async<std::net::TcpStream>> = stream.into();
+        let io =
+            Arc::try_unwrap(shared).map_err(|_| io::Error::other("the socket is still shared"))?;
+        self.reactor.register(io.into_inner()?)
     }
 
     /// The hub's outputs after any input: wake writers, process events, queue disk work,
@@ -493,7 +502,7 @@ enum Wake {
 /// thousand of these tasks.
 pub(crate) async fn conn_task(
     state: Rc<State>,
-    io: Arc<Async<std::net::TcpStream>>,
+    io: Rc<Socket>,
     id: ConnId,
     mut wake: WakeRx,
     _admitted: Admitted,
@@ -504,13 +513,6 @@ pub(crate) async fn conn_task(
     // Whether the last read was large: then the next one goes straight into the hub's receive
     // buffer (see `poll_recv_direct`).
     let mut direct = false;
-    // Whether data may be waiting: a read is tried only then (at the start, after a read that
-    // filled the buffer, after the reactor reported the socket readable). This task is woken
-    // for every message the hub has for it, and a read on each wake-up would be a system
-    // call that nearly always fails; during a join storm that was two failed reads per
-    // presence line written.
-    #[cfg(unix)]
-    let mut maybe_readable = true;
     let mut wake = Pin::new(&mut wake);
     loop {
         {
@@ -523,6 +525,9 @@ pub(crate) async fn conn_task(
         }
         let reading = !bell.read_done.get() && state.host.borrow().hub_ref().wants_input(id);
         bell.reading.set(reading);
+        // A read is made only while the socket may hold data (see `Socket`): this task is
+        // woken for every message the hub has for it, and a read at each wake-up would be a
+        // system call that nearly always fails.
         let ev = future::poll_fn(|cx| {
             let out = bell.out.borrow();
             if !out.is_empty() {
@@ -531,31 +536,17 @@ pub(crate) async fn conn_task(
                 }
             }
             #[cfg(unix)]
-            if reading && !maybe_readable && io.poll_readable(cx).is_ready() {
-                maybe_readable = true;
-            }
-            #[cfg(unix)]
-            if reading && maybe_readable {
-                if direct {
-                    let mut host = state.host.borrow_mut();
-                    if let Some(buf) = host.hub().input_buffer(id, DIRECT_READ) {
-                        if let Poll::Ready(r) = poll_recv_direct(&io, cx, buf) {
-                            return Poll::Ready(Wake::Received(r));
-                        }
-                    }
-                } else {
-                    let mut buf = state.read_buf.borrow_mut();
-                    if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
-                        return Poll::Ready(Wake::Read(r));
+            if reading && direct {
+                let mut host = state.host.borrow_mut();
+                if let Some(buf) = host.hub().input_buffer(id, DIRECT_READ) {
+                    if let Poll::Ready(r) = poll_recv_direct(&io, cx, buf) {
+                        return Poll::Ready(Wake::Received(r));
                     }
                 }
-                // Nothing there: the reactor now wakes this task when there is.
-                maybe_readable = false;
             }
-            #[cfg(not(unix))]
-            if reading {
+            if reading && !(direct && cfg!(unix)) {
                 let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
+                if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
             }
@@ -569,11 +560,6 @@ pub(crate) async fn conn_task(
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
                 direct = n >= DIRECT_MIN;
-                // A read that did not fill the buffer took all the socket had.
-                #[cfg(unix)]
-                if n < state.read_buf.borrow().len() {
-                    maybe_readable = false;
-                }
                 state
                     .host
                     .borrow_mut()
@@ -609,7 +595,7 @@ pub(crate) async fn conn_task(
             Wake::Woken => {}
         }
     }
-    let _ = io.get_ref().shutdown(std::net::Shutdown::Both);
+    io.shutdown();
     state.writers.borrow_mut().remove(&id);
     state.host.borrow_mut().hub().remove(id);
     state.after();
@@ -619,38 +605,28 @@ pub(crate) async fn conn_task(
 /// Reads `io` into the spare capacity of `buf` (the hub's receive buffer), so a received byte
 /// is copied once, by the kernel, and relayed chunk payloads go on as slices of this buffer.
 /// A read into the shared buffer plus `Hub::handle_input` copied each byte once more (a
-/// fifth of the server's CPU time in a relay). Like `Async::poll_read`: try, and on
-/// `WouldBlock` wait for the reactor.
+/// fifth of the server's CPU time in a relay).
 #[cfg(unix)]
 fn poll_recv_direct(
-    io: &Async<std::net::TcpStream>,
+    io: &Socket,
     cx: &mut std::task::Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
     use bytes::BufMut as _;
-    use std::os::fd::AsRawFd as _;
-    loop {
-        let spare = buf.chunk_mut();
-        // SAFETY: `recv` writes at most `spare.len()` bytes to `spare`, memory the buffer owns
+    let spare = buf.chunk_mut();
+    let (at, len) = (spare.as_mut_ptr(), spare.len());
+    let got = std::task::ready!(io.poll_read_with(cx, len, |fd| {
+        // SAFETY: `recv` writes at most `len` bytes at `at`, the spare capacity the buffer owns
         // and that is valid for writes (uninitialised is fine: nothing reads it before the
-        // kernel wrote it); the socket is a live descriptor owned by `io`.
-        let got = unsafe { libc::recv(io.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), 0) };
-        if got >= 0 {
-            let n = got as usize;
-            // SAFETY: the kernel initialised exactly the first `n` bytes of the spare capacity.
-            unsafe { buf.advance_mut(n) };
-            return Poll::Ready(Ok(n));
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => {}
-            io::ErrorKind::Interrupted => continue,
-            _ => return Poll::Ready(Err(err)),
-        }
-        if let Err(e) = std::task::ready!(io.poll_readable(cx)) {
-            return Poll::Ready(Err(e));
-        }
+        // kernel wrote it); `fd` is the live descriptor of `io`.
+        let got = unsafe { libc::recv(fd, at.cast(), len, 0) };
+        usize::try_from(got).map_err(|_| io::Error::last_os_error())
+    }));
+    if let Ok(n) = got {
+        // SAFETY: the kernel initialised exactly the first `n` bytes of the spare capacity.
+        unsafe { buf.advance_mut(n) };
     }
+    Poll::Ready(got)
 }
 
 /// A connection task's doorbell: the hub has output for it (or it finished). A flag and the
@@ -668,7 +644,7 @@ struct Doorbell {
     /// Taken from the hub, not yet written, in order (native connections).
     out: RefCell<Vec<Bytes>>,
     /// The connection's socket, once its native connection task runs.
-    socket: OnceCell<Arc<Async<std::net::TcpStream>>>,
+    socket: OnceCell<Rc<Socket>>,
     /// Writing failed: the output is dropped, only the task deals with it.
     broken: Cell<bool>,
     /// Whether the task waits for input now (it must be rung when that should change, e.g.
@@ -730,7 +706,7 @@ impl WakeTx {
             }
             while !out.is_empty() {
                 let (slices, n) = io_slices(&out);
-                match (&mut socket.get_ref()).write_vectored(&slices[..n]) {
+                match socket.try_write_vectored(&slices[..n]) {
                     Ok(n) if n > 0 => advance(&mut out, n),
                     // Full socket, or an error: the task waits for room, or finds the error.
                     _ => return false,
@@ -772,12 +748,12 @@ const WRITE_PIECES: usize = 64;
 /// Writes the front of `out` (up to [`WRITE_PIECES`] pieces) in one vectored write, without
 /// allocating: both connection loops, native and WebSocket, write this way.
 pub(crate) fn poll_write_pieces(
-    io: &Async<std::net::TcpStream>,
+    io: &Socket,
     cx: &mut std::task::Context<'_>,
     out: &[Bytes],
 ) -> Poll<io::Result<usize>> {
     let (slices, n) = io_slices(out);
-    Pin::new(&mut &*io).poll_write_vectored(cx, &slices[..n])
+    io.poll_write_vectored(cx, &slices[..n])
 }
 
 /// The front of `out` (up to [`WRITE_PIECES`] pieces) as slices for one vectored write, and

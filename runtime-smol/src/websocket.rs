@@ -13,19 +13,19 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use bytes::Bytes;
-use futures_lite::{future, AsyncRead, Stream};
+use futures_lite::{future, Stream};
 use tidings_core::gateway::{Gateway, RenderCache};
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
 use crate::client::advance;
 use crate::door::Admitted;
+use crate::reactor::Socket;
 use crate::server::{poll_write_pieces, State, WRITE_BATCH};
 
 enum Wake {
@@ -106,7 +106,7 @@ fn pump_with(
 /// the request head (the first frames).
 pub(crate) async fn ws_task(
     state: Rc<State>,
-    io: Arc<Async<std::net::TcpStream>>,
+    io: Rc<Socket>,
     mut ws: WsConnection,
     mut gw: Gateway,
     early: Bytes,
@@ -126,11 +126,6 @@ pub(crate) async fn ws_task(
     let mut closing_deadline: Option<Instant> = None;
     let mut timer = Timer::never();
     let mut armed: Option<Instant> = None;
-    // A read is tried only while data may be waiting (at the start, after a read that
-    // returned data, after the reactor reported the socket readable): this task is woken for
-    // every message the hub has for it, and a read on each wake-up would be a system call
-    // that nearly always finds nothing.
-    let mut maybe_readable = true;
     if !early.is_empty() {
         ws.handle_input(&early);
     }
@@ -175,16 +170,13 @@ pub(crate) async fn ws_task(
                     return Poll::Ready(Wake::Wrote(r));
                 }
             }
-            if reading && !maybe_readable && io.poll_readable(cx).is_ready() {
-                maybe_readable = true;
-            }
-            if reading && maybe_readable {
+            // A read is made only while the socket may hold data (see `Socket`): this task
+            // is woken for every message the hub has for it.
+            if reading {
                 let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = Pin::new(&mut &*io).poll_read(cx, &mut buf[..]) {
+                if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
                 }
-                // Nothing there: the reactor now wakes this task when there is.
-                maybe_readable = false;
             }
             if wake.as_mut().poll_next(cx).is_ready() {
                 return Poll::Ready(Wake::Woken);
@@ -197,15 +189,7 @@ pub(crate) async fn ws_task(
         .await;
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
-                let buf = state.read_buf.borrow();
-                // A read that did not fill the buffer took all the socket had: the next read
-                // would only fail with WouldBlock (one system call per read, for nothing). The
-                // readiness check re-arms the socket instead, and the reactor reports
-                // it at once if more came in meanwhile.
-                if n < buf.len() {
-                    maybe_readable = false;
-                }
-                ws.handle_input(&buf[..n]);
+                ws.handle_input(&state.read_buf.borrow()[..n]);
             }
             Wake::Read(_) => {
                 read_done = true;
@@ -224,7 +208,7 @@ pub(crate) async fn ws_task(
             }
         }
     }
-    let _ = io.get_ref().shutdown(std::net::Shutdown::Both);
+    io.shutdown();
     state.writers.borrow_mut().remove(&id);
     {
         let mut host = state.host.borrow_mut();

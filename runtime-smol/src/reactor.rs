@@ -1,0 +1,322 @@
+//! The server thread's own event loop: its executor and the readiness of its connection
+//! sockets, on one `epoll` (through mio), edge-triggered.
+//!
+//! # Why not async-io's reactor for the connections
+//!
+//! async-io registers every socket one-shot, so each wait for readability re-arms it with an
+//! `epoll_ctl`, and each look at the sockets also sets a `timerfd`, re-arms it and re-arms
+//! its notifier: at 10 000 private messages a second that was 4.4 system calls per message
+//! relayed where two (one read, one write) do the work. Its own helper thread also takes the
+//! reactor from a busy thread, so the server had to look at the sockets every 40 µs to keep
+//! it. Here a socket is registered once, edge-triggered: the kernel reports each change of
+//! readiness, a [`Socket`] remembers it until a read or write says `WouldBlock`, and a look
+//! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
+//!
+//! Everything else (the listening socket, the door's first reads, timers) stays on async-io,
+//! whose reactor another thread drives: what it wakes here arrives through the executor and
+//! [`LoopWaker`], like any wake-up from another thread.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io::{self, IoSlice, Read as _, Write as _};
+use std::net::Shutdown;
+use std::pin::pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Token};
+use slab::Slab;
+use smol::LocalExecutor;
+
+/// Tasks run between two non-blocking looks at the sockets while tasks stay runnable (as
+/// tokio's current-thread runtime does), so readiness is collected without waiting for the
+/// whole queue to drain.
+const TASKS_PER_LOOK: usize = 61;
+
+/// The token of the [`LoopWaker`]'s `eventfd`.
+const WAKE: Token = Token(usize::MAX);
+
+const READ: u8 = 1;
+const WRITE: u8 = 2;
+/// The peer ended its side: kept for good, so that an end of stream reported together with
+/// the last data is read even after a short read forgot `READ` (no new edge would come).
+const READ_CLOSED: u8 = 4;
+
+/// The `epoll` instance and the sockets registered with it.
+pub(crate) struct Reactor {
+    poll: RefCell<mio::Poll>,
+    events: RefCell<Events>,
+    sockets: RefCell<Slab<Weak<Socket>>>,
+    waker: Arc<LoopWaker>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Rc<Reactor>> {
+        let poll = mio::Poll::new()?;
+        let eventfd = mio::Waker::new(poll.registry(), WAKE)?;
+        Ok(Rc::new(Reactor {
+            poll: RefCell::new(poll),
+            events: RefCell::new(Events::with_capacity(1024)),
+            sockets: RefCell::new(Slab::new()),
+            waker: Arc::new(LoopWaker {
+                parked: AtomicBool::new(false),
+                eventfd,
+            }),
+        }))
+    }
+
+    /// Registers `stream` (made non-blocking) for reads and writes, edge-triggered.
+    pub(crate) fn register(self: &Rc<Self>, stream: std::net::TcpStream) -> io::Result<Rc<Socket>> {
+        stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(stream);
+        let mut sockets = self.sockets.borrow_mut();
+        let entry = sockets.vacant_entry();
+        let token = entry.key();
+        self.poll.borrow().registry().register(
+            &mut stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let socket = Rc::new(Socket {
+            stream,
+            token,
+            // Until the first read or write says otherwise (registration also reports the
+            // present state, so nothing is missed either way).
+            ready: Cell::new(READ | WRITE),
+            reader: Cell::new(None),
+            writer: Cell::new(None),
+            reactor: Rc::downgrade(self),
+        });
+        entry.insert(Rc::downgrade(&socket));
+        Ok(socket)
+    }
+
+    /// Waits for readiness (at most `timeout`; `None`: until there is some or the loop is
+    /// woken) and wakes the tasks waiting for it.
+    fn react(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        let waited = self.poll.borrow_mut().poll(&mut events, timeout);
+        // From here on a wake-up needs no `eventfd` write: the loop is about to run tasks.
+        self.waker.parked.store(false, Ordering::SeqCst);
+        match waited {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let sockets = self.sockets.borrow();
+        for event in events.iter() {
+            let Some(socket) = sockets.get(event.token().0).and_then(Weak::upgrade) else {
+                continue; // the loop's own waker, or a socket closed since
+            };
+            let mut ready = 0;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                ready |= READ;
+            }
+            if event.is_read_closed() {
+                ready |= READ_CLOSED;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                ready |= WRITE;
+            }
+            socket.ready.set(socket.ready.get() | ready);
+            if ready & READ != 0 {
+                if let Some(w) = socket.reader.take() {
+                    w.wake();
+                }
+            }
+            if ready & WRITE != 0 {
+                if let Some(w) = socket.writer.take() {
+                    w.wake();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `main` and the tasks spawned on `ex` on this thread until `main` completes.
+    ///
+    /// Tasks run while any are runnable, with a non-blocking look at the sockets every
+    /// [`TASKS_PER_LOOK`] of them; with none left the thread sleeps in `epoll_wait` until a
+    /// socket is ready or a task is woken from another thread.
+    pub(crate) fn block_on<T: 'static>(
+        &self,
+        ex: &LocalExecutor<'static>,
+        main: impl Future<Output = T> + 'static,
+    ) -> io::Result<T> {
+        let main = ex.spawn(main);
+        let waker = Waker::from(self.waker.clone());
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            let mut ran = 0;
+            while ran < TASKS_PER_LOOK && ex.try_tick() {
+                ran += 1;
+            }
+            if main.is_finished() {
+                return Ok(futures_lite::future::block_on(main));
+            }
+            if ran == TASKS_PER_LOOK {
+                self.react(Some(Duration::ZERO))?;
+                continue;
+            }
+            // Nothing runnable: ask the executor to wake us (the `tick` future stays
+            // registered while the thread sleeps in the reactor), then sleep. A task woken
+            // from another thread after `parked` is set writes the eventfd.
+            self.waker.parked.store(true, Ordering::SeqCst);
+            let mut tick = pin!(ex.tick());
+            if tick.as_mut().poll(&mut cx).is_pending() {
+                self.react(None)?;
+            } else {
+                self.waker.parked.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Wakes the loop from another thread: the executor calls it when a task is scheduled while
+/// the loop is about to sleep or sleeping.
+struct LoopWaker {
+    parked: AtomicBool,
+    eventfd: mio::Waker,
+}
+
+impl Wake for LoopWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.parked.load(Ordering::SeqCst) {
+            let _ = self.eventfd.wake();
+        }
+    }
+}
+
+/// A connection socket registered with the [`Reactor`]: non-blocking I/O that says `Pending`
+/// (and wakes the task later) where the socket would block.
+pub(crate) struct Socket {
+    stream: TcpStream,
+    token: usize,
+    /// READ and WRITE as last reported by the kernel and not yet refuted by a `WouldBlock`
+    /// (or a short read), and READ_CLOSED once reported.
+    ready: Cell<u8>,
+    reader: Cell<Option<Waker>>,
+    writer: Cell<Option<Waker>>,
+    reactor: Weak<Reactor>,
+}
+
+impl Socket {
+    /// Runs `op` while the socket is ready for `dir`; on `WouldBlock` the readiness is
+    /// forgotten and the task waits for the kernel to report it again.
+    fn poll_io<R>(
+        &self,
+        dir: u8,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&TcpStream) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        // A read-closed socket stays readable: reads return what is left, then the end.
+        let wanted = if dir == READ { READ | READ_CLOSED } else { dir };
+        loop {
+            if self.ready.get() & wanted == 0 {
+                let slot = if dir == READ {
+                    &self.reader
+                } else {
+                    &self.writer
+                };
+                remember(slot, cx);
+                return Poll::Pending;
+            }
+            match op(&self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.forget(dir),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn forget(&self, dir: u8) {
+        self.ready.set(self.ready.get() & !dir);
+    }
+
+    /// Reads into `buf`. A read that does not fill it took everything the socket had, so the
+    /// readiness is forgotten at once rather than after one more read that fails.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        let got = self.poll_io(READ, cx, |mut s| s.read(buf));
+        if let Poll::Ready(Ok(n)) = got {
+            if n > 0 && n < len {
+                self.forget(READ);
+            }
+        }
+        got
+    }
+
+    /// Reads with `op` (given the raw descriptor), as [`Socket::poll_read`] does.
+    #[cfg(unix)]
+    pub(crate) fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd as _;
+        let got = self.poll_io(READ, cx, |s| op(s.as_raw_fd()));
+        if let Poll::Ready(Ok(n)) = got {
+            if n > 0 && n < len {
+                self.forget(READ);
+            }
+        }
+        got
+    }
+
+    /// Writes what it can of `slices`.
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(WRITE, cx, |mut s| s.write_vectored(slices))
+    }
+
+    /// Writes what it can of `slices` now, without a task to wake (`WouldBlock` if nothing).
+    pub(crate) fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let written = (&self.stream).write_vectored(slices);
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.forget(WRITE);
+        }
+        written
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if let Some(reactor) = self.reactor.upgrade() {
+            let _ = reactor
+                .poll
+                .borrow()
+                .registry()
+                .deregister(&mut self.stream);
+            reactor.sockets.borrow_mut().try_remove(self.token);
+        }
+    }
+}
+
+/// Keeps `cx`'s waker in `slot` (without cloning it again if it is the one already there).
+fn remember(slot: &Cell<Option<Waker>>, cx: &Context<'_>) {
+    let waker = match slot.take() {
+        Some(w) if w.will_wake(cx.waker()) => w,
+        _ => cx.waker().clone(),
+    };
+    slot.set(Some(waker));
+}
