@@ -150,16 +150,18 @@ impl Reactor {
         let main = ex.spawn(main);
         let waker = Waker::from(self.waker.clone());
         let mut cx = Context::from_waker(&waker);
+        // Tasks run since the last look at the sockets.
+        let mut ran = 0;
         loop {
-            let mut ran = 0;
             while ran < TASKS_PER_LOOK && ex.try_tick() {
                 ran += 1;
             }
             if main.is_finished() {
                 return Ok(futures_lite::future::block_on(main));
             }
-            if ran == TASKS_PER_LOOK {
+            if ran >= TASKS_PER_LOOK {
                 self.react(Some(Duration::ZERO))?;
+                ran = 0;
                 continue;
             }
             // Nothing runnable: ask the executor to wake us (the `tick` future stays
@@ -169,8 +171,11 @@ impl Reactor {
             let mut tick = pin!(ex.tick());
             if tick.as_mut().poll(&mut cx).is_pending() {
                 self.react(None)?;
+                ran = 0;
             } else {
+                // It ran a task that became runnable meanwhile.
                 self.waker.parked.store(false, Ordering::SeqCst);
+                ran += 1;
             }
         }
     }
@@ -230,7 +235,8 @@ impl Socket {
                 return Poll::Pending;
             }
             match op(&self.stream) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.forget(dir),
+                // (Not at the end of the stream either, whatever was reported.)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.forget(wanted),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return Poll::Ready(result),
             }
@@ -241,8 +247,7 @@ impl Socket {
         self.ready.set(self.ready.get() & !dir);
     }
 
-    /// Reads into `buf`. A read that does not fill it took everything the socket had, so the
-    /// readiness is forgotten at once rather than after one more read that fails.
+    /// Reads into `buf`.
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
@@ -250,12 +255,7 @@ impl Socket {
     ) -> Poll<io::Result<usize>> {
         let len = buf.len();
         let got = self.poll_io(READ, cx, |mut s| s.read(buf));
-        if let Poll::Ready(Ok(n)) = got {
-            if n > 0 && n < len {
-                self.forget(READ);
-            }
-        }
-        got
+        self.after_read(got, len)
     }
 
     /// Reads with `op` (given the raw descriptor), as [`Socket::poll_read`] does.
@@ -268,8 +268,16 @@ impl Socket {
     ) -> Poll<io::Result<usize>> {
         use std::os::fd::AsRawFd as _;
         let got = self.poll_io(READ, cx, |s| op(s.as_raw_fd()));
-        if let Poll::Ready(Ok(n)) = got {
-            if n > 0 && n < len {
+        self.after_read(got, len)
+    }
+
+    /// A read that did not fill its `len` bytes took everything the socket had, so the
+    /// readiness is forgotten at once rather than after one more read that fails (an end of
+    /// stream that came with the data is kept in READ_CLOSED). Only where epoll reports
+    /// each new arrival: mio on Windows reports again only after a `WouldBlock`.
+    fn after_read(&self, got: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &got {
+            if cfg!(unix) && *n > 0 && *n < len {
                 self.forget(READ);
             }
         }
