@@ -326,7 +326,6 @@ enum Transfer {
 }
 
 /// All transfers of one session.
-#[derive(Default)]
 pub(crate) struct Transfers {
     /// The session's settings (shared, not copied: a hub holds thousands of sessions).
     config: Arc<SessionConfig>,
@@ -355,9 +354,11 @@ impl Transfers {
         };
         Transfers {
             config,
+            map: HashMap::new(),
+            turn: VecDeque::new(),
+            ended: VecDeque::new(),
             next_id: own,
             peer_parity: peer,
-            ..Default::default()
         }
     }
 
