@@ -185,14 +185,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
             }
         }
     };
-    let result = futures_lite::future::or(
-        async {
-            printer.await;
-            Ok(())
-        },
-        server.run(),
-    )
-    .await;
+    // Both to the end: the printer ends when the server's events end, which can be just
+    // before the server's result arrives (it runs on a thread of its own).
+    let ((), result) = futures_lite::future::zip(printer, server.run()).await;
     // What happened during the shutdown (everyone leaving) is still shown.
     while let Ok(ev) = events.try_recv() {
         show(out, ev);

@@ -1,5 +1,5 @@
 //! tidings-smol: an async server and client driving the sans-IO core of `tidings-core` on
-//! smol / async-io.
+//! smol.
 //!
 //! The client logic and the disk side of transfers come from `tidings-std` (plain,
 //! runtime-free code); this crate adds non-blocking sockets, timers and tasks, and moves

@@ -10,7 +10,10 @@
 //! borrowed only between awaits, with no atomics on the hot path; the second core is left to
 //! the kernel's TCP work and to the `blocking` pool, where every disk read and write of the
 //! server's own transfers runs, so the executor never waits for a disk. A connection task
-//! gathers all bytes its session has queued into one vectored write.
+//! gathers all bytes its session has queued into one vectored write. What is not on the hot
+//! path stays on async-io, whose reactor other threads drive (the thread awaiting
+//! [`Server::run`], or async-io's own): the listening socket, the door's first reads and the
+//! timers; what they wake reaches this thread as a wake-up from another thread.
 //!
 //! # Who writes
 //!
@@ -20,7 +23,8 @@
 //! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
 //! gathers what several inputs queued into one write. An idle connection costs a small task,
 //! its session (no buffers kept once drained) and its socket's registration: about 2 KiB of
-//! server memory (bench/RESULTS.md, row idle).
+//! server memory in `tidings serve`, which also gives freed heap memory back to the system
+//! (bench/RESULTS.md, row idle; without that, what a burst of joins freed stays resident).
 //!
 //! # One port, three doors
 //!
@@ -179,7 +183,7 @@ impl Server {
             .recv()
             .await
             .unwrap_or_else(|_| Err(Error::Io(io::Error::other("the server thread panicked"))));
-        std::mem::forget(stop);
+        stop.disarm();
         result
     }
 
@@ -254,12 +258,23 @@ impl Server {
     }
 }
 
-/// Stops the server when [`Server::run`]'s future is dropped before the server ended.
+/// Shuts the server down when [`Server::run`]'s future is dropped before the server ended.
 struct StopOnDrop(Option<ServerHandle>);
+
+impl StopOnDrop {
+    /// The server ended: nothing to stop.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(handle) = self.0.take() {
+            // What `ServerHandle::shutdown` does, without waiting for it.
+            let _ = handle.cmds.try_send(Box::new(|h: &mut Host| {
+                h.hub().shutdown("the server is shutting down")
+            }));
             let _ = handle.stop.try_send(());
         }
     }
