@@ -321,7 +321,7 @@ impl Drop for Socket {
 }
 
 /// Keeps `cx`'s waker in `slot` (without cloning it again if it is the one already there).
-fn remember(slot: &Cell<Option<Waker>>, cx: &Context<'_>) {
+pub(crate) fn remember(slot: &Cell<Option<Waker>>, cx: &Context<'_>) {
     let waker = match slot.take() {
         Some(w) if w.will_wake(cx.waker()) => w,
         _ => cx.waker().clone(),

@@ -68,7 +68,7 @@ use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
 use crate::client::advance;
 use crate::door::{door_task, Admitted, DoorConfig};
-use crate::reactor::{Reactor, Socket};
+use crate::reactor::{remember, Reactor, Socket};
 use crate::Error;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
@@ -559,7 +559,7 @@ pub(crate) async fn conn_task(
                     }
                 }
             }
-            if reading && !(direct && cfg!(unix)) {
+            if reading && !direct {
                 let mut buf = state.read_buf.borrow_mut();
                 if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
                     return Poll::Ready(Wake::Read(r));
@@ -574,7 +574,8 @@ pub(crate) async fn conn_task(
         let now = Instant::now();
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
-                direct = n >= DIRECT_MIN;
+                // (Only where `recv` into the hub's buffer exists.)
+                direct = cfg!(unix) && n >= DIRECT_MIN;
                 state
                     .host
                     .borrow_mut()
@@ -748,11 +749,7 @@ impl Stream for WakeRx {
         if self.0.rung.replace(false) {
             return Poll::Ready(Some(()));
         }
-        let waker = match self.0.waker.take() {
-            Some(w) if w.will_wake(cx.waker()) => w,
-            _ => cx.waker().clone(),
-        };
-        self.0.waker.set(Some(waker));
+        remember(&self.0.waker, cx);
         Poll::Pending
     }
 }

@@ -58,12 +58,11 @@ impl Config {
     /// range: sessions share one `Config`, so a hub of ten thousand sessions holds it once.
     pub(crate) fn normalize(config: &mut Arc<Config>) {
         let max_frame = config.max_frame.clamp(MIN_MAX_FRAME, MAX_FRAME_CEILING);
-        let t = &config.transfer;
-        if max_frame != config.max_frame || t.chunk_size == 0 || t.window == 0 || t.read_ahead == 0
-        {
+        let transfer = config.transfer.clone().normalized();
+        if max_frame != config.max_frame || transfer != config.transfer {
             let config = Arc::make_mut(config);
             config.max_frame = max_frame;
-            config.transfer = config.transfer.clone().normalized();
+            config.transfer = transfer;
         }
     }
 }

@@ -10,7 +10,7 @@ use core::time::Duration;
 /// let tiny = TransferConfig { window: 4096, chunk_size: 1024, ..TransferConfig::default() };
 /// assert!(tiny.window >= tiny.chunk_size);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransferConfig {
     /// Largest `chunk` payload this side sends. Default 256 KiB: fewer frames, events and
     /// syscalls per byte.
