@@ -41,7 +41,9 @@ use tidings_core::ws::{
 
 use tidings_std::host::{ConnLimit, REFUSAL_TIME};
 
-use crate::server::{conn_task, State};
+use crate::doorbell::wake_pair;
+use crate::native::NativeConn;
+use crate::server::State;
 use crate::websocket::ws_task;
 
 /// The path WebSocket upgrades are accepted on.
@@ -322,11 +324,12 @@ fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitte
     };
     let now = Instant::now();
     let id = state.host.borrow_mut().hub().connect(now);
-    let (wake, wake_rx) = crate::server::wake_pair();
+    let (wake, wake_rx) = wake_pair();
     state.writers.borrow_mut().insert(id, wake);
     state.host.borrow_mut().hub().handle_input(now, id, &first);
     state.after();
-    state.spawn(conn_task(state.clone(), socket, id, wake_rx, admitted));
+    let task = NativeConn::new(state.clone(), socket, id, wake_rx.into_bell(), admitted);
+    state.spawn(task);
 }
 
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.

@@ -15,6 +15,8 @@
 
 mod client;
 mod door;
+mod doorbell;
+mod native;
 mod reactor;
 mod server;
 mod websocket;

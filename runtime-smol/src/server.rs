@@ -43,41 +43,35 @@
 //! # Ok::<(), tidings_smol::Error>(())
 //! ```
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
-use bytes::{Bytes, BytesMut};
-use futures_lite::{future, Stream};
+use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_core::ErrorCode;
 use tidings_std::files::Source;
 use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
-use crate::client::advance;
-use crate::door::{door_task, Admitted, DoorConfig};
-use crate::reactor::{remember, Reactor, Socket};
+use crate::door::{door_task, DoorConfig};
+use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
+use crate::reactor::{Reactor, Socket};
 use crate::Error;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 
 /// How long a shutdown waits for goodbyes to be flushed before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Most bytes a connection task takes from the hub ahead of its socket (one vectored write).
-pub(crate) const WRITE_BATCH: usize = 256 << 10;
 
 /// Most connections written to directly by the task whose input gave them output (see
 /// [`WakeTx::write_now`]); beyond this they are woken to write.
@@ -206,6 +200,7 @@ impl Server {
             gone_wake,
             armed: Cell::new(None),
             read_buf: RefCell::new(vec![0u8; 64 << 10]),
+            gather: RefCell::new(Vec::with_capacity(WRITE_PIECES)),
             events: self.events,
             ready: RefCell::new(Vec::new()),
             doors: Rc::new(self.doors),
@@ -372,6 +367,9 @@ pub(crate) struct State {
     /// read was at least `DIRECT_MIN`) reads straight into its own receive buffer in the hub
     /// instead, saving the copy out of this one.
     pub(crate) read_buf: RefCell<Vec<u8>>,
+    /// Where a native connection gathers its output for one vectored write, as it writes
+    /// (see [`Doorbell::flush`](crate::doorbell::Doorbell::flush)).
+    pub(crate) gather: Gather,
     events: Sender<ServerEvent>,
     /// Scratch list of the connections the hub reported ready.
     ready: RefCell<Vec<ConnId>>,
@@ -418,7 +416,7 @@ impl State {
             let direct = ready.len() <= DIRECT_WRITES;
             for &conn in ready.iter() {
                 if let Some(w) = writers.get(&conn) {
-                    if !(direct && w.write_now(host, conn)) {
+                    if !(direct && w.write_now(&self.gather, host, conn)) {
                         w.wake();
                     }
                 }
@@ -493,287 +491,4 @@ async fn command_task(state: Rc<State>, cmds: Receiver<Cmd>) {
         cmd(&mut state.host.borrow_mut());
         state.after();
     }
-}
-
-/// A read at least this large marks a busy connection: its next read goes straight into the
-/// hub's receive buffer instead of the shared one.
-const DIRECT_MIN: usize = 16 << 10;
-/// The room a direct read is offered at least (more when the buffer has it).
-const DIRECT_READ: usize = 64 << 10;
-
-enum Wake {
-    /// Read into the shared buffer.
-    Read(io::Result<usize>),
-    /// Read straight into the hub's receive buffer.
-    Received(io::Result<usize>),
-    Wrote(io::Result<usize>),
-    Woken,
-}
-
-/// Serves one native connection, from the door's hand-off until its session ends.
-///
-/// Its arguments are all a pointer or two wide: they are held for the task's whole life
-/// (twice, as rustc lays out an `async fn`), and ten thousand idle connections are ten
-/// thousand of these tasks.
-pub(crate) async fn conn_task(
-    state: Rc<State>,
-    io: Rc<Socket>,
-    id: ConnId,
-    mut wake: WakeRx,
-    _admitted: Admitted,
-) {
-    let bell = wake.0.clone();
-    // Other tasks may now write this connection's output straight to its socket.
-    let _ = bell.socket.set(io.clone());
-    // Whether the last read was large: then the next one goes straight into the hub's receive
-    // buffer (see `poll_recv_direct`).
-    let mut direct = false;
-    let mut wake = Pin::new(&mut wake);
-    loop {
-        {
-            let mut host = state.host.borrow_mut();
-            bell.take_output(&mut host, id);
-        }
-        state.after();
-        if bell.out.borrow().is_empty() && state.host.borrow().hub_ref().is_finished(id) {
-            break;
-        }
-        let reading = !bell.read_done.get() && state.host.borrow().hub_ref().wants_input(id);
-        bell.reading.set(reading);
-        // A read is made only while the socket may hold data (see `Socket`): this task is
-        // woken for every message the hub has for it, and a read at each wake-up would be a
-        // system call that nearly always fails.
-        let ev = future::poll_fn(|cx| {
-            let out = bell.out.borrow();
-            if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(&io, cx, &out) {
-                    return Poll::Ready(Wake::Wrote(r));
-                }
-            }
-            #[cfg(unix)]
-            if reading && direct {
-                let mut host = state.host.borrow_mut();
-                if let Some(buf) = host.hub().input_buffer(id, DIRECT_READ) {
-                    if let Poll::Ready(r) = poll_recv_direct(&io, cx, buf) {
-                        return Poll::Ready(Wake::Received(r));
-                    }
-                }
-            }
-            if reading && !direct {
-                let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
-                    return Poll::Ready(Wake::Read(r));
-                }
-            }
-            if wake.as_mut().poll_next(cx).is_ready() {
-                return Poll::Ready(Wake::Woken);
-            }
-            Poll::Pending
-        })
-        .await;
-        let now = Instant::now();
-        match ev {
-            Wake::Read(Ok(n)) if n > 0 => {
-                // (Only where `recv` into the hub's buffer exists.)
-                direct = cfg!(unix) && n >= DIRECT_MIN;
-                state
-                    .host
-                    .borrow_mut()
-                    .hub()
-                    .handle_input(now, id, &state.read_buf.borrow()[..n])
-            }
-            Wake::Received(Ok(n)) if n > 0 => {
-                let mut host = state.host.borrow_mut();
-                let hub = host.hub();
-                hub.handle_received(now, id, n);
-                if n < DIRECT_MIN {
-                    // The burst is over: back to the shared buffer, and an empty receive
-                    // buffer is let go, so an idle connection does not keep ~64 KiB.
-                    direct = false;
-                    if let Some(buf) = hub.input_buffer(id, 0) {
-                        if buf.is_empty() {
-                            *buf = BytesMut::new();
-                        }
-                    }
-                }
-            }
-            Wake::Read(_) | Wake::Received(_) => {
-                bell.read_done.set(true);
-                state.host.borrow_mut().hub().handle_eof(now, id);
-            }
-            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut bell.out.borrow_mut(), n),
-            Wake::Wrote(_) => {
-                // The peer is gone: drop what was queued for it and end its session.
-                bell.broken.set(true);
-                bell.out.borrow_mut().clear();
-                state.host.borrow_mut().hub().handle_eof(now, id);
-            }
-            Wake::Woken => {}
-        }
-    }
-    io.shutdown();
-    state.writers.borrow_mut().remove(&id);
-    state.host.borrow_mut().hub().remove(id);
-    state.after();
-    let _ = state.gone_wake.try_send(());
-}
-
-/// Reads `io` into the spare capacity of `buf` (the hub's receive buffer), so a received byte
-/// is copied once, by the kernel, and relayed chunk payloads go on as slices of this buffer.
-/// A read into the shared buffer plus `Hub::handle_input` copied each byte once more (a
-/// fifth of the server's CPU time in a relay).
-#[cfg(unix)]
-fn poll_recv_direct(
-    io: &Socket,
-    cx: &mut std::task::Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
-    use bytes::BufMut as _;
-    let spare = buf.chunk_mut();
-    let (at, len) = (spare.as_mut_ptr(), spare.len());
-    let got = std::task::ready!(io.poll_read_with(cx, len, |fd| {
-        // SAFETY: `recv` writes at most `len` bytes at `at`, the spare capacity the buffer owns
-        // and that is valid for writes (uninitialised is fine: nothing reads it before the
-        // kernel wrote it); `fd` is the live descriptor of `io`.
-        let got = unsafe { libc::recv(fd, at.cast(), len, 0) };
-        usize::try_from(got).map_err(|_| io::Error::last_os_error())
-    }));
-    if let Ok(n) = got {
-        // SAFETY: the kernel initialised exactly the first `n` bytes of the spare capacity.
-        unsafe { buf.advance_mut(n) };
-    }
-    Poll::Ready(got)
-}
-
-/// A connection task's doorbell: the hub has output for it (or it finished). A flag and the
-/// task's waker, shared with [`State::writers`]; all on the server's one thread. An
-/// `async_channel` per connection did the same for ~770 bytes of memory per connection.
-///
-/// For a native connection it also holds the bytes taken from the hub and not yet written,
-/// and the socket: whichever task routes a message to a connection whose task has nothing
-/// pending writes it there and then ([`WakeTx::write_now`]), rather than waking that task
-/// to write it (a second task switch, and a failing read, per message delivered).
-#[derive(Default)]
-struct Doorbell {
-    rung: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-    /// Taken from the hub, not yet written, in order (native connections).
-    out: RefCell<Vec<Bytes>>,
-    /// The connection's socket, once its native connection task runs.
-    socket: OnceCell<Rc<Socket>>,
-    /// Writing failed: the output is dropped, only the task deals with it.
-    broken: Cell<bool>,
-    /// Whether the task waits for input now (it must be rung when that should change, e.g.
-    /// when a client paused for its message rate may be read again).
-    reading: Cell<bool>,
-    /// The task saw the end of the input (it reads no more).
-    read_done: Cell<bool>,
-}
-
-impl Doorbell {
-    /// Takes output from the hub, but only as the socket accepts it (at most one vectored
-    /// write's worth held): what stays in the hub is what its slow-consumer bound and relay
-    /// window see (the hub's backpressure point). A broken connection's output is dropped.
-    fn take_output(&self, host: &mut Host, id: ConnId) {
-        let broken = self.broken.get();
-        let mut out = self.out.borrow_mut();
-        let mut held: usize = out.iter().map(Bytes::len).sum();
-        while held < WRITE_BATCH || broken {
-            let Some(b) = host.hub().poll_transmit(id) else {
-                break;
-            };
-            if !broken {
-                held += b.len();
-                out.push(b);
-            }
-        }
-    }
-}
-
-/// Rings a connection task's [doorbell](wake_pair); kept in [`State::writers`].
-pub(crate) struct WakeTx(Rc<Doorbell>);
-
-/// What a connection task polls (as a [`Stream`]) to learn that it was rung.
-pub(crate) struct WakeRx(Rc<Doorbell>);
-
-/// A new doorbell for one connection task.
-pub(crate) fn wake_pair() -> (WakeTx, WakeRx) {
-    let bell = Rc::new(Doorbell::default());
-    (WakeTx(bell.clone()), WakeRx(bell))
-}
-
-impl WakeTx {
-    /// Writes the connection's new output to its socket now, without blocking, when its task
-    /// has nothing pending. True when that left the task nothing to do (all written, the
-    /// session not finished, and the task's reading as the hub wants it); otherwise ring it.
-    fn write_now(&self, host: &mut Host, id: ConnId) -> bool {
-        let bell = &self.0;
-        let Some(socket) = bell.socket.get() else {
-            return false;
-        };
-        if bell.broken.get() || !bell.out.borrow().is_empty() {
-            return false;
-        }
-        loop {
-            bell.take_output(host, id);
-            let mut out = bell.out.borrow_mut();
-            if out.is_empty() {
-                break;
-            }
-            while !out.is_empty() {
-                let (slices, n) = io_slices(&out);
-                match socket.try_write_vectored(&slices[..n]) {
-                    Ok(n) if n > 0 => advance(&mut out, n),
-                    // Full socket, or an error: the task waits for room, or finds the error.
-                    _ => return false,
-                }
-            }
-        }
-        let hub = host.hub_ref();
-        !hub.is_finished(id) && bell.reading.get() == (!bell.read_done.get() && hub.wants_input(id))
-    }
-
-    /// Rings: the task's next poll of its [`WakeRx`] is ready (several rings count as one).
-    pub(crate) fn wake(&self) {
-        self.0.rung.set(true);
-        if let Some(w) = self.0.waker.take() {
-            w.wake();
-        }
-    }
-}
-
-impl Stream for WakeRx {
-    type Item = ();
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<()>> {
-        if self.0.rung.replace(false) {
-            return Poll::Ready(Some(()));
-        }
-        remember(&self.0.waker, cx);
-        Poll::Pending
-    }
-}
-
-/// Pieces gathered into one vectored write: enough to fill a socket buffer with small frames.
-const WRITE_PIECES: usize = 64;
-
-/// Writes the front of `out` (up to [`WRITE_PIECES`] pieces) in one vectored write, without
-/// allocating: both connection loops, native and WebSocket, write this way.
-pub(crate) fn poll_write_pieces(
-    io: &Socket,
-    cx: &mut std::task::Context<'_>,
-    out: &[Bytes],
-) -> Poll<io::Result<usize>> {
-    let (slices, n) = io_slices(out);
-    io.poll_write_vectored(cx, &slices[..n])
-}
-
-/// The front of `out` (up to [`WRITE_PIECES`] pieces) as slices for one vectored write, and
-/// how many there are, without allocating.
-fn io_slices(out: &[Bytes]) -> ([IoSlice<'_>; WRITE_PIECES], usize) {
-    let mut slices = [IoSlice::new(&[]); WRITE_PIECES];
-    for (slice, piece) in slices.iter_mut().zip(out) {
-        *slice = IoSlice::new(piece);
-    }
-    (slices, out.len().min(WRITE_PIECES))
 }

@@ -25,8 +25,9 @@ use tidings_core::ws::{WsConnection, WsState};
 
 use crate::client::advance;
 use crate::door::Admitted;
+use crate::doorbell::{poll_write_pieces, wake_pair, WRITE_BATCH};
 use crate::reactor::Socket;
-use crate::server::{poll_write_pieces, State, WRITE_BATCH};
+use crate::server::State;
 
 enum Wake {
     Read(io::Result<usize>),
@@ -113,7 +114,7 @@ pub(crate) async fn ws_task(
     _admitted: Admitted,
 ) {
     let id = state.host.borrow_mut().hub().connect(Instant::now());
-    let (wake_tx, wake_rx) = crate::server::wake_pair();
+    let (wake_tx, wake_rx) = wake_pair();
     state.writers.borrow_mut().insert(id, wake_tx);
     let mut wake = Box::pin(wake_rx);
     let mut link = Link {
