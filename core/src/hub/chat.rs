@@ -64,10 +64,15 @@ impl Hub {
     /// The registered peers online, sorted case-insensitively (the server's own participant
     /// is not listed; clients learn its name from `welcome`).
     pub fn who(&self) -> Vec<Utf8> {
-        self.names
-            .values()
-            .filter_map(|c| self.conns.get(c)?.name.clone())
-            .collect()
+        // Sized once (and one more, for a joining client's own name): grown by doubling,
+        // the list of thousands would be a chain of large short-lived blocks.
+        let mut online = Vec::with_capacity(self.names.len() + 1);
+        online.extend(
+            self.names
+                .values()
+                .filter_map(|c| self.conns.get(c)?.name.clone()),
+        );
+        online
     }
 
     /// Text from the server's participant, stamped with the server's name: to everyone
@@ -147,36 +152,32 @@ impl Hub {
     }
 
     /// Every registered connection except `skip`.
-    fn registered_except(&self, skip: Option<ConnId>) -> Vec<ConnId> {
-        self.names
-            .values()
-            .copied()
-            .filter(|&c| Some(c) != skip)
-            .collect()
-    }
-
     /// Queues `msg` for every registered connection except `skip`. Failures only concern
     /// that one recipient (see [`Hub::deliver`]): one whose frame limit is too small misses
     /// this message, a full one is dropped.
     ///
-    /// A small message is encoded once and its bytes copied to every recipient, rather than
-    /// encoded for each (with a hundred recipients, encoding was most of the hub's work for
+    /// A small message is encoded once and shared by every recipient (its bytes are copied
+    /// only into a recipient that has other output queued), rather than encoded for each (with a hundred recipients, encoding was most of the hub's work for
     /// a chat line). Every recipient thus gets the same bytes, which also lets WebSocket
     /// gateways render the line once ([`crate::gateway::RenderCache`]).
     fn broadcast(&mut self, msg: &Message, skip: Option<ConnId>) {
-        let targets = self.registered_except(skip);
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(self.names.values().copied().filter(|&c| Some(c) != skip));
         let len = msg.encoded_len();
         if len > ENCODE_ONCE {
-            for conn in targets {
+            for &conn in &targets {
                 let _ = self.deliver(conn, msg);
             }
-            return;
+        } else {
+            let mut frame = BytesMut::with_capacity(len);
+            msg.encode(&mut frame);
+            let frame = frame.freeze();
+            for &conn in &targets {
+                let _ = self.deliver_with(conn, |session| session.send_frame(&frame));
+            }
         }
-        let mut frame = BytesMut::with_capacity(len);
-        msg.encode(&mut frame);
-        for conn in targets {
-            let _ = self.deliver_with(conn, |session| session.send_frame(&frame));
-        }
+        self.targets = targets;
     }
 
     /// Queues `msg` for `conn`. A full queue means the client does not read: it is

@@ -187,6 +187,10 @@ pub struct Hub {
     dirty: VecDeque<ConnId>,
     /// Connections whose writer must be woken.
     ready: VecDeque<ConnId>,
+    /// A broadcast's recipients, kept between broadcasts: a join's presence goes to everyone
+    /// online, and a list allocated per join is a large short-lived block that the joins
+    /// of thousands of clients would leave the heap fragmented with.
+    targets: Vec<ConnId>,
     events: VecDeque<HubEvent>,
     dropped_events: u64,
     relays: Relays,
@@ -232,6 +236,7 @@ impl Hub {
             timers: Timers::default(),
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
+            targets: Vec::new(),
             events: VecDeque::new(),
             dropped_events: 0,
             relays: Relays::default(),

@@ -452,13 +452,13 @@ impl Session {
     }
 
     /// [`Session::send`] for a message already encoded as `frame` (one whole frame, header
-    /// included, small enough that [`Session::send`] would copy it too): the same checks, and
-    /// the bytes are copied into the output as they are. The hub encodes a broadcast once
-    /// for all its recipients this way.
-    pub(crate) fn send_frame(&mut self, frame: &[u8]) -> Result<(), SendError> {
+    /// included, small enough that [`Session::send`] would copy it too): the same checks,
+    /// and the frame is queued as it is, shared rather than copied when nothing else is
+    /// queued. The hub encodes a broadcast once for all its recipients this way.
+    pub(crate) fn send_frame(&mut self, frame: &Bytes) -> Result<(), SendError> {
         self.check_send(frame.len())?;
         self.send_preamble();
-        self.control.push_raw(frame);
+        self.control.push_shared(frame);
         self.last_tx = self.now;
         Ok(())
     }
@@ -520,6 +520,7 @@ impl Session {
         }
         self.control.release_spare();
         self.data.release_spare();
+        self.decoder.release_spare();
     }
 
     /// Queues our preamble once. A client sends it at creation; a server answers the

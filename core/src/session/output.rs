@@ -18,6 +18,11 @@ use crate::wire::Message;
 /// reserve that burst's size again.
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
+    /// One whole frame shared with other lanes (a broadcast), queued without a copy because
+    /// the lane was empty: it goes first. A copy into `tail` would be an allocation per
+    /// recipient, and the joins of thousands of clients, each told to everyone online,
+    /// left the heap fragmented with those.
+    shared: Option<Bytes>,
     /// Sealed pieces; the flag marks a payload that continues the frame of the piece before
     /// it, so nothing may be transmitted between the two.
     ready: VecDeque<(Bytes, bool)>,
@@ -59,6 +64,16 @@ impl Lane {
         }
     }
 
+    /// Queues one whole encoded frame that other lanes share.
+    pub(crate) fn push_shared(&mut self, frame: &Bytes) {
+        if self.is_empty() {
+            self.shared = Some(frame.clone());
+            self.len += frame.len();
+        } else {
+            self.push_raw(frame);
+        }
+    }
+
     /// Queues raw bytes (the preamble).
     pub(crate) fn push_raw(&mut self, bytes: &[u8]) {
         self.room(bytes.len());
@@ -88,6 +103,10 @@ impl Lane {
 
     /// The next bytes to transmit.
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.shared.take() {
+            self.len -= frame.len();
+            return Some(frame);
+        }
         let out = match self.ready.pop_front() {
             Some((b, _)) => b,
             None if !self.tail.is_empty() => std::mem::take(&mut self.tail).freeze(),
@@ -112,7 +131,7 @@ impl Lane {
     /// Whether the last piece handed out was a frame's head whose payload is still queued:
     /// the next transmit must come from this lane, or the frame would be split by another.
     pub(crate) fn mid_frame(&self) -> bool {
-        self.ready.front().is_some_and(|&(_, continues)| continues)
+        self.shared.is_none() && self.ready.front().is_some_and(|&(_, continues)| continues)
     }
 
     /// Bytes queued.

@@ -124,6 +124,15 @@ impl FrameDecoder {
         self.buf.reserve(incoming + held.max(incoming));
     }
 
+    /// Lets go of the receive buffer if it holds nothing, for a quiet connection: otherwise
+    /// its spare room, and the allocation the frames were split off (as long as any of them
+    /// lives), stay for as long as the connection does.
+    pub fn release_spare(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// The bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()
