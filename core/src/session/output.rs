@@ -143,3 +143,37 @@ impl Lane {
         self.len == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(lane: &mut Lane) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = lane.pop() {
+            out.extend_from_slice(&b);
+        }
+        assert!(lane.is_empty());
+        out
+    }
+
+    #[test]
+    fn a_shared_frame_is_queued_without_a_copy_only_into_an_empty_lane() {
+        let frame = Bytes::from_static(b"shared");
+        let mut lane = Lane::default();
+        lane.push_shared(&frame);
+        lane.push_raw(b"-after");
+        assert_eq!(lane.len(), 12);
+        let first = lane.pop().unwrap();
+        assert_eq!(first.as_ptr(), frame.as_ptr(), "not shared");
+        assert_eq!(drain(&mut lane), b"-after");
+
+        // Behind other output it is copied, in order.
+        lane.push_raw(b"before-");
+        lane.push_shared(&frame);
+        let out = lane.pop().unwrap();
+        assert_ne!(out.as_ptr(), frame.as_ptr());
+        assert_eq!(&out[..], b"before-shared");
+        assert!(lane.pop().is_none());
+    }
+}

@@ -225,6 +225,26 @@ mod tests {
     }
 
     #[test]
+    fn release_spare_lets_go_only_of_an_empty_buffer() {
+        let wire = stream(10, 2);
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        // A frame and a half: the half must survive a release.
+        dec.push(&wire[..wire.len() - 5]);
+        let first = dec.next_frame().unwrap().unwrap();
+        dec.release_spare();
+        assert!(dec.buf.capacity() > 0);
+        dec.push(&wire[wire.len() - 5..]);
+        let second = dec.next_frame().unwrap().unwrap();
+        assert_eq!((first.body[0], second.body[0]), (0, 1));
+        // Nothing held: the allocation goes, though a frame split off it still lives.
+        dec.release_spare();
+        assert_eq!(dec.buf.capacity(), 0);
+        assert_eq!(second.body.len(), 10);
+        dec.push(&wire[..5]);
+        assert_eq!(dec.buffered(), 5);
+    }
+
+    #[test]
     fn large_partial_frames_are_not_moved_on_every_read() {
         let read = 64 << 10;
         // 64 KiB bodies: every read ends inside a frame.
