@@ -12,9 +12,14 @@
 //! readiness, a [`Socket`] remembers it until a read or write says `WouldBlock`, and a look
 //! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
 //!
-//! Everything else (the listening socket, the door's first reads, timers) stays on async-io,
-//! whose reactor another thread drives: what it wakes here arrives through the executor and
-//! [`LoopWaker`], like any wake-up from another thread.
+//! The hub's timer is the loop's own too (an [`Alarm`]): `epoll_wait` sleeps until it is
+//! due. On async-io, moving it earlier woke async-io's thread to re-arm its `timerfd`, and
+//! that thread woke this one: about 1 100 wake-ups a second of other threads on the
+//! server's core at 10 000 private messages a second, each one a chance to preempt it.
+//!
+//! Everything else (the listening socket, the door's first reads, the WebSocket tasks'
+//! timers) stays on async-io, whose reactor another thread drives: what it wakes here
+//! arrives through the executor and [`LoopWaker`], like any wake-up from another thread.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -25,7 +30,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Token};
@@ -52,6 +57,9 @@ pub(crate) struct Reactor {
     events: RefCell<Events>,
     sockets: RefCell<Slab<Weak<Socket>>>,
     waker: Arc<LoopWaker>,
+    /// When the [`Alarm`] is due, while one waits.
+    alarm: Cell<Option<Instant>>,
+    alarm_waker: Cell<Option<Waker>>,
 }
 
 impl Reactor {
@@ -66,7 +74,36 @@ impl Reactor {
                 parked: AtomicBool::new(false),
                 eventfd,
             }),
+            alarm: Cell::new(None),
+            alarm_waker: Cell::new(None),
         }))
+    }
+
+    /// A future that completes at `at` (never, for `None`). One at a time: a second alarm
+    /// replaces the first. Fires no earlier than `at`, and within a millisecond after it
+    /// when the loop sleeps (`epoll_wait`'s resolution).
+    pub(crate) fn alarm(self: &Rc<Self>, at: Option<Instant>) -> Alarm {
+        Alarm {
+            reactor: self.clone(),
+            at,
+        }
+    }
+
+    /// How long the loop may sleep before the alarm is due (`None`: no alarm).
+    fn until_alarm(&self) -> Option<Duration> {
+        self.alarm
+            .get()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Wakes the alarm's task if the alarm is due.
+    fn ring_alarm(&self) {
+        if self.alarm.get().is_some_and(|at| at <= Instant::now()) {
+            self.alarm.set(None);
+            if let Some(w) = self.alarm_waker.take() {
+                w.wake();
+            }
+        }
     }
 
     /// Registers `stream` (made non-blocking) for reads and writes, edge-triggered.
@@ -107,6 +144,7 @@ impl Reactor {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
+        self.ring_alarm();
         let sockets = self.sockets.borrow();
         for event in events.iter() {
             let Some(socket) = sockets.get(event.token().0).and_then(Weak::upgrade) else {
@@ -170,13 +208,43 @@ impl Reactor {
             self.waker.parked.store(true, Ordering::SeqCst);
             let mut tick = pin!(ex.tick());
             if tick.as_mut().poll(&mut cx).is_pending() {
-                self.react(None)?;
+                self.react(self.until_alarm())?;
                 ran = 0;
             } else {
                 // It ran a task that became runnable meanwhile.
                 self.waker.parked.store(false, Ordering::SeqCst);
                 ran += 1;
             }
+        }
+    }
+}
+
+/// The loop's timer: see [`Reactor::alarm`].
+pub(crate) struct Alarm {
+    reactor: Rc<Reactor>,
+    at: Option<Instant>,
+}
+
+impl Future for Alarm {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(at) = self.at else {
+            return Poll::Pending;
+        };
+        if at <= Instant::now() {
+            return Poll::Ready(());
+        }
+        self.reactor.alarm.set(Some(at));
+        remember(&self.reactor.alarm_waker, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if self.at.is_some() && self.reactor.alarm.get() == self.at {
+            self.reactor.alarm.set(None);
         }
     }
 }

@@ -10,10 +10,12 @@
 //! borrowed only between awaits, with no atomics on the hot path; the second core is left to
 //! the kernel's TCP work and to the `blocking` pool, where every disk read and write of the
 //! server's own transfers runs, so the executor never waits for a disk. A connection task
-//! gathers all bytes its session has queued into one vectored write. What is not on the hot
-//! path stays on async-io, whose reactor other threads drive (the thread awaiting
+//! gathers all bytes its session has queued into one vectored write. The hub's timer is the
+//! event loop's own (`epoll_wait` sleeps until it is due). What is not on the hot path
+//! stays on async-io, whose reactor other threads drive (the thread awaiting
 //! [`Server::run`], or async-io's own): the listening socket, the door's first reads and the
-//! timers; what they wake reaches this thread as a wake-up from another thread.
+//! WebSocket tasks' timers; what they wake reaches this thread as a wake-up from another
+//! thread.
 //!
 //! # Who writes
 //!
@@ -22,8 +24,8 @@
 //! the recipient's own task is woken only if its socket is full or its state changed. When
 //! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
 //! gathers what several inputs queued into one write. An idle connection costs a small task,
-//! its session (no buffers kept once drained) and its socket's registration: about 2 KiB of
-//! server memory in `tidings serve`, which also gives freed heap memory back to the system
+//! its session (no buffers kept once drained) and its socket's registration: about 1.7 KiB
+//! of server memory in `tidings serve`, which also gives freed heap memory back to the system
 //! (bench/RESULTS.md, row idle; without that, what a burst of joins freed stays resident).
 //!
 //! # One port, three doors
@@ -441,6 +443,8 @@ impl State {
     }
 }
 
+/// Runs the hub's timers when due; sleeps on the event loop's [alarm](Reactor::alarm) until
+/// the next, or until an input moved it earlier (`wake`).
 async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
     loop {
         let next = state.host.borrow().hub_ref().poll_timeout();
@@ -453,12 +457,9 @@ async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
             future::yield_now().await;
             continue;
         }
-        let mut timer = match next {
-            Some(d) => Timer::at(d),
-            None => Timer::never(),
-        };
+        let alarm = state.reactor.alarm(next);
         let closed = future::or(async { wake.recv().await.is_err() }, async {
-            (&mut timer).await;
+            alarm.await;
             false
         })
         .await;
