@@ -139,7 +139,9 @@ pub struct Session {
     config: Arc<Config>,
     decoder: FrameDecoder,
     control: Lane,
-    data: Lane,
+    /// File data, made with the first chunk and let go once drained and quiet (most
+    /// connections never send a file, and a hub holds thousands of sessions).
+    data: Option<Box<Lane>>,
     events: VecDeque<Event>,
     transfers: Transfers,
     peer_max_frame: u32,
@@ -186,7 +188,7 @@ impl Session {
             state: State::Preamble,
             decoder: FrameDecoder::new(config.max_frame),
             control: Lane::default(),
-            data: Lane::default(),
+            data: None,
             events: VecDeque::new(),
             transfers: Transfers::new(role, config.clone()),
             peer_max_frame: MIN_MAX_FRAME,
@@ -233,7 +235,12 @@ impl Session {
 
     /// Bytes queued for transmission and not yet taken by [`Session::poll_transmit`].
     pub fn queued_output(&self) -> usize {
-        self.control.len() + self.data.len()
+        self.control.len() + self.data_len()
+    }
+
+    /// Bytes of file data queued.
+    fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -327,11 +334,13 @@ impl Session {
     /// The next bytes to write to the connection. Control and chat frames always go before
     /// file data.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.data.mid_frame() {
+        if let Some(data) = self.data.as_mut().filter(|d| d.mid_frame()) {
             // A chunk's head went out; its payload must follow before any control frame.
-            return self.data.pop();
+            return data.pop();
         }
-        self.control.pop().or_else(|| self.data.pop())
+        self.control
+            .pop()
+            .or_else(|| self.data.as_mut().and_then(|d| d.pop()))
     }
 
     /// The next event for the application.
@@ -352,13 +361,13 @@ impl Session {
     /// When [`Session::handle_timeout`] must be called next: `now` if anything is queued,
     /// `None` once the session is closed and drained.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.control.is_empty() || !self.data.is_empty() || !self.events.is_empty() {
+        if !self.control.is_empty() || self.data_len() > 0 || !self.events.is_empty() {
             return Some(self.now);
         }
         if self.state == State::Closed {
             return None;
         }
-        if self.state == State::Open && self.transfers.wants_reads(self.data.len()) {
+        if self.state == State::Open && self.transfers.wants_reads(self.data_len()) {
             return Some(self.now);
         }
         let mut next = self.handshake_deadline;
@@ -519,7 +528,9 @@ impl Session {
             self.events = VecDeque::new();
         }
         self.control.release_spare();
-        self.data.release_spare();
+        if self.data.as_ref().is_some_and(|d| d.is_empty()) {
+            self.data = None;
+        }
         self.decoder.release_spare();
     }
 

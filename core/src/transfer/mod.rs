@@ -249,7 +249,7 @@ pub enum TransferEvent {
 /// What the transfers of one session may touch: the output lanes and the event queue.
 pub(crate) struct Io<'a> {
     pub(crate) control: &'a mut Lane,
-    pub(crate) data: &'a mut Lane,
+    data: &'a mut Option<Box<Lane>>,
     pub(crate) events: &'a mut VecDeque<Event>,
     last_tx: &'a mut Instant,
     pub(crate) now: Instant,
@@ -266,8 +266,13 @@ impl Io<'_> {
     /// Queues a frame behind the file data already queued (chunks and `done`, whose order
     /// matters).
     pub(crate) fn data(&mut self, msg: &Message) {
-        self.data.push(msg);
+        self.data.get_or_insert_with(Box::default).push(msg);
         *self.last_tx = self.now;
+    }
+
+    /// Bytes of file data queued.
+    pub(crate) fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
     }
 
     pub(crate) fn event(&mut self, ev: TransferEvent) {
@@ -285,7 +290,7 @@ impl<'a> Outbox<'a> {
     pub(crate) fn new(
         transfers: &'a mut Transfers,
         control: &'a mut Lane,
-        data: &'a mut Lane,
+        data: &'a mut Option<Box<Lane>>,
         events: &'a mut VecDeque<Event>,
         last_tx: &'a mut Instant,
         now: Instant,
@@ -485,7 +490,7 @@ impl Transfers {
             // No transfer (the usual case; asked after every event of a session).
             return;
         }
-        let mut budget = self.read_budget(io.data.len());
+        let mut budget = self.read_budget(io.data_len());
         let max_len = self.chunk_limit(io.peer_max_frame);
         let mut idle_in_a_row = 0;
         let lists = self.lists_mut();
