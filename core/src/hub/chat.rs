@@ -70,7 +70,7 @@ impl Hub {
         online.extend(
             self.names
                 .values()
-                .filter_map(|c| self.conns.get(c)?.name.clone()),
+                .filter_map(|c| self.conns.get(c)?.session.name().cloned()),
         );
         online
     }
@@ -243,7 +243,6 @@ impl Hub {
                 return;
             };
             if c.session.accept_hello(name.clone(), server, online).is_ok() {
-                c.name = Some(name.clone());
                 self.names.insert(key, id);
                 let presence = Message::Presence {
                     kind: PresenceKind::Joined,
@@ -284,7 +283,7 @@ impl Hub {
 
     /// Delivers chat from `id` addressed to `peer` (empty: everyone).
     fn route(&mut self, id: ConnId, peer: Utf8, payload: Payload) {
-        let Some(from) = self.conns.get(&id).and_then(|c| c.name.clone()) else {
+        let Some(from) = self.conns.get(&id).and_then(|c| c.session.name().cloned()) else {
             return;
         };
         if peer.is_empty() {
@@ -326,7 +325,7 @@ impl Hub {
             return;
         }
         c.gone = true;
-        let Some(name) = c.name.clone() else {
+        let Some(name) = c.session.name().cloned() else {
             return;
         };
         let key = name_key(&name);

@@ -39,7 +39,7 @@ impl Hub {
         let peer = self
             .conns
             .get(&conn)
-            .and_then(|c| c.name.clone())
+            .and_then(|c| c.session.name().cloned())
             .ok_or_else(|| HubError::UnknownPeer(to.to_owned()))?;
         let c = self.conns.get_mut(&conn).ok_or(HubError::NoSuchTransfer)?;
         // The offer's peer field is empty: it comes from the server itself (spec §7.1).
@@ -143,7 +143,11 @@ impl Hub {
     /// A client offers a file: to the server's participant, or on to another client.
     fn on_offer(&mut self, conn: ConnId, offer: IncomingOffer) {
         let h = FileHandle { conn, id: offer.id };
-        let Some(from) = self.conns.get(&conn).and_then(|c| c.name.clone()) else {
+        let Some(from) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.session.name().cloned())
+        else {
             return;
         };
         if self.is_server_name(&offer.peer) {
@@ -165,7 +169,11 @@ impl Hub {
         let Some(t) = self.conns.get_mut(&target) else {
             return;
         };
-        let to = t.name.clone().unwrap_or_else(|| offer.peer.clone());
+        let to = t
+            .session
+            .name()
+            .cloned()
+            .unwrap_or_else(|| offer.peer.clone());
         let sent = t.session.offer(
             &from,
             &offer.name,

@@ -143,8 +143,6 @@ const MAX_HUB_EVENTS: usize = 4096;
 #[derive(Debug)]
 struct Conn {
     session: Session,
-    /// Registered name, once accepted.
-    name: Option<Utf8>,
     /// The deadline this connection has in [`Timers`].
     deadline: Option<Instant>,
     /// Queued in `Hub::dirty` (its events must be processed).
@@ -261,7 +259,6 @@ impl Hub {
         self.next_conn += 1;
         let conn = Conn {
             session: Session::server(self.session_config.clone(), now),
-            name: None,
             deadline: None,
             dirty: false,
             ready: false,
@@ -498,7 +495,7 @@ impl Hub {
 
     /// The registered name of `conn`, once accepted.
     pub fn peer_name(&self, conn: ConnId) -> Option<&Utf8> {
-        self.conns.get(&conn).and_then(|c| c.name.as_ref())
+        self.conns.get(&conn).and_then(|c| c.session.name())
     }
 
     // ----- internals ----------------------------------------------------------------------
