@@ -12,9 +12,9 @@
 //! readiness, a [`Socket`] remembers it until a read or write says `WouldBlock`, and a look
 //! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
 //!
-//! The hub's timer is the loop's own too (an [`Alarm`]): `epoll_wait` sleeps until it is
-//! due. On async-io, moving it earlier woke async-io's thread to re-arm its `timerfd`, and
-//! that thread woke this one: about 1 100 wake-ups a second of other threads on the
+//! The hub's timer is the loop's own too ([`Reactor::poll_alarm`]): `epoll_wait` sleeps
+//! until it is due. On async-io, moving it earlier woke async-io's thread to re-arm its `timerfd`, and
+//! that thread woke this one: about 600 wake-ups a second of another thread on the
 //! server's core at 10 000 private messages a second, each one a chance to preempt it.
 //!
 //! Everything else (the listening socket, the door's first reads, the WebSocket tasks'
@@ -57,7 +57,7 @@ pub(crate) struct Reactor {
     events: RefCell<Events>,
     sockets: RefCell<Slab<Weak<Socket>>>,
     waker: Arc<LoopWaker>,
-    /// When the [`Alarm`] is due, while one waits.
+    /// When the alarm is due, while its task waits ([`Reactor::poll_alarm`]).
     alarm: Cell<Option<Instant>>,
     alarm_waker: Cell<Option<Waker>>,
 }
@@ -79,14 +79,18 @@ impl Reactor {
         }))
     }
 
-    /// A future that completes at `at` (never, for `None`). One at a time: a second alarm
-    /// replaces the first. Fires no earlier than `at`, and within a millisecond after it
-    /// when the loop sleeps (`epoll_wait`'s resolution).
-    pub(crate) fn alarm(self: &Rc<Self>, at: Option<Instant>) -> Alarm {
-        Alarm {
-            reactor: self.clone(),
-            at,
+    /// Ready once `at` has come (never, for `None`); until then the loop wakes the task at
+    /// `at`. The loop has one alarm: each poll sets it, for the one task that uses it (the
+    /// hub's timers). It fires no earlier than `at`, and within a millisecond after it when
+    /// the loop sleeps (`epoll_wait`'s resolution).
+    pub(crate) fn poll_alarm(&self, cx: &mut Context<'_>, at: Option<Instant>) -> Poll<()> {
+        if at.is_some_and(|at| at <= Instant::now()) {
+            self.alarm.set(None);
+            return Poll::Ready(());
         }
+        self.alarm.set(at);
+        remember(&self.alarm_waker, cx);
+        Poll::Pending
     }
 
     /// How long the loop may sleep before the alarm is due (`None`: no alarm).
@@ -179,7 +183,7 @@ impl Reactor {
     ///
     /// Tasks run while any are runnable, with a non-blocking look at the sockets every
     /// [`TASKS_PER_LOOK`] of them; with none left the thread sleeps in `epoll_wait` until a
-    /// socket is ready or a task is woken from another thread.
+    /// socket is ready, a task is woken from another thread or the alarm is due.
     pub(crate) fn block_on<T: 'static>(
         &self,
         ex: &LocalExecutor<'static>,
@@ -215,36 +219,6 @@ impl Reactor {
                 self.waker.parked.store(false, Ordering::SeqCst);
                 ran += 1;
             }
-        }
-    }
-}
-
-/// The loop's timer: see [`Reactor::alarm`].
-pub(crate) struct Alarm {
-    reactor: Rc<Reactor>,
-    at: Option<Instant>,
-}
-
-impl Future for Alarm {
-    type Output = ();
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(at) = self.at else {
-            return Poll::Pending;
-        };
-        if at <= Instant::now() {
-            return Poll::Ready(());
-        }
-        self.reactor.alarm.set(Some(at));
-        remember(&self.reactor.alarm_waker, cx);
-        Poll::Pending
-    }
-}
-
-impl Drop for Alarm {
-    fn drop(&mut self) {
-        if self.at.is_some() && self.reactor.alarm.get() == self.at {
-            self.reactor.alarm.set(None);
         }
     }
 }

@@ -407,13 +407,16 @@ impl State {
         let mut host = self.host.borrow_mut();
         let writers = self.writers.borrow();
         let mut ready = self.ready.borrow_mut();
-        let mut wake_ready = |host: &mut Host| {
+        let mut wake_ready = |host: &mut Host| loop {
             // A few connections given output (a private message, a reply) are written at
             // once; many (a broadcast) are rung, so each task gathers what several inputs
             // queued for it into one write instead of one system call per message.
             ready.clear();
             while let Some(conn) = host.hub().poll_ready() {
                 ready.push(conn);
+            }
+            if ready.is_empty() {
+                return;
             }
             let direct = ready.len() <= DIRECT_WRITES;
             for &conn in ready.iter() {
@@ -423,6 +426,8 @@ impl State {
                     }
                 }
             }
+            // Taking output from the hub can make other connections ready (a relay's
+            // sender given credit): until none is.
         };
         wake_ready(&mut host);
         // Processing answers the server's own transfers, which may give connections output.
@@ -443,8 +448,8 @@ impl State {
     }
 }
 
-/// Runs the hub's timers when due; sleeps on the event loop's [alarm](Reactor::alarm) until
-/// the next, or until an input moved it earlier (`wake`).
+/// Runs the hub's timers when due; sleeps on the event loop's
+/// [alarm](Reactor::poll_alarm) until the next, or until an input moved it earlier (`wake`).
 async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
     loop {
         let next = state.host.borrow().hub_ref().poll_timeout();
@@ -457,9 +462,8 @@ async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
             future::yield_now().await;
             continue;
         }
-        let alarm = state.reactor.alarm(next);
         let closed = future::or(async { wake.recv().await.is_err() }, async {
-            alarm.await;
+            future::poll_fn(|cx| state.reactor.poll_alarm(cx, next)).await;
             false
         })
         .await;

@@ -151,15 +151,15 @@ impl Hub {
         name.is_empty() || name_key(name) == name_key(&self.server_name)
     }
 
-    /// Every registered connection except `skip`.
     /// Queues `msg` for every registered connection except `skip`. Failures only concern
     /// that one recipient (see [`Hub::deliver`]): one whose frame limit is too small misses
     /// this message, a full one is dropped.
     ///
     /// A small message is encoded once and shared by every recipient (its bytes are copied
-    /// only into a recipient that has other output queued), rather than encoded for each (with a hundred recipients, encoding was most of the hub's work for
-    /// a chat line). Every recipient thus gets the same bytes, which also lets WebSocket
-    /// gateways render the line once ([`crate::gateway::RenderCache`]).
+    /// only into a recipient that has other output queued), rather than encoded for each
+    /// (with a hundred recipients, encoding was most of the hub's work for a chat line).
+    /// Every recipient thus gets the same bytes, which also lets WebSocket gateways render
+    /// the line once ([`crate::gateway::RenderCache`]).
     fn broadcast(&mut self, msg: &Message, skip: Option<ConnId>) {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();

@@ -139,7 +139,8 @@ pub struct Session {
     config: Arc<Config>,
     decoder: FrameDecoder,
     control: Lane,
-    /// File data, made with the first chunk and let go once drained and quiet (most
+    /// File data (chunks and `done`), made with the first such frame and let go once drained
+    /// on a quiet connection (most
     /// connections never send a file, and a hub holds thousands of sessions).
     data: Option<Box<Lane>>,
     events: VecDeque<Event>,

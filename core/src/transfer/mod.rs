@@ -831,7 +831,8 @@ impl Session {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
-        match out.transfers.lists_mut().map.get_mut(&id) {
+        let lists = out.transfers.lists.as_deref_mut();
+        match lists.and_then(|l| l.map.get_mut(&id)) {
             Some(Transfer::Out(t)) => t.relay_digest(digest, &mut out.io),
             _ => Err(SendError::Invalid("no such relayed sending transfer")),
         }
