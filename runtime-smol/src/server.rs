@@ -24,7 +24,7 @@
 //! the recipient's own task is woken only if its socket is full or its state changed. When
 //! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
 //! gathers what several inputs queued into one write. An idle connection costs a small task,
-//! its session (no buffers kept once drained) and its socket's registration: about 1.7 KiB
+//! its session (no buffers kept once drained) and its socket's registration: about 1.3 KiB
 //! of server memory in `tidings serve`, which also gives freed heap memory back to the system
 //! (bench/RESULTS.md, row idle; without that, what a burst of joins freed stays resident).
 //!
