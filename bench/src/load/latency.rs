@@ -3,15 +3,22 @@
 //!
 //! A message carries the time it was written; sends follow a fixed schedule whatever the
 //! server does (open loop), so a slow server meets the same offered load as a fast one.
+//!
+//! One thread of its own writes every client's messages, each at its time (timer slack set
+//! to 1 ns): the schedule is one message every `1/rate`, the clients taking turns. With a
+//! timer task per client on tokio's 1 ms timer wheel, the ten or so messages of each
+//! millisecond left together, and a message's latency was mostly its wait behind the others
+//! of its burst, in the load as much as in the server. The reading stays on tokio.
 
-use std::sync::{Arc, Mutex};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::proto::{self, Incoming, Parser, Proto};
 
@@ -51,41 +58,39 @@ pub async fn run(
     let base = Instant::now() + Duration::from_millis(500);
     let measure_from = base + warmup;
     let end = base + duration;
-    let period = Duration::from_secs_f64(clients as f64 / rate as f64);
-    let scheduled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let scheduled = Arc::new(AtomicU64::new(0));
+    let (pong_tx, pong_rx) = std_mpsc::channel();
     let mut readers = Vec::new();
-    let mut writers = Vec::new();
+    let mut writers = Vec::with_capacity(clients);
     for (i, (stream, parser)) in conns.into_iter().enumerate() {
-        let (rd, wr) = stream.into_split();
-        let (pong_tx, pong_rx) = mpsc::unbounded_channel();
+        // The same socket twice: read by a tokio task, written by the pacing thread.
+        let std = stream.into_std().map_err(|e| e.to_string())?;
+        writers.push(std.try_clone().map_err(|e| e.to_string())?);
+        let rd = TcpStream::from_std(std).map_err(|e| e.to_string())?;
         readers.push(tokio::spawn(reader(
             rd,
             parser,
-            pong_tx,
+            (i, pong_tx.clone()),
             hist.clone(),
             base,
             measure_from,
         )));
-        let offset = period.mul_f64(i as f64 / clients as f64);
-        writers.push(tokio::spawn(writer(
-            wr,
-            proto,
-            i,
-            clients,
-            base + offset,
-            period,
-            end,
-            (base, measure_from),
-            pong_rx,
-            scheduled.clone(),
-        )));
     }
-    // The write halves are kept until the readers are done: dropping one would close the
+    let (done_tx, done) = oneshot::channel();
+    let pacing = Pacing {
+        proto,
+        first: base,
+        period: Duration::from_secs_f64(1.0 / rate as f64),
+        end,
+        measure_from: (base, measure_from),
+        scheduled: scheduled.clone(),
+    };
+    std::thread::spawn(move || {
+        let _ = done_tx.send(pacing.run(writers, pong_rx));
+    });
+    // The writers are kept until the readers are done: dropping one would close the
     // connection while deliveries to it are still in flight.
-    let mut open = Vec::with_capacity(clients);
-    for w in writers {
-        open.push(w.await.map_err(|e| e.to_string())??);
-    }
+    let open = done.await.map_err(|_| "the pacing thread panicked")??;
     // Deliveries still in flight get a moment to arrive, then the readers stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for r in &readers {
@@ -103,7 +108,7 @@ pub async fn run(
         p99_us: h.value_at_quantile(0.99) as f64 / 1000.0,
         max_us: h.max() as f64 / 1000.0,
         measured: h.len(),
-        scheduled: scheduled.load(std::sync::atomic::Ordering::Relaxed),
+        scheduled: scheduled.load(Ordering::Relaxed),
     })
 }
 
@@ -159,9 +164,9 @@ async fn settle(
 }
 
 async fn reader(
-    mut rd: OwnedReadHalf,
+    mut rd: TcpStream,
     mut parser: Parser,
-    pongs: mpsc::UnboundedSender<u64>,
+    (me, pongs): (usize, std_mpsc::Sender<(usize, u64)>),
     hist: Arc<Mutex<Histogram<u64>>>,
     base: Instant,
     measure_from: Instant,
@@ -188,7 +193,7 @@ async fn reader(
                     }
                 }
                 Incoming::Ping(n) => {
-                    let _ = pongs.send(n);
+                    let _ = pongs.send((me, n));
                 }
                 Incoming::Closing(k, code) => {
                     return Err(format!("the server closed with frame {k:#x}, code {code}"))
@@ -199,45 +204,88 @@ async fn reader(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn writer(
-    mut wr: OwnedWriteHalf,
+/// The send schedule, kept by one thread for all clients.
+struct Pacing {
     proto: Proto,
-    me: usize,
-    clients: usize,
     first: Instant,
+    /// Between two messages (of any clients).
     period: Duration,
     end: Instant,
-    (base, measure_from): (Instant, Instant),
-    mut pongs: mpsc::UnboundedReceiver<u64>,
-    scheduled: Arc<std::sync::atomic::AtomicU64>,
-) -> Result<OwnedWriteHalf, String> {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (me as u64).wrapping_mul(0xA24B_AED4_963E_E407);
-    let mut next = first;
-    let mut out = Vec::with_capacity(256);
-    while next < end {
-        tokio::select! {
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let mut to = (rng % (clients as u64 - 1)) as usize;
-                if to >= me {
-                    to += 1;
-                }
-                // Stamped when written, not when scheduled: the timer wheel wakes a task
-                // up to 1 ms late, which would otherwise show as server latency.
-                let stamp = (Instant::now() - base).as_nanos() as u64;
-                if next >= measure_from {
-                    scheduled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                proto::private(proto, to, &proto::payload(stamp), &mut out);
-                next += period;
-            }
-            Some(n) = pongs.recv() => proto::pong(n, &mut out),
+    measure_from: (Instant, Instant),
+    scheduled: Arc<AtomicU64>,
+}
+
+impl Pacing {
+    /// Sends message `k` at `first + k × period` from client `k mod clients` to a random
+    /// other, until `end`; answers the server's pings in between. Returns the sockets.
+    fn run(
+        self,
+        mut writers: Vec<std::net::TcpStream>,
+        pongs: std_mpsc::Receiver<(usize, u64)>,
+    ) -> Result<Vec<std::net::TcpStream>, String> {
+        #[cfg(target_os = "linux")]
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer and touches this thread only.
+        unsafe {
+            // Sleeps end within microseconds of their time rather than the default 50 µs.
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
         }
-        wr.write_all(&out).await.map_err(|e| e.to_string())?;
-        out.clear();
+        let clients = writers.len();
+        let (base, measure_from) = self.measure_from;
+        let mut rngs: Vec<u64> = (0..clients)
+            .map(|me| 0x9E37_79B9_7F4A_7C15u64 ^ (me as u64).wrapping_mul(0xA24B_AED4_963E_E407))
+            .collect();
+        let mut out = Vec::with_capacity(256);
+        let mut k: u32 = 0;
+        loop {
+            let next = self.first + self.period * k;
+            if next >= self.end {
+                return Ok(writers);
+            }
+            while let Ok((to, nonce)) = pongs.try_recv() {
+                proto::pong(nonce, &mut out);
+                write_all(&mut writers[to], &out)?;
+                out.clear();
+            }
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            let me = k as usize % clients;
+            let rng = &mut rngs[me];
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let mut to = (*rng % (clients as u64 - 1)) as usize;
+            if to >= me {
+                to += 1;
+            }
+            // Stamped when written, not when scheduled: a sleep ends a little late, which
+            // would otherwise show as server latency.
+            let stamp = (Instant::now() - base).as_nanos() as u64;
+            if next >= measure_from {
+                self.scheduled.fetch_add(1, Ordering::Relaxed);
+            }
+            proto::private(self.proto, to, &proto::payload(stamp), &mut out);
+            write_all(&mut writers[me], &out)?;
+            out.clear();
+            k += 1;
+        }
     }
-    Ok(wr)
+}
+
+/// Writes all of `bytes` to a socket that tokio keeps non-blocking (the flag is shared with
+/// the reading half), waiting for room when it is full.
+fn write_all(socket: &mut std::net::TcpStream, mut bytes: &[u8]) -> Result<(), String> {
+    while !bytes.is_empty() {
+        match socket.write(bytes) {
+            Ok(0) => return Err("the server closed a connection".into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
