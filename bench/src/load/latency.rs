@@ -88,8 +88,8 @@ pub async fn run(
     std::thread::spawn(move || {
         let _ = done_tx.send(pacing.run(writers, pong_rx));
     });
-    // The writers are kept until the readers are done: dropping one would close the
-    // connection while deliveries to it are still in flight.
+    // The pacing thread hands the sockets back; they are closed with the readers, once
+    // the deliveries still in flight had their moment.
     let open = done.await.map_err(|_| "the pacing thread panicked")??;
     // Deliveries still in flight get a moment to arrive, then the readers stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
