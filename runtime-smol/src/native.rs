@@ -162,16 +162,6 @@ impl NativeConn {
             Wake::Woken => {}
         }
     }
-
-    /// The session is over: the socket closes and the hub forgets the connection.
-    fn finish(&self) {
-        let (state, id) = (&self.state, self.id);
-        self.io.shutdown();
-        state.writers.borrow_mut().remove(&id);
-        state.host.borrow_mut().hub().remove(id);
-        state.after();
-        let _ = state.gone_wake.try_send(());
-    }
 }
 
 impl Future for NativeConn {
@@ -182,7 +172,7 @@ impl Future for NativeConn {
         loop {
             if !this.waiting {
                 if !this.take_output() {
-                    this.finish();
+                    this.state.close(this.id, &this.io);
                     return Poll::Ready(());
                 }
                 this.waiting = true;

@@ -360,7 +360,7 @@ pub(crate) struct State {
     pub(crate) writers: RefCell<HashMap<ConnId, WakeTx>>,
     timer_wake: Sender<()>,
     disk_wake: Sender<()>,
-    pub(crate) gone_wake: Sender<()>,
+    gone_wake: Sender<()>,
     /// The deadline the timer task sleeps until.
     armed: Cell<Option<Instant>>,
     /// One read buffer for every connection: a task reads into it and hands the bytes to the
@@ -399,6 +399,16 @@ impl State {
         let io =
             Arc::try_unwrap(shared).map_err(|_| io::Error::other("the socket is still shared"))?;
         self.reactor.register(io.into_inner()?)
+    }
+
+    /// A connection's task is over: its socket closes, its doorbell goes, the hub forgets
+    /// it, and a shutdown waiting for the last connection hears of it.
+    pub(crate) fn close(&self, id: ConnId, io: &Socket) {
+        io.shutdown();
+        self.writers.borrow_mut().remove(&id);
+        self.host.borrow_mut().hub().remove(id);
+        self.after();
+        let _ = self.gone_wake.try_send(());
     }
 
     /// The hub's outputs after any input: wake writers, process events, queue disk work,

@@ -209,16 +209,8 @@ pub(crate) async fn ws_task(
             }
         }
     }
-    io.shutdown();
-    state.writers.borrow_mut().remove(&id);
-    {
-        let mut host = state.host.borrow_mut();
-        let hub = host.hub();
-        if !link.eof_sent {
-            hub.handle_eof(Instant::now(), id);
-        }
-        hub.remove(id);
+    if !link.eof_sent {
+        state.host.borrow_mut().hub().handle_eof(Instant::now(), id);
     }
-    state.after();
-    let _ = state.gone_wake.try_send(());
+    state.close(id, &io);
 }

@@ -70,7 +70,7 @@ impl Hub {
         online.extend(
             self.names
                 .values()
-                .filter_map(|c| self.conns.get(c)?.session.name().cloned()),
+                .filter_map(|&c| self.peer_name(c).cloned()),
         );
         online
     }
@@ -283,7 +283,7 @@ impl Hub {
 
     /// Delivers chat from `id` addressed to `peer` (empty: everyone).
     fn route(&mut self, id: ConnId, peer: Utf8, payload: Payload) {
-        let Some(from) = self.conns.get(&id).and_then(|c| c.session.name().cloned()) else {
+        let Some(from) = self.peer_name(id).cloned() else {
             return;
         };
         if peer.is_empty() {

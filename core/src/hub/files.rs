@@ -37,9 +37,8 @@ impl Hub {
     ) -> Result<FileHandle, HubError> {
         let conn = self.lookup(to)?;
         let peer = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.session.name().cloned())
+            .peer_name(conn)
+            .cloned()
             .ok_or_else(|| HubError::UnknownPeer(to.to_owned()))?;
         let c = self.conns.get_mut(&conn).ok_or(HubError::NoSuchTransfer)?;
         // The offer's peer field is empty: it comes from the server itself (spec §7.1).
@@ -143,11 +142,7 @@ impl Hub {
     /// A client offers a file: to the server's participant, or on to another client.
     fn on_offer(&mut self, conn: ConnId, offer: IncomingOffer) {
         let h = FileHandle { conn, id: offer.id };
-        let Some(from) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.session.name().cloned())
-        else {
+        let Some(from) = self.peer_name(conn).cloned() else {
             return;
         };
         if self.is_server_name(&offer.peer) {

@@ -186,8 +186,7 @@ pub struct Hub {
     /// Connections whose writer must be woken.
     ready: VecDeque<ConnId>,
     /// A broadcast's recipients, kept between broadcasts: a join's presence goes to everyone
-    /// online, and a list allocated per join is a large short-lived block that the joins
-    /// of thousands of clients would leave the heap fragmented with.
+    /// online, and a list of thousands allocated per join is a large block for nothing.
     targets: Vec<ConnId>,
     events: VecDeque<HubEvent>,
     dropped_events: u64,

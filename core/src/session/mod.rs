@@ -140,8 +140,8 @@ pub struct Session {
     decoder: FrameDecoder,
     control: Lane,
     /// File data (chunks and `done`), made with the first such frame and let go once drained
-    /// on a quiet connection (most
-    /// connections never send a file, and a hub holds thousands of sessions).
+    /// on a quiet connection (most connections never send a file, and a hub holds thousands
+    /// of sessions).
     data: Option<Box<Lane>>,
     events: VecDeque<Event>,
     transfers: Transfers,
@@ -241,7 +241,7 @@ impl Session {
 
     /// Bytes of file data queued.
     fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, |d| d.len())
+        Lane::len_of(&self.data)
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -526,9 +526,10 @@ impl Session {
     }
 
     /// Lets go of the spare buffers a burst grew: the event queue's (the handshake's events
-    /// take ~450 bytes) and the lanes' queues of sealed pieces. Called when a heartbeat is
-    /// sent or received, that is on quiet connections and at most once an interval or so,
-    /// so an idle connection does not keep them for its whole life.
+    /// take ~450 bytes), the lanes' queues of sealed pieces, an empty data lane and an empty
+    /// receive buffer. Called when the server accepts a hello and when a heartbeat is sent
+    /// or received, that is on quiet connections and at most once an interval or so, so an
+    /// idle connection does not keep them for its whole life.
     fn release_spare(&mut self) {
         if self.events.is_empty() {
             self.events = VecDeque::new();

@@ -19,9 +19,8 @@ use crate::wire::Message;
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
     /// One whole frame shared with other lanes (a broadcast), queued without a copy because
-    /// the lane was empty: it goes first. A copy into `tail` would be an allocation per
-    /// recipient, and the joins of thousands of clients, each told to everyone online,
-    /// left the heap fragmented with those.
+    /// the lane was empty: it goes first. A copy into `tail` would be a copy and an
+    /// allocation per recipient.
     shared: Option<Bytes>,
     /// Sealed pieces; the flag marks a payload that continues the frame of the piece before
     /// it, so nothing may be transmitted between the two.
@@ -132,6 +131,11 @@ impl Lane {
     /// the next transmit must come from this lane, or the frame would be split by another.
     pub(crate) fn mid_frame(&self) -> bool {
         self.shared.is_none() && self.ready.front().is_some_and(|&(_, continues)| continues)
+    }
+
+    /// Bytes queued in a lane that is made only when needed (none: 0).
+    pub(crate) fn len_of(lane: &Option<Box<Lane>>) -> usize {
+        lane.as_ref().map_or(0, |l| l.len())
     }
 
     /// Bytes queued.

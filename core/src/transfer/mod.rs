@@ -272,7 +272,7 @@ impl Io<'_> {
 
     /// Bytes of file data queued.
     pub(crate) fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, |d| d.len())
+        Lane::len_of(self.data)
     }
 
     pub(crate) fn event(&mut self, ev: TransferEvent) {
@@ -349,6 +349,14 @@ struct Lists {
     /// Round-robin order for read requests: the fair share of the connection.
     turn: VecDeque<TransferId>,
     ended: VecDeque<TransferId>,
+}
+
+impl Lists {
+    /// Transfer `id` of a session's lists, if it has any (a free function of the field, so
+    /// that callers can hold the settings beside it).
+    fn get_mut(lists: &mut Option<Box<Lists>>, id: TransferId) -> Option<&mut Transfer> {
+        lists.as_deref_mut()?.map.get_mut(&id)
+    }
 }
 
 /// The lists of a session that has had no transfer.
@@ -433,7 +441,7 @@ impl Transfers {
             return self.offered(offer, io);
         }
         let cfg = &self.config.transfer;
-        let ended = match self.lists.as_deref_mut().and_then(|l| l.map.get_mut(&id)) {
+        let ended = match Lists::get_mut(&mut self.lists, id) {
             None => {
                 self.unknown(id, io);
                 return Ok(());
@@ -785,7 +793,7 @@ impl Session {
         }
         let mut out = self.outbox();
         let Transfers { config, lists, .. } = &mut *out.transfers;
-        let ended = match lists.as_deref_mut().and_then(|l| l.map.get_mut(&id)) {
+        let ended = match Lists::get_mut(lists, id) {
             Some(Transfer::Out(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
             Some(Transfer::In(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
             None => return Err(SendError::Invalid("no such transfer")),
@@ -831,8 +839,7 @@ impl Session {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
-        let lists = out.transfers.lists.as_deref_mut();
-        match lists.and_then(|l| l.map.get_mut(&id)) {
+        match Lists::get_mut(&mut out.transfers.lists, id) {
             Some(Transfer::Out(t)) => t.relay_digest(digest, &mut out.io),
             _ => Err(SendError::Invalid("no such relayed sending transfer")),
         }
@@ -862,7 +869,7 @@ impl Session {
         }
         let mut out = self.outbox();
         let Transfers { config, lists, .. } = &mut *out.transfers;
-        match lists.as_deref_mut().and_then(|l| l.map.get_mut(&id)) {
+        match Lists::get_mut(lists, id) {
             Some(Transfer::In(t)) => f(t, &config.transfer, &mut out.io),
             _ => Err(SendError::Invalid("no such incoming transfer")),
         }
