@@ -186,6 +186,17 @@ pub(crate) struct Admitted {
     ip: IpAddr,
 }
 
+impl Admitted {
+    /// The admitted address, for a holder that releases it itself (a native connection,
+    /// which keeps no reference to the server's state).
+    pub(crate) fn into_ip(self) -> IpAddr {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so its `state` is read out (and dropped) once.
+        drop(unsafe { std::ptr::read(&this.state) });
+        this.ip
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         // While the executor is torn down another borrow cannot be live, but never panic here.
@@ -317,7 +328,8 @@ async fn http(
     }
 }
 
-/// Hands a native connection to the hub, sniffed bytes first, and to a task of its own.
+/// Hands a native connection to the hub, sniffed bytes first, and to the server's
+/// [native connections](crate::native).
 fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
     let Ok(socket) = state.adopt(stream) else {
         return; // closed: the client sees its connection end
@@ -328,8 +340,8 @@ fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitte
     state.writers.borrow_mut().insert(id, wake);
     state.host.borrow_mut().hub().handle_input(now, id, &first);
     state.after();
-    let task = NativeConn::new(state.clone(), socket, id, wake_rx.into_bell(), admitted);
-    state.spawn(task);
+    let conn = NativeConn::new(socket, id, wake_rx.into_bell(), admitted.into_ip());
+    state.natives.add(conn);
 }
 
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.

@@ -1,22 +1,30 @@
-//! The task that serves one native connection, from the door's hand-off until its session
-//! ends: reads go to the hub, the hub's output to the socket (through the connection's
+//! A native connection, from the door's hand-off until its session ends: reads go to the
+//! hub, the hub's output to the socket (through the connection's
 //! [doorbell](crate::doorbell)).
 //!
-//! It is a future written by hand rather than an `async fn`: ten thousand idle connections
-//! are ten thousand of these tasks, and rustc laid the `async fn` out at 208 bytes (its
-//! arguments held twice, and the closure it awaited); this one is 72.
+//! # Not a task
+//!
+//! Ten thousand idle connections are ten thousand of these, so a connection is a small
+//! record in one table ([`Natives`]) that the server's event loop polls itself, rather than
+//! a task of the executor: a task cost each connection a heap block of 136 bytes (the
+//! executor's header around the connection's state) and a slot in the executor's own table.
+//! The waker a connection leaves with its socket and doorbell is its place in the table, not
+//! a pointer to anything: waking it queues that number for the loop ([`Natives::run_one`]),
+//! with no reference count to keep. Such a waker only works on the server's thread, which
+//! is where all of them stay (the socket and doorbell that keep them are not `Send`).
 
-use std::future::Future;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use slab::Slab;
 use tidings_core::hub::ConnId;
 
-use crate::door::Admitted;
 use crate::doorbell::{poll_write_pieces, Doorbell};
 use crate::reactor::Socket;
 use crate::server::State;
@@ -27,14 +35,13 @@ const DIRECT_MIN: usize = 16 << 10;
 /// The room a direct read is offered at least (more when the buffer has it).
 const DIRECT_READ: usize = 64 << 10;
 
-/// One native connection's task; see the [module docs](self).
+/// One native connection; see the [module docs](self).
 pub(crate) struct NativeConn {
-    state: Rc<State>,
     bell: Rc<Doorbell>,
     io: Rc<Socket>,
     id: ConnId,
-    /// Releases the connection's place under the per-address limit when the task ends.
-    _admitted: Admitted,
+    /// Its place under the per-address limit, released when the connection ends.
+    ip: IpAddr,
     /// Whether the last read was large: then the next one goes straight into the hub's
     /// receive buffer (see [`poll_recv_direct`]).
     direct: bool,
@@ -52,31 +59,24 @@ enum Wake {
 }
 
 impl NativeConn {
-    /// The task for connection `id` of the hub, on `io`, rung through `bell`.
-    pub(crate) fn new(
-        state: Rc<State>,
-        io: Rc<Socket>,
-        id: ConnId,
-        bell: Rc<Doorbell>,
-        admitted: Admitted,
-    ) -> NativeConn {
-        // Other tasks may now write this connection's output straight to its socket.
+    /// Connection `id` of the hub, on `io`, rung through `bell`, admitted for `ip`.
+    pub(crate) fn new(io: Rc<Socket>, id: ConnId, bell: Rc<Doorbell>, ip: IpAddr) -> NativeConn {
+        // Other connections may now write this connection's output straight to its socket.
         let _ = bell.socket.set(io.clone());
         NativeConn {
-            state,
             bell,
             io,
             id,
-            _admitted: admitted,
+            ip,
             direct: false,
             waiting: false,
         }
     }
 
     /// Writes what the hub has for the connection and updates the hub's other outputs.
-    /// False when the session is over and everything is written: the task ends.
-    fn take_output(&mut self) -> bool {
-        let (state, bell, id) = (&self.state, &self.bell, self.id);
+    /// False when the session is over and everything is written: the connection ends.
+    fn take_output(&mut self, state: &State) -> bool {
+        let (bell, id) = (&self.bell, self.id);
         bell.flush(&state.gather, &mut state.host.borrow_mut(), id);
         state.after();
         if bell.out.borrow().is_empty() && state.host.borrow().hub_ref().is_finished(id) {
@@ -88,11 +88,11 @@ impl NativeConn {
     }
 
     /// The next thing that happened to the connection. A read is made only while the
-    /// socket may hold data (see `Socket`): this task is woken for every message the hub
-    /// has for it, and a read at each wake-up would be a system call that nearly always
+    /// socket may hold data (see `Socket`): the connection is woken for every message the
+    /// hub has for it, and a read at each wake-up would be a system call that nearly always
     /// fails.
-    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
-        let (state, bell, io) = (&self.state, &self.bell, &self.io);
+    fn poll_wake(&mut self, state: &State, cx: &mut Context<'_>) -> Poll<Wake> {
+        let (bell, io) = (&self.bell, &self.io);
         {
             let out = bell.out.borrow();
             if !out.is_empty() {
@@ -120,8 +120,8 @@ impl NativeConn {
         bell.poll_rung(cx).map(|()| Wake::Woken)
     }
 
-    fn handle(&mut self, ev: Wake) {
-        let (state, bell, id) = (&self.state, &self.bell, self.id);
+    fn handle(&mut self, state: &State, ev: Wake) {
+        let (bell, id) = (&self.bell, self.id);
         let now = Instant::now();
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
@@ -162,26 +162,96 @@ impl NativeConn {
             Wake::Woken => {}
         }
     }
-}
 
-impl Future for NativeConn {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
+    /// Serves the connection until it waits for something (`Pending`, with `cx`'s waker
+    /// left where that will come from) or its session is over and written (`Ready`).
+    fn poll(&mut self, state: &State, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if !this.waiting {
-                if !this.take_output() {
-                    this.state.close(this.id, &this.io);
+            if !self.waiting {
+                if !self.take_output(state) {
                     return Poll::Ready(());
                 }
-                this.waiting = true;
+                self.waiting = true;
             }
-            let ev = std::task::ready!(this.poll_wake(cx));
-            this.waiting = false;
-            this.handle(ev);
+            let ev = std::task::ready!(self.poll_wake(state, cx));
+            self.waiting = false;
+            self.handle(state, ev);
         }
     }
+
+    /// The connection is over: its socket closes, the hub forgets it, and its place under
+    /// the per-address limit is free.
+    fn end(self, state: &State) {
+        state.close(self.id, &self.io);
+        state.host.borrow_mut().release(self.ip);
+    }
+}
+
+/// The native connections of one server, polled by its event loop; see the
+/// [module docs](self).
+#[derive(Default)]
+pub(crate) struct Natives {
+    conns: RefCell<Slab<NativeConn>>,
+}
+
+thread_local! {
+    /// Places of the native connections woken since the loop last looked (a place may be
+    /// queued more than once, or after its connection ended: a poll too many is harmless).
+    static WOKEN: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+}
+
+impl Natives {
+    /// Starts serving `conn` (its first poll comes with the loop's next turn).
+    pub(crate) fn add(&self, conn: NativeConn) {
+        let key = self.conns.borrow_mut().insert(conn);
+        place_waker(key).wake();
+    }
+
+    /// Forgets the wake-ups a previous server on this thread left.
+    pub(crate) fn reset_thread() {
+        let _ = WOKEN.try_with(|w| w.borrow_mut().clear());
+    }
+
+    /// Polls the connection woken first, if any (false: none was woken).
+    pub(crate) fn run_one(&self, state: &State) -> bool {
+        let Some(key) = WOKEN
+            .try_with(|w| w.borrow_mut().pop_front())
+            .ok()
+            .flatten()
+        else {
+            return false;
+        };
+        let waker = place_waker(key);
+        let mut cx = Context::from_waker(&waker);
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return true;
+        };
+        if conn.poll(state, &mut cx).is_ready() {
+            let conn = conns.remove(key);
+            drop(conns);
+            conn.end(state);
+        }
+        true
+    }
+}
+
+/// The waker of the connection at `key` in [`Natives`]: a number, queued in [`WOKEN`] when
+/// woken.
+fn place_waker(key: usize) -> Waker {
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, forget);
+    fn clone(data: *const ()) -> RawWaker {
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        // (Once the thread is being torn down there is nobody left to run it.)
+        let _ = WOKEN.try_with(|w| w.borrow_mut().push_back(data.addr()));
+    }
+    fn forget(_: *const ()) {}
+    // SAFETY: the data is a number, never dereferenced, so every function above is sound for
+    // any data and any thread, and cloning or dropping owns nothing. (On another thread a
+    // wake-up would be queued where no loop looks; no waker leaves the server's thread.)
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::without_provenance(key), &VTABLE)) }
 }
 
 /// Reads `io` into the spare capacity of `buf` (the hub's receive buffer), so a received byte

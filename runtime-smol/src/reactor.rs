@@ -179,15 +179,19 @@ impl Reactor {
         Ok(())
     }
 
-    /// Runs `main` and the tasks spawned on `ex` on this thread until `main` completes.
+    /// Runs `main` and the tasks spawned on `ex` on this thread until `main` completes,
+    /// with `natives`: it polls one woken native connection, false when none was woken
+    /// (they are not tasks, see `native.rs`; they are woken on this thread only).
     ///
-    /// Tasks run while any are runnable, with a non-blocking look at the sockets every
-    /// [`TASKS_PER_LOOK`] of them; with none left the thread sleeps in `epoll_wait` until a
-    /// socket is ready, a task is woken from another thread or the alarm is due.
+    /// Tasks and connections run while any are runnable, taking turns, with a non-blocking
+    /// look at the sockets every [`TASKS_PER_LOOK`] turns; with none left the thread sleeps in
+    /// `epoll_wait` until a socket is ready, a task is woken from another thread or the alarm
+    /// is due.
     pub(crate) fn block_on<T: 'static>(
         &self,
         ex: &LocalExecutor<'static>,
         main: impl Future<Output = T> + 'static,
+        mut natives: impl FnMut() -> bool,
     ) -> io::Result<T> {
         let main = ex.spawn(main);
         let waker = Waker::from(self.waker.clone());
@@ -195,7 +199,7 @@ impl Reactor {
         // Tasks run since the last look at the sockets.
         let mut ran = 0;
         loop {
-            while ran < TASKS_PER_LOOK && ex.try_tick() {
+            while ran < TASKS_PER_LOOK && (natives() | ex.try_tick()) {
                 ran += 1;
             }
             if main.is_finished() {

@@ -67,6 +67,7 @@ use tidings_std::host::{Host, ServerConfig, ServerEvent};
 
 use crate::door::{door_task, DoorConfig};
 use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
+use crate::native::Natives;
 use crate::reactor::{Reactor, Socket};
 use crate::Error;
 
@@ -208,7 +209,10 @@ impl Server {
             doors: Rc::new(self.doors),
             executor: Rc::downgrade(&ex),
             reactor: reactor.clone(),
+            natives: Natives::default(),
         });
+        Natives::reset_thread();
+        let loop_state = state.clone();
         let listener = self.listener;
         let cmds = self.cmds;
         let stop = self.stop;
@@ -250,7 +254,7 @@ impl Server {
                 }
             }
         };
-        reactor.block_on(&ex, main)?;
+        reactor.block_on(&ex, main, || loop_state.natives.run_one(&loop_state))?;
         Ok(())
     }
 }
@@ -381,6 +385,8 @@ pub(crate) struct State {
     executor: Weak<LocalExecutor<'static>>,
     /// Where connection sockets are registered once the door hands them on.
     reactor: Rc<Reactor>,
+    /// The native connections, which the event loop polls itself.
+    pub(crate) natives: Natives,
 }
 
 impl State {

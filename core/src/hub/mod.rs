@@ -112,8 +112,8 @@
 //! ```
 
 mod chat;
+mod conn_table;
 mod files;
-mod id_map;
 mod rate;
 mod relay;
 mod timers;
@@ -130,7 +130,7 @@ pub use types::{ConnId, FileHandle, HubConfig, HubConfigError, HubError, HubEven
 use crate::session::{Config as SessionConfig, Event, Session};
 use crate::wire::Utf8;
 use crate::ErrorCode;
-use id_map::IdMap;
+use conn_table::ConnTable;
 use rate::rate_limits;
 use relay::Relays;
 use timers::Timers;
@@ -157,8 +157,9 @@ struct Conn {
     close_reported: bool,
     /// When the hub first saw the session closed.
     closed_at: Option<Instant>,
-    /// When [`Hub::handle_timeout`] last ran this session's timers.
-    timers_ran: Option<Instant>,
+    /// The [`Hub::timer_round`] in which [`Hub::handle_timeout`] last ran this session's
+    /// timers (a number rather than an instant: 8 bytes of every connection).
+    timers_round: u64,
     /// When bytes last arrived (the session's receive timeout counts from here).
     last_input: Instant,
     /// Its message-rate bucket.
@@ -173,14 +174,14 @@ pub struct Hub {
     session_config: Arc<SessionConfig>,
     server_name: Utf8,
     now: Instant,
-    next_conn: ConnId,
-    /// Boxed: a `Conn` is ~660 bytes and the table keeps up to twice as many slots as
-    /// entries (power-of-two growth), so inline entries cost idle servers up to ~0.7 KB per
-    /// connection in empty slots alone.
-    conns: IdMap<ConnId, Box<Conn>>,
+    /// Every connection, side by side (it also hands out the ids).
+    conns: ConnTable<Conn>,
     /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
     names: BTreeMap<String, ConnId>,
     timers: Timers,
+    /// Counts the distinct instants [`Hub::handle_timeout`] ran at; the last is `timer_now`.
+    timer_round: u64,
+    timer_now: Instant,
     /// Connections whose session may have events to process.
     dirty: VecDeque<ConnId>,
     /// Connections whose writer must be woken.
@@ -227,10 +228,11 @@ impl Hub {
             server_name: Utf8::from(config.server_name.as_str()),
             config,
             now,
-            next_conn: 1,
-            conns: IdMap::default(),
+            conns: ConnTable::default(),
             names: BTreeMap::new(),
             timers: Timers::default(),
+            timer_round: 1,
+            timer_now: now,
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
             targets: Vec::new(),
@@ -254,8 +256,6 @@ impl Hub {
     /// The session waits for the client's preamble and hello (within the handshake timeout).
     pub fn connect(&mut self, now: Instant) -> ConnId {
         self.now = now;
-        let id = self.next_conn;
-        self.next_conn += 1;
         let conn = Conn {
             session: Session::server(self.session_config.clone(), now),
             deadline: None,
@@ -265,11 +265,11 @@ impl Hub {
             gone: false,
             close_reported: false,
             closed_at: None,
-            timers_ran: None,
+            timers_round: 0,
             last_input: now,
             rate: rate::Bucket::new(&rate_limits(&self.config), now),
         };
-        self.conns.insert(id, Box::new(conn));
+        let id = self.conns.insert(conn);
         self.refresh(id);
         id
     }
@@ -329,6 +329,10 @@ impl Hub {
     /// run. A dead client is closed, and everyone else sees it leave.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        if now != self.timer_now {
+            self.timer_round += 1;
+            self.timer_now = now;
+        }
         for id in self.timers.take_expired(now) {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
@@ -345,7 +349,7 @@ impl Hub {
             }
             c.rate.resume_if_due(now);
             c.session.handle_timeout(now);
-            c.timers_ran = Some(now);
+            c.timers_round = self.timer_round;
             self.touch(id);
         }
         self.run();
@@ -549,7 +553,7 @@ impl Hub {
                 // hub is holding back on purpose, and the pause's end is filed below.)
                 Some(t)
                     if c.session.queued_output() == 0
-                        && c.timers_ran != Some(now)
+                        && (c.timers_round, self.timer_now) != (self.timer_round, now)
                         && !c.rate.is_paused(now) =>
                 {
                     Some(t)

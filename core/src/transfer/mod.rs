@@ -338,8 +338,9 @@ pub(crate) struct Transfers {
     /// connections never send a file, and these lists took 112 bytes of every one of the
     /// thousands of sessions a hub holds.
     lists: Option<Box<Lists>>,
+    /// The id of our next offer: ours are even on the client, odd on the server, and the
+    /// peer's have the other parity.
     next_id: TransferId,
-    peer_parity: u64,
 }
 
 /// The transfers of a session that has had any.
@@ -377,15 +378,14 @@ impl core::fmt::Debug for Transfers {
 impl Transfers {
     /// `config` is already normalized ([`SessionConfig::normalize`]).
     pub(crate) fn new(role: Role, config: Arc<SessionConfig>) -> Self {
-        let (own, peer) = match role {
-            Role::Client => (0, 1),
-            Role::Server => (1, 0),
+        let own = match role {
+            Role::Client => 0,
+            Role::Server => 1,
         };
         Transfers {
             config,
             lists: None,
             next_id: own,
-            peer_parity: peer,
         }
     }
 
@@ -456,7 +456,7 @@ impl Transfers {
     }
 
     fn offered(&mut self, offer: Offer, io: &mut Io) -> Result<(), ProtocolError> {
-        if offer.id & 1 != self.peer_parity || self.lists().map.contains_key(&offer.id) {
+        if offer.id & 1 == self.next_id & 1 || self.lists().map.contains_key(&offer.id) {
             return Err(ProtocolError::new(
                 ErrorCode::Malformed,
                 "offer id has the wrong parity or is in use",
