@@ -245,13 +245,13 @@ fn place_waker(key: usize) -> Waker {
     }
     fn wake(data: *const ()) {
         // (Once the thread is being torn down there is nobody left to run it.)
-        let _ = WOKEN.try_with(|w| w.borrow_mut().push_back(data.addr()));
+        let _ = WOKEN.try_with(|w| w.borrow_mut().push_back(data as usize));
     }
     fn forget(_: *const ()) {}
     // SAFETY: the data is a number, never dereferenced, so every function above is sound for
     // any data and any thread, and cloning or dropping owns nothing. (On another thread a
     // wake-up would be queued where no loop looks; no waker leaves the server's thread.)
-    unsafe { Waker::from_raw(RawWaker::new(std::ptr::without_provenance(key), &VTABLE)) }
+    unsafe { Waker::from_raw(RawWaker::new(key as *const (), &VTABLE)) }
 }
 
 /// Reads `io` into the spare capacity of `buf` (the hub's receive buffer), so a received byte
