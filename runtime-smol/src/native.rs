@@ -195,9 +195,41 @@ pub(crate) struct Natives {
 }
 
 thread_local! {
-    /// Places of the native connections woken since the loop last looked (a place may be
-    /// queued more than once, or after its connection ended: a poll too many is harmless).
-    static WOKEN: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+    /// The native connections woken since the loop last looked.
+    static WOKEN: RefCell<Woken> = const {
+        RefCell::new(Woken {
+            queue: VecDeque::new(),
+            queued: Vec::new(),
+        })
+    };
+}
+
+/// Places of woken connections, in the order they were woken, each at most once (a place
+/// may be queued after its connection ended: a poll too many is harmless).
+struct Woken {
+    queue: VecDeque<usize>,
+    /// A bit per place: queued now. A connection woken again while queued keeps its turn:
+    /// polled earlier, it would write what the next wake-ups add in more, smaller writes.
+    queued: Vec<u64>,
+}
+
+impl Woken {
+    fn push(&mut self, key: usize) {
+        let (word, bit) = (key / 64, 1u64 << (key % 64));
+        if word >= self.queued.len() {
+            self.queued.resize(word + 1, 0);
+        }
+        if self.queued[word] & bit == 0 {
+            self.queued[word] |= bit;
+            self.queue.push_back(key);
+        }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        let key = self.queue.pop_front()?;
+        self.queued[key / 64] &= !(1u64 << (key % 64));
+        Some(key)
+    }
 }
 
 impl Natives {
@@ -209,16 +241,16 @@ impl Natives {
 
     /// Forgets the wake-ups a previous server on this thread left.
     pub(crate) fn reset_thread() {
-        let _ = WOKEN.try_with(|w| w.borrow_mut().clear());
+        let _ = WOKEN.try_with(|w| {
+            let mut w = w.borrow_mut();
+            w.queue.clear();
+            w.queued.clear();
+        });
     }
 
     /// Polls the connection woken first, if any (false: none was woken).
     pub(crate) fn run_one(&self, state: &State) -> bool {
-        let Some(key) = WOKEN
-            .try_with(|w| w.borrow_mut().pop_front())
-            .ok()
-            .flatten()
-        else {
+        let Some(key) = WOKEN.try_with(|w| w.borrow_mut().pop()).ok().flatten() else {
             return false;
         };
         let waker = place_waker(key);
@@ -245,7 +277,7 @@ fn place_waker(key: usize) -> Waker {
     }
     fn wake(data: *const ()) {
         // (Once the thread is being torn down there is nobody left to run it.)
-        let _ = WOKEN.try_with(|w| w.borrow_mut().push_back(data as usize));
+        let _ = WOKEN.try_with(|w| w.borrow_mut().push(data as usize));
     }
     fn forget(_: *const ()) {}
     // SAFETY: the data is a number, never dereferenced, so every function above is sound for
