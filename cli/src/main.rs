@@ -164,11 +164,6 @@ struct ServeArgs {
     /// Heartbeat timeout in milliseconds.
     #[arg(long, default_value_t = 30_000, hide = true)]
     timeout_ms: u64,
-    /// How often freed heap memory is given back to the system, in milliseconds (0: never).
-    /// After a burst (thousands joining at once, a broadcast backlog) the allocator would
-    /// otherwise keep the burst's peak resident.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
-    release_memory_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,35 +1,45 @@
-//! Giving freed heap memory back to the system, for `tidings serve`.
+//! The allocator of the `tidings` binary, and how it gives freed memory back to the system.
 //!
-//! glibc's allocator keeps what is freed in the middle of its heap. After a burst the
-//! server's resident memory stays at the burst's peak, although most of it is free: ten
-//! thousand clients joining is one presence line to everyone per join, queued in output
-//! buffers that are freed once written. A thread asks glibc every interval to return the
-//! free pages (`malloc_trim`). Measured with 10 000 idle connections (the idle row of
-//! bench/RESULTS.md): 3.5 → 2.4 KiB resident per connection, each trim 0.1–1.3 ms, during
-//! which the server's own allocations wait for the allocator's lock.
+//! A server's memory is mostly many small blocks that live as long as their connections,
+//! allocated among short-lived ones: ten thousand clients joining at once are ten thousand
+//! `presence` lines queued for everyone, freed once written. glibc's allocator carves all
+//! sizes from one heap, so the long-lived blocks end up scattered over pages that the burst
+//! filled, and those pages stay resident although most of each is free; giving free pages
+//! back (`malloc_trim` every 10 s, as `tidings serve` did) cannot return a page one live
+//! block still holds. jemalloc keeps each size class in slabs of its own and returns what
+//! it frees by itself, from a background thread: with 10 000 idle connections (the idle row
+//! of bench/RESULTS.md) the resident memory per connection went from 1.26–1.40 KiB
+//! (glibc, trimmed) to ≈0.98 KiB.
 //!
-//! A process-wide policy, so it lives in the binary, not in the server library: a program
-//! embedding the server chooses its own allocator and its own policy.
+//! The settings (`MALLOC_CONF` below), each measured on that row:
+//! * `tcache:false`: no per-thread cache of freed blocks. The cache kept blocks of every
+//!   size class back from the slabs, which then could not be emptied (1.17 → 0.98 KiB).
+//!   The server allocates little per message (payloads are shared, buffers reused), so the
+//!   arena's own path costs little; the throughput rows of RESULTS.md were measured with it.
+//! * `background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0`: freed pages go back to
+//!   the system about a second after they were freed, from jemalloc's own thread, also
+//!   while the server is idle (without that thread, only when the server allocates again).
+//!
+//! An operator can change them at start with the environment variable `_RJEM_MALLOC_CONF`
+//! (jemalloc's syntax, e.g. `dirty_decay_ms:10000`). A process-wide policy, so it lives in
+//! the binary, not in the server library: a program embedding the server chooses its own
+//! allocator.
 
-use std::time::Duration;
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Starts the thread that returns free heap memory every `every` (never if zero, or where
-/// the allocator is not glibc's).
-pub fn release_periodically(every: Duration) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if !every.is_zero() {
-        let spawned = std::thread::Builder::new()
-            .name("release-memory".into())
-            .spawn(move || loop {
-                std::thread::sleep(every);
-                // SAFETY: `malloc_trim` only takes the allocator's locks and returns free
-                // pages; it touches no memory the program owns.
-                unsafe { libc::malloc_trim(0) };
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("no memory release thread: {e}");
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = every;
-}
+/// jemalloc's `malloc_conf`: a pointer to a C string, read once when the allocator starts.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[repr(transparent)]
+struct Conf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, never written.
+#[cfg(all(unix, not(target_env = "musl")))]
+unsafe impl Sync for Conf {}
+
+// (The name has the `_rjem_` prefix the crate gives jemalloc's symbols.)
+#[cfg(all(unix, not(target_env = "musl")))]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: Conf =
+    Conf(c"tcache:false,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());

@@ -118,7 +118,6 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         .with_doors(doors);
     let addr = server.local_addr();
     tracing::info!(%addr, inbox = ?args.inbox, "listening");
-    crate::memory::release_periodically(Duration::from_millis(args.release_memory_ms));
     let ws_url = format!("ws://{addr}{WS_PATH}");
     let page_url = (!args.no_web).then(|| format!("http://{addr}/"));
     let page_note = match &page_url {
