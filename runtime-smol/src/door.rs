@@ -2,7 +2,7 @@
 //!
 //! Every accepted socket comes here first. Its first bytes decide where it goes:
 //!
-//! * a native preamble (`0x89 TDG…`, [`Preamble::could_be`]) → the native connection task,
+//! * a native preamble (`0x89 TDG…`, [`Preamble::could_be`]) → a [native connection](crate::native),
 //!   with the sniffed bytes fed to the hub first;
 //! * an HTTP request line ([`sniff_http`]) → the request head is read (at most
 //!   [`DEFAULT_MAX_HEADER_BYTES`]) and routed: `GET /ws` with a WebSocket upgrade becomes a
@@ -265,9 +265,9 @@ async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
 
 /// Sniffs an admitted socket and hands it on.
 ///
-/// The door's task ends at the hand-off: a native or WebSocket connection is served by a
-/// task of its own ([`State::spawn`]), whose allocation is only as large as that task's
-/// state. Run inside the door's task, every idle native connection held the door's largest
+/// The door's task ends at the hand-off: a native connection is served by the event loop
+/// itself ([`crate::native`]), a WebSocket one by a task of its own ([`State::spawn`]), each
+/// only as large as its own state. Run inside the door's task, every idle native connection held the door's largest
 /// state as well (1.1 KB rather than 0.2), and every WebSocket one the HTTP reader's
 /// (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are read straight into
 /// `first`, and the HTTP path is boxed, so a door waiting for its first bytes stays small.

@@ -1,13 +1,13 @@
-//! A connection task's doorbell: how the hub's output reaches a connection's socket.
+//! A connection's doorbell: how the hub's output reaches a connection's socket.
 //!
 //! The hub has output for a connection (or its session finished): whoever routed it rings
-//! the connection's doorbell, a flag and the task's waker, kept in [`State::writers`]; all
+//! the connection's doorbell, a flag and the connection's waker, kept in [`State::writers`]; all
 //! on the server's one thread. An `async_channel` per connection did the same for ~770
 //! bytes of memory per connection.
 //!
-//! For a native connection the doorbell also holds its socket, so whichever task routes a
-//! message to a connection whose task has nothing pending writes it there and then
-//! ([`WakeTx::write_now`]), rather than waking that task to write it (a second task switch,
+//! For a native connection the doorbell also holds its socket, so whichever connection
+//! routes a message to one that has nothing pending writes it there and then
+//! ([`WakeTx::write_now`]), rather than waking the recipient to write it (a second switch,
 //! and a failing read, per message delivered).
 //!
 //! [`State::writers`]: crate::server::State::writers
@@ -41,7 +41,7 @@ pub(crate) struct Doorbell {
     /// connections). Empty and unallocated otherwise: output is gathered in the server's
     /// one [`Gather`] list and written at once.
     pub(crate) out: RefCell<Vec<Bytes>>,
-    /// The connection's socket, once its native connection task runs.
+    /// The connection's socket, once it is a native connection.
     pub(crate) socket: OnceCell<Rc<Socket>>,
     /// Writing failed: the output is dropped, only the task deals with it.
     pub(crate) broken: Cell<bool>,
@@ -124,7 +124,7 @@ impl Doorbell {
     }
 }
 
-/// Rings a connection task's [doorbell](wake_pair); kept in [`State::writers`].
+/// Rings a connection's [doorbell](wake_pair); kept in [`State::writers`].
 ///
 /// [`State::writers`]: crate::server::State::writers
 pub(crate) struct WakeTx(Rc<Doorbell>);
@@ -132,7 +132,7 @@ pub(crate) struct WakeTx(Rc<Doorbell>);
 /// What a WebSocket connection task polls (as a [`Stream`]) to learn that it was rung.
 pub(crate) struct WakeRx(Rc<Doorbell>);
 
-/// A new doorbell for one connection task.
+/// A new doorbell for one connection.
 pub(crate) fn wake_pair() -> (WakeTx, WakeRx) {
     let bell = Rc::new(Doorbell::default());
     (WakeTx(bell.clone()), WakeRx(bell))
@@ -165,7 +165,7 @@ impl WakeTx {
 }
 
 impl WakeRx {
-    /// The doorbell itself (a native connection's task keeps it, not this stream).
+    /// The doorbell itself (a native connection keeps it, not this stream).
     pub(crate) fn into_bell(self) -> Rc<Doorbell> {
         self.0
     }

@@ -1,6 +1,7 @@
-//! The async server: one hub, one task per connection, one timer task, one disk task, all
-//! on a single-threaded `LocalExecutor`, whose thread sleeps in the connection sockets' own
-//! event loop (`reactor.rs`: edge-triggered `epoll`) when no task is runnable.
+//! The async server: one hub; native connections as records its event loop polls itself
+//! ([`native`](crate::native)); a task per WebSocket connection, one timer task and one
+//! disk task on a single-threaded `LocalExecutor`. The thread sleeps in the connection
+//! sockets' own event loop (`reactor.rs`: edge-triggered `epoll`) when nothing is runnable.
 //!
 //! # Why one thread
 //!
@@ -20,13 +21,13 @@
 //! # Who writes
 //!
 //! When an input gives output to one or two connections only (a private message, a reply),
-//! the task that handled the input writes it to their sockets at once, without blocking;
-//! the recipient's own task is woken only if its socket is full or its state changed. When
-//! many get output (a broadcast, a join's `presence`), every recipient's task is woken and
-//! gathers what several inputs queued into one write. An idle connection costs a small task,
-//! its session (no buffers kept once drained) and its socket's registration: about 1.3 KiB
-//! of server memory in `tidings serve`, which also gives freed heap memory back to the system
-//! (bench/RESULTS.md, row idle; without that, what a burst of joins freed stays resident).
+//! the connection that handled the input writes it to their sockets at once, without
+//! blocking; the recipient itself is woken only if its socket is full or its state changed.
+//! When many get output (a broadcast, a join's `presence`), every recipient is woken and
+//! gathers what several inputs queued into one write. An idle native connection costs a
+//! small record, its session (no buffers kept once drained) and its socket's registration:
+//! about 1.0 KiB of server memory in `tidings serve` (bench/RESULTS.md, row idle; the
+//! binary's allocator, jemalloc, matters as much as these records: see its `memory.rs`).
 //!
 //! # One port, three doors
 //!
@@ -399,7 +400,7 @@ impl State {
     }
 
     /// Takes a socket the door read from off async-io's reactor and registers it with the
-    /// server's own ([`Reactor`]), for the connection's task.
+    /// server's own ([`Reactor`]), for the connection.
     pub(crate) fn adopt(&self, stream: TcpStream) -> io::Result<Rc<Socket>> {
         let shared: Arc<Async<std::net::TcpStream>> = stream.into();
         let io =
@@ -407,8 +408,8 @@ impl State {
         self.reactor.register(io.into_inner()?)
     }
 
-    /// A connection's task is over: its socket closes, its doorbell goes, the hub forgets
-    /// it, and a shutdown waiting for the last connection hears of it.
+    /// A connection is over: its socket closes, its doorbell goes, the hub forgets it, and a
+    /// shutdown waiting for the last connection hears of it.
     pub(crate) fn close(&self, id: ConnId, io: &Socket) {
         io.shutdown();
         self.writers.borrow_mut().remove(&id);
@@ -474,7 +475,7 @@ async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
         if next.is_some_and(|d| d <= now) {
             state.host.borrow_mut().hub().handle_timeout(now);
             state.after();
-            // Let the connection tasks run before looking again.
+            // Let the connections run before looking again.
             future::yield_now().await;
             continue;
         }

@@ -23,8 +23,10 @@ pub(crate) struct Lane {
     /// allocation per recipient.
     shared: Option<Bytes>,
     /// Sealed pieces; the flag marks a payload that continues the frame of the piece before
-    /// it, so nothing may be transmitted between the two.
-    ready: VecDeque<(Bytes, bool)>,
+    /// it, so nothing may be transmitted between the two. Made by the first seal or large
+    /// payload: small frames only ever use `tail`, and inline the empty queue was 24 of the
+    /// bytes of every idle connection.
+    ready: Option<Box<VecDeque<(Bytes, bool)>>>,
     tail: BytesMut,
     len: usize,
 }
@@ -59,7 +61,7 @@ impl Lane {
         if let Some(data) = payload {
             self.len += data.len();
             self.seal();
-            self.ready.push_back((data, true));
+            self.ready_mut().push_back((data, true));
         }
     }
 
@@ -80,6 +82,10 @@ impl Lane {
         self.len += bytes.len();
     }
 
+    fn ready_mut(&mut self) -> &mut VecDeque<(Bytes, bool)> {
+        self.ready.get_or_insert_with(Box::default)
+    }
+
     /// Makes room for at least `n` more bytes in the buffer (see [`SEAL_AT`]).
     fn room(&mut self, n: usize) {
         if self.tail.capacity() - self.tail.len() >= n {
@@ -96,7 +102,7 @@ impl Lane {
     fn seal(&mut self) {
         if !self.tail.is_empty() {
             let tail = std::mem::take(&mut self.tail);
-            self.ready.push_back((tail.freeze(), false));
+            self.ready_mut().push_back((tail.freeze(), false));
         }
     }
 
@@ -106,15 +112,19 @@ impl Lane {
             self.len -= frame.len();
             return Some(frame);
         }
-        let out = match self.ready.pop_front() {
+        let out = match self.ready.as_mut().and_then(|r| r.pop_front()) {
             Some((b, _)) => b,
             None if !self.tail.is_empty() => std::mem::take(&mut self.tail).freeze(),
             None => return None,
         };
         self.len -= out.len();
-        if self.ready.is_empty() && self.ready.capacity() > READY_KEEP {
+        if self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.is_empty() && r.capacity() > READY_KEEP)
+        {
             // A burst of large payloads (a relay window) grew the queue: give it back.
-            self.ready = VecDeque::new();
+            self.ready = None;
         }
         Some(out)
     }
@@ -122,15 +132,20 @@ impl Lane {
     /// Lets go of the queue of sealed pieces if it is empty (a quiet session: the queue's
     /// buffer, grown by one burst, would otherwise stay for the life of the connection).
     pub(crate) fn release_spare(&mut self) {
-        if self.ready.is_empty() {
-            self.ready = VecDeque::new();
+        if self.ready.as_ref().is_some_and(|r| r.is_empty()) {
+            self.ready = None;
         }
     }
 
     /// Whether the last piece handed out was a frame's head whose payload is still queued:
     /// the next transmit must come from this lane, or the frame would be split by another.
     pub(crate) fn mid_frame(&self) -> bool {
-        self.shared.is_none() && self.ready.front().is_some_and(|&(_, continues)| continues)
+        self.shared.is_none()
+            && self
+                .ready
+                .as_ref()
+                .and_then(|r| r.front())
+                .is_some_and(|&(_, continues)| continues)
     }
 
     /// Bytes queued in a lane that is made only when needed (none: 0).
