@@ -2,7 +2,8 @@
 //!
 //! Every accepted socket comes here first. Its first bytes decide where it goes:
 //!
-//! * a native preamble (`0x89 TDG…`, [`Preamble::could_be`]) → a [native connection](crate::native),
+//! * a native preamble (`0x89 TDG…`, [`Preamble::could_be`]) → a
+//!   [native connection](crate::native),
 //!   with the sniffed bytes fed to the hub first;
 //! * an HTTP request line ([`sniff_http`]) → the request head is read (at most
 //!   [`DEFAULT_MAX_HEADER_BYTES`]) and routed: `GET /ws` with a WebSocket upgrade becomes a
@@ -180,28 +181,34 @@ async fn write_by(stream: &mut TcpStream, chunks: &[Bytes], deadline: Instant) -
 }
 
 /// Counts one admitted connection until it is dropped, however its task ends (the door's,
-/// or the connection's it handed the socket to).
+/// or the WebSocket task it handed the socket to), or until [`Admitted::into_ip`].
 pub(crate) struct Admitted {
-    state: Rc<State>,
+    /// `None` once the address was handed on.
+    state: Option<Rc<State>>,
     ip: IpAddr,
 }
 
 impl Admitted {
-    /// The admitted address, for a holder that releases it itself (a native connection,
-    /// which keeps no reference to the server's state).
-    pub(crate) fn into_ip(self) -> IpAddr {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped, so its `state` is read out (and dropped) once.
-        drop(unsafe { std::ptr::read(&this.state) });
-        this.ip
+    /// The admitted address, for a holder that releases it itself with [`release`] (a
+    /// native connection, which keeps no reference to the server's state).
+    pub(crate) fn into_ip(mut self) -> IpAddr {
+        self.state = None;
+        self.ip
+    }
+}
+
+/// Frees `ip`'s place under the per-address limit.
+pub(crate) fn release(state: &State, ip: IpAddr) {
+    // While the server is torn down another borrow cannot be live, but never panic here.
+    if let Ok(mut host) = state.host.try_borrow_mut() {
+        host.release(ip);
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        // While the executor is torn down another borrow cannot be live, but never panic here.
-        if let Ok(mut host) = self.state.host.try_borrow_mut() {
-            host.release(self.ip);
+        if let Some(state) = &self.state {
+            release(state, self.ip);
         }
     }
 }
@@ -213,7 +220,7 @@ pub(crate) async fn door_task(state: Rc<State>, stream: TcpStream, peer: SocketA
     match admission {
         Ok(()) => {
             let admitted = Admitted {
-                state: state.clone(),
+                state: Some(state.clone()),
                 ip: peer.ip(),
             };
             sniff(state, stream, admitted).await;
@@ -267,10 +274,11 @@ async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
 ///
 /// The door's task ends at the hand-off: a native connection is served by the event loop
 /// itself ([`crate::native`]), a WebSocket one by a task of its own ([`State::spawn`]), each
-/// only as large as its own state. Run inside the door's task, every idle native connection held the door's largest
-/// state as well (1.1 KB rather than 0.2), and every WebSocket one the HTTP reader's
-/// (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are read straight into
-/// `first`, and the HTTP path is boxed, so a door waiting for its first bytes stays small.
+/// only as large as its own state. Run inside the door's task, every idle native connection
+/// held the door's largest state as well (1.1 KB rather than 0.2), and every WebSocket one
+/// the HTTP reader's (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are
+/// read straight into `first`, and the HTTP path is boxed, so a door waiting for its first
+/// bytes stays small.
 async fn sniff(state: Rc<State>, mut stream: TcpStream, admitted: Admitted) {
     let deadline = Instant::now() + state.doors.head_timeout;
     let mut first = Vec::new();

@@ -43,12 +43,12 @@ pub(crate) struct Doorbell {
     pub(crate) out: RefCell<Vec<Bytes>>,
     /// The connection's socket, once it is a native connection.
     pub(crate) socket: OnceCell<Rc<Socket>>,
-    /// Writing failed: the output is dropped, only the task deals with it.
+    /// Writing failed: the output is dropped, only the connection deals with it.
     pub(crate) broken: Cell<bool>,
-    /// Whether the task waits for input now (it must be rung when that should change, e.g.
+    /// Whether the connection waits for input now (it must be rung when that should change, e.g.
     /// when a client paused for its message rate may be read again).
     pub(crate) reading: Cell<bool>,
-    /// The task saw the end of the input (it reads no more).
+    /// The connection saw the end of the input (it reads no more).
     pub(crate) read_done: Cell<bool>,
 }
 
@@ -60,7 +60,7 @@ impl Doorbell {
     /// Writes the hub's output for the connection to its socket, as far as the socket takes
     /// it without blocking: up to [`WRITE_PIECES`] pieces or [`WRITE_BATCH`] bytes per
     /// vectored write, gathered in `gather`. What a full socket (or an error) leaves waits
-    /// in [`Doorbell::out`] for the task, so the hub keeps the rest: what stays in the hub
+    /// in [`Doorbell::out`] for the connection, so the hub keeps the rest: what stays in the hub
     /// is what its slow-consumer bound and relay window see (the hub's backpressure point).
     /// Does nothing while `out` holds bytes (they go first). A broken connection's output is
     /// dropped.
@@ -92,7 +92,8 @@ impl Doorbell {
             let (slices, n) = io_slices(&pieces);
             match socket.try_write_vectored(&slices[..n]) {
                 Ok(n) if n > 0 => advance(&mut pieces, n),
-                // Full, or an error: the task waits for room, or finds the error, with the rest.
+                // Full, or an error: the connection waits for room, or finds the error, with
+                // the rest.
                 _ => {}
             }
             if !pieces.is_empty() {
@@ -113,8 +114,8 @@ impl Doorbell {
         }
     }
 
-    /// Whether the task was rung since it last looked (several rings count as one);
-    /// otherwise the task is woken at the next ring.
+    /// Whether the connection was rung since it last looked (several rings count as one);
+    /// otherwise the connection is woken at the next ring.
     pub(crate) fn poll_rung(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.rung.replace(false) {
             return Poll::Ready(());
@@ -139,9 +140,9 @@ pub(crate) fn wake_pair() -> (WakeTx, WakeRx) {
 }
 
 impl WakeTx {
-    /// Writes the connection's new output to its socket now, without blocking, when its task
-    /// has nothing pending. True when that left the task nothing to do (all written, the
-    /// session not finished, and the task's reading as the hub wants it); otherwise ring it.
+    /// Writes the connection's new output to its socket now, without blocking, when it has
+    /// nothing pending. True when that left the connection nothing to do (all written, the
+    /// session not finished, and its reading as the hub wants it); otherwise ring it.
     pub(crate) fn write_now(&self, gather: &Gather, host: &mut Host, id: ConnId) -> bool {
         let bell = &self.0;
         if bell.socket.get().is_none() || bell.broken.get() || !bell.out.borrow().is_empty() {
@@ -155,7 +156,7 @@ impl WakeTx {
         !hub.is_finished(id) && bell.reading.get() == (!bell.read_done.get() && hub.wants_input(id))
     }
 
-    /// Rings: the task's next look at its doorbell finds it rung.
+    /// Rings: the connection's next look at its doorbell finds it rung.
     pub(crate) fn wake(&self) {
         self.0.rung.set(true);
         if let Some(w) = self.0.waker.take() {

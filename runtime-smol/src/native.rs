@@ -25,6 +25,7 @@ use bytes::BytesMut;
 use slab::Slab;
 use tidings_core::hub::ConnId;
 
+use crate::door::release;
 use crate::doorbell::{poll_write_pieces, Doorbell};
 use crate::reactor::Socket;
 use crate::server::State;
@@ -183,7 +184,7 @@ impl NativeConn {
     /// the per-address limit is free.
     fn end(self, state: &State) {
         state.close(self.id, &self.io);
-        state.host.borrow_mut().release(self.ip);
+        release(state, self.ip);
     }
 }
 
@@ -233,7 +234,8 @@ impl Woken {
 }
 
 impl Natives {
-    /// Starts serving `conn` (its first poll comes with the loop's next turn).
+    /// Starts serving `conn` (its first poll comes with the loop's next turn). Called from
+    /// tasks (the door's), never from a connection's poll, which holds the table.
     pub(crate) fn add(&self, conn: NativeConn) {
         let key = self.conns.borrow_mut().insert(conn);
         place_waker(key).wake();

@@ -13,8 +13,8 @@
 //! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
 //!
 //! The hub's timer is the loop's own too ([`Reactor::poll_alarm`]): `epoll_wait` sleeps
-//! until it is due. On async-io, moving it earlier woke async-io's thread to re-arm its `timerfd`, and
-//! that thread woke this one: about 600 wake-ups a second of another thread on the
+//! until it is due. On async-io, moving it earlier woke async-io's thread to re-arm its
+//! `timerfd`, and that thread woke this one: about 600 wake-ups a second of another thread on the
 //! server's core at 10 000 private messages a second, each one a chance to preempt it.
 //!
 //! Everything else (the listening socket, the door's first reads, the WebSocket tasks'
@@ -37,7 +37,8 @@ use mio::{Events, Interest, Token};
 use slab::Slab;
 use smol::LocalExecutor;
 
-/// Tasks run between two non-blocking looks at the sockets while tasks stay runnable (as
+/// Turns (each polls at most one woken native connection and runs at most one task) between
+/// two non-blocking looks at the sockets while anything stays runnable (as
 /// tokio's current-thread runtime does), so readiness is collected without waiting for the
 /// whole queue to drain.
 const TASKS_PER_LOOK: usize = 61;
@@ -137,7 +138,7 @@ impl Reactor {
     }
 
     /// Waits for readiness (at most `timeout`; `None`: until there is some or the loop is
-    /// woken) and wakes the tasks waiting for it.
+    /// woken) and wakes the tasks and connections waiting for it.
     fn react(&self, timeout: Option<Duration>) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         let waited = self.poll.borrow_mut().poll(&mut events, timeout);
@@ -243,7 +244,7 @@ impl Wake for LoopWaker {
 }
 
 /// A connection socket registered with the [`Reactor`]: non-blocking I/O that says `Pending`
-/// (and wakes the task later) where the socket would block.
+/// (and wakes its user later) where the socket would block.
 pub(crate) struct Socket {
     stream: TcpStream,
     token: usize,
@@ -259,7 +260,7 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Runs `op` while the socket is ready for `dir`; on `WouldBlock` the readiness is
-    /// forgotten and the task waits for the kernel to report it again.
+    /// forgotten and the socket's user waits for the kernel to report it again.
     fn poll_io<R>(
         &self,
         dir: u8,

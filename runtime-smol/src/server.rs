@@ -10,7 +10,7 @@
 //! (and bounce its cache lines between cores). On one thread the hub is an `Rc<RefCell<_>>`,
 //! borrowed only between awaits, with no atomics on the hot path; the second core is left to
 //! the kernel's TCP work and to the `blocking` pool, where every disk read and write of the
-//! server's own transfers runs, so the executor never waits for a disk. A connection task
+//! server's own transfers runs, so the executor never waits for a disk. A connection
 //! gathers all bytes its session has queued into one vectored write. The hub's timer is the
 //! event loop's own (`epoll_wait` sleeps until it is due). What is not on the hot path
 //! stays on async-io, whose reactor other threads drive (the thread awaiting
@@ -77,7 +77,7 @@ type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 /// How long a shutdown waits for goodbyes to be flushed before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Most connections written to directly by the task whose input gave them output (see
+/// Most connections written to directly by the connection whose input gave them output (see
 /// [`WakeTx::write_now`]); beyond this they are woken to write.
 const DIRECT_WRITES: usize = 2;
 
@@ -187,9 +187,9 @@ impl Server {
 
     /// [`Server::run`] on the calling thread, which it keeps until the server stops.
     ///
-    /// Everything runs on this one thread (see the [module docs](self)): the hub, a task per
-    /// connection on a `LocalExecutor`, and the event loop of the connection sockets, which
-    /// sleeps in `epoll_wait` when no task is runnable.
+    /// Everything runs on this one thread (see the [module docs](self)): the hub, the native
+    /// connections, the other tasks on a `LocalExecutor`, and the event loop of the
+    /// connection sockets, which sleeps in `epoll_wait` when nothing is runnable.
     pub fn run_blocking(self) -> Result<(), Error> {
         let ex = Rc::new(LocalExecutor::new());
         let reactor = Reactor::new()?;

@@ -1,8 +1,8 @@
 //! The task of one upgraded WebSocket connection: socket ↔ [`WsConnection`] ↔ [`Gateway`] ↔
 //! hub, following the calling contract of `tidings_core::gateway`.
 //!
-//! It mirrors a [native connection](crate::native): the hub's output is taken only while less than
-//! [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's own queue),
+//! It mirrors a [native connection](crate::native): the hub's output is taken only while
+//! less than [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's own queue),
 //! so a slow browser leaves its backlog in the hub, where the slow-consumer bound and the
 //! relay window see it; the socket is read only while the hub wants input. Two timers are
 //! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake

@@ -6,9 +6,16 @@
 //! resident. Here the connections lie side by side in one block, which grows by doubling
 //! without touching its unused tail (so that tail costs address space, not memory).
 //!
+//! A newcomer takes the lowest free slot, so connections gather at the front and the slots
+//! behind the last one are cut off (and the block shrunk) as connections leave: after a
+//! burst the table keeps about as many slots as the highest place still in use.
+//!
 //! An id is `seq << 32 | slot`: `seq` counts connections in the order they arrive, so ids grow
-//! as before and a slot's next tenant gets a different id (stale ids find nothing). Ids
-//! repeat only after 2³² connections, and then only if one falls in the same slot.
+//! and a slot's next tenant gets a different id (stale ids find nothing). After 2³²
+//! connections `seq` starts again at 1; an id then repeats only if it falls in the same slot.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::ConnId;
 
@@ -16,8 +23,8 @@ use super::ConnId;
 #[derive(Debug)]
 pub(super) struct ConnTable<T> {
     slots: Vec<Slot<T>>,
-    /// Vacant slots, reused last-freed first.
-    free: Vec<u32>,
+    /// Vacant slots before the last occupied one, lowest first.
+    free: BinaryHeap<Reverse<u32>>,
     len: usize,
     /// The `seq` of the last id handed out.
     seq: u32,
@@ -34,7 +41,7 @@ impl<T> Default for ConnTable<T> {
     fn default() -> Self {
         ConnTable {
             slots: Vec::new(),
-            free: Vec::new(),
+            free: BinaryHeap::new(),
             len: 0,
             seq: 0,
         }
@@ -46,7 +53,7 @@ impl<T> ConnTable<T> {
     pub(super) fn insert(&mut self, value: T) -> ConnId {
         self.seq = self.seq.checked_add(1).unwrap_or(1);
         let index = match self.free.pop() {
-            Some(i) => i as usize,
+            Some(Reverse(i)) => i as usize,
             None => {
                 self.slots.push(Slot { id: 0, value: None });
                 self.slots.len() - 1
@@ -62,40 +69,50 @@ impl<T> ConnTable<T> {
         id
     }
 
-    fn slot(&self, id: ConnId) -> Option<&Slot<T>> {
-        self.slots.get(id as u32 as usize).filter(|s| s.id == id)
+    /// The slot of `id`, if `id` is its tenant.
+    fn index(&self, id: ConnId) -> Option<usize> {
+        let index = id as u32 as usize;
+        (self.slots.get(index)?.id == id).then_some(index)
     }
 
     pub(super) fn get(&self, id: &ConnId) -> Option<&T> {
-        self.slot(*id)?.value.as_ref()
+        self.slots[self.index(*id)?].value.as_ref()
     }
 
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut T> {
-        let slot = self.slots.get_mut(*id as u32 as usize)?;
-        if slot.id != *id {
-            return None;
-        }
-        slot.value.as_mut()
+        let index = self.index(*id)?;
+        self.slots[index].value.as_mut()
     }
 
     pub(super) fn remove(&mut self, id: &ConnId) -> Option<T> {
-        let index = *id as u32;
-        let slot = self.slots.get_mut(index as usize)?;
-        if slot.id != *id {
-            return None;
-        }
+        let index = self.index(*id)?;
+        let slot = &mut self.slots[index];
         slot.id = 0;
         let value = slot.value.take();
         self.len -= 1;
-        self.free.push(index);
-        if self.len == 0 {
-            // Every connection left: give the block back (a burst must not keep its peak).
-            *self = ConnTable {
-                seq: self.seq,
-                ..ConnTable::default()
-            };
+        if index + 1 < self.slots.len() {
+            self.free.push(Reverse(index as u32));
+        } else {
+            self.cut_tail();
         }
         value
+    }
+
+    /// Cuts off the vacant slots behind the last occupied one, and shrinks the block once
+    /// it is mostly unused.
+    fn cut_tail(&mut self) {
+        let before = self.slots.len();
+        while self.slots.last().is_some_and(|s| s.id == 0) {
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        if before - len > 1 {
+            // Vacant slots before the one just left were in `free`.
+            self.free.retain(|&Reverse(i)| (i as usize) < len);
+        }
+        if self.slots.capacity() > 2 * len + 64 {
+            self.slots.shrink_to(len + len / 2);
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -133,14 +150,31 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_table_lets_its_slots_go() {
+    fn newcomers_fill_the_lowest_slots_and_the_tail_is_let_go() {
         let mut t = ConnTable::default();
-        let ids: Vec<_> = (0..100).map(|i| t.insert(i)).collect();
-        for id in &ids {
+        let ids: Vec<_> = (0..1000).map(|i| t.insert(i)).collect();
+        // All but the first ten leave, the front ones first: the tail goes with the last.
+        for id in &ids[10..] {
             t.remove(id);
         }
-        assert_eq!(t.slots.capacity(), 0);
-        let next = t.insert(7);
-        assert!(next > *ids.last().unwrap(), "ids keep growing");
+        assert_eq!(t.slots.len(), 10);
+        assert!(t.slots.capacity() < 100, "{}", t.slots.capacity());
+        // Holes at the front are filled lowest first.
+        t.remove(&ids[3]);
+        t.remove(&ids[1]);
+        let a = t.insert(1000);
+        let b = t.insert(1001);
+        assert_eq!((a as u32, b as u32), (1, 3));
+        assert!(a > *ids.last().unwrap(), "ids keep growing");
+        assert_eq!(
+            t.get(&ids[1]),
+            None,
+            "a stale id finds nothing in its old slot"
+        );
+        assert_eq!(t.len(), 10);
+        for id in t.keys().copied().collect::<Vec<_>>() {
+            t.remove(&id);
+        }
+        assert_eq!((t.len(), t.slots.len()), (0, 0));
     }
 }

@@ -179,7 +179,8 @@ pub struct Hub {
     /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
     names: BTreeMap<String, ConnId>,
     timers: Timers,
-    /// Counts the distinct instants [`Hub::handle_timeout`] ran at; the last is `timer_now`.
+    /// Counts the changes of the instant [`Hub::handle_timeout`] runs at (the runtime's clock
+    /// never goes back); the last instant is `timer_now`.
     timer_round: u64,
     timer_now: Instant,
     /// Connections whose session may have events to process.

@@ -11,9 +11,10 @@ use crate::wire::Utf8;
 use crate::ErrorCode;
 
 /// One accepted connection, numbered by the hub in increasing order of
-/// [`super::Hub::connect`] calls. Ids are not reused while the hub lives (not before 2³²
-/// further connections, to be exact); their low 32 bits are the connection's place in the
-/// hub's table, so they are neither small nor consecutive.
+/// [`super::Hub::connect`] calls. Ids are not reused while the hub lives (to be exact: the
+/// order starts again after 2³² connections, and an id can repeat only from then on); their
+/// low 32 bits are the connection's place in the hub's table, so they are neither small nor
+/// consecutive.
 pub type ConnId = u64;
 
 /// Settings of a [`super::Hub`]. `HubConfig::default()` gives a server called `server`
