@@ -2,9 +2,9 @@
 //! hub, following the calling contract of `tidings_core::gateway`.
 //!
 //! It mirrors a [native connection](crate::native): the hub's output is taken only while
-//! less than [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's own queue),
-//! so a slow browser leaves its backlog in the hub, where the slow-consumer bound and the
-//! relay window see it; the socket is read only while the hub wants input. Two timers are
+//! less than [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's
+//! own queue), so a slow browser leaves its backlog in the hub, where the slow-consumer bound
+//! and the relay window see it; the socket is read only while the hub wants input. Two timers are
 //! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
 //! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
 
