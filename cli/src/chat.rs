@@ -44,7 +44,7 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
                 out.event(
                     "reconnecting",
                     format_args!("{}; retrying in {:.1} s", e.message, backoff.as_secs_f64()),
-                    json!({"error": e.message, "retry_in_ms": backoff.as_millis() as u64}),
+                    || json!({"error": e.message, "retry_in_ms": backoff.as_millis() as u64}),
                 );
                 async_io::Timer::after(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -67,7 +67,7 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
                         "connection lost ({why}); reconnecting in {:.1} s",
                         backoff.as_secs_f64()
                     ),
-                    json!({"error": why, "retry_in_ms": backoff.as_millis() as u64}),
+                    || json!({"error": why, "retry_in_ms": backoff.as_millis() as u64}),
                 );
                 async_io::Timer::after(backoff).await;
             }
@@ -105,7 +105,7 @@ async fn session(
                     out.event(
                         "hint",
                         format_args!("type /accept {id} or /reject {id}"),
-                        json!({"id": id}),
+                        || json!({"id": id}),
                     );
                 }
                 if let ClientEvent::Closed { code, reason, .. } = ev {
@@ -159,14 +159,14 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
         out.event(
             "error",
             format_args!("error: {e}"),
-            json!({"message": e.to_string()}),
+            || json!({"message": e.to_string()}),
         );
     }
     None
 }
 
 fn usage(out: &mut Out) -> Option<Outcome> {
-    out.event("help", HELP, json!({"help": HELP}));
+    out.event("help", HELP, || json!({"help": HELP}));
     None
 }
 

@@ -236,7 +236,7 @@ fn main() {
                 out.event(
                     "error",
                     "",
-                    serde_json::json!({"exit_code": e.code as i32, "message": e.message}),
+                    || serde_json::json!({"exit_code": e.code as i32, "message": e.message}),
                 );
             }
             eprintln!("tidings: error: {}", e.message);

@@ -127,7 +127,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     out.event(
         "listening",
         format_args!("listening on {addr} (native, WebSocket at {ws_url}{page_note})"),
-        json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url}),
+        || json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url}),
     );
     let handle = server.handle();
     // The console's answers go through the printer, so --json covers them too.
@@ -191,7 +191,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     while let Ok(ev) = events.try_recv() {
         show(out, ev);
     }
-    out.event("stopped", "stopped", json!({}));
+    out.event("stopped", "stopped", || json!({}));
     out.unbuffer();
     result.map_err(|e| CliError::from_runtime(e, &args.listen))
 }
@@ -203,7 +203,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "joined",
                 format_args!("{name} joined ({online} online)"),
-                json!({"name": name, "online": online}),
+                || json!({"name": name, "online": online}),
             )
         }
         ServerEvent::Left {
@@ -215,7 +215,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "left",
                 format_args!("{name} left: {reason} ({online} online)"),
-                json!({"name": name, "reason": reason, "online": online}),
+                || json!({"name": name, "reason": reason, "online": online}),
             )
         }
         ServerEvent::ConnectionRefused {
@@ -233,14 +233,16 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "connection-refused",
                 format_args!("refused a connection from {addr}: {limit}{more}"),
-                json!({"addr": addr.to_string(), "reason": limit.reason(),
-                       "limit": format!("{limit:?}").to_lowercase(), "unreported": unreported}),
+                || {
+                    json!({"addr": addr.to_string(), "reason": limit.reason(),
+                       "limit": format!("{limit:?}").to_lowercase(), "unreported": unreported})
+                },
             )
         }
         ServerEvent::Refused { name, code } => out.event(
             "refused",
             format_args!("refused {name:?}: {}", code.name()),
-            json!({"name": name, "code": code.name()}),
+            || json!({"name": name, "code": code.name()}),
         ),
         ServerEvent::Text {
             from,
@@ -249,7 +251,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
         } => out.event(
             "text",
             format_args!("{from}{}: {text}", if private { " (private)" } else { "" }),
-            json!({"from": from, "private": private, "text": text}),
+            || json!({"from": from, "private": private, "text": text}),
         ),
         ServerEvent::Started {
             handle,
@@ -272,21 +274,21 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "started",
                 format_args!("{verb} {name} ({}) {prep} {peer}{resume}", size(len)),
-                json!({"conn": handle.conn, "id": handle.id, "peer": peer, "name": name,
+                || {
+                    json!({"conn": handle.conn, "id": handle.id, "peer": peer, "name": name,
                        "size": len, "offset": offset,
-                       "direction": format!("{direction:?}").to_lowercase()}),
+                       "direction": format!("{direction:?}").to_lowercase()})
+                },
             )
         }
         ServerEvent::Progress {
             handle, progress, ..
         } => {
             if out.is_json() {
-                out.event(
-                    "progress",
-                    "",
+                out.event("progress", "", || {
                     json!({"conn": handle.conn, "id": handle.id, "done": progress.done,
-                           "total": progress.total, "bytes_per_sec": progress.bytes_per_sec}),
-                );
+                           "total": progress.total, "bytes_per_sec": progress.bytes_per_sec})
+                });
             } else {
                 out.bar_progress(bar_key(handle), progress.done, progress.total, 0);
             }
@@ -296,7 +298,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "received",
                 format_args!("received {} from {peer}", path.display()),
-                json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
+                || json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
             )
         }
         ServerEvent::Sent { handle, peer } => {
@@ -304,7 +306,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
                 "sent",
                 format_args!("transfer {} to {peer} arrived", handle.id),
-                json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
+                || json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
             )
         }
         ServerEvent::TransferFailed {
@@ -317,7 +319,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.event(
             "failed",
             format_args!("transfer {} with {peer} failed ({}): {reason}", handle.id, code.name()),
-            json!({"conn": handle.conn, "id": handle.id, "peer": peer, "code": code.name(), "reason": reason}),
+            || json!({"conn": handle.conn, "id": handle.id, "peer": peer, "code": code.name(), "reason": reason}),
             )
         }
     }
@@ -343,14 +345,14 @@ fn show_reply(out: &mut Out, reply: Reply) {
         Reply::Peers(names) => out.event(
             "peers",
             format_args!("online ({}): {}", names.len(), names.join(", ")),
-            json!({"online": names}),
+            || json!({"online": names}),
         ),
         Reply::Error(message) => out.event(
             "error",
             format_args!("error: {message}"),
-            json!({"message": message}),
+            || json!({"message": message}),
         ),
-        Reply::Help => out.event("help", CONSOLE_HELP, json!({"help": CONSOLE_HELP})),
+        Reply::Help => out.event("help", CONSOLE_HELP, || json!({"help": CONSOLE_HELP})),
     }
 }
 

@@ -18,7 +18,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
                 "connected to {server} as {name}; online: {}",
                 online.join(", ")
             ),
-            json!({"name": name, "server": server, "online": online}),
+            || json!({"name": name, "server": server, "online": online}),
         ),
         ClientEvent::Text {
             from,
@@ -27,7 +27,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         } => out.event(
             "text",
             format_args!("{from}{}: {text}", if *private { " (private)" } else { "" }),
-            json!({"from": from, "private": private, "text": text}),
+            || json!({"from": from, "private": private, "text": text}),
         ),
         ClientEvent::Blob {
             from,
@@ -37,25 +37,25 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         } => out.event(
             "blob",
             format_args!("{from} sent {} of {media_type}", size(data.len() as u64)),
-            json!({"from": from, "private": private, "media_type": media_type, "len": data.len()}),
+            || json!({"from": from, "private": private, "media_type": media_type, "len": data.len()}),
         ),
         ClientEvent::Joined(name) => out.event(
             "joined",
             format_args!("{name} joined"),
-            json!({"name": name}),
+            || json!({"name": name}),
         ),
         ClientEvent::Left(name) => {
-            out.event("left", format_args!("{name} left"), json!({"name": name}))
+            out.event("left", format_args!("{name} left"), || json!({"name": name}))
         }
         ClientEvent::PeerList(names) => out.event(
             "peers",
             format_args!("online ({}): {}", names.len(), names.join(", ")),
-            json!({"online": names}),
+            || json!({"online": names}),
         ),
         ClientEvent::Notice { code, text } => out.event(
             "notice",
             format_args!("server: {text} ({})", code.name()),
-            json!({"code": code.name(), "text": text}),
+            || json!({"code": code.name(), "text": text}),
         ),
         ClientEvent::Offered {
             id,
@@ -65,7 +65,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         } => out.event(
             "offer",
             format_args!("{from} offers {name} ({}) as transfer {id}", size(*len)),
-            json!({"id": id, "from": from, "name": name, "size": len}),
+            || json!({"id": id, "from": from, "name": name, "size": len}),
         ),
         ClientEvent::Started {
             id,
@@ -88,7 +88,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.event(
                 "started",
                 format_args!("{verb} {name} ({}) {prep} {shown_peer}{resume}", size(*len)),
-                json!({"id": id, "direction": dir(*direction), "peer": peer, "name": name,
+                || json!({"id": id, "direction": dir(*direction), "peer": peer, "name": name,
                        "size": len, "offset": offset}),
             );
             out.bar_start(*id, name, *len, *offset);
@@ -99,7 +99,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.event(
                 "sent",
                 format_args!("sent {name}; the receiver confirmed sha256 {}", hex(digest)),
-                json!({"id": id, "name": name, "sha256": hex(digest)}),
+                || json!({"id": id, "name": name, "sha256": hex(digest)}),
             )
         }
         ClientEvent::Received { id, path, digest } => {
@@ -107,7 +107,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.event(
                 "received",
                 format_args!("received {} (sha256 {})", path.display(), hex(digest)),
-                json!({"id": id, "path": path, "sha256": hex(digest)}),
+                || json!({"id": id, "path": path, "sha256": hex(digest)}),
             )
         }
         ClientEvent::TransferFailed {
@@ -130,7 +130,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
                     code.name(),
                     if *by_peer { ", by the other side" } else { "" }
                 ),
-                json!({"id": id, "direction": dir(*direction), "code": code.name(),
+                || json!({"id": id, "direction": dir(*direction), "code": code.name(),
                        "reason": reason, "by_peer": by_peer, "kept": kept}),
             )
         }
@@ -141,7 +141,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         } => out.event(
             "closed",
             format_args!("disconnected ({}): {reason}", code.name()),
-            json!({"code": code.name(), "reason": reason, "by_peer": by_peer}),
+            || json!({"code": code.name(), "reason": reason, "by_peer": by_peer}),
         ),
     }
 }
@@ -163,6 +163,6 @@ pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
     out.event(
         "said",
         format_args!("{from}{arrow}: {text}"),
-        json!({"from": from, "to": to, "text": text}),
+        || json!({"from": from, "to": to, "text": text}),
     );
 }
