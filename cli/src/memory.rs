@@ -15,8 +15,9 @@
 //! * `tcache:false`: no per-thread cache of freed blocks. The cache kept blocks of every
 //!   size class back from the slabs, which then could not be emptied (1.17 → 0.98 KiB).
 //!   The server allocates little per message (payloads are shared, buffers reused), so the
-//!   arena's own path costs little: fan-out runs 5 % longer, WebSocket fan-out 8 %, and the
-//!   rows of RESULTS.md were measured with it (the clients of the relay row included).
+//!   arena's own path costs little: fan-out ran 5 % longer, WebSocket fan-out 8 % (repaid
+//!   by allocating less in `tidings serve`'s printer), and the rows of RESULTS.md were
+//!   measured with it (the clients of the relay row included).
 //! * `background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0`: freed pages go back to
 //!   the system about a second after they were freed, from jemalloc's own thread, also
 //!   while the server is idle (without that thread, only when the server allocates again).
