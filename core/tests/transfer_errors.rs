@@ -108,6 +108,30 @@ fn sender_cancels_mid_transfer() {
 }
 
 #[test]
+fn late_answers_for_a_transfer_that_just_ended_are_ignored() {
+    let (mut net, mut c, mut s, id) = mid_transfer(3);
+    net.server
+        .cancel_transfer(id, ErrorCode::Cancelled, "no room")
+        .unwrap();
+    // A write that was under way when the transfer ended is reported anyway.
+    assert_eq!(net.server.data_written(id, 1500), Ok(()));
+    run(
+        &mut net,
+        &mut c,
+        &mut s,
+        Duration::from_secs(5),
+        |_, c, _| c.outcome(id).is_some(),
+    );
+    // So is a read the sender was answering when the cancel came in.
+    let late = Bytes::from_static(b"late");
+    assert_eq!(net.client.provide_data(id, 0, late), Ok(()));
+    // A transfer that never was is still an error.
+    assert!(net.server.data_written(id + 1000, 1).is_err());
+    assert!(net.client.provide_data(id + 1000, 0, Bytes::new()).is_err());
+    assert!(net.client.is_open() && net.server.is_open());
+}
+
+#[test]
 fn receiver_cancels_mid_transfer_and_the_connection_carries_on() {
     let (mut net, mut c, mut s, id) = mid_transfer(2);
     net.server

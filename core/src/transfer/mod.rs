@@ -358,6 +358,11 @@ impl Lists {
     fn get_mut(lists: &mut Option<Box<Lists>>, id: TransferId) -> Option<&mut Transfer> {
         lists.as_deref_mut()?.map.get_mut(&id)
     }
+
+    /// Whether transfer `id` ended recently (it is among the tombstones).
+    fn ended_recently(lists: &Option<Box<Lists>>, id: TransferId) -> bool {
+        lists.as_deref().is_some_and(|l| l.ended.contains(&id))
+    }
 }
 
 /// The lists of a session that has had no transfer.
@@ -412,7 +417,7 @@ impl Transfers {
     /// lane is already backed up, so that a peer flooding us with such frames while not
     /// reading cannot make the queue grow without bound.
     fn unknown(&self, id: TransferId, io: &mut Io) {
-        if !self.lists().ended.contains(&id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
+        if !Lists::ended_recently(&self.lists, id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
             io.control(&Message::Error {
                 code: ErrorCode::UnknownTransfer,
                 text: Utf8::from(format!("no transfer {id}")),
@@ -781,7 +786,9 @@ impl Session {
         Ok(())
     }
 
-    /// Answers a [`TransferEvent::Read`] with exactly the bytes asked for.
+    /// Answers a [`TransferEvent::Read`] with exactly the bytes asked for. An answer for a
+    /// transfer that ended meanwhile (its `Finished` event may still be queued behind the
+    /// `Read`) is ignored.
     pub fn provide_data(
         &mut self,
         id: TransferId,
@@ -792,6 +799,11 @@ impl Session {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
+        if Lists::ended_recently(&out.transfers.lists, id)
+            && !out.transfers.lists().map.contains_key(&id)
+        {
+            return Ok(());
+        }
         let Transfers { config, lists, .. } = &mut *out.transfers;
         let ended = match Lists::get_mut(lists, id) {
             Some(Transfer::Out(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
@@ -817,9 +829,16 @@ impl Session {
     /// Reports that `len` more received bytes are written, which returns credit to the
     /// sender and, after the last byte, lets the digest verdict go out. Data events can
     /// still be queued when a transfer ends (cancelled, peer lost): write them (a resume needs
-    /// them) and ignore the [`SendError::Invalid`] this then returns.
+    /// them); their reports, for a transfer that ended recently, are ignored (`Ok`).
     pub fn data_written(&mut self, id: TransferId, len: u64) -> Result<(), SendError> {
-        let ended = self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io))?;
+        let ended = match self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io)) {
+            Err(SendError::Invalid(_))
+                if Lists::ended_recently(&self.outbox().transfers.lists, id) =>
+            {
+                return Ok(())
+            }
+            r => r?,
+        };
         if ended {
             self.outbox().transfers.end(id);
         }
