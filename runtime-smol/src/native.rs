@@ -197,12 +197,7 @@ pub(crate) struct Natives {
 
 thread_local! {
     /// The native connections woken since the loop last looked.
-    static WOKEN: RefCell<Woken> = const {
-        RefCell::new(Woken {
-            queue: VecDeque::new(),
-            queued: Vec::new(),
-        })
-    };
+    static WOKEN: RefCell<Woken> = const { RefCell::new(Woken::new()) };
 }
 
 /// Places of woken connections, in the order they were woken, each at most once (a place
@@ -215,6 +210,13 @@ struct Woken {
 }
 
 impl Woken {
+    const fn new() -> Woken {
+        Woken {
+            queue: VecDeque::new(),
+            queued: Vec::new(),
+        }
+    }
+
     fn push(&mut self, key: usize) {
         let (word, bit) = (key / 64, 1u64 << (key % 64));
         if word >= self.queued.len() {
@@ -243,11 +245,7 @@ impl Natives {
 
     /// Forgets the wake-ups a previous server on this thread left.
     pub(crate) fn reset_thread() {
-        let _ = WOKEN.try_with(|w| {
-            let mut w = w.borrow_mut();
-            w.queue.clear();
-            w.queued.clear();
-        });
+        let _ = WOKEN.try_with(|w| *w.borrow_mut() = Woken::new());
     }
 
     /// Polls the connection woken first, if any (false: none was woken).

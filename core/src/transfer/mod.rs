@@ -358,11 +358,6 @@ impl Lists {
     fn get_mut(lists: &mut Option<Box<Lists>>, id: TransferId) -> Option<&mut Transfer> {
         lists.as_deref_mut()?.map.get_mut(&id)
     }
-
-    /// Whether transfer `id` ended recently (it is among the tombstones).
-    fn ended_recently(lists: &Option<Box<Lists>>, id: TransferId) -> bool {
-        lists.as_deref().is_some_and(|l| l.ended.contains(&id))
-    }
 }
 
 /// The lists of a session that has had no transfer.
@@ -402,6 +397,13 @@ impl Transfers {
         self.lists.get_or_insert_with(Box::default)
     }
 
+    /// Whether `id` is not a transfer now but ended recently (it is among the tombstones):
+    /// frames and answers for it were under way when it ended, and are ignored.
+    fn ended_recently(&self, id: TransferId) -> bool {
+        let lists = self.lists();
+        !lists.map.contains_key(&id) && lists.ended.contains(&id)
+    }
+
     fn end(&mut self, id: TransferId) {
         let lists = self.lists_mut();
         lists.map.remove(&id);
@@ -417,7 +419,7 @@ impl Transfers {
     /// lane is already backed up, so that a peer flooding us with such frames while not
     /// reading cannot make the queue grow without bound.
     fn unknown(&self, id: TransferId, io: &mut Io) {
-        if !Lists::ended_recently(&self.lists, id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
+        if !self.ended_recently(id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
             io.control(&Message::Error {
                 code: ErrorCode::UnknownTransfer,
                 text: Utf8::from(format!("no transfer {id}")),
@@ -799,9 +801,7 @@ impl Session {
             return Err(SendError::NotOpen);
         }
         let mut out = self.outbox();
-        if Lists::ended_recently(&out.transfers.lists, id)
-            && !out.transfers.lists().map.contains_key(&id)
-        {
+        if out.transfers.ended_recently(id) {
             return Ok(());
         }
         let Transfers { config, lists, .. } = &mut *out.transfers;
@@ -831,14 +831,10 @@ impl Session {
     /// still be queued when a transfer ends (cancelled, peer lost): write them (a resume needs
     /// them); their reports, for a transfer that ended recently, are ignored (`Ok`).
     pub fn data_written(&mut self, id: TransferId, len: u64) -> Result<(), SendError> {
-        let ended = match self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io)) {
-            Err(SendError::Invalid(_))
-                if Lists::ended_recently(&self.outbox().transfers.lists, id) =>
-            {
-                return Ok(())
-            }
-            r => r?,
-        };
+        if self.is_open() && self.outbox().transfers.ended_recently(id) {
+            return Ok(());
+        }
+        let ended = self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io))?;
         if ended {
             self.outbox().transfers.end(id);
         }
