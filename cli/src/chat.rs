@@ -43,7 +43,11 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
             Err(e) => {
                 out.event(
                     "reconnecting",
-                    format_args!("{}; retrying in {:.1} s", e.message, backoff.as_secs_f64()),
+                    format_args!(
+                        "{}; retrying in {:.1} s",
+                        crate::safe::inline(&e.message),
+                        backoff.as_secs_f64()
+                    ),
                     || json!({"error": e.message, "retry_in_ms": backoff.as_millis() as u64}),
                 );
                 async_io::Timer::after(backoff).await;
@@ -60,11 +64,12 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
             }
             Outcome::Final(e) => return Err(e),
             Outcome::Lost(why) => {
-                tracing::info!(%why, "connection lost");
+                tracing::info!(why = %crate::safe::inline(&why), "connection lost");
                 out.event(
                     "reconnecting",
                     format_args!(
-                        "connection lost ({why}); reconnecting in {:.1} s",
+                        "connection lost ({}); reconnecting in {:.1} s",
+                        crate::safe::inline(&why),
                         backoff.as_secs_f64()
                     ),
                     || json!({"error": why, "retry_in_ms": backoff.as_millis() as u64}),
@@ -158,7 +163,7 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
     if let Err(e) = result {
         out.event(
             "error",
-            format_args!("error: {e}"),
+            format_args!("error: {}", crate::safe::inline(&e.to_string())),
             || json!({"message": e.to_string()}),
         );
     }

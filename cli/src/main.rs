@@ -4,6 +4,7 @@ mod chat;
 mod exit;
 mod memory;
 mod out;
+mod safe;
 mod serve;
 mod simple;
 mod view;
@@ -239,7 +240,8 @@ fn main() {
                     || serde_json::json!({"exit_code": e.code as i32, "message": e.message}),
                 );
             }
-            eprintln!("tidings: error: {}", e.message);
+            // The message may quote the server (a reason, a name): one safe line.
+            eprintln!("tidings: error: {}", safe::inline(&e.message));
             std::process::exit(e.code as i32);
         }
     }

@@ -95,7 +95,8 @@ impl Out {
             if let Value::Object(f) = fields() {
                 obj.extend(f);
             }
-            self.line(Value::Object(obj));
+            // Exact JSON, with what a terminal would obey escaped (see `safe::Json`).
+            self.line(crate::safe::Json(&Value::Object(obj)));
         } else {
             self.line(format_args!("[{}] {human}", Clock(now)));
         }
@@ -122,7 +123,8 @@ impl Out {
         });
     }
 
-    /// A transfer began: one bar for it (`offset` non-zero when it resumes).
+    /// A transfer began: one bar for it (`offset` non-zero when it resumes). `label` may
+    /// come from the network: it is shown on one line, escaped (see `crate::safe`).
     pub fn bar_start(&mut self, id: u64, label: &str, size: u64, offset: u64) {
         if self.json {
             return;
@@ -135,7 +137,7 @@ impl Out {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_message(label.to_string());
+        bar.set_message(crate::safe::inline(label).to_string());
         bar.set_position(offset);
         bar.reset_eta();
         self.bars.insert(id, bar);

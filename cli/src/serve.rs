@@ -10,6 +10,7 @@ use tidings_smol::{
 
 use crate::exit::CliError;
 use crate::out::{size, Out};
+use crate::safe::{inline, text as message, List};
 use crate::ServeArgs;
 
 /// The browser client, built into the binary and served at `/` (see `cli/web/`).
@@ -199,10 +200,10 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
 fn show(out: &mut Out, ev: ServerEvent) {
     match ev {
         ServerEvent::Joined { name, online } => {
-            tracing::info!(%name, online, "joined");
+            tracing::info!(name = %inline(&name), online, "joined");
             out.event(
                 "joined",
-                format_args!("{name} joined ({online} online)"),
+                format_args!("{} joined ({online} online)", inline(&name)),
                 || json!({"name": name, "online": online}),
             )
         }
@@ -211,10 +212,14 @@ fn show(out: &mut Out, ev: ServerEvent) {
             reason,
             online,
         } => {
-            tracing::info!(%name, %reason, online, "left");
+            tracing::info!(name = %inline(&name), reason = %inline(&reason), online, "left");
             out.event(
                 "left",
-                format_args!("{name} left: {reason} ({online} online)"),
+                format_args!(
+                    "{} left: {} ({online} online)",
+                    inline(&name),
+                    message(&reason)
+                ),
                 || json!({"name": name, "reason": reason, "online": online}),
             )
         }
@@ -241,7 +246,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
         }
         ServerEvent::Refused { name, code } => out.event(
             "refused",
-            format_args!("refused {name:?}: {}", code.name()),
+            format_args!("refused \"{}\": {}", inline(&name), code.name()),
             || json!({"name": name, "code": code.name()}),
         ),
         ServerEvent::Text {
@@ -250,7 +255,12 @@ fn show(out: &mut Out, ev: ServerEvent) {
             text,
         } => out.event(
             "text",
-            format_args!("{from}{}: {text}", if private { " (private)" } else { "" }),
+            format_args!(
+                "{}{}: {}",
+                inline(&from),
+                if private { " (private)" } else { "" },
+                message(&text)
+            ),
             || json!({"from": from, "private": private, "text": text}),
         ),
         ServerEvent::Started {
@@ -273,7 +283,12 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.bar_start(bar_key(handle), &name, len, offset);
             out.event(
                 "started",
-                format_args!("{verb} {name} ({}) {prep} {peer}{resume}", size(len)),
+                format_args!(
+                    "{verb} {} ({}) {prep} {}{resume}",
+                    inline(&name),
+                    size(len),
+                    inline(&peer)
+                ),
                 || {
                     json!({"conn": handle.conn, "id": handle.id, "peer": peer, "name": name,
                        "size": len, "offset": offset,
@@ -297,7 +312,11 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.bar_end(bar_key(handle));
             out.event(
                 "received",
-                format_args!("received {} from {peer}", path.display()),
+                format_args!(
+                    "received {} from {}",
+                    inline(&path.to_string_lossy()),
+                    inline(&peer)
+                ),
                 || json!({"conn": handle.conn, "id": handle.id, "peer": peer, "path": path}),
             )
         }
@@ -305,7 +324,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.bar_end(bar_key(handle));
             out.event(
                 "sent",
-                format_args!("transfer {} to {peer} arrived", handle.id),
+                format_args!("transfer {} to {} arrived", handle.id, inline(&peer)),
                 || json!({"conn": handle.conn, "id": handle.id, "peer": peer}),
             )
         }
@@ -318,7 +337,13 @@ fn show(out: &mut Out, ev: ServerEvent) {
             out.bar_end(bar_key(handle));
             out.event(
             "failed",
-            format_args!("transfer {} with {peer} failed ({}): {reason}", handle.id, code.name()),
+            format_args!(
+                "transfer {} with {} failed ({}): {}",
+                handle.id,
+                inline(&peer),
+                code.name(),
+                message(&reason)
+            ),
             || json!({"conn": handle.conn, "id": handle.id, "peer": peer, "code": code.name(), "reason": reason}),
             )
         }
@@ -344,12 +369,12 @@ fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
         Reply::Peers(names) => out.event(
             "peers",
-            format_args!("online ({}): {}", names.len(), names.join(", ")),
+            format_args!("online ({}): {}", names.len(), List(&names)),
             || json!({"online": names}),
         ),
         Reply::Error(message) => out.event(
             "error",
-            format_args!("error: {message}"),
+            format_args!("error: {}", inline(&message)),
             || json!({"message": message}),
         ),
         Reply::Help => out.event("help", CONSOLE_HELP, || json!({"help": CONSOLE_HELP})),

@@ -1,9 +1,13 @@
 //! How client events look, shared by `chat`, `send`, `recv` and `say`.
+//!
+//! Every string in a client event came from the network: each is shown through
+//! [`crate::safe`] (messages with [`text`], everything else with [`inline`]).
 
 use serde_json::json;
 use tidings_smol::{ClientEvent, Direction};
 
 use crate::out::{hex, size, Out};
+use crate::safe::{inline, text as message, List};
 
 /// Prints `ev` (progress moves the transfer's bar).
 pub fn show(out: &mut Out, ev: &ClientEvent) {
@@ -15,8 +19,10 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         } => out.event(
             "connected",
             format_args!(
-                "connected to {server} as {name}; online: {}",
-                online.join(", ")
+                "connected to {} as {}; online: {}",
+                inline(server),
+                inline(name),
+                List(online)
             ),
             || json!({"name": name, "server": server, "online": online}),
         ),
@@ -26,7 +32,12 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             text,
         } => out.event(
             "text",
-            format_args!("{from}{}: {text}", if *private { " (private)" } else { "" }),
+            format_args!(
+                "{}{}: {}",
+                inline(from),
+                if *private { " (private)" } else { "" },
+                message(text)
+            ),
             || json!({"from": from, "private": private, "text": text}),
         ),
         ClientEvent::Blob {
@@ -36,25 +47,32 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             data,
         } => out.event(
             "blob",
-            format_args!("{from} sent {} of {media_type}", size(data.len() as u64)),
+            format_args!(
+                "{} sent {} of {}",
+                inline(from),
+                size(data.len() as u64),
+                inline(media_type)
+            ),
             || json!({"from": from, "private": private, "media_type": media_type, "len": data.len()}),
         ),
         ClientEvent::Joined(name) => out.event(
             "joined",
-            format_args!("{name} joined"),
+            format_args!("{} joined", inline(name)),
             || json!({"name": name}),
         ),
         ClientEvent::Left(name) => {
-            out.event("left", format_args!("{name} left"), || json!({"name": name}))
+            out.event("left", format_args!("{} left", inline(name)), || {
+                json!({"name": name})
+            })
         }
         ClientEvent::PeerList(names) => out.event(
             "peers",
-            format_args!("online ({}): {}", names.len(), names.join(", ")),
+            format_args!("online ({}): {}", names.len(), List(names)),
             || json!({"online": names}),
         ),
         ClientEvent::Notice { code, text } => out.event(
             "notice",
-            format_args!("server: {text} ({})", code.name()),
+            format_args!("server: {} ({})", message(text), code.name()),
             || json!({"code": code.name(), "text": text}),
         ),
         ClientEvent::Offered {
@@ -64,7 +82,12 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             size: len,
         } => out.event(
             "offer",
-            format_args!("{from} offers {name} ({}) as transfer {id}", size(*len)),
+            format_args!(
+                "{} offers {} ({}) as transfer {id}",
+                inline(from),
+                inline(name),
+                size(*len)
+            ),
             || json!({"id": id, "from": from, "name": name, "size": len}),
         ),
         ClientEvent::Started {
@@ -87,7 +110,12 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             let shown_peer = if peer.is_empty() { "the server" } else { peer };
             out.event(
                 "started",
-                format_args!("{verb} {name} ({}) {prep} {shown_peer}{resume}", size(*len)),
+                format_args!(
+                    "{verb} {} ({}) {prep} {}{resume}",
+                    inline(name),
+                    size(*len),
+                    inline(shown_peer)
+                ),
                 || json!({"id": id, "direction": dir(*direction), "peer": peer, "name": name,
                        "size": len, "offset": offset}),
             );
@@ -98,7 +126,11 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.bar_end(*id);
             out.event(
                 "sent",
-                format_args!("sent {name}; the receiver confirmed sha256 {}", hex(digest)),
+                format_args!(
+                    "sent {}; the receiver confirmed sha256 {}",
+                    inline(name),
+                    hex(digest)
+                ),
                 || json!({"id": id, "name": name, "sha256": hex(digest)}),
             )
         }
@@ -106,7 +138,11 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.bar_end(*id);
             out.event(
                 "received",
-                format_args!("received {} (sha256 {})", path.display(), hex(digest)),
+                format_args!(
+                    "received {} (sha256 {})",
+                    inline(&path.to_string_lossy()),
+                    hex(digest)
+                ),
                 || json!({"id": id, "path": path, "sha256": hex(digest)}),
             )
         }
@@ -121,14 +157,15 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.bar_end(*id);
             let keep = kept
                 .as_ref()
-                .map(|p| format!("; kept {} for resuming", p.display()))
+                .map(|p| format!("; kept {} for resuming", inline(&p.to_string_lossy())))
                 .unwrap_or_default();
             out.event(
                 "failed",
                 format_args!(
-                    "transfer {id} failed ({}{}): {reason}{keep}",
+                    "transfer {id} failed ({}{}): {}{keep}",
                     code.name(),
-                    if *by_peer { ", by the other side" } else { "" }
+                    if *by_peer { ", by the other side" } else { "" },
+                    message(reason)
                 ),
                 || json!({"id": id, "direction": dir(*direction), "code": code.name(),
                        "reason": reason, "by_peer": by_peer, "kept": kept}),
@@ -140,7 +177,7 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             by_peer,
         } => out.event(
             "closed",
-            format_args!("disconnected ({}): {reason}", code.name()),
+            format_args!("disconnected ({}): {}", code.name(), message(reason)),
             || json!({"code": code.name(), "reason": reason, "by_peer": by_peer}),
         ),
     }
@@ -155,14 +192,10 @@ fn dir(d: Direction) -> &'static str {
 
 /// Our own message, shown as the others see it: `alice: hi`, or `alice → bob: hi` when private.
 pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
-    let arrow = if to.is_empty() {
-        String::new()
-    } else {
-        format!(" → {to}")
-    };
+    let arrow = if to.is_empty() { "" } else { " → " };
     out.event(
         "said",
-        format_args!("{from}{arrow}: {text}"),
+        format_args!("{}{arrow}{}: {}", inline(from), inline(to), message(text)),
         || json!({"from": from, "to": to, "text": text}),
     );
 }
