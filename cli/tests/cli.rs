@@ -591,10 +591,16 @@ fn assert_harmless(what: &str, output: &str, needles: &[&str]) {
         assert!(!bad, "{what} printed {c:?}:\n{output}");
     }
     for line in output.lines() {
-        assert!(!line.starts_with("[20:17:0"), "{what} forged a line:\n{output}");
+        assert!(
+            !line.starts_with("[20:17:0"),
+            "{what} forged a line:\n{output}"
+        );
     }
     for needle in needles {
-        assert!(output.contains(needle), "{what} lacks {needle:?}:\n{output}");
+        assert!(
+            output.contains(needle),
+            "{what} lacks {needle:?}:\n{output}"
+        );
     }
 }
 
@@ -674,12 +680,23 @@ fn hostile_strings_never_reach_a_terminal() {
     // A name with controls is refused by the hub; the operator sees it, escaped.
     let (_, answer) = Raw::hello(&addr, "\x1b]0;pwned\x07\u{202e}");
     assert!(
-        matches!(answer, Message::Refused { code: ErrorCode::NameInvalid, .. }),
+        matches!(
+            answer,
+            Message::Refused {
+                code: ErrorCode::NameInvalid,
+                ..
+            }
+        ),
         "{answer:?}"
     );
     let (mut mallory, welcome) = Raw::hello(&addr, "mallory");
     assert!(matches!(welcome, Message::Welcome(_)), "{welcome:?}");
-    for (peer, text) in [("", FORGED), ("", GARISH), ("server", FORGED), ("carol", GARISH)] {
+    for (peer, text) in [
+        ("", FORGED),
+        ("", GARISH),
+        ("server", FORGED),
+        ("carol", GARISH),
+    ] {
         mallory.send(&Message::Text {
             peer: peer.into(),
             private: false,
@@ -762,11 +779,18 @@ fn hostile_strings_never_reach_a_terminal() {
     // --json keeps the exact text, and its bytes are as harmless.
     let jill_seen = jill.lines_until("pwned");
     let v: Value = serde_json::from_str(jill_seen.last().unwrap()).unwrap();
-    assert_eq!((&v["from"], &v["text"]), (&"mallory".into(), &GARISH.into()));
+    assert_eq!(
+        (&v["from"], &v["text"]),
+        (&"mallory".into(), &GARISH.into())
+    );
     jill.type_line("/quit");
     let (code, jill_out) = jill.finish(jill_seen);
     assert_eq!(code, Some(0), "{jill_out}");
-    assert_harmless("chat --json", &jill_out, &["\\u001b]0;pwned\\u0007", "\\u202e"]);
+    assert_harmless(
+        "chat --json",
+        &jill_out,
+        &["\\u001b]0;pwned\\u0007", "\\u202e"],
+    );
 
     server_seen.extend(server.lines_until("sam left"));
     server.type_line("/quit");
@@ -775,6 +799,10 @@ fn hostile_strings_never_reach_a_terminal() {
     assert_harmless(
         "serve",
         &server_out,
-        &["refused \"\\u{1b}]0;pwned\\u{7}\\u{202e}\"", "please run", "third"],
+        &[
+            "refused \"\\u{1b}]0;pwned\\u{7}\\u{202e}\"",
+            "please run",
+            "third",
+        ],
     );
 }

