@@ -410,6 +410,52 @@ fn kick_removes_the_peer_and_tells_it_why() {
 }
 
 #[test]
+fn a_ban_kicks_and_refuses_the_name_and_its_look_alikes_until_it_ends() {
+    let mut net = Net::with_defaults(18);
+    let a = net.join("alice");
+    let b = net.join("bob");
+    let t0 = net.now;
+    net.hub.ban(t0, "BOB", Duration::from_secs(60), "flooding");
+    net.settle();
+    match net.clients[b].closed() {
+        Some(Closed::Peer { code, reason }) => {
+            assert_eq!((*code, reason.as_str()), (ErrorCode::Kicked, "flooding"))
+        }
+        other => panic!("bob was not kicked: {other:?}"),
+    }
+    // The name, in another case, full-width or with a Cyrillic look-alike: refused.
+    for name in ["bob", "BOB", "\u{ff42}ob", "b\u{043e}b"] {
+        let i = net.join(name);
+        match net.clients[i].closed() {
+            Some(Closed::Peer { code, reason }) => {
+                assert_eq!(*code, ErrorCode::Kicked, "{name}");
+                assert!(reason.contains("banned for another 60 s"), "{reason}");
+            }
+            other => panic!("{name} was not refused: {other:?}"),
+        }
+    }
+    // A name not online can be banned ahead; others are not concerned.
+    net.hub.ban(net.now, "carol", Duration::from_secs(1), "");
+    assert!(net.hub.banned_until(net.now, "CAROL").is_some());
+    assert_eq!(net.clients[a].closed(), None);
+    net.advance(Duration::from_secs(59));
+    let still = net.join("bob");
+    assert_eq!(refused_code(&net, still), Some(ErrorCode::Kicked));
+    // Once the ban ends the name is free again.
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.hub.banned_until(net.now, "bob"), None);
+    let back = net.join("bob");
+    assert_eq!(net.clients[back].closed(), None);
+    assert_eq!(net.hub.who(), vec![u("alice"), u("bob")]);
+    // An operator can lift a ban early.
+    net.hub.ban(net.now, "dave", Duration::from_secs(600), "");
+    assert!(net.hub.unban(net.now, "Dave"));
+    assert!(!net.hub.unban(net.now, "dave"));
+    let dave = net.join("dave");
+    assert_eq!(net.clients[dave].closed(), None);
+}
+
+#[test]
 fn shutdown_says_goodbye_to_everyone_and_refuses_newcomers() {
     let mut net = ten_clients(15);
     net.hub.shutdown("maintenance");

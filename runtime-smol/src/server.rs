@@ -332,6 +332,21 @@ impl ServerHandle {
         Ok(self.call(move |h| h.hub().kick(&name, &reason)).await??)
     }
 
+    /// Bans the name `name` (and its look-alikes) for `duration`, kicking its holder with
+    /// `reason` if online; see [`tidings_core::hub::Hub::ban`].
+    pub async fn ban(&self, name: &str, duration: Duration, reason: &str) -> Result<(), Error> {
+        let (name, reason) = (name.to_string(), reason.to_string());
+        self.call(move |h| h.hub().ban(Instant::now(), &name, duration, &reason))
+            .await
+    }
+
+    /// Lifts the ban of `name`; whether one was running.
+    pub async fn unban(&self, name: &str) -> Result<bool, Error> {
+        let name = name.to_string();
+        self.call(move |h| h.hub().unban(Instant::now(), &name))
+            .await
+    }
+
     /// Offers the file at `path` to the client `to`; progress arrives as events.
     pub async fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
         let path = path.as_ref().to_path_buf();

@@ -495,6 +495,17 @@ impl ServerHandle {
         Ok(self.with(|h| h.hub().kick(name, reason))?)
     }
 
+    /// Bans the name `name` (and its look-alikes) for `duration`, kicking its holder with
+    /// `reason` if online; see [`tidings_core::hub::Hub::ban`].
+    pub fn ban(&self, name: &str, duration: Duration, reason: &str) {
+        self.with(|h| h.hub().ban(Instant::now(), name, duration, reason))
+    }
+
+    /// Lifts the ban of `name`; whether one was running.
+    pub fn unban(&self, name: &str) -> bool {
+        self.with(|h| h.hub().unban(Instant::now(), name))
+    }
+
     /// Offers the file at `path` to the client `to`.
     pub fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
         let path = path.as_ref();

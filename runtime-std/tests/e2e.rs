@@ -162,3 +162,49 @@ fn name_taken_dead_clients_and_port_in_use() {
     assert_eq!(again.name(), "ghost");
     drop(raw);
 }
+
+#[test]
+fn a_banned_name_is_kicked_and_refused_until_the_ban_ends() {
+    let server = start(ServerConfig::default());
+    let a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
+    let b = Client::connect(server.addr, "b", ClientConfig::default()).unwrap();
+    let banned_at = Instant::now();
+    server
+        .handle
+        .ban("B", Duration::from_millis(600), "cool off");
+    match wait(&b, |e| matches!(e, ClientEvent::Closed { .. })) {
+        ClientEvent::Closed { code, reason, .. } => {
+            assert_eq!((code, reason.as_str()), (ErrorCode::Kicked, "cool off"))
+        }
+        _ => unreachable!(),
+    }
+    wait(&a, |e| *e == ClientEvent::Left("b".into()));
+    // The ban ends after 600 ms: until then every attempt is refused (a look-alike too),
+    // after it the name is free.
+    let mut refusals = 0;
+    let back = loop {
+        let name = if refusals % 2 == 0 { "b" } else { "\u{ff42}" };
+        match Client::connect(server.addr, name, ClientConfig::default()) {
+            Ok(c) => break c,
+            Err(Error::Refused { code, reason }) => {
+                assert_eq!(code, ErrorCode::Kicked, "{reason}");
+                assert!(reason.contains("banned"), "{reason}");
+                assert!(
+                    banned_at.elapsed() < Duration::from_secs(30),
+                    "never lifted"
+                );
+                refusals += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(banned_at.elapsed() >= Duration::from_millis(600));
+    assert!(refusals >= 2, "{refusals}");
+    assert!(
+        server.handle.who().len() == 2,
+        "{:?}",
+        back.online_at_join()
+    );
+    server.handle.ban("c", Duration::from_secs(60), "");
+    assert!(server.handle.unban("C"));
+}

@@ -1,5 +1,7 @@
 //! Names, presence and chat routing, and the server participant's chat commands.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 
 use super::{ConnId, Hub, HubError, HubEvent};
@@ -117,6 +119,38 @@ impl Hub {
         Ok(())
     }
 
+    /// Bans the name `name` until `now + duration`, and kicks its holder if one is online
+    /// (with `kicked` and `reason`). Until then a `hello` with that name, or any name with the
+    /// same key (case, full-width and look-alike letters folded, spec §6.1), is refused with
+    /// `kicked` and a reason that says for how long. The name need not be online: a ban can
+    /// come before the next attempt. A second ban of the same name replaces the first.
+    pub fn ban(&mut self, now: Instant, name: &str, duration: Duration, reason: &str) {
+        // A duration past the end of `Instant` lasts as long as the server.
+        let until = now
+            .checked_add(duration)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+        self.bans.retain(|_, &mut end| end > now);
+        self.bans.insert(name_key(name), until);
+        if self.lookup(name).is_ok() {
+            let _ = self.kick(name, reason);
+        }
+    }
+
+    /// Lifts the ban of `name` (or of its key); whether there was one still running.
+    pub fn unban(&mut self, now: Instant, name: &str) -> bool {
+        self.bans
+            .remove(&name_key(name))
+            .is_some_and(|until| until > now)
+    }
+
+    /// When the ban of `name` (or of its key) ends, if it is banned at `now`.
+    pub fn banned_until(&self, now: Instant, name: &str) -> Option<Instant> {
+        self.bans
+            .get(&name_key(name))
+            .copied()
+            .filter(|&until| until > now)
+    }
+
     /// Says goodbye (`shutdown`, `reason`) to every client. Connections still in their
     /// handshake are refused with `shutdown` when their hello arrives (or end at the
     /// handshake timeout), and so is any connection accepted afterwards. A runtime that
@@ -228,6 +262,14 @@ impl Hub {
             ))
         } else if let Err(e) = validate_name(&name) {
             Some((ErrorCode::NameInvalid, e.to_string()))
+        } else if let Some(until) = self.banned_until(self.now, &name) {
+            // Whole seconds, rounded up: "0 s" would read as no ban at all.
+            let left = until.duration_since(self.now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            Some((
+                ErrorCode::Kicked,
+                format!("the name {name} is banned for another {secs} s"),
+            ))
         } else if self.names.contains_key(&key) || self.is_server_name(&name) {
             Some((ErrorCode::NameTaken, format!("the name {name} is taken")))
         } else if self.names.len() >= self.config.max_peers {

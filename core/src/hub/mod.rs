@@ -178,6 +178,9 @@ pub struct Hub {
     conns: ConnTable<Conn>,
     /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
     names: BTreeMap<String, ConnId>,
+    /// `name_key` of a banned name → when its ban ends ([`Hub::ban`]). Only the operator
+    /// adds to it; ended bans are dropped at the next ban.
+    bans: BTreeMap<String, Instant>,
     timers: Timers,
     /// Counts the changes of the instant [`Hub::handle_timeout`] runs at (the runtime's clock
     /// never goes back); the last instant is `timer_now`.
@@ -231,6 +234,7 @@ impl Hub {
             now,
             conns: ConnTable::default(),
             names: BTreeMap::new(),
+            bans: BTreeMap::new(),
             timers: Timers::default(),
             timer_round: 1,
             timer_now: now,
