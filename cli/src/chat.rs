@@ -135,6 +135,15 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
     let result = match (words.next()?, words.next(), words.next()) {
         ("/quit", None, None) => return Some(Outcome::Quit),
         ("/who", None, None) => client.request_list().await,
+        ("/msg" | "/send", Some(name), Some(_)) if crate::simple::is_self(client.name(), name) => {
+            let message = format!("{name} is you: /msg and /send need someone else");
+            out.event(
+                "error",
+                format_args!("error: {}", crate::safe::inline(&message)),
+                || json!({"message": message}),
+            );
+            return None;
+        }
         ("/msg", Some(name), Some(text)) => {
             let sent = client.say_to(name, text).await;
             if sent.is_ok() {

@@ -8,6 +8,9 @@ use tidings_smol::Error;
 pub enum Exit {
     /// 1: anything not listed.
     Other = 1,
+    /// 2: the command line asks for something that cannot be done (clap's own code for
+    /// usage errors): an empty message, a message to oneself.
+    Usage = 2,
     /// 3: the server cannot be reached.
     Unreachable = 3,
     /// 4: the name was refused.

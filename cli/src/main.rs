@@ -49,6 +49,7 @@ Examples:
   tidings send --name alice --to bob report.pdf photo.jpg
   tidings recv --name bob --out ./downloads --count 2
   tidings say --name carol --to bob \"lunch at noon?\"
+  git log -1 | tidings say --name ci -            # the message from standard input
   tidings --json recv --name bot --out /tmp/in   # machine-readable events
 
 Received files are written as NAME.part while they arrive and renamed to NAME once the
@@ -59,7 +60,7 @@ the same name.
 Exit codes:
   0  success
   1  other error
-  2  usage error
+  2  usage error (also: an empty message, sending to yourself)
   3  cannot connect to the server (refused, unreachable)
   4  the server refused the name (taken, invalid, server full)
   5  a local file cannot be read (checked before connecting)
@@ -73,7 +74,10 @@ enum Command {
     /// Run a server: prints the address it listens on, logs joins and leaves.
     ///
     /// When standard input is a terminal (or with --console), type a line to say it to
-    /// everyone, or `/msg NAME text`, `/who`, `/kick NAME`, `/send NAME PATH`, `/quit`.
+    /// everyone, or `/msg NAME text`, `/who`, `/kick NAME [REASON]`, `/ban NAME DURATION
+    /// [REASON]` (kick, and refuse the name and its look-alikes for DURATION: 90s, 10m, 2h,
+    /// 1d), `/unban NAME`, `/send NAME PATH`, `/quit`. Your own lines are shown as
+    /// `server: text` or `server → NAME: text`.
     /// Ctrl-C, SIGTERM, /quit or the end of input shut down gracefully: every client is told
     /// goodbye first.
     #[command(
@@ -84,7 +88,7 @@ enum Command {
     ///
     /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
     /// `/quit`. Offers wait for /accept unless --accept-files is given. A lost connection is
-    /// re-established with backoff.
+    /// re-established with backoff. `/msg` and `/send` to your own name are refused.
     #[command(
         after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
     )]
@@ -101,7 +105,7 @@ enum Command {
     Recv(RecvArgs),
     /// Say one message (to everyone, or privately with --to) and exit.
     #[command(
-        after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\""
+        after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\"\n  tidings say --name ci - < release-notes.txt"
     )]
     Say(SayArgs),
 }
@@ -193,7 +197,8 @@ struct ChatArgs {
 struct SendArgs {
     #[command(flatten)]
     conn: Conn,
-    /// The receiving peer.
+    /// The receiving peer. Your own name (in any case or look-alike spelling) is refused
+    /// before connecting, with exit code 2.
     #[arg(long)]
     to: String,
     /// Files to send.
@@ -217,10 +222,13 @@ struct RecvArgs {
 struct SayArgs {
     #[command(flatten)]
     conn: Conn,
-    /// Say it privately to this peer.
+    /// Say it privately to this peer. Your own name is refused before connecting, with exit
+    /// code 2.
     #[arg(long)]
     to: Option<String>,
-    /// The message.
+    /// The message (several words are joined by spaces). `-` alone reads it from standard
+    /// input: all of it, several lines allowed, the final line break removed; empty input
+    /// is a usage error (exit code 2).
     #[arg(required = true)]
     text: Vec<String>,
 }

@@ -135,7 +135,8 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let (reply_tx, replies) = async_channel::unbounded();
     if args.console || std::io::stdin().is_terminal() {
         let console = handle.clone();
-        std::thread::spawn(move || operator_console(console, reply_tx));
+        let me = args.name.clone();
+        std::thread::spawn(move || operator_console(console, me, reply_tx));
     }
     let signals = handle.clone();
     smol::spawn(async move {
@@ -360,10 +361,22 @@ enum Reply {
     Peers(Vec<String>),
     Error(String),
     Help,
+    /// The operator's own line, as the others see it (`from` is the server's name).
+    Said {
+        from: String,
+        to: String,
+        text: String,
+    },
+    Banned {
+        name: String,
+        duration: Duration,
+    },
+    Unbanned(String),
 }
 
-const CONSOLE_HELP: &str =
-    "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | /send NAME PATH | /quit";
+const CONSOLE_HELP: &str = "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | \
+     /ban NAME DURATION [REASON] (kick, and refuse the name and its look-alikes for DURATION: \
+     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH | /quit";
 
 fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
@@ -378,11 +391,23 @@ fn show_reply(out: &mut Out, reply: Reply) {
             || json!({"message": message}),
         ),
         Reply::Help => out.event("help", CONSOLE_HELP, || json!({"help": CONSOLE_HELP})),
+        Reply::Said { from, to, text } => crate::view::said(out, &from, &to, &text),
+        Reply::Banned { name, duration } => out.event(
+            "banned",
+            format_args!("banned {} for {}", inline(&name), humantime(duration)),
+            || json!({"name": name, "seconds": duration.as_secs_f64()}),
+        ),
+        Reply::Unbanned(name) => out.event(
+            "unbanned",
+            format_args!("unbanned {}", inline(&name)),
+            || json!({"name": name}),
+        ),
     }
 }
 
-/// Reads operator lines from the terminal (blocking, on its own thread).
-fn operator_console(handle: ServerHandle, replies: async_channel::Sender<Reply>) {
+/// Reads operator lines from the terminal (blocking, on its own thread); `me` is the
+/// server participant's name, which its own lines are shown with.
+fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Sender<Reply>) {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -391,7 +416,7 @@ fn operator_console(handle: ServerHandle, replies: async_channel::Sender<Reply>)
             continue;
         }
         tracing::debug!(%line, "operator command");
-        if let Some(reply) = smol::block_on(operator_command(&handle, line)) {
+        if let Some(reply) = smol::block_on(operator_command(&handle, &me, line)) {
             let _ = replies.send_blocking(reply);
         }
         if line == "/quit" {
@@ -402,14 +427,49 @@ fn operator_console(handle: ServerHandle, replies: async_channel::Sender<Reply>)
     smol::block_on(handle.shutdown("the server is shutting down"));
 }
 
-async fn operator_command(handle: &ServerHandle, line: &str) -> Option<Reply> {
+async fn operator_command(handle: &ServerHandle, me: &str, line: &str) -> Option<Reply> {
+    let said = |to: &str, text: &str| Reply::Said {
+        from: me.to_string(),
+        to: to.to_string(),
+        text: text.to_string(),
+    };
     let mut words = line.splitn(3, ' ');
     let result = match (words.next()?, words.next(), words.next()) {
         ("/who", None, None) => match handle.who().await {
             Ok(names) => return Some(Reply::Peers(names)),
             Err(e) => Err(e),
         },
-        ("/msg", Some(name), Some(text)) => handle.say(Some(name), text).await,
+        ("/msg", Some(name), Some(text)) => match handle.say(Some(name), text).await {
+            Ok(()) => return Some(said(name, text)),
+            Err(e) => Err(e),
+        },
+        ("/ban", Some(name), Some(rest)) => {
+            let (duration, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            let Some(duration) = parse_duration(duration) else {
+                return Some(Reply::Error(format!(
+                    "{duration:?} is not a duration (90s, 10m, 2h, 1d)"
+                )));
+            };
+            let reason = if reason.is_empty() {
+                "banned by the operator"
+            } else {
+                reason
+            };
+            match handle.ban(name, duration, reason).await {
+                Ok(()) => {
+                    return Some(Reply::Banned {
+                        name: name.to_string(),
+                        duration,
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ("/unban", Some(name), None) => match handle.unban(name).await {
+            Ok(true) => return Some(Reply::Unbanned(name.to_string())),
+            Ok(false) => return Some(Reply::Error(format!("{name} is not banned"))),
+            Err(e) => Err(e),
+        },
         ("/kick", Some(name), reason) => {
             handle
                 .kick(name, reason.unwrap_or("removed by the operator"))
@@ -421,7 +481,68 @@ async fn operator_command(handle: &ServerHandle, line: &str) -> Option<Reply> {
             Ok(())
         }
         (cmd, ..) if cmd.starts_with('/') => return Some(Reply::Help),
-        _ => handle.say(None, line).await,
+        _ => match handle.say(None, line).await {
+            Ok(()) => return Some(said("", line)),
+            Err(e) => Err(e),
+        },
     };
     result.err().map(|e| Reply::Error(e.to_string()))
+}
+
+/// `90s`, `10m`, `2h`, `1d`, `500ms`, or a number of seconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = match &s[digits..] {
+        "ms" => return Some(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(unit)?))
+}
+
+/// `1d 2h`, `10m`, `90s`, `500ms`: the largest two units.
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    let parts = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut shown = Vec::new();
+    let mut left = secs;
+    for (size, unit) in parts {
+        if left >= size && shown.len() < 2 {
+            shown.push(format!("{}{unit}", left / size));
+            left %= size;
+        } else if !shown.is_empty() {
+            // Only adjacent units: "1d 5s" would read oddly.
+            break;
+        }
+    }
+    shown.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ban_durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("15"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        for bad in ["", "m", "10x", "-5m", "1.5h", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(humantime(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(humantime(Duration::from_secs(86_400 + 7200)), "1d 2h");
+        assert_eq!(humantime(Duration::from_secs(600)), "10m");
+        assert_eq!(humantime(Duration::from_millis(500)), "500 ms");
+    }
 }

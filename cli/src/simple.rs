@@ -1,7 +1,10 @@
 //! The one-shot commands: `send`, `recv` and `say`.
 
 use std::collections::HashMap;
+use std::io::Read;
 
+use tidings_core::name::name_key;
+use tidings_core::wire::MIN_MAX_FRAME;
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
 use tidings_std::files::Source;
 
@@ -29,6 +32,23 @@ pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result
     Ok(client)
 }
 
+/// Whether `to` names `me`, by the server's name key (so `ALICE` or `ａlice` for alice too):
+/// the server would route it back to us, which is never what was meant.
+pub fn is_self(me: &str, to: &str) -> bool {
+    !to.is_empty() && name_key(to) == name_key(me)
+}
+
+/// Refuses `--to` naming ourselves ([`is_self`]) before anything is sent.
+pub fn not_to_self(me: &str, to: &str, what: &str) -> Result<(), CliError> {
+    if is_self(me, to) {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!("{to} is your own name: you cannot {what} yourself"),
+        ));
+    }
+    Ok(())
+}
+
 fn lost(code: ErrorCode, reason: &str) -> CliError {
     CliError::new(
         Exit::ConnectionLost,
@@ -37,6 +57,7 @@ fn lost(code: ErrorCode, reason: &str) -> CliError {
 }
 
 pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
+    not_to_self(&args.conn.name, &args.to, "send files to")?;
     // Every file must be readable before we bother the server.
     for path in &args.files {
         Source::open(path).map_err(|e| {
@@ -133,9 +154,14 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
 }
 
 pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
-    let client = connect(&args.conn, ClientConfig::default(), out).await?;
-    let text = args.text.join(" ");
     let to = args.to.clone().unwrap_or_default();
+    not_to_self(&args.conn.name, &to, "send a message to")?;
+    let text = if args.text == ["-"] {
+        read_message(std::io::stdin().lock())?
+    } else {
+        args.text.join(" ")
+    };
+    let client = connect(&args.conn, ClientConfig::default(), out).await?;
     client
         .say_to(&to, &text)
         .await
@@ -169,4 +195,70 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     crate::view::said(out, client.name(), &to, &text);
     client.close().await;
     Ok(())
+}
+
+/// The longest message `say -` reads: every client can take a frame of this size, and an
+/// endless input must not fill the memory.
+const MAX_MESSAGE: usize = MIN_MAX_FRAME as usize;
+
+/// The message of `say -`: all of `input`, without its final line breaks; several lines are
+/// fine. Nothing at all is a usage error, so is more than [`MAX_MESSAGE`] bytes.
+fn read_message(input: impl Read) -> Result<String, CliError> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_MESSAGE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            CliError::new(
+                Exit::File,
+                format!("cannot read standard input: {}", io_reason(&e)),
+            )
+        })?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!("the message on standard input is longer than {MAX_MESSAGE} bytes"),
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::new(Exit::Usage, "the message on standard input is not UTF-8"))?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.is_empty() {
+        return Err(CliError::new(
+            Exit::Usage,
+            "the message on standard input is empty",
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_from_standard_input() {
+        let read = |s: &[u8]| read_message(s).map_err(|e| (e.code, e.message));
+        assert_eq!(read(b"hello\n").unwrap(), "hello");
+        assert_eq!(read(b"one\r\ntwo\n\n").unwrap(), "one\r\ntwo");
+        assert_eq!(read(b"no newline").unwrap(), "no newline");
+        for empty in [&b""[..], b"\n", b"\r\n\n"] {
+            assert_eq!(read(empty).unwrap_err().0, Exit::Usage);
+        }
+        assert_eq!(read(b"\xff\n").unwrap_err().0, Exit::Usage);
+        let long = vec![b'a'; MAX_MESSAGE + 1];
+        assert_eq!(read(&long).unwrap_err().0, Exit::Usage);
+        assert_eq!(read(&long[1..]).unwrap().len(), MAX_MESSAGE);
+    }
+
+    #[test]
+    fn oneself_by_any_spelling() {
+        assert!(not_to_self("alice", "bob", "x").is_ok());
+        assert!(not_to_self("alice", "", "x").is_ok());
+        for me in ["alice", "ALICE", "\u{ff41}lice"] {
+            let e = not_to_self("alice", me, "send files to").unwrap_err();
+            assert_eq!(e.code, Exit::Usage);
+            assert!(e.message.contains("your own name"), "{}", e.message);
+        }
+    }
 }

@@ -806,3 +806,204 @@ fn hostile_strings_never_reach_a_terminal() {
         ],
     );
 }
+
+// ----- small things ---------------------------------------------------------------------------
+
+/// Runs `tidings` with `input` on its standard input.
+fn run_with_input(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn say_dash_reads_the_message_from_standard_input() {
+    let (_server, addr) = serve(&[]);
+    let chat = Proc::spawn(&["--json", "chat", "--name", "carol", "--server", &addr]);
+    chat.expect_event("connected");
+    let o = run_with_input(
+        &["say", "--name", "ci", "--server", &addr, "-"],
+        b"build 42 is green\n[20:17:00] server: not really\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = chat.expect_event("text");
+    assert_eq!(
+        (&v["from"], &v["text"]),
+        (
+            &"ci".into(),
+            &"build 42 is green\n[20:17:00] server: not really".into()
+        )
+    );
+    // The sender's own line shows the second line as a continuation.
+    let shown = String::from_utf8(o.stdout).unwrap();
+    assert!(shown.contains("ci: build 42 is green\n"), "{shown}");
+    assert!(
+        shown.lines().all(|l| !l.starts_with("[20:17:00]")),
+        "{shown}"
+    );
+    // Nothing to say is a usage error, found before connecting (port 1 refuses).
+    for input in [&b""[..], b"\n"] {
+        let o = run_with_input(
+            &["say", "--name", "ci", "--server", "127.0.0.1:1", "-"],
+            input,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn sending_to_yourself_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"a").unwrap();
+    // Refused before connecting: port 1 would be exit 3.
+    for args in [
+        vec!["say", "--name", "alice", "--to", "alice", "hi"],
+        vec!["say", "--name", "alice", "--to", "ALICE", "hi"],
+        vec![
+            "send",
+            "--name",
+            "alice",
+            "--to",
+            "\u{ff41}lice",
+            file.to_str().unwrap(),
+        ],
+    ] {
+        let mut args = args;
+        args.extend(["--server", "127.0.0.1:1"]);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("your own name"), "{}", stderr(&o));
+    }
+    // In chat: an error line, and nothing is sent.
+    let (_server, addr) = serve(&[]);
+    let mut chat = Proc::spawn(&["--json", "chat", "--name", "alice", "--server", &addr]);
+    chat.expect_event("connected");
+    chat.type_line("/msg Alice hello me");
+    let v = chat.expect_event("error");
+    assert!(v["message"].as_str().unwrap().contains("is you"), "{v}");
+    chat.type_line(&format!("/send alice {}", file.display()));
+    let v = chat.expect(|v| v["event"] != "said");
+    assert_eq!(v["event"], "error", "{v}");
+    chat.type_line("/who");
+    // Had anything gone out, it would show before the list.
+    let v = chat.expect(|_| true);
+    assert_eq!(v["event"], "peers", "{v}");
+}
+
+#[test]
+fn the_operators_own_lines_are_echoed() {
+    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
+    chat.expect_event("connected");
+    server.expect_event("joined");
+    server.type_line("good morning, all");
+    let v = server.expect_event("said");
+    assert_eq!(
+        (&v["from"], &v["to"], &v["text"]),
+        (&"server".into(), &"".into(), &"good morning, all".into())
+    );
+    server.type_line("/msg ben just you");
+    let v = server.expect_event("said");
+    assert_eq!(
+        (&v["from"], &v["to"], &v["text"]),
+        (&"server".into(), &"ben".into(), &"just you".into())
+    );
+    // For people: `server: …` and `server → ben: …`.
+    let mut plain = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--console"]);
+    let first = plain.lines_until("listening on ");
+    let addr = first[0]
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let chat = Proc::spawn(&["--json", "chat", "--name", "ann", "--server", addr]);
+    chat.expect_event("connected");
+    plain.lines_until("ann joined");
+    plain.type_line("hello ann");
+    assert!(plain
+        .lines_until("hello ann")
+        .last()
+        .unwrap()
+        .ends_with("] server: hello ann"));
+    plain.type_line("/msg ann psst");
+    assert!(plain
+        .lines_until("psst")
+        .last()
+        .unwrap()
+        .ends_with("] server → ann: psst"));
+}
+
+#[test]
+fn a_ban_keeps_the_name_and_its_look_alikes_out_until_it_ends() {
+    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
+    chat.expect_event("connected");
+    server.expect_event("joined");
+    server.type_line("/ban ben soon flooding");
+    let v = server.expect_event("error");
+    assert!(
+        v["message"].as_str().unwrap().contains("not a duration"),
+        "{v}"
+    );
+    let banned_at = std::time::Instant::now();
+    server.type_line("/ban ben 2s flooding");
+    let v = server.expect_event("banned");
+    assert_eq!((&v["name"], &v["seconds"]), (&"ben".into(), &2.0.into()));
+    let v = chat.expect_event("closed");
+    assert_eq!(
+        (&v["code"], &v["reason"]),
+        (&"kicked".into(), &"flooding".into())
+    );
+    assert_eq!(chat.wait().code(), Some(9));
+    // Refused while the ban lasts, in every spelling of the name; then welcome again.
+    let mut refusals = 0;
+    loop {
+        let name = ["ben", "BEN", "\u{ff42}en"][refusals % 3];
+        let o = run(&["say", "--name", name, "--server", &addr, "back"]);
+        if o.status.success() {
+            break;
+        }
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(stderr(&o).contains("banned for another"), "{}", stderr(&o));
+        assert!(
+            banned_at.elapsed() < Duration::from_secs(30),
+            "the ban never ended"
+        );
+        refusals += 1;
+        // Pacing, not synchronisation: the end of a ban has no event to wait for, and a
+        // process per attempt at full speed would only load the machine.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(banned_at.elapsed() >= Duration::from_secs(2));
+    assert!(refusals >= 3, "{refusals}");
+    // A ban can be lifted early.
+    server.type_line("/ban carl 1d");
+    server.expect_event("banned");
+    let o = run(&["say", "--name", "carl", "--server", &addr, "hi"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    server.type_line("/unban CARL");
+    server.expect_event("unbanned");
+    let o = run(&["say", "--name", "carl", "--server", &addr, "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    server.type_line("/unban carl");
+    let v = server.expect_event("error");
+    assert!(v["message"].as_str().unwrap().contains("not banned"), "{v}");
+}
