@@ -129,11 +129,26 @@ pub struct Json<'a>(pub &'a serde_json::Value);
 
 impl Display for Json<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = Vec::with_capacity(128);
-        let mut ser = serde_json::Serializer::with_formatter(&mut bytes, EscapeUnsafe);
-        serde::Serialize::serialize(self.0, &mut ser).map_err(|_| fmt::Error)?;
-        // serde_json writes UTF-8 only.
-        f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
+        // Straight into the formatter, as serde_json's own `Display` for `Value` does.
+        let mut ser = serde_json::Serializer::with_formatter(Adapter(f), EscapeUnsafe);
+        serde::Serialize::serialize(self.0, &mut ser).map_err(|_| fmt::Error)
+    }
+}
+
+/// `io::Write` into a `fmt::Formatter`. serde_json writes whole strings, punctuation and
+/// escapes, each valid UTF-8 by itself (so does [`EscapeUnsafe`], which cuts strings only
+/// at character boundaries); anything else is an error, not a panic.
+struct Adapter<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl std::io::Write for Adapter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let s = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+        self.0.write_str(s).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
