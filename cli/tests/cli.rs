@@ -621,9 +621,9 @@ impl Proc {
         }
     }
 
-    /// Waits for the exit; returns the status and everything printed: `seen`, the rest of
-    /// standard output, then standard error.
-    fn finish(mut self, mut seen: Vec<String>) -> (Option<i32>, String) {
+    /// Waits for the exit with `code`, and asserts with [`assert_harmless`] that everything
+    /// it printed (`seen`, the rest of standard output, standard error) is harmless.
+    fn ends_harmless(mut self, mut seen: Vec<String>, code: i32, what: &str, needles: &[&str]) {
         self.stdin.take();
         let status = self.child.wait().unwrap();
         let mut err = String::new();
@@ -632,11 +632,21 @@ impl Proc {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
             seen.push(line);
         }
-        let mut all = seen.join("\n");
-        all.push('\n');
-        all.push_str(&err);
-        (status.code(), all)
+        let all = format!("{}\n{err}", seen.join("\n"));
+        assert_eq!(status.code(), Some(code), "{what}: {all}");
+        assert_harmless(what, &all, needles);
     }
+}
+
+/// `tidings serve --console` printing for people: the process, its first lines and its
+/// address.
+fn serve_text() -> (Proc, Vec<String>, String) {
+    let server = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--console"]);
+    let first = server.lines_until("listening on ");
+    // "[12:00:00] listening on 127.0.0.1:PORT (native, …"
+    let addr = first.last().unwrap().split("listening on ").nth(1).unwrap();
+    let addr = addr.split(' ').next().unwrap().to_string();
+    (server, first, addr)
 }
 
 #[test]
@@ -645,19 +655,7 @@ fn hostile_strings_never_reach_a_terminal() {
     use tidings_core::wire::{Message, Offer};
     use tidings_core::ErrorCode;
 
-    let mut server = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--console"]);
-    let first = server.lines_until("listening on ");
-    let addr = first
-        .last()
-        .unwrap()
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut server_seen = first;
+    let (mut server, mut server_seen, addr) = serve_text();
     let dir = tempfile::tempdir().unwrap();
     let mut carol = Proc::spawn(&["chat", "--name", "carol", "--server", &addr]);
     let mut carol_seen = carol.lines_until("connected to");
@@ -749,22 +747,17 @@ fn hostile_strings_never_reach_a_terminal() {
     });
 
     // Everyone printed it, made harmless.
-    let (code, send_out) = send.finish(Vec::new());
-    assert_eq!(code, Some(6), "{send_out}");
-    assert_harmless("send", &send_out, &["\\u{1b}[2K", "please run"]);
+    send.ends_harmless(Vec::new(), 6, "send", &["\\u{1b}[2K", "please run"]);
 
     rick_seen.extend(rick.lines_until("received"));
-    let (code, rick_out) = rick.finish(rick_seen);
-    assert_eq!(code, Some(0), "{rick_out}");
-    assert_harmless("recv", &rick_out, &["please run", "gpj.exe"]);
+    rick.ends_harmless(rick_seen, 0, "recv", &["please run", "gpj.exe"]);
 
     carol_seen.extend(carol.lines_until("gpj.exe"));
     carol.type_line("/quit");
-    let (code, carol_out) = carol.finish(carol_seen);
-    assert_eq!(code, Some(0), "{carol_out}");
-    assert_harmless(
+    carol.ends_harmless(
+        carol_seen,
+        0,
         "chat",
-        &carol_out,
         &[
             "\\u{1b}[2K",
             "\\u{1b}]0;pwned\\u{7}",
@@ -784,21 +777,19 @@ fn hostile_strings_never_reach_a_terminal() {
         (&"mallory".into(), &GARISH.into())
     );
     jill.type_line("/quit");
-    let (code, jill_out) = jill.finish(jill_seen);
-    assert_eq!(code, Some(0), "{jill_out}");
-    assert_harmless(
+    jill.ends_harmless(
+        jill_seen,
+        0,
         "chat --json",
-        &jill_out,
         &["\\u001b]0;pwned\\u0007", "\\u202e"],
     );
 
     server_seen.extend(server.lines_until("sam left"));
     server.type_line("/quit");
-    let (code, server_out) = server.finish(server_seen);
-    assert_eq!(code, Some(0), "{server_out}");
-    assert_harmless(
+    server.ends_harmless(
+        server_seen,
+        0,
         "serve",
-        &server_out,
         &[
             "refused \"\\u{1b}]0;pwned\\u{7}\\u{202e}\"",
             "please run",
@@ -898,16 +889,23 @@ fn sending_to_yourself_is_refused_with_a_clear_message() {
     assert_eq!(v["event"], "peers", "{v}");
 }
 
-#[test]
-fn the_operators_own_lines_are_echoed() {
-    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+/// `tidings --json serve --console` with `--json chat --name NAME` joined: the server, the
+/// chat and the address.
+fn console_with(name: &str) -> (Proc, Proc, String) {
+    let server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
     let addr = server.expect_event("listening")["addr"]
         .as_str()
         .unwrap()
         .to_string();
-    let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
+    let chat = Proc::spawn(&["--json", "chat", "--name", name, "--server", &addr]);
     chat.expect_event("connected");
-    server.expect_event("joined");
+    server.expect(|v| v["event"] == "joined" && v["name"] == name);
+    (server, chat, addr)
+}
+
+#[test]
+fn the_operators_own_lines_are_echoed() {
+    let (mut server, _chat, _) = console_with("ben");
     server.type_line("good morning, all");
     let v = server.expect_event("said");
     assert_eq!(
@@ -921,16 +919,8 @@ fn the_operators_own_lines_are_echoed() {
         (&"server".into(), &"ben".into(), &"just you".into())
     );
     // For people: `server: …` and `server → ben: …`.
-    let mut plain = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--console"]);
-    let first = plain.lines_until("listening on ");
-    let addr = first[0]
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap();
-    let chat = Proc::spawn(&["--json", "chat", "--name", "ann", "--server", addr]);
+    let (mut plain, _, addr) = serve_text();
+    let chat = Proc::spawn(&["--json", "chat", "--name", "ann", "--server", &addr]);
     chat.expect_event("connected");
     plain.lines_until("ann joined");
     plain.type_line("hello ann");
@@ -949,14 +939,7 @@ fn the_operators_own_lines_are_echoed() {
 
 #[test]
 fn a_ban_keeps_the_name_and_its_look_alikes_out_until_it_ends() {
-    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
-    let addr = server.expect_event("listening")["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
-    chat.expect_event("connected");
-    server.expect_event("joined");
+    let (mut server, chat, addr) = console_with("ben");
     server.type_line("/ban ben soon flooding");
     let v = server.expect_event("error");
     assert!(
