@@ -990,3 +990,67 @@ fn a_ban_keeps_the_name_and_its_look_alikes_out_until_it_ends() {
     let v = server.expect_event("error");
     assert!(v["message"].as_str().unwrap().contains("not banned"), "{v}");
 }
+
+#[test]
+fn a_hostile_server_cannot_write_to_the_terminal_either() {
+    use std::io::Read;
+    use tidings_core::wire::{Message, Preamble, Welcome, DEFAULT_MAX_FRAME};
+    use tidings_core::ErrorCode;
+
+    // A fake server: welcome with hostile names, a text, then goodbye with a hostile reason.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 64];
+        let _ = s.read(&mut hello).unwrap();
+        let mut out = bytes::BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
+        for msg in [
+            Message::Welcome(Welcome {
+                name: "rick".into(),
+                server: "\x1b]0;pwned\x07srv".into(),
+                heartbeat_ms: 10_000,
+                timeout_ms: 30_000,
+                max_frame: DEFAULT_MAX_FRAME,
+                capabilities: 0,
+                online: vec!["rick".into(), FORGED.into()],
+            }),
+            Message::Text {
+                peer: "\u{202e}eve".into(),
+                private: true,
+                text: GARISH.into(),
+            },
+            Message::Goodbye {
+                code: ErrorCode::Kicked,
+                reason: FORGED.into(),
+            },
+        ] {
+            msg.encode(&mut out);
+        }
+        s.write_all(&out).unwrap();
+        // Until the client hangs up.
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Proc::spawn(&[
+        "recv",
+        "--name",
+        "rick",
+        "--server",
+        &addr,
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    // Exit 9 with the goodbye's reason on standard error, on one line.
+    recv.ends_harmless(
+        Vec::new(),
+        9,
+        "recv from a hostile server",
+        &[
+            "\\u{1b}]0;pwned\\u{7}srv",
+            "\\u{202e}eve (private): \\u{1b}]0;pwned",
+            "tidings: error: the connection closed (kicked): hi\\u{1b}[2K\\u{d}[20:17:00]",
+        ],
+    );
+    fake.join().unwrap();
+}
