@@ -62,7 +62,7 @@ Exit codes:
   1  other error
   2  usage error (also: an empty message, sending to yourself)
   3  cannot connect to the server (refused, unreachable)
-  4  the server refused the name (taken, invalid, server full)
+  4  the server refused the name (taken, invalid, banned for a while, server full)
   5  a local file cannot be read (checked before connecting)
   6  a transfer failed or was rejected
   7  the listening address is in use or not available
