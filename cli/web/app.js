@@ -375,7 +375,7 @@
     const mention = !msg.private && !!session && mentions(msg.text, session.name);
     addMessage({ from, to: msg.private ? name : "", text: msg.text, mention });
     if (msg.private) countUnread(from);
-    if (msg.private || mention) notify(senderLabel(from), msg.text, msg.private ? from : "");
+    if (msg.private || mention) notify(from, msg.text, !!msg.private);
   }
 
   // The peer's text goes in as text nodes and anchors made with the DOM, never as markup;
@@ -459,7 +459,7 @@
     const url = URL.createObjectURL(new Blob([bytes], { type: blobType(type) }));
     if (msg.private) {
       countUnread(msg.peer);
-      notify(senderLabel(msg.peer), `sent ${type.startsWith("image/") ? "a picture" : type}`, msg.peer);
+      notify(msg.peer, `sent ${type.startsWith("image/") ? "a picture" : type}`, true);
     }
     if (INLINE_IMAGES.includes(type)) {
       const img = document.createElement("img");
@@ -512,17 +512,19 @@
     renderBell();
   });
 
-  // `peer`: the private conversation to open when the notification is clicked.
-  function notify(title, body, peer) {
+  // A private message (or offer) from `peer` ("" = the server), or a mention by them.
+  // Clicking the notification opens their conversation.
+  function notify(peer, body, isPrivate) {
     if (!notifyOn || !document.hidden || !canNotify() || Notification.permission !== "granted") return;
+    const who = senderLabel(peer);
     try {
-      const n = new Notification(peer ? `${title} (private)` : `${title} mentioned you`, {
+      const n = new Notification(isPrivate ? `${who} (private)` : `${who} mentioned you`, {
         body: body.length > 200 ? body.slice(0, 199) + "…" : body,
-        tag: `tidings:${(peer || title).toLowerCase()}`,
+        tag: `tidings:${isPrivate ? "private" : "mention"}:${who.toLowerCase()}`,
       });
       n.onclick = () => {
         window.focus();
-        if (peer && online.some((o) => same(o, peer))) select(peer);
+        if (isPrivate && peer && online.some((o) => same(o, peer))) select(peer);
         n.close();
       };
     } catch {
@@ -801,7 +803,7 @@
     card(t);
     render(t, "offered to you");
     countUnread(t.peer);
-    notify(senderLabel(t.peer), `offers ${t.name} (${fmtBytes(t.size)})`, t.peer);
+    notify(t.peer, `offers ${t.name} (${fmtBytes(t.size)})`, true);
   }
 
   function acceptOffer(t) {
