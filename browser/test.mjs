@@ -639,6 +639,10 @@ async function scriptedTransfers(browser) {
   check(chunks[0].offset === 100000 && joined.equals(upload.subarray(100000)), "a resumed upload sends from the receiver's offset");
   check(done.sha256 === b64sha(upload), "and its digest still covers the whole file (the kept part hashed from the file first)");
 
+  // A right-to-left override in a file name reorders the name only, not the size after it.
+  await push({ type: "offer", id: 5, peer: "ivan", size: 10, name: "\u202egnp.exe" });
+  const [nameBox, sizeBox] = await page.locator('.transfer[data-id="5"] .fname').evaluate((el) => [el.firstElementChild.getBoundingClientRect().right, el.querySelector(".muted").getBoundingClientRect().left]);
+  check(sizeBox >= nameBox - 1, `a bidi override in a peer's file name stays inside the name (size at ${Math.round(sizeBox)} px, name ends at ${Math.round(nameBox)} px)`);
   await push({ type: "blob", peer: "ivan", private: false, media_type: "text/html", data: Buffer.from("<script>parent.__pwned = 1</script>").toString("base64") });
   const served = await page.locator('.msg a[download="blob"]').evaluate(async (a) => (await fetch(a.href)).headers.get("content-type"));
   check(served === "application/octet-stream", `a blob claiming text/html is stored as ${served}, so opening it cannot run it in the page's origin`);

@@ -599,7 +599,9 @@
     box.className = "file";
     const title = document.createElement("div");
     title.className = "fname";
-    title.textContent = t.name;
+    const fname = document.createElement("bdi"); // a peer's bidi controls stay inside it
+    fname.textContent = t.name;
+    title.append(fname);
     const size = document.createElement("span");
     size.className = "muted";
     size.textContent = ` ${fmtBytes(t.size)}`;
