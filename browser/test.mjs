@@ -280,6 +280,30 @@ async function main() {
     await alice.locator('.transfer[data-dir="out"][data-state="complete"]').waitFor({ timeout: STEP_MS });
     check((await alice.locator('.transfer[data-dir="out"] .info').textContent()).includes("100%"), "alice's card shows the transfer complete at 100%");
 
+    // A resumed upload: the terminal kept the first 1 MiB as a .part and accepts from there;
+    // the page hashes that part from the file before sending the rest, and the terminal
+    // checks the digest of the whole.
+    const resumeDir = join(work, "resume");
+    mkdirSync(resumeDir);
+    const whole = randomBytes(2 * 1024 * 1024 + 4321);
+    writeFileSync(join(resumeDir, "resumed.bin.part"), whole.subarray(0, 1024 * 1024));
+    await alice.evaluate(() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (t) {
+        if (typeof t === "string" && t.startsWith('{"type":"chunk"') && window.__firstChunk === undefined) window.__firstChunk = JSON.parse(t).offset;
+        return send.call(this, t);
+      };
+    });
+    const dina = new Cli(["recv", "--name", "dina", "--out", resumeDir, "--count", "1"], "dina (terminal recv, resuming)");
+    await dina.event((e) => e.event === "connected", "dina connected");
+    await alice.locator('#users [data-name="dina"]').click();
+    await alice.locator("#file").setInputFiles({ name: "resumed.bin", mimeType: "application/octet-stream", buffer: whole });
+    const resumed = await dina.event((e) => e.event === "received", "dina receives the rest");
+    check((await exitCode(dina, "recv resumed")) === 0, "tidings recv exits 0 after a resumed upload from the page");
+    check(await alice.evaluate(() => window.__firstChunk) === 1024 * 1024, "the page sent from the terminal's kept 1 MiB on");
+    check(readFileSync(resumed.path).equals(whole) && resumed.sha256 === sha(whole), "the resumed file is whole and its digest (the page's, over the kept part too) is right");
+    check(!readdirSync(resumeDir).some((f) => f.endsWith(".part")), "no .part file is left after the resumed upload");
+
     // A file from a terminal sender to bob's page: accept in the page, download, compare.
     const download = randomBytes(12 * 1024 * 1024 + 777); // more than the page's 8 MiB window
     const srcPath = join(work, "to-page.bin");
