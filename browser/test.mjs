@@ -1,12 +1,15 @@
 // Browser test of the page `tidings serve` serves at `/`: two pages (alice on a laptop
 // screen, bob at phone width) and terminal clients chat and exchange files through a real
-// server. Usage: node browser/test.mjs PORT   (browser/run starts the server and calls this)
+// server. alice and bob load the page from a name that is not localhost (not a secure
+// context: no crypto.subtle, as on a LAN address), so every transfer runs on the page's own
+// SHA-256; notifications are tested on 127.0.0.1, where browsers allow them.
+// Usage: node browser/test.mjs PORT   (browser/run starts the server and calls this)
 // Exits non-zero on the first failed check. Screenshots go to browser/artifacts/.
 
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes, createHash } from "node:crypto";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -22,6 +25,11 @@ if (!port) {
 }
 const server = `127.0.0.1:${port}`;
 const base = `http://${server}`;
+// The same server under a name that is not localhost: Chromium maps it to 127.0.0.1, and a
+// page loaded from it is not a secure context (no crypto.subtle, no notifications), as on
+// a LAN address.
+const LAN_NAME = "tidings.test";
+const lan = `http://${LAN_NAME}:${port}`;
 const STEP_MS = 20_000; // no single step of this test takes nearly this long when it works
 
 const children = [];
@@ -91,8 +99,8 @@ async function exitCode(cli, what) {
 
 const sha = (b) => createHash("sha256").update(b).digest("hex");
 
-async function join_(page, name) {
-  await page.goto(`${base}/`);
+async function join_(page, name, at = base) {
+  await page.goto(`${at}/`);
   await page.locator("#name").fill(name);
   await page.locator("#join").click();
   await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
@@ -111,7 +119,8 @@ function launch() {
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      `--host-resolver-rules=MAP ${LAN_NAME} 127.0.0.1`],
   });
 }
 
@@ -128,7 +137,10 @@ async function main() {
     await layoutOnly();
     skipped = true;
     const browser = await launch();
-    try { await heartbeatsAndBlobs(browser); } finally { await browser.close(); }
+    try {
+      await heartbeatsAndBlobs(browser);
+      await scriptedTransfers(browser);
+    } finally { await browser.close(); }
     return;
   }
 
@@ -143,9 +155,17 @@ async function main() {
       p.on("pageerror", (e) => { console.error(`${n} page error: ${e.message}`); process.exitCode = 1; });
     }
 
-    await join_(alice, "alice");
-    await join_(bob, "bob");
+    // Both pages come from the non-localhost name: every transfer below runs where the
+    // browser gives no crypto.subtle, and the page's own SHA-256 must do.
+    await join_(alice, "alice", lan);
+    await join_(bob, "bob", lan);
     check(await alice.evaluate(() => localStorage.getItem("tidings.name")) === "alice", "the name is remembered in localStorage");
+    for (const [p, n] of [[alice, "alice"], [bob, "bob"]]) {
+      const ctx = await p.evaluate(() => ({ secure: window.isSecureContext, subtle: !!(window.crypto && crypto.subtle), host: location.hostname }));
+      check(ctx.host === LAN_NAME && ctx.secure === false && ctx.subtle === false, `${n}'s page at ${lan} is not a secure context (no crypto.subtle)`);
+    }
+    check(await alice.locator("#notify").isDisabled(), "outside a secure context the notification bell is disabled (browsers refuse there)");
+    await sha256Checks(alice);
 
     const carol = new Cli(["chat", "--name", "carol"], "carol (terminal chat)");
     await carol.event((e) => e.event === "connected", "carol connected");
@@ -187,6 +207,51 @@ async function main() {
     await bob.locator(".msg", { hasText: "after the private line" }).waitFor({ timeout: STEP_MS });
     check(!(await bob.locator(".msg", { hasText: "just for you" }).count()), "bob does not see carol's private line to alice");
 
+    // Unread markers: carol's private lines are counted beside her name in alice's list
+    // until alice opens their conversation, which then shows only that conversation.
+    const carolUnread = alice.locator('#users [data-name="carol"] .unread');
+    check((await carolUnread.textContent()) === "1", "carol's private line shows 1 unread beside her name");
+    carol.line("/msg alice a second one");
+    await alice.locator(".msg.private", { hasText: "a second one" }).waitFor({ timeout: STEP_MS });
+    check((await carolUnread.textContent()) === "2" && (await alice.title()) === "(2) tidings", "a second one makes it 2, and the tab title says (2)");
+    await alice.locator('#users [data-name="carol"]').click();
+    check(!(await carolUnread.count()) && (await alice.title()) === "tidings", "opening carol's conversation clears her unread count and the title");
+    check(await alice.locator(".msg", { hasText: "a second one" }).isVisible() && await alice.locator(".msg", { hasText: "hello everyone" }).isHidden(), "carol's conversation shows their private lines, not the public ones");
+    carol.line("/msg alice while you look");
+    await alice.locator(".msg.private", { hasText: "while you look" }).waitFor({ timeout: STEP_MS });
+    check(!(await carolUnread.count()), "a private line into the open conversation is not counted as unread");
+    await alice.screenshot({ path: join(artifacts, "laptop-conversation.png") });
+    await alice.locator('#users [data-name=""]').click();
+    check(await alice.locator(".msg", { hasText: "hello everyone" }).isVisible(), "Everyone shows the whole log again");
+    check((await bob.locator('#users [data-name="alice"] .unread').textContent()) === "1", "bob has 1 unread from alice (her private message)");
+
+    // Links: http(s) and mailto become links that open apart from the page; other schemes
+    // and markup stay text.
+    carol.line('see https://example.com/a?b=1, or mailto:ops@example.com. not javascript:alert(1) nor data:text/html,<b>x</b> <img src=x onerror="window.__pwned=1">');
+    const linkMsg = alice.locator(".msg", { hasText: "see https://example.com" });
+    await linkMsg.waitFor({ timeout: STEP_MS });
+    const links = await linkMsg.locator(".text a").evaluateAll((as) => as.map((a) => ({ href: a.getAttribute("href"), text: a.textContent, rel: a.rel, target: a.target })));
+    check(links.length === 2 && links[0].href === "https://example.com/a?b=1" && links[0].text === "https://example.com/a?b=1" && links[1].href === "mailto:ops@example.com", `the https and mailto addresses are links, without the sentence's punctuation: ${JSON.stringify(links.map((l) => l.href))}`);
+    check(links.every((l) => l.rel === "noopener noreferrer" && l.target === "_blank"), "links open in a new tab with rel=\"noopener noreferrer\"");
+    const linkText = await linkMsg.locator(".text").textContent();
+    check(!(await linkMsg.locator('a[href^="javascript"], a[href^="data"], img, b').count()) && linkText.includes("javascript:alert(1)") && linkText.includes('<img src=x onerror="window.__pwned=1">'), "javascript: and data: stay text, and markup in a message is shown as written");
+    check(await alice.evaluate(() => window.__pwned === undefined), "nothing in the message ran");
+    await linkMsg.screenshot({ path: join(artifacts, "message-links.png") });
+
+    // Multi-line: Shift+Enter makes a new line, Enter sends; the newline arrives and shows.
+    await alice.locator("#message").fill("first line");
+    await alice.locator("#message").press("Shift+Enter");
+    await alice.locator("#message").pressSequentially("second line");
+    check((await alice.locator("#message").inputValue()) === "first line\nsecond line", "Shift+Enter makes a new line in the composer");
+    await alice.locator("#message").press("Enter");
+    const twoLines = bob.locator(".msg .text", { hasText: "second line" });
+    await twoLines.waitFor({ timeout: STEP_MS });
+    check((await twoLines.textContent()) === "first line\nsecond line", "bob receives the message with its newline");
+    const rows = await twoLines.evaluate((el) => Math.round(el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)));
+    check(rows === 2 && !(await twoLines.locator("br").count()), `and sees it on ${rows} lines (white-space: pre-wrap, no <br>)`);
+    await carol.event((e) => e.event === "text" && e.text === "first line\nsecond line", "carol gets the two lines as one message");
+    check((await alice.locator("#message").inputValue()) === "", "Enter sent it and emptied the composer");
+
     // A name in use is refused: the page says so and asks for another name.
     const third = await (await browser.newContext({ viewport: { width: 375, height: 812 } })).newPage();
     await third.goto(`${base}/`);
@@ -209,8 +274,35 @@ async function main() {
     check((await exitCode(dave, "recv --count 1")) === 0, "tidings recv exits 0 after the page's file");
     const stored = readFileSync(got.path);
     check(stored.length === upload.length && stored.equals(upload), `the terminal stored the page's file byte for byte (${upload.length} bytes)`);
+    check(got.sha256 === sha(upload), "the SHA-256 the page sent (its own, no crypto.subtle) is the file's, as the terminal checked it");
+    const left = readdirSync(inbox).filter((f) => f.endsWith(".part"));
+    check(left.length === 0, `no .part file is left in the terminal's inbox (${readdirSync(inbox).join(", ")})`);
     await alice.locator('.transfer[data-dir="out"][data-state="complete"]').waitFor({ timeout: STEP_MS });
     check((await alice.locator('.transfer[data-dir="out"] .info').textContent()).includes("100%"), "alice's card shows the transfer complete at 100%");
+
+    // A resumed upload: the terminal kept the first 1 MiB as a .part and accepts from there;
+    // the page hashes that part from the file before sending the rest, and the terminal
+    // checks the digest of the whole.
+    const resumeDir = join(work, "resume");
+    mkdirSync(resumeDir);
+    const whole = randomBytes(2 * 1024 * 1024 + 4321);
+    writeFileSync(join(resumeDir, "resumed.bin.part"), whole.subarray(0, 1024 * 1024));
+    await alice.evaluate(() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (t) {
+        if (typeof t === "string" && t.startsWith('{"type":"chunk"') && window.__firstChunk === undefined) window.__firstChunk = JSON.parse(t).offset;
+        return send.call(this, t);
+      };
+    });
+    const dina = new Cli(["recv", "--name", "dina", "--out", resumeDir, "--count", "1"], "dina (terminal recv, resuming)");
+    await dina.event((e) => e.event === "connected", "dina connected");
+    await alice.locator('#users [data-name="dina"]').click();
+    await alice.locator("#file").setInputFiles({ name: "resumed.bin", mimeType: "application/octet-stream", buffer: whole });
+    const resumed = await dina.event((e) => e.event === "received", "dina receives the rest");
+    check((await exitCode(dina, "recv resumed")) === 0, "tidings recv exits 0 after a resumed upload from the page");
+    check(await alice.evaluate(() => window.__firstChunk) === 1024 * 1024, "the page sent from the terminal's kept 1 MiB on");
+    check(readFileSync(resumed.path).equals(whole) && resumed.sha256 === sha(whole), "the resumed file is whole and its digest (the page's, over the kept part too) is right");
+    check(!readdirSync(resumeDir).some((f) => f.endsWith(".part")), "no .part file is left after the resumed upload");
 
     // A file from a terminal sender to bob's page: accept in the page, download, compare.
     const download = randomBytes(12 * 1024 * 1024 + 777); // more than the page's 8 MiB window
@@ -228,6 +320,9 @@ async function main() {
     check(true, "bob's progress bar moves");
     await bob.locator('.transfer[data-dir="in"][data-state="complete"]').waitFor({ timeout: STEP_MS });
     check((await exitCode(erin, "send")) === 0, "tidings send exits 0: the page confirmed the digest");
+    const sent = await erin.event((e) => e.event === "sent", "erin's sent event");
+    const sum = execFileSync("sha256sum", [srcPath], { encoding: "utf8" }).split(" ")[0];
+    check(sent.sha256 === sum, `the digest the page confirmed is sha256sum's of the 12 MiB source (${sum.slice(0, 16)}…)`);
     const info = await offer.locator(".info").textContent();
     check(/100%/.test(info) && /\/s/.test(info), `bob's card shows bytes, percent and rate: "${info}"`);
     const [dl] = await Promise.all([bob.waitForEvent("download", { timeout: STEP_MS }), offer.locator("a.download").click()]);
@@ -284,17 +379,128 @@ async function main() {
     await noHorizontalScroll(bob, "phone 375x812");
     await alice.screenshot({ path: join(artifacts, "laptop-1280x800.png") });
     await bob.screenshot({ path: join(artifacts, "phone-375x812.png") });
+
+    // The dark scheme follows the browser's preference.
+    const bg = (p) => p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const light = await bg(alice);
+    for (const p of [alice, bob]) await p.emulateMedia({ colorScheme: "dark" });
+    const dark = await bg(alice);
+    const lum = (c) => { const [r, g, b] = c.match(/\d+/g).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; };
+    check(lum(light) > 0.8 && lum(dark) < 0.2, `prefers-color-scheme: dark turns the page dark (${light} -> ${dark})`);
+    const ink = await alice.evaluate(() => getComputedStyle(document.querySelector(".msg .text")).color);
+    check(lum(ink) > 0.6, `and its text light (${ink})`);
+    await alice.screenshot({ path: join(artifacts, "laptop-1280x800-dark.png") });
+    await bob.screenshot({ path: join(artifacts, "phone-375x812-dark.png") });
+    for (const p of [alice, bob]) await p.emulateMedia({ colorScheme: "light" });
     console.log(`screenshots in ${artifacts}`);
 
     carol.line("/quit");
     await alice.locator(".note", { hasText: "carol left" }).waitFor({ timeout: STEP_MS });
     check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
 
+    await notifications(browser);
     await reconnects(browser);
     await heartbeatsAndBlobs(browser);
+    await scriptedTransfers(browser);
   } finally {
     await browser.close();
   }
+}
+
+// The page's own SHA-256 (sha256.js), in the page: the FIPS 180-4 / NIST examples, random
+// inputs fed in odd slices against node's hash, and its speed.
+async function sha256Checks(page) {
+  const r = await fetch(`${base}/sha256.js`);
+  check(r.ok && /^text\/javascript/.test(r.headers.get("content-type")), `/sha256.js is served as ${r.headers.get("content-type")}`);
+  const nist = await page.evaluate(() => {
+    const hex = (u) => [...u].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const ascii = (t) => new TextEncoder().encode(t);
+    const million = new Sha256();
+    const a = new Uint8Array(1000).fill(0x61);
+    for (let i = 0; i < 1000; i++) million.update(a);
+    return [
+      hex(new Sha256().digest()),
+      hex(new Sha256().update(ascii("abc")).digest()),
+      hex(new Sha256().update(ascii("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")).digest()),
+      hex(million.digest()),
+      hex(new Sha256().update(new Uint8Array(1000000).fill(0x61)).digest()),
+    ];
+  });
+  check(nist[0] === "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "SHA-256 of the empty string");
+  check(nist[1] === "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "SHA-256 of \"abc\"");
+  check(nist[2] === "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", "SHA-256 of the 448-bit message");
+  check(nist[3] === "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" && nist[4] === nist[3], "SHA-256 of one million 'a', in 1000 updates and in one");
+  // Lengths around the padding boundaries (55, 56, 63, 64 …), cut at random places.
+  const inputs = [];
+  for (const n of [1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 1000, 4097, 65537, 300001]) inputs.push(randomBytes(n));
+  const got = await page.evaluate((list) => list.map((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const h = new Sha256();
+    let i = 0;
+    let k = 1;
+    while (i < bytes.length) { h.update(bytes.subarray(i, i + k)); i += k; k = (k * 7 + 3) % 131; }
+    return [...h.digest()].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }), inputs.map((b) => b.toString("base64")));
+  check(got.every((h, i) => h === sha(inputs[i])), `SHA-256 of ${inputs.length} random inputs fed in uneven slices matches node's`);
+  const speed = await page.evaluate(() => {
+    const data = new Uint8Array(32 << 20);
+    for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    new Sha256().update(data.subarray(0, 1 << 20)).digest(); // warm up
+    const t0 = performance.now();
+    const h = new Sha256();
+    for (let i = 0; i < data.length; i += 192 * 1024) h.update(data.subarray(i, i + 192 * 1024));
+    h.digest();
+    return (data.length / 1e6) / ((performance.now() - t0) / 1000);
+  });
+  console.log(`# the page's SHA-256 hashes ${speed.toFixed(0)} MB/s in this Chromium (32 MiB in 192 KiB chunks)`);
+}
+
+// Desktop notifications, on a secure origin (127.0.0.1) with the permission granted: asked
+// only on a click of the bell, shown only while the tab is hidden, for private messages and
+// mentions. Notification is wrapped to record what the page shows; document.hidden is set
+// by the test.
+async function notifications(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await ctx.grantPermissions(["notifications"], { origin: base });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => { console.error(`nora page error: ${e.message}`); process.exitCode = 1; });
+  await page.addInitScript(() => {
+    window.__notes = [];
+    window.__asked = 0;
+    window.__hidden = false;
+    const Real = window.Notification;
+    window.Notification = class {
+      constructor(title, options) { window.__notes.push({ title, body: options && options.body }); }
+      close() {}
+      static get permission() { return Real.permission; }
+      static requestPermission() { window.__asked += 1; return Real.requestPermission(); }
+    };
+    Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => window.__hidden });
+    Object.defineProperty(Document.prototype, "visibilityState", { configurable: true, get: () => (window.__hidden ? "hidden" : "visible") });
+  });
+  await join_(page, "nora");
+  const bell = page.locator("#notify");
+  check(await bell.isVisible() && (await bell.getAttribute("aria-pressed")) === "false" && await page.evaluate(() => window.__asked === 0), "the bell is offered and off; nothing asked for permission by itself");
+  await bell.click();
+  await page.locator('#notify[aria-pressed="true"]').waitFor({ timeout: STEP_MS });
+  check(await page.evaluate(() => window.__asked <= 1), "clicking the bell turns notifications on (the context granted the permission)");
+  const olga = new Cli(["chat", "--name", "olga"], "olga (terminal chat)");
+  await olga.event((e) => e.event === "connected", "olga connected");
+  olga.line("/msg nora seen while visible");
+  await page.locator(".msg", { hasText: "seen while visible" }).waitFor({ timeout: STEP_MS });
+  check(await page.evaluate(() => window.__notes.length === 0), "no notification while the tab is visible");
+  await page.evaluate(() => { window.__hidden = true; });
+  olga.line("/msg nora are you there?");
+  olga.line("a public line for nobody");
+  olga.line("nora: a public line that mentions you");
+  await page.locator(".msg", { hasText: "a public line that mentions you" }).waitFor({ timeout: STEP_MS });
+  const notes = await page.evaluate(() => window.__notes);
+  check(notes.length === 2 && notes[0].title === "olga (private)" && notes[0].body === "are you there?" && notes[1].title === "olga mentioned you" && notes[1].body === "nora: a public line that mentions you", `while hidden, the private message and the mention notify, the other public line does not: ${JSON.stringify(notes)}`);
+  check(await page.locator(".msg.mention", { hasText: "mentions you" }).count() === 1, "the mention is highlighted in the log");
+  await page.screenshot({ path: join(artifacts, "laptop-notifications.png") });
+  olga.line("/quit");
+  await exitCode(olga, "olga quits");
+  await ctx.close();
 }
 
 // The page reconnects by itself when its server goes away and comes back on the same port.
@@ -410,6 +616,60 @@ async function heartbeatsAndBlobs(browser) {
   check((await page.evaluate(() => window.__closed.reason)) === "heartbeat timeout", "the page closes after the heartbeat timeout and shows reconnecting");
   await page.waitForFunction(() => window.__sockets.length === 2, null, { timeout: STEP_MS });
   check(true, "the page opens a new socket after the backoff");
+  await page.context().close();
+}
+
+// Digests and media types at the page's edge, against a scripted peer: a good and a bad
+// digest from a sender, a resumed upload whose digest must still cover the whole file, and
+// a blob that claims to be HTML.
+async function scriptedTransfers(browser) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => { console.error(`hana page error: ${e.message}`); process.exitCode = 1; });
+  await page.addInitScript(scriptedSocket);
+  await page.goto(pathToFileURL(join(root, "cli", "web", "index.html")).href);
+  await page.waitForFunction(() => window.__sent.length === 1, null, { timeout: STEP_MS });
+  const push = (m) => page.evaluate((t) => window.__sockets[0].push(t), JSON.stringify(m));
+  const sentOf = (pred) => page.waitForFunction((src) => window.__sent.map((t) => JSON.parse(t)).find(new Function("m", `return ${src}`)), pred, { timeout: STEP_MS }).then((h) => h.jsonValue());
+  await push({ type: "welcome", name: "hana", server: "server", heartbeat_ms: 60000, timeout_ms: 120000, max_frame: 1048576, capabilities: 3, online: ["hana", "ivan"] });
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  const b64sha = (b) => createHash("sha256").update(b).digest("base64");
+
+  for (const [id, good] of [[1, true], [3, false]]) {
+    const data = randomBytes(700001);
+    await push({ type: "offer", id, peer: "ivan", size: data.length, name: `file-${id}.bin` });
+    await page.locator(`.transfer[data-id="${id}"] button.accept`).click({ timeout: STEP_MS });
+    const accept = await sentOf(`m.type === "accept" && m.id === ${id}`);
+    check(accept.offset === 0 && accept.credit >= data.length, `the page accepts offer ${id} from 0`);
+    for (let o = 0; o < data.length; o += 250000) await push({ type: "chunk", id, offset: o, data: data.subarray(o, o + 250000).toString("base64") });
+    await push({ type: "done", id, sha256: good ? b64sha(data) : b64sha(Buffer.from("something else")) });
+    if (good) {
+      await sentOf(`m.type === "complete" && m.id === ${id}`);
+      check(true, "the right digest is confirmed with complete");
+    } else {
+      const failed = await sentOf(`m.type === "failed" && m.id === ${id}`);
+      check(failed.code === 35 && (await page.locator(`.transfer[data-id="${id}"]`).getAttribute("data-state")) === "failed", "a wrong digest is answered failed (digest-mismatch, 35) and the card fails");
+    }
+  }
+
+  // The receiver kept the first 100000 bytes: chunks start there, the digest covers all.
+  const upload = randomBytes(500000);
+  await page.locator('#users [data-name="ivan"]').click();
+  await page.locator("#file").setInputFiles({ name: "resumed.bin", mimeType: "application/octet-stream", buffer: upload });
+  const offer = await sentOf(`m.type === "offer" && m.name === "resumed.bin"`);
+  await push({ type: "accept", id: offer.id, offset: 100000, credit: 1 << 20 });
+  const done = await sentOf(`m.type === "done" && m.id === ${offer.id}`);
+  const chunks = await page.evaluate((id) => window.__sent.map((t) => JSON.parse(t)).filter((m) => m.type === "chunk" && m.id === id), offer.id);
+  const joined = Buffer.concat(chunks.map((c) => Buffer.from(c.data, "base64")));
+  check(chunks[0].offset === 100000 && joined.equals(upload.subarray(100000)), "a resumed upload sends from the receiver's offset");
+  check(done.sha256 === b64sha(upload), "and its digest still covers the whole file (the kept part hashed from the file first)");
+
+  // A right-to-left override in a file name reorders the name only, not the size after it.
+  await push({ type: "offer", id: 5, peer: "ivan", size: 10, name: "\u202egnp.exe" });
+  const [nameBox, sizeBox] = await page.locator('.transfer[data-id="5"] .fname').evaluate((el) => [el.firstElementChild.getBoundingClientRect().right, el.querySelector(".muted").getBoundingClientRect().left]);
+  check(sizeBox >= nameBox - 1, `a bidi override in a peer's file name stays inside the name (size at ${Math.round(sizeBox)} px, name ends at ${Math.round(nameBox)} px)`);
+  await push({ type: "blob", peer: "ivan", private: false, media_type: "text/html", data: Buffer.from("<script>parent.__pwned = 1</script>").toString("base64") });
+  const served = await page.locator('.msg a[download="blob"]').evaluate(async (a) => (await fetch(a.href)).headers.get("content-type"));
+  check(served === "application/octet-stream", `a blob claiming text/html is stored as ${served}, so opening it cannot run it in the page's origin`);
   await page.context().close();
 }
 

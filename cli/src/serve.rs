@@ -26,6 +26,11 @@ const WEB_PAGE: &[WebAsset] = &[
         body: include_bytes!("../web/app.js"),
     },
     WebAsset {
+        path: "/sha256.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/sha256.js"),
+    },
+    WebAsset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../web/style.css"),

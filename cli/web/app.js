@@ -12,6 +12,14 @@
   const SEND_BUFFER = 4 * 1024 * 1024; // stop reading the file while the socket holds this much
   const BACKOFF_MAX_S = 30;
   const NAME_KEY = "tidings.name";
+  const NOTIFY_KEY = "tidings.notify"; // "on" once the user asked for notifications
+  const MESSAGE_MAX_HEIGHT = 160; // px: the composer grows with its lines up to this
+  // Only these schemes become links; anything else (javascript:, data:, …) stays text.
+  const LINK_SCHEMES = ["http:", "https:", "mailto:"];
+  // Media types a peer may have shown inline. Every other type is stored as
+  // application/octet-stream, so that a blob: URL opened in a tab (which runs with the page's
+  // origin) can never render a peer's HTML or SVG as a document.
+  const INLINE_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"];
   const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35 };
 
   const $ = (id) => document.getElementById(id);
@@ -19,6 +27,7 @@
     status: $("status"), rename: $("rename"), users: $("users"), count: $("count"),
     log: $("log"), composer: $("composer"), message: $("message"), send: $("send"),
     file: $("file"), target: $("target"), drop: $("drop"), dropTarget: $("drop-target"),
+    notify: $("notify"),
     login: $("login"), loginForm: $("login-form"), name: $("name"), loginError: $("login-error"),
   };
 
@@ -27,7 +36,9 @@
   let name = localStorage.getItem(NAME_KEY) || "";
   let session = null; // {name, server, heartbeatMs, timeoutMs}
   let online = [];
-  let target = ""; // "" = everyone
+  let target = ""; // "" = everyone; else the private conversation shown and written to
+  const unread = new Map(); // lower-case name -> private messages not yet viewed
+  let notifyOn = localStorage.getItem(NOTIFY_KEY) === "on";
   let attempts = 0;
   let reconnectTimer = null;
   let countdownTimer = null;
@@ -170,6 +181,7 @@
           note(`${msg.name} joined`);
         } else {
           note(`${msg.name} left`);
+          unread.delete(msg.name.toLowerCase()); // their list entry, where it showed, is gone
           setOnline(online.filter((n) => !same(n, msg.name)));
         }
         break;
@@ -177,7 +189,7 @@
         setOnline(msg.names || []);
         break;
       case "text":
-        addMessage({ from: msg.peer, to: msg.private ? name : "", text: msg.text });
+        onText(msg);
         break;
       case "blob":
         addBlob(msg);
@@ -225,8 +237,9 @@
       return true;
     }).sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
     if (target && !online.some((n) => same(n, target))) {
-      note(`${target} is no longer online; messages go to everyone.`);
-      target = "";
+      const gone = target;
+      select("");
+      note(`${gone} is no longer online; messages go to everyone.`);
     }
     renderUsers();
   }
@@ -239,6 +252,39 @@
     ui.dropTarget.textContent = target || "…";
     ui.message.placeholder = target ? `Private message to ${target}` : "Message everyone";
     ui.composer.classList.toggle("private", !!target);
+    let total = 0;
+    for (const c of unread.values()) total += c;
+    document.title = total ? `(${total}) tidings` : "tidings";
+  }
+
+  // Selecting a person shows only the private conversation with them (messages and files,
+  // both ways) and clears their unread count; "Everyone" shows the whole log.
+  function select(n) {
+    target = n;
+    if (n) unread.delete(n.toLowerCase());
+    renderUsers();
+    applyView();
+    ui.log.scrollTop = ui.log.scrollHeight;
+  }
+
+  function shown(li) {
+    if (!target) return true;
+    return li.dataset.with === target.toLowerCase() || li.classList.contains("error");
+  }
+
+  function applyView() {
+    ui.log.dataset.view = target ? "person" : "everyone";
+    for (const li of ui.log.children) li.hidden = !shown(li);
+  }
+
+  // A private message (or file offer) from `peer` counts as unread unless their
+  // conversation is the one on screen.
+  function countUnread(peer) {
+    if (!peer || (session && same(peer, session.name))) return;
+    if (target && same(peer, target)) return;
+    const k = peer.toLowerCase();
+    unread.set(k, (unread.get(k) || 0) + 1);
+    renderUsers();
   }
 
   function userItem(n, label) {
@@ -247,7 +293,18 @@
     b.type = "button";
     b.className = "user" + (n === "" ? " everyone" : "");
     b.dataset.name = n;
-    b.textContent = label;
+    const l = document.createElement("span");
+    l.className = "label";
+    l.textContent = label;
+    b.append(l);
+    const count = n ? unread.get(n.toLowerCase()) || 0 : 0;
+    if (count) {
+      const u = document.createElement("span");
+      u.className = "unread";
+      u.textContent = String(count);
+      u.title = `${count} unread`;
+      b.append(u);
+    }
     const isMe = session && n && same(n, session.name);
     if (isMe) {
       b.disabled = true;
@@ -258,8 +315,7 @@
     b.classList.toggle("selected", selected);
     b.setAttribute("aria-pressed", String(selected));
     b.onclick = () => {
-      target = n === "" || (target && same(n, target)) ? "" : n;
-      renderUsers();
+      select(n === "" || (target && same(n, target)) ? "" : n);
       ui.message.focus();
     };
     li.append(b);
@@ -272,9 +328,12 @@
     return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  function entry(cls) {
+  // A new log entry; `peer` names the private conversation it belongs to, if any.
+  function entry(cls, peer) {
     const li = document.createElement("li");
     li.className = cls;
+    if (peer) li.dataset.with = peer.toLowerCase();
+    li.hidden = !shown(li);
     const nearBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
     ui.log.append(li);
     if (nearBottom) requestAnimationFrame(() => { ui.log.scrollTop = ui.log.scrollHeight; });
@@ -311,19 +370,79 @@
     return peer;
   }
 
-  function addMessage({ from, to, text, mine }) {
+  function onText(msg) {
+    const from = msg.peer;
+    const mention = !msg.private && !!session && mentions(msg.text, session.name);
+    addMessage({ from, to: msg.private ? name : "", text: msg.text, mention });
+    if (msg.private) countUnread(from);
+    if (msg.private || mention) notify(from, msg.text, !!msg.private);
+  }
+
+  // The peer's text goes in as text nodes and anchors made with the DOM, never as markup;
+  // its newlines are kept by `white-space: pre-wrap` (.text).
+  function addMessage({ from, to, text, mine, mention }) {
     const isPrivate = !!to;
-    const li = entry("msg" + (mine ? " mine" : "") + (isPrivate ? " private" : ""));
+    const cls = "msg" + (mine ? " mine" : "") + (isPrivate ? " private" : "") + (mention ? " mention" : "");
+    const li = entry(cls, isPrivate ? (mine ? to : from) : "");
     li.dataset.from = from;
     head(li, senderLabel(from), mine && to ? to : "", isPrivate);
     const body = document.createElement("div");
     body.className = "text";
-    body.textContent = text;
+    appendLinked(body, text);
     li.append(body);
   }
 
+  // Web and mail addresses in a message, as written. Punctuation that ends a sentence is
+  // left out of the link (see trimLink).
+  const LINK = /\b(?:https?:\/\/|mailto:)[^\s<>"]+/gi;
+
+  function appendLinked(parent, text) {
+    let last = 0;
+    for (const m of text.matchAll(LINK)) {
+      const written = trimLink(m[0]);
+      const href = safeHref(written);
+      if (!href) continue;
+      if (m.index > last) parent.append(text.slice(last, m.index));
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = written;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      parent.append(a);
+      last = m.index + written.length;
+    }
+    if (last < text.length) parent.append(text.slice(last));
+  }
+
+  // "see https://x.org/a." links https://x.org/a; "(https://x.org/a_(b))" keeps its
+  // balanced parenthesis and drops the closing one.
+  function trimLink(s) {
+    for (;;) {
+      const c = s.at(-1);
+      if (".,;:!?'\u2019".includes(c)) s = s.slice(0, -1);
+      else if (c === ")" && s.split("(").length < s.split(")").length) s = s.slice(0, -1);
+      else if (c === "]" && s.split("[").length < s.split("]").length) s = s.slice(0, -1);
+      else return s;
+    }
+  }
+
+  function safeHref(s) {
+    try {
+      const u = new URL(s);
+      return LINK_SCHEMES.includes(u.protocol) ? u.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // Whether `text` names `me` as a word: "bob", "@bob", "bob:" but not "bobby".
+  function mentions(text, me) {
+    const esc = me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`(^|[^\\w.-])@?${esc}($|[^\\w-])`, "i").test(text);
+  }
+
   function note(text, kind) {
-    const li = entry("note" + (kind ? " " + kind : ""));
+    const li = entry("note" + (kind ? " " + kind : ""), "");
     const t = document.createElement("time");
     t.textContent = time();
     const s = document.createElement("span");
@@ -332,13 +451,17 @@
   }
 
   function addBlob(msg) {
-    const li = entry("msg" + (msg.private ? " private" : ""));
+    const li = entry("msg" + (msg.private ? " private" : ""), msg.private ? msg.peer : "");
     li.dataset.from = msg.peer;
     head(li, senderLabel(msg.peer), "", !!msg.private);
     const bytes = fromBase64(msg.data || "");
     const type = msg.media_type || "application/octet-stream";
-    const url = URL.createObjectURL(new Blob([bytes], { type }));
-    if (type.startsWith("image/")) {
+    const url = URL.createObjectURL(new Blob([bytes], { type: blobType(type) }));
+    if (msg.private) {
+      countUnread(msg.peer);
+      notify(msg.peer, `sent ${type.startsWith("image/") ? "a picture" : type}`, true);
+    }
+    if (INLINE_IMAGES.includes(type)) {
       const img = document.createElement("img");
       img.className = "inline";
       img.src = url;
@@ -353,6 +476,62 @@
     }
   }
 
+  function blobType(type) {
+    return INLINE_IMAGES.includes(type) ? type : "application/octet-stream";
+  }
+
+  // ---------------------------------------------------------------- notifications
+
+  // Desktop notifications for private messages, offers and mentions while the tab is
+  // hidden. Permission is asked only when the user clicks the bell; browsers grant it
+  // only to secure contexts (https, localhost), so elsewhere the bell says why it is off.
+  const canNotify = () => "Notification" in window && window.isSecureContext;
+
+  function renderBell() {
+    ui.notify.hidden = !("Notification" in window);
+    if (ui.notify.hidden) return;
+    const perm = canNotify() ? Notification.permission : "denied";
+    const on = notifyOn && perm === "granted";
+    ui.notify.disabled = !canNotify();
+    ui.notify.setAttribute("aria-pressed", String(on));
+    ui.notify.title = !canNotify() ? "Desktop notifications need https or localhost"
+      : perm === "denied" ? "Notifications are blocked in this browser's settings for the site"
+      : on ? "Notifying private messages and mentions while the tab is hidden (click to stop)"
+      : "Notify me of private messages and mentions while this tab is hidden";
+  }
+
+  ui.notify.addEventListener("click", async () => {
+    if (!canNotify()) return;
+    if (notifyOn && Notification.permission === "granted") {
+      notifyOn = false;
+    } else {
+      const perm = Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+      notifyOn = perm === "granted";
+    }
+    localStorage.setItem(NOTIFY_KEY, notifyOn ? "on" : "off");
+    renderBell();
+  });
+
+  // A private message (or offer) from `peer` ("" = the server), or a mention by them.
+  // Clicking the notification opens their conversation.
+  function notify(peer, body, isPrivate) {
+    if (!notifyOn || !document.hidden || !canNotify() || Notification.permission !== "granted") return;
+    const who = senderLabel(peer);
+    try {
+      const n = new Notification(isPrivate ? `${who} (private)` : `${who} mentioned you`, {
+        body: body.length > 200 ? body.slice(0, 199) + "…" : body,
+        tag: `tidings:${isPrivate ? "private" : "mention"}:${who.toLowerCase()}`,
+      });
+      n.onclick = () => {
+        window.focus();
+        if (isPrivate && peer && online.some((o) => same(o, peer))) select(peer);
+        n.close();
+      };
+    } catch {
+      // Some browsers allow notifications only from a service worker: then there are none.
+    }
+  }
+
   // ---------------------------------------------------------------- sending chat
 
   ui.composer.addEventListener("submit", (ev) => {
@@ -362,8 +541,22 @@
     if (send({ type: "text", peer: target, private: false, text })) {
       addMessage({ from: session.name, to: target, text, mine: true });
       ui.message.value = "";
+      fitMessage();
     }
   });
+
+  // Enter sends, Shift+Enter (or an input method composing) makes a new line.
+  ui.message.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    ev.preventDefault();
+    ui.composer.requestSubmit();
+  });
+
+  function fitMessage() {
+    ui.message.style.height = "auto";
+    ui.message.style.height = `${Math.min(ui.message.scrollHeight + 2, MESSAGE_MAX_HEIGHT)}px`;
+  }
+  ui.message.addEventListener("input", fitMessage);
 
   // ---------------------------------------------------------------- base64 and digests
 
@@ -384,11 +577,6 @@
     return out;
   }
 
-  async function sha256(blob) {
-    const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
-    return toBase64(new Uint8Array(digest));
-  }
-
   function fmtBytes(n) {
     if (n < 1024) return `${n} B`;
     const units = ["KiB", "MiB", "GiB", "TiB"];
@@ -403,7 +591,7 @@
   // One card per transfer in the log: name, peer, a progress bar with bytes, percent and
   // rate, and the buttons that fit its state.
   function card(t) {
-    const li = entry("msg transfer " + t.dir + (t.dir === "out" ? " mine" : ""));
+    const li = entry("msg transfer " + t.dir + (t.dir === "out" ? " mine" : ""), t.peer);
     li.dataset.id = String(t.id);
     li.dataset.dir = t.dir;
     head(li, t.dir === "out" ? session.name : senderLabel(t.peer), t.dir === "out" ? t.peer : "", false);
@@ -411,7 +599,9 @@
     box.className = "file";
     const title = document.createElement("div");
     title.className = "fname";
-    title.textContent = t.name;
+    const fname = document.createElement("bdi"); // a peer's bidi controls stay inside it
+    fname.textContent = t.name;
+    title.append(fname);
     const size = document.createElement("span");
     size.className = "muted";
     size.textContent = ` ${fmtBytes(t.size)}`;
@@ -444,7 +634,8 @@
     bar.value = t.done;
     const pct = t.size ? Math.floor((t.done / t.size) * 100) : 100;
     const secs = t.started ? Math.max(0.001, ((t.ended || Date.now()) - t.started) / 1000) : 0;
-    const rate = secs ? `${fmtBytes(Math.round(t.done / secs))}/s` : "";
+    // Bytes the receiver already had (a resumed transfer) are not counted in the rate.
+    const rate = secs ? `${fmtBytes(Math.round((t.done - (t.startOffset || 0)) / secs))}/s` : "";
     const progress = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
     info.textContent = text ? `${text} — ${progress}` : progress;
     actions.replaceChildren();
@@ -505,7 +696,11 @@
     t.done = msg.offset;
     t.limit = msg.offset + msg.credit;
     t.started = Date.now();
-    t.digest = sha256(t.file); // hashed while the chunks go out
+    t.startOffset = msg.offset;
+    // The digest covers the whole file: it is computed from the chunks as they go out,
+    // after the part the receiver kept (offset > 0) was read and hashed first (pump).
+    t.hash = new Sha256();
+    t.hashed = 0;
     render(t, "sending");
     pump(t);
   }
@@ -523,6 +718,12 @@
     if (t.pumping) return;
     t.pumping = true;
     try {
+      while (t.state === "running" && t.hashed < t.done) {
+        const end = Math.min(t.done, t.hashed + CHUNK);
+        t.hash.update(new Uint8Array(await t.file.slice(t.hashed, end).arrayBuffer()));
+        t.hashed = end;
+        render(t, `hashing the part the receiver kept (${Math.floor((t.hashed / t.done) * 100)}%)`);
+      }
       while (t.state === "running" && t.done < t.size && t.done < t.limit) {
         if (!ws) return;
         if (ws.bufferedAmount > SEND_BUFFER) {
@@ -532,15 +733,15 @@
         const end = Math.min(t.size, t.limit, t.done + CHUNK);
         const bytes = new Uint8Array(await t.file.slice(t.done, end).arrayBuffer());
         if (t.state !== "running") return;
+        t.hash.update(bytes);
+        t.hashed = end;
         send({ type: "chunk", id: t.id, offset: t.done, data: toBase64(bytes) });
         t.done = end;
         render(t, "sending");
       }
       if (t.state === "running" && t.done >= t.size) {
         t.state = "verifying";
-        const digest = await t.digest;
-        if (t.state !== "verifying") return;
-        send({ type: "done", id: t.id, sha256: digest });
+        send({ type: "done", id: t.id, sha256: toBase64(t.hash.digest()) });
         render(t, "waiting for confirmation");
       }
     } catch (e) {
@@ -603,6 +804,8 @@
     transfers.set(`in:${msg.id}`, t);
     card(t);
     render(t, "offered to you");
+    countUnread(t.peer);
+    notify(t.peer, `offers ${t.name} (${fmtBytes(t.size)})`, true);
   }
 
   function acceptOffer(t) {
@@ -610,6 +813,7 @@
     t.state = "running";
     t.started = Date.now();
     t.granted = Math.min(WINDOW, t.size);
+    t.hash = new Sha256(); // fed with each chunk as it arrives: no second pass at the end
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
     render(t, "receiving");
   }
@@ -624,6 +828,7 @@
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running" || msg.offset !== t.done) return;
     const bytes = fromBase64(msg.data);
+    t.hash.update(bytes);
     t.parts.push(bytes);
     t.done += bytes.length;
     // Bytes held in memory count as stored: give back credit once half the window is
@@ -637,16 +842,15 @@
     render(t, "receiving");
   }
 
-  async function onDone(msg) {
+  function onDone(msg) {
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running") return;
     t.state = "verifying";
-    render(t, "checking the digest");
-    const blob = new Blob(t.parts, { type: t.mediaType || "application/octet-stream" });
+    const blob = new Blob(t.parts, { type: blobType(t.mediaType) });
     t.parts = [];
-    const digest = await sha256(blob);
+    const digest = toBase64(t.hash.digest());
     transfers.delete(`in:${t.id}`);
-    if (digest !== msg.sha256) {
+    if (t.done !== t.size || digest !== msg.sha256) {
       send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the SHA-256 differs" });
       finish(t, "failed", "digest mismatch");
       return;
@@ -659,7 +863,7 @@
     a.download = t.name;
     a.textContent = "Download";
     t.el.download = a;
-    if (t.mediaType.startsWith("image/")) {
+    if (INLINE_IMAGES.includes(t.mediaType)) {
       const img = document.createElement("img");
       img.className = "inline";
       img.src = t.url;
@@ -716,5 +920,6 @@
   ui.rename.addEventListener("click", () => askName());
 
   renderUsers();
+  renderBell();
   if (name) connect(); else { setStatus("idle", "not connected"); askName(); }
 })();
