@@ -59,13 +59,13 @@ Exit codes:
   0  success
   1  other error
   2  usage error
-  3  cannot connect to the server (refused, unreachable)
+  3  cannot connect to the server (refused, unreachable, not a tidings server)
   4  the server refused the name (taken, invalid, server full)
   5  a local file cannot be read (checked before connecting)
-  6  a transfer failed or was rejected
+  6  a transfer failed or was rejected (the connection stayed up)
   7  the listening address is in use or not available
   8  the named peer is not online
-  9  the connection was lost or closed by the server";
+  9  the connection was lost or closed by the server, even mid-transfer";
 
 #[derive(Subcommand, Debug)]
 enum Command {

@@ -54,6 +54,9 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
         pending.insert(id, path.clone());
     }
     let mut failures: Vec<(ErrorCode, String)> = Vec::new();
+    // A transfer that failed because our connection ended (the server vanished or stopped
+    // answering) makes the exit 9, like any lost connection, not 6.
+    let mut lost_with = false;
     while !pending.is_empty() {
         let Some(ev) = client.next_event().await else {
             break;
@@ -68,6 +71,7 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             } => {
                 if let Some(path) = pending.remove(&id) {
                     failures.push((code, format!("{}: {reason}", path.display())));
+                    lost_with |= !client.is_open();
                 }
             }
             ClientEvent::Notice {
@@ -80,6 +84,16 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
             _ => {}
         }
+    }
+    if lost_with {
+        // The session ended before the failures were delivered: Closed follows them.
+        while let Some(ev) = client.next_event().await {
+            show(out, &ev);
+            if let ClientEvent::Closed { code, reason, .. } = ev {
+                return Err(lost(code, &reason));
+            }
+        }
+        return Err(lost(ErrorCode::PeerLost, "the connection ended"));
     }
     client.close().await;
     match failures.first() {
