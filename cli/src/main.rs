@@ -1,5 +1,6 @@
 //! `tidings`: chat and send files through a tidings server from the command line.
 
+mod addr;
 mod chat;
 mod exit;
 mod memory;
@@ -171,8 +172,9 @@ struct Conn {
     /// Your name on the server.
     #[arg(long)]
     name: String,
-    /// The server's address.
-    #[arg(long, default_value = DEFAULT_ADDR)]
+    /// The server's address: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT (port 9988 when
+    /// omitted).
+    #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::server)]
     server: String,
 }
 

@@ -584,3 +584,39 @@ fn say_and_chat_end_when_the_server_is_killed_at_any_point() {
         );
     }
 }
+
+/// Runs `tidings --json ARGS` to its end (at most the bound) and returns the exit code with
+/// standard error.
+fn run(args: &[&str]) -> (i32, String) {
+    let args: Vec<&str> = ["--json"].iter().chain(args).copied().collect();
+    let mut p = Proc::spawn(&args, Stdio::null());
+    let code = p.code_within(BOUND);
+    (code, p.stderr())
+}
+
+#[test]
+fn server_addresses_take_port_9988_by_default_and_bad_ones_are_usage_errors() {
+    let (_server, addr) = serve(&[]);
+    // A host name with a port.
+    let with_name = format!("localhost:{}", addr.port());
+    let (code, err) = run(&["say", "--name", "n", "--server", &with_name, "hi"]);
+    assert_eq!(code, 0, "{err}");
+    // Without a port, 9988 is tried (nothing listens on this loopback address).
+    let (code, err) = run(&["say", "--name", "n", "--server", "127.0.0.3", "hi"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot connect to 127.0.0.3:9988"), "{err}");
+    // A bad value: exit 2 before anything is tried, saying what is wrong and what is
+    // expected.
+    for (bad, says) in [
+        ("localhost:http", "\"http\" is not a port"),
+        ("[::1", "not closed"),
+        ("http://localhost:9988", "URL"),
+    ] {
+        let (code, err) = run(&["say", "--name", "n", "--server", bad, "hi"]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(
+            err.contains(says) && err.contains("HOST:PORT"),
+            "{bad}: {err}"
+        );
+    }
+}
