@@ -66,6 +66,13 @@ impl CliError {
                 },
                 format!("the server refused us ({}): {reason}", code.name()),
             ),
+            Error::Handshake {
+                code: ErrorCode::UnsupportedVersion,
+                reason,
+            } => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: {reason} (another tidings version)"),
+            ),
             Error::Handshake { reason, .. } => CliError::new(
                 Exit::Unreachable,
                 format!("cannot connect to {addr}: not a tidings server ({reason})"),

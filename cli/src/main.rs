@@ -176,6 +176,10 @@ struct Conn {
     /// omitted).
     #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::server)]
     server: String,
+    /// How long the server may take to answer as a tidings server, in milliseconds;
+    /// beyond it (a silent listener, a stopped server) the command exits 3.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    handshake_timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! The one-shot commands: `send`, `recv` and `say`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
 use tidings_std::files::Source;
@@ -10,8 +11,14 @@ use crate::out::Out;
 use crate::view::show;
 use crate::{Conn, RecvArgs, SayArgs, SendArgs};
 
-/// Connects and shows the welcome.
-pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result<Client, CliError> {
+/// Connects and shows the welcome. A server that does not complete the handshake within
+/// `--handshake-timeout-ms` (or closes, or is no tidings server) is exit 3.
+pub async fn connect(
+    conn: &Conn,
+    mut config: ClientConfig,
+    out: &mut Out,
+) -> Result<Client, CliError> {
+    config.session.handshake_timeout = Duration::from_millis(conn.handshake_timeout_ms);
     let addr = crate::shown_addr(&conn.server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
     let client = Client::connect(conn.server.as_str(), &conn.name, config)

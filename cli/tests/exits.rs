@@ -32,6 +32,8 @@ struct Proc {
     exit: Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     stderr: Arc<Mutex<String>>,
+    /// Signalled once standard error is read to its end.
+    stderr_done: Receiver<()>,
     stdin: Option<ChildStdin>,
 }
 
@@ -57,10 +59,12 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let sink = stderr.clone();
+        let (done, stderr_done) = mpsc::channel();
         std::thread::spawn(move || {
             let mut s = String::new();
             let _ = err.read_to_string(&mut s);
             sink.lock().unwrap().push_str(&s);
+            let _ = done.send(());
         });
         let stdin = child.stdin.take();
         let pid = child.id();
@@ -78,6 +82,7 @@ impl Proc {
             exit,
             status: None,
             stderr,
+            stderr_done,
             stdin,
         }
     }
@@ -131,6 +136,7 @@ impl Proc {
                 self.status = Some(s);
                 // Everything it printed, now that its output is closed.
                 while self.next_event(Duration::from_secs(5)).is_some() {}
+                let _ = self.stderr_done.recv_timeout(Duration::from_secs(5));
                 s
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -619,4 +625,76 @@ fn server_addresses_take_port_9988_by_default_and_bad_ones_are_usage_errors() {
             "{bad}: {err}"
         );
     }
+}
+
+/// A listener on 127.0.0.1:0 that treats each connection with `act` on a thread of its own.
+fn fake_server(act: fn(TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || act(conn));
+        }
+    });
+    addr
+}
+
+/// `say` against `addr` must exit 3 within `within`, with one line saying it is not a
+/// tidings server.
+fn not_tidings(addr: &str, extra: &[&str], within: Duration) -> String {
+    let mut args = vec!["--json", "say", "--name", "n", "--server", addr];
+    args.extend_from_slice(extra);
+    args.push("hi");
+    let start = Instant::now();
+    let mut p = Proc::spawn(&args, Stdio::null());
+    let code = p.code_within(within);
+    let err = p.stderr();
+    assert_eq!(code, 3, "{err}");
+    assert!(start.elapsed() < within, "{:?}", start.elapsed());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to {addr}: not a tidings server")),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn something_that_is_not_a_tidings_server_is_exit_3() {
+    // An HTTP server answers our preamble as a bad request and closes.
+    let http = fake_server(|mut s| {
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    not_tidings(&http, &[], BOUND);
+    // A server that talks something else at once and keeps the connection.
+    let ssh = fake_server(|mut s| {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n");
+        let mut buf = [0u8; 512];
+        while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    not_tidings(&ssh, &[], BOUND);
+    // Binary garbage.
+    let garbage = fake_server(|mut s| {
+        let _ = s.write_all(&[0xff; 64]);
+        let mut buf = [0u8; 512];
+        while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    not_tidings(&garbage, &[], BOUND);
+    // One that closes at once.
+    let closes = fake_server(drop);
+    let err = not_tidings(&closes, &[], BOUND);
+    assert!(err.contains("closed during the handshake"), "{err}");
+    // A listener that never answers: the handshake timeout bounds it.
+    let silent = fake_server(|mut s| {
+        let mut buf = [0u8; 512];
+        while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let err = not_tidings(
+        &silent,
+        &["--handshake-timeout-ms", "300"],
+        Duration::from_secs(5),
+    );
+    assert!(err.contains("handshake not completed in time"), "{err}");
 }
