@@ -11,15 +11,15 @@ use tidings_core::wire::Utf8;
 use tidings_smol::{Client, ClientConfig, ClientEvent};
 
 /// A server on 127.0.0.1:0 that completes the tidings handshake of each connection with the
-/// core session (heartbeats slow enough never to matter here), then hands the socket to
-/// `then` on a thread of its own.
-fn fake_server(then: fn(TcpStream)) -> SocketAddr {
+/// core session, announcing a heartbeat `timeout` (the interval is a tenth of it; it sends
+/// no heartbeats itself), then hands the socket to `then` on a thread of its own.
+fn fake_server(timeout: Duration, then: fn(TcpStream)) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             std::thread::spawn(move || {
-                if let Some(stream) = handshake(stream) {
+                if let Some(stream) = handshake(stream, timeout) {
                     then(stream);
                 }
             });
@@ -28,10 +28,10 @@ fn fake_server(then: fn(TcpStream)) -> SocketAddr {
     addr
 }
 
-fn handshake(mut stream: TcpStream) -> Option<TcpStream> {
+fn handshake(mut stream: TcpStream, timeout: Duration) -> Option<TcpStream> {
     let config = Config {
-        heartbeat_interval: Duration::from_secs(60),
-        heartbeat_timeout: Duration::from_secs(600),
+        heartbeat_interval: timeout / 10,
+        heartbeat_timeout: timeout,
         ..Config::default()
     };
     let mut session = Session::server(config, Instant::now());
@@ -57,6 +57,9 @@ fn handshake(mut stream: TcpStream) -> Option<TcpStream> {
     }
 }
 
+/// A heartbeat timeout long enough never to matter.
+const LONG: Duration = Duration::from_secs(600);
+
 /// Runs `f` to its end, failing the test if it takes longer than `limit`.
 async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
     future::or(async { Some(f.await) }, async {
@@ -71,7 +74,7 @@ async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Outp
 fn close_returns_at_once_when_the_server_closed_the_connection() {
     // The server leaves right after welcome. The client sees Closed and closes: its goodbye
     // races the driver's end, which once left the goodbye's reply pending forever.
-    let addr = fake_server(drop);
+    let addr = fake_server(LONG, drop);
     smol::block_on(async {
         for i in 0..200 {
             let client = Client::connect(addr, "alice", ClientConfig::default())
@@ -94,7 +97,7 @@ fn close_returns_at_once_when_the_server_closed_the_connection() {
 #[test]
 fn close_returns_at_once_when_the_server_is_gone_unnoticed() {
     // Closed straight away, without waiting for the end to be noticed first.
-    let addr = fake_server(drop);
+    let addr = fake_server(LONG, drop);
     smol::block_on(async {
         for _ in 0..200 {
             let client = Client::connect(addr, "alice", ClientConfig::default())
@@ -108,7 +111,7 @@ fn close_returns_at_once_when_the_server_is_gone_unnoticed() {
 #[test]
 fn close_is_bounded_by_close_timeout_when_the_server_stops_reading() {
     // The server keeps the connection open and reads nothing more.
-    let addr = fake_server(|stream| {
+    let addr = fake_server(LONG, |stream| {
         std::thread::sleep(Duration::from_secs(60));
         drop(stream);
     });
@@ -129,4 +132,40 @@ fn close_is_bounded_by_close_timeout_when_the_server_stops_reading() {
         assert!(took >= Duration::from_millis(250), "{took:?}");
         assert!(took < Duration::from_secs(3), "{took:?}");
     });
+}
+
+#[test]
+fn the_blocking_client_close_is_bounded_when_the_server_stops_reading() {
+    // The blocking client's writes block its driver, timers included: a write that makes
+    // no progress for the heartbeat timeout (1 s here) ends the connection.
+    let addr = fake_server(Duration::from_secs(1), |stream| {
+        std::thread::sleep(Duration::from_secs(60));
+        drop(stream);
+    });
+    let config = tidings_std::ClientConfig {
+        close_timeout: Duration::from_millis(300),
+        ..tidings_std::ClientConfig::default()
+    };
+    let client = tidings_std::Client::connect(addr, "alice", config).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        // More than the socket buffers hold: the writes block, then the goodbye's.
+        let text = "x".repeat(16 << 10);
+        for _ in 0..2048 {
+            if client.say(&text).is_err() {
+                break;
+            }
+        }
+        client.close();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("close returns once a write made no progress for the heartbeat timeout");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }
