@@ -66,7 +66,8 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     let mut lost_with = false;
     while !pending.is_empty() {
         let Some(ev) = client.next_event().await else {
-            break;
+            // The events ended without Closed (the driver is gone): never a success.
+            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
         };
         show(out, &ev);
         match ev {

@@ -698,3 +698,49 @@ fn something_that_is_not_a_tidings_server_is_exit_3() {
     );
     assert!(err.contains("handshake not completed in time"), "{err}");
 }
+
+#[test]
+fn an_address_that_never_accepts_is_exit_3_within_the_handshake_timeout() {
+    // A listener whose backlog is full: the kernel drops further SYNs, so connecting hangs
+    // (as behind a firewall that drops packets) instead of being refused.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+        assert!(held.len() < 5000, "the backlog never filled");
+    }
+    eprintln!("the backlog is full after {} connections", held.len());
+    let addr = addr.to_string();
+    let start = Instant::now();
+    let mut p = Proc::spawn(
+        &[
+            "--json",
+            "say",
+            "--name",
+            "n",
+            "--server",
+            &addr,
+            "--handshake-timeout-ms",
+            "300",
+            "hi",
+        ],
+        Stdio::null(),
+    );
+    let code = p.code_within(Duration::from_secs(5));
+    let err = p.stderr();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.contains(&format!("cannot connect to {addr}: no answer within 0.3 s")),
+        "{err}"
+    );
+    drop(listener);
+}

@@ -66,7 +66,9 @@ impl Client {
     /// Connects to `addr`, asks for `name`, and returns once the server accepted it. A
     /// refusal (name taken …) is [`Error::Refused`]; a server that closes the connection,
     /// does not answer within the handshake timeout (`config.session.handshake_timeout`) or
-    /// is not a tidings server is [`Error::Handshake`]. The connection is driven by a task
+    /// is not a tidings server is [`Error::Handshake`]. The timeout counts from the call:
+    /// an address that does not accept the TCP connection in time is [`Error::Io`]
+    /// (`TimedOut`). The connection is driven by a task
     /// on smol's global executor.
     pub async fn connect(
         addr: impl AsyncToSocketAddrs,
@@ -74,8 +76,18 @@ impl Client {
         config: ClientConfig,
     ) -> Result<Client, Error> {
         let close_timeout = config.close_timeout;
+        let handshake_timeout = config.session.handshake_timeout;
         let agent = Agent::new(name, config, Instant::now())?;
-        let stream = TcpStream::connect(addr).await?;
+        // An address that drops our SYNs (a firewall, a full backlog) would take the OS's
+        // minutes: the handshake timeout counts from here, connecting included.
+        let stream = future::or(TcpStream::connect(addr), async {
+            Timer::after(handshake_timeout).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {:.1} s", handshake_timeout.as_secs_f64()),
+            ))
+        })
+        .await?;
         stream.set_nodelay(true)?;
         let peer_addr = stream.peer_addr()?;
         let (calls, call_rx) = async_channel::bounded(16);
