@@ -91,27 +91,24 @@ mod tests {
     use super::server;
 
     #[test]
-    fn a_host_alone_gets_port_9988() {
-        assert_eq!(server("example.org").unwrap(), "example.org:9988");
-        assert_eq!(server("localhost").unwrap(), "localhost:9988");
-        assert_eq!(server("127.0.0.1").unwrap(), "127.0.0.1:9988");
-        assert_eq!(server("chat-1.lan_x").unwrap(), "chat-1.lan_x:9988");
-        assert_eq!(server("example.org.:7").unwrap(), "example.org.:7");
-    }
-
-    #[test]
-    fn a_given_port_is_kept() {
-        assert_eq!(server("127.0.0.1:1").unwrap(), "127.0.0.1:1");
-        assert_eq!(server("example.org:65535").unwrap(), "example.org:65535");
-    }
-
-    #[test]
-    fn ipv6_with_and_without_brackets_and_port() {
-        assert_eq!(server("::1").unwrap(), "[::1]:9988");
-        assert_eq!(server("[::1]").unwrap(), "[::1]:9988");
-        assert_eq!(server("[::1]:4000").unwrap(), "[::1]:4000");
-        assert_eq!(server("fe80::1:2").unwrap(), "[fe80::1:2]:9988");
-        assert_eq!(server("[2001:db8::7]:80").unwrap(), "[2001:db8::7]:80");
+    fn a_missing_port_is_9988_and_a_given_one_is_kept() {
+        for (given, want) in [
+            ("example.org", "example.org:9988"),
+            ("localhost", "localhost:9988"),
+            ("127.0.0.1", "127.0.0.1:9988"),
+            ("chat-1.lan_x", "chat-1.lan_x:9988"),
+            ("example.org.:7", "example.org.:7"),
+            ("127.0.0.1:1", "127.0.0.1:1"),
+            ("example.org:65535", "example.org:65535"),
+            // IPv6, with brackets and without.
+            ("::1", "[::1]:9988"),
+            ("[::1]", "[::1]:9988"),
+            ("[::1]:4000", "[::1]:4000"),
+            ("fe80::1:2", "[fe80::1:2]:9988"),
+            ("[2001:db8::7]:80", "[2001:db8::7]:80"),
+        ] {
+            assert_eq!(server(given).as_deref(), Ok(want), "{given}");
+        }
     }
 
     #[test]

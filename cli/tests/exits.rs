@@ -192,16 +192,31 @@ fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
-fn make_file(path: &Path, len: usize, mut x: u64) {
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
+/// A file of `len` pseudo-random bytes drawn from `seed`.
+fn make_file(path: &Path, len: usize, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let data: Vec<u8> = (0..len / 8)
+        .flat_map(|_| rng.below(u64::MAX).to_le_bytes())
         .collect();
     std::fs::write(path, data).unwrap();
+}
+
+/// `tidings --json recv --name bob` into `out`, leaving after one file.
+fn recv_one(server: &str, out: &Path) -> Proc {
+    let out = out.to_str().unwrap();
+    let args = [
+        "--json", "recv", "--name", "bob", "--server", server, "--out", out,
+    ];
+    Proc::spawn(&[&args[..], &["--count", "1"]].concat(), Stdio::null())
+}
+
+/// `tidings --json send --name al --to bob FILE`.
+fn send_to_bob(server: &str, file: &Path) -> Proc {
+    let file = file.to_str().unwrap();
+    let args = [
+        "--json", "send", "--name", "al", "--to", "bob", "--server", server, file,
+    ];
+    Proc::spawn(&args, Stdio::null())
 }
 
 /// A small seeded generator (xorshift64*): the kill points are reproducible from the seed
@@ -345,17 +360,23 @@ fn check_code(p: &Proc, code: i32, success: &str, context: &str) {
     );
 }
 
+/// A server, and what kills it (SIGKILL; nothing once it is gone). The server lives as long
+/// as the trigger.
+fn killable_server() -> (SocketAddr, Trigger) {
+    let (server, addr) = serve(&[]);
+    let server = Mutex::new(server);
+    (
+        addr,
+        Arc::new(move || {
+            let _ = server.lock().unwrap().signal("-KILL");
+        }),
+    )
+}
+
 /// Runs one transfer through proxies and kills the server at `at`; both clients must exit
 /// within the bound with a code that matches what they printed.
 fn transfer_killed_at(at: KillAt, src: &Path, out: &Path, context: &str) -> (i32, i32) {
-    let (server, addr) = serve(&[]);
-    let server = Arc::new(Mutex::new(server));
-    let trigger: Trigger = {
-        let server = server.clone();
-        Arc::new(move || {
-            let _ = server.lock().unwrap().signal("-KILL");
-        })
-    };
+    let (addr, trigger) = killable_server();
     let (send_kill, recv_kill) = match at {
         KillAt::SenderBytes(d, n) => (Some((d, n, trigger.clone())), None),
         KillAt::ReceiverBytes(d, n) => (None, Some((d, n, trigger.clone()))),
@@ -363,37 +384,10 @@ fn transfer_killed_at(at: KillAt, src: &Path, out: &Path, context: &str) -> (i32
     };
     let recv_addr = proxy(addr, recv_kill).to_string();
     let send_addr = proxy(addr, send_kill).to_string();
-    let mut recv = Proc::spawn(
-        &[
-            "--json",
-            "recv",
-            "--name",
-            "bob",
-            "--server",
-            &recv_addr,
-            "--out",
-            out.to_str().unwrap(),
-            "--count",
-            "1",
-        ],
-        Stdio::null(),
-    );
+    let mut recv = recv_one(&recv_addr, out);
     // The receiver must be online before the sender offers (or its handshake was cut).
     recv.wait_event("connected", BOUND);
-    let mut send = Proc::spawn(
-        &[
-            "--json",
-            "send",
-            "--name",
-            "al",
-            "--to",
-            "bob",
-            "--server",
-            &send_addr,
-            src.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    );
+    let mut send = send_to_bob(&send_addr, src);
     let by_line = match at {
         KillAt::SenderLine(n) => Some((&mut send, n)),
         KillAt::ReceiverLine(n) => Some((&mut recv, n)),
@@ -470,19 +464,7 @@ fn clients_end_when_the_server_stops_answering() {
     let src = dir.path().join("big.bin");
     make_file(&src, 8 << 20, 7);
     let out = dir.path().join("out");
-    let mut recv = Proc::spawn(
-        &[
-            "--json",
-            "recv",
-            "--name",
-            "bob",
-            "--server",
-            &addr,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    );
+    let mut recv = recv_one(&addr, &out);
     assert!(recv.wait_event("connected", BOUND));
     // A chat whose standard input stays open, and one whose input is closed when the server
     // is stopped: it says goodbye to a server that does not read, and leaves.
@@ -496,20 +478,7 @@ fn clients_end_when_the_server_stops_answering() {
         Stdio::piped(),
     );
     assert!(chat_quits.wait_event("connected", BOUND));
-    let mut send = Proc::spawn(
-        &[
-            "--json",
-            "send",
-            "--name",
-            "al",
-            "--to",
-            "bob",
-            "--server",
-            &addr,
-            src.to_str().unwrap(),
-        ],
-        Stdio::null(),
-    );
+    let mut send = send_to_bob(&addr, &src);
     assert!(send.wait_event("started", BOUND), "{:?}", send.events());
     assert!(server.signal("-STOP"));
     let stopped = Instant::now();
@@ -539,14 +508,7 @@ fn clients_end_when_the_server_stops_answering() {
 fn say_and_chat_end_when_the_server_is_killed_at_any_point() {
     let mut rng = Rng(0xC0FFEE);
     for i in 0..8 {
-        let (server, addr) = serve(&[]);
-        let server = Arc::new(Mutex::new(server));
-        let trigger: Trigger = {
-            let server = server.clone();
-            Arc::new(move || {
-                let _ = server.lock().unwrap().signal("-KILL");
-            })
-        };
+        let (addr, trigger) = killable_server();
         let dir = if i % 2 == 0 { Dir::Up } else { Dir::Down };
         let limit = rng.below(160);
         let context = format!("iteration {i}: killed after {limit} bytes {dir:?}");
@@ -562,14 +524,7 @@ fn say_and_chat_end_when_the_server_is_killed_at_any_point() {
         trigger();
         // The chat's input is closed: it leaves as soon as it joined, whether or not the
         // server is still there.
-        let (server, addr) = serve(&[]);
-        let server = Arc::new(Mutex::new(server));
-        let trigger: Trigger = {
-            let server = server.clone();
-            Arc::new(move || {
-                let _ = server.lock().unwrap().signal("-KILL");
-            })
-        };
+        let (addr, trigger) = killable_server();
         let chat_addr = proxy(addr, Some((dir, limit, trigger.clone()))).to_string();
         let mut chat = Proc::spawn(
             &["--json", "chat", "--name", "eve", "--server", &chat_addr],
