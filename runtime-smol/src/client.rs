@@ -68,8 +68,7 @@ impl Client {
     /// does not answer within the handshake timeout (`config.session.handshake_timeout`) or
     /// is not a tidings server is [`Error::Handshake`]. The timeout counts from the call:
     /// an address that does not accept the TCP connection in time is [`Error::Io`]
-    /// (`TimedOut`). The connection is driven by a task
-    /// on smol's global executor.
+    /// (`TimedOut`). The connection is driven by a task on smol's global executor.
     pub async fn connect(
         addr: impl AsyncToSocketAddrs,
         name: &str,
