@@ -11,19 +11,23 @@ pub enum Exit {
     /// 2: the command line asks for something that cannot be done (clap's own code for
     /// usage errors): an empty message, a message to oneself.
     Usage = 2,
-    /// 3: the server cannot be reached.
+    /// 3: the server cannot be reached, or what answers is not a tidings server (it closed
+    /// the connection, said nothing within the handshake timeout, or spoke something else).
     Unreachable = 3,
     /// 4: the name was refused.
     NameRefused = 4,
     /// 5: a local file cannot be read.
     File = 5,
-    /// 6: a transfer failed or was rejected.
+    /// 6: a transfer failed or was rejected while our connection stayed open (the receiver
+    /// declined it or left, the digest did not match, a disk failed, it stalled).
     Transfer = 6,
     /// 7: the listening address is unavailable.
     AddressInUse = 7,
     /// 8: the named peer is not online.
     UnknownPeer = 8,
-    /// 9: the connection was lost or closed by the server.
+    /// 9: the connection was lost or closed by the server, whatever was under way: a transfer
+    /// cut short by it (the server killed, stopped answering) is 9, not 6, since the remedy
+    /// is the connection's (run it again once the server is back: the transfer resumes).
     ConnectionLost = 9,
 }
 
@@ -64,6 +68,17 @@ impl CliError {
                     Exit::NameRefused
                 },
                 format!("the server refused us ({}): {reason}", code.name()),
+            ),
+            Error::Handshake {
+                code: ErrorCode::UnsupportedVersion,
+                reason,
+            } => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: {reason} (another tidings version)"),
+            ),
+            Error::Handshake { reason, .. } => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: not a tidings server ({reason})"),
             ),
             Error::Closed { code, reason } => CliError::new(
                 Exit::ConnectionLost,

@@ -1,5 +1,6 @@
 //! `tidings`: chat and send files through a tidings server from the command line.
 
+mod addr;
 mod chat;
 mod exit;
 mod memory;
@@ -60,14 +61,14 @@ the same name.
 Exit codes:
   0  success
   1  other error
-  2  usage error (also: an empty message, sending to yourself)
-  3  cannot connect to the server (refused, unreachable)
+  2  usage error (also: an empty message, sending to yourself, a bad --server)
+  3  cannot connect to the server (refused, unreachable, not a tidings server)
   4  the server refused the name (taken, invalid, banned for a while, server full)
   5  a local file cannot be read (checked before connecting)
-  6  a transfer failed or was rejected
+  6  a transfer failed or was rejected (the connection stayed up)
   7  the listening address is in use or not available
   8  the named peer is not online
-  9  the connection was lost or closed by the server";
+  9  the connection was lost or closed by the server, even mid-transfer";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -176,9 +177,14 @@ struct Conn {
     /// Your name on the server.
     #[arg(long)]
     name: String,
-    /// The server's address.
-    #[arg(long, default_value = DEFAULT_ADDR)]
+    /// The server's address: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT (port 9988 when
+    /// omitted).
+    #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::server)]
     server: String,
+    /// How long the server may take to answer as a tidings server, in milliseconds;
+    /// beyond it (a silent listener, a stopped server) the command exits 3.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    handshake_timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::time::Duration;
 
 use tidings_core::name::name_key;
 use tidings_core::wire::MIN_MAX_FRAME;
@@ -13,8 +14,14 @@ use crate::out::Out;
 use crate::view::show;
 use crate::{Conn, RecvArgs, SayArgs, SendArgs};
 
-/// Connects and shows the welcome.
-pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result<Client, CliError> {
+/// Connects and shows the welcome. A server that does not complete the handshake within
+/// `--handshake-timeout-ms` (or closes, or is no tidings server) is exit 3.
+pub async fn connect(
+    conn: &Conn,
+    mut config: ClientConfig,
+    out: &mut Out,
+) -> Result<Client, CliError> {
+    config.session.handshake_timeout = Duration::from_millis(conn.handshake_timeout_ms);
     let addr = crate::shown_addr(&conn.server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
     let client = Client::connect(conn.server.as_str(), &conn.name, config)
@@ -75,9 +82,13 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
         pending.insert(id, path.clone());
     }
     let mut failures: Vec<(ErrorCode, String)> = Vec::new();
+    // A transfer that failed because our connection ended (the server vanished or stopped
+    // answering) makes the exit 9, like any lost connection, not 6.
+    let mut lost_with = false;
     while !pending.is_empty() {
         let Some(ev) = client.next_event().await else {
-            break;
+            // The events ended without Closed (the driver is gone): never a success.
+            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
         };
         show(out, &ev);
         match ev {
@@ -89,6 +100,7 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             } => {
                 if let Some(path) = pending.remove(&id) {
                     failures.push((code, format!("{}: {reason}", path.display())));
+                    lost_with |= !client.is_open();
                 }
             }
             ClientEvent::Notice {
@@ -101,6 +113,16 @@ pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
             _ => {}
         }
+    }
+    if lost_with {
+        // The session ended before the failures were delivered: Closed follows them.
+        while let Some(ev) = client.next_event().await {
+            show(out, &ev);
+            if let ClientEvent::Closed { code, reason, .. } = ev {
+                return Err(lost(code, &reason));
+            }
+        }
+        return Err(lost(ErrorCode::PeerLost, "the connection ended"));
     }
     client.close().await;
     match failures.first() {

@@ -22,8 +22,10 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
@@ -50,6 +52,8 @@ pub struct Client {
     calls: Sender<(Call, Reply)>,
     events: Receiver<ClientEvent>,
     task: Option<smol::Task<()>>,
+    /// Cleared by the driver as soon as the session ends, before the events reporting it.
+    open: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Client {
@@ -60,20 +64,45 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connects to `addr`, asks for `name`, and returns once the server accepted it. A
-    /// refusal (name taken …) is [`Error::Refused`]. The connection is driven by a task on
-    /// smol's global executor.
+    /// refusal (name taken …) is [`Error::Refused`]; a server that closes the connection,
+    /// does not answer within the handshake timeout (`config.session.handshake_timeout`) or
+    /// is not a tidings server is [`Error::Handshake`]. The timeout counts from the call:
+    /// an address that does not accept the TCP connection in time is [`Error::Io`]
+    /// (`TimedOut`). The connection is driven by a task on smol's global executor.
     pub async fn connect(
         addr: impl AsyncToSocketAddrs,
         name: &str,
         config: ClientConfig,
     ) -> Result<Client, Error> {
+        let close_timeout = config.close_timeout;
+        let handshake_timeout = config.session.handshake_timeout;
         let agent = Agent::new(name, config, Instant::now())?;
-        let stream = TcpStream::connect(addr).await?;
+        // An address that drops our SYNs (a firewall, a full backlog) would take the OS's
+        // minutes: the handshake timeout counts from here, connecting included.
+        let stream = future::or(TcpStream::connect(addr), async {
+            Timer::after(handshake_timeout).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {:.1} s", handshake_timeout.as_secs_f64()),
+            ))
+        })
+        .await?;
         stream.set_nodelay(true)?;
         let peer_addr = stream.peer_addr()?;
         let (calls, call_rx) = async_channel::bounded(16);
         let (event_tx, events) = async_channel::unbounded();
-        let task = smol::spawn(drive(agent, stream, call_rx, event_tx));
+        let open = Arc::new(AtomicBool::new(true));
+        let task = smol::spawn(drive(
+            agent,
+            stream,
+            Calls(Box::pin(call_rx)),
+            event_tx,
+            Ending {
+                open: open.clone(),
+                close_timeout,
+                deadline: None,
+            },
+        ));
         let mut client = Client {
             name: String::new(),
             server: String::new(),
@@ -82,6 +111,7 @@ impl Client {
             calls,
             events,
             task: Some(task),
+            open,
         };
         let (name, server, online) = tidings_std::agent::joined(client.events.recv().await.ok())?;
         client.name = name;
@@ -108,6 +138,14 @@ impl Client {
     /// Who was online when we joined, ourselves included.
     pub fn online_at_join(&self) -> &[String] {
         &self.online
+    }
+
+    /// Whether the session is still open. It turns false as soon as the session ends (the
+    /// connection lost, a heartbeat timeout, a goodbye either way), before the events that
+    /// report the end are delivered: a [`ClientEvent::TransferFailed`] received while this
+    /// is false failed because the connection ended, and [`ClientEvent::Closed`] follows.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
     }
 
     async fn call(
@@ -192,6 +230,11 @@ impl Client {
     }
 
     /// Says goodbye, transmits what is queued and waits for the connection to close.
+    ///
+    /// Returns at once when the connection is already gone. On a live connection it takes
+    /// as long as writing the goodbye and what was queued before it, and at most
+    /// [`ClientConfig::close_timeout`] (default 5 s; a server that stopped reading), after
+    /// which the connection is dropped.
     pub async fn close(mut self) {
         let _ = self
             .call(|a| {
@@ -215,7 +258,8 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            // Say goodbye in the background; the task ends by itself once flushed.
+            // Say goodbye in the background; the task ends by itself once flushed, or after
+            // the close timeout.
             let (tx, _rx) = async_channel::bounded(1);
             let _ = self.calls.try_send((
                 Box::new(|a| {
@@ -286,11 +330,36 @@ const READ_BUF_MAX: usize = 256 << 10;
 /// Most pieces gathered into one vectored write.
 const MAX_SLICES: usize = 64;
 
+/// The driver's end of the command channel. However the driver ends (it returned, the task
+/// was cancelled, it panicked), dropping this closes the channel and drops the commands still
+/// queued in it, with their reply senders, so that every caller waiting for a reply gets
+/// [`Error::Closed`] at once. async-channel keeps queued items for as long as any handle
+/// lives, and the [`Client`] holds a sender: without this, a `close` whose goodbye was
+/// queued just as the connection died waited forever for a reply nobody would send.
+struct Calls(Pin<Box<Receiver<(Call, Reply)>>>);
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        self.0.close();
+        while self.0.try_recv().is_ok() {}
+    }
+}
+
+/// How the driver ends: the flag [`Client::is_open`] reads, and how long a connection that
+/// ended on our side may linger (writing its last bytes, finishing disk work).
+struct Ending {
+    open: Arc<AtomicBool>,
+    close_timeout: Duration,
+    /// When the lingering connection is dropped regardless; set when the session ends.
+    deadline: Option<Instant>,
+}
+
 async fn drive(
     mut agent: Agent,
     mut stream: TcpStream,
-    calls: Receiver<(Call, Reply)>,
+    mut calls: Calls,
     events: Sender<ClientEvent>,
+    mut ending: Ending,
 ) {
     // What to write, and how much of the front piece is written already (pieces are not
     // re-sliced, so a chunk's buffer is whole again when it goes back to the read pool).
@@ -304,8 +373,6 @@ async fn drive(
     // Re-arming a timer costs a trip through the reactor: only do it when the deadline moves.
     let mut armed: Option<Instant> = None;
     let mut calls_open = true;
-    // Polled as a stream, so its listener survives between polls (no allocation per wait).
-    let mut calls = Box::pin(calls);
     loop {
         agent.process();
         while jobs.len() < JOBS_IN_FLIGHT {
@@ -332,16 +399,36 @@ async fn drive(
         while let Some(b) = agent.poll_transmit() {
             out.push_back(b);
         }
+        let now = Instant::now();
+        if agent.is_closed() && ending.deadline.is_none() {
+            // Cleared before the events that report the end are delivered (see is_open).
+            ending.open.store(false, Ordering::Release);
+            ending.deadline = Some(now + ending.close_timeout);
+        }
         while let Some(ev) = agent.poll_event() {
             let _ = events.try_send(ev);
         }
-        // In-flight jobs finish first: a receiver's last writes belong in the partial file.
+        // In-flight jobs finish first: a receiver's last writes belong in the partial file;
+        // but a peer that stopped reading, or a stuck disk, gets the close timeout, no more.
         if agent.is_finished() && out.is_empty() && jobs.is_empty() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
-        let now = Instant::now();
-        match agent.poll_timeout() {
+        if ending.deadline.is_some_and(|d| now >= d) {
+            // Closed was held back for the unfinished jobs: deliver it now.
+            agent.abandon_jobs();
+            while let Some(ev) = agent.poll_event() {
+                let _ = events.try_send(ev);
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        // The session's own deadline, or the end of lingering, whichever is first.
+        let deadline = match (agent.poll_timeout(), ending.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
             Some(d) if d <= now => {
                 agent.handle_timeout(now);
                 continue;
@@ -382,7 +469,9 @@ async fn drive(
                 }
             }
             if calls_open {
-                if let Poll::Ready(c) = calls.as_mut().poll_next(cx) {
+                // Polled as a stream, so its listener survives between polls (no
+                // allocation per wait).
+                if let Poll::Ready(c) = calls.0.as_mut().poll_next(cx) {
                     return Poll::Ready(Wake::Call(c));
                 }
             }

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
@@ -26,7 +26,7 @@ use crate::files::{DiskDone, DiskJob, Files, Source};
 use crate::Error;
 
 /// Settings of a client (both runtimes).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Session settings (limits, heartbeat, transfer window).
     pub session: Config,
@@ -35,6 +35,25 @@ pub struct ClientConfig {
     /// Accept every offer at once (otherwise [`ClientEvent::Offered`] waits for
     /// an accept or reject command).
     pub accept_files: bool,
+    /// How long a connection that ended on our side (goodbye, a timeout, a protocol error)
+    /// may still take to write out what is queued and to finish the disk work in flight
+    /// before it is dropped regardless: a server that stopped reading would otherwise keep
+    /// the connection, and a `close` waiting for it, forever. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+/// The default [`ClientConfig::close_timeout`].
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            session: Config::default(),
+            download_dir: None,
+            accept_files: false,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
 }
 
 /// What happened, for the application.
@@ -185,6 +204,12 @@ pub struct Agent {
     accept_files: bool,
     events: VecDeque<ClientEvent>,
     jobs: VecDeque<(Ticket, DiskJob)>,
+    /// Jobs handed out by `next_job` and not yet reported.
+    running: usize,
+    /// `Closed`, held back while disk work is unfinished: a download whose digest matched
+    /// just before the connection ended is still moved in place, and its `Received` must
+    /// come before `Closed`, which is always the last event.
+    closed: Option<ClientEvent>,
 }
 
 impl Agent {
@@ -200,6 +225,8 @@ impl Agent {
             accept_files: config.accept_files,
             events: VecDeque::new(),
             jobs: VecDeque::new(),
+            running: 0,
+            closed: None,
         })
     }
 
@@ -298,7 +325,21 @@ impl Agent {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        if let Some(ev) = self.events.pop_front() {
+            return Some(ev);
+        }
+        if self.running == 0 && self.jobs.is_empty() {
+            return self.closed.take();
+        }
+        None
+    }
+
+    /// Gives up on the jobs handed out and not reported (a driver dropping a connection
+    /// whose disk work does not finish in time), so that [`ClientEvent::Closed`] is
+    /// delivered without waiting for them.
+    pub fn abandon_jobs(&mut self) {
+        self.running = 0;
+        self.jobs.clear();
     }
 
     /// When to call [`Agent::handle_timeout`]; `None` once closed and drained.
@@ -311,6 +352,12 @@ impl Agent {
         self.session.wants_input()
     }
 
+    /// Whether the session ended (goodbye either way, the connection lost, a timeout or a
+    /// protocol error), whether or not its last bytes are transmitted yet.
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
     /// Whether the session closed and everything was transmitted.
     pub fn is_finished(&self) -> bool {
         self.session.is_closed() && self.session.queued_output() == 0 && self.jobs.is_empty()
@@ -320,7 +367,9 @@ impl Agent {
     /// [`Agent::job_done`]. Several may run at once; report them in the order they were
     /// taken (see the [module docs](self)).
     pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
-        self.jobs.pop_front()
+        let job = self.jobs.pop_front()?;
+        self.running += 1;
+        Some(job)
     }
 
     /// Bytes from [`Agent::poll_transmit`] that were written to the socket: a file chunk's
@@ -333,6 +382,7 @@ impl Agent {
 
     /// Reports a job's result.
     pub fn job_done(&mut self, ticket: Ticket, done: DiskDone) {
+        self.running = self.running.saturating_sub(1);
         let id = ticket.id;
         let outcome = match (ticket.kind, done) {
             (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
@@ -428,11 +478,12 @@ impl Agent {
                         true,
                     ),
                 };
-                ClientEvent::Closed {
+                self.closed = Some(ClientEvent::Closed {
                     code,
                     reason,
                     by_peer,
-                }
+                });
+                return;
             }
             // Server-side events never reach a client session.
             Event::Hello(_) | Event::PeerListRequested => return,
@@ -566,8 +617,10 @@ impl Agent {
 }
 
 /// What the first event of a new connection says: joined as (name, server name, who is
-/// online), refused by the server, or lost before the handshake finished. Both clients wait
-/// for it in `connect`.
+/// online), refused by the server ([`Error::Refused`]: it answered in tidings, with a
+/// reason), or no tidings handshake at all ([`Error::Handshake`]: the connection closed
+/// before welcome, nothing came within the handshake timeout, or the bytes were not
+/// tidings). Both clients wait for it in `connect`.
 pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>), Error> {
     match first {
         Some(ClientEvent::Connected {
@@ -575,15 +628,25 @@ pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>
             server,
             online,
         }) => Ok((name, server, online)),
+        // A stream that ended is reported as `peer-lost` by the peer (see `on_event`); a
+        // server never refuses with that code.
+        Some(ClientEvent::Closed {
+            code: ErrorCode::PeerLost,
+            by_peer: true,
+            ..
+        }) => Err(Error::Handshake {
+            code: ErrorCode::PeerLost,
+            reason: "the connection closed during the handshake".into(),
+        }),
         Some(ClientEvent::Closed {
             code,
             reason,
             by_peer: true,
         }) => Err(Error::Refused { code, reason }),
-        Some(ClientEvent::Closed { code, reason, .. }) => Err(Error::Closed { code, reason }),
-        _ => Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "the connection ended during the handshake",
-        ))),
+        Some(ClientEvent::Closed { code, reason, .. }) => Err(Error::Handshake { code, reason }),
+        _ => Err(Error::Handshake {
+            code: ErrorCode::PeerLost,
+            reason: "the connection ended during the handshake".into(),
+        }),
     }
 }

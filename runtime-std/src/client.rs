@@ -59,6 +59,7 @@ impl Client {
         name: &str,
         config: ClientConfig,
     ) -> Result<Client, Error> {
+        let close_timeout = config.close_timeout;
         let agent = Agent::new(name, config, Instant::now())?;
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
@@ -71,7 +72,7 @@ impl Client {
             .spawn(move || read_loop(reader, reader_input))?;
         let driver = std::thread::Builder::new()
             .name("tidings-client".into())
-            .spawn(move || drive(agent, stream, inputs, event_tx))?;
+            .spawn(move || drive(agent, stream, inputs, event_tx, close_timeout))?;
         let mut client = Client {
             name: String::new(),
             server: String::new(),
@@ -172,6 +173,10 @@ impl Client {
     }
 
     /// Says goodbye, transmits what is queued and waits for the connection to close.
+    ///
+    /// Returns at once when the connection is already gone. A write that makes no progress
+    /// for [`ClientConfig::close_timeout`] (default 5 s; a server that stopped reading) ends
+    /// the connection.
     pub fn close(mut self) {
         let _ = self.call(|a| {
             a.quit();
@@ -220,8 +225,13 @@ fn drive(
     mut stream: TcpStream,
     inputs: Receiver<Input>,
     events: Sender<ClientEvent>,
+    close_timeout: Duration,
 ) {
     let mut out: Vec<Bytes> = Vec::new();
+    // Writes block this thread, timers included: a server that stops reading would hold it
+    // (and `close`) forever. A write that makes no progress for the heartbeat timeout (once
+    // the session ended: the close timeout) fails, and the connection ends as lost.
+    let mut write_timeout = None;
     loop {
         loop {
             agent.process();
@@ -232,6 +242,17 @@ fn drive(
         }
         while let Some(b) = agent.poll_transmit() {
             out.push(b);
+        }
+        if !out.is_empty() {
+            let limit = if agent.is_closed() {
+                close_timeout
+            } else {
+                agent.session().config().heartbeat_timeout
+            };
+            if write_timeout != Some(limit) {
+                let _ = stream.set_write_timeout(Some(limit).filter(|d| !d.is_zero()));
+                write_timeout = Some(limit);
+            }
         }
         if !out.is_empty() && write_each(&mut stream, &mut out, |b| agent.recycle(b)).is_err() {
             out.clear();

@@ -28,6 +28,15 @@ pub enum Error {
         /// The server's words.
         reason: String,
     },
+    /// The server did not complete the tidings handshake: the connection closed before
+    /// welcome, nothing came within the handshake timeout, or what came was not tidings
+    /// (an HTTP server, garbage). Unlike [`Error::Refused`], the server gave no reason.
+    Handshake {
+        /// Why, as a code (`peer-lost`, `heartbeat-timeout`, `bad-preamble` …).
+        code: ErrorCode,
+        /// Detail.
+        reason: String,
+    },
     /// The connection closed before or while the command ran.
     Closed {
         /// Why, as a code.
@@ -59,6 +68,9 @@ impl std::fmt::Display for Error {
             }
             Error::Closed { code, reason } => {
                 write!(f, "the connection closed ({}): {reason}", code.name())
+            }
+            Error::Handshake { code, reason } => {
+                write!(f, "not a tidings server ({}): {reason}", code.name())
             }
             Error::Send(e) => write!(f, "{e}"),
             Error::Hub(e) => write!(f, "{e}"),

@@ -1,0 +1,138 @@
+//! The `--server` address: `HOST`, `HOST:PORT`, `IPv6`, `[IPv6]` or `[IPv6]:PORT`, the port
+//! 9988 when none is given.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The port of a `--server` given without one (the port `tidings serve` listens on).
+pub const DEFAULT_PORT: u16 = 9988;
+
+/// What `--server` accepts, for error messages.
+const FORMS: &str = "expected HOST, HOST:PORT, [IPv6] or [IPv6]:PORT";
+
+/// Parses a `--server` value into `host:port` (`[ip6]:port`), ready to resolve. A clap value
+/// parser: the error is shown as a usage error (exit code 2).
+pub fn server(s: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("{why} ({FORMS})"));
+    if s.is_empty() {
+        return bad("the address is empty");
+    }
+    if s.contains("://") {
+        return bad("a URL is not an address: give the host and port only");
+    }
+    // `[v6]` or `[v6]:port`.
+    if let Some(rest) = s.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return bad("an IPv6 address opened with [ is not closed with ]");
+        };
+        if ip.parse::<Ipv6Addr>().is_err() {
+            return bad(&format!("{ip:?} is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => match after.strip_prefix(':') {
+                Some(p) => port(p)?,
+                None => return bad(&format!("unexpected {after:?} after ]")),
+            },
+        };
+        return Ok(format!("[{ip}]:{port}"));
+    }
+    // A bare IPv6 address has more than one colon; it cannot carry a port.
+    if s.matches(':').count() > 1 {
+        return match s.parse::<Ipv6Addr>() {
+            Ok(ip) => Ok(format!("[{ip}]:{DEFAULT_PORT}")),
+            Err(_) => bad(&format!(
+                "{s:?} is not an IPv6 address (write a port as [IPv6]:PORT)"
+            )),
+        };
+    }
+    let (host, port) = match s.split_once(':') {
+        Some((h, p)) => (h, port(p)?),
+        None => (s, DEFAULT_PORT),
+    };
+    check_host(host).map_err(|why| format!("{why} ({FORMS})"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+fn port(p: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{p:?} is not a port: a number from 1 to 65535 ({FORMS})"
+        )),
+    }
+}
+
+/// An IPv4 address or a DNS name (letters, digits, `-`, `_`, dots between labels).
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    // A fully qualified name may end with a dot.
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let name_ok = name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !name_ok {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server;
+
+    #[test]
+    fn a_missing_port_is_9988_and_a_given_one_is_kept() {
+        for (given, want) in [
+            ("example.org", "example.org:9988"),
+            ("localhost", "localhost:9988"),
+            ("127.0.0.1", "127.0.0.1:9988"),
+            ("chat-1.lan_x", "chat-1.lan_x:9988"),
+            ("example.org.:7", "example.org.:7"),
+            ("127.0.0.1:1", "127.0.0.1:1"),
+            ("example.org:65535", "example.org:65535"),
+            // IPv6, with brackets and without.
+            ("::1", "[::1]:9988"),
+            ("[::1]", "[::1]:9988"),
+            ("[::1]:4000", "[::1]:4000"),
+            ("fe80::1:2", "[fe80::1:2]:9988"),
+            ("[2001:db8::7]:80", "[2001:db8::7]:80"),
+        ] {
+            assert_eq!(server(given).as_deref(), Ok(want), "{given}");
+        }
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong_and_what_is_expected() {
+        for (bad, says) in [
+            ("", "empty"),
+            (":9988", "host is empty"),
+            ("host:", "not a port"),
+            ("host:0", "not a port"),
+            ("host:70000", "not a port"),
+            ("host:http", "not a port"),
+            ("[::1", "not closed"),
+            ("[::1]x", "after ]"),
+            ("[::1]:", "not a port"),
+            ("[nope]:1", "not an IPv6 address"),
+            ("::1:99999", "not an IPv6 address"),
+            ("http://example.org:9988", "URL"),
+            ("exa mple.org", "not a host name"),
+            ("a..b", "not a host name"),
+            ("a/b", "not a host name"),
+        ] {
+            let err = server(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad:?}: {err}");
+            assert!(err.contains("HOST:PORT"), "{bad:?}: {err}");
+        }
+    }
+}

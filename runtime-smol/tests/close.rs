@@ -1,0 +1,160 @@
+//! `Client::close` is bounded: it returns at once when the connection is gone, and within
+//! `ClientConfig::close_timeout` when the server stopped reading.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use tidings_core::session::{Config, Event, Session};
+use tidings_core::wire::Utf8;
+use tidings_smol::{Client, ClientConfig, ClientEvent};
+
+/// A server on 127.0.0.1:0 that completes the tidings handshake of each connection with the
+/// core session, announcing a heartbeat `timeout` (the interval is a tenth of it; it sends
+/// no heartbeats itself), then hands the socket to `then` on a thread of its own.
+fn fake_server(timeout: Duration, then: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                if let Some(stream) = handshake(stream, timeout) {
+                    then(stream);
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn handshake(mut stream: TcpStream, timeout: Duration) -> Option<TcpStream> {
+    let config = Config {
+        heartbeat_interval: timeout / 10,
+        heartbeat_timeout: timeout,
+        ..Config::default()
+    };
+    let mut session = Session::server(config, Instant::now());
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
+        session.handle_input(Instant::now(), &buf[..n]);
+        let mut welcomed = false;
+        while let Some(ev) = session.poll_event() {
+            if let Event::Hello(hello) = ev {
+                session
+                    .accept_hello(hello.name.clone(), Utf8::from("server"), vec![hello.name])
+                    .ok()?;
+                welcomed = true;
+            }
+        }
+        while let Some(bytes) = session.poll_transmit() {
+            stream.write_all(&bytes).ok()?;
+        }
+        if welcomed {
+            return Some(stream);
+        }
+    }
+}
+
+/// A heartbeat timeout long enough never to matter.
+const LONG: Duration = Duration::from_secs(600);
+
+/// Runs `f` to its end, failing the test if it takes longer than `limit`.
+async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    future::or(async { Some(f.await) }, async {
+        async_io::Timer::after(limit).await;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what} took longer than {limit:?}"))
+}
+
+#[test]
+fn close_returns_at_once_when_the_server_closed_the_connection() {
+    // The server leaves right after welcome. The client closes, half of the runs once it saw
+    // Closed, half at once: its goodbye races the driver's end, which once left the
+    // goodbye's reply pending forever.
+    let addr = fake_server(LONG, drop);
+    smol::block_on(async {
+        for i in 0..400 {
+            let client = Client::connect(addr, "alice", ClientConfig::default())
+                .await
+                .unwrap();
+            if i % 2 == 0 {
+                loop {
+                    let ev = within(Duration::from_secs(5), "Closed", client.next_event()).await;
+                    if matches!(ev, Some(ClientEvent::Closed { .. }) | None) {
+                        break;
+                    }
+                }
+                assert!(!client.is_open());
+            }
+            let start = Instant::now();
+            within(Duration::from_secs(2), "close", client.close()).await;
+            assert!(start.elapsed() < Duration::from_secs(1), "run {i}");
+        }
+    });
+}
+
+#[test]
+fn close_is_bounded_by_close_timeout_when_the_server_stops_reading() {
+    // The server keeps the connection open and reads nothing more.
+    let addr = fake_server(LONG, |stream| {
+        std::thread::sleep(Duration::from_secs(60));
+        drop(stream);
+    });
+    smol::block_on(async {
+        let config = ClientConfig {
+            close_timeout: Duration::from_millis(300),
+            ..ClientConfig::default()
+        };
+        let client = Client::connect(addr, "alice", config).await.unwrap();
+        // Far more than the socket buffers hold: the goodbye stays queued behind it.
+        let text = "x".repeat(16 << 10);
+        for _ in 0..2048 {
+            client.say(&text).await.unwrap();
+        }
+        let start = Instant::now();
+        within(Duration::from_secs(5), "close", client.close()).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    });
+}
+
+#[test]
+fn the_blocking_client_close_is_bounded_when_the_server_stops_reading() {
+    // The blocking client's writes block its driver, timers included: a write that makes
+    // no progress for the heartbeat timeout (1 s here) ends the connection.
+    let addr = fake_server(Duration::from_secs(1), |stream| {
+        std::thread::sleep(Duration::from_secs(60));
+        drop(stream);
+    });
+    let config = tidings_std::ClientConfig {
+        close_timeout: Duration::from_millis(300),
+        ..tidings_std::ClientConfig::default()
+    };
+    let client = tidings_std::Client::connect(addr, "alice", config).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        // More than the socket buffers hold: the writes block, then the goodbye's.
+        let text = "x".repeat(16 << 10);
+        for _ in 0..2048 {
+            if client.say(&text).is_err() {
+                break;
+            }
+        }
+        client.close();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("close returns once a write made no progress for the heartbeat timeout");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
