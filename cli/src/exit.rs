@@ -8,6 +8,8 @@ use tidings_smol::Error;
 pub enum Exit {
     /// 1: anything not listed.
     Other = 1,
+    /// 2: a usage error (clap's own exit code; also a bad config file).
+    Usage = 2,
     /// 3: the server cannot be reached.
     Unreachable = 3,
     /// 4: the name was refused.
