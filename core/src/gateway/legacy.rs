@@ -1,6 +1,7 @@
 //! The plain chat dialect of the original Qt WebSocket clients: bare text is for everyone,
 //! `{"dst": NAME, "msg": TEXT}` is for one peer, and what arrives is
-//! `{"src": FROM, "dst": TO-or-"", "msg": TEXT}`.
+//! `{"src": FROM, "dst": TO-or-"", "msg": TEXT}`. The server's own lines (presence, who is
+//! online, why the connection ends) come in the same shape from the server participant.
 
 use serde_json::Value;
 

@@ -12,8 +12,9 @@
 //! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
 //!   gateway sends the native preamble for the client and drops the hub's;
 //! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
-//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, and
-//!   keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
+//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
+//!   in such lines who is online when it joins and why its connection ends (before every
+//!   close but a dead client's), and keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
 //!   silence, and pings a silent client over the WebSocket, dropping it from the hub when
 //!   it stops answering.
 //!
