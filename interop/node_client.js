@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Node `ws` clients against a running tidings server, JSON carriage (subprotocol
+// Node `ws` clients against a running tidings server. JSON carriage (subprotocol
 // tidings.v1): "node" joins, sees "node2" join, hears its public text and a private
-// message for it alone, and sees it leave. Exits non-zero with the reason on failure.
+// message for it alone, and sees it leave. Legacy carriage (no subprotocol): "nodeqt" is
+// told who is online first; a taken name gets one "refused: ..." line, then the close 1008.
+// Exits non-zero with the reason on failure.
 //
 // usage: NODE_PATH=interop/node/node_modules node interop/node_client.js HOST:PORT
 'use strict';
@@ -30,6 +32,7 @@ function open(url, protocols) {
     ws.on('open', () => resolve({
       ws,
       send: (obj) => ws.send(JSON.stringify(obj)),
+      pending: () => inbox.length,
       expect(pred, what) {
         return new Promise((ok) => {
           const timer = setTimeout(() => fail(`timed out waiting for ${what}`), TIMEOUT_MS);
@@ -81,6 +84,27 @@ async function main(addr) {
   a.ws.close(1000);
   await new Promise((ok) => a.ws.on('close', ok));
   console.log('node_client: JSON carriage ok');
+  await legacy(url);
+}
+
+async function legacy(url) {
+  const watcher = await join(url, 'nodewatch');
+  const qt = await open(`${url}?name=nodeqt`, []);
+  if (qt.ws.protocol !== '') fail(`legacy client got subprotocol ${qt.ws.protocol}`);
+  let got = await qt.expect(() => true, "nodeqt's first line");
+  check(got.src === 'server' && got.dst === '' && got.msg === 'online (2): nodewatch, nodeqt',
+    got);
+  const imp = await open(`${url}?name=NodeQt`, []);
+  const closed = new Promise((ok) => imp.ws.on('close', (code) => ok(code)));
+  got = await imp.expect(() => true, 'the refusal line');
+  check(got.dst === 'NodeQt' && got.msg.startsWith('refused: name-taken: '), got);
+  const code = await closed;
+  if (code !== 1008) fail(`the refused legacy client was closed with ${code}, not 1008`);
+  if (imp.pending() !== 0) fail('the refused legacy client got more than one line');
+  qt.ws.close(1000);
+  watcher.ws.close(1000);
+  await new Promise((ok) => watcher.ws.on('close', ok));
+  console.log('node_client: legacy carriage ok');
 }
 
 if (process.argv.length !== 3) fail('usage: node_client.js HOST:PORT');

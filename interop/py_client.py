@@ -5,8 +5,9 @@ usage: py_client.py HOST:PORT
 
 1. JSON carriage (subprotocol tidings.v1, text messages): "py" joins, sees "py2" join,
    hears py2's public text and a private message meant for it alone.
-2. Legacy carriage (no subprotocol, /ws?name=pyqt): a bare line reaches a JSON client as a
-   text from "pyqt"; a private reply comes back as {"src","dst","msg"}.
+2. Legacy carriage (no subprotocol, /ws?name=pyqt): its first line names who is online; a
+   bare line reaches a JSON client as a text from "pyqt"; a private reply comes back as
+   {"src","dst","msg"}; a taken name gets one "refused: ..." line, then the close 1008.
 Exits non-zero (with the reason) on the first failure.
 """
 
@@ -15,6 +16,7 @@ import json
 import sys
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 TIMEOUT = 10.0
 
@@ -81,6 +83,9 @@ async def legacy_mode(url):
     qt = await connect(url + "?name=pyqt")
     if qt.subprotocol is not None:
         raise SystemExit(f"py_client: legacy client got subprotocol {qt.subprotocol!r}")
+    # Its first line says who is online: pywatch and itself.
+    first = json.loads(await asyncio.wait_for(qt.recv(), TIMEOUT))
+    assert first["dst"] == "" and first["msg"] == "online (2): pywatch, pyqt", first
     await expect(
         watcher,
         lambda m: m["type"] == "presence" and m["name"] == "pyqt",
@@ -92,6 +97,15 @@ async def legacy_mode(url):
     await watcher.send(json.dumps({"type": "text", "peer": "pyqt", "text": "hi qt"}))
     got = await expect(qt, lambda m: m.get("msg") == "hi qt", "the reply to pyqt")
     assert got == {"src": "pywatch", "dst": "pyqt", "msg": "hi qt"}, got
+    # A taken name: one readable line from the server, then the close with 1008.
+    imp = await connect(url + "?name=PyQt")
+    line = json.loads(await asyncio.wait_for(imp.recv(), TIMEOUT))
+    assert line["dst"] == "PyQt" and line["msg"].startswith("refused: name-taken: "), line
+    try:
+        extra = await asyncio.wait_for(imp.recv(), TIMEOUT)
+        raise SystemExit(f"py_client: a refused client got more than one line: {extra!r}")
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None and closed.rcvd.code == 1008, closed
     await qt.close()
     await watcher.close()
     print("py_client: legacy carriage ok")

@@ -9,7 +9,7 @@ pub enum Exit {
     /// 1: anything not listed.
     Other = 1,
     /// 2: the command line asks for something that cannot be done (clap's own code for
-    /// usage errors): an empty message, a message to oneself.
+    /// usage errors): an empty message, a message to oneself, a bad config file.
     Usage = 2,
     /// 3: the server cannot be reached, or what answers is not a tidings server (it closed
     /// the connection, said nothing within the handshake timeout, or spoke something else).

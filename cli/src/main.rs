@@ -2,6 +2,7 @@
 
 mod addr;
 mod chat;
+mod config;
 mod exit;
 mod memory;
 mod out;
@@ -13,7 +14,7 @@ mod view;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use exit::CliError;
 use out::Out;
@@ -113,6 +114,18 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
+    /// Read settings from this TOML file: every flag of `serve` is a key (`max_connections`
+    /// for --max-connections); flags given here win. The source's packaging/tidings.toml
+    /// documents every key.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where log lines go: stderr, or journald (the systemd journal, Linux). Logs to a file
+    /// or the journal default to level info (joins, leaves, refusals), else warn.
+    #[arg(long, value_enum, default_value_t = config::LogTarget::Stderr, value_name = "TARGET")]
+    log: config::LogTarget,
+    /// Append log lines to this file (no colours) instead of standard error.
+    #[arg(long, value_name = "PATH", conflicts_with = "log")]
+    log_file: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = DEFAULT_ADDR)]
     listen: String,
@@ -240,10 +253,13 @@ struct SayArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let mut out = Out::new(cli.json);
-    let result = smol::block_on(run(cli.command, &mut out));
+    // `serve --config` fills in what the command line left out, log destination included.
+    let result = config::prepare(&mut cli.command, &matches)
+        .and_then(|logs| init_logging(cli.verbose, &logs))
+        .and_then(|()| smol::block_on(run(cli.command, &mut out)));
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -271,19 +287,77 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, dest: &config::LogDest) -> Result<(), CliError> {
+    use config::LogDest;
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
+    let default = match (verbose, dest) {
+        // A service's log is the record of who came and went; stderr has the events on
+        // standard output beside it.
+        (0, LogDest::Stderr) => "warn",
+        (0, _) => "info",
+        (1, _) => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    match dest {
+        LogDest::Stderr => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogDest::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    CliError::new(
+                        exit::Exit::File,
+                        format!(
+                            "cannot open the log file {}: {}",
+                            path.display(),
+                            exit::io_reason(&e)
+                        ),
+                    )
+                })?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init()
+        }
+        LogDest::Journald => journald(filter)?,
+    }
+    Ok(())
+}
+
+/// Logs to the systemd journal; an error if its socket is not there.
+#[cfg(target_os = "linux")]
+fn journald(filter: tracing_subscriber::EnvFilter) -> Result<(), CliError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_journald::layer().map_err(|e| {
+        CliError::new(
+            exit::Exit::Other,
+            format!(
+                "cannot log to the systemd journal (is journald running?): {}",
+                exit::io_reason(&e)
+            ),
+        )
+    })?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
         .init();
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn journald(_filter: tracing_subscriber::EnvFilter) -> Result<(), CliError> {
+    Err(CliError::new(
+        exit::Exit::Usage,
+        "logging to the systemd journal needs Linux",
+    ))
 }
 
 /// Resolves `addr` for error messages that name it.

@@ -56,7 +56,9 @@ impl World {
 
     fn add_web(&mut self, mode: GatewayMode) -> usize {
         let conn = self.hub.connect(self.now);
-        let gw = Gateway::new(mode, self.now);
+        let mut gw = Gateway::new(mode, self.now);
+        // As a server does, so that a refusal comes from the server participant.
+        gw.set_server_name(self.hub.name());
         self.web.push(WebClient {
             conn,
             gw,
@@ -461,7 +463,8 @@ fn text_on_a_binary_connection_closes_1003() {
 
 // ----- legacy carriage ----------------------------------------------------------------------
 
-fn legacy(w: &mut World, target: &str) -> usize {
+/// A legacy client for `target`, everything it received so far left in its inbox.
+fn legacy_raw(w: &mut World, target: &str) -> usize {
     let head = request(&format!(
         "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -470,13 +473,136 @@ fn legacy(w: &mut World, target: &str) -> usize {
     w.add_web(mode)
 }
 
+/// A legacy client for `target`; if it joined, its first line (who is online) is checked
+/// for its form and taken out of the inbox.
+fn legacy(w: &mut World, target: &str) -> usize {
+    let i = legacy_raw(w, target);
+    if !w.web[i].gw.is_ws_closed() {
+        let first = w.web[i].inbox.remove(0);
+        assert!(
+            matches!(&first, WsMessage::Text(t)
+                if t.starts_with(r#"{"src":"server","dst":"","msg":"online ("#)),
+            "{first:?}"
+        );
+    }
+    i
+}
+
+/// Everything a legacy client received, the close last: (text lines as JSON, close).
+fn farewell(w: &mut World, i: usize) -> (Vec<Value>, (CloseCode, String)) {
+    let mut inbox = std::mem::take(&mut w.web[i].inbox);
+    let Some(WsMessage::Close { code, reason }) = inbox.pop() else {
+        panic!("no close last: {inbox:?}")
+    };
+    w.web[i].inbox = inbox;
+    (w.take_json(i), (code, reason))
+}
+
+#[test]
+fn legacy_client_learns_who_is_online_when_it_joins() {
+    let mut w = World::new();
+    w.add_native("bob");
+    legacy(&mut w, "/ws?name=carol");
+    let dave = legacy_raw(&mut w, "/ws?name=dave");
+    // One line, before anything else, naming everyone the welcome named (dave too).
+    assert_eq!(
+        w.take_json(dave),
+        [json!({"src":"server","dst":"","msg":"online (3): bob, carol, dave"})]
+    );
+    // Alone: just itself.
+    let mut w = World::new();
+    let erin = legacy_raw(&mut w, "/ws?name=erin");
+    assert_eq!(
+        w.take_json(erin),
+        [json!({"src":"server","dst":"","msg":"online (1): erin"})]
+    );
+}
+
+#[test]
+fn legacy_client_is_told_in_a_line_why_it_is_kicked_or_shut_out() {
+    let mut w = World::new();
+    let dave = legacy(&mut w, "/ws?name=dave");
+    let erin = legacy(&mut w, "/ws?name=erin");
+    w.take_json(dave);
+    w.hub.kick("dave", "spamming").unwrap();
+    w.pump();
+    let (lines, close) = farewell(&mut w, dave);
+    assert_eq!(
+        lines,
+        [json!({"src":"server","dst":"dave","msg":"goodbye: kicked: spamming"})]
+    );
+    assert_eq!(close.0, CloseCode::POLICY_VIOLATION);
+
+    w.hub.shutdown("maintenance at noon");
+    w.pump();
+    let (lines, close) = farewell(&mut w, erin);
+    assert_eq!(
+        lines,
+        [
+            json!({"src":"server","dst":"","msg":"dave left"}),
+            json!({"src":"server","dst":"erin","msg":"goodbye: shutdown: maintenance at noon"})
+        ]
+    );
+    assert_eq!(close, (CloseCode::GOING_AWAY, "maintenance at noon".into()));
+}
+
+#[test]
+fn legacy_client_is_told_in_a_line_when_it_is_rate_limited() {
+    let now = Instant::now();
+    let config = HubConfig {
+        message_rate: 1,
+        message_burst: 1,
+        rate_limit_grace: Duration::ZERO,
+        ..HubConfig::default()
+    };
+    let mut w = World {
+        now,
+        hub: Hub::new(config, now),
+        web: Vec::new(),
+        native: Vec::new(),
+    };
+    let dave = legacy(&mut w, "/ws?name=dave");
+    for _ in 0..50 {
+        if w.web[dave].gw.is_ws_closed() {
+            break;
+        }
+        w.ws_text(dave, "flood");
+        w.run_for(Duration::from_millis(10), Duration::from_millis(10));
+    }
+    let (lines, _) = farewell(&mut w, dave);
+    let last = lines.last().expect("a line before the close");
+    assert_eq!(last["dst"], "dave");
+    assert!(
+        last["msg"].as_str().unwrap().contains("rate-limited"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn legacy_client_is_told_in_a_line_when_its_message_is_too_big() {
+    let mut w = World::new();
+    let dave = legacy(&mut w, "/ws?name=dave");
+    w.ws_text(dave, &"x".repeat(DEFAULT_MAX_FRAME as usize + 1));
+    let (lines, close) = farewell(&mut w, dave);
+    assert_eq!(
+        lines,
+        [json!({"src":"server","dst":"dave",
+                "msg":"error: frame-too-large: message larger than the frame limit"})]
+    );
+    assert_eq!(close.0, CloseCode::MESSAGE_TOO_BIG);
+    assert_eq!(w.hub.peer_count(), 0);
+}
+
 #[test]
 fn legacy_client_named_from_the_query_chats_with_a_native_client() {
     let mut w = World::new();
     let bob = w.add_native("bob");
     let dave = legacy(&mut w, "/ws?name=dave");
     assert_eq!(w.hub.peer_count(), 2);
-    assert!(w.take_json(dave).is_empty(), "welcome is not forwarded");
+    assert!(
+        w.take_json(dave).is_empty(),
+        "welcome is not forwarded as it is"
+    );
 
     w.native[bob].session.send_text("", "hi all").unwrap();
     w.native[bob].session.send_text("dave", "hi dave").unwrap();
@@ -542,17 +668,17 @@ fn legacy_unknown_addressee_is_told_by_the_server() {
 }
 
 #[test]
-fn legacy_refused_name_closes_with_1008_and_the_reason() {
+fn legacy_refused_name_is_told_in_one_line_then_closed_with_1008_and_the_reason() {
     let mut w = World::new();
     w.add_native("bob");
     let imp = legacy(&mut w, "/ws?name=Bob");
-    let inbox = std::mem::take(&mut w.web[imp].inbox);
-    assert_eq!(inbox.len(), 1, "{inbox:?}");
-    let WsMessage::Close { code, reason } = &inbox[0] else {
-        panic!("{inbox:?}")
-    };
-    assert_eq!(*code, CloseCode::POLICY_VIOLATION);
-    assert!(!reason.is_empty());
+    let (lines, (code, reason)) = farewell(&mut w, imp);
+    assert_eq!(
+        lines,
+        [json!({"src":"server","dst":"Bob","msg":"refused: name-taken: the name Bob is taken"})]
+    );
+    assert_eq!(code, CloseCode::POLICY_VIOLATION);
+    assert_eq!(reason, "the name Bob is taken");
     assert!(w.web[imp].gw.native_finished());
     assert_eq!(w.hub.peer_count(), 1);
 }
@@ -670,7 +796,14 @@ fn legacy_gateway_pings_the_hub_after_its_own_silence() {
     let mut from_hub = BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
     welcome.encode(&mut from_hub);
     gw.handle_native(t0, from_hub.freeze());
-    assert_eq!(gw.poll_ws(), None, "welcome is not forwarded");
+    assert_eq!(
+        gw.poll_ws(),
+        Some(WsMessage::Text(
+            r#"{"src":"server","dst":"","msg":"online (1): dave"}"#.into()
+        )),
+        "welcome becomes the online line"
+    );
+    assert_eq!(gw.poll_ws(), None);
     let due = gw.poll_timeout().unwrap();
     assert_eq!(due, t0 + Duration::from_secs(10));
 
@@ -782,6 +915,9 @@ fn qt_style_client_from_upgrade_request_to_chat() {
     w.pump();
     assert_eq!(
         w.take_json(c1),
-        [json!({"src":"bob","dst":"C1","msg":"hi C1"})]
+        [
+            json!({"src":"server","dst":"","msg":"online (2): bob, C1"}),
+            json!({"src":"bob","dst":"C1","msg":"hi C1"})
+        ]
     );
 }

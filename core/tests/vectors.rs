@@ -738,7 +738,7 @@ fn session_vectors_whole_bytewise_and_split() {
 #[test]
 fn every_vector_file_has_unique_names_and_enough_vectors() {
     let mut total = 0;
-    for text in [MESSAGES, ERRORS, SESSION, HUB] {
+    for text in [MESSAGES, ERRORS, SESSION, HUB, LEGACY] {
         let doc = load(text);
         let vs = vectors(&doc);
         let mut names: Vec<_> = vs.iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -865,4 +865,81 @@ fn hub_vectors_whole_bytewise_and_split() {
         count += 1;
     }
     assert!(count >= 20);
+}
+
+// ----- legacy.json --------------------------------------------------------------------------
+
+const LEGACY: &str = include_str!("../../spec/vectors/legacy.json");
+
+/// What a legacy vector's gateway sent: every byte toward the server, and every message
+/// toward the client (texts parsed as JSON, the close as `{"close", "reason"}`).
+fn run_legacy_vector(v: &Value, split: Split) -> (Vec<u8>, Vec<Value>) {
+    use tidings_core::gateway::{Gateway, GatewayMode, WsMessage};
+    use tidings_core::ws::{Utf8Bytes, WsEvent};
+
+    let now = Instant::now();
+    let name = v["client"].as_str().unwrap().to_string();
+    let mut gw = Gateway::new(GatewayMode::Legacy { name }, now);
+    if let Some(server) = v["server_name"].as_str() {
+        gw.set_server_name(server);
+    }
+    let mut to_server = Vec::new();
+    let mut to_client = Vec::new();
+    let mut rng = None;
+    let mut drain = |gw: &mut Gateway| {
+        while let Some(b) = gw.poll_native() {
+            to_server.extend_from_slice(&b);
+        }
+        while let Some(m) = gw.poll_ws() {
+            to_client.push(match m {
+                WsMessage::Text(t) => json!({"text": serde_json::from_str::<Value>(&t).unwrap()}),
+                WsMessage::Close { code, reason } => {
+                    json!({"close": code.0, "reason": reason})
+                }
+                other => panic!("{}: unexpected {other:?}", v["name"]),
+            });
+        }
+    };
+    drain(&mut gw);
+    for step in v["steps"].as_array().unwrap() {
+        if let Some(h) = step["native"].as_str() {
+            for piece in pieces(&unhex(h), split, &mut rng) {
+                gw.handle_native(now, Bytes::from(piece));
+                drain(&mut gw);
+            }
+        } else if let Some(text) = step["ws_text"].as_str() {
+            gw.handle_ws_event(now, WsEvent::Text(Utf8Bytes::from(text.to_string())));
+        } else if step["native_eof"] == true {
+            gw.handle_native_eof();
+        } else {
+            panic!("{}: unknown step {step}", v["name"]);
+        }
+        drain(&mut gw);
+    }
+    (to_server, to_client)
+}
+
+#[test]
+fn legacy_vectors_whole_bytewise_and_split() {
+    let doc = load(LEGACY);
+    let mut count = 0;
+    for v in vectors(&doc) {
+        for split in splits() {
+            let (to_server, to_client) = run_legacy_vector(v, split);
+            assert_eq!(
+                hex(&to_server),
+                v["expect"]["to_server"].as_str().unwrap(),
+                "{} {split:?}: bytes to the server",
+                v["name"]
+            );
+            assert_eq!(
+                Value::Array(to_client),
+                v["expect"]["to_client"],
+                "{} {split:?}: messages to the client",
+                v["name"]
+            );
+        }
+        count += 1;
+    }
+    assert!(count >= 10);
 }

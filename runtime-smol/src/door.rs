@@ -375,8 +375,15 @@ async fn upgrade(
     if !write_by(&mut stream, &[accepted.response], deadline).await {
         return;
     }
-    let max_frame = state.host.borrow().hub_ref().config().session.max_frame;
-    let gateway = Gateway::with_max_frame(mode, max_frame, Instant::now());
+    let gateway = {
+        let host = state.host.borrow();
+        let hub = host.hub_ref();
+        let max_frame = hub.config().session.max_frame;
+        let mut gateway = Gateway::with_max_frame(mode, max_frame, Instant::now());
+        // A legacy client refused before `welcome` hears it from the server participant.
+        gateway.set_server_name(hub.name());
+        gateway
+    };
     let ws = WsConnection::server(state.doors.ws);
     let Ok(socket) = state.adopt(stream) else {
         return;

@@ -319,6 +319,83 @@ fn legacy_websocket_client_speaks_plain_text() {
     });
 }
 
+/// Text lines until the close, which ends the list as `close CODE: REASON`.
+async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        match ws.next().await {
+            WsEvent::Text(t) => got.push(t.as_str().to_string()),
+            WsEvent::Close { code, reason } => {
+                got.push(format!("close {}: {reason}", code.0));
+                return got;
+            }
+            WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+            other => panic!("expected lines and a close, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn legacy_client_hears_who_is_online_and_why_it_is_turned_away() {
+    let server = DoorServer::start(Duration::from_secs(10));
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
+        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
+        // Each one's first message is who was online when it joined, itself included.
+        let WsEvent::Text(first) = qt1.next().await else {
+            panic!()
+        };
+        assert_eq!(
+            first.as_str(),
+            r#"{"src":"server","dst":"","msg":"online (2): nat, qt1"}"#
+        );
+        let WsEvent::Text(first) = qt2.next().await else {
+            panic!()
+        };
+        assert_eq!(
+            first.as_str(),
+            r#"{"src":"server","dst":"","msg":"online (3): nat, qt1, qt2"}"#
+        );
+
+        // A taken name: one readable line, then the close with the reason.
+        let mut imp = WsClient::connect(server.addr, "/ws?name=NAT", &[]).await;
+        assert_eq!(
+            lines_until_close(&mut imp).await,
+            [
+                r#"{"src":"server","dst":"NAT","msg":"refused: name-taken: the name NAT is taken"}"#,
+                "close 1008: the name NAT is taken"
+            ]
+        );
+
+        // Kicked by the operator: the same.
+        wait_for(&native, |e| *e == ClientEvent::Joined("qt2".into())).await;
+        server.handle.kick("qt1", "flooding").await.unwrap();
+        let got = lines_until_close(&mut qt1).await;
+        assert_eq!(
+            got[got.len() - 2..],
+            [
+                r#"{"src":"server","dst":"qt1","msg":"goodbye: kicked: flooding"}"#.to_string(),
+                "close 1008: flooding".to_string()
+            ],
+            "{got:?}"
+        );
+
+        // And at shutdown.
+        server.handle.shutdown("maintenance").await;
+        let got = lines_until_close(&mut qt2).await;
+        assert_eq!(
+            got[got.len() - 2..],
+            [
+                r#"{"src":"server","dst":"qt2","msg":"goodbye: shutdown: maintenance"}"#
+                    .to_string(),
+                "close 1001: maintenance".to_string()
+            ],
+            "{got:?}"
+        );
+    });
+}
+
 #[test]
 fn plain_http_serves_the_page_and_refuses_the_rest() {
     let server = DoorServer::start(Duration::from_secs(10));

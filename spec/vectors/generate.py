@@ -1496,6 +1496,116 @@ def hub_vectors():
     return v
 
 
+# ----- legacy.json: the legacy WebSocket carriage (spec §12.4) ------------------------------
+
+def legacy_vectors():
+    """A server's gateway for one plain WebSocket client named "dave", played from both sides.
+
+    The vector gives what the server sends the gateway (native bytes) and what the client
+    sends (WebSocket texts); it expects every byte the gateway sends the server and every
+    WebSocket message it sends the client (text lines as JSON objects, then the close).
+    """
+    v = []
+    E = encode
+    hello = E(msg("hello", name="dave", capabilities=0, max_frame=MiB))
+
+    def welcome(online):
+        return E(dict(WELCOME_DEFAULT, name="dave", online=online))
+
+    def line(src, dst, text):
+        return {"text": {"src": src, "dst": dst, "msg": text}}
+
+    def close(code, reason):
+        return {"close": code, "reason": reason}
+
+    def online(names):
+        return line("server", "", f"online ({len(names)}): " + ", ".join(names))
+
+    def farewell(kind, code, reason, src="server"):
+        said = f"{kind}: {code}" + (f": {reason}" if reason else "")
+        return line(src, "dave", said)
+
+    # Close codes of §12.3: 1000 for a normal goodbye, 1001 for a shutdown, 1008 otherwise.
+    def ws_close(code, reason):
+        ws = {"normal": 1000, "shutdown": 1001}.get(code, 1008)
+        return close(ws, reason if reason or code == "normal" else code)
+
+    def add(name, description, steps, to_server=b"", to_client=(), server_name="server"):
+        v.append({"name": name, "description": description, "client": "dave",
+                  "server_name": server_name,
+                  "steps": [dict(s, native=s["native"].hex()) if "native" in s else s
+                            for s in steps],
+                  "expect": {"to_server": (preamble() + hello + to_server).hex(),
+                             "to_client": list(to_client)}})
+
+    joined = {"native": preamble() + welcome(["bob", "Carol", "dave"])}
+
+    add("legacy-hello", "the gateway joins for the client: preamble and hello, capabilities 0",
+        [])
+    add("legacy-online-at-join", "welcome becomes one line naming everyone online, in order",
+        [joined], to_client=[online(["bob", "Carol", "dave"])])
+    add("legacy-online-alone", "alone on the server: the line names the client only",
+        [{"native": preamble() + welcome(["dave"])}], to_client=[online(["dave"])])
+    add("legacy-server-lines", "chat and presence from the server, as the Qt clients read them",
+        [joined, {"native": E(msg("text", peer="bob", private=False, text="hi all"))
+                  + E(msg("text", peer="Carol", private=True, text="psst"))
+                  + E(msg("presence", kind="joined", name="erin"))
+                  + E(msg("presence", kind="left", name="bob"))}],
+        to_client=[online(["bob", "Carol", "dave"]), line("bob", "", "hi all"),
+                   line("Carol", "dave", "psst"), line("server", "", "erin joined"),
+                   line("server", "", "bob left")])
+    add("legacy-client-lines", "bare text to everyone; an object to its dst, its src ignored",
+        [joined, {"ws_text": "hello all"},
+         {"ws_text": '{"src":"mallory","dst":" bob ","msg":"just you"}'},
+         {"ws_text": '{"msg":"to all"}'}, {"ws_text": '{"dst":"bob","msg":3}'}],
+        to_server=E(msg("text", peer="", private=False, text="hello all"))
+        + E(msg("text", peer="bob", private=False, text="just you"))
+        + E(msg("text", peer="", private=False, text="to all"))
+        + E(msg("text", peer="", private=False, text='{"dst":"bob","msg":3}')),
+        to_client=[online(["bob", "Carol", "dave"])])
+    add("legacy-ping", "the gateway answers the server's ping itself",
+        [joined, {"native": E(msg("ping", nonce=77))}],
+        to_server=E(msg("pong", nonce=77)), to_client=[online(["bob", "Carol", "dave"])])
+    add("legacy-nonfatal-error", "a non-fatal error is a line from the server to the client",
+        [joined, {"native": E(msg("error", code=CODES["unknown-peer"],
+                                  text="no peer named zed is online"))}],
+        to_client=[online(["bob", "Carol", "dave"]),
+                   line("server", "dave", "unknown-peer: no peer named zed is online")])
+
+    def ends(name, description, kind, code, reason, before=(joined,), server_name="server"):
+        fields = {"text": reason} if kind == "error" else {"reason": reason}
+        # Refused before welcome: the server's preamble comes with the refusal.
+        start = b"" if before else preamble()
+        end = {"native": start + E(msg(kind, code=CODES[code], **fields))}
+        said = [online(["bob", "Carol", "dave"])] if before else []
+        src = server_name if server_name is not None else ""
+        add(name, description, list(before) + [end, {"native_eof": True}],
+            to_client=said + [farewell(kind, code, reason, src), ws_close(code, reason)],
+            server_name=server_name)
+
+    ends("legacy-refused-name-taken", "a refused name: one line saying why, then 1008",
+         "refused", "name-taken", "the name dave is taken", before=())
+    ends("legacy-refused-server-unnamed", "a refusal from a gateway not told the server's "
+         "name: the line's src is empty", "refused", "name-invalid", "bad name", before=(),
+         server_name=None)
+    ends("legacy-refused-full", "server full", "refused", "server-full", "the server is full",
+         before=())
+    ends("legacy-kicked", "kicked: the line, then 1008 with the reason", "goodbye", "kicked",
+         "spamming")
+    ends("legacy-kicked-no-reason", "an empty reason: the line and the close name the code",
+         "goodbye", "kicked", "")
+    ends("legacy-shutdown", "shutdown: the line, then 1001", "goodbye", "shutdown",
+         "the server is shutting down")
+    ends("legacy-rate-limited", "a fatal error: the line, then 1008", "error", "rate-limited",
+         "too many messages")
+    add("legacy-silent-end", "the server's stream ends without a word: still a line, then 1000",
+        [joined, {"native_eof": True}],
+        to_client=[online(["bob", "Carol", "dave"]),
+                   farewell("goodbye", "normal", "the server closed the connection"),
+                   close(1000, "")])
+    return v
+
+
 def render(doc):
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -1523,8 +1633,9 @@ def main():
     ev = error_vectors()
     sv = session_vectors()
     hv = hub_vectors()
+    lv = legacy_vectors()
     self_check(mv, ev)
-    for vs in (mv, ev, sv, hv):
+    for vs in (mv, ev, sv, hv, lv):
         names = [x["name"] for x in vs]
         assert len(names) == len(set(names)), "vector names must be unique"
     docs = {
@@ -1532,6 +1643,7 @@ def main():
         "errors.json": dict(common, kind="errors", vectors=ev),
         "session.json": dict(common, kind="session", setups=SETUPS, vectors=sv),
         "hub.json": dict(common, kind="hub", vectors=hv),
+        "legacy.json": dict(common, kind="legacy", vectors=lv),
     }
     if "--check" in sys.argv[1:]:
         bad = [name for name, doc in docs.items() if stale(name, doc)]
@@ -1540,7 +1652,8 @@ def main():
         sys.exit(1 if bad else 0)
     for name, doc in docs.items():
         write(name, doc)
-    print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session, {len(hv)} hub vectors")
+    print(f"{len(mv)} message, {len(ev)} error, {len(sv)} session, {len(hv)} hub, "
+          f"{len(lv)} legacy vectors")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 //! The plain chat dialect of the original Qt WebSocket clients: bare text is for everyone,
 //! `{"dst": NAME, "msg": TEXT}` is for one peer, and what arrives is
-//! `{"src": FROM, "dst": TO-or-"", "msg": TEXT}`.
+//! `{"src": FROM, "dst": TO-or-"", "msg": TEXT}`. The server's own lines (presence, who is
+//! online, why the connection ends) come in the same shape from the server participant.
 
 use serde_json::Value;
 
 use crate::json::ObjectWriter;
 use crate::wire::Utf8;
+use crate::ErrorCode;
 
 /// What a legacy client's text message asks for: `(addressee, text)`, the addressee empty
 /// for everyone.
@@ -40,6 +42,31 @@ pub(super) fn render(src: &str, dst: &str, msg: &str) -> String {
     out
 }
 
+/// The `msg` that tells a legacy client who is online when it joins (spec §12.4):
+/// `online (N): NAME, NAME, …`, everyone in `welcome` (the client itself included), in the
+/// server's order. The same words as the operator console's `/who`.
+pub(super) fn online_line(online: &[Utf8]) -> String {
+    let mut msg = format!("online ({}): ", online.len());
+    for (i, name) in online.iter().enumerate() {
+        if i > 0 {
+            msg.push_str(", ");
+        }
+        msg.push_str(name);
+    }
+    msg
+}
+
+/// The `msg` that tells a legacy client why its connection ends, sent just before the close
+/// (spec §12.4): `KIND: CODE-NAME: REASON`, where `kind` is the message that ended it
+/// (`refused`, `goodbye`, `error`); `: REASON` is left out when the reason is empty.
+pub(super) fn farewell_line(kind: &str, code: ErrorCode, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("{kind}: {}", code.name())
+    } else {
+        format!("{kind}: {}: {reason}", code.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +87,21 @@ mod tests {
         assert_eq!(
             render("a", "", "x\"y"),
             r#"{"src":"a","dst":"","msg":"x\"y"}"#
+        );
+    }
+
+    #[test]
+    fn online_and_farewell_lines() {
+        let online = [Utf8::from("alice"), Utf8::from("Bob K")];
+        assert_eq!(online_line(&online), "online (2): alice, Bob K");
+        assert_eq!(online_line(&online[..1]), "online (1): alice");
+        assert_eq!(
+            farewell_line("refused", ErrorCode::NameTaken, "the name alice is taken"),
+            "refused: name-taken: the name alice is taken"
+        );
+        assert_eq!(
+            farewell_line("goodbye", ErrorCode::Kicked, ""),
+            "goodbye: kicked"
         );
     }
 }

@@ -12,8 +12,9 @@
 //! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
 //!   gateway sends the native preamble for the client and drops the hub's;
 //! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
-//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, and
-//!   keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
+//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
+//!   in such lines who is online when it joins and why its connection ends (before every
+//!   close but a dead client's), and keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
 //!   silence, and pings a silent client over the WebSocket, dropping it from the hub when
 //!   it stops answering.
 //!
@@ -199,6 +200,16 @@ impl Gateway {
         &self.mode
     }
 
+    /// Tells a legacy gateway the server participant's name before `welcome` does, so that a
+    /// refusal of the client's name comes from it (the `src` of the line, spec §12.4); a
+    /// server's gateway is told its hub's name. Without it such a line has an empty `src`.
+    /// Other carriages ignore it.
+    pub fn set_server_name(&mut self, name: &str) {
+        if let Some(legacy) = &mut self.legacy {
+            legacy.server = name.to_string();
+        }
+    }
+
     // ----- inputs -----------------------------------------------------------------------
 
     /// An event of the WebSocket connection.
@@ -315,6 +326,15 @@ impl Gateway {
 
     /// The hub finished this connection: the WebSocket is closed after what was queued.
     pub fn handle_native_eof(&mut self) {
+        if !self.client_done {
+            // The hub ended a legacy connection without a word (its own messages close the
+            // WebSocket first): the client still gets a line rather than a silent close.
+            self.legacy_say_why(
+                "goodbye",
+                ErrorCode::Normal,
+                "the server closed the connection",
+            );
+        }
         self.client_done = true;
         let (code, reason) = self
             .close_hint
@@ -450,6 +470,12 @@ impl Gateway {
     fn start_legacy(&mut self, name: String, now: Instant) {
         self.mode = GatewayMode::Legacy { name: name.clone() };
         if name.is_empty() || name.len() > u8::MAX as usize {
+            let line = legacy::render(
+                "",
+                "",
+                &legacy::farewell_line("refused", ErrorCode::NameInvalid, ""),
+            );
+            self.to_ws.push_back(WsMessage::Text(line.into()));
             self.client_done = true;
             self.close_ws(CloseCode::POLICY_VIOLATION, "name-invalid");
             return;
@@ -554,6 +580,7 @@ impl Gateway {
 
     /// The client broke the carriage's rules: close the WebSocket and leave the hub.
     fn fail_client(&mut self, close: CloseCode, code: ErrorCode, reason: &'static str) {
+        self.legacy_say_why("error", code, reason);
         self.say_goodbye(code, reason);
         self.client_done = true;
         self.close_ws(close, reason);
@@ -748,6 +775,10 @@ impl Gateway {
             Message::Welcome(w) => {
                 legacy.server = w.server.to_string();
                 legacy.heartbeat.start(w.heartbeat_ms, w.timeout_ms);
+                // Later joins and leaves come as presence lines; who was already here
+                // comes as one line now, or the client would never know of them.
+                let line = legacy::render(&legacy.server, "", &legacy::online_line(&w.online));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Text {
                 peer,
@@ -772,15 +803,9 @@ impl Gateway {
                 let line = legacy::render(&legacy.server, &legacy.name, &line);
                 self.to_ws.push_back(WsMessage::Text(line.into()));
             }
-            Message::Refused { code, reason }
-            | Message::Error {
-                code, text: reason, ..
-            }
-            | Message::Goodbye { code, reason } => {
-                let (code, reason) = close_for(code, &reason);
-                self.client_done = true;
-                self.close_ws(code, &reason);
-            }
+            Message::Refused { code, reason } => self.legacy_farewell("refused", code, &reason),
+            Message::Error { code, text } => self.legacy_farewell("error", code, &text),
+            Message::Goodbye { code, reason } => self.legacy_farewell("goodbye", code, &reason),
             // A legacy client cannot take files: decline at once so the sender is not left
             // waiting for the offer timeout.
             Message::Offer(offer) => self.send_hub(
@@ -794,6 +819,29 @@ impl Gateway {
             // Blobs, lists, pongs, extensions: nothing a legacy client can show.
             _ => {}
         }
+    }
+
+    /// The hub ended a legacy client's connection with a `refused`, `goodbye` or fatal
+    /// `error` (`kind`): one readable line saying why, then the close. A Qt client shows
+    /// text messages but not close reasons, so without the line it sees a silent disconnect.
+    fn legacy_farewell(&mut self, kind: &str, code: ErrorCode, reason: &str) {
+        self.legacy_say_why(kind, code, reason);
+        let (close, reason) = close_for(code, reason);
+        self.client_done = true;
+        self.close_ws(close, &reason);
+    }
+
+    /// Queues the line of [`Gateway::legacy_farewell`] (legacy carriage, WebSocket open).
+    fn legacy_say_why(&mut self, kind: &str, code: ErrorCode, reason: &str) {
+        let Some(legacy) = &self.legacy else {
+            return;
+        };
+        if self.ws_closed {
+            return;
+        }
+        let msg = legacy::farewell_line(kind, code, reason);
+        let line = legacy::render(&legacy.server, &legacy.name, &msg);
+        self.to_ws.push_back(WsMessage::Text(line.into()));
     }
 
     fn close_ws(&mut self, code: CloseCode, reason: &str) {
