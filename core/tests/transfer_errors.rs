@@ -360,7 +360,12 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
         ("CON", Some("_CON")),
         ("trailing dots...", Some("trailing dots")),
     ];
-    let mut net = pair(TransferConfig::default(), 8);
+    // A receiver that keeps no folders: the version 1 rule, the last component only.
+    let flat = TransferConfig {
+        max_path_depth: 0,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(flat, 8);
     let mut s = manual();
     let long = "x".repeat(1000) + ".txt";
     let absurd = "y".repeat(5000);
@@ -403,6 +408,53 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
     assert_eq!(
         s.offers.last().map(|o| (o.id, o.name.as_str())),
         Some((id, "key.pem"))
+    );
+}
+
+#[test]
+fn a_receiver_that_keeps_folders_reduces_each_component_and_refuses_escapes() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("photos/2024/a.jpg", Some("photos/2024/a.jpg")),
+        ("photos\\b.jpg", Some("photos/b.jpg")),
+        ("./x//y/./z", Some("x/y/z")),
+        ("empty/", Some("empty/")),
+        ("a/.git/HEAD", Some("a/_git/HEAD")),
+        ("../x", None),
+        ("a/../../x", None),
+        ("/etc/x", None),
+        ("C:\\x", None),
+        ("d/d/d/f", None),
+    ];
+    let tc = TransferConfig {
+        max_path_depth: 3,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 10);
+    let mut s = manual();
+    for (i, (name, _)) in cases.iter().enumerate() {
+        net.client
+            .send(&raw_offer(2000 + 2 * i as u64, name, 0))
+            .unwrap();
+    }
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    for (i, (name, want)) in cases.iter().enumerate() {
+        let got = s
+            .offers
+            .iter()
+            .find(|o| o.id == 2000 + 2 * i as u64)
+            .map(|o| o.name.as_str());
+        assert_eq!(got, *want, "{name:?}");
+    }
+    assert!(net.server.is_open());
+    // The sending side reduces its own path the same way and refuses an escape.
+    assert!(net.client.offer_file("", "a/../../x", 1, "").is_err());
+    let id = net.client.offer_file("", "dir/sub/f.txt", 1, "").unwrap();
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    assert_eq!(
+        s.offers.last().map(|o| (o.id, o.name.as_str())),
+        Some((id, "dir/sub/f.txt"))
     );
 }
 

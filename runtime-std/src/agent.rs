@@ -515,7 +515,7 @@ impl Agent {
                 None
             }
             TransferEvent::Progress(p) => Some(ClientEvent::Progress(p)),
-            TransferEvent::SenderDone { .. } => None,
+            TransferEvent::SenderDone { .. } | TransferEvent::Relayed { .. } => None,
             TransferEvent::Finished {
                 id,
                 direction,
