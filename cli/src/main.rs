@@ -4,6 +4,7 @@ mod chat;
 mod exit;
 mod memory;
 mod out;
+mod send;
 mod serve;
 mod simple;
 mod view;
@@ -88,9 +89,10 @@ enum Command {
         after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
     )]
     Chat(ChatArgs),
-    /// Send files to a peer; exits 0 only when every file arrived with its digest confirmed.
+    /// Send files and folders to one or more peers; exits 0 only when every file arrived at
+    /// every recipient with its digest confirmed.
     #[command(
-        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to server notes.txt   # into the server's --inbox"
+        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to bob --to carol a.txt ./photos   # a folder, to two people\n  tidings send --name alice --to bob --accept-timeout 30 big.iso\n  tidings send --name alice --to server notes.txt   # into the server's --inbox\n\nA folder is sent as its tree (empty folders included); symbolic links inside it are skipped,\nnever followed. Each recipient gets every file as its own transfer. After offering, send waits\nfor the recipient to accept, counting down --accept-timeout (the server's own offer timeout,\n120 s by default, also applies: the shorter one ends the wait), then fails with exit 6."
     )]
     Send(SendArgs),
     /// Receive files into a folder (resuming kept partial files, never overwriting).
@@ -192,10 +194,13 @@ struct ChatArgs {
 struct SendArgs {
     #[command(flatten)]
     conn: Conn,
-    /// The receiving peer.
-    #[arg(long)]
-    to: String,
-    /// Files to send.
+    /// A receiving peer; repeat for several (each gets every file).
+    #[arg(long, required = true)]
+    to: Vec<String>,
+    /// How long each offer waits to be accepted, in seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    accept_timeout: u64,
+    /// Files and folders to send.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -249,7 +254,7 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
         Command::Serve(a) => serve::run(a, out).await,
         Command::Chat(a) => chat::run(a, out).await,
-        Command::Send(a) => simple::send(a, out).await,
+        Command::Send(a) => send::send(a, out).await,
         Command::Recv(a) => simple::recv(a, out).await,
         Command::Say(a) => simple::say(a, out).await,
     }

@@ -10,6 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
 
+/// The key of the bar for a whole `send` (see [`Out::one_bar`]).
+pub const TOTAL_BAR: u64 = u64::MAX;
+/// The key of `send`'s countdown line while offers wait to be accepted.
+pub const WAIT_LINE: u64 = u64::MAX - 1;
+
 /// The printer shared by every command.
 pub struct Out {
     json: bool,
@@ -19,6 +24,8 @@ pub struct Out {
     pending: RefCell<Vec<u8>>,
     /// Lines are collected in `pending` instead of written one by one.
     buffered: bool,
+    /// Only bars whose key is at least this are drawn (see [`Out::one_bar`]).
+    min_bar_key: u64,
 }
 
 /// A buffered printer writes what it holds once it holds this much, even when busy.
@@ -38,6 +45,7 @@ impl Out {
             bars: HashMap::new(),
             pending: RefCell::new(Vec::new()),
             buffered: false,
+            min_bar_key: 0,
         }
     }
 
@@ -122,9 +130,45 @@ impl Out {
         });
     }
 
+    /// Draws no bar per transfer (keys below 2^63): the caller draws one bar for the whole
+    /// under a key of its own from 2^63 up ([`Out::bar_start`] with [`TOTAL_BAR`]), as `send`
+    /// does for many files and recipients. JSON progress events are printed as before.
+    pub fn one_bar(&mut self) {
+        self.min_bar_key = 1 << 63;
+    }
+
+    /// A line of status under `key` on the terminal (such as a countdown), replaced by each
+    /// call; `None` removes it. Nothing in JSON mode.
+    pub fn status(&mut self, key: u64, text: Option<String>) {
+        if self.json {
+            return;
+        }
+        match text {
+            None => self.bar_end(key),
+            Some(text) => {
+                let bar = self.bars.entry(key).or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+                    );
+                    bar
+                });
+                bar.set_message(text);
+                bar.tick();
+            }
+        }
+    }
+
+    /// Changes the label of the bar under `key` (the file now moving, on a bar for the whole).
+    pub fn bar_label(&self, key: u64, label: &str) {
+        if let Some(bar) = self.bars.get(&key) {
+            bar.set_message(label.to_string());
+        }
+    }
+
     /// A transfer began: one bar for it (`offset` non-zero when it resumes).
     pub fn bar_start(&mut self, id: u64, label: &str, size: u64, offset: u64) {
-        if self.json {
+        if self.json || id < self.min_bar_key {
             return;
         }
         let bar = self.multi.add(ProgressBar::new(size));
@@ -136,9 +180,15 @@ impl Out {
             .progress_chars("=> "),
         );
         bar.set_message(label.to_string());
-        bar.set_position(offset);
-        bar.reset_eta();
+        start_at(&bar, offset);
         self.bars.insert(id, bar);
+    }
+
+    /// A bar of `total` steps under `key` unless it exists already (no JSON, no offset).
+    pub fn bar_start_once(&mut self, key: u64, label: &str, total: u64) {
+        if !self.bars.contains_key(&key) {
+            self.bar_start(key, label, total, 0);
+        }
     }
 
     /// A progress report (JSON mode prints it as an event).
@@ -161,6 +211,16 @@ impl Out {
             self.multi.remove(&bar);
         }
     }
+}
+
+/// Puts a new bar at `offset` (a resumed transfer) without counting those bytes as moved:
+/// the rate estimator records the offset as its starting point (a tick), then forgets the
+/// time before (`reset_eta`). Setting the position alone left the estimator at 0, so the
+/// first update counted the whole kept part as moved in an instant: `7.90 TiB/s`.
+fn start_at(bar: &ProgressBar, offset: u64) {
+    bar.set_position(offset);
+    bar.tick();
+    bar.reset_eta();
 }
 
 /// `HH:MM:SS` (UTC), for people.
@@ -219,6 +279,18 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_bar_does_not_count_the_kept_part_as_moved() {
+        let offset = 1u64 << 40;
+        let bar = ProgressBar::with_draw_target(Some(offset * 2), ProgressDrawTarget::hidden());
+        start_at(&bar, offset);
+        std::thread::sleep(Duration::from_millis(20));
+        bar.set_position(offset + (1 << 20));
+        bar.tick();
+        // 1 MiB in about 20 ms: tens of MiB/s, not the kept TiB over the same time.
+        assert!(bar.per_sec() < 1e9, "{} B/s", bar.per_sec());
+    }
 
     #[test]
     fn dates() {

@@ -1,14 +1,11 @@
-//! The one-shot commands: `send`, `recv` and `say`.
-
-use std::collections::HashMap;
+//! The one-shot commands `recv` and `say` (`send` is in `send.rs`).
 
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
-use tidings_std::files::Source;
 
-use crate::exit::{io_reason, CliError, Exit};
+use crate::exit::{CliError, Exit};
 use crate::out::Out;
 use crate::view::show;
-use crate::{Conn, RecvArgs, SayArgs, SendArgs};
+use crate::{Conn, RecvArgs, SayArgs};
 
 /// Connects and shows the welcome.
 pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result<Client, CliError> {
@@ -29,75 +26,11 @@ pub async fn connect(conn: &Conn, config: ClientConfig, out: &mut Out) -> Result
     Ok(client)
 }
 
-fn lost(code: ErrorCode, reason: &str) -> CliError {
+pub fn lost(code: ErrorCode, reason: &str) -> CliError {
     CliError::new(
         Exit::ConnectionLost,
         format!("the connection closed ({}): {reason}", code.name()),
     )
-}
-
-pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
-    // Every file must be readable before we bother the server.
-    for path in &args.files {
-        Source::open(path).map_err(|e| {
-            CliError::new(Exit::File, format!("{}: {}", path.display(), io_reason(&e)))
-        })?;
-    }
-    let client = connect(&args.conn, ClientConfig::default(), out).await?;
-    let mut pending = HashMap::new();
-    for path in &args.files {
-        let id = client
-            .send_file(&args.to, path)
-            .await
-            .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
-        tracing::debug!(id, path = %path.display(), to = %args.to, "offered");
-        pending.insert(id, path.clone());
-    }
-    let mut failures: Vec<(ErrorCode, String)> = Vec::new();
-    while !pending.is_empty() {
-        let Some(ev) = client.next_event().await else {
-            break;
-        };
-        show(out, &ev);
-        match ev {
-            ClientEvent::Sent { id, .. } => {
-                pending.remove(&id);
-            }
-            ClientEvent::TransferFailed {
-                id, code, reason, ..
-            } => {
-                if let Some(path) = pending.remove(&id) {
-                    failures.push((code, format!("{}: {reason}", path.display())));
-                }
-            }
-            ClientEvent::Notice {
-                code: ErrorCode::UnknownPeer,
-                text,
-            } => {
-                client.close().await;
-                return Err(CliError::new(Exit::UnknownPeer, text));
-            }
-            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
-            _ => {}
-        }
-    }
-    client.close().await;
-    match failures.first() {
-        None => Ok(()),
-        Some((ErrorCode::UnknownPeer, _)) => Err(CliError::new(
-            Exit::UnknownPeer,
-            format!("{} is not online", args.to),
-        )),
-        Some((code, what)) => Err(CliError::new(
-            Exit::Transfer,
-            format!(
-                "{} of {} transfers failed; first ({}): {what}",
-                failures.len(),
-                args.files.len(),
-                code.name()
-            ),
-        )),
-    }
 }
 
 pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {

@@ -380,6 +380,7 @@ fn a_killed_receiver_resumes_when_restarted() {
     let recv = Proc::spawn(&recv_args);
     recv.expect_event("connected");
     let o = run(&[
+        "--json",
         "send",
         "--name",
         "alice",
@@ -392,6 +393,21 @@ fn a_killed_receiver_resumes_when_restarted() {
     assert!(o.status.success(), "{}", stderr(&o));
     let started = recv.expect_event("started");
     assert_eq!(started["offset"].as_u64(), Some(kept));
+    // The kept part is checked (hashed) first, with its own progress, up to its end.
+    let checked = recv.expect(|v| v["event"] == "checking" && v["done"] == v["total"]);
+    assert_eq!(checked["total"].as_u64(), Some(kept));
+    // The rate counts the bytes that moved, not the kept part: far below what loopback with
+    // a SHA-256 at each end can do (about 1 GB/s here), never the kept size in an instant.
+    let mut progress = 0;
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "progress" {
+            progress += 1;
+            let rate = v["bytes_per_sec"].as_u64().unwrap();
+            assert!(rate < 20_000_000_000, "{v}");
+        }
+    }
+    assert!(progress > 0);
     recv.expect_event("received");
     assert!(recv.wait().success());
     assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
@@ -504,4 +520,198 @@ fn a_rejected_offer_fails_the_send() {
     let o = send.child_output();
     assert_eq!(o.status.code(), Some(6));
     assert!(stderr(&o).contains("rejected"), "{}", stderr(&o));
+}
+
+/// Every file and folder below `root`, as (relative path, contents; `None` for a folder),
+/// sorted.
+fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for entry in std::fs::read_dir(at).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.push((rel, None));
+                walk(root, &path, out);
+            } else if meta.is_file() {
+                out.push((rel, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let top = src.join("Fotos été");
+    std::fs::create_dir_all(top.join("a/b/leer")).unwrap();
+    std::fs::create_dir_all(top.join("empty")).unwrap();
+    std::fs::create_dir_all(top.join("日本")).unwrap();
+    make_file(&top.join("a/b/big.bin"), 5 << 20);
+    make_file(&top.join("a/small.txt"), 1000);
+    make_file(&top.join("日本/語.txt"), 70_000);
+    std::fs::write(top.join(".hidden"), b"hidden files are renamed, not lost").unwrap();
+    // A link out of the folder is skipped, never followed.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not for bob").unwrap();
+    std::os::unix::fs::symlink(&outside, top.join("link")).unwrap();
+    let loose = src.join("loose.txt");
+    std::fs::write(&loose, b"one more").unwrap();
+    // Five files and two empty folders.
+    let count = "7";
+    let recvs: Vec<(Proc, std::path::PathBuf)> = ["bob", "carol"]
+        .iter()
+        .map(|name| {
+            let out = dir.path().join(format!("to-{name}"));
+            let p = Proc::spawn(&[
+                "--json",
+                "recv",
+                "--name",
+                name,
+                "--server",
+                &addr,
+                "--out",
+                out.to_str().unwrap(),
+                "--count",
+                count,
+            ]);
+            p.expect_event("connected");
+            (p, out)
+        })
+        .collect();
+    let send = Proc::spawn(&[
+        "--json",
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--to",
+        "carol",
+        "--server",
+        &addr,
+        top.to_str().unwrap(),
+        loose.to_str().unwrap(),
+    ]);
+    // The sender hears which number each receiver sees, and waits for each to accept.
+    let mut relayed = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    let mut skipped = Vec::new();
+    while sent < 14 {
+        let v = send.expect(|v| {
+            ["relayed", "waiting", "sent", "skipped", "failed"]
+                .contains(&v["event"].as_str().unwrap())
+        });
+        match v["event"].as_str().unwrap() {
+            "relayed" => {
+                relayed.insert((
+                    v["peer"].as_str().unwrap().to_string(),
+                    v["relay_id"].as_u64().unwrap(),
+                ));
+            }
+            "sent" => {
+                // Its events carry the number the receiver knows.
+                assert!(
+                    relayed.iter().any(|(_, n)| Some(*n) == v["id"].as_u64()),
+                    "{v}"
+                );
+                sent += 1;
+            }
+            "skipped" => skipped.push(v["path"].as_str().unwrap().to_string()),
+            "failed" => panic!("{v}"),
+            _ => {}
+        }
+    }
+    assert_eq!(relayed.len(), 14, "{relayed:?}");
+    assert!(
+        skipped.len() == 1 && skipped[0].ends_with("link"),
+        "{skipped:?}"
+    );
+    assert!(send.wait().success());
+    let mut expected = tree(&src);
+    expected.retain(|(p, _)| p != "Fotos été/link");
+    for (p, _) in expected.iter_mut() {
+        *p = p.replace(".hidden", "_hidden");
+    }
+    for (recv, out) in recvs {
+        let name = recv_name(&out);
+        let mut offered = std::collections::BTreeSet::new();
+        for _ in 0..7 {
+            let v = recv.expect_event("offer");
+            offered.insert((name.clone(), v["id"].as_u64().unwrap()));
+        }
+        // The same numbers on both sides.
+        let told: std::collections::BTreeSet<_> = relayed
+            .iter()
+            .filter(|(p, _)| *p == name)
+            .cloned()
+            .collect();
+        assert_eq!(offered, told);
+        assert!(recv.wait().success());
+        assert_eq!(tree(&out), expected, "{name}");
+    }
+    assert!(!dir.path().join("to-bob/Fotos été/link").exists());
+}
+
+fn recv_name(out: &Path) -> String {
+    out.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("to-")
+        .to_string()
+}
+
+#[test]
+fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("later.txt");
+    std::fs::write(&src, b"later").unwrap();
+    let chat = Proc::spawn(&["--json", "chat", "--name", "bob", "--server", &addr]);
+    chat.expect_event("connected");
+    let send = Proc::spawn(&[
+        "--json",
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--accept-timeout",
+        "2",
+        "--server",
+        &addr,
+        src.to_str().unwrap(),
+    ]);
+    let offer = chat.expect_event("offer");
+    let waiting = send.expect_event("waiting");
+    assert_eq!(waiting["peer"], "bob");
+    assert_eq!(waiting["timeout_secs"], 2);
+    // One number for both: the one bob would type to accept.
+    assert_eq!(waiting["id"], offer["id"]);
+    let started = std::time::Instant::now();
+    let failed = send.expect_event("failed");
+    assert_eq!(failed["code"], "transfer-timeout");
+    assert_eq!(failed["id"], offer["id"]);
+    let o = send.child_output();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(6));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bob did not accept later.txt within 2 s"),
+        "{err}"
+    );
+    // Bob's offer went away with it.
+    let gone = chat.expect_event("failed");
+    assert_eq!(gone["id"], offer["id"]);
 }

@@ -160,6 +160,14 @@ impl Client {
         self.call(move |a| Ok(a.send_file(&peer, source)?)).await
     }
 
+    /// Offers an already opened [`Source`] to `peer`: a file under a relative path
+    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// [`walk`](tidings_std::files::walk) when sending a folder.
+    pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
+        let peer = peer.to_string();
+        self.call(move |a| Ok(a.send_file(&peer, source)?)).await
+    }
+
     /// Accepts a waiting offer (resuming a kept partial file).
     pub async fn accept(&self, id: TransferId) -> Result<(), Error> {
         self.call(move |a| Ok(a.accept(id).map(|()| 0)?))
