@@ -198,7 +198,8 @@ struct SendArgs {
     #[arg(long, required = true)]
     to: Vec<String>,
     /// How long each offer waits to be accepted, in seconds.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     accept_timeout: u64,
     /// Files and folders to send.
     #[arg(required = true)]

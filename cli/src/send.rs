@@ -62,6 +62,8 @@ struct Running {
     to: String,
     /// The number people see: the receiver's id once the server said it (`relayed`).
     number: u64,
+    /// Whether the server said it (a server without the extension never does).
+    relayed: bool,
     offered: Instant,
     started: bool,
     done: u64,
@@ -190,6 +192,7 @@ async fn run(
                     item,
                     to,
                     number: id,
+                    relayed: false,
                     offered: Instant::now(),
                     started: false,
                     done: 0,
@@ -214,7 +217,11 @@ async fn run(
             ClientEvent::Relayed { id, relay_id, .. } => {
                 if let Some(r) = running.get_mut(id) {
                     r.number = *relay_id;
-                    show(out, &ev);
+                    r.relayed = true;
+                    // People read the number in the waiting line; scripts get both events.
+                    if out.is_json() {
+                        show(out, &ev);
+                    }
                     let name = items[r.item].shown();
                     waiting(out, r.number, &r.to, &name, args.accept_timeout);
                 }
@@ -307,6 +314,11 @@ fn countdown(out: &mut Out, running: &HashMap<u64, Running>, items: &[Item], tim
         return;
     };
     let left = timeout.saturating_sub(first.offered.elapsed().as_secs());
+    let number = if first.relayed {
+        format!(" (transfer {})", first.number)
+    } else {
+        String::new()
+    };
     let more = match waiting.len() - 1 {
         0 => String::new(),
         n => format!(" (and {n} more)"),
@@ -314,10 +326,9 @@ fn countdown(out: &mut Out, running: &HashMap<u64, Running>, items: &[Item], tim
     out.status(
         WAIT_LINE,
         Some(format!(
-            "waiting for {} to accept {} (transfer {}): {}:{:02} left{more}",
+            "waiting for {} to accept {}{number}: {}:{:02} left{more}",
             first.to,
             items[first.item].shown(),
-            first.number,
             left / 60,
             left % 60
         )),

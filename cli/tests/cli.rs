@@ -574,36 +574,15 @@ fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
         .iter()
         .map(|name| {
             let out = dir.path().join(format!("to-{name}"));
-            let p = Proc::spawn(&[
-                "--json",
-                "recv",
-                "--name",
-                name,
-                "--server",
-                &addr,
-                "--out",
-                out.to_str().unwrap(),
-                "--count",
-                count,
-            ]);
+            let args = ["--out", out.to_str().unwrap(), "--count", count];
+            let p = as_json("recv", name, &addr, &args);
             p.expect_event("connected");
             (p, out)
         })
         .collect();
-    let send = Proc::spawn(&[
-        "--json",
-        "send",
-        "--name",
-        "alice",
-        "--to",
-        "bob",
-        "--to",
-        "carol",
-        "--server",
-        &addr,
-        top.to_str().unwrap(),
-        loose.to_str().unwrap(),
-    ]);
+    let (top_arg, loose_arg) = (top.to_str().unwrap(), loose.to_str().unwrap());
+    let args = ["--to", "bob", "--to", "carol", top_arg, loose_arg];
+    let send = as_json("send", "alice", &addr, &args);
     // The sender hears which number each receiver sees, and waits for each to accept.
     let mut relayed = std::collections::BTreeSet::new();
     let mut sent = 0;
@@ -664,6 +643,13 @@ fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
     assert!(!dir.path().join("to-bob/Fotos été/link").exists());
 }
 
+/// `tidings --json COMMAND --name NAME --server ADDR REST…`.
+fn as_json(command: &str, name: &str, addr: &str, rest: &[&str]) -> Proc {
+    let mut args = vec!["--json", command, "--name", name, "--server", addr];
+    args.extend_from_slice(rest);
+    Proc::spawn(&args)
+}
+
 fn recv_name(out: &Path) -> String {
     out.file_name()
         .unwrap()
@@ -678,21 +664,16 @@ fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("later.txt");
     std::fs::write(&src, b"later").unwrap();
-    let chat = Proc::spawn(&["--json", "chat", "--name", "bob", "--server", &addr]);
+    let chat = as_json("chat", "bob", &addr, &[]);
     chat.expect_event("connected");
-    let send = Proc::spawn(&[
-        "--json",
-        "send",
-        "--name",
-        "alice",
+    let args = [
         "--to",
         "bob",
         "--accept-timeout",
         "2",
-        "--server",
-        &addr,
         src.to_str().unwrap(),
-    ]);
+    ];
+    let send = as_json("send", "alice", &addr, &args);
     let offer = chat.expect_event("offer");
     let waiting = send.expect_event("waiting");
     assert_eq!(waiting["peer"], "bob");

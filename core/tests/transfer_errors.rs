@@ -342,6 +342,33 @@ fn stalled_transfer_times_out() {
     );
 }
 
+/// Offers each of `names` raw (ids `first`, `first + 2` …) and returns the name the
+/// receiving side reported for each, `None` where it rejected the offer.
+fn offered_names(
+    net: &mut Net,
+    s: &mut Host,
+    first: u64,
+    names: &[&str],
+    size: u64,
+) -> Vec<Option<String>> {
+    for (i, name) in names.iter().enumerate() {
+        net.client
+            .send(&raw_offer(first + 2 * i as u64, name, size))
+            .unwrap();
+    }
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    assert!(net.server.is_open());
+    (0..names.len() as u64)
+        .map(|i| {
+            s.offers
+                .iter()
+                .find(|o| o.id == first + 2 * i)
+                .map(|o| o.name.clone())
+        })
+        .collect()
+}
+
 #[test]
 fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
     let cases: &[(&str, Option<&str>)] = &[
@@ -375,22 +402,11 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
         .collect();
     all.push((long, Some("x".repeat(MAX_BASE_NAME - 4) + ".txt")));
     all.push((absurd, None));
-    for (i, (name, _)) in all.iter().enumerate() {
-        net.client
-            .send(&raw_offer(1000 + 2 * i as u64, name, 5))
-            .unwrap();
-    }
-    net.settle();
-    s.poll(&mut net.server, net.now);
-    for (i, (name, want)) in all.iter().enumerate() {
-        let got = s
-            .offers
-            .iter()
-            .find(|o| o.id == 1000 + 2 * i as u64)
-            .map(|o| o.name.clone());
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let got = offered_names(&mut net, &mut s, 1000, &names, 5);
+    for ((name, want), got) in all.iter().zip(got) {
         assert_eq!(&got, want, "{name:?}");
     }
-    assert!(net.server.is_open());
     // Rejected offers were answered with `reject` (bad-file-name): the raw client, which
     // has no such transfers, answers each with a non-fatal unknown-transfer error.
     let rejected = all.iter().filter(|(_, w)| w.is_none()).count();
@@ -431,22 +447,11 @@ fn a_receiver_that_keeps_folders_reduces_each_component_and_refuses_escapes() {
     };
     let mut net = pair(tc, 10);
     let mut s = manual();
-    for (i, (name, _)) in cases.iter().enumerate() {
-        net.client
-            .send(&raw_offer(2000 + 2 * i as u64, name, 0))
-            .unwrap();
+    let names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+    let got = offered_names(&mut net, &mut s, 2000, &names, 0);
+    for ((name, want), got) in cases.iter().zip(got) {
+        assert_eq!(got.as_deref(), *want, "{name:?}");
     }
-    net.settle();
-    s.poll(&mut net.server, net.now);
-    for (i, (name, want)) in cases.iter().enumerate() {
-        let got = s
-            .offers
-            .iter()
-            .find(|o| o.id == 2000 + 2 * i as u64)
-            .map(|o| o.name.as_str());
-        assert_eq!(got, *want, "{name:?}");
-    }
-    assert!(net.server.is_open());
     // The sending side reduces its own path the same way and refuses an escape.
     assert!(net.client.offer_file("", "a/../../x", 1, "").is_err());
     let id = net.client.offer_file("", "dir/sub/f.txt", 1, "").unwrap();

@@ -1238,18 +1238,21 @@ def session_vectors():
         ("evil\u202etxt.exe", "a right-to-left override cannot fake the extension"),
         ("a\u200bb\ufeff", "zero-width characters become _"),
     ]
+    def reduced_names(prefix, cases, reduce, size, config):
+        """One vector per name: offered, reduced by `reduce`, or rejected bad-file-name."""
+        for i, (name, why) in enumerate(cases):
+            offer = E(msg("offer", id=2 * i, peer="", size=size, name=name, media_type=""))
+            reduced = reduce(name)
+            if reduced is None:
+                add(f"{prefix}-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
+                    reply=[of_type("reject", u64(2 * i) + u16(36))], config=config)
+            else:
+                add(f"{prefix}-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
+                    [inp(offer)],
+                    events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
+                             "size": size, "media_type": ""}], config=config)
     # The rules of a receiver that keeps no folders (the version 1 rule).
-    for i, (name, why) in enumerate(hostile):
-        offer = E(msg("offer", id=2 * i, peer="", size=1, name=name, media_type=""))
-        reduced = safe_file_name(name)
-        if reduced is None:
-            add(f"file-name-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
-                reply=[of_type("reject", u64(2 * i) + u16(36))], config={"max_path_depth": 0})
-        else:
-            add(f"file-name-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
-                [inp(offer)],
-                events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
-                         "size": 1, "media_type": ""}], config={"max_path_depth": 0})
+    reduced_names("file-name", hostile, safe_file_name, 1, {"max_path_depth": 0})
     # Folders (spec §7.8): each component reduced by safe_path above (default depth 32).
     paths = [
         ("photos/2024/a.jpg", "a relative path is kept"),
@@ -1273,17 +1276,7 @@ def session_vectors():
         ("./", "nothing left: refused"),
         ("x\u202e/y", "a right-to-left override in a folder name becomes _"),
     ]
-    for i, (name, why) in enumerate(paths):
-        offer = E(msg("offer", id=2 * i, peer="", size=0, name=name, media_type=""))
-        reduced = safe_path(name)
-        if reduced is None:
-            add(f"path-name-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
-                reply=[of_type("reject", u64(2 * i) + u16(36))])
-        else:
-            add(f"path-name-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
-                [inp(offer)],
-                events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
-                         "size": 0, "media_type": ""}])
+    reduced_names("path-name", paths, safe_path, 0, None)
     add("path-name-depth-knob", "a receiver with a depth limit of 2 refuses a third level",
         "server", "server-open",
         [inp(E(msg("offer", id=0, peer="", size=0, name="a/b/c", media_type="")))],
@@ -1521,13 +1514,20 @@ def hub_vectors():
         sc.join("b2", "BOB")
     add("hub-name-freed", "a name is free again once its client left", name_freed)
 
+    def relay_offer(sc, frm, to, ident, relay_id, names, name, size, media_type, what):
+        """`frm` offers a file to `to` (`names`: their names), which sees it as `relay_id`;
+        the server tells `frm` so with `relayed`."""
+        sc.send(frm, E(msg("offer", id=ident, peer=names[1], size=size, name=name,
+                           media_type=media_type)))
+        sc.gets(to, exact(E(msg("offer", id=relay_id, peer=names[0], size=size, name=name,
+                                media_type=media_type)), what))
+        sc.gets(frm, exact(E(relayed(ident, names[1], relay_id)),
+                           f"relayed: offer {ident} reaches {names[1]} as {relay_id}"))
+
     def relay(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
-                           media_type="text/plain")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
-                                 media_type="text/plain")), "offer id 1 from alice"))
-        sc.gets("a", exact(E(relayed(0, "bob", 1)), "relayed: offer 0 reaches bob as 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "hello.txt", 5,
+                    "text/plain", "offer id 1 from alice")
         sc.send("b", E(msg("accept", id=1, offset=0, credit=5)))
         sc.gets("a", exact(E(msg("accept", id=0, offset=0, credit=5)), "accept id 0"))
         sc.send("a", E(msg("chunk", id=0, offset=0, data=b"hello".hex())),
@@ -1540,18 +1540,12 @@ def hub_vectors():
 
     def shared_ids(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=1, name="a", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=1, name="a",
-                                 media_type="")), "offer id 1 from alice"))
-        sc.gets("a", exact(E(relayed(0, "bob", 1)), "relayed: offer 0 reaches bob as 1"))
-        sc.send("b", E(msg("offer", id=0, peer="alice", size=1, name="b", media_type="")))
-        sc.gets("a", exact(E(msg("offer", id=3, peer="bob", size=1, name="b",
-                                 media_type="")), "offer id 3: one counter for the server"))
-        sc.gets("b", exact(E(relayed(0, "alice", 3)), "relayed: offer 0 reaches alice as 3"))
-        sc.send("a", E(msg("offer", id=2, peer="bob", size=1, name="d/c", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=5, peer="alice", size=1, name="d/c",
-                                 media_type="")), "offer id 5, the folder kept"))
-        sc.gets("a", exact(E(relayed(2, "bob", 5)), "relayed: offer 2 reaches bob as 5"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "a", 1,
+                    "", "offer id 1 from alice")
+        relay_offer(sc, "b", "a", 0, 3, ("bob", "alice"), "b", 1,
+                    "", "offer id 3: one counter for the server")
+        relay_offer(sc, "a", "b", 2, 5, ("alice", "bob"), "d/c", 1,
+                    "", "offer id 5, the folder kept")
     add("hub-relay-shared-ids", "the server numbers the offers it relays from one counter and "
         "tells each sender the number its receiver sees", shared_ids)
 
@@ -1565,11 +1559,8 @@ def hub_vectors():
 
     def relay_resume(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
-                           media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
-                                 media_type="")), "offer id 1 from alice"))
-        sc.gets("a", exact(E(relayed(0, "bob", 1)), "relayed: offer 0 reaches bob as 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "hello.txt", 5,
+                    "", "offer id 1 from alice")
         sc.send("b", E(msg("accept", id=1, offset=3, credit=0)))
         sc.gets("a", exact(E(msg("accept", id=0, offset=3, credit=2)),
                            "accept at the receiver's offset"))
@@ -1578,10 +1569,8 @@ def hub_vectors():
 
     def relay_reject(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
-                                 media_type="")), "offer id 1"))
-        sc.gets("a", exact(E(relayed(0, "bob", 1)), "relayed: offer 0 reaches bob as 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "x", 5,
+                    "", "offer id 1")
         sc.send("b", E(msg("reject", id=1, code=38, reason="no")))
         sc.gets("a", of_type("reject", u64(0) + u16(38)))
     add("hub-relay-reject", "the receiver's reject reaches the sender with its code",
@@ -1601,10 +1590,8 @@ def hub_vectors():
 
     def relay_lost(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
-                                 media_type="")), "offer id 1"))
-        sc.gets("a", exact(E(relayed(0, "bob", 1)), "relayed: offer 0 reaches bob as 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "x", 5,
+                    "", "offer id 1")
         sc.eof("a")
         sc.gets("b", of_type("cancel", u64(1) + u16(CODES["peer-lost"])),
                 exact(E(msg("presence", kind="left", name="alice")), "alice left"))
