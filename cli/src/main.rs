@@ -97,7 +97,7 @@ enum Command {
     Send(SendArgs),
     /// Receive files into a folder (resuming kept partial files, never overwriting).
     #[command(
-        after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext)."
+        after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext).\nA folder sent with `tidings send DIR` is rebuilt below --out (never outside it: a symbolic\nlink met on the way refuses the file)."
     )]
     Recv(RecvArgs),
     /// Say one message (to everyone, or privately with --to) and exit.
@@ -216,6 +216,10 @@ struct RecvArgs {
     /// Exit after this many files arrived.
     #[arg(long)]
     count: Option<u64>,
+    /// Keep at most this many folder levels of an offered path (a deeper one is refused
+    /// with bad-file-name); 0 keeps no folders: every file lands directly in --out.
+    #[arg(long, default_value_t = 32, value_name = "LEVELS")]
+    max_depth: usize,
 }
 
 #[derive(Args, Debug)]

@@ -37,11 +37,12 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
     // A missing folder is created; one that cannot be written fails each offer with the
     // reason, which the sender sees too.
     let _ = std::fs::create_dir_all(&args.out);
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         download_dir: Some(args.out.clone()),
         accept_files: true,
         ..ClientConfig::default()
     };
+    config.session.transfer.max_path_depth = args.max_depth;
     let client = connect(&args.conn, config, out).await?;
     let mut received = 0;
     if args.count == Some(0) {

@@ -696,3 +696,36 @@ fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
     let gone = chat.expect_event("failed");
     assert_eq!(gone["id"], offer["id"]);
 }
+
+#[test]
+fn a_receiver_keeping_fewer_levels_refuses_deeper_files() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("top");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::write(top.join("shallow.txt"), b"1").unwrap();
+    std::fs::write(top.join("sub/deep.txt"), b"2").unwrap();
+    let out = dir.path().join("in");
+    let args = ["--out", out.to_str().unwrap(), "--max-depth", "2"];
+    let recv = as_json("recv", "bob", &addr, &args);
+    recv.expect_event("connected");
+    let o = run(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        top.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(6));
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 of 2 transfers failed; first (bad-file-name): top/sub/deep.txt"),
+        "{err}"
+    );
+    recv.expect_event("received");
+    assert_eq!(std::fs::read(out.join("top/shallow.txt")).unwrap(), b"1");
+    assert!(!out.join("top/sub").exists());
+}
