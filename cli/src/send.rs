@@ -66,6 +66,9 @@ struct Running {
     relayed: bool,
     offered: Instant,
     started: bool,
+    /// Where it started: bytes below were kept by the receiver and do not move.
+    offset: u64,
+    /// Bytes moved since `offset`.
     done: u64,
 }
 
@@ -158,7 +161,9 @@ async fn run(
         .flat_map(|i| args.to.iter().map(move |to| (i, to.clone())))
         .collect();
     let jobs = queue.len();
-    let total: u64 = items.iter().map(Item::size).sum::<u64>() * args.to.len() as u64;
+    // The bytes to move: a resumed transfer takes its kept part off when it starts, so that
+    // the bar never counts bytes that did not move (its rate would jump to GiB/s).
+    let mut total: u64 = items.iter().map(Item::size).sum::<u64>() * args.to.len() as u64;
     out.one_bar();
     out.bar_start(TOTAL_BAR, "", total, 0);
     let mut running: HashMap<u64, Running> = HashMap::new();
@@ -195,6 +200,7 @@ async fn run(
                     relayed: false,
                     offered: Instant::now(),
                     started: false,
+                    offset: 0,
                     done: 0,
                 },
             );
@@ -230,16 +236,20 @@ async fn run(
             ClientEvent::Started {
                 id,
                 direction: Direction::Send,
+                offset,
                 ..
             } => {
                 if let Some(r) = running.get_mut(id) {
                     r.started = true;
+                    r.offset = *offset;
+                    total = total.saturating_sub(*offset);
+                    out.bar_length(TOTAL_BAR, total);
                     out.bar_label(TOTAL_BAR, &items[r.item].shown());
                 }
             }
             ClientEvent::Progress(p) => {
                 if let Some(r) = running.get_mut(&p.id) {
-                    r.done = p.done;
+                    r.done = p.done.saturating_sub(r.offset);
                 }
                 let moving: u64 = running.values().map(|r| r.done).sum();
                 out.bar_progress(TOTAL_BAR, finished_bytes + moving, total, 0);
@@ -260,7 +270,7 @@ async fn run(
                     .find(|(_, r)| r.number == id)
                     .map(|(k, _)| *k);
                 if let Some(r) = local.and_then(|k| running.remove(&k)) {
-                    finished_bytes += items[r.item].size();
+                    finished_bytes += items[r.item].size().saturating_sub(r.offset);
                     out.bar_progress(TOTAL_BAR, finished_bytes, total, 0);
                 }
             }

@@ -396,18 +396,26 @@ fn a_killed_receiver_resumes_when_restarted() {
     // The kept part is checked (hashed) first, with its own progress, up to its end.
     let checked = recv.expect(|v| v["event"] == "checking" && v["done"] == v["total"]);
     assert_eq!(checked["total"].as_u64(), Some(kept));
+    assert_eq!(checked["direction"], "receive");
     // The rate counts the bytes that moved, not the kept part: far below what loopback with
     // a SHA-256 at each end can do (about 1 GB/s here), never the kept size in an instant.
     let mut progress = 0;
+    let mut sender_checked = false;
     for line in String::from_utf8_lossy(&o.stdout).lines() {
         let v: Value = serde_json::from_str(line).unwrap();
+        // The sender hashes its own first `kept` bytes meanwhile, and says so too.
+        if v["event"] == "checking" && v["done"] == v["total"] {
+            assert_eq!(v["total"].as_u64(), Some(kept));
+            assert_eq!(v["direction"], "send");
+            sender_checked = true;
+        }
         if v["event"] == "progress" {
             progress += 1;
             let rate = v["bytes_per_sec"].as_u64().unwrap();
             assert!(rate < 20_000_000_000, "{v}");
         }
     }
-    assert!(progress > 0);
+    assert!(progress > 0 && sender_checked);
     recv.expect_event("received");
     assert!(recv.wait().success());
     assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
