@@ -285,6 +285,8 @@ async fn run(
                     let name = items[r.item].shown();
                     let what = if !r.started && code == ErrorCode::TransferTimeout {
                         format!("{} did not accept {name} within {wait}", r.to)
+                    } else if code == ErrorCode::UnknownPeer {
+                        format!("{} is not online", r.to)
                     } else {
                         format!("{name} to {}: {reason}", r.to)
                     };
@@ -296,10 +298,7 @@ async fn run(
     }
     match failures.first() {
         None => Ok(()),
-        Some((ErrorCode::UnknownPeer, what)) => Err(CliError::new(
-            Exit::UnknownPeer,
-            format!("not online: {what}"),
-        )),
+        Some((ErrorCode::UnknownPeer, what)) => Err(CliError::new(Exit::UnknownPeer, what.clone())),
         Some((code, what)) if jobs == 1 => Err(CliError::new(
             Exit::Transfer,
             format!("the transfer failed ({}): {what}", code.name()),
