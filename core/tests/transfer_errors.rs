@@ -833,3 +833,22 @@ fn offers_name_their_addressee_and_check_it() {
         .offer_file("", "a.txt", 3, &"m".repeat(256))
         .is_err());
 }
+
+#[test]
+fn numbered_offers_keep_the_parity_and_increase() {
+    use tidings_core::transfer::Mode;
+    let mut net = pair(TransferConfig::default(), 11);
+    let server = &mut net.server;
+    let mut offer = |id| server.offer_numbered(id, "", "f", 1, "", Mode::Local);
+    assert_eq!(offer(Some(7)).unwrap(), 7);
+    // Below the next id, or the client's parity: refused, nothing sent.
+    assert!(offer(Some(5)).is_err());
+    assert!(offer(Some(7)).is_err());
+    assert!(offer(Some(10)).is_err());
+    // The session's own numbering goes on above the chosen id.
+    assert_eq!(offer(None).unwrap(), 9);
+    assert_eq!(offer(Some(101)).unwrap(), 101);
+    // The last id of the space is never handed out twice.
+    assert!(offer(Some(u64::MAX)).is_err());
+    assert_eq!(offer(None).unwrap(), 103);
+}

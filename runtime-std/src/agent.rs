@@ -418,7 +418,7 @@ impl Agent {
         if end > info.resume || info.resume == 0 {
             return;
         }
-        let pct = end * 100 / info.resume;
+        let pct = (u128::from(end) * 100 / u128::from(info.resume)) as u64;
         if pct == info.checked_pct && end < info.resume {
             return;
         }

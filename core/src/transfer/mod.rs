@@ -763,7 +763,10 @@ impl Session {
                 ))
             }
         };
-        t.next_id = id.saturating_add(2);
+        // The last id of the space is not reused: the session refuses further offers instead.
+        t.next_id = id
+            .checked_add(2)
+            .ok_or(SendError::Invalid("no transfer ids left"))?;
         let offer = Offer {
             id,
             peer: Utf8::from(to),
