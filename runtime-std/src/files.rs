@@ -164,10 +164,13 @@ pub enum EntryKind {
 
 /// Lists the folder `root` for sending: its regular files and empty folders, in name order,
 /// each named by its path below `root`'s parent (`root` itself is the first component), at
-/// most [`MAX_WALK_DEPTH`] levels deep. Symbolic links are skipped, never followed (see the
-/// [module docs](self)). An empty `root` is one empty folder.
+/// most [`MAX_WALK_DEPTH`] levels deep. Symbolic links inside are skipped, never followed
+/// (see the [module docs](self)); `root` itself may be a link to a folder, named after its
+/// target. An empty `root` is one empty folder.
 pub fn walk(root: &Path) -> io::Result<Walk> {
-    let meta = std::fs::symlink_metadata(root)?;
+    // The folder named by the user may itself be a link (followed: the user chose it); what
+    // lies inside is listed without following links.
+    let meta = std::fs::metadata(root)?;
     if !meta.is_dir() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a folder"));
     }
@@ -759,6 +762,11 @@ mod tests {
         assert_eq!(folder.name, "tree/empty/");
         assert!(folder.is_folder());
         assert!(Source::open_as(&top.join("link-file"), "tree/link-file").is_err());
+        // A link named as the folder to send is followed, and named after its target.
+        std::os::unix::fs::symlink(&top, root.path().join("alias")).unwrap();
+        let via = walk(&root.path().join("alias")).unwrap();
+        assert_eq!(via.entries.len(), 3);
+        assert_eq!(via.entries[0].1, "tree/a/b/f.txt");
     }
 
     #[test]
