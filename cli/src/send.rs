@@ -275,7 +275,11 @@ async fn run(
                 }
             }
             ClientEvent::TransferFailed {
-                id, code, reason, ..
+                id,
+                code,
+                reason,
+                by_peer,
+                ..
             } => {
                 let local = running
                     .iter()
@@ -283,7 +287,10 @@ async fn run(
                     .map(|(k, _)| *k);
                 if let Some(r) = local.and_then(|k| running.remove(&k)) {
                     let name = items[r.item].shown();
-                    let what = if !r.started && code == ErrorCode::TransferTimeout {
+                    let what = if !r.started && code == ErrorCode::TransferTimeout && by_peer {
+                        // The server's own offer timeout ended the wait first.
+                        format!("{} did not accept {name} before the server gave up", r.to)
+                    } else if !r.started && code == ErrorCode::TransferTimeout {
                         format!("{} did not accept {name} within {wait}", r.to)
                     } else if code == ErrorCode::UnknownPeer {
                         format!("{} is not online", r.to)
