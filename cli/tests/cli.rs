@@ -737,3 +737,37 @@ fn a_receiver_keeping_fewer_levels_refuses_deeper_files() {
     assert_eq!(std::fs::read(out.join("top/shallow.txt")).unwrap(), b"1");
     assert!(!out.join("top/sub").exists());
 }
+
+#[test]
+fn chat_rebuilds_a_folder_in_its_download_folder() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("notes");
+    std::fs::create_dir_all(top.join("2026/empty")).unwrap();
+    std::fs::write(top.join("2026/jan.txt"), b"january").unwrap();
+    let out = dir.path().join("chat-downloads");
+    let args = ["--download-dir", out.to_str().unwrap(), "--accept-files"];
+    let chat = as_json("chat", "bob", &addr, &args);
+    chat.expect_event("connected");
+    let o = run(&[
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--server",
+        &addr,
+        top.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for _ in 0..2 {
+        chat.expect_event("received");
+    }
+    assert_eq!(
+        tree(&out),
+        tree(dir.path())
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("notes"))
+            .collect::<Vec<_>>()
+    );
+}
