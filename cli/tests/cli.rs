@@ -651,6 +651,14 @@ fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
     assert!(!dir.path().join("to-bob/Fotos été/link").exists());
 }
 
+/// `tidings send --name alice --to TO --server ADDR PATH`, run to its end.
+fn alice_sends(addr: &str, to: &str, path: &Path) -> Output {
+    let path = path.to_str().unwrap();
+    run(&[
+        "send", "--name", "alice", "--to", to, "--server", addr, path,
+    ])
+}
+
 /// `tidings --json COMMAND --name NAME --server ADDR REST…`.
 fn as_json(command: &str, name: &str, addr: &str, rest: &[&str]) -> Proc {
     let mut args = vec!["--json", command, "--name", name, "--server", addr];
@@ -717,16 +725,7 @@ fn a_receiver_keeping_fewer_levels_refuses_deeper_files() {
     let args = ["--out", out.to_str().unwrap(), "--max-depth", "2"];
     let recv = as_json("recv", "bob", &addr, &args);
     recv.expect_event("connected");
-    let o = run(&[
-        "send",
-        "--name",
-        "alice",
-        "--to",
-        "bob",
-        "--server",
-        &addr,
-        top.to_str().unwrap(),
-    ]);
+    let o = alice_sends(&addr, "bob", &top);
     assert_eq!(o.status.code(), Some(6));
     let err = stderr(&o);
     assert!(
@@ -749,16 +748,7 @@ fn chat_rebuilds_a_folder_in_its_download_folder() {
     let args = ["--download-dir", out.to_str().unwrap(), "--accept-files"];
     let chat = as_json("chat", "bob", &addr, &args);
     chat.expect_event("connected");
-    let o = run(&[
-        "send",
-        "--name",
-        "alice",
-        "--to",
-        "bob",
-        "--server",
-        &addr,
-        top.to_str().unwrap(),
-    ]);
+    let o = alice_sends(&addr, "bob", &top);
     assert!(o.status.success(), "{}", stderr(&o));
     for _ in 0..2 {
         chat.expect_event("received");
