@@ -7,6 +7,7 @@ mod exit;
 mod memory;
 mod out;
 mod safe;
+mod send;
 mod serve;
 mod simple;
 mod view;
@@ -95,14 +96,15 @@ enum Command {
         after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
     )]
     Chat(ChatArgs),
-    /// Send files to a peer; exits 0 only when every file arrived with its digest confirmed.
+    /// Send files and folders to one or more peers; exits 0 only when every file arrived at
+    /// every recipient with its digest confirmed.
     #[command(
-        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to server notes.txt   # into the server's --inbox"
+        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to bob --to carol a.txt ./photos   # a folder, to two people\n  tidings send --name alice --to bob --accept-timeout 30 big.iso\n  tidings send --name alice --to server notes.txt   # into the server's --inbox\n\nA folder is sent as its tree (empty folders included); symbolic links inside it are skipped,\nnever followed. Each recipient gets every file as its own transfer. After offering, send waits\nfor the recipient to accept, counting down --accept-timeout (the server's own offer timeout,\n120 s by default, also applies: the shorter one ends the wait), then fails with exit 6."
     )]
     Send(SendArgs),
     /// Receive files into a folder (resuming kept partial files, never overwriting).
     #[command(
-        after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext)."
+        after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext).\nA folder sent with `tidings send DIR` is rebuilt below --out (never outside it: a symbolic\nlink met on the way refuses the file)."
     )]
     Recv(RecvArgs),
     /// Say one message (to everyone, or privately with --to) and exit.
@@ -216,11 +218,15 @@ struct ChatArgs {
 struct SendArgs {
     #[command(flatten)]
     conn: Conn,
-    /// The receiving peer. Your own name (in any case or look-alike spelling) is refused
-    /// before connecting, with exit code 2.
-    #[arg(long)]
-    to: String,
-    /// Files to send.
+    /// A receiving peer; repeat for several (each gets every file). Your own name (in any
+    /// case or look-alike spelling) is refused before connecting, with exit code 2.
+    #[arg(long, required = true)]
+    to: Vec<String>,
+    /// How long each offer waits to be accepted, in seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    accept_timeout: u64,
+    /// Files and folders to send.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -235,6 +241,10 @@ struct RecvArgs {
     /// Exit after this many files arrived.
     #[arg(long)]
     count: Option<u64>,
+    /// Keep at most this many folder levels of an offered path (a deeper one is refused
+    /// with bad-file-name); 0 keeps no folders: every file lands directly in --out.
+    #[arg(long, default_value_t = 32, value_name = "LEVELS")]
+    max_depth: usize,
 }
 
 #[derive(Args, Debug)]
@@ -281,7 +291,7 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
         Command::Serve(a) => serve::run(a, out).await,
         Command::Chat(a) => chat::run(a, out).await,
-        Command::Send(a) => simple::send(a, out).await,
+        Command::Send(a) => send::send(a, out).await,
         Command::Recv(a) => simple::recv(a, out).await,
         Command::Say(a) => simple::say(a, out).await,
     }

@@ -10,6 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
 
+/// The key of the bar for a whole `send` (see [`Out::one_bar`]).
+pub const TOTAL_BAR: u64 = u64::MAX;
+/// The key of `send`'s countdown line while offers wait to be accepted.
+pub const WAIT_LINE: u64 = u64::MAX - 1;
+
 /// The printer shared by every command.
 pub struct Out {
     json: bool,
@@ -19,6 +24,8 @@ pub struct Out {
     pending: RefCell<Vec<u8>>,
     /// Lines are collected in `pending` instead of written one by one.
     buffered: bool,
+    /// Only bars whose key is at least this are drawn (see [`Out::one_bar`]).
+    min_bar_key: u64,
 }
 
 /// A buffered printer writes what it holds once it holds this much, even when busy.
@@ -38,6 +45,7 @@ impl Out {
             bars: HashMap::new(),
             pending: RefCell::new(Vec::new()),
             buffered: false,
+            min_bar_key: 0,
         }
     }
 
@@ -123,13 +131,56 @@ impl Out {
         });
     }
 
-    /// A transfer began: one bar for it (`offset` non-zero when it resumes). `label` may
-    /// come from the network: it is shown on one line, escaped (see `crate::safe`).
-    pub fn bar_start(&mut self, id: u64, label: &str, size: u64, offset: u64) {
+    /// Draws no bar per transfer (keys below 2^63): the caller draws one bar for the whole
+    /// under a key of its own from 2^63 up ([`Out::bar_start`] with [`TOTAL_BAR`]), as `send`
+    /// does for many files and recipients. JSON progress events are printed as before.
+    pub fn one_bar(&mut self) {
+        self.min_bar_key = 1 << 63;
+    }
+
+    /// A line of status under `key` on the terminal (such as a countdown), replaced by each
+    /// call; `None` removes it. Nothing in JSON mode.
+    pub fn status(&mut self, key: u64, text: Option<String>) {
         if self.json {
             return;
         }
-        let bar = self.multi.add(ProgressBar::new(size));
+        match text {
+            None => self.bar_end(key),
+            Some(text) => {
+                let bar = self.bars.entry(key).or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+                    );
+                    bar
+                });
+                bar.set_message(crate::safe::inline(&text).to_string());
+                bar.tick();
+            }
+        }
+    }
+
+    /// Changes the length of the bar under `key`.
+    pub fn bar_length(&self, key: u64, len: u64) {
+        if let Some(bar) = self.bars.get(&key) {
+            bar.set_length(len);
+        }
+    }
+
+    /// Changes the label of the bar under `key` (the file now moving, on a bar for the whole).
+    pub fn bar_label(&self, key: u64, label: &str) {
+        if let Some(bar) = self.bars.get(&key) {
+            bar.set_message(crate::safe::inline(label).to_string());
+        }
+    }
+
+    /// A transfer began: one bar for it (`offset` non-zero when it resumes). `label` may
+    /// come from the network: it is shown on one line, escaped (see `crate::safe`).
+    pub fn bar_start(&mut self, id: u64, label: &str, size: u64, offset: u64) {
+        if self.json || id < self.min_bar_key {
+            return;
+        }
+        let bar = self.multi.add(bar_at(size, offset));
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg:24!} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta}",
@@ -138,9 +189,14 @@ impl Out {
             .progress_chars("=> "),
         );
         bar.set_message(crate::safe::inline(label).to_string());
-        bar.set_position(offset);
-        bar.reset_eta();
         self.bars.insert(id, bar);
+    }
+
+    /// A bar of `total` steps under `key` unless it exists already (no JSON, no offset).
+    pub fn bar_start_once(&mut self, key: u64, label: &str, total: u64) {
+        if !self.bars.contains_key(&key) {
+            self.bar_start(key, label, total, 0);
+        }
     }
 
     /// A progress report (JSON mode prints it as an event).
@@ -163,6 +219,20 @@ impl Out {
             self.multi.remove(&bar);
         }
     }
+}
+
+/// A bar of `size` steps standing at `offset` (a resumed transfer), not yet drawn anywhere,
+/// whose rate counts only what moves from there. The position is set while the bar is
+/// hidden, so the rate estimator records the offset as its start (a tick) without drawing;
+/// then the time before is forgotten (`reset_eta`). Setting the position on a visible bar
+/// drew it at once with the kept part as if moved in an instant (`7.90 TiB/s`), and that
+/// line stayed on the screen until the first byte moved (while the kept part was checked).
+fn bar_at(size: u64, offset: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::hidden());
+    bar.set_position(offset);
+    bar.tick();
+    bar.reset_eta();
+    bar
 }
 
 /// `HH:MM:SS` (UTC), for people.
@@ -221,6 +291,63 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that keeps every line drawn.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.trim().is_empty() {
+                self.0.lock().unwrap().push(s.to_string());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_resumed_bar_never_shows_the_kept_part_as_moved() {
+        let offset = 1u64 << 40;
+        let screen = Screen::default();
+        let bar = bar_at(offset * 2, offset);
+        bar.set_style(ProgressStyle::with_template("{bytes} {binary_bytes_per_sec}").unwrap());
+        bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(60));
+        bar.set_position(offset + (1 << 20));
+        bar.tick();
+        let lines = screen.0.lock().unwrap().clone();
+        assert!(!lines.is_empty());
+        // 1 MiB in about 60 ms: some MiB/s; never the kept TiB over no time.
+        for line in &lines {
+            let unit = line.rsplit(' ').next().unwrap_or("");
+            assert!(["B/s", "KiB/s", "MiB/s"].contains(&unit), "{lines:?}");
+        }
+    }
 
     #[test]
     fn dates() {

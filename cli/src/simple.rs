@@ -1,18 +1,16 @@
-//! The one-shot commands: `send`, `recv` and `say`.
+//! The one-shot commands `recv` and `say` (`send` is in `send.rs`).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 
 use tidings_core::name::name_key;
 use tidings_core::wire::MIN_MAX_FRAME;
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
-use tidings_std::files::Source;
 
 use crate::exit::{io_reason, CliError, Exit};
 use crate::out::Out;
 use crate::view::show;
-use crate::{Conn, RecvArgs, SayArgs, SendArgs};
+use crate::{Conn, RecvArgs, SayArgs};
 
 /// Connects and shows the welcome. A server that does not complete the handshake within
 /// `--handshake-timeout-ms` (or closes, or is no tidings server) is exit 3.
@@ -56,102 +54,23 @@ pub fn not_to_self(me: &str, to: &str, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn lost(code: ErrorCode, reason: &str) -> CliError {
+pub fn lost(code: ErrorCode, reason: &str) -> CliError {
     CliError::new(
         Exit::ConnectionLost,
         format!("the connection closed ({}): {reason}", code.name()),
     )
 }
 
-pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
-    not_to_self(&args.conn.name, &args.to, "send files to")?;
-    // Every file must be readable before we bother the server.
-    for path in &args.files {
-        Source::open(path).map_err(|e| {
-            CliError::new(Exit::File, format!("{}: {}", path.display(), io_reason(&e)))
-        })?;
-    }
-    let client = connect(&args.conn, ClientConfig::default(), out).await?;
-    let mut pending = HashMap::new();
-    for path in &args.files {
-        let id = client
-            .send_file(&args.to, path)
-            .await
-            .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
-        tracing::debug!(id, path = %path.display(), to = %args.to, "offered");
-        pending.insert(id, path.clone());
-    }
-    let mut failures: Vec<(ErrorCode, String)> = Vec::new();
-    // A transfer that failed because our connection ended (the server vanished or stopped
-    // answering) makes the exit 9, like any lost connection, not 6.
-    let mut lost_with = false;
-    while !pending.is_empty() {
-        let Some(ev) = client.next_event().await else {
-            // The events ended without Closed (the driver is gone): never a success.
-            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
-        };
-        show(out, &ev);
-        match ev {
-            ClientEvent::Sent { id, .. } => {
-                pending.remove(&id);
-            }
-            ClientEvent::TransferFailed {
-                id, code, reason, ..
-            } => {
-                if let Some(path) = pending.remove(&id) {
-                    failures.push((code, format!("{}: {reason}", path.display())));
-                    lost_with |= !client.is_open();
-                }
-            }
-            ClientEvent::Notice {
-                code: ErrorCode::UnknownPeer,
-                text,
-            } => {
-                client.close().await;
-                return Err(CliError::new(Exit::UnknownPeer, text));
-            }
-            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
-            _ => {}
-        }
-    }
-    if lost_with {
-        // The session ended before the failures were delivered: Closed follows them.
-        while let Some(ev) = client.next_event().await {
-            show(out, &ev);
-            if let ClientEvent::Closed { code, reason, .. } = ev {
-                return Err(lost(code, &reason));
-            }
-        }
-        return Err(lost(ErrorCode::PeerLost, "the connection ended"));
-    }
-    client.close().await;
-    match failures.first() {
-        None => Ok(()),
-        Some((ErrorCode::UnknownPeer, _)) => Err(CliError::new(
-            Exit::UnknownPeer,
-            format!("{} is not online", args.to),
-        )),
-        Some((code, what)) => Err(CliError::new(
-            Exit::Transfer,
-            format!(
-                "{} of {} transfers failed; first ({}): {what}",
-                failures.len(),
-                args.files.len(),
-                code.name()
-            ),
-        )),
-    }
-}
-
 pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
     // A missing folder is created; one that cannot be written fails each offer with the
     // reason, which the sender sees too.
     let _ = std::fs::create_dir_all(&args.out);
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         download_dir: Some(args.out.clone()),
         accept_files: true,
         ..ClientConfig::default()
     };
+    config.session.transfer.max_path_depth = args.max_depth;
     let client = connect(&args.conn, config, out).await?;
     let mut received = 0;
     if args.count == Some(0) {

@@ -122,6 +122,35 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             out.bar_start(*id, name, *len, *offset);
         }
         ClientEvent::Progress(p) => out.bar_progress(p.id, p.done, p.total, p.bytes_per_sec),
+        ClientEvent::Relayed { id, peer, relay_id } => out.event(
+            "relayed",
+            format_args!("{} sees it as transfer {relay_id}", inline(peer)),
+            || json!({"id": id, "peer": peer, "relay_id": relay_id}),
+        ),
+        ClientEvent::Checking {
+            id,
+            direction,
+            done,
+            total,
+        } => {
+            // Its own bar, beside the transfer's: no byte moves while the kept part is hashed.
+            let key = checking_key(*id);
+            if out.is_json() {
+                out.event("checking", "", || {
+                    json!({"id": id, "direction": dir(*direction), "done": done, "total": total})
+                });
+            } else if done < total {
+                out.bar_start_once(key, "checking the kept part", *total);
+                out.bar_progress(key, *done, *total, 0);
+            } else {
+                out.bar_end(key);
+                out.event(
+                    "checked",
+                    format_args!("checked the kept {} of transfer {id}", size(*total)),
+                    || json!({"id": id}),
+                );
+            }
+        }
         ClientEvent::Sent { id, name, digest } => {
             out.bar_end(*id);
             out.event(
@@ -181,6 +210,24 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             || json!({"code": code.name(), "reason": reason, "by_peer": by_peer}),
         ),
     }
+}
+
+/// The bar of a kept part being checked, apart from the transfer's own bar.
+fn checking_key(id: u64) -> u64 {
+    id | 1 << 63
+}
+
+/// After offering: who must accept, and how long we wait (text mode counts it down on a bar).
+pub fn waiting(out: &mut Out, number: u64, peer: &str, name: &str, timeout_secs: u64) {
+    out.event(
+        "waiting",
+        format_args!(
+            "waiting for {} to accept {} (transfer {number}, {timeout_secs} s)",
+            inline(peer),
+            inline(name)
+        ),
+        || json!({"id": number, "peer": peer, "name": name, "timeout_secs": timeout_secs}),
+    );
 }
 
 fn dir(d: Direction) -> &'static str {

@@ -513,6 +513,7 @@ fn a_killed_receiver_resumes_when_restarted() {
     let recv = Proc::spawn(&recv_args);
     recv.expect_event("connected");
     let o = run(&[
+        "--json",
         "send",
         "--name",
         "alice",
@@ -525,6 +526,29 @@ fn a_killed_receiver_resumes_when_restarted() {
     assert!(o.status.success(), "{}", stderr(&o));
     let started = recv.expect_event("started");
     assert_eq!(started["offset"].as_u64(), Some(kept));
+    // The kept part is checked (hashed) first, with its own progress, up to its end.
+    let checked = recv.expect(|v| v["event"] == "checking" && v["done"] == v["total"]);
+    assert_eq!(checked["total"].as_u64(), Some(kept));
+    assert_eq!(checked["direction"], "receive");
+    // The rate counts the bytes that moved, not the kept part: far below what loopback with
+    // a SHA-256 at each end can do (about 1 GB/s here), never the kept size in an instant.
+    let mut progress = 0;
+    let mut sender_checked = false;
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        // The sender hashes its own first `kept` bytes meanwhile, and says so too.
+        if v["event"] == "checking" && v["done"] == v["total"] {
+            assert_eq!(v["total"].as_u64(), Some(kept));
+            assert_eq!(v["direction"], "send");
+            sender_checked = true;
+        }
+        if v["event"] == "progress" {
+            progress += 1;
+            let rate = v["bytes_per_sec"].as_u64().unwrap();
+            assert!(rate < 20_000_000_000, "{v}");
+        }
+    }
+    assert!(progress > 0 && sender_checked);
     recv.expect_event("received");
     assert!(recv.wait().success());
     assert!(std::fs::read(out.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
@@ -1186,4 +1210,236 @@ fn a_hostile_server_cannot_write_to_the_terminal_either() {
         ],
     );
     fake.join().unwrap();
+}
+
+/// Every file and folder below `root`, as (relative path, contents; `None` for a folder),
+/// sorted.
+fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for entry in std::fs::read_dir(at).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.push((rel, None));
+                walk(root, &path, out);
+            } else if meta.is_file() {
+                out.push((rel, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let top = src.join("Fotos été");
+    std::fs::create_dir_all(top.join("a/b/leer")).unwrap();
+    std::fs::create_dir_all(top.join("empty")).unwrap();
+    std::fs::create_dir_all(top.join("日本")).unwrap();
+    make_file(&top.join("a/b/big.bin"), 5 << 20);
+    make_file(&top.join("a/small.txt"), 1000);
+    make_file(&top.join("日本/語.txt"), 70_000);
+    std::fs::write(top.join(".hidden"), b"hidden files are renamed, not lost").unwrap();
+    // A link out of the folder is skipped, never followed.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"not for bob").unwrap();
+    std::os::unix::fs::symlink(&outside, top.join("link")).unwrap();
+    let loose = src.join("loose.txt");
+    std::fs::write(&loose, b"one more").unwrap();
+    // Five files and two empty folders.
+    let count = "7";
+    let recvs: Vec<(Proc, std::path::PathBuf)> = ["bob", "carol"]
+        .iter()
+        .map(|name| {
+            let out = dir.path().join(format!("to-{name}"));
+            let args = ["--out", out.to_str().unwrap(), "--count", count];
+            let p = as_json("recv", name, &addr, &args);
+            p.expect_event("connected");
+            (p, out)
+        })
+        .collect();
+    let (top_arg, loose_arg) = (top.to_str().unwrap(), loose.to_str().unwrap());
+    let args = ["--to", "bob", "--to", "carol", top_arg, loose_arg];
+    let send = as_json("send", "alice", &addr, &args);
+    // The sender hears which number each receiver sees, and waits for each to accept.
+    let mut relayed = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    let mut skipped = Vec::new();
+    while sent < 14 {
+        let v = send.expect(|v| {
+            ["relayed", "waiting", "sent", "skipped", "failed"]
+                .contains(&v["event"].as_str().unwrap())
+        });
+        match v["event"].as_str().unwrap() {
+            "relayed" => {
+                relayed.insert((
+                    v["peer"].as_str().unwrap().to_string(),
+                    v["relay_id"].as_u64().unwrap(),
+                ));
+            }
+            "sent" => {
+                // Its events carry the number the receiver knows.
+                assert!(
+                    relayed.iter().any(|(_, n)| Some(*n) == v["id"].as_u64()),
+                    "{v}"
+                );
+                sent += 1;
+            }
+            "skipped" => skipped.push(v["path"].as_str().unwrap().to_string()),
+            "failed" => panic!("{v}"),
+            _ => {}
+        }
+    }
+    assert_eq!(relayed.len(), 14, "{relayed:?}");
+    assert!(
+        skipped.len() == 1 && skipped[0].ends_with("link"),
+        "{skipped:?}"
+    );
+    assert!(send.wait().success());
+    let mut expected = tree(&src);
+    expected.retain(|(p, _)| p != "Fotos été/link");
+    for (p, _) in expected.iter_mut() {
+        *p = p.replace(".hidden", "_hidden");
+    }
+    for (recv, out) in recvs {
+        let name = recv_name(&out);
+        let mut offered = std::collections::BTreeSet::new();
+        for _ in 0..7 {
+            let v = recv.expect_event("offer");
+            offered.insert((name.clone(), v["id"].as_u64().unwrap()));
+        }
+        // The same numbers on both sides.
+        let told: std::collections::BTreeSet<_> = relayed
+            .iter()
+            .filter(|(p, _)| *p == name)
+            .cloned()
+            .collect();
+        assert_eq!(offered, told);
+        assert!(recv.wait().success());
+        assert_eq!(tree(&out), expected, "{name}");
+    }
+    assert!(!dir.path().join("to-bob/Fotos été/link").exists());
+}
+
+/// `tidings send --name alice --to TO --server ADDR PATH`, run to its end.
+fn alice_sends(addr: &str, to: &str, path: &Path) -> Output {
+    let path = path.to_str().unwrap();
+    run(&[
+        "send", "--name", "alice", "--to", to, "--server", addr, path,
+    ])
+}
+
+/// `tidings --json COMMAND --name NAME --server ADDR REST…`.
+fn as_json(command: &str, name: &str, addr: &str, rest: &[&str]) -> Proc {
+    let mut args = vec!["--json", command, "--name", name, "--server", addr];
+    args.extend_from_slice(rest);
+    Proc::spawn(&args)
+}
+
+fn recv_name(out: &Path) -> String {
+    out.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("to-")
+        .to_string()
+}
+
+#[test]
+fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("later.txt");
+    std::fs::write(&src, b"later").unwrap();
+    let chat = as_json("chat", "bob", &addr, &[]);
+    chat.expect_event("connected");
+    let args = [
+        "--to",
+        "bob",
+        "--accept-timeout",
+        "2",
+        src.to_str().unwrap(),
+    ];
+    let send = as_json("send", "alice", &addr, &args);
+    let offer = chat.expect_event("offer");
+    let waiting = send.expect_event("waiting");
+    assert_eq!(waiting["peer"], "bob");
+    assert_eq!(waiting["timeout_secs"], 2);
+    // One number for both: the one bob would type to accept.
+    assert_eq!(waiting["id"], offer["id"]);
+    let started = std::time::Instant::now();
+    let failed = send.expect_event("failed");
+    assert_eq!(failed["code"], "transfer-timeout");
+    assert_eq!(failed["id"], offer["id"]);
+    let o = send.child_output();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(6));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bob did not accept later.txt within 2 s"),
+        "{err}"
+    );
+    // Bob's offer went away with it.
+    let gone = chat.expect_event("failed");
+    assert_eq!(gone["id"], offer["id"]);
+}
+
+#[test]
+fn a_receiver_keeping_fewer_levels_refuses_deeper_files() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("top");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::write(top.join("shallow.txt"), b"1").unwrap();
+    std::fs::write(top.join("sub/deep.txt"), b"2").unwrap();
+    let out = dir.path().join("in");
+    let args = ["--out", out.to_str().unwrap(), "--max-depth", "2"];
+    let recv = as_json("recv", "bob", &addr, &args);
+    recv.expect_event("connected");
+    let o = alice_sends(&addr, "bob", &top);
+    assert_eq!(o.status.code(), Some(6));
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 of 2 transfers failed; first (bad-file-name): top/sub/deep.txt"),
+        "{err}"
+    );
+    recv.expect_event("received");
+    assert_eq!(std::fs::read(out.join("top/shallow.txt")).unwrap(), b"1");
+    assert!(!out.join("top/sub").exists());
+}
+
+#[test]
+fn chat_rebuilds_a_folder_in_its_download_folder() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("notes");
+    std::fs::create_dir_all(top.join("2026/empty")).unwrap();
+    std::fs::write(top.join("2026/jan.txt"), b"january").unwrap();
+    let out = dir.path().join("chat-downloads");
+    let args = ["--download-dir", out.to_str().unwrap(), "--accept-files"];
+    let chat = as_json("chat", "bob", &addr, &args);
+    chat.expect_event("connected");
+    let o = alice_sends(&addr, "bob", &top);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for _ in 0..2 {
+        chat.expect_event("received");
+    }
+    assert_eq!(
+        tree(&out),
+        tree(dir.path())
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("notes"))
+            .collect::<Vec<_>>()
+    );
 }

@@ -492,3 +492,60 @@ fn a_client_can_relay_a_file_to_itself() {
     assert_eq!(net.client("alice").finished[&sent], Ok(sha256(&file)));
     assert_eq!(net.client("alice").receiving[&got], file.to_vec());
 }
+
+#[test]
+fn every_offer_the_server_makes_has_one_server_wide_number_told_to_its_sender() {
+    use tidings_core::session::Event;
+    use tidings_core::transfer::TransferEvent;
+    let mut net = pair(21);
+    net.join("carol");
+    let file = net.rng.bytes(100);
+    let mut sent = Vec::new();
+    for (from, to) in [("alice", "bob"), ("bob", "alice"), ("carol", "alice")] {
+        sent.push((from, to, net.offer(from, to, "f.bin", file.clone())));
+        if from == "bob" {
+            // The server's own participant offers between relays: the same counter.
+            let own = net.hub.offer_file("carol", "own.bin", 1, "").unwrap();
+            assert_eq!(own.id, 5);
+            net.settle();
+        }
+    }
+    let offered = |net: &mut Net, who: &str| -> Vec<(String, u64)> {
+        let c = net.client(who);
+        c.offers
+            .iter()
+            .map(|o| (o.peer.to_string(), o.id))
+            .collect()
+    };
+    assert_eq!(offered(&mut net, "bob"), vec![("alice".to_string(), 1)]);
+    assert_eq!(
+        offered(&mut net, "alice"),
+        vec![("bob".to_string(), 3), ("carol".to_string(), 7)]
+    );
+    assert_eq!(offered(&mut net, "carol"), vec![(String::new(), 5)]);
+    // Each sender was told the number its receiver sees.
+    for (from, to, id) in sent {
+        let told: Vec<(String, u64)> = net
+            .client(from)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Transfer(TransferEvent::Relayed {
+                    id: i,
+                    peer,
+                    relay_id,
+                }) if *i == id => Some((peer.to_string(), *relay_id)),
+                _ => None,
+            })
+            .collect();
+        let at_receiver = offered(&mut net, to)
+            .into_iter()
+            .find(|(p, _)| p == from)
+            .map(|(_, n)| (to.to_string(), n));
+        assert_eq!(
+            told,
+            at_receiver.into_iter().collect::<Vec<_>>(),
+            "{from} → {to}"
+        );
+    }
+}

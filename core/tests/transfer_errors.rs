@@ -342,6 +342,33 @@ fn stalled_transfer_times_out() {
     );
 }
 
+/// Offers each of `names` raw (ids `first`, `first + 2` …) and returns the name the
+/// receiving side reported for each, `None` where it rejected the offer.
+fn offered_names(
+    net: &mut Net,
+    s: &mut Host,
+    first: u64,
+    names: &[&str],
+    size: u64,
+) -> Vec<Option<String>> {
+    for (i, name) in names.iter().enumerate() {
+        net.client
+            .send(&raw_offer(first + 2 * i as u64, name, size))
+            .unwrap();
+    }
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    assert!(net.server.is_open());
+    (0..names.len() as u64)
+        .map(|i| {
+            s.offers
+                .iter()
+                .find(|o| o.id == first + 2 * i)
+                .map(|o| o.name.clone())
+        })
+        .collect()
+}
+
 #[test]
 fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
     let cases: &[(&str, Option<&str>)] = &[
@@ -360,7 +387,12 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
         ("CON", Some("_CON")),
         ("trailing dots...", Some("trailing dots")),
     ];
-    let mut net = pair(TransferConfig::default(), 8);
+    // A receiver that keeps no folders: the version 1 rule, the last component only.
+    let flat = TransferConfig {
+        max_path_depth: 0,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(flat, 8);
     let mut s = manual();
     let long = "x".repeat(1000) + ".txt";
     let absurd = "y".repeat(5000);
@@ -370,22 +402,11 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
         .collect();
     all.push((long, Some("x".repeat(MAX_BASE_NAME - 4) + ".txt")));
     all.push((absurd, None));
-    for (i, (name, _)) in all.iter().enumerate() {
-        net.client
-            .send(&raw_offer(1000 + 2 * i as u64, name, 5))
-            .unwrap();
-    }
-    net.settle();
-    s.poll(&mut net.server, net.now);
-    for (i, (name, want)) in all.iter().enumerate() {
-        let got = s
-            .offers
-            .iter()
-            .find(|o| o.id == 1000 + 2 * i as u64)
-            .map(|o| o.name.clone());
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let got = offered_names(&mut net, &mut s, 1000, &names, 5);
+    for ((name, want), got) in all.iter().zip(got) {
         assert_eq!(&got, want, "{name:?}");
     }
-    assert!(net.server.is_open());
     // Rejected offers were answered with `reject` (bad-file-name): the raw client, which
     // has no such transfers, answers each with a non-fatal unknown-transfer error.
     let rejected = all.iter().filter(|(_, w)| w.is_none()).count();
@@ -403,6 +424,42 @@ fn hostile_names_are_reduced_or_rejected_by_the_receiver() {
     assert_eq!(
         s.offers.last().map(|o| (o.id, o.name.as_str())),
         Some((id, "key.pem"))
+    );
+}
+
+#[test]
+fn a_receiver_that_keeps_folders_reduces_each_component_and_refuses_escapes() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("photos/2024/a.jpg", Some("photos/2024/a.jpg")),
+        ("photos\\b.jpg", Some("photos/b.jpg")),
+        ("./x//y/./z", Some("x/y/z")),
+        ("empty/", Some("empty/")),
+        ("a/.git/HEAD", Some("a/_git/HEAD")),
+        ("../x", None),
+        ("a/../../x", None),
+        ("/etc/x", None),
+        ("C:\\x", None),
+        ("d/d/d/f", None),
+    ];
+    let tc = TransferConfig {
+        max_path_depth: 3,
+        ..TransferConfig::default()
+    };
+    let mut net = pair(tc, 10);
+    let mut s = manual();
+    let names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+    let got = offered_names(&mut net, &mut s, 2000, &names, 0);
+    for ((name, want), got) in cases.iter().zip(got) {
+        assert_eq!(got.as_deref(), *want, "{name:?}");
+    }
+    // The sending side reduces its own path the same way and refuses an escape.
+    assert!(net.client.offer_file("", "a/../../x", 1, "").is_err());
+    let id = net.client.offer_file("", "dir/sub/f.txt", 1, "").unwrap();
+    net.settle();
+    s.poll(&mut net.server, net.now);
+    assert_eq!(
+        s.offers.last().map(|o| (o.id, o.name.as_str())),
+        Some((id, "dir/sub/f.txt"))
     );
 }
 
@@ -775,4 +832,23 @@ fn offers_name_their_addressee_and_check_it() {
         .client
         .offer_file("", "a.txt", 3, &"m".repeat(256))
         .is_err());
+}
+
+#[test]
+fn numbered_offers_keep_the_parity_and_increase() {
+    use tidings_core::transfer::Mode;
+    let mut net = pair(TransferConfig::default(), 11);
+    let server = &mut net.server;
+    let mut offer = |id| server.offer_numbered(id, "", "f", 1, "", Mode::Local);
+    assert_eq!(offer(Some(7)).unwrap(), 7);
+    // Below the next id, or the client's parity: refused, nothing sent.
+    assert!(offer(Some(5)).is_err());
+    assert!(offer(Some(7)).is_err());
+    assert!(offer(Some(10)).is_err());
+    // The session's own numbering goes on above the chosen id.
+    assert_eq!(offer(None).unwrap(), 9);
+    assert_eq!(offer(Some(101)).unwrap(), 101);
+    // The last id of the space is never handed out twice.
+    assert!(offer(Some(u64::MAX)).is_err());
+    assert_eq!(offer(None).unwrap(), 103);
 }

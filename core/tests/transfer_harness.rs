@@ -321,6 +321,7 @@ impl Host {
             }
             TransferEvent::Data { id, offset, data } => self.writes.push_back((id, offset, data)),
             TransferEvent::Progress(p) => self.progress.push((now, p)),
+            TransferEvent::Relayed { .. } => {}
             TransferEvent::Finished {
                 id,
                 direction,

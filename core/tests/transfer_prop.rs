@@ -217,7 +217,8 @@ impl World {
             | TransferEvent::Read { id, .. }
             | TransferEvent::Data { id, .. }
             | TransferEvent::SenderDone { id, .. }
-            | TransferEvent::Finished { id, .. } => *id,
+            | TransferEvent::Finished { id, .. }
+            | TransferEvent::Relayed { id, .. } => *id,
             TransferEvent::Progress(p) => p.id,
         };
         prop_assert!(
@@ -231,7 +232,9 @@ impl World {
                 app.offers.push((o.id, o.size));
                 app.known.insert(o.id);
             }
-            TransferEvent::Accepted { .. } | TransferEvent::SenderDone { .. } => {}
+            TransferEvent::Accepted { .. }
+            | TransferEvent::SenderDone { .. }
+            | TransferEvent::Relayed { .. } => {}
             TransferEvent::Read { id, offset, len } => {
                 prop_assert!(len > 0 && offset + len as u64 <= file.len() as u64);
                 app.reads.push_back((id, offset, len));

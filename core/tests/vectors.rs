@@ -466,6 +466,9 @@ fn event_json(ev: Event) -> Option<Value> {
                 json!({"event": "data", "id": id, "offset": offset, "data": hex(&data)})
             }
             TransferEvent::Progress(_) => return None,
+            TransferEvent::Relayed { id, peer, relay_id } => {
+                json!({"event": "relayed", "id": id, "peer": peer.as_str(), "relay_id": relay_id})
+            }
             TransferEvent::SenderDone { id, digest } => {
                 json!({"event": "sender-done", "id": id, "sha256": hex(&digest)})
             }
@@ -634,6 +637,7 @@ fn config_of(v: &Value) -> Config {
             "max_active" => cfg.transfer.max_active = n(value) as usize,
             "offer_timeout_ms" => cfg.transfer.offer_timeout = Duration::from_millis(n(value)),
             "stall_timeout_ms" => cfg.transfer.stall_timeout = Duration::from_millis(n(value)),
+            "max_path_depth" => cfg.transfer.max_path_depth = n(value) as usize,
             other => panic!("unknown config key {other}"),
         }
     }

@@ -198,6 +198,14 @@ impl Client {
         self.call(move |a| Ok(a.send_file(&peer, source)?)).await
     }
 
+    /// Offers an already opened [`Source`] to `peer`: a file under a relative path
+    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// [`walk`](tidings_std::files::walk) when sending a folder.
+    pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
+        let peer = peer.to_string();
+        self.call(move |a| Ok(a.send_file(&peer, source)?)).await
+    }
+
     /// Accepts a waiting offer (resuming a kept partial file).
     pub async fn accept(&self, id: TransferId) -> Result<(), Error> {
         self.call(move |a| Ok(a.accept(id).map(|()| 0)?))
@@ -398,6 +406,12 @@ async fn drive(
         }
         while let Some(b) = agent.poll_transmit() {
             out.push_back(b);
+        }
+        if agent.server_gone() && !out.is_empty() {
+            // Nobody will read it (a server that stopped reading would hold the close for
+            // the whole close timeout): only the disk work is waited for.
+            out.clear();
+            head = 0;
         }
         let now = Instant::now();
         if agent.is_closed() && ending.deadline.is_none() {

@@ -129,6 +129,29 @@ pub enum ClientEvent {
     },
     /// How far a transfer has come.
     Progress(Progress),
+    /// Our offer `id` is relayed by the server to `peer`, who sees it as transfer `relay_id`
+    /// (the `relayed` extension): the number to show people, on both sides.
+    Relayed {
+        /// Our transfer id.
+        id: TransferId,
+        /// The receiver.
+        peer: String,
+        /// The id the receiver sees.
+        relay_id: TransferId,
+    },
+    /// A resumed transfer re-reads the part both sides already have, to hash it, before any
+    /// new byte moves: `done` of `total` bytes of the kept part checked. Reported at most
+    /// every percent, and once at the end.
+    Checking {
+        /// Transfer id.
+        id: TransferId,
+        /// Sending (hashing our file's prefix) or receiving (hashing the kept `.part`).
+        direction: Direction,
+        /// Bytes checked so far.
+        done: u64,
+        /// The length of the kept part.
+        total: u64,
+    },
     /// Our file arrived and the receiver confirmed its digest.
     Sent {
         /// Transfer id.
@@ -192,6 +215,22 @@ struct Info {
     peer: String,
     name: String,
     size: u64,
+    /// The resume offset: reads below it hash the kept part.
+    resume: u64,
+    /// The last [`ClientEvent::Checking`] reported, in percent of `resume`.
+    checked_pct: u64,
+}
+
+impl Info {
+    fn new(peer: String, name: String, size: u64) -> Info {
+        Info {
+            peer,
+            name,
+            size,
+            resume: 0,
+            checked_pct: 0,
+        }
+    }
 }
 
 /// A client session with its files; see the [module docs](self).
@@ -210,6 +249,9 @@ pub struct Agent {
     /// just before the connection ended is still moved in place, and its `Received` must
     /// come before `Closed`, which is always the last event.
     closed: Option<ClientEvent>,
+    /// The session ended because the server is gone or silent (its goodbye, the end of the
+    /// stream, the heartbeat timeout): bytes still queued for it will never be read.
+    server_gone: bool,
 }
 
 impl Agent {
@@ -227,6 +269,7 @@ impl Agent {
             jobs: VecDeque::new(),
             running: 0,
             closed: None,
+            server_gone: false,
         })
     }
 
@@ -247,14 +290,12 @@ impl Agent {
 
     /// Offers an opened file to `to` (empty: the server itself).
     pub fn send_file(&mut self, to: &str, source: Source) -> Result<TransferId, SendError> {
-        let id = self.session.offer_file(to, &source.name, source.size, "")?;
+        let id = self
+            .session
+            .offer_file(to, &source.name, source.size, &source.media_type)?;
         self.info.insert(
             id,
-            Info {
-                peer: to.to_string(),
-                name: source.name.clone(),
-                size: source.size,
-            },
+            Info::new(to.to_string(), source.name.clone(), source.size),
         );
         self.files.add_source(id, source);
         Ok(id)
@@ -269,6 +310,9 @@ impl Agent {
         match self.files.start_download(id, &offer.name, offer.size) {
             Ok(offset) => {
                 self.session.accept_offer(id, offset)?;
+                if let Some(info) = self.info.get_mut(&id) {
+                    info.resume = offset;
+                }
                 self.events.push_back(ClientEvent::Started {
                     id,
                     direction: Direction::Receive,
@@ -358,6 +402,13 @@ impl Agent {
         self.session.is_closed()
     }
 
+    /// Whether the session ended because the server is gone or stopped answering (its
+    /// goodbye, the end of the stream, the heartbeat timeout): a driver drops what it still
+    /// holds to write instead of lingering for the close timeout.
+    pub fn server_gone(&self) -> bool {
+        self.server_gone
+    }
+
     /// Whether the session closed and everything was transmitted.
     pub fn is_finished(&self) -> bool {
         self.session.is_closed() && self.session.queued_output() == 0 && self.jobs.is_empty()
@@ -386,6 +437,7 @@ impl Agent {
         let id = ticket.id;
         let outcome = match (ticket.kind, done) {
             (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
+                self.checked(id, offset + data.len() as u64);
                 self.session.provide_data(id, offset, data)
             }
             (JobKind::Read { .. }, DiskDone::Read(Err(e))) => {
@@ -416,6 +468,33 @@ impl Agent {
         // A transfer that ended meanwhile (cancelled, connection closed) refuses the answer;
         // its end was reported through its own event.
         let _ = outcome;
+    }
+
+    /// A read up to `end` was done: below the resume offset it hashed the kept part, which
+    /// is reported as [`ClientEvent::Checking`] at most every percent.
+    fn checked(&mut self, id: TransferId, end: u64) {
+        let Some(info) = self.info.get_mut(&id) else {
+            return;
+        };
+        if end > info.resume || info.resume == 0 {
+            return;
+        }
+        let pct = (u128::from(end) * 100 / u128::from(info.resume)) as u64;
+        if pct == info.checked_pct && end < info.resume {
+            return;
+        }
+        info.checked_pct = pct;
+        let direction = if self.offers.contains_key(&id) || self.files.is_download(id) {
+            Direction::Receive
+        } else {
+            Direction::Send
+        };
+        self.events.push_back(ClientEvent::Checking {
+            id,
+            direction,
+            done: end,
+            total: info.resume,
+        });
     }
 
     /// Pulls every session event: application events are queued for
@@ -469,6 +548,10 @@ impl Agent {
                 None => return,
             },
             Event::Closed(how) => {
+                self.server_gone = match how {
+                    Closed::Local { code, .. } => code == ErrorCode::HeartbeatTimeout,
+                    Closed::Peer { .. } | Closed::StreamEnded => true,
+                };
                 let (code, reason, by_peer) = match how {
                     Closed::Local { code, reason } => (code, reason.to_string(), false),
                     Closed::Peer { code, reason } => (code, reason.to_string(), true),
@@ -503,11 +586,7 @@ impl Agent {
                 };
                 self.info.insert(
                     id,
-                    Info {
-                        peer: offer.peer.to_string(),
-                        name: offer.name.clone(),
-                        size: offer.size,
-                    },
+                    Info::new(offer.peer.to_string(), offer.name.clone(), offer.size),
                 );
                 self.offers.insert(id, offer);
                 if self.files.dir().is_none() {
@@ -525,7 +604,9 @@ impl Agent {
                 Some(event)
             }
             TransferEvent::Accepted { id, offset } => {
-                let info = self.info.get(&id).cloned()?;
+                let info = self.info.get_mut(&id)?;
+                info.resume = offset;
+                let info = info.clone();
                 Some(ClientEvent::Started {
                     id,
                     direction: Direction::Send,
@@ -566,6 +647,11 @@ impl Agent {
                 None
             }
             TransferEvent::Progress(p) => Some(ClientEvent::Progress(p)),
+            TransferEvent::Relayed { id, peer, relay_id } => Some(ClientEvent::Relayed {
+                id,
+                peer: peer.to_string(),
+                relay_id,
+            }),
             TransferEvent::SenderDone { .. } => None,
             TransferEvent::Finished {
                 id,

@@ -147,6 +147,14 @@ impl Client {
         self.call(move |a| Ok(a.send_file(&peer, source)?))
     }
 
+    /// Offers an already opened [`Source`] to `peer`: a file under a relative path
+    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as listed by
+    /// [`walk`](crate::files::walk) when sending a folder.
+    pub fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
+        let peer = peer.to_string();
+        self.call(move |a| Ok(a.send_file(&peer, source)?))
+    }
+
     /// Accepts a waiting offer (resuming a kept partial file).
     pub fn accept(&self, id: TransferId) -> Result<(), Error> {
         self.call(move |a| Ok(a.accept(id).map(|()| 0)?)).map(drop)

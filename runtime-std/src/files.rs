@@ -10,6 +10,20 @@
 //! `STEM (2).EXT` … when that name exists: an existing file is never overwritten. A partial
 //! file is kept when a transfer fails, except after a digest mismatch (its bytes are wrong).
 //!
+//! # Folders
+//!
+//! An offered name may be a relative path (`photos/2024/a.jpg`, spec §7.8 "Folders", already
+//! reduced by the session). Its folders are made below the download folder one component at
+//! a time, and each existing component must be a real folder: a symbolic link planted
+//! anywhere on the path (`photos` → `/etc`) refuses the offer instead of leading the file
+//! out of the download folder. A name ending in `/` (media type `inode/directory`, size 0) is
+//! an empty folder: it is made, and the transfer completes with nothing written.
+//!
+//! On the sending side, [`walk`] lists a folder for sending: regular files and empty
+//! folders, in name order, named by their path below the folder's parent. Symbolic links are
+//! **skipped**, files and folders alike, so that sending a folder never sends what lies
+//! outside it; they are listed in [`Walk::skipped`] for the user.
+//!
 //! # Disk jobs
 //!
 //! Reads and writes are [`DiskJob`] values holding a shared handle to the open file and using
@@ -25,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tidings_core::transfer::safe_file_name;
+use tidings_core::transfer::{safe_file_name, safe_path};
 
 /// Suffix of a partial download.
 pub const PART_SUFFIX: &str = ".part";
@@ -39,7 +53,15 @@ pub struct Source {
     pub name: String,
     /// Size in bytes when opened.
     pub size: u64,
+    /// The media type offered: empty for a file, [`FOLDER_MEDIA_TYPE`] for an empty folder.
+    pub media_type: String,
 }
+
+/// The media type of an empty folder's offer (spec §7.8, "Folders").
+pub const FOLDER_MEDIA_TYPE: &str = "inode/directory";
+
+/// The most folder levels [`walk`] descends (as deep as a receiver keeps by default).
+pub const MAX_WALK_DEPTH: usize = 32;
 
 impl Source {
     /// Opens `path` for sending. Fails for a missing file, a directory or a name that cannot
@@ -63,16 +85,150 @@ impl Source {
             file: Arc::new(file),
             name,
             size: meta.len(),
+            media_type: String::new(),
         })
+    }
+
+    /// Opens the regular file at `path` to be offered as `name`, a relative path such as
+    /// `photos/a.jpg` (reduced by the folder rules of spec §7.8). A symbolic link at `path`
+    /// is refused, not followed.
+    pub fn open_as(path: &Path, name: &str) -> io::Result<Source> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(Source {
+            file: Arc::new(file),
+            name: offered_path(name, false)?,
+            size: meta.len(),
+            media_type: String::new(),
+        })
+    }
+
+    /// An empty folder at `path`, offered as `name/` with size 0 and media type
+    /// [`FOLDER_MEDIA_TYPE`].
+    pub fn folder(path: &Path, name: &str) -> io::Result<Source> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+            .open(path)?;
+        Ok(Source {
+            file: Arc::new(file),
+            name: offered_path(name, true)?,
+            size: 0,
+            media_type: FOLDER_MEDIA_TYPE.to_string(),
+        })
+    }
+
+    /// Whether this is an empty folder rather than a file.
+    pub fn is_folder(&self) -> bool {
+        self.media_type == FOLDER_MEDIA_TYPE
     }
 }
 
-/// A download in progress: its partial file and where it will go.
+/// `name` reduced by the folder rules, with a trailing `/` for a folder.
+fn offered_path(name: &str, folder: bool) -> io::Result<String> {
+    let wanted = if folder {
+        format!("{}/", name.trim_end_matches('/'))
+    } else {
+        name.to_string()
+    };
+    safe_path(&wanted, usize::MAX)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unusable file name"))
+}
+
+/// What [`walk`] found in a folder.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Regular files and empty folders: (where it is, the name to offer).
+    pub entries: Vec<(PathBuf, String, EntryKind)>,
+    /// Symbolic links and special files that are not sent.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// A file or an empty folder found by [`walk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file, of this size when listed.
+    File(u64),
+    /// A folder with nothing in it.
+    EmptyFolder,
+}
+
+/// Lists the folder `root` for sending: its regular files and empty folders, in name order,
+/// each named by its path below `root`'s parent (`root` itself is the first component), at
+/// most [`MAX_WALK_DEPTH`] levels deep. Symbolic links inside are skipped, never followed
+/// (see the [module docs](self)); `root` itself may be a link to a folder, named after its
+/// target. An empty `root` is one empty folder.
+pub fn walk(root: &Path) -> io::Result<Walk> {
+    // The folder named by the user may itself be a link (followed: the user chose it); what
+    // lies inside is listed without following links.
+    let meta = std::fs::metadata(root)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a folder"));
+    }
+    let top = root
+        .canonicalize()?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "folder".to_string());
+    let mut out = Walk::default();
+    walk_into(root, &top, 1, &mut out)?;
+    Ok(out)
+}
+
+fn walk_into(dir: &Path, name: &str, depth: usize, out: &mut Walk) -> io::Result<()> {
+    if depth >= MAX_WALK_DEPTH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is more than {MAX_WALK_DEPTH} levels deep",
+                dir.display()
+            ),
+        ));
+    }
+    let mut children: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    children.sort_by_key(|e| e.file_name());
+    if children.is_empty() {
+        out.entries.push((
+            dir.to_path_buf(),
+            format!("{name}/"),
+            EntryKind::EmptyFolder,
+        ));
+        return Ok(());
+    }
+    for child in children {
+        let path = child.path();
+        let child_name = format!("{name}/{}", child.file_name().to_string_lossy());
+        // The entry's own type: a symbolic link is reported as one, not as its target.
+        let kind = child.file_type()?;
+        if kind.is_dir() {
+            walk_into(&path, &child_name, depth + 1, out)?;
+        } else if kind.is_file() {
+            let size = child.metadata()?.len();
+            out.entries.push((path, child_name, EntryKind::File(size)));
+        } else {
+            out.skipped.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A download in progress: its partial file and where it will go (or, for an empty folder,
+/// the folder made).
 #[derive(Debug)]
 struct Download {
     file: Arc<File>,
     part: PathBuf,
     name: String,
+    folder: bool,
 }
 
 /// Read buffers handed back once their bytes went out, so that the next read reuses memory
@@ -187,7 +343,37 @@ impl<K: Hash + Eq + Copy> Files<K> {
             .dir
             .clone()
             .ok_or_else(|| "this side does not accept files".to_string())?;
-        let name = safe_file_name(name).ok_or_else(|| "unusable file name".to_string())?;
+        // The session reduced the name already (to a base name, or to a relative path with
+        // its own depth limit); reducing again keeps this safe for any caller.
+        let path = safe_path(name, usize::MAX).ok_or_else(|| "unusable file name".to_string())?;
+        let folder = path.ends_with('/');
+        let mut parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let name = if folder {
+            String::new()
+        } else {
+            parts.pop().unwrap_or_default().to_string()
+        };
+        let dir = make_folders(&dir, &parts)?;
+        if folder {
+            if size != 0 {
+                return Err("a folder is offered with a size".to_string());
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                .open(&dir)
+                .map_err(|e| format!("cannot open the folder: {}", plain(&e)))?;
+            self.downloads.insert(
+                key,
+                Download {
+                    file: Arc::new(file),
+                    part: dir,
+                    name,
+                    folder: true,
+                },
+            );
+            return Ok(0);
+        }
         // Two offers of the same name at once each get their own partial file.
         let mut n = 0;
         let (stem, ext) = split_ext(&name);
@@ -234,6 +420,7 @@ impl<K: Hash + Eq + Copy> Files<K> {
                 file: Arc::new(file),
                 part,
                 name,
+                folder: false,
             },
         );
         Ok(offset)
@@ -270,6 +457,9 @@ impl<K: Hash + Eq + Copy> Files<K> {
     pub fn finish_ok(&mut self, key: K) -> Option<DiskJob> {
         self.sources.remove(&key);
         let d = self.downloads.remove(&key)?;
+        if d.folder {
+            return Some(DiskJob::Folder { path: d.part });
+        }
         self.parts_in_use.remove(&d.part);
         Some(DiskJob::Finalize {
             file: d.file,
@@ -283,12 +473,21 @@ impl<K: Hash + Eq + Copy> Files<K> {
     pub fn finish_failed(&mut self, key: K, discard: bool) -> Option<PathBuf> {
         self.sources.remove(&key);
         let d = self.downloads.remove(&key)?;
+        if d.folder {
+            // The folder stays: it holds nothing partial.
+            return None;
+        }
         self.parts_in_use.remove(&d.part);
         if discard {
             let _ = std::fs::remove_file(&d.part);
             return None;
         }
         Some(d.part)
+    }
+
+    /// Whether `key` is a download (rather than a file being sent).
+    pub fn is_download(&self, key: K) -> bool {
+        self.downloads.contains_key(&key)
     }
 
     /// Whether `key` is a known transfer.
@@ -328,6 +527,11 @@ pub enum DiskJob {
         part: PathBuf,
         /// The wanted final base name.
         name: String,
+    },
+    /// An empty folder that was made when it was offered: nothing to do but report it.
+    Folder {
+        /// The folder.
+        path: PathBuf,
     },
 }
 
@@ -369,6 +573,7 @@ impl DiskJob {
                 file.sync_all()
                     .and_then(|()| place_without_overwrite(&part, &name)),
             ),
+            DiskJob::Folder { path } => DiskDone::Finalized(Ok(path)),
         }
     }
 }
@@ -402,6 +607,38 @@ pub fn place_without_overwrite(part: &Path, name: &str) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         "no free file name",
     ))
+}
+
+/// Makes the folders `parts` below `dir`, one component at a time, and returns the innermost.
+/// Each component that exists must be a folder itself, not a symbolic link to one: a link
+/// planted in the download folder (`photos` → `/etc`) would lead the download out of it.
+/// Reasons name the component only, never the receiver's own folders.
+fn make_folders(dir: &Path, parts: &[&str]) -> Result<PathBuf, String> {
+    let mut at = dir.to_path_buf();
+    for part in parts {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("cannot make folder {part}: a symbolic link"));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("cannot make folder {part}: a file is in the way")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&at) {
+                Ok(()) => {}
+                // Made meanwhile by another transfer of the same folder: checked again.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let m = std::fs::symlink_metadata(&at)
+                        .map_err(|e| format!("cannot make folder {part}: {}", plain(&e)))?;
+                    if !m.is_dir() {
+                        return Err(format!("cannot make folder {part}: not a folder"));
+                    }
+                }
+                Err(e) => return Err(format!("cannot make folder {part}: {}", plain(&e))),
+            },
+            Err(e) => return Err(format!("cannot make folder {part}: {}", plain(&e))),
+        }
+    }
+    Ok(at)
 }
 
 /// An I/O error's message without the "(os error N)" suffix, for people and peers.
@@ -456,6 +693,80 @@ mod tests {
         let refused = files.start_download(2, "f.bin", 100).unwrap_err();
         assert_eq!(refused, "cannot write f.bin.part: a symbolic link");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn folders_are_made_below_the_download_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "top/sub/f.bin", 3), Ok(0));
+        assert!(dir.path().join("top/sub/f.bin.part").is_file());
+        assert_eq!(files.start_download(4, "top/empty/", 0), Ok(0));
+        let Some(DiskJob::Folder { path }) = files.finish_ok(4) else {
+            panic!("a folder finishes as a folder");
+        };
+        assert_eq!(path, dir.path().join("top/empty"));
+        assert!(path.is_dir());
+        // Escapes are refused even if a caller did not reduce the name.
+        assert!(files.start_download(6, "../x", 1).is_err());
+        assert!(files.start_download(8, "/etc/x", 1).is_err());
+        assert!(!dir.path().parent().unwrap().join("x").exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_to_a_folder_outside_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("photos")).unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("real/deeper")).unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        for name in [
+            "photos/a.jpg",
+            "photos/new/a.jpg",
+            "real/deeper/a.jpg",
+            "photos/",
+        ] {
+            let refused = files.start_download(2, name, 1).unwrap_err();
+            assert!(refused.contains("a symbolic link"), "{name}: {refused}");
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn walk_lists_files_and_empty_folders_and_skips_links() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("tree");
+        std::fs::create_dir_all(top.join("a/b")).unwrap();
+        std::fs::create_dir_all(top.join("empty")).unwrap();
+        std::fs::write(top.join("a/b/f.txt"), b"abc").unwrap();
+        std::fs::write(top.join("z.txt"), b"").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path(), top.join("link-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), top.join("link-file")).unwrap();
+        let w = walk(&top).unwrap();
+        let names: Vec<_> = w.entries.iter().map(|e| (e.1.as_str(), e.2)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("tree/a/b/f.txt", EntryKind::File(3)),
+                ("tree/empty/", EntryKind::EmptyFolder),
+                ("tree/z.txt", EntryKind::File(0)),
+            ]
+        );
+        assert_eq!(w.skipped, vec![top.join("link-dir"), top.join("link-file")]);
+        let src = Source::open_as(&w.entries[0].0, &w.entries[0].1).unwrap();
+        assert_eq!((src.name.as_str(), src.size), ("tree/a/b/f.txt", 3));
+        let folder = Source::folder(&w.entries[1].0, &w.entries[1].1).unwrap();
+        assert_eq!(folder.name, "tree/empty/");
+        assert!(folder.is_folder());
+        assert!(Source::open_as(&top.join("link-file"), "tree/link-file").is_err());
+        // A link named as the folder to send is followed, and named after its target.
+        std::os::unix::fs::symlink(&top, root.path().join("alias")).unwrap();
+        let via = walk(&root.path().join("alias")).unwrap();
+        assert_eq!(via.entries.len(), 3);
+        assert_eq!(via.entries[0].1, "tree/a/b/f.txt");
     }
 
     #[test]

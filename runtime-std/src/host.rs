@@ -548,7 +548,7 @@ impl Host {
                 peer,
                 progress,
             }),
-            TransferEvent::SenderDone { .. } => None,
+            TransferEvent::SenderDone { .. } | TransferEvent::Relayed { .. } => None,
             TransferEvent::Finished {
                 direction, result, ..
             } => {

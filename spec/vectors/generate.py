@@ -375,6 +375,37 @@ def safe_file_name(name):
     return out
 
 
+MAX_PATH_DEPTH = 32
+
+
+def safe_path(name, max_depth=MAX_PATH_DEPTH):
+    """The folder rules of spec §7.8 ("Folders"); None when the name is refused."""
+    if len(name.encode()) > MAX_WIRE_NAME:
+        return None
+    if name[:1] in ("/", "\\") or (len(name) >= 2 and name[0].isascii() and name[0].isalpha()
+                                   and name[1] == ":"):
+        return None
+    parts = []
+    for part in re.split(r"[/\\]", name):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            return None
+        reduced = safe_file_name(part)
+        if reduced is None:
+            return None
+        parts.append(reduced)
+    if not parts or len(parts) > max_depth:
+        return None
+    out = "/".join(parts) + ("/" if name[-1:] in ("/", "\\") else "")
+    return out if len(out.encode()) <= MAX_WIRE_NAME else None
+
+
+def relayed(ident, peer, relay_id):
+    """The `relayed` extension (0x80, spec §10 rule 8) as a message for msg()/E()."""
+    return msg("extension", kind=0x80, body=(u64(ident) + str8(peer) + u64(relay_id)).hex())
+
+
 # ----- messages.json ---------------------------------------------------------------------------
 
 def message_vectors():
@@ -498,6 +529,8 @@ def message_vectors():
     add("extension-empty", "type 0x80: the first extension type, empty body",
         msg("extension", kind=0x80, body=""))
     add("extension-ff", "type 0xFF with a body", msg("extension", kind=0xFF, body="deadbeef"))
+    add("extension-relayed", "type 0x80, relayed: offer 4 reaches bob as transfer 7 "
+        "(id u64, peer str8, relay_id u64)", relayed(4, "bob", 7))
     return v
 
 
@@ -934,11 +967,15 @@ def session_vectors():
         reply=[accept0_bytes, of_type("failed", u64(0) + u16(35))],
         events=[offered0, data0, {"event": "finished", "id": 0, "direction": "receive",
                                   "ok": False, **code_fields(35)}])
-    add("receive-unsafe-name", "the offered name is reduced to a base name",
+    add("receive-unsafe-name", "a receiver keeping no folders reduces the name to a base name",
         "server", "server-open",
         [inp(E(msg("offer", id=2, peer="bob", size=1, name="../../etc/passwd", media_type="")))],
         events=[{"event": "offered", "id": 2, "peer": "bob", "name": "passwd", "size": 1,
-                 "media_type": ""}])
+                 "media_type": ""}], config={"max_path_depth": 0})
+    add("receive-path-escape", "a receiver keeping folders refuses a path that climbs out",
+        "server", "server-open",
+        [inp(E(msg("offer", id=2, peer="bob", size=1, name="../../etc/passwd", media_type="")))],
+        reply=[of_type("reject", u64(2) + u16(36))])
     add("receive-unusable-name", "nothing usable is left: reject bad-file-name",
         "server", "server-open",
         [inp(E(msg("offer", id=0, peer="", size=1, name="..", media_type="")))],
@@ -1201,17 +1238,61 @@ def session_vectors():
         ("evil\u202etxt.exe", "a right-to-left override cannot fake the extension"),
         ("a\u200bb\ufeff", "zero-width characters become _"),
     ]
-    for i, (name, why) in enumerate(hostile):
-        offer = E(msg("offer", id=2 * i, peer="", size=1, name=name, media_type=""))
-        reduced = safe_file_name(name)
-        if reduced is None:
-            add(f"file-name-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
-                reply=[of_type("reject", u64(2 * i) + u16(36))])
-        else:
-            add(f"file-name-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
-                [inp(offer)],
-                events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
-                         "size": 1, "media_type": ""}])
+    def reduced_names(prefix, cases, reduce, size, config):
+        """One vector per name: offered, reduced by `reduce`, or rejected bad-file-name."""
+        for i, (name, why) in enumerate(cases):
+            offer = E(msg("offer", id=2 * i, peer="", size=size, name=name, media_type=""))
+            reduced = reduce(name)
+            if reduced is None:
+                add(f"{prefix}-{i:02}", f"{why}", "server", "server-open", [inp(offer)],
+                    reply=[of_type("reject", u64(2 * i) + u16(36))], config=config)
+            else:
+                add(f"{prefix}-{i:02}", f"{why}: {reduced[:40]!r}", "server", "server-open",
+                    [inp(offer)],
+                    events=[{"event": "offered", "id": 2 * i, "peer": "", "name": reduced,
+                             "size": size, "media_type": ""}], config=config)
+    # The rules of a receiver that keeps no folders (the version 1 rule).
+    reduced_names("file-name", hostile, safe_file_name, 1, {"max_path_depth": 0})
+    # Folders (spec §7.8): each component reduced by safe_path above (default depth 32).
+    paths = [
+        ("photos/2024/a.jpg", "a relative path is kept"),
+        ("photos\\b.jpg", "a backslash separates too; the result uses /"),
+        ("./a//b/./c", "empty and . components are dropped"),
+        ("empty/", "a folder: the trailing / is kept"),
+        ("a/.git/HEAD", "each component is reduced: no hidden folders"),
+        ("CON/nul.txt", "device names in folders get a prefix"),
+        ("a/C:b/x", "a drive prefix inside the path is dropped"),
+        ("grüße/👋.txt", "Unicode folders"),
+        ("../x", "a .. component: refused"),
+        ("a/../../x", "a .. anywhere: refused"),
+        ("a/..", "a trailing ..: refused"),
+        ("/etc/x", "an absolute path: refused"),
+        ("\\\\host\\share\\x", "a UNC path: refused"),
+        ("C:\\x", "a drive: refused"),
+        ("a/ /b", "a component of spaces: refused"),
+        ("a/.../b", "a component of dots: refused"),
+        ("/".join(["d"] * 32) + "/f", "33 levels, over the default limit of 32: refused"),
+        ("/".join(["d"] * 31) + "/f", "32 levels: kept"),
+        ("./", "nothing left: refused"),
+        ("x\u202e/y", "a right-to-left override in a folder name becomes _"),
+    ]
+    reduced_names("path-name", paths, safe_path, 0, None)
+    add("path-name-depth-knob", "a receiver with a depth limit of 2 refuses a third level",
+        "server", "server-open",
+        [inp(E(msg("offer", id=0, peer="", size=0, name="a/b/c", media_type="")))],
+        reply=[of_type("reject", u64(0) + u16(36))], config={"max_path_depth": 2})
+    offer_out_rel = {"command": "offer", "to": "bob", "name": "x.bin", "size": 3,
+                     "media_type": ""}
+    add("client-relayed", "the server tells the sender the id its offer has at the receiver",
+        "client", "client-open", [offer_out_rel, inp(E(relayed(0, "bob", 7)))],
+        reply=[exact(E(msg("offer", id=0, peer="bob", size=3, name="x.bin", media_type="")),
+                     "offer id 0")],
+        events=[{"event": "relayed", "id": 0, "peer": "bob", "relay_id": 7}])
+    add("client-relayed-ignored", "relayed for an id that is not our offer, or with a body "
+        "that does not decode, is ignored like any unknown extension",
+        "client", "client-open",
+        [inp(E(relayed(6, "bob", 7)),
+             E(msg("extension", kind=0x80, body="00")))])
 
     empty_offer = E(msg("offer", id=0, peer="", size=0, name="empty", media_type=""))
     add("receive-empty-file", "size 0: credit 0, done at once, complete at once",
@@ -1433,12 +1514,20 @@ def hub_vectors():
         sc.join("b2", "BOB")
     add("hub-name-freed", "a name is free again once its client left", name_freed)
 
+    def relay_offer(sc, frm, to, ident, relay_id, names, name, size, media_type, what):
+        """`frm` offers a file to `to` (`names`: their names), which sees it as `relay_id`;
+        the server tells `frm` so with `relayed`."""
+        sc.send(frm, E(msg("offer", id=ident, peer=names[1], size=size, name=name,
+                           media_type=media_type)))
+        sc.gets(to, exact(E(msg("offer", id=relay_id, peer=names[0], size=size, name=name,
+                                media_type=media_type)), what))
+        sc.gets(frm, exact(E(relayed(ident, names[1], relay_id)),
+                           f"relayed: offer {ident} reaches {names[1]} as {relay_id}"))
+
     def relay(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
-                           media_type="text/plain")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
-                                 media_type="text/plain")), "offer id 1 from alice"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "hello.txt", 5,
+                    "text/plain", "offer id 1 from alice")
         sc.send("b", E(msg("accept", id=1, offset=0, credit=5)))
         sc.gets("a", exact(E(msg("accept", id=0, offset=0, credit=5)), "accept id 0"))
         sc.send("a", E(msg("chunk", id=0, offset=0, data=b"hello".hex())),
@@ -1449,12 +1538,29 @@ def hub_vectors():
         sc.gets("a", exact(E(msg("complete", id=0)), "complete id 0"))
     add("hub-relay-file", "a file relayed: two transfers, own ids, digest end to end", relay)
 
+    def shared_ids(sc):
+        two(sc)
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "a", 1,
+                    "", "offer id 1 from alice")
+        relay_offer(sc, "b", "a", 0, 3, ("bob", "alice"), "b", 1,
+                    "", "offer id 3: one counter for the server")
+        relay_offer(sc, "a", "b", 2, 5, ("alice", "bob"), "d/c", 1,
+                    "", "offer id 5, the folder kept")
+    add("hub-relay-shared-ids", "the server numbers the offers it relays from one counter and "
+        "tells each sender the number its receiver sees", shared_ids)
+
+    def relay_escape(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="bob", size=1, name="a/../../x",
+                           media_type="")))
+        sc.gets("a", of_type("reject", u64(0) + u16(CODES["bad-file-name"])))
+    add("hub-relay-path-escape", "a relaying server refuses a path that climbs out",
+        relay_escape)
+
     def relay_resume(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="hello.txt",
-                           media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="hello.txt",
-                                 media_type="")), "offer id 1 from alice"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "hello.txt", 5,
+                    "", "offer id 1 from alice")
         sc.send("b", E(msg("accept", id=1, offset=3, credit=0)))
         sc.gets("a", exact(E(msg("accept", id=0, offset=3, credit=2)),
                            "accept at the receiver's offset"))
@@ -1463,9 +1569,8 @@ def hub_vectors():
 
     def relay_reject(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
-                                 media_type="")), "offer id 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "x", 5,
+                    "", "offer id 1")
         sc.send("b", E(msg("reject", id=1, code=38, reason="no")))
         sc.gets("a", of_type("reject", u64(0) + u16(38)))
     add("hub-relay-reject", "the receiver's reject reaches the sender with its code",
@@ -1485,9 +1590,8 @@ def hub_vectors():
 
     def relay_lost(sc):
         two(sc)
-        sc.send("a", E(msg("offer", id=0, peer="bob", size=5, name="x", media_type="")))
-        sc.gets("b", exact(E(msg("offer", id=1, peer="alice", size=5, name="x",
-                                 media_type="")), "offer id 1"))
+        relay_offer(sc, "a", "b", 0, 1, ("alice", "bob"), "x", 5,
+                    "", "offer id 1")
         sc.eof("a")
         sc.gets("b", of_type("cancel", u64(1) + u16(CODES["peer-lost"])),
                 exact(E(msg("presence", kind="left", name="alice")), "alice left"))

@@ -17,7 +17,8 @@ fn event_id(ev: &TransferEvent) -> TransferId {
         | TransferEvent::Read { id, .. }
         | TransferEvent::Data { id, .. }
         | TransferEvent::SenderDone { id, .. }
-        | TransferEvent::Finished { id, .. } => *id,
+        | TransferEvent::Finished { id, .. }
+        | TransferEvent::Relayed { id, .. } => *id,
         TransferEvent::Progress(p) => p.id,
     }
 }
@@ -42,7 +43,15 @@ impl Hub {
             .ok_or_else(|| HubError::UnknownPeer(to.to_owned()))?;
         let c = self.conns.get_mut(&conn).ok_or(HubError::NoSuchTransfer)?;
         // The offer's peer field is empty: it comes from the server itself (spec §7.1).
-        let id = c.session.offer("", name, size, media_type, Mode::Local)?;
+        let id = c.session.offer_numbered(
+            Some(self.next_offer_id),
+            "",
+            name,
+            size,
+            media_type,
+            Mode::Local,
+        )?;
+        self.next_offer_id = id.saturating_add(2);
         let handle = FileHandle { conn, id };
         self.own.insert(handle, peer);
         self.touch(conn);
@@ -169,7 +178,8 @@ impl Hub {
             .name()
             .cloned()
             .unwrap_or_else(|| offer.peer.clone());
-        let sent = t.session.offer(
+        let sent = t.session.offer_numbered(
+            Some(self.next_offer_id),
             &from,
             &offer.name,
             offer.size,
@@ -178,7 +188,14 @@ impl Hub {
         );
         match sent {
             Ok(id) => {
+                self.next_offer_id = id.saturating_add(2);
                 let sink = FileHandle { conn: target, id };
+                // The sender learns the number the receiver sees (an extension: a version 1
+                // client ignores it). Failing to queue it changes nothing for the transfer.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let _ = c.session.send_relayed(offer.id, &to, id);
+                }
+                self.touch(conn);
                 self.relays
                     .insert(Relay::new(h, sink, from, to, offer.size));
                 self.touch(target);
@@ -236,6 +253,7 @@ impl Hub {
             TransferEvent::Accepted { .. }
             | TransferEvent::Read { .. }
             | TransferEvent::Progress(_)
+            | TransferEvent::Relayed { .. }
             | TransferEvent::Offered(_) => {}
         }
     }
@@ -292,6 +310,7 @@ impl Hub {
             TransferEvent::Data { .. }
             | TransferEvent::SenderDone { .. }
             | TransferEvent::Progress(_)
+            | TransferEvent::Relayed { .. }
             | TransferEvent::Offered(_) => {}
         }
     }

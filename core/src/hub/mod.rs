@@ -198,6 +198,10 @@ pub struct Hub {
     relays: Relays,
     /// The most bytes any single relay ever held.
     relay_peak: usize,
+    /// The id of the next offer the server makes on any connection (odd, increasing): one
+    /// counter for the whole server, so that a relayed transfer has the same number on the
+    /// receiver's connection that the sender is told in `relayed` (spec §10 rule 8).
+    next_offer_id: u64,
     /// Transfers of the server's participant → the client at the other end.
     own: HashMap<FileHandle, Utf8>,
     shutting_down: bool,
@@ -245,6 +249,7 @@ impl Hub {
             dropped_events: 0,
             relays: Relays::default(),
             relay_peak: 0,
+            next_offer_id: 1,
             own: HashMap::new(),
             shutting_down: false,
         })

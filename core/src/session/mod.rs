@@ -503,6 +503,21 @@ impl Session {
         })
     }
 
+    /// Server only: tells the client that its offer `id` reaches `peer` as transfer
+    /// `relay_id` (the `relayed` extension, spec §10 rule 8).
+    pub fn send_relayed(&mut self, id: u64, peer: &str, relay_id: u64) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::Invalid("only servers relay offers"));
+        }
+        let msg = crate::wire::Relayed {
+            id,
+            peer: crate::wire::Utf8::from(peer),
+            relay_id,
+        }
+        .to_message();
+        self.send(&msg)
+    }
+
     /// Client: ask who is online; the answer is [`Event::PeerList`].
     pub fn request_peer_list(&mut self) -> Result<(), SendError> {
         if self.role != Role::Client {
@@ -604,6 +619,14 @@ impl Session {
             (_, _, M::Goodbye { code, reason }) => self.finish(Closed::Peer { code, reason }),
             (_, _, M::Error { code, text }) if code.is_fatal() => {
                 self.finish(Closed::Peer { code, reason: text })
+            }
+            (State::Open, Role::Client, M::Extension { kind, body }) => {
+                // An extension that cannot be decoded is ignored like an unknown one: it must
+                // never end a version 1 session (spec §4.3).
+                if let Some(Ok(r)) = crate::wire::Relayed::from_extension(kind, body) {
+                    let mut out = self.outbox();
+                    out.transfers.relayed(r, &mut out.io);
+                }
             }
             (_, _, M::Extension { .. }) => {}
             (State::Handshake, Role::Server, M::Hello(hello)) => {

@@ -33,6 +33,10 @@ pub struct TransferConfig {
     /// Progress events are at least this far apart (plus one at the end). Default 50 ms, so
     /// at most 20 per second per transfer.
     pub progress_interval: Duration,
+    /// Offered names keep at most this many folder levels (components of a relative path,
+    /// spec §7.8 "Folders"); a deeper name is rejected with `bad-file-name`. 0 keeps no
+    /// folders: only the last component, as version 1 receivers do. Default 32.
+    pub max_path_depth: usize,
 }
 
 impl Default for TransferConfig {
@@ -45,6 +49,7 @@ impl Default for TransferConfig {
             offer_timeout: Duration::from_secs(120),
             stall_timeout: Duration::from_secs(60),
             progress_interval: Duration::from_millis(50),
+            max_path_depth: 32,
         }
     }
 }

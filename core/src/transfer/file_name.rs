@@ -30,6 +30,86 @@ pub fn safe_file_name(name: &str) -> Option<String> {
         return None;
     }
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    safe_component(base)
+}
+
+/// Reduces `name` to a safe **relative path** for a receiver that keeps folders (spec §7.8,
+/// "Folders"), or `None` when it must be refused (`bad-file-name`).
+///
+/// The name is split at `/` and `\`; empty and `.` components are dropped; a `..` component,
+/// an absolute path (a leading `/` or `\`, or a drive such as `C:`), more than `max_depth`
+/// components, or a component that reduces to nothing refuses the whole name. Every other
+/// component is reduced like a base name by [`safe_file_name`] (rules 3–9). The result joins
+/// the components with `/`; a name ending in `/` or `\` (a folder) keeps one trailing `/`.
+/// Names over 4096 bytes, before or after the reduction, are refused.
+///
+/// ```
+/// use tidings_core::transfer::safe_path;
+/// assert_eq!(safe_path("photos/2024/a.jpg", 32).as_deref(), Some("photos/2024/a.jpg"));
+/// assert_eq!(safe_path("a//./b\\.hidden", 32).as_deref(), Some("a/b/_hidden"));
+/// assert_eq!(safe_path("empty/", 32).as_deref(), Some("empty/"));
+/// assert_eq!(safe_path("a/../../x", 32), None);
+/// assert_eq!(safe_path("/etc/x", 32), None);
+/// assert_eq!(safe_path("a/b/c", 2), None);
+/// ```
+pub fn safe_path(name: &str, max_depth: usize) -> Option<String> {
+    if name.len() > MAX_WIRE_NAME {
+        return None;
+    }
+    let absolute = match name.as_bytes() {
+        [b'/' | b'\\', ..] => true,
+        [d, b':', ..] => d.is_ascii_alphabetic(),
+        _ => false,
+    };
+    if absolute {
+        return None;
+    }
+    let folder = name.ends_with(['/', '\\']);
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0;
+    for part in name.split(['/', '\\']) {
+        match part {
+            "" | "." => continue,
+            ".." => return None,
+            _ => {}
+        }
+        depth += 1;
+        if depth > max_depth {
+            return None;
+        }
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(&safe_component(part)?);
+    }
+    if out.is_empty() {
+        return None;
+    }
+    if folder {
+        out.push('/');
+    }
+    (out.len() <= MAX_WIRE_NAME).then_some(out)
+}
+
+/// The reduction a receiver applies to an offered name: [`safe_path`] with at most
+/// `max_depth` components, or, when `max_depth` is 0 (folders are not kept), the version 1
+/// rule [`safe_file_name`], which keeps only the last component.
+///
+/// ```
+/// use tidings_core::transfer::reduce_name;
+/// assert_eq!(reduce_name("a/b.txt", 32).as_deref(), Some("a/b.txt"));
+/// assert_eq!(reduce_name("a/b.txt", 0).as_deref(), Some("b.txt"));
+/// ```
+pub fn reduce_name(name: &str, max_depth: usize) -> Option<String> {
+    if max_depth == 0 {
+        safe_file_name(name)
+    } else {
+        safe_path(name, max_depth)
+    }
+}
+
+/// Rules 3–9 of spec §7.8 on one component (no separators left in it).
+fn safe_component(base: &str) -> Option<String> {
     let base = match base.as_bytes() {
         [d, b':', ..] if d.is_ascii_alphabetic() => &base[2..],
         _ => base,
@@ -116,6 +196,41 @@ mod tests {
         ] {
             assert_eq!(safe_file_name(input).as_deref(), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn hostile_paths() {
+        for (input, want) in [
+            ("a/b/c.txt", Some("a/b/c.txt")),
+            ("a\\b", Some("a/b")),
+            ("./a//b/./", Some("a/b/")),
+            ("dir/", Some("dir/")),
+            ("../x", None),
+            ("a/../../x", None),
+            ("a/..", None),
+            ("/etc/x", None),
+            ("\\\\host\\share", None),
+            ("C:\\x", None),
+            ("c:x", None),
+            ("a/C:b", Some("a/b")),
+            ("a/.git/config", Some("a/_git/config")),
+            ("a/ /b", None),
+            ("a/.../b", None),
+            ("CON/nul.txt", Some("_CON/_nul.txt")),
+            ("x\u{202E}/y", Some("x_/y")),
+            ("/", None),
+            ("./", None),
+            ("", None),
+        ] {
+            assert_eq!(safe_path(input, 32).as_deref(), want, "{input:?}");
+        }
+        let deep = "d/".repeat(32) + "f";
+        assert_eq!(safe_path(&deep, 32), None);
+        assert_eq!(safe_path(&deep, 33).as_deref(), Some(deep.as_str()));
+        assert_eq!(safe_path(&"a".repeat(MAX_WIRE_NAME + 1), 32), None);
+        // Device names grow by one byte each: the result is held to the wire limit too.
+        let grows = "nul/".repeat(MAX_WIRE_NAME / 4);
+        assert_eq!(safe_path(&grows, usize::MAX), None);
     }
 
     #[test]

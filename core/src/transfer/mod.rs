@@ -128,7 +128,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use config::TransferConfig;
-pub use file_name::{is_invisible, safe_file_name, MAX_BASE_NAME, MAX_WIRE_NAME};
+pub use file_name::{
+    is_invisible, reduce_name, safe_file_name, safe_path, MAX_BASE_NAME, MAX_WIRE_NAME,
+};
 pub use progress::Progress;
 
 use crate::session::{Config as SessionConfig, Event, Lane, Role, SendError, Session};
@@ -173,7 +175,9 @@ pub struct IncomingOffer {
     pub id: TransferId,
     /// Who offers it (the server's stamp; empty when the server itself offers).
     pub peer: Utf8,
-    /// The name reduced to a safe base name by [`safe_file_name`].
+    /// The name reduced by [`reduce_name`]: a safe base name, or, when the session keeps
+    /// folders ([`TransferConfig::max_path_depth`]), a safe relative path with `/`
+    /// separators (ending in `/` for a folder).
     pub name: String,
     /// Size in bytes.
     pub size: u64,
@@ -226,6 +230,17 @@ pub enum TransferEvent {
     },
     /// How far it has come.
     Progress(Progress),
+    /// Our offer is relayed by the server, which calls it `relay_id` on the receiver's
+    /// connection (the `relayed` extension, spec §10 rule 8): the number both people see.
+    /// Arrives at most once per offer, before it is answered.
+    Relayed {
+        /// Our transfer id.
+        id: TransferId,
+        /// The receiver.
+        peer: Utf8,
+        /// The id the receiver sees.
+        relay_id: TransferId,
+    },
     /// Relay receivers only: the sender finished; pass the digest on with
     /// [`Session::relay_done`] on the other connection.
     SenderDone {
@@ -427,6 +442,18 @@ impl Transfers {
         }
     }
 
+    /// The server's `relayed` note about one of our offers: passed on as an event when the id
+    /// is an offer of ours, otherwise ignored (an extension never fails a session).
+    pub(crate) fn relayed(&mut self, r: crate::wire::Relayed, io: &mut Io) {
+        if let Some(Transfer::Out(_)) = self.lists().map.get(&r.id) {
+            io.event(TransferEvent::Relayed {
+                id: r.id,
+                peer: r.peer,
+                relay_id: r.relay_id,
+            });
+        }
+    }
+
     pub(crate) fn handle_message(
         &mut self,
         msg: Message,
@@ -480,7 +507,7 @@ impl Transfers {
             reject(ErrorCode::LimitExceeded, "too many transfers at once", io);
             return Ok(());
         }
-        let Some(name) = safe_file_name(&offer.name) else {
+        let Some(name) = reduce_name(&offer.name, self.config.transfer.max_path_depth) else {
             reject(ErrorCode::BadFileName, "the file name is not usable", io);
             return Ok(());
         };
@@ -694,23 +721,52 @@ impl Session {
         media_type: &str,
         mode: Mode,
     ) -> Result<TransferId, SendError> {
+        self.offer_numbered(None, to, name, size, media_type, mode)
+    }
+
+    /// Like [`Session::offer`] with the id chosen by the caller: `Some(id)` must have this
+    /// side's parity (spec §7.1) and be at least the next id the session would pick, so ids
+    /// stay unique and increasing on the connection; later offers continue above it. The hub
+    /// numbers every offer it makes from one server-wide counter this way, so that a relayed
+    /// transfer has one number for everyone (spec §10 rule 8). `None` picks the next id.
+    pub fn offer_numbered(
+        &mut self,
+        id: Option<TransferId>,
+        to: &str,
+        name: &str,
+        size: u64,
+        media_type: &str,
+        mode: Mode,
+    ) -> Result<TransferId, SendError> {
         if !self.is_open() {
             return Err(SendError::NotOpen);
         }
         if !to.is_empty() {
             crate::name::validate_name(to).map_err(SendError::BadName)?;
         }
-        let name = safe_file_name(name).ok_or(SendError::Invalid("the file name is not usable"))?;
         if media_type.len() > u8::MAX as usize {
             return Err(SendError::Invalid("media type longer than 255 bytes"));
         }
         let mut out = self.outbox();
         let t = &mut *out.transfers;
+        let name = reduce_name(name, t.config.transfer.max_path_depth)
+            .ok_or(SendError::Invalid("the file name is not usable"))?;
         if t.lists().map.len() >= t.config.transfer.max_active {
             return Err(SendError::Invalid("too many transfers at once"));
         }
-        let id = t.next_id;
-        t.next_id += 2;
+        let id = match id {
+            None => t.next_id,
+            Some(id) if id & 1 == t.next_id & 1 && id >= t.next_id => id,
+            Some(_) => {
+                return Err(SendError::Invalid(
+                    "a transfer id of the other side's parity or below the next id",
+                ))
+            }
+        };
+        // The last id of the space is not reused: the session refuses further offers instead.
+        t.next_id = id
+            .checked_add(2)
+            .ok_or(SendError::Invalid("no transfer ids left"))?;
         let offer = Offer {
             id,
             peer: Utf8::from(to),

@@ -57,6 +57,9 @@ pub mod frame_type {
     pub const COMPLETE: u8 = 0x47;
     /// `failed`: the receiver could not finish (digest mismatch, storage failure).
     pub const FAILED: u8 = 0x48;
+    /// `relayed` (extension): server → client, "your offer `id` reaches `peer` as transfer
+    /// `relay_id`" (spec §10 rule 8). See [`Relayed`](super::Relayed).
+    pub const RELAYED: u8 = 0x80;
     /// Types at or above this value are extensions: a receiver that does not know one ignores
     /// it instead of failing.
     pub const FIRST_EXTENSION: u8 = 0x80;
@@ -120,6 +123,63 @@ pub struct Offer {
     pub name: Utf8,
     /// Media type, such as `image/png` (may be empty).
     pub media_type: Utf8,
+}
+
+/// `relayed` (0x80, an extension): `id: u64, peer: str8, relay_id: u64`. The server tells
+/// the sender of an offer it relays which id the offer has on the receiver's connection, so
+/// that both people can speak of "transfer `relay_id`" (spec §10 rule 8). On the wire it is
+/// a [`Message::Extension`] of type [`frame_type::RELAYED`]: version 1 receivers that do not
+/// know it ignore it.
+///
+/// ```
+/// use tidings_core::wire::{Message, Relayed, Utf8};
+/// let r = Relayed { id: 4, peer: Utf8::from("bob"), relay_id: 7 };
+/// let msg = r.to_message();
+/// assert_eq!(msg.kind(), 0x80);
+/// let Message::Extension { kind, body } = msg else { unreachable!() };
+/// assert_eq!(Relayed::from_extension(kind, body), Some(Ok(r)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// The sender's id of its offer.
+    pub id: u64,
+    /// The receiver (its registered name).
+    pub peer: Utf8,
+    /// The id of the relayed offer on the receiver's connection.
+    pub relay_id: u64,
+}
+
+impl Relayed {
+    /// The message that carries it.
+    pub fn to_message(&self) -> Message {
+        let mut body = BytesMut::with_capacity(17 + str8_len(&self.peer));
+        body.put_u64(self.id);
+        put_str8(&mut body, &self.peer);
+        body.put_u64(self.relay_id);
+        Message::Extension {
+            kind: frame_type::RELAYED,
+            body: body.freeze(),
+        }
+    }
+
+    /// Decodes the body of an extension frame: `None` when `kind` is not
+    /// [`frame_type::RELAYED`], an error for a short, long or non-UTF-8 body.
+    pub fn from_extension(kind: u8, body: Bytes) -> Option<Result<Relayed, ProtocolError>> {
+        if kind != frame_type::RELAYED {
+            return None;
+        }
+        let mut r = Reader::new(body);
+        let decode = |r: &mut Reader| -> Result<Relayed, ProtocolError> {
+            let relayed = Relayed {
+                id: r.u64()?,
+                peer: r.str8()?,
+                relay_id: r.u64()?,
+            };
+            r.finish()?;
+            Ok(relayed)
+        };
+        Some(decode(&mut r))
+    }
 }
 
 /// Whether a `presence` frame announces a join or a leave.

@@ -15,7 +15,7 @@ pub use frame::{
     MIN_MAX_FRAME,
 };
 pub use message::{
-    capability, frame_type, Hello, Message, Offer, PresenceKind, Welcome, DIGEST_LEN,
+    capability, frame_type, Hello, Message, Offer, PresenceKind, Relayed, Welcome, DIGEST_LEN,
 };
 pub use preamble::{Preamble, PREAMBLE_LEN, PROTOCOL_VERSION};
 pub use utf8::Utf8;

@@ -1,0 +1,369 @@
+//! `tidings send`: files and folders to one or more peers, one transfer per file and
+//! recipient, with one progress bar for the whole and a countdown while offers wait.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
+use tidings_std::files::{walk, EntryKind, Source};
+
+use crate::exit::{io_reason, CliError, Exit};
+use crate::out::{Out, TOTAL_BAR, WAIT_LINE};
+use crate::simple::{connect, lost, not_to_self};
+use crate::view::{show, waiting};
+use crate::SendArgs;
+
+/// Offers out at once: enough to keep the connection busy with small files, few enough
+/// that a large tree stays far below the session's limit of concurrent transfers (32) and
+/// that offers do not sit waiting for their accept timeout behind a long queue.
+const IN_FLIGHT: usize = 8;
+
+/// One thing to send: a file or an empty folder, with the name it is offered under.
+struct Item {
+    path: PathBuf,
+    /// A relative path below the folder's parent (a folder's file), or `None` for a file
+    /// named on the command line (offered under its base name).
+    name: Option<String>,
+    kind: EntryKind,
+}
+
+impl Item {
+    fn size(&self) -> u64 {
+        match self.kind {
+            EntryKind::File(n) => n,
+            EntryKind::EmptyFolder => 0,
+        }
+    }
+
+    fn shown(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => self.path.file_name().map_or_else(
+                || self.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Source> {
+        match (&self.name, self.kind) {
+            (None, _) => Source::open(&self.path),
+            (Some(n), EntryKind::File(_)) => Source::open_as(&self.path, n),
+            (Some(n), EntryKind::EmptyFolder) => Source::folder(&self.path, n),
+        }
+    }
+}
+
+/// A transfer under way: which item to whom, and how far.
+struct Running {
+    item: usize,
+    to: String,
+    /// The number people see: the receiver's id once the server said it (`relayed`).
+    number: u64,
+    /// Whether the server said it (a server without the extension never does).
+    relayed: bool,
+    offered: Instant,
+    started: bool,
+    /// Where it started: bytes below were kept by the receiver and do not move.
+    offset: u64,
+    /// Bytes moved since `offset`.
+    done: u64,
+}
+
+/// Lists every file and empty folder named on the command line; a folder is walked.
+fn list(paths: &[PathBuf], out: &mut Out) -> Result<Vec<Item>, CliError> {
+    let unreadable = |p: &PathBuf, e: &std::io::Error| {
+        CliError::new(Exit::File, format!("{}: {}", p.display(), io_reason(e)))
+    };
+    let mut items = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
+        if !meta.is_dir() {
+            // Every file must be readable before we bother the server.
+            let source = Source::open(path).map_err(|e| unreadable(path, &e))?;
+            items.push(Item {
+                path: path.clone(),
+                name: None,
+                kind: EntryKind::File(source.size),
+            });
+            continue;
+        }
+        let found = walk(path).map_err(|e| unreadable(path, &e))?;
+        for skipped in &found.skipped {
+            out.event(
+                "skipped",
+                format_args!(
+                    "skipped {} (not a regular file or folder)",
+                    skipped.display()
+                ),
+                || serde_json::json!({"path": skipped}),
+            );
+        }
+        for (at, name, kind) in found.entries {
+            let item = Item {
+                path: at,
+                name: Some(name),
+                kind,
+            };
+            item.open().map_err(|e| unreadable(&item.path, &e))?;
+            items.push(item);
+        }
+    }
+    Ok(items)
+}
+
+/// `2 min`, `90 s`.
+fn duration_words(secs: u64) -> String {
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// Shows the sender's events under the number both sides know (see [`Running::number`]).
+fn renumber(ev: &mut ClientEvent, running: &HashMap<u64, Running>) {
+    let id = match ev {
+        ClientEvent::Started { id, .. }
+        | ClientEvent::Sent { id, .. }
+        | ClientEvent::TransferFailed { id, .. }
+        | ClientEvent::Checking { id, .. } => id,
+        ClientEvent::Progress(p) => &mut p.id,
+        _ => return,
+    };
+    if let Some(r) = running.get(id) {
+        *id = r.number;
+    }
+}
+
+pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
+    for to in &args.to {
+        not_to_self(&args.conn.name, to, "send files to")?;
+    }
+    let items = list(&args.files, out)?;
+    let mut config = ClientConfig::default();
+    config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
+    let client = connect(&args.conn, config, out).await?;
+    let result = run(&client, &args, &items, out).await;
+    out.status(WAIT_LINE, None);
+    out.bar_end(TOTAL_BAR);
+    client.close().await;
+    result
+}
+
+async fn run(
+    client: &Client,
+    args: &SendArgs,
+    items: &[Item],
+    out: &mut Out,
+) -> Result<(), CliError> {
+    // File by file, each to every recipient, so that all recipients move together.
+    let mut queue: VecDeque<(usize, String)> = (0..items.len())
+        .flat_map(|i| args.to.iter().map(move |to| (i, to.clone())))
+        .collect();
+    let jobs = queue.len();
+    // The bytes to move: a resumed transfer takes its kept part off when it starts, so that
+    // the bar never counts bytes that did not move (its rate would jump to GiB/s).
+    let mut total: u64 = items.iter().map(Item::size).sum::<u64>() * args.to.len() as u64;
+    out.one_bar();
+    out.bar_start(TOTAL_BAR, "", total, 0);
+    let mut running: HashMap<u64, Running> = HashMap::new();
+    let mut finished_bytes = 0u64;
+    let mut failures: Vec<(ErrorCode, String)> = Vec::new();
+    // A transfer that failed because our connection ended (the server vanished or stopped
+    // answering) makes the exit 9, like any lost connection, not 6.
+    let mut lost_with = false;
+    let wait = duration_words(args.accept_timeout);
+    loop {
+        while running.len() < IN_FLIGHT {
+            let Some((item, to)) = queue.pop_front() else {
+                break;
+            };
+            let it = &items[item];
+            let source = match it.open() {
+                Ok(s) => s,
+                Err(e) => {
+                    failures.push((
+                        ErrorCode::SourceFailed,
+                        format!("{}: {}", it.shown(), io_reason(&e)),
+                    ));
+                    continue;
+                }
+            };
+            let id = client
+                .send_source(&to, source)
+                .await
+                .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+            tracing::debug!(id, path = %it.path.display(), to = %to, "offered");
+            running.insert(
+                id,
+                Running {
+                    item,
+                    to,
+                    number: id,
+                    relayed: false,
+                    offered: Instant::now(),
+                    started: false,
+                    offset: 0,
+                    done: 0,
+                },
+            );
+        }
+        if running.is_empty() {
+            break;
+        }
+        countdown(out, &running, items, args.accept_timeout);
+        let tick = async {
+            async_io::Timer::after(Duration::from_secs(1)).await;
+            None
+        };
+        let Some(next) = future::or(async { Some(client.next_event().await) }, tick).await else {
+            continue;
+        };
+        let Some(mut ev) = next else {
+            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+        };
+        match &ev {
+            ClientEvent::Relayed { id, relay_id, .. } => {
+                if let Some(r) = running.get_mut(id) {
+                    r.number = *relay_id;
+                    r.relayed = true;
+                    // People read the number in the waiting line; scripts get both events.
+                    if out.is_json() {
+                        show(out, &ev);
+                    }
+                    let name = items[r.item].shown();
+                    waiting(out, r.number, &r.to, &name, args.accept_timeout);
+                }
+                continue;
+            }
+            ClientEvent::Started {
+                id,
+                direction: Direction::Send,
+                offset,
+                ..
+            } => {
+                if let Some(r) = running.get_mut(id) {
+                    r.started = true;
+                    r.offset = *offset;
+                    total = total.saturating_sub(*offset);
+                    out.bar_length(TOTAL_BAR, total);
+                    out.bar_label(TOTAL_BAR, &items[r.item].shown());
+                }
+            }
+            ClientEvent::Progress(p) => {
+                if let Some(r) = running.get_mut(&p.id) {
+                    r.done = p.done.saturating_sub(r.offset);
+                }
+                let moving: u64 = running.values().map(|r| r.done).sum();
+                out.bar_progress(TOTAL_BAR, finished_bytes + moving, total, 0);
+            }
+            ClientEvent::Notice {
+                code: ErrorCode::UnknownPeer,
+                text,
+            } => return Err(CliError::new(Exit::UnknownPeer, text.clone())),
+            ClientEvent::Closed { code, reason, .. } => return Err(lost(*code, reason)),
+            _ => {}
+        }
+        renumber(&mut ev, &running);
+        show(out, &ev);
+        match ev {
+            ClientEvent::Sent { id, .. } => {
+                let local = running
+                    .iter()
+                    .find(|(_, r)| r.number == id)
+                    .map(|(k, _)| *k);
+                if let Some(r) = local.and_then(|k| running.remove(&k)) {
+                    finished_bytes += items[r.item].size().saturating_sub(r.offset);
+                    out.bar_progress(TOTAL_BAR, finished_bytes, total, 0);
+                }
+            }
+            ClientEvent::TransferFailed {
+                id,
+                code,
+                reason,
+                by_peer,
+                ..
+            } => {
+                let local = running
+                    .iter()
+                    .find(|(_, r)| r.number == id)
+                    .map(|(k, _)| *k);
+                if let Some(r) = local.and_then(|k| running.remove(&k)) {
+                    lost_with |= !client.is_open();
+                    let name = items[r.item].shown();
+                    let what = if !r.started && code == ErrorCode::TransferTimeout && by_peer {
+                        // The server's own offer timeout ended the wait first.
+                        format!("{} did not accept {name} before the server gave up", r.to)
+                    } else if !r.started && code == ErrorCode::TransferTimeout {
+                        format!("{} did not accept {name} within {wait}", r.to)
+                    } else if code == ErrorCode::UnknownPeer {
+                        format!("{} is not online", r.to)
+                    } else {
+                        format!("{name} to {}: {reason}", r.to)
+                    };
+                    failures.push((code, what));
+                }
+            }
+            _ => {}
+        }
+    }
+    if lost_with {
+        // The session ended before the failures were delivered: Closed follows them.
+        while let Some(ev) = client.next_event().await {
+            show(out, &ev);
+            if let ClientEvent::Closed { code, reason, .. } = ev {
+                return Err(lost(code, &reason));
+            }
+        }
+        return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+    }
+    match failures.first() {
+        None => Ok(()),
+        Some((ErrorCode::UnknownPeer, what)) => Err(CliError::new(Exit::UnknownPeer, what.clone())),
+        Some((code, what)) if jobs == 1 => Err(CliError::new(
+            Exit::Transfer,
+            format!("the transfer failed ({}): {what}", code.name()),
+        )),
+        Some((code, what)) => Err(CliError::new(
+            Exit::Transfer,
+            format!(
+                "{} of {jobs} transfers failed; first ({}): {what}",
+                failures.len(),
+                code.name()
+            ),
+        )),
+    }
+}
+
+/// The countdown line: the oldest offer still waiting for its recipient, and how many more.
+fn countdown(out: &mut Out, running: &HashMap<u64, Running>, items: &[Item], timeout: u64) {
+    let mut waiting: Vec<&Running> = running.values().filter(|r| !r.started).collect();
+    waiting.sort_by_key(|r| r.offered);
+    let Some(first) = waiting.first() else {
+        out.status(WAIT_LINE, None);
+        return;
+    };
+    let left = timeout.saturating_sub(first.offered.elapsed().as_secs());
+    let number = if first.relayed {
+        format!(" (transfer {})", first.number)
+    } else {
+        String::new()
+    };
+    let more = match waiting.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more)"),
+    };
+    out.status(
+        WAIT_LINE,
+        Some(format!(
+            "waiting for {} to accept {}{number}: {}:{:02} left{more}",
+            first.to,
+            items[first.item].shown(),
+            left / 60,
+            left % 60
+        )),
+    );
+}
