@@ -2,6 +2,7 @@
 //! lines arriving while one is typed, history, Ctrl-C/Ctrl-D and colours.
 //!
 //! Every wait is for output (or an exit) with a deadline, never a sleep.
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -299,9 +300,13 @@ fn lines_arrive_above_the_line_being_typed() {
         "the cleared line was not sent: {before:?}"
     );
 
-    // The history file (under XDG_STATE_HOME) kept the line, once.
-    let history = std::fs::read_to_string(state.path().join("tidings/chat-history")).unwrap();
+    // The history file (under XDG_STATE_HOME, for its owner only) kept the line, once.
+    let path = state.path().join("tidings/chat-history");
+    let history = std::fs::read_to_string(&path).unwrap();
     assert_eq!(history.matches("hello world").count(), 1, "{history:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     drop(carol);
 }
 
