@@ -238,6 +238,7 @@ impl Out {
             *last = now;
         }
         let percent = (done as f64 * 100.0 / total.max(1) as f64).min(100.0);
+        // The bar's message is its label already made harmless by `bar_start`.
         self.event(
             "progress",
             format_args!(

@@ -321,8 +321,9 @@ fn no_color_means_no_colour_and_two_ctrl_c_quit() {
     alice.wait_for("alice> ");
     alice.keys("typing");
     alice.wait_for("typing");
-    say(&addr, "bob", "plain please");
-    alice.wait_for("bob: plain please");
+    // A peer's own colour codes are shown, not obeyed.
+    say(&addr, "bob", "plain \x1b[31mplease");
+    alice.wait_for("bob: plain \\u{1b}[31mplease");
     alice.wait_for("alice> typing");
 
     // A file arrives meanwhile: no progress bar is drawn over the prompt (progress would be
