@@ -4,11 +4,12 @@
 //! The editor is rustyline, with its `ExternalPrinter`: every line the chat prints is handed
 //! to the editor, which clears its prompt, prints the line and draws the prompt again with
 //! the text being typed, so nothing that arrives breaks it. Why rustyline: reedline (whose
-//! `external_printer` does the same) brings crossterm and some fifty crates, and polls for
-//! printed lines on a timer; a crossterm editor of our own would be ours to keep right
-//! (widths, wrapping, history, bracketed paste). Rustyline is about fifteen small crates,
-//! wakes for a printed line at once (a pipe beside the terminal in its `poll`), and both
-//! were tried here.
+//! `external_printer` does the same) resolves to some fifty crates here (crossterm, chrono,
+//! strum...) and looks for printed lines every 100 ms when it polls the keyboard; an
+//! editor of our own on crossterm would be ours to keep right (widths, wrapping, history,
+//! bracketed paste). Rustyline is about seventeen small crates and prints a line at once (a
+//! pipe beside the terminal in the same `poll`); it builds here and `tests/pty.rs` drives
+//! it through a real pseudo-terminal.
 //!
 //! Keys: the usual Emacs ones (arrows, Home/End, Ctrl-A/E/W/U/K/Y, Alt-B/F), Up/Down and
 //! Ctrl-R for the history; Ctrl-C clears the line being typed, and on an empty line quits, as
