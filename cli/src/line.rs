@@ -3,13 +3,15 @@
 //!
 //! The editor is rustyline, with its `ExternalPrinter`: every line the chat prints is handed
 //! to the editor, which clears its prompt, prints the line and draws the prompt again with
-//! the text being typed, so nothing that arrives breaks it. Why rustyline: reedline (whose
-//! `external_printer` does the same) resolves to some fifty crates here (crossterm, chrono,
-//! strum...) and looks for printed lines every 100 ms when it polls the keyboard; an
-//! editor of our own on crossterm would be ours to keep right (widths, wrapping, history,
-//! bracketed paste). Rustyline is about seventeen small crates and prints a line at once (a
-//! pipe beside the terminal in the same `poll`); it builds here and `tests/pty.rs` drives
-//! it through a real pseudo-terminal.
+//! the text being typed, so nothing that arrives breaks it. Why rustyline: both it and
+//! reedline (`external_printer`) were built here and driven on a pseudo-terminal. Reedline
+//! is some fifty crates (crossterm, chrono, strum...), looks for printed lines only every
+//! 100 ms, and asks the terminal for the cursor position (`ESC [6n`) before each prompt and
+//! after each printed line, waiting for the answer: a round trip per incoming line over
+//! ssh, and a hang on anything that does not answer. An editor of our own on crossterm
+//! would be ours to keep right (widths, wrapping, history, bracketed paste). Rustyline is
+//! about seventeen small crates, prints a line at once (a pipe beside the terminal in the
+//! same `poll`) and asks the terminal nothing.
 //!
 //! Keys: the usual Emacs ones (arrows, Home/End, Ctrl-A/E/W/U/K/Y, Alt-B/F), Up/Down and
 //! Ctrl-R for the history; Ctrl-C clears the line being typed, and on an empty line quits, as
