@@ -20,6 +20,7 @@
 //! When standard input or standard output is not a terminal (a script, a test, `| tee`),
 //! lines are read plainly and nothing but the chat's lines is written.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,16 +229,16 @@ impl ConditionalEventHandler for CtrlC {
 
 /// `$XDG_STATE_HOME/tidings/chat-history`, else `~/.local/state/tidings/chat-history`.
 fn history_file() -> Option<PathBuf> {
-    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let state = std::env::var_os("XDG_STATE_HOME")
+    history_in(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// The history file for these values of `XDG_STATE_HOME` and `HOME`: a relative (or empty)
+/// one is ignored, as the XDG base directory specification asks.
+fn history_in(state: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let state = state
         .and_then(absolute)
-        .or_else(|| {
-            Some(
-                std::env::var_os("HOME")
-                    .and_then(absolute)?
-                    .join(".local/state"),
-            )
-        })?;
+        .or_else(|| Some(home.and_then(absolute)?.join(".local/state")))?;
     Some(state.join("tidings").join("chat-history"))
 }
 
@@ -267,5 +268,26 @@ fn remember(ed: &mut DefaultEditor, line: &str, file: Option<&std::path::Path>) 
                 tracing::warn!(path = %path.display(), error = %e, "history not saved");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_file_is_in_the_state_folder() {
+        let os = |s: &str| Some(OsString::from(s));
+        let file = |p: &str| Some(PathBuf::from(p));
+        let in_home = file("/h/.local/state/tidings/chat-history");
+        assert_eq!(
+            history_in(os("/s"), os("/h")),
+            file("/s/tidings/chat-history")
+        );
+        assert_eq!(history_in(None, os("/h")), in_home);
+        assert_eq!(history_in(os("relative"), os("/h")), in_home);
+        assert_eq!(history_in(os(""), os("/h")), in_home);
+        assert_eq!(history_in(None, None), None, "nowhere: in memory only");
+        assert_eq!(history_in(None, os("h")), None);
     }
 }

@@ -438,3 +438,18 @@ fn removed_while_typing_leaves_the_terminal_as_it_was() {
     alice.wait_for("\x1b[?2004l");
     assert!(alice.cooked(), "line mode and echo restored");
 }
+
+#[test]
+fn while_reconnecting_lines_are_not_kept_and_ctrl_d_quits() {
+    let state = tempfile::tempdir().unwrap();
+    let (server, addr) = serve();
+    let mut alice = Term::chat(&addr, "alice", state.path(), true, &[]);
+    alice.wait_for("alice> ");
+    drop(server); // killed: no goodbye
+    alice.wait_for("reconnecting in");
+    alice.keys("too late\r");
+    alice.wait_for("not connected: 1 typed line(s) not sent");
+    // Ctrl-D ends the chat at once, though no server is back.
+    alice.keys("\x04");
+    assert_eq!(alice.exit_code(), 0);
+}
