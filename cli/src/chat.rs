@@ -1,14 +1,18 @@
 //! `tidings chat`: interactive chat with transfers, reconnecting with backoff.
+//!
+//! On a terminal (standard input and output both) the lines are typed in a line editor
+//! ([`crate::line`]): what arrives is printed above the prompt and never breaks the line
+//! being typed. Otherwise standard input is read line by line, as scripts expect.
 
-use std::io::BufRead;
+use std::future::Future;
 use std::time::Duration;
 
-use async_channel::Receiver;
 use futures_lite::future;
 use serde_json::json;
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
 
 use crate::exit::{CliError, Exit};
+use crate::line::{Input, Typed, QUIT};
 use crate::out::Out;
 use crate::simple::connect;
 use crate::view::show;
@@ -25,10 +29,19 @@ enum Outcome {
 }
 
 pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
+    let mut input = None;
+    let result = chat(&args, out, &mut input).await;
+    // Whichever way it ended, the terminal is left as it was found.
+    if let Some(input) = input {
+        input.finish(out);
+    }
+    result
+}
+
+async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Result<(), CliError> {
     // A missing folder is created; one that cannot be written fails each accepted offer
     // with the reason.
     let _ = std::fs::create_dir_all(&args.download_dir);
-    let lines = stdin_lines();
     let config = ClientConfig {
         download_dir: Some(args.download_dir.clone()),
         accept_files: args.accept_files,
@@ -37,10 +50,19 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
     let mut first = true;
     let mut backoff = Duration::from_millis(500);
     loop {
-        let client = match connect(&args.conn, config.clone(), out).await {
-            Ok(c) => c,
-            Err(e) if first => return Err(e),
-            Err(e) => {
+        let connected = match input {
+            // Until the first connection nothing is typed (and the terminal is untouched).
+            None => Some(connect(&args.conn, config.clone(), out).await),
+            Some(input) => {
+                let attempt = or_quit(connect(&args.conn, config.clone(), out), input).await;
+                unsent(attempt, out)
+            }
+        };
+        let client = match connected {
+            None => return Ok(()),
+            Some(Ok(c)) => c,
+            Some(Err(e)) if first => return Err(e),
+            Some(Err(e)) => {
                 out.event(
                     "reconnecting",
                     format_args!(
@@ -50,14 +72,18 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
                     ),
                     || json!({"error": e.message, "retry_in_ms": backoff.as_millis() as u64}),
                 );
-                async_io::Timer::after(backoff).await;
+                if pause(backoff, input.as_ref(), out).await.is_none() {
+                    return Ok(());
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
         first = false;
         backoff = Duration::from_millis(500);
-        match session(&client, &lines, out, args.accept_files).await {
+        let lines =
+            input.get_or_insert_with(|| Input::start(&args.conn.name, args.no_history, out));
+        match session(&client, lines, out, args.accept_files).await {
             Outcome::Quit => {
                 client.close().await;
                 return Ok(());
@@ -74,37 +100,82 @@ pub async fn run(args: ChatArgs, out: &mut Out) -> Result<(), CliError> {
                     ),
                     || json!({"error": why, "retry_in_ms": backoff.as_millis() as u64}),
                 );
-                async_io::Timer::after(backoff).await;
+                if pause(backoff, input.as_ref(), out).await.is_none() {
+                    return Ok(());
+                }
             }
         }
     }
 }
 
-enum Input {
-    Line(Option<String>),
+/// Waits `backoff` before connecting again; `None` when the person quit meanwhile.
+async fn pause(backoff: Duration, input: Option<&Input>, out: &Out) -> Option<()> {
+    let timer = async {
+        async_io::Timer::after(backoff).await;
+    };
+    match input {
+        Some(input) => unsent(or_quit(timer, input).await, out),
+        None => {
+            timer.await;
+            Some(())
+        }
+    }
+}
+
+/// Waits for `work` while not connected, unless the person quits (`None`). Lines typed
+/// meanwhile cannot be sent: they are counted, and the person told (by [`unsent`]) rather
+/// than have them sent later, when they may no longer make sense.
+async fn or_quit<T>(work: impl Future<Output = T>, input: &Input) -> Option<(T, usize)> {
+    futures_lite::pin!(work);
+    let mut dropped = 0;
+    loop {
+        let next = future::or(async { Ok((&mut work).await) }, async {
+            Err(input.recv().await)
+        })
+        .await;
+        match next {
+            Ok(done) => return Some((done, dropped)),
+            Err(Typed::Quit) => return None,
+            Err(Typed::Line(line)) if line.trim() == QUIT => return None,
+            Err(Typed::Line(line)) if line.trim().is_empty() => {}
+            Err(Typed::Line(_)) => dropped += 1,
+        }
+    }
+}
+
+/// Says how many typed lines were not sent while not connected.
+fn unsent<T>(waited: Option<(T, usize)>, out: &Out) -> Option<T> {
+    let (done, dropped) = waited?;
+    if dropped > 0 {
+        out.event(
+            "error",
+            format_args!("not connected: {dropped} typed line(s) not sent"),
+            || json!({"message": "not connected: typed lines not sent", "lines": dropped}),
+        );
+    }
+    Some(done)
+}
+
+enum Next {
+    Typed(Typed),
     Event(Option<ClientEvent>),
 }
 
-async fn session(
-    client: &Client,
-    lines: &Receiver<String>,
-    out: &mut Out,
-    accept_files: bool,
-) -> Outcome {
+async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bool) -> Outcome {
     loop {
-        let input = future::or(async { Input::Line(lines.recv().await.ok()) }, async {
-            Input::Event(client.next_event().await)
+        let next = future::or(async { Next::Typed(input.recv().await) }, async {
+            Next::Event(client.next_event().await)
         })
         .await;
-        match input {
-            Input::Line(None) => return Outcome::Quit,
-            Input::Line(Some(line)) => {
+        match next {
+            Next::Typed(Typed::Quit) => return Outcome::Quit,
+            Next::Typed(Typed::Line(line)) => {
                 if let Some(outcome) = command(client, line.trim(), out).await {
                     return outcome;
                 }
             }
-            Input::Event(None) => return Outcome::Lost("the connection ended".into()),
-            Input::Event(Some(ev)) => {
+            Next::Event(None) => return Outcome::Lost("the connection ended".into()),
+            Next::Event(Some(ev)) => {
                 show(out, &ev);
                 if let (ClientEvent::Offered { id, .. }, false) = (&ev, accept_files) {
                     out.event(
@@ -133,7 +204,7 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
     }
     let mut words = line.splitn(3, ' ');
     let result = match (words.next()?, words.next(), words.next()) {
-        ("/quit", None, None) => return Some(Outcome::Quit),
+        (QUIT, None, None) => return Some(Outcome::Quit),
         ("/who", None, None) => client.request_list().await,
         ("/msg" | "/send", Some(name), Some(_)) if crate::simple::is_self(client.name(), name) => {
             let message = format!("{name} is you: /msg and /send need someone else");
@@ -182,18 +253,4 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
 fn usage(out: &mut Out) -> Option<Outcome> {
     out.event("help", HELP, || json!({"help": HELP}));
     None
-}
-
-/// Lines of standard input, read on a thread of their own; the channel closes at the end.
-fn stdin_lines() -> Receiver<String> {
-    let (tx, rx) = async_channel::bounded(64);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send_blocking(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }

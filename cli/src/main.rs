@@ -4,12 +4,14 @@ mod addr;
 mod chat;
 mod config;
 mod exit;
+mod line;
 mod memory;
 mod out;
 mod safe;
 mod send;
 mod serve;
 mod simple;
+mod style;
 mod view;
 
 use std::net::SocketAddr;
@@ -40,6 +42,10 @@ struct Cli {
     /// More log output on standard error (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour names and kinds of lines: auto (when standard output is a terminal and
+    /// NO_COLOR is not set), always or never. Never with --json.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: style::ColorWhen,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,6 +98,13 @@ enum Command {
     /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
     /// `/quit`. Offers wait for /accept unless --accept-files is given. A lost connection is
     /// re-established with backoff. `/msg` and `/send` to your own name are refused.
+    ///
+    /// On a terminal, lines are typed in a line editor: what arrives is printed above it,
+    /// arrow keys move and Up/Down (or Ctrl-R) recall earlier lines, Ctrl-C clears the line,
+    /// and Ctrl-C on an empty line or Ctrl-D quits. Typed lines are kept in
+    /// $XDG_STATE_HOME/tidings/chat-history (else ~/.local/state/tidings/chat-history; a line
+    /// starting with a space is not kept) unless --no-history is given. When standard input
+    /// or output is not a terminal, lines are read and printed plainly.
     #[command(
         after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
     )]
@@ -212,6 +225,10 @@ struct ChatArgs {
     /// Accept every offered file at once.
     #[arg(long)]
     accept_files: bool,
+    /// Keep the typed lines in memory only: do not read or append the history file
+    /// ($XDG_STATE_HOME/tidings/chat-history, else ~/.local/state/tidings/chat-history).
+    #[arg(long)]
+    no_history: bool,
 }
 
 #[derive(Args, Debug)]
@@ -266,6 +283,7 @@ fn main() {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let mut out = Out::new(cli.json);
+    out.set_style(style::Style::new(style::enabled(cli.color, cli.json)));
     // `serve --config` fills in what the command line left out, log destination included.
     let result = config::prepare(&mut cli.command, &matches)
         .and_then(|logs| init_logging(cli.verbose, &logs))

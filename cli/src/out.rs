@@ -1,11 +1,11 @@
 //! Everything the `tidings` command prints: human lines with the time, or one JSON object
 //! per line (`--json`), and progress bars on standard error.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
@@ -14,6 +14,16 @@ use serde_json::{json, Map, Value};
 pub const TOTAL_BAR: u64 = u64::MAX;
 /// The key of `send`'s countdown line while offers wait to be accepted.
 pub const WAIT_LINE: u64 = u64::MAX - 1;
+
+use crate::style::Style;
+
+/// Where lines go instead of standard output while a line editor owns the terminal: it
+/// prints each above its prompt. False when it could not (the line is then written directly).
+pub type Printer = Box<dyn FnMut(String) -> bool>;
+
+/// While a [`Printer`] is set, a transfer's progress is a line this often (bars drawn on the
+/// same terminal as the editor's prompt would tear it).
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(2);
 
 /// The printer shared by every command.
 pub struct Out {
@@ -26,6 +36,14 @@ pub struct Out {
     buffered: bool,
     /// Only bars whose key is at least this are drawn (see [`Out::one_bar`]).
     min_bar_key: u64,
+    /// Colours (off unless asked for and fit).
+    style: Style,
+    /// The line editor's printer, while one is in use.
+    printer: RefCell<Option<Printer>>,
+    /// When each transfer's progress was last printed as a line (with a printer).
+    progress_shown: RefCell<HashMap<u64, Instant>>,
+    /// Whether a printer is set (read without borrowing it).
+    printing: Cell<bool>,
 }
 
 /// A buffered printer writes what it holds once it holds this much, even when busy.
@@ -46,6 +64,44 @@ impl Out {
             pending: RefCell::new(Vec::new()),
             buffered: false,
             min_bar_key: 0,
+            style: Style::default(),
+            printer: RefCell::new(None),
+            progress_shown: RefCell::new(HashMap::new()),
+            printing: Cell::new(false),
+        }
+    }
+
+    /// The colours for human lines.
+    pub fn set_style(&mut self, style: Style) {
+        self.style = style;
+    }
+
+    /// The colours in force.
+    pub fn style(&self) -> &Style {
+        &self.style
+    }
+
+    /// The colours, to learn the server's participant name.
+    pub fn style_mut(&mut self) -> &mut Style {
+        &mut self.style
+    }
+
+    /// Sends every later line to `printer` (a line editor's), or back to standard output
+    /// with `None`. With a printer, progress bars are not drawn: indicatif redraws its bar
+    /// on the row the cursor is on (`CR`, erase line), which is the prompt's, so the line
+    /// being typed vanished under the bar for the whole transfer (seen on a pseudo-terminal).
+    /// Progress is a line above the prompt now and then instead.
+    pub fn set_printer(&mut self, printer: Option<Printer>) {
+        self.flush();
+        let on = printer.is_some();
+        *self.printer.get_mut() = printer;
+        self.printing.set(on);
+        if !self.json {
+            self.multi.set_draw_target(if on {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr_with_hz(10)
+            });
         }
     }
 
@@ -106,12 +162,23 @@ impl Out {
             // Exact JSON, with what a terminal would obey escaped (see `safe::Json`).
             self.line(crate::safe::Json(&Value::Object(obj)));
         } else {
-            self.line(format_args!("[{}] {human}", Clock(now)));
+            self.line(format_args!(
+                "{} {}",
+                self.style.time(format_args!("[{}]", Clock(now))),
+                self.style.line(kind, human)
+            ));
         }
     }
 
     /// Prints `text` as one line; buffered, it is formatted straight into the pending bytes.
     fn line(&self, text: impl Display) {
+        if self.printing.get() {
+            if let Some(printer) = self.printer.borrow_mut().as_mut() {
+                if printer(text.to_string()) {
+                    return;
+                }
+            }
+        }
         if self.buffered {
             let full = {
                 let mut pending = self.pending.borrow_mut();
@@ -209,11 +276,41 @@ impl Out {
             );
         } else if let Some(bar) = self.bars.get(&id) {
             bar.set_position(done);
+            if self.printing.get() {
+                self.progress_line(id, bar, done, total, bytes_per_sec);
+            }
         }
+    }
+
+    /// Progress as a line above the editor's prompt, at most every [`PROGRESS_LINE_EVERY`].
+    fn progress_line(&self, id: u64, bar: &ProgressBar, done: u64, total: u64, rate: u64) {
+        let now = Instant::now();
+        {
+            let mut shown = self.progress_shown.borrow_mut();
+            let last = shown.entry(id).or_insert(now);
+            if now.duration_since(*last) < PROGRESS_LINE_EVERY {
+                return;
+            }
+            *last = now;
+        }
+        let percent = (done as f64 * 100.0 / total.max(1) as f64).min(100.0);
+        // The bar's message is its label already made harmless by `bar_start`.
+        self.event(
+            "progress",
+            format_args!(
+                "{}: {percent:.0}% ({} of {}, {}/s)",
+                bar.message(),
+                size(done),
+                size(total),
+                size(rate)
+            ),
+            || json!({}),
+        );
     }
 
     /// The transfer ended; its bar is cleared.
     pub fn bar_end(&mut self, id: u64) {
+        self.progress_shown.borrow_mut().remove(&id);
         if let Some(bar) = self.bars.remove(&id) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
@@ -355,5 +452,37 @@ mod tests {
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
         assert_eq!(Clock(t).to_string(), "22:13:20");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_printer_takes_the_lines_and_progress_becomes_a_line_now_and_then() {
+        let printed = std::rc::Rc::new(RefCell::new(Vec::<String>::new()));
+        let mut out = Out::new(false);
+        let sink = printed.clone();
+        out.set_printer(Some(Box::new(move |line| {
+            sink.borrow_mut().push(line);
+            true
+        })));
+        out.event("said", "alice: hi", || json!({}));
+        out.bar_start(7, "big.bin", 1 << 20, 0);
+        out.bar_progress(7, 1 << 18, 1 << 20, 1000);
+        assert_eq!(
+            printed.borrow().len(),
+            1,
+            "the first report starts the clock"
+        );
+        let earlier = Instant::now() - PROGRESS_LINE_EVERY;
+        out.progress_shown.borrow_mut().insert(7, earlier);
+        out.bar_progress(7, 1 << 19, 1 << 20, 1000);
+        out.bar_progress(7, 3 << 18, 1 << 20, 1000);
+        out.bar_end(7);
+        let printed = printed.borrow();
+        assert_eq!(printed.len(), 2, "{printed:?}");
+        assert!(printed[0].ends_with("] alice: hi"), "{printed:?}");
+        assert!(
+            printed[1].contains("] big.bin: 50% (512.00 KiB of 1.00 MiB"),
+            "{printed:?}"
+        );
+        assert!(out.progress_shown.borrow().is_empty());
     }
 }

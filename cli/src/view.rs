@@ -11,6 +11,10 @@ use crate::safe::{inline, text as message, List};
 
 /// Prints `ev` (progress moves the transfer's bar).
 pub fn show(out: &mut Out, ev: &ClientEvent) {
+    if let ClientEvent::Connected { server, .. } = ev {
+        // Lines from the server's own participant stand out.
+        out.style_mut().set_operator(server);
+    }
     match ev {
         ClientEvent::Connected {
             name,
@@ -34,8 +38,12 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             "text",
             format_args!(
                 "{}{}: {}",
-                inline(from),
-                if *private { " (private)" } else { "" },
+                out.style().name(from, inline(from)),
+                if *private {
+                    out.style().private(" (private)").to_string()
+                } else {
+                    String::new()
+                },
                 message(text)
             ),
             || json!({"from": from, "private": private, "text": text}),
@@ -57,13 +65,15 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         ),
         ClientEvent::Joined(name) => out.event(
             "joined",
-            format_args!("{} joined", inline(name)),
+            format_args!("{} joined", out.style().name(name, inline(name))),
             || json!({"name": name}),
         ),
         ClientEvent::Left(name) => {
-            out.event("left", format_args!("{} left", inline(name)), || {
-                json!({"name": name})
-            })
+            out.event(
+                "left",
+                format_args!("{} left", out.style().name(name, inline(name))),
+                || json!({"name": name}),
+            )
         }
         ClientEvent::PeerList(names) => out.event(
             "peers",
@@ -239,10 +249,20 @@ fn dir(d: Direction) -> &'static str {
 
 /// Our own message, shown as the others see it: `alice: hi`, or `alice → bob: hi` when private.
 pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
-    let arrow = if to.is_empty() { "" } else { " → " };
+    let arrow = if to.is_empty() {
+        String::new()
+    } else {
+        out.style()
+            .private(format_args!(" → {}", inline(to)))
+            .to_string()
+    };
     out.event(
         "said",
-        format_args!("{}{arrow}{}: {}", inline(from), inline(to), message(text)),
+        format_args!(
+            "{}{arrow}: {}",
+            out.style().name(from, inline(from)),
+            message(text)
+        ),
         || json!({"from": from, "to": to, "text": text}),
     );
 }
