@@ -161,16 +161,23 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
                 );
             }
         }
-        ClientEvent::Sent { id, name, digest } => {
+        ClientEvent::Sent {
+            id,
+            peer,
+            name,
+            digest,
+        } => {
             out.bar_end(*id);
+            let shown_peer = if peer.is_empty() { "the server" } else { peer };
             out.event(
                 "sent",
                 format_args!(
-                    "sent {}; the receiver confirmed sha256 {}",
+                    "sent {} to {}; the receiver confirmed sha256 {}",
                     inline(name),
+                    inline(shown_peer),
                     hex(digest)
                 ),
-                || json!({"id": id, "name": name, "sha256": hex(digest)}),
+                || json!({"id": id, "peer": peer, "name": name, "sha256": hex(digest)}),
             )
         }
         ClientEvent::Received { id, path, digest } => {

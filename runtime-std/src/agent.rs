@@ -156,6 +156,8 @@ pub enum ClientEvent {
     Sent {
         /// Transfer id.
         id: TransferId,
+        /// The receiver (empty: the server participant).
+        peer: String,
         /// File name.
         name: String,
         /// SHA-256.
@@ -664,9 +666,11 @@ impl Agent {
                     Ok(digest) => match direction {
                         Direction::Send => {
                             self.files.finish_ok(id);
+                            let (peer, name) = info.map(|i| (i.peer, i.name)).unwrap_or_default();
                             Some(ClientEvent::Sent {
                                 id,
-                                name: info.map(|i| i.name).unwrap_or_default(),
+                                peer,
+                                name,
                                 digest,
                             })
                         }
