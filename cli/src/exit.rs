@@ -62,10 +62,11 @@ impl CliError {
             ),
             Error::Name(e) => CliError::new(Exit::NameRefused, format!("invalid name: {e}")),
             Error::Refused { code, reason } => CliError::new(
-                if code == ErrorCode::UnknownPeer {
-                    Exit::UnknownPeer
-                } else {
-                    Exit::NameRefused
+                match code {
+                    ErrorCode::UnknownPeer => Exit::UnknownPeer,
+                    // Not about the name: the server is going away, so it cannot be reached.
+                    ErrorCode::Shutdown => Exit::Unreachable,
+                    _ => Exit::NameRefused,
                 },
                 format!("the server refused us ({}): {reason}", code.name()),
             ),

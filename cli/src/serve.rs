@@ -250,11 +250,14 @@ fn show(out: &mut Out, ev: ServerEvent) {
                 },
             )
         }
-        ServerEvent::Refused { name, code } => out.event(
-            "refused",
-            format_args!("refused \"{}\": {}", inline(&name), code.name()),
-            || json!({"name": name, "code": code.name()}),
-        ),
+        ServerEvent::Refused { name, code } => {
+            tracing::info!(name = %inline(&name), code = code.name(), "name refused");
+            out.event(
+                "refused",
+                format_args!("refused \"{}\": {}", inline(&name), code.name()),
+                || json!({"name": name, "code": code.name()}),
+            )
+        }
         ServerEvent::Text {
             from,
             private,

@@ -201,6 +201,8 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             kept,
         } => {
             out.bar_end(*id);
+            // A failure while the kept part was being checked leaves no bar behind.
+            out.bar_end(checking_key(*id));
             let keep = kept
                 .as_ref()
                 .map(|p| format!("; kept {} for resuming", inline(&p.to_string_lossy())))

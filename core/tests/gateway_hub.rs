@@ -56,9 +56,8 @@ impl World {
 
     fn add_web(&mut self, mode: GatewayMode) -> usize {
         let conn = self.hub.connect(self.now);
-        let mut gw = Gateway::new(mode, self.now);
         // As a server does, so that a refusal comes from the server participant.
-        gw.set_server_name(self.hub.name());
+        let gw = Gateway::for_hub(mode, DEFAULT_MAX_FRAME, self.hub.name(), self.now);
         self.web.push(WebClient {
             conn,
             gw,

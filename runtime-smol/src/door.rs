@@ -379,10 +379,7 @@ async fn upgrade(
         let host = state.host.borrow();
         let hub = host.hub_ref();
         let max_frame = hub.config().session.max_frame;
-        let mut gateway = Gateway::with_max_frame(mode, max_frame, Instant::now());
-        // A legacy client refused before `welcome` hears it from the server participant.
-        gateway.set_server_name(hub.name());
-        gateway
+        Gateway::for_hub(mode, max_frame, hub.name(), Instant::now())
     };
     let ws = WsConnection::server(state.doors.ws);
     let Ok(socket) = state.adopt(stream) else {

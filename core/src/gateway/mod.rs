@@ -163,15 +163,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway with the default frame limit (1 MiB, the hub's default). `now` is the
-    /// runtime's clock.
+    /// A gateway with the default frame limit (1 MiB, the hub's default) and no server
+    /// participant name. `now` is the runtime's clock.
     pub fn new(mode: GatewayMode, now: Instant) -> Gateway {
-        Gateway::with_max_frame(mode, DEFAULT_MAX_FRAME, now)
+        Gateway::for_hub(mode, DEFAULT_MAX_FRAME, "", now)
     }
 
-    /// A gateway whose JSON texts (and the frames made from them) may be `max_frame` bytes;
-    /// use the hub's `session.max_frame`.
-    pub fn with_max_frame(mode: GatewayMode, max_frame: u32, now: Instant) -> Gateway {
+    /// A gateway in front of a hub whose frame limit is `max_frame` (use the hub's
+    /// `session.max_frame`: JSON texts and the frames made from them may be that long) and
+    /// whose server participant is `server_name` ([`Hub::name`](crate::hub::Hub::name)): a
+    /// legacy client whose name is refused before `welcome` hears it from that name (the
+    /// `src` of the line, spec §12.4).
+    pub fn for_hub(mode: GatewayMode, max_frame: u32, server_name: &str, now: Instant) -> Gateway {
         let mut gw = Gateway {
             mode: GatewayMode::Tidings,
             max_frame,
@@ -189,7 +192,7 @@ impl Gateway {
         match mode {
             GatewayMode::Tidings | GatewayMode::Binary => gw.mode = mode,
             GatewayMode::Json => gw.become_json(now),
-            GatewayMode::Legacy { name } => gw.start_legacy(name, now),
+            GatewayMode::Legacy { name } => gw.start_legacy(name, server_name, now),
         }
         gw
     }
@@ -198,16 +201,6 @@ impl Gateway {
     /// `tidings.v1` connection, then [`GatewayMode::Binary`] or [`GatewayMode::Json`].
     pub fn mode(&self) -> &GatewayMode {
         &self.mode
-    }
-
-    /// Tells a legacy gateway the server participant's name before `welcome` does, so that a
-    /// refusal of the client's name comes from it (the `src` of the line, spec §12.4); a
-    /// server's gateway is told its hub's name. Without it such a line has an empty `src`.
-    /// Other carriages ignore it.
-    pub fn set_server_name(&mut self, name: &str) {
-        if let Some(legacy) = &mut self.legacy {
-            legacy.server = name.to_string();
-        }
     }
 
     // ----- inputs -----------------------------------------------------------------------
@@ -467,11 +460,11 @@ impl Gateway {
         self.drain_hub(now, None);
     }
 
-    fn start_legacy(&mut self, name: String, now: Instant) {
+    fn start_legacy(&mut self, name: String, server_name: &str, now: Instant) {
         self.mode = GatewayMode::Legacy { name: name.clone() };
         if name.is_empty() || name.len() > u8::MAX as usize {
             let line = legacy::render(
-                "",
+                server_name,
                 "",
                 &legacy::farewell_line("refused", ErrorCode::NameInvalid, ""),
             );
@@ -482,7 +475,7 @@ impl Gateway {
         }
         self.legacy = Some(LegacyState {
             name: name.clone(),
-            server: String::new(),
+            server: server_name.to_string(),
             heartbeat: Heartbeat::new(now),
             next_nonce: 1,
         });
