@@ -83,6 +83,20 @@ impl Proc {
         }
     }
 
+    /// [`Proc::child_output`], failing the test (and killing the process) if it has not
+    /// exited within `limit`.
+    fn output_within(mut self, limit: Duration) -> Output {
+        let deadline = std::time::Instant::now() + limit;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child_output()
+    }
+
     fn wait(mut self) -> std::process::ExitStatus {
         self.stdin.take();
         self.child.wait().unwrap()
@@ -419,6 +433,29 @@ fn errors_are_one_line_with_distinct_exit_codes() {
     let o = run(&["say", "--name", "a", "--server", "127.0.0.1:1", "hi"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("127.0.0.1:1"));
+}
+
+#[test]
+fn a_fifo_to_send_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Refused before connecting (the address refuses connections); opening the FIFO must
+    // not wait for a writer that never comes.
+    let send = Proc::spawn(&[
+        "send",
+        "--name",
+        "a",
+        "--to",
+        "b",
+        "--server",
+        "127.0.0.1:1",
+        fifo.to_str().unwrap(),
+    ]);
+    let o = send.output_within(Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
 }
 
 #[test]
