@@ -1394,6 +1394,31 @@ fn recv_name(out: &Path) -> String {
 }
 
 #[test]
+fn an_empty_folder_named_like_a_partial_file_does_not_block_that_file() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("in");
+    let args = ["--out", out.to_str().unwrap(), "--count", "2"];
+    let recv = as_json("recv", "bob", &addr, &args);
+    recv.expect_event("connected");
+    // An empty folder named (through a link, which is followed) like the partial file of a
+    // file sent after it.
+    let empty = dir.path().join("src/report.pdf.part");
+    std::fs::create_dir_all(&empty).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&empty, &link).unwrap();
+    let o = alice_sends(&addr, "bob", &link);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.path().join("report.pdf");
+    std::fs::write(&report, b"%PDF").unwrap();
+    let o = alice_sends(&addr, "bob", &report);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(recv.wait().success());
+    assert!(out.join("report.pdf.part").is_dir());
+    assert_eq!(std::fs::read(out.join("report.pdf")).unwrap(), b"%PDF");
+}
+
+#[test]
 fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
