@@ -83,6 +83,20 @@ impl Proc {
         }
     }
 
+    /// [`Proc::child_output`], failing the test (and killing the process) if it has not
+    /// exited within `limit`.
+    fn output_within(mut self, limit: Duration) -> Output {
+        let deadline = std::time::Instant::now() + limit;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child_output()
+    }
+
     fn wait(mut self) -> std::process::ExitStatus {
         self.stdin.take();
         self.child.wait().unwrap()
@@ -419,6 +433,29 @@ fn errors_are_one_line_with_distinct_exit_codes() {
     let o = run(&["say", "--name", "a", "--server", "127.0.0.1:1", "hi"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("127.0.0.1:1"));
+}
+
+#[test]
+fn a_fifo_to_send_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Refused before connecting (the address refuses connections); opening the FIFO must
+    // not wait for a writer that never comes.
+    let send = Proc::spawn(&[
+        "send",
+        "--name",
+        "a",
+        "--to",
+        "b",
+        "--server",
+        "127.0.0.1:1",
+        fifo.to_str().unwrap(),
+    ]);
+    let o = send.output_within(Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
 }
 
 #[test]
@@ -1354,6 +1391,31 @@ fn recv_name(out: &Path) -> String {
         .to_string_lossy()
         .trim_start_matches("to-")
         .to_string()
+}
+
+#[test]
+fn an_empty_folder_named_like_a_partial_file_does_not_block_that_file() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("in");
+    let args = ["--out", out.to_str().unwrap(), "--count", "2"];
+    let recv = as_json("recv", "bob", &addr, &args);
+    recv.expect_event("connected");
+    // An empty folder named (through a link, which is followed) like the partial file of a
+    // file sent after it.
+    let empty = dir.path().join("src/report.pdf.part");
+    std::fs::create_dir_all(&empty).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&empty, &link).unwrap();
+    let o = alice_sends(&addr, "bob", &link);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.path().join("report.pdf");
+    std::fs::write(&report, b"%PDF").unwrap();
+    let o = alice_sends(&addr, "bob", &report);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(recv.wait().success());
+    assert!(out.join("report.pdf.part").is_dir());
+    assert_eq!(std::fs::read(out.join("report.pdf")).unwrap(), b"%PDF");
 }
 
 #[test]

@@ -10,6 +10,13 @@
 //! `STEM (2).EXT` … when that name exists: an existing file is never overwritten. A partial
 //! file is kept when a transfer fails, except after a digest mismatch (its bytes are wrong).
 //!
+//! Something else already named `NAME.part` (a symbolic link, a folder, a FIFO, a device or
+//! a file with other hard links, such as one planted by someone who can write into the
+//! download folder) is left alone as if the name were taken: the download goes to the next
+//! `STEM (1).EXT.part`, `STEM (2).EXT.part` … that is free or a usable partial file, and a
+//! later offer of `NAME` resumes the first usable one in that order. It never writes into
+//! something that is not a regular file of its own, and a planted name cannot block a file.
+//!
 //! # Folders
 //!
 //! An offered name may be a relative path (`photos/2024/a.jpg`, spec §7.8 "Folders", already
@@ -18,6 +25,13 @@
 //! anywhere on the path (`photos` → `/etc`) refuses the offer instead of leading the file
 //! out of the download folder. A name ending in `/` (media type `inode/directory`, size 0) is
 //! an empty folder: it is made, and the transfer completes with nothing written.
+//!
+//! No path below the download folder is resolved twice. The folders are walked with handles
+//! (each component opened relative to the one above with `O_NOFOLLOW`, made with `mkdirat`
+//! when missing), the transfer keeps the innermost folder's handle, and the partial file is
+//! opened, placed (`linkat`) and removed relative to that handle. Someone who swaps a
+//! checked folder for a link meanwhile (even hours later, before the file is complete)
+//! changes nothing: the file lands in the folder that was checked, wherever it now is.
 //!
 //! On the sending side, [`walk`] lists a folder for sending: regular files and empty
 //! folders, in name order, named by their path below the folder's parent. Symbolic links are
@@ -31,14 +45,17 @@
 //! runtime hands them to a thread pool without blocking its executor.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::Hash;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use tidings_core::transfer::{safe_file_name, safe_path};
 
 /// Suffix of a partial download.
@@ -64,17 +81,12 @@ pub const FOLDER_MEDIA_TYPE: &str = "inode/directory";
 pub const MAX_WALK_DEPTH: usize = 32;
 
 impl Source {
-    /// Opens `path` for sending. Fails for a missing file, a directory or a name that cannot
-    /// be offered.
+    /// Opens `path` for sending. Fails for a missing file, anything but a regular file (a
+    /// FIFO is refused at once, not waited on) or a name that cannot be offered. A symbolic
+    /// link at `path` is followed: the user named it.
     pub fn open(path: &Path) -> io::Result<Source> {
-        let file = File::open(path)?;
+        let file = open_regular(path, OFlags::empty())?;
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
         let raw = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -93,17 +105,8 @@ impl Source {
     /// `photos/a.jpg` (reduced by the folder rules of spec §7.8). A symbolic link at `path`
     /// is refused, not followed.
     pub fn open_as(path: &Path, name: &str) -> io::Result<Source> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
+        let file = open_regular(path, OFlags::NOFOLLOW)?;
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
         Ok(Source {
             file: Arc::new(file),
             name: offered_path(name, false)?,
@@ -115,12 +118,13 @@ impl Source {
     /// An empty folder at `path`, offered as `name/` with size 0 and media type
     /// [`FOLDER_MEDIA_TYPE`].
     pub fn folder(path: &Path, name: &str) -> io::Result<Source> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
-            .open(path)?;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Source {
-            file: Arc::new(file),
+            file: Arc::new(File::from(fd)),
             name: offered_path(name, true)?,
             size: 0,
             media_type: FOLDER_MEDIA_TYPE.to_string(),
@@ -131,6 +135,26 @@ impl Source {
     pub fn is_folder(&self) -> bool {
         self.media_type == FOLDER_MEDIA_TYPE
     }
+}
+
+/// Opens `path` for reading (with `extra` flags) and checks that it is a regular file. The
+/// open itself must not wait or take over a terminal: a FIFO would block until someone writes
+/// to it, so it is opened with `O_NONBLOCK` (cleared once checked) and refused like a
+/// device.
+fn open_regular(path: &Path, extra: OFlags) -> io::Result<File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY | extra,
+        Mode::empty(),
+    )?;
+    if !FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode).is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd)? - OFlags::NONBLOCK)?;
+    Ok(File::from(fd))
 }
 
 /// `name` reduced by the folder rules, with a trailing `/` for a folder.
@@ -174,13 +198,20 @@ pub fn walk(root: &Path) -> io::Result<Walk> {
     if !meta.is_dir() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a folder"));
     }
-    let top = root
-        .canonicalize()?
+    let real = root.canonicalize()?;
+    let top = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "folder".to_string());
     let mut out = Walk::default();
     walk_into(root, &top, 1, &mut out)?;
+    // An empty `root` is listed as itself; it is opened without following links
+    // ([`Source::folder`]), so it is named by the folder the link leads to.
+    for entry in &mut out.entries {
+        if entry.0 == root {
+            entry.0 = real.clone();
+        }
+    }
     Ok(out)
 }
 
@@ -226,7 +257,14 @@ fn walk_into(dir: &Path, name: &str, depth: usize, out: &mut Walk) -> io::Result
 #[derive(Debug)]
 struct Download {
     file: Arc<File>,
+    /// The folder it arrives in, as opened on the way down: the partial file is placed and
+    /// removed relative to it, never by its path again.
+    dir: Arc<OwnedFd>,
+    /// The partial file's path (or the folder's), for showing and for telling two
+    /// downloads of the same name apart.
     part: PathBuf,
+    /// The partial file's name in `dir`.
+    part_name: String,
     name: String,
     folder: bool,
 }
@@ -353,57 +391,57 @@ impl<K: Hash + Eq + Copy> Files<K> {
         } else {
             parts.pop().unwrap_or_default().to_string()
         };
-        let dir = make_folders(&dir, &parts)?;
+        let (handle, dir) = open_folders(&dir, &parts)?;
         if folder {
             if size != 0 {
                 return Err("a folder is offered with a size".to_string());
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
-                .open(&dir)
+            let file = handle
+                .try_clone()
                 .map_err(|e| format!("cannot open the folder: {}", plain(&e)))?;
             self.downloads.insert(
                 key,
                 Download {
-                    file: Arc::new(file),
+                    file: Arc::new(File::from(file)),
+                    dir: Arc::new(handle),
                     part: dir,
+                    part_name: String::new(),
                     name,
                     folder: true,
                 },
             );
             return Ok(0);
         }
-        // Two offers of the same name at once each get their own partial file.
-        let mut n = 0;
+        // Two offers of the same name at once each get their own partial file, and a name
+        // taken by something that is not a usable partial file is passed over.
         let (stem, ext) = split_ext(&name);
-        let part = loop {
-            let candidate = if n == 0 {
-                dir.join(format!("{name}{PART_SUFFIX}"))
-            } else {
-                dir.join(format!("{stem} ({n}){ext}{PART_SUFFIX}"))
-            };
-            if !self.parts_in_use.contains(&candidate) {
-                break candidate;
+        let mut n = 0;
+        let (part, part_name, file) = loop {
+            if n >= MAX_NAMES {
+                return Err(format!(
+                    "cannot write {name}{PART_SUFFIX}: no usable partial file name"
+                ));
             }
+            let part_name = if n == 0 {
+                format!("{name}{PART_SUFFIX}")
+            } else {
+                format!("{stem} ({n}){ext}{PART_SUFFIX}")
+            };
             n += 1;
+            let part = dir.join(&part_name);
+            if self.parts_in_use.contains(&part) {
+                continue;
+            }
+            match open_part(&handle, &part_name) {
+                Ok(Some(file)) => break (part, part_name, file),
+                Ok(None) => continue,
+                // The reason travels to the peer: the file name only, never our folders.
+                Err(e) => return Err(format!("cannot write {part_name}: {}", plain(&e))),
+            }
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            // A symbolic link planted under the partial file's name must not lead the
-            // download out of the folder.
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&part)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => format!("cannot write {}: a symbolic link", shown(&part)),
-                _ => format!("cannot write {}: {}", shown(&part), plain(&e)),
-            })?;
         let kept = file
             .metadata()
-            .map_err(|e| format!("cannot inspect {}: {}", shown(&part), plain(&e)))?
+            .map_err(|e| format!("cannot inspect {part_name}: {}", plain(&e)))?
             .len();
         let offset = if kept <= size {
             kept
@@ -418,7 +456,9 @@ impl<K: Hash + Eq + Copy> Files<K> {
             key,
             Download {
                 file: Arc::new(file),
+                dir: Arc::new(handle),
                 part,
+                part_name,
                 name,
                 folder: false,
             },
@@ -463,7 +503,9 @@ impl<K: Hash + Eq + Copy> Files<K> {
         self.parts_in_use.remove(&d.part);
         Some(DiskJob::Finalize {
             file: d.file,
+            dir: d.dir,
             part: d.part,
+            part_name: d.part_name,
             name: d.name,
         })
     }
@@ -479,7 +521,7 @@ impl<K: Hash + Eq + Copy> Files<K> {
         }
         self.parts_in_use.remove(&d.part);
         if discard {
-            let _ = std::fs::remove_file(&d.part);
+            let _ = rustix::fs::unlinkat(&*d.dir, &d.part_name, AtFlags::empty());
             return None;
         }
         Some(d.part)
@@ -523,8 +565,13 @@ pub enum DiskJob {
     Finalize {
         /// Shared handle, synced before the rename.
         file: Arc<File>,
-        /// The partial file.
+        /// The folder holding the partial file, opened when the transfer started: the file
+        /// is placed relative to it, not by path.
+        dir: Arc<OwnedFd>,
+        /// The partial file's path, as it was when the transfer started (for showing).
         part: PathBuf,
+        /// The partial file's name in `dir`.
+        part_name: String,
         /// The wanted final base name.
         name: String,
     },
@@ -569,38 +616,76 @@ impl DiskJob {
             DiskJob::Write { file, offset, data } => {
                 DiskDone::Written(file.write_all_at(&data, offset).map(|()| data.len() as u64))
             }
-            DiskJob::Finalize { file, part, name } => DiskDone::Finalized(
+            DiskJob::Finalize {
+                file,
+                dir,
+                part,
+                part_name,
+                name,
+            } => DiskDone::Finalized(
                 file.sync_all()
-                    .and_then(|()| place_without_overwrite(&part, &name)),
+                    .and_then(|()| place_without_overwrite(dir.as_fd(), &file, &part_name, &name))
+                    .map(|placed| part.with_file_name(placed)),
             ),
             DiskJob::Folder { path } => DiskDone::Finalized(Ok(path)),
         }
     }
 }
 
-/// Moves `part` to `name` in the same folder, or to `STEM (n).EXT` when taken. Uses a hard
-/// link, which fails instead of replacing, so a file that appears meanwhile is safe too.
-pub fn place_without_overwrite(part: &Path, name: &str) -> io::Result<PathBuf> {
-    let dir = part.parent().unwrap_or(Path::new("."));
+/// The most names tried for one file (`STEM (1).EXT` … and the same for partial files).
+const MAX_NAMES: u32 = 10_000;
+
+/// Moves the partial file `part`, a name in the folder `dir` whose open handle is `file`, to
+/// `name` in the same folder, or to `STEM (n).EXT` when taken, and returns the name used.
+/// Uses a hard link, which fails instead of replacing, so a file that appears meanwhile is
+/// safe too. Everything is relative to `dir`, so a folder on the way that was swapped for a
+/// link since `dir` was opened changes nothing; and what is placed must be `file` itself, so
+/// something else put under the partial file's name meanwhile is not placed.
+pub fn place_without_overwrite(
+    dir: std::os::fd::BorrowedFd<'_>,
+    file: &File,
+    part: &str,
+    name: &str,
+) -> io::Result<String> {
+    let ours = rustix::fs::fstat(file)?;
+    let is_ours = |at: &str| {
+        rustix::fs::statat(dir, at, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
+    };
+    let replaced = || {
+        io::Error::other(format!(
+            "{part} was replaced by something else before it was complete"
+        ))
+    };
+    if !is_ours(part) {
+        return Err(replaced());
+    }
     let (stem, ext) = split_ext(name);
-    for n in 0..10_000u32 {
+    for n in 0..MAX_NAMES {
         let target = if n == 0 {
-            dir.join(name)
+            name.to_string()
         } else {
-            dir.join(format!("{stem} ({n}){ext}"))
+            format!("{stem} ({n}){ext}")
         };
-        match std::fs::hard_link(part, &target) {
+        match rustix::fs::linkat(dir, part, dir, &target, AtFlags::empty()) {
             Ok(()) => {
-                std::fs::remove_file(part)?;
+                // Swapped between the look above and the link: take the link back.
+                if !is_ours(&target) {
+                    let _ = rustix::fs::unlinkat(dir, &target, AtFlags::empty());
+                    return Err(replaced());
+                }
+                rustix::fs::unlinkat(dir, part, AtFlags::empty())?;
                 return Ok(target);
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(_) if !target.exists() => {
+            Err(Errno::EXIST) => continue,
+            Err(e) => match rustix::fs::statat(dir, &target, AtFlags::SYMLINK_NOFOLLOW) {
                 // File systems without hard links: rename after the existence check.
-                std::fs::rename(part, &target)?;
-                return Ok(target);
-            }
-            Err(e) => return Err(e),
+                Err(Errno::NOENT) => {
+                    rustix::fs::renameat(dir, part, dir, &target)?;
+                    return Ok(target);
+                }
+                _ => return Err(e.into()),
+            },
         }
     }
     Err(io::Error::new(
@@ -609,46 +694,97 @@ pub fn place_without_overwrite(part: &Path, name: &str) -> io::Result<PathBuf> {
     ))
 }
 
-/// Makes the folders `parts` below `dir`, one component at a time, and returns the innermost.
-/// Each component that exists must be a folder itself, not a symbolic link to one: a link
-/// planted in the download folder (`photos` → `/etc`) would lead the download out of it.
-/// Reasons name the component only, never the receiver's own folders.
-fn make_folders(dir: &Path, parts: &[&str]) -> Result<PathBuf, String> {
-    let mut at = dir.to_path_buf();
-    for part in parts {
-        at.push(part);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("cannot make folder {part}: a symbolic link"));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("cannot make folder {part}: a file is in the way")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&at) {
-                Ok(()) => {}
-                // Made meanwhile by another transfer of the same folder: checked again.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let m = std::fs::symlink_metadata(&at)
-                        .map_err(|e| format!("cannot make folder {part}: {}", plain(&e)))?;
-                    if !m.is_dir() {
-                        return Err(format!("cannot make folder {part}: not a folder"));
-                    }
-                }
-                Err(e) => return Err(format!("cannot make folder {part}: {}", plain(&e))),
-            },
-            Err(e) => return Err(format!("cannot make folder {part}: {}", plain(&e))),
-        }
+/// A regular file with no other hard link: the only thing a partial file may be.
+fn usable_part(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode).is_file() && st.st_nlink == 1
+}
+
+/// Opens (making it if missing) the partial file `name` in the folder `dir`. `None` when
+/// something else has that name: a symbolic link, a folder, a FIFO, a device, a socket, or a
+/// file with other hard links (writing into it would change a file elsewhere, maybe outside
+/// the download folder). That is left alone, untouched.
+fn open_part(dir: &OwnedFd, name: &str) -> io::Result<Option<File>> {
+    // A look first, so that a FIFO or device is not even opened in the common case; the
+    // check of the open file below is the one that counts.
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if !usable_part(&st) => return Ok(None),
+        Ok(_) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
     }
-    Ok(at)
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        // O_NONBLOCK: a FIFO put there meanwhile must not block the open.
+        OFlags::RDWR
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o666),
+    ) {
+        Ok(fd) => fd,
+        // A link (O_NOFOLLOW), a folder, a FIFO or socket without a reader.
+        Err(Errno::LOOP | Errno::ISDIR | Errno::NXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !usable_part(&rustix::fs::fstat(&fd)?) {
+        return Ok(None);
+    }
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd)? - OFlags::NONBLOCK)?;
+    Ok(Some(File::from(fd)))
+}
+
+/// Opens the download folder `dir`, then each folder of `parts` below it, making the missing
+/// ones, and returns the innermost folder's handle and path. Each component is opened
+/// relative to the handle of the one above, with `O_NOFOLLOW`: it must be a folder itself,
+/// not a symbolic link to one, since a link planted in the download folder (`photos` →
+/// `/etc`) would lead the download out of it. The handle stays valid whatever happens to the
+/// path afterwards; the path is for showing only. The download folder itself may be a link
+/// (the operator chose it). Reasons name the component only, never the receiver's folders.
+fn open_folders(dir: &Path, parts: &[&str]) -> Result<(OwnedFd, PathBuf), String> {
+    const FOLDER: OFlags = OFlags::RDONLY
+        .union(OFlags::DIRECTORY)
+        .union(OFlags::CLOEXEC);
+    let mut at = rustix::fs::open(dir, FOLDER, Mode::empty()).map_err(|e| {
+        format!(
+            "cannot write into the download folder: {}",
+            plain(&e.into())
+        )
+    })?;
+    let mut path = dir.to_path_buf();
+    for part in parts {
+        path.push(part);
+        let open =
+            |at: &OwnedFd| rustix::fs::openat(at, *part, FOLDER | OFlags::NOFOLLOW, Mode::empty());
+        let next = match open(&at) {
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&at, *part, Mode::from_raw_mode(0o777)) {
+                    // Made meanwhile by another transfer of the same folder: opened alike.
+                    Ok(()) | Err(Errno::EXIST) => open(&at),
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        at = next.map_err(|e| folder_reason(&at, part, e))?;
+    }
+    Ok((at, path))
+}
+
+/// Why the folder `part` below `at` could not be opened or made.
+fn folder_reason(at: &OwnedFd, part: &str, e: Errno) -> String {
+    let why = match rustix::fs::statat(at, part, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode).is_symlink() => "a symbolic link".to_string(),
+        Ok(st) if !FileType::from_raw_mode(st.st_mode).is_dir() => {
+            "a file is in the way".to_string()
+        }
+        _ => plain(&e.into()),
+    };
+    format!("cannot make folder {part}: {why}")
 }
 
 /// An I/O error's message without the "(os error N)" suffix, for people and peers.
-/// A partial file as named in a reason that travels to the peer (a `reject` or `cancel`):
-/// its file name only, so the receiver's directories are never disclosed.
-fn shown(part: &Path) -> String {
-    part.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
 fn plain(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
@@ -668,18 +804,46 @@ fn split_ext(name: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    fn mkfifo(at: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            at,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
+    /// Writes `data` as the whole of download `key` and finishes it: where it landed.
+    fn complete(files: &mut Files<u64>, key: u64, data: &[u8]) -> io::Result<PathBuf> {
+        match files
+            .write_job(key, 0, Bytes::copy_from_slice(data))
+            .unwrap()
+            .run()
+        {
+            DiskDone::Written(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        match files.finish_ok(key).unwrap().run() {
+            DiskDone::Finalized(placed) => placed,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
-        let part = dir.path().join("a.txt.part");
-        std::fs::write(&part, b"new").unwrap();
-        let placed = place_without_overwrite(&part, "a.txt").unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "a.txt", 3), Ok(0));
+        let placed = complete(&mut files, 2, b"new").unwrap();
         assert_eq!(placed, dir.path().join("a (1).txt"));
         assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"old");
         assert_eq!(std::fs::read(placed).unwrap(), b"new");
-        assert!(!part.exists());
+        assert!(!dir.path().join("a.txt.part").exists());
     }
 
     #[test]
@@ -688,11 +852,153 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let victim = outside.path().join("victim");
         std::fs::write(&victim, b"keep me").unwrap();
-        std::os::unix::fs::symlink(&victim, dir.path().join("f.bin.part")).unwrap();
+        let link = dir.path().join("f.bin.part");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
         let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
-        let refused = files.start_download(2, "f.bin", 100).unwrap_err();
-        assert_eq!(refused, "cannot write f.bin.part: a symbolic link");
+        // Passed over like a taken name: the download goes to the next partial name.
+        assert_eq!(files.start_download(2, "f.bin", 3), Ok(0));
+        assert!(dir.path().join("f (1).bin.part").is_file());
+        let placed = complete(&mut files, 2, b"new").unwrap();
+        assert_eq!(placed, dir.path().join("f.bin"));
+        assert_eq!(std::fs::read(&placed).unwrap(), b"new");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // A hard link to a file elsewhere (same file system): writing into it would change
+        // that file, and a resume would even start from its length.
+        let outside = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        std::fs::hard_link(&victim, dir.path().join("h.bin.part")).unwrap();
+        let fifo = dir.path().join("g.bin.part");
+        mkfifo(&fifo);
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        // Another peer's empty folder named like the partial file of `report.pdf`.
+        assert_eq!(files.start_download(2, "report.pdf.part/", 0), Ok(0));
+        assert!(matches!(files.finish_ok(2), Some(DiskJob::Folder { .. })));
+
+        assert_eq!(files.start_download(4, "h.bin", 100), Ok(0));
+        assert!(dir.path().join("h (1).bin.part").is_file());
+        assert_eq!(files.start_download(6, "g.bin", 100), Ok(0));
+        assert!(dir.path().join("g (1).bin.part").is_file());
+        assert_eq!(files.start_download(8, "report.pdf", 3), Ok(0));
+        assert!(dir.path().join("report (1).pdf.part").is_file());
+
+        let placed = complete(&mut files, 4, b"hhh").unwrap();
+        assert_eq!(placed, dir.path().join("h.bin"));
+        assert_eq!(std::fs::read(&placed).unwrap(), b"hhh");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        let placed = complete(&mut files, 8, b"pdf").unwrap();
+        assert_eq!(placed, dir.path().join("report.pdf"));
+        assert!(dir.path().join("report.pdf.part").is_dir());
+
+        // A failed download keeps its partial file under the name it got, and the next offer
+        // of the same name finds it again, passing over the FIFO.
+        files
+            .write_job(6, 0, Bytes::from_static(b"gg"))
+            .unwrap()
+            .run();
+        assert_eq!(
+            files.finish_failed(6, false),
+            Some(dir.path().join("g (1).bin.part"))
+        );
+        assert_eq!(files.start_download(10, "g.bin", 100), Ok(2));
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_meanwhile_does_not_lead_the_file_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "photos/sub/a.jpg", 3), Ok(0));
+        assert_eq!(files.start_download(4, "photos/sub/b.jpg", 3), Ok(0));
+        // The checked folder is moved away and a link to a folder outside takes its name,
+        // holding a file under the partial file's name: by path, the link would be followed
+        // and that file placed outside.
+        std::fs::rename(dir.path().join("photos"), dir.path().join("moved")).unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("sub/a.jpg.part"), b"bad").unwrap();
+        std::fs::write(outside.path().join("sub/b.jpg.part"), b"bad").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("photos")).unwrap();
+
+        let placed = complete(&mut files, 2, b"abc").unwrap();
+        // Reported by the path it had; it lies in the folder that was checked.
+        assert_eq!(placed, dir.path().join("photos/sub/a.jpg"));
+        assert_eq!(
+            std::fs::read(dir.path().join("moved/sub/a.jpg")).unwrap(),
+            b"abc"
+        );
+        assert!(!dir.path().join("moved/sub/a.jpg.part").exists());
+        // A discarded partial file is removed where it is, too.
+        files
+            .write_job(4, 0, Bytes::from_static(b"x"))
+            .unwrap()
+            .run();
+        files.finish_failed(4, true);
+        assert!(!dir.path().join("moved/sub/b.jpg.part").exists());
+
+        let mut outside_now: Vec<_> = std::fs::read_dir(outside.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        outside_now.sort();
+        assert_eq!(outside_now, ["a.jpg.part", "b.jpg.part"]);
+    }
+
+    #[test]
+    fn a_partial_file_replaced_meanwhile_is_not_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+        assert_eq!(files.start_download(2, "a.txt", 3), Ok(0));
+        let part = dir.path().join("a.txt.part");
+        std::fs::remove_file(&part).unwrap();
+        std::fs::write(&part, b"not ours").unwrap();
+        let refused = complete(&mut files, 2, b"abc").unwrap_err();
+        assert!(refused.to_string().contains("replaced"), "{refused}");
+        assert!(!dir.path().join("a.txt").exists());
+    }
+
+    #[test]
+    fn an_empty_folder_named_through_a_link_is_sent() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("empty")).unwrap();
+        let alias = root.path().join("alias");
+        std::os::unix::fs::symlink(root.path().join("empty"), &alias).unwrap();
+        let w = walk(&alias).unwrap();
+        assert_eq!(w.entries.len(), 1);
+        let (at, name, kind) = &w.entries[0];
+        assert_eq!((name.as_str(), *kind), ("empty/", EntryKind::EmptyFolder));
+        let folder = Source::folder(at, name).unwrap();
+        assert_eq!(folder.name, "empty/");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        mkfifo(&fifo);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                Source::open(&at).map(|_| ()),
+                Source::open_as(&at, "d/pipe").map(|_| ()),
+            ));
+        });
+        let (open, open_as) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("opening a FIFO returns at once");
+        for e in [open.unwrap_err(), open_as.unwrap_err()] {
+            assert_eq!(e.to_string(), "not a regular file");
+        }
     }
 
     #[test]
