@@ -1443,3 +1443,90 @@ fn chat_rebuilds_a_folder_in_its_download_folder() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("src/album");
+    std::fs::create_dir_all(top.join("empty")).unwrap();
+    std::fs::create_dir_all(top.join("sub/deeper")).unwrap();
+    // More files than the chat offers at once (8): the rest wait for earlier ones to end.
+    for i in 0..12 {
+        make_file(&top.join(format!("sub/f{i}.bin")), 1000 * i + 1);
+    }
+    make_file(&top.join("sub/deeper/big.bin"), 3 << 20);
+    std::fs::write(top.join("é 日本.txt"), b"unicode names").unwrap();
+    let entries = 15; // 14 files and one empty folder
+    let out = dir.path().join("to-bob");
+    let count = entries.to_string();
+    let recv = as_json(
+        "recv",
+        "bob",
+        &addr,
+        &["--out", out.to_str().unwrap(), "--count", &count],
+    );
+    recv.expect_event("connected");
+    let mut chat = as_json("chat", "alice", &addr, &[]);
+    chat.expect_event("connected");
+    chat.type_line(&format!("/send bob {}", top.display()));
+    let v = chat.expect_event("offering");
+    assert_eq!(
+        (v["files"].as_u64(), v["folders"].as_u64()),
+        (Some(14), Some(1)),
+        "{v}"
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    while sent.len() < entries {
+        let v =
+            chat.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
+        assert_eq!(v["event"], "sent", "{v}");
+        sent.insert(v["id"].as_u64().unwrap());
+    }
+    let mut offered = std::collections::BTreeSet::new();
+    for _ in 0..entries {
+        offered.insert(recv.expect_event("offer")["id"].as_u64().unwrap());
+    }
+    // Both sides name each transfer by the same number.
+    assert_eq!(sent, offered);
+    assert!(recv.wait().success());
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
+
+#[test]
+fn chat_shows_its_sends_under_the_number_the_receiver_sees() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    make_file(&file, 200_000);
+    let out = dir.path().join("in");
+    let recv = as_json(
+        "recv",
+        "bob",
+        &addr,
+        &["--out", out.to_str().unwrap(), "--count", "2"],
+    );
+    recv.expect_event("connected");
+    let mut chat = as_json("chat", "alice", &addr, &[]);
+    chat.expect_event("connected");
+    for _ in 0..2 {
+        chat.type_line(&format!("/send bob {}", file.display()));
+        let offer = recv.expect_event("offer");
+        let id = &offer["id"];
+        // The chat's own id is even and the receiver's odd: they never agree by chance.
+        let relayed = chat.expect_event("relayed");
+        assert_eq!(relayed["relay_id"], *id, "{relayed}");
+        assert_ne!(relayed["id"], *id, "{relayed}");
+        let started = chat.expect_event("started");
+        assert_eq!(started["id"], *id, "{started}");
+        let sent = chat.expect(|v| v["event"] == "sent" || v["event"] == "failed");
+        assert_eq!(sent["event"], "sent", "{sent}");
+        assert_eq!(sent["id"], *id, "{sent}");
+        recv.expect_event("received");
+    }
+    assert!(recv.wait().success());
+    assert_eq!(
+        std::fs::read(out.join("report (1).pdf")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
