@@ -21,8 +21,8 @@ use crate::simple::connect;
 use crate::view::show;
 use crate::ChatArgs;
 
-const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | /send NAME PATH | \
-                    /accept ID | /reject ID | /quit";
+const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | \
+                    /send NAME PATH (a file or folder) | /accept ID | /reject ID | /quit";
 
 /// How a connected stretch ended.
 enum Outcome {
@@ -303,19 +303,7 @@ async fn queue_send(name: &str, path: &str, out: &mut Out, sending: &mut Sending
         }
     };
     let folders = items.iter().filter(|i| i.is_folder()).count();
-    let files = items.len() - folders;
-    let what = match (files, folders, items.first()) {
-        (1, 0, Some(item)) => crate::safe::inline(&item.shown()).to_string(),
-        _ => format!(
-            "{files} file(s) and {folders} empty folder(s) of {}",
-            crate::safe::inline(path)
-        ),
-    };
-    out.event(
-        "offering",
-        format_args!("offering {what} to {}", crate::safe::inline(name)),
-        || json!({"peer": name, "path": path, "files": files, "folders": folders}),
-    );
+    crate::view::offering(out, name, path, items.len() - folders, folders);
     sending.outbox.add(name, items);
 }
 

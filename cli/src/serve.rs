@@ -1,16 +1,20 @@
 //! `tidings serve`: the server, with an operator console when standard input is a terminal.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use async_channel::{Receiver, Sender};
 use serde_json::json;
 use tidings_smol::{
-    DoorConfig, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset, WS_PATH,
+    DoorConfig, Error, FileHandle, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle,
+    WebAsset, WS_PATH,
 };
 
-use crate::exit::CliError;
+use crate::exit::{io_reason, CliError};
 use crate::out::{size, Out};
 use crate::safe::{inline, text as message, List};
+use crate::send::{gather, report_skipped, Item, Outbox};
 use crate::ServeArgs;
 
 /// The browser client, built into the binary and served at `/` (see `cli/web/`).
@@ -138,11 +142,28 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let handle = server.handle();
     // The console's answers go through the printer, so --json covers them too.
     let (reply_tx, replies) = async_channel::unbounded();
+    // The ends of the server's own transfers, for the console's `/send` to offer more.
+    let (ended_tx, ended) = async_channel::unbounded();
     if args.console || std::io::stdin().is_terminal() {
         let console = handle.clone();
         let me = args.name.clone();
-        std::thread::spawn(move || operator_console(console, me, reply_tx));
+        let (jobs_tx, jobs) = async_channel::unbounded();
+        smol::spawn(console_sender(
+            handle.clone(),
+            jobs,
+            ended,
+            reply_tx.clone(),
+        ))
+        .detach();
+        std::thread::spawn(move || operator_console(console, me, reply_tx, jobs_tx));
     }
+    let show = |out: &mut Out, ev: ServerEvent| {
+        if let ServerEvent::Sent { handle, .. } | ServerEvent::TransferFailed { handle, .. } = &ev {
+            // Nobody listens without a console.
+            let _ = ended_tx.try_send(*handle);
+        }
+        show(out, ev);
+    };
     let signals = handle.clone();
     smol::spawn(async move {
         use async_signal::{Signal, Signals};
@@ -377,11 +398,19 @@ enum Reply {
         duration: Duration,
     },
     Unbanned(String),
+    /// `/send` queued these for `to` (links and special files in a folder are skipped).
+    Offering {
+        to: String,
+        path: String,
+        files: usize,
+        folders: usize,
+        skipped: Vec<PathBuf>,
+    },
 }
 
 const CONSOLE_HELP: &str = "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | \
      /ban NAME DURATION [REASON] (kick, and refuse the name and its look-alikes for DURATION: \
-     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH | /quit";
+     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH (a file or folder) | /quit";
 
 fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
@@ -402,6 +431,16 @@ fn show_reply(out: &mut Out, reply: Reply) {
             format_args!("banned {} for {}", inline(&name), humantime(duration)),
             || json!({"name": name, "seconds": duration.as_secs_f64()}),
         ),
+        Reply::Offering {
+            to,
+            path,
+            files,
+            folders,
+            skipped,
+        } => {
+            report_skipped(&skipped, out);
+            crate::view::offering(out, &to, &path, files, folders);
+        }
         Reply::Unbanned(name) => out.event(
             "unbanned",
             format_args!("unbanned {}", inline(&name)),
@@ -410,9 +449,55 @@ fn show_reply(out: &mut Out, reply: Reply) {
     }
 }
 
+/// What the console's `/send` found: who gets it, and every file and empty folder.
+type Job = (String, Vec<Item>);
+
+/// Offers what the console's `/send` queued, [`Outbox`]'s number at a time, each when one of
+/// the server's earlier transfers ended (`ended`, from the event printer).
+async fn console_sender(
+    handle: ServerHandle,
+    jobs: Receiver<Job>,
+    ended: Receiver<FileHandle>,
+    replies: Sender<Reply>,
+) {
+    let mut outbox = Outbox::new();
+    loop {
+        while let Some((to, item)) = outbox.due() {
+            let offered = match item.open() {
+                Ok(source) => handle.send_source(&to, source).await,
+                Err(e) => {
+                    let message = format!("{}: {}", item.shown(), io_reason(&e));
+                    let _ = replies.send(Reply::Error(message)).await;
+                    continue;
+                }
+            };
+            match offered {
+                Ok(h) => outbox.started(h),
+                // The server is stopping: nothing more goes out.
+                Err(Error::Closed { .. }) => return,
+                Err(e) => {
+                    let message = format!("{}: {e}", item.shown());
+                    let _ = replies.send(Reply::Error(message)).await;
+                }
+            }
+        }
+        let next = futures_lite::future::or(async { jobs.recv().await.map(Ok) }, async {
+            ended.recv().await.map(Err)
+        })
+        .await;
+        match next {
+            Ok(Ok((to, items))) => outbox.add(&to, items),
+            Ok(Err(h)) => {
+                outbox.ended(&h);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// Reads operator lines from the terminal (blocking, on its own thread); `me` is the
 /// server participant's name, which its own lines are shown with.
-fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Sender<Reply>) {
+fn operator_console(handle: ServerHandle, me: String, replies: Sender<Reply>, sends: Sender<Job>) {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -421,7 +506,7 @@ fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Se
             continue;
         }
         tracing::debug!(%line, "operator command");
-        if let Some(reply) = smol::block_on(operator_command(&handle, &me, line)) {
+        if let Some(reply) = smol::block_on(operator_command(&handle, &me, line, &sends)) {
             let _ = replies.send_blocking(reply);
         }
         if line == "/quit" {
@@ -432,7 +517,12 @@ fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Se
     smol::block_on(handle.shutdown("the server is shutting down"));
 }
 
-async fn operator_command(handle: &ServerHandle, me: &str, line: &str) -> Option<Reply> {
+async fn operator_command(
+    handle: &ServerHandle,
+    me: &str,
+    line: &str,
+    sends: &Sender<Job>,
+) -> Option<Reply> {
     let said = |to: &str, text: &str| Reply::Said {
         from: me.to_string(),
         to: to.to_string(),
@@ -480,7 +570,24 @@ async fn operator_command(handle: &ServerHandle, me: &str, line: &str) -> Option
                 .kick(name, reason.unwrap_or("removed by the operator"))
                 .await
         }
-        ("/send", Some(name), Some(path)) => handle.send_file(name, path).await.map(drop),
+        ("/send", Some(name), Some(path)) => {
+            // On the console's own thread: walking a large folder blocks nobody else.
+            return Some(match gather(&[PathBuf::from(path)]) {
+                Ok((items, skipped)) => {
+                    let folders = items.iter().filter(|i| i.is_folder()).count();
+                    let offering = Reply::Offering {
+                        to: name.to_string(),
+                        path: path.to_string(),
+                        files: items.len() - folders,
+                        folders,
+                        skipped,
+                    };
+                    let _ = sends.send((name.to_string(), items)).await;
+                    offering
+                }
+                Err(e) => Reply::Error(e.message),
+            });
+        }
         ("/quit", None, None) => {
             handle.shutdown("the server is shutting down").await;
             Ok(())

@@ -266,3 +266,21 @@ pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
         || json!({"from": from, "to": to, "text": text}),
     );
 }
+
+/// `/send` (in `chat` or the server's console) queued `files` and empty `folders` of `path`
+/// for `peer`.
+pub fn offering(out: &Out, peer: &str, path: &str, files: usize, folders: usize) {
+    let what = if (files, folders) == (1, 0) {
+        inline(path).to_string()
+    } else {
+        format!(
+            "{files} file(s) and {folders} empty folder(s) of {}",
+            inline(path)
+        )
+    };
+    out.event(
+        "offering",
+        format_args!("offering {what} to {}", inline(peer)),
+        || json!({"peer": peer, "path": path, "files": files, "folders": folders}),
+    );
+}

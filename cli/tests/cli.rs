@@ -1530,3 +1530,48 @@ fn chat_shows_its_sends_under_the_number_the_receiver_sees() {
         std::fs::read(&file).unwrap()
     );
 }
+
+#[test]
+fn the_console_sends_a_folder_that_recv_rebuilds_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("src/handouts");
+    std::fs::create_dir_all(top.join("week 1/empty")).unwrap();
+    // More than the console offers at once (8).
+    for i in 0..10 {
+        make_file(&top.join(format!("week 1/sheet{i}.txt")), 500 * i + 3);
+    }
+    make_file(&top.join("slides.bin"), 2 << 20);
+    let entries = 12; // 11 files and one empty folder
+    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dir.path().join("in");
+    let count = entries.to_string();
+    let args = ["--out", out.to_str().unwrap(), "--count", &count];
+    let recv = as_json("recv", "ann", &addr, &args);
+    recv.expect_event("connected");
+    server.expect(|v| v["event"] == "joined" && v["name"] == "ann");
+    server.type_line(&format!("/send ann {}", top.display()));
+    let v = server.expect(|v| v["event"] == "offering" || v["event"] == "error");
+    assert_eq!(
+        (v["files"].as_u64(), v["folders"].as_u64()),
+        (Some(11), Some(1)),
+        "{v}"
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    while sent.len() < entries {
+        let v =
+            server.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
+        assert_eq!(v["event"], "sent", "{v}");
+        sent.insert(v["id"].as_u64().unwrap());
+    }
+    let mut offered = std::collections::BTreeSet::new();
+    for _ in 0..entries {
+        offered.insert(recv.expect_event("offer")["id"].as_u64().unwrap());
+    }
+    assert_eq!(sent, offered);
+    assert!(recv.wait().success());
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
