@@ -22,7 +22,7 @@ use crate::view::show;
 use crate::ChatArgs;
 
 const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | \
-                    /send NAME PATH (a file or folder) | /accept ID | /reject ID | /quit";
+                    /send NAME PATH (a file or folder) | /accept ID | /reject ID | /cancel ID | /quit";
 
 /// How a connected stretch ended.
 enum Outcome {
@@ -346,6 +346,14 @@ async fn command(
         },
         ("/reject", Some(id), None) => match id.parse() {
             Ok(id) => client.reject(id).await,
+            Err(_) => return usage(out),
+        },
+        // Either way, by the number shown: ours by the receiver's, if the server said it.
+        ("/cancel", Some(number), None) => match number.parse() {
+            Ok(number) => {
+                let ours = sending.numbers.iter().find(|(_, n)| **n == number);
+                client.cancel(ours.map_or(number, |(id, _)| *id)).await
+            }
             Err(_) => return usage(out),
         },
         (cmd, ..) if cmd.starts_with('/') => return usage(out),

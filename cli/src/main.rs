@@ -96,10 +96,11 @@ enum Command {
     /// Chat interactively: a line goes to everyone.
     ///
     /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
-    /// `/quit`. `/send` takes a file or a folder (its whole tree, as `tidings send` sends it);
-    /// each transfer is shown under the number its receiver sees. Offers wait for /accept
-    /// unless --accept-files is given. A lost connection is re-established with backoff.
-    /// `/msg` and `/send` to your own name are refused.
+    /// `/cancel ID` (a transfer either way), `/quit`. `/send` takes a file or a folder (its
+    /// whole tree, as `tidings send` sends it); each transfer is shown under the number its
+    /// receiver sees. Offers wait for /accept unless --accept-files is given. A lost
+    /// connection is re-established with backoff. `/msg` and `/send` to your own name are
+    /// refused.
     ///
     /// On a terminal, lines are typed in a line editor: what arrives is printed above it,
     /// arrow keys move and Up/Down (or Ctrl-R) recall earlier lines, Ctrl-C clears the line,

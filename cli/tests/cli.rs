@@ -44,7 +44,9 @@ impl Proc {
         }
     }
 
-    /// The next JSON event for which `pred` holds (others are skipped), within 60 s.
+    /// The next JSON event for which `pred` holds (others are skipped), within 60 s. A
+    /// timeout names the caller's line.
+    #[track_caller]
     fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
         loop {
             let line = self
@@ -60,6 +62,7 @@ impl Proc {
         }
     }
 
+    #[track_caller]
     fn expect_event(&self, kind: &str) -> Value {
         self.expect(|v| v["event"] == kind)
     }
@@ -1469,17 +1472,32 @@ fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
     recv.expect_event("connected");
     let mut chat = as_json("chat", "alice", &addr, &[]);
     chat.expect_event("connected");
-    chat.type_line(&format!("/send bob {}", top.display()));
-    let v = chat.expect_event("offering");
+    sends_a_folder(&mut chat, "bob", &top, (14, 1), recv);
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
+
+/// Types `/send TO TOP` into `sender` (a chat, or the server's console) and waits until it
+/// sent every one of `files` and empty `folders`; `recv` (with `--count` of all) must have
+/// been offered each under the number the sender showed, and exit 0.
+fn sends_a_folder(
+    sender: &mut Proc,
+    to: &str,
+    top: &Path,
+    (files, folders): (u64, u64),
+    recv: Proc,
+) {
+    sender.type_line(&format!("/send {to} {}", top.display()));
+    let v = sender.expect(|v| v["event"] == "offering" || v["event"] == "error");
     assert_eq!(
         (v["files"].as_u64(), v["folders"].as_u64()),
-        (Some(14), Some(1)),
+        (Some(files), Some(folders)),
         "{v}"
     );
+    let entries = (files + folders) as usize;
     let mut sent = std::collections::BTreeSet::new();
     while sent.len() < entries {
         let v =
-            chat.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
+            sender.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
         assert_eq!(v["event"], "sent", "{v}");
         sent.insert(v["id"].as_u64().unwrap());
     }
@@ -1490,7 +1508,6 @@ fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
     // Both sides name each transfer by the same number.
     assert_eq!(sent, offered);
     assert!(recv.wait().success());
-    assert_eq!(tree(&out), tree(&dir.path().join("src")));
 }
 
 #[test]
@@ -1553,25 +1570,44 @@ fn the_console_sends_a_folder_that_recv_rebuilds_byte_identical() {
     let recv = as_json("recv", "ann", &addr, &args);
     recv.expect_event("connected");
     server.expect(|v| v["event"] == "joined" && v["name"] == "ann");
-    server.type_line(&format!("/send ann {}", top.display()));
-    let v = server.expect(|v| v["event"] == "offering" || v["event"] == "error");
+    sends_a_folder(&mut server, "ann", &top, (11, 1), recv);
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
+
+#[test]
+fn chat_cancels_its_offer_by_the_number_the_receiver_sees() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("draft.txt");
+    std::fs::write(&file, b"not yet").unwrap();
+    let mut bob = as_json("chat", "bob", &addr, &[]);
+    bob.expect_event("connected");
+    let mut alice = as_json("chat", "alice", &addr, &[]);
+    alice.expect_event("connected");
+    alice.type_line(&format!("/send bob {}", file.display()));
+    let offer = bob.expect_event("offer");
+    alice.expect_event("relayed");
+    alice.type_line(&format!("/cancel {}", offer["id"]));
+    let v = alice.expect(|v| v["event"] == "failed" || v["event"] == "error");
     assert_eq!(
-        (v["files"].as_u64(), v["folders"].as_u64()),
-        (Some(11), Some(1)),
+        (&v["event"], &v["id"]),
+        (&"failed".into(), &offer["id"]),
         "{v}"
     );
-    let mut sent = std::collections::BTreeSet::new();
-    while sent.len() < entries {
-        let v =
-            server.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
-        assert_eq!(v["event"], "sent", "{v}");
-        sent.insert(v["id"].as_u64().unwrap());
-    }
-    let mut offered = std::collections::BTreeSet::new();
-    for _ in 0..entries {
-        offered.insert(recv.expect_event("offer")["id"].as_u64().unwrap());
-    }
-    assert_eq!(sent, offered);
-    assert!(recv.wait().success());
-    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+    assert_eq!(v["code"], "cancelled", "{v}");
+    let v = bob.expect_event("failed");
+    assert_eq!(v["id"], offer["id"], "{v}");
+    // And the receiver by the same number.
+    alice.type_line(&format!("/send bob {}", file.display()));
+    let offer = bob.expect_event("offer");
+    alice.expect_event("relayed");
+    bob.type_line(&format!("/cancel {}", offer["id"]));
+    let v = bob.expect(|v| v["event"] == "failed" || v["event"] == "error");
+    assert_eq!(
+        (&v["event"], &v["id"]),
+        (&"failed".into(), &offer["id"]),
+        "{v}"
+    );
+    let v = alice.expect_event("failed");
+    assert_eq!(v["id"], offer["id"], "{v}");
 }
