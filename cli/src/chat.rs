@@ -16,7 +16,7 @@ use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
 use crate::exit::{io_reason, CliError, Exit};
 use crate::line::{Input, Typed, QUIT};
 use crate::out::Out;
-use crate::send::{gather, renumber, report_skipped, Outbox};
+use crate::send::{gather, renumber, report_dropped, report_skipped, Outbox};
 use crate::simple::connect;
 use crate::view::show;
 use crate::ChatArgs;
@@ -212,7 +212,8 @@ async fn session_with(
             }
             Next::Event(None) => return Outcome::Lost("the connection ended".into()),
             Next::Event(Some(mut ev)) => {
-                // Our offer's end, by our own id (before it is renumbered).
+                // Our offer's end, by our own id (before it is renumbered); whether the
+                // addressee was not online.
                 let ended = match &ev {
                     ClientEvent::Relayed { id, relay_id, .. } => {
                         if sending.outbox.is_running(id) {
@@ -220,19 +221,25 @@ async fn session_with(
                         }
                         None
                     }
-                    ClientEvent::Sent { id, .. }
-                    | ClientEvent::TransferFailed {
+                    ClientEvent::Sent { id, .. } => Some((*id, false)),
+                    ClientEvent::TransferFailed {
                         id,
                         direction: Direction::Send,
+                        code,
                         ..
-                    } => Some(*id),
+                    } => Some((*id, *code == ErrorCode::UnknownPeer)),
                     _ => None,
                 };
                 renumber(&mut ev, |id| sending.numbers.get(&id).copied());
                 show(out, &ev);
-                if let Some(id) = ended {
+                if let Some((id, offline)) = ended {
                     sending.numbers.remove(&id);
-                    if sending.outbox.ended(&id) {
+                    if let Some(to) = sending.outbox.ended(&id) {
+                        if offline {
+                            // Not one failure per file of a folder.
+                            let dropped = sending.outbox.drop_for(&to);
+                            report_dropped(out, &to, dropped, &format!("{to} is not online"));
+                        }
                         offer_due(client, sending, out).await;
                     }
                 }
@@ -268,7 +275,7 @@ async fn offer_due(client: &Client, sending: &mut Sending, out: &mut Out) {
             Err(e) => Err(format!("{}: {}", item.shown(), io_reason(&e))),
         };
         match offered {
-            Ok(id) => sending.outbox.started(id),
+            Ok(id) => sending.outbox.started(id, to),
             Err(message) => {
                 out.event(
                     "error",

@@ -1,7 +1,7 @@
 //! `tidings send`: files and folders to one or more peers, one transfer per file and
 //! recipient, with one progress bar for the whole and a countdown while offers wait.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -168,14 +168,15 @@ pub(crate) fn renumber(ev: &mut ClientEvent, number: impl Fn(u64) -> Option<u64>
 /// once), each when one of the earlier ones ended. `K` names a running transfer.
 pub(crate) struct Outbox<K> {
     queue: VecDeque<(String, Item)>,
-    running: HashSet<K>,
+    /// The offers out, and to whom.
+    running: HashMap<K, String>,
 }
 
 impl<K: Hash + Eq> Outbox<K> {
     pub(crate) fn new() -> Self {
         Outbox {
             queue: VecDeque::new(),
-            running: HashSet::new(),
+            running: HashMap::new(),
         }
     }
 
@@ -193,25 +194,48 @@ impl<K: Hash + Eq> Outbox<K> {
         self.queue.pop_front()
     }
 
-    /// An offer went out under `key`.
-    pub(crate) fn started(&mut self, key: K) {
-        self.running.insert(key);
+    /// An offer to `to` went out under `key`.
+    pub(crate) fn started(&mut self, key: K, to: String) {
+        self.running.insert(key, to);
     }
 
     /// Whether `key` is one of ours and running.
     pub(crate) fn is_running(&self, key: &K) -> bool {
-        self.running.contains(key)
+        self.running.contains_key(key)
     }
 
-    /// The transfer `key` ended; whether it was one of ours.
-    pub(crate) fn ended(&mut self, key: &K) -> bool {
+    /// The transfer `key` ended: to whom it went, if it was one of ours.
+    pub(crate) fn ended(&mut self, key: &K) -> Option<String> {
         self.running.remove(key)
+    }
+
+    /// Forgets what still waits for `to` (who is not online, say); how many items that was.
+    pub(crate) fn drop_for(&mut self, to: &str) -> usize {
+        let before = self.queue.len();
+        self.queue.retain(|(t, _)| t != to);
+        before - self.queue.len()
     }
 
     /// Items not yet offered (dropped when the connection is lost).
     pub(crate) fn waiting(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// Says that `dropped` queued items for `to` will not be offered, and why.
+pub(crate) fn report_dropped(out: &Out, to: &str, dropped: usize, why: &str) {
+    if dropped == 0 {
+        return;
+    }
+    out.event(
+        "error",
+        format_args!(
+            "{dropped} more file(s) for {} not offered: {}",
+            crate::safe::inline(to),
+            crate::safe::inline(why)
+        ),
+        || serde_json::json!({"message": format!("files not offered: {why}"), "peer": to, "files": dropped}),
+    );
 }
 
 pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {

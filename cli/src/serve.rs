@@ -14,7 +14,7 @@ use tidings_smol::{
 use crate::exit::{io_reason, CliError};
 use crate::out::{size, Out};
 use crate::safe::{inline, text as message, List};
-use crate::send::{gather, report_skipped, Item, Outbox};
+use crate::send::{gather, report_dropped, report_skipped, Item, Outbox};
 use crate::ServeArgs;
 
 /// The browser client, built into the binary and served at `/` (see `cli/web/`).
@@ -398,6 +398,12 @@ enum Reply {
         duration: Duration,
     },
     Unbanned(String),
+    /// What `/send` had for `to` and will not offer: `why` the first was refused.
+    Dropped {
+        to: String,
+        dropped: usize,
+        why: String,
+    },
     /// `/send` queued these for `to` (links and special files in a folder are skipped).
     Offering {
         to: String,
@@ -431,6 +437,7 @@ fn show_reply(out: &mut Out, reply: Reply) {
             format_args!("banned {} for {}", inline(&name), humantime(duration)),
             || json!({"name": name, "seconds": duration.as_secs_f64()}),
         ),
+        Reply::Dropped { to, dropped, why } => report_dropped(out, &to, dropped, &why),
         Reply::Offering {
             to,
             path,
@@ -450,7 +457,12 @@ fn show_reply(out: &mut Out, reply: Reply) {
 }
 
 /// What the console's `/send` found: who gets it, and every file and empty folder.
-type Job = (String, Vec<Item>);
+struct Job {
+    to: String,
+    path: String,
+    items: Vec<Item>,
+    skipped: Vec<PathBuf>,
+}
 
 /// Offers what the console's `/send` queued, [`Outbox`]'s number at a time, each when one of
 /// the server's earlier transfers ended (`ended`, from the event printer).
@@ -472,12 +484,23 @@ async fn console_sender(
                 }
             };
             match offered {
-                Ok(h) => outbox.started(h),
+                Ok(h) => outbox.started(h, to),
                 // The server is stopping: nothing more goes out.
                 Err(Error::Closed { .. }) => return,
                 Err(e) => {
+                    // Refused for `to` (not online, say): the rest of the folder would be too.
                     let message = format!("{}: {e}", item.shown());
+                    let dropped = outbox.drop_for(&to);
                     let _ = replies.send(Reply::Error(message)).await;
+                    if dropped > 0 {
+                        let _ = replies
+                            .send(Reply::Dropped {
+                                to,
+                                dropped,
+                                why: e.to_string(),
+                            })
+                            .await;
+                    }
                 }
             }
         }
@@ -486,7 +509,19 @@ async fn console_sender(
         })
         .await;
         match next {
-            Ok(Ok((to, items))) => outbox.add(&to, items),
+            Ok(Ok(job)) => {
+                let folders = job.items.iter().filter(|i| i.is_folder()).count();
+                // Said before any error an offer of it may meet.
+                let offering = Reply::Offering {
+                    files: job.items.len() - folders,
+                    folders,
+                    to: job.to.clone(),
+                    path: job.path,
+                    skipped: job.skipped,
+                };
+                let _ = replies.send(offering).await;
+                outbox.add(&job.to, job.items);
+            }
             Ok(Err(h)) => {
                 outbox.ended(&h);
             }
@@ -572,21 +607,19 @@ async fn operator_command(
         }
         ("/send", Some(name), Some(path)) => {
             // On the console's own thread: walking a large folder blocks nobody else.
-            return Some(match gather(&[PathBuf::from(path)]) {
+            return match gather(&[PathBuf::from(path)]) {
                 Ok((items, skipped)) => {
-                    let folders = items.iter().filter(|i| i.is_folder()).count();
-                    let offering = Reply::Offering {
+                    let job = Job {
                         to: name.to_string(),
                         path: path.to_string(),
-                        files: items.len() - folders,
-                        folders,
+                        items,
                         skipped,
                     };
-                    let _ = sends.send((name.to_string(), items)).await;
-                    offering
+                    let _ = sends.send(job).await;
+                    None
                 }
-                Err(e) => Reply::Error(e.message),
-            });
+                Err(e) => Some(Reply::Error(e.message)),
+            };
         }
         ("/quit", None, None) => {
             handle.shutdown("the server is shutting down").await;

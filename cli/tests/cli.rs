@@ -1611,3 +1611,51 @@ fn chat_cancels_its_offer_by_the_number_the_receiver_sees() {
     let v = alice.expect_event("failed");
     assert_eq!(v["id"], offer["id"], "{v}");
 }
+
+#[test]
+fn a_folder_for_someone_not_online_is_not_offered_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("many");
+    std::fs::create_dir(&top).unwrap();
+    for i in 0..20 {
+        std::fs::write(top.join(format!("{i}.txt")), b"x").unwrap();
+    }
+    let (mut server, mut chat, _) = console_with("alice");
+    // The chat: the first eight go out and fail; the other twelve are not offered.
+    chat.type_line(&format!("/send nobody {}", top.display()));
+    let v = chat.expect(|v| v["event"] == "error");
+    assert_eq!(
+        (&v["peer"], &v["files"]),
+        (&"nobody".into(), &12.into()),
+        "{v}"
+    );
+    chat.type_line("/who");
+    let mut failed = 0;
+    loop {
+        let v =
+            chat.expect(|v| ["failed", "error", "peers"].contains(&v["event"].as_str().unwrap()));
+        match v["event"].as_str().unwrap() {
+            "failed" => {
+                assert_eq!(v["code"], "unknown-peer", "{v}");
+                failed += 1;
+            }
+            "peers" => break,
+            _ => panic!("{v}"),
+        }
+    }
+    assert!(failed <= 8, "{failed}");
+    // The console: refused at once, and the rest dropped with it.
+    server.type_line(&format!("/send nobody {}", top.display()));
+    server.expect_event("offering");
+    let v = server.expect_event("error");
+    assert!(v["message"].as_str().unwrap().contains("nobody"), "{v}");
+    let v = server.expect_event("error");
+    assert_eq!(
+        (&v["peer"], &v["files"]),
+        (&"nobody".into(), &19.into()),
+        "{v}"
+    );
+    server.type_line("/who");
+    let v = server.expect(|v| v["event"] == "error" || v["event"] == "peers");
+    assert_eq!(v["event"], "peers", "{v}");
+}
