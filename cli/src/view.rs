@@ -270,13 +270,16 @@ pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
 /// `/send` (in `chat` or the server's console) queued `files` and empty `folders` of `path`
 /// for `peer`.
 pub fn offering(out: &Out, peer: &str, path: &str, files: usize, folders: usize) {
-    let what = if (files, folders) == (1, 0) {
-        inline(path).to_string()
-    } else {
-        format!(
-            "{files} file(s) and {folders} empty folder(s) of {}",
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let what = match (files, folders) {
+        (1, 0) => inline(path).to_string(),
+        (_, 0) => format!("{} of {}", count(files, "file"), inline(path)),
+        _ => format!(
+            "{} and {} of {}",
+            count(files, "file"),
+            count(folders, "empty folder"),
             inline(path)
-        )
+        ),
     };
     out.event(
         "offering",
