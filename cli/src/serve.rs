@@ -465,7 +465,9 @@ struct Job {
 }
 
 /// Offers what the console's `/send` queued, [`Outbox`]'s number at a time, each when one of
-/// the server's earlier transfers ended (`ended`, from the event printer).
+/// the server's earlier transfers ended (`ended`, from the event printer). The server drops
+/// operator events only when thousands wait unprinted, that is when standard output is stuck;
+/// the console, which answers on the same output, is of no use then either.
 async fn console_sender(
     handle: ServerHandle,
     jobs: Receiver<Job>,
