@@ -181,19 +181,26 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     out.buffer_when_piped();
     let printer = async {
         loop {
-            let next =
-                futures_lite::future::or(async { events.recv().await.ok().map(Ok) }, async {
+            // The console's answers first: one is sent before the events it leads to (what
+            // `/send` offers before its transfers), and under load events are always ready.
+            let next = futures_lite::future::or(
+                async {
                     match replies.recv().await {
                         Ok(reply) => Some(Err(reply)),
                         // No console (or it ended): only server events remain.
                         Err(_) => futures_lite::future::pending().await,
                     }
-                })
-                .await;
+                },
+                async { events.recv().await.ok().map(Ok) },
+            )
+            .await;
             match next {
                 Some(Ok(ev)) => show(out, ev),
                 Some(Err(reply)) => show_reply(out, reply),
                 None => break,
+            }
+            while let Ok(reply) = replies.try_recv() {
+                show_reply(out, reply);
             }
             // The server runs on a thread of its own, so each wake-up of this printer costs
             // the server a system call and its core a switch of threads. Under load (an event

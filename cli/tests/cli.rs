@@ -1487,17 +1487,19 @@ fn sends_a_folder(
     recv: Proc,
 ) {
     sender.type_line(&format!("/send {to} {}", top.display()));
-    let v = sender.expect(|v| v["event"] == "offering" || v["event"] == "error");
-    assert_eq!(
-        (v["files"].as_u64(), v["folders"].as_u64()),
-        (Some(files), Some(folders)),
-        "{v}"
-    );
     let entries = (files + folders) as usize;
     let mut sent = std::collections::BTreeSet::new();
-    while sent.len() < entries {
-        let v =
-            sender.expect(|v| ["sent", "failed", "error"].contains(&v["event"].as_str().unwrap()));
+    let mut offering = false;
+    // In any order: the server's console prints its answers and the transfers' events apart.
+    while sent.len() < entries || !offering {
+        let kinds = ["offering", "sent", "failed", "error"];
+        let v = sender.expect(|v| kinds.contains(&v["event"].as_str().unwrap()));
+        if v["event"] == "offering" {
+            let counts = (v["files"].as_u64(), v["folders"].as_u64());
+            assert_eq!(counts, (Some(files), Some(folders)), "{v}");
+            offering = true;
+            continue;
+        }
         assert_eq!(v["event"], "sent", "{v}");
         sent.insert(v["id"].as_u64().unwrap());
     }
