@@ -271,6 +271,11 @@ async function main() {
     await alice.locator('#users [data-name="dave"]').click();
     await alice.locator("#file").setInputFiles({ name: "from-page.bin", mimeType: "application/octet-stream", buffer: upload });
     const got = await dave.event((e) => e.event === "received", "dave receives the file");
+    // One number for both people: the page shows the id the terminal was offered.
+    const daveOffer = await dave.event((e) => e.event === "offer", "dave's offer event");
+    const numbered = alice.locator(`.transfer[data-dir="out"][data-number="${daveOffer.id}"]`);
+    await numbered.waitFor({ timeout: STEP_MS });
+    check((await numbered.locator(".fname").textContent()).includes(`transfer ${daveOffer.id}`), `alice's card shows "transfer ${daveOffer.id}", the number tidings recv saw (relayed)`);
     check((await exitCode(dave, "recv --count 1")) === 0, "tidings recv exits 0 after the page's file");
     const stored = readFileSync(got.path);
     check(stored.length === upload.length && stored.equals(upload), `the terminal stored the page's file byte for byte (${upload.length} bytes)`);
@@ -662,6 +667,32 @@ async function scriptedTransfers(browser) {
   const joined = Buffer.concat(chunks.map((c) => Buffer.from(c.data, "base64")));
   check(chunks[0].offset === 100000 && joined.equals(upload.subarray(100000)), "a resumed upload sends from the receiver's offset");
   check(done.sha256 === b64sha(upload), "and its digest still covers the whole file (the kept part hashed from the file first)");
+
+  // `relayed` (extension 0x80): bodies that do not decode, or name no offer of ours, change
+  // nothing; a good one shows the receiver's number, exact beyond 2^53.
+  const relayed = (id, peer, relayId, extra = Buffer.alloc(0)) => {
+    const name = Buffer.from(peer);
+    const b = Buffer.alloc(17 + name.length);
+    b.writeBigUInt64BE(BigInt(id), 0);
+    b[8] = name.length;
+    name.copy(b, 9);
+    b.writeBigUInt64BE(BigInt(relayId), 9 + name.length);
+    return { type: "extension", kind: 128, body: Buffer.concat([b, extra]).toString("base64") };
+  };
+  const card = page.locator(`.transfer[data-dir="out"][data-id="${offer.id}"]`);
+  for (const bad of [
+    relayed(offer.id, "ivan", 7, Buffer.from([0])), // a byte too many
+    { type: "extension", kind: 128, body: relayed(offer.id, "ivan", 7).body.slice(0, 12) }, // too short
+    { type: "extension", kind: 128, body: "not base64!" },
+    { type: "extension", kind: 128 },
+    relayed(offer.id + 2, "ivan", 9), // no offer of ours
+    relayed("18446744073709551615", "ivan", 9),
+    { ...relayed(offer.id, "ivan", 11), kind: 129 }, // another extension
+  ]) await push(bad);
+  check((await card.getAttribute("data-number")) === null, "relayed bodies that do not decode or name no offer of ours are ignored");
+  await push(relayed(offer.id, "ivan", "18446744073709551615"));
+  await page.locator(`.transfer[data-number="18446744073709551615"]`).waitFor({ timeout: STEP_MS });
+  check((await card.locator(".fname").textContent()).includes("transfer 18446744073709551615"), "a relayed offer shows the receiver's number, exact as a u64");
 
   // A right-to-left override in a file name reorders the name only, not the size after it.
   await push({ type: "offer", id: 5, peer: "ivan", size: 10, name: "\u202egnp.exe" });

@@ -4,22 +4,25 @@
 //! ([`crate::line`]): what arrives is printed above the prompt and never breaks the line
 //! being typed. Otherwise standard input is read line by line, as scripts expect.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_lite::future;
 use serde_json::json;
-use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
+use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
 
-use crate::exit::{CliError, Exit};
+use crate::exit::{io_reason, CliError, Exit};
 use crate::line::{Input, Typed, QUIT};
 use crate::out::Out;
+use crate::send::{gather, renumber, report_dropped, report_skipped, Outbox};
 use crate::simple::connect;
 use crate::view::show;
 use crate::ChatArgs;
 
-const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | /send NAME PATH | \
-                    /accept ID | /reject ID | /quit";
+const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | \
+                    /send NAME PATH (a file or folder) | /accept ID | /reject ID | /cancel ID | /quit";
 
 /// How a connected stretch ended.
 enum Outcome {
@@ -161,7 +164,39 @@ enum Next {
     Event(Option<ClientEvent>),
 }
 
+/// What the chat sends, while connected: `/send`'s files waiting their turn, and the number
+/// the receiver knows each running one by (the `relayed` extension), which the chat shows
+/// instead of its own id, as `tidings send` does: both people then speak of "transfer 7".
+struct Sending {
+    outbox: Outbox<u64>,
+    /// Our id of a running offer → the receiver's.
+    numbers: HashMap<u64, u64>,
+}
+
 async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bool) -> Outcome {
+    let mut sending = Sending {
+        outbox: Outbox::new(),
+        numbers: HashMap::new(),
+    };
+    let outcome = session_with(client, input, out, accept_files, &mut sending).await;
+    let dropped = sending.outbox.waiting();
+    if dropped > 0 {
+        out.event(
+            "error",
+            format_args!("{dropped} file(s) of /send not offered: the connection ended"),
+            || json!({"message": "files of /send not offered: the connection ended", "files": dropped}),
+        );
+    }
+    outcome
+}
+
+async fn session_with(
+    client: &Client,
+    input: &Input,
+    out: &mut Out,
+    accept_files: bool,
+    sending: &mut Sending,
+) -> Outcome {
     loop {
         let next = future::or(async { Next::Typed(input.recv().await) }, async {
             Next::Event(client.next_event().await)
@@ -170,13 +205,44 @@ async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bo
         match next {
             Next::Typed(Typed::Quit) => return Outcome::Quit,
             Next::Typed(Typed::Line(line)) => {
-                if let Some(outcome) = command(client, line.trim(), out).await {
+                if let Some(outcome) = command(client, line.trim(), out, sending).await {
                     return outcome;
                 }
+                offer_due(client, sending, out).await;
             }
             Next::Event(None) => return Outcome::Lost("the connection ended".into()),
-            Next::Event(Some(ev)) => {
+            Next::Event(Some(mut ev)) => {
+                // Our offer's end, by our own id (before it is renumbered); whether the
+                // addressee was not online.
+                let ended = match &ev {
+                    ClientEvent::Relayed { id, relay_id, .. } => {
+                        if sending.outbox.is_running(id) {
+                            sending.numbers.insert(*id, *relay_id);
+                        }
+                        None
+                    }
+                    ClientEvent::Sent { id, .. } => Some((*id, false)),
+                    ClientEvent::TransferFailed {
+                        id,
+                        direction: Direction::Send,
+                        code,
+                        ..
+                    } => Some((*id, *code == ErrorCode::UnknownPeer)),
+                    _ => None,
+                };
+                renumber(&mut ev, |id| sending.numbers.get(&id).copied());
                 show(out, &ev);
+                if let Some((id, offline)) = ended {
+                    sending.numbers.remove(&id);
+                    if let Some(to) = sending.outbox.ended(&id) {
+                        if offline {
+                            // Not one failure per file of a folder.
+                            let dropped = sending.outbox.drop_for(&to);
+                            report_dropped(out, &to, dropped, &format!("{to} is not online"));
+                        }
+                        offer_due(client, sending, out).await;
+                    }
+                }
                 if let (ClientEvent::Offered { id, .. }, false) = (&ev, accept_files) {
                     out.event(
                         "hint",
@@ -198,7 +264,62 @@ async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bo
     }
 }
 
-async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> {
+/// Offers what `/send` queued, as far as there is room (see [`Outbox`]).
+async fn offer_due(client: &Client, sending: &mut Sending, out: &mut Out) {
+    while let Some((to, item)) = sending.outbox.due() {
+        let offered = match item.open() {
+            Ok(source) => client
+                .send_source(&to, source)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{}: {}", item.shown(), io_reason(&e))),
+        };
+        match offered {
+            Ok(id) => sending.outbox.started(id, to),
+            Err(message) => {
+                out.event(
+                    "error",
+                    format_args!("error: {}", crate::safe::inline(&message)),
+                    || json!({"message": message}),
+                );
+                if !client.is_open() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `/send NAME PATH`: a file, or a folder's every file and empty folder, queued for `name`.
+async fn queue_send(name: &str, path: &str, out: &mut Out, sending: &mut Sending) {
+    let paths = [PathBuf::from(path)];
+    // Walking a large folder takes a while: not on the thread that keeps the connection.
+    let found = smol::unblock(move || gather(&paths)).await;
+    let items = match found {
+        Ok((items, skipped)) => {
+            report_skipped(&skipped, out);
+            items
+        }
+        Err(e) => {
+            out.event(
+                "error",
+                format_args!("error: {}", crate::safe::inline(&e.message)),
+                || json!({"message": e.message}),
+            );
+            return;
+        }
+    };
+    let folders = items.iter().filter(|i| i.is_folder()).count();
+    crate::view::offering(out, name, path, items.len() - folders, folders);
+    sending.outbox.add(name, items);
+}
+
+async fn command(
+    client: &Client,
+    line: &str,
+    out: &mut Out,
+    sending: &mut Sending,
+) -> Option<Outcome> {
     if line.is_empty() {
         return None;
     }
@@ -222,13 +343,24 @@ async fn command(client: &Client, line: &str, out: &mut Out) -> Option<Outcome> 
             }
             sent
         }
-        ("/send", Some(name), Some(path)) => client.send_file(name, path).await.map(drop),
+        ("/send", Some(name), Some(path)) => {
+            queue_send(name, path, out, sending).await;
+            return None;
+        }
         ("/accept", Some(id), None) => match id.parse() {
             Ok(id) => client.accept(id).await,
             Err(_) => return usage(out),
         },
         ("/reject", Some(id), None) => match id.parse() {
             Ok(id) => client.reject(id).await,
+            Err(_) => return usage(out),
+        },
+        // Either way, by the number shown: ours by the receiver's, if the server said it.
+        ("/cancel", Some(number), None) => match number.parse() {
+            Ok(number) => {
+                let ours = sending.numbers.iter().find(|(_, n)| **n == number);
+                client.cancel(ours.map_or(number, |(id, _)| *id)).await
+            }
             Err(_) => return usage(out),
         },
         (cmd, ..) if cmd.starts_with('/') => return usage(out),

@@ -85,8 +85,8 @@ enum Command {
     /// When standard input is a terminal (or with --console), type a line to say it to
     /// everyone, or `/msg NAME text`, `/who`, `/kick NAME [REASON]`, `/ban NAME DURATION
     /// [REASON]` (kick, and refuse the name and its look-alikes for DURATION: 90s, 10m, 2h,
-    /// 1d), `/unban NAME`, `/send NAME PATH`, `/quit`. Your own lines are shown as
-    /// `server: text` or `server → NAME: text`.
+    /// 1d), `/unban NAME`, `/send NAME PATH` (a file, or a folder's whole tree), `/quit`.
+    /// Your own lines are shown as `server: text` or `server → NAME: text`.
     /// Ctrl-C, SIGTERM, /quit or the end of input shut down gracefully: every client is told
     /// goodbye first.
     #[command(
@@ -96,8 +96,11 @@ enum Command {
     /// Chat interactively: a line goes to everyone.
     ///
     /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
-    /// `/quit`. Offers wait for /accept unless --accept-files is given. A lost connection is
-    /// re-established with backoff. `/msg` and `/send` to your own name are refused.
+    /// `/cancel ID` (a transfer either way), `/quit`. `/send` takes a file or a folder (its
+    /// whole tree, as `tidings send` sends it); each transfer is shown under the number its
+    /// receiver sees. Offers wait for /accept unless --accept-files is given. A lost
+    /// connection is re-established with backoff. `/msg` and `/send` to your own name are
+    /// refused.
     ///
     /// On a terminal, lines are typed in a line editor: what arrives is printed above it,
     /// arrow keys move and Up/Down (or Ctrl-R) recall earlier lines, Ctrl-C clears the line,

@@ -2,6 +2,7 @@
 //! recipient, with one progress bar for the whole and a countdown while offers wait.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use crate::SendArgs;
 const IN_FLIGHT: usize = 8;
 
 /// One thing to send: a file or an empty folder, with the name it is offered under.
-struct Item {
+pub(crate) struct Item {
     path: PathBuf,
     /// A relative path below the folder's parent (a folder's file), or `None` for a file
     /// named on the command line (offered under its base name).
@@ -37,7 +38,13 @@ impl Item {
         }
     }
 
-    fn shown(&self) -> String {
+    /// Whether it is an empty folder rather than a file.
+    pub(crate) fn is_folder(&self) -> bool {
+        self.kind == EntryKind::EmptyFolder
+    }
+
+    /// The name people read: the relative path, or the file's base name.
+    pub(crate) fn shown(&self) -> String {
         match &self.name {
             Some(n) => n.clone(),
             None => self.path.file_name().map_or_else(
@@ -47,7 +54,8 @@ impl Item {
         }
     }
 
-    fn open(&self) -> std::io::Result<Source> {
+    /// Opens it for offering, under its relative path when it has one.
+    pub(crate) fn open(&self) -> std::io::Result<Source> {
         match (&self.name, self.kind) {
             (None, _) => Source::open(&self.path),
             (Some(n), EntryKind::File(_)) => Source::open_as(&self.path, n),
@@ -72,12 +80,23 @@ struct Running {
     done: u64,
 }
 
-/// Lists every file and empty folder named on the command line; a folder is walked.
+/// Lists every file and empty folder named on the command line; a folder is walked, and
+/// what is skipped in it is said.
 fn list(paths: &[PathBuf], out: &mut Out) -> Result<Vec<Item>, CliError> {
+    let (items, skipped) = gather(paths)?;
+    report_skipped(&skipped, out);
+    Ok(items)
+}
+
+/// Every file and empty folder below `paths` (a folder is walked; each item is opened once,
+/// so that an unreadable one is found before anything is offered), and what was skipped:
+/// links and special files inside a folder. Blocking: `chat` runs it on a thread of its own.
+pub(crate) fn gather(paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<PathBuf>), CliError> {
     let unreadable = |p: &PathBuf, e: &std::io::Error| {
         CliError::new(Exit::File, format!("{}: {}", p.display(), io_reason(e)))
     };
     let mut items = Vec::new();
+    let mut skipped = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
         if !meta.is_dir() {
@@ -91,16 +110,7 @@ fn list(paths: &[PathBuf], out: &mut Out) -> Result<Vec<Item>, CliError> {
             continue;
         }
         let found = walk(path).map_err(|e| unreadable(path, &e))?;
-        for skipped in &found.skipped {
-            out.event(
-                "skipped",
-                format_args!(
-                    "skipped {} (not a regular file or folder)",
-                    skipped.display()
-                ),
-                || serde_json::json!({"path": skipped}),
-            );
-        }
+        skipped.extend(found.skipped);
         for (at, name, kind) in found.entries {
             let item = Item {
                 path: at,
@@ -111,7 +121,21 @@ fn list(paths: &[PathBuf], out: &mut Out) -> Result<Vec<Item>, CliError> {
             items.push(item);
         }
     }
-    Ok(items)
+    Ok((items, skipped))
+}
+
+/// Says which paths inside a folder were not sent.
+pub(crate) fn report_skipped(skipped: &[PathBuf], out: &Out) {
+    for skipped in skipped {
+        out.event(
+            "skipped",
+            format_args!(
+                "skipped {} (not a regular file or folder)",
+                skipped.display()
+            ),
+            || serde_json::json!({"path": skipped}),
+        );
+    }
 }
 
 /// `2 min`, `90 s`.
@@ -123,8 +147,9 @@ fn duration_words(secs: u64) -> String {
     }
 }
 
-/// Shows the sender's events under the number both sides know (see [`Running::number`]).
-fn renumber(ev: &mut ClientEvent, running: &HashMap<u64, Running>) {
+/// Shows the sender's events under the number both sides know (see [`Running::number`]):
+/// `number` gives it for a local id of ours, `None` when there is none (yet).
+pub(crate) fn renumber(ev: &mut ClientEvent, number: impl Fn(u64) -> Option<u64>) {
     let id = match ev {
         ClientEvent::Started { id, .. }
         | ClientEvent::Sent { id, .. }
@@ -133,9 +158,84 @@ fn renumber(ev: &mut ClientEvent, running: &HashMap<u64, Running>) {
         ClientEvent::Progress(p) => &mut p.id,
         _ => return,
     };
-    if let Some(r) = running.get(id) {
-        *id = r.number;
+    if let Some(n) = number(*id) {
+        *id = n;
     }
+}
+
+/// What `/send` in `chat` and the server's console have yet to offer: a folder's files wait
+/// here and go out [`IN_FLIGHT`] at a time (a session refuses more than 32 transfers at
+/// once), each when one of the earlier ones ended. `K` names a running transfer.
+pub(crate) struct Outbox<K> {
+    queue: VecDeque<(String, Item)>,
+    /// The offers out, and to whom.
+    running: HashMap<K, String>,
+}
+
+impl<K: Hash + Eq> Outbox<K> {
+    pub(crate) fn new() -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+        }
+    }
+
+    /// Queues `items` for `to`.
+    pub(crate) fn add(&mut self, to: &str, items: Vec<Item>) {
+        self.queue
+            .extend(items.into_iter().map(|item| (to.to_string(), item)));
+    }
+
+    /// The next item to offer now, if any waits and there is room.
+    pub(crate) fn due(&mut self) -> Option<(String, Item)> {
+        if self.running.len() >= IN_FLIGHT {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    /// An offer to `to` went out under `key`.
+    pub(crate) fn started(&mut self, key: K, to: String) {
+        self.running.insert(key, to);
+    }
+
+    /// Whether `key` is one of ours and running.
+    pub(crate) fn is_running(&self, key: &K) -> bool {
+        self.running.contains_key(key)
+    }
+
+    /// The transfer `key` ended: to whom it went, if it was one of ours.
+    pub(crate) fn ended(&mut self, key: &K) -> Option<String> {
+        self.running.remove(key)
+    }
+
+    /// Forgets what still waits for `to` (who is not online, say); how many items that was.
+    pub(crate) fn drop_for(&mut self, to: &str) -> usize {
+        let before = self.queue.len();
+        self.queue.retain(|(t, _)| t != to);
+        before - self.queue.len()
+    }
+
+    /// Items not yet offered (dropped when the connection is lost).
+    pub(crate) fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// Says that `dropped` queued items for `to` will not be offered, and why.
+pub(crate) fn report_dropped(out: &Out, to: &str, dropped: usize, why: &str) {
+    if dropped == 0 {
+        return;
+    }
+    out.event(
+        "error",
+        format_args!(
+            "{dropped} more file(s) for {} not offered: {}",
+            crate::safe::inline(to),
+            crate::safe::inline(why)
+        ),
+        || serde_json::json!({"message": format!("files not offered: {why}"), "peer": to, "files": dropped}),
+    );
 }
 
 pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
@@ -267,7 +367,7 @@ async fn run(
             ClientEvent::Closed { code, reason, .. } => return Err(lost(*code, reason)),
             _ => {}
         }
-        renumber(&mut ev, &running);
+        renumber(&mut ev, |id| running.get(&id).map(|r| r.number));
         show(out, &ev);
         match ev {
             ClientEvent::Sent { id, .. } => {

@@ -1,16 +1,20 @@
 //! `tidings serve`: the server, with an operator console when standard input is a terminal.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use async_channel::{Receiver, Sender};
 use serde_json::json;
 use tidings_smol::{
-    DoorConfig, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset, WS_PATH,
+    DoorConfig, Error, FileHandle, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle,
+    WebAsset, WS_PATH,
 };
 
-use crate::exit::CliError;
+use crate::exit::{io_reason, CliError};
 use crate::out::{size, Out};
 use crate::safe::{inline, text as message, List};
+use crate::send::{gather, report_dropped, report_skipped, Item, Outbox};
 use crate::ServeArgs;
 
 /// The browser client, built into the binary and served at `/` (see `cli/web/`).
@@ -138,11 +142,28 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     let handle = server.handle();
     // The console's answers go through the printer, so --json covers them too.
     let (reply_tx, replies) = async_channel::unbounded();
+    // The ends of the server's own transfers, for the console's `/send` to offer more.
+    let (ended_tx, ended) = async_channel::unbounded();
     if args.console || std::io::stdin().is_terminal() {
         let console = handle.clone();
         let me = args.name.clone();
-        std::thread::spawn(move || operator_console(console, me, reply_tx));
+        let (jobs_tx, jobs) = async_channel::unbounded();
+        smol::spawn(console_sender(
+            handle.clone(),
+            jobs,
+            ended,
+            reply_tx.clone(),
+        ))
+        .detach();
+        std::thread::spawn(move || operator_console(console, me, reply_tx, jobs_tx));
     }
+    let show = |out: &mut Out, ev: ServerEvent| {
+        if let ServerEvent::Sent { handle, .. } | ServerEvent::TransferFailed { handle, .. } = &ev {
+            // Nobody listens without a console.
+            let _ = ended_tx.try_send(*handle);
+        }
+        show(out, ev);
+    };
     let signals = handle.clone();
     smol::spawn(async move {
         use async_signal::{Signal, Signals};
@@ -160,19 +181,26 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     out.buffer_when_piped();
     let printer = async {
         loop {
-            let next =
-                futures_lite::future::or(async { events.recv().await.ok().map(Ok) }, async {
+            // The console's answers first: one is sent before the events it leads to (what
+            // `/send` offers before its transfers), and under load events are always ready.
+            let next = futures_lite::future::or(
+                async {
                     match replies.recv().await {
                         Ok(reply) => Some(Err(reply)),
                         // No console (or it ended): only server events remain.
                         Err(_) => futures_lite::future::pending().await,
                     }
-                })
-                .await;
+                },
+                async { events.recv().await.ok().map(Ok) },
+            )
+            .await;
             match next {
                 Some(Ok(ev)) => show(out, ev),
                 Some(Err(reply)) => show_reply(out, reply),
                 None => break,
+            }
+            while let Ok(reply) = replies.try_recv() {
+                show_reply(out, reply);
             }
             // The server runs on a thread of its own, so each wake-up of this printer costs
             // the server a system call and its core a switch of threads. Under load (an event
@@ -380,11 +408,25 @@ enum Reply {
         duration: Duration,
     },
     Unbanned(String),
+    /// What `/send` had for `to` and will not offer: `why` the first was refused.
+    Dropped {
+        to: String,
+        dropped: usize,
+        why: String,
+    },
+    /// `/send` queued these for `to` (links and special files in a folder are skipped).
+    Offering {
+        to: String,
+        path: String,
+        files: usize,
+        folders: usize,
+        skipped: Vec<PathBuf>,
+    },
 }
 
 const CONSOLE_HELP: &str = "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | \
      /ban NAME DURATION [REASON] (kick, and refuse the name and its look-alikes for DURATION: \
-     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH | /quit";
+     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH (a file or folder) | /quit";
 
 fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
@@ -405,6 +447,17 @@ fn show_reply(out: &mut Out, reply: Reply) {
             format_args!("banned {} for {}", inline(&name), humantime(duration)),
             || json!({"name": name, "seconds": duration.as_secs_f64()}),
         ),
+        Reply::Dropped { to, dropped, why } => report_dropped(out, &to, dropped, &why),
+        Reply::Offering {
+            to,
+            path,
+            files,
+            folders,
+            skipped,
+        } => {
+            report_skipped(&skipped, out);
+            crate::view::offering(out, &to, &path, files, folders);
+        }
         Reply::Unbanned(name) => out.event(
             "unbanned",
             format_args!("unbanned {}", inline(&name)),
@@ -413,9 +466,85 @@ fn show_reply(out: &mut Out, reply: Reply) {
     }
 }
 
+/// What the console's `/send` found: who gets it, and every file and empty folder.
+struct Job {
+    to: String,
+    path: String,
+    items: Vec<Item>,
+    skipped: Vec<PathBuf>,
+}
+
+/// Offers what the console's `/send` queued, [`Outbox`]'s number at a time, each when one of
+/// the server's earlier transfers ended (`ended`, from the event printer). The server drops
+/// operator events only when thousands wait unprinted, that is when standard output is stuck;
+/// the console, which answers on the same output, is of no use then either.
+async fn console_sender(
+    handle: ServerHandle,
+    jobs: Receiver<Job>,
+    ended: Receiver<FileHandle>,
+    replies: Sender<Reply>,
+) {
+    let mut outbox = Outbox::new();
+    loop {
+        while let Some((to, item)) = outbox.due() {
+            let offered = match item.open() {
+                Ok(source) => handle.send_source(&to, source).await,
+                Err(e) => {
+                    let message = format!("{}: {}", item.shown(), io_reason(&e));
+                    let _ = replies.send(Reply::Error(message)).await;
+                    continue;
+                }
+            };
+            match offered {
+                Ok(h) => outbox.started(h, to),
+                // The server is stopping: nothing more goes out.
+                Err(Error::Closed { .. }) => return,
+                Err(e) => {
+                    // Refused for `to` (not online, say): the rest of the folder would be too.
+                    let message = format!("{}: {e}", item.shown());
+                    let dropped = outbox.drop_for(&to);
+                    let _ = replies.send(Reply::Error(message)).await;
+                    if dropped > 0 {
+                        let _ = replies
+                            .send(Reply::Dropped {
+                                to,
+                                dropped,
+                                why: e.to_string(),
+                            })
+                            .await;
+                    }
+                }
+            }
+        }
+        let next = futures_lite::future::or(async { jobs.recv().await.map(Ok) }, async {
+            ended.recv().await.map(Err)
+        })
+        .await;
+        match next {
+            Ok(Ok(job)) => {
+                let folders = job.items.iter().filter(|i| i.is_folder()).count();
+                // Said before any error an offer of it may meet.
+                let offering = Reply::Offering {
+                    files: job.items.len() - folders,
+                    folders,
+                    to: job.to.clone(),
+                    path: job.path,
+                    skipped: job.skipped,
+                };
+                let _ = replies.send(offering).await;
+                outbox.add(&job.to, job.items);
+            }
+            Ok(Err(h)) => {
+                outbox.ended(&h);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// Reads operator lines from the terminal (blocking, on its own thread); `me` is the
 /// server participant's name, which its own lines are shown with.
-fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Sender<Reply>) {
+fn operator_console(handle: ServerHandle, me: String, replies: Sender<Reply>, sends: Sender<Job>) {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -424,7 +553,7 @@ fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Se
             continue;
         }
         tracing::debug!(%line, "operator command");
-        if let Some(reply) = smol::block_on(operator_command(&handle, &me, line)) {
+        if let Some(reply) = smol::block_on(operator_command(&handle, &me, line, &sends)) {
             let _ = replies.send_blocking(reply);
         }
         if line == "/quit" {
@@ -435,7 +564,12 @@ fn operator_console(handle: ServerHandle, me: String, replies: async_channel::Se
     smol::block_on(handle.shutdown("the server is shutting down"));
 }
 
-async fn operator_command(handle: &ServerHandle, me: &str, line: &str) -> Option<Reply> {
+async fn operator_command(
+    handle: &ServerHandle,
+    me: &str,
+    line: &str,
+    sends: &Sender<Job>,
+) -> Option<Reply> {
     let said = |to: &str, text: &str| Reply::Said {
         from: me.to_string(),
         to: to.to_string(),
@@ -483,7 +617,22 @@ async fn operator_command(handle: &ServerHandle, me: &str, line: &str) -> Option
                 .kick(name, reason.unwrap_or("removed by the operator"))
                 .await
         }
-        ("/send", Some(name), Some(path)) => handle.send_file(name, path).await.map(drop),
+        ("/send", Some(name), Some(path)) => {
+            // On the console's own thread: walking a large folder blocks nobody else.
+            return match gather(&[PathBuf::from(path)]) {
+                Ok((items, skipped)) => {
+                    let job = Job {
+                        to: name.to_string(),
+                        path: path.to_string(),
+                        items,
+                        skipped,
+                    };
+                    let _ = sends.send(job).await;
+                    None
+                }
+                Err(e) => Some(Reply::Error(e.message)),
+            };
+        }
         ("/quit", None, None) => {
             handle.shutdown("the server is shutting down").await;
             Ok(())

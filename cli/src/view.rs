@@ -275,3 +275,24 @@ pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
         || json!({"from": from, "to": to, "text": text}),
     );
 }
+
+/// `/send` (in `chat` or the server's console) queued `files` and empty `folders` of `path`
+/// for `peer`.
+pub fn offering(out: &Out, peer: &str, path: &str, files: usize, folders: usize) {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let what = match (files, folders) {
+        (1, 0) => inline(path).to_string(),
+        (_, 0) => format!("{} of {}", count(files, "file"), inline(path)),
+        _ => format!(
+            "{} and {} of {}",
+            count(files, "file"),
+            count(folders, "empty folder"),
+            inline(path)
+        ),
+    };
+    out.event(
+        "offering",
+        format_args!("offering {what} to {}", inline(peer)),
+        || json!({"peer": peer, "path": path, "files": files, "folders": folders}),
+    );
+}

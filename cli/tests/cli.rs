@@ -44,7 +44,9 @@ impl Proc {
         }
     }
 
-    /// The next JSON event for which `pred` holds (others are skipped), within 60 s.
+    /// The next JSON event for which `pred` holds (others are skipped), within 60 s. A
+    /// timeout names the caller's line.
+    #[track_caller]
     fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
         loop {
             let line = self
@@ -60,6 +62,7 @@ impl Proc {
         }
     }
 
+    #[track_caller]
     fn expect_event(&self, kind: &str) -> Value {
         self.expect(|v| v["event"] == kind)
     }
@@ -1504,4 +1507,219 @@ fn chat_rebuilds_a_folder_in_its_download_folder() {
             .filter(|(p, _)| p.starts_with("notes"))
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("src/album");
+    std::fs::create_dir_all(top.join("empty")).unwrap();
+    std::fs::create_dir_all(top.join("sub/deeper")).unwrap();
+    // More files than the chat offers at once (8): the rest wait for earlier ones to end.
+    for i in 0..12 {
+        make_file(&top.join(format!("sub/f{i}.bin")), 1000 * i + 1);
+    }
+    make_file(&top.join("sub/deeper/big.bin"), 3 << 20);
+    std::fs::write(top.join("é 日本.txt"), b"unicode names").unwrap();
+    let entries = 15; // 14 files and one empty folder
+    let out = dir.path().join("to-bob");
+    let count = entries.to_string();
+    let recv = as_json(
+        "recv",
+        "bob",
+        &addr,
+        &["--out", out.to_str().unwrap(), "--count", &count],
+    );
+    recv.expect_event("connected");
+    let mut chat = as_json("chat", "alice", &addr, &[]);
+    chat.expect_event("connected");
+    sends_a_folder(&mut chat, "bob", &top, (14, 1), recv);
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
+
+/// Types `/send TO TOP` into `sender` (a chat, or the server's console) and waits until it
+/// sent every one of `files` and empty `folders`; `recv` (with `--count` of all) must have
+/// been offered each under the number the sender showed, and exit 0.
+fn sends_a_folder(
+    sender: &mut Proc,
+    to: &str,
+    top: &Path,
+    (files, folders): (u64, u64),
+    recv: Proc,
+) {
+    sender.type_line(&format!("/send {to} {}", top.display()));
+    let entries = (files + folders) as usize;
+    let mut sent = std::collections::BTreeSet::new();
+    let mut offering = false;
+    // In any order: the server's console prints its answers and the transfers' events apart.
+    while sent.len() < entries || !offering {
+        let kinds = ["offering", "sent", "failed", "error"];
+        let v = sender.expect(|v| kinds.contains(&v["event"].as_str().unwrap()));
+        if v["event"] == "offering" {
+            let counts = (v["files"].as_u64(), v["folders"].as_u64());
+            assert_eq!(counts, (Some(files), Some(folders)), "{v}");
+            offering = true;
+            continue;
+        }
+        assert_eq!(v["event"], "sent", "{v}");
+        sent.insert(v["id"].as_u64().unwrap());
+    }
+    let mut offered = std::collections::BTreeSet::new();
+    for _ in 0..entries {
+        offered.insert(recv.expect_event("offer")["id"].as_u64().unwrap());
+    }
+    // Both sides name each transfer by the same number.
+    assert_eq!(sent, offered);
+    assert!(recv.wait().success());
+}
+
+#[test]
+fn chat_shows_its_sends_under_the_number_the_receiver_sees() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    make_file(&file, 200_000);
+    let out = dir.path().join("in");
+    let recv = as_json(
+        "recv",
+        "bob",
+        &addr,
+        &["--out", out.to_str().unwrap(), "--count", "2"],
+    );
+    recv.expect_event("connected");
+    let mut chat = as_json("chat", "alice", &addr, &[]);
+    chat.expect_event("connected");
+    for _ in 0..2 {
+        chat.type_line(&format!("/send bob {}", file.display()));
+        let offer = recv.expect_event("offer");
+        let id = &offer["id"];
+        // The chat's own id is even and the receiver's odd: they never agree by chance.
+        let relayed = chat.expect_event("relayed");
+        assert_eq!(relayed["relay_id"], *id, "{relayed}");
+        assert_ne!(relayed["id"], *id, "{relayed}");
+        let started = chat.expect_event("started");
+        assert_eq!(started["id"], *id, "{started}");
+        let sent = chat.expect(|v| v["event"] == "sent" || v["event"] == "failed");
+        assert_eq!(sent["event"], "sent", "{sent}");
+        assert_eq!(sent["id"], *id, "{sent}");
+        recv.expect_event("received");
+    }
+    assert!(recv.wait().success());
+    assert_eq!(
+        std::fs::read(out.join("report (1).pdf")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn the_console_sends_a_folder_that_recv_rebuilds_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("src/handouts");
+    std::fs::create_dir_all(top.join("week 1/empty")).unwrap();
+    // More than the console offers at once (8).
+    for i in 0..10 {
+        make_file(&top.join(format!("week 1/sheet{i}.txt")), 500 * i + 3);
+    }
+    make_file(&top.join("slides.bin"), 2 << 20);
+    let entries = 12; // 11 files and one empty folder
+    let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dir.path().join("in");
+    let count = entries.to_string();
+    let args = ["--out", out.to_str().unwrap(), "--count", &count];
+    let recv = as_json("recv", "ann", &addr, &args);
+    recv.expect_event("connected");
+    server.expect(|v| v["event"] == "joined" && v["name"] == "ann");
+    sends_a_folder(&mut server, "ann", &top, (11, 1), recv);
+    assert_eq!(tree(&out), tree(&dir.path().join("src")));
+}
+
+#[test]
+fn chat_cancels_its_offer_by_the_number_the_receiver_sees() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("draft.txt");
+    std::fs::write(&file, b"not yet").unwrap();
+    let mut bob = as_json("chat", "bob", &addr, &[]);
+    bob.expect_event("connected");
+    let mut alice = as_json("chat", "alice", &addr, &[]);
+    alice.expect_event("connected");
+    alice.type_line(&format!("/send bob {}", file.display()));
+    let offer = bob.expect_event("offer");
+    alice.expect_event("relayed");
+    alice.type_line(&format!("/cancel {}", offer["id"]));
+    let v = alice.expect(|v| v["event"] == "failed" || v["event"] == "error");
+    assert_eq!(
+        (&v["event"], &v["id"]),
+        (&"failed".into(), &offer["id"]),
+        "{v}"
+    );
+    assert_eq!(v["code"], "cancelled", "{v}");
+    let v = bob.expect_event("failed");
+    assert_eq!(v["id"], offer["id"], "{v}");
+    // And the receiver by the same number.
+    alice.type_line(&format!("/send bob {}", file.display()));
+    let offer = bob.expect_event("offer");
+    alice.expect_event("relayed");
+    bob.type_line(&format!("/cancel {}", offer["id"]));
+    let v = bob.expect(|v| v["event"] == "failed" || v["event"] == "error");
+    assert_eq!(
+        (&v["event"], &v["id"]),
+        (&"failed".into(), &offer["id"]),
+        "{v}"
+    );
+    let v = alice.expect_event("failed");
+    assert_eq!(v["id"], offer["id"], "{v}");
+}
+
+#[test]
+fn a_folder_for_someone_not_online_is_not_offered_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("many");
+    std::fs::create_dir(&top).unwrap();
+    for i in 0..20 {
+        std::fs::write(top.join(format!("{i}.txt")), b"x").unwrap();
+    }
+    let (mut server, mut chat, _) = console_with("alice");
+    // The chat: the first eight go out and fail; the other twelve are not offered.
+    chat.type_line(&format!("/send nobody {}", top.display()));
+    let v = chat.expect(|v| v["event"] == "error");
+    assert_eq!(
+        (&v["peer"], &v["files"]),
+        (&"nobody".into(), &12.into()),
+        "{v}"
+    );
+    chat.type_line("/who");
+    let mut failed = 0;
+    loop {
+        let v =
+            chat.expect(|v| ["failed", "error", "peers"].contains(&v["event"].as_str().unwrap()));
+        match v["event"].as_str().unwrap() {
+            "failed" => {
+                assert_eq!(v["code"], "unknown-peer", "{v}");
+                failed += 1;
+            }
+            "peers" => break,
+            _ => panic!("{v}"),
+        }
+    }
+    assert!(failed <= 8, "{failed}");
+    // The console: refused at once, and the rest dropped with it.
+    server.type_line(&format!("/send nobody {}", top.display()));
+    server.expect_event("offering");
+    let v = server.expect_event("error");
+    assert!(v["message"].as_str().unwrap().contains("nobody"), "{v}");
+    let v = server.expect_event("error");
+    assert_eq!(
+        (&v["peer"], &v["files"]),
+        (&"nobody".into(), &19.into()),
+        "{v}"
+    );
+    server.type_line("/who");
+    let v = server.expect(|v| v["event"] == "error" || v["event"] == "peers");
+    assert_eq!(v["event"], "peers", "{v}");
 }

@@ -5,6 +5,7 @@
 (() => {
   const CAP_FILES = 1;
   const CAP_BLOBS = 2;
+  const RELAYED = 0x80; // the `relayed` extension's frame type (spec §10 rule 8)
   const MAX_FRAME = 1 << 20; // what we announce: the protocol minimum, 1 MiB
   // 192 KiB of raw bytes become 256 KiB of base64: a chunk message stays far below 1 MiB.
   const CHUNK = 192 * 1024;
@@ -217,6 +218,9 @@
       case "failed": onEnded(msg, "out", "failed"); break;
       case "reject": onEnded(msg, "out", "rejected"); break;
       case "cancel": onCancel(msg); break;
+      case "extension":
+        if (msg.kind === RELAYED) onRelayed(msg.body);
+        break; // other extensions: ignored
       default:
         break; // extension messages and anything newer: ignored
     }
@@ -605,7 +609,11 @@
     const size = document.createElement("span");
     size.className = "muted";
     size.textContent = ` ${fmtBytes(t.size)}`;
-    title.append(size);
+    // The number both people see: an offer to us is known by its id on the whole server
+    // (spec §10 rule 8); ours gets the receiver's once the server says it (`relayed`).
+    const number = document.createElement("span");
+    number.className = "muted number";
+    title.append(size, number);
     const bar = document.createElement("progress");
     bar.max = Math.max(1, t.size);
     bar.value = 0;
@@ -615,8 +623,14 @@
     actions.className = "actions";
     box.append(title, bar, info, actions);
     li.append(box);
-    t.el = { li, bar, info, actions, box };
+    t.el = { li, bar, info, actions, box, number };
+    if (t.dir === "in") showNumber(t, String(t.id));
     return li;
+  }
+
+  function showNumber(t, number) {
+    t.el.number.textContent = ` · transfer ${number}`;
+    t.el.li.dataset.number = number;
   }
 
   function button(label, cls, onclick) {
@@ -688,6 +702,28 @@
     offerFiles([...ui.file.files]);
     ui.file.value = "";
   });
+
+  // The `relayed` extension (spec §10 rule 8): "your offer `id` reaches `peer` as transfer
+  // `relay_id`", body `id u64 | n u8 | peer (n bytes) | relay_id u64`, big-endian, in base64
+  // on this carriage (§12.3). One that does not decode, or names no offer of ours still
+  // running, is ignored: an extension never ends a session.
+  function onRelayed(body) {
+    let b;
+    try {
+      b = fromBase64(typeof body === "string" ? body : "");
+    } catch {
+      return;
+    }
+    if (b.length < 17 || b.length !== 17 + b[8]) return;
+    const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const id = view.getBigUint64(0);
+    // Our ids count up from 0; a larger one is none of ours (and would not fit a Number).
+    if (id > BigInt(Number.MAX_SAFE_INTEGER)) return;
+    const t = transfers.get(`out:${Number(id)}`);
+    if (!t) return;
+    // As a decimal string: a u64 beyond 2^53 stays exact.
+    showNumber(t, view.getBigUint64(9 + b[8]).toString());
+  }
 
   function onAccept(msg) {
     const t = transfers.get(`out:${msg.id}`);

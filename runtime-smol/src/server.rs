@@ -356,6 +356,13 @@ impl ServerHandle {
         })
         .await;
         let source = opened.map_err(|source| Error::File { path, source })?;
+        self.send_source(to, source).await
+    }
+
+    /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
+    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// [`walk`](tidings_std::files::walk) when sending a folder.
+    pub async fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         let to = to.to_string();
         Ok(self.call(move |h| h.send_file(&to, source)).await??)
     }

@@ -513,6 +513,13 @@ impl ServerHandle {
             path: path.to_path_buf(),
             source,
         })?;
+        self.send_source(to, source)
+    }
+
+    /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
+    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// [`walk`](crate::files::walk) when sending a folder.
+    pub fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         Ok(self.with(|h| h.send_file(to, source))?)
     }
 
