@@ -131,7 +131,7 @@ pub(crate) fn report_skipped(skipped: &[PathBuf], out: &Out) {
             "skipped",
             format_args!(
                 "skipped {} (not a regular file or folder)",
-                skipped.display()
+                crate::safe::inline(&skipped.to_string_lossy())
             ),
             || serde_json::json!({"path": skipped}),
         );
@@ -238,10 +238,14 @@ pub(crate) fn report_dropped(out: &Out, to: &str, dropped: usize, why: &str) {
     );
 }
 
-pub async fn send(args: SendArgs, out: &mut Out) -> Result<(), CliError> {
+pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     for to in &args.to {
         not_to_self(&args.conn.name, to, "send files to")?;
     }
+    // `--to bob --to BOB` names one person (the server's name key): each file goes once.
+    let mut seen = std::collections::HashSet::new();
+    args.to
+        .retain(|to| seen.insert(tidings_core::name::name_key(to)));
     let items = list(&args.files, out)?;
     let mut config = ClientConfig::default();
     config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
@@ -367,31 +371,30 @@ async fn run(
             ClientEvent::Closed { code, reason, .. } => return Err(lost(*code, reason)),
             _ => {}
         }
+        // The transfer an end belongs to, by our own id: the number shown is the server's
+        // word (`relayed`) and must not choose which of our transfers ended.
+        let ended = match &ev {
+            ClientEvent::Sent { id, .. } | ClientEvent::TransferFailed { id, .. } => {
+                running.remove(id)
+            }
+            _ => None,
+        };
         renumber(&mut ev, |id| running.get(&id).map(|r| r.number));
         show(out, &ev);
         match ev {
-            ClientEvent::Sent { id, .. } => {
-                let local = running
-                    .iter()
-                    .find(|(_, r)| r.number == id)
-                    .map(|(k, _)| *k);
-                if let Some(r) = local.and_then(|k| running.remove(&k)) {
+            ClientEvent::Sent { .. } => {
+                if let Some(r) = ended {
                     finished_bytes += items[r.item].size().saturating_sub(r.offset);
                     out.bar_progress(TOTAL_BAR, finished_bytes, total, 0);
                 }
             }
             ClientEvent::TransferFailed {
-                id,
                 code,
                 reason,
                 by_peer,
                 ..
             } => {
-                let local = running
-                    .iter()
-                    .find(|(_, r)| r.number == id)
-                    .map(|(k, _)| *k);
-                if let Some(r) = local.and_then(|k| running.remove(&k)) {
+                if let Some(r) = ended {
                     lost_with |= !client.is_open();
                     let name = items[r.item].shown();
                     let what = if !r.started && code == ErrorCode::TransferTimeout && by_peer {

@@ -1723,3 +1723,35 @@ fn a_folder_for_someone_not_online_is_not_offered_file_by_file() {
     let v = server.expect(|v| v["event"] == "error" || v["event"] == "peers");
     assert_eq!(v["event"], "peers", "{v}");
 }
+
+#[test]
+fn one_recipient_named_twice_gets_each_file_once() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("in");
+    let recv = as_json("recv", "bob", &addr, &["--out", out.to_str().unwrap()]);
+    recv.expect_event("connected");
+    let file = dir.path().join("once.txt");
+    std::fs::write(&file, b"once").unwrap();
+    // `BOB` and `ｂob` are bob by the server's name key.
+    let o = run(&[
+        "--json",
+        "send",
+        "--name",
+        "alice",
+        "--to",
+        "bob",
+        "--to",
+        "BOB",
+        "--to",
+        "ｂob",
+        "--server",
+        &addr,
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("\"event\":\"sent\"").count(), 1, "{stdout}");
+    recv.expect_event("received");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
