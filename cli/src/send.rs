@@ -374,12 +374,11 @@ async fn run(
         // The transfer an end belongs to, by our own id: the number shown is the server's
         // word (`relayed`) and must not choose which of our transfers ended.
         let ended = match &ev {
-            ClientEvent::Sent { id, .. } | ClientEvent::TransferFailed { id, .. } => {
-                running.remove(id)
-            }
+            ClientEvent::Sent { id, .. } | ClientEvent::TransferFailed { id, .. } => Some(*id),
             _ => None,
         };
         renumber(&mut ev, |id| running.get(&id).map(|r| r.number));
+        let ended = ended.and_then(|id| running.remove(&id));
         show(out, &ev);
         match ev {
             ClientEvent::Sent { .. } => {
