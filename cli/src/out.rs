@@ -375,6 +375,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// `1d 2h`, `10m`, `1m 30s`, `500 ms`: the largest two adjacent units.
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    let parts = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut shown = Vec::new();
+    let mut left = secs;
+    for (size, unit) in parts {
+        if left >= size && shown.len() < 2 {
+            shown.push(format!("{}{unit}", left / size));
+            left %= size;
+        } else if !shown.is_empty() {
+            // Only adjacent units: "1d 5s" would read oddly.
+            break;
+        }
+    }
+    shown.join(" ")
+}
+
 /// `1.5 MiB`.
 pub fn size(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()

@@ -138,15 +138,6 @@ pub(crate) fn report_skipped(skipped: &[PathBuf], out: &Out) {
     }
 }
 
-/// `2 min`, `90 s`.
-fn duration_words(secs: u64) -> String {
-    if secs >= 60 && secs % 60 == 0 {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{secs} s")
-    }
-}
-
 /// Shows the sender's events under the number both sides know (see [`Running::number`]):
 /// `number` gives it for a local id of ours, `None` when there is none (yet).
 pub(crate) fn renumber(ev: &mut ClientEvent, number: impl Fn(u64) -> Option<u64>) {
@@ -279,7 +270,7 @@ async fn run(
     // A transfer that failed because our connection ended (the server vanished or stopped
     // answering) makes the exit 9, like any lost connection, not 6.
     let mut lost_with = false;
-    let wait = duration_words(args.accept_timeout);
+    let wait = crate::out::duration(Duration::from_secs(args.accept_timeout));
     loop {
         while running.len() < IN_FLIGHT {
             let Some((item, to)) = queue.pop_front() else {

@@ -444,7 +444,11 @@ fn show_reply(out: &mut Out, reply: Reply) {
         Reply::Said { from, to, text } => crate::view::said(out, &from, &to, &text),
         Reply::Banned { name, duration } => out.event(
             "banned",
-            format_args!("banned {} for {}", inline(&name), humantime(duration)),
+            format_args!(
+                "banned {} for {}",
+                inline(&name),
+                crate::out::duration(duration)
+            ),
             || json!({"name": name, "seconds": duration.as_secs_f64()}),
         ),
         Reply::Dropped { to, dropped, why } => report_dropped(out, &to, dropped, &why),
@@ -661,27 +665,6 @@ fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(n.checked_mul(unit)?))
 }
 
-/// `1d 2h`, `10m`, `90s`, `500ms`: the largest two units.
-fn humantime(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return format!("{} ms", d.as_millis());
-    }
-    let parts = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
-    let mut shown = Vec::new();
-    let mut left = secs;
-    for (size, unit) in parts {
-        if left >= size && shown.len() < 2 {
-            shown.push(format!("{}{unit}", left / size));
-            left %= size;
-        } else if !shown.is_empty() {
-            // Only adjacent units: "1d 5s" would read oddly.
-            break;
-        }
-    }
-    shown.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,9 +680,12 @@ mod tests {
         for bad in ["", "m", "10x", "-5m", "1.5h", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
-        assert_eq!(humantime(Duration::from_secs(90)), "1m 30s");
-        assert_eq!(humantime(Duration::from_secs(86_400 + 7200)), "1d 2h");
-        assert_eq!(humantime(Duration::from_secs(600)), "10m");
-        assert_eq!(humantime(Duration::from_millis(500)), "500 ms");
+        assert_eq!(crate::out::duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(
+            crate::out::duration(Duration::from_secs(86_400 + 7200)),
+            "1d 2h"
+        );
+        assert_eq!(crate::out::duration(Duration::from_secs(600)), "10m");
+        assert_eq!(crate::out::duration(Duration::from_millis(500)), "500 ms");
     }
 }

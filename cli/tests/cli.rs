@@ -1452,7 +1452,7 @@ fn an_offer_nobody_accepts_counts_down_and_fails_with_exit_6() {
     assert_eq!(o.status.code(), Some(6));
     let err = stderr(&o);
     assert!(
-        err.contains("bob did not accept later.txt within 2 s"),
+        err.contains("bob did not accept later.txt within 2s"),
         "{err}"
     );
     // Bob's offer went away with it.
