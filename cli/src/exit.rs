@@ -49,6 +49,14 @@ impl CliError {
         }
     }
 
+    /// Our connection to the server ended (exit 9), with the code and reason it ended with.
+    pub fn lost(code: ErrorCode, reason: &str) -> CliError {
+        CliError::new(
+            Exit::ConnectionLost,
+            format!("the connection closed ({}): {reason}", code.name()),
+        )
+    }
+
     /// Maps a runtime error met while talking to the server at `addr`.
     pub fn from_runtime(e: Error, addr: &str) -> CliError {
         match e {
@@ -81,10 +89,7 @@ impl CliError {
                 Exit::Unreachable,
                 format!("cannot connect to {addr}: not a tidings server ({reason})"),
             ),
-            Error::Closed { code, reason } => CliError::new(
-                Exit::ConnectionLost,
-                format!("the connection closed ({}): {reason}", code.name()),
-            ),
+            Error::Closed { code, reason } => CliError::lost(code, &reason),
             Error::File { path, source } => CliError::new(
                 Exit::File,
                 format!("{}: {}", path.display(), io_reason(&source)),

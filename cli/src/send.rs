@@ -12,7 +12,7 @@ use tidings_std::files::{walk, EntryKind, Source};
 
 use crate::exit::{io_reason, CliError, Exit};
 use crate::out::{Out, TOTAL_BAR, WAIT_LINE};
-use crate::simple::{connect, lost, not_to_self};
+use crate::simple::{connect, not_to_self};
 use crate::view::{show, waiting};
 use crate::SendArgs;
 
@@ -318,7 +318,7 @@ async fn run(
             continue;
         };
         let Some(mut ev) = next else {
-            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+            return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));
         };
         match &ev {
             ClientEvent::Relayed { id, relay_id, .. } => {
@@ -359,7 +359,7 @@ async fn run(
                 code: ErrorCode::UnknownPeer,
                 text,
             } => return Err(CliError::new(Exit::UnknownPeer, text.clone())),
-            ClientEvent::Closed { code, reason, .. } => return Err(lost(*code, reason)),
+            ClientEvent::Closed { code, reason, .. } => return Err(CliError::lost(*code, reason)),
             _ => {}
         }
         // The transfer an end belongs to, by our own id: the number shown is the server's
@@ -408,10 +408,10 @@ async fn run(
         while let Some(ev) = client.next_event().await {
             show(out, &ev);
             if let ClientEvent::Closed { code, reason, .. } = ev {
-                return Err(lost(code, &reason));
+                return Err(CliError::lost(code, &reason));
             }
         }
-        return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+        return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));
     }
     match failures.first() {
         None => Ok(()),

@@ -54,13 +54,6 @@ pub fn not_to_self(me: &str, to: &str, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn lost(code: ErrorCode, reason: &str) -> CliError {
-    CliError::new(
-        Exit::ConnectionLost,
-        format!("the connection closed ({}): {reason}", code.name()),
-    )
-}
-
 pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
     // A missing folder is created; one that cannot be written fails each offer with the
     // reason, which the sender sees too.
@@ -87,11 +80,11 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
                     return Ok(());
                 }
             }
-            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
+            ClientEvent::Closed { code, reason, .. } => return Err(CliError::lost(code, &reason)),
             _ => {}
         }
     }
-    Err(lost(ErrorCode::PeerLost, "the connection ended"))
+    Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"))
 }
 
 pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
@@ -115,7 +108,7 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
         .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
     loop {
         let Some(ev) = client.next_event().await else {
-            return Err(lost(ErrorCode::PeerLost, "the connection ended"));
+            return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));
         };
         match ev {
             ClientEvent::PeerList(_) => break,
@@ -129,7 +122,7 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
                     format!("{to} is not online"),
                 ));
             }
-            ClientEvent::Closed { code, reason, .. } => return Err(lost(code, &reason)),
+            ClientEvent::Closed { code, reason, .. } => return Err(CliError::lost(code, &reason)),
             _ => {}
         }
     }
