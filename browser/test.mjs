@@ -698,6 +698,11 @@ async function scriptedTransfers(browser) {
   await push({ type: "offer", id: 5, peer: "ivan", size: 10, name: "\u202egnp.exe" });
   const [nameBox, sizeBox] = await page.locator('.transfer[data-id="5"] .fname').evaluate((el) => [el.firstElementChild.getBoundingClientRect().right, el.querySelector(".muted").getBoundingClientRect().left]);
   check(sizeBox >= nameBox - 1, `a bidi override in a peer's file name stays inside the name (size at ${Math.round(sizeBox)} px, name ends at ${Math.round(nameBox)} px)`);
+  const shownName = await page.locator('.transfer[data-id="5"] .fname bdi').textContent();
+  check(shownName === "\\u{202e}gnp.exe", `a bidi override in a file name is shown escaped, as the terminal shows it (${JSON.stringify(shownName)})`);
+  await push({ type: "text", peer: "ivan", private: false, text: "line \u202eevil\u202c \u001b[31mred\u009b" });
+  const shownText = await page.locator(".msg .text", { hasText: "line " }).last().textContent();
+  check(shownText === "line \\u{202e}evil\\u{202c} \\u{1b}[31mred\\u{9b}", `bidi overrides and controls in a message are shown escaped (${JSON.stringify(shownText)})`);
   await push({ type: "blob", peer: "ivan", private: false, media_type: "text/html", data: Buffer.from("<script>parent.__pwned = 1</script>").toString("base64") });
   const served = await page.locator('.msg a[download="blob"]').evaluate(async (a) => (await fetch(a.href)).headers.get("content-type"));
   check(served === "application/octet-stream", `a blob claiming text/html is stored as ${served}, so opening it cannot run it in the page's origin`);

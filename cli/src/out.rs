@@ -227,6 +227,14 @@ impl Out {
         }
     }
 
+    /// The bar under `key` measures its rate and ETA from now on: time in which nothing
+    /// could move (waiting for an accept, checking a kept part) would drag them down.
+    pub fn bar_restart_rate(&self, key: u64) {
+        if let Some(bar) = self.bars.get(&key) {
+            bar.reset_eta();
+        }
+    }
+
     /// Changes the length of the bar under `key`.
     pub fn bar_length(&self, key: u64, len: u64) {
         if let Some(bar) = self.bars.get(&key) {

@@ -347,6 +347,15 @@ async fn run(
                     out.bar_length(TOTAL_BAR, total);
                     out.bar_label(TOTAL_BAR, &items[r.item].shown());
                 }
+                // The rate counts from the first byte that moves: not the wait for an
+                // accept (a bar at 0 B for 12 s showed 3 MiB/s for a 300 MiB/s transfer).
+                if running.values().filter(|r| r.started).count() == 1 {
+                    out.bar_restart_rate(TOTAL_BAR);
+                }
+            }
+            ClientEvent::Checking { done, total, .. } if done >= total => {
+                // Re-hashing the kept part moved no byte either.
+                out.bar_restart_rate(TOTAL_BAR);
             }
             ClientEvent::Progress(p) => {
                 if let Some(r) = running.get_mut(&p.id) {

@@ -95,6 +95,10 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     } else {
         args.text.join(" ")
     };
+    // Nothing to read: a blank line in everyone's chat is never what was meant.
+    if text.trim().is_empty() {
+        return Err(CliError::new(Exit::Usage, "the message is empty"));
+    }
     let client = connect(&args.conn, ClientConfig::default(), out).await?;
     client
         .say_to(&to, &text)
@@ -157,7 +161,7 @@ fn read_message(input: impl Read) -> Result<String, CliError> {
     let text = String::from_utf8(bytes)
         .map_err(|_| CliError::new(Exit::Usage, "the message on standard input is not UTF-8"))?;
     let text = text.trim_end_matches(['\n', '\r']);
-    if text.is_empty() {
+    if text.trim().is_empty() {
         return Err(CliError::new(
             Exit::Usage,
             "the message on standard input is empty",

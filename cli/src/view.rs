@@ -154,6 +154,8 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
                 out.bar_progress(key, *done, *total, 0);
             } else {
                 out.bar_end(key);
+                // The transfer's rate counts from here: no byte moved while checking.
+                out.bar_restart_rate(*id);
                 out.event(
                     "checked",
                     format_args!("checked the kept {} of transfer {id}", size(*total)),

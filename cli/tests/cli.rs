@@ -1044,6 +1044,12 @@ fn say_dash_reads_the_message_from_standard_input() {
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
     }
+    // So is an empty or blank message on the command line.
+    for text in ["", "   "] {
+        let o = run(&["say", "--name", "ci", "--server", "127.0.0.1:1", text]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    }
 }
 
 #[test]

@@ -396,11 +396,22 @@
     li.append(body);
   }
 
+  // Characters that would make a peer's text read as something else: controls (line breaks
+  // and tabs are kept), C1 controls, and invisible or bidirectional formatting characters
+  // (a right-to-left override shows `\u202egnp.exe` as `exe.png`). The terminal clients show
+  // the same set escaped (cli/src/safe.rs); so does the page, as `\u{202e}`.
+  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\udb40[\udc00-\udc7f]/g;
+
+  function visible(text) {
+    return String(text).replace(HIDDEN, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+  }
+
   // Web and mail addresses in a message, as written. Punctuation that ends a sentence is
   // left out of the link (see trimLink).
   const LINK = /\b(?:https?:\/\/|mailto:)[^\s<>"]+/gi;
 
-  function appendLinked(parent, text) {
+  function appendLinked(parent, raw) {
+    const text = visible(raw);
     let last = 0;
     for (const m of text.matchAll(LINK)) {
       const written = trimLink(m[0]);
@@ -450,7 +461,7 @@
     const t = document.createElement("time");
     t.textContent = time();
     const s = document.createElement("span");
-    s.textContent = text;
+    s.textContent = visible(text);
     li.append(t, s);
   }
 
@@ -523,7 +534,7 @@
     const who = senderLabel(peer);
     try {
       const n = new Notification(isPrivate ? `${who} (private)` : `${who} mentioned you`, {
-        body: body.length > 200 ? body.slice(0, 199) + "…" : body,
+        body: visible(body.length > 200 ? body.slice(0, 199) + "…" : body),
         tag: `tidings:${isPrivate ? "private" : "mention"}:${who.toLowerCase()}`,
       });
       n.onclick = () => {
@@ -604,7 +615,7 @@
     const title = document.createElement("div");
     title.className = "fname";
     const fname = document.createElement("bdi"); // a peer's bidi controls stay inside it
-    fname.textContent = t.name;
+    fname.textContent = visible(t.name);
     title.append(fname);
     const size = document.createElement("span");
     size.className = "muted";
@@ -651,7 +662,7 @@
     // Bytes the receiver already had (a resumed transfer) are not counted in the rate.
     const rate = secs ? `${fmtBytes(Math.round((t.done - (t.startOffset || 0)) / secs))}/s` : "";
     const progress = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
-    info.textContent = text ? `${text} — ${progress}` : progress;
+    info.textContent = text ? `${visible(text)} — ${progress}` : progress;
     actions.replaceChildren();
     if (t.state === "offered" && t.dir === "in") {
       actions.append(button("Accept", "accept", () => acceptOffer(t)));

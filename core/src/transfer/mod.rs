@@ -616,25 +616,30 @@ impl Transfers {
         // same from run to run.
         let mut expired = Vec::new();
         for (&id, t) in lists.map.iter_mut() {
-            let timed_out = match t {
-                Transfer::Out(t) => t
-                    .deadline(&self.config.transfer)
-                    .is_some_and(|d| now >= d && t.on_timer(io)),
-                Transfer::In(t) => t
-                    .deadline(&self.config.transfer)
-                    .is_some_and(|d| now >= d && t.on_timer(io)),
+            let (timed_out, offered) = match t {
+                Transfer::Out(t) => (
+                    t.deadline(&self.config.transfer)
+                        .is_some_and(|d| now >= d && t.on_timer(io)),
+                    t.is_offered(),
+                ),
+                Transfer::In(t) => (
+                    t.deadline(&self.config.transfer)
+                        .is_some_and(|d| now >= d && t.on_timer(io)),
+                    t.is_offered(),
+                ),
             };
             if timed_out {
-                expired.push(id);
+                expired.push((id, offered));
             }
         }
-        for id in expired {
-            self.cancel(
-                id,
-                ErrorCode::TransferTimeout,
-                "the transfer stopped moving",
-                io,
-            );
+        for (id, offered) in expired {
+            // One code for both (spec §7.7); the reason tells people which wait ran out.
+            let reason = if offered {
+                "the offer was not answered in time"
+            } else {
+                "the transfer stopped moving"
+            };
+            self.cancel(id, ErrorCode::TransferTimeout, reason, io);
         }
     }
 

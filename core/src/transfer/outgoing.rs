@@ -54,6 +54,11 @@ fn unexpected(detail: &'static str) -> ProtocolError {
 }
 
 impl Outgoing {
+    /// Still waiting for the receiver's answer to the offer.
+    pub(crate) fn is_offered(&self) -> bool {
+        self.phase == Phase::Offered
+    }
+
     pub(crate) fn new(id: TransferId, size: u64, mode: Mode, now: Instant) -> Self {
         Outgoing {
             id,
