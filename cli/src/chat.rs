@@ -4,7 +4,7 @@
 //! ([`crate::line`]): what arrives is printed above the prompt and never breaks the line
 //! being typed. Otherwise standard input is read line by line, as scripts expect.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::view::show;
 use crate::ChatArgs;
 
 const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | \
-                    /send NAME PATH (a file or folder) | /accept ID | /reject ID | /cancel ID | /quit";
+                    /send NAME PATH (a file or folder) | /accept ID|all | /reject ID | /cancel ID | /quit";
 
 /// How a connected stretch ended.
 enum Outcome {
@@ -164,22 +164,26 @@ enum Next {
     Event(Option<ClientEvent>),
 }
 
-/// What the chat sends, while connected: `/send`'s files waiting their turn, and the number
-/// the receiver knows each running one by (the `relayed` extension), which the chat shows
-/// instead of its own id, as `tidings send` does: both people then speak of "transfer 7".
-struct Sending {
+/// The chat's transfers, while connected: `/send`'s files waiting their turn, the number the
+/// receiver knows each running one by (the `relayed` extension), which the chat shows
+/// instead of its own id, as `tidings send` does (both people then speak of "transfer 7"),
+/// and the offers to us that wait for `/accept` or `/reject`.
+struct Transfers {
     outbox: Outbox<u64>,
     /// Our id of a running offer → the receiver's.
     numbers: HashMap<u64, u64>,
+    /// Offers to us not answered yet (`/accept all` answers them all: a folder is many).
+    offers: BTreeSet<u64>,
 }
 
 async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bool) -> Outcome {
-    let mut sending = Sending {
+    let mut transfers = Transfers {
         outbox: Outbox::new(),
         numbers: HashMap::new(),
+        offers: BTreeSet::new(),
     };
-    let outcome = session_with(client, input, out, accept_files, &mut sending).await;
-    let dropped = sending.outbox.waiting();
+    let outcome = session_with(client, input, out, accept_files, &mut transfers).await;
+    let dropped = transfers.outbox.waiting();
     if dropped > 0 {
         out.event(
             "error",
@@ -195,7 +199,7 @@ async fn session_with(
     input: &Input,
     out: &mut Out,
     accept_files: bool,
-    sending: &mut Sending,
+    transfers: &mut Transfers,
 ) -> Outcome {
     loop {
         let next = future::or(async { Next::Typed(input.recv().await) }, async {
@@ -205,10 +209,10 @@ async fn session_with(
         match next {
             Next::Typed(Typed::Quit) => return Outcome::Quit,
             Next::Typed(Typed::Line(line)) => {
-                if let Some(outcome) = command(client, line.trim(), out, sending).await {
+                if let Some(outcome) = command(client, line.trim(), out, transfers).await {
                     return outcome;
                 }
-                offer_due(client, sending, out).await;
+                offer_due(client, transfers, out).await;
             }
             Next::Event(None) => return Outcome::Lost("the connection ended".into()),
             Next::Event(Some(mut ev)) => {
@@ -216,8 +220,8 @@ async fn session_with(
                 // addressee was not online.
                 let ended = match &ev {
                     ClientEvent::Relayed { id, relay_id, .. } => {
-                        if sending.outbox.is_running(id) {
-                            sending.numbers.insert(*id, *relay_id);
+                        if transfers.outbox.is_running(id) {
+                            transfers.numbers.insert(*id, *relay_id);
                         }
                         None
                     }
@@ -230,25 +234,41 @@ async fn session_with(
                     } => Some((*id, *code == ErrorCode::UnknownPeer)),
                     _ => None,
                 };
-                renumber(&mut ev, |id| sending.numbers.get(&id).copied());
+                renumber(&mut ev, |id| transfers.numbers.get(&id).copied());
                 show(out, &ev);
                 if let Some((id, offline)) = ended {
-                    sending.numbers.remove(&id);
-                    if let Some(to) = sending.outbox.ended(&id) {
+                    transfers.numbers.remove(&id);
+                    if let Some(to) = transfers.outbox.ended(&id) {
                         if offline {
                             // Not one failure per file of a folder.
-                            let dropped = sending.outbox.drop_for(&to);
+                            let dropped = transfers.outbox.drop_for(&to);
                             report_dropped(out, &to, dropped, &format!("{to} is not online"));
                         }
-                        offer_due(client, sending, out).await;
+                        offer_due(client, transfers, out).await;
                     }
                 }
-                if let (ClientEvent::Offered { id, .. }, false) = (&ev, accept_files) {
-                    out.event(
-                        "hint",
-                        format_args!("type /accept {id} or /reject {id}"),
-                        || json!({"id": id}),
-                    );
+                match &ev {
+                    ClientEvent::Offered { id, .. } if !accept_files => {
+                        transfers.offers.insert(*id);
+                        out.event(
+                            "hint",
+                            format_args!("type /accept {id} (or /accept all) or /reject {id}"),
+                            || json!({"id": id}),
+                        );
+                    }
+                    ClientEvent::Started {
+                        id,
+                        direction: Direction::Receive,
+                        ..
+                    }
+                    | ClientEvent::TransferFailed {
+                        id,
+                        direction: Direction::Receive,
+                        ..
+                    } => {
+                        transfers.offers.remove(id);
+                    }
+                    _ => {}
                 }
                 if let ClientEvent::Closed { code, reason, .. } = ev {
                     return match code {
@@ -265,8 +285,8 @@ async fn session_with(
 }
 
 /// Offers what `/send` queued, as far as there is room (see [`Outbox`]).
-async fn offer_due(client: &Client, sending: &mut Sending, out: &mut Out) {
-    while let Some((to, item)) = sending.outbox.due() {
+async fn offer_due(client: &Client, transfers: &mut Transfers, out: &mut Out) {
+    while let Some((to, item)) = transfers.outbox.due() {
         let offered = match item.open() {
             Ok(source) => client
                 .send_source(&to, source)
@@ -275,7 +295,7 @@ async fn offer_due(client: &Client, sending: &mut Sending, out: &mut Out) {
             Err(e) => Err(format!("{}: {}", item.shown(), io_reason(&e))),
         };
         match offered {
-            Ok(id) => sending.outbox.started(id, to),
+            Ok(id) => transfers.outbox.started(id, to),
             Err(message) => {
                 out.event(
                     "error",
@@ -291,7 +311,7 @@ async fn offer_due(client: &Client, sending: &mut Sending, out: &mut Out) {
 }
 
 /// `/send NAME PATH`: a file, or a folder's every file and empty folder, queued for `name`.
-async fn queue_send(name: &str, path: &str, out: &mut Out, sending: &mut Sending) {
+async fn queue_send(name: &str, path: &str, out: &mut Out, transfers: &mut Transfers) {
     let paths = [PathBuf::from(path)];
     // Walking a large folder takes a while: not on the thread that keeps the connection.
     let found = smol::unblock(move || gather(&paths)).await;
@@ -311,14 +331,14 @@ async fn queue_send(name: &str, path: &str, out: &mut Out, sending: &mut Sending
     };
     let folders = items.iter().filter(|i| i.is_folder()).count();
     crate::view::offering(out, name, path, items.len() - folders, folders);
-    sending.outbox.add(name, items);
+    transfers.outbox.add(name, items);
 }
 
 async fn command(
     client: &Client,
     line: &str,
     out: &mut Out,
-    sending: &mut Sending,
+    transfers: &mut Transfers,
 ) -> Option<Outcome> {
     if line.is_empty() {
         return None;
@@ -344,8 +364,15 @@ async fn command(
             sent
         }
         ("/send", Some(name), Some(path)) => {
-            queue_send(name, path, out, sending).await;
+            queue_send(name, path, out, transfers).await;
             return None;
+        }
+        ("/accept", Some("all"), None) => {
+            let mut result = Ok(());
+            for id in std::mem::take(&mut transfers.offers) {
+                result = result.and(client.accept(id).await);
+            }
+            result
         }
         ("/accept", Some(id), None) => match id.parse() {
             Ok(id) => client.accept(id).await,
@@ -358,7 +385,7 @@ async fn command(
         // Either way, by the number shown: ours by the receiver's, if the server said it.
         ("/cancel", Some(number), None) => match number.parse() {
             Ok(number) => {
-                let ours = sending.numbers.iter().find(|(_, n)| **n == number);
+                let ours = transfers.numbers.iter().find(|(_, n)| **n == number);
                 client.cancel(ours.map_or(number, |(id, _)| *id)).await
             }
             Err(_) => return usage(out),

@@ -95,8 +95,9 @@ enum Command {
     Serve(ServeArgs),
     /// Chat interactively: a line goes to everyone.
     ///
-    /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID`, `/reject ID`,
-    /// `/cancel ID` (a transfer either way), `/quit`. `/send` takes a file or a folder (its
+    /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID` (`/accept all`:
+    /// every offer waiting, such as a folder's files), `/reject ID`, `/cancel ID` (a transfer
+    /// either way), `/quit`. `/send` takes a file or a folder (its
     /// whole tree, as `tidings send` sends it); each transfer is shown under the number its
     /// receiver sees. Offers wait for /accept unless --accept-files is given. A lost
     /// connection is re-established with backoff. `/msg` and `/send` to your own name are

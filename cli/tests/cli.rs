@@ -1516,6 +1516,46 @@ fn chat_rebuilds_a_folder_in_its_download_folder() {
 }
 
 #[test]
+fn chat_accepts_every_waiting_offer_at_once() {
+    let (_server, addr) = serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("album");
+    std::fs::create_dir_all(&top).unwrap();
+    for i in 0..3 {
+        std::fs::write(top.join(format!("{i}.txt")), format!("photo {i}")).unwrap();
+    }
+    let out = dir.path().join("chat-downloads");
+    let mut chat = as_json(
+        "chat",
+        "bob",
+        &addr,
+        &["--download-dir", out.to_str().unwrap()],
+    );
+    chat.expect_event("connected");
+    let send = as_json(
+        "send",
+        "alice",
+        &addr,
+        &["--to", "bob", top.to_str().unwrap()],
+    );
+    for _ in 0..3 {
+        chat.expect_event("offer");
+    }
+    chat.type_line("/accept all");
+    for _ in 0..3 {
+        chat.expect_event("received");
+    }
+    assert!(send.wait().success());
+    assert_eq!(
+        tree(&out),
+        tree(dir.path())
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("album"))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
