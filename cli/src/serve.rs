@@ -12,7 +12,7 @@ use tidings_smol::{
 };
 
 use crate::exit::{io_reason, CliError};
-use crate::out::{size, Out};
+use crate::out::Out;
 use crate::safe::{inline, text as message, List};
 use crate::send::{gather, report_dropped, report_skipped, Item, Outbox};
 use crate::ServeArgs;
@@ -308,28 +308,20 @@ fn show(out: &mut Out, ev: ServerEvent) {
             size: len,
             offset,
         } => {
-            let (verb, prep) = match direction {
-                tidings_smol::Direction::Send => ("sending", "to"),
-                tidings_smol::Direction::Receive => ("receiving", "from"),
-            };
-            let resume = if offset > 0 {
-                format!(", resuming at {}", size(offset))
-            } else {
-                String::new()
-            };
             out.bar_start(bar_key(handle), &name, len, offset);
             out.event(
                 "started",
-                format_args!(
-                    "{verb} {} ({}) {prep} {}{resume}",
-                    inline(&name),
-                    size(len),
-                    inline(&peer)
-                ),
+                crate::view::StartedLine {
+                    direction,
+                    name: &name,
+                    size: len,
+                    offset,
+                    peer: &peer,
+                },
                 || {
                     json!({"conn": handle.conn, "id": handle.id, "peer": peer, "name": name,
                        "size": len, "offset": offset,
-                       "direction": format!("{direction:?}").to_lowercase()})
+                       "direction": crate::view::dir(direction)})
                 },
             )
         }

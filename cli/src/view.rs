@@ -108,24 +108,16 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
             size: len,
             offset,
         } => {
-            let (verb, prep) = match direction {
-                Direction::Send => ("sending", "to"),
-                Direction::Receive => ("receiving", "from"),
-            };
-            let resume = if *offset > 0 {
-                format!(", resuming at {}", size(*offset))
-            } else {
-                String::new()
-            };
             let shown_peer = if peer.is_empty() { "the server" } else { peer };
             out.event(
                 "started",
-                format_args!(
-                    "{verb} {} ({}) {prep} {}{resume}",
-                    inline(name),
-                    size(*len),
-                    inline(shown_peer)
-                ),
+                StartedLine {
+                    direction: *direction,
+                    name,
+                    size: *len,
+                    offset: *offset,
+                    peer: shown_peer,
+                },
                 || json!({"id": id, "direction": dir(*direction), "peer": peer, "name": name,
                        "size": len, "offset": offset}),
             );
@@ -251,7 +243,37 @@ pub fn waiting(out: &mut Out, number: u64, peer: &str, name: &str, timeout_secs:
     );
 }
 
-fn dir(d: Direction) -> &'static str {
+/// `sending a.txt (3 B) to bob, resuming at 1 KiB`: a transfer began (`peer` as shown).
+pub struct StartedLine<'a> {
+    /// Sending or receiving.
+    pub direction: Direction,
+    /// The file's name (from the network: shown escaped).
+    pub name: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it resumes (0: from the start).
+    pub offset: u64,
+    /// The other side, as shown.
+    pub peer: &'a str,
+}
+
+impl std::fmt::Display for StartedLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, prep) = match self.direction {
+            Direction::Send => ("sending", "to"),
+            Direction::Receive => ("receiving", "from"),
+        };
+        let (name, peer) = (inline(self.name), inline(self.peer));
+        write!(f, "{verb} {name} ({}) {prep} {peer}", size(self.size))?;
+        if self.offset > 0 {
+            write!(f, ", resuming at {}", size(self.offset))?;
+        }
+        Ok(())
+    }
+}
+
+/// How a transfer's direction is named in JSON events.
+pub fn dir(d: Direction) -> &'static str {
     match d {
         Direction::Send => "send",
         Direction::Receive => "receive",

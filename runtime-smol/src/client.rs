@@ -194,8 +194,7 @@ impl Client {
         })
         .await;
         let source = opened.map_err(|source| Error::File { path, source })?;
-        let peer = peer.to_string();
-        self.call(move |a| Ok(a.send_file(&peer, source)?)).await
+        self.send_source(peer, source).await
     }
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path

@@ -143,8 +143,7 @@ impl Client {
             path: path.to_path_buf(),
             source,
         })?;
-        let peer = peer.to_string();
-        self.call(move |a| Ok(a.send_file(&peer, source)?))
+        self.send_source(peer, source)
     }
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
