@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
+use tidings_host::files::{walk, EntryKind, Source};
 use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
-use tidings_std::files::{walk, EntryKind, Source};
 
 use crate::exit::{io_reason, CliError, Exit};
 use crate::out::{Out, TOTAL_BAR, WAIT_LINE};

@@ -34,8 +34,8 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_std::agent::{Agent, Ticket};
-use tidings_std::files::{DiskDone, DiskJob, Source};
+use tidings_host::client::{Agent, Ticket};
+use tidings_host::files::{DiskDone, DiskJob, Source};
 
 use crate::{ClientConfig, ClientEvent, Error};
 
@@ -113,7 +113,7 @@ impl Client {
             task: Some(task),
             open,
         };
-        let (name, server, online) = tidings_std::agent::joined(client.events.recv().await.ok())?;
+        let (name, server, online) = tidings_host::client::joined(client.events.recv().await.ok())?;
         client.name = name;
         client.server = server;
         client.online = online;
@@ -199,7 +199,7 @@ impl Client {
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](tidings_std::files::walk) when sending a folder.
+    /// [`walk`](tidings_host::files::walk) when sending a folder.
     pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let peer = peer.to_string();
         self.call(move |a| Ok(a.send_file(&peer, source)?)).await

@@ -23,7 +23,7 @@
 //! turned away, given [`REFUSAL_TIME`] at most to show what it is: a native client gets its
 //! preamble and `error server-full` with the reason, an HTTP client (WebSocket upgrades
 //! included) `503 Service Unavailable` with the reason; anything else, or anything beyond
-//! [`MAX_REFUSING`](tidings_std::host::MAX_REFUSING) refusals at once, is just closed.
+//! [`MAX_REFUSING`](tidings_host::server::MAX_REFUSING) refusals at once, is just closed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -40,7 +40,7 @@ use tidings_core::ws::{
     DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
 
-use tidings_std::host::{ConnLimit, REFUSAL_TIME};
+use tidings_host::server::{ConnLimit, REFUSAL_TIME};
 
 use crate::doorbell::wake_pair;
 use crate::native::NativeConn;

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use futures_lite::Stream;
 use tidings_core::hub::ConnId;
-use tidings_std::host::Host;
+use tidings_host::server::Host;
 
 use crate::client::advance;
 use crate::reactor::{remember, Socket};

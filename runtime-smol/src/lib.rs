@@ -27,5 +27,5 @@ pub use server::{Server, ServerHandle};
 pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;
-pub use tidings_std::host::{ConnLimit, ServerConfig, ServerEvent};
-pub use tidings_std::{ClientConfig, ClientEvent, Error};
+pub use tidings_host::server::{ConnLimit, ServerConfig, ServerEvent};
+pub use tidings_host::{ClientConfig, ClientEvent, Error};

@@ -63,8 +63,8 @@ use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_core::ErrorCode;
-use tidings_std::files::Source;
-use tidings_std::host::{Host, ServerConfig, ServerEvent};
+use tidings_host::files::Source;
+use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
 use crate::door::{door_task, DoorConfig};
 use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
@@ -361,7 +361,7 @@ impl ServerHandle {
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](tidings_std::files::walk) when sending a folder.
+    /// [`walk`](tidings_host::files::walk) when sending a folder.
     pub async fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         let to = to.to_string();
         Ok(self.call(move |h| h.send_file(&to, source)).await??)

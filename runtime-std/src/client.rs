@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tidings_core::transfer::TransferId;
 
-use crate::agent::{Agent, ClientConfig, ClientEvent};
-use crate::files::Source;
-use crate::Error;
+use tidings_host::client::{Agent, ClientConfig, ClientEvent};
+use tidings_host::files::Source;
+use tidings_host::Error;
 
 type Call = Box<dyn FnOnce(&mut Agent) -> Result<u64, Error> + Send>;
 
@@ -81,7 +81,7 @@ impl Client {
             events,
             driver: Some(driver),
         };
-        let (name, server, online) = crate::agent::joined(client.events.recv().ok())?;
+        let (name, server, online) = tidings_host::client::joined(client.events.recv().ok())?;
         client.name = name;
         client.server = server;
         client.online = online;

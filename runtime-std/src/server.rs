@@ -29,9 +29,9 @@ use bytes::Bytes;
 use tidings_core::hub::{ConnId, FileHandle};
 
 use crate::client::write_all;
-use crate::files::Source;
-use crate::host::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
-use crate::Error;
+use tidings_host::files::Source;
+use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
+use tidings_host::Error;
 
 /// How long a shutdown waits for goodbyes to be flushed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -1,6 +1,6 @@
 //! The server's application logic around a [`Hub`], shared by the thread-per-connection
-//! server here and the async server of `tidings-smol`: hub events become [`ServerEvent`]s,
-//! the server participant's file work becomes [`DiskJob`]s (the inbox, and files the
+//! server of `tidings-std` and the async server of `tidings-smol`: hub events become
+//! [`ServerEvent`]s, the server participant's file work becomes [`DiskJob`]s (the inbox, and files the
 //! operator sends). It performs no socket I/O and never blocks.
 //!
 //! A driver, after every input, command, transmit or timeout: wakes the writer of each

@@ -1,6 +1,7 @@
-//! The client's application logic around a [`Session`], shared by the blocking client here
-//! and the async client of `tidings-smol`: it turns session events into [`ClientEvent`]s and
-//! file reads and writes into [`DiskJob`]s, and never blocks or touches a socket itself.
+//! The client's application logic around a [`Session`], shared by the blocking client of
+//! `tidings-std` and the async client of `tidings-smol`: it turns session events into
+//! [`ClientEvent`]s and file reads and writes into [`DiskJob`]s, and never blocks or touches a
+//! socket itself.
 //!
 //! A driver loops: feed socket bytes / timeouts / commands in, call [`Agent::process`], run
 //! the jobs from [`Agent::next_job`] and hand each result to [`Agent::job_done`] (then

@@ -1,0 +1,25 @@
+//! tidings-host: everything the two runtimes share between the sans-IO core and their
+//! sockets, itself without sockets.
+//!
+//! - [`server::Host`]: the server's hub with the server participant's own chat and files,
+//!   the connection limits, and operator events;
+//! - [`client::Agent`]: a client's session with its files and events;
+//! - [`files`]: the disk side of transfers as [`files::DiskJob`]s a driver runs where
+//!   blocking is allowed;
+//! - [`Error`]: the one error type of both runtimes.
+//!
+//! `tidings-std` (threads, blocking sockets) and `tidings-smol` (async) drive these; neither
+//! depends on the other. See ARCHITECTURE.md for the whole map.
+#![warn(missing_docs)]
+
+pub mod client;
+mod error;
+pub mod files;
+pub mod server;
+
+pub use client::{Agent, ClientConfig, ClientEvent};
+pub use error::Error;
+pub use server::{ConnLimit, Host, ServerConfig, ServerEvent};
+pub use tidings_core::hub::{FileHandle, HubConfig};
+pub use tidings_core::transfer::{Direction, Progress, TransferId};
+pub use tidings_core::ErrorCode;
