@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tidings_core::hub::{FileHandle, Hub, HubConfig, HubError, HubEvent};
+use tidings_core::hub::{ConnId, FileHandle, Hub, HubConfig, HubError, HubEvent};
 use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
@@ -240,6 +240,23 @@ pub enum ServerEvent {
     },
 }
 
+/// What a server driver does next, from [`Host::poll_output`].
+#[derive(Debug)]
+pub enum ServerOutput {
+    /// The connection has output queued or its state changed (the hub closed it, or it may
+    /// read again): its writer takes the output ([`Hub::poll_transmit`]) and ends the
+    /// connection once [`Hub::is_finished`].
+    Ready(ConnId),
+    /// A disk job of the server's own transfers, to run where blocking is allowed; report
+    /// it with [`Host::job_done`].
+    Disk(Ticket, DiskJob),
+    /// An event for the operator.
+    Event(ServerEvent),
+    /// Nothing more until input, a command, a job's result, or this deadline (then call
+    /// [`Hub::handle_timeout`]; `None`: no deadline).
+    Wait(Option<Instant>),
+}
+
 /// Identifies a job handed out by [`Host::next_job`].
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -284,6 +301,28 @@ impl Host {
                 ..Admission::default()
             },
         }
+    }
+
+    /// The one call a driver makes after any input, command, job result or timeout: the next
+    /// thing to do, until [`ServerOutput::Wait`]. Connections with output come first (taking
+    /// output can make others ready: a relay's sender given credit, so a driver calls again
+    /// after writing), then the hub's events are processed into disk jobs and operator events.
+    pub fn poll_output(&mut self) -> ServerOutput {
+        if let Some(conn) = self.hub.poll_ready() {
+            return ServerOutput::Ready(conn);
+        }
+        // Processing answers the server's own transfers, which may give connections output.
+        self.process();
+        if let Some(conn) = self.hub.poll_ready() {
+            return ServerOutput::Ready(conn);
+        }
+        if let Some((ticket, job)) = self.jobs.pop_front() {
+            return ServerOutput::Disk(ticket, job);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return ServerOutput::Event(event);
+        }
+        ServerOutput::Wait(self.hub.poll_timeout())
     }
 
     /// Decides whether a connection just accepted from `ip` may be served, before any of its

@@ -22,16 +22,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tidings_core::transfer::TransferId;
 
-use tidings_host::client::{Agent, ClientConfig, ClientEvent};
+use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
 use tidings_host::Error;
 
-type Call = Box<dyn FnOnce(&mut Agent) -> Result<u64, Error> + Send>;
-
+/// What reaches the driver thread: socket bytes from the reader thread, or a command with
+/// where to send its answer.
 enum Input {
     Bytes(Vec<u8>),
     Eof,
-    Call(Call, Sender<Result<u64, Error>>),
+    Command(Command, Sender<Result<Option<TransferId>, Error>>),
 }
 
 /// A connected client. Commands return once the session has queued them; what happens next
@@ -103,17 +103,14 @@ impl Client {
         &self.online
     }
 
-    fn call(
-        &self,
-        f: impl FnOnce(&mut Agent) -> Result<u64, Error> + Send + 'static,
-    ) -> Result<u64, Error> {
+    fn call(&self, command: Command) -> Result<Option<TransferId>, Error> {
         let (tx, rx) = mpsc::channel();
         let closed = || Error::Closed {
             code: tidings_core::ErrorCode::PeerLost,
             reason: "the connection is closed".into(),
         };
         self.input
-            .send(Input::Call(Box::new(f), tx))
+            .send(Input::Command(command, tx))
             .map_err(|_| closed())?;
         rx.recv().map_err(|_| closed())?
     }
@@ -125,14 +122,13 @@ impl Client {
 
     /// Private text to `peer` (empty: everyone).
     pub fn say_to(&self, peer: &str, text: &str) -> Result<(), Error> {
-        let (peer, text) = (peer.to_string(), text.to_string());
-        self.call(move |a| Ok(a.say(&peer, &text).map(|()| 0)?))
-            .map(drop)
+        let (to, text) = (peer.to_string(), text.to_string());
+        self.call(Command::Say { to, text }).map(drop)
     }
 
     /// Asks who is online; [`ClientEvent::PeerList`] answers.
     pub fn request_list(&self) -> Result<(), Error> {
-        self.call(|a| Ok(a.request_list().map(|()| 0)?)).map(drop)
+        self.call(Command::RequestList).map(drop)
     }
 
     /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is
@@ -150,23 +146,24 @@ impl Client {
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as listed by
     /// [`walk`](crate::files::walk) when sending a folder.
     pub fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
-        let peer = peer.to_string();
-        self.call(move |a| Ok(a.send_file(&peer, source)?))
+        let to = peer.to_string();
+        let started = self.call(Command::Send { to, source })?;
+        Ok(started.expect("a send starts a transfer"))
     }
 
     /// Accepts a waiting offer (resuming a kept partial file).
     pub fn accept(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.accept(id).map(|()| 0)?)).map(drop)
+        self.call(Command::Accept(id)).map(drop)
     }
 
     /// Declines a waiting offer.
     pub fn reject(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.reject(id).map(|()| 0)?)).map(drop)
+        self.call(Command::Reject(id)).map(drop)
     }
 
     /// Abandons a transfer.
     pub fn cancel(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.cancel(id).map(|()| 0)?)).map(drop)
+        self.call(Command::Cancel(id)).map(drop)
     }
 
     /// The next event, waiting for it; `None` after [`ClientEvent::Closed`] was delivered.
@@ -185,10 +182,7 @@ impl Client {
     /// for [`ClientConfig::close_timeout`] (default 5 s; a server that stopped reading) ends
     /// the connection.
     pub fn close(mut self) {
-        let _ = self.call(|a| {
-            a.quit();
-            Ok(0)
-        });
+        let _ = self.call(Command::Quit);
         if let Some(d) = self.driver.take() {
             let _ = d.join();
         }
@@ -199,13 +193,7 @@ impl Drop for Client {
     fn drop(&mut self) {
         if self.driver.is_some() {
             let (tx, _rx) = mpsc::channel();
-            let _ = self.input.try_send(Input::Call(
-                Box::new(|a| {
-                    a.quit();
-                    Ok(0)
-                }),
-                tx,
-            ));
+            let _ = self.input.try_send(Input::Command(Command::Quit, tx));
         }
     }
 }
@@ -240,16 +228,17 @@ fn drive(
     // the session ended: the close timeout) fails, and the connection ends as lost.
     let mut write_timeout = None;
     loop {
-        loop {
-            agent.process();
-            let Some((ticket, job)) = agent.next_job() else {
-                break;
-            };
-            agent.job_done(ticket, job.run());
-        }
-        while let Some(b) = agent.poll_transmit() {
-            out.push(b);
-        }
+        // Disk jobs run here, in order, as they come: this thread may block.
+        let wait = loop {
+            match agent.poll_output() {
+                ClientOutput::Disk(ticket, job) => agent.job_done(ticket, job.run()),
+                ClientOutput::Transmit(b) => out.push(b),
+                ClientOutput::Event(ev) => {
+                    let _ = events.send(ev);
+                }
+                ClientOutput::Wait(deadline) => break deadline,
+            }
+        };
         if !out.is_empty() {
             let limit = if agent.is_closed() {
                 close_timeout
@@ -266,15 +255,12 @@ fn drive(
             agent.handle_eof(Instant::now());
             continue;
         }
-        while let Some(ev) = agent.poll_event() {
-            let _ = events.send(ev);
-        }
         if agent.is_finished() {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
         let now = Instant::now();
-        let input = match agent.poll_timeout() {
+        let input = match wait {
             Some(d) if d <= now => {
                 agent.handle_timeout(now);
                 continue;
@@ -292,8 +278,8 @@ fn drive(
         match input {
             Input::Bytes(b) => agent.handle_input(Instant::now(), &b),
             Input::Eof => agent.handle_eof(Instant::now()),
-            Input::Call(f, reply) => {
-                let _ = reply.send(f(&mut agent));
+            Input::Command(command, reply) => {
+                let _ = reply.send(agent.command(command).map_err(Error::from));
             }
         }
     }

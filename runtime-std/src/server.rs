@@ -29,8 +29,11 @@ use bytes::Bytes;
 use tidings_core::hub::{ConnId, FileHandle};
 
 use crate::client::write_all;
+use tidings_host::files::DiskJob;
 use tidings_host::files::Source;
-use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
+use tidings_host::server::{
+    ConnLimit, Host, ServerConfig, ServerEvent, ServerOutput, Ticket, REFUSAL_TIME,
+};
 use tidings_host::Error;
 
 /// How long a shutdown waits for goodbyes to be flushed.
@@ -61,7 +64,8 @@ struct Shared {
     /// reader that the hub paused (full event queue, or a client over its message rate)
     /// waits on it before reading more.
     readable: Condvar,
-    disk: SyncSender<()>,
+    /// Jobs for the disk thread, one after another.
+    disk: mpsc::Sender<(Ticket, DiskJob)>,
     events: SyncSender<ServerEvent>,
     event_rx: Mutex<Receiver<ServerEvent>>,
     stopping: AtomicBool,
@@ -72,7 +76,7 @@ struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
-    disk_rx: Receiver<()>,
+    disk_rx: Receiver<(Ticket, DiskJob)>,
 }
 
 /// Controls a server from any thread. Cheap to clone.
@@ -108,7 +112,7 @@ impl Server {
             addr: shown,
             source,
         })?;
-        let (disk, disk_rx) = mpsc::sync_channel(1);
+        let (disk, disk_rx) = mpsc::channel();
         let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -284,37 +288,38 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream, ip: IpAddr) -> std::io::R
 }
 
 impl Shared {
-    /// The hub's outputs after any input: wake writers, process events, queue disk work,
-    /// re-arm the timer.
+    /// The host's outputs after any input ([`Host::poll_output`]): wake writers, hand disk
+    /// jobs to the disk thread, pass on events, re-arm the timer.
     fn after(&self, inner: &mut MutexGuard<'_, Inner>) {
         let inner = &mut **inner;
-        let wake = |host: &mut Host, writers: &HashMap<ConnId, SyncSender<()>>| {
-            let mut any = false;
-            while let Some(conn) = host.hub().poll_ready() {
-                any = true;
-                if let Some(w) = writers.get(&conn) {
-                    let _ = w.try_send(());
+        let mut ready = false;
+        loop {
+            match inner.host.poll_output() {
+                ServerOutput::Ready(conn) => {
+                    ready = true;
+                    if let Some(w) = inner.writers.get(&conn) {
+                        let _ = w.try_send(());
+                    }
+                }
+                ServerOutput::Disk(ticket, job) => {
+                    let _ = self.disk.send((ticket, job));
+                }
+                // When nobody reads the operator events, new ones are dropped.
+                ServerOutput::Event(ev) => {
+                    let _ = self.events.try_send(ev);
+                }
+                ServerOutput::Wait(next) => {
+                    if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
+                        self.timer.notify_one();
+                    }
+                    break;
                 }
             }
-            any
-        };
-        let mut ready = wake(&mut inner.host, &inner.writers);
-        inner.host.process();
-        ready |= wake(&mut inner.host, &inner.writers);
+        }
         if ready {
             // Few readers are ever paused; waking all to re-check is simpler than a
             // condition variable per connection.
             self.readable.notify_all();
-        }
-        if inner.host.has_jobs() {
-            let _ = self.disk.try_send(());
-        }
-        while let Some(ev) = inner.host.poll_event() {
-            let _ = self.events.try_send(ev);
-        }
-        let next = inner.host.hub_ref().poll_timeout();
-        if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
-            self.timer.notify_one();
         }
     }
 
@@ -426,33 +431,26 @@ fn timer_loop(shared: Arc<Shared>) {
     }
 }
 
-fn disk_loop(shared: Arc<Shared>, wake: Receiver<()>) {
+fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket, DiskJob)>) {
     loop {
-        let job = shared.inner.lock().unwrap().host.next_job();
-        match job {
-            Some((ticket, job)) => {
+        match jobs.recv_timeout(Duration::from_secs(1)) {
+            Ok((ticket, job)) => {
                 let done = job.run();
                 let mut inner = shared.inner.lock().unwrap();
                 inner.host.job_done(ticket, done);
                 shared.after(&mut inner);
             }
-            None => match wake.recv_timeout(Duration::from_secs(1)) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {
-                    if shared.stopping.load(Ordering::SeqCst)
-                        && shared
-                            .inner
-                            .lock()
-                            .unwrap()
-                            .host
-                            .hub_ref()
-                            .connection_count()
-                            == 0
-                    {
-                        return;
-                    }
+            // `Shared` holds the sender, so the channel never closes while this thread
+            // runs: it ends once the server stopped and its last connection is gone.
+            Err(RecvTimeoutError::Timeout) => {
+                let inner = shared.inner.lock().unwrap();
+                if shared.stopping.load(Ordering::SeqCst)
+                    && inner.host.hub_ref().connection_count() == 0
+                {
+                    return;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
