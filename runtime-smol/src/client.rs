@@ -34,13 +34,13 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_host::client::{Agent, Ticket};
+use tidings_host::client::{Agent, ClientOutput, Command, Ticket, JOBS_IN_FLIGHT};
 use tidings_host::files::{DiskDone, DiskJob, Source};
 
 use crate::{ClientConfig, ClientEvent, Error};
 
-type Call = Box<dyn FnOnce(&mut Agent) -> Result<u64, Error> + Send>;
-type Reply = Sender<Result<u64, Error>>;
+/// Where the answer to one [`Command`] goes.
+type Reply = Sender<Result<Option<TransferId>, Error>>;
 
 /// A connected async client. Commands return once the session has queued them; what happens
 /// next arrives as [`ClientEvent`]s from [`Client::next_event`].
@@ -49,7 +49,7 @@ pub struct Client {
     server: String,
     online: Vec<String>,
     peer_addr: SocketAddr,
-    calls: Sender<(Call, Reply)>,
+    commands: Sender<(Command, Reply)>,
     events: Receiver<ClientEvent>,
     task: Option<smol::Task<()>>,
     /// Cleared by the driver as soon as the session ends, before the events reporting it.
@@ -89,13 +89,13 @@ impl Client {
         .await?;
         stream.set_nodelay(true)?;
         let peer_addr = stream.peer_addr()?;
-        let (calls, call_rx) = async_channel::bounded(16);
+        let (commands, command_rx) = async_channel::bounded(16);
         let (event_tx, events) = async_channel::unbounded();
         let open = Arc::new(AtomicBool::new(true));
         let task = smol::spawn(drive(
             agent,
             stream,
-            Calls(Box::pin(call_rx)),
+            Commands(Box::pin(command_rx)),
             event_tx,
             Ending {
                 open: open.clone(),
@@ -108,7 +108,7 @@ impl Client {
             server: String::new(),
             online: Vec::new(),
             peer_addr,
-            calls,
+            commands,
             events,
             task: Some(task),
             open,
@@ -148,17 +148,15 @@ impl Client {
         self.open.load(Ordering::Acquire)
     }
 
-    async fn call(
-        &self,
-        f: impl FnOnce(&mut Agent) -> Result<u64, Error> + Send + 'static,
-    ) -> Result<u64, Error> {
+    /// Hands `command` to the task that owns the session and waits for its answer.
+    async fn call(&self, command: Command) -> Result<Option<TransferId>, Error> {
         let (tx, rx) = async_channel::bounded(1);
         let closed = || Error::Closed {
             code: ErrorCode::PeerLost,
             reason: "the connection is closed".into(),
         };
-        self.calls
-            .send((Box::new(f), tx))
+        self.commands
+            .send((command, tx))
             .await
             .map_err(|_| closed())?;
         rx.recv().await.map_err(|_| closed())?
@@ -171,17 +169,13 @@ impl Client {
 
     /// Private text to `peer` (empty: everyone).
     pub async fn say_to(&self, peer: &str, text: &str) -> Result<(), Error> {
-        let (peer, text) = (peer.to_string(), text.to_string());
-        self.call(move |a| Ok(a.say(&peer, &text).map(|()| 0)?))
-            .await
-            .map(drop)
+        let (to, text) = (peer.to_string(), text.to_string());
+        self.call(Command::Say { to, text }).await.map(drop)
     }
 
     /// Asks who is online; [`ClientEvent::PeerList`] answers.
     pub async fn request_list(&self) -> Result<(), Error> {
-        self.call(|a| Ok(a.request_list().map(|()| 0)?))
-            .await
-            .map(drop)
+        self.call(Command::RequestList).await.map(drop)
     }
 
     /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is
@@ -201,29 +195,24 @@ impl Client {
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
     /// [`walk`](tidings_host::files::walk) when sending a folder.
     pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
-        let peer = peer.to_string();
-        self.call(move |a| Ok(a.send_file(&peer, source)?)).await
+        let to = peer.to_string();
+        let started = self.call(Command::Send { to, source }).await?;
+        Ok(started.expect("a send starts a transfer"))
     }
 
     /// Accepts a waiting offer (resuming a kept partial file).
     pub async fn accept(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.accept(id).map(|()| 0)?))
-            .await
-            .map(drop)
+        self.call(Command::Accept(id)).await.map(drop)
     }
 
     /// Declines a waiting offer.
     pub async fn reject(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.reject(id).map(|()| 0)?))
-            .await
-            .map(drop)
+        self.call(Command::Reject(id)).await.map(drop)
     }
 
     /// Abandons a transfer.
     pub async fn cancel(&self, id: TransferId) -> Result<(), Error> {
-        self.call(move |a| Ok(a.cancel(id).map(|()| 0)?))
-            .await
-            .map(drop)
+        self.call(Command::Cancel(id)).await.map(drop)
     }
 
     /// The next event; `None` after [`ClientEvent::Closed`] was delivered.
@@ -243,12 +232,7 @@ impl Client {
     /// [`ClientConfig::close_timeout`] (default 5 s; a server that stopped reading), after
     /// which the connection is dropped.
     pub async fn close(mut self) {
-        let _ = self
-            .call(|a| {
-                a.quit();
-                Ok(0)
-            })
-            .await;
+        let _ = self.call(Command::Quit).await;
         if let Some(task) = self.task.take() {
             task.await;
         }
@@ -268,36 +252,25 @@ impl Drop for Client {
             // Say goodbye in the background; the task ends by itself once flushed, or after
             // the close timeout.
             let (tx, _rx) = async_channel::bounded(1);
-            let _ = self.calls.try_send((
-                Box::new(|a| {
-                    a.quit();
-                    Ok(0)
-                }),
-                tx,
-            ));
+            let _ = self.commands.try_send((Command::Quit, tx));
             task.detach();
         }
     }
 }
 
-enum Wake {
+/// What woke the client's task.
+enum ClientWake {
     Read(io::Result<usize>),
     Wrote(io::Result<usize>),
-    Call(Option<(Call, Reply)>),
+    Command(Option<(Command, Reply)>),
     Job(Option<DiskDone>),
     Timer,
 }
 
-/// Disk jobs handed to a connection's disk thread at once. The thread works while this task
-/// serves the socket, so reading the file, hashing, writing the socket (and, receiving,
-/// writing the file) overlap instead of taking turns. Four is the default read-ahead (four
-/// 256 KiB chunks), so a sender's reads are never held back here; a receiver keeps 1 MiB of
-/// writes queued rather than a whole window (8 and 3 measured the same CPU on the 1 GiB
-/// relay).
-const JOBS_IN_FLIGHT: usize = 4;
-
 /// A connection's disk thread: runs its jobs one after the other, in the order given, and
-/// sends each result back. One thread rather than the shared pool: results come back in
+/// sends each result back. The thread works while the task serves the socket, so reading the
+/// file, hashing, writing the socket (and, receiving, writing the file) overlap instead of
+/// taking turns; the agent hands out at most [`JOBS_IN_FLIGHT`] jobs not yet reported. One thread rather than the shared pool: results come back in
 /// order by construction, and writes to one file never contend for its inode lock (parallel
 /// `pwrite`s to one file spun on it for 4 % of a receiver's CPU). Started on the first job,
 /// so chat-only connections have none.
@@ -343,9 +316,9 @@ const MAX_SLICES: usize = 64;
 /// [`Error::Closed`] at once. async-channel keeps queued items for as long as any handle
 /// lives, and the [`Client`] holds a sender: without this, a `close` whose goodbye was
 /// queued just as the connection died waited forever for a reply nobody would send.
-struct Calls(Pin<Box<Receiver<(Call, Reply)>>>);
+struct Commands(Pin<Box<Receiver<(Command, Reply)>>>);
 
-impl Drop for Calls {
+impl Drop for Commands {
     fn drop(&mut self) {
         self.0.close();
         while self.0.try_recv().is_ok() {}
@@ -361,10 +334,13 @@ struct Ending {
     deadline: Option<Instant>,
 }
 
+/// Drives the session: the agent's outputs to the socket, the disk thread and the event
+/// channel ([`Agent::poll_output`]); the socket's bytes, commands, job results and timeouts
+/// back to the agent.
 async fn drive(
     mut agent: Agent,
     mut stream: TcpStream,
-    mut calls: Calls,
+    mut commands: Commands,
     events: Sender<ClientEvent>,
     mut ending: Ending,
 ) {
@@ -379,33 +355,42 @@ async fn drive(
     let mut timer = Timer::never();
     // Re-arming a timer costs a trip through the reactor: only do it when the deadline moves.
     let mut armed: Option<Instant> = None;
-    let mut calls_open = true;
+    let mut commands_open = true;
     loop {
-        agent.process();
-        while jobs.len() < JOBS_IN_FLIGHT {
-            let Some((ticket, job)) = agent.next_job() else {
-                break;
-            };
-            if disk.is_none() {
-                match DiskThread::start() {
-                    Ok(d) => disk = Some(d),
-                    Err(_) => {
-                        // No thread to be had: run it here, as a blocking runtime would.
-                        agent.job_done(ticket, job.run());
-                        agent.process();
-                        continue;
+        let wait = loop {
+            match agent.poll_output() {
+                ClientOutput::Disk(ticket, job) => {
+                    if disk.is_none() {
+                        match DiskThread::start() {
+                            Ok(d) => disk = Some(d),
+                            Err(_) => {
+                                // No thread to be had: run it here, as a blocking runtime
+                                // would.
+                                agent.job_done(ticket, job.run());
+                                continue;
+                            }
+                        }
                     }
+                    let Some(d) = &disk else { continue };
+                    // Never full (the agent hands out at most JOBS_IN_FLIGHT unreported
+                    // jobs); closed only if a job panicked, which is passed on as awaiting
+                    // the job would have.
+                    d.jobs.try_send(job).expect("the disk thread stopped");
+                    jobs.push_back(ticket);
                 }
+                ClientOutput::Transmit(b) => out.push_back(b),
+                ClientOutput::Event(ev) => {
+                    if agent.is_closed() && ending.deadline.is_none() {
+                        // Cleared before the events that report the end are delivered (see
+                        // is_open).
+                        ending.open.store(false, Ordering::Release);
+                        ending.deadline = Some(Instant::now() + ending.close_timeout);
+                    }
+                    let _ = events.try_send(ev);
+                }
+                ClientOutput::Wait(deadline) => break deadline,
             }
-            let Some(d) = &disk else { break };
-            // Never full (at most JOBS_IN_FLIGHT jobs are queued, running or answered); closed
-            // only if a job panicked, which is passed on as awaiting the job would have.
-            d.jobs.try_send(job).expect("the disk thread stopped");
-            jobs.push_back(ticket);
-        }
-        while let Some(b) = agent.poll_transmit() {
-            out.push_back(b);
-        }
+        };
         if agent.server_gone() && !out.is_empty() {
             // Nobody will read it (a server that stopped reading would hold the close for
             // the whole close timeout): only the disk work is waited for.
@@ -414,12 +399,8 @@ async fn drive(
         }
         let now = Instant::now();
         if agent.is_closed() && ending.deadline.is_none() {
-            // Cleared before the events that report the end are delivered (see is_open).
             ending.open.store(false, Ordering::Release);
             ending.deadline = Some(now + ending.close_timeout);
-        }
-        while let Some(ev) = agent.poll_event() {
-            let _ = events.try_send(ev);
         }
         // In-flight jobs finish first: a receiver's last writes belong in the partial file;
         // but a peer that stopped reading, or a stuck disk, gets the close timeout, no more.
@@ -430,14 +411,22 @@ async fn drive(
         if ending.deadline.is_some_and(|d| now >= d) {
             // Closed was held back for the unfinished jobs: deliver it now.
             agent.abandon_jobs();
-            while let Some(ev) = agent.poll_event() {
-                let _ = events.try_send(ev);
+            loop {
+                match agent.poll_output() {
+                    ClientOutput::Event(ev) => {
+                        let _ = events.try_send(ev);
+                    }
+                    // Nothing is written or run any more.
+                    ClientOutput::Transmit(_) => {}
+                    ClientOutput::Disk(..) => agent.abandon_jobs(),
+                    ClientOutput::Wait(_) => break,
+                }
             }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
         // The session's own deadline, or the end of lingering, whichever is first.
-        let deadline = match (agent.poll_timeout(), ending.deadline) {
+        let deadline = match (wait, ending.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -461,7 +450,7 @@ async fn drive(
             // Results are taken in the order the jobs were started (see `Agent::next_job`).
             if let (false, Some(d)) = (jobs.is_empty(), disk.as_mut()) {
                 if let Poll::Ready(done) = d.results.as_mut().poll_next(cx) {
-                    return Poll::Ready(Wake::Job(done));
+                    return Poll::Ready(ClientWake::Job(done));
                 }
             }
             if !out.is_empty() {
@@ -473,44 +462,44 @@ async fn drive(
                 }
                 if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices[..n])
                 {
-                    return Poll::Ready(Wake::Wrote(r));
+                    return Poll::Ready(ClientWake::Wrote(r));
                 }
             }
             if wants_input {
                 if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
-                    return Poll::Ready(Wake::Read(r));
+                    return Poll::Ready(ClientWake::Read(r));
                 }
             }
-            if calls_open {
+            if commands_open {
                 // Polled as a stream, so its listener survives between polls (no
                 // allocation per wait).
-                if let Poll::Ready(c) = calls.0.as_mut().poll_next(cx) {
-                    return Poll::Ready(Wake::Call(c));
+                if let Poll::Ready(c) = commands.0.as_mut().poll_next(cx) {
+                    return Poll::Ready(ClientWake::Command(c));
                 }
             }
             if Pin::new(&mut timer).poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
+                return Poll::Ready(ClientWake::Timer);
             }
             Poll::Pending
         })
         .await;
         let now = Instant::now();
         match wake {
-            Wake::Wrote(Ok(n)) if n > 0 => {
+            ClientWake::Wrote(Ok(n)) if n > 0 => {
                 head = written(&mut out, head, n, |b| agent.recycle(b));
             }
-            Wake::Wrote(_) | Wake::Read(Err(_)) | Wake::Read(Ok(0)) => {
+            ClientWake::Wrote(_) | ClientWake::Read(Err(_)) | ClientWake::Read(Ok(0)) => {
                 out.clear();
                 head = 0;
                 agent.handle_eof(now);
             }
-            Wake::Read(Ok(n)) => {
+            ClientWake::Read(Ok(n)) => {
                 agent.handle_input(now, &buf[..n]);
                 if n == buf.len() && buf.len() < READ_BUF_MAX {
                     buf.resize(buf.len() * 2, 0);
                 }
             }
-            Wake::Job(done) => {
+            ClientWake::Job(done) => {
                 // The disk thread only stops early when a job panicked: pass that on, as
                 // awaiting the job would have.
                 let done = done.expect("the disk thread stopped");
@@ -518,15 +507,15 @@ async fn drive(
                     agent.job_done(ticket, done);
                 }
             }
-            Wake::Call(Some((f, reply))) => {
-                let _ = reply.try_send(f(&mut agent));
+            ClientWake::Command(Some((command, reply))) => {
+                let _ = reply.try_send(agent.command(command).map_err(Error::from));
             }
-            Wake::Call(None) => {
+            ClientWake::Command(None) => {
                 // Every handle is gone: nobody will read events; leave politely.
-                calls_open = false;
+                commands_open = false;
                 agent.quit();
             }
-            Wake::Timer => {
+            ClientWake::Timer => {
                 armed = None;
                 agent.handle_timeout(now);
             }

@@ -47,7 +47,7 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -63,8 +63,8 @@ use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_core::ErrorCode;
-use tidings_host::files::Source;
-use tidings_host::server::{Host, ServerConfig, ServerEvent};
+use tidings_host::files::{DiskJob, Source};
+use tidings_host::server::{Host, ServerConfig, ServerEvent, ServerOutput, Ticket};
 
 use crate::door::{door_task, DoorConfig};
 use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
@@ -207,6 +207,7 @@ impl Server {
             gather: RefCell::new(Vec::with_capacity(WRITE_PIECES)),
             events: self.events,
             ready: RefCell::new(Vec::new()),
+            disk_jobs: RefCell::new(VecDeque::new()),
             doors: Rc::new(self.doors),
             executor: Rc::downgrade(&ex),
             reactor: reactor.clone(),
@@ -402,6 +403,8 @@ pub(crate) struct State {
     events: Sender<ServerEvent>,
     /// Scratch list of the connections the hub reported ready.
     ready: RefCell<Vec<ConnId>>,
+    /// Disk jobs of the server's own transfers, waiting for the disk task.
+    disk_jobs: RefCell<VecDeque<(Ticket, DiskJob)>>,
     /// How the port treats non-native visitors.
     pub(crate) doors: Rc<DoorConfig>,
     /// The executor the server's tasks run on (weak: its tasks hold this state).
@@ -440,49 +443,53 @@ impl State {
         let _ = self.gone_wake.try_send(());
     }
 
-    /// The hub's outputs after any input: wake writers, process events, queue disk work,
-    /// re-arm the timer.
+    /// The host's outputs after any input ([`Host::poll_output`]): write to or wake the
+    /// connections given output, queue disk jobs, pass on events, re-arm the timer.
     pub(crate) fn after(&self) {
         let mut host = self.host.borrow_mut();
         let writers = self.writers.borrow();
         let mut ready = self.ready.borrow_mut();
-        let mut wake_ready = |host: &mut Host| loop {
-            // A few connections given output (a private message, a reply) are written at
-            // once; many (a broadcast) are rung, so each task gathers what several inputs
-            // queued for it into one write instead of one system call per message.
-            ready.clear();
-            while let Some(conn) = host.hub().poll_ready() {
+        ready.clear();
+        loop {
+            let output = host.poll_output();
+            if let ServerOutput::Ready(conn) = output {
                 ready.push(conn);
+                continue;
             }
-            if ready.is_empty() {
-                return;
-            }
+            // A few connections given output (a private message, a reply) are written at
+            // once; many (a broadcast) are woken, so each gathers what several inputs queued
+            // for it into one write instead of one system call per message.
+            let wrote = !ready.is_empty();
             let direct = ready.len() <= DIRECT_WRITES;
             for &conn in ready.iter() {
                 if let Some(w) = writers.get(&conn) {
-                    if !(direct && w.write_now(&self.gather, host, conn)) {
+                    if !(direct && w.write_now(&self.gather, &mut host, conn)) {
                         w.wake();
                     }
                 }
             }
-            // Taking output from the hub can make other connections ready (a relay's
-            // sender given credit): until none is.
-        };
-        wake_ready(&mut host);
-        // Processing answers the server's own transfers, which may give connections output.
-        host.process();
-        wake_ready(&mut host);
-        if host.has_jobs() {
-            let _ = self.disk_wake.try_send(());
-        }
-        while let Some(ev) = host.poll_event() {
-            // When nobody reads the operator events, new ones are dropped rather than kept.
-            let _ = self.events.try_send(ev);
-        }
-        let next = host.hub_ref().poll_timeout();
-        let armed = self.armed.get();
-        if next.is_some() && (armed.is_none() || next < armed) {
-            let _ = self.timer_wake.try_send(());
+            ready.clear();
+            match output {
+                ServerOutput::Ready(_) => unreachable!("collected above"),
+                ServerOutput::Disk(ticket, job) => {
+                    self.disk_jobs.borrow_mut().push_back((ticket, job));
+                    let _ = self.disk_wake.try_send(());
+                }
+                // When nobody reads the operator events, new ones are dropped rather than kept.
+                ServerOutput::Event(ev) => {
+                    let _ = self.events.try_send(ev);
+                }
+                // Taking output from the hub can make other connections ready (a relay's
+                // sender given credit): look again until nothing is.
+                ServerOutput::Wait(_) if wrote => {}
+                ServerOutput::Wait(next) => {
+                    let armed = self.armed.get();
+                    if next.is_some() && (armed.is_none() || next < armed) {
+                        let _ = self.timer_wake.try_send(());
+                    }
+                    return;
+                }
+            }
         }
     }
 }
@@ -512,9 +519,11 @@ async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
     }
 }
 
+/// Runs the server's disk jobs one after another on the `blocking` pool, in the order the
+/// host handed them out ([`State::disk_jobs`]).
 async fn disk_task(state: Rc<State>, wake: Receiver<()>) {
     loop {
-        let job = state.host.borrow_mut().next_job();
+        let job = state.disk_jobs.borrow_mut().pop_front();
         match job {
             Some((ticket, job)) => {
                 let done = blocking::unblock(move || job.run()).await;
