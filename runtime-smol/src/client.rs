@@ -544,18 +544,3 @@ fn written(
     }
     0
 }
-
-/// Drops `n` written bytes from the front of `out`.
-pub(crate) fn advance(out: &mut Vec<Bytes>, mut n: usize) {
-    let mut whole = 0;
-    for b in out.iter_mut() {
-        if n >= b.len() {
-            n -= b.len();
-            whole += 1;
-        } else {
-            *b = b.slice(n..);
-            break;
-        }
-    }
-    out.drain(..whole);
-}

@@ -25,14 +25,18 @@
 //! included) `503 Service Unavailable` with the reason; anything else, or anything beyond
 //! [`MAX_REFUSING`](tidings_host::server::MAX_REFUSING) refusals at once, is just closed.
 
-use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
+use async_io::{Async, Timer};
 use async_net::TcpStream;
 use bytes::Bytes;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use smol::LocalExecutor;
 use tidings_core::gateway::{Gateway, GatewayMode};
 use tidings_core::wire::Preamble;
 use tidings_core::ws::{
@@ -42,10 +46,10 @@ use tidings_core::ws::{
 
 use tidings_host::server::{ConnLimit, REFUSAL_TIME};
 
-use crate::doorbell::wake_pair;
-use crate::native::NativeConn;
-use crate::server::State;
-use crate::websocket::ws_task;
+use crate::epoll::Socket;
+use crate::native::{NativeConn, NativeConns};
+use crate::shared::{Admitted, Shared};
+use crate::websocket::{ws_task, WsShared};
 
 /// The path WebSocket upgrades are accepted on.
 pub const WS_PATH: &str = "/ws";
@@ -180,62 +184,75 @@ async fn write_by(stream: &mut TcpStream, chunks: &[Bytes], deadline: Instant) -
     .await
 }
 
-/// Counts one admitted connection until it is dropped, however its task ends (the door's,
-/// or the WebSocket task it handed the socket to), or until [`Admitted::into_ip`].
-pub(crate) struct Admitted {
-    /// `None` once the address was handed on.
-    state: Option<Rc<State>>,
-    ip: IpAddr,
+/// What the door of one server works with: the server's shared state, its own settings,
+/// and where it hands connections on to.
+pub(crate) struct Door {
+    shared: Rc<Shared>,
+    config: DoorConfig,
+    /// Where native connections go.
+    natives: Rc<NativeConns>,
+    /// What WebSocket connections share.
+    websockets: Rc<WsShared>,
+    /// The executor WebSocket tasks run on (weak: its tasks hold the door).
+    executor: Weak<LocalExecutor<'static>>,
 }
 
-impl Admitted {
-    /// The admitted address, for a holder that releases it itself with [`release`] (a
-    /// native connection, which keeps no reference to the server's state).
-    pub(crate) fn into_ip(mut self) -> IpAddr {
-        self.state = None;
-        self.ip
-    }
-}
-
-/// Frees `ip`'s place under the per-address limit.
-pub(crate) fn release(state: &State, ip: IpAddr) {
-    // While the server is torn down another borrow cannot be live, but never panic here.
-    if let Ok(mut host) = state.host.try_borrow_mut() {
-        host.release(ip);
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        if let Some(state) = &self.state {
-            release(state, self.ip);
+impl Door {
+    pub(crate) fn new(
+        shared: Rc<Shared>,
+        config: DoorConfig,
+        natives: Rc<NativeConns>,
+        executor: Weak<LocalExecutor<'static>>,
+    ) -> Door {
+        let websockets = Rc::new(WsShared::new(config.closing_timeout));
+        Door {
+            shared,
+            config,
+            natives,
+            websockets,
+            executor,
         }
+    }
+
+    /// Runs `task` as a task of its own on the server's executor (nothing, once the server
+    /// is being torn down).
+    fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        if let Some(ex) = self.executor.upgrade() {
+            ex.spawn(task).detach();
+        }
+    }
+
+    /// Takes a socket the door read from off async-io's reactor and registers it with the
+    /// server's own event loop, for the connection.
+    fn adopt(&self, stream: TcpStream) -> io::Result<Rc<Socket>> {
+        let shared: Arc<Async<std::net::TcpStream>> = stream.into();
+        let io =
+            Arc::try_unwrap(shared).map_err(|_| io::Error::other("the socket is still shared"))?;
+        self.shared.event_loop.register(io.into_inner()?)
     }
 }
 
 /// Serves one accepted socket from `peer`: checks the connection limits, then sniffs it and
 /// hands it on. See the [module docs](self).
-pub(crate) async fn door_task(state: Rc<State>, stream: TcpStream, peer: SocketAddr) {
-    let admission = state.host.borrow_mut().admit(peer.ip());
+pub(crate) async fn door_task(door: Rc<Door>, stream: TcpStream, peer: SocketAddr) {
+    let shared = &door.shared;
+    let admission = shared.host.borrow_mut().admit(peer.ip());
     match admission {
         Ok(()) => {
-            let admitted = Admitted {
-                state: Some(state.clone()),
-                ip: peer.ip(),
-            };
-            sniff(state, stream, admitted).await;
+            let admitted = Admitted::new(shared.clone(), peer.ip());
+            sniff(door, stream, admitted).await;
         }
         Err(limit) => {
             let answer = {
-                let mut host = state.host.borrow_mut();
+                let mut host = shared.host.borrow_mut();
                 host.refused(peer, limit, Instant::now());
                 host.start_refusal()
             };
-            state.after();
+            shared.after();
             if answer {
                 // Boxed, so that refusals do not size the task of every admitted connection.
                 Box::pin(refuse(stream, limit)).await;
-                state.host.borrow_mut().end_refusal();
+                shared.host.borrow_mut().end_refusal();
             }
         }
     }
@@ -273,14 +290,14 @@ async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
 /// Sniffs an admitted socket and hands it on.
 ///
 /// The door's task ends at the hand-off: a native connection is served by the event loop
-/// itself ([`crate::native`]), a WebSocket one by a task of its own ([`State::spawn`]), each
+/// itself ([`crate::native`]), a WebSocket one by a task of its own ([`Door::spawn`]), each
 /// only as large as its own state. Run inside the door's task, every idle native connection
 /// held the door's largest state as well (1.1 KB rather than 0.2), and every WebSocket one
 /// the HTTP reader's (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are
 /// read straight into `first`, and the HTTP path is boxed, so a door waiting for its first
 /// bytes stays small.
-async fn sniff(state: Rc<State>, mut stream: TcpStream, admitted: Admitted) {
-    let deadline = Instant::now() + state.doors.head_timeout;
+async fn sniff(door: Rc<Door>, mut stream: TcpStream, admitted: Admitted) {
+    let deadline = Instant::now() + door.config.head_timeout;
     let mut first = Vec::new();
     let visitor = loop {
         if let Some(v) = classify(&first) {
@@ -294,8 +311,8 @@ async fn sniff(state: Rc<State>, mut stream: TcpStream, admitted: Admitted) {
         }
     };
     match visitor {
-        Visitor::Native => native(state, stream, first, admitted),
-        Visitor::Http => Box::pin(http(state, stream, first, deadline, admitted)).await,
+        Visitor::Native => native(&door, stream, first, admitted),
+        Visitor::Http => Box::pin(http(door, stream, first, deadline, admitted)).await,
     }
 }
 
@@ -304,13 +321,12 @@ const SNIFF_READ: usize = 512;
 
 /// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
 async fn http(
-    state: Rc<State>,
+    door: Rc<Door>,
     mut stream: TcpStream,
     first: Vec<u8>,
     deadline: Instant,
     admitted: Admitted,
 ) {
-    let doors = state.doors.clone();
     let mut chunk = [0u8; 2048];
     let mut reader = RequestReader::new(DEFAULT_MAX_HEADER_BYTES);
     let mut fed = reader.feed(&first);
@@ -329,32 +345,31 @@ async fn http(
     };
     if head.path() == WS_PATH {
         let early = reader.take_remaining();
-        upgrade(state, stream, &head, early, deadline, admitted).await;
+        upgrade(door, stream, &head, early, deadline, admitted).await;
     } else {
-        let response = page_response(&doors, &head);
+        let response = page_response(&door.config, &head);
         answer(&mut stream, &response, deadline).await;
     }
 }
 
 /// Hands a native connection to the hub, sniffed bytes first, and to the server's
 /// [native connections](crate::native).
-fn native(state: Rc<State>, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
-    let Ok(socket) = state.adopt(stream) else {
+fn native(door: &Door, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
+    let Ok(socket) = door.adopt(stream) else {
         return; // closed: the client sees its connection end
     };
+    let shared = &door.shared;
     let now = Instant::now();
-    let id = state.host.borrow_mut().hub().connect(now);
-    let (wake, wake_rx) = wake_pair();
-    state.writers.borrow_mut().insert(id, wake);
-    state.host.borrow_mut().hub().handle_input(now, id, &first);
-    state.after();
-    let conn = NativeConn::new(socket, id, wake_rx.into_bell(), admitted.into_ip());
-    state.natives.add(conn);
+    let (id, output) = shared.connect(now);
+    shared.host.borrow_mut().hub().handle_input(now, id, &first);
+    shared.after();
+    let conn = NativeConn::new(socket, id, output, admitted.into_ip());
+    door.natives.add(shared, conn);
 }
 
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.
 async fn upgrade(
-    state: Rc<State>,
+    door: Rc<Door>,
     mut stream: TcpStream,
     head: &HttpRequestHead,
     early: Bytes,
@@ -376,17 +391,26 @@ async fn upgrade(
         return;
     }
     let gateway = {
-        let host = state.host.borrow();
+        let host = door.shared.host.borrow();
         let hub = host.hub_ref();
         let max_frame = hub.config().session.max_frame;
         Gateway::for_hub(mode, max_frame, hub.name(), Instant::now())
     };
-    let ws = WsConnection::server(state.doors.ws);
-    let Ok(socket) = state.adopt(stream) else {
+    let ws = WsConnection::server(door.config.ws);
+    let Ok(socket) = door.adopt(stream) else {
         return;
     };
-    let task = ws_task(state.clone(), socket, ws, gateway, early, admitted);
-    state.spawn(task);
+    let shared = door.shared.clone();
+    let task = ws_task(
+        shared,
+        door.websockets.clone(),
+        socket,
+        ws,
+        gateway,
+        early,
+        admitted,
+    );
+    door.spawn(task);
 }
 
 /// The answer to a plain HTTP request (not to `/ws`).

@@ -1,12 +1,19 @@
-//! tidings-smol: an async server and client driving the sans-IO core of `tidings-core` on
-//! smol.
+//! tidings-smol: an async server and client driving the sans-IO core of `tidings-core`
+//! (through `tidings-host`) on smol.
 //!
-//! The client logic and the disk side of transfers come from `tidings-std` (plain,
-//! runtime-free code); this crate adds non-blocking sockets, timers and tasks, and moves
-//! every disk job to the `blocking` thread pool so the executor never waits for a disk.
-//! The server's connection sockets have an event loop of their own on its one thread (mio,
-//! edge-triggered `epoll`): async-io re-armed a socket at every wait, two extra system calls
-//! per message relayed; see [`Server::run_blocking`].
+//! # Where to read how to drive the core from smol
+//!
+//! The [client](Client) is the plain async-io adapter: one task owns the
+//! [`Agent`](tidings_host::client::Agent), feeds it the socket's bytes, commands, disk results
+//! and timeouts, and drains it with `Agent::poll_output` (`client.rs`, one `drive` loop).
+//!
+//! The [server](Server) is written for speed instead. Its one thread runs its own event loop
+//! (module `epoll`: mio, edge-triggered, with the executor and the native connections on
+//! it), because async-io's reactor cost about two extra system calls per message relayed;
+//! the module's docs give the measurements. Its connections feed the one
+//! [`Host`](tidings_host::server::Host) and drain it with `Host::poll_output` (`shared.rs`,
+//! `Shared::after`); every disk job runs on the `blocking` thread pool, so the server
+//! thread never waits for a disk.
 //!
 //! The server's one port takes native clients, WebSocket clients at `/ws` (bridged to the
 //! hub by `tidings_core::gateway`: browsers in JSON, binary tidings, or plain legacy chat)
@@ -15,10 +22,11 @@
 
 mod client;
 mod door;
-mod doorbell;
+mod epoll;
 mod native;
-mod reactor;
+mod output;
 mod server;
+mod shared;
 mod websocket;
 
 pub use client::Client;

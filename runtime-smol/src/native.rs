@@ -1,34 +1,31 @@
 //! A native connection, from the door's hand-off until its session ends: reads go to the
 //! hub, the hub's output to the socket (through the connection's
-//! [doorbell](crate::doorbell)).
+//! [`ConnOutput`]).
 //!
 //! # Not a task
 //!
 //! Ten thousand idle connections are ten thousand of these, so a connection is a small
-//! record in one table ([`Natives`]) that the server's event loop polls itself, rather than
-//! a task of the executor: a task cost each connection a heap block of 136 bytes (the
+//! record in one table ([`NativeConns`]) that the server's event loop polls itself, rather
+//! than a task of the executor: a task cost each connection a heap block of 136 bytes (the
 //! executor's header around the connection's state) and a slot in the executor's own table.
-//! The waker a connection leaves with its socket and doorbell is its place in the table, not
-//! a pointer to anything: waking it queues that number for the loop ([`Natives::run_one`]),
-//! with no reference count to keep. Such a waker only works on the server's thread, which
-//! is where all of them stay (the socket and doorbell that keep them are not `Send`).
+//! What a connection leaves with its socket and output record to be woken by is its place in
+//! the table ([`Poller::Conn`]), not a waker: waking it queues that number on the event loop
+//! ([`NativeConns::run_one`] takes it from there).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use slab::Slab;
 use tidings_core::hub::ConnId;
 
-use crate::door::release;
-use crate::doorbell::{poll_write_pieces, Doorbell};
-use crate::reactor::Socket;
-use crate::server::State;
+use crate::epoll::{Poller, Socket, Waiter};
+use crate::output::{poll_write_pieces, ConnOutput};
+use crate::shared::Shared;
 
 /// A read at least this large marks a busy connection: its next read goes straight into the
 /// hub's receive buffer instead of the shared one.
@@ -38,7 +35,7 @@ const DIRECT_READ: usize = 64 << 10;
 
 /// One native connection; see the [module docs](self).
 pub(crate) struct NativeConn {
-    bell: Rc<Doorbell>,
+    output: Rc<ConnOutput>,
     io: Rc<Socket>,
     id: ConnId,
     /// Its place under the per-address limit, released when the connection ends.
@@ -50,22 +47,29 @@ pub(crate) struct NativeConn {
     waiting: bool,
 }
 
-enum Wake {
+/// What happened to a native connection.
+enum NativeWake {
     /// Read into the shared buffer.
     Read(io::Result<usize>),
     /// Read straight into the hub's receive buffer.
     Received(io::Result<usize>),
     Wrote(io::Result<usize>),
-    Woken,
+    /// The hub has news for it ([`ConnOutput::notify`]).
+    Notified,
 }
 
 impl NativeConn {
-    /// Connection `id` of the hub, on `io`, rung through `bell`, admitted for `ip`.
-    pub(crate) fn new(io: Rc<Socket>, id: ConnId, bell: Rc<Doorbell>, ip: IpAddr) -> NativeConn {
+    /// Connection `id` of the hub, on `io`, with its `output`, admitted for `ip`.
+    pub(crate) fn new(
+        io: Rc<Socket>,
+        id: ConnId,
+        output: Rc<ConnOutput>,
+        ip: IpAddr,
+    ) -> NativeConn {
         // Other connections may now write this connection's output straight to its socket.
-        let _ = bell.socket.set(io.clone());
+        let _ = output.socket.set(io.clone());
         NativeConn {
-            bell,
+            output,
             io,
             id,
             ip,
@@ -76,15 +80,16 @@ impl NativeConn {
 
     /// Writes what the hub has for the connection and updates the hub's other outputs.
     /// False when the session is over and everything is written: the connection ends.
-    fn take_output(&mut self, state: &State) -> bool {
-        let (bell, id) = (&self.bell, self.id);
-        bell.flush(&state.gather, &mut state.host.borrow_mut(), id);
-        state.after();
-        if bell.out.borrow().is_empty() && state.host.borrow().hub_ref().is_finished(id) {
+    fn take_output(&mut self, shared: &Shared) -> bool {
+        let (output, id) = (&self.output, self.id);
+        output.flush(&shared.scratch.write, &mut shared.host.borrow_mut(), id);
+        shared.after();
+        let host = shared.host.borrow();
+        if output.pending.borrow().is_empty() && host.hub_ref().is_finished(id) {
             return false;
         }
-        let reading = !bell.read_done.get() && state.host.borrow().hub_ref().wants_input(id);
-        bell.reading.set(reading);
+        let reading = !output.read_done.get() && host.hub_ref().wants_input(id);
+        output.reading.set(reading);
         true
     }
 
@@ -92,50 +97,50 @@ impl NativeConn {
     /// socket may hold data (see `Socket`): the connection is woken for every message the
     /// hub has for it, and a read at each wake-up would be a system call that nearly always
     /// fails.
-    fn poll_wake(&mut self, state: &State, cx: &mut Context<'_>) -> Poll<Wake> {
-        let (bell, io) = (&self.bell, &self.io);
+    fn poll_wake(&mut self, shared: &Shared, me: Poller<'_>) -> Poll<NativeWake> {
+        let (output, io) = (&self.output, &self.io);
         {
-            let out = bell.out.borrow();
-            if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(io, cx, &out) {
-                    return Poll::Ready(Wake::Wrote(r));
+            let pending = output.pending.borrow();
+            if !pending.is_empty() {
+                if let Poll::Ready(r) = poll_write_pieces(io, me, &pending) {
+                    return Poll::Ready(NativeWake::Wrote(r));
                 }
             }
         }
-        let reading = bell.reading.get();
+        let reading = output.reading.get();
         #[cfg(unix)]
         if reading && self.direct {
-            let mut host = state.host.borrow_mut();
+            let mut host = shared.host.borrow_mut();
             if let Some(buf) = host.hub().input_buffer(self.id, DIRECT_READ) {
-                if let Poll::Ready(r) = poll_recv_direct(io, cx, buf) {
-                    return Poll::Ready(Wake::Received(r));
+                if let Poll::Ready(r) = poll_recv_direct(io, me, buf) {
+                    return Poll::Ready(NativeWake::Received(r));
                 }
             }
         }
         if reading && !self.direct {
-            let mut buf = state.read_buf.borrow_mut();
-            if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
-                return Poll::Ready(Wake::Read(r));
+            let mut buf = shared.scratch.read.borrow_mut();
+            if let Poll::Ready(r) = io.poll_read(me, &mut buf[..]) {
+                return Poll::Ready(NativeWake::Read(r));
             }
         }
-        bell.poll_rung(cx).map(|()| Wake::Woken)
+        output.poll_notified(me).map(|()| NativeWake::Notified)
     }
 
-    fn handle(&mut self, state: &State, ev: Wake) {
-        let (bell, id) = (&self.bell, self.id);
+    fn handle(&mut self, shared: &Shared, ev: NativeWake) {
+        let (output, id) = (&self.output, self.id);
         let now = Instant::now();
         match ev {
-            Wake::Read(Ok(n)) if n > 0 => {
+            NativeWake::Read(Ok(n)) if n > 0 => {
                 // (Only where `recv` into the hub's buffer exists.)
                 self.direct = cfg!(unix) && n >= DIRECT_MIN;
-                state
-                    .host
-                    .borrow_mut()
-                    .hub()
-                    .handle_input(now, id, &state.read_buf.borrow()[..n])
+                shared.host.borrow_mut().hub().handle_input(
+                    now,
+                    id,
+                    &shared.scratch.read.borrow()[..n],
+                )
             }
-            Wake::Received(Ok(n)) if n > 0 => {
-                let mut host = state.host.borrow_mut();
+            NativeWake::Received(Ok(n)) if n > 0 => {
+                let mut host = shared.host.borrow_mut();
                 let hub = host.hub();
                 hub.handle_received(now, id, n);
                 if n < DIRECT_MIN {
@@ -149,141 +154,76 @@ impl NativeConn {
                     }
                 }
             }
-            Wake::Read(_) | Wake::Received(_) => {
-                bell.read_done.set(true);
-                state.host.borrow_mut().hub().handle_eof(now, id);
+            NativeWake::Read(_) | NativeWake::Received(_) => {
+                output.read_done.set(true);
+                shared.host.borrow_mut().hub().handle_eof(now, id);
             }
-            Wake::Wrote(Ok(n)) if n > 0 => bell.wrote(n),
-            Wake::Wrote(_) => {
+            NativeWake::Wrote(Ok(n)) if n > 0 => output.wrote(n),
+            NativeWake::Wrote(_) => {
                 // The peer is gone: drop what was queued for it and end its session.
-                bell.broken.set(true);
-                *bell.out.borrow_mut() = Vec::new();
-                state.host.borrow_mut().hub().handle_eof(now, id);
+                output.broken.set(true);
+                *output.pending.borrow_mut() = Vec::new();
+                shared.host.borrow_mut().hub().handle_eof(now, id);
             }
-            Wake::Woken => {}
+            NativeWake::Notified => {}
         }
     }
 
-    /// Serves the connection until it waits for something (`Pending`, with `cx`'s waker
-    /// left where that will come from) or its session is over and written (`Ready`).
-    fn poll(&mut self, state: &State, cx: &mut Context<'_>) -> Poll<()> {
+    /// Serves the connection until it waits for something (`Pending`: `me` is woken when
+    /// that comes) or its session is over and written (`Ready`).
+    fn poll(&mut self, shared: &Shared, me: Poller<'_>) -> Poll<()> {
         loop {
             if !self.waiting {
-                if !self.take_output(state) {
+                if !self.take_output(shared) {
                     return Poll::Ready(());
                 }
                 self.waiting = true;
             }
-            let ev = std::task::ready!(self.poll_wake(state, cx));
+            let ev = std::task::ready!(self.poll_wake(shared, me));
             self.waiting = false;
-            self.handle(state, ev);
+            self.handle(shared, ev);
         }
     }
 
     /// The connection is over: its socket closes, the hub forgets it, and its place under
     /// the per-address limit is free.
-    fn end(self, state: &State) {
-        state.close(self.id, &self.io);
-        release(state, self.ip);
+    fn end(self, shared: &Shared) {
+        shared.close(self.id, &self.io);
+        shared.release(self.ip);
     }
 }
 
 /// The native connections of one server, polled by its event loop; see the
 /// [module docs](self).
 #[derive(Default)]
-pub(crate) struct Natives {
+pub(crate) struct NativeConns {
     conns: RefCell<Slab<NativeConn>>,
 }
 
-thread_local! {
-    /// The native connections woken since the loop last looked.
-    static WOKEN: RefCell<Woken> = const { RefCell::new(Woken::new()) };
-}
-
-/// Places of woken connections, in the order they were woken, each at most once (a place
-/// may be queued after its connection ended: a poll too many is harmless).
-struct Woken {
-    queue: VecDeque<usize>,
-    /// A bit per place: queued now. A connection woken again while queued keeps its turn:
-    /// polled earlier, it would write what the next wake-ups add in more, smaller writes.
-    queued: Vec<u64>,
-}
-
-impl Woken {
-    const fn new() -> Woken {
-        Woken {
-            queue: VecDeque::new(),
-            queued: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, key: usize) {
-        let (word, bit) = (key / 64, 1u64 << (key % 64));
-        if word >= self.queued.len() {
-            self.queued.resize(word + 1, 0);
-        }
-        if self.queued[word] & bit == 0 {
-            self.queued[word] |= bit;
-            self.queue.push_back(key);
-        }
-    }
-
-    fn pop(&mut self) -> Option<usize> {
-        let key = self.queue.pop_front()?;
-        self.queued[key / 64] &= !(1u64 << (key % 64));
-        Some(key)
-    }
-}
-
-impl Natives {
+impl NativeConns {
     /// Starts serving `conn` (its first poll comes with the loop's next turn). Called from
     /// tasks (the door's), never from a connection's poll, which holds the table.
-    pub(crate) fn add(&self, conn: NativeConn) {
-        let key = self.conns.borrow_mut().insert(conn);
-        place_waker(key).wake();
-    }
-
-    /// Forgets the wake-ups a previous server on this thread left.
-    pub(crate) fn reset_thread() {
-        let _ = WOKEN.try_with(|w| *w.borrow_mut() = Woken::new());
+    pub(crate) fn add(&self, shared: &Shared, conn: NativeConn) {
+        let place = self.conns.borrow_mut().insert(conn);
+        shared.event_loop.wake(Waiter::Conn(place));
     }
 
     /// Polls the connection woken first, if any (false: none was woken).
-    pub(crate) fn run_one(&self, state: &State) -> bool {
-        let Some(key) = WOKEN.try_with(|w| w.borrow_mut().pop()).ok().flatten() else {
+    pub(crate) fn run_one(&self, shared: &Shared) -> bool {
+        let Some(place) = shared.event_loop.next_woken() else {
             return false;
         };
-        let waker = place_waker(key);
-        let mut cx = Context::from_waker(&waker);
         let mut conns = self.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(key) else {
+        let Some(conn) = conns.get_mut(place) else {
             return true;
         };
-        if conn.poll(state, &mut cx).is_ready() {
-            let conn = conns.remove(key);
+        if conn.poll(shared, Poller::Conn(place)).is_ready() {
+            let conn = conns.remove(place);
             drop(conns);
-            conn.end(state);
+            conn.end(shared);
         }
         true
     }
-}
-
-/// The waker of the connection at `key` in [`Natives`]: a number, queued in [`WOKEN`] when
-/// woken.
-fn place_waker(key: usize) -> Waker {
-    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, forget);
-    fn clone(data: *const ()) -> RawWaker {
-        RawWaker::new(data, &VTABLE)
-    }
-    fn wake(data: *const ()) {
-        // (Once the thread is being torn down there is nobody left to run it.)
-        let _ = WOKEN.try_with(|w| w.borrow_mut().push(data as usize));
-    }
-    fn forget(_: *const ()) {}
-    // SAFETY: the data is a number, never dereferenced, so every function above is sound for
-    // any data and any thread, and cloning or dropping owns nothing. (On another thread a
-    // wake-up would be queued where no loop looks; no waker leaves the server's thread.)
-    unsafe { Waker::from_raw(RawWaker::new(key as *const (), &VTABLE)) }
 }
 
 /// Reads `io` into the spare capacity of `buf` (the hub's receive buffer), so a received byte
@@ -291,15 +231,11 @@ fn place_waker(key: usize) -> Waker {
 /// A read into the shared buffer plus `Hub::handle_input` copied each byte once more (a
 /// fifth of the server's CPU time in a relay).
 #[cfg(unix)]
-fn poll_recv_direct(
-    io: &Socket,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
+fn poll_recv_direct(io: &Socket, me: Poller<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
     use bytes::BufMut as _;
     let spare = buf.chunk_mut();
     let (at, len) = (spare.as_mut_ptr(), spare.len());
-    let got = std::task::ready!(io.poll_read_with(cx, len, |fd| {
+    let got = std::task::ready!(io.poll_read_with(me, len, |fd| {
         // SAFETY: `recv` writes at most `len` bytes at `at`, the spare capacity the buffer owns
         // and that is valid for writes (uninitialised is fine: nothing reads it before the
         // kernel wrote it); `fd` is the live descriptor of `io`.

@@ -1,11 +1,11 @@
 //! The async server: one hub; native connections as records its event loop polls itself
 //! ([`native`](crate::native)); a task per WebSocket connection, one timer task and one
-//! disk task on a single-threaded `LocalExecutor`. The thread sleeps in the connection
-//! sockets' own event loop (`reactor.rs`: edge-triggered `epoll`) when nothing is runnable.
+//! disk task on a single-threaded `LocalExecutor`. The thread sleeps in its own event loop
+//! (`epoll/`: edge-triggered `epoll`, through mio) when nothing is runnable.
 //!
 //! # Why one thread
 //!
-//! Every input of every connection goes through the one [`Hub`]: with a work-stealing pool,
+//! Every input of every connection goes through the one [`Hub`](tidings_core::hub::Hub): with a work-stealing pool,
 //! each read would take a shared lock on it and the threads would mostly queue on that lock
 //! (and bounce its cache lines between cores). On one thread the hub is an `Rc<RefCell<_>>`,
 //! borrowed only between awaits, with no atomics on the hot path; the second core is left to
@@ -48,38 +48,33 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::rc::{Rc, Weak};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use async_io::{Async, Timer};
-use async_net::{AsyncToSocketAddrs, TcpListener, TcpStream};
+use async_io::Timer;
+use async_net::{AsyncToSocketAddrs, TcpListener};
 use futures_lite::future;
 use smol::LocalExecutor;
-use tidings_core::hub::{ConnId, FileHandle};
+use tidings_core::hub::FileHandle;
 use tidings_core::ErrorCode;
-use tidings_host::files::{DiskJob, Source};
-use tidings_host::server::{Host, ServerConfig, ServerEvent, ServerOutput, Ticket};
+use tidings_host::files::Source;
+use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
-use crate::door::{door_task, DoorConfig};
-use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
-use crate::native::Natives;
-use crate::reactor::{Reactor, Socket};
+use crate::door::{door_task, Door, DoorConfig};
+use crate::epoll::EventLoop;
+use crate::native::NativeConns;
+use crate::shared::{Outlets, Scratch, Shared};
 use crate::Error;
 
+/// A request to the server thread from a [`ServerHandle`]: runs there with the host.
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 
 /// How long a shutdown waits for goodbyes to be flushed before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Most connections written to directly by the connection whose input gave them output (see
-/// [`WakeTx::write_now`]); beyond this they are woken to write.
-const DIRECT_WRITES: usize = 2;
 
 /// Operator events kept when nobody reads them; older ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
@@ -192,37 +187,40 @@ impl Server {
     /// connection sockets, which sleeps in `epoll_wait` when nothing is runnable.
     pub fn run_blocking(self) -> Result<(), Error> {
         let ex = Rc::new(LocalExecutor::new());
-        let reactor = Reactor::new()?;
+        let event_loop = EventLoop::new()?;
         let (timer_wake, timer_rx) = async_channel::bounded(1);
         let (disk_wake, disk_rx) = async_channel::bounded(1);
-        let (gone_wake, gone_rx) = async_channel::bounded(1);
-        let state = Rc::new(State {
+        let (conn_gone, gone_rx) = async_channel::bounded(1);
+        let shared = Rc::new(Shared {
             host: RefCell::new(Host::new(self.config, Instant::now())),
-            writers: RefCell::new(HashMap::new()),
-            timer_wake,
-            disk_wake,
-            gone_wake,
-            armed: Cell::new(None),
-            read_buf: RefCell::new(vec![0u8; 64 << 10]),
-            gather: RefCell::new(Vec::with_capacity(WRITE_PIECES)),
-            events: self.events,
-            ready: RefCell::new(Vec::new()),
-            disk_jobs: RefCell::new(VecDeque::new()),
-            doors: Rc::new(self.doors),
-            executor: Rc::downgrade(&ex),
-            reactor: reactor.clone(),
-            natives: Natives::default(),
+            outputs: RefCell::new(HashMap::new()),
+            scratch: Scratch::new(),
+            outlets: Outlets {
+                disk_jobs: RefCell::new(VecDeque::new()),
+                disk_wake,
+                events: self.events,
+                timer_armed: Cell::new(None),
+                timer_wake,
+                conn_gone,
+            },
+            event_loop: event_loop.clone(),
         });
-        Natives::reset_thread();
-        let loop_state = state.clone();
+        let natives = Rc::new(NativeConns::default());
+        let door = Rc::new(Door::new(
+            shared.clone(),
+            self.doors,
+            natives.clone(),
+            Rc::downgrade(&ex),
+        ));
+        let loop_shared = shared.clone();
         let listener = self.listener;
         let cmds = self.cmds;
         let stop = self.stop;
         let exec = ex.clone();
         let main = async move {
-            exec.spawn(timer_task(state.clone(), timer_rx)).detach();
-            exec.spawn(disk_task(state.clone(), disk_rx)).detach();
-            exec.spawn(command_task(state.clone(), cmds)).detach();
+            exec.spawn(timer_task(shared.clone(), timer_rx)).detach();
+            exec.spawn(disk_task(shared.clone(), disk_rx)).detach();
+            exec.spawn(command_task(shared.clone(), cmds)).detach();
             loop {
                 let accepted = future::or(async { Some(listener.accept().await) }, async {
                     let _ = stop.recv().await;
@@ -234,7 +232,7 @@ impl Server {
                         let _ = stream.set_nodelay(true);
                         // The door checks the connection limits, sniffs the first bytes and
                         // joins the hub only then.
-                        exec.spawn(door_task(state.clone(), stream, peer)).detach();
+                        exec.spawn(door_task(door.clone(), stream, peer)).detach();
                     }
                     // Out of descriptors and the like: keep serving who is connected.
                     Some(Err(_)) => {
@@ -245,7 +243,7 @@ impl Server {
             }
             drop(listener);
             let deadline = Instant::now() + SHUTDOWN_GRACE;
-            while state.host.borrow().hub_ref().connection_count() > 0 {
+            while shared.host.borrow().hub_ref().connection_count() > 0 {
                 let timed_out = future::or(async { gone_rx.recv().await.is_err() }, async {
                     Timer::at(deadline).await;
                     true
@@ -256,7 +254,7 @@ impl Server {
                 }
             }
         };
-        reactor.block_on(&ex, main, || loop_state.natives.run_one(&loop_state))?;
+        event_loop.block_on(&ex, main, || natives.run_one(&loop_shared))?;
         Ok(())
     }
 }
@@ -382,134 +380,22 @@ impl ServerHandle {
     }
 }
 
-/// What the tasks of one server share (all on one thread).
-pub(crate) struct State {
-    pub(crate) host: RefCell<Host>,
-    pub(crate) writers: RefCell<HashMap<ConnId, WakeTx>>,
-    timer_wake: Sender<()>,
-    disk_wake: Sender<()>,
-    gone_wake: Sender<()>,
-    /// The deadline the timer task sleeps until.
-    armed: Cell<Option<Instant>>,
-    /// One read buffer for every connection: a task reads into it and hands the bytes to the
-    /// hub before it yields, so with one thread nobody else can touch it in between (and ten
-    /// thousand idle connections do not each hold 64 KiB). Only a busy connection (its last
-    /// read was at least `DIRECT_MIN`) reads straight into its own receive buffer in the hub
-    /// instead, saving the copy out of this one.
-    pub(crate) read_buf: RefCell<Vec<u8>>,
-    /// Where a native connection gathers its output for one vectored write, as it writes
-    /// (see [`Doorbell::flush`](crate::doorbell::Doorbell::flush)).
-    pub(crate) gather: Gather,
-    events: Sender<ServerEvent>,
-    /// Scratch list of the connections the hub reported ready.
-    ready: RefCell<Vec<ConnId>>,
-    /// Disk jobs of the server's own transfers, waiting for the disk task.
-    disk_jobs: RefCell<VecDeque<(Ticket, DiskJob)>>,
-    /// How the port treats non-native visitors.
-    pub(crate) doors: Rc<DoorConfig>,
-    /// The executor the server's tasks run on (weak: its tasks hold this state).
-    executor: Weak<LocalExecutor<'static>>,
-    /// Where connection sockets are registered once the door hands them on.
-    reactor: Rc<Reactor>,
-    /// The native connections, which the event loop polls itself.
-    pub(crate) natives: Natives,
-}
-
-impl State {
-    /// Runs `task` as a task of its own on the server's executor (nothing, once the server
-    /// is being torn down).
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + 'static) {
-        if let Some(ex) = self.executor.upgrade() {
-            ex.spawn(task).detach();
-        }
-    }
-
-    /// Takes a socket the door read from off async-io's reactor and registers it with the
-    /// server's own ([`Reactor`]), for the connection.
-    pub(crate) fn adopt(&self, stream: TcpStream) -> io::Result<Rc<Socket>> {
-        let shared: Arc<Async<std::net::TcpStream>> = stream.into();
-        let io =
-            Arc::try_unwrap(shared).map_err(|_| io::Error::other("the socket is still shared"))?;
-        self.reactor.register(io.into_inner()?)
-    }
-
-    /// A connection is over: its socket closes, its doorbell goes, the hub forgets it, and a
-    /// shutdown waiting for the last connection hears of it.
-    pub(crate) fn close(&self, id: ConnId, io: &Socket) {
-        io.shutdown();
-        self.writers.borrow_mut().remove(&id);
-        self.host.borrow_mut().hub().remove(id);
-        self.after();
-        let _ = self.gone_wake.try_send(());
-    }
-
-    /// The host's outputs after any input ([`Host::poll_output`]): write to or wake the
-    /// connections given output, queue disk jobs, pass on events, re-arm the timer.
-    pub(crate) fn after(&self) {
-        let mut host = self.host.borrow_mut();
-        let writers = self.writers.borrow();
-        let mut ready = self.ready.borrow_mut();
-        ready.clear();
-        loop {
-            let output = host.poll_output();
-            if let ServerOutput::Ready(conn) = output {
-                ready.push(conn);
-                continue;
-            }
-            // A few connections given output (a private message, a reply) are written at
-            // once; many (a broadcast) are woken, so each gathers what several inputs queued
-            // for it into one write instead of one system call per message.
-            let wrote = !ready.is_empty();
-            let direct = ready.len() <= DIRECT_WRITES;
-            for &conn in ready.iter() {
-                if let Some(w) = writers.get(&conn) {
-                    if !(direct && w.write_now(&self.gather, &mut host, conn)) {
-                        w.wake();
-                    }
-                }
-            }
-            ready.clear();
-            match output {
-                ServerOutput::Ready(_) => unreachable!("collected above"),
-                ServerOutput::Disk(ticket, job) => {
-                    self.disk_jobs.borrow_mut().push_back((ticket, job));
-                    let _ = self.disk_wake.try_send(());
-                }
-                // When nobody reads the operator events, new ones are dropped rather than kept.
-                ServerOutput::Event(ev) => {
-                    let _ = self.events.try_send(ev);
-                }
-                // Taking output from the hub can make other connections ready (a relay's
-                // sender given credit): look again until nothing is.
-                ServerOutput::Wait(_) if wrote => {}
-                ServerOutput::Wait(next) => {
-                    let armed = self.armed.get();
-                    if next.is_some() && (armed.is_none() || next < armed) {
-                        let _ = self.timer_wake.try_send(());
-                    }
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// Runs the hub's timers when due; sleeps on the event loop's
-/// [alarm](Reactor::poll_alarm) until the next, or until an input moved it earlier (`wake`).
-async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
+/// [alarm](EventLoop::poll_alarm) until the next, or until an input moved it earlier (`wake`).
+async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
     loop {
-        let next = state.host.borrow().hub_ref().poll_timeout();
-        state.armed.set(next);
+        let next = shared.host.borrow().hub_ref().poll_timeout();
+        shared.outlets.timer_armed.set(next);
         let now = Instant::now();
         if next.is_some_and(|d| d <= now) {
-            state.host.borrow_mut().hub().handle_timeout(now);
-            state.after();
+            shared.host.borrow_mut().hub().handle_timeout(now);
+            shared.after();
             // Let the connections run before looking again.
             future::yield_now().await;
             continue;
         }
         let closed = future::or(async { wake.recv().await.is_err() }, async {
-            future::poll_fn(|cx| state.reactor.poll_alarm(cx, next)).await;
+            future::poll_fn(|cx| shared.event_loop.poll_alarm(cx, next)).await;
             false
         })
         .await;
@@ -520,15 +406,15 @@ async fn timer_task(state: Rc<State>, wake: Receiver<()>) {
 }
 
 /// Runs the server's disk jobs one after another on the `blocking` pool, in the order the
-/// host handed them out ([`State::disk_jobs`]).
-async fn disk_task(state: Rc<State>, wake: Receiver<()>) {
+/// host handed them out ([`Outlets::disk_jobs`]).
+async fn disk_task(shared: Rc<Shared>, wake: Receiver<()>) {
     loop {
-        let job = state.disk_jobs.borrow_mut().pop_front();
+        let job = shared.outlets.disk_jobs.borrow_mut().pop_front();
         match job {
             Some((ticket, job)) => {
                 let done = blocking::unblock(move || job.run()).await;
-                state.host.borrow_mut().job_done(ticket, done);
-                state.after();
+                shared.host.borrow_mut().job_done(ticket, done);
+                shared.after();
             }
             None => {
                 if wake.recv().await.is_err() {
@@ -539,9 +425,10 @@ async fn disk_task(state: Rc<State>, wake: Receiver<()>) {
     }
 }
 
-async fn command_task(state: Rc<State>, cmds: Receiver<Cmd>) {
+/// Runs the requests of [`ServerHandle`]s.
+async fn command_task(shared: Rc<Shared>, cmds: Receiver<Cmd>) {
     while let Ok(cmd) = cmds.recv().await {
-        cmd(&mut state.host.borrow_mut());
-        state.after();
+        cmd(&mut shared.host.borrow_mut());
+        shared.after();
     }
 }

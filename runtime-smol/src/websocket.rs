@@ -14,25 +14,43 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use bytes::Bytes;
-use futures_lite::{future, Stream};
+use futures_lite::future;
 use tidings_core::gateway::{Gateway, RenderCache};
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
-use crate::client::advance;
-use crate::door::Admitted;
-use crate::doorbell::{poll_write_pieces, wake_pair, WRITE_BATCH};
-use crate::reactor::Socket;
-use crate::server::State;
+use crate::epoll::{Poller, Socket};
+use crate::output::{advance, poll_write_pieces, WRITE_BATCH};
+use crate::shared::{Admitted, Shared};
 
-enum Wake {
+/// What the WebSocket connections of one server share besides the hub.
+pub(crate) struct WsShared {
+    /// Broadcast renderings: a chat line sent to a hundred browsers is rendered as JSON
+    /// once. Entries depend only on the frame they render.
+    renders: RefCell<RenderCache>,
+    /// How long to wait for the client's close frame after sending ours.
+    closing_timeout: Duration,
+}
+
+impl WsShared {
+    pub(crate) fn new(closing_timeout: Duration) -> WsShared {
+        WsShared {
+            renders: RefCell::new(RenderCache::new()),
+            closing_timeout,
+        }
+    }
+}
+
+/// What woke a WebSocket connection's task.
+enum WsWake {
     Read(io::Result<usize>),
     Wrote(io::Result<usize>),
-    Woken,
+    /// The hub has news for it.
+    Notified,
     Timer,
 }
 
@@ -45,32 +63,20 @@ struct Link {
     hub_done: bool,
 }
 
-thread_local! {
-    /// The broadcast renderings shared by every WebSocket connection this thread drives (a
-    /// server runs on one thread): a chat line sent to a hundred browsers is rendered as JSON
-    /// once. Entries depend only on the frame they render, so servers sharing a thread may
-    /// share them too.
-    static RENDERS: RefCell<RenderCache> = RefCell::new(RenderCache::new());
-}
-
 /// Moves bytes between the WebSocket, the gateway and the hub until nothing moves.
-fn pump(state: &State, link: &mut Link, ws: &mut WsConnection, gw: &mut Gateway, held: usize) {
-    RENDERS.with(|renders| pump_with(state, link, ws, gw, held, &mut renders.borrow_mut()));
-}
-
-fn pump_with(
-    state: &State,
+fn pump(
+    shared: &Shared,
+    renders: &mut RenderCache,
     link: &mut Link,
     ws: &mut WsConnection,
     gw: &mut Gateway,
     held: usize,
-    renders: &mut RenderCache,
 ) {
     let now = Instant::now();
     while let Some(event) = ws.poll_event() {
         gw.handle_ws_event(now, event);
     }
-    let mut host = state.host.borrow_mut();
+    let mut host = shared.host.borrow_mut();
     let hub = host.hub();
     loop {
         let mut moved = false;
@@ -106,17 +112,15 @@ fn pump_with(
 /// Drives one accepted WebSocket until it is closed; `early` holds bytes that arrived with
 /// the request head (the first frames).
 pub(crate) async fn ws_task(
-    state: Rc<State>,
+    shared: Rc<Shared>,
+    ws_shared: Rc<WsShared>,
     io: Rc<Socket>,
     mut ws: WsConnection,
     mut gw: Gateway,
     early: Bytes,
     _admitted: Admitted,
 ) {
-    let id = state.host.borrow_mut().hub().connect(Instant::now());
-    let (wake_tx, wake_rx) = wake_pair();
-    state.writers.borrow_mut().insert(id, wake_tx);
-    let mut wake = Box::pin(wake_rx);
+    let (id, output) = shared.connect(Instant::now());
     let mut link = Link {
         id,
         eof_sent: false,
@@ -132,8 +136,15 @@ pub(crate) async fn ws_task(
     }
     loop {
         let held: usize = out.iter().map(Bytes::len).sum();
-        pump(&state, &mut link, &mut ws, &mut gw, held);
-        state.after();
+        pump(
+            &shared,
+            &mut ws_shared.renders.borrow_mut(),
+            &mut link,
+            &mut ws,
+            &mut gw,
+            held,
+        );
+        shared.after();
         while let Some(bytes) = ws.poll_transmit() {
             out.push(bytes);
         }
@@ -142,7 +153,7 @@ pub(crate) async fn ws_task(
             break;
         }
         if ws.state() == WsState::Closing && closing_deadline.is_none() {
-            closing_deadline = Some(now + state.doors.closing_timeout);
+            closing_deadline = Some(now + ws_shared.closing_timeout);
         }
         if closing_deadline.is_some_and(|d| d <= now) {
             // The client never answered our close frame.
@@ -164,42 +175,43 @@ pub(crate) async fn ws_task(
         }
         let reading = !read_done
             && ws.state() != WsState::Closed
-            && (link.hub_done || state.host.borrow().hub_ref().wants_input(id));
+            && (link.hub_done || shared.host.borrow().hub_ref().wants_input(id));
         let ev = future::poll_fn(|cx| {
+            let me = Poller::from(&*cx);
             if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(&io, cx, &out) {
-                    return Poll::Ready(Wake::Wrote(r));
+                if let Poll::Ready(r) = poll_write_pieces(&io, me, &out) {
+                    return Poll::Ready(WsWake::Wrote(r));
                 }
             }
             // A read is made only while the socket may hold data (see `Socket`): this task
             // is woken for every message the hub has for it.
             if reading {
-                let mut buf = state.read_buf.borrow_mut();
-                if let Poll::Ready(r) = io.poll_read(cx, &mut buf[..]) {
-                    return Poll::Ready(Wake::Read(r));
+                let mut buf = shared.scratch.read.borrow_mut();
+                if let Poll::Ready(r) = io.poll_read(me, &mut buf[..]) {
+                    return Poll::Ready(WsWake::Read(r));
                 }
             }
-            if wake.as_mut().poll_next(cx).is_ready() {
-                return Poll::Ready(Wake::Woken);
+            if output.poll_notified(me).is_ready() {
+                return Poll::Ready(WsWake::Notified);
             }
             if armed.is_some() && Pin::new(&mut timer).poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
+                return Poll::Ready(WsWake::Timer);
             }
             Poll::Pending
         })
         .await;
         match ev {
-            Wake::Read(Ok(n)) if n > 0 => {
-                ws.handle_input(&state.read_buf.borrow()[..n]);
+            WsWake::Read(Ok(n)) if n > 0 => {
+                ws.handle_input(&shared.scratch.read.borrow()[..n]);
             }
-            Wake::Read(_) => {
+            WsWake::Read(_) => {
                 read_done = true;
                 ws.handle_eof();
             }
-            Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
-            Wake::Wrote(_) => break, // the peer is gone; the hub hears of it below
-            Wake::Woken => {}
-            Wake::Timer => {
+            WsWake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            WsWake::Wrote(_) => break, // the peer is gone; the hub hears of it below
+            WsWake::Notified => {}
+            WsWake::Timer => {
                 armed = None;
                 timer = Timer::never();
                 let now = Instant::now();
@@ -210,7 +222,11 @@ pub(crate) async fn ws_task(
         }
     }
     if !link.eof_sent {
-        state.host.borrow_mut().hub().handle_eof(Instant::now(), id);
+        shared
+            .host
+            .borrow_mut()
+            .hub()
+            .handle_eof(Instant::now(), id);
     }
-    state.close(id, &io);
+    shared.close(id, &io);
 }

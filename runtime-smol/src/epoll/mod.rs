@@ -1,7 +1,12 @@
-//! The server thread's own event loop: its executor and the readiness of its connection
-//! sockets, on one `epoll` (through mio), edge-triggered.
+//! The server thread's own event loop, not async-io's: its executor, its native
+//! connections and the readiness of its connection sockets, on one `epoll` (through mio,
+//! edge-triggered; on Windows mio's equivalent).
 //!
-//! # Why not async-io's reactor for the connections
+//! This is the part of the server written for speed rather than as an example: an
+//! integrator who wants to see how to drive the core from smol/async-io reads the
+//! [client](crate::Client), which is a plain async-io adapter.
+//!
+//! # Why not async-io's reactor for the connections (measured)
 //!
 //! async-io registers every socket one-shot, so each wait for readability re-arms it with an
 //! `epoll_ctl`, and each look at the sockets also sets a `timerfd`, re-arms it and re-arms
@@ -12,16 +17,24 @@
 //! readiness, a [`Socket`] remembers it until a read or write says `WouldBlock`, and a look
 //! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
 //!
-//! The hub's timer is the loop's own too ([`Reactor::poll_alarm`]): `epoll_wait` sleeps
+//! The hub's timer is the loop's own too ([`EventLoop::poll_alarm`]): `epoll_wait` sleeps
 //! until it is due. On async-io, moving it earlier woke async-io's thread to re-arm its
-//! `timerfd`, and that thread woke this one: about 600 wake-ups a second of another thread on the
-//! server's core at 10 000 private messages a second, each one a chance to preempt it.
+//! `timerfd`, and that thread woke this one: about 600 wake-ups a second of another thread on
+//! the server's core at 10 000 private messages a second, each one a chance to preempt it.
+//!
+//! # Who is woken
+//!
+//! A socket or a connection's output is waited for by a [`Waiter`]: an executor task (its
+//! waker) or a native connection, which is not a task but a record the loop polls itself
+//! (its place in the server's table of native connections, see `native.rs`). Waking a
+//! native connection queues its place on the loop ([`EventLoop::next_woken`]).
 //!
 //! Everything else (the listening socket, the door's first reads, the WebSocket tasks'
 //! timers) stays on async-io, whose reactor another thread drives: what it wakes here
 //! arrives through the executor and [`LoopWaker`], like any wake-up from another thread.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice, Read as _, Write as _};
 use std::net::Shutdown;
@@ -52,32 +65,72 @@ const WRITE: u8 = 2;
 /// the last data is read even after a short read forgot `READ` (no new edge would come).
 const READ_CLOSED: u8 = 4;
 
-/// The `epoll` instance and the sockets registered with it.
-pub(crate) struct Reactor {
+/// Who waits for a [`Socket`] or a connection's output (see the [module docs](self)).
+pub(crate) enum Waiter {
+    Nobody,
+    /// An executor task.
+    Task(Waker),
+    /// The native connection at this place in the server's table.
+    Conn(usize),
+}
+
+/// On whose behalf a poll is made: the task of this waker, or the native connection at this
+/// place. What is not ready yet wakes it later.
+#[derive(Clone, Copy)]
+pub(crate) enum Poller<'a> {
+    Task(&'a Waker),
+    Conn(usize),
+}
+
+impl<'a> From<&'a Context<'_>> for Poller<'a> {
+    fn from(cx: &'a Context<'_>) -> Poller<'a> {
+        Poller::Task(cx.waker())
+    }
+}
+
+/// The `epoll` instance, the sockets registered with it, and the native connections woken.
+pub(crate) struct EventLoop {
     poll: RefCell<mio::Poll>,
     events: RefCell<Events>,
     sockets: RefCell<Slab<Weak<Socket>>>,
     waker: Arc<LoopWaker>,
-    /// When the alarm is due, while its task waits ([`Reactor::poll_alarm`]).
+    /// When the alarm is due, while its task waits ([`EventLoop::poll_alarm`]).
     alarm: Cell<Option<Instant>>,
     alarm_waker: Cell<Option<Waker>>,
+    /// Native connections woken since the loop last looked.
+    woken: RefCell<WokenConns>,
 }
 
-impl Reactor {
-    pub(crate) fn new() -> io::Result<Rc<Reactor>> {
+impl EventLoop {
+    pub(crate) fn new() -> io::Result<Rc<EventLoop>> {
         let poll = mio::Poll::new()?;
-        let eventfd = mio::Waker::new(poll.registry(), WAKE)?;
-        Ok(Rc::new(Reactor {
+        let notifier = mio::Waker::new(poll.registry(), WAKE)?;
+        Ok(Rc::new(EventLoop {
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(1024)),
             sockets: RefCell::new(Slab::new()),
             waker: Arc::new(LoopWaker {
                 parked: AtomicBool::new(false),
-                eventfd,
+                notifier,
             }),
             alarm: Cell::new(None),
             alarm_waker: Cell::new(None),
+            woken: RefCell::new(WokenConns::default()),
         }))
+    }
+
+    /// Wakes `waiter`: its task, or its native connection's turn on this loop.
+    pub(crate) fn wake(&self, waiter: Waiter) {
+        match waiter {
+            Waiter::Nobody => {}
+            Waiter::Task(w) => w.wake(),
+            Waiter::Conn(place) => self.woken.borrow_mut().push(place),
+        }
+    }
+
+    /// The place of the native connection woken first, if any, taken off the queue.
+    pub(crate) fn next_woken(&self) -> Option<usize> {
+        self.woken.borrow_mut().pop()
     }
 
     /// Ready once `at` has come (never, for `None`); until then the loop wakes the task at
@@ -130,8 +183,8 @@ impl Reactor {
             // present state, so nothing is missed either way).
             ready: Cell::new(READ | WRITE),
             awaited: Cell::new(0),
-            waker: Cell::new(None),
-            reactor: Rc::downgrade(self),
+            waiter: Cell::new(Waiter::Nobody),
+            event_loop: Rc::downgrade(self),
         });
         entry.insert(Rc::downgrade(&socket));
         Ok(socket)
@@ -168,17 +221,15 @@ impl Reactor {
             socket.ready.set(socket.ready.get() | ready);
             if ready & socket.awaited.get() != 0 {
                 socket.awaited.set(0);
-                if let Some(w) = socket.waker.take() {
-                    w.wake();
-                }
+                self.wake(socket.waiter.replace(Waiter::Nobody));
             }
         }
         Ok(())
     }
 
     /// Runs `main` and the tasks spawned on `ex` on this thread until `main` completes,
-    /// with `natives`: it polls one woken native connection, false when none was woken
-    /// (they are not tasks, see `native.rs`; they are woken on this thread only).
+    /// with `natives`: it polls one woken native connection ([`EventLoop::next_woken`]),
+    /// false when none was woken (they are not tasks, see the [module docs](self)).
     ///
     /// Tasks and connections run while any are runnable, taking turns, with a non-blocking
     /// look at the sockets every [`TASKS_PER_LOOK`] turns; with none left the thread sleeps in
@@ -208,8 +259,8 @@ impl Reactor {
                 continue;
             }
             // Nothing runnable: ask the executor to wake us (the `tick` future stays
-            // registered while the thread sleeps in the reactor), then sleep. A task woken
-            // from another thread after `parked` is set writes the eventfd.
+            // registered while the thread sleeps in `epoll_wait`), then sleep. A task woken
+            // from another thread after `parked` is set writes the loop's notifier.
             self.waker.parked.store(true, Ordering::SeqCst);
             let mut tick = pin!(ex.tick());
             if tick.as_mut().poll(&mut cx).is_pending() {
@@ -228,7 +279,8 @@ impl Reactor {
 /// the loop is about to sleep or sleeping.
 struct LoopWaker {
     parked: AtomicBool,
-    eventfd: mio::Waker,
+    /// mio's cross-thread notifier (an `eventfd` on Linux).
+    notifier: mio::Waker,
 }
 
 impl Wake for LoopWaker {
@@ -238,24 +290,24 @@ impl Wake for LoopWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if self.parked.load(Ordering::SeqCst) {
-            let _ = self.eventfd.wake();
+            let _ = self.notifier.wake();
         }
     }
 }
 
-/// A connection socket registered with the [`Reactor`]: non-blocking I/O that says `Pending`
-/// (and wakes its user later) where the socket would block.
+/// A connection socket registered with the [`EventLoop`]: non-blocking I/O that says
+/// `Pending` (and wakes its user later) where the socket would block.
 pub(crate) struct Socket {
     stream: TcpStream,
     token: usize,
     /// READ and WRITE as last reported by the kernel and not yet refuted by a `WouldBlock`
     /// (or a short read), and READ_CLOSED once reported.
     ready: Cell<u8>,
-    /// What `waker` waits for: READ, WRITE or both. One waker serves both directions, since
-    /// one task (or native connection) uses a socket: ten thousand sockets, 16 bytes each.
+    /// What `waiter` waits for: READ, WRITE or both. One waiter serves both directions,
+    /// since one task (or native connection) uses a socket.
     awaited: Cell<u8>,
-    waker: Cell<Option<Waker>>,
-    reactor: Weak<Reactor>,
+    waiter: Cell<Waiter>,
+    event_loop: Weak<EventLoop>,
 }
 
 impl Socket {
@@ -264,14 +316,14 @@ impl Socket {
     fn poll_io<R>(
         &self,
         dir: u8,
-        cx: &mut Context<'_>,
+        poller: Poller<'_>,
         mut op: impl FnMut(&TcpStream) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         // A read-closed socket stays readable: reads return what is left, then the end.
         let wanted = if dir == READ { READ | READ_CLOSED } else { dir };
         loop {
             if self.ready.get() & wanted == 0 {
-                remember(&self.waker, cx);
+                remember_waiter(&self.waiter, poller);
                 self.awaited.set(self.awaited.get() | dir);
                 return Poll::Pending;
             }
@@ -289,13 +341,9 @@ impl Socket {
     }
 
     /// Reads into `buf`.
-    pub(crate) fn poll_read(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_read(&self, poller: Poller<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let len = buf.len();
-        let got = self.poll_io(READ, cx, |mut s| s.read(buf));
+        let got = self.poll_io(READ, poller, |mut s| s.read(buf));
         self.after_read(got, len)
     }
 
@@ -303,12 +351,12 @@ impl Socket {
     #[cfg(unix)]
     pub(crate) fn poll_read_with(
         &self,
-        cx: &mut Context<'_>,
+        poller: Poller<'_>,
         len: usize,
         mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         use std::os::fd::AsRawFd as _;
-        let got = self.poll_io(READ, cx, |s| op(s.as_raw_fd()));
+        let got = self.poll_io(READ, poller, |s| op(s.as_raw_fd()));
         self.after_read(got, len)
     }
 
@@ -328,10 +376,10 @@ impl Socket {
     /// Writes what it can of `slices`.
     pub(crate) fn poll_write_vectored(
         &self,
-        cx: &mut Context<'_>,
+        poller: Poller<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(WRITE, cx, |mut s| s.write_vectored(slices))
+        self.poll_io(WRITE, poller, |mut s| s.write_vectored(slices))
     }
 
     /// Writes what it can of `slices` now, without a task to wake (`WouldBlock` if nothing).
@@ -350,22 +398,62 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        if let Some(reactor) = self.reactor.upgrade() {
-            let _ = reactor
+        if let Some(event_loop) = self.event_loop.upgrade() {
+            let _ = event_loop
                 .poll
                 .borrow()
                 .registry()
                 .deregister(&mut self.stream);
-            reactor.sockets.borrow_mut().try_remove(self.token);
+            event_loop.sockets.borrow_mut().try_remove(self.token);
         }
     }
 }
 
 /// Keeps `cx`'s waker in `slot` (without cloning it again if it is the one already there).
-pub(crate) fn remember(slot: &Cell<Option<Waker>>, cx: &Context<'_>) {
+fn remember(slot: &Cell<Option<Waker>>, cx: &Context<'_>) {
     let waker = match slot.take() {
         Some(w) if w.will_wake(cx.waker()) => w,
         _ => cx.waker().clone(),
     };
     slot.set(Some(waker));
+}
+
+/// Keeps `poller` in `slot` as the one to wake (a task's waker is not cloned again if it is
+/// the one already there).
+pub(crate) fn remember_waiter(slot: &Cell<Waiter>, poller: Poller<'_>) {
+    let waiter = match (slot.replace(Waiter::Nobody), poller) {
+        (Waiter::Task(w), Poller::Task(p)) if w.will_wake(p) => Waiter::Task(w),
+        (_, Poller::Task(p)) => Waiter::Task(p.clone()),
+        (_, Poller::Conn(place)) => Waiter::Conn(place),
+    };
+    slot.set(waiter);
+}
+
+/// Places of woken native connections, in the order they were woken, each at most once (a
+/// place may be queued after its connection ended: a poll too many is harmless).
+#[derive(Default)]
+struct WokenConns {
+    queue: VecDeque<usize>,
+    /// A bit per place: queued now. A connection woken again while queued keeps its turn:
+    /// polled earlier, it would write what the next wake-ups add in more, smaller writes.
+    queued: Vec<u64>,
+}
+
+impl WokenConns {
+    fn push(&mut self, place: usize) {
+        let (word, bit) = (place / 64, 1u64 << (place % 64));
+        if word >= self.queued.len() {
+            self.queued.resize(word + 1, 0);
+        }
+        if self.queued[word] & bit == 0 {
+            self.queued[word] |= bit;
+            self.queue.push_back(place);
+        }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        let place = self.queue.pop_front()?;
+        self.queued[place / 64] &= !(1u64 << (place % 64));
+        Some(place)
+    }
 }
