@@ -26,16 +26,13 @@
 //! [`MAX_REFUSING`](tidings_host::server::MAX_REFUSING) refusals at once, is just closed.
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
-use async_net::TcpStream;
 use bytes::Bytes;
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::gateway::{Gateway, GatewayMode};
 use tidings_core::wire::Preamble;
@@ -46,8 +43,9 @@ use tidings_core::ws::{
 
 use tidings_host::server::{ConnLimit, REFUSAL_TIME};
 
-use crate::epoll::Socket;
+use crate::epoll::{Poller, Socket};
 use crate::native::{NativeConn, NativeConns};
+use crate::output::{advance, poll_write_pieces};
 use crate::shared::{Admitted, Shared};
 use crate::websocket::{ws_task, WsShared};
 
@@ -153,34 +151,35 @@ fn classify(first: &[u8]) -> Option<Visitor> {
     }
 }
 
+/// A new connection's socket, registered with the server's event loop at accept.
+type Stream = Rc<Socket>;
+
 /// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream.
-async fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
-    future::or(
-        async { stream.read(buf).await.ok().filter(|&n| n > 0) },
-        async {
-            Timer::at(deadline).await;
-            None
-        },
-    )
+async fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+    let mut timer = stream.timer_at(deadline);
+    future::poll_fn(|cx| {
+        if let Poll::Ready(read) = stream.poll_read(Poller::from(&*cx), buf) {
+            return Poll::Ready(read.ok().filter(|&n| n > 0));
+        }
+        timer.poll_due(cx).map(|()| None)
+    })
     .await
 }
 
 /// Writes all of `chunks` before `deadline`; false if that failed.
-async fn write_by(stream: &mut TcpStream, chunks: &[Bytes], deadline: Instant) -> bool {
-    future::or(
-        async {
-            for chunk in chunks {
-                if stream.write_all(chunk).await.is_err() {
-                    return false;
-                }
-            }
-            stream.flush().await.is_ok()
-        },
-        async {
-            Timer::at(deadline).await;
-            false
-        },
-    )
+async fn write_by(stream: &mut Stream, chunks: &[Bytes], deadline: Instant) -> bool {
+    let mut timer = stream.timer_at(deadline);
+    let mut left = chunks.to_vec();
+    future::poll_fn(|cx| loop {
+        if left.is_empty() {
+            return Poll::Ready(true);
+        }
+        match poll_write_pieces(stream, Poller::from(&*cx), &left) {
+            Poll::Ready(Ok(n)) if n > 0 => advance(&mut left, n),
+            Poll::Ready(_) => return Poll::Ready(false),
+            Poll::Pending => return timer.poll_due(cx).map(|()| false),
+        }
+    })
     .await
 }
 
@@ -221,20 +220,11 @@ impl Door {
             ex.spawn(task).detach();
         }
     }
-
-    /// Takes a socket the door read from off async-io's reactor and registers it with the
-    /// server's own event loop, for the connection.
-    fn adopt(&self, stream: TcpStream) -> io::Result<Rc<Socket>> {
-        let shared: Arc<Async<std::net::TcpStream>> = stream.into();
-        let io =
-            Arc::try_unwrap(shared).map_err(|_| io::Error::other("the socket is still shared"))?;
-        self.shared.event_loop.register(io.into_inner()?)
-    }
 }
 
 /// Serves one accepted socket from `peer`: checks the connection limits, then sniffs it and
 /// hands it on. See the [module docs](self).
-pub(crate) async fn door_task(door: Rc<Door>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn door_task(door: Rc<Door>, stream: Stream, peer: SocketAddr) {
     let shared = &door.shared;
     let admission = shared.host.borrow_mut().admit(peer.ip());
     match admission {
@@ -259,7 +249,7 @@ pub(crate) async fn door_task(door: Rc<Door>, stream: TcpStream, peer: SocketAdd
 }
 
 /// Answers a connection turned away by `limit` (see the [module docs](self)).
-async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
+async fn refuse(mut stream: Stream, limit: ConnLimit) {
     let deadline = Instant::now() + REFUSAL_TIME;
     let mut first = Vec::new();
     let mut chunk = [0u8; 512];
@@ -296,7 +286,7 @@ async fn refuse(mut stream: TcpStream, limit: ConnLimit) {
 /// the HTTP reader's (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are
 /// read straight into `first`, and the HTTP path is boxed, so a door waiting for its first
 /// bytes stays small.
-async fn sniff(door: Rc<Door>, mut stream: TcpStream, admitted: Admitted) {
+async fn sniff(door: Rc<Door>, mut stream: Stream, admitted: Admitted) {
     let deadline = Instant::now() + door.config.head_timeout;
     let mut first = Vec::new();
     let visitor = loop {
@@ -322,7 +312,7 @@ const SNIFF_READ: usize = 512;
 /// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
 async fn http(
     door: Rc<Door>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     first: Vec<u8>,
     deadline: Instant,
     admitted: Admitted,
@@ -354,10 +344,7 @@ async fn http(
 
 /// Hands a native connection to the hub, sniffed bytes first, and to the server's
 /// [native connections](crate::native).
-fn native(door: &Door, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
-    let Ok(socket) = door.adopt(stream) else {
-        return; // closed: the client sees its connection end
-    };
+fn native(door: &Door, socket: Stream, first: Vec<u8>, admitted: Admitted) {
     let shared = &door.shared;
     let now = Instant::now();
     let (id, output) = shared.connect(now);
@@ -370,7 +357,7 @@ fn native(door: &Door, stream: TcpStream, first: Vec<u8>, admitted: Admitted) {
 /// Accepts a WebSocket upgrade (or answers why not) and runs the gateway connection.
 async fn upgrade(
     door: Rc<Door>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     head: &HttpRequestHead,
     early: Bytes,
     deadline: Instant,
@@ -397,14 +384,11 @@ async fn upgrade(
         Gateway::for_hub(mode, max_frame, hub.name(), Instant::now())
     };
     let ws = WsConnection::server(door.config.ws);
-    let Ok(socket) = door.adopt(stream) else {
-        return;
-    };
     let shared = door.shared.clone();
     let task = ws_task(
         shared,
         door.websockets.clone(),
-        socket,
+        stream,
         ws,
         gateway,
         early,
@@ -454,13 +438,13 @@ fn plain_response(status: &str, body: &str) -> Vec<Bytes> {
 /// Writes an HTTP answer and closes: the write side first, then whatever the client still
 /// sends is drained for a moment, so the close does not reset the connection (and lose the
 /// answer) while unread request bytes sit in the socket.
-async fn answer(stream: &mut TcpStream, response: &[Bytes], deadline: Instant) {
+async fn answer(stream: &mut Stream, response: &[Bytes], deadline: Instant) {
     answer_by(stream, response, deadline, None).await;
 }
 
 /// [`answer`], with the draining also over by `until` if given.
 async fn answer_by(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     response: &[Bytes],
     deadline: Instant,
     until: Option<Instant>,
@@ -468,7 +452,7 @@ async fn answer_by(
     if !write_by(stream, response, deadline).await {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    stream.shutdown_write();
     let linger = Instant::now() + LINGER_TIME;
     let linger = until.map_or(linger, |until| until.min(linger));
     let mut drained = 0;

@@ -5,18 +5,23 @@
 //!
 //! # Why one thread
 //!
-//! Every input of every connection goes through the one [`Hub`](tidings_core::hub::Hub): with a work-stealing pool,
-//! each read would take a shared lock on it and the threads would mostly queue on that lock
-//! (and bounce its cache lines between cores). On one thread the hub is an `Rc<RefCell<_>>`,
-//! borrowed only between awaits, with no atomics on the hot path; the second core is left to
-//! the kernel's TCP work and to the `blocking` pool, where every disk read and write of the
-//! server's own transfers runs, so the executor never waits for a disk. A connection
-//! gathers all bytes its session has queued into one vectored write. The hub's timer is the
-//! event loop's own (`epoll_wait` sleeps until it is due). What is not on the hot path
-//! stays on async-io, whose reactor other threads drive (the thread awaiting
-//! [`Server::run`], or async-io's own): the listening socket, the door's first reads and the
-//! WebSocket tasks' timers; what they wake reaches this thread as a wake-up from another
-//! thread.
+//! Every input of every connection goes through the one [`Hub`](tidings_core::hub::Hub):
+//! with a work-stealing pool, each read would take a shared lock on it and the threads would
+//! mostly queue on that lock (and bounce its cache lines between cores). On one thread the
+//! hub is an `Rc<RefCell<_>>`, borrowed only between awaits, with no atomics on the hot
+//! path; the second core is left to the kernel's TCP work and to the `blocking` pool, where
+//! every disk read and write of the server's own transfers runs, so the executor never waits
+//! for a disk. A connection gathers all bytes its session has queued into one vectored
+//! write.
+//!
+//! # One event loop
+//!
+//! Everything of the server thread waits on its own event loop (`epoll/`): the listening
+//! socket, every connection socket from its first byte on, the hub's timer and the WebSocket
+//! connections' timers. async-io's reactor, which other threads drive, is not used on this
+//! thread; a wake-up from another thread comes only for what does come from one (a
+//! [`ServerHandle`] command, a finished disk job), through the executor and the loop's
+//! notifier.
 //!
 //! # Who writes
 //!
@@ -55,8 +60,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use async_io::Timer;
-use async_net::{AsyncToSocketAddrs, TcpListener};
+use async_net::AsyncToSocketAddrs;
 use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::FileHandle;
@@ -65,7 +69,7 @@ use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
 use crate::door::{door_task, Door, DoorConfig};
-use crate::epoll::EventLoop;
+use crate::epoll::{EventLoop, LoopTimer};
 use crate::native::NativeConns;
 use crate::shared::{Outlets, Scratch, Shared};
 use crate::Error;
@@ -81,7 +85,7 @@ const EVENT_BACKLOG: usize = 4096;
 
 /// A bound, not yet running server.
 pub struct Server {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     config: ServerConfig,
     cmds: Receiver<Cmd>,
     stop: Receiver<()>,
@@ -115,12 +119,14 @@ impl Server {
         config: ServerConfig,
     ) -> Result<Server, Error> {
         let shown = addr.to_string();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: shown,
-                source,
-            })?;
+        let bind = async {
+            let addrs = async_net::resolve(addr).await?;
+            std::net::TcpListener::bind(&addrs[..])
+        };
+        let listener = bind.await.map_err(|source| Error::Bind {
+            addr: shown,
+            source,
+        })?;
         let (cmd_tx, cmds) = async_channel::unbounded();
         let (stop_tx, stop) = async_channel::bounded(1);
         let (events, event_rx) = async_channel::bounded(EVENT_BACKLOG);
@@ -213,7 +219,8 @@ impl Server {
             Rc::downgrade(&ex),
         ));
         let loop_shared = shared.clone();
-        let listener = self.listener;
+        let listener = event_loop.listen(self.listener)?;
+        let timers = event_loop.clone();
         let cmds = self.cmds;
         let stop = self.stop;
         let exec = ex.clone();
@@ -222,30 +229,37 @@ impl Server {
             exec.spawn(disk_task(shared.clone(), disk_rx)).detach();
             exec.spawn(command_task(shared.clone(), cmds)).detach();
             loop {
-                let accepted = future::or(async { Some(listener.accept().await) }, async {
-                    let _ = stop.recv().await;
-                    None
-                })
+                let accepted = future::or(
+                    async { Some(future::poll_fn(|cx| listener.poll_accept(cx)).await) },
+                    async {
+                        let _ = stop.recv().await;
+                        None
+                    },
+                )
                 .await;
                 match accepted {
                     Some(Ok((stream, peer))) => {
                         let _ = stream.set_nodelay(true);
+                        let Ok(socket) = timers.register(stream) else {
+                            continue; // closed: the client sees its connection end
+                        };
                         // The door checks the connection limits, sniffs the first bytes and
                         // joins the hub only then.
-                        exec.spawn(door_task(door.clone(), stream, peer)).detach();
+                        exec.spawn(door_task(door.clone(), socket, peer)).detach();
                     }
                     // Out of descriptors and the like: keep serving who is connected.
                     Some(Err(_)) => {
-                        Timer::after(Duration::from_millis(50)).await;
+                        let pause = Instant::now() + Duration::from_millis(50);
+                        LoopTimer::new(&timers, Some(pause)).await;
                     }
                     None => break,
                 }
             }
             drop(listener);
-            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            let mut deadline = LoopTimer::new(&timers, Some(Instant::now() + SHUTDOWN_GRACE));
             while shared.host.borrow().hub_ref().connection_count() > 0 {
                 let timed_out = future::or(async { gone_rx.recv().await.is_err() }, async {
-                    Timer::at(deadline).await;
+                    (&mut deadline).await;
                     true
                 })
                 .await;
@@ -380,9 +394,10 @@ impl ServerHandle {
     }
 }
 
-/// Runs the hub's timers when due; sleeps on the event loop's
-/// [alarm](EventLoop::poll_alarm) until the next, or until an input moved it earlier (`wake`).
+/// Runs the hub's timers when due; sleeps on a [timer of the event loop](LoopTimer) until
+/// the next, or until an input moved it earlier (`wake`).
 async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
+    let mut timer = LoopTimer::new(&shared.event_loop, None);
     loop {
         let next = shared.host.borrow().hub_ref().poll_timeout();
         shared.outlets.timer_armed.set(next);
@@ -394,8 +409,9 @@ async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
             future::yield_now().await;
             continue;
         }
+        timer.set(next);
         let closed = future::or(async { wake.recv().await.is_err() }, async {
-            future::poll_fn(|cx| shared.event_loop.poll_alarm(cx, next)).await;
+            (&mut timer).await;
             false
         })
         .await;

@@ -9,21 +9,18 @@
 //! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::future;
 use tidings_core::gateway::{Gateway, RenderCache};
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 
-use crate::epoll::{Poller, Socket};
+use crate::epoll::{LoopTimer, Poller, Socket};
 use crate::output::{advance, poll_write_pieces, WRITE_BATCH};
 use crate::shared::{Admitted, Shared};
 
@@ -129,7 +126,7 @@ pub(crate) async fn ws_task(
     let mut out: Vec<Bytes> = Vec::new();
     let mut read_done = false;
     let mut closing_deadline: Option<Instant> = None;
-    let mut timer = Timer::never();
+    let mut timer = LoopTimer::new(&shared.event_loop, None);
     let mut armed: Option<Instant> = None;
     if !early.is_empty() {
         ws.handle_input(&early);
@@ -164,13 +161,13 @@ pub(crate) async fn ws_task(
             (a, b) => a.or(b),
         };
         // Re-armed only when the deadline comes earlier. The legacy heartbeat's deadline moves
-        // later with every message, and setting a timer makes the reactor record it (and wake
-        // its poller with a system call), per message; a timer that fires before the current
-        // deadline is simply re-armed below. One that fires when none is due does nothing.
+        // later with every message, and moving a timer re-files it in the loop's list, per
+        // message; a timer that fires before the current deadline is simply re-armed below.
+        // One that fires when none is due does nothing.
         if let Some(at) = next {
             if armed.map_or(true, |a| at < a) {
                 armed = Some(at);
-                timer.set_at(at);
+                timer.set(Some(at));
             }
         }
         let reading = !read_done
@@ -194,7 +191,7 @@ pub(crate) async fn ws_task(
             if output.poll_notified(me).is_ready() {
                 return Poll::Ready(WsWake::Notified);
             }
-            if armed.is_some() && Pin::new(&mut timer).poll(cx).is_ready() {
+            if armed.is_some() && timer.poll_due(cx).is_ready() {
                 return Poll::Ready(WsWake::Timer);
             }
             Poll::Pending
@@ -213,7 +210,7 @@ pub(crate) async fn ws_task(
             WsWake::Notified => {}
             WsWake::Timer => {
                 armed = None;
-                timer = Timer::never();
+                timer.set(None);
                 let now = Instant::now();
                 if gw.poll_timeout().is_some_and(|d| d <= now) {
                     gw.handle_timeout(now);

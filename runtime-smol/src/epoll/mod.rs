@@ -1,12 +1,13 @@
 //! The server thread's own event loop, not async-io's: its executor, its native
-//! connections and the readiness of its connection sockets, on one `epoll` (through mio,
-//! edge-triggered; on Windows mio's equivalent).
+//! connections, its listening and connection sockets and its timers, all on one `epoll`
+//! (through mio, edge-triggered; on Windows mio's equivalent). Nothing of the server thread
+//! waits on async-io's reactor, which other threads drive.
 //!
 //! This is the part of the server written for speed rather than as an example: an
 //! integrator who wants to see how to drive the core from smol/async-io reads the
 //! [client](crate::Client), which is a plain async-io adapter.
 //!
-//! # Why not async-io's reactor for the connections (measured)
+//! # Why not async-io's reactor (measured)
 //!
 //! async-io registers every socket one-shot, so each wait for readability re-arms it with an
 //! `epoll_ctl`, and each look at the sockets also sets a `timerfd`, re-arms it and re-arms
@@ -17,36 +18,40 @@
 //! readiness, a [`Socket`] remembers it until a read or write says `WouldBlock`, and a look
 //! at the sockets is one `epoll_wait` (bench/RESULTS.md, session 4).
 //!
-//! The hub's timer is the loop's own too ([`EventLoop::poll_alarm`]): `epoll_wait` sleeps
-//! until it is due. On async-io, moving it earlier woke async-io's thread to re-arm its
+//! The timers are the loop's own too ([`LoopTimer`]): `epoll_wait` sleeps until the earliest
+//! is due. On async-io, moving the hub's timer earlier woke async-io's thread to re-arm its
 //! `timerfd`, and that thread woke this one: about 600 wake-ups a second of another thread on
 //! the server's core at 10 000 private messages a second, each one a chance to preempt it.
+//! The listening socket, the first reads of a new connection and the WebSocket connections'
+//! timers were on async-io until they moved here too: one loop per server thread, and a
+//! wake-up from another thread only for what really comes from one (commands, disk results).
 //!
 //! # Who is woken
 //!
 //! A socket or a connection's output is waited for by a [`Waiter`]: an executor task (its
 //! waker) or a native connection, which is not a task but a record the loop polls itself
 //! (its place in the server's table of native connections, see `native.rs`). Waking a
-//! native connection queues its place on the loop ([`EventLoop::next_woken`]).
-//!
-//! Everything else (the listening socket, the door's first reads, the WebSocket tasks'
-//! timers) stays on async-io, whose reactor another thread drives: what it wakes here
-//! arrives through the executor and [`LoopWaker`], like any wake-up from another thread.
+//! native connection queues its place on the loop ([`EventLoop::next_woken`]). A task woken
+//! from another thread arrives through the executor and [`LoopWaker`].
+
+mod socket;
+mod timer;
+
+pub(crate) use socket::Socket;
+pub(crate) use timer::LoopTimer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice, Read as _, Write as _};
-use std::net::Shutdown;
+use std::io;
 use std::pin::pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Token};
+use mio::{Events, Token};
 use slab::Slab;
 use smol::LocalExecutor;
 
@@ -56,8 +61,10 @@ use smol::LocalExecutor;
 /// whole queue to drain.
 const TASKS_PER_LOOK: usize = 61;
 
-/// The token of the [`LoopWaker`]'s `eventfd`.
+/// The token of the [`LoopWaker`]'s notifier.
 const WAKE: Token = Token(usize::MAX);
+/// The token of the [`Listener`].
+const LISTENER: Token = Token(usize::MAX - 1);
 
 const READ: u8 = 1;
 const WRITE: u8 = 2;
@@ -88,15 +95,18 @@ impl<'a> From<&'a Context<'_>> for Poller<'a> {
     }
 }
 
-/// The `epoll` instance, the sockets registered with it, and the native connections woken.
+/// The `epoll` instance, the sockets registered with it, the timers, and the native
+/// connections woken.
 pub(crate) struct EventLoop {
     poll: RefCell<mio::Poll>,
     events: RefCell<Events>,
-    sockets: RefCell<Slab<Weak<Socket>>>,
+    sockets: RefCell<Slab<std::rc::Weak<Socket>>>,
     waker: Arc<LoopWaker>,
-    /// When the alarm is due, while its task waits ([`EventLoop::poll_alarm`]).
-    alarm: Cell<Option<Instant>>,
-    alarm_waker: Cell<Option<Waker>>,
+    /// Whether the [`Listener`] may have connections waiting (until an accept says
+    /// `WouldBlock`), and the task waiting for one.
+    listener_ready: Cell<bool>,
+    listener_waker: Cell<Option<Waker>>,
+    timers: RefCell<timer::Timers>,
     /// Native connections woken since the loop last looked.
     woken: RefCell<WokenConns>,
 }
@@ -113,8 +123,9 @@ impl EventLoop {
                 parked: AtomicBool::new(false),
                 notifier,
             }),
-            alarm: Cell::new(None),
-            alarm_waker: Cell::new(None),
+            listener_ready: Cell::new(false),
+            listener_waker: Cell::new(None),
+            timers: RefCell::new(timer::Timers::default()),
             woken: RefCell::new(WokenConns::default()),
         }))
     }
@@ -133,63 +144,6 @@ impl EventLoop {
         self.woken.borrow_mut().pop()
     }
 
-    /// Ready once `at` has come (never, for `None`); until then the loop wakes the task at
-    /// `at`. The loop has one alarm: each poll sets it, for the one task that uses it (the
-    /// hub's timers). It fires no earlier than `at`, and within a millisecond after it when
-    /// the loop sleeps (`epoll_wait`'s resolution).
-    pub(crate) fn poll_alarm(&self, cx: &mut Context<'_>, at: Option<Instant>) -> Poll<()> {
-        if at.is_some_and(|at| at <= Instant::now()) {
-            self.alarm.set(None);
-            return Poll::Ready(());
-        }
-        self.alarm.set(at);
-        remember(&self.alarm_waker, cx);
-        Poll::Pending
-    }
-
-    /// How long the loop may sleep before the alarm is due (`None`: no alarm).
-    fn until_alarm(&self) -> Option<Duration> {
-        self.alarm
-            .get()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-    }
-
-    /// Wakes the alarm's task if the alarm is due.
-    fn ring_alarm(&self) {
-        if self.alarm.get().is_some_and(|at| at <= Instant::now()) {
-            self.alarm.set(None);
-            if let Some(w) = self.alarm_waker.take() {
-                w.wake();
-            }
-        }
-    }
-
-    /// Registers `stream` (made non-blocking) for reads and writes, edge-triggered.
-    pub(crate) fn register(self: &Rc<Self>, stream: std::net::TcpStream) -> io::Result<Rc<Socket>> {
-        stream.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(stream);
-        let mut sockets = self.sockets.borrow_mut();
-        let entry = sockets.vacant_entry();
-        let token = entry.key();
-        self.poll.borrow().registry().register(
-            &mut stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let socket = Rc::new(Socket {
-            stream,
-            token,
-            // Until the first read or write says otherwise (registration also reports the
-            // present state, so nothing is missed either way).
-            ready: Cell::new(READ | WRITE),
-            awaited: Cell::new(0),
-            waiter: Cell::new(Waiter::Nobody),
-            event_loop: Rc::downgrade(self),
-        });
-        entry.insert(Rc::downgrade(&socket));
-        Ok(socket)
-    }
-
     /// Waits for readiness (at most `timeout`; `None`: until there is some or the loop is
     /// woken) and wakes the tasks and connections waiting for it.
     fn react(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -202,27 +156,23 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        self.ring_alarm();
+        self.fire_timers();
         let sockets = self.sockets.borrow();
         for event in events.iter() {
-            let Some(socket) = sockets.get(event.token().0).and_then(Weak::upgrade) else {
+            if event.token() == LISTENER {
+                self.listener_ready.set(true);
+                if let Some(w) = self.listener_waker.take() {
+                    w.wake();
+                }
+                continue;
+            }
+            let Some(socket) = sockets
+                .get(event.token().0)
+                .and_then(std::rc::Weak::upgrade)
+            else {
                 continue; // the loop's own waker, or a socket closed since
             };
-            let mut ready = 0;
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                ready |= READ;
-            }
-            if event.is_read_closed() {
-                ready |= READ_CLOSED;
-            }
-            if event.is_writable() || event.is_write_closed() || event.is_error() {
-                ready |= WRITE;
-            }
-            socket.ready.set(socket.ready.get() | ready);
-            if ready & socket.awaited.get() != 0 {
-                socket.awaited.set(0);
-                self.wake(socket.waiter.replace(Waiter::Nobody));
-            }
+            self.wake(socket.became_ready(event));
         }
         Ok(())
     }
@@ -233,7 +183,7 @@ impl EventLoop {
     ///
     /// Tasks and connections run while any are runnable, taking turns, with a non-blocking
     /// look at the sockets every [`TASKS_PER_LOOK`] turns; with none left the thread sleeps in
-    /// `epoll_wait` until a socket is ready, a task is woken from another thread or the alarm
+    /// `epoll_wait` until a socket is ready, a task is woken from another thread or a timer
     /// is due.
     pub(crate) fn block_on<T: 'static>(
         &self,
@@ -264,7 +214,7 @@ impl EventLoop {
             self.waker.parked.store(true, Ordering::SeqCst);
             let mut tick = pin!(ex.tick());
             if tick.as_mut().poll(&mut cx).is_pending() {
-                self.react(self.until_alarm())?;
+                self.react(self.until_next_timer())?;
                 ran = 0;
             } else {
                 // It ran a task that became runnable meanwhile.
@@ -291,120 +241,6 @@ impl Wake for LoopWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         if self.parked.load(Ordering::SeqCst) {
             let _ = self.notifier.wake();
-        }
-    }
-}
-
-/// A connection socket registered with the [`EventLoop`]: non-blocking I/O that says
-/// `Pending` (and wakes its user later) where the socket would block.
-pub(crate) struct Socket {
-    stream: TcpStream,
-    token: usize,
-    /// READ and WRITE as last reported by the kernel and not yet refuted by a `WouldBlock`
-    /// (or a short read), and READ_CLOSED once reported.
-    ready: Cell<u8>,
-    /// What `waiter` waits for: READ, WRITE or both. One waiter serves both directions,
-    /// since one task (or native connection) uses a socket.
-    awaited: Cell<u8>,
-    waiter: Cell<Waiter>,
-    event_loop: Weak<EventLoop>,
-}
-
-impl Socket {
-    /// Runs `op` while the socket is ready for `dir`; on `WouldBlock` the readiness is
-    /// forgotten and the socket's user waits for the kernel to report it again.
-    fn poll_io<R>(
-        &self,
-        dir: u8,
-        poller: Poller<'_>,
-        mut op: impl FnMut(&TcpStream) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        // A read-closed socket stays readable: reads return what is left, then the end.
-        let wanted = if dir == READ { READ | READ_CLOSED } else { dir };
-        loop {
-            if self.ready.get() & wanted == 0 {
-                remember_waiter(&self.waiter, poller);
-                self.awaited.set(self.awaited.get() | dir);
-                return Poll::Pending;
-            }
-            match op(&self.stream) {
-                // (Not at the end of the stream either, whatever was reported.)
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.forget(wanted),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
-            }
-        }
-    }
-
-    fn forget(&self, dir: u8) {
-        self.ready.set(self.ready.get() & !dir);
-    }
-
-    /// Reads into `buf`.
-    pub(crate) fn poll_read(&self, poller: Poller<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        let got = self.poll_io(READ, poller, |mut s| s.read(buf));
-        self.after_read(got, len)
-    }
-
-    /// Reads with `op` (given the raw descriptor), as [`Socket::poll_read`] does.
-    #[cfg(unix)]
-    pub(crate) fn poll_read_with(
-        &self,
-        poller: Poller<'_>,
-        len: usize,
-        mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
-        use std::os::fd::AsRawFd as _;
-        let got = self.poll_io(READ, poller, |s| op(s.as_raw_fd()));
-        self.after_read(got, len)
-    }
-
-    /// A read that did not fill its `len` bytes took everything the socket had, so the
-    /// readiness is forgotten at once rather than after one more read that fails (an end of
-    /// stream that came with the data is kept in READ_CLOSED). Only where epoll reports
-    /// each new arrival: mio on Windows reports again only after a `WouldBlock`.
-    fn after_read(&self, got: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = &got {
-            if cfg!(unix) && *n > 0 && *n < len {
-                self.forget(READ);
-            }
-        }
-        got
-    }
-
-    /// Writes what it can of `slices`.
-    pub(crate) fn poll_write_vectored(
-        &self,
-        poller: Poller<'_>,
-        slices: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_io(WRITE, poller, |mut s| s.write_vectored(slices))
-    }
-
-    /// Writes what it can of `slices` now, without a task to wake (`WouldBlock` if nothing).
-    pub(crate) fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        let written = (&self.stream).write_vectored(slices);
-        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            self.forget(WRITE);
-        }
-        written
-    }
-
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        if let Some(event_loop) = self.event_loop.upgrade() {
-            let _ = event_loop
-                .poll
-                .borrow()
-                .registry()
-                .deregister(&mut self.stream);
-            event_loop.sockets.borrow_mut().try_remove(self.token);
         }
     }
 }
