@@ -6,6 +6,7 @@
 //! - [`client::Agent`]: a client's session with its files and events;
 //! - [`files`]: the disk side of transfers as [`files::DiskJob`]s a driver runs where
 //!   blocking is allowed;
+//! - [`outgoing`]: the bytes waiting for one socket, gathered into vectored writes;
 //! - [`Error`]: the one error type of both runtimes.
 //!
 //! `tidings-std` (threads, blocking sockets) and `tidings-smol` (async) drive these; neither
@@ -15,6 +16,7 @@
 pub mod client;
 mod error;
 pub mod files;
+pub mod outgoing;
 pub mod server;
 
 pub use client::{Agent, ClientConfig, ClientEvent};

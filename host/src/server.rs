@@ -405,7 +405,8 @@ impl Host {
         });
     }
 
-    /// The hub, for inputs, outputs and the participant's chat commands.
+    /// The hub itself, for what the methods below do not cover (counters, configuration);
+    /// the drivers in this repository need only those methods.
     pub fn hub(&mut self) -> &mut Hub {
         &mut self.hub
     }
@@ -413,6 +414,100 @@ impl Host {
     /// The hub, read-only.
     pub fn hub_ref(&self) -> &Hub {
         &self.hub
+    }
+
+    // A connection's inputs and outputs, for drivers: the hub's, unchanged (see `Hub`).
+
+    /// A new connection, admitted by [`Host::admit`]; see [`Hub::connect`].
+    pub fn connect(&mut self, now: Instant) -> ConnId {
+        self.hub.connect(now)
+    }
+
+    /// Bytes read from `conn`; see [`Hub::handle_input`].
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.hub.handle_input(now, conn, bytes);
+    }
+
+    /// `conn`'s receive buffer, to read the socket straight into; see [`Hub::input_buffer`].
+    pub fn input_buffer(&mut self, conn: ConnId, at_least: usize) -> Option<&mut BytesMut> {
+        self.hub.input_buffer(conn, at_least)
+    }
+
+    /// `n` bytes were appended to [`Host::input_buffer`]; see [`Hub::handle_received`].
+    pub fn handle_received(&mut self, now: Instant, conn: ConnId, n: usize) {
+        self.hub.handle_received(now, conn, n);
+    }
+
+    /// `conn` reached its end of stream (or failed); see [`Hub::handle_eof`].
+    pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        self.hub.handle_eof(now, conn);
+    }
+
+    /// The deadline of [`ServerOutput::Wait`] passed; see [`Hub::handle_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.hub.handle_timeout(now);
+    }
+
+    /// Bytes to write to `conn`, in order; see [`Hub::poll_transmit`].
+    pub fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
+        self.hub.poll_transmit(conn)
+    }
+
+    /// Whether `conn`'s socket should be read now; see [`Hub::wants_input`].
+    pub fn wants_input(&self, conn: ConnId) -> bool {
+        self.hub.wants_input(conn)
+    }
+
+    /// Whether `conn` is done and everything for it was written; see [`Hub::is_finished`].
+    pub fn is_finished(&self, conn: ConnId) -> bool {
+        self.hub.is_finished(conn)
+    }
+
+    /// Forgets `conn` once its socket is closed; see [`Hub::remove`].
+    pub fn remove(&mut self, conn: ConnId) {
+        self.hub.remove(conn);
+    }
+
+    /// Connections the hub holds, joined or not.
+    pub fn connection_count(&self) -> usize {
+        self.hub.connection_count()
+    }
+
+    // The server participant, for the operator: the hub's chat commands.
+
+    /// Peers online, sorted; see [`Hub::who`].
+    pub fn who(&self) -> Vec<String> {
+        self.hub.who().iter().map(|n| n.to_string()).collect()
+    }
+
+    /// Peers online now.
+    pub fn peer_count(&self) -> usize {
+        self.hub.peer_count()
+    }
+
+    /// The server participant says `text` to `to` (`None`: everyone); see [`Hub::say`].
+    pub fn say(&mut self, to: Option<&str>, text: &str) -> Result<(), HubError> {
+        self.hub.say(to, text)
+    }
+
+    /// Disconnects the client called `name`; see [`Hub::kick`].
+    pub fn kick(&mut self, name: &str, reason: &str) -> Result<(), HubError> {
+        self.hub.kick(name, reason)
+    }
+
+    /// Bans `name` and its look-alikes for `duration`; see [`Hub::ban`].
+    pub fn ban(&mut self, now: Instant, name: &str, duration: Duration, reason: &str) {
+        self.hub.ban(now, name, duration, reason);
+    }
+
+    /// Lifts the ban of `name`; whether one was running. See [`Hub::unban`].
+    pub fn unban(&mut self, now: Instant, name: &str) -> bool {
+        self.hub.unban(now, name)
+    }
+
+    /// Says goodbye to everyone and refuses newcomers; see [`Hub::shutdown`].
+    pub fn shutdown(&mut self, reason: &str) {
+        self.hub.shutdown(reason);
     }
 
     /// Offers an opened file from the server to the client `to`.
