@@ -348,7 +348,7 @@ fn native(door: &Door, socket: Stream, first: Vec<u8>, admitted: Admitted) {
     let shared = &door.shared;
     let now = Instant::now();
     let (id, output) = shared.connect(now);
-    shared.host.borrow_mut().hub().handle_input(now, id, &first);
+    shared.host.borrow_mut().handle_input(now, id, &first);
     shared.after();
     let conn = NativeConn::new(socket, id, output, admitted.into_ip());
     door.natives.add(shared, conn);

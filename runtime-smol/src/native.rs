@@ -85,10 +85,10 @@ impl NativeConn {
         output.flush(&shared.scratch.write, &mut shared.host.borrow_mut(), id);
         shared.after();
         let host = shared.host.borrow();
-        if output.pending.borrow().is_empty() && host.hub_ref().is_finished(id) {
+        if output.pending.borrow().is_empty() && host.is_finished(id) {
             return false;
         }
-        let reading = !output.read_done.get() && host.hub_ref().wants_input(id);
+        let reading = !output.read_done.get() && host.wants_input(id);
         output.reading.set(reading);
         true
     }
@@ -111,7 +111,7 @@ impl NativeConn {
         #[cfg(unix)]
         if reading && self.direct {
             let mut host = shared.host.borrow_mut();
-            if let Some(buf) = host.hub().input_buffer(self.id, DIRECT_READ) {
+            if let Some(buf) = host.input_buffer(self.id, DIRECT_READ) {
                 if let Poll::Ready(r) = poll_recv_direct(io, me, buf) {
                     return Poll::Ready(NativeWake::Received(r));
                 }
@@ -133,15 +133,14 @@ impl NativeConn {
             NativeWake::Read(Ok(n)) if n > 0 => {
                 // (Only where `recv` into the hub's buffer exists.)
                 self.direct = cfg!(unix) && n >= DIRECT_MIN;
-                shared.host.borrow_mut().hub().handle_input(
-                    now,
-                    id,
-                    &shared.scratch.read.borrow()[..n],
-                )
+                shared
+                    .host
+                    .borrow_mut()
+                    .handle_input(now, id, &shared.scratch.read.borrow()[..n])
             }
             NativeWake::Received(Ok(n)) if n > 0 => {
                 let mut host = shared.host.borrow_mut();
-                let hub = host.hub();
+                let hub = &mut *host;
                 hub.handle_received(now, id, n);
                 if n < DIRECT_MIN {
                     // The burst is over: back to the shared buffer, and an empty receive
@@ -156,14 +155,14 @@ impl NativeConn {
             }
             NativeWake::Read(_) | NativeWake::Received(_) => {
                 output.read_done.set(true);
-                shared.host.borrow_mut().hub().handle_eof(now, id);
+                shared.host.borrow_mut().handle_eof(now, id);
             }
             NativeWake::Wrote(Ok(n)) if n > 0 => output.wrote(n),
             NativeWake::Wrote(_) => {
                 // The peer is gone: drop what was queued for it and end its session.
                 output.broken.set(true);
                 *output.pending.borrow_mut() = Vec::new();
-                shared.host.borrow_mut().hub().handle_eof(now, id);
+                shared.host.borrow_mut().handle_eof(now, id);
             }
             NativeWake::Notified => {}
         }

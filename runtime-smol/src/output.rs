@@ -79,7 +79,7 @@ impl ConnOutput {
     /// broken connection's output is dropped.
     pub(crate) fn flush(&self, scratch: &WriteScratch, host: &mut Host, id: ConnId) {
         if self.broken.get() {
-            while host.hub().poll_transmit(id).is_some() {}
+            while host.poll_transmit(id).is_some() {}
             return;
         }
         let Some(socket) = self.socket.get() else {
@@ -93,7 +93,7 @@ impl ConnOutput {
         loop {
             let mut held = 0;
             while pieces.len() < WRITE_PIECES && held < WRITE_BATCH {
-                let Some(b) = host.hub().poll_transmit(id) else {
+                let Some(b) = host.poll_transmit(id) else {
                     break;
                 };
                 held += b.len();
@@ -148,8 +148,8 @@ impl ConnOutput {
         if !self.pending.borrow().is_empty() {
             return false;
         }
-        let hub = host.hub_ref();
-        !hub.is_finished(id) && self.reading.get() == (!self.read_done.get() && hub.wants_input(id))
+        !host.is_finished(id)
+            && self.reading.get() == (!self.read_done.get() && host.wants_input(id))
     }
 
     /// Tells the connection the hub has news for it: its next look finds it notified, and

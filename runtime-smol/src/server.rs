@@ -205,6 +205,7 @@ impl Server {
                 disk_jobs: RefCell::new(VecDeque::new()),
                 disk_wake,
                 events: self.events,
+                deadline: Cell::new(None),
                 timer_armed: Cell::new(None),
                 timer_wake,
                 conn_gone,
@@ -225,6 +226,8 @@ impl Server {
         let stop = self.stop;
         let exec = ex.clone();
         let main = async move {
+            // The host's first deadline, for the timer task.
+            shared.after();
             exec.spawn(timer_task(shared.clone(), timer_rx)).detach();
             exec.spawn(disk_task(shared.clone(), disk_rx)).detach();
             exec.spawn(command_task(shared.clone(), cmds)).detach();
@@ -257,7 +260,7 @@ impl Server {
             }
             drop(listener);
             let mut deadline = LoopTimer::new(&timers, Some(Instant::now() + SHUTDOWN_GRACE));
-            while shared.host.borrow().hub_ref().connection_count() > 0 {
+            while shared.host.borrow().connection_count() > 0 {
                 let timed_out = future::or(async { gone_rx.recv().await.is_err() }, async {
                     (&mut deadline).await;
                     true
@@ -288,7 +291,7 @@ impl Drop for StopOnDrop {
         if let Some(handle) = self.0.take() {
             // What `ServerHandle::shutdown` does, without waiting for it.
             let _ = handle.cmds.try_send(Box::new(|h: &mut Host| {
-                h.hub().shutdown("the server is shutting down")
+                h.shutdown("the server is shutting down")
             }));
             let _ = handle.stop.try_send(());
         }
@@ -328,36 +331,32 @@ impl ServerHandle {
     /// The server participant says `text` to `to` (`None`: everyone).
     pub async fn say(&self, to: Option<&str>, text: &str) -> Result<(), Error> {
         let (to, text) = (to.map(str::to_string), text.to_string());
-        Ok(self
-            .call(move |h| h.hub().say(to.as_deref(), &text))
-            .await??)
+        Ok(self.call(move |h| h.say(to.as_deref(), &text)).await??)
     }
 
     /// Who is online, sorted.
     pub async fn who(&self) -> Result<Vec<String>, Error> {
-        self.call(|h| h.hub().who().iter().map(|n| n.to_string()).collect())
-            .await
+        self.call(|h| h.who()).await
     }
 
     /// Disconnects the client called `name` with `kicked`.
     pub async fn kick(&self, name: &str, reason: &str) -> Result<(), Error> {
         let (name, reason) = (name.to_string(), reason.to_string());
-        Ok(self.call(move |h| h.hub().kick(&name, &reason)).await??)
+        Ok(self.call(move |h| h.kick(&name, &reason)).await??)
     }
 
     /// Bans the name `name` (and its look-alikes) for `duration`, kicking its holder with
     /// `reason` if online; see [`tidings_core::hub::Hub::ban`].
     pub async fn ban(&self, name: &str, duration: Duration, reason: &str) -> Result<(), Error> {
         let (name, reason) = (name.to_string(), reason.to_string());
-        self.call(move |h| h.hub().ban(Instant::now(), &name, duration, &reason))
+        self.call(move |h| h.ban(Instant::now(), &name, duration, &reason))
             .await
     }
 
     /// Lifts the ban of `name`; whether one was running.
     pub async fn unban(&self, name: &str) -> Result<bool, Error> {
         let name = name.to_string();
-        self.call(move |h| h.hub().unban(Instant::now(), &name))
-            .await
+        self.call(move |h| h.unban(Instant::now(), &name)).await
     }
 
     /// Offers the file at `path` to the client `to`; progress arrives as events.
@@ -382,14 +381,14 @@ impl ServerHandle {
 
     /// Peers online now.
     pub async fn peer_count(&self) -> Result<usize, Error> {
-        self.call(|h| h.hub_ref().peer_count()).await
+        self.call(|h| h.peer_count()).await
     }
 
     /// Says goodbye (`shutdown`) to everyone, stops accepting, and lets [`Server::run`]
     /// finish once the goodbyes are flushed.
     pub async fn shutdown(&self, reason: &str) {
         let reason = reason.to_string();
-        let _ = self.call(move |h| h.hub().shutdown(&reason)).await;
+        let _ = self.call(move |h| h.shutdown(&reason)).await;
         let _ = self.stop.try_send(());
     }
 }
@@ -399,11 +398,11 @@ impl ServerHandle {
 async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
     let mut timer = LoopTimer::new(&shared.event_loop, None);
     loop {
-        let next = shared.host.borrow().hub_ref().poll_timeout();
+        let next = shared.outlets.deadline.get();
         shared.outlets.timer_armed.set(next);
         let now = Instant::now();
         if next.is_some_and(|d| d <= now) {
-            shared.host.borrow_mut().hub().handle_timeout(now);
+            shared.host.borrow_mut().handle_timeout(now);
             shared.after();
             // Let the connections run before looking again.
             future::yield_now().await;

@@ -69,6 +69,8 @@ pub(crate) struct Outlets {
     pub(crate) disk_wake: Sender<()>,
     /// Operator events.
     pub(crate) events: Sender<ServerEvent>,
+    /// When the host wants [`Host::handle_timeout`] next (its last [`ServerOutput::Wait`]).
+    pub(crate) deadline: Cell<Option<Instant>>,
     /// The deadline the timer task sleeps until.
     pub(crate) timer_armed: Cell<Option<Instant>>,
     /// Wakes the timer task when the hub's deadline came earlier.
@@ -80,7 +82,7 @@ pub(crate) struct Outlets {
 impl Shared {
     /// A new connection of the hub: its id and its output record.
     pub(crate) fn connect(&self, now: Instant) -> (ConnId, Rc<ConnOutput>) {
-        let id = self.host.borrow_mut().hub().connect(now);
+        let id = self.host.borrow_mut().connect(now);
         let output = ConnOutput::new();
         self.outputs.borrow_mut().insert(id, output.clone());
         (id, output)
@@ -91,7 +93,7 @@ impl Shared {
     pub(crate) fn close(&self, id: ConnId, io: &Socket) {
         io.shutdown();
         self.outputs.borrow_mut().remove(&id);
-        self.host.borrow_mut().hub().remove(id);
+        self.host.borrow_mut().remove(id);
         self.after();
         let _ = self.outlets.conn_gone.try_send(());
     }
@@ -145,6 +147,7 @@ impl Shared {
                 // sender given credit): look again until nothing is.
                 ServerOutput::Wait(_) if wrote => {}
                 ServerOutput::Wait(next) => {
+                    out.deadline.set(next);
                     let armed = out.timer_armed.get();
                     if next.is_some() && (armed.is_none() || next < armed) {
                         let _ = out.timer_wake.try_send(());

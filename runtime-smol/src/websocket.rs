@@ -74,7 +74,7 @@ fn pump(
         gw.handle_ws_event(now, event);
     }
     let mut host = shared.host.borrow_mut();
-    let hub = host.hub();
+    let hub = &mut *host;
     loop {
         let mut moved = false;
         while let Some(bytes) = gw.poll_native() {
@@ -172,7 +172,7 @@ pub(crate) async fn ws_task(
         }
         let reading = !read_done
             && ws.state() != WsState::Closed
-            && (link.hub_done || shared.host.borrow().hub_ref().wants_input(id));
+            && (link.hub_done || shared.host.borrow().wants_input(id));
         let ev = future::poll_fn(|cx| {
             let me = Poller::from(&*cx);
             if !out.is_empty() {
@@ -219,11 +219,7 @@ pub(crate) async fn ws_task(
         }
     }
     if !link.eof_sent {
-        shared
-            .host
-            .borrow_mut()
-            .hub()
-            .handle_eof(Instant::now(), id);
+        shared.host.borrow_mut().handle_eof(Instant::now(), id);
     }
     shared.close(id, &io);
 }
