@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use tidings_core::session::{Config, Event, Session};
 use tidings_std::{
-    Client, ClientConfig, ClientEvent, ConnLimit, ServerConfig, WebAsset, WebConfig, WS_PATH,
+    Client, ClientConfig, ClientEvent, ConnLimit, ServerConfig, ServerEvent, WebAsset, WebConfig,
+    WS_PATH,
 };
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -526,4 +527,49 @@ fn a_websocket_message_over_its_limit_closes_that_connection_only() {
     assert!(
         matches!(heard, ClientEvent::Text { from, text, .. } if from == "small" && text.len() == 1000)
     );
+}
+
+#[test]
+fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
+    // The hub can only see a stalled reader if the connection's writer leaves the backlog in
+    // the hub instead of buffering it: this fails if the writer takes without bound.
+    let mut config = ServerConfig::default();
+    config.hub.session.max_queued_output = 1 << 20;
+    let server = start_with(config, page());
+    let watcher = native(server.addr, "watcher");
+    let talker = native(server.addr, "talker");
+    let mut slow = ws_connect(server.addr, WS_PATH, Some("tidings.v1"));
+    let hello = r#"{"type":"hello","name":"slow","capabilities":0,"max_frame":1048576}"#;
+    slow.send(Message::text(hello)).unwrap();
+    text_with(&mut slow, r#""type":"welcome""#);
+    wait(&watcher, |e| *e == ClientEvent::Joined("slow".into()));
+    // From here on `slow` never reads again. Each broadcast waits until `watcher` has it.
+    let big = "x".repeat(60_000);
+    let mut dropped = false;
+    for _ in 0..2000 {
+        talker.say(&big).unwrap();
+        let ev = wait(&watcher, |e| {
+            matches!(e, ClientEvent::Text { .. })
+                || matches!(e, ClientEvent::Left(n) if n == "slow")
+        });
+        if matches!(ev, ClientEvent::Left(_)) {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "120 MB later the stalled client is still served");
+    let reason = loop {
+        match server.handle.next_event_timeout(PATIENCE) {
+            Some(ServerEvent::Left { name, reason, .. }) if name == "slow" => break reason,
+            Some(_) => {}
+            None => panic!("no Left event for slow"),
+        }
+    };
+    assert!(reason.contains("slow"), "{reason}");
+    talker.say("still fine").unwrap();
+    wait(
+        &watcher,
+        |e| matches!(e, ClientEvent::Text { text, .. } if text == "still fine"),
+    );
+    drop(slow);
 }
