@@ -258,7 +258,18 @@ fn a_legacy_websocket_client_speaks_plain_text_and_hears_shutdown() {
             other => panic!("expected the close, got {other:?}"),
         }
     }
+    // The client's reply completes the close handshake and the server lets go at once.
+    assert!(matches!(
+        qt.read(),
+        Err(tungstenite::Error::ConnectionClosed)
+    ));
+    let started = Instant::now();
     drop(server);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
