@@ -45,7 +45,12 @@ fn page() -> WebConfig {
 }
 
 fn serve_page() -> Running {
-    start_with(ServerConfig::default(), page())
+    serve(page())
+}
+
+/// A server with default limits whose port serves `web`.
+fn serve(web: WebConfig) -> Running {
+    start_with(ServerConfig::default(), web)
 }
 
 fn native(addr: SocketAddr, name: &str) -> Client {
@@ -323,13 +328,10 @@ fn the_page_is_served_over_plain_http_and_nothing_else() {
 
 #[test]
 fn an_oversize_request_head_is_answered_431_under_its_knob() {
-    let server = start_with(
-        ServerConfig::default(),
-        WebConfig {
-            max_head_bytes: 512,
-            ..page()
-        },
-    );
+    let server = serve(WebConfig {
+        max_head_bytes: 512,
+        ..page()
+    });
     let mut head = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
     head.extend_from_slice(format!("X-Filler: {}\r\n\r\n", "y".repeat(600)).as_bytes());
     let too_big = http(server.addr, &head);
@@ -395,13 +397,10 @@ fn http_and_websocket_visitors_beyond_the_limit_get_503_with_the_reason() {
 #[test]
 fn silent_and_unfinished_visitors_are_dropped_while_others_chat() {
     let timeout = Duration::from_millis(300);
-    let server = start_with(
-        ServerConfig::default(),
-        WebConfig {
-            head_timeout: timeout,
-            ..page()
-        },
-    );
+    let server = serve(WebConfig {
+        head_timeout: timeout,
+        ..page()
+    });
     let started = Instant::now();
     let mut silent = TcpStream::connect(server.addr).unwrap();
     let mut half_method = TcpStream::connect(server.addr).unwrap();
@@ -451,13 +450,10 @@ fn silent_and_unfinished_visitors_are_dropped_while_others_chat() {
 #[test]
 fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
     let closing_timeout = Duration::from_millis(400);
-    let server = start_with(
-        ServerConfig::default(),
-        WebConfig {
-            closing_timeout,
-            ..page()
-        },
-    );
+    let server = serve(WebConfig {
+        closing_timeout,
+        ..page()
+    });
     let mut deaf = ws_connect(server.addr, WS_PATH, Some("tidings.v1"));
     let hello = r#"{"type":"hello","name":"deaf","capabilities":0,"max_frame":1048576}"#;
     deaf.send(Message::text(hello)).unwrap();
@@ -506,16 +502,13 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
 
 #[test]
 fn a_websocket_message_over_its_limit_closes_that_connection_only() {
-    let server = start_with(
-        ServerConfig::default(),
-        WebConfig {
-            ws: tidings_core::ws::WsConfig {
-                max_message_size: 1024,
-                max_frame_size: 1024,
-            },
-            ..page()
+    let server = serve(WebConfig {
+        ws: tidings_core::ws::WsConfig {
+            max_message_size: 1024,
+            max_frame_size: 1024,
         },
-    );
+        ..page()
+    });
     let nat = native(server.addr, "nat");
     let mut big = ws_connect(server.addr, "/ws?name=big", None);
     wait(&nat, |e| *e == ClientEvent::Joined("big".into()));
