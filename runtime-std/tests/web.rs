@@ -577,3 +577,18 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
     );
     drop(slow);
 }
+
+#[test]
+fn bytes_that_are_neither_native_nor_http_get_the_native_error() {
+    let server = serve_page();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"hello?\r\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("closed in time");
+    // The native preamble, then an error frame naming the problem: what a native server
+    // without a web side would answer.
+    assert!(answer.starts_with(&[0x89, b'T', b'D', b'G']), "{answer:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("tidings magic"), "{text}");
+}
