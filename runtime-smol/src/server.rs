@@ -31,9 +31,9 @@
 //!
 //! # One port, three doors
 //!
-//! Each accepted socket first goes through the [door](crate::DoorConfig): native clients,
+//! Each accepted socket first goes through the [door](crate::WebConfig): native clients,
 //! WebSocket clients (`/ws`, bridged to the hub by the core's gateway) and plain HTTP
-//! requests for the web page share the listening port; see [`Server::with_doors`].
+//! requests for the web page share the listening port; see [`Server::with_web`].
 //!
 //! ```no_run
 //! use tidings_smol::{Server, ServerConfig};
@@ -66,11 +66,12 @@ use tidings_core::ErrorCode;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
-use crate::door::{door_task, DoorConfig};
+use crate::door::door_task;
 use crate::doorbell::{Gather, WakeTx, WRITE_PIECES};
 use crate::native::Natives;
 use crate::reactor::{Reactor, Socket};
 use crate::Error;
+use crate::WebConfig;
 
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
 
@@ -92,7 +93,7 @@ pub struct Server {
     stop: Receiver<()>,
     events: Sender<ServerEvent>,
     handle: ServerHandle,
-    doors: DoorConfig,
+    doors: WebConfig,
 }
 
 /// Controls a server from any thread or task: the server participant's chat and files,
@@ -142,13 +143,13 @@ impl Server {
             stop,
             events,
             handle,
-            doors: DoorConfig::default(),
+            doors: WebConfig::default(),
         })
     }
 
     /// Sets how the port treats WebSocket and plain HTTP visitors (the web page, timeouts);
-    /// see [`DoorConfig`]. Native clients are not affected.
-    pub fn with_doors(mut self, doors: DoorConfig) -> Server {
+    /// see [`WebConfig`]. Native clients are not affected.
+    pub fn with_web(mut self, doors: WebConfig) -> Server {
         self.doors = doors;
         self
     }
@@ -403,7 +404,7 @@ pub(crate) struct State {
     /// Scratch list of the connections the hub reported ready.
     ready: RefCell<Vec<ConnId>>,
     /// How the port treats non-native visitors.
-    pub(crate) doors: Rc<DoorConfig>,
+    pub(crate) doors: Rc<WebConfig>,
     /// The executor the server's tasks run on (weak: its tasks hold this state).
     executor: Weak<LocalExecutor<'static>>,
     /// Where connection sockets are registered once the door hands them on.
