@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use serde_json::json;
 use tidings_smol::{
-    DoorConfig, Error, FileHandle, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle,
-    WebAsset, WS_PATH,
+    Error, FileHandle, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset,
+    WebConfig, WS_PATH,
 };
 
 use crate::exit::{io_reason, CliError};
@@ -113,19 +113,19 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         max_per_address: args.max_per_address,
         max_handshaking: args.max_handshaking,
     };
-    let doors = DoorConfig {
-        web: if args.no_web {
+    let doors = WebConfig {
+        page: if args.no_web {
             Vec::new()
         } else {
             WEB_PAGE.to_vec()
         },
         head_timeout: handshake_timeout,
-        ..DoorConfig::default()
+        ..WebConfig::default()
     };
     let server = Server::bind(args.listen.as_str(), config)
         .await
         .map_err(|e| CliError::from_runtime(e, &args.listen))?
-        .with_doors(doors);
+        .with_web(doors);
     let addr = server.local_addr();
     tracing::info!(%addr, inbox = ?args.inbox, "listening");
     let ws_url = format!("ws://{addr}{WS_PATH}");

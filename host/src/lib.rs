@@ -7,18 +7,22 @@
 //! - [`files`]: the disk side of transfers as [`files::DiskJob`]s a driver runs where
 //!   blocking is allowed;
 //! - [`outgoing`]: the bytes waiting for one socket, gathered into vectored writes;
+//! - [`arrival`]: what a server does with a new connection on its one port (native,
+//!   WebSocket, the web page, refusals), and the one HTTP answer builder it uses;
 //! - [`Error`]: the one error type of both runtimes.
 //!
 //! `tidings-std` (threads, blocking sockets) and `tidings-smol` (async) drive these; neither
 //! depends on the other. See ARCHITECTURE.md for the whole map.
 #![warn(missing_docs)]
 
+pub mod arrival;
 pub mod client;
 mod error;
 pub mod files;
 pub mod outgoing;
 pub mod server;
 
+pub use arrival::{WebAsset, WebConfig, WS_PATH};
 pub use client::{Agent, ClientConfig, ClientEvent};
 pub use error::Error;
 pub use server::{ConnLimit, Host, ServerConfig, ServerEvent};

@@ -17,7 +17,7 @@
 //!
 //! The server's one port takes native clients, WebSocket clients at `/ws` (bridged to the
 //! hub by `tidings_core::gateway`: browsers in JSON, binary tidings, or plain legacy chat)
-//! and plain HTTP `GET`s of a static web page: see [`DoorConfig`].
+//! and plain HTTP `GET`s of a static web page: see [`WebConfig`].
 #![warn(missing_docs)]
 
 mod client;
@@ -30,10 +30,10 @@ mod shared;
 mod websocket;
 
 pub use client::Client;
-pub use door::{DoorConfig, WebAsset, WS_PATH};
 pub use server::{Server, ServerHandle};
 pub use tidings_core::hub::{FileHandle, HubConfig};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;
+pub use tidings_host::arrival::{WebAsset, WebConfig, WS_PATH};
 pub use tidings_host::server::{ConnLimit, ServerConfig, ServerEvent};
 pub use tidings_host::{ClientConfig, ClientEvent, Error};

@@ -36,9 +36,9 @@
 //!
 //! # One port, three doors
 //!
-//! Each accepted socket first goes through the [door](crate::DoorConfig): native clients,
+//! Each accepted socket first goes through the [door](crate::WebConfig): native clients,
 //! WebSocket clients (`/ws`, bridged to the hub by the core's gateway) and plain HTTP
-//! requests for the web page share the listening port; see [`Server::with_doors`].
+//! requests for the web page share the listening port; see [`Server::with_web`].
 //!
 //! ```no_run
 //! use tidings_smol::{Server, ServerConfig};
@@ -68,11 +68,12 @@ use tidings_core::ErrorCode;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
-use crate::door::{door_task, Door, DoorConfig};
+use crate::door::{door_task, Door};
 use crate::epoll::{EventLoop, LoopTimer};
 use crate::native::NativeConns;
 use crate::shared::{Outlets, Scratch, Shared};
 use crate::Error;
+use crate::WebConfig;
 
 /// A request to the server thread from a [`ServerHandle`]: runs there with the host.
 type Cmd = Box<dyn FnOnce(&mut Host) + Send>;
@@ -91,7 +92,7 @@ pub struct Server {
     stop: Receiver<()>,
     events: Sender<ServerEvent>,
     handle: ServerHandle,
-    doors: DoorConfig,
+    doors: WebConfig,
 }
 
 /// Controls a server from any thread or task: the server participant's chat and files,
@@ -143,13 +144,13 @@ impl Server {
             stop,
             events,
             handle,
-            doors: DoorConfig::default(),
+            doors: WebConfig::default(),
         })
     }
 
     /// Sets how the port treats WebSocket and plain HTTP visitors (the web page, timeouts);
-    /// see [`DoorConfig`]. Native clients are not affected.
-    pub fn with_doors(mut self, doors: DoorConfig) -> Server {
+    /// see [`WebConfig`]. Native clients are not affected.
+    pub fn with_web(mut self, doors: WebConfig) -> Server {
         self.doors = doors;
         self
     }

@@ -6,7 +6,7 @@
 //! own queue), so a slow browser leaves its backlog in the hub, where the slow-consumer bound
 //! and the relay window see it; the socket is read only while the hub wants input. Two timers are
 //! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
-//! ([`DoorConfig::closing_timeout`](crate::DoorConfig::closing_timeout)).
+//! ([`WebConfig::closing_timeout`](crate::WebConfig::closing_timeout)).
 
 use std::cell::RefCell;
 use std::io;

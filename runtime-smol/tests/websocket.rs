@@ -14,7 +14,7 @@ use tidings_core::ws::{
     ClientHandshake, ClientRequest, CloseCode, WsConfig, WsConnection, WsEvent, TIDINGS_SUBPROTOCOL,
 };
 use tidings_smol::{
-    ClientEvent, DoorConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset,
+    ClientEvent, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset, WebConfig,
 };
 
 const PAGE: &[u8] = b"<!doctype html><title>tidings</title>";
@@ -28,20 +28,20 @@ struct DoorServer {
 
 impl DoorServer {
     fn start(head_timeout: Duration) -> DoorServer {
-        DoorServer::with(DoorConfig {
+        DoorServer::with(WebConfig {
             head_timeout,
             ..page()
         })
     }
 
-    fn with(doors: DoorConfig) -> DoorServer {
+    fn with(doors: WebConfig) -> DoorServer {
         DoorServer::with_config(ServerConfig::default(), doors)
     }
 
-    fn with_config(config: ServerConfig, doors: DoorConfig) -> DoorServer {
+    fn with_config(config: ServerConfig, doors: WebConfig) -> DoorServer {
         let server = smol::block_on(Server::bind("127.0.0.1:0", config))
             .unwrap()
-            .with_doors(doors);
+            .with_web(doors);
         let addr = server.local_addr();
         let handle = server.handle();
         let thread = std::thread::spawn(move || smol::block_on(server.run()).unwrap());
@@ -54,10 +54,10 @@ impl DoorServer {
 }
 
 /// Doors with a small web page.
-fn page() -> DoorConfig {
+fn page() -> WebConfig {
     {
-        DoorConfig {
-            web: vec![
+        WebConfig {
+            page: vec![
                 WebAsset {
                     path: "/index.html",
                     content_type: "text/html; charset=utf-8",
@@ -69,7 +69,7 @@ fn page() -> DoorConfig {
                     body: b"console.log(1)",
                 },
             ],
-            ..DoorConfig::default()
+            ..WebConfig::default()
         }
     }
 }
@@ -531,7 +531,7 @@ fn bytes_that_are_neither_native_nor_http_get_a_native_error() {
 #[test]
 fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
     let closing_timeout = Duration::from_millis(300);
-    let server = DoorServer::with(DoorConfig {
+    let server = DoorServer::with(WebConfig {
         closing_timeout,
         ..page()
     });
@@ -665,7 +665,7 @@ fn json_chat_rate_to_a_native_client() {
     config.hub.message_rate = 0;
     let server = DoorServer::with_config(
         config,
-        DoorConfig {
+        WebConfig {
             head_timeout: Duration::from_secs(10),
             ..page()
         },

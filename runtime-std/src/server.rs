@@ -2,6 +2,13 @@
 //! one timer thread and one disk thread serve them all. The hub sits behind one mutex,
 //! held only while it computes (never during socket or disk I/O).
 //!
+//! Its one port serves what [`tidings_host::arrival`] tells apart by the first bytes:
+//! native clients, WebSocket clients on [`WS_PATH`](tidings_host::arrival::WS_PATH) (binary,
+//! JSON and plain legacy chat, bridged to the hub by the core's gateway), and plain HTTP
+//! `GET`s of the web page given with [`Server::with_web`]. Each accepted connection's thread
+//! first reads its first bytes (and an HTTP request head) under
+//! [`WebConfig::head_timeout`], then becomes its reader.
+//!
 //! This is the simple server for scripts, tests and small groups; for thousands of
 //! connections use `tidings-smol`'s.
 //!
@@ -17,66 +24,36 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tidings_core::hub::{ConnId, FileHandle};
-
-use crate::client::write_all;
+use tidings_core::gateway::RenderCache;
+use tidings_core::hub::FileHandle;
+use tidings_host::arrival::{Visitor, WebConfig};
 use tidings_host::files::DiskJob;
 use tidings_host::files::Source;
-use tidings_host::server::{
-    ConnLimit, Host, ServerConfig, ServerEvent, ServerOutput, Ticket, REFUSAL_TIME,
-};
+use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, Ticket, REFUSAL_TIME};
 use tidings_host::Error;
+
+use crate::shared::{Admitted, Inner, Shared};
+use crate::{native, web};
 
 /// How long a shutdown waits for goodbyes to be flushed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Most bytes a writer takes from the hub before writing them (one vectored write's worth).
-const WRITE_BATCH: usize = 256 << 10;
-
 /// Operator events kept when nobody reads them; newer ones are dropped beyond this.
 const EVENT_BACKLOG: usize = 4096;
-
-struct Inner {
-    host: Host,
-    /// The deadline the timer thread sleeps until.
-    armed: Option<Instant>,
-    writers: HashMap<ConnId, SyncSender<()>>,
-    /// The source address each connection was admitted under, released when it ends.
-    addrs: HashMap<ConnId, IpAddr>,
-}
-
-struct Shared {
-    inner: Mutex<Inner>,
-    /// Wakes the timer thread (paired with `inner`).
-    timer: Condvar,
-    /// Signalled when a connection is removed (paired with `inner`).
-    gone: Condvar,
-    /// Signalled when the hub reports connections ready again (paired with `inner`): a
-    /// reader that the hub paused (full event queue, or a client over its message rate)
-    /// waits on it before reading more.
-    readable: Condvar,
-    /// Jobs for the disk thread, one after another.
-    disk: mpsc::Sender<(Ticket, DiskJob)>,
-    events: SyncSender<ServerEvent>,
-    event_rx: Mutex<Receiver<ServerEvent>>,
-    stopping: AtomicBool,
-    addr: SocketAddr,
-}
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     disk_rx: Receiver<(Ticket, DiskJob)>,
+    web: Arc<WebConfig>,
 }
 
 /// Controls a server from any thread. Cheap to clone.
@@ -120,6 +97,7 @@ impl Server {
                 armed: None,
                 writers: HashMap::new(),
                 addrs: HashMap::new(),
+                renders: RenderCache::new(),
             }),
             timer: Condvar::new(),
             gone: Condvar::new(),
@@ -134,7 +112,17 @@ impl Server {
             listener,
             shared,
             disk_rx,
+            web: Arc::new(WebConfig::default()),
         })
+    }
+
+    /// Sets how the port treats what is not a native connection (the web page, WebSocket
+    /// limits) and how long any new connection may take to show what it is; see
+    /// [`WebConfig`]. By default there is no page (every `GET` but the WebSocket path is a
+    /// `404`).
+    pub fn with_web(mut self, web: WebConfig) -> Server {
+        self.web = Arc::new(web);
+        self
     }
 
     /// The address it listens on.
@@ -150,8 +138,9 @@ impl Server {
     }
 
     /// Serves until [`ServerHandle::shutdown`]; returns once the goodbyes are flushed (at
-    /// most 5 s later). Connections beyond the limits of [`ServerConfig`] are turned away:
-    /// a native client gets `error server-full` with the reason, anything else is closed.
+    /// most 5 s later). Connections beyond the limits of [`ServerConfig`] are turned away
+    /// with [`Visitor::refusal`]: a native client gets `error server-full` with the reason,
+    /// an HTTP one `503` with the reason, anything else is closed.
     pub fn run(self) -> Result<(), Error> {
         let shared = self.shared.clone();
         std::thread::Builder::new()
@@ -189,10 +178,13 @@ impl Server {
                 }
                 continue;
             }
-            if let Err(e) = start_conn(&self.shared, stream, peer.ip()) {
-                // Out of threads or descriptors: this connection is dropped, the rest served.
-                let _ = e;
-            }
+            let admitted = Admitted::new(self.shared.clone(), peer.ip());
+            let (shared, web) = (self.shared.clone(), self.web.clone());
+            // Out of threads: this connection is dropped (and its place freed), the rest
+            // served.
+            let _ = std::thread::Builder::new()
+                .name("tidings-conn".into())
+                .spawn(move || arrive(shared, &web, stream, admitted));
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut inner = self.shared.inner.lock().unwrap();
@@ -215,33 +207,17 @@ impl Server {
 }
 
 /// Answers a refused connection on a thread of its own (counted by
-/// [`Host::start_refusal`]): a client that opens with the native preamble's first byte gets
-/// [`ConnLimit::native_refusal`]; then what it still sends is drained for a moment so the
-/// close does not reset the connection before the answer is read.
+/// [`Host::start_refusal`]) with [`Visitor::refusal`], once its first bytes show what it is
+/// (within [`REFUSAL_TIME`]).
 fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
     let s = shared.clone();
     let answer = move || {
         let deadline = Instant::now() + REFUSAL_TIME;
         let mut stream = stream;
-        let mut first = [0u8; 1];
-        let _ = stream.set_read_timeout(Some(REFUSAL_TIME));
-        let _ = stream.set_write_timeout(Some(REFUSAL_TIME));
-        if matches!(stream.read(&mut first), Ok(1) if first[0] == 0x89)
-            && stream.write_all(&limit.native_refusal()).is_ok()
-        {
-            let _ = stream.shutdown(Shutdown::Write);
-            let mut sink = [0u8; 4096];
-            let mut drained = 0;
-            while drained < 64 << 10 {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                    break;
-                }
-                match stream.read(&mut sink) {
-                    Ok(n) if n > 0 => drained += n,
-                    _ => break,
-                }
-            }
+        let refusal =
+            web::first_bytes(&mut stream, deadline).and_then(|(visitor, _)| visitor.refusal(limit));
+        if let Some(refusal) = refusal {
+            web::answer(&mut stream, &[refusal], deadline, deadline);
         }
         drop(stream);
         s.inner.lock().unwrap().host.end_refusal();
@@ -254,159 +230,24 @@ fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
     }
 }
 
-fn start_conn(shared: &Arc<Shared>, stream: TcpStream, ip: IpAddr) -> std::io::Result<()> {
-    let set_up = stream.set_nodelay(true).and_then(|()| stream.try_clone());
-    let reader = match set_up {
-        Ok(reader) => reader,
-        Err(e) => {
-            shared.inner.lock().unwrap().host.release(ip);
-            return Err(e);
-        }
+/// Serves one admitted connection on its own thread: reads its first bytes (by
+/// [`WebConfig::head_timeout`], else drops it without an answer) and serves it as what they
+/// show.
+fn arrive(shared: Arc<Shared>, web: &WebConfig, mut stream: TcpStream, admitted: Admitted) {
+    let deadline = Instant::now() + web.head_timeout;
+    if stream.set_nodelay(true).is_err() {
+        return;
+    }
+    let Some((visitor, first)) = web::first_bytes(&mut stream, deadline) else {
+        return;
     };
-    let (wake, wake_rx) = mpsc::sync_channel(1);
-    let id = {
-        let mut inner = shared.inner.lock().unwrap();
-        let id = inner.host.hub().connect(Instant::now());
-        inner.writers.insert(id, wake);
-        inner.addrs.insert(id, ip);
-        shared.after(&mut inner);
-        id
-    };
-    let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("tidings-r{id}"))
-        .spawn(move || read_loop(s, reader, id));
-    if spawned.is_err() {
-        shared.finish_conn(id, &stream);
-        return spawned.map(drop);
-    }
-    let s = shared.clone();
-    std::thread::Builder::new()
-        .name(format!("tidings-w{id}"))
-        .spawn(move || write_loop(s, stream, id, wake_rx))
-        .map(drop)
-}
-
-impl Shared {
-    /// The host's outputs after any input ([`Host::poll_output`]): wake writers, hand disk
-    /// jobs to the disk thread, pass on events, re-arm the timer.
-    fn after(&self, inner: &mut MutexGuard<'_, Inner>) {
-        let inner = &mut **inner;
-        let mut ready = false;
-        loop {
-            match inner.host.poll_output() {
-                ServerOutput::Ready(conn) => {
-                    ready = true;
-                    if let Some(w) = inner.writers.get(&conn) {
-                        let _ = w.try_send(());
-                    }
-                }
-                ServerOutput::Disk(ticket, job) => {
-                    let _ = self.disk.send((ticket, job));
-                }
-                // When nobody reads the operator events, new ones are dropped.
-                ServerOutput::Event(ev) => {
-                    let _ = self.events.try_send(ev);
-                }
-                ServerOutput::Wait(next) => {
-                    if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
-                        self.timer.notify_one();
-                    }
-                    break;
-                }
+    match visitor {
+        Visitor::Http => web::serve(shared, web, stream, admitted, &first, deadline),
+        // An unknown visitor gets the native session's `error bad-preamble`.
+        Visitor::Native | Visitor::Unknown => {
+            if stream.set_read_timeout(None).is_ok() {
+                native::serve(shared, stream, admitted, &first);
             }
-        }
-        if ready {
-            // Few readers are ever paused; waking all to re-check is simpler than a
-            // condition variable per connection.
-            self.readable.notify_all();
-        }
-    }
-
-    fn finish_conn(&self, id: ConnId, stream: &TcpStream) {
-        let _ = stream.shutdown(Shutdown::Both);
-        let mut inner = self.inner.lock().unwrap();
-        inner.writers.remove(&id);
-        if let Some(ip) = inner.addrs.remove(&id) {
-            inner.host.release(ip);
-        }
-        inner.host.hub().remove(id);
-        self.after(&mut inner);
-        self.gone.notify_all();
-        self.readable.notify_all();
-    }
-}
-
-fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        {
-            // Read only while the hub wants input: it pauses a connection whose event
-            // queue is full or that sends faster than its message rate (and disconnects one
-            // that is read regardless).
-            let mut inner = shared.inner.lock().unwrap();
-            while !inner.host.hub_ref().wants_input(id) {
-                if inner.host.hub_ref().is_finished(id) || shared.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                inner = shared.readable.wait(inner).unwrap();
-            }
-        }
-        match stream.read(&mut buf) {
-            Ok(n) if n > 0 => {
-                let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_input(Instant::now(), id, &buf[..n]);
-                shared.after(&mut inner);
-            }
-            _ => {
-                let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_eof(Instant::now(), id);
-                shared.after(&mut inner);
-                return;
-            }
-        }
-    }
-}
-
-fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
-    let mut out: Vec<Bytes> = Vec::new();
-    let mut broken = false;
-    loop {
-        let finished = {
-            // Take bytes only as the socket accepts them: what stays in the hub is what its
-            // slow-consumer bound and relay window see (the hub's backpressure point).
-            let mut inner = shared.inner.lock().unwrap();
-            let mut held = 0;
-            while held < WRITE_BATCH || broken {
-                let Some(b) = inner.host.hub().poll_transmit(id) else {
-                    break;
-                };
-                if !broken {
-                    held += b.len();
-                    out.push(b);
-                }
-            }
-            shared.after(&mut inner);
-            out.is_empty() && inner.host.hub_ref().is_finished(id)
-        };
-        if finished {
-            shared.finish_conn(id, &stream);
-            return;
-        }
-        if !out.is_empty() {
-            if write_all(&mut stream, &mut out).is_err() {
-                broken = true;
-                out.clear();
-                let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_eof(Instant::now(), id);
-                shared.after(&mut inner);
-            }
-            continue;
-        }
-        if wake.recv().is_err() {
-            // The server forgot this connection (it was removed): nothing more to write.
-            shared.finish_conn(id, &stream);
-            return;
         }
     }
 }

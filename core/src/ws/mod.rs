@@ -35,8 +35,8 @@ pub use frame::{
 };
 pub use handshake::{
     accept_key, sniff_http, Accepted, ClientAccepted, ClientHandshake, ClientRequest,
-    HttpRequestHead, RequestError, RequestReader, ResponseError, Sniff, DEFAULT_MAX_HEADER_BYTES,
-    TIDINGS_SUBPROTOCOL,
+    HttpRequestHead, HttpResponse, RequestError, RequestReader, ResponseError, Sniff,
+    DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
 pub use mask::apply_mask;
 pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use tidings_std::{Server, ServerConfig, ServerHandle};
+use tidings_std::{Server, ServerConfig, ServerHandle, WebConfig};
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -21,7 +21,12 @@ impl Drop for Running {
 }
 
 pub fn start(config: ServerConfig) -> Running {
-    let server = Server::bind("127.0.0.1:0", config).unwrap();
+    start_with(config, WebConfig::default())
+}
+
+/// A server whose port also serves `web` (the page, WebSocket limits, the head timeout).
+pub fn start_with(config: ServerConfig, web: WebConfig) -> Running {
+    let server = Server::bind("127.0.0.1:0", config).unwrap().with_web(web);
     let addr = server.local_addr();
     let handle = server.handle();
     let thread = std::thread::spawn(move || server.run().unwrap());

@@ -15,9 +15,11 @@
 
 mod client;
 mod head;
+mod response;
 mod server;
 
 pub use client::{ClientAccepted, ClientHandshake, ClientRequest, ResponseError};
+pub use response::HttpResponse;
 pub use server::{Accepted, HttpRequestHead, RequestError, RequestReader};
 
 use base64::engine::general_purpose::STANDARD;

@@ -1,7 +1,7 @@
 //! Server side of the opening handshake: parse the request, answer it.
 
 use super::head::HeadReader;
-use super::{accept_key, has_token};
+use super::{accept_key, has_token, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
@@ -298,18 +298,20 @@ impl RequestError {
 
     /// The complete HTTP response to send before closing the connection.
     pub fn response(&self) -> Bytes {
-        let status = match self.status() {
-            431 => "431 Request Header Fields Too Large",
-            405 => "405 Method Not Allowed\r\nAllow: GET",
-            426 => "426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket",
-            _ => "400 Bad Request",
-        };
-        let reason = self.to_string();
-        Bytes::from(format!(
-            "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\n\r\n{reason}",
-            reason.len()
-        ))
+        HttpResponse::from(*self).to_bytes()
+    }
+}
+
+impl From<RequestError> for HttpResponse {
+    fn from(err: RequestError) -> HttpResponse {
+        let response = HttpResponse::text(err.status(), err.to_string());
+        match err.status() {
+            405 => response.header("Allow", "GET"),
+            426 => response
+                .header("Sec-WebSocket-Version", "13")
+                .header("Upgrade", "websocket"),
+            _ => response,
+        }
     }
 }
 

@@ -1,0 +1,135 @@
+//! What every thread of a server shares: the host behind one mutex, held only while it
+//! computes (never during socket or disk I/O), and the drain of its outputs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tidings_core::gateway::RenderCache;
+use tidings_core::hub::ConnId;
+use tidings_host::files::DiskJob;
+use tidings_host::server::{Host, ServerEvent, ServerOutput, Ticket};
+
+/// Most bytes a writer takes from the hub before writing them (one vectored write's worth).
+pub(crate) const WRITE_BATCH: usize = 256 << 10;
+
+pub(crate) struct Inner {
+    pub(crate) host: Host,
+    /// The deadline the timer thread sleeps until.
+    pub(crate) armed: Option<Instant>,
+    pub(crate) writers: HashMap<ConnId, SyncSender<()>>,
+    /// The source address each connection was admitted under, released when it ends.
+    pub(crate) addrs: HashMap<ConnId, IpAddr>,
+    /// The broadcast renderings shared by every WebSocket connection: a chat line sent to a
+    /// hundred browsers is rendered as JSON once.
+    pub(crate) renders: RenderCache,
+}
+
+pub(crate) struct Shared {
+    pub(crate) inner: Mutex<Inner>,
+    /// Wakes the timer thread (paired with `inner`).
+    pub(crate) timer: Condvar,
+    /// Signalled when a connection is removed (paired with `inner`).
+    pub(crate) gone: Condvar,
+    /// Signalled when the hub reports connections ready again (paired with `inner`): a
+    /// reader that the hub paused (full event queue, or a client over its message rate)
+    /// waits on it before reading more.
+    pub(crate) readable: Condvar,
+    /// Jobs for the disk thread, one after another.
+    pub(crate) disk: mpsc::Sender<(Ticket, DiskJob)>,
+    pub(crate) events: SyncSender<ServerEvent>,
+    pub(crate) event_rx: Mutex<Receiver<ServerEvent>>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Shared {
+    /// The host's outputs after any input ([`Host::poll_output`]): wake writers, hand disk
+    /// jobs to the disk thread, pass on events, re-arm the timer.
+    pub(crate) fn after(&self, inner: &mut MutexGuard<'_, Inner>) {
+        let inner = &mut **inner;
+        let mut ready = false;
+        loop {
+            match inner.host.poll_output() {
+                ServerOutput::Ready(conn) => {
+                    ready = true;
+                    if let Some(w) = inner.writers.get(&conn) {
+                        let _ = w.try_send(());
+                    }
+                }
+                ServerOutput::Disk(ticket, job) => {
+                    let _ = self.disk.send((ticket, job));
+                }
+                // When nobody reads the operator events, new ones are dropped.
+                ServerOutput::Event(ev) => {
+                    let _ = self.events.try_send(ev);
+                }
+                ServerOutput::Wait(next) => {
+                    if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
+                        self.timer.notify_one();
+                    }
+                    break;
+                }
+            }
+        }
+        if ready {
+            // Few readers are ever paused; waking all to re-check is simpler than a
+            // condition variable per connection.
+            self.readable.notify_all();
+        }
+    }
+
+    pub(crate) fn finish_conn(&self, id: ConnId, stream: &TcpStream) {
+        let _ = stream.shutdown(Shutdown::Both);
+        let mut inner = self.inner.lock().unwrap();
+        inner.writers.remove(&id);
+        if let Some(ip) = inner.addrs.remove(&id) {
+            inner.host.release(ip);
+        }
+        inner.host.hub().remove(id);
+        self.after(&mut inner);
+        self.gone.notify_all();
+        self.readable.notify_all();
+    }
+}
+
+/// One admitted connection's place under the connection limits ([`Host::admit`]): freed when
+/// dropped, or handed to its hub connection by [`Admitted::connect`] (and then freed by
+/// [`Shared::finish_conn`]), however the connection ends.
+pub(crate) struct Admitted {
+    shared: Arc<Shared>,
+    /// `None` once handed to a hub connection.
+    ip: Option<IpAddr>,
+}
+
+impl Admitted {
+    /// The place of a connection from `ip` that [`Host::admit`] accepted.
+    pub(crate) fn new(shared: Arc<Shared>, ip: IpAddr) -> Admitted {
+        Admitted {
+            shared,
+            ip: Some(ip),
+        }
+    }
+
+    /// Registers the connection with the hub; its writer thread waits on the returned
+    /// receiver.
+    pub(crate) fn connect(mut self, inner: &mut Inner) -> (ConnId, Receiver<()>) {
+        let ip = self.ip.take().expect("connected once");
+        let (wake, wake_rx) = mpsc::sync_channel(1);
+        let id = inner.host.hub().connect(Instant::now());
+        inner.writers.insert(id, wake);
+        inner.addrs.insert(id, ip);
+        (id, wake_rx)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            self.shared.inner.lock().unwrap().host.release(ip);
+        }
+    }
+}
