@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use async_net::{AsyncToSocketAddrs, TcpStream};
-use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
 use tidings_host::client::{Agent, ClientOutput, Command, Ticket, JOBS_IN_FLIGHT};
 use tidings_host::files::{DiskDone, DiskJob, Source};
+use tidings_host::outgoing::{Outgoing, MAX_SLICES};
 
 use crate::{ClientConfig, ClientEvent, Error};
 
@@ -307,9 +307,6 @@ const READ_BUF_MIN: usize = 64 << 10;
 /// one or two reads instead of four or five.
 const READ_BUF_MAX: usize = 256 << 10;
 
-/// Most pieces gathered into one vectored write.
-const MAX_SLICES: usize = 64;
-
 /// The driver's end of the command channel. However the driver ends (it returned, the task
 /// was cancelled, it panicked), dropping this closes the channel and drops the commands still
 /// queued in it, with their reply senders, so that every caller waiting for a reply gets
@@ -344,10 +341,8 @@ async fn drive(
     events: Sender<ClientEvent>,
     mut ending: Ending,
 ) {
-    // What to write, and how much of the front piece is written already (pieces are not
-    // re-sliced, so a chunk's buffer is whole again when it goes back to the read pool).
-    let mut out: VecDeque<Bytes> = VecDeque::new();
-    let mut head = 0;
+    // What to write (pieces leave whole, so a chunk's buffer can go back to the read pool).
+    let mut out = Outgoing::default();
     // Tickets of the jobs on the disk thread, oldest first; results arrive in this order.
     let mut jobs: VecDeque<Ticket> = VecDeque::new();
     let mut disk: Option<DiskThread> = None;
@@ -378,7 +373,7 @@ async fn drive(
                     d.jobs.try_send(job).expect("the disk thread stopped");
                     jobs.push_back(ticket);
                 }
-                ClientOutput::Transmit(b) => out.push_back(b),
+                ClientOutput::Transmit(b) => out.push(b),
                 ClientOutput::Event(ev) => {
                     if agent.is_closed() && ending.deadline.is_none() {
                         // Cleared before the events that report the end are delivered (see
@@ -395,7 +390,6 @@ async fn drive(
             // Nobody will read it (a server that stopped reading would hold the close for
             // the whole close timeout): only the disk work is waited for.
             out.clear();
-            head = 0;
         }
         let now = Instant::now();
         if agent.is_closed() && ending.deadline.is_none() {
@@ -455,11 +449,7 @@ async fn drive(
             }
             if !out.is_empty() {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                let mut n = 0;
-                for (i, b) in out.iter().take(MAX_SLICES).enumerate() {
-                    slices[i] = IoSlice::new(if i == 0 { &b[head..] } else { b });
-                    n += 1;
-                }
+                let n = out.slices(&mut slices);
                 if let Poll::Ready(r) = Pin::new(&mut stream).poll_write_vectored(cx, &slices[..n])
                 {
                     return Poll::Ready(ClientWake::Wrote(r));
@@ -486,11 +476,10 @@ async fn drive(
         let now = Instant::now();
         match wake {
             ClientWake::Wrote(Ok(n)) if n > 0 => {
-                head = written(&mut out, head, n, |b| agent.recycle(b));
+                out.advance(n, |b| agent.recycle(b));
             }
             ClientWake::Wrote(_) | ClientWake::Read(Err(_)) | ClientWake::Read(Ok(0)) => {
                 out.clear();
-                head = 0;
                 agent.handle_eof(now);
             }
             ClientWake::Read(Ok(n)) => {
@@ -521,26 +510,4 @@ async fn drive(
             }
         }
     }
-}
-
-/// Accounts for `n` more written bytes of `out`, whose front piece had `head` bytes written:
-/// whole pieces go to `done`, and the new front's written length is returned.
-fn written(
-    out: &mut VecDeque<Bytes>,
-    mut head: usize,
-    mut n: usize,
-    mut done: impl FnMut(Bytes),
-) -> usize {
-    while let Some(front) = out.front() {
-        let left = front.len() - head;
-        if n < left {
-            return head + n;
-        }
-        n -= left;
-        head = 0;
-        if let Some(b) = out.pop_front() {
-            done(b);
-        }
-    }
-    0
 }

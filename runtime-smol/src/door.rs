@@ -26,11 +26,12 @@ use tidings_core::ws::{HttpResponse, WsConnection};
 use tidings_host::arrival::{
     classify, open_gateway, route, Route, Visitor, LINGER_BYTES, LINGER_TIME,
 };
+use tidings_host::outgoing::Outgoing;
 use tidings_host::server::{ConnLimit, REFUSAL_TIME};
 
 use crate::epoll::{Poller, Socket};
 use crate::native::{NativeConn, NativeConns};
-use crate::output::{advance, poll_write_pieces};
+use crate::output::poll_write_outgoing;
 use crate::shared::{Admitted, Shared};
 use crate::websocket::{ws_task, WsShared};
 use crate::WebConfig;
@@ -53,13 +54,16 @@ async fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Opti
 /// Writes all of `chunks` before `deadline`; false if that failed.
 async fn write_by(stream: &mut Stream, chunks: &[Bytes], deadline: Instant) -> bool {
     let mut timer = stream.timer_at(deadline);
-    let mut left = chunks.to_vec();
+    let mut left = Outgoing::default();
+    for chunk in chunks {
+        left.push(chunk.clone());
+    }
     future::poll_fn(|cx| loop {
         if left.is_empty() {
             return Poll::Ready(true);
         }
-        match poll_write_pieces(stream, Poller::from(&*cx), &left) {
-            Poll::Ready(Ok(n)) if n > 0 => advance(&mut left, n),
+        match poll_write_outgoing(stream, Poller::from(&*cx), &left) {
+            Poll::Ready(Ok(n)) if n > 0 => left.advance(n, drop),
             Poll::Ready(_) => return Poll::Ready(false),
             Poll::Pending => return timer.poll_due(cx).map(|()| false),
         }

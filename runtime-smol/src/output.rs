@@ -21,6 +21,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use tidings_core::hub::ConnId;
+use tidings_host::outgoing::{Outgoing, MAX_SLICES};
 use tidings_host::server::Host;
 
 use crate::epoll::{remember_waiter, EventLoop, Poller, Socket, Waiter};
@@ -43,7 +44,9 @@ pub(crate) struct ConnOutput {
     waiter: Cell<Waiter>,
     /// Taken from the hub, not yet written because the socket was full, in order (native
     /// connections). Empty and unallocated otherwise: output is gathered in the server's
-    /// one [`WriteScratch`] list and written at once.
+    /// one [`WriteScratch`] list and written at once. A plain list rather than the host's
+    /// [`Outgoing`]: ten thousand idle connections each keep one (24 bytes rather than 48),
+    /// and the server recycles no buffers, so a partly written piece may be re-sliced.
     pub(crate) pending: RefCell<Vec<Bytes>>,
     /// The connection's socket, once it is a native connection.
     pub(crate) socket: OnceCell<Rc<Socket>>,
@@ -161,13 +164,24 @@ impl ConnOutput {
 }
 
 /// Writes the front of `out` (up to [`WRITE_PIECES`] pieces) in one vectored write, without
-/// allocating: both connection loops, native and WebSocket, write this way.
+/// allocating: a native connection's pending output.
 pub(crate) fn poll_write_pieces(
     io: &Socket,
     poller: Poller<'_>,
     out: &[Bytes],
 ) -> Poll<io::Result<usize>> {
     let (slices, n) = io_slices(out);
+    io.poll_write_vectored(poller, &slices[..n])
+}
+
+/// Writes the front of `out` in one vectored write, as much as the socket takes.
+pub(crate) fn poll_write_outgoing(
+    io: &Socket,
+    poller: Poller<'_>,
+    out: &Outgoing,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let n = out.slices(&mut slices);
     io.poll_write_vectored(poller, &slices[..n])
 }
 
@@ -182,7 +196,7 @@ fn io_slices(out: &[Bytes]) -> ([IoSlice<'_>; WRITE_PIECES], usize) {
 }
 
 /// Drops `n` written bytes from the front of `out`.
-pub(crate) fn advance(out: &mut Vec<Bytes>, mut n: usize) {
+fn advance(out: &mut Vec<Bytes>, mut n: usize) {
     let mut whole = 0;
     for b in out.iter_mut() {
         if n >= b.len() {

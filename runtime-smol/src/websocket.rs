@@ -19,9 +19,10 @@ use futures_lite::future;
 use tidings_core::gateway::{Gateway, RenderCache};
 use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
+use tidings_host::outgoing::Outgoing;
 
 use crate::epoll::{LoopTimer, Poller, Socket};
-use crate::output::{advance, poll_write_pieces, WRITE_BATCH};
+use crate::output::{poll_write_outgoing, WRITE_BATCH};
 use crate::shared::{Admitted, Shared};
 
 /// What the WebSocket connections of one server share besides the hub.
@@ -123,7 +124,7 @@ pub(crate) async fn ws_task(
         eof_sent: false,
         hub_done: false,
     };
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out = Outgoing::default();
     let mut read_done = false;
     let mut closing_deadline: Option<Instant> = None;
     let mut timer = LoopTimer::new(&shared.event_loop, None);
@@ -132,7 +133,7 @@ pub(crate) async fn ws_task(
         ws.handle_input(&early);
     }
     loop {
-        let held: usize = out.iter().map(Bytes::len).sum();
+        let held = out.len();
         pump(
             &shared,
             &mut ws_shared.renders.borrow_mut(),
@@ -176,7 +177,7 @@ pub(crate) async fn ws_task(
         let ev = future::poll_fn(|cx| {
             let me = Poller::from(&*cx);
             if !out.is_empty() {
-                if let Poll::Ready(r) = poll_write_pieces(&io, me, &out) {
+                if let Poll::Ready(r) = poll_write_outgoing(&io, me, &out) {
                     return Poll::Ready(WsWake::Wrote(r));
                 }
             }
@@ -205,7 +206,7 @@ pub(crate) async fn ws_task(
                 read_done = true;
                 ws.handle_eof();
             }
-            WsWake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
+            WsWake::Wrote(Ok(n)) if n > 0 => out.advance(n, drop),
             WsWake::Wrote(_) => break, // the peer is gone; the hub hears of it below
             WsWake::Notified => {}
             WsWake::Timer => {
