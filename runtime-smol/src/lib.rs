@@ -20,8 +20,8 @@
 //! and plain HTTP `GET`s of a static web page: see [`WebConfig`].
 #![warn(missing_docs)]
 
+mod arrival;
 mod client;
-mod door;
 mod epoll;
 mod native;
 mod output;

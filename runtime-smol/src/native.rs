@@ -1,4 +1,4 @@
-//! A native connection, from the door's hand-off until its session ends: reads go to the
+//! A native connection, from its arrival's hand-off until its session ends: reads go to the
 //! hub, the hub's output to the socket (through the connection's
 //! [`ConnOutput`]).
 //!
@@ -201,7 +201,7 @@ pub(crate) struct NativeConns {
 
 impl NativeConns {
     /// Starts serving `conn` (its first poll comes with the loop's next turn). Called from
-    /// tasks (the door's), never from a connection's poll, which holds the table.
+    /// tasks (an arrival's), never from a connection's poll, which holds the table.
     pub(crate) fn add(&self, shared: &Shared, conn: NativeConn) {
         let place = self.conns.borrow_mut().insert(conn);
         shared.event_loop.wake(Waiter::Conn(place));

@@ -34,9 +34,10 @@
 //! about 1.0 KiB of server memory in `tidings serve` (bench/RESULTS.md, row idle; the
 //! binary's allocator, jemalloc, matters as much as these records: see its `memory.rs`).
 //!
-//! # One port, three doors
+//! # One port for natives, WebSocket and the page
 //!
-//! Each accepted socket first goes through the [door](crate::WebConfig): native clients,
+//! Each accepted socket first goes through its arrival (`arrival.rs`, deciding with
+//! [`tidings_host::arrival`]; see [`WebConfig`](crate::WebConfig)): native clients,
 //! WebSocket clients (`/ws`, bridged to the hub by the core's gateway) and plain HTTP
 //! requests for the web page share the listening port; see [`Server::with_web`].
 //!
@@ -68,7 +69,7 @@ use tidings_core::ErrorCode;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
-use crate::door::{door_task, Door};
+use crate::arrival::{serve_arrival, Arrivals};
 use crate::epoll::{EventLoop, LoopTimer};
 use crate::native::NativeConns;
 use crate::shared::{Outlets, Scratch, Shared};
@@ -92,7 +93,7 @@ pub struct Server {
     stop: Receiver<()>,
     events: Sender<ServerEvent>,
     handle: ServerHandle,
-    doors: WebConfig,
+    web: WebConfig,
 }
 
 /// Controls a server from any thread or task: the server participant's chat and files,
@@ -144,14 +145,14 @@ impl Server {
             stop,
             events,
             handle,
-            doors: WebConfig::default(),
+            web: WebConfig::default(),
         })
     }
 
     /// Sets how the port treats WebSocket and plain HTTP visitors (the web page, timeouts);
     /// see [`WebConfig`]. Native clients are not affected.
-    pub fn with_web(mut self, doors: WebConfig) -> Server {
-        self.doors = doors;
+    pub fn with_web(mut self, web: WebConfig) -> Server {
+        self.web = web;
         self
     }
 
@@ -214,9 +215,9 @@ impl Server {
             event_loop: event_loop.clone(),
         });
         let natives = Rc::new(NativeConns::default());
-        let door = Rc::new(Door::new(
+        let arrivals = Rc::new(Arrivals::new(
             shared.clone(),
-            self.doors,
+            self.web,
             natives.clone(),
             Rc::downgrade(&ex),
         ));
@@ -247,9 +248,10 @@ impl Server {
                         let Ok(socket) = timers.register(stream) else {
                             continue; // closed: the client sees its connection end
                         };
-                        // The door checks the connection limits, sniffs the first bytes and
-                        // joins the hub only then.
-                        exec.spawn(door_task(door.clone(), socket, peer)).detach();
+                        // Its arrival checks the connection limits, sniffs the first bytes
+                        // and joins the hub only then.
+                        exec.spawn(serve_arrival(arrivals.clone(), socket, peer))
+                            .detach();
                     }
                     // Out of descriptors and the like: keep serving who is connected.
                     Some(Err(_)) => {

@@ -159,7 +159,7 @@ impl Shared {
     }
 }
 
-/// Counts one admitted connection until it is dropped, however its task ends (the door's,
+/// Counts one admitted connection until it is dropped, however its task ends (its arrival's,
 /// or the WebSocket task it handed the socket to), or until [`Admitted::into_ip`].
 pub(crate) struct Admitted {
     /// `None` once the address was handed on.

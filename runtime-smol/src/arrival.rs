@@ -1,4 +1,4 @@
-//! The door: every accepted socket comes here first, and goes where
+//! A new connection's arrival: every accepted socket comes here first, and goes where
 //! [`tidings_host::arrival`] decides.
 //!
 //! Before anything else the connection limits of [`ServerConfig`](crate::ServerConfig) are
@@ -71,28 +71,28 @@ async fn write_by(stream: &mut Stream, chunks: &[Bytes], deadline: Instant) -> b
     .await
 }
 
-/// What the door of one server works with: the server's shared state, its own settings,
+/// What one server's arrivals work with: the server's shared state, its own settings,
 /// and where it hands connections on to.
-pub(crate) struct Door {
+pub(crate) struct Arrivals {
     shared: Rc<Shared>,
     config: WebConfig,
     /// Where native connections go.
     natives: Rc<NativeConns>,
     /// What WebSocket connections share.
     websockets: Rc<WsShared>,
-    /// The executor WebSocket tasks run on (weak: its tasks hold the door).
+    /// The executor WebSocket tasks run on (weak: its tasks hold this).
     executor: Weak<LocalExecutor<'static>>,
 }
 
-impl Door {
+impl Arrivals {
     pub(crate) fn new(
         shared: Rc<Shared>,
         config: WebConfig,
         natives: Rc<NativeConns>,
         executor: Weak<LocalExecutor<'static>>,
-    ) -> Door {
+    ) -> Arrivals {
         let websockets = Rc::new(WsShared::new(config.closing_timeout));
-        Door {
+        Arrivals {
             shared,
             config,
             natives,
@@ -112,13 +112,13 @@ impl Door {
 
 /// Serves one accepted socket from `peer`: checks the connection limits, then sniffs it and
 /// hands it on. See the [module docs](self).
-pub(crate) async fn door_task(door: Rc<Door>, stream: Stream, peer: SocketAddr) {
-    let shared = &door.shared;
+pub(crate) async fn serve_arrival(arrivals: Rc<Arrivals>, stream: Stream, peer: SocketAddr) {
+    let shared = &arrivals.shared;
     let admission = shared.host.borrow_mut().admit(peer.ip());
     match admission {
         Ok(()) => {
             let admitted = Admitted::new(shared.clone(), peer.ip());
-            sniff(door, stream, admitted).await;
+            sniff(arrivals, stream, admitted).await;
         }
         Err(limit) => {
             let answer = {
@@ -157,15 +157,15 @@ async fn refuse(mut stream: Stream, limit: ConnLimit) {
 
 /// Sniffs an admitted socket and hands it on.
 ///
-/// The door's task ends at the hand-off: a native connection is served by the event loop
-/// itself ([`crate::native`]), a WebSocket one by a task of its own ([`Door::spawn`]), each
-/// only as large as its own state. Run inside the door's task, every idle native connection
-/// held the door's largest state as well (1.1 KB rather than 0.2), and every WebSocket one
-/// the HTTP reader's (8.7 KB); see the idle row in bench/RESULTS.md. The sniffed bytes are
-/// read straight into `first`, and the HTTP path is boxed, so a door waiting for its first
-/// bytes stays small.
-async fn sniff(door: Rc<Door>, mut stream: Stream, admitted: Admitted) {
-    let deadline = Instant::now() + door.config.head_timeout;
+/// An arrival's task ends at the hand-off: a native connection is served by the event
+/// loop itself ([`crate::native`]), a WebSocket one by a task of its own
+/// ([`Arrivals::spawn`]), each only as large as its own state. Run inside the arrival's task,
+/// every idle native connection held the arrival's largest state as well (1.1 KB rather than
+/// 0.2), and every WebSocket one the HTTP reader's (8.7 KB); see the idle row in
+/// bench/RESULTS.md. The sniffed bytes are read straight into `first`, and the HTTP path is
+/// boxed, so an arrival waiting for its first bytes stays small.
+async fn sniff(arrivals: Rc<Arrivals>, mut stream: Stream, admitted: Admitted) {
+    let deadline = Instant::now() + arrivals.config.head_timeout;
     let mut first = Vec::new();
     let visitor = loop {
         if let Some(v) = classify(&first) {
@@ -180,8 +180,8 @@ async fn sniff(door: Rc<Door>, mut stream: Stream, admitted: Admitted) {
     };
     match visitor {
         // An unknown visitor gets the native session's `error bad-preamble`.
-        Visitor::Native | Visitor::Unknown => native(&door, stream, first, admitted),
-        Visitor::Http => Box::pin(http(door, stream, first, deadline, admitted)).await,
+        Visitor::Native | Visitor::Unknown => native(&arrivals, stream, first, admitted),
+        Visitor::Http => Box::pin(http(arrivals, stream, first, deadline, admitted)).await,
     }
 }
 
@@ -190,14 +190,14 @@ const SNIFF_READ: usize = 512;
 
 /// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
 async fn http(
-    door: Rc<Door>,
+    arrivals: Rc<Arrivals>,
     mut stream: Stream,
     first: Vec<u8>,
     deadline: Instant,
     admitted: Admitted,
 ) {
     let mut chunk = [0u8; 2048];
-    let mut reader = door.config.request_reader();
+    let mut reader = arrivals.config.request_reader();
     let mut fed = reader.feed(&first);
     let head = loop {
         match fed {
@@ -212,10 +212,10 @@ async fn http(
             },
         }
     };
-    match route(&door.config, &head) {
+    match route(&arrivals.config, &head) {
         Route::WebSocket { response, mode } => {
             let early = reader.take_remaining();
-            upgrade(door, stream, response, mode, early, deadline, admitted).await;
+            upgrade(arrivals, stream, response, mode, early, deadline, admitted).await;
         }
         Route::Answer(response) => answer(&mut stream, response, deadline).await,
     }
@@ -223,19 +223,19 @@ async fn http(
 
 /// Hands a native connection to the hub, sniffed bytes first, and to the server's
 /// [native connections](crate::native).
-fn native(door: &Door, socket: Stream, first: Vec<u8>, admitted: Admitted) {
-    let shared = &door.shared;
+fn native(arrivals: &Arrivals, socket: Stream, first: Vec<u8>, admitted: Admitted) {
+    let shared = &arrivals.shared;
     let now = Instant::now();
     let (id, output) = shared.connect(now);
     shared.host.borrow_mut().handle_input(now, id, &first);
     shared.after();
     let conn = NativeConn::new(socket, id, output, admitted.into_ip());
-    door.natives.add(shared, conn);
+    arrivals.natives.add(shared, conn);
 }
 
 /// Writes the `101` of an accepted WebSocket upgrade and runs the gateway connection.
 async fn upgrade(
-    door: Rc<Door>,
+    arrivals: Rc<Arrivals>,
     mut stream: Stream,
     response: Bytes,
     mode: GatewayMode,
@@ -246,12 +246,12 @@ async fn upgrade(
     if !write_by(&mut stream, &[response], deadline).await {
         return;
     }
-    let gateway = open_gateway(&door.shared.host.borrow(), mode, Instant::now());
-    let ws = WsConnection::server(door.config.ws);
-    let shared = door.shared.clone();
-    let websockets = door.websockets.clone();
+    let gateway = open_gateway(&arrivals.shared.host.borrow(), mode, Instant::now());
+    let ws = WsConnection::server(arrivals.config.ws);
+    let shared = arrivals.shared.clone();
+    let websockets = arrivals.websockets.clone();
     let task = ws_task(shared, websockets, stream, ws, gateway, early, admitted);
-    door.spawn(task);
+    arrivals.spawn(task);
 }
 
 /// Writes an HTTP answer and closes: the write side first, then whatever the client still
