@@ -31,6 +31,7 @@ use crate::shared::Shared;
 /// hub's receive buffer instead of the shared one.
 const DIRECT_MIN: usize = 16 << 10;
 /// The room a direct read is offered at least (more when the buffer has it).
+#[cfg(unix)]
 const DIRECT_READ: usize = 64 << 10;
 
 /// One native connection; see the [module docs](self).

@@ -42,6 +42,11 @@ impl EventLoop {
         Ok(socket)
     }
 
+    /// Takes `source` off the loop (it is being closed).
+    fn deregister(&self, source: &mut impl mio::event::Source) {
+        let _ = self.poll.borrow().registry().deregister(source);
+    }
+
     /// Registers the listening socket `listener` (made non-blocking), edge-triggered. A loop
     /// has at most one.
     pub(crate) fn listen(self: &Rc<Self>, listener: std::net::TcpListener) -> io::Result<Listener> {
@@ -95,11 +100,7 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(event_loop) = self.event_loop.upgrade() {
-            let _ = event_loop
-                .poll
-                .borrow()
-                .registry()
-                .deregister(&mut self.listener);
+            event_loop.deregister(&mut self.listener);
             event_loop.listener_ready.set(false);
             drop(event_loop.listener_waker.take());
         }
@@ -242,11 +243,7 @@ impl Socket {
 impl Drop for Socket {
     fn drop(&mut self) {
         if let Some(event_loop) = self.event_loop.upgrade() {
-            let _ = event_loop
-                .poll
-                .borrow()
-                .registry()
-                .deregister(&mut self.stream);
+            event_loop.deregister(&mut self.stream);
             event_loop.sockets.borrow_mut().try_remove(self.token);
         }
     }
