@@ -18,7 +18,10 @@ use crate::shared::{Admitted, Shared, WRITE_BATCH};
 /// `error bad-preamble`) whose first bytes were `first`: registers it with the hub, starts
 /// its writer thread and becomes its reader.
 pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, admitted: Admitted, first: &[u8]) {
-    let Ok(writer) = stream.try_clone() else {
+    let set_up = stream
+        .set_write_timeout(shared.write_timeout)
+        .and_then(|()| stream.try_clone());
+    let Ok(writer) = set_up else {
         return; // out of descriptors: this connection is dropped, the rest served
     };
     let (id, wake_rx) = {

@@ -91,6 +91,7 @@ impl Server {
         })?;
         let (disk, disk_rx) = mpsc::channel();
         let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
+        let write_timeout = Some(config.hub.session.heartbeat_timeout).filter(|d| !d.is_zero());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 host: Host::new(config, Instant::now()),
@@ -107,6 +108,7 @@ impl Server {
             event_rx: Mutex::new(event_rx),
             stopping: AtomicBool::new(false),
             addr: listener.local_addr()?,
+            write_timeout,
         });
         Ok(Server {
             listener,

@@ -100,7 +100,7 @@ pub(crate) fn serve(
 ) {
     let set_up = stream
         .set_read_timeout(None)
-        .and_then(|()| stream.set_write_timeout(None))
+        .and_then(|()| stream.set_write_timeout(shared.write_timeout))
         .and_then(|()| stream.try_clone());
     let Ok(writer) = set_up else {
         return;
