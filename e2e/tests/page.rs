@@ -5,11 +5,19 @@ use std::net::SocketAddr;
 
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use tidings_e2e::{for_both_servers, in_time, ServerKind, TestServer, PAGE};
+use tidings_e2e::smol_client::{connect, wait_for};
+use tidings_e2e::{
+    door_with_page, for_both_servers, in_time, ClientEvent, ServerConfig, ServerKind, TestServer,
+    PAGE,
+};
+use tidings_host::server::ConnLimit;
 
 for_both_servers! {
     native: [],
-    web: [plain_http_serves_the_page_and_refuses_the_rest],
+    web: [
+        plain_http_serves_the_page_and_refuses_the_rest,
+        http_visitors_beyond_the_connection_limit_get_503_with_the_reason,
+    ],
 }
 
 /// Sends a raw HTTP request and returns the whole answer (the server closes after it).
@@ -74,5 +82,31 @@ fn plain_http_serves_the_page_and_refuses_the_rest(kind: ServerKind) {
         )
         .await;
         assert!(nameless.starts_with("HTTP/1.1 400 "), "{nameless}");
+    });
+}
+
+fn http_visitors_beyond_the_connection_limit_get_503_with_the_reason(kind: ServerKind) {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let door = door_with_page(std::time::Duration::from_secs(10));
+    let server = TestServer::start_with(kind, config, door);
+    smol::block_on(async {
+        let only = connect(server.addr, "only").await;
+        let reason = ConnLimit::Total.reason();
+        for request in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ] {
+            let answer = http(server.addr, request).await;
+            assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+            assert!(answer.contains("Retry-After: "), "{answer}");
+            assert!(answer.ends_with(reason), "{answer}");
+        }
+        // The one admitted client is served all along.
+        only.request_list().await.unwrap();
+        wait_for(&only, |e| matches!(e, ClientEvent::PeerList(_))).await;
     });
 }
