@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use tidings_host::server::{ServerConfig, ServerEvent};
+pub use tidings_core::transfer::Direction;
+pub use tidings_core::ErrorCode;
+pub use tidings_host::server::{ConnLimit, ServerConfig, ServerEvent};
 pub use tidings_host::{ClientConfig, ClientEvent, Error, FileHandle};
 pub use tidings_smol::{DoorConfig, WebAsset};
 

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
-    assert_refused, for_both_servers, silent_peer, std_client, temp_dir, DoorConfig, ServerEvent,
-    ServerKind, TestServer,
+    assert_refused, for_both_servers, silent_peer, std_client, temp_dir, ClientConfig, ClientEvent,
+    DoorConfig, Error, ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer,
 };
-use tidings_smol::{Client, ClientConfig, ClientEvent, Error, ErrorCode, ServerConfig};
+use tidings_smol::Client;
 
 for_both_servers! {
     native: [

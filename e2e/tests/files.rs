@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
-    assert_same_file, for_both_servers, make_file, std_client, temp_dir, ServerKind, TestServer,
+    assert_same_file, for_both_servers, make_file, std_client, temp_dir, ClientEvent, Direction,
+    ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer,
 };
-use tidings_smol::{ClientEvent, Direction, ErrorCode, ServerConfig, ServerEvent};
 
 for_both_servers! {
     native: [

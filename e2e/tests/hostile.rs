@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tidings_core::wire::{Message, Preamble};
-use tidings_core::ErrorCode;
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    close_code, door_with_page, for_both_servers, in_time, RawNative, ServerKind, TestServer,
+    close_code, door_with_page, for_both_servers, in_time, ClientEvent, ErrorCode, RawNative,
+    ServerConfig, ServerKind, TestServer,
 };
-use tidings_smol::{Client, ClientEvent, ServerConfig};
+use tidings_smol::Client;
 
 for_both_servers! {
     native: [

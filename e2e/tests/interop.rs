@@ -3,9 +3,9 @@
 
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
-    assert_same_file, for_both_servers, make_file, std_client, temp_dir, ServerKind, TestServer,
+    assert_same_file, for_both_servers, make_file, std_client, temp_dir, ClientEvent, ServerConfig,
+    ServerKind, TestServer,
 };
-use tidings_smol::{ClientEvent, ServerConfig};
 
 for_both_servers! {
     native: [

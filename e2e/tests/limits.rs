@@ -6,10 +6,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use tidings_core::wire::Message;
-use tidings_e2e::{for_both_servers, RawNative, ServerKind, TestServer};
-use tidings_std::{
-    Client, ClientConfig, ClientEvent, ConnLimit, ErrorCode, ServerConfig, ServerEvent,
+use tidings_e2e::{
+    for_both_servers, ClientConfig, ClientEvent, ConnLimit, ErrorCode, RawNative, ServerConfig,
+    ServerEvent, ServerKind, TestServer,
 };
+use tidings_std::Client;
 
 for_both_servers! {
     native: [

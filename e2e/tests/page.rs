@@ -7,10 +7,9 @@ use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    door_with_page, for_both_servers, in_time, ClientEvent, ServerConfig, ServerKind, TestServer,
-    PAGE,
+    door_with_page, for_both_servers, in_time, ClientEvent, ConnLimit, ServerConfig, ServerKind,
+    TestServer, PAGE,
 };
-use tidings_host::server::ConnLimit;
 
 for_both_servers! {
     native: [],

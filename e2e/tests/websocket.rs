@@ -14,9 +14,9 @@ use tidings_core::ws::{
 };
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    door_with_page, for_both_servers, in_time, DoorConfig, ServerKind, TestServer, PATIENCE,
+    door_with_page, for_both_servers, in_time, ClientEvent, DoorConfig, ServerConfig, ServerEvent,
+    ServerKind, TestServer, PATIENCE,
 };
-use tidings_smol::{ClientEvent, ServerConfig, ServerEvent};
 
 for_both_servers! {
     native: [],
