@@ -25,6 +25,14 @@ fn refused_messages(addr: SocketAddr, name: &str) -> Vec<Message> {
     RawNative::hello(addr, name).until_closed()
 }
 
+/// What a native client turned away for `limit` is told.
+fn server_full(limit: ConnLimit) -> Vec<Message> {
+    vec![Message::Error {
+        code: ErrorCode::ServerFull,
+        text: limit.reason().into(),
+    }]
+}
+
 fn per_address_and_total_limits_refuse_with_server_full(kind: ServerKind) {
     let server = TestServer::start(
         kind,
@@ -36,13 +44,7 @@ fn per_address_and_total_limits_refuse_with_server_full(kind: ServerKind) {
     let a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
     let b = Client::connect(server.addr, "b", ClientConfig::default()).unwrap();
     let msgs = refused_messages(server.addr, "c");
-    assert_eq!(
-        msgs,
-        vec![Message::Error {
-            code: ErrorCode::ServerFull,
-            text: ConnLimit::PerAddress.reason().into(),
-        }]
-    );
+    assert_eq!(msgs, server_full(ConnLimit::PerAddress));
     let ServerEvent::ConnectionRefused { limit, addr, .. } =
         server.wait_event(|e| matches!(e, ServerEvent::ConnectionRefused { .. }))
     else {
@@ -83,13 +85,7 @@ fn per_address_and_total_limits_refuse_with_server_full(kind: ServerKind) {
     );
     let _only = Client::connect(total.addr, "only", ClientConfig::default()).unwrap();
     let msgs = refused_messages(total.addr, "second");
-    assert_eq!(
-        msgs,
-        vec![Message::Error {
-            code: ErrorCode::ServerFull,
-            text: ConnLimit::Total.reason().into(),
-        }]
-    );
+    assert_eq!(msgs, server_full(ConnLimit::Total));
 }
 
 fn connections_in_their_handshake_are_capped(kind: ServerKind) {

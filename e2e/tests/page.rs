@@ -28,6 +28,15 @@ async fn http(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A WebSocket upgrade request for `/ws` (no name, no subprotocol) in protocol `version`.
+fn upgrade_to_ws(version: u32) -> Vec<u8> {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 fn plain_http_serves_the_page_and_refuses_the_rest(kind: ServerKind) {
     let server = TestServer::with_page(kind);
     smol::block_on(async {
@@ -62,24 +71,15 @@ fn plain_http_serves_the_page_and_refuses_the_rest(kind: ServerKind) {
         let too_big = http(server.addr, &huge).await;
         assert!(too_big.starts_with("HTTP/1.1 431 "), "{too_big}");
 
-        let old = http(
-            server.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-        )
-        .await;
+        let old = http(server.addr, &upgrade_to_ws(8)).await;
         assert!(old.starts_with("HTTP/1.1 426 "), "{old}");
         assert!(old.contains("Sec-WebSocket-Version: 13\r\n"));
 
         let garbled = http(server.addr, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").await;
         assert!(garbled.starts_with("HTTP/1.1 400 "), "{garbled}");
 
-        let nameless = http(
-            server.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await;
+        // No name (`?name=`, `Origin`) and no subprotocol: nobody to register.
+        let nameless = http(server.addr, &upgrade_to_ws(13)).await;
         assert!(nameless.starts_with("HTTP/1.1 400 "), "{nameless}");
     });
 }
@@ -95,11 +95,10 @@ fn http_visitors_beyond_the_connection_limit_get_503_with_the_reason(kind: Serve
         let only = connect(server.addr, "only").await;
         let reason = ConnLimit::Total.reason();
         for request in [
-            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            upgrade_to_ws(13),
         ] {
-            let answer = http(server.addr, request).await;
+            let answer = http(server.addr, &request).await;
             assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
             assert!(answer.contains("Retry-After: "), "{answer}");
             assert!(answer.ends_with(reason), "{answer}");
