@@ -9,7 +9,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tidings_core::wire::{Message, Preamble};
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    close_code, web_with_page, for_both_servers, in_time, ClientEvent, ErrorCode, RawNative,
+    close_code, for_both_servers, in_time, web_with_page, ClientEvent, ErrorCode, RawNative,
     ServerConfig, ServerKind, TestServer,
 };
 use tidings_smol::Client;

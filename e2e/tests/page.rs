@@ -7,7 +7,7 @@ use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    web_with_page, for_both_servers, in_time, ClientEvent, ConnLimit, ServerConfig, ServerKind,
+    for_both_servers, in_time, web_with_page, ClientEvent, ConnLimit, ServerConfig, ServerKind,
     TestServer, PAGE,
 };
 

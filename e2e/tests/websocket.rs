@@ -14,8 +14,8 @@ use tidings_core::ws::{
 };
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    web_with_page, for_both_servers, in_time, ClientEvent, WebConfig, ServerConfig, ServerEvent,
-    ServerKind, TestServer, PATIENCE,
+    for_both_servers, in_time, web_with_page, ClientEvent, ServerConfig, ServerEvent, ServerKind,
+    TestServer, WebConfig, PATIENCE,
 };
 
 for_both_servers! {

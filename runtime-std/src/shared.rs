@@ -94,7 +94,7 @@ impl Shared {
         if let Some(ip) = inner.addrs.remove(&id) {
             inner.host.release(ip);
         }
-        inner.host.hub().remove(id);
+        inner.host.remove(id);
         self.after(&mut inner);
         self.gone.notify_all();
         self.readable.notify_all();
@@ -124,7 +124,7 @@ impl Admitted {
     pub(crate) fn connect(mut self, inner: &mut Inner) -> (ConnId, Receiver<()>) {
         let ip = self.ip.take().expect("connected once");
         let (wake, wake_rx) = mpsc::sync_channel(1);
-        let id = inner.host.hub().connect(Instant::now());
+        let id = inner.host.connect(Instant::now());
         inner.writers.insert(id, wake);
         inner.addrs.insert(id, ip);
         (id, wake_rx)

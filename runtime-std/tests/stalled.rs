@@ -15,9 +15,11 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_client_that_stops_reading_frees_its_place_after_the_heartbeat_timeout() {
-    let mut config = ServerConfig::default();
     // One place only: the stalled client holds it until the server lets it go.
-    config.max_connections = 1;
+    let mut config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
     config.hub.session.heartbeat_interval = Duration::from_millis(500);
     config.hub.session.heartbeat_timeout = Duration::from_secs(2);
     // Room in the hub for everything said below: the session is not dropped as a slow
