@@ -1,14 +1,15 @@
 //! The `tidings` binary end to end: real processes, real sockets on 127.0.0.1:0.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+use common::{make_file, spawn_with_lines, BIN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
 /// A child process whose stdout lines are collected on a thread; killed on drop.
 struct Proc {
@@ -19,23 +20,9 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).stdin(Stdio::piped()).stderr(Stdio::piped());
+        let (mut child, lines) = spawn_with_lines(&mut cmd, Some);
         let stdin = child.stdin.take();
         Proc {
             child,
@@ -138,19 +125,6 @@ fn stderr(o: &Output) -> String {
         assert_eq!(text.trim().lines().count(), 1, "not one line: {text}");
     }
     text
-}
-
-fn make_file(path: &Path, len: usize) {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    std::fs::write(path, data).unwrap();
 }
 
 #[test]
@@ -317,34 +291,24 @@ fn send_and_recv_files_with_digest_confirmed() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("photo.jpg");
-    make_file(&src, 3 << 20);
+    make_file(&src, 3 << 20, 1);
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, b"two files at once").unwrap();
     let out = dir.path().join("downloads");
-    let recv = Proc::spawn(&[
-        "--json",
+    let recv = as_json(
         "recv",
-        "--name",
         "bob",
-        "--server",
         &addr,
-        "--out",
-        out.to_str().unwrap(),
-        "--count",
-        "2",
-    ]);
+        &["--out", out.to_str().unwrap(), "--count", "2"],
+    );
     recv.expect_event("connected");
-    let o = run(&[
+    let files = [src.to_str().unwrap(), notes.to_str().unwrap()];
+    let o = run(&args(
         "send",
-        "--name",
         "alice",
-        "--to",
-        "bob",
-        "--server",
         &addr,
-        src.to_str().unwrap(),
-        notes.to_str().unwrap(),
-    ]);
+        &[&["--to", "bob"], &files[..]].concat(),
+    ));
     assert!(o.status.success(), "send failed: {}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.matches("confirmed sha256").count(), 2, "{stdout}");
@@ -420,16 +384,12 @@ fn errors_are_one_line_with_distinct_exit_codes() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("name-taken"), "{}", stderr(&o));
     // A missing file is reported before connecting (the address below refuses connections).
-    let o = run(&[
+    let o = run(&args(
         "send",
-        "--name",
         "a",
-        "--to",
-        "b",
-        "--server",
         "127.0.0.1:1",
-        "/no/such/file",
-    ]);
+        &["--to", "b", "/no/such/file"],
+    ));
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(stderr(&o).contains("/no/such/file"));
     // Connection refused.
@@ -446,16 +406,8 @@ fn a_fifo_to_send_is_refused_at_once() {
     assert!(made.success());
     // Refused before connecting (the address refuses connections); opening the FIFO must
     // not wait for a writer that never comes.
-    let send = Proc::spawn(&[
-        "send",
-        "--name",
-        "a",
-        "--to",
-        "b",
-        "--server",
-        "127.0.0.1:1",
-        fifo.to_str().unwrap(),
-    ]);
+    let fifo = fifo.to_str().unwrap();
+    let send = Proc::spawn(&args("send", "a", "127.0.0.1:1", &["--to", "b", fifo]));
     let o = send.output_within(Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
@@ -469,27 +421,10 @@ fn an_unwritable_download_folder_fails_the_send_with_the_reason() {
     std::fs::write(&src, b"hello").unwrap();
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"").unwrap();
-    let recv = Proc::spawn(&[
-        "--json",
-        "recv",
-        "--name",
-        "bob",
-        "--server",
-        &addr,
-        "--out",
-        blocker.join("sub").to_str().unwrap(),
-    ]);
+    let sub = blocker.join("sub");
+    let recv = as_json("recv", "bob", &addr, &["--out", sub.to_str().unwrap()]);
     recv.expect_event("connected");
-    let o = run(&[
-        "send",
-        "--name",
-        "alice",
-        "--to",
-        "bob",
-        "--server",
-        &addr,
-        src.to_str().unwrap(),
-    ]);
+    let o = alice_sends(&addr, "bob", &src);
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
     let failed = recv.expect_event("failed");
@@ -503,7 +438,7 @@ fn a_killed_receiver_resumes_when_restarted() {
     let src = dir.path().join("big.bin");
     // Far larger than what can be in flight (two 8 MiB windows and socket buffers), so the
     // kill always lands mid-transfer however fast the machine is.
-    make_file(&src, 96 << 20);
+    make_file(&src, 96 << 20, 1);
     let out = dir.path().join("in");
     let recv_args = [
         "--json",
@@ -519,17 +454,12 @@ fn a_killed_receiver_resumes_when_restarted() {
     ];
     let recv = Proc::spawn(&recv_args);
     recv.expect_event("connected");
-    let send = Proc::spawn(&[
-        "--json",
+    let send = as_json(
         "send",
-        "--name",
         "alice",
-        "--to",
-        "bob",
-        "--server",
         &addr,
-        src.to_str().unwrap(),
-    ]);
+        &["--to", "bob", src.to_str().unwrap()],
+    );
     recv.expect(|v| v["event"] == "progress" && v["done"].as_u64().unwrap() > 0);
     // Progress counts bytes received; their disk write follows. The kill must come after
     // some are on disk, or there would be nothing to resume from. (A file's size has no
@@ -552,17 +482,12 @@ fn a_killed_receiver_resumes_when_restarted() {
 
     let recv = Proc::spawn(&recv_args);
     recv.expect_event("connected");
-    let o = run(&[
-        "--json",
+    let o = run(&json_args(
         "send",
-        "--name",
         "alice",
-        "--to",
-        "bob",
-        "--server",
         &addr,
-        src.to_str().unwrap(),
-    ]);
+        &["--to", "bob", src.to_str().unwrap()],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let started = recv.expect_event("started");
     assert_eq!(started["offset"].as_u64(), Some(kept));
@@ -620,16 +545,7 @@ fn the_operator_console_talks_kicks_sends_and_quits() {
     let file = dir.path().join("rules.txt");
     std::fs::write(&file, b"be nice").unwrap();
     let out = dir.path().join("in");
-    let recv = Proc::spawn(&[
-        "--json",
-        "recv",
-        "--name",
-        "ann",
-        "--server",
-        &addr,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let recv = as_json("recv", "ann", &addr, &["--out", out.to_str().unwrap()]);
     recv.expect_event("connected");
     let chat = Proc::spawn(&["--json", "chat", "--name", "ben", "--server", &addr]);
     chat.expect_event("connected");
@@ -680,16 +596,12 @@ fn a_rejected_offer_fails_the_send() {
     std::fs::write(&src, b"zip").unwrap();
     let mut chat = Proc::spawn(&["--json", "chat", "--name", "bob", "--server", &addr]);
     chat.expect_event("connected");
-    let send = Proc::spawn(&[
+    let send = Proc::spawn(&args(
         "send",
-        "--name",
         "alice",
-        "--to",
-        "bob",
-        "--server",
         &addr,
-        src.to_str().unwrap(),
-    ]);
+        &["--to", "bob", src.to_str().unwrap()],
+    ));
     let offer = chat.expect_event("offer");
     assert_eq!(
         (&offer["from"], &offer["name"]),
@@ -859,17 +771,8 @@ fn hostile_strings_never_reach_a_terminal() {
     let mut jill = Proc::spawn(&["--json", "chat", "--name", "jill", "--server", &addr]);
     jill.expect_event("connected");
     let downloads = dir.path().join("in");
-    let rick = Proc::spawn(&[
-        "recv",
-        "--name",
-        "rick",
-        "--server",
-        &addr,
-        "--out",
-        downloads.to_str().unwrap(),
-        "--count",
-        "1",
-    ]);
+    let to = ["--out", downloads.to_str().unwrap(), "--count", "1"];
+    let rick = Proc::spawn(&args("recv", "rick", &addr, &to));
     let mut rick_seen = rick.lines_until("connected to");
 
     // A name with controls is refused by the hub; the operator sees it, escaped.
@@ -924,16 +827,12 @@ fn hostile_strings_never_reach_a_terminal() {
     // A file sent to mallory is rejected with a hostile reason.
     let src = dir.path().join("report.txt");
     std::fs::write(&src, b"numbers").unwrap();
-    let send = Proc::spawn(&[
+    let send = Proc::spawn(&args(
         "send",
-        "--name",
         "sam",
-        "--to",
-        "mallory",
-        "--server",
         &addr,
-        src.to_str().unwrap(),
-    ]);
+        &["--to", "mallory", src.to_str().unwrap()],
+    ));
     let Message::Offer(offer) = mallory.next_where(|m| matches!(m, Message::Offer(_))) else {
         unreachable!()
     };
@@ -1235,15 +1134,12 @@ fn a_hostile_server_cannot_write_to_the_terminal_either() {
         let _ = s.read_to_end(&mut Vec::new());
     });
     let dir = tempfile::tempdir().unwrap();
-    let recv = Proc::spawn(&[
+    let recv = Proc::spawn(&args(
         "recv",
-        "--name",
         "rick",
-        "--server",
         &addr,
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+        &["--out", dir.path().to_str().unwrap()],
+    ));
     // Exit 9 with the goodbye's reason on standard error, on one line.
     recv.ends_harmless(
         Vec::new(),
@@ -1293,9 +1189,9 @@ fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
     std::fs::create_dir_all(top.join("a/b/leer")).unwrap();
     std::fs::create_dir_all(top.join("empty")).unwrap();
     std::fs::create_dir_all(top.join("日本")).unwrap();
-    make_file(&top.join("a/b/big.bin"), 5 << 20);
-    make_file(&top.join("a/small.txt"), 1000);
-    make_file(&top.join("日本/語.txt"), 70_000);
+    make_file(&top.join("a/b/big.bin"), 5 << 20, 1);
+    make_file(&top.join("a/small.txt"), 1000, 1);
+    make_file(&top.join("日本/語.txt"), 70_000, 1);
     std::fs::write(top.join(".hidden"), b"hidden files are renamed, not lost").unwrap();
     // A link out of the folder is skipped, never followed.
     let outside = dir.path().join("outside");
@@ -1382,16 +1278,24 @@ fn a_folder_and_a_file_to_two_recipients_are_rebuilt_byte_identical() {
 /// `tidings send --name alice --to TO --server ADDR PATH`, run to its end.
 fn alice_sends(addr: &str, to: &str, path: &Path) -> Output {
     let path = path.to_str().unwrap();
-    run(&[
-        "send", "--name", "alice", "--to", to, "--server", addr, path,
-    ])
+    run(&args("send", "alice", addr, &["--to", to, path]))
+}
+
+/// The arguments `COMMAND --name NAME --server ADDR REST…`.
+fn args<'a>(command: &'a str, name: &'a str, addr: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command, "--name", name, "--server", addr];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// The arguments `--json COMMAND --name NAME --server ADDR REST…`.
+fn json_args<'a>(command: &'a str, name: &'a str, addr: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [&["--json"][..], &args(command, name, addr, rest)].concat()
 }
 
 /// `tidings --json COMMAND --name NAME --server ADDR REST…`.
 fn as_json(command: &str, name: &str, addr: &str, rest: &[&str]) -> Proc {
-    let mut args = vec!["--json", command, "--name", name, "--server", addr];
-    args.extend_from_slice(rest);
-    Proc::spawn(&args)
+    Proc::spawn(&json_args(command, name, addr, rest))
 }
 
 fn recv_name(out: &Path) -> String {
@@ -1552,9 +1456,9 @@ fn chat_sends_a_folder_that_recv_rebuilds_byte_identical() {
     std::fs::create_dir_all(top.join("sub/deeper")).unwrap();
     // More files than the chat offers at once (8): the rest wait for earlier ones to end.
     for i in 0..12 {
-        make_file(&top.join(format!("sub/f{i}.bin")), 1000 * i + 1);
+        make_file(&top.join(format!("sub/f{i}.bin")), 1000 * i + 1, 1);
     }
-    make_file(&top.join("sub/deeper/big.bin"), 3 << 20);
+    make_file(&top.join("sub/deeper/big.bin"), 3 << 20, 1);
     std::fs::write(top.join("é 日本.txt"), b"unicode names").unwrap();
     let entries = 15; // 14 files and one empty folder
     let out = dir.path().join("to-bob");
@@ -1613,7 +1517,7 @@ fn chat_shows_its_sends_under_the_number_the_receiver_sees() {
     let (_server, addr) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.pdf");
-    make_file(&file, 200_000);
+    make_file(&file, 200_000, 1);
     let out = dir.path().join("in");
     let recv = as_json(
         "recv",
@@ -1653,9 +1557,9 @@ fn the_console_sends_a_folder_that_recv_rebuilds_byte_identical() {
     std::fs::create_dir_all(top.join("week 1/empty")).unwrap();
     // More than the console offers at once (8).
     for i in 0..10 {
-        make_file(&top.join(format!("week 1/sheet{i}.txt")), 500 * i + 3);
+        make_file(&top.join(format!("week 1/sheet{i}.txt")), 500 * i + 3, 1);
     }
-    make_file(&top.join("slides.bin"), 2 << 20);
+    make_file(&top.join("slides.bin"), 2 << 20, 1);
     let entries = 12; // 11 files and one empty folder
     let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
     let addr = server.expect_event("listening")["addr"]
@@ -1682,32 +1586,27 @@ fn chat_cancels_its_offer_by_the_number_the_receiver_sees() {
     bob.expect_event("connected");
     let mut alice = as_json("chat", "alice", &addr, &[]);
     alice.expect_event("connected");
-    alice.type_line(&format!("/send bob {}", file.display()));
-    let offer = bob.expect_event("offer");
-    alice.expect_event("relayed");
-    alice.type_line(&format!("/cancel {}", offer["id"]));
-    let v = alice.expect(|v| v["event"] == "failed" || v["event"] == "error");
-    assert_eq!(
-        (&v["event"], &v["id"]),
-        (&"failed".into(), &offer["id"]),
-        "{v}"
-    );
-    assert_eq!(v["code"], "cancelled", "{v}");
-    let v = bob.expect_event("failed");
-    assert_eq!(v["id"], offer["id"], "{v}");
-    // And the receiver by the same number.
-    alice.type_line(&format!("/send bob {}", file.display()));
-    let offer = bob.expect_event("offer");
-    alice.expect_event("relayed");
-    bob.type_line(&format!("/cancel {}", offer["id"]));
-    let v = bob.expect(|v| v["event"] == "failed" || v["event"] == "error");
-    assert_eq!(
-        (&v["event"], &v["id"]),
-        (&"failed".into(), &offer["id"]),
-        "{v}"
-    );
-    let v = alice.expect_event("failed");
-    assert_eq!(v["id"], offer["id"], "{v}");
+    // By the sender, then by the receiver: both by the number the receiver sees.
+    for by_sender in [true, false] {
+        alice.type_line(&format!("/send bob {}", file.display()));
+        let offer = bob.expect_event("offer");
+        alice.expect_event("relayed");
+        let (canceller, other) = if by_sender {
+            (&mut alice, &mut bob)
+        } else {
+            (&mut bob, &mut alice)
+        };
+        canceller.type_line(&format!("/cancel {}", offer["id"]));
+        let v = canceller.expect(|v| v["event"] == "failed" || v["event"] == "error");
+        assert_eq!(
+            (&v["event"], &v["id"]),
+            (&"failed".into(), &offer["id"]),
+            "{v}"
+        );
+        assert_eq!(v["code"], "cancelled", "{v}");
+        let v = other.expect_event("failed");
+        assert_eq!(v["id"], offer["id"], "{v}");
+    }
 }
 
 #[test]
@@ -1768,21 +1667,16 @@ fn one_recipient_named_twice_gets_each_file_once() {
     let file = dir.path().join("once.txt");
     std::fs::write(&file, b"once").unwrap();
     // `BOB` and `ｂob` are bob by the server's name key.
-    let o = run(&[
-        "--json",
-        "send",
-        "--name",
-        "alice",
+    let to = [
         "--to",
         "bob",
         "--to",
         "BOB",
         "--to",
         "ｂob",
-        "--server",
-        &addr,
         file.to_str().unwrap(),
-    ]);
+    ];
+    let o = run(&json_args("send", "alice", &addr, &to));
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.matches("\"event\":\"sent\"").count(), 1, "{stdout}");

@@ -6,16 +6,16 @@
 //! Where user namespaces (or `unshare`) are unavailable the tests print why and pass
 //! without running.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use common::{expect_line, make_file, spawn_with_lines, BIN};
 use serde_json::Value;
 use tidings_std::{Client, ClientConfig, ClientEvent, ErrorCode};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -65,38 +65,13 @@ impl Proc {
 
     /// Runs `cmd`, collecting the JSON lines of its standard output.
     fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
+        cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+        let (child, lines) = spawn_with_lines(&mut cmd, |line| serde_json::from_str(&line).ok());
         Proc { child, lines }
     }
 
-    fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        let end = Instant::now() + PATIENCE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(_) => {}
-                Err(_) => panic!("no such event within {PATIENCE:?}"),
-            }
-        }
+    fn expect(&self, pred: impl FnMut(&Value) -> bool) -> Value {
+        expect_line(&self.lines, PATIENCE, pred)
     }
 
     /// `path` as the process sees it (inside its mount namespace).
@@ -121,14 +96,7 @@ impl Drop for Proc {
 
 fn big_file(dir: &Path, name: &str, len: usize) -> PathBuf {
     let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    let block: Vec<u8> = (0..64 << 10).map(|i: u32| (i * 7 + 3) as u8).collect();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(block.len());
-        f.write_all(&block[..n]).unwrap();
-        left -= n;
-    }
+    make_file(&path, len, 1);
     path
 }
 
@@ -141,6 +109,27 @@ fn wait_event(client: &Client, mut pred: impl FnMut(&ClientEvent) -> bool) -> Cl
             return ev;
         }
     }
+}
+
+/// Waits for `client`'s next failed transfer: its error code and reason.
+fn transfer_failure(client: &Client) -> (ErrorCode, String) {
+    match wait_event(client, |e| matches!(e, ClientEvent::TransferFailed { .. })) {
+        ClientEvent::TransferFailed { code, reason, .. } => (code, reason),
+        _ => unreachable!(),
+    }
+}
+
+/// `tidings --json recv --name bob --out OUT` with a `size` tmpfs mounted on `mount`,
+/// once connected to `addr`.
+fn bob_receives_on_tmpfs(mount: &Path, size: &str, addr: std::net::SocketAddr, out: &Path) -> Proc {
+    let addr = addr.to_string();
+    let out = out.to_str().unwrap();
+    let args = [
+        "--json", "recv", "--name", "bob", "--server", &addr, "--out", out,
+    ];
+    let recv = Proc::spawn_on_tmpfs(mount, size, &args);
+    recv.expect(|v| v["event"] == "connected");
+    recv
 }
 
 /// alice says `text` to `to` and `to`'s client gets it.
@@ -194,10 +183,7 @@ fn a_full_inbox_fails_the_transfer_keeps_the_part_and_the_server_serves_on() {
     let alice = Client::connect(addr, "alice", ClientConfig::default()).unwrap();
     let bob = Client::connect(addr, "bob", ClientConfig::default()).unwrap();
     alice.send_file("server", &file).unwrap();
-    let failed = wait_event(&alice, |e| matches!(e, ClientEvent::TransferFailed { .. }));
-    let ClientEvent::TransferFailed { code, reason, .. } = failed else {
-        unreachable!()
-    };
+    let (code, reason) = transfer_failure(&alice);
     assert_eq!(code, ErrorCode::StorageFailed, "{reason}");
     assert!(reason.contains("No space left on device"), "{reason}");
     let v = server.expect(|v| v["event"] == "failed");
@@ -225,29 +211,12 @@ fn a_full_download_dir_fails_the_transfer_keeps_the_part_and_recv_stays_connecte
     let (server, addr) = plain_server();
     let mount = tempfile::tempdir().unwrap();
     let out = mount.path().join("downloads");
-    let mut recv = Proc::spawn_on_tmpfs(
-        mount.path(),
-        "1m",
-        &[
-            "--json",
-            "recv",
-            "--name",
-            "bob",
-            "--server",
-            &addr.to_string(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    recv.expect(|v| v["event"] == "connected");
+    let mut recv = bob_receives_on_tmpfs(mount.path(), "1m", addr, &out);
     let src = tempfile::tempdir().unwrap();
     let file = big_file(src.path(), "movie.bin", 3 << 20);
     let alice = Client::connect(addr, "alice", ClientConfig::default()).unwrap();
     alice.send_file("bob", &file).unwrap();
-    let failed = wait_event(&alice, |e| matches!(e, ClientEvent::TransferFailed { .. }));
-    let ClientEvent::TransferFailed { code, reason, .. } = failed else {
-        unreachable!()
-    };
+    let (code, reason) = transfer_failure(&alice);
     assert_eq!(code, ErrorCode::StorageFailed, "{reason}");
     assert!(reason.contains("No space left on device"), "{reason}");
     recv.expect(|v| v["event"] == "failed");
@@ -278,30 +247,13 @@ fn an_unwritable_download_dir_rejects_the_offer_with_the_reason() {
     let (server, addr) = plain_server();
     let mount = tempfile::tempdir().unwrap();
     // A read-only file system refuses even root.
-    let mut recv = Proc::spawn_on_tmpfs(
-        mount.path(),
-        "1m,ro",
-        &[
-            "--json",
-            "recv",
-            "--name",
-            "bob",
-            "--server",
-            &addr.to_string(),
-            "--out",
-            mount.path().to_str().unwrap(),
-        ],
-    );
-    recv.expect(|v| v["event"] == "connected");
+    let mut recv = bob_receives_on_tmpfs(mount.path(), "1m,ro", addr, mount.path());
     let src = tempfile::tempdir().unwrap();
     let alice = Client::connect(addr, "alice", ClientConfig::default()).unwrap();
     for round in 0..2 {
         let file = big_file(src.path(), &format!("doc-{round}.txt"), 1000);
         alice.send_file("bob", &file).unwrap();
-        let failed = wait_event(&alice, |e| matches!(e, ClientEvent::TransferFailed { .. }));
-        let ClientEvent::TransferFailed { code, reason, .. } = failed else {
-            unreachable!()
-        };
+        let (code, reason) = transfer_failure(&alice);
         eprintln!("offer {round}: {code:?}: {reason}");
         assert_eq!(code, ErrorCode::StorageFailed, "{reason}");
         assert!(reason.contains("Read-only file system"), "{reason}");

@@ -6,7 +6,9 @@
 //! tidings server: it closed, stayed silent past the handshake timeout, or spoke something
 //! else), 9 the connection was lost, even mid-transfer.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
@@ -15,9 +17,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{make_file, spawn_with_lines, BIN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
 /// How long a client may take to exit once the server is gone or stopped.
 const BOUND: Duration = Duration::from_secs(10);
@@ -39,23 +40,9 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str], stdin: Stdio) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).stdin(stdin).stderr(Stdio::piped());
+        let (mut child, lines) = spawn_with_lines(&mut cmd, Some);
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -190,15 +177,6 @@ fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
         .parse()
         .unwrap();
     (p, addr)
-}
-
-/// A file of `len` pseudo-random bytes drawn from `seed`.
-fn make_file(path: &Path, len: usize, seed: u64) {
-    let mut rng = Rng(seed | 1);
-    let data: Vec<u8> = (0..len / 8)
-        .flat_map(|_| rng.below(u64::MAX).to_le_bytes())
-        .collect();
-    std::fs::write(path, data).unwrap();
 }
 
 /// `tidings --json recv --name bob` into `out`, leaving after one file.

@@ -13,23 +13,24 @@
 //!
 //! Waits are deadlines on events (a frame, an end of stream, an output line), never sleeps.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::{expect_line, spawn_with_lines, BIN};
 use serde_json::Value;
 use tidings_core::wire::{
     FrameDecoder, Hello, Message, Offer, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN,
 };
 use tidings_core::ErrorCode;
 use tidings_std::{Client, ClientConfig, ClientEvent};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 
 /// The bound on the server's peak resident memory in every test (a debug build idles at
 /// about 10 MiB).
@@ -72,23 +73,10 @@ impl Serve {
     }
 
     fn spawn(mut cmd: Command) -> Serve {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Lines for people (`start_text`) come as strings.
-                let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
+        cmd.stdin(Stdio::null()).stderr(Stdio::null());
+        // Lines for people (`start_text`) come as strings.
+        let (child, lines) = spawn_with_lines(&mut cmd, |line| {
+            Some(serde_json::from_str(&line).unwrap_or(Value::String(line)))
         });
         let mut serve = Serve {
             child,
@@ -113,16 +101,8 @@ impl Serve {
     }
 
     /// The next output event for which `pred` holds, within [`PATIENCE`].
-    fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        let end = Instant::now() + PATIENCE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(_) => {}
-                Err(_) => panic!("no such server event within {PATIENCE:?}"),
-            }
-        }
+    fn expect(&self, pred: impl FnMut(&Value) -> bool) -> Value {
+        expect_line(&self.lines, PATIENCE, pred)
     }
 
     /// A field of `/proc/PID/status`, in KiB.

@@ -4,17 +4,19 @@
 //! Every wait is for output (or an exit) with a deadline, never a sleep.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{spawn_with_lines, BIN};
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A `tidings` process with JSON lines on a pipe (the server, a peer); killed on drop.
@@ -26,24 +28,13 @@ struct Piped {
 
 impl Piped {
     fn spawn(args: &[&str]) -> Piped {
-        let mut child = Command::new(BIN)
-            .arg("--json")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--json")
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line).expect("a JSON line");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
+            .stderr(Stdio::null());
+        let (mut child, lines) = spawn_with_lines(&mut cmd, |line| {
+            Some(serde_json::from_str(&line).expect("a JSON line"))
         });
         let stdin = child.stdin.take().unwrap();
         Piped {

@@ -12,18 +12,20 @@
 //! # Ok::<(), tidings_std::Error>(())
 //! ```
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::Read;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tidings_core::transfer::TransferId;
 
 use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
+use tidings_host::outgoing::Outgoing;
+
+use crate::flush::flush;
 use tidings_host::Error;
 
 /// What reaches the driver thread: socket bytes from the reader thread, or a command with
@@ -222,7 +224,7 @@ fn drive(
     events: Sender<ClientEvent>,
     close_timeout: Duration,
 ) {
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out = Outgoing::default();
     // Writes block this thread, timers included: a server that stops reading would hold it
     // (and `close`) forever. A write that makes no progress for the heartbeat timeout (once
     // the session ended: the close timeout) fails, and the connection ends as lost.
@@ -250,7 +252,7 @@ fn drive(
                 write_timeout = Some(limit);
             }
         }
-        if !out.is_empty() && write_each(&mut stream, &mut out, |b| agent.recycle(b)).is_err() {
+        if !out.is_empty() && flush(&mut stream, &mut out, |b| agent.recycle(b)).is_err() {
             out.clear();
             agent.handle_eof(Instant::now());
             continue;
@@ -282,99 +284,5 @@ fn drive(
                 let _ = reply.send(agent.command(command).map_err(Error::from));
             }
         }
-    }
-}
-
-/// Writes every buffer, gathering several into each system call.
-pub(crate) fn write_all(stream: &mut impl Write, bufs: &mut Vec<Bytes>) -> io::Result<()> {
-    write_each(stream, bufs, drop)
-}
-
-/// Writes every buffer, gathering several into each system call, and hands each one to
-/// `written` once all its bytes are out (whole: a partly written buffer is not re-sliced, so
-/// a file chunk's buffer can go back to the read pool). On an error, the unwritten buffers
-/// stay in `bufs`.
-pub(crate) fn write_each(
-    stream: &mut impl Write,
-    bufs: &mut Vec<Bytes>,
-    mut written: impl FnMut(Bytes),
-) -> io::Result<()> {
-    let mut start = 0;
-    // Bytes of bufs[start] already written.
-    let mut head = 0;
-    let result = loop {
-        if start == bufs.len() {
-            break Ok(());
-        }
-        let slices: Vec<IoSlice<'_>> = bufs[start..]
-            .iter()
-            .take(64)
-            .enumerate()
-            .map(|(i, b)| IoSlice::new(if i == 0 { &b[head..] } else { b }))
-            .collect();
-        let mut n = match stream.write_vectored(&slices) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
-        };
-        while n > 0 {
-            let left = bufs[start].len() - head;
-            if n >= left {
-                n -= left;
-                start += 1;
-                head = 0;
-            } else {
-                head += n;
-                n = 0;
-            }
-        }
-    };
-    if head > 0 {
-        let rest = bufs[start].slice(head..);
-        bufs[start] = rest;
-    }
-    for b in bufs.drain(..start) {
-        written(b);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Accepts at most `step` bytes per call, like a socket with little room.
-    struct Trickle {
-        got: Vec<u8>,
-        step: usize,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.step);
-            self.got.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn partial_writes_hand_back_whole_buffers_in_order() {
-        let pieces: Vec<Bytes> = (0..5u8)
-            .map(|i| Bytes::from(vec![i; 10 + i as usize]))
-            .collect();
-        let mut bufs = pieces.clone();
-        let mut sink = Trickle {
-            got: Vec::new(),
-            step: 7,
-        };
-        let mut back = Vec::new();
-        write_each(&mut sink, &mut bufs, |b| back.push(b)).unwrap();
-        assert!(bufs.is_empty());
-        assert_eq!(back, pieces);
-        assert_eq!(sink.got, pieces.concat());
     }
 }

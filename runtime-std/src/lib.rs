@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod flush;
 mod native;
 mod server;
 mod shared;

@@ -8,23 +8,27 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tidings_core::hub::ConnId;
 
-use crate::client::write_all;
+use tidings_host::outgoing::Outgoing;
+
+use crate::flush::flush;
 use crate::shared::{Admitted, Shared, WRITE_BATCH};
 
 /// Serves a native connection (or one of unknown kind, which the hub's session answers with
 /// `error bad-preamble`) whose first bytes were `first`: registers it with the hub, starts
 /// its writer thread and becomes its reader.
 pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, admitted: Admitted, first: &[u8]) {
-    let Ok(writer) = stream.try_clone() else {
+    let set_up = stream
+        .set_write_timeout(shared.write_timeout)
+        .and_then(|()| stream.try_clone());
+    let Ok(writer) = set_up else {
         return; // out of descriptors: this connection is dropped, the rest served
     };
     let (id, wake_rx) = {
         let mut inner = shared.inner.lock().unwrap();
         let (id, wake_rx) = admitted.connect(&mut inner);
-        inner.host.hub().handle_input(Instant::now(), id, first);
+        inner.host.handle_input(Instant::now(), id, first);
         shared.after(&mut inner);
         (id, wake_rx)
     };
@@ -47,8 +51,8 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
             // queue is full or that sends faster than its message rate (and disconnects one
             // that is read regardless).
             let mut inner = shared.inner.lock().unwrap();
-            while !inner.host.hub_ref().wants_input(id) {
-                if inner.host.hub_ref().is_finished(id) || shared.stopping.load(Ordering::Relaxed) {
+            while !inner.host.wants_input(id) {
+                if inner.host.is_finished(id) || shared.stopping.load(Ordering::Relaxed) {
                     return;
                 }
                 inner = shared.readable.wait(inner).unwrap();
@@ -57,12 +61,12 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
         match stream.read(&mut buf) {
             Ok(n) if n > 0 => {
                 let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_input(Instant::now(), id, &buf[..n]);
+                inner.host.handle_input(Instant::now(), id, &buf[..n]);
                 shared.after(&mut inner);
             }
             _ => {
                 let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_eof(Instant::now(), id);
+                inner.host.handle_eof(Instant::now(), id);
                 shared.after(&mut inner);
                 return;
             }
@@ -71,7 +75,7 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
 }
 
 fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out = Outgoing::default();
     let mut broken = false;
     loop {
         let finished = {
@@ -80,7 +84,7 @@ fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Rece
             let mut inner = shared.inner.lock().unwrap();
             let mut held = 0;
             while held < WRITE_BATCH || broken {
-                let Some(b) = inner.host.hub().poll_transmit(id) else {
+                let Some(b) = inner.host.poll_transmit(id) else {
                     break;
                 };
                 if !broken {
@@ -89,18 +93,18 @@ fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Rece
                 }
             }
             shared.after(&mut inner);
-            out.is_empty() && inner.host.hub_ref().is_finished(id)
+            out.is_empty() && inner.host.is_finished(id)
         };
         if finished {
             shared.finish_conn(id, &stream);
             return;
         }
         if !out.is_empty() {
-            if write_all(&mut stream, &mut out).is_err() {
+            if flush(&mut stream, &mut out, drop).is_err() {
                 broken = true;
                 out.clear();
                 let mut inner = shared.inner.lock().unwrap();
-                inner.host.hub().handle_eof(Instant::now(), id);
+                inner.host.handle_eof(Instant::now(), id);
                 shared.after(&mut inner);
             }
             continue;

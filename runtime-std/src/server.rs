@@ -91,6 +91,7 @@ impl Server {
         })?;
         let (disk, disk_rx) = mpsc::channel();
         let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
+        let write_timeout = Some(config.hub.session.heartbeat_timeout).filter(|d| !d.is_zero());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 host: Host::new(config, Instant::now()),
@@ -107,6 +108,7 @@ impl Server {
             event_rx: Mutex::new(event_rx),
             stopping: AtomicBool::new(false),
             addr: listener.local_addr()?,
+            write_timeout,
         });
         Ok(Server {
             listener,
@@ -188,7 +190,7 @@ impl Server {
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut inner = self.shared.inner.lock().unwrap();
-        while inner.host.hub_ref().connection_count() > 0 {
+        while inner.host.connection_count() > 0 {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -258,12 +260,12 @@ fn timer_loop(shared: Arc<Shared>) {
         let now = Instant::now();
         let next = inner.host.hub_ref().poll_timeout();
         inner.armed = next;
-        if shared.stopping.load(Ordering::SeqCst) && inner.host.hub_ref().connection_count() == 0 {
+        if shared.stopping.load(Ordering::SeqCst) && inner.host.connection_count() == 0 {
             return;
         }
         match next {
             Some(d) if d <= now => {
-                inner.host.hub().handle_timeout(now);
+                inner.host.handle_timeout(now);
                 shared.after(&mut inner);
             }
             Some(d) => inner = shared.timer.wait_timeout(inner, d - now).unwrap().0,
@@ -285,9 +287,7 @@ fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket, DiskJob)>) {
             // runs: it ends once the server stopped and its last connection is gone.
             Err(RecvTimeoutError::Timeout) => {
                 let inner = shared.inner.lock().unwrap();
-                if shared.stopping.load(Ordering::SeqCst)
-                    && inner.host.hub_ref().connection_count() == 0
-                {
+                if shared.stopping.load(Ordering::SeqCst) && inner.host.connection_count() == 0 {
                     return;
                 }
             }
@@ -321,28 +321,28 @@ impl ServerHandle {
 
     /// The server participant says `text` to `to` (`None`: everyone).
     pub fn say(&self, to: Option<&str>, text: &str) -> Result<(), Error> {
-        Ok(self.with(|h| h.hub().say(to, text))?)
+        Ok(self.with(|h| h.say(to, text))?)
     }
 
     /// Who is online, sorted.
     pub fn who(&self) -> Vec<String> {
-        self.with(|h| h.hub().who().iter().map(|n| n.to_string()).collect())
+        self.with(|h| h.who())
     }
 
     /// Disconnects the client called `name` with `kicked`.
     pub fn kick(&self, name: &str, reason: &str) -> Result<(), Error> {
-        Ok(self.with(|h| h.hub().kick(name, reason))?)
+        Ok(self.with(|h| h.kick(name, reason))?)
     }
 
     /// Bans the name `name` (and its look-alikes) for `duration`, kicking its holder with
     /// `reason` if online; see [`tidings_core::hub::Hub::ban`].
     pub fn ban(&self, name: &str, duration: Duration, reason: &str) {
-        self.with(|h| h.hub().ban(Instant::now(), name, duration, reason))
+        self.with(|h| h.ban(Instant::now(), name, duration, reason))
     }
 
     /// Lifts the ban of `name`; whether one was running.
     pub fn unban(&self, name: &str) -> bool {
-        self.with(|h| h.hub().unban(Instant::now(), name))
+        self.with(|h| h.unban(Instant::now(), name))
     }
 
     /// Offers the file at `path` to the client `to`.
@@ -364,14 +364,14 @@ impl ServerHandle {
 
     /// Peers online now.
     pub fn peer_count(&self) -> usize {
-        self.with(|h| h.hub_ref().peer_count())
+        self.with(|h| h.peer_count())
     }
 
     /// Says goodbye to everyone, stops accepting, and lets [`Server::run`] return once the
     /// goodbyes are flushed.
     pub fn shutdown(&self, reason: &str) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.with(|h| h.hub().shutdown(reason));
+        self.with(|h| h.shutdown(reason));
         // Wake the accept loop with a connection of our own.
         let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
         self.shared.timer.notify_all();

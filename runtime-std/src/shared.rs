@@ -6,7 +6,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::ConnId;
@@ -44,6 +44,11 @@ pub(crate) struct Shared {
     pub(crate) event_rx: Mutex<Receiver<ServerEvent>>,
     pub(crate) stopping: AtomicBool,
     pub(crate) addr: SocketAddr,
+    /// How long a write to a connection may make no progress before the connection counts
+    /// as lost: the sessions' heartbeat timeout, the same patience the hub has with a silent
+    /// peer. Without it a client that stops reading would hold its writer thread, and its
+    /// place under the connection limits, for as long as it likes.
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl Shared {
@@ -89,7 +94,7 @@ impl Shared {
         if let Some(ip) = inner.addrs.remove(&id) {
             inner.host.release(ip);
         }
-        inner.host.hub().remove(id);
+        inner.host.remove(id);
         self.after(&mut inner);
         self.gone.notify_all();
         self.readable.notify_all();
@@ -119,7 +124,7 @@ impl Admitted {
     pub(crate) fn connect(mut self, inner: &mut Inner) -> (ConnId, Receiver<()>) {
         let ip = self.ip.take().expect("connected once");
         let (wake, wake_rx) = mpsc::sync_channel(1);
-        let id = inner.host.hub().connect(Instant::now());
+        let id = inner.host.connect(Instant::now());
         inner.writers.insert(id, wake);
         inner.addrs.insert(id, ip);
         (id, wake_rx)

@@ -23,7 +23,9 @@ use tidings_core::hub::ConnId;
 use tidings_core::ws::{WsConnection, WsState};
 use tidings_host::arrival::{open_gateway, WebConfig};
 
-use crate::client::write_all;
+use tidings_host::outgoing::Outgoing;
+
+use crate::flush::flush;
 use crate::shared::{Admitted, Inner, Shared, WRITE_BATCH};
 
 /// One WebSocket connection's state between its socket and the hub.
@@ -50,21 +52,20 @@ impl Bridge {
             self.gateway.handle_ws_event(now, event);
         }
         let Inner { host, renders, .. } = inner;
-        let hub = host.hub();
         let was_done = self.hub_done;
         loop {
             let mut moved = false;
             while let Some(bytes) = self.gateway.poll_native() {
-                hub.handle_input(now, self.id, &bytes);
+                host.handle_input(now, self.id, &bytes);
                 moved = true;
             }
             if self.gateway.native_finished() && !self.eof_sent {
                 self.eof_sent = true;
-                hub.handle_eof(now, self.id);
+                host.handle_eof(now, self.id);
                 moved = true;
             }
             while held + self.ws.pending_transmit() < WRITE_BATCH {
-                let Some(bytes) = hub.poll_transmit(self.id) else {
+                let Some(bytes) = host.poll_transmit(self.id) else {
                     break;
                 };
                 // A close or a send after closing only fails on a WebSocket that is done.
@@ -73,7 +74,7 @@ impl Bridge {
                     .forward_native(now, bytes, renders, &mut self.ws);
                 moved = true;
             }
-            if !self.hub_done && hub.is_finished(self.id) {
+            if !self.hub_done && host.is_finished(self.id) {
                 self.hub_done = true;
                 self.gateway.handle_native_eof();
                 moved = true;
@@ -100,7 +101,7 @@ pub(crate) fn serve(
 ) {
     let set_up = stream
         .set_read_timeout(None)
-        .and_then(|()| stream.set_write_timeout(None))
+        .and_then(|()| stream.set_write_timeout(shared.write_timeout))
         .and_then(|()| stream.try_clone());
     let Ok(writer) = set_up else {
         return;
@@ -144,7 +145,7 @@ fn end(shared: &Shared, bridge: &Mutex<Bridge>, stream: &TcpStream) {
         let mut inner = shared.inner.lock().unwrap();
         if !b.eof_sent {
             b.eof_sent = true;
-            inner.host.hub().handle_eof(Instant::now(), b.id);
+            inner.host.handle_eof(Instant::now(), b.id);
         }
         shared.after(&mut inner);
         b.gone = true;
@@ -164,7 +165,7 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, bridge: Arc<Mutex<Bridg
                 return;
             }
             let inner = shared.inner.lock().unwrap();
-            if b.hub_done || inner.host.hub_ref().wants_input(b.id) {
+            if b.hub_done || inner.host.wants_input(b.id) {
                 break;
             }
             // Waiting holds only the server's lock; the bridge is locked first again.
@@ -211,13 +212,13 @@ fn write_loop(
     wake: Receiver<()>,
     closing_timeout: Duration,
 ) {
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out = Outgoing::default();
     let mut closing_deadline: Option<Instant> = None;
     loop {
         let (done, next) = {
             let mut b = bridge.lock().unwrap();
             let mut inner = shared.inner.lock().unwrap();
-            let held = out.iter().map(Bytes::len).sum();
+            let held = out.len();
             if b.pump(&mut inner, held) {
                 shared.readable.notify_all();
             }
@@ -243,7 +244,7 @@ fn write_loop(
             break;
         }
         if !out.is_empty() {
-            if write_all(&mut stream, &mut out).is_err() {
+            if flush(&mut stream, &mut out, drop).is_err() {
                 break; // the peer is gone; the hub hears of it below
             }
             continue;

@@ -20,6 +20,17 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+impl Outcome {
+    /// The load generator's `result` line for it.
+    pub fn print(&self) {
+        println!(
+            "result delivered={} elapsed_ns={}",
+            self.delivered,
+            self.elapsed.as_nanos()
+        );
+    }
+}
+
 /// Runs `clients` clients that each broadcast `messages` messages.
 pub async fn run(
     proto: Proto,
@@ -29,10 +40,7 @@ pub async fn run(
     window: usize,
     limit: Duration,
 ) -> Result<Outcome, String> {
-    let mut conns = Vec::with_capacity(clients);
-    for i in 0..clients {
-        conns.push(proto::connect(proto, addr, i, Duration::from_secs(60), limit).await?);
-    }
+    let conns = proto::connect_all(proto, addr, clients, limit).await?;
     let (go_tx, go_rx) = watch::channel(None::<Instant>);
     let per_round = proto.receivers_of_broadcast(clients);
     let mut tasks = Vec::with_capacity(clients);

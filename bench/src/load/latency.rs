@@ -47,10 +47,7 @@ pub async fn run(
     warmup: Duration,
     limit: Duration,
 ) -> Result<Outcome, String> {
-    let mut conns = Vec::with_capacity(clients);
-    for i in 0..clients {
-        conns.push(proto::connect(proto, addr, i, Duration::from_secs(60), limit).await?);
-    }
+    let conns = proto::connect_all(proto, addr, clients, limit).await?;
     let conns = settle(conns, limit).await?;
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,

@@ -55,37 +55,23 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // The shape of a fan-out: how many clients, broadcasts each, rounds ahead at most.
+    let fanout_shape = || -> Result<(usize, usize, usize), String> {
+        let n = |key| a.num(key).map(|v| v as usize);
+        Ok((n("clients")?, n("messages")?, n("window")?))
+    };
     if kind == "ws-fanout" {
-        let o = rt.block_on(ws_fanout::run(
-            &addr,
-            a.num("clients")? as usize,
-            a.num("messages")? as usize,
-            a.num("window")? as usize,
-            limit,
-        ))?;
-        println!(
-            "result delivered={} elapsed_ns={}",
-            o.delivered,
-            o.elapsed.as_nanos()
-        );
+        let (clients, messages, window) = fanout_shape()?;
+        rt.block_on(ws_fanout::run(&addr, clients, messages, window, limit))?
+            .print();
         return Ok(());
     }
     let proto = Proto::parse(a.str("proto")?)?;
     match kind.as_str() {
         "fanout" => {
-            let o = rt.block_on(fanout::run(
-                proto,
-                &addr,
-                a.num("clients")? as usize,
-                a.num("messages")? as usize,
-                a.num("window")? as usize,
-                limit,
-            ))?;
-            println!(
-                "result delivered={} elapsed_ns={}",
-                o.delivered,
-                o.elapsed.as_nanos()
-            );
+            let (clients, messages, window) = fanout_shape()?;
+            rt.block_on(fanout::run(proto, &addr, clients, messages, window, limit))?
+                .print();
         }
         "latency" => {
             let o = rt.block_on(latency::run(

@@ -285,6 +285,21 @@ pub async fn connect(
         .map_err(|_| format!("client {i}: handshake took longer than {limit:?}"))?
 }
 
+/// Connects `clients` clients one after another (client `i` named for its index), each
+/// within `limit`, with a keepalive of a minute.
+pub async fn connect_all(
+    proto: Proto,
+    addr: &str,
+    clients: usize,
+    limit: Duration,
+) -> Result<Vec<(TcpStream, Parser)>, String> {
+    let mut conns = Vec::with_capacity(clients);
+    for i in 0..clients {
+        conns.push(connect(proto, addr, i, Duration::from_secs(60), limit).await?);
+    }
+    Ok(conns)
+}
+
 async fn connect_inner(
     proto: Proto,
     addr: &str,

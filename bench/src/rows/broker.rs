@@ -26,21 +26,7 @@ pub fn fanout(ctx: &Ctx) -> Row {
     let reps = if ctx.quick { 3 } else { 5 };
     let run = |proto: Proto| -> Result<f64, String> {
         let server = servers::start(ctx, proto, None)?;
-        let line = servers::load(
-            ctx,
-            "fanout",
-            proto,
-            server.port,
-            &[
-                format!("clients={clients}"),
-                format!("messages={messages}"),
-                "window=8".into(),
-            ],
-            Duration::from_secs(120),
-        )?;
-        drop(server);
-        let f = fields(&line);
-        Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+        servers::fanout_rate(ctx, "fanout", proto.name(), server.port, clients, messages)
     };
     let result = alternate(reps, |_| run(Proto::Tidings), |_| run(Proto::Mqtt)).map(|(t, m)| {
         let (tm, mm) = (median(&t), median(&m));

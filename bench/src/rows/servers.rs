@@ -125,6 +125,27 @@ pub fn load(
     load_named(ctx, kind, proto.name(), port, args, limit)
 }
 
+/// Runs the fan-out load `kind` (`fanout`, `ws-fanout`) against `server` on `port`:
+/// `clients` clients each broadcast `messages` messages, each at most 8 rounds ahead of what
+/// it received. Returns deliveries per second.
+pub fn fanout_rate(
+    ctx: &Ctx,
+    kind: &str,
+    server: &str,
+    port: u16,
+    clients: usize,
+    messages: usize,
+) -> Result<f64, String> {
+    let args = [
+        format!("clients={clients}"),
+        format!("messages={messages}"),
+        "window=8".into(),
+    ];
+    let line = load_named(ctx, kind, server, port, &args, Duration::from_secs(120))?;
+    let f = crate::load::fields(&line);
+    Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+}
+
 /// [`load`] with the server named by `server` (passed as `proto=`).
 pub fn load_named(
     ctx: &Ctx,

@@ -5,10 +5,7 @@
 //! ([`super::ws_server`]). Same load-generator clients for both: the lean WebSocket client in
 //! `load/ws_fanout.rs`, cheap enough that the servers are what is measured.
 
-use std::time::Duration;
-
 use super::servers::{self, Ctx, Running};
-use crate::load::fields;
 use crate::procs::{self, Guard, SERVER_CPU};
 use crate::stats::{alternate, list, median};
 use crate::table::{at_least, Row};
@@ -29,21 +26,8 @@ pub fn row(ctx: &Ctx) -> Row {
         } else {
             tungstenite_server(ctx)?
         };
-        let line = servers::load_named(
-            ctx,
-            "ws-fanout",
-            if ours { "tidings" } else { "tungstenite" },
-            server.port,
-            &[
-                format!("clients={clients}"),
-                format!("messages={messages}"),
-                "window=8".into(),
-            ],
-            Duration::from_secs(120),
-        )?;
-        drop(server);
-        let f = fields(&line);
-        Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+        let name = if ours { "tidings" } else { "tungstenite" };
+        servers::fanout_rate(ctx, "ws-fanout", name, server.port, clients, messages)
     };
     match alternate(reps, |_| run(true), |_| run(false)) {
         Ok((t, p)) => {

@@ -1,79 +1,53 @@
-//! The thread-per-connection server honours the connection limits of `ServerConfig`: a
-//! connection beyond one is told `server-full` with the reason, the operator is told once,
-//! and a freed slot is usable again.
+//! Both servers honour the connection limits of `ServerConfig`: a connection beyond one is
+//! told `server-full` with the reason, the operator is told once, and a freed slot is usable
+//! again; a client over the message rate is slowed, not dropped.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tidings_core::wire::{FrameDecoder, Message, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN};
-use tidings_std::{
-    Client, ClientConfig, ClientEvent, ConnLimit, ErrorCode, ServerConfig, ServerEvent,
-    ServerHandle,
+use tidings_core::wire::Message;
+use tidings_e2e::{
+    for_both_servers, ClientConfig, ClientEvent, ConnLimit, ErrorCode, RawNative, ServerConfig,
+    ServerEvent, ServerKind, TestServer,
 };
+use tidings_std::Client;
 
-mod common;
+for_both_servers! {
+    native: [
+        per_address_and_total_limits_refuse_with_server_full,
+        connections_in_their_handshake_are_capped,
+        a_flooding_client_is_slowed_and_loses_nothing,
+    ],
+}
 
-use common::start;
-
-/// Opens a native connection, sends the preamble and `hello`, and returns every message the
-/// server sends until it closes (within 10 s).
+/// What the server sends a native client that says `hello` as `name`, until it closes.
 fn refused_messages(addr: SocketAddr, name: &str) -> Vec<Message> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut out = BytesMut::new();
-    out.extend_from_slice(&Preamble::CURRENT.to_bytes());
-    Message::Hello(tidings_core::wire::Hello {
-        name: name.into(),
-        capabilities: 0,
-        max_frame: DEFAULT_MAX_FRAME,
-    })
-    .encode(&mut out);
-    s.write_all(&out).unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got)
-        .expect("the server closes within 10 s");
-    assert!(got.len() >= PREAMBLE_LEN, "no preamble: {got:?}");
-    assert_eq!(&got[..PREAMBLE_LEN], &Preamble::CURRENT.to_bytes());
-    let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
-    dec.push(&got[PREAMBLE_LEN..]);
-    let mut msgs = Vec::new();
-    while let Some(frame) = dec.next_frame().unwrap() {
-        msgs.push(Message::decode(frame).unwrap());
-    }
-    msgs
+    RawNative::hello(addr, name).until_closed()
 }
 
-fn next_refusal(handle: &ServerHandle) -> ServerEvent {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if let Some(ev @ ServerEvent::ConnectionRefused { .. }) =
-            handle.next_event_timeout(Duration::from_millis(200))
-        {
-            return ev;
-        }
-    }
-    panic!("no ConnectionRefused event within 10 s");
+/// What a native client turned away for `limit` is told.
+fn server_full(limit: ConnLimit) -> Vec<Message> {
+    vec![Message::Error {
+        code: ErrorCode::ServerFull,
+        text: limit.reason().into(),
+    }]
 }
 
-#[test]
-fn per_address_and_total_limits_refuse_with_server_full() {
-    let server = start(ServerConfig {
-        max_per_address: 2,
-        ..ServerConfig::default()
-    });
+fn per_address_and_total_limits_refuse_with_server_full(kind: ServerKind) {
+    let server = TestServer::start(
+        kind,
+        ServerConfig {
+            max_per_address: 2,
+            ..ServerConfig::default()
+        },
+    );
     let a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
     let b = Client::connect(server.addr, "b", ClientConfig::default()).unwrap();
     let msgs = refused_messages(server.addr, "c");
-    assert_eq!(
-        msgs,
-        vec![Message::Error {
-            code: ErrorCode::ServerFull,
-            text: ConnLimit::PerAddress.reason().into(),
-        }]
-    );
-    let ServerEvent::ConnectionRefused { limit, addr, .. } = next_refusal(&server.handle) else {
+    assert_eq!(msgs, server_full(ConnLimit::PerAddress));
+    let ServerEvent::ConnectionRefused { limit, addr, .. } =
+        server.wait_event(|e| matches!(e, ServerEvent::ConnectionRefused { .. }))
+    else {
         unreachable!()
     };
     assert_eq!(limit, ConnLimit::PerAddress);
@@ -102,27 +76,26 @@ fn per_address_and_total_limits_refuse_with_server_full() {
     drop(c);
     drop(b);
 
-    let total = start(ServerConfig {
-        max_connections: 1,
-        ..ServerConfig::default()
-    });
+    let total = TestServer::start(
+        kind,
+        ServerConfig {
+            max_connections: 1,
+            ..ServerConfig::default()
+        },
+    );
     let _only = Client::connect(total.addr, "only", ClientConfig::default()).unwrap();
     let msgs = refused_messages(total.addr, "second");
-    assert_eq!(
-        msgs,
-        vec![Message::Error {
-            code: ErrorCode::ServerFull,
-            text: ConnLimit::Total.reason().into(),
-        }]
-    );
+    assert_eq!(msgs, server_full(ConnLimit::Total));
 }
 
-#[test]
-fn connections_in_their_handshake_are_capped() {
-    let server = start(ServerConfig {
-        max_handshaking: 1,
-        ..ServerConfig::default()
-    });
+fn connections_in_their_handshake_are_capped(kind: ServerKind) {
+    let server = TestServer::start(
+        kind,
+        ServerConfig {
+            max_handshaking: 1,
+            ..ServerConfig::default()
+        },
+    );
     // Registered peers do not count.
     let _a = Client::connect(server.addr, "a", ClientConfig::default()).unwrap();
     let silent = TcpStream::connect(server.addr).unwrap();
@@ -146,12 +119,11 @@ fn connections_in_their_handshake_are_capped() {
 /// A client sending faster than the message rate is slowed, not dropped: the server stops
 /// reading it while it is over its rate, so every message still arrives, in order, no sooner
 /// than the rate allows, and the flooder stays connected.
-#[test]
-fn a_flooding_client_is_slowed_and_loses_nothing() {
+fn a_flooding_client_is_slowed_and_loses_nothing(kind: ServerKind) {
     let mut config = ServerConfig::default();
     config.hub.message_rate = 50;
     config.hub.message_burst = 10;
-    let server = start(config);
+    let server = TestServer::start(kind, config);
     let flooder = Client::connect(server.addr, "flooder", ClientConfig::default()).unwrap();
     let reader = Client::connect(server.addr, "reader", ClientConfig::default()).unwrap();
     const N: usize = 60;

@@ -1,95 +1,37 @@
-//! One port, three doors, over real sockets: native clients, WebSocket clients in the three
-//! gateway carriages (binary, JSON, legacy), and plain HTTP for the web page.
-
-mod common;
+//! WebSocket clients on the server's one port, against both servers: the gateway's three
+//! carriages (binary, JSON through tungstenite, legacy plain text) chatting with native
+//! clients, refusals, kicks and shutdown as close frames, and WebSocket clients that break
+//! the rules (unmasked frames, a close never answered, a reader that stalls).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
-use common::{connect, wait_for};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::ws::{
     ClientHandshake, ClientRequest, CloseCode, WsConfig, WsConnection, WsEvent, TIDINGS_SUBPROTOCOL,
 };
-use tidings_smol::{
-    ClientEvent, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset, WebConfig,
+use tidings_e2e::smol_client::{connect, wait_for};
+use tidings_e2e::{
+    for_both_servers, in_time, web_with_page, ClientEvent, ServerConfig, ServerEvent, ServerKind,
+    TestServer, WebConfig, PATIENCE,
 };
 
-const PAGE: &[u8] = b"<!doctype html><title>tidings</title>";
-
-/// A server with a web page and a short head timeout, on its own thread.
-struct DoorServer {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl DoorServer {
-    fn start(head_timeout: Duration) -> DoorServer {
-        DoorServer::with(WebConfig {
-            head_timeout,
-            ..page()
-        })
-    }
-
-    fn with(doors: WebConfig) -> DoorServer {
-        DoorServer::with_config(ServerConfig::default(), doors)
-    }
-
-    fn with_config(config: ServerConfig, doors: WebConfig) -> DoorServer {
-        let server = smol::block_on(Server::bind("127.0.0.1:0", config))
-            .unwrap()
-            .with_web(doors);
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || smol::block_on(server.run()).unwrap());
-        DoorServer {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-/// Doors with a small web page.
-fn page() -> WebConfig {
-    {
-        WebConfig {
-            page: vec![
-                WebAsset {
-                    path: "/index.html",
-                    content_type: "text/html; charset=utf-8",
-                    body: PAGE,
-                },
-                WebAsset {
-                    path: "/app.js",
-                    content_type: "text/javascript; charset=utf-8",
-                    body: b"console.log(1)",
-                },
-            ],
-            ..WebConfig::default()
-        }
-    }
-}
-
-impl Drop for DoorServer {
-    fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            smol::block_on(self.handle.shutdown("test over"));
-            let _ = t.join();
-        }
-    }
-}
-
-/// Fails the test instead of hanging when `fut` takes more than 30 s.
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    future::or(fut, async {
-        async_io::Timer::after(Duration::from_secs(30)).await;
-        panic!("timed out");
-    })
-    .await
+for_both_servers! {
+    native: [],
+    web: [
+        binary_websocket_client_chats_with_a_native_client,
+        json_websocket_client_chats_and_whispers_to_one_peer_only,
+        legacy_websocket_client_speaks_plain_text,
+        legacy_client_hears_who_is_online_and_why_it_is_turned_away,
+        an_unmasked_client_frame_is_closed_with_1002_and_others_are_served,
+        a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound,
+        shutdown_closes_websocket_clients_with_going_away,
+        a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer,
+        #[ignore]
+        json_chat_rate_to_a_native_client,
+    ],
 }
 
 /// A WebSocket client over a real socket, built from the core's handshake and connection.
@@ -114,7 +56,7 @@ impl WsClient {
         stream.write_all(&bytes).await.unwrap();
         let mut buf = [0u8; 4096];
         let accepted = loop {
-            let n = within(stream.read(&mut buf)).await.unwrap();
+            let n = in_time(stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "the server closed during the handshake");
             if let Some(accepted) = handshake.feed(&buf[..n]).unwrap() {
                 break accepted;
@@ -158,7 +100,7 @@ impl WsClient {
                 self.flush().await;
                 return ev;
             }
-            let n = within(self.stream.read(&mut buf)).await.unwrap_or(0);
+            let n = in_time(self.stream.read(&mut buf)).await.unwrap_or(0);
             if n == 0 {
                 self.ws.handle_eof();
             } else {
@@ -200,18 +142,8 @@ async fn next_session_event(ws: &mut WsClient, session: &mut Session) -> Event {
     }
 }
 
-/// Sends a raw HTTP request and returns the whole answer (the server closes after it).
-async fn http(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    within(stream.read_to_end(&mut answer)).await.unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-#[test]
-fn binary_websocket_client_chats_with_a_native_client() {
-    let server = DoorServer::start(Duration::from_secs(10));
+fn binary_websocket_client_chats_with_a_native_client(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
@@ -248,22 +180,60 @@ fn binary_websocket_client_chats_with_a_native_client() {
     });
 }
 
-#[test]
-fn json_websocket_client_chats_and_whispers_to_one_peer_only() {
-    let server = DoorServer::start(Duration::from_secs(10));
+/// The JSON carriage spoken by an independent client: tungstenite over a blocking socket,
+/// asking for the tidings subprotocol.
+fn tungstenite_client(addr: SocketAddr) -> tungstenite::WebSocket<std::net::TcpStream> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        TIDINGS_SUBPROTOCOL.parse().unwrap(),
+    );
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (ws, response) = tungstenite::client::client(request, stream).unwrap();
+    assert_eq!(
+        response.headers()["Sec-WebSocket-Protocol"],
+        TIDINGS_SUBPROTOCOL
+    );
+    ws
+}
+
+fn send_json(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, json: &str) {
+    ws.send(tungstenite::Message::text(json)).unwrap();
+}
+
+/// The next text message containing `needle` (other messages are skipped; tungstenite
+/// answers pings on the way).
+fn json_with(ws: &mut tungstenite::WebSocket<std::net::TcpStream>, needle: &str) -> String {
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) if t.as_str().contains(needle) => {
+                return t.as_str().to_string()
+            }
+            tungstenite::Message::Text(_)
+            | tungstenite::Message::Ping(_)
+            | tungstenite::Message::Pong(_) => {}
+            other => panic!("waiting for {needle:?}, got {other:?}"),
+        }
+    }
+}
+
+fn json_websocket_client_chats_and_whispers_to_one_peer_only(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let target = connect(server.addr, "target").await;
         let other = connect(server.addr, "other").await;
-        let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
-        ws.send_text(r#"{"type":"hello","name":"jay","capabilities":0,"max_frame":1048576}"#)
-            .await;
-        let welcome = ws.text_with(r#""type":"welcome""#).await;
+        let mut ws = tungstenite_client(server.addr);
+        send_json(
+            &mut ws,
+            r#"{"type":"hello","name":"jay","capabilities":0,"max_frame":1048576}"#,
+        );
+        let welcome = json_with(&mut ws, r#""type":"welcome""#);
         assert!(welcome.contains(r#""name":"jay""#), "{welcome}");
 
-        ws.send_text(r#"{"type":"text","peer":"target","text":"psst"}"#)
-            .await;
-        ws.send_text(r#"{"type":"text","peer":"","text":"hello all"}"#)
-            .await;
+        send_json(&mut ws, r#"{"type":"text","peer":"target","text":"psst"}"#);
+        send_json(&mut ws, r#"{"type":"text","peer":"","text":"hello all"}"#);
         let whisper = wait_for(&target, |e| matches!(e, ClientEvent::Text { .. })).await;
         assert_eq!(
             whisper,
@@ -286,18 +256,17 @@ fn json_websocket_client_chats_and_whispers_to_one_peer_only() {
 
         // Presence and replies come back as JSON.
         let late = connect(server.addr, "late").await;
-        let joined = ws.text_with(r#""type":"presence""#).await;
+        let joined = json_with(&mut ws, r#""type":"presence""#);
         assert!(joined.contains(r#""name":"late""#), "{joined}");
         late.say_to("jay", "hi jay").await.unwrap();
-        let reply = ws.text_with(r#""text":"hi jay""#).await;
+        let reply = json_with(&mut ws, r#""text":"hi jay""#);
         assert!(reply.contains(r#""peer":"late""#), "{reply}");
         assert!(reply.contains(r#""private":true"#), "{reply}");
     });
 }
 
-#[test]
-fn legacy_websocket_client_speaks_plain_text() {
-    let server = DoorServer::start(Duration::from_secs(10));
+fn legacy_websocket_client_speaks_plain_text(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut qt = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
@@ -335,9 +304,8 @@ async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
     }
 }
 
-#[test]
-fn legacy_client_hears_who_is_online_and_why_it_is_turned_away() {
-    let server = DoorServer::start(Duration::from_secs(10));
+fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
@@ -370,7 +338,7 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away() {
 
         // Kicked by the operator: the same.
         wait_for(&native, |e| *e == ClientEvent::Joined("qt2".into())).await;
-        server.handle.kick("qt1", "flooding").await.unwrap();
+        server.kick("qt1", "flooding").unwrap();
         let got = lines_until_close(&mut qt1).await;
         assert_eq!(
             got[got.len() - 2..],
@@ -382,7 +350,7 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away() {
         );
 
         // And at shutdown.
-        server.handle.shutdown("maintenance").await;
+        server.shutdown("maintenance");
         let got = lines_until_close(&mut qt2).await;
         assert_eq!(
             got[got.len() - 2..],
@@ -396,97 +364,8 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away() {
     });
 }
 
-#[test]
-fn plain_http_serves_the_page_and_refuses_the_rest() {
-    let server = DoorServer::start(Duration::from_secs(10));
-    smol::block_on(async {
-        let page = http(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-        assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
-        assert!(page.contains("Cache-Control: no-cache\r\n"));
-        assert!(page.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
-        assert!(page.ends_with(std::str::from_utf8(PAGE).unwrap()));
-
-        let index = http(server.addr, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
-        let js = http(server.addr, b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(js.contains("Content-Type: text/javascript"), "{js}");
-
-        let missing = http(server.addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
-
-        let post = http(
-            server.addr,
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        )
-        .await;
-        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
-
-        let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
-        for i in 0..400 {
-            huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
-        }
-        huge.extend_from_slice(b"\r\n");
-        assert!(huge.len() > 8192);
-        let too_big = http(server.addr, &huge).await;
-        assert!(too_big.starts_with("HTTP/1.1 431 "), "{too_big}");
-
-        let old = http(
-            server.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-        )
-        .await;
-        assert!(old.starts_with("HTTP/1.1 426 "), "{old}");
-        assert!(old.contains("Sec-WebSocket-Version: 13\r\n"));
-
-        let garbled = http(server.addr, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").await;
-        assert!(garbled.starts_with("HTTP/1.1 400 "), "{garbled}");
-
-        let nameless = http(
-            server.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await;
-        assert!(nameless.starts_with("HTTP/1.1 400 "), "{nameless}");
-    });
-}
-
-#[test]
-fn a_silent_client_is_dropped_while_others_keep_chatting() {
-    let timeout = Duration::from_millis(300);
-    let server = DoorServer::start(timeout);
-    smol::block_on(async {
-        let started = Instant::now();
-        let mut silent = TcpStream::connect(server.addr).await.unwrap();
-        let mut half_http = TcpStream::connect(server.addr).await.unwrap();
-        half_http
-            .write_all(b"GET / HTTP/1.1\r\nHost:")
-            .await
-            .unwrap();
-
-        let alice = connect(server.addr, "alice").await;
-        let bob = connect(server.addr, "bob").await;
-        alice.say("still here").await.unwrap();
-        wait_for(&bob, |e| matches!(e, ClientEvent::Text { .. })).await;
-
-        let mut buf = [0u8; 64];
-        let n = within(silent.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0, "dropped without an answer");
-        let n = within(half_http.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0, "an unfinished head is dropped too");
-        assert!(started.elapsed() >= timeout);
-
-        bob.say("and still chatting").await.unwrap();
-        let ev = wait_for(&alice, |e| matches!(e, ClientEvent::Text { .. })).await;
-        assert!(matches!(ev, ClientEvent::Text { text, .. } if text == "and still chatting"));
-    });
-}
-
-#[test]
-fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served() {
-    let server = DoorServer::start(Duration::from_secs(10));
+fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let mut rude = WsClient::connect(server.addr, "/ws?name=rude", &[]).await;
         // A text frame "hi" without the mask bit: servers must fail the connection.
@@ -513,34 +392,22 @@ fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served() {
     });
 }
 
-#[test]
-fn bytes_that_are_neither_native_nor_http_get_a_native_error() {
-    let server = DoorServer::start(Duration::from_secs(10));
-    smol::block_on(async {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream.write_all(b"hello?\r\n").await.unwrap();
-        let mut answer = Vec::new();
-        within(stream.read_to_end(&mut answer)).await.unwrap();
-        // The native preamble, then an error frame naming the problem.
-        assert!(answer.starts_with(&[0x89, b'T', b'D', b'G']), "{answer:?}");
-        let text = String::from_utf8_lossy(&answer);
-        assert!(text.contains("tidings magic"), "{text}");
-    });
-}
-
-#[test]
-fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
+fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound(kind: ServerKind) {
     let closing_timeout = Duration::from_millis(300);
-    let server = DoorServer::with(WebConfig {
-        closing_timeout,
-        ..page()
-    });
+    let server = TestServer::start_with(
+        kind,
+        ServerConfig::default(),
+        WebConfig {
+            closing_timeout,
+            ..web_with_page(Duration::from_secs(10))
+        },
+    );
     smol::block_on(async {
         let mut deaf = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
         deaf.send_text(r#"{"type":"hello","name":"deaf","capabilities":0,"max_frame":1048576}"#)
             .await;
         deaf.text_with(r#""type":"welcome""#).await;
-        server.handle.kick("deaf", "test").await.unwrap();
+        server.kick("deaf", "test").unwrap();
         // Read the server's close frame without ever sending the reply.
         let mut buf = vec![0u8; 4096];
         let closed_at = loop {
@@ -549,11 +416,11 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
                 Some(_) => continue,
                 None => {}
             }
-            let n = within(deaf.stream.read(&mut buf)).await.unwrap();
+            let n = in_time(deaf.stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "the socket ended before the close frame");
             deaf.ws.handle_input(&buf[..n]);
         };
-        let n = within(deaf.stream.read(&mut buf)).await.unwrap_or(0);
+        let n = in_time(deaf.stream.read(&mut buf)).await.unwrap_or(0);
         assert_eq!(n, 0, "nothing follows the close frame");
         // Measured from when the client saw the close: the server's clock started earlier.
         assert!(closed_at.elapsed() >= closing_timeout / 2);
@@ -568,22 +435,20 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
                 break;
             }
         }
-        let n = within(polite.stream.read(&mut buf)).await.unwrap_or(0);
+        let n = in_time(polite.stream.read(&mut buf)).await.unwrap_or(0);
         assert_eq!(n, 0);
         let native = connect(server.addr, "nat").await;
         assert_eq!(native.online_at_join(), ["nat"]);
     });
 }
 
-#[test]
-fn shutdown_closes_websocket_clients_with_going_away() {
-    let server = DoorServer::start(Duration::from_secs(10));
+fn shutdown_closes_websocket_clients_with_going_away(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut ws = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
         wait_for(&native, |e| *e == ClientEvent::Joined("qt".into())).await;
-        let handle = server.handle.clone();
-        handle.shutdown("maintenance").await;
+        server.shutdown("maintenance");
         loop {
             match ws.next().await {
                 WsEvent::Close { code, .. } => {
@@ -598,13 +463,12 @@ fn shutdown_closes_websocket_clients_with_going_away() {
     drop(server);
 }
 
-#[test]
-fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
+fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer(kind: ServerKind) {
     // The hub can only see a stalled reader if the connection task leaves the backlog in
     // the hub instead of buffering it: this fails if the WebSocket task takes without bound.
     let mut config = ServerConfig::default();
     config.hub.session.max_queued_output = 1 << 20;
-    let server = DoorServer::with_config(config, page());
+    let server = TestServer::start_with(kind, config, web_with_page(Duration::from_secs(10)));
     smol::block_on(async {
         let watcher = connect(server.addr, "watcher").await;
         let talker = connect(server.addr, "talker").await;
@@ -634,13 +498,10 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
             }
         }
         assert!(dropped, "120 MB later the stalled client is still served");
-        let events = server.handle.events();
-        let reason = loop {
-            if let Ok(ServerEvent::Left { name, reason, .. }) = within(events.recv()).await {
-                if name == "slow" {
-                    break reason;
-                }
-            }
+        let ServerEvent::Left { reason, .. } =
+            server.wait_event(|e| matches!(e, ServerEvent::Left { name, .. } if name == "slow"))
+        else {
+            unreachable!()
         };
         assert!(reason.contains("slow"), "{reason}");
         talker.say("still fine").await.unwrap();
@@ -655,21 +516,13 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer() {
 
 /// A figure, not a check of speed: how many JSON chat messages per second one WebSocket
 /// client gets through the gateway to a native client (all must arrive, in order).
-/// `cargo test --release -p tidings-smol --test websocket -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn json_chat_rate_to_a_native_client() {
+/// `cargo test --release -p tidings-e2e --test websocket -- --ignored --nocapture`
+fn json_chat_rate_to_a_native_client(kind: ServerKind) {
     const N: usize = 50_000;
     // A throughput figure: the message-rate limit (on by default) would measure itself.
     let mut config = ServerConfig::default();
     config.hub.message_rate = 0;
-    let server = DoorServer::with_config(
-        config,
-        WebConfig {
-            head_timeout: Duration::from_secs(10),
-            ..page()
-        },
-    );
+    let server = TestServer::start_with(kind, config, web_with_page(Duration::from_secs(10)));
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;

@@ -1,13 +1,14 @@
-//! `Client::close` is bounded: it returns at once when the connection is gone, and within
-//! `ClientConfig::close_timeout` when the server stopped reading.
+//! Both clients' `close` is bounded: it returns at once when the connection is gone, and
+//! within `ClientConfig::close_timeout` when the server stopped reading. The server here is a
+//! stand-in that stops answering on purpose, so these tests do not run per server.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::wire::Utf8;
+use tidings_e2e::within;
 use tidings_smol::{Client, ClientConfig, ClientEvent};
 
 /// A server on 127.0.0.1:0 that completes the tidings handshake of each connection with the
@@ -59,16 +60,6 @@ fn handshake(mut stream: TcpStream, timeout: Duration) -> Option<TcpStream> {
 
 /// A heartbeat timeout long enough never to matter.
 const LONG: Duration = Duration::from_secs(600);
-
-/// Runs `f` to its end, failing the test if it takes longer than `limit`.
-async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
-    future::or(async { Some(f.await) }, async {
-        async_io::Timer::after(limit).await;
-        None
-    })
-    .await
-    .unwrap_or_else(|| panic!("{what} took longer than {limit:?}"))
-}
 
 #[test]
 fn close_returns_at_once_when_the_server_closed_the_connection() {

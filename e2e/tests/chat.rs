@@ -1,17 +1,36 @@
-//! Chat end to end over real sockets: broadcast, private, presence, the peer list.
+//! Chat end to end over real sockets, against both servers: broadcast, private, presence,
+//! the peer list, refused names, dead peers, bans, shutdown.
 
-mod common;
-
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
-use tidings_core::session::{Config, Session};
-use tidings_smol::{Client, ClientConfig, ClientEvent, Error, ErrorCode, ServerConfig};
+use tidings_e2e::smol_client::*;
+use tidings_e2e::{
+    assert_refused, for_both_servers, silent_peer, std_client, temp_dir, ClientConfig, ClientEvent,
+    Error, ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer, WebConfig,
+};
+use tidings_smol::Client;
 
-#[test]
-fn two_clients_chat() {
-    let server = TestServer::start(ServerConfig::default());
+for_both_servers! {
+    native: [
+        two_clients_chat,
+        ten_clients_each_hear_everyone_else,
+        private_messages_reach_only_their_target,
+        presence_and_the_peer_list_follow_joins_and_leaves,
+        a_taken_name_is_refused_clearly,
+        an_unknown_peer_gets_a_clear_error_and_the_connection_stays,
+        a_client_that_stops_answering_is_declared_dead_and_its_name_freed,
+        shutdown_says_goodbye_to_everyone,
+        many_clients_join_and_hear_a_broadcast,
+        #[ignore]
+        fan_out_throughput,
+        chat_private_and_presence_with_the_blocking_client,
+        name_taken_dead_clients_and_port_in_use,
+        a_banned_name_is_kicked_and_refused_until_the_ban_ends,
+    ],
+}
+
+fn two_clients_chat(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let alice = connect(server.addr, "alice").await;
         let bob = connect(server.addr, "bob").await;
@@ -33,9 +52,8 @@ fn two_clients_chat() {
     server.stop();
 }
 
-#[test]
-fn ten_clients_each_hear_everyone_else() {
-    let server = TestServer::start(ServerConfig::default());
+fn ten_clients_each_hear_everyone_else(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let mut clients = Vec::new();
         for i in 0..10 {
@@ -69,9 +87,8 @@ fn ten_clients_each_hear_everyone_else() {
     });
 }
 
-#[test]
-fn private_messages_reach_only_their_target() {
-    let server = TestServer::start(ServerConfig::default());
+fn private_messages_reach_only_their_target(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let a = connect(server.addr, "a").await;
         let b = connect(server.addr, "b").await;
@@ -93,9 +110,8 @@ fn private_messages_reach_only_their_target() {
     });
 }
 
-#[test]
-fn presence_and_the_peer_list_follow_joins_and_leaves() {
-    let server = TestServer::start(ServerConfig::default());
+fn presence_and_the_peer_list_follow_joins_and_leaves(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let a = connect(server.addr, "a").await;
         let b = connect(server.addr, "b").await;
@@ -107,42 +123,29 @@ fn presence_and_the_peer_list_follow_joins_and_leaves() {
             ev,
             ClientEvent::PeerList(vec!["a".into(), "b".into(), "c".into()])
         );
-        assert_eq!(server.handle.who().await.unwrap(), ["a", "b", "c"]);
+        assert_eq!(server.who(), ["a", "b", "c"]);
         b.close().await;
         wait_for(&a, |e| *e == ClientEvent::Left("b".into())).await;
         wait_for(&c, |e| *e == ClientEvent::Left("b".into())).await;
         a.request_list().await.unwrap();
         let ev = wait_for(&a, |e| matches!(e, ClientEvent::PeerList(_))).await;
         assert_eq!(ev, ClientEvent::PeerList(vec!["a".into(), "c".into()]));
-        assert_eq!(server.handle.peer_count().await.unwrap(), 2);
+        assert_eq!(server.peer_count(), 2);
     });
 }
 
-#[test]
-fn a_taken_name_is_refused_clearly() {
-    let server = TestServer::start(ServerConfig::default());
+fn a_taken_name_is_refused_clearly(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let _a = connect(server.addr, "alice").await;
         let err = Client::connect(server.addr, "ALICE", ClientConfig::default())
             .await
             .unwrap_err();
-        match err {
-            Error::Refused { code, .. } => assert_eq!(code, ErrorCode::NameTaken),
-            other => panic!("unexpected {other}"),
-        }
+        assert_refused(&err, ErrorCode::NameTaken);
         let err = Client::connect(server.addr, "server", ClientConfig::default())
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Refused {
-                    code: ErrorCode::NameTaken,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_refused(&err, ErrorCode::NameTaken);
         let err = Client::connect(server.addr, "bad name\n", ClientConfig::default())
             .await
             .unwrap_err();
@@ -150,9 +153,8 @@ fn a_taken_name_is_refused_clearly() {
     });
 }
 
-#[test]
-fn an_unknown_peer_gets_a_clear_error_and_the_connection_stays() {
-    let server = TestServer::start(ServerConfig::default());
+fn an_unknown_peer_gets_a_clear_error_and_the_connection_stays(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let a = connect(server.addr, "a").await;
         a.say_to("ghost", "anyone?").await.unwrap();
@@ -167,7 +169,7 @@ fn an_unknown_peer_gets_a_clear_error_and_the_connection_stays() {
             ),
             "{ev:?}"
         );
-        let src = TempDir::new();
+        let src = temp_dir();
         let path = src.path().join("f.txt");
         std::fs::write(&path, b"x").unwrap();
         a.send_file("ghost", &path).await.unwrap();
@@ -187,25 +189,13 @@ fn an_unknown_peer_gets_a_clear_error_and_the_connection_stays() {
     });
 }
 
-#[test]
-fn a_client_that_stops_answering_is_declared_dead_and_its_name_freed() {
+fn a_client_that_stops_answering_is_declared_dead_and_its_name_freed(kind: ServerKind) {
     let mut config = ServerConfig::default();
     config.hub.session.heartbeat_interval = Duration::from_millis(50);
     config.hub.session.heartbeat_timeout = Duration::from_millis(300);
-    let server = TestServer::start(config);
+    let server = TestServer::start(kind, config);
     // A client that says hello and then never reads or writes again.
-    let mut ghost = Session::client(Config::default(), "ghost", Instant::now()).unwrap();
-    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
-    while let Some(b) = ghost.poll_transmit() {
-        raw.write_all(&b).unwrap();
-    }
-    // Registered before `a` joins: read until its welcome, then never again.
-    let mut buf = [0u8; 4096];
-    while !ghost.is_open() {
-        let n = raw.read(&mut buf).unwrap();
-        assert!(n > 0, "the server closed the ghost before welcoming it");
-        ghost.handle_input(Instant::now(), &buf[..n]);
-    }
+    let raw = silent_peer(server.addr, "ghost");
     smol::block_on(async {
         let a = connect(server.addr, "a").await;
         assert!(a.online_at_join().contains(&"ghost".to_string()));
@@ -221,14 +211,12 @@ fn a_client_that_stops_answering_is_declared_dead_and_its_name_freed() {
     drop(raw);
 }
 
-#[test]
-fn shutdown_says_goodbye_to_everyone() {
-    let server = TestServer::start(ServerConfig::default());
+fn shutdown_says_goodbye_to_everyone(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     smol::block_on(async {
         let a = connect(server.addr, "a").await;
         let b = connect(server.addr, "b").await;
-        let handle = server.handle.clone();
-        handle.shutdown("maintenance").await;
+        server.shutdown("maintenance");
         for c in [&a, &b] {
             let ev = wait_for(c, |e| matches!(e, ClientEvent::Closed { .. })).await;
             assert!(
@@ -242,13 +230,15 @@ fn shutdown_says_goodbye_to_everyone() {
 
 /// Many clients on one server: 500 by default (presence makes joining quadratic: every join
 /// is announced to everyone), `TIDINGS_CLIENTS=N` for more.
-#[test]
-fn many_clients_join_and_hear_a_broadcast() {
+fn many_clients_join_and_hear_a_broadcast(kind: ServerKind) {
     // Every client comes from 127.0.0.1: lift the per-address cap (default 256).
-    let server = TestServer::start(ServerConfig {
-        max_per_address: 0,
-        ..ServerConfig::default()
-    });
+    let server = TestServer::start(
+        kind,
+        ServerConfig {
+            max_per_address: 0,
+            ..ServerConfig::default()
+        },
+    );
     let n: usize = std::env::var("TIDINGS_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -261,8 +251,8 @@ fn many_clients_join_and_hear_a_broadcast() {
         }
         let joined = started.elapsed();
         assert_eq!(clients[n - 1].online_at_join().len(), n);
-        assert_eq!(server.handle.peer_count().await.unwrap(), n);
-        server.handle.say(None, "to all of you").await.unwrap();
+        assert_eq!(server.peer_count(), n);
+        server.say(None, "to all of you").unwrap();
         for c in &clients {
             let ev = wait_for(c, |e| matches!(e, ClientEvent::Text { .. })).await;
             assert!(matches!(ev, ClientEvent::Text { ref from, .. } if from == "server"));
@@ -276,11 +266,9 @@ fn many_clients_join_and_hear_a_broadcast() {
 }
 
 /// A measurement, not a check: one client broadcasts to many, how many deliveries per
-/// second. `cargo test --release -p tidings-smol --test chat fan_out -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn fan_out_throughput() {
-    let server = TestServer::start(ServerConfig::default());
+/// second. `cargo test --release -p tidings-e2e --test chat fan_out -- --ignored --nocapture`
+fn fan_out_throughput(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
     let (listeners, messages) = (100, 2_000);
     smol::block_on(async {
         let mut clients = Vec::new();
@@ -317,4 +305,95 @@ fn fan_out_throughput() {
             deliveries / secs
         );
     });
+}
+
+fn chat_private_and_presence_with_the_blocking_client(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
+    let a = std_client::connect(server.addr, "a");
+    let b = std_client::connect(server.addr, "b");
+    let c = std_client::connect(server.addr, "c");
+    assert_eq!(c.online_at_join(), ["a", "b", "c"]);
+    std_client::wait(&a, |e| *e == ClientEvent::Joined("c".into()));
+    a.say_to("b", "secret").unwrap();
+    a.say("public").unwrap();
+    let ev = std_client::wait(&b, |e| matches!(e, ClientEvent::Text { .. }));
+    assert!(matches!(ev, ClientEvent::Text { private: true, ref text, .. } if text == "secret"));
+    let ev = std_client::wait(&c, |e| matches!(e, ClientEvent::Text { .. }));
+    assert!(matches!(ev, ClientEvent::Text { private: false, ref text, .. } if text == "public"));
+    b.close();
+    std_client::wait(&a, |e| *e == ClientEvent::Left("b".into()));
+    a.request_list().unwrap();
+    let ev = std_client::wait(&a, |e| matches!(e, ClientEvent::PeerList(_)));
+    assert_eq!(ev, ClientEvent::PeerList(vec!["a".into(), "c".into()]));
+    let joined = std::iter::from_fn(|| server.next_event(Duration::from_millis(200)))
+        .filter(|e| matches!(e, ServerEvent::Joined { .. }))
+        .count();
+    assert_eq!(joined, 3);
+}
+
+fn name_taken_dead_clients_and_port_in_use(kind: ServerKind) {
+    let mut config = ServerConfig::default();
+    config.hub.session.heartbeat_interval = Duration::from_millis(50);
+    config.hub.session.heartbeat_timeout = Duration::from_millis(300);
+    let server = TestServer::start(kind, config);
+    let taken = server.addr.to_string();
+    let err = TestServer::try_start(kind, &taken, ServerConfig::default(), WebConfig::default())
+        .err()
+        .expect("a second server on a port in use");
+    assert!(matches!(err, Error::Bind { .. }));
+    assert!(err.to_string().contains(&taken), "{err}");
+
+    // Registered before `a` joins; from then on it never answers, so the server must
+    // declare it dead.
+    let raw = silent_peer(server.addr, "ghost");
+    let a = std_client::connect(server.addr, "a");
+    assert!(a.online_at_join().contains(&"ghost".to_string()));
+    let err =
+        tidings_std::Client::connect(server.addr, "ghost", ClientConfig::default()).unwrap_err();
+    assert_refused(&err, ErrorCode::NameTaken);
+    std_client::wait(&a, |e| *e == ClientEvent::Left("ghost".into()));
+    let again = std_client::connect(server.addr, "ghost");
+    assert_eq!(again.name(), "ghost");
+    drop(raw);
+}
+
+fn a_banned_name_is_kicked_and_refused_until_the_ban_ends(kind: ServerKind) {
+    let server = TestServer::start(kind, ServerConfig::default());
+    let a = std_client::connect(server.addr, "a");
+    let b = std_client::connect(server.addr, "b");
+    let banned_at = Instant::now();
+    server.ban("B", Duration::from_millis(600), "cool off");
+    match std_client::wait(&b, |e| matches!(e, ClientEvent::Closed { .. })) {
+        ClientEvent::Closed { code, reason, .. } => {
+            assert_eq!((code, reason.as_str()), (ErrorCode::Kicked, "cool off"))
+        }
+        _ => unreachable!(),
+    }
+    std_client::wait(&a, |e| *e == ClientEvent::Left("b".into()));
+    // The ban ends after 600 ms: until then every attempt is refused (a look-alike too),
+    // after it the name is free.
+    let mut refusals = 0;
+    let back = loop {
+        let name = if refusals % 2 == 0 { "b" } else { "\u{ff42}" };
+        match tidings_std::Client::connect(server.addr, name, ClientConfig::default()) {
+            Ok(c) => break c,
+            Err(Error::Refused { code, reason }) => {
+                assert_eq!(code, ErrorCode::Kicked, "{reason}");
+                assert!(reason.contains("banned"), "{reason}");
+                assert!(
+                    banned_at.elapsed() < Duration::from_secs(30),
+                    "never lifted"
+                );
+                refusals += 1;
+                // Pacing only: the end of a ban has no event to wait for.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(banned_at.elapsed() >= Duration::from_millis(600));
+    assert!(refusals >= 2, "{refusals}");
+    assert!(server.who().len() == 2, "{:?}", back.online_at_join());
+    server.ban("c", Duration::from_secs(60), "");
+    assert!(server.unban("C"));
 }
