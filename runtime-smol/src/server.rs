@@ -445,8 +445,69 @@ async fn disk_task(shared: Rc<Shared>, wake: Receiver<()>) {
 
 /// Runs the requests of [`ServerHandle`]s.
 async fn command_task(shared: Rc<Shared>, cmds: Receiver<Cmd>) {
-    while let Ok(cmd) = cmds.recv().await {
+    let cmds = Requests(cmds);
+    while let Ok(cmd) = cmds.0.recv().await {
         cmd(&mut shared.host.borrow_mut());
         shared.after();
+    }
+}
+
+/// The server's end of the request channel. However the server ends, dropping this closes
+/// the channel and drops the requests still queued in it, with their reply senders, so a
+/// caller waiting for a reply gets "not running" at once. async-channel keeps queued items
+/// for as long as any handle lives, and every [`ServerHandle`] holds a sender: without this,
+/// a request sent just as the server finished (a second `shutdown`) waited forever.
+struct Requests(Receiver<Cmd>);
+
+impl Drop for Requests {
+    fn drop(&mut self) {
+        self.0.close();
+        while self.0.try_recv().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests that race the end of the server (sent while it shuts down, or just after)
+    /// are answered or refused, never left waiting: the server drops what it did not run.
+    #[test]
+    fn requests_racing_the_end_of_the_server_get_an_answer() {
+        for _ in 0..20 {
+            let server =
+                smol::block_on(Server::bind("127.0.0.1:0", ServerConfig::default())).unwrap();
+            let handle = server.handle();
+            let thread = std::thread::spawn(move || server.run_blocking());
+            smol::block_on(async {
+                let ask = |calls: &mut Vec<smol::Task<()>>| {
+                    for _ in 0..100 {
+                        let h = handle.clone();
+                        calls.push(smol::spawn(async move {
+                            let _ = h.peer_count().await;
+                        }));
+                    }
+                };
+                let mut calls = Vec::new();
+                ask(&mut calls);
+                handle.shutdown("bye").await;
+                ask(&mut calls);
+                for call in calls {
+                    let answered = future::or(
+                        async {
+                            call.await;
+                            true
+                        },
+                        async {
+                            async_io::Timer::after(Duration::from_secs(10)).await;
+                            false
+                        },
+                    )
+                    .await;
+                    assert!(answered, "a request was left waiting for an answer");
+                }
+            });
+            thread.join().unwrap().unwrap();
+        }
     }
 }
