@@ -29,10 +29,10 @@ use bytes::Bytes;
 use tidings_core::hub::{ConnId, FileHandle};
 
 use crate::client::write_all;
-use tidings_host::files::DiskJob;
-use tidings_host::files::Source;
+use tidings_disk::OpenSource;
+use tidings_host::files::{DiskJob, Source, Ticket};
 use tidings_host::server::{
-    ConnLimit, Host, ServerConfig, ServerEvent, ServerOutput, Ticket, REFUSAL_TIME,
+    ConnLimit, Host, ServerConfig, ServerEvent, ServerOutput, REFUSAL_TIME,
 };
 use tidings_host::Error;
 
@@ -65,7 +65,7 @@ struct Shared {
     /// waits on it before reading more.
     readable: Condvar,
     /// Jobs for the disk thread, one after another.
-    disk: mpsc::Sender<(Ticket, DiskJob)>,
+    disk: mpsc::Sender<(Ticket<FileHandle>, DiskJob)>,
     events: SyncSender<ServerEvent>,
     event_rx: Mutex<Receiver<ServerEvent>>,
     stopping: AtomicBool,
@@ -76,7 +76,7 @@ struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
-    disk_rx: Receiver<(Ticket, DiskJob)>,
+    disk_rx: Receiver<(Ticket<FileHandle>, DiskJob)>,
 }
 
 /// Controls a server from any thread. Cheap to clone.
@@ -431,11 +431,11 @@ fn timer_loop(shared: Arc<Shared>) {
     }
 }
 
-fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket, DiskJob)>) {
+fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket<FileHandle>, DiskJob)>) {
     loop {
         match jobs.recv_timeout(Duration::from_secs(1)) {
             Ok((ticket, job)) => {
-                let done = job.run();
+                let done = tidings_disk::run(job);
                 let mut inner = shared.inner.lock().unwrap();
                 inner.host.job_done(ticket, done);
                 shared.after(&mut inner);
@@ -516,7 +516,7 @@ impl ServerHandle {
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](crate::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         Ok(self.with(|h| h.send_file(to, source))?)
     }
