@@ -63,13 +63,19 @@
 //! it). On Linux it resolves with `openat2(RESOLVE_BENEATH)` where available, so even a
 //! name that slipped through could not leave the folder.
 //!
-//! Windows has no `linkat` or `renameat`: cap-std links, renames and removes by the
-//! folder's own path (read back from its handle). It opens folders without
-//! `FILE_SHARE_DELETE`, so a folder held open cannot be renamed, removed or replaced by a
-//! link while a download uses it: the path read back still names the folder that was
-//! checked. What stays Unix-only is small and has no Windows counterpart: `O_NONBLOCK` and
-//! `O_NOCTTY` on opens, so a FIFO or a terminal named like a file is refused without
-//! waiting (Windows has neither in its file system).
+//! Windows has no `linkat` or `renameat`: opens and looks are relative to the folder's
+//! handle there too, but cap-std links, renames and removes by the folder's own path, read
+//! back from its handle at that moment. It opens folders without `FILE_SHARE_DELETE`, so a
+//! folder held open by a download cannot be renamed, removed or replaced by a link
+//! meanwhile, and the path read back names the folder that was checked. Were a folder
+//! further up swapped in the instant between that read-back and the link, the check that
+//! the placed file is our own (made relative to the handle) refuses it: a file is never
+//! placed elsewhere. What stays Unix-only is small and has no Windows counterpart:
+//! `O_NONBLOCK` and `O_NOCTTY` on opens, so a FIFO or a terminal named like a file is
+//! refused without waiting (Windows has neither in its file system).
+//!
+//! The tests that need no symbolic link or FIFO also run on Windows
+//! (`.ci/test-windows-disk`: built with mingw-w64, run under Wine).
 #![warn(missing_docs)]
 
 mod open;

@@ -1,15 +1,17 @@
 //! The disk jobs run against real files: naming, resume, never overwriting, planted links
 //! and special files, folders made through handles, and the sending side's opening and
-//! walking (see the crate docs). Unix: the attacks need symbolic links and FIFOs.
-#![cfg(unix)]
+//! walking (see the crate docs). The attacks need symbolic links and FIFOs, so those tests
+//! are Unix-only; the rest run on Windows too.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use rustix::fs::{FileType, Mode};
-use tidings_disk::{run, walk, DiskDone, DiskJob, EntryKind, OpenSource, Source};
+use tidings_disk::{run, DiskDone, DiskJob, OpenSource, Source};
+#[cfg(unix)]
+use tidings_disk::{walk, EntryKind};
 use tidings_host::files::Files;
 
 /// Makes download `key` of the offered `name` ready as a host would: the prepare job, then
@@ -35,7 +37,9 @@ fn discard(files: &mut Files<u64>, key: u64) {
     }
 }
 
+#[cfg(unix)]
 fn mkfifo(at: &Path) {
+    use rustix::fs::{FileType, Mode};
     rustix::fs::mknodat(
         rustix::fs::CWD,
         at,
@@ -75,6 +79,7 @@ fn never_overwrites() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_planted_symlink_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -94,6 +99,7 @@ fn a_planted_symlink_is_not_followed() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
     let dir = tempfile::tempdir().unwrap();
     // A hard link to a file elsewhere (same file system): writing into it would change
@@ -132,13 +138,13 @@ fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
         Some(dir.path().join("g (1).bin.part"))
     );
     assert_eq!(start(&mut files, 10, "g.bin", 100), Ok(2));
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+    ));
 }
 
 #[test]
+#[cfg(unix)]
 fn a_folder_swapped_for_a_link_meanwhile_does_not_lead_the_file_out() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -176,6 +182,7 @@ fn a_folder_swapped_for_a_link_meanwhile_does_not_lead_the_file_out() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_partial_file_replaced_meanwhile_is_not_placed() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
@@ -189,6 +196,7 @@ fn a_partial_file_replaced_meanwhile_is_not_placed() {
 }
 
 #[test]
+#[cfg(unix)]
 fn an_empty_folder_named_through_a_link_is_sent() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("empty")).unwrap();
@@ -203,6 +211,7 @@ fn an_empty_folder_named_through_a_link_is_sent() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_fifo_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe");
@@ -242,6 +251,7 @@ fn folders_are_made_below_the_download_folder() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_planted_symlink_to_a_folder_outside_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -266,6 +276,7 @@ fn a_planted_symlink_to_a_folder_outside_is_not_followed() {
 }
 
 #[test]
+#[cfg(unix)]
 fn walk_lists_files_and_empty_folders_and_skips_links() {
     let root = tempfile::tempdir().unwrap();
     let top = root.path().join("tree");
@@ -391,4 +402,22 @@ fn a_discarded_partial_file_is_removed_and_a_kept_one_resumes() {
     discard(&mut files, 4);
     assert!(!dir.path().join("a.bin.part").exists());
     assert!(!files.contains(4));
+}
+
+/// Windows has no `linkat`: the file is placed by its folder's path as read back from the
+/// folder's handle when the file is placed, and the folder, held open by the download,
+/// cannot be moved away (and so not swapped for a link) meanwhile.
+#[test]
+#[cfg(windows)]
+fn a_folder_in_use_cannot_be_moved_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+    assert_eq!(start(&mut files, 2, "photos/sub/a.jpg", 3), Ok(0));
+    let moved = dir.path().join("moved");
+    assert!(std::fs::rename(dir.path().join("photos/sub"), &moved).is_err());
+    let placed = complete(&mut files, 2, b"abc").unwrap();
+    assert_eq!(placed, dir.path().join("photos/sub/a.jpg"));
+    assert_eq!(std::fs::read(&placed).unwrap(), b"abc");
+    // Free again once the download is over.
+    std::fs::rename(dir.path().join("photos/sub"), &moved).unwrap();
 }
