@@ -459,3 +459,61 @@ pub(crate) enum JobKind {
     Finalize { digest: [u8; 32] },
     Discard,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_that_cannot_be_taken_are_refused_before_any_job() {
+        let none = Files::<u64>::new(None);
+        assert_eq!(
+            none.prepare_download("a.txt", 1).unwrap_err(),
+            "this side does not accept files"
+        );
+        let files = Files::<u64>::new(Some(PathBuf::from("in")));
+        for name in ["", "..", "a/../b", "/etc/x", "C:x"] {
+            assert_eq!(
+                files.prepare_download(name, 1).unwrap_err(),
+                "unusable file name",
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            files.prepare_download("empty/", 1).unwrap_err(),
+            "a folder is offered with a size"
+        );
+    }
+
+    #[test]
+    fn a_prepare_job_names_the_folders_and_the_file_reduced() {
+        let files = Files::<u64>::new(Some(PathBuf::from("in")));
+        let Ok(DiskJob::Prepare(job)) = files.prepare_download("b//./c\\.txt", 7) else {
+            panic!("a job");
+        };
+        assert_eq!(job.dir, PathBuf::from("in"));
+        // Both separators split; a hidden name is renamed.
+        assert_eq!(job.folders, ["b", "c"]);
+        assert_eq!(job.file.as_deref(), Some("_txt"));
+        assert_eq!(job.size, 7);
+        let Ok(DiskJob::Prepare(job)) = files.prepare_download("x/y/", 0) else {
+            panic!("a job");
+        };
+        assert_eq!(
+            (job.folders, job.file),
+            (vec!["x".into(), "y".into()], None)
+        );
+    }
+
+    #[test]
+    fn a_part_name_is_taken_once_until_dropped() {
+        let names = PartNames::default();
+        let path = Path::new("in/a.txt.part");
+        let taken = names.take(path).unwrap();
+        assert!(names.take(path).is_none());
+        assert!(names.is_taken(path));
+        drop(taken);
+        assert!(!names.is_taken(path));
+        assert!(names.take(path).is_some());
+    }
+}
