@@ -437,7 +437,7 @@ pub enum DiskDone {
 
 /// Identifies a disk job handed out by the server's `Host` (keyed by a hub file handle) or
 /// a client's `Agent` (keyed by a transfer id), for reporting its result to the same.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ticket<K> {
     pub(crate) key: K,
     pub(crate) kind: JobKind,
