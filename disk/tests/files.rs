@@ -14,6 +14,13 @@ use tidings_disk::{run, DiskDone, DiskJob, OpenSource, Source};
 use tidings_disk::{walk, EntryKind};
 use tidings_host::files::Files;
 
+/// An empty download folder and the files of a side receiving into it.
+fn receiver() -> (tempfile::TempDir, Files<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(Some(dir.path().to_path_buf()));
+    (dir, files)
+}
+
 /// Makes download `key` of the offered `name` ready as a host would: the prepare job, then
 /// the download registered. The offset to accept from, or the reason to refuse.
 fn start(files: &mut Files<u64>, key: u64, name: &str, size: u64) -> Result<u64, String> {
@@ -64,9 +71,8 @@ fn complete(files: &mut Files<u64>, key: u64, data: &[u8]) -> io::Result<PathBuf
 
 #[test]
 fn never_overwrites() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     assert_eq!(start(&mut files, 2, "a.txt", 3), Ok(0));
     let placed = complete(&mut files, 2, b"new").unwrap();
     assert_eq!(placed, dir.path().join("a (1).txt"));
@@ -78,13 +84,12 @@ fn never_overwrites() {
 #[test]
 #[cfg(unix)]
 fn a_planted_symlink_is_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"keep me").unwrap();
     let link = dir.path().join("f.bin.part");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     // Passed over like a taken name: the download goes to the next partial name.
     assert_eq!(start(&mut files, 2, "f.bin", 3), Ok(0));
     assert!(dir.path().join("f (1).bin.part").is_file());
@@ -98,7 +103,7 @@ fn a_planted_symlink_is_not_followed() {
 #[test]
 #[cfg(unix)]
 fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     // A hard link to a file elsewhere (same file system): writing into it would change
     // that file, and a resume would even start from its length.
     let outside = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
@@ -107,7 +112,6 @@ fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
     std::fs::hard_link(&victim, dir.path().join("h.bin.part")).unwrap();
     let fifo = dir.path().join("g.bin.part");
     mkfifo(&fifo);
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     // Another peer's empty folder named like the partial file of `report.pdf`.
     assert_eq!(start(&mut files, 2, "report.pdf.part/", 0), Ok(0));
     assert!(matches!(files.finish_ok(2), Some(DiskJob::Folder { .. })));
@@ -143,9 +147,8 @@ fn a_planted_hard_link_fifo_or_folder_part_is_passed_over() {
 #[test]
 #[cfg(unix)]
 fn a_folder_swapped_for_a_link_meanwhile_does_not_lead_the_file_out() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     let outside = tempfile::tempdir().unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     assert_eq!(start(&mut files, 2, "photos/sub/a.jpg", 3), Ok(0));
     assert_eq!(start(&mut files, 4, "photos/sub/b.jpg", 3), Ok(0));
     // The checked folder is moved away and a link to a folder outside takes its name,
@@ -181,8 +184,7 @@ fn a_folder_swapped_for_a_link_meanwhile_does_not_lead_the_file_out() {
 #[test]
 #[cfg(unix)]
 fn a_partial_file_replaced_meanwhile_is_not_placed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+    let (dir, mut files) = receiver();
     assert_eq!(start(&mut files, 2, "a.txt", 3), Ok(0));
     let part = dir.path().join("a.txt.part");
     std::fs::remove_file(&part).unwrap();
@@ -231,8 +233,7 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
 
 #[test]
 fn folders_are_made_below_the_download_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+    let (dir, mut files) = receiver();
     assert_eq!(start(&mut files, 2, "top/sub/f.bin", 3), Ok(0));
     assert!(dir.path().join("top/sub/f.bin.part").is_file());
     assert_eq!(start(&mut files, 4, "top/empty/", 0), Ok(0));
@@ -250,12 +251,11 @@ fn folders_are_made_below_the_download_folder() {
 #[test]
 #[cfg(unix)]
 fn a_planted_symlink_to_a_folder_outside_is_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("photos")).unwrap();
     std::fs::create_dir(dir.path().join("real")).unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("real/deeper")).unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     for (name, size) in [
         ("photos/a.jpg", 1),
         ("photos/new/a.jpg", 1),
@@ -311,9 +311,8 @@ fn walk_lists_files_and_empty_folders_and_skips_links() {
 
 #[test]
 fn resumes_from_kept_partial() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     std::fs::write(dir.path().join("f.bin.part"), [1u8; 10]).unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     assert_eq!(start(&mut files, 2, "f.bin", 100), Ok(10));
     // A second offer of the same name at once does not share the partial file.
     assert_eq!(start(&mut files, 4, "f.bin", 100), Ok(0));
@@ -358,17 +357,15 @@ fn read_buffers_are_reused_once_unshared() {
 
 #[test]
 fn longer_partial_starts_over() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     std::fs::write(dir.path().join("f.bin.part"), [1u8; 10]).unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     assert_eq!(start(&mut files, 2, "f.bin", 5), Ok(0));
 }
 
 #[test]
 fn two_offers_of_one_name_prepared_at_once_get_their_own_partial_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut files) = receiver();
     std::fs::write(dir.path().join("f.bin.part"), [1u8; 10]).unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
     // A client's disk thread may run both jobs before the first result is reported.
     let first = run(files.prepare_download("f.bin", 100).unwrap());
     let second = run(files.prepare_download("f.bin", 100).unwrap());
@@ -390,8 +387,7 @@ fn two_offers_of_one_name_prepared_at_once_get_their_own_partial_files() {
 
 #[test]
 fn a_discarded_partial_file_is_removed_and_a_kept_one_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+    let (dir, mut files) = receiver();
     assert_eq!(start(&mut files, 2, "a.bin", 10), Ok(0));
     run(files.write_job(2, 0, Bytes::from_static(b"abcd")).unwrap());
     assert_eq!(files.finish_failed(2), Some(dir.path().join("a.bin.part")));
@@ -407,8 +403,7 @@ fn a_discarded_partial_file_is_removed_and_a_kept_one_resumes() {
 #[test]
 #[cfg(windows)]
 fn a_folder_in_use_cannot_be_moved_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Files::<u64>::new(Some(dir.path().to_path_buf()));
+    let (dir, mut files) = receiver();
     assert_eq!(start(&mut files, 2, "photos/sub/a.jpg", 3), Ok(0));
     let moved = dir.path().join("moved");
     assert!(std::fs::rename(dir.path().join("photos/sub"), &moved).is_err());
