@@ -308,9 +308,10 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind)
     let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
+        // Each one's first message is who was online when it joined, itself included. The
+        // second connects once the first has joined: the order of two joins in flight at
+        // once is the server's to choose.
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
-        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
-        // Each one's first message is who was online when it joined, itself included.
         let WsEvent::Text(first) = qt1.next().await else {
             panic!()
         };
@@ -318,6 +319,7 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind)
             first.as_str(),
             r#"{"src":"server","dst":"","msg":"online (2): nat, qt1"}"#
         );
+        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
         let WsEvent::Text(first) = qt2.next().await else {
             panic!()
         };

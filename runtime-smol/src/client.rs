@@ -34,8 +34,9 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_host::client::{Agent, Ticket};
-use tidings_host::files::{DiskDone, DiskJob, Source};
+use tidings_disk::OpenSource;
+use tidings_host::client::Agent;
+use tidings_host::files::{DiskDone, DiskJob, Source, Ticket};
 
 use crate::{ClientConfig, ClientEvent, Error};
 
@@ -199,7 +200,7 @@ impl Client {
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](tidings_host::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let peer = peer.to_string();
         self.call(move |a| Ok(a.send_file(&peer, source)?)).await
@@ -316,7 +317,8 @@ impl DiskThread {
                 while let Ok(job) = job_rx.recv_blocking() {
                     // The connection is gone (aborted): leave the queued jobs undone, as a
                     // crash would.
-                    if done_tx.is_closed() || done_tx.send_blocking(job.run()).is_err() {
+                    if done_tx.is_closed() || done_tx.send_blocking(tidings_disk::run(job)).is_err()
+                    {
                         return;
                     }
                 }
@@ -373,7 +375,7 @@ async fn drive(
     let mut out: VecDeque<Bytes> = VecDeque::new();
     let mut head = 0;
     // Tickets of the jobs on the disk thread, oldest first; results arrive in this order.
-    let mut jobs: VecDeque<Ticket> = VecDeque::new();
+    let mut jobs: VecDeque<Ticket<TransferId>> = VecDeque::new();
     let mut disk: Option<DiskThread> = None;
     let mut buf = vec![0u8; READ_BUF_MIN];
     let mut timer = Timer::never();
@@ -391,7 +393,7 @@ async fn drive(
                     Ok(d) => disk = Some(d),
                     Err(_) => {
                         // No thread to be had: run it here, as a blocking runtime would.
-                        agent.job_done(ticket, job.run());
+                        agent.job_done(ticket, tidings_disk::run(job));
                         agent.process();
                         continue;
                     }
