@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
     assert_refused, for_both_servers, silent_peer, std_client, temp_dir, ClientConfig, ClientEvent,
-    WebConfig, Error, ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer,
+    Error, ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer, WebConfig,
 };
 use tidings_smol::Client;
 
