@@ -17,7 +17,7 @@ const BODIES: [(&str, Body); 8] = [
     ("message_roundtrip", fuzz::message_roundtrip),
     ("session", |d| fuzz::session(d, Instant::now())),
     ("transfer_pair", |d| fuzz::transfer_pair(d, Instant::now())),
-    ("ws_frames", fuzz::ws_frames),
+    ("ws_frames", |d| fuzz::ws_frames(d, Instant::now())),
     ("http_handshake", fuzz::http_handshake),
     ("json", |d| fuzz::json(d, Instant::now())),
     ("hub", |d| fuzz::hub(d, Instant::now())),

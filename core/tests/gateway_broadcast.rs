@@ -126,7 +126,7 @@ impl World {
                     Path::Socket { server, browser } => {
                         assert!(w.gw.poll_ws().is_none(), "forward_native wrote everything");
                         while let Some(bytes) = server.poll_transmit() {
-                            browser.handle_input(&bytes);
+                            browser.handle_input(now, &bytes);
                         }
                         while let Some(e) = browser.poll_event() {
                             let WsEvent::Text(t) = e else {
@@ -332,7 +332,7 @@ fn gateway_forward_native_keeps_what_a_closed_websocket_refused() {
         let mut gw = Gateway::new(GatewayMode::Json, now);
         while gw.poll_native().is_some() {}
         let mut ws = WsConnection::server(WsConfig::default());
-        ws.close(CloseCode::NORMAL, "").unwrap();
+        ws.close(now, CloseCode::NORMAL, "").unwrap();
         assert!(gw
             .forward_native(now, wire.clone(), &mut cache, &mut ws)
             .is_err());

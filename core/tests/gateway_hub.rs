@@ -863,7 +863,7 @@ fn json_over_a_real_websocket_pair() {
     let mut received = Vec::new();
     for _ in 0..10 {
         while let Some(b) = browser.poll_transmit() {
-            server.handle_input(&b);
+            server.handle_input(now, &b);
         }
         while let Some(e) = server.poll_event() {
             gw.handle_ws_event(now, e);
@@ -875,9 +875,9 @@ fn json_over_a_real_websocket_pair() {
         while let Some(b) = hub.poll_transmit(conn) {
             gw.handle_native(now, b);
         }
-        gw.write_to(&mut server).unwrap();
+        gw.write_to(now, &mut server).unwrap();
         while let Some(b) = server.poll_transmit() {
-            browser.handle_input(&b);
+            browser.handle_input(now, &b);
         }
         while let Some(e) = browser.poll_event() {
             let WsEvent::Text(t) = e else { panic!("{e:?}") };

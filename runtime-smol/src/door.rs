@@ -87,11 +87,10 @@ pub struct DoorConfig {
     /// whole request head (and to take a plain HTTP answer). Slower clients are dropped.
     /// Default 10 s.
     pub head_timeout: Duration,
-    /// How long the server waits for the client's close frame after sending its own, before
-    /// closing the socket anyway. Default 5 s.
-    pub closing_timeout: Duration,
     /// Limits of each WebSocket connection. The default keeps messages at 2 MiB: a JSON text
-    /// beyond the hub's frame limit is refused anyway.
+    /// beyond the hub's frame limit is refused anyway. Its
+    /// [`close_timeout`](WsConfig::close_timeout) bounds how long the server waits for the
+    /// client's close frame after sending its own (default 5 s).
     pub ws: WsConfig,
     /// The static files served over plain HTTP; empty: every `GET` but `/ws` is a 404.
     pub web: Vec<WebAsset>,
@@ -101,10 +100,10 @@ impl Default for DoorConfig {
     fn default() -> Self {
         DoorConfig {
             head_timeout: Duration::from_secs(10),
-            closing_timeout: Duration::from_secs(5),
             ws: WsConfig {
                 max_message_size: 2 << 20,
                 max_frame_size: 2 << 20,
+                ..WsConfig::default()
             },
             web: Vec::new(),
         }

@@ -126,7 +126,7 @@ impl WsClient {
             counter = counter.wrapping_add(0x9E37_79B9);
             counter.to_le_bytes()
         });
-        ws.handle_input(&handshake.take_remaining());
+        ws.handle_input(Instant::now(), &handshake.take_remaining());
         WsClient {
             stream,
             ws,
@@ -160,9 +160,9 @@ impl WsClient {
             }
             let n = within(self.stream.read(&mut buf)).await.unwrap_or(0);
             if n == 0 {
-                self.ws.handle_eof();
+                self.ws.handle_eof(Instant::now());
             } else {
-                self.ws.handle_input(&buf[..n]);
+                self.ws.handle_input(Instant::now(), &buf[..n]);
             }
         }
     }
@@ -531,9 +531,13 @@ fn bytes_that_are_neither_native_nor_http_get_a_native_error() {
 #[test]
 fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
     let closing_timeout = Duration::from_millis(300);
+    let doors = page();
     let server = DoorServer::with(DoorConfig {
-        closing_timeout,
-        ..page()
+        ws: WsConfig {
+            close_timeout: closing_timeout,
+            ..doors.ws
+        },
+        ..doors
     });
     smol::block_on(async {
         let mut deaf = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
@@ -551,7 +555,7 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
             }
             let n = within(deaf.stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "the socket ended before the close frame");
-            deaf.ws.handle_input(&buf[..n]);
+            deaf.ws.handle_input(Instant::now(), &buf[..n]);
         };
         let n = within(deaf.stream.read(&mut buf)).await.unwrap_or(0);
         assert_eq!(n, 0, "nothing follows the close frame");
@@ -560,7 +564,10 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound() {
 
         // A polite client's close handshake ends at once, and the server goes on.
         let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
-        polite.ws.close(CloseCode::NORMAL, "bye").unwrap();
+        polite
+            .ws
+            .close(Instant::now(), CloseCode::NORMAL, "bye")
+            .unwrap();
         polite.flush().await;
         loop {
             if let WsEvent::Close { code, .. } = polite.next().await {

@@ -293,7 +293,7 @@ impl Gateway {
         cache: &mut RenderCache,
         ws: &mut WsConnection,
     ) -> Result<(), SendError> {
-        let queued = self.write_to(ws);
+        let queued = self.write_to(now, ws);
         let mut sink = Sink {
             cache,
             ws: Some((ws, queued)),
@@ -301,7 +301,7 @@ impl Gateway {
         self.native_in(now, bytes, Some(&mut sink));
         let (ws, result) = sink.ws.expect("set above");
         result?;
-        self.write_to(ws)
+        self.write_to(now, ws)
     }
 
     fn native_in(&mut self, now: Instant, bytes: Bytes, sink: Option<&mut Sink<'_>>) {
@@ -409,13 +409,13 @@ impl Gateway {
     }
 
     /// Drains [`Gateway::poll_ws`] into `ws` (text and binary without copying large
-    /// payloads, close).
+    /// payloads, close, which starts `ws`'s close timer at `now`).
     ///
     /// # Errors
     ///
     /// `ws` refused a message (it is closed or failed): that message and the ones after it
     /// stay queued.
-    pub fn write_to(&mut self, ws: &mut WsConnection) -> Result<(), SendError> {
+    pub fn write_to(&mut self, now: Instant, ws: &mut WsConnection) -> Result<(), SendError> {
         while let Some(msg) = self.to_ws.pop_front() {
             let result = match &msg {
                 // Small texts are copied next to their header (one contiguous write for many
@@ -423,7 +423,7 @@ impl Gateway {
                 WsMessage::Text(text) => ws.send_text_bytes(text.clone()),
                 WsMessage::Binary(data) => ws.send_binary_bytes(data.clone()),
                 WsMessage::Ping(data) => ws.send_ping(data),
-                WsMessage::Close { code, reason } => ws.close(*code, reason),
+                WsMessage::Close { code, reason } => ws.close(now, *code, reason),
             };
             if let Err(e) = result {
                 self.to_ws.push_front(msg);
@@ -655,7 +655,7 @@ impl Gateway {
             ) && RenderCache::admits(body)
         });
         if let Some(sink) = sink {
-            if self.cached(sink, carriage, kind, body) {
+            if self.cached(now, sink, carriage, kind, body) {
                 return;
             }
             let Some(msg) = self.decode_hub(kind, take_body()) else {
@@ -676,7 +676,14 @@ impl Gateway {
 
     /// Sends the stored rendering of the frame, if there is one: straight into the WebSocket
     /// when the sink has it (after what is queued, to keep the order), else as a message.
-    fn cached(&mut self, sink: &mut Sink<'_>, carriage: Carriage, kind: u8, body: &[u8]) -> bool {
+    fn cached(
+        &mut self,
+        now: Instant,
+        sink: &mut Sink<'_>,
+        carriage: Carriage,
+        kind: u8,
+        body: &[u8],
+    ) -> bool {
         match &mut sink.ws {
             Some((ws, result)) => {
                 let Some(r) = sink.cache.get_ref(carriage, kind, body) else {
@@ -684,7 +691,7 @@ impl Gateway {
                 };
                 if result.is_ok() {
                     *result = self
-                        .write_to(ws)
+                        .write_to(now, ws)
                         .and_then(|()| ws.send_text_framed(&r.text, &r.frame));
                 }
                 if result.is_err() {

@@ -27,7 +27,9 @@ mod recv;
 mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
-pub use connection::{MaskSource, Role, WsConfig, WsConnection, WsEvent, WsState};
+pub use connection::{
+    MaskSource, Role, WsConfig, WsConnection, WsEvent, WsState, DEFAULT_CLOSE_TIMEOUT,
+};
 pub use error::{SendError, WsError};
 pub use frame::{
     encode_frame, encode_frame_header, server_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,

@@ -4,7 +4,16 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use tidings_core::ws::{apply_mask, FrameHeader, OpCode, WsConfig, WsConnection, WsEvent, WsState};
+
+/// The one instant these tests feed as `now`: nothing here depends on time passing.
+pub fn now() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
 
 /// The masking key used for frames the tests send as a client.
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -172,7 +181,7 @@ pub fn feed(server: bool, config: WsConfig, input: &[u8], split: Split) -> Outco
     let mut conn = connection(server, config);
     let mut events = Vec::new();
     for chunk in chunks(input, split) {
-        conn.handle_input(chunk);
+        conn.handle_input(now(), chunk);
         while let Some(event) = conn.poll_event() {
             events.push(event);
         }
