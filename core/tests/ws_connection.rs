@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidings_core::ws::{
-    server_frame, CloseCode, OpCode, SendError, WsConfig, WsConnection, WsError, WsEvent, WsState,
+    server_frame, CloseCode, OpCode, WsConfig, WsConnection, WsError, WsEvent, WsSendError, WsState,
 };
 use ws_util::*;
 
@@ -85,7 +85,7 @@ fn close_started_by_the_client() {
         .close(now(), CloseCode::GOING_AWAY, "leaving")
         .unwrap();
     assert_eq!(client.state(), WsState::Closing);
-    assert_eq!(client.send_text("late"), Err(SendError::Closed));
+    assert_eq!(client.send_text("late"), Err(WsSendError::Closed));
     assert_eq!(client.close(now(), CloseCode::NORMAL, ""), Ok(())); // already closing: no-op
     pump(&mut client, &mut server, 3);
     assert_eq!(
@@ -97,7 +97,7 @@ fn close_started_by_the_client() {
     );
     assert_eq!(server.state(), WsState::Closed);
     assert!(!server.should_close_socket()); // the echo is not written yet
-    assert_eq!(server.send_binary(b"late"), Err(SendError::Closed));
+    assert_eq!(server.send_binary(b"late"), Err(WsSendError::Closed));
     pump(&mut server, &mut client, 4);
     assert!(server.should_close_socket()); // the server closes TCP first
     assert_eq!(
@@ -158,34 +158,34 @@ fn send_rules() {
     let (mut client, mut server) = pair();
     assert_eq!(
         client.send_ping(&[0; 126]),
-        Err(SendError::ControlTooLong(126))
+        Err(WsSendError::ControlTooLong(126))
     );
     assert_eq!(
         client.send_pong(&[0; 126]),
-        Err(SendError::ControlTooLong(126))
+        Err(WsSendError::ControlTooLong(126))
     );
     assert!(client.send_ping(&[0; 125]).is_ok());
     for code in [999u16, 1004, 1005, 1006, 1015, 2000, 5000] {
         assert_eq!(
             client.close(now(), CloseCode(code), ""),
-            Err(SendError::InvalidCloseCode(code))
+            Err(WsSendError::InvalidCloseCode(code))
         );
     }
     assert_eq!(
         client.close(now(), CloseCode::NORMAL, &"x".repeat(124)),
-        Err(SendError::CloseReasonTooLong(124))
+        Err(WsSendError::CloseReasonTooLong(124))
     );
     assert_eq!(client.state(), WsState::Open);
     assert_eq!(
         client.send_encoded(server_frame(OpCode::Text, b"x")),
-        Err(SendError::NotServer)
+        Err(WsSendError::NotServer)
     );
     assert!(server
         .close(now(), CloseCode(4000), &"y".repeat(123))
         .is_ok());
     assert_eq!(
         server.send_encoded(server_frame(OpCode::Text, b"x")),
-        Err(SendError::Closed)
+        Err(WsSendError::Closed)
     );
 }
 
@@ -266,7 +266,7 @@ fn eof_before_close_is_abnormal() {
     assert_eq!(server.state(), WsState::Closed);
     assert_eq!(server.pending_transmit(), 0); // nothing to send on a dead transport
     assert!(server.should_close_socket());
-    assert_eq!(server.send_text("x"), Err(SendError::Closed));
+    assert_eq!(server.send_text("x"), Err(WsSendError::Closed));
 }
 
 #[test]
@@ -408,7 +408,7 @@ fn a_peer_that_never_answers_our_close_is_cut_off_at_the_deadline() {
     // Over: input is ignored, sends are refused.
     server.handle_input(t0 + CLOSE_TIMEOUT, &client_frame(true, 1, b"too late"));
     assert_eq!(server.poll_event(), None);
-    assert_eq!(server.send_text("x"), Err(SendError::Closed));
+    assert_eq!(server.send_text("x"), Err(WsSendError::Closed));
 }
 
 #[test]

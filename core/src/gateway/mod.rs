@@ -101,7 +101,7 @@ use crate::wire::{
     frame_type, Frame, FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN,
     MAX_FRAME_CEILING, PREAMBLE_LEN,
 };
-use crate::ws::{CloseCode, SendError, Utf8Bytes, WsConnection, WsEvent, MAX_CLOSE_REASON};
+use crate::ws::{CloseCode, Utf8Bytes, WsConnection, WsEvent, WsSendError, MAX_CLOSE_REASON};
 use crate::ErrorCode;
 
 /// A message for the WebSocket, from [`Gateway::poll_ws`].
@@ -292,7 +292,7 @@ impl Gateway {
         bytes: Bytes,
         cache: &mut RenderCache,
         ws: &mut WsConnection,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), WsSendError> {
         let queued = self.write_to(now, ws);
         let mut sink = Sink {
             cache,
@@ -415,7 +415,7 @@ impl Gateway {
     ///
     /// `ws` refused a message (it is closed or failed): that message and the ones after it
     /// stay queued.
-    pub fn write_to(&mut self, now: Instant, ws: &mut WsConnection) -> Result<(), SendError> {
+    pub fn write_to(&mut self, now: Instant, ws: &mut WsConnection) -> Result<(), WsSendError> {
         while let Some(msg) = self.to_ws.pop_front() {
             let result = match &msg {
                 // Small texts are copied next to their header (one contiguous write for many
@@ -861,7 +861,7 @@ struct Sink<'a> {
     cache: &'a mut RenderCache,
     /// The WebSocket to copy cached renderings into ([`Gateway::forward_native`]), and
     /// whether it has taken everything so far.
-    ws: Option<(&'a mut WsConnection, Result<(), SendError>)>,
+    ws: Option<(&'a mut WsConnection, Result<(), WsSendError>)>,
 }
 
 const PREAMBLE: [u8; PREAMBLE_LEN] = Preamble::CURRENT.to_bytes();

@@ -1,7 +1,7 @@
 //! [`WsConnection`]: the WebSocket state machine after the opening handshake.
 
 use super::close::{encode_close_payload, CloseCode, MAX_CLOSE_REASON};
-use super::error::{SendError, WsError};
+use super::error::{WsError, WsSendError};
 use super::frame::{
     encode_frame, encode_frame_header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
@@ -18,7 +18,7 @@ const SHARE_THRESHOLD: usize = 4096;
 
 /// Which end of the connection this is. It decides masking: clients mask, servers do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
+pub enum WsRole {
     /// Opened the connection; masks every frame it sends and expects unmasked frames.
     Client,
     /// Accepted the connection; expects masked frames and sends unmasked ones.
@@ -283,7 +283,7 @@ impl TxQueue {
 /// assert_eq!(client.poll_timeout(), None);
 /// ```
 pub struct WsConnection {
-    role: Role,
+    role: WsRole,
     rx: Receiver,
     tx: TxQueue,
     masks: Option<Box<dyn MaskSource>>,
@@ -314,20 +314,20 @@ impl core::fmt::Debug for WsConnection {
 impl WsConnection {
     /// The server end of a connection whose handshake has completed.
     pub fn server(config: WsConfig) -> Self {
-        Self::new(Role::Server, config, None)
+        Self::new(WsRole::Server, config, None)
     }
 
     /// The client end of a connection whose handshake has completed; `masks` supplies one
     /// masking key per frame sent (including automatic pongs and close replies).
     pub fn client(config: WsConfig, masks: impl MaskSource + 'static) -> Self {
-        Self::new(Role::Client, config, Some(Box::new(masks)))
+        Self::new(WsRole::Client, config, Some(Box::new(masks)))
     }
 
-    fn new(role: Role, config: WsConfig, masks: Option<Box<dyn MaskSource>>) -> Self {
+    fn new(role: WsRole, config: WsConfig, masks: Option<Box<dyn MaskSource>>) -> Self {
         WsConnection {
             role,
             rx: Receiver::new(
-                role == Role::Server,
+                role == WsRole::Server,
                 config.max_frame_size,
                 config.max_message_size,
             ),
@@ -345,7 +345,7 @@ impl WsConnection {
     }
 
     /// This end's role.
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> WsRole {
         self.role
     }
 
@@ -441,7 +441,7 @@ impl WsConnection {
         if !self.tx.is_empty() {
             return false;
         }
-        self.failed || self.eof || (self.close_received && self.role == Role::Server)
+        self.failed || self.eof || (self.close_received && self.role == WsRole::Server)
     }
 
     /// Whether the close handshake ran out of [`WsConfig::close_timeout`]. A driver that
@@ -452,7 +452,7 @@ impl WsConnection {
     }
 
     /// Queues a text message.
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+    pub fn send_text(&mut self, text: &str) -> Result<(), WsSendError> {
         self.send_frame(OpCode::Text, text.as_bytes())
     }
 
@@ -462,7 +462,11 @@ impl WsConnection {
     /// header to encode (copied when small, by reference when large, as in
     /// [`send_text_bytes`](Self::send_text_bytes)); a client, which must mask, encodes `text`
     /// afresh.
-    pub(crate) fn send_text_framed(&mut self, text: &str, frame: &Bytes) -> Result<(), SendError> {
+    pub(crate) fn send_text_framed(
+        &mut self,
+        text: &str,
+        frame: &Bytes,
+    ) -> Result<(), WsSendError> {
         if self.masks.is_some() {
             return self.send_text(text);
         }
@@ -477,32 +481,32 @@ impl WsConnection {
     }
 
     /// Queues a binary message, copying `data` next to its header.
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsSendError> {
         self.send_frame(OpCode::Binary, data)
     }
 
     /// Queues a binary message held in `Bytes`. On a server, large payloads are queued by
     /// reference, without copying; a client must mask, which copies.
-    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
+    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), WsSendError> {
         self.send_shared(OpCode::Binary, data)
     }
 
     /// Queues a text message held in [`Utf8Bytes`] (e.g. one just received, to echo or relay
     /// it). On a server, large payloads are queued by reference, without copying.
-    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
+    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), WsSendError> {
         self.send_shared(OpCode::Text, text.into_bytes())
     }
 
     /// Queues a ping (payload at most 125 bytes). The peer's pong arrives as
     /// [`WsEvent::Pong`].
-    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsSendError> {
         check_control_len(payload)?;
         self.send_frame(OpCode::Ping, payload)
     }
 
     /// Queues an unsolicited pong (payload at most 125 bytes), a one-way heartbeat. Pings are
     /// answered automatically; there is no need to call this for them.
-    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), WsSendError> {
         check_control_len(payload)?;
         self.send_frame(OpCode::Pong, payload)
     }
@@ -513,9 +517,9 @@ impl WsConnection {
     ///
     /// `frame` must be one or more complete, unmasked data frames; the connection does not
     /// re-check what the caller encoded.
-    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), SendError> {
-        if self.role != Role::Server {
-            return Err(SendError::NotServer);
+    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), WsSendError> {
+        if self.role != WsRole::Server {
+            return Err(WsSendError::NotServer);
         }
         self.check_can_send()?;
         self.tx.push_shared(frame);
@@ -529,12 +533,17 @@ impl WsConnection {
     /// Calling it again, or after the peer's close frame, does nothing: the connection is
     /// already closing. `code` must satisfy [`CloseCode::is_sendable`] and `reason` fit in
     /// 123 bytes.
-    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+    pub fn close(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), WsSendError> {
         if !code.is_sendable() {
-            return Err(SendError::InvalidCloseCode(code.0));
+            return Err(WsSendError::InvalidCloseCode(code.0));
         }
         if reason.len() > MAX_CLOSE_REASON {
-            return Err(SendError::CloseReasonTooLong(reason.len()));
+            return Err(WsSendError::CloseReasonTooLong(reason.len()));
         }
         if self.close_sent || self.failed || self.eof || self.timed_out {
             return Ok(());
@@ -548,22 +557,22 @@ impl WsConnection {
         !(self.close_received || self.failed || self.eof || self.timed_out)
     }
 
-    fn check_can_send(&self) -> Result<(), SendError> {
+    fn check_can_send(&self) -> Result<(), WsSendError> {
         if self.close_sent || self.failed || self.eof || self.timed_out {
-            Err(SendError::Closed)
+            Err(WsSendError::Closed)
         } else {
             Ok(())
         }
     }
 
-    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsSendError> {
         self.check_can_send()?;
         self.encode(opcode, payload);
         Ok(())
     }
 
-    fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), SendError> {
-        if self.role == Role::Server && data.len() >= SHARE_THRESHOLD {
+    fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), WsSendError> {
+        if self.role == WsRole::Server && data.len() >= SHARE_THRESHOLD {
             self.check_can_send()?;
             self.tx.room(MAX_HEADER_LEN);
             encode_frame_header(&mut self.tx.buf, true, opcode, data.len(), None);
@@ -631,9 +640,9 @@ impl WsConnection {
     }
 }
 
-fn check_control_len(payload: &[u8]) -> Result<(), SendError> {
+fn check_control_len(payload: &[u8]) -> Result<(), WsSendError> {
     if payload.len() > MAX_CONTROL_PAYLOAD {
-        Err(SendError::ControlTooLong(payload.len()))
+        Err(WsSendError::ControlTooLong(payload.len()))
     } else {
         Ok(())
     }

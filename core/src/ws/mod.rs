@@ -28,9 +28,9 @@ mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use connection::{
-    MaskSource, Role, WsConfig, WsConnection, WsEvent, WsState, DEFAULT_CLOSE_TIMEOUT,
+    MaskSource, WsConfig, WsConnection, WsEvent, WsRole, WsState, DEFAULT_CLOSE_TIMEOUT,
 };
-pub use error::{SendError, WsError};
+pub use error::{WsError, WsSendError};
 pub use frame::{
     encode_frame, encode_frame_header, server_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
     MAX_HEADER_LEN,
