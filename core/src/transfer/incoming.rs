@@ -8,9 +8,9 @@ use sha2::{Digest as _, Sha256};
 use super::progress::Meter;
 use super::reads::Reads;
 use super::{
-    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+    Digest, Direction, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId, TransferIo,
 };
-use crate::session::SendError;
+use crate::error::SendError;
 use crate::wire::{Message, Offer, Utf8};
 use crate::{ErrorCode, ProtocolError};
 
@@ -119,11 +119,11 @@ impl Incoming {
 
     /// The deadline from [`Incoming::deadline`] passed. Returns `true` if the transfer timed
     /// out; a relay waiting for the far verdict sends a zero `credit` instead.
-    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+    pub(crate) fn on_timer(&mut self, io: &mut impl TransferIo) -> bool {
         if !self.awaits_far_verdict() {
             return true;
         }
-        self.keepalive = io.now;
+        self.keepalive = io.now();
         io.control(&Message::Credit {
             id: self.id,
             bytes: 0,
@@ -131,7 +131,7 @@ impl Incoming {
         false
     }
 
-    fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
+    fn finished(&self, io: &mut impl TransferIo, result: Result<Digest, TransferFailure>) {
         io.event(TransferEvent::Finished {
             id: self.id,
             direction: Direction::Receive,
@@ -144,7 +144,7 @@ impl Incoming {
         offset: u64,
         mode: Mode,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
         if self.phase != Phase::Offered {
             return Err(SendError::Invalid("the offer was already answered"));
@@ -158,8 +158,8 @@ impl Incoming {
         self.received = offset;
         self.written = offset;
         self.credit_end = offset;
-        self.since = io.now;
-        self.keepalive = io.now;
+        self.since = io.now();
+        self.keepalive = io.now();
         // Resuming locally: the prefix must be hashed before any chunk, so the first accept
         // grants nothing; credit follows once the kept bytes are read (see `provide`).
         let hashing = mode == Mode::Local && offset > 0;
@@ -188,13 +188,13 @@ impl Incoming {
         offset: u64,
         data: Bytes,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if self.phase != Phase::Hashing || !self.reads.answer(offset, data.len()) {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         self.hasher.update(&data);
-        self.since = io.now;
+        self.since = io.now();
         if self.reads.provided() == self.offset {
             if self.peer_digest.is_some() {
                 // `done` came while we hashed (nothing was missing): judge now.
@@ -210,9 +210,9 @@ impl Incoming {
                     bytes: credit,
                 });
             }
-        } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+        } else if io.now() >= self.keepalive + super::keepalive_interval(cfg) {
             // The sender hears nothing while we read a long prefix: zero credit says we live.
-            self.keepalive = io.now;
+            self.keepalive = io.now();
             io.control(&Message::Credit {
                 id: self.id,
                 bytes: 0,
@@ -226,7 +226,7 @@ impl Incoming {
         &mut self,
         msg: Message,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, ProtocolError> {
         match msg {
             Message::Chunk { offset, data, .. } => {
@@ -241,7 +241,7 @@ impl Incoming {
                         "chunk beyond the granted credit",
                     ));
                 }
-                self.since = io.now;
+                self.since = io.now();
                 if data.is_empty() {
                     // A keepalive from a sender still hashing its prefix: nothing to write.
                     return Ok(false);
@@ -256,7 +256,7 @@ impl Incoming {
                     data,
                 });
                 if let Some(p) = self.meter.update(
-                    io.now,
+                    io.now(),
                     cfg.progress_interval,
                     self.id,
                     Direction::Receive,
@@ -273,7 +273,7 @@ impl Incoming {
                     return Err(out_of_range("done before every byte arrived"));
                 }
                 self.peer_digest = Some(digest);
-                self.since = io.now;
+                self.since = io.now();
                 if self.phase == Phase::Hashing {
                     // Resuming a complete file (offset = size): the sender needed no credit
                     // and finished hashing first. The verdict waits for our own prefix.
@@ -314,7 +314,7 @@ impl Incoming {
         &mut self,
         len: u64,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if !matches!(self.phase, Phase::Receiving | Phase::Verifying) {
             return Err(SendError::Invalid("no received bytes to write yet"));
@@ -326,7 +326,7 @@ impl Incoming {
             return Ok(false);
         }
         self.written += len;
-        self.since = io.now;
+        self.since = io.now();
         self.grant_credit(cfg, io);
         if self.phase == Phase::Verifying && self.mode == Mode::Local {
             return Ok(self.try_verify(io));
@@ -338,7 +338,7 @@ impl Incoming {
     /// disk may take longer than the sender's stall timer to free half the window, so once a
     /// keepalive interval has passed without a credit frame, whatever is free (possibly
     /// nothing) goes out anyway: the sender then knows we are alive and writing.
-    fn grant_credit(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn grant_credit(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         let window = cfg.window as u64;
         let in_flight = self.credit_end - self.written;
         let grant = window
@@ -346,12 +346,12 @@ impl Incoming {
             .min(self.size - self.credit_end);
         let last = grant > 0 && self.credit_end + grant == self.size;
         let worth_it = grant >= (window / 2).max(1) || last;
-        let due = io.now >= self.keepalive + super::keepalive_interval(cfg);
+        let due = io.now() >= self.keepalive + super::keepalive_interval(cfg);
         if !worth_it && !due {
             return;
         }
         self.credit_end += grant;
-        self.keepalive = io.now;
+        self.keepalive = io.now();
         io.control(&Message::Credit {
             id: self.id,
             bytes: grant as u32,
@@ -359,7 +359,7 @@ impl Incoming {
     }
 
     /// Sends the verdict once `done` arrived and every byte is written.
-    fn try_verify(&mut self, io: &mut Io) -> bool {
+    fn try_verify(&mut self, io: &mut impl TransferIo) -> bool {
         let Some(expected) = self.peer_digest else {
             return false;
         };
@@ -392,7 +392,7 @@ impl Incoming {
     pub(crate) fn relay_outcome(
         &mut self,
         result: Result<Digest, (ErrorCode, &str)>,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if self.mode != Mode::Relay || self.phase != Phase::Verifying {
             return Err(SendError::Invalid(

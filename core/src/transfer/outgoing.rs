@@ -8,9 +8,9 @@ use sha2::{Digest as _, Sha256};
 use super::progress::Meter;
 use super::reads::Reads;
 use super::{
-    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+    Digest, Direction, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId, TransferIo,
 };
-use crate::session::SendError;
+use crate::error::SendError;
 use crate::wire::Message;
 use crate::{ErrorCode, ProtocolError};
 
@@ -119,11 +119,11 @@ impl Outgoing {
 
     /// The deadline from [`Outgoing::deadline`] passed. Returns `true` if the transfer timed
     /// out; a relay waiting for bytes sends an empty `chunk` at its current offset instead.
-    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+    pub(crate) fn on_timer(&mut self, io: &mut impl TransferIo) -> bool {
         if !self.awaits_relayed_bytes() {
             return true;
         }
-        self.keepalive = io.now;
+        self.keepalive = io.now();
         // Behind the chunks already queued, so its offset is where the receiver stands then.
         io.data(&Message::Chunk {
             id: self.id,
@@ -133,7 +133,7 @@ impl Outgoing {
         false
     }
 
-    fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
+    fn finished(&self, io: &mut impl TransferIo, result: Result<Digest, TransferFailure>) {
         io.event(TransferEvent::Finished {
             id: self.id,
             direction: Direction::Send,
@@ -146,7 +146,7 @@ impl Outgoing {
         &mut self,
         msg: Message,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, ProtocolError> {
         match msg {
             Message::Accept { offset, credit, .. } => {
@@ -161,8 +161,8 @@ impl Outgoing {
                 }
                 self.offset = offset;
                 self.credit_end = offset.saturating_add(credit.into());
-                self.since = io.now;
-                self.keepalive = io.now;
+                self.since = io.now();
+                self.keepalive = io.now();
                 io.event(TransferEvent::Accepted {
                     id: self.id,
                     offset,
@@ -179,7 +179,7 @@ impl Outgoing {
                     return Err(unexpected("credit before accept"));
                 }
                 self.credit_end = self.credit_end.saturating_add(bytes.into());
-                self.since = io.now;
+                self.since = io.now();
                 Ok(false)
             }
             Message::Complete { .. } => {
@@ -207,7 +207,7 @@ impl Outgoing {
         }
     }
 
-    fn start_sending(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn start_sending(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         self.phase = Phase::Sending;
         self.reads = Reads::at(self.offset);
         self.report(cfg, io);
@@ -220,7 +220,7 @@ impl Outgoing {
         offset: u64,
         data: Bytes,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         let reading = matches!(self.phase, Phase::Hashing | Phase::Sending);
         if !reading || !self.reads.answer(offset, data.len()) {
@@ -229,15 +229,15 @@ impl Outgoing {
         if self.mode == Mode::Local {
             self.hasher.update(&data);
         }
-        self.since = io.now;
+        self.since = io.now();
         match self.phase {
             Phase::Hashing => {
                 if self.reads.provided() == self.offset {
                     self.start_sending(cfg, io);
-                } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+                } else if io.now() >= self.keepalive + super::keepalive_interval(cfg) {
                     // The receiver sees no chunk while we hash a long prefix: an empty chunk
                     // at the resume offset says we live, without moving any byte.
-                    self.keepalive = io.now;
+                    self.keepalive = io.now();
                     io.data(&Message::Chunk {
                         id: self.id,
                         offset: self.offset,
@@ -246,7 +246,7 @@ impl Outgoing {
                 }
             }
             Phase::Sending => {
-                self.keepalive = io.now;
+                self.keepalive = io.now();
                 io.data(&Message::Chunk {
                     id: self.id,
                     offset,
@@ -260,9 +260,9 @@ impl Outgoing {
         Ok(false)
     }
 
-    fn report(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn report(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         let p = self.meter.update(
-            io.now,
+            io.now(),
             cfg.progress_interval,
             self.id,
             Direction::Send,
@@ -275,7 +275,7 @@ impl Outgoing {
     }
 
     /// Queues `done` once every byte went out (and, relaying, the digest is known).
-    fn maybe_done(&mut self, io: &mut Io) {
+    fn maybe_done(&mut self, io: &mut impl TransferIo) {
         if self.phase != Phase::Sending || self.reads.provided() < self.size {
             return;
         }
@@ -295,7 +295,11 @@ impl Outgoing {
         });
     }
 
-    pub(crate) fn relay_digest(&mut self, digest: Digest, io: &mut Io) -> Result<(), SendError> {
+    pub(crate) fn relay_digest(
+        &mut self,
+        digest: Digest,
+        io: &mut impl TransferIo,
+    ) -> Result<(), SendError> {
         if self.mode != Mode::Relay || self.relay_digest.is_some() {
             return Err(SendError::Invalid(
                 "not a relay transfer waiting for its digest",
