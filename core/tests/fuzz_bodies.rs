@@ -2,12 +2,12 @@
 //! (a regression test per file) and a few thousand deterministic random inputs, so the
 //! bodies can never rot between fuzzing campaigns.
 
-mod common;
+mod sim;
 
 use std::path::Path;
 use std::time::Instant;
 
-use common::Rng;
+use sim::Rng;
 use tidings_core::fuzz;
 
 type Body = fn(&[u8]);

@@ -1,11 +1,11 @@
 //! Files relayed through the hub between two clients, simulated: integrity end to end,
 //! bounded memory in the hub, slow receivers, resume, and either side going away.
 
-mod hub_sim;
+mod sim;
 
 use std::time::Duration;
 
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::HubConfig;
 use tidings_core::session::Config;
 use tidings_core::transfer::TransferConfig;
@@ -13,8 +13,8 @@ use tidings_core::ErrorCode;
 
 const WINDOW: usize = 1 << 20;
 
-fn pair(seed: u64) -> Net {
-    let mut net = Net::with_defaults(seed);
+fn pair(seed: u64) -> HubNet {
+    let mut net = HubNet::with_defaults(seed);
     net.join("alice");
     net.join("bob");
     net
@@ -85,7 +85,7 @@ fn the_window_bound_follows_the_hubs_transfer_settings() {
         },
         ..HubConfig::default()
     };
-    let mut net = Net::new(config, 3);
+    let mut net = HubNet::new(config, 3);
     net.join("alice");
     net.join("bob");
     net.client("bob").write_rate = Some(8 << 10);
@@ -252,7 +252,7 @@ fn an_offer_to_someone_offline_is_rejected_with_unknown_peer() {
 
 #[test]
 fn several_relays_at_once_in_both_directions() {
-    let mut net = Net::with_defaults(11);
+    let mut net = HubNet::with_defaults(11);
     for n in ["a", "b", "c"] {
         net.join(n);
     }
@@ -377,7 +377,7 @@ fn random_relays_end_consistently_on_both_sides() {
 
 #[test]
 fn a_receiver_with_too_many_transfers_makes_further_offers_fail_with_limit_exceeded() {
-    let mut net = Net::with_defaults(12);
+    let mut net = HubNet::with_defaults(12);
     for n in ["a", "c", "bob"] {
         net.join(n);
     }
@@ -510,7 +510,7 @@ fn every_offer_the_server_makes_has_one_server_wide_number_told_to_its_sender() 
             net.settle();
         }
     }
-    let offered = |net: &mut Net, who: &str| -> Vec<(String, u64)> {
+    let offered = |net: &mut HubNet, who: &str| -> Vec<(String, u64)> {
         let c = net.client(who);
         c.offers
             .iter()

@@ -5,17 +5,17 @@
 //! cargo test --release -p tidings-core --test hub_scale -- --ignored --nocapture
 //! ```
 
-mod hub_sim;
+mod sim;
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::{ConnId, Hub, HubConfig, HubEvent};
 use tidings_core::wire::{Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
 
-fn room(n: usize, seed: u64) -> Net {
-    let mut net = Net::new(
+fn room(n: usize, seed: u64) -> HubNet {
+    let mut net = HubNet::new(
         HubConfig {
             max_peers: n,
             ..HubConfig::default()
@@ -200,7 +200,7 @@ fn measure_hub_only_joins_fan_out_and_routing() {
 #[test]
 #[ignore = "measurement; run in release with --nocapture"]
 fn measure_relay_throughput() {
-    let mut net = Net::with_defaults(4);
+    let mut net = HubNet::with_defaults(4);
     net.join("alice");
     net.join("bob");
     let size = 256 << 20;

@@ -1,14 +1,13 @@
 //! Transfers that do not complete: cancel, reject, timeouts, hostile file names, protocol
 //! violations with their codes, huge sizes and digest mismatches.
 
-#[path = "transfer_harness.rs"]
-mod harness;
+mod sim;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::common::Net;
-use harness::{pair, run, Answer, Host, Pattern, Source};
+use sim::transfer::{pair, run, Answer, Host, Pattern, Source};
+use sim::Pair;
 use tidings_core::session::{Closed, Event};
 use tidings_core::transfer::{TransferConfig, MAX_BASE_NAME};
 use tidings_core::wire::{Message, Offer, Utf8};
@@ -55,7 +54,7 @@ fn closed(h: &Host) -> Option<&Closed> {
     })
 }
 
-fn mid_transfer(seed: u64) -> (Net, Host, Host, u64) {
+fn mid_transfer(seed: u64) -> (Pair, Host, Host, u64) {
     let tc = TransferConfig {
         chunk_size: 8 << 10,
         window: 32 << 10,
@@ -345,7 +344,7 @@ fn stalled_transfer_times_out() {
 /// Offers each of `names` raw (ids `first`, `first + 2` …) and returns the name the
 /// receiving side reported for each, `None` where it rejected the offer.
 fn offered_names(
-    net: &mut Net,
+    net: &mut Pair,
     s: &mut Host,
     first: u64,
     names: &[&str],
@@ -501,7 +500,7 @@ fn too_many_offers_are_rejected_with_limit_exceeded() {
 
 /// A raw client that offers id 0 (size `size`) and has it accepted by the server, with the
 /// given window; returns the pair with the server's host.
-fn raw_accepted(size: u64, window: u32, seed: u64) -> (Net, Host, Host) {
+fn raw_accepted(size: u64, window: u32, seed: u64) -> (Pair, Host, Host) {
     let tc = TransferConfig {
         window,
         ..TransferConfig::default()
@@ -528,7 +527,7 @@ fn chunk(id: u64, offset: u64, len: usize) -> Message {
 }
 
 /// Sends `msg` from the raw client and returns how each side closed (if it did).
-fn violate(net: &mut Net, c: &mut Host, s: &mut Host, msg: Message) -> Option<Closed> {
+fn violate(net: &mut Pair, c: &mut Host, s: &mut Host, msg: Message) -> Option<Closed> {
     net.client.send(&msg).unwrap();
     net.settle();
     net.settle();

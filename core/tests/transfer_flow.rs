@@ -2,15 +2,14 @@
 //! delays, tiny credit windows, chat beside file data, fairness, slow receivers and resume
 //! after a dropped connection.
 
-#[path = "transfer_harness.rs"]
-mod harness;
+mod sim;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::common::Rng;
-use harness::{pair, run, Answer, Host, Pattern, Sink, Source};
 use sha2::{Digest as _, Sha256};
+use sim::transfer::{pair, run, Answer, Host, Pattern, Sink, Source};
+use sim::Rng;
 use tidings_core::session::Event;
 use tidings_core::transfer::{Direction, Mode, TransferConfig, TransferEvent};
 use tidings_core::ErrorCode;

@@ -5,13 +5,13 @@
 //! same bytes. Every input is fed three ways — whole, one byte at a time, and in random pieces
 //! from fixed seeds — and each way must give exactly the expected outcome.
 
-mod common;
+mod sim;
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::Rng;
 use serde_json::{json, Map, Value};
+use sim::Rng;
 use tidings_core::session::{Closed, Config, Event, Session};
 use tidings_core::transfer::{Direction, TransferEvent};
 use tidings_core::wire::{

@@ -1,15 +1,15 @@
 //! `WsConnection` as a whole: two connections talking in memory, the close handshake from
 //! either side, sending rules, zero-copy paths, end of stream and input bounds.
 
-mod ws_util;
+mod sim;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use sim::ws::*;
 use tidings_core::ws::{
     server_frame, CloseCode, OpCode, WsConfig, WsConnection, WsError, WsEvent, WsSendError, WsState,
 };
-use ws_util::*;
 
 fn pair() -> (WsConnection, WsConnection) {
     (

@@ -1,11 +1,11 @@
 //! Every frame rule of RFC 6455 §5 with the close code it calls for. Each input is fed whole,
 //! one byte at a time and at random split points, and must give the same outcome every way.
 
-mod ws_util;
+mod sim;
 
 use bytes::Bytes;
+use sim::ws::*;
 use tidings_core::ws::{CloseCode, OpCode, WsConfig, WsError, WsEvent, WsState};
-use ws_util::*;
 
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;

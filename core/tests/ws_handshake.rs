@@ -2,13 +2,13 @@
 //! the status (server) or error (client) it gets. Heads are fed whole, byte by byte and at
 //! random split points.
 
-mod ws_util;
+mod sim;
 
+use sim::ws::{chunks, Split, SPLITS};
 use tidings_core::ws::{
     accept_key, sniff_http, ClientHandshake, ClientRequest, HttpRequestHead, RequestError,
     RequestReader, ResponseError, Sniff, DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
-use ws_util::{chunks, Split, SPLITS};
 
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";

@@ -3,15 +3,15 @@
 //! implementations, and arbitrary bytes never panic or make a connection buffer more than its
 //! limits allow.
 
-mod ws_util;
+mod sim;
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use sim::ws::{connection, drain_transmit, now};
 use tidings_core::ws::{
     apply_mask, encode_frame_header, FrameHeader, OpCode, Utf8Validator, WsConfig, WsConnection,
     WsEvent, MAX_HEADER_LEN,
 };
-use ws_util::{connection, drain_transmit, now};
 
 #[derive(Debug, Clone)]
 enum Msg {

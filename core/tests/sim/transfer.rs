@@ -1,19 +1,12 @@
 //! The application side of file transfers in tests: in-memory "files", a driver that answers
 //! reads and performs writes (immediately or at a limited pace), and a loop that runs a
 //! simulated pair until a condition holds.
-//!
-//! The transfer tests include this file with `#[path = "transfer_harness.rs"] mod harness;`.
-//! Cargo also builds it as a test crate of its own, which has no tests.
-#![allow(dead_code)]
-
-#[path = "common/mod.rs"]
-pub mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::Pair;
 use bytes::Bytes;
-use common::Net;
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::{
     Digest, Direction, IncomingOffer, Progress, TransferConfig, TransferEvent, TransferFailure,
@@ -31,7 +24,7 @@ pub struct Pattern(Bytes);
 impl Pattern {
     /// A pattern of pseudo-random bytes from `seed`.
     pub fn new(seed: u64) -> Pattern {
-        let mut rng = common::Rng::new(seed);
+        let mut rng = super::Rng::new(seed);
         let mut v = Vec::with_capacity(PATTERN_LEN + 8);
         while v.len() < PATTERN_LEN {
             v.extend_from_slice(&rng.next().to_le_bytes());
@@ -385,22 +378,22 @@ impl Host {
 }
 
 /// A connected pair whose transfers use `tc` on both sides.
-pub fn pair(tc: TransferConfig, seed: u64) -> Net {
+pub fn pair(tc: TransferConfig, seed: u64) -> Pair {
     let cfg = Config {
         transfer: tc,
         ..Config::default()
     };
-    Net::connected(cfg.clone(), cfg, seed)
+    Pair::connected(cfg.clone(), cfg, seed)
 }
 
 /// Runs the pair with its two hosts until `done` holds, advancing virtual time only when
 /// nothing else can happen. Panics after `limit` of virtual time or if the pair is stuck.
 pub fn run(
-    net: &mut Net,
+    net: &mut Pair,
     client: &mut Host,
     server: &mut Host,
     limit: Duration,
-    mut done: impl FnMut(&Net, &Host, &Host) -> bool,
+    mut done: impl FnMut(&Pair, &Host, &Host) -> bool,
 ) {
     let end = net.now + limit;
     loop {

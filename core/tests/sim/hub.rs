@@ -5,7 +5,6 @@
 //! `poll_ready`, drained to `None`, finished connections removed) and each client's
 //! application: it serves file reads from in-memory files, writes received data into
 //! in-memory sinks (optionally slowly), and records everything else for the test to check.
-#![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -16,38 +15,10 @@ use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::{Digest, IncomingOffer, TransferEvent, TransferFailure, TransferId};
 use tidings_core::wire::{Message, Preamble, Utf8};
 
+use super::Rng;
+
 /// Most bytes one simulated read hands the hub (a runtime's read buffer).
 const READ_SIZE: usize = 64 << 10;
-
-/// Deterministic pseudo-random numbers (xorshift64*), so a failure replays.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// `len` pseudo-random bytes.
-    pub fn bytes(&mut self, len: usize) -> Bytes {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(len);
-        Bytes::from(v)
-    }
-}
 
 /// A finished transfer as one side saw it.
 pub type Outcome = Result<Digest, TransferFailure>;
@@ -68,7 +39,7 @@ pub struct Client {
     pub finished: HashMap<TransferId, Outcome>,
     /// Received bytes not yet reported written (slow disk).
     pub unwritten: VecDeque<(TransferId, u64)>,
-    /// With `Some(n)`, at most `n` received bytes are reported written per [`Net::tick`].
+    /// With `Some(n)`, at most `n` received bytes are reported written per [`HubNet::tick`].
     pub write_rate: Option<u64>,
     /// Stopped: it neither reads, writes nor runs timers (a hung or vanished machine).
     pub frozen: bool,
@@ -138,7 +109,7 @@ pub struct Operator {
 }
 
 /// A hub, its clients and virtual time.
-pub struct Net {
+pub struct HubNet {
     pub now: Instant,
     pub hub: Hub,
     pub clients: Vec<Client>,
@@ -170,10 +141,10 @@ pub fn test_transfers() -> tidings_core::transfer::TransferConfig {
     }
 }
 
-impl Net {
-    pub fn new(config: HubConfig, seed: u64) -> Net {
+impl HubNet {
+    pub fn new(config: HubConfig, seed: u64) -> HubNet {
         let now = Instant::now();
-        Net {
+        HubNet {
             now,
             hub: Hub::new(config, now),
             clients: Vec::new(),
@@ -189,10 +160,10 @@ impl Net {
     }
 
     /// Default settings except for transfers, which use [`test_transfers`] on both ends.
-    pub fn with_defaults(seed: u64) -> Net {
+    pub fn with_defaults(seed: u64) -> HubNet {
         let mut config = HubConfig::default();
         config.session.transfer = test_transfers();
-        Net::new(config, seed)
+        HubNet::new(config, seed)
     }
 
     /// Connects a client asking for `name` and lets the handshake finish. Returns its index.
@@ -563,15 +534,4 @@ impl Net {
         }
         set
     }
-}
-
-/// SHA-256 of `data`, for end-to-end checks.
-pub fn sha256(data: &[u8]) -> Digest {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(data).into()
-}
-
-/// Convenience: a `Utf8` from a literal.
-pub fn u(s: &str) -> Utf8 {
-    Utf8::from(s)
 }
