@@ -118,6 +118,15 @@ impl Sink {
         }
     }
 
+    /// A sink holding `kept`, a partial (or whole) file kept from an earlier attempt.
+    pub fn kept(kept: Vec<u8>) -> Sink {
+        Sink {
+            len: kept.len() as u64,
+            stored: Some(kept),
+            ..Sink::default()
+        }
+    }
+
     /// A sink that compares every write with `p` and keeps nothing.
     pub fn checked(p: &Pattern) -> Sink {
         Sink {
@@ -222,6 +231,14 @@ impl Host {
         }
     }
 
+    /// A host that leaves offers for the test to answer.
+    pub fn manual() -> Host {
+        Host {
+            answer: Answer::Manual,
+            ..Host::default()
+        }
+    }
+
     fn new_sink(&self) -> Sink {
         match &self.expect {
             Some(p) => Sink::checked(p),
@@ -236,6 +253,19 @@ impl Host {
             .unwrap();
         self.sources.insert(id, source);
         id
+    }
+
+    /// Offers the in-memory `file` to the peer.
+    pub fn offer_mem(&mut self, s: &mut Session, name: &str, file: &Bytes) -> TransferId {
+        self.offer(s, name, file.len() as u64, Source::Mem(file.clone()))
+    }
+
+    /// Why transfer `id` failed; panics if it did not end, or ended well.
+    pub fn failure(&self, id: TransferId) -> &TransferFailure {
+        match self.outcome(id) {
+            Some(Err(f)) => f,
+            other => panic!("transfer {id} did not fail: {other:?}"),
+        }
     }
 
     /// The outcome of transfer `id`, if it ended.
@@ -419,4 +449,29 @@ pub fn run(
             _ => panic!("the pair is stuck: nothing can happen and the condition does not hold"),
         }
     }
+}
+
+/// `n` seconds of virtual time.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A condition for [`run`]: transfer `id` ended on both sides.
+pub fn ended(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some()
+}
+
+/// A condition for [`run`]: the server's application received an offer.
+pub fn offered(_: &Pair, _: &Host, s: &Host) -> bool {
+    !s.offers.is_empty()
+}
+
+/// A condition for [`run`]: transfer `id` ended on the client.
+pub fn ended_on_client(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, c, _| c.outcome(id).is_some()
+}
+
+/// A condition for [`run`]: transfer `id` ended on the server.
+pub fn ended_on_server(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, _, s| s.outcome(id).is_some()
 }
