@@ -10,6 +10,9 @@
 //! * [`HubNet`]: a hub and any number of client sessions, driven by the hub's calling
 //!   contract, each client's application included (in-memory files, slow writers); a client
 //!   can be `frozen` (its bytes stay in flight) or `blocked` (it stops reading).
+//! * [`gateway::GatewayNet`]: a hub with WebSocket clients behind gateways (their output
+//!   plain, through one render cache, or through a real `WsConnection` pair) and native
+//!   clients.
 //! * [`transfer`]: the application side of file transfers over a [`Pair`] ([`transfer::Host`],
 //!   [`transfer::run`]), with synthetic files of any size.
 //! * [`ws`]: WebSocket frames built by hand (also ones the encoder refuses), fed whole, byte by
@@ -19,6 +22,7 @@
 //! Every test binary compiles all of it and uses a part: unused items are expected.
 #![allow(dead_code, unused_imports)]
 
+pub mod gateway;
 pub mod hub;
 pub mod messages;
 pub mod pair;
