@@ -9,6 +9,7 @@ use bytes::Bytes;
 use bytes::BytesMut;
 use serde_json::{json, Value};
 use sim::gateway::GatewayNet;
+use sim::texts;
 use tidings_core::gateway::{legacy_name, Gateway, GatewayMode, WsMessage};
 use tidings_core::hub::{Hub, HubConfig};
 use tidings_core::session::{Config, Event, Session};
@@ -21,20 +22,6 @@ use tidings_core::ws::{
     TIDINGS_SUBPROTOCOL,
 };
 use tidings_core::ErrorCode;
-
-fn texts(events: &[Event]) -> Vec<(String, bool, String)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Text {
-                peer,
-                private,
-                text,
-            } => Some((peer.to_string(), *private, text.to_string())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn request(raw: &str) -> HttpRequestHead {
     RequestReader::new(8192)

@@ -210,16 +210,7 @@ impl World {
             Event::Closed(_) if self.cut => return Ok(()),
             other => return Err(fail(format!("side {side}: unexpected {other:?}"))),
         };
-        let id = match &ev {
-            TransferEvent::Offered(o) => o.id,
-            TransferEvent::Accepted { id, .. }
-            | TransferEvent::Read { id, .. }
-            | TransferEvent::Data { id, .. }
-            | TransferEvent::SenderDone { id, .. }
-            | TransferEvent::Finished { id, .. }
-            | TransferEvent::Relayed { id, .. } => *id,
-            TransferEvent::Progress(p) => p.id,
-        };
+        let id = ev.id();
         prop_assert!(
             !app.finished.contains_key(&id),
             "side {side}: {ev:?} after the end"

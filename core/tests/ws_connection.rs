@@ -300,11 +300,7 @@ fn undecoded_input_waits_for_poll_event() {
 
 #[test]
 fn partial_input_is_bounded_by_the_limits() {
-    let config = WsConfig {
-        max_message_size: 1000,
-        max_frame_size: 100,
-        ..WsConfig::default()
-    };
+    let config = limits(1000, 100);
     let mut server = connection(true, config);
     // Nine full 100-byte fragments and most of a tenth, fed one byte at a time.
     let mut input = Vec::new();

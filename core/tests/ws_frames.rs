@@ -403,11 +403,7 @@ fn invalid_utf8_fails_before_the_frame_ends() {
 
 #[test]
 fn frame_and_message_limits_fail_with_1009() {
-    let config = WsConfig {
-        max_message_size: 100,
-        max_frame_size: 60,
-        ..WsConfig::default()
-    };
+    let config = limits(100, 60);
     let out = feed_all_ways(true, config, &client_frame(true, BINARY, &[0; 61]));
     assert_failed(&out, WsError::FrameTooLarge { len: 61, limit: 60 }, 1009);
     let ok = feed_all_ways(true, config, &client_frame(true, BINARY, &[0; 60]));

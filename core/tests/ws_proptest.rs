@@ -7,7 +7,7 @@ mod sim;
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use sim::ws::{connection, drain_transmit, now};
+use sim::ws::{connection, drain_transmit, limits, now};
 use tidings_core::ws::{
     apply_mask, encode_frame_header, FrameHeader, OpCode, Utf8Validator, WsConfig, WsConnection,
     WsEvent, MAX_HEADER_LEN,
@@ -195,7 +195,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
         server in any::<bool>(),
     ) {
-        let config = WsConfig { max_message_size: 512, max_frame_size: 128, ..WsConfig::default() };
+        let config = limits(512, 128);
         let mut conn = connection(server, config);
         let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
         points.push(0);
@@ -230,7 +230,7 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] ^= xor;
         }
-        let mut server = connection(true, WsConfig { max_message_size: 100_000, max_frame_size: 80_000, ..WsConfig::default() });
+        let mut server = connection(true, limits(100_000, 80_000));
         let events = feed_cut(&mut server, &bytes, &cuts);
         prop_assert!(events.len() <= msgs.len() + 1);
         prop_assert!(server.buffered_input() < MAX_HEADER_LEN + 80_000 + 100_000);

@@ -6,22 +6,8 @@ use bytes::Bytes;
 use super::relay::{End, Relay};
 use super::{ConnId, FileHandle, Hub, HubError, HubEvent};
 use crate::session::SendError;
-use crate::transfer::{IncomingOffer, Mode, TransferEvent, TransferId};
+use crate::transfer::{IncomingOffer, Mode, TransferEvent};
 use crate::ErrorCode;
-
-/// The transfer id an event is about (offers are handled before this is asked).
-fn event_id(ev: &TransferEvent) -> TransferId {
-    match ev {
-        TransferEvent::Offered(o) => o.id,
-        TransferEvent::Accepted { id, .. }
-        | TransferEvent::Read { id, .. }
-        | TransferEvent::Data { id, .. }
-        | TransferEvent::SenderDone { id, .. }
-        | TransferEvent::Finished { id, .. }
-        | TransferEvent::Relayed { id, .. } => *id,
-        TransferEvent::Progress(p) => p.id,
-    }
-}
 
 impl Hub {
     // ----- the server participant's transfers ---------------------------------------------
@@ -124,10 +110,7 @@ impl Hub {
         if let TransferEvent::Offered(offer) = ev {
             return self.on_offer(conn, offer);
         }
-        let h = FileHandle {
-            conn,
-            id: event_id(&ev),
-        };
+        let h = FileHandle { conn, id: ev.id() };
         if let Some(peer) = self.own.get(&h).cloned() {
             if matches!(ev, TransferEvent::Finished { .. }) {
                 self.own.remove(&h);

@@ -270,6 +270,22 @@ pub enum TransferEvent {
     },
 }
 
+impl TransferEvent {
+    /// The transfer this event is about.
+    pub fn id(&self) -> TransferId {
+        match self {
+            TransferEvent::Offered(o) => o.id,
+            TransferEvent::Accepted { id, .. }
+            | TransferEvent::Read { id, .. }
+            | TransferEvent::Data { id, .. }
+            | TransferEvent::SenderDone { id, .. }
+            | TransferEvent::Finished { id, .. }
+            | TransferEvent::Relayed { id, .. } => *id,
+            TransferEvent::Progress(p) => p.id,
+        }
+    }
+}
+
 /// What the transfers of one connection may touch of it: the clock reading, the peer's frame
 /// limit, the two output lanes and the event queue. The session implements it; the transfers
 /// never see the session itself.

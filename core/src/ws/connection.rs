@@ -55,15 +55,12 @@ pub struct WsConfig {
     pub close_timeout: Duration,
 }
 
-/// The default [`WsConfig::close_timeout`].
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Default for WsConfig {
     fn default() -> Self {
         WsConfig {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }

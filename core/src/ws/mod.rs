@@ -27,9 +27,7 @@ mod recv;
 mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
-pub use connection::{
-    MaskSource, WsConfig, WsConnection, WsEvent, WsRole, WsState, DEFAULT_CLOSE_TIMEOUT,
-};
+pub use connection::{MaskSource, WsConfig, WsConnection, WsEvent, WsRole, WsState};
 pub use error::{WsError, WsSendError};
 pub use frame::{
     encode_frame, encode_frame_header, server_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,

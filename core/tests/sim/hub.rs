@@ -52,17 +52,7 @@ pub struct Client {
 impl Client {
     /// Text events as `(peer, private, text)`.
     pub fn texts(&self) -> Vec<(String, bool, String)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Text {
-                    peer,
-                    private,
-                    text,
-                } => Some((peer.to_string(), *private, text.to_string())),
-                _ => None,
-            })
-            .collect()
+        super::texts(&self.events)
     }
 
     /// The last peer list received.

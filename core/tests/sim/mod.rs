@@ -31,6 +31,7 @@ pub mod ws;
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
+use tidings_core::session::Event;
 use tidings_core::transfer::Digest;
 use tidings_core::wire::Utf8;
 
@@ -87,6 +88,39 @@ impl Rng {
 /// The SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> Digest {
     Sha256::digest(data).into()
+}
+
+/// The text events among `events`, as `(peer, private, text)`.
+pub fn texts(events: &[Event]) -> Vec<(String, bool, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text {
+                peer,
+                private,
+                text,
+            } => Some((peer.to_string(), *private, text.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `spec/vectors/<script> --check`: the committed vectors are exactly what the
+/// independent generator produces from the spec. CPython is part of every machine of this
+/// project (see the workspace's environment notes).
+pub fn check_generated(script: &str) {
+    let path = format!("{}/../spec/vectors/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(path)
+        .arg("--check")
+        .output()
+        .expect("python3 runs (it is needed to check the spec vectors)");
+    assert!(
+        out.status.success(),
+        "{script} --check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Shorthand for a wire string.

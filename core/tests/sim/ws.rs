@@ -147,6 +147,15 @@ pub struct Outcome {
     pub state: WsState,
 }
 
+/// Default settings but for the message and frame limits.
+pub fn limits(max_message_size: usize, max_frame_size: usize) -> WsConfig {
+    WsConfig {
+        max_message_size,
+        max_frame_size,
+        ..WsConfig::default()
+    }
+}
+
 /// A server connection with a fixed, deterministic mask source for clients.
 pub fn connection(server: bool, config: WsConfig) -> WsConnection {
     if server {
