@@ -5,7 +5,8 @@ mod sim;
 
 use bytes::Bytes;
 use sim::transfer::{
-    ended, ended_on_client, ended_on_server, offered, pair, run, secs, Host, Pattern, Source,
+    checked_pair, ended, ended_on_client, ended_on_server, offered, pair, run, secs, stalls_after,
+    Host, Pattern, Source,
 };
 use sim::Pair;
 use tidings_core::session::{Closed, Event};
@@ -62,9 +63,8 @@ fn mid_transfer(seed: u64) -> (Pair, Host, Host, u64) {
         window: 32 << 10,
         ..TransferConfig::default()
     };
-    let mut net = pair(tc, seed);
-    let p = Pattern::new(seed);
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(p.clone())));
+    let (mut net, mut c, mut s, p) = checked_pair(tc, seed);
+
     let id = c.offer(&mut net.client, "f", 1 << 20, Source::Pattern(p));
     run(&mut net, &mut c, &mut s, secs(60), |_, _, s| {
         s.written(id) >= 100_000
@@ -212,12 +212,10 @@ fn stalled_transfer_times_out() {
     let tc = TransferConfig {
         chunk_size: 8 << 10,
         window: 32 << 10,
-        stall_timeout: secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
-    let mut net = pair(tc, 7);
-    let p = Pattern::new(7);
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(p.clone())));
+    let (mut net, mut c, mut s, p) = checked_pair(tc, 7);
+
     let id = c.offer(&mut net.client, "f", 1 << 20, Source::Pattern(p));
     run(&mut net, &mut c, &mut s, secs(60), |_, _, s| {
         s.written(id) > 0
@@ -550,7 +548,7 @@ fn corruption_on_the_wire_is_a_digest_mismatch_on_both_sides() {
     let p = Pattern::new(19);
     let (mut c, mut s) = (Host::default(), Host::accepting(None));
     let size = 300_000;
-    let id = c.offer(&mut net.client, "f", size, Source::Pattern(p.clone()));
+    let id = c.offer_pattern(&mut net.client, "f", size, &p);
     // Pump by hand so that we can touch the bytes: flip one byte of the second big piece
     // (a chunk's payload: payloads of 1 KiB and more travel as their own pieces).
     let now = net.now;

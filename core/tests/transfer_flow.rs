@@ -7,9 +7,9 @@ mod sim;
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use sim::transfer::{
-    ended, ended_on_client, ended_on_server, offered, pair, run, secs, Host, Pattern, Sink, Source,
+    checked_pair, ended, ended_on_client, ended_on_server, offered, pair, run, secs, stalls_after,
+    Host, Pattern, Sink, Source,
 };
 use sim::{sha256, Rng};
 use tidings_core::session::Event;
@@ -74,12 +74,7 @@ fn hundred_mib_arrive_identical_and_chat_overtakes_file_data() {
     net.to_client.delay = Duration::from_millis(2);
     let pattern = Pattern::new(3);
     let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
-    let id = c.offer(
-        &mut net.client,
-        "big.bin",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+    let id = c.offer_pattern(&mut net.client, "big.bin", size, &pattern);
     let mut sent_at = Vec::new();
     for k in 1..10u64 {
         run(&mut net, &mut c, &mut s, secs(600), |_, _, s| {
@@ -143,7 +138,7 @@ fn tiny_window_and_random_pieces_deliver_the_same_bytes() {
         let pattern = Pattern::new(seed);
         let size = 3 * MIB + seed;
         let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
-        let id = c.offer(&mut net.client, "f", size, Source::Pattern(pattern.clone()));
+        let id = c.offer_pattern(&mut net.client, "f", size, &pattern);
         run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
             // The sender never asks for bytes beyond the receiver's window.
             let ahead = c.read_end.get(&id).copied().unwrap_or(0);
@@ -168,17 +163,11 @@ fn slow_receiver_slows_the_sender() {
         window: 64 << 10,
         ..TransferConfig::default()
     };
-    let mut net = pair(tc, 4);
-    let pattern = Pattern::new(4);
+    let (mut net, mut c, mut s, pattern) = checked_pair(tc, 4);
     let size = 2 * MIB;
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+
     s.write_pace = Some((1, Duration::from_millis(10)));
-    let id = c.offer(
-        &mut net.client,
-        "slow",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+    let id = c.offer_pattern(&mut net.client, "slow", size, &pattern);
     let start = net.now;
     let mut max_ahead = 0;
     run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
@@ -213,24 +202,10 @@ fn transfers_in_both_directions_share_the_connection() {
     let mut c = Host::accepting(Some(pattern.clone()));
     let mut s = Host::accepting(Some(pattern.clone()));
     let up: Vec<u64> = (0..3)
-        .map(|i| {
-            c.offer(
-                &mut net.client,
-                &format!("up{i}"),
-                size,
-                Source::Pattern(pattern.clone()),
-            )
-        })
+        .map(|i| c.offer_pattern(&mut net.client, &format!("up{i}"), size, &pattern))
         .collect();
     let down: Vec<u64> = (0..2)
-        .map(|i| {
-            s.offer(
-                &mut net.server,
-                &format!("down{i}"),
-                size,
-                Source::Pattern(pattern.clone()),
-            )
-        })
+        .map(|i| s.offer_pattern(&mut net.server, &format!("down{i}"), size, &pattern))
         .collect();
     run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
         !c.finished.is_empty() || !s.finished.is_empty()
@@ -359,8 +334,7 @@ fn slow_prefix_hashing_does_not_trip_the_stall_timer() {
     for slow_sender in [true, false] {
         let tc = TransferConfig {
             chunk_size: 16 << 10,
-            stall_timeout: secs(2),
-            ..TransferConfig::default()
+            ..stalls_after(secs(2))
         };
         let file = random_bytes(31, 1_000_000);
         let mut net = pair(tc, 31);
@@ -440,20 +414,13 @@ fn very_slow_disk_does_not_trip_the_senders_stall_timer() {
     let tc = TransferConfig {
         chunk_size: 16 << 10,
         window: 256 << 10,
-        stall_timeout: secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
-    let mut net = pair(tc, 40);
-    let pattern = Pattern::new(40);
+    let (mut net, mut c, mut s, pattern) = checked_pair(tc, 40);
     let size = 512 << 10;
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+
     s.write_pace = Some((1, secs(3)));
-    let id = c.offer(
-        &mut net.client,
-        "slow",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+    let id = c.offer_pattern(&mut net.client, "slow", size, &pattern);
     let start = net.now;
     run(&mut net, &mut c, &mut s, secs(300), ended(id));
     assert_eq!(c.outcome(id), Some(&Ok(pattern.digest(size))));
@@ -534,11 +501,7 @@ fn chat_queued_between_transmits_never_splits_a_chunk() {
 /// the transfer completes.
 #[test]
 fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
-    let tc = TransferConfig {
-        stall_timeout: secs(5),
-        ..TransferConfig::default()
-    };
-    let mut net = pair(tc, 60);
+    let mut net = pair(stalls_after(secs(5)), 60);
     let file = random_bytes(60, 200_000);
     let size = file.len() as u64;
     let (mut c, mut s) = (Host::accepting(None), Host::default());
@@ -578,8 +541,7 @@ fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
 fn relay_end_blocked_on_credit_times_out() {
     let tc = TransferConfig {
         window: 64 << 10,
-        stall_timeout: secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
     let mut net = pair(tc, 61);
     let p = Pattern::new(61);
@@ -604,11 +566,7 @@ fn relay_end_blocked_on_credit_times_out() {
 /// the far verdict as long as it takes, then passes it back.
 #[test]
 fn relay_receiver_waits_for_the_far_verdict_without_a_stall_timeout() {
-    let tc = TransferConfig {
-        stall_timeout: secs(5),
-        ..TransferConfig::default()
-    };
-    let mut net = pair(tc, 62);
+    let mut net = pair(stalls_after(secs(5)), 62);
     let file = random_bytes(62, 100_000);
     let mut c = Host::default();
     let mut s = Host::manual();

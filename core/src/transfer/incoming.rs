@@ -292,14 +292,7 @@ impl Incoming {
                 }
             }
             Message::Cancel { code, reason, .. } | Message::Reject { code, reason, .. } => {
-                self.finished(
-                    io,
-                    Err(TransferFailure {
-                        code,
-                        reason,
-                        by_peer: true,
-                    }),
-                );
+                self.finished(io, Err(TransferFailure::by_peer(code, reason)));
                 Ok(true)
             }
             _ => Err(ProtocolError::new(
@@ -379,11 +372,7 @@ impl Incoming {
             });
             self.finished(
                 io,
-                Err(TransferFailure {
-                    code: ErrorCode::DigestMismatch,
-                    reason,
-                    by_peer: false,
-                }),
+                Err(TransferFailure::local(ErrorCode::DigestMismatch, reason)),
             );
         }
         true
@@ -411,14 +400,7 @@ impl Incoming {
                     code,
                     reason: reason.clone(),
                 });
-                self.finished(
-                    io,
-                    Err(TransferFailure {
-                        code,
-                        reason,
-                        by_peer: true,
-                    }),
-                );
+                self.finished(io, Err(TransferFailure::by_peer(code, reason)));
             }
         }
         Ok(true)

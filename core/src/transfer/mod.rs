@@ -202,6 +202,26 @@ pub struct TransferFailure {
     pub by_peer: bool,
 }
 
+impl TransferFailure {
+    /// The peer ended the transfer with `code` and `reason`.
+    pub(crate) fn by_peer(code: ErrorCode, reason: Utf8) -> Self {
+        TransferFailure {
+            code,
+            reason,
+            by_peer: true,
+        }
+    }
+
+    /// This side ended the transfer with `code` and `reason`.
+    pub(crate) fn local(code: ErrorCode, reason: Utf8) -> Self {
+        TransferFailure {
+            code,
+            reason,
+            by_peer: false,
+        }
+    }
+}
+
 /// Something that happened to a transfer; delivered as
 /// [`Event::Transfer`](crate::session::Event::Transfer).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -652,11 +672,7 @@ impl Transfers {
         io.event(TransferEvent::Finished {
             id,
             direction,
-            result: Err(TransferFailure {
-                code,
-                reason,
-                by_peer: false,
-            }),
+            result: Err(TransferFailure::local(code, reason)),
         });
         self.end(id);
     }
@@ -672,11 +688,10 @@ impl Transfers {
             io.event(TransferEvent::Finished {
                 id,
                 direction,
-                result: Err(TransferFailure {
+                result: Err(TransferFailure::local(
                     code,
-                    reason: Utf8::from_static("the connection closed"),
-                    by_peer: false,
-                }),
+                    Utf8::from_static("the connection closed"),
+                )),
             });
             self.end(id);
         }

@@ -195,11 +195,7 @@ impl Outgoing {
             Message::Reject { code, reason, .. }
             | Message::Cancel { code, reason, .. }
             | Message::Failed { code, reason, .. } => {
-                let failure = TransferFailure {
-                    code,
-                    reason,
-                    by_peer: true,
-                };
+                let failure = TransferFailure::by_peer(code, reason);
                 self.finished(io, Err(failure));
                 Ok(true)
             }

@@ -255,6 +255,17 @@ impl Host {
         id
     }
 
+    /// Offers `size` bytes of `pattern` to the peer.
+    pub fn offer_pattern(
+        &mut self,
+        s: &mut Session,
+        name: &str,
+        size: u64,
+        pattern: &Pattern,
+    ) -> TransferId {
+        self.offer(s, name, size, Source::Pattern(pattern.clone()))
+    }
+
     /// Offers the in-memory `file` to the peer.
     pub fn offer_mem(&mut self, s: &mut Session, name: &str, file: &Bytes) -> TransferId {
         self.offer(s, name, file.len() as u64, Source::Mem(file.clone()))
@@ -474,4 +485,20 @@ pub fn ended_on_client(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> boo
 /// A condition for [`run`]: transfer `id` ended on the server.
 pub fn ended_on_server(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
     move |_, _, s| s.outcome(id).is_some()
+}
+
+/// Default transfer settings but for the stall timeout.
+pub fn stalls_after(stall_timeout: Duration) -> TransferConfig {
+    TransferConfig {
+        stall_timeout,
+        ..TransferConfig::default()
+    }
+}
+
+/// A connected pair whose server accepts every offer into sinks checked against the pattern
+/// of `seed`: `(net, client, server, pattern)`.
+pub fn checked_pair(tc: TransferConfig, seed: u64) -> (Pair, Host, Host, Pattern) {
+    let pattern = Pattern::new(seed);
+    let server = Host::accepting(Some(pattern.clone()));
+    (pair(tc, seed), Host::default(), server, pattern)
 }
