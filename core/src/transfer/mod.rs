@@ -847,11 +847,7 @@ impl Transfers {
         if self.ended_recently(id) {
             return Ok(());
         }
-        let ended = self.with_incoming(id, |t| t.written(len, cfg, io))?;
-        if ended {
-            self.end(id);
-        }
-        Ok(())
+        self.step_incoming(id, |t| t.written(len, cfg, io))
     }
 
     /// A relay sender's digest, from the other connection.
@@ -874,8 +870,16 @@ impl Transfers {
         result: Result<Digest, (ErrorCode, &str)>,
         io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        let ended = self.with_incoming(id, |t| t.relay_outcome(result, io))?;
-        if ended {
+        self.step_incoming(id, |t| t.relay_outcome(result, io))
+    }
+
+    /// Runs `step` on incoming transfer `id`, and ends the transfer if `step` says it ended.
+    fn step_incoming(
+        &mut self,
+        id: TransferId,
+        step: impl FnOnce(&mut Incoming) -> Result<bool, SendError>,
+    ) -> Result<(), SendError> {
+        if self.with_incoming(id, step)? {
             self.end(id);
         }
         Ok(())
