@@ -58,6 +58,11 @@ fn parse_all_ways(bytes: &[u8]) -> Result<HttpRequestHead, RequestError> {
     first.map(|head| head.expect("complete head"))
 }
 
+/// The RFC's example request with the first `from` replaced by `to`.
+fn edited(from: &str, to: &str) -> String {
+    request("").replacen(from, to, 1)
+}
+
 fn refused(req: &str) -> RequestError {
     let head = parse_all_ways(req.as_bytes()).expect("parses as HTTP");
     head.accept_websocket(&[TIDINGS_SUBPROTOCOL])
@@ -164,44 +169,40 @@ fn bytes_after_the_head_are_kept() {
 #[test]
 fn bad_requests_get_their_status() {
     let cases: Vec<(String, RequestError, u16)> = vec![
+        (edited("GET", "POST"), RequestError::MethodNotAllowed, 405),
         (
-            request("").replacen("GET", "POST", 1),
-            RequestError::MethodNotAllowed,
-            405,
-        ),
-        (
-            request("").replacen("HTTP/1.1", "HTTP/1.0", 1),
+            edited("HTTP/1.1", "HTTP/1.0"),
             RequestError::HttpVersion,
             400,
         ),
         (
-            request("").replacen("Host: server.example.com\r\n", "", 1),
+            edited("Host: server.example.com\r\n", ""),
             RequestError::Host,
             400,
         ),
         (request("Host: again\r\n"), RequestError::Host, 400),
         (
-            request("").replacen("Upgrade: websocket\r\n", "", 1),
+            edited("Upgrade: websocket\r\n", ""),
             RequestError::NotUpgrade,
             400,
         ),
         (
-            request("").replacen("Upgrade: websocket", "Upgrade: h2c", 1),
+            edited("Upgrade: websocket", "Upgrade: h2c"),
             RequestError::NotUpgrade,
             400,
         ),
         (
-            request("").replacen("Connection: Upgrade", "Connection: keep-alive", 1),
+            edited("Connection: Upgrade", "Connection: keep-alive"),
             RequestError::ConnectionNotUpgrade,
             400,
         ),
         (
-            request("").replacen("Sec-WebSocket-Version: 13\r\n", "", 1),
+            edited("Sec-WebSocket-Version: 13\r\n", ""),
             RequestError::UnsupportedVersion,
             426,
         ),
         (
-            request("").replacen("Version: 13", "Version: 8", 1),
+            edited("Version: 13", "Version: 8"),
             RequestError::UnsupportedVersion,
             426,
         ),
@@ -211,24 +212,24 @@ fn bad_requests_get_their_status() {
             426,
         ),
         (
-            request("").replacen(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"), "", 1),
+            edited(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"), ""),
             RequestError::BadKey,
             400,
         ),
         (
-            request("").replacen(RFC_KEY, "not base64 at all!!!!!!!", 1),
+            edited(RFC_KEY, "not base64 at all!!!!!!!"),
             RequestError::BadKey,
             400,
         ),
         (
             // base64 of 15 bytes
-            request("").replacen(RFC_KEY, "AAAAAAAAAAAAAAAAAAAA", 1),
+            edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAA"),
             RequestError::BadKey,
             400,
         ),
         (
             // base64 of 17 bytes
-            request("").replacen(RFC_KEY, "AAAAAAAAAAAAAAAAAAAAAAA=", 1),
+            edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAAAAA="),
             RequestError::BadKey,
             400,
         ),
