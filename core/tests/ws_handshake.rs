@@ -168,74 +168,59 @@ fn bytes_after_the_head_are_kept() {
 
 #[test]
 fn bad_requests_get_their_status() {
+    use RequestError as E;
     let cases: Vec<(String, RequestError, u16)> = vec![
-        (edited("GET", "POST"), RequestError::MethodNotAllowed, 405),
-        (
-            edited("HTTP/1.1", "HTTP/1.0"),
-            RequestError::HttpVersion,
-            400,
-        ),
-        (
-            edited("Host: server.example.com\r\n", ""),
-            RequestError::Host,
-            400,
-        ),
-        (request("Host: again\r\n"), RequestError::Host, 400),
-        (
-            edited("Upgrade: websocket\r\n", ""),
-            RequestError::NotUpgrade,
-            400,
-        ),
+        (edited("GET", "POST"), E::MethodNotAllowed, 405),
+        (edited("HTTP/1.1", "HTTP/1.0"), E::HttpVersion, 400),
+        (edited("Host: server.example.com\r\n", ""), E::Host, 400),
+        (request("Host: again\r\n"), E::Host, 400),
+        (edited("Upgrade: websocket\r\n", ""), E::NotUpgrade, 400),
         (
             edited("Upgrade: websocket", "Upgrade: h2c"),
-            RequestError::NotUpgrade,
+            E::NotUpgrade,
             400,
         ),
         (
             edited("Connection: Upgrade", "Connection: keep-alive"),
-            RequestError::ConnectionNotUpgrade,
+            E::ConnectionNotUpgrade,
             400,
         ),
         (
             edited("Sec-WebSocket-Version: 13\r\n", ""),
-            RequestError::UnsupportedVersion,
+            E::UnsupportedVersion,
             426,
         ),
         (
             edited("Version: 13", "Version: 8"),
-            RequestError::UnsupportedVersion,
+            E::UnsupportedVersion,
             426,
         ),
         (
             request("Sec-WebSocket-Version: 8\r\n"),
-            RequestError::UnsupportedVersion,
+            E::UnsupportedVersion,
             426,
         ),
         (
             edited(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"), ""),
-            RequestError::BadKey,
+            E::BadKey,
             400,
         ),
-        (
-            edited(RFC_KEY, "not base64 at all!!!!!!!"),
-            RequestError::BadKey,
-            400,
-        ),
+        (edited(RFC_KEY, "not base64 at all!!!!!!!"), E::BadKey, 400),
         (
             // base64 of 15 bytes
             edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAA"),
-            RequestError::BadKey,
+            E::BadKey,
             400,
         ),
         (
             // base64 of 17 bytes
             edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAAAAA="),
-            RequestError::BadKey,
+            E::BadKey,
             400,
         ),
         (
             request(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n")),
-            RequestError::BadKey,
+            E::BadKey,
             400,
         ),
     ];
