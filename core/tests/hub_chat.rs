@@ -8,7 +8,7 @@ use std::time::Duration;
 use sim::{u, HubNet};
 use tidings_core::hub::{HubConfig, HubEvent};
 use tidings_core::session::{Closed, Config, Event};
-use tidings_core::wire::{Hello, Message, Welcome, DEFAULT_MAX_FRAME};
+use tidings_core::wire::{Message, Welcome, DEFAULT_MAX_FRAME};
 use tidings_core::ErrorCode;
 
 fn ten_clients(seed: u64) -> HubNet {
@@ -74,11 +74,7 @@ fn private_text_reaches_only_its_target_marked_private() {
             _ => assert!(texts.is_empty(), "{} got {texts:?}", c.name),
         }
     }
-    assert!(!net
-        .op
-        .events
-        .iter()
-        .any(|e| matches!(e, HubEvent::Text { .. })));
+    assert!(!net.op.saw(|e| matches!(e, HubEvent::Text { .. })));
 }
 
 #[test]
@@ -238,13 +234,7 @@ fn taken_names_are_refused_case_insensitively_and_the_server_name_is_taken() {
 fn invalid_names_are_refused() {
     let mut net = HubNet::with_defaults(7);
     for bad in ["", "a b", ".hidden", "waytoolong_waytoolong_waytoolong_x"] {
-        let conn = net.raw_connect();
-        let hello = Message::Hello(Hello {
-            name: u(bad),
-            capabilities: 0,
-            max_frame: DEFAULT_MAX_FRAME,
-        });
-        net.raw_send(conn, true, &[hello]);
+        let conn = net.raw_hello(bad, 0, DEFAULT_MAX_FRAME);
         let out = net.raw_out[&conn].clone();
         // Preamble, then a `refused` frame carrying name-invalid.
         let frame = &out[8..];
@@ -681,7 +671,7 @@ fn blobs_are_routed_like_text() {
         vec![("alice".into(), false, "text/plain".into(), 3)]
     );
     assert!(blobs(a, &net).is_empty());
-    assert!(net.op.events.iter().any(|e| matches!(e,
+    assert!(net.op.saw(|e| matches!(e,
         HubEvent::Blob { from, private: false, data, .. } if from == "alice" && &data[..] == b"all")));
 }
 

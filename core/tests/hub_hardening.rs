@@ -139,13 +139,7 @@ fn a_client_at_its_rate_is_never_slowed() {
 fn a_runtime_that_reads_a_paused_client_anyway_gets_it_disconnected() {
     let mut net = limited(10, 10, Duration::from_secs(60));
     net.join("bob");
-    let raw = net.raw_connect();
-    let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-        name: sim::u("mallory"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    });
-    net.raw_send(raw, true, &[hello]);
+    let raw = net.raw_hello("mallory", 3, 1 << 20);
     let text = |i: usize| tidings_core::wire::Message::Text {
         peer: sim::u(""),
         private: false,
@@ -208,13 +202,7 @@ fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
     .into_iter()
     .enumerate()
     {
-        let raw = net.raw_connect();
-        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-            name: sim::u(fake),
-            capabilities: 3,
-            max_frame: 1 << 20,
-        });
-        net.raw_send(raw, true, &[hello]);
+        let raw = net.raw_hello(fake, 3, 1 << 20);
         // refused (0x03) with name-taken (10).
         let out = &net.raw_out[&raw];
         assert!(
@@ -223,13 +211,7 @@ fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
         );
     }
     for bad in ["alice\u{200B}", "\u{3164}", "al\u{200D}ice"] {
-        let raw = net.raw_connect();
-        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-            name: sim::u(bad),
-            capabilities: 3,
-            max_frame: 1 << 20,
-        });
-        net.raw_send(raw, true, &[hello]);
+        let raw = net.raw_hello(bad, 3, 1 << 20);
         let out = &net.raw_out[&raw];
         assert!(
             out.windows(3).any(|w| w == [0x03, 0x00, 11]),
@@ -366,7 +348,7 @@ fn without_pressure_the_budget_changes_nothing() {
 
 #[test]
 fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
-    use tidings_core::wire::{Hello, Message, Offer};
+    use tidings_core::wire::{Message, Offer};
     let mut config = HubConfig::default();
     config.session.transfer = sim::hub::test_transfers();
     config.session.transfer.stall_timeout = Duration::from_secs(5);
@@ -375,11 +357,7 @@ fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
     // Alice is a raw connection: she offers, gets credit, sends 128 KiB, then nothing more
     // (her connection stays up; her heartbeat timeout is 30 s).
     let alice = net.raw_connect();
-    let hello = Message::Hello(Hello {
-        name: sim::u("alice"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    });
+    let hello = sim::hello("alice", 3, 1 << 20);
     let offer = Message::Offer(Offer {
         id: 0,
         peer: sim::u("bob"),
@@ -402,7 +380,7 @@ fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
     net.advance(Duration::from_secs(4));
     assert!(!net.client("bob").finished.contains_key(&got), "too early");
     net.advance(Duration::from_secs(2));
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    let failure = net.failure("bob", got);
     assert_eq!(failure.code, ErrorCode::TransferTimeout, "{failure:?}");
     // Alice was told too: a `cancel` (0x46) for id 0 with transfer-timeout (39).
     let mut cancel = vec![0x46];
@@ -424,7 +402,7 @@ fn a_paused_connection_is_woken_when_it_may_be_read_again() {
     use bytes::BytesMut;
     use std::time::Instant;
     use tidings_core::hub::HubEvent;
-    use tidings_core::wire::{Hello, Message, Preamble};
+    use tidings_core::wire::{Message, Preamble};
     let t0 = Instant::now();
     let config = HubConfig {
         message_rate: 10,
@@ -435,12 +413,7 @@ fn a_paused_connection_is_woken_when_it_may_be_read_again() {
     let conn = hub.connect(t0);
     let mut b = BytesMut::new();
     b.extend_from_slice(&Preamble::CURRENT.to_bytes());
-    Message::Hello(Hello {
-        name: sim::u("mallory"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    })
-    .encode(&mut b);
+    sim::hello("mallory", 3, 1 << 20).encode(&mut b);
     hub.handle_input(t0, conn, &b);
     // (The texts only after the hello was answered: before, they would be out of order.)
     let mut b = BytesMut::new();

@@ -120,7 +120,7 @@ fn a_relayed_transfer_resumes_from_a_kept_partial_file() {
         .cancel_transfer(got, ErrorCode::Cancelled, "later")
         .unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&first].clone().unwrap_err();
+    let failure = net.failure("alice", first);
     assert_eq!(failure.code, ErrorCode::Cancelled);
     assert_eq!(net.hub.relay_count(), 0);
     // Keep only what was reported written, as a real receiver's disk would hold.
@@ -178,7 +178,7 @@ fn the_sender_vanishing_mid_relay_fails_the_receiver_with_peer_lost() {
     net.client("alice").frozen = true;
     net.hub.handle_eof(net.now, alice_conn);
     net.settle();
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    let failure = net.failure("bob", got);
     assert_eq!(failure.code, ErrorCode::PeerLost);
     assert!(failure.by_peer);
     assert_eq!(net.hub.relay_count(), 0);
@@ -197,7 +197,7 @@ fn the_receiver_vanishing_mid_relay_fails_the_sender_with_peer_lost() {
     net.client("bob").frozen = true;
     // Bob is silent: after the heartbeat timeout the hub drops him.
     net.advance(Duration::from_secs(31));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::PeerLost);
     assert_eq!(net.hub.relay_count(), 0);
     assert!(net.client("alice").session.is_open());
@@ -213,7 +213,7 @@ fn a_rejected_offer_reaches_the_sender() {
         .reject_offer(offer.id, ErrorCode::Rejected, "no thanks")
         .unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(
         (failure.code, failure.reason.as_str()),
         (ErrorCode::Rejected, "no thanks")
@@ -234,7 +234,7 @@ fn the_sender_cancelling_reaches_the_receiver() {
         .cancel_transfer(sent, ErrorCode::Cancelled, "oops")
         .unwrap();
     net.settle();
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    let failure = net.failure("bob", got);
     assert_eq!(
         (failure.code, failure.reason.as_str()),
         (ErrorCode::Cancelled, "oops")
@@ -245,7 +245,7 @@ fn the_sender_cancelling_reaches_the_receiver() {
 fn an_offer_to_someone_offline_is_rejected_with_unknown_peer() {
     let mut net = pair(10);
     let sent = net.offer("alice", "carol", "f", bytes::Bytes::from_static(b"x"));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::UnknownPeer);
     assert_eq!(net.hub.relay_count(), 0);
 }
@@ -474,7 +474,7 @@ fn a_relay_whose_receiver_never_answers_the_offer_times_out_on_both_hops() {
     let sent = net.offer("alice", "bob", "f", bytes::Bytes::from_static(b"data"));
     // Bob never answers: the offer timeout (120 s) ends it, and alice hears of it.
     net.advance(Duration::from_secs(125));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::TransferTimeout);
     assert_eq!(net.hub.relay_count(), 0);
 }

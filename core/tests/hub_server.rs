@@ -65,13 +65,9 @@ fn without_an_inbox_offers_to_the_server_are_rejected_with_storage_failed() {
     let mut net = HubNet::with_defaults(3);
     net.join("alice");
     let sent = net.offer("alice", "", "f", Bytes::from_static(b"data"));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::StorageFailed);
-    assert!(!net
-        .op
-        .events
-        .iter()
-        .any(|e| matches!(e, HubEvent::Transfer { .. })));
+    assert!(!net.op.saw(|e| matches!(e, HubEvent::Transfer { .. })));
 }
 
 #[test]
@@ -91,7 +87,7 @@ fn the_operator_can_reject_an_offer() {
         .unwrap();
     net.hub.reject_offer(h, "not today").unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(
         (failure.code, failure.reason.as_str()),
         (ErrorCode::Rejected, "not today")
@@ -122,7 +118,7 @@ fn the_server_sends_a_file_to_a_client() {
     assert_eq!(net.client("alice").finished[&got], Ok(sha256(&file)));
     assert_eq!(net.client("alice").receiving[&got], file.to_vec());
     assert_eq!(net.op.finished[&h], Ok(sha256(&file)));
-    let accepted = net.op.events.iter().any(|e| {
+    let accepted = net.op.saw(|e| {
         matches!(e, HubEvent::Transfer { handle, peer, event: TransferEvent::Accepted { offset: 0, .. } }
             if *handle == h && peer == "alice")
     });

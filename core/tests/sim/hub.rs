@@ -98,6 +98,13 @@ pub struct Operator {
     pub finished: HashMap<FileHandle, Outcome>,
 }
 
+impl Operator {
+    /// Whether the operator saw an event for which `f` holds.
+    pub fn saw(&self, f: impl Fn(&HubEvent) -> bool) -> bool {
+        self.events.iter().any(f)
+    }
+}
+
 /// A hub, its clients and virtual time.
 pub struct HubNet {
     pub now: Instant,
@@ -194,6 +201,13 @@ impl HubNet {
         conn
     }
 
+    /// A raw connection that sent the preamble and a `hello` asking for `name`.
+    pub fn raw_hello(&mut self, name: &str, capabilities: u32, max_frame: u32) -> ConnId {
+        let conn = self.raw_connect();
+        self.raw_send(conn, true, &[super::hello(name, capabilities, max_frame)]);
+        conn
+    }
+
     /// Writes `msgs` on a raw connection, after the preamble if `preamble`.
     pub fn raw_send(&mut self, conn: ConnId, preamble: bool, msgs: &[Message]) {
         let mut out = bytes::BytesMut::new();
@@ -212,6 +226,14 @@ impl HubNet {
             .iter_mut()
             .find(|c| c.name == name)
             .expect("no such client")
+    }
+
+    /// Why `name`'s transfer `id` failed; panics if it did not end, or ended well.
+    pub fn failure(&mut self, name: &str, id: TransferId) -> TransferFailure {
+        match self.client(name).finished.get(&id) {
+            Some(Err(f)) => f.clone(),
+            other => panic!("{name}: transfer {id} did not fail: {other:?}"),
+        }
     }
 
     pub fn idx(&self, name: &str) -> usize {

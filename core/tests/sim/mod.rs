@@ -33,7 +33,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tidings_core::session::Event;
 use tidings_core::transfer::Digest;
-use tidings_core::wire::Utf8;
+use tidings_core::wire::{Hello, Message, Utf8};
 
 pub use hub::HubNet;
 pub use pair::{LinkConfig, Pair, Side};
@@ -121,6 +121,15 @@ pub fn check_generated(script: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A `hello` asking for `name`.
+pub fn hello(name: &str, capabilities: u32, max_frame: u32) -> Message {
+    Message::Hello(Hello {
+        name: Utf8::from(name),
+        capabilities,
+        max_frame,
+    })
 }
 
 /// Shorthand for a wire string.
