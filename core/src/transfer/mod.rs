@@ -126,6 +126,7 @@ mod incoming;
 mod outgoing;
 mod progress;
 mod reads;
+mod timers;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -325,15 +326,20 @@ pub(crate) trait TransferIo {
     fn data_len(&self) -> usize;
     /// Reports `ev` to the application, in order with the connection's other events.
     fn event(&mut self, ev: TransferEvent);
-}
 
-/// How often a side that makes progress the peer cannot see tells it that it is alive:
-/// hashing a resumed file's prefix (an empty `chunk` from the sender, a zero `credit` from
-/// the receiver), writing to a slow disk (a small or zero `credit`), or relaying and waiting
-/// on the other connection. Well within the peer's stall timeout, which we assume is no
-/// shorter than ours.
-pub(crate) fn keepalive_interval(cfg: &TransferConfig) -> core::time::Duration {
-    (cfg.stall_timeout / 4).min(core::time::Duration::from_secs(1))
+    /// Reports that transfer `id` ended.
+    fn finished(
+        &mut self,
+        id: TransferId,
+        direction: Direction,
+        result: Result<Digest, TransferFailure>,
+    ) {
+        self.event(TransferEvent::Finished {
+            id,
+            direction,
+            result,
+        });
+    }
 }
 
 /// `unknown-transfer` answers are skipped while this many bytes of control output wait.
@@ -669,11 +675,7 @@ impl Transfers {
                 reason: reason.clone(),
             }
         });
-        io.event(TransferEvent::Finished {
-            id,
-            direction,
-            result: Err(TransferFailure::local(code, reason)),
-        });
+        io.finished(id, direction, Err(TransferFailure::local(code, reason)));
         self.end(id);
     }
 
@@ -685,14 +687,14 @@ impl Transfers {
                 Transfer::Out(_) => Direction::Send,
                 Transfer::In(_) => Direction::Receive,
             };
-            io.event(TransferEvent::Finished {
+            io.finished(
                 id,
                 direction,
-                result: Err(TransferFailure::local(
+                Err(TransferFailure::local(
                     code,
                     Utf8::from_static("the connection closed"),
                 )),
-            });
+            );
             self.end(id);
         }
     }
