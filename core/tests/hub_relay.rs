@@ -213,11 +213,7 @@ fn a_rejected_offer_reaches_the_sender() {
         .reject_offer(offer.id, ErrorCode::Rejected, "no thanks")
         .unwrap();
     net.settle();
-    let failure = net.failure("alice", sent);
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Rejected, "no thanks")
-    );
+    net.assert_failed("alice", sent, ErrorCode::Rejected, "no thanks");
     assert_eq!(net.hub.relay_count(), 0);
 }
 
@@ -234,11 +230,7 @@ fn the_sender_cancelling_reaches_the_receiver() {
         .cancel_transfer(sent, ErrorCode::Cancelled, "oops")
         .unwrap();
     net.settle();
-    let failure = net.failure("bob", got);
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Cancelled, "oops")
-    );
+    net.assert_failed("bob", got, ErrorCode::Cancelled, "oops");
 }
 
 #[test]

@@ -87,11 +87,7 @@ fn the_operator_can_reject_an_offer() {
         .unwrap();
     net.hub.reject_offer(h, "not today").unwrap();
     net.settle();
-    let failure = net.failure("alice", sent);
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Rejected, "not today")
-    );
+    net.assert_failed("alice", sent, ErrorCode::Rejected, "not today");
 }
 
 #[test]

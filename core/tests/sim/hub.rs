@@ -16,6 +16,7 @@ use tidings_core::transfer::{Digest, IncomingOffer, TransferEvent, TransferFailu
 use tidings_core::wire::{Message, Preamble, Utf8};
 
 use super::Rng;
+use tidings_core::ErrorCode;
 
 /// Most bytes one simulated read hands the hub (a runtime's read buffer).
 const READ_SIZE: usize = 64 << 10;
@@ -234,6 +235,12 @@ impl HubNet {
             Some(Err(f)) => f.clone(),
             other => panic!("{name}: transfer {id} did not fail: {other:?}"),
         }
+    }
+
+    /// Asserts that `name`'s transfer `id` failed with `code` and `reason`.
+    pub fn assert_failed(&mut self, name: &str, id: TransferId, code: ErrorCode, reason: &str) {
+        let f = self.failure(name, id);
+        assert_eq!((f.code, f.reason.as_str()), (code, reason), "{name}: {id}");
     }
 
     pub fn idx(&self, name: &str) -> usize {
