@@ -69,7 +69,7 @@ impl WsClient {
             counter = counter.wrapping_add(0x9E37_79B9);
             counter.to_le_bytes()
         });
-        ws.handle_input(&handshake.take_remaining());
+        ws.handle_input(Instant::now(), &handshake.take_remaining());
         WsClient {
             stream,
             ws,
@@ -113,9 +113,9 @@ impl WsClient {
             }
             let n = in_time(self.stream.read(&mut buf)).await.unwrap_or(0);
             if n == 0 {
-                self.ws.handle_eof();
+                self.ws.handle_eof(Instant::now());
             } else {
-                self.ws.handle_input(&buf[..n]);
+                self.ws.handle_input(Instant::now(), &buf[..n]);
             }
         }
     }
@@ -408,14 +408,11 @@ fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served(kind: Serv
 
 fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound(kind: ServerKind) {
     let closing_timeout = Duration::from_millis(400);
-    let server = TestServer::start_with(
-        kind,
-        ServerConfig::default(),
-        WebConfig {
-            closing_timeout,
-            ..web_with_page(Duration::from_secs(10))
-        },
-    );
+    let server = TestServer::start_with(kind, ServerConfig::default(), {
+        let mut web = web_with_page(Duration::from_secs(10));
+        web.ws.close_timeout = closing_timeout;
+        web
+    });
     smol::block_on(async {
         let mut deaf = WsClient::join_json(server.addr, "deaf").await;
         server.kick("deaf", "test").unwrap();
@@ -432,7 +429,7 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound(kind:
             }
             let n = in_time(deaf.stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "the socket ended before the close frame");
-            deaf.ws.handle_input(&buf[..n]);
+            deaf.ws.handle_input(Instant::now(), &buf[..n]);
         };
         assert!(
             closed_without_answer(&mut deaf.stream).await,
@@ -443,7 +440,10 @@ fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound(kind:
 
         // A polite client's close handshake ends at once, and the server goes on.
         let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
-        polite.ws.close(CloseCode::NORMAL, "bye").unwrap();
+        polite
+            .ws
+            .close(Instant::now(), CloseCode::NORMAL, "bye")
+            .unwrap();
         let started = Instant::now();
         polite.flush().await;
         let (_, code, _) = polite.until_close().await;
@@ -537,6 +537,7 @@ fn a_websocket_message_over_its_limit_closes_that_connection_only(kind: ServerKi
         ws: WsConfig {
             max_message_size: 1024,
             max_frame_size: 1024,
+            ..WsConfig::default()
         },
         ..web_with_page(Duration::from_secs(10))
     };

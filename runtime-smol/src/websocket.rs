@@ -4,9 +4,9 @@
 //! It mirrors a [native connection](crate::native): the hub's output is taken only while
 //! less than [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's
 //! own queue), so a slow browser leaves its backlog in the hub, where the slow-consumer bound
-//! and the relay window see it; the socket is read only while the hub wants input. Two timers are
-//! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
-//! ([`WebConfig::closing_timeout`](crate::WebConfig::closing_timeout)).
+//! and the relay window see it; the socket is read only while the hub wants input. One timer
+//! serves two machines: the gateway's (legacy heartbeats) and the WebSocket's (the bound on the
+//! close handshake, [`WsConfig::close_timeout`](tidings_core::ws::WsConfig::close_timeout)).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -96,7 +96,7 @@ fn pump_with(
             gw.handle_native_eof();
             moved = true;
         }
-        let _ = gw.write_to(ws);
+        let _ = gw.write_to(now, ws);
         if !moved {
             break;
         }
@@ -124,11 +124,10 @@ pub(crate) async fn ws_task(
     };
     let mut out: Vec<Bytes> = Vec::new();
     let mut read_done = false;
-    let mut closing_deadline: Option<Instant> = None;
     let mut timer = Timer::never();
     let mut armed: Option<Instant> = None;
     if !early.is_empty() {
-        ws.handle_input(&early);
+        ws.handle_input(Instant::now(), &early);
     }
     loop {
         let held: usize = out.iter().map(Bytes::len).sum();
@@ -137,18 +136,14 @@ pub(crate) async fn ws_task(
         while let Some(bytes) = ws.poll_transmit() {
             out.push(bytes);
         }
-        let now = Instant::now();
         if out.is_empty() && ws.should_close_socket() {
             break;
         }
-        if ws.state() == WsState::Closing && closing_deadline.is_none() {
-            closing_deadline = Some(now + state.doors.closing_timeout);
-        }
-        if closing_deadline.is_some_and(|d| d <= now) {
-            // The client never answered our close frame.
+        if ws.close_timed_out() {
+            // The client never answered our close frame, or stopped reading.
             break;
         }
-        let next = match (gw.poll_timeout(), closing_deadline) {
+        let next = match (gw.poll_timeout(), ws.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -190,11 +185,11 @@ pub(crate) async fn ws_task(
         .await;
         match ev {
             Wake::Read(Ok(n)) if n > 0 => {
-                ws.handle_input(&state.read_buf.borrow()[..n]);
+                ws.handle_input(Instant::now(), &state.read_buf.borrow()[..n]);
             }
             Wake::Read(_) => {
                 read_done = true;
-                ws.handle_eof();
+                ws.handle_eof(Instant::now());
             }
             Wake::Wrote(Ok(n)) if n > 0 => advance(&mut out, n),
             Wake::Wrote(_) => break, // the peer is gone; the hub hears of it below
@@ -206,6 +201,7 @@ pub(crate) async fn ws_task(
                 if gw.poll_timeout().is_some_and(|d| d <= now) {
                     gw.handle_timeout(now);
                 }
+                ws.handle_timeout(now);
             }
         }
     }
