@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use tidings_host::files::{walk, EntryKind, Source};
+use tidings_disk::{walk, EntryKind, OpenSource, Source};
 use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
 
 use crate::exit::{io_reason, CliError, Exit};

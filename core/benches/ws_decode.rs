@@ -12,6 +12,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::io::{Cursor, Read, Write};
+use std::time::Instant;
 use tidings_core::ws::{apply_mask, WsConfig, WsConnection, WsEvent};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::Message;
@@ -48,9 +49,10 @@ fn client_stream(size: usize, count: usize) -> Vec<u8> {
 /// Decodes `stream` with a tidings server connection fed `chunk` bytes at a time.
 fn decode_tidings(stream: &[u8], chunk: usize) -> usize {
     let mut conn = WsConnection::server(WsConfig::default());
+    let now = Instant::now();
     let mut messages = 0;
     for piece in stream.chunks(chunk) {
-        conn.handle_input(piece);
+        conn.handle_input(now, piece);
         while let Some(event) = conn.poll_event() {
             if let WsEvent::Binary(data) = event {
                 black_box(&data);

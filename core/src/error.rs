@@ -1,6 +1,9 @@
-//! Error codes: the one table of spec/PROTOCOL.md §8, as a Rust type.
+//! Error codes: the one table of spec/PROTOCOL.md §8, as a Rust type; and [`SendError`], why a
+//! command was refused locally.
 
 use core::fmt;
+
+use crate::name::NameError;
 
 /// Why something failed, as carried on the wire in `error`, `refused`, `goodbye`, `reject`,
 /// `cancel` and `failed` frames (a big-endian `u16`).
@@ -280,3 +283,33 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+/// Why a command to a [`Session`](crate::session::Session) (chat, a transfer) could not be
+/// carried out. Nothing was queued. Never sent on the wire: it stays with the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is not (or no longer) open for this command.
+    NotOpen,
+    /// The frame would exceed the peer's frame limit.
+    TooLarge,
+    /// Too much output is queued already (the peer does not read); try again after transmitting.
+    QueueFull,
+    /// A name field breaks the naming rules.
+    BadName(NameError),
+    /// The command does not fit the session's role or the transfer's state.
+    Invalid(&'static str),
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SendError::NotOpen => write!(f, "the session is not open"),
+            SendError::TooLarge => write!(f, "the message exceeds the peer's frame limit"),
+            SendError::QueueFull => write!(f, "too much output is queued"),
+            SendError::BadName(e) => write!(f, "{e}"),
+            SendError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

@@ -58,6 +58,37 @@
 //! assert!(bob.is_open() && server.is_open());
 //! ```
 #![warn(missing_docs)]
+
+/// Comparison with `str` and formatting as the text, for a type with `as_str` (the wire's
+/// [`wire::Utf8`] and the WebSocket's [`ws::Utf8Bytes`]).
+macro_rules! text_traits {
+    ($t:ty) => {
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl core::fmt::Debug for $t {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                core::fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl core::fmt::Display for $t {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_traits;
 pub mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;

@@ -2,12 +2,12 @@
 //! (a regression test per file) and a few thousand deterministic random inputs, so the
 //! bodies can never rot between fuzzing campaigns.
 
-mod common;
+mod sim;
 
 use std::path::Path;
 use std::time::Instant;
 
-use common::Rng;
+use sim::Rng;
 use tidings_core::fuzz;
 
 type Body = fn(&[u8]);
@@ -17,7 +17,7 @@ const BODIES: [(&str, Body); 8] = [
     ("message_roundtrip", fuzz::message_roundtrip),
     ("session", |d| fuzz::session(d, Instant::now())),
     ("transfer_pair", |d| fuzz::transfer_pair(d, Instant::now())),
-    ("ws_frames", fuzz::ws_frames),
+    ("ws_frames", |d| fuzz::ws_frames(d, Instant::now())),
     ("http_handshake", fuzz::http_handshake),
     ("json", |d| fuzz::json(d, Instant::now())),
     ("hub", |d| fuzz::hub(d, Instant::now())),

@@ -1,13 +1,17 @@
 //! The gateway end to end against a real hub in memory: JSON, binary and legacy WebSocket
 //! clients chatting with native clients, in virtual time.
 
+mod sim;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytes::BytesMut;
 use serde_json::{json, Value};
+use sim::gateway::GatewayNet;
+use sim::texts;
 use tidings_core::gateway::{legacy_name, Gateway, GatewayMode, WsMessage};
-use tidings_core::hub::{ConnId, Hub, HubConfig};
+use tidings_core::hub::{Hub, HubConfig};
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::TransferEvent;
 use tidings_core::wire::{
@@ -18,193 +22,6 @@ use tidings_core::ws::{
     TIDINGS_SUBPROTOCOL,
 };
 use tidings_core::ErrorCode;
-
-/// A WebSocket client as the hub sees it through a gateway; `inbox` is what the browser got.
-struct WebClient {
-    conn: ConnId,
-    gw: Gateway,
-    inbox: Vec<WsMessage>,
-    eof_to_hub: bool,
-    eof_from_hub: bool,
-    /// Whether the browser answers WebSocket pings (a live one does).
-    alive: bool,
-}
-
-struct NativeClient {
-    conn: ConnId,
-    session: Session,
-    events: Vec<Event>,
-}
-
-struct World {
-    now: Instant,
-    hub: Hub,
-    web: Vec<WebClient>,
-    native: Vec<NativeClient>,
-}
-
-impl World {
-    fn new() -> World {
-        let now = Instant::now();
-        World {
-            now,
-            hub: Hub::new(HubConfig::default(), now),
-            web: Vec::new(),
-            native: Vec::new(),
-        }
-    }
-
-    fn add_web(&mut self, mode: GatewayMode) -> usize {
-        let conn = self.hub.connect(self.now);
-        // As a server does, so that a refusal comes from the server participant.
-        let gw = Gateway::for_hub(mode, DEFAULT_MAX_FRAME, self.hub.name(), self.now);
-        self.web.push(WebClient {
-            conn,
-            gw,
-            inbox: Vec::new(),
-            eof_to_hub: false,
-            eof_from_hub: false,
-            alive: true,
-        });
-        self.pump();
-        self.web.len() - 1
-    }
-
-    fn add_native(&mut self, name: &str) -> usize {
-        let conn = self.hub.connect(self.now);
-        let session = Session::client(Config::default(), name, self.now).unwrap();
-        self.native.push(NativeClient {
-            conn,
-            session,
-            events: Vec::new(),
-        });
-        self.pump();
-        self.native.len() - 1
-    }
-
-    /// A WebSocket event from browser `i`.
-    fn ws(&mut self, i: usize, event: WsEvent) {
-        self.web[i].gw.handle_ws_event(self.now, event);
-        self.pump();
-    }
-
-    fn ws_text(&mut self, i: usize, text: &str) {
-        self.ws(i, WsEvent::Text(Utf8Bytes::from(text.to_string())));
-    }
-
-    /// Moves bytes until nothing moves, as a runtime would.
-    fn pump(&mut self) {
-        let now = self.now;
-        loop {
-            let mut moved = false;
-            for n in &mut self.native {
-                while let Some(b) = n.session.poll_transmit() {
-                    self.hub.handle_input(now, n.conn, &b);
-                    moved = true;
-                }
-            }
-            for w in &mut self.web {
-                while let Some(b) = w.gw.poll_native() {
-                    self.hub.handle_input(now, w.conn, &b);
-                    moved = true;
-                }
-                if w.gw.native_finished() && !w.eof_to_hub {
-                    w.eof_to_hub = true;
-                    self.hub.handle_eof(now, w.conn);
-                    moved = true;
-                }
-            }
-            while self.hub.poll_ready().is_some() {}
-            for n in &mut self.native {
-                while let Some(b) = self.hub.poll_transmit(n.conn) {
-                    n.session.handle_input(now, &b);
-                    moved = true;
-                }
-                while let Some(e) = n.session.poll_event() {
-                    n.events.push(e);
-                }
-            }
-            for w in &mut self.web {
-                while let Some(b) = self.hub.poll_transmit(w.conn) {
-                    w.gw.handle_native(now, b);
-                    moved = true;
-                }
-                if self.hub.is_finished(w.conn) && !w.eof_from_hub {
-                    w.eof_from_hub = true;
-                    w.gw.handle_native_eof();
-                    moved = true;
-                }
-                while let Some(m) = w.gw.poll_ws() {
-                    match m {
-                        // A live browser's WebSocket answers at once.
-                        WsMessage::Ping(payload) if w.alive => {
-                            w.gw.handle_ws_event(now, WsEvent::Pong(payload));
-                            moved = true;
-                        }
-                        WsMessage::Ping(_) => {}
-                        other => w.inbox.push(other),
-                    }
-                }
-            }
-            while self.hub.poll_event().is_some() {}
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    /// Advances virtual time in steps, firing every timer that is due.
-    fn run_for(&mut self, total: Duration, step: Duration) {
-        self.run_timers(total, step, true);
-    }
-
-    /// As `run_for`; `gateways` false leaves the gateways' own timers unfired.
-    fn run_timers(&mut self, total: Duration, step: Duration, gateways: bool) {
-        let end = self.now + total;
-        while self.now < end {
-            self.now += step;
-            self.hub.handle_timeout(self.now);
-            for n in &mut self.native {
-                n.session.handle_timeout(self.now);
-            }
-            for w in &mut self.web {
-                if gateways && w.gw.poll_timeout().is_some_and(|t| t <= self.now) {
-                    w.gw.handle_timeout(self.now);
-                }
-            }
-            self.pump();
-        }
-    }
-
-    /// Browser `i`'s text messages parsed as JSON, taken out of its inbox.
-    fn take_json(&mut self, i: usize) -> Vec<Value> {
-        std::mem::take(&mut self.web[i].inbox)
-            .into_iter()
-            .map(|m| match m {
-                WsMessage::Text(t) => serde_json::from_str(&t).unwrap(),
-                other => panic!("expected text, got {other:?}"),
-            })
-            .collect()
-    }
-
-    fn take_events(&mut self, i: usize) -> Vec<Event> {
-        std::mem::take(&mut self.native[i].events)
-    }
-}
-
-fn texts(events: &[Event]) -> Vec<(String, bool, String)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Text {
-                peer,
-                private,
-                text,
-            } => Some((peer.to_string(), *private, text.to_string())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn request(raw: &str) -> HttpRequestHead {
     RequestReader::new(8192)
@@ -219,7 +36,7 @@ const HELLO_ALICE: &str = r#"{"type":"hello","name":"alice","capabilities":0,"ma
 
 #[test]
 fn json_client_and_native_client_chat() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let alice = w.add_web(GatewayMode::Tidings);
     w.ws_text(alice, HELLO_ALICE);
@@ -278,7 +95,7 @@ fn json_client_and_native_client_chat() {
 
 #[test]
 fn json_client_unknown_peer_gets_a_json_error_and_stays() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let alice = w.add_web(GatewayMode::Json);
     w.ws_text(alice, HELLO_ALICE);
     w.take_json(alice);
@@ -294,7 +111,7 @@ fn json_client_unknown_peer_gets_a_json_error_and_stays() {
 
 #[test]
 fn malformed_json_is_answered_then_closed_and_the_client_leaves() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let alice = w.add_web(GatewayMode::Tidings);
     w.ws_text(alice, HELLO_ALICE);
@@ -325,7 +142,7 @@ fn malformed_json_is_answered_then_closed_and_the_client_leaves() {
 
 #[test]
 fn unknown_json_type_is_refused_with_unknown_type() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let alice = w.add_web(GatewayMode::Json);
     w.ws_text(alice, HELLO_ALICE);
     w.take_json(alice);
@@ -340,7 +157,7 @@ fn unknown_json_type_is_refused_with_unknown_type() {
 
 #[test]
 fn websocket_close_is_a_goodbye_to_the_hub() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let alice = w.add_web(GatewayMode::Tidings);
     w.ws_text(alice, HELLO_ALICE);
@@ -367,7 +184,7 @@ fn websocket_close_is_a_goodbye_to_the_hub() {
 
 #[test]
 fn refused_json_hello_closes_with_1008_after_the_refusal() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     w.add_native("bob");
     let imp = w.add_web(GatewayMode::Json);
     w.ws_text(
@@ -389,13 +206,13 @@ fn refused_json_hello_closes_with_1008_after_the_refusal() {
 
 #[test]
 fn binary_client_carries_native_bytes_untouched() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let carol = w.add_web(GatewayMode::Tidings);
     let mut session = Session::client(Config::default(), "carol", w.now).unwrap();
 
     // Drive carol's native session through the WebSocket messages.
-    let exchange = |w: &mut World, session: &mut Session| loop {
+    let exchange = |w: &mut GatewayNet, session: &mut Session| loop {
         let mut moved = false;
         while let Some(b) = session.poll_transmit() {
             w.ws(carol, WsEvent::Binary(b));
@@ -463,7 +280,7 @@ fn text_on_a_binary_connection_closes_1003() {
 // ----- legacy carriage ----------------------------------------------------------------------
 
 /// A legacy client for `target`, everything it received so far left in its inbox.
-fn legacy_raw(w: &mut World, target: &str) -> usize {
+fn legacy_raw(w: &mut GatewayNet, target: &str) -> usize {
     let head = request(&format!(
         "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -474,7 +291,7 @@ fn legacy_raw(w: &mut World, target: &str) -> usize {
 
 /// A legacy client for `target`; if it joined, its first line (who is online) is checked
 /// for its form and taken out of the inbox.
-fn legacy(w: &mut World, target: &str) -> usize {
+fn legacy(w: &mut GatewayNet, target: &str) -> usize {
     let i = legacy_raw(w, target);
     if !w.web[i].gw.is_ws_closed() {
         let first = w.web[i].inbox.remove(0);
@@ -488,7 +305,7 @@ fn legacy(w: &mut World, target: &str) -> usize {
 }
 
 /// Everything a legacy client received, the close last: (text lines as JSON, close).
-fn farewell(w: &mut World, i: usize) -> (Vec<Value>, (CloseCode, String)) {
+fn farewell(w: &mut GatewayNet, i: usize) -> (Vec<Value>, (CloseCode, String)) {
     let mut inbox = std::mem::take(&mut w.web[i].inbox);
     let Some(WsMessage::Close { code, reason }) = inbox.pop() else {
         panic!("no close last: {inbox:?}")
@@ -499,7 +316,7 @@ fn farewell(w: &mut World, i: usize) -> (Vec<Value>, (CloseCode, String)) {
 
 #[test]
 fn legacy_client_learns_who_is_online_when_it_joins() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     w.add_native("bob");
     legacy(&mut w, "/ws?name=carol");
     let dave = legacy_raw(&mut w, "/ws?name=dave");
@@ -509,7 +326,7 @@ fn legacy_client_learns_who_is_online_when_it_joins() {
         [json!({"src":"server","dst":"","msg":"online (3): bob, carol, dave"})]
     );
     // Alone: just itself.
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let erin = legacy_raw(&mut w, "/ws?name=erin");
     assert_eq!(
         w.take_json(erin),
@@ -519,7 +336,7 @@ fn legacy_client_learns_who_is_online_when_it_joins() {
 
 #[test]
 fn legacy_client_is_told_in_a_line_why_it_is_kicked_or_shut_out() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let dave = legacy(&mut w, "/ws?name=dave");
     let erin = legacy(&mut w, "/ws?name=erin");
     w.take_json(dave);
@@ -547,19 +364,13 @@ fn legacy_client_is_told_in_a_line_why_it_is_kicked_or_shut_out() {
 
 #[test]
 fn legacy_client_is_told_in_a_line_when_it_is_rate_limited() {
-    let now = Instant::now();
     let config = HubConfig {
         message_rate: 1,
         message_burst: 1,
         rate_limit_grace: Duration::ZERO,
         ..HubConfig::default()
     };
-    let mut w = World {
-        now,
-        hub: Hub::new(config, now),
-        web: Vec::new(),
-        native: Vec::new(),
-    };
+    let mut w = GatewayNet::with_config(config);
     let dave = legacy(&mut w, "/ws?name=dave");
     for _ in 0..50 {
         if w.web[dave].gw.is_ws_closed() {
@@ -579,7 +390,7 @@ fn legacy_client_is_told_in_a_line_when_it_is_rate_limited() {
 
 #[test]
 fn legacy_client_is_told_in_a_line_when_its_message_is_too_big() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let dave = legacy(&mut w, "/ws?name=dave");
     w.ws_text(dave, &"x".repeat(DEFAULT_MAX_FRAME as usize + 1));
     let (lines, close) = farewell(&mut w, dave);
@@ -594,7 +405,7 @@ fn legacy_client_is_told_in_a_line_when_its_message_is_too_big() {
 
 #[test]
 fn legacy_client_named_from_the_query_chats_with_a_native_client() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let dave = legacy(&mut w, "/ws?name=dave");
     assert_eq!(w.hub.peer_count(), 2);
@@ -641,7 +452,7 @@ fn legacy_client_named_from_the_query_chats_with_a_native_client() {
 
 #[test]
 fn legacy_spoofed_src_is_ignored() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let eve = legacy(&mut w, "/?name=eve");
     w.take_events(bob);
@@ -654,7 +465,7 @@ fn legacy_spoofed_src_is_ignored() {
 
 #[test]
 fn legacy_unknown_addressee_is_told_by_the_server() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let dave = legacy(&mut w, "/ws?name=dave");
     w.ws_text(dave, r#"{"dst":"nobody","msg":"?"}"#);
     let got = w.take_json(dave);
@@ -668,7 +479,7 @@ fn legacy_unknown_addressee_is_told_by_the_server() {
 
 #[test]
 fn legacy_refused_name_is_told_in_one_line_then_closed_with_1008_and_the_reason() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     w.add_native("bob");
     let imp = legacy(&mut w, "/ws?name=Bob");
     let (lines, (code, reason)) = farewell(&mut w, imp);
@@ -684,7 +495,7 @@ fn legacy_refused_name_is_told_in_one_line_then_closed_with_1008_and_the_reason(
 
 #[test]
 fn silent_legacy_client_stays_alive_through_pings() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let dave = legacy(&mut w, "/ws?name=dave");
     // Only the hub's timers run: the hub pings, the gateway answers.
     w.run_timers(Duration::from_secs(120), Duration::from_secs(1), false);
@@ -694,7 +505,7 @@ fn silent_legacy_client_stays_alive_through_pings() {
 
 #[test]
 fn a_legacy_client_that_never_answers_the_gateways_probes_is_declared_dead() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let dave = legacy(&mut w, "/ws?name=dave");
     w.web[dave].alive = false;
     // The gateway's own timers run too, and the client never answers its pings: it is
@@ -709,7 +520,7 @@ fn a_legacy_client_that_never_answers_the_gateways_probes_is_declared_dead() {
     assert_eq!(w.hub.peer_count(), 0);
 
     // The same silence with a browser that answers each probe: alive after two minutes.
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let erin = legacy(&mut w, "/ws?name=erin");
     w.run_timers(Duration::from_secs(120), Duration::from_secs(1), true);
     assert!(!w.web[erin].gw.is_ws_closed());
@@ -720,7 +531,7 @@ fn a_legacy_client_that_never_answers_the_gateways_probes_is_declared_dead() {
 fn silent_legacy_client_in_a_busy_room_stays_alive() {
     // A server may leave a client it keeps busy unpinged (spec §6.6.1 only asks for pings
     // after silence); the gateway's own heartbeat then keeps the receive timeout away.
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let dave = legacy(&mut w, "/ws?name=dave");
     for _ in 0..60 {
@@ -734,7 +545,7 @@ fn silent_legacy_client_in_a_busy_room_stays_alive() {
 
 #[test]
 fn legacy_gateway_declines_file_offers() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     legacy(&mut w, "/ws?name=dave");
     let id = w.native[bob]
@@ -756,7 +567,7 @@ fn legacy_gateway_declines_file_offers() {
 
 #[test]
 fn vanished_legacy_client_is_dropped_at_the_timeout() {
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let dave = legacy(&mut w, "/ws?name=dave");
     w.web[dave].alive = false;
@@ -863,7 +674,7 @@ fn json_over_a_real_websocket_pair() {
     let mut received = Vec::new();
     for _ in 0..10 {
         while let Some(b) = browser.poll_transmit() {
-            server.handle_input(&b);
+            server.handle_input(now, &b);
         }
         while let Some(e) = server.poll_event() {
             gw.handle_ws_event(now, e);
@@ -875,9 +686,9 @@ fn json_over_a_real_websocket_pair() {
         while let Some(b) = hub.poll_transmit(conn) {
             gw.handle_native(now, b);
         }
-        gw.write_to(&mut server).unwrap();
+        gw.write_to(now, &mut server).unwrap();
         while let Some(b) = server.poll_transmit() {
-            browser.handle_input(&b);
+            browser.handle_input(now, &b);
         }
         while let Some(e) = browser.poll_event() {
             let WsEvent::Text(t) = e else { panic!("{e:?}") };
@@ -893,7 +704,7 @@ fn json_over_a_real_websocket_pair() {
 fn qt_style_client_from_upgrade_request_to_chat() {
     // What a runtime does with a plain `QWebSocket("C1")` client: read the request, accept
     // the upgrade (no subprotocol offered, none chosen), pick the mode, then pump.
-    let mut w = World::new();
+    let mut w = GatewayNet::new();
     let bob = w.add_native("bob");
     let raw = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\

@@ -2,14 +2,14 @@
 //! carriage as exactly the native frames it stands for (both ways, whatever the hub's read
 //! boundaries), and the binary carriage passes any bytes unchanged.
 
-mod message_strategy;
+mod sim;
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use message_strategy::message;
 use proptest::collection::vec;
 use proptest::prelude::*;
+use sim::messages::message;
 use tidings_core::gateway::{Gateway, GatewayMode, WsMessage};
 use tidings_core::json::to_json;
 use tidings_core::wire::{Message, Preamble, Utf8, PREAMBLE_LEN};

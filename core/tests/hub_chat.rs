@@ -1,18 +1,18 @@
 //! The hub's chat side, simulated: names, presence, routing, heartbeats, slow consumers,
 //! kick and shutdown.
 
-mod hub_sim;
+mod sim;
 
 use std::time::Duration;
 
-use hub_sim::{u, Net};
+use sim::{u, HubNet};
 use tidings_core::hub::{HubConfig, HubEvent};
 use tidings_core::session::{Closed, Config, Event};
-use tidings_core::wire::{Hello, Message, Welcome, DEFAULT_MAX_FRAME};
+use tidings_core::wire::{Message, Welcome, DEFAULT_MAX_FRAME};
 use tidings_core::ErrorCode;
 
-fn ten_clients(seed: u64) -> Net {
-    let mut net = Net::with_defaults(seed);
+fn ten_clients(seed: u64) -> HubNet {
+    let mut net = HubNet::with_defaults(seed);
     for i in 0..10 {
         net.join(&format!("user{i}"));
     }
@@ -74,16 +74,12 @@ fn private_text_reaches_only_its_target_marked_private() {
             _ => assert!(texts.is_empty(), "{} got {texts:?}", c.name),
         }
     }
-    assert!(!net
-        .op
-        .events
-        .iter()
-        .any(|e| matches!(e, HubEvent::Text { .. })));
+    assert!(!net.op.saw(|e| matches!(e, HubEvent::Text { .. })));
 }
 
 #[test]
 fn a_client_cannot_speak_for_someone_else() {
-    let mut net = Net::with_defaults(3);
+    let mut net = HubNet::with_defaults(3);
     let mallory = net.join("mallory");
     let bob = net.join("bob");
     // Mallory sets the flags a server would set, and addresses bob: the hub stamps her name.
@@ -114,7 +110,7 @@ fn a_client_cannot_speak_for_someone_else() {
 
 #[test]
 fn presence_and_peer_list_follow_joins_and_leaves() {
-    let mut net = Net::with_defaults(4);
+    let mut net = HubNet::with_defaults(4);
     let alice = net.join("alice");
     let Some(Event::Connected(w)) = net.clients[alice].events.first().cloned() else {
         panic!("alice not connected")
@@ -171,7 +167,7 @@ fn presence_and_peer_list_follow_joins_and_leaves() {
 
 #[test]
 fn unknown_addressee_gets_an_error_and_the_connection_stays() {
-    let mut net = Net::with_defaults(5);
+    let mut net = HubNet::with_defaults(5);
     let alice = net.join("alice");
     net.clients[alice]
         .session
@@ -193,7 +189,7 @@ fn unknown_addressee_gets_an_error_and_the_connection_stays() {
     assert_eq!(net.clients[bob].texts().len(), 1);
 }
 
-fn refused_code(net: &Net, i: usize) -> Option<ErrorCode> {
+fn refused_code(net: &HubNet, i: usize) -> Option<ErrorCode> {
     match net.clients[i].closed() {
         Some(Closed::Peer { code, .. }) => Some(*code),
         _ => None,
@@ -202,7 +198,7 @@ fn refused_code(net: &Net, i: usize) -> Option<ErrorCode> {
 
 #[test]
 fn taken_names_are_refused_case_insensitively_and_the_server_name_is_taken() {
-    let mut net = Net::with_defaults(6);
+    let mut net = HubNet::with_defaults(6);
     net.join("alice");
     let dup = net.join("ALICE");
     let srv = net.join("Server");
@@ -236,15 +232,9 @@ fn taken_names_are_refused_case_insensitively_and_the_server_name_is_taken() {
 
 #[test]
 fn invalid_names_are_refused() {
-    let mut net = Net::with_defaults(7);
+    let mut net = HubNet::with_defaults(7);
     for bad in ["", "a b", ".hidden", "waytoolong_waytoolong_waytoolong_x"] {
-        let conn = net.raw_connect();
-        let hello = Message::Hello(Hello {
-            name: u(bad),
-            capabilities: 0,
-            max_frame: DEFAULT_MAX_FRAME,
-        });
-        net.raw_send(conn, true, &[hello]);
+        let conn = net.raw_hello(bad, 0, DEFAULT_MAX_FRAME);
         let out = net.raw_out[&conn].clone();
         // Preamble, then a `refused` frame carrying name-invalid.
         let frame = &out[8..];
@@ -259,7 +249,7 @@ fn invalid_names_are_refused() {
 
 #[test]
 fn a_full_server_refuses_with_server_full() {
-    let mut net = Net::new(
+    let mut net = HubNet::new(
         HubConfig {
             max_peers: 2,
             ..HubConfig::default()
@@ -278,7 +268,7 @@ fn a_full_server_refuses_with_server_full() {
 
 #[test]
 fn a_silent_peer_is_declared_dead_after_the_heartbeat_timeout() {
-    let mut net = Net::with_defaults(9);
+    let mut net = HubNet::with_defaults(9);
     let alice = net.join("alice");
     let bob = net.join("bob");
     let carol = net.join("carol");
@@ -313,7 +303,7 @@ fn a_silent_peer_is_declared_dead_after_the_heartbeat_timeout() {
 
 #[test]
 fn a_client_that_never_completes_the_handshake_is_dropped() {
-    let mut net = Net::with_defaults(10);
+    let mut net = HubNet::with_defaults(10);
     let conn = net.raw_connect();
     net.raw_send(conn, true, &[]);
     net.advance(Duration::from_secs(11));
@@ -323,7 +313,7 @@ fn a_client_that_never_completes_the_handshake_is_dropped() {
 
 #[test]
 fn a_slow_consumer_is_disconnected_and_the_rest_keep_chatting() {
-    let mut net = Net::with_defaults(11);
+    let mut net = HubNet::with_defaults(11);
     let talker = net.join("talker");
     let slow = net.join("slow");
     let fast = net.join("fast");
@@ -374,7 +364,7 @@ fn the_server_says_to_everyone_and_to_one() {
 
 #[test]
 fn the_server_sees_text_addressed_to_it() {
-    let mut net = Net::with_defaults(13);
+    let mut net = HubNet::with_defaults(13);
     let a = net.join("alice");
     net.clients[a]
         .session
@@ -390,7 +380,7 @@ fn the_server_sees_text_addressed_to_it() {
 
 #[test]
 fn kick_removes_the_peer_and_tells_it_why() {
-    let mut net = Net::with_defaults(14);
+    let mut net = HubNet::with_defaults(14);
     let a = net.join("alice");
     let b = net.join("bob");
     net.hub.kick("BOB", "behave").unwrap();
@@ -411,7 +401,7 @@ fn kick_removes_the_peer_and_tells_it_why() {
 
 #[test]
 fn a_ban_kicks_and_refuses_the_name_and_its_look_alikes_until_it_ends() {
-    let mut net = Net::with_defaults(18);
+    let mut net = HubNet::with_defaults(18);
     let a = net.join("alice");
     let b = net.join("bob");
     let t0 = net.now;
@@ -479,7 +469,7 @@ fn shutdown_says_goodbye_to_everyone_and_refuses_newcomers() {
 
 #[test]
 fn the_hub_timer_is_the_earliest_session_deadline() {
-    let mut net = Net::with_defaults(16);
+    let mut net = HubNet::with_defaults(16);
     net.join("a");
     let t0 = net.now;
     // Nothing to do until the first heartbeat (10 s of silence by default).
@@ -501,7 +491,7 @@ fn the_hub_timer_is_the_earliest_session_deadline() {
 
 #[test]
 fn a_closed_connection_whose_output_never_drains_is_finished_after_the_timeout() {
-    let mut net = Net::with_defaults(17);
+    let mut net = HubNet::with_defaults(17);
     net.join("alice");
     let b = net.join("bob");
     let conn = net.clients[b].conn;
@@ -525,7 +515,7 @@ fn a_closed_connection_whose_output_never_drains_is_finished_after_the_timeout()
 
 #[test]
 fn an_oversized_say_is_refused_before_anything_is_sent() {
-    let mut net = Net::with_defaults(18);
+    let mut net = HubNet::with_defaults(18);
     net.join("alice");
     let huge = "y".repeat(DEFAULT_MAX_FRAME as usize);
     assert!(net.hub.say(None, &huge).is_err());
@@ -545,7 +535,7 @@ fn random_rooms_match_a_reference_model() {
     ];
     let mut checked = 0;
     for seed in 1..=25u64 {
-        let mut net = Net::with_defaults(seed * 7919);
+        let mut net = HubNet::with_defaults(seed * 7919);
         // key → client index of the live holder of that name.
         let mut online: BTreeMap<String, usize> = BTreeMap::new();
         // client index → texts it must have received, in order.
@@ -635,7 +625,7 @@ fn random_rooms_match_a_reference_model() {
 
 #[test]
 fn blobs_are_routed_like_text() {
-    let mut net = Net::with_defaults(19);
+    let mut net = HubNet::with_defaults(19);
     let a = net.join("alice");
     let b = net.join("bob");
     let c = net.join("carol");
@@ -649,7 +639,7 @@ fn blobs_are_routed_like_text() {
         .send_blob("", "text/plain", bytes::Bytes::from_static(b"all"))
         .unwrap();
     net.settle();
-    let blobs = |i: usize, net: &Net| -> Vec<(String, bool, String, usize)> {
+    let blobs = |i: usize, net: &HubNet| -> Vec<(String, bool, String, usize)> {
         net.clients[i]
             .events
             .iter()
@@ -681,13 +671,13 @@ fn blobs_are_routed_like_text() {
         vec![("alice".into(), false, "text/plain".into(), 3)]
     );
     assert!(blobs(a, &net).is_empty());
-    assert!(net.op.events.iter().any(|e| matches!(e,
+    assert!(net.op.saw(|e| matches!(e,
         HubEvent::Blob { from, private: false, data, .. } if from == "alice" && &data[..] == b"all")));
 }
 
 #[test]
 fn a_timer_that_came_due_during_input_is_reported_due_not_postponed() {
-    let mut net = Net::with_defaults(20);
+    let mut net = HubNet::with_defaults(20);
     let a = net.join("alice");
     let due = net.hub.poll_timeout().unwrap();
     // The runtime handles a read that arrives after the deadline before its timer fires.
@@ -712,7 +702,7 @@ fn short_heartbeats_find_a_dead_peer_on_time_even_with_output_queued() {
         heartbeat_timeout: Duration::from_millis(600),
         ..Config::default()
     };
-    let mut net = Net::new(
+    let mut net = HubNet::new(
         HubConfig {
             session,
             ..HubConfig::default()

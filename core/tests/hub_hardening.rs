@@ -1,28 +1,28 @@
 //! Hub hardening, simulated with virtual time: the message-rate limit, look-alike names, the
 //! total relay-memory budget, stalled relays and the server name's validation.
 
-mod hub_sim;
+mod sim;
 
 use std::time::Duration;
 
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::{Hub, HubConfig, HubConfigError};
 use tidings_core::session::Closed;
 use tidings_core::ErrorCode;
 
-fn limited(rate: u32, burst: u32, grace: Duration) -> Net {
+fn limited(rate: u32, burst: u32, grace: Duration) -> HubNet {
     let mut config = HubConfig {
         message_rate: rate,
         message_burst: burst,
         rate_limit_grace: grace,
         ..HubConfig::default()
     };
-    config.session.transfer = hub_sim::test_transfers();
-    Net::new(config, 7)
+    config.session.transfer = sim::hub::test_transfers();
+    HubNet::new(config, 7)
 }
 
 /// Broadcasts `n` numbered texts from `who` in one go.
-fn flood(net: &mut Net, who: &str, n: usize) {
+fn flood(net: &mut HubNet, who: &str, n: usize) {
     for i in 0..n {
         net.client(who)
             .session
@@ -32,7 +32,7 @@ fn flood(net: &mut Net, who: &str, n: usize) {
     net.settle();
 }
 
-fn texts_from(net: &mut Net, to: &str, from: &str) -> usize {
+fn texts_from(net: &mut HubNet, to: &str, from: &str) -> usize {
     net.client(to)
         .texts()
         .iter()
@@ -40,7 +40,7 @@ fn texts_from(net: &mut Net, to: &str, from: &str) -> usize {
         .count()
 }
 
-fn closed_code(net: &mut Net, who: &str) -> Option<ErrorCode> {
+fn closed_code(net: &mut HubNet, who: &str) -> Option<ErrorCode> {
     net.client(who).closed().map(|c| match c {
         Closed::Local { code, .. } | Closed::Peer { code, .. } => *code,
         Closed::StreamEnded => ErrorCode::PeerLost,
@@ -139,17 +139,11 @@ fn a_client_at_its_rate_is_never_slowed() {
 fn a_runtime_that_reads_a_paused_client_anyway_gets_it_disconnected() {
     let mut net = limited(10, 10, Duration::from_secs(60));
     net.join("bob");
-    let raw = net.raw_connect();
-    let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-        name: hub_sim::u("mallory"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    });
-    net.raw_send(raw, true, &[hello]);
+    let raw = net.raw_hello("mallory", 3, 1 << 20);
     let text = |i: usize| tidings_core::wire::Message::Text {
-        peer: hub_sim::u(""),
+        peer: sim::u(""),
         private: false,
-        text: hub_sim::u(&format!("{i:0>100}")),
+        text: sim::u(&format!("{i:0>100}")),
     };
     let burst: Vec<_> = (0..20).map(text).collect();
     net.raw_send(raw, false, &burst);
@@ -194,7 +188,7 @@ fn a_zero_rate_turns_the_limit_off() {
 
 #[test]
 fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
-    let mut net = Net::with_defaults(3);
+    let mut net = HubNet::with_defaults(3);
     net.join("alice");
     for (i, fake) in [
         "Ａlice",
@@ -208,13 +202,7 @@ fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
     .into_iter()
     .enumerate()
     {
-        let raw = net.raw_connect();
-        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-            name: hub_sim::u(fake),
-            capabilities: 3,
-            max_frame: 1 << 20,
-        });
-        net.raw_send(raw, true, &[hello]);
+        let raw = net.raw_hello(fake, 3, 1 << 20);
         // refused (0x03) with name-taken (10).
         let out = &net.raw_out[&raw];
         assert!(
@@ -223,13 +211,7 @@ fn look_alike_names_cannot_impersonate_a_client_or_the_server() {
         );
     }
     for bad in ["alice\u{200B}", "\u{3164}", "al\u{200D}ice"] {
-        let raw = net.raw_connect();
-        let hello = tidings_core::wire::Message::Hello(tidings_core::wire::Hello {
-            name: hub_sim::u(bad),
-            capabilities: 3,
-            max_frame: 1 << 20,
-        });
-        net.raw_send(raw, true, &[hello]);
+        let raw = net.raw_hello(bad, 3, 1 << 20);
         let out = &net.raw_out[&raw];
         assert!(
             out.windows(3).any(|w| w == [0x03, 0x00, 11]),
@@ -292,8 +274,8 @@ fn many_relays_share_the_relay_budget_and_all_complete() {
         relay_budget: BUDGET,
         ..HubConfig::default()
     };
-    config.session.transfer = hub_sim::test_transfers();
-    let mut net = Net::new(config, 11);
+    config.session.transfer = sim::hub::test_transfers();
+    let mut net = HubNet::new(config, 11);
     let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
     for n in &names {
         net.join(n);
@@ -349,7 +331,7 @@ fn many_relays_share_the_relay_budget_and_all_complete() {
 
 #[test]
 fn without_pressure_the_budget_changes_nothing() {
-    let mut net = Net::with_defaults(12);
+    let mut net = HubNet::with_defaults(12);
     net.join("alice");
     net.join("bob");
     let file = net.rng.bytes(5 << 20);
@@ -366,26 +348,22 @@ fn without_pressure_the_budget_changes_nothing() {
 
 #[test]
 fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
-    use tidings_core::wire::{Hello, Message, Offer};
+    use tidings_core::wire::{Message, Offer};
     let mut config = HubConfig::default();
-    config.session.transfer = hub_sim::test_transfers();
+    config.session.transfer = sim::hub::test_transfers();
     config.session.transfer.stall_timeout = Duration::from_secs(5);
-    let mut net = Net::new(config, 13);
+    let mut net = HubNet::new(config, 13);
     net.join("bob");
     // Alice is a raw connection: she offers, gets credit, sends 128 KiB, then nothing more
     // (her connection stays up; her heartbeat timeout is 30 s).
     let alice = net.raw_connect();
-    let hello = Message::Hello(Hello {
-        name: hub_sim::u("alice"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    });
+    let hello = sim::hello("alice", 3, 1 << 20);
     let offer = Message::Offer(Offer {
         id: 0,
-        peer: hub_sim::u("bob"),
+        peer: sim::u("bob"),
         size: 1 << 20,
-        name: hub_sim::u("stuck.bin"),
-        media_type: hub_sim::u(""),
+        name: sim::u("stuck.bin"),
+        media_type: sim::u(""),
     });
     net.raw_send(alice, true, &[hello]);
     net.raw_send(alice, false, &[offer]);
@@ -402,7 +380,7 @@ fn a_sender_that_stops_mid_relay_fails_both_hops_at_the_stall_timeout() {
     net.advance(Duration::from_secs(4));
     assert!(!net.client("bob").finished.contains_key(&got), "too early");
     net.advance(Duration::from_secs(2));
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    let failure = net.failure("bob", got);
     assert_eq!(failure.code, ErrorCode::TransferTimeout, "{failure:?}");
     // Alice was told too: a `cancel` (0x46) for id 0 with transfer-timeout (39).
     let mut cancel = vec![0x46];
@@ -424,7 +402,7 @@ fn a_paused_connection_is_woken_when_it_may_be_read_again() {
     use bytes::BytesMut;
     use std::time::Instant;
     use tidings_core::hub::HubEvent;
-    use tidings_core::wire::{Hello, Message, Preamble};
+    use tidings_core::wire::{Message, Preamble};
     let t0 = Instant::now();
     let config = HubConfig {
         message_rate: 10,
@@ -435,20 +413,15 @@ fn a_paused_connection_is_woken_when_it_may_be_read_again() {
     let conn = hub.connect(t0);
     let mut b = BytesMut::new();
     b.extend_from_slice(&Preamble::CURRENT.to_bytes());
-    Message::Hello(Hello {
-        name: hub_sim::u("mallory"),
-        capabilities: 3,
-        max_frame: 1 << 20,
-    })
-    .encode(&mut b);
+    sim::hello("mallory", 3, 1 << 20).encode(&mut b);
     hub.handle_input(t0, conn, &b);
     // (The texts only after the hello was answered: before, they would be out of order.)
     let mut b = BytesMut::new();
     for i in 0..20 {
         Message::Text {
-            peer: hub_sim::u(""),
+            peer: sim::u(""),
             private: false,
-            text: hub_sim::u(&format!("t{i}")),
+            text: sim::u(&format!("t{i}")),
         }
         .encode(&mut b);
     }

@@ -1,11 +1,11 @@
 //! Files relayed through the hub between two clients, simulated: integrity end to end,
 //! bounded memory in the hub, slow receivers, resume, and either side going away.
 
-mod hub_sim;
+mod sim;
 
 use std::time::Duration;
 
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::HubConfig;
 use tidings_core::session::Config;
 use tidings_core::transfer::TransferConfig;
@@ -13,8 +13,8 @@ use tidings_core::ErrorCode;
 
 const WINDOW: usize = 1 << 20;
 
-fn pair(seed: u64) -> Net {
-    let mut net = Net::with_defaults(seed);
+fn pair(seed: u64) -> HubNet {
+    let mut net = HubNet::with_defaults(seed);
     net.join("alice");
     net.join("bob");
     net
@@ -85,7 +85,7 @@ fn the_window_bound_follows_the_hubs_transfer_settings() {
         },
         ..HubConfig::default()
     };
-    let mut net = Net::new(config, 3);
+    let mut net = HubNet::new(config, 3);
     net.join("alice");
     net.join("bob");
     net.client("bob").write_rate = Some(8 << 10);
@@ -120,7 +120,7 @@ fn a_relayed_transfer_resumes_from_a_kept_partial_file() {
         .cancel_transfer(got, ErrorCode::Cancelled, "later")
         .unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&first].clone().unwrap_err();
+    let failure = net.failure("alice", first);
     assert_eq!(failure.code, ErrorCode::Cancelled);
     assert_eq!(net.hub.relay_count(), 0);
     // Keep only what was reported written, as a real receiver's disk would hold.
@@ -178,7 +178,7 @@ fn the_sender_vanishing_mid_relay_fails_the_receiver_with_peer_lost() {
     net.client("alice").frozen = true;
     net.hub.handle_eof(net.now, alice_conn);
     net.settle();
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
+    let failure = net.failure("bob", got);
     assert_eq!(failure.code, ErrorCode::PeerLost);
     assert!(failure.by_peer);
     assert_eq!(net.hub.relay_count(), 0);
@@ -197,7 +197,7 @@ fn the_receiver_vanishing_mid_relay_fails_the_sender_with_peer_lost() {
     net.client("bob").frozen = true;
     // Bob is silent: after the heartbeat timeout the hub drops him.
     net.advance(Duration::from_secs(31));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::PeerLost);
     assert_eq!(net.hub.relay_count(), 0);
     assert!(net.client("alice").session.is_open());
@@ -213,11 +213,7 @@ fn a_rejected_offer_reaches_the_sender() {
         .reject_offer(offer.id, ErrorCode::Rejected, "no thanks")
         .unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Rejected, "no thanks")
-    );
+    net.assert_failed("alice", sent, ErrorCode::Rejected, "no thanks");
     assert_eq!(net.hub.relay_count(), 0);
 }
 
@@ -234,25 +230,21 @@ fn the_sender_cancelling_reaches_the_receiver() {
         .cancel_transfer(sent, ErrorCode::Cancelled, "oops")
         .unwrap();
     net.settle();
-    let failure = net.client("bob").finished[&got].clone().unwrap_err();
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Cancelled, "oops")
-    );
+    net.assert_failed("bob", got, ErrorCode::Cancelled, "oops");
 }
 
 #[test]
 fn an_offer_to_someone_offline_is_rejected_with_unknown_peer() {
     let mut net = pair(10);
     let sent = net.offer("alice", "carol", "f", bytes::Bytes::from_static(b"x"));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::UnknownPeer);
     assert_eq!(net.hub.relay_count(), 0);
 }
 
 #[test]
 fn several_relays_at_once_in_both_directions() {
-    let mut net = Net::with_defaults(11);
+    let mut net = HubNet::with_defaults(11);
     for n in ["a", "b", "c"] {
         net.join(n);
     }
@@ -377,7 +369,7 @@ fn random_relays_end_consistently_on_both_sides() {
 
 #[test]
 fn a_receiver_with_too_many_transfers_makes_further_offers_fail_with_limit_exceeded() {
-    let mut net = Net::with_defaults(12);
+    let mut net = HubNet::with_defaults(12);
     for n in ["a", "c", "bob"] {
         net.join(n);
     }
@@ -474,7 +466,7 @@ fn a_relay_whose_receiver_never_answers_the_offer_times_out_on_both_hops() {
     let sent = net.offer("alice", "bob", "f", bytes::Bytes::from_static(b"data"));
     // Bob never answers: the offer timeout (120 s) ends it, and alice hears of it.
     net.advance(Duration::from_secs(125));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::TransferTimeout);
     assert_eq!(net.hub.relay_count(), 0);
 }
@@ -510,7 +502,7 @@ fn every_offer_the_server_makes_has_one_server_wide_number_told_to_its_sender() 
             net.settle();
         }
     }
-    let offered = |net: &mut Net, who: &str| -> Vec<(String, u64)> {
+    let offered = |net: &mut HubNet, who: &str| -> Vec<(String, u64)> {
         let c = net.client(who);
         c.offers
             .iter()

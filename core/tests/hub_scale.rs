@@ -5,17 +5,17 @@
 //! cargo test --release -p tidings-core --test hub_scale -- --ignored --nocapture
 //! ```
 
-mod hub_sim;
+mod sim;
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::{ConnId, Hub, HubConfig, HubEvent};
-use tidings_core::wire::{Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
+use tidings_core::wire::{Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
 
-fn room(n: usize, seed: u64) -> Net {
-    let mut net = Net::new(
+fn room(n: usize, seed: u64) -> HubNet {
+    let mut net = HubNet::new(
         HubConfig {
             max_peers: n,
             ..HubConfig::default()
@@ -67,11 +67,7 @@ fn timers_of_many_quiet_connections_stay_in_step() {
     // Ten minutes of silence: every heartbeat on time, nobody declared dead.
     net.advance(Duration::from_secs(600));
     assert_eq!(net.hub.peer_count(), 200);
-    assert!(!net
-        .op
-        .events
-        .iter()
-        .any(|e| matches!(e, HubEvent::Left { .. })));
+    assert!(!net.op.saw(|e| matches!(e, HubEvent::Left { .. })));
     // The hub's next deadline is never in the past once everything is processed.
     assert!(net.hub.poll_timeout().unwrap() > net.now);
 }
@@ -93,12 +89,7 @@ fn hub_only_room(n: usize) -> (Hub, Vec<ConnId>, Duration) {
     for i in 0..n {
         let conn = hub.connect(now);
         let mut hello = BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
-        Message::Hello(Hello {
-            name: Utf8::from(format!("p{i}")),
-            capabilities: 0,
-            max_frame: DEFAULT_MAX_FRAME,
-        })
-        .encode(&mut hello);
+        sim::hello(&format!("p{i}"), 0, DEFAULT_MAX_FRAME).encode(&mut hello);
         hub.handle_input(now, conn, &hello);
         bytes += drain(&mut hub);
         conns.push(conn);
@@ -200,7 +191,7 @@ fn measure_hub_only_joins_fan_out_and_routing() {
 #[test]
 #[ignore = "measurement; run in release with --nocapture"]
 fn measure_relay_throughput() {
-    let mut net = Net::with_defaults(4);
+    let mut net = HubNet::with_defaults(4);
     net.join("alice");
     net.join("bob");
     let size = 256 << 20;

@@ -1,16 +1,16 @@
 //! The server's own participant, simulated: its inbox, files it sends, and its commands on
 //! handles that are not its own.
 
-mod hub_sim;
+mod sim;
 
 use bytes::Bytes;
-use hub_sim::{sha256, Net};
+use sim::{sha256, HubNet};
 use tidings_core::hub::{FileHandle, HubConfig, HubError, HubEvent};
 use tidings_core::transfer::TransferEvent;
 use tidings_core::ErrorCode;
 
-fn with_inbox(seed: u64) -> Net {
-    let mut net = Net::new(
+fn with_inbox(seed: u64) -> HubNet {
+    let mut net = HubNet::new(
         HubConfig {
             inbox: true,
             ..HubConfig::default()
@@ -62,16 +62,12 @@ fn an_offer_addressed_to_the_server_by_name_also_reaches_the_inbox() {
 
 #[test]
 fn without_an_inbox_offers_to_the_server_are_rejected_with_storage_failed() {
-    let mut net = Net::with_defaults(3);
+    let mut net = HubNet::with_defaults(3);
     net.join("alice");
     let sent = net.offer("alice", "", "f", Bytes::from_static(b"data"));
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
+    let failure = net.failure("alice", sent);
     assert_eq!(failure.code, ErrorCode::StorageFailed);
-    assert!(!net
-        .op
-        .events
-        .iter()
-        .any(|e| matches!(e, HubEvent::Transfer { .. })));
+    assert!(!net.op.saw(|e| matches!(e, HubEvent::Transfer { .. })));
 }
 
 #[test]
@@ -91,16 +87,12 @@ fn the_operator_can_reject_an_offer() {
         .unwrap();
     net.hub.reject_offer(h, "not today").unwrap();
     net.settle();
-    let failure = net.client("alice").finished[&sent].clone().unwrap_err();
-    assert_eq!(
-        (failure.code, failure.reason.as_str()),
-        (ErrorCode::Rejected, "not today")
-    );
+    net.assert_failed("alice", sent, ErrorCode::Rejected, "not today");
 }
 
 #[test]
 fn the_server_sends_a_file_to_a_client() {
-    let mut net = Net::with_defaults(5);
+    let mut net = HubNet::with_defaults(5);
     net.join("alice");
     let file = net.rng.bytes(3_000_000);
     let h = net
@@ -122,7 +114,7 @@ fn the_server_sends_a_file_to_a_client() {
     assert_eq!(net.client("alice").finished[&got], Ok(sha256(&file)));
     assert_eq!(net.client("alice").receiving[&got], file.to_vec());
     assert_eq!(net.op.finished[&h], Ok(sha256(&file)));
-    let accepted = net.op.events.iter().any(|e| {
+    let accepted = net.op.saw(|e| {
         matches!(e, HubEvent::Transfer { handle, peer, event: TransferEvent::Accepted { offset: 0, .. } }
             if *handle == h && peer == "alice")
     });
@@ -131,7 +123,7 @@ fn the_server_sends_a_file_to_a_client() {
 
 #[test]
 fn the_server_offering_to_someone_offline_is_an_error() {
-    let mut net = Net::with_defaults(6);
+    let mut net = HubNet::with_defaults(6);
     assert_eq!(
         net.hub.offer_file("ghost", "f", 1, ""),
         Err(HubError::UnknownPeer("ghost".into()))
@@ -140,7 +132,7 @@ fn the_server_offering_to_someone_offline_is_an_error() {
 
 #[test]
 fn the_server_transfer_fails_when_its_client_leaves() {
-    let mut net = Net::with_defaults(7);
+    let mut net = HubNet::with_defaults(7);
     net.join("alice");
     let file = net.rng.bytes(2 << 20);
     let h = net
@@ -160,7 +152,7 @@ fn the_server_transfer_fails_when_its_client_leaves() {
 
 #[test]
 fn commands_on_handles_that_are_not_the_servers_are_refused() {
-    let mut net = Net::with_defaults(8);
+    let mut net = HubNet::with_defaults(8);
     net.join("alice");
     net.join("bob");
     net.offer("alice", "bob", "f", Bytes::from_static(b"relayed"));

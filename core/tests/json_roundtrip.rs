@@ -2,12 +2,12 @@
 //! `to_json` → `from_json` unchanged, standard JSON parsers read the same fields, and every
 //! required field is really required.
 
-mod message_strategy;
+mod sim;
 
 use bytes::Bytes;
-use message_strategy::message;
 use proptest::prelude::*;
 use serde_json::Value;
+use sim::messages::message;
 use tidings_core::json::{from_json, to_json, write_json};
 use tidings_core::wire::{Message, Utf8};
 use tidings_core::ErrorCode;

@@ -1,14 +1,14 @@
-mod common;
+mod sim;
 
 use std::time::Duration;
 
-use common::{Net, Side};
+use sim::{Pair, Side};
 use tidings_core::session::{Closed, Config, Event};
 use tidings_core::ErrorCode;
 
 #[test]
 fn silent_peer_is_declared_dead_at_the_timeout() {
-    let mut net = Net::connected(Config::default(), Config::default(), 1);
+    let mut net = Pair::connected(Config::default(), Config::default(), 1);
     // The server stops hearing the client: cut client -> server only by a huge delay.
     net.to_server.delay = Duration::from_secs(3600);
     let start = net.now;
@@ -25,7 +25,7 @@ fn silent_peer_is_declared_dead_at_the_timeout() {
 
 #[test]
 fn idle_pair_stays_up_with_heartbeats() {
-    let mut net = Net::connected(Config::default(), Config::default(), 2);
+    let mut net = Pair::connected(Config::default(), Config::default(), 2);
     net.advance(Duration::from_secs(300));
     assert!(net.client.is_open() && net.server.is_open());
     assert!(net
@@ -36,7 +36,7 @@ fn idle_pair_stays_up_with_heartbeats() {
 
 #[test]
 fn goodbye_closes_both_sides() {
-    let mut net = Net::connected(Config::default(), Config::default(), 3);
+    let mut net = Pair::connected(Config::default(), Config::default(), 3);
     net.client.goodbye(ErrorCode::Normal, "bye");
     net.settle();
     let ev = net.events(Side::Server);

@@ -1,24 +1,26 @@
 //! Transfers that do not complete: cancel, reject, timeouts, hostile file names, protocol
 //! violations with their codes, huge sizes and digest mismatches.
 
-#[path = "transfer_harness.rs"]
-mod harness;
-
-use std::time::Duration;
+mod sim;
 
 use bytes::Bytes;
-use harness::common::Net;
-use harness::{pair, run, Answer, Host, Pattern, Source};
+use sim::transfer::{
+    checked_pair, ended, ended_on_client, ended_on_server, offered, pair, run, secs, stalls_after,
+    Host, Pattern, Source,
+};
+use sim::Pair;
 use tidings_core::session::{Closed, Event};
 use tidings_core::transfer::{TransferConfig, MAX_BASE_NAME};
 use tidings_core::wire::{Message, Offer, Utf8};
 use tidings_core::ErrorCode;
 
 fn manual() -> Host {
-    Host {
-        answer: Answer::Manual,
-        ..Host::default()
-    }
+    Host::manual()
+}
+
+/// The client offers a 10-byte file.
+fn offer_ten_bytes(net: &mut Pair, c: &mut Host) -> u64 {
+    c.offer_mem(&mut net.client, "f", &Bytes::from_static(b"0123456789"))
 }
 
 fn raw_offer(id: u64, name: &str, size: u64) -> Message {
@@ -55,23 +57,18 @@ fn closed(h: &Host) -> Option<&Closed> {
     })
 }
 
-fn mid_transfer(seed: u64) -> (Net, Host, Host, u64) {
+fn mid_transfer(seed: u64) -> (Pair, Host, Host, u64) {
     let tc = TransferConfig {
         chunk_size: 8 << 10,
         window: 32 << 10,
         ..TransferConfig::default()
     };
-    let mut net = pair(tc, seed);
-    let p = Pattern::new(seed);
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(p.clone())));
+    let (mut net, mut c, mut s, p) = checked_pair(tc, seed);
+
     let id = c.offer(&mut net.client, "f", 1 << 20, Source::Pattern(p));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, _, s| s.written(id) >= 100_000,
-    );
+    run(&mut net, &mut c, &mut s, secs(60), |_, _, s| {
+        s.written(id) >= 100_000
+    });
     (net, c, s, id)
 }
 
@@ -81,20 +78,12 @@ fn sender_cancels_mid_transfer() {
     net.client
         .cancel_transfer(id, ErrorCode::Cancelled, "changed my mind")
         .unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_server(id));
     ended_with(&c, id, ErrorCode::Cancelled, false);
     ended_with(&s, id, ErrorCode::Cancelled, true);
-    let Some(Err(f)) = s.outcome(id) else {
-        panic!()
-    };
+    let f = s.failure(id);
     assert_eq!(f.reason, "changed my mind");
-    net.advance(Duration::from_secs(1));
+    net.advance(secs(1));
     c.poll(&mut net.client, net.now);
     s.poll(&mut net.server, net.now);
     // Chunks in flight at the cancel are dropped silently; the connection stays up.
@@ -115,13 +104,7 @@ fn late_answers_for_a_transfer_that_just_ended_are_ignored() {
         .unwrap();
     // A write that was under way when the transfer ended is reported anyway.
     assert_eq!(net.server.data_written(id, 1500), Ok(()));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
     // So is a read the sender was answering when the cancel came in.
     let late = Bytes::from_static(b"late");
     assert_eq!(net.client.provide_data(id, 0, late), Ok(()));
@@ -137,31 +120,14 @@ fn receiver_cancels_mid_transfer_and_the_connection_carries_on() {
     net.server
         .cancel_transfer(id, ErrorCode::Cancelled, "disk nearly full")
         .unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
     ended_with(&s, id, ErrorCode::Cancelled, false);
     ended_with(&c, id, ErrorCode::Cancelled, true);
     // Another transfer on the same connection works.
     let file = Bytes::from_static(b"after the cancel");
-    let id2 = c.offer(
-        &mut net.client,
-        "g",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
+    let id2 = c.offer_mem(&mut net.client, "g", &file);
     s.expect = None;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id2).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id2));
     assert!(matches!(c.outcome(id2), Some(Ok(_))));
     assert_eq!(s.sinks[&id2].stored.as_deref(), Some(&file[..]));
     assert!(peer_errors(&c).is_empty() && peer_errors(&s).is_empty());
@@ -171,29 +137,12 @@ fn receiver_cancels_mid_transfer_and_the_connection_carries_on() {
 fn offer_cancelled_before_it_is_answered() {
     let mut net = pair(TransferConfig::default(), 3);
     let (mut c, mut s) = (Host::default(), manual());
-    let id = c.offer(
-        &mut net.client,
-        "f",
-        10,
-        Source::Mem(Bytes::from_static(b"0123456789")),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    let id = offer_ten_bytes(&mut net, &mut c);
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     net.client
         .cancel_transfer(id, ErrorCode::Cancelled, "oops")
         .unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_server(id));
     ended_with(&s, id, ErrorCode::Cancelled, true);
     assert!(net.server.accept_offer(id, 0).is_err());
 }
@@ -202,34 +151,15 @@ fn offer_cancelled_before_it_is_answered() {
 fn reject_tells_the_sender_why() {
     let mut net = pair(TransferConfig::default(), 4);
     let (mut c, mut s) = (Host::default(), manual());
-    let id = c.offer(
-        &mut net.client,
-        "f",
-        10,
-        Source::Mem(Bytes::from_static(b"0123456789")),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    let id = offer_ten_bytes(&mut net, &mut c);
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     net.server
         .reject_offer(id, ErrorCode::Rejected, "no thanks")
         .unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
     ended_with(&c, id, ErrorCode::Rejected, true);
     ended_with(&s, id, ErrorCode::Rejected, false);
-    let Some(Err(f)) = c.outcome(id) else {
-        panic!()
-    };
+    let f = c.failure(id);
     assert_eq!(f.reason, "no thanks");
     assert!(
         c.reads.is_empty() && c.read_end.is_empty(),
@@ -253,35 +183,18 @@ fn reject_after_accept_is_refused() {
 #[test]
 fn unanswered_offer_times_out_on_both_sides() {
     let tc = TransferConfig {
-        offer_timeout: Duration::from_secs(20),
+        offer_timeout: secs(20),
         ..TransferConfig::default()
     };
     let mut net = pair(tc, 6);
     let (mut c, mut s) = (Host::default(), manual());
     let start = net.now;
-    let id = c.offer(
-        &mut net.client,
-        "f",
-        10,
-        Source::Mem(Bytes::from_static(b"0123456789")),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(19),
-        |_, _, s| !s.offers.is_empty(),
-    );
-    net.advance(Duration::from_secs(19));
+    let id = offer_ten_bytes(&mut net, &mut c);
+    run(&mut net, &mut c, &mut s, secs(19), offered);
+    net.advance(secs(19));
     c.poll(&mut net.client, net.now);
     assert!(c.finished.is_empty(), "timed out early");
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended(id));
     assert_eq!(
         c.outcome(id).unwrap().as_ref().unwrap_err().code,
         ErrorCode::TransferTimeout
@@ -290,7 +203,7 @@ fn unanswered_offer_times_out_on_both_sides() {
         s.outcome(id).unwrap().as_ref().unwrap_err().code,
         ErrorCode::TransferTimeout
     );
-    assert!(net.now - start < Duration::from_secs(22));
+    assert!(net.now - start < secs(22));
     assert!(net.client.is_open() && net.server.is_open());
 }
 
@@ -299,30 +212,18 @@ fn stalled_transfer_times_out() {
     let tc = TransferConfig {
         chunk_size: 8 << 10,
         window: 32 << 10,
-        stall_timeout: Duration::from_secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
-    let mut net = pair(tc, 7);
-    let p = Pattern::new(7);
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(p.clone())));
+    let (mut net, mut c, mut s, p) = checked_pair(tc, 7);
+
     let id = c.offer(&mut net.client, "f", 1 << 20, Source::Pattern(p));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, _, s| s.written(id) > 0,
-    );
+    run(&mut net, &mut c, &mut s, secs(60), |_, _, s| {
+        s.written(id) > 0
+    });
     // The receiver's disk stops answering: credit stops, bytes stop.
     s.hold = true;
     let start = net.now;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(20),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(20), ended(id));
     assert_eq!(
         c.outcome(id).unwrap().as_ref().unwrap_err().code,
         ErrorCode::TransferTimeout
@@ -332,10 +233,7 @@ fn stalled_transfer_times_out() {
         ErrorCode::TransferTimeout
     );
     let took = net.now - start;
-    assert!(
-        took >= Duration::from_secs(4) && took <= Duration::from_secs(6),
-        "{took:?}"
-    );
+    assert!(took >= secs(4) && took <= secs(6), "{took:?}");
     assert!(
         net.client.is_open() && net.server.is_open(),
         "heartbeats kept the session"
@@ -345,7 +243,7 @@ fn stalled_transfer_times_out() {
 /// Offers each of `names` raw (ids `first`, `first + 2` …) and returns the name the
 /// receiving side reported for each, `None` where it rejected the offer.
 fn offered_names(
-    net: &mut Net,
+    net: &mut Pair,
     s: &mut Host,
     first: u64,
     names: &[&str],
@@ -486,13 +384,9 @@ fn too_many_offers_are_rejected_with_limit_exceeded() {
         "local limit"
     );
     net.client.send(&raw_offer(40, "third", 1)).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| s.offers.len() == 2,
-    );
+    run(&mut net, &mut c, &mut s, secs(5), |_, _, s| {
+        s.offers.len() == 2
+    });
     net.settle();
     s.poll(&mut net.server, net.now);
     assert_eq!(s.offers.iter().map(|o| o.id).collect::<Vec<_>>(), ids);
@@ -501,7 +395,7 @@ fn too_many_offers_are_rejected_with_limit_exceeded() {
 
 /// A raw client that offers id 0 (size `size`) and has it accepted by the server, with the
 /// given window; returns the pair with the server's host.
-fn raw_accepted(size: u64, window: u32, seed: u64) -> (Net, Host, Host) {
+fn raw_accepted(size: u64, window: u32, seed: u64) -> (Pair, Host, Host) {
     let tc = TransferConfig {
         window,
         ..TransferConfig::default()
@@ -509,13 +403,7 @@ fn raw_accepted(size: u64, window: u32, seed: u64) -> (Net, Host, Host) {
     let mut net = pair(tc, seed);
     let (mut c, mut s) = (manual(), Host::accepting(None));
     net.client.send(&raw_offer(0, "raw", size)).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     (net, c, s)
 }
 
@@ -528,7 +416,7 @@ fn chunk(id: u64, offset: u64, len: usize) -> Message {
 }
 
 /// Sends `msg` from the raw client and returns how each side closed (if it did).
-fn violate(net: &mut Net, c: &mut Host, s: &mut Host, msg: Message) -> Option<Closed> {
+fn violate(net: &mut Pair, c: &mut Host, s: &mut Host, msg: Message) -> Option<Closed> {
     net.client.send(&msg).unwrap();
     net.settle();
     net.settle();
@@ -660,7 +548,7 @@ fn corruption_on_the_wire_is_a_digest_mismatch_on_both_sides() {
     let p = Pattern::new(19);
     let (mut c, mut s) = (Host::default(), Host::accepting(None));
     let size = 300_000;
-    let id = c.offer(&mut net.client, "f", size, Source::Pattern(p.clone()));
+    let id = c.offer_pattern(&mut net.client, "f", size, &p);
     // Pump by hand so that we can touch the bytes: flip one byte of the second big piece
     // (a chunk's payload: payloads of 1 KiB and more travel as their own pieces).
     let now = net.now;
@@ -706,13 +594,9 @@ fn huge_sizes_work_without_allocating_by_size() {
         let p = Pattern::new(20);
         let (mut c, mut s) = (Host::default(), Host::accepting(Some(p.clone())));
         let id = c.offer(&mut net.client, "huge.img", size, Source::Pattern(p));
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, _, s| s.written(id) >= 3 << 20,
-        );
+        run(&mut net, &mut c, &mut s, secs(60), |_, _, s| {
+            s.written(id) >= 3 << 20
+        });
         assert_eq!(s.offers[0].size, size);
         let (_, last) = s.progress.last().unwrap();
         assert_eq!(last.total, size);
@@ -720,13 +604,7 @@ fn huge_sizes_work_without_allocating_by_size() {
         net.server
             .cancel_transfer(id, ErrorCode::Cancelled, "enough")
             .unwrap();
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(5),
-            |_, c, _| c.outcome(id).is_some(),
-        );
+        run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
         ended_with(&c, id, ErrorCode::Cancelled, true);
         assert!(net.client.is_open());
     }
@@ -734,13 +612,7 @@ fn huge_sizes_work_without_allocating_by_size() {
     let mut net = pair(TransferConfig::default(), 21);
     let (mut c, mut s) = (manual(), manual());
     net.client.send(&raw_offer(0, "raw", 1 << 63)).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     assert!(net.server.accept_offer(0, (1 << 63) + 1).is_err());
 }
 
@@ -750,23 +622,11 @@ fn receiver_cancelling_an_unanswered_offer_ends_it_on_both_sides() {
     let (mut c, mut s) = (Host::default(), manual());
     let p = Pattern::new(22);
     let id = c.offer(&mut net.client, "f", 1000, Source::Pattern(p));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     net.server
         .cancel_transfer(id, ErrorCode::Cancelled, "x")
         .unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
     // Cancelling an unanswered offer from the receiver's side is a reject on the wire.
     ended_with(&c, id, ErrorCode::Cancelled, true);
     ended_with(&s, id, ErrorCode::Cancelled, false);
@@ -778,20 +638,12 @@ fn receiver_cancelling_an_unanswered_offer_ends_it_on_both_sides() {
 #[test]
 fn silent_peer_mid_transfer_ends_it_with_the_heartbeat_timeout() {
     let (mut net, mut c, mut s, id) = mid_transfer(30);
-    net.to_server.delay = Duration::from_secs(3600);
-    net.to_client.delay = Duration::from_secs(3600);
+    net.to_server.delay = secs(3600);
+    net.to_client.delay = secs(3600);
     let written = s.written(id);
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(40),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(40), ended(id));
     for h in [&c, &s] {
-        let Some(Err(f)) = h.outcome(id) else {
-            panic!()
-        };
+        let f = h.failure(id);
         assert_eq!(f.code, ErrorCode::HeartbeatTimeout);
         assert!(!f.reason.is_empty());
         assert!(matches!(

@@ -2,15 +2,16 @@
 //! delays, tiny credit windows, chat beside file data, fairness, slow receivers and resume
 //! after a dropped connection.
 
-#[path = "transfer_harness.rs"]
-mod harness;
+mod sim;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::common::Rng;
-use harness::{pair, run, Answer, Host, Pattern, Sink, Source};
-use sha2::{Digest as _, Sha256};
+use sim::transfer::{
+    checked_pair, ended, ended_on_client, ended_on_server, offered, pair, run, secs, stalls_after,
+    Host, Pattern, Sink, Source,
+};
+use sim::{sha256, Rng};
 use tidings_core::session::Event;
 use tidings_core::transfer::{Direction, Mode, TransferConfig, TransferEvent};
 use tidings_core::ErrorCode;
@@ -37,20 +38,9 @@ fn small_file_arrives_with_its_digest_verified() {
     net.to_server.max_piece = 777;
     let file = random_bytes(1, 300_000);
     let (mut c, mut s) = (Host::default(), Host::accepting(None));
-    let id = c.offer(
-        &mut net.client,
-        "notes.txt",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, c, _| c.outcome(id).is_some(),
-    );
-    let digest: [u8; 32] = Sha256::digest(&file).into();
+    let id = c.offer_mem(&mut net.client, "notes.txt", &file);
+    run(&mut net, &mut c, &mut s, secs(60), ended_on_client(id));
+    let digest = sha256(&file);
     assert_eq!(c.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));
@@ -65,14 +55,8 @@ fn empty_file_completes() {
     let mut net = pair(TransferConfig::default(), 2);
     let (mut c, mut s) = (Host::default(), Host::accepting(None));
     let id = c.offer(&mut net.client, "empty", 0, Source::Mem(Bytes::new()));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
-    let digest: [u8; 32] = Sha256::digest(b"").into();
+    run(&mut net, &mut c, &mut s, secs(5), ended(id));
+    let digest = sha256(b"");
     assert_eq!(c.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.outcome(id), Some(&Ok(digest)));
 }
@@ -90,31 +74,16 @@ fn hundred_mib_arrive_identical_and_chat_overtakes_file_data() {
     net.to_client.delay = Duration::from_millis(2);
     let pattern = Pattern::new(3);
     let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
-    let id = c.offer(
-        &mut net.client,
-        "big.bin",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+    let id = c.offer_pattern(&mut net.client, "big.bin", size, &pattern);
     let mut sent_at = Vec::new();
     for k in 1..10u64 {
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(600),
-            |_, _, s| s.written(id) >= k * 10 * MIB,
-        );
+        run(&mut net, &mut c, &mut s, secs(600), |_, _, s| {
+            s.written(id) >= k * 10 * MIB
+        });
         sent_at.push(s.written(id));
         net.client.send_text("", &format!("at {k}0 MiB")).unwrap();
     }
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(600),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(600), ended(id));
     let digest = pattern.digest(size);
     assert_eq!(s.outcome(id), Some(&Ok(digest)));
     assert_eq!(c.outcome(id), Some(&Ok(digest)));
@@ -169,23 +138,17 @@ fn tiny_window_and_random_pieces_deliver_the_same_bytes() {
         let pattern = Pattern::new(seed);
         let size = 3 * MIB + seed;
         let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
-        let id = c.offer(&mut net.client, "f", size, Source::Pattern(pattern.clone()));
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(600),
-            |_, c, s| {
-                // The sender never asks for bytes beyond the receiver's window.
-                let ahead = c.read_end.get(&id).copied().unwrap_or(0);
-                assert!(
-                    ahead <= s.written(id) + 8192,
-                    "read {ahead} with {} written",
-                    s.written(id)
-                );
-                c.outcome(id).is_some() && s.outcome(id).is_some()
-            },
-        );
+        let id = c.offer_pattern(&mut net.client, "f", size, &pattern);
+        run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
+            // The sender never asks for bytes beyond the receiver's window.
+            let ahead = c.read_end.get(&id).copied().unwrap_or(0);
+            assert!(
+                ahead <= s.written(id) + 8192,
+                "read {ahead} with {} written",
+                s.written(id)
+            );
+            c.outcome(id).is_some() && s.outcome(id).is_some()
+        });
         assert_eq!(s.outcome(id), Some(&Ok(pattern.digest(size))));
         assert!(net.client.is_open() && net.server.is_open());
     }
@@ -200,30 +163,18 @@ fn slow_receiver_slows_the_sender() {
         window: 64 << 10,
         ..TransferConfig::default()
     };
-    let mut net = pair(tc, 4);
-    let pattern = Pattern::new(4);
+    let (mut net, mut c, mut s, pattern) = checked_pair(tc, 4);
     let size = 2 * MIB;
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
+
     s.write_pace = Some((1, Duration::from_millis(10)));
-    let id = c.offer(
-        &mut net.client,
-        "slow",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+    let id = c.offer_pattern(&mut net.client, "slow", size, &pattern);
     let start = net.now;
     let mut max_ahead = 0;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(600),
-        |_, c, s| {
-            let ahead = c.read_end.get(&id).copied().unwrap_or(0) - s.written(id);
-            max_ahead = max_ahead.max(ahead);
-            c.outcome(id).is_some() && s.outcome(id).is_some()
-        },
-    );
+    run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
+        let ahead = c.read_end.get(&id).copied().unwrap_or(0) - s.written(id);
+        max_ahead = max_ahead.max(ahead);
+        c.outcome(id).is_some() && s.outcome(id).is_some()
+    });
     assert_eq!(s.outcome(id), Some(&Ok(pattern.digest(size))));
     assert!(max_ahead <= 64 << 10, "sender ran {max_ahead} bytes ahead");
     // 128 chunks of 16 KiB at one per 10 ms: the pace of the disk, not of the link.
@@ -251,32 +202,14 @@ fn transfers_in_both_directions_share_the_connection() {
     let mut c = Host::accepting(Some(pattern.clone()));
     let mut s = Host::accepting(Some(pattern.clone()));
     let up: Vec<u64> = (0..3)
-        .map(|i| {
-            c.offer(
-                &mut net.client,
-                &format!("up{i}"),
-                size,
-                Source::Pattern(pattern.clone()),
-            )
-        })
+        .map(|i| c.offer_pattern(&mut net.client, &format!("up{i}"), size, &pattern))
         .collect();
     let down: Vec<u64> = (0..2)
-        .map(|i| {
-            s.offer(
-                &mut net.server,
-                &format!("down{i}"),
-                size,
-                Source::Pattern(pattern.clone()),
-            )
-        })
+        .map(|i| s.offer_pattern(&mut net.server, &format!("down{i}"), size, &pattern))
         .collect();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(600),
-        |_, c, s| !c.finished.is_empty() || !s.finished.is_empty(),
-    );
+    run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
+        !c.finished.is_empty() || !s.finished.is_empty()
+    });
     for &id in &up {
         assert!(
             s.written(id) >= size / 4,
@@ -291,13 +224,9 @@ fn transfers_in_both_directions_share_the_connection() {
             c.written(id)
         );
     }
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(600),
-        |_, c, s| c.finished.len() == 5 && s.finished.len() == 5,
-    );
+    run(&mut net, &mut c, &mut s, secs(600), |_, c, s| {
+        c.finished.len() == 5 && s.finished.len() == 5
+    });
     let digest = pattern.digest(size);
     for h in [&c, &s] {
         assert!(
@@ -321,27 +250,16 @@ fn resume_after_a_dropped_connection_gives_the_identical_file() {
         let mut net = pair(tiny_but_faster(), seed);
         net.to_server.max_piece = 5000;
         let (mut c, mut s) = (Host::default(), Host::accepting(None));
-        let id = c.offer(
-            &mut net.client,
-            "movie.mkv",
-            file.len() as u64,
-            Source::Mem(file.clone()),
-        );
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(600),
-            |_, _, s| s.written(id) >= cut_at,
-        );
+        let id = c.offer_mem(&mut net.client, "movie.mkv", &file);
+        run(&mut net, &mut c, &mut s, secs(600), |_, _, s| {
+            s.written(id) >= cut_at
+        });
         net.cut();
         let now = net.now;
         c.poll(&mut net.client, now);
         s.poll(&mut net.server, now);
         for h in [&c, &s] {
-            let Some(Err(f)) = h.outcome(id) else {
-                panic!("not ended: {:?}", h.finished)
-            };
+            let f = h.failure(id);
             assert_eq!(f.code, ErrorCode::PeerLost);
         }
         let kept = s.sinks.remove(&id).unwrap();
@@ -352,33 +270,13 @@ fn resume_after_a_dropped_connection_gives_the_identical_file() {
         let mut net = pair(tiny_but_faster(), seed + 100);
         net.to_client.max_piece = 3;
         let mut c2 = Host::default();
-        let mut s2 = Host {
-            answer: Answer::Manual,
-            ..Host::default()
-        };
-        let id2 = c2.offer(
-            &mut net.client,
-            "movie.mkv",
-            file.len() as u64,
-            Source::Mem(file.clone()),
-        );
-        run(
-            &mut net,
-            &mut c2,
-            &mut s2,
-            Duration::from_secs(60),
-            |_, _, s| !s.offers.is_empty(),
-        );
+        let mut s2 = Host::manual();
+        let id2 = c2.offer_mem(&mut net.client, "movie.mkv", &file);
+        run(&mut net, &mut c2, &mut s2, secs(60), offered);
         s2.sinks.insert(id2, kept);
         net.server.accept_offer(id2, offset).unwrap();
-        run(
-            &mut net,
-            &mut c2,
-            &mut s2,
-            Duration::from_secs(600),
-            |_, c, s| c.outcome(id2).is_some() && s.outcome(id2).is_some(),
-        );
-        let digest: [u8; 32] = Sha256::digest(&file).into();
+        run(&mut net, &mut c2, &mut s2, secs(600), ended(id2));
+        let digest = sha256(&file);
         assert_eq!(s2.outcome(id2), Some(&Ok(digest)), "seed {seed}");
         assert_eq!(c2.outcome(id2), Some(&Ok(digest)));
         assert_eq!(c2.accepted, vec![(id2, offset)]);
@@ -411,47 +309,16 @@ fn resume_with_a_changed_prefix_fails_the_digest() {
     kept[12_345] ^= 1;
     let mut net = pair(tiny_but_faster(), 30);
     let mut c = Host::default();
-    let mut s = Host {
-        answer: Answer::Manual,
-        ..Host::default()
-    };
-    let id = c.offer(
-        &mut net.client,
-        "x",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, _, s| !s.offers.is_empty(),
-    );
-    s.sinks.insert(
-        id,
-        Sink {
-            len: kept.len() as u64,
-            stored: Some(kept),
-            ..Sink::default()
-        },
-    );
+    let mut s = Host::manual();
+    let id = c.offer_mem(&mut net.client, "x", &file);
+    run(&mut net, &mut c, &mut s, secs(60), offered);
+    s.sinks.insert(id, Sink::kept(kept));
     net.server.accept_offer(id, 200_000).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(600),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
-    let Some(Err(r)) = s.outcome(id) else {
-        panic!()
-    };
+    run(&mut net, &mut c, &mut s, secs(600), ended(id));
+    let r = s.failure(id);
     assert_eq!((r.code, r.by_peer), (ErrorCode::DigestMismatch, false));
     assert!(r.reason.contains("SHA-256"), "{}", r.reason);
-    let Some(Err(r)) = c.outcome(id) else {
-        panic!()
-    };
+    let r = c.failure(id);
     assert_eq!((r.code, r.by_peer), (ErrorCode::DigestMismatch, true));
     assert!(
         net.client.is_open() && net.server.is_open(),
@@ -467,38 +334,17 @@ fn slow_prefix_hashing_does_not_trip_the_stall_timer() {
     for slow_sender in [true, false] {
         let tc = TransferConfig {
             chunk_size: 16 << 10,
-            stall_timeout: Duration::from_secs(2),
-            ..TransferConfig::default()
+            ..stalls_after(secs(2))
         };
         let file = random_bytes(31, 1_000_000);
         let mut net = pair(tc, 31);
         let mut c = Host::default();
-        let mut s = Host {
-            answer: Answer::Manual,
-            ..Host::default()
-        };
-        let id = c.offer(
-            &mut net.client,
-            "x",
-            file.len() as u64,
-            Source::Mem(file.clone()),
-        );
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, _, s| !s.offers.is_empty(),
-        );
+        let mut s = Host::manual();
+        let id = c.offer_mem(&mut net.client, "x", &file);
+        run(&mut net, &mut c, &mut s, secs(60), offered);
         let offset = 900_000;
-        s.sinks.insert(
-            id,
-            Sink {
-                len: offset,
-                stored: Some(file[..offset as usize].to_vec()),
-                ..Sink::default()
-            },
-        );
+        s.sinks
+            .insert(id, Sink::kept(file[..offset as usize].to_vec()));
         net.server.accept_offer(id, offset).unwrap();
         // The slow side reads its 900 kB prefix at 16 KiB per 100 ms: about 5.5 s, far beyond
         // the 2 s stall timeout; the other side reads at once.
@@ -528,17 +374,11 @@ fn slow_prefix_hashing_does_not_trip_the_stall_timer() {
             assert!(rounds < 200, "the prefix was not read");
             assert!(fast.finished.is_empty(), "{:?}", fast.finished);
         }
-        assert!(net.now - start > Duration::from_secs(4));
+        assert!(net.now - start > secs(4));
         c.hold = false;
         s.hold = false;
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-        );
-        let digest: [u8; 32] = Sha256::digest(&file).into();
+        run(&mut net, &mut c, &mut s, secs(60), ended(id));
+        let digest = sha256(&file);
         assert_eq!(
             s.outcome(id),
             Some(&Ok(digest)),
@@ -554,20 +394,9 @@ fn server_offers_to_the_client() {
     let mut net = pair(TransferConfig::default(), 6);
     let file = random_bytes(6, 70_000);
     let (mut c, mut s) = (Host::accepting(None), Host::default());
-    let id = s.offer(
-        &mut net.server,
-        "motd.txt",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
+    let id = s.offer_mem(&mut net.server, "motd.txt", &file);
     assert_eq!(id % 2, 1);
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(60), ended(id));
     assert!(matches!(c.outcome(id), Some(Ok(_))));
     assert_eq!(c.sinks[&id].stored.as_deref(), Some(&file[..]));
     assert_eq!(c.finished[0].1, Direction::Receive);
@@ -585,34 +414,17 @@ fn very_slow_disk_does_not_trip_the_senders_stall_timer() {
     let tc = TransferConfig {
         chunk_size: 16 << 10,
         window: 256 << 10,
-        stall_timeout: Duration::from_secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
-    let mut net = pair(tc, 40);
-    let pattern = Pattern::new(40);
+    let (mut net, mut c, mut s, pattern) = checked_pair(tc, 40);
     let size = 512 << 10;
-    let (mut c, mut s) = (Host::default(), Host::accepting(Some(pattern.clone())));
-    s.write_pace = Some((1, Duration::from_secs(3)));
-    let id = c.offer(
-        &mut net.client,
-        "slow",
-        size,
-        Source::Pattern(pattern.clone()),
-    );
+
+    s.write_pace = Some((1, secs(3)));
+    let id = c.offer_pattern(&mut net.client, "slow", size, &pattern);
     let start = net.now;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(300),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(300), ended(id));
     assert_eq!(c.outcome(id), Some(&Ok(pattern.digest(size))));
-    assert!(
-        net.now - start >= Duration::from_secs(90),
-        "{:?}",
-        net.now - start
-    );
+    assert!(net.now - start >= secs(90), "{:?}", net.now - start);
 }
 
 /// The receiver kept the whole file: nothing travels but the digests. The sender needs no
@@ -623,53 +435,20 @@ fn resume_of_a_complete_file_only_compares_digests() {
         let file = random_bytes(50, 100_000);
         let mut net = pair(tiny_but_faster(), 50);
         let mut c = Host::default();
-        let mut s = Host {
-            answer: Answer::Manual,
-            ..Host::default()
-        };
-        let id = c.offer(
-            &mut net.client,
-            "x",
-            file.len() as u64,
-            Source::Mem(file.clone()),
-        );
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, _, s| !s.offers.is_empty(),
-        );
-        s.sinks.insert(
-            id,
-            Sink {
-                len: file.len() as u64,
-                stored: Some(file.to_vec()),
-                ..Sink::default()
-            },
-        );
+        let mut s = Host::manual();
+        let id = c.offer_mem(&mut net.client, "x", &file);
+        run(&mut net, &mut c, &mut s, secs(60), offered);
+        s.sinks.insert(id, Sink::kept(file.to_vec()));
         net.server.accept_offer(id, file.len() as u64).unwrap();
         s.hold = receiver_slow;
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, c, s| {
-                // Held: wait until the sender read everything (its `done` is out) and the
-                // receiver was asked for its copy.
-                !c.read_end.is_empty() && c.reads.is_empty() && (!s.hold || !s.reads.is_empty())
-            },
-        );
+        run(&mut net, &mut c, &mut s, secs(60), |_, c, s| {
+            // Held: wait until the sender read everything (its `done` is out) and the
+            // receiver was asked for its copy.
+            !c.read_end.is_empty() && c.reads.is_empty() && (!s.hold || !s.reads.is_empty())
+        });
         s.hold = false;
-        run(
-            &mut net,
-            &mut c,
-            &mut s,
-            Duration::from_secs(60),
-            |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-        );
-        let digest: [u8; 32] = Sha256::digest(&file).into();
+        run(&mut net, &mut c, &mut s, secs(60), ended(id));
+        let digest = sha256(&file);
         assert_eq!(
             s.outcome(id),
             Some(&Ok(digest)),
@@ -688,19 +467,10 @@ fn chat_queued_between_transmits_never_splits_a_chunk() {
     let mut net = pair(TransferConfig::default(), 51);
     let file = random_bytes(51, 200_000);
     let (mut c, mut s) = (Host::default(), Host::accepting(None));
-    let id = c.offer(
-        &mut net.client,
-        "x",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| !c.accepted.is_empty(),
-    );
+    let id = c.offer_mem(&mut net.client, "x", &file);
+    run(&mut net, &mut c, &mut s, secs(5), |_, c, _| {
+        !c.accepted.is_empty()
+    });
     let now = net.now;
     let mut texts = 0;
     for _ in 0..200 {
@@ -731,11 +501,7 @@ fn chat_queued_between_transmits_never_splits_a_chunk() {
 /// the transfer completes.
 #[test]
 fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
-    let tc = TransferConfig {
-        stall_timeout: Duration::from_secs(5),
-        ..TransferConfig::default()
-    };
-    let mut net = pair(tc, 60);
+    let mut net = pair(stalls_after(secs(5)), 60);
     let file = random_bytes(60, 200_000);
     let size = file.len() as u64;
     let (mut c, mut s) = (Host::accepting(None), Host::default());
@@ -746,7 +512,7 @@ fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
     s.sources.insert(id, Source::Mem(file.clone()));
     s.hold = true;
     let start = net.now;
-    while net.now - start < Duration::from_secs(20) {
+    while net.now - start < secs(20) {
         net.advance(Duration::from_millis(500));
         let now = net.now;
         c.poll(&mut net.client, now);
@@ -759,22 +525,12 @@ fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
     );
     assert!(!s.reads.is_empty(), "the relay end was asked for bytes");
     s.hold = false;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, c, _| c.written(id) == size,
-    );
-    let digest: [u8; 32] = Sha256::digest(&file).into();
+    run(&mut net, &mut c, &mut s, secs(60), |_, c, _| {
+        c.written(id) == size
+    });
+    let digest = sha256(&file);
     net.server.relay_done(id, digest).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(60),
-        |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(60), ended(id));
     assert_eq!(c.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.outcome(id), Some(&Ok(digest)));
     assert_eq!(c.sinks[&id].stored.as_deref(), Some(&file[..]));
@@ -785,8 +541,7 @@ fn relay_end_waiting_for_bytes_keeps_the_receiver_alive() {
 fn relay_end_blocked_on_credit_times_out() {
     let tc = TransferConfig {
         window: 64 << 10,
-        stall_timeout: Duration::from_secs(5),
-        ..TransferConfig::default()
+        ..stalls_after(secs(5))
     };
     let mut net = pair(tc, 61);
     let p = Pattern::new(61);
@@ -796,88 +551,46 @@ fn relay_end_blocked_on_credit_times_out() {
         .offer("", "relayed.bin", 1 << 20, "", Mode::Relay)
         .unwrap();
     s.sources.insert(id, Source::Pattern(p));
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.written(id) > 0,
-    );
+    run(&mut net, &mut c, &mut s, secs(5), |_, c, _| {
+        c.written(id) > 0
+    });
     c.hold = true;
     let start = net.now;
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(20),
-        |_, _, s| s.outcome(id).is_some(),
-    );
-    let Some(Err(f)) = s.outcome(id) else {
-        panic!()
-    };
+    run(&mut net, &mut c, &mut s, secs(20), ended_on_server(id));
+    let f = s.failure(id);
     assert_eq!(f.code, ErrorCode::TransferTimeout);
-    assert!(net.now - start <= Duration::from_secs(6));
+    assert!(net.now - start <= secs(6));
 }
 
 /// A relaying receiver (the hub's side towards the sender) that has every byte waits for
 /// the far verdict as long as it takes, then passes it back.
 #[test]
 fn relay_receiver_waits_for_the_far_verdict_without_a_stall_timeout() {
-    let tc = TransferConfig {
-        stall_timeout: Duration::from_secs(5),
-        ..TransferConfig::default()
-    };
-    let mut net = pair(tc, 62);
+    let mut net = pair(stalls_after(secs(5)), 62);
     let file = random_bytes(62, 100_000);
     let mut c = Host::default();
-    let mut s = Host {
-        answer: Answer::Manual,
-        ..Host::default()
-    };
-    let id = c.offer(
-        &mut net.client,
-        "x",
-        file.len() as u64,
-        Source::Mem(file.clone()),
-    );
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| !s.offers.is_empty(),
-    );
+    let mut s = Host::manual();
+    let id = c.offer_mem(&mut net.client, "x", &file);
+    run(&mut net, &mut c, &mut s, secs(5), offered);
     s.sinks.insert(id, Sink::stored());
     net.server.accept_with(id, 0, Mode::Relay).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, _, s| {
-            s.other
-                .iter()
-                .any(|e| matches!(e, Event::Transfer(TransferEvent::SenderDone { .. })))
-        },
-    );
-    let digest: [u8; 32] = Sha256::digest(&file).into();
+    run(&mut net, &mut c, &mut s, secs(5), |_, _, s| {
+        s.other
+            .iter()
+            .any(|e| matches!(e, Event::Transfer(TransferEvent::SenderDone { .. })))
+    });
+    let digest = sha256(&file);
     let Some(Event::Transfer(TransferEvent::SenderDone { digest: theirs, .. })) = s.other.last()
     else {
         panic!()
     };
     assert_eq!(*theirs, digest);
     // The far receiver takes a while (heartbeats keep the session).
-    net.advance(Duration::from_secs(20));
+    net.advance(secs(20));
     s.poll(&mut net.server, net.now);
     assert!(s.finished.is_empty(), "{:?}", s.finished);
     net.server.relay_outcome(id, Ok(digest)).unwrap();
-    run(
-        &mut net,
-        &mut c,
-        &mut s,
-        Duration::from_secs(5),
-        |_, c, _| c.outcome(id).is_some(),
-    );
+    run(&mut net, &mut c, &mut s, secs(5), ended_on_client(id));
     assert_eq!(c.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.outcome(id), Some(&Ok(digest)));
     assert_eq!(s.sinks[&id].stored.as_deref(), Some(&file[..]));

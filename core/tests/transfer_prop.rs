@@ -11,16 +11,15 @@
 //! * a transfer ends once per side, and nothing is reported for it afterwards;
 //! * `Finished(Ok)` on a receiver only with every byte written and the file's SHA-256.
 
-#[path = "transfer_harness.rs"]
-mod harness;
+mod sim;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harness::common::{Net, Rng};
 use proptest::prelude::*;
 use sha2::{Digest as _, Sha256};
+use sim::{Pair, Rng};
 use tidings_core::session::{Event, Session};
 use tidings_core::transfer::{Direction, TransferConfig, TransferEvent};
 use tidings_core::wire::{FrameDecoder, Message, MAX_FRAME_CEILING};
@@ -130,12 +129,12 @@ struct World {
 
 impl World {
     fn new(tc: TransferConfig, seed: u64) -> World {
-        let Net {
+        let Pair {
             now,
             client,
             server,
             ..
-        } = harness::pair(tc, seed);
+        } = sim::transfer::pair(tc, seed);
         let wire = || Wire {
             bytes: VecDeque::new(),
             mirror: FrameDecoder::new(MAX_FRAME_CEILING),
@@ -211,16 +210,7 @@ impl World {
             Event::Closed(_) if self.cut => return Ok(()),
             other => return Err(fail(format!("side {side}: unexpected {other:?}"))),
         };
-        let id = match &ev {
-            TransferEvent::Offered(o) => o.id,
-            TransferEvent::Accepted { id, .. }
-            | TransferEvent::Read { id, .. }
-            | TransferEvent::Data { id, .. }
-            | TransferEvent::SenderDone { id, .. }
-            | TransferEvent::Finished { id, .. }
-            | TransferEvent::Relayed { id, .. } => *id,
-            TransferEvent::Progress(p) => p.id,
-        };
+        let id = ev.id();
         prop_assert!(
             !app.finished.contains_key(&id),
             "side {side}: {ev:?} after the end"

@@ -5,13 +5,13 @@
 //! same bytes. Every input is fed three ways — whole, one byte at a time, and in random pieces
 //! from fixed seeds — and each way must give exactly the expected outcome.
 
-mod common;
+mod sim;
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::Rng;
 use serde_json::{json, Map, Value};
+use sim::Rng;
 use tidings_core::session::{Closed, Config, Event, Session};
 use tidings_core::transfer::{Direction, TransferEvent};
 use tidings_core::wire::{
@@ -762,21 +762,9 @@ fn every_vector_file_has_unique_names_and_enough_vectors() {
 
 /// The committed JSON is exactly what the independent generator produces from the spec, so
 /// an edited vector (or an edited generator whose output was not committed) fails here.
-/// CPython is part of every machine of this project (see the workspace's environment notes).
 #[test]
 fn vector_files_are_what_the_generator_produces() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/generate.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg("--check")
-        .output()
-        .expect("python3 runs (it is needed to check the spec vectors)");
-    assert!(
-        out.status.success(),
-        "generate.py --check failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sim::check_generated("generate.py");
 }
 
 // ----- hub.json -----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ use tidings_core::transfer::TransferEvent;
 use tidings_core::wire::{
     FrameDecoder, Hello, Message, Offer, Preamble, Utf8, Welcome, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
-mod message_strategy;
-use message_strategy::{code, message, text};
+mod sim;
+use sim::messages::{code, message, text};
 
 fn encode_all(msgs: &[Message]) -> Vec<u8> {
     let mut out = BytesMut::new();

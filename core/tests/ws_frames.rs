@@ -1,11 +1,11 @@
 //! Every frame rule of RFC 6455 §5 with the close code it calls for. Each input is fed whole,
 //! one byte at a time and at random split points, and must give the same outcome every way.
 
-mod ws_util;
+mod sim;
 
 use bytes::Bytes;
+use sim::ws::*;
 use tidings_core::ws::{CloseCode, OpCode, WsConfig, WsError, WsEvent, WsState};
-use ws_util::*;
 
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
@@ -377,7 +377,7 @@ fn invalid_utf8_fails_before_the_frame_ends() {
         let mut fed = 0;
         let mut failed_at = None;
         for chunk in chunks(&frame, split) {
-            conn.handle_input(chunk);
+            conn.handle_input(now(), chunk);
             fed += chunk.len();
             if let Some(WsEvent::Error(WsError::InvalidUtf8)) = conn.poll_event() {
                 failed_at = Some(fed);
@@ -403,10 +403,7 @@ fn invalid_utf8_fails_before_the_frame_ends() {
 
 #[test]
 fn frame_and_message_limits_fail_with_1009() {
-    let config = WsConfig {
-        max_message_size: 100,
-        max_frame_size: 60,
-    };
+    let config = limits(100, 60);
     let out = feed_all_ways(true, config, &client_frame(true, BINARY, &[0; 61]));
     assert_failed(&out, WsError::FrameTooLarge { len: 61, limit: 60 }, 1009);
     let ok = feed_all_ways(true, config, &client_frame(true, BINARY, &[0; 60]));
@@ -446,7 +443,7 @@ fn oversized_frame_fails_on_its_header_alone() {
     let mut header = vec![0x82, 0x80 | 127];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&MASK);
-    conn.handle_input(&header);
+    conn.handle_input(now(), &header);
     assert_eq!(
         conn.poll_event(),
         Some(WsEvent::Error(WsError::FrameTooLarge {
@@ -461,14 +458,14 @@ fn oversized_frame_fails_on_its_header_alone() {
 fn rules_fail_on_the_first_byte_that_breaks_them() {
     // Reserved opcode: one byte is enough.
     let mut conn = connection(true, WsConfig::default());
-    conn.handle_input(&[0x83]);
+    conn.handle_input(now(), &[0x83]);
     assert_eq!(
         conn.poll_event(),
         Some(WsEvent::Error(WsError::ReservedOpcode(3)))
     );
     // Oversized ping: two bytes.
     let mut conn = connection(true, WsConfig::default());
-    conn.handle_input(&[0x89, 0xFE]);
+    conn.handle_input(now(), &[0x89, 0xFE]);
     assert_eq!(
         conn.poll_event(),
         Some(WsEvent::Error(WsError::ControlTooLong(126)))

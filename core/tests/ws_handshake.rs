@@ -2,13 +2,13 @@
 //! the status (server) or error (client) it gets. Heads are fed whole, byte by byte and at
 //! random split points.
 
-mod ws_util;
+mod sim;
 
+use sim::ws::{chunks, Split, SPLITS};
 use tidings_core::ws::{
     accept_key, sniff_http, ClientHandshake, ClientRequest, HttpRequestHead, RequestError,
     RequestReader, ResponseError, Sniff, DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
-use ws_util::{chunks, Split, SPLITS};
 
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -56,6 +56,11 @@ fn parse_all_ways(bytes: &[u8]) -> Result<HttpRequestHead, RequestError> {
         );
     }
     first.map(|head| head.expect("complete head"))
+}
+
+/// The RFC's example request with the first `from` replaced by `to`.
+fn edited(from: &str, to: &str) -> String {
+    request("").replacen(from, to, 1)
 }
 
 fn refused(req: &str) -> RequestError {
@@ -163,78 +168,59 @@ fn bytes_after_the_head_are_kept() {
 
 #[test]
 fn bad_requests_get_their_status() {
+    use RequestError as E;
     let cases: Vec<(String, RequestError, u16)> = vec![
+        (edited("GET", "POST"), E::MethodNotAllowed, 405),
+        (edited("HTTP/1.1", "HTTP/1.0"), E::HttpVersion, 400),
+        (edited("Host: server.example.com\r\n", ""), E::Host, 400),
+        (request("Host: again\r\n"), E::Host, 400),
+        (edited("Upgrade: websocket\r\n", ""), E::NotUpgrade, 400),
         (
-            request("").replacen("GET", "POST", 1),
-            RequestError::MethodNotAllowed,
-            405,
-        ),
-        (
-            request("").replacen("HTTP/1.1", "HTTP/1.0", 1),
-            RequestError::HttpVersion,
+            edited("Upgrade: websocket", "Upgrade: h2c"),
+            E::NotUpgrade,
             400,
         ),
         (
-            request("").replacen("Host: server.example.com\r\n", "", 1),
-            RequestError::Host,
-            400,
-        ),
-        (request("Host: again\r\n"), RequestError::Host, 400),
-        (
-            request("").replacen("Upgrade: websocket\r\n", "", 1),
-            RequestError::NotUpgrade,
+            edited("Connection: Upgrade", "Connection: keep-alive"),
+            E::ConnectionNotUpgrade,
             400,
         ),
         (
-            request("").replacen("Upgrade: websocket", "Upgrade: h2c", 1),
-            RequestError::NotUpgrade,
-            400,
-        ),
-        (
-            request("").replacen("Connection: Upgrade", "Connection: keep-alive", 1),
-            RequestError::ConnectionNotUpgrade,
-            400,
-        ),
-        (
-            request("").replacen("Sec-WebSocket-Version: 13\r\n", "", 1),
-            RequestError::UnsupportedVersion,
+            edited("Sec-WebSocket-Version: 13\r\n", ""),
+            E::UnsupportedVersion,
             426,
         ),
         (
-            request("").replacen("Version: 13", "Version: 8", 1),
-            RequestError::UnsupportedVersion,
+            edited("Version: 13", "Version: 8"),
+            E::UnsupportedVersion,
             426,
         ),
         (
             request("Sec-WebSocket-Version: 8\r\n"),
-            RequestError::UnsupportedVersion,
+            E::UnsupportedVersion,
             426,
         ),
         (
-            request("").replacen(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"), "", 1),
-            RequestError::BadKey,
+            edited(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n"), ""),
+            E::BadKey,
             400,
         ),
-        (
-            request("").replacen(RFC_KEY, "not base64 at all!!!!!!!", 1),
-            RequestError::BadKey,
-            400,
-        ),
+        (edited(RFC_KEY, "not base64 at all!!!!!!!"), E::BadKey, 400),
         (
             // base64 of 15 bytes
-            request("").replacen(RFC_KEY, "AAAAAAAAAAAAAAAAAAAA", 1),
-            RequestError::BadKey,
+            edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAA"),
+            E::BadKey,
             400,
         ),
         (
             // base64 of 17 bytes
-            request("").replacen(RFC_KEY, "AAAAAAAAAAAAAAAAAAAAAAA=", 1),
-            RequestError::BadKey,
+            edited(RFC_KEY, "AAAAAAAAAAAAAAAAAAAAAAA="),
+            E::BadKey,
             400,
         ),
         (
             request(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n")),
-            RequestError::BadKey,
+            E::BadKey,
             400,
         ),
     ];

@@ -3,15 +3,15 @@
 //! implementations, and arbitrary bytes never panic or make a connection buffer more than its
 //! limits allow.
 
-mod ws_util;
+mod sim;
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use sim::ws::{connection, drain_transmit, limits, now};
 use tidings_core::ws::{
     apply_mask, encode_frame_header, FrameHeader, OpCode, Utf8Validator, WsConfig, WsConnection,
     WsEvent, MAX_HEADER_LEN,
 };
-use ws_util::{connection, drain_transmit};
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -52,7 +52,7 @@ fn feed_cut(conn: &mut WsConnection, bytes: &[u8], cuts: &[prop::sample::Index])
     points.sort_unstable();
     let mut events = Vec::new();
     for w in points.windows(2) {
-        conn.handle_input(&bytes[w[0]..w[1]]);
+        conn.handle_input(now(), &bytes[w[0]..w[1]]);
         events.extend(std::iter::from_fn(|| conn.poll_event()));
     }
     events
@@ -195,14 +195,14 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
         server in any::<bool>(),
     ) {
-        let config = WsConfig { max_message_size: 512, max_frame_size: 128 };
+        let config = limits(512, 128);
         let mut conn = connection(server, config);
         let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
         points.push(0);
         points.push(input.len());
         points.sort_unstable();
         for w in points.windows(2) {
-            conn.handle_input(&input[w[0]..w[1]]);
+            conn.handle_input(now(), &input[w[0]..w[1]]);
             while let Some(event) = conn.poll_event() {
                 if let WsEvent::Error(err) = event {
                     prop_assert!(err.close_code().is_sendable());
@@ -230,7 +230,7 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] ^= xor;
         }
-        let mut server = connection(true, WsConfig { max_message_size: 100_000, max_frame_size: 80_000 });
+        let mut server = connection(true, limits(100_000, 80_000));
         let events = feed_cut(&mut server, &bytes, &cuts);
         prop_assert!(events.len() <= msgs.len() + 1);
         prop_assert!(server.buffered_input() < MAX_HEADER_LEN + 80_000 + 100_000);

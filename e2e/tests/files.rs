@@ -3,12 +3,12 @@
 //! failures, a stalled receiver.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
     assert_same_file, for_both_servers, make_file, std_client, temp_dir, ClientEvent, Direction,
-    ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer,
+    ErrorCode, ServerConfig, ServerEvent, ServerKind, TestServer, PATIENCE,
 };
 
 for_both_servers! {
@@ -183,6 +183,18 @@ fn a_killed_receiver_resumes_from_its_partial_file(kind: ServerKind) {
             |e| matches!(e, ClientEvent::Progress(p) if p.done >= 1 << 20),
         )
         .await;
+        // Progress counts bytes received; their writes to the partial file follow on the
+        // disk thread, later under load. Kill only once a MiB is on the disk (nothing
+        // announces a write, so the file is looked at).
+        let part = dst.path().join("movie.bin.part");
+        let deadline = Instant::now() + PATIENCE;
+        while std::fs::metadata(&part).map_or(0, |m| m.len()) < 1 << 20 {
+            assert!(
+                Instant::now() < deadline,
+                "the first MiB never reached the disk"
+            );
+            smol::Timer::after(Duration::from_millis(5)).await;
+        }
         b.abort().await; // killed: no goodbye
         let failed = wait_for(&a, |e| matches!(e, ClientEvent::TransferFailed { .. })).await;
         let ClientEvent::TransferFailed { code, .. } = failed else {

@@ -1,16 +1,16 @@
 //! Hostile input on the server's port, against both servers, while well-behaved clients
 //! keep chatting: bytes that are no protocol, frames larger than allowed, handshakes that
-//! never finish, visitors that stay silent.
+//! never finish, visitors that stay silent or trickle in a request head.
 
 use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use tidings_core::wire::{Message, Preamble};
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    close_code, for_both_servers, in_time, web_with_page, ClientEvent, ErrorCode, RawNative,
-    ServerConfig, ServerKind, TestServer,
+    close_code, closed_without_answer, for_both_servers, in_time, web_with_page, ClientEvent,
+    ErrorCode, RawNative, ServerConfig, ServerKind, TestServer,
 };
 use tidings_smol::Client;
 
@@ -21,7 +21,7 @@ for_both_servers! {
         unfinished_native_handshakes_are_cut_off_while_others_chat,
     ],
     web: [
-        a_silent_client_is_dropped_while_others_keep_chatting,
+        silent_and_unfinished_visitors_are_dropped_while_others_chat,
     ],
 }
 
@@ -35,33 +35,56 @@ async fn heard(from: &Client, to: &Client, text: &str) {
     );
 }
 
-fn a_silent_client_is_dropped_while_others_keep_chatting(kind: ServerKind) {
+fn silent_and_unfinished_visitors_are_dropped_while_others_chat(kind: ServerKind) {
     let timeout = Duration::from_millis(300);
     let server = TestServer::start_with(kind, ServerConfig::default(), web_with_page(timeout));
     smol::block_on(async {
         let started = Instant::now();
         let mut silent = TcpStream::connect(server.addr).await.unwrap();
-        let mut half_http = TcpStream::connect(server.addr).await.unwrap();
-        half_http
+        let mut half_method = TcpStream::connect(server.addr).await.unwrap();
+        half_method.write_all(b"OPTI").await.unwrap();
+        let mut half_head = TcpStream::connect(server.addr).await.unwrap();
+        half_head
             .write_all(b"GET / HTTP/1.1\r\nHost:")
             .await
             .unwrap();
+        // One byte at a time, each well within the timeout, never finishing: the deadline is
+        // for the whole head, not per read.
+        let mut trickle = TcpStream::connect(server.addr).await.unwrap();
+        trickle.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
 
         let alice = connect(server.addr, "alice").await;
         let bob = connect(server.addr, "bob").await;
-        alice.say("still here").await.unwrap();
-        wait_for(&bob, |e| matches!(e, ClientEvent::Text { .. })).await;
+        heard(&alice, &bob, "still here").await;
 
-        let mut buf = [0u8; 64];
-        let n = in_time(silent.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0, "dropped without an answer");
-        let n = in_time(half_http.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0, "an unfinished head is dropped too");
-        assert!(started.elapsed() >= timeout);
+        let trickled = async {
+            for _ in 0..40 {
+                if trickle.write_all(b"X").await.is_err() {
+                    break;
+                }
+                async_io::Timer::after(Duration::from_millis(50)).await;
+            }
+            (closed_without_answer(&mut trickle).await, started.elapsed())
+        };
+        let others = async {
+            for (what, stream) in [
+                ("silent", &mut silent),
+                ("half a method", &mut half_method),
+                ("half a head", &mut half_head),
+            ] {
+                assert!(closed_without_answer(stream).await, "{what} got an answer");
+            }
+            assert!(started.elapsed() >= timeout);
+        };
+        let ((unanswered, closed_after), ()) = future::zip(trickled, others).await;
+        assert!(unanswered, "the trickle got an answer");
+        // Cut off by the deadline, well before it stopped trickling (40 × 50 ms).
+        assert!(
+            closed_after < Duration::from_millis(1500),
+            "{closed_after:?}"
+        );
 
-        bob.say("and still chatting").await.unwrap();
-        let ev = wait_for(&alice, |e| matches!(e, ClientEvent::Text { .. })).await;
-        assert!(matches!(ev, ClientEvent::Text { text, .. } if text == "and still chatting"));
+        heard(&bob, &alice, "and still chatting").await;
     });
 }
 

@@ -14,8 +14,8 @@ use tidings_core::ws::{
 };
 use tidings_e2e::smol_client::{connect, wait_for};
 use tidings_e2e::{
-    for_both_servers, in_time, web_with_page, ClientEvent, ServerConfig, ServerEvent, ServerKind,
-    TestServer, WebConfig, PATIENCE,
+    closed_without_answer, for_both_servers, in_time, web_with_page, ClientEvent, ServerConfig,
+    ServerEvent, ServerKind, TestServer, WebConfig, PATIENCE,
 };
 
 for_both_servers! {
@@ -29,6 +29,7 @@ for_both_servers! {
         a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound,
         shutdown_closes_websocket_clients_with_going_away,
         a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer,
+        a_websocket_message_over_its_limit_closes_that_connection_only,
         #[ignore]
         json_chat_rate_to_a_native_client,
     ],
@@ -68,12 +69,22 @@ impl WsClient {
             counter = counter.wrapping_add(0x9E37_79B9);
             counter.to_le_bytes()
         });
-        ws.handle_input(&handshake.take_remaining());
+        ws.handle_input(Instant::now(), &handshake.take_remaining());
         WsClient {
             stream,
             ws,
             protocol: accepted.protocol,
         }
+    }
+
+    /// A client of the JSON carriage, registered as `name`: returns once welcomed.
+    async fn join_json(addr: SocketAddr, name: &str) -> WsClient {
+        let mut ws = WsClient::connect(addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        let hello =
+            format!(r#"{{"type":"hello","name":"{name}","capabilities":0,"max_frame":1048576}}"#);
+        ws.send_text(&hello).await;
+        ws.text_with(r#""type":"welcome""#).await;
+        ws
     }
 
     async fn flush(&mut self) {
@@ -102,9 +113,23 @@ impl WsClient {
             }
             let n = in_time(self.stream.read(&mut buf)).await.unwrap_or(0);
             if n == 0 {
-                self.ws.handle_eof();
+                self.ws.handle_eof(Instant::now());
             } else {
-                self.ws.handle_input(&buf[..n]);
+                self.ws.handle_input(Instant::now(), &buf[..n]);
+            }
+        }
+    }
+
+    /// The text messages up to the server's close frame, then that frame's code and reason
+    /// (pings and pongs are skipped; the reply to the close is sent on the way).
+    async fn until_close(&mut self) -> (Vec<String>, CloseCode, String) {
+        let mut texts = Vec::new();
+        loop {
+            match self.next().await {
+                WsEvent::Text(t) => texts.push(t.as_str().to_string()),
+                WsEvent::Close { code, reason } => return (texts, code, reason.to_string()),
+                WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+                other => panic!("expected texts and a close, got {other:?}"),
             }
         }
     }
@@ -262,6 +287,10 @@ fn json_websocket_client_chats_and_whispers_to_one_peer_only(kind: ServerKind) {
         let reply = json_with(&mut ws, r#""text":"hi jay""#);
         assert!(reply.contains(r#""peer":"late""#), "{reply}");
         assert!(reply.contains(r#""private":true"#), "{reply}");
+
+        // Leaving with a close frame: the others hear that jay left.
+        ws.close(None).unwrap();
+        wait_for(&target, |e| *e == ClientEvent::Left("jay".into())).await;
     });
 }
 
@@ -290,27 +319,19 @@ fn legacy_websocket_client_speaks_plain_text(kind: ServerKind) {
 
 /// Text lines until the close, which ends the list as `close CODE: REASON`.
 async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
-    let mut got = Vec::new();
-    loop {
-        match ws.next().await {
-            WsEvent::Text(t) => got.push(t.as_str().to_string()),
-            WsEvent::Close { code, reason } => {
-                got.push(format!("close {}: {reason}", code.0));
-                return got;
-            }
-            WsEvent::Ping(_) | WsEvent::Pong(_) => {}
-            other => panic!("expected lines and a close, got {other:?}"),
-        }
-    }
+    let (mut got, code, reason) = ws.until_close().await;
+    got.push(format!("close {}: {reason}", code.0));
+    got
 }
 
 fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind) {
     let server = TestServer::with_page(kind);
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
+        // Each one's first message is who was online when it joined, itself included. The
+        // second connects once the first has joined: the order of two joins in flight at
+        // once is the server's to choose.
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
-        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
-        // Each one's first message is who was online when it joined, itself included.
         let WsEvent::Text(first) = qt1.next().await else {
             panic!()
         };
@@ -318,6 +339,7 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind)
             first.as_str(),
             r#"{"src":"server","dst":"","msg":"online (2): nat, qt1"}"#
         );
+        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
         let WsEvent::Text(first) = qt2.next().await else {
             panic!()
         };
@@ -373,16 +395,8 @@ fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served(kind: Serv
             .write_all(&[0x81, 0x02, b'h', b'i'])
             .await
             .unwrap();
-        loop {
-            match rude.next().await {
-                WsEvent::Close { code, .. } => {
-                    assert_eq!(code, CloseCode::PROTOCOL_ERROR);
-                    break;
-                }
-                WsEvent::Ping(_) | WsEvent::Pong(_) | WsEvent::Text(_) => {}
-                other => panic!("expected a close, got {other:?}"),
-            }
-        }
+        let (_, code, _) = rude.until_close().await;
+        assert_eq!(code, CloseCode::PROTOCOL_ERROR);
 
         let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
         let native = connect(server.addr, "nat").await;
@@ -393,50 +407,53 @@ fn an_unmasked_client_frame_is_closed_with_1002_and_others_are_served(kind: Serv
 }
 
 fn a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound(kind: ServerKind) {
-    let closing_timeout = Duration::from_millis(300);
-    let server = TestServer::start_with(
-        kind,
-        ServerConfig::default(),
-        WebConfig {
-            closing_timeout,
-            ..web_with_page(Duration::from_secs(10))
-        },
-    );
+    let closing_timeout = Duration::from_millis(400);
+    let server = TestServer::start_with(kind, ServerConfig::default(), {
+        let mut web = web_with_page(Duration::from_secs(10));
+        web.ws.close_timeout = closing_timeout;
+        web
+    });
     smol::block_on(async {
-        let mut deaf = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
-        deaf.send_text(r#"{"type":"hello","name":"deaf","capabilities":0,"max_frame":1048576}"#)
-            .await;
-        deaf.text_with(r#""type":"welcome""#).await;
+        let mut deaf = WsClient::join_json(server.addr, "deaf").await;
         server.kick("deaf", "test").unwrap();
         // Read the server's close frame without ever sending the reply.
         let mut buf = vec![0u8; 4096];
         let closed_at = loop {
             match deaf.ws.poll_event() {
-                Some(WsEvent::Close { .. }) => break Instant::now(),
+                Some(WsEvent::Close { code, .. }) => {
+                    assert_eq!(code, CloseCode::POLICY_VIOLATION);
+                    break Instant::now();
+                }
                 Some(_) => continue,
                 None => {}
             }
             let n = in_time(deaf.stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "the socket ended before the close frame");
-            deaf.ws.handle_input(&buf[..n]);
+            deaf.ws.handle_input(Instant::now(), &buf[..n]);
         };
-        let n = in_time(deaf.stream.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0, "nothing follows the close frame");
+        assert!(
+            closed_without_answer(&mut deaf.stream).await,
+            "nothing follows the close frame"
+        );
         // Measured from when the client saw the close: the server's clock started earlier.
         assert!(closed_at.elapsed() >= closing_timeout / 2);
 
         // A polite client's close handshake ends at once, and the server goes on.
         let mut polite = WsClient::connect(server.addr, "/ws?name=polite", &[]).await;
-        polite.ws.close(CloseCode::NORMAL, "bye").unwrap();
+        polite
+            .ws
+            .close(Instant::now(), CloseCode::NORMAL, "bye")
+            .unwrap();
+        let started = Instant::now();
         polite.flush().await;
-        loop {
-            if let WsEvent::Close { code, .. } = polite.next().await {
-                assert_eq!(code, CloseCode::NORMAL);
-                break;
-            }
-        }
-        let n = in_time(polite.stream.read(&mut buf)).await.unwrap_or(0);
-        assert_eq!(n, 0);
+        let (_, code, _) = polite.until_close().await;
+        assert_eq!(code, CloseCode::NORMAL);
+        assert!(closed_without_answer(&mut polite.stream).await);
+        assert!(
+            started.elapsed() < closing_timeout,
+            "{:?}",
+            started.elapsed()
+        );
         let native = connect(server.addr, "nat").await;
         assert_eq!(native.online_at_join(), ["nat"]);
     });
@@ -449,18 +466,22 @@ fn shutdown_closes_websocket_clients_with_going_away(kind: ServerKind) {
         let mut ws = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
         wait_for(&native, |e| *e == ClientEvent::Joined("qt".into())).await;
         server.shutdown("maintenance");
-        loop {
-            match ws.next().await {
-                WsEvent::Close { code, .. } => {
-                    assert_eq!(code, CloseCode::GOING_AWAY);
-                    break;
-                }
-                WsEvent::Text(_) | WsEvent::Ping(_) | WsEvent::Pong(_) => {}
-                other => panic!("expected a close, got {other:?}"),
-            }
-        }
+        let (_, code, reason) = ws.until_close().await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (CloseCode::GOING_AWAY, "maintenance")
+        );
+        // The client's reply completes the close handshake: the server lets go at once, not
+        // after its closing timeout (5 s).
+        assert!(closed_without_answer(&mut ws.stream).await);
     });
-    drop(server);
+    let started = Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer(kind: ServerKind) {
@@ -472,10 +493,7 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer(kind: Ser
     smol::block_on(async {
         let watcher = connect(server.addr, "watcher").await;
         let talker = connect(server.addr, "talker").await;
-        let mut slow = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
-        slow.send_text(r#"{"type":"hello","name":"slow","capabilities":0,"max_frame":1048576}"#)
-            .await;
-        slow.text_with(r#""type":"welcome""#).await;
+        let slow = WsClient::join_json(server.addr, "slow").await;
         wait_for(&watcher, |e| *e == ClientEvent::Joined("slow".into())).await;
         // From here on `slow` never reads again. Each broadcast waits until `watcher` has it,
         // so `slow`'s task gets to run between two of them (a task taking without bound
@@ -514,6 +532,36 @@ fn a_websocket_client_that_stops_reading_is_dropped_as_a_slow_consumer(kind: Ser
     });
 }
 
+fn a_websocket_message_over_its_limit_closes_that_connection_only(kind: ServerKind) {
+    let web = WebConfig {
+        ws: WsConfig {
+            max_message_size: 1024,
+            max_frame_size: 1024,
+            ..WsConfig::default()
+        },
+        ..web_with_page(Duration::from_secs(10))
+    };
+    let server = TestServer::start_with(kind, ServerConfig::default(), web);
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut big = WsClient::connect(server.addr, "/ws?name=big", &[]).await;
+        wait_for(&native, |e| *e == ClientEvent::Joined("big".into())).await;
+        big.send_text(&"x".repeat(2000)).await;
+        let (_, code, _) = big.until_close().await;
+        assert_eq!(code, CloseCode::MESSAGE_TOO_BIG);
+        wait_for(&native, |e| *e == ClientEvent::Left("big".into())).await;
+
+        // Within the limit, another one is served.
+        let mut small = WsClient::connect(server.addr, "/ws?name=small", &[]).await;
+        small.send_text(&"x".repeat(1000)).await;
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert!(
+            matches!(&heard, ClientEvent::Text { from, text, .. } if from == "small" && text.len() == 1000),
+            "{heard:?}"
+        );
+    });
+}
+
 /// A figure, not a check of speed: how many JSON chat messages per second one WebSocket
 /// client gets through the gateway to a native client (all must arrive, in order).
 /// `cargo test --release -p tidings-e2e --test websocket -- --ignored --nocapture`
@@ -525,10 +573,7 @@ fn json_chat_rate_to_a_native_client(kind: ServerKind) {
     let server = TestServer::start_with(kind, config, web_with_page(Duration::from_secs(10)));
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
-        let mut ws = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
-        ws.send_text(r#"{"type":"hello","name":"fast","capabilities":0,"max_frame":1048576}"#)
-            .await;
-        ws.text_with(r#""type":"welcome""#).await;
+        let mut ws = WsClient::join_json(server.addr, "fast").await;
         wait_for(&native, |e| *e == ClientEvent::Joined("fast".into())).await;
         let started = Instant::now();
         let receive = async {

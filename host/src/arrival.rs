@@ -76,11 +76,10 @@ pub struct WebConfig {
     /// Most bytes of an HTTP request head (request line and headers); a longer one is
     /// answered `431`. Default [`DEFAULT_MAX_HEADER_BYTES`] (8 KiB).
     pub max_head_bytes: usize,
-    /// How long the server waits for a WebSocket client's close frame after sending its own,
-    /// before closing the socket anyway. Default 5 s.
-    pub closing_timeout: Duration,
     /// Limits of each WebSocket connection. The default keeps messages at 2 MiB: a JSON text
-    /// beyond the hub's frame limit is refused anyway.
+    /// beyond the hub's frame limit is refused anyway. Its
+    /// [`close_timeout`](WsConfig::close_timeout) bounds how long the server waits for the
+    /// client's close frame after sending its own (default 5 s).
     pub ws: WsConfig,
     /// The static files served over plain HTTP; empty: every `GET` but [`WS_PATH`] is a 404.
     pub page: Vec<WebAsset>,
@@ -91,10 +90,10 @@ impl Default for WebConfig {
         WebConfig {
             head_timeout: Duration::from_secs(10),
             max_head_bytes: DEFAULT_MAX_HEADER_BYTES,
-            closing_timeout: Duration::from_secs(5),
             ws: WsConfig {
                 max_message_size: 2 << 20,
                 max_frame_size: 2 << 20,
+                ..WsConfig::default()
             },
             page: Vec::new(),
         }

@@ -1,7 +1,7 @@
 //! The client's application logic around a [`Session`], shared by the blocking client of
 //! `tidings-std` and the async client of `tidings-smol`: it turns session events into
-//! [`ClientEvent`]s and file reads and writes into [`DiskJob`]s, and never blocks or touches a
-//! socket itself.
+//! [`ClientEvent`]s and its file work into [`DiskJob`]s, and never blocks or does any I/O
+//! itself.
 //!
 //! A driver loops: feed socket bytes / timeouts / commands in, call [`Agent::process`], run
 //! the jobs from [`Agent::next_job`] and hand each result to [`Agent::job_done`] (then
@@ -23,7 +23,7 @@ use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, 
 use tidings_core::wire::PresenceKind;
 use tidings_core::ErrorCode;
 
-use crate::files::{DiskDone, DiskJob, Files, Source};
+use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 use crate::Error;
 
 /// Settings of a client (both runtimes).
@@ -199,20 +199,6 @@ pub enum ClientEvent {
     },
 }
 
-/// Identifies a job handed out by [`Agent::next_job`], for [`Agent::job_done`].
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket {
-    id: TransferId,
-    kind: JobKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum JobKind {
-    Read { offset: u64 },
-    Write,
-    Finalize { digest: [u8; 32] },
-}
-
 #[derive(Debug, Clone)]
 struct Info {
     peer: String,
@@ -250,7 +236,7 @@ pub enum ClientOutput {
     Transmit(Bytes),
     /// A disk job to run where blocking is allowed; report it with [`Agent::job_done`], in
     /// the order the jobs were handed out.
-    Disk(Ticket, DiskJob),
+    Disk(Ticket<TransferId>, DiskJob),
     /// An event for the application.
     Event(ClientEvent),
     /// Nothing more until input, a command, a job's result, or this deadline (then call
@@ -297,7 +283,7 @@ pub struct Agent {
     offers: HashMap<TransferId, IncomingOffer>,
     accept_files: bool,
     events: VecDeque<ClientEvent>,
-    jobs: VecDeque<(Ticket, DiskJob)>,
+    jobs: VecDeque<(Ticket<TransferId>, DiskJob)>,
     /// Jobs handed out by `next_job` and not yet reported.
     running: usize,
     /// `Closed`, held back while disk work is unfinished: a download whose digest matched
@@ -398,32 +384,48 @@ impl Agent {
         Ok(id)
     }
 
-    /// Accepts a waiting offer into the download folder, resuming a kept partial file.
+    /// Accepts a waiting offer into the download folder, resuming a kept partial file: the
+    /// disk makes the download ready first ([`DiskJob::Prepare`]), then the offer is
+    /// accepted ([`ClientEvent::Started`]), or refused with the reason the disk gave.
     pub fn accept(&mut self, id: TransferId) -> Result<(), SendError> {
         let offer = self
             .offers
             .remove(&id)
             .ok_or(SendError::Invalid("no such offer is waiting"))?;
-        match self.files.start_download(id, &offer.name, offer.size) {
-            Ok(offset) => {
-                self.session.accept_offer(id, offset)?;
-                if let Some(info) = self.info.get_mut(&id) {
-                    info.resume = offset;
-                }
-                self.events.push_back(ClientEvent::Started {
-                    id,
-                    direction: Direction::Receive,
-                    peer: offer.peer.to_string(),
-                    name: offer.name.clone(),
-                    size: offer.size,
-                    offset,
-                });
+        match self.files.prepare_download(&offer.name, offer.size) {
+            Ok(job) => {
+                let kind = JobKind::Prepare;
+                self.jobs.push_back((Ticket { key: id, kind }, job));
                 Ok(())
             }
             Err(reason) => self
                 .session
                 .reject_offer(id, ErrorCode::StorageFailed, &reason),
         }
+    }
+
+    /// An accepted offer's download is ready: accept it from the kept part.
+    fn prepared(&mut self, id: TransferId, download: Download) -> Result<(), SendError> {
+        let offset = download.offset;
+        self.files.add_download(id, download);
+        if let Err(e) = self.session.accept_offer(id, offset) {
+            // The offer ended meanwhile (its end has its own event): keep the part.
+            self.files.finish_failed(id);
+            return Err(e);
+        }
+        let Some(info) = self.info.get_mut(&id) else {
+            return Ok(());
+        };
+        info.resume = offset;
+        self.events.push_back(ClientEvent::Started {
+            id,
+            direction: Direction::Receive,
+            peer: info.peer.clone(),
+            name: info.name.clone(),
+            size: info.size,
+            offset,
+        });
+        Ok(())
     }
 
     /// Declines a waiting offer.
@@ -514,7 +516,7 @@ impl Agent {
     /// The next disk job; run it (blocking is fine off an async executor) and report it with
     /// [`Agent::job_done`]. Several may run at once; report them in the order they were
     /// taken (see the [module docs](self)).
-    pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
+    pub fn next_job(&mut self) -> Option<(Ticket<TransferId>, DiskJob)> {
         let job = self.jobs.pop_front()?;
         self.running += 1;
         Some(job)
@@ -529,10 +531,15 @@ impl Agent {
     }
 
     /// Reports a job's result.
-    pub fn job_done(&mut self, ticket: Ticket, done: DiskDone) {
+    pub fn job_done(&mut self, ticket: Ticket<TransferId>, done: DiskDone) {
         self.running = self.running.saturating_sub(1);
-        let id = ticket.id;
+        let id = ticket.key;
         let outcome = match (ticket.kind, done) {
+            (JobKind::Prepare, DiskDone::Prepared(Ok(download))) => self.prepared(id, download),
+            (JobKind::Prepare, DiskDone::Prepared(Err(reason))) => {
+                self.session
+                    .reject_offer(id, ErrorCode::StorageFailed, &reason)
+            }
             (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
                 self.checked(id, offset + data.len() as u64);
                 self.session.provide_data(id, offset, data)
@@ -717,7 +724,7 @@ impl Agent {
                 match self.files.read_job(id, offset, len) {
                     Some(job) => self.jobs.push_back((
                         Ticket {
-                            id,
+                            key: id,
                             kind: JobKind::Read { offset },
                         },
                         job,
@@ -732,7 +739,7 @@ impl Agent {
                 match self.files.write_job(id, offset, data) {
                     Some(job) => self.jobs.push_back((
                         Ticket {
-                            id,
+                            key: id,
                             kind: JobKind::Write,
                         },
                         job,
@@ -773,7 +780,7 @@ impl Agent {
                             if let Some(job) = self.files.finish_ok(id) {
                                 self.jobs.push_back((
                                     Ticket {
-                                        id,
+                                        key: id,
                                         kind: JobKind::Finalize { digest },
                                     },
                                     job,
@@ -783,9 +790,16 @@ impl Agent {
                         }
                     },
                     Err(f) => {
-                        let kept = self
-                            .files
-                            .finish_failed(id, f.code == ErrorCode::DigestMismatch);
+                        let kept = if f.code == ErrorCode::DigestMismatch {
+                            // Its bytes are wrong: not kept for a resume.
+                            if let Some(job) = self.files.discard(id) {
+                                let kind = JobKind::Discard;
+                                self.jobs.push_back((Ticket { key: id, kind }, job));
+                            }
+                            None
+                        } else {
+                            self.files.finish_failed(id)
+                        };
                         Some(ClientEvent::TransferFailed {
                             id,
                             direction,

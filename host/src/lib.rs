@@ -1,11 +1,11 @@
 //! tidings-host: everything the two runtimes share between the sans-IO core and their
-//! sockets, itself without sockets.
+//! sockets, itself without I/O: no sockets, no file system.
 //!
 //! - [`server::Host`]: the server's hub with the server participant's own chat and files,
 //!   the connection limits, and operator events;
 //! - [`client::Agent`]: a client's session with its files and events;
-//! - [`files`]: the disk side of transfers as [`files::DiskJob`]s a driver runs where
-//!   blocking is allowed;
+//! - [`files`]: the disk side of transfers as a protocol: [`files::DiskJob`]s a driver has
+//!   `tidings-disk` run where blocking is allowed, and their results;
 //! - [`outgoing`]: the bytes waiting for one socket, gathered into vectored writes;
 //! - [`arrival`]: what a server does with a new connection on its one port (native,
 //!   WebSocket, the web page, refusals), and the one HTTP answer builder it uses;

@@ -1,7 +1,7 @@
 //! The server's application logic around a [`Hub`], shared by the thread-per-connection
 //! server of `tidings-std` and the async server of `tidings-smol`: hub events become
 //! [`ServerEvent`]s, the server participant's file work becomes [`DiskJob`]s (the inbox, and files the
-//! operator sends). It performs no socket I/O and never blocks.
+//! operator sends). It performs no I/O and never blocks.
 //!
 //! A driver, after every input, command, transmit or timeout: wakes the writer of each
 //! connection from [`Hub::poll_ready`], calls [`Host::process`], runs the jobs from
@@ -19,7 +19,7 @@ use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
-use crate::files::{DiskDone, DiskJob, Files, Source};
+use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 
 /// Settings of a server (both runtimes).
 ///
@@ -249,7 +249,7 @@ pub enum ServerOutput {
     Ready(ConnId),
     /// A disk job of the server's own transfers, to run where blocking is allowed; report
     /// it with [`Host::job_done`].
-    Disk(Ticket, DiskJob),
+    Disk(Ticket<FileHandle>, DiskJob),
     /// An event for the operator.
     Event(ServerEvent),
     /// Nothing more until input, a command, a job's result, or this deadline (then call
@@ -257,19 +257,13 @@ pub enum ServerOutput {
     Wait(Option<Instant>),
 }
 
-/// Identifies a job handed out by [`Host::next_job`].
-#[derive(Debug, Clone)]
-pub struct Ticket {
-    handle: FileHandle,
+/// What the operator's events tell about a transfer of the server: the client at the other
+/// end, the file's name and size.
+#[derive(Debug, Clone, Default)]
+struct Info {
     peer: String,
-    kind: JobKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum JobKind {
-    Read { offset: u64 },
-    Write,
-    Finalize,
+    name: String,
+    size: u64,
 }
 
 /// The hub with the server participant's files; see the [module docs](self).
@@ -278,9 +272,10 @@ pub struct Host {
     hub: Hub,
     files: Files<FileHandle>,
     events: VecDeque<ServerEvent>,
-    jobs: VecDeque<(Ticket, DiskJob)>,
-    /// Name and size of each transfer of the server, for the operator's events.
-    info: HashMap<FileHandle, (String, u64)>,
+    jobs: VecDeque<(Ticket<FileHandle>, DiskJob)>,
+    /// Each transfer of the server, for the operator's events (a received file's until it
+    /// is in place).
+    info: HashMap<FileHandle, Info>,
     admission: Admission,
 }
 
@@ -513,7 +508,14 @@ impl Host {
     /// Offers an opened file from the server to the client `to`.
     pub fn send_file(&mut self, to: &str, source: Source) -> Result<FileHandle, HubError> {
         let handle = self.hub.offer_file(to, &source.name, source.size, "")?;
-        self.info.insert(handle, (source.name.clone(), source.size));
+        self.info.insert(
+            handle,
+            Info {
+                peer: to.to_string(),
+                name: source.name.clone(),
+                size: source.size,
+            },
+        );
         self.files.add_source(handle, source);
         Ok(handle)
     }
@@ -524,7 +526,7 @@ impl Host {
     }
 
     /// The next disk job (run them in order, one at a time).
-    pub fn next_job(&mut self) -> Option<(Ticket, DiskJob)> {
+    pub fn next_job(&mut self) -> Option<(Ticket<FileHandle>, DiskJob)> {
         self.jobs.pop_front()
     }
 
@@ -534,9 +536,16 @@ impl Host {
     }
 
     /// Reports a job's result to the hub.
-    pub fn job_done(&mut self, ticket: Ticket, done: DiskDone) {
-        let h = ticket.handle;
+    pub fn job_done(&mut self, ticket: Ticket<FileHandle>, done: DiskDone) {
+        let h = ticket.key;
         let result = match (ticket.kind, done) {
+            (JobKind::Prepare, DiskDone::Prepared(Ok(download))) => {
+                self.prepared(h, download);
+                Ok(())
+            }
+            (JobKind::Prepare, DiskDone::Prepared(Err(reason))) => {
+                self.hub.reject_offer(h, &reason)
+            }
             (JobKind::Read { offset }, DiskDone::Read(Ok(data))) => {
                 self.hub.provide_data(h, offset, data)
             }
@@ -545,20 +554,20 @@ impl Host {
             }
             (JobKind::Write, DiskDone::Written(Ok(len))) => self.hub.data_written(h, len),
             (JobKind::Write, DiskDone::Written(Err(e))) => self.hub.write_failed(h, &e.to_string()),
-            (JobKind::Finalize, DiskDone::Finalized(Ok(path))) => {
-                self.events.push_back(ServerEvent::Received {
-                    handle: h,
-                    peer: ticket.peer,
-                    path,
-                });
-                Ok(())
-            }
-            (JobKind::Finalize, DiskDone::Finalized(Err(e))) => {
-                self.events.push_back(ServerEvent::TransferFailed {
-                    handle: h,
-                    peer: ticket.peer,
-                    code: ErrorCode::StorageFailed,
-                    reason: format!("cannot move the finished file in place: {e}"),
+            (JobKind::Finalize { .. }, DiskDone::Finalized(placed)) => {
+                let peer = self.info.remove(&h).unwrap_or_default().peer;
+                self.events.push_back(match placed {
+                    Ok(path) => ServerEvent::Received {
+                        handle: h,
+                        peer,
+                        path,
+                    },
+                    Err(e) => ServerEvent::TransferFailed {
+                        handle: h,
+                        peer,
+                        code: ErrorCode::StorageFailed,
+                        reason: format!("cannot move the finished file in place: {e}"),
+                    },
                 });
                 Ok(())
             }
@@ -566,6 +575,26 @@ impl Host {
         };
         // A transfer that ended meanwhile refuses the answer; its end has its own event.
         let _ = result;
+    }
+
+    /// A file offered to the server is ready to arrive: accept it from the kept part.
+    fn prepared(&mut self, handle: FileHandle, download: Download) {
+        let offset = download.offset;
+        self.files.add_download(handle, download);
+        if self.hub.accept_offer(handle, offset).is_err() {
+            // The offer ended meanwhile (its end has its own event): keep the part.
+            self.files.finish_failed(handle);
+            return;
+        }
+        let info = self.info.get(&handle).cloned().unwrap_or_default();
+        self.events.push_back(ServerEvent::Started {
+            handle,
+            direction: Direction::Receive,
+            peer: info.peer,
+            name: info.name,
+            size: info.size,
+            offset,
+        });
     }
 
     /// Pulls every hub event into operator events and disk jobs.
@@ -619,43 +648,34 @@ impl Host {
         peer: String,
         event: TransferEvent,
     ) -> Option<ServerEvent> {
-        let ticket = |kind| Ticket {
-            handle,
-            peer: peer.clone(),
-            kind,
-        };
+        let ticket = |kind| Ticket { key: handle, kind };
         match event {
             TransferEvent::Offered(offer) => {
-                self.info.insert(handle, (offer.name.clone(), offer.size));
-                match self.files.start_download(handle, &offer.name, offer.size) {
-                    Ok(offset) => match self.hub.accept_offer(handle, offset) {
-                        Ok(()) => Some(ServerEvent::Started {
-                            handle,
-                            direction: Direction::Receive,
-                            peer,
-                            name: offer.name,
-                            size: offer.size,
-                            offset,
-                        }),
-                        Err(_) => {
-                            self.files.finish_failed(handle, false);
-                            None
-                        }
+                self.info.insert(
+                    handle,
+                    Info {
+                        peer,
+                        name: offer.name.clone(),
+                        size: offer.size,
                     },
+                );
+                // Accepted (or refused) once the disk made the download ready.
+                match self.files.prepare_download(&offer.name, offer.size) {
+                    Ok(job) => self.jobs.push_back((ticket(JobKind::Prepare), job)),
                     Err(reason) => {
                         let _ = self.hub.reject_offer(handle, &reason);
-                        None
                     }
                 }
+                None
             }
             TransferEvent::Accepted { offset, .. } => {
-                let (name, size) = self.info.get(&handle).cloned().unwrap_or_default();
+                let info = self.info.get(&handle).cloned().unwrap_or_default();
                 Some(ServerEvent::Started {
                     handle,
                     direction: Direction::Send,
                     peer,
-                    name,
-                    size,
+                    name: info.name,
+                    size: info.size,
                     offset,
                 })
             }
@@ -685,10 +705,7 @@ impl Host {
             TransferEvent::SenderDone { .. } | TransferEvent::Relayed { .. } => None,
             TransferEvent::Finished {
                 direction, result, ..
-            } => {
-                self.info.remove(&handle);
-                self.on_finished(handle, peer, direction, result)
-            }
+            } => self.on_finished(handle, peer, direction, result),
         }
     }
 
@@ -699,25 +716,33 @@ impl Host {
         direction: Direction,
         result: Result<[u8; 32], tidings_core::transfer::TransferFailure>,
     ) -> Option<ServerEvent> {
-        let ticket = |kind| Ticket {
-            handle,
-            peer: peer.clone(),
-            kind,
-        };
         match result {
-            Ok(_) => {
+            Ok(digest) => {
                 let job = self.files.finish_ok(handle);
                 match (direction, job) {
                     (Direction::Receive, Some(job)) => {
-                        self.jobs.push_back((ticket(JobKind::Finalize), job));
+                        // The file's info stays until it is in place (`job_done`).
+                        let kind = JobKind::Finalize { digest };
+                        self.jobs.push_back((Ticket { key: handle, kind }, job));
                         None
                     }
-                    _ => Some(ServerEvent::Sent { handle, peer }),
+                    _ => {
+                        self.info.remove(&handle);
+                        Some(ServerEvent::Sent { handle, peer })
+                    }
                 }
             }
             Err(f) => {
-                self.files
-                    .finish_failed(handle, f.code == ErrorCode::DigestMismatch);
+                self.info.remove(&handle);
+                if f.code == ErrorCode::DigestMismatch {
+                    // Its bytes are wrong: not kept for a resume.
+                    if let Some(job) = self.files.discard(handle) {
+                        let kind = JobKind::Discard;
+                        self.jobs.push_back((Ticket { key: handle, kind }, job));
+                    }
+                } else {
+                    self.files.finish_failed(handle);
+                }
                 Some(ServerEvent::TransferFailed {
                     handle,
                     peer,

@@ -13,7 +13,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
@@ -82,9 +82,9 @@ impl Peer {
             })
             .await?;
             if n == 0 {
-                self.ws.handle_eof();
+                self.ws.handle_eof(Instant::now());
             } else {
-                self.ws.handle_input(&self.buf[..n]);
+                self.ws.handle_input(Instant::now(), &self.buf[..n]);
             }
         }
     }
@@ -137,7 +137,8 @@ async fn check(addr: &str) -> io::Result<()> {
         (seed as u32).to_le_bytes()
     });
     let mut peer = Peer { stream, ws, buf };
-    peer.ws.handle_input(&handshake.take_remaining());
+    peer.ws
+        .handle_input(Instant::now(), &handshake.take_remaining());
 
     for size in SIZES {
         let data = payload(size);
@@ -165,7 +166,7 @@ async fn check(addr: &str) -> io::Result<()> {
     }
 
     peer.ws
-        .close(CloseCode::NORMAL, "done")
+        .close(Instant::now(), CloseCode::NORMAL, "done")
         .map_err(io::Error::other)?;
     peer.flush().await?;
     match peer.next().await? {

@@ -13,16 +13,12 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::time::Duration;
+use std::time::Instant;
 use tidings_core::ws::{
-    ClientHandshake, ClientRequest, WsConfig, WsConnection, WsEvent, WsState,
-    DEFAULT_MAX_HEADER_BYTES,
+    ClientHandshake, ClientRequest, WsConfig, WsConnection, WsEvent, DEFAULT_MAX_HEADER_BYTES,
 };
 
 const AGENT: &str = "tidings";
-
-/// Longest wait for the server to close after the close handshake.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> io::Result<()> {
     let port: u16 = match std::env::args().nth(1).map(|p| p.parse()) {
@@ -103,7 +99,7 @@ async fn session(
     let mut ws = WsConnection::client(WsConfig::default(), move || {
         (masks.next_u64() as u32).to_le_bytes()
     });
-    ws.handle_input(&handshake.take_remaining());
+    ws.handle_input(Instant::now(), &handshake.take_remaining());
     loop {
         while let Some(event) = ws.poll_event() {
             // Sends fail only once we are closing, when there is nothing left to echo.
@@ -123,23 +119,30 @@ async fn session(
             return Ok(());
         }
         let read = stream.read(&mut buf);
-        let n = if ws.state() == WsState::Open {
-            read.await?
-        } else {
-            // Closing or closed: the server should finish soon; do not wait forever. A server
-            // may also reset rather than close once it has our close frame (Autobahn's does):
-            // after the close handshake that is as good as an orderly end.
-            let read = async { Ok::<usize, io::Error>(read.await.unwrap_or(0)) };
-            future::or(read, async {
-                async_io::Timer::after(CLOSE_TIMEOUT).await;
-                Ok(0)
-            })
-            .await?
+        let n = match ws.poll_timeout() {
+            None => read.await?,
+            Some(deadline) => {
+                // Closing: the connection bounds how long the server may take to finish. A
+                // server may also reset rather than close once it has our close frame
+                // (Autobahn's does): after the close handshake that is as good as an orderly end.
+                let read = async { Some(read.await.unwrap_or(0)) };
+                let timer = async {
+                    async_io::Timer::at(deadline).await;
+                    None
+                };
+                match future::or(read, timer).await {
+                    Some(n) => n,
+                    None => {
+                        ws.handle_timeout(Instant::now());
+                        continue;
+                    }
+                }
+            }
         };
         if n == 0 {
-            ws.handle_eof();
+            ws.handle_eof(Instant::now());
         } else {
-            ws.handle_input(&buf[..n]);
+            ws.handle_input(Instant::now(), &buf[..n]);
         }
     }
 }

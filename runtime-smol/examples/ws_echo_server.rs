@@ -11,7 +11,7 @@
 use async_net::{Shutdown, TcpListener, TcpStream};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tidings_core::ws::{
     RequestReader, WsConfig, WsConnection, WsEvent, DEFAULT_MAX_HEADER_BYTES, TIDINGS_SUBPROTOCOL,
 };
@@ -67,7 +67,7 @@ async fn serve(mut stream: TcpStream) -> io::Result<()> {
 
     // Messages.
     let mut ws = WsConnection::server(WsConfig::default());
-    ws.handle_input(&reader.take_remaining());
+    ws.handle_input(Instant::now(), &reader.take_remaining());
     loop {
         while let Some(event) = ws.poll_event() {
             // Sends fail only once we are closing, when there is nothing left to echo.
@@ -83,11 +83,25 @@ async fn serve(mut stream: TcpStream) -> io::Result<()> {
         if ws.should_close_socket() {
             return linger_close(stream, &mut buf).await;
         }
-        let n = stream.read(&mut buf).await?;
+        let read = async { Some(stream.read(&mut buf).await) };
+        // While closing, the connection's close timer bounds the wait for the client's reply.
+        let deadline = ws.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(deadline) => async_io::Timer::at(deadline).await,
+                None => future::pending().await,
+            };
+            None
+        };
+        let Some(n) = future::or(read, timer).await else {
+            ws.handle_timeout(Instant::now());
+            continue;
+        };
+        let n = n?;
         if n == 0 {
-            ws.handle_eof();
+            ws.handle_eof(Instant::now());
         } else {
-            ws.handle_input(&buf[..n]);
+            ws.handle_input(Instant::now(), &buf[..n]);
         }
     }
 }

@@ -91,7 +91,7 @@ impl Arrivals {
         natives: Rc<NativeConns>,
         executor: Weak<LocalExecutor<'static>>,
     ) -> Arrivals {
-        let websockets = Rc::new(WsShared::new(config.closing_timeout));
+        let websockets = Rc::new(WsShared::new());
         Arrivals {
             shared,
             config,

@@ -33,8 +33,9 @@ use async_net::{AsyncToSocketAddrs, TcpStream};
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_host::client::{Agent, ClientOutput, Command, Ticket, JOBS_IN_FLIGHT};
-use tidings_host::files::{DiskDone, DiskJob, Source};
+use tidings_disk::OpenSource;
+use tidings_host::client::{Agent, ClientOutput, Command, JOBS_IN_FLIGHT};
+use tidings_host::files::{DiskDone, DiskJob, Source, Ticket};
 use tidings_host::outgoing::{Outgoing, MAX_SLICES};
 
 use crate::{ClientConfig, ClientEvent, Error};
@@ -193,7 +194,7 @@ impl Client {
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](tidings_host::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let to = peer.to_string();
         let started = self.call(Command::Send { to, source }).await?;
@@ -289,7 +290,8 @@ impl DiskThread {
                 while let Ok(job) = job_rx.recv_blocking() {
                     // The connection is gone (aborted): leave the queued jobs undone, as a
                     // crash would.
-                    if done_tx.is_closed() || done_tx.send_blocking(job.run()).is_err() {
+                    if done_tx.is_closed() || done_tx.send_blocking(tidings_disk::run(job)).is_err()
+                    {
                         return;
                     }
                 }
@@ -344,7 +346,7 @@ async fn drive(
     // What to write (pieces leave whole, so a chunk's buffer can go back to the read pool).
     let mut out = Outgoing::default();
     // Tickets of the jobs on the disk thread, oldest first; results arrive in this order.
-    let mut jobs: VecDeque<Ticket> = VecDeque::new();
+    let mut jobs: VecDeque<Ticket<TransferId>> = VecDeque::new();
     let mut disk: Option<DiskThread> = None;
     let mut buf = vec![0u8; READ_BUF_MIN];
     let mut timer = Timer::never();
@@ -361,7 +363,7 @@ async fn drive(
                             Err(_) => {
                                 // No thread to be had: run it here, as a blocking runtime
                                 // would.
-                                agent.job_done(ticket, job.run());
+                                agent.job_done(ticket, tidings_disk::run(job));
                                 continue;
                             }
                         }

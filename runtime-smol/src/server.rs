@@ -66,6 +66,7 @@ use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::FileHandle;
 use tidings_core::ErrorCode;
+use tidings_disk::OpenSource;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
@@ -376,7 +377,7 @@ impl ServerHandle {
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](tidings_host::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub async fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         let to = to.to_string();
         Ok(self.call(move |h| h.send_file(&to, source)).await??)
@@ -430,7 +431,7 @@ async fn disk_task(shared: Rc<Shared>, wake: Receiver<()>) {
         let job = shared.outlets.disk_jobs.borrow_mut().pop_front();
         match job {
             Some((ticket, job)) => {
-                let done = blocking::unblock(move || job.run()).await;
+                let done = blocking::unblock(move || tidings_disk::run(job)).await;
                 shared.host.borrow_mut().job_done(ticket, done);
                 shared.after();
             }

@@ -13,9 +13,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use async_channel::Sender;
-use tidings_core::hub::ConnId;
-use tidings_host::files::DiskJob;
-use tidings_host::server::{Host, ServerEvent, ServerOutput, Ticket};
+use tidings_core::hub::{ConnId, FileHandle};
+use tidings_host::files::{DiskJob, Ticket};
+use tidings_host::server::{Host, ServerEvent, ServerOutput};
 
 use crate::epoll::{EventLoop, Socket};
 use crate::output::{ConnOutput, WriteScratch, WRITE_PIECES};
@@ -64,7 +64,7 @@ impl Scratch {
 /// wake-ups of the server's own tasks (timer, disk, shutdown).
 pub(crate) struct Outlets {
     /// Disk jobs of the server's own transfers, run in order by the disk task.
-    pub(crate) disk_jobs: RefCell<VecDeque<(Ticket, DiskJob)>>,
+    pub(crate) disk_jobs: RefCell<VecDeque<(Ticket<FileHandle>, DiskJob)>>,
     /// Wakes the disk task.
     pub(crate) disk_wake: Sender<()>,
     /// Operator events.

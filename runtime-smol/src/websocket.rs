@@ -4,15 +4,15 @@
 //! It mirrors a [native connection](crate::native): the hub's output is taken only while
 //! less than [`WRITE_BATCH`] bytes wait for the socket (in this task or in the WebSocket's
 //! own queue), so a slow browser leaves its backlog in the hub, where the slow-consumer bound
-//! and the relay window see it; the socket is read only while the hub wants input. Two timers are
-//! this task's own: the gateway's (legacy heartbeats) and the bound on the close handshake
-//! ([`WebConfig::closing_timeout`](crate::WebConfig::closing_timeout)).
+//! and the relay window see it; the socket is read only while the hub wants input. One timer
+//! serves two machines: the gateway's (legacy heartbeats) and the WebSocket's (the bound on the
+//! close handshake, [`WsConfig::close_timeout`](tidings_core::ws::WsConfig::close_timeout)).
 
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::future;
@@ -30,15 +30,12 @@ pub(crate) struct WsShared {
     /// Broadcast renderings: a chat line sent to a hundred browsers is rendered as JSON
     /// once. Entries depend only on the frame they render.
     renders: RefCell<RenderCache>,
-    /// How long to wait for the client's close frame after sending ours.
-    closing_timeout: Duration,
 }
 
 impl WsShared {
-    pub(crate) fn new(closing_timeout: Duration) -> WsShared {
+    pub(crate) fn new() -> WsShared {
         WsShared {
             renders: RefCell::new(RenderCache::new()),
-            closing_timeout,
         }
     }
 }
@@ -100,7 +97,7 @@ fn pump(
             gw.handle_native_eof();
             moved = true;
         }
-        let _ = gw.write_to(ws);
+        let _ = gw.write_to(now, ws);
         if !moved {
             break;
         }
@@ -126,11 +123,10 @@ pub(crate) async fn ws_task(
     };
     let mut out = Outgoing::default();
     let mut read_done = false;
-    let mut closing_deadline: Option<Instant> = None;
     let mut timer = LoopTimer::new(&shared.event_loop, None);
     let mut armed: Option<Instant> = None;
     if !early.is_empty() {
-        ws.handle_input(&early);
+        ws.handle_input(Instant::now(), &early);
     }
     loop {
         let held = out.len();
@@ -146,18 +142,14 @@ pub(crate) async fn ws_task(
         while let Some(bytes) = ws.poll_transmit() {
             out.push(bytes);
         }
-        let now = Instant::now();
         if out.is_empty() && ws.should_close_socket() {
             break;
         }
-        if ws.state() == WsState::Closing && closing_deadline.is_none() {
-            closing_deadline = Some(now + ws_shared.closing_timeout);
-        }
-        if closing_deadline.is_some_and(|d| d <= now) {
-            // The client never answered our close frame.
+        if ws.close_timed_out() {
+            // The client never answered our close frame, or stopped reading.
             break;
         }
-        let next = match (gw.poll_timeout(), closing_deadline) {
+        let next = match (gw.poll_timeout(), ws.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -200,11 +192,11 @@ pub(crate) async fn ws_task(
         .await;
         match ev {
             WsWake::Read(Ok(n)) if n > 0 => {
-                ws.handle_input(&shared.scratch.read.borrow()[..n]);
+                ws.handle_input(Instant::now(), &shared.scratch.read.borrow()[..n]);
             }
             WsWake::Read(_) => {
                 read_done = true;
-                ws.handle_eof();
+                ws.handle_eof(Instant::now());
             }
             WsWake::Wrote(Ok(n)) if n > 0 => out.advance(n, drop),
             WsWake::Wrote(_) => break, // the peer is gone; the hub hears of it below
@@ -216,6 +208,7 @@ pub(crate) async fn ws_task(
                 if gw.poll_timeout().is_some_and(|d| d <= now) {
                     gw.handle_timeout(now);
                 }
+                ws.handle_timeout(now);
             }
         }
     }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tidings_core::transfer::TransferId;
 
+use tidings_disk::OpenSource;
 use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
 use tidings_host::outgoing::Outgoing;
@@ -146,7 +147,7 @@ impl Client {
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as listed by
-    /// [`walk`](crate::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let to = peer.to_string();
         let started = self.call(Command::Send { to, source })?;
@@ -233,7 +234,7 @@ fn drive(
         // Disk jobs run here, in order, as they come: this thread may block.
         let wait = loop {
             match agent.poll_output() {
-                ClientOutput::Disk(ticket, job) => agent.job_done(ticket, job.run()),
+                ClientOutput::Disk(ticket, job) => agent.job_done(ticket, tidings_disk::run(job)),
                 ClientOutput::Transmit(b) => out.push(b),
                 ClientOutput::Event(ev) => {
                     let _ = events.send(ev);

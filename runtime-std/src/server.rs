@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::FileHandle;
+use tidings_disk::OpenSource;
 use tidings_host::arrival::{Visitor, WebConfig};
-use tidings_host::files::DiskJob;
-use tidings_host::files::Source;
-use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, Ticket, REFUSAL_TIME};
+use tidings_host::files::{DiskJob, Source, Ticket};
+use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
 use tidings_host::Error;
 
 use crate::shared::{Admitted, Inner, Shared};
@@ -52,7 +52,7 @@ const EVENT_BACKLOG: usize = 4096;
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
-    disk_rx: Receiver<(Ticket, DiskJob)>,
+    disk_rx: Receiver<(Ticket<FileHandle>, DiskJob)>,
     web: Arc<WebConfig>,
 }
 
@@ -274,11 +274,11 @@ fn timer_loop(shared: Arc<Shared>) {
     }
 }
 
-fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket, DiskJob)>) {
+fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket<FileHandle>, DiskJob)>) {
     loop {
         match jobs.recv_timeout(Duration::from_secs(1)) {
             Ok((ticket, job)) => {
-                let done = job.run();
+                let done = tidings_disk::run(job);
                 let mut inner = shared.inner.lock().unwrap();
                 inner.host.job_done(ticket, done);
                 shared.after(&mut inner);
@@ -357,7 +357,7 @@ impl ServerHandle {
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
     /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
-    /// [`walk`](crate::files::walk) when sending a folder.
+    /// [`walk`](tidings_disk::walk) when sending a folder.
     pub fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         Ok(self.with(|h| h.send_file(to, source))?)
     }

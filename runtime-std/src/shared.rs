@@ -9,9 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
-use tidings_core::hub::ConnId;
+use tidings_core::hub::{ConnId, FileHandle};
 use tidings_host::files::DiskJob;
-use tidings_host::server::{Host, ServerEvent, ServerOutput, Ticket};
+use tidings_host::files::Ticket;
+use tidings_host::server::{Host, ServerEvent, ServerOutput};
 
 /// Most bytes a writer takes from the hub before writing them (one vectored write's worth).
 pub(crate) const WRITE_BATCH: usize = 256 << 10;
@@ -39,7 +40,7 @@ pub(crate) struct Shared {
     /// waits on it before reading more.
     pub(crate) readable: Condvar,
     /// Jobs for the disk thread, one after another.
-    pub(crate) disk: mpsc::Sender<(Ticket, DiskJob)>,
+    pub(crate) disk: mpsc::Sender<(Ticket<FileHandle>, DiskJob)>,
     pub(crate) events: SyncSender<ServerEvent>,
     pub(crate) event_rx: Mutex<Receiver<ServerEvent>>,
     pub(crate) stopping: AtomicBool,

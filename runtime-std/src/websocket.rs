@@ -6,7 +6,7 @@
 //! (in the writer or in the WebSocket's own queue), so a slow browser leaves its backlog in
 //! the hub, where the slow-consumer bound and the relay window see it; the socket is read
 //! only while the hub wants input. Two timers are the writer's: the gateway's (legacy
-//! heartbeats) and the bound on the close handshake ([`WebConfig::closing_timeout`]).
+//! heartbeats) and the bound on the close handshake ([`WsConfig::close_timeout`](tidings_core::ws::WsConfig::close_timeout)).
 //!
 //! The two threads share the connection's [`Bridge`] behind a mutex of its own, always
 //! locked before the server's (never the other way round).
@@ -15,7 +15,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tidings_core::gateway::{Gateway, GatewayMode};
@@ -79,7 +79,7 @@ impl Bridge {
                 self.gateway.handle_native_eof();
                 moved = true;
             }
-            let _ = self.gateway.write_to(&mut self.ws);
+            let _ = self.gateway.write_to(now, &mut self.ws);
             if !moved {
                 break;
             }
@@ -119,18 +119,17 @@ pub(crate) fn serve(
             gone: false,
         };
         if !early.is_empty() {
-            bridge.ws.handle_input(&early);
+            bridge.ws.handle_input(Instant::now(), &early);
         }
         bridge.pump(&mut inner, WRITE_BATCH);
         shared.after(&mut inner);
         (Arc::new(Mutex::new(bridge)), wake_rx)
     };
     let id = bridge.lock().unwrap().id;
-    let closing_timeout = web.closing_timeout;
     let (s, b) = (shared.clone(), bridge.clone());
     let spawned = std::thread::Builder::new()
         .name(format!("tidings-w{id}"))
-        .spawn(move || write_loop(s, writer, b, wake_rx, closing_timeout));
+        .spawn(move || write_loop(s, writer, b, wake_rx));
     if spawned.is_err() {
         // Out of threads: this connection is dropped, the rest served.
         return end(&shared, &bridge, &stream);
@@ -180,11 +179,11 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, bridge: Arc<Mutex<Bridg
         let mut inner = shared.inner.lock().unwrap();
         let more = match read {
             Ok(n) if n > 0 => {
-                b.ws.handle_input(&buf[..n]);
+                b.ws.handle_input(Instant::now(), &buf[..n]);
                 true
             }
             _ => {
-                b.ws.handle_eof();
+                b.ws.handle_eof(Instant::now());
                 false
             }
         };
@@ -210,10 +209,8 @@ fn write_loop(
     mut stream: TcpStream,
     bridge: Arc<Mutex<Bridge>>,
     wake: Receiver<()>,
-    closing_timeout: Duration,
 ) {
     let mut out = Outgoing::default();
-    let mut closing_deadline: Option<Instant> = None;
     loop {
         let (done, next) = {
             let mut b = bridge.lock().unwrap();
@@ -227,14 +224,10 @@ fn write_loop(
             while let Some(bytes) = b.ws.poll_transmit() {
                 out.push(bytes);
             }
-            let now = Instant::now();
-            if b.ws.state() == WsState::Closing && closing_deadline.is_none() {
-                closing_deadline = Some(now + closing_timeout);
-            }
-            // Over once the close handshake is, or when the client never answers our close.
-            let done = (out.is_empty() && b.ws.should_close_socket())
-                || closing_deadline.is_some_and(|d| d <= now);
-            let next = match (b.gateway.poll_timeout(), closing_deadline) {
+            // Over once the close handshake is, or when the client never answers our close
+            // (or stopped reading) within the WebSocket's close timeout.
+            let done = (out.is_empty() && b.ws.should_close_socket()) || b.ws.close_timed_out();
+            let next = match (b.gateway.poll_timeout(), b.ws.poll_timeout()) {
                 (Some(a), Some(c)) => Some(a.min(c)),
                 (a, c) => a.or(c),
             };
@@ -261,6 +254,7 @@ fn write_loop(
                 if b.gateway.poll_timeout().is_some_and(|d| d <= now) {
                     b.gateway.handle_timeout(now);
                 }
+                b.ws.handle_timeout(now);
             }
             // The server forgot this connection: nothing more to write.
             Err(RecvTimeoutError::Disconnected) => break,

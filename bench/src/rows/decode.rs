@@ -312,9 +312,10 @@ fn client_stream(size: usize, count: usize) -> Vec<u8> {
 
 fn tidings_ws(wire: &[u8]) -> usize {
     let mut conn = WsConnection::server(WsConfig::default());
+    let now = Instant::now();
     let mut n = 0;
     for piece in wire.chunks(WS_READ) {
-        conn.handle_input(piece);
+        conn.handle_input(now, piece);
         while let Some(event) = conn.poll_event() {
             if let WsEvent::Binary(data) = event {
                 black_box(&data);

@@ -1,16 +1,21 @@
 //! Fuzz bodies for the WebSocket codec and the HTTP handshake parser.
 
+use std::time::{Duration, Instant};
+
 use crate::ws::{ClientHandshake, ClientRequest, RequestReader, WsConfig, WsConnection};
 
-/// Arbitrary bytes into a WebSocket connection of either role, in arbitrary pieces. Never
-/// panics; never buffers more than the configured frame limit plus what one read delivered.
-pub fn ws_frames(data: &[u8]) {
+/// Arbitrary bytes into a WebSocket connection of either role, in arbitrary pieces, one
+/// virtual second apart from `now` on. Never panics; never buffers more than the configured
+/// frame limit plus what one read delivered; once the close timer has run out, the socket
+/// is to be closed.
+pub fn ws_frames(data: &[u8], now: Instant) {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
     let cfg = WsConfig {
         max_message_size: 64 << 10,
         max_frame_size: 16 << 10,
+        close_timeout: Duration::from_secs(3),
     };
     let mut conn = if flags & 1 == 0 {
         WsConnection::server(cfg)
@@ -23,15 +28,26 @@ pub fn ws_frames(data: &[u8]) {
         WsConnection::client(cfg, masks)
     };
     let sizes = [flags >> 1, 3, 1, 200];
+    let mut now = now;
     for piece in super::pieces(rest, &sizes) {
-        conn.handle_input(piece);
+        now += Duration::from_secs(1);
+        conn.handle_timeout(now);
+        conn.handle_input(now, piece);
         while conn.poll_event().is_some() {}
         while conn.poll_transmit().is_some() {}
         assert!(
             conn.buffered_input() <= cfg.max_message_size + cfg.max_frame_size + 14 + piece.len()
         );
+        if let Some(deadline) = conn.poll_timeout() {
+            assert!(deadline <= now + cfg.close_timeout);
+        }
     }
-    conn.handle_eof();
+    if let Some(deadline) = conn.poll_timeout() {
+        conn.handle_timeout(deadline);
+        assert!(conn.should_close_socket());
+        assert_eq!(conn.poll_timeout(), None);
+    }
+    conn.handle_eof(now);
     while conn.poll_event().is_some() {}
 }
 

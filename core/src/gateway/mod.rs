@@ -101,7 +101,7 @@ use crate::wire::{
     frame_type, Frame, FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN,
     MAX_FRAME_CEILING, PREAMBLE_LEN,
 };
-use crate::ws::{CloseCode, SendError, Utf8Bytes, WsConnection, WsEvent, MAX_CLOSE_REASON};
+use crate::ws::{CloseCode, Utf8Bytes, WsConnection, WsEvent, WsSendError, MAX_CLOSE_REASON};
 use crate::ErrorCode;
 
 /// A message for the WebSocket, from [`Gateway::poll_ws`].
@@ -292,8 +292,8 @@ impl Gateway {
         bytes: Bytes,
         cache: &mut RenderCache,
         ws: &mut WsConnection,
-    ) -> Result<(), SendError> {
-        let queued = self.write_to(ws);
+    ) -> Result<(), WsSendError> {
+        let queued = self.write_to(now, ws);
         let mut sink = Sink {
             cache,
             ws: Some((ws, queued)),
@@ -301,7 +301,7 @@ impl Gateway {
         self.native_in(now, bytes, Some(&mut sink));
         let (ws, result) = sink.ws.expect("set above");
         result?;
-        self.write_to(ws)
+        self.write_to(now, ws)
     }
 
     fn native_in(&mut self, now: Instant, bytes: Bytes, sink: Option<&mut Sink<'_>>) {
@@ -409,13 +409,13 @@ impl Gateway {
     }
 
     /// Drains [`Gateway::poll_ws`] into `ws` (text and binary without copying large
-    /// payloads, close).
+    /// payloads, close, which starts `ws`'s close timer at `now`).
     ///
     /// # Errors
     ///
     /// `ws` refused a message (it is closed or failed): that message and the ones after it
     /// stay queued.
-    pub fn write_to(&mut self, ws: &mut WsConnection) -> Result<(), SendError> {
+    pub fn write_to(&mut self, now: Instant, ws: &mut WsConnection) -> Result<(), WsSendError> {
         while let Some(msg) = self.to_ws.pop_front() {
             let result = match &msg {
                 // Small texts are copied next to their header (one contiguous write for many
@@ -423,7 +423,7 @@ impl Gateway {
                 WsMessage::Text(text) => ws.send_text_bytes(text.clone()),
                 WsMessage::Binary(data) => ws.send_binary_bytes(data.clone()),
                 WsMessage::Ping(data) => ws.send_ping(data),
-                WsMessage::Close { code, reason } => ws.close(*code, reason),
+                WsMessage::Close { code, reason } => ws.close(now, *code, reason),
             };
             if let Err(e) = result {
                 self.to_ws.push_front(msg);
@@ -655,7 +655,7 @@ impl Gateway {
             ) && RenderCache::admits(body)
         });
         if let Some(sink) = sink {
-            if self.cached(sink, carriage, kind, body) {
+            if self.cached(now, sink, carriage, kind, body) {
                 return;
             }
             let Some(msg) = self.decode_hub(kind, take_body()) else {
@@ -676,7 +676,14 @@ impl Gateway {
 
     /// Sends the stored rendering of the frame, if there is one: straight into the WebSocket
     /// when the sink has it (after what is queued, to keep the order), else as a message.
-    fn cached(&mut self, sink: &mut Sink<'_>, carriage: Carriage, kind: u8, body: &[u8]) -> bool {
+    fn cached(
+        &mut self,
+        now: Instant,
+        sink: &mut Sink<'_>,
+        carriage: Carriage,
+        kind: u8,
+        body: &[u8],
+    ) -> bool {
         match &mut sink.ws {
             Some((ws, result)) => {
                 let Some(r) = sink.cache.get_ref(carriage, kind, body) else {
@@ -684,7 +691,7 @@ impl Gateway {
                 };
                 if result.is_ok() {
                     *result = self
-                        .write_to(ws)
+                        .write_to(now, ws)
                         .and_then(|()| ws.send_text_framed(&r.text, &r.frame));
                 }
                 if result.is_err() {
@@ -854,7 +861,7 @@ struct Sink<'a> {
     cache: &'a mut RenderCache,
     /// The WebSocket to copy cached renderings into ([`Gateway::forward_native`]), and
     /// whether it has taken everything so far.
-    ws: Option<(&'a mut WsConnection, Result<(), SendError>)>,
+    ws: Option<(&'a mut WsConnection, Result<(), WsSendError>)>,
 }
 
 const PREAMBLE: [u8; PREAMBLE_LEN] = Preamble::CURRENT.to_bytes();

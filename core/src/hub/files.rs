@@ -6,22 +6,8 @@ use bytes::Bytes;
 use super::relay::{End, Relay};
 use super::{ConnId, FileHandle, Hub, HubError, HubEvent};
 use crate::session::SendError;
-use crate::transfer::{IncomingOffer, Mode, TransferEvent, TransferId};
+use crate::transfer::{IncomingOffer, Mode, TransferEvent};
 use crate::ErrorCode;
-
-/// The transfer id an event is about (offers are handled before this is asked).
-fn event_id(ev: &TransferEvent) -> TransferId {
-    match ev {
-        TransferEvent::Offered(o) => o.id,
-        TransferEvent::Accepted { id, .. }
-        | TransferEvent::Read { id, .. }
-        | TransferEvent::Data { id, .. }
-        | TransferEvent::SenderDone { id, .. }
-        | TransferEvent::Finished { id, .. }
-        | TransferEvent::Relayed { id, .. } => *id,
-        TransferEvent::Progress(p) => p.id,
-    }
-}
 
 impl Hub {
     // ----- the server participant's transfers ---------------------------------------------
@@ -124,10 +110,7 @@ impl Hub {
         if let TransferEvent::Offered(offer) = ev {
             return self.on_offer(conn, offer);
         }
-        let h = FileHandle {
-            conn,
-            id: event_id(&ev),
-        };
+        let h = FileHandle { conn, id: ev.id() };
         if let Some(peer) = self.own.get(&h).cloned() {
             if matches!(ev, TransferEvent::Finished { .. }) {
                 self.own.remove(&h);
@@ -225,12 +208,7 @@ impl Hub {
                 let Some(sink) = self.relays.get_mut(source).map(|r| r.sink) else {
                     return;
                 };
-                let result = self
-                    .conns
-                    .get_mut(&sink.conn)
-                    .map(|c| c.session.relay_done(sink.id, digest));
-                self.touch(sink.conn);
-                if !matches!(result, Some(Ok(()))) {
+                if !self.session_step(sink, |s| s.relay_done(sink.id, digest)) {
                     self.fail_relay(source, ErrorCode::PeerLost, "the receiver went away");
                 }
             }
@@ -331,12 +309,7 @@ impl Hub {
                 relay.withheld = true;
                 self.relays.withheld.push_back(source);
             }
-            let provided = self
-                .conns
-                .get_mut(&sink.conn)
-                .map(|c| c.session.provide_data(sink.id, piece.offset, piece.data));
-            self.touch(sink.conn);
-            if !matches!(provided, Some(Ok(()))) {
+            if !self.session_step(sink, |s| s.provide_data(sink.id, piece.offset, piece.data)) {
                 return self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
             }
             // Handing on shrank what this relay may hold; the bytes are reported written to
@@ -409,12 +382,7 @@ impl Hub {
             if let Some(relay) = self.relays.get_mut(source) {
                 relay.admitted = true;
             }
-            let result = self
-                .conns
-                .get_mut(&source.conn)
-                .map(|c| c.session.accept_with(source.id, offset, Mode::Relay));
-            self.touch(source.conn);
-            if !matches!(result, Some(Ok(()))) {
+            if !self.session_step(source, |s| s.accept_with(source.id, offset, Mode::Relay)) {
                 self.fail_relay(source, ErrorCode::PeerLost, "the sender went away");
                 continue;
             }
@@ -445,12 +413,7 @@ impl Hub {
             };
             if k > 0 {
                 relay.unreported -= k;
-                let written = self
-                    .conns
-                    .get_mut(&source.conn)
-                    .map(|c| c.session.data_written(source.id, k));
-                self.touch(source.conn);
-                if !matches!(written, Some(Ok(()))) {
+                if !self.session_step(source, |s| s.data_written(source.id, k)) {
                     self.fail_relay(source, ErrorCode::PeerLost, "the relay lost a side");
                     continue;
                 }
@@ -484,6 +447,21 @@ impl Hub {
             let _ = c.session.cancel_transfer(h.id, code, reason);
             self.touch(h.conn);
         }
+    }
+
+    /// Runs `step` on the session of `h`'s connection and wakes its writer. Whether the
+    /// connection was there and the session took the step.
+    fn session_step(
+        &mut self,
+        h: FileHandle,
+        step: impl FnOnce(&mut crate::session::Session) -> Result<(), SendError>,
+    ) -> bool {
+        let took = self
+            .conns
+            .get_mut(&h.conn)
+            .is_some_and(|c| step(&mut c.session).is_ok());
+        self.touch(h.conn);
+        took
     }
 
     fn is_closed(&self, conn: ConnId) -> bool {

@@ -58,6 +58,7 @@
 mod config;
 mod event;
 mod output;
+mod transfers;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -65,12 +66,13 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::error::SendError;
 pub use config::Config;
 pub use event::{Closed, Event};
 pub(crate) use output::{Lane, COPY_LIMIT};
 
 use crate::name::{validate_name, NameError};
-use crate::transfer::{Outbox, Transfers};
+use crate::transfer::Transfers;
 use crate::wire::{
     FrameDecoder, Hello, Message, Preamble, Utf8, Welcome, MAX_FRAME_CEILING, MIN_MAX_FRAME,
     PREAMBLE_LEN, PROTOCOL_VERSION,
@@ -99,35 +101,6 @@ enum State {
     /// Finished; only queued output remains.
     Closed,
 }
-
-/// Why a command could not be carried out. Nothing was queued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// The session is not (or no longer) open for this command.
-    NotOpen,
-    /// The frame would exceed the peer's frame limit.
-    TooLarge,
-    /// Too much output is queued already (the peer does not read); try again after transmitting.
-    QueueFull,
-    /// A name field breaks the naming rules.
-    BadName(NameError),
-    /// The command does not fit the session's role or the transfer's state.
-    Invalid(&'static str),
-}
-
-impl core::fmt::Display for SendError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SendError::NotOpen => write!(f, "the session is not open"),
-            SendError::TooLarge => write!(f, "the message exceeds the peer's frame limit"),
-            SendError::QueueFull => write!(f, "too much output is queued"),
-            SendError::BadName(e) => write!(f, "{e}"),
-            SendError::Invalid(why) => write!(f, "{why}"),
-        }
-    }
-}
-
-impl std::error::Error for SendError {}
 
 /// One end of a tidings connection, as a pure state machine. See the [module docs](self) for
 /// the calling contract and an example.
@@ -191,7 +164,11 @@ impl Session {
             control: Lane::default(),
             data: None,
             events: VecDeque::new(),
-            transfers: Transfers::new(role, config.clone()),
+            // Our offers' ids: even on the client, odd on the server (spec §7.1).
+            transfers: Transfers::new(match role {
+                Role::Client => 0,
+                Role::Server => 1,
+            }),
             peer_max_frame: MIN_MAX_FRAME,
             now,
             last_rx: now,
@@ -327,7 +304,7 @@ impl Session {
             self.queue(&Message::Ping { nonce });
         }
         let mut out = self.outbox();
-        out.transfers.handle_timeout(now, &mut out.io);
+        out.transfers.handle_timeout(now, out.cfg, &mut out.io);
     }
 
     // ----- outputs ------------------------------------------------------------------------
@@ -349,7 +326,7 @@ impl Session {
         if self.events.is_empty() && self.state == State::Open {
             // File reads are asked for lazily, when the data lane has room.
             let mut out = self.outbox();
-            out.transfers.request_reads(&mut out.io);
+            out.transfers.request_reads(out.cfg, &mut out.io);
         }
         let ev = self.events.pop_front();
         if self.events.len() < self.config.max_queued_events / 2 && self.decoder.buffered() > 0 {
@@ -368,7 +345,11 @@ impl Session {
         if self.state == State::Closed {
             return None;
         }
-        if self.state == State::Open && self.transfers.wants_reads(self.data_len()) {
+        if self.state == State::Open
+            && self
+                .transfers
+                .wants_reads(&self.config.transfer, self.data_len())
+        {
             return Some(self.now);
         }
         let mut next = self.handshake_deadline;
@@ -376,7 +357,7 @@ impl Session {
             let hb = (self.last_tx + self.config.heartbeat_interval)
                 .min(self.last_rx + self.config.heartbeat_timeout);
             next = Some(next.map_or(hb, |n| n.min(hb)));
-            if let Some(t) = self.transfers.next_deadline() {
+            if let Some(t) = self.transfers.next_deadline(&self.config.transfer) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
@@ -527,18 +508,6 @@ impl Session {
     }
 
     // ----- internals ----------------------------------------------------------------------
-
-    pub(crate) fn outbox(&mut self) -> Outbox<'_> {
-        Outbox::new(
-            &mut self.transfers,
-            &mut self.control,
-            &mut self.data,
-            &mut self.events,
-            &mut self.last_tx,
-            self.now,
-            self.peer_max_frame,
-        )
-    }
 
     /// Lets go of the spare buffers a burst grew: the event queue's (the handshake's events
     /// take ~450 bytes), the lanes' queues of sealed pieces, an empty data lane and an empty
@@ -715,7 +684,7 @@ impl Session {
                 | M::Failed { .. }),
             ) => {
                 let mut out = self.outbox();
-                out.transfers.handle_message(msg, &mut out.io)?;
+                out.transfers.handle_message(msg, out.cfg, &mut out.io)?;
             }
             _ => {
                 return Err(ProtocolError::new(

@@ -7,10 +7,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
 use super::reads::Reads;
+use super::timers::Timers;
 use super::{
-    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+    Digest, Direction, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId, TransferIo,
 };
-use crate::session::SendError;
+use crate::error::SendError;
 use crate::wire::{Message, Offer, Utf8};
 use crate::{ErrorCode, ProtocolError};
 
@@ -45,10 +46,8 @@ pub(crate) struct Incoming {
     hasher: Sha256,
     peer_digest: Option<Digest>,
     meter: Meter,
-    /// Last sign of life: a chunk, a local write or a prefix read (for the stall timer).
-    since: Instant,
-    /// When the last zero-credit keepalive went out while hashing.
-    keepalive: Instant,
+    /// The offer, stall and keepalive clocks.
+    timers: Timers,
 }
 
 fn out_of_range(detail: &'static str) -> ProtocolError {
@@ -70,8 +69,7 @@ impl Incoming {
             hasher: Sha256::new(),
             peer_digest: None,
             meter: Meter::new(),
-            since: now,
-            keepalive: now,
+            timers: Timers::new(now),
         }
     }
 
@@ -102,11 +100,10 @@ impl Incoming {
     /// The offer or stall timeout; for a relay that has every byte and waits for the far
     /// receiver's verdict, the next keepalive instead (see [`Incoming::on_timer`]).
     pub(crate) fn deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
-        Some(match self.phase {
-            Phase::Offered => self.since + cfg.offer_timeout,
-            _ if self.awaits_far_verdict() => self.keepalive + super::keepalive_interval(cfg),
-            _ => self.since + cfg.stall_timeout,
-        })
+        Some(
+            self.timers
+                .deadline(self.phase == Phase::Offered, self.awaits_far_verdict(), cfg),
+        )
     }
 
     /// Relaying, with every byte passed on, waiting for the verdict from the far receiver,
@@ -119,11 +116,11 @@ impl Incoming {
 
     /// The deadline from [`Incoming::deadline`] passed. Returns `true` if the transfer timed
     /// out; a relay waiting for the far verdict sends a zero `credit` instead.
-    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+    pub(crate) fn on_timer(&mut self, io: &mut impl TransferIo) -> bool {
         if !self.awaits_far_verdict() {
             return true;
         }
-        self.keepalive = io.now;
+        self.timers.keepalive = io.now();
         io.control(&Message::Credit {
             id: self.id,
             bytes: 0,
@@ -131,20 +128,12 @@ impl Incoming {
         false
     }
 
-    fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
-        io.event(TransferEvent::Finished {
-            id: self.id,
-            direction: Direction::Receive,
-            result,
-        });
-    }
-
     pub(crate) fn accept(
         &mut self,
         offset: u64,
         mode: Mode,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
         if self.phase != Phase::Offered {
             return Err(SendError::Invalid("the offer was already answered"));
@@ -158,8 +147,8 @@ impl Incoming {
         self.received = offset;
         self.written = offset;
         self.credit_end = offset;
-        self.since = io.now;
-        self.keepalive = io.now;
+        self.timers.since = io.now();
+        self.timers.keepalive = io.now();
         // Resuming locally: the prefix must be hashed before any chunk, so the first accept
         // grants nothing; credit follows once the kept bytes are read (see `provide`).
         let hashing = mode == Mode::Local && offset > 0;
@@ -188,13 +177,13 @@ impl Incoming {
         offset: u64,
         data: Bytes,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if self.phase != Phase::Hashing || !self.reads.answer(offset, data.len()) {
             return Err(SendError::Invalid("data does not answer the pending read"));
         }
         self.hasher.update(&data);
-        self.since = io.now;
+        self.timers.since = io.now();
         if self.reads.provided() == self.offset {
             if self.peer_digest.is_some() {
                 // `done` came while we hashed (nothing was missing): judge now.
@@ -210,9 +199,9 @@ impl Incoming {
                     bytes: credit,
                 });
             }
-        } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+        } else if self.timers.keepalive_due(io.now(), cfg) {
             // The sender hears nothing while we read a long prefix: zero credit says we live.
-            self.keepalive = io.now;
+            self.timers.keepalive = io.now();
             io.control(&Message::Credit {
                 id: self.id,
                 bytes: 0,
@@ -226,7 +215,7 @@ impl Incoming {
         &mut self,
         msg: Message,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, ProtocolError> {
         match msg {
             Message::Chunk { offset, data, .. } => {
@@ -241,7 +230,7 @@ impl Incoming {
                         "chunk beyond the granted credit",
                     ));
                 }
-                self.since = io.now;
+                self.timers.since = io.now();
                 if data.is_empty() {
                     // A keepalive from a sender still hashing its prefix: nothing to write.
                     return Ok(false);
@@ -256,7 +245,7 @@ impl Incoming {
                     data,
                 });
                 if let Some(p) = self.meter.update(
-                    io.now,
+                    io.now(),
                     cfg.progress_interval,
                     self.id,
                     Direction::Receive,
@@ -273,7 +262,7 @@ impl Incoming {
                     return Err(out_of_range("done before every byte arrived"));
                 }
                 self.peer_digest = Some(digest);
-                self.since = io.now;
+                self.timers.since = io.now();
                 if self.phase == Phase::Hashing {
                     // Resuming a complete file (offset = size): the sender needed no credit
                     // and finished hashing first. The verdict waits for our own prefix.
@@ -292,13 +281,10 @@ impl Incoming {
                 }
             }
             Message::Cancel { code, reason, .. } | Message::Reject { code, reason, .. } => {
-                self.finished(
-                    io,
-                    Err(TransferFailure {
-                        code,
-                        reason,
-                        by_peer: true,
-                    }),
+                io.finished(
+                    self.id,
+                    Direction::Receive,
+                    Err(TransferFailure::by_peer(code, reason)),
                 );
                 Ok(true)
             }
@@ -314,7 +300,7 @@ impl Incoming {
         &mut self,
         len: u64,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if !matches!(self.phase, Phase::Receiving | Phase::Verifying) {
             return Err(SendError::Invalid("no received bytes to write yet"));
@@ -326,7 +312,7 @@ impl Incoming {
             return Ok(false);
         }
         self.written += len;
-        self.since = io.now;
+        self.timers.since = io.now();
         self.grant_credit(cfg, io);
         if self.phase == Phase::Verifying && self.mode == Mode::Local {
             return Ok(self.try_verify(io));
@@ -338,7 +324,7 @@ impl Incoming {
     /// disk may take longer than the sender's stall timer to free half the window, so once a
     /// keepalive interval has passed without a credit frame, whatever is free (possibly
     /// nothing) goes out anyway: the sender then knows we are alive and writing.
-    fn grant_credit(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn grant_credit(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         let window = cfg.window as u64;
         let in_flight = self.credit_end - self.written;
         let grant = window
@@ -346,12 +332,12 @@ impl Incoming {
             .min(self.size - self.credit_end);
         let last = grant > 0 && self.credit_end + grant == self.size;
         let worth_it = grant >= (window / 2).max(1) || last;
-        let due = io.now >= self.keepalive + super::keepalive_interval(cfg);
+        let due = self.timers.keepalive_due(io.now(), cfg);
         if !worth_it && !due {
             return;
         }
         self.credit_end += grant;
-        self.keepalive = io.now;
+        self.timers.keepalive = io.now();
         io.control(&Message::Credit {
             id: self.id,
             bytes: grant as u32,
@@ -359,7 +345,7 @@ impl Incoming {
     }
 
     /// Sends the verdict once `done` arrived and every byte is written.
-    fn try_verify(&mut self, io: &mut Io) -> bool {
+    fn try_verify(&mut self, io: &mut impl TransferIo) -> bool {
         let Some(expected) = self.peer_digest else {
             return false;
         };
@@ -369,7 +355,7 @@ impl Incoming {
         let digest: Digest = self.hasher.finalize_reset().into();
         if digest == expected {
             io.control(&Message::Complete { id: self.id });
-            self.finished(io, Ok(digest));
+            io.finished(self.id, Direction::Receive, Ok(digest));
         } else {
             let reason = Utf8::from_static("the SHA-256 of the received file does not match");
             io.control(&Message::Failed {
@@ -377,13 +363,10 @@ impl Incoming {
                 code: ErrorCode::DigestMismatch,
                 reason: reason.clone(),
             });
-            self.finished(
-                io,
-                Err(TransferFailure {
-                    code: ErrorCode::DigestMismatch,
-                    reason,
-                    by_peer: false,
-                }),
+            io.finished(
+                self.id,
+                Direction::Receive,
+                Err(TransferFailure::local(ErrorCode::DigestMismatch, reason)),
             );
         }
         true
@@ -392,7 +375,7 @@ impl Incoming {
     pub(crate) fn relay_outcome(
         &mut self,
         result: Result<Digest, (ErrorCode, &str)>,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         if self.mode != Mode::Relay || self.phase != Phase::Verifying {
             return Err(SendError::Invalid(
@@ -402,7 +385,7 @@ impl Incoming {
         match result {
             Ok(digest) => {
                 io.control(&Message::Complete { id: self.id });
-                self.finished(io, Ok(digest));
+                io.finished(self.id, Direction::Receive, Ok(digest));
             }
             Err((code, reason)) => {
                 let reason = Utf8::from(reason);
@@ -411,13 +394,10 @@ impl Incoming {
                     code,
                     reason: reason.clone(),
                 });
-                self.finished(
-                    io,
-                    Err(TransferFailure {
-                        code,
-                        reason,
-                        by_peer: true,
-                    }),
+                io.finished(
+                    self.id,
+                    Direction::Receive,
+                    Err(TransferFailure::by_peer(code, reason)),
                 );
             }
         }

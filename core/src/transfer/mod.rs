@@ -113,6 +113,12 @@
 //! }
 //! assert_eq!(received, file);
 //! ```
+//!
+//! [`Session::data_written`]: crate::session::Session::data_written
+//! [`Session::offer_file`]: crate::session::Session::offer_file
+//! [`Session::provide_data`]: crate::session::Session::provide_data
+//! [`Session::read_failed`]: crate::session::Session::read_failed
+//! [`Session::write_failed`]: crate::session::Session::write_failed
 
 mod config;
 mod file_name;
@@ -120,9 +126,9 @@ mod incoming;
 mod outgoing;
 mod progress;
 mod reads;
+mod timers;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -133,7 +139,7 @@ pub use file_name::{
 };
 pub use progress::Progress;
 
-use crate::session::{Config as SessionConfig, Event, Lane, Role, SendError, Session};
+use crate::error::SendError;
 use crate::wire::{Message, Offer, Utf8, DIGEST_LEN};
 use crate::{ErrorCode, ProtocolError};
 use incoming::Incoming;
@@ -163,8 +169,9 @@ pub enum Direction {
 pub enum Mode {
     /// The file is here: hash and verify.
     Local,
-    /// The file passes through: forward digest and verdict (see [`Session::relay_done`] and
-    /// [`Session::relay_outcome`]).
+    /// The file passes through: forward digest and verdict (see
+    /// [`Session::relay_done`](crate::session::Session::relay_done) and
+    /// [`Session::relay_outcome`](crate::session::Session::relay_outcome)).
     Relay,
 }
 
@@ -196,11 +203,33 @@ pub struct TransferFailure {
     pub by_peer: bool,
 }
 
-/// Something that happened to a transfer; delivered as [`Event::Transfer`].
+impl TransferFailure {
+    /// The peer ended the transfer with `code` and `reason`.
+    pub(crate) fn by_peer(code: ErrorCode, reason: Utf8) -> Self {
+        TransferFailure {
+            code,
+            reason,
+            by_peer: true,
+        }
+    }
+
+    /// This side ended the transfer with `code` and `reason`.
+    pub(crate) fn local(code: ErrorCode, reason: Utf8) -> Self {
+        TransferFailure {
+            code,
+            reason,
+            by_peer: false,
+        }
+    }
+}
+
+/// Something that happened to a transfer; delivered as
+/// [`Event::Transfer`](crate::session::Event::Transfer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferEvent {
-    /// The peer offers a file: answer with [`Session::accept_offer`] or
-    /// [`Session::reject_offer`].
+    /// The peer offers a file: answer with
+    /// [`Session::accept_offer`](crate::session::Session::accept_offer) or
+    /// [`Session::reject_offer`](crate::session::Session::reject_offer).
     Offered(IncomingOffer),
     /// Our offer was accepted from `offset` (non-zero: the receiver resumes).
     Accepted {
@@ -210,7 +239,7 @@ pub enum TransferEvent {
         offset: u64,
     },
     /// Read `len` bytes at `offset` of the transfer's file and answer with
-    /// [`Session::provide_data`].
+    /// [`Session::provide_data`](crate::session::Session::provide_data).
     Read {
         /// Transfer id.
         id: TransferId,
@@ -219,7 +248,8 @@ pub enum TransferEvent {
         /// How many bytes (never more than the chunk size).
         len: usize,
     },
-    /// Received file bytes: write them at `offset`, then call [`Session::data_written`].
+    /// Received file bytes: write them at `offset`, then call
+    /// [`Session::data_written`](crate::session::Session::data_written).
     Data {
         /// Transfer id.
         id: TransferId,
@@ -242,7 +272,7 @@ pub enum TransferEvent {
         relay_id: TransferId,
     },
     /// Relay receivers only: the sender finished; pass the digest on with
-    /// [`Session::relay_done`] on the other connection.
+    /// [`Session::relay_done`](crate::session::Session::relay_done) on the other connection.
     SenderDone {
         /// Transfer id.
         id: TransferId,
@@ -261,77 +291,55 @@ pub enum TransferEvent {
     },
 }
 
-/// What the transfers of one session may touch: the output lanes and the event queue.
-pub(crate) struct Io<'a> {
-    pub(crate) control: &'a mut Lane,
-    data: &'a mut Option<Box<Lane>>,
-    pub(crate) events: &'a mut VecDeque<Event>,
-    last_tx: &'a mut Instant,
-    pub(crate) now: Instant,
-    pub(crate) peer_max_frame: u32,
-}
-
-impl Io<'_> {
-    /// Queues a control frame (ahead of all file data).
-    pub(crate) fn control(&mut self, msg: &Message) {
-        self.control.push(msg);
-        *self.last_tx = self.now;
-    }
-
-    /// Queues a frame behind the file data already queued (chunks and `done`, whose order
-    /// matters).
-    pub(crate) fn data(&mut self, msg: &Message) {
-        self.data.get_or_insert_with(Box::default).push(msg);
-        *self.last_tx = self.now;
-    }
-
-    /// Bytes of file data queued.
-    pub(crate) fn data_len(&self) -> usize {
-        Lane::len_of(self.data)
-    }
-
-    pub(crate) fn event(&mut self, ev: TransferEvent) {
-        self.events.push_back(Event::Transfer(ev));
-    }
-}
-
-/// The transfers of a session together with the session's output, borrowed at once.
-pub(crate) struct Outbox<'a> {
-    pub(crate) transfers: &'a mut Transfers,
-    pub(crate) io: Io<'a>,
-}
-
-impl<'a> Outbox<'a> {
-    pub(crate) fn new(
-        transfers: &'a mut Transfers,
-        control: &'a mut Lane,
-        data: &'a mut Option<Box<Lane>>,
-        events: &'a mut VecDeque<Event>,
-        last_tx: &'a mut Instant,
-        now: Instant,
-        peer_max_frame: u32,
-    ) -> Self {
-        Outbox {
-            transfers,
-            io: Io {
-                control,
-                data,
-                events,
-                last_tx,
-                now,
-                peer_max_frame,
-            },
+impl TransferEvent {
+    /// The transfer this event is about.
+    pub fn id(&self) -> TransferId {
+        match self {
+            TransferEvent::Offered(o) => o.id,
+            TransferEvent::Accepted { id, .. }
+            | TransferEvent::Read { id, .. }
+            | TransferEvent::Data { id, .. }
+            | TransferEvent::SenderDone { id, .. }
+            | TransferEvent::Finished { id, .. }
+            | TransferEvent::Relayed { id, .. } => *id,
+            TransferEvent::Progress(p) => p.id,
         }
     }
 }
 
-/// How often a side that makes progress the peer cannot see tells it that it is alive:
-/// hashing a resumed file's prefix (an empty `chunk` from the sender, a zero `credit` from
-/// the receiver), writing to a slow disk (a small or zero `credit`), or relaying and waiting
-/// on the other connection. Well within the peer's stall timeout, which we assume is no
-/// shorter than ours.
-pub(crate) fn keepalive_interval(cfg: &TransferConfig) -> core::time::Duration {
-    (cfg.stall_timeout / 4).min(core::time::Duration::from_secs(1))
+/// What the transfers of one connection may touch of it: the clock reading, the peer's frame
+/// limit, the two output lanes and the event queue. The session implements it; the transfers
+/// never see the session itself.
+pub(crate) trait TransferIo {
+    /// The driver's clock reading for the input being handled.
+    fn now(&self) -> Instant;
+    /// The peer's frame limit (a chunk and its fields must fit in one frame).
+    fn peer_max_frame(&self) -> u32;
+    /// Queues a control frame (ahead of all file data).
+    fn control(&mut self, msg: &Message);
+    /// Bytes of control frames queued.
+    fn control_len(&self) -> usize;
+    /// Queues a frame behind the file data already queued (chunks and `done`, whose order
+    /// matters).
+    fn data(&mut self, msg: &Message);
+    /// Bytes of file data queued.
+    fn data_len(&self) -> usize;
+    /// Reports `ev` to the application, in order with the connection's other events.
+    fn event(&mut self, ev: TransferEvent);
+
+    /// Reports that transfer `id` ended.
+    fn finished(
+        &mut self,
+        id: TransferId,
+        direction: Direction,
+        result: Result<Digest, TransferFailure>,
+    ) {
+        self.event(TransferEvent::Finished {
+            id,
+            direction,
+            result,
+        });
+    }
 }
 
 /// `unknown-transfer` answers are skipped while this many bytes of control output wait.
@@ -345,10 +353,9 @@ enum Transfer {
     In(Incoming),
 }
 
-/// All transfers of one session.
+/// All transfers of one session. Its settings ([`TransferConfig`]) come with every call that
+/// needs them, from the session's (shared) configuration: a hub holds thousands of sessions.
 pub(crate) struct Transfers {
-    /// The session's settings (shared, not copied: a hub holds thousands of sessions).
-    config: Arc<SessionConfig>,
     /// Made with the first transfer and kept after it (its tombstones outlive it): most
     /// connections never send a file, and these lists took 112 bytes of every one of the
     /// thousands of sessions a hub holds.
@@ -391,16 +398,11 @@ impl core::fmt::Debug for Transfers {
 }
 
 impl Transfers {
-    /// `config` is already normalized ([`SessionConfig::normalize`]).
-    pub(crate) fn new(role: Role, config: Arc<SessionConfig>) -> Self {
-        let own = match role {
-            Role::Client => 0,
-            Role::Server => 1,
-        };
+    /// `first_id` is this side's first offer id: 0 on the client, 1 on the server (spec §7.1).
+    pub(crate) fn new(first_id: TransferId) -> Self {
         Transfers {
-            config,
             lists: None,
-            next_id: own,
+            next_id: first_id,
         }
     }
 
@@ -433,8 +435,8 @@ impl Transfers {
     /// crossed a cancel), otherwise answered with `unknown-transfer` — unless the control
     /// lane is already backed up, so that a peer flooding us with such frames while not
     /// reading cannot make the queue grow without bound.
-    fn unknown(&self, id: TransferId, io: &mut Io) {
-        if !self.ended_recently(id) && io.control.len() < UNKNOWN_ANSWER_LIMIT {
+    fn unknown(&self, id: TransferId, io: &mut impl TransferIo) {
+        if !self.ended_recently(id) && io.control_len() < UNKNOWN_ANSWER_LIMIT {
             io.control(&Message::Error {
                 code: ErrorCode::UnknownTransfer,
                 text: Utf8::from(format!("no transfer {id}")),
@@ -444,7 +446,7 @@ impl Transfers {
 
     /// The server's `relayed` note about one of our offers: passed on as an event when the id
     /// is an offer of ours, otherwise ignored (an extension never fails a session).
-    pub(crate) fn relayed(&mut self, r: crate::wire::Relayed, io: &mut Io) {
+    pub(crate) fn relayed(&mut self, r: crate::wire::Relayed, io: &mut impl TransferIo) {
         if let Some(Transfer::Out(_)) = self.lists().map.get(&r.id) {
             io.event(TransferEvent::Relayed {
                 id: r.id,
@@ -457,7 +459,8 @@ impl Transfers {
     pub(crate) fn handle_message(
         &mut self,
         msg: Message,
-        io: &mut Io,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
     ) -> Result<(), ProtocolError> {
         let id = match &msg {
             Message::Offer(o) => o.id,
@@ -472,9 +475,8 @@ impl Transfers {
             _ => unreachable!("session dispatches only transfer messages here"),
         };
         if let Message::Offer(offer) = msg {
-            return self.offered(offer, io);
+            return self.offered(offer, cfg, io);
         }
-        let cfg = &self.config.transfer;
         let ended = match Lists::get_mut(&mut self.lists, id) {
             None => {
                 self.unknown(id, io);
@@ -489,29 +491,36 @@ impl Transfers {
         Ok(())
     }
 
-    fn offered(&mut self, offer: Offer, io: &mut Io) -> Result<(), ProtocolError> {
+    fn offered(
+        &mut self,
+        offer: Offer,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
+    ) -> Result<(), ProtocolError> {
         if offer.id & 1 == self.next_id & 1 || self.lists().map.contains_key(&offer.id) {
             return Err(ProtocolError::new(
                 ErrorCode::Malformed,
                 "offer id has the wrong parity or is in use",
             ));
         }
-        let reject = |code, reason: &str, io: &mut Io| {
-            io.control(&Message::Reject {
-                id: offer.id,
-                code,
-                reason: Utf8::from(reason),
-            })
+        let refusal = if self.lists().map.len() >= cfg.max_active {
+            Err((ErrorCode::LimitExceeded, "too many transfers at once"))
+        } else {
+            reduce_name(&offer.name, cfg.max_path_depth)
+                .ok_or((ErrorCode::BadFileName, "the file name is not usable"))
         };
-        if self.lists().map.len() >= self.config.transfer.max_active {
-            reject(ErrorCode::LimitExceeded, "too many transfers at once", io);
-            return Ok(());
-        }
-        let Some(name) = reduce_name(&offer.name, self.config.transfer.max_path_depth) else {
-            reject(ErrorCode::BadFileName, "the file name is not usable", io);
-            return Ok(());
+        let name = match refusal {
+            Ok(name) => name,
+            Err((code, reason)) => {
+                io.control(&Message::Reject {
+                    id: offer.id,
+                    code,
+                    reason: Utf8::from(reason),
+                });
+                return Ok(());
+            }
         };
-        let incoming = Incoming::new(&offer, io.now);
+        let incoming = Incoming::new(&offer, io.now());
         io.event(TransferEvent::Offered(IncomingOffer {
             id: offer.id,
             peer: offer.peer,
@@ -527,13 +536,13 @@ impl Transfers {
 
     /// Asks the driver for file bytes, round-robin across transfers, while the read-ahead
     /// budget allows.
-    pub(crate) fn request_reads(&mut self, io: &mut Io) {
+    pub(crate) fn request_reads(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         if self.lists().turn.is_empty() {
             // No transfer (the usual case; asked after every event of a session).
             return;
         }
-        let mut budget = self.read_budget(io.data_len());
-        let max_len = self.chunk_limit(io.peer_max_frame);
+        let mut budget = self.read_budget(cfg, io.data_len());
+        let max_len = chunk_limit(cfg, io.peer_max_frame());
         let mut idle_in_a_row = 0;
         let lists = self.lists_mut();
         while budget > 0 && idle_in_a_row < lists.turn.len() {
@@ -566,15 +575,15 @@ impl Transfers {
     }
 
     /// Whether [`Transfers::request_reads`] would ask for something now.
-    pub(crate) fn wants_reads(&self, data_queued: usize) -> bool {
-        self.read_budget(data_queued) > 0
+    pub(crate) fn wants_reads(&self, cfg: &TransferConfig, data_queued: usize) -> bool {
+        self.read_budget(cfg, data_queued) > 0
             && self.lists().map.values().any(|t| match t {
                 Transfer::Out(t) => t.can_read(),
                 Transfer::In(t) => t.can_read(),
             })
     }
 
-    fn read_budget(&self, data_queued: usize) -> usize {
+    fn read_budget(&self, cfg: &TransferConfig, data_queued: usize) -> usize {
         let outstanding: u64 = self
             .lists()
             .map
@@ -584,31 +593,26 @@ impl Transfers {
                 Transfer::In(t) => t.outstanding(),
             })
             .sum();
-        (self.config.transfer.read_ahead as usize)
-            .saturating_sub(data_queued + outstanding as usize)
+        (cfg.read_ahead as usize).saturating_sub(data_queued + outstanding as usize)
     }
 
-    fn chunk_limit(&self, peer_max_frame: u32) -> usize {
-        // A chunk's fixed fields take 16 bytes of the frame body.
-        self.config
-            .transfer
-            .chunk_size
-            .min(peer_max_frame.saturating_sub(16))
-            .max(1) as usize
-    }
-
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
         self.lists()
             .map
             .values()
             .filter_map(|t| match t {
-                Transfer::Out(t) => t.deadline(&self.config.transfer),
-                Transfer::In(t) => t.deadline(&self.config.transfer),
+                Transfer::Out(t) => t.deadline(cfg),
+                Transfer::In(t) => t.deadline(cfg),
             })
             .min()
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Instant, io: &mut Io) {
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
+    ) {
         let Some(lists) = self.lists.as_deref_mut() else {
             return;
         };
@@ -618,13 +622,11 @@ impl Transfers {
         for (&id, t) in lists.map.iter_mut() {
             let (timed_out, offered) = match t {
                 Transfer::Out(t) => (
-                    t.deadline(&self.config.transfer)
-                        .is_some_and(|d| now >= d && t.on_timer(io)),
+                    t.deadline(cfg).is_some_and(|d| now >= d && t.on_timer(io)),
                     t.is_offered(),
                 ),
                 Transfer::In(t) => (
-                    t.deadline(&self.config.transfer)
-                        .is_some_and(|d| now >= d && t.on_timer(io)),
+                    t.deadline(cfg).is_some_and(|d| now >= d && t.on_timer(io)),
                     t.is_offered(),
                 ),
             };
@@ -644,7 +646,13 @@ impl Transfers {
     }
 
     /// Ends a transfer from this side: tells the peer and the application.
-    pub(crate) fn cancel(&mut self, id: TransferId, code: ErrorCode, reason: &str, io: &mut Io) {
+    pub(crate) fn cancel(
+        &mut self,
+        id: TransferId,
+        code: ErrorCode,
+        reason: &str,
+        io: &mut impl TransferIo,
+    ) {
         let Some(t) = self.lists().map.get(&id) else {
             return;
         };
@@ -667,74 +675,40 @@ impl Transfers {
                 reason: reason.clone(),
             }
         });
-        io.event(TransferEvent::Finished {
-            id,
-            direction,
-            result: Err(TransferFailure {
-                code,
-                reason,
-                by_peer: false,
-            }),
-        });
+        io.finished(id, direction, Err(TransferFailure::local(code, reason)));
         self.end(id);
     }
 
     /// The session is closing: every transfer fails with `code`, nothing more is sent.
-    pub(crate) fn abort_all(&mut self, code: ErrorCode, io: &mut Io) {
+    pub(crate) fn abort_all(&mut self, code: ErrorCode, io: &mut impl TransferIo) {
         let ids: Vec<_> = self.lists().map.keys().copied().collect();
         for id in ids {
             let direction = match self.lists().map[&id] {
                 Transfer::Out(_) => Direction::Send,
                 Transfer::In(_) => Direction::Receive,
             };
-            io.event(TransferEvent::Finished {
+            io.finished(
                 id,
                 direction,
-                result: Err(TransferFailure {
+                Err(TransferFailure::local(
                     code,
-                    reason: Utf8::from_static("the connection closed"),
-                    by_peer: false,
-                }),
-            });
+                    Utf8::from_static("the connection closed"),
+                )),
+            );
             self.end(id);
         }
     }
 }
 
-/// File transfer commands (spec §7). All of them return [`SendError::NotOpen`] on a session
-/// that is not open, and [`SendError::Invalid`] for an id in the wrong state.
-impl Session {
-    /// Offers a file of `size` bytes to `to` (a peer's name; empty for the server itself).
-    /// `name` is reduced to a safe base name first. Returns the transfer id.
-    pub fn offer_file(
-        &mut self,
-        to: &str,
-        name: &str,
-        size: u64,
-        media_type: &str,
-    ) -> Result<TransferId, SendError> {
-        self.offer(to, name, size, media_type, Mode::Local)
-    }
-
-    /// Like [`Session::offer_file`] with a [`Mode`]: the hub offers with [`Mode::Relay`] on
-    /// the receiver's connection.
-    pub fn offer(
-        &mut self,
-        to: &str,
-        name: &str,
-        size: u64,
-        media_type: &str,
-        mode: Mode,
-    ) -> Result<TransferId, SendError> {
-        self.offer_numbered(None, to, name, size, media_type, mode)
-    }
-
-    /// Like [`Session::offer`] with the id chosen by the caller: `Some(id)` must have this
-    /// side's parity (spec §7.1) and be at least the next id the session would pick, so ids
-    /// stay unique and increasing on the connection; later offers continue above it. The hub
-    /// numbers every offer it makes from one server-wide counter this way, so that a relayed
-    /// transfer has one number for everyone (spec §10 rule 8). `None` picks the next id.
-    pub fn offer_numbered(
+/// File transfer commands (spec §7), behind the session's commands of the same names (see
+/// [`Session::offer_numbered`](crate::session::Session::offer_numbered) and the ones after
+/// it): the session checks that it is open, the transfers check the rest and return
+/// [`SendError::Invalid`] for an id in the wrong state.
+impl Transfers {
+    /// Offers a file (the session checked `to`): see
+    /// [`Session::offer_numbered`](crate::session::Session::offer_numbered).
+    #[allow(clippy::too_many_arguments)] // the offer's fields, as on the wire
+    pub(crate) fn offer(
         &mut self,
         id: Option<TransferId>,
         to: &str,
@@ -742,26 +716,20 @@ impl Session {
         size: u64,
         media_type: &str,
         mode: Mode,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
     ) -> Result<TransferId, SendError> {
-        if !self.is_open() {
-            return Err(SendError::NotOpen);
-        }
-        if !to.is_empty() {
-            crate::name::validate_name(to).map_err(SendError::BadName)?;
-        }
         if media_type.len() > u8::MAX as usize {
             return Err(SendError::Invalid("media type longer than 255 bytes"));
         }
-        let mut out = self.outbox();
-        let t = &mut *out.transfers;
-        let name = reduce_name(name, t.config.transfer.max_path_depth)
+        let name = reduce_name(name, cfg.max_path_depth)
             .ok_or(SendError::Invalid("the file name is not usable"))?;
-        if t.lists().map.len() >= t.config.transfer.max_active {
+        if self.lists().map.len() >= cfg.max_active {
             return Err(SendError::Invalid("too many transfers at once"));
         }
         let id = match id {
-            None => t.next_id,
-            Some(id) if id & 1 == t.next_id & 1 && id >= t.next_id => id,
+            None => self.next_id,
+            Some(id) if id & 1 == self.next_id & 1 && id >= self.next_id => id,
             Some(_) => {
                 return Err(SendError::Invalid(
                     "a transfer id of the other side's parity or below the next id",
@@ -769,7 +737,7 @@ impl Session {
             }
         };
         // The last id of the space is not reused: the session refuses further offers instead.
-        t.next_id = id
+        self.next_id = id
             .checked_add(2)
             .ok_or(SendError::Invalid("no transfer ids left"))?;
         let offer = Offer {
@@ -779,158 +747,142 @@ impl Session {
             name: Utf8::from(name),
             media_type: Utf8::from(media_type),
         };
-        out.io.control(&Message::Offer(offer));
-        let lists = t.lists_mut();
+        io.control(&Message::Offer(offer));
+        let lists = self.lists_mut();
         lists
             .map
-            .insert(id, Transfer::Out(Outgoing::new(id, size, mode, out.io.now)));
+            .insert(id, Transfer::Out(Outgoing::new(id, size, mode, io.now())));
         lists.turn.push_back(id);
         Ok(id)
     }
 
-    /// Accepts an offer from `offset` (0, or the length of a partial file kept from an
-    /// earlier attempt). With a non-zero offset, `accept` goes out at once with no credit and
-    /// the driver is asked (by [`TransferEvent::Read`]) to read the kept bytes once, so the
-    /// digest covers the whole file; credit follows when the last kept byte is read. The
-    /// sender hashes its own prefix in the meantime.
-    pub fn accept_offer(&mut self, id: TransferId, offset: u64) -> Result<(), SendError> {
-        self.accept_with(id, offset, Mode::Local)
-    }
-
-    /// Like [`Session::accept_offer`] with a [`Mode`] (the hub accepts with
-    /// [`Mode::Relay`]).
-    pub fn accept_with(
+    /// Accepts offer `id` from `offset`.
+    pub(crate) fn accept(
         &mut self,
         id: TransferId,
         offset: u64,
         mode: Mode,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        self.with_incoming(id, |t, cfg, io| t.accept(offset, mode, cfg, io))?;
-        let out = self.outbox();
-        let lists = out.transfers.lists_mut();
+        self.with_incoming(id, |t| t.accept(offset, mode, cfg, io))?;
+        let lists = self.lists_mut();
         if !lists.turn.contains(&id) {
             lists.turn.push_back(id);
         }
         Ok(())
     }
 
-    /// Declines an offer.
-    pub fn reject_offer(
+    /// Declines offer `id`.
+    pub(crate) fn reject(
         &mut self,
         id: TransferId,
         code: ErrorCode,
         reason: &str,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        self.with_incoming(id, |t, _, _| {
+        self.with_incoming(id, |t| {
             if t.is_offered() {
                 Ok(())
             } else {
                 Err(SendError::Invalid("the offer was already answered"))
             }
         })?;
-        self.cancel_transfer(id, code, reason)
+        self.cancel_known(id, code, reason, io)
     }
 
-    /// Abandons a transfer in either direction at any time.
-    pub fn cancel_transfer(
+    /// Cancels transfer `id`, which must exist.
+    pub(crate) fn cancel_known(
         &mut self,
         id: TransferId,
         code: ErrorCode,
         reason: &str,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        if !self.is_open() {
-            return Err(SendError::NotOpen);
-        }
-        let mut out = self.outbox();
-        if !out.transfers.lists().map.contains_key(&id) {
+        if !self.lists().map.contains_key(&id) {
             return Err(SendError::Invalid("no such transfer"));
         }
-        out.transfers.cancel(id, code, reason, &mut out.io);
+        self.cancel(id, code, reason, io);
         Ok(())
     }
 
-    /// Answers a [`TransferEvent::Read`] with exactly the bytes asked for. An answer for a
-    /// transfer that ended meanwhile (its `Finished` event may still be queued behind the
-    /// `Read`) is ignored.
-    pub fn provide_data(
+    /// The code a failed read of transfer `id` ends it with: `storage-failed` for a receiver's
+    /// kept partial file, `source-failed` for a sender's file.
+    pub(crate) fn read_failure_code(&self, id: TransferId) -> ErrorCode {
+        match self.lists().map.get(&id) {
+            Some(Transfer::In(_)) => ErrorCode::StorageFailed,
+            _ => ErrorCode::SourceFailed,
+        }
+    }
+
+    /// The driver's answer to a [`TransferEvent::Read`].
+    pub(crate) fn provide(
         &mut self,
         id: TransferId,
         offset: u64,
         data: Bytes,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        if !self.is_open() {
-            return Err(SendError::NotOpen);
-        }
-        let mut out = self.outbox();
-        if out.transfers.ended_recently(id) {
+        if self.ended_recently(id) {
             return Ok(());
         }
-        let Transfers { config, lists, .. } = &mut *out.transfers;
-        let ended = match Lists::get_mut(lists, id) {
-            Some(Transfer::Out(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
-            Some(Transfer::In(t)) => t.provide(offset, data, &config.transfer, &mut out.io)?,
+        let ended = match Lists::get_mut(&mut self.lists, id) {
+            Some(Transfer::Out(t)) => t.provide(offset, data, cfg, io)?,
+            Some(Transfer::In(t)) => t.provide(offset, data, cfg, io)?,
             None => return Err(SendError::Invalid("no such transfer")),
         };
         if ended {
-            out.transfers.end(id);
+            self.end(id);
         }
         Ok(())
     }
 
-    /// The driver could not read the file: the transfer fails with `source-failed` (sending)
-    /// or `storage-failed` (a receiver's kept partial file).
-    pub fn read_failed(&mut self, id: TransferId, reason: &str) -> Result<(), SendError> {
-        let code = match self.outbox().transfers.lists().map.get(&id) {
-            Some(Transfer::In(_)) => ErrorCode::StorageFailed,
-            _ => ErrorCode::SourceFailed,
-        };
-        self.cancel_transfer(id, code, reason)
-    }
-
-    /// Reports that `len` more received bytes are written, which returns credit to the
-    /// sender and, after the last byte, lets the digest verdict go out. Data events can
-    /// still be queued when a transfer ends (cancelled, peer lost): write them (a resume needs
-    /// them); their reports, for a transfer that ended recently, are ignored (`Ok`).
-    pub fn data_written(&mut self, id: TransferId, len: u64) -> Result<(), SendError> {
-        if self.is_open() && self.outbox().transfers.ended_recently(id) {
+    /// `len` more received bytes of transfer `id` are written.
+    pub(crate) fn written(
+        &mut self,
+        id: TransferId,
+        len: u64,
+        cfg: &TransferConfig,
+        io: &mut impl TransferIo,
+    ) -> Result<(), SendError> {
+        if self.ended_recently(id) {
             return Ok(());
         }
-        let ended = self.with_incoming(id, |t, cfg, io| t.written(len, cfg, io))?;
-        if ended {
-            self.outbox().transfers.end(id);
-        }
-        Ok(())
+        self.step_incoming(id, |t| t.written(len, cfg, io))
     }
 
-    /// The driver could not write: the transfer fails with `storage-failed`; keep what was
-    /// written for a later resume.
-    pub fn write_failed(&mut self, id: TransferId, reason: &str) -> Result<(), SendError> {
-        self.cancel_transfer(id, ErrorCode::StorageFailed, reason)
-    }
-
-    /// Relay senders: the original sender's digest, from [`TransferEvent::SenderDone`] on the
-    /// other connection. `done` goes out once every byte has been provided.
-    pub fn relay_done(&mut self, id: TransferId, digest: Digest) -> Result<(), SendError> {
-        if !self.is_open() {
-            return Err(SendError::NotOpen);
-        }
-        let mut out = self.outbox();
-        match Lists::get_mut(&mut out.transfers.lists, id) {
-            Some(Transfer::Out(t)) => t.relay_digest(digest, &mut out.io),
+    /// A relay sender's digest, from the other connection.
+    pub(crate) fn relay_done(
+        &mut self,
+        id: TransferId,
+        digest: Digest,
+        io: &mut impl TransferIo,
+    ) -> Result<(), SendError> {
+        match Lists::get_mut(&mut self.lists, id) {
+            Some(Transfer::Out(t)) => t.relay_digest(digest, io),
             _ => Err(SendError::Invalid("no such relayed sending transfer")),
         }
     }
 
-    /// Relay receivers: the final receiver's verdict, from [`TransferEvent::Finished`] on the
-    /// other connection, sent back to the original sender as `complete` or `failed`.
-    pub fn relay_outcome(
+    /// A relay receiver's verdict, from the other connection.
+    pub(crate) fn relay_outcome(
         &mut self,
         id: TransferId,
         result: Result<Digest, (ErrorCode, &str)>,
+        io: &mut impl TransferIo,
     ) -> Result<(), SendError> {
-        let ended = self.with_incoming(id, |t, _, io| t.relay_outcome(result, io))?;
-        if ended {
-            self.outbox().transfers.end(id);
+        self.step_incoming(id, |t| t.relay_outcome(result, io))
+    }
+
+    /// Runs `step` on incoming transfer `id`, and ends the transfer if `step` says it ended.
+    fn step_incoming(
+        &mut self,
+        id: TransferId,
+        step: impl FnOnce(&mut Incoming) -> Result<bool, SendError>,
+    ) -> Result<(), SendError> {
+        if self.with_incoming(id, step)? {
+            self.end(id);
         }
         Ok(())
     }
@@ -938,16 +890,17 @@ impl Session {
     fn with_incoming<R>(
         &mut self,
         id: TransferId,
-        f: impl FnOnce(&mut Incoming, &TransferConfig, &mut Io) -> Result<R, SendError>,
+        f: impl FnOnce(&mut Incoming) -> Result<R, SendError>,
     ) -> Result<R, SendError> {
-        if !self.is_open() {
-            return Err(SendError::NotOpen);
-        }
-        let mut out = self.outbox();
-        let Transfers { config, lists, .. } = &mut *out.transfers;
-        match Lists::get_mut(lists, id) {
-            Some(Transfer::In(t)) => f(t, &config.transfer, &mut out.io),
+        match Lists::get_mut(&mut self.lists, id) {
+            Some(Transfer::In(t)) => f(t),
             _ => Err(SendError::Invalid("no such incoming transfer")),
         }
     }
+}
+
+/// The largest chunk payload: the configured size, within the peer's frame limit (a chunk's
+/// fixed fields take 16 bytes of the frame body).
+fn chunk_limit(cfg: &TransferConfig, peer_max_frame: u32) -> usize {
+    cfg.chunk_size.min(peer_max_frame.saturating_sub(16)).max(1) as usize
 }

@@ -7,10 +7,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::progress::Meter;
 use super::reads::Reads;
+use super::timers::Timers;
 use super::{
-    Digest, Direction, Io, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId,
+    Digest, Direction, Mode, TransferConfig, TransferEvent, TransferFailure, TransferId, TransferIo,
 };
-use crate::session::SendError;
+use crate::error::SendError;
 use crate::wire::Message;
 use crate::{ErrorCode, ProtocolError};
 
@@ -42,11 +43,8 @@ pub(crate) struct Outgoing {
     relay_digest: Option<Digest>,
     sent_digest: Option<Digest>,
     meter: Meter,
-    /// Last sign of life: an answer or credit from the receiver, or a read from the driver
-    /// (for the offer and stall timers).
-    since: Instant,
-    /// When the last empty keepalive chunk went out while hashing.
-    keepalive: Instant,
+    /// The offer, stall and keepalive clocks.
+    timers: Timers,
 }
 
 fn unexpected(detail: &'static str) -> ProtocolError {
@@ -72,8 +70,7 @@ impl Outgoing {
             relay_digest: None,
             sent_digest: None,
             meter: Meter::new(),
-            since: now,
-            keepalive: now,
+            timers: Timers::new(now),
         }
     }
 
@@ -100,11 +97,11 @@ impl Outgoing {
     /// The next timer: the offer or stall timeout, or, for a relay waiting for bytes from
     /// the sender's connection, the next keepalive (see [`Outgoing::on_timer`]).
     pub(crate) fn deadline(&self, cfg: &TransferConfig) -> Option<Instant> {
-        Some(match self.phase {
-            Phase::Offered => self.since + cfg.offer_timeout,
-            _ if self.awaits_relayed_bytes() => self.keepalive + super::keepalive_interval(cfg),
-            _ => self.since + cfg.stall_timeout,
-        })
+        Some(self.timers.deadline(
+            self.phase == Phase::Offered,
+            self.awaits_relayed_bytes(),
+            cfg,
+        ))
     }
 
     /// Relaying, with credit to spend, and waiting for the hub to bring bytes from the
@@ -119,11 +116,11 @@ impl Outgoing {
 
     /// The deadline from [`Outgoing::deadline`] passed. Returns `true` if the transfer timed
     /// out; a relay waiting for bytes sends an empty `chunk` at its current offset instead.
-    pub(crate) fn on_timer(&mut self, io: &mut Io) -> bool {
+    pub(crate) fn on_timer(&mut self, io: &mut impl TransferIo) -> bool {
         if !self.awaits_relayed_bytes() {
             return true;
         }
-        self.keepalive = io.now;
+        self.timers.keepalive = io.now();
         // Behind the chunks already queued, so its offset is where the receiver stands then.
         io.data(&Message::Chunk {
             id: self.id,
@@ -133,20 +130,12 @@ impl Outgoing {
         false
     }
 
-    fn finished(&self, io: &mut Io, result: Result<Digest, TransferFailure>) {
-        io.event(TransferEvent::Finished {
-            id: self.id,
-            direction: Direction::Send,
-            result,
-        });
-    }
-
     /// A frame from the receiver; `Ok(true)` when the transfer ended.
     pub(crate) fn handle(
         &mut self,
         msg: Message,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, ProtocolError> {
         match msg {
             Message::Accept { offset, credit, .. } => {
@@ -161,8 +150,8 @@ impl Outgoing {
                 }
                 self.offset = offset;
                 self.credit_end = offset.saturating_add(credit.into());
-                self.since = io.now;
-                self.keepalive = io.now;
+                self.timers.since = io.now();
+                self.timers.keepalive = io.now();
                 io.event(TransferEvent::Accepted {
                     id: self.id,
                     offset,
@@ -179,7 +168,7 @@ impl Outgoing {
                     return Err(unexpected("credit before accept"));
                 }
                 self.credit_end = self.credit_end.saturating_add(bytes.into());
-                self.since = io.now;
+                self.timers.since = io.now();
                 Ok(false)
             }
             Message::Complete { .. } => {
@@ -189,25 +178,21 @@ impl Outgoing {
                 else {
                     return Err(unexpected("complete before done"));
                 };
-                self.finished(io, Ok(digest));
+                io.finished(self.id, Direction::Send, Ok(digest));
                 Ok(true)
             }
             Message::Reject { code, reason, .. }
             | Message::Cancel { code, reason, .. }
             | Message::Failed { code, reason, .. } => {
-                let failure = TransferFailure {
-                    code,
-                    reason,
-                    by_peer: true,
-                };
-                self.finished(io, Err(failure));
+                let failure = TransferFailure::by_peer(code, reason);
+                io.finished(self.id, Direction::Send, Err(failure));
                 Ok(true)
             }
             _ => Err(unexpected("sender-side frame sent by the receiver")),
         }
     }
 
-    fn start_sending(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn start_sending(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         self.phase = Phase::Sending;
         self.reads = Reads::at(self.offset);
         self.report(cfg, io);
@@ -220,7 +205,7 @@ impl Outgoing {
         offset: u64,
         data: Bytes,
         cfg: &TransferConfig,
-        io: &mut Io,
+        io: &mut impl TransferIo,
     ) -> Result<bool, SendError> {
         let reading = matches!(self.phase, Phase::Hashing | Phase::Sending);
         if !reading || !self.reads.answer(offset, data.len()) {
@@ -229,15 +214,15 @@ impl Outgoing {
         if self.mode == Mode::Local {
             self.hasher.update(&data);
         }
-        self.since = io.now;
+        self.timers.since = io.now();
         match self.phase {
             Phase::Hashing => {
                 if self.reads.provided() == self.offset {
                     self.start_sending(cfg, io);
-                } else if io.now >= self.keepalive + super::keepalive_interval(cfg) {
+                } else if self.timers.keepalive_due(io.now(), cfg) {
                     // The receiver sees no chunk while we hash a long prefix: an empty chunk
                     // at the resume offset says we live, without moving any byte.
-                    self.keepalive = io.now;
+                    self.timers.keepalive = io.now();
                     io.data(&Message::Chunk {
                         id: self.id,
                         offset: self.offset,
@@ -246,7 +231,7 @@ impl Outgoing {
                 }
             }
             Phase::Sending => {
-                self.keepalive = io.now;
+                self.timers.keepalive = io.now();
                 io.data(&Message::Chunk {
                     id: self.id,
                     offset,
@@ -260,9 +245,9 @@ impl Outgoing {
         Ok(false)
     }
 
-    fn report(&mut self, cfg: &TransferConfig, io: &mut Io) {
+    fn report(&mut self, cfg: &TransferConfig, io: &mut impl TransferIo) {
         let p = self.meter.update(
-            io.now,
+            io.now(),
             cfg.progress_interval,
             self.id,
             Direction::Send,
@@ -275,7 +260,7 @@ impl Outgoing {
     }
 
     /// Queues `done` once every byte went out (and, relaying, the digest is known).
-    fn maybe_done(&mut self, io: &mut Io) {
+    fn maybe_done(&mut self, io: &mut impl TransferIo) {
         if self.phase != Phase::Sending || self.reads.provided() < self.size {
             return;
         }
@@ -295,7 +280,11 @@ impl Outgoing {
         });
     }
 
-    pub(crate) fn relay_digest(&mut self, digest: Digest, io: &mut Io) -> Result<(), SendError> {
+    pub(crate) fn relay_digest(
+        &mut self,
+        digest: Digest,
+        io: &mut impl TransferIo,
+    ) -> Result<(), SendError> {
         if self.mode != Mode::Relay || self.relay_digest.is_some() {
             return Err(SendError::Invalid(
                 "not a relay transfer waiting for its digest",

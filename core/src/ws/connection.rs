@@ -1,7 +1,7 @@
 //! [`WsConnection`]: the WebSocket state machine after the opening handshake.
 
 use super::close::{encode_close_payload, CloseCode, MAX_CLOSE_REASON};
-use super::error::{SendError, WsError};
+use super::error::{WsError, WsSendError};
 use super::frame::{
     encode_frame, encode_frame_header, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
@@ -9,6 +9,7 @@ use super::recv::{Incoming, Receiver};
 use super::utf8::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 /// Payloads at least this long are queued by reference by [`WsConnection::send_binary_bytes`]
 /// and [`WsConnection::send_text_bytes`] instead of being copied next to their header: below it,
@@ -17,7 +18,7 @@ const SHARE_THRESHOLD: usize = 4096;
 
 /// Which end of the connection this is. It decides masking: clients mask, servers do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
+pub enum WsRole {
     /// Opened the connection; masks every frame it sends and expects unmasked frames.
     Client,
     /// Accepted the connection; expects masked frames and sends unmasked ones.
@@ -33,7 +34,8 @@ pub enum WsState {
     /// still delivered.
     Closing,
     /// Nothing more is sent or received: close frames went both ways, the connection failed,
-    /// or the transport ended. See [`WsConnection::should_close_socket`].
+    /// the transport ended, or the close handshake ran out of time
+    /// ([`WsConfig::close_timeout`]). See [`WsConnection::should_close_socket`].
     Closed,
 }
 
@@ -44,6 +46,13 @@ pub struct WsConfig {
     pub max_message_size: usize,
     /// Largest single frame payload accepted; more fails with 1009. Default 16 MiB.
     pub max_frame_size: usize,
+    /// How long the close handshake may take, counted from the moment it starts (a close
+    /// frame sent or received, or a protocol failure): how long we wait for the peer's close
+    /// frame, a client for the server to end the transport, and anyone for a peer that stopped
+    /// reading to take our close frame. When it has passed,
+    /// [`should_close_socket`](WsConnection::should_close_socket) is true whatever is left.
+    /// Default 5 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for WsConfig {
@@ -51,6 +60,7 @@ impl Default for WsConfig {
         WsConfig {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -171,32 +181,37 @@ impl TxQueue {
 ///
 /// # Calling contract
 ///
-/// The driver (a runtime, or a test) owns the socket and loops:
+/// The driver (a runtime, or a test) owns the socket and the clock, and loops:
 ///
 /// 1. **Input.** Pass every chunk read from the socket to [`handle_input`](Self::handle_input),
 ///    in order (start with the bytes that followed the handshake response, if any). At end of
-///    stream call [`handle_eof`](Self::handle_eof).
+///    stream call [`handle_eof`](Self::handle_eof). Every input takes `now`, the driver's
+///    monotonic clock, as [`Session`](crate::session::Session) and the hub do.
 /// 2. **Events.** Then call [`poll_event`](Self::poll_event) until it returns `None`. Decoding
 ///    happens here, one message per call, so the caller can stop to apply backpressure: undecoded
 ///    bytes simply stay buffered. Between two `handle_input` calls, drain events, or the buffer
 ///    holds everything fed so far; when drained it holds at most one partial frame (bounded by
 ///    [`WsConfig::max_frame_size`] plus a header) plus one partial fragmented message (bounded
-///    by [`WsConfig::max_message_size`]).
+///    by [`WsConfig::max_message_size`]). A close the peer's bytes cause (an echo, or a failure)
+///    counts as started at the `now` of the latest input.
 /// 3. **Commands** — [`send_text`](Self::send_text), [`send_binary`](Self::send_binary),
 ///    [`send_ping`](Self::send_ping), [`close`](Self::close) … — may be issued at any time; they
-///    encode into the transmit queue and never block.
+///    encode into the transmit queue and never block. `close` takes `now`: it starts the
+///    close timer.
 /// 4. **Output.** After handling events or issuing commands, call
 ///    [`poll_transmit`](Self::poll_transmit) until `None` and write each chunk to the socket in
 ///    order. Handling input can queue output (pongs, close replies), so drain after step 2 too.
-/// 5. **Closing the socket.** When [`should_close_socket`](Self::should_close_socket) returns
+/// 5. **Timer.** Arm one timer for [`poll_timeout`](Self::poll_timeout) (`None`: no timer);
+///    when it fires call [`handle_timeout`](Self::handle_timeout) with the time. The only timer
+///    is the bound on the close handshake, [`WsConfig::close_timeout`]; the driver keeps none of
+///    its own.
+/// 6. **Closing the socket.** When [`should_close_socket`](Self::should_close_socket) returns
 ///    true, close the transport. A server closes as soon as both close frames are exchanged (RFC
 ///    6455 §7.1.1: the server closes TCP first); a client waits for the server to close and then
 ///    calls [`handle_eof`](Self::handle_eof). After a protocol failure either side closes once
-///    the close frame is written. The core has no clock: the driver should bound how long it
-///    waits in [`WsState::Closing`] (and a client how long it waits for the server's EOF), then
-///    drop the socket. To make sure the peer reads the close frame, prefer shutting down the
-///    write half and reading until EOF (briefly) over closing a socket with unread input, which
-///    resets the connection.
+///    the close frame is written, and anyone closes when the close timer has run out. To make
+///    sure the peer reads the close frame, prefer shutting down the write half and reading
+///    until EOF (briefly) over closing a socket with unread input, which resets the connection.
 ///
 /// Received payloads are slices of the receive buffer: cheap to pass on, but holding one keeps
 /// its part of the buffer alive. Copy payloads you intend to keep for long.
@@ -206,6 +221,7 @@ impl TxQueue {
 /// A client and a server talking in memory:
 ///
 /// ```
+/// use std::time::{Duration, Instant};
 /// use tidings_core::ws::{CloseCode, WsConfig, WsConnection, WsEvent, WsState};
 ///
 /// // Masking keys come from the caller; a real client uses a random source.
@@ -218,43 +234,53 @@ impl TxQueue {
 /// };
 /// let mut client = WsConnection::client(WsConfig::default(), masks);
 /// let mut server = WsConnection::server(WsConfig::default());
+/// let now = Instant::now(); // the driver's clock; the connection never reads one itself
 ///
 /// // Moves every queued byte from one side to the other, as a socket would.
-/// fn pump(from: &mut WsConnection, to: &mut WsConnection) {
+/// fn pump(from: &mut WsConnection, to: &mut WsConnection, now: Instant) {
 ///     while let Some(bytes) = from.poll_transmit() {
-///         to.handle_input(&bytes);
+///         to.handle_input(now, &bytes);
 ///     }
 /// }
 ///
 /// client.send_text("hello").unwrap();
 /// client.send_ping(b"are you there").unwrap();
-/// pump(&mut client, &mut server);
+/// pump(&mut client, &mut server, now);
 /// assert_eq!(server.poll_event(), Some(WsEvent::Text("hello".into())));
 /// assert!(matches!(server.poll_event(), Some(WsEvent::Ping(p)) if &p[..] == b"are you there"));
 /// assert_eq!(server.poll_event(), None);
+/// assert_eq!(server.poll_timeout(), None); // open: no timer
 ///
 /// // The server answered the ping by itself; echo the text as binary.
 /// server.send_binary(b"hello").unwrap();
-/// pump(&mut server, &mut client);
+/// pump(&mut server, &mut client, now);
 /// assert!(matches!(client.poll_event(), Some(WsEvent::Pong(p)) if &p[..] == b"are you there"));
 /// assert!(matches!(client.poll_event(), Some(WsEvent::Binary(b)) if &b[..] == b"hello"));
 ///
 /// // Close handshake: the client starts, the server echoes and then closes the socket.
-/// client.close(CloseCode::NORMAL, "bye").unwrap();
+/// client.close(now, CloseCode::NORMAL, "bye").unwrap();
 /// assert_eq!(client.state(), WsState::Closing);
-/// pump(&mut client, &mut server);
+/// let deadline = now + WsConfig::default().close_timeout;
+/// assert_eq!(client.poll_timeout(), Some(deadline));
+/// pump(&mut client, &mut server, now);
 /// assert!(matches!(server.poll_event(),
 ///     Some(WsEvent::Close { code: CloseCode::NORMAL, reason }) if reason == "bye"));
-/// pump(&mut server, &mut client);
+/// pump(&mut server, &mut client, now);
 /// assert!(server.should_close_socket());
 /// assert!(matches!(client.poll_event(), Some(WsEvent::Close { code: CloseCode::NORMAL, .. })));
 /// assert_eq!(client.state(), WsState::Closed);
-/// assert!(!client.should_close_socket()); // the client waits for the server's EOF
-/// client.handle_eof();
+/// assert!(!client.should_close_socket()); // the client waits for the server's EOF…
+///
+/// // …but not for ever: the driver's timer fires at the deadline.
+/// let later = client.poll_timeout().unwrap();
+/// client.handle_timeout(later - Duration::from_millis(1)); // early: nothing happens
+/// assert!(!client.should_close_socket());
+/// client.handle_timeout(later);
 /// assert!(client.should_close_socket());
+/// assert_eq!(client.poll_timeout(), None);
 /// ```
 pub struct WsConnection {
-    role: Role,
+    role: WsRole,
     rx: Receiver,
     tx: TxQueue,
     masks: Option<Box<dyn MaskSource>>,
@@ -262,6 +288,13 @@ pub struct WsConnection {
     close_received: bool,
     failed: bool,
     eof: bool,
+    /// The close handshake ran out of [`WsConfig::close_timeout`].
+    timed_out: bool,
+    close_timeout: Duration,
+    /// When the close handshake started; the close timer runs from here.
+    closing_since: Option<Instant>,
+    /// The `now` of the latest input: a close caused by decoded bytes starts then.
+    now: Option<Instant>,
 }
 
 impl core::fmt::Debug for WsConnection {
@@ -278,20 +311,20 @@ impl core::fmt::Debug for WsConnection {
 impl WsConnection {
     /// The server end of a connection whose handshake has completed.
     pub fn server(config: WsConfig) -> Self {
-        Self::new(Role::Server, config, None)
+        Self::new(WsRole::Server, config, None)
     }
 
     /// The client end of a connection whose handshake has completed; `masks` supplies one
     /// masking key per frame sent (including automatic pongs and close replies).
     pub fn client(config: WsConfig, masks: impl MaskSource + 'static) -> Self {
-        Self::new(Role::Client, config, Some(Box::new(masks)))
+        Self::new(WsRole::Client, config, Some(Box::new(masks)))
     }
 
-    fn new(role: Role, config: WsConfig, masks: Option<Box<dyn MaskSource>>) -> Self {
+    fn new(role: WsRole, config: WsConfig, masks: Option<Box<dyn MaskSource>>) -> Self {
         WsConnection {
             role,
             rx: Receiver::new(
-                role == Role::Server,
+                role == WsRole::Server,
                 config.max_frame_size,
                 config.max_message_size,
             ),
@@ -301,17 +334,21 @@ impl WsConnection {
             close_received: false,
             failed: false,
             eof: false,
+            timed_out: false,
+            close_timeout: config.close_timeout,
+            closing_since: None,
+            now: None,
         }
     }
 
     /// This end's role.
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> WsRole {
         self.role
     }
 
     /// Where the close handshake stands.
     pub fn state(&self) -> WsState {
-        if self.close_received || self.failed || self.eof {
+        if self.close_received || self.failed || self.eof || self.timed_out {
             WsState::Closed
         } else if self.close_sent {
             WsState::Closing
@@ -320,10 +357,11 @@ impl WsConnection {
         }
     }
 
-    /// Feeds bytes read from the transport. Decoding happens in
-    /// [`poll_event`](Self::poll_event). Input after the peer's close frame, after a failure
-    /// or after EOF is discarded.
-    pub fn handle_input(&mut self, data: &[u8]) {
+    /// Feeds bytes read from the transport at `now`. Decoding happens in
+    /// [`poll_event`](Self::poll_event). Input after the peer's close frame, after a failure,
+    /// after EOF or after the close timer ran out is discarded.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = Some(now);
         if self.reading() {
             self.rx.push(data);
         }
@@ -332,8 +370,31 @@ impl WsConnection {
     /// Reports that the transport's read side ended. Events for complete frames already fed
     /// are still delivered; if the close handshake had not finished, [`WsError::UnexpectedEof`]
     /// follows them.
-    pub fn handle_eof(&mut self) {
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = Some(now);
         self.eof = true;
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due: the end of the close
+    /// handshake's [`WsConfig::close_timeout`] while the handshake is under way, `None` while
+    /// the connection is open or once nothing is left to wait for.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.timed_out || self.should_close_socket() {
+            return None;
+        }
+        self.closing_since.map(|since| since + self.close_timeout)
+    }
+
+    /// Reports that the instant from [`poll_timeout`](Self::poll_timeout) may have passed. If
+    /// it has, the connection is over: nothing more is read or sent, and
+    /// [`should_close_socket`](Self::should_close_socket) is true even if queued bytes were not
+    /// taken (a peer that stopped reading never takes them). Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        if self.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            self.timed_out = true;
+            self.rx.discard();
+        }
     }
 
     /// The next event, or `None` when all buffered input is decoded. See the calling contract.
@@ -368,17 +429,27 @@ impl WsConnection {
     }
 
     /// Whether the driver should now close the transport: everything queued has been taken by
-    /// [`poll_transmit`](Self::poll_transmit) and the connection is finished for this role
-    /// (see step 5 of the calling contract).
+    /// [`poll_transmit`](Self::poll_transmit) and the connection is finished for this role, or
+    /// the close timer ran out (see step 6 of the calling contract).
     pub fn should_close_socket(&self) -> bool {
+        if self.timed_out {
+            return true;
+        }
         if !self.tx.is_empty() {
             return false;
         }
-        self.failed || self.eof || (self.close_received && self.role == Role::Server)
+        self.failed || self.eof || (self.close_received && self.role == WsRole::Server)
+    }
+
+    /// Whether the close handshake ran out of [`WsConfig::close_timeout`]. A driver that
+    /// holds bytes taken from [`poll_transmit`](Self::poll_transmit) but not yet written drops
+    /// them and the socket: the peer stopped reading or answering.
+    pub fn close_timed_out(&self) -> bool {
+        self.timed_out
     }
 
     /// Queues a text message.
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+    pub fn send_text(&mut self, text: &str) -> Result<(), WsSendError> {
         self.send_frame(OpCode::Text, text.as_bytes())
     }
 
@@ -388,7 +459,11 @@ impl WsConnection {
     /// header to encode (copied when small, by reference when large, as in
     /// [`send_text_bytes`](Self::send_text_bytes)); a client, which must mask, encodes `text`
     /// afresh.
-    pub(crate) fn send_text_framed(&mut self, text: &str, frame: &Bytes) -> Result<(), SendError> {
+    pub(crate) fn send_text_framed(
+        &mut self,
+        text: &str,
+        frame: &Bytes,
+    ) -> Result<(), WsSendError> {
         if self.masks.is_some() {
             return self.send_text(text);
         }
@@ -403,32 +478,32 @@ impl WsConnection {
     }
 
     /// Queues a binary message, copying `data` next to its header.
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsSendError> {
         self.send_frame(OpCode::Binary, data)
     }
 
     /// Queues a binary message held in `Bytes`. On a server, large payloads are queued by
     /// reference, without copying; a client must mask, which copies.
-    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
+    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), WsSendError> {
         self.send_shared(OpCode::Binary, data)
     }
 
     /// Queues a text message held in [`Utf8Bytes`] (e.g. one just received, to echo or relay
     /// it). On a server, large payloads are queued by reference, without copying.
-    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
+    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), WsSendError> {
         self.send_shared(OpCode::Text, text.into_bytes())
     }
 
     /// Queues a ping (payload at most 125 bytes). The peer's pong arrives as
     /// [`WsEvent::Pong`].
-    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsSendError> {
         check_control_len(payload)?;
         self.send_frame(OpCode::Ping, payload)
     }
 
     /// Queues an unsolicited pong (payload at most 125 bytes), a one-way heartbeat. Pings are
     /// answered automatically; there is no need to call this for them.
-    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), WsSendError> {
         check_control_len(payload)?;
         self.send_frame(OpCode::Pong, payload)
     }
@@ -439,55 +514,62 @@ impl WsConnection {
     ///
     /// `frame` must be one or more complete, unmasked data frames; the connection does not
     /// re-check what the caller encoded.
-    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), SendError> {
-        if self.role != Role::Server {
-            return Err(SendError::NotServer);
+    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), WsSendError> {
+        if self.role != WsRole::Server {
+            return Err(WsSendError::NotServer);
         }
         self.check_can_send()?;
         self.tx.push_shared(frame);
         Ok(())
     }
 
-    /// Starts the close handshake: queues a close frame with `code` and `reason` and moves to
-    /// [`WsState::Closing`]. Messages still arrive until the peer's close frame does.
+    /// Starts the close handshake at `now`: queues a close frame with `code` and `reason`,
+    /// moves to [`WsState::Closing`] and starts the close timer ([`WsConfig::close_timeout`]).
+    /// Messages still arrive until the peer's close frame does.
     ///
     /// Calling it again, or after the peer's close frame, does nothing: the connection is
     /// already closing. `code` must satisfy [`CloseCode::is_sendable`] and `reason` fit in
     /// 123 bytes.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+    pub fn close(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), WsSendError> {
         if !code.is_sendable() {
-            return Err(SendError::InvalidCloseCode(code.0));
+            return Err(WsSendError::InvalidCloseCode(code.0));
         }
         if reason.len() > MAX_CLOSE_REASON {
-            return Err(SendError::CloseReasonTooLong(reason.len()));
+            return Err(WsSendError::CloseReasonTooLong(reason.len()));
         }
-        if self.close_sent || self.failed || self.eof {
+        if self.close_sent || self.failed || self.eof || self.timed_out {
             return Ok(());
         }
+        self.now = Some(now);
         self.queue_close(Some((code, reason)));
         Ok(())
     }
 
     fn reading(&self) -> bool {
-        !(self.close_received || self.failed || self.eof)
+        !(self.close_received || self.failed || self.eof || self.timed_out)
     }
 
-    fn check_can_send(&self) -> Result<(), SendError> {
-        if self.close_sent || self.failed || self.eof {
-            Err(SendError::Closed)
+    fn check_can_send(&self) -> Result<(), WsSendError> {
+        if self.close_sent || self.failed || self.eof || self.timed_out {
+            Err(WsSendError::Closed)
         } else {
             Ok(())
         }
     }
 
-    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsSendError> {
         self.check_can_send()?;
         self.encode(opcode, payload);
         Ok(())
     }
 
-    fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), SendError> {
-        if self.role == Role::Server && data.len() >= SHARE_THRESHOLD {
+    fn send_shared(&mut self, opcode: OpCode, data: Bytes) -> Result<(), WsSendError> {
+        if self.role == WsRole::Server && data.len() >= SHARE_THRESHOLD {
             self.check_can_send()?;
             self.tx.room(MAX_HEADER_LEN);
             encode_frame_header(&mut self.tx.buf, true, opcode, data.len(), None);
@@ -508,6 +590,14 @@ impl WsConnection {
         let len = encode_close_payload(close, &mut payload);
         self.encode(OpCode::Close, &payload[..len]);
         self.close_sent = true;
+        self.start_closing();
+    }
+
+    /// Starts the close timer, once: at the first close frame sent or received, or failure.
+    fn start_closing(&mut self) {
+        if self.closing_since.is_none() {
+            self.closing_since = self.now;
+        }
     }
 
     fn on_incoming(&mut self, incoming: Incoming) -> WsEvent {
@@ -524,6 +614,7 @@ impl WsConnection {
             Incoming::Pong(payload) => WsEvent::Pong(payload),
             Incoming::Close(code, reason) => {
                 self.close_received = true;
+                self.start_closing();
                 if !self.close_sent {
                     // Echo the code (RFC 6455 §5.5.1); an empty close is answered in kind.
                     let echo = (code != CloseCode::NO_STATUS).then_some((code, ""));
@@ -540,14 +631,15 @@ impl WsConnection {
             self.queue_close(Some((err.close_code(), err.reason())));
         }
         self.failed = true;
+        self.start_closing();
         self.rx.discard();
         WsEvent::Error(err)
     }
 }
 
-fn check_control_len(payload: &[u8]) -> Result<(), SendError> {
+fn check_control_len(payload: &[u8]) -> Result<(), WsSendError> {
     if payload.len() > MAX_CONTROL_PAYLOAD {
-        Err(SendError::ControlTooLong(payload.len()))
+        Err(WsSendError::ControlTooLong(payload.len()))
     } else {
         Ok(())
     }

@@ -114,7 +114,7 @@ impl std::error::Error for WsError {}
 /// Why a `send_*` or `close` call was refused. Nothing was queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum WsSendError {
     /// A close frame was already sent (or the connection failed): no more frames may follow.
     Closed,
     /// A ping or pong payload longer than 125 bytes.
@@ -128,20 +128,20 @@ pub enum SendError {
     NotServer,
 }
 
-impl fmt::Display for SendError {
+impl fmt::Display for WsSendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Closed => f.write_str("the connection is closing or closed"),
-            SendError::ControlTooLong(len) => {
+            WsSendError::Closed => f.write_str("the connection is closing or closed"),
+            WsSendError::ControlTooLong(len) => {
                 write!(f, "control payload of {len} bytes (max 125)")
             }
-            SendError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent"),
-            SendError::CloseReasonTooLong(len) => {
+            WsSendError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent"),
+            WsSendError::CloseReasonTooLong(len) => {
                 write!(f, "close reason of {len} bytes (max 123)")
             }
-            SendError::NotServer => f.write_str("pre-encoded frames need a server connection"),
+            WsSendError::NotServer => f.write_str("pre-encoded frames need a server connection"),
         }
     }
 }
 
-impl std::error::Error for SendError {}
+impl std::error::Error for WsSendError {}

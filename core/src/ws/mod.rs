@@ -27,8 +27,8 @@ mod recv;
 mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
-pub use connection::{MaskSource, Role, WsConfig, WsConnection, WsEvent, WsState};
-pub use error::{SendError, WsError};
+pub use connection::{MaskSource, WsConfig, WsConnection, WsEvent, WsRole, WsState};
+pub use error::{WsError, WsSendError};
 pub use frame::{
     encode_frame, encode_frame_header, server_frame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
     MAX_HEADER_LEN,

@@ -1,6 +1,4 @@
-//! A simulated network for session tests: two sessions, virtual time, scripted splitting
-//! and delays, no sockets. A 30-second timeout runs in microseconds.
-#![allow(dead_code)]
+//! [`Pair`]: two sessions, a client and a server, joined by a simulated link each way.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -9,39 +7,7 @@ use bytes::Bytes;
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::wire::Utf8;
 
-/// A small deterministic generator (xorshift64*), so failures replay from their seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    #[allow(clippy::should_implement_trait)] // a generator, not an iterator
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Splits `bytes` at random points into pieces of 1..=max bytes.
-    pub fn split(&mut self, bytes: &[u8], max: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let n = 1 + self.below(max.min(rest.len()) as u64) as usize;
-            out.push(rest[..n].to_vec());
-            rest = &rest[n..];
-        }
-        out
-    }
-}
+use super::Rng;
 
 /// How bytes travel in one direction.
 #[derive(Debug, Clone)]
@@ -69,7 +35,7 @@ struct Wire {
 }
 
 /// Two sessions joined by a simulated link, with virtual time.
-pub struct Net {
+pub struct Pair {
     pub now: Instant,
     pub client: Session,
     pub server: Session,
@@ -87,11 +53,11 @@ pub enum Side {
     Server,
 }
 
-impl Net {
+impl Pair {
     /// A client named `name` and a server, not yet connected.
-    pub fn new(client: Config, server: Config, name: &str, seed: u64) -> Net {
+    pub fn new(client: Config, server: Config, name: &str, seed: u64) -> Pair {
         let now = Instant::now();
-        Net {
+        Pair {
             now,
             client: Session::client(client, name, now).unwrap(),
             server: Session::server(server, now),
@@ -104,8 +70,8 @@ impl Net {
     }
 
     /// A connected pair: hello answered with welcome; the `Connected` event consumed.
-    pub fn connected(client: Config, server: Config, seed: u64) -> Net {
-        let mut net = Net::new(client, server, "alice", seed);
+    pub fn connected(client: Config, server: Config, seed: u64) -> Pair {
+        let mut net = Pair::new(client, server, "alice", seed);
         net.settle();
         match net.server.poll_event() {
             Some(Event::Hello(h)) => net

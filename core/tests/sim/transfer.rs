@@ -1,19 +1,12 @@
 //! The application side of file transfers in tests: in-memory "files", a driver that answers
 //! reads and performs writes (immediately or at a limited pace), and a loop that runs a
 //! simulated pair until a condition holds.
-//!
-//! The transfer tests include this file with `#[path = "transfer_harness.rs"] mod harness;`.
-//! Cargo also builds it as a test crate of its own, which has no tests.
-#![allow(dead_code)]
-
-#[path = "common/mod.rs"]
-pub mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::Pair;
 use bytes::Bytes;
-use common::Net;
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::{
     Digest, Direction, IncomingOffer, Progress, TransferConfig, TransferEvent, TransferFailure,
@@ -31,7 +24,7 @@ pub struct Pattern(Bytes);
 impl Pattern {
     /// A pattern of pseudo-random bytes from `seed`.
     pub fn new(seed: u64) -> Pattern {
-        let mut rng = common::Rng::new(seed);
+        let mut rng = super::Rng::new(seed);
         let mut v = Vec::with_capacity(PATTERN_LEN + 8);
         while v.len() < PATTERN_LEN {
             v.extend_from_slice(&rng.next().to_le_bytes());
@@ -121,6 +114,15 @@ impl Sink {
     pub fn stored() -> Sink {
         Sink {
             stored: Some(Vec::new()),
+            ..Sink::default()
+        }
+    }
+
+    /// A sink holding `kept`, a partial (or whole) file kept from an earlier attempt.
+    pub fn kept(kept: Vec<u8>) -> Sink {
+        Sink {
+            len: kept.len() as u64,
+            stored: Some(kept),
             ..Sink::default()
         }
     }
@@ -229,6 +231,14 @@ impl Host {
         }
     }
 
+    /// A host that leaves offers for the test to answer.
+    pub fn manual() -> Host {
+        Host {
+            answer: Answer::Manual,
+            ..Host::default()
+        }
+    }
+
     fn new_sink(&self) -> Sink {
         match &self.expect {
             Some(p) => Sink::checked(p),
@@ -243,6 +253,30 @@ impl Host {
             .unwrap();
         self.sources.insert(id, source);
         id
+    }
+
+    /// Offers `size` bytes of `pattern` to the peer.
+    pub fn offer_pattern(
+        &mut self,
+        s: &mut Session,
+        name: &str,
+        size: u64,
+        pattern: &Pattern,
+    ) -> TransferId {
+        self.offer(s, name, size, Source::Pattern(pattern.clone()))
+    }
+
+    /// Offers the in-memory `file` to the peer.
+    pub fn offer_mem(&mut self, s: &mut Session, name: &str, file: &Bytes) -> TransferId {
+        self.offer(s, name, file.len() as u64, Source::Mem(file.clone()))
+    }
+
+    /// Why transfer `id` failed; panics if it did not end, or ended well.
+    pub fn failure(&self, id: TransferId) -> &TransferFailure {
+        match self.outcome(id) {
+            Some(Err(f)) => f,
+            other => panic!("transfer {id} did not fail: {other:?}"),
+        }
     }
 
     /// The outcome of transfer `id`, if it ended.
@@ -385,22 +419,22 @@ impl Host {
 }
 
 /// A connected pair whose transfers use `tc` on both sides.
-pub fn pair(tc: TransferConfig, seed: u64) -> Net {
+pub fn pair(tc: TransferConfig, seed: u64) -> Pair {
     let cfg = Config {
         transfer: tc,
         ..Config::default()
     };
-    Net::connected(cfg.clone(), cfg, seed)
+    Pair::connected(cfg.clone(), cfg, seed)
 }
 
 /// Runs the pair with its two hosts until `done` holds, advancing virtual time only when
 /// nothing else can happen. Panics after `limit` of virtual time or if the pair is stuck.
 pub fn run(
-    net: &mut Net,
+    net: &mut Pair,
     client: &mut Host,
     server: &mut Host,
     limit: Duration,
-    mut done: impl FnMut(&Net, &Host, &Host) -> bool,
+    mut done: impl FnMut(&Pair, &Host, &Host) -> bool,
 ) {
     let end = net.now + limit;
     loop {
@@ -426,4 +460,45 @@ pub fn run(
             _ => panic!("the pair is stuck: nothing can happen and the condition does not hold"),
         }
     }
+}
+
+/// `n` seconds of virtual time.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A condition for [`run`]: transfer `id` ended on both sides.
+pub fn ended(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, c, s| c.outcome(id).is_some() && s.outcome(id).is_some()
+}
+
+/// A condition for [`run`]: the server's application received an offer.
+pub fn offered(_: &Pair, _: &Host, s: &Host) -> bool {
+    !s.offers.is_empty()
+}
+
+/// A condition for [`run`]: transfer `id` ended on the client.
+pub fn ended_on_client(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, c, _| c.outcome(id).is_some()
+}
+
+/// A condition for [`run`]: transfer `id` ended on the server.
+pub fn ended_on_server(id: TransferId) -> impl FnMut(&Pair, &Host, &Host) -> bool {
+    move |_, _, s| s.outcome(id).is_some()
+}
+
+/// Default transfer settings but for the stall timeout.
+pub fn stalls_after(stall_timeout: Duration) -> TransferConfig {
+    TransferConfig {
+        stall_timeout,
+        ..TransferConfig::default()
+    }
+}
+
+/// A connected pair whose server accepts every offer into sinks checked against the pattern
+/// of `seed`: `(net, client, server, pattern)`.
+pub fn checked_pair(tc: TransferConfig, seed: u64) -> (Pair, Host, Host, Pattern) {
+    let pattern = Pattern::new(seed);
+    let server = Host::accepting(Some(pattern.clone()));
+    (pair(tc, seed), Host::default(), server, pattern)
 }

@@ -1,8 +1,6 @@
 //! proptest strategies for messages of every type, fields over their whole range (shared by
 //! the wire, JSON and gateway property tests).
 
-#![allow(dead_code)]
-
 use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -2,30 +2,20 @@
 //! frames the encoder refuses to, a three-way feeder (whole, byte by byte, random splits), and
 //! a decoder for what a connection transmitted.
 
-#![allow(dead_code)] // each test binary uses a different subset
+use std::sync::OnceLock;
+use std::time::Instant;
 
+use super::Rng;
 use tidings_core::ws::{apply_mask, FrameHeader, OpCode, WsConfig, WsConnection, WsEvent, WsState};
+
+/// The one instant these tests feed as `now`: nothing here depends on time passing.
+pub fn now() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
 
 /// The masking key used for frames the tests send as a client.
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// Deterministic xorshift64, for split points and keys.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// A raw frame: first byte given whole (FIN, RSV, opcode), minimal length, optional mask.
 pub fn raw_frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
@@ -94,11 +84,11 @@ pub fn chunks(input: &[u8], split: Split) -> Vec<&[u8]> {
         Split::Whole => vec![input],
         Split::Bytewise => input.chunks(1).collect(),
         Split::Random(seed) => {
-            let mut rng = XorShift(seed | 1);
+            let mut rng = Rng::new(seed);
             let mut out = Vec::new();
             let mut rest = input;
             while !rest.is_empty() {
-                let n = 1 + rng.below(rest.len().min(40));
+                let n = 1 + rng.below(rest.len().min(40) as u64) as usize;
                 let (a, b) = rest.split_at(n);
                 out.push(a);
                 rest = b;
@@ -157,12 +147,21 @@ pub struct Outcome {
     pub state: WsState,
 }
 
+/// Default settings but for the message and frame limits.
+pub fn limits(max_message_size: usize, max_frame_size: usize) -> WsConfig {
+    WsConfig {
+        max_message_size,
+        max_frame_size,
+        ..WsConfig::default()
+    }
+}
+
 /// A server connection with a fixed, deterministic mask source for clients.
 pub fn connection(server: bool, config: WsConfig) -> WsConnection {
     if server {
         WsConnection::server(config)
     } else {
-        let mut rng = XorShift(0x1234_5678);
+        let mut rng = Rng::new(0x1234_5678);
         WsConnection::client(config, move || (rng.next() as u32).to_le_bytes())
     }
 }
@@ -172,7 +171,7 @@ pub fn feed(server: bool, config: WsConfig, input: &[u8], split: Split) -> Outco
     let mut conn = connection(server, config);
     let mut events = Vec::new();
     for chunk in chunks(input, split) {
-        conn.handle_input(chunk);
+        conn.handle_input(now(), chunk);
         while let Some(event) = conn.poll_event() {
             events.push(event);
         }

@@ -5,7 +5,6 @@
 //! `poll_ready`, drained to `None`, finished connections removed) and each client's
 //! application: it serves file reads from in-memory files, writes received data into
 //! in-memory sinks (optionally slowly), and records everything else for the test to check.
-#![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -16,38 +15,11 @@ use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::{Digest, IncomingOffer, TransferEvent, TransferFailure, TransferId};
 use tidings_core::wire::{Message, Preamble, Utf8};
 
+use super::Rng;
+use tidings_core::ErrorCode;
+
 /// Most bytes one simulated read hands the hub (a runtime's read buffer).
 const READ_SIZE: usize = 64 << 10;
-
-/// Deterministic pseudo-random numbers (xorshift64*), so a failure replays.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// `len` pseudo-random bytes.
-    pub fn bytes(&mut self, len: usize) -> Bytes {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(len);
-        Bytes::from(v)
-    }
-}
 
 /// A finished transfer as one side saw it.
 pub type Outcome = Result<Digest, TransferFailure>;
@@ -68,7 +40,7 @@ pub struct Client {
     pub finished: HashMap<TransferId, Outcome>,
     /// Received bytes not yet reported written (slow disk).
     pub unwritten: VecDeque<(TransferId, u64)>,
-    /// With `Some(n)`, at most `n` received bytes are reported written per [`Net::tick`].
+    /// With `Some(n)`, at most `n` received bytes are reported written per [`HubNet::tick`].
     pub write_rate: Option<u64>,
     /// Stopped: it neither reads, writes nor runs timers (a hung or vanished machine).
     pub frozen: bool,
@@ -81,17 +53,7 @@ pub struct Client {
 impl Client {
     /// Text events as `(peer, private, text)`.
     pub fn texts(&self) -> Vec<(String, bool, String)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Text {
-                    peer,
-                    private,
-                    text,
-                } => Some((peer.to_string(), *private, text.to_string())),
-                _ => None,
-            })
-            .collect()
+        super::texts(&self.events)
     }
 
     /// The last peer list received.
@@ -137,8 +99,15 @@ pub struct Operator {
     pub finished: HashMap<FileHandle, Outcome>,
 }
 
+impl Operator {
+    /// Whether the operator saw an event for which `f` holds.
+    pub fn saw(&self, f: impl Fn(&HubEvent) -> bool) -> bool {
+        self.events.iter().any(f)
+    }
+}
+
 /// A hub, its clients and virtual time.
-pub struct Net {
+pub struct HubNet {
     pub now: Instant,
     pub hub: Hub,
     pub clients: Vec<Client>,
@@ -170,10 +139,10 @@ pub fn test_transfers() -> tidings_core::transfer::TransferConfig {
     }
 }
 
-impl Net {
-    pub fn new(config: HubConfig, seed: u64) -> Net {
+impl HubNet {
+    pub fn new(config: HubConfig, seed: u64) -> HubNet {
         let now = Instant::now();
-        Net {
+        HubNet {
             now,
             hub: Hub::new(config, now),
             clients: Vec::new(),
@@ -189,10 +158,10 @@ impl Net {
     }
 
     /// Default settings except for transfers, which use [`test_transfers`] on both ends.
-    pub fn with_defaults(seed: u64) -> Net {
+    pub fn with_defaults(seed: u64) -> HubNet {
         let mut config = HubConfig::default();
         config.session.transfer = test_transfers();
-        Net::new(config, seed)
+        HubNet::new(config, seed)
     }
 
     /// Connects a client asking for `name` and lets the handshake finish. Returns its index.
@@ -233,6 +202,13 @@ impl Net {
         conn
     }
 
+    /// A raw connection that sent the preamble and a `hello` asking for `name`.
+    pub fn raw_hello(&mut self, name: &str, capabilities: u32, max_frame: u32) -> ConnId {
+        let conn = self.raw_connect();
+        self.raw_send(conn, true, &[super::hello(name, capabilities, max_frame)]);
+        conn
+    }
+
     /// Writes `msgs` on a raw connection, after the preamble if `preamble`.
     pub fn raw_send(&mut self, conn: ConnId, preamble: bool, msgs: &[Message]) {
         let mut out = bytes::BytesMut::new();
@@ -251,6 +227,20 @@ impl Net {
             .iter_mut()
             .find(|c| c.name == name)
             .expect("no such client")
+    }
+
+    /// Why `name`'s transfer `id` failed; panics if it did not end, or ended well.
+    pub fn failure(&mut self, name: &str, id: TransferId) -> TransferFailure {
+        match self.client(name).finished.get(&id) {
+            Some(Err(f)) => f.clone(),
+            other => panic!("{name}: transfer {id} did not fail: {other:?}"),
+        }
+    }
+
+    /// Asserts that `name`'s transfer `id` failed with `code` and `reason`.
+    pub fn assert_failed(&mut self, name: &str, id: TransferId, code: ErrorCode, reason: &str) {
+        let f = self.failure(name, id);
+        assert_eq!((f.code, f.reason.as_str()), (code, reason), "{name}: {id}");
     }
 
     pub fn idx(&self, name: &str) -> usize {
@@ -563,15 +553,4 @@ impl Net {
         }
         set
     }
-}
-
-/// SHA-256 of `data`, for end-to-end checks.
-pub fn sha256(data: &[u8]) -> Digest {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(data).into()
-}
-
-/// Convenience: a `Utf8` from a literal.
-pub fn u(s: &str) -> Utf8 {
-    Utf8::from(s)
 }
