@@ -52,7 +52,8 @@ pub(crate) struct NativeConn {
 enum NativeWake {
     /// Read into the shared buffer.
     Read(io::Result<usize>),
-    /// Read straight into the hub's receive buffer.
+    /// Read straight into the hub's receive buffer (only where `recv` into it exists).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Received(io::Result<usize>),
     Wrote(io::Result<usize>),
     /// The hub has news for it ([`ConnOutput::notify`]).
