@@ -37,7 +37,7 @@
 //! # One port for natives, WebSocket and the page
 //!
 //! Each accepted socket first goes through its arrival (`arrival.rs`, deciding with
-//! [`tidings_host::arrival`]; see [`WebConfig`](crate::WebConfig)): native clients,
+//! [`tidings_host::arrival`]; see [`WebConfig`]): native clients,
 //! WebSocket clients (`/ws`, bridged to the hub by the core's gateway) and plain HTTP
 //! requests for the web page share the listening port; see [`Server::with_web`].
 //!
@@ -191,9 +191,9 @@ impl Server {
 
     /// [`Server::run`] on the calling thread, which it keeps until the server stops.
     ///
-    /// Everything runs on this one thread (see the [module docs](self)): the hub, the native
-    /// connections, the other tasks on a `LocalExecutor`, and the event loop of the
-    /// connection sockets, which sleeps in `epoll_wait` when nothing is runnable.
+    /// Everything runs on this one thread: the hub, the native connections, the other tasks
+    /// on a `LocalExecutor`, and the thread's own event loop (the listening and connection
+    /// sockets and the timers), which sleeps in `epoll_wait` when nothing is runnable.
     pub fn run_blocking(self) -> Result<(), Error> {
         let ex = Rc::new(LocalExecutor::new());
         let event_loop = EventLoop::new()?;

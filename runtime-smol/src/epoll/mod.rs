@@ -63,7 +63,7 @@ const TASKS_PER_LOOK: usize = 61;
 
 /// The token of the [`LoopWaker`]'s notifier.
 const WAKE: Token = Token(usize::MAX);
-/// The token of the [`Listener`].
+/// The token of the [`Listener`](socket::Listener).
 const LISTENER: Token = Token(usize::MAX - 1);
 
 const READ: u8 = 1;
@@ -102,7 +102,7 @@ pub(crate) struct EventLoop {
     events: RefCell<Events>,
     sockets: RefCell<Slab<std::rc::Weak<Socket>>>,
     waker: Arc<LoopWaker>,
-    /// Whether the [`Listener`] may have connections waiting (until an accept says
+    /// Whether the [`Listener`](socket::Listener) may have connections waiting (until an accept says
     /// `WouldBlock`), and the task waiting for one.
     listener_ready: Cell<bool>,
     listener_waker: Cell<Option<Waker>>,
