@@ -64,7 +64,7 @@ impl ConnOutput {
     pub(crate) fn new() -> Rc<ConnOutput> {
         Rc::new(ConnOutput {
             notified: Cell::new(false),
-            waiter: Cell::new(Waiter::Nobody),
+            waiter: Cell::new(Waiter::NOBODY),
             pending: RefCell::new(Vec::new()),
             socket: OnceCell::new(),
             broken: Cell::new(false),
@@ -159,7 +159,7 @@ impl ConnOutput {
     /// whoever waits is woken on `event_loop`.
     pub(crate) fn notify(&self, event_loop: &EventLoop) {
         self.notified.set(true);
-        event_loop.wake(self.waiter.replace(Waiter::Nobody));
+        event_loop.wake(self.waiter.replace(Waiter::NOBODY));
     }
 }
 

@@ -35,7 +35,7 @@ impl EventLoop {
             // present state, so nothing is missed either way).
             ready: Cell::new(READ | WRITE),
             awaited: Cell::new(0),
-            waiter: Cell::new(Waiter::Nobody),
+            waiter: Cell::new(Waiter::NOBODY),
             event_loop: Rc::downgrade(self),
         });
         entry.insert(Rc::downgrade(&socket));
@@ -137,10 +137,10 @@ impl Socket {
         }
         self.ready.set(self.ready.get() | ready);
         if ready & self.awaited.get() == 0 {
-            return Waiter::Nobody;
+            return Waiter::NOBODY;
         }
         self.awaited.set(0);
-        self.waiter.replace(Waiter::Nobody)
+        self.waiter.replace(Waiter::NOBODY)
     }
 
     /// Runs `op` while the socket is ready for `dir`; on `WouldBlock` the readiness is
