@@ -18,10 +18,6 @@ for_both_servers! {
         per_address_and_total_limits_refuse_with_server_full,
         connections_in_their_handshake_are_capped,
         a_flooding_client_is_slowed_and_loses_nothing,
-        // The hub ends the stalled session after the heartbeat timeout, but the smol
-        // server ends a native connection only once its queued output is written, which
-        // never happens: the connection keeps its place.
-        @smol #[ignore = "tidings-smol: a native peer that stops reading keeps its place after its session ended"]
         a_client_that_stops_reading_frees_its_place_after_the_heartbeat_timeout,
     ],
 }

@@ -46,6 +46,8 @@ pub(crate) struct NativeConn {
     direct: bool,
     /// The hub's output was taken since the last wake-up: the next poll only waits.
     waiting: bool,
+    /// The session is over with output still unwritten: [`Shared::linger`] was called.
+    lingering: bool,
 }
 
 /// What happened to a native connection.
@@ -77,6 +79,7 @@ impl NativeConn {
             ip,
             direct: false,
             waiting: false,
+            lingering: false,
         }
     }
 
@@ -87,8 +90,14 @@ impl NativeConn {
         output.flush(&shared.scratch.write, &mut shared.host.borrow_mut(), id);
         shared.after();
         let host = shared.host.borrow();
-        if output.pending.borrow().is_empty() && host.is_finished(id) {
-            return false;
+        if host.is_finished(id) {
+            if output.pending.borrow().is_empty() {
+                return false;
+            }
+            if !self.lingering {
+                self.lingering = true;
+                shared.linger(&self.io);
+            }
         }
         let reading = !output.read_done.get() && host.wants_input(id);
         output.reading.set(reading);

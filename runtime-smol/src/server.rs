@@ -201,6 +201,8 @@ impl Server {
         let (disk_wake, disk_rx) = async_channel::bounded(1);
         let (conn_gone, gone_rx) = async_channel::bounded(1);
         let shared = Rc::new(Shared {
+            // A finished session's output that the peer does not take goes after this long.
+            linger_timeout: self.config.hub.session.heartbeat_timeout,
             host: RefCell::new(Host::new(self.config, Instant::now())),
             outputs: RefCell::new(HashMap::new()),
             scratch: Scratch::new(),
@@ -212,6 +214,7 @@ impl Server {
                 timer_armed: Cell::new(None),
                 timer_wake,
                 conn_gone,
+                lingering: RefCell::new(VecDeque::new()),
             },
             event_loop: event_loop.clone(),
         });
@@ -397,17 +400,28 @@ impl ServerHandle {
     }
 }
 
-/// Runs the hub's timers when due; sleeps on a [timer of the event loop](LoopTimer) until
-/// the next, or until an input moved it earlier (`wake`).
+/// Runs the hub's timers when due, and cuts off finished connections whose peer stopped
+/// taking their output ([`Shared::linger`]); sleeps on a [timer of the event loop](LoopTimer)
+/// until the next, or until an input moved it earlier (`wake`).
 async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
     let mut timer = LoopTimer::new(&shared.event_loop, None);
     loop {
-        let next = shared.outlets.deadline.get();
+        let hub_next = shared.outlets.deadline.get();
+        let linger_next = shared.outlets.lingering.borrow().front().map(|(at, _)| *at);
+        let next = match (hub_next, linger_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         shared.outlets.timer_armed.set(next);
         let now = Instant::now();
-        if next.is_some_and(|d| d <= now) {
+        if linger_next.is_some_and(|d| d <= now) {
+            shared.cut_lingering(now);
+        }
+        if hub_next.is_some_and(|d| d <= now) {
             shared.host.borrow_mut().handle_timeout(now);
             shared.after();
+        }
+        if next.is_some_and(|d| d <= now) {
             // Let the connections run before looking again.
             future::yield_now().await;
             continue;

@@ -9,8 +9,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::rc::Rc;
-use std::time::Instant;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use tidings_core::hub::{ConnId, FileHandle};
@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) outlets: Outlets,
     /// The server thread's event loop, where connection sockets are registered.
     pub(crate) event_loop: Rc<EventLoop>,
+    /// How long a connection whose session is over may take to have its last output read
+    /// (the sessions' heartbeat timeout): see [`Shared::linger`].
+    pub(crate) linger_timeout: Duration,
 }
 
 /// Buffers a connection borrows while it handles one wake-up and gives back before it
@@ -77,6 +80,9 @@ pub(crate) struct Outlets {
     pub(crate) timer_wake: Sender<()>,
     /// Tells a shutdown waiting for the last connection that one closed.
     pub(crate) conn_gone: Sender<()>,
+    /// Sockets of finished sessions with output their peers have not taken, oldest first,
+    /// each with the moment it is cut off ([`Shared::linger`]).
+    pub(crate) lingering: RefCell<VecDeque<(Instant, Weak<Socket>)>>,
 }
 
 impl Shared {
@@ -96,6 +102,36 @@ impl Shared {
         self.host.borrow_mut().remove(id);
         self.after();
         let _ = self.outlets.conn_gone.try_send(());
+    }
+
+    /// The session on `io` is over but its peer has not taken all its output (it may have
+    /// stopped reading): unless the output is written within [`Shared::linger_timeout`], the
+    /// timer task shuts the socket down, the pending write fails, and the connection ends
+    /// with its place under the limits freed. Without it a client that stops reading would
+    /// keep its connection for as long as it likes. Called once per connection.
+    pub(crate) fn linger(&self, io: &Rc<Socket>) {
+        let at = Instant::now() + self.linger_timeout;
+        self.outlets
+            .lingering
+            .borrow_mut()
+            .push_back((at, Rc::downgrade(io)));
+        let armed = self.outlets.timer_armed.get();
+        if armed.map_or(true, |a| at < a) {
+            let _ = self.outlets.timer_wake.try_send(());
+        }
+    }
+
+    /// Shuts down the sockets whose lingering ended by `now` ([`Shared::linger`]); those of
+    /// connections that ended meanwhile are gone already.
+    pub(crate) fn cut_lingering(&self, now: Instant) {
+        let mut lingering = self.outlets.lingering.borrow_mut();
+        while lingering.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, io)) = lingering.pop_front() {
+                if let Some(io) = io.upgrade() {
+                    io.shutdown();
+                }
+            }
+        }
     }
 
     /// Frees `ip`'s place under the per-address limit.
