@@ -86,7 +86,7 @@ mod send;
 use std::io;
 
 use cap_std::fs::Dir;
-pub use send::{walk, EntryKind, OpenSource, Walk, MAX_WALK_DEPTH};
+pub use send::{open_to_send, walk, EntryKind, OpenSource, Walk, MAX_WALK_DEPTH};
 pub use tidings_host::files::{DiskDone, DiskJob, Source};
 
 /// Carries out `job` (blocking) and returns its result, for the `job_done` of whoever handed

@@ -35,6 +35,19 @@ pub trait OpenSource: Sized {
     fn folder(path: &Path, name: &str) -> io::Result<Self>;
 }
 
+/// Opens the file at `path` for a driver's `send_file` ([`OpenSource::open`]), with an
+/// error that names the path.
+///
+/// # Errors
+///
+/// [`Error::File`](tidings_host::Error::File): the path and why it cannot be sent.
+pub fn open_to_send(path: &Path) -> Result<Source, tidings_host::Error> {
+    Source::open(path).map_err(|source| tidings_host::Error::File {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl OpenSource for Source {
     fn open(path: &Path) -> io::Result<Source> {
         let file = open_regular(path, FollowSymlinks::Yes)?;

@@ -33,7 +33,6 @@ use async_net::{AsyncToSocketAddrs, TcpStream};
 use futures_lite::{future, AsyncRead, AsyncWrite, Stream};
 use tidings_core::transfer::TransferId;
 use tidings_core::ErrorCode;
-use tidings_disk::OpenSource;
 use tidings_host::client::{Agent, ClientOutput, Command, JOBS_IN_FLIGHT};
 use tidings_host::files::{DiskDone, DiskJob, Source, Ticket};
 use tidings_host::outgoing::{Outgoing, MAX_SLICES};
@@ -183,17 +182,13 @@ impl Client {
     /// sent when the file cannot be opened.
     pub async fn send_file(&self, peer: &str, path: impl AsRef<Path>) -> Result<TransferId, Error> {
         let path = path.as_ref().to_path_buf();
-        let opened = blocking::unblock({
-            let path = path.clone();
-            move || Source::open(&path)
-        })
-        .await;
-        let source = opened.map_err(|source| Error::File { path, source })?;
+        let source = blocking::unblock(move || tidings_disk::open_to_send(&path)).await?;
         self.send_source(peer, source).await
     }
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
-    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// ([`OpenSource::open_as`](tidings_disk::OpenSource::open_as)) or an empty folder
+    /// ([`OpenSource::folder`](tidings_disk::OpenSource::folder)), as found by
     /// [`walk`](tidings_disk::walk) when sending a folder.
     pub async fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let to = peer.to_string();

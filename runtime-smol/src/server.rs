@@ -66,7 +66,6 @@ use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::FileHandle;
 use tidings_core::ErrorCode;
-use tidings_disk::OpenSource;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
@@ -369,17 +368,12 @@ impl ServerHandle {
     /// Offers the file at `path` to the client `to`; progress arrives as events.
     pub async fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
         let path = path.as_ref().to_path_buf();
-        let opened = blocking::unblock({
-            let path = path.clone();
-            move || Source::open(&path)
-        })
-        .await;
-        let source = opened.map_err(|source| Error::File { path, source })?;
+        let source = blocking::unblock(move || tidings_disk::open_to_send(&path)).await?;
         self.send_source(to, source).await
     }
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
-    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// ([`OpenSource::open_as`](tidings_disk::OpenSource::open_as)) or an empty folder ([`OpenSource::folder`](tidings_disk::OpenSource::folder)), as found by
     /// [`walk`](tidings_disk::walk) when sending a folder.
     pub async fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         let to = to.to_string();

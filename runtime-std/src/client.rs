@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use tidings_core::transfer::TransferId;
 
-use tidings_disk::OpenSource;
 use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
 use tidings_host::outgoing::Outgoing;
@@ -137,16 +136,13 @@ impl Client {
     /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is
     /// sent when the file cannot be opened.
     pub fn send_file(&self, peer: &str, path: impl AsRef<Path>) -> Result<TransferId, Error> {
-        let path = path.as_ref();
-        let source = Source::open(path).map_err(|source| Error::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let source = tidings_disk::open_to_send(path.as_ref())?;
         self.send_source(peer, source)
     }
 
     /// Offers an already opened [`Source`] to `peer`: a file under a relative path
-    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as listed by
+    /// ([`OpenSource::open_as`](tidings_disk::OpenSource::open_as)) or an empty folder
+    /// ([`OpenSource::folder`](tidings_disk::OpenSource::folder)), as listed by
     /// [`walk`](tidings_disk::walk) when sending a folder.
     pub fn send_source(&self, peer: &str, source: Source) -> Result<TransferId, Error> {
         let to = peer.to_string();

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::FileHandle;
-use tidings_disk::OpenSource;
 use tidings_host::arrival::{Visitor, WebConfig};
 use tidings_host::files::{DiskJob, Source, Ticket};
 use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
@@ -347,16 +346,12 @@ impl ServerHandle {
 
     /// Offers the file at `path` to the client `to`.
     pub fn send_file(&self, to: &str, path: impl AsRef<Path>) -> Result<FileHandle, Error> {
-        let path = path.as_ref();
-        let source = Source::open(path).map_err(|source| Error::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let source = tidings_disk::open_to_send(path.as_ref())?;
         self.send_source(to, source)
     }
 
     /// Offers an already opened [`Source`] to the client `to`: a file under a relative path
-    /// ([`Source::open_as`]) or an empty folder ([`Source::folder`]), as found by
+    /// ([`OpenSource::open_as`](tidings_disk::OpenSource::open_as)) or an empty folder ([`OpenSource::folder`](tidings_disk::OpenSource::folder)), as found by
     /// [`walk`](tidings_disk::walk) when sending a folder.
     pub fn send_source(&self, to: &str, source: Source) -> Result<FileHandle, Error> {
         Ok(self.with(|h| h.send_file(to, source))?)
