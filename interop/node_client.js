@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Node `ws` clients against a running tidings server. JSON carriage (subprotocol
+// Node `ws` clients against a running tidings server. JSON mode (subprotocol
 // tidings.v1): "node" joins, sees "node2" join, hears its public text and a private
-// message for it alone, and sees it leave. Legacy carriage (no subprotocol): "nodeqt" is
+// message for it alone, and sees it leave. Legacy mode (no subprotocol): "nodeqt" is
 // told who is online first; a taken name gets one "refused: ..." line, then the close 1008.
 // Exits non-zero with the reason on failure.
 //
@@ -83,7 +83,7 @@ async function main(addr) {
     'node2 leaving');
   a.ws.close(1000);
   await new Promise((ok) => a.ws.on('close', ok));
-  console.log('node_client: JSON carriage ok');
+  console.log('node_client: JSON mode ok');
   await legacy(url);
 }
 
@@ -104,7 +104,7 @@ async function legacy(url) {
   qt.ws.close(1000);
   watcher.ws.close(1000);
   await new Promise((ok) => watcher.ws.on('close', ok));
-  console.log('node_client: legacy carriage ok');
+  console.log('node_client: legacy mode ok');
 }
 
 if (process.argv.length !== 3) fail('usage: node_client.js HOST:PORT');

@@ -3,9 +3,9 @@
 
 usage: py_client.py HOST:PORT
 
-1. JSON carriage (subprotocol tidings.v1, text messages): "py" joins, sees "py2" join,
+1. JSON mode (subprotocol tidings.v1, text messages): "py" joins, sees "py2" join,
    hears py2's public text and a private message meant for it alone.
-2. Legacy carriage (no subprotocol, /ws?name=pyqt): its first line names who is online; a
+2. Legacy mode (no subprotocol, /ws?name=pyqt): its first line names who is online; a
    bare line reaches a JSON client as a text from "pyqt"; a private reply comes back as
    {"src","dst","msg"}; a taken name gets one "refused: ..." line, then the close 1008.
 Exits non-zero (with the reason) on the first failure.
@@ -75,7 +75,7 @@ async def json_mode(url):
         "py2 leaving",
     )
     await py.close()
-    print("py_client: JSON carriage ok")
+    print("py_client: JSON mode ok")
 
 
 async def legacy_mode(url):
@@ -108,7 +108,7 @@ async def legacy_mode(url):
         assert closed.rcvd is not None and closed.rcvd.code == 1008, closed
     await qt.close()
     await watcher.close()
-    print("py_client: legacy carriage ok")
+    print("py_client: legacy mode ok")
 
 
 async def main(addr):

@@ -573,7 +573,7 @@ fn slowloris_in_every_phase_is_cut_off_by_its_deadline() {
             "{what}: {msgs:?}"
         );
     }
-    // The WebSocket's session times out the same way, before the client chose its carriage
+    // The WebSocket's session times out the same way, before the client chose its mode
     // by a first message: the hub's fatal error still gives the close 1008 (spec §12.3).
     let (code, reason) = ws.until_close();
     assert_eq!(code, 1008, "{reason}");
@@ -928,7 +928,7 @@ fn spoofed_senders_are_ignored_the_receiver_sees_the_true_one() {
             "{name}: {msgs:?}"
         );
     }
-    // JSON carriage: a `from` member is not part of `text`: refused as malformed.
+    // JSON mode: a `from` member is not part of `text`: refused as malformed.
     let (mut ws, status) = Ws::upgrade(server.addr, Some("tidings.v1"), "");
     assert!(status.contains(" 101 "), "{status}");
     ws.send_text(r#"{"type":"hello","name":"jmallory","capabilities":0,"max_frame":1048576}"#);
@@ -937,7 +937,7 @@ fn spoofed_senders_are_ignored_the_receiver_sees_the_true_one() {
     let (code, reason) = ws.until_close();
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("malformed"), "{reason}");
-    // Legacy carriage: extra sender fields are ignored, bob sees the true sender.
+    // Legacy mode: extra sender fields are ignored, bob sees the true sender.
     let (mut legacy, status) = Ws::upgrade(server.addr, None, "?name=lmallory");
     assert!(status.contains(" 101 "), "{status}");
     // The first text after the upgrade is the server's greeting or the presence list; the

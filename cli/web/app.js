@@ -1,4 +1,4 @@
-// tidings in the browser: the JSON carriage of spec §12.3 over a WebSocket to /ws.
+// tidings in the browser: the JSON mode of spec §12.3 over a WebSocket to /ws.
 // Plain script, no build step and no external resources: the page must work offline.
 "use strict";
 
@@ -85,7 +85,7 @@
       send({ type: "hello", name, capabilities: CAP_FILES | CAP_BLOBS, max_frame: MAX_FRAME });
     };
     socket.onmessage = (ev) => {
-      if (typeof ev.data !== "string") return; // the JSON carriage only carries text
+      if (typeof ev.data !== "string") return; // the JSON mode only carries text
       lastReceived = Date.now();
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
@@ -716,7 +716,7 @@
 
   // The `relayed` extension (spec §10 rule 8): "your offer `id` reaches `peer` as transfer
   // `relay_id`", body `id u64 | n u8 | peer (n bytes) | relay_id u64`, big-endian, in base64
-  // on this carriage (§12.3). One that does not decode, or names no offer of ours still
+  // on this mode (§12.3). One that does not decode, or names no offer of ours still
   // running, is ignored: an extension never ends a session.
   function onRelayed(body) {
     let b;

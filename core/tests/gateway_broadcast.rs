@@ -1,5 +1,5 @@
 //! A broadcast through WebSocket gateways sharing one `RenderCache`: the line is rendered
-//! once per carriage, every recipient still gets exactly its line, and recipients on the
+//! once per mode, every recipient still gets exactly its line, and recipients on the
 //! message path share one buffer.
 
 mod sim;
@@ -57,7 +57,7 @@ fn stats_since(w: &GatewayNet, before: RenderStats) -> (u64, u64) {
 }
 
 #[test]
-fn gateway_broadcast_renders_once_per_carriage_and_everyone_gets_the_right_line() {
+fn gateway_broadcast_renders_once_per_mode_and_everyone_gets_the_right_line() {
     let mut w = GatewayNet::new();
     // Legacy clients on both output paths, and JSON clients.
     let legacy: Vec<usize> = ["ann", "bob", "cy", "dee", "eve", "fay"]
@@ -77,7 +77,7 @@ fn gateway_broadcast_renders_once_per_carriage_and_everyone_gets_the_right_line(
     let before = w.cache.stats();
     w.ws_text(legacy[0], line);
 
-    // One rendering per carriage; every other recipient reused it.
+    // One rendering per mode; every other recipient reused it.
     let (renders, hits) = stats_since(&w, before);
     assert_eq!(renders, 2, "one legacy and one JSON rendering");
     assert_eq!(hits, (5 - 1) + (3 - 1));

@@ -32,7 +32,7 @@ fn request(raw: &str) -> HttpRequestHead {
 
 const HELLO_ALICE: &str = r#"{"type":"hello","name":"alice","capabilities":0,"max_frame":1048576}"#;
 
-// ----- JSON carriage ------------------------------------------------------------------------
+// ----- JSON mode ------------------------------------------------------------------------
 
 #[test]
 fn json_client_and_native_client_chat() {
@@ -202,7 +202,7 @@ fn refused_json_hello_closes_with_1008_after_the_refusal() {
     assert_eq!(*code, CloseCode::POLICY_VIOLATION);
 }
 
-// ----- binary carriage ----------------------------------------------------------------------
+// ----- binary mode ----------------------------------------------------------------------
 
 #[test]
 fn binary_client_carries_native_bytes_untouched() {
@@ -247,7 +247,7 @@ fn binary_client_carries_native_bytes_untouched() {
 }
 
 #[test]
-fn binary_carriage_is_zero_copy() {
+fn binary_mode_is_zero_copy() {
     let now = Instant::now();
     let mut gw = Gateway::new(GatewayMode::Binary, now);
     let from_hub = Bytes::from(vec![1u8; 4096]);
@@ -277,7 +277,7 @@ fn text_on_a_binary_connection_closes_1003() {
     );
 }
 
-// ----- legacy carriage ----------------------------------------------------------------------
+// ----- legacy mode ----------------------------------------------------------------------
 
 /// A legacy client for `target`, everything it received so far left in its inbox.
 fn legacy_raw(w: &mut GatewayNet, target: &str) -> usize {

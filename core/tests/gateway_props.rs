@@ -1,6 +1,6 @@
 //! Property tests of the gateway's conversions: any sequence of messages crosses the JSON
-//! carriage as exactly the native frames it stands for (both ways, whatever the hub's read
-//! boundaries), and the binary carriage passes any bytes unchanged.
+//! mode as exactly the native frames it stands for (both ways, whatever the hub's read
+//! boundaries), and the binary mode passes any bytes unchanged.
 
 mod sim;
 
@@ -79,7 +79,7 @@ proptest! {
     }
 
     #[test]
-    fn binary_carriage_passes_any_bytes_both_ways(
+    fn binary_mode_passes_any_bytes_both_ways(
         up in vec(vec(any::<u8>(), 1..300), 1..10),
         down in vec(vec(any::<u8>(), 1..300), 1..10),
     ) {

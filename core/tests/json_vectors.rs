@@ -135,7 +135,7 @@ fn vector_file_is_what_the_generator_produces() {
 }
 
 #[test]
-fn fuzz_body_runs_every_vector_through_each_carriage() {
+fn fuzz_body_runs_every_vector_through_each_mode() {
     let doc = doc();
     let mut lines = vec![r#"{"type":"hello","name":"fuzz","capabilities":3,"max_frame":1048576}"#];
     for v in doc["vectors"].as_array().unwrap() {
@@ -152,7 +152,7 @@ fn fuzz_body_runs_every_vector_through_each_carriage() {
 #[test]
 fn spec_table_examples_are_what_to_json_writes() {
     let spec = include_str!("../../spec/PROTOCOL.md");
-    let section = &spec[spec.find("### 12.3 JSON carriage").unwrap()..];
+    let section = &spec[spec.find("### 12.3 JSON mode").unwrap()..];
     let section = &section[..section.find("### 12.4").unwrap()];
     let mut seen = 0;
     for line in section.lines() {

@@ -1,5 +1,5 @@
 //! WebSocket clients on the server's one port, against both servers: the gateway's three
-//! carriages (binary, JSON through tungstenite, legacy plain text) chatting with native
+//! modes (binary, JSON through tungstenite, legacy plain text) chatting with native
 //! clients, refusals, kicks and shutdown as close frames, and WebSocket clients that break
 //! the rules (unmasked frames, a close never answered, a reader that stalls).
 
@@ -77,7 +77,7 @@ impl WsClient {
         }
     }
 
-    /// A client of the JSON carriage, registered as `name`: returns once welcomed.
+    /// A client of the JSON mode, registered as `name`: returns once welcomed.
     async fn join_json(addr: SocketAddr, name: &str) -> WsClient {
         let mut ws = WsClient::connect(addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
         let hello =
@@ -205,7 +205,7 @@ fn binary_websocket_client_chats_with_a_native_client(kind: ServerKind) {
     });
 }
 
-/// The JSON carriage spoken by an independent client: tungstenite over a blocking socket,
+/// The JSON mode spoken by an independent client: tungstenite over a blocking socket,
 /// asking for the tidings subprotocol.
 fn tungstenite_client(addr: SocketAddr) -> tungstenite::WebSocket<std::net::TcpStream> {
     use tungstenite::client::IntoClientRequest;

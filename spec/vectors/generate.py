@@ -1600,7 +1600,7 @@ def hub_vectors():
     return v
 
 
-# ----- legacy.json: the legacy WebSocket carriage (spec §12.4) ------------------------------
+# ----- legacy.json: the legacy WebSocket mode (spec §12.4) ------------------------------
 
 def legacy_vectors():
     """A server's gateway for one plain WebSocket client named "dave", played from both sides.

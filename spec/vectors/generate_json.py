@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates spec/vectors/json.json: the JSON carriage of spec section 12.3.
+"""Generates spec/vectors/json.json: the JSON mode of spec section 12.3.
 
 Every message vector of generate.py (which builds the native bytes from the spec, in plain
 Python) is restated as the JSON object a WebSocket client sends or receives for it: binary
@@ -28,7 +28,7 @@ BINARY_FIELDS = {"blob": ["data"], "chunk": ["data"], "done": ["sha256"], "exten
 
 
 def to_json_fields(m):
-    """A generate.py message (binary as hex) as a JSON-carriage object (binary as base64)."""
+    """A generate.py message (binary as hex) as a JSON-mode object (binary as base64)."""
     out = dict(m)
     for field in BINARY_FIELDS.get(m["type"], []):
         out[field] = base64.b64encode(bytes.fromhex(m[field])).decode("ascii")

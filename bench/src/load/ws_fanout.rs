@@ -1,4 +1,4 @@
-//! WebSocket fan-out load: plain chat clients (no subprotocol: tidings' legacy carriage)
+//! WebSocket fan-out load: plain chat clients (no subprotocol: tidings' legacy mode)
 //! that each broadcast text messages and count what the others broadcast, with the same
 //! window rule as the native fan-out.
 //!

@@ -1,5 +1,5 @@
 //! Row 7: WebSocket chat broadcast. 100 plain WebSocket chat clients (tidings' legacy
-//! carriage: no subprotocol, text lines in, `{"src","dst","msg"}` JSON lines out) each
+//! mode: no subprotocol, text lines in, `{"src","dst","msg"}` JSON lines out) each
 //! broadcast 64-byte lines to all others, through `tidings serve` (its WebSocket door at
 //! `/ws`) and through a tokio-tungstenite broadcast server doing the same job
 //! ([`super::ws_server`]). Same load-generator clients for both: the lean WebSocket client in
@@ -44,7 +44,7 @@ pub fn row(ctx: &Ctx) -> Row {
                 notes: format!(
                     "{reps} repetitions each, alternated, fresh server each; {clients} clients × \
                      {messages} lines (every line distinct), each client at most 8 rounds ahead of what \
-                     it received. tidings: `tidings serve`, WebSocket door, legacy carriage: the \
+                     it received. tidings: `tidings serve`, WebSocket door, legacy mode: the \
                      hub encodes each line once as a native `text` and copies it to every \
                      recipient, the first recipient's gateway renders it as JSON and the others \
                      reuse that rendering (`RenderCache`). Peer: tokio-tungstenite 0.26 on a \

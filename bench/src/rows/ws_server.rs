@@ -1,5 +1,5 @@
 //! The peer of row 7: a WebSocket chat broadcast server written the way a Rust user would
-//! with tokio-tungstenite, doing the job of tidings' legacy WebSocket carriage: a client
+//! with tokio-tungstenite, doing the job of tidings' legacy WebSocket mode: a client
 //! named by `?name=` in the request sends text lines; every other client receives
 //! `{"src":"<name>","dst":"","msg":"<line>"}`. One thread (current-thread runtime), like
 //! the tidings server; started as `tidings-bench ws-server PORT` on the server core.

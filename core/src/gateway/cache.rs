@@ -31,9 +31,9 @@ const BUDGET: usize = 8 << 20;
 ///
 /// # Why keyed by content
 ///
-/// Entries are keyed by the carriage (JSON or legacy) and the frame's type and body bytes,
+/// Entries are keyed by the mode (JSON or legacy) and the frame's type and body bytes,
 /// compared in full on every hit, and only renderings that depend on nothing else are stored
-/// (a `text`, `blob` or `presence` in the JSON carriage; a `text` to everyone in the legacy
+/// (a `text`, `blob` or `presence` in the JSON mode; a `text` to everyone in the legacy
 /// one, whose private texts name the recipient and whose presence lines name the server).
 /// So an entry is right for any gateway of any hub, whatever its state, and a stale or
 /// colliding entry can only cost a render, never deliver a wrong line. Keying by the frame's
@@ -76,7 +76,7 @@ pub struct RenderStats {
 struct Entry {
     hash: u64,
     used: u64,
-    carriage: Carriage,
+    form: TextForm,
     kind: u8,
     body: Box<[u8]>,
     rendering: Rendering,
@@ -89,10 +89,10 @@ pub(super) struct Rendering {
     pub(super) frame: Bytes,
 }
 
-/// The carriage a rendering is for: part of the key, as the two render the same frame
+/// The mode a rendering is for: part of the key, as the two render the same frame
 /// differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Carriage {
+pub(super) enum TextForm {
     Json,
     Legacy,
 }
@@ -114,29 +114,25 @@ impl RenderCache {
     }
 
     /// The stored rendering of this frame, if any.
-    pub(super) fn get_ref(
-        &mut self,
-        carriage: Carriage,
-        kind: u8,
-        body: &[u8],
-    ) -> Option<&Rendering> {
+    pub(super) fn get_ref(&mut self, form: TextForm, kind: u8, body: &[u8]) -> Option<&Rendering> {
         if self.slots.is_empty() {
             return None;
         }
-        let hash = hash(carriage, kind, body);
+        let hash = hash(form, kind, body);
         self.clock += 1;
         let set = set(hash);
-        let entry = self.slots[set..set + WAYS].iter_mut().flatten().find(|e| {
-            e.hash == hash && e.carriage == carriage && e.kind == kind && same(&e.body, body)
-        })?;
+        let entry = self.slots[set..set + WAYS]
+            .iter_mut()
+            .flatten()
+            .find(|e| e.hash == hash && e.form == form && e.kind == kind && same(&e.body, body))?;
         entry.used = self.clock;
         self.stats.hits += 1;
         Some(&entry.rendering)
     }
 
     /// Stores `text` as the rendering of this frame. The caller guarantees that the
-    /// rendering depends on nothing but the carriage, `kind` and `body`.
-    pub(super) fn insert(&mut self, carriage: Carriage, kind: u8, body: &[u8], text: Utf8Bytes) {
+    /// rendering depends on nothing but the mode, `kind` and `body`.
+    pub(super) fn insert(&mut self, form: TextForm, kind: u8, body: &[u8], text: Utf8Bytes) {
         self.stats.renders += 1;
         let frame = server_frame(OpCode::Text, text.as_bytes());
         let size = body.len() + text.len() + frame.len();
@@ -147,7 +143,7 @@ impl RenderCache {
         if self.slots.is_empty() {
             self.slots.resize_with(SLOTS, || None);
         }
-        let hash = hash(carriage, kind, body);
+        let hash = hash(form, kind, body);
         self.clock += 1;
         let set = set(hash);
         // An empty slot of the set, else its least recently used entry.
@@ -162,7 +158,7 @@ impl RenderCache {
         *slot = Some(Entry {
             hash,
             used: self.clock,
-            carriage,
+            form,
             kind,
             body: body.into(),
             rendering: Rendering { text, frame },
@@ -206,11 +202,11 @@ fn set(hash: u64) -> usize {
 /// A fast multiplicative hash (the FxHash step) over the key, in two independent lanes of
 /// 8-byte words so the multiplications overlap. Not collision-resistant, and need not be: a
 /// collision costs one render (see [`RenderCache`]).
-fn hash(carriage: Carriage, kind: u8, body: &[u8]) -> u64 {
+fn hash(form: TextForm, kind: u8, body: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
     let word = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-    let mut a = step(0, (carriage as u64) << 8 | u64::from(kind));
+    let mut a = step(0, (form as u64) << 8 | u64::from(kind));
     let mut b = step(0, body.len() as u64);
     let mut pairs = body.chunks_exact(16);
     for p in &mut pairs {
@@ -246,13 +242,8 @@ mod tests {
     use super::*;
 
     /// The stored text for this key, if any.
-    fn text_of(
-        c: &mut RenderCache,
-        carriage: Carriage,
-        kind: u8,
-        body: &[u8],
-    ) -> Option<Utf8Bytes> {
-        c.get_ref(carriage, kind, body).map(|r| r.text.clone())
+    fn text_of(c: &mut RenderCache, form: TextForm, kind: u8, body: &[u8]) -> Option<Utf8Bytes> {
+        c.get_ref(form, kind, body).map(|r| r.text.clone())
     }
 
     #[test]
@@ -272,25 +263,25 @@ mod tests {
     #[test]
     fn stores_finds_and_compares_in_full() {
         let mut c = RenderCache::new();
-        assert_eq!(text_of(&mut c, Carriage::Json, 0x10, b"abc"), None);
-        c.insert(Carriage::Json, 0x10, b"abc", Utf8Bytes::from("one"));
-        let hit = text_of(&mut c, Carriage::Json, 0x10, b"abc").unwrap();
+        assert_eq!(text_of(&mut c, TextForm::Json, 0x10, b"abc"), None);
+        c.insert(TextForm::Json, 0x10, b"abc", Utf8Bytes::from("one"));
+        let hit = text_of(&mut c, TextForm::Json, 0x10, b"abc").unwrap();
         assert_eq!(hit, "one");
         // The frame is the text's WebSocket frame, encoded once.
         let frame = c
-            .get_ref(Carriage::Json, 0x10, b"abc")
+            .get_ref(TextForm::Json, 0x10, b"abc")
             .unwrap()
             .frame
             .clone();
         assert_eq!(&frame[..], &server_frame(OpCode::Text, b"one")[..]);
         // The same rendering, not a copy.
-        let again = text_of(&mut c, Carriage::Json, 0x10, b"abc").unwrap();
+        let again = text_of(&mut c, TextForm::Json, 0x10, b"abc").unwrap();
         assert_eq!(hit.as_bytes().as_ptr(), again.as_bytes().as_ptr());
-        // Carriage, kind and body are all part of the key.
-        assert_eq!(text_of(&mut c, Carriage::Legacy, 0x10, b"abc"), None);
-        assert_eq!(text_of(&mut c, Carriage::Json, 0x11, b"abc"), None);
-        assert_eq!(text_of(&mut c, Carriage::Json, 0x10, b"abd"), None);
-        assert_eq!(text_of(&mut c, Carriage::Json, 0x10, b"abc\0"), None);
+        // The form, kind and body are all part of the key.
+        assert_eq!(text_of(&mut c, TextForm::Legacy, 0x10, b"abc"), None);
+        assert_eq!(text_of(&mut c, TextForm::Json, 0x11, b"abc"), None);
+        assert_eq!(text_of(&mut c, TextForm::Json, 0x10, b"abd"), None);
+        assert_eq!(text_of(&mut c, TextForm::Json, 0x10, b"abc\0"), None);
         assert_eq!(
             c.stats(),
             RenderStats {
@@ -307,24 +298,24 @@ mod tests {
         for i in 0..(BUDGET / MAX_BODY) * 2 {
             let mut body = big.clone();
             body[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            c.insert(Carriage::Json, 0x11, &body, Utf8Bytes::from("r"));
+            c.insert(TextForm::Json, 0x11, &body, Utf8Bytes::from("r"));
             assert!(c.held <= BUDGET);
-            assert!(c.get_ref(Carriage::Json, 0x11, &body).is_some());
+            assert!(c.get_ref(TextForm::Json, 0x11, &body).is_some());
         }
         // One key more than a set holds: the least recently used one goes.
         let keys = same_set(WAYS + 1);
         for k in &keys[..WAYS] {
-            c.insert(Carriage::Legacy, 0x10, k, Utf8Bytes::from("x"));
+            c.insert(TextForm::Legacy, 0x10, k, Utf8Bytes::from("x"));
         }
         // The first is used again, so the second is now the least recently used.
-        assert!(c.get_ref(Carriage::Legacy, 0x10, &keys[0]).is_some());
-        c.insert(Carriage::Legacy, 0x10, &keys[WAYS], Utf8Bytes::from("y"));
-        assert_eq!(text_of(&mut c, Carriage::Legacy, 0x10, &keys[1]), None);
+        assert!(c.get_ref(TextForm::Legacy, 0x10, &keys[0]).is_some());
+        c.insert(TextForm::Legacy, 0x10, &keys[WAYS], Utf8Bytes::from("y"));
+        assert_eq!(text_of(&mut c, TextForm::Legacy, 0x10, &keys[1]), None);
         for k in keys.iter().filter(|k| **k != keys[1]) {
-            assert!(c.get_ref(Carriage::Legacy, 0x10, k).is_some());
+            assert!(c.get_ref(TextForm::Legacy, 0x10, k).is_some());
         }
         assert_eq!(
-            c.get_ref(Carriage::Legacy, 0x10, &keys[WAYS]).unwrap().text,
+            c.get_ref(TextForm::Legacy, 0x10, &keys[WAYS]).unwrap().text,
             "y"
         );
     }
@@ -335,7 +326,7 @@ mod tests {
         for i in 0u64.. {
             let body = i.to_le_bytes().to_vec();
             let found = sets
-                .entry(set(hash(Carriage::Legacy, 0x10, &body)))
+                .entry(set(hash(TextForm::Legacy, 0x10, &body)))
                 .or_default();
             found.push(body);
             if found.len() == n {

@@ -1,4 +1,4 @@
-//! The legacy carriage's heartbeats. A legacy client knows nothing of tidings heartbeats, so
+//! The legacy mode's heartbeats. A legacy client knows nothing of tidings heartbeats, so
 //! the gateway keeps two for it: toward the hub it pings after its own silence (a server may
 //! leave a busy client unpinged, spec §6.6.1), and toward the client it sends WebSocket pings
 //! while the client is silent, so that a client that vanished without closing is found and

@@ -5,7 +5,7 @@
 //! upgraded connection, next to its [`WsConnection`] and its hub [`ConnId`](crate::hub::ConnId).
 //! The gateway turns what the browser sends into the native bytes the
 //! [`Hub`](crate::hub::Hub) reads, and what the hub sends into WebSocket messages, in one of
-//! three carriages ([`GatewayMode`]):
+//! three modes ([`GatewayMode`]):
 //!
 //! * **binary** (`tidings.v1`, binary messages): the native stream both ways, untouched and
 //!   without copying;
@@ -92,7 +92,7 @@ use bytes::{Bytes, BytesMut};
 pub use cache::{RenderCache, RenderStats};
 pub use mode::{legacy_name, GatewayMode};
 
-use cache::Carriage;
+use cache::TextForm;
 
 use heartbeat::Heartbeat;
 
@@ -112,7 +112,7 @@ pub enum WsMessage {
     Text(Utf8Bytes),
     /// Send as a binary message.
     Binary(Bytes),
-    /// Send a ping with this payload (the legacy carriage checks that a silent client is
+    /// Send a ping with this payload (the legacy mode checks that a silent client is
     /// still there; the WebSocket answers pongs by itself).
     Ping(Bytes),
     /// Close the WebSocket with this code and reason (at most 123 bytes); nothing follows.
@@ -127,7 +127,7 @@ pub enum WsMessage {
     },
 }
 
-/// Where the legacy carriage stands with the hub.
+/// Where the legacy mode stands with the hub.
 #[derive(Debug)]
 struct LegacyState {
     /// The registered name (private texts to it come back with `dst` set to it).
@@ -146,17 +146,17 @@ pub struct Gateway {
     max_frame: u32,
     to_hub: VecDeque<Bytes>,
     to_ws: VecDeque<WsMessage>,
-    /// The hub's output, reframed (JSON and legacy carriages).
+    /// The hub's output, reframed (JSON and legacy modes).
     from_hub: FrameDecoder,
     hub_preamble_seen: bool,
-    /// Hub output that arrived before the first data message chose the carriage.
+    /// Hub output that arrived before the first data message chose the mode.
     held: Vec<Bytes>,
     /// The client side is over: no more bytes toward the hub.
     client_done: bool,
     /// A close was queued or received: nothing more goes to the WebSocket.
     ws_closed: bool,
     goodbye_sent: bool,
-    /// How to close the WebSocket when the hub ends the connection (JSON carriage): from the
+    /// How to close the WebSocket when the hub ends the connection (JSON mode): from the
     /// hub's last `refused`, `goodbye` or fatal `error`.
     close_hint: Option<(CloseCode, String)>,
     legacy: Option<LegacyState>,
@@ -197,7 +197,7 @@ impl Gateway {
         gw
     }
 
-    /// The carriage in use: [`GatewayMode::Tidings`] until the first data message of a
+    /// The mode in use: [`GatewayMode::Tidings`] until the first data message of a
     /// `tidings.v1` connection, then [`GatewayMode::Binary`] or [`GatewayMode::Json`].
     pub fn mode(&self) -> &GatewayMode {
         &self.mode
@@ -309,7 +309,7 @@ impl Gateway {
             return;
         }
         match self.mode {
-            // Before the carriage is known the hub can only have sent its preamble (or an
+            // Before the mode is known the hub can only have sent its preamble (or an
             // early error): a few bytes, kept until the client's first message.
             GatewayMode::Tidings => self.held.push(bytes),
             GatewayMode::Binary => self.to_ws.push_back(WsMessage::Binary(bytes)),
@@ -338,8 +338,8 @@ impl Gateway {
     }
 
     /// The close for a hub that ended the session before the client's first message told
-    /// the carriage (say, a handshake timeout): its held `error`, `refused` or `goodbye`
-    /// decides the close code, as it would have in any carriage (spec §12.3).
+    /// the mode (say, a handshake timeout): its held `error`, `refused` or `goodbye`
+    /// decides the close code, as it would have in any mode (spec §12.3).
     fn held_close(&self) -> Option<(CloseCode, String)> {
         let mut dec = FrameDecoder::new(MAX_FRAME_CEILING);
         for b in &self.held {
@@ -448,7 +448,7 @@ impl Gateway {
         self.legacy.as_ref()?.heartbeat.deadline()
     }
 
-    // ----- carriage set-up ----------------------------------------------------------------
+    // ----- mode set-up ----------------------------------------------------------------
 
     fn become_json(&mut self, now: Instant) {
         self.mode = GatewayMode::Json;
@@ -571,7 +571,7 @@ impl Gateway {
         );
     }
 
-    /// The client broke the carriage's rules: close the WebSocket and leave the hub.
+    /// The client broke the mode's rules: close the WebSocket and leave the hub.
     fn fail_client(&mut self, close: CloseCode, code: ErrorCode, reason: &'static str) {
         self.legacy_say_why("error", code, reason);
         self.say_goodbye(code, reason);
@@ -579,8 +579,8 @@ impl Gateway {
         self.close_ws(close, reason);
     }
 
-    /// Queues a native `goodbye` toward the hub, once, in the carriages that frame the
-    /// client's messages. The binary carriage cannot add a frame (the client may have stopped
+    /// Queues a native `goodbye` toward the hub, once, in the modes that frame the
+    /// client's messages. The binary mode cannot add a frame (the client may have stopped
     /// mid-frame), so there only the end of stream is passed on (spec §6.7.3).
     fn say_goodbye(&mut self, code: ErrorCode, reason: &str) {
         let framed = matches!(self.mode, GatewayMode::Json | GatewayMode::Legacy { .. });
@@ -599,7 +599,7 @@ impl Gateway {
 
     // ----- hub → client -----------------------------------------------------------------
 
-    /// A chunk of the hub's output (JSON and legacy carriages). Whole frames at the front of a
+    /// A chunk of the hub's output (JSON and legacy modes). Whole frames at the front of a
     /// chunk that starts at a frame boundary (the usual case: the hub hands out whole frames)
     /// are read in place; only the rest is copied into the decoder.
     fn hub_chunk(&mut self, now: Instant, bytes: Bytes, mut sink: Option<&mut Sink<'_>>) {
@@ -643,9 +643,9 @@ impl Gateway {
         sink: Option<&mut Sink<'_>>,
         take_body: impl FnOnce() -> Bytes,
     ) {
-        let carriage = match self.mode {
-            GatewayMode::Json => Carriage::Json,
-            _ => Carriage::Legacy,
+        let form = match self.mode {
+            GatewayMode::Json => TextForm::Json,
+            _ => TextForm::Legacy,
         };
         // Only chat and presence are broadcast; nothing else is worth a lookup.
         let sink = sink.filter(|_| {
@@ -655,22 +655,22 @@ impl Gateway {
             ) && RenderCache::admits(body)
         });
         if let Some(sink) = sink {
-            if self.cached(now, sink, carriage, kind, body) {
+            if self.cached(now, sink, form, kind, body) {
                 return;
             }
             let Some(msg) = self.decode_hub(kind, take_body()) else {
                 return;
             };
-            if let Some(text) = shared_rendering(carriage, &msg) {
-                sink.cache.insert(carriage, kind, body, text.clone());
+            if let Some(text) = shared_rendering(form, &msg) {
+                sink.cache.insert(form, kind, body, text.clone());
                 self.to_ws.push_back(WsMessage::Text(text));
             } else {
-                self.hub_message(now, carriage, msg);
+                self.hub_message(now, form, msg);
             }
             return;
         }
         if let Some(msg) = self.decode_hub(kind, take_body()) {
-            self.hub_message(now, carriage, msg);
+            self.hub_message(now, form, msg);
         }
     }
 
@@ -680,13 +680,13 @@ impl Gateway {
         &mut self,
         now: Instant,
         sink: &mut Sink<'_>,
-        carriage: Carriage,
+        form: TextForm,
         kind: u8,
         body: &[u8],
     ) -> bool {
         match &mut sink.ws {
             Some((ws, result)) => {
-                let Some(r) = sink.cache.get_ref(carriage, kind, body) else {
+                let Some(r) = sink.cache.get_ref(form, kind, body) else {
                     return false;
                 };
                 if result.is_ok() {
@@ -700,7 +700,7 @@ impl Gateway {
                 }
                 true
             }
-            None => match sink.cache.get_ref(carriage, kind, body) {
+            None => match sink.cache.get_ref(form, kind, body) {
                 Some(r) => {
                     self.to_ws.push_back(WsMessage::Text(r.text.clone()));
                     true
@@ -722,10 +722,10 @@ impl Gateway {
         }
     }
 
-    fn hub_message(&mut self, now: Instant, carriage: Carriage, msg: Message) {
-        match carriage {
-            Carriage::Json => self.json_out(msg),
-            Carriage::Legacy => self.legacy_out(now, msg),
+    fn hub_message(&mut self, now: Instant, form: TextForm, msg: Message) {
+        match form {
+            TextForm::Json => self.json_out(msg),
+            TextForm::Legacy => self.legacy_out(now, msg),
         }
     }
 
@@ -831,7 +831,7 @@ impl Gateway {
         self.close_ws(close, &reason);
     }
 
-    /// Queues the line of [`Gateway::legacy_farewell`] (legacy carriage, WebSocket open).
+    /// Queues the line of [`Gateway::legacy_farewell`] (legacy mode, WebSocket open).
     fn legacy_say_why(&mut self, kind: &str, code: ErrorCode, reason: &str) {
         let Some(legacy) = &self.legacy else {
             return;
@@ -896,18 +896,18 @@ fn whole_frame(bytes: &[u8]) -> Option<usize> {
     (bytes.len() >= total).then_some(total)
 }
 
-/// The WebSocket text of `msg` in `carriage` if it depends on nothing but the message (so
-/// one rendering serves every recipient; see [`RenderCache`]): in the JSON carriage `text`,
+/// The WebSocket text of `msg` in `mode` if it depends on nothing but the message (so
+/// one rendering serves every recipient; see [`RenderCache`]): in the JSON mode `text`,
 /// `blob` and `presence`; in the legacy one a `text` to everyone (a private one names the
 /// recipient, presence lines name the server). `None` for everything else.
-fn shared_rendering(carriage: Carriage, msg: &Message) -> Option<Utf8Bytes> {
-    match (carriage, msg) {
+fn shared_rendering(form: TextForm, msg: &Message) -> Option<Utf8Bytes> {
+    match (form, msg) {
         (
-            Carriage::Json,
+            TextForm::Json,
             Message::Text { .. } | Message::Blob { .. } | Message::Presence { .. },
         ) => Some(to_json(msg).into()),
         (
-            Carriage::Legacy,
+            TextForm::Legacy,
             Message::Text {
                 peer,
                 private: false,

@@ -1,11 +1,11 @@
-//! Which carriage a WebSocket connection uses, chosen from its upgrade request.
+//! Which mode a WebSocket connection uses, chosen from its upgrade request.
 
 use crate::ws::{HttpRequestHead, TIDINGS_SUBPROTOCOL};
 
 /// How a WebSocket connection carries tidings (spec §12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayMode {
-    /// Subprotocol `tidings.v1`, carriage not yet known: the first data message decides,
+    /// Subprotocol `tidings.v1`, mode not yet known: the first data message decides,
     /// binary for [`GatewayMode::Binary`], text for [`GatewayMode::Json`]. This is what a
     /// server uses for every `tidings.v1` upgrade; the gateway then reports the chosen mode.
     Tidings,

@@ -1,4 +1,4 @@
-//! JSON carriage of protocol messages (spec §12.3): every [`Message`] as one JSON object, for
+//! JSON mode of protocol messages (spec §12.3): every [`Message`] as one JSON object, for
 //! web pages and WebSocket clients that would rather not build binary frames.
 //!
 //! Each object has a `type` (the spec's message name: `text`, `peer-list`, `offer` …) and

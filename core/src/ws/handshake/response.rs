@@ -44,7 +44,7 @@ impl HttpResponse {
         HttpResponse::new(status, "text/plain; charset=utf-8", body.into())
     }
 
-    /// Adds the header `name: value`. Carriage returns and line feeds in `value` become
+    /// Adds the header `name: value`. Mode returns and line feeds in `value` become
     /// spaces, so that no value can end the head early or add headers of its own.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> HttpResponse {
         let value = value.into().replace(['\r', '\n'], " ");
