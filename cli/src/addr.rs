@@ -1,23 +1,64 @@
 //! The `--server` address: `HOST`, `HOST:PORT`, `IPv6`, `[IPv6]` or `[IPv6]:PORT`, the port
-//! 9988 when none is given.
+//! 9988 when none is given, after `tls://` for TLS (or `tcp://`, the default, for plaintext).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A parsed `--server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// `host:port` (`[ip6]:port`), ready to resolve.
+    pub addr: String,
+    /// The host alone (an IPv6 address without brackets): the name a TLS certificate must
+    /// carry.
+    pub host: String,
+    /// `tls://`.
+    pub tls: bool,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls {
+            f.write_str("tls://")?;
+        }
+        f.write_str(&self.addr)
+    }
+}
 
 /// The port of a `--server` given without one (the port `tidings serve` listens on).
 pub const DEFAULT_PORT: u16 = 9988;
 
 /// What `--server` accepts, for error messages.
-const FORMS: &str = "expected HOST, HOST:PORT, [IPv6] or [IPv6]:PORT";
+const FORMS: &str = "expected HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, after tls:// for TLS";
 
-/// Parses a `--server` value into `host:port` (`[ip6]:port`), ready to resolve. A clap value
-/// parser: the error is shown as a usage error (exit code 2).
-pub fn server(s: &str) -> Result<String, String> {
+/// Parses a `--server` value. A clap value parser: the error is shown as a usage error
+/// (exit code 2).
+pub fn server(s: &str) -> Result<ServerAddr, String> {
+    let (tls, rest) = match s.split_once("://") {
+        None => (false, s),
+        Some(("tcp", rest)) => (false, rest),
+        Some(("tls", rest)) => (true, rest),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{scheme}:// is not a tidings address: use tls://HOST:PORT or HOST:PORT ({FORMS})"
+            ))
+        }
+    };
+    let addr = address(rest)?;
+    let host = match addr.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        None => addr.clone(),
+    };
+    Ok(ServerAddr { addr, host, tls })
+}
+
+/// `host:port` (`[ip6]:port`) from an address without a scheme.
+fn address(s: &str) -> Result<String, String> {
     let bad = |why: &str| Err(format!("{why} ({FORMS})"));
     if s.is_empty() {
         return bad("the address is empty");
     }
-    if s.contains("://") {
-        return bad("a URL is not an address: give the host and port only");
+    if s.contains('/') {
+        return bad("a URL path is not an address: give the host and port only");
     }
     // `[v6]` or `[v6]:port`.
     if let Some(rest) = s.strip_prefix('[') {
@@ -107,8 +148,17 @@ mod tests {
             ("fe80::1:2", "[fe80::1:2]:9988"),
             ("[2001:db8::7]:80", "[2001:db8::7]:80"),
         ] {
-            assert_eq!(server(given).as_deref(), Ok(want), "{given}");
+            let parsed = server(given).unwrap();
+            assert_eq!(parsed.addr, want, "{given}");
+            assert!(!parsed.tls);
+            assert_eq!(server(&format!("tcp://{given}")), Ok(parsed.clone()));
+            let tls = server(&format!("tls://{given}")).unwrap();
+            assert_eq!((tls.addr.as_str(), tls.tls), (want, true), "{given}");
+            assert_eq!(tls.host, parsed.host);
+            assert_eq!(tls.to_string(), format!("tls://{want}"));
         }
+        assert_eq!(server("tls://[::1]:4").unwrap().host, "::1");
+        assert_eq!(server("tls://example.org").unwrap().host, "example.org");
     }
 
     #[test]
@@ -125,7 +175,10 @@ mod tests {
             ("[::1]:", "not a port"),
             ("[nope]:1", "not an IPv6 address"),
             ("::1:99999", "not an IPv6 address"),
-            ("http://example.org:9988", "URL"),
+            ("http://example.org:9988", "not a tidings address"),
+            ("wss://example.org:9988", "not a tidings address"),
+            ("tls://", "empty"),
+            ("tls://example.org:9988/ws", "URL path"),
             ("exa mple.org", "not a host name"),
             ("a..b", "not a host name"),
             ("a/b", "not a host name"),

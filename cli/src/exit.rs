@@ -69,6 +69,21 @@ impl CliError {
                 format!("cannot listen on {addr}: {}", io_reason(&source)),
             ),
             Error::Name(e) => CliError::new(Exit::NameRefused, format!("invalid name: {e}")),
+            Error::Handshake {
+                code: ErrorCode::TlsRequired,
+                ..
+            }
+            | Error::Refused {
+                code: ErrorCode::TlsRequired,
+                ..
+            } => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: the server speaks TLS there: use --server tls://HOST:PORT"),
+            ),
+            Error::Tls(reason) => CliError::new(
+                Exit::Unreachable,
+                format!("cannot connect to {addr}: {reason}"),
+            ),
             Error::Refused { code, reason } => CliError::new(
                 match code {
                     ErrorCode::UnknownPeer => Exit::UnknownPeer,

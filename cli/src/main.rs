@@ -12,6 +12,7 @@ mod send;
 mod serve;
 mod simple;
 mod style;
+mod tls;
 mod view;
 
 use std::net::SocketAddr;
@@ -129,6 +130,22 @@ enum Command {
         after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\"\n  tidings say --name ci - < release-notes.txt"
     )]
     Say(SayArgs),
+    /// Write a private CA and a server certificate signed by it (for tests and first runs),
+    /// and print how to serve with them and how clients trust them.
+    #[command(
+        after_help = "Examples:\n  tidings cert --name localhost\n  tidings cert --name chat.lan --name 192.168.1.5 --out /etc/tidings/tls\n\nWrites ca.pem, cert.pem and key.pem (mode 0600) into --out; never overwrites a file."
+    )]
+    Cert(CertArgs),
+}
+
+#[derive(Args, Debug)]
+struct CertArgs {
+    /// A name the certificate is for: a DNS name or an IP address (repeat for more).
+    #[arg(long, required = true, value_name = "HOST")]
+    name: Vec<String>,
+    /// The folder to write ca.pem, cert.pem and key.pem into.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +213,18 @@ struct ServeArgs {
     /// `transfer-timeout`, in milliseconds.
     #[arg(long, default_value_t = 60_000, value_name = "MS")]
     stall_timeout_ms: u64,
+    /// Serve TLS on the port with this certificate chain (PEM, the server's certificate
+    /// first): tls:// for native clients, https:// and wss:// for browsers. Reloaded on
+    /// SIGHUP and when the file changes. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert, serve plaintext clients on the same port too (refused by default,
+    /// with an answer that says to use TLS).
+    #[arg(long, requires = "tls_cert")]
+    allow_plaintext: bool,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,
@@ -210,9 +239,13 @@ struct Conn {
     #[arg(long)]
     name: String,
     /// The server's address: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT (port 9988 when
-    /// omitted).
+    /// omitted); tls://HOST:PORT connects with TLS.
     #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::server)]
-    server: String,
+    server: addr::ServerAddr,
+    /// With tls://: trust the certificate authorities in this PEM file (a private CA, such
+    /// as the ca.pem of `tidings cert`) instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// How long the server may take to answer as a tidings server, in milliseconds;
     /// beyond it (a silent listener, a stopped server) the command exits 3.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
@@ -316,6 +349,7 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
         Command::Send(a) => send::send(a, out).await,
         Command::Recv(a) => simple::recv(a, out).await,
         Command::Say(a) => simple::say(a, out).await,
+        Command::Cert(a) => tls::cert(a, out),
     }
 }
 
@@ -392,9 +426,16 @@ fn journald(_filter: tracing_subscriber::EnvFilter) -> Result<(), CliError> {
     ))
 }
 
-/// Resolves `addr` for error messages that name it.
-fn shown_addr(addr: &str) -> String {
-    addr.parse::<SocketAddr>()
+/// `server` for error messages that name it.
+fn shown_addr(server: &addr::ServerAddr) -> String {
+    let addr = server
+        .addr
+        .parse::<SocketAddr>()
         .map(|a| a.to_string())
-        .unwrap_or_else(|_| addr.to_string())
+        .unwrap_or_else(|_| server.addr.clone());
+    if server.tls {
+        format!("tls://{addr}")
+    } else {
+        addr
+    }
 }

@@ -290,7 +290,7 @@ async fn run(
             let id = client
                 .send_source(&to, source)
                 .await
-                .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+                .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
             tracing::debug!(id, path = %it.path.display(), to = %to, "offered");
             running.insert(
                 id,

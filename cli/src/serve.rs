@@ -106,12 +106,30 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
             _ => default,
         }
     });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::server_config(cert, key)?;
+            crate::tls::watch(tls.clone(), cert.clone(), key.clone());
+            Some(tls)
+        }
+        // (clap requires both or neither on the command line; a config file may give one.)
+        (None, None) => None,
+        _ => {
+            return Err(CliError::new(
+                crate::exit::Exit::Usage,
+                "TLS needs both tls_cert and tls_key",
+            ))
+        }
+    };
+    let scheme = if tls.is_some() { "s" } else { "" };
     let config = ServerConfig {
         hub,
         inbox: args.inbox.clone(),
         max_connections,
         max_per_address: args.max_per_address,
         max_handshaking: args.max_handshaking,
+        allow_plaintext: args.allow_plaintext,
+        tls,
     };
     let doors = WebConfig {
         page: if args.no_web {
@@ -128,16 +146,23 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         .with_web(doors);
     let addr = server.local_addr();
     tracing::info!(%addr, inbox = ?args.inbox, "listening");
-    let ws_url = format!("ws://{addr}{WS_PATH}");
-    let page_url = (!args.no_web).then(|| format!("http://{addr}/"));
+    let ws_url = format!("ws{scheme}://{addr}{WS_PATH}");
+    let page_url = (!args.no_web).then(|| format!("http{scheme}://{addr}/"));
     let page_note = match &page_url {
         Some(url) => format!(", web page at {url}"),
         None => String::new(),
     };
     out.event(
         "listening",
-        format_args!("listening on {addr} (native, WebSocket at {ws_url}{page_note})"),
-        || json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url}),
+        format_args!(
+            "listening on {addr} ({native}, WebSocket at {ws_url}{page_note})",
+            native = if scheme.is_empty() {
+                "native".to_string()
+            } else {
+                format!("TLS: native at tls://{addr}")
+            }
+        ),
+        || json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url, "tls": !scheme.is_empty()}),
     );
     let handle = server.handle();
     // The console's answers go through the printer, so --json covers them too.

@@ -20,9 +20,10 @@ pub async fn connect(
     out: &mut Out,
 ) -> Result<Client, CliError> {
     config.session.handshake_timeout = Duration::from_millis(conn.handshake_timeout_ms);
+    config.tls = crate::tls::client(&conn.server, conn.ca.as_deref())?;
     let addr = crate::shown_addr(&conn.server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
-    let client = Client::connect(conn.server.as_str(), &conn.name, config)
+    let client = Client::connect(conn.server.addr.as_str(), &conn.name, config)
         .await
         .map_err(|e| CliError::from_runtime(e, &addr))?;
     tracing::debug!(peer = %client.peer_addr(), "connected");
@@ -103,13 +104,13 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     client
         .say_to(&to, &text)
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
     // The list request is answered after the server routed our text, so an unknown
     // addressee's error arrives first.
     client
         .request_list()
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.conn.server))?;
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
     loop {
         let Some(ev) = client.next_event().await else {
             return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));

@@ -59,6 +59,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// 18: removed by the server operator.
     Kicked,
+    /// 19: the port speaks TLS and the client came in plaintext.
+    TlsRequired,
     /// 32: a transfer id that is not known (or not in a state that allows this message).
     UnknownTransfer,
     /// 33: a chunk outside the accepted range or at the wrong offset.
@@ -87,7 +89,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, in table order (for docs, tests and the spec).
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::Normal,
         Self::Malformed,
         Self::BadPreamble,
@@ -107,6 +109,7 @@ impl ErrorCode {
         Self::Shutdown,
         Self::LimitExceeded,
         Self::Kicked,
+        Self::TlsRequired,
         Self::UnknownTransfer,
         Self::ChunkOutOfRange,
         Self::CreditExceeded,
@@ -142,6 +145,7 @@ impl ErrorCode {
             Self::Shutdown => 16,
             Self::LimitExceeded => 17,
             Self::Kicked => 18,
+            Self::TlsRequired => 19,
             Self::UnknownTransfer => 32,
             Self::ChunkOutOfRange => 33,
             Self::CreditExceeded => 34,
@@ -230,6 +234,7 @@ impl ErrorCode {
             Self::Shutdown => "shutdown",
             Self::LimitExceeded => "limit-exceeded",
             Self::Kicked => "kicked",
+            Self::TlsRequired => "tls-required",
             Self::UnknownTransfer => "unknown-transfer",
             Self::ChunkOutOfRange => "chunk-out-of-range",
             Self::CreditExceeded => "credit-exceeded",

@@ -10,9 +10,19 @@
 //!   upgrade `GET` [`WS_PATH`] to a WebSocket bridged to the hub by the core's gateway, or
 //!   send a plain HTTP answer (a page asset `200`, `404`, `405`, `400`/`431` for broken heads)
 //!   and close;
+//! * a TLS record (`0x16`) → [`Visitor::Tls`]: on a port with TLS
+//!   ([`ServerConfig::tls`](crate::ServerConfig::tls)) the driver starts it
+//!   ([`Entrance::StartTls`]) and classifies the decrypted first bytes again, so every door
+//!   above is also a door inside TLS (`tls://`, `https://`, `wss://`);
 //! * anything else → [`Visitor::Unknown`]: an admitted one is handed to the hub like a native
 //!   connection, whose session answers `error bad-preamble` and closes, so a confused native
 //!   client gets the same diagnosis from every server.
+//!
+//! [`entrance`] applies the port's TLS policy to a visitor: on a TLS port a plaintext client
+//! is refused with an answer it understands (a native one `error tls-required`, an HTTP one
+//! `400` saying to use `https://`) unless the operator allows plaintext beside TLS
+//! ([`ServerConfig::allow_plaintext`](crate::ServerConfig::allow_plaintext)); on a plaintext
+//! port a TLS client gets a `handshake_failure` alert.
 //!
 //! A connection beyond one of the server's connection limits ([`Host::admit`]) is answered
 //! with [`Visitor::refusal`]: a native client its preamble and `error server-full`, an HTTP
@@ -37,6 +47,7 @@ use tidings_core::ws::{
 };
 
 use crate::server::{ConnLimit, Host};
+use crate::tls::{Tls, TlsServerConfig};
 
 /// The path WebSocket upgrades are accepted on.
 pub const WS_PATH: &str = "/ws";
@@ -127,9 +138,53 @@ pub enum Visitor {
     Native,
     /// An HTTP request line: a method name and a space.
     Http,
-    /// Neither. Admitted, it is served as a native connection, whose session answers
+    /// A TLS handshake record (`0x16`): a `tls://`, `https://` or `wss://` client.
+    Tls,
+    /// None of these. Admitted, it is served as a native connection, whose session answers
     /// `error bad-preamble`; refused, it is just closed.
     Unknown,
+}
+
+/// The first byte of a TLS handshake record (RFC 8446, section 5.1): what every TLS client
+/// sends first. Neither the preamble (`0x89`) nor an HTTP method can start with it.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// A fatal TLS alert, `handshake_failure`, in a TLS 1.2 record (which TLS 1.3 clients read
+/// too): the answer of a port without TLS to a TLS client.
+const TLS_HANDSHAKE_FAILURE: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+
+/// What a driver does with a visitor; see [`entrance`].
+#[derive(Debug)]
+pub enum Entrance {
+    /// Serve it as what it is (a native connection, an HTTP request, or `Unknown` served
+    /// as a native connection).
+    Serve(Visitor),
+    /// Start TLS with this, giving it the sniffed bytes first ([`Tls::received`]), then
+    /// classify the decrypted first bytes (with `inside_tls` set).
+    StartTls(Box<Tls>),
+    /// Write these bytes, if any, then close as after any plain answer.
+    Refuse(Option<Bytes>),
+}
+
+/// What to do with `visitor` on a port with TLS `tls` (see [`ServerConfig::tls`] and
+/// [`ServerConfig::allow_plaintext`]); `inside_tls` says whether its bytes came out of TLS
+/// already.
+pub fn entrance(
+    tls: Option<&TlsServerConfig>,
+    allow_plaintext: bool,
+    visitor: Visitor,
+    inside_tls: bool,
+) -> Entrance {
+    match (visitor, tls) {
+        // No TLS inside TLS: served as garbage (`bad-preamble`).
+        (Visitor::Tls, _) if inside_tls => Entrance::Serve(Visitor::Unknown),
+        (Visitor::Tls, Some(tls)) => Entrance::StartTls(Box::new(Tls::accept(tls))),
+        (Visitor::Tls, None) => Entrance::Refuse(Some(Bytes::from_static(&TLS_HANDSHAKE_FAILURE))),
+        (plain, Some(_)) if !inside_tls && !allow_plaintext => {
+            Entrance::Refuse(plain.plaintext_refusal())
+        }
+        (visitor, _) => Entrance::Serve(visitor),
+    }
 }
 
 /// Most first bytes [`classify`] needs to decide (`OPTIONS `, `CONNECT `): a driver that
@@ -145,6 +200,9 @@ pub fn classify(first: &[u8]) -> Option<Visitor> {
     }
     if Preamble::could_be(first) {
         return Some(Visitor::Native);
+    }
+    if first[0] == TLS_HANDSHAKE {
+        return Some(Visitor::Tls);
     }
     match sniff_http(first) {
         Sniff::Http => Some(Visitor::Http),
@@ -164,7 +222,26 @@ impl Visitor {
                     .header("Retry-After", RETRY_AFTER_SECS.to_string())
                     .to_bytes(),
             ),
-            Visitor::Unknown => None,
+            Visitor::Tls | Visitor::Unknown => None,
+        }
+    }
+
+    /// The bytes that tell this plaintext visitor the port speaks TLS.
+    fn plaintext_refusal(self) -> Option<Bytes> {
+        const WHY: &str = "this port speaks TLS: connect with tls://, https:// or wss://";
+        match self {
+            Visitor::Native => {
+                let mut out = bytes::BytesMut::new();
+                out.extend_from_slice(&Preamble::CURRENT.to_bytes());
+                tidings_core::wire::Message::Error {
+                    code: tidings_core::ErrorCode::TlsRequired,
+                    text: tidings_core::wire::Utf8::from(WHY),
+                }
+                .encode(&mut out);
+                Some(out.freeze())
+            }
+            Visitor::Http => Some(HttpResponse::text(400, WHY).to_bytes()),
+            Visitor::Tls | Visitor::Unknown => None,
         }
     }
 }
@@ -281,7 +358,7 @@ mod tests {
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b"GET /"), Some(Visitor::Http));
         assert_eq!(classify(b"hello"), Some(Visitor::Unknown));
-        assert_eq!(classify(b"\x16\x03\x01"), Some(Visitor::Unknown));
+        assert_eq!(classify(b"\x16\x03\x01"), Some(Visitor::Tls));
         assert_eq!(classify(b"\x89XYZ"), Some(Visitor::Unknown));
     }
 

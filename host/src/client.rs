@@ -24,6 +24,7 @@ use tidings_core::wire::PresenceKind;
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
+use crate::tls::ClientTls;
 use crate::Error;
 
 /// Settings of a client (both runtimes).
@@ -41,6 +42,8 @@ pub struct ClientConfig {
     /// before it is dropped regardless: a server that stopped reading would otherwise keep
     /// the connection, and a `close` waiting for it, forever. Default 5 s.
     pub close_timeout: Duration,
+    /// Connect with TLS (`tls://`); `None` (the default) connects in plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 /// The default [`ClientConfig::close_timeout`].
@@ -53,6 +56,7 @@ impl Default for ClientConfig {
             download_dir: None,
             accept_files: false,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            tls: None,
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum Error {
     Send(SendError),
     /// The hub refused a command of the server participant (an unknown peer …).
     Hub(HubError),
+    /// TLS failed: the server's certificate did not check out, the handshake was refused
+    /// or did not finish. The reason says which, in words a user can act on.
+    Tls(String),
     /// A local file could not be opened.
     File {
         /// Which.
@@ -74,6 +77,7 @@ impl std::fmt::Display for Error {
             }
             Error::Send(e) => write!(f, "{e}"),
             Error::Hub(e) => write!(f, "{e}"),
+            Error::Tls(reason) => f.write_str(reason),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

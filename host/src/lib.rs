@@ -9,6 +9,7 @@
 //! - [`outgoing`]: the bytes waiting for one socket, gathered into vectored writes;
 //! - [`arrival`]: what a server does with a new connection on its one port (native,
 //!   WebSocket, the web page, refusals), and the one HTTP answer builder it uses;
+//! - [`tls`]: TLS for every door and both sides, over rustls;
 //! - [`Error`]: the one error type of both runtimes.
 //!
 //! `tidings-std` (threads, blocking sockets) and `tidings-smol` (async) drive these; neither
@@ -21,6 +22,7 @@ mod error;
 pub mod files;
 pub mod outgoing;
 pub mod server;
+pub mod tls;
 
 pub use arrival::{WebAsset, WebConfig, WS_PATH};
 pub use client::{Agent, ClientConfig, ClientEvent};

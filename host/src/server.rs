@@ -20,6 +20,7 @@ use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
+use crate::tls::TlsServerConfig;
 
 /// Settings of a server (both runtimes).
 ///
@@ -46,6 +47,14 @@ pub struct ServerConfig {
     /// slow openers ("slowloris") can hold, each for at most the handshake timeout.
     /// Default 1024.
     pub max_handshaking: usize,
+    /// TLS on the port (`tls://`, `https://`, `wss://`); `None` (the default) serves
+    /// plaintext only. Reload the certificate with [`TlsServerConfig::reload`]: new
+    /// connections get the new one. See [`crate::arrival::entrance`].
+    pub tls: Option<TlsServerConfig>,
+    /// With [`ServerConfig::tls`], whether plaintext clients are served too on the same
+    /// port. Default false: a plaintext client is refused with an answer that says to use
+    /// TLS. Meant for moving clients over to TLS, or a port only reachable over loopback.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +65,8 @@ impl Default for ServerConfig {
             max_connections: 12_000,
             max_per_address: 256,
             max_handshaking: 1024,
+            tls: None,
+            allow_plaintext: false,
         }
     }
 }

@@ -24,10 +24,11 @@ use smol::LocalExecutor;
 use tidings_core::gateway::GatewayMode;
 use tidings_core::ws::{HttpResponse, WsConnection};
 use tidings_host::arrival::{
-    classify, open_gateway, route, Route, Visitor, LINGER_BYTES, LINGER_TIME,
+    classify, entrance, open_gateway, route, Entrance, Route, Visitor, LINGER_BYTES, LINGER_TIME,
 };
 use tidings_host::outgoing::Outgoing;
 use tidings_host::server::{ConnLimit, REFUSAL_TIME};
+use tidings_host::tls::TlsServerConfig;
 
 use crate::epoll::{Poller, Socket};
 use crate::native::{NativeConn, NativeConns};
@@ -40,7 +41,7 @@ use crate::WebConfig;
 type Stream = Rc<Socket>;
 
 /// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream.
-async fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+async fn read_by(stream: &Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
     let mut timer = stream.timer_at(deadline);
     future::poll_fn(|cx| {
         if let Poll::Ready(read) = stream.poll_read(Poller::from(&*cx), buf) {
@@ -52,7 +53,7 @@ async fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Opti
 }
 
 /// Writes all of `chunks` before `deadline`; false if that failed.
-async fn write_by(stream: &mut Stream, chunks: &[Bytes], deadline: Instant) -> bool {
+async fn write_by(stream: &Stream, chunks: &[Bytes], deadline: Instant) -> bool {
     let mut timer = stream.timer_at(deadline);
     let mut left = Outgoing::default();
     for chunk in chunks {
@@ -82,6 +83,10 @@ pub(crate) struct Arrivals {
     websockets: Rc<WsShared>,
     /// The executor WebSocket tasks run on (weak: its tasks hold this).
     executor: Weak<LocalExecutor<'static>>,
+    /// TLS on the port ([`ServerConfig::tls`](crate::ServerConfig::tls)).
+    tls: Option<TlsServerConfig>,
+    /// [`ServerConfig::allow_plaintext`](crate::ServerConfig::allow_plaintext).
+    allow_plaintext: bool,
 }
 
 impl Arrivals {
@@ -90,6 +95,7 @@ impl Arrivals {
         config: WebConfig,
         natives: Rc<NativeConns>,
         executor: Weak<LocalExecutor<'static>>,
+        (tls, allow_plaintext): (Option<TlsServerConfig>, bool),
     ) -> Arrivals {
         let websockets = Rc::new(WsShared::new());
         Arrivals {
@@ -98,6 +104,8 @@ impl Arrivals {
             natives,
             websockets,
             executor,
+            tls,
+            allow_plaintext,
         }
     }
 
@@ -137,7 +145,7 @@ pub(crate) async fn serve_arrival(arrivals: Rc<Arrivals>, stream: Stream, peer: 
 }
 
 /// Answers a connection turned away by `limit` with [`Visitor::refusal`].
-async fn refuse(mut stream: Stream, limit: ConnLimit) {
+async fn refuse(stream: Stream, limit: ConnLimit) {
     let deadline = Instant::now() + REFUSAL_TIME;
     let mut first = Vec::new();
     let mut chunk = [0u8; 512];
@@ -145,13 +153,13 @@ async fn refuse(mut stream: Stream, limit: ConnLimit) {
         if let Some(v) = classify(&first) {
             break v;
         }
-        match read_by(&mut stream, &mut chunk, deadline).await {
+        match read_by(&stream, &mut chunk, deadline).await {
             Some(n) => first.extend_from_slice(&chunk[..n]),
             None => return,
         }
     };
     if let Some(response) = visitor.refusal(limit) {
-        answer_by(&mut stream, &[response], deadline, Some(deadline)).await;
+        answer_by(&stream, &[response], deadline, Some(deadline)).await;
     }
 }
 
@@ -164,24 +172,55 @@ async fn refuse(mut stream: Stream, limit: ConnLimit) {
 /// 0.2), and every WebSocket one the HTTP reader's (8.7 KB); see the idle row in
 /// bench/RESULTS.md. The sniffed bytes are read straight into `first`, and the HTTP path is
 /// boxed, so an arrival waiting for its first bytes stays small.
-async fn sniff(arrivals: Rc<Arrivals>, mut stream: Stream, admitted: Admitted) {
+async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, admitted: Admitted) {
     let deadline = Instant::now() + arrivals.config.head_timeout;
-    let mut first = Vec::new();
-    let visitor = loop {
-        if let Some(v) = classify(&first) {
-            break v;
-        }
-        let len = first.len();
-        first.resize(len + SNIFF_READ, 0);
-        match read_by(&mut stream, &mut first[len..], deadline).await {
-            Some(n) => first.truncate(len + n),
-            None => return,
+    let mut inside_tls = false;
+    let (visitor, first) = loop {
+        let Some((visitor, first)) = first_bytes(&stream, deadline).await else {
+            return;
+        };
+        let tls = arrivals.tls.as_ref();
+        match entrance(tls, arrivals.allow_plaintext, visitor, inside_tls) {
+            Entrance::Serve(visitor) => break (visitor, first),
+            Entrance::StartTls(mut tls) => {
+                // The sniffed bytes are the start of the handshake; the handshake then runs
+                // within the same deadline as the sniffing, through the reads that follow.
+                if tls.received(&first).is_err() {
+                    stream.start_tls(*tls);
+                    stream.shutdown();
+                    return;
+                }
+                stream.start_tls(*tls);
+                inside_tls = true;
+            }
+            Entrance::Refuse(answer) => {
+                if let Some(answer) = answer {
+                    answer_by(&stream, &[answer], deadline, None).await;
+                }
+                return;
+            }
         }
     };
     match visitor {
         // An unknown visitor gets the native session's `error bad-preamble`.
-        Visitor::Native | Visitor::Unknown => native(&arrivals, stream, first, admitted),
+        Visitor::Native | Visitor::Unknown | Visitor::Tls => {
+            native(&arrivals, stream, first, admitted)
+        }
         Visitor::Http => Box::pin(http(arrivals, stream, first, deadline, admitted)).await,
+    }
+}
+
+/// Reads a connection's first bytes until they show what it is, by `deadline`.
+async fn first_bytes(stream: &Stream, deadline: Instant) -> Option<(Visitor, Vec<u8>)> {
+    let mut first = Vec::new();
+    loop {
+        if let Some(v) = classify(&first) {
+            return Some((v, first));
+        }
+        let len = first.len();
+        first.resize(len + SNIFF_READ, 0);
+        let n = read_by(stream, &mut first[len..], deadline).await?;
+        first.truncate(len + n);
     }
 }
 
@@ -191,7 +230,7 @@ const SNIFF_READ: usize = 512;
 /// Reads an HTTP visitor's request head and answers it, or upgrades it to WebSocket.
 async fn http(
     arrivals: Rc<Arrivals>,
-    mut stream: Stream,
+    stream: Stream,
     first: Vec<u8>,
     deadline: Instant,
     admitted: Admitted,
@@ -203,10 +242,10 @@ async fn http(
         match fed {
             Ok(Some(head)) => break head,
             Err(err) => {
-                answer(&mut stream, HttpResponse::from(err), deadline).await;
+                answer(&stream, HttpResponse::from(err), deadline).await;
                 return;
             }
-            Ok(None) => match read_by(&mut stream, &mut chunk, deadline).await {
+            Ok(None) => match read_by(&stream, &mut chunk, deadline).await {
                 Some(n) => fed = reader.feed(&chunk[..n]),
                 None => return,
             },
@@ -217,7 +256,7 @@ async fn http(
             let early = reader.take_remaining();
             upgrade(arrivals, stream, response, mode, early, deadline, admitted).await;
         }
-        Route::Answer(response) => answer(&mut stream, response, deadline).await,
+        Route::Answer(response) => answer(&stream, response, deadline).await,
     }
 }
 
@@ -236,14 +275,14 @@ fn native(arrivals: &Arrivals, socket: Stream, first: Vec<u8>, admitted: Admitte
 /// Writes the `101` of an accepted WebSocket upgrade and runs the gateway connection.
 async fn upgrade(
     arrivals: Rc<Arrivals>,
-    mut stream: Stream,
+    stream: Stream,
     response: Bytes,
     mode: GatewayMode,
     early: Bytes,
     deadline: Instant,
     admitted: Admitted,
 ) {
-    if !write_by(&mut stream, &[response], deadline).await {
+    if !write_by(&stream, &[response], deadline).await {
         return;
     }
     let gateway = open_gateway(&arrivals.shared.host.borrow(), mode, Instant::now());
@@ -257,13 +296,13 @@ async fn upgrade(
 /// Writes an HTTP answer and closes: the write side first, then whatever the client still
 /// sends is drained for a moment, so the close does not reset the connection (and lose the
 /// answer) while unread request bytes sit in the socket.
-async fn answer(stream: &mut Stream, response: HttpResponse, deadline: Instant) {
+async fn answer(stream: &Stream, response: HttpResponse, deadline: Instant) {
     answer_by(stream, &response.into_parts(), deadline, None).await;
 }
 
 /// [`answer`], with the draining also over by `until` if given.
 async fn answer_by(
-    stream: &mut Stream,
+    stream: &Stream,
     response: &[Bytes],
     deadline: Instant,
     until: Option<Instant>,

@@ -36,7 +36,9 @@ use tidings_core::ErrorCode;
 use tidings_host::client::{Agent, ClientOutput, Command, JOBS_IN_FLIGHT};
 use tidings_host::files::{DiskDone, DiskJob, Source, Ticket};
 use tidings_host::outgoing::{Outgoing, MAX_SLICES};
+use tidings_host::tls::{ClientTls, Tls};
 
+use crate::tls::Connection;
 use crate::{ClientConfig, ClientEvent, Error};
 
 /// Where the answer to one [`Command`] goes.
@@ -76,7 +78,9 @@ impl Client {
     ) -> Result<Client, Error> {
         let close_timeout = config.close_timeout;
         let handshake_timeout = config.session.handshake_timeout;
-        let agent = Agent::new(name, config, Instant::now())?;
+        let started = Instant::now();
+        let tls = config.tls.clone();
+        let agent = Agent::new(name, config, started)?;
         // An address that drops our SYNs (a firewall, a full backlog) would take the OS's
         // minutes: the handshake timeout counts from here, connecting included.
         let stream = future::or(TcpStream::connect(addr), async {
@@ -89,6 +93,27 @@ impl Client {
         .await?;
         stream.set_nodelay(true)?;
         let peer_addr = stream.peer_addr()?;
+        let mut stream = match tls {
+            None => Connection::Plain(stream),
+            Some(ClientTls {
+                config,
+                server_name,
+            }) => {
+                let tls = Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
+                Connection::Tls(Box::new((stream, tls)))
+            }
+        };
+        // TLS first, within what is left of the handshake timeout: a certificate that does
+        // not check out is reported as such.
+        let left = handshake_timeout.saturating_sub(started.elapsed());
+        future::or(async { stream.handshake().await.map_err(|e| Error::Tls(e.to_string())) }, async {
+            Timer::after(left).await;
+            Err(Error::Tls(format!(
+                "TLS: the handshake did not finish within {:.1} s",
+                handshake_timeout.as_secs_f64()
+            )))
+        })
+        .await?;
         let (commands, command_rx) = async_channel::bounded(16);
         let (event_tx, events) = async_channel::unbounded();
         let open = Arc::new(AtomicBool::new(true));
@@ -333,7 +358,7 @@ struct Ending {
 /// back to the agent.
 async fn drive(
     mut agent: Agent,
-    mut stream: TcpStream,
+    mut stream: Connection,
     mut commands: Commands,
     events: Sender<ClientEvent>,
     mut ending: Ending,
@@ -396,7 +421,7 @@ async fn drive(
         // In-flight jobs finish first: a receiver's last writes belong in the partial file;
         // but a peer that stopped reading, or a stuck disk, gets the close timeout, no more.
         if agent.is_finished() && out.is_empty() && jobs.is_empty() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            stream.shutdown();
             return;
         }
         if ending.deadline.is_some_and(|d| now >= d) {
@@ -413,7 +438,7 @@ async fn drive(
                     ClientOutput::Wait(_) => break,
                 }
             }
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            stream.shutdown();
             return;
         }
         // The session's own deadline, or the end of lingering, whichever is first.

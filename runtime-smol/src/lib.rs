@@ -27,6 +27,7 @@ mod native;
 mod output;
 mod server;
 mod shared;
+mod tls;
 mod websocket;
 
 pub use client::Client;

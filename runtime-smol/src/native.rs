@@ -143,7 +143,7 @@ impl NativeConn {
         match ev {
             NativeWake::Read(Ok(n)) if n > 0 => {
                 // (Only where `recv` into the hub's buffer exists.)
-                self.direct = cfg!(unix) && n >= DIRECT_MIN;
+                self.direct = cfg!(unix) && n >= DIRECT_MIN && !self.io.is_tls();
                 shared
                     .host
                     .borrow_mut()

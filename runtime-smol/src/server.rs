@@ -199,6 +199,7 @@ impl Server {
         let (timer_wake, timer_rx) = async_channel::bounded(1);
         let (disk_wake, disk_rx) = async_channel::bounded(1);
         let (conn_gone, gone_rx) = async_channel::bounded(1);
+        let tls = (self.config.tls.clone(), self.config.allow_plaintext);
         let shared = Rc::new(Shared {
             // A finished session's output that the peer does not take goes after this long.
             linger_timeout: self.config.hub.session.heartbeat_timeout,
@@ -223,6 +224,7 @@ impl Server {
             self.web,
             natives.clone(),
             Rc::downgrade(&ex),
+            tls,
         ));
         let loop_shared = shared.clone();
         let listener = event_loop.listen(self.listener)?;

@@ -245,7 +245,7 @@ fn arrive(shared: Arc<Shared>, web: &WebConfig, mut stream: TcpStream, admitted:
     match visitor {
         Visitor::Http => web::serve(shared, web, stream, admitted, &first, deadline),
         // An unknown visitor gets the native session's `error bad-preamble`.
-        Visitor::Native | Visitor::Unknown => {
+        Visitor::Native | Visitor::Unknown | Visitor::Tls => {
             if stream.set_read_timeout(None).is_ok() {
                 native::serve(shared, stream, admitted, &first);
             }

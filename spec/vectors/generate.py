@@ -89,7 +89,7 @@ CODES = {
     "frame-too-large": 4, "unknown-type": 5, "invalid-utf8": 6, "unexpected-message": 7,
     "heartbeat-timeout": 8, "truncated": 9, "name-taken": 10, "name-invalid": 11,
     "server-full": 12, "unknown-peer": 13, "rate-limited": 14, "slow-consumer": 15,
-    "shutdown": 16, "limit-exceeded": 17, "kicked": 18,
+    "shutdown": 16, "limit-exceeded": 17, "kicked": 18, "tls-required": 19,
     "unknown-transfer": 32, "chunk-out-of-range": 33, "credit-exceeded": 34,
     "digest-mismatch": 35, "bad-file-name": 36, "cancelled": 37, "rejected": 38,
     "transfer-timeout": 39, "peer-lost": 40, "storage-failed": 41, "source-failed": 42,
@@ -479,6 +479,10 @@ def message_vectors():
     add("error-unknown-peer", "a non-fatal error",
         msg("error", code=13, text="no peer named dave"))
     add("error-malformed", "a fatal error with an empty text", msg("error", code=1, text=""))
+    add("error-tls-required", "a plaintext client on a TLS port (section 12.0), after the "
+        "server's preamble",
+        msg("error", code=19,
+            text="this port speaks TLS: connect with tls://, https:// or wss://"))
     add("error-unknown-code", "code 65535 is kept as a number",
         msg("error", code=65535, text="?"))
 

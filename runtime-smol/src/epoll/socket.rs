@@ -1,8 +1,8 @@
 //! Sockets registered with the [`EventLoop`]: connection sockets ([`Socket`]) and the one
 //! listening socket ([`Listener`]).
 
-use std::cell::Cell;
-use std::io::{self, IoSlice, Read as _, Write as _};
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
+use tidings_host::tls::Tls;
 
 use super::{
     remember, remember_waiter, EventLoop, LoopTimer, Poller, Waiter, LISTENER, READ, READ_CLOSED,
@@ -36,6 +37,7 @@ impl EventLoop {
             ready: Cell::new(READ | WRITE),
             awaited: Cell::new(0),
             waiter: Cell::new(Waiter::NOBODY),
+            tls: RefCell::new(None),
             event_loop: Rc::downgrade(self),
         });
         entry.insert(Rc::downgrade(&socket));
@@ -119,6 +121,10 @@ pub(crate) struct Socket {
     /// since one task (or native connection) uses a socket.
     awaited: Cell<u8>,
     waiter: Cell<Waiter>,
+    /// The connection's TLS, once [`Socket::start_tls`] made the socket speak it: reads and
+    /// writes then carry plaintext, and the records go through the socket underneath.
+    /// Boxed: a plaintext connection pays one pointer.
+    tls: RefCell<Option<Box<Tls>>>,
     event_loop: Weak<EventLoop>,
 }
 
@@ -172,8 +178,62 @@ impl Socket {
         self.ready.set(self.ready.get() & !dir);
     }
 
+    /// Makes the socket speak TLS from now on, `tls` having taken the records read so far.
+    /// What it owes the peer already (the server's first flight) goes out with the next
+    /// read or write.
+    pub(crate) fn start_tls(&self, tls: Tls) {
+        *self.tls.borrow_mut() = Some(Box::new(tls));
+    }
+
+    /// Whether the socket speaks TLS (reads and writes then carry plaintext).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.borrow().is_some()
+    }
+
+    /// Waits for `dirs` (READ, WRITE or both).
+    fn wait_for(&self, dirs: u8, poller: Poller<'_>) {
+        remember_waiter(&self.waiter, poller);
+        self.awaited.set(self.awaited.get() | dirs);
+    }
+
+    /// Reads plaintext through the socket's TLS.
+    fn poll_read_tls(&self, poller: Poller<'_>, tls: &mut Tls, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match tls.read(&mut Records(self), buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Records still owed (the handshake's) need room to write, too.
+                    let dirs = if tls.wants_write() { READ | WRITE } else { READ };
+                    self.wait_for(dirs, poller);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Writes plaintext through the socket's TLS.
+    fn poll_write_tls(&self, poller: Poller<'_>, tls: &mut Tls, slices: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        loop {
+            match tls.write_vectored(&mut Records(self), slices) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Records waiting for room, or plaintext waiting for the handshake, which
+                    // reading moves on.
+                    let dirs = if tls.wants_write() { WRITE } else { READ };
+                    self.wait_for(dirs, poller);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
     /// Reads into `buf`.
     pub(crate) fn poll_read(&self, poller: Poller<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if let Some(tls) = self.tls.borrow_mut().as_mut() {
+            return self.poll_read_tls(poller, tls, buf);
+        }
         let len = buf.len();
         let got = self.poll_io(READ, poller, |mut s| s.read(buf));
         self.after_read(got, len)
@@ -211,11 +271,17 @@ impl Socket {
         poller: Poller<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(tls) = self.tls.borrow_mut().as_mut() {
+            return self.poll_write_tls(poller, tls, slices);
+        }
         self.poll_io(WRITE, poller, |mut s| s.write_vectored(slices))
     }
 
     /// Writes what it can of `slices` now, without a task to wake (`WouldBlock` if nothing).
     pub(crate) fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if let Some(tls) = self.tls.borrow_mut().as_mut() {
+            return tls.write_vectored(&mut Records(self), slices);
+        }
         let written = (&self.stream).write_vectored(slices);
         if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.forget(WRITE);
@@ -230,13 +296,68 @@ impl Socket {
 
     /// Ends both directions (the peer reads the end of the stream).
     pub(crate) fn shutdown(&self) {
+        self.close_tls();
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
     /// Ends the writing direction only: the peer reads the end of the stream and may still
     /// send.
     pub(crate) fn shutdown_write(&self) {
+        self.close_tls();
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Says TLS goodbye (`close_notify`) if the socket has room for it now: a closing
+    /// connection does not wait for a peer that stopped reading.
+    fn close_tls(&self) {
+        if let Some(tls) = self.tls.borrow_mut().as_mut() {
+            tls.close();
+            let _ = tls.flush(&mut Records(self));
+        }
+    }
+}
+
+/// The socket underneath a connection's TLS: the records' reads and writes, which keep the
+/// socket's readiness as its plaintext ones do (a read or write the socket is not ready
+/// for says `WouldBlock` without a system call).
+struct Records<'a>(&'a Socket);
+
+impl Read for Records<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let socket = self.0;
+        let wanted = READ | READ_CLOSED;
+        if socket.ready.get() & wanted == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let got = (&socket.stream).read(buf);
+        match &got {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.forget(wanted),
+            Ok(n) if cfg!(unix) && *n > 0 && *n < buf.len() => socket.forget(READ),
+            _ => {}
+        }
+        got
+    }
+}
+
+impl Write for Records<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let socket = self.0;
+        if socket.ready.get() & WRITE == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let written = (&socket.stream).write_vectored(slices);
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            socket.forget(WRITE);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -1,0 +1,526 @@
+//! TLS for every door, written once for both runtimes and both sides: a connection's TLS
+//! ([`Tls`]) over any byte stream, and the settings a server ([`TlsServerConfig`]) or a
+//! client ([`TlsClientConfig`]) starts connections with.
+//!
+//! rustls does the protocol; this module is the glue every driver would otherwise write
+//! itself, once: plaintext in and out of a connection whose records travel over a
+//! non-blocking socket, bounded buffers, and errors a user can act on. It does no I/O of its
+//! own: [`Tls::read`] and [`Tls::write_vectored`] take the stream as an argument (a
+//! non-blocking socket, or anything `Read + Write`), and [`Tls::received`],
+//! [`Tls::plaintext`], [`Tls::queue_plaintext`] and [`Tls::records`] are the same steps for a
+//! driver that moves the bytes itself (the std runtime, whose reader and writer threads share
+//! one connection).
+//!
+//! Decisions, written down here:
+//! - The crypto provider is *ring*: it builds in seconds with a C compiler alone, cross-builds
+//!   for Windows and macOS with the toolchains `.ci/install-platforms` sets up, and on this
+//!   project's machines its AES-GCM runs at many GB/s (AES-NI, with VAES where the CPU has
+//!   it), far above the SHA-256 every verified transfer already pays. aws-lc-rs needs CMake
+//!   (and NASM for Windows) and minutes more to build, for a speed this project cannot use.
+//! - One port serves both ALPN protocols: [`ALPN_NATIVE`] for native clients and
+//!   [`ALPN_HTTP`] for browsers and WebSocket clients. The server still tells a native
+//!   connection from an HTTP one by its first (decrypted) bytes, as on a plaintext port, so a
+//!   client that offers no ALPN at all is served too; one that offers only protocols the
+//!   server does not speak is refused by the handshake (`no_application_protocol`).
+//! - TLS 1.2 and 1.3 with rustls's safe defaults; no renegotiation (rustls has none), no
+//!   client certificates.
+//!
+//! ```
+//! use tidings_host::tls::{SelfSigned, Tls, TlsClientConfig, TlsServerConfig};
+//!
+//! let certs = SelfSigned::generate(&["localhost".to_string()]).unwrap();
+//! let server = TlsServerConfig::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes()).unwrap();
+//! let client = TlsClientConfig::from_ca_pem(certs.ca_pem.as_bytes()).unwrap();
+//! let mut s = Tls::accept(&server);
+//! let mut c = Tls::connect(&client, "localhost").unwrap();
+//! // Drive the handshake by hand: records from one side are the other's input.
+//! let mut wire = Vec::new();
+//! while c.is_handshaking() || s.is_handshaking() {
+//!     c.records(&mut wire).unwrap();
+//!     s.received(&wire).unwrap();
+//!     wire.clear();
+//!     s.records(&mut wire).unwrap();
+//!     c.received(&wire).unwrap();
+//!     wire.clear();
+//! }
+//! assert_eq!(s.alpn(), Some(tidings_host::tls::ALPN_NATIVE));
+//! ```
+
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::ring as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// The ALPN protocol of the native tidings protocol inside TLS.
+pub const ALPN_NATIVE: &[u8] = b"tidings/1";
+/// The ALPN protocol of the page and of WebSocket (`https://`, `wss://`).
+pub const ALPN_HTTP: &[u8] = b"http/1.1";
+
+/// Most plaintext one connection holds encrypted and not yet written (or queued while its
+/// handshake is still going): a writer that outruns its socket waits rather than growing the
+/// buffer. Large enough for one 64 KiB write to become records at once.
+pub const SEND_BUFFER: usize = 64 << 10;
+
+/// A certificate, key or CA file that cannot be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfigError(pub String);
+
+impl std::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsConfigError {}
+
+fn config_error(what: &str, e: impl std::fmt::Display) -> TlsConfigError {
+    TlsConfigError(format!("{what}: {e}"))
+}
+
+/// A server's certificate chain and key, ready to accept connections. Cheap to clone: the
+/// clones share the certificate, and [`TlsServerConfig::reload`] replaces it for all of
+/// them, for the connections that start after it (open ones keep theirs).
+#[derive(Clone)]
+pub struct TlsServerConfig {
+    config: Arc<rustls::ServerConfig>,
+    current: Arc<CurrentKey>,
+}
+
+/// The certificate and key new connections get; replaced on reload.
+#[derive(Debug)]
+struct CurrentKey(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CurrentKey {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// The certificate chain and key in PEM, checked to belong together.
+fn certified_key(certificate_chain: &[u8], private_key: &[u8]) -> Result<CertifiedKey, TlsConfigError> {
+    let chain = CertificateDer::pem_slice_iter(certificate_chain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error("the certificate file", e))?;
+    if chain.is_empty() {
+        return Err(TlsConfigError(
+            "the certificate file holds no CERTIFICATE block".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(private_key).map_err(|e| config_error("the key file", e))?;
+    let signing_key = provider::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| config_error("the key file", e))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|e| config_error("the certificate and key", e))?;
+    Ok(certified)
+}
+
+impl std::fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServerConfig").finish_non_exhaustive()
+    }
+}
+
+impl TlsServerConfig {
+    /// From the PEM text of a certificate chain (the server's certificate first) and of its
+    /// private key (PKCS#8, PKCS#1 or SEC1). Fails when either holds nothing usable, or
+    /// when the key is not the certificate's.
+    pub fn from_pem(certificate_chain: &[u8], private_key: &[u8]) -> Result<Self, TlsConfigError> {
+        let current = Arc::new(CurrentKey(RwLock::new(Arc::new(certified_key(
+            certificate_chain,
+            private_key,
+        )?))));
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            provider::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error("TLS", e))?
+        .with_no_client_auth()
+        .with_cert_resolver(current.clone());
+        config.alpn_protocols = vec![ALPN_NATIVE.to_vec(), ALPN_HTTP.to_vec()];
+        // Session tickets let a returning client skip the certificate; the rest of the
+        // defaults (no client certificates, TLS 1.2 and 1.3) stand.
+        config.ticketer = provider::Ticketer::new().map_err(|e| config_error("TLS", e))?;
+        Ok(TlsServerConfig {
+            config: Arc::new(config),
+            current,
+        })
+    }
+
+    /// Replaces the certificate chain and key (PEM) for connections that start from now on.
+    /// On an error nothing changes: the old certificate stays in use.
+    pub fn reload(&self, certificate_chain: &[u8], private_key: &[u8]) -> Result<(), TlsConfigError> {
+        let new = Arc::new(certified_key(certificate_chain, private_key)?);
+        *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
+    }
+}
+
+/// What a client trusts when it connects with TLS. Cheap to clone.
+#[derive(Clone)]
+pub struct TlsClientConfig {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClientConfig").finish_non_exhaustive()
+    }
+}
+
+impl TlsClientConfig {
+    /// Trusting the certificate authorities in `roots` (DER), such as the system's (the
+    /// driver reads them; this crate does no I/O). Certificates that do not parse are
+    /// skipped, as the system's stores hold some; none left is an error.
+    pub fn with_roots<'a>(
+        roots: impl IntoIterator<Item = CertificateDer<'a>>,
+    ) -> Result<Self, TlsConfigError> {
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _skipped) = store.add_parsable_certificates(roots);
+        if added == 0 {
+            return Err(TlsConfigError(
+                "no usable certificate authority to trust".into(),
+            ));
+        }
+        Self::trusting(store)
+    }
+
+    /// Trusting the certificate authorities in the PEM text `pem` (a private CA, or the
+    /// `ca.pem` that `tidings cert` writes).
+    pub fn from_ca_pem(pem: &[u8]) -> Result<Self, TlsConfigError> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error("the CA file", e))?;
+        if certs.is_empty() {
+            return Err(TlsConfigError(
+                "the CA file holds no CERTIFICATE block".into(),
+            ));
+        }
+        let mut store = rustls::RootCertStore::empty();
+        for cert in certs {
+            store
+                .add(cert)
+                .map_err(|e| config_error("a certificate in the CA file", e))?;
+        }
+        Self::trusting(store)
+    }
+
+    fn trusting(store: rustls::RootCertStore) -> Result<Self, TlsConfigError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            provider::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error("TLS", e))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_NATIVE.to_vec()];
+        Ok(TlsClientConfig {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// What a client needs to connect with TLS: whom it trusts, and the name the server's
+/// certificate must carry (the host name connected to).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The trusted authorities.
+    pub config: TlsClientConfig,
+    /// The server's name (DNS name or IP address) as its certificate names it.
+    pub server_name: String,
+}
+
+/// One connection's TLS, either side, over a byte stream.
+///
+/// For a non-blocking socket use [`Tls::read`] and [`Tls::write_vectored`], which read and
+/// write the socket as needed and say `WouldBlock` where it would block. Their contract is
+/// the socket's own, with one addition: after `write_vectored` said `WouldBlock`, the next
+/// call must offer the same bytes first (as every writer that keeps its unwritten bytes
+/// does), because the plaintext it took is acknowledged only once its records are written.
+/// So "written" means on the socket, as without TLS, and a writer never has to flush.
+///
+/// A driver that moves bytes itself uses the steps: [`Tls::received`] (records in),
+/// [`Tls::plaintext`] (what they decrypted to), [`Tls::queue_plaintext`] (plaintext to
+/// send) and [`Tls::records`] (records out).
+pub struct Tls {
+    conn: rustls::Connection,
+    /// Plaintext taken by [`Tls::write_vectored`] whose records are not all written yet.
+    unacked: usize,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("unacked", &self.unacked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// The server side of a new connection.
+    pub fn accept(config: &TlsServerConfig) -> Tls {
+        let conn = rustls::ServerConnection::new(config.config.clone())
+            .expect("a TlsServerConfig always has a protocol version and a certificate");
+        Tls::new(conn.into())
+    }
+
+    /// The client side of a new connection to `server_name` (a DNS name or an IP address,
+    /// which the server's certificate must name).
+    pub fn connect(config: &TlsClientConfig, server_name: &str) -> io::Result<Tls> {
+        let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{server_name:?} is not a host name or an IP address"),
+            )
+        })?;
+        let conn = rustls::ClientConnection::new(config.config.clone(), name)
+            .map_err(|e| io::Error::other(describe(&e)))?;
+        Ok(Tls::new(conn.into()))
+    }
+
+    fn new(mut conn: rustls::Connection) -> Tls {
+        conn.set_buffer_limit(Some(SEND_BUFFER));
+        Tls { conn, unacked: 0 }
+    }
+
+    /// Whether the handshake is still going.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// The ALPN protocol agreed on, once the handshake has got that far.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Whether records are waiting to be written (handshake messages, alerts, data).
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Takes records from the peer, as many of `records` as the connection takes now (all
+    /// of it unless decrypted plaintext is waiting to be read: read it with
+    /// [`Tls::plaintext`] and offer the rest again). An error is fatal to the connection:
+    /// write out [`Tls::records`] (the alert that tells the peer why), then close.
+    pub fn received(&mut self, mut records: &[u8]) -> io::Result<usize> {
+        let mut taken = 0;
+        while !records.is_empty() {
+            let n = match self.conn.read_tls(&mut records) {
+                Ok(n) => n,
+                // The plaintext buffer is full: the caller reads it first.
+                Err(_) if taken > 0 => return Ok(taken),
+                Err(e) => return Err(e),
+            };
+            taken += n;
+            self.process()?;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The peer's stream ended (the socket read 0 bytes).
+    pub fn received_eof(&mut self) -> io::Result<()> {
+        self.conn.read_tls(&mut io::empty()).map(drop)
+    }
+
+    fn process(&mut self) -> io::Result<()> {
+        self.conn
+            .process_new_packets()
+            .map(drop)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, describe(&e)))
+    }
+
+    /// Decrypted plaintext into `buf`: the bytes read, `Ok(0)` once the peer closed the
+    /// connection cleanly (TLS `close_notify`), `WouldBlock` while none is waiting, and
+    /// `UnexpectedEof` when the stream ended without `close_notify` (truncated).
+    pub fn plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.conn.reader().read(buf)
+    }
+
+    /// Plaintext to send: takes what fits below [`SEND_BUFFER`] and returns how much.
+    /// Before the handshake completes it is held, and sent once it has.
+    pub fn queue_plaintext(&mut self, slices: &[IoSlice<'_>]) -> usize {
+        self.conn.writer().write_vectored(slices).unwrap_or(0)
+    }
+
+    /// Writes waiting records to `out` (one `write` of it); `Ok(0)` when none are waiting.
+    pub fn records(&mut self, out: &mut impl Write) -> io::Result<usize> {
+        if !self.conn.wants_write() {
+            return Ok(0);
+        }
+        self.conn.write_tls(out)
+    }
+
+    /// Says goodbye (`close_notify`); it goes out with the next records written.
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// Writes every waiting record to the non-blocking `io`: `Ok` once none is left,
+    /// `WouldBlock` while some are.
+    pub fn flush(&mut self, io: &mut impl Write) -> io::Result<()> {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(io)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the handshake to its end over the non-blocking `io`: `Ok` once it is complete
+    /// and its last records are written, `WouldBlock` while it waits for `io`. A client
+    /// calls this before anything else, so that a certificate that does not check out is
+    /// reported as such rather than as a connection that ended.
+    pub fn handshake(&mut self, io: &mut (impl Read + Write)) -> io::Result<()> {
+        loop {
+            self.flush(io)?;
+            if !self.conn.is_handshaking() {
+                return Ok(());
+            }
+            if self.conn.read_tls(io)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "TLS: the peer closed the connection during the handshake (does it speak TLS on this port?)",
+                ));
+            }
+            if let Err(e) = self.process() {
+                let _ = self.flush(io);
+                return Err(e);
+            }
+        }
+    }
+
+    /// Reads plaintext into `buf` from the non-blocking `io`, reading records as they are
+    /// needed and writing the ones the connection owes (its handshake, alerts, answers to a
+    /// key update) on the way. Results as [`Tls::plaintext`]; `WouldBlock` when `io` has
+    /// nothing more to read. Check [`Tls::wants_write`] after a `WouldBlock`: records
+    /// still owed need `io` to become writable too.
+    pub fn read(&mut self, io: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.flush(io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => other?,
+            }
+            match self.conn.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+            let read = self.conn.read_tls(io)?;
+            if let Err(e) = self.process() {
+                // The alert that tells the peer why, if the socket takes it now.
+                let _ = self.flush(io);
+                return Err(e);
+            }
+            if read == 0 {
+                // The end of the stream: the reader now says whether it was clean.
+                let _ = self.flush(io);
+                return self.conn.reader().read(buf);
+            }
+        }
+    }
+
+    /// Encrypts what it can of `slices` and writes the records to the non-blocking `io`;
+    /// returns how much plaintext was written, or `WouldBlock` (see the type's docs: offer
+    /// the same bytes first next time).
+    pub fn write_vectored(&mut self, io: &mut impl Write, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.unacked == 0 {
+            self.flush(io)?;
+            self.unacked = self.queue_plaintext(slices);
+            if self.unacked == 0 && slices.iter().any(|s| !s.is_empty()) {
+                // Full while the handshake is still going: wait for it.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+        self.flush(io)?;
+        Ok(std::mem::take(&mut self.unacked))
+    }
+}
+
+/// A rustls error in words a user can act on.
+fn describe(e: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error as E};
+    match e {
+        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "TLS: the server's certificate is signed by an authority we do not trust \
+             (a private or self-signed certificate: pass its CA with --ca FILE)"
+                .into()
+        }
+        E::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+            "TLS: the server's certificate has expired".into()
+        }
+        E::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => {
+            "TLS: the server's certificate is not valid yet (is the clock right?)".into()
+        }
+        E::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "TLS: the server's certificate is for another name than the one we connected to"
+            .into(),
+        E::InvalidCertificate(other) => format!("TLS: the peer's certificate is invalid: {other:?}"),
+        E::AlertReceived(rustls::AlertDescription::HandshakeFailure) => {
+            "TLS: the peer refused the handshake (handshake_failure): does it speak TLS on \
+             this port?"
+                .into()
+        }
+        E::AlertReceived(alert) => format!("TLS: the peer refused the connection ({alert:?})"),
+        E::NoApplicationProtocol => {
+            "TLS: no protocol in common (ALPN): the peer speaks neither tidings/1 nor http/1.1"
+                .into()
+        }
+        other => format!("TLS: {other}"),
+    }
+}
+
+/// A certificate authority and a certificate it signed, made on the spot: for tests and
+/// first runs (`tidings cert`). Trust `ca_pem` where clients connect (`--ca`), give
+/// `cert_pem` and `key_pem` to the server.
+#[derive(Debug, Clone)]
+pub struct SelfSigned {
+    /// The certificate authority's certificate (PEM): what clients trust.
+    pub ca_pem: String,
+    /// The server's certificate (PEM), signed by the authority, valid for the names asked.
+    pub cert_pem: String,
+    /// The server certificate's private key (PEM, PKCS#8).
+    pub key_pem: String,
+}
+
+impl SelfSigned {
+    /// A new authority and a server certificate for `names` (DNS names or IP addresses),
+    /// valid from now for about a year.
+    pub fn generate(names: &[String]) -> Result<SelfSigned, TlsConfigError> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let fail = |e: rcgen::Error| config_error("generating a certificate", e);
+        let ca_key = KeyPair::generate().map_err(fail)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "tidings private CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+        let key = KeyPair::generate().map_err(fail)?;
+        let mut leaf = CertificateParams::new(names.to_vec()).map_err(fail)?;
+        if let Some(first) = names.first() {
+            leaf.distinguished_name.push(DnType::CommonName, first.as_str());
+        }
+        let now = time::OffsetDateTime::now_utc();
+        leaf.not_before = now - time::Duration::minutes(5);
+        leaf.not_after = now + time::Duration::days(365);
+        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
+        Ok(SelfSigned {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
