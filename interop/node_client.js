@@ -5,7 +5,8 @@
 // told who is online first; a taken name gets one "refused: ..." line, then the close 1008.
 // Exits non-zero with the reason on failure.
 //
-// usage: NODE_PATH=interop/node/node_modules node interop/node_client.js HOST:PORT
+// usage: NODE_PATH=interop/node/node_modules node interop/node_client.js HOST:PORT [CA.pem]
+// (with a CA file: wss://, trusting only that CA)
 'use strict';
 
 const WebSocket = require('ws');
@@ -20,7 +21,7 @@ function fail(why) {
 // Wraps a socket so messages can be awaited one predicate at a time.
 function open(url, protocols) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols);
+    const ws = new WebSocket(url, protocols, TLS);
     const inbox = [];
     const waiters = [];
     ws.on('message', (data, isBinary) => {
@@ -66,8 +67,13 @@ function check(cond, msg) {
   if (!cond) fail(`unexpected message: ${JSON.stringify(msg)}`);
 }
 
-async function main(addr) {
-  const url = `ws://${addr}/ws`;
+// With a CA file: wss://, trusting only that CA.
+let TLS = {};
+
+async function main(addr, ca) {
+  const scheme = ca ? 'wss' : 'ws';
+  if (ca) TLS = { ca: require('fs').readFileSync(ca) };
+  const url = `${scheme}://${addr}/ws`;
   const a = await join(url, 'node');
   const b = await join(url, 'node2');
   await a.expect((m) => m.type === 'presence' && m.kind === 'joined' && m.name === 'node2',
@@ -107,5 +113,7 @@ async function legacy(url) {
   console.log('node_client: legacy mode ok');
 }
 
-if (process.argv.length !== 3) fail('usage: node_client.js HOST:PORT');
-main(process.argv[2]).catch((err) => fail(String(err)));
+if (process.argv.length < 3 || process.argv.length > 4) {
+  fail('usage: node_client.js HOST:PORT [CA.pem]');
+}
+main(process.argv[2], process.argv[3]).catch((err) => fail(String(err)));

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Python `websockets` clients against a running tidings server.
 
-usage: py_client.py HOST:PORT
+usage: py_client.py HOST:PORT [CA.pem]
+
+With a CA file the same runs over TLS (wss://), trusting only that CA; HOST must be a name
+the server's certificate carries.
 
 1. JSON mode (subprotocol tidings.v1, text messages): "py" joins, sees "py2" join,
    hears py2's public text and a private message meant for it alone.
@@ -43,8 +46,12 @@ async def expect(ws, pred, what):
         raise SystemExit(f"py_client: timed out waiting for {what}")
 
 
+# The TLS context when a CA file was given (wss://), else None.
+SSL = None
+
+
 async def join(url, name):
-    ws = await connect(url, subprotocols=["tidings.v1"])
+    ws = await connect(url, subprotocols=["tidings.v1"], ssl=SSL)
     if ws.subprotocol != "tidings.v1":
         raise SystemExit(f"py_client: subprotocol {ws.subprotocol!r}, not tidings.v1")
     await ws.send(hello(name))
@@ -75,12 +82,12 @@ async def json_mode(url):
         "py2 leaving",
     )
     await py.close()
-    print("py_client: JSON mode ok")
+    print(f"py_client: JSON mode ok{' over TLS' if SSL else ''}")
 
 
 async def legacy_mode(url):
     watcher = await join(url, "pywatch")
-    qt = await connect(url + "?name=pyqt")
+    qt = await connect(url + "?name=pyqt", ssl=SSL)
     if qt.subprotocol is not None:
         raise SystemExit(f"py_client: legacy client got subprotocol {qt.subprotocol!r}")
     # Its first line says who is online: pywatch and itself.
@@ -98,7 +105,7 @@ async def legacy_mode(url):
     got = await expect(qt, lambda m: m.get("msg") == "hi qt", "the reply to pyqt")
     assert got == {"src": "pywatch", "dst": "pyqt", "msg": "hi qt"}, got
     # A taken name: one readable line from the server, then the close with 1008.
-    imp = await connect(url + "?name=PyQt")
+    imp = await connect(url + "?name=PyQt", ssl=SSL)
     line = json.loads(await asyncio.wait_for(imp.recv(), TIMEOUT))
     assert line["dst"] == "PyQt" and line["msg"].startswith("refused: name-taken: "), line
     try:
@@ -108,19 +115,26 @@ async def legacy_mode(url):
         assert closed.rcvd is not None and closed.rcvd.code == 1008, closed
     await qt.close()
     await watcher.close()
-    print("py_client: legacy mode ok")
+    print(f"py_client: legacy mode ok{' over TLS' if SSL else ''}")
 
 
-async def main(addr):
-    url = f"ws://{addr}/ws"
+async def main(addr, ca):
+    global SSL
+    scheme = "ws"
+    if ca:
+        import ssl
+
+        SSL = ssl.create_default_context(cafile=ca)
+        scheme = "wss"
+    url = f"{scheme}://{addr}/ws"
     await json_mode(url)
     await legacy_mode(url)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: py_client.py HOST:PORT")
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: py_client.py HOST:PORT [CA.pem]")
     try:
-        asyncio.run(main(sys.argv[1]))
+        asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None))
     except AssertionError as err:
         raise SystemExit(f"py_client: unexpected message: {err}")

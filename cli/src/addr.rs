@@ -43,9 +43,17 @@ pub fn server(s: &str) -> Result<ServerAddr, String> {
             ))
         }
     };
+    if rest.contains('/') && rest.len() != s.len() {
+        return Err(format!(
+            "a URL path is not an address: give the host and port only ({FORMS})"
+        ));
+    }
     let addr = address(rest)?;
     let host = match addr.rsplit_once(':') {
-        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        Some((host, _)) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         None => addr.clone(),
     };
     Ok(ServerAddr { addr, host, tls })
@@ -57,9 +65,7 @@ fn address(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return bad("the address is empty");
     }
-    if s.contains('/') {
-        return bad("a URL path is not an address: give the host and port only");
-    }
+
     // `[v6]` or `[v6]:port`.
     if let Some(rest) = s.strip_prefix('[') {
         let Some((ip, after)) = rest.split_once(']') else {

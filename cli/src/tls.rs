@@ -20,7 +20,11 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| {
         CliError::new(
             Exit::File,
-            format!("cannot read the {what} {}: {}", path.display(), io_reason(&e)),
+            format!(
+                "cannot read the {what} {}: {}",
+                path.display(),
+                io_reason(&e)
+            ),
         )
     })
 }
@@ -157,8 +161,10 @@ pub fn cert(args: CertArgs, out: &mut Out) -> Result<(), CliError> {
             "key": paths("key.pem"),
         })
     };
-    out.event("cert", format_args!(
-        "wrote {dir}/cert.pem and {dir}/key.pem for {names} (valid for a year), signed by the \
+    out.event(
+        "cert",
+        format_args!(
+            "wrote {dir}/cert.pem and {dir}/key.pem for {names} (valid for a year), signed by the \
          private CA {dir}/ca.pem\n\
          \n\
          serve:    tidings serve --tls-cert {dir}/cert.pem --tls-key {dir}/key.pem\n\
@@ -169,8 +175,10 @@ pub fn cert(args: CertArgs, out: &mut Out) -> Result<(), CliError> {
          /usr/local/share/ca-certificates/tidings.crt and run update-ca-certificates)\n\
          \n\
          Keep key.pem secret: whoever has it can pose as the server to clients that trust the CA.",
-        names = args.name.join(", ")
-    ), fields);
+            names = args.name.join(", ")
+        ),
+        fields,
+    );
     Ok(())
 }
 

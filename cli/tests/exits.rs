@@ -549,7 +549,7 @@ fn server_addresses_take_port_9988_by_default_and_bad_ones_are_usage_errors() {
     for (bad, says) in [
         ("localhost:http", "\"http\" is not a port"),
         ("[::1", "not closed"),
-        ("http://localhost:9988", "URL"),
+        ("http://localhost:9988", "not a tidings address"),
     ] {
         let (code, err) = run(&["say", "--name", "n", "--server", bad, "hi"]);
         assert_eq!(code, 2, "{bad}: {err}");
@@ -676,4 +676,112 @@ fn an_address_that_never_accepts_is_exit_3_within_the_handshake_timeout() {
         "{err}"
     );
     drop(listener);
+}
+
+/// `tidings cert` into a new folder: (the folder, ca.pem, cert.pem, key.pem).
+fn certificates(names: &[&str]) -> (tempfile::TempDir, [String; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["cert", "--out", dir.path().to_str().unwrap()];
+    for name in names {
+        args.extend_from_slice(&["--name", name]);
+    }
+    let (code, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let file = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let files = [file("ca.pem"), file("cert.pem"), file("key.pem")];
+    (dir, files)
+}
+
+#[test]
+fn tls_mistakes_end_with_exit_3_and_say_what_to_do() {
+    let (_dir, [ca, cert, key]) = certificates(&["localhost"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is readable by others");
+    }
+    // `cert` never overwrites.
+    let (code, err) = run(&[
+        "cert",
+        "--name",
+        "localhost",
+        "--out",
+        _dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    let (_tls, tls_addr) = serve(&["--tls-cert", &cert, "--tls-key", &key]);
+    let (_plain, plain_addr) = serve(&[]);
+    let tls_url = format!("tls://localhost:{}", tls_addr.port());
+    // Over TLS, trusting the CA: said.
+    let (code, err) = run(&[
+        "say", "--name", "a", "--server", &tls_url, "--ca", &ca, "hi",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Plaintext to the TLS port: told to use tls://.
+    let (code, err) = run(&[
+        "say",
+        "--name",
+        "b",
+        "--server",
+        &tls_addr.to_string(),
+        "hi",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("speaks TLS") && err.contains("tls://"),
+        "{err}"
+    );
+    // TLS to the plaintext port.
+    let plain_tls = format!("tls://localhost:{}", plain_addr.port());
+    let (code, err) = run(&[
+        "say", "--name", "c", "--server", &plain_tls, "--ca", &ca, "hi",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    // A CA that did not sign the certificate.
+    let (_other, [other_ca, _, _]) = certificates(&["localhost"]);
+    let (code, err) = run(&[
+        "say", "--name", "d", "--server", &tls_url, "--ca", &other_ca, "hi",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("do not trust") && err.contains("--ca"),
+        "{err}"
+    );
+    // A name the certificate does not carry (127.0.0.1 is not in it).
+    let by_ip = format!("tls://127.0.0.1:{}", tls_addr.port());
+    let (code, err) = run(&["say", "--name", "e", "--server", &by_ip, "--ca", &ca, "hi"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("another name"), "{err}");
+    // A CA file that is missing, or not PEM.
+    let (code, err) = run(&[
+        "say",
+        "--name",
+        "f",
+        "--server",
+        &tls_url,
+        "--ca",
+        "/nonexistent/ca.pem",
+        "hi",
+    ]);
+    assert_eq!(code, 5, "{err}");
+    let (code, err) = run(&[
+        "say", "--name", "g", "--server", &tls_url, "--ca", &key, "hi",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    // A server whose key does not match its certificate does not start.
+    let (_x, [_, other_cert, _]) = certificates(&["localhost"]);
+    let (code, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &other_cert,
+        "--tls-key",
+        &key,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("certificate and key"), "{err}");
 }

@@ -40,8 +40,8 @@ fn tls_server_with(
     allow_plaintext: bool,
     web: WebConfig,
 ) -> (TestServer, TlsServerConfig) {
-    let tls = TlsServerConfig::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes())
-        .unwrap();
+    let tls =
+        TlsServerConfig::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes()).unwrap();
     let config = ServerConfig {
         tls: Some(tls.clone()),
         allow_plaintext,
@@ -72,7 +72,9 @@ fn native_clients_chat_and_send_a_file_over_tls(kind: ServerKind) {
         let client = |name: &'static str, config: ClientConfig| {
             tidings_smol::Client::connect(server.addr, name, config)
         };
-        let alice = client("alice", trusting(&certs.ca_pem, "localhost")).await.unwrap();
+        let alice = client("alice", trusting(&certs.ca_pem, "localhost"))
+            .await
+            .unwrap();
         let mut receiving = trusting(&certs.ca_pem, "127.0.0.1");
         receiving.download_dir = Some(dst.path().to_path_buf());
         receiving.accept_files = true;
@@ -83,8 +85,11 @@ fn native_clients_chat_and_send_a_file_over_tls(kind: ServerKind) {
         assert!(matches!(ev, ClientEvent::Text { ref text, ref from, .. }
             if text == "hello over TLS" && from == "alice"));
         bob.say("and back").await.unwrap();
-        wait_for(&alice, |e| matches!(e, ClientEvent::Text { text, .. } if text == "and back"))
-            .await;
+        wait_for(
+            &alice,
+            |e| matches!(e, ClientEvent::Text { text, .. } if text == "and back"),
+        )
+        .await;
         alice.send_file("bob", &path).await.unwrap();
         let got = received(&bob).await;
         assert_same_file(&got, &path);
@@ -108,16 +113,18 @@ fn a_plaintext_client_on_a_tls_port_is_told_to_use_tls(kind: ServerKind) {
     assert_eq!(code, ErrorCode::TlsRequired, "{err}");
     // An HTTP client is answered 400 with the reason.
     let mut http = TcpStream::connect(server.addr).unwrap();
-    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut answer = String::new();
     http.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("this port speaks TLS"), "{answer}");
     // And the TLS clients are served all along.
     smol::block_on(async {
-        let c = tidings_smol::Client::connect(server.addr, "tls", trusting(&certs.ca_pem, "localhost"))
-            .await
-            .unwrap();
+        let c =
+            tidings_smol::Client::connect(server.addr, "tls", trusting(&certs.ca_pem, "localhost"))
+                .await
+                .unwrap();
         c.close().await;
     });
 }
@@ -131,7 +138,10 @@ fn a_tls_client_on_a_plaintext_port_is_told_the_server_refused_tls(kind: ServerK
         trusting(&certs.ca_pem, "localhost"),
     ))
     .unwrap_err();
-    assert!(matches!(&err, Error::Tls(why) if why.contains("handshake_failure")), "{err}");
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("handshake_failure")),
+        "{err}"
+    );
     // The plaintext clients are still served.
     smol::block_on(async { connect(server.addr, "plain").await.close().await });
 }
@@ -145,10 +155,16 @@ fn certificate_errors_say_what_is_wrong(kind: ServerKind) {
     // A CA we do not trust.
     let other = certificates();
     let err = connect(trusting(&other.ca_pem, "localhost"));
-    assert!(matches!(&err, Error::Tls(why) if why.contains("do not trust")), "{err}");
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("do not trust")),
+        "{err}"
+    );
     // A name the certificate does not carry.
     let err = connect(trusting(&certs.ca_pem, "elsewhere.example"));
-    assert!(matches!(&err, Error::Tls(why) if why.contains("another name")), "{err}");
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("another name")),
+        "{err}"
+    );
     // An expired certificate.
     let expired = expired_certificate();
     let (old, _) = tls_server(kind, &expired);
@@ -158,12 +174,16 @@ fn certificate_errors_say_what_is_wrong(kind: ServerKind) {
         trusting(&expired.ca_pem, "localhost"),
     ))
     .unwrap_err();
-    assert!(matches!(&err, Error::Tls(why) if why.contains("expired")), "{err}");
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("expired")),
+        "{err}"
+    );
     // The server served none of them and is still up.
     smol::block_on(async {
-        let c = tidings_smol::Client::connect(server.addr, "bob", trusting(&certs.ca_pem, "localhost"))
-            .await
-            .unwrap();
+        let c =
+            tidings_smol::Client::connect(server.addr, "bob", trusting(&certs.ca_pem, "localhost"))
+                .await
+                .unwrap();
         assert_eq!(c.online_at_join(), ["bob"]);
     });
 }
@@ -196,9 +216,13 @@ fn hostile_handshakes_close_only_their_connection(kind: ServerKind) {
     };
     let (server, _) = tls_server_with(kind, &certs, false, web);
     smol::block_on(async {
-        let alice = tidings_smol::Client::connect(server.addr, "alice", trusting(&certs.ca_pem, "localhost"))
-            .await
-            .unwrap();
+        let alice = tidings_smol::Client::connect(
+            server.addr,
+            "alice",
+            trusting(&certs.ca_pem, "localhost"),
+        )
+        .await
+        .unwrap();
         // A handshake that stalls: a record header, then nothing. Closed by the timeout.
         let mut stalled = TcpStream::connect(server.addr).unwrap();
         stalled.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).unwrap();
@@ -223,7 +247,9 @@ fn hostile_handshakes_close_only_their_connection(kind: ServerKind) {
         }
         // A truncated record: a header announcing more than ever comes, then the end.
         let mut truncated = TcpStream::connect(server.addr).unwrap();
-        truncated.write_all(&[0x16, 0x03, 0x01, 0x10, 0x00, 0x01]).unwrap();
+        truncated
+            .write_all(&[0x16, 0x03, 0x01, 0x10, 0x00, 0x01])
+            .unwrap();
         truncated.shutdown(std::net::Shutdown::Write).unwrap();
         assert_closed(&mut truncated);
         // Garbage after a TLS first byte.
@@ -232,16 +258,19 @@ fn hostile_handshakes_close_only_their_connection(kind: ServerKind) {
         assert_closed(&mut garbage);
         // Alice never noticed.
         alice.say("still here").await.unwrap();
-        let bob = tidings_smol::Client::connect(server.addr, "bob", trusting(&certs.ca_pem, "localhost"))
-            .await
-            .unwrap();
+        let bob =
+            tidings_smol::Client::connect(server.addr, "bob", trusting(&certs.ca_pem, "localhost"))
+                .await
+                .unwrap();
         assert_eq!(bob.online_at_join(), ["alice", "bob"]);
     });
 }
 
 /// Reads until the server closes `stream` (an alert first is fine), within the patience.
 fn assert_closed(stream: &mut TcpStream) {
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
@@ -257,18 +286,25 @@ fn a_reloaded_certificate_serves_new_connections(kind: ServerKind) {
     let first = certificates();
     let (server, tls) = tls_server(kind, &first);
     let connect = |ca: &str| {
-        smol::block_on(tidings_smol::Client::connect(server.addr, "c", trusting(ca, "localhost")))
+        smol::block_on(tidings_smol::Client::connect(
+            server.addr,
+            "c",
+            trusting(ca, "localhost"),
+        ))
     };
     let old = connect(&first.ca_pem).unwrap();
     let second = certificates();
     // A bad new file keeps the old certificate.
-    let err = tls.reload(second.cert_pem.as_bytes(), first.key_pem.as_bytes()).unwrap_err();
+    let err = tls
+        .reload(second.cert_pem.as_bytes(), first.key_pem.as_bytes())
+        .unwrap_err();
     assert!(err.to_string().contains("certificate and key"), "{err}");
     assert!(tls.reload(b"not pem", second.key_pem.as_bytes()).is_err());
     smol::block_on(old.close());
     connect(&first.ca_pem).unwrap();
     // A good one serves the connections that start after it.
-    tls.reload(second.cert_pem.as_bytes(), second.key_pem.as_bytes()).unwrap();
+    tls.reload(second.cert_pem.as_bytes(), second.key_pem.as_bytes())
+        .unwrap();
     let err = connect(&first.ca_pem).unwrap_err();
     assert!(matches!(&err, Error::Tls(_)), "{err}");
     connect(&second.ca_pem).unwrap();
@@ -279,10 +315,15 @@ fn plaintext_is_served_beside_tls_when_allowed(kind: ServerKind) {
     let (server, _) = tls_server_with(kind, &certs, true, WebConfig::default());
     smol::block_on(async {
         let plain = connect(server.addr, "plain").await;
-        let tls = tidings_smol::Client::connect(server.addr, "tls", trusting(&certs.ca_pem, "localhost"))
-            .await
-            .unwrap();
+        let tls =
+            tidings_smol::Client::connect(server.addr, "tls", trusting(&certs.ca_pem, "localhost"))
+                .await
+                .unwrap();
         tls.say_to("plain", "across").await.unwrap();
-        wait_for(&plain, |e| matches!(e, ClientEvent::Text { text, .. } if text == "across")).await;
+        wait_for(
+            &plain,
+            |e| matches!(e, ClientEvent::Text { text, .. } if text == "across"),
+        )
+        .await;
     });
 }

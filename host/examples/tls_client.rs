@@ -51,7 +51,10 @@ fn main() -> io::Result<()> {
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Connected(welcome) => {
-                    println!("connected over TLS to {} as {}", welcome.server, welcome.name);
+                    println!(
+                        "connected over TLS to {} as {}",
+                        welcome.server, welcome.name
+                    );
                     let _ = session.send_text("", "hello over TLS");
                 }
                 Event::Text { peer, text, .. } => println!("{peer}: {text}"),
@@ -69,7 +72,9 @@ fn main() -> io::Result<()> {
         }
         // 3. Wait for records (at most until the session's deadline), decrypt, hand over.
         let now = Instant::now();
-        let deadline = session.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+        let deadline = session
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1));
         if deadline <= now {
             session.handle_timeout(now);
             continue;
@@ -98,7 +103,12 @@ fn main() -> io::Result<()> {
                 // The handshake's own records (and any alert) go out at once.
                 flush(&mut tls, &mut stream, &mut records)?;
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 session.handle_timeout(Instant::now());
             }
             Err(e) => return Err(e),

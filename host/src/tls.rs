@@ -12,11 +12,15 @@
 //! one connection).
 //!
 //! Decisions, written down here:
-//! - The crypto provider is *ring*: it builds in seconds with a C compiler alone, cross-builds
-//!   for Windows and macOS with the toolchains `.ci/install-platforms` sets up, and on this
-//!   project's machines its AES-GCM runs at many GB/s (AES-NI, with VAES where the CPU has
-//!   it), far above the SHA-256 every verified transfer already pays. aws-lc-rs needs CMake
-//!   (and NASM for Windows) and minutes more to build, for a speed this project cannot use.
+//! - The crypto provider is *ring*, measured against aws-lc-rs on this project's 2-core AMD
+//!   EPYC machine: a release build of rustls with ring takes 20 s, with aws-lc-rs 86 s;
+//!   AES-GCM seals 8.7–9.8 GB/s per core with ring and 10.0–11.5 GB/s with aws-lc-rs, both
+//!   far above the SHA-256 every verified transfer pays (1.8 GB/s) and a loopback TCP
+//!   stream (2.5 GB/s), so speed does not decide. Platforms do: ring's C compiles for the
+//!   macOS check on Linux (`.ci/macos-headers`) and for Windows with mingw, aws-lc's needs
+//!   the macOS SDK. The price is post-quantum key exchange (X25519MLKEM768), which only
+//!   aws-lc-rs offers and for whose lack rustls 0.23.48 marks ring's provider deprecated:
+//!   moving is one line here (`crypto_provider`) once the platform checks can build it.
 //! - One port serves both ALPN protocols: [`ALPN_NATIVE`] for native clients and
 //!   [`ALPN_HTTP`] for browsers and WebSocket clients. The server still tells a native
 //!   connection from an HTTP one by its first (decrypted) bytes, as on a plaintext port, so a
@@ -50,10 +54,10 @@ use std::io::{self, IoSlice, Read, Write};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::ring as provider;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// The ALPN protocol of the native tidings protocol inside TLS.
 pub const ALPN_NATIVE: &[u8] = b"tidings/1";
@@ -64,6 +68,12 @@ pub const ALPN_HTTP: &[u8] = b"http/1.1";
 /// handshake is still going): a writer that outruns its socket waits rather than growing the
 /// buffer. Large enough for one 64 KiB write to become records at once.
 pub const SEND_BUFFER: usize = 64 << 10;
+
+/// The crypto provider of every TLS connection (see the module docs for why ring).
+#[allow(deprecated)] // rustls deprecates ring's provider for having no post-quantum exchange.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    provider::default_provider()
+}
 
 /// A certificate, key or CA file that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +111,10 @@ impl ResolvesServerCert for CurrentKey {
 }
 
 /// The certificate chain and key in PEM, checked to belong together.
-fn certified_key(certificate_chain: &[u8], private_key: &[u8]) -> Result<CertifiedKey, TlsConfigError> {
+fn certified_key(
+    certificate_chain: &[u8],
+    private_key: &[u8],
+) -> Result<CertifiedKey, TlsConfigError> {
     let chain = CertificateDer::pem_slice_iter(certificate_chain)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error("the certificate file", e))?;
@@ -110,8 +123,9 @@ fn certified_key(certificate_chain: &[u8], private_key: &[u8]) -> Result<Certifi
             "the certificate file holds no CERTIFICATE block".into(),
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(private_key).map_err(|e| config_error("the key file", e))?;
-    let signing_key = provider::default_provider()
+    let key =
+        PrivateKeyDer::from_pem_slice(private_key).map_err(|e| config_error("the key file", e))?;
+    let signing_key = crypto_provider()
         .key_provider
         .load_private_key(key)
         .map_err(|e| config_error("the key file", e))?;
@@ -137,13 +151,11 @@ impl TlsServerConfig {
             certificate_chain,
             private_key,
         )?))));
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            provider::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error("TLS", e))?
-        .with_no_client_auth()
-        .with_cert_resolver(current.clone());
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_error("TLS", e))?
+            .with_no_client_auth()
+            .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![ALPN_NATIVE.to_vec(), ALPN_HTTP.to_vec()];
         // Session tickets let a returning client skip the certificate; the rest of the
         // defaults (no client certificates, TLS 1.2 and 1.3) stand.
@@ -156,7 +168,11 @@ impl TlsServerConfig {
 
     /// Replaces the certificate chain and key (PEM) for connections that start from now on.
     /// On an error nothing changes: the old certificate stays in use.
-    pub fn reload(&self, certificate_chain: &[u8], private_key: &[u8]) -> Result<(), TlsConfigError> {
+    pub fn reload(
+        &self,
+        certificate_chain: &[u8],
+        private_key: &[u8],
+    ) -> Result<(), TlsConfigError> {
         let new = Arc::new(certified_key(certificate_chain, private_key)?);
         *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = new;
         Ok(())
@@ -213,13 +229,11 @@ impl TlsClientConfig {
     }
 
     fn trusting(store: rustls::RootCertStore) -> Result<Self, TlsConfigError> {
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            provider::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error("TLS", e))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_error("TLS", e))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
         config.alpn_protocols = vec![ALPN_NATIVE.to_vec()];
         Ok(TlsClientConfig {
             config: Arc::new(config),
@@ -432,7 +446,11 @@ impl Tls {
     /// Encrypts what it can of `slices` and writes the records to the non-blocking `io`;
     /// returns how much plaintext was written, or `WouldBlock` (see the type's docs: offer
     /// the same bytes first next time).
-    pub fn write_vectored(&mut self, io: &mut impl Write, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub fn write_vectored(
+        &mut self,
+        io: &mut impl Write,
+        slices: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
         if self.unacked == 0 {
             self.flush(io)?;
             self.unacked = self.queue_plaintext(slices);
@@ -450,24 +468,27 @@ impl Tls {
 fn describe(e: &rustls::Error) -> String {
     use rustls::{CertificateError, Error as E};
     match e {
-        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
+        // A signature that does not verify: signed by another authority of the same name
+        // (two private CAs named alike), which is the same mistake for a user.
+        E::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
             "TLS: the server's certificate is signed by an authority we do not trust \
              (a private or self-signed certificate: pass its CA with --ca FILE)"
                 .into()
         }
-        E::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
-            "TLS: the server's certificate has expired".into()
-        }
+        E::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "TLS: the server's certificate has expired".into(),
         E::InvalidCertificate(
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
-        ) => {
-            "TLS: the server's certificate is not valid yet (is the clock right?)".into()
-        }
+        ) => "TLS: the server's certificate is not valid yet (is the clock right?)".into(),
         E::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => "TLS: the server's certificate is for another name than the one we connected to"
-            .into(),
-        E::InvalidCertificate(other) => format!("TLS: the peer's certificate is invalid: {other:?}"),
+        ) => {
+            "TLS: the server's certificate is for another name than the one we connected to".into()
+        }
+        E::InvalidCertificate(other) => {
+            format!("TLS: the peer's certificate is invalid: {other:?}")
+        }
         E::AlertReceived(rustls::AlertDescription::HandshakeFailure) => {
             "TLS: the peer refused the handshake (handshake_failure): does it speak TLS on \
              this port?"
@@ -503,15 +524,22 @@ impl SelfSigned {
         let fail = |e: rcgen::Error| config_error("generating a certificate", e);
         let ca_key = KeyPair::generate().map_err(fail)?;
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        // Named apart from every other such CA: a client trusting another one then hears
+        // "not trusted" rather than of a signature that does not verify.
+        let tag: String = ca_key.public_key_raw()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         ca.distinguished_name
-            .push(DnType::CommonName, "tidings private CA");
+            .push(DnType::CommonName, format!("tidings private CA {tag}"));
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
         let key = KeyPair::generate().map_err(fail)?;
         let mut leaf = CertificateParams::new(names.to_vec()).map_err(fail)?;
         if let Some(first) = names.first() {
-            leaf.distinguished_name.push(DnType::CommonName, first.as_str());
+            leaf.distinguished_name
+                .push(DnType::CommonName, first.as_str());
         }
         let now = time::OffsetDateTime::now_utc();
         leaf.not_before = now - time::Duration::minutes(5);

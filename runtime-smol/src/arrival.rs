@@ -301,12 +301,7 @@ async fn answer(stream: &Stream, response: HttpResponse, deadline: Instant) {
 }
 
 /// [`answer`], with the draining also over by `until` if given.
-async fn answer_by(
-    stream: &Stream,
-    response: &[Bytes],
-    deadline: Instant,
-    until: Option<Instant>,
-) {
+async fn answer_by(stream: &Stream, response: &[Bytes], deadline: Instant, until: Option<Instant>) {
     if !write_by(stream, response, deadline).await {
         return;
     }

@@ -99,20 +99,29 @@ impl Client {
                 config,
                 server_name,
             }) => {
-                let tls = Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
+                let tls =
+                    Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
                 Connection::Tls(Box::new((stream, tls)))
             }
         };
         // TLS first, within what is left of the handshake timeout: a certificate that does
         // not check out is reported as such.
         let left = handshake_timeout.saturating_sub(started.elapsed());
-        future::or(async { stream.handshake().await.map_err(|e| Error::Tls(e.to_string())) }, async {
-            Timer::after(left).await;
-            Err(Error::Tls(format!(
-                "TLS: the handshake did not finish within {:.1} s",
-                handshake_timeout.as_secs_f64()
-            )))
-        })
+        future::or(
+            async {
+                stream
+                    .handshake()
+                    .await
+                    .map_err(|e| Error::Tls(e.to_string()))
+            },
+            async {
+                Timer::after(left).await;
+                Err(Error::Tls(format!(
+                    "TLS: the handshake did not finish within {:.1} s",
+                    handshake_timeout.as_secs_f64()
+                )))
+            },
+        )
         .await?;
         let (commands, command_rx) = async_channel::bounded(16);
         let (event_tx, events) = async_channel::unbounded();

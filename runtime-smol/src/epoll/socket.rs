@@ -197,12 +197,21 @@ impl Socket {
     }
 
     /// Reads plaintext through the socket's TLS.
-    fn poll_read_tls(&self, poller: Poller<'_>, tls: &mut Tls, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read_tls(
+        &self,
+        poller: Poller<'_>,
+        tls: &mut Tls,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             match tls.read(&mut Records(self), buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Records still owed (the handshake's) need room to write, too.
-                    let dirs = if tls.wants_write() { READ | WRITE } else { READ };
+                    let dirs = if tls.wants_write() {
+                        READ | WRITE
+                    } else {
+                        READ
+                    };
                     self.wait_for(dirs, poller);
                     return Poll::Pending;
                 }
@@ -213,7 +222,12 @@ impl Socket {
     }
 
     /// Writes plaintext through the socket's TLS.
-    fn poll_write_tls(&self, poller: Poller<'_>, tls: &mut Tls, slices: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_tls(
+        &self,
+        poller: Poller<'_>,
+        tls: &mut Tls,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         loop {
             match tls.write_vectored(&mut Records(self), slices) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
