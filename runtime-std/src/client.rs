@@ -1,4 +1,6 @@
 //! A blocking client: one driver thread owns the session, one thread reads the socket.
+//! With TLS ([`ClientConfig::tls`]) the handshake is done in [`Client::connect`], before
+//! either starts, and both then read and write plaintext through [`Stream`].
 //!
 //! ```no_run
 //! use tidings_std::{Client, ClientConfig, ClientEvent};
@@ -12,7 +14,7 @@
 //! # Ok::<(), tidings_std::Error>(())
 //! ```
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -24,8 +26,10 @@ use tidings_core::transfer::TransferId;
 use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
 use tidings_host::outgoing::Outgoing;
+use tidings_host::tls::{ClientTls, Tls};
 
 use crate::flush::flush;
+use crate::tls::{client_handshake, Stream};
 use tidings_host::Error;
 
 /// What reaches the driver thread: socket bytes from the reader thread, or a command with
@@ -55,26 +59,53 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connects to `addr`, asks for `name`, and returns once the server accepted it.
-    /// A refusal (name taken …) is [`Error::Refused`].
+    /// A refusal (name taken …) is [`Error::Refused`]. With [`ClientConfig::tls`] the TLS
+    /// handshake comes first, within the handshake timeout
+    /// (`config.session.handshake_timeout`, counted from the call): a certificate that does
+    /// not check out, a server that refuses TLS or does not finish the handshake in time is
+    /// [`Error::Tls`], saying which.
     pub fn connect(
         addr: impl ToSocketAddrs,
         name: &str,
         config: ClientConfig,
     ) -> Result<Client, Error> {
         let close_timeout = config.close_timeout;
-        let agent = Agent::new(name, config, Instant::now())?;
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
+        let handshake_timeout = config.session.handshake_timeout;
+        let started = Instant::now();
+        let tls = config.tls.clone();
+        let agent = Agent::new(name, config, started)?;
+        let socket = TcpStream::connect(addr)?;
+        socket.set_nodelay(true)?;
+        let stream = match tls {
+            None => Stream::Plain(socket),
+            Some(ClientTls {
+                config,
+                server_name,
+            }) => {
+                let tls =
+                    Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
+                client_handshake(socket, tls, started + handshake_timeout).map_err(|e| {
+                    match e.kind() {
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Tls(format!(
+                            "TLS: the handshake did not finish within {:.1} s",
+                            handshake_timeout.as_secs_f64()
+                        )),
+                        _ => Error::Tls(e.to_string()),
+                    }
+                })?
+            }
+        };
         let (input, inputs) = mpsc::sync_channel(64);
         let (event_tx, events) = mpsc::channel();
-        let reader = stream.try_clone()?;
+        // The reader keeps the handle the handshake read through (see `Stream::try_clone`).
+        let writer = stream.try_clone()?;
         let reader_input = input.clone();
         std::thread::Builder::new()
             .name("tidings-read".into())
-            .spawn(move || read_loop(reader, reader_input))?;
+            .spawn(move || read_loop(stream, reader_input))?;
         let driver = std::thread::Builder::new()
             .name("tidings-client".into())
-            .spawn(move || drive(agent, stream, inputs, event_tx, close_timeout))?;
+            .spawn(move || drive(agent, writer, inputs, event_tx, close_timeout))?;
         let mut client = Client {
             name: String::new(),
             server: String::new(),
@@ -197,7 +228,7 @@ impl Drop for Client {
     }
 }
 
-fn read_loop(mut stream: TcpStream, input: SyncSender<Input>) {
+fn read_loop(mut stream: Stream, input: SyncSender<Input>) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match stream.read(&mut buf) {
@@ -216,7 +247,7 @@ fn read_loop(mut stream: TcpStream, input: SyncSender<Input>) {
 
 fn drive(
     mut agent: Agent,
-    mut stream: TcpStream,
+    mut stream: Stream,
     inputs: Receiver<Input>,
     events: Sender<ClientEvent>,
     close_timeout: Duration,
@@ -255,7 +286,7 @@ fn drive(
             continue;
         }
         if agent.is_finished() {
-            let _ = stream.shutdown(Shutdown::Both);
+            stream.shutdown(Shutdown::Both);
             return;
         }
         let now = Instant::now();

@@ -6,7 +6,9 @@
 //! connection) in `tidings-host`. What this crate adds is blocking sockets and threads.
 //!
 //! The server's one port serves native clients, WebSocket clients on [`WS_PATH`] and the
-//! web page given with [`Server::with_web`], as the `tidings-smol` server does.
+//! web page given with [`Server::with_web`], as the `tidings-smol` server does, and each of
+//! them inside TLS too when [`ServerConfig::tls`] is set; the client connects with TLS when
+//! [`ClientConfig::tls`] is.
 #![warn(missing_docs)]
 
 mod client;
@@ -14,6 +16,7 @@ mod flush;
 mod native;
 mod server;
 mod shared;
+mod tls;
 mod web;
 mod websocket;
 

@@ -2,7 +2,6 @@
 //! output only as the socket accepts it.
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -14,11 +13,12 @@ use tidings_host::outgoing::Outgoing;
 
 use crate::flush::flush;
 use crate::shared::{Admitted, Shared, WRITE_BATCH};
+use crate::tls::Stream;
 
 /// Serves a native connection (or one of unknown kind, which the hub's session answers with
 /// `error bad-preamble`) whose first bytes were `first`: registers it with the hub, starts
 /// its writer thread and becomes its reader.
-pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, admitted: Admitted, first: &[u8]) {
+pub(crate) fn serve(shared: Arc<Shared>, stream: Stream, admitted: Admitted, first: &[u8]) {
     let set_up = stream
         .set_write_timeout(shared.write_timeout)
         .and_then(|()| stream.try_clone());
@@ -43,7 +43,7 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, admitted: Admitted, 
     read_loop(shared, stream, id);
 }
 
-fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
+fn read_loop(shared: Arc<Shared>, mut stream: Stream, id: ConnId) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         {
@@ -74,7 +74,7 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId) {
     }
 }
 
-fn write_loop(shared: Arc<Shared>, mut stream: TcpStream, id: ConnId, wake: Receiver<()>) {
+fn write_loop(shared: Arc<Shared>, mut stream: Stream, id: ConnId, wake: Receiver<()>) {
     let mut out = Outgoing::default();
     let mut broken = false;
     loop {

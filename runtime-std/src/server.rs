@@ -5,9 +5,11 @@
 //! Its one port serves what [`tidings_host::arrival`] tells apart by the first bytes:
 //! native clients, WebSocket clients on [`WS_PATH`](tidings_host::arrival::WS_PATH) (binary,
 //! JSON and plain legacy chat, bridged to the hub by the core's gateway), and plain HTTP
-//! `GET`s of the web page given with [`Server::with_web`]. Each accepted connection's thread
-//! first reads its first bytes (and an HTTP request head) under
-//! [`WebConfig::head_timeout`], then becomes its reader.
+//! `GET`s of the web page given with [`Server::with_web`]; with TLS
+//! ([`ServerConfig::tls`]) each of them inside TLS too (`tls://`, `https://`, `wss://`), as
+//! [`entrance`] decides. Each accepted connection's thread first reads its first bytes
+//! (with TLS: the handshake, then the first decrypted bytes, and an HTTP request head)
+//! under [`WebConfig::head_timeout`], then becomes its reader.
 //!
 //! This is the simple server for scripts, tests and small groups; for thousands of
 //! connections use `tidings-smol`'s.
@@ -24,7 +26,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -33,12 +35,13 @@ use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::FileHandle;
-use tidings_host::arrival::{Visitor, WebConfig};
+use tidings_host::arrival::{entrance, Entrance, Visitor, WebConfig, LINGER_TIME};
 use tidings_host::files::{DiskJob, Source, Ticket};
 use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
 use tidings_host::Error;
 
 use crate::shared::{Admitted, Inner, Shared};
+use crate::tls::Stream;
 use crate::{native, web};
 
 /// How long a shutdown waits for goodbyes to be flushed.
@@ -91,6 +94,7 @@ impl Server {
         let (disk, disk_rx) = mpsc::channel();
         let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
         let write_timeout = Some(config.hub.session.heartbeat_timeout).filter(|d| !d.is_zero());
+        let (tls, allow_plaintext) = (config.tls.clone(), config.allow_plaintext);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 host: Host::new(config, Instant::now()),
@@ -108,6 +112,8 @@ impl Server {
             stopping: AtomicBool::new(false),
             addr: listener.local_addr()?,
             write_timeout,
+            tls,
+            allow_plaintext,
         });
         Ok(Server {
             listener,
@@ -214,7 +220,8 @@ fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
     let s = shared.clone();
     let answer = move || {
         let deadline = Instant::now() + REFUSAL_TIME;
-        let mut stream = stream;
+        // Refused before any TLS: a TLS visitor is just closed (it has no plaintext answer).
+        let mut stream = Stream::Plain(stream);
         let refusal =
             web::first_bytes(&mut stream, deadline).and_then(|(visitor, _)| visitor.refusal(limit));
         if let Some(refusal) = refusal {
@@ -233,20 +240,58 @@ fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
 
 /// Serves one admitted connection on its own thread: reads its first bytes (by
 /// [`WebConfig::head_timeout`], else drops it without an answer) and serves it as what they
-/// show.
-fn arrive(shared: Arc<Shared>, web: &WebConfig, mut stream: TcpStream, admitted: Admitted) {
+/// show, as [`entrance`] decides: TLS started (its handshake within the same deadline, and
+/// the decrypted first bytes read again), a plaintext visitor refused on a TLS-only port.
+fn arrive(shared: Arc<Shared>, web: &WebConfig, stream: TcpStream, admitted: Admitted) {
     let deadline = Instant::now() + web.head_timeout;
     if stream.set_nodelay(true).is_err() {
         return;
     }
-    let Some((visitor, first)) = web::first_bytes(&mut stream, deadline) else {
-        return;
+    let mut stream = Stream::Plain(stream);
+    let mut inside_tls = false;
+    let (visitor, first) = loop {
+        let Some((visitor, first)) = web::first_bytes(&mut stream, deadline) else {
+            return;
+        };
+        let tls = shared.tls.as_ref();
+        match entrance(tls, shared.allow_plaintext, visitor, inside_tls) {
+            Entrance::Serve(visitor) => break (visitor, first),
+            Entrance::StartTls(mut tls) => {
+                // (`entrance` never starts TLS inside TLS.)
+                let Stream::Plain(socket) = stream else {
+                    return;
+                };
+                // The sniffed bytes are the start of the handshake, which then runs through
+                // the reads that follow, within the same deadline; the records it writes
+                // too, rather than for as long as a silent peer likes.
+                let received = tls.received(&first);
+                stream = Stream::tls(socket, *tls);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if received.is_err()
+                    || left.is_zero()
+                    || stream.set_write_timeout(Some(left)).is_err()
+                {
+                    // The alert that says why, if the socket takes it at once.
+                    stream.shutdown(Shutdown::Both);
+                    return;
+                }
+                inside_tls = true;
+            }
+            Entrance::Refuse(answer) => {
+                if let Some(answer) = answer {
+                    let linger = Instant::now() + LINGER_TIME;
+                    web::answer(&mut stream, &[answer], deadline, linger);
+                }
+                return;
+            }
+        }
     };
     match visitor {
         Visitor::Http => web::serve(shared, web, stream, admitted, &first, deadline),
-        // An unknown visitor gets the native session's `error bad-preamble`.
+        // An unknown visitor gets the native session's `error bad-preamble`. (`Tls` is
+        // never served: `entrance` starts it, refuses it, or calls it `Unknown` inside TLS.)
         Visitor::Native | Visitor::Unknown | Visitor::Tls => {
-            if stream.set_read_timeout(None).is_ok() {
+            if stream.set_read_deadline(None).is_ok() {
                 native::serve(shared, stream, admitted, &first);
             }
         }

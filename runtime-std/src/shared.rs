@@ -2,7 +2,7 @@
 //! computes (never during socket or disk I/O), and the drain of its outputs.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -13,6 +13,9 @@ use tidings_core::hub::{ConnId, FileHandle};
 use tidings_host::files::DiskJob;
 use tidings_host::files::Ticket;
 use tidings_host::server::{Host, ServerEvent, ServerOutput};
+use tidings_host::tls::TlsServerConfig;
+
+use crate::tls::Stream;
 
 /// Most bytes a writer takes from the hub before writing them (one vectored write's worth).
 pub(crate) const WRITE_BATCH: usize = 256 << 10;
@@ -50,6 +53,11 @@ pub(crate) struct Shared {
     /// peer. Without it a client that stops reading would hold its writer thread, and its
     /// place under the connection limits, for as long as it likes.
     pub(crate) write_timeout: Option<Duration>,
+    /// TLS on the port ([`ServerConfig::tls`](tidings_host::ServerConfig::tls)), for
+    /// [`tidings_host::arrival::entrance`].
+    pub(crate) tls: Option<TlsServerConfig>,
+    /// [`ServerConfig::allow_plaintext`](tidings_host::ServerConfig::allow_plaintext).
+    pub(crate) allow_plaintext: bool,
 }
 
 impl Shared {
@@ -88,8 +96,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn finish_conn(&self, id: ConnId, stream: &TcpStream) {
-        let _ = stream.shutdown(Shutdown::Both);
+    /// Ends connection `id`: closes its stream (a TLS one says goodbye first, if it can at
+    /// once) and forgets it.
+    pub(crate) fn finish_conn(&self, id: ConnId, stream: &Stream) {
+        stream.shutdown(Shutdown::Both);
         let mut inner = self.inner.lock().unwrap();
         inner.writers.remove(&id);
         if let Some(ip) = inner.addrs.remove(&id) {

@@ -1,9 +1,10 @@
 //! The blocking side of [`tidings_host::arrival`]: reading a connection's first bytes and an
 //! HTTP visitor's request head under a deadline, writing plain HTTP answers and closing
-//! gently, and handing WebSocket upgrades to [`crate::websocket`].
+//! gently, and handing WebSocket upgrades to [`crate::websocket`]; over a [`Stream`], so
+//! the same inside TLS (`https://`, `wss://`).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,19 +15,18 @@ use tidings_host::arrival::{
 };
 
 use crate::shared::{Admitted, Shared};
+use crate::tls::Stream;
 
-/// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream.
-fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-        return None;
-    }
+/// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream (with TLS
+/// also a failed handshake).
+fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+    stream.set_read_deadline(Some(deadline)).ok()?;
     stream.read(buf).ok().filter(|&n| n > 0)
 }
 
 /// Reads a connection's first bytes until they show what it is ([`classify`]), by
 /// `deadline`: `None` if it stayed silent, closed or failed first.
-pub(crate) fn first_bytes(stream: &mut TcpStream, deadline: Instant) -> Option<(Visitor, Vec<u8>)> {
+pub(crate) fn first_bytes(stream: &mut Stream, deadline: Instant) -> Option<(Visitor, Vec<u8>)> {
     let mut first = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
@@ -42,7 +42,7 @@ pub(crate) fn first_bytes(stream: &mut TcpStream, deadline: Instant) -> Option<(
 /// client still sends is read and discarded for a moment (at most [`LINGER_BYTES`] for
 /// [`LINGER_TIME`], and not after `until`), so that the close does not reset the connection,
 /// and lose the answer, while unread request bytes sit in the socket.
-pub(crate) fn answer(stream: &mut TcpStream, parts: &[Bytes], deadline: Instant, until: Instant) {
+pub(crate) fn answer(stream: &mut Stream, parts: &[Bytes], deadline: Instant, until: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
         return;
@@ -50,7 +50,7 @@ pub(crate) fn answer(stream: &mut TcpStream, parts: &[Bytes], deadline: Instant,
     if parts.iter().any(|part| stream.write_all(part).is_err()) {
         return;
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    stream.shutdown(Shutdown::Write);
     let linger = until.min(Instant::now() + LINGER_TIME);
     let mut sink = [0u8; 4096];
     let mut drained = 0;
@@ -68,7 +68,7 @@ pub(crate) fn answer(stream: &mut TcpStream, parts: &[Bytes], deadline: Instant,
 pub(crate) fn serve(
     shared: Arc<Shared>,
     web: &WebConfig,
-    mut stream: TcpStream,
+    mut stream: Stream,
     admitted: Admitted,
     first: &[u8],
     deadline: Instant,

@@ -12,7 +12,6 @@
 //! locked before the server's (never the other way round).
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,6 +26,7 @@ use tidings_host::outgoing::Outgoing;
 
 use crate::flush::flush;
 use crate::shared::{Admitted, Inner, Shared, WRITE_BATCH};
+use crate::tls::Stream;
 
 /// One WebSocket connection's state between its socket and the hub.
 struct Bridge {
@@ -94,13 +94,13 @@ impl Bridge {
 pub(crate) fn serve(
     shared: Arc<Shared>,
     web: &WebConfig,
-    stream: TcpStream,
+    mut stream: Stream,
     admitted: Admitted,
     mode: GatewayMode,
     early: Bytes,
 ) {
     let set_up = stream
-        .set_read_timeout(None)
+        .set_read_deadline(None)
         .and_then(|()| stream.set_write_timeout(shared.write_timeout))
         .and_then(|()| stream.try_clone());
     let Ok(writer) = set_up else {
@@ -138,7 +138,7 @@ pub(crate) fn serve(
 }
 
 /// Tells the hub the client side is over (if not yet) and forgets the connection.
-fn end(shared: &Shared, bridge: &Mutex<Bridge>, stream: &TcpStream) {
+fn end(shared: &Shared, bridge: &Mutex<Bridge>, stream: &Stream) {
     let id = {
         let mut b = bridge.lock().unwrap();
         let mut inner = shared.inner.lock().unwrap();
@@ -155,7 +155,7 @@ fn end(shared: &Shared, bridge: &Mutex<Bridge>, stream: &TcpStream) {
 
 /// Feeds what the client sends to the WebSocket and on to the hub, while the hub wants
 /// input (or has finished and only the close handshake is left).
-fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, bridge: Arc<Mutex<Bridge>>) {
+fn read_loop(shared: Arc<Shared>, mut stream: Stream, bridge: Arc<Mutex<Bridge>>) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         loop {
@@ -206,7 +206,7 @@ fn read_loop(shared: Arc<Shared>, mut stream: TcpStream, bridge: Arc<Mutex<Bridg
 /// gateway's timer and bounds the close handshake; forgets the connection at the end.
 fn write_loop(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     bridge: Arc<Mutex<Bridge>>,
     wake: Receiver<()>,
 ) {
