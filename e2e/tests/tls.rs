@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tidings_e2e::smol_client::*;
 use tidings_e2e::{
-    assert_same_file, for_both_servers, make_file, temp_dir, ClientConfig, ClientEvent, Error,
-    ErrorCode, ServerConfig, ServerKind, TestServer, WebConfig,
+    assert_same_file, for_both_servers, make_file, std_client, temp_dir, ClientConfig, ClientEvent,
+    Error, ErrorCode, ServerConfig, ServerKind, TestServer, WebConfig, PAGE, PATIENCE,
 };
-use tidings_host::tls::{ClientTls, SelfSigned, TlsClientConfig, TlsServerConfig};
+use tidings_host::tls::{ClientTls, SelfSigned, Tls, TlsClientConfig, TlsServerConfig};
 
 for_both_servers! {
     native: [
@@ -22,6 +22,11 @@ for_both_servers! {
         hostile_handshakes_close_only_their_connection,
         a_reloaded_certificate_serves_new_connections,
         plaintext_is_served_beside_tls_when_allowed,
+        the_blocking_client_talks_to_the_async_client_over_tls,
+        the_blocking_client_says_what_is_wrong_with_tls,
+    ],
+    web: [
+        the_page_and_a_json_websocket_over_tls,
     ],
 }
 
@@ -326,4 +331,204 @@ fn plaintext_is_served_beside_tls_when_allowed(kind: ServerKind) {
         )
         .await;
     });
+}
+
+/// As `interop.rs` does in plaintext: the blocking client (`tidings_std::Client`) and the
+/// async one, both over TLS, chat both ways and send a file each way.
+fn the_blocking_client_talks_to_the_async_client_over_tls(kind: ServerKind) {
+    let certs = certificates();
+    let (server, _) = tls_server(kind, &certs);
+    let src = temp_dir();
+    let path = src.path().join("to-blocking.bin");
+    make_file(&path, 4 << 20);
+    let back = src.path().join("to-async.bin");
+    make_file(&back, 3 << 20);
+    let (dst, back_dst) = (temp_dir(), temp_dir());
+    let mut receiving = trusting(&certs.ca_pem, "localhost");
+    receiving.download_dir = Some(dst.path().to_path_buf());
+    receiving.accept_files = true;
+    let blocking = tidings_std::Client::connect(server.addr, "blocking", receiving).unwrap();
+    smol::block_on(async {
+        let mut config = trusting(&certs.ca_pem, "127.0.0.1");
+        config.download_dir = Some(back_dst.path().to_path_buf());
+        config.accept_files = true;
+        let asynch = tidings_smol::Client::connect(server.addr, "async", config)
+            .await
+            .unwrap();
+        asynch.say("hello blocking").await.unwrap();
+        let ev = std_client::wait(&blocking, |e| matches!(e, ClientEvent::Text { .. }));
+        assert!(matches!(ev, ClientEvent::Text { ref from, ref text, .. }
+            if from == "async" && text == "hello blocking"));
+        blocking.say_to("async", "hello async").unwrap();
+        let ev = wait_for(&asynch, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert!(
+            matches!(ev, ClientEvent::Text { private: true, ref text, .. } if text == "hello async")
+        );
+        asynch.send_file("blocking", &path).await.unwrap();
+        let got = std_client::received(&blocking);
+        assert_same_file(&got, &path);
+        wait_for(&asynch, |e| matches!(e, ClientEvent::Sent { .. })).await;
+        // And the other way.
+        blocking.send_file("async", &back).unwrap();
+        let got = received(&asynch).await;
+        assert_same_file(&got, &back);
+        std_client::wait(&blocking, |e| matches!(e, ClientEvent::Sent { .. }));
+    });
+    // A goodbye over TLS: the server sees the blocking client leave, and serves on.
+    blocking.close();
+    let c =
+        tidings_std::Client::connect(server.addr, "again", trusting(&certs.ca_pem, "localhost"))
+            .unwrap();
+    assert!(c.online_at_join().contains(&"again".to_string()));
+    c.close();
+}
+
+/// The blocking client's TLS errors are the async one's: [`Error::Tls`] saying what is
+/// wrong, within the handshake timeout.
+fn the_blocking_client_says_what_is_wrong_with_tls(kind: ServerKind) {
+    let certs = certificates();
+    let (server, _) = tls_server(kind, &certs);
+    let connect = |addr, config| tidings_std::Client::connect(addr, "alice", config).unwrap_err();
+    let err = connect(server.addr, trusting(&certificates().ca_pem, "localhost"));
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("do not trust")),
+        "{err}"
+    );
+    let err = connect(server.addr, trusting(&certs.ca_pem, "elsewhere.example"));
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("another name")),
+        "{err}"
+    );
+    // Plaintext on the TLS port: told to use TLS.
+    let err = connect(server.addr, ClientConfig::default());
+    let code = match &err {
+        Error::Handshake { code, .. } | Error::Refused { code, .. } => *code,
+        other => panic!("expected a refusal with tls-required, got {other:?}"),
+    };
+    assert_eq!(code, ErrorCode::TlsRequired, "{err}");
+    // TLS on a plaintext port: the server refused the handshake.
+    let plain = TestServer::start(kind, ServerConfig::default());
+    let err = connect(plain.addr, trusting(&certs.ca_pem, "localhost"));
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("handshake_failure")),
+        "{err}"
+    );
+    // A port that accepts and never answers: the handshake timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = trusting(&certs.ca_pem, "localhost");
+    config.session.handshake_timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let err = connect(silent.local_addr().unwrap(), config);
+    assert!(
+        matches!(&err, Error::Tls(why) if why.contains("did not finish")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // None of it troubled the server.
+    let c = tidings_std::Client::connect(server.addr, "bob", trusting(&certs.ca_pem, "localhost"))
+        .unwrap();
+    assert_eq!(c.online_at_join(), ["bob"]);
+}
+
+/// A blocking TLS client connection made by hand with the glue (`https://`, `wss://`).
+struct TlsOver {
+    tcp: TcpStream,
+    tls: Tls,
+}
+
+impl TlsOver {
+    /// Connects to `addr` trusting `ca_pem`, handshake done.
+    fn connect(addr: std::net::SocketAddr, ca_pem: &str) -> TlsOver {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let config = TlsClientConfig::from_ca_pem(ca_pem.as_bytes()).unwrap();
+        let mut tls = Tls::connect(&config, "localhost").unwrap();
+        tls.handshake(&mut tcp).unwrap();
+        TlsOver { tcp, tls }
+    }
+}
+
+impl Read for TlsOver {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tls.read(&mut self.tcp, buf)
+    }
+}
+
+impl Write for TlsOver {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tls
+            .write_vectored(&mut self.tcp, &[std::io::IoSlice::new(buf)])
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tls.flush(&mut self.tcp)
+    }
+}
+
+/// Every door is a door inside TLS: the page over `https://` (ending with a TLS goodbye,
+/// not a truncated stream) and the JSON WebSocket over `wss://`, chatting with a native
+/// client over `tls://`.
+fn the_page_and_a_json_websocket_over_tls(kind: ServerKind) {
+    let certs = certificates();
+    let web = tidings_e2e::web_with_page(Duration::from_secs(10));
+    let (server, _) = tls_server_with(kind, &certs, false, web);
+    let mut https = TlsOver::connect(server.addr, &certs.ca_pem);
+    https
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    https.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(answer.ends_with(PAGE), "{text}");
+
+    use tungstenite::client::IntoClientRequest;
+    let mut request = "wss://localhost/ws".into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tidings_core::ws::TIDINGS_SUBPROTOCOL.parse().unwrap(),
+    );
+    let stream = TlsOver::connect(server.addr, &certs.ca_pem);
+    let (mut ws, _) = tungstenite::client::client(request, stream).unwrap();
+    let hello = r#"{"type":"hello","name":"web","capabilities":0,"max_frame":1048576}"#;
+    ws.send(tungstenite::Message::text(hello)).unwrap();
+    next_text(&mut ws, r#""type":"welcome""#);
+    smol::block_on(async {
+        let native = tidings_smol::Client::connect(
+            server.addr,
+            "native",
+            trusting(&certs.ca_pem, "localhost"),
+        )
+        .await
+        .unwrap();
+        let hi = r#"{"type":"text","peer":"native","text":"over wss"}"#;
+        ws.send(tungstenite::Message::text(hi)).unwrap();
+        wait_for(
+            &native,
+            |e| matches!(e, ClientEvent::Text { text, .. } if text == "over wss"),
+        )
+        .await;
+        native.say_to("web", "over tls").await.unwrap();
+        next_text(&mut ws, "over tls");
+    });
+    ws.close(None).unwrap();
+}
+
+/// The next text message containing `needle` (others are skipped).
+fn next_text(ws: &mut tungstenite::WebSocket<TlsOver>, needle: &str) -> String {
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) if t.as_str().contains(needle) => {
+                return t.as_str().to_string()
+            }
+            tungstenite::Message::Text(_)
+            | tungstenite::Message::Ping(_)
+            | tungstenite::Message::Pong(_) => {}
+            other => panic!("waiting for {needle:?}, got {other:?}"),
+        }
+    }
 }
