@@ -44,11 +44,11 @@ function check(cond, what) {
 // A tidings subprocess printing one JSON event per line; waiters are resolved by events,
 // not by sleeping.
 class Cli {
-  constructor(args, label) {
+  constructor(args, label, where = ["--server", server]) {
     this.label = label;
     this.events = [];
     this.waiters = [];
-    this.proc = spawn(bin, ["--json", ...args, "--server", server], { stdio: ["pipe", "pipe", "pipe"] });
+    this.proc = spawn(bin, ["--json", ...args, ...where], { stdio: ["pipe", "pipe", "pipe"] });
     children.push(this.proc);
     let buf = "";
     this.proc.stdout.on("data", (d) => {
@@ -404,6 +404,7 @@ async function main() {
     check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
 
     await notifications(browser);
+    await overTls();
     await reconnects(browser);
     await heartbeatsAndBlobs(browser);
     await scriptedTransfers(browser);
@@ -506,6 +507,47 @@ async function notifications(browser) {
   olga.line("/quit");
   await exitCode(olga, "olga quits");
   await ctx.close();
+}
+
+// The page over https:// (its socket over wss://) chatting with a terminal client over
+// native TLS, on a server started with a certificate from `tidings cert`. Chromium trusts
+// the test certificate in a profile of its own (--ignore-certificate-errors), never in the
+// profile of the other checks.
+async function overTls() {
+  const dir = join(work, "tls");
+  const cert = spawn(bin, ["cert", "--name", "localhost", "--out", dir], { stdio: "ignore" });
+  check((await new Promise((r) => cert.on("exit", r))) === 0, "tidings cert writes a CA and a certificate");
+  const srv = new Cli(["serve", "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem")], "TLS server", []);
+  const listening = await srv.event((e) => e.event === "listening", "the TLS server listens");
+  check(listening.tls === true && listening.web.startsWith("https://"), `the TLS server announces ${listening.web}`);
+  const port = listening.addr.split(":").pop();
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--ignore-certificate-errors"],
+  });
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    page.on("pageerror", (e) => { console.error(`tessa page error: ${e.message}`); process.exitCode = 1; });
+    await join_(page, "tessa", `https://localhost:${port}`);
+    check(page.url().startsWith("https://"), "the page is loaded over https");
+    const tom = new Cli(["chat", "--name", "tom"], "tom (terminal chat over tls://)", ["--server", `tls://localhost:${port}`, "--ca", join(dir, "ca.pem")]);
+    await tom.event((e) => e.event === "connected", "tom connected over TLS");
+    await page.locator('#users [data-name="tom"]').waitFor({ timeout: STEP_MS });
+    await page.locator("#message").fill("hello over https");
+    await page.locator("#message").press("Enter");
+    await tom.event((e) => e.event === "text" && e.text === "hello over https" && e.from === "tessa", "tom hears the page over TLS");
+    tom.line("and back over tls://");
+    await page.locator(".msg", { hasText: "and back over tls://" }).waitFor({ timeout: STEP_MS });
+    check(true, "the page over wss:// hears the terminal client over tls://");
+    tom.line("/quit");
+    await exitCode(tom, "tom quits");
+  } finally {
+    await browser.close();
+    srv.proc.kill("SIGTERM");
+  }
 }
 
 // The page reconnects by itself when its server goes away and comes back on the same port.
