@@ -27,7 +27,7 @@ use rows::servers::Ctx;
 const HAND_WRITTEN: &str = "<!-- Written by hand from here on; tidings-bench keeps it. -->";
 
 const USAGE: &str = "usage: tidings-bench [--quick] [--only ROW[,ROW…]] [--out FILE]
-rows: relay, decode, ws-decode, fanout, latency, idle, ws-broadcast
+rows: relay, decode, ws-decode, fanout, latency, idle, idle-tls, ws-broadcast
 A full run (no --only, no --quick) writes bench/RESULTS.md unless --out says otherwise.";
 
 struct Options {

@@ -6,20 +6,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use super::proto::{self, Incoming, Parser, Proto};
 
 /// Connects `clients` clients (at most `parallel` handshakes at once), prints
 /// `ready connected=N` once all are in, keeps them for `hold`, then prints `done alive=N`.
+/// With `tls`, every client connects over TLS.
 pub async fn run(
     proto: Proto,
     addr: &str,
     clients: usize,
-    heartbeat: Duration,
-    hold: Duration,
+    (heartbeat, hold): (Duration, Duration),
+    tls: Option<tokio_rustls::TlsConnector>,
     limit: Duration,
 ) -> Result<(), String> {
     let alive = Arc::new(AtomicUsize::new(0));
@@ -29,12 +29,25 @@ pub async fn run(
         let alive = alive.clone();
         let gate = gate.clone();
         let addr = addr.to_string();
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            let (stream, parser) = proto::connect(proto, &addr, i, heartbeat, limit).await?;
-            drop(permit);
-            alive.fetch_add(1, Ordering::Relaxed);
-            let r = keep(stream, parser, heartbeat, i as u64).await;
+            let r = match tls {
+                None => {
+                    let (stream, parser) =
+                        proto::connect(proto, &addr, i, heartbeat, limit).await?;
+                    drop(permit);
+                    alive.fetch_add(1, Ordering::Relaxed);
+                    keep(stream, parser, heartbeat, i as u64).await
+                }
+                Some(tls) => {
+                    let (stream, parser) =
+                        proto::connect_tls(proto, &tls, &addr, i, heartbeat, limit).await?;
+                    drop(permit);
+                    alive.fetch_add(1, Ordering::Relaxed);
+                    keep(stream, parser, heartbeat, i as u64).await
+                }
+            };
             alive.fetch_sub(1, Ordering::Relaxed);
             r
         }));
@@ -77,8 +90,8 @@ pub async fn run(
 }
 
 /// Answers pings and sends a heartbeat every `heartbeat` until the connection ends.
-async fn keep(
-    mut stream: TcpStream,
+async fn keep<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     mut parser: Parser,
     heartbeat: Duration,
     seed: u64,

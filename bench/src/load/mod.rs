@@ -88,14 +88,21 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 o.p50_us, o.p99_us, o.max_us, o.measured, o.scheduled
             );
         }
-        "idle" => rt.block_on(idle::run(
-            proto,
-            &addr,
-            a.num("clients")? as usize,
-            a.ms("heartbeat_ms")?,
-            a.ms("hold_ms")?,
-            limit,
-        ))?,
+        "idle" => {
+            // `tls_ca=FILE`: every client over TLS, trusting that CA.
+            let tls = match a.0.get("tls_ca") {
+                Some(ca) => Some(proto::tls_connector(ca)?),
+                None => None,
+            };
+            rt.block_on(idle::run(
+                proto,
+                &addr,
+                a.num("clients")? as usize,
+                (a.ms("heartbeat_ms")?, a.ms("hold_ms")?),
+                tls,
+                limit,
+            ))?
+        }
         other => return Err(format!("unknown load kind {other:?}")),
     }
     Ok(())

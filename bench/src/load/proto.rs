@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tidings_core::wire::{frame_type, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Which server the load talks to.
@@ -306,10 +306,67 @@ async fn connect_inner(
     i: usize,
     keepalive: Duration,
 ) -> Result<(TcpStream, Parser), String> {
-    let mut stream = TcpStream::connect(addr)
+    let stream = tcp(addr, i).await?;
+    handshake(proto, stream, i, keepalive).await
+}
+
+async fn tcp(addr: &str, i: usize) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("client {i}: connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// [`connect`] over TLS: the server's certificate checked against `tls`'s roots for the
+/// name `localhost`, ALPN `tidings/1`.
+pub async fn connect_tls(
+    proto: Proto,
+    tls: &tokio_rustls::TlsConnector,
+    addr: &str,
+    i: usize,
+    keepalive: Duration,
+    limit: Duration,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Parser), String> {
+    let attempt = async {
+        let stream = tcp(addr, i).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+        let stream = tls
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("client {i}: TLS: {e}"))?;
+        handshake(proto, stream, i, keepalive).await
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| format!("client {i}: handshake took longer than {limit:?}"))?
+}
+
+/// A TLS connector trusting the CA in the PEM file `ca`, offering ALPN `tidings/1`.
+pub fn tls_connector(ca: &str) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    #[allow(deprecated)] // ring, as the server: see tidings-host's tls module.
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"tidings/1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+}
+
+/// The protocol's handshake on a connected `stream`.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    proto: Proto,
+    mut stream: S,
+    i: usize,
+    keepalive: Duration,
+) -> Result<(S, Parser), String> {
     let name = client_name(i);
     let mut out = Vec::new();
     // What ends the handshake: a welcome (tidings) or the SUBACK (MQTT).

@@ -187,14 +187,66 @@ pub fn idle(ctx: &Ctx) -> Row {
     }
 }
 
+/// Row `idle-tls`: what TLS costs an idle connection, tidings over TLS against tidings in
+/// plaintext in the same run.
+pub fn idle_tls(ctx: &Ctx) -> Row {
+    let clients: usize = if ctx.quick { 2000 } else { 10_000 };
+    let what = format!(
+        "idle TLS connections: {clients} clients with 10 s heartbeats, server RSS per connection"
+    );
+    let target = "≤ 8 KiB/conn";
+    let reps = if ctx.quick { 2 } else { 3 };
+    let seconds = std::cell::RefCell::new(Vec::new());
+    let once = |tls| idle_once_on(ctx, Proto::Tidings, clients, &mut seconds.borrow_mut(), tls);
+    match alternate(reps, |_| once(true), |_| once(false)) {
+        Ok((tls, plain)) => {
+            let (t, p) = (median(&tls), median(&plain));
+            Row {
+                id: "idle-tls",
+                what,
+                tidings: format!("{t:.1} KiB/conn"),
+                peer: format!("tidings in plaintext {p:.1} KiB/conn"),
+                ratio: Some(p / t),
+                target: target.into(),
+                verdict: if t <= 8.0 { Verdict::Met } else { Verdict::Missed },
+                notes: format!(
+                    "ratio = plaintext ÷ TLS (what TLS costs; the target is the absolute 8 KiB). \
+                     {reps} repetitions each, alternated, measured as the idle row (RSS after all \
+                     {clients} completed the TLS and tidings handshakes and 11 s of heartbeats, \
+                     minus before); TLS 1.3 with ring, a certificate from `tidings cert`. KiB/conn \
+                     TLS {}, plaintext {}.",
+                    list(&tls, 2),
+                    list(&plain, 2)
+                ),
+            }
+        }
+        Err(e) => Row::not_measured("idle-tls", &what, target, e),
+    }
+}
+
 fn idle_once(
     ctx: &Ctx,
     proto: Proto,
     clients: usize,
     seconds: &mut Vec<f64>,
 ) -> Result<f64, String> {
+    idle_once_on(ctx, proto, clients, seconds, false)
+}
+
+fn idle_once_on(
+    ctx: &Ctx,
+    proto: Proto,
+    clients: usize,
+    seconds: &mut Vec<f64>,
+    tls: bool,
+) -> Result<f64, String> {
     let began = Instant::now();
-    let server = servers::start(ctx, proto, None)?;
+    let (server, ca) = if tls {
+        let (server, ca) = servers::tidings_tls(ctx)?;
+        (server, Some(ca))
+    } else {
+        (servers::start(ctx, proto, None)?, None)
+    };
     std::thread::sleep(Duration::from_millis(300));
     let before = procs::rss_kib(server.guard.pid())?;
     let limit = Duration::from_secs(180);
@@ -206,6 +258,7 @@ fn idle_once(
         .arg(format!("clients={clients}"))
         .arg("heartbeat_ms=10000")
         .arg("hold_ms=12000")
+        .args(ca.map(|ca| format!("tls_ca={}", ca.display())))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut load = Guard::spawn(cmd, "the idle load")?;

@@ -21,5 +21,6 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("fanout", |c| vec![broker::fanout(c)]),
     ("latency", |c| vec![broker::latency(c)]),
     ("idle", |c| vec![broker::idle(c)]),
+    ("idle-tls", |c| vec![broker::idle_tls(c)]),
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
 ];

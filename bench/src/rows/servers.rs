@@ -44,6 +44,32 @@ pub fn tidings(ctx: &Ctx, heartbeat_ms: Option<u64>) -> Result<Running, String> 
     Ok(Running { guard, port })
 }
 
+/// `tidings serve` with TLS, pinned to the server core, and the CA file that trusts it (a
+/// certificate for `localhost` from `tidings cert`, made once per run in the scratch folder).
+pub fn tidings_tls(ctx: &Ctx) -> Result<(Running, PathBuf), String> {
+    let dir = ctx.tmp.join("tls");
+    if !dir.join("ca.pem").exists() {
+        let status = std::process::Command::new(&ctx.tidings)
+            .args(["cert", "--name", "localhost", "--out"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run tidings cert: {e}"))?;
+        if !status.success() {
+            return Err("tidings cert failed".into());
+        }
+    }
+    let port = procs::free_port()?;
+    let mut cmd = procs::pinned(SERVER_CPU, &ctx.tidings);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.args(["--max-per-address", "0"]);
+    cmd.arg("--tls-cert").arg(dir.join("cert.pem"));
+    cmd.arg("--tls-key").arg(dir.join("key.pem"));
+    let guard = Guard::spawn(cmd, "tidings serve with TLS")?;
+    wait_listen(port)?;
+    Ok((Running { guard, port }, dir.join("ca.pem")))
+}
+
 /// mosquitto pinned to the server core, on its own configuration: loopback only, no
 /// persistence, no logging, no connection limit, TCP_NODELAY like tidings, and no cap on a
 /// client's outgoing queue (by default mosquitto silently drops QoS 0 messages beyond 1000
