@@ -47,13 +47,14 @@ pub fn rows(ctx: &Ctx) -> Vec<Row> {
     );
     let target = "≥ 1.0×";
     let mut rows = Vec::new();
-    let result = (|| -> Result<(Row, Result<Row, String>), String> {
+    #[allow(clippy::type_complexity)]
+    let result = (|| -> Result<(Row, Result<Row, String>, Result<Row, String>), String> {
         let input = ctx.tmp.join("relay-input.bin");
         make_file(&input, size)?;
         let digest = servers::sha256_file(&input)?;
         let (t, s) = alternate(
             reps,
-            |rep| tidings_once(ctx, &input, &digest, rep),
+            |rep| tidings_once(ctx, &input, &digest, rep, false),
             |rep| socat_once(ctx, &input, &digest, rep),
         )?;
         let gbs =
@@ -81,14 +82,16 @@ pub fn rows(ctx: &Ctx) -> Vec<Row> {
             ),
         };
         let same = same_job(ctx, &input, &digest, reps, &tg);
-        Ok((row, same))
+        let tls = over_tls(ctx, &input, &digest, reps, size);
+        Ok((row, same, tls))
     })();
     match result {
-        Ok((row, same)) => {
+        Ok((row, same, tls)) => {
             rows.push(row);
             rows.push(
                 same.unwrap_or_else(|e| Row::not_measured("relay-same-job", SAME_JOB, "—", e)),
             );
+            rows.push(tls.unwrap_or_else(|e| Row::not_measured("relay-tls", RELAY_TLS, "≥ 0.8×", e)));
         }
         Err(e) => rows.push(Row::not_measured("relay", &what, target, e)),
     }
@@ -103,6 +106,38 @@ pub fn rows(ctx: &Ctx) -> Vec<Row> {
         )
     }));
     rows
+}
+
+const RELAY_TLS: &str = "file relay over TLS (tls://, both hops) against the same in plaintext";
+
+/// Row `relay-tls`: the relay with TLS on both hops against the same in plaintext, in one
+/// run: what TLS costs a verified transfer.
+fn over_tls(ctx: &Ctx, input: &Path, digest: &str, reps: usize, size: u64) -> Result<Row, String> {
+    let (tls, plain) = alternate(
+        reps,
+        |rep| tidings_once(ctx, input, digest, rep, true),
+        |rep| tidings_once(ctx, input, digest, rep, false),
+    )?;
+    let gbs = |secs: &[f64]| -> Vec<f64> { secs.iter().map(|s| size as f64 / s / 1e9).collect() };
+    let (tg, pg) = (gbs(&tls), gbs(&plain));
+    let (tm, pm) = (median(&tg), median(&pg));
+    let ratio = tm / pm;
+    Ok(Row {
+        id: "relay-tls",
+        what: RELAY_TLS.into(),
+        tidings: format!("{tm:.2} GB/s"),
+        peer: format!("tidings in plaintext {pm:.2} GB/s"),
+        ratio: Some(ratio),
+        target: "≥ 0.8×".into(),
+        verdict: at_least(ratio, 0.8),
+        notes: format!(
+            "{reps} repetitions each, alternated, as the relay row (SHA-256 on both ends, no \
+             pinning); TLS 1.3 with ring (AES-256-GCM) between sender and server and between \
+             server and receiver, a certificate from `tidings cert`. GB/s TLS {}, plaintext {}.",
+            list(&tg, 2),
+            list(&pg, 2)
+        ),
+    })
 }
 
 /// Writes `size` pseudo-random bytes (nothing on the path compresses or dedups them).
@@ -142,12 +177,28 @@ fn check(out: &Path, digest: &str) -> Result<(), String> {
     }
 }
 
-fn tidings_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64, String> {
+fn tidings_once(
+    ctx: &Ctx,
+    input: &Path,
+    digest: &str,
+    rep: usize,
+    tls: bool,
+) -> Result<f64, String> {
     let size = std::fs::metadata(input).map_err(|e| e.to_string())?.len();
     let port = procs::free_port()?;
-    let addr = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
     let mut server = unpinned(&ctx.tidings);
-    server.args(["serve", "--listen", &addr]);
+    server.args(["serve", "--listen", &listen]);
+    // Over TLS the clients name the server as its certificate does, and trust its CA.
+    let (addr, ca) = if tls {
+        let dir = servers::certificate(ctx)?;
+        server.arg("--tls-cert").arg(dir.join("cert.pem"));
+        server.arg("--tls-key").arg(dir.join("key.pem"));
+        let ca = dir.join("ca.pem").display().to_string();
+        (format!("tls://localhost:{port}"), vec!["--ca".to_string(), ca])
+    } else {
+        (listen.clone(), Vec::new())
+    };
     let server = Guard::spawn(server, "tidings serve")?;
     servers::wait_listen(port)?;
     let dir = ctx.tmp.join(format!("relay-tidings-{rep}"));
@@ -157,6 +208,7 @@ fn tidings_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64
         "--json", "recv", "--name", "bob", "--count", "1", "--server", &addr, "--out",
     ])
     .arg(&dir)
+    .args(&ca)
     .stdout(Stdio::piped());
     let mut recv = Guard::spawn(recv, "tidings recv")?;
     let out = recv.stdout().ok_or("no stdout")?;
@@ -164,6 +216,7 @@ fn tidings_once(ctx: &Ctx, input: &Path, digest: &str, rep: usize) -> Result<f64
     procs::wait_line(out, "\"connected\"", Duration::from_secs(10))?;
     let mut send = unpinned(&ctx.tidings);
     send.args(["send", "--name", "alice", "--to", "bob", "--server", &addr])
+        .args(&ca)
         .arg(input);
     let start = Instant::now();
     let mut send = Guard::spawn(send, "tidings send")?;

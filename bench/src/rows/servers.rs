@@ -47,6 +47,21 @@ pub fn tidings(ctx: &Ctx, heartbeat_ms: Option<u64>) -> Result<Running, String> 
 /// `tidings serve` with TLS, pinned to the server core, and the CA file that trusts it (a
 /// certificate for `localhost` from `tidings cert`, made once per run in the scratch folder).
 pub fn tidings_tls(ctx: &Ctx) -> Result<(Running, PathBuf), String> {
+    let dir = certificate(ctx)?;
+    let port = procs::free_port()?;
+    let mut cmd = procs::pinned(SERVER_CPU, &ctx.tidings);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.args(["--max-per-address", "0"]);
+    cmd.arg("--tls-cert").arg(dir.join("cert.pem"));
+    cmd.arg("--tls-key").arg(dir.join("key.pem"));
+    let guard = Guard::spawn(cmd, "tidings serve with TLS")?;
+    wait_listen(port)?;
+    Ok((Running { guard, port }, dir.join("ca.pem")))
+}
+
+/// The folder with `ca.pem`, `cert.pem` and `key.pem` for `localhost` (from `tidings cert`,
+/// made once per run in the scratch folder).
+pub fn certificate(ctx: &Ctx) -> Result<PathBuf, String> {
     let dir = ctx.tmp.join("tls");
     if !dir.join("ca.pem").exists() {
         let status = std::process::Command::new(&ctx.tidings)
@@ -59,15 +74,7 @@ pub fn tidings_tls(ctx: &Ctx) -> Result<(Running, PathBuf), String> {
             return Err("tidings cert failed".into());
         }
     }
-    let port = procs::free_port()?;
-    let mut cmd = procs::pinned(SERVER_CPU, &ctx.tidings);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-    cmd.args(["--max-per-address", "0"]);
-    cmd.arg("--tls-cert").arg(dir.join("cert.pem"));
-    cmd.arg("--tls-key").arg(dir.join("key.pem"));
-    let guard = Guard::spawn(cmd, "tidings serve with TLS")?;
-    wait_listen(port)?;
-    Ok((Running { guard, port }, dir.join("ca.pem")))
+    Ok(dir)
 }
 
 /// mosquitto pinned to the server core, on its own configuration: loopback only, no
