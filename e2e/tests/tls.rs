@@ -20,6 +20,7 @@ for_both_servers! {
         a_tls_client_on_a_plaintext_port_is_told_the_server_refused_tls,
         certificate_errors_say_what_is_wrong,
         hostile_handshakes_close_only_their_connection,
+        a_key_update_flood_costs_only_its_connection,
         a_reloaded_certificate_serves_new_connections,
         plaintext_is_served_beside_tls_when_allowed,
         the_blocking_client_talks_to_the_async_client_over_tls,
@@ -531,4 +532,64 @@ fn next_text(ws: &mut tungstenite::WebSocket<TlsOver>, needle: &str) -> String {
             other => panic!("waiting for {needle:?}, got {other:?}"),
         }
     }
+}
+
+/// A TLS 1.3 client that asks for new keys tens of thousands of times in a row (each
+/// `key_update` is answered with one of the server's own): the server stays up, answers or
+/// closes that connection, and the others chat on.
+fn a_key_update_flood_costs_only_its_connection(kind: ServerKind) {
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = certificates();
+    let (server, _) = tls_server(kind, &certs);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(certs.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(deprecated)] // ring, as tidings-host uses.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(server.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    smol::block_on(async {
+        let config = |name| {
+            tidings_smol::Client::connect(server.addr, name, trusting(&certs.ca_pem, "localhost"))
+        };
+        let alice = config("alice").await.unwrap();
+        let bob = config("bob").await.unwrap();
+        // The flood, written without reading the server's answers.
+        sock.set_nonblocking(true).unwrap();
+        let mut sent = 0;
+        'flood: for _ in 0..50_000 {
+            if conn.refresh_traffic_keys().is_err() {
+                break;
+            }
+            while conn.wants_write() {
+                match conn.write_tls(&mut sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'flood,
+                    Err(_) => break 'flood,
+                }
+            }
+            sent += 1;
+        }
+        assert!(sent > 100, "only {sent} key updates went out");
+        alice.say_to("bob", "still here").await.unwrap();
+        wait_for(
+            &bob,
+            |e| matches!(e, ClientEvent::Text { text, .. } if text == "still here"),
+        )
+        .await;
+        let carol = config("carol").await.unwrap();
+        assert_eq!(carol.online_at_join(), ["alice", "bob", "carol"]);
+    });
 }
