@@ -5,11 +5,11 @@
 //! ```text
 //! tidings cert --name localhost --out tls
 //! tidings serve --tls-cert tls/cert.pem --tls-key tls/key.pem &
-//! cargo run -p tidings-host --example tls_client -- localhost:9988 tls/ca.pem tls-bot
+//! cargo run -p tidings-host --example tls_client -- localhost:9988 tls/ca.pem tls-bot 60
 //! ```
 //!
-//! It connects, says hello to everyone, prints what it receives for a minute, then says
-//! goodbye.
+//! It connects, says hello to everyone, prints what it receives for the seconds given
+//! (default 60), then says goodbye.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
@@ -23,6 +23,7 @@ fn main() -> io::Result<()> {
     let addr = args.next().unwrap_or_else(|| "localhost:9988".into());
     let ca = args.next().unwrap_or_else(|| "tls/ca.pem".into());
     let name = args.next().unwrap_or_else(|| "tls-bot".into());
+    let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(60);
     let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
 
     let trusted = TlsClientConfig::from_ca_pem(&std::fs::read(&ca)?).map_err(io::Error::other)?;
@@ -31,7 +32,7 @@ fn main() -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut session = Session::client(Config::default(), &name, Instant::now())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let until = Instant::now() + Duration::from_secs(60);
+    let until = Instant::now() + Duration::from_secs(seconds);
     let mut records = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut plaintext = vec![0u8; 64 << 10];
