@@ -27,7 +27,8 @@ use rows::servers::Ctx;
 const HAND_WRITTEN: &str = "<!-- Written by hand from here on; tidings-bench keeps it. -->";
 
 const USAGE: &str = "usage: tidings-bench [--quick] [--only ROW[,ROW…]] [--out FILE]
-rows: relay, decode, ws-decode, fanout, latency, idle, idle-tls, ws-broadcast
+rows: relay, decode, ws-decode, fanout, latency, idle, idle-tls, ws-broadcast,
+      ws-broadcast-tls
 A full run (no --only, no --quick) writes bench/RESULTS.md unless --out says otherwise.";
 
 struct Options {
@@ -72,7 +73,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("ws-server") {
         let port = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        if let Err(e) = rows::ws_server::main(port) {
+        let tls = match (args.get(2), args.get(3)) {
+            (Some(cert), Some(key)) => Some((cert.as_str(), key.as_str())),
+            _ => None,
+        };
+        if let Err(e) = rows::ws_server::main(port, tls) {
             eprintln!("tidings-bench ws-server: {e}");
             std::process::exit(1);
         }

@@ -62,8 +62,18 @@ pub fn main(args: &[String]) -> Result<(), String> {
     };
     if kind == "ws-fanout" {
         let (clients, messages, window) = fanout_shape()?;
-        rt.block_on(ws_fanout::run(&addr, clients, messages, window, limit))?
-            .print();
+        // `tls_ca=FILE`: every client over TLS (wss://), trusting that CA.
+        let tls = match a.0.get("tls_ca") {
+            Some(ca) => Some(proto::tls_connector(ca, b"http/1.1")?),
+            None => None,
+        };
+        rt.block_on(ws_fanout::run(
+            &addr,
+            (clients, messages, window),
+            tls,
+            limit,
+        ))?
+        .print();
         return Ok(());
     }
     let proto = Proto::parse(a.str("proto")?)?;
@@ -91,7 +101,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "idle" => {
             // `tls_ca=FILE`: every client over TLS, trusting that CA.
             let tls = match a.0.get("tls_ca") {
-                Some(ca) => Some(proto::tls_connector(ca)?),
+                Some(ca) => Some(proto::tls_connector(ca, b"tidings/1")?),
                 None => None,
             };
             rt.block_on(idle::run(

@@ -342,8 +342,8 @@ pub async fn connect_tls(
         .map_err(|_| format!("client {i}: handshake took longer than {limit:?}"))?
 }
 
-/// A TLS connector trusting the CA in the PEM file `ca`, offering ALPN `tidings/1`.
-pub fn tls_connector(ca: &str) -> Result<tokio_rustls::TlsConnector, String> {
+/// A TLS connector trusting the CA in the PEM file `ca`, offering the ALPN protocol `alpn`.
+pub fn tls_connector(ca: &str, alpn: &[u8]) -> Result<tokio_rustls::TlsConnector, String> {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
@@ -358,7 +358,7 @@ pub fn tls_connector(ca: &str) -> Result<tokio_rustls::TlsConnector, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"tidings/1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
         config,
     )))

@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_util::either::Either;
 
 use super::fanout::{start_and_collect, Outcome};
 
@@ -20,11 +21,14 @@ use super::fanout::{start_and_collect, Outcome};
 /// proxies' caches; no proxy sits between a benchmark and a loopback server.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
+/// A client's connection: plain, or TLS (`wss://`).
+type Conn = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Runs the fan-out; with `tls`, every client connects over TLS (`wss://`).
 pub async fn run(
     addr: &str,
-    clients: usize,
-    messages: usize,
-    window: usize,
+    (clients, messages, window): (usize, usize, usize),
+    tls: Option<tokio_rustls::TlsConnector>,
     limit: Duration,
 ) -> Result<Outcome, String> {
     let mut conns = Vec::with_capacity(clients);
@@ -33,6 +37,17 @@ pub async fn run(
             .await
             .map_err(|e| format!("client {i}: connect: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream: Conn = match &tls {
+            None => Either::Left(stream),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+                Either::Right(
+                    tls.connect(name, stream)
+                        .await
+                        .map_err(|e| format!("client {i}: TLS: {e}"))?,
+                )
+            }
+        };
         let opened = tokio::time::timeout(limit, open(stream, addr, &format!("c{i}")))
             .await
             .map_err(|_| format!("client {i}: handshake timed out"))?
@@ -59,11 +74,11 @@ pub async fn run(
 
 /// The opening handshake on `/ws?name=NAME`; returns the stream and any bytes that came
 /// after the response head (the first frames).
-async fn open(
-    mut stream: TcpStream,
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     addr: &str,
     name: &str,
-) -> Result<(TcpStream, Vec<u8>), String> {
+) -> Result<(S, Vec<u8>), String> {
     let request = format!(
         "GET /ws?name={name} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -173,7 +188,7 @@ fn take_frames(buf: &mut Vec<u8>, out: &mut Vec<u8>, received: &mut u64) -> Resu
 
 #[allow(clippy::too_many_arguments)]
 async fn client(
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut buf: Vec<u8>,
     me: usize,
     mut go: watch::Receiver<Option<Instant>>,

@@ -26,7 +26,14 @@ pub fn fanout(ctx: &Ctx) -> Row {
     let reps = if ctx.quick { 3 } else { 5 };
     let run = |proto: Proto| -> Result<f64, String> {
         let server = servers::start(ctx, proto, None)?;
-        servers::fanout_rate(ctx, "fanout", proto.name(), server.port, clients, messages)
+        servers::fanout_rate(
+            ctx,
+            "fanout",
+            proto.name(),
+            server.port,
+            (clients, messages),
+            None,
+        )
     };
     let result = alternate(reps, |_| run(Proto::Tidings), |_| run(Proto::Mqtt)).map(|(t, m)| {
         let (tm, mm) = (median(&t), median(&m));

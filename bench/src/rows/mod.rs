@@ -23,4 +23,5 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("idle", |c| vec![broker::idle(c)]),
     ("idle-tls", |c| vec![broker::idle_tls(c)]),
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
+    ("ws-broadcast-tls", |c| vec![ws_broadcast::row_tls(c)]),
 ];

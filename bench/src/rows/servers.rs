@@ -166,14 +166,15 @@ pub fn fanout_rate(
     kind: &str,
     server: &str,
     port: u16,
-    clients: usize,
-    messages: usize,
+    (clients, messages): (usize, usize),
+    tls_ca: Option<String>,
 ) -> Result<f64, String> {
-    let args = [
+    let mut args = vec![
         format!("clients={clients}"),
         format!("messages={messages}"),
         "window=8".into(),
     ];
+    args.extend(tls_ca);
     let line = load_named(ctx, kind, server, port, &args, Duration::from_secs(120))?;
     let f = crate::load::fields(&line);
     Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))

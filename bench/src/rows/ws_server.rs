@@ -14,8 +14,13 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 type Peers = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Message>>>>;
 
-/// Serves on 127.0.0.1:`port` until killed.
-pub fn main(port: u16) -> Result<(), String> {
+/// Serves on 127.0.0.1:`port` until killed; with `tls` (certificate chain and key, PEM
+/// files), over TLS (`wss://`) with tokio-rustls.
+pub fn main(port: u16, tls: Option<(&str, &str)>) -> Result<(), String> {
+    let acceptor = match tls {
+        None => None,
+        Some((cert, key)) => Some(acceptor(cert, key)?),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,12 +35,49 @@ pub fn main(port: u16) -> Result<(), String> {
             let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
             next_id += 1;
-            tokio::spawn(serve(stream, next_id, peers.clone()));
+            let (id, peers) = (next_id, peers.clone());
+            match &acceptor {
+                None => {
+                    tokio::spawn(serve(stream, id, peers));
+                }
+                Some(acceptor) => {
+                    let accepting = acceptor.accept(stream);
+                    tokio::spawn(async move {
+                        if let Ok(stream) = accepting.await {
+                            serve(stream, id, peers).await;
+                        }
+                    });
+                }
+            }
         }
     })
 }
 
-async fn serve(stream: tokio::net::TcpStream, id: u64, peers: Peers) {
+/// A tokio-rustls acceptor with ring, ALPN http/1.1, as a Rust user would set one up.
+fn acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?;
+    #[allow(deprecated)] // ring, as tidings-host uses.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve<S>(stream: S, id: u64, peers: Peers)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut name = String::new();
     // The callback's error type is tungstenite's, fixed by its signature.
     #[allow(clippy::result_large_err)]
