@@ -303,6 +303,25 @@ fn show(out: &mut Out, ev: ServerEvent) {
                 },
             )
         }
+        ServerEvent::TlsFailed {
+            addr,
+            reason,
+            unreported,
+        } => {
+            // At most one a second, like refusals; the reason comes from our TLS glue or a
+            // peer's alert, but is shown safe all the same.
+            tracing::info!(%addr, reason = %inline(&reason), unreported, "TLS failed");
+            let more = if unreported > 0 {
+                format!(" ({unreported} more since the last report)")
+            } else {
+                String::new()
+            };
+            out.event(
+                "tls-failed",
+                format_args!("TLS failed with {addr}: {}{more}", inline(&reason)),
+                || json!({"addr": addr.to_string(), "reason": reason, "unreported": unreported}),
+            )
+        }
         ServerEvent::Refused { name, code } => {
             tracing::info!(name = %inline(&name), code = code.name(), "name refused");
             out.event(

@@ -12,6 +12,7 @@ use tidings_e2e::{
     Error, ErrorCode, ServerConfig, ServerKind, TestServer, WebConfig, PAGE, PATIENCE,
 };
 use tidings_host::tls::{ClientTls, SelfSigned, Tls, TlsClientConfig, TlsServerConfig};
+use tidings_host::ServerEvent;
 
 for_both_servers! {
     native: [
@@ -117,6 +118,12 @@ fn a_plaintext_client_on_a_tls_port_is_told_to_use_tls(kind: ServerKind) {
         other => panic!("expected a refusal with tls-required, got {other:?}"),
     };
     assert_eq!(code, ErrorCode::TlsRequired, "{err}");
+    // The operator hears of it.
+    let ev = server.wait_event(|e| matches!(e, ServerEvent::TlsFailed { .. }));
+    assert!(
+        matches!(ev, ServerEvent::TlsFailed { ref reason, .. } if reason.contains("plaintext")),
+        "{ev:?}"
+    );
     // An HTTP client is answered 400 with the reason.
     let mut http = TcpStream::connect(server.addr).unwrap();
     http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -123,6 +123,30 @@ pub const REFUSAL_TIME: Duration = Duration::from_secs(1);
 /// At most one [`ServerEvent::ConnectionRefused`] per this period; the others are counted.
 const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(1);
 
+/// Reports of one kind to the operator, at most one per [`REFUSAL_REPORT_PERIOD`]: when the
+/// last went out, and how many since were only counted.
+#[derive(Debug, Default)]
+struct Reports {
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl Reports {
+    /// `Some(unreported since the last report)` when a report is due at `now`; otherwise
+    /// the occurrence is counted and `None`.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        let due = self.last.map_or(true, |last| {
+            now.saturating_duration_since(last) >= REFUSAL_REPORT_PERIOD
+        });
+        if !due {
+            self.unreported += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+}
+
 /// Counts of open connections, by source address, for the limits of [`ServerConfig`].
 #[derive(Debug, Default)]
 struct Admission {
@@ -132,8 +156,8 @@ struct Admission {
     open: usize,
     by_addr: HashMap<IpAddr, usize>,
     refusing: usize,
-    unreported: u64,
-    last_report: Option<Instant>,
+    /// The refusals' reports.
+    reports: Reports,
 }
 
 /// The key an address is counted under: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by /64.
@@ -179,6 +203,18 @@ pub enum ServerEvent {
         /// The limit it met.
         limit: ConnLimit,
         /// Refusals since the previous such event that were not reported one by one.
+        unreported: u64,
+    },
+    /// A connection's TLS failed before it reached the hub: a handshake the server refused
+    /// (no protocol in common, a malformed or oversized hello, a TLS client's alert about
+    /// our certificate), a handshake not finished in time, a plaintext client on a TLS port,
+    /// or a TLS client on a plaintext port (see [`Host::tls_failed`]).
+    TlsFailed {
+        /// Where it came from.
+        addr: SocketAddr,
+        /// What went wrong, in words.
+        reason: String,
+        /// Failures since the previous such event that were not reported one by one.
         unreported: u64,
     },
     /// A client was refused at hello.
@@ -288,6 +324,8 @@ pub struct Host {
     /// is in place).
     info: HashMap<FileHandle, Info>,
     admission: Admission,
+    /// The reports of [`Host::tls_failed`].
+    tls_reports: Reports,
 }
 
 impl Host {
@@ -300,6 +338,7 @@ impl Host {
             events: VecDeque::new(),
             jobs: VecDeque::new(),
             info: HashMap::new(),
+            tls_reports: Reports::default(),
             admission: Admission {
                 max_connections: config.max_connections,
                 max_per_address: config.max_per_address,
@@ -394,19 +433,26 @@ impl Host {
     /// [`ServerEvent::ConnectionRefused`], at most one per second: the refusals in between
     /// are counted in the next event's `unreported`, so a flood cannot flood the log.
     pub fn refused(&mut self, addr: SocketAddr, limit: ConnLimit, now: Instant) {
-        let a = &mut self.admission;
-        let due = a.last_report.map_or(true, |last| {
-            now.saturating_duration_since(last) >= REFUSAL_REPORT_PERIOD
-        });
-        if !due {
-            a.unreported += 1;
+        let Some(unreported) = self.admission.reports.due(now) else {
             return;
-        }
-        a.last_report = Some(now);
-        let unreported = std::mem::take(&mut a.unreported);
+        };
         self.events.push_back(ServerEvent::ConnectionRefused {
             addr,
             limit,
+            unreported,
+        });
+    }
+
+    /// Reports a connection from `addr` whose TLS failed (`reason`) as a
+    /// [`ServerEvent::TlsFailed`], at most one per second like [`Host::refused`]: scanners and
+    /// misconfigured clients cannot flood the log, and the count of the others is kept.
+    pub fn tls_failed(&mut self, addr: SocketAddr, reason: &str, now: Instant) {
+        let Some(unreported) = self.tls_reports.due(now) else {
+            return;
+        };
+        self.events.push_back(ServerEvent::TlsFailed {
+            addr,
+            reason: reason.to_string(),
             unreported,
         });
     }

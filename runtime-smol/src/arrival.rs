@@ -13,6 +13,7 @@
 //! answer. Whatever goes wrong here closes only this one connection.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
@@ -42,12 +43,26 @@ type Stream = Rc<Socket>;
 
 /// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream.
 async fn read_by(stream: &Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+    read_within(stream, buf, deadline).await.ok()
+}
+
+/// Reads into `buf` until `deadline`: the bytes read, or why none (`TimedOut`,
+/// `UnexpectedEof` at the end of the stream, or the error, a TLS one included).
+async fn read_within(stream: &Stream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
     let mut timer = stream.timer_at(deadline);
     future::poll_fn(|cx| {
         if let Poll::Ready(read) = stream.poll_read(Poller::from(&*cx), buf) {
-            return Poll::Ready(read.ok().filter(|&n| n > 0));
+            return Poll::Ready(match read {
+                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
+                other => other,
+            });
         }
-        timer.poll_due(cx).map(|()| None)
+        timer.poll_due(cx).map(|()| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "nothing within the handshake timeout",
+            ))
+        })
     })
     .await
 }
@@ -126,7 +141,7 @@ pub(crate) async fn serve_arrival(arrivals: Rc<Arrivals>, stream: Stream, peer: 
     match admission {
         Ok(()) => {
             let admitted = Admitted::new(shared.clone(), peer.ip());
-            sniff(arrivals, stream, admitted).await;
+            sniff(arrivals, stream, peer, admitted).await;
         }
         Err(limit) => {
             let answer = {
@@ -172,12 +187,25 @@ async fn refuse(stream: Stream, limit: ConnLimit) {
 /// 0.2), and every WebSocket one the HTTP reader's (8.7 KB); see the idle row in
 /// bench/RESULTS.md. The sniffed bytes are read straight into `first`, and the HTTP path is
 /// boxed, so an arrival waiting for its first bytes stays small.
-async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, admitted: Admitted) {
+async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, peer: SocketAddr, admitted: Admitted) {
     let deadline = Instant::now() + arrivals.config.head_timeout;
     let mut inside_tls = false;
+    // What went wrong with TLS, for the operator (`Host::tls_failed`).
+    let tls_failed = |why: &str| {
+        let mut host = arrivals.shared.host.borrow_mut();
+        host.tls_failed(peer, why, Instant::now());
+        drop(host);
+        arrivals.shared.after();
+    };
     let (visitor, first) = loop {
-        let Some((visitor, first)) = first_bytes(&stream, deadline).await else {
-            return;
+        let (visitor, first) = match first_bytes(&stream, deadline).await {
+            Ok(found) => found,
+            Err(e) => {
+                if inside_tls {
+                    tls_failed(&e.to_string());
+                }
+                return;
+            }
         };
         let tls = arrivals.tls.as_ref();
         match entrance(tls, arrivals.allow_plaintext, visitor, inside_tls) {
@@ -185,15 +213,20 @@ async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, admitted: Admitted) {
             Entrance::StartTls(mut tls) => {
                 // The sniffed bytes are the start of the handshake; the handshake then runs
                 // within the same deadline as the sniffing, through the reads that follow.
-                if tls.received(&first).is_err() {
-                    stream.start_tls(*tls);
+                let received = tls.received(&first);
+                stream.start_tls(*tls);
+                if let Err(e) = received {
+                    tls_failed(&e.to_string());
                     stream.shutdown();
                     return;
                 }
-                stream.start_tls(*tls);
                 inside_tls = true;
             }
             Entrance::Refuse(answer) => {
+                tls_failed(match visitor {
+                    Visitor::Tls => "a TLS client on a port without TLS",
+                    _ => "a plaintext client on a TLS port",
+                });
                 if let Some(answer) = answer {
                     answer_by(&stream, &[answer], deadline, None).await;
                 }
@@ -211,15 +244,15 @@ async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, admitted: Admitted) {
 }
 
 /// Reads a connection's first bytes until they show what it is, by `deadline`.
-async fn first_bytes(stream: &Stream, deadline: Instant) -> Option<(Visitor, Vec<u8>)> {
+async fn first_bytes(stream: &Stream, deadline: Instant) -> io::Result<(Visitor, Vec<u8>)> {
     let mut first = Vec::new();
     loop {
         if let Some(v) = classify(&first) {
-            return Some((v, first));
+            return Ok((v, first));
         }
         let len = first.len();
         first.resize(len + SNIFF_READ, 0);
-        let n = read_by(stream, &mut first[len..], deadline).await?;
+        let n = read_within(stream, &mut first[len..], deadline).await?;
         first.truncate(len + n);
     }
 }

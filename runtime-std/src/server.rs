@@ -222,8 +222,9 @@ fn refuse(shared: &Arc<Shared>, stream: TcpStream, limit: ConnLimit) {
         let deadline = Instant::now() + REFUSAL_TIME;
         // Refused before any TLS: a TLS visitor is just closed (it has no plaintext answer).
         let mut stream = Stream::Plain(stream);
-        let refusal =
-            web::first_bytes(&mut stream, deadline).and_then(|(visitor, _)| visitor.refusal(limit));
+        let refusal = web::first_bytes(&mut stream, deadline)
+            .ok()
+            .and_then(|(visitor, _)| visitor.refusal(limit));
         if let Some(refusal) = refusal {
             web::answer(&mut stream, &[refusal], deadline, deadline);
         }
@@ -247,11 +248,26 @@ fn arrive(shared: Arc<Shared>, web: &WebConfig, stream: TcpStream, admitted: Adm
     if stream.set_nodelay(true).is_err() {
         return;
     }
+    let peer = stream.peer_addr();
     let mut stream = Stream::Plain(stream);
     let mut inside_tls = false;
+    // What went wrong with TLS, for the operator (`Host::tls_failed`).
+    let tls_failed = |why: &str| {
+        if let Ok(peer) = peer {
+            let mut inner = shared.inner.lock().unwrap();
+            inner.host.tls_failed(peer, why, Instant::now());
+            shared.after(&mut inner);
+        }
+    };
     let (visitor, first) = loop {
-        let Some((visitor, first)) = web::first_bytes(&mut stream, deadline) else {
-            return;
+        let (visitor, first) = match web::first_bytes(&mut stream, deadline) {
+            Ok(found) => found,
+            Err(e) => {
+                if inside_tls {
+                    tls_failed(&e.to_string());
+                }
+                return;
+            }
         };
         let tls = shared.tls.as_ref();
         match entrance(tls, shared.allow_plaintext, visitor, inside_tls) {
@@ -267,6 +283,9 @@ fn arrive(shared: Arc<Shared>, web: &WebConfig, stream: TcpStream, admitted: Adm
                 let received = tls.received(&first);
                 stream = Stream::tls(socket, *tls);
                 let left = deadline.saturating_duration_since(Instant::now());
+                if let Err(e) = &received {
+                    tls_failed(&e.to_string());
+                }
                 if received.is_err()
                     || left.is_zero()
                     || stream.set_write_timeout(Some(left)).is_err()
@@ -278,6 +297,10 @@ fn arrive(shared: Arc<Shared>, web: &WebConfig, stream: TcpStream, admitted: Adm
                 inside_tls = true;
             }
             Entrance::Refuse(answer) => {
+                tls_failed(match visitor {
+                    Visitor::Tls => "a TLS client on a port without TLS",
+                    _ => "a plaintext client on a TLS port",
+                });
                 if let Some(answer) = answer {
                     let linger = Instant::now() + LINGER_TIME;
                     web::answer(&mut stream, &[answer], deadline, linger);

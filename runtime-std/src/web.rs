@@ -3,7 +3,7 @@
 //! gently, and handing WebSocket upgrades to [`crate::websocket`]; over a [`Stream`], so
 //! the same inside TLS (`https://`, `wss://`).
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,20 +20,43 @@ use crate::tls::Stream;
 /// Reads into `buf` until `deadline`: `None` on timeout, error or end of stream (with TLS
 /// also a failed handshake).
 fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Option<usize> {
-    stream.set_read_deadline(Some(deadline)).ok()?;
-    stream.read(buf).ok().filter(|&n| n > 0)
+    read_within(stream, buf, deadline).ok()
+}
+
+/// Reads into `buf` by `deadline`: the bytes read, or why none (`TimedOut`/`WouldBlock`,
+/// `UnexpectedEof` at the end of the stream, or the error, a TLS one included).
+fn read_within(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    stream.set_read_deadline(Some(deadline))?;
+    match stream.read(buf) {
+        Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "nothing within the handshake timeout",
+            ))
+        }
+        other => other,
+    }
 }
 
 /// Reads a connection's first bytes until they show what it is ([`classify`]), by
-/// `deadline`: `None` if it stayed silent, closed or failed first.
-pub(crate) fn first_bytes(stream: &mut Stream, deadline: Instant) -> Option<(Visitor, Vec<u8>)> {
+/// `deadline`; the error says why not (silent, closed, failed).
+pub(crate) fn first_bytes(
+    stream: &mut Stream,
+    deadline: Instant,
+) -> io::Result<(Visitor, Vec<u8>)> {
     let mut first = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
         if let Some(visitor) = classify(&first) {
-            return Some((visitor, first));
+            return Ok((visitor, first));
         }
-        let n = read_by(stream, &mut chunk, deadline)?;
+        let n = read_within(stream, &mut chunk, deadline)?;
         first.extend_from_slice(&chunk[..n]);
     }
 }
