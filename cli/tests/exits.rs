@@ -740,6 +740,10 @@ fn tls_mistakes_end_with_exit_3_and_say_what_to_do() {
     ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("TLS"), "{err}");
+    // Without --ca the system's authorities are trusted, and none of them signed it.
+    let (code, err) = run(&["say", "--name", "s", "--server", &tls_url, "hi"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--ca"), "{err}");
     // A CA that did not sign the certificate.
     let (_other, [other_ca, _, _]) = certificates(&["localhost"]);
     let (code, err) = run(&[
