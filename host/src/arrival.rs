@@ -162,8 +162,14 @@ pub enum Entrance {
     /// Start TLS with this, giving it the sniffed bytes first ([`Tls::received`]), then
     /// classify the decrypted first bytes (with `inside_tls` set).
     StartTls(Box<Tls>),
-    /// Write these bytes, if any, then close as after any plain answer.
-    Refuse(Option<Bytes>),
+    /// Write `answer`, if any, then close as after any plain answer; report `why` to the
+    /// operator ([`Host::tls_failed`]).
+    Refuse {
+        /// What the visitor is told.
+        answer: Option<Bytes>,
+        /// Why, for the operator.
+        why: &'static str,
+    },
 }
 
 /// What to do with `visitor` on a port with TLS `tls` (see [`ServerConfig::tls`] and
@@ -179,10 +185,14 @@ pub fn entrance(
         // No TLS inside TLS: served as garbage (`bad-preamble`).
         (Visitor::Tls, _) if inside_tls => Entrance::Serve(Visitor::Unknown),
         (Visitor::Tls, Some(tls)) => Entrance::StartTls(Box::new(Tls::accept(tls))),
-        (Visitor::Tls, None) => Entrance::Refuse(Some(Bytes::from_static(&TLS_HANDSHAKE_FAILURE))),
-        (plain, Some(_)) if !inside_tls && !allow_plaintext => {
-            Entrance::Refuse(plain.plaintext_refusal())
-        }
+        (Visitor::Tls, None) => Entrance::Refuse {
+            answer: Some(Bytes::from_static(&TLS_HANDSHAKE_FAILURE)),
+            why: "a TLS client on a port without TLS",
+        },
+        (plain, Some(_)) if !inside_tls && !allow_plaintext => Entrance::Refuse {
+            answer: plain.plaintext_refusal(),
+            why: "a plaintext client on a TLS port",
+        },
         (visitor, _) => Entrance::Serve(visitor),
     }
 }

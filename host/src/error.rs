@@ -83,6 +83,16 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// The TLS handshake did not finish within the client's handshake timeout.
+    pub fn tls_timed_out(timeout: std::time::Duration) -> Error {
+        Error::Tls(format!(
+            "TLS: the handshake did not finish within {:.1} s",
+            timeout.as_secs_f64()
+        ))
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

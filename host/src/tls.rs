@@ -251,6 +251,13 @@ pub struct ClientTls {
     pub server_name: String,
 }
 
+impl ClientTls {
+    /// The client side of a new connection to the server it names.
+    pub fn start(&self) -> Result<Tls, crate::Error> {
+        Tls::connect(&self.config, &self.server_name).map_err(|e| crate::Error::Tls(e.to_string()))
+    }
+}
+
 /// One connection's TLS, either side, over a byte stream.
 ///
 /// For a non-blocking socket use [`Tls::read`] and [`Tls::write_vectored`], which read and

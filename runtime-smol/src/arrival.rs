@@ -222,11 +222,8 @@ async fn sniff(arrivals: Rc<Arrivals>, stream: Stream, peer: SocketAddr, admitte
                 }
                 inside_tls = true;
             }
-            Entrance::Refuse(answer) => {
-                tls_failed(match visitor {
-                    Visitor::Tls => "a TLS client on a port without TLS",
-                    _ => "a plaintext client on a TLS port",
-                });
+            Entrance::Refuse { answer, why } => {
+                tls_failed(why);
                 if let Some(answer) = answer {
                     answer_by(&stream, &[answer], deadline, None).await;
                 }

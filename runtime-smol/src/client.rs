@@ -36,7 +36,6 @@ use tidings_core::ErrorCode;
 use tidings_host::client::{Agent, ClientOutput, Command, JOBS_IN_FLIGHT};
 use tidings_host::files::{DiskDone, DiskJob, Source, Ticket};
 use tidings_host::outgoing::{Outgoing, MAX_SLICES};
-use tidings_host::tls::{ClientTls, Tls};
 
 use crate::tls::Connection;
 use crate::{ClientConfig, ClientEvent, Error};
@@ -95,14 +94,7 @@ impl Client {
         let peer_addr = stream.peer_addr()?;
         let mut stream = match tls {
             None => Connection::Plain(stream),
-            Some(ClientTls {
-                config,
-                server_name,
-            }) => {
-                let tls =
-                    Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
-                Connection::Tls(Box::new((stream, tls)))
-            }
+            Some(tls) => Connection::Tls(Box::new((stream, tls.start()?))),
         };
         // TLS first, within what is left of the handshake timeout: a certificate that does
         // not check out is reported as such.
@@ -116,10 +108,7 @@ impl Client {
             },
             async {
                 Timer::after(left).await;
-                Err(Error::Tls(format!(
-                    "TLS: the handshake did not finish within {:.1} s",
-                    handshake_timeout.as_secs_f64()
-                )))
+                Err(Error::tls_timed_out(handshake_timeout))
             },
         )
         .await?;

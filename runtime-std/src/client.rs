@@ -26,7 +26,6 @@ use tidings_core::transfer::TransferId;
 use tidings_host::client::{Agent, ClientConfig, ClientEvent, ClientOutput, Command};
 use tidings_host::files::Source;
 use tidings_host::outgoing::Outgoing;
-use tidings_host::tls::{ClientTls, Tls};
 
 use crate::flush::flush;
 use crate::tls::{client_handshake, Stream};
@@ -78,22 +77,13 @@ impl Client {
         socket.set_nodelay(true)?;
         let stream = match tls {
             None => Stream::Plain(socket),
-            Some(ClientTls {
-                config,
-                server_name,
-            }) => {
-                let tls =
-                    Tls::connect(&config, &server_name).map_err(|e| Error::Tls(e.to_string()))?;
-                client_handshake(socket, tls, started + handshake_timeout).map_err(|e| {
-                    match e.kind() {
-                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Tls(format!(
-                            "TLS: the handshake did not finish within {:.1} s",
-                            handshake_timeout.as_secs_f64()
-                        )),
-                        _ => Error::Tls(e.to_string()),
+            Some(tls) => client_handshake(socket, tls.start()?, started + handshake_timeout)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                        Error::tls_timed_out(handshake_timeout)
                     }
-                })?
-            }
+                    _ => Error::Tls(e.to_string()),
+                })?,
         };
         let (input, inputs) = mpsc::sync_channel(64);
         let (event_tx, events) = mpsc::channel();

@@ -296,11 +296,8 @@ fn arrive(shared: Arc<Shared>, web: &WebConfig, stream: TcpStream, admitted: Adm
                 }
                 inside_tls = true;
             }
-            Entrance::Refuse(answer) => {
-                tls_failed(match visitor {
-                    Visitor::Tls => "a TLS client on a port without TLS",
-                    _ => "a plaintext client on a TLS port",
-                });
+            Entrance::Refuse { answer, why } => {
+                tls_failed(why);
                 if let Some(answer) = answer {
                     let linger = Instant::now() + LINGER_TIME;
                     web::answer(&mut stream, &[answer], deadline, linger);
