@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The Windows `tidings serve` under Wine, with Linux clients: chat both ways and a file sent
-each way, byte-identical.
+"""The Windows `tidings serve` under Wine, with Linux clients (over TLS, and one in plaintext
+beside it): chat both ways and a file sent each way, byte-identical.
 
     python3 .ci/windows-smoke.py WINDOWS_TIDINGS_EXE LINUX_TIDINGS
 
@@ -123,17 +123,24 @@ def main():
 
     env_note = os.environ.get("WINEPREFIX", "~/.wine")
     print(f"windows smoke: Wine prefix {env_note}, work in {work}")
+    # TLS with plaintext allowed beside it: alice and carol come over TLS, bob in plaintext.
+    tls = os.path.join(work, "tls")
+    subprocess.run([linux, "cert", "--name", "localhost", "--out", tls], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=DEADLINE)
     # Wine maps the Linux root to drive Z:, so Linux paths name the same files.
     server = Proc(
         "server (Windows)",
-        [*([WINE] if WINE else []), exe, "--json", "serve", "--listen", "127.0.0.1:0", "--inbox", windows_path(inbox), "--console"],
+        [*([WINE] if WINE else []), exe, "--json", "serve", "--listen", "127.0.0.1:0", "--inbox", windows_path(inbox), "--console",
+         "--tls-cert", windows_path(os.path.join(tls, "cert.pem")),
+         "--tls-key", windows_path(os.path.join(tls, "key.pem")), "--allow-plaintext"],
         stdin=True,
     )
     PROCS.append(server)
     addr = server.expect("listening", lambda e: e.get("event") == "listening")["addr"]
-    print(f"windows smoke: the Windows server listens on {addr}")
+    secure = ["--server", "tls://localhost:" + addr.rsplit(":", 1)[1], "--ca", os.path.join(tls, "ca.pem")]
+    print(f"windows smoke: the Windows server listens on {addr}, TLS and plaintext")
 
-    alice = Proc("alice (Linux chat)", [linux, "--json", "chat", "--name", "alice", "--server", addr], stdin=True)
+    alice = Proc("alice (Linux chat over TLS)", [linux, "--json", "chat", "--name", "alice", *secure], stdin=True)
     PROCS.append(alice)
     server.expect("alice joined", lambda e: e.get("event") == "joined" and e.get("name") == "alice")
 
@@ -158,7 +165,7 @@ def main():
     print("windows smoke: Linux → Windows file byte-identical")
 
     # Windows → Linux: the operator sends a file to a receiving client.
-    carol = Proc("carol (Linux recv)", [linux, "--json", "recv", "--name", "carol", "--server", addr, "--out", out])
+    carol = Proc("carol (Linux recv over TLS)", [linux, "--json", "recv", "--name", "carol", *secure, "--out", out])
     PROCS.append(carol)
     server.expect("carol joined", lambda e: e.get("event") == "joined" and e.get("name") == "carol")
     server.send("/send carol " + windows_path(down))
