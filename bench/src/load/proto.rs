@@ -347,7 +347,9 @@ pub fn tls_connector(ca: &str) -> Result<tokio_rustls::TlsConnector, String> {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     #[allow(deprecated)] // ring, as the server: see tidings-host's tls module.
     let provider = rustls::crypto::ring::default_provider();
@@ -357,7 +359,9 @@ pub fn tls_connector(ca: &str) -> Result<tokio_rustls::TlsConnector, String> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"tidings/1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// The protocol's handshake on a connected `stream`.

@@ -208,7 +208,11 @@ pub fn idle_tls(ctx: &Ctx) -> Row {
                 peer: format!("tidings in plaintext {p:.1} KiB/conn"),
                 ratio: Some(p / t),
                 target: target.into(),
-                verdict: if t <= 8.0 { Verdict::Met } else { Verdict::Missed },
+                verdict: if t <= 8.0 {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
                 notes: format!(
                     "ratio = plaintext ÷ TLS (what TLS costs; the target is the absolute 8 KiB). \
                      {reps} repetitions each, alternated, measured as the idle row (RSS after all \

@@ -91,7 +91,9 @@ pub fn rows(ctx: &Ctx) -> Vec<Row> {
             rows.push(
                 same.unwrap_or_else(|e| Row::not_measured("relay-same-job", SAME_JOB, "—", e)),
             );
-            rows.push(tls.unwrap_or_else(|e| Row::not_measured("relay-tls", RELAY_TLS, "≥ 0.8×", e)));
+            rows.push(
+                tls.unwrap_or_else(|e| Row::not_measured("relay-tls", RELAY_TLS, "≥ 0.8×", e)),
+            );
         }
         Err(e) => rows.push(Row::not_measured("relay", &what, target, e)),
     }
@@ -195,7 +197,10 @@ fn tidings_once(
         server.arg("--tls-cert").arg(dir.join("cert.pem"));
         server.arg("--tls-key").arg(dir.join("key.pem"));
         let ca = dir.join("ca.pem").display().to_string();
-        (format!("tls://localhost:{port}"), vec!["--ca".to_string(), ca])
+        (
+            format!("tls://localhost:{port}"),
+            vec!["--ca".to_string(), ca],
+        )
     } else {
         (listen.clone(), Vec::new())
     };
