@@ -550,7 +550,7 @@ impl Buffers {
             start += discard;
         };
         if let Some(e) = failure {
-            self.fail(conn, start, &e);
+            self.fail(conn, &e);
             return Err(self.error().expect("just failed"));
         }
         if self.peer_closed {
@@ -570,14 +570,14 @@ impl Buffers {
 
     /// The connection failed with `e`: the alert rustls queued for the peer goes into
     /// `outgoing`, and every step from now on says `e`.
-    fn fail<C: Unbuffered>(&mut self, conn: &mut C, start: usize, e: &rustls::Error) {
+    fn fail<C: Unbuffered>(&mut self, conn: &mut C, e: &rustls::Error) {
         use rustls::unbuffered::ConnectionState as S;
         self.failed = Some(describe(e).into());
         self.closed = true;
-        let start = start.min(self.incoming.len());
-        for _ in 0..4 {
-            let status = conn.process(&mut self.incoming[start..]);
-            match status.state {
+        // The alert is queued in rustls, which hands it out before it looks at any records
+        // (which it must not again: they failed).
+        while conn.wants_write() {
+            match conn.process(&mut []).state {
                 Ok(S::EncodeTlsData(mut encode)) => {
                     let at = self.outgoing.len();
                     let needed = match encode.encode(&mut []) {
@@ -607,10 +607,11 @@ impl Buffers {
         slices: &[IoSlice<'_>],
     ) -> Result<usize, rustls::Error> {
         let pending = self.outgoing.len() - self.out_start;
-        let mut room = SEND_BUFFER.saturating_sub(pending);
-        let mut taken = 0;
-        let mut gathered = [0u8; MAX_FRAGMENT];
-        let mut fill = 0;
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let mut room = total.min(SEND_BUFFER.saturating_sub(pending));
+        let taken = room;
+        // Allocated only when small slices are to share a record.
+        let mut gathered = Vec::new();
         let mut rest = slices.iter().filter(|s| !s.is_empty()).peekable();
         while let Some(slice) = rest.next() {
             if room == 0 {
@@ -618,10 +619,9 @@ impl Buffers {
             }
             let mut s = &slice[..slice.len().min(room)];
             room -= s.len();
-            taken += s.len();
             let last = rest.peek().is_none() || room == 0;
             while !s.is_empty() {
-                if fill == 0 && (last || s.len() >= MAX_FRAGMENT) {
+                if gathered.is_empty() && (last || s.len() >= MAX_FRAGMENT) {
                     // Straight from the slice: all of the last one, or its whole records.
                     let whole = if last {
                         s.len()
@@ -632,18 +632,20 @@ impl Buffers {
                     s = &s[whole..];
                     continue;
                 }
-                let n = (MAX_FRAGMENT - fill).min(s.len());
-                gathered[fill..fill + n].copy_from_slice(&s[..n]);
-                fill += n;
+                if gathered.capacity() == 0 {
+                    gathered.reserve_exact((s.len() + room).min(MAX_FRAGMENT));
+                }
+                let n = (MAX_FRAGMENT - gathered.len()).min(s.len());
+                gathered.extend_from_slice(&s[..n]);
                 s = &s[n..];
-                if fill == MAX_FRAGMENT {
+                if gathered.len() == MAX_FRAGMENT {
                     encrypt(traffic, &gathered, &mut self.outgoing)?;
-                    fill = 0;
+                    gathered.clear();
                 }
             }
         }
-        if fill > 0 {
-            encrypt(traffic, &gathered[..fill], &mut self.outgoing)?;
+        if !gathered.is_empty() {
+            encrypt(traffic, &gathered, &mut self.outgoing)?;
         }
         Ok(taken)
     }
@@ -1008,5 +1010,149 @@ impl SelfSigned {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Tls, Tls) {
+        let certs = SelfSigned::generate(&["localhost".to_string()]).unwrap();
+        let server =
+            TlsServerConfig::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes()).unwrap();
+        let client = TlsClientConfig::from_ca_pem(certs.ca_pem.as_bytes()).unwrap();
+        (
+            Tls::connect(&client, "localhost").unwrap(),
+            Tls::accept(&server),
+        )
+    }
+
+    /// Moves records from `from` to `to` until none are owed; returns the plaintext `to`
+    /// decrypted, read in pieces of `piece` bytes.
+    fn deliver(from: &mut Tls, to: &mut Tls, piece: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while from.records(&mut wire).unwrap() > 0 {}
+        let (mut rest, mut got) = (&wire[..], Vec::new());
+        let mut buf = vec![0; piece];
+        loop {
+            match to.plaintext(&mut buf) {
+                Ok(n) if n > 0 => {
+                    got.extend_from_slice(&buf[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => panic!("{e}"),
+                _ => {}
+            }
+            if rest.is_empty() {
+                return got;
+            }
+            let n = to.received(rest).unwrap();
+            assert!(n > 0, "records not taken with no plaintext waiting");
+            rest = &rest[n..];
+        }
+    }
+
+    /// Runs the handshake; returns the plaintext the server read on the way.
+    fn handshake(c: &mut Tls, s: &mut Tls) -> Vec<u8> {
+        let mut got = Vec::new();
+        while c.is_handshaking() || s.is_handshaking() {
+            got.extend(deliver(c, s, 100));
+            assert!(deliver(s, c, 100).is_empty());
+        }
+        got.extend(deliver(c, s, 100));
+        assert!(deliver(s, c, 100).is_empty());
+        got
+    }
+
+    fn holds_nothing(t: &Tls) -> bool {
+        let b = &t.bufs;
+        [&b.incoming, &b.outgoing, &b.plain, &b.queued]
+            .iter()
+            .all(|v| v.capacity() == 0)
+    }
+
+    #[test]
+    fn plaintext_both_ways_and_nothing_held_when_idle() {
+        let (mut c, mut s) = pair();
+        // Queued during the handshake, sent once it is over.
+        assert_eq!(c.queue_plaintext(&[IoSlice::new(b"early ")]), 6);
+        let mut got = handshake(&mut c, &mut s);
+        assert_eq!(s.alpn(), Some(ALPN_NATIVE));
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let slices = [
+            IoSlice::new(b"a"),
+            IoSlice::new(b""),
+            IoSlice::new(&big[..40_000]),
+            IoSlice::new(b"bc"),
+        ];
+        assert_eq!(c.queue_plaintext(&slices), 40_003);
+        let mut expected = b"early a".to_vec();
+        expected.extend_from_slice(&big[..40_000]);
+        expected.extend_from_slice(b"bc");
+        got.extend(deliver(&mut c, &mut s, 777));
+        assert!(got == expected, "plaintext arrived changed");
+        assert_eq!(s.queue_plaintext(&[IoSlice::new(&big)]), SEND_BUFFER);
+        assert!(deliver(&mut s, &mut c, 1 << 20) == big[..SEND_BUFFER]);
+        assert!(holds_nothing(&c) && holds_nothing(&s));
+    }
+
+    #[test]
+    fn records_wait_while_plaintext_is_unread() {
+        let (mut c, mut s) = pair();
+        handshake(&mut c, &mut s);
+        c.queue_plaintext(&[IoSlice::new(b"one")]);
+        let mut first = Vec::new();
+        while c.records(&mut first).unwrap() > 0 {}
+        c.queue_plaintext(&[IoSlice::new(b"two")]);
+        let mut second = Vec::new();
+        while c.records(&mut second).unwrap() > 0 {}
+        assert_eq!(s.received(&first).unwrap(), first.len());
+        assert_eq!(s.received(&second).unwrap(), 0);
+        let mut buf = [0; 2];
+        assert_eq!(s.plaintext(&mut buf).unwrap(), 2);
+        assert_eq!(s.plaintext(&mut buf).unwrap(), 1);
+        assert_eq!(s.received(&second[..5]).unwrap(), 5);
+        assert_eq!(
+            s.plaintext(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(s.received(&second[5..]).unwrap(), second.len() - 5);
+        let mut buf = [0; 10];
+        assert_eq!(s.plaintext(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"two");
+        assert!(holds_nothing(&s));
+    }
+
+    #[test]
+    fn goodbye_then_zero_and_truncation_then_unexpected_eof() {
+        let (mut c, mut s) = pair();
+        handshake(&mut c, &mut s);
+        c.queue_plaintext(&[IoSlice::new(b"bye")]);
+        c.close();
+        assert_eq!(c.queue_plaintext(&[IoSlice::new(b"more")]), 0);
+        assert_eq!(deliver(&mut c, &mut s, 10), b"bye");
+        assert_eq!(s.plaintext(&mut [0; 10]).unwrap(), 0);
+
+        let (mut c, mut s) = pair();
+        handshake(&mut c, &mut s);
+        c.queue_plaintext(&[IoSlice::new(b"cut")]);
+        let mut wire = Vec::new();
+        while c.records(&mut wire).unwrap() > 0 {}
+        s.received(&wire[..wire.len() - 1]).unwrap();
+        s.received_eof().unwrap();
+        let e = s.plaintext(&mut [0; 10]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn garbage_fails_for_good_with_an_alert_owed() {
+        let (_, mut s) = pair();
+        let e = s.received(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(s.wants_write(), "the alert that says why");
+        assert!(s.received(b"more").is_err());
+        assert!(s.plaintext(&mut [0; 4]).is_err());
+        assert_eq!(s.queue_plaintext(&[IoSlice::new(b"x")]), 0);
     }
 }
