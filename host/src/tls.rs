@@ -76,8 +76,10 @@ pub const ALPN_HTTP: &[u8] = b"http/1.1";
 
 /// Most plaintext one connection holds encrypted and not yet written (or queued while its
 /// handshake is still going): a writer that outruns its socket waits rather than growing the
-/// buffer. Large enough for one 64 KiB write to become records at once.
-pub const SEND_BUFFER: usize = 64 << 10;
+/// buffer. Large enough for a file chunk (256 KiB) to become records and go out in one
+/// system call, as it does in plaintext: at 64 KiB a verified relay over TLS made four times
+/// the writes. The buffer exists only while records wait (an idle connection holds none).
+pub const SEND_BUFFER: usize = 256 << 10;
 
 /// The crypto provider of every TLS connection (see the module docs for why ring).
 #[allow(deprecated)] // rustls deprecates ring's provider for having no post-quantum exchange.
@@ -341,8 +343,19 @@ struct Buffers {
     closed: bool,
 }
 
-/// Bytes read from a socket at once: one whole record of the largest size.
+/// Bytes read from a socket at once at least: one whole record of the largest size.
 const READ_SIZE: usize = 17 << 10;
+/// … and at most, when the caller's buffer is that large: a reader that takes plaintext in
+/// big pieces (a file chunk) gets many records per system call, as in plaintext, rather
+/// than one (a verified relay over TLS made fourteen times the reads).
+const MAX_READ: usize = 256 << 10;
+
+/// How much to read from the socket for a caller whose buffer takes `plaintext` bytes:
+/// that many records' worth, within [`READ_SIZE`] and [`MAX_READ`].
+fn read_size(plaintext: usize) -> usize {
+    let records = plaintext / MAX_FRAGMENT + 1;
+    (plaintext + records * RECORD_OVERHEAD).clamp(READ_SIZE, MAX_READ)
+}
 /// The most plaintext in one record.
 const MAX_FRAGMENT: usize = 16 << 10;
 /// At least what one record adds to its plaintext (header, nonce, content type, tag).
@@ -435,11 +448,11 @@ impl Buffers {
         }
     }
 
-    /// Reads records from `io` onto the end of `incoming`: the bytes read, or the error
-    /// (`WouldBlock`), with `incoming` as it was.
-    fn read_records(&mut self, io: &mut impl Read) -> io::Result<usize> {
+    /// Reads at most `size` bytes of records from `io` onto the end of `incoming`: the bytes
+    /// read, or the error (`WouldBlock`), with `incoming` as it was.
+    fn read_records(&mut self, io: &mut impl Read, size: usize) -> io::Result<usize> {
         let held = self.incoming.len();
-        self.incoming.resize(held + READ_SIZE, 0);
+        self.incoming.resize(held + size, 0);
         let read = io.read(&mut self.incoming[held..]);
         self.incoming.truncate(held + *read.as_ref().unwrap_or(&0));
         if self.incoming.is_empty() {
@@ -868,7 +881,7 @@ impl Tls {
             if !self.is_handshaking() {
                 return Ok(());
             }
-            if self.bufs.read_records(io)? == 0 {
+            if self.bufs.read_records(io, READ_SIZE)? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "TLS: the peer closed the connection during the handshake (does it speak TLS on this port?)",
@@ -902,7 +915,7 @@ impl Tls {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return other,
             }
-            if self.bufs.read_records(io)? == 0 {
+            if self.bufs.read_records(io, read_size(buf.len()))? == 0 {
                 // The end of the stream: the plaintext now says whether it was clean.
                 self.bufs.eof = true;
                 let _ = self.flush(io);
