@@ -1109,7 +1109,7 @@ mod tests {
         assert_eq!(c.queue_plaintext(&[IoSlice::new(b"early ")]), 6);
         let mut got = handshake(&mut c, &mut s);
         assert_eq!(s.alpn(), Some(ALPN_NATIVE));
-        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let slices = [
             IoSlice::new(b"a"),
             IoSlice::new(b""),
