@@ -296,13 +296,29 @@ enum ClientWake {
 struct DiskThread {
     jobs: async_channel::Sender<DiskJob>,
     results: Pin<Box<Receiver<DiskDone>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// However the connection ends (closed, aborted, its task cancelled), its disk work ends
+/// with it: the queued jobs are left undone, as a crash would leave them, and the one being
+/// run (one positioned read or write of a chunk) is waited for. Without the wait, a write
+/// landing after `Client::abort` returned grew the partial file that a resume had just
+/// looked at.
+impl Drop for DiskThread {
+    fn drop(&mut self) {
+        self.jobs.close();
+        self.results.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl DiskThread {
     fn start() -> io::Result<DiskThread> {
         let (jobs, job_rx) = async_channel::bounded::<DiskJob>(JOBS_IN_FLIGHT);
         let (done_tx, results) = async_channel::bounded(JOBS_IN_FLIGHT);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("tidings-disk".into())
             .spawn(move || {
                 while let Ok(job) = job_rx.recv_blocking() {
@@ -317,6 +333,7 @@ impl DiskThread {
         Ok(DiskThread {
             jobs,
             results: Box::pin(results),
+            thread: Some(thread),
         })
     }
 }
