@@ -394,6 +394,48 @@ impl Unbuffered
     }
 }
 
+/// Where decrypted plaintext goes: a caller's slice (filled from the front), or the end of
+/// a growing buffer up to a limit (a hub's receive buffer: no copy through a scratch
+/// buffer, no zeroing).
+enum Sink<'a> {
+    Slice(&'a mut [u8], usize),
+    Grow(&'a mut bytes::BytesMut, usize),
+}
+
+impl Sink<'_> {
+    /// A sink that takes nothing (the handshake, sending).
+    fn none() -> Sink<'static> {
+        Sink::Slice(&mut [], 0)
+    }
+
+    /// Takes what fits of `bytes`; returns how much.
+    fn put(&mut self, bytes: &[u8]) -> usize {
+        match self {
+            Sink::Slice(buf, filled) => {
+                let room = &mut buf[*filled..];
+                let n = bytes.len().min(room.len());
+                room[..n].copy_from_slice(&bytes[..n]);
+                *filled += n;
+                n
+            }
+            Sink::Grow(buf, room) => {
+                let n = bytes.len().min(*room);
+                buf.extend_from_slice(&bytes[..n]);
+                *room -= n;
+                n
+            }
+        }
+    }
+
+    /// Whether it takes nothing at all.
+    fn is_empty(&self) -> bool {
+        match self {
+            Sink::Slice(buf, _) => buf.is_empty(),
+            Sink::Grow(_, room) => *room == 0,
+        }
+    }
+}
+
 /// What [`Buffers::pump`] did.
 #[derive(Default)]
 struct Pumped {
@@ -422,11 +464,9 @@ impl Buffers {
         self.out_start < self.outgoing.len()
     }
 
-    /// Plaintext not yet read into `buf`, if there is any.
-    fn take_plain(&mut self, buf: &mut [u8]) -> usize {
-        let waiting = &self.plain[self.plain_start..];
-        let n = waiting.len().min(buf.len());
-        buf[..n].copy_from_slice(&waiting[..n]);
+    /// Plaintext not yet read into `sink`, if there is any.
+    fn take_plain(&mut self, sink: &mut Sink<'_>) -> usize {
+        let n = sink.put(&self.plain[self.plain_start..]);
         self.plain_start += n;
         free_if_used(&mut self.plain, &mut self.plain_start);
         n
@@ -470,7 +510,7 @@ impl Buffers {
     fn pump<C: Unbuffered>(
         &mut self,
         conn: &mut C,
-        buf: &mut [u8],
+        sink: &mut Sink<'_>,
         send: &[IoSlice<'_>],
     ) -> io::Result<Pumped> {
         use rustls::unbuffered::ConnectionState as S;
@@ -497,9 +537,7 @@ impl Buffers {
                             Ok(record) => {
                                 discard += record.discard;
                                 let payload = record.payload;
-                                let room = &mut buf[done.read..];
-                                let n = payload.len().min(room.len());
-                                room[..n].copy_from_slice(&payload[..n]);
+                                let n = sink.put(payload);
                                 done.read += n;
                                 self.plain.extend_from_slice(&payload[n..]);
                             }
@@ -749,7 +787,7 @@ impl Tls {
             .map_err(|e| io::Error::other(describe(&e)))?;
         let mut tls = Tls::new(Conn::Client(conn));
         // The client speaks first: its hello is ready to write.
-        tls.pump(&mut [], &[])?;
+        tls.pump(&mut Sink::none(), &[])?;
         Ok(tls)
     }
 
@@ -762,9 +800,9 @@ impl Tls {
     }
 
     /// [`Buffers::pump`] with this connection.
-    fn pump(&mut self, buf: &mut [u8], send: &[IoSlice<'_>]) -> io::Result<Pumped> {
+    fn pump(&mut self, sink: &mut Sink<'_>, send: &[IoSlice<'_>]) -> io::Result<Pumped> {
         let bufs = &mut self.bufs;
-        with_conn!(&mut self.conn, c => bufs.pump(c, buf, send))
+        with_conn!(&mut self.conn, c => bufs.pump(c, sink, send))
     }
 
     /// Whether the handshake is still going.
@@ -804,7 +842,7 @@ impl Tls {
             return Ok(records.len());
         }
         self.bufs.incoming.extend_from_slice(records);
-        self.pump(&mut [], &[])?;
+        self.pump(&mut Sink::none(), &[])?;
         Ok(records.len())
     }
 
@@ -818,10 +856,14 @@ impl Tls {
     /// connection cleanly (TLS `close_notify`), `WouldBlock` while none is waiting, and
     /// `UnexpectedEof` when the stream ended without `close_notify` (truncated).
     pub fn plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        self.plaintext_to(&mut Sink::Slice(buf, 0))
+    }
+
+    fn plaintext_to(&mut self, sink: &mut Sink<'_>) -> io::Result<usize> {
+        if sink.is_empty() {
             return Ok(0);
         }
-        match self.bufs.take_plain(buf) {
+        match self.bufs.take_plain(sink) {
             0 => self.bufs.no_plain(),
             n => Ok(n),
         }
@@ -833,7 +875,8 @@ impl Tls {
         if self.bufs.closed || slices.iter().all(|s| s.is_empty()) {
             return 0;
         }
-        self.pump(&mut [], slices).map_or(0, |done| done.sent)
+        self.pump(&mut Sink::none(), slices)
+            .map_or(0, |done| done.sent)
     }
 
     /// Writes waiting records to `out` (one `write` of it); `Ok(0)` when none are waiting.
@@ -854,7 +897,7 @@ impl Tls {
             return;
         }
         self.bufs.closing = true;
-        let _ = self.pump(&mut [], &[]);
+        let _ = self.pump(&mut Sink::none(), &[]);
     }
 
     /// Writes every waiting record to the non-blocking `io`: `Ok` once none is left,
@@ -887,7 +930,7 @@ impl Tls {
                     "TLS: the peer closed the connection during the handshake (does it speak TLS on this port?)",
                 ));
             }
-            if let Err(e) = self.pump(&mut [], &[]) {
+            if let Err(e) = self.pump(&mut Sink::none(), &[]) {
                 let _ = self.flush(io);
                 return Err(e);
             }
@@ -903,7 +946,28 @@ impl Tls {
     /// The plaintext of the records read goes straight into `buf`; only what does not fit
     /// there is kept.
     pub fn read(&mut self, io: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        let want = buf.len();
+        self.read_to(io, &mut Sink::Slice(buf, 0), want)
+    }
+
+    /// [`Tls::read`] onto the end of `buf`, at most `max` bytes: a driver that reads into its
+    /// receive buffer (the hub's) decrypts straight into it, without a buffer in between.
+    pub fn read_into(
+        &mut self,
+        io: &mut (impl Read + Write),
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> io::Result<usize> {
+        self.read_to(io, &mut Sink::Grow(buf, max), max)
+    }
+
+    fn read_to(
+        &mut self,
+        io: &mut (impl Read + Write),
+        sink: &mut Sink<'_>,
+        want: usize,
+    ) -> io::Result<usize> {
+        if sink.is_empty() {
             return Ok(0);
         }
         loop {
@@ -911,17 +975,17 @@ impl Tls {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => other?,
             }
-            match self.plaintext(buf) {
+            match self.plaintext_to(sink) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return other,
             }
-            if self.bufs.read_records(io, read_size(buf.len()))? == 0 {
+            if self.bufs.read_records(io, read_size(want))? == 0 {
                 // The end of the stream: the plaintext now says whether it was clean.
                 self.bufs.eof = true;
                 let _ = self.flush(io);
-                return self.plaintext(buf);
+                return self.plaintext_to(sink);
             }
-            match self.pump(buf, &[]) {
+            match self.pump(sink, &[]) {
                 Ok(done) if done.read > 0 => return Ok(done.read),
                 Ok(_) => {}
                 Err(e) => {
@@ -1125,6 +1189,46 @@ mod tests {
         assert_eq!(s.queue_plaintext(&[IoSlice::new(&big)]), SEND_BUFFER);
         assert!(deliver(&mut s, &mut c, 1 << 20) == big[..SEND_BUFFER]);
         assert!(holds_nothing(&c) && holds_nothing(&s));
+    }
+
+    /// A socket with nothing to read that takes every write.
+    struct Quiet;
+
+    impl Read for Quiet {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for Quiet {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn read_into_appends_at_most_max_and_keeps_the_rest_in_order() {
+        let (mut c, mut s) = pair();
+        let mut got = handshake(&mut c, &mut s);
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+        assert_eq!(c.queue_plaintext(&[IoSlice::new(&data)]), data.len());
+        let mut wire = Vec::new();
+        while c.records(&mut wire).unwrap() > 0 {}
+        assert_eq!(s.received(&wire).unwrap(), wire.len());
+        let mut buf = bytes::BytesMut::from(&b"before:"[..]);
+        while buf.len() < 7 + data.len() {
+            let n = s.read_into(&mut Quiet, &mut buf, 7_000).unwrap();
+            assert!(n > 0 && n <= 7_000, "{n}");
+        }
+        assert_eq!(&buf[..7], b"before:");
+        got.extend_from_slice(&buf[7..]);
+        assert!(got == data, "plaintext arrived changed");
+        let e = s.read_into(&mut Quiet, &mut buf, 7_000).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(holds_nothing(&s));
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl NativeConn {
         match ev {
             NativeWake::Read(Ok(n)) if n > 0 => {
                 // (Only where `recv` into the hub's buffer exists.)
-                self.direct = cfg!(unix) && n >= DIRECT_MIN && !self.io.is_tls();
+                self.direct = cfg!(unix) && n >= DIRECT_MIN;
                 shared
                     .host
                     .borrow_mut()
@@ -240,9 +240,16 @@ impl NativeConns {
 /// is copied once, by the kernel, and relayed chunk payloads go on as slices of this buffer.
 /// A read into the shared buffer plus `Hub::handle_input` copied each byte once more (a
 /// fifth of the server's CPU time in a relay).
+///
+/// Over TLS the records are decrypted straight into that buffer instead (one copy, out of
+/// the records' buffer), rather than into the shared one and copied again.
 #[cfg(unix)]
 fn poll_recv_direct(io: &Socket, me: Poller<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
     use bytes::BufMut as _;
+    if io.is_tls() {
+        let room = buf.capacity() - buf.len();
+        return io.poll_read_into(me, buf, room);
+    }
     let spare = buf.chunk_mut();
     let (at, len) = (spare.as_mut_ptr(), spare.len());
     let got = std::task::ready!(io.poll_read_with(me, len, |fd| {

@@ -196,6 +196,35 @@ impl Socket {
         self.awaited.set(self.awaited.get() | dirs);
     }
 
+    /// Reads plaintext through the socket's TLS onto the end of `buf`, at most `max` bytes
+    /// ([`Tls::read_into`]); a socket without TLS reads nothing this way.
+    pub(crate) fn poll_read_into(
+        &self,
+        poller: Poller<'_>,
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        let mut tls = self.tls.borrow_mut();
+        let Some(tls) = tls.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
+        };
+        loop {
+            match tls.read_into(&mut Records(self), buf, max) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let dirs = if tls.wants_write() {
+                        READ | WRITE
+                    } else {
+                        READ
+                    };
+                    self.wait_for(dirs, poller);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
     /// Reads plaintext through the socket's TLS.
     fn poll_read_tls(
         &self,
