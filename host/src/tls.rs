@@ -552,18 +552,7 @@ impl Buffers {
                         break Some(e);
                     }
                 }
-                S::EncodeTlsData(mut encode) => {
-                    let at = self.outgoing.len();
-                    let needed = match encode.encode(&mut []) {
-                        Err(rustls::unbuffered::EncodeError::InsufficientSize(size)) => {
-                            size.required_size
-                        }
-                        _ => 0,
-                    };
-                    self.outgoing.resize(at + needed, 0);
-                    let written = encode.encode(&mut self.outgoing[at..]).unwrap_or(0);
-                    self.outgoing.truncate(at + written);
-                }
+                S::EncodeTlsData(mut encode) => encode_onto(&mut encode, &mut self.outgoing),
                 // The records are in `outgoing`, which `records` and `flush` write.
                 S::TransmitTlsData(transmit) => transmit.done(),
                 S::WriteTraffic(mut traffic) => {
@@ -646,18 +635,7 @@ impl Buffers {
         // (which it must not again: they failed).
         while conn.wants_write() {
             match conn.process(&mut []).state {
-                Ok(S::EncodeTlsData(mut encode)) => {
-                    let at = self.outgoing.len();
-                    let needed = match encode.encode(&mut []) {
-                        Err(rustls::unbuffered::EncodeError::InsufficientSize(size)) => {
-                            size.required_size
-                        }
-                        _ => 0,
-                    };
-                    self.outgoing.resize(at + needed, 0);
-                    let written = encode.encode(&mut self.outgoing[at..]).unwrap_or(0);
-                    self.outgoing.truncate(at + written);
-                }
+                Ok(S::EncodeTlsData(mut encode)) => encode_onto(&mut encode, &mut self.outgoing),
                 _ => break,
             }
         }
@@ -717,6 +695,18 @@ impl Buffers {
         }
         Ok(taken)
     }
+}
+
+/// Appends the handshake record (or alert) rustls has ready onto `out`, sized as rustls asks.
+fn encode_onto<D>(encode: &mut rustls::unbuffered::EncodeTlsData<'_, D>, out: &mut Vec<u8>) {
+    let at = out.len();
+    let needed = match encode.encode(&mut []) {
+        Err(rustls::unbuffered::EncodeError::InsufficientSize(size)) => size.required_size,
+        _ => 0,
+    };
+    out.resize(at + needed, 0);
+    let written = encode.encode(&mut out[at..]).unwrap_or(0);
+    out.truncate(at + written);
 }
 
 /// Queues what fits below [`SEND_BUFFER`] of `slices` onto `queued`; returns how much.

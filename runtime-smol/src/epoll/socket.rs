@@ -196,6 +196,34 @@ impl Socket {
         self.awaited.set(self.awaited.get() | dirs);
     }
 
+    /// Runs `op` on the socket's TLS until it does not say `WouldBlock`; then waits for what
+    /// the TLS needs: records still owed need room to write, and a read (or plaintext held
+    /// back by the handshake, which reading moves on) needs records to arrive.
+    fn poll_tls<R>(
+        &self,
+        poller: Poller<'_>,
+        tls: &mut Tls,
+        reading: bool,
+        mut op: impl FnMut(&mut Tls, &mut Records<'_>) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            match op(tls, &mut Records(self)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let dirs = match (reading, tls.wants_write()) {
+                        (true, true) => READ | WRITE,
+                        (true, false) => READ,
+                        (false, true) => WRITE,
+                        (false, false) => READ,
+                    };
+                    self.wait_for(dirs, poller);
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
     /// Reads plaintext through the socket's TLS onto the end of `buf`, at most `max` bytes
     /// ([`Tls::read_into`]); a socket without TLS reads nothing this way.
     pub(crate) fn poll_read_into(
@@ -204,78 +232,16 @@ impl Socket {
         buf: &mut bytes::BytesMut,
         max: usize,
     ) -> Poll<io::Result<usize>> {
-        let mut tls = self.tls.borrow_mut();
-        let Some(tls) = tls.as_mut() else {
-            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
-        };
-        loop {
-            match tls.read_into(&mut Records(self), buf, max) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let dirs = if tls.wants_write() {
-                        READ | WRITE
-                    } else {
-                        READ
-                    };
-                    self.wait_for(dirs, poller);
-                    return Poll::Pending;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
-            }
-        }
-    }
-
-    /// Reads plaintext through the socket's TLS.
-    fn poll_read_tls(
-        &self,
-        poller: Poller<'_>,
-        tls: &mut Tls,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            match tls.read(&mut Records(self), buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Records still owed (the handshake's) need room to write, too.
-                    let dirs = if tls.wants_write() {
-                        READ | WRITE
-                    } else {
-                        READ
-                    };
-                    self.wait_for(dirs, poller);
-                    return Poll::Pending;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
-            }
-        }
-    }
-
-    /// Writes plaintext through the socket's TLS.
-    fn poll_write_tls(
-        &self,
-        poller: Poller<'_>,
-        tls: &mut Tls,
-        slices: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            match tls.write_vectored(&mut Records(self), slices) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Records waiting for room, or plaintext waiting for the handshake, which
-                    // reading moves on.
-                    let dirs = if tls.wants_write() { WRITE } else { READ };
-                    self.wait_for(dirs, poller);
-                    return Poll::Pending;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
-            }
+        match self.tls.borrow_mut().as_mut() {
+            Some(tls) => self.poll_tls(poller, tls, true, |t, r| t.read_into(r, buf, max)),
+            None => Poll::Ready(Err(io::ErrorKind::Unsupported.into())),
         }
     }
 
     /// Reads into `buf`.
     pub(crate) fn poll_read(&self, poller: Poller<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if let Some(tls) = self.tls.borrow_mut().as_mut() {
-            return self.poll_read_tls(poller, tls, buf);
+            return self.poll_tls(poller, tls, true, |t, r| t.read(r, buf));
         }
         let len = buf.len();
         let got = self.poll_io(READ, poller, |mut s| s.read(buf));
@@ -315,7 +281,7 @@ impl Socket {
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if let Some(tls) = self.tls.borrow_mut().as_mut() {
-            return self.poll_write_tls(poller, tls, slices);
+            return self.poll_tls(poller, tls, false, |t, r| t.write_vectored(r, slices));
         }
         self.poll_io(WRITE, poller, |mut s| s.write_vectored(slices))
     }
