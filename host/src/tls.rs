@@ -323,6 +323,10 @@ struct Buffers {
     /// Records received and not yet processed: a partial record, or the start of a
     /// handshake message that spans records (rustls keeps its place in them).
     incoming: Vec<u8>,
+    /// How much the next read of records asks for: small while the peer sends little
+    /// (chat), doubling while reads come back full (a file), so that neither pays for the
+    /// other's buffer (see [`Buffers::read_records`]).
+    read_hint: usize,
     /// Records to write, from `out_start` on.
     outgoing: Vec<u8>,
     out_start: usize,
@@ -343,11 +347,14 @@ struct Buffers {
     closed: bool,
 }
 
-/// Bytes read from a socket at once at least: one whole record of the largest size.
+/// The room a read of records is offered during the handshake: one whole record of the
+/// largest size.
 const READ_SIZE: usize = 17 << 10;
-/// … and at most, when the caller's buffer is that large: a reader that takes plaintext in
-/// big pieces (a file chunk) gets many records per system call, as in plaintext, rather
-/// than one (a verified relay over TLS made fourteen times the reads).
+/// The least room a read of records is offered after it (see [`Buffers::read_records`]).
+const MIN_READ: usize = 4 << 10;
+/// The most, when the caller's buffer is that large: a reader that takes plaintext in big
+/// pieces (a file chunk) gets many records per system call, as in plaintext, rather than
+/// one (a verified relay over TLS made fourteen times the reads).
 const MAX_READ: usize = 256 << 10;
 
 /// How much to read from the socket for a caller whose buffer takes `plaintext` bytes:
@@ -490,13 +497,27 @@ impl Buffers {
 
     /// Reads at most `size` bytes of records from `io` onto the end of `incoming`: the bytes
     /// read, or the error (`WouldBlock`), with `incoming` as it was.
+    ///
+    /// The room offered is zeroed first (a read needs initialised bytes), so it follows what
+    /// the peer sends: it starts at [`MIN_READ`], doubles while reads fill it, and halves
+    /// when they do not. Offering `size` to every read cost a chat connection the zeroing of
+    /// 64 KiB per message over TLS.
     fn read_records(&mut self, io: &mut impl Read, size: usize) -> io::Result<usize> {
+        let size = size.min(self.read_hint.max(MIN_READ));
         let held = self.incoming.len();
         self.incoming.resize(held + size, 0);
         let read = io.read(&mut self.incoming[held..]);
-        self.incoming.truncate(held + *read.as_ref().unwrap_or(&0));
+        let got = *read.as_ref().unwrap_or(&0);
+        self.incoming.truncate(held + got);
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
+        }
+        if read.is_ok() {
+            self.read_hint = if got == size {
+                (size * 2).min(MAX_READ)
+            } else {
+                (size / 2).max(MIN_READ)
+            };
         }
         read
     }

@@ -186,6 +186,7 @@ impl Socket {
     }
 
     /// Whether the socket speaks TLS (reads and writes then carry plaintext).
+    #[cfg(unix)]
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.borrow().is_some()
     }
@@ -225,7 +226,9 @@ impl Socket {
     }
 
     /// Reads plaintext through the socket's TLS onto the end of `buf`, at most `max` bytes
-    /// ([`Tls::read_into`]); a socket without TLS reads nothing this way.
+    /// ([`Tls::read_into`]); a socket without TLS reads nothing this way. (Used by the
+    /// direct reads, which exist where `recv` does.)
+    #[cfg(unix)]
     pub(crate) fn poll_read_into(
         &self,
         poller: Poller<'_>,
