@@ -29,11 +29,20 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
     })
 }
 
+/// The PEM text of the server's certificate chain and key, read from their files.
+fn pems(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), CliError> {
+    Ok((read(cert, "certificate")?, read(key, "key")?))
+}
+
+/// A certificate, key or CA that cannot be used: a usage error.
+fn unusable(e: impl std::fmt::Display) -> CliError {
+    CliError::new(Exit::Usage, format!("TLS: {e}"))
+}
+
 /// The server's certificate and key from their PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<TlsServerConfig, CliError> {
-    let (cert_pem, key_pem) = (read(cert, "certificate")?, read(key, "key")?);
-    TlsServerConfig::from_pem(&cert_pem, &key_pem)
-        .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {e}")))
+    let (cert_pem, key_pem) = pems(cert, key)?;
+    TlsServerConfig::from_pem(&cert_pem, &key_pem).map_err(unusable)
 }
 
 /// Reloads `config` from `cert` and `key` on SIGHUP, and when either file changes (looked at
@@ -67,12 +76,8 @@ pub fn watch(config: TlsServerConfig, cert: PathBuf, key: PathBuf) {
                 continue;
             };
             seen = now;
-            let reloaded = read(&cert, "certificate").and_then(|c| {
-                let k = read(&key, "key")?;
-                config
-                    .reload(&c, &k)
-                    .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {e}")))
-            });
+            let reloaded =
+                pems(&cert, &key).and_then(|(c, k)| config.reload(&c, &k).map_err(unusable));
             match reloaded {
                 Ok(()) => tracing::info!(cert = %cert.display(), why, "TLS certificate reloaded"),
                 Err(e) => tracing::error!(
@@ -122,8 +127,7 @@ pub fn client(server: &ServerAddr, ca: Option<&Path>) -> Result<Option<ClientTls
 /// `tidings cert`: writes a private CA and a server certificate signed by it, and says how
 /// to use them. Never overwrites a file.
 pub fn cert(args: CertArgs, out: &mut Out) -> Result<(), CliError> {
-    let made = SelfSigned::generate(&args.name)
-        .map_err(|e| CliError::new(Exit::Usage, format!("TLS: {e}")))?;
+    let made = SelfSigned::generate(&args.name).map_err(unusable)?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         CliError::new(
             Exit::File,
