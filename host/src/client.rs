@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
 use tidings_core::wire::PresenceKind;
@@ -450,9 +450,23 @@ impl Agent {
         self.session.goodbye(ErrorCode::Normal, "bye");
     }
 
-    /// Bytes from the socket.
+    /// Bytes from the socket (copied into the session's receive buffer;
+    /// [`Agent::input_buffer`] avoids that copy).
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.session.handle_input(now, bytes);
+    }
+
+    /// The session's receive buffer with room for at least `at_least` more bytes, for a
+    /// driver that reads (or decrypts) straight into it; `None` once the session is closed.
+    /// Append only received bytes, then call [`Agent::handle_received`] with their count (the
+    /// contract of `Session::input_buffer`).
+    pub fn input_buffer(&mut self, at_least: usize) -> Option<&mut BytesMut> {
+        self.session.input_buffer(at_least)
+    }
+
+    /// The driver appended `n` received bytes to [`Agent::input_buffer`].
+    pub fn handle_received(&mut self, now: Instant, n: usize) {
+        self.session.handle_received(now, n);
     }
 
     /// The socket reached its end.

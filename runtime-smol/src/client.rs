@@ -279,7 +279,10 @@ impl Drop for Client {
 
 /// What woke the client's task.
 enum ClientWake {
+    /// Bytes read into the driver's buffer.
     Read(io::Result<usize>),
+    /// Bytes read straight into the session's buffer ([`Agent::input_buffer`]).
+    Received(io::Result<usize>),
     Wrote(io::Result<usize>),
     Command(Option<(Command, Reply)>),
     Job(Option<DiskDone>),
@@ -383,7 +386,10 @@ async fn drive(
     // Tickets of the jobs on the disk thread, oldest first; results arrive in this order.
     let mut jobs: VecDeque<Ticket<TransferId>> = VecDeque::new();
     let mut disk: Option<DiskThread> = None;
-    let mut buf = vec![0u8; READ_BUF_MIN];
+    // How much one read takes: grows while reads fill it. Over TLS the plaintext goes
+    // straight into the session's buffer and `buf` stays empty.
+    let mut read_size = READ_BUF_MIN;
+    let mut buf = Vec::new();
     let mut timer = Timer::never();
     // Re-arming a timer costs a trip through the reactor: only do it when the deadline moves.
     let mut armed: Option<Instant> = None;
@@ -493,8 +499,23 @@ async fn drive(
                 }
             }
             if wants_input {
-                if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
-                    return Poll::Ready(ClientWake::Read(r));
+                // Over TLS the plaintext is decrypted straight into the session's buffer.
+                let direct = match agent.input_buffer(read_size) {
+                    Some(into) if stream.is_tls() => {
+                        let room = into.capacity() - into.len();
+                        stream.poll_read_into(cx, into, room)
+                    }
+                    _ => None,
+                };
+                match direct {
+                    Some(Poll::Ready(r)) => return Poll::Ready(ClientWake::Received(r)),
+                    Some(Poll::Pending) => {}
+                    None => {
+                        buf.resize(read_size, 0);
+                        if let Poll::Ready(r) = Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                            return Poll::Ready(ClientWake::Read(r));
+                        }
+                    }
                 }
             }
             if commands_open {
@@ -515,14 +536,22 @@ async fn drive(
             ClientWake::Wrote(Ok(n)) if n > 0 => {
                 out.advance(n, |b| agent.recycle(b));
             }
-            ClientWake::Wrote(_) | ClientWake::Read(Err(_)) | ClientWake::Read(Ok(0)) => {
+            ClientWake::Wrote(_)
+            | ClientWake::Read(Err(_) | Ok(0))
+            | ClientWake::Received(Err(_) | Ok(0)) => {
                 out.clear();
                 agent.handle_eof(now);
             }
             ClientWake::Read(Ok(n)) => {
                 agent.handle_input(now, &buf[..n]);
-                if n == buf.len() && buf.len() < READ_BUF_MAX {
-                    buf.resize(buf.len() * 2, 0);
+                if n >= read_size {
+                    read_size = (read_size * 2).min(READ_BUF_MAX);
+                }
+            }
+            ClientWake::Received(Ok(n)) => {
+                agent.handle_received(now, n);
+                if n >= read_size {
+                    read_size = (read_size * 2).min(READ_BUF_MAX);
                 }
             }
             ClientWake::Job(done) => {

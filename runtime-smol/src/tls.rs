@@ -69,6 +69,29 @@ fn pending_on_block<T>(result: io::Result<T>) -> Poll<io::Result<T>> {
     }
 }
 
+impl Connection {
+    /// Over TLS, reads records and decrypts their plaintext straight onto the end of `buf`
+    /// (at most `max` bytes): a receiver's session buffer, with no buffer in between. `None`
+    /// in plaintext, where reading needs a buffer of initialised bytes of the driver's own.
+    pub(crate) fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        let Connection::Tls(tls) = self else {
+            return None;
+        };
+        let (io, tls) = &mut **tls;
+        Some(pending_on_block(tls.read_into(&mut Polled { io, cx }, buf, max)))
+    }
+
+    /// Whether this is a `tls://` connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Connection::Tls(_))
+    }
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
