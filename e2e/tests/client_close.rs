@@ -1,6 +1,7 @@
 //! Both clients' `close` is bounded: it returns at once when the connection is gone, and
-//! within `ClientConfig::close_timeout` when the server stopped reading. The server here is a
-//! stand-in that stops answering on purpose, so these tests do not run per server.
+//! within `ClientConfig::close_timeout` when the server stopped reading; so is `connect`, by
+//! the handshake timeout, when nothing answers. The server here is a stand-in that stops
+//! answering on purpose, so these tests do not run per server.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -148,4 +149,46 @@ fn the_blocking_client_close_is_bounded_when_the_server_stops_reading() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// A listener whose backlog is full: the kernel drops further SYNs, so a connect hangs (as
+/// behind a firewall that drops packets) instead of being refused. Keep the returned
+/// connections and listener alive for as long as the test needs the hang.
+fn full_backlog() -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        held.push(s);
+        assert!(held.len() < 5000, "the backlog never filled");
+    }
+    (listener, held)
+}
+
+#[test]
+fn both_clients_give_up_connecting_within_the_handshake_timeout() {
+    let (listener, _held) = full_backlog();
+    let addr = listener.local_addr().unwrap();
+    let mut config = ClientConfig::default();
+    config.session.handshake_timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let Err(err) = tidings_std::Client::connect(addr, "n", config.clone()) else {
+        panic!("nothing accepts");
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("no answer within 0.3 s"), "{err}");
+    let start = Instant::now();
+    let Err(err) = smol::block_on(Client::connect(addr, "n", config)) else {
+        panic!("nothing accepts");
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("no answer within 0.3 s"), "{err}");
 }

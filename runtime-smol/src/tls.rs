@@ -83,7 +83,11 @@ impl Connection {
             return None;
         };
         let (io, tls) = &mut **tls;
-        Some(pending_on_block(tls.read_into(&mut Polled { io, cx }, buf, max)))
+        Some(pending_on_block(tls.read_into(
+            &mut Polled { io, cx },
+            buf,
+            max,
+        )))
     }
 
     /// Whether this is a `tls://` connection.

@@ -39,6 +39,37 @@ enum Input {
     Command(Command, Sender<Result<Option<TransferId>, Error>>),
 }
 
+/// Connects to the first of `addr`'s addresses that answers within `timeout` of `started`:
+/// an address that drops our SYNs (a firewall, a full backlog) would otherwise take the OS's
+/// minutes, so the handshake timeout counts from the call, connecting included (as in the
+/// smol client, with the same words).
+fn connect_within(
+    addr: impl ToSocketAddrs,
+    started: Instant,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {:.1} s", timeout.as_secs_f64()),
+        )
+    };
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let left = (started + timeout).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => last = Some(timed_out()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")))
+}
+
 /// A connected client. Commands return once the session has queued them; what happens next
 /// arrives as [`ClientEvent`]s from [`Client::next_event`].
 pub struct Client {
@@ -73,7 +104,7 @@ impl Client {
         let started = Instant::now();
         let tls = config.tls.clone();
         let agent = Agent::new(name, config, started)?;
-        let socket = TcpStream::connect(addr)?;
+        let socket = connect_within(addr, started, handshake_timeout)?;
         socket.set_nodelay(true)?;
         let stream = match tls {
             None => Stream::Plain(socket),
