@@ -16,6 +16,8 @@
 //! The two servers' handles differ (the std one blocks, the smol one is async); the
 //! [`TestServer`] methods block for both, so a test reads the same against either.
 
+pub mod faults;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
