@@ -82,6 +82,7 @@ serve_file! {
     message_burst: u32,
     rate_limit_grace_ms: u64,
     relay_budget_mib: usize,
+    chat_budget_mib: usize,
     stall_timeout_ms: u64,
     tls_cert: PathBuf,
     tls_key: PathBuf,

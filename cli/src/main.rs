@@ -209,6 +209,11 @@ struct ServeArgs {
     /// wait for credit beyond it.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     relay_budget_mib: usize,
+    /// Most chat output (texts, presence, lists; not file data) the server holds queued for
+    /// all clients together, in MiB; past it the clients furthest behind are disconnected
+    /// with `slow-consumer`.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    chat_budget_mib: usize,
     /// A transfer (or relay hop) that moves no byte for this long fails with
     /// `transfer-timeout`, in milliseconds.
     #[arg(long, default_value_t = 60_000, value_name = "MS")]

@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         message_burst: args.message_burst.max(1),
         rate_limit_grace: Duration::from_millis(args.rate_limit_grace_ms),
         relay_budget: args.relay_budget_mib.saturating_mul(1 << 20),
+        chat_budget: args.chat_budget_mib.saturating_mul(1 << 20),
         ..HubConfig::default()
     };
     hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);

@@ -346,6 +346,67 @@ fn a_slow_consumer_is_disconnected_and_the_rest_keep_chatting() {
 }
 
 #[test]
+fn the_chat_budget_cuts_off_the_readers_furthest_behind_and_no_one_else() {
+    // Each stuck reader may hold 512 KiB, all together 1 MiB.
+    let mut config = HubConfig {
+        chat_budget: 1 << 20,
+        ..HubConfig::default()
+    };
+    config.session.max_queued_output = 512 << 10;
+    let mut net = HubNet::new(config, 13);
+    let talker = net.join("talker");
+    let fast = net.join("fast");
+    let stuck: Vec<usize> = (0..5).map(|i| net.join(&format!("stuck{i}"))).collect();
+    let line = "x".repeat(8 << 10);
+    let mut sent = 0;
+    for round in 0..40 {
+        // The readers stop one after another, so the first stopped is the furthest behind.
+        if let Some(&s) = stuck.get(round / 2) {
+            let conn = net.clients[s].conn;
+            net.blocked.insert(conn);
+        }
+        net.clients[talker].session.send_text("", &line).unwrap();
+        sent += 1;
+        net.settle();
+        assert!(
+            net.hub.chat_queued() <= 1 << 20,
+            "{} queued",
+            net.hub.chat_queued()
+        );
+    }
+    let gone: Vec<bool> = stuck
+        .iter()
+        .map(|&s| net.hub.is_finished(net.clients[s].conn))
+        .collect();
+    // 40 lines of 8 KiB: the stuck readers would hold 32–40 lines each, all within their
+    // own bound, but 1.4 MiB together; the budget cut off the earliest stopped first, as
+    // often as needed to fit (twice), and no more.
+    assert_eq!(gone, [true, true, false, false, false]);
+    assert_eq!(
+        net.clients[fast].texts().len(),
+        sent,
+        "the fast reader lost nothing"
+    );
+    assert!(!net.hub.is_finished(net.clients[talker].conn));
+    let reasons: Vec<String> = net
+        .op
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Left { name, reason, .. } if name.starts_with("stuck") => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons.iter().all(|r| r.contains("slow-consumer")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
 fn the_server_says_to_everyone_and_to_one() {
     let mut net = ten_clients(12);
     net.hub.say(None, "welcome all").unwrap();

@@ -56,7 +56,8 @@ struct Peer {
 /// (chat, lists, offers, chunks, credit, digests, cancels), stream ends, removals, stalls and timer
 /// firings. It must never panic; whatever it sends any peer must be the server preamble then
 /// whole, decodable frames; every `text` it delivers must carry a sender that is registered
-/// or the server itself (no spoofing); relayed data must stay within the relay budget.
+/// or the server itself (no spoofing); relayed data must stay within the relay budget, and
+/// queued chat output within the chat budget.
 /// `start` is the driver's clock reading: time, as everywhere in core, comes from the caller.
 pub fn hub(data: &[u8], start: Instant) {
     let mut u = Unstructured::new(data);
@@ -69,6 +70,9 @@ pub fn hub(data: &[u8], start: Instant) {
     };
     // Windows small enough that several relays compete for the budget.
     config.session.transfer.window = 256 << 10;
+    // Chat output bounds small enough that stalled peers reach them: two peers' worth.
+    config.session.max_queued_output = 64 << 10;
+    config.chat_budget = 128 << 10;
     // The budget is never below one window (a relay could not start otherwise).
     let budget = config
         .relay_budget
@@ -220,6 +224,11 @@ pub fn hub(data: &[u8], start: Instant) {
             hub.relay_committed() <= budget,
             "relay budget exceeded: {} > {budget}",
             hub.relay_committed()
+        );
+        assert!(
+            hub.chat_queued() <= 128 << 10,
+            "chat budget exceeded: {}",
+            hub.chat_queued()
         );
     }
 }

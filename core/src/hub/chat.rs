@@ -232,11 +232,9 @@ impl Hub {
         };
         let result = send(&mut c.session);
         if result == Err(SendError::QueueFull) {
-            c.discard = true;
-            c.session.goodbye(
-                ErrorCode::SlowConsumer,
-                "the client did not read its messages",
-            );
+            self.drop_slow_consumer(conn);
+        } else {
+            self.account(conn);
         }
         self.touch(conn);
         result

@@ -123,6 +123,13 @@ impl<T> ConnTable<T> {
     pub(super) fn keys(&self) -> impl Iterator<Item = &ConnId> {
         self.slots.iter().filter(|s| s.id != 0).map(|s| &s.id)
     }
+
+    /// Every connection with its id, in slot order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (ConnId, &T)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.value.as_ref().map(|v| (s.id, v)))
+    }
 }
 
 #[cfg(test)]

@@ -64,7 +64,9 @@
 //!   [`HubConfig::rate_limit_grace`]. File data and heartbeats do not count.
 //! * **Slow consumers**: a client whose queued output reaches the session's bound is
 //!   disconnected with `slow-consumer` and its queued output dropped, so one stalled reader
-//!   never holds up (or grows the memory of) everyone else.
+//!   never holds up (or grows the memory of) everyone else. All connections' queued chat
+//!   output together stays within [`HubConfig::chat_budget`] ([`Hub::chat_queued`]): past
+//!   it, the connections holding the most go the same way, largest first.
 //! * **Relayed files**: an offer to another client is offered on to it under the sender's
 //!   name; the receiver's accept (with its resume offset) is passed back, the sender's
 //!   chunks are handed on as the receiver's connection asks for them, and the sender gets
@@ -164,6 +166,9 @@ struct Conn {
     last_input: Instant,
     /// Its message-rate bucket.
     rate: rate::Bucket,
+    /// Its queued chat output as last counted into `Hub::chat_queued` (0 once discarded).
+    /// At most `max_queued_output` plus one frame, so 32 bits (of every connection).
+    counted: u32,
 }
 
 /// The server side of tidings as a pure state machine. See the [module docs](self).
@@ -198,6 +203,9 @@ pub struct Hub {
     relays: Relays,
     /// The most bytes any single relay ever held.
     relay_peak: usize,
+    /// Queued chat output of every connection, as last counted (see
+    /// [`HubConfig::chat_budget`]).
+    chat_queued: usize,
     /// The id of the next offer the server makes on any connection (odd, increasing): one
     /// counter for the whole server, so that a relayed transfer has the same number on the
     /// receiver's connection that the sender is told in `relayed` (spec §10 rule 8).
@@ -249,6 +257,7 @@ impl Hub {
             dropped_events: 0,
             relays: Relays::default(),
             relay_peak: 0,
+            chat_queued: 0,
             next_offer_id: 1,
             own: HashMap::new(),
             shutting_down: false,
@@ -272,6 +281,7 @@ impl Hub {
             dirty: false,
             ready: false,
             discard: false,
+            counted: 0,
             gone: false,
             close_reported: false,
             closed_at: None,
@@ -384,6 +394,7 @@ impl Hub {
             return None;
         }
         if let Some(bytes) = c.session.poll_transmit() {
+            self.recount(conn);
             return Some(bytes);
         }
         // The output drained. A session that now wants file data (or has events) says so by
@@ -403,7 +414,9 @@ impl Hub {
         if c.discard {
             return None;
         }
-        c.session.poll_transmit()
+        let bytes = c.session.poll_transmit();
+        self.recount(conn);
+        bytes
     }
 
     /// A connection that got new output, or finished, since it was last returned. The same
@@ -453,6 +466,7 @@ impl Hub {
         self.touch(conn);
         self.run();
         if let Some(c) = self.conns.remove(&conn) {
+            self.chat_queued -= c.counted as usize;
             self.timers.reschedule(conn, c.deadline, None);
         }
     }
@@ -499,6 +513,13 @@ impl Hub {
         self.dropped_events
     }
 
+    /// Bytes of chat output (all but file data) queued for every connection together and
+    /// not yet taken by [`Hub::poll_transmit`]: within [`HubConfig::chat_budget`] after
+    /// every call into the hub.
+    pub fn chat_queued(&self) -> usize {
+        self.chat_queued
+    }
+
     /// Bytes queued for `conn` and not yet taken by [`Hub::poll_transmit`].
     pub fn queued_output(&self, conn: ConnId) -> usize {
         self.conns
@@ -533,8 +554,63 @@ impl Hub {
             c.dirty = false;
             // Its events, as far as its message rate allows (see `rate`).
             self.drain_events(id);
+            self.account(id);
             self.refresh(id);
         }
+    }
+
+    /// Brings `id`'s queued chat output into [`Hub::chat_queued`]; then, if the sum is past
+    /// [`HubConfig::chat_budget`], disconnects the connections holding the most (this one
+    /// included) with `slow-consumer` until it fits.
+    fn account(&mut self, id: ConnId) {
+        self.recount(id);
+        let budget = self
+            .config
+            .chat_budget
+            .max(self.config.session.max_queued_output);
+        while self.chat_queued > budget {
+            // Rare (only while readers fall behind by a budget's worth): a scan is cheaper
+            // than keeping every connection ordered by what it holds.
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.discard)
+                .max_by_key(|(_, c)| c.counted)
+                .map(|(id, _)| id);
+            let Some(largest) = largest else { break };
+            self.drop_slow_consumer(largest);
+        }
+    }
+
+    /// Brings `id`'s queued chat output into [`Hub::chat_queued`] (a dropped slow consumer's
+    /// counts as nothing: it is never written).
+    fn recount(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let now = if c.discard {
+            0
+        } else {
+            // Saturates only past 4 GiB per connection; the sum stays that of the counts.
+            u32::try_from(c.session.queued_control()).unwrap_or(u32::MAX)
+        };
+        self.chat_queued = self.chat_queued + now as usize - c.counted as usize;
+        c.counted = now;
+    }
+
+    /// Disconnects `id` with `slow-consumer`, dropping what it has queued: a client that does
+    /// not read must never hold up the others, nor hold the server's memory.
+    fn drop_slow_consumer(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.discard = true;
+        c.session.goodbye(
+            ErrorCode::SlowConsumer,
+            "the client did not read its messages",
+        );
+        self.recount(id);
+        self.touch(id);
     }
 
     /// Re-files `conn`'s deadline and wakes its writer if it has something to write or

@@ -59,6 +59,15 @@ pub struct HubConfig {
     /// fails with `transfer-timeout`. Default 256 MiB (32 relays at the full 8 MiB window;
     /// more relays share it). At least one window's worth is always allowed.
     pub relay_budget: usize,
+    /// Most bytes of chat output (everything but file data: texts, blobs, presence, lists,
+    /// errors) the hub may hold queued across all connections, not yet taken by their
+    /// writers. Each connection is held to `session.max_queued_output` on its own (4 MiB by
+    /// default); this bounds the sum, which 10 000 clients that stop reading could otherwise
+    /// take to 40 GiB. When queuing takes the sum past it, the connections holding the most
+    /// are disconnected with `slow-consumer` (15), largest first, until it fits again: the
+    /// readers furthest behind go, and nobody else notices. Default 256 MiB; at least one
+    /// connection's `session.max_queued_output` is always allowed.
+    pub chat_budget: usize,
 }
 
 impl Default for HubConfig {
@@ -72,6 +81,7 @@ impl Default for HubConfig {
             message_burst: 1000,
             rate_limit_grace: Duration::from_secs(10),
             relay_budget: 256 << 20,
+            chat_budget: 256 << 20,
         }
     }
 }

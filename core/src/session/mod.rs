@@ -216,6 +216,11 @@ impl Session {
         self.control.len() + self.data_len()
     }
 
+    /// Bytes of everything but file data queued (the hub's chat budget counts these).
+    pub(crate) fn queued_control(&self) -> usize {
+        self.control.len()
+    }
+
     /// Bytes of file data queued.
     fn data_len(&self) -> usize {
         Lane::len_of(&self.data)
