@@ -6,7 +6,6 @@ use bytes::Bytes;
 use sim::{Pair, Side};
 use tidings_core::session::{Closed, Config, Event, Session};
 use tidings_core::transfer::TransferEvent;
-use tidings_core::wire::Utf8;
 use tidings_core::ErrorCode;
 
 #[test]
@@ -52,53 +51,23 @@ fn goodbye_closes_both_sides() {
     ));
 }
 
-/// A client and a server session, pumped until the client is open.
-fn open_sessions(now: Instant) -> (Session, Session) {
-    let mut client = Session::client(Config::default(), "alice", now).unwrap();
-    let mut server = Session::server(Config::default(), now);
-    pump(&mut client, &mut server, now);
-    let Some(Event::Hello(hello)) = server.poll_event() else {
-        panic!("no hello")
-    };
-    server
-        .accept_hello(hello.name.clone(), Utf8::from("server"), vec![hello.name])
-        .unwrap();
-    pump(&mut client, &mut server, now);
-    assert!(matches!(client.poll_event(), Some(Event::Connected(_))));
-    (client, server)
-}
-
-fn pump(a: &mut Session, b: &mut Session, now: Instant) {
-    loop {
-        let mut moved = false;
-        while let Some(bytes) = a.poll_transmit() {
-            b.handle_input(now, &bytes);
-            moved = true;
-        }
-        while let Some(bytes) = b.poll_transmit() {
-            a.handle_input(now, &bytes);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
-}
-
-/// The client offers `size` bytes, the server accepts, and the client is asked to read.
-fn accepted_offer(size: u64, now: Instant) -> (Session, u64) {
-    let (mut client, mut server) = open_sessions(now);
-    let id = client.offer_file("", "a.bin", size, "").unwrap();
-    pump(&mut client, &mut server, now);
-    let offered = std::iter::from_fn(|| server.poll_event()).find_map(|e| match e {
+/// A connected pair in which the client offered `size` bytes, the server accepted and the
+/// client was asked to read; the client's transfer id.
+fn accepted_offer(size: u64) -> (Pair, u64) {
+    let mut net = Pair::connected(Config::default(), Config::default(), 4);
+    let id = net.client.offer_file("", "a.bin", size, "").unwrap();
+    net.settle();
+    let offered = net.events(Side::Server).into_iter().find_map(|e| match e {
         Event::Transfer(TransferEvent::Offered(o)) => Some(o.id),
         _ => None,
     });
-    server.accept_offer(offered.unwrap(), 0).unwrap();
-    pump(&mut client, &mut server, now);
-    assert!(std::iter::from_fn(|| client.poll_event())
+    net.server.accept_offer(offered.unwrap(), 0).unwrap();
+    net.settle();
+    assert!(net
+        .events(Side::Client)
+        .iter()
         .any(|e| matches!(e, Event::Transfer(TransferEvent::Read { .. }))));
-    (client, id)
+    (net, id)
 }
 
 /// The types of the whole frames in `bytes`.
@@ -118,20 +87,20 @@ fn transmitted(s: &mut Session) -> Vec<u8> {
 
 #[test]
 fn goodbye_is_the_last_frame_even_with_file_data_queued() {
-    let now = Instant::now();
-    let (mut client, id) = accepted_offer(5, now);
+    let (mut net, id) = accepted_offer(5);
+    let client = &mut net.client;
     client
         .provide_data(id, 0, Bytes::from_static(b"hello"))
         .unwrap();
     client.goodbye(ErrorCode::Normal, "bye");
     // The chunk and done queued before the goodbye are not sent after it.
-    assert_eq!(frame_types(&transmitted(&mut client)), [0x3F]);
+    assert_eq!(frame_types(&transmitted(client)), [0x3F]);
 }
 
 #[test]
 fn a_chunk_begun_before_goodbye_is_finished_then_nothing_after_goodbye() {
-    let now = Instant::now();
-    let (mut client, id) = accepted_offer(4096, now);
+    let (mut net, id) = accepted_offer(4096);
+    let client = &mut net.client;
     client
         .provide_data(id, 0, Bytes::from(vec![7u8; 4096]))
         .unwrap();
@@ -139,7 +108,7 @@ fn a_chunk_begun_before_goodbye_is_finished_then_nothing_after_goodbye() {
     let mut out = client.poll_transmit().unwrap().to_vec();
     assert!(out.len() < 4096, "the head alone");
     client.goodbye(ErrorCode::Normal, "bye");
-    out.extend(transmitted(&mut client));
+    out.extend(transmitted(client));
     assert_eq!(frame_types(&out), [0x43, 0x3F], "chunk, goodbye; no done");
 }
 
