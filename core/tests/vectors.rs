@@ -512,6 +512,8 @@ struct Driver {
     start: Instant,
     now: Instant,
     out: Outcome,
+    /// The connection takes no bytes (a `write_blocked` step): output stays queued.
+    write_blocked: bool,
 }
 
 impl Driver {
@@ -527,6 +529,7 @@ impl Driver {
             start,
             now: start,
             out: Outcome::default(),
+            write_blocked: false,
         };
         // A client's own preamble and hello are not part of any vector's reply.
         d.drain();
@@ -537,7 +540,10 @@ impl Driver {
     fn drain(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(b) = self.session.poll_transmit() {
+            while let Some(b) = (!self.write_blocked)
+                .then(|| self.session.poll_transmit())
+                .flatten()
+            {
                 self.out.reply.extend_from_slice(&b);
                 moved = true;
             }
@@ -561,7 +567,7 @@ impl Driver {
         // Drained: a deadline of `now` would mean work was left behind.
         if let Some(t) = self.session.poll_timeout() {
             assert!(
-                t > self.now || self.session.is_closed(),
+                t > self.now || self.session.is_closed() || self.write_blocked,
                 "work left after draining"
             );
         }
@@ -582,6 +588,9 @@ impl Driver {
             self.drain();
         } else if let Some(c) = step.get("command") {
             self.command(c.as_str().unwrap(), step);
+            self.drain();
+        } else if let Some(blocked) = step.get("write_blocked") {
+            self.write_blocked = blocked.as_bool().unwrap();
             self.drain();
         } else {
             panic!("unknown step {step}");

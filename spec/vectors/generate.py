@@ -345,6 +345,10 @@ INVISIBLE = set("\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u2
                 "\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
 
 
+# Rule 8's "one digit": ASCII 0-9, and the superscripts that Windows reads as digits there.
+DEVICE_DIGITS = "0123456789\u00b9\u00b2\u00b3"
+
+
 def safe_file_name(name):
     """The rules of spec §7.8, in order; None when the name is refused."""
     if len(name.encode()) > MAX_WIRE_NAME:
@@ -361,7 +365,7 @@ def safe_file_name(name):
         out = "_" + out[1:]
     stem = ascii_upper(out.split(".")[0])
     device = stem in ("CON", "PRN", "AUX", "NUL") or (
-        len(stem.encode()) == 4 and stem[:3] in ("COM", "LPT") and stem[3] in "0123456789")
+        len(stem) == 4 and stem[:3] in ("COM", "LPT") and stem[3] in DEVICE_DIGITS)
     if device:
         out = "_" + out
     raw = out.encode()
@@ -572,6 +576,9 @@ def error_vectors():
             frame(kind, b""), "unknown-type")
     add("unknown-type-with-body", "an unknown mandatory type with a body",
         frame(0x50, b"abc"), "unknown-type")
+    add("unknown-type-truncated", "the type byte is judged with the whole frame: a stream "
+        "that ends inside an unknown mandatory type's body is truncated",
+        frame(0x7F, b"abc")[:-1], "truncated", eof=True)
 
     # Body level (spec §6).
     add("trailing-ping", "a ping body of 9 bytes", frame(T["ping"], u64(1) + b"\x00"), "malformed")
@@ -1241,6 +1248,9 @@ def session_vectors():
         ("a" * 4097, "over 4096 bytes on the wire: refused"),
         ("evil\u202etxt.exe", "a right-to-left override cannot fake the extension"),
         ("a\u200bb\ufeff", "zero-width characters become _"),
+        ("COM\u00b9.txt", "Windows reads the superscript 1 as a digit of a device name"),
+        ("COM\u0663.txt", "other digits are not: only 0-9 and the superscripts 1, 2, 3"),
+        ("\u00a0x\u3000", "only U+0020 is a space that is trimmed"),
     ]
     def reduced_names(prefix, cases, reduce, size, config):
         """One vector per name: offered, reduced by `reduce`, or rejected bad-file-name."""
@@ -1339,6 +1349,91 @@ def session_vectors():
     add("eof-fails-transfers", "a vanished peer: transfers end with peer-lost",
         "server", "server-open", [inp(offer0), {"eof": True}],
         events=[offered0, aborted(0, "receive", "peer-lost")], close=closed("stream", "truncated"))
+
+    # --- the decisions of spec/DECISIONS.md, one or more vectors each ---
+    # 1. The credit in accept is the initial credit whatever the offset (§7.4 rule 2).
+    add("send-resume-credit-in-accept", "an accept at offset 2 that grants credit at once "
+        "(as a relay does): the sender hashes its prefix, then sends on that credit",
+        "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=2, credit=3))),
+         {"command": "provide", "id": 0, "offset": 0, "data": b"he".hex()},
+         {"command": "provide", "id": 0, "offset": 2, "data": b"llo".hex()}],
+        reply=[offer_out_bytes, exact(E(msg("chunk", id=0, offset=2, data=b"llo".hex())),
+                                      "chunk at 2, on the accept's credit"),
+               exact(done0, "done")],
+        events=[{"event": "accepted", "id": 0, "offset": 2},
+                {"event": "read", "id": 0, "offset": 0, "len": 2},
+                {"event": "read", "id": 0, "offset": 2, "len": 3}])
+    # 2. The default receive window is 8 MiB, the default read-ahead 1 MiB (§9).
+    huge = 16 * MiB
+    add("receive-default-window", "a default receiver grants its 8 MiB window in accept",
+        "server", "server-open",
+        [inp(E(msg("offer", id=0, peer="", size=huge, name="big.bin", media_type=""))),
+         accept0],
+        reply=[exact(E(msg("accept", id=0, offset=0, credit=8 * MiB)), "accept, credit 8 MiB")],
+        events=[{"event": "offered", "id": 0, "peer": "", "name": "big.bin", "size": huge,
+                 "media_type": ""}])
+    add("send-default-read-ahead", "a default sender with 8 MiB of credit reads 1 MiB ahead "
+        "of the connection, in chunks of 256 KiB", "client", "client-open",
+        [{"command": "offer", "to": "", "name": "big.bin", "size": huge, "media_type": ""},
+         inp(E(msg("accept", id=0, offset=0, credit=8 * MiB)))],
+        reply=[exact(E(msg("offer", id=0, peer="", size=huge, name="big.bin", media_type="")),
+                     "offer id 0")],
+        events=[{"event": "accepted", "id": 0, "offset": 0}]
+        + [{"event": "read", "id": 0, "offset": k * 256 * 1024, "len": 256 * 1024}
+           for k in range(4)])
+    # 4. goodbye is the last frame: queued file data is dropped, not sent after it (§6.7.1).
+    add("goodbye-drops-queued-data", "a chunk and done still queued when the sender says "
+        "goodbye are dropped: goodbye is the last frame", "client", "client-open",
+        [offer_out, inp(E(msg("accept", id=0, offset=0, credit=5))), {"write_blocked": True},
+         {"command": "provide", "id": 0, "offset": 0, "data": b"hello".hex()},
+         {"command": "goodbye", "code": 0, "reason": "bye"}, {"write_blocked": False}],
+        reply=[offer_out_bytes, exact(E(msg("goodbye", code=0, reason="bye")), "goodbye")],
+        events=[{"event": "accepted", "id": 0, "offset": 0},
+                {"event": "read", "id": 0, "offset": 0, "len": 5},
+                aborted(0, "send", "normal")],
+        close=closed("local", "normal"))
+    # 5. After a write, a credit of 0 goes out once a keepalive interval passed, even when
+    #    the grant already reached the end of the file (§7.4 rule 4).
+    four = E(msg("offer", id=0, peer="", size=4, name="four.bin", media_type=""))
+    add("credit-keepalive-after-last-grant", "granted to the end of the file, a receiver that "
+        "writes slowly still sends credit 0 once a second passed since its last credit",
+        "server", "server-open",
+        [inp(four), accept0, inp(E(msg("chunk", id=0, offset=0, data="01020304"))),
+         {"timer_ms": 1000}, {"command": "written", "id": 0, "len": 2},
+         {"command": "written", "id": 0, "len": 2},
+         inp(E(msg("done", id=0, sha256=sha(bytes([1, 2, 3, 4])))))],
+        reply=[exact(E(msg("accept", id=0, offset=0, credit=4)), "accept, credit 4"),
+               exact(E(msg("credit", id=0, bytes=0)), "keepalive: credit 0"),
+               exact(E(msg("complete", id=0)), "complete")],
+        events=[{"event": "offered", "id": 0, "peer": "", "name": "four.bin", "size": 4,
+                 "media_type": ""},
+                {"event": "data", "id": 0, "offset": 0, "data": "01020304"},
+                {"event": "finished", "id": 0, "direction": "receive", "ok": True,
+                 "sha256": sha(bytes([1, 2, 3, 4]))}],
+        config={"window": 4})
+    # 6. The handshake timeout: silence gets no answer, a started preamble does (§6.6.4).
+    add("server-handshake-timeout-silent", "not one byte within 10 s: closed without a word",
+        "server", None, [{"timer_ms": 10000}], close=closed("local", "heartbeat-timeout"))
+    add("server-handshake-timeout-in-preamble", "one byte of preamble, then nothing for 10 s: "
+        "preamble and heartbeat-timeout", "server", None, [inp(P[:1]), {"timer_ms": 10000}],
+        reply=[exact(P, "preamble v1"), error_reply("heartbeat-timeout")],
+        close=closed("local", "heartbeat-timeout"))
+    # 7. Codes for the cases §7 left open.
+    add("offer-reuses-ended-id", "an offer whose id names an ended transfer starts a new one",
+        "server", "server-open",
+        [inp(offer0), {"command": "reject", "id": 0, "code": 38, "reason": "no"}, inp(offer0)],
+        reply=[exact(E(msg("reject", id=0, code=38, reason="no")), "reject")],
+        events=[offered0, aborted(0, "receive", "rejected"), offered0])
+    add("done-before-accept", "done for an offer not yet accepted: chunk-out-of-range",
+        "server", "server-open", [inp(offer0, done0)], reply=[error_reply("chunk-out-of-range")],
+        events=[offered0, aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
+    add("done-twice", "a second done while the verdict is pending: chunk-out-of-range",
+        "server", "server-open", [inp(offer0), accept0, inp(chunk0, done0, done0)],
+        reply=[accept0_bytes, error_reply("chunk-out-of-range")],
+        events=[offered0, data0, aborted(0, "receive", "chunk-out-of-range")],
+        close=closed("local", "chunk-out-of-range"))
     return v
 
 
@@ -1591,6 +1686,20 @@ def hub_vectors():
         sc.send("a", E(msg("offer", id=0, peer="", size=5, name="x", media_type="")))
         sc.gets("a", of_type("reject", u64(0) + u16(CODES["storage-failed"])))
     add("hub-no-inbox", "an offer to a server without an inbox", no_inbox)
+
+    def to_self(sc):
+        two(sc)
+        sc.send("a", text("ALICE", "note to self"))
+        sc.gets("a", exact(text("alice", "note to self", True), "private text from alice"))
+    add("hub-text-to-self", "text addressed to the sender's own name comes back to it, private",
+        to_self)
+
+    def bad_name_first(sc):
+        two(sc)
+        sc.send("a", E(msg("offer", id=0, peer="dave", size=1, name="..", media_type="")))
+        sc.gets("a", of_type("reject", u64(0) + u16(CODES["bad-file-name"])))
+    add("hub-relay-bad-name-before-peer", "an unusable name to a name nobody has: the name is "
+        "judged first (bad-file-name, not unknown-peer)", bad_name_first)
 
     def relay_lost(sc):
         two(sc)

@@ -288,6 +288,14 @@ impl Session {
             self.events = VecDeque::new();
         }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
+            if self.role == Role::Server && !self.preamble_sent && self.decoder.peek().is_empty() {
+                // Not one byte arrived: nothing shows that the peer speaks tidings, so it is
+                // not answered in tidings either (spec §6.6.4).
+                return self.finish(Closed::Local {
+                    code: ErrorCode::HeartbeatTimeout,
+                    reason: Utf8::from_static("no byte received in time"),
+                });
+            }
             return self.fail(
                 ErrorCode::HeartbeatTimeout,
                 "handshake not completed in time",
@@ -422,7 +430,8 @@ impl Session {
     }
 
     /// Orderly close: sends goodbye, fails running transfers with `code`, and ends the
-    /// session. Transmit what is queued, then close the connection.
+    /// session. Transmit what is queued (goodbye comes last: file data still queued is
+    /// dropped, spec §6.7.1), then close the connection.
     pub fn goodbye(&mut self, code: ErrorCode, reason: &str) {
         self.close_local(code, reason);
     }
@@ -733,6 +742,12 @@ impl Session {
     /// Ends the session: running transfers fail, then [`Event::Closed`] is queued.
     fn finish(&mut self, how: Closed) {
         self.state = State::Closed;
+        // The transfers end with the session (spec §7.7), so their queued file data is of no
+        // use to the peer, and the goodbye or error must be the last frame sent (§6.7): only
+        // the rest of a chunk already begun still goes out.
+        if let Some(data) = self.data.as_mut() {
+            data.keep_frame_in_progress();
+        }
         // A stream that ended, cleanly or inside a frame, lost the peer: that is what its
         // transfers report, so a receiver knows it may resume.
         let code = match how {

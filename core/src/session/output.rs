@@ -149,6 +149,21 @@ impl Lane {
                 .is_some_and(|&(_, continues)| continues)
     }
 
+    /// Drops every queued frame except the rest of one whose head was already handed out
+    /// (frames are atomic on the wire, spec §6.9).
+    pub(crate) fn keep_frame_in_progress(&mut self) {
+        let rest = if self.mid_frame() {
+            self.ready.as_mut().and_then(|r| r.pop_front())
+        } else {
+            None
+        };
+        *self = Lane::default();
+        if let Some((payload, continues)) = rest {
+            self.len = payload.len();
+            self.ready_mut().push_back((payload, continues));
+        }
+    }
+
     /// Bytes queued in a lane that is made only when needed (none: 0).
     pub(crate) fn len_of(lane: &Option<Box<Lane>>) -> usize {
         lane.as_ref().map_or(0, |l| l.len())

@@ -1,4 +1,4 @@
-//! Reducing an offered file name to a safe base name (spec §7.6).
+//! Reducing an offered file name to a safe base name (spec §7.8).
 
 /// Longest accepted name on the wire, in bytes; longer offers are rejected outright.
 pub const MAX_WIRE_NAME: usize = 4096;
@@ -11,9 +11,10 @@ pub const MAX_BASE_NAME: usize = 255;
 /// The rules, in order: reject names over 4096 bytes; keep what follows the last `/` or `\`;
 /// drop a drive prefix such as `C:`; replace control characters, invisible and bidirectional
 /// formatting characters ([`is_invisible`]) and `: * ? " < > |` with `_`;
-/// trim spaces and dots at the end and spaces at the start; replace a leading `.` with `_`
-/// (no hidden files); prefix Windows device names (`CON`, `NUL`, `COM1` …) with `_`; cut to 255
-/// bytes on a character boundary, keeping a short extension. Empty results are refused.
+/// trim spaces (U+0020 only) and dots at the end and spaces at the start; replace a leading
+/// `.` with `_` (no hidden files); prefix Windows device names (`CON`, `NUL`, `COM1`, `COM¹`
+/// …) with `_`; cut to 255 bytes on a character boundary, keeping a short extension. Empty
+/// results are refused.
 ///
 /// ```
 /// use tidings_core::transfer::safe_file_name;
@@ -137,9 +138,12 @@ fn safe_component(base: &str) -> Option<String> {
     }
     let stem = out.split('.').next().unwrap_or("").to_ascii_uppercase();
     let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
-        || (stem.len() == 4
-            && (stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.as_bytes()[3].is_ascii_digit());
+        || ["COM", "LPT"].iter().any(|port| {
+            let mut rest = stem.strip_prefix(port).unwrap_or("").chars();
+            // Windows takes the superscripts ¹ ² ³ for digits here too.
+            matches!((rest.next(), rest.next()),
+                (Some(d), None) if d.is_ascii_digit() || matches!(d, '¹' | '²' | '³'))
+        });
     if device {
         out.insert(0, '_');
     }
@@ -187,6 +191,11 @@ mod tests {
             ("file. . ", Some("file")),
             ("COM1", Some("_COM1")),
             ("lpt9.log", Some("_lpt9.log")),
+            ("COM\u{B9}.txt", Some("_COM\u{B9}.txt")),
+            ("lpt\u{B3}", Some("_lpt\u{B3}")),
+            ("COM\u{663}.txt", Some("COM\u{663}.txt")),
+            ("COM10", Some("COM10")),
+            ("\u{A0}x\u{3000}", Some("\u{A0}x\u{3000}")),
             ("console.log", Some("console.log")),
             ("a\u{7f}\u{85}b", Some("a__b")),
             ("what?.txt", Some("what_.txt")),
