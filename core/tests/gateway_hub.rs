@@ -566,6 +566,24 @@ fn legacy_gateway_declines_file_offers() {
 }
 
 #[test]
+fn a_websocket_that_never_speaks_is_closed_with_the_handshake_timeout() {
+    // The hub heard not one byte, so it ends the session silently (spec §6.6.4); the
+    // browser still learns why (§12.3).
+    let mut w = GatewayNet::new();
+    let quiet = w.add_web(GatewayMode::Tidings);
+    w.run_for(Duration::from_secs(11), Duration::from_secs(1));
+    assert_eq!(
+        w.web[quiet].inbox.last(),
+        Some(&WsMessage::Close {
+            code: CloseCode::POLICY_VIOLATION,
+            reason: "no message in time".into()
+        }),
+        "{:?}",
+        w.web[quiet].inbox
+    );
+}
+
+#[test]
 fn vanished_legacy_client_is_dropped_at_the_timeout() {
     let mut w = GatewayNet::new();
     let bob = w.add_native("bob");

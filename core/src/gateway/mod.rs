@@ -333,7 +333,15 @@ impl Gateway {
             .close_hint
             .take()
             .or_else(|| self.held_close())
-            .unwrap_or((CloseCode::NORMAL, String::new()));
+            .unwrap_or_else(|| {
+                if self.mode == GatewayMode::Tidings {
+                    // No message came, so the hub heard not one byte and closed silently
+                    // (spec §6.6.4); a client that did upgrade is still told why (§12.3).
+                    close_for(ErrorCode::HeartbeatTimeout, "no message in time")
+                } else {
+                    (CloseCode::NORMAL, String::new())
+                }
+            });
         self.close_ws(code, &reason);
     }
 
