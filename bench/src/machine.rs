@@ -49,7 +49,12 @@ pub fn peers() -> String {
         .next()
         .unwrap_or("mosquitto ?")
         .to_string();
-    format!("{socat}; {iperf}; {mosq}")
+    let nats = output("nats-server", &["--version"])
+        .lines()
+        .next()
+        .unwrap_or("nats-server ?")
+        .to_string();
+    format!("{socat}; {iperf}; {mosq}; {nats}")
 }
 
 /// UTC date and time now.

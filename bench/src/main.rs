@@ -2,7 +2,7 @@
 //! one command and one table.
 //!
 //! ```text
-//! bench/install-peers                                  # socat, iperf3, mosquitto
+//! bench/install-peers                                  # socat, iperf3, mosquitto, nats-server
 //! cargo run --release -p tidings-bench                 # every row; writes bench/RESULTS.md
 //! cargo run --release -p tidings-bench -- --quick      # smaller, fewer repetitions
 //! cargo run --release -p tidings-bench -- --only fanout
@@ -27,8 +27,8 @@ use rows::servers::Ctx;
 const HAND_WRITTEN: &str = "<!-- Written by hand from here on; tidings-bench keeps it. -->";
 
 const USAGE: &str = "usage: tidings-bench [--quick] [--only ROW[,ROW…]] [--out FILE]
-rows: relay, decode, ws-decode, fanout, latency, idle, idle-tls, ws-broadcast,
-      ws-broadcast-tls
+rows: relay, decode, ws-decode, fanout-nats, fanout, latency-nats, latency, idle,
+      idle-tls, ws-broadcast, ws-broadcast-tls
 A full run (no --only, no --quick) writes bench/RESULTS.md unless --out says otherwise.";
 
 struct Options {
@@ -104,7 +104,7 @@ fn main() {
 }
 
 fn run(opts: Options) -> Result<(), String> {
-    for program in ["taskset", "socat", "iperf3", "mosquitto"] {
+    for program in ["taskset", "socat", "iperf3", "mosquitto", "nats-server"] {
         if !procs::have(program) {
             return Err(format!("{program} is missing: run bench/install-peers"));
         }

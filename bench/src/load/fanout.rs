@@ -109,7 +109,7 @@ async fn client(
                 while let Some(unit) = parser.next()? {
                     match unit {
                         Incoming::Delivery(_) => received += 1,
-                        Incoming::Ping(n) => proto::pong(n, &mut out),
+                        Incoming::Ping(n) => proto::pong(parser.proto(), n, &mut out),
                         _ => {}
                     }
                 }
@@ -150,7 +150,7 @@ async fn client(
         while let Some(unit) = parser.next()? {
             match unit {
                 Incoming::Delivery(_) => received += 1,
-                Incoming::Ping(n) => proto::pong(n, &mut out),
+                Incoming::Ping(n) => proto::pong(parser.proto(), n, &mut out),
                 Incoming::Closing(k, code) => {
                     return Err(format!("the server closed with frame {k:#x}, code {code}"))
                 }

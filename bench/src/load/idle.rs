@@ -113,7 +113,7 @@ async fn keep<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 while let Some(unit) = parser.next()? {
                     match unit {
-                        Incoming::Ping(n) => proto::pong(n, &mut out),
+                        Incoming::Ping(n) => proto::pong(parser.proto(), n, &mut out),
                         Incoming::Closing(k, code) => {
                     return Err(format!("the server closed with frame {k:#x}, code {code}"))
                 },

@@ -137,7 +137,7 @@ async fn settle(
                     }
                     while let Some(unit) = parser.next()? {
                         if let Incoming::Ping(n) = unit {
-                            proto::pong(n, &mut out);
+                            proto::pong(parser.proto(), n, &mut out);
                         }
                     }
                     if !out.is_empty() {
@@ -239,7 +239,7 @@ impl Pacing {
                 return Ok(writers);
             }
             while let Ok((to, nonce)) = pongs.try_recv() {
-                proto::pong(nonce, &mut out);
+                proto::pong(self.proto, nonce, &mut out);
                 write_all(&mut writers[to], &out)?;
                 out.clear();
             }

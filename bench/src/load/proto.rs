@@ -1,7 +1,9 @@
-//! The two protocols a load-generator client speaks, both written out by hand at the same
-//! level: the tidings wire format (preamble, `hello`, `text`, `ping`/`pong`) and MQTT 3.1.1
-//! (CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PINGREQ). A client parses only frame headers and
-//! the payload of deliveries, so neither side pays for a full decoder in the load generator.
+//! The three protocols a load-generator client speaks, all written out by hand at the same
+//! level: the tidings wire format (preamble, `hello`, `text`, `ping`/`pong`), MQTT 3.1.1
+//! (CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PINGREQ) and the NATS client protocol (CONNECT,
+//! SUB, PUB, MSG, PING/PONG). A client parses only frame headers (NATS: control lines, found
+//! with `memchr`) and the payload of deliveries, so no server pays for a full decoder in the
+//! load generator.
 
 use std::time::Duration;
 
@@ -17,14 +19,17 @@ pub enum Proto {
     Tidings,
     /// mosquitto (MQTT 3.1.1, QoS 0).
     Mqtt,
+    /// nats-server (core NATS: at most once, like QoS 0).
+    Nats,
 }
 
 impl Proto {
-    /// Parses `tidings` or `mqtt`.
+    /// Parses `tidings`, `mqtt` or `nats`.
     pub fn parse(s: &str) -> Result<Proto, String> {
         match s {
             "tidings" => Ok(Proto::Tidings),
             "mqtt" => Ok(Proto::Mqtt),
+            "nats" => Ok(Proto::Nats),
             _ => Err(format!("unknown protocol {s:?}")),
         }
     }
@@ -34,21 +39,31 @@ impl Proto {
         match self {
             Proto::Tidings => "tidings",
             Proto::Mqtt => "mqtt",
+            Proto::Nats => "nats",
         }
     }
 
     /// How many clients receive one broadcast among `clients`: tidings never echoes a
-    /// message to its sender; an MQTT 3.1.1 subscriber receives its own publications.
+    /// message to its sender, nor does NATS with `"echo":false` (as a chat client would
+    /// connect); an MQTT 3.1.1 subscriber receives its own publications.
     pub fn receivers_of_broadcast(self, clients: usize) -> usize {
         match self {
-            Proto::Tidings => clients - 1,
+            Proto::Tidings | Proto::Nats => clients - 1,
             Proto::Mqtt => clients,
         }
     }
 }
 
-/// The MQTT topic every client subscribes to for broadcasts.
+/// The MQTT topic (NATS subject) every client subscribes to for broadcasts.
 const ALL_TOPIC: &[u8] = b"all";
+
+/// The longest NATS control line the parser waits for (`INFO` lines are the longest,
+/// under 1 KiB from nats-server).
+const NATS_MAX_LINE: usize = 16 << 10;
+
+/// What [`Parser::peek_kind`] reports for a NATS `PONG`, the end of the handshake (NATS
+/// operations are words, not type bytes; no other line starts with this byte).
+const NATS_PONG: u8 = 0xFF;
 
 /// Client `i`'s name (tidings) or private topic suffix (MQTT).
 pub fn client_name(i: usize) -> String {
@@ -58,11 +73,12 @@ pub fn client_name(i: usize) -> String {
 /// What one parsed unit of the server's stream means to the load generator.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
-    /// A chat message (tidings `text`, MQTT PUBLISH) with its application payload.
+    /// A chat message (tidings `text`, MQTT PUBLISH, NATS MSG) with its application payload.
     Delivery(Vec<u8>),
-    /// A tidings `ping` that must be answered with this nonce.
+    /// A tidings `ping` that must be answered with this nonce (a NATS `PING`: nonce 0).
     Ping(u64),
-    /// A tidings `refused`, `error` or `goodbye`: frame type and error code.
+    /// A tidings `refused`, `error` or `goodbye`: frame type and error code (a NATS `-ERR`:
+    /// `b'-'` and 0).
     Closing(u8, u16),
     /// Anything else (welcome, presence, acks, pongs …).
     Other,
@@ -105,6 +121,7 @@ impl Parser {
         match self.proto {
             Proto::Tidings => self.next_tidings(),
             Proto::Mqtt => self.next_mqtt(),
+            Proto::Nats => self.next_nats(),
         }
     }
 
@@ -189,6 +206,42 @@ impl Parser {
         Ok(Some(unit))
     }
 
+    fn next_nats(&mut self) -> Result<Option<Incoming>, String> {
+        let Some(eol) = memchr::memmem::find(&self.buf, b"\r\n") else {
+            if self.buf.len() > NATS_MAX_LINE {
+                return Err("a NATS control line over 16 KiB".into());
+            }
+            return Ok(None);
+        };
+        let line = &self.buf[..eol];
+        if let Some(args) = line.strip_prefix(b"MSG ") {
+            // MSG <subject> <sid> [reply-to] <#bytes>, then the payload and CRLF.
+            let size = args
+                .rsplit(|&b| b == b' ')
+                .next()
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .and_then(|f| f.parse::<usize>().ok())
+                .ok_or("a NATS MSG line without a size")?;
+            let total = eol + 2 + size + 2;
+            if self.buf.len() < total {
+                return Ok(None);
+            }
+            let unit = Incoming::Delivery(self.payload(&self.buf[eol + 2..eol + 2 + size]));
+            self.buf.advance(total);
+            return Ok(Some(unit));
+        }
+        let unit = if line == b"PING" {
+            Incoming::Ping(0)
+        } else if line.starts_with(b"-ERR") {
+            Incoming::Closing(b'-', 0)
+        } else {
+            // INFO, PONG, +OK.
+            Incoming::Other
+        };
+        self.buf.advance(eol + 2);
+        Ok(Some(unit))
+    }
+
     fn payload(&self, p: &[u8]) -> Vec<u8> {
         if self.keep_payload {
             p.to_vec()
@@ -203,6 +256,7 @@ pub fn broadcast(proto: Proto, payload: &[u8], out: &mut Vec<u8>) {
     match proto {
         Proto::Tidings => text(b"", payload, out),
         Proto::Mqtt => publish(ALL_TOPIC, payload, out),
+        Proto::Nats => nats_pub(ALL_TOPIC, payload, out),
     }
 }
 
@@ -212,12 +266,18 @@ pub fn private(proto: Proto, to: usize, payload: &[u8], out: &mut Vec<u8>) {
     match proto {
         Proto::Tidings => text(name.as_bytes(), payload, out),
         Proto::Mqtt => publish(name.as_bytes(), payload, out),
+        Proto::Nats => nats_pub(name.as_bytes(), payload, out),
     }
 }
 
-/// Appends the answer to a tidings `ping`.
-pub fn pong(nonce: u64, out: &mut Vec<u8>) {
-    frame(frame_type::PONG, &nonce.to_be_bytes(), out);
+/// Appends the answer to the server's ping (an [`Incoming::Ping`]).
+pub fn pong(proto: Proto, nonce: u64, out: &mut Vec<u8>) {
+    match proto {
+        Proto::Tidings => frame(frame_type::PONG, &nonce.to_be_bytes(), out),
+        // MQTT brokers do not ping their clients.
+        Proto::Mqtt => {}
+        Proto::Nats => out.extend_from_slice(b"PONG\r\n"),
+    }
 }
 
 /// Appends the client's own heartbeat: tidings `ping`, MQTT PINGREQ.
@@ -225,6 +285,7 @@ pub fn heartbeat(proto: Proto, nonce: u64, out: &mut Vec<u8>) {
     match proto {
         Proto::Tidings => frame(frame_type::PING, &nonce.to_be_bytes(), out),
         Proto::Mqtt => out.extend_from_slice(&[0xC0, 0x00]),
+        Proto::Nats => out.extend_from_slice(b"PING\r\n"),
     }
 }
 
@@ -263,6 +324,15 @@ fn str16(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(s);
 }
 
+fn nats_pub(subject: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject);
+    let _ = write!(out, " {}\r\n", payload.len());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn publish(topic: &[u8], payload: &[u8], out: &mut Vec<u8>) {
     out.push(0x30);
     remaining_length(2 + topic.len() + payload.len(), out);
@@ -271,8 +341,9 @@ fn publish(topic: &[u8], payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Connects client `i`, completes the handshake (tidings: preamble, hello, welcome; MQTT:
-/// CONNECT, CONNACK, SUBSCRIBE to the broadcast topic and the client's own, SUBACK), and
-/// returns the stream with a parser positioned after the handshake.
+/// CONNECT, CONNACK, SUBSCRIBE to the broadcast topic and the client's own, SUBACK; NATS:
+/// CONNECT, SUB to the same two subjects, PING, PONG), and returns the stream with a
+/// parser positioned after the handshake.
 pub async fn connect(
     proto: Proto,
     addr: &str,
@@ -406,6 +477,19 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             out.push(0);
             9 // SUBACK
         }
+        Proto::Nats => {
+            // The PONG answers the PING only after the server processed the SUBs before it,
+            // so the client is subscribed when the handshake ends.
+            out.extend_from_slice(
+                format!(
+                    "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":\"{name}\",\
+                     \"lang\":\"rust\",\"version\":\"0\",\"protocol\":1,\"echo\":false}}\r\n\
+                     SUB all 1\r\nSUB {name} 2\r\nPING\r\n"
+                )
+                .as_bytes(),
+            );
+            NATS_PONG
+        }
     };
     stream
         .write_all(&out)
@@ -451,6 +535,8 @@ impl Parser {
         match self.proto {
             Proto::Tidings => self.buf.get(4).copied(),
             Proto::Mqtt => self.buf.first().map(|b| b >> 4),
+            Proto::Nats if self.buf.starts_with(b"PONG\r\n") => Some(NATS_PONG),
+            Proto::Nats => self.buf.first().copied(),
         }
     }
 }
@@ -526,6 +612,42 @@ mod tests {
         assert_eq!(p.next().unwrap(), Some(Incoming::Delivery(big)));
         p.buffer().extend_from_slice(&[0xD0, 0x00]);
         assert_eq!(p.next().unwrap(), Some(Incoming::Other));
+    }
+
+    #[test]
+    fn nats_messages_parse_in_pieces_and_pings_are_answered() {
+        let mut out = Vec::new();
+        broadcast(Proto::Nats, &payload(7), &mut out);
+        assert!(out.starts_with(b"PUB all 64\r\n"));
+        let server = [
+            b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n".as_slice(),
+            b"MSG all 1 64\r\n",
+            &payload(7),
+            b"\r\nPING\r\nMSG c3 2 _INBOX.r 3\r\na\r\n\r\n-ERR 'Slow Consumer'\r\n",
+        ]
+        .concat();
+        let mut p = Parser::new(Proto::Nats, true);
+        let mut got = Vec::new();
+        for b in &server {
+            p.buffer().extend_from_slice(&[*b]);
+            while let Some(unit) = p.next().unwrap() {
+                got.push(unit);
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                Incoming::Other,
+                Incoming::Other,
+                Incoming::Delivery(payload(7).to_vec()),
+                Incoming::Ping(0),
+                Incoming::Delivery(b"a\r\n".to_vec()),
+                Incoming::Closing(b'-', 0),
+            ]
+        );
+        let mut answer = Vec::new();
+        pong(Proto::Nats, 0, &mut answer);
+        assert_eq!(answer, b"PONG\r\n");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod servers;
 mod ws_broadcast;
 pub mod ws_server;
 
+use crate::load::proto::Proto;
 use crate::table::Row;
 use servers::Ctx;
 
@@ -18,8 +19,10 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("relay", relay::rows),
     ("decode", decode::native_rows),
     ("ws-decode", decode::ws_rows),
-    ("fanout", |c| vec![broker::fanout(c)]),
-    ("latency", |c| vec![broker::latency(c)]),
+    ("fanout-nats", |c| vec![broker::fanout(c, Proto::Nats)]),
+    ("fanout", |c| vec![broker::fanout(c, Proto::Mqtt)]),
+    ("latency-nats", |c| vec![broker::latency(c, Proto::Nats)]),
+    ("latency", |c| vec![broker::latency(c, Proto::Mqtt)]),
     ("idle", |c| vec![broker::idle(c)]),
     ("idle-tls", |c| vec![broker::idle_tls(c)]),
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),

@@ -100,11 +100,31 @@ pub fn mosquitto(ctx: &Ctx) -> Result<Running, String> {
     Ok(Running { guard, port })
 }
 
+/// nats-server pinned to the server core (Go sizes GOMAXPROCS by the affinity mask, so it
+/// runs one worker, as the others), loopback only, no log. Its defaults otherwise: TCP_NODELAY
+/// (Go's), a slow consumer is cut at 64 MiB pending (the fan-out window keeps every client
+/// far below).
+pub fn nats(ctx: &Ctx) -> Result<Running, String> {
+    let port = procs::free_port()?;
+    let conf = ctx.tmp.join(format!("nats-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!("listen: \"127.0.0.1:{port}\"\nmax_connections: 100000\nlogtime: false\n"),
+    )
+    .map_err(|e| format!("cannot write the nats-server configuration: {e}"))?;
+    let mut cmd = procs::pinned(SERVER_CPU, "nats-server");
+    cmd.arg("-c").arg(&conf).stderr(Stdio::null());
+    let guard = Guard::spawn(cmd, "nats-server")?;
+    wait_listen(port)?;
+    Ok(Running { guard, port })
+}
+
 /// The server of `proto`.
 pub fn start(ctx: &Ctx, proto: Proto, heartbeat_ms: Option<u64>) -> Result<Running, String> {
     match proto {
         Proto::Tidings => tidings(ctx, heartbeat_ms),
         Proto::Mqtt => mosquitto(ctx),
+        Proto::Nats => nats(ctx),
     }
 }
 
