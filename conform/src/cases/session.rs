@@ -1,0 +1,225 @@
+//! §6.6 heartbeats, §6.7 closing, §6.8 session states.
+
+use std::time::{Duration, Instant};
+
+use super::{case, describe, fatal_after, hello, Case, Ctx, Needs, Outcome, Pass};
+use crate::client::Got;
+use crate::fail;
+use crate::wire::{code, Message, MIN_MAX_FRAME};
+
+pub(super) static CASES: &[Case] = &[
+    case(
+        "6.6-ping-answered",
+        "a ping is answered with a pong carrying its nonce",
+        None,
+        Needs::Stream,
+        ping_answered,
+    ),
+    case(
+        "6.6-unsolicited-pong",
+        "an unsolicited pong is ignored",
+        None,
+        Needs::Stream,
+        unsolicited_pong,
+    ),
+    case(
+        "6.6-server-pings",
+        "a server with nothing to send pings within its announced interval",
+        None,
+        Needs::Stream,
+        server_pings,
+    ),
+    case(
+        "6.6-heartbeat-timeout",
+        "a client silent for the announced timeout gets error heartbeat-timeout",
+        None,
+        Needs::Stream,
+        heartbeat_timeout,
+    ),
+    case(
+        "6.7-goodbye-ends",
+        "after the client's goodbye the server closes without a reply",
+        None,
+        Needs::Stream,
+        goodbye_ends,
+    ),
+    case(
+        "6.7-fatal-error-received",
+        "after the client's fatal error the server closes without a reply",
+        None,
+        Needs::Stream,
+        fatal_error_received,
+    ),
+    case(
+        "6.7-non-fatal-error",
+        "a non-fatal error (and an unknown code) from the client leaves the session open",
+        None,
+        Needs::Stream,
+        non_fatal_error,
+    ),
+    case(
+        "6.8-hello-twice",
+        "a second hello is unexpected-message",
+        None,
+        Needs::Stream,
+        hello_twice,
+    ),
+];
+
+fn ping_answered(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("pinger")?;
+    // `sync` waits for the pong with our nonce: another nonce would not count.
+    c.sync()?;
+    Ok(Pass::Ok)
+}
+
+fn unsolicited_pong(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("ponger")?;
+    c.send(&Message::Pong { nonce: 42 })?;
+    let before = c.sync()?;
+    if let Some(m) = before.iter().find(|m| matches!(m, Message::Error { .. })) {
+        fail!(
+            "an unsolicited pong was answered with {:?} (§6.6.1 rule 2: ignored)",
+            describe(std::slice::from_ref(m))
+        );
+    }
+    Ok(Pass::Ok)
+}
+
+/// Why an announced timer cannot be waited for in this run, if it cannot.
+fn too_long(ctx: &Ctx, what: &str, ms: u32) -> Option<Pass> {
+    let wait = Duration::from_millis(ms.into());
+    (wait > ctx.max_wait).then(|| {
+        Pass::Informational(format!(
+            "not observed: the announced {what} of {wait:?} is longer than --max-wait-ms ({:?})",
+            ctx.max_wait
+        ))
+    })
+}
+
+fn server_pings(ctx: &mut Ctx) -> Outcome {
+    let (mut c, w) = ctx.join("idle")?;
+    if let Some(pass) = too_long(ctx, "heartbeat interval", w.heartbeat_ms) {
+        return Ok(pass);
+    }
+    let deadline = Instant::now() + Duration::from_millis(w.heartbeat_ms.into()) + ctx.timeout;
+    loop {
+        match c.poll_until(deadline)? {
+            Got::Message(Message::Ping { .. }) => return Ok(Pass::Ok),
+            Got::Message(_) => {}
+            Got::Closed => fail!("the server closed an idle client that answers pings (§6.6.1)"),
+            Got::Nothing => fail!(
+                "no ping within the announced interval of {} ms (§6.6.1 rule 1)",
+                w.heartbeat_ms
+            ),
+        }
+    }
+}
+
+fn heartbeat_timeout(ctx: &mut Ctx) -> Outcome {
+    let (mut c, w) = ctx.join("mute")?;
+    if let Some(pass) = too_long(ctx, "heartbeat timeout", w.timeout_ms) {
+        return Ok(pass);
+    }
+    c.answer_pings = false;
+    let deadline = Instant::now() + Duration::from_millis(w.timeout_ms.into()) + ctx.timeout;
+    let mut got = Vec::new();
+    loop {
+        match c.poll_until(deadline)? {
+            Got::Message(m) => got.push(m),
+            Got::Closed => break,
+            Got::Nothing => fail!(
+                "a silent client was still connected {} ms after its last byte (§6.6.1 rule 3)",
+                w.timeout_ms
+            ),
+        }
+    }
+    match got
+        .iter()
+        .rev()
+        .find(|m| !matches!(m, Message::Ping { .. }))
+    {
+        Some(Message::Error {
+            code: code::HEARTBEAT_TIMEOUT,
+            ..
+        }) => Ok(Pass::Ok),
+        _ => fail!(
+            "a silent client was closed after {:?}, not error heartbeat-timeout (§6.6.2)",
+            describe(&got)
+        ),
+    }
+}
+
+fn goodbye_ends(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("leaver")?;
+    c.send(&Message::Goodbye {
+        code: code::NORMAL,
+        reason: "bye".into(),
+    })?;
+    let after = c.until_closed()?;
+    if let Some(m) = after
+        .iter()
+        .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
+    {
+        fail!(
+            "the server replied to goodbye with {:?} (§6.7.1: nothing in reply)",
+            describe(std::slice::from_ref(m))
+        );
+    }
+    Ok(Pass::Ok)
+}
+
+fn fatal_error_received(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("quitter")?;
+    c.send(&Message::Error {
+        code: code::MALFORMED,
+        text: "giving up".into(),
+    })?;
+    let after = c.until_closed()?;
+    if let Some(m) = after
+        .iter()
+        .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
+    {
+        fail!(
+            "the server replied to a fatal error with {:?} (§6.7.2: closes without replying)",
+            describe(std::slice::from_ref(m))
+        );
+    }
+    Ok(Pass::Ok)
+}
+
+fn non_fatal_error(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("grumbler")?;
+    for code in [code::UNKNOWN_PEER, 999] {
+        c.send(&Message::Error {
+            code,
+            text: "just so you know".into(),
+        })?;
+        let before = c.sync().map_err(|f| {
+            crate::client::Fail(format!(
+                "after a non-fatal error {code} the session did not go on (§6.5, §8): {}",
+                f.0
+            ))
+        })?;
+        if let Some(m) = before
+            .iter()
+            .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
+        {
+            fail!(
+                "a non-fatal error {code} was answered with {:?} (§6.7.2)",
+                describe(std::slice::from_ref(m))
+            );
+        }
+    }
+    Ok(Pass::Ok)
+}
+
+fn hello_twice(ctx: &mut Ctx) -> Outcome {
+    let again = hello(&ctx.name("again"), MIN_MAX_FRAME).encode();
+    fatal_after(
+        ctx,
+        &again,
+        code::UNEXPECTED_MESSAGE,
+        "§6.8.3: hello in OPEN",
+    )
+}
