@@ -68,7 +68,10 @@ pub mod code {
     pub const CHUNK_OUT_OF_RANGE: u16 = 33;
     pub const DIGEST_MISMATCH: u16 = 35;
     pub const BAD_FILE_NAME: u16 = 36;
+    pub const CANCELLED: u16 = 37;
     pub const REJECTED: u16 = 38;
+    pub const PEER_LOST: u16 = 40;
+    pub const STORAGE_FAILED: u16 = 41;
 }
 
 /// The name of error code `code` (§8), `other` for an unassigned number.

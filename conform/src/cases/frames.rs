@@ -6,6 +6,13 @@ use crate::wire::{code, frame, Message, MIN_MAX_FRAME};
 
 pub(super) static CASES: &[Case] = &[
     case(
+        "5-reserved-capabilities",
+        "reserved capability bits in hello are ignored",
+        None,
+        Needs::Stream,
+        reserved_capabilities,
+    ),
+    case(
         "4.2-limit-inclusive",
         "a body of exactly 1 MiB is accepted and delivered",
         None,
@@ -232,4 +239,17 @@ fn wrong_direction(ctx: &mut Ctx) -> Outcome {
         code::UNEXPECTED_MESSAGE,
         "§5: direction is normative",
     )
+}
+
+fn reserved_capabilities(ctx: &mut Ctx) -> Outcome {
+    let name = ctx.name("caps");
+    let mut c = ctx.connect(&name)?;
+    c.preamble()?;
+    c.send(&Message::Hello {
+        name,
+        capabilities: u32::MAX,
+        max_frame: MIN_MAX_FRAME,
+    })?;
+    super::welcomed(c)?;
+    Ok(Pass::Ok)
 }

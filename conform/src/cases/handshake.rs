@@ -9,6 +9,13 @@ use crate::wire::{code, Message, MIN_MAX_FRAME, PREAMBLE};
 
 pub(super) static CASES: &[Case] = &[
     case(
+        "2.4-split-reads",
+        "the handshake and a text sent one byte per write are understood",
+        None,
+        Needs::Stream,
+        split_reads,
+    ),
+    case(
         "3.3-server-waits-for-preamble",
         "the server sends nothing before the client's whole preamble",
         None,
@@ -115,6 +122,32 @@ pub(super) static CASES: &[Case] = &[
     ),
 ];
 
+fn split_reads(ctx: &mut Ctx) -> Outcome {
+    let (mut b, _) = ctx.join("whole")?;
+    let name = ctx.name("bytewise");
+    let mut a = ctx.connect(&name)?;
+    let mut bytes = PREAMBLE.to_vec();
+    bytes.extend(hello(&name, MIN_MAX_FRAME).encode());
+    for byte in &bytes {
+        a.send_raw(std::slice::from_ref(byte))?;
+    }
+    let (mut a, _) = welcomed(a)?;
+    let said = format!("one byte at a time from {name}");
+    let text = Message::Text {
+        peer: b.label.clone(),
+        private: false,
+        text: said.clone(),
+    };
+    for byte in text.encode() {
+        a.send_raw(&[byte])?;
+    }
+    b.expect("the text sent byte by byte", |m| match m {
+        Message::Text { text, .. } if *text == said => Some(()),
+        _ => None,
+    })?;
+    Ok(Pass::Ok)
+}
+
 fn waits_for_preamble(ctx: &mut Ctx) -> Outcome {
     let name = ctx.name("early");
     let mut c = ctx.connect(&name)?;
@@ -144,8 +177,8 @@ fn server_preamble(ctx: &mut Ctx) -> Outcome {
 
 fn bad_magic(ctx: &mut Ctx) -> Outcome {
     let mut c = ctx.connect("bad-magic")?;
-    // Right up to the fourth byte: the server must stop at the first that differs.
-    c.send_raw(&[0x89, b'T', b'D', b'X', 0x0D, 0x0A, 0x1A, 1])?;
+    // Four bytes, the last one wrong: the server must answer on it, not wait for eight.
+    c.send_raw(&[0x89, b'T', b'D', b'X'])?;
     refuses_early(&mut c, code::BAD_PREAMBLE, "§3.4, DECISIONS.md point 3")?;
     Ok(Pass::Ok)
 }

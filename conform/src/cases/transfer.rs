@@ -38,6 +38,34 @@ pub(super) static CASES: &[Case] = &[
         reuses_ended_id,
     ),
     case(
+        "7.3-accept-past-size",
+        "an accept past the size is chunk-out-of-range",
+        None,
+        Needs::Stream,
+        accept_past_size,
+    ),
+    case(
+        "7.3-second-accept",
+        "a second accept is unexpected-message",
+        None,
+        Needs::Stream,
+        second_accept,
+    ),
+    case(
+        "7.3-credit-before-accept",
+        "credit before accept is unexpected-message",
+        None,
+        Needs::Stream,
+        credit_before_accept,
+    ),
+    case(
+        "7.3-chunk-to-sender",
+        "a chunk for a transfer the server sends is unexpected-message",
+        None,
+        Needs::Stream,
+        chunk_to_sender,
+    ),
+    case(
         "7.4-credit-respected",
         "the server sends a receiver no byte beyond the credit it granted",
         None,
@@ -66,11 +94,25 @@ pub(super) static CASES: &[Case] = &[
         credit_keepalive,
     ),
     case(
+        "7.4-accept-to-receiver",
+        "an accept for a transfer the server receives is unexpected-message",
+        None,
+        Needs::Stream,
+        accept_to_receiver,
+    ),
+    case(
         "7.6-unknown-transfer",
         "a frame for an id never used: error unknown-transfer, not fatal",
         None,
         Needs::Stream,
         unknown_transfer,
+    ),
+    case(
+        "7.6-tombstone-ignored",
+        "a frame for a transfer just ended is ignored",
+        None,
+        Needs::Stream,
+        tombstone_ignored,
     ),
     case(
         "7.8-relayed-name-reduced",
@@ -80,11 +122,39 @@ pub(super) static CASES: &[Case] = &[
         name_reduced,
     ),
     case(
+        "8-unknown-code-relayed",
+        "an unknown code in a reject reaches the sender with its number",
+        None,
+        Needs::Stream,
+        unknown_code_relayed,
+    ),
+    case(
         "9-relay-window",
         "the relay's initial credit (its receive window)",
         Some(2),
         Needs::Stream,
         relay_window,
+    ),
+    case(
+        "10-relay-cancel-forwarded",
+        "the receiver's cancel ends the sender's hop with the same code",
+        None,
+        Needs::Stream,
+        cancel_forwarded,
+    ),
+    case(
+        "10-relay-peer-lost",
+        "the receiver gone before answering: the sender gets reject peer-lost",
+        None,
+        Needs::Stream,
+        relay_peer_lost,
+    ),
+    case(
+        "10-offer-to-server",
+        "an offer to the server participant is accepted, or rejected storage-failed",
+        None,
+        Needs::Stream,
+        offer_to_server,
     ),
     case(
         "10-relay-offer",
@@ -520,7 +590,7 @@ fn relay_window(ctx: &mut Ctx) -> Outcome {
     let (_, credit) = r.accepted()?;
     r.a.send(&Message::Cancel {
         id: 0,
-        code: 37,
+        code: code::CANCELLED,
         reason: "only looking".into(),
     })?;
     if credit == 0 {
@@ -678,4 +748,187 @@ fn relayed_extension(ctx: &mut Ctx) -> Outcome {
         fail!("the relayed frame does not say offer 0 reaches {b:?} as {id} (§10 rule 8)");
     }
     Ok(Pass::Ok)
+}
+
+/// A relay whose receiver sends `answer` (with the relayed id) and must be closed with the
+/// fatal `error` `code`.
+fn receiver_violates(
+    ctx: &mut Ctx,
+    answer: impl Fn(u64) -> Vec<Message>,
+    code: u16,
+    rule: &str,
+) -> Outcome {
+    let mut r = relay(ctx, 100, "strict.bin")?;
+    for m in answer(r.b_id()) {
+        r.b.send(&m)?;
+    }
+    closes_with(&mut r.b, "error", code, rule)?;
+    Ok(Pass::Ok)
+}
+
+fn accept_past_size(ctx: &mut Ctx) -> Outcome {
+    let accept = |id| {
+        vec![Message::Accept {
+            id,
+            offset: 101,
+            credit: 0,
+        }]
+    };
+    receiver_violates(ctx, accept, code::CHUNK_OUT_OF_RANGE, "§7.3 rule 1")
+}
+
+fn second_accept(ctx: &mut Ctx) -> Outcome {
+    let twice = |id| {
+        vec![
+            Message::Accept {
+                id,
+                offset: 0,
+                credit: 100
+            };
+            2
+        ]
+    };
+    receiver_violates(ctx, twice, code::UNEXPECTED_MESSAGE, "§7.3 rule 1")
+}
+
+fn credit_before_accept(ctx: &mut Ctx) -> Outcome {
+    let credit = |id| vec![Message::Credit { id, bytes: 100 }];
+    receiver_violates(ctx, credit, code::UNEXPECTED_MESSAGE, "§7.3 rule 1")
+}
+
+fn chunk_to_sender(ctx: &mut Ctx) -> Outcome {
+    let chunk = |id| {
+        vec![
+            Message::Accept {
+                id,
+                offset: 0,
+                credit: 100,
+            },
+            Message::Chunk {
+                id,
+                offset: 0,
+                data: vec![0; 10],
+            },
+        ]
+    };
+    receiver_violates(ctx, chunk, code::UNEXPECTED_MESSAGE, "§7.3 rule 6")
+}
+
+fn accept_to_receiver(ctx: &mut Ctx) -> Outcome {
+    let mut r = relay(ctx, 100, "mine.bin")?;
+    r.a.send(&Message::Accept {
+        id: 0,
+        offset: 0,
+        credit: 100,
+    })?;
+    closes_with(&mut r.a, "error", code::UNEXPECTED_MESSAGE, "§7.4 rule 6")?;
+    Ok(Pass::Ok)
+}
+
+fn tombstone_ignored(ctx: &mut Ctx) -> Outcome {
+    let mut r = relay(ctx, 100, "gone.bin")?;
+    let id = r.b_id();
+    r.b.send(&Message::Reject {
+        id,
+        code: code::REJECTED,
+        reason: "no".into(),
+    })?;
+    r.a.expect("the reject", |m| {
+        matches!(m, Message::Reject { id: 0, .. }).then_some(())
+    })?;
+    // A chunk that crossed the reject on the wire.
+    r.a.send(&Message::Chunk {
+        id: 0,
+        offset: 0,
+        data: vec![0; 10],
+    })?;
+    let before = r.a.sync()?;
+    if let Some(m) = before.iter().find(|m| matches!(m, Message::Error { .. })) {
+        fail!("a chunk for a transfer just rejected was answered with {:?} (§7.6: tombstones are ignored)", describe(std::slice::from_ref(m)));
+    }
+    Ok(Pass::Ok)
+}
+
+fn unknown_code_relayed(ctx: &mut Ctx) -> Outcome {
+    let mut r = relay(ctx, 100, "odd-code.bin")?;
+    let id = r.b_id();
+    r.b.send(&Message::Reject {
+        id,
+        code: 999,
+        reason: "a code from the future".into(),
+    })?;
+    let got = r.a.expect("the reject passed back", |m| match m {
+        Message::Reject { id: 0, code, .. } => Some(*code),
+        _ => None,
+    })?;
+    if got != 999 {
+        fail!("a reject with the unknown code 999 reached the sender as {got} (§8: keep its number; §10 rule 2)");
+    }
+    Ok(Pass::Ok)
+}
+
+fn cancel_forwarded(ctx: &mut Ctx) -> Outcome {
+    let mut r = relay(ctx, 100_000, "stopped.bin")?;
+    let id = r.b_id();
+    r.b.send(&Message::Accept {
+        id,
+        offset: 0,
+        credit: 1000,
+    })?;
+    r.accepted()?;
+    r.b.send(&Message::Cancel {
+        id,
+        code: code::CANCELLED,
+        reason: "changed my mind".into(),
+    })?;
+    let got = r.a.expect("the cancel passed on", |m| match m {
+        Message::Cancel { id: 0, code, .. } => Some(*code),
+        _ => None,
+    })?;
+    if got != code::CANCELLED {
+        fail!(
+            "the receiver's cancel cancelled (37) reached the sender as {} ({got}) (§10 rule 5)",
+            code_name(got)
+        );
+    }
+    Ok(Pass::Ok)
+}
+
+fn relay_peer_lost(ctx: &mut Ctx) -> Outcome {
+    let mut r = relay(ctx, 100, "orphan.bin")?;
+    r.b.finish()?;
+    let got =
+        r.a.expect("the reject for the lost receiver", |m| match m {
+            Message::Reject { id: 0, code, .. } | Message::Cancel { id: 0, code, .. } => {
+                Some((m.name(), *code))
+            }
+            _ => None,
+        })?;
+    if got != ("reject", code::PEER_LOST) {
+        fail!(
+            "the receiver left before answering; the sender got {} {} (§10 rule 5: reject peer-lost)",
+            got.0,
+            code_name(got.1)
+        );
+    }
+    Ok(Pass::Ok)
+}
+
+fn offer_to_server(ctx: &mut Ctx) -> Outcome {
+    let (mut a, _) = ctx.join("donor")?;
+    a.send(&offer(0, "", 10, "gift.txt"))?;
+    let answer = a.expect("the server participant's answer", |m| match m {
+        Message::Accept { id: 0, .. } | Message::Reject { id: 0, .. } => Some(m.clone()),
+        _ => None,
+    })?;
+    match answer {
+        Message::Accept { .. } => {
+            a.send(&Message::Cancel { id: 0, code: code::CANCELLED, reason: "only asking".into() })?;
+            Ok(Pass::Informational("the server participant takes files".into()))
+        }
+        Message::Reject { code: code::STORAGE_FAILED, .. } => Ok(Pass::Informational(
+            "the server participant takes no files (reject storage-failed)".into(),
+        )),
+        other => fail!("an offer to the server participant was answered {:?} (§10 rule 6: storage-failed when it takes no files)", describe(&[other])),
+    }
 }
