@@ -63,7 +63,9 @@ pub struct Options {
     /// 127.0.0.1 port, so that cases which exhaust limits do not poison each other.
     pub spawn: Option<String>,
     /// The server's handshake timeout, which it does not announce: the cases of §6.6.4 run
-    /// only when it is given.
+    /// only when it is given. For a client that sends nothing, a server that tells visitors
+    /// apart by their first bytes waits its door's timeout instead (§12.0); `tidings serve
+    /// --handshake-timeout-ms` sets both.
     pub handshake_timeout: Option<Duration>,
     /// The longest a case waits for a timer the server announced or was told (default 5 s):
     /// heartbeats beyond it are reported INFORMATIONAL, not waited for.
