@@ -95,9 +95,9 @@ const fn case(
     }
 }
 
-/// Every case, in the order of the spec.
+/// Every case, in the order of the spec's sections (within a section, as written).
 pub fn all() -> impl Iterator<Item = &'static Case> {
-    [
+    let mut every: Vec<&'static Case> = [
         handshake::CASES,
         frames::CASES,
         chat::CASES,
@@ -107,6 +107,17 @@ pub fn all() -> impl Iterator<Item = &'static Case> {
     ]
     .into_iter()
     .flatten()
+    .collect();
+    every.sort_by_key(|c| section_number(c.section()));
+    every.into_iter()
+}
+
+/// `6.6.4` as `[6, 6, 4]`, so that 10 comes after 9.
+fn section_number(section: &str) -> Vec<u32> {
+    section
+        .split('.')
+        .map(|n| n.parse().unwrap_or(u32::MAX))
+        .collect()
 }
 
 /// What a case runs with: where the server is, its clients' names, its transcript.
