@@ -335,7 +335,7 @@ impl Client {
         }
         self.ws.push(bytes);
         loop {
-            let step = self.ws.next().map_err(|why| {
+            let step = self.ws.next_step().map_err(|why| {
                 Fail(format!(
                     "{}: the server's WebSocket frames: {why}",
                     self.label
@@ -402,7 +402,7 @@ impl Client {
         self.received += bytes.len();
         self.frames.push(bytes);
         loop {
-            match self.frames.next() {
+            match self.frames.next_message() {
                 Decoded::Incomplete => return Ok(()),
                 Decoded::Message(m) => self.take(m)?,
                 Decoded::Violation(code) => fail!(

@@ -646,7 +646,7 @@ impl FrameReader {
     }
 
     /// The next message, if the bytes so far hold one.
-    pub fn next(&mut self) -> Decoded {
+    pub fn next_message(&mut self) -> Decoded {
         if self.buf.len() < 4 {
             return Decoded::Incomplete;
         }

@@ -147,7 +147,7 @@ impl FrameReader {
     }
 
     /// The next thing the frames so far say; `Err` when they break RFC 6455.
-    pub fn next(&mut self) -> Result<Step, String> {
+    pub fn next_step(&mut self) -> Result<Step, String> {
         loop {
             let Some((fin, opcode, payload)) = self.frame()? else {
                 return Ok(Step::Incomplete);
@@ -163,7 +163,7 @@ impl FrameReader {
                     let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
                     return Ok(Step::Incoming(Incoming::Close(code, reason.into_owned())));
                 }
-                0x0 | 0x1 | 0x2 => {
+                0x0..=0x2 => {
                     let (kind, mut whole) = match (opcode, self.partial.take()) {
                         (0x0, Some(partial)) => partial,
                         (0x0, None) => {

@@ -299,7 +299,7 @@ fn welcome(ctx: &mut Ctx) -> Outcome {
             w.name
         );
     }
-    if w.online.iter().any(|n| *n == w.server) {
+    if w.online.contains(&w.server) {
         fail!(
             "welcome.online lists the server participant {:?} (§6.2)",
             w.server
@@ -345,16 +345,13 @@ fn ping_before_hello(ctx: &mut Ctx) -> Outcome {
 
 /// The handshake timeout the operator gave, or why the case cannot run.
 fn known_timeout(ctx: &Ctx) -> Result<Duration, Pass> {
-    match ctx.handshake_timeout {
-        Some(t) if t <= ctx.max_wait => Ok(t),
-        Some(t) => Err(Pass::Informational(format!(
-            "not observed: the handshake timeout {t:?} is longer than --max-wait-ms"
-        ))),
-        None => Err(Pass::Informational(
+    let told = ctx.handshake_timeout.ok_or_else(|| {
+        Pass::Informational(
             "not observed: the handshake timeout is not announced; pass --handshake-timeout-ms"
                 .into(),
-        )),
-    }
+        )
+    })?;
+    super::waitable(ctx, "handshake timeout", told)
 }
 
 /// Waits up to the handshake timeout and the expectation timeout beyond it for the close.

@@ -341,6 +341,56 @@ pub fn refuses_early(c: &mut Client, code: u16, rule: &str) -> Check {
     Ok(())
 }
 
+/// The server answers `c` with the non-fatal `error` `want`, and the session goes on: a
+/// round trip through it still works.
+pub fn non_fatal_error(c: &mut Client, want: u16, rule: &str) -> Check {
+    let name = wire::code_name(want);
+    let got = c.expect(&format!("error {name}"), |m| match m {
+        Message::Error { code, .. } => Some(*code),
+        _ => None,
+    })?;
+    if got != want {
+        fail!(
+            "{}: error {} ({got}), expected {name} ({want}) ({rule})",
+            c.label,
+            wire::code_name(got)
+        );
+    }
+    c.sync().map_err(|f| {
+        Fail(format!(
+            "the session did not go on after {name} ({rule}): {}",
+            f.0
+        ))
+    })?;
+    Ok(())
+}
+
+/// Fails when `got`, what the server sent after `what`, holds an `error` or a `goodbye`.
+pub fn unanswered(got: &[Message], what: &str, rule: &str) -> Check {
+    match got
+        .iter()
+        .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
+    {
+        Some(m) => fail!(
+            "{what} was answered with {:?} ({rule})",
+            describe(std::slice::from_ref(m))
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A server timer a case may wait for: `Err` with the INFORMATIONAL verdict when it is
+/// longer than `--max-wait-ms`.
+pub fn waitable(ctx: &Ctx, what: &str, timer: Duration) -> Result<Duration, Pass> {
+    if timer <= ctx.max_wait {
+        return Ok(timer);
+    }
+    Err(Pass::Informational(format!(
+        "not observed: the {what} of {timer:?} is longer than --max-wait-ms ({:?})",
+        ctx.max_wait
+    )))
+}
+
 /// Messages in a reason: type and code.
 pub fn describe(messages: &[Message]) -> Vec<String> {
     messages

@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{case, describe, fatal_after, hello, Case, Ctx, Needs, Outcome, Pass};
-use crate::client::Got;
+use super::{
+    case, describe, fatal_after, hello, unanswered, waitable, Case, Ctx, Needs, Outcome, Pass,
+};
+use crate::client::{Fail, Got};
 use crate::fail;
 use crate::wire::{code, Message, MIN_MAX_FRAME};
 
@@ -76,33 +78,22 @@ fn ping_answered(ctx: &mut Ctx) -> Outcome {
 fn unsolicited_pong(ctx: &mut Ctx) -> Outcome {
     let (mut c, _) = ctx.join("ponger")?;
     c.send(&Message::Pong { nonce: 42 })?;
-    let before = c.sync()?;
-    if let Some(m) = before.iter().find(|m| matches!(m, Message::Error { .. })) {
-        fail!(
-            "an unsolicited pong was answered with {:?} (§6.6.1 rule 2: ignored)",
-            describe(std::slice::from_ref(m))
-        );
-    }
+    unanswered(&c.sync()?, "an unsolicited pong", "§6.6.1 rule 2: ignored")?;
     Ok(Pass::Ok)
 }
 
-/// Why an announced timer cannot be waited for in this run, if it cannot.
-fn too_long(ctx: &Ctx, what: &str, ms: u32) -> Option<Pass> {
-    let wait = Duration::from_millis(ms.into());
-    (wait > ctx.max_wait).then(|| {
-        Pass::Informational(format!(
-            "not observed: the announced {what} of {wait:?} is longer than --max-wait-ms ({:?})",
-            ctx.max_wait
-        ))
-    })
+/// An announced number of milliseconds.
+fn ms(announced: u32) -> Duration {
+    Duration::from_millis(announced.into())
 }
 
 fn server_pings(ctx: &mut Ctx) -> Outcome {
     let (mut c, w) = ctx.join("idle")?;
-    if let Some(pass) = too_long(ctx, "heartbeat interval", w.heartbeat_ms) {
-        return Ok(pass);
-    }
-    let deadline = Instant::now() + Duration::from_millis(w.heartbeat_ms.into()) + ctx.timeout;
+    let interval = match waitable(ctx, "heartbeat interval", ms(w.heartbeat_ms)) {
+        Ok(interval) => interval,
+        Err(pass) => return Ok(pass),
+    };
+    let deadline = Instant::now() + interval + ctx.timeout;
     loop {
         match c.poll_until(deadline)? {
             Got::Message(Message::Ping { .. }) => return Ok(Pass::Ok),
@@ -118,11 +109,12 @@ fn server_pings(ctx: &mut Ctx) -> Outcome {
 
 fn heartbeat_timeout(ctx: &mut Ctx) -> Outcome {
     let (mut c, w) = ctx.join("mute")?;
-    if let Some(pass) = too_long(ctx, "heartbeat timeout", w.timeout_ms) {
-        return Ok(pass);
-    }
+    let timeout = match waitable(ctx, "heartbeat timeout", ms(w.timeout_ms)) {
+        Ok(timeout) => timeout,
+        Err(pass) => return Ok(pass),
+    };
     c.answer_pings = false;
-    let deadline = Instant::now() + Duration::from_millis(w.timeout_ms.into()) + ctx.timeout;
+    let deadline = Instant::now() + timeout + ctx.timeout;
     let mut got = Vec::new();
     loop {
         match c.poll_until(deadline)? {
@@ -150,42 +142,29 @@ fn heartbeat_timeout(ctx: &mut Ctx) -> Outcome {
     }
 }
 
-fn goodbye_ends(ctx: &mut Ctx) -> Outcome {
-    let (mut c, _) = ctx.join("leaver")?;
-    c.send(&Message::Goodbye {
-        code: code::NORMAL,
-        reason: "bye".into(),
-    })?;
+/// The client sends `message` and the server closes without a word in reply.
+fn closed_without_reply(ctx: &mut Ctx, message: Message, rule: &str) -> Outcome {
+    let (mut c, _) = ctx.join(message.name())?;
+    c.send(&message)?;
     let after = c.until_closed()?;
-    if let Some(m) = after
-        .iter()
-        .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
-    {
-        fail!(
-            "the server replied to goodbye with {:?} (§6.7.1: nothing in reply)",
-            describe(std::slice::from_ref(m))
-        );
-    }
+    unanswered(&after, message.name(), rule)?;
     Ok(Pass::Ok)
 }
 
+fn goodbye_ends(ctx: &mut Ctx) -> Outcome {
+    let goodbye = Message::Goodbye {
+        code: code::NORMAL,
+        reason: "bye".into(),
+    };
+    closed_without_reply(ctx, goodbye, "§6.7.1: nothing in reply")
+}
+
 fn fatal_error_received(ctx: &mut Ctx) -> Outcome {
-    let (mut c, _) = ctx.join("quitter")?;
-    c.send(&Message::Error {
+    let error = Message::Error {
         code: code::MALFORMED,
         text: "giving up".into(),
-    })?;
-    let after = c.until_closed()?;
-    if let Some(m) = after
-        .iter()
-        .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
-    {
-        fail!(
-            "the server replied to a fatal error with {:?} (§6.7.2: closes without replying)",
-            describe(std::slice::from_ref(m))
-        );
-    }
-    Ok(Pass::Ok)
+    };
+    closed_without_reply(ctx, error, "§6.7.2: closes without replying")
 }
 
 fn non_fatal_error(ctx: &mut Ctx) -> Outcome {
@@ -195,21 +174,14 @@ fn non_fatal_error(ctx: &mut Ctx) -> Outcome {
             code,
             text: "just so you know".into(),
         })?;
+        let what = format!("a non-fatal error {code}");
         let before = c.sync().map_err(|f| {
-            crate::client::Fail(format!(
-                "after a non-fatal error {code} the session did not go on (§6.5, §8): {}",
+            Fail(format!(
+                "after {what} the session did not go on (§6.5, §8): {}",
                 f.0
             ))
         })?;
-        if let Some(m) = before
-            .iter()
-            .find(|m| matches!(m, Message::Error { .. } | Message::Goodbye { .. }))
-        {
-            fail!(
-                "a non-fatal error {code} was answered with {:?} (§6.7.2)",
-                describe(std::slice::from_ref(m))
-            );
-        }
+        unanswered(&before, &what, "§6.7.2")?;
     }
     Ok(Pass::Ok)
 }

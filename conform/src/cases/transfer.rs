@@ -3,8 +3,11 @@
 
 use sha2::{Digest as _, Sha256};
 
-use super::{case, closes_with, describe, fatal_after, Case, Ctx, Needs, Outcome, Pass};
-use crate::client::{Check, Client, Fail};
+use super::{
+    case, closes_with, describe, fatal_after, non_fatal_error, unanswered, Case, Ctx, Needs,
+    Outcome, Pass,
+};
+use crate::client::{Check, Client};
 use crate::fail;
 use crate::wire::{code, code_name, frame, Message};
 
@@ -257,8 +260,11 @@ impl Relay {
         self.offered.0
     }
 
-    /// The sender's accept for its offer 0: offset and credit.
-    fn accepted(&mut self) -> Check<(u64, u32)> {
+    /// The receiver accepts at `offset` granting `credit`; the accept the sender gets for
+    /// its offer 0: offset and credit (§10 rule 2).
+    fn accept(&mut self, offset: u64, credit: u32) -> Check<(u64, u32)> {
+        let id = self.b_id();
+        self.b.send(&Message::Accept { id, offset, credit })?;
         self.a
             .expect("the accept passed back (§10 rule 2)", |m| match m {
                 Message::Accept {
@@ -270,25 +276,32 @@ impl Relay {
             })
     }
 
-    /// The sender sends `data` from `offset`, within the credit it was granted and gets.
-    fn send_file(&mut self, data: &[u8], offset: u64, mut credit: u64) -> Check {
-        let mut at = offset as usize;
-        while at < data.len() {
-            if credit == 0 {
-                credit += self.a.expect("more credit", |m| match m {
-                    Message::Credit { id: 0, bytes } => Some(u64::from(*bytes)),
-                    _ => None,
-                })?;
-                continue;
-            }
-            let n = PIECE.min(data.len() - at).min(credit as usize);
+    /// The sender sends `data` from `at` as far as `credit` reaches; where it stopped.
+    fn send_chunks(&mut self, data: &[u8], mut at: usize, credit: u64) -> Check<usize> {
+        let end = data.len().min(at.saturating_add(credit as usize));
+        while at < end {
+            let n = PIECE.min(end - at);
+            let chunk = data[at..at + n].to_vec();
             self.a.send(&Message::Chunk {
                 id: 0,
                 offset: at as u64,
-                data: data[at..at + n].to_vec(),
+                data: chunk,
             })?;
             at += n;
-            credit -= n as u64;
+        }
+        Ok(at)
+    }
+
+    /// The sender sends `data` from `offset`, within the credit it was granted and the
+    /// credit it gets, then `done`.
+    fn send_file(&mut self, data: &[u8], offset: u64, credit: u64) -> Check {
+        let mut at = self.send_chunks(data, offset as usize, credit)?;
+        while at < data.len() {
+            let more = self.a.expect("more credit", |m| match m {
+                Message::Credit { id: 0, bytes } => Some(u64::from(*bytes)),
+                _ => None,
+            })?;
+            at = self.send_chunks(data, at, more)?;
         }
         let sha256 = Sha256::digest(data).into();
         self.a.send(&Message::Done { id: 0, sha256 })
@@ -330,6 +343,19 @@ impl Relay {
         }
     }
 
+    /// The receiver rejects the relayed offer with `code`; the code the sender's reject
+    /// carries (§10 rule 2).
+    fn rejected(&mut self, code: u16) -> Check<u16> {
+        let id = self.b_id();
+        let reason = "not this one".into();
+        self.b.send(&Message::Reject { id, code, reason })?;
+        self.a
+            .expect("the reject passed back (§10 rule 2)", |m| match m {
+                Message::Reject { id: 0, code, .. } => Some(*code),
+                _ => None,
+            })
+    }
+
     /// The sender's verdict for its offer 0.
     fn verdict(&mut self) -> Check<Message> {
         self.a
@@ -343,24 +369,10 @@ impl Relay {
 fn error_last(ctx: &mut Ctx) -> Outcome {
     let size = 1 << 20;
     let mut r = relay(ctx, size, "queued.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: size as u32,
-    })?;
-    let (_, credit) = r.accepted()?;
+    let (_, credit) = r.accept(0, size as u32)?;
     let data = content(size as usize);
     // Enough chunks in flight that some are still queued when the error is decided.
-    let upto = (credit as usize).min(data.len());
-    for at in (0..upto).step_by(PIECE) {
-        let n = PIECE.min(upto - at);
-        r.a.send(&Message::Chunk {
-            id: 0,
-            offset: at as u64,
-            data: data[at..at + n].to_vec(),
-        })?;
-    }
+    r.send_chunks(&data, 0, credit.into())?;
     r.b.expect("the first chunk", |m| {
         matches!(m, Message::Chunk { .. }).then_some(())
     })?;
@@ -399,15 +411,7 @@ fn id_in_use(ctx: &mut Ctx) -> Outcome {
 
 fn reuses_ended_id(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 10, "first.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Reject {
-        id,
-        code: code::REJECTED,
-        reason: "not this one".into(),
-    })?;
-    r.a.expect("the reject passed back", |m| {
-        matches!(m, Message::Reject { id: 0, .. }).then_some(())
-    })?;
+    r.rejected(code::REJECTED)?;
     let b = r.b.label.clone();
     r.a.send(&offer(0, &b, 20, "second.bin"))?;
     let from = r.a.label.clone();
@@ -415,13 +419,8 @@ fn reuses_ended_id(ctx: &mut Ctx) -> Outcome {
         Message::Offer { peer, name, .. } if *peer == from && name == "second.bin" => Some(()),
         _ => None,
     })?;
-    let before = r.a.sync()?;
-    if let Some(m) = before.iter().find(|m| matches!(m, Message::Error { .. })) {
-        fail!(
-            "an offer reusing an ended id was answered with {:?} (§7.1, DECISIONS.md point 7)",
-            describe(std::slice::from_ref(m))
-        );
-    }
+    let what = "an offer reusing an ended id";
+    unanswered(&r.a.sync()?, what, "§7.1, DECISIONS.md point 7")?;
     Ok(Pass::Ok)
 }
 
@@ -429,23 +428,9 @@ fn credit_respected(ctx: &mut Ctx) -> Outcome {
     let size = 64 << 10;
     let granted = 1024;
     let mut r = relay(ctx, size, "credit.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: granted,
-    })?;
-    let (_, credit) = r.accepted()?;
+    let (_, credit) = r.accept(0, granted)?;
     let data = content(size as usize);
-    let upto = (credit as usize).min(data.len());
-    for at in (0..upto).step_by(PIECE) {
-        let n = PIECE.min(upto - at);
-        r.a.send(&Message::Chunk {
-            id: 0,
-            offset: at as u64,
-            data: data[at..at + n].to_vec(),
-        })?;
-    }
+    r.send_chunks(&data, 0, credit.into())?;
     let first = r.b.expect("the first chunk", |m| match m {
         Message::Chunk { data, .. } => Some(data.len()),
         _ => None,
@@ -467,13 +452,7 @@ fn credit_respected(ctx: &mut Ctx) -> Outcome {
 
 fn chunk_out_of_range(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 100, "range.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: 100,
-    })?;
-    r.accepted()?;
+    r.accept(0, 100)?;
     r.a.send(&Message::Chunk {
         id: 0,
         offset: 5,
@@ -502,12 +481,7 @@ fn credit_keepalive(ctx: &mut Ctx) -> Outcome {
     let size = 4096;
     let mut r = relay(ctx, size as u64, "slow-verdict.bin")?;
     let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: size as u32,
-    })?;
-    let (_, credit) = r.accepted()?;
+    let (_, credit) = r.accept(0, size as u32)?;
     let data = content(size);
     r.send_file(&data, 0, credit.into())?;
     r.receive_file(size)?;
@@ -539,22 +513,11 @@ fn unknown_transfer(ctx: &mut Ctx) -> Outcome {
         id: 4242,
         bytes: 10,
     })?;
-    let got = c.expect("error unknown-transfer", |m| match m {
-        Message::Error { code, .. } => Some(*code),
-        _ => None,
-    })?;
-    if got != code::UNKNOWN_TRANSFER {
-        fail!(
-            "credit for an id never used: error {} ({got}), expected unknown-transfer (32) (§7.6)",
-            code_name(got)
-        );
-    }
-    c.sync().map_err(|f| {
-        Fail(format!(
-            "the session did not go on after unknown-transfer (§7.6: non-fatal): {}",
-            f.0
-        ))
-    })?;
+    non_fatal_error(
+        &mut c,
+        code::UNKNOWN_TRANSFER,
+        "§7.6: credit for an id never used",
+    )?;
     Ok(Pass::Ok)
 }
 
@@ -581,13 +544,7 @@ fn name_reduced(ctx: &mut Ctx) -> Outcome {
 fn relay_window(ctx: &mut Ctx) -> Outcome {
     let size = 1 << 30;
     let mut r = relay(ctx, size, "huge.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: 1 << 20,
-    })?;
-    let (_, credit) = r.accepted()?;
+    let (_, credit) = r.accept(0, 1 << 20)?;
     r.a.send(&Message::Cancel {
         id: 0,
         code: code::CANCELLED,
@@ -619,13 +576,7 @@ fn relay_offer(ctx: &mut Ctx) -> Outcome {
 /// A whole relay of `size` bytes up to the receiver's digest check; returns the relay.
 fn relayed_file(ctx: &mut Ctx, size: usize) -> Check<(Relay, bool)> {
     let mut r = relay(ctx, size as u64, "whole.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: size as u32,
-    })?;
-    let (offset, credit) = r.accepted()?;
+    let (offset, credit) = r.accept(0, size as u32)?;
     if offset != 0 {
         fail!("an accept at 0 reached the sender at {offset} (§10 rule 2: the same offset)");
     }
@@ -674,14 +625,8 @@ fn failed_forwarded(ctx: &mut Ctx) -> Outcome {
 
 fn resume_credit(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 10_000, "resumed.bin")?;
-    let id = r.b_id();
     // A resuming receiver: credit 0 now, granted after hashing its prefix (§7.4 rule 2).
-    r.b.send(&Message::Accept {
-        id,
-        offset: 4000,
-        credit: 0,
-    })?;
-    let (offset, credit) = r.accepted()?;
+    let (offset, credit) = r.accept(4000, 0)?;
     if offset != 4000 {
         fail!("an accept at 4000 reached the sender at {offset} (§10 rule 2: the same offset)");
     }
@@ -827,40 +772,22 @@ fn accept_to_receiver(ctx: &mut Ctx) -> Outcome {
 
 fn tombstone_ignored(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 100, "gone.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Reject {
-        id,
-        code: code::REJECTED,
-        reason: "no".into(),
-    })?;
-    r.a.expect("the reject", |m| {
-        matches!(m, Message::Reject { id: 0, .. }).then_some(())
-    })?;
+    r.rejected(code::REJECTED)?;
     // A chunk that crossed the reject on the wire.
+    let data = vec![0; 10];
     r.a.send(&Message::Chunk {
         id: 0,
         offset: 0,
-        data: vec![0; 10],
+        data,
     })?;
-    let before = r.a.sync()?;
-    if let Some(m) = before.iter().find(|m| matches!(m, Message::Error { .. })) {
-        fail!("a chunk for a transfer just rejected was answered with {:?} (§7.6: tombstones are ignored)", describe(std::slice::from_ref(m)));
-    }
+    let what = "a chunk for a transfer just rejected";
+    unanswered(&r.a.sync()?, what, "§7.6: tombstones are ignored")?;
     Ok(Pass::Ok)
 }
 
 fn unknown_code_relayed(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 100, "odd-code.bin")?;
-    let id = r.b_id();
-    r.b.send(&Message::Reject {
-        id,
-        code: 999,
-        reason: "a code from the future".into(),
-    })?;
-    let got = r.a.expect("the reject passed back", |m| match m {
-        Message::Reject { id: 0, code, .. } => Some(*code),
-        _ => None,
-    })?;
+    let got = r.rejected(999)?;
     if got != 999 {
         fail!("a reject with the unknown code 999 reached the sender as {got} (§8: keep its number; §10 rule 2)");
     }
@@ -870,12 +797,7 @@ fn unknown_code_relayed(ctx: &mut Ctx) -> Outcome {
 fn cancel_forwarded(ctx: &mut Ctx) -> Outcome {
     let mut r = relay(ctx, 100_000, "stopped.bin")?;
     let id = r.b_id();
-    r.b.send(&Message::Accept {
-        id,
-        offset: 0,
-        credit: 1000,
-    })?;
-    r.accepted()?;
+    r.accept(0, 1000)?;
     r.b.send(&Message::Cancel {
         id,
         code: code::CANCELLED,

@@ -1,7 +1,7 @@
 //! §12 the WebSocket carriage: the JSON mode (§12.3) and the choice of mode (§12.1). Every
 //! JSON text from the server is read strictly (every member, `code_name` beside `code`).
 
-use super::{case, closes_with, Case, Ctx, Needs, Outcome, Pass};
+use super::{case, closes_with, non_fatal_error, Case, Ctx, Needs, Outcome, Pass};
 use crate::client::Client;
 use crate::fail;
 use crate::wire::{code, code_name, Message};
@@ -105,16 +105,11 @@ fn json_chat(ctx: &mut Ctx) -> Outcome {
         private: false,
         text: "?".into(),
     })?;
-    let got = a.expect("error unknown-peer", |m| match m {
-        Message::Error { code, .. } => Some(*code),
-        _ => None,
-    })?;
-    if got != code::UNKNOWN_PEER {
-        fail!(
-            "a JSON text to nobody: error {} ({got}), expected unknown-peer (§6.3)",
-            code_name(got)
-        );
-    }
+    non_fatal_error(
+        &mut a,
+        code::UNKNOWN_PEER,
+        "§6.3, §12.3: a JSON text to nobody",
+    )?;
     Ok(Pass::Ok)
 }
 
