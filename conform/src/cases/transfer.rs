@@ -312,14 +312,18 @@ impl Relay {
         let id = self.b_id();
         let mut got = Vec::new();
         loop {
-            let m = self.b.expect("file data", |m| match m {
-                Message::Chunk { id: i, .. } | Message::Done { id: i, .. } if *i == id => {
-                    Some(m.clone())
-                }
+            // A chunk's offset and data, or the digest that ends the file.
+            let next = self.b.expect("file data", |m| match m {
+                Message::Chunk {
+                    id: i,
+                    offset,
+                    data,
+                } if *i == id => Some(Ok((*offset, data.clone()))),
+                Message::Done { id: i, sha256 } if *i == id => Some(Err(*sha256)),
                 _ => None,
             })?;
-            match m {
-                Message::Chunk { offset, data, .. } => {
+            match next {
+                Ok((offset, data)) => {
                     if offset != got.len() as u64 || got.len() + data.len() > size {
                         fail!(
                             "a relayed chunk at {offset} (+{}) where {} was next (§7.4 rule 3)",
@@ -329,7 +333,7 @@ impl Relay {
                     }
                     got.extend_from_slice(&data);
                 }
-                Message::Done { sha256, .. } => {
+                Err(sha256) => {
                     if got.len() != size {
                         fail!(
                             "done after {} of {size} bytes (§10 rule 4: after every byte)",
@@ -338,7 +342,6 @@ impl Relay {
                     }
                     return Ok((got, sha256));
                 }
-                _ => unreachable!("picked above"),
             }
         }
     }
