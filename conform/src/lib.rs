@@ -88,6 +88,16 @@ impl Options {
 }
 
 /// A run of the selected cases against one server.
+///
+/// ```no_run
+/// use tidings_conform::{Options, Runner};
+///
+/// let mut options = Options::new("ws://127.0.0.1:9988/ws".parse().unwrap());
+/// options.cases = vec!["6.3-*".into(), "12.*".into()];
+/// let report = Runner::new(options).unwrap().run(|_| {});
+/// std::fs::write("conform.xml", report.junit()).unwrap();
+/// assert!(!report.failed(), "{}", report.text());
+/// ```
 pub struct Runner {
     options: Options,
     tls: Option<Arc<rustls::ClientConfig>>,

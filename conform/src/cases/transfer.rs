@@ -97,6 +97,13 @@ pub(super) static CASES: &[Case] = &[
         credit_keepalive,
     ),
     case(
+        "7.4-last-grant",
+        "a relay whose window is smaller than the file grants the rest",
+        Some(5),
+        Needs::Stream,
+        last_grant,
+    ),
+    case(
         "7.4-accept-to-receiver",
         "an accept for a transfer the server receives is unexpected-message",
         None,
@@ -307,43 +314,49 @@ impl Relay {
         self.a.send(&Message::Done { id: 0, sha256 })
     }
 
-    /// What the receiver gets after accepting everything: the bytes, in order, and the digest.
-    fn receive_file(&mut self, size: usize) -> Check<(Vec<u8>, [u8; 32])> {
+    /// Chunks for the receiver until it holds `until` bytes of a `size`-byte file, checked
+    /// to arrive in order (§7.3 rule 3) and before `done` (§10 rule 4).
+    fn receive_chunks(&mut self, got: &mut Vec<u8>, until: usize, size: usize) -> Check {
         let id = self.b_id();
-        let mut got = Vec::new();
-        loop {
-            // A chunk's offset and data, or the digest that ends the file.
+        while got.len() < until {
             let next = self.b.expect("file data", |m| match m {
                 Message::Chunk {
                     id: i,
                     offset,
                     data,
-                } if *i == id => Some(Ok((*offset, data.clone()))),
-                Message::Done { id: i, sha256 } if *i == id => Some(Err(*sha256)),
+                } if *i == id => Some(Some((*offset, data.clone()))),
+                Message::Done { id: i, .. } if *i == id => Some(None),
                 _ => None,
             })?;
-            match next {
-                Ok((offset, data)) => {
-                    if offset != got.len() as u64 || got.len() + data.len() > size {
-                        fail!(
-                            "a relayed chunk at {offset} (+{}) where {} was next (§7.4 rule 3)",
-                            data.len(),
-                            got.len()
-                        );
-                    }
-                    got.extend_from_slice(&data);
-                }
-                Err(sha256) => {
-                    if got.len() != size {
-                        fail!(
-                            "done after {} of {size} bytes (§10 rule 4: after every byte)",
-                            got.len()
-                        );
-                    }
-                    return Ok((got, sha256));
-                }
+            let Some((offset, data)) = next else {
+                fail!(
+                    "done after {} of {size} bytes (§10 rule 4: after every byte)",
+                    got.len()
+                );
+            };
+            if offset != got.len() as u64 || got.len() + data.len() > size {
+                fail!(
+                    "a relayed chunk at {offset} (+{}) where {} was next (§7.4 rule 3)",
+                    data.len(),
+                    got.len()
+                );
             }
+            got.extend_from_slice(&data);
         }
+        Ok(())
+    }
+
+    /// What the receiver gets after accepting everything: the bytes, in order, and the
+    /// digest.
+    fn receive_file(&mut self, size: usize) -> Check<(Vec<u8>, [u8; 32])> {
+        let mut got = Vec::new();
+        self.receive_chunks(&mut got, size, size)?;
+        let id = self.b_id();
+        let digest = self.b.expect("done", |m| match m {
+            Message::Done { id: i, sha256 } if *i == id => Some(*sha256),
+            _ => None,
+        })?;
+        Ok((got, digest))
     }
 
     /// The receiver rejects the relayed offer with `code`; the code the sender's reject
@@ -856,4 +869,45 @@ fn offer_to_server(ctx: &mut Ctx) -> Outcome {
         )),
         other => fail!("an offer to the server participant was answered {:?} (§10 rule 6: storage-failed when it takes no files)", describe(&[other])),
     }
+}
+
+/// The largest relay window the last-grant case moves through the server.
+const MOST_WINDOW: u32 = 32 << 20;
+
+fn last_grant(ctx: &mut Ctx) -> Outcome {
+    // The relay's window, from an offer larger than any window.
+    let mut probe = relay(ctx, 1 << 40, "probe.bin")?;
+    let (_, window) = probe.accept(0, u32::MAX)?;
+    let reason = "only measuring".into();
+    probe.a.send(&Message::Cancel {
+        id: 0,
+        code: code::CANCELLED,
+        reason,
+    })?;
+    if window == 0 || window > MOST_WINDOW {
+        return Ok(Pass::Informational(format!(
+            "not observed: a relay window of {window} bytes (more than {MOST_WINDOW} is not moved)"
+        )));
+    }
+    // One window and a bit: once the window has been passed on, the rest is the last grant.
+    let size = window as usize + PIECE * 4;
+    let mut r = relay(ctx, size as u64, "beyond-the-window.bin")?;
+    let (_, credit) = r.accept(0, size as u32)?;
+    let data = content(size);
+    let mut at = r.send_chunks(&data, 0, credit.into())?;
+    let mut got = Vec::new();
+    r.receive_chunks(&mut got, at, size)?;
+    while at < size {
+        let more =
+            r.a.expect("the last grant (§7.4 rule 4: MUST)", |m| match m {
+                Message::Credit { id: 0, bytes } if *bytes > 0 => Some(u64::from(*bytes)),
+                _ => None,
+            })?;
+        at = r.send_chunks(&data, at, more)?;
+    }
+    r.receive_chunks(&mut got, size, size)?;
+    if got != data {
+        fail!("the bytes relayed beyond the window differ from those sent (§10 rule 4)");
+    }
+    Ok(Pass::Ok)
 }
