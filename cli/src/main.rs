@@ -62,6 +62,7 @@ Examples:
   tidings say --name carol --to bob \"lunch at noon?\"
   git log -1 | tidings say --name ci -            # the message from standard input
   tidings --json recv --name bot --out /tmp/in   # machine-readable events
+  tidings conform ws://127.0.0.1:9988/ws         # check a server against the protocol
 
 Received files are written as NAME.part while they arrive and renamed to NAME once the
 SHA-256 digest is confirmed; an existing file is never overwritten (NAME (1).ext is used).
@@ -70,7 +71,7 @@ the same name.
 
 Exit codes:
   0  success
-  1  other error
+  1  other error (conform: a case FAILED)
   2  usage error (also: an empty message, sending to yourself, a bad --server)
   3  cannot connect to the server (refused, unreachable, not a tidings server)
   4  the server refused the name (taken, invalid, banned for a while, server full)
