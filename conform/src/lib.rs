@@ -210,16 +210,15 @@ impl Runner {
         names: &mut u32,
         tag: u32,
     ) -> CaseResult {
-        let mut ctx = cases::Ctx::new(cases::CtxSettings {
+        let settings = cases::Settings {
             target: &self.options.target,
             addr,
             tls: self.tls.as_ref(),
             timeout: self.options.timeout,
             handshake_timeout: self.options.handshake_timeout,
             max_wait: self.options.max_wait,
-            names,
-            tag,
-        });
+        };
+        let mut ctx = cases::Ctx::new(settings, names, tag);
         let log = ctx.log.clone();
         let start = Instant::now();
         // A runner bug must not end the run: the case fails, the next one runs.

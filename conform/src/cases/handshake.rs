@@ -345,7 +345,7 @@ fn ping_before_hello(ctx: &mut Ctx) -> Outcome {
 
 /// The handshake timeout the operator gave, or why the case cannot run.
 fn known_timeout(ctx: &Ctx) -> Result<Duration, Pass> {
-    let told = ctx.handshake_timeout.ok_or_else(|| {
+    let told = ctx.run.handshake_timeout.ok_or_else(|| {
         Pass::Informational(
             "not observed: the handshake timeout is not announced; pass --handshake-timeout-ms"
                 .into(),
@@ -378,7 +378,7 @@ fn handshake_timeout(ctx: &mut Ctx) -> Outcome {
     };
     let mut c = ctx.connect("stalling")?;
     c.preamble()?;
-    let got = after_timeout(&mut c, timeout, ctx.timeout)?;
+    let got = after_timeout(&mut c, timeout, ctx.run.timeout)?;
     match got.as_slice() {
         [Message::Error { code: code::HEARTBEAT_TIMEOUT, .. }] if c.received > PREAMBLE.len() => Ok(Pass::Ok),
         _ => fail!(
@@ -394,7 +394,7 @@ fn handshake_timeout_silent(ctx: &mut Ctx) -> Outcome {
         Err(pass) => return Ok(pass),
     };
     let mut c = ctx.connect("mute")?;
-    let got = after_timeout(&mut c, timeout, ctx.timeout)?;
+    let got = after_timeout(&mut c, timeout, ctx.run.timeout)?;
     if c.received > 0 {
         fail!(
             "the server answered a client that sent not one byte with {} bytes ({:?}) (§6.6.4, DECISIONS.md point 6)",

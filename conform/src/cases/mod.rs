@@ -73,7 +73,7 @@ impl Case {
     }
 
     /// Runs the case in `ctx`.
-    pub fn run(&self, ctx: &mut Ctx) -> Outcome {
+    pub(crate) fn run(&self, ctx: &mut Ctx) -> Outcome {
         (self.run)(ctx)
     }
 }
@@ -120,59 +120,46 @@ fn section_number(section: &str) -> Vec<u32> {
         .collect()
 }
 
-/// What a case runs with: where the server is, its clients' names, its transcript.
-pub struct Ctx<'a> {
-    /// The server.
-    pub target: &'a Target,
-    addr: SocketAddr,
-    tls: Option<&'a Arc<rustls::ClientConfig>>,
-    /// How long any one expectation waits.
-    pub timeout: Duration,
-    /// How long a case watches for something that must not come.
-    pub quiet: Duration,
-    /// The server's handshake timeout, when the operator told it (it is not announced).
-    pub handshake_timeout: Option<Duration>,
-    /// The longest a case waits for a timer the server announced (heartbeats).
-    pub max_wait: Duration,
-    names: &'a mut u32,
-    tag: u32,
-    /// Every byte of the case.
-    pub log: Transcript,
-}
-
-/// Settings a [`Ctx`] is made from.
-pub struct CtxSettings<'a> {
+/// What every case of a run shares: where the server is and how long to wait.
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
     /// The server.
     pub target: &'a Target,
     /// Its address.
     pub addr: SocketAddr,
     /// TLS settings, for `tls://` and `wss://`.
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
-    /// Per expectation.
+    /// How long any one expectation waits.
     pub timeout: Duration,
-    /// The server's handshake timeout, if known.
+    /// The server's handshake timeout, when the operator told it (it is not announced).
     pub handshake_timeout: Option<Duration>,
-    /// The longest wait for an announced timer.
+    /// The longest a case waits for a timer of the server.
     pub max_wait: Duration,
-    /// Makes names unique within a run: a counter, and the run's tag.
-    pub names: &'a mut u32,
+}
+
+/// What one case runs with: the run's settings, its clients' names, its transcript.
+pub struct Ctx<'a> {
+    /// The run's settings.
+    pub run: Settings<'a>,
+    /// How long a case watches for something that must not come.
+    pub quiet: Duration,
+    /// Makes names unique within a run.
+    names: &'a mut u32,
     /// Makes names unique across runs on one server.
-    pub tag: u32,
+    tag: u32,
+    /// Every byte of the case.
+    pub log: Transcript,
 }
 
 impl<'a> Ctx<'a> {
-    /// A context for one case.
-    pub fn new(s: CtxSettings<'a>) -> Ctx<'a> {
+    /// A context for one case; `names` counts the clients of the run, `tag` tells the run
+    /// from others on the same server.
+    pub fn new(run: Settings<'a>, names: &'a mut u32, tag: u32) -> Ctx<'a> {
         Ctx {
-            target: s.target,
-            addr: s.addr,
-            tls: s.tls,
-            timeout: s.timeout,
-            quiet: (s.timeout / 4).max(Duration::from_millis(100)),
-            handshake_timeout: s.handshake_timeout,
-            max_wait: s.max_wait,
-            names: s.names,
-            tag: s.tag,
+            run,
+            quiet: (run.timeout / 4).max(Duration::from_millis(100)),
+            names,
+            tag,
             log: Transcript::new(),
         }
     }
@@ -187,7 +174,7 @@ impl<'a> Ctx<'a> {
     /// A connection that has sent nothing yet, carried as the URL says (binary WebSocket
     /// messages for `ws://`).
     pub fn connect(&mut self, label: &str) -> Check<Client> {
-        let carriage = match self.target.ws_path {
+        let carriage = match self.run.target.ws_path {
             Some(_) => Carriage::WsBinary,
             None => Carriage::Native,
         };
@@ -204,13 +191,18 @@ impl<'a> Ctx<'a> {
             Carriage::Native => b"tidings/1",
             _ => b"http/1.1",
         };
-        let mut stream =
-            Stream::connect(self.addr, &self.target.host, self.tls, alpn, self.timeout)
-                .map_err(Fail)?;
-        if let Some(path) = &self.target.ws_path {
-            let host = match self.target.port {
-                Some(port) => format!("{}:{port}", self.target.host),
-                None => self.target.host.clone(),
+        let mut stream = Stream::connect(
+            self.run.addr,
+            &self.run.target.host,
+            self.run.tls,
+            alpn,
+            self.run.timeout,
+        )
+        .map_err(Fail)?;
+        if let Some(path) = &self.run.target.ws_path {
+            let host = match self.run.target.port {
+                Some(port) => format!("{}:{port}", self.run.target.host),
+                None => self.run.target.host.clone(),
             };
             *self.names += 1;
             let nonce = (u128::from(self.tag) << 64 | u128::from(*self.names)).to_be_bytes();
@@ -221,7 +213,7 @@ impl<'a> Ctx<'a> {
                 &String::from_utf8_lossy(&request).replace("\r\n", " | "),
             );
             use std::io::Write as _;
-            let _ = stream.tcp().set_read_timeout(Some(self.timeout));
+            let _ = stream.tcp().set_read_timeout(Some(self.run.timeout));
             stream
                 .write_all(&request)
                 .map_err(|e| Fail(format!("{label}: the WebSocket request: {e}")))?;
@@ -233,7 +225,7 @@ impl<'a> Ctx<'a> {
             label,
             stream,
             carriage,
-            self.timeout,
+            self.run.timeout,
             self.log.clone(),
         ))
     }
@@ -382,12 +374,12 @@ pub fn unanswered(got: &[Message], what: &str, rule: &str) -> Check {
 /// A server timer a case may wait for: `Err` with the INFORMATIONAL verdict when it is
 /// longer than `--max-wait-ms`.
 pub fn waitable(ctx: &Ctx, what: &str, timer: Duration) -> Result<Duration, Pass> {
-    if timer <= ctx.max_wait {
+    if timer <= ctx.run.max_wait {
         return Ok(timer);
     }
     Err(Pass::Informational(format!(
         "not observed: the {what} of {timer:?} is longer than --max-wait-ms ({:?})",
-        ctx.max_wait
+        ctx.run.max_wait
     )))
 }
 

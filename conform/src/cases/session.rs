@@ -93,7 +93,7 @@ fn server_pings(ctx: &mut Ctx) -> Outcome {
         Ok(interval) => interval,
         Err(pass) => return Ok(pass),
     };
-    let deadline = Instant::now() + interval + ctx.timeout;
+    let deadline = Instant::now() + interval + ctx.run.timeout;
     loop {
         match c.poll_until(deadline)? {
             Got::Message(Message::Ping { .. }) => return Ok(Pass::Ok),
@@ -114,7 +114,7 @@ fn heartbeat_timeout(ctx: &mut Ctx) -> Outcome {
         Err(pass) => return Ok(pass),
     };
     c.answer_pings = false;
-    let deadline = Instant::now() + timeout + ctx.timeout;
+    let deadline = Instant::now() + timeout + ctx.run.timeout;
     let mut got = Vec::new();
     loop {
         match c.poll_until(deadline)? {
