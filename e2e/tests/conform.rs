@@ -12,12 +12,14 @@ use tidings_e2e::{for_both_servers, ServerConfig, ServerKind, TestServer, WebCon
 /// The handshake timeout the servers are given, told to the runner (it is not announced).
 const HANDSHAKE: Duration = Duration::from_millis(1000);
 
-/// A server whose timers are short enough for the runner to watch them expire: the
-/// handshake timeout is the door's too, as `tidings serve --handshake-timeout-ms` sets both.
+/// A server whose timers are short enough for the runner to watch them expire (within its
+/// 5 s `max_wait`), yet long enough that a client busy elsewhere in a case under a loaded
+/// test run is not declared dead: the handshake timeout is the door's too, as `tidings serve
+/// --handshake-timeout-ms` sets both.
 fn server(kind: ServerKind) -> TestServer {
     let mut config = ServerConfig::default();
-    config.hub.session.heartbeat_interval = Duration::from_millis(500);
-    config.hub.session.heartbeat_timeout = Duration::from_millis(1500);
+    config.hub.session.heartbeat_interval = Duration::from_millis(1000);
+    config.hub.session.heartbeat_timeout = Duration::from_millis(3000);
     config.hub.session.handshake_timeout = HANDSHAKE;
     let web = WebConfig {
         head_timeout: HANDSHAKE,
