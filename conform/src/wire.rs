@@ -66,6 +66,7 @@ pub mod code {
     pub const LIMIT_EXCEEDED: u16 = 17;
     pub const UNKNOWN_TRANSFER: u16 = 32;
     pub const CHUNK_OUT_OF_RANGE: u16 = 33;
+    pub const CREDIT_EXCEEDED: u16 = 34;
     pub const DIGEST_MISMATCH: u16 = 35;
     pub const BAD_FILE_NAME: u16 = 36;
     pub const CANCELLED: u16 = 37;

@@ -97,6 +97,13 @@ pub(super) static CASES: &[Case] = &[
         credit_keepalive,
     ),
     case(
+        "7.4-credit-exceeded",
+        "a chunk beyond the credit the relay granted is credit-exceeded",
+        None,
+        Needs::Stream,
+        credit_exceeded,
+    ),
+    case(
         "7.4-last-grant",
         "a relay whose window is smaller than the file grants the rest",
         Some(5),
@@ -874,21 +881,31 @@ fn offer_to_server(ctx: &mut Ctx) -> Outcome {
 /// The largest relay window the last-grant case moves through the server.
 const MOST_WINDOW: u32 = 32 << 20;
 
-fn last_grant(ctx: &mut Ctx) -> Outcome {
-    // The relay's window, from an offer larger than any window.
-    let mut probe = relay(ctx, 1 << 40, "probe.bin")?;
-    let (_, window) = probe.accept(0, u32::MAX)?;
+/// The relay's receive window, from an offer larger than any window; `Err` with the verdict
+/// when it is too large to move through the server in a case.
+fn relay_window_of(ctx: &mut Ctx) -> Result<u32, Outcome> {
+    let mut probe = relay(ctx, 1 << 40, "probe.bin").map_err(Err)?;
+    let (_, window) = probe.accept(0, u32::MAX).map_err(Err)?;
     let reason = "only measuring".into();
-    probe.a.send(&Message::Cancel {
+    let cancel = Message::Cancel {
         id: 0,
         code: code::CANCELLED,
         reason,
-    })?;
+    };
+    probe.a.send(&cancel).map_err(Err)?;
     if window == 0 || window > MOST_WINDOW {
-        return Ok(Pass::Informational(format!(
+        return Err(Ok(Pass::Informational(format!(
             "not observed: a relay window of {window} bytes (more than {MOST_WINDOW} is not moved)"
-        )));
+        ))));
     }
+    Ok(window)
+}
+
+fn last_grant(ctx: &mut Ctx) -> Outcome {
+    let window = match relay_window_of(ctx) {
+        Ok(window) => window,
+        Err(outcome) => return outcome,
+    };
     // One window and a bit: once the window has been passed on, the rest is the last grant.
     let size = window as usize + PIECE * 4;
     let mut r = relay(ctx, size as u64, "beyond-the-window.bin")?;
@@ -909,5 +926,21 @@ fn last_grant(ctx: &mut Ctx) -> Outcome {
     if got != data {
         fail!("the bytes relayed beyond the window differ from those sent (§10 rule 4)");
     }
+    Ok(Pass::Ok)
+}
+
+fn credit_exceeded(ctx: &mut Ctx) -> Outcome {
+    let window = match relay_window_of(ctx) {
+        Ok(window) => window,
+        Err(outcome) => return outcome,
+    };
+    let size = window as usize + PIECE * 4;
+    let mut r = relay(ctx, size as u64, "too-much.bin")?;
+    // The receiver takes 1 KiB: whatever the relay returns meanwhile is less than a chunk.
+    let (_, credit) = r.accept(0, 1024)?;
+    let data = content(size);
+    let at = r.send_chunks(&data, 0, credit.into())?;
+    r.send_chunks(&data, at, PIECE as u64)?;
+    closes_with(&mut r.a, "error", code::CREDIT_EXCEEDED, "§7.4 rule 3")?;
     Ok(Pass::Ok)
 }
