@@ -132,6 +132,9 @@ impl Runner {
         for case in cases::all().filter(|c| wanted(c)) {
             match (case.needs, ws) {
                 (Needs::Json, false) => not_run.push((case.id, "the JSON mode needs a ws:// URL")),
+                (Needs::Tls, _) if !options.target.tls => {
+                    not_run.push((case.id, "a TLS case needs a tls:// or wss:// URL"))
+                }
                 (Needs::HalfClose, true) => {
                     not_run.push((case.id, "a WebSocket cannot end its stream and still read"))
                 }

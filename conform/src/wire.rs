@@ -64,6 +64,7 @@ pub mod code {
     pub const NAME_INVALID: u16 = 11;
     pub const UNKNOWN_PEER: u16 = 13;
     pub const LIMIT_EXCEEDED: u16 = 17;
+    pub const TLS_REQUIRED: u16 = 19;
     pub const UNKNOWN_TRANSFER: u16 = 32;
     pub const CHUNK_OUT_OF_RANGE: u16 = 33;
     pub const CREDIT_EXCEEDED: u16 = 34;

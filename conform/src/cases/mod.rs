@@ -46,6 +46,8 @@ pub enum Needs {
     /// WebSocket the end of the stream is a close, which the server answers with its own at
     /// once, so what it would send after the end cannot be seen.
     HalfClose,
+    /// A port that speaks TLS: a `tls://` or `wss://` URL.
+    Tls,
 }
 
 /// One scripted case.
@@ -179,6 +181,19 @@ impl<'a> Ctx<'a> {
             None => Carriage::Native,
         };
         self.open(label, carriage)
+    }
+
+    /// A native connection in plaintext to the same port, whatever the URL says.
+    pub fn connect_plain(&mut self, label: &str) -> Check<Client> {
+        let (addr, host, timeout) = (self.run.addr, &self.run.target.host, self.run.timeout);
+        let stream = Stream::connect(addr, host, None, b"", timeout).map_err(Fail)?;
+        Ok(Client::new(
+            label,
+            stream,
+            Carriage::Native,
+            timeout,
+            self.log.clone(),
+        ))
     }
 
     /// A connection in the JSON mode (§12.3); the case must need [`Needs::Json`].

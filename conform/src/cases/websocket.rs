@@ -1,5 +1,5 @@
-//! §12 the WebSocket carriage: the JSON mode (§12.3) and the choice of mode (§12.1). Every
-//! JSON text from the server is read strictly (every member, `code_name` beside `code`).
+//! §12 carrying tidings: TLS on the one port (§12.0), the choice of mode (§12.1) and the
+//! JSON mode (§12.3). Every JSON text from the server is read strictly (every member, `code_name` beside `code`).
 
 use super::{case, closes_with, non_fatal_error, Case, Ctx, Needs, Outcome, Pass};
 use crate::client::Client;
@@ -8,6 +8,13 @@ use crate::wire::{code, code_name, Message};
 use crate::ws::Opcode;
 
 pub(super) static CASES: &[Case] = &[
+    case(
+        "12.0-tls-required",
+        "a plaintext client on the TLS port: preamble, error tls-required, close",
+        None,
+        Needs::Tls,
+        tls_required,
+    ),
     case(
         "12.1-mode-fixed",
         "a binary message on a JSON-mode connection closes it with 1003",
@@ -48,6 +55,36 @@ pub(super) static CASES: &[Case] = &[
 /// The WebSocket close code the server ended `c` with.
 fn close_code(c: &Client) -> Option<u16> {
     c.ws_close.as_ref().map(|(code, _)| *code)
+}
+
+fn tls_required(ctx: &mut Ctx) -> Outcome {
+    let name = ctx.name("plain");
+    let mut c = ctx.connect_plain(&name)?;
+    c.preamble()?;
+    c.send(&super::hello(&name, crate::wire::MIN_MAX_FRAME))?;
+    // The client checks the server's preamble before any frame.
+    match c.next("error tls-required")? {
+        Message::Welcome(_) => Ok(Pass::Informational(
+            "the TLS port serves plaintext clients too (its operator allowed it)".into(),
+        )),
+        Message::Error {
+            code: code::TLS_REQUIRED,
+            ..
+        } => {
+            let after = c.until_closed()?;
+            if !after.is_empty() {
+                fail!(
+                    "frames after error tls-required: {:?} (§6.7.2)",
+                    super::describe(&after)
+                );
+            }
+            Ok(Pass::Ok)
+        }
+        other => fail!(
+            "a plaintext client on the TLS port got {:?}, not error tls-required (§12.0)",
+            super::describe(&[other])
+        ),
+    }
 }
 
 fn mode_fixed(ctx: &mut Ctx) -> Outcome {
