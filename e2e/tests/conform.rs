@@ -1,5 +1,5 @@
 //! The conformance runner (tidings-conform) against the real servers: both pass clean, over
-//! native TCP and over WebSocket; and behind each fault of `tidings_e2e::faults` the runner
+//! native TCP, WebSocket, TLS and WebSocket over TLS; and behind each fault of `tidings_e2e::faults` the runner
 //! reports FAILED on the case about that rule, while cases about other rules still pass.
 //! Real sockets throughout; the runner's own timeouts bound every wait.
 
@@ -8,16 +8,17 @@ use std::time::Duration;
 use tidings_conform::{Options, Report, Runner, Verdict};
 use tidings_e2e::faults::{Fault, FaultyServer};
 use tidings_e2e::{for_both_servers, ServerConfig, ServerKind, TestServer, WebConfig};
+use tidings_host::tls::{SelfSigned, TlsServerConfig};
 
 /// The handshake timeout the servers are given, told to the runner (it is not announced).
 const HANDSHAKE: Duration = Duration::from_millis(1000);
 
-/// A server whose timers are short enough for the runner to watch them expire (within its
-/// 5 s `max_wait`), yet long enough that a client busy elsewhere in a case under a loaded
-/// test run is not declared dead: the handshake timeout is the door's too, as `tidings serve
-/// --handshake-timeout-ms` sets both.
-fn server(kind: ServerKind) -> TestServer {
-    let mut config = ServerConfig::default();
+/// The settings of [`server`] with `tls` on the port.
+fn config(tls: Option<TlsServerConfig>) -> (ServerConfig, WebConfig) {
+    let mut config = ServerConfig {
+        tls,
+        ..ServerConfig::default()
+    };
     config.hub.session.heartbeat_interval = Duration::from_millis(1000);
     config.hub.session.heartbeat_timeout = Duration::from_millis(3000);
     config.hub.session.handshake_timeout = HANDSHAKE;
@@ -25,12 +26,24 @@ fn server(kind: ServerKind) -> TestServer {
         head_timeout: HANDSHAKE,
         ..WebConfig::default()
     };
+    (config, web)
+}
+
+/// A server whose timers are short enough for the runner to watch them expire (within its
+/// 5 s `max_wait`), yet long enough that a client busy elsewhere in a case under a loaded
+/// test run is not declared dead: the handshake timeout is the door's too, as `tidings serve
+/// --handshake-timeout-ms` sets both.
+fn server(kind: ServerKind) -> TestServer {
+    let (config, web) = config(None);
     TestServer::start_with(kind, config, web)
 }
 
 /// Runs the cases matching `globs` (all when empty) against `url`.
 fn run(url: &str, globs: &[&str]) -> Report {
-    let mut options = Options::new(url.parse().unwrap());
+    run_with(Options::new(url.parse().unwrap()), globs)
+}
+
+fn run_with(mut options: Options, globs: &[&str]) -> Report {
     options.cases = globs.iter().map(|g| g.to_string()).collect();
     options.handshake_timeout = Some(HANDSHAKE);
     Runner::new(options).unwrap().run(|_| {})
@@ -79,8 +92,32 @@ fn passes_clean_over_websocket(kind: ServerKind) {
     assert!(report.results.iter().any(|r| r.id.starts_with("12.3-")));
 }
 
+/// Over TLS, native and WebSocket, with the CA of `SelfSigned` in a file for `--ca`.
+fn passes_clean_over_tls(kind: ServerKind) {
+    let certs = SelfSigned::generate(&["localhost".into()]).unwrap();
+    let tls = TlsServerConfig::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes());
+    let (config, web) = config(Some(tls.unwrap()));
+    let server = TestServer::start_with(kind, config, web);
+    let dir = tidings_e2e::temp_dir();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem).unwrap();
+    let port = server.addr.port();
+    for url in [
+        format!("tls://localhost:{port}"),
+        format!("wss://localhost:{port}/ws"),
+    ] {
+        let mut options = Options::new(url.parse().unwrap());
+        options.ca = Some(ca.clone());
+        let report = run_with(options, &[]);
+        assert!(!report.failed(), "{}", report.text());
+        assert_eq!(with(&report, Verdict::NonStrict), Vec::<&str>::new());
+        let tls_case = report.results.iter().find(|r| r.id == "12.0-tls-required");
+        assert_eq!(tls_case.map(|r| r.verdict), Some(Verdict::Ok), "{url}");
+    }
+}
+
 for_both_servers! {
-    native: [passes_clean_over_tcp],
+    native: [passes_clean_over_tcp, passes_clean_over_tls],
     web: [passes_clean_over_websocket],
 }
 
