@@ -1,6 +1,7 @@
 //! The conformance runner (tidings-conform) against the real servers: both pass clean, over
-//! native TCP, WebSocket, TLS and WebSocket over TLS; and behind each fault of `tidings_e2e::faults` the runner
-//! reports FAILED on the case about that rule, while cases about other rules still pass.
+//! native TCP, WebSocket, TLS and WebSocket over TLS; and behind each fault of
+//! `tidings_e2e::faults` the runner reports FAILED on the case about that rule, while cases
+//! about other rules still pass.
 //! Real sockets throughout; the runner's own timeouts bound every wait.
 
 use std::time::Duration;
