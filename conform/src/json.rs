@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::wire::{code, code_by_name, code_name, type_by_name, Message, Welcome};
+use crate::wire::{code, code_by_name, code_name, type_by_name, Message, Offer, Welcome};
 
 /// Who wrote the JSON being read: the gateway's output carries `code_name` beside every
 /// `code`, a client's input may leave it out (§12.3, the mapping's `code` row).
@@ -81,18 +81,12 @@ pub fn to_json(message: &Message) -> String {
         Message::ListRequest => {}
         Message::PeerList { names } => put("names", json!(names)),
         Message::Ping { nonce } | Message::Pong { nonce } => put("nonce", json!(nonce)),
-        Message::Offer {
-            id,
-            peer,
-            size,
-            name,
-            media_type,
-        } => {
-            put("id", json!(id));
-            put("peer", json!(peer));
-            put("size", json!(size));
-            put("name", json!(name));
-            put("media_type", json!(media_type));
+        Message::Offer(o) => {
+            put("id", json!(o.id));
+            put("peer", json!(o.peer));
+            put("size", json!(o.size));
+            put("name", json!(o.name));
+            put("media_type", json!(o.media_type));
         }
         Message::Accept { id, offset, credit } => {
             put("id", json!(id));
@@ -204,13 +198,13 @@ pub fn from_json(text: &str, source: Source) -> Result<Message, (u16, String)> {
         "pong" => Message::Pong {
             nonce: o.u64("nonce")?,
         },
-        "offer" => Message::Offer {
+        "offer" => Message::Offer(Offer {
             id: o.u64("id")?,
             peer: o.str8("peer")?,
             size: o.u64("size")?,
             name: o.str16("name")?,
             media_type: o.str8("media_type")?,
-        },
+        }),
         "accept" => Message::Accept {
             id: o.u64("id")?,
             offset: o.u64("offset")?,

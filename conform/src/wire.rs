@@ -116,6 +116,21 @@ pub struct Welcome {
     pub online: Vec<String>,
 }
 
+/// The fields of `offer` (§7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The transfer id, of the offering side's parity.
+    pub id: u64,
+    /// From a client, the addressee; from the server, the sender.
+    pub peer: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The file's name as the sender calls it.
+    pub name: String,
+    /// Such as `image/jpeg`; may be empty.
+    pub media_type: String,
+}
+
 /// One protocol message (§5), its fields as the spec names them.
 #[allow(missing_docs)] // the fields are the spec's, documented there
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,13 +178,7 @@ pub enum Message {
         code: u16,
         reason: String,
     },
-    Offer {
-        id: u64,
-        peer: String,
-        size: u64,
-        name: String,
-        media_type: String,
-    },
+    Offer(Offer),
     Accept {
         id: u64,
         offset: u64,
@@ -267,7 +276,7 @@ impl Message {
             Message::Pong { .. } => "pong",
             Message::Error { .. } => "error",
             Message::Goodbye { .. } => "goodbye",
-            Message::Offer { .. } => "offer",
+            Message::Offer(_) => "offer",
             Message::Accept { .. } => "accept",
             Message::Reject { .. } => "reject",
             Message::Chunk { .. } => "chunk",
@@ -344,18 +353,9 @@ impl Message {
             Message::Ping { nonce } | Message::Pong { nonce } => {
                 b.u64(*nonce);
             }
-            Message::Offer {
-                id,
-                peer,
-                size,
-                name,
-                media_type,
-            } => {
-                b.u64(*id)
-                    .str8(peer)
-                    .u64(*size)
-                    .str16(name)
-                    .str8(media_type);
+            Message::Offer(o) => {
+                b.u64(o.id).str8(&o.peer).u64(o.size).str16(&o.name);
+                b.str8(&o.media_type);
             }
             Message::Accept { id, offset, credit } => {
                 b.u64(*id).u64(*offset).u32(*credit);
@@ -438,13 +438,13 @@ impl Message {
                 code: r.u16()?,
                 reason: r.text()?,
             },
-            0x40 => Message::Offer {
+            0x40 => Message::Offer(Offer {
                 id: r.u64()?,
                 peer: r.str8()?,
                 size: r.u64()?,
                 name: r.str16()?,
                 media_type: r.str8()?,
-            },
+            }),
             0x41 => Message::Accept {
                 id: r.u64()?,
                 offset: r.u64()?,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::client::{Check, Client};
 use crate::fail;
-use crate::wire::{code, code_name, frame, Message};
+use crate::wire::{code, code_name, frame, Message, Offer};
 
 pub(super) static CASES: &[Case] = &[
     case(
@@ -229,13 +229,13 @@ const MEDIA: &str = "application/octet-stream";
 const PIECE: usize = 16 << 10;
 
 fn offer(id: u64, peer: &str, size: u64, name: &str) -> Message {
-    Message::Offer {
+    Message::Offer(Offer {
         id,
         peer: peer.into(),
         size,
         name: name.into(),
         media_type: MEDIA.into(),
-    }
+    })
 }
 
 /// A file's bytes: varied enough that a lost or moved byte changes the digest.
@@ -247,8 +247,8 @@ fn content(size: usize) -> Vec<u8> {
 struct Relay {
     a: Client,
     b: Client,
-    /// The relayed offer as the receiver got it: id, sender, size, name, media type.
-    offered: (u64, String, u64, String, String),
+    /// The relayed offer as the receiver got it.
+    offered: Offer,
 }
 
 fn relay(ctx: &mut Ctx, size: u64, name: &str) -> Check<Relay> {
@@ -257,13 +257,7 @@ fn relay(ctx: &mut Ctx, size: u64, name: &str) -> Check<Relay> {
     a.send(&offer(0, &b.label.clone(), size, name))?;
     let from = a.label.clone();
     let offered = b.expect("the relayed offer", |m| match m {
-        Message::Offer {
-            id,
-            peer,
-            size,
-            name,
-            media_type,
-        } if *peer == from => Some((*id, peer.clone(), *size, name.clone(), media_type.clone())),
+        Message::Offer(o) if o.peer == from => Some(o.clone()),
         _ => None,
     })?;
     Ok(Relay { a, b, offered })
@@ -271,7 +265,7 @@ fn relay(ctx: &mut Ctx, size: u64, name: &str) -> Check<Relay> {
 
 impl Relay {
     fn b_id(&self) -> u64 {
-        self.offered.0
+        self.offered.id
     }
 
     /// The receiver accepts at `offset` granting `credit`; the accept the sender gets for
@@ -439,7 +433,7 @@ fn reuses_ended_id(ctx: &mut Ctx) -> Outcome {
     r.a.send(&offer(0, &b, 20, "second.bin"))?;
     let from = r.a.label.clone();
     r.b.expect("the second offer", |m| match m {
-        Message::Offer { peer, name, .. } if *peer == from && name == "second.bin" => Some(()),
+        Message::Offer(o) if o.peer == from && o.name == "second.bin" => Some(()),
         _ => None,
     })?;
     let what = "an offer reusing an ended id";
@@ -546,10 +540,10 @@ fn unknown_transfer(ctx: &mut Ctx) -> Outcome {
 
 fn name_reduced(ctx: &mut Ctx) -> Outcome {
     let r = relay(ctx, 10, "a/.git/HEAD")?;
-    if r.offered.3 != "a/_git/HEAD" {
+    if r.offered.name != "a/_git/HEAD" {
         fail!(
             "the name a/.git/HEAD was relayed as {:?}, not a/_git/HEAD (§7.8 Folders, §10 rule 1)",
-            r.offered.3
+            r.offered.name
         );
     }
     let (mut a, b) = (r.a, r.b);
@@ -583,7 +577,13 @@ fn relay_window(ctx: &mut Ctx) -> Outcome {
 
 fn relay_offer(ctx: &mut Ctx) -> Outcome {
     let r = relay(ctx, 12345, "photo.jpg")?;
-    let (id, peer, size, name, media) = &r.offered;
+    let Offer {
+        id,
+        peer,
+        size,
+        name,
+        media_type: media,
+    } = &r.offered;
     if id % 2 == 0 {
         fail!("the server offered with the even id {id} (§7.1: a server offers with odd ids)");
     }
