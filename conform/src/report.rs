@@ -95,19 +95,17 @@ impl Report {
         self.count(Verdict::Failed) > 0
     }
 
-    /// `52 cases: 50 OK, 1 NON-STRICT, …`.
+    /// `52 cases against URL: 50 OK, 1 NON-STRICT, …`, and the cases not run and why.
     pub fn summary(&self) -> String {
         let counts: Vec<String> = Verdict::ALL
             .iter()
             .map(|v| format!("{} {}", self.count(*v), v.as_str()))
             .collect();
-        let mut s = format!(
-            "{} cases against {}: {}",
-            self.results.len(),
-            self.target,
-            counts.join(", ")
-        );
+        let n = self.results.len();
+        let cases = if n == 1 { "case" } else { "cases" };
+        let mut s = format!("{n} {cases} against {}: {}", self.target, counts.join(", "));
         let mut why: Vec<&str> = self.not_run.iter().map(|(_, why)| *why).collect();
+        why.sort_unstable();
         why.dedup();
         if !why.is_empty() {
             let _ = write!(s, "; {} not run ({})", self.not_run.len(), why.join("; "));
