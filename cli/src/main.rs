@@ -3,6 +3,7 @@
 mod addr;
 mod chat;
 mod config;
+mod conform;
 mod exit;
 mod line;
 mod memory;
@@ -61,6 +62,7 @@ Examples:
   tidings say --name carol --to bob \"lunch at noon?\"
   git log -1 | tidings say --name ci -            # the message from standard input
   tidings --json recv --name bot --out /tmp/in   # machine-readable events
+  tidings conform ws://127.0.0.1:9988/ws         # check a server against the protocol
 
 Received files are written as NAME.part while they arrive and renamed to NAME once the
 SHA-256 digest is confirmed; an existing file is never overwritten (NAME (1).ext is used).
@@ -69,7 +71,7 @@ the same name.
 
 Exit codes:
   0  success
-  1  other error
+  1  other error (conform: a case FAILED)
   2  usage error (also: an empty message, sending to yourself, a bad --server)
   3  cannot connect to the server (refused, unreachable, not a tidings server)
   4  the server refused the name (taken, invalid, banned for a while, server full)
@@ -136,6 +138,50 @@ enum Command {
         after_help = "Examples:\n  tidings cert --name localhost\n  tidings cert --name chat.lan --name 192.168.1.5 --out /etc/tidings/tls\n\nWrites ca.pem, cert.pem and key.pem (mode 0600) into --out; never overwrites a file."
     )]
     Cert(CertArgs),
+    /// Check a running server against the protocol: scripted cases, each named by the section
+    /// of spec/PROTOCOL.md it checks, judged OK, NON-STRICT, FAILED, UNIMPLEMENTED or
+    /// INFORMATIONAL. Exits 1 when any case FAILED.
+    ///
+    /// URL is tcp://HOST:PORT, tls://HOST:PORT (--ca FILE or the system's authorities),
+    /// ws://HOST:PORT/ws (the native cases in binary WebSocket messages, and the JSON mode) or
+    /// wss://HOST:PORT/ws. A FAILED case is followed by every byte its clients sent and got.
+    #[command(
+        after_help = "Examples:\n  tidings conform tcp://127.0.0.1:9988\n  tidings conform ws://127.0.0.1:9988/ws --cases '6.3-*,12.*'\n  tidings conform tls://chat.example.org:9988 --ca tls/ca.pem --junit conform.xml\n  tidings conform tcp://127.0.0.1 --spawn 'tidings serve --listen 127.0.0.1:{port}'"
+    )]
+    Conform(ConformArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConformArgs {
+    /// The server: tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or
+    /// wss://HOST:PORT/PATH (the port may be left out with --spawn).
+    url: String,
+    /// With tls:// or wss://: trust the certificate authorities in this PEM file instead of
+    /// the system's.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// How long each expectation of a case waits, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    timeout_ms: u64,
+    /// Run only the cases whose ids match these globs (comma-separated or repeated):
+    /// `4.*`, `6.3-*`, `10-relay-digest`.
+    #[arg(long, value_name = "GLOB")]
+    cases: Vec<String>,
+    /// Start a fresh server for each group of cases (a spec section) with this shell
+    /// command, `{port}` replaced by a free 127.0.0.1 port; the URL's port is not used.
+    #[arg(long, value_name = "COMMAND")]
+    spawn: Option<String>,
+    /// Also write the verdicts as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// The server's handshake timeout (it is not announced): the §6.6.4 cases wait for it
+    /// only when it is given.
+    #[arg(long, value_name = "MS")]
+    handshake_timeout_ms: Option<u64>,
+    /// The longest a case waits for a server's timer (heartbeats, the handshake timeout);
+    /// longer ones are reported INFORMATIONAL instead of waited for.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    max_wait_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -355,6 +401,7 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
         Command::Recv(a) => simple::recv(a, out).await,
         Command::Say(a) => simple::say(a, out).await,
         Command::Cert(a) => tls::cert(a, out),
+        Command::Conform(a) => conform::run(a, out),
     }
 }
 
