@@ -19,6 +19,7 @@ use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
+use crate::accounts::{password_allowed, Judgement, Policy, Verdict, VerifyJob, AUTH_FAILED};
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 use crate::tls::TlsServerConfig;
 
@@ -55,6 +56,12 @@ pub struct ServerConfig {
     /// port. Default false: a plaintext client is refused with an answer that says to use
     /// TLS. Meant for moving clients over to TLS, or a port only reachable over loopback.
     pub allow_plaintext: bool,
+    /// Accounts (issue #16): with a policy, a registered name is admitted only to the
+    /// client that logs in with its password, and unregistered names only if
+    /// [`Policy::guests`]; passwords are taken only over TLS or from loopback. Passwords are
+    /// checked off the event loop ([`ServerOutput::Verify`]). `None` (the default): every
+    /// valid name is admitted, and a `login` is read and ignored.
+    pub accounts: Option<Policy>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +74,7 @@ impl Default for ServerConfig {
             max_handshaking: 1024,
             tls: None,
             allow_plaintext: false,
+            accounts: None,
         }
     }
 }
@@ -297,6 +305,10 @@ pub enum ServerOutput {
     /// A disk job of the server's own transfers, to run where blocking is allowed; report
     /// it with [`Host::job_done`].
     Disk(Ticket<FileHandle>, DiskJob),
+    /// A password to check ([`ServerConfig::accounts`]): run [`VerifyJob::run`] where
+    /// blocking is allowed (it takes tens of milliseconds), one job after another, and hand
+    /// the result to [`Host::verified`].
+    Verify(VerifyJob),
     /// An event for the operator.
     Event(ServerEvent),
     /// Nothing more until input, a command, a job's result, or this deadline (then call
@@ -326,13 +338,24 @@ pub struct Host {
     admission: Admission,
     /// The reports of [`Host::tls_failed`].
     tls_reports: Reports,
+    /// [`ServerConfig::accounts`].
+    policy: Option<Policy>,
+    /// With accounts: whether each connection may carry a password (TLS, or a loopback
+    /// peer), from [`Host::connect_from`].
+    secure: HashMap<ConnId, bool>,
+    /// Password checks for the driver to run.
+    verifies: VecDeque<VerifyJob>,
 }
 
 impl Host {
     /// A host for `config`, starting at `now`.
     pub fn new(mut config: ServerConfig, now: Instant) -> Host {
         config.hub.inbox = config.inbox.is_some();
+        config.hub.accounts = config.accounts.is_some();
         Host {
+            policy: config.accounts,
+            secure: HashMap::new(),
+            verifies: VecDeque::new(),
             hub: Hub::new(config.hub, now),
             files: Files::new(config.inbox),
             events: VecDeque::new(),
@@ -363,6 +386,9 @@ impl Host {
         }
         if let Some((ticket, job)) = self.jobs.pop_front() {
             return ServerOutput::Disk(ticket, job);
+        }
+        if let Some(job) = self.verifies.pop_front() {
+            return ServerOutput::Verify(job);
         }
         if let Some(event) = self.events.pop_front() {
             return ServerOutput::Event(event);
@@ -470,9 +496,34 @@ impl Host {
 
     // A connection's inputs and outputs, for drivers: the hub's, unchanged (see `Hub`).
 
-    /// A new connection, admitted by [`Host::admit`]; see [`Hub::connect`].
+    /// A new connection, admitted by [`Host::admit`]; see [`Hub::connect`]. Its peer is
+    /// unknown: with accounts it may not carry a password (`auth-insecure`); drivers use
+    /// [`Host::connect_from`].
     pub fn connect(&mut self, now: Instant) -> ConnId {
         self.hub.connect(now)
+    }
+
+    /// A new connection from `peer`, over TLS or not, admitted by [`Host::admit`]: with
+    /// accounts, a password is taken on it only over TLS or from a loopback address
+    /// ([`password_allowed`]).
+    pub fn connect_from(&mut self, now: Instant, peer: IpAddr, tls: bool) -> ConnId {
+        let conn = self.hub.connect(now);
+        if self.policy.is_some() {
+            self.secure.insert(conn, password_allowed(peer, tls));
+        }
+        conn
+    }
+
+    /// The result of a [`ServerOutput::Verify`] job: the connection is admitted (if its
+    /// name is still free) or refused with `auth-failed`. A connection that closed
+    /// meanwhile is ignored.
+    pub fn verified(&mut self, verdict: Verdict) {
+        if verdict.ok {
+            self.hub.allow(verdict.conn);
+        } else {
+            self.hub
+                .deny(verdict.conn, ErrorCode::AuthFailed, AUTH_FAILED);
+        }
     }
 
     /// Bytes read from `conn`; see [`Hub::handle_input`].
@@ -517,6 +568,7 @@ impl Host {
 
     /// Forgets `conn` once its socket is closed; see [`Hub::remove`].
     pub fn remove(&mut self, conn: ConnId) {
+        self.secure.remove(&conn);
         self.hub.remove(conn);
     }
 
@@ -686,6 +738,10 @@ impl Host {
                     text: text.to_string(),
                 },
                 HubEvent::Blob { .. } => continue,
+                HubEvent::Verify { conn, name, login } => {
+                    self.judge(conn, &name, login);
+                    continue;
+                }
                 HubEvent::Transfer {
                     handle,
                     peer,
@@ -696,6 +752,25 @@ impl Host {
                 },
             };
             self.events.push_back(out);
+        }
+    }
+
+    /// A hello waits for its verdict: allow, refuse, or queue the password check.
+    fn judge(&mut self, conn: ConnId, name: &str, login: Option<tidings_core::session::Login>) {
+        let Some(policy) = &self.policy else {
+            // The hub asks only when accounts are on.
+            self.hub.allow(conn);
+            return;
+        };
+        let secure = self.secure.get(&conn).copied().unwrap_or(false);
+        match policy.judge(conn, name, login, secure) {
+            Judgement::Allow => {
+                self.hub.allow(conn);
+            }
+            Judgement::Deny(code, reason) => {
+                self.hub.deny(conn, code, &reason);
+            }
+            Judgement::Verify(job) => self.verifies.push_back(job),
         }
     }
 

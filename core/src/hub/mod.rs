@@ -212,6 +212,9 @@ pub struct Hub {
     next_offer_id: u64,
     /// Transfers of the server's participant → the client at the other end.
     own: HashMap<FileHandle, Utf8>,
+    /// With [`HubConfig::accounts`]: connections whose hello waits for a verdict → the name
+    /// they asked for.
+    verifying: HashMap<ConnId, Utf8>,
     shutting_down: bool,
 }
 
@@ -260,6 +263,7 @@ impl Hub {
             chat_queued: 0,
             next_offer_id: 1,
             own: HashMap::new(),
+            verifying: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -469,6 +473,55 @@ impl Hub {
             self.chat_queued -= c.counted as usize;
             self.timers.reschedule(conn, c.deadline, None);
         }
+    }
+
+    // ----- accounts ---------------------------------------------------------------------
+
+    /// The verdict on a [`HubEvent::Verify`]: `conn` may have the name it asked for. It is
+    /// admitted now unless the name was taken meanwhile (`name-taken`), it is banned, the
+    /// server is full or shutting down, exactly as a hello without accounts. Returns false
+    /// (and does nothing) if `conn` waits for no verdict (it closed meanwhile, or was
+    /// judged already).
+    pub fn allow(&mut self, conn: ConnId) -> bool {
+        let Some(name) = self.verifying.remove(&conn) else {
+            return false;
+        };
+        if self
+            .conns
+            .get(&conn)
+            .map_or(true, |c| c.session.is_closed())
+        {
+            return false;
+        }
+        self.admit(conn, name);
+        self.touch(conn);
+        self.run();
+        true
+    }
+
+    /// The verdict on a [`HubEvent::Verify`]: `conn` is refused with `code` (such as
+    /// `auth-required`, `auth-failed`, `auth-insecure`) and `reason`, and closes. Returns
+    /// false (and does nothing) if `conn` waits for no verdict.
+    pub fn deny(&mut self, conn: ConnId, code: ErrorCode, reason: &str) -> bool {
+        let Some(name) = self.verifying.remove(&conn) else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.session.is_closed() {
+            return false;
+        }
+        c.session.refuse(code, reason);
+        self.emit(HubEvent::Refused { conn, name, code });
+        self.touch(conn);
+        self.run();
+        true
+    }
+
+    /// Connections whose hello waits for a verdict ([`HubConfig::accounts`]).
+    pub fn verifying_count(&self) -> usize {
+        self.verifying.len()
     }
 
     /// The next event for the operator or the server's participant.

@@ -6,6 +6,17 @@ use crate::transfer::TransferEvent;
 use crate::wire::{Hello, PresenceKind, Utf8, Welcome};
 use crate::ErrorCode;
 
+/// A client's `login` (spec §6.2), held by the server's session from its arrival until
+/// `hello` and then taken whole by whoever judges it ([`crate::session::Session::take_login`]).
+/// Its secret never shows in `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// How the secret is to be checked ([`crate::wire::login_method`]).
+    pub method: u8,
+    /// The password (or, later, a token).
+    pub secret: crate::wire::Secret,
+}
+
 /// An event for the application, pulled with [`crate::session::Session::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
