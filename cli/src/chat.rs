@@ -45,7 +45,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     // A missing folder is created; one that cannot be written fails each accepted offer
     // with the reason.
     let _ = std::fs::create_dir_all(&args.download_dir);
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         download_dir: Some(args.download_dir.clone()),
         accept_files: args.accept_files,
         ..ClientConfig::default()
@@ -55,9 +55,10 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     loop {
         let connected = match input {
             // Until the first connection nothing is typed (and the terminal is untouched).
-            None => Some(connect(&args.conn, config.clone(), out).await),
+            None => Some(connect(&args.conn, &mut config, true, out).await),
             Some(input) => {
-                let attempt = or_quit(connect(&args.conn, config.clone(), out), input).await;
+                // No prompt while the line editor owns the terminal.
+                let attempt = or_quit(connect(&args.conn, &mut config, false, out), input).await;
                 unsent(attempt, out)
             }
         };

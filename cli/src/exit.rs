@@ -84,6 +84,26 @@ impl CliError {
                 Exit::Unreachable,
                 format!("cannot connect to {addr}: {reason}"),
             ),
+            Error::Refused {
+                code: ErrorCode::AuthRequired,
+                reason,
+            } => CliError::new(
+                Exit::NameRefused,
+                format!(
+                    "the server refused us (auth-required): {reason} (give the password with \
+                     --password-file FILE or TIDINGS_PASSWORD)"
+                ),
+            ),
+            Error::Refused {
+                code: ErrorCode::AuthInsecure,
+                reason,
+            } => CliError::new(
+                Exit::NameRefused,
+                format!(
+                    "the server refused us (auth-insecure): {reason} (the password was not \
+                     checked; connect with --server tls://HOST:PORT)"
+                ),
+            ),
             Error::Refused { code, reason } => CliError::new(
                 match code {
                     ErrorCode::UnknownPeer => Exit::UnknownPeer,

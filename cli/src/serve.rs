@@ -123,7 +123,19 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         }
     };
     let scheme = if tls.is_some() { "s" } else { "" };
+    let accounts = match &args.accounts {
+        Some(path) => {
+            let accounts = crate::user::load(path, false)?;
+            tracing::info!(users = accounts.len(), guests = args.guests, "accounts");
+            Some(tidings_host::accounts::Policy {
+                accounts: std::sync::Arc::new(accounts),
+                guests: args.guests,
+            })
+        }
+        None => None,
+    };
     let config = ServerConfig {
+        accounts,
         hub,
         inbox: args.inbox.clone(),
         max_connections,

@@ -504,7 +504,7 @@ mod tests {
 
         let hash = hash_password("x");
         for (bad, line) in [
-            (format!("# c\n\nno-colon\n"), 3),
+            ("# c\n\nno-colon\n".to_owned(), 3),
             (format!("bad name:{hash}\n"), 1),
             ("alice:plain\n".to_owned(), 1),
             (format!("alice:{hash}\nＡＬＩＣＥ:{hash}\n"), 2),

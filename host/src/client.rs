@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
-use tidings_core::wire::PresenceKind;
+use tidings_core::wire::{PresenceKind, Secret};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
@@ -44,6 +44,10 @@ pub struct ClientConfig {
     pub close_timeout: Duration,
     /// Connect with TLS (`tls://`); `None` (the default) connects in plaintext.
     pub tls: Option<ClientTls>,
+    /// Log in to the account of the name with this password (a `login` before `hello`,
+    /// spec §6.2); `None` (the default) sends none. A server takes a password only over TLS
+    /// or from loopback (`auth-insecure` otherwise). Never shown by `Debug`.
+    pub password: Option<Secret>,
 }
 
 /// The default [`ClientConfig::close_timeout`].
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
             accept_files: false,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             tls: None,
+            password: None,
         }
     }
 }
@@ -302,8 +307,12 @@ pub struct Agent {
 impl Agent {
     /// A client asking for `name`; its preamble and hello are queued.
     pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
-        let session = Session::client(config.session, name, now)
-            .map_err(|e| crate::Error::Name(e.to_string()))?;
+        let session = match &config.password {
+            None => Session::client(config.session, name, now)
+                .map_err(|e| crate::Error::Name(e.to_string()))?,
+            Some(p) => Session::client_with_password(config.session, name, p.expose(), now)
+                .map_err(|e| crate::Error::Name(e.to_string()))?,
+        };
         Ok(Agent {
             session,
             files: Files::new(config.download_dir),
