@@ -149,10 +149,10 @@ struct User {
 /// let mut accounts = Accounts::default();
 /// accounts.set("alice", "correct horse").unwrap();
 /// let text = accounts.to_text();
-/// let again = Accounts::parse(&text).unwrap();
+/// let mut again = Accounts::parse(&text).unwrap();
 /// assert!(again.verify("ALICE", "correct horse"));
 /// assert!(!again.verify("alice", "wrong"));
-/// assert!(again.set("Alice", "x").is_ok(), "the same user, by its key");
+/// assert_eq!(again.set("Alice", "x"), Ok(false), "the same user, by its key");
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Accounts {
