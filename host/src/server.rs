@@ -993,4 +993,85 @@ mod tests {
             }
         );
     }
+
+    /// The whole host with a synthetic peer address: the runtimes' tests can connect only
+    /// over loopback, so the non-loopback plaintext rule is tested here, through
+    /// `Host::connect_from`, the policy and the hub's verifying state.
+    #[test]
+    fn the_host_refuses_a_password_over_plaintext_from_elsewhere() {
+        use crate::accounts::{Accounts, Policy};
+        use std::sync::Arc;
+        use tidings_core::wire::{login_method, FrameDecoder, Hello, Secret, PREAMBLE_LEN};
+
+        let now = Instant::now();
+        let mut accounts = Accounts::default();
+        accounts.set("alice", "pw").unwrap();
+        let config = ServerConfig {
+            accounts: Some(Policy {
+                accounts: Arc::new(accounts),
+                guests: false,
+            }),
+            ..ServerConfig::default()
+        };
+        let mut host = Host::new(config, now);
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
+        Message::Login {
+            method: login_method::PASSWORD,
+            secret: Secret::new("pw"),
+        }
+        .encode(&mut wire);
+        Message::Hello(Hello {
+            name: "alice".into(),
+            capabilities: 0,
+            max_frame: 1 << 20,
+        })
+        .encode(&mut wire);
+        // (peer, tls) → what the hello gets.
+        let cases = [
+            ("10.0.0.9", false, Some(ErrorCode::AuthInsecure)),
+            ("2001:db8::7", false, Some(ErrorCode::AuthInsecure)),
+            ("10.0.0.9", true, None),
+            ("127.0.0.1", false, None),
+        ];
+        for (peer, tls, want) in cases {
+            let conn = host.connect_from(now, peer.parse().unwrap(), tls);
+            host.handle_input(now, conn, &wire);
+            let mut jobs = 0;
+            loop {
+                match host.poll_output() {
+                    ServerOutput::Verify(job) => {
+                        jobs += 1;
+                        host.verified(job.run());
+                    }
+                    ServerOutput::Wait(_) => break,
+                    _ => {}
+                }
+            }
+            let mut out = BytesMut::new();
+            while let Some(b) = host.poll_transmit(conn) {
+                out.extend_from_slice(&b);
+            }
+            let mut dec = FrameDecoder::new(1 << 20);
+            dec.push(&out[PREAMBLE_LEN..]);
+            let msg = Message::decode(dec.next_frame().unwrap().unwrap()).unwrap();
+            match want {
+                Some(code) => {
+                    assert_eq!(jobs, 0, "no hashing for an insecure password");
+                    assert!(
+                        matches!(msg, Message::Refused { code: c, .. } if c == code),
+                        "{peer} tls={tls}: {msg:?}"
+                    );
+                }
+                None => {
+                    assert_eq!(jobs, 1);
+                    assert!(
+                        matches!(msg, Message::Welcome(_)),
+                        "{peer} tls={tls}: {msg:?}"
+                    );
+                    host.remove(conn);
+                }
+            }
+        }
+    }
 }
