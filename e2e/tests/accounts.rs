@@ -58,11 +58,19 @@ fn password(p: &str) -> ClientConfig {
     }
 }
 
-/// Connects `name` with `config`; the refusal if refused.
+/// The async client connected as `name` with `config`.
+async fn join(
+    server: &TestServer,
+    name: &str,
+    config: ClientConfig,
+) -> Result<tidings_smol::Client, Error> {
+    tidings_smol::Client::connect(server.addr, name, config).await
+}
+
+/// Connects `name` with `config` and leaves; the refusal if refused.
 fn try_connect(server: &TestServer, name: &str, config: ClientConfig) -> Result<(), Error> {
     smol::block_on(async {
-        let client = tidings_smol::Client::connect(server.addr, name, config).await?;
-        client.close().await;
+        join(server, name, config).await?.close().await;
         Ok(())
     })
 }
@@ -93,12 +101,8 @@ fn registered_users_log_in_over_tls_and_chat(kind: ServerKind) {
         ..password(p)
     };
     smol::block_on(async {
-        let alice = tidings_smol::Client::connect(server.addr, "alice", over_tls("alice-pw"))
-            .await
-            .unwrap();
-        let bob = tidings_smol::Client::connect(server.addr, "BOB", over_tls("bob-pw"))
-            .await
-            .unwrap();
+        let alice = join(&server, "alice", over_tls("alice-pw")).await.unwrap();
+        let bob = join(&server, "BOB", over_tls("bob-pw")).await.unwrap();
         assert_eq!(bob.name(), "BOB", "the name as asked, matched by its key");
         wait_for(&alice, |e| *e == ClientEvent::Joined("BOB".into())).await;
         alice.say_to("bob", "hello, owner of bob").await.unwrap();
@@ -109,7 +113,7 @@ fn registered_users_log_in_over_tls_and_chat(kind: ServerKind) {
             "{ev:?}"
         );
         // The wrong password over TLS: auth-failed.
-        let err = tidings_smol::Client::connect(server.addr, "carol", over_tls("bob-pw"))
+        let err = join(&server, "carol", over_tls("bob-pw"))
             .await
             .unwrap_err();
         assert_refused(&err, ErrorCode::AuthFailed);
@@ -153,9 +157,7 @@ fn guests_are_refused_by_default_and_let_in_with_guests(kind: ServerKind) {
     let server = TestServer::start(kind, with_accounts(true));
     smol::block_on(async {
         let guest = connect(server.addr, "guest").await;
-        let alice = tidings_smol::Client::connect(server.addr, "alice", password("alice-pw"))
-            .await
-            .unwrap();
+        let alice = join(&server, "alice", password("alice-pw")).await.unwrap();
         wait_for(&guest, |e| *e == ClientEvent::Joined("alice".into())).await;
         alice.say("hi guest").await.unwrap();
         wait_for(
@@ -196,10 +198,8 @@ fn a_server_without_accounts_ignores_a_login(kind: ServerKind) {
 fn a_logged_in_name_is_still_taken_by_its_first_owner(kind: ServerKind) {
     let server = TestServer::start(kind, with_accounts(false));
     smol::block_on(async {
-        let first = tidings_smol::Client::connect(server.addr, "alice", password("alice-pw"))
-            .await
-            .unwrap();
-        let err = tidings_smol::Client::connect(server.addr, "alice", password("alice-pw"))
+        let first = join(&server, "alice", password("alice-pw")).await.unwrap();
+        let err = join(&server, "alice", password("alice-pw"))
             .await
             .unwrap_err();
         assert_refused(&err, ErrorCode::NameTaken);
