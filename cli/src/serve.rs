@@ -335,6 +335,30 @@ fn show(out: &mut Out, ev: ServerEvent) {
                 || json!({"addr": addr.to_string(), "reason": reason, "unreported": unreported}),
             )
         }
+        ServerEvent::LoginRefused {
+            name,
+            addr,
+            code,
+            unreported,
+        } => {
+            // At most one a second, like refusals: password guessing cannot flood the log.
+            let from = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+            tracing::info!(name = %inline(&name), addr = %from, code = code.name(), unreported, "login refused");
+            let more = if unreported > 0 {
+                format!(" ({unreported} more since the last report)")
+            } else {
+                String::new()
+            };
+            out.event(
+                "login-refused",
+                format_args!(
+                    "refused the login of \"{}\" from {from}: {}{more}",
+                    inline(&name),
+                    code.name()
+                ),
+                || json!({"name": name, "addr": addr.map(|a| a.to_string()), "code": code.name(), "unreported": unreported}),
+            )
+        }
         ServerEvent::Refused { name, code } => {
             tracing::info!(name = %inline(&name), code = code.name(), "name refused");
             out.event(

@@ -25,6 +25,7 @@ for_both_servers! {
         the_blocking_client_logs_in_too,
         a_server_without_accounts_ignores_a_login,
         a_logged_in_name_is_still_taken_by_its_first_owner,
+        repeated_failures_make_the_next_try_wait,
     ],
 }
 
@@ -131,10 +132,11 @@ fn a_wrong_password_and_an_unknown_user_get_the_same_answer(kind: ServerKind) {
         unknown, wrong,
         "one answer: it does not tell which names exist"
     );
-    // Even with guests allowed, a guest name with a password is a failed login.
-    let ev = server.wait_event(|e| matches!(e, ServerEvent::Refused { .. }));
+    // The operator hears of it (the first at once; others within a second are counted).
+    let ev = server.wait_event(|e| matches!(e, ServerEvent::LoginRefused { .. }));
     assert!(
-        matches!(ev, ServerEvent::Refused { ref name, code: ErrorCode::AuthFailed } if name == "alice"),
+        matches!(ev, ServerEvent::LoginRefused { ref name, code: ErrorCode::AuthFailed, addr: Some(a), .. }
+            if name == "alice" && a.is_loopback()),
         "{ev:?}"
     );
     assert_eq!(server.peer_count(), 0);
@@ -205,4 +207,29 @@ fn a_logged_in_name_is_still_taken_by_its_first_owner(kind: ServerKind) {
         assert_refused(&err, ErrorCode::NameTaken);
         first.close().await;
     });
+}
+
+fn repeated_failures_make_the_next_try_wait(kind: ServerKind) {
+    let server = TestServer::start(kind, with_accounts(false));
+    for _ in 0..tidings_host::accounts::FREE_FAILURES + 1 {
+        assert_eq!(
+            refusal(&server, "alice", password("guess")),
+            (ErrorCode::AuthFailed, AUTH_FAILED.to_owned())
+        );
+    }
+    // Within the backoff (a second at least) even the right password is refused, with the
+    // same answer; another name from the same address waits too.
+    assert_eq!(
+        refusal(&server, "alice", password("alice-pw")).0,
+        ErrorCode::AuthFailed
+    );
+    assert_eq!(
+        refusal(&server, "bob", password("bob-pw")).0,
+        ErrorCode::AuthFailed
+    );
+    // A guest is not a login: told to log in, as before.
+    assert_eq!(
+        refusal(&server, "guest", ClientConfig::default()).0,
+        ErrorCode::AuthRequired
+    );
 }

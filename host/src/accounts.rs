@@ -8,6 +8,7 @@
 //! - [`hash_password`] and [`Accounts::verify`]: argon2id, RustCrypto's `argon2`.
 //! - [`Policy::judge`]: what a hello with or without a `login` gets (allow, a refusal with its
 //!   code, or a [`VerifyJob`] to run off the event loop).
+//! - [`Backoff`]: failed logins slow further tries, per source address and per name.
 //!
 //! Reading and writing the file itself is the caller's (the `tidings` command): this module,
 //! like the rest of the host, does no I/O.
@@ -28,10 +29,11 @@
 //! (wrong password, no such user, a method this server does not take) is answered with the
 //! one code `auth-failed` and the one reason [`AUTH_FAILED`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use password_hash::rand_core::OsRng;
@@ -372,18 +374,119 @@ impl VerifyJob {
             && self.method == login_method::PASSWORD;
         Verdict {
             conn: self.conn,
+            name: self.name,
             ok,
         }
     }
 }
 
 /// The outcome of a [`VerifyJob`]: give it to `Host::verified`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// The connection whose hello waits.
     pub conn: ConnId,
+    /// The name it asked for.
+    pub name: String,
     /// Whether the password was right.
     pub ok: bool,
+}
+
+/// Failed logins that count before any wait ([`Backoff`]).
+pub const FREE_FAILURES: u32 = 3;
+/// The first wait after [`FREE_FAILURES`]; each further failure doubles it.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A source or name with no failure for this long is forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Most sources (and, apart, most names) tracked; past it the forgotten-by-now ones go, then
+/// the table starts afresh (a flood from many addresses must not grow memory without bound).
+const MAX_TRACKED: usize = 100_000;
+
+/// Failed logins of one source or one name.
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    last: Instant,
+    /// No login is checked before this.
+    until: Option<Instant>,
+}
+
+/// Failed logins slow down further tries: after [`FREE_FAILURES`] failures from one source
+/// address (an IPv6 /64 counts as one, as the host's connection limits count it) or for
+/// one name, a login from there or for that name is refused with `auth-failed` without
+/// being checked for [`FIRST_BACKOFF`], doubling with each further failure up to
+/// [`MAX_BACKOFF`]. A successful login clears its name and source. Guessing a password is
+/// then limited to a few tries a minute per name, however many addresses try, and per
+/// address, however many names it tries. (The price: someone who knows a name can keep
+/// its owner waiting up to a minute per try; the owner's password is not at risk.)
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tidings_host::accounts::Backoff;
+/// let (mut b, t0, ip) = (Backoff::default(), Instant::now(), "10.0.0.9".parse().unwrap());
+/// for _ in 0..3 {
+///     b.failed(ip, "alice", t0);
+/// }
+/// assert!(!b.blocked(ip, "alice", t0), "three failures are free");
+/// b.failed(ip, "alice", t0);
+/// assert!(b.blocked(ip, "bob", t0), "the source waits");
+/// assert!(b.blocked("10.0.0.10".parse().unwrap(), "ALICE", t0), "so does the name");
+/// assert!(!b.blocked(ip, "alice", t0 + Duration::from_secs(1)));
+/// ```
+#[derive(Debug, Default)]
+pub struct Backoff {
+    sources: HashMap<IpAddr, Strikes>,
+    names: HashMap<String, Strikes>,
+}
+
+impl Backoff {
+    /// Whether a login from `source` for `name` must wait (is refused unchecked) at `now`.
+    pub fn blocked(&self, source: IpAddr, name: &str, now: Instant) -> bool {
+        let waits = |s: Option<&Strikes>| s.and_then(|s| s.until).is_some_and(|u| now < u);
+        waits(self.sources.get(&source)) || waits(self.names.get(&name_key(name)))
+    }
+
+    /// A login from `source` for `name` failed at `now`.
+    pub fn failed(&mut self, source: IpAddr, name: &str, now: Instant) {
+        strike(&mut self.sources, source, now);
+        strike(&mut self.names, name_key(name), now);
+    }
+
+    /// A login from `source` for `name` succeeded: both start afresh.
+    pub fn succeeded(&mut self, source: IpAddr, name: &str) {
+        self.sources.remove(&source);
+        self.names.remove(&name_key(name));
+    }
+
+    /// Sources and names tracked.
+    pub fn tracked(&self) -> usize {
+        self.sources.len() + self.names.len()
+    }
+}
+
+fn strike<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Strikes>, key: K, now: Instant) {
+    if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
+        map.retain(|_, s| now.saturating_duration_since(s.last) < FORGET_AFTER);
+        if map.len() >= MAX_TRACKED {
+            map.clear();
+        }
+    }
+    let s = map.entry(key).or_insert(Strikes {
+        failures: 0,
+        last: now,
+        until: None,
+    });
+    if now.saturating_duration_since(s.last) >= FORGET_AFTER {
+        s.failures = 0;
+    }
+    s.failures = s.failures.saturating_add(1);
+    s.last = now;
+    if s.failures > FREE_FAILURES {
+        let doublings = (s.failures - FREE_FAILURES - 1).min(16);
+        let wait = (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF);
+        s.until = Some(now + wait);
+    }
 }
 
 #[cfg(test)]

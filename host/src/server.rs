@@ -19,7 +19,9 @@ use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
-use crate::accounts::{password_allowed, Judgement, Policy, Verdict, VerifyJob, AUTH_FAILED};
+use crate::accounts::{
+    password_allowed, Backoff, Judgement, Policy, Verdict, VerifyJob, AUTH_FAILED,
+};
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 use crate::tls::TlsServerConfig;
 
@@ -168,6 +170,14 @@ struct Admission {
     reports: Reports,
 }
 
+/// Whether `code` refuses a login (reported as [`ServerEvent::LoginRefused`]).
+fn is_login_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AuthRequired | ErrorCode::AuthFailed | ErrorCode::AuthInsecure
+    )
+}
+
 /// The key an address is counted under: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by /64.
 fn addr_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
@@ -225,7 +235,19 @@ pub enum ServerEvent {
         /// Failures since the previous such event that were not reported one by one.
         unreported: u64,
     },
-    /// A client was refused at hello.
+    /// A login was refused (`auth-required`, `auth-failed`, `auth-insecure`): at most one
+    /// such event a second, the others counted, so that guessing cannot flood the log.
+    LoginRefused {
+        /// The name it asked for.
+        name: String,
+        /// Where it came from (unknown for a connection made without its peer).
+        addr: Option<IpAddr>,
+        /// Why.
+        code: ErrorCode,
+        /// Login refusals since the previous such event that were not reported one by one.
+        unreported: u64,
+    },
+    /// A client was refused at hello (for a reason other than its login).
     Refused {
         /// The name it asked for.
         name: String,
@@ -340,11 +362,22 @@ pub struct Host {
     tls_reports: Reports,
     /// [`ServerConfig::accounts`].
     policy: Option<Policy>,
-    /// With accounts: whether each connection may carry a password (TLS, or a loopback
-    /// peer), from [`Host::connect_from`].
-    secure: HashMap<ConnId, bool>,
+    /// With accounts: each connection's peer, from [`Host::connect_from`].
+    peers: HashMap<ConnId, Peer>,
     /// Password checks for the driver to run.
     verifies: VecDeque<VerifyJob>,
+    /// Failed logins slow further tries.
+    backoff: Backoff,
+    /// The reports of refused logins.
+    login_reports: Reports,
+}
+
+/// A connection's peer, for accounts.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    ip: IpAddr,
+    /// Whether a password may travel on it ([`password_allowed`]).
+    secure: bool,
 }
 
 impl Host {
@@ -354,8 +387,10 @@ impl Host {
         config.hub.accounts = config.accounts.is_some();
         Host {
             policy: config.accounts,
-            secure: HashMap::new(),
+            peers: HashMap::new(),
             verifies: VecDeque::new(),
+            backoff: Backoff::default(),
+            login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
             files: Files::new(config.inbox),
             events: VecDeque::new(),
@@ -509,15 +544,25 @@ impl Host {
     pub fn connect_from(&mut self, now: Instant, peer: IpAddr, tls: bool) -> ConnId {
         let conn = self.hub.connect(now);
         if self.policy.is_some() {
-            self.secure.insert(conn, password_allowed(peer, tls));
+            let secure = password_allowed(peer, tls);
+            self.peers.insert(conn, Peer { ip: peer, secure });
         }
         conn
     }
 
     /// The result of a [`ServerOutput::Verify`] job: the connection is admitted (if its
-    /// name is still free) or refused with `auth-failed`. A connection that closed
-    /// meanwhile is ignored.
+    /// name is still free) or refused with `auth-failed`, and the failure counts toward
+    /// the backoff of its source and name ([`Backoff`]). A connection that closed meanwhile
+    /// is ignored (its result still counts).
     pub fn verified(&mut self, verdict: Verdict) {
+        if let Some(peer) = self.peers.get(&verdict.conn) {
+            let source = addr_key(peer.ip);
+            if verdict.ok {
+                self.backoff.succeeded(source, &verdict.name);
+            } else {
+                self.backoff.failed(source, &verdict.name, self.hub.now());
+            }
+        }
         if verdict.ok {
             self.hub.allow(verdict.conn);
         } else {
@@ -568,7 +613,7 @@ impl Host {
 
     /// Forgets `conn` once its socket is closed; see [`Hub::remove`].
     pub fn remove(&mut self, conn: ConnId) {
-        self.secure.remove(&conn);
+        self.peers.remove(&conn);
         self.hub.remove(conn);
     }
 
@@ -724,6 +769,17 @@ impl Host {
                     reason,
                     online,
                 },
+                HubEvent::Refused { conn, name, code } if is_login_code(code) => {
+                    let Some(unreported) = self.login_reports.due(self.hub.now()) else {
+                        continue;
+                    };
+                    ServerEvent::LoginRefused {
+                        name: name.to_string(),
+                        addr: self.peers.get(&conn).map(|p| p.ip),
+                        code,
+                        unreported,
+                    }
+                }
                 HubEvent::Refused { name, code, .. } => ServerEvent::Refused {
                     name: name.to_string(),
                     code,
@@ -762,7 +818,15 @@ impl Host {
             self.hub.allow(conn);
             return;
         };
-        let secure = self.secure.get(&conn).copied().unwrap_or(false);
+        let peer = self.peers.get(&conn).copied();
+        let secure = peer.is_some_and(|p| p.secure);
+        let waits =
+            peer.is_some_and(|p| self.backoff.blocked(addr_key(p.ip), name, self.hub.now()));
+        if login.is_some() && secure && waits {
+            // Too many failures from there or for this name: refused unchecked.
+            self.hub.deny(conn, ErrorCode::AuthFailed, AUTH_FAILED);
+            return;
+        }
         match policy.judge(conn, name, login, secure) {
             Judgement::Allow => {
                 self.hub.allow(conn);
@@ -1073,5 +1137,98 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Failed logins make their source and name wait: the fifth try within the backoff is
+    /// refused unchecked (no verify job), even with the right password; time heals it.
+    #[test]
+    fn failed_logins_back_off_and_are_reported_without_flooding() {
+        use crate::accounts::{Accounts, Policy, FIRST_BACKOFF};
+        use std::sync::Arc;
+        use tidings_core::wire::{login_method, Hello, Secret};
+
+        let t0 = Instant::now();
+        let mut accounts = Accounts::default();
+        accounts.set("alice", "pw").unwrap();
+        let config = ServerConfig {
+            accounts: Some(Policy {
+                accounts: Arc::new(accounts),
+                guests: false,
+            }),
+            ..ServerConfig::default()
+        };
+        let mut host = Host::new(config, t0);
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        // One login from `ip` (over TLS) at `now`: (verify jobs run, the answer's code).
+        let try_login = |host: &mut Host, password: &str, now: Instant| {
+            let mut wire = BytesMut::new();
+            wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
+            Message::Login {
+                method: login_method::PASSWORD,
+                secret: Secret::new(password),
+            }
+            .encode(&mut wire);
+            Message::Hello(Hello {
+                name: "alice".into(),
+                capabilities: 0,
+                max_frame: 1 << 20,
+            })
+            .encode(&mut wire);
+            let conn = host.connect_from(now, ip, true);
+            host.handle_input(now, conn, &wire);
+            let mut jobs = 0;
+            let mut events = Vec::new();
+            loop {
+                match host.poll_output() {
+                    ServerOutput::Verify(job) => {
+                        jobs += 1;
+                        host.verified(job.run());
+                    }
+                    ServerOutput::Event(e) => events.push(e),
+                    ServerOutput::Wait(_) => break,
+                    _ => {}
+                }
+            }
+            let mut out = BytesMut::new();
+            while let Some(b) = host.poll_transmit(conn) {
+                out.extend_from_slice(&b);
+            }
+            host.remove(conn);
+            let mut dec = tidings_core::wire::FrameDecoder::new(1 << 20);
+            dec.push(&out[tidings_core::wire::PREAMBLE_LEN..]);
+            let code = match Message::decode(dec.next_frame().unwrap().unwrap()).unwrap() {
+                Message::Refused { code, .. } => Some(code),
+                _ => None,
+            };
+            (jobs, code, events)
+        };
+        let mut reported = 0;
+        for _ in 0..4 {
+            let (jobs, code, events) = try_login(&mut host, "wrong", t0);
+            assert_eq!((jobs, code), (1, Some(ErrorCode::AuthFailed)));
+            reported += events
+                .iter()
+                .filter(|e| matches!(e, ServerEvent::LoginRefused { .. }))
+                .count();
+        }
+        assert_eq!(reported, 1, "one report a second, the rest counted");
+        // The right password, too soon: refused without a check.
+        let (jobs, code, _) = try_login(&mut host, "pw", t0);
+        assert_eq!((jobs, code), (0, Some(ErrorCode::AuthFailed)));
+        // Once the wait is over it is checked, and admitted.
+        let later = t0 + FIRST_BACKOFF + Duration::from_millis(1);
+        let (jobs, code, events) = try_login(&mut host, "pw", later);
+        assert_eq!((jobs, code), (1, None));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Joined { .. })));
+        // A success clears the slate: a wrong password is checked again at once.
+        let (jobs, code, events) = try_login(&mut host, "wrong", later);
+        assert_eq!((jobs, code), (1, Some(ErrorCode::AuthFailed)));
+        assert!(
+            events.iter().any(|e| matches!(e,
+                ServerEvent::LoginRefused { unreported: 4, addr: Some(a), .. } if *a == ip)),
+            "{events:?}"
+        );
     }
 }

@@ -273,6 +273,11 @@ impl Hub {
         &self.config
     }
 
+    /// The runtime's clock as the hub last saw it (the latest `now` given to any input).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     // ----- connections ------------------------------------------------------------------
 
     /// A connection was accepted; its bytes go to [`Hub::handle_input`] under the returned id.
