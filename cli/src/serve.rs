@@ -57,6 +57,16 @@ fn descriptor_limit() -> Option<usize> {
         .ok()
 }
 
+/// " (N more[ what] since the last report)" for a report that stands for `unreported`
+/// others; nothing when there are none.
+fn more_since(unreported: u64, what: &str) -> String {
+    if unreported > 0 {
+        format!(" ({unreported} more{what} since the last report)")
+    } else {
+        String::new()
+    }
+}
+
 /// How long the event printer lets a burst of events gather before it wakes again.
 const PRINT_GATHER: Duration = Duration::from_millis(20);
 
@@ -302,11 +312,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
         } => {
             // At most one a second (the host counts the rest), so a flood cannot flood this.
             tracing::warn!(%addr, %limit, unreported, "connection refused");
-            let more = if unreported > 0 {
-                format!(" ({unreported} more refused since the last report)")
-            } else {
-                String::new()
-            };
+            let more = more_since(unreported, " refused");
             out.event(
                 "connection-refused",
                 format_args!("refused a connection from {addr}: {limit}{more}"),
@@ -324,11 +330,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             // At most one a second, like refusals; the reason comes from our TLS glue or a
             // peer's alert, but is shown safe all the same.
             tracing::info!(%addr, reason = %inline(&reason), unreported, "TLS failed");
-            let more = if unreported > 0 {
-                format!(" ({unreported} more since the last report)")
-            } else {
-                String::new()
-            };
+            let more = more_since(unreported, "");
             out.event(
                 "tls-failed",
                 format_args!("TLS failed with {addr}: {}{more}", inline(&reason)),
@@ -344,11 +346,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
             // At most one a second, like refusals: password guessing cannot flood the log.
             let from = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
             tracing::info!(name = %inline(&name), addr = %from, code = code.name(), unreported, "login refused");
-            let more = if unreported > 0 {
-                format!(" ({unreported} more since the last report)")
-            } else {
-                String::new()
-            };
+            let more = more_since(unreported, "");
             out.event(
                 "login-refused",
                 format_args!(

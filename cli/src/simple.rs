@@ -18,7 +18,9 @@ use crate::{Conn, RecvArgs, SayArgs};
 /// The password is `config`'s if it has one, else `--password-file`'s, else
 /// `TIDINGS_PASSWORD`'s; with none, when the server answers `auth-required`, `prompt` is
 /// true and standard input is a terminal, it is asked for and the connection tried once
-/// more. The password used stays in `config` (a chat's reconnections use it again).
+/// more. The password used stays in `config` (a chat's reconnections use it again). A
+/// session token in `config` (a chat reconnecting) is tried first; refused, it is dropped
+/// and the password used.
 pub async fn connect(
     conn: &Conn,
     config: &mut ClientConfig,
@@ -33,6 +35,18 @@ pub async fn connect(
     let addr = crate::shown_addr(&conn.server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
     let mut attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+    if config.token.is_some() {
+        if let Err(tidings_smol::Error::Refused {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) = &attempt
+        {
+            // The session token is no longer good (expired, or the server restarted): the
+            // password again.
+            config.token = None;
+            attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+        }
+    }
     if let Err(tidings_smol::Error::Refused {
         code: ErrorCode::AuthRequired,
         ..

@@ -126,6 +126,9 @@ fn message_from_json(m: &Value) -> Message {
             code: code(m),
             reason: reason(),
         },
+        "token" => Message::Token {
+            token: Secret::new(s(&m["token"]).as_str()),
+        },
         "login" => Message::Login {
             method: match &m["method"] {
                 Value::String(name) if name == "password" => login_method::PASSWORD,
@@ -309,6 +312,7 @@ fn every_message_type_has_a_vector() {
         "welcome",
         "refused",
         "login",
+        "token",
         "text",
         "blob",
         "presence",
@@ -434,6 +438,7 @@ fn event_json(ev: Event) -> Option<Value> {
     Some(match ev {
         Event::Hello(h) => json!({"event": "hello", "name": h.name.as_str(),
             "capabilities": h.capabilities, "max_frame": h.max_frame}),
+        Event::Token(t) => json!({"event": "token", "token": t.expose()}),
         Event::Connected(w) => json!({"event": "connected", "name": w.name.as_str(),
             "server": w.server.as_str(),
             "online": w.online.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),

@@ -26,6 +26,7 @@ for_both_servers! {
         a_server_without_accounts_ignores_a_login,
         a_logged_in_name_is_still_taken_by_its_first_owner,
         repeated_failures_make_the_next_try_wait,
+        a_session_token_logs_in_again_without_the_password,
     ],
 }
 
@@ -232,4 +233,52 @@ fn repeated_failures_make_the_next_try_wait(kind: ServerKind) {
         refusal(&server, "guest", ClientConfig::default()).0,
         ErrorCode::AuthRequired
     );
+}
+
+/// The token the server sends right after welcome to a client that logged in.
+async fn token_of(client: &tidings_smol::Client) -> Secret {
+    match wait_for(client, |e| matches!(e, ClientEvent::Token(_))).await {
+        ClientEvent::Token(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+fn a_session_token_logs_in_again_without_the_password(kind: ServerKind) {
+    let server = TestServer::start(kind, with_accounts(true));
+    let other = TestServer::start(kind, with_accounts(true));
+    let with_token = |t: &Secret| ClientConfig {
+        token: Some(t.clone()),
+        ..ClientConfig::default()
+    };
+    smol::block_on(async {
+        let alice = join(&server, "alice", password("alice-pw")).await.unwrap();
+        let token = token_of(&alice).await;
+        alice.close().await;
+        // The token alone, in place of the password (the chat reconnecting).
+        let again = join(&server, "ALICE", with_token(&token)).await.unwrap();
+        let renewed = token_of(&again).await;
+        assert_ne!(renewed.expose(), "", "a fresh token with each login");
+        again.close().await;
+        // Not for another name, not on another server, not altered.
+        for (srv, name, t) in [
+            (&server, "bob", token.clone()),
+            (&other, "alice", token.clone()),
+            (
+                &server,
+                "alice",
+                Secret::new(&format!("{}x", token.expose())),
+            ),
+        ] {
+            let err = join(srv, name, with_token(&t)).await.unwrap_err();
+            assert_refused(&err, ErrorCode::AuthFailed);
+        }
+        // A guest gets no token: its next event is not one.
+        let guest = join(&server, "guest", ClientConfig::default())
+            .await
+            .unwrap();
+        guest.request_list().await.unwrap();
+        let ev = wait_for(&guest, |e| !matches!(e, ClientEvent::Joined(_))).await;
+        assert!(matches!(ev, ClientEvent::PeerList(_)), "{ev:?}");
+        guest.close().await;
+    });
 }

@@ -9,6 +9,8 @@
 //! - [`Policy::judge`]: what a hello with or without a `login` gets (allow, a refusal with its
 //!   code, or a [`VerifyJob`] to run off the event loop).
 //! - [`Backoff`]: failed logins slow further tries, per source address and per name.
+//! - [`Tokens`]: session tokens (HMAC-SHA256, with an expiry) a client logs in with next
+//!   time instead of its password.
 //!
 //! Reading and writing the file itself is the caller's (the `tidings` command): this module,
 //! like the rest of the host, does no I/O.
@@ -391,6 +393,114 @@ pub struct Verdict {
     pub ok: bool,
 }
 
+/// How long a session token is good for ([`Tokens`]).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Session tokens (spec §6.2): after a successful login the server sends the client a
+/// token (`token`, 0x05) that it may give instead of its password (`login` method 2) for
+/// [`TOKEN_LIFETIME`] — a chat reconnecting, a page reloaded — so the password need not be
+/// kept or typed again.
+///
+/// A token is `base64url(name key, "\n", expiry in ms)` `.` `base64url(HMAC-SHA256)`, the
+/// MAC under a random 32-byte key made when the server starts: tokens need no storage, and
+/// a restart (a new key) ends them all, as does removing the user. The expiry counts on the
+/// server's monotonic clock from its start. A token is a secret like a password: it travels
+/// only over TLS or loopback, and a wrong one is `auth-failed` and counts toward the
+/// [`Backoff`].
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tidings_host::accounts::{Tokens, TOKEN_LIFETIME};
+/// let t0 = Instant::now();
+/// let tokens = Tokens::new(t0);
+/// let token = tokens.issue("Alice", t0);
+/// assert!(tokens.check(&token, "alice", t0 + Duration::from_secs(60)), "by the name's key");
+/// assert!(!tokens.check(&token, "bob", t0));
+/// assert!(!tokens.check(&token, "alice", t0 + TOKEN_LIFETIME));
+/// assert!(!Tokens::new(t0).check(&token, "alice", t0), "another server's key");
+/// ```
+pub struct Tokens {
+    key: [u8; 32],
+    epoch: Instant,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tokens(..)")
+    }
+}
+
+impl Tokens {
+    /// A fresh random key; expiries count from `now`.
+    pub fn new(now: Instant) -> Tokens {
+        use password_hash::rand_core::RngCore;
+        let mut key = [0u8; 32];
+        OsRng.fill_bytes(&mut key);
+        Tokens { key, epoch: now }
+    }
+
+    /// A token for `name`, good until `now` + [`TOKEN_LIFETIME`].
+    pub fn issue(&self, name: &str, now: Instant) -> String {
+        use base64::Engine;
+        let until = (now + TOKEN_LIFETIME).saturating_duration_since(self.epoch);
+        let payload = format!("{}\n{}", name_key(name), until.as_millis());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mac = hmac_sha256(&self.key, payload.as_bytes());
+        format!("{}.{}", b64.encode(payload), b64.encode(mac))
+    }
+
+    /// Whether `token` is one of ours, for `name` (by its key), and not expired at `now`.
+    pub fn check(&self, token: &str, name: &str, now: Instant) -> bool {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let Some((payload, mac)) = token.split_once('.') else {
+            return false;
+        };
+        let (Ok(payload), Ok(mac)) = (b64.decode(payload), b64.decode(mac)) else {
+            return false;
+        };
+        let want = hmac_sha256(&self.key, &payload);
+        // Compared in constant time: every byte is looked at whatever differs.
+        let same = mac.len() == want.len()
+            && mac
+                .iter()
+                .zip(want.iter())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        if !same {
+            return false;
+        }
+        let Some((key, until)) = std::str::from_utf8(&payload)
+            .ok()
+            .and_then(|p| p.rsplit_once('\n'))
+        else {
+            return false;
+        };
+        let Ok(until) = until.parse::<u64>() else {
+            return false;
+        };
+        let age = now.saturating_duration_since(self.epoch).as_millis();
+        key == name_key(name) && age < u128::from(until)
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key` (at most one block long).
+fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// Failed logins that count before any wait ([`Backoff`]).
 pub const FREE_FAILURES: u32 = 3;
 /// The first wait after [`FREE_FAILURES`]; each further failure doubles it.
@@ -637,6 +747,46 @@ mod tests {
         let p = policy(false);
         let j = p.judge(7, "alice", login("hunter2"), true);
         assert!(!format!("{j:?}").contains("hunter2"));
+    }
+
+    /// RFC 4231 test case 1 (a 20-byte key: HMAC pads any key with zeros to a block, so
+    /// the 32-byte form with zeros after it is the same key).
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        let mut key = [0u8; 32];
+        key[..20].fill(0x0b);
+        let mac = hmac_sha256(&key, b"Hi There");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
+
+    #[test]
+    fn tokens_refuse_tampering() {
+        use base64::Engine;
+        let t0 = std::time::Instant::now();
+        let tokens = Tokens::new(t0);
+        let token = tokens.issue("alice", t0);
+        assert!(tokens.check(&token, "alice", t0));
+        let (payload, mac) = token.split_once('.').unwrap();
+        // Another name or a later expiry under the same MAC.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for forged in ["bob\n99999999999", "alice\n99999999999999"] {
+            let t = format!("{}.{mac}", b64.encode(forged));
+            assert!(!tokens.check(&t, "alice", t0) && !tokens.check(&t, "bob", t0));
+        }
+        for bad in [
+            "",
+            ".",
+            "x.y",
+            &format!("{payload}."),
+            &format!("{payload}.{payload}"),
+        ] {
+            assert!(!tokens.check(bad, "alice", t0), "{bad:?}");
+        }
+        assert!(!format!("{tokens:?}").contains(&format!("{:?}", tokens.key)));
     }
 
     /// Prints what one verify costs here (the figure in the module docs).

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
-use tidings_core::wire::{PresenceKind, Secret};
+use tidings_core::wire::{login_method, PresenceKind, Secret};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
@@ -48,6 +48,11 @@ pub struct ClientConfig {
     /// spec §6.2); `None` (the default) sends none. A server takes a password only over TLS
     /// or from loopback (`auth-insecure` otherwise). Never shown by `Debug`.
     pub password: Option<Secret>,
+    /// Log in with this session token instead (`login` method 2), from an earlier
+    /// [`ClientEvent::Token`]; it wins over [`ClientConfig::password`]. A server that
+    /// refuses it (`auth-failed`: expired, or the server restarted) wants the password
+    /// again. Never shown by `Debug`.
+    pub token: Option<Secret>,
 }
 
 /// The default [`ClientConfig::close_timeout`].
@@ -62,6 +67,7 @@ impl Default for ClientConfig {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             tls: None,
             password: None,
+            token: None,
         }
     }
 }
@@ -98,6 +104,10 @@ pub enum ClientEvent {
         /// The bytes.
         data: Bytes,
     },
+    /// The server's session token, right after [`ClientEvent::Connected`] when we logged
+    /// in: set it as [`ClientConfig::token`] to log in with it next time (a reconnection)
+    /// instead of the password. Never shown by `Debug`.
+    Token(Secret),
     /// Someone came online.
     Joined(String),
     /// Someone went away.
@@ -307,11 +317,18 @@ pub struct Agent {
 impl Agent {
     /// A client asking for `name`; its preamble and hello are queued.
     pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
-        let session = match &config.password {
+        let login = match (&config.token, &config.password) {
+            (Some(t), _) => Some((login_method::TOKEN, t)),
+            (None, Some(p)) => Some((login_method::PASSWORD, p)),
+            (None, None) => None,
+        };
+        let session = match login {
             None => Session::client(config.session, name, now)
                 .map_err(|e| crate::Error::Name(e.to_string()))?,
-            Some(p) => Session::client_with_password(config.session, name, p.expose(), now)
-                .map_err(|e| crate::Error::Name(e.to_string()))?,
+            Some((method, secret)) => {
+                Session::client_with_login(config.session, name, method, secret.expose(), now)
+                    .map_err(|e| crate::Error::Name(e.to_string()))?
+            }
         };
         Ok(Agent {
             session,
@@ -638,6 +655,7 @@ impl Agent {
 
     fn on_event(&mut self, ev: Event) {
         let out = match ev {
+            Event::Token(token) => ClientEvent::Token(token),
             Event::Connected(w) => ClientEvent::Connected {
                 name: w.name.to_string(),
                 server: w.server.to_string(),

@@ -20,7 +20,7 @@ use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
 use crate::accounts::{
-    password_allowed, Backoff, Judgement, Policy, Verdict, VerifyJob, AUTH_FAILED,
+    password_allowed, Backoff, Judgement, Policy, Tokens, Verdict, VerifyJob, AUTH_FAILED,
 };
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 use crate::tls::TlsServerConfig;
@@ -368,6 +368,8 @@ pub struct Host {
     verifies: VecDeque<VerifyJob>,
     /// Failed logins slow further tries.
     backoff: Backoff,
+    /// With accounts: the session tokens this server issues and takes.
+    tokens: Option<Tokens>,
     /// The reports of refused logins.
     login_reports: Reports,
 }
@@ -386,6 +388,7 @@ impl Host {
         config.hub.inbox = config.inbox.is_some();
         config.hub.accounts = config.accounts.is_some();
         Host {
+            tokens: config.accounts.as_ref().map(|_| Tokens::new(now)),
             policy: config.accounts,
             peers: HashMap::new(),
             verifies: VecDeque::new(),
@@ -563,11 +566,17 @@ impl Host {
                 self.backoff.failed(source, &verdict.name, self.hub.now());
             }
         }
-        if verdict.ok {
-            self.hub.allow(verdict.conn);
-        } else {
+        if !verdict.ok {
             self.hub
                 .deny(verdict.conn, ErrorCode::AuthFailed, AUTH_FAILED);
+            return;
+        }
+        // Admitted (unless the name was taken meanwhile): a token for next time.
+        if self.hub.allow(verdict.conn) && self.hub.peer_name(verdict.conn).is_some() {
+            if let Some(tokens) = &self.tokens {
+                let token = tokens.issue(&verdict.name, self.hub.now());
+                let _ = self.hub.send_token(verdict.conn, &token);
+            }
         }
     }
 
@@ -827,6 +836,18 @@ impl Host {
             self.hub.deny(conn, ErrorCode::AuthFailed, AUTH_FAILED);
             return;
         }
+        // A session token is checked here, at once (an HMAC, not a slow hash); it is good
+        // only while its name is still registered.
+        let token = login
+            .as_ref()
+            .filter(|l| secure && l.method == tidings_core::wire::login_method::TOKEN);
+        if let (Some(l), Some(tokens)) = (token, &self.tokens) {
+            let ok = tokens.check(l.secret.expose(), name, self.hub.now())
+                && policy.accounts.contains(name);
+            let name = name.to_owned();
+            self.verified(Verdict { conn, name, ok });
+            return;
+        }
         match policy.judge(conn, name, login, secure) {
             Judgement::Allow => {
                 self.hub.allow(conn);
@@ -1058,31 +1079,29 @@ mod tests {
         );
     }
 
-    /// The whole host with a synthetic peer address: the runtimes' tests can connect only
-    /// over loopback, so the non-loopback plaintext rule is tested here, through
-    /// `Host::connect_from`, the policy and the hub's verifying state.
-    #[test]
-    fn the_host_refuses_a_password_over_plaintext_from_elsewhere() {
+    /// A host with accounts: alice, password `pw`, no guests.
+    fn host_with_alice(now: Instant) -> Host {
         use crate::accounts::{Accounts, Policy};
-        use std::sync::Arc;
-        use tidings_core::wire::{login_method, FrameDecoder, Hello, Secret, PREAMBLE_LEN};
-
-        let now = Instant::now();
         let mut accounts = Accounts::default();
         accounts.set("alice", "pw").unwrap();
         let config = ServerConfig {
             accounts: Some(Policy {
-                accounts: Arc::new(accounts),
+                accounts: std::sync::Arc::new(accounts),
                 guests: false,
             }),
             ..ServerConfig::default()
         };
-        let mut host = Host::new(config, now);
+        Host::new(config, now)
+    }
+
+    /// A client's first bytes: preamble, `login` with `password`, hello as alice.
+    fn alice_logging_in(password: &str) -> BytesMut {
+        use tidings_core::wire::{login_method, Hello, Secret};
         let mut wire = BytesMut::new();
         wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
         Message::Login {
             method: login_method::PASSWORD,
-            secret: Secret::new("pw"),
+            secret: Secret::new(password),
         }
         .encode(&mut wire);
         Message::Hello(Hello {
@@ -1091,6 +1110,46 @@ mod tests {
             max_frame: 1 << 20,
         })
         .encode(&mut wire);
+        wire
+    }
+
+    /// Drains the host, running password checks at once: (jobs run, operator events).
+    fn drain_verifying(host: &mut Host) -> (usize, Vec<ServerEvent>) {
+        let mut jobs = 0;
+        let mut events = Vec::new();
+        loop {
+            match host.poll_output() {
+                ServerOutput::Verify(job) => {
+                    jobs += 1;
+                    host.verified(job.run());
+                }
+                ServerOutput::Event(e) => events.push(e),
+                ServerOutput::Wait(_) => break,
+                _ => {}
+            }
+        }
+        (jobs, events)
+    }
+
+    /// The first message the host sent `conn` after its preamble.
+    fn first_answer(host: &mut Host, conn: ConnId) -> Message {
+        let mut out = BytesMut::new();
+        while let Some(b) = host.poll_transmit(conn) {
+            out.extend_from_slice(&b);
+        }
+        let mut dec = tidings_core::wire::FrameDecoder::new(1 << 20);
+        dec.push(&out[tidings_core::wire::PREAMBLE_LEN..]);
+        Message::decode(dec.next_frame().unwrap().unwrap()).unwrap()
+    }
+
+    /// The whole host with a synthetic peer address: the runtimes' tests can connect only
+    /// over loopback, so the non-loopback plaintext rule is tested here, through
+    /// `Host::connect_from`, the policy and the hub's verifying state.
+    #[test]
+    fn the_host_refuses_a_password_over_plaintext_from_elsewhere() {
+        let now = Instant::now();
+        let mut host = host_with_alice(now);
+        let wire = alice_logging_in("pw");
         // (peer, tls) → what the hello gets.
         let cases = [
             ("10.0.0.9", false, Some(ErrorCode::AuthInsecure)),
@@ -1101,24 +1160,8 @@ mod tests {
         for (peer, tls, want) in cases {
             let conn = host.connect_from(now, peer.parse().unwrap(), tls);
             host.handle_input(now, conn, &wire);
-            let mut jobs = 0;
-            loop {
-                match host.poll_output() {
-                    ServerOutput::Verify(job) => {
-                        jobs += 1;
-                        host.verified(job.run());
-                    }
-                    ServerOutput::Wait(_) => break,
-                    _ => {}
-                }
-            }
-            let mut out = BytesMut::new();
-            while let Some(b) = host.poll_transmit(conn) {
-                out.extend_from_slice(&b);
-            }
-            let mut dec = FrameDecoder::new(1 << 20);
-            dec.push(&out[PREAMBLE_LEN..]);
-            let msg = Message::decode(dec.next_frame().unwrap().unwrap()).unwrap();
+            let (jobs, _) = drain_verifying(&mut host);
+            let msg = first_answer(&mut host, conn);
             match want {
                 Some(code) => {
                     assert_eq!(jobs, 0, "no hashing for an insecure password");
@@ -1143,63 +1186,21 @@ mod tests {
     /// refused unchecked (no verify job), even with the right password; time heals it.
     #[test]
     fn failed_logins_back_off_and_are_reported_without_flooding() {
-        use crate::accounts::{Accounts, Policy, FIRST_BACKOFF};
-        use std::sync::Arc;
-        use tidings_core::wire::{login_method, Hello, Secret};
+        use crate::accounts::FIRST_BACKOFF;
 
         let t0 = Instant::now();
-        let mut accounts = Accounts::default();
-        accounts.set("alice", "pw").unwrap();
-        let config = ServerConfig {
-            accounts: Some(Policy {
-                accounts: Arc::new(accounts),
-                guests: false,
-            }),
-            ..ServerConfig::default()
-        };
-        let mut host = Host::new(config, t0);
+        let mut host = host_with_alice(t0);
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        // One login from `ip` (over TLS) at `now`: (verify jobs run, the answer's code).
+        // One login from `ip` (over TLS) at `now`: (verify jobs run, refusal code, events).
         let try_login = |host: &mut Host, password: &str, now: Instant| {
-            let mut wire = BytesMut::new();
-            wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
-            Message::Login {
-                method: login_method::PASSWORD,
-                secret: Secret::new(password),
-            }
-            .encode(&mut wire);
-            Message::Hello(Hello {
-                name: "alice".into(),
-                capabilities: 0,
-                max_frame: 1 << 20,
-            })
-            .encode(&mut wire);
             let conn = host.connect_from(now, ip, true);
-            host.handle_input(now, conn, &wire);
-            let mut jobs = 0;
-            let mut events = Vec::new();
-            loop {
-                match host.poll_output() {
-                    ServerOutput::Verify(job) => {
-                        jobs += 1;
-                        host.verified(job.run());
-                    }
-                    ServerOutput::Event(e) => events.push(e),
-                    ServerOutput::Wait(_) => break,
-                    _ => {}
-                }
-            }
-            let mut out = BytesMut::new();
-            while let Some(b) = host.poll_transmit(conn) {
-                out.extend_from_slice(&b);
-            }
-            host.remove(conn);
-            let mut dec = tidings_core::wire::FrameDecoder::new(1 << 20);
-            dec.push(&out[tidings_core::wire::PREAMBLE_LEN..]);
-            let code = match Message::decode(dec.next_frame().unwrap().unwrap()).unwrap() {
+            host.handle_input(now, conn, &alice_logging_in(password));
+            let (jobs, events) = drain_verifying(host);
+            let code = match first_answer(host, conn) {
                 Message::Refused { code, .. } => Some(code),
                 _ => None,
             };
+            host.remove(conn);
             (jobs, code, events)
         };
         let mut reported = 0;

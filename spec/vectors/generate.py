@@ -76,7 +76,7 @@ def frame(kind, body):
 # ----- spec §5: the type registry and §8: error codes -------------------------------------
 
 T = {
-    "hello": 0x01, "welcome": 0x02, "refused": 0x03, "login": 0x04,
+    "hello": 0x01, "welcome": 0x02, "refused": 0x03, "login": 0x04, "token": 0x05,
     "text": 0x10, "blob": 0x11,
     "presence": 0x20, "list-request": 0x21, "peer-list": 0x22,
     "ping": 0x30, "pong": 0x31, "error": 0x3E, "goodbye": 0x3F,
@@ -133,6 +133,8 @@ def encode(m):
     elif t == "login":
         method = m["method"]
         body = u8(LOGIN_METHODS.get(method, method)) + utf8(m["secret"])
+    elif t == "token":
+        body = utf8(m["token"])
     elif t in ("refused", "goodbye"):
         body = u16(m["code"]) + utf8(m["reason"])
     elif t == "error":
@@ -274,6 +276,11 @@ def decode_body(kind, body):
         if len(secret) > MAX_SECRET:
             raise DecodeError(CODES["malformed"])
         m["secret"] = r.text(secret)
+    elif t == "token":
+        token = r.rest()
+        if len(token) > MAX_SECRET:
+            raise DecodeError(CODES["malformed"])
+        m["token"] = r.text(token)
     elif t in ("refused", "goodbye"):
         m.update(r.code())
         m["reason"] = r.text(r.rest())
@@ -477,6 +484,10 @@ def message_vectors():
         "answers auth-failed)", msg("login", method=7, secret="x"))
     add("login-max-secret", "a secret of exactly 1024 bytes",
         msg("login", method="password", secret="s" * MAX_SECRET))
+    add("token-session", "server to client right after welcome: a session token, opaque to "
+        "the client", msg("token", token="YWxpY2V8MTIzNDU.bWFjbWFjbWFjbWFj"))
+    add("login-with-token", "method 2: a session token from an earlier token message",
+        msg("login", method="token", secret="YWxpY2V8MTIzNDU.bWFjbWFjbWFjbWFj"))
     add("refused-unknown-code", "an unknown code is carried as its number",
         msg("refused", code=999, reason="future"))
 
@@ -606,7 +617,7 @@ def error_vectors():
         u32(8) + u8(0x30), "truncated", eof=True)
     add("truncated-after-frames", "one good frame, then half a frame",
         ping + ping[:6], "truncated", eof=True, frames_before=1)
-    for kind in (0x00, 0x05, 0x0F, 0x12, 0x32, 0x49, 0x7F):
+    for kind in (0x00, 0x06, 0x0F, 0x12, 0x32, 0x49, 0x7F):
         add(f"unknown-type-{kind:02x}", f"type 0x{kind:02X} is in the mandatory range",
             frame(kind, b""), "unknown-type")
     add("unknown-type-with-body", "an unknown mandatory type with a body",
@@ -646,6 +657,8 @@ def error_vectors():
     add("short-error", "error with one code byte", frame(T["error"], b"\x00"), "malformed")
     add("short-refused", "refused with an empty body", frame(T["refused"], b""), "malformed")
     add("short-login", "login with an empty body (no method)", frame(T["login"], b""), "malformed")
+    add("token-too-long", "a session token of 1025 bytes",
+        frame(T["token"], b"t" * (MAX_SECRET + 1)), "malformed")
     add("login-secret-too-long", "a login secret of 1025 bytes",
         frame(T["login"], u8(1) + b"s" * (MAX_SECRET + 1)), "malformed")
     add("short-goodbye", "goodbye with an empty body", frame(T["goodbye"], b""), "malformed")
@@ -843,7 +856,7 @@ def session_vectors():
         "server", "server-handshake", [inp(E(msg("extension", kind=0x80, body="01")), HELLO)],
         events=[hello_event])
     add("server-unknown-type-before-hello", "an unknown mandatory type is fatal",
-        "server", "server-handshake", [inp(frame(0x05, b""))],
+        "server", "server-handshake", [inp(frame(0x06, b""))],
         reply=[error_reply("unknown-type")], close=closed("local", "unknown-type"))
     add("server-goodbye-before-hello", "goodbye is allowed in every state",
         "server", "server-handshake", [inp(E(msg("goodbye", code=0, reason="changed my mind")))],
@@ -968,7 +981,7 @@ def session_vectors():
     add("server-goodbye", "orderly close by the client", "server", "server-open",
         [inp(E(msg("goodbye", code=0, reason="bye")))], close=closed("peer", "normal"))
     add("server-frames-after-goodbye", "nothing after goodbye is read",
-        "server", "server-open", [inp(E(msg("goodbye", code=0, reason="")), frame(0x05, b""))],
+        "server", "server-open", [inp(E(msg("goodbye", code=0, reason="")), frame(0x06, b""))],
         close=closed("peer", "normal"))
     add("server-goodbye-command", "the server says goodbye", "server", "server-open",
         [{"command": "goodbye", "code": 16, "reason": "maintenance"}],

@@ -102,6 +102,8 @@ def error_vectors():
          '{"type":"login","method":256,"secret":"x"}', "malformed"),
         ("login-secret-too-long", "a secret over 1024 bytes",
          compact({"type": "login", "method": "password", "secret": "s" * 1025}), "malformed"),
+        ("token-too-long", "a session token over 1024 bytes",
+         compact({"type": "token", "token": "t" * 1025}), "malformed"),
         ("login-without-secret", "the secret is required",
          '{"type":"login","method":"password"}', "malformed"),
         ("code-overflow", "codes are u16",

@@ -524,6 +524,29 @@ impl Hub {
         true
     }
 
+    /// Sends `conn` a session token (spec §6.2): right after [`Hub::allow`] admitted a
+    /// client that logged in, so that it can log in with the token next time.
+    ///
+    /// # Errors
+    ///
+    /// The connection is not open (it closed, or was refused), or the token is longer than
+    /// [`crate::wire::MAX_SECRET`] bytes.
+    pub fn send_token(&mut self, conn: ConnId, token: &str) -> Result<(), HubError> {
+        if token.len() > crate::wire::MAX_SECRET {
+            return Err(HubError::Send(crate::session::SendError::TooLarge));
+        }
+        let msg = crate::wire::Message::Token {
+            token: crate::wire::Secret::new(token),
+        };
+        let result = match self.conns.get_mut(&conn) {
+            Some(c) => c.session.send(&msg).map_err(HubError::Send),
+            None => Err(HubError::Send(crate::session::SendError::NotOpen)),
+        };
+        self.touch(conn);
+        self.run();
+        result
+    }
+
     /// Connections whose hello waits for a verdict ([`HubConfig::accounts`]).
     pub fn verifying_count(&self) -> usize {
         self.verifying.len()
@@ -758,6 +781,7 @@ impl Hub {
             // the remaining events occur only in client sessions.
             Event::PeerError { .. }
             | Event::Connected(_)
+            | Event::Token(_)
             | Event::Presence { .. }
             | Event::PeerList(_) => {}
         }

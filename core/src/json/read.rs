@@ -169,6 +169,15 @@ pub(super) fn read_message(text: &str) -> Result<Message, ProtocolError> {
                 secret: Secret::new(&secret),
             }
         }
+        "token" => {
+            let token = f.text("token")?;
+            if token.len() > MAX_SECRET {
+                return Err(malformed("session token longer than 1024 bytes"));
+            }
+            Message::Token {
+                token: Secret::new(&token),
+            }
+        }
         "text" => Message::Text {
             peer: f.str8("peer")?,
             private: f.bool_or_false("private")?,

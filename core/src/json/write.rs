@@ -132,6 +132,9 @@ pub(super) fn write_message(msg: &Message, out: &mut String) {
             };
             w.str("secret", secret.expose());
         }
+        Message::Token { token } => {
+            w.str("token", token.expose());
+        }
         Message::Refused { code, reason } | Message::Goodbye { code, reason } => {
             w.code(*code).str("reason", reason);
         }

@@ -22,6 +22,9 @@ pub struct Login {
 pub enum Event {
     /// Client: the server accepted our name.
     Connected(Welcome),
+    /// Client: the server's session token (spec §6.2), right after `welcome` when we logged
+    /// in: log in with it next time (`login` method 2) instead of the password.
+    Token(crate::wire::Secret),
     /// Server: a client asked to join. Answer with
     /// [`crate::session::Session::accept_hello`] or [`crate::session::Session::refuse`].
     Hello(Hello),

@@ -164,15 +164,33 @@ impl Session {
         password: &str,
         now: Instant,
     ) -> Result<Session, SendError> {
+        let method = crate::wire::login_method::PASSWORD;
+        Session::client_with_login(config, name, method, password, now)
+    }
+
+    /// A client that logs in to the account `name` with `secret` checked by `method`
+    /// ([`crate::wire::login_method`]: a password, or a session token from
+    /// [`Event::Token`]): the preamble, `login` and hello are queued at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::client_with_password`].
+    pub fn client_with_login(
+        config: impl Into<Arc<Config>>,
+        name: &str,
+        method: u8,
+        secret: &str,
+        now: Instant,
+    ) -> Result<Session, SendError> {
         validate_name(name).map_err(SendError::BadName)?;
-        if password.len() > crate::wire::MAX_SECRET {
+        if secret.len() > crate::wire::MAX_SECRET {
             return Err(SendError::TooLarge);
         }
         let mut s = Session::new(Role::Client, config.into(), now);
         s.send_preamble();
         s.queue(&Message::Login {
-            method: crate::wire::login_method::PASSWORD,
-            secret: crate::wire::Secret::new(password),
+            method,
+            secret: crate::wire::Secret::new(secret),
         });
         s.queue(&Message::Hello(Hello {
             name: Utf8::from(name),
@@ -689,6 +707,9 @@ impl Session {
                 self.state = State::Open;
                 self.handshake_deadline = None;
                 self.events.push_back(Event::Connected(w));
+            }
+            (State::Open, Role::Client, M::Token { token }) => {
+                self.events.push_back(Event::Token(token))
             }
             (State::Handshake, Role::Client, M::Refused { code, reason }) => {
                 self.finish(Closed::Peer { code, reason })

@@ -24,6 +24,9 @@ pub mod frame_type {
     /// `login`: client → server, after the preamble and before `hello`: proves the right
     /// to the account name `hello` then asks for (spec §6.2).
     pub const LOGIN: u8 = 0x04;
+    /// `token`: server → client, right after `welcome` to a client that logged in: a
+    /// session token to log in with next time (`login` method 2, spec §6.2).
+    pub const TOKEN: u8 = 0x05;
     /// `text`: chat text, to everyone or to one peer.
     pub const TEXT: u8 = 0x10;
     /// `blob`: binary data with a media type (an image, a video frame).
@@ -281,6 +284,12 @@ pub enum Message {
         /// The password (or, later, the token).
         secret: Secret,
     },
+    /// `token` (0x05): `token: rest` (at most [`MAX_SECRET`] bytes): a session token for
+    /// `login` method 2.
+    Token {
+        /// The token, opaque to the client.
+        token: Secret,
+    },
     /// `text` (0x10): `peer: str8, flags: u8, text: rest`.
     Text {
         /// Addressee (from a client) or sender (from the server).
@@ -424,6 +433,7 @@ impl Message {
             Message::Welcome(_) => WELCOME,
             Message::Refused { .. } => REFUSED,
             Message::Login { .. } => LOGIN,
+            Message::Token { .. } => TOKEN,
             Message::Text { .. } => TEXT,
             Message::Blob { .. } => BLOB,
             Message::Presence { .. } => PRESENCE,
@@ -453,6 +463,7 @@ impl Message {
             Message::Welcome(_) => "welcome",
             Message::Refused { .. } => "refused",
             Message::Login { .. } => "login",
+            Message::Token { .. } => "token",
             Message::Text { .. } => "text",
             Message::Blob { .. } => "blob",
             Message::Presence { .. } => "presence",
@@ -518,6 +529,17 @@ impl Message {
                 Message::Login {
                     method,
                     secret: Secret(r.rest_str()?),
+                }
+            }
+            TOKEN => {
+                if r.remaining() > MAX_SECRET {
+                    return Err(ProtocolError::new(
+                        ErrorCode::Malformed,
+                        "session token longer than 1024 bytes",
+                    ));
+                }
+                Message::Token {
+                    token: Secret(r.rest_str()?),
                 }
             }
             TEXT => return text(&mut r),
@@ -656,6 +678,7 @@ impl Message {
             }
             Message::Refused { reason, .. } => 2 + reason.len(),
             Message::Login { secret, .. } => 1 + secret.len(),
+            Message::Token { token } => token.len(),
             Message::Text { peer, text, .. } => str8_len(peer) + 1 + text.len(),
             Message::Blob {
                 peer,
@@ -704,6 +727,7 @@ impl Message {
                 out.put_u8(*method);
                 out.put_slice(secret.0.as_bytes());
             }
+            Message::Token { token } => out.put_slice(token.0.as_bytes()),
             Message::Refused { code, reason }
             | Message::Error { code, text: reason }
             | Message::Goodbye { code, reason } => {
