@@ -276,7 +276,8 @@ struct ServeArgs {
     allow_plaintext: bool,
     /// Admit registered names only to their owners: the users of this file (written by
     /// `tidings user add`), who log in with their password. Names not in it are refused
-    /// unless --guests. Passwords are taken only over TLS or from loopback.
+    /// unless --guests. Passwords are taken only over TLS or from loopback. Reloaded on
+    /// SIGHUP and when the file changes: a removed user who is online is closed.
     #[arg(long, value_name = "FILE")]
     accounts: Option<PathBuf>,
     /// With --accounts, let in unregistered names too (without a password); registered

@@ -188,6 +188,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         || json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url, "tls": !scheme.is_empty()}),
     );
     let handle = server.handle();
+    if let Some(path) = &args.accounts {
+        crate::user::watch(handle.clone(), path.clone());
+    }
     // The console's answers go through the printer, so --json covers them too.
     let (reply_tx, replies) = async_channel::unbounded();
     // The ends of the server's own transfers, for the console's `/send` to offer more.

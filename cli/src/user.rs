@@ -176,3 +176,32 @@ pub fn given_password(file: Option<&Path>) -> Result<Option<Secret>, CliError> {
         .ok()
         .map(|p| Secret::new(&p)))
 }
+
+/// Reloads the accounts file of a running server on SIGHUP and when it changes: whoever no
+/// longer may have their name is closed (a removed user, a guest whose name is now
+/// registered). A file that cannot be read or parsed keeps the accounts in use and says why.
+pub fn watch(handle: tidings_smol::ServerHandle, path: PathBuf) {
+    crate::tls::on_change(vec![path.clone()], move |why| {
+        let (handle, path) = (handle.clone(), path.clone());
+        async move {
+            let accounts = match load(&path, false) {
+                Ok(a) => a,
+                Err(e) => {
+                    return tracing::error!(
+                        file = %path.display(),
+                        why,
+                        "accounts not reloaded, the old ones stay in use: {}",
+                        e.message
+                    )
+                }
+            };
+            let users = accounts.len();
+            match handle.set_accounts(accounts).await {
+                Ok(closed) => {
+                    tracing::info!(file = %path.display(), why, users, ?closed, "accounts reloaded")
+                }
+                Err(e) => tracing::error!(why, "accounts not reloaded: {e}"),
+            }
+        }
+    });
+}

@@ -861,6 +861,17 @@ fn user(args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
     (code, p.seen.clone(), p.stderr())
 }
 
+/// A new folder with an accounts file of `users` (name, password): (the folder, the file).
+fn accounts_file(users: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts").to_str().unwrap().to_owned();
+    for (name, pw) in users {
+        let (code, _, err) = user(&["add", name, "--accounts", &file], &format!("{pw}\n"));
+        assert_eq!(code, 0, "{err}");
+    }
+    (dir, file)
+}
+
 #[test]
 fn user_add_del_list_round_trip_in_a_private_file_written_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -935,12 +946,8 @@ fn user_add_del_list_round_trip_in_a_private_file_written_whole() {
 #[test]
 fn serve_with_accounts_admits_owners_over_tls_and_refuses_the_rest_clearly() {
     let (dir, [ca, cert, key]) = certificates(&["localhost"]);
-    let accounts = dir.path().join("accounts");
-    let accounts = accounts.to_str().unwrap();
-    for (name, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        let (code, _, err) = user(&["add", name, "--accounts", accounts], &format!("{pw}\n"));
-        assert_eq!(code, 0, "{err}");
-    }
+    let (_users, accounts) = accounts_file(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let accounts = accounts.as_str();
     let pw_file = |name: &str, pw: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("{pw}\n")).unwrap();
@@ -1005,11 +1012,8 @@ fn serve_with_accounts_admits_owners_over_tls_and_refuses_the_rest_clearly() {
 
 #[test]
 fn serve_with_guests_lets_unregistered_names_in_over_loopback_plaintext() {
-    let dir = tempfile::tempdir().unwrap();
-    let accounts = dir.path().join("accounts");
-    let accounts = accounts.to_str().unwrap();
-    let (code, _, err) = user(&["add", "alice", "--accounts", accounts], "alice-pw\n");
-    assert_eq!(code, 0, "{err}");
+    let (dir, accounts) = accounts_file(&[("alice", "alice-pw")]);
+    let accounts = accounts.as_str();
     let (_server, addr) = serve(&["--accounts", accounts, "--guests"]);
     let server = addr.to_string();
     let (code, err) = run(&["say", "--name", "guest", "--server", &server, "hi"]);
@@ -1034,4 +1038,38 @@ fn serve_with_guests_lets_unregistered_names_in_over_loopback_plaintext() {
     let (code, err) = run(&["say", "--name", "ALICE", "--server", &server, "hi"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("auth-required"), "{err}");
+}
+
+#[test]
+fn a_user_deleted_while_online_is_closed_when_the_server_sees_the_file_change() {
+    let (dir, accounts) = accounts_file(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let accounts = accounts.as_str();
+    let (mut server, addr) = serve(&["--accounts", accounts]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "alice-pw\n").unwrap();
+    let out = dir.path().join("in");
+    let args = [
+        "--json",
+        "recv",
+        "--name",
+        "alice",
+        "--server",
+        &addr.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+        "--password-file",
+        pw.to_str().unwrap(),
+    ];
+    let mut alice = Proc::spawn(&args, Stdio::null());
+    assert!(alice.wait_event("connected", BOUND), "{}", alice.stderr());
+    assert!(server.wait_event("joined", BOUND));
+    // The file changes (no signal): the server notices within its watch period.
+    let (code, _, err) = user(&["del", "alice", "--accounts", accounts], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(alice.code_within(BOUND), 9, "{}", alice.stderr());
+    assert!(
+        alice.stderr().contains("the account alice was removed"),
+        "{}",
+        alice.stderr()
+    );
 }

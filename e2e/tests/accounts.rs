@@ -27,6 +27,7 @@ for_both_servers! {
         a_logged_in_name_is_still_taken_by_its_first_owner,
         repeated_failures_make_the_next_try_wait,
         a_session_token_logs_in_again_without_the_password,
+        new_accounts_close_removed_users_and_guests_on_registered_names,
     ],
 }
 
@@ -280,5 +281,50 @@ fn a_session_token_logs_in_again_without_the_password(kind: ServerKind) {
         let ev = wait_for(&guest, |e| !matches!(e, ClientEvent::Joined(_))).await;
         assert!(matches!(ev, ClientEvent::PeerList(_)), "{ev:?}");
         guest.close().await;
+    });
+}
+
+fn new_accounts_close_removed_users_and_guests_on_registered_names(kind: ServerKind) {
+    let server = TestServer::start(kind, with_accounts(true));
+    smol::block_on(async {
+        let alice = join(&server, "alice", password("alice-pw")).await.unwrap();
+        let bob = join(&server, "bob", password("bob-pw")).await.unwrap();
+        let carol = join(&server, "carol", ClientConfig::default())
+            .await
+            .unwrap();
+        let dave = join(&server, "dave", ClientConfig::default())
+            .await
+            .unwrap();
+        // alice removed, carol registered: bob (still a user) and dave (still a guest) stay.
+        let mut next = Accounts::parse(&accounts().to_text()).unwrap();
+        next.remove("alice").unwrap();
+        next.set("Carol", "carol-pw").unwrap();
+        let mut closed = server.set_accounts(next);
+        closed.sort();
+        assert_eq!(closed, ["alice", "carol"]);
+        for (client, why) in [(&alice, "was removed"), (&carol, "is now registered")] {
+            let ev = wait_for(client, |e| matches!(e, ClientEvent::Closed { .. })).await;
+            assert!(
+                matches!(ev, ClientEvent::Closed { code: ErrorCode::Kicked, ref reason, .. }
+                    if reason.contains(why)),
+                "{ev:?}"
+            );
+        }
+        wait_for(&bob, |e| *e == ClientEvent::Left("carol".into())).await;
+        let mut who = server.who();
+        who.sort();
+        assert_eq!(who, ["bob", "dave"]);
+        // The removed user cannot come back; the new one can.
+        let err = join(&server, "alice", password("alice-pw"))
+            .await
+            .unwrap_err();
+        assert_refused(&err, ErrorCode::AuthFailed);
+        join(&server, "carol", password("carol-pw"))
+            .await
+            .unwrap()
+            .close()
+            .await;
+        bob.close().await;
+        dave.close().await;
     });
 }

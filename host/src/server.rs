@@ -370,6 +370,8 @@ pub struct Host {
     backoff: Backoff,
     /// With accounts: the session tokens this server issues and takes.
     tokens: Option<Tokens>,
+    /// With accounts: the connections admitted by a login → the name they logged in as.
+    logged_in: HashMap<ConnId, String>,
     /// The reports of refused logins.
     login_reports: Reports,
 }
@@ -393,6 +395,7 @@ impl Host {
             peers: HashMap::new(),
             verifies: VecDeque::new(),
             backoff: Backoff::default(),
+            logged_in: HashMap::new(),
             login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
             files: Files::new(config.inbox),
@@ -553,6 +556,40 @@ impl Host {
         conn
     }
 
+    /// Replaces the accounts (a reloaded accounts file), keeping the guest rule, and closes
+    /// with `kicked` whoever no longer may have their name: a user logged in under a name
+    /// that is no longer registered, and a guest whose name is now registered. Returns the
+    /// names closed. Session tokens of removed users stop working (they need the name
+    /// registered). Without accounts at start this does nothing: accounts cannot be turned
+    /// on while running.
+    pub fn set_accounts(
+        &mut self,
+        accounts: std::sync::Arc<crate::accounts::Accounts>,
+    ) -> Vec<String> {
+        let Some(policy) = &mut self.policy else {
+            return Vec::new();
+        };
+        policy.accounts = accounts.clone();
+        let mut closed = Vec::new();
+        let owners: std::collections::HashSet<String> = self
+            .logged_in
+            .values()
+            .map(|n| tidings_core::name::name_key(n))
+            .collect();
+        for name in self.hub.who() {
+            let key = tidings_core::name::name_key(&name);
+            let reason = match (owners.contains(&key), accounts.contains(&name)) {
+                (true, false) => format!("the account {name} was removed"),
+                (false, true) => format!("the name {name} is now registered to someone"),
+                _ => continue,
+            };
+            if self.hub.kick(&name, &reason).is_ok() {
+                closed.push(name.to_string());
+            }
+        }
+        closed
+    }
+
     /// The result of a [`ServerOutput::Verify`] job: the connection is admitted (if its
     /// name is still free) or refused with `auth-failed`, and the failure counts toward
     /// the backoff of its source and name ([`Backoff`]). A connection that closed meanwhile
@@ -573,6 +610,7 @@ impl Host {
         }
         // Admitted (unless the name was taken meanwhile): a token for next time.
         if self.hub.allow(verdict.conn) && self.hub.peer_name(verdict.conn).is_some() {
+            self.logged_in.insert(verdict.conn, verdict.name.clone());
             if let Some(tokens) = &self.tokens {
                 let token = tokens.issue(&verdict.name, self.hub.now());
                 let _ = self.hub.send_token(verdict.conn, &token);
@@ -623,6 +661,7 @@ impl Host {
     /// Forgets `conn` once its socket is closed; see [`Hub::remove`].
     pub fn remove(&mut self, conn: ConnId) {
         self.peers.remove(&conn);
+        self.logged_in.remove(&conn);
         self.hub.remove(conn);
     }
 

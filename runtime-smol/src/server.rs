@@ -387,6 +387,16 @@ impl ServerHandle {
         Ok(self.call(move |h| h.send_file(&to, source)).await??)
     }
 
+    /// Replaces the accounts (a reloaded accounts file) and closes whoever no longer may
+    /// have their name; the names closed. See [`Host::set_accounts`].
+    pub async fn set_accounts(
+        &self,
+        accounts: tidings_host::accounts::Accounts,
+    ) -> Result<Vec<String>, Error> {
+        let accounts = std::sync::Arc::new(accounts);
+        self.call(move |h| h.set_accounts(accounts)).await
+    }
+
     /// Peers online now.
     pub async fn peer_count(&self) -> Result<usize, Error> {
         self.call(|h| h.peer_count()).await

@@ -459,6 +459,13 @@ impl ServerHandle {
         self.with(|h| h.peer_count())
     }
 
+    /// Replaces the accounts (a reloaded accounts file) and closes whoever no longer may
+    /// have their name; the names closed. See [`Host::set_accounts`].
+    pub fn set_accounts(&self, accounts: tidings_host::accounts::Accounts) -> Vec<String> {
+        let accounts = std::sync::Arc::new(accounts);
+        self.with(|h| h.set_accounts(accounts))
+    }
+
     /// Says goodbye to everyone, stops accepting, and lets [`Server::run`] return once the
     /// goodbyes are flushed.
     pub fn shutdown(&self, reason: &str) {
