@@ -181,11 +181,16 @@ fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
 
 /// `tidings --json recv --name bob` into `out`, leaving after one file.
 fn recv_one(server: &str, out: &Path) -> Proc {
+    recv_as("bob", server, out, &["--count", "1"])
+}
+
+/// `tidings --json recv --name NAME` into `out`, with `extra` flags.
+fn recv_as(name: &str, server: &str, out: &Path, extra: &[&str]) -> Proc {
     let out = out.to_str().unwrap();
     let args = [
-        "--json", "recv", "--name", "bob", "--server", server, "--out", out,
+        "--json", "recv", "--name", name, "--server", server, "--out", out,
     ];
-    Proc::spawn(&[&args[..], &["--count", "1"]].concat(), Stdio::null())
+    Proc::spawn(&[&args[..], extra].concat(), Stdio::null())
 }
 
 /// `tidings --json send --name al --to bob FILE`.
@@ -1048,19 +1053,12 @@ fn a_user_deleted_while_online_is_closed_when_the_server_sees_the_file_change() 
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "alice-pw\n").unwrap();
     let out = dir.path().join("in");
-    let args = [
-        "--json",
-        "recv",
-        "--name",
+    let mut alice = recv_as(
         "alice",
-        "--server",
         &addr.to_string(),
-        "--out",
-        out.to_str().unwrap(),
-        "--password-file",
-        pw.to_str().unwrap(),
-    ];
-    let mut alice = Proc::spawn(&args, Stdio::null());
+        &out,
+        &["--password-file", pw.to_str().unwrap()],
+    );
     assert!(alice.wait_event("connected", BOUND), "{}", alice.stderr());
     assert!(server.wait_event("joined", BOUND));
     // The file changes (no signal): the server notices within its watch period.
