@@ -369,6 +369,16 @@ pub struct VerifyJob {
 }
 
 impl VerifyJob {
+    /// The connection whose hello waits for it.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The name that hello asked for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Checks the password: one argon2 verify whatever the name and method (see the
     /// [module docs](self) for its cost).
     pub fn run(self) -> Verdict {

@@ -364,8 +364,10 @@ pub struct Host {
     policy: Option<Policy>,
     /// With accounts: each connection's peer, from [`Host::connect_from`].
     peers: HashMap<ConnId, Peer>,
-    /// Password checks for the driver to run.
+    /// Password checks waiting for the driver's worker, handed out one at a time.
     verifies: VecDeque<VerifyJob>,
+    /// A check was handed out and its verdict has not come back yet.
+    verify_running: bool,
     /// Failed logins slow further tries.
     backoff: Backoff,
     /// With accounts: the session tokens this server issues and takes.
@@ -394,6 +396,7 @@ impl Host {
             policy: config.accounts,
             peers: HashMap::new(),
             verifies: VecDeque::new(),
+            verify_running: false,
             backoff: Backoff::default(),
             logged_in: HashMap::new(),
             login_reports: Reports::default(),
@@ -428,7 +431,17 @@ impl Host {
         if let Some((ticket, job)) = self.jobs.pop_front() {
             return ServerOutput::Disk(ticket, job);
         }
-        if let Some(job) = self.verifies.pop_front() {
+        let job = self.next_verify();
+        // Checks refused unchecked on the way gave connections output and events.
+        self.process();
+        if let Some(conn) = self.hub.poll_ready() {
+            if let Some(job) = job {
+                self.verifies.push_front(job);
+                self.verify_running = false;
+            }
+            return ServerOutput::Ready(conn);
+        }
+        if let Some(job) = job {
             return ServerOutput::Verify(job);
         }
         if let Some(event) = self.events.pop_front() {
@@ -595,6 +608,12 @@ impl Host {
     /// the backoff of its source and name ([`Backoff`]). A connection that closed meanwhile
     /// is ignored (its result still counts).
     pub fn verified(&mut self, verdict: Verdict) {
+        self.verify_running = false;
+        self.judged(verdict);
+    }
+
+    /// Applies a verdict (of a password check, or of a token checked inline).
+    fn judged(&mut self, verdict: Verdict) {
         if let Some(peer) = self.peers.get(&verdict.conn) {
             let source = addr_key(peer.ip);
             if verdict.ok {
@@ -859,6 +878,35 @@ impl Host {
         }
     }
 
+    /// The next password check for the driver's worker, once the last one's verdict came:
+    /// checks are handed out one at a time, so that those of connections that closed while
+    /// waiting (a flood of logins outlasting the handshake timeout) are dropped unrun, and
+    /// those whose source or name began to wait meanwhile ([`Backoff`]) are refused
+    /// unchecked, instead of costing a hash each.
+    fn next_verify(&mut self) -> Option<VerifyJob> {
+        if self.verify_running {
+            return None;
+        }
+        while let Some(job) = self.verifies.pop_front() {
+            let conn = job.conn();
+            if !self.hub.is_verifying(conn) {
+                continue;
+            }
+            let now = self.hub.now();
+            let waits = self
+                .peers
+                .get(&conn)
+                .is_some_and(|p| self.backoff.blocked(addr_key(p.ip), job.name(), now));
+            if waits {
+                self.hub.deny(conn, ErrorCode::AuthFailed, AUTH_FAILED);
+                continue;
+            }
+            self.verify_running = true;
+            return Some(job);
+        }
+        None
+    }
+
     /// A hello waits for its verdict: allow, refuse, or queue the password check.
     fn judge(&mut self, conn: ConnId, name: &str, login: Option<tidings_core::session::Login>) {
         let Some(policy) = &self.policy else {
@@ -884,7 +932,7 @@ impl Host {
             let ok = tokens.check(l.secret.expose(), name, self.hub.now())
                 && policy.accounts.contains(name);
             let name = name.to_owned();
-            self.verified(Verdict { conn, name, ok });
+            self.judged(Verdict { conn, name, ok });
             return;
         }
         match policy.judge(conn, name, login, secure) {
@@ -1270,5 +1318,63 @@ mod tests {
                 ServerEvent::LoginRefused { unreported: 4, addr: Some(a), .. } if *a == ip)),
             "{events:?}"
         );
+    }
+
+    /// Checks go to the worker one at a time: a burst of logins from one source costs a
+    /// hash only until the backoff begins (the rest are refused unchecked when their turn
+    /// comes), and the check of a connection that closed while waiting is never run.
+    #[test]
+    fn password_checks_are_handed_out_one_at_a_time() {
+        let now = Instant::now();
+        let mut host = host_with_alice(now);
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let conns: Vec<ConnId> = (0..8)
+            .map(|_| {
+                let conn = host.connect_from(now, ip, true);
+                host.handle_input(now, conn, &alice_logging_in("wrong"));
+                conn
+            })
+            .collect();
+        // The last one gives up before its turn.
+        host.remove(conns[7]);
+        let mut held = None;
+        loop {
+            match host.poll_output() {
+                ServerOutput::Verify(job) => {
+                    assert!(held.is_none(), "a second check before the first's verdict");
+                    held = Some(job);
+                }
+                ServerOutput::Wait(_) => break,
+                _ => {}
+            }
+        }
+        let mut run = 0;
+        while let Some(job) = held.take() {
+            run += 1;
+            host.verified(job.run());
+            loop {
+                match host.poll_output() {
+                    ServerOutput::Verify(job) => held = Some(job),
+                    ServerOutput::Wait(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(
+            run, 4,
+            "three free failures and the one that starts the wait"
+        );
+        for &conn in &conns[..7] {
+            assert!(
+                matches!(
+                    first_answer(&mut host, conn),
+                    Message::Refused {
+                        code: ErrorCode::AuthFailed,
+                        ..
+                    }
+                ),
+                "every guess is refused alike"
+            );
+        }
     }
 }

@@ -552,6 +552,11 @@ impl Hub {
         self.verifying.len()
     }
 
+    /// Whether `conn`'s hello still waits for a verdict (false once judged or closed).
+    pub fn is_verifying(&self, conn: ConnId) -> bool {
+        self.verifying.contains_key(&conn)
+    }
+
     /// The next event for the operator or the server's participant.
     pub fn poll_event(&mut self) -> Option<HubEvent> {
         self.events.pop_front()
