@@ -21,8 +21,10 @@
 //! OWASP recommendation for argon2id). One verify took about 67 ms on the 2-core machine
 //! this was written on, its other core busy (`cargo test -p tidings-host
 //! accounts::tests::one_verify_costs -- --ignored --nocapture` prints it; argon2 is built
-//! optimised even in the dev profile): slow enough that guessing is expensive (15 guesses a
-//! second per core), fast enough that a login is not felt. A server runs the checks on
+//! optimised even in the dev profile), and the release server admitted 24–36 password logins
+//! a second (about 30 ms a check; `cargo run --release -p tidings-bench -- --only logins`):
+//! slow enough that guessing is expensive (a few dozen guesses a second at most, and the
+//! [`Backoff`] cuts that to a few a minute per name), fast enough that a login is not felt. A server runs the checks on
 //! one worker thread, one after another ([`VerifyJob::run`]), so logins use at most one core
 //! and the event loop never waits for them.
 //!
