@@ -6,7 +6,9 @@
 //! Added: [`Hub::config`], [`Hub::queued_output`], [`Hub::peer_name`],
 //! [`Hub::relay_buffered`] / [`Hub::relay_buffered_max`] / [`Hub::relay_buffered_peak`] /
 //! [`Hub::relay_count`] / [`Hub::relay_committed`] / [`Hub::relay_waiting`],
-//! [`Hub::dropped_events`] and [`Hub::try_new`]. [`Hub::wants_input`] now also turns false
+//! [`Hub::dropped_events`] and [`Hub::try_new`]; for accounts, [`HubConfig::accounts`],
+//! [`HubEvent::Verify`], [`Hub::allow`], [`Hub::deny`], [`Hub::send_token`],
+//! [`Hub::is_verifying`], [`Hub::verifying_count`] and [`Hub::now`]. [`Hub::wants_input`] now also turns false
 //! while a client is paused for its message rate: a runtime must check it before every read
 //! (a paused connection is returned by [`Hub::poll_ready`] when it may be read again). One rule matters for memory: take bytes
 //! from [`Hub::poll_transmit`] only as the socket accepts them (see step 1 below).
@@ -52,6 +54,9 @@
 //!   by [`crate::name::name_key`]: case, full-width and look-alike letters folded; the
 //!   server's own name is always taken) or `server-full`; otherwise
 //!   the client gets `welcome` with everyone online and the others get `presence` joined.
+//!   With [`HubConfig::accounts`] a valid hello first waits, unread, for the driver's
+//!   verdict on the name and the `login` before it ([`HubEvent::Verify`] → [`Hub::allow`] or
+//!   [`Hub::deny`]); the checks above are made when the verdict comes.
 //!   When a registered connection closes, the others get `presence` left.
 //! * **Chat**: text and blobs addressed to nobody go to every other client; addressed to a
 //!   name, to that client only, marked private. The sender is always stamped with its
