@@ -406,6 +406,7 @@ async function main() {
     await notifications(browser);
     await overTls();
     await reconnects(browser);
+    await accountsLogin(browser);
     await heartbeatsAndBlobs(browser);
     await scriptedTransfers(browser);
   } finally {
@@ -546,6 +547,49 @@ async function overTls() {
     await exitCode(tom, "tom quits");
   } finally {
     await browser.close();
+    srv.proc.kill("SIGTERM");
+  }
+}
+
+// With accounts: the name prompt takes a password, a refusal says what to do, and a reload
+// logs in again with the session token the tab keeps (never the password).
+async function accountsLogin(browser) {
+  const file = join(work, "accounts");
+  execFileSync(bin, ["user", "add", "ada", "--accounts", file], { input: "ada-pw\n" });
+  const srv = new Cli(["serve", "--listen", "127.0.0.1:0", "--accounts", file], "accounts server", []);
+  const listening = await srv.event((e) => e.event === "listening", "the accounts server listens");
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    page.on("pageerror", (e) => { console.error(`ada page error: ${e.message}`); process.exitCode = 1; });
+    await page.goto(`http://${listening.addr}/`);
+    const prompt = async (password, what) => {
+      await page.locator("#name").fill("ada");
+      await page.locator("#password").fill(password);
+      await page.locator("#join").click();
+      await page.locator("#status[data-state=refused]").waitFor({ timeout: STEP_MS });
+      await page.locator("#login-error").waitFor({ timeout: STEP_MS });
+      const text = await page.locator("#login-error").textContent();
+      check(await page.locator("#login").evaluate((d) => d.open), `${what}: the name prompt is back`);
+      return text;
+    };
+    const required = await prompt("", "no password");
+    check(required.includes("registered name") && required.includes("password"), `without a password the page says the name needs one: ${required}`);
+    const failed = await prompt("nope", "a wrong password");
+    check(failed.includes("wrong name or password"), `a wrong password is refused: ${failed}`);
+    check((await page.locator("#password").inputValue()) === "", "the prompt does not keep the typed password");
+    await page.locator("#name").fill("ada");
+    await page.locator("#password").fill("ada-pw");
+    await page.locator("#join").click();
+    await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+    check((await page.locator("#status").textContent()) === "connected as ada", "the owner logs in from the page");
+    await page.waitForFunction(() => !!sessionStorage.getItem("tidings.token"), null, { timeout: STEP_MS });
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage, ...sessionStorage }));
+    check(!stored.includes("ada-pw"), "the password is stored nowhere");
+    await page.reload();
+    await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+    check(!(await page.locator("#login").evaluate((d) => d.open)), "a reload logs in again with the token, without asking");
+    await page.screenshot({ path: join(artifacts, "laptop-accounts.png") });
+  } finally {
     srv.proc.kill("SIGTERM");
   }
 }

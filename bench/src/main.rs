@@ -28,7 +28,7 @@ const HAND_WRITTEN: &str = "<!-- Written by hand from here on; tidings-bench kee
 
 const USAGE: &str = "usage: tidings-bench [--quick] [--only ROW[,ROW…]] [--out FILE]
 rows: relay, decode, ws-decode, fanout-nats, fanout, latency-nats, latency, idle,
-      idle-tls, ws-broadcast, ws-broadcast-tls
+      idle-tls, ws-broadcast, ws-broadcast-tls, logins
 A full run (no --only, no --quick) writes bench/RESULTS.md unless --out says otherwise.";
 
 struct Options {

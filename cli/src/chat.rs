@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 use serde_json::json;
+use tidings_core::wire::Secret;
 use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
 
 use crate::exit::{io_reason, CliError, Exit};
@@ -45,7 +46,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     // A missing folder is created; one that cannot be written fails each accepted offer
     // with the reason.
     let _ = std::fs::create_dir_all(&args.download_dir);
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         download_dir: Some(args.download_dir.clone()),
         accept_files: args.accept_files,
         ..ClientConfig::default()
@@ -55,9 +56,10 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     loop {
         let connected = match input {
             // Until the first connection nothing is typed (and the terminal is untouched).
-            None => Some(connect(&args.conn, config.clone(), out).await),
+            None => Some(connect(&args.conn, &mut config, true, out).await),
             Some(input) => {
-                let attempt = or_quit(connect(&args.conn, config.clone(), out), input).await;
+                // No prompt while the line editor owns the terminal.
+                let attempt = or_quit(connect(&args.conn, &mut config, false, out), input).await;
                 unsent(attempt, out)
             }
         };
@@ -86,7 +88,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
         backoff = Duration::from_millis(500);
         let lines =
             input.get_or_insert_with(|| Input::start(&args.conn.name, args.no_history, out));
-        match session(&client, lines, out, args.accept_files).await {
+        match session(&client, lines, out, args.accept_files, &mut config.token).await {
             Outcome::Quit => {
                 client.close().await;
                 return Ok(());
@@ -176,13 +178,21 @@ struct Transfers {
     offers: BTreeSet<u64>,
 }
 
-async fn session(client: &Client, input: &Input, out: &mut Out, accept_files: bool) -> Outcome {
+/// Runs one connection; a session token the server sends is kept in `token` for the next
+/// connection.
+async fn session(
+    client: &Client,
+    input: &Input,
+    out: &mut Out,
+    accept_files: bool,
+    token: &mut Option<Secret>,
+) -> Outcome {
     let mut transfers = Transfers {
         outbox: Outbox::new(),
         numbers: HashMap::new(),
         offers: BTreeSet::new(),
     };
-    let outcome = session_with(client, input, out, accept_files, &mut transfers).await;
+    let outcome = session_with(client, input, out, accept_files, &mut transfers, token).await;
     let dropped = transfers.outbox.waiting();
     if dropped > 0 {
         out.event(
@@ -200,6 +210,7 @@ async fn session_with(
     out: &mut Out,
     accept_files: bool,
     transfers: &mut Transfers,
+    token: &mut Option<Secret>,
 ) -> Outcome {
     loop {
         let next = future::or(async { Next::Typed(input.recv().await) }, async {
@@ -215,6 +226,7 @@ async fn session_with(
                 offer_due(client, transfers, out).await;
             }
             Next::Event(None) => return Outcome::Lost("the connection ended".into()),
+            Next::Event(Some(ClientEvent::Token(t))) => *token = Some(t),
             Next::Event(Some(mut ev)) => {
                 // Our offer's end, by our own id (before it is renumbered); whether the
                 // addressee was not online.

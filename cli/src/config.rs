@@ -87,6 +87,8 @@ serve_file! {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     allow_plaintext: bool,
+    accounts: PathBuf,
+    guests: bool,
     heartbeat_ms: u64,
     timeout_ms: u64,
     log: LogTarget,

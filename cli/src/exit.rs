@@ -84,15 +84,28 @@ impl CliError {
                 Exit::Unreachable,
                 format!("cannot connect to {addr}: {reason}"),
             ),
-            Error::Refused { code, reason } => CliError::new(
-                match code {
-                    ErrorCode::UnknownPeer => Exit::UnknownPeer,
-                    // Not about the name: the server is going away, so it cannot be reached.
-                    ErrorCode::Shutdown => Exit::Unreachable,
-                    _ => Exit::NameRefused,
-                },
-                format!("the server refused us ({}): {reason}", code.name()),
-            ),
+            Error::Refused { code, reason } => {
+                // What to do about a refused login.
+                let hint = match code {
+                    ErrorCode::AuthRequired => {
+                        " (give the password with --password-file FILE or TIDINGS_PASSWORD)"
+                    }
+                    ErrorCode::AuthInsecure => {
+                        " (the password was not checked; connect with --server tls://HOST:PORT)"
+                    }
+                    _ => "",
+                };
+                CliError::new(
+                    match code {
+                        ErrorCode::UnknownPeer => Exit::UnknownPeer,
+                        // Not about the name: the server is going away, so it cannot be
+                        // reached.
+                        ErrorCode::Shutdown => Exit::Unreachable,
+                        _ => Exit::NameRefused,
+                    },
+                    format!("the server refused us ({}): {reason}{hint}", code.name()),
+                )
+            }
             Error::Handshake {
                 code: ErrorCode::UnsupportedVersion,
                 reason,

@@ -14,6 +14,7 @@ mod serve;
 mod simple;
 mod style;
 mod tls;
+mod user;
 mod view;
 
 use std::net::SocketAddr;
@@ -63,6 +64,9 @@ Examples:
   git log -1 | tidings say --name ci -            # the message from standard input
   tidings --json recv --name bot --out /tmp/in   # machine-readable events
   tidings conform ws://127.0.0.1:9988/ws         # check a server against the protocol
+  tidings user add alice --accounts users.txt    # register a name (asks for its password)
+  tidings serve --accounts users.txt --tls-cert cert.pem --tls-key key.pem
+  tidings chat --name alice --server tls://HOST --ca ca.pem --password-file pw.txt
 
 Received files are written as NAME.part while they arrive and renamed to NAME once the
 SHA-256 digest is confirmed; an existing file is never overwritten (NAME (1).ext is used).
@@ -74,7 +78,8 @@ Exit codes:
   1  other error (conform: a case FAILED)
   2  usage error (also: an empty message, sending to yourself, a bad --server)
   3  cannot connect to the server (refused, unreachable, not a tidings server)
-  4  the server refused the name (taken, invalid, banned for a while, server full)
+  4  the server refused the name (taken, invalid, banned for a while, server full,
+     a registered name without its password, a wrong password, a password over plaintext)
   5  a local file cannot be read (checked before connecting)
   6  a transfer failed or was rejected (the connection stayed up)
   7  the listening address is in use or not available
@@ -149,6 +154,12 @@ enum Command {
         after_help = "Examples:\n  tidings conform tcp://127.0.0.1:9988\n  tidings conform ws://127.0.0.1:9988/ws --cases '6.3-*,12.*'\n  tidings conform tls://chat.example.org:9988 --ca tls/ca.pem --junit conform.xml\n  tidings conform tcp://127.0.0.1 --spawn 'tidings serve --listen 127.0.0.1:{port}'"
     )]
     Conform(ConformArgs),
+    /// Manage the accounts file of `tidings serve --accounts`: add (or re-password), delete
+    /// and list users.
+    #[command(
+        after_help = "Examples:\n  tidings user add alice --accounts users.txt      # asks for the password twice\n  printf '%s\\n' \"$PW\" | tidings user add ci --accounts users.txt   # from standard input\n  tidings user del alice --accounts users.txt\n  tidings user list --accounts users.txt\n\nThe file holds one `name:argon2id-hash` line per user and is written to a temporary file\nbeside it, synced and renamed into place (mode 0600). Names compare like on the server:\nALICE and alice are the same user."
+    )]
+    User(UserArgs),
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +193,39 @@ struct ConformArgs {
     /// longer ones are reported INFORMATIONAL instead of waited for.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     max_wait_ms: u64,
+}
+
+#[derive(Args, Debug)]
+struct UserArgs {
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Register NAME, or give it a new password: from a prompt (twice) on a terminal, else
+    /// the first line of standard input.
+    Add {
+        /// The name to register.
+        name: String,
+        /// The accounts file (created if missing).
+        #[arg(long, value_name = "FILE")]
+        accounts: PathBuf,
+    },
+    /// Remove NAME.
+    Del {
+        /// The name to remove (any spelling that compares equal).
+        name: String,
+        /// The accounts file.
+        #[arg(long, value_name = "FILE")]
+        accounts: PathBuf,
+    },
+    /// List the registered names, one a line.
+    List {
+        /// The accounts file.
+        #[arg(long, value_name = "FILE")]
+        accounts: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -276,6 +320,16 @@ struct ServeArgs {
     /// with an answer that says to use TLS).
     #[arg(long, requires = "tls_cert")]
     allow_plaintext: bool,
+    /// Admit registered names only to their owners: the users of this file (written by
+    /// `tidings user add`), who log in with their password. Names not in it are refused
+    /// unless --guests. Passwords are taken only over TLS or from loopback. Reloaded on
+    /// SIGHUP and when the file changes: a removed user who is online is closed.
+    #[arg(long, value_name = "FILE")]
+    accounts: Option<PathBuf>,
+    /// With --accounts, let in unregistered names too (without a password); registered
+    /// names stay their owners'.
+    #[arg(long, requires = "accounts")]
+    guests: bool,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,
@@ -301,6 +355,11 @@ struct Conn {
     /// beyond it (a silent listener, a stopped server) the command exits 3.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     handshake_timeout_ms: u64,
+    /// Log in to the account of --name with the password in this file (its first line).
+    /// Else TIDINGS_PASSWORD is used if set; else, when the server says the name needs a
+    /// password and standard input is a terminal, it is asked for.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -402,6 +461,7 @@ async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
         Command::Say(a) => simple::say(a, out).await,
         Command::Cert(a) => tls::cert(a, out),
         Command::Conform(a) => conform::run(a, out),
+        Command::User(a) => user::run(a.action, out),
     }
 }
 

@@ -240,7 +240,7 @@ pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     let items = list(&args.files, out)?;
     let mut config = ClientConfig::default();
     config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
-    let client = connect(&args.conn, config, out).await?;
+    let client = connect(&args.conn, &mut config, true, out).await?;
     let result = run(&client, &args, &items, out).await;
     out.status(WAIT_LINE, None);
     out.bar_end(TOTAL_BAR);

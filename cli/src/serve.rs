@@ -57,6 +57,16 @@ fn descriptor_limit() -> Option<usize> {
         .ok()
 }
 
+/// " (N more[ what] since the last report)" for a report that stands for `unreported`
+/// others; nothing when there are none.
+fn more_since(unreported: u64, what: &str) -> String {
+    if unreported > 0 {
+        format!(" ({unreported} more{what} since the last report)")
+    } else {
+        String::new()
+    }
+}
+
 /// How long the event printer lets a burst of events gather before it wakes again.
 const PRINT_GATHER: Duration = Duration::from_millis(20);
 
@@ -123,7 +133,19 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         }
     };
     let scheme = if tls.is_some() { "s" } else { "" };
+    let accounts = match &args.accounts {
+        Some(path) => {
+            let accounts = crate::user::load(path, false)?;
+            tracing::info!(users = accounts.len(), guests = args.guests, "accounts");
+            Some(tidings_host::accounts::Policy {
+                accounts: std::sync::Arc::new(accounts),
+                guests: args.guests,
+            })
+        }
+        None => None,
+    };
     let config = ServerConfig {
+        accounts,
         hub,
         inbox: args.inbox.clone(),
         max_connections,
@@ -166,6 +188,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         || json!({"addr": addr.to_string(), "name": args.name, "ws": ws_url, "web": page_url, "tls": !scheme.is_empty()}),
     );
     let handle = server.handle();
+    if let Some(path) = &args.accounts {
+        crate::user::watch(handle.clone(), path.clone());
+    }
     // The console's answers go through the printer, so --json covers them too.
     let (reply_tx, replies) = async_channel::unbounded();
     // The ends of the server's own transfers, for the console's `/send` to offer more.
@@ -290,11 +315,7 @@ fn show(out: &mut Out, ev: ServerEvent) {
         } => {
             // At most one a second (the host counts the rest), so a flood cannot flood this.
             tracing::warn!(%addr, %limit, unreported, "connection refused");
-            let more = if unreported > 0 {
-                format!(" ({unreported} more refused since the last report)")
-            } else {
-                String::new()
-            };
+            let more = more_since(unreported, " refused");
             out.event(
                 "connection-refused",
                 format_args!("refused a connection from {addr}: {limit}{more}"),
@@ -312,15 +333,31 @@ fn show(out: &mut Out, ev: ServerEvent) {
             // At most one a second, like refusals; the reason comes from our TLS glue or a
             // peer's alert, but is shown safe all the same.
             tracing::info!(%addr, reason = %inline(&reason), unreported, "TLS failed");
-            let more = if unreported > 0 {
-                format!(" ({unreported} more since the last report)")
-            } else {
-                String::new()
-            };
+            let more = more_since(unreported, "");
             out.event(
                 "tls-failed",
                 format_args!("TLS failed with {addr}: {}{more}", inline(&reason)),
                 || json!({"addr": addr.to_string(), "reason": reason, "unreported": unreported}),
+            )
+        }
+        ServerEvent::LoginRefused {
+            name,
+            addr,
+            code,
+            unreported,
+        } => {
+            // At most one a second, like refusals: password guessing cannot flood the log.
+            let from = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+            tracing::info!(name = %inline(&name), addr = %from, code = code.name(), unreported, "login refused");
+            let more = more_since(unreported, "");
+            out.event(
+                "login-refused",
+                format_args!(
+                    "refused the login of \"{}\" from {from}: {}{more}",
+                    inline(&name),
+                    code.name()
+                ),
+                || json!({"name": name, "addr": addr.map(|a| a.to_string()), "code": code.name(), "unreported": unreported}),
             )
         }
         ServerEvent::Refused { name, code } => {

@@ -1,6 +1,6 @@
 //! The one-shot commands `recv` and `say` (`send` is in `send.rs`).
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use tidings_core::name::name_key;
@@ -14,18 +14,53 @@ use crate::{Conn, RecvArgs, SayArgs};
 
 /// Connects and shows the welcome. A server that does not complete the handshake within
 /// `--handshake-timeout-ms` (or closes, or is no tidings server) is exit 3.
+///
+/// The password is `config`'s if it has one, else `--password-file`'s, else
+/// `TIDINGS_PASSWORD`'s; with none, when the server answers `auth-required`, `prompt` is
+/// true and standard input is a terminal, it is asked for and the connection tried once
+/// more. The password used stays in `config` (a chat's reconnections use it again). A
+/// session token in `config` (a chat reconnecting) is tried first; refused, it is dropped
+/// and the password used.
 pub async fn connect(
     conn: &Conn,
-    mut config: ClientConfig,
+    config: &mut ClientConfig,
+    prompt: bool,
     out: &mut Out,
 ) -> Result<Client, CliError> {
     config.session.handshake_timeout = Duration::from_millis(conn.handshake_timeout_ms);
     config.tls = crate::tls::client(&conn.server, conn.ca.as_deref())?;
+    if config.password.is_none() {
+        config.password = crate::user::given_password(conn.password_file.as_deref())?;
+    }
     let addr = crate::shown_addr(&conn.server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
-    let client = Client::connect(conn.server.addr.as_str(), &conn.name, config)
-        .await
-        .map_err(|e| CliError::from_runtime(e, &addr))?;
+    let mut attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+    if config.token.is_some() {
+        if let Err(tidings_smol::Error::Refused {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) = &attempt
+        {
+            // The session token is no longer good (expired, or the server restarted): the
+            // password again.
+            config.token = None;
+            attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+        }
+    }
+    if let Err(tidings_smol::Error::Refused {
+        code: ErrorCode::AuthRequired,
+        ..
+    }) = &attempt
+    {
+        if config.password.is_none() && prompt && std::io::stdin().is_terminal() {
+            config.password = Some(crate::user::prompt(&format!(
+                "{} is a registered name: its password: ",
+                conn.name
+            ))?);
+            attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+        }
+    }
+    let client = attempt.map_err(|e| CliError::from_runtime(e, &addr))?;
     tracing::debug!(peer = %client.peer_addr(), "connected");
     show(
         out,
@@ -65,7 +100,7 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
         ..ClientConfig::default()
     };
     config.session.transfer.max_path_depth = args.max_depth;
-    let client = connect(&args.conn, config, out).await?;
+    let client = connect(&args.conn, &mut config, true, out).await?;
     let mut received = 0;
     if args.count == Some(0) {
         client.close().await;
@@ -100,7 +135,7 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     if text.trim().is_empty() {
         return Err(CliError::new(Exit::Usage, "the message is empty"));
     }
-    let client = connect(&args.conn, ClientConfig::default(), out).await?;
+    let client = connect(&args.conn, &mut ClientConfig::default(), true, out).await?;
     client
         .say_to(&to, &text)
         .await

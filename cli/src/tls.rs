@@ -48,11 +48,34 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<TlsServerConfig, CliErro
 /// Reloads `config` from `cert` and `key` on SIGHUP, and when either file changes (looked at
 /// every [`WATCH_EVERY`]). A reload that fails keeps the certificate in use and says why.
 pub fn watch(config: TlsServerConfig, cert: PathBuf, key: PathBuf) {
+    let paths = vec![cert.clone(), key.clone()];
+    on_change(paths, move |why| {
+        let reloaded = pems(&cert, &key).and_then(|(c, k)| config.reload(&c, &k).map_err(unusable));
+        match reloaded {
+            Ok(()) => tracing::info!(cert = %cert.display(), why, "TLS certificate reloaded"),
+            Err(e) => tracing::error!(
+                cert = %cert.display(),
+                why,
+                "TLS certificate not reloaded, the old one stays in use: {}",
+                e.message
+            ),
+        }
+        async {}
+    });
+}
+
+/// Runs `reload(why)` on SIGHUP, and when one of `paths` changes (looked at every
+/// [`WATCH_EVERY`]), for as long as the process runs.
+pub fn on_change<F>(paths: Vec<PathBuf>, mut reload: impl FnMut(&'static str) -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()> + Send,
+{
     smol::spawn(async move {
         use async_signal::{Signal, Signals};
         use futures_lite::StreamExt;
         let mut hangups = Signals::new([Signal::Hup]).ok();
-        let mut seen = (stamp(&cert), stamp(&key));
+        let stamps = || paths.iter().map(|p| stamp(p)).collect::<Vec<_>>();
+        let mut seen = stamps();
         loop {
             let hangup = futures_lite::future::or(
                 async {
@@ -67,7 +90,7 @@ pub fn watch(config: TlsServerConfig, cert: PathBuf, key: PathBuf) {
                 },
             )
             .await;
-            let now = (stamp(&cert), stamp(&key));
+            let now = stamps();
             let why = if hangup {
                 "SIGHUP"
             } else if now != seen {
@@ -76,17 +99,7 @@ pub fn watch(config: TlsServerConfig, cert: PathBuf, key: PathBuf) {
                 continue;
             };
             seen = now;
-            let reloaded =
-                pems(&cert, &key).and_then(|(c, k)| config.reload(&c, &k).map_err(unusable));
-            match reloaded {
-                Ok(()) => tracing::info!(cert = %cert.display(), why, "TLS certificate reloaded"),
-                Err(e) => tracing::error!(
-                    cert = %cert.display(),
-                    why,
-                    "TLS certificate not reloaded, the old one stays in use: {}",
-                    e.message
-                ),
-            }
+            reload(why).await;
         }
     })
     .detach();

@@ -16,6 +16,8 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
         out.style_mut().set_operator(server);
     }
     match ev {
+        // A secret, and nothing a person needs to see: the chat keeps it for reconnecting.
+        ClientEvent::Token(_) => {}
         ClientEvent::Connected {
             name,
             server,

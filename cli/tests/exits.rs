@@ -181,11 +181,16 @@ fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
 
 /// `tidings --json recv --name bob` into `out`, leaving after one file.
 fn recv_one(server: &str, out: &Path) -> Proc {
+    recv_as("bob", server, out, &["--count", "1"])
+}
+
+/// `tidings --json recv --name NAME` into `out`, with `extra` flags.
+fn recv_as(name: &str, server: &str, out: &Path, extra: &[&str]) -> Proc {
     let out = out.to_str().unwrap();
     let args = [
-        "--json", "recv", "--name", "bob", "--server", server, "--out", out,
+        "--json", "recv", "--name", name, "--server", server, "--out", out,
     ];
-    Proc::spawn(&[&args[..], &["--count", "1"]].concat(), Stdio::null())
+    Proc::spawn(&[&args[..], extra].concat(), Stdio::null())
 }
 
 /// `tidings --json send --name al --to bob FILE`.
@@ -847,4 +852,222 @@ fn the_certificate_is_reloaded_when_its_files_change_and_on_sighup() {
     assert!(server.signal("-HUP"));
     wait_log(&log, "old one stays in use", 1);
     assert_eq!(say(&ca_b), 0);
+}
+
+/// `tidings user ACTION…` with `stdin` written to its standard input: (exit code, stdout
+/// events, stderr).
+fn user(args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
+    let args: Vec<&str> = ["--json", "user"].iter().chain(args).copied().collect();
+    let mut p = Proc::spawn(&args, Stdio::piped());
+    let mut input = p.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let code = p.code_within(BOUND);
+    (code, p.seen.clone(), p.stderr())
+}
+
+/// A new folder with an accounts file of `users` (name, password): (the folder, the file).
+fn accounts_file(users: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts").to_str().unwrap().to_owned();
+    for (name, pw) in users {
+        let (code, _, err) = user(&["add", name, "--accounts", &file], &format!("{pw}\n"));
+        assert_eq!(code, 0, "{err}");
+    }
+    (dir, file)
+}
+
+#[test]
+fn user_add_del_list_round_trip_in_a_private_file_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts");
+    let f = file.to_str().unwrap();
+    let names = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|v| v["event"] == "user")
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (code, ev, err) = user(&["add", "alice", "--accounts", f], "alice-pw\n");
+    assert_eq!(
+        (code, ev[0]["action"].as_str()),
+        (0, Some("added")),
+        "{err}"
+    );
+    let (code, _, err) = user(&["add", "bob", "--accounts", f], "bob-pw\n");
+    assert_eq!(code, 0, "{err}");
+    // The same user by its key: a new password, not a second line.
+    let (code, ev, err) = user(&["add", "ALICE", "--accounts", f], "new-pw\r\n");
+    assert_eq!(
+        (code, ev[0]["action"].as_str()),
+        (0, Some("changed")),
+        "{err}"
+    );
+    let (code, ev, _) = user(&["list", "--accounts", f], "");
+    assert_eq!((code, names(&ev)), (0, vec!["ALICE".into(), "bob".into()]));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.matches("$argon2id$").count(), 2, "{text}");
+    assert!(!text.contains("-pw"), "no password in the file: {text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the accounts file is readable by others"
+        );
+    }
+    // Written through a temporary file renamed into place: nothing else is left beside it.
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (code, ev, err) = user(&["del", "alice", "--accounts", f], "");
+    assert_eq!((code, ev[0]["name"].as_str()), (0, Some("ALICE")), "{err}");
+    let (_, ev, _) = user(&["list", "--accounts", f], "");
+    assert_eq!(names(&ev), vec!["bob".to_owned()]);
+    // Mistakes: exit 2 with one line saying what is wrong; the file is unchanged.
+    for (args, stdin, says) in [
+        (&["del", "carol"][..], "", "no user named carol"),
+        (&["add", "two words"][..], "pw\n", "two words"),
+        (&["add", "dave"][..], "\n", "empty"),
+    ] {
+        let all = [args, &["--accounts", f][..]].concat();
+        let (code, _, err) = user(&all, stdin);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    let (code, _, err) = user(&["list", "--accounts", "/nonexistent/accounts"], "");
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(
+        names(&user(&["list", "--accounts", f], "").1),
+        vec!["bob".to_owned()]
+    );
+}
+
+#[test]
+fn serve_with_accounts_admits_owners_over_tls_and_refuses_the_rest_clearly() {
+    let (dir, [ca, cert, key]) = certificates(&["localhost"]);
+    let (_users, accounts) = accounts_file(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let accounts = accounts.as_str();
+    let pw_file = |name: &str, pw: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{pw}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let alice_pw = pw_file("alice.pw", "alice-pw");
+    let wrong_pw = pw_file("wrong.pw", "bob-pw");
+    let (mut server, addr) = serve(&[
+        "--accounts",
+        accounts,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    let url = format!("tls://localhost:{}", addr.port());
+    let say = |name: &str, extra: &[&str]| {
+        let args = [
+            &["say", "--name", name, "--server", &url, "--ca", &ca][..],
+            extra,
+            &["hello from the owner"][..],
+        ]
+        .concat();
+        run(&args)
+    };
+    // The owner, over TLS, with --password-file: said, and the server saw it.
+    let (code, err) = say("alice", &["--password-file", &alice_pw]);
+    assert_eq!(code, 0, "{err}");
+    assert!(server.wait_event("text", BOUND));
+    assert_eq!(server.seen.last().unwrap()["from"], "alice");
+    // A wrong password and an unknown user: exit 4 and the same words.
+    let (code, wrong) = say("alice", &["--password-file", &wrong_pw]);
+    assert_eq!(code, 4, "{wrong}");
+    assert!(
+        wrong.contains("auth-failed") && wrong.contains("wrong name or password"),
+        "{wrong}"
+    );
+    let (code, unknown) = say("mallory", &["--password-file", &alice_pw]);
+    assert_eq!((code, &unknown), (4, &wrong), "one answer for both");
+    // The owner's name without a password: told it is registered and how to log in.
+    let (code, err) = say("alice", &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("auth-required")
+            && err.contains("alice is a registered name")
+            && err.contains("--password-file"),
+        "{err}"
+    );
+    // A guest: refused by default.
+    let (code, err) = say("guest", &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("registered users only"), "{err}");
+    // TIDINGS_PASSWORD works as well as a file.
+    let o = Command::new(BIN)
+        .args(["say", "--name", "bob", "--server", &url, "--ca", &ca, "hi"])
+        .env("TIDINGS_PASSWORD", "bob-pw")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn serve_with_guests_lets_unregistered_names_in_over_loopback_plaintext() {
+    let (dir, accounts) = accounts_file(&[("alice", "alice-pw")]);
+    let accounts = accounts.as_str();
+    let (_server, addr) = serve(&["--accounts", accounts, "--guests"]);
+    let server = addr.to_string();
+    let (code, err) = run(&["say", "--name", "guest", "--server", &server, "hi"]);
+    assert_eq!(code, 0, "{err}");
+    // A password over plaintext from loopback is taken.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "alice-pw").unwrap();
+    let pw = pw.to_str().unwrap();
+    let args = [
+        "say",
+        "--name",
+        "alice",
+        "--server",
+        &server,
+        "--password-file",
+        pw,
+        "hi",
+    ];
+    let (code, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    // Guests never take a registered name.
+    let (code, err) = run(&["say", "--name", "ALICE", "--server", &server, "hi"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("auth-required"), "{err}");
+}
+
+#[test]
+fn a_user_deleted_while_online_is_closed_when_the_server_sees_the_file_change() {
+    let (dir, accounts) = accounts_file(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let accounts = accounts.as_str();
+    let (mut server, addr) = serve(&["--accounts", accounts]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "alice-pw\n").unwrap();
+    let out = dir.path().join("in");
+    let mut alice = recv_as(
+        "alice",
+        &addr.to_string(),
+        &out,
+        &["--password-file", pw.to_str().unwrap()],
+    );
+    assert!(alice.wait_event("connected", BOUND), "{}", alice.stderr());
+    assert!(server.wait_event("joined", BOUND));
+    // The file changes (no signal): the server notices within its watch period.
+    let (code, _, err) = user(&["del", "alice", "--accounts", accounts], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(alice.code_within(BOUND), 9, "{}", alice.stderr());
+    assert!(
+        alice.stderr().contains("the account alice was removed"),
+        "{}",
+        alice.stderr()
+    );
 }

@@ -1494,3 +1494,71 @@ fn readers_that_stop_reading_stay_within_the_chat_budget() {
     drop(deaf);
     server.assert_healthy_under("chat budget", 64 << 10);
 }
+
+#[test]
+fn password_guessing_is_slowed_and_reported_without_flooding() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts");
+    let accounts = accounts.to_str().unwrap();
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "root", "--accounts", accounts])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    // Guests, so that alice and bob (unregistered) can watch.
+    let mut server = Serve::start(&["--accounts", accounts, "--guests"]);
+    let mut pair = server.bystanders();
+    let addr = server.addr;
+    const GUESSES: usize = 200;
+    let attack = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut codes = Vec::new();
+        for i in 0..GUESSES {
+            let mut raw = Raw::connect(addr);
+            raw.send_bytes(&Preamble::CURRENT.to_bytes());
+            raw.send(&Message::Login {
+                method: tidings_core::wire::login_method::PASSWORD,
+                secret: tidings_core::wire::Secret::new(&format!("guess {i}")),
+            });
+            raw.send(&hello("root"));
+            let msgs = raw.until_closed(PATIENCE);
+            codes.push(msgs.iter().find_map(|m| match m {
+                Message::Refused { code, .. } => Some(*code),
+                _ => None,
+            }));
+        }
+        (codes, started.elapsed())
+    });
+    let (codes, took) = pair.check_during(attack);
+    eprintln!("{GUESSES} guesses answered in {took:?}");
+    assert!(
+        codes.iter().all(|c| *c == Some(ErrorCode::AuthFailed)),
+        "every guess is one answer: {codes:?}"
+    );
+    // Most guesses were refused unchecked (a check costs tens of milliseconds): the first
+    // free ones and one after each wait, so far fewer than one check per guess.
+    assert!(
+        took < Duration::from_millis(40) * GUESSES as u32,
+        "guesses were not slowed down: {took:?}"
+    );
+    // The operator heard of it, at most about once a second.
+    let mut reports = 0;
+    while let Ok(v) = server.lines.try_recv() {
+        reports += usize::from(v["event"] == "login-refused");
+    }
+    assert!(reports >= 1, "the operator was told");
+    assert!(
+        reports <= took.as_secs() as usize + 2,
+        "{reports} reports in {took:?}: the log is flooded"
+    );
+    pair.check();
+    // argon2id takes 19 MiB per check (one at a time).
+    server.assert_healthy_under("password guessing", 56 << 10);
+}

@@ -13,6 +13,10 @@
   const SEND_BUFFER = 4 * 1024 * 1024; // stop reading the file while the socket holds this much
   const BACKOFF_MAX_S = 30;
   const NAME_KEY = "tidings.name";
+  // The session token (spec §6.2) of this tab, {name, token}: a reload logs in with it
+  // instead of the password, which the page never stores.
+  const TOKEN_KEY = "tidings.token";
+  const AUTH = { required: 20, failed: 21, insecure: 22 };
   const NOTIFY_KEY = "tidings.notify"; // "on" once the user asked for notifications
   const MESSAGE_MAX_HEIGHT = 160; // px: the composer grows with its lines up to this
   // Only these schemes become links; anything else (javascript:, data:, …) stays text.
@@ -30,11 +34,14 @@
     file: $("file"), target: $("target"), drop: $("drop"), dropTarget: $("drop-target"),
     notify: $("notify"),
     login: $("login"), loginForm: $("login-form"), name: $("name"), loginError: $("login-error"),
+    password: $("password"),
   };
 
   // Connection state. `session` is non-null between welcome and the socket closing.
   let ws = null;
   let name = localStorage.getItem(NAME_KEY) || "";
+  // Typed in the name prompt and kept in memory only until the server sends a token.
+  let password = "";
   let session = null; // {name, server, heartbeatMs, timeoutMs}
   let online = [];
   let target = ""; // "" = everyone; else the private conversation shown and written to
@@ -80,8 +87,17 @@
     ws = socket;
     let refused = false;
     let goodbye = null;
+    let usedToken = false;
     socket.onopen = () => {
       if (socket.protocol !== "tidings.v1") { socket.close(1002, "no tidings.v1"); return; }
+      // A login comes before hello: the tab's token for this name, else a typed password.
+      const token = storedToken();
+      if (token) {
+        usedToken = true;
+        send({ type: "login", method: "token", secret: token });
+      } else if (password) {
+        send({ type: "login", method: "password", secret: password });
+      }
       send({ type: "hello", name, capabilities: CAP_FILES | CAP_BLOBS, max_frame: MAX_FRAME });
     };
     socket.onmessage = (ev) => {
@@ -89,6 +105,11 @@
       lastReceived = Date.now();
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
+      if (msg.type === "refused" && usedToken && msg.code === AUTH.failed) {
+        // The token is no longer good (expired, the server restarted): the password again.
+        sessionStorage.removeItem(TOKEN_KEY);
+        if (password) { refused = "retry"; return; }
+      }
       if (msg.type === "refused") refused = true;
       if (msg.type === "goodbye") goodbye = msg;
       handle(msg, ev.data);
@@ -103,6 +124,7 @@
       // Who is online is unknown until the next welcome; the chosen target is kept for it.
       online = [];
       renderUsers();
+      if (refused === "retry") { connect(); return; }
       if (refused) return; // handled: the name prompt is showing
       if (goodbye && goodbye.code === 18) {
         setStatus("closed", `kicked: ${goodbye.reason || "removed by the operator"}`);
@@ -172,10 +194,18 @@
         note(`Welcome, ${name}. ${online.length - 1} other${online.length === 2 ? "" : "s"} online.`);
         startHeartbeat();
         break;
-      case "refused":
-        setStatus("refused", `refused: ${msg.reason || msg.code_name}`);
-        askName(`The server refused “${name}”: ${msg.reason || msg.code_name}`);
+      case "token":
+        // Logged in: reconnections and reloads of this tab use the token from now on.
+        sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ name, token: msg.token }));
+        password = "";
         break;
+      case "refused": {
+        setStatus("refused", `refused: ${msg.reason || msg.code_name}`);
+        const hint = msg.code === AUTH.required ? " Give its password below."
+          : msg.code === AUTH.insecure ? " Open the page over https:// to log in." : "";
+        askName(`The server refused “${name}”: ${msg.reason || msg.code_name}.${hint}`);
+        break;
+      }
       case "presence":
         if (msg.kind === "joined") {
           setOnline(online.concat([msg.name]));
@@ -944,8 +974,17 @@
 
   // ---------------------------------------------------------------- the name prompt
 
+  // The token this tab holds for the current name, if any.
+  function storedToken() {
+    try {
+      const t = JSON.parse(sessionStorage.getItem(TOKEN_KEY) || "null");
+      return t && typeof t.token === "string" && same(t.name, name) ? t.token : "";
+    } catch { return ""; }
+  }
+
   function askName(error) {
     ui.name.value = name;
+    ui.password.value = "";
     ui.loginError.hidden = !error;
     ui.loginError.textContent = error || "";
     if (!ui.login.open) ui.login.showModal();
@@ -956,7 +995,11 @@
     ev.preventDefault();
     const n = ui.name.value.trim();
     if (!n) return;
+    if (!same(n, name)) sessionStorage.removeItem(TOKEN_KEY);
     name = n;
+    password = ui.password.value;
+    ui.password.value = "";
+    if (password) sessionStorage.removeItem(TOKEN_KEY); // a typed password wins
     localStorage.setItem(NAME_KEY, name);
     ui.login.close();
     if (ws) { const old = ws; ws = null; old.close(1000, "new name"); endAllTransfers("reconnecting"); session = null; }

@@ -61,6 +61,14 @@ pub enum ErrorCode {
     Kicked,
     /// 19: the port speaks TLS and the client came in plaintext.
     TlsRequired,
+    /// 20: the name is registered (or the server admits no guests) and no `login` came.
+    AuthRequired,
+    /// 21: the login failed: wrong password, no such user or an unknown method (one answer
+    /// for all, so that it does not tell which names exist).
+    AuthFailed,
+    /// 22: a password came over plaintext from an address that is not loopback (TLS or
+    /// loopback is required, spec §11).
+    AuthInsecure,
     /// 32: a transfer id that is not known (or not in a state that allows this message).
     UnknownTransfer,
     /// 33: a chunk outside the accepted range or at the wrong offset.
@@ -89,7 +97,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, in table order (for docs, tests and the spec).
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::Normal,
         Self::Malformed,
         Self::BadPreamble,
@@ -110,6 +118,9 @@ impl ErrorCode {
         Self::LimitExceeded,
         Self::Kicked,
         Self::TlsRequired,
+        Self::AuthRequired,
+        Self::AuthFailed,
+        Self::AuthInsecure,
         Self::UnknownTransfer,
         Self::ChunkOutOfRange,
         Self::CreditExceeded,
@@ -146,6 +157,9 @@ impl ErrorCode {
             Self::LimitExceeded => 17,
             Self::Kicked => 18,
             Self::TlsRequired => 19,
+            Self::AuthRequired => 20,
+            Self::AuthFailed => 21,
+            Self::AuthInsecure => 22,
             Self::UnknownTransfer => 32,
             Self::ChunkOutOfRange => 33,
             Self::CreditExceeded => 34,
@@ -235,6 +249,9 @@ impl ErrorCode {
             Self::LimitExceeded => "limit-exceeded",
             Self::Kicked => "kicked",
             Self::TlsRequired => "tls-required",
+            Self::AuthRequired => "auth-required",
+            Self::AuthFailed => "auth-failed",
+            Self::AuthInsecure => "auth-insecure",
             Self::UnknownTransfer => "unknown-transfer",
             Self::ChunkOutOfRange => "chunk-out-of-range",
             Self::CreditExceeded => "credit-exceeded",

@@ -15,8 +15,8 @@ use sim::Rng;
 use tidings_core::session::{Closed, Config, Event, Session};
 use tidings_core::transfer::{Direction, TransferEvent};
 use tidings_core::wire::{
-    FrameDecoder, Hello, Message, Offer, PresenceKind, Utf8, Welcome, DEFAULT_MAX_FRAME,
-    HEADER_LEN, PREAMBLE_LEN,
+    login_method, FrameDecoder, Hello, Message, Offer, PresenceKind, Secret, Utf8, Welcome,
+    DEFAULT_MAX_FRAME, HEADER_LEN, PREAMBLE_LEN,
 };
 use tidings_core::ErrorCode;
 
@@ -125,6 +125,17 @@ fn message_from_json(m: &Value) -> Message {
         "refused" => Message::Refused {
             code: code(m),
             reason: reason(),
+        },
+        "token" => Message::Token {
+            token: Secret::new(s(&m["token"]).as_str()),
+        },
+        "login" => Message::Login {
+            method: match &m["method"] {
+                Value::String(name) if name == "password" => login_method::PASSWORD,
+                Value::String(name) if name == "token" => login_method::TOKEN,
+                other => u8::try_from(n(other)).expect("a u8 method"),
+            },
+            secret: Secret::new(s(&m["secret"]).as_str()),
         },
         "text" => Message::Text {
             peer: s(&m["peer"]),
@@ -300,6 +311,8 @@ fn every_message_type_has_a_vector() {
         "hello",
         "welcome",
         "refused",
+        "login",
+        "token",
         "text",
         "blob",
         "presence",
@@ -425,6 +438,7 @@ fn event_json(ev: Event) -> Option<Value> {
     Some(match ev {
         Event::Hello(h) => json!({"event": "hello", "name": h.name.as_str(),
             "capabilities": h.capabilities, "max_frame": h.max_frame}),
+        Event::Token(t) => json!({"event": "token", "token": t.expose()}),
         Event::Connected(w) => json!({"event": "connected", "name": w.name.as_str(),
             "server": w.server.as_str(),
             "online": w.online.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),

@@ -187,6 +187,14 @@ impl TestServer {
         }
     }
 
+    /// Replaces the server's accounts; the names it closed for it.
+    pub fn set_accounts(&self, accounts: tidings_host::accounts::Accounts) -> Vec<String> {
+        match &self.handle {
+            Handle::Std(h) => h.set_accounts(accounts),
+            Handle::Smol { handle, .. } => smol::block_on(handle.set_accounts(accounts)).unwrap(),
+        }
+    }
+
     /// How many peers are registered.
     pub fn peer_count(&self) -> usize {
         match &self.handle {

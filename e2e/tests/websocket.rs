@@ -25,6 +25,7 @@ for_both_servers! {
         json_websocket_client_chats_and_whispers_to_one_peer_only,
         legacy_websocket_client_speaks_plain_text,
         legacy_client_hears_who_is_online_and_why_it_is_turned_away,
+        with_accounts_json_clients_log_in_and_legacy_clients_are_guests,
         an_unmasked_client_frame_is_closed_with_1002_and_others_are_served,
         a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound,
         shutdown_closes_websocket_clients_with_going_away,
@@ -322,6 +323,57 @@ async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
     let (mut got, code, reason) = ws.until_close().await;
     got.push(format!("close {}: {reason}", code.0));
     got
+}
+
+/// The JSON mode carries `login` before `hello` and `token` after `welcome` (spec §12.3);
+/// the legacy door has no way to log in (section 12.4): its clients are guests, refused on a
+/// registered name, and refused altogether unless guests are let in.
+fn with_accounts_json_clients_log_in_and_legacy_clients_are_guests(kind: ServerKind) {
+    let mut accounts = tidings_host::accounts::Accounts::default();
+    accounts.set("jay", "jay-pw").unwrap();
+    let policy = |guests| ServerConfig {
+        accounts: Some(tidings_host::accounts::Policy {
+            accounts: std::sync::Arc::new(accounts.clone()),
+            guests,
+        }),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(kind, policy(true), web_with_page(Duration::from_secs(10)));
+    smol::block_on(async {
+        let mut jay = WsClient::connect(server.addr, "/ws", &[TIDINGS_SUBPROTOCOL]).await;
+        jay.send_text(r#"{"type":"login","method":"password","secret":"jay-pw"}"#)
+            .await;
+        jay.send_text(r#"{"type":"hello","name":"jay","capabilities":0,"max_frame":1048576}"#)
+            .await;
+        jay.text_with(r#""type":"welcome""#).await;
+        let token = jay.text_with(r#""type":"token""#).await;
+        assert!(token.contains(r#""token":""#), "{token}");
+
+        let mut guest = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
+        let WsEvent::Text(first) = guest.next().await else {
+            panic!()
+        };
+        assert!(
+            first.as_str().contains("online (2): jay, qt"),
+            "{}",
+            first.as_str()
+        );
+        let mut imp = WsClient::connect(server.addr, "/ws?name=JAY", &[]).await;
+        let got = lines_until_close(&mut imp).await;
+        assert!(
+            got[0].contains("refused: auth-required: JAY is a registered name")
+                && got[1].starts_with("close 1008"),
+            "{got:?}"
+        );
+    });
+    drop(server);
+    let server =
+        TestServer::start_with(kind, policy(false), web_with_page(Duration::from_secs(10)));
+    smol::block_on(async {
+        let mut guest = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
+        let got = lines_until_close(&mut guest).await;
+        assert!(got[0].contains("refused: auth-required"), "{got:?}");
+    });
 }
 
 fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind) {

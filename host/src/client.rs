@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
-use tidings_core::wire::PresenceKind;
+use tidings_core::wire::{login_method, PresenceKind, Secret};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
@@ -44,6 +44,15 @@ pub struct ClientConfig {
     pub close_timeout: Duration,
     /// Connect with TLS (`tls://`); `None` (the default) connects in plaintext.
     pub tls: Option<ClientTls>,
+    /// Log in to the account of the name with this password (a `login` before `hello`,
+    /// spec §6.2); `None` (the default) sends none. A server takes a password only over TLS
+    /// or from loopback (`auth-insecure` otherwise). Never shown by `Debug`.
+    pub password: Option<Secret>,
+    /// Log in with this session token instead (`login` method 2), from an earlier
+    /// [`ClientEvent::Token`]; it wins over [`ClientConfig::password`]. A server that
+    /// refuses it (`auth-failed`: expired, or the server restarted) wants the password
+    /// again. Never shown by `Debug`.
+    pub token: Option<Secret>,
 }
 
 /// The default [`ClientConfig::close_timeout`].
@@ -57,6 +66,8 @@ impl Default for ClientConfig {
             accept_files: false,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             tls: None,
+            password: None,
+            token: None,
         }
     }
 }
@@ -93,6 +104,10 @@ pub enum ClientEvent {
         /// The bytes.
         data: Bytes,
     },
+    /// The server's session token, right after [`ClientEvent::Connected`] when we logged
+    /// in: set it as [`ClientConfig::token`] to log in with it next time (a reconnection)
+    /// instead of the password. Never shown by `Debug`.
+    Token(Secret),
     /// Someone came online.
     Joined(String),
     /// Someone went away.
@@ -302,8 +317,19 @@ pub struct Agent {
 impl Agent {
     /// A client asking for `name`; its preamble and hello are queued.
     pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
-        let session = Session::client(config.session, name, now)
-            .map_err(|e| crate::Error::Name(e.to_string()))?;
+        let login = match (&config.token, &config.password) {
+            (Some(t), _) => Some((login_method::TOKEN, t)),
+            (None, Some(p)) => Some((login_method::PASSWORD, p)),
+            (None, None) => None,
+        };
+        let session = match login {
+            None => Session::client(config.session, name, now)
+                .map_err(|e| crate::Error::Name(e.to_string()))?,
+            Some((method, secret)) => {
+                Session::client_with_login(config.session, name, method, secret.expose(), now)
+                    .map_err(|e| crate::Error::Name(e.to_string()))?
+            }
+        };
         Ok(Agent {
             session,
             files: Files::new(config.download_dir),
@@ -629,6 +655,7 @@ impl Agent {
 
     fn on_event(&mut self, ev: Event) {
         let out = match ev {
+            Event::Token(token) => ClientEvent::Token(token),
             Event::Connected(w) => ClientEvent::Connected {
                 name: w.name.to_string(),
                 server: w.server.to_string(),

@@ -10,12 +10,15 @@
 //! - [`arrival`]: what a server does with a new connection on its one port (native,
 //!   WebSocket, the web page, refusals), and the one HTTP answer builder it uses;
 //! - [`tls`]: TLS for every door and both sides, over rustls;
+//! - [`accounts`]: the accounts file, argon2id password hashes, and the policy that judges
+//!   a hello (registered names for their owners, guests, passwords only over TLS or loopback);
 //! - [`Error`]: the one error type of both runtimes.
 //!
 //! `tidings-std` (threads, blocking sockets) and `tidings-smol` (async) drive these; neither
 //! depends on the other. See ARCHITECTURE.md for the whole map.
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod arrival;
 pub mod client;
 mod error;

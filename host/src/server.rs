@@ -19,6 +19,9 @@ use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
 use tidings_core::ErrorCode;
 
+use crate::accounts::{
+    password_allowed, Backoff, Judgement, Policy, Tokens, Verdict, VerifyJob, AUTH_FAILED,
+};
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
 use crate::tls::TlsServerConfig;
 
@@ -55,6 +58,12 @@ pub struct ServerConfig {
     /// port. Default false: a plaintext client is refused with an answer that says to use
     /// TLS. Meant for moving clients over to TLS, or a port only reachable over loopback.
     pub allow_plaintext: bool,
+    /// Accounts (issue #16): with a policy, a registered name is admitted only to the
+    /// client that logs in with its password, and unregistered names only if
+    /// [`Policy::guests`]; passwords are taken only over TLS or from loopback. Passwords are
+    /// checked off the event loop ([`ServerOutput::Verify`]). `None` (the default): every
+    /// valid name is admitted, and a `login` is read and ignored.
+    pub accounts: Option<Policy>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +76,7 @@ impl Default for ServerConfig {
             max_handshaking: 1024,
             tls: None,
             allow_plaintext: false,
+            accounts: None,
         }
     }
 }
@@ -160,6 +170,14 @@ struct Admission {
     reports: Reports,
 }
 
+/// Whether `code` refuses a login (reported as [`ServerEvent::LoginRefused`]).
+fn is_login_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AuthRequired | ErrorCode::AuthFailed | ErrorCode::AuthInsecure
+    )
+}
+
 /// The key an address is counted under: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by /64.
 fn addr_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
@@ -217,7 +235,19 @@ pub enum ServerEvent {
         /// Failures since the previous such event that were not reported one by one.
         unreported: u64,
     },
-    /// A client was refused at hello.
+    /// A login was refused (`auth-required`, `auth-failed`, `auth-insecure`): at most one
+    /// such event a second, the others counted, so that guessing cannot flood the log.
+    LoginRefused {
+        /// The name it asked for.
+        name: String,
+        /// Where it came from (unknown for a connection made without its peer).
+        addr: Option<IpAddr>,
+        /// Why.
+        code: ErrorCode,
+        /// Login refusals since the previous such event that were not reported one by one.
+        unreported: u64,
+    },
+    /// A client was refused at hello (for a reason other than its login).
     Refused {
         /// The name it asked for.
         name: String,
@@ -297,6 +327,10 @@ pub enum ServerOutput {
     /// A disk job of the server's own transfers, to run where blocking is allowed; report
     /// it with [`Host::job_done`].
     Disk(Ticket<FileHandle>, DiskJob),
+    /// A password to check ([`ServerConfig::accounts`]): run [`VerifyJob::run`] where
+    /// blocking is allowed (it takes tens of milliseconds), one job after another, and hand
+    /// the result to [`Host::verified`].
+    Verify(VerifyJob),
     /// An event for the operator.
     Event(ServerEvent),
     /// Nothing more until input, a command, a job's result, or this deadline (then call
@@ -326,13 +360,46 @@ pub struct Host {
     admission: Admission,
     /// The reports of [`Host::tls_failed`].
     tls_reports: Reports,
+    /// [`ServerConfig::accounts`].
+    policy: Option<Policy>,
+    /// With accounts: each connection's peer, from [`Host::connect_from`].
+    peers: HashMap<ConnId, Peer>,
+    /// Password checks waiting for the driver's worker, handed out one at a time.
+    verifies: VecDeque<VerifyJob>,
+    /// A check was handed out and its verdict has not come back yet.
+    verify_running: bool,
+    /// Failed logins slow further tries.
+    backoff: Backoff,
+    /// With accounts: the session tokens this server issues and takes.
+    tokens: Option<Tokens>,
+    /// With accounts: the connections admitted by a login → the name they logged in as.
+    logged_in: HashMap<ConnId, String>,
+    /// The reports of refused logins.
+    login_reports: Reports,
+}
+
+/// A connection's peer, for accounts.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    ip: IpAddr,
+    /// Whether a password may travel on it ([`password_allowed`]).
+    secure: bool,
 }
 
 impl Host {
     /// A host for `config`, starting at `now`.
     pub fn new(mut config: ServerConfig, now: Instant) -> Host {
         config.hub.inbox = config.inbox.is_some();
+        config.hub.accounts = config.accounts.is_some();
         Host {
+            tokens: config.accounts.as_ref().map(|_| Tokens::new(now)),
+            policy: config.accounts,
+            peers: HashMap::new(),
+            verifies: VecDeque::new(),
+            verify_running: false,
+            backoff: Backoff::default(),
+            logged_in: HashMap::new(),
+            login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
             files: Files::new(config.inbox),
             events: VecDeque::new(),
@@ -363,6 +430,19 @@ impl Host {
         }
         if let Some((ticket, job)) = self.jobs.pop_front() {
             return ServerOutput::Disk(ticket, job);
+        }
+        let job = self.next_verify();
+        // Checks refused unchecked on the way gave connections output and events.
+        self.process();
+        if let Some(conn) = self.hub.poll_ready() {
+            if let Some(job) = job {
+                self.verifies.push_front(job);
+                self.verify_running = false;
+            }
+            return ServerOutput::Ready(conn);
+        }
+        if let Some(job) = job {
+            return ServerOutput::Verify(job);
         }
         if let Some(event) = self.events.pop_front() {
             return ServerOutput::Event(event);
@@ -470,9 +550,91 @@ impl Host {
 
     // A connection's inputs and outputs, for drivers: the hub's, unchanged (see `Hub`).
 
-    /// A new connection, admitted by [`Host::admit`]; see [`Hub::connect`].
+    /// A new connection, admitted by [`Host::admit`]; see [`Hub::connect`]. Its peer is
+    /// unknown: with accounts it may not carry a password (`auth-insecure`); drivers use
+    /// [`Host::connect_from`].
     pub fn connect(&mut self, now: Instant) -> ConnId {
         self.hub.connect(now)
+    }
+
+    /// A new connection from `peer`, over TLS or not, admitted by [`Host::admit`]: with
+    /// accounts, a password is taken on it only over TLS or from a loopback address
+    /// ([`password_allowed`]).
+    pub fn connect_from(&mut self, now: Instant, peer: IpAddr, tls: bool) -> ConnId {
+        let conn = self.hub.connect(now);
+        if self.policy.is_some() {
+            let secure = password_allowed(peer, tls);
+            self.peers.insert(conn, Peer { ip: peer, secure });
+        }
+        conn
+    }
+
+    /// Replaces the accounts (a reloaded accounts file), keeping the guest rule, and closes
+    /// with `kicked` whoever no longer may have their name: a user logged in under a name
+    /// that is no longer registered, and a guest whose name is now registered. Returns the
+    /// names closed. Session tokens of removed users stop working (they need the name
+    /// registered). Without accounts at start this does nothing: accounts cannot be turned
+    /// on while running.
+    pub fn set_accounts(
+        &mut self,
+        accounts: std::sync::Arc<crate::accounts::Accounts>,
+    ) -> Vec<String> {
+        let Some(policy) = &mut self.policy else {
+            return Vec::new();
+        };
+        policy.accounts = accounts.clone();
+        let mut closed = Vec::new();
+        let owners: std::collections::HashSet<String> = self
+            .logged_in
+            .values()
+            .map(|n| tidings_core::name::name_key(n))
+            .collect();
+        for name in self.hub.who() {
+            let key = tidings_core::name::name_key(&name);
+            let reason = match (owners.contains(&key), accounts.contains(&name)) {
+                (true, false) => format!("the account {name} was removed"),
+                (false, true) => format!("the name {name} is now registered to someone"),
+                _ => continue,
+            };
+            if self.hub.kick(&name, &reason).is_ok() {
+                closed.push(name.to_string());
+            }
+        }
+        closed
+    }
+
+    /// The result of a [`ServerOutput::Verify`] job: the connection is admitted (if its
+    /// name is still free) or refused with `auth-failed`, and the failure counts toward
+    /// the backoff of its source and name ([`Backoff`]). A connection that closed meanwhile
+    /// is ignored (its result still counts).
+    pub fn verified(&mut self, verdict: Verdict) {
+        self.verify_running = false;
+        self.judged(verdict);
+    }
+
+    /// Applies a verdict (of a password check, or of a token checked inline).
+    fn judged(&mut self, verdict: Verdict) {
+        if let Some(peer) = self.peers.get(&verdict.conn) {
+            let source = addr_key(peer.ip);
+            if verdict.ok {
+                self.backoff.succeeded(source, &verdict.name);
+            } else {
+                self.backoff.failed(source, &verdict.name, self.hub.now());
+            }
+        }
+        if !verdict.ok {
+            self.hub
+                .deny(verdict.conn, ErrorCode::AuthFailed, AUTH_FAILED);
+            return;
+        }
+        // Admitted (unless the name was taken meanwhile): a token for next time.
+        if self.hub.allow(verdict.conn) && self.hub.peer_name(verdict.conn).is_some() {
+            self.logged_in.insert(verdict.conn, verdict.name.clone());
+            if let Some(tokens) = &self.tokens {
+                let token = tokens.issue(&verdict.name, self.hub.now());
+                let _ = self.hub.send_token(verdict.conn, &token);
+            }
+        }
     }
 
     /// Bytes read from `conn`; see [`Hub::handle_input`].
@@ -517,6 +679,8 @@ impl Host {
 
     /// Forgets `conn` once its socket is closed; see [`Hub::remove`].
     pub fn remove(&mut self, conn: ConnId) {
+        self.peers.remove(&conn);
+        self.logged_in.remove(&conn);
         self.hub.remove(conn);
     }
 
@@ -672,6 +836,17 @@ impl Host {
                     reason,
                     online,
                 },
+                HubEvent::Refused { conn, name, code } if is_login_code(code) => {
+                    let Some(unreported) = self.login_reports.due(self.hub.now()) else {
+                        continue;
+                    };
+                    ServerEvent::LoginRefused {
+                        name: name.to_string(),
+                        addr: self.peers.get(&conn).map(|p| p.ip),
+                        code,
+                        unreported,
+                    }
+                }
                 HubEvent::Refused { name, code, .. } => ServerEvent::Refused {
                     name: name.to_string(),
                     code,
@@ -686,6 +861,10 @@ impl Host {
                     text: text.to_string(),
                 },
                 HubEvent::Blob { .. } => continue,
+                HubEvent::Verify { conn, name, login } => {
+                    self.judge(conn, &name, login);
+                    continue;
+                }
                 HubEvent::Transfer {
                     handle,
                     peer,
@@ -696,6 +875,74 @@ impl Host {
                 },
             };
             self.events.push_back(out);
+        }
+    }
+
+    /// The next password check for the driver's worker, once the last one's verdict came:
+    /// checks are handed out one at a time, so that those of connections that closed while
+    /// waiting (a flood of logins outlasting the handshake timeout) are dropped unrun, and
+    /// those whose source or name began to wait meanwhile ([`Backoff`]) are refused
+    /// unchecked, instead of costing a hash each.
+    fn next_verify(&mut self) -> Option<VerifyJob> {
+        if self.verify_running {
+            return None;
+        }
+        while let Some(job) = self.verifies.pop_front() {
+            let conn = job.conn();
+            if !self.hub.is_verifying(conn) {
+                continue;
+            }
+            let now = self.hub.now();
+            let waits = self
+                .peers
+                .get(&conn)
+                .is_some_and(|p| self.backoff.blocked(addr_key(p.ip), job.name(), now));
+            if waits {
+                self.hub.deny(conn, ErrorCode::AuthFailed, AUTH_FAILED);
+                continue;
+            }
+            self.verify_running = true;
+            return Some(job);
+        }
+        None
+    }
+
+    /// A hello waits for its verdict: allow, refuse, or queue the password check.
+    fn judge(&mut self, conn: ConnId, name: &str, login: Option<tidings_core::session::Login>) {
+        let Some(policy) = &self.policy else {
+            // The hub asks only when accounts are on.
+            self.hub.allow(conn);
+            return;
+        };
+        let peer = self.peers.get(&conn).copied();
+        let secure = peer.is_some_and(|p| p.secure);
+        let waits =
+            peer.is_some_and(|p| self.backoff.blocked(addr_key(p.ip), name, self.hub.now()));
+        if login.is_some() && secure && waits {
+            // Too many failures from there or for this name: refused unchecked.
+            self.hub.deny(conn, ErrorCode::AuthFailed, AUTH_FAILED);
+            return;
+        }
+        // A session token is checked here, at once (an HMAC, not a slow hash); it is good
+        // only while its name is still registered.
+        let token = login
+            .as_ref()
+            .filter(|l| secure && l.method == tidings_core::wire::login_method::TOKEN);
+        if let (Some(l), Some(tokens)) = (token, &self.tokens) {
+            let ok = tokens.check(l.secret.expose(), name, self.hub.now())
+                && policy.accounts.contains(name);
+            let name = name.to_owned();
+            self.judged(Verdict { conn, name, ok });
+            return;
+        }
+        match policy.judge(conn, name, login, secure) {
+            Judgement::Allow => {
+                self.hub.allow(conn);
+            }
+            Judgement::Deny(code, reason) => {
+                self.hub.deny(conn, code, &reason);
+            }
+            Judgement::Verify(job) => self.verifies.push_back(job),
         }
     }
 
@@ -917,5 +1164,217 @@ mod tests {
                 text: Utf8::from("too many connections from your address"),
             }
         );
+    }
+
+    /// A host with accounts: alice, password `pw`, no guests.
+    fn host_with_alice(now: Instant) -> Host {
+        use crate::accounts::{Accounts, Policy};
+        let mut accounts = Accounts::default();
+        accounts.set("alice", "pw").unwrap();
+        let config = ServerConfig {
+            accounts: Some(Policy {
+                accounts: std::sync::Arc::new(accounts),
+                guests: false,
+            }),
+            ..ServerConfig::default()
+        };
+        Host::new(config, now)
+    }
+
+    /// A client's first bytes: preamble, `login` with `password`, hello as alice.
+    fn alice_logging_in(password: &str) -> BytesMut {
+        use tidings_core::wire::{login_method, Hello, Secret};
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
+        Message::Login {
+            method: login_method::PASSWORD,
+            secret: Secret::new(password),
+        }
+        .encode(&mut wire);
+        Message::Hello(Hello {
+            name: "alice".into(),
+            capabilities: 0,
+            max_frame: 1 << 20,
+        })
+        .encode(&mut wire);
+        wire
+    }
+
+    /// Drains the host, running password checks at once: (jobs run, operator events).
+    fn drain_verifying(host: &mut Host) -> (usize, Vec<ServerEvent>) {
+        let mut jobs = 0;
+        let mut events = Vec::new();
+        loop {
+            match host.poll_output() {
+                ServerOutput::Verify(job) => {
+                    jobs += 1;
+                    host.verified(job.run());
+                }
+                ServerOutput::Event(e) => events.push(e),
+                ServerOutput::Wait(_) => break,
+                _ => {}
+            }
+        }
+        (jobs, events)
+    }
+
+    /// The first message the host sent `conn` after its preamble.
+    fn first_answer(host: &mut Host, conn: ConnId) -> Message {
+        let mut out = BytesMut::new();
+        while let Some(b) = host.poll_transmit(conn) {
+            out.extend_from_slice(&b);
+        }
+        let mut dec = tidings_core::wire::FrameDecoder::new(1 << 20);
+        dec.push(&out[tidings_core::wire::PREAMBLE_LEN..]);
+        Message::decode(dec.next_frame().unwrap().unwrap()).unwrap()
+    }
+
+    /// The whole host with a synthetic peer address: the runtimes' tests can connect only
+    /// over loopback, so the non-loopback plaintext rule is tested here, through
+    /// `Host::connect_from`, the policy and the hub's verifying state.
+    #[test]
+    fn the_host_refuses_a_password_over_plaintext_from_elsewhere() {
+        let now = Instant::now();
+        let mut host = host_with_alice(now);
+        let wire = alice_logging_in("pw");
+        // (peer, tls) → what the hello gets.
+        let cases = [
+            ("10.0.0.9", false, Some(ErrorCode::AuthInsecure)),
+            ("2001:db8::7", false, Some(ErrorCode::AuthInsecure)),
+            ("10.0.0.9", true, None),
+            ("127.0.0.1", false, None),
+        ];
+        for (peer, tls, want) in cases {
+            let conn = host.connect_from(now, peer.parse().unwrap(), tls);
+            host.handle_input(now, conn, &wire);
+            let (jobs, _) = drain_verifying(&mut host);
+            let msg = first_answer(&mut host, conn);
+            match want {
+                Some(code) => {
+                    assert_eq!(jobs, 0, "no hashing for an insecure password");
+                    assert!(
+                        matches!(msg, Message::Refused { code: c, .. } if c == code),
+                        "{peer} tls={tls}: {msg:?}"
+                    );
+                }
+                None => {
+                    assert_eq!(jobs, 1);
+                    assert!(
+                        matches!(msg, Message::Welcome(_)),
+                        "{peer} tls={tls}: {msg:?}"
+                    );
+                    host.remove(conn);
+                }
+            }
+        }
+    }
+
+    /// Failed logins make their source and name wait: the fifth try within the backoff is
+    /// refused unchecked (no verify job), even with the right password; time heals it.
+    #[test]
+    fn failed_logins_back_off_and_are_reported_without_flooding() {
+        use crate::accounts::FIRST_BACKOFF;
+
+        let t0 = Instant::now();
+        let mut host = host_with_alice(t0);
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        // One login from `ip` (over TLS) at `now`: (verify jobs run, refusal code, events).
+        let try_login = |host: &mut Host, password: &str, now: Instant| {
+            let conn = host.connect_from(now, ip, true);
+            host.handle_input(now, conn, &alice_logging_in(password));
+            let (jobs, events) = drain_verifying(host);
+            let code = match first_answer(host, conn) {
+                Message::Refused { code, .. } => Some(code),
+                _ => None,
+            };
+            host.remove(conn);
+            (jobs, code, events)
+        };
+        let mut reported = 0;
+        for _ in 0..4 {
+            let (jobs, code, events) = try_login(&mut host, "wrong", t0);
+            assert_eq!((jobs, code), (1, Some(ErrorCode::AuthFailed)));
+            reported += events
+                .iter()
+                .filter(|e| matches!(e, ServerEvent::LoginRefused { .. }))
+                .count();
+        }
+        assert_eq!(reported, 1, "one report a second, the rest counted");
+        // The right password, too soon: refused without a check.
+        let (jobs, code, _) = try_login(&mut host, "pw", t0);
+        assert_eq!((jobs, code), (0, Some(ErrorCode::AuthFailed)));
+        // Once the wait is over it is checked, and admitted.
+        let later = t0 + FIRST_BACKOFF + Duration::from_millis(1);
+        let (jobs, code, events) = try_login(&mut host, "pw", later);
+        assert_eq!((jobs, code), (1, None));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Joined { .. })));
+        // A success clears the slate: a wrong password is checked again at once.
+        let (jobs, code, events) = try_login(&mut host, "wrong", later);
+        assert_eq!((jobs, code), (1, Some(ErrorCode::AuthFailed)));
+        assert!(
+            events.iter().any(|e| matches!(e,
+                ServerEvent::LoginRefused { unreported: 4, addr: Some(a), .. } if *a == ip)),
+            "{events:?}"
+        );
+    }
+
+    /// Checks go to the worker one at a time: a burst of logins from one source costs a
+    /// hash only until the backoff begins (the rest are refused unchecked when their turn
+    /// comes), and the check of a connection that closed while waiting is never run.
+    #[test]
+    fn password_checks_are_handed_out_one_at_a_time() {
+        let now = Instant::now();
+        let mut host = host_with_alice(now);
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let conns: Vec<ConnId> = (0..8)
+            .map(|_| {
+                let conn = host.connect_from(now, ip, true);
+                host.handle_input(now, conn, &alice_logging_in("wrong"));
+                conn
+            })
+            .collect();
+        // The last one gives up before its turn.
+        host.remove(conns[7]);
+        let mut held = None;
+        loop {
+            match host.poll_output() {
+                ServerOutput::Verify(job) => {
+                    assert!(held.is_none(), "a second check before the first's verdict");
+                    held = Some(job);
+                }
+                ServerOutput::Wait(_) => break,
+                _ => {}
+            }
+        }
+        let mut run = 0;
+        while let Some(job) = held.take() {
+            run += 1;
+            host.verified(job.run());
+            loop {
+                match host.poll_output() {
+                    ServerOutput::Verify(job) => held = Some(job),
+                    ServerOutput::Wait(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(
+            run, 4,
+            "three free failures and the one that starts the wait"
+        );
+        for &conn in &conns[..7] {
+            assert!(
+                matches!(
+                    first_answer(&mut host, conn),
+                    Message::Refused {
+                        code: ErrorCode::AuthFailed,
+                        ..
+                    }
+                ),
+                "every guess is refused alike"
+            );
+        }
     }
 }

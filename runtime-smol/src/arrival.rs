@@ -295,7 +295,7 @@ async fn http(
 fn native(arrivals: &Arrivals, socket: Stream, first: Vec<u8>, admitted: Admitted) {
     let shared = &arrivals.shared;
     let now = Instant::now();
-    let (id, output) = shared.connect(now);
+    let (id, output) = shared.connect(now, admitted.ip(), socket.is_tls());
     shared.host.borrow_mut().handle_input(now, id, &first);
     shared.after();
     let conn = NativeConn::new(socket, id, output, admitted.into_ip());

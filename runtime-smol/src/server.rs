@@ -66,6 +66,7 @@ use futures_lite::future;
 use smol::LocalExecutor;
 use tidings_core::hub::FileHandle;
 use tidings_core::ErrorCode;
+use tidings_host::accounts::VerifyJob;
 use tidings_host::files::Source;
 use tidings_host::server::{Host, ServerConfig, ServerEvent};
 
@@ -198,6 +199,7 @@ impl Server {
         let event_loop = EventLoop::new()?;
         let (timer_wake, timer_rx) = async_channel::bounded(1);
         let (disk_wake, disk_rx) = async_channel::bounded(1);
+        let (verify_wake, verify_rx) = async_channel::bounded(1);
         let (conn_gone, gone_rx) = async_channel::bounded(1);
         let tls = (self.config.tls.clone(), self.config.allow_plaintext);
         let shared = Rc::new(Shared {
@@ -209,6 +211,8 @@ impl Server {
             outlets: Outlets {
                 disk_jobs: RefCell::new(VecDeque::new()),
                 disk_wake,
+                verify_jobs: RefCell::new(VecDeque::new()),
+                verify_wake,
                 events: self.events,
                 deadline: Cell::new(None),
                 timer_armed: Cell::new(None),
@@ -237,6 +241,7 @@ impl Server {
             shared.after();
             exec.spawn(timer_task(shared.clone(), timer_rx)).detach();
             exec.spawn(disk_task(shared.clone(), disk_rx)).detach();
+            exec.spawn(verify_task(shared.clone(), verify_rx)).detach();
             exec.spawn(command_task(shared.clone(), cmds)).detach();
             loop {
                 let accepted = future::or(
@@ -382,6 +387,16 @@ impl ServerHandle {
         Ok(self.call(move |h| h.send_file(&to, source)).await??)
     }
 
+    /// Replaces the accounts (a reloaded accounts file) and closes whoever no longer may
+    /// have their name; the names closed. See [`Host::set_accounts`].
+    pub async fn set_accounts(
+        &self,
+        accounts: tidings_host::accounts::Accounts,
+    ) -> Result<Vec<String>, Error> {
+        let accounts = std::sync::Arc::new(accounts);
+        self.call(move |h| h.set_accounts(accounts)).await
+    }
+
     /// Peers online now.
     pub async fn peer_count(&self) -> Result<usize, Error> {
         self.call(|h| h.peer_count()).await
@@ -437,12 +452,45 @@ async fn timer_task(shared: Rc<Shared>, wake: Receiver<()>) {
 /// Runs the server's disk jobs one after another on the `blocking` pool, in the order the
 /// host handed them out ([`Outlets::disk_jobs`]).
 async fn disk_task(shared: Rc<Shared>, wake: Receiver<()>) {
+    job_task(
+        shared,
+        wake,
+        |o| &o.disk_jobs,
+        |(ticket, job)| (ticket, tidings_disk::run(job)),
+        |host, (ticket, done)| host.job_done(ticket, done),
+    )
+    .await;
+}
+
+/// Runs the password checks of accounts one after another on the `blocking` pool (off the
+/// server's thread: each takes tens of milliseconds), feeding each verdict back to the host.
+/// One at a time, so logins use at most one core.
+async fn verify_task(shared: Rc<Shared>, wake: Receiver<()>) {
+    job_task(
+        shared,
+        wake,
+        |o| &o.verify_jobs,
+        VerifyJob::run,
+        Host::verified,
+    )
+    .await;
+}
+
+/// Takes the jobs from `queue` in order, runs each on the `blocking` pool and feeds its
+/// result to the host; sleeps on `wake` while the queue is empty.
+async fn job_task<J: Send + 'static, D: Send + 'static>(
+    shared: Rc<Shared>,
+    wake: Receiver<()>,
+    queue: fn(&Outlets) -> &RefCell<VecDeque<J>>,
+    run: fn(J) -> D,
+    feed: fn(&mut Host, D),
+) {
     loop {
-        let job = shared.outlets.disk_jobs.borrow_mut().pop_front();
+        let job = queue(&shared.outlets).borrow_mut().pop_front();
         match job {
-            Some((ticket, job)) => {
-                let done = blocking::unblock(move || tidings_disk::run(job)).await;
-                shared.host.borrow_mut().job_done(ticket, done);
+            Some(job) => {
+                let done = blocking::unblock(move || run(job)).await;
+                feed(&mut shared.host.borrow_mut(), done);
                 shared.after();
             }
             None => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use tidings_core::hub::{ConnId, FileHandle};
+use tidings_host::accounts::VerifyJob;
 use tidings_host::files::{DiskJob, Ticket};
 use tidings_host::server::{Host, ServerEvent, ServerOutput};
 
@@ -70,6 +71,10 @@ pub(crate) struct Outlets {
     pub(crate) disk_jobs: RefCell<VecDeque<(Ticket<FileHandle>, DiskJob)>>,
     /// Wakes the disk task.
     pub(crate) disk_wake: Sender<()>,
+    /// Password checks (accounts), run in order by the verify task.
+    pub(crate) verify_jobs: RefCell<VecDeque<VerifyJob>>,
+    /// Wakes the verify task.
+    pub(crate) verify_wake: Sender<()>,
     /// Operator events.
     pub(crate) events: Sender<ServerEvent>,
     /// When the host wants [`Host::handle_timeout`] next (its last [`ServerOutput::Wait`]).
@@ -86,9 +91,15 @@ pub(crate) struct Outlets {
 }
 
 impl Shared {
-    /// A new connection of the hub: its id and its output record.
-    pub(crate) fn connect(&self, now: Instant) -> (ConnId, Rc<ConnOutput>) {
-        let id = self.host.borrow_mut().connect(now);
+    /// A new connection of the hub from `peer` (over TLS or not): its id and its output
+    /// record.
+    pub(crate) fn connect(
+        &self,
+        now: Instant,
+        peer: IpAddr,
+        tls: bool,
+    ) -> (ConnId, Rc<ConnOutput>) {
+        let id = self.host.borrow_mut().connect_from(now, peer, tls);
         let output = ConnOutput::new();
         self.outputs.borrow_mut().insert(id, output.clone());
         (id, output)
@@ -175,6 +186,10 @@ impl Shared {
                     out.disk_jobs.borrow_mut().push_back((ticket, job));
                     let _ = out.disk_wake.try_send(());
                 }
+                ServerOutput::Verify(job) => {
+                    out.verify_jobs.borrow_mut().push_back(job);
+                    let _ = out.verify_wake.try_send(());
+                }
                 // When nobody reads the operator events, new ones are dropped rather than kept.
                 ServerOutput::Event(ev) => {
                     let _ = out.events.try_send(ev);
@@ -210,6 +225,11 @@ impl Admitted {
             shared: Some(shared),
             ip,
         }
+    }
+
+    /// The admitted address.
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// The admitted address, for a holder that releases it itself with

@@ -113,9 +113,9 @@ pub(crate) async fn ws_task(
     mut ws: WsConnection,
     mut gw: Gateway,
     early: Bytes,
-    _admitted: Admitted,
+    admitted: Admitted,
 ) {
-    let (id, output) = shared.connect(Instant::now());
+    let (id, output) = shared.connect(Instant::now(), admitted.ip(), io.is_tls());
     let mut link = Link {
         id,
         eof_sent: false,

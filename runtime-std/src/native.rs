@@ -27,7 +27,7 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: Stream, admitted: Admitted, fir
     };
     let (id, wake_rx) = {
         let mut inner = shared.inner.lock().unwrap();
-        let (id, wake_rx) = admitted.connect(&mut inner);
+        let (id, wake_rx) = admitted.connect(&mut inner, stream.is_tls());
         inner.host.handle_input(Instant::now(), id, first);
         shared.after(&mut inner);
         (id, wake_rx)

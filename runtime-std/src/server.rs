@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::FileHandle;
+use tidings_host::accounts::VerifyJob;
 use tidings_host::arrival::{entrance, Entrance, Visitor, WebConfig, LINGER_TIME};
 use tidings_host::files::{DiskJob, Source, Ticket};
 use tidings_host::server::{ConnLimit, Host, ServerConfig, ServerEvent, REFUSAL_TIME};
@@ -55,6 +56,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     disk_rx: Receiver<(Ticket<FileHandle>, DiskJob)>,
+    verify_rx: Receiver<VerifyJob>,
     web: Arc<WebConfig>,
 }
 
@@ -92,6 +94,7 @@ impl Server {
             source,
         })?;
         let (disk, disk_rx) = mpsc::channel();
+        let (verify, verify_rx) = mpsc::channel();
         let (events, event_rx) = mpsc::sync_channel(EVENT_BACKLOG);
         let write_timeout = Some(config.hub.session.heartbeat_timeout).filter(|d| !d.is_zero());
         let (tls, allow_plaintext) = (config.tls.clone(), config.allow_plaintext);
@@ -107,6 +110,7 @@ impl Server {
             gone: Condvar::new(),
             readable: Condvar::new(),
             disk,
+            verify,
             events,
             event_rx: Mutex::new(event_rx),
             stopping: AtomicBool::new(false),
@@ -119,6 +123,7 @@ impl Server {
             listener,
             shared,
             disk_rx,
+            verify_rx,
             web: Arc::new(WebConfig::default()),
         })
     }
@@ -158,6 +163,11 @@ impl Server {
         std::thread::Builder::new()
             .name("tidings-disk".into())
             .spawn(move || disk_loop(shared, disk_rx))?;
+        let shared = self.shared.clone();
+        let verify_rx = self.verify_rx;
+        std::thread::Builder::new()
+            .name("tidings-verify".into())
+            .spawn(move || verify_loop(shared, verify_rx))?;
         for stream in self.listener.incoming() {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
@@ -338,17 +348,39 @@ fn timer_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Runs the disk jobs one after another, off the connections' threads.
 fn disk_loop(shared: Arc<Shared>, jobs: Receiver<(Ticket<FileHandle>, DiskJob)>) {
+    worker_loop(
+        shared,
+        jobs,
+        |(ticket, job)| (ticket, tidings_disk::run(job)),
+        |host, (ticket, done)| host.job_done(ticket, done),
+    );
+}
+
+/// Runs the password checks of accounts one after another, off the connections' threads and
+/// without the host's lock (each takes tens of milliseconds), and feeds each verdict back.
+fn verify_loop(shared: Arc<Shared>, jobs: Receiver<VerifyJob>) {
+    worker_loop(shared, jobs, VerifyJob::run, Host::verified);
+}
+
+/// A worker thread: runs each job (without the host's lock), then feeds its result to the
+/// host. It ends once the server stopped and its last connection is gone (`Shared` holds
+/// the sender, so the channel never closes while it runs).
+fn worker_loop<J, D>(
+    shared: Arc<Shared>,
+    jobs: Receiver<J>,
+    run: impl Fn(J) -> D,
+    feed: impl Fn(&mut Host, D),
+) {
     loop {
         match jobs.recv_timeout(Duration::from_secs(1)) {
-            Ok((ticket, job)) => {
-                let done = tidings_disk::run(job);
+            Ok(job) => {
+                let done = run(job);
                 let mut inner = shared.inner.lock().unwrap();
-                inner.host.job_done(ticket, done);
+                feed(&mut inner.host, done);
                 shared.after(&mut inner);
             }
-            // `Shared` holds the sender, so the channel never closes while this thread
-            // runs: it ends once the server stopped and its last connection is gone.
             Err(RecvTimeoutError::Timeout) => {
                 let inner = shared.inner.lock().unwrap();
                 if shared.stopping.load(Ordering::SeqCst) && inner.host.connection_count() == 0 {
@@ -425,6 +457,13 @@ impl ServerHandle {
     /// Peers online now.
     pub fn peer_count(&self) -> usize {
         self.with(|h| h.peer_count())
+    }
+
+    /// Replaces the accounts (a reloaded accounts file) and closes whoever no longer may
+    /// have their name; the names closed. See [`Host::set_accounts`].
+    pub fn set_accounts(&self, accounts: tidings_host::accounts::Accounts) -> Vec<String> {
+        let accounts = std::sync::Arc::new(accounts);
+        self.with(|h| h.set_accounts(accounts))
     }
 
     /// Says goodbye to everyone, stops accepting, and lets [`Server::run`] return once the

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tidings_core::gateway::RenderCache;
 use tidings_core::hub::{ConnId, FileHandle};
+use tidings_host::accounts::VerifyJob;
 use tidings_host::files::DiskJob;
 use tidings_host::files::Ticket;
 use tidings_host::server::{Host, ServerEvent, ServerOutput};
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) readable: Condvar,
     /// Jobs for the disk thread, one after another.
     pub(crate) disk: mpsc::Sender<(Ticket<FileHandle>, DiskJob)>,
+    /// Password checks (accounts) for the verify thread, one after another.
+    pub(crate) verify: mpsc::Sender<VerifyJob>,
     pub(crate) events: SyncSender<ServerEvent>,
     pub(crate) event_rx: Mutex<Receiver<ServerEvent>>,
     pub(crate) stopping: AtomicBool,
@@ -76,6 +79,9 @@ impl Shared {
                 }
                 ServerOutput::Disk(ticket, job) => {
                     let _ = self.disk.send((ticket, job));
+                }
+                ServerOutput::Verify(job) => {
+                    let _ = self.verify.send(job);
                 }
                 // When nobody reads the operator events, new ones are dropped.
                 ServerOutput::Event(ev) => {
@@ -130,12 +136,12 @@ impl Admitted {
         }
     }
 
-    /// Registers the connection with the hub; its writer thread waits on the returned
-    /// receiver.
-    pub(crate) fn connect(mut self, inner: &mut Inner) -> (ConnId, Receiver<()>) {
+    /// Registers the connection (over TLS or not) with the hub; its writer thread waits on
+    /// the returned receiver.
+    pub(crate) fn connect(mut self, inner: &mut Inner, tls: bool) -> (ConnId, Receiver<()>) {
         let ip = self.ip.take().expect("connected once");
         let (wake, wake_rx) = mpsc::sync_channel(1);
-        let id = inner.host.connect(Instant::now());
+        let id = inner.host.connect_from(Instant::now(), ip, tls);
         inner.writers.insert(id, wake);
         inner.addrs.insert(id, ip);
         (id, wake_rx)

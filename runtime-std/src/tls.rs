@@ -44,6 +44,11 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Whether the connection speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     /// TLS over `socket` from now on, `tls` having taken the records read so far (a server's
     /// sniffed first bytes) or the whole handshake (a client's). What it owes the peer goes
     /// out with the next read or write.

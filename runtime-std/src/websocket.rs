@@ -109,7 +109,7 @@ pub(crate) fn serve(
     let (bridge, wake_rx) = {
         let mut inner = shared.inner.lock().unwrap();
         let gateway = open_gateway(&inner.host, mode, Instant::now());
-        let (id, wake_rx) = admitted.connect(&mut inner);
+        let (id, wake_rx) = admitted.connect(&mut inner, stream.is_tls());
         let mut bridge = Bridge {
             id,
             ws: WsConnection::server(web.ws),

@@ -76,7 +76,7 @@ def frame(kind, body):
 # ----- spec §5: the type registry and §8: error codes -------------------------------------
 
 T = {
-    "hello": 0x01, "welcome": 0x02, "refused": 0x03,
+    "hello": 0x01, "welcome": 0x02, "refused": 0x03, "login": 0x04, "token": 0x05,
     "text": 0x10, "blob": 0x11,
     "presence": 0x20, "list-request": 0x21, "peer-list": 0x22,
     "ping": 0x30, "pong": 0x31, "error": 0x3E, "goodbye": 0x3F,
@@ -90,6 +90,7 @@ CODES = {
     "heartbeat-timeout": 8, "truncated": 9, "name-taken": 10, "name-invalid": 11,
     "server-full": 12, "unknown-peer": 13, "rate-limited": 14, "slow-consumer": 15,
     "shutdown": 16, "limit-exceeded": 17, "kicked": 18, "tls-required": 19,
+    "auth-required": 20, "auth-failed": 21, "auth-insecure": 22,
     "unknown-transfer": 32, "chunk-out-of-range": 33, "credit-exceeded": 34,
     "digest-mismatch": 35, "bad-file-name": 36, "cancelled": 37, "rejected": 38,
     "transfer-timeout": 39, "peer-lost": 40, "storage-failed": 41, "source-failed": 42,
@@ -109,6 +110,9 @@ def code_fields(c):
 
 
 FLAG_PRIVATE = 1
+# `login` methods (section 6.2): named in the JSON form, a number when unnamed.
+LOGIN_METHODS = {"password": 1, "token": 2}
+MAX_SECRET = 1024
 CAP_FILES, CAP_BLOBS = 1, 2
 MiB = 1 << 20
 
@@ -126,6 +130,11 @@ def encode(m):
         body = (str8(m["name"]) + str8(m["server"]) + u32(m["heartbeat_ms"])
                 + u32(m["timeout_ms"]) + u32(m["max_frame"]) + u32(m["capabilities"])
                 + u32(len(m["online"])) + b"".join(str8(n) for n in m["online"]))
+    elif t == "login":
+        method = m["method"]
+        body = u8(LOGIN_METHODS.get(method, method)) + utf8(m["secret"])
+    elif t == "token":
+        body = utf8(m["token"])
     elif t in ("refused", "goodbye"):
         body = u16(m["code"]) + utf8(m["reason"])
     elif t == "error":
@@ -259,6 +268,19 @@ def decode_body(kind, body):
     elif t == "welcome":
         m.update(name=r.str8(), server=r.str8(), heartbeat_ms=r.int(4), timeout_ms=r.int(4),
                  max_frame=r.int(4), capabilities=r.int(4), online=r.names())
+    elif t == "login":
+        method = r.int(1)
+        names = {v: k for k, v in LOGIN_METHODS.items()}
+        m["method"] = names.get(method, method)
+        secret = r.rest()
+        if len(secret) > MAX_SECRET:
+            raise DecodeError(CODES["malformed"])
+        m["secret"] = r.text(secret)
+    elif t == "token":
+        token = r.rest()
+        if len(token) > MAX_SECRET:
+            raise DecodeError(CODES["malformed"])
+        m["token"] = r.text(token)
     elif t in ("refused", "goodbye"):
         m.update(r.code())
         m["reason"] = r.text(r.rest())
@@ -442,6 +464,30 @@ def message_vectors():
         msg("refused", code=10, reason="the name alice is in use"))
     add("refused-server-full", "server-full with an empty reason",
         msg("refused", code=12, reason=""))
+    add("refused-auth-required", "a registered name (or no guests) and no login came",
+        msg("refused", code=20,
+            reason="alice is a registered name: log in with its password"))
+    add("refused-auth-failed", "one answer for a wrong password, an unknown user, a bad method",
+        msg("refused", code=21, reason="wrong name or password"))
+    add("refused-auth-insecure", "a password over plaintext from a non-loopback address",
+        msg("refused", code=22,
+            reason="a password needs TLS (or loopback): connect with tls://"))
+    add("login-password", "method 1 (password), sent after the preamble and before hello",
+        msg("login", method="password", secret="correct horse battery staple"))
+    add("login-empty-secret", "an empty password is carried as such (and judged by the server)",
+        msg("login", method="password", secret=""))
+    add("login-unicode-secret", "the secret is UTF-8 text taking the rest of the body",
+        msg("login", method="password", secret="pässwörd 🔑"))
+    add("login-token-reserved", "method 2 is reserved for a session token",
+        msg("login", method="token", secret="t"))
+    add("login-unknown-method", "an unnamed method is carried as its number (the server "
+        "answers auth-failed)", msg("login", method=7, secret="x"))
+    add("login-max-secret", "a secret of exactly 1024 bytes",
+        msg("login", method="password", secret="s" * MAX_SECRET))
+    add("token-session", "server to client right after welcome: a session token, opaque to "
+        "the client", msg("token", token="YWxpY2V8MTIzNDU.bWFjbWFjbWFjbWFj"))
+    add("login-with-token", "method 2: a session token from an earlier token message",
+        msg("login", method="token", secret="YWxpY2V8MTIzNDU.bWFjbWFjbWFjbWFj"))
     add("refused-unknown-code", "an unknown code is carried as its number",
         msg("refused", code=999, reason="future"))
 
@@ -571,7 +617,7 @@ def error_vectors():
         u32(8) + u8(0x30), "truncated", eof=True)
     add("truncated-after-frames", "one good frame, then half a frame",
         ping + ping[:6], "truncated", eof=True, frames_before=1)
-    for kind in (0x00, 0x04, 0x0F, 0x12, 0x32, 0x49, 0x7F):
+    for kind in (0x00, 0x06, 0x0F, 0x12, 0x32, 0x49, 0x7F):
         add(f"unknown-type-{kind:02x}", f"type 0x{kind:02X} is in the mandatory range",
             frame(kind, b""), "unknown-type")
     add("unknown-type-with-body", "an unknown mandatory type with a body",
@@ -610,6 +656,11 @@ def error_vectors():
     add("short-chunk", "chunk with half an offset", frame(T["chunk"], u64(0) + bytes(4)), "malformed")
     add("short-error", "error with one code byte", frame(T["error"], b"\x00"), "malformed")
     add("short-refused", "refused with an empty body", frame(T["refused"], b""), "malformed")
+    add("short-login", "login with an empty body (no method)", frame(T["login"], b""), "malformed")
+    add("token-too-long", "a session token of 1025 bytes",
+        frame(T["token"], b"t" * (MAX_SECRET + 1)), "malformed")
+    add("login-secret-too-long", "a login secret of 1025 bytes",
+        frame(T["login"], u8(1) + b"s" * (MAX_SECRET + 1)), "malformed")
     add("short-goodbye", "goodbye with an empty body", frame(T["goodbye"], b""), "malformed")
     add("short-cancel", "cancel without its code", frame(T["cancel"], u64(0)), "malformed")
     add("short-welcome", "welcome that stops after the heartbeat",
@@ -642,6 +693,8 @@ def error_vectors():
         frame(T["text"], str8("") + u8(0) + b"\xed\xa0\x80"), "invalid-utf8")
     add("utf8-above-max", "a code point above U+10FFFF",
         frame(T["text"], str8("") + u8(0) + b"\xf4\x90\x80\x80"), "invalid-utf8")
+    add("utf8-login-secret", "the secret of login",
+        frame(T["login"], u8(1) + b"pa\xffss"), "invalid-utf8")
     add("utf8-hello-name", "the name in hello",
         frame(T["hello"], str8(b"al\xffce") + u32(3) + u32(MiB)), "invalid-utf8")
     add("utf8-peer", "the peer field of text",
@@ -803,7 +856,7 @@ def session_vectors():
         "server", "server-handshake", [inp(E(msg("extension", kind=0x80, body="01")), HELLO)],
         events=[hello_event])
     add("server-unknown-type-before-hello", "an unknown mandatory type is fatal",
-        "server", "server-handshake", [inp(frame(0x05, b""))],
+        "server", "server-handshake", [inp(frame(0x06, b""))],
         reply=[error_reply("unknown-type")], close=closed("local", "unknown-type"))
     add("server-goodbye-before-hello", "goodbye is allowed in every state",
         "server", "server-handshake", [inp(E(msg("goodbye", code=0, reason="changed my mind")))],
@@ -928,7 +981,7 @@ def session_vectors():
     add("server-goodbye", "orderly close by the client", "server", "server-open",
         [inp(E(msg("goodbye", code=0, reason="bye")))], close=closed("peer", "normal"))
     add("server-frames-after-goodbye", "nothing after goodbye is read",
-        "server", "server-open", [inp(E(msg("goodbye", code=0, reason="")), frame(0x05, b""))],
+        "server", "server-open", [inp(E(msg("goodbye", code=0, reason="")), frame(0x06, b""))],
         close=closed("peer", "normal"))
     add("server-goodbye-command", "the server says goodbye", "server", "server-open",
         [{"command": "goodbye", "code": 16, "reason": "maintenance"}],

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod decode;
+mod logins;
 pub mod relay;
 pub mod servers;
 mod ws_broadcast;
@@ -27,4 +28,5 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("idle-tls", |c| vec![broker::idle_tls(c)]),
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
     ("ws-broadcast-tls", |c| vec![ws_broadcast::row_tls(c)]),
+    ("logins", |c| vec![logins::row(c)]),
 ];

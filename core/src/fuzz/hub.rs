@@ -6,8 +6,10 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 
-use crate::hub::{ConnId, Hub, HubConfig};
-use crate::wire::{FrameDecoder, Hello, Message, Offer, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN};
+use crate::hub::{ConnId, Hub, HubConfig, HubEvent};
+use crate::wire::{
+    FrameDecoder, Hello, Message, Offer, Preamble, Secret, DEFAULT_MAX_FRAME, PREAMBLE_LEN,
+};
 
 /// Peers one input drives at most.
 const PEERS: usize = 6;
@@ -41,6 +43,11 @@ enum Op {
     Advance(u16),
     /// A peer stops reading for a while (its output is not drained this round).
     Stall(u8),
+    /// A `login` from a peer (method, secret), before or after its hello.
+    Login(u8, u8, String),
+    /// With accounts: the driver's verdict on a waiting hello (by index): allow, or refuse
+    /// with `auth-failed` or `auth-required`.
+    Verdict(u8, u8),
 }
 
 /// One peer's view of what the hub sent it.
@@ -50,6 +57,8 @@ struct Peer {
     preamble_seen: bool,
     stalled: bool,
     gone: bool,
+    /// Its hello waits for a verdict: no `welcome` may reach it.
+    verifying: bool,
 }
 
 /// A hub with up to six peers fed arbitrary bytes, well-formed messages naming one another
@@ -57,12 +66,15 @@ struct Peer {
 /// firings. It must never panic; whatever it sends any peer must be the server preamble then
 /// whole, decodable frames; every `text` it delivers must carry a sender that is registered
 /// or the server itself (no spoofing); relayed data must stay within the relay budget, and
-/// queued chat output within the chat budget.
+/// queued chat output within the chat budget. The first byte turns accounts on (logins, hellos
+/// held for the driver's verdict): then no `welcome` may reach a peer before its verdict.
 /// `start` is the driver's clock reading: time, as everywhere in core, comes from the caller.
 pub fn hub(data: &[u8], start: Instant) {
     let mut u = Unstructured::new(data);
     let mut now = start;
+    let accounts = u.arbitrary::<bool>().unwrap_or(false);
     let mut config = HubConfig {
+        accounts,
         relay_budget: 1 << 20,
         message_rate: 50,
         message_burst: 20,
@@ -79,6 +91,8 @@ pub fn hub(data: &[u8], start: Instant) {
         .max(config.session.transfer.window as usize);
     let mut hub = Hub::new(config, now);
     let mut peers: Vec<Peer> = Vec::new();
+    // Connections whose hello waits for a verdict, in the order they were asked about.
+    let mut waiting: Vec<ConnId> = Vec::new();
     while !u.is_empty() {
         let Ok(op) = u.arbitrary::<Op>() else { break };
         let pick = |i: u8, peers: &[Peer]| (!peers.is_empty()).then(|| i as usize % peers.len());
@@ -92,6 +106,7 @@ pub fn hub(data: &[u8], start: Instant) {
                         preamble_seen: false,
                         stalled: false,
                         gone: false,
+                        verifying: false,
                     });
                 }
                 None
@@ -212,6 +227,28 @@ pub fn hub(data: &[u8], start: Instant) {
                 }
                 None
             }
+            Op::Login(p, method, secret) => {
+                Message::Login {
+                    method,
+                    secret: Secret::new(&secret),
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
+            Op::Verdict(i, choice) => {
+                if !waiting.is_empty() {
+                    let conn = waiting.remove(i as usize % waiting.len());
+                    if let Some(p) = peers.iter_mut().find(|p| p.conn == conn) {
+                        p.verifying = false;
+                    }
+                    match choice % 3 {
+                        0 => hub.allow(conn),
+                        1 => hub.deny(conn, crate::ErrorCode::AuthFailed, "no"),
+                        _ => hub.deny(conn, crate::ErrorCode::AuthRequired, "log in"),
+                    };
+                }
+                None
+            }
         };
         if let Some(i) = from {
             // A runtime reads only while the hub wants input; a paused peer's bytes wait.
@@ -219,7 +256,7 @@ pub fn hub(data: &[u8], start: Instant) {
                 hub.handle_input(now, peers[i].conn, &wire);
             }
         }
-        drain(&mut hub, &mut peers);
+        drain(&mut hub, &mut peers, &mut waiting);
         assert!(
             hub.relay_committed() <= budget,
             "relay budget exceeded: {} > {budget}",
@@ -234,9 +271,20 @@ pub fn hub(data: &[u8], start: Instant) {
 }
 
 /// Takes what the hub queued for each reading peer and checks it frame by frame.
-fn drain(hub: &mut Hub, peers: &mut [Peer]) {
+fn drain(hub: &mut Hub, peers: &mut [Peer], waiting: &mut Vec<ConnId>) {
     while hub.poll_ready().is_some() {}
-    while hub.poll_event().is_some() {}
+    while let Some(ev) = hub.poll_event() {
+        if let HubEvent::Verify { conn, .. } = ev {
+            assert!(
+                hub.config().accounts,
+                "asked for a verdict without accounts"
+            );
+            if let Some(p) = peers.iter_mut().find(|p| p.conn == conn) {
+                p.verifying = true;
+            }
+            waiting.push(conn);
+        }
+    }
     for p in peers.iter_mut().filter(|p| !p.gone && !p.stalled) {
         while let Some(bytes) = hub.poll_transmit(p.conn) {
             p.received.push(&bytes);
@@ -252,6 +300,10 @@ fn drain(hub: &mut Hub, peers: &mut [Peer]) {
         }
         while let Some(frame) = p.received.next_frame().expect("hub frames fit the limit") {
             let msg = Message::decode(frame).expect("hub frames decode");
+            assert!(
+                !(p.verifying && matches!(msg, Message::Welcome(_))),
+                "a welcome before the verdict"
+            );
             if let Message::Text { peer, .. } = &msg {
                 let sender = peer.as_str();
                 assert!(

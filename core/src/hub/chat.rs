@@ -252,6 +252,23 @@ impl Hub {
 
     pub(super) fn on_hello(&mut self, id: ConnId, hello: Hello) {
         let name = hello.name;
+        // Without accounts a login is read and ignored; with them it goes to the judge.
+        let login = self.conns.get_mut(&id).and_then(|c| c.session.take_login());
+        if self.config.accounts && !self.shutting_down && validate_name(&name).is_ok() {
+            self.verifying.insert(id, name.clone());
+            self.emit(HubEvent::Verify {
+                conn: id,
+                name,
+                login,
+            });
+            return;
+        }
+        drop(login);
+        self.admit(id, name);
+    }
+
+    /// Admits `id` under `name`, or refuses it (shutdown, invalid, banned, taken, full).
+    pub(super) fn admit(&mut self, id: ConnId, name: Utf8) {
         let key = name_key(&name);
         let refusal = if self.shutting_down {
             Some((
@@ -358,6 +375,7 @@ impl Hub {
 
     /// A session ended: release its name and tell everyone else.
     pub(super) fn on_closed(&mut self, id: ConnId, how: Closed) {
+        self.verifying.remove(&id);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };

@@ -6,7 +6,9 @@
 //! Added: [`Hub::config`], [`Hub::queued_output`], [`Hub::peer_name`],
 //! [`Hub::relay_buffered`] / [`Hub::relay_buffered_max`] / [`Hub::relay_buffered_peak`] /
 //! [`Hub::relay_count`] / [`Hub::relay_committed`] / [`Hub::relay_waiting`],
-//! [`Hub::dropped_events`] and [`Hub::try_new`]. [`Hub::wants_input`] now also turns false
+//! [`Hub::dropped_events`] and [`Hub::try_new`]; for accounts, [`HubConfig::accounts`],
+//! [`HubEvent::Verify`], [`Hub::allow`], [`Hub::deny`], [`Hub::send_token`],
+//! [`Hub::is_verifying`], [`Hub::verifying_count`] and [`Hub::now`]. [`Hub::wants_input`] now also turns false
 //! while a client is paused for its message rate: a runtime must check it before every read
 //! (a paused connection is returned by [`Hub::poll_ready`] when it may be read again). One rule matters for memory: take bytes
 //! from [`Hub::poll_transmit`] only as the socket accepts them (see step 1 below).
@@ -52,6 +54,9 @@
 //!   by [`crate::name::name_key`]: case, full-width and look-alike letters folded; the
 //!   server's own name is always taken) or `server-full`; otherwise
 //!   the client gets `welcome` with everyone online and the others get `presence` joined.
+//!   With [`HubConfig::accounts`] a valid hello first waits, unread, for the driver's
+//!   verdict on the name and the `login` before it ([`HubEvent::Verify`] → [`Hub::allow`] or
+//!   [`Hub::deny`]); the checks above are made when the verdict comes.
 //!   When a registered connection closes, the others get `presence` left.
 //! * **Chat**: text and blobs addressed to nobody go to every other client; addressed to a
 //!   name, to that client only, marked private. The sender is always stamped with its
@@ -212,6 +217,9 @@ pub struct Hub {
     next_offer_id: u64,
     /// Transfers of the server's participant → the client at the other end.
     own: HashMap<FileHandle, Utf8>,
+    /// With [`HubConfig::accounts`]: connections whose hello waits for a verdict → the name
+    /// they asked for.
+    verifying: HashMap<ConnId, Utf8>,
     shutting_down: bool,
 }
 
@@ -260,6 +268,7 @@ impl Hub {
             chat_queued: 0,
             next_offer_id: 1,
             own: HashMap::new(),
+            verifying: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -267,6 +276,11 @@ impl Hub {
     /// The settings in force.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The runtime's clock as the hub last saw it (the latest `now` given to any input).
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     // ----- connections ------------------------------------------------------------------
@@ -469,6 +483,83 @@ impl Hub {
             self.chat_queued -= c.counted as usize;
             self.timers.reschedule(conn, c.deadline, None);
         }
+    }
+
+    // ----- accounts ---------------------------------------------------------------------
+
+    /// The verdict on a [`HubEvent::Verify`]: `conn` may have the name it asked for. It is
+    /// admitted now unless the name was taken meanwhile (`name-taken`), it is banned, the
+    /// server is full or shutting down, exactly as a hello without accounts. Returns false
+    /// (and does nothing) if `conn` waits for no verdict (it closed meanwhile, or was
+    /// judged already).
+    pub fn allow(&mut self, conn: ConnId) -> bool {
+        let Some(name) = self.verifying.remove(&conn) else {
+            return false;
+        };
+        if self
+            .conns
+            .get(&conn)
+            .map_or(true, |c| c.session.is_closed())
+        {
+            return false;
+        }
+        self.admit(conn, name);
+        self.touch(conn);
+        self.run();
+        true
+    }
+
+    /// The verdict on a [`HubEvent::Verify`]: `conn` is refused with `code` (such as
+    /// `auth-required`, `auth-failed`, `auth-insecure`) and `reason`, and closes. Returns
+    /// false (and does nothing) if `conn` waits for no verdict.
+    pub fn deny(&mut self, conn: ConnId, code: ErrorCode, reason: &str) -> bool {
+        let Some(name) = self.verifying.remove(&conn) else {
+            return false;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.session.is_closed() {
+            return false;
+        }
+        c.session.refuse(code, reason);
+        self.emit(HubEvent::Refused { conn, name, code });
+        self.touch(conn);
+        self.run();
+        true
+    }
+
+    /// Sends `conn` a session token (spec §6.2): right after [`Hub::allow`] admitted a
+    /// client that logged in, so that it can log in with the token next time.
+    ///
+    /// # Errors
+    ///
+    /// The connection is not open (it closed, or was refused), or the token is longer than
+    /// [`crate::wire::MAX_SECRET`] bytes.
+    pub fn send_token(&mut self, conn: ConnId, token: &str) -> Result<(), HubError> {
+        if token.len() > crate::wire::MAX_SECRET {
+            return Err(HubError::Send(crate::session::SendError::TooLarge));
+        }
+        let msg = crate::wire::Message::Token {
+            token: crate::wire::Secret::new(token),
+        };
+        let result = match self.conns.get_mut(&conn) {
+            Some(c) => c.session.send(&msg).map_err(HubError::Send),
+            None => Err(HubError::Send(crate::session::SendError::NotOpen)),
+        };
+        self.touch(conn);
+        self.run();
+        result
+    }
+
+    /// Connections whose hello waits for a verdict ([`HubConfig::accounts`]).
+    pub fn verifying_count(&self) -> usize {
+        self.verifying.len()
+    }
+
+    /// Whether `conn`'s hello still waits for a verdict (false once judged or closed).
+    pub fn is_verifying(&self, conn: ConnId) -> bool {
+        self.verifying.contains_key(&conn)
     }
 
     /// The next event for the operator or the server's participant.
@@ -700,6 +791,7 @@ impl Hub {
             // the remaining events occur only in client sessions.
             Event::PeerError { .. }
             | Event::Connected(_)
+            | Event::Token(_)
             | Event::Presence { .. }
             | Event::PeerList(_) => {}
         }

@@ -40,6 +40,14 @@ pub struct HubConfig {
     /// peer or the server's name). Without an inbox such offers are rejected at once with
     /// `storage-failed`. Default false.
     pub inbox: bool,
+    /// Whether names are judged before they are admitted (accounts, spec §6.2). When true, a
+    /// valid `hello` does not get its `welcome` at once: the connection is held (nothing more
+    /// is read from it; the handshake timeout still runs), [`HubEvent::Verify`] asks the
+    /// driver to judge the name and the `login` that came before it, and the driver answers
+    /// with [`super::Hub::allow`] or [`super::Hub::deny`]. Name conflicts (`name-taken`),
+    /// bans and the peer limit are checked when the verdict arrives. Default false: every
+    /// valid name is admitted at once, and a `login` is read and ignored.
+    pub accounts: bool,
     /// Messages per second a client may send on average: chat (`text`, `blob`),
     /// `list-request` and `offer` count; file data and heartbeats do not (credit and the
     /// heartbeat rules pace them). A client over the rate is slowed (the hub stops reading
@@ -77,6 +85,7 @@ impl Default for HubConfig {
             session: session::Config::default(),
             max_peers: 10_000,
             inbox: false,
+            accounts: false,
             message_rate: 500,
             message_burst: 1000,
             rate_limit_grace: Duration::from_secs(10),
@@ -203,8 +212,22 @@ pub enum HubEvent {
         conn: ConnId,
         /// The name it asked for.
         name: Utf8,
-        /// `name-invalid`, `name-taken`, `server-full` or `shutdown`.
+        /// `name-invalid`, `name-taken`, `server-full` or `shutdown`; with accounts also
+        /// the code the driver gave [`super::Hub::deny`].
         code: ErrorCode,
+    },
+    /// With [`HubConfig::accounts`]: a valid `hello` waits for a verdict. Judge `name` and
+    /// `login` (off the thread that drives the hub if that is slow, as a password hash is),
+    /// then call [`super::Hub::allow`] or [`super::Hub::deny`] for `conn`. Drop the login
+    /// once judged. A connection that closes meanwhile (handshake timeout, end of stream)
+    /// ignores its verdict.
+    Verify {
+        /// Its connection.
+        conn: ConnId,
+        /// The name it asked for (valid by the naming rules).
+        name: Utf8,
+        /// The `login` that came before the hello, if any.
+        login: Option<session::Login>,
     },
 }
 

@@ -6,7 +6,10 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::wire::{frame_type, Hello, Message, Offer, PresenceKind, Utf8, Welcome, DIGEST_LEN};
+use crate::wire::{
+    frame_type, login_method, Hello, Message, Offer, PresenceKind, Secret, Utf8, Welcome,
+    DIGEST_LEN, MAX_SECRET,
+};
 use crate::{ErrorCode, ProtocolError};
 
 fn malformed(detail: &'static str) -> ProtocolError {
@@ -143,6 +146,38 @@ pub(super) fn read_message(text: &str) -> Result<Message, ProtocolError> {
             code: f.code()?,
             reason: f.text("reason")?,
         },
+        "login" => {
+            let method = match f.take("method")? {
+                Value::String(m) if m == "password" => login_method::PASSWORD,
+                Value::String(m) if m == "token" => login_method::TOKEN,
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or_else(|| malformed("a login method number is out of range"))?,
+                _ => {
+                    return Err(malformed(
+                        "a login method is neither a known name nor a number",
+                    ))
+                }
+            };
+            let secret = f.text("secret")?;
+            if secret.len() > MAX_SECRET {
+                return Err(malformed("login secret longer than 1024 bytes"));
+            }
+            Message::Login {
+                method,
+                secret: Secret::new(&secret),
+            }
+        }
+        "token" => {
+            let token = f.text("token")?;
+            if token.len() > MAX_SECRET {
+                return Err(malformed("session token longer than 1024 bytes"));
+            }
+            Message::Token {
+                token: Secret::new(&token),
+            }
+        }
         "text" => Message::Text {
             peer: f.str8("peer")?,
             private: f.bool_or_false("private")?,

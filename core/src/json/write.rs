@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::wire::{Message, PresenceKind, Utf8};
+use crate::wire::{login_method, Message, PresenceKind, Utf8};
 use crate::ErrorCode;
 
 /// Builds one JSON object, key by key.
@@ -123,6 +123,17 @@ pub(super) fn write_message(msg: &Message, out: &mut String) {
                 .num("max_frame", x.max_frame.into())
                 .num("capabilities", x.capabilities.into())
                 .names("online", &x.online);
+        }
+        Message::Login { method, secret } => {
+            match *method {
+                login_method::PASSWORD => w.str("method", "password"),
+                login_method::TOKEN => w.str("method", "token"),
+                other => w.num("method", other.into()),
+            };
+            w.str("secret", secret.expose());
+        }
+        Message::Token { token } => {
+            w.str("token", token.expose());
         }
         Message::Refused { code, reason } | Message::Goodbye { code, reason } => {
             w.code(*code).str("reason", reason);

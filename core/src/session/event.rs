@@ -6,11 +6,25 @@ use crate::transfer::TransferEvent;
 use crate::wire::{Hello, PresenceKind, Utf8, Welcome};
 use crate::ErrorCode;
 
+/// A client's `login` (spec §6.2), held by the server's session from its arrival until
+/// `hello` and then taken whole by whoever judges it ([`crate::session::Session::take_login`]).
+/// Its secret never shows in `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// How the secret is to be checked ([`crate::wire::login_method`]).
+    pub method: u8,
+    /// The password (or, later, a token).
+    pub secret: crate::wire::Secret,
+}
+
 /// An event for the application, pulled with [`crate::session::Session::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Client: the server accepted our name.
     Connected(Welcome),
+    /// Client: the server's session token (spec §6.2), right after `welcome` when we logged
+    /// in: log in with it next time (`login` method 2) instead of the password.
+    Token(crate::wire::Secret),
     /// Server: a client asked to join. Answer with
     /// [`crate::session::Session::accept_hello`] or [`crate::session::Session::refuse`].
     Hello(Hello),

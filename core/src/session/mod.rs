@@ -68,7 +68,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::error::SendError;
 pub use config::Config;
-pub use event::{Closed, Event};
+pub use event::{Closed, Event, Login};
 pub(crate) use output::{Lane, COPY_LIMIT};
 
 use crate::name::{validate_name, NameError};
@@ -94,7 +94,9 @@ enum State {
     Preamble,
     /// Preamble done; waiting for hello (server) or welcome (client).
     Handshake,
-    /// Server: hello received, the application has not answered yet.
+    /// Server: hello received, the application has not answered yet (the driver reads
+    /// nothing more until it has: a hub judging a login holds the connection here; a
+    /// message that came already is `unexpected-message`, spec §6.2).
     PendingAccept,
     /// Messages flow.
     Open,
@@ -126,6 +128,9 @@ pub struct Session {
     pings_sent: u64,
     name: Option<Utf8>,
     preamble_sent: bool,
+    /// Server: the client's `login`, from its arrival until the application takes it at
+    /// `hello` (boxed: most sessions never hold one).
+    login: Option<Box<Login>>,
 }
 
 impl Session {
@@ -138,6 +143,55 @@ impl Session {
         validate_name(name)?;
         let mut s = Session::new(Role::Client, config.into(), now);
         s.send_preamble();
+        s.queue(&Message::Hello(Hello {
+            name: Utf8::from(name),
+            capabilities: s.config.capabilities,
+            max_frame: s.config.max_frame,
+        }));
+        Ok(s)
+    }
+
+    /// A client that logs in to the account `name` with `password` (spec §6.2): the
+    /// preamble, `login` (method password) and hello are queued at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::BadName`] if `name` breaks the naming rules, [`SendError::TooLarge`] if
+    /// the password is longer than [`crate::wire::MAX_SECRET`] bytes.
+    pub fn client_with_password(
+        config: impl Into<Arc<Config>>,
+        name: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<Session, SendError> {
+        let method = crate::wire::login_method::PASSWORD;
+        Session::client_with_login(config, name, method, password, now)
+    }
+
+    /// A client that logs in to the account `name` with `secret` checked by `method`
+    /// ([`crate::wire::login_method`]: a password, or a session token from
+    /// [`Event::Token`]): the preamble, `login` and hello are queued at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::client_with_password`].
+    pub fn client_with_login(
+        config: impl Into<Arc<Config>>,
+        name: &str,
+        method: u8,
+        secret: &str,
+        now: Instant,
+    ) -> Result<Session, SendError> {
+        validate_name(name).map_err(SendError::BadName)?;
+        if secret.len() > crate::wire::MAX_SECRET {
+            return Err(SendError::TooLarge);
+        }
+        let mut s = Session::new(Role::Client, config.into(), now);
+        s.send_preamble();
+        s.queue(&Message::Login {
+            method,
+            secret: crate::wire::Secret::new(secret),
+        });
         s.queue(&Message::Hello(Hello {
             name: Utf8::from(name),
             capabilities: s.config.capabilities,
@@ -177,6 +231,7 @@ impl Session {
             pings_sent: 0,
             name: None,
             preamble_sent: false,
+            login: None,
             config,
         }
     }
@@ -201,9 +256,17 @@ impl Session {
         self.state == State::Closed
     }
 
-    /// Whether the driver should read more bytes now (see the module docs).
+    /// Whether the driver should read more bytes now (see the module docs): not once closed,
+    /// not while the event queue is full, and not while a hello waits for its answer.
     pub fn wants_input(&self) -> bool {
-        self.state != State::Closed && self.events.len() < self.config.max_queued_events
+        !matches!(self.state, State::Closed | State::PendingAccept)
+            && self.events.len() < self.config.max_queued_events
+    }
+
+    /// Server: the client's `login`, if one came before its hello. Taken once: the session
+    /// keeps no copy of the secret.
+    pub fn take_login(&mut self) -> Option<Login> {
+        self.login.take().map(|l| *l)
     }
 
     /// The settings in force (a client's heartbeat values are the server's after welcome).
@@ -612,6 +675,15 @@ impl Session {
                 }
             }
             (_, _, M::Extension { .. }) => {}
+            (State::Handshake, Role::Server, M::Login { method, secret }) => {
+                if self.login.is_some() {
+                    return Err(ProtocolError::new(
+                        ErrorCode::UnexpectedMessage,
+                        "a second login",
+                    ));
+                }
+                self.login = Some(Box::new(Login { method, secret }));
+            }
             (State::Handshake, Role::Server, M::Hello(hello)) => {
                 if hello.max_frame < MIN_MAX_FRAME {
                     return Err(malformed("announced frame limit below the minimum"));
@@ -635,6 +707,9 @@ impl Session {
                 self.state = State::Open;
                 self.handshake_deadline = None;
                 self.events.push_back(Event::Connected(w));
+            }
+            (State::Open, Role::Client, M::Token { token }) => {
+                self.events.push_back(Event::Token(token))
             }
             (State::Handshake, Role::Client, M::Refused { code, reason }) => {
                 self.finish(Closed::Peer { code, reason })
@@ -742,6 +817,7 @@ impl Session {
     /// Ends the session: running transfers fail, then [`Event::Closed`] is queued.
     fn finish(&mut self, how: Closed) {
         self.state = State::Closed;
+        self.login = None;
         // The transfers end with the session (spec §7.7), so their queued file data is of no
         // use to the peer, and the goodbye or error must be the last frame sent (§6.7): only
         // the rest of a chunk already begun still goes out.

@@ -21,6 +21,12 @@ pub mod frame_type {
     pub const WELCOME: u8 = 0x02;
     /// `refused`: server → client, the name was not accepted; the server then closes.
     pub const REFUSED: u8 = 0x03;
+    /// `login`: client → server, after the preamble and before `hello`: proves the right
+    /// to the account name `hello` then asks for (spec §6.2).
+    pub const LOGIN: u8 = 0x04;
+    /// `token`: server → client, right after `welcome` to a client that logged in: a
+    /// session token to log in with next time (`login` method 2, spec §6.2).
+    pub const TOKEN: u8 = 0x05;
     /// `text`: chat text, to everyone or to one peer.
     pub const TEXT: u8 = 0x10;
     /// `blob`: binary data with a media type (an image, a video frame).
@@ -73,6 +79,52 @@ pub mod capability {
     pub const BLOBS: u32 = 1 << 1;
     /// Everything this implementation supports.
     pub const ALL: u32 = FILES | BLOBS;
+}
+
+/// The `method` values of `login` (spec §6.2).
+pub mod login_method {
+    /// The secret is the account's password.
+    pub const PASSWORD: u8 = 1;
+    /// Reserved for a session token (a later version); a server that does not take it
+    /// answers `auth-failed`, as for any method it does not know.
+    pub const TOKEN: u8 = 2;
+}
+
+/// The most bytes a `login`'s secret may have; a longer one is `malformed`.
+pub const MAX_SECRET: usize = 1024;
+
+/// The secret of a `login` (a password): its `Debug` output never shows it, so that it
+/// cannot reach a log by way of a message or an event printed whole. Whoever judges the
+/// login takes it with [`Secret::expose`] and drops it once judged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Utf8);
+
+impl Secret {
+    /// Wraps `secret`.
+    pub fn new(secret: &str) -> Secret {
+        Secret(Utf8::from(secret))
+    }
+
+    /// The secret itself, for whoever verifies it (never for a log).
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl core::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// `flags` bit of `text` and `blob`: the message was addressed to one peer only.
@@ -224,6 +276,20 @@ pub enum Message {
         /// Human-readable reason.
         reason: Utf8,
     },
+    /// `login` (0x04): `method: u8, secret: rest` (at most [`MAX_SECRET`] bytes). See
+    /// [`login_method`].
+    Login {
+        /// How `secret` is to be checked ([`login_method`]).
+        method: u8,
+        /// The password (or, later, the token).
+        secret: Secret,
+    },
+    /// `token` (0x05): `token: rest` (at most [`MAX_SECRET`] bytes): a session token for
+    /// `login` method 2.
+    Token {
+        /// The token, opaque to the client.
+        token: Secret,
+    },
     /// `text` (0x10): `peer: str8, flags: u8, text: rest`.
     Text {
         /// Addressee (from a client) or sender (from the server).
@@ -366,6 +432,8 @@ impl Message {
             Message::Hello(_) => HELLO,
             Message::Welcome(_) => WELCOME,
             Message::Refused { .. } => REFUSED,
+            Message::Login { .. } => LOGIN,
+            Message::Token { .. } => TOKEN,
             Message::Text { .. } => TEXT,
             Message::Blob { .. } => BLOB,
             Message::Presence { .. } => PRESENCE,
@@ -394,6 +462,8 @@ impl Message {
             Message::Hello(_) => "hello",
             Message::Welcome(_) => "welcome",
             Message::Refused { .. } => "refused",
+            Message::Login { .. } => "login",
+            Message::Token { .. } => "token",
             Message::Text { .. } => "text",
             Message::Blob { .. } => "blob",
             Message::Presence { .. } => "presence",
@@ -448,6 +518,30 @@ impl Message {
                 code: code(&mut r)?,
                 reason: r.rest_str()?,
             },
+            LOGIN => {
+                let method = r.u8()?;
+                if r.remaining() > MAX_SECRET {
+                    return Err(ProtocolError::new(
+                        ErrorCode::Malformed,
+                        "login secret longer than 1024 bytes",
+                    ));
+                }
+                Message::Login {
+                    method,
+                    secret: Secret(r.rest_str()?),
+                }
+            }
+            TOKEN => {
+                if r.remaining() > MAX_SECRET {
+                    return Err(ProtocolError::new(
+                        ErrorCode::Malformed,
+                        "session token longer than 1024 bytes",
+                    ));
+                }
+                Message::Token {
+                    token: Secret(r.rest_str()?),
+                }
+            }
             TEXT => return text(&mut r),
             BLOB => Message::Blob {
                 peer: r.str8()?,
@@ -583,6 +677,8 @@ impl Message {
                 str8_len(&w.name) + str8_len(&w.server) + 16 + names_len(&w.online)
             }
             Message::Refused { reason, .. } => 2 + reason.len(),
+            Message::Login { secret, .. } => 1 + secret.len(),
+            Message::Token { token } => token.len(),
             Message::Text { peer, text, .. } => str8_len(peer) + 1 + text.len(),
             Message::Blob {
                 peer,
@@ -627,6 +723,11 @@ impl Message {
                 out.put_u32(w.capabilities);
                 put_names(out, &w.online);
             }
+            Message::Login { method, secret } => {
+                out.put_u8(*method);
+                out.put_slice(secret.0.as_bytes());
+            }
+            Message::Token { token } => out.put_slice(token.0.as_bytes()),
             Message::Refused { code, reason }
             | Message::Error { code, text: reason }
             | Message::Goodbye { code, reason } => {

@@ -186,7 +186,6 @@ impl Socket {
     }
 
     /// Whether the socket speaks TLS (reads and writes then carry plaintext).
-    #[cfg(unix)]
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.borrow().is_some()
     }
