@@ -4,7 +4,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::wire::{code, code_by_name, code_name, type_by_name, Message, Offer, Welcome};
+use crate::wire::{
+    code, code_by_name, code_name, type_by_name, Message, Offer, Welcome, MAX_SECRET,
+};
 
 /// Who wrote the JSON being read: the gateway's output carries `code_name` beside every
 /// `code`, a client's input may leave it out (§12.3, the mapping's `code` row).
@@ -15,6 +17,9 @@ pub enum Source {
     /// What a client may send: `code_name` and `private` optional.
     Client,
 }
+
+/// The `login` methods that have a name in the JSON mode (§6.2, §12.3).
+const LOGIN_METHODS: &[(u8, &str)] = &[(1, "password"), (2, "token")];
 
 /// `message` as the JSON object of §12.3.
 pub fn to_json(message: &Message) -> String {
@@ -54,6 +59,17 @@ pub fn to_json(message: &Message) -> String {
             coded(&mut put, *code);
             put("text", json!(text));
         }
+        Message::Login { method, secret } => {
+            put(
+                "method",
+                match LOGIN_METHODS.iter().find(|(m, _)| m == method) {
+                    Some((_, name)) => json!(name),
+                    None => json!(method),
+                },
+            );
+            put("secret", json!(secret));
+        }
+        Message::Token { token } => put("token", json!(token)),
         Message::Text {
             peer,
             private,
@@ -160,6 +176,13 @@ pub fn from_json(text: &str, source: Source) -> Result<Message, (u16, String)> {
         "refused" => Message::Refused {
             code: o.code()?,
             reason: o.string("reason")?,
+        },
+        "login" => Message::Login {
+            method: o.login_method()?,
+            secret: o.limited("secret", MAX_SECRET)?,
+        },
+        "token" => Message::Token {
+            token: o.limited("token", MAX_SECRET)?,
         },
         "error" => Message::Error {
             code: o.code()?,
@@ -312,6 +335,17 @@ impl Members<'_> {
     }
     fn u64(&mut self, key: &'static str) -> Field<u64> {
         self.uint(key, u64::MAX)
+    }
+    /// `login`'s method: its name, or the number of a method without one (§12.3).
+    fn login_method(&mut self) -> Field<u8> {
+        match self.get("method")? {
+            Value::String(name) => LOGIN_METHODS
+                .iter()
+                .find(|(_, n)| n == name)
+                .map(|(m, _)| *m)
+                .ok_or_else(|| Self::wrong("method", "password, token or a number")),
+            _ => Ok(self.uint("method", u8::MAX.into())? as u8),
+        }
     }
     fn code(&mut self) -> Field<u16> {
         let code = self.uint("code", u16::MAX.into())? as u16;

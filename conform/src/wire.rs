@@ -9,6 +9,8 @@ pub const PREAMBLE: [u8; 8] = [0x89, b'T', b'D', b'G', 0x0D, 0x0A, 0x1A, 1];
 pub const HEADER_LEN: usize = 5;
 /// The default and minimum frame limit (§4.2).
 pub const MIN_MAX_FRAME: u32 = 1 << 20;
+/// The longest `login` secret or `token` (§6.2); longer is `malformed`.
+pub const MAX_SECRET: usize = 1024;
 /// The ceiling of any announced frame limit (§4.2).
 pub const MAX_MAX_FRAME: u32 = 16 << 20;
 
@@ -34,6 +36,9 @@ const CODES: &[(u16, &str, bool)] = &[
     (17, "limit-exceeded", false),
     (18, "kicked", true),
     (19, "tls-required", true),
+    (20, "auth-required", true),
+    (21, "auth-failed", true),
+    (22, "auth-insecure", true),
     (32, "unknown-transfer", false),
     (33, "chunk-out-of-range", true),
     (34, "credit-exceeded", true),
@@ -65,6 +70,9 @@ pub mod code {
     pub const UNKNOWN_PEER: u16 = 13;
     pub const LIMIT_EXCEEDED: u16 = 17;
     pub const TLS_REQUIRED: u16 = 19;
+    pub const AUTH_REQUIRED: u16 = 20;
+    pub const AUTH_FAILED: u16 = 21;
+    pub const AUTH_INSECURE: u16 = 22;
     pub const UNKNOWN_TRANSFER: u16 = 32;
     pub const CHUNK_OUT_OF_RANGE: u16 = 33;
     pub const CREDIT_EXCEEDED: u16 = 34;
@@ -144,6 +152,13 @@ pub enum Message {
     Refused {
         code: u16,
         reason: String,
+    },
+    Login {
+        method: u8,
+        secret: String,
+    },
+    Token {
+        token: String,
     },
     Text {
         peer: String,
@@ -227,6 +242,8 @@ const TYPES: &[(u8, &str)] = &[
     (0x01, "hello"),
     (0x02, "welcome"),
     (0x03, "refused"),
+    (0x04, "login"),
+    (0x05, "token"),
     (0x10, "text"),
     (0x11, "blob"),
     (0x20, "presence"),
@@ -267,6 +284,8 @@ impl Message {
             Message::Hello { .. } => "hello",
             Message::Welcome(_) => "welcome",
             Message::Refused { .. } => "refused",
+            Message::Login { .. } => "login",
+            Message::Token { .. } => "token",
             Message::Text { .. } => "text",
             Message::Blob { .. } => "blob",
             Message::Presence { .. } => "presence",
@@ -324,6 +343,12 @@ impl Message {
             | Message::Error { code, text }
             | Message::Goodbye { code, reason: text } => {
                 b.u16(*code).raw(text.as_bytes());
+            }
+            Message::Login { method, secret } => {
+                b.u8(*method).raw(secret.as_bytes());
+            }
+            Message::Token { token } => {
+                b.raw(token.as_bytes());
             }
             Message::Text {
                 peer,
@@ -407,6 +432,11 @@ impl Message {
                 code: r.u16()?,
                 reason: r.text()?,
             },
+            0x04 => Message::Login {
+                method: r.u8()?,
+                secret: r.secret()?,
+            },
+            0x05 => Message::Token { token: r.secret()? },
             0x10 => Message::Text {
                 peer: r.str8()?,
                 private: r.flags()?,
@@ -598,6 +628,13 @@ impl Fields<'_> {
     }
     fn bytes(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.rest).to_vec()
+    }
+    /// A `login` secret or a `token`: text of at most [`MAX_SECRET`] bytes (§6.2).
+    fn secret(&mut self) -> Result<String, u16> {
+        if self.rest.len() > MAX_SECRET {
+            return Err(code::MALFORMED);
+        }
+        self.text()
     }
     fn names(&mut self) -> Result<Vec<String>, u16> {
         let count = self.u32()? as usize;

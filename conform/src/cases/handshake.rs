@@ -100,6 +100,27 @@ pub(super) static CASES: &[Case] = &[
         text_before_hello,
     ),
     case(
+        "6.2-login-before-hello",
+        "a login before hello: a server without accounts ignores it, one with accounts judges it",
+        None,
+        Needs::Stream,
+        login_before_hello,
+    ),
+    case(
+        "6.2-login-twice",
+        "a second login before hello is unexpected-message",
+        None,
+        Needs::Stream,
+        login_twice,
+    ),
+    case(
+        "6.2-login-after-hello",
+        "a login after the handshake is unexpected-message",
+        None,
+        Needs::Stream,
+        login_after_hello,
+    ),
+    case(
         "6.6.3-ping-before-hello",
         "a ping before the handshake is unexpected-message",
         None,
@@ -327,6 +348,60 @@ fn before_hello(ctx: &mut Ctx, message: Message) -> Outcome {
     c.preamble()?;
     c.send(&message)?;
     refuses_early(&mut c, code::UNEXPECTED_MESSAGE, "§6.2, §6.8.3")?;
+    Ok(Pass::Ok)
+}
+
+/// A `login` with a password nobody registered.
+fn login() -> Message {
+    Message::Login {
+        method: 1,
+        secret: "not anybody's password".into(),
+    }
+}
+
+fn login_before_hello(ctx: &mut Ctx) -> Outcome {
+    let name = ctx.name("login");
+    let mut c = ctx.connect(&name)?;
+    c.preamble()?;
+    c.send(&login())?;
+    c.send(&hello(&name, MIN_MAX_FRAME))?;
+    match c.next("welcome or refused")? {
+        Message::Welcome(_) => Ok(Pass::Ok),
+        Message::Refused { code, .. }
+            if [code::AUTH_REQUIRED, code::AUTH_FAILED, code::AUTH_INSECURE].contains(&code) =>
+        {
+            Ok(Pass::Informational(format!(
+                "the server has accounts: a login for an unregistered name is refused {}",
+                crate::wire::code_name(code)
+            )))
+        }
+        other => fail!(
+            "a login before hello was answered with {} {:?}, not welcome or an auth-* \
+             refusal (§6.2: a server without accounts reads a login and ignores it)",
+            other.name(),
+            other.code().map(crate::wire::code_name)
+        ),
+    }
+}
+
+fn login_twice(ctx: &mut Ctx) -> Outcome {
+    let mut c = ctx.connect("twice")?;
+    c.preamble()?;
+    c.send(&login())?;
+    c.send(&login())?;
+    refuses_early(&mut c, code::UNEXPECTED_MESSAGE, "§6.2: a second login")?;
+    Ok(Pass::Ok)
+}
+
+fn login_after_hello(ctx: &mut Ctx) -> Outcome {
+    let (mut c, _) = ctx.join("late")?;
+    c.send(&login())?;
+    closes_with(
+        &mut c,
+        "error",
+        code::UNEXPECTED_MESSAGE,
+        "§6.2: a login after hello",
+    )?;
     Ok(Pass::Ok)
 }
 
