@@ -89,6 +89,7 @@ serve_file! {
     allow_plaintext: bool,
     accounts: PathBuf,
     guests: bool,
+    token_lifetime_secs: u64,
     heartbeat_ms: u64,
     timeout_ms: u64,
     log: LogTarget,

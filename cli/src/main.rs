@@ -330,6 +330,10 @@ struct ServeArgs {
     /// names stay their owners'.
     #[arg(long, requires = "accounts")]
     guests: bool,
+    /// With --accounts, how long a session token stays good, in seconds (a client
+    /// reconnecting or a page reloaded logs in with it instead of the password).
+    #[arg(long, default_value_t = 12 * 60 * 60, value_name = "SECS")]
+    token_lifetime_secs: u64,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

@@ -140,6 +140,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
             Some(tidings_host::accounts::Policy {
                 accounts: std::sync::Arc::new(accounts),
                 guests: args.guests,
+                token_lifetime: Duration::from_secs(args.token_lifetime_secs.max(1)),
             })
         }
         None => None,

@@ -1516,7 +1516,7 @@ fn password_guessing_is_slowed_and_reported_without_flooding() {
     let mut server = Serve::start(&["--accounts", accounts, "--guests"]);
     let mut pair = server.bystanders();
     let addr = server.addr;
-    const GUESSES: usize = 200;
+    const GUESSES: usize = 1000;
     let attack = std::thread::spawn(move || {
         let started = Instant::now();
         let mut codes = Vec::new();

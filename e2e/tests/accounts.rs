@@ -5,6 +5,7 @@
 //! cannot be made here: host/src/accounts.rs tests it with a synthetic address.)
 
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tidings_core::wire::Secret;
 use tidings_e2e::smol_client::*;
@@ -12,7 +13,7 @@ use tidings_e2e::{
     assert_refused, for_both_servers, ClientConfig, ClientEvent, Error, ErrorCode, ServerConfig,
     ServerEvent, ServerKind, TestServer,
 };
-use tidings_host::accounts::{Accounts, Policy, AUTH_FAILED};
+use tidings_host::accounts::{Accounts, Policy, AUTH_FAILED, TOKEN_LIFETIME};
 use tidings_host::tls::{ClientTls, SelfSigned, TlsClientConfig, TlsServerConfig};
 
 for_both_servers! {
@@ -28,6 +29,7 @@ for_both_servers! {
         repeated_failures_make_the_next_try_wait,
         a_session_token_logs_in_again_without_the_password,
         new_accounts_close_removed_users_and_guests_on_registered_names,
+        an_expired_token_is_refused_and_the_password_still_works,
     ],
 }
 
@@ -49,6 +51,7 @@ fn with_accounts(guests: bool) -> ServerConfig {
         accounts: Some(Policy {
             accounts: accounts(),
             guests,
+            token_lifetime: TOKEN_LIFETIME,
         }),
         ..ServerConfig::default()
     }
@@ -281,6 +284,34 @@ fn a_session_token_logs_in_again_without_the_password(kind: ServerKind) {
         let ev = wait_for(&guest, |e| !matches!(e, ClientEvent::Joined(_))).await;
         assert!(matches!(ev, ClientEvent::PeerList(_)), "{ev:?}");
         guest.close().await;
+    });
+}
+
+fn an_expired_token_is_refused_and_the_password_still_works(kind: ServerKind) {
+    let lifetime = Duration::from_millis(300);
+    let mut config = with_accounts(false);
+    if let Some(policy) = config.accounts.as_mut() {
+        policy.token_lifetime = lifetime;
+    }
+    let server = TestServer::start(kind, config);
+    smol::block_on(async {
+        let alice = join(&server, "alice", password("alice-pw")).await.unwrap();
+        let token = token_of(&alice).await;
+        let issued = Instant::now();
+        alice.close().await;
+        // Nothing announces an expiry: wait past it.
+        smol::Timer::at(issued + lifetime + Duration::from_millis(100)).await;
+        let with_token = ClientConfig {
+            token: Some(token),
+            ..ClientConfig::default()
+        };
+        let err = join(&server, "alice", with_token).await.unwrap_err();
+        assert_refused(&err, ErrorCode::AuthFailed);
+        join(&server, "alice", password("alice-pw"))
+            .await
+            .unwrap()
+            .close()
+            .await;
     });
 }
 

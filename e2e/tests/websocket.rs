@@ -335,6 +335,7 @@ fn with_accounts_json_clients_log_in_and_legacy_clients_are_guests(kind: ServerK
         accounts: Some(tidings_host::accounts::Policy {
             accounts: std::sync::Arc::new(accounts.clone()),
             guests,
+            token_lifetime: tidings_host::accounts::TOKEN_LIFETIME,
         }),
         ..ServerConfig::default()
     };

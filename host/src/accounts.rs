@@ -325,6 +325,8 @@ pub struct Policy {
     pub accounts: Arc<Accounts>,
     /// Whether unregistered names are admitted (without a login). Default false.
     pub guests: bool,
+    /// How long a session token stays good ([`TOKEN_LIFETIME`] by default).
+    pub token_lifetime: Duration,
 }
 
 impl Policy {
@@ -424,16 +426,18 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// use std::time::{Duration, Instant};
 /// use tidings_host::accounts::{Tokens, TOKEN_LIFETIME};
 /// let t0 = Instant::now();
-/// let tokens = Tokens::new(t0);
+/// let tokens = Tokens::new(t0, TOKEN_LIFETIME);
 /// let token = tokens.issue("Alice", t0);
 /// assert!(tokens.check(&token, "alice", t0 + Duration::from_secs(60)), "by the name's key");
 /// assert!(!tokens.check(&token, "bob", t0));
 /// assert!(!tokens.check(&token, "alice", t0 + TOKEN_LIFETIME));
-/// assert!(!Tokens::new(t0).check(&token, "alice", t0), "another server's key");
+/// let other = Tokens::new(t0, TOKEN_LIFETIME);
+/// assert!(!other.check(&token, "alice", t0), "another server's key");
 /// ```
 pub struct Tokens {
     key: [u8; 32],
     epoch: Instant,
+    lifetime: Duration,
 }
 
 impl fmt::Debug for Tokens {
@@ -443,18 +447,22 @@ impl fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// A fresh random key; expiries count from `now`.
-    pub fn new(now: Instant) -> Tokens {
+    /// A fresh random key; expiries count from `now`; each token is good for `lifetime`.
+    pub fn new(now: Instant, lifetime: Duration) -> Tokens {
         use password_hash::rand_core::RngCore;
         let mut key = [0u8; 32];
         OsRng.fill_bytes(&mut key);
-        Tokens { key, epoch: now }
+        Tokens {
+            key,
+            epoch: now,
+            lifetime,
+        }
     }
 
-    /// A token for `name`, good until `now` + [`TOKEN_LIFETIME`].
+    /// A token for `name`, good until `now` + the lifetime.
     pub fn issue(&self, name: &str, now: Instant) -> String {
         use base64::Engine;
-        let until = (now + TOKEN_LIFETIME).saturating_duration_since(self.epoch);
+        let until = (now + self.lifetime).saturating_duration_since(self.epoch);
         let payload = format!("{}\n{}", name_key(name), until.as_millis());
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mac = hmac_sha256(&self.key, payload.as_bytes());
@@ -628,6 +636,7 @@ mod tests {
         Policy {
             accounts: Arc::new(a),
             guests,
+            token_lifetime: TOKEN_LIFETIME,
         }
     }
 
@@ -779,7 +788,7 @@ mod tests {
     fn tokens_refuse_tampering() {
         use base64::Engine;
         let t0 = std::time::Instant::now();
-        let tokens = Tokens::new(t0);
+        let tokens = Tokens::new(t0, TOKEN_LIFETIME);
         let token = tokens.issue("alice", t0);
         assert!(tokens.check(&token, "alice", t0));
         let (payload, mac) = token.split_once('.').unwrap();

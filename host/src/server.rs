@@ -392,7 +392,7 @@ impl Host {
         config.hub.inbox = config.inbox.is_some();
         config.hub.accounts = config.accounts.is_some();
         Host {
-            tokens: config.accounts.as_ref().map(|_| Tokens::new(now)),
+            tokens: (config.accounts.as_ref()).map(|p| Tokens::new(now, p.token_lifetime)),
             policy: config.accounts,
             peers: HashMap::new(),
             verifies: VecDeque::new(),
@@ -1175,6 +1175,7 @@ mod tests {
             accounts: Some(Policy {
                 accounts: std::sync::Arc::new(accounts),
                 guests: false,
+                token_lifetime: crate::accounts::TOKEN_LIFETIME,
             }),
             ..ServerConfig::default()
         };
