@@ -90,6 +90,8 @@ serve_file! {
     accounts: PathBuf,
     guests: bool,
     token_lifetime_secs: u64,
+    login_free_failures: u32,
+    login_backoff_max_secs: u64,
     heartbeat_ms: u64,
     timeout_ms: u64,
     log: LogTarget,

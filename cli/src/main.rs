@@ -334,6 +334,13 @@ struct ServeArgs {
     /// reconnecting or a page reloaded logs in with it instead of the password).
     #[arg(long, default_value_t = 12 * 60 * 60, value_name = "SECS")]
     token_lifetime_secs: u64,
+    /// With --accounts, failed logins from one address (or for one name) before further
+    /// tries from there (or for it) must wait: 1 s, doubling with each failure.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    login_free_failures: u32,
+    /// With --accounts, the longest such wait, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    login_backoff_max_secs: u64,
     /// Heartbeat interval in milliseconds (clients follow the server's value).
     #[arg(long, default_value_t = 10_000, hide = true)]
     heartbeat_ms: u64,

@@ -141,6 +141,11 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
                 accounts: std::sync::Arc::new(accounts),
                 guests: args.guests,
                 token_lifetime: Duration::from_secs(args.token_lifetime_secs.max(1)),
+                backoff: tidings_host::accounts::BackoffLimits {
+                    free: args.login_free_failures,
+                    max: Duration::from_secs(args.login_backoff_max_secs.max(1)),
+                    ..Default::default()
+                },
             })
         }
         None => None,

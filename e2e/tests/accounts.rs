@@ -52,6 +52,7 @@ fn with_accounts(guests: bool) -> ServerConfig {
             accounts: accounts(),
             guests,
             token_lifetime: TOKEN_LIFETIME,
+            backoff: Default::default(),
         }),
         ..ServerConfig::default()
     }

@@ -336,6 +336,7 @@ fn with_accounts_json_clients_log_in_and_legacy_clients_are_guests(kind: ServerK
             accounts: std::sync::Arc::new(accounts.clone()),
             guests,
             token_lifetime: tidings_host::accounts::TOKEN_LIFETIME,
+            backoff: Default::default(),
         }),
         ..ServerConfig::default()
     };

@@ -327,6 +327,8 @@ pub struct Policy {
     pub guests: bool,
     /// How long a session token stays good ([`TOKEN_LIFETIME`] by default).
     pub token_lifetime: Duration,
+    /// How failed logins slow further tries ([`Backoff`]).
+    pub backoff: BackoffLimits,
 }
 
 impl Policy {
@@ -533,6 +535,28 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// the table starts afresh (a flood from many addresses must not grow memory without bound).
 const MAX_TRACKED: usize = 100_000;
 
+/// How a [`Backoff`] slows guessing: `free` failures count before any wait, the first wait
+/// is `first`, and each further failure doubles it up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffLimits {
+    /// Failures before the first wait ([`FREE_FAILURES`] by default).
+    pub free: u32,
+    /// The first wait ([`FIRST_BACKOFF`]).
+    pub first: Duration,
+    /// The longest wait ([`MAX_BACKOFF`]).
+    pub max: Duration,
+}
+
+impl Default for BackoffLimits {
+    fn default() -> Self {
+        BackoffLimits {
+            free: FREE_FAILURES,
+            first: FIRST_BACKOFF,
+            max: MAX_BACKOFF,
+        }
+    }
+}
+
 /// Failed logins of one source or one name.
 #[derive(Debug, Clone, Copy)]
 struct Strikes {
@@ -542,7 +566,8 @@ struct Strikes {
     until: Option<Instant>,
 }
 
-/// Failed logins slow down further tries: after [`FREE_FAILURES`] failures from one source
+/// Failed logins slow down further tries (by default; see [`BackoffLimits`]): after
+/// [`FREE_FAILURES`] failures from one source
 /// address (an IPv6 /64 counts as one, as the host's connection limits count it) or for
 /// one name, a login from there or for that name is refused with `auth-failed` without
 /// being checked for [`FIRST_BACKOFF`], doubling with each further failure up to
@@ -568,9 +593,18 @@ struct Strikes {
 pub struct Backoff {
     sources: HashMap<IpAddr, Strikes>,
     names: HashMap<String, Strikes>,
+    limits: BackoffLimits,
 }
 
 impl Backoff {
+    /// A backoff with other limits than the defaults.
+    pub fn new(limits: BackoffLimits) -> Backoff {
+        Backoff {
+            limits,
+            ..Backoff::default()
+        }
+    }
+
     /// Whether a login from `source` for `name` must wait (is refused unchecked) at `now`.
     pub fn blocked(&self, source: IpAddr, name: &str, now: Instant) -> bool {
         let waits = |s: Option<&Strikes>| s.and_then(|s| s.until).is_some_and(|u| now < u);
@@ -579,8 +613,8 @@ impl Backoff {
 
     /// A login from `source` for `name` failed at `now`.
     pub fn failed(&mut self, source: IpAddr, name: &str, now: Instant) {
-        strike(&mut self.sources, source, now);
-        strike(&mut self.names, name_key(name), now);
+        strike(&mut self.sources, source, now, self.limits);
+        strike(&mut self.names, name_key(name), now, self.limits);
     }
 
     /// A login from `source` for `name` succeeded: both start afresh.
@@ -595,7 +629,12 @@ impl Backoff {
     }
 }
 
-fn strike<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Strikes>, key: K, now: Instant) {
+fn strike<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Strikes>,
+    key: K,
+    now: Instant,
+    limits: BackoffLimits,
+) {
     if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
         map.retain(|_, s| now.saturating_duration_since(s.last) < FORGET_AFTER);
         if map.len() >= MAX_TRACKED {
@@ -612,9 +651,9 @@ fn strike<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Strikes>, key: K, now: I
     }
     s.failures = s.failures.saturating_add(1);
     s.last = now;
-    if s.failures > FREE_FAILURES {
-        let doublings = (s.failures - FREE_FAILURES - 1).min(16);
-        let wait = (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF);
+    if s.failures > limits.free {
+        let doublings = (s.failures - limits.free - 1).min(16);
+        let wait = (limits.first * 2u32.pow(doublings)).min(limits.max);
         s.until = Some(now + wait);
     }
 }
@@ -637,6 +676,7 @@ mod tests {
             accounts: Arc::new(a),
             guests,
             token_lifetime: TOKEN_LIFETIME,
+            backoff: BackoffLimits::default(),
         }
     }
 
@@ -782,6 +822,28 @@ mod tests {
             hex,
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
         );
+    }
+
+    #[test]
+    fn the_backoff_follows_its_limits() {
+        let limits = BackoffLimits {
+            free: 1,
+            first: Duration::from_secs(2),
+            max: Duration::from_secs(5),
+        };
+        let (mut b, t0) = (Backoff::new(limits), Instant::now());
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        b.failed(ip, "alice", t0);
+        assert!(!b.blocked(ip, "alice", t0), "one failure is free");
+        b.failed(ip, "alice", t0);
+        assert!(b.blocked(ip, "alice", t0 + Duration::from_millis(1999)));
+        assert!(!b.blocked(ip, "alice", t0 + Duration::from_secs(2)));
+        // 2 s, 4 s, then the 5 s cap.
+        for _ in 0..3 {
+            b.failed(ip, "alice", t0);
+        }
+        assert!(b.blocked(ip, "alice", t0 + Duration::from_millis(4999)));
+        assert!(!b.blocked(ip, "alice", t0 + Duration::from_secs(5)));
     }
 
     #[test]

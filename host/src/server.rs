@@ -391,13 +391,15 @@ impl Host {
     pub fn new(mut config: ServerConfig, now: Instant) -> Host {
         config.hub.inbox = config.inbox.is_some();
         config.hub.accounts = config.accounts.is_some();
+        let policy = config.accounts.as_ref();
+        let backoff = policy.map_or_else(Backoff::default, |p| Backoff::new(p.backoff));
         Host {
-            tokens: (config.accounts.as_ref()).map(|p| Tokens::new(now, p.token_lifetime)),
+            tokens: policy.map(|p| Tokens::new(now, p.token_lifetime)),
+            backoff,
             policy: config.accounts,
             peers: HashMap::new(),
             verifies: VecDeque::new(),
             verify_running: false,
-            backoff: Backoff::default(),
             logged_in: HashMap::new(),
             login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
@@ -1176,6 +1178,7 @@ mod tests {
                 accounts: std::sync::Arc::new(accounts),
                 guests: false,
                 token_lifetime: crate::accounts::TOKEN_LIFETIME,
+                backoff: crate::accounts::BackoffLimits::default(),
             }),
             ..ServerConfig::default()
         };
