@@ -30,6 +30,7 @@ for_both_servers! {
         a_session_token_logs_in_again_without_the_password,
         new_accounts_close_removed_users_and_guests_on_registered_names,
         an_expired_token_is_refused_and_the_password_still_works,
+        a_new_password_ends_the_sessions_and_tokens_of_the_old_one,
     ],
 }
 
@@ -261,8 +262,11 @@ fn a_session_token_logs_in_again_without_the_password(kind: ServerKind) {
         alice.close().await;
         // The token alone, in place of the password (the chat reconnecting).
         let again = join(&server, "ALICE", with_token(&token)).await.unwrap();
-        let renewed = token_of(&again).await;
-        assert_ne!(renewed.expose(), "", "a fresh token with each login");
+        // No new token: a token login keeps the old one's expiry (a token never renews
+        // itself), so its next event is not a token.
+        again.request_list().await.unwrap();
+        let ev = wait_for(&again, |e| !matches!(e, ClientEvent::Joined(_))).await;
+        assert!(matches!(ev, ClientEvent::PeerList(_)), "{ev:?}");
         again.close().await;
         // Not for another name, not on another server, not altered.
         for (srv, name, t) in [
@@ -313,6 +317,41 @@ fn an_expired_token_is_refused_and_the_password_still_works(kind: ServerKind) {
             .unwrap()
             .close()
             .await;
+    });
+}
+
+fn a_new_password_ends_the_sessions_and_tokens_of_the_old_one(kind: ServerKind) {
+    let server = TestServer::start(kind, with_accounts(false));
+    smol::block_on(async {
+        let alice = join(&server, "alice", password("alice-pw")).await.unwrap();
+        let token = token_of(&alice).await;
+        let bob = join(&server, "bob", password("bob-pw")).await.unwrap();
+        let mut next = Accounts::parse(&accounts().to_text()).unwrap();
+        next.set("alice", "new-alice-pw").unwrap();
+        assert_eq!(server.set_accounts(next), ["alice"]);
+        let ev = wait_for(&alice, |e| matches!(e, ClientEvent::Closed { .. })).await;
+        assert!(
+            matches!(ev, ClientEvent::Closed { code: ErrorCode::Kicked, ref reason, .. }
+                if reason.contains("password of alice was changed")),
+            "{ev:?}"
+        );
+        // The old token and the old password are refused; the new password works.
+        let with_token = ClientConfig {
+            token: Some(token),
+            ..ClientConfig::default()
+        };
+        let err = join(&server, "alice", with_token).await.unwrap_err();
+        assert_refused(&err, ErrorCode::AuthFailed);
+        let err = join(&server, "alice", password("alice-pw"))
+            .await
+            .unwrap_err();
+        assert_refused(&err, ErrorCode::AuthFailed);
+        join(&server, "alice", password("new-alice-pw"))
+            .await
+            .unwrap()
+            .close()
+            .await;
+        bob.close().await;
     });
 }
 

@@ -285,6 +285,16 @@ impl Accounts {
         self.users.contains_key(&name_key(name))
     }
 
+    /// A short digest of `name`'s password hash (16 hex digits), if it is registered. A
+    /// session token names it and a verdict carries it, so a new password, or the name
+    /// removed and registered again, ends what was issued or checked before.
+    pub fn credential(&self, name: &str) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let user = self.users.get(&name_key(name))?;
+        let digest = Sha256::digest(user.phc.as_bytes());
+        Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Whether `password` is `name`'s. Always costs one argon2 verify: an unknown name is
     /// checked against a dummy hash, so the time does not tell whether it exists. Slow (see
     /// the [module docs](self)): never on an event loop.
@@ -392,8 +402,10 @@ impl VerifyJob {
             && self.method == login_method::PASSWORD;
         Verdict {
             conn: self.conn,
+            credential: ok.then(|| self.accounts.credential(&self.name)).flatten(),
             name: self.name,
             ok,
+            by_password: true,
         }
     }
 }
@@ -407,6 +419,12 @@ pub struct Verdict {
     pub name: String,
     /// Whether the password was right.
     pub ok: bool,
+    /// The [`Accounts::credential`] the login was checked against: the host admits the
+    /// client only if the name still has it (the file may have been reloaded meanwhile).
+    pub credential: Option<String>,
+    /// A password login (a new session token follows), not a token login (whose token
+    /// keeps its expiry: a token never renews itself).
+    pub by_password: bool,
 }
 
 /// How long a session token is good for ([`Tokens`]).
@@ -417,9 +435,10 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// [`TOKEN_LIFETIME`] — a chat reconnecting, a page reloaded — so the password need not be
 /// kept or typed again.
 ///
-/// A token is `base64url(name key, "\n", expiry in ms)` `.` `base64url(HMAC-SHA256)`, the
-/// MAC under a random 32-byte key made when the server starts: tokens need no storage, and
-/// a restart (a new key) ends them all, as does removing the user. The expiry counts on the
+/// A token is `base64url(name key, "\n", credential, "\n", expiry in ms)` `.`
+/// `base64url(HMAC-SHA256)`, the MAC under a random 32-byte key made when the server
+/// starts: tokens need no storage, and a restart (a new key) ends them all, as does removing
+/// the user or changing the password (the [`Accounts::credential`] it names changes). The expiry counts on the
 /// server's monotonic clock from its start. A token is a secret like a password: it travels
 /// only over TLS or loopback, and a wrong one is `auth-failed` and counts toward the
 /// [`Backoff`].
@@ -429,12 +448,14 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// use tidings_host::accounts::{Tokens, TOKEN_LIFETIME};
 /// let t0 = Instant::now();
 /// let tokens = Tokens::new(t0, TOKEN_LIFETIME);
-/// let token = tokens.issue("Alice", t0);
-/// assert!(tokens.check(&token, "alice", t0 + Duration::from_secs(60)), "by the name's key");
-/// assert!(!tokens.check(&token, "bob", t0));
-/// assert!(!tokens.check(&token, "alice", t0 + TOKEN_LIFETIME));
+/// let token = tokens.issue("Alice", "c1", t0);
+/// let later = t0 + Duration::from_secs(60);
+/// assert!(tokens.check(&token, "alice", "c1", later), "by the name's key");
+/// assert!(!tokens.check(&token, "bob", "c1", t0));
+/// assert!(!tokens.check(&token, "alice", "c2", later), "the password changed");
+/// assert!(!tokens.check(&token, "alice", "c1", t0 + TOKEN_LIFETIME));
 /// let other = Tokens::new(t0, TOKEN_LIFETIME);
-/// assert!(!other.check(&token, "alice", t0), "another server's key");
+/// assert!(!other.check(&token, "alice", "c1", t0), "another server's key");
 /// ```
 pub struct Tokens {
     key: [u8; 32],
@@ -461,18 +482,23 @@ impl Tokens {
         }
     }
 
-    /// A token for `name`, good until `now` + the lifetime.
-    pub fn issue(&self, name: &str, now: Instant) -> String {
+    /// A token for `name` whose password hash has the [`Accounts::credential`]
+    /// `credential`, good until `now` + the lifetime.
+    pub fn issue(&self, name: &str, credential: &str, now: Instant) -> String {
         use base64::Engine;
-        let until = (now + self.lifetime).saturating_duration_since(self.epoch);
-        let payload = format!("{}\n{}", name_key(name), until.as_millis());
+        let until = now
+            .checked_add(self.lifetime)
+            .unwrap_or(now)
+            .saturating_duration_since(self.epoch);
+        let payload = format!("{}\n{credential}\n{}", name_key(name), until.as_millis());
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mac = hmac_sha256(&self.key, payload.as_bytes());
         format!("{}.{}", b64.encode(payload), b64.encode(mac))
     }
 
-    /// Whether `token` is one of ours, for `name` (by its key), and not expired at `now`.
-    pub fn check(&self, token: &str, name: &str, now: Instant) -> bool {
+    /// Whether `token` is one of ours, for `name` (by its key) with the credential it has now,
+    /// and not expired at `now`.
+    pub fn check(&self, token: &str, name: &str, credential: &str, now: Instant) -> bool {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let Some((payload, mac)) = token.split_once('.') else {
@@ -492,17 +518,20 @@ impl Tokens {
         if !same {
             return false;
         }
-        let Some((key, until)) = std::str::from_utf8(&payload)
+        let Some((key_and_credential, until)) = std::str::from_utf8(&payload)
             .ok()
             .and_then(|p| p.rsplit_once('\n'))
         else {
+            return false;
+        };
+        let Some((key, issued_for)) = key_and_credential.rsplit_once('\n') else {
             return false;
         };
         let Ok(until) = until.parse::<u64>() else {
             return false;
         };
         let age = now.saturating_duration_since(self.epoch).as_millis();
-        key == name_key(name) && age < u128::from(until)
+        key == name_key(name) && issued_for == credential && age < u128::from(until)
     }
 }
 
@@ -617,9 +646,10 @@ impl Backoff {
         strike(&mut self.names, name_key(name), now, self.limits);
     }
 
-    /// A login from `source` for `name` succeeded: both start afresh.
-    pub fn succeeded(&mut self, source: IpAddr, name: &str) {
-        self.sources.remove(&source);
+    /// A login for `name` succeeded: the name starts afresh. Its source keeps its strikes:
+    /// logging in to one's own account must not wipe what an address earned guessing
+    /// other names.
+    pub fn succeeded(&mut self, name: &str) {
         self.names.remove(&name_key(name));
     }
 
@@ -825,6 +855,30 @@ mod tests {
     }
 
     #[test]
+    fn a_login_to_ones_own_account_keeps_the_strikes_of_the_address() {
+        let (mut b, t0) = (Backoff::default(), Instant::now());
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        for name in ["bob", "carol", "dave", "erin"] {
+            b.failed(ip, name, t0);
+        }
+        assert!(b.blocked(ip, "frank", t0), "the address guessed four names");
+        b.succeeded("mallory");
+        assert!(
+            b.blocked(ip, "frank", t0),
+            "its own login does not clear it"
+        );
+        for _ in 0..4 {
+            b.failed("10.0.0.10".parse().unwrap(), "alice", t0);
+        }
+        assert!(b.blocked("10.0.0.11".parse().unwrap(), "alice", t0));
+        b.succeeded("alice");
+        assert!(
+            !b.blocked("10.0.0.11".parse().unwrap(), "alice", t0),
+            "the name starts afresh"
+        );
+    }
+
+    #[test]
     fn the_backoff_follows_its_limits() {
         let limits = BackoffLimits {
             free: 1,
@@ -851,14 +905,19 @@ mod tests {
         use base64::Engine;
         let t0 = std::time::Instant::now();
         let tokens = Tokens::new(t0, TOKEN_LIFETIME);
-        let token = tokens.issue("alice", t0);
-        assert!(tokens.check(&token, "alice", t0));
+        let token = tokens.issue("alice", "c1", t0);
+        assert!(tokens.check(&token, "alice", "c1", t0));
         let (payload, mac) = token.split_once('.').unwrap();
         // Another name or a later expiry under the same MAC.
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        for forged in ["bob\n99999999999", "alice\n99999999999999"] {
+        for forged in [
+            "bob\nc1\n99999999999",
+            "alice\nc1\n99999999999999",
+            "alice\nc2\n99999999999",
+        ] {
             let t = format!("{}.{mac}", b64.encode(forged));
-            assert!(!tokens.check(&t, "alice", t0) && !tokens.check(&t, "bob", t0));
+            assert!(!tokens.check(&t, "alice", "c1", t0) && !tokens.check(&t, "bob", "c1", t0));
+            assert!(!tokens.check(&t, "alice", "c2", t0));
         }
         for bad in [
             "",
@@ -867,7 +926,7 @@ mod tests {
             &format!("{payload}."),
             &format!("{payload}.{payload}"),
         ] {
-            assert!(!tokens.check(bad, "alice", t0), "{bad:?}");
+            assert!(!tokens.check(bad, "alice", "c1", t0), "{bad:?}");
         }
         assert!(!format!("{tokens:?}").contains(&format!("{:?}", tokens.key)));
     }

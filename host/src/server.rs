@@ -573,9 +573,9 @@ impl Host {
 
     /// Replaces the accounts (a reloaded accounts file), keeping the guest rule, and closes
     /// with `kicked` whoever no longer may have their name: a user logged in under a name
-    /// that is no longer registered, and a guest whose name is now registered. Returns the
-    /// names closed. Session tokens of removed users stop working (they need the name
-    /// registered). Without accounts at start this does nothing: accounts cannot be turned
+    /// that is no longer registered or whose password changed, and a guest whose name is now
+    /// registered. Returns the names closed. Session tokens of removed users and of changed
+    /// passwords stop working (a token names the password's credential). Without accounts at start this does nothing: accounts cannot be turned
     /// on while running.
     pub fn set_accounts(
         &mut self,
@@ -584,7 +584,7 @@ impl Host {
         let Some(policy) = &mut self.policy else {
             return Vec::new();
         };
-        policy.accounts = accounts.clone();
+        let old = std::mem::replace(&mut policy.accounts, accounts.clone());
         let mut closed = Vec::new();
         let owners: std::collections::HashSet<String> = self
             .logged_in
@@ -593,9 +593,12 @@ impl Host {
             .collect();
         for name in self.hub.who() {
             let key = tidings_core::name::name_key(&name);
-            let reason = match (owners.contains(&key), accounts.contains(&name)) {
-                (true, false) => format!("the account {name} was removed"),
-                (false, true) => format!("the name {name} is now registered to someone"),
+            let reason = match (owners.contains(&key), accounts.credential(&name)) {
+                (true, None) => format!("the account {name} was removed"),
+                (true, Some(now)) if old.credential(&name).as_ref() != Some(&now) => {
+                    format!("the password of {name} was changed")
+                }
+                (false, Some(_)) => format!("the name {name} is now registered to someone"),
                 _ => continue,
             };
             if self.hub.kick(&name, &reason).is_ok() {
@@ -616,24 +619,34 @@ impl Host {
 
     /// Applies a verdict (of a password check, or of a token checked inline).
     fn judged(&mut self, verdict: Verdict) {
+        // Checked against the accounts as they are now: a file reloaded while the check
+        // waited may have removed the user or changed the password.
+        let current = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.accounts.credential(&verdict.name));
+        let ok = verdict.ok && verdict.credential.is_some() && verdict.credential == current;
         if let Some(peer) = self.peers.get(&verdict.conn) {
-            let source = addr_key(peer.ip);
-            if verdict.ok {
-                self.backoff.succeeded(source, &verdict.name);
+            if ok {
+                self.backoff.succeeded(&verdict.name);
             } else {
+                let source = addr_key(peer.ip);
                 self.backoff.failed(source, &verdict.name, self.hub.now());
             }
         }
-        if !verdict.ok {
+        if !ok {
             self.hub
                 .deny(verdict.conn, ErrorCode::AuthFailed, AUTH_FAILED);
             return;
         }
-        // Admitted (unless the name was taken meanwhile): a token for next time.
+        // Admitted (unless the name was taken meanwhile); after a password, a token for next
+        // time (a token login keeps its own, which does not renew itself).
         if self.hub.allow(verdict.conn) && self.hub.peer_name(verdict.conn).is_some() {
             self.logged_in.insert(verdict.conn, verdict.name.clone());
-            if let Some(tokens) = &self.tokens {
-                let token = tokens.issue(&verdict.name, self.hub.now());
+            if let (Some(tokens), Some(credential), true) =
+                (&self.tokens, &current, verdict.by_password)
+            {
+                let token = tokens.issue(&verdict.name, credential, self.hub.now());
                 let _ = self.hub.send_token(verdict.conn, &token);
             }
         }
@@ -931,10 +944,18 @@ impl Host {
             .as_ref()
             .filter(|l| secure && l.method == tidings_core::wire::login_method::TOKEN);
         if let (Some(l), Some(tokens)) = (token, &self.tokens) {
-            let ok = tokens.check(l.secret.expose(), name, self.hub.now())
-                && policy.accounts.contains(name);
+            let credential = policy.accounts.credential(name);
+            let ok = credential
+                .as_deref()
+                .is_some_and(|c| tokens.check(l.secret.expose(), name, c, self.hub.now()));
             let name = name.to_owned();
-            self.judged(Verdict { conn, name, ok });
+            self.judged(Verdict {
+                conn,
+                name,
+                ok,
+                credential: credential.filter(|_| ok),
+                by_password: false,
+            });
             return;
         }
         match policy.judge(conn, name, login, secure) {
