@@ -47,11 +47,25 @@ pub async fn connect(
             attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
         }
     }
+    // A password or token goes only where it cannot be read on the way: over TLS, or to
+    // this machine (the clients drop them otherwise, ClientConfig::for_peer). Nor does a
+    // refusal on a plaintext connection, which anyone on the path could forge, get one
+    // typed in.
+    let secure = config.tls.is_some() || only_loopback(&conn.server.addr);
     if let Err(tidings_smol::Error::Refused {
         code: ErrorCode::AuthRequired,
-        ..
+        reason,
     }) = &attempt
     {
+        if !secure {
+            return Err(CliError::new(
+                Exit::NameRefused,
+                format!(
+                    "the server refused us (auth-required): {reason} (a password is sent only \
+                     over TLS or to this machine: connect with --server tls://HOST:PORT)"
+                ),
+            ));
+        }
         if config.password.is_none() && prompt && std::io::stdin().is_terminal() {
             config.password = Some(crate::user::prompt(&format!(
                 "{} is a registered name: its password: ",
@@ -204,6 +218,19 @@ fn read_message(input: impl Read) -> Result<String, CliError> {
         ));
     }
     Ok(text.to_string())
+}
+
+/// Whether every address `addr` (`host:port`) resolves to is a loopback address.
+fn only_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().is_ok_and(|mut all| {
+        let mut any = false;
+        let loopback = all.all(|a| {
+            any = true;
+            a.ip().to_canonical().is_loopback()
+        });
+        any && loopback
+    })
 }
 
 #[cfg(test)]

@@ -91,7 +91,11 @@
     socket.onopen = () => {
       if (socket.protocol !== "tidings.v1") { socket.close(1002, "no tidings.v1"); return; }
       // A login comes before hello: the tab's token for this name, else a typed password.
-      const token = storedToken();
+      // Only where it cannot be read on the way (spec §11): https, or this machine, which
+      // is what the browser calls a secure context; elsewhere the server would refuse it
+      // (auth-insecure) after it had crossed the network in the clear.
+      const token = window.isSecureContext ? storedToken() : null;
+      if (!window.isSecureContext) password = "";
       if (token) {
         usedToken = true;
         send({ type: "login", method: "token", secret: token });
@@ -201,7 +205,9 @@
         break;
       case "refused": {
         setStatus("refused", `refused: ${msg.reason || msg.code_name}`);
-        const hint = msg.code === AUTH.required ? " Give its password below."
+        const hint = msg.code === AUTH.required
+          ? (window.isSecureContext ? " Give its password below."
+            : " Passwords are sent only over https: open the page over https:// to log in.")
           : msg.code === AUTH.insecure ? " Open the page over https:// to log in." : "";
         askName(`The server refused “${name}”: ${msg.reason || msg.code_name}.${hint}`);
         break;

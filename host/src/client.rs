@@ -55,6 +55,20 @@ pub struct ClientConfig {
     pub token: Option<Secret>,
 }
 
+impl ClientConfig {
+    /// This config for a connection to `peer`: the password and token dropped when they
+    /// would cross the network in the clear (plaintext to an address that is not loopback).
+    /// The server would refuse them there (`auth-insecure`, spec §11), but only after they
+    /// had been seen on the way, so a client never sends them.
+    pub fn for_peer(mut self, peer: std::net::IpAddr) -> ClientConfig {
+        if !crate::accounts::password_allowed(peer, self.tls.is_some()) {
+            self.password = None;
+            self.token = None;
+        }
+        self
+    }
+}
+
 /// The default [`ClientConfig::close_timeout`].
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -315,7 +329,16 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// A client asking for `name`; its preamble and hello are queued.
+    /// Whether `name` may be asked for at all (spec §6.1): what [`Agent::new`] checks
+    /// first, for a runtime to say before it connects.
+    pub fn check_name(name: &str) -> Result<(), crate::Error> {
+        tidings_core::name::validate_name(name).map_err(|e| {
+            crate::Error::Name(tidings_core::session::SendError::BadName(e).to_string())
+        })
+    }
+
+    /// A client asking for `name`; its preamble and hello are queued. Give it the config
+    /// [`ClientConfig::for_peer`] made for the address connected to.
     pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
         let login = match (&config.token, &config.password) {
             (Some(t), _) => Some((login_method::TOKEN, t)),
@@ -892,5 +915,28 @@ pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>
             code: ErrorCode::PeerLost,
             reason: "the connection ended during the handshake".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_go_only_where_they_cannot_be_read_on_the_way() {
+        let with_secrets = || ClientConfig {
+            password: Some(Secret::new("pw")),
+            token: Some(Secret::new("t")),
+            ..ClientConfig::default()
+        };
+        let remote = with_secrets().for_peer("192.0.2.7".parse().unwrap());
+        assert!(
+            remote.password.is_none() && remote.token.is_none(),
+            "plaintext, remote"
+        );
+        for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let c = with_secrets().for_peer(local.parse().unwrap());
+            assert!(c.password.is_some() && c.token.is_some(), "{local}");
+        }
     }
 }

@@ -79,7 +79,7 @@ impl Client {
         let handshake_timeout = config.session.handshake_timeout;
         let started = Instant::now();
         let tls = config.tls.clone();
-        let agent = Agent::new(name, config, started)?;
+        Agent::check_name(name)?;
         // An address that drops our SYNs (a firewall, a full backlog) would take the OS's
         // minutes: the handshake timeout counts from here, connecting included.
         let stream = future::or(TcpStream::connect(addr), async {
@@ -92,6 +92,7 @@ impl Client {
         .await?;
         stream.set_nodelay(true)?;
         let peer_addr = stream.peer_addr()?;
+        let agent = Agent::new(name, config.for_peer(peer_addr.ip()), started)?;
         let mut stream = match tls {
             None => Connection::Plain(stream),
             Some(tls) => Connection::Tls(Box::new((stream, tls.start()?))),

@@ -103,9 +103,10 @@ impl Client {
         let handshake_timeout = config.session.handshake_timeout;
         let started = Instant::now();
         let tls = config.tls.clone();
-        let agent = Agent::new(name, config, started)?;
+        Agent::check_name(name)?;
         let socket = connect_within(addr, started, handshake_timeout)?;
         socket.set_nodelay(true)?;
+        let agent = Agent::new(name, config.for_peer(socket.peer_addr()?.ip()), started)?;
         let stream = match tls {
             None => Stream::Plain(socket),
             Some(tls) => client_handshake(socket, tls.start()?, started + handshake_timeout)
