@@ -102,6 +102,7 @@ pub fn save(path: &Path, accounts: &Accounts) -> Result<(), CliError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = options.open(&tmp).and_then(|mut f| {
+        keep_owner_and_mode(&f, path)?;
         f.write_all(accounts.to_text().as_bytes())?;
         f.sync_all()
     });
@@ -113,6 +114,25 @@ pub fn save(path: &Path, accounts: &Accounts) -> Result<(), CliError> {
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// Gives the new file (still empty) the owner, group and mode of the one it replaces, the
+/// mode at most group-readable: an accounts file an operator made readable to the server's
+/// group stays readable after `sudo tidings user del`, so the removal reaches the running
+/// server instead of leaving it with a file it cannot read. A new file stays 0600.
+#[cfg(unix)]
+fn keep_owner_and_mode(new: &std::fs::File, old: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(old) else {
+        return Ok(());
+    };
+    std::os::unix::fs::fchown(new, Some(meta.uid()), Some(meta.gid()))?;
+    new.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o640))
+}
+
+#[cfg(not(unix))]
+fn keep_owner_and_mode(_new: &std::fs::File, _old: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -926,6 +926,19 @@ fn user_add_del_list_round_trip_in_a_private_file_written_whole() {
     assert_eq!((code, ev[0]["name"].as_str()), (0, Some("ALICE")), "{err}");
     let (_, ev, _) = user(&["list", "--accounts", f], "");
     assert_eq!(names(&ev), vec!["bob".to_owned()]);
+    // An operator made the file readable to the server's group: a rewrite keeps that (and
+    // no more: never readable by others).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, _, err) = user(&["add", "carol", "--accounts", f], "carol-pw\n");
+        assert_eq!(code, 0, "{err}");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "{mode:o}");
+        let (code, _, err) = user(&["del", "carol", "--accounts", f], "");
+        assert_eq!(code, 0, "{err}");
+    }
     // Mistakes: exit 2 with one line saying what is wrong; the file is unchanged.
     for (args, stdin, says) in [
         (&["del", "carol"][..], "", "no user named carol"),
