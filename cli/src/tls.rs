@@ -105,10 +105,17 @@ where
     .detach();
 }
 
-/// When a file last changed, and its size: a change of either is a change of the file.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// When a file last changed, its size, and (Unix) which file it is: a change of any is a
+/// change of the file. The inode matters most: `tidings user` and certificate renewals
+/// write a new file and rename it into place, and a new password hash has the old one's
+/// length, so two writes within the file system's clock step would look the same.
+fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
 }
 
 /// What a client connecting to `server` trusts: `ca` (PEM) if given, else the system's

@@ -666,9 +666,17 @@ fn strike<K: std::hash::Hash + Eq>(
     limits: BackoffLimits,
 ) {
     if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-        map.retain(|_, s| now.saturating_duration_since(s.last) < FORGET_AFTER);
+        // Full: the forgotten go first, then whoever is not waiting now. Never those that
+        // wait: a flood of cheap failures (wrong tokens from many addresses) must not wipe
+        // the strikes of the name it is really after.
+        let waiting = |s: &Strikes| s.until.is_some_and(|u| now < u);
+        map.retain(|_, s| waiting(s) || now.saturating_duration_since(s.last) < FORGET_AFTER);
         if map.len() >= MAX_TRACKED {
-            map.clear();
+            map.retain(|_, s| waiting(s));
+        }
+        if map.len() >= MAX_TRACKED {
+            // Everyone tracked waits: the newcomer goes untracked until room is made.
+            return;
         }
     }
     let s = map.entry(key).or_insert(Strikes {
@@ -876,6 +884,25 @@ mod tests {
             !b.blocked("10.0.0.11".parse().unwrap(), "alice", t0),
             "the name starts afresh"
         );
+    }
+
+    #[test]
+    fn a_flood_of_names_does_not_wipe_the_strikes_of_one_that_waits() {
+        let (mut b, t0) = (Backoff::default(), Instant::now());
+        let target: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            b.failed(target, "alice", t0);
+        }
+        // One failure each for as many other names as the table holds, from elsewhere.
+        for i in 0..MAX_TRACKED {
+            let source = IpAddr::from([11, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            b.failed(source, &format!("n{i}"), t0);
+        }
+        assert!(
+            b.blocked("10.9.9.9".parse().unwrap(), "alice", t0),
+            "alice still waits"
+        );
+        assert!(b.tracked() <= 2 * MAX_TRACKED);
     }
 
     #[test]

@@ -368,6 +368,9 @@ pub struct Host {
     verifies: VecDeque<VerifyJob>,
     /// A check was handed out and its verdict has not come back yet.
     verify_running: bool,
+    /// The source address of that check: its verdict counts toward the backoff even when
+    /// the connection closed meanwhile (closing early must not dodge the backoff).
+    running_source: Option<IpAddr>,
     /// Failed logins slow further tries.
     backoff: Backoff,
     /// With accounts: the session tokens this server issues and takes.
@@ -400,6 +403,7 @@ impl Host {
             peers: HashMap::new(),
             verifies: VecDeque::new(),
             verify_running: false,
+            running_source: None,
             logged_in: HashMap::new(),
             login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
@@ -440,6 +444,7 @@ impl Host {
             if let Some(job) = job {
                 self.verifies.push_front(job);
                 self.verify_running = false;
+                self.running_source = None;
             }
             return ServerOutput::Ready(conn);
         }
@@ -614,11 +619,13 @@ impl Host {
     /// is ignored (its result still counts).
     pub fn verified(&mut self, verdict: Verdict) {
         self.verify_running = false;
-        self.judged(verdict);
+        let source = self.running_source.take();
+        self.judged(verdict, source);
     }
 
-    /// Applies a verdict (of a password check, or of a token checked inline).
-    fn judged(&mut self, verdict: Verdict) {
+    /// Applies a verdict (of a password check, or of a token checked inline); `source` is
+    /// the connection's address when it may have closed meanwhile.
+    fn judged(&mut self, verdict: Verdict, source: Option<IpAddr>) {
         // Checked against the accounts as they are now: a file reloaded while the check
         // waited may have removed the user or changed the password.
         let current = self
@@ -626,11 +633,13 @@ impl Host {
             .as_ref()
             .and_then(|p| p.accounts.credential(&verdict.name));
         let ok = verdict.ok && verdict.credential.is_some() && verdict.credential == current;
-        if let Some(peer) = self.peers.get(&verdict.conn) {
+        let source = (self.peers.get(&verdict.conn))
+            .map(|p| addr_key(p.ip))
+            .or(source);
+        if let Some(source) = source {
             if ok {
                 self.backoff.succeeded(&verdict.name);
             } else {
-                let source = addr_key(peer.ip);
                 self.backoff.failed(source, &verdict.name, self.hub.now());
             }
         }
@@ -917,6 +926,7 @@ impl Host {
                 continue;
             }
             self.verify_running = true;
+            self.running_source = self.peers.get(&conn).map(|p| addr_key(p.ip));
             return Some(job);
         }
         None
@@ -949,13 +959,14 @@ impl Host {
                 .as_deref()
                 .is_some_and(|c| tokens.check(l.secret.expose(), name, c, self.hub.now()));
             let name = name.to_owned();
-            self.judged(Verdict {
+            let verdict = Verdict {
                 conn,
                 name,
                 ok,
                 credential: credential.filter(|_| ok),
                 by_password: false,
-            });
+            };
+            self.judged(verdict, None);
             return;
         }
         match policy.judge(conn, name, login, secure) {
@@ -1292,6 +1303,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A guess whose connection closes while its check runs still counts: closing early
+    /// does not dodge the backoff.
+    #[test]
+    fn a_guess_that_hangs_up_during_its_check_still_counts() {
+        let t0 = Instant::now();
+        let mut host = host_with_alice(t0);
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        for _ in 0..4 {
+            let conn = host.connect_from(t0, ip, true);
+            host.handle_input(t0, conn, &alice_logging_in("wrong"));
+            let job = loop {
+                match host.poll_output() {
+                    ServerOutput::Verify(job) => break job,
+                    ServerOutput::Wait(_) => panic!("no check was handed out"),
+                    _ => {}
+                }
+            };
+            host.remove(conn);
+            host.verified(job.run());
+            drain_verifying(&mut host);
+        }
+        // The right password from there, too soon: refused without a check.
+        let conn = host.connect_from(t0, ip, true);
+        host.handle_input(t0, conn, &alice_logging_in("pw"));
+        let (jobs, _) = drain_verifying(&mut host);
+        assert_eq!(jobs, 0);
+        assert!(matches!(
+            first_answer(&mut host, conn),
+            Message::Refused {
+                code: ErrorCode::AuthFailed,
+                ..
+            }
+        ));
     }
 
     /// Failed logins make their source and name wait: the fifth try within the backoff is
