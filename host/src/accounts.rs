@@ -361,6 +361,7 @@ impl Policy {
                 method: login.method,
                 secret: login.secret,
                 accounts: self.accounts.clone(),
+                source: None,
             }),
             None if self.accounts.contains(name) => Judgement::Deny(
                 ErrorCode::AuthRequired,
@@ -382,9 +383,18 @@ pub struct VerifyJob {
     method: u8,
     secret: Secret,
     accounts: Arc<Accounts>,
+    /// Where the login came from (its backoff key), handed on to the verdict.
+    source: Option<IpAddr>,
 }
 
 impl VerifyJob {
+    /// The job with the address its login came from, which its verdict counts against in
+    /// the [`Backoff`] even if the connection is gone by then.
+    pub(crate) fn from(mut self, source: Option<IpAddr>) -> VerifyJob {
+        self.source = source;
+        self
+    }
+
     /// The connection whose hello waits for it.
     pub fn conn(&self) -> ConnId {
         self.conn
@@ -406,6 +416,7 @@ impl VerifyJob {
             name: self.name,
             ok,
             by_password: true,
+            source: self.source,
         }
     }
 }
@@ -425,6 +436,8 @@ pub struct Verdict {
     /// A password login (a new session token follows), not a token login (whose token
     /// keeps its expiry: a token never renews itself).
     pub by_password: bool,
+    /// Where the login came from (its backoff key), if known.
+    pub source: Option<IpAddr>,
 }
 
 /// How long a session token is good for ([`Tokens`]).

@@ -368,9 +368,6 @@ pub struct Host {
     verifies: VecDeque<VerifyJob>,
     /// A check was handed out and its verdict has not come back yet.
     verify_running: bool,
-    /// The source address of that check: its verdict counts toward the backoff even when
-    /// the connection closed meanwhile (closing early must not dodge the backoff).
-    running_source: Option<IpAddr>,
     /// Failed logins slow further tries.
     backoff: Backoff,
     /// With accounts: the session tokens this server issues and takes.
@@ -403,7 +400,6 @@ impl Host {
             peers: HashMap::new(),
             verifies: VecDeque::new(),
             verify_running: false,
-            running_source: None,
             logged_in: HashMap::new(),
             login_reports: Reports::default(),
             hub: Hub::new(config.hub, now),
@@ -444,7 +440,6 @@ impl Host {
             if let Some(job) = job {
                 self.verifies.push_front(job);
                 self.verify_running = false;
-                self.running_source = None;
             }
             return ServerOutput::Ready(conn);
         }
@@ -616,16 +611,14 @@ impl Host {
     /// The result of a [`ServerOutput::Verify`] job: the connection is admitted (if its
     /// name is still free) or refused with `auth-failed`, and the failure counts toward
     /// the backoff of its source and name ([`Backoff`]). A connection that closed meanwhile
-    /// is ignored (its result still counts).
+    /// is ignored (its result still counts: closing early does not dodge the backoff).
     pub fn verified(&mut self, verdict: Verdict) {
         self.verify_running = false;
-        let source = self.running_source.take();
-        self.judged(verdict, source);
+        self.judged(verdict);
     }
 
-    /// Applies a verdict (of a password check, or of a token checked inline); `source` is
-    /// the connection's address when it may have closed meanwhile.
-    fn judged(&mut self, verdict: Verdict, source: Option<IpAddr>) {
+    /// Applies a verdict (of a password check, or of a token checked inline).
+    fn judged(&mut self, verdict: Verdict) {
         // Checked against the accounts as they are now: a file reloaded while the check
         // waited may have removed the user or changed the password.
         let current = self
@@ -633,10 +626,7 @@ impl Host {
             .as_ref()
             .and_then(|p| p.accounts.credential(&verdict.name));
         let ok = verdict.ok && verdict.credential.is_some() && verdict.credential == current;
-        let source = (self.peers.get(&verdict.conn))
-            .map(|p| addr_key(p.ip))
-            .or(source);
-        if let Some(source) = source {
+        if let Some(source) = verdict.source {
             if ok {
                 self.backoff.succeeded(&verdict.name);
             } else {
@@ -926,7 +916,6 @@ impl Host {
                 continue;
             }
             self.verify_running = true;
-            self.running_source = self.peers.get(&conn).map(|p| addr_key(p.ip));
             return Some(job);
         }
         None
@@ -965,8 +954,9 @@ impl Host {
                 ok,
                 credential: credential.filter(|_| ok),
                 by_password: false,
+                source: peer.map(|p| addr_key(p.ip)),
             };
-            self.judged(verdict, None);
+            self.judged(verdict);
             return;
         }
         match policy.judge(conn, name, login, secure) {
@@ -976,7 +966,10 @@ impl Host {
             Judgement::Deny(code, reason) => {
                 self.hub.deny(conn, code, &reason);
             }
-            Judgement::Verify(job) => self.verifies.push_back(job),
+            Judgement::Verify(job) => {
+                let source = peer.map(|p| addr_key(p.ip));
+                self.verifies.push_back(job.from(source));
+            }
         }
     }
 
