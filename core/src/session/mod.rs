@@ -141,14 +141,7 @@ impl Session {
         now: Instant,
     ) -> Result<Session, NameError> {
         validate_name(name)?;
-        let mut s = Session::new(Role::Client, config.into(), now);
-        s.send_preamble();
-        s.queue(&Message::Hello(Hello {
-            name: Utf8::from(name),
-            capabilities: s.config.capabilities,
-            max_frame: s.config.max_frame,
-        }));
-        Ok(s)
+        Ok(Session::client_opening(config.into(), name, None, now))
     }
 
     /// A client that logs in to the account `name` with `password` (spec §6.2): the
@@ -186,18 +179,37 @@ impl Session {
         if secret.len() > crate::wire::MAX_SECRET {
             return Err(SendError::TooLarge);
         }
-        let mut s = Session::new(Role::Client, config.into(), now);
-        s.send_preamble();
-        s.queue(&Message::Login {
+        let login = Message::Login {
             method,
             secret: crate::wire::Secret::new(secret),
-        });
+        };
+        Ok(Session::client_opening(
+            config.into(),
+            name,
+            Some(&login),
+            now,
+        ))
+    }
+
+    /// A client session with its preamble, its `login` if any, and its hello queued, in
+    /// that order (spec §6.2); `name` is valid.
+    fn client_opening(
+        config: Arc<Config>,
+        name: &str,
+        login: Option<&Message>,
+        now: Instant,
+    ) -> Session {
+        let mut s = Session::new(Role::Client, config, now);
+        s.send_preamble();
+        if let Some(login) = login {
+            s.queue(login);
+        }
         s.queue(&Message::Hello(Hello {
             name: Utf8::from(name),
             capabilities: s.config.capabilities,
             max_frame: s.config.max_frame,
         }));
-        Ok(s)
+        s
     }
 
     /// The server side of a connection just accepted. It sends its preamble after the
