@@ -88,7 +88,8 @@ impl CliError {
                 // What to do about a refused login.
                 let hint = match code {
                     ErrorCode::AuthRequired => {
-                        " (give the password with --password-file FILE or TIDINGS_PASSWORD)"
+                        " (give the password with --password-file FILE or TIDINGS_PASSWORD; it \
+                         is sent only over TLS, --server tls://HOST:PORT, or to this machine)"
                     }
                     ErrorCode::AuthInsecure => {
                         " (the password was not checked; connect with --server tls://HOST:PORT)"

@@ -54,19 +54,10 @@ pub async fn connect(
     let secure = config.tls.is_some() || only_loopback(&conn.server.addr);
     if let Err(tidings_smol::Error::Refused {
         code: ErrorCode::AuthRequired,
-        reason,
+        ..
     }) = &attempt
     {
-        if !secure {
-            return Err(CliError::new(
-                Exit::NameRefused,
-                format!(
-                    "the server refused us (auth-required): {reason} (a password is sent only \
-                     over TLS or to this machine: connect with --server tls://HOST:PORT)"
-                ),
-            ));
-        }
-        if config.password.is_none() && prompt && std::io::stdin().is_terminal() {
+        if secure && config.password.is_none() && prompt && std::io::stdin().is_terminal() {
             config.password = Some(crate::user::prompt(&format!(
                 "{} is a registered name: its password: ",
                 conn.name
