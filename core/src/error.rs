@@ -69,6 +69,11 @@ pub enum ErrorCode {
     /// 22: a password came over plaintext from an address that is not loopback (TLS or
     /// loopback is required, spec §11).
     AuthInsecure,
+    /// 23: a room message or `leave` for a room the client is not a member of (spec §6.10).
+    NotMember,
+    /// 24: a `join` refused: the room name is invalid, only the operator creates rooms, or
+    /// the operator removed the client from that room (spec §6.10).
+    RoomRefused,
     /// 32: a transfer id that is not known (or not in a state that allows this message).
     UnknownTransfer,
     /// 33: a chunk outside the accepted range or at the wrong offset.
@@ -97,7 +102,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, in table order (for docs, tests and the spec).
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::Normal,
         Self::Malformed,
         Self::BadPreamble,
@@ -121,6 +126,8 @@ impl ErrorCode {
         Self::AuthRequired,
         Self::AuthFailed,
         Self::AuthInsecure,
+        Self::NotMember,
+        Self::RoomRefused,
         Self::UnknownTransfer,
         Self::ChunkOutOfRange,
         Self::CreditExceeded,
@@ -160,6 +167,8 @@ impl ErrorCode {
             Self::AuthRequired => 20,
             Self::AuthFailed => 21,
             Self::AuthInsecure => 22,
+            Self::NotMember => 23,
+            Self::RoomRefused => 24,
             Self::UnknownTransfer => 32,
             Self::ChunkOutOfRange => 33,
             Self::CreditExceeded => 34,
@@ -222,6 +231,8 @@ impl ErrorCode {
                 | Self::SourceFailed
                 | Self::DigestMismatch
                 | Self::LimitExceeded
+                | Self::NotMember
+                | Self::RoomRefused
                 | Self::Other(_)
         )
     }
@@ -252,6 +263,8 @@ impl ErrorCode {
             Self::AuthRequired => "auth-required",
             Self::AuthFailed => "auth-failed",
             Self::AuthInsecure => "auth-insecure",
+            Self::NotMember => "not-member",
+            Self::RoomRefused => "room-refused",
             Self::UnknownTransfer => "unknown-transfer",
             Self::ChunkOutOfRange => "chunk-out-of-range",
             Self::CreditExceeded => "credit-exceeded",

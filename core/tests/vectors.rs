@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use sim::Rng;
-use tidings_core::session::{Closed, Config, Event, Session};
+use tidings_core::session::{Closed, Config, Event, RoomEvent, RoomRequest, Session};
 use tidings_core::transfer::{Direction, TransferEvent};
 use tidings_core::wire::{
-    login_method, FrameDecoder, Hello, Message, Offer, PresenceKind, Secret, Utf8, Welcome,
-    DEFAULT_MAX_FRAME, HEADER_LEN, PREAMBLE_LEN,
+    login_method, FrameDecoder, Hello, MemberKind, Message, Offer, PresenceKind, RoomInfo, Secret,
+    Utf8, Welcome, DEFAULT_MAX_FRAME, HEADER_LEN, PREAMBLE_LEN,
 };
 use tidings_core::ErrorCode;
 
@@ -155,6 +155,43 @@ fn message_from_json(m: &Value) -> Message {
                 other => panic!("presence kind {other:?}"),
             },
             name: s(&m["name"]),
+        },
+        "room-text" => Message::RoomText {
+            room: s(&m["room"]),
+            peer: s(&m["peer"]),
+            text: s(&m["text"]),
+        },
+        "join" => Message::Join {
+            room: s(&m["room"]),
+        },
+        "leave" => Message::Leave {
+            room: s(&m["room"]),
+        },
+        "member" => Message::Member {
+            kind: match m["kind"].as_str() {
+                Some("joined") => MemberKind::Joined,
+                Some("left") => MemberKind::Left,
+                Some("removed") => MemberKind::Removed,
+                other => panic!("member kind {other:?}"),
+            },
+            room: s(&m["room"]),
+            name: s(&m["name"]),
+        },
+        "room-members" => Message::RoomMembers {
+            room: s(&m["room"]),
+            names: names(&m["names"]),
+        },
+        "room-list-request" => Message::RoomListRequest,
+        "room-list" => Message::RoomList {
+            rooms: m["rooms"]
+                .as_array()
+                .expect("a list of rooms")
+                .iter()
+                .map(|r| RoomInfo {
+                    name: s(&r["name"]),
+                    members: n32(&r["members"]),
+                })
+                .collect(),
         },
         "list-request" => Message::ListRequest,
         "peer-list" => Message::PeerList {
@@ -462,6 +499,26 @@ fn event_json(ev: Event) -> Option<Value> {
         Event::PeerList(names) => json!({"event": "peer-list",
             "names": names.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),
         Event::PeerListRequested => json!({"event": "list-request"}),
+        Event::RoomRequest(r) => match r {
+            RoomRequest::Join(room) => json!({"event": "join", "room": room.as_str()}),
+            RoomRequest::Leave(room) => json!({"event": "leave", "room": room.as_str()}),
+            RoomRequest::Text { room, text } => {
+                json!({"event": "room-text", "room": room.as_str(), "text": text.as_str()})
+            }
+            RoomRequest::List => json!({"event": "room-list-request"}),
+        },
+        Event::Room(r) => match r {
+            RoomEvent::Text { room, peer, text } => json!({"event": "room-text",
+                "room": room.as_str(), "peer": peer.as_str(), "text": text.as_str()}),
+            RoomEvent::Member { kind, room, name } => json!({"event": "member",
+                "kind": kind.name(), "room": room.as_str(), "name": name.as_str()}),
+            RoomEvent::Members { room, names } => json!({"event": "room-members",
+                "room": room.as_str(),
+                "names": names.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),
+            RoomEvent::List(rooms) => json!({"event": "room-list",
+                "rooms": rooms.iter().map(|r| json!({"name": r.name.as_str(),
+                    "members": r.members})).collect::<Vec<_>>()}),
+        },
         Event::PeerError { code, .. } => {
             let obj = json!({"event": "peer-error"});
             with_code(obj.as_object().unwrap().clone(), code)

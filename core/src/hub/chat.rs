@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
 use crate::session::{Closed, SendError, Session};
-use crate::wire::{Hello, Message, PresenceKind, Utf8, MIN_MAX_FRAME};
+use crate::wire::{Hello, Message, Utf8, MIN_MAX_FRAME};
 use crate::ErrorCode;
 
 /// Broadcast frames up to this size (header included) are encoded once and copied to each
@@ -77,8 +77,9 @@ impl Hub {
         online
     }
 
-    /// Text from the server's participant, stamped with the server's name: to everyone
-    /// (`to` is `None` or empty) or privately to one peer.
+    /// Text from the server's participant, stamped with the server's name: to everyone in
+    /// the default room (`to` is `None` or empty; [`Hub::say_in`] speaks in another room) or
+    /// privately to one peer.
     ///
     /// A recipient whose output queue is full is disconnected as a slow consumer (for a
     /// private message the error is also returned).
@@ -88,19 +89,19 @@ impl Hub {
         if text.len() + self.server_name.len() + 2 > MIN_MAX_FRAME as usize {
             return Err(HubError::Send(SendError::TooLarge));
         }
-        let msg = |private| Message::Text {
-            peer: self.server_name.clone(),
-            private,
-            text: Utf8::from(text),
-        };
         let result = match to.filter(|t| !t.is_empty()) {
             None => {
-                self.broadcast(&msg(false), None);
+                self.say_to_default(&Utf8::from(text));
                 Ok(())
             }
             Some(name) => {
                 let conn = self.lookup(name)?;
-                self.deliver(conn, &msg(true)).map_err(HubError::Send)
+                let msg = Message::Text {
+                    peer: self.server_name.clone(),
+                    private: true,
+                    text: Utf8::from(text),
+                };
+                self.deliver(conn, &msg).map_err(HubError::Send)
             }
         };
         self.run();
@@ -185,33 +186,29 @@ impl Hub {
         name.is_empty() || name_key(name) == name_key(&self.server_name)
     }
 
-    /// Queues `msg` for every registered connection except `skip`. Failures only concern
-    /// that one recipient (see [`Hub::deliver`]): one whose frame limit is too small misses
-    /// this message, a full one is dropped.
+    /// Queues `msg` for every connection of `targets`. Failures only concern that one
+    /// recipient (see [`Hub::deliver`]): one whose frame limit is too small misses this
+    /// message, a full one is dropped.
     ///
     /// A small message is encoded once and shared by every recipient (its bytes are copied
     /// only into a recipient that has other output queued), rather than encoded for each
     /// (with a hundred recipients, encoding was most of the hub's work for a chat line).
     /// Every recipient thus gets the same bytes, which also lets WebSocket gateways render
     /// the line once ([`crate::gateway::RenderCache`]).
-    fn broadcast(&mut self, msg: &Message, skip: Option<ConnId>) {
-        let mut targets = std::mem::take(&mut self.targets);
-        targets.clear();
-        targets.extend(self.names.values().copied().filter(|&c| Some(c) != skip));
+    pub(super) fn send_to_all(&mut self, targets: &[ConnId], msg: &Message) {
         let len = msg.encoded_len();
         if len > ENCODE_ONCE {
-            for &conn in &targets {
+            for &conn in targets {
                 let _ = self.deliver(conn, msg);
             }
         } else {
             let mut frame = BytesMut::with_capacity(len);
             msg.encode(&mut frame);
             let frame = frame.freeze();
-            for &conn in &targets {
+            for &conn in targets {
                 let _ = self.deliver_with(conn, |session| session.send_frame(&frame));
             }
         }
-        self.targets = targets;
     }
 
     /// Queues `msg` for `conn`. A full queue means the client does not read: it is
@@ -241,7 +238,7 @@ impl Hub {
     }
 
     /// A non-fatal `error` frame back to a client.
-    fn error_to(&mut self, conn: ConnId, code: ErrorCode, text: String) {
+    pub(super) fn error_to(&mut self, conn: ConnId, code: ErrorCode, text: String) {
         let msg = Message::Error {
             code,
             text: Utf8::from(text),
@@ -293,7 +290,8 @@ impl Hub {
             None
         };
         if refusal.is_none() {
-            let mut online = self.who();
+            // `welcome` lists the default room, where the client enters.
+            let mut online = self.default_members();
             online.push(name.clone());
             let server = self.server_name.clone();
             let Some(c) = self.conns.get_mut(&id) else {
@@ -301,11 +299,7 @@ impl Hub {
             };
             if c.session.accept_hello(name.clone(), server, online).is_ok() {
                 self.names.insert(key, id);
-                let presence = Message::Presence {
-                    kind: PresenceKind::Joined,
-                    name: name.clone(),
-                };
-                self.broadcast(&presence, Some(id));
+                self.entered(id, &name);
                 let online = self.names.len();
                 self.emit(HubEvent::Joined {
                     conn: id,
@@ -344,10 +338,17 @@ impl Hub {
             return;
         };
         if peer.is_empty() {
-            // Recipients whose frame limit is too small, or whose queue is full, are not the
-            // sender's concern.
-            self.broadcast(&payload.message(&from, false), Some(id));
-            self.emit(payload.event(from, false));
+            // Everyone: the default room. Recipients whose frame limit is too small, or whose
+            // queue is full, are not the sender's concern.
+            let said = match &payload {
+                Payload::Text(text) => self.say_in_default(id, &from, Some(text), None),
+                Payload::Blob { media_type, data } => {
+                    self.say_in_default(id, &from, None, Some((media_type, data)))
+                }
+            };
+            if said {
+                self.emit(payload.event(from, false));
+            }
             return;
         }
         if self.is_server_name(&peer) {
@@ -390,11 +391,7 @@ impl Hub {
         if self.names.get(&key) == Some(&id) {
             self.names.remove(&key);
         }
-        let presence = Message::Presence {
-            kind: PresenceKind::Left,
-            name: name.clone(),
-        };
-        self.broadcast(&presence, None);
+        self.departed(id, &name);
         let reason = match how {
             Closed::Local { code, reason } | Closed::Peer { code, reason } if reason.is_empty() => {
                 code.to_string()

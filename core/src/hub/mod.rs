@@ -123,6 +123,7 @@ mod conn_table;
 mod files;
 mod rate;
 mod relay;
+mod rooms;
 mod timers;
 mod types;
 
@@ -132,6 +133,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+pub use rooms::{RoomConfig, RoomCreation};
 pub use types::{ConnId, FileHandle, HubConfig, HubConfigError, HubError, HubEvent};
 
 use crate::session::{Config as SessionConfig, Event, Session};
@@ -140,6 +142,7 @@ use crate::ErrorCode;
 use conn_table::ConnTable;
 use rate::rate_limits;
 use relay::Relays;
+use rooms::Rooms;
 use timers::Timers;
 
 /// Most hub events kept for the operator. Chat seen by the server's participant is dropped
@@ -188,6 +191,8 @@ pub struct Hub {
     conns: ConnTable<Conn>,
     /// `name_key` of a registered name → its connection, ordered so that lists come sorted.
     names: BTreeMap<String, ConnId>,
+    /// Every room and who is in it.
+    rooms: Rooms,
     /// `name_key` of a banned name → when its ban ends ([`Hub::ban`]). Only the operator
     /// adds to it; ended bans are dropped at the next ban.
     bans: BTreeMap<String, Instant>,
@@ -246,7 +251,10 @@ impl Hub {
     pub fn try_new(config: HubConfig, now: Instant) -> Result<Hub, HubConfigError> {
         config.validate()?;
         let mut session_config = Arc::new(config.session.clone());
+        // A hub always speaks rooms (spec §6.10); each client chooses whether it does.
+        Arc::make_mut(&mut session_config).capabilities |= crate::wire::capability::ROOMS;
         SessionConfig::normalize(&mut session_config);
+        let rooms = Rooms::new(&config.rooms);
         Ok(Hub {
             session_config,
             server_name: Utf8::from(config.server_name.as_str()),
@@ -254,6 +262,7 @@ impl Hub {
             now,
             conns: ConnTable::default(),
             names: BTreeMap::new(),
+            rooms,
             bans: BTreeMap::new(),
             timers: Timers::default(),
             timer_round: 1,
@@ -785,6 +794,7 @@ impl Hub {
                 ..
             } => self.on_blob(id, peer, media_type, data),
             Event::PeerListRequested => self.on_list_request(id),
+            Event::RoomRequest(request) => self.on_room_request(id, request),
             Event::Transfer(t) => self.on_transfer(id, t),
             Event::Closed(how) => self.on_closed(id, how),
             // A client's non-fatal error report (an unknown transfer id …) needs no action;
@@ -793,6 +803,7 @@ impl Hub {
             | Event::Connected(_)
             | Event::Token(_)
             | Event::Presence { .. }
+            | Event::Room(_)
             | Event::PeerList(_) => {}
         }
     }

@@ -32,6 +32,7 @@ pub(super) fn counts(ev: &Event) -> bool {
         Event::Text { .. }
             | Event::Blob { .. }
             | Event::PeerListRequested
+            | Event::RoomRequest(_)
             | Event::Transfer(TransferEvent::Offered(_))
     )
 }

@@ -76,6 +76,8 @@ pub struct HubConfig {
     /// readers furthest behind go, and nobody else notices. Default 256 MiB; at least one
     /// connection's `session.max_queued_output` is always allowed.
     pub chat_budget: usize,
+    /// Rooms: the default room, who may open rooms, and the limits on rooms (spec §6.10).
+    pub rooms: super::RoomConfig,
 }
 
 impl Default for HubConfig {
@@ -91,6 +93,7 @@ impl Default for HubConfig {
             rate_limit_grace: Duration::from_secs(10),
             relay_budget: 256 << 20,
             chat_budget: 256 << 20,
+            rooms: super::RoomConfig::default(),
         }
     }
 }
@@ -110,7 +113,8 @@ impl HubConfig {
     /// assert!(matches!(bad.validate(), Err(HubConfigError::ServerName(_))));
     /// ```
     pub fn validate(&self) -> Result<(), HubConfigError> {
-        validate_name(&self.server_name).map_err(HubConfigError::ServerName)
+        validate_name(&self.server_name).map_err(HubConfigError::ServerName)?;
+        validate_name(&self.rooms.default_room).map_err(HubConfigError::DefaultRoom)
     }
 }
 
@@ -120,12 +124,15 @@ impl HubConfig {
 pub enum HubConfigError {
     /// The server's name breaks the naming rules of spec §6.1.
     ServerName(NameError),
+    /// The default room's name breaks the naming rules of spec §6.1.
+    DefaultRoom(NameError),
 }
 
 impl core::fmt::Display for HubConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             HubConfigError::ServerName(e) => write!(f, "invalid server name: {e}"),
+            HubConfigError::DefaultRoom(e) => write!(f, "invalid default room name: {e}"),
         }
     }
 }
@@ -133,7 +140,7 @@ impl core::fmt::Display for HubConfigError {
 impl std::error::Error for HubConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HubConfigError::ServerName(e) => Some(e),
+            HubConfigError::ServerName(e) | HubConfigError::DefaultRoom(e) => Some(e),
         }
     }
 }
@@ -240,6 +247,18 @@ pub enum HubError {
     NoSuchTransfer,
     /// The peer's session refused the command.
     Send(SendError),
+    /// No room has this name (or it is the default room, which cannot be closed or
+    /// removed from).
+    NoSuchRoom(String),
+    /// The peer is not a member of the room.
+    NotMember {
+        /// The room.
+        room: String,
+        /// The peer.
+        name: String,
+    },
+    /// A room name that breaks the rules of names (spec §6.1).
+    RoomName(NameError),
 }
 
 impl core::fmt::Display for HubError {
@@ -248,6 +267,9 @@ impl core::fmt::Display for HubError {
             HubError::UnknownPeer(name) => write!(f, "no peer named {name:?} is online"),
             HubError::NoSuchTransfer => write!(f, "no such transfer of the server"),
             HubError::Send(e) => write!(f, "{e}"),
+            HubError::NoSuchRoom(room) => write!(f, "no room named {room:?} can be changed"),
+            HubError::NotMember { room, name } => write!(f, "{name:?} is not in room {room:?}"),
+            HubError::RoomName(e) => write!(f, "invalid room name: {e}"),
         }
     }
 }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::wire::{
-    frame_type, login_method, Hello, Message, Offer, PresenceKind, Secret, Utf8, Welcome,
-    DIGEST_LEN, MAX_SECRET,
+    frame_type, login_method, Hello, MemberKind, Message, Offer, PresenceKind, RoomInfo, Secret,
+    Utf8, Welcome, DIGEST_LEN, MAX_SECRET,
 };
 use crate::{ErrorCode, ProtocolError};
 
@@ -92,6 +92,30 @@ impl Fields {
                 Value::String(s) if s.len() <= u8::MAX as usize => Ok(Utf8::from(s)),
                 Value::String(_) => Err(malformed("a name in a list is longer than 255 bytes")),
                 _ => Err(malformed("a name in a list is not a JSON string")),
+            })
+            .collect()
+    }
+
+    /// `[{"name":…,"members":…},…]`, each object strict like a message.
+    fn rooms(&mut self, key: &str) -> Result<Vec<RoomInfo>, ProtocolError> {
+        let Value::Array(items) = self.take(key)? else {
+            return Err(malformed("a list of rooms is not a JSON array"));
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                let Value::Object(map) = item else {
+                    return Err(malformed("a room in a list is not a JSON object"));
+                };
+                let mut f = Fields { map };
+                let room = RoomInfo {
+                    name: f.str8("name")?,
+                    members: f.u32("members")?,
+                };
+                if !f.map.is_empty() {
+                    return Err(malformed("a room in a list has a field it does not have"));
+                }
+                Ok(room)
             })
             .collect()
     }
@@ -196,6 +220,35 @@ pub(super) fn read_message(text: &str) -> Result<Message, ProtocolError> {
                 _ => return Err(malformed("presence kind is neither joined nor left")),
             },
             name: f.str8("name")?,
+        },
+        "room-text" => Message::RoomText {
+            room: f.str8("room")?,
+            peer: f.str8("peer")?,
+            text: f.text("text")?,
+        },
+        "join" => Message::Join {
+            room: f.str8("room")?,
+        },
+        "leave" => Message::Leave {
+            room: f.str8("room")?,
+        },
+        "member" => Message::Member {
+            kind: match f.string("kind")?.as_str() {
+                "joined" => MemberKind::Joined,
+                "left" => MemberKind::Left,
+                "removed" => MemberKind::Removed,
+                _ => return Err(malformed("member kind is not joined, left or removed")),
+            },
+            room: f.str8("room")?,
+            name: f.str8("name")?,
+        },
+        "room-members" => Message::RoomMembers {
+            room: f.str8("room")?,
+            names: f.names("names")?,
+        },
+        "room-list-request" => Message::RoomListRequest,
+        "room-list" => Message::RoomList {
+            rooms: f.rooms("rooms")?,
         },
         "list-request" => Message::ListRequest,
         "peer-list" => Message::PeerList {

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::wire::{login_method, Message, PresenceKind, Utf8};
+use crate::wire::{login_method, Message, PresenceKind, RoomInfo, Utf8};
 use crate::ErrorCode;
 
 /// Builds one JSON object, key by key.
@@ -62,6 +62,23 @@ impl<'a> ObjectWriter<'a> {
                 self.out.push(',');
             }
             push_json_str(self.out, name);
+        }
+        self.out.push(']');
+        self
+    }
+
+    /// `[{"name":…,"members":…},…]`.
+    fn rooms(&mut self, key: &str, rooms: &[RoomInfo]) -> &mut Self {
+        self.key(key);
+        self.out.push('[');
+        for (i, room) in rooms.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            ObjectWriter::new(self.out)
+                .str("name", &room.name)
+                .num("members", room.members.into())
+                .finish();
         }
         self.out.push(']');
         self
@@ -167,6 +184,24 @@ pub(super) fn write_message(msg: &Message, out: &mut String) {
                 PresenceKind::Left => "left",
             };
             w.str("kind", kind).str("name", name);
+        }
+        Message::RoomText { room, peer, text } => {
+            w.str("room", room).str("peer", peer).str("text", text);
+        }
+        Message::Join { room } | Message::Leave { room } => {
+            w.str("room", room);
+        }
+        Message::Member { kind, room, name } => {
+            w.str("kind", kind.name())
+                .str("room", room)
+                .str("name", name);
+        }
+        Message::RoomMembers { room, names } => {
+            w.str("room", room).names("names", names);
+        }
+        Message::RoomListRequest => {}
+        Message::RoomList { rooms } => {
+            w.rooms("rooms", rooms);
         }
         Message::ListRequest => {}
         Message::PeerList { names } => {

@@ -25,7 +25,9 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Preamble and hello/welcome must complete within this. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Capabilities announced to the peer.
+    /// Capabilities announced to the peer. Default [`capability::DEFAULT`]: everything but
+    /// rooms, which a client turns on ([`capability::ROOMS`]) once its loop handles
+    /// [`crate::session::Event::Room`]; a hub always speaks rooms.
     pub capabilities: u32,
     /// Most application events queued and not yet polled before the session stops reading
     /// (the runtime sees [`crate::session::Session::wants_input`] turn false). Default 1024.
@@ -44,7 +46,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
-            capabilities: capability::ALL,
+            capabilities: capability::DEFAULT,
             max_queued_events: 1024,
             max_queued_output: 4 << 20,
             transfer: Default::default(),

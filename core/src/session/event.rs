@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::transfer::TransferEvent;
-use crate::wire::{Hello, PresenceKind, Utf8, Welcome};
+use crate::wire::{Hello, MemberKind, PresenceKind, RoomInfo, Utf8, Welcome};
 use crate::ErrorCode;
 
 /// A client's `login` (spec §6.2), held by the server's session from its arrival until
@@ -56,6 +56,10 @@ pub enum Event {
         /// Who.
         name: Utf8,
     },
+    /// Server: a client's request about rooms (spec §6.10).
+    RoomRequest(RoomRequest),
+    /// Client: news about rooms (spec §6.10).
+    Room(RoomEvent),
     /// Client: the answer to [`crate::session::Session::request_peer_list`].
     PeerList(Vec<Utf8>),
     /// Server: the client asked who is online; answer with a `peer-list` message.
@@ -72,6 +76,60 @@ pub enum Event {
     /// The session ended; it is always the last event. Transmit what is still queued, then
     /// close the connection.
     Closed(Closed),
+}
+
+/// What a client asks of the server about rooms (spec §6.10): the server side of
+/// [`Event::RoomRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRequest {
+    /// `join`: enter the room, creating it if allowed.
+    Join(Utf8),
+    /// `leave`: leave the room.
+    Leave(Utf8),
+    /// `room-text`: say `text` to the room's other members.
+    Text {
+        /// The room.
+        room: Utf8,
+        /// The message.
+        text: Utf8,
+    },
+    /// `room-list-request`: which rooms exist.
+    List,
+}
+
+/// What the server tells a client about rooms (spec §6.10): the client side of
+/// [`Event::Room`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// `room-text`: `peer` said `text` in `room`.
+    Text {
+        /// The room.
+        room: Utf8,
+        /// The sender, stamped by the server.
+        peer: Utf8,
+        /// The message.
+        text: Utf8,
+    },
+    /// `member`: `name` joined, left or was removed from `room` (about ourselves: our
+    /// `leave` was done, or the operator removed us).
+    Member {
+        /// What happened.
+        kind: MemberKind,
+        /// In which room.
+        room: Utf8,
+        /// To whom.
+        name: Utf8,
+    },
+    /// `room-members`: we are in `room` now (after our `join`, or the default room after
+    /// `welcome`); these are its members, ourselves last.
+    Members {
+        /// The room.
+        room: Utf8,
+        /// Its members.
+        names: Vec<Utf8>,
+    },
+    /// `room-list`: the rooms on the server, largest first.
+    List(Vec<RoomInfo>),
 }
 
 /// How a session ended.

@@ -68,14 +68,14 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::error::SendError;
 pub use config::Config;
-pub use event::{Closed, Event, Login};
+pub use event::{Closed, Event, Login, RoomEvent, RoomRequest};
 pub(crate) use output::{Lane, COPY_LIMIT};
 
 use crate::name::{validate_name, NameError};
 use crate::transfer::Transfers;
 use crate::wire::{
-    FrameDecoder, Hello, Message, Preamble, Utf8, Welcome, MAX_FRAME_CEILING, MIN_MAX_FRAME,
-    PREAMBLE_LEN, PROTOCOL_VERSION,
+    capability, FrameDecoder, Hello, Message, Preamble, Utf8, Welcome, MAX_FRAME_CEILING,
+    MIN_MAX_FRAME, PREAMBLE_LEN, PROTOCOL_VERSION,
 };
 use crate::{ErrorCode, ProtocolError};
 
@@ -121,6 +121,8 @@ pub struct Session {
     events: VecDeque<Event>,
     transfers: Transfers,
     peer_max_frame: u32,
+    /// The capability bits of the peer's `hello` or `welcome` (0 until then).
+    peer_capabilities: u32,
     now: Instant,
     last_rx: Instant,
     last_tx: Instant,
@@ -236,6 +238,7 @@ impl Session {
                 Role::Server => 1,
             }),
             peer_max_frame: MIN_MAX_FRAME,
+            peer_capabilities: 0,
             now,
             last_rx: now,
             last_tx: now,
@@ -596,6 +599,66 @@ impl Session {
         self.send(&Message::ListRequest)
     }
 
+    // ----- commands: rooms (spec §6.10) ----------------------------------------------------
+
+    /// Whether both sides announced rooms (capability [`crate::wire::capability::ROOMS`]):
+    /// only then may room messages be sent. Known once the session is open.
+    pub fn rooms(&self) -> bool {
+        self.config.capabilities & self.peer_capabilities & capability::ROOMS != 0
+    }
+
+    /// The capability bits the peer announced in its `hello` or `welcome` (0 before).
+    pub fn peer_capabilities(&self) -> u32 {
+        self.peer_capabilities
+    }
+
+    /// Client: enter `room` (creating it, if the server lets us). The answer is
+    /// [`RoomEvent::Members`], or [`Event::PeerError`] with `room-refused` or
+    /// `limit-exceeded`.
+    pub fn join(&mut self, room: &str) -> Result<(), SendError> {
+        self.check_room_command(room)?;
+        self.send(&Message::Join {
+            room: Utf8::from(room),
+        })
+    }
+
+    /// Client: leave `room`; the answer is [`RoomEvent::Member`] `left` about ourselves.
+    pub fn leave(&mut self, room: &str) -> Result<(), SendError> {
+        self.check_room_command(room)?;
+        self.send(&Message::Leave {
+            room: Utf8::from(room),
+        })
+    }
+
+    /// Client: say `text` to the other members of `room` (we must be one).
+    pub fn send_room_text(&mut self, room: &str, text: &str) -> Result<(), SendError> {
+        self.check_room_command(room)?;
+        self.send(&Message::RoomText {
+            room: Utf8::from(room),
+            peer: Utf8::default(),
+            text: Utf8::from(text),
+        })
+    }
+
+    /// Client: ask which rooms exist; the answer is [`RoomEvent::List`].
+    pub fn request_room_list(&mut self) -> Result<(), SendError> {
+        self.check_room_command("-")?;
+        self.send(&Message::RoomListRequest)
+    }
+
+    fn check_room_command(&self, room: &str) -> Result<(), SendError> {
+        if self.role != Role::Client {
+            return Err(SendError::Invalid("only clients send room requests"));
+        }
+        if self.state == State::Open && !self.rooms() {
+            return Err(SendError::Invalid("the server does not speak rooms"));
+        }
+        if room.is_empty() || room.len() > u8::MAX as usize {
+            return Err(SendError::Invalid("a room name is 1 to 255 bytes"));
+        }
+        Ok(())
+    }
+
     // ----- internals ----------------------------------------------------------------------
 
     /// Lets go of the spare buffers a burst grew: the event queue's (the handshake's events
@@ -701,6 +764,7 @@ impl Session {
                     return Err(malformed("announced frame limit below the minimum"));
                 }
                 self.peer_max_frame = hello.max_frame.min(MAX_FRAME_CEILING);
+                self.peer_capabilities = hello.capabilities;
                 self.state = State::PendingAccept;
                 self.events.push_back(Event::Hello(hello));
             }
@@ -709,6 +773,7 @@ impl Session {
                     return Err(malformed("welcome limits out of range"));
                 }
                 self.peer_max_frame = w.max_frame.min(MAX_FRAME_CEILING);
+                self.peer_capabilities = w.capabilities;
                 // The server's heartbeat settings replace ours. The settings are copied here if
                 // shared (the transfers keep the copy they hold; heartbeats are not theirs).
                 let config = Arc::make_mut(&mut self.config);
@@ -761,6 +826,34 @@ impl Session {
             (State::Open, _, M::Pong { .. }) => self.release_spare(),
             (State::Open, _, M::Error { code, text }) => {
                 self.events.push_back(Event::PeerError { code, text })
+            }
+            (State::Open, Role::Server, M::RoomText { room, peer, text }) if self.rooms() => {
+                if !peer.is_empty() {
+                    return Err(malformed("a client's room-text names a peer"));
+                }
+                self.events
+                    .push_back(Event::RoomRequest(RoomRequest::Text { room, text }))
+            }
+            (State::Open, Role::Server, M::Join { room }) if self.rooms() => self
+                .events
+                .push_back(Event::RoomRequest(RoomRequest::Join(room))),
+            (State::Open, Role::Server, M::Leave { room }) if self.rooms() => self
+                .events
+                .push_back(Event::RoomRequest(RoomRequest::Leave(room))),
+            (State::Open, Role::Server, M::RoomListRequest) if self.rooms() => {
+                self.events.push_back(Event::RoomRequest(RoomRequest::List))
+            }
+            (State::Open, Role::Client, M::RoomText { room, peer, text }) if self.rooms() => self
+                .events
+                .push_back(Event::Room(RoomEvent::Text { room, peer, text })),
+            (State::Open, Role::Client, M::Member { kind, room, name }) if self.rooms() => self
+                .events
+                .push_back(Event::Room(RoomEvent::Member { kind, room, name })),
+            (State::Open, Role::Client, M::RoomMembers { room, names }) if self.rooms() => self
+                .events
+                .push_back(Event::Room(RoomEvent::Members { room, names })),
+            (State::Open, Role::Client, M::RoomList { rooms }) if self.rooms() => {
+                self.events.push_back(Event::Room(RoomEvent::List(rooms)))
             }
             (State::Open, Role::Client, M::Presence { kind, name }) => {
                 self.events.push_back(Event::Presence { kind, name })

@@ -31,12 +31,26 @@ pub mod frame_type {
     pub const TEXT: u8 = 0x10;
     /// `blob`: binary data with a media type (an image, a video frame).
     pub const BLOB: u8 = 0x11;
+    /// `room-text`: chat text in a room (spec §6.10; only with the `ROOMS` capability).
+    pub const ROOM_TEXT: u8 = 0x12;
     /// `presence`: a peer joined or left.
     pub const PRESENCE: u8 = 0x20;
     /// `list-request`: client asks who is online.
     pub const LIST_REQUEST: u8 = 0x21;
     /// `peer-list`: the names online.
     pub const PEER_LIST: u8 = 0x22;
+    /// `join`: client → server, enter a room (creating it if allowed).
+    pub const JOIN: u8 = 0x23;
+    /// `leave`: client → server, leave a room.
+    pub const LEAVE: u8 = 0x24;
+    /// `member`: server → client, someone joined, left or was removed from a room.
+    pub const MEMBER: u8 = 0x25;
+    /// `room-members`: server → client, a room's members (the answer to `join`).
+    pub const ROOM_MEMBERS: u8 = 0x26;
+    /// `room-list-request`: client → server, which rooms exist.
+    pub const ROOM_LIST_REQUEST: u8 = 0x27;
+    /// `room-list`: server → client, the rooms and how many members each has.
+    pub const ROOM_LIST: u8 = 0x28;
     /// `ping`: heartbeat probe.
     pub const PING: u8 = 0x30;
     /// `pong`: heartbeat answer.
@@ -77,8 +91,17 @@ pub mod capability {
     pub const FILES: u32 = 1 << 0;
     /// The side accepts `blob` messages.
     pub const BLOBS: u32 = 1 << 1;
+    /// The side speaks rooms (protocol 1.1, spec §6.10): `join`, `leave`, `room-text`,
+    /// `member`, `room-members`, `room-list-request`, `room-list`. Both sides must announce
+    /// it before either sends one of them.
+    pub const ROOMS: u32 = 1 << 2;
     /// Everything this implementation supports.
-    pub const ALL: u32 = FILES | BLOBS;
+    pub const ALL: u32 = FILES | BLOBS | ROOMS;
+    /// What a session announces unless told otherwise: everything but [`ROOMS`]. Rooms change
+    /// what a client hears (the default room's chat and members arrive as `room-text` and
+    /// `member` instead of `text` and `presence`), so a client written for 1.0 keeps working
+    /// until it opts in.
+    pub const DEFAULT: u32 = FILES | BLOBS;
 }
 
 /// The `method` values of `login` (spec §6.2).
@@ -243,6 +266,57 @@ pub enum PresenceKind {
     Left,
 }
 
+/// What a `member` frame reports (spec §6.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    /// 1: the name joined the room.
+    Joined,
+    /// 2: the name left the room (or went offline); about oneself, the answer to `leave`.
+    Left,
+    /// 3: the operator removed the name from the room, or closed the room; about oneself,
+    /// one is no longer in it.
+    Removed,
+}
+
+impl MemberKind {
+    /// The wire value.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            MemberKind::Joined => 1,
+            MemberKind::Left => 2,
+            MemberKind::Removed => 3,
+        }
+    }
+
+    /// The kind of a wire value, if it is one.
+    pub fn from_u8(v: u8) -> Option<MemberKind> {
+        match v {
+            1 => Some(MemberKind::Joined),
+            2 => Some(MemberKind::Left),
+            3 => Some(MemberKind::Removed),
+            _ => None,
+        }
+    }
+
+    /// The spec's word for it (`joined`, `left`, `removed`), also the JSON mode's.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberKind::Joined => "joined",
+            MemberKind::Left => "left",
+            MemberKind::Removed => "removed",
+        }
+    }
+}
+
+/// One entry of a `room-list`: a room's name and how many members it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The room's name as created.
+    pub name: Utf8,
+    /// Members at the time of the list.
+    pub members: u32,
+}
+
 /// One protocol message: a decoded frame.
 ///
 /// Routed messages (`text`, `blob`, `offer`) carry one `peer` field whose meaning depends on
@@ -309,6 +383,49 @@ pub enum Message {
         media_type: Utf8,
         /// The bytes.
         data: Bytes,
+    },
+    /// `room-text` (0x12): `room: str8, peer: str8, text: rest`. From a client `peer` is
+    /// empty (the room is the addressee); from the server it is the sender.
+    RoomText {
+        /// The room.
+        room: Utf8,
+        /// Empty (from a client) or the sender (from the server).
+        peer: Utf8,
+        /// The message.
+        text: Utf8,
+    },
+    /// `join` (0x23): `room: str8`.
+    Join {
+        /// The room to enter.
+        room: Utf8,
+    },
+    /// `leave` (0x24): `room: str8`.
+    Leave {
+        /// The room to leave.
+        room: Utf8,
+    },
+    /// `member` (0x25): `kind: u8 (1 joined, 2 left, 3 removed), room: str8, name: str8`.
+    Member {
+        /// What happened.
+        kind: MemberKind,
+        /// In which room.
+        room: Utf8,
+        /// To whom.
+        name: Utf8,
+    },
+    /// `room-members` (0x26): `room: str8, count: u32, count × name: str8`.
+    RoomMembers {
+        /// The room.
+        room: Utf8,
+        /// Its members, sorted by key, the joining client last.
+        names: Vec<Utf8>,
+    },
+    /// `room-list-request` (0x27): empty body.
+    RoomListRequest,
+    /// `room-list` (0x28): `count: u32, count × (room: str8, members: u32)`.
+    RoomList {
+        /// The rooms, largest first.
+        rooms: Vec<RoomInfo>,
     },
     /// `presence` (0x20): `kind: u8 (1 joined, 2 left), name: str8`.
     Presence {
@@ -436,6 +553,13 @@ impl Message {
             Message::Token { .. } => TOKEN,
             Message::Text { .. } => TEXT,
             Message::Blob { .. } => BLOB,
+            Message::RoomText { .. } => ROOM_TEXT,
+            Message::Join { .. } => JOIN,
+            Message::Leave { .. } => LEAVE,
+            Message::Member { .. } => MEMBER,
+            Message::RoomMembers { .. } => ROOM_MEMBERS,
+            Message::RoomListRequest => ROOM_LIST_REQUEST,
+            Message::RoomList { .. } => ROOM_LIST,
             Message::Presence { .. } => PRESENCE,
             Message::ListRequest => LIST_REQUEST,
             Message::PeerList { .. } => PEER_LIST,
@@ -466,6 +590,13 @@ impl Message {
             Message::Token { .. } => "token",
             Message::Text { .. } => "text",
             Message::Blob { .. } => "blob",
+            Message::RoomText { .. } => "room-text",
+            Message::Join { .. } => "join",
+            Message::Leave { .. } => "leave",
+            Message::Member { .. } => "member",
+            Message::RoomMembers { .. } => "room-members",
+            Message::RoomListRequest => "room-list-request",
+            Message::RoomList { .. } => "room-list",
             Message::Presence { .. } => "presence",
             Message::ListRequest => "list-request",
             Message::PeerList { .. } => "peer-list",
@@ -548,6 +679,27 @@ impl Message {
                 private: flags(&mut r)?,
                 media_type: r.str8()?,
                 data: r.rest(),
+            },
+            ROOM_TEXT => Message::RoomText {
+                room: r.str8()?,
+                peer: r.str8()?,
+                text: r.rest_str()?,
+            },
+            JOIN => Message::Join { room: r.str8()? },
+            LEAVE => Message::Leave { room: r.str8()? },
+            MEMBER => Message::Member {
+                kind: MemberKind::from_u8(r.u8()?)
+                    .ok_or_else(|| malformed("member kind is not 1, 2 or 3"))?,
+                room: r.str8()?,
+                name: r.str8()?,
+            },
+            ROOM_MEMBERS => Message::RoomMembers {
+                room: r.str8()?,
+                names: names(&mut r)?,
+            },
+            ROOM_LIST_REQUEST => Message::RoomListRequest,
+            ROOM_LIST => Message::RoomList {
+                rooms: rooms(&mut r)?,
             },
             PRESENCE => Message::Presence {
                 kind: match r.u8()? {
@@ -686,6 +838,14 @@ impl Message {
                 data,
                 ..
             } => str8_len(peer) + 1 + str8_len(media_type) + data.len(),
+            Message::RoomText { room, peer, text } => str8_len(room) + str8_len(peer) + text.len(),
+            Message::Join { room } | Message::Leave { room } => str8_len(room),
+            Message::Member { room, name, .. } => 1 + str8_len(room) + str8_len(name),
+            Message::RoomMembers { room, names } => str8_len(room) + names_len(names),
+            Message::RoomListRequest => 0,
+            Message::RoomList { rooms } => {
+                4 + rooms.iter().map(|r| str8_len(&r.name) + 4).sum::<usize>()
+            }
             Message::Presence { name, .. } => 1 + str8_len(name),
             Message::ListRequest => 0,
             Message::PeerList { names } => names_len(names),
@@ -754,6 +914,29 @@ impl Message {
                 put_str8(out, media_type);
                 if with_payload {
                     out.put_slice(data);
+                }
+            }
+            Message::RoomText { room, peer, text } => {
+                put_str8(out, room);
+                put_str8(out, peer);
+                out.put_slice(text.as_bytes());
+            }
+            Message::Join { room } | Message::Leave { room } => put_str8(out, room),
+            Message::Member { kind, room, name } => {
+                out.put_u8(kind.to_u8());
+                put_str8(out, room);
+                put_str8(out, name);
+            }
+            Message::RoomMembers { room, names } => {
+                put_str8(out, room);
+                put_names(out, names);
+            }
+            Message::RoomListRequest => {}
+            Message::RoomList { rooms } => {
+                out.put_u32(rooms.len() as u32);
+                for room in rooms {
+                    put_str8(out, &room.name);
+                    out.put_u32(room.members);
                 }
             }
             Message::Presence { kind, name } => {
@@ -860,6 +1043,22 @@ fn names(r: &mut Reader) -> Result<Vec<Utf8>, ProtocolError> {
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         out.push(r.str8()?);
+    }
+    Ok(out)
+}
+
+fn rooms(r: &mut Reader) -> Result<Vec<RoomInfo>, ProtocolError> {
+    let count = r.u32()? as usize;
+    // Each entry takes at least five bytes: a larger count is a lie, caught before allocating.
+    if count > r.remaining() / 5 {
+        return Err(malformed("room count exceeds the frame body"));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(RoomInfo {
+            name: r.str8()?,
+            members: r.u32()?,
+        });
     }
     Ok(out)
 }

@@ -15,8 +15,8 @@ pub use frame::{
     MIN_MAX_FRAME,
 };
 pub use message::{
-    capability, frame_type, login_method, Hello, Message, Offer, PresenceKind, Relayed, Secret,
-    Welcome, DIGEST_LEN, MAX_SECRET,
+    capability, frame_type, login_method, Hello, MemberKind, Message, Offer, PresenceKind, Relayed,
+    RoomInfo, Secret, Welcome, DIGEST_LEN, MAX_SECRET,
 };
 pub use preamble::{Preamble, PREAMBLE_LEN, PROTOCOL_VERSION};
 pub use utf8::Utf8;

@@ -1,0 +1,647 @@
+//! Rooms (spec §6.10): who is in which room, joining and leaving, room chat and how it is
+//! rendered for each member, and the operator's commands on rooms.
+//!
+//! Every welcomed client is a member of the default room. A client that announced the
+//! `ROOMS` capability (protocol 1.1) may join and leave rooms and hears each room's chat and
+//! members as `room-text` and `member`; a 1.0 client stays in the default room and hears it
+//! as the `text` broadcasts and `presence` it always knew. So one room's fan-out renders at
+//! most two frames, each encoded once for all the members that speak it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+
+use super::{ConnId, Hub, HubError, HubEvent};
+use crate::name::{name_key, validate_name};
+use crate::session::{RoomRequest, SendError};
+use crate::wire::{MemberKind, Message, PresenceKind, RoomInfo, Utf8, MIN_MAX_FRAME};
+use crate::ErrorCode;
+
+/// Who may open a room (spec §6.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCreation {
+    /// Any client opens a room by joining it (the default, as IRC and Matrix do).
+    Anyone,
+    /// Only the operator opens rooms ([`Hub::open_room`]); a `join` of a room that does not
+    /// exist is refused with `room-refused`.
+    Operator,
+}
+
+/// The room settings of a [`super::HubConfig`] (spec §6.10, §9).
+///
+/// ```
+/// use tidings_core::hub::{HubConfig, RoomConfig, RoomCreation};
+/// let cfg = HubConfig {
+///     rooms: RoomConfig { creation: RoomCreation::Operator, ..RoomConfig::default() },
+///     ..HubConfig::default()
+/// };
+/// assert_eq!(cfg.rooms.default_room, "lobby");
+/// ```
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The room every client is in when welcomed, the only room of a 1.0 client; it always
+    /// exists. Its name follows the rules of names. Default `lobby`.
+    pub default_room: String,
+    /// Who may open rooms. Default [`RoomCreation::Anyone`].
+    pub creation: RoomCreation,
+    /// Most rooms at once, the default room included; a `join` that would open one more is
+    /// refused with `limit-exceeded`. Default 10 000.
+    pub max_rooms: usize,
+    /// Most rooms one client is in at once, the default room included. Default 100.
+    pub max_rooms_per_peer: usize,
+    /// Most members of one room; the default room is bounded by the peer limit instead.
+    /// Default 10 000.
+    pub max_members: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            default_room: "lobby".to_owned(),
+            creation: RoomCreation::Anyone,
+            max_rooms: 10_000,
+            max_rooms_per_peer: 100,
+            max_members: 10_000,
+        }
+    }
+}
+
+/// One room.
+#[derive(Debug)]
+struct Room {
+    /// As it was first spelled.
+    name: Utf8,
+    /// A member's name key → its connection and whether it speaks rooms; ordered, so that
+    /// member lists come sorted.
+    members: BTreeMap<String, Member>,
+    /// Kept while empty: the default room and the rooms the operator opened.
+    permanent: bool,
+    /// Name keys the operator removed: their `join` is refused while the room lives.
+    removed: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    conn: ConnId,
+    /// It announced `ROOMS` (else it is a 1.0 client, in the default room only).
+    rooms: bool,
+}
+
+/// Every room and every connection's rooms.
+#[derive(Debug)]
+pub(super) struct Rooms {
+    /// A room's key ([`name_key`] of its name) → the room.
+    map: BTreeMap<String, Room>,
+    default_key: String,
+    /// A connection → the keys of its rooms, in the order joined.
+    joined: HashMap<ConnId, Vec<String>>,
+}
+
+impl Rooms {
+    pub(super) fn new(config: &RoomConfig) -> Rooms {
+        let default_key = name_key(&config.default_room);
+        let mut map = BTreeMap::new();
+        map.insert(
+            default_key.clone(),
+            Room {
+                name: Utf8::from(config.default_room.as_str()),
+                members: BTreeMap::new(),
+                permanent: true,
+                removed: BTreeSet::new(),
+            },
+        );
+        Rooms {
+            map,
+            default_key,
+            joined: HashMap::new(),
+        }
+    }
+
+    /// The key of the room called `room` among `conn`'s rooms. The exact spelling is found
+    /// without computing a key (a room's chat is the hot path); another spelling of the same
+    /// name (case, look-alikes) by its key.
+    fn find(&self, conn: ConnId, room: &str) -> Option<&str> {
+        let keys = self.joined.get(&conn)?;
+        if let Some(key) = keys
+            .iter()
+            .find(|k| self.map[k.as_str()].name.as_str() == room)
+        {
+            return Some(key);
+        }
+        let key = name_key(room);
+        keys.iter().find(|k| **k == key).map(String::as_str)
+    }
+
+    fn in_default(&self, conn: ConnId) -> bool {
+        self.joined
+            .get(&conn)
+            .is_some_and(|keys| keys.contains(&self.default_key))
+    }
+
+    /// Adds a member; the room must exist.
+    fn add(&mut self, key: &str, member_key: String, member: Member) {
+        if let Some(room) = self.map.get_mut(key) {
+            room.members.insert(member_key, member);
+            self.joined
+                .entry(member.conn)
+                .or_default()
+                .push(key.to_owned());
+        }
+    }
+
+    /// Removes a member; drops the room when it is left empty and not permanent.
+    fn remove(&mut self, key: &str, member_key: &str, conn: ConnId) {
+        if let Some(keys) = self.joined.get_mut(&conn) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.joined.remove(&conn);
+            }
+        }
+        if let Some(room) = self.map.get_mut(key) {
+            room.members.remove(member_key);
+            if room.members.is_empty() && !room.permanent {
+                self.map.remove(key);
+            }
+        }
+    }
+
+    /// The members' names, sorted by key; with `last` moved to the end.
+    fn names(&self, key: &str, hub: &Hub, last: Option<ConnId>) -> Vec<Utf8> {
+        let Some(room) = self.map.get(key) else {
+            return Vec::new();
+        };
+        let mut names = Vec::with_capacity(room.members.len() + 1);
+        let mut tail = None;
+        for m in room.members.values() {
+            let Some(name) = hub.peer_name(m.conn) else {
+                continue;
+            };
+            if Some(m.conn) == last {
+                tail = Some(name.clone());
+            } else {
+                names.push(name.clone());
+            }
+        }
+        names.extend(tail);
+        names
+    }
+}
+
+/// Something said or done in a room, rendered for each member by the protocol it speaks.
+enum News<'a> {
+    Text {
+        from: &'a Utf8,
+        text: &'a Utf8,
+    },
+    Blob {
+        from: &'a Utf8,
+        media_type: &'a Utf8,
+        data: &'a Bytes,
+    },
+    Member {
+        kind: MemberKind,
+        name: &'a Utf8,
+    },
+}
+
+impl News<'_> {
+    /// The frame for a member of `room`: 1.1 (`rooms`) or 1.0 (the default room only).
+    fn render(&self, room: &Utf8, rooms: bool) -> Message {
+        match *self {
+            News::Text { from, text } if rooms => Message::RoomText {
+                room: room.clone(),
+                peer: from.clone(),
+                text: text.clone(),
+            },
+            News::Text { from, text } => Message::Text {
+                peer: from.clone(),
+                private: false,
+                text: text.clone(),
+            },
+            // No room carries blobs but the default one, where both speak `blob`.
+            News::Blob {
+                from,
+                media_type,
+                data,
+            } => Message::Blob {
+                peer: from.clone(),
+                private: false,
+                media_type: media_type.clone(),
+                data: data.clone(),
+            },
+            News::Member { kind, name } if rooms => Message::Member {
+                kind,
+                room: room.clone(),
+                name: name.clone(),
+            },
+            News::Member { kind, name } => Message::Presence {
+                kind: match kind {
+                    MemberKind::Joined => PresenceKind::Joined,
+                    MemberKind::Left | MemberKind::Removed => PresenceKind::Left,
+                },
+                name: name.clone(),
+            },
+        }
+    }
+}
+
+impl Hub {
+    // ----- the operator's commands ----------------------------------------------------------
+
+    /// Opens `name` as a permanent room (kept while empty), or makes an existing room
+    /// permanent. With [`RoomCreation::Operator`] these are the only rooms clients may join.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::RoomName`] when `name` breaks the rules of names (spec §6.1).
+    pub fn open_room(&mut self, name: &str) -> Result<(), HubError> {
+        validate_name(name).map_err(HubError::RoomName)?;
+        let room = self
+            .rooms
+            .map
+            .entry(name_key(name))
+            .or_insert_with(|| Room {
+                name: Utf8::from(name),
+                members: BTreeMap::new(),
+                permanent: true,
+                removed: BTreeSet::new(),
+            });
+        room.permanent = true;
+        Ok(())
+    }
+
+    /// Closes the room `name`: every member gets `member` removed about itself (a 1.0 client
+    /// cannot be in any room but the default one, which cannot be closed), and the room is
+    /// gone; it may be opened again like any new room.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchRoom`] for no such room or the default room.
+    pub fn close_room(&mut self, name: &str) -> Result<(), HubError> {
+        let key = name_key(name);
+        if key == self.rooms.default_key || !self.rooms.map.contains_key(&key) {
+            return Err(HubError::NoSuchRoom(name.to_owned()));
+        }
+        let room = self.rooms.map.remove(&key).expect("checked above");
+        for (_, m) in room.members {
+            if let Some(keys) = self.rooms.joined.get_mut(&m.conn) {
+                keys.retain(|k| *k != key);
+            }
+            if let Some(who) = self.peer_name(m.conn).cloned() {
+                let news = News::Member {
+                    kind: MemberKind::Removed,
+                    name: &who,
+                };
+                let _ = self.deliver(m.conn, &news.render(&room.name, true));
+            }
+        }
+        self.run();
+        Ok(())
+    }
+
+    /// Removes the peer `name` from the room `room`: it gets `member` removed about itself,
+    /// the others see it removed, and its `join` of that room is refused (`room-refused`)
+    /// for as long as the room exists. Not for the default room (use [`Hub::kick`]).
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchRoom`] (or the default room), [`HubError::UnknownPeer`],
+    /// [`HubError::NotMember`].
+    pub fn remove_member(&mut self, room: &str, name: &str) -> Result<(), HubError> {
+        let key = name_key(room);
+        if key == self.rooms.default_key || !self.rooms.map.contains_key(&key) {
+            return Err(HubError::NoSuchRoom(room.to_owned()));
+        }
+        let conn = self.lookup(name)?;
+        let member_key = name_key(name);
+        let Some(r) = self.rooms.map.get_mut(&key) else {
+            return Err(HubError::NoSuchRoom(room.to_owned()));
+        };
+        if !r.members.contains_key(&member_key) {
+            return Err(HubError::NotMember {
+                room: room.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        r.removed.insert(member_key.clone());
+        let room_name = r.name.clone();
+        let who = self.peer_name(conn).cloned().unwrap_or_default();
+        let news = News::Member {
+            kind: MemberKind::Removed,
+            name: &who,
+        };
+        let _ = self.deliver(conn, &news.render(&room_name, true));
+        self.tell_room(&key, &news, Some(conn));
+        self.rooms.remove(&key, &member_key, conn);
+        self.run();
+        Ok(())
+    }
+
+    /// Text from the server's participant to everyone in `room`, stamped with the server's
+    /// name.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::NoSuchRoom`]; [`HubError::Send`] for a text too large for any client.
+    pub fn say_in(&mut self, room: &str, text: &str) -> Result<(), HubError> {
+        if text.len() + room.len() + self.server_name.len() + 2 > MIN_MAX_FRAME as usize {
+            return Err(HubError::Send(SendError::TooLarge));
+        }
+        let key = name_key(room);
+        if !self.rooms.map.contains_key(&key) {
+            return Err(HubError::NoSuchRoom(room.to_owned()));
+        }
+        let from = self.server_name.clone();
+        let text = Utf8::from(text);
+        self.tell_room(
+            &key,
+            &News::Text {
+                from: &from,
+                text: &text,
+            },
+            None,
+        );
+        self.run();
+        Ok(())
+    }
+
+    /// Every room, largest first (ties by name): its name and member count.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut list: Vec<(&String, RoomInfo)> = self
+            .rooms
+            .map
+            .iter()
+            .map(|(key, r)| {
+                let info = RoomInfo {
+                    name: r.name.clone(),
+                    members: r.members.len() as u32,
+                };
+                (key, info)
+            })
+            .collect();
+        list.sort_by(|a, b| b.1.members.cmp(&a.1.members).then_with(|| a.0.cmp(b.0)));
+        list.into_iter().map(|(_, info)| info).collect()
+    }
+
+    /// The members of `room` (by any spelling of its name), sorted by key; `None` for no
+    /// such room.
+    pub fn room_members(&self, room: &str) -> Option<Vec<Utf8>> {
+        let key = name_key(room);
+        self.rooms
+            .map
+            .contains_key(&key)
+            .then(|| self.rooms.names(&key, self, None))
+    }
+
+    /// The default room's name ([`RoomConfig::default_room`]).
+    pub fn default_room(&self) -> &str {
+        self.rooms.map[&self.rooms.default_key].name.as_str()
+    }
+
+    // ----- internals ------------------------------------------------------------------------
+
+    /// A welcomed client enters the default room: its members (sorted, the newcomer last)
+    /// for `welcome`; the others are told once `welcome` is queued ([`Hub::entered`]).
+    pub(super) fn default_members(&self) -> Vec<Utf8> {
+        self.rooms.names(&self.rooms.default_key, self, None)
+    }
+
+    /// `id`, just welcomed as `name`, is now in the default room.
+    pub(super) fn entered(&mut self, id: ConnId, name: &Utf8) {
+        let rooms = self.conn_speaks_rooms(id);
+        let key = self.rooms.default_key.clone();
+        self.rooms
+            .add(&key, name_key(name), Member { conn: id, rooms });
+        self.tell_room(
+            &key,
+            &News::Member {
+                kind: MemberKind::Joined,
+                name,
+            },
+            Some(id),
+        );
+        if rooms {
+            self.send_members(id, &key);
+        }
+    }
+
+    /// `id` (called `name`) went away: every room it was in is told.
+    pub(super) fn departed(&mut self, id: ConnId, name: &Utf8) {
+        let Some(keys) = self.rooms.joined.get(&id).cloned() else {
+            return;
+        };
+        let member_key = name_key(name);
+        for key in keys {
+            self.rooms.remove(&key, &member_key, id);
+            self.tell_room(
+                &key,
+                &News::Member {
+                    kind: MemberKind::Left,
+                    name,
+                },
+                None,
+            );
+        }
+    }
+
+    /// A broadcast (`text` or `blob` addressed to nobody): the default room's chat. Whether
+    /// the sender is in the default room (a 1.1 client may have left it).
+    pub(super) fn say_in_default(
+        &mut self,
+        id: ConnId,
+        from: &Utf8,
+        text: Option<&Utf8>,
+        blob: Option<(&Utf8, &Bytes)>,
+    ) -> bool {
+        if !self.rooms.in_default(id) {
+            self.not_member(id, &self.rooms.map[&self.rooms.default_key].name.clone());
+            return false;
+        }
+        let key = self.rooms.default_key.clone();
+        let news = match (text, blob) {
+            (Some(text), _) => News::Text { from, text },
+            (None, Some((media_type, data))) => News::Blob {
+                from,
+                media_type,
+                data,
+            },
+            (None, None) => return false,
+        };
+        self.tell_room(&key, &news, Some(id));
+        true
+    }
+
+    /// What the server's participant says to everyone: the default room.
+    pub(super) fn say_to_default(&mut self, text: &Utf8) {
+        let key = self.rooms.default_key.clone();
+        let from = self.server_name.clone();
+        self.tell_room(&key, &News::Text { from: &from, text }, None);
+    }
+
+    pub(super) fn on_room_request(&mut self, id: ConnId, request: RoomRequest) {
+        let Some(from) = self.peer_name(id).cloned() else {
+            return;
+        };
+        match request {
+            RoomRequest::Join(room) => self.on_join(id, &from, room),
+            RoomRequest::Leave(room) => {
+                let Some(key) = self.rooms.find(id, &room).map(str::to_owned) else {
+                    self.not_member(id, &room);
+                    return;
+                };
+                let room_name = self.rooms.map[&key].name.clone();
+                let news = News::Member {
+                    kind: MemberKind::Left,
+                    name: &from,
+                };
+                self.rooms.remove(&key, &name_key(&from), id);
+                let _ = self.deliver(id, &news.render(&room_name, true));
+                self.tell_room(&key, &news, None);
+            }
+            RoomRequest::Text { room, text } => {
+                let Some(key) = self.rooms.find(id, &room).map(str::to_owned) else {
+                    self.not_member(id, &room);
+                    return;
+                };
+                self.tell_room(
+                    &key,
+                    &News::Text {
+                        from: &from,
+                        text: &text,
+                    },
+                    Some(id),
+                );
+                if key == self.rooms.default_key {
+                    self.emit(HubEvent::Text {
+                        from,
+                        private: false,
+                        text,
+                    });
+                }
+            }
+            RoomRequest::List => {
+                // Every client takes frames of the minimum limit: the largest rooms that fit.
+                let mut rooms = self.rooms();
+                let mut len = 4;
+                let fit = rooms
+                    .iter()
+                    .take_while(|r| {
+                        len += 1 + r.name.len() + 4;
+                        len <= MIN_MAX_FRAME as usize
+                    })
+                    .count();
+                rooms.truncate(fit);
+                let _ = self.deliver(id, &Message::RoomList { rooms });
+            }
+        }
+    }
+
+    fn on_join(&mut self, id: ConnId, from: &Utf8, room: Utf8) {
+        if let Err(e) = validate_name(&room) {
+            let text = format!("{room:?} is not a room name: {e}");
+            self.error_to(id, ErrorCode::RoomRefused, text);
+            return;
+        }
+        let key = name_key(&room);
+        let member_key = name_key(from);
+        let limits = &self.config.rooms;
+        let refusal = match self.rooms.map.get(&key) {
+            Some(r) if r.members.contains_key(&member_key) => {
+                // Joined already: the answer is the same, the list again.
+                self.send_members(id, &key);
+                return;
+            }
+            Some(r) if r.removed.contains(&member_key) => Some((
+                ErrorCode::RoomRefused,
+                format!("the operator removed you from #{}", r.name),
+            )),
+            Some(r) if key != self.rooms.default_key && r.members.len() >= limits.max_members => {
+                Some((
+                    ErrorCode::LimitExceeded,
+                    format!("#{} is full ({} members)", r.name, r.members.len()),
+                ))
+            }
+            Some(_) => None,
+            None if limits.creation == RoomCreation::Operator => Some((
+                ErrorCode::RoomRefused,
+                format!("there is no room #{room}, and only the operator opens rooms here"),
+            )),
+            None if self.rooms.map.len() >= limits.max_rooms => Some((
+                ErrorCode::LimitExceeded,
+                format!("the server has {} rooms, its limit", self.rooms.map.len()),
+            )),
+            None => None,
+        };
+        let count = self.rooms.joined.get(&id).map_or(0, Vec::len);
+        let refusal = refusal.or_else(|| {
+            (count >= limits.max_rooms_per_peer).then(|| {
+                let text = format!("you are in {count} rooms, the most this server allows");
+                (ErrorCode::LimitExceeded, text)
+            })
+        });
+        if let Some((code, text)) = refusal {
+            self.error_to(id, code, text);
+            return;
+        }
+        self.rooms.map.entry(key.clone()).or_insert_with(|| Room {
+            name: room,
+            members: BTreeMap::new(),
+            permanent: false,
+            removed: BTreeSet::new(),
+        });
+        let rooms = self.conn_speaks_rooms(id);
+        self.rooms.add(&key, member_key, Member { conn: id, rooms });
+        self.tell_room(
+            &key,
+            &News::Member {
+                kind: MemberKind::Joined,
+                name: from,
+            },
+            Some(id),
+        );
+        self.send_members(id, &key);
+    }
+
+    fn send_members(&mut self, id: ConnId, key: &str) {
+        let names = self.rooms.names(key, self, Some(id));
+        let room = self.rooms.map[key].name.clone();
+        if self.deliver(id, &Message::RoomMembers { room, names }) == Err(SendError::TooLarge) {
+            // Thousands of long names: more than the client's frame limit. Never the case at
+            // the minimum limit below about 4000 members of 32-character names.
+            let text = "the member list is too large for your frame limit".to_owned();
+            self.error_to(id, ErrorCode::LimitExceeded, text);
+        }
+    }
+
+    fn not_member(&mut self, id: ConnId, room: &Utf8) {
+        let text = format!("you are not in #{room}");
+        self.error_to(id, ErrorCode::NotMember, text);
+    }
+
+    fn conn_speaks_rooms(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.session.rooms())
+    }
+
+    /// Tells every member of the room `key` (but `skip`) the news, in the form each speaks:
+    /// at most two frames, each encoded once.
+    fn tell_room(&mut self, key: &str, news: &News, skip: Option<ConnId>) {
+        let mut targets = std::mem::take(&mut self.targets);
+        for speaks_rooms in [true, false] {
+            targets.clear();
+            let Some(room) = self.rooms.map.get(key) else {
+                break;
+            };
+            targets.extend(
+                room.members
+                    .values()
+                    .filter(|m| m.rooms == speaks_rooms && Some(m.conn) != skip)
+                    .map(|m| m.conn),
+            );
+            if !targets.is_empty() {
+                let msg = news.render(&room.name, speaks_rooms);
+                self.send_to_all(&targets, &msg);
+            }
+        }
+        self.targets = targets;
+    }
+}
