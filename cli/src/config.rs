@@ -83,6 +83,12 @@ serve_file! {
     rate_limit_grace_ms: u64,
     relay_budget_mib: usize,
     chat_budget_mib: usize,
+    default_room: String,
+    rooms: Vec<String>,
+    only_listed_rooms: bool,
+    max_rooms: usize,
+    max_rooms_per_user: usize,
+    max_room_members: usize,
     stall_timeout_ms: u64,
     tls_cert: PathBuf,
     tls_key: PathBuf,
@@ -251,10 +257,10 @@ mod tests {
 
     #[test]
     fn every_serve_flag_is_a_key_the_file_accepts() {
-        // Each flag's id as a key of its own, with a value of the right type for some key:
+        // Each flag's id as a key of its own, with a value of the wrong type for every key:
         // an unknown key is refused before its value is looked at.
         for id in serve_flags() {
-            let err = parse(&format!("{id} = []\n")).unwrap_err();
+            let err = parse(&format!("{id} = {{ x = 1 }}\n")).unwrap_err();
             assert!(
                 !err.contains("unknown key"),
                 "--{} has no key in ServeFile: {err}",

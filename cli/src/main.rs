@@ -304,6 +304,26 @@ struct ServeArgs {
     /// with `slow-consumer`.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     chat_budget_mib: usize,
+    /// The room every client is in when it arrives (the only room of clients that do not
+    /// speak rooms).
+    #[arg(long, default_value = "lobby", value_name = "ROOM")]
+    default_room: String,
+    /// A room opened at start and kept while empty (repeat the flag for more).
+    #[arg(long = "room", value_name = "ROOM")]
+    rooms: Vec<String>,
+    /// Clients may join only the default room and the rooms opened with --room or from the
+    /// console; without it, joining a room that does not exist opens it.
+    #[arg(long)]
+    only_listed_rooms: bool,
+    /// Most rooms at once, the default room included.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_rooms: usize,
+    /// Most rooms one client is in at once, the default room included.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_rooms_per_user: usize,
+    /// Most members of one room (the default room is bounded by the connection limits).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_room_members: usize,
     /// A transfer (or relay hop) that moves no byte for this long fails with
     /// `transfer-timeout`, in milliseconds.
     #[arg(long, default_value_t = 60_000, value_name = "MS")]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use serde_json::json;
 use tidings_smol::{
-    Error, FileHandle, HubConfig, Server, ServerConfig, ServerEvent, ServerHandle, WebAsset,
-    WebConfig, WS_PATH,
+    Error, FileHandle, HubConfig, HubConfigError, RoomConfig, RoomCreation, Server, ServerConfig,
+    ServerEvent, ServerHandle, WebAsset, WebConfig, WS_PATH,
 };
 
 use crate::exit::{io_reason, CliError};
@@ -78,16 +78,31 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         rate_limit_grace: Duration::from_millis(args.rate_limit_grace_ms),
         relay_budget: args.relay_budget_mib.saturating_mul(1 << 20),
         chat_budget: args.chat_budget_mib.saturating_mul(1 << 20),
+        rooms: RoomConfig {
+            default_room: args.default_room.clone(),
+            open: args.rooms.clone(),
+            creation: if args.only_listed_rooms {
+                RoomCreation::Operator
+            } else {
+                RoomCreation::Anyone
+            },
+            max_rooms: args.max_rooms.max(1),
+            max_rooms_per_peer: args.max_rooms_per_user.max(1),
+            max_members: args.max_room_members.max(1),
+        },
         ..HubConfig::default()
     };
     hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     hub.session.heartbeat_timeout = Duration::from_millis(args.timeout_ms);
-    // The hub would refuse to start with a server name that breaks the naming rules.
+    // The hub would refuse to start with a server or room name that breaks the naming rules.
     hub.validate().map_err(|e| {
-        CliError::new(
-            crate::exit::Exit::NameRefused,
-            format!("the server name {:?} cannot be used: {e}", args.name),
-        )
+        let message = match e {
+            HubConfigError::ServerName(e) => {
+                format!("the server name {:?} cannot be used: {e}", args.name)
+            }
+            other => other.to_string(),
+        };
+        CliError::new(crate::exit::Exit::NameRefused, message)
     })?;
     let handshake_timeout = Duration::from_millis(args.handshake_timeout_ms);
     hub.session.handshake_timeout = handshake_timeout;
@@ -475,6 +490,18 @@ fn bar_key(h: tidings_smol::FileHandle) -> u64 {
 /// The console's answer to an operator command.
 enum Reply {
     Peers(Vec<String>),
+    /// Every room and its member count.
+    Rooms(Vec<(String, u32)>),
+    /// One room's members.
+    Members {
+        room: String,
+        names: Vec<String>,
+    },
+    /// A room command was carried out (`opened`, `closed`, `removed NAME from`).
+    RoomDone {
+        what: String,
+        room: String,
+    },
     Error(String),
     Help,
     /// The operator's own line, as the others see it (`from` is the server's name).
@@ -504,9 +531,11 @@ enum Reply {
     },
 }
 
-const CONSOLE_HELP: &str = "commands: TEXT | /msg NAME TEXT | /who | /kick NAME [REASON] | \
-     /ban NAME DURATION [REASON] (kick, and refuse the name and its look-alikes for DURATION: \
-     90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH (a file or folder) | /quit";
+const CONSOLE_HELP: &str = "commands: TEXT (to the default room) | /msg NAME TEXT | /who | \
+     /kick NAME [REASON] | /ban NAME DURATION [REASON] (kick, and refuse the name and its \
+     look-alikes for DURATION: 90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH (a file or \
+     folder) | /rooms | /room ROOM (its members) | /in ROOM TEXT | /open ROOM (kept while \
+     empty) | /close ROOM (everyone in it is removed) | /remove ROOM NAME (and kept out) | /quit";
 
 fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
@@ -514,6 +543,28 @@ fn show_reply(out: &mut Out, reply: Reply) {
             "peers",
             format_args!("online ({}): {}", names.len(), List(&names)),
             || json!({"online": names}),
+        ),
+        Reply::Rooms(rooms) => {
+            let shown: Vec<String> = rooms.iter().map(|(r, n)| format!("#{r} ({n})")).collect();
+            let json: Vec<_> = rooms
+                .iter()
+                .map(|(r, n)| json!({"room": r, "members": n}))
+                .collect();
+            out.event(
+                "rooms",
+                format_args!("rooms ({}): {}", rooms.len(), List(&shown)),
+                || json!({"rooms": json}),
+            )
+        }
+        Reply::Members { room, names } => out.event(
+            "members",
+            format_args!("#{} ({}): {}", inline(&room), names.len(), List(&names)),
+            || json!({"room": room, "members": names}),
+        ),
+        Reply::RoomDone { what, room } => out.event(
+            "room",
+            format_args!("{} #{}", inline(&what), inline(&room)),
+            || json!({"done": what, "room": room}),
         ),
         Reply::Error(message) => out.event(
             "error",
@@ -717,6 +768,46 @@ async fn operator_command(
                 Err(e) => Some(Reply::Error(e.message)),
             };
         }
+        ("/rooms", None, None) => match handle.rooms().await {
+            Ok(rooms) => return Some(Reply::Rooms(rooms)),
+            Err(e) => Err(e),
+        },
+        ("/room", Some(room), None) => match handle.room_members(room).await {
+            Ok(Some(names)) => {
+                let room = room.to_string();
+                return Some(Reply::Members { room, names });
+            }
+            Ok(None) => return Some(Reply::Error(format!("there is no room #{room}"))),
+            Err(e) => Err(e),
+        },
+        ("/in", Some(room), Some(text)) => match handle.say_in(room, text).await {
+            Ok(()) => return Some(said(&format!("#{room}"), text)),
+            Err(e) => Err(e),
+        },
+        ("/open" | "/close", Some(room), None) => {
+            let (done, what) = if line.starts_with("/open") {
+                (handle.open_room(room).await, "opened")
+            } else {
+                (handle.close_room(room).await, "closed")
+            };
+            match done {
+                Ok(()) => {
+                    let (what, room) = (what.to_string(), room.to_string());
+                    return Some(Reply::RoomDone { what, room });
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ("/remove", Some(room), Some(name)) => match handle.remove_member(room, name).await {
+            Ok(()) => {
+                let what = format!("removed {name} from");
+                return Some(Reply::RoomDone {
+                    what,
+                    room: room.to_string(),
+                });
+            }
+            Err(e) => Err(e),
+        },
         ("/quit", None, None) => {
             handle.shutdown("the server is shutting down").await;
             Ok(())

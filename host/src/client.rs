@@ -740,8 +740,10 @@ impl Agent {
                 });
                 return;
             }
-            // Server-side events never reach a client session.
-            Event::Hello(_) | Event::PeerListRequested => return,
+            // Server-side events never reach a client session; room news only once the
+            // Agent announces rooms.
+            Event::Hello(_) | Event::PeerListRequested | Event::RoomRequest(_) => return,
+            Event::Room(_) => return,
         };
         self.events.push_back(out);
     }

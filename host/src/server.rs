@@ -720,6 +720,41 @@ impl Host {
         self.hub.say(to, text)
     }
 
+    /// The server participant says `text` in `room`; see [`Hub::say_in`].
+    pub fn say_in(&mut self, room: &str, text: &str) -> Result<(), HubError> {
+        self.hub.say_in(room, text)
+    }
+
+    /// Every room and its member count, largest first; see [`Hub::rooms`].
+    pub fn rooms(&self) -> Vec<(String, u32)> {
+        let rooms = self.hub.rooms();
+        rooms
+            .into_iter()
+            .map(|r| (r.name.to_string(), r.members))
+            .collect()
+    }
+
+    /// The members of `room`, sorted (`None`: no such room); see [`Hub::room_members`].
+    pub fn room_members(&self, room: &str) -> Option<Vec<String>> {
+        let names = self.hub.room_members(room)?;
+        Some(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    /// Opens `room` for good (kept while empty); see [`Hub::open_room`].
+    pub fn open_room(&mut self, room: &str) -> Result<(), HubError> {
+        self.hub.open_room(room)
+    }
+
+    /// Closes `room`, removing everyone in it; see [`Hub::close_room`].
+    pub fn close_room(&mut self, room: &str) -> Result<(), HubError> {
+        self.hub.close_room(room)
+    }
+
+    /// Removes `name` from `room` and keeps it out; see [`Hub::remove_member`].
+    pub fn remove_member(&mut self, room: &str, name: &str) -> Result<(), HubError> {
+        self.hub.remove_member(room, name)
+    }
+
     /// Disconnects the client called `name`; see [`Hub::kick`].
     pub fn kick(&mut self, name: &str, reason: &str) -> Result<(), HubError> {
         self.hub.kick(name, reason)

@@ -32,7 +32,7 @@ mod websocket;
 
 pub use client::Client;
 pub use server::{Server, ServerHandle};
-pub use tidings_core::hub::{FileHandle, HubConfig};
+pub use tidings_core::hub::{FileHandle, HubConfig, HubConfigError, RoomConfig, RoomCreation};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;
 pub use tidings_host::arrival::{WebAsset, WebConfig, WS_PATH};

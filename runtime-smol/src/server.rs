@@ -352,6 +352,42 @@ impl ServerHandle {
         self.call(|h| h.who()).await
     }
 
+    /// The server participant says `text` to everyone in `room`.
+    pub async fn say_in(&self, room: &str, text: &str) -> Result<(), Error> {
+        let (room, text) = (room.to_string(), text.to_string());
+        Ok(self.call(move |h| h.say_in(&room, &text)).await??)
+    }
+
+    /// Every room and its member count, largest first.
+    pub async fn rooms(&self) -> Result<Vec<(String, u32)>, Error> {
+        self.call(|h| h.rooms()).await
+    }
+
+    /// The members of `room`, sorted; `None` for no such room.
+    pub async fn room_members(&self, room: &str) -> Result<Option<Vec<String>>, Error> {
+        let room = room.to_string();
+        self.call(move |h| h.room_members(&room)).await
+    }
+
+    /// Opens `room` for good (kept while empty; with operator-only rooms, the only way a
+    /// room comes to be).
+    pub async fn open_room(&self, room: &str) -> Result<(), Error> {
+        let room = room.to_string();
+        Ok(self.call(move |h| h.open_room(&room)).await??)
+    }
+
+    /// Closes `room`: everyone in it is removed, and it is gone.
+    pub async fn close_room(&self, room: &str) -> Result<(), Error> {
+        let room = room.to_string();
+        Ok(self.call(move |h| h.close_room(&room)).await??)
+    }
+
+    /// Removes `name` from `room`; its `join` of that room is refused while the room lives.
+    pub async fn remove_member(&self, room: &str, name: &str) -> Result<(), Error> {
+        let (room, name) = (room.to_string(), name.to_string());
+        Ok(self.call(move |h| h.remove_member(&room, &name)).await??)
+    }
+
     /// Disconnects the client called `name` with `kicked`.
     pub async fn kick(&self, name: &str, reason: &str) -> Result<(), Error> {
         let (name, reason) = (name.to_string(), reason.to_string());

@@ -42,6 +42,9 @@ pub struct RoomConfig {
     /// The room every client is in when welcomed, the only room of a 1.0 client; it always
     /// exists. Its name follows the rules of names. Default `lobby`.
     pub default_room: String,
+    /// Rooms opened when the hub starts, kept while empty (as by [`Hub::open_room`]).
+    /// Default none.
+    pub open: Vec<String>,
     /// Who may open rooms. Default [`RoomCreation::Anyone`].
     pub creation: RoomCreation,
     /// Most rooms at once, the default room included; a `join` that would open one more is
@@ -58,6 +61,7 @@ impl Default for RoomConfig {
     fn default() -> Self {
         RoomConfig {
             default_room: "lobby".to_owned(),
+            open: Vec::new(),
             creation: RoomCreation::Anyone,
             max_rooms: 10_000,
             max_rooms_per_peer: 100,
@@ -78,6 +82,17 @@ struct Room {
     permanent: bool,
     /// Name keys the operator removed: their `join` is refused while the room lives.
     removed: BTreeSet<String>,
+}
+
+impl Room {
+    fn new(name: &str, permanent: bool) -> Room {
+        Room {
+            name: Utf8::from(name),
+            members: BTreeMap::new(),
+            permanent,
+            removed: BTreeSet::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,15 +116,11 @@ impl Rooms {
     pub(super) fn new(config: &RoomConfig) -> Rooms {
         let default_key = name_key(&config.default_room);
         let mut map = BTreeMap::new();
-        map.insert(
-            default_key.clone(),
-            Room {
-                name: Utf8::from(config.default_room.as_str()),
-                members: BTreeMap::new(),
-                permanent: true,
-                removed: BTreeSet::new(),
-            },
-        );
+        map.insert(default_key.clone(), Room::new(&config.default_room, true));
+        for name in &config.open {
+            map.entry(name_key(name))
+                .or_insert_with(|| Room::new(name, true));
+        }
         Rooms {
             map,
             default_key,
@@ -260,12 +271,7 @@ impl Hub {
             .rooms
             .map
             .entry(name_key(name))
-            .or_insert_with(|| Room {
-                name: Utf8::from(name),
-                members: BTreeMap::new(),
-                permanent: true,
-                removed: BTreeSet::new(),
-            });
+            .or_insert_with(|| Room::new(name, true));
         room.permanent = true;
         Ok(())
     }
@@ -583,12 +589,10 @@ impl Hub {
             self.error_to(id, code, text);
             return;
         }
-        self.rooms.map.entry(key.clone()).or_insert_with(|| Room {
-            name: room,
-            members: BTreeMap::new(),
-            permanent: false,
-            removed: BTreeSet::new(),
-        });
+        self.rooms
+            .map
+            .entry(key.clone())
+            .or_insert_with(|| Room::new(&room, false));
         let rooms = self.conn_speaks_rooms(id);
         self.rooms.add(&key, member_key, Member { conn: id, rooms });
         self.tell_room(

@@ -114,7 +114,14 @@ impl HubConfig {
     /// ```
     pub fn validate(&self) -> Result<(), HubConfigError> {
         validate_name(&self.server_name).map_err(HubConfigError::ServerName)?;
-        validate_name(&self.rooms.default_room).map_err(HubConfigError::DefaultRoom)
+        let rooms = std::iter::once(&self.rooms.default_room).chain(&self.rooms.open);
+        for room in rooms {
+            validate_name(room).map_err(|error| HubConfigError::Room {
+                name: room.clone(),
+                error,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -124,15 +131,23 @@ impl HubConfig {
 pub enum HubConfigError {
     /// The server's name breaks the naming rules of spec §6.1.
     ServerName(NameError),
-    /// The default room's name breaks the naming rules of spec §6.1.
-    DefaultRoom(NameError),
+    /// A room's name (the default room's, or one to open) breaks the naming rules of spec
+    /// §6.1.
+    Room {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        error: NameError,
+    },
 }
 
 impl core::fmt::Display for HubConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             HubConfigError::ServerName(e) => write!(f, "invalid server name: {e}"),
-            HubConfigError::DefaultRoom(e) => write!(f, "invalid default room name: {e}"),
+            HubConfigError::Room { name, error } => {
+                write!(f, "invalid room name {name:?}: {error}")
+            }
         }
     }
 }
@@ -140,7 +155,7 @@ impl core::fmt::Display for HubConfigError {
 impl std::error::Error for HubConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HubConfigError::ServerName(e) | HubConfigError::DefaultRoom(e) => Some(e),
+            HubConfigError::ServerName(e) | HubConfigError::Room { error: e, .. } => Some(e),
         }
     }
 }
