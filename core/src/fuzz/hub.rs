@@ -48,7 +48,13 @@ enum Op {
     /// With accounts: the driver's verdict on a waiting hello (by index): allow, or refuse
     /// with `auth-failed` or `auth-required`.
     Verdict(u8, u8),
+    /// Room requests from a peer that asked for rooms in its hello: join, leave, say in,
+    /// list (by the first number) one of [`ROOMS`].
+    Room(u8, u8, u8, String),
 }
+
+/// Room names the fuzzer uses: some spell one room, one is not a name.
+const ROOMS: [&str; 5] = ["lobby", "red", "RЕD", "blue", ".bad"];
 
 /// One peer's view of what the hub sent it.
 struct Peer {
@@ -115,7 +121,12 @@ pub fn hub(data: &[u8], start: Instant) {
                 wire.extend_from_slice(&Preamble::CURRENT.to_bytes());
                 Message::Hello(Hello {
                     name: NAMES[n as usize % NAMES.len()].into(),
-                    capabilities: 0,
+                    // Half the peers speak rooms (protocol 1.1).
+                    capabilities: if n & 0x80 == 0 {
+                        0
+                    } else {
+                        crate::wire::capability::ALL
+                    },
                     max_frame: DEFAULT_MAX_FRAME,
                 })
                 .encode(&mut wire);
@@ -235,6 +246,21 @@ pub fn hub(data: &[u8], start: Instant) {
                 .encode(&mut wire);
                 pick(p, &peers)
             }
+            Op::Room(p, what, r, text) => {
+                let room: crate::wire::Utf8 = ROOMS[r as usize % ROOMS.len()].into();
+                match what % 4 {
+                    0 => Message::Join { room },
+                    1 => Message::Leave { room },
+                    2 => Message::RoomText {
+                        room,
+                        peer: "".into(),
+                        text: text.as_str().into(),
+                    },
+                    _ => Message::RoomListRequest,
+                }
+                .encode(&mut wire);
+                pick(p, &peers)
+            }
             Op::Verdict(i, choice) => {
                 if !waiting.is_empty() {
                     let conn = waiting.remove(i as usize % waiting.len());
@@ -304,7 +330,7 @@ fn drain(hub: &mut Hub, peers: &mut [Peer], waiting: &mut Vec<ConnId>) {
                 !(p.verifying && matches!(msg, Message::Welcome(_))),
                 "a welcome before the verdict"
             );
-            if let Message::Text { peer, .. } = &msg {
+            if let Message::Text { peer, .. } | Message::RoomText { peer, .. } = &msg {
                 let sender = peer.as_str();
                 assert!(
                     sender == hub.name() || NAMES.contains(&sender),

@@ -3,7 +3,10 @@
 use arbitrary::{Result, Unstructured};
 use bytes::{Bytes, BytesMut};
 
-use crate::wire::{FrameDecoder, Hello, Message, Offer, PresenceKind, Utf8, Welcome, HEADER_LEN};
+use crate::wire::{
+    FrameDecoder, Hello, MemberKind, Message, Offer, PresenceKind, RoomInfo, Utf8, Welcome,
+    HEADER_LEN,
+};
 use crate::ErrorCode;
 
 /// Feeds arbitrary bytes to [`FrameDecoder`] in arbitrary pieces; every frame that decodes
@@ -75,7 +78,7 @@ fn names(u: &mut Unstructured) -> Result<Vec<Utf8>> {
 }
 
 fn message(u: &mut Unstructured) -> Result<Message> {
-    Ok(match u.int_in_range(0..=21)? {
+    Ok(match u.int_in_range(0..=28)? {
         0 => Message::Hello(Hello {
             name: text(u, 255)?,
             capabilities: u.arbitrary()?,
@@ -169,6 +172,37 @@ fn message(u: &mut Unstructured) -> Result<Message> {
             id: u.arbitrary()?,
             code: code(u)?,
             reason: text(u, 1000)?,
+        },
+        21 => Message::RoomText {
+            room: text(u, 255)?,
+            peer: text(u, 255)?,
+            text: text(u, 4000)?,
+        },
+        22 => Message::Join {
+            room: text(u, 255)?,
+        },
+        23 => Message::Leave {
+            room: text(u, 255)?,
+        },
+        24 => Message::Member {
+            kind: *u.choose(&[MemberKind::Joined, MemberKind::Left, MemberKind::Removed])?,
+            room: text(u, 255)?,
+            name: text(u, 255)?,
+        },
+        25 => Message::RoomMembers {
+            room: text(u, 255)?,
+            names: names(u)?,
+        },
+        26 => Message::RoomListRequest,
+        27 => Message::RoomList {
+            rooms: (0..u.int_in_range(0..=20)?)
+                .map(|_| {
+                    Ok(RoomInfo {
+                        name: text(u, 255)?,
+                        members: u.arbitrary()?,
+                    })
+                })
+                .collect::<Result<_>>()?,
         },
         _ => Message::Extension {
             kind: u.int_in_range(0x80..=0xFF)?,
