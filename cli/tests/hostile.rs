@@ -27,7 +27,8 @@ use bytes::BytesMut;
 use common::{expect_line, spawn_with_lines, BIN};
 use serde_json::Value;
 use tidings_core::wire::{
-    FrameDecoder, Hello, Message, Offer, Preamble, DEFAULT_MAX_FRAME, PREAMBLE_LEN,
+    capability, FrameDecoder, Hello, MemberKind, Message, Offer, Preamble, DEFAULT_MAX_FRAME,
+    PREAMBLE_LEN,
 };
 use tidings_core::ErrorCode;
 use tidings_std::{Client, ClientConfig, ClientEvent};
@@ -1561,4 +1562,204 @@ fn password_guessing_is_slowed_and_reported_without_flooding() {
     pair.check();
     // argon2id takes 19 MiB per check (one at a time).
     server.assert_healthy_under("password guessing", 56 << 10);
+}
+
+/// A raw client that speaks rooms (protocol 1.1): registered, and its default-room
+/// `room-members` read.
+fn join_rooms(addr: SocketAddr, name: &str) -> Raw {
+    let mut raw = Raw::connect(addr);
+    raw.send_bytes(&Preamble::CURRENT.to_bytes());
+    raw.send(&Message::Hello(Hello {
+        name: name.into(),
+        capabilities: capability::ALL,
+        max_frame: DEFAULT_MAX_FRAME,
+    }));
+    assert!(matches!(raw.next(PATIENCE), Ok(Message::Welcome(_))));
+    assert!(matches!(
+        raw.next(PATIENCE),
+        Ok(Message::RoomMembers { .. })
+    ));
+    raw
+}
+
+/// The next answer to a join: the room it entered, or the code of its refusal.
+fn join_answer(raw: &mut Raw) -> Result<String, ErrorCode> {
+    loop {
+        match raw.next(PATIENCE) {
+            Ok(Message::RoomMembers { room, .. }) => return Ok(room.to_string()),
+            Ok(Message::Error { code, .. }) => return Err(code),
+            Ok(_) => continue,
+            Err(end) => panic!("no answer to a join: {end:?}"),
+        }
+    }
+}
+
+#[test]
+fn thousands_of_rooms_stop_at_the_room_limit_and_vanish_with_their_maker() {
+    let mut server = Serve::start(&[
+        "--message-rate",
+        "0",
+        "--max-rooms",
+        "2000",
+        "--max-rooms-per-user",
+        "100000",
+    ]);
+    let mut pair = server.bystanders();
+    let addr = server.addr;
+    let attack = std::thread::spawn(move || {
+        let mut mallory = join_rooms(addr, "mallory");
+        let joins: Vec<u8> = (0..5000)
+            .flat_map(|i| {
+                encode(&Message::Join {
+                    room: format!("room-{i:04}-{}", "x".repeat(20)).into(),
+                })
+            })
+            .collect();
+        mallory.send_bytes(&joins);
+        let answers: Vec<_> = (0..5000).map(|_| join_answer(&mut mallory)).collect();
+        (mallory, answers)
+    });
+    let (mut mallory, answers) = pair.check_during(attack);
+    // The default room counts: 1999 more rooms, then the limit, clearly, for every join.
+    let entered = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(entered, 1999);
+    assert!(answers[1999..]
+        .iter()
+        .all(|a| *a == Err(ErrorCode::LimitExceeded)));
+    // The whole list fits one frame, largest rooms first.
+    let mut eve = join_rooms(addr, "eve");
+    eve.send(&Message::RoomListRequest);
+    let rooms = loop {
+        if let Ok(Message::RoomList { rooms }) = eve.next(PATIENCE) {
+            break rooms;
+        }
+    };
+    assert_eq!(rooms.len(), 2000);
+    assert_eq!(rooms[0].name, "lobby");
+    // Gone with the one who made them.
+    mallory.send(&Message::Goodbye {
+        code: ErrorCode::Normal,
+        reason: "".into(),
+    });
+    mallory.until_closed(PATIENCE);
+    server.expect(|v| v["event"] == "left" && v["name"] == "mallory");
+    eve.send(&Message::RoomListRequest);
+    let rooms = loop {
+        if let Ok(Message::RoomList { rooms }) = eve.next(PATIENCE) {
+            break rooms;
+        }
+    };
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    pair.check();
+    server.assert_healthy("thousands of rooms");
+}
+
+#[test]
+fn look_alike_room_names_lead_into_the_one_room_and_invisible_ones_are_refused() {
+    let mut server = Serve::start(&[]);
+    let mut pair = server.bystanders();
+    let mut carol = join_rooms(server.addr, "carol");
+    carol.send(&Message::Join {
+        room: "Team".into(),
+    });
+    assert_eq!(join_answer(&mut carol), Ok("Team".into()));
+    let mut mallory = join_rooms(server.addr, "mallory");
+    // Full-width T, Cyrillic е, Greek α: the same room, shown as first spelled, with carol
+    // in it; mallory cannot make a second "Team" that looks the same.
+    mallory.send(&Message::Join {
+        room: "Ｔеαm".into(),
+    });
+    let members = loop {
+        if let Ok(Message::RoomMembers { room, names }) = mallory.next(PATIENCE) {
+            assert_eq!(room, "Team");
+            break names;
+        }
+    };
+    assert_eq!(members, vec!["carol", "mallory"]);
+    for invisible in ["Te\u{200B}am", "\u{3164}", ".team", "a b"] {
+        mallory.send(&Message::Join {
+            room: invisible.into(),
+        });
+        assert_eq!(
+            join_answer(&mut mallory),
+            Err(ErrorCode::RoomRefused),
+            "{invisible:?}"
+        );
+    }
+    pair.check();
+    server.assert_healthy("look-alike rooms");
+}
+
+#[test]
+fn a_room_flood_is_slowed_then_cut_off_and_other_rooms_never_notice() {
+    let mut server = Serve::start(&[
+        "--message-rate",
+        "50",
+        "--message-burst",
+        "50",
+        "--rate-limit-grace-ms",
+        "1000",
+    ]);
+    let mut pair = server.bystanders();
+    let addr = server.addr;
+    let mut dave = join_rooms(addr, "dave");
+    dave.send(&Message::Join {
+        room: "busy".into(),
+    });
+    assert_eq!(join_answer(&mut dave), Ok("busy".into()));
+    let attack = std::thread::spawn(move || {
+        let mut mallory = join_rooms(addr, "mallory");
+        mallory.send(&Message::Join {
+            room: "busy".into(),
+        });
+        let line = encode(&Message::RoomText {
+            room: "busy".into(),
+            peer: "".into(),
+            text: "spam".into(),
+        });
+        let batch = line.repeat(1000);
+        mallory
+            .s
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for _ in 0..1000 {
+            if mallory.s.write_all(&batch).is_err() {
+                break;
+            }
+        }
+        mallory
+    });
+    let mut mallory = pair.check_during(attack);
+    let left = server.expect(|v| v["event"] == "left" && v["name"] == "mallory");
+    assert!(
+        left["reason"].as_str().unwrap().contains("rate-limited"),
+        "{left}"
+    );
+    let msgs = mallory.until_closed(PATIENCE);
+    assert_eq!(Raw::close_code(&msgs), Some(ErrorCode::RateLimited));
+    // dave, in the flooded room, heard the spam (within the rate) and mallory leave.
+    let mut spam = 0;
+    loop {
+        match dave.next(PATIENCE) {
+            Ok(Message::RoomText { room, peer, .. }) => {
+                assert_eq!((room.as_str(), peer.as_str()), ("busy", "mallory"));
+                spam += 1;
+            }
+            Ok(Message::Member { kind, room, name }) if name == "mallory" && room == "busy" => {
+                if kind == MemberKind::Left {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(end) => panic!("dave never saw mallory leave: {end:?}"),
+        }
+    }
+    assert!(spam > 0);
+    // alice and bob, outside the room, got none of it.
+    assert!(!pair
+        .bob_saw
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Text { text, .. } if text == "spam")));
+    pair.check();
+    server.assert_healthy("room flood");
 }
