@@ -31,27 +31,69 @@ impl Outcome {
     }
 }
 
-/// Runs `clients` clients that each broadcast `messages` messages.
+/// Where the measured clients talk, and who else keeps the server busy meanwhile.
+#[derive(Debug, Clone, Default)]
+pub struct Rooms {
+    /// The measured clients' room (a topic or subject for the brokers); `None`: plain
+    /// broadcasts to everyone.
+    pub room: Option<String>,
+    /// Other rooms, each with its own clients broadcasting in it at full speed (each at
+    /// most `window` rounds ahead, like the measured ones) until the measured clients are
+    /// done: (rooms, clients in each).
+    pub busy: (usize, usize),
+}
+
+/// Runs `clients` clients that each broadcast `messages` messages (in `rooms.room`, while
+/// the busy rooms chat).
 pub async fn run(
     proto: Proto,
     addr: &str,
-    clients: usize,
-    messages: usize,
-    window: usize,
+    (clients, messages, window): (usize, usize, usize),
+    rooms: Rooms,
     limit: Duration,
 ) -> Result<Outcome, String> {
-    let conns = proto::connect_all(proto, addr, clients, limit).await?;
+    let room = rooms.room.as_deref();
+    let conns = proto::connect_range(proto, addr, 0..clients, room, limit).await?;
     let (go_tx, go_rx) = watch::channel(None::<Instant>);
     let per_round = proto.receivers_of_broadcast(clients);
     let mut tasks = Vec::with_capacity(clients);
     for (stream, parser) in conns {
         let go = go_rx.clone();
+        let room = rooms.room.clone();
         tasks.push(tokio::spawn(client(
-            stream, parser, go, per_round, messages, window, limit,
+            stream,
+            parser,
+            go,
+            room,
+            per_round,
+            (messages, window),
+            limit,
         )));
     }
+    let (busy_rooms, busy_clients) = rooms.busy;
+    let mut busy = Vec::new();
+    for r in 0..busy_rooms {
+        let room = format!("busy-{r}");
+        let first = clients + r * busy_clients;
+        let ids = first..first + busy_clients;
+        let conns = proto::connect_range(proto, addr, ids, Some(&room), limit).await?;
+        let per_round = proto.receivers_of_broadcast(busy_clients);
+        for (stream, parser) in conns {
+            let (go, room) = (go_rx.clone(), Some(room.clone()));
+            // More than they can send before the measured clients are done: they are
+            // stopped then.
+            let shape = (usize::MAX / 2, window);
+            busy.push(tokio::spawn(client(
+                stream, parser, go, room, per_round, shape, limit,
+            )));
+        }
+    }
     // Presence and acks from the joins are read (and ignored) by the tasks meanwhile.
-    start_and_collect(go_tx, tasks).await
+    let outcome = start_and_collect(go_tx, tasks).await;
+    for task in busy {
+        task.abort();
+    }
+    outcome
 }
 
 /// Lets the joins settle, gives every client the start signal, and adds up what the client
@@ -82,14 +124,19 @@ async fn client(
     mut stream: TcpStream,
     mut parser: Parser,
     mut go: watch::Receiver<Option<Instant>>,
+    room: Option<String>,
     per_round: usize,
-    messages: usize,
-    window: usize,
+    (messages, window): (usize, usize),
     limit: Duration,
 ) -> Result<(u64, Instant), String> {
     parser.drop_payloads();
     let mut one = Vec::new();
-    proto::broadcast(parser.proto(), &proto::payload(0), &mut one);
+    proto::broadcast(
+        parser.proto(),
+        room.as_deref(),
+        &proto::payload(0),
+        &mut one,
+    );
     let expected = (per_round * messages) as u64;
     let mut received = 0u64;
     let mut sent = 0usize;

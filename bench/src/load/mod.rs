@@ -79,8 +79,21 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let proto = Proto::parse(a.str("proto")?)?;
     match kind.as_str() {
         "fanout" => {
-            let (clients, messages, window) = fanout_shape()?;
-            rt.block_on(fanout::run(proto, &addr, clients, messages, window, limit))?
+            // `room=NAME`: the clients talk in that room (topic, subject); `busy=R,N`: R other
+            // rooms of N clients each chat at full speed meanwhile.
+            let busy = match a.0.get("busy") {
+                Some(spec) => {
+                    let (r, n) = spec.split_once(',').ok_or("busy=ROOMS,CLIENTS")?;
+                    let num = |s: &str| s.parse::<usize>().map_err(|e| format!("busy: {e}"));
+                    (num(r)?, num(n)?)
+                }
+                None => (0, 0),
+            };
+            let rooms = fanout::Rooms {
+                room: a.0.get("room").cloned(),
+                busy,
+            };
+            rt.block_on(fanout::run(proto, &addr, fanout_shape()?, rooms, limit))?
                 .print();
         }
         "latency" => {

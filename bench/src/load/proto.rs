@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tidings_core::wire::{frame_type, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME};
+use tidings_core::wire::{
+    capability, frame_type, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -155,6 +157,13 @@ impl Parser {
                 let payload = body.get(skip..).ok_or("short text frame")?;
                 Incoming::Delivery(self.payload(payload))
             }
+            frame_type::ROOM_TEXT => {
+                // room: str8, peer: str8, text: rest
+                let room = 1 + *body.first().ok_or("empty room-text frame")? as usize;
+                let peer = *body.get(room).ok_or("short room-text frame")? as usize;
+                let payload = body.get(room + 1 + peer..).ok_or("short room-text frame")?;
+                Incoming::Delivery(self.payload(payload))
+            }
             frame_type::PING if len == 8 => {
                 Incoming::Ping(u64::from_be_bytes(body.try_into().expect("8 bytes")))
             }
@@ -251,12 +260,15 @@ impl Parser {
     }
 }
 
-/// Appends a broadcast of `payload` (to everyone).
-pub fn broadcast(proto: Proto, payload: &[u8], out: &mut Vec<u8>) {
-    match proto {
-        Proto::Tidings => text(b"", payload, out),
-        Proto::Mqtt => publish(ALL_TOPIC, payload, out),
-        Proto::Nats => nats_pub(ALL_TOPIC, payload, out),
+/// Appends a broadcast of `payload`: to everyone, or to everyone in `room` (a tidings room,
+/// an MQTT topic, a NATS subject of that name, joined by the handshake).
+pub fn broadcast(proto: Proto, room: Option<&str>, payload: &[u8], out: &mut Vec<u8>) {
+    let topic = room.map_or(ALL_TOPIC, str::as_bytes);
+    match (proto, room) {
+        (Proto::Tidings, None) => text(b"", payload, out),
+        (Proto::Tidings, Some(room)) => room_text(room.as_bytes(), payload, out),
+        (Proto::Mqtt, _) => publish(topic, payload, out),
+        (Proto::Nats, _) => nats_pub(topic, payload, out),
     }
 }
 
@@ -301,6 +313,16 @@ fn text(peer: &[u8], payload: &[u8], out: &mut Vec<u8>) {
     out.push(frame_type::TEXT);
     out.push(peer.len() as u8);
     out.extend_from_slice(peer);
+    out.push(0);
+    out.extend_from_slice(payload);
+}
+
+fn room_text(room: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+    let len = 1 + room.len() + 1 + payload.len();
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(frame_type::ROOM_TEXT);
+    out.push(room.len() as u8);
+    out.extend_from_slice(room);
     out.push(0);
     out.extend_from_slice(payload);
 }
@@ -351,7 +373,25 @@ pub async fn connect(
     keepalive: Duration,
     limit: Duration,
 ) -> Result<(TcpStream, Parser), String> {
-    tokio::time::timeout(limit, connect_inner(proto, addr, i, keepalive))
+    connect_in(proto, addr, i, None, keepalive, limit).await
+}
+
+/// [`connect`], in `room` when given: a tidings client that speaks rooms joins it and
+/// leaves the default room; an MQTT or NATS client subscribes to a topic of that name
+/// instead of the broadcast topic.
+pub async fn connect_in(
+    proto: Proto,
+    addr: &str,
+    i: usize,
+    room: Option<&str>,
+    keepalive: Duration,
+    limit: Duration,
+) -> Result<(TcpStream, Parser), String> {
+    let connecting = async {
+        let stream = tcp(addr, i).await?;
+        handshake(proto, stream, i, room, keepalive).await
+    };
+    tokio::time::timeout(limit, connecting)
         .await
         .map_err(|_| format!("client {i}: handshake took longer than {limit:?}"))?
 }
@@ -364,21 +404,23 @@ pub async fn connect_all(
     clients: usize,
     limit: Duration,
 ) -> Result<Vec<(TcpStream, Parser)>, String> {
-    let mut conns = Vec::with_capacity(clients);
-    for i in 0..clients {
-        conns.push(connect(proto, addr, i, Duration::from_secs(60), limit).await?);
-    }
-    Ok(conns)
+    connect_range(proto, addr, 0..clients, None, limit).await
 }
 
-async fn connect_inner(
+/// [`connect_all`] for the clients numbered `ids`, in `room` when given ([`connect_in`]).
+pub async fn connect_range(
     proto: Proto,
     addr: &str,
-    i: usize,
-    keepalive: Duration,
-) -> Result<(TcpStream, Parser), String> {
-    let stream = tcp(addr, i).await?;
-    handshake(proto, stream, i, keepalive).await
+    ids: std::ops::Range<usize>,
+    room: Option<&str>,
+    limit: Duration,
+) -> Result<Vec<(TcpStream, Parser)>, String> {
+    let mut conns = Vec::with_capacity(ids.len());
+    for i in ids {
+        let keepalive = Duration::from_secs(60);
+        conns.push(connect_in(proto, addr, i, room, keepalive, limit).await?);
+    }
+    Ok(conns)
 }
 
 async fn tcp(addr: &str, i: usize) -> Result<TcpStream, String> {
@@ -406,7 +448,7 @@ pub async fn connect_tls(
             .connect(name, stream)
             .await
             .map_err(|e| format!("client {i}: TLS: {e}"))?;
-        handshake(proto, stream, i, keepalive).await
+        handshake(proto, stream, i, None, keepalive).await
     };
     tokio::time::timeout(limit, attempt)
         .await
@@ -440,9 +482,11 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     proto: Proto,
     mut stream: S,
     i: usize,
+    room: Option<&str>,
     keepalive: Duration,
 ) -> Result<(S, Parser), String> {
     let name = client_name(i);
+    let topic = room.map_or(ALL_TOPIC, str::as_bytes);
     let mut out = Vec::new();
     // What ends the handshake: a welcome (tidings) or the SUBACK (MQTT).
     let done_kind = match proto {
@@ -451,7 +495,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             let mut hello = BytesMut::new();
             Message::Hello(Hello {
                 name: Utf8::from(name.as_str()),
-                capabilities: 0,
+                capabilities: if room.is_some() { capability::ROOMS } else { 0 },
                 max_frame: DEFAULT_MAX_FRAME,
             })
             .encode(&mut hello);
@@ -469,9 +513,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             str16(name.as_bytes(), &mut out);
             let own = name.as_bytes();
             out.push(0x82);
-            remaining_length(2 + 2 + ALL_TOPIC.len() + 1 + 2 + own.len() + 1, &mut out);
+            remaining_length(2 + 2 + topic.len() + 1 + 2 + own.len() + 1, &mut out);
             out.extend_from_slice(&1u16.to_be_bytes());
-            str16(ALL_TOPIC, &mut out);
+            str16(topic, &mut out);
             out.push(0);
             str16(own, &mut out);
             out.push(0);
@@ -484,7 +528,8 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 format!(
                     "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":\"{name}\",\
                      \"lang\":\"rust\",\"version\":\"0\",\"protocol\":1,\"echo\":false}}\r\n\
-                     SUB all 1\r\nSUB {name} 2\r\nPING\r\n"
+                     SUB {} 1\r\nSUB {name} 2\r\nPING\r\n",
+                    String::from_utf8_lossy(topic)
                 )
                 .as_bytes(),
             );
@@ -496,6 +541,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| format!("client {i}: write: {e}"))?;
     let mut parser = Parser::new(proto, true);
+    // A tidings client in a room: after `welcome` (and the default room's members) it
+    // joins the room and leaves the default room; done with the room's members.
+    let (mut done_kind, mut members_left) = (done_kind, 0);
     loop {
         // Peek at the kind of the next unit before the parser consumes it.
         let kind = parser.peek_kind();
@@ -504,6 +552,26 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(format!(
                     "client {i}: the server closed the handshake (frame {k:#x}, code {code})"
                 ))
+            }
+            Some(_) if kind == Some(frame_type::WELCOME) && proto == Proto::Tidings => {
+                let Some(room) = room else {
+                    return Ok((stream, parser));
+                };
+                let mut out = BytesMut::new();
+                Message::Join { room: room.into() }.encode(&mut out);
+                Message::Leave {
+                    room: "lobby".into(),
+                }
+                .encode(&mut out);
+                stream
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| format!("client {i}: write: {e}"))?;
+                // The default room's, then the room's.
+                (done_kind, members_left) = (frame_type::ROOM_MEMBERS, 2);
+            }
+            Some(_) if kind == Some(frame_type::ROOM_MEMBERS) && members_left > 1 => {
+                members_left -= 1;
             }
             Some(_) => {
                 if kind == Some(done_kind) {

@@ -35,15 +35,37 @@ fn broker(peer: Proto) -> (&'static str, &'static str) {
     }
 }
 
-/// Row `fanout` (against mosquitto, target ≥ 1.2×) or `fanout-nats` (≥ 1.0×).
-pub fn fanout(ctx: &Ctx, peer: Proto) -> Row {
+/// Where a fan-out row's clients talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Where {
+    /// Broadcasts to everyone (the default room for tidings, topic `all` for the brokers).
+    Everyone,
+    /// In a room of their own (a topic, a subject) while four other rooms of 25 clients
+    /// chat at full speed: rooms must not cost the fan-out its ratio (issue: rooms).
+    BusyRooms,
+}
+
+/// Row `fanout` (against mosquitto, target ≥ 1.2×) or `fanout-nats` (≥ 1.0×); in a room
+/// beside busy rooms, `fanout-room` and `fanout-room-nats` with the same targets.
+pub fn fanout(ctx: &Ctx, peer: Proto, place: Where) -> Row {
     let (peer_name, delivery) = broker(peer);
-    let id: &'static str = if peer == Proto::Nats {
-        "fanout-nats"
-    } else {
-        "fanout"
+    let id: &'static str = match (place, peer) {
+        (Where::Everyone, Proto::Nats) => "fanout-nats",
+        (Where::Everyone, _) => "fanout",
+        (Where::BusyRooms, Proto::Nats) => "fanout-room-nats",
+        (Where::BusyRooms, _) => "fanout-room",
     };
-    let what = "chat fan-out, 100 clients, each 64 B message to all (deliveries/s)";
+    let what = match place {
+        Where::Everyone => "chat fan-out, 100 clients, each 64 B message to all (deliveries/s)",
+        Where::BusyRooms => {
+            "chat fan-out in a room of 100 while 4 rooms of 25 chat flat out (deliveries/s in \
+             the room of 100)"
+        }
+    };
+    let extra: Vec<String> = match place {
+        Where::Everyone => Vec::new(),
+        Where::BusyRooms => vec!["room=team".into(), "busy=4,25".into()],
+    };
     let (target, bar) = if peer == Proto::Nats {
         ("≥ 1.0×", 1.0)
     } else {
@@ -60,7 +82,7 @@ pub fn fanout(ctx: &Ctx, peer: Proto) -> Row {
             proto.name(),
             server.port,
             (clients, messages),
-            None,
+            &extra,
         )
     };
     let result = alternate(reps, |_| run(Proto::Tidings), |_| run(peer)).map(|(t, m)| {
@@ -78,7 +100,15 @@ pub fn fanout(ctx: &Ctx, peer: Proto) -> Row {
                 "{reps} repetitions each, alternated, fresh server each; {clients} clients × \
                  {messages} broadcasts, each client at most 8 rounds ahead of what it received \
                  (bounded in-flight, so neither server drops or disconnects anyone). tidings \
-                 delivers to the 99 others; {delivery}. tidings M/s {}, {peer_name} M/s {}.",
+                 delivers to the 99 others; {delivery}.{} tidings M/s {}, {peer_name} M/s {}.",
+                match place {
+                    Where::Everyone => "",
+                    Where::BusyRooms => {
+                        " The 100 speak rooms (room-text in room `team`; the brokers: topic or \
+                         subject `team`); rooms busy-0…busy-3 of 25 clients each broadcast \
+                         flat out during the whole run, the same for both servers."
+                    }
+                },
                 list(&t.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 2),
                 list(&m.iter().map(|v| v / 1e6).collect::<Vec<_>>(), 2)
             ),

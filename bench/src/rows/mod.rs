@@ -10,6 +10,7 @@ pub mod ws_server;
 
 use crate::load::proto::Proto;
 use crate::table::Row;
+use broker::Where;
 use servers::Ctx;
 
 /// Runs one group of rows.
@@ -20,8 +21,18 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("relay", relay::rows),
     ("decode", decode::native_rows),
     ("ws-decode", decode::ws_rows),
-    ("fanout-nats", |c| vec![broker::fanout(c, Proto::Nats)]),
-    ("fanout", |c| vec![broker::fanout(c, Proto::Mqtt)]),
+    ("fanout-nats", |c| {
+        vec![broker::fanout(c, Proto::Nats, Where::Everyone)]
+    }),
+    ("fanout", |c| {
+        vec![broker::fanout(c, Proto::Mqtt, Where::Everyone)]
+    }),
+    ("fanout-room-nats", |c| {
+        vec![broker::fanout(c, Proto::Nats, Where::BusyRooms)]
+    }),
+    ("fanout-room", |c| {
+        vec![broker::fanout(c, Proto::Mqtt, Where::BusyRooms)]
+    }),
     ("latency-nats", |c| vec![broker::latency(c, Proto::Nats)]),
     ("latency", |c| vec![broker::latency(c, Proto::Mqtt)]),
     ("idle", |c| vec![broker::idle(c)]),

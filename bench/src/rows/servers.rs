@@ -187,14 +187,14 @@ pub fn fanout_rate(
     server: &str,
     port: u16,
     (clients, messages): (usize, usize),
-    tls_ca: Option<String>,
+    extra: &[String],
 ) -> Result<f64, String> {
     let mut args = vec![
         format!("clients={clients}"),
         format!("messages={messages}"),
         "window=8".into(),
     ];
-    args.extend(tls_ca);
+    args.extend_from_slice(extra);
     let line = load_named(ctx, kind, server, port, &args, Duration::from_secs(120))?;
     let f = crate::load::fields(&line);
     Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))

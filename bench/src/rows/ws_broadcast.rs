@@ -55,7 +55,7 @@ fn broadcast(ctx: &Ctx, tls: bool) -> Row {
             name,
             server.port,
             (clients, messages),
-            tls_ca,
+            tls_ca.as_slice(),
         )
     };
     match alternate(reps, |_| run(true), |_| run(false)) {
