@@ -643,7 +643,7 @@ mod tests {
     #[test]
     fn tidings_text_round_trips_through_core_and_the_parser() {
         let mut out = Vec::new();
-        broadcast(Proto::Tidings, &payload(42), &mut out);
+        broadcast(Proto::Tidings, None, &payload(42), &mut out);
         let mut dec = tidings_core::wire::FrameDecoder::new(DEFAULT_MAX_FRAME);
         dec.push(&out);
         let frame = dec.next_frame().unwrap().unwrap();
@@ -668,6 +668,37 @@ mod tests {
     }
 
     #[test]
+    fn tidings_room_text_round_trips_through_core_and_the_parser() {
+        let mut out = Vec::new();
+        broadcast(Proto::Tidings, Some("team"), &payload(9), &mut out);
+        let mut dec = tidings_core::wire::FrameDecoder::new(DEFAULT_MAX_FRAME);
+        dec.push(&out);
+        let frame = dec.next_frame().unwrap().unwrap();
+        match Message::decode(frame).unwrap() {
+            Message::RoomText { room, peer, text } => {
+                assert_eq!((room.as_str(), peer.as_str()), ("team", ""));
+                assert_eq!(stamp_of(text.as_str().as_bytes()), Some(9));
+            }
+            other => panic!("{other:?}"),
+        }
+        // As the server sends it: with the sender stamped.
+        let mut wire = BytesMut::new();
+        Message::RoomText {
+            room: "team".into(),
+            peer: "c7".into(),
+            text: Utf8::from(std::str::from_utf8(&payload(9)).unwrap()),
+        }
+        .encode(&mut wire);
+        let mut p = Parser::new(Proto::Tidings, true);
+        p.buffer().extend_from_slice(&Preamble::CURRENT.to_bytes());
+        p.buffer().extend_from_slice(&wire);
+        match p.next().unwrap() {
+            Some(Incoming::Delivery(d)) => assert_eq!(stamp_of(&d), Some(9)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn mqtt_publish_parses_with_long_remaining_length() {
         let mut out = Vec::new();
         let big = vec![b'x'; 300];
@@ -685,7 +716,7 @@ mod tests {
     #[test]
     fn nats_messages_parse_in_pieces_and_pings_are_answered() {
         let mut out = Vec::new();
-        broadcast(Proto::Nats, &payload(7), &mut out);
+        broadcast(Proto::Nats, None, &payload(7), &mut out);
         assert!(out.starts_with(b"PUB all 64\r\n"));
         let server = [
             b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n".as_slice(),
