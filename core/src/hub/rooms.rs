@@ -8,6 +8,7 @@
 //! most two frames, each encoded once for all the members that speak it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -102,23 +103,27 @@ struct Member {
     rooms: bool,
 }
 
+/// A room's key ([`name_key`] of its name), shared by the room table and its members' lists
+/// so that a room line costs no allocation.
+type Key = Arc<str>;
+
 /// Every room and every connection's rooms.
 #[derive(Debug)]
 pub(super) struct Rooms {
     /// A room's key ([`name_key`] of its name) → the room.
-    map: BTreeMap<String, Room>,
-    default_key: String,
+    map: BTreeMap<Key, Room>,
+    default_key: Key,
     /// A connection → the keys of its rooms, in the order joined.
-    joined: HashMap<ConnId, Vec<String>>,
+    joined: HashMap<ConnId, Vec<Key>>,
 }
 
 impl Rooms {
     pub(super) fn new(config: &RoomConfig) -> Rooms {
-        let default_key = name_key(&config.default_room);
+        let default_key: Key = name_key(&config.default_room).into();
         let mut map = BTreeMap::new();
         map.insert(default_key.clone(), Room::new(&config.default_room, true));
         for name in &config.open {
-            map.entry(name_key(name))
+            map.entry(name_key(name).into())
                 .or_insert_with(|| Room::new(name, true));
         }
         Rooms {
@@ -131,16 +136,13 @@ impl Rooms {
     /// The key of the room called `room` among `conn`'s rooms. The exact spelling is found
     /// without computing a key (a room's chat is the hot path); another spelling of the same
     /// name (case, look-alikes) by its key.
-    fn find(&self, conn: ConnId, room: &str) -> Option<&str> {
+    fn find(&self, conn: ConnId, room: &str) -> Option<Key> {
         let keys = self.joined.get(&conn)?;
-        if let Some(key) = keys
-            .iter()
-            .find(|k| self.map[k.as_str()].name.as_str() == room)
-        {
-            return Some(key);
+        if let Some(key) = keys.iter().find(|&k| self.map[k].name.as_str() == room) {
+            return Some(key.clone());
         }
         let key = name_key(room);
-        keys.iter().find(|k| **k == key).map(String::as_str)
+        keys.iter().find(|k| ***k == *key).cloned()
     }
 
     fn in_default(&self, conn: ConnId) -> bool {
@@ -150,20 +152,20 @@ impl Rooms {
     }
 
     /// Adds a member; the room must exist.
-    fn add(&mut self, key: &str, member_key: String, member: Member) {
+    fn add(&mut self, key: &Key, member_key: String, member: Member) {
         if let Some(room) = self.map.get_mut(key) {
             room.members.insert(member_key, member);
             self.joined
                 .entry(member.conn)
                 .or_default()
-                .push(key.to_owned());
+                .push(key.clone());
         }
     }
 
     /// Removes a member; drops the room when it is left empty and not permanent.
     fn remove(&mut self, key: &str, member_key: &str, conn: ConnId) {
         if let Some(keys) = self.joined.get_mut(&conn) {
-            keys.retain(|k| k != key);
+            keys.retain(|k| &**k != key);
             if keys.is_empty() {
                 self.joined.remove(&conn);
             }
@@ -270,7 +272,7 @@ impl Hub {
         let room = self
             .rooms
             .map
-            .entry(name_key(name))
+            .entry(name_key(name).into())
             .or_insert_with(|| Room::new(name, true));
         room.permanent = true;
         Ok(())
@@ -285,13 +287,13 @@ impl Hub {
     /// [`HubError::NoSuchRoom`] for no such room or the default room.
     pub fn close_room(&mut self, name: &str) -> Result<(), HubError> {
         let key = name_key(name);
-        if key == self.rooms.default_key || !self.rooms.map.contains_key(&key) {
+        if *key == *self.rooms.default_key || !self.rooms.map.contains_key(key.as_str()) {
             return Err(HubError::NoSuchRoom(name.to_owned()));
         }
-        let room = self.rooms.map.remove(&key).expect("checked above");
+        let room = self.rooms.map.remove(key.as_str()).expect("checked above");
         for (_, m) in room.members {
             if let Some(keys) = self.rooms.joined.get_mut(&m.conn) {
-                keys.retain(|k| *k != key);
+                keys.retain(|k| **k != *key);
             }
             if let Some(who) = self.peer_name(m.conn).cloned() {
                 let news = News::Member {
@@ -315,12 +317,12 @@ impl Hub {
     /// [`HubError::NotMember`].
     pub fn remove_member(&mut self, room: &str, name: &str) -> Result<(), HubError> {
         let key = name_key(room);
-        if key == self.rooms.default_key || !self.rooms.map.contains_key(&key) {
+        if *key == *self.rooms.default_key || !self.rooms.map.contains_key(key.as_str()) {
             return Err(HubError::NoSuchRoom(room.to_owned()));
         }
         let conn = self.lookup(name)?;
         let member_key = name_key(name);
-        let Some(r) = self.rooms.map.get_mut(&key) else {
+        let Some(r) = self.rooms.map.get_mut(key.as_str()) else {
             return Err(HubError::NoSuchRoom(room.to_owned()));
         };
         if !r.members.contains_key(&member_key) {
@@ -354,7 +356,7 @@ impl Hub {
             return Err(HubError::Send(SendError::TooLarge));
         }
         let key = name_key(room);
-        if !self.rooms.map.contains_key(&key) {
+        if !self.rooms.map.contains_key(key.as_str()) {
             return Err(HubError::NoSuchRoom(room.to_owned()));
         }
         let from = self.server_name.clone();
@@ -373,7 +375,7 @@ impl Hub {
 
     /// Every room, largest first (ties by name): its name and member count.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        let mut list: Vec<(&String, RoomInfo)> = self
+        let mut list: Vec<(&Key, RoomInfo)> = self
             .rooms
             .map
             .iter()
@@ -395,7 +397,7 @@ impl Hub {
         let key = name_key(room);
         self.rooms
             .map
-            .contains_key(&key)
+            .contains_key(key.as_str())
             .then(|| self.rooms.names(&key, self, None))
     }
 
@@ -491,7 +493,7 @@ impl Hub {
         match request {
             RoomRequest::Join(room) => self.on_join(id, &from, room),
             RoomRequest::Leave(room) => {
-                let Some(key) = self.rooms.find(id, &room).map(str::to_owned) else {
+                let Some(key) = self.rooms.find(id, &room) else {
                     self.not_member(id, &room);
                     return;
                 };
@@ -505,7 +507,7 @@ impl Hub {
                 self.tell_room(&key, &news, None);
             }
             RoomRequest::Text { room, text } => {
-                let Some(key) = self.rooms.find(id, &room).map(str::to_owned) else {
+                let Some(key) = self.rooms.find(id, &room) else {
                     self.not_member(id, &room);
                     return;
                 };
@@ -548,7 +550,7 @@ impl Hub {
             self.error_to(id, ErrorCode::RoomRefused, text);
             return;
         }
-        let key = name_key(&room);
+        let key: Key = name_key(&room).into();
         let member_key = name_key(from);
         let limits = &self.config.rooms;
         let refusal = match self.rooms.map.get(&key) {
