@@ -165,6 +165,10 @@ struct Conn {
     gone: bool,
     /// Its writer was woken after the session closed (once is enough).
     close_reported: bool,
+    /// It is in the default room (every client is when welcomed; a 1.1 client may leave).
+    /// Kept here rather than in a member table: every connection is in it, and a table
+    /// entry would cost an idle connection more than this byte.
+    in_default_room: bool,
     /// When the hub first saw the session closed.
     closed_at: Option<Instant>,
     /// The [`Hub::timer_round`] in which [`Hub::handle_timeout`] last ran this session's
@@ -205,9 +209,10 @@ pub struct Hub {
     dirty: VecDeque<ConnId>,
     /// Connections whose writer must be woken.
     ready: VecDeque<ConnId>,
-    /// A broadcast's recipients, kept between broadcasts: a join's presence goes to everyone
-    /// online, and a list of thousands allocated per join is a large block for nothing.
-    targets: Vec<ConnId>,
+    /// A room line's recipients that speak rooms, and those that do not (1.0 clients, in
+    /// the default room), kept between lines: a join's presence goes to everyone online, and
+    /// a list of thousands allocated per join is a large block for nothing.
+    targets: (Vec<ConnId>, Vec<ConnId>),
     events: VecDeque<HubEvent>,
     dropped_events: u64,
     relays: Relays,
@@ -269,7 +274,7 @@ impl Hub {
             timer_now: now,
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
-            targets: Vec::new(),
+            targets: (Vec::new(), Vec::new()),
             events: VecDeque::new(),
             dropped_events: 0,
             relays: Relays::default(),
@@ -305,6 +310,7 @@ impl Hub {
             ready: false,
             discard: false,
             counted: 0,
+            in_default_room: false,
             gone: false,
             close_reported: false,
             closed_at: None,

@@ -108,12 +108,17 @@ struct Member {
 type Key = Arc<str>;
 
 /// Every room and every connection's rooms.
+///
+/// The default room's members are not listed here: each connection says whether it is in
+/// it (`Conn::in_default_room`), and the registry of names gives them in order.
 #[derive(Debug)]
 pub(super) struct Rooms {
-    /// A room's key ([`name_key`] of its name) → the room.
+    /// A room's key ([`name_key`] of its name) → the room. The default room's entry has no
+    /// members; `default_members` counts them.
     map: BTreeMap<Key, Room>,
     default_key: Key,
-    /// A connection → the keys of its rooms, in the order joined.
+    default_members: usize,
+    /// A connection → the keys of its rooms but the default one, in the order joined.
     joined: HashMap<ConnId, Vec<Key>>,
 }
 
@@ -129,74 +134,21 @@ impl Rooms {
         Rooms {
             map,
             default_key,
+            default_members: 0,
             joined: HashMap::new(),
         }
     }
 
-    /// The key of the room called `room` among `conn`'s rooms. The exact spelling is found
-    /// without computing a key (a room's chat is the hot path); another spelling of the same
-    /// name (case, look-alikes) by its key.
-    fn find(&self, conn: ConnId, room: &str) -> Option<Key> {
-        let keys = self.joined.get(&conn)?;
-        if let Some(key) = keys.iter().find(|&k| self.map[k].name.as_str() == room) {
-            return Some(key.clone());
-        }
-        let key = name_key(room);
-        keys.iter().find(|k| ***k == *key).cloned()
+    fn is_default(&self, key: &str) -> bool {
+        *self.default_key == *key
     }
 
-    fn in_default(&self, conn: ConnId) -> bool {
-        self.joined
-            .get(&conn)
-            .is_some_and(|keys| keys.contains(&self.default_key))
-    }
-
-    /// Adds a member; the room must exist.
-    fn add(&mut self, key: &Key, member_key: String, member: Member) {
-        if let Some(room) = self.map.get_mut(key) {
-            room.members.insert(member_key, member);
-            self.joined
-                .entry(member.conn)
-                .or_default()
-                .push(key.clone());
+    /// Members of the room `key`.
+    fn size(&self, key: &str) -> usize {
+        if self.is_default(key) {
+            return self.default_members;
         }
-    }
-
-    /// Removes a member; drops the room when it is left empty and not permanent.
-    fn remove(&mut self, key: &str, member_key: &str, conn: ConnId) {
-        if let Some(keys) = self.joined.get_mut(&conn) {
-            keys.retain(|k| &**k != key);
-            if keys.is_empty() {
-                self.joined.remove(&conn);
-            }
-        }
-        if let Some(room) = self.map.get_mut(key) {
-            room.members.remove(member_key);
-            if room.members.is_empty() && !room.permanent {
-                self.map.remove(key);
-            }
-        }
-    }
-
-    /// The members' names, sorted by key; with `last` moved to the end.
-    fn names(&self, key: &str, hub: &Hub, last: Option<ConnId>) -> Vec<Utf8> {
-        let Some(room) = self.map.get(key) else {
-            return Vec::new();
-        };
-        let mut names = Vec::with_capacity(room.members.len() + 1);
-        let mut tail = None;
-        for m in room.members.values() {
-            let Some(name) = hub.peer_name(m.conn) else {
-                continue;
-            };
-            if Some(m.conn) == last {
-                tail = Some(name.clone());
-            } else {
-                names.push(name.clone());
-            }
-        }
-        names.extend(tail);
-        names
+        self.map.get(key).map_or(0, |r| r.members.len())
     }
 }
 
@@ -340,7 +292,7 @@ impl Hub {
         };
         let _ = self.deliver(conn, &news.render(&room_name, true));
         self.tell_room(&key, &news, Some(conn));
-        self.rooms.remove(&key, &member_key, conn);
+        self.leave_room(conn, &key, &who);
         self.run();
         Ok(())
     }
@@ -382,7 +334,7 @@ impl Hub {
             .map(|(key, r)| {
                 let info = RoomInfo {
                     name: r.name.clone(),
-                    members: r.members.len() as u32,
+                    members: self.rooms.size(key) as u32,
                 };
                 (key, info)
             })
@@ -398,7 +350,7 @@ impl Hub {
         self.rooms
             .map
             .contains_key(key.as_str())
-            .then(|| self.rooms.names(&key, self, None))
+            .then(|| self.member_names(&key, None))
     }
 
     /// The default room's name ([`RoomConfig::default_room`]).
@@ -411,45 +363,133 @@ impl Hub {
     /// A welcomed client enters the default room: its members (sorted, the newcomer last)
     /// for `welcome`; the others are told once `welcome` is queued ([`Hub::entered`]).
     pub(super) fn default_members(&self) -> Vec<Utf8> {
-        self.rooms.names(&self.rooms.default_key, self, None)
+        self.member_names(&self.rooms.default_key, None)
     }
 
     /// `id`, just welcomed as `name`, is now in the default room.
     pub(super) fn entered(&mut self, id: ConnId, name: &Utf8) {
-        let rooms = self.conn_speaks_rooms(id);
         let key = self.rooms.default_key.clone();
-        self.rooms
-            .add(&key, name_key(name), Member { conn: id, rooms });
-        self.tell_room(
-            &key,
-            &News::Member {
-                kind: MemberKind::Joined,
-                name,
-            },
-            Some(id),
-        );
-        if rooms {
+        self.enter_room(id, &key, name);
+        let news = News::Member {
+            kind: MemberKind::Joined,
+            name,
+        };
+        self.tell_room(&key, &news, Some(id));
+        if self.conn_speaks_rooms(id) {
             self.send_members(id, &key);
         }
     }
 
     /// `id` (called `name`) went away: every room it was in is told.
     pub(super) fn departed(&mut self, id: ConnId, name: &Utf8) {
-        let Some(keys) = self.rooms.joined.get(&id).cloned() else {
-            return;
-        };
-        let member_key = name_key(name);
-        for key in keys {
-            self.rooms.remove(&key, &member_key, id);
-            self.tell_room(
-                &key,
-                &News::Member {
-                    kind: MemberKind::Left,
-                    name,
-                },
-                None,
-            );
+        let mut keys = self.rooms.joined.get(&id).cloned().unwrap_or_default();
+        if self.in_room(id, &self.rooms.default_key) {
+            keys.insert(0, self.rooms.default_key.clone());
         }
+        for key in keys {
+            self.leave_room(id, &key, name);
+            let news = News::Member {
+                kind: MemberKind::Left,
+                name,
+            };
+            self.tell_room(&key, &news, None);
+        }
+    }
+
+    /// Whether `id` is in the room `key`.
+    fn in_room(&self, id: ConnId, key: &str) -> bool {
+        if self.rooms.is_default(key) {
+            return self.conns.get(&id).is_some_and(|c| c.in_default_room);
+        }
+        self.rooms
+            .joined
+            .get(&id)
+            .is_some_and(|keys| keys.iter().any(|k| **k == *key))
+    }
+
+    /// Puts `id` (called `name`) into the existing room `key`.
+    fn enter_room(&mut self, id: ConnId, key: &Key, name: &Utf8) {
+        if self.rooms.is_default(key) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                if !c.in_default_room {
+                    c.in_default_room = true;
+                    self.rooms.default_members += 1;
+                }
+            }
+            return;
+        }
+        let rooms = self.conn_speaks_rooms(id);
+        if let Some(room) = self.rooms.map.get_mut(key) {
+            room.members
+                .insert(name_key(name), Member { conn: id, rooms });
+            self.rooms.joined.entry(id).or_default().push(key.clone());
+        }
+    }
+
+    /// Takes `id` (called `name`) out of the room `key`; a room left empty goes unless it is
+    /// permanent.
+    fn leave_room(&mut self, id: ConnId, key: &str, name: &Utf8) {
+        if self.rooms.is_default(key) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                if c.in_default_room {
+                    c.in_default_room = false;
+                    self.rooms.default_members -= 1;
+                }
+            }
+            return;
+        }
+        if let Some(keys) = self.rooms.joined.get_mut(&id) {
+            keys.retain(|k| **k != *key);
+            if keys.is_empty() {
+                self.rooms.joined.remove(&id);
+            }
+        }
+        if let Some(room) = self.rooms.map.get_mut(key) {
+            room.members.remove(&name_key(name));
+            if room.members.is_empty() && !room.permanent {
+                self.rooms.map.remove(key);
+            }
+        }
+    }
+
+    /// The key of the room called `room` if `id` is in it. The exact spelling is found
+    /// without computing a key (a room's chat is the hot path); another spelling of the same
+    /// name (case, look-alikes) by its key.
+    fn find(&self, id: ConnId, room: &str) -> Option<Key> {
+        let default = &self.rooms.default_key;
+        let joined = self.rooms.joined.get(&id).map_or(&[][..], Vec::as_slice);
+        let exact = std::iter::once(default)
+            .chain(joined)
+            .find(|&k| self.rooms.map[k].name.as_str() == room);
+        let key = match exact {
+            Some(key) => key.clone(),
+            None => name_key(room).into(),
+        };
+        self.in_room(id, &key).then_some(key)
+    }
+
+    /// The members' names of the room `key`, sorted by key; with `last` moved to the end.
+    fn member_names(&self, key: &str, last: Option<ConnId>) -> Vec<Utf8> {
+        let mut names = Vec::with_capacity(self.rooms.size(key) + 1);
+        let mut tail = None;
+        let mut add = |conn: ConnId| {
+            let Some(name) = self.peer_name(conn) else {
+                return;
+            };
+            if Some(conn) == last {
+                tail = Some(name.clone());
+            } else {
+                names.push(name.clone());
+            }
+        };
+        if self.rooms.is_default(key) {
+            let members = self.names.values().copied();
+            members.filter(|&c| self.in_room(c, key)).for_each(&mut add);
+        } else if let Some(room) = self.rooms.map.get(key) {
+            room.members.values().for_each(|m| add(m.conn));
+        }
+        names.extend(tail);
+        names
     }
 
     /// A broadcast (`text` or `blob` addressed to nobody): the default room's chat. Whether
@@ -461,8 +501,9 @@ impl Hub {
         text: Option<&Utf8>,
         blob: Option<(&Utf8, &Bytes)>,
     ) -> bool {
-        if !self.rooms.in_default(id) {
-            self.not_member(id, &self.rooms.map[&self.rooms.default_key].name.clone());
+        if !self.in_room(id, &self.rooms.default_key) {
+            let room = self.rooms.map[&self.rooms.default_key].name.clone();
+            self.not_member(id, &room);
             return false;
         }
         let key = self.rooms.default_key.clone();
@@ -493,7 +534,7 @@ impl Hub {
         match request {
             RoomRequest::Join(room) => self.on_join(id, &from, room),
             RoomRequest::Leave(room) => {
-                let Some(key) = self.rooms.find(id, &room) else {
+                let Some(key) = self.find(id, &room) else {
                     self.not_member(id, &room);
                     return;
                 };
@@ -502,12 +543,12 @@ impl Hub {
                     kind: MemberKind::Left,
                     name: &from,
                 };
-                self.rooms.remove(&key, &name_key(&from), id);
+                self.leave_room(id, &key, &from);
                 let _ = self.deliver(id, &news.render(&room_name, true));
                 self.tell_room(&key, &news, None);
             }
             RoomRequest::Text { room, text } => {
-                let Some(key) = self.rooms.find(id, &room) else {
+                let Some(key) = self.find(id, &room) else {
                     self.not_member(id, &room);
                     return;
                 };
@@ -551,24 +592,23 @@ impl Hub {
             return;
         }
         let key: Key = name_key(&room).into();
+        if self.in_room(id, &key) {
+            // Joined already: the answer is the same, the list again.
+            self.send_members(id, &key);
+            return;
+        }
         let member_key = name_key(from);
         let limits = &self.config.rooms;
+        let size = self.rooms.size(&key);
         let refusal = match self.rooms.map.get(&key) {
-            Some(r) if r.members.contains_key(&member_key) => {
-                // Joined already: the answer is the same, the list again.
-                self.send_members(id, &key);
-                return;
-            }
             Some(r) if r.removed.contains(&member_key) => Some((
                 ErrorCode::RoomRefused,
                 format!("the operator removed you from #{}", r.name),
             )),
-            Some(r) if key != self.rooms.default_key && r.members.len() >= limits.max_members => {
-                Some((
-                    ErrorCode::LimitExceeded,
-                    format!("#{} is full ({} members)", r.name, r.members.len()),
-                ))
-            }
+            Some(r) if !self.rooms.is_default(&key) && size >= limits.max_members => Some((
+                ErrorCode::LimitExceeded,
+                format!("#{} is full ({size} members)", r.name),
+            )),
             Some(_) => None,
             None if limits.creation == RoomCreation::Operator => Some((
                 ErrorCode::RoomRefused,
@@ -580,7 +620,8 @@ impl Hub {
             )),
             None => None,
         };
-        let count = self.rooms.joined.get(&id).map_or(0, Vec::len);
+        let in_default = self.in_room(id, &self.rooms.default_key);
+        let count = self.rooms.joined.get(&id).map_or(0, Vec::len) + usize::from(in_default);
         let refusal = refusal.or_else(|| {
             (count >= limits.max_rooms_per_peer).then(|| {
                 let text = format!("you are in {count} rooms, the most this server allows");
@@ -595,21 +636,17 @@ impl Hub {
             .map
             .entry(key.clone())
             .or_insert_with(|| Room::new(&room, false));
-        let rooms = self.conn_speaks_rooms(id);
-        self.rooms.add(&key, member_key, Member { conn: id, rooms });
-        self.tell_room(
-            &key,
-            &News::Member {
-                kind: MemberKind::Joined,
-                name: from,
-            },
-            Some(id),
-        );
+        self.enter_room(id, &key, from);
+        let news = News::Member {
+            kind: MemberKind::Joined,
+            name: from,
+        };
+        self.tell_room(&key, &news, Some(id));
         self.send_members(id, &key);
     }
 
     fn send_members(&mut self, id: ConnId, key: &str) {
-        let names = self.rooms.names(key, self, Some(id));
+        let names = self.member_names(key, Some(id));
         let room = self.rooms.map[key].name.clone();
         if self.deliver(id, &Message::RoomMembers { room, names }) == Err(SendError::TooLarge) {
             // Thousands of long names: more than the client's frame limit. Never the case at
@@ -631,23 +668,37 @@ impl Hub {
     /// Tells every member of the room `key` (but `skip`) the news, in the form each speaks:
     /// at most two frames, each encoded once.
     fn tell_room(&mut self, key: &str, news: &News, skip: Option<ConnId>) {
-        let mut targets = std::mem::take(&mut self.targets);
-        for speaks_rooms in [true, false] {
-            targets.clear();
-            let Some(room) = self.rooms.map.get(key) else {
-                break;
-            };
-            targets.extend(
-                room.members
-                    .values()
-                    .filter(|m| m.rooms == speaks_rooms && Some(m.conn) != skip)
-                    .map(|m| m.conn),
-            );
+        let Some(room) = self.rooms.map.get(key) else {
+            return;
+        };
+        let (mut speakers, mut plain) = std::mem::take(&mut self.targets);
+        speakers.clear();
+        plain.clear();
+        let mut sort = |conn: ConnId, speaks_rooms: bool| {
+            if Some(conn) != skip {
+                if speaks_rooms {
+                    speakers.push(conn);
+                } else {
+                    plain.push(conn);
+                }
+            }
+        };
+        if self.rooms.is_default(key) {
+            for &conn in self.names.values() {
+                match self.conns.get(&conn) {
+                    Some(c) if c.in_default_room => sort(conn, c.session.rooms()),
+                    _ => {}
+                }
+            }
+        } else {
+            room.members.values().for_each(|m| sort(m.conn, m.rooms));
+        }
+        let name = room.name.clone();
+        for (targets, speaks_rooms) in [(&speakers, true), (&plain, false)] {
             if !targets.is_empty() {
-                let msg = news.render(&room.name, speaks_rooms);
-                self.send_to_all(&targets, &msg);
+                self.send_to_all(targets, &news.render(&name, speaks_rooms));
             }
         }
-        self.targets = targets;
+        self.targets = (speakers, plain);
     }
 }
