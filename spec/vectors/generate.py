@@ -833,6 +833,22 @@ SETUPS = {
         "description": "a server that read the client's preamble and answered with its own",
         "steps": [{"input": preamble().hex()}],
     },
+    "server-open-rooms": {
+        "role": "server",
+        "description": "as server-open, but alice announced ROOMS (capabilities 7); the "
+                       "vector's config says whether the server did",
+        "steps": [
+            {"input": (preamble() + encode(dict(HELLO_ALICE, capabilities=7))).hex()},
+            {"command": "accept_hello", "name": "alice", "server": "server",
+             "online": ["alice"]},
+        ],
+    },
+    "client-open-rooms": {
+        "role": "client",
+        "description": "as client-open, but the welcome announces ROOMS (capabilities 7); "
+                       "the vector's config says whether the client did",
+        "steps": [{"input": (preamble() + encode(dict(WELCOME_DEFAULT, capabilities=7))).hex()}],
+    },
     "client-open": {
         "role": "client",
         "description": "a client named alice (its preamble and hello discarded) that read the "
@@ -1095,6 +1111,73 @@ def session_vectors():
     add("client-private-text", "server delivers a private text from bob",
         "client", "client-open", [inp(E(msg("text", peer="bob", private=True, text="psst")))],
         events=[{"event": "text", "peer": "bob", "private": True, "text": "psst"}])
+    # --- rooms (spec §6.10): room messages only when both sides announced ROOMS ---
+    R = {"capabilities": 7}
+    unexpected = dict(reply=[error_reply("unexpected-message")],
+                      close=closed("local", "unexpected-message"))
+    add("server-room-join", "join, both sides speak rooms", "server", "server-open-rooms",
+        [inp(E(msg("join", room="team")))], events=[{"event": "join", "room": "team"}],
+        config=R)
+    add("server-room-requests", "leave, room-text and room-list-request reach the application",
+        "server", "server-open-rooms",
+        [inp(E(msg("leave", room="lobby")), E(msg("room-text", room="team", peer="", text="hi")),
+             E(msg("room-list-request")))],
+        events=[{"event": "leave", "room": "lobby"},
+                {"event": "room-text", "room": "team", "text": "hi"},
+                {"event": "room-list-request"}], config=R)
+    add("server-room-text-names-peer", "a client's room-text MUST have an empty peer: the "
+        "sender is the server's to stamp", "server", "server-open-rooms",
+        [inp(E(msg("room-text", room="team", peer="bob", text="it is me, bob")))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"), config=R)
+    add("server-room-unnegotiated", "a client that did not announce ROOMS sends join",
+        "server", "server-open", [inp(E(msg("join", room="team")))], config=R, **unexpected)
+    add("server-room-not-spoken", "the client announced ROOMS, the server did not: "
+        "room messages stay unexpected", "server", "server-open-rooms",
+        [inp(E(msg("room-text", room="lobby", peer="", text="hi")))], **unexpected)
+    add("server-member-from-client", "member only flows server to client",
+        "server", "server-open-rooms", [inp(E(msg("member", kind="joined", room="t", name="x")))],
+        config=R, **unexpected)
+    add("server-room-list-from-client", "room-list only flows server to client",
+        "server", "server-open-rooms", [inp(E(msg("room-list", rooms=[])))],
+        config=R, **unexpected)
+    add("client-room-events", "room-text, member, room-members and room-list reach the "
+        "application", "client", "client-open-rooms",
+        [inp(E(msg("room-members", room="team", names=["bob", "alice"])),
+             E(msg("member", kind="joined", room="team", name="carol")),
+             E(msg("room-text", room="team", peer="carol", text="hi")),
+             E(msg("member", kind="removed", room="team", name="alice")),
+             E(msg("room-list", rooms=[{"name": "lobby", "members": 3}])))],
+        events=[{"event": "room-members", "room": "team", "names": ["bob", "alice"]},
+                {"event": "member", "kind": "joined", "room": "team", "name": "carol"},
+                {"event": "room-text", "room": "team", "peer": "carol", "text": "hi"},
+                {"event": "member", "kind": "removed", "room": "team", "name": "alice"},
+                {"event": "room-list", "rooms": [{"name": "lobby", "members": 3}]}],
+        config=R)
+    add("client-room-commands", "join, leave, room-text (peer empty) and room-list-request",
+        "client", "client-open-rooms",
+        [{"command": "join", "room": "team"}, {"command": "send_room_text", "room": "team",
+                                               "text": "hi"},
+         {"command": "leave", "room": "team"}, {"command": "request_room_list"}],
+        reply=[exact(E(msg("join", room="team")), "join"),
+               exact(E(msg("room-text", room="team", peer="", text="hi")), "room-text"),
+               exact(E(msg("leave", room="team")), "leave"),
+               exact(E(msg("room-list-request")), "room-list-request")], config=R)
+    add("client-room-unnegotiated", "the server did not announce ROOMS: its room-text is "
+        "unexpected", "client", "client-open",
+        [inp(E(msg("room-text", room="lobby", peer="bob", text="hi")))], config=R, **unexpected)
+    add("client-room-not-spoken", "a 1.0 client (no ROOMS) receives member",
+        "client", "client-open-rooms",
+        [inp(E(msg("member", kind="joined", room="lobby", name="bob")))], **unexpected)
+    add("client-join-from-server", "join only flows client to server",
+        "client", "client-open-rooms", [inp(E(msg("join", room="team")))],
+        config=R, **unexpected)
+    add("client-room-errors", "not-member and room-refused are not fatal",
+        "client", "client-open-rooms",
+        [inp(E(msg("error", code=23, text="you are not in #team")),
+             E(msg("error", code=24, text="bad name")))],
+        events=[{"event": "peer-error", **code_fields(23)},
+                {"event": "peer-error", **code_fields(24)}], config=R)
+
     add("client-list-request-from-server", "list-request only flows client to server",
         "client", "client-open", [inp(E(msg("list-request")))],
         reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
@@ -1777,6 +1860,110 @@ def hub_vectors():
         del sc.conns["b"]
         sc.join("b2", "BOB")
     add("hub-name-freed", "a name is free again once its client left", name_freed)
+
+    # --- rooms (spec §6.10): protocol 1.1 between clients that announced ROOMS ---
+    def room_text(room, peer, body):
+        return E(msg("room-text", room=room, peer=peer, text=body))
+
+    def member(kind, room, name):
+        return exact(E(msg("member", kind=kind, room=room, name=name)),
+                     f"member: {name} {kind} {room}")
+
+    def rooms_two(sc):
+        sc.join("a", "alice", rooms=True)
+        sc.join("b", "bob", rooms=True)
+
+    def room_welcome(sc):
+        sc.join("l", "Carol")
+        rooms_two(sc)
+    add("hub-room-welcome", "a 1.1 client gets welcome (the default room's members) and then "
+        "that room's room-members; 1.1 members hear member joined, 1.0 ones presence",
+        room_welcome)
+
+    def room_chat(sc):
+        rooms_two(sc)
+        sc.join("c", "carol", rooms=True)
+        sc.send("a", E(msg("join", room="team")))
+        sc.gets("a", exact(E(msg("room-members", room="team", names=["alice"])),
+                           "room-members: the room is created with alice in it"))
+        sc.send("b", E(msg("join", room="TEAM")))
+        sc.gets("b", exact(E(msg("room-members", room="team", names=["alice", "bob"])),
+                           "room-members: as first spelled, bob last"))
+        sc.gets("a", member("joined", "team", "bob"))
+        sc.send("a", room_text("team", "", "hi team"))
+        sc.gets("b", exact(room_text("team", "alice", "hi team"),
+                           "room-text stamped with alice; no echo, carol is not in team"))
+        sc.send("b", room_text("Team", "", "hello"))
+        sc.gets("a", exact(room_text("team", "bob", "hello"), "any spelling of the room"))
+        sc.send("c", E(msg("room-list-request")))
+        sc.gets("c", exact(E(msg("room-list", rooms=[{"name": LOBBY, "members": 3},
+                                                     {"name": "team", "members": 2}])),
+                           "room-list: largest first"))
+        sc.send("b", E(msg("leave", room="team")))
+        sc.gets("b", member("left", "team", "bob"))
+        sc.gets("a", member("left", "team", "bob"))
+    add("hub-room-chat", "two 1.1 clients in a room: join creates it, room-text reaches the "
+        "other members only, room-list, leave", room_chat)
+
+    def room_legacy(sc):
+        sc.join("a", "alice", rooms=True)
+        sc.join("l", "len")
+        sc.send("a", room_text(LOBBY, "", "hi lobby"))
+        sc.gets("l", exact(text("alice", "hi lobby"), "a 1.0 client hears it as text"))
+        sc.send("l", text("", "hi all"))
+        sc.gets("a", exact(room_text(LOBBY, "len", "hi all"),
+                           "a 1.1 client hears the default room as room-text"))
+        sc.send("a", E(msg("leave", room=LOBBY)))
+        sc.gets("a", member("left", LOBBY, "alice"))
+        sc.gets("l", exact(E(msg("presence", kind="left", name="alice")),
+                           "presence: alice left the default room"))
+        sc.send("a", text("", "anyone?"))
+        sc.gets("a", error_reply("not-member"))
+        sc.send("a", E(msg("join", room=LOBBY)))
+        sc.gets("a", exact(E(msg("room-members", room=LOBBY, names=["len", "alice"])),
+                           "back in the default room"))
+        sc.gets("l", exact(E(msg("presence", kind="joined", name="alice")),
+                           "presence: alice joined"))
+        sc.eof("a")
+        sc.gets("l", exact(E(msg("presence", kind="left", name="alice")),
+                           "presence: alice left"))
+    add("hub-room-legacy-default", "a 1.0 and a 1.1 client in the default room: each hears "
+        "the other's chat in its own form; a 1.1 client may leave it and come back", room_legacy)
+
+    def room_refusals(sc):
+        rooms_two(sc)
+        sc.send("a", room_text("team", "", "hello?"))
+        sc.send("a", E(msg("leave", room="team")))
+        sc.send("b", E(msg("join", room="team")))
+        sc.gets("b", exact(E(msg("room-members", room="team", names=["bob"])), "team"))
+        sc.send("a", room_text("team", "", "let me in"))
+        sc.send("a", E(msg("join", room="-team")), E(msg("join", room="te am")),
+                E(msg("join", room="")))
+        sc.send("a", E(msg("ping", nonce=9)))
+        sc.gets("a", error_reply("not-member"), error_reply("not-member"),
+                error_reply("not-member"), error_reply("room-refused"),
+                error_reply("room-refused"), error_reply("room-refused"),
+                exact(E(msg("pong", nonce=9)), "pong: the session goes on"))
+    add("hub-room-refusals", "room-text and leave outside the room: not-member; an invalid "
+        "room name: room-refused; both non-fatal", room_refusals)
+
+    def room_look_alike(sc):
+        rooms_two(sc)
+        sc.send("a", E(msg("join", room="Team")))
+        sc.gets("a", exact(E(msg("room-members", room="Team", names=["alice"])), "Team"))
+        sc.send("b", E(msg("join", room="\uff34\u0415am")))  # full-width T, Cyrillic E
+        sc.gets("b", exact(E(msg("room-members", room="Team", names=["alice", "bob"])),
+                           "the same room, shown as first spelled"))
+        sc.gets("a", member("joined", "Team", "bob"))
+    add("hub-room-look-alike", "room names compare by the key of names (spec §6.1)",
+        room_look_alike)
+
+    def room_unnegotiated(sc):
+        sc.join("a", "alice")
+        sc.send("a", E(msg("join", room="team")))
+        sc.gets("a", error_reply("unexpected-message"))
+    add("hub-room-unnegotiated", "a room message from a client that did not announce ROOMS",
+        room_unnegotiated)
 
     def relay_offer(sc, frm, to, ident, relay_id, names, name, size, media_type, what):
         """`frm` offers a file to `to` (`names`: their names), which sees it as `relay_id`;
