@@ -5,7 +5,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::wire::{
-    code, code_by_name, code_name, type_by_name, Message, Offer, Welcome, MAX_SECRET,
+    code, code_by_name, code_name, type_by_name, MemberKind, Message, Offer, Welcome, MAX_SECRET,
 };
 
 /// Who wrote the JSON being read: the gateway's output carries `code_name` beside every
@@ -94,8 +94,30 @@ pub fn to_json(message: &Message) -> String {
             put("kind", json!(if *joined { "joined" } else { "left" }));
             put("name", json!(name));
         }
-        Message::ListRequest => {}
+        Message::ListRequest | Message::RoomListRequest => {}
         Message::PeerList { names } => put("names", json!(names)),
+        Message::RoomText { room, peer, text } => {
+            put("room", json!(room));
+            put("peer", json!(peer));
+            put("text", json!(text));
+        }
+        Message::Join { room } | Message::Leave { room } => put("room", json!(room)),
+        Message::Member { kind, room, name } => {
+            put("kind", json!(kind.name()));
+            put("room", json!(room));
+            put("name", json!(name));
+        }
+        Message::RoomMembers { room, names } => {
+            put("room", json!(room));
+            put("names", json!(names));
+        }
+        Message::RoomList { rooms } => {
+            let rooms: Vec<Value> = rooms
+                .iter()
+                .map(|(name, members)| json!({"name": name, "members": members}))
+                .collect();
+            put("rooms", Value::Array(rooms));
+        }
         Message::Ping { nonce } | Message::Pong { nonce } => put("nonce", json!(nonce)),
         Message::Offer(o) => {
             put("id", json!(o.id));
@@ -215,6 +237,34 @@ pub fn from_json(text: &str, source: Source) -> Result<Message, (u16, String)> {
         "peer-list" => Message::PeerList {
             names: o.names("names")?,
         },
+        "room-text" => Message::RoomText {
+            room: o.str8("room")?,
+            peer: o.str8("peer")?,
+            text: o.string("text")?,
+        },
+        "join" => Message::Join {
+            room: o.str8("room")?,
+        },
+        "leave" => Message::Leave {
+            room: o.str8("room")?,
+        },
+        "member" => {
+            let kind = o.string("kind")?;
+            Message::Member {
+                kind: [MemberKind::Joined, MemberKind::Left, MemberKind::Removed]
+                    .into_iter()
+                    .find(|k| k.name() == kind)
+                    .ok_or_else(|| malformed(format!("member kind {kind:?}")))?,
+                room: o.str8("room")?,
+                name: o.str8("name")?,
+            }
+        }
+        "room-members" => Message::RoomMembers {
+            room: o.str8("room")?,
+            names: o.names("names")?,
+        },
+        "room-list-request" => Message::RoomListRequest,
+        "room-list" => Message::RoomList { rooms: o.rooms()? },
         "ping" => Message::Ping {
             nonce: o.u64("nonce")?,
         },
@@ -381,6 +431,22 @@ impl Members<'_> {
         BASE64
             .decode(s.as_bytes())
             .map_err(|_| Self::wrong(key, "standard base64 with padding"))
+    }
+    /// `room-list`'s rooms: an array of objects with exactly `name` and `members` (§12.3).
+    fn rooms(&mut self) -> Field<Vec<(String, u32)>> {
+        let Value::Array(items) = self.get("rooms")? else {
+            return Err(Self::wrong("rooms", "an array"));
+        };
+        let entry = |v: &Value| -> Option<(String, u32)> {
+            let o = v.as_object().filter(|o| o.len() == 2)?;
+            let name = o.get("name")?.as_str().filter(|s| s.len() <= 255)?;
+            let members = u32::try_from(o.get("members")?.as_u64()?).ok()?;
+            Some((name.to_owned(), members))
+        };
+        items
+            .iter()
+            .map(|v| entry(v).ok_or_else(|| Self::wrong("rooms", "[{name, members}, …]")))
+            .collect()
     }
     fn names(&mut self, key: &'static str) -> Field<Vec<String>> {
         let Value::Array(items) = self.get(key)? else {

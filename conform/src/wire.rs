@@ -39,6 +39,8 @@ const CODES: &[(u16, &str, bool)] = &[
     (20, "auth-required", true),
     (21, "auth-failed", true),
     (22, "auth-insecure", true),
+    (23, "not-member", false),
+    (24, "room-refused", false),
     (32, "unknown-transfer", false),
     (33, "chunk-out-of-range", true),
     (34, "credit-exceeded", true),
@@ -73,6 +75,8 @@ pub mod code {
     pub const AUTH_REQUIRED: u16 = 20;
     pub const AUTH_FAILED: u16 = 21;
     pub const AUTH_INSECURE: u16 = 22;
+    pub const NOT_MEMBER: u16 = 23;
+    pub const ROOM_REFUSED: u16 = 24;
     pub const UNKNOWN_TRANSFER: u16 = 32;
     pub const CHUNK_OUT_OF_RANGE: u16 = 33;
     pub const CREDIT_EXCEEDED: u16 = 34;
@@ -124,6 +128,57 @@ pub struct Welcome {
     pub online: Vec<String>,
 }
 
+/// The capability bits of `hello` and `welcome` (§5).
+pub mod capability {
+    /// The side takes part in file transfers.
+    pub const FILES: u32 = 1 << 0;
+    /// The side accepts `blob`.
+    pub const BLOBS: u32 = 1 << 1;
+    /// The side speaks rooms, protocol 1.1 (§6.10): negotiated when both announce it.
+    pub const ROOMS: u32 = 1 << 2;
+}
+
+/// What a `member` frame reports (§6.10.3): its `kind` byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    /// 1: the name joined the room.
+    Joined,
+    /// 2: the name left the room or went offline.
+    Left,
+    /// 3: the operator removed the name from the room.
+    Removed,
+}
+
+impl MemberKind {
+    /// The wire byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            MemberKind::Joined => 1,
+            MemberKind::Left => 2,
+            MemberKind::Removed => 3,
+        }
+    }
+
+    /// The kind of a wire byte; other values are `malformed`.
+    pub fn from_byte(b: u8) -> Option<MemberKind> {
+        match b {
+            1 => Some(MemberKind::Joined),
+            2 => Some(MemberKind::Left),
+            3 => Some(MemberKind::Removed),
+            _ => None,
+        }
+    }
+
+    /// The name the JSON mode uses (§12.3).
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberKind::Joined => "joined",
+            MemberKind::Left => "left",
+            MemberKind::Removed => "removed",
+        }
+    }
+}
+
 /// The fields of `offer` (§7.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
@@ -171,6 +226,11 @@ pub enum Message {
         media_type: String,
         data: Vec<u8>,
     },
+    RoomText {
+        room: String,
+        peer: String,
+        text: String,
+    },
     Presence {
         joined: bool,
         name: String,
@@ -178,6 +238,26 @@ pub enum Message {
     ListRequest,
     PeerList {
         names: Vec<String>,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Member {
+        kind: MemberKind,
+        room: String,
+        name: String,
+    },
+    RoomMembers {
+        room: String,
+        names: Vec<String>,
+    },
+    RoomListRequest,
+    /// Each room's name and member count.
+    RoomList {
+        rooms: Vec<(String, u32)>,
     },
     Ping {
         nonce: u64,
@@ -246,9 +326,16 @@ const TYPES: &[(u8, &str)] = &[
     (0x05, "token"),
     (0x10, "text"),
     (0x11, "blob"),
+    (0x12, "room-text"),
     (0x20, "presence"),
     (0x21, "list-request"),
     (0x22, "peer-list"),
+    (0x23, "join"),
+    (0x24, "leave"),
+    (0x25, "member"),
+    (0x26, "room-members"),
+    (0x27, "room-list-request"),
+    (0x28, "room-list"),
     (0x30, "ping"),
     (0x31, "pong"),
     (0x3E, "error"),
@@ -288,9 +375,16 @@ impl Message {
             Message::Token { .. } => "token",
             Message::Text { .. } => "text",
             Message::Blob { .. } => "blob",
+            Message::RoomText { .. } => "room-text",
             Message::Presence { .. } => "presence",
             Message::ListRequest => "list-request",
             Message::PeerList { .. } => "peer-list",
+            Message::Join { .. } => "join",
+            Message::Leave { .. } => "leave",
+            Message::Member { .. } => "member",
+            Message::RoomMembers { .. } => "room-members",
+            Message::RoomListRequest => "room-list-request",
+            Message::RoomList { .. } => "room-list",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
             Message::Error { .. } => "error",
@@ -371,9 +465,27 @@ impl Message {
             Message::Presence { joined, name } => {
                 b.u8(if *joined { 1 } else { 2 }).str8(name);
             }
-            Message::ListRequest => {}
+            Message::RoomText { room, peer, text } => {
+                b.str8(room).str8(peer).raw(text.as_bytes());
+            }
+            Message::ListRequest | Message::RoomListRequest => {}
             Message::PeerList { names } => {
                 b.names(names);
+            }
+            Message::Join { room } | Message::Leave { room } => {
+                b.str8(room);
+            }
+            Message::Member { kind, room, name } => {
+                b.u8(kind.byte()).str8(room).str8(name);
+            }
+            Message::RoomMembers { room, names } => {
+                b.str8(room).names(names);
+            }
+            Message::RoomList { rooms } => {
+                b.u32(rooms.len() as u32);
+                for (name, members) in rooms {
+                    b.str8(name).u32(*members);
+                }
             }
             Message::Ping { nonce } | Message::Pong { nonce } => {
                 b.u64(*nonce);
@@ -456,8 +568,26 @@ impl Message {
                 },
                 name: r.str8()?,
             },
+            0x12 => Message::RoomText {
+                room: r.str8()?,
+                peer: r.str8()?,
+                text: r.text()?,
+            },
             0x21 => Message::ListRequest,
             0x22 => Message::PeerList { names: r.names()? },
+            0x23 => Message::Join { room: r.str8()? },
+            0x24 => Message::Leave { room: r.str8()? },
+            0x25 => Message::Member {
+                kind: MemberKind::from_byte(r.u8()?).ok_or(code::MALFORMED)?,
+                room: r.str8()?,
+                name: r.str8()?,
+            },
+            0x26 => Message::RoomMembers {
+                room: r.str8()?,
+                names: r.names()?,
+            },
+            0x27 => Message::RoomListRequest,
+            0x28 => Message::RoomList { rooms: r.rooms()? },
             0x30 => Message::Ping { nonce: r.u64()? },
             0x31 => Message::Pong { nonce: r.u64()? },
             0x3E => Message::Error {
@@ -643,6 +773,17 @@ impl Fields<'_> {
             return Err(code::MALFORMED);
         }
         (0..count).map(|_| self.str8()).collect()
+    }
+    fn rooms(&mut self) -> Result<Vec<(String, u32)>, u16> {
+        let count = self.u32()? as usize;
+        // Each entry takes at least five bytes (§6.10.3): a larger count is refused before
+        // anything is reserved for it.
+        if count > self.rest.len() / 5 {
+            return Err(code::MALFORMED);
+        }
+        (0..count)
+            .map(|_| Ok((self.str8()?, self.u32()?)))
+            .collect()
     }
 }
 

@@ -687,6 +687,10 @@ impl Driver {
             "written" => s.data_written(n(&a["id"]), n(&a["len"])),
             "provide" => s.provide_data(n(&a["id"]), n(&a["offset"]), bin(&a["data"])),
             "send_text" => s.send_text(&str_of("to"), &str_of("text")),
+            "join" => s.join(&str_of("room")),
+            "leave" => s.leave(&str_of("room")),
+            "send_room_text" => s.send_room_text(&str_of("room"), &str_of("text")),
+            "request_room_list" => s.request_room_list(),
             "offer" => s
                 .offer_file(
                     &str_of("to"),
@@ -718,6 +722,7 @@ fn config_of(v: &Value) -> Config {
             "offer_timeout_ms" => cfg.transfer.offer_timeout = Duration::from_millis(n(value)),
             "stall_timeout_ms" => cfg.transfer.stall_timeout = Duration::from_millis(n(value)),
             "max_path_depth" => cfg.transfer.max_path_depth = n(value) as usize,
+            "capabilities" => cfg.capabilities = n32(value),
             other => panic!("unknown config key {other}"),
         }
     }

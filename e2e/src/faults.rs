@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tidings_core::wire::{Frame, Message, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN, PREAMBLE_LEN};
+use tidings_core::wire::{
+    capability, Frame, Message, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN, PREAMBLE_LEN,
+};
 use tidings_core::ErrorCode;
 
 /// The one rule a [`FaultyServer`] breaks.
@@ -45,6 +47,12 @@ pub enum Fault {
     ReordersTexts,
     /// A private text or blob also goes to everyone else online (§6.3).
     LeaksPrivate,
+    /// Every `room-text` also goes to everyone else online, its sender included (§6.10.4:
+    /// to the room's other members only).
+    LeaksRooms,
+    /// The capability `rooms` is taken out of every `hello` and `welcome`: a server that
+    /// does not speak rooms (§6.10.1), which a checker must call UNIMPLEMENTED, not FAILED.
+    NoRooms,
 }
 
 /// The name [`Fault::StampsWrongSender`] puts on every text.
@@ -229,6 +237,10 @@ fn client_to_server(mut client: TcpStream, server: TcpStream, fault: Fault) -> i
             return Ok(());
         }
         let credit = match (fault, frame.message()) {
+            (Fault::NoRooms, Some(Message::Hello(mut hello))) => {
+                hello.capabilities &= !capability::ROOMS;
+                Some(Message::Hello(hello))
+            }
             (Fault::IgnoresCredit, Some(Message::Accept { id, offset, .. })) => {
                 Some(Message::Accept {
                     id,
@@ -314,6 +326,11 @@ fn server_to_client(
                 };
                 client.lock().unwrap().write_all(&encode(&wrong))?;
             }
+            (Fault::NoRooms, Some(Message::Welcome(mut welcome))) => {
+                welcome.capabilities &= !capability::ROOMS;
+                let changed = encode(&Message::Welcome(welcome));
+                client.lock().unwrap().write_all(&changed)?;
+            }
             (Fault::WrongErrorCode, Some(Message::Error { code, text })) => {
                 let code = other_code(code);
                 client
@@ -348,7 +365,8 @@ fn server_to_client(
                 Some(
                     m @ (Message::Text { private: true, .. } | Message::Blob { private: true, .. }),
                 ),
-            ) => {
+            )
+            | (Fault::LeaksRooms, Some(m @ Message::RoomText { .. })) => {
                 let bytes = encode(&m);
                 client.lock().unwrap().write_all(&bytes)?;
                 let others: Vec<_> = clients

@@ -70,6 +70,19 @@ fn assert_clean(report: &Report) {
         "{}",
         report.text()
     );
+    // The servers speak rooms: every room case runs and passes, none is UNIMPLEMENTED.
+    let rooms: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.id.starts_with("6.10-"))
+        .map(|r| (r.id, r.verdict))
+        .collect();
+    assert_eq!(rooms.len(), 7, "{}", report.text());
+    assert!(
+        rooms.iter().all(|(_, v)| *v == Verdict::Ok),
+        "{rooms:?}: {}",
+        report.text()
+    );
     // Only the cases that report a choice the spec leaves to the server are informational.
     assert_eq!(
         with(report, Verdict::Informational),
@@ -180,6 +193,27 @@ fn a_server_that_reorders_texts_fails_6_9_order_kept() {
 #[test]
 fn a_server_that_leaks_private_texts_fails_6_3_private_routing() {
     caught(Fault::LeaksPrivate, "6.3-private-routing");
+}
+
+#[test]
+fn a_server_that_leaks_room_text_fails_6_10_room_text_routing() {
+    caught(Fault::LeaksRooms, "6.10-room-text-routing");
+}
+
+/// A server without rooms is a 1.0 server, not a broken one: every room case says
+/// UNIMPLEMENTED, none FAILED, and the other cases still pass.
+#[test]
+fn a_server_without_rooms_leaves_the_room_cases_unimplemented() {
+    let upstream = server(ServerKind::Smol);
+    let plain = FaultyServer::start(upstream.addr, Fault::NoRooms);
+    let mut globs = UNRELATED.to_vec();
+    globs.push("6.10-*");
+    let report = run(&format!("tcp://{}", plain.addr), &globs);
+    assert!(!report.failed(), "{}", report.text());
+    let unimplemented = with(&report, Verdict::Unimplemented);
+    assert_eq!(unimplemented.len(), 7, "{}", report.text());
+    assert!(unimplemented.iter().all(|id| id.starts_with("6.10-")));
+    assert_eq!(with(&report, Verdict::Ok).len(), UNRELATED.len());
 }
 
 /// The other cases a fault breaks, beyond the one named after it, are reported too: a

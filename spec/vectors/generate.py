@@ -77,8 +77,10 @@ def frame(kind, body):
 
 T = {
     "hello": 0x01, "welcome": 0x02, "refused": 0x03, "login": 0x04, "token": 0x05,
-    "text": 0x10, "blob": 0x11,
+    "text": 0x10, "blob": 0x11, "room-text": 0x12,
     "presence": 0x20, "list-request": 0x21, "peer-list": 0x22,
+    "join": 0x23, "leave": 0x24, "member": 0x25, "room-members": 0x26,
+    "room-list-request": 0x27, "room-list": 0x28,
     "ping": 0x30, "pong": 0x31, "error": 0x3E, "goodbye": 0x3F,
     "offer": 0x40, "accept": 0x41, "reject": 0x42, "chunk": 0x43, "credit": 0x44,
     "done": 0x45, "cancel": 0x46, "complete": 0x47, "failed": 0x48,
@@ -91,6 +93,7 @@ CODES = {
     "server-full": 12, "unknown-peer": 13, "rate-limited": 14, "slow-consumer": 15,
     "shutdown": 16, "limit-exceeded": 17, "kicked": 18, "tls-required": 19,
     "auth-required": 20, "auth-failed": 21, "auth-insecure": 22,
+    "not-member": 23, "room-refused": 24,
     "unknown-transfer": 32, "chunk-out-of-range": 33, "credit-exceeded": 34,
     "digest-mismatch": 35, "bad-file-name": 36, "cancelled": 37, "rejected": 38,
     "transfer-timeout": 39, "peer-lost": 40, "storage-failed": 41, "source-failed": 42,
@@ -113,7 +116,9 @@ FLAG_PRIVATE = 1
 # `login` methods (section 6.2): named in the JSON form, a number when unnamed.
 LOGIN_METHODS = {"password": 1, "token": 2}
 MAX_SECRET = 1024
-CAP_FILES, CAP_BLOBS = 1, 2
+CAP_FILES, CAP_BLOBS, CAP_ROOMS = 1, 2, 4
+# `member` kinds (section 6.10).
+MEMBER_KINDS = {"joined": 1, "left": 2, "removed": 3}
 MiB = 1 << 20
 
 # ----- spec §6: message bodies --------------------------------------------------------------
@@ -146,7 +151,18 @@ def encode(m):
                 + str8(m["media_type"]) + bytes.fromhex(m["data"]))
     elif t == "presence":
         body = u8({"joined": 1, "left": 2}[m["kind"]]) + str8(m["name"])
-    elif t == "list-request":
+    elif t == "room-text":
+        body = str8(m["room"]) + str8(m["peer"]) + utf8(m["text"])
+    elif t in ("join", "leave"):
+        body = str8(m["room"])
+    elif t == "member":
+        body = u8(MEMBER_KINDS[m["kind"]]) + str8(m["room"]) + str8(m["name"])
+    elif t == "room-members":
+        body = str8(m["room"]) + u32(len(m["names"])) + b"".join(str8(n) for n in m["names"])
+    elif t == "room-list":
+        body = u32(len(m["rooms"])) + b"".join(
+            str8(r["name"]) + u32(r["members"]) for r in m["rooms"])
+    elif t in ("list-request", "room-list-request"):
         body = b""
     elif t == "peer-list":
         body = u32(len(m["names"])) + b"".join(str8(n) for n in m["names"])
@@ -299,6 +315,26 @@ def decode_body(kind, body):
         m.update(kind={1: "joined", 2: "left"}[kind_byte], name=r.str8())
     elif t == "peer-list":
         m.update(names=r.names())
+    elif t == "room-text":
+        m.update(room=r.str8(), peer=r.str8())
+        m["text"] = r.text(r.rest())
+    elif t in ("join", "leave"):
+        m.update(room=r.str8())
+    elif t == "member":
+        kind_byte = r.int(1)
+        kinds = {v: k for k, v in MEMBER_KINDS.items()}
+        if kind_byte not in kinds:
+            raise DecodeError(CODES["malformed"])
+        m.update(kind=kinds[kind_byte], room=r.str8(), name=r.str8())
+    elif t == "room-members":
+        m.update(room=r.str8(), names=r.names())
+    elif t == "room-list":
+        count = r.int(4)
+        # Each entry takes at least 5 bytes (an empty name and a u32): a count that cannot
+        # fit the body is refused before anything is reserved for it (section 11, Memory).
+        if count * 5 > len(r.data) - r.at:
+            raise DecodeError(CODES["malformed"])
+        m["rooms"] = [{"name": r.str8(), "members": r.int(4)} for _ in range(count)]
     elif t in ("ping", "pong"):
         m.update(nonce=r.int(8))
     elif t == "offer":
@@ -519,6 +555,33 @@ def message_vectors():
     add("peer-list-unicode", "names with multi-byte characters",
         msg("peer-list", names=["Ärger", "日本", "x.y-z_1"]))
 
+    # Rooms (section 6.10), protocol 1.1: only between sides that both announced ROOMS.
+    add("room-text-from-client", "client to server: the room is the addressee, peer empty",
+        msg("room-text", room="team", peer="", text="hello, team"))
+    add("room-text-delivery", "server to client: sender bob stamped, in room Team",
+        msg("room-text", room="Team", peer="bob", text="grüße 👋"))
+    add("room-text-empty", "an empty text in the default room",
+        msg("room-text", room="lobby", peer="alice", text=""))
+    add("join", "enter (or create) the room team", msg("join", room="team"))
+    add("join-unicode", "room names are UTF-8 like user names", msg("join", room="Küche_2"))
+    add("leave", "leave the room team", msg("leave", room="team"))
+    add("member-joined", "bob joined team", msg("member", kind="joined", room="team", name="bob"))
+    add("member-left", "bob left team (or went offline)",
+        msg("member", kind="left", room="team", name="bob"))
+    add("member-removed", "the operator removed bob from team",
+        msg("member", kind="removed", room="team", name="bob"))
+    add("room-members", "the answer to join: sorted by key, the joiner last",
+        msg("room-members", room="team", names=["bob", "carol", "alice"]))
+    add("room-members-one", "a room just created by its first member",
+        msg("room-members", room="Ärger", names=["alice"]))
+    add("room-list-request", "empty body", msg("room-list-request"))
+    add("room-list-two", "largest rooms first",
+        msg("room-list", rooms=[{"name": "lobby", "members": 3},
+                                {"name": "team", "members": 2}]))
+    add("room-list-empty", "count 0", msg("room-list", rooms=[]))
+    add("room-list-max-members", "members is a u32",
+        msg("room-list", rooms=[{"name": "日本", "members": 4294967295}]))
+
     add("ping-one", "nonce 1", msg("ping", nonce=1))
     add("ping-zero", "nonce 0", msg("ping", nonce=0))
     add("ping-max", "the largest nonce: u64 values use all 64 bits",
@@ -533,6 +596,10 @@ def message_vectors():
         "server's preamble",
         msg("error", code=19,
             text="this port speaks TLS: connect with tls://, https:// or wss://"))
+    add("error-not-member", "a room message for a room the client is not in (non-fatal)",
+        msg("error", code=23, text="you are not in team"))
+    add("error-room-refused", "a join refused (non-fatal)",
+        msg("error", code=24, text="only the operator opens rooms here"))
     add("error-unknown-code", "code 65535 is kept as a number",
         msg("error", code=65535, text="?"))
 
@@ -617,7 +684,8 @@ def error_vectors():
         u32(8) + u8(0x30), "truncated", eof=True)
     add("truncated-after-frames", "one good frame, then half a frame",
         ping + ping[:6], "truncated", eof=True, frames_before=1)
-    for kind in (0x00, 0x06, 0x0F, 0x12, 0x32, 0x49, 0x7F):
+    # 0x12 and 0x23-0x28 are rooms (protocol 1.1, section 6.10) and are no longer unknown.
+    for kind in (0x00, 0x06, 0x0F, 0x13, 0x29, 0x32, 0x49, 0x7F):
         add(f"unknown-type-{kind:02x}", f"type 0x{kind:02X} is in the mandatory range",
             frame(kind, b""), "unknown-type")
     add("unknown-type-with-body", "an unknown mandatory type with a body",
@@ -676,6 +744,29 @@ def error_vectors():
         frame(T["presence"], u8(0) + str8("bob")), "malformed")
     add("bad-presence-kind-3", "presence kind 3",
         frame(T["presence"], u8(3) + str8("bob")), "malformed")
+    add("bad-member-kind-0", "member kind 0",
+        frame(T["member"], u8(0) + str8("team") + str8("bob")), "malformed")
+    add("bad-member-kind-4", "member kind 4",
+        frame(T["member"], u8(4) + str8("team") + str8("bob")), "malformed")
+    add("short-member", "member without a name",
+        frame(T["member"], u8(1) + str8("team")), "malformed")
+    add("short-join-empty", "join with an empty body", frame(T["join"], b""), "malformed")
+    add("trailing-leave", "leave with a byte after the room",
+        frame(T["leave"], str8("team") + b"\x00"), "malformed")
+    add("short-room-text", "room-text without its peer field",
+        frame(T["room-text"], str8("team")), "malformed")
+    add("trailing-room-list-request", "room-list-request must be empty",
+        frame(T["room-list-request"], b"\x00"), "malformed")
+    add("room-list-count-exceeds-body", "room-list claims 2 rooms, one follows",
+        frame(T["room-list"], u32(2) + str8("team") + u32(2)), "malformed")
+    add("room-list-count-huge", "room-list claims 2^32-1 rooms in 5 bytes",
+        frame(T["room-list"], u32(0xFFFFFFFF) + str8("") + u32(0)), "malformed")
+    add("room-members-count-exceeds-body", "room-members claims 3 names, one follows",
+        frame(T["room-members"], str8("team") + u32(3) + str8("a")), "malformed")
+    add("utf8-room-name", "the room of join",
+        frame(T["join"], str8(b"te\xffam")), "invalid-utf8")
+    add("utf8-room-text", "the text of room-text",
+        frame(T["room-text"], str8("team") + str8("") + b"\xc3"), "invalid-utf8")
     add("count-exceeds-body", "peer-list claims 2^32-1 names in an empty rest",
         frame(T["peer-list"], u32(0xFFFFFFFF)), "malformed")
     add("count-exceeds-body-small", "peer-list claims 3 names, 2 bytes follow",
@@ -722,6 +813,9 @@ def error_vectors():
 WELCOME_DEFAULT = msg("welcome", name="alice", server="server", heartbeat_ms=10000,
                       timeout_ms=30000, max_frame=MiB, capabilities=3, online=["alice"])
 HELLO_ALICE = msg("hello", name="alice", capabilities=3, max_frame=MiB)
+# What the reference hub announces (files, blobs, rooms) and its default room (section 9).
+HUB_CAPS = CAP_FILES | CAP_BLOBS | CAP_ROOMS
+LOBBY = "lobby"
 
 SETUPS = {
     "server-open": {
@@ -738,6 +832,22 @@ SETUPS = {
         "role": "server",
         "description": "a server that read the client's preamble and answered with its own",
         "steps": [{"input": preamble().hex()}],
+    },
+    "server-open-rooms": {
+        "role": "server",
+        "description": "as server-open, but alice announced ROOMS (capabilities 7); the "
+                       "vector's config says whether the server did",
+        "steps": [
+            {"input": (preamble() + encode(dict(HELLO_ALICE, capabilities=7))).hex()},
+            {"command": "accept_hello", "name": "alice", "server": "server",
+             "online": ["alice"]},
+        ],
+    },
+    "client-open-rooms": {
+        "role": "client",
+        "description": "as client-open, but the welcome announces ROOMS (capabilities 7); "
+                       "the vector's config says whether the client did",
+        "steps": [{"input": (preamble() + encode(dict(WELCOME_DEFAULT, capabilities=7))).hex()}],
     },
     "client-open": {
         "role": "client",
@@ -1001,6 +1111,73 @@ def session_vectors():
     add("client-private-text", "server delivers a private text from bob",
         "client", "client-open", [inp(E(msg("text", peer="bob", private=True, text="psst")))],
         events=[{"event": "text", "peer": "bob", "private": True, "text": "psst"}])
+    # --- rooms (spec §6.10): room messages only when both sides announced ROOMS ---
+    R = {"capabilities": 7}
+    unexpected = dict(reply=[error_reply("unexpected-message")],
+                      close=closed("local", "unexpected-message"))
+    add("server-room-join", "join, both sides speak rooms", "server", "server-open-rooms",
+        [inp(E(msg("join", room="team")))], events=[{"event": "join", "room": "team"}],
+        config=R)
+    add("server-room-requests", "leave, room-text and room-list-request reach the application",
+        "server", "server-open-rooms",
+        [inp(E(msg("leave", room="lobby")), E(msg("room-text", room="team", peer="", text="hi")),
+             E(msg("room-list-request")))],
+        events=[{"event": "leave", "room": "lobby"},
+                {"event": "room-text", "room": "team", "text": "hi"},
+                {"event": "room-list-request"}], config=R)
+    add("server-room-text-names-peer", "a client's room-text MUST have an empty peer: the "
+        "sender is the server's to stamp", "server", "server-open-rooms",
+        [inp(E(msg("room-text", room="team", peer="bob", text="it is me, bob")))],
+        reply=[error_reply("malformed")], close=closed("local", "malformed"), config=R)
+    add("server-room-unnegotiated", "a client that did not announce ROOMS sends join",
+        "server", "server-open", [inp(E(msg("join", room="team")))], config=R, **unexpected)
+    add("server-room-not-spoken", "the client announced ROOMS, the server did not: "
+        "room messages stay unexpected", "server", "server-open-rooms",
+        [inp(E(msg("room-text", room="lobby", peer="", text="hi")))], **unexpected)
+    add("server-member-from-client", "member only flows server to client",
+        "server", "server-open-rooms", [inp(E(msg("member", kind="joined", room="t", name="x")))],
+        config=R, **unexpected)
+    add("server-room-list-from-client", "room-list only flows server to client",
+        "server", "server-open-rooms", [inp(E(msg("room-list", rooms=[])))],
+        config=R, **unexpected)
+    add("client-room-events", "room-text, member, room-members and room-list reach the "
+        "application", "client", "client-open-rooms",
+        [inp(E(msg("room-members", room="team", names=["bob", "alice"])),
+             E(msg("member", kind="joined", room="team", name="carol")),
+             E(msg("room-text", room="team", peer="carol", text="hi")),
+             E(msg("member", kind="removed", room="team", name="alice")),
+             E(msg("room-list", rooms=[{"name": "lobby", "members": 3}])))],
+        events=[{"event": "room-members", "room": "team", "names": ["bob", "alice"]},
+                {"event": "member", "kind": "joined", "room": "team", "name": "carol"},
+                {"event": "room-text", "room": "team", "peer": "carol", "text": "hi"},
+                {"event": "member", "kind": "removed", "room": "team", "name": "alice"},
+                {"event": "room-list", "rooms": [{"name": "lobby", "members": 3}]}],
+        config=R)
+    add("client-room-commands", "join, leave, room-text (peer empty) and room-list-request",
+        "client", "client-open-rooms",
+        [{"command": "join", "room": "team"}, {"command": "send_room_text", "room": "team",
+                                               "text": "hi"},
+         {"command": "leave", "room": "team"}, {"command": "request_room_list"}],
+        reply=[exact(E(msg("join", room="team")), "join"),
+               exact(E(msg("room-text", room="team", peer="", text="hi")), "room-text"),
+               exact(E(msg("leave", room="team")), "leave"),
+               exact(E(msg("room-list-request")), "room-list-request")], config=R)
+    add("client-room-unnegotiated", "the server did not announce ROOMS: its room-text is "
+        "unexpected", "client", "client-open",
+        [inp(E(msg("room-text", room="lobby", peer="bob", text="hi")))], config=R, **unexpected)
+    add("client-room-not-spoken", "a 1.0 client (no ROOMS) receives member",
+        "client", "client-open-rooms",
+        [inp(E(msg("member", kind="joined", room="lobby", name="bob")))], **unexpected)
+    add("client-join-from-server", "join only flows client to server",
+        "client", "client-open-rooms", [inp(E(msg("join", room="team")))],
+        config=R, **unexpected)
+    add("client-room-errors", "not-member and room-refused are not fatal",
+        "client", "client-open-rooms",
+        [inp(E(msg("error", code=23, text="you are not in #team")),
+             E(msg("error", code=24, text="bad name")))],
+        events=[{"event": "peer-error", **code_fields(23)},
+                {"event": "peer-error", **code_fields(24)}], config=R)
+
     add("client-list-request-from-server", "list-request only flows client to server",
         "client", "client-open", [inp(E(msg("list-request")))],
         reply=[error_reply("unexpected-message")], close=closed("local", "unexpected-message"))
@@ -1516,16 +1693,33 @@ def hub_vectors():
         def gets(self, conn, *items):
             self.expect.setdefault(conn, []).extend(items)
 
-        def join(self, conn, name):
-            self.send(conn, preamble(), E(msg("hello", name=name, capabilities=3, max_frame=MiB)))
+        def join(self, conn, name, rooms=False):
+            """`conn` registers `name`; with `rooms` it announces ROOMS (protocol 1.1).
+
+            The server speaks rooms (capabilities 7). `welcome` lists the default room's
+            members; a 1.1 client then gets that room's `room-members`. The others hear of
+            it in the default room: `member` joined (1.1) or `presence` joined (1.0).
+            """
+            caps = CAP_FILES | CAP_BLOBS | (CAP_ROOMS if rooms else 0)
+            self.send(conn, preamble(), E(msg("hello", name=name, capabilities=caps,
+                                              max_frame=MiB)))
             others = sorted(self.online, key=lambda n: n.lower())
-            welcome = dict(WELCOME_DEFAULT, name=name, online=others + [name])
+            welcome = dict(WELCOME_DEFAULT, name=name, online=others + [name],
+                           capabilities=HUB_CAPS)
             self.gets(conn, exact(preamble(), "preamble v1"), exact(E(welcome), "welcome"))
+            if rooms:
+                self.gets(conn, exact(E(msg("room-members", room=LOBBY, names=others + [name])),
+                                      f"room-members of {LOBBY}, {name} last"))
             for other_conn, other in list(self.conns.items()):
-                self.gets(other_conn, exact(E(msg("presence", kind="joined", name=name)),
-                                            f"presence: {name} joined"))
+                if self.rooms.get(other_conn):
+                    news = msg("member", kind="joined", room=LOBBY, name=name)
+                    self.gets(other_conn, exact(E(news), f"member: {name} joined {LOBBY}"))
+                else:
+                    self.gets(other_conn, exact(E(msg("presence", kind="joined", name=name)),
+                                                f"presence: {name} joined"))
             self.online.append(name)
             self.conns[conn] = name
+            self.rooms[conn] = rooms
 
         def refused(self, conn, name, code):
             self.send(conn, preamble(), E(msg("hello", name=name, capabilities=3, max_frame=MiB)))
@@ -1534,6 +1728,7 @@ def hub_vectors():
     def add(name, description, build):
         sc = Script()
         sc.conns = {}
+        sc.rooms = {}
         build(sc)
         for c in sc.conns:
             sc.expect.setdefault(c, [])
@@ -1665,6 +1860,110 @@ def hub_vectors():
         del sc.conns["b"]
         sc.join("b2", "BOB")
     add("hub-name-freed", "a name is free again once its client left", name_freed)
+
+    # --- rooms (spec §6.10): protocol 1.1 between clients that announced ROOMS ---
+    def room_text(room, peer, body):
+        return E(msg("room-text", room=room, peer=peer, text=body))
+
+    def member(kind, room, name):
+        return exact(E(msg("member", kind=kind, room=room, name=name)),
+                     f"member: {name} {kind} {room}")
+
+    def rooms_two(sc):
+        sc.join("a", "alice", rooms=True)
+        sc.join("b", "bob", rooms=True)
+
+    def room_welcome(sc):
+        sc.join("l", "Carol")
+        rooms_two(sc)
+    add("hub-room-welcome", "a 1.1 client gets welcome (the default room's members) and then "
+        "that room's room-members; 1.1 members hear member joined, 1.0 ones presence",
+        room_welcome)
+
+    def room_chat(sc):
+        rooms_two(sc)
+        sc.join("c", "carol", rooms=True)
+        sc.send("a", E(msg("join", room="team")))
+        sc.gets("a", exact(E(msg("room-members", room="team", names=["alice"])),
+                           "room-members: the room is created with alice in it"))
+        sc.send("b", E(msg("join", room="TEAM")))
+        sc.gets("b", exact(E(msg("room-members", room="team", names=["alice", "bob"])),
+                           "room-members: as first spelled, bob last"))
+        sc.gets("a", member("joined", "team", "bob"))
+        sc.send("a", room_text("team", "", "hi team"))
+        sc.gets("b", exact(room_text("team", "alice", "hi team"),
+                           "room-text stamped with alice; no echo, carol is not in team"))
+        sc.send("b", room_text("Team", "", "hello"))
+        sc.gets("a", exact(room_text("team", "bob", "hello"), "any spelling of the room"))
+        sc.send("c", E(msg("room-list-request")))
+        sc.gets("c", exact(E(msg("room-list", rooms=[{"name": LOBBY, "members": 3},
+                                                     {"name": "team", "members": 2}])),
+                           "room-list: largest first"))
+        sc.send("b", E(msg("leave", room="team")))
+        sc.gets("b", member("left", "team", "bob"))
+        sc.gets("a", member("left", "team", "bob"))
+    add("hub-room-chat", "two 1.1 clients in a room: join creates it, room-text reaches the "
+        "other members only, room-list, leave", room_chat)
+
+    def room_legacy(sc):
+        sc.join("a", "alice", rooms=True)
+        sc.join("l", "len")
+        sc.send("a", room_text(LOBBY, "", "hi lobby"))
+        sc.gets("l", exact(text("alice", "hi lobby"), "a 1.0 client hears it as text"))
+        sc.send("l", text("", "hi all"))
+        sc.gets("a", exact(room_text(LOBBY, "len", "hi all"),
+                           "a 1.1 client hears the default room as room-text"))
+        sc.send("a", E(msg("leave", room=LOBBY)))
+        sc.gets("a", member("left", LOBBY, "alice"))
+        sc.gets("l", exact(E(msg("presence", kind="left", name="alice")),
+                           "presence: alice left the default room"))
+        sc.send("a", text("", "anyone?"))
+        sc.gets("a", error_reply("not-member"))
+        sc.send("a", E(msg("join", room=LOBBY)))
+        sc.gets("a", exact(E(msg("room-members", room=LOBBY, names=["len", "alice"])),
+                           "back in the default room"))
+        sc.gets("l", exact(E(msg("presence", kind="joined", name="alice")),
+                           "presence: alice joined"))
+        sc.eof("a")
+        sc.gets("l", exact(E(msg("presence", kind="left", name="alice")),
+                           "presence: alice left"))
+    add("hub-room-legacy-default", "a 1.0 and a 1.1 client in the default room: each hears "
+        "the other's chat in its own form; a 1.1 client may leave it and come back", room_legacy)
+
+    def room_refusals(sc):
+        rooms_two(sc)
+        sc.send("a", room_text("team", "", "hello?"))
+        sc.send("a", E(msg("leave", room="team")))
+        sc.send("b", E(msg("join", room="team")))
+        sc.gets("b", exact(E(msg("room-members", room="team", names=["bob"])), "team"))
+        sc.send("a", room_text("team", "", "let me in"))
+        sc.send("a", E(msg("join", room="-team")), E(msg("join", room="te am")),
+                E(msg("join", room="")))
+        sc.send("a", E(msg("ping", nonce=9)))
+        sc.gets("a", error_reply("not-member"), error_reply("not-member"),
+                error_reply("not-member"), error_reply("room-refused"),
+                error_reply("room-refused"), error_reply("room-refused"),
+                exact(E(msg("pong", nonce=9)), "pong: the session goes on"))
+    add("hub-room-refusals", "room-text and leave outside the room: not-member; an invalid "
+        "room name: room-refused; both non-fatal", room_refusals)
+
+    def room_look_alike(sc):
+        rooms_two(sc)
+        sc.send("a", E(msg("join", room="Team")))
+        sc.gets("a", exact(E(msg("room-members", room="Team", names=["alice"])), "Team"))
+        sc.send("b", E(msg("join", room="\uff34\u0415am")))  # full-width T, Cyrillic E
+        sc.gets("b", exact(E(msg("room-members", room="Team", names=["alice", "bob"])),
+                           "the same room, shown as first spelled"))
+        sc.gets("a", member("joined", "Team", "bob"))
+    add("hub-room-look-alike", "room names compare by the key of names (spec §6.1)",
+        room_look_alike)
+
+    def room_unnegotiated(sc):
+        sc.join("a", "alice")
+        sc.send("a", E(msg("join", room="team")))
+        sc.gets("a", error_reply("unexpected-message"))
+    add("hub-room-unnegotiated", "a room message from a client that did not announce ROOMS",
+        room_unnegotiated)
 
     def relay_offer(sc, frm, to, ident, relay_id, names, name, size, media_type, what):
         """`frm` offers a file to `to` (`names`: their names), which sees it as `relay_id`;

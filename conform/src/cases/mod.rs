@@ -4,6 +4,7 @@
 mod chat;
 mod frames;
 mod handshake;
+mod rooms;
 mod session;
 mod transfer;
 mod websocket;
@@ -103,6 +104,7 @@ pub fn all() -> impl Iterator<Item = &'static Case> {
         handshake::CASES,
         frames::CASES,
         chat::CASES,
+        rooms::CASES,
         session::CASES,
         transfer::CASES,
         websocket::CASES,
@@ -270,7 +272,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A `hello` for `name` with capabilities for files and blobs.
+/// A `hello` for `name` with capabilities for files and blobs: a 1.0 client (the room cases
+/// announce rooms themselves).
 pub fn hello(name: &str, max_frame: u32) -> Message {
     Message::Hello {
         name: name.to_string(),
