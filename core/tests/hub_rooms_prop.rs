@@ -12,7 +12,10 @@
 //!   `not-member`;
 //! * `member` news reach the other members of that room only; `presence` only 1.0 clients,
 //!   and only about the default room;
-//! * the hub's own view (`Hub::room_members`) equals the model's.
+//! * the operator closing a room removes every member (each told about itself) and the
+//!   room; removing a member tells it and the others, and refuses its next `join`
+//!   (`room-refused`) while the room lives, which it does while anyone was removed from it;
+//! * the hub's own view (`Hub::room_members`, `Hub::rooms`) equals the model's.
 
 mod sim;
 
@@ -37,6 +40,10 @@ enum Op {
     Say(usize, usize),
     Broadcast(usize),
     HangUp(usize),
+    /// The operator closes a room.
+    Close(usize),
+    /// The operator removes a client from a room.
+    Remove(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,9 +52,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (c.clone(), r.clone()).prop_map(|(c, r)| Op::Join(c, r)),
         2 => (c.clone(), r.clone()).prop_map(|(c, r)| Op::Leave(c, r)),
-        4 => (c.clone(), r).prop_map(|(c, r)| Op::Say(c, r)),
+        4 => (c.clone(), r.clone()).prop_map(|(c, r)| Op::Say(c, r)),
         2 => c.clone().prop_map(Op::Broadcast),
-        1 => c.prop_map(Op::HangUp),
+        1 => c.clone().prop_map(Op::HangUp),
+        1 => r.clone().prop_map(Op::Close),
+        1 => (r, c).prop_map(|(r, c)| Op::Remove(r, c)),
     ]
 }
 
@@ -68,6 +77,8 @@ struct Model {
     online: Vec<bool>,
     /// Room key → members (client indices), in name order (names are `c0` … `c5`).
     rooms: BTreeMap<String, BTreeSet<usize>>,
+    /// Room key → the clients the operator removed from it.
+    removed: BTreeMap<String, BTreeSet<usize>>,
     /// Each client's rooms in the order joined (the order its departure is told in).
     joined: Vec<Vec<String>>,
     expected: Vec<Vec<Heard>>,
@@ -106,6 +117,8 @@ impl Model {
             Op::Join(c, _) | Op::Leave(c, _) | Op::Say(c, _) | Op::Broadcast(c) | Op::HangUp(c) => {
                 c
             }
+            Op::Close(r) => return self.close(&name_key(ROOMS[r])),
+            Op::Remove(r, c) => return self.remove(&name_key(ROOMS[r]), c),
         };
         if !self.online[client] {
             return false;
@@ -118,6 +131,10 @@ impl Model {
             Op::Join(c, r) => {
                 let key = name_key(ROOMS[r]);
                 let inside = self.rooms.get(&key).is_some_and(|m| m.contains(&c));
+                if !inside && self.removed.get(&key).is_some_and(|r| r.contains(&c)) {
+                    self.expected[c].push(Heard::Error(ErrorCode::RoomRefused));
+                    return true;
+                }
                 if !inside {
                     self.rooms.entry(key.clone()).or_default().insert(c);
                     self.joined[c].push(key.clone());
@@ -163,6 +180,7 @@ impl Model {
                     self.tell_room(&key, news, None);
                 }
             }
+            Op::Close(_) | Op::Remove(..) => unreachable!("handled above"),
         }
         true
     }
@@ -171,9 +189,41 @@ impl Model {
         self.joined[c].retain(|k| k != key);
         let members = self.rooms.get_mut(key).expect("a room");
         members.remove(&c);
-        if members.is_empty() && key != "lobby" {
+        if members.is_empty() && key != "lobby" && !self.removed.contains_key(key) {
             self.rooms.remove(key);
         }
+    }
+
+    /// The operator closes `key`: whether the hub does anything (it refuses the default
+    /// room and rooms that do not exist).
+    fn close(&mut self, key: &str) -> bool {
+        if key == "lobby" {
+            return false;
+        }
+        let Some(members) = self.rooms.remove(key) else {
+            return false;
+        };
+        self.removed.remove(key);
+        for m in members {
+            self.joined[m].retain(|k| k != key);
+            let news = Heard::Member(MemberKind::Removed, key.to_owned(), Model::name(m));
+            self.expected[m].push(news);
+        }
+        true
+    }
+
+    /// The operator removes `c` from `key`: whether the hub does anything.
+    fn remove(&mut self, key: &str, c: usize) -> bool {
+        let member = self.rooms.get(key).is_some_and(|m| m.contains(&c));
+        if key == "lobby" || !self.online[c] || !member {
+            return false;
+        }
+        self.removed.entry(key.to_owned()).or_default().insert(c);
+        let news = Heard::Member(MemberKind::Removed, key.to_owned(), Model::name(c));
+        self.expected[c].push(news.clone());
+        self.tell_room(key, news, Some(c));
+        self.leave(key, c);
+        true
     }
 }
 
@@ -225,6 +275,7 @@ fn run(capable: &[bool], ops: &[Op]) {
         rooms_capable: capable.to_vec(),
         online: vec![true; CLIENTS],
         rooms: BTreeMap::from([("lobby".to_owned(), BTreeSet::new())]),
+        removed: BTreeMap::new(),
         joined: vec![vec!["lobby".to_owned()]; CLIENTS],
         expected: vec![Vec::new(); CLIENTS],
     };
@@ -253,17 +304,31 @@ fn run(capable: &[bool], ops: &[Op]) {
             continue;
         }
         let text = format!("line {step}");
-        let session = match *op {
+        let client = match *op {
             Op::Join(c, _) | Op::Leave(c, _) | Op::Say(c, _) | Op::Broadcast(c) | Op::HangUp(c) => {
-                &mut net.clients[c].session
+                Some(c)
+            }
+            Op::Close(r) => {
+                net.hub
+                    .close_room(ROOMS[r])
+                    .expect("the model saw the room");
+                None
+            }
+            Op::Remove(r, c) => {
+                let name = Model::name(c);
+                net.hub.remove_member(ROOMS[r], &name).expect("a member");
+                None
             }
         };
-        match *op {
-            Op::Join(_, r) => session.join(ROOMS[r]).unwrap(),
-            Op::Leave(_, r) => session.leave(ROOMS[r]).unwrap(),
-            Op::Say(_, r) => session.send_room_text(ROOMS[r], &text).unwrap(),
-            Op::Broadcast(_) => session.send_text("", &text).unwrap(),
-            Op::HangUp(_) => session.goodbye(ErrorCode::Normal, "bye"),
+        if let Some(c) = client {
+            let session = &mut net.clients[c].session;
+            match *op {
+                Op::Join(_, r) => session.join(ROOMS[r]).unwrap(),
+                Op::Leave(_, r) => session.leave(ROOMS[r]).unwrap(),
+                Op::Say(_, r) => session.send_room_text(ROOMS[r], &text).unwrap(),
+                Op::Broadcast(_) => session.send_text("", &text).unwrap(),
+                _ => session.goodbye(ErrorCode::Normal, "bye"),
+            }
         }
         net.settle();
         for c in 0..CLIENTS {

@@ -108,8 +108,8 @@ impl Hub {
         result
     }
 
-    /// Disconnects the peer called `name` with `kicked` and `reason`. Everyone else sees it
-    /// leave.
+    /// Disconnects the peer called `name` with `kicked` and `reason`. The members of every
+    /// room it was in see it leave.
     pub fn kick(&mut self, name: &str, reason: &str) -> Result<(), HubError> {
         let conn = self.lookup(name)?;
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -219,7 +219,7 @@ impl Hub {
     }
 
     /// [`Hub::deliver`] with `send` queuing the message on the session.
-    fn deliver_with(
+    pub(super) fn deliver_with(
         &mut self,
         conn: ConnId,
         send: impl FnOnce(&mut Session) -> Result<(), SendError>,

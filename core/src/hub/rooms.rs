@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
@@ -120,6 +120,9 @@ pub(super) struct Rooms {
     default_members: usize,
     /// A connection → the keys of its rooms but the default one, in the order joined.
     joined: HashMap<ConnId, Vec<Key>>,
+    /// The `room-list` frame as last encoded, until a room or a member count changes: a
+    /// five-byte request must not cost a sort of every room each time.
+    list: Option<Bytes>,
 }
 
 impl Rooms {
@@ -136,6 +139,7 @@ impl Rooms {
             default_key,
             default_members: 0,
             joined: HashMap::new(),
+            list: None,
         }
     }
 
@@ -227,6 +231,7 @@ impl Hub {
             .entry(name_key(name).into())
             .or_insert_with(|| Room::new(name, true));
         room.permanent = true;
+        self.rooms.list = None;
         Ok(())
     }
 
@@ -243,9 +248,13 @@ impl Hub {
             return Err(HubError::NoSuchRoom(name.to_owned()));
         }
         let room = self.rooms.map.remove(key.as_str()).expect("checked above");
+        self.rooms.list = None;
         for (_, m) in room.members {
             if let Some(keys) = self.rooms.joined.get_mut(&m.conn) {
                 keys.retain(|k| **k != *key);
+                if keys.is_empty() {
+                    self.rooms.joined.remove(&m.conn);
+                }
             }
             if let Some(who) = self.peer_name(m.conn).cloned() {
                 let news = News::Member {
@@ -304,12 +313,14 @@ impl Hub {
     ///
     /// [`HubError::NoSuchRoom`]; [`HubError::Send`] for a text too large for any client.
     pub fn say_in(&mut self, room: &str, text: &str) -> Result<(), HubError> {
-        if text.len() + room.len() + self.server_name.len() + 2 > MIN_MAX_FRAME as usize {
-            return Err(HubError::Send(SendError::TooLarge));
-        }
         let key = name_key(room);
-        if !self.rooms.map.contains_key(key.as_str()) {
+        let Some(stored) = self.rooms.map.get(key.as_str()) else {
             return Err(HubError::NoSuchRoom(room.to_owned()));
+        };
+        // The frame carries the room as first spelled, and every client takes frames of
+        // the minimum limit: room and sender (each after a length byte) and the text.
+        if text.len() + stored.name.len() + self.server_name.len() + 2 > MIN_MAX_FRAME as usize {
+            return Err(HubError::Send(SendError::TooLarge));
         }
         let from = self.server_name.clone();
         let text = Utf8::from(text);
@@ -325,7 +336,8 @@ impl Hub {
         Ok(())
     }
 
-    /// Every room, largest first (ties by name): its name and member count.
+    /// Every room, largest first (ties by key, the name with case and look-alikes folded):
+    /// its name and member count.
     pub fn rooms(&self) -> Vec<RoomInfo> {
         let mut list: Vec<(&Key, RoomInfo)> = self
             .rooms
@@ -409,6 +421,7 @@ impl Hub {
 
     /// Puts `id` (called `name`) into the existing room `key`.
     fn enter_room(&mut self, id: ConnId, key: &Key, name: &Utf8) {
+        self.rooms.list = None;
         if self.rooms.is_default(key) {
             if let Some(c) = self.conns.get_mut(&id) {
                 if !c.in_default_room {
@@ -429,6 +442,7 @@ impl Hub {
     /// Takes `id` (called `name`) out of the room `key`; a room left empty goes unless it is
     /// permanent.
     fn leave_room(&mut self, id: ConnId, key: &str, name: &Utf8) {
+        self.rooms.list = None;
         if self.rooms.is_default(key) {
             if let Some(c) = self.conns.get_mut(&id) {
                 if c.in_default_room {
@@ -446,7 +460,9 @@ impl Hub {
         }
         if let Some(room) = self.rooms.map.get_mut(key) {
             room.members.remove(&name_key(name));
-            if room.members.is_empty() && !room.permanent {
+            // A room someone was removed from stays (until the operator closes it), or the
+            // removed could open it again as its only member.
+            if room.members.is_empty() && !room.permanent && room.removed.is_empty() {
                 self.rooms.map.remove(key);
             }
         }
@@ -569,18 +585,30 @@ impl Hub {
                 }
             }
             RoomRequest::List => {
-                // Every client takes frames of the minimum limit: the largest rooms that fit.
-                let mut rooms = self.rooms();
-                let mut len = 4;
-                let fit = rooms
-                    .iter()
-                    .take_while(|r| {
-                        len += 1 + r.name.len() + 4;
-                        len <= MIN_MAX_FRAME as usize
-                    })
-                    .count();
-                rooms.truncate(fit);
-                let _ = self.deliver(id, &Message::RoomList { rooms });
+                let frame = match &self.rooms.list {
+                    Some(frame) => frame.clone(),
+                    None => {
+                        // Every client takes frames of the minimum limit: the largest rooms
+                        // that fit.
+                        let mut rooms = self.rooms();
+                        let mut len = 4;
+                        let fit = rooms
+                            .iter()
+                            .take_while(|r| {
+                                len += 1 + r.name.len() + 4;
+                                len <= MIN_MAX_FRAME as usize
+                            })
+                            .count();
+                        rooms.truncate(fit);
+                        let msg = Message::RoomList { rooms };
+                        let mut frame = BytesMut::with_capacity(msg.encoded_len());
+                        msg.encode(&mut frame);
+                        let frame = frame.freeze();
+                        self.rooms.list = Some(frame.clone());
+                        frame
+                    }
+                };
+                let _ = self.deliver_with(id, |session| session.send_frame(&frame));
             }
         }
     }
@@ -628,6 +656,17 @@ impl Hub {
                 (ErrorCode::LimitExceeded, text)
             })
         });
+        // The answer must fit every client's frame limit; past that the room is full.
+        let mut names = self.member_names(&key, None);
+        names.push(from.clone());
+        let shown = self.rooms.map.get(&key).map_or(&room, |r| &r.name).clone();
+        let answer = Message::RoomMembers { room: shown, names };
+        let refusal = refusal.or_else(|| {
+            (answer.encoded_len() > MIN_MAX_FRAME as usize).then(|| {
+                let text = format!("#{room} is full: its member list fills a frame");
+                (ErrorCode::LimitExceeded, text)
+            })
+        });
         if let Some((code, text)) = refusal {
             self.error_to(id, code, text);
             return;
@@ -642,15 +681,16 @@ impl Hub {
             name: from,
         };
         self.tell_room(&key, &news, Some(id));
-        self.send_members(id, &key);
+        let _ = self.deliver(id, &answer);
     }
 
     fn send_members(&mut self, id: ConnId, key: &str) {
         let names = self.member_names(key, Some(id));
         let room = self.rooms.map[key].name.clone();
         if self.deliver(id, &Message::RoomMembers { room, names }) == Err(SendError::TooLarge) {
-            // Thousands of long names: more than the client's frame limit. Never the case at
-            // the minimum limit below about 4000 members of 32-character names.
+            // Only for the default room after `welcome` (a join checks first): thousands of
+            // long names, more than the client's frame limit (at the 1 MiB minimum, about
+            // 8000 names of 32 four-byte characters; `welcome` itself would not fit).
             let text = "the member list is too large for your frame limit".to_owned();
             self.error_to(id, ErrorCode::LimitExceeded, text);
         }

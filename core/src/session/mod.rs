@@ -622,7 +622,8 @@ impl Session {
         })
     }
 
-    /// Client: leave `room`; the answer is [`RoomEvent::Member`] `left` about ourselves.
+    /// Client: leave `room`; the answer is [`RoomEvent::Member`] `left` about ourselves, or
+    /// [`Event::PeerError`] `not-member`.
     pub fn leave(&mut self, room: &str) -> Result<(), SendError> {
         self.check_room_command(room)?;
         self.send(&Message::Leave {

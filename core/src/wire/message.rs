@@ -95,7 +95,8 @@ pub mod capability {
     /// `member`, `room-members`, `room-list-request`, `room-list`. Both sides must announce
     /// it before either sends one of them.
     pub const ROOMS: u32 = 1 << 2;
-    /// Everything this implementation supports.
+    /// Everything this implementation supports. A client that announces it speaks rooms:
+    /// its loop must handle their events (see [`DEFAULT`]).
     pub const ALL: u32 = FILES | BLOBS | ROOMS;
     /// What a session announces unless told otherwise: everything but [`ROOMS`]. Rooms change
     /// what a client hears (the default room's chat and members arrive as `room-text` and
