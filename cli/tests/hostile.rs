@@ -341,6 +341,32 @@ impl Raw {
     }
 }
 
+/// Server flags for the message-rate tests: 50 messages a second, bursts of 50, cut off
+/// after a second over the rate.
+const SLOW_RATE: [&str; 6] = [
+    "--message-rate",
+    "50",
+    "--message-burst",
+    "50",
+    "--rate-limit-grace-ms",
+    "1000",
+];
+
+/// Writes `msg` over and over until the server stops reading and cuts `mallory` off (or a
+/// million went out).
+fn flood(mallory: &mut Raw, msg: &Message) {
+    mallory
+        .s
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let batch = encode(msg).repeat(1000);
+    for _ in 0..1000 {
+        if mallory.s.write_all(&batch).is_err() {
+            break;
+        }
+    }
+}
+
 fn encode(msg: &Message) -> Vec<u8> {
     let mut out = BytesMut::new();
     msg.encode(&mut out);
@@ -717,30 +743,13 @@ fn a_list_request_loop_without_reading_is_cut_off() {
 
 #[test]
 fn a_client_over_the_message_rate_is_slowed_then_disconnected() {
-    let mut server = Serve::start(&[
-        "--message-rate",
-        "50",
-        "--message-burst",
-        "50",
-        "--rate-limit-grace-ms",
-        "1000",
-    ]);
+    let mut server = Serve::start(&SLOW_RATE);
     let mut pair = server.bystanders();
     let addr = server.addr;
     let started = Instant::now();
     let attack = std::thread::spawn(move || {
         let mut mallory = Raw::join(addr, "mallory");
-        mallory
-            .s
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let batch = encode(&text_to("bob", "spam")).repeat(1000);
-        // Until the server stops reading and cuts it off.
-        for _ in 0..1000 {
-            if mallory.s.write_all(&batch).is_err() {
-                break;
-            }
-        }
+        flood(&mut mallory, &text_to("bob", "spam"));
         mallory
     });
     let mut mallory = pair.check_during(attack);
@@ -1692,14 +1701,7 @@ fn look_alike_room_names_lead_into_the_one_room_and_invisible_ones_are_refused()
 
 #[test]
 fn a_room_flood_is_slowed_then_cut_off_and_other_rooms_never_notice() {
-    let mut server = Serve::start(&[
-        "--message-rate",
-        "50",
-        "--message-burst",
-        "50",
-        "--rate-limit-grace-ms",
-        "1000",
-    ]);
+    let mut server = Serve::start(&SLOW_RATE);
     let mut pair = server.bystanders();
     let addr = server.addr;
     let mut dave = join_rooms(addr, "dave");
@@ -1712,21 +1714,12 @@ fn a_room_flood_is_slowed_then_cut_off_and_other_rooms_never_notice() {
         mallory.send(&Message::Join {
             room: "busy".into(),
         });
-        let line = encode(&Message::RoomText {
+        let line = Message::RoomText {
             room: "busy".into(),
             peer: "".into(),
             text: "spam".into(),
-        });
-        let batch = line.repeat(1000);
-        mallory
-            .s
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        for _ in 0..1000 {
-            if mallory.s.write_all(&batch).is_err() {
-                break;
-            }
-        }
+        };
+        flood(&mut mallory, &line);
         mallory
     });
     let mut mallory = pair.check_during(attack);

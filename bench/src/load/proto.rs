@@ -308,21 +308,22 @@ fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) {
 }
 
 fn text(peer: &[u8], payload: &[u8], out: &mut Vec<u8>) {
-    let len = 1 + peer.len() + 1 + payload.len();
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.push(frame_type::TEXT);
-    out.push(peer.len() as u8);
-    out.extend_from_slice(peer);
-    out.push(0);
-    out.extend_from_slice(payload);
+    // peer, flags 0, text
+    chat_line(frame_type::TEXT, peer, payload, out);
 }
 
 fn room_text(room: &[u8], payload: &[u8], out: &mut Vec<u8>) {
-    let len = 1 + room.len() + 1 + payload.len();
+    // room, an empty peer (from a client), text: the same bytes as `text`'s shape
+    chat_line(frame_type::ROOM_TEXT, room, payload, out);
+}
+
+/// A frame of `kind` whose body is `name: str8`, a zero byte, and `payload`.
+fn chat_line(kind: u8, name: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+    let len = 1 + name.len() + 1 + payload.len();
     out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.push(frame_type::ROOM_TEXT);
-    out.push(room.len() as u8);
-    out.extend_from_slice(room);
+    out.push(kind);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
     out.push(0);
     out.extend_from_slice(payload);
 }
