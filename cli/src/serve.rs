@@ -556,6 +556,11 @@ fn show_reply(out: &mut Out, reply: Reply) {
                 || json!({"rooms": json}),
             )
         }
+        Reply::Members { room, names } if names.is_empty() => out.event(
+            "members",
+            format_args!("#{}: nobody is in it", inline(&room)),
+            || json!({"room": room, "members": names}),
+        ),
         Reply::Members { room, names } => out.event(
             "members",
             format_args!("#{} ({}): {}", inline(&room), names.len(), List(&names)),

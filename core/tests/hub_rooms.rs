@@ -280,7 +280,7 @@ fn the_operator_opens_closes_and_removes() {
     );
     assert!(matches!(
         net.hub.close_room("lobby"),
-        Err(HubError::NoSuchRoom(_))
+        Err(HubError::DefaultRoom(_))
     ));
     assert_eq!(net.hub.rooms().len(), 1);
 }

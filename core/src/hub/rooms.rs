@@ -241,12 +241,9 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`HubError::NoSuchRoom`] for no such room or the default room.
+    /// [`HubError::NoSuchRoom`], [`HubError::DefaultRoom`].
     pub fn close_room(&mut self, name: &str) -> Result<(), HubError> {
-        let key = name_key(name);
-        if *key == *self.rooms.default_key || !self.rooms.map.contains_key(key.as_str()) {
-            return Err(HubError::NoSuchRoom(name.to_owned()));
-        }
+        let key = self.changeable_room(name)?;
         let room = self.rooms.map.remove(key.as_str()).expect("checked above");
         self.rooms.list = None;
         for (_, m) in room.members {
@@ -274,13 +271,10 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`HubError::NoSuchRoom`] (or the default room), [`HubError::UnknownPeer`],
+    /// [`HubError::NoSuchRoom`], [`HubError::DefaultRoom`], [`HubError::UnknownPeer`],
     /// [`HubError::NotMember`].
     pub fn remove_member(&mut self, room: &str, name: &str) -> Result<(), HubError> {
-        let key = name_key(room);
-        if *key == *self.rooms.default_key || !self.rooms.map.contains_key(key.as_str()) {
-            return Err(HubError::NoSuchRoom(room.to_owned()));
-        }
+        let key = self.changeable_room(room)?;
         let conn = self.lookup(name)?;
         let member_key = name_key(name);
         let Some(r) = self.rooms.map.get_mut(key.as_str()) else {
@@ -371,6 +365,19 @@ impl Hub {
     }
 
     // ----- internals ------------------------------------------------------------------------
+
+    /// The key of `room`, if it exists and is not the default room (which the operator
+    /// neither closes nor removes anyone from).
+    fn changeable_room(&self, room: &str) -> Result<String, HubError> {
+        let key = name_key(room);
+        if self.rooms.is_default(&key) {
+            Err(HubError::DefaultRoom(self.default_room().to_owned()))
+        } else if self.rooms.map.contains_key(key.as_str()) {
+            Ok(key)
+        } else {
+            Err(HubError::NoSuchRoom(room.to_owned()))
+        }
+    }
 
     /// A welcomed client enters the default room: its members (sorted, the newcomer last)
     /// for `welcome`; the others are told once `welcome` is queued ([`Hub::entered`]).

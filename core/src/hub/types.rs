@@ -262,9 +262,10 @@ pub enum HubError {
     NoSuchTransfer,
     /// The peer's session refused the command.
     Send(SendError),
-    /// No room has this name (or it is the default room, which cannot be closed or
-    /// removed from).
+    /// No room has this name.
     NoSuchRoom(String),
+    /// The default room cannot be closed, and nobody is removed from it (kick instead).
+    DefaultRoom(String),
     /// The peer is not a member of the room.
     NotMember {
         /// The room.
@@ -282,7 +283,12 @@ impl core::fmt::Display for HubError {
             HubError::UnknownPeer(name) => write!(f, "no peer named {name:?} is online"),
             HubError::NoSuchTransfer => write!(f, "no such transfer of the server"),
             HubError::Send(e) => write!(f, "{e}"),
-            HubError::NoSuchRoom(room) => write!(f, "no room named {room:?} can be changed"),
+            HubError::NoSuchRoom(room) => write!(f, "there is no room {room:?}"),
+            HubError::DefaultRoom(room) => write!(
+                f,
+                "{room:?} is the default room: it cannot be closed, and nobody is removed from \
+                 it (kick instead)"
+            ),
             HubError::NotMember { room, name } => write!(f, "{name:?} is not in room {room:?}"),
             HubError::RoomName(e) => write!(f, "invalid room name: {e}"),
         }
