@@ -383,6 +383,10 @@ struct ChatArgs {
     /// Accept every offered file at once.
     #[arg(long)]
     accept_files: bool,
+    /// Join this room at once and talk there (rooms need a server that speaks them; `/join`
+    /// and `/leave` move between rooms later).
+    #[arg(long, value_name = "ROOM")]
+    room: Option<String>,
     /// Keep the typed lines in memory only: do not read or append the history file
     /// ($XDG_STATE_HOME/tidings/chat-history, else ~/.local/state/tidings/chat-history).
     #[arg(long)]
@@ -395,8 +399,13 @@ struct SendArgs {
     conn: Conn,
     /// A receiving peer; repeat for several (each gets every file). Your own name (in any
     /// case or look-alike spelling) is refused before connecting, with exit code 2.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "room")]
     to: Vec<String>,
+    /// Send to every other member of this room instead (the server must speak rooms): one
+    /// transfer to each, each accepted or declined on its own; a summary says who took the
+    /// files. Exit 6 only when nobody did.
+    #[arg(long, value_name = "ROOM", conflicts_with = "to")]
+    room: Option<String>,
     /// How long each offer waits to be accepted, in seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -430,6 +439,10 @@ struct SayArgs {
     /// code 2.
     #[arg(long)]
     to: Option<String>,
+    /// Say it in this room instead of the default room: join it, say it, leave (the server
+    /// must speak rooms).
+    #[arg(long, value_name = "ROOM", conflicts_with = "to")]
+    room: Option<String>,
     /// The message (several words are joined by spaces). `-` alone reads it from standard
     /// input: all of it, several lines allowed, the final line break removed; empty input
     /// is a usage error (exit code 2).
