@@ -361,7 +361,7 @@ fn json_chat_shows_time_sender_and_presence() {
         (&text["from"], &text["private"]),
         (&"erin".into(), &true.into())
     );
-    chat.type_line("/who");
+    chat.type_line("/online");
     let peers = chat.expect_event("peers");
     assert_eq!(peers["online"], serde_json::json!(["carol"]));
     chat.type_line("/quit");
@@ -985,7 +985,7 @@ fn sending_to_yourself_is_refused_with_a_clear_message() {
     chat.type_line(&format!("/send alice {}", file.display()));
     let v = chat.expect(|v| v["event"] != "said");
     assert_eq!(v["event"], "error", "{v}");
-    chat.type_line("/who");
+    chat.type_line("/online");
     // Had anything gone out, it would show before the list.
     let v = chat.expect(|_| true);
     assert_eq!(v["event"], "peers", "{v}");
@@ -1629,7 +1629,7 @@ fn a_folder_for_someone_not_online_is_not_offered_file_by_file() {
         (&"nobody".into(), &12.into()),
         "{v}"
     );
-    chat.type_line("/who");
+    chat.type_line("/online");
     let mut failed = 0;
     loop {
         let v =
