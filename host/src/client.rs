@@ -1113,6 +1113,82 @@ pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>
 mod tests {
     use super::*;
 
+    /// Moves bytes both ways until neither side has any to send.
+    fn pump(agent: &mut Agent, server: &mut Session, now: Instant) {
+        loop {
+            let mut moved = false;
+            while let Some(b) = agent.poll_transmit() {
+                server.handle_input(now, &b);
+                moved = true;
+            }
+            while let Some(b) = server.poll_transmit() {
+                agent.handle_input(now, &b);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_without_rooms_chats_as_ever_and_refuses_room_commands_clearly() {
+        let now = Instant::now();
+        let mut agent = Agent::new("ann", ClientConfig::default(), now).unwrap();
+        // A 1.0 server: the default capabilities, no ROOMS.
+        let mut server = Session::server(Config::default(), now);
+        pump(&mut agent, &mut server, now);
+        let hello = std::iter::from_fn(|| server.poll_event())
+            .find_map(|e| match e {
+                Event::Hello(h) => Some(h),
+                _ => None,
+            })
+            .expect("a hello");
+        assert_ne!(
+            hello.capabilities & capability::ROOMS,
+            0,
+            "the agent opts in"
+        );
+        server
+            .accept_hello(hello.name.clone(), "srv".into(), vec![hello.name])
+            .unwrap();
+        pump(&mut agent, &mut server, now);
+        agent.process();
+        assert!(matches!(
+            agent.poll_event(),
+            Some(ClientEvent::Connected { .. })
+        ));
+        assert!(!agent.session().rooms());
+
+        for refused in [
+            agent.join("team"),
+            agent.leave("team"),
+            agent.say_in("team", "hi"),
+            agent.request_rooms(),
+        ] {
+            let e = refused.unwrap_err();
+            assert_eq!(e.to_string(), "the server does not speak rooms");
+        }
+        // Plain chat both ways, as 1.0.
+        agent.say("", "hello").unwrap();
+        // From the server, the peer field names the sender: bob's line to everyone.
+        server.send_text("bob", "welcome").unwrap();
+        pump(&mut agent, &mut server, now);
+        assert!(std::iter::from_fn(|| server.poll_event())
+            .any(|e| matches!(e, Event::Text { text, .. } if &*text == "hello")));
+        agent.process();
+        assert_eq!(
+            agent.poll_event(),
+            Some(ClientEvent::Text {
+                from: "bob".into(),
+                private: false,
+                text: "welcome".into()
+            })
+        );
+        assert_eq!(agent.rooms().iter().count(), 0);
+        assert_eq!(agent.rooms().default_room(), None);
+    }
+
     #[test]
     fn secrets_go_only_where_they_cannot_be_read_on_the_way() {
         let with_secrets = || ClientConfig {
