@@ -62,6 +62,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
         current: args.room.clone(),
         left: None,
         joined: args.room.iter().cloned().collect(),
+        joining: None,
     };
     loop {
         let connected = match input {
@@ -195,6 +196,9 @@ struct Place {
     left: Option<String>,
     /// The rooms other than the default room we are (or were asked to be) in.
     joined: Vec<String>,
+    /// The room of a `/join` not answered yet, and the current room before it: lines go to
+    /// the new room at once (never to the old one by mistake), and a refusal goes back.
+    joining: Option<(String, Option<String>)>,
 }
 
 impl Place {
@@ -398,6 +402,13 @@ fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
     match ev {
         ClientEvent::RoomEntered { room, default, .. } => {
             let place = &mut *talk.place;
+            if place
+                .joining
+                .as_ref()
+                .is_some_and(|(r, _)| name_key(r) == name_key(room))
+            {
+                place.joining = None;
+            }
             // The default room is where lines go unless `--room` or `/join` chose another.
             if *default && place.current.is_none() && place.left.is_none() {
                 place.current = Some(room.clone());
@@ -410,6 +421,25 @@ fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
                     format_args!("talking in {}", Room(room)),
                     || json!({"room": room}),
                 );
+            }
+        }
+        ClientEvent::Notice {
+            code: ErrorCode::RoomRefused | ErrorCode::LimitExceeded,
+            ..
+        } => {
+            // The refusal of the `/join` waiting for its answer: back where we were.
+            let place = &mut *talk.place;
+            if let Some((room, before)) = place.joining.take() {
+                place.forget(&room);
+                place.left = None;
+                place.current = before;
+                if let Some(before) = &place.current {
+                    out.event(
+                        "room",
+                        format_args!("still talking in {}", Room(before)),
+                        || json!({"room": before}),
+                    );
+                }
             }
         }
         ClientEvent::RoomExited { room, .. } => {
@@ -545,7 +575,8 @@ async fn command(
             if joined.is_ok() {
                 // Lines typed from now on go there (the server's answer names it).
                 let place = &mut *talk.place;
-                place.current = Some(room.to_string());
+                let before = place.current.replace(room.to_string());
+                place.joining = Some((room.to_string(), before));
                 place.left = None;
                 if !talk.rooms.is_default(room)
                     && !place.joined.iter().any(|r| name_key(r) == name_key(room))

@@ -413,4 +413,11 @@ fn a_line_after_leave_is_refused_and_reaches_nobody() {
     alice.talking_in("team");
     alice.type_line("back");
     bob.hears("alice", "back", &["void"]);
+    // A join the server refuses (not a valid name) leaves the current room as it was.
+    alice.type_line("/join .hidden");
+    let notice = alice.expect_event("notice");
+    assert_eq!(notice["code"], "room-refused", "{notice}");
+    alice.talking_in("team");
+    alice.type_line("still in team");
+    bob.hears("alice", "still in team", &[]);
 }
