@@ -250,8 +250,11 @@ async fn session(
         numbers: HashMap::new(),
         offers: BTreeSet::new(),
     };
-    // The rooms we were in (or `--room`'s), entered again; the default room is ours anyway.
-    // A server without rooms refuses: said once.
+    // The rooms we were in (or `--room`'s), entered again; the default room is ours anyway
+    // (a new connection is in it, even if we had left it). A server without rooms refuses:
+    // said once.
+    place.left = None;
+    place.joining = None;
     for room in place.joined.clone() {
         if let Err(e) = client.join(&room).await {
             error(out, &format!("cannot join {}: {e}", Room(&room)));
@@ -504,11 +507,7 @@ async fn offer_due(client: &Client, transfers: &mut Transfers, out: &mut Out) {
         match offered {
             Ok(id) => transfers.outbox.started(id, to),
             Err(message) => {
-                out.event(
-                    "error",
-                    format_args!("error: {}", crate::safe::inline(&message)),
-                    || json!({"message": message}),
-                );
+                error(out, &message);
                 if !client.is_open() {
                     return;
                 }
@@ -528,11 +527,7 @@ async fn queue_send(name: &str, path: &str, out: &mut Out, transfers: &mut Trans
             items
         }
         Err(e) => {
-            out.event(
-                "error",
-                format_args!("error: {}", crate::safe::inline(&e.message)),
-                || json!({"message": e.message}),
-            );
+            error(out, &e.message);
             return;
         }
     };
@@ -604,11 +599,7 @@ async fn command(
         ("/rooms", None, None) => client.request_rooms().await,
         ("/msg" | "/send", Some(name), Some(_)) if crate::simple::is_self(client.name(), name) => {
             let message = format!("{name} is you: /msg and /send need someone else");
-            out.event(
-                "error",
-                format_args!("error: {}", crate::safe::inline(&message)),
-                || json!({"message": message}),
-            );
+            error(out, &message);
             return None;
         }
         ("/msg", Some(name), Some(text)) => {
@@ -652,11 +643,7 @@ async fn command(
         }
     };
     if let Err(e) = result {
-        out.event(
-            "error",
-            format_args!("error: {}", crate::safe::inline(&e.to_string())),
-            || json!({"message": e.to_string()}),
-        );
+        error(out, &e.to_string());
     }
     None
 }
