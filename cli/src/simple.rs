@@ -190,7 +190,10 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
             match client.next_event().await {
                 None => return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended")),
                 Some(ClientEvent::RoomList(_)) => break,
-                Some(ClientEvent::Notice { code, text }) if code == ErrorCode::NotMember => {
+                Some(ClientEvent::Notice {
+                    code: ErrorCode::NotMember,
+                    text,
+                }) => {
                     client.close().await;
                     return Err(CliError::new(Exit::Other, format!("not said: {text}")));
                 }
