@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -292,6 +293,18 @@ fn say_in_a_room_reaches_its_members_only() {
     assert!(err.contains("cannot join #no room"), "{err}");
 }
 
+/// alice's `send --room team FILE`, which `decliner` declines: the sender with its summary.
+fn send_to_team_declined_by(decliner: &mut Proc, addr: &str, file: &Path) -> (Proc, Value) {
+    let file = file.to_str().unwrap();
+    let sender = Proc::spawn(&[
+        "send", "--name", "alice", "--server", addr, "--room", "team", file,
+    ]);
+    let offer = decliner.expect_event("offer");
+    decliner.type_line(&format!("/reject {}", offer["id"]));
+    let summary = sender.expect_event("summary");
+    (sender, summary)
+}
+
 #[test]
 fn send_to_a_room_gives_each_member_its_own_copy_and_says_who_took_it() {
     let (_server, addr) = serve();
@@ -323,19 +336,7 @@ fn send_to_a_room_gives_each_member_its_own_copy_and_says_who_took_it() {
     let outsider = Proc::chat("erin", &addr, &["--accept-files"]);
     outsider.talking_in("lobby");
 
-    let sender = Proc::spawn(&[
-        "send",
-        "--name",
-        "alice",
-        "--server",
-        &addr,
-        "--room",
-        "team",
-        file.to_str().unwrap(),
-    ]);
-    let offer = dave.expect_event("offer");
-    dave.type_line(&format!("/reject {}", offer["id"]));
-    let summary = sender.expect_event("summary");
+    let (sender, summary) = send_to_team_declined_by(&mut dave, &addr, &file);
     assert_eq!(
         summary["took"],
         serde_json::json!(["bob", "carol"]),
@@ -367,19 +368,7 @@ fn send_to_a_room_gives_each_member_its_own_copy_and_says_who_took_it() {
     for (chat, _) in takers {
         drop(chat);
     }
-    let sender = Proc::spawn(&[
-        "send",
-        "--name",
-        "alice",
-        "--server",
-        &addr,
-        "--room",
-        "team",
-        file.to_str().unwrap(),
-    ]);
-    let offer = dave.expect_event("offer");
-    dave.type_line(&format!("/reject {}", offer["id"]));
-    let summary = sender.expect_event("summary");
+    let (sender, summary) = send_to_team_declined_by(&mut dave, &addr, &file);
     assert_eq!(summary["took"], serde_json::json!([]), "{summary}");
     assert_eq!(sender.wait().code(), Some(6));
 }
