@@ -98,7 +98,8 @@ pub enum ClientEvent {
         name: String,
         /// The server's own participant name.
         server: String,
-        /// Who is online, ourselves included.
+        /// Who is in the default room (on a server without rooms: online), ourselves
+        /// included.
         online: Vec<String>,
     },
     /// Chat text: private, or a line in the default room (everyone's chat on a server

@@ -153,7 +153,8 @@ impl Client {
         &self.server
     }
 
-    /// Who was online when we joined, ourselves included.
+    /// Who was in the default room when we joined (on a server without rooms: online),
+    /// ourselves included.
     pub fn online_at_join(&self) -> &[String] {
         &self.online
     }
