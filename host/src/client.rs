@@ -1075,6 +1075,36 @@ impl Agent {
     }
 }
 
+impl Rooms {
+    /// Takes in one event; events that are not about rooms change nothing. The default
+    /// room's news arrive as [`ClientEvent::Joined`] and [`ClientEvent::Left`] and count for
+    /// it.
+    pub fn apply(&mut self, ev: &ClientEvent) {
+        match ev {
+            ClientEvent::Connected { .. } | ClientEvent::Closed { .. } => self.clear(),
+            ClientEvent::RoomEntered {
+                room,
+                members,
+                default,
+            } => self.entered(room, members, *default),
+            ClientEvent::RoomExited { room, .. } => self.exited(room),
+            ClientEvent::RoomJoined { room, name } => self.joined(room, name),
+            ClientEvent::RoomLeft { room, name, .. } => self.left(room, name),
+            ClientEvent::Joined(name) => {
+                if let Some(default) = self.default_room().map(str::to_string) {
+                    self.joined(&default, name);
+                }
+            }
+            ClientEvent::Left(name) => {
+                if let Some(default) = self.default_room().map(str::to_string) {
+                    self.left(&default, name);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// What the first event of a new connection says: joined as (name, server name, who is
 /// online), refused by the server ([`Error::Refused`]: it answered in tidings, with a
 /// reason), or no tidings handshake at all ([`Error::Handshake`]: the connection closed
@@ -1206,5 +1236,55 @@ mod tests {
             let c = with_secrets().for_peer(local.parse().unwrap());
             assert!(c.password.is_some() && c.token.is_some(), "{local}");
         }
+    }
+
+    fn entered(room: &str, members: &[&str], default: bool) -> ClientEvent {
+        ClientEvent::RoomEntered {
+            room: room.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            default,
+        }
+    }
+
+    #[test]
+    fn members_follow_the_news_and_a_room_goes_when_we_leave_it() {
+        let mut rooms = Rooms::new();
+        rooms.apply(&entered("lobby", &["bob", "me"], true));
+        rooms.apply(&entered("Team", &["me"], false));
+        rooms.apply(&ClientEvent::Joined("carol".into()));
+        rooms.apply(&ClientEvent::Left("bob".into()));
+        rooms.apply(&ClientEvent::RoomJoined {
+            room: "TEAM".into(),
+            name: "dave".into(),
+        });
+        // A second join news of one name (any spelling) lists it once.
+        rooms.apply(&ClientEvent::RoomJoined {
+            room: "team".into(),
+            name: "DAVE".into(),
+        });
+        assert_eq!(rooms.get("lobby").unwrap().members, ["me", "carol"]);
+        assert_eq!(rooms.get("team").unwrap().members, ["me", "dave"]);
+        assert_eq!(rooms.get("team").unwrap().name, "Team");
+        assert!(rooms.is_default("LOBBY") && !rooms.is_default("team"));
+
+        rooms.apply(&ClientEvent::RoomLeft {
+            room: "team".into(),
+            name: "dave".into(),
+            removed: true,
+        });
+        assert_eq!(rooms.get("team").unwrap().members, ["me"]);
+        rooms.apply(&ClientEvent::RoomExited {
+            room: "team".into(),
+            removed: false,
+        });
+        assert!(!rooms.contains("team") && rooms.contains("lobby"));
+        // Our leaving the default room: it is gone, and still known as the default.
+        rooms.apply(&ClientEvent::RoomExited {
+            room: "lobby".into(),
+            removed: false,
+        });
+        rooms.apply(&ClientEvent::Joined("erin".into()));
+        assert_eq!(rooms.iter().count(), 0);
+        assert_eq!(rooms.default_room(), Some("lobby"));
     }
 }

@@ -1,5 +1,6 @@
 //! The rooms a client is in and their members (spec §6.10), kept from the room events of
-//! [`ClientEvent`]: [`Rooms::apply`] each event in the order it arrives.
+//! [`ClientEvent`](crate::client::ClientEvent): [`Rooms::apply`] each event in the order it
+//! arrives (`apply` is written beside the events, in `client.rs`).
 //!
 //! The [`Agent`](crate::client::Agent) keeps one for itself ([`Agent::rooms`]); an
 //! application behind a runtime's client handle, which sees only the events, keeps its own
@@ -10,8 +11,6 @@
 use std::collections::BTreeMap;
 
 use tidings_core::name::name_key;
-
-use crate::client::ClientEvent;
 
 /// One room we are in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,49 +37,31 @@ impl Rooms {
         Rooms::default()
     }
 
-    /// Takes in one event; events that are not about rooms change nothing. The default
-    /// room's chat and presence arrive as [`ClientEvent::Joined`] and [`ClientEvent::Left`]
-    /// and count for it.
-    pub fn apply(&mut self, ev: &ClientEvent) {
-        match ev {
-            ClientEvent::Connected { .. } | ClientEvent::Closed { .. } => {
-                self.rooms.clear();
-                self.default = None;
-            }
-            ClientEvent::RoomEntered {
-                room,
-                members,
-                default,
-            } => {
-                if *default {
-                    self.default = Some(room.clone());
-                }
-                let room = Room {
-                    name: room.clone(),
-                    members: members.clone(),
-                };
-                self.rooms.insert(name_key(&room.name), room);
-            }
-            ClientEvent::RoomExited { room, .. } => {
-                self.rooms.remove(&name_key(room));
-            }
-            ClientEvent::RoomJoined { room, name } => self.joined(room, name),
-            ClientEvent::RoomLeft { room, name, .. } => self.left(room, name),
-            ClientEvent::Joined(name) => {
-                if let Some(default) = self.default.clone() {
-                    self.joined(&default, name);
-                }
-            }
-            ClientEvent::Left(name) => {
-                if let Some(default) = self.default.clone() {
-                    self.left(&default, name);
-                }
-            }
-            _ => {}
-        }
+    /// Forgets every room (a new connection, or its end).
+    pub(crate) fn clear(&mut self) {
+        self.rooms.clear();
+        self.default = None;
     }
 
-    fn joined(&mut self, room: &str, name: &str) {
+    /// We are in `room` with `members` (the server's list); `default`: it is the default room.
+    pub(crate) fn entered(&mut self, room: &str, members: &[String], default: bool) {
+        if default {
+            self.default = Some(room.to_string());
+        }
+        let room = Room {
+            name: room.to_string(),
+            members: members.to_vec(),
+        };
+        self.rooms.insert(name_key(&room.name), room);
+    }
+
+    /// We are no longer in `room`.
+    pub(crate) fn exited(&mut self, room: &str) {
+        self.rooms.remove(&name_key(room));
+    }
+
+    /// `name` came into `room`.
+    pub(crate) fn joined(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(&name_key(room)) {
             let key = name_key(name);
             if !r.members.iter().any(|m| name_key(m) == key) {
@@ -89,7 +70,8 @@ impl Rooms {
         }
     }
 
-    fn left(&mut self, room: &str, name: &str) {
+    /// `name` is no longer in `room`.
+    pub(crate) fn left(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(&name_key(room)) {
             let key = name_key(name);
             r.members.retain(|m| name_key(m) != key);
@@ -121,60 +103,5 @@ impl Rooms {
         self.default
             .as_deref()
             .is_some_and(|d| name_key(d) == name_key(name))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entered(room: &str, members: &[&str], default: bool) -> ClientEvent {
-        ClientEvent::RoomEntered {
-            room: room.into(),
-            members: members.iter().map(|m| m.to_string()).collect(),
-            default,
-        }
-    }
-
-    #[test]
-    fn members_follow_the_news_and_a_room_goes_when_we_leave_it() {
-        let mut rooms = Rooms::new();
-        rooms.apply(&entered("lobby", &["bob", "me"], true));
-        rooms.apply(&entered("Team", &["me"], false));
-        rooms.apply(&ClientEvent::Joined("carol".into()));
-        rooms.apply(&ClientEvent::Left("bob".into()));
-        rooms.apply(&ClientEvent::RoomJoined {
-            room: "TEAM".into(),
-            name: "dave".into(),
-        });
-        // A second join news of one name (any spelling) lists it once.
-        rooms.apply(&ClientEvent::RoomJoined {
-            room: "team".into(),
-            name: "DAVE".into(),
-        });
-        assert_eq!(rooms.get("lobby").unwrap().members, ["me", "carol"]);
-        assert_eq!(rooms.get("team").unwrap().members, ["me", "dave"]);
-        assert_eq!(rooms.get("team").unwrap().name, "Team");
-        assert!(rooms.is_default("LOBBY") && !rooms.is_default("team"));
-
-        rooms.apply(&ClientEvent::RoomLeft {
-            room: "team".into(),
-            name: "dave".into(),
-            removed: true,
-        });
-        assert_eq!(rooms.get("team").unwrap().members, ["me"]);
-        rooms.apply(&ClientEvent::RoomExited {
-            room: "team".into(),
-            removed: false,
-        });
-        assert!(!rooms.contains("team") && rooms.contains("lobby"));
-        // Our leaving the default room: it is gone, and still known as the default.
-        rooms.apply(&ClientEvent::RoomExited {
-            room: "lobby".into(),
-            removed: false,
-        });
-        rooms.apply(&ClientEvent::Joined("erin".into()));
-        assert_eq!(rooms.iter().count(), 0);
-        assert_eq!(rooms.default_room(), Some("lobby"));
     }
 }
