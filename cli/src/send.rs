@@ -327,20 +327,16 @@ impl Tally {
         let missed: Vec<&Failure> = members.iter().filter_map(failed).collect();
         let room_shown = crate::view::Room(room);
         let mut line = format!(
-            "{} of {} member(s) of {room_shown} took it",
+            "{} of {} of {room_shown} took it",
             took.len(),
-            members.len()
+            crate::view::count(members.len(), "member")
         );
         if !took.is_empty() {
             line += &format!(": {}", crate::safe::List(&took));
         }
+        // Each failure names its member.
         for f in &missed {
-            line += &format!(
-                "; {} did not ({}): {}",
-                crate::safe::inline(&f.to),
-                f.code.name(),
-                crate::safe::inline(&f.what)
-            );
+            line += &format!("; {} ({})", crate::safe::inline(&f.what), f.code.name());
         }
         out.event("summary", line, || {
             let missed: Vec<_> = missed

@@ -297,7 +297,7 @@ impl std::fmt::Display for RoomCounts<'_> {
 }
 
 /// `3 members`, `1 member`.
-fn count(n: usize, what: &str) -> String {
+pub(crate) fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
