@@ -453,7 +453,16 @@ async fn run(
                     r.offset = *offset;
                     total = total.saturating_sub(*offset);
                     out.bar_length(TOTAL_BAR, total);
-                    out.bar_label(TOTAL_BAR, &items[r.item].shown());
+                    let name = items[r.item].shown();
+                    // To a room the one bar is every member's copies together: it says so.
+                    let label = match &args.room {
+                        Some(room) => format!(
+                            "{name} to #{room} ({})",
+                            crate::view::count(args.to.len(), "member")
+                        ),
+                        None => name,
+                    };
+                    out.bar_label(TOTAL_BAR, &label);
                 }
                 // The rate counts from the first byte that moves: not the wait for an
                 // accept (a bar at 0 B for 12 s showed 3 MiB/s for a 300 MiB/s transfer).
