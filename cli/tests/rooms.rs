@@ -500,3 +500,31 @@ fn a_hostile_server_cannot_write_to_the_terminal_through_rooms() {
         ],
     );
 }
+
+#[test]
+fn a_reconnected_chat_is_back_in_its_rooms_and_talks_where_it_did() {
+    let (server, addr) = serve();
+    let mut chat = Proc::chat("rita", &addr, &["--room", "team"]);
+    chat.talking_in("team");
+    chat.type_line("/join side");
+    chat.talking_in("side");
+    drop(server); // killed without a goodbye
+    chat.expect_event("reconnecting");
+    let again = Proc::spawn(&["serve", "--listen", &addr]);
+    again.expect_event("listening");
+    chat.expect_event("connected");
+    // Both rooms entered again, and lines still go to the room that was current.
+    let mut back = Vec::new();
+    while back.len() < 2 {
+        let v = chat.expect(|v| v["event"] == "entered" && v["default"] == false);
+        back.push(v["room"].as_str().unwrap().to_string());
+    }
+    back.sort();
+    assert_eq!(back, ["side", "team"]);
+    let member = Proc::chat("sam", &addr, &["--room", "side"]);
+    member.talking_in("side");
+    chat.expect(|v| v["event"] == "joined" && v["room"] == "side" && v["name"] == "sam");
+    chat.type_line("still on the side");
+    let heard = member.hears("rita", "still on the side", &[]);
+    assert_eq!(heard["room"], "side", "{heard}");
+}
