@@ -559,7 +559,7 @@ async fn command(
                 .as_deref()
                 .and_then(|c| talk.rooms.get(c))
             {
-                Some(room) => crate::view::members(out, &room.name, &room.members),
+                Some(room) => crate::view::members(out, &room.name, &room.members()),
                 None => error(out, "in no room: /join ROOM first, or /online"),
             }
             return None;

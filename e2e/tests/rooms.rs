@@ -48,8 +48,11 @@ fn lines_stay_in_their_room_and_members_are_kept(kind: ServerKind) {
             matches!(e, ClientEvent::RoomJoined { name, .. } if name == "bob")
         })
         .await;
-        assert_eq!(ann_rooms.get("Team").unwrap().members, ["ann", "bob"]);
-        assert_eq!(ann_rooms.get(LOBBY).unwrap().members, ["ann", "bob", "cid"]);
+        assert_eq!(ann_rooms.get("Team").unwrap().members(), ["ann", "bob"]);
+        assert_eq!(
+            ann_rooms.get(LOBBY).unwrap().members(),
+            ["ann", "bob", "cid"]
+        );
 
         ann.say_in("team", "team only").await.unwrap();
         let ev = std_client::wait(&bob, |e| matches!(e, ClientEvent::RoomText { .. }));
@@ -99,7 +102,7 @@ fn lines_stay_in_their_room_and_members_are_kept(kind: ServerKind) {
             matches!(e, ClientEvent::RoomLeft { name, removed: false, .. } if name == "bob")
         })
         .await;
-        assert_eq!(ann_rooms.get("team").unwrap().members, ["ann"]);
+        assert_eq!(ann_rooms.get("team").unwrap().members(), ["ann"]);
         bob.say_in("team", "still here?").unwrap();
         let ev = std_client::wait(&bob, |e| matches!(e, ClientEvent::Notice { .. }));
         assert!(

@@ -1257,13 +1257,13 @@ mod tests {
             room: "TEAM".into(),
             name: "dave".into(),
         });
-        // A second join news of one name (any spelling) lists it once.
+        // A second join news of one name (any spelling) lists it once, as first spelled.
         rooms.apply(&ClientEvent::RoomJoined {
             room: "team".into(),
             name: "DAVE".into(),
         });
-        assert_eq!(rooms.get("lobby").unwrap().members, ["me", "carol"]);
-        assert_eq!(rooms.get("team").unwrap().members, ["me", "dave"]);
+        assert_eq!(rooms.get("lobby").unwrap().members(), ["carol", "me"]);
+        assert_eq!(rooms.get("team").unwrap().members(), ["dave", "me"]);
         assert_eq!(rooms.get("team").unwrap().name, "Team");
         assert!(rooms.is_default("LOBBY") && !rooms.is_default("team"));
 
@@ -1272,7 +1272,7 @@ mod tests {
             name: "dave".into(),
             removed: true,
         });
-        assert_eq!(rooms.get("team").unwrap().members, ["me"]);
+        assert_eq!(rooms.get("team").unwrap().members(), ["me"]);
         rooms.apply(&ClientEvent::RoomExited {
             room: "team".into(),
             removed: false,

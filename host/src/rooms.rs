@@ -17,9 +17,32 @@ use tidings_core::name::name_key;
 pub struct Room {
     /// The room's name as the server spells it.
     pub name: String,
-    /// Its members, ourselves included: the server's list when we entered (ourselves
-    /// last), then whoever joined since, in the order they came.
-    pub members: Vec<String>,
+    /// Its members, ourselves included, by name key: a join or leave in a room of
+    /// thousands costs a lookup, not a scan (every client of a busy default room applies
+    /// each of them).
+    members: BTreeMap<String, String>,
+}
+
+impl Room {
+    /// Its members, ourselves included, in the server's order (by name key).
+    pub fn members(&self) -> Vec<String> {
+        self.members.values().cloned().collect()
+    }
+
+    /// How many members it has, ourselves included.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nobody is in it (never while we are).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether `name` (any spelling that compares equal) is a member.
+    pub fn contains(&self, name: &str) -> bool {
+        self.members.contains_key(&name_key(name))
+    }
 }
 
 /// The rooms we are in, by the server's name key (`Team` and `TEAM` are one room).
@@ -50,7 +73,7 @@ impl Rooms {
         }
         let room = Room {
             name: room.to_string(),
-            members: members.to_vec(),
+            members: members.iter().map(|m| (name_key(m), m.clone())).collect(),
         };
         self.rooms.insert(name_key(&room.name), room);
     }
@@ -63,18 +86,17 @@ impl Rooms {
     /// `name` came into `room`.
     pub(crate) fn joined(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(&name_key(room)) {
-            let key = name_key(name);
-            if !r.members.iter().any(|m| name_key(m) == key) {
-                r.members.push(name.to_string());
-            }
+            // Shown as first spelled.
+            r.members
+                .entry(name_key(name))
+                .or_insert_with(|| name.to_string());
         }
     }
 
     /// `name` is no longer in `room`.
     pub(crate) fn left(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(&name_key(room)) {
-            let key = name_key(name);
-            r.members.retain(|m| name_key(m) != key);
+            r.members.remove(&name_key(name));
         }
     }
 
