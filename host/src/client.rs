@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tidings_core::name::name_key;
 use tidings_core::session::RoomEvent;
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
@@ -26,7 +25,7 @@ use tidings_core::wire::{capability, login_method, MemberKind, PresenceKind, Sec
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
-use crate::rooms::Rooms;
+use crate::rooms::{same_name, Rooms};
 use crate::tls::ClientTls;
 use crate::Error;
 
@@ -879,7 +878,7 @@ impl Agent {
         let is_default = |room: &str| {
             self.default_room
                 .as_deref()
-                .is_some_and(|d| name_key(d) == name_key(room))
+                .is_some_and(|d| same_name(d, room))
         };
         match ev {
             RoomEvent::Text { room, peer, text } if is_default(&room) => ClientEvent::Text {
@@ -910,8 +909,7 @@ impl Agent {
             RoomEvent::Member { kind, room, name } => {
                 let removed = kind == MemberKind::Removed;
                 let (room, name) = (room.to_string(), name.to_string());
-                let me = self.session.name().map(|n| name_key(n));
-                if me.as_deref() == Some(name_key(&name).as_str()) {
+                if self.session.name().is_some_and(|me| same_name(me, &name)) {
                     // About ourselves: our leave done, or the operator's removal.
                     return ClientEvent::RoomExited { room, removed };
                 }

@@ -122,8 +122,13 @@ impl Rooms {
 
     /// Whether `name` is the default room.
     pub fn is_default(&self, name: &str) -> bool {
-        self.default
-            .as_deref()
-            .is_some_and(|d| name_key(d) == name_key(name))
+        self.default.as_deref().is_some_and(|d| same_name(d, name))
     }
+}
+
+/// Whether `a` and `b` name one room (or one person). The server spells a room and a name the
+/// same way each time, so the bytes usually match and no key is computed (the default
+/// room's news reach every client with each line of chat).
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    a == b || name_key(a) == name_key(b)
 }
