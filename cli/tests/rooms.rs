@@ -528,3 +528,58 @@ fn a_reconnected_chat_is_back_in_its_rooms_and_talks_where_it_did() {
     let heard = member.hears("rita", "still on the side", &[]);
     assert_eq!(heard["room"], "side", "{heard}");
 }
+
+#[test]
+fn against_a_server_without_rooms_the_chat_talks_to_everyone_and_says_rooms_are_not_there() {
+    use tidings_core::wire::{Message, Welcome, DEFAULT_MAX_FRAME};
+
+    // A 1.0 server: no ROOMS in its welcome, and a line to everyone.
+    let (addr, fake) = fake_server(vec![
+        Message::Welcome(Welcome {
+            name: "rick".into(),
+            server: "srv".into(),
+            heartbeat_ms: 10_000,
+            timeout_ms: 30_000,
+            max_frame: DEFAULT_MAX_FRAME,
+            capabilities: 0,
+            online: vec!["bob".into(), "rick".into()],
+        }),
+        Message::Text {
+            peer: "bob".into(),
+            private: false,
+            text: "hi all".into(),
+        },
+    ]);
+    let mut chat = Proc::chat("rick", &addr, &["--room", "team"]);
+    // `--room` cannot be honoured: said once, and lines go to everyone.
+    let error = chat.expect_event("error");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot join #team: the server does not speak rooms"),
+        "{error}"
+    );
+    let heard = chat.hears("bob", "hi all", &[]);
+    assert!(
+        heard.get("room").is_none(),
+        "no room on a 1.0 server: {heard}"
+    );
+    chat.type_line("/join other");
+    let error = chat.expect_event("error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not speak rooms"),
+        "{error}"
+    );
+    chat.type_line("hello");
+    let said = chat.expect_event("said");
+    assert_eq!(
+        (&said["to"], said.get("room")),
+        (&"".into(), None),
+        "{said}"
+    );
+    chat.type_line("/quit");
+    assert!(chat.wait().success());
+    fake.join().unwrap();
+}
