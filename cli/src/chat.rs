@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use futures_lite::future;
 use serde_json::json;
+use tidings_core::name::name_key;
 use tidings_core::wire::Secret;
+use tidings_host::rooms::Rooms;
 use tidings_smol::{Client, ClientConfig, ClientEvent, Direction, ErrorCode};
 
 use crate::exit::{io_reason, CliError, Exit};
@@ -19,11 +21,13 @@ use crate::line::{Input, Typed, QUIT};
 use crate::out::Out;
 use crate::send::{gather, renumber, report_dropped, report_skipped, Outbox};
 use crate::simple::connect;
-use crate::view::show;
+use crate::view::{show, Room};
 use crate::ChatArgs;
 
-const HELP: &str = "commands: TEXT (to everyone) | /msg NAME TEXT | /who | \
-                    /send NAME PATH (a file or folder) | /accept ID|all | /reject ID | /cancel ID | /quit";
+const HELP: &str = "commands: TEXT (to the current room) | /join ROOM (and talk there) | \
+                    /leave [ROOM] | /rooms | /who (the current room) | /online (the whole server) | \
+                    /msg NAME TEXT | /send NAME PATH (a file or folder) | /accept ID|all | \
+                    /reject ID | /cancel ID | /quit";
 
 /// How a connected stretch ended.
 enum Outcome {
@@ -53,6 +57,13 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     };
     let mut first = true;
     let mut backoff = Duration::from_millis(500);
+    // Where we talk: `--room`'s room at first, kept across reconnections (rejoined).
+    let mut place = Place {
+        current: args.room.clone(),
+        left: None,
+        joined: args.room.iter().cloned().collect(),
+        joining: None,
+    };
     loop {
         let connected = match input {
             // Until the first connection nothing is typed (and the terminal is untouched).
@@ -88,7 +99,16 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
         backoff = Duration::from_millis(500);
         let lines =
             input.get_or_insert_with(|| Input::start(&args.conn.name, args.no_history, out));
-        match session(&client, lines, out, args.accept_files, &mut config.token).await {
+        match session(
+            &client,
+            lines,
+            out,
+            args.accept_files,
+            &mut config.token,
+            &mut place,
+        )
+        .await
+        {
             Outcome::Quit => {
                 client.close().await;
                 return Ok(());
@@ -166,6 +186,43 @@ enum Next {
     Event(Option<ClientEvent>),
 }
 
+/// The rooms of the chat: which one a plain line goes to, and which ones to enter again
+/// after a reconnection.
+struct Place {
+    /// The current room; `None` on a server without rooms (lines go to everyone), or after
+    /// leaving the current room.
+    current: Option<String>,
+    /// The current room we left (for the refusal of a line typed after it).
+    left: Option<String>,
+    /// The rooms other than the default room we are (or were asked to be) in.
+    joined: Vec<String>,
+    /// The room of a `/join` not answered yet, and the current room before it: lines go to
+    /// the new room at once (never to the old one by mistake), and a refusal goes back.
+    joining: Option<(String, Option<String>)>,
+}
+
+impl Place {
+    fn is_current(&self, room: &str) -> bool {
+        self.current
+            .as_deref()
+            .is_some_and(|c| name_key(c) == name_key(room))
+    }
+
+    fn forget(&mut self, room: &str) {
+        let key = name_key(room);
+        self.joined.retain(|r| name_key(r) != key);
+        if self.is_current(room) {
+            self.left = self.current.take();
+        }
+    }
+}
+
+/// What the chat keeps while connected: the rooms we are in, and where lines go.
+struct Talk<'a> {
+    rooms: Rooms,
+    place: &'a mut Place,
+}
+
 /// The chat's transfers, while connected: `/send`'s files waiting their turn, the number the
 /// receiver knows each running one by (the `relayed` extension), which the chat shows
 /// instead of its own id, as `tidings send` does (both people then speak of "transfer 7"),
@@ -186,13 +243,39 @@ async fn session(
     out: &mut Out,
     accept_files: bool,
     token: &mut Option<Secret>,
+    place: &mut Place,
 ) -> Outcome {
     let mut transfers = Transfers {
         outbox: Outbox::new(),
         numbers: HashMap::new(),
         offers: BTreeSet::new(),
     };
-    let outcome = session_with(client, input, out, accept_files, &mut transfers, token).await;
+    // The rooms we were in (or `--room`'s), entered again; the default room is ours anyway
+    // (a new connection is in it, even if we had left it). A server without rooms refuses:
+    // said once.
+    place.left = None;
+    place.joining = None;
+    for room in place.joined.clone() {
+        if let Err(e) = client.join(&room).await {
+            error(out, &format!("cannot join {}: {e}", Room(&room)));
+            place.forget(&room);
+            place.left = None;
+        }
+    }
+    let mut talk = Talk {
+        rooms: Rooms::new(),
+        place,
+    };
+    let outcome = session_with(
+        client,
+        input,
+        out,
+        accept_files,
+        &mut transfers,
+        token,
+        &mut talk,
+    )
+    .await;
     let dropped = transfers.outbox.waiting();
     if dropped > 0 {
         out.event(
@@ -211,6 +294,7 @@ async fn session_with(
     accept_files: bool,
     transfers: &mut Transfers,
     token: &mut Option<Secret>,
+    talk: &mut Talk<'_>,
 ) -> Outcome {
     loop {
         let next = future::or(async { Next::Typed(input.recv().await) }, async {
@@ -220,7 +304,7 @@ async fn session_with(
         match next {
             Next::Typed(Typed::Quit) => return Outcome::Quit,
             Next::Typed(Typed::Line(line)) => {
-                if let Some(outcome) = command(client, line.trim(), out, transfers).await {
+                if let Some(outcome) = command(client, line.trim(), out, transfers, talk).await {
                     return outcome;
                 }
                 offer_due(client, transfers, out).await;
@@ -247,7 +331,8 @@ async fn session_with(
                     _ => None,
                 };
                 renumber(&mut ev, |id| transfers.numbers.get(&id).copied());
-                show(out, &ev);
+                talk.rooms.apply(&ev);
+                show_in_rooms(out, &ev, talk);
                 if let Some((id, offline)) = ended {
                     transfers.numbers.remove(&id);
                     if let Some(to) = transfers.outbox.ended(&id) {
@@ -296,6 +381,119 @@ async fn session_with(
     }
 }
 
+/// Shows `ev`, the default room's lines and members under its name once the server said
+/// it (a server that speaks rooms), and follows the current room.
+fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
+    let default = talk.rooms.default_room().map(str::to_string);
+    match (ev, default) {
+        (
+            ClientEvent::Text {
+                from,
+                private: false,
+                text,
+            },
+            Some(room),
+        ) => crate::view::room_line(out, &room, from, text),
+        (ClientEvent::Joined(name), Some(room)) => {
+            crate::view::member(out, &room, name, "joined", false)
+        }
+        (ClientEvent::Left(name), Some(room)) => {
+            crate::view::member(out, &room, name, "left", false)
+        }
+        _ => show(out, ev),
+    }
+    match ev {
+        ClientEvent::RoomEntered { room, default, .. } => {
+            let place = &mut *talk.place;
+            if place
+                .joining
+                .as_ref()
+                .is_some_and(|(r, _)| name_key(r) == name_key(room))
+            {
+                place.joining = None;
+            }
+            // The default room is where lines go unless `--room` or `/join` chose another.
+            if *default && place.current.is_none() && place.left.is_none() {
+                place.current = Some(room.clone());
+            }
+            if place.is_current(room) {
+                // The server's spelling from now on.
+                place.current = Some(room.clone());
+                out.event(
+                    "room",
+                    format_args!("talking in {}", Room(room)),
+                    || json!({"room": room}),
+                );
+            }
+        }
+        ClientEvent::Notice {
+            code: ErrorCode::RoomRefused | ErrorCode::LimitExceeded,
+            ..
+        } => {
+            // The refusal of the `/join` waiting for its answer: back where we were.
+            let place = &mut *talk.place;
+            if let Some((room, before)) = place.joining.take() {
+                place.forget(&room);
+                place.left = None;
+                place.current = before;
+                if let Some(before) = &place.current {
+                    out.event(
+                        "room",
+                        format_args!("still talking in {}", Room(before)),
+                        || json!({"room": before}),
+                    );
+                }
+            }
+        }
+        ClientEvent::RoomExited { room, .. } => {
+            let was_current = talk.place.is_current(room);
+            talk.place.forget(room);
+            if was_current {
+                out.event(
+                    "room",
+                    format_args!("in no room now: /join ROOM to talk in one"),
+                    || json!({"room": null}),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Says `message` (from the network, maybe) as an error line.
+fn error(out: &Out, message: &str) {
+    out.event(
+        "error",
+        format_args!("error: {}", crate::safe::inline(message)),
+        || json!({"message": message}),
+    );
+}
+
+/// A plain line: to the current room, or to everyone on a server without rooms.
+async fn say_here(client: &Client, line: &str, out: &mut Out, talk: &Talk<'_>) {
+    let place = &talk.place;
+    let sent = match (&place.current, &place.left) {
+        (Some(room), _) => client
+            .say_in(room, line)
+            .await
+            .map(|()| crate::view::said_in(out, client.name(), room, line)),
+        (None, Some(left)) => {
+            let message = format!(
+                "not sent: you left {}; /join ROOM to talk in a room",
+                Room(left)
+            );
+            return error(out, &message);
+        }
+        (None, None) => client
+            .say(line)
+            .await
+            .map(|()| crate::view::said(out, client.name(), "", line)),
+    };
+    if let Err(e) = sent {
+        error(out, &e.to_string());
+    }
+}
+
 /// Offers what `/send` queued, as far as there is room (see [`Outbox`]).
 async fn offer_due(client: &Client, transfers: &mut Transfers, out: &mut Out) {
     while let Some((to, item)) = transfers.outbox.due() {
@@ -309,11 +507,7 @@ async fn offer_due(client: &Client, transfers: &mut Transfers, out: &mut Out) {
         match offered {
             Ok(id) => transfers.outbox.started(id, to),
             Err(message) => {
-                out.event(
-                    "error",
-                    format_args!("error: {}", crate::safe::inline(&message)),
-                    || json!({"message": message}),
-                );
+                error(out, &message);
                 if !client.is_open() {
                     return;
                 }
@@ -333,11 +527,7 @@ async fn queue_send(name: &str, path: &str, out: &mut Out, transfers: &mut Trans
             items
         }
         Err(e) => {
-            out.event(
-                "error",
-                format_args!("error: {}", crate::safe::inline(&e.message)),
-                || json!({"message": e.message}),
-            );
+            error(out, &e.message);
             return;
         }
     };
@@ -351,6 +541,7 @@ async fn command(
     line: &str,
     out: &mut Out,
     transfers: &mut Transfers,
+    talk: &mut Talk<'_>,
 ) -> Option<Outcome> {
     if line.is_empty() {
         return None;
@@ -358,14 +549,57 @@ async fn command(
     let mut words = line.splitn(3, ' ');
     let result = match (words.next()?, words.next(), words.next()) {
         (QUIT, None, None) => return Some(Outcome::Quit),
-        ("/who", None, None) => client.request_list().await,
+        ("/online", None, None) => client.request_list().await,
+        // A server without rooms: everyone online is who is here.
+        ("/who", None, None) if talk.rooms.default_room().is_none() => client.request_list().await,
+        ("/who", None, None) => {
+            match talk
+                .place
+                .current
+                .as_deref()
+                .and_then(|c| talk.rooms.get(c))
+            {
+                Some(room) => crate::view::members(out, &room.name, &room.members()),
+                None => error(out, "in no room: /join ROOM first, or /online"),
+            }
+            return None;
+        }
+        ("/join", Some(room), None) => {
+            let room = room.trim_start_matches('#');
+            let joined = client.join(room).await;
+            if joined.is_ok() {
+                // Lines typed from now on go there (the server's answer names it).
+                let place = &mut *talk.place;
+                let before = place.current.replace(room.to_string());
+                place.joining = Some((room.to_string(), before));
+                place.left = None;
+                if !talk.rooms.is_default(room)
+                    && !place.joined.iter().any(|r| name_key(r) == name_key(room))
+                {
+                    place.joined.push(room.to_string());
+                }
+            }
+            joined
+        }
+        ("/leave", room, None) => {
+            let Some(room) = room
+                .map(|r| r.trim_start_matches('#').to_string())
+                .or_else(|| talk.place.current.clone())
+            else {
+                error(out, "in no room: /leave ROOM");
+                return None;
+            };
+            let left = client.leave(&room).await;
+            if left.is_ok() {
+                // Not a line more to it, even before the server confirms.
+                talk.place.forget(&room);
+            }
+            left
+        }
+        ("/rooms", None, None) => client.request_rooms().await,
         ("/msg" | "/send", Some(name), Some(_)) if crate::simple::is_self(client.name(), name) => {
             let message = format!("{name} is you: /msg and /send need someone else");
-            out.event(
-                "error",
-                format_args!("error: {}", crate::safe::inline(&message)),
-                || json!({"message": message}),
-            );
+            error(out, &message);
             return None;
         }
         ("/msg", Some(name), Some(text)) => {
@@ -404,19 +638,12 @@ async fn command(
         },
         (cmd, ..) if cmd.starts_with('/') => return usage(out),
         _ => {
-            let sent = client.say(line).await;
-            if sent.is_ok() {
-                crate::view::said(out, client.name(), "", line);
-            }
-            sent
+            say_here(client, line, out, talk).await;
+            return None;
         }
     };
     if let Err(e) = result {
-        out.event(
-            "error",
-            format_args!("error: {}", crate::safe::inline(&e.to_string())),
-            || json!({"message": e.to_string()}),
-        );
+        error(out, &e.to_string());
     }
     None
 }

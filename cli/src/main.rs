@@ -101,9 +101,15 @@ enum Command {
         after_help = "Examples:\n  tidings serve\n  tidings serve --listen 0.0.0.0:9988 --name lobby --inbox ./inbox\n  tidings --json serve --listen 127.0.0.1:0   # port 0: any free port, printed"
     )]
     Serve(ServeArgs),
-    /// Chat interactively: a line goes to everyone.
+    /// Chat interactively: a line goes to the current room (everyone starts in the server's
+    /// default room; on a server without rooms, a line goes to everyone).
     ///
-    /// Commands: `/msg NAME text`, `/who`, `/send NAME PATH`, `/accept ID` (`/accept all`:
+    /// Rooms: `/join ROOM` (enter it and talk there), `/leave [ROOM]` (default: the current
+    /// one), `/rooms` (the server's rooms and member counts), `/who` (the current room's
+    /// members), `/online` (everyone on the server). Every line shows its room: `#team ann:
+    /// hi`.
+    ///
+    /// Commands: `/msg NAME text`, `/send NAME PATH`, `/accept ID` (`/accept all`:
     /// every offer waiting, such as a folder's files), `/reject ID`, `/cancel ID` (a transfer
     /// either way), `/quit`. `/send` takes a file or a folder (its
     /// whole tree, as `tidings send` sends it); each transfer is shown under the number its
@@ -118,13 +124,13 @@ enum Command {
     /// starting with a space is not kept) unless --no-history is given. When standard input
     /// or output is not a terminal, lines are read and printed plainly.
     #[command(
-        after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /who  |  /quit"
+        after_help = "Examples:\n  tidings chat --name alice\n  tidings chat --name bob --server chat.example.org:9988 --download-dir ~/Downloads --accept-files\n\nThen type:  hello all  |  /msg bob hi  |  /send bob report.pdf  |  /accept 3  |  /join team  |  /who  |  /quit"
     )]
     Chat(ChatArgs),
     /// Send files and folders to one or more peers; exits 0 only when every file arrived at
     /// every recipient with its digest confirmed.
     #[command(
-        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to bob --to carol a.txt ./photos   # a folder, to two people\n  tidings send --name alice --to bob --accept-timeout 30 big.iso\n  tidings send --name alice --to server notes.txt   # into the server's --inbox\n\nA folder is sent as its tree (empty folders included); symbolic links inside it are skipped,\nnever followed. Each recipient gets every file as its own transfer. After offering, send waits\nfor the recipient to accept, counting down --accept-timeout (the server's own offer timeout,\n120 s by default, also applies: the shorter one ends the wait), then fails with exit 6."
+        after_help = "Examples:\n  tidings send --name alice --to bob photo.jpg\n  tidings send --name alice --to bob *.pdf --server chat.example.org:9988\n  tidings send --name alice --to bob --to carol a.txt ./photos   # a folder, to two people\n  tidings send --name alice --to bob --accept-timeout 30 big.iso\n  tidings send --name alice --to server notes.txt   # into the server's --inbox\n  tidings send --name alice --room team slides.pdf  # to every other member of #team\n\nA folder is sent as its tree (empty folders included); symbolic links inside it are skipped,\nnever followed. Each recipient gets every file as its own transfer. After offering, send waits\nfor the recipient to accept, counting down --accept-timeout (the server's own offer timeout,\n120 s by default, also applies: the shorter one ends the wait), then fails with exit 6."
     )]
     Send(SendArgs),
     /// Receive files into a folder (resuming kept partial files, never overwriting).
@@ -132,9 +138,10 @@ enum Command {
         after_help = "Examples:\n  tidings recv --name bob --out ./downloads\n  tidings recv --name bob --out ./downloads --count 1   # exit after one file\n\nFiles arrive as NAME.part and are renamed once their SHA-256 matches; a kept NAME.part is\nresumed by the next offer of NAME; an existing NAME is never overwritten (NAME (1).ext).\nA folder sent with `tidings send DIR` is rebuilt below --out (never outside it: a symbolic\nlink met on the way refuses the file)."
     )]
     Recv(RecvArgs),
-    /// Say one message (to everyone, or privately with --to) and exit.
+    /// Say one message (to the default room, privately with --to, or in a room with --room)
+    /// and exit.
     #[command(
-        after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\"\n  tidings say --name ci - < release-notes.txt"
+        after_help = "Examples:\n  tidings say --name ci \"build 42 is green\"\n  tidings say --name ci --to alice \"your build failed\"\n  tidings say --name ci --room team \"deploying now\"\n  tidings say --name ci - < release-notes.txt"
     )]
     Say(SayArgs),
     /// Write a private CA and a server certificate signed by it (for tests and first runs),
@@ -403,6 +410,10 @@ struct ChatArgs {
     /// Accept every offered file at once.
     #[arg(long)]
     accept_files: bool,
+    /// Join this room at once and talk there (rooms need a server that speaks them; `/join`
+    /// and `/leave` move between rooms later).
+    #[arg(long, value_name = "ROOM")]
+    room: Option<String>,
     /// Keep the typed lines in memory only: do not read or append the history file
     /// ($XDG_STATE_HOME/tidings/chat-history, else ~/.local/state/tidings/chat-history).
     #[arg(long)]
@@ -415,8 +426,13 @@ struct SendArgs {
     conn: Conn,
     /// A receiving peer; repeat for several (each gets every file). Your own name (in any
     /// case or look-alike spelling) is refused before connecting, with exit code 2.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "room")]
     to: Vec<String>,
+    /// Send to every other member of this room instead (the server must speak rooms): one
+    /// transfer to each, each accepted or declined on its own; a summary says who took the
+    /// files. Exit 6 only when nobody did.
+    #[arg(long, value_name = "ROOM", conflicts_with = "to")]
+    room: Option<String>,
     /// How long each offer waits to be accepted, in seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -450,6 +466,10 @@ struct SayArgs {
     /// code 2.
     #[arg(long)]
     to: Option<String>,
+    /// Say it in this room instead of the default room: join it, say it, leave (the server
+    /// must speak rooms).
+    #[arg(long, value_name = "ROOM", conflicts_with = "to")]
+    room: Option<String>,
     /// The message (several words are joined by spaces). `-` alone reads it from standard
     /// input: all of it, several lines allowed, the final line break removed; empty input
     /// is a usage error (exit code 2).

@@ -241,11 +241,118 @@ pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     let mut config = ClientConfig::default();
     config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
     let client = connect(&args.conn, &mut config, true, out).await?;
+    if let Some(room) = args.room.clone() {
+        // The room's other members as the server listed them when we came in (spec: no room
+        // offer on the wire; one ordinary transfer to each member).
+        let members = match crate::simple::enter_room(&client, &room, out).await {
+            Ok(members) => members,
+            Err(e) => {
+                client.close().await;
+                return Err(e);
+            }
+        };
+        let me = tidings_core::name::name_key(client.name());
+        args.to = members
+            .into_iter()
+            .filter(|m| tidings_core::name::name_key(m) != me)
+            .collect();
+        if args.to.is_empty() {
+            client.close().await;
+            return Err(CliError::new(
+                Exit::Transfer,
+                format!("nobody else is in #{}", crate::safe::inline(&room)),
+            ));
+        }
+    }
     let result = run(&client, &args, &items, out).await;
     out.status(WAIT_LINE, None);
     out.bar_end(TOTAL_BAR);
     client.close().await;
-    result
+    let tally = result?;
+    match &args.room {
+        Some(room) => tally.room_summary(room, &args.to, out),
+        None => tally.verdict(),
+    }
+}
+
+/// A failed transfer: its code, to whom, and what to say.
+struct Failure {
+    code: ErrorCode,
+    to: String,
+    what: String,
+}
+
+/// How the transfers of a `send` ended (the connection stayed open).
+struct Tally {
+    /// Transfers, one per file and receiver.
+    jobs: usize,
+    failures: Vec<Failure>,
+}
+
+impl Tally {
+    /// Every transfer must have succeeded: the first failure is the exit.
+    fn verdict(self) -> Result<(), CliError> {
+        let jobs = self.jobs;
+        match self.failures.first() {
+            None => Ok(()),
+            Some(Failure {
+                code: ErrorCode::UnknownPeer,
+                what,
+                ..
+            }) => Err(CliError::new(Exit::UnknownPeer, what.clone())),
+            Some(Failure { code, what, .. }) if jobs == 1 => Err(CliError::new(
+                Exit::Transfer,
+                format!("the transfer failed ({}): {what}", code.name()),
+            )),
+            Some(Failure { code, what, .. }) => Err(CliError::new(
+                Exit::Transfer,
+                format!(
+                    "{} of {jobs} transfers failed; first ({}): {what}",
+                    self.failures.len(),
+                    code.name()
+                ),
+            )),
+        }
+    }
+
+    /// To a room: says who took every file and who did not (and why); a failure only when
+    /// nobody did.
+    fn room_summary(self, room: &str, members: &[String], out: &Out) -> Result<(), CliError> {
+        let failed = |m: &String| self.failures.iter().find(|f| &f.to == m);
+        let took: Vec<String> = members
+            .iter()
+            .filter(|m| failed(m).is_none())
+            .cloned()
+            .collect();
+        let missed: Vec<&Failure> = members.iter().filter_map(failed).collect();
+        let room_shown = crate::view::Room(room);
+        let mut line = format!(
+            "{} of {} of {room_shown} took it",
+            took.len(),
+            crate::view::count(members.len(), "member")
+        );
+        if !took.is_empty() {
+            line += &format!(": {}", crate::safe::List(&took));
+        }
+        // Each failure names its member.
+        for f in &missed {
+            line += &format!("; {} ({})", crate::safe::inline(&f.what), f.code.name());
+        }
+        out.event("summary", line, || {
+            let missed: Vec<_> = missed
+                .iter()
+                .map(|f| serde_json::json!({"name": f.to, "code": f.code.name(), "reason": f.what}))
+                .collect();
+            serde_json::json!({"room": room, "took": took, "missed": missed})
+        });
+        if took.is_empty() {
+            return Err(CliError::new(
+                Exit::Transfer,
+                format!("nobody in {room_shown} took it"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 async fn run(
@@ -253,7 +360,7 @@ async fn run(
     args: &SendArgs,
     items: &[Item],
     out: &mut Out,
-) -> Result<(), CliError> {
+) -> Result<Tally, CliError> {
     // File by file, each to every recipient, so that all recipients move together.
     let mut queue: VecDeque<(usize, String)> = (0..items.len())
         .flat_map(|i| args.to.iter().map(move |to| (i, to.clone())))
@@ -266,7 +373,7 @@ async fn run(
     out.bar_start(TOTAL_BAR, "", total, 0);
     let mut running: HashMap<u64, Running> = HashMap::new();
     let mut finished_bytes = 0u64;
-    let mut failures: Vec<(ErrorCode, String)> = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
     // A transfer that failed because our connection ended (the server vanished or stopped
     // answering) makes the exit 9, like any lost connection, not 6.
     let mut lost_with = false;
@@ -280,10 +387,11 @@ async fn run(
             let source = match it.open() {
                 Ok(s) => s,
                 Err(e) => {
-                    failures.push((
-                        ErrorCode::SourceFailed,
-                        format!("{}: {}", it.shown(), io_reason(&e)),
-                    ));
+                    failures.push(Failure {
+                        code: ErrorCode::SourceFailed,
+                        what: format!("{}: {}", it.shown(), io_reason(&e)),
+                        to,
+                    });
                     continue;
                 }
             };
@@ -345,7 +453,16 @@ async fn run(
                     r.offset = *offset;
                     total = total.saturating_sub(*offset);
                     out.bar_length(TOTAL_BAR, total);
-                    out.bar_label(TOTAL_BAR, &items[r.item].shown());
+                    let name = items[r.item].shown();
+                    // To a room the one bar is every member's copies together: it says so.
+                    let label = match &args.room {
+                        Some(room) => format!(
+                            "{name} to #{room} ({})",
+                            crate::view::count(args.to.len(), "member")
+                        ),
+                        None => name,
+                    };
+                    out.bar_label(TOTAL_BAR, &label);
                 }
                 // The rate counts from the first byte that moves: not the wait for an
                 // accept (a bar at 0 B for 12 s showed 3 MiB/s for a 300 MiB/s transfer).
@@ -364,10 +481,11 @@ async fn run(
                 let moving: u64 = running.values().map(|r| r.done).sum();
                 out.bar_progress(TOTAL_BAR, finished_bytes + moving, total, 0);
             }
+            // To a room, a member gone meanwhile fails only its own transfer.
             ClientEvent::Notice {
                 code: ErrorCode::UnknownPeer,
                 text,
-            } => return Err(CliError::new(Exit::UnknownPeer, text.clone())),
+            } if args.room.is_none() => return Err(CliError::new(Exit::UnknownPeer, text.clone())),
             ClientEvent::Closed { code, reason, .. } => return Err(CliError::lost(*code, reason)),
             _ => {}
         }
@@ -406,7 +524,11 @@ async fn run(
                     } else {
                         format!("{name} to {}: {reason}", r.to)
                     };
-                    failures.push((code, what));
+                    failures.push(Failure {
+                        code,
+                        to: r.to,
+                        what,
+                    });
                 }
             }
             _ => {}
@@ -422,22 +544,7 @@ async fn run(
         }
         return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));
     }
-    match failures.first() {
-        None => Ok(()),
-        Some((ErrorCode::UnknownPeer, what)) => Err(CliError::new(Exit::UnknownPeer, what.clone())),
-        Some((code, what)) if jobs == 1 => Err(CliError::new(
-            Exit::Transfer,
-            format!("the transfer failed ({}): {what}", code.name()),
-        )),
-        Some((code, what)) => Err(CliError::new(
-            Exit::Transfer,
-            format!(
-                "{} of {jobs} transfers failed; first ({}): {what}",
-                failures.len(),
-                code.name()
-            ),
-        )),
-    }
+    Ok(Tally { jobs, failures })
 }
 
 /// The countdown line: the oldest offer still waiting for its recipient, and how many more.

@@ -128,18 +128,88 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
     Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"))
 }
 
+/// Joins `room` on a fresh connection and waits for the answer: its members (ourselves
+/// last), shown. A server without rooms, or one that refuses the join (an invalid name, a
+/// full room, only the operator opens rooms), is exit 1 with its reason.
+pub async fn enter_room(
+    client: &Client,
+    room: &str,
+    out: &mut Out,
+) -> Result<Vec<String>, CliError> {
+    let refused = |why: &dyn std::fmt::Display| {
+        CliError::new(
+            Exit::Other,
+            format!("cannot join #{}: {why}", crate::safe::inline(room)),
+        )
+    };
+    client.join(room).await.map_err(|e| refused(&e))?;
+    let key = name_key(room);
+    loop {
+        let Some(ev) = client.next_event().await else {
+            return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));
+        };
+        match &ev {
+            // The default room's list comes first, after welcome: not the answer, unless
+            // the default room is the one asked for.
+            ClientEvent::RoomEntered {
+                room: r, members, ..
+            } if name_key(r) == key => {
+                let members = members.clone();
+                show(out, &ev);
+                return Ok(members);
+            }
+            ClientEvent::Notice {
+                code: code @ (ErrorCode::RoomRefused | ErrorCode::LimitExceeded),
+                text,
+            } => return Err(refused(&format!("{text} ({})", code.name()))),
+            ClientEvent::Closed { code, reason, .. } => return Err(CliError::lost(*code, reason)),
+            _ => {}
+        }
+    }
+}
+
 pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
+    if let Some(room) = &args.room {
+        let text = message(&args)?;
+        let client = connect(&args.conn, &mut ClientConfig::default(), true, out).await?;
+        if let Err(e) = enter_room(&client, room, out).await {
+            client.close().await;
+            return Err(e);
+        }
+        let server = args.conn.server.to_string();
+        client
+            .say_in(room, &text)
+            .await
+            .map_err(|e| CliError::from_runtime(e, &server))?;
+        // Answered after the server routed our line: a refusal of it arrives first.
+        client
+            .request_rooms()
+            .await
+            .map_err(|e| CliError::from_runtime(e, &server))?;
+        loop {
+            match client.next_event().await {
+                None => return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended")),
+                Some(ClientEvent::RoomList(_)) => break,
+                Some(ClientEvent::Notice {
+                    code: ErrorCode::NotMember,
+                    text,
+                }) => {
+                    client.close().await;
+                    return Err(CliError::new(Exit::Other, format!("not said: {text}")));
+                }
+                Some(ClientEvent::Closed { code, reason, .. }) => {
+                    return Err(CliError::lost(code, &reason))
+                }
+                Some(_) => {}
+            }
+        }
+        crate::view::said_in(out, client.name(), room, &text);
+        client.close().await;
+        return Ok(());
+    }
     let to = args.to.clone().unwrap_or_default();
     not_to_self(&args.conn.name, &to, "send a message to")?;
-    let text = if args.text == ["-"] {
-        read_message(std::io::stdin().lock())?
-    } else {
-        args.text.join(" ")
-    };
-    // Nothing to read: a blank line in everyone's chat is never what was meant.
-    if text.trim().is_empty() {
-        return Err(CliError::new(Exit::Usage, "the message is empty"));
-    }
+    let text = message(&args)?;
     let client = connect(&args.conn, &mut ClientConfig::default(), true, out).await?;
     client
         .say_to(&to, &text)
@@ -174,6 +244,20 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     crate::view::said(out, client.name(), &to, &text);
     client.close().await;
     Ok(())
+}
+
+/// The message of `say`: its words, or standard input for `-`.
+fn message(args: &SayArgs) -> Result<String, CliError> {
+    let text = if args.text == ["-"] {
+        read_message(std::io::stdin().lock())?
+    } else {
+        args.text.join(" ")
+    };
+    // Nothing to read: a blank line in everyone's chat is never what was meant.
+    if text.trim().is_empty() {
+        return Err(CliError::new(Exit::Usage, "the message is empty"));
+    }
+    Ok(text)
 }
 
 /// The longest message `say -` reads: every client can take a frame of this size, and an

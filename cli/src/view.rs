@@ -77,6 +77,51 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
                 || json!({"name": name}),
             )
         }
+        ClientEvent::RoomText { room, from, text } => room_line(out, room, from, text),
+        ClientEvent::RoomEntered {
+            room,
+            members,
+            default,
+        } => out.event(
+            "entered",
+            format_args!(
+                "in {} ({}): {}",
+                Room(room),
+                count(members.len(), "member"),
+                List(members)
+            ),
+            || json!({"room": room, "members": members, "default": default}),
+        ),
+        ClientEvent::RoomJoined { room, name } => member(out, room, name, "joined", false),
+        ClientEvent::RoomLeft {
+            room,
+            name,
+            removed,
+        } => member(out, room, name, "left", *removed),
+        ClientEvent::RoomExited { room, removed } => out.event(
+            "exited",
+            format_args!(
+                "{} {}",
+                if *removed {
+                    "the operator removed you from"
+                } else {
+                    "you left"
+                },
+                Room(room)
+            ),
+            || json!({"room": room, "removed": removed}),
+        ),
+        ClientEvent::RoomList(rooms) => out.event(
+            "rooms",
+            format_args!("rooms ({}): {}", rooms.len(), RoomCounts(rooms)),
+            || {
+                let rooms: Vec<_> = rooms
+                    .iter()
+                    .map(|r| json!({"name": r.name, "members": r.members}))
+                    .collect();
+                json!({ "rooms": rooms })
+            },
+        ),
         ClientEvent::PeerList(names) => out.event(
             "peers",
             format_args!("online ({}): {}", names.len(), List(names)),
@@ -227,6 +272,92 @@ pub fn show(out: &mut Out, ev: &ClientEvent) {
     }
 }
 
+/// A room's name as people read it: `#name`, shown safely.
+pub struct Room<'a>(pub &'a str);
+
+impl std::fmt::Display for Room<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", inline(self.0))
+    }
+}
+
+/// `#lobby (3), #team (2)`.
+struct RoomCounts<'a>(&'a [tidings_host::client::RoomCount]);
+
+impl std::fmt::Display for RoomCounts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} ({})", Room(&r.name), r.members)?;
+        }
+        Ok(())
+    }
+}
+
+/// `3 members`, `1 member`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A line said in `room`: `#team alice: hi` (JSON: a `text` event with its room).
+pub fn room_line(out: &mut Out, room: &str, from: &str, text: &str) {
+    out.event(
+        "text",
+        format_args!(
+            "{} {}: {}",
+            Room(room),
+            out.style().name(from, inline(from)),
+            message(text)
+        ),
+        || json!({"from": from, "private": false, "room": room, "text": text}),
+    );
+}
+
+/// `bob joined #team`, `bob left #team`, `bob was removed from #team` (`kind`: the JSON
+/// event, `joined` or `left`).
+pub fn member(out: &mut Out, room: &str, name: &str, kind: &str, removed: bool) {
+    let verb = if removed { "was removed from" } else { kind };
+    out.event(
+        kind,
+        format_args!(
+            "{} {verb} {}",
+            out.style().name(name, inline(name)),
+            Room(room)
+        ),
+        || json!({"name": name, "room": room, "removed": removed}),
+    );
+}
+
+/// The members of `room` as we know them (`/who`).
+pub fn members(out: &mut Out, room: &str, members: &[String]) {
+    out.event(
+        "members",
+        format_args!(
+            "{} ({}): {}",
+            Room(room),
+            count(members.len(), "member"),
+            List(members)
+        ),
+        || json!({"room": room, "members": members}),
+    );
+}
+
+/// Our own line in `room`, shown as the others see it: `#team alice: hi`.
+pub fn said_in(out: &mut Out, from: &str, room: &str, text: &str) {
+    out.event(
+        "said",
+        format_args!(
+            "{} {}: {}",
+            Room(room),
+            out.style().name(from, inline(from)),
+            message(text)
+        ),
+        || json!({"from": from, "to": "", "room": room, "text": text}),
+    );
+}
+
 /// The bar of a kept part being checked, apart from the transfer's own bar.
 fn checking_key(id: u64) -> u64 {
     id | 1 << 63
@@ -305,7 +436,6 @@ pub fn said(out: &mut Out, from: &str, to: &str, text: &str) {
 /// `/send` (in `chat` or the server's console) queued `files` and empty `folders` of `path`
 /// for `peer`.
 pub fn offering(out: &Out, peer: &str, path: &str, files: usize, folders: usize) {
-    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let what = match (files, folders) {
         (1, 0) => inline(path).to_string(),
         (_, 0) => format!("{} of {}", count(files, "file"), inline(path)),

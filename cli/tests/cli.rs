@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use common::{make_file, spawn_with_lines, BIN};
+use common::{assert_harmless, fake_server, make_file, spawn_with_lines, BIN};
 use serde_json::Value;
 
 /// A child process whose stdout lines are collected on a thread; killed on drop.
@@ -361,7 +361,7 @@ fn json_chat_shows_time_sender_and_presence() {
         (&text["from"], &text["private"]),
         (&"erin".into(), &true.into())
     );
-    chat.type_line("/who");
+    chat.type_line("/online");
     let peers = chat.expect_event("peers");
     assert_eq!(peers["online"], serde_json::json!(["carol"]));
     chat.type_line("/quit");
@@ -691,28 +691,6 @@ const GARISH: &str =
     "\x1b]0;pwned\x07\x1b[31mred\x1b[0m \u{9b}2J c1 \u{202e}txt.exe\nsecond\r\n[20:17:01] third";
 const HOSTILE_FILE: &str = "a\x1b[2K\u{9b}\u{202e}gpj.exe\n[20:17:02] x";
 
-/// Asserts that `output` (standard output and error of one command) holds nothing a terminal
-/// would obey and no forged event line, and that it shows `needles` (escaped or not).
-fn assert_harmless(what: &str, output: &str, needles: &[&str]) {
-    for c in output.chars() {
-        let bad = (c.is_control() && c != '\n')
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        assert!(!bad, "{what} printed {c:?}:\n{output}");
-    }
-    for line in output.lines() {
-        assert!(
-            !line.starts_with("[20:17:0"),
-            "{what} forged a line:\n{output}"
-        );
-    }
-    for needle in needles {
-        assert!(
-            output.contains(needle),
-            "{what} lacks {needle:?}:\n{output}"
-        );
-    }
-}
-
 impl Proc {
     /// Raw output lines until one contains `needle` (within 60 s); returns them all.
     fn lines_until(&self, needle: &str) -> Vec<String> {
@@ -985,7 +963,7 @@ fn sending_to_yourself_is_refused_with_a_clear_message() {
     chat.type_line(&format!("/send alice {}", file.display()));
     let v = chat.expect(|v| v["event"] != "said");
     assert_eq!(v["event"], "error", "{v}");
-    chat.type_line("/who");
+    chat.type_line("/online");
     // Had anything gone out, it would show before the list.
     let v = chat.expect(|_| true);
     assert_eq!(v["event"], "peers", "{v}");
@@ -1095,44 +1073,30 @@ fn a_ban_keeps_the_name_and_its_look_alikes_out_until_it_ends() {
 
 #[test]
 fn a_hostile_server_cannot_write_to_the_terminal_either() {
-    use std::io::Read;
-    use tidings_core::wire::{Message, Preamble, Welcome, DEFAULT_MAX_FRAME};
+    use tidings_core::wire::{Message, Welcome, DEFAULT_MAX_FRAME};
     use tidings_core::ErrorCode;
 
     // A fake server: welcome with hostile names, a text, then goodbye with a hostile reason.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let fake = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut hello = [0u8; 64];
-        let _ = s.read(&mut hello).unwrap();
-        let mut out = bytes::BytesMut::from(&Preamble::CURRENT.to_bytes()[..]);
-        for msg in [
-            Message::Welcome(Welcome {
-                name: "rick".into(),
-                server: "\x1b]0;pwned\x07srv".into(),
-                heartbeat_ms: 10_000,
-                timeout_ms: 30_000,
-                max_frame: DEFAULT_MAX_FRAME,
-                capabilities: 0,
-                online: vec!["rick".into(), FORGED.into()],
-            }),
-            Message::Text {
-                peer: "\u{202e}eve".into(),
-                private: true,
-                text: GARISH.into(),
-            },
-            Message::Goodbye {
-                code: ErrorCode::Kicked,
-                reason: FORGED.into(),
-            },
-        ] {
-            msg.encode(&mut out);
-        }
-        s.write_all(&out).unwrap();
-        // Until the client hangs up.
-        let _ = s.read_to_end(&mut Vec::new());
-    });
+    let (addr, fake) = fake_server(vec![
+        Message::Welcome(Welcome {
+            name: "rick".into(),
+            server: "\x1b]0;pwned\x07srv".into(),
+            heartbeat_ms: 10_000,
+            timeout_ms: 30_000,
+            max_frame: DEFAULT_MAX_FRAME,
+            capabilities: 0,
+            online: vec!["rick".into(), FORGED.into()],
+        }),
+        Message::Text {
+            peer: "\u{202e}eve".into(),
+            private: true,
+            text: GARISH.into(),
+        },
+        Message::Goodbye {
+            code: ErrorCode::Kicked,
+            reason: FORGED.into(),
+        },
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let recv = Proc::spawn(&args(
         "recv",
@@ -1629,7 +1593,7 @@ fn a_folder_for_someone_not_online_is_not_offered_file_by_file() {
         (&"nobody".into(), &12.into()),
         "{v}"
     );
-    chat.type_line("/who");
+    chat.type_line("/online");
     let mut failed = 0;
     loop {
         let v =

@@ -281,7 +281,7 @@ fn lines_arrive_above_the_line_being_typed() {
     alice.keys("never sent");
     alice.wait_for("never sent");
     alice.keys("\x03");
-    alice.keys("/who\r");
+    alice.keys("/online\r");
     alice.wait_for("online (2): alice, carol");
     alice.keys("\x04");
     assert_eq!(alice.exit_code(), 0, "{:?}", alice.all());

@@ -18,12 +18,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use tidings_core::session::RoomEvent;
 use tidings_core::session::{Closed, Config, Event, SendError, Session};
 use tidings_core::transfer::{Direction, IncomingOffer, Progress, TransferEvent, TransferId};
-use tidings_core::wire::{login_method, PresenceKind, Secret};
+use tidings_core::wire::{capability, login_method, MemberKind, PresenceKind, Secret};
 use tidings_core::ErrorCode;
 
 use crate::files::{DiskDone, DiskJob, Download, Files, JobKind, Source, Ticket};
+use crate::rooms::{same_name, Rooms};
 use crate::tls::ClientTls;
 use crate::Error;
 
@@ -95,14 +97,16 @@ pub enum ClientEvent {
         name: String,
         /// The server's own participant name.
         server: String,
-        /// Who is online, ourselves included.
+        /// Who is in the default room (on a server without rooms: online), ourselves
+        /// included.
         online: Vec<String>,
     },
-    /// Chat text.
+    /// Chat text: private, or a line in the default room (everyone's chat on a server
+    /// without rooms). Lines in other rooms are [`ClientEvent::RoomText`].
     Text {
         /// The sender.
         from: String,
-        /// Addressed to us alone.
+        /// Addressed to us alone (else: said in the default room).
         private: bool,
         /// The message.
         text: String,
@@ -122,13 +126,65 @@ pub enum ClientEvent {
     /// in: set it as [`ClientConfig::token`] to log in with it next time (a reconnection)
     /// instead of the password. Never shown by `Debug`.
     Token(Secret),
-    /// Someone came online.
+    /// Someone came into the default room (on a server without rooms: came online).
     Joined(String),
-    /// Someone went away.
+    /// Someone left the default room or went away (on a server without rooms: went away).
     Left(String),
-    /// The answer to a list request.
+    /// The answer to a list request: everyone online on the server.
     PeerList(Vec<String>),
-    /// The server reported a problem with something we sent (an unknown peer …).
+    /// A line said in `room`, a room other than the default room (whose lines are
+    /// [`ClientEvent::Text`], as from a server without rooms). Only from a server that
+    /// speaks rooms, as every `Room…` event.
+    RoomText {
+        /// The room, as the server spells it.
+        room: String,
+        /// The sender, stamped by the server.
+        from: String,
+        /// The message.
+        text: String,
+    },
+    /// We are in `room`: the answer to our join (joining a room we are in answers it again,
+    /// a refresh), and for the default room right after [`ClientEvent::Connected`].
+    RoomEntered {
+        /// The room, as the server spells it.
+        room: String,
+        /// Its members, ourselves last.
+        members: Vec<String>,
+        /// It is the server's default room (every client starts in it).
+        default: bool,
+    },
+    /// Someone else came into `room` (not the default room: that is
+    /// [`ClientEvent::Joined`]).
+    RoomJoined {
+        /// The room.
+        room: String,
+        /// Who.
+        name: String,
+    },
+    /// Someone else left `room`, went offline, or was removed by the operator (not the
+    /// default room: that is [`ClientEvent::Left`]).
+    RoomLeft {
+        /// The room.
+        room: String,
+        /// Who.
+        name: String,
+        /// The operator removed them.
+        removed: bool,
+    },
+    /// We are no longer in `room`: our leave is done, or the operator removed us from it or
+    /// closed it (`removed`).
+    RoomExited {
+        /// The room.
+        room: String,
+        /// The operator's doing, not our leave.
+        removed: bool,
+    },
+    /// The answer to a room list request: the server's rooms, largest first.
+    RoomList(Vec<RoomCount>),
+    /// The server reported a problem with something we sent (an unknown peer …). Room
+    /// requests are refused this way too, with `room-refused` (an invalid name, a room only
+    /// the operator may open, one we were removed from), `not-member` (a line to or a leave
+    /// of a room we are not in) or `limit-exceeded` (a full room, too many rooms).
     Notice {
         /// What.
         code: ErrorCode,
@@ -232,6 +288,15 @@ pub enum ClientEvent {
     },
 }
 
+/// One room of a [`ClientEvent::RoomList`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCount {
+    /// The room's name as the server spells it.
+    pub name: String,
+    /// Its members when the list was made.
+    pub members: u32,
+}
+
 #[derive(Debug, Clone)]
 struct Info {
     peer: String,
@@ -290,6 +355,19 @@ pub enum Command {
     },
     /// Ask who is online ([`ClientEvent::PeerList`] answers).
     RequestList,
+    /// Enter a room ([`ClientEvent::RoomEntered`] answers, or a [`ClientEvent::Notice`]).
+    Join(String),
+    /// Leave a room ([`ClientEvent::RoomExited`] answers, or a [`ClientEvent::Notice`]).
+    Leave(String),
+    /// Say `text` in `room` (to its other members).
+    SayIn {
+        /// The room.
+        room: String,
+        /// The message.
+        text: String,
+    },
+    /// Ask which rooms exist ([`ClientEvent::RoomList`] answers).
+    RequestRooms,
     /// Offer an opened file or folder entry to `to` (empty: the server).
     Send {
         /// The receiver, or empty for the server.
@@ -326,6 +404,11 @@ pub struct Agent {
     /// The session ended because the server is gone or silent (its goodbye, the end of the
     /// stream, the heartbeat timeout): bytes still queued for it will never be read.
     server_gone: bool,
+    /// The rooms we are in, kept from the events handed out.
+    rooms: Rooms,
+    /// The default room's name, from the first `room-members` (which follows `welcome`):
+    /// its news are reported as a server without rooms reports everyone's.
+    default_room: Option<String>,
 }
 
 impl Agent {
@@ -339,7 +422,13 @@ impl Agent {
 
     /// A client asking for `name`; its preamble and hello are queued. Give it the config
     /// [`ClientConfig::for_peer`] made for the address connected to.
-    pub fn new(name: &str, config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
+    ///
+    /// It announces rooms (capability `ROOMS`, protocol 1.1) on top of the config's
+    /// capabilities, since it handles their events: against a server that speaks them it is
+    /// in the server's default room and may join others; against one that does not, plain
+    /// chat works as ever and room commands fail with "the server does not speak rooms".
+    pub fn new(name: &str, mut config: ClientConfig, now: Instant) -> Result<Agent, crate::Error> {
+        config.session.capabilities |= capability::ROOMS;
         let login = match (&config.token, &config.password) {
             (Some(t), _) => Some((login_method::TOKEN, t)),
             (None, Some(p)) => Some((login_method::PASSWORD, p)),
@@ -364,7 +453,14 @@ impl Agent {
             running: 0,
             closed: None,
             server_gone: false,
+            rooms: Rooms::new(),
+            default_room: None,
         })
+    }
+
+    /// The rooms we are in and their members, as of the events handed out so far.
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
     }
 
     /// The session, for anything not wrapped here.
@@ -382,6 +478,10 @@ impl Agent {
         match command {
             Command::Say { to, text } => self.say(&to, &text),
             Command::RequestList => self.request_list(),
+            Command::Join(room) => self.join(&room),
+            Command::Leave(room) => self.leave(&room),
+            Command::SayIn { room, text } => self.say_in(&room, &text),
+            Command::RequestRooms => self.request_rooms(),
             Command::Send { to, source } => return self.send_file(&to, source).map(Some),
             Command::Accept(id) => self.accept(id),
             Command::Reject(id) => self.reject(id),
@@ -422,6 +522,28 @@ impl Agent {
     /// Asks who is online ([`ClientEvent::PeerList`] answers).
     pub fn request_list(&mut self) -> Result<(), SendError> {
         self.session.request_peer_list()
+    }
+
+    /// Enters `room`, creating it if the server lets us ([`ClientEvent::RoomEntered`]
+    /// answers, or a [`ClientEvent::Notice`] refusal).
+    pub fn join(&mut self, room: &str) -> Result<(), SendError> {
+        self.session.join(room)
+    }
+
+    /// Leaves `room` ([`ClientEvent::RoomExited`] answers, or a `not-member`
+    /// [`ClientEvent::Notice`]).
+    pub fn leave(&mut self, room: &str) -> Result<(), SendError> {
+        self.session.leave(room)
+    }
+
+    /// Says `text` to the other members of `room` (we hear no echo).
+    pub fn say_in(&mut self, room: &str, text: &str) -> Result<(), SendError> {
+        self.session.send_room_text(room, text)
+    }
+
+    /// Asks which rooms exist ([`ClientEvent::RoomList`] answers).
+    pub fn request_rooms(&mut self) -> Result<(), SendError> {
+        self.session.request_room_list()
     }
 
     /// Offers an opened file to `to` (empty: the server itself).
@@ -535,13 +657,14 @@ impl Agent {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        if let Some(ev) = self.events.pop_front() {
-            return Some(ev);
-        }
-        if self.running == 0 && self.jobs.is_empty() {
-            return self.closed.take();
-        }
-        None
+        let ev = match self.events.pop_front() {
+            Some(ev) => ev,
+            None if self.running == 0 && self.jobs.is_empty() => self.closed.take()?,
+            None => return None,
+        };
+        // Kept as handed out, so that what the application was told and `rooms()` agree.
+        self.rooms.apply(&ev);
+        Some(ev)
     }
 
     /// Gives up on the jobs handed out and not reported (a driver dropping a connection
@@ -715,6 +838,7 @@ impl Agent {
                 code,
                 text: text.to_string(),
             },
+            Event::Room(r) => self.on_room(r),
             Event::Transfer(t) => match self.on_transfer(t) {
                 Some(ev) => ev,
                 None => return,
@@ -740,12 +864,76 @@ impl Agent {
                 });
                 return;
             }
-            // Server-side events never reach a client session; room news only once the
-            // Agent announces rooms.
+            // Server-side events never reach a client session.
             Event::Hello(_) | Event::PeerListRequested | Event::RoomRequest(_) => return,
-            Event::Room(_) => return,
         };
         self.events.push_back(out);
+    }
+
+    /// Room news as events: the default room's chat and membership as a server without
+    /// rooms reports everyone's ([`ClientEvent::Text`], [`ClientEvent::Joined`],
+    /// [`ClientEvent::Left`]), so that an application written for those sees the same
+    /// chat either way; other rooms' as `Room…` events.
+    fn on_room(&mut self, ev: RoomEvent) -> ClientEvent {
+        let is_default = |room: &str| {
+            self.default_room
+                .as_deref()
+                .is_some_and(|d| same_name(d, room))
+        };
+        match ev {
+            RoomEvent::Text { room, peer, text } if is_default(&room) => ClientEvent::Text {
+                from: peer.to_string(),
+                private: false,
+                text: text.to_string(),
+            },
+            RoomEvent::Text { room, peer, text } => ClientEvent::RoomText {
+                room: room.to_string(),
+                from: peer.to_string(),
+                text: text.to_string(),
+            },
+            RoomEvent::Members { room, names } => {
+                // The first is the default room's, right after welcome (spec §6.10).
+                let default = match &self.default_room {
+                    None => {
+                        self.default_room = Some(room.to_string());
+                        true
+                    }
+                    Some(_) => is_default(&room),
+                };
+                ClientEvent::RoomEntered {
+                    room: room.to_string(),
+                    members: names.iter().map(|n| n.to_string()).collect(),
+                    default,
+                }
+            }
+            RoomEvent::Member { kind, room, name } => {
+                let removed = kind == MemberKind::Removed;
+                let (room, name) = (room.to_string(), name.to_string());
+                if self.session.name().is_some_and(|me| same_name(me, &name)) {
+                    // About ourselves: our leave done, or the operator's removal.
+                    return ClientEvent::RoomExited { room, removed };
+                }
+                match (kind, is_default(&room)) {
+                    (MemberKind::Joined, true) => ClientEvent::Joined(name),
+                    (MemberKind::Joined, false) => ClientEvent::RoomJoined { room, name },
+                    (_, true) => ClientEvent::Left(name),
+                    (_, false) => ClientEvent::RoomLeft {
+                        room,
+                        name,
+                        removed,
+                    },
+                }
+            }
+            RoomEvent::List(rooms) => ClientEvent::RoomList(
+                rooms
+                    .into_iter()
+                    .map(|r| RoomCount {
+                        name: r.name.to_string(),
+                        members: r.members,
+                    })
+                    .collect(),
+            ),
+        }
     }
 
     fn on_transfer(&mut self, ev: TransferEvent) -> Option<ClientEvent> {
@@ -885,6 +1073,36 @@ impl Agent {
     }
 }
 
+impl Rooms {
+    /// Takes in one event; events that are not about rooms change nothing. The default
+    /// room's news arrive as [`ClientEvent::Joined`] and [`ClientEvent::Left`] and count for
+    /// it.
+    pub fn apply(&mut self, ev: &ClientEvent) {
+        match ev {
+            ClientEvent::Connected { .. } | ClientEvent::Closed { .. } => self.clear(),
+            ClientEvent::RoomEntered {
+                room,
+                members,
+                default,
+            } => self.entered(room, members, *default),
+            ClientEvent::RoomExited { room, .. } => self.exited(room),
+            ClientEvent::RoomJoined { room, name } => self.joined(room, name),
+            ClientEvent::RoomLeft { room, name, .. } => self.left(room, name),
+            ClientEvent::Joined(name) => {
+                if let Some(default) = self.default_room().map(str::to_string) {
+                    self.joined(&default, name);
+                }
+            }
+            ClientEvent::Left(name) => {
+                if let Some(default) = self.default_room().map(str::to_string) {
+                    self.left(&default, name);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// What the first event of a new connection says: joined as (name, server name, who is
 /// online), refused by the server ([`Error::Refused`]: it answered in tidings, with a
 /// reason), or no tidings handshake at all ([`Error::Handshake`]: the connection closed
@@ -924,6 +1142,82 @@ pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>
 mod tests {
     use super::*;
 
+    /// Moves bytes both ways until neither side has any to send.
+    fn pump(agent: &mut Agent, server: &mut Session, now: Instant) {
+        loop {
+            let mut moved = false;
+            while let Some(b) = agent.poll_transmit() {
+                server.handle_input(now, &b);
+                moved = true;
+            }
+            while let Some(b) = server.poll_transmit() {
+                agent.handle_input(now, &b);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_without_rooms_chats_as_ever_and_refuses_room_commands_clearly() {
+        let now = Instant::now();
+        let mut agent = Agent::new("ann", ClientConfig::default(), now).unwrap();
+        // A 1.0 server: the default capabilities, no ROOMS.
+        let mut server = Session::server(Config::default(), now);
+        pump(&mut agent, &mut server, now);
+        let hello = std::iter::from_fn(|| server.poll_event())
+            .find_map(|e| match e {
+                Event::Hello(h) => Some(h),
+                _ => None,
+            })
+            .expect("a hello");
+        assert_ne!(
+            hello.capabilities & capability::ROOMS,
+            0,
+            "the agent opts in"
+        );
+        server
+            .accept_hello(hello.name.clone(), "srv".into(), vec![hello.name])
+            .unwrap();
+        pump(&mut agent, &mut server, now);
+        agent.process();
+        assert!(matches!(
+            agent.poll_event(),
+            Some(ClientEvent::Connected { .. })
+        ));
+        assert!(!agent.session().rooms());
+
+        for refused in [
+            agent.join("team"),
+            agent.leave("team"),
+            agent.say_in("team", "hi"),
+            agent.request_rooms(),
+        ] {
+            let e = refused.unwrap_err();
+            assert_eq!(e.to_string(), "the server does not speak rooms");
+        }
+        // Plain chat both ways, as 1.0.
+        agent.say("", "hello").unwrap();
+        // From the server, the peer field names the sender: bob's line to everyone.
+        server.send_text("bob", "welcome").unwrap();
+        pump(&mut agent, &mut server, now);
+        assert!(std::iter::from_fn(|| server.poll_event())
+            .any(|e| matches!(e, Event::Text { text, .. } if &*text == "hello")));
+        agent.process();
+        assert_eq!(
+            agent.poll_event(),
+            Some(ClientEvent::Text {
+                from: "bob".into(),
+                private: false,
+                text: "welcome".into()
+            })
+        );
+        assert_eq!(agent.rooms().iter().count(), 0);
+        assert_eq!(agent.rooms().default_room(), None);
+    }
+
     #[test]
     fn secrets_go_only_where_they_cannot_be_read_on_the_way() {
         let with_secrets = || ClientConfig {
@@ -940,5 +1234,55 @@ mod tests {
             let c = with_secrets().for_peer(local.parse().unwrap());
             assert!(c.password.is_some() && c.token.is_some(), "{local}");
         }
+    }
+
+    fn entered(room: &str, members: &[&str], default: bool) -> ClientEvent {
+        ClientEvent::RoomEntered {
+            room: room.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            default,
+        }
+    }
+
+    #[test]
+    fn members_follow_the_news_and_a_room_goes_when_we_leave_it() {
+        let mut rooms = Rooms::new();
+        rooms.apply(&entered("lobby", &["bob", "me"], true));
+        rooms.apply(&entered("Team", &["me"], false));
+        rooms.apply(&ClientEvent::Joined("carol".into()));
+        rooms.apply(&ClientEvent::Left("bob".into()));
+        rooms.apply(&ClientEvent::RoomJoined {
+            room: "TEAM".into(),
+            name: "dave".into(),
+        });
+        // A second join news of one name (any spelling) lists it once, as first spelled.
+        rooms.apply(&ClientEvent::RoomJoined {
+            room: "team".into(),
+            name: "DAVE".into(),
+        });
+        assert_eq!(rooms.get("lobby").unwrap().members(), ["carol", "me"]);
+        assert_eq!(rooms.get("team").unwrap().members(), ["dave", "me"]);
+        assert_eq!(rooms.get("team").unwrap().name, "Team");
+        assert!(rooms.is_default("LOBBY") && !rooms.is_default("team"));
+
+        rooms.apply(&ClientEvent::RoomLeft {
+            room: "team".into(),
+            name: "dave".into(),
+            removed: true,
+        });
+        assert_eq!(rooms.get("team").unwrap().members(), ["me"]);
+        rooms.apply(&ClientEvent::RoomExited {
+            room: "team".into(),
+            removed: false,
+        });
+        assert!(!rooms.contains("team") && rooms.contains("lobby"));
+        // Our leaving the default room: it is gone, and still known as the default.
+        rooms.apply(&ClientEvent::RoomExited {
+            room: "lobby".into(),
+            removed: false,
+        });
+        rooms.apply(&ClientEvent::Joined("erin".into()));
+        assert_eq!(rooms.iter().count(), 0);
+        assert_eq!(rooms.default_room(), Some("lobby"));
     }
 }

@@ -4,6 +4,7 @@
 //! - [`server::Host`]: the server's hub with the server participant's own chat and files,
 //!   the connection limits, and operator events;
 //! - [`client::Agent`]: a client's session with its files and events;
+//! - [`rooms`]: the rooms a client is in and their members, kept from its events;
 //! - [`files`]: the disk side of transfers as a protocol: [`files::DiskJob`]s a driver has
 //!   `tidings-disk` run where blocking is allowed, and their results;
 //! - [`outgoing`]: the bytes waiting for one socket, gathered into vectored writes;
@@ -24,6 +25,7 @@ pub mod client;
 mod error;
 pub mod files;
 pub mod outgoing;
+pub mod rooms;
 pub mod server;
 pub mod tls;
 

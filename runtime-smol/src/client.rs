@@ -159,7 +159,8 @@ impl Client {
         self.peer_addr
     }
 
-    /// Who was online when we joined, ourselves included.
+    /// Who was in the default room when we joined (on a server without rooms: online),
+    /// ourselves included.
     pub fn online_at_join(&self) -> &[String] {
         &self.online
     }
@@ -200,6 +201,31 @@ impl Client {
     /// Asks who is online; [`ClientEvent::PeerList`] answers.
     pub async fn request_list(&self) -> Result<(), Error> {
         self.call(Command::RequestList).await.map(drop)
+    }
+
+    /// Enters `room` (creating it, if the server lets us): [`ClientEvent::RoomEntered`]
+    /// answers with its members, or a [`ClientEvent::Notice`] with the refusal. A server
+    /// that does not speak rooms: [`Error::Send`] at once.
+    pub async fn join(&self, room: &str) -> Result<(), Error> {
+        self.call(Command::Join(room.to_string())).await.map(drop)
+    }
+
+    /// Leaves `room`: [`ClientEvent::RoomExited`] answers, or a `not-member`
+    /// [`ClientEvent::Notice`].
+    pub async fn leave(&self, room: &str) -> Result<(), Error> {
+        self.call(Command::Leave(room.to_string())).await.map(drop)
+    }
+
+    /// Says `text` to the other members of `room` (a `not-member` [`ClientEvent::Notice`]
+    /// when we are not one).
+    pub async fn say_in(&self, room: &str, text: &str) -> Result<(), Error> {
+        let (room, text) = (room.to_string(), text.to_string());
+        self.call(Command::SayIn { room, text }).await.map(drop)
+    }
+
+    /// Asks which rooms exist; [`ClientEvent::RoomList`] answers.
+    pub async fn request_rooms(&self) -> Result<(), Error> {
+        self.call(Command::RequestRooms).await.map(drop)
     }
 
     /// Offers the file at `path` to `peer` (empty: the server). Fails before anything is

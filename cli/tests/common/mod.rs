@@ -2,7 +2,7 @@
 //! lines, and files to send.
 #![allow(dead_code)] // each test file uses its own part
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -64,4 +64,51 @@ pub fn make_file(path: &Path, len: usize, seed: u64) {
         })
         .collect();
     std::fs::write(path, data).unwrap();
+}
+
+/// Asserts that `output` (standard output and error of one command) holds nothing a terminal
+/// would obey and no forged event line (one that starts `[20:17:0`, the time the hostile
+/// strings of the tests forge), and that it shows `needles` (escaped or not).
+#[track_caller]
+pub fn assert_harmless(what: &str, output: &str, needles: &[&str]) {
+    for c in output.chars() {
+        let bad = (c.is_control() && c != '\n')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!bad, "{what} printed {c:?}:\n{output}");
+    }
+    for line in output.lines() {
+        assert!(
+            !line.starts_with("[20:17:0"),
+            "{what} forged a line:\n{output}"
+        );
+    }
+    for needle in needles {
+        assert!(
+            output.contains(needle),
+            "{what} lacks {needle:?}:\n{output}"
+        );
+    }
+}
+
+/// A fake server on a free port for one client: after the client's first bytes it sends
+/// the preamble and `messages`, then waits until the client hangs up. Its address, and the
+/// thread to join.
+pub fn fake_server(
+    messages: Vec<tidings_core::wire::Message>,
+) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 64];
+        let _ = s.read(&mut hello).unwrap();
+        let preamble = tidings_core::wire::Preamble::CURRENT.to_bytes();
+        let mut out = bytes::BytesMut::from(&preamble[..]);
+        for msg in messages {
+            msg.encode(&mut out);
+        }
+        s.write_all(&out).unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    (addr, fake)
 }
