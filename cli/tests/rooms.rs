@@ -576,3 +576,79 @@ fn against_a_server_without_rooms_the_chat_talks_to_everyone_and_says_rooms_are_
     assert!(chat.wait().success());
     fake.join().unwrap();
 }
+
+#[test]
+fn the_operator_opens_lists_removes_and_closes_rooms_from_the_console() {
+    let mut server = Proc::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--console",
+        "--only-listed-rooms",
+        "--room",
+        "ops",
+    ]);
+    let addr = server.expect_event("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ann = Proc::chat("ann", &addr, &["--room", "ops"]);
+    ann.talking_in("ops");
+    let mut ben = Proc::chat("ben", &addr, &["--room", "ops"]);
+    ben.talking_in("ops");
+    // Only the listed rooms: a new one is refused.
+    ben.type_line("/join elsewhere");
+    let refused = ben.expect_event("notice");
+    assert!(
+        refused["text"]
+            .as_str()
+            .unwrap()
+            .contains("only the operator"),
+        "{refused}"
+    );
+    server.type_line("/rooms");
+    let rooms = server.expect_event("rooms");
+    assert_eq!(
+        rooms["rooms"],
+        serde_json::json!([{"room": "lobby", "members": 2}, {"room": "ops", "members": 2}])
+    );
+    server.type_line("/open side");
+    server.expect(|v| v["event"] == "room" && v["done"] == "opened");
+    server.type_line("/room ops");
+    let members = server.expect_event("members");
+    assert_eq!(members["members"], serde_json::json!(["ann", "ben"]));
+
+    // Removed: ben is told, ann sees it, and ben cannot come back.
+    server.type_line("/remove ops ben");
+    ben.expect(|v| v["event"] == "exited" && v["room"] == "ops" && v["removed"] == true);
+    ann.expect(|v| v["event"] == "left" && v["name"] == "ben" && v["removed"] == true);
+    ben.type_line("/join ops");
+    let refused = ben.expect_event("notice");
+    assert!(
+        refused["text"].as_str().unwrap().contains("removed you"),
+        "{refused}"
+    );
+    // The operator speaks in a room; only its members hear it.
+    server.type_line("/in ops meeting at noon");
+    ann.hears("server", "meeting at noon", &[]);
+    // Closed: everyone in it is out, and it is gone from the list.
+    server.type_line("/close ops");
+    ann.expect(|v| v["event"] == "exited" && v["room"] == "ops" && v["removed"] == true);
+    server.type_line("/rooms");
+    let rooms = server.expect_event("rooms");
+    assert_eq!(
+        rooms["rooms"],
+        serde_json::json!([{"room": "lobby", "members": 2}, {"room": "side", "members": 0}])
+    );
+    server.type_line("/close lobby");
+    let error = server.expect_event("error");
+    assert!(
+        error["message"].as_str().unwrap().contains("default room"),
+        "{error}"
+    );
+    server.type_line("/quit");
+    server.expect_event("stopped");
+    // ben heard nothing said in ops after its removal.
+    ben.type_line("/quit");
+    let _ = ben.wait();
+}
