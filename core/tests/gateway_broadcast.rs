@@ -27,6 +27,7 @@ fn add(w: &mut GatewayNet, mode: GatewayMode, socket: bool) -> usize {
 fn legacy(w: &mut GatewayNet, name: &str, socket: bool) -> usize {
     let mode = GatewayMode::Legacy {
         name: name.to_string(),
+        room: None,
     };
     add(w, mode, socket)
 }
@@ -162,6 +163,7 @@ fn gateway_broadcast_without_a_cache_is_the_same_text() {
     for (k, n) in ["a", "b", "c"].iter().enumerate() {
         let mode = GatewayMode::Legacy {
             name: n.to_string(),
+            room: None,
         };
         let output = if k == 1 {
             Output::Plain
