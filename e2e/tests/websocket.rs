@@ -25,6 +25,7 @@ for_both_servers! {
         json_websocket_client_chats_and_whispers_to_one_peer_only,
         legacy_websocket_client_speaks_plain_text,
         legacy_client_hears_who_is_online_and_why_it_is_turned_away,
+        legacy_clients_with_a_room_chat_in_it_alone,
         with_accounts_json_clients_log_in_and_legacy_clients_are_guests,
         an_unmasked_client_frame_is_closed_with_1002_and_others_are_served,
         a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound,
@@ -375,6 +376,59 @@ fn with_accounts_json_clients_log_in_and_legacy_clients_are_guests(kind: ServerK
         let mut guest = WsClient::connect(server.addr, "/ws?name=qt", &[]).await;
         let got = lines_until_close(&mut guest).await;
         assert!(got[0].contains("refused: auth-required"), "{got:?}");
+    });
+}
+
+/// `?room=` (spec §12.4): two legacy clients in their own room hear each other and nobody
+/// else hears them; a room the server refuses is told in one line before the close.
+fn legacy_clients_with_a_room_chat_in_it_alone(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1&room=team", &[]).await;
+        let WsEvent::Text(first) = qt1.next().await else {
+            panic!()
+        };
+        assert_eq!(
+            first.as_str(),
+            r#"{"src":"server","dst":"","msg":"online (1): qt1"}"#
+        );
+        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2&room=Team", &[]).await;
+        let WsEvent::Text(first) = qt2.next().await else {
+            panic!()
+        };
+        assert_eq!(
+            first.as_str(),
+            r#"{"src":"server","dst":"","msg":"online (2): qt1, qt2"}"#
+        );
+        qt1.text_with("qt2 joined").await;
+
+        qt1.send_text("hi team").await;
+        qt1.send_text(r#"{"dst":"nat","msg":"after"}"#).await;
+        assert_eq!(
+            qt2.text_with("hi team").await,
+            r#"{"src":"qt1","dst":"","msg":"hi team"}"#
+        );
+        // The hub handles qt1's messages in order: had the room's line reached the lobby,
+        // it would come before the private one.
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            heard,
+            ClientEvent::Text {
+                from: "qt1".into(),
+                private: true,
+                text: "after".into()
+            }
+        );
+
+        let mut bad = WsClient::connect(server.addr, "/ws?name=qt3&room=no+way", &[]).await;
+        let got = lines_until_close(&mut bad).await;
+        assert!(
+            got.len() == 2
+                && got[0].contains("refused: room-refused: \\\"no way\\\" is not a room name")
+                && got[1].starts_with("close 1008"),
+            "{got:?}"
+        );
     });
 }
 
