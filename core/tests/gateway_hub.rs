@@ -872,12 +872,19 @@ fn legacy_text_said_before_the_room_is_joined_is_said_in_the_room() {
     };
     let mut gw = Gateway::for_hub(mode, DEFAULT_MAX_FRAME, w.hub.name(), w.now);
     gw.handle_ws_event(w.now, WsEvent::Text(Utf8Bytes::from("early")));
+    let to_nobody = r#"{"dst":"nobody","msg":"?"}"#;
+    gw.handle_ws_event(w.now, WsEvent::Text(Utf8Bytes::from(to_nobody)));
     let dave = w.add_gateway(gw, sim::gateway::Output::Plain);
+    let got = w.take_json(dave);
+    assert_eq!(got.len(), 2, "{got:?}");
+    // The private line went at once and failed on its own, without ending the join.
+    assert!(got[0]["msg"].as_str().unwrap().starts_with("unknown-peer"));
     assert_eq!(
-        w.take_json(dave),
-        [server_line("online (2): erin, dave")],
+        got[1],
+        server_line("online (2): erin, dave"),
         "told who is here, not that it is a non-member"
     );
+    assert!(!w.web[dave].gw.is_ws_closed());
     assert_eq!(
         w.take_json(erin),
         [

@@ -947,10 +947,11 @@ impl Gateway {
             }
             Message::Ping { nonce } => self.send_hub(now, &Message::Pong { nonce }),
             Message::Error { code, text }
-                if legacy.room.as_ref().is_some_and(|own| !own.joined) =>
+                if matches!(code, ErrorCode::RoomRefused | ErrorCode::LimitExceeded)
+                    && legacy.room.as_ref().is_some_and(|own| !own.joined) =>
             {
-                // Before the client is in its room the only thing it asked for is the join:
-                // a refused room is told like a refused name, and the client leaves.
+                // Before the client is in its room the only room request is the join: a
+                // refused room is told like a refused name, and the client leaves.
                 self.legacy_quit("refused", code, &text);
             }
             Message::Error { code, text } if !code.is_fatal() => {
