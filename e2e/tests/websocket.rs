@@ -319,6 +319,16 @@ fn legacy_websocket_client_speaks_plain_text(kind: ServerKind) {
     });
 }
 
+impl WsClient {
+    /// The next message, which must be a text line.
+    async fn first_line(&mut self) -> String {
+        match self.next().await {
+            WsEvent::Text(line) => line.as_str().to_string(),
+            other => panic!("expected a text line, got {other:?}"),
+        }
+    }
+}
+
 /// Text lines until the close, which ends the list as `close CODE: REASON`.
 async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
     let (mut got, code, reason) = ws.until_close().await;
@@ -386,19 +396,13 @@ fn legacy_clients_with_a_room_chat_in_it_alone(kind: ServerKind) {
     smol::block_on(async {
         let native = connect(server.addr, "nat").await;
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1&room=team", &[]).await;
-        let WsEvent::Text(first) = qt1.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt1.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (1): qt1"}"#
         );
         let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2&room=Team", &[]).await;
-        let WsEvent::Text(first) = qt2.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt2.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (2): qt1, qt2"}"#
         );
         qt1.text_with("qt2 joined").await;
@@ -440,19 +444,13 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind)
         // second connects once the first has joined: the order of two joins in flight at
         // once is the server's to choose.
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
-        let WsEvent::Text(first) = qt1.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt1.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (2): nat, qt1"}"#
         );
         let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
-        let WsEvent::Text(first) = qt2.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt2.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (3): nat, qt1, qt2"}"#
         );
 

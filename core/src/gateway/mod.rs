@@ -902,15 +902,16 @@ impl Gateway {
                     self.send_hub(now, msg);
                 }
             }
-            Message::RoomText { room, peer, text } => {
+            // Only the client's own room is chat to it (the default room's, before it is
+            // left, is not).
+            Message::RoomText { room, peer, text }
                 if legacy
                     .room
                     .as_ref()
-                    .is_some_and(|own| own.joined && own.name == room)
-                {
-                    let line = legacy::render(&peer, "", &text);
-                    self.to_ws.push_back(WsMessage::Text(line.into()));
-                }
+                    .is_some_and(|own| own.joined && own.name == room) =>
+            {
+                let line = legacy::render(&peer, "", &text);
+                self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Member { kind, room, name } => {
                 let Some(own) = legacy.room.as_ref().filter(|o| o.joined && o.name == room) else {
