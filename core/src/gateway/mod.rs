@@ -730,12 +730,16 @@ impl Gateway {
             GatewayMode::Json => TextForm::Json,
             _ => TextForm::Legacy,
         };
-        // Only chat and presence are broadcast; nothing else is worth a lookup.
+        // Only chat and presence are broadcast; nothing else is worth a lookup. A room's
+        // chat and members are the same JSON for every member; a legacy client sees only
+        // its own room's, so those are rendered for it alone.
         let sink = sink.filter(|_| {
-            matches!(
-                kind,
-                frame_type::TEXT | frame_type::BLOB | frame_type::PRESENCE
-            ) && RenderCache::admits(body)
+            let broadcast = match kind {
+                frame_type::TEXT | frame_type::BLOB | frame_type::PRESENCE => true,
+                frame_type::ROOM_TEXT | frame_type::MEMBER => form == TextForm::Json,
+                _ => false,
+            };
+            broadcast && RenderCache::admits(body)
         });
         if let Some(sink) = sink {
             if self.cached(now, sink, form, kind, body) {
@@ -1065,13 +1069,17 @@ fn whole_frame(bytes: &[u8]) -> Option<usize> {
 
 /// The WebSocket text of `msg` in `mode` if it depends on nothing but the message (so
 /// one rendering serves every recipient; see [`RenderCache`]): in the JSON mode `text`,
-/// `blob` and `presence`; in the legacy one a `text` to everyone (a private one names the
+/// `blob`, `presence`, `room-text` and `member`; in the legacy one a `text` to everyone (a private one names the
 /// recipient, presence lines name the server). `None` for everything else.
 fn shared_rendering(form: TextForm, msg: &Message) -> Option<Utf8Bytes> {
     match (form, msg) {
         (
             TextForm::Json,
-            Message::Text { .. } | Message::Blob { .. } | Message::Presence { .. },
+            Message::Text { .. }
+            | Message::Blob { .. }
+            | Message::Presence { .. }
+            | Message::RoomText { .. }
+            | Message::Member { .. },
         ) => Some(to_json(msg).into()),
         (
             TextForm::Legacy,
