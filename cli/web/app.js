@@ -347,6 +347,7 @@
     if (n) unread.delete(n.toLowerCase());
     else if (room) clearRoomUnread(room);
     renderUsers();
+    renderRooms(); // the room is no longer the one selected while a person is
     applyView();
     ui.log.scrollTop = ui.log.scrollHeight;
   }

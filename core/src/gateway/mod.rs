@@ -11,8 +11,10 @@
 //!   without copying;
 //! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
 //!   gateway sends the native preamble for the client and drops the hub's;
-//! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
-//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
+//! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`, in the
+//!   default room or, with `?room=`, in that room (the gateway speaks protocol 1.1 for it,
+//!   joins the room, leaves the default one and shows the room as the default room is shown
+//!   to the others); the gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
 //!   in such lines who is online when it joins and why its connection ends (before every
 //!   close but a dead client's), and keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
 //!   silence, and pings a silent client over the WebSocket, dropping it from the hub when
