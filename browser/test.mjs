@@ -403,6 +403,7 @@ async function main() {
     await alice.locator(".note", { hasText: "carol left" }).waitFor({ timeout: STEP_MS });
     check(!(await alice.locator('#users [data-name="carol"]').count()), "carol leaves alice's list when she quits");
 
+    await roomsCheck(browser);
     await notifications(browser);
     await overTls();
     await reconnects(browser);
@@ -412,6 +413,94 @@ async function main() {
   } finally {
     await browser.close();
   }
+}
+
+// Rooms (spec §6.10) between two pages: a link with the room in its address lands in that
+// room; two pages in two rooms never see each other's lines; a line in a room a page is not
+// looking at raises that room's unread count; coming back is in the same rooms again; the
+// server's rooms can be browsed; a room can be left.
+async function roomsCheck(browser) {
+  let rita = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  const sam = await (await browser.newContext({ viewport: { width: 375, height: 812 }, hasTouch: true })).newPage();
+  for (const [p, n] of [[rita, "rita"], [sam, "sam"]]) {
+    p.on("pageerror", (e) => { console.error(`${n} page error: ${e.message}`); process.exitCode = 1; });
+  }
+  const inRoom = async (p, r) => p.locator(`#rooms .room.selected[data-room="${r}"]`).waitFor({ timeout: STEP_MS });
+  for (const [p, n, r] of [[rita, "rita", "red"], [sam, "sam", "blue"]]) {
+    await p.goto(`${base}/#room=${r}`);
+    await p.locator("#name").fill(n);
+    await p.locator("#join").click();
+    await inRoom(p, r);
+    check(new URL(p.url()).hash === `#room=${r}`, `${n}'s page opened from a link to #${r} lands in #${r}`);
+  }
+  check(await rita.locator("#users .user:not(.everyone)").evaluateAll((bs) => bs.map((b) => b.dataset.name).join()) === "rita",
+    "rita's people list is the members of #red: herself");
+
+  // rita joins #blue by name, sees sam there, and goes back to #red.
+  await rita.locator("#room-name").fill("blue");
+  await rita.locator("#join-room-button").click();
+  await inRoom(rita, "blue");
+  await rita.locator('#users [data-name="sam"]').waitFor({ timeout: STEP_MS });
+  check(new URL(rita.url()).hash === "#room=blue", "joining #blue by name opens it, with sam among its members");
+  await sam.locator(".note", { hasText: "rita joined #blue" }).waitFor({ timeout: STEP_MS });
+  await rita.locator('#rooms [data-room="red"]').click();
+  await inRoom(rita, "red");
+
+  // sam in #blue, rita looking at #red: the line counts as unread beside #blue.
+  await sam.locator("#message").fill("blue line");
+  await sam.locator("#message").press("Enter");
+  const blueUnread = rita.locator('#rooms [data-room="blue"] .unread');
+  await blueUnread.waitFor({ timeout: STEP_MS });
+  check((await blueUnread.textContent()) === "1", "a line in #blue raises its unread count to 1 while rita looks at #red");
+  check(await rita.locator(".msg", { hasText: "blue line" }).isHidden(), "and #red's view does not show it");
+
+  // Said in #red, then in #blue: sam, only in #blue, gets the second and never the first.
+  await rita.locator("#message").fill("red secret");
+  await rita.locator("#message").press("Enter");
+  await rita.locator('#rooms [data-room="blue"]').click();
+  await inRoom(rita, "blue");
+  check(!(await blueUnread.count()), "opening #blue clears its unread count");
+  check(await rita.locator(".msg", { hasText: "blue line" }).isVisible() && await rita.locator(".msg", { hasText: "red secret" }).isHidden(),
+    "#blue's view shows #blue's lines only");
+  await rita.locator("#message").fill("after red");
+  await rita.locator("#send").click();
+  await sam.locator(".msg", { hasText: "after red" }).waitFor({ timeout: STEP_MS });
+  check(!(await sam.locator(".msg", { hasText: "red secret" }).count()), "a line in #red never reaches sam in #blue");
+
+  // A file to #blue: an ordinary offer to each other member (here sam alone).
+  await rita.locator("#file").setInputFiles({ name: "to-blue.txt", mimeType: "text/plain", buffer: Buffer.from("for the room\n".repeat(1000)) });
+  const toBlue = sam.locator('.transfer[data-dir="in"]', { hasText: "to-blue.txt" });
+  await toBlue.locator("button.accept").click({ timeout: STEP_MS });
+  await toBlue.and(sam.locator('[data-state="complete"]')).waitFor({ timeout: STEP_MS });
+  await rita.locator('.transfer[data-dir="out"][data-state="complete"]', { hasText: "to-blue.txt" }).waitFor({ timeout: STEP_MS });
+  check(await rita.locator('.transfer[data-dir="out"]', { hasText: "to-blue.txt" }).count() === 1,
+    "a file sent in #blue goes to its other member, sam, as one offer, and arrives");
+
+  // rita comes back (her name and rooms are in this browser's storage) through a link to
+  // #red, once the server has seen her go (sam is told): in #red again, and in #blue.
+  const ritaContext = rita.context();
+  await rita.close();
+  await sam.locator(".note", { hasText: "rita left #blue" }).waitFor({ timeout: STEP_MS });
+  rita = await ritaContext.newPage();
+  rita.on("pageerror", (e) => { console.error(`rita page error: ${e.message}`); process.exitCode = 1; });
+  await rita.goto(`${base}/#room=red`);
+  await inRoom(rita, "red");
+  await rita.locator('#rooms [data-room="blue"]').waitFor({ timeout: STEP_MS });
+  check(true, "back through a link to #red, rita's page lands in #red and is in #blue again");
+
+  // The server's rooms, then leaving #blue.
+  await rita.locator("#browse").click();
+  const listed = rita.locator('#room-list [data-room="blue"] .count');
+  await listed.waitFor({ timeout: STEP_MS });
+  check((await listed.textContent()) === "2", "browsing lists #blue with its 2 members");
+  await rita.locator('#rooms [data-room="blue"] + .leave').click();
+  await rita.locator('#rooms [data-room="blue"]').waitFor({ state: "detached", timeout: STEP_MS });
+  await sam.locator(".note", { hasText: "rita left #blue" }).nth(1).waitFor({ timeout: STEP_MS });
+  check(true, "leaving #blue takes it off rita's list, and sam is told");
+  await rita.screenshot({ path: join(artifacts, "laptop-rooms.png") });
+  await sam.screenshot({ path: join(artifacts, "phone-rooms.png") });
+  await rita.context().close();
+  await sam.context().close();
 }
 
 // The page's own SHA-256 (sha256.js), in the page: the FIPS 180-4 / NIST examples, random
@@ -690,7 +779,7 @@ async function heartbeatsAndBlobs(browser) {
   await page.goto(pathToFileURL(join(root, "cli", "web", "index.html")).href);
   await page.waitForFunction(() => window.__sent.length === 1, null, { timeout: STEP_MS });
   const hello = JSON.parse(await page.evaluate(() => window.__sent[0]));
-  check(hello.type === "hello" && hello.name === "hana" && hello.capabilities === 3 && hello.max_frame === 1048576, "the page's first message is hello {name, capabilities, max_frame}");
+  check(hello.type === "hello" && hello.name === "hana" && hello.capabilities === 7 && hello.max_frame === 1048576, "the page's first message is hello {name, capabilities, max_frame}");
   await page.evaluate(() => window.__sockets[0].push(JSON.stringify({ type: "welcome", name: "hana", server: "server", heartbeat_ms: 300, timeout_ms: 1500, max_frame: 1048576, capabilities: 3, online: ["hana"] })));
   await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
   // A nonce beyond 2^53 must come back exactly as sent.

@@ -5,6 +5,7 @@
 (() => {
   const CAP_FILES = 1;
   const CAP_BLOBS = 2;
+  const CAP_ROOMS = 4; // protocol 1.1: rooms (spec §6.10)
   const RELAYED = 0x80; // the `relayed` extension's frame type (spec §10 rule 8)
   const MAX_FRAME = 1 << 20; // what we announce: the protocol minimum, 1 MiB
   // 192 KiB of raw bytes become 256 KiB of base64: a chunk message stays far below 1 MiB.
@@ -18,6 +19,9 @@
   const TOKEN_KEY = "tidings.token";
   const AUTH = { required: 20, failed: 21, insecure: 22 };
   const NOTIFY_KEY = "tidings.notify"; // "on" once the user asked for notifications
+  // The rooms this browser was in, so that a reconnection or a reload is in them again.
+  const ROOMS_KEY = "tidings.rooms";
+  const ROOM_REFUSED = [17, 24]; // limit-exceeded, room-refused: a join that did not happen
   const MESSAGE_MAX_HEIGHT = 160; // px: the composer grows with its lines up to this
   // Only these schemes become links; anything else (javascript:, data:, …) stays text.
   const LINK_SCHEMES = ["http:", "https:", "mailto:"];
@@ -33,6 +37,8 @@
     log: $("log"), composer: $("composer"), message: $("message"), send: $("send"),
     file: $("file"), target: $("target"), drop: $("drop"), dropTarget: $("drop-target"),
     notify: $("notify"),
+    roomPanel: $("room-panel"), rooms: $("rooms"), joinRoom: $("join-room"), roomName: $("room-name"),
+    browse: $("browse"), roomList: $("room-list"), peopleTitle: $("people-title"),
     login: $("login"), loginForm: $("login-form"), name: $("name"), loginError: $("login-error"),
     password: $("password"),
   };
@@ -44,7 +50,14 @@
   let password = "";
   let session = null; // {name, server, heartbeatMs, timeoutMs}
   let online = [];
-  let target = ""; // "" = everyone; else the private conversation shown and written to
+  let target = ""; // "" = everyone (the room); else the private conversation shown and written to
+  // Rooms, once both sides announced them (spec §6.10). `room` is the one on screen and
+  // written to when no person is selected, as the server spells it ("" without rooms).
+  let roomsOn = false;
+  let defaultRoom = ""; // the server's default room: the first `room-members` after welcome
+  let room = "";
+  const rooms = new Map(); // room key -> {name, members: [names], unread}
+  let opening = roomFromHash(); // a room asked for (link, form, list) and not yet joined
   const unread = new Map(); // lower-case name -> private messages not yet viewed
   let notifyOn = localStorage.getItem(NOTIFY_KEY) === "on";
   let attempts = 0;
@@ -102,7 +115,7 @@
       } else if (password) {
         send({ type: "login", method: "password", secret: password });
       }
-      send({ type: "hello", name, capabilities: CAP_FILES | CAP_BLOBS, max_frame: MAX_FRAME });
+      send({ type: "hello", name, capabilities: CAP_FILES | CAP_BLOBS | CAP_ROOMS, max_frame: MAX_FRAME });
     };
     socket.onmessage = (ev) => {
       if (typeof ev.data !== "string") return; // the JSON mode only carries text
@@ -192,6 +205,13 @@
         localStorage.setItem(NAME_KEY, name);
         attempts = 0;
         nextOfferId = 0;
+        // Rooms start over: the server puts us in its default room and says so next.
+        roomsOn = ((msg.capabilities || 0) & CAP_ROOMS) !== 0;
+        rooms.clear();
+        defaultRoom = "";
+        room = "";
+        if (!opening) opening = roomFromHash();
+        renderRooms();
         setOnline(msg.online || []);
         setStatus("connected", `connected as ${name}`);
         ui.rename.hidden = false;
@@ -228,6 +248,18 @@
       case "text":
         onText(msg);
         break;
+      case "room-text":
+        onRoomText(msg);
+        break;
+      case "room-members":
+        onRoomMembers(msg);
+        break;
+      case "member":
+        onMember(msg);
+        break;
+      case "room-list":
+        showRoomList(msg.rooms || []);
+        break;
       case "blob":
         addBlob(msg);
         break;
@@ -242,6 +274,8 @@
         break;
       case "error":
         note(`Error ${msg.code_name || msg.code}: ${msg.text || ""}`, "error");
+        // The only room requests that fail are joins: the room asked for is not coming.
+        if (ROOM_REFUSED.includes(msg.code)) opening = "";
         break;
       case "goodbye":
         break; // the close handler reports it
@@ -276,7 +310,8 @@
       seen.add(k);
       return true;
     }).sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
-    if (target && !online.some((n) => same(n, target))) {
+    // With rooms the list is one room's members: someone not in it may still be online.
+    if (!roomsOn && target && !online.some((n) => same(n, target))) {
       const gone = target;
       select("");
       note(`${gone} is no longer online; messages go to everyone.`);
@@ -285,12 +320,20 @@
   }
 
   function renderUsers() {
-    ui.users.replaceChildren(userItem("", "Everyone"));
+    const everyone = roomsOn ? (room ? `#${room}` : "no room") : "everyone";
+    ui.users.replaceChildren(userItem("", roomsOn ? everyone : "Everyone"));
     for (const n of online) ui.users.append(userItem(n, n));
+    // People with private lines waiting who are not in this room: still reachable.
+    for (const k of unread.keys()) {
+      const n = privateNames.get(k);
+      if (n && !online.some((o) => same(o, n))) ui.users.append(userItem(n, n));
+    }
     ui.count.textContent = online.length ? `(${online.length})` : "";
-    ui.target.textContent = target ? `${target} (private)` : "everyone";
-    ui.dropTarget.textContent = target || "…";
-    ui.message.placeholder = target ? `Private message to ${target}` : "Message everyone";
+    ui.peopleTitle.textContent = roomsOn && room ? "In this room" : "Online";
+    ui.target.textContent = target ? `${target} (private)` : everyone;
+    ui.dropTarget.textContent = target || (roomsOn && room ? `everyone in #${room}` : "…");
+    ui.message.placeholder = target ? `Private message to ${target}`
+      : roomsOn ? (room ? `Message #${room}` : "Join a room to chat") : "Message everyone";
     ui.composer.classList.toggle("private", !!target);
     let total = 0;
     for (const c of unread.values()) total += c;
@@ -302,13 +345,17 @@
   function select(n) {
     target = n;
     if (n) unread.delete(n.toLowerCase());
+    else if (room) clearRoomUnread(room);
     renderUsers();
+    renderRooms(); // the room is no longer the one selected while a person is
     applyView();
     ui.log.scrollTop = ui.log.scrollHeight;
   }
 
+  // A room's view shows that room's lines and everything that belongs to no room (private
+  // lines, files, notes about the connection); a person's view, their conversation.
   function shown(li) {
-    if (!target) return true;
+    if (!target) return li.dataset.room === undefined || (!!room && li.dataset.room === key(room));
     return li.dataset.with === target.toLowerCase() || li.classList.contains("error");
   }
 
@@ -324,8 +371,10 @@
     if (target && same(peer, target)) return;
     const k = peer.toLowerCase();
     unread.set(k, (unread.get(k) || 0) + 1);
+    privateNames.set(k, peer);
     renderUsers();
   }
+  const privateNames = new Map(); // lower-case name -> the name as its sender spelled it
 
   function userItem(n, label) {
     const li = document.createElement("li");
@@ -368,11 +417,13 @@
     return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  // A new log entry; `peer` names the private conversation it belongs to, if any.
-  function entry(cls, peer) {
+  // A new log entry; `peer` names the private conversation it belongs to, if any, `inRoom`
+  // the room.
+  function entry(cls, peer, inRoom) {
     const li = document.createElement("li");
     li.className = cls;
     if (peer) li.dataset.with = peer.toLowerCase();
+    if (inRoom) li.dataset.room = key(inRoom);
     li.hidden = !shown(li);
     const nearBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
     ui.log.append(li);
@@ -418,12 +469,229 @@
     if (msg.private || mention) notify(from, msg.text, !!msg.private);
   }
 
+  // ---------------------------------------------------------------- rooms
+
+  // The server compares room names as it compares user names; the page, like `same`, by
+  // lower case. The server always spells a room one way, so that is enough here.
+  function key(roomName) {
+    return String(roomName).toLowerCase();
+  }
+
+  // The room in the address: `#room=NAME` (a link or a reload opens that room).
+  function roomFromHash() {
+    const m = /^#room=(.*)$/.exec(location.hash);
+    if (!m) return "";
+    try { return decodeURIComponent(m[1]).trim(); } catch { return ""; }
+  }
+
+  function savedRooms() {
+    try {
+      const r = JSON.parse(localStorage.getItem(ROOMS_KEY) || "null");
+      return Array.isArray(r) ? r.filter((n) => typeof n === "string") : null;
+    } catch { return null; }
+  }
+
+  function saveRooms() {
+    localStorage.setItem(ROOMS_KEY, JSON.stringify([...rooms.values()].map((r) => r.name)));
+  }
+
+  // `room-members`: the answer to a join (or the default room's, right after welcome).
+  function onRoomMembers(msg) {
+    const first = !defaultRoom;
+    if (first) defaultRoom = msg.room;
+    const k = key(msg.room);
+    const r = rooms.get(k) || { name: msg.room, members: [], unread: 0 };
+    r.name = msg.room;
+    r.members = (msg.names || []).slice();
+    rooms.set(k, r);
+    if (first) {
+      // In the rooms this browser was in before, and out of the default room if it had
+      // left it; then in the room the address names.
+      const saved = savedRooms();
+      if (saved) {
+        for (const n of saved) if (!same(n, msg.room)) send({ type: "join", room: n });
+        if (!saved.some((n) => same(n, msg.room)) && !(opening && same(opening, msg.room))) {
+          send({ type: "leave", room: msg.room });
+        }
+      }
+      if (opening && !same(opening, msg.room)) send({ type: "join", room: opening });
+      else opening = "";
+      openRoom(msg.room);
+    } else if (opening && same(opening, msg.room)) {
+      opening = "";
+      openRoom(msg.room);
+    } else if (!room) {
+      openRoom(msg.room);
+    }
+    // Not after the first: the rooms asked for again are not yet joined.
+    if (!first) saveRooms();
+    renderRooms();
+    if (same(room, msg.room)) setOnline(r.members);
+  }
+
+  function onRoomText(msg) {
+    const from = msg.peer;
+    const mention = !!session && mentions(msg.text, session.name);
+    addMessage({ from, to: "", text: msg.text, mention, inRoom: msg.room });
+    const r = rooms.get(key(msg.room));
+    if (r && (target || !same(room, msg.room))) {
+      r.unread += 1;
+      renderRooms();
+    }
+    if (mention) notify(from, msg.text, false);
+  }
+
+  function onMember(msg) {
+    const k = key(msg.room);
+    const r = rooms.get(k);
+    if (!r) return;
+    if (session && same(msg.name, session.name)) {
+      if (msg.kind === "joined") return;
+      rooms.delete(k);
+      note(msg.kind === "removed" ? `You were removed from #${r.name}.` : `You left #${r.name}.`);
+      saveRooms();
+      if (same(room, msg.room)) {
+        const next = rooms.get(key(defaultRoom)) || rooms.values().next().value;
+        openRoom(next ? next.name : "");
+      }
+      renderRooms();
+      return;
+    }
+    if (msg.kind === "joined") {
+      r.members = r.members.concat([msg.name]);
+      note(`${msg.name} joined #${r.name}`, "", r.name);
+    } else {
+      r.members = r.members.filter((n) => !same(n, msg.name));
+      note(`${msg.name} ${msg.kind === "removed" ? "was removed from" : "left"} #${r.name}`, "", r.name);
+    }
+    if (same(room, msg.room)) setOnline(r.members);
+  }
+
+  // Shows room `n` (one we are in; "" for none), its members beside it, in the address.
+  function openRoom(n) {
+    room = n;
+    target = "";
+    if (n) clearRoomUnread(n);
+    const r = n ? rooms.get(key(n)) : null;
+    const hash = n ? `#room=${encodeURIComponent(n)}` : "";
+    if (location.hash !== hash && (n || location.hash)) {
+      history.replaceState(null, "", hash || location.pathname + location.search);
+    }
+    setOnline(r ? r.members : []);
+    renderRooms();
+    applyView();
+    ui.log.scrollTop = ui.log.scrollHeight;
+  }
+
+  function clearRoomUnread(n) {
+    const r = rooms.get(key(n));
+    if (r && r.unread) { r.unread = 0; renderRooms(); }
+  }
+
+  // Opens `n` if we are in it, else asks to join it (it opens when the server answers).
+  function goToRoom(n) {
+    n = String(n).trim();
+    if (!n || !roomsOn) return;
+    const r = rooms.get(key(n));
+    if (r) { openRoom(r.name); return; }
+    opening = n;
+    send({ type: "join", room: n });
+  }
+
+  function renderRooms() {
+    ui.roomPanel.hidden = !roomsOn;
+    const items = [...rooms.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { sensitivity: "base" }));
+    ui.rooms.replaceChildren(...items.map(roomItem));
+  }
+
+  function roomItem(r) {
+    const li = document.createElement("li");
+    li.className = "room-row";
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "user room";
+    b.dataset.room = r.name;
+    const l = document.createElement("span");
+    l.className = "label";
+    l.textContent = `#${r.name}`;
+    b.append(l);
+    if (r.unread) {
+      const u = document.createElement("span");
+      u.className = "unread";
+      u.textContent = String(r.unread);
+      u.title = `${r.unread} unread`;
+      b.append(u);
+    }
+    const selected = !target && same(room, r.name);
+    b.classList.toggle("selected", selected);
+    b.setAttribute("aria-pressed", String(selected));
+    b.onclick = () => { openRoom(r.name); ui.message.focus(); };
+    const x = document.createElement("button");
+    x.type = "button";
+    x.className = "leave";
+    x.textContent = "×";
+    x.title = `leave #${r.name}`;
+    x.setAttribute("aria-label", `leave #${r.name}`);
+    x.onclick = () => send({ type: "leave", room: r.name });
+    li.append(b, x);
+    return li;
+  }
+
+  // `room-list`: the server's rooms, largest first, each a button that joins it.
+  function showRoomList(list) {
+    ui.roomList.replaceChildren(...list.map((r) => {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "user";
+      b.dataset.room = String(r.name);
+      const l = document.createElement("span");
+      l.className = "label";
+      l.textContent = `#${r.name}`;
+      const c = document.createElement("span");
+      c.className = "count";
+      c.textContent = String(r.members);
+      b.append(l, c);
+      b.onclick = () => goToRoom(r.name);
+      li.append(b);
+      return li;
+    }));
+    if (!list.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "no rooms";
+      ui.roomList.append(li);
+    }
+    ui.roomList.hidden = false;
+    ui.browse.setAttribute("aria-expanded", "true");
+  }
+
+  ui.joinRoom.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const n = ui.roomName.value.trim().replace(/^#/, "");
+    if (!n) return;
+    ui.roomName.value = "";
+    goToRoom(n);
+  });
+  ui.browse.addEventListener("click", () => {
+    if (!ui.roomList.hidden) {
+      ui.roomList.hidden = true;
+      ui.browse.setAttribute("aria-expanded", "false");
+      return;
+    }
+    send({ type: "room-list-request" });
+  });
+  window.addEventListener("hashchange", () => {
+    const n = roomFromHash();
+    if (n && !same(n, room)) goToRoom(n);
+  });
+
   // The peer's text goes in as text nodes and anchors made with the DOM, never as markup;
   // its newlines are kept by `white-space: pre-wrap` (.text).
-  function addMessage({ from, to, text, mine, mention }) {
+  function addMessage({ from, to, text, mine, mention, inRoom }) {
     const isPrivate = !!to;
     const cls = "msg" + (mine ? " mine" : "") + (isPrivate ? " private" : "") + (mention ? " mention" : "");
-    const li = entry(cls, isPrivate ? (mine ? to : from) : "");
+    const li = entry(cls, isPrivate ? (mine ? to : from) : "", isPrivate ? "" : inRoom);
     li.dataset.from = from;
     head(li, senderLabel(from), mine && to ? to : "", isPrivate);
     const body = document.createElement("div");
@@ -492,8 +760,8 @@
     return new RegExp(`(^|[^\\w.-])@?${esc}($|[^\\w-])`, "i").test(text);
   }
 
-  function note(text, kind) {
-    const li = entry("note" + (kind ? " " + kind : ""), "");
+  function note(text, kind, inRoom) {
+    const li = entry("note" + (kind ? " " + kind : ""), "", inRoom);
     const t = document.createElement("time");
     t.textContent = time();
     const s = document.createElement("span");
@@ -502,7 +770,8 @@
   }
 
   function addBlob(msg) {
-    const li = entry("msg" + (msg.private ? " private" : ""), msg.private ? msg.peer : "");
+    // A blob to everyone is the default room's (there is no blob to another room).
+    const li = entry("msg" + (msg.private ? " private" : ""), msg.private ? msg.peer : "", msg.private ? "" : defaultRoom);
     li.dataset.from = msg.peer;
     head(li, senderLabel(msg.peer), "", !!msg.private);
     const bytes = fromBase64(msg.data || "");
@@ -575,7 +844,7 @@
       });
       n.onclick = () => {
         window.focus();
-        if (isPrivate && peer && online.some((o) => same(o, peer))) select(peer);
+        if (isPrivate && peer && (roomsOn || online.some((o) => same(o, peer)))) select(peer);
         n.close();
       };
     } catch {
@@ -589,8 +858,12 @@
     ev.preventDefault();
     const text = ui.message.value;
     if (!text.trim() || !session) return;
-    if (send({ type: "text", peer: target, private: false, text })) {
-      addMessage({ from: session.name, to: target, text, mine: true });
+    if (!target && roomsOn && !room) { note("Join a room first, or select a person.", "error"); return; }
+    const msg = !target && roomsOn
+      ? { type: "room-text", room, peer: "", text }
+      : { type: "text", peer: target, private: false, text };
+    if (send(msg)) {
+      addMessage({ from: session.name, to: target, text, mine: true, inRoom: msg.room });
       ui.message.value = "";
       fitMessage();
     }
@@ -725,23 +998,30 @@
 
   // ---------------------------------------------------------------- sending files
 
+  // Files go to the selected person, or to everyone else in the room on screen: there is
+  // no offer to a room, so each member gets an ordinary offer of their own and accepts,
+  // rejects and paces it alone (the upload is sent once per member).
   function offerFiles(files) {
     if (!session) return;
-    if (!target) {
-      note("Select a user on the left first: files go to one person.", "error");
+    const r = roomsOn && room ? rooms.get(key(room)) : null;
+    const peers = target ? [target] : r ? r.members.filter((n) => !same(n, session.name)) : [];
+    if (!peers.length) {
+      note(r ? `Nobody else is in #${r.name} to send files to.` : "Select a user on the left first: files go to one person.", "error");
       return;
     }
     for (const file of files) {
-      const id = nextOfferId;
-      nextOfferId += 2;
-      const t = {
-        dir: "out", id, peer: target, name: file.name, size: file.size, file,
-        state: "offered", done: 0, limit: 0, pumping: false, started: 0,
-      };
-      transfers.set(`out:${id}`, t);
-      card(t);
-      render(t, "waiting for the receiver");
-      send({ type: "offer", id, peer: target, size: file.size, name: file.name, media_type: file.type || "" });
+      for (const peer of peers) {
+        const id = nextOfferId;
+        nextOfferId += 2;
+        const t = {
+          dir: "out", id, peer, name: file.name, size: file.size, file,
+          state: "offered", done: 0, limit: 0, pumping: false, started: 0,
+        };
+        transfers.set(`out:${id}`, t);
+        card(t);
+        render(t, "waiting for the receiver");
+        send({ type: "offer", id, peer, size: file.size, name: file.name, media_type: file.type || "" });
+      }
     }
   }
 

@@ -27,6 +27,7 @@ fn add(w: &mut GatewayNet, mode: GatewayMode, socket: bool) -> usize {
 fn legacy(w: &mut GatewayNet, name: &str, socket: bool) -> usize {
     let mode = GatewayMode::Legacy {
         name: name.to_string(),
+        room: None,
     };
     add(w, mode, socket)
 }
@@ -162,6 +163,7 @@ fn gateway_broadcast_without_a_cache_is_the_same_text() {
     for (k, n) in ["a", "b", "c"].iter().enumerate() {
         let mode = GatewayMode::Legacy {
             name: n.to_string(),
+            room: None,
         };
         let output = if k == 1 {
             Output::Plain
@@ -226,4 +228,56 @@ fn gateway_forward_native_keeps_what_a_closed_websocket_refused() {
         }
         assert_eq!(gw.poll_ws(), None);
     }
+}
+
+#[test]
+fn room_lines_render_once_for_json_clients_and_legacy_ones_see_only_their_room() {
+    let mut w = GatewayNet::new();
+    // JSON clients speaking rooms, all in `team`; a legacy client in `team` and one in the
+    // lobby, all through the shared cache.
+    let json: Vec<usize> = ["jo", "kim", "lu"]
+        .iter()
+        .map(|name| {
+            let i = add(&mut w, GatewayMode::Json, false);
+            let hello = format!(
+                r#"{{"type":"hello","name":"{name}","capabilities":4,"max_frame":1048576}}"#
+            );
+            w.ws_text(i, &hello);
+            w.ws_text(i, r#"{"type":"join","room":"team"}"#);
+            i
+        })
+        .collect();
+    let in_team = add(
+        &mut w,
+        GatewayMode::Legacy {
+            name: "ann".into(),
+            room: Some("team".into()),
+        },
+        false,
+    );
+    let in_lobby = legacy(&mut w, "bob", false);
+    for i in 0..w.web.len() {
+        take(&mut w, i);
+    }
+
+    let before = w.cache.stats();
+    w.ws_text(
+        json[0],
+        r#"{"type":"room-text","room":"team","peer":"","text":"hi team"}"#,
+    );
+    assert_eq!(
+        stats_since(&w, before),
+        (1, 1),
+        "one JSON rendering, reused once"
+    );
+    let want = r#"{"type":"room-text","room":"team","peer":"jo","text":"hi team"}"#;
+    let got: Vec<_> = json[1..].iter().map(|&i| take(&mut w, i)).collect();
+    for g in &got {
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(g[0].0, want);
+    }
+    assert_eq!(got[0][0].1, got[1][0].1, "the same buffer");
+    let texts: Vec<String> = take(&mut w, in_team).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(texts, [r#"{"src":"jo","dst":"","msg":"hi team"}"#]);
+    assert!(take(&mut w, in_lobby).is_empty());
 }

@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use serde_json::{json, Value};
 use sim::gateway::GatewayNet;
 use sim::texts;
-use tidings_core::gateway::{legacy_name, Gateway, GatewayMode, WsMessage};
-use tidings_core::hub::{Hub, HubConfig};
+use tidings_core::gateway::{legacy_name, legacy_room, Gateway, GatewayMode, WsMessage};
+use tidings_core::hub::{Hub, HubConfig, RoomConfig, RoomCreation};
 use tidings_core::session::{Config, Event, Session};
 use tidings_core::transfer::TransferEvent;
 use tidings_core::wire::{
@@ -606,6 +606,7 @@ fn legacy_gateway_pings_the_hub_after_its_own_silence() {
     let mut gw = Gateway::new(
         GatewayMode::Legacy {
             name: "dave".into(),
+            room: None,
         },
         t0,
     );
@@ -672,6 +673,20 @@ fn mode_follows_subprotocol_query_and_origin() {
     assert_eq!(legacy_name(&request(both)).as_deref(), Some("z z"));
     let bad = "GET /?name=%zz HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_eq!(legacy_name(&request(bad)), None);
+    // A room only when asked for, and then whatever was asked for (the hub judges it).
+    assert_eq!(legacy_room(&request(both)), None);
+    let room = "GET /ws?room=a+b&name=c HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(
+        GatewayMode::for_request(&request(room), None),
+        Some(GatewayMode::Legacy {
+            name: "c".into(),
+            room: Some("a b".into())
+        })
+    );
+    let odd = "GET /ws?name=c&room=%zz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(legacy_room(&request(odd)).as_deref(), Some("%zz"));
+    let bare = "GET /ws?name=c&room HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(legacy_room(&request(bare)).as_deref(), Some(""));
 }
 
 #[test]
@@ -731,7 +746,13 @@ fn qt_style_client_from_upgrade_request_to_chat() {
     let accepted = head.accept_websocket(&[TIDINGS_SUBPROTOCOL]).unwrap();
     assert!(accepted.response.starts_with(b"HTTP/1.1 101"));
     let mode = GatewayMode::for_request(&head, accepted.protocol.as_deref()).unwrap();
-    assert_eq!(mode, GatewayMode::Legacy { name: "C1".into() });
+    assert_eq!(
+        mode,
+        GatewayMode::Legacy {
+            name: "C1".into(),
+            room: None
+        }
+    );
 
     let c1 = w.add_web(mode);
     w.ws_text(c1, "hello from C1");
@@ -748,4 +769,196 @@ fn qt_style_client_from_upgrade_request_to_chat() {
             json!({"src":"bob","dst":"C1","msg":"hi C1"})
         ]
     );
+}
+
+// ----- legacy clients in a room (`?room=`, spec §12.4) ---------------------------------------
+
+/// A line from the server participant to everyone, as legacy clients read it.
+fn server_line(msg: &str) -> Value {
+    json!({"src":"server","dst":"","msg":msg})
+}
+
+#[test]
+fn legacy_client_with_a_room_hears_and_speaks_only_in_that_room() {
+    let mut w = GatewayNet::new();
+    let bob = w.add_native("bob");
+    let carol = legacy(&mut w, "/ws?name=carol");
+    let dave = legacy_raw(&mut w, "/ws?name=dave&room=team");
+    assert_eq!(w.take_json(dave), [server_line("online (1): dave")]);
+    let erin = legacy_raw(&mut w, "/ws?name=erin&room=T%D0%95AM");
+    // Who is online is the room's members (the room as first spelled), not the lobby's.
+    assert_eq!(w.take_json(erin), [server_line("online (2): dave, erin")]);
+    assert_eq!(w.take_json(dave), [server_line("erin joined")]);
+    assert_eq!(w.hub.room_members("team").unwrap(), ["dave", "erin"]);
+    let lobby = w.hub.room_members("lobby").unwrap();
+    assert_eq!(lobby, ["bob", "carol"], "left the default room");
+    w.take_json(carol);
+    w.take_events(bob);
+
+    // The room's chat stays in the room, the lobby's in the lobby.
+    w.ws_text(dave, "hi team");
+    w.native[bob].session.send_text("", "hi lobby").unwrap();
+    w.pump();
+    assert_eq!(
+        w.take_json(erin),
+        [json!({"src":"dave","dst":"","msg":"hi team"})]
+    );
+    assert_eq!(w.take_json(dave), Vec::<Value>::new(), "no echo, no lobby");
+    assert_eq!(
+        w.take_json(carol),
+        [json!({"src":"bob","dst":"","msg":"hi lobby"})],
+        "a legacy client without a room is what it always was"
+    );
+    assert_eq!(texts(&w.take_events(bob)), []);
+
+    // Private messages cross rooms, both ways.
+    w.ws_text(dave, r#"{"dst":"bob","msg":"psst"}"#);
+    w.native[bob].session.send_text("erin", "hi erin").unwrap();
+    w.pump();
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [("dave".into(), true, "psst".into())]
+    );
+    assert_eq!(
+        w.take_json(erin),
+        [json!({"src":"bob","dst":"erin","msg":"hi erin"})]
+    );
+
+    // The operator in the room, then a member leaving, as lines from the server.
+    w.hub.say_in("team", "meeting at noon").unwrap();
+    w.pump();
+    assert_eq!(w.take_json(dave), [server_line("meeting at noon")]);
+    w.ws(
+        erin,
+        WsEvent::Close {
+            code: CloseCode::NORMAL,
+            reason: Utf8Bytes::from(""),
+        },
+    );
+    assert_eq!(w.take_json(dave), [server_line("erin left")]);
+    assert!(
+        w.take_json(carol).is_empty(),
+        "the lobby hears nothing of the room"
+    );
+}
+
+#[test]
+fn legacy_client_joining_the_default_room_by_name_stays_in_it() {
+    let mut w = GatewayNet::new();
+    let bob = w.add_native("bob");
+    let dave = legacy_raw(&mut w, "/ws?name=dave&room=Lobby");
+    assert_eq!(w.take_json(dave), [server_line("online (2): bob, dave")]);
+    w.take_events(bob);
+    w.ws_text(dave, "hi");
+    w.native[bob].session.send_text("", "hi dave").unwrap();
+    w.pump();
+    assert_eq!(
+        texts(&w.take_events(bob)),
+        [("dave".into(), false, "hi".into())]
+    );
+    assert_eq!(
+        w.take_json(dave),
+        [json!({"src":"bob","dst":"","msg":"hi dave"})]
+    );
+}
+
+#[test]
+fn legacy_text_said_before_the_room_is_joined_is_said_in_the_room() {
+    let mut w = GatewayNet::new();
+    let erin = legacy(&mut w, "/ws?name=erin&room=team");
+    let mode = GatewayMode::Legacy {
+        name: "dave".into(),
+        room: Some("team".into()),
+    };
+    let mut gw = Gateway::for_hub(mode, DEFAULT_MAX_FRAME, w.hub.name(), w.now);
+    gw.handle_ws_event(w.now, WsEvent::Text(Utf8Bytes::from("early")));
+    let to_nobody = r#"{"dst":"nobody","msg":"?"}"#;
+    gw.handle_ws_event(w.now, WsEvent::Text(Utf8Bytes::from(to_nobody)));
+    let dave = w.add_gateway(gw, sim::gateway::Output::Plain);
+    let got = w.take_json(dave);
+    assert_eq!(got.len(), 2, "{got:?}");
+    // The private line went at once and failed on its own, without ending the join.
+    assert!(got[0]["msg"].as_str().unwrap().starts_with("unknown-peer"));
+    assert_eq!(
+        got[1],
+        server_line("online (2): erin, dave"),
+        "told who is here, not that it is a non-member"
+    );
+    assert!(!w.web[dave].gw.is_ws_closed());
+    assert_eq!(
+        w.take_json(erin),
+        [
+            server_line("dave joined"),
+            json!({"src":"dave","dst":"","msg":"early"})
+        ]
+    );
+}
+
+#[test]
+fn legacy_refused_room_is_told_in_one_line_then_closed() {
+    let operator_only = HubConfig {
+        rooms: RoomConfig {
+            creation: RoomCreation::Operator,
+            ..RoomConfig::default()
+        },
+        ..HubConfig::default()
+    };
+    let long = format!("/ws?name=dave&room={}", "r".repeat(256));
+    for (config, target, says) in [
+        (
+            HubConfig::default(),
+            "/ws?name=dave&room=no+way",
+            "refused: room-refused: \"no way\" is not a room name",
+        ),
+        (
+            HubConfig::default(),
+            "/ws?name=dave&room=",
+            "refused: room-refused: \"\" is not a room name",
+        ),
+        (
+            HubConfig::default(),
+            "/ws?name=dave&room=%zz",
+            "refused: room-refused: \"%zz\" is not a room name",
+        ),
+        (HubConfig::default(), &long, "refused: room-refused"),
+        (
+            operator_only,
+            "/ws?name=dave&room=team",
+            "refused: room-refused: there is no room #team",
+        ),
+    ] {
+        let mut w = GatewayNet::with_config(config);
+        let bob = w.add_native("bob");
+        let dave = legacy_raw(&mut w, target);
+        let (lines, (code, _)) = farewell(&mut w, dave);
+        assert_eq!(lines.len(), 1, "{target}: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["src"], "server", "{line}");
+        let msg = line["msg"].as_str().unwrap();
+        assert!(msg.starts_with(says), "{target}: {msg}");
+        assert_eq!(code, CloseCode::POLICY_VIOLATION);
+        assert!(w.web[dave].gw.native_finished());
+        assert_eq!(w.hub.peer_count(), 1, "{target}: gone from the hub");
+        assert_eq!(w.hub.room_members("lobby").unwrap(), ["bob"]);
+        w.take_events(bob);
+    }
+}
+
+#[test]
+fn legacy_client_removed_from_its_room_is_told_and_closed() {
+    let mut w = GatewayNet::new();
+    let dave = legacy(&mut w, "/ws?name=dave&room=team");
+    let erin = legacy(&mut w, "/ws?name=erin&room=team");
+    w.take_json(dave);
+    w.hub.remove_member("team", "dave").unwrap();
+    w.pump();
+    let (lines, (code, _)) = farewell(&mut w, dave);
+    assert_eq!(
+        lines,
+        [json!({"src":"server","dst":"dave",
+                "msg":"goodbye: room-refused: the operator removed you from #team"})]
+    );
+    assert_eq!(code, CloseCode::POLICY_VIOLATION);
+    assert_eq!(w.hub.peer_count(), 1);
+    assert_eq!(w.take_json(erin), [server_line("dave left")]);
 }

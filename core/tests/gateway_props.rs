@@ -103,7 +103,7 @@ proptest! {
     #[test]
     fn legacy_lines_become_texts_to_everyone(lines in vec("[^{]\\PC{0,80}", 1..10)) {
         let now = Instant::now();
-        let mut gw = Gateway::new(GatewayMode::Legacy { name: "dave".into() }, now);
+        let mut gw = Gateway::new(GatewayMode::Legacy { name: "dave".into(), room: None }, now);
         drain_native(&mut gw); // preamble and hello
         for line in &lines {
             gw.handle_ws_event(now, WsEvent::Text(Utf8Bytes::from(line.clone())));

@@ -957,7 +957,12 @@ fn run_legacy_vector(v: &Value, split: Split) -> (Vec<u8>, Vec<Value>) {
     let now = Instant::now();
     let name = v["client"].as_str().unwrap().to_string();
     let server = v["server_name"].as_str().unwrap_or("");
-    let mut gw = Gateway::for_hub(GatewayMode::Legacy { name }, DEFAULT_MAX_FRAME, server, now);
+    let mut gw = Gateway::for_hub(
+        GatewayMode::Legacy { name, room: None },
+        DEFAULT_MAX_FRAME,
+        server,
+        now,
+    );
     let mut to_server = Vec::new();
     let mut to_client = Vec::new();
     let mut rng = None;

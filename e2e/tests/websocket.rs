@@ -25,6 +25,7 @@ for_both_servers! {
         json_websocket_client_chats_and_whispers_to_one_peer_only,
         legacy_websocket_client_speaks_plain_text,
         legacy_client_hears_who_is_online_and_why_it_is_turned_away,
+        legacy_clients_with_a_room_chat_in_it_alone,
         with_accounts_json_clients_log_in_and_legacy_clients_are_guests,
         an_unmasked_client_frame_is_closed_with_1002_and_others_are_served,
         a_kicked_client_that_never_answers_the_close_is_cut_off_after_the_bound,
@@ -318,6 +319,16 @@ fn legacy_websocket_client_speaks_plain_text(kind: ServerKind) {
     });
 }
 
+impl WsClient {
+    /// The next message, which must be a text line.
+    async fn first_line(&mut self) -> String {
+        match self.next().await {
+            WsEvent::Text(line) => line.as_str().to_string(),
+            other => panic!("expected a text line, got {other:?}"),
+        }
+    }
+}
+
 /// Text lines until the close, which ends the list as `close CODE: REASON`.
 async fn lines_until_close(ws: &mut WsClient) -> Vec<String> {
     let (mut got, code, reason) = ws.until_close().await;
@@ -378,6 +389,53 @@ fn with_accounts_json_clients_log_in_and_legacy_clients_are_guests(kind: ServerK
     });
 }
 
+/// `?room=` (spec §12.4): two legacy clients in their own room hear each other and nobody
+/// else hears them; a room the server refuses is told in one line before the close.
+fn legacy_clients_with_a_room_chat_in_it_alone(kind: ServerKind) {
+    let server = TestServer::with_page(kind);
+    smol::block_on(async {
+        let native = connect(server.addr, "nat").await;
+        let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1&room=team", &[]).await;
+        assert_eq!(
+            qt1.first_line().await,
+            r#"{"src":"server","dst":"","msg":"online (1): qt1"}"#
+        );
+        let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2&room=Team", &[]).await;
+        assert_eq!(
+            qt2.first_line().await,
+            r#"{"src":"server","dst":"","msg":"online (2): qt1, qt2"}"#
+        );
+        qt1.text_with("qt2 joined").await;
+
+        qt1.send_text("hi team").await;
+        qt1.send_text(r#"{"dst":"nat","msg":"after"}"#).await;
+        assert_eq!(
+            qt2.text_with("hi team").await,
+            r#"{"src":"qt1","dst":"","msg":"hi team"}"#
+        );
+        // The hub handles qt1's messages in order: had the room's line reached the lobby,
+        // it would come before the private one.
+        let heard = wait_for(&native, |e| matches!(e, ClientEvent::Text { .. })).await;
+        assert_eq!(
+            heard,
+            ClientEvent::Text {
+                from: "qt1".into(),
+                private: true,
+                text: "after".into()
+            }
+        );
+
+        let mut bad = WsClient::connect(server.addr, "/ws?name=qt3&room=no+way", &[]).await;
+        let got = lines_until_close(&mut bad).await;
+        assert!(
+            got.len() == 2
+                && got[0].contains("refused: room-refused: \\\"no way\\\" is not a room name")
+                && got[1].starts_with("close 1008"),
+            "{got:?}"
+        );
+    });
+}
+
 fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind) {
     let server = TestServer::with_page(kind);
     smol::block_on(async {
@@ -386,19 +444,13 @@ fn legacy_client_hears_who_is_online_and_why_it_is_turned_away(kind: ServerKind)
         // second connects once the first has joined: the order of two joins in flight at
         // once is the server's to choose.
         let mut qt1 = WsClient::connect(server.addr, "/ws?name=qt1", &[]).await;
-        let WsEvent::Text(first) = qt1.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt1.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (2): nat, qt1"}"#
         );
         let mut qt2 = WsClient::connect(server.addr, "/ws?name=qt2", &[]).await;
-        let WsEvent::Text(first) = qt2.next().await else {
-            panic!()
-        };
         assert_eq!(
-            first.as_str(),
+            qt2.first_line().await,
             r#"{"src":"server","dst":"","msg":"online (3): nat, qt1, qt2"}"#
         );
 

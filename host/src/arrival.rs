@@ -512,7 +512,13 @@ mod tests {
         let legacy = head(&web, &(upgrade("?name=ann") + "\r\n"));
         match route(&web, &legacy.unwrap()) {
             Route::WebSocket { mode, .. } => {
-                assert_eq!(mode, GatewayMode::Legacy { name: "ann".into() })
+                assert_eq!(
+                    mode,
+                    GatewayMode::Legacy {
+                        name: "ann".into(),
+                        room: None
+                    }
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -46,11 +46,16 @@ fn roundtrip(text: &str) {
 }
 
 fn through_gateway(flags: u8, text: &str, now: Instant) {
-    let mode = match flags % 3 {
+    let mode = match flags % 4 {
         0 => GatewayMode::Tidings,
         1 => GatewayMode::Json,
+        2 => GatewayMode::Legacy {
+            name: "fuzz".into(),
+            room: None,
+        },
         _ => GatewayMode::Legacy {
             name: "fuzz".into(),
+            room: Some("fuzzroom".into()),
         },
     };
     let mut hub = Hub::new(HubConfig::default(), now);

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::json::ObjectWriter;
-use crate::wire::Utf8;
+use crate::wire::{PresenceKind, Utf8};
 use crate::ErrorCode;
 
 /// What a legacy client's text message asks for: `(addressee, text)`, the addressee empty
@@ -40,6 +40,16 @@ pub(super) fn render(src: &str, dst: &str, msg: &str) -> String {
         .str("msg", msg)
         .finish();
     out
+}
+
+/// The line that tells a legacy client someone came or went (its room's or, without a
+/// room, the default room's): `NAME joined` or `NAME left`, from the server.
+pub(super) fn presence_line(server: &str, kind: PresenceKind, name: &str) -> String {
+    let verb = match kind {
+        PresenceKind::Joined => "joined",
+        PresenceKind::Left => "left",
+    };
+    render(server, "", &format!("{name} {verb}"))
 }
 
 /// The `msg` that tells a legacy client who is online when it joins (spec §12.4):

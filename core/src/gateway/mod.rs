@@ -11,8 +11,10 @@
 //!   without copying;
 //! * **JSON** (`tidings.v1`, text messages): one [`crate::json`] object per message; the
 //!   gateway sends the native preamble for the client and drops the hub's;
-//! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`; the
-//!   gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
+//! * **legacy** (no subprotocol): a plain chat client named by `?name=` or `Origin`, in the
+//!   default room or, with `?room=`, in that room (the gateway speaks protocol 1.1 for it,
+//!   joins the room, leaves the default one and shows the room as the default room is shown
+//!   to the others); the gateway registers it, translates bare text and `{"src","dst","msg"}` objects, tells it
 //!   in such lines who is online when it joins and why its connection ends (before every
 //!   close but a dead client's), and keeps the heartbeats for it: it answers the hub's pings, pings the hub after its own
 //!   silence, and pings a silent client over the WebSocket, dropping it from the hub when
@@ -90,16 +92,17 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 pub use cache::{RenderCache, RenderStats};
-pub use mode::{legacy_name, GatewayMode};
+pub use mode::{legacy_name, legacy_room, GatewayMode};
 
 use cache::TextForm;
 
 use heartbeat::Heartbeat;
 
 use crate::json::{from_json_limited, to_json};
+use crate::name::name_key;
 use crate::wire::{
-    frame_type, Frame, FrameDecoder, Hello, Message, Preamble, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN,
-    MAX_FRAME_CEILING, PREAMBLE_LEN,
+    capability, frame_type, Frame, FrameDecoder, Hello, MemberKind, Message, Preamble,
+    PresenceKind, Utf8, DEFAULT_MAX_FRAME, HEADER_LEN, MAX_FRAME_CEILING, PREAMBLE_LEN,
 };
 use crate::ws::{CloseCode, Utf8Bytes, WsConnection, WsEvent, WsSendError, MAX_CLOSE_REASON};
 use crate::ErrorCode;
@@ -136,6 +139,28 @@ struct LegacyState {
     server: String,
     heartbeat: Heartbeat,
     next_nonce: u64,
+    /// The room of `?room=`, if the client asked for one.
+    room: Option<LegacyRoom>,
+}
+
+/// A legacy client's own room (spec §12.4): the gateway speaks 1.1 to the hub for it, joins
+/// the room and leaves the default room, and shows it the room as a 1.0 client sees the
+/// default room.
+#[derive(Debug)]
+struct LegacyRoom {
+    /// As the client asked for it until the hub answers the join, then as the hub spells it
+    /// (every later message about the room carries that spelling).
+    name: Utf8,
+    /// `name_key` of the name asked for: the hub's answer may be spelled differently.
+    key: String,
+    /// The default room, from the first `room-members` after `welcome`; left once the client
+    /// is in its room (unless they are the same room).
+    default: Option<Utf8>,
+    joined: bool,
+    /// What the client said before it was in the room, sent once it is (a `room-text` before
+    /// the join would be refused as from a non-member), and those messages' bytes.
+    held: Vec<Message>,
+    held_len: usize,
 }
 
 /// One WebSocket connection's bridge to the hub. See the [module docs](self).
@@ -192,7 +217,7 @@ impl Gateway {
         match mode {
             GatewayMode::Tidings | GatewayMode::Binary => gw.mode = mode,
             GatewayMode::Json => gw.become_json(now),
-            GatewayMode::Legacy { name } => gw.start_legacy(name, server_name, now),
+            GatewayMode::Legacy { name, room } => gw.start_legacy(name, room, server_name, now),
         }
         gw
     }
@@ -468,31 +493,58 @@ impl Gateway {
         self.drain_hub(now, None);
     }
 
-    fn start_legacy(&mut self, name: String, server_name: &str, now: Instant) {
-        self.mode = GatewayMode::Legacy { name: name.clone() };
-        if name.is_empty() || name.len() > u8::MAX as usize {
-            let line = legacy::render(
-                server_name,
-                "",
-                &legacy::farewell_line("refused", ErrorCode::NameInvalid, ""),
-            );
+    fn start_legacy(
+        &mut self,
+        name: String,
+        room: Option<String>,
+        server_name: &str,
+        now: Instant,
+    ) {
+        self.mode = GatewayMode::Legacy {
+            name: name.clone(),
+            room: room.clone(),
+        };
+        // Names the native fields cannot carry are refused here, in the words the hub
+        // would use; everything else is the hub's to judge.
+        let unsendable = |s: &str| s.is_empty() || s.len() > u8::MAX as usize;
+        let refusal = if unsendable(&name) {
+            Some(ErrorCode::NameInvalid)
+        } else if room.as_deref().is_some_and(|r| r.len() > u8::MAX as usize) {
+            Some(ErrorCode::RoomRefused)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            let line = legacy::render(server_name, "", &legacy::farewell_line("refused", code, ""));
             self.to_ws.push_back(WsMessage::Text(line.into()));
             self.client_done = true;
-            self.close_ws(CloseCode::POLICY_VIOLATION, "name-invalid");
+            self.close_ws(CloseCode::POLICY_VIOLATION, code.name());
             return;
         }
+        let room = room.map(|room| LegacyRoom {
+            key: name_key(&room),
+            name: Utf8::from(room),
+            default: None,
+            joined: false,
+            held: Vec::new(),
+            held_len: 0,
+        });
+        // Only a client with a room needs protocol 1.1; without one the hub sees the 1.0
+        // client it always saw.
+        let capabilities = if room.is_some() { capability::ROOMS } else { 0 };
         self.legacy = Some(LegacyState {
             name: name.clone(),
             server: server_name.to_string(),
             heartbeat: Heartbeat::new(now),
             next_nonce: 1,
+            room,
         });
         self.to_hub.push_back(Bytes::from_static(&PREAMBLE));
         self.send_hub(
             now,
             &Message::Hello(Hello {
                 name: Utf8::from(name),
-                capabilities: 0,
+                capabilities,
                 max_frame: DEFAULT_MAX_FRAME,
             }),
         );
@@ -560,13 +612,38 @@ impl Gateway {
             }
             return;
         }
-        let msg = Message::Text {
-            peer,
-            private: false,
-            text,
+        let room = self.legacy.as_mut().and_then(|l| l.room.as_mut());
+        let msg = match room {
+            Some(room) if peer.is_empty() => Message::RoomText {
+                room: room.name.clone(),
+                peer,
+                text,
+            },
+            _ => Message::Text {
+                peer,
+                private: false,
+                text,
+            },
         };
-        if msg.encoded_len() - HEADER_LEN > self.max_frame as usize {
+        let len = msg.encoded_len() - HEADER_LEN;
+        if len > self.max_frame as usize {
             return self.refuse_oversized();
+        }
+        if let Some(room) = self.legacy.as_mut().and_then(|l| l.room.as_mut()) {
+            if !room.joined && matches!(msg, Message::RoomText { .. }) {
+                // Held until the join is answered; as much as one frame, like any queue
+                // of the client's that the hub has not yet taken.
+                room.held_len += len;
+                if room.held_len > self.max_frame as usize {
+                    return self.fail_client(
+                        CloseCode::POLICY_VIOLATION,
+                        ErrorCode::RateLimited,
+                        "too much said before the room was joined",
+                    );
+                }
+                room.held.push(msg);
+                return;
+            }
         }
         self.send_hub(now, &msg);
     }
@@ -655,12 +732,16 @@ impl Gateway {
             GatewayMode::Json => TextForm::Json,
             _ => TextForm::Legacy,
         };
-        // Only chat and presence are broadcast; nothing else is worth a lookup.
+        // Only chat and presence are broadcast; nothing else is worth a lookup. A room's
+        // chat and members are the same JSON for every member; a legacy client sees only
+        // its own room's, so those are rendered for it alone.
         let sink = sink.filter(|_| {
-            matches!(
-                kind,
-                frame_type::TEXT | frame_type::BLOB | frame_type::PRESENCE
-            ) && RenderCache::admits(body)
+            let broadcast = match kind {
+                frame_type::TEXT | frame_type::BLOB | frame_type::PRESENCE => true,
+                frame_type::ROOM_TEXT | frame_type::MEMBER => form == TextForm::Json,
+                _ => false,
+            };
+            broadcast && RenderCache::admits(body)
         });
         if let Some(sink) = sink {
             if self.cached(now, sink, form, kind, body) {
@@ -783,9 +864,79 @@ impl Gateway {
             Message::Welcome(w) => {
                 legacy.server = w.server.to_string();
                 legacy.heartbeat.start(w.heartbeat_ms, w.timeout_ms);
+                if let Some(room) = &legacy.room {
+                    // Who is online is the room's members, known once it is joined.
+                    if w.capabilities & capability::ROOMS == 0 {
+                        return self.legacy_quit(
+                            "refused",
+                            ErrorCode::RoomRefused,
+                            "this server has no rooms",
+                        );
+                    }
+                    let join = Message::Join {
+                        room: room.name.clone(),
+                    };
+                    return self.send_hub(now, &join);
+                }
                 // Later joins and leaves come as presence lines; who was already here
                 // comes as one line now, or the client would never know of them.
                 let line = legacy::render(&legacy.server, "", &legacy::online_line(&w.online));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
+            }
+            Message::RoomMembers { room, names } => {
+                let Some(own) = &mut legacy.room else {
+                    return;
+                };
+                if own.joined {
+                    // A refresh nobody asked for: the client already knows.
+                    return;
+                }
+                if name_key(&room) != own.key {
+                    // The first room event of a 1.1 session: the default room's members.
+                    own.default.get_or_insert(room);
+                    return;
+                }
+                own.joined = true;
+                own.name = room;
+                let held = std::mem::take(&mut own.held);
+                let leave = own.default.take().map(|room| Message::Leave { room });
+                let line = legacy::render(&legacy.server, "", &legacy::online_line(&names));
+                self.to_ws.push_back(WsMessage::Text(line.into()));
+                // Said before the join, so said in the room now; then out of the default
+                // room, whose chat the client would otherwise never see nor be able to leave.
+                for msg in held.iter().chain(&leave) {
+                    self.send_hub(now, msg);
+                }
+            }
+            // Only the client's own room is chat to it (the default room's, before it is
+            // left, is not).
+            Message::RoomText { room, peer, text }
+                if legacy
+                    .room
+                    .as_ref()
+                    .is_some_and(|own| own.joined && own.name == room) =>
+            {
+                let line = legacy::render(&peer, "", &text);
+                self.to_ws.push_back(WsMessage::Text(line.into()));
+            }
+            Message::Member { kind, room, name } => {
+                let Some(own) = legacy.room.as_ref().filter(|o| o.joined && o.name == room) else {
+                    return;
+                };
+                if name_key(&name) == name_key(&legacy.name) {
+                    if kind == MemberKind::Removed {
+                        // Removed from its only room (or the room closed): a legacy client
+                        // has nowhere else to be.
+                        let why = format!("the operator removed you from #{}", own.name);
+                        self.legacy_quit("goodbye", ErrorCode::RoomRefused, &why);
+                    }
+                    return;
+                }
+                let kind = match kind {
+                    MemberKind::Joined => PresenceKind::Joined,
+                    MemberKind::Left | MemberKind::Removed => PresenceKind::Left,
+                };
+                let line = legacy::presence_line(&legacy.server, kind, &name);
                 self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Text {
@@ -798,14 +949,18 @@ impl Gateway {
                 self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Presence { kind, name } => {
-                let verb = match kind {
-                    crate::wire::PresenceKind::Joined => "joined",
-                    crate::wire::PresenceKind::Left => "left",
-                };
-                let line = legacy::render(&legacy.server, "", &format!("{name} {verb}"));
+                let line = legacy::presence_line(&legacy.server, kind, &name);
                 self.to_ws.push_back(WsMessage::Text(line.into()));
             }
             Message::Ping { nonce } => self.send_hub(now, &Message::Pong { nonce }),
+            Message::Error { code, text }
+                if matches!(code, ErrorCode::RoomRefused | ErrorCode::LimitExceeded)
+                    && legacy.room.as_ref().is_some_and(|own| !own.joined) =>
+            {
+                // Before the client is in its room the only room request is the join: a
+                // refused room is told like a refused name, and the client leaves.
+                self.legacy_quit("refused", code, &text);
+            }
             Message::Error { code, text } if !code.is_fatal() => {
                 let line = format!("{}: {}", code.name(), text);
                 let line = legacy::render(&legacy.server, &legacy.name, &line);
@@ -836,6 +991,16 @@ impl Gateway {
         self.legacy_say_why(kind, code, reason);
         let (close, reason) = close_for(code, reason);
         self.client_done = true;
+        self.close_ws(close, &reason);
+    }
+
+    /// The gateway ends a legacy client's session itself (its room was refused or taken
+    /// away): one line saying why, a `goodbye` to the hub, the close.
+    fn legacy_quit(&mut self, kind: &str, code: ErrorCode, reason: &str) {
+        self.legacy_say_why(kind, code, reason);
+        self.say_goodbye(ErrorCode::Normal, reason);
+        self.client_done = true;
+        let (close, reason) = close_for(code, reason);
         self.close_ws(close, &reason);
     }
 
@@ -906,13 +1071,17 @@ fn whole_frame(bytes: &[u8]) -> Option<usize> {
 
 /// The WebSocket text of `msg` in `mode` if it depends on nothing but the message (so
 /// one rendering serves every recipient; see [`RenderCache`]): in the JSON mode `text`,
-/// `blob` and `presence`; in the legacy one a `text` to everyone (a private one names the
+/// `blob`, `presence`, `room-text` and `member`; in the legacy one a `text` to everyone (a private one names the
 /// recipient, presence lines name the server). `None` for everything else.
 fn shared_rendering(form: TextForm, msg: &Message) -> Option<Utf8Bytes> {
     match (form, msg) {
         (
             TextForm::Json,
-            Message::Text { .. } | Message::Blob { .. } | Message::Presence { .. },
+            Message::Text { .. }
+            | Message::Blob { .. }
+            | Message::Presence { .. }
+            | Message::RoomText { .. }
+            | Message::Member { .. },
         ) => Some(to_json(msg).into()),
         (
             TextForm::Legacy,

@@ -20,6 +20,9 @@ pub enum GatewayMode {
     Legacy {
         /// The name to register, from [`legacy_name`].
         name: String,
+        /// The room to put the client in instead of the default room, from [`legacy_room`]
+        /// (spec §12.4); `None` keeps the client in the default room, as before rooms.
+        room: Option<String>,
     },
 }
 
@@ -27,7 +30,7 @@ impl GatewayMode {
     /// The mode for an accepted upgrade: `protocol` is the subprotocol the server agreed to
     /// ([`crate::ws::Accepted::protocol`]). `tidings.v1` gives [`GatewayMode::Tidings`]. A
     /// request that offered no subprotocol at all gives [`GatewayMode::Legacy`] with the
-    /// name from [`legacy_name`]. `None` means "refuse": the request names nobody, or it
+    /// name from [`legacy_name`] and the room from [`legacy_room`]. `None` means "refuse": the request names nobody, or it
     /// offered only subprotocols other than `tidings.v1` (it is not a plain chat client).
     /// Answer it with an HTTP 400, or accept and close it with 1008.
     pub fn for_request(head: &HttpRequestHead, protocol: Option<&str>) -> Option<GatewayMode> {
@@ -35,7 +38,10 @@ impl GatewayMode {
             Some(p) if p == TIDINGS_SUBPROTOCOL => Some(GatewayMode::Tidings),
             Some(_) => None,
             None if head.websocket_protocols().next().is_some() => None,
-            None => legacy_name(head).map(|name| GatewayMode::Legacy { name }),
+            None => legacy_name(head).map(|name| GatewayMode::Legacy {
+                name,
+                room: legacy_room(head),
+            }),
         }
     }
 }
@@ -57,17 +63,44 @@ impl GatewayMode {
 /// assert_eq!(legacy_name(&head).as_deref(), Some("Jürgen K"));
 /// ```
 pub fn legacy_name(head: &HttpRequestHead) -> Option<String> {
-    let from_query = head.query().and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .find(|(key, _)| *key == "name")
-            .and_then(|(_, value)| percent_decode(value))
-    });
+    let from_query = query_value(head, "name").and_then(percent_decode);
     let name = match from_query {
         Some(name) if !name.is_empty() => name,
         _ => head.origin()?.trim().to_string(),
     };
     (!name.is_empty() && name.len() <= u8::MAX as usize).then_some(name)
+}
+
+/// The room a legacy client asks to be in: the `room` query parameter of the request target
+/// (`/ws?name=ann&room=team`, percent-decoded, `+` as space). `None` when there is no such
+/// parameter: the client stays in the default room. A parameter that is present is always
+/// the client's wish, even when it names no valid room (empty, or a bad escape, which is
+/// kept as written): the hub then refuses the room and the client is told so, rather than
+/// landing silently somewhere it did not ask for.
+///
+/// ```
+/// use tidings_core::gateway::legacy_room;
+/// use tidings_core::ws::RequestReader;
+///
+/// let mut reader = RequestReader::new(8192);
+/// let head = reader
+///     .feed(b"GET /ws?name=ann&room=caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n")
+///     .unwrap()
+///     .unwrap();
+/// assert_eq!(legacy_room(&head).as_deref(), Some("café"));
+/// ```
+pub fn legacy_room(head: &HttpRequestHead) -> Option<String> {
+    let raw = query_value(head, "room")?;
+    Some(percent_decode(raw).unwrap_or_else(|| raw.to_string()))
+}
+
+/// The raw value of the first query parameter called `key` (`""` for a bare `key`).
+fn query_value<'a>(head: &'a HttpRequestHead, key: &str) -> Option<&'a str> {
+    head.query()?
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| value)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value; `None` for a bad escape or
