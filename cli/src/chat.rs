@@ -4,7 +4,7 @@
 //! ([`crate::line`]): what arrives is printed above the prompt and never breaks the line
 //! being typed. Otherwise standard input is read line by line, as scripts expect.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,7 +62,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
         current: args.room.clone(),
         left: None,
         joined: args.room.iter().cloned().collect(),
-        joining: None,
+        joining: VecDeque::new(),
     };
     loop {
         let connected = match input {
@@ -196,9 +196,12 @@ struct Place {
     left: Option<String>,
     /// The rooms other than the default room we are (or were asked to be) in.
     joined: Vec<String>,
-    /// The room of a `/join` not answered yet, and the current room before it: lines go to
-    /// the new room at once (never to the old one by mistake), and a refusal goes back.
-    joining: Option<(String, Option<String>)>,
+    /// The joins not answered yet, in the order sent (the server answers each, in order,
+    /// with the room's members or a refusal), each with the current room before it: lines
+    /// go to a `/join`'s room at once (never to the old one by mistake), and a refusal goes
+    /// back. A rejoin after a reconnection has no room before it: refused, lines go to the
+    /// default room.
+    joining: VecDeque<(String, Option<String>)>,
 }
 
 impl Place {
@@ -254,12 +257,15 @@ async fn session(
     // (a new connection is in it, even if we had left it). A server without rooms refuses:
     // said once.
     place.left = None;
-    place.joining = None;
+    place.joining.clear();
     for room in place.joined.clone() {
-        if let Err(e) = client.join(&room).await {
-            error(out, &format!("cannot join {}: {e}", Room(&room)));
-            place.forget(&room);
-            place.left = None;
+        match client.join(&room).await {
+            Ok(()) => place.joining.push_back((room, None)),
+            Err(e) => {
+                error(out, &format!("cannot join {}: {e}", Room(&room)));
+                place.forget(&room);
+                place.left = None;
+            }
         }
     }
     let mut talk = Talk {
@@ -407,10 +413,10 @@ fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
             let place = &mut *talk.place;
             if place
                 .joining
-                .as_ref()
+                .front()
                 .is_some_and(|(r, _)| name_key(r) == name_key(room))
             {
-                place.joining = None;
+                place.joining.pop_front();
             }
             // The default room is where lines go unless `--room` or `/join` chose another.
             if *default && place.current.is_none() && place.left.is_none() {
@@ -430,13 +436,18 @@ fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
             code: ErrorCode::RoomRefused | ErrorCode::LimitExceeded,
             ..
         } => {
-            // The refusal of the `/join` waiting for its answer: back where we were.
+            // The refusal of the oldest join waiting for its answer: back where we were (a
+            // rejoin: to the default room).
+            let default = talk.rooms.default_room().map(str::to_string);
             let place = &mut *talk.place;
-            if let Some((room, before)) = place.joining.take() {
+            if let Some((room, before)) = place.joining.pop_front() {
+                let was_current = place.is_current(&room);
                 place.forget(&room);
                 place.left = None;
-                place.current = before;
-                if let Some(before) = &place.current {
+                if was_current {
+                    place.current = before.or(default);
+                }
+                if let Some(before) = place.current.as_ref().filter(|_| was_current) {
                     out.event(
                         "room",
                         format_args!("still talking in {}", Room(before)),
@@ -448,12 +459,26 @@ fn show_in_rooms(out: &mut Out, ev: &ClientEvent, talk: &mut Talk<'_>) {
         ClientEvent::RoomExited { room, .. } => {
             let was_current = talk.place.is_current(room);
             talk.place.forget(room);
-            if was_current {
-                out.event(
+            // Out of the room we talked in: to the default room, if we are still in it.
+            let default = talk.rooms.default_room().map(str::to_string);
+            let fallback =
+                default.filter(|d| name_key(d) != name_key(room) && talk.rooms.contains(d));
+            match fallback {
+                Some(default) if was_current => {
+                    talk.place.current = Some(default.clone());
+                    talk.place.left = None;
+                    out.event(
+                        "room",
+                        format_args!("talking in {}", Room(&default)),
+                        || json!({"room": default}),
+                    );
+                }
+                None if was_current => out.event(
                     "room",
                     format_args!("in no room now: /join ROOM to talk in one"),
                     || json!({"room": null}),
-                );
+                ),
+                _ => {}
             }
         }
         _ => {}
@@ -571,7 +596,7 @@ async fn command(
                 // Lines typed from now on go there (the server's answer names it).
                 let place = &mut *talk.place;
                 let before = place.current.replace(room.to_string());
-                place.joining = Some((room.to_string(), before));
+                place.joining.push_back((room.to_string(), before));
                 place.left = None;
                 if !talk.rooms.is_default(room)
                     && !place.joined.iter().any(|r| name_key(r) == name_key(room))

@@ -181,15 +181,16 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
             .say_in(room, &text)
             .await
             .map_err(|e| CliError::from_runtime(e, &server))?;
-        // Answered after the server routed our line: a refusal of it arrives first.
+        // Leaving is answered after the server routed our line (a refusal of it arrives
+        // first), and is what `say --room` promises: join, say, leave.
         client
-            .request_rooms()
+            .leave(room)
             .await
             .map_err(|e| CliError::from_runtime(e, &server))?;
         loop {
             match client.next_event().await {
                 None => return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended")),
-                Some(ClientEvent::RoomList(_)) => break,
+                Some(ClientEvent::RoomExited { .. }) => break,
                 Some(ClientEvent::Notice {
                     code: ErrorCode::NotMember,
                     text,

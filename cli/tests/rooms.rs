@@ -621,6 +621,8 @@ fn the_operator_opens_lists_removes_and_closes_rooms_from_the_console() {
     // Removed: ben is told, ann sees it, and ben cannot come back.
     server.type_line("/remove ops ben");
     ben.expect(|v| v["event"] == "exited" && v["room"] == "ops" && v["removed"] == true);
+    // Out of the room it talked in, ben talks in the default room again.
+    ben.talking_in("lobby");
     ann.expect(|v| v["event"] == "left" && v["name"] == "ben" && v["removed"] == true);
     ben.type_line("/join ops");
     let refused = ben.expect_event("notice");

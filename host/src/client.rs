@@ -320,6 +320,10 @@ impl Info {
     }
 }
 
+/// Most rooms a client believes it is in: a server that says more is not believed (a
+/// server's own limit is 100 by default).
+const MAX_ROOMS: usize = 1000;
+
 /// Most disk jobs [`Agent::poll_output`] hands out before the first of them is reported: a
 /// sender's reads are never held back by it (the session asks for at most a window of
 /// 256 KiB chunks), and a receiver keeps 1 MiB of writes queued rather than a whole window
@@ -406,9 +410,18 @@ pub struct Agent {
     server_gone: bool,
     /// The rooms we are in, kept from the events handed out.
     rooms: Rooms,
-    /// The default room's name, from the first `room-members` (which follows `welcome`):
-    /// its news are reported as a server without rooms reports everyone's.
+    /// The default room's name, from the first `room-members` that answers no join of
+    /// ours (it follows `welcome`): its news are reported as a server without rooms reports
+    /// everyone's.
     default_room: Option<String>,
+    /// The rooms of our joins not answered yet, in the order sent: the server answers each,
+    /// in order, with the room's members or a refusal.
+    pending_joins: VecDeque<String>,
+    /// The rooms we are in as the server spells them, as the events queued so far say
+    /// (`rooms` follows the events handed out): news about any other room is a server's
+    /// invention, dropped. Matched by [`same_name`], which needs no key for the server's
+    /// own spelling (a room line is checked against it).
+    inside: Vec<String>,
 }
 
 impl Agent {
@@ -455,6 +468,8 @@ impl Agent {
             server_gone: false,
             rooms: Rooms::new(),
             default_room: None,
+            pending_joins: VecDeque::new(),
+            inside: Vec::new(),
         })
     }
 
@@ -527,7 +542,9 @@ impl Agent {
     /// Enters `room`, creating it if the server lets us ([`ClientEvent::RoomEntered`]
     /// answers, or a [`ClientEvent::Notice`] refusal).
     pub fn join(&mut self, room: &str) -> Result<(), SendError> {
-        self.session.join(room)
+        self.session.join(room)?;
+        self.pending_joins.push_back(room.to_string());
+        Ok(())
     }
 
     /// Leaves `room` ([`ClientEvent::RoomExited`] answers, or a `not-member`
@@ -834,11 +851,20 @@ impl Agent {
             Event::PeerList(names) => {
                 ClientEvent::PeerList(names.iter().map(|n| n.to_string()).collect())
             }
-            Event::PeerError { code, text } => ClientEvent::Notice {
-                code,
-                text: text.to_string(),
+            Event::PeerError { code, text } => {
+                if matches!(code, ErrorCode::RoomRefused | ErrorCode::LimitExceeded) {
+                    // The refusal of our oldest join (the server answers them in order).
+                    self.pending_joins.pop_front();
+                }
+                ClientEvent::Notice {
+                    code,
+                    text: text.to_string(),
+                }
+            }
+            Event::Room(r) => match self.on_room(r) {
+                Some(ev) => ev,
+                None => return,
             },
-            Event::Room(r) => self.on_room(r),
             Event::Transfer(t) => match self.on_transfer(t) {
                 Some(ev) => ev,
                 None => return,
@@ -874,13 +900,45 @@ impl Agent {
     /// rooms reports everyone's ([`ClientEvent::Text`], [`ClientEvent::Joined`],
     /// [`ClientEvent::Left`]), so that an application written for those sees the same
     /// chat either way; other rooms' as `Room…` events.
-    fn on_room(&mut self, ev: RoomEvent) -> ClientEvent {
+    fn is_inside(&self, room: &str) -> bool {
+        self.inside.iter().any(|r| same_name(r, room))
+    }
+
+    /// `None` for news a server invents: about a room we are not in, a list we did not ask
+    /// for, ourselves joining.
+    fn on_room(&mut self, ev: RoomEvent) -> Option<ClientEvent> {
+        if let RoomEvent::Members { room, .. } = &ev {
+            let asked = self.pending_joins.iter().position(|r| same_name(r, room));
+            if let Some(i) = asked {
+                self.pending_joins.remove(i);
+            }
+            let refresh = self.is_inside(room);
+            if asked.is_none() && !refresh {
+                // Not the answer to a join, nor a room we are in: the default room's, the
+                // first one after `welcome`, or nothing we believe.
+                if self.default_room.is_some() || self.inside.len() >= MAX_ROOMS {
+                    return None;
+                }
+                self.default_room = Some(room.to_string());
+            }
+            if self.inside.len() >= MAX_ROOMS && !refresh {
+                return None;
+            }
+            if !refresh {
+                self.inside.push(room.to_string());
+            }
+        }
+        if let RoomEvent::Text { room, .. } | RoomEvent::Member { room, .. } = &ev {
+            if !self.is_inside(room) {
+                return None;
+            }
+        }
         let is_default = |room: &str| {
             self.default_room
                 .as_deref()
                 .is_some_and(|d| same_name(d, room))
         };
-        match ev {
+        Some(match ev {
             RoomEvent::Text { room, peer, text } if is_default(&room) => ClientEvent::Text {
                 from: peer.to_string(),
                 private: false,
@@ -891,27 +949,22 @@ impl Agent {
                 from: peer.to_string(),
                 text: text.to_string(),
             },
-            RoomEvent::Members { room, names } => {
-                // The first is the default room's, right after welcome (spec §6.10).
-                let default = match &self.default_room {
-                    None => {
-                        self.default_room = Some(room.to_string());
-                        true
-                    }
-                    Some(_) => is_default(&room),
-                };
-                ClientEvent::RoomEntered {
-                    room: room.to_string(),
-                    members: names.iter().map(|n| n.to_string()).collect(),
-                    default,
-                }
-            }
+            RoomEvent::Members { room, names } => ClientEvent::RoomEntered {
+                default: is_default(&room),
+                room: room.to_string(),
+                members: names.iter().map(|n| n.to_string()).collect(),
+            },
             RoomEvent::Member { kind, room, name } => {
                 let removed = kind == MemberKind::Removed;
                 let (room, name) = (room.to_string(), name.to_string());
                 if self.session.name().is_some_and(|me| same_name(me, &name)) {
+                    if kind == MemberKind::Joined {
+                        // We join by `room-members`; this is no news.
+                        return None;
+                    }
                     // About ourselves: our leave done, or the operator's removal.
-                    return ClientEvent::RoomExited { room, removed };
+                    self.inside.retain(|r| !same_name(r, &room));
+                    return Some(ClientEvent::RoomExited { room, removed });
                 }
                 match (kind, is_default(&room)) {
                     (MemberKind::Joined, true) => ClientEvent::Joined(name),
@@ -933,7 +986,7 @@ impl Agent {
                     })
                     .collect(),
             ),
-        }
+        })
     }
 
     fn on_transfer(&mut self, ev: TransferEvent) -> Option<ClientEvent> {
@@ -1141,6 +1194,7 @@ pub fn joined(first: Option<ClientEvent>) -> Result<(String, String, Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidings_core::wire::Message;
 
     /// Moves bytes both ways until neither side has any to send.
     fn pump(agent: &mut Agent, server: &mut Session, now: Instant) {
@@ -1216,6 +1270,83 @@ mod tests {
         );
         assert_eq!(agent.rooms().iter().count(), 0);
         assert_eq!(agent.rooms().default_room(), None);
+    }
+
+    #[test]
+    fn room_news_a_server_invents_is_not_believed() {
+        let now = Instant::now();
+        let mut agent = Agent::new("ann", ClientConfig::default(), now).unwrap();
+        let config = Config {
+            capabilities: capability::ALL,
+            ..Config::default()
+        };
+        let mut server = Session::server(config, now);
+        pump(&mut agent, &mut server, now);
+        let hello = std::iter::from_fn(|| server.poll_event())
+            .find_map(|e| match e {
+                Event::Hello(h) => Some(h),
+                _ => None,
+            })
+            .expect("a hello");
+        server
+            .accept_hello(hello.name.clone(), "srv".into(), vec![hello.name])
+            .unwrap();
+        let members = |room: &str, names: &[&str]| Message::RoomMembers {
+            room: room.into(),
+            names: names.iter().map(|&n| n.into()).collect(),
+        };
+        let member = |kind, room: &str, name: &str| Message::Member {
+            kind,
+            room: room.into(),
+            name: name.into(),
+        };
+        // The default room's list, then news about rooms we never joined and a list we
+        // never asked for, ourselves "joining", and a room we did join.
+        server.send(&members("lobby", &["ann"])).unwrap();
+        server
+            .send(&member(MemberKind::Joined, "secret", "eve"))
+            .unwrap();
+        server.send(&members("other", &["eve", "ann"])).unwrap();
+        server
+            .send(&member(MemberKind::Joined, "lobby", "ann"))
+            .unwrap();
+        server
+            .send(&Message::RoomText {
+                room: "other".into(),
+                peer: "eve".into(),
+                text: "psst".into(),
+            })
+            .unwrap();
+        pump(&mut agent, &mut server, now);
+        agent.process();
+        agent.join("team").unwrap();
+        server.send(&members("TEAM", &["bob", "ann"])).unwrap();
+        server
+            .send(&member(MemberKind::Joined, "team", "carl"))
+            .unwrap();
+        pump(&mut agent, &mut server, now);
+        agent.process();
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| agent.poll_event()).collect();
+        let rooms: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::RoomEntered { room, .. } => Some(room.as_str()),
+                ClientEvent::RoomJoined { room, .. } | ClientEvent::RoomText { room, .. } => {
+                    Some(room.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rooms, ["lobby", "TEAM", "team"], "{events:?}");
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Joined(n) if n == "ann")));
+        assert_eq!(agent.rooms().default_room(), Some("lobby"));
+        assert_eq!(
+            agent.rooms().get("team").unwrap().members(),
+            ["ann", "bob", "carl"]
+        );
+        assert!(!agent.rooms().contains("other"));
     }
 
     #[test]

@@ -12,6 +12,11 @@ use std::collections::BTreeMap;
 
 use tidings_core::name::name_key;
 
+/// Most members kept for one room (a server's own limit is 10 000 by default): joins a
+/// server announces beyond it are not kept, so a hostile server cannot grow a client's
+/// memory without end.
+const MAX_MEMBERS: usize = 200_000;
+
 /// One room we are in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
@@ -73,7 +78,11 @@ impl Rooms {
         }
         let room = Room {
             name: room.to_string(),
-            members: members.iter().map(|m| (name_key(m), m.clone())).collect(),
+            members: members
+                .iter()
+                .take(MAX_MEMBERS)
+                .map(|m| (name_key(m), m.clone()))
+                .collect(),
         };
         self.rooms.insert(name_key(&room.name), room);
     }
@@ -86,6 +95,10 @@ impl Rooms {
     /// `name` came into `room`.
     pub(crate) fn joined(&mut self, room: &str, name: &str) {
         if let Some(r) = self.rooms.get_mut(&name_key(room)) {
+            if r.members.len() >= MAX_MEMBERS {
+                // A server that says more is not believed: the list stops growing.
+                return;
+            }
             // Shown as first spelled.
             r.members
                 .entry(name_key(name))
