@@ -100,7 +100,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  tidings serve\n  tidings serve --listen 0.0.0.0:9988 --name lobby --inbox ./inbox\n  tidings --json serve --listen 127.0.0.1:0   # port 0: any free port, printed"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Chat interactively: a line goes to the current room (everyone starts in the server's
     /// default room; on a server without rooms, a line goes to everyone).
     ///
@@ -505,7 +505,7 @@ fn main() {
 
 async fn run(command: Command, out: &mut Out) -> Result<(), CliError> {
     match command {
-        Command::Serve(a) => serve::run(a, out).await,
+        Command::Serve(a) => serve::run(*a, out).await,
         Command::Chat(a) => chat::run(a, out).await,
         Command::Send(a) => send::send(a, out).await,
         Command::Recv(a) => simple::recv(a, out).await,
