@@ -1130,14 +1130,21 @@
 
   // Files go to the selected person, or to everyone else in the room on screen: there is
   // no offer to a room, so each member gets an ordinary offer of their own and accepts,
-  // rejects and paces it alone (the upload is sent once per member).
+  // rejects and paces it alone (the upload is sent once per member). More than one
+  // receiver (in the default room that is everyone) is asked about first.
   function offerFiles(files) {
-    if (!session) return;
+    if (!session || !files.length) return;
     const r = roomsOn && room ? rooms.get(key(room)) : null;
     const peers = target ? [target] : r ? r.members.filter((n) => !same(n, session.name)) : [];
     if (!peers.length) {
       note(r ? `Nobody else is in #${r.name} to send files to.` : "Select a user on the left first: files go to one person.", "error");
       return;
+    }
+    if (peers.length > 1) {
+      const what = files.length === 1 ? `“${visible(files[0].name)}”` : `${files.length} files`;
+      const ok = confirm(`Send ${what} to all ${peers.length} other members of #${visible(r.name)}? `
+        + "Each of them gets an offer to accept or reject. To send to one person, select them first.");
+      if (!ok) { note(`Not sent: ${files.length === 1 ? files[0].name : `${files.length} files`}.`); return; }
     }
     for (const file of files) {
       for (const peer of peers) {
