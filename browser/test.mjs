@@ -410,6 +410,7 @@ async function main() {
     await accountsLogin(browser);
     await heartbeatsAndBlobs(browser);
     await scriptedTransfers(browser);
+    await scriptedRooms(browser);
   } finally {
     await browser.close();
   }
@@ -425,6 +426,8 @@ async function roomsCheck(browser) {
   for (const [p, n] of [[rita, "rita"], [sam, "sam"]]) {
     p.on("pageerror", (e) => { console.error(`${n} page error: ${e.message}`); process.exitCode = 1; });
   }
+  let ritaDialogs = 0;
+  rita.on("dialog", (d) => { ritaDialogs += 1; d.dismiss(); });
   const inRoom = async (p, r) => p.locator(`#rooms .room.selected[data-room="${r}"]`).waitFor({ timeout: STEP_MS });
   for (const [p, n, r] of [[rita, "rita", "red"], [sam, "sam", "blue"]]) {
     await p.goto(`${base}/#room=${r}`);
@@ -473,8 +476,8 @@ async function roomsCheck(browser) {
   await toBlue.locator("button.accept").click({ timeout: STEP_MS });
   await toBlue.and(sam.locator('[data-state="complete"]')).waitFor({ timeout: STEP_MS });
   await rita.locator('.transfer[data-dir="out"][data-state="complete"]', { hasText: "to-blue.txt" }).waitFor({ timeout: STEP_MS });
-  check(await rita.locator('.transfer[data-dir="out"]', { hasText: "to-blue.txt" }).count() === 1,
-    "a file sent in #blue goes to its other member, sam, as one offer, and arrives");
+  check(await rita.locator('.transfer[data-dir="out"]', { hasText: "to-blue.txt" }).count() === 1 && ritaDialogs === 0,
+    "a file sent in #blue goes to its other member, sam, as one offer, without asking first, and arrives");
 
   // rita comes back (her name and rooms are in this browser's storage) through a link to
   // #red, once the server has seen her go (sam is told): in #red again, and in #blue.
@@ -501,6 +504,88 @@ async function roomsCheck(browser) {
   await sam.screenshot({ path: join(artifacts, "phone-rooms.png") });
   await rita.context().close();
   await sam.context().close();
+  await roomLinks(browser);
+}
+
+// Links from elsewhere are hostile: a room name the server would refuse (over 255 bytes, a
+// space, too long) is refused in the page, which says so and stays connected; a look-alike
+// spelling opens the room it looks like. A file dropped in a room with several other
+// members asks first.
+async function roomLinks(browser) {
+  const uma = new Cli(["chat", "--name", "uma", "--room", "Team"], "uma (terminal chat in #Team)");
+  await uma.event((e) => e.event === "room" && e.room === "Team", "uma talks in #Team");
+  const vic = new Cli(["chat", "--name", "vic", "--room", "team"], "vic (terminal chat in #Team)");
+  await vic.event((e) => e.event === "room" && e.room === "Team", "vic talks in #Team, as the server spells it");
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => { console.error(`viola page error: ${e.message}`); process.exitCode = 1; });
+  // Counts the page's sockets and records its joins.
+  await page.addInitScript(() => {
+    window.__sockets = 0;
+    window.__joins = [];
+    const Real = window.WebSocket;
+    window.WebSocket = class extends Real {
+      constructor(...a) { super(...a); window.__sockets += 1; }
+      send(t) {
+        if (typeof t === "string" && t.startsWith('{"type":"join"')) window.__joins.push(JSON.parse(t).room);
+        return super.send(t);
+      }
+    };
+  });
+  const long = "x".repeat(300); // 300 bytes: the JSON mode takes at most 255, and closes
+  await page.goto(`${base}/#room=${long}`);
+  await page.locator("#name").fill("viola");
+  await page.locator("#join").click();
+  await page.locator(".note.error", { hasText: "Cannot open #xxxx" }).waitFor({ timeout: STEP_MS });
+  await page.locator('#rooms .room.selected[data-room="lobby"]').waitFor({ timeout: STEP_MS });
+  check(new URL(page.url()).hash === "#room=lobby", "a link to a room named by 300 bytes: the page says it cannot open it and shows the default room");
+  for (const [bad, says] of [["has space", "no spaces"], ["y".repeat(33), "at most 32 characters, not 33"], ["-dash", "cannot start"]]) {
+    await page.evaluate((h) => { location.hash = h; }, `#room=${encodeURIComponent(bad)}`);
+    await page.locator(".note.error", { hasText: says }).waitFor({ timeout: STEP_MS });
+  }
+  await page.locator("#room-name").fill("two words");
+  await page.locator("#join-room-button").click();
+  await page.locator(".note.error", { hasText: "Cannot open #two words" }).waitFor({ timeout: STEP_MS });
+  // A round trip after all that: the server still answers on the first socket.
+  await page.locator("#browse").click();
+  await page.locator('#room-list [data-room="Team"]').waitFor({ timeout: STEP_MS });
+  const state = await page.evaluate(() => ({ sockets: window.__sockets, joins: window.__joins, status: document.getElementById("status").dataset.state }));
+  check(state.sockets === 1 && state.status === "connected" && state.joins.length === 0,
+    `invalid room names from links and the form are refused in the page (nothing sent), which stays connected on its first socket: ${JSON.stringify(state)}`);
+
+  // #room=ТЕАМ in Cyrillic capitals is the server's #Team (spec §6.1): a fresh load of that
+  // link lands in #Team, the room uma and vic are in, and the address says #room=Team.
+  // Another name: the server may not have seen viola's socket close yet.
+  await page.evaluate(() => localStorage.setItem("tidings.name", "wanda"));
+  await page.goto("about:blank");
+  await page.goto(`${base}/#room=${encodeURIComponent("\u0422\u0415\u0410\u041c")}`);
+  await page.locator('#rooms .room.selected[data-room="Team"]').waitFor({ timeout: STEP_MS });
+  await page.locator('#users [data-name="uma"]').waitFor({ timeout: STEP_MS });
+  const joins = await page.evaluate(() => window.__joins);
+  check(new URL(page.url()).hash === "#room=Team" && joins.includes("\u0422\u0415\u0410\u041c") && (await page.locator("#rooms .room").count()) === 2,
+    `a link to #ТЕАМ (Cyrillic) opens the existing #Team, shown once: joins ${JSON.stringify(joins)}`);
+
+  // Dropped in #Team, a file would go to uma and vic: the page asks first. Dismissed,
+  // nothing is offered; accepted, each gets an offer.
+  const dialogs = [];
+  let answer = false;
+  page.on("dialog", (d) => { dialogs.push(d.message()); if (answer) d.accept(); else d.dismiss(); });
+  const drop = () => page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["for the team\n"], "team-notes.txt", { type: "text/plain" }));
+    for (const type of ["dragenter", "dragover", "drop"]) document.body.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+  });
+  await drop();
+  await page.locator(".note", { hasText: "Not sent: team-notes.txt" }).waitFor({ timeout: STEP_MS });
+  check(dialogs.length === 1 && dialogs[0].includes("2 other members of #Team") && !(await page.locator(".transfer", { hasText: "team-notes.txt" }).count()),
+    `a file dropped in #Team asks first (${JSON.stringify(dialogs[0])}); dismissed, nothing is offered`);
+  answer = true;
+  await drop();
+  await uma.event((e) => e.event === "offer" && e.name === "team-notes.txt", "uma is offered the dropped file");
+  await vic.event((e) => e.event === "offer" && e.name === "team-notes.txt", "vic is offered the dropped file");
+  check(dialogs.length === 2 && (await page.locator('.transfer[data-dir="out"]', { hasText: "team-notes.txt" }).count()) === 2,
+    "accepted, the dropped file is offered to uma and to vic, one offer each");
+  await page.context().close();
+  for (const c of [uma, vic]) { c.line("/quit"); await exitCode(c, "chat quits"); }
 }
 
 // The page's own SHA-256 (sha256.js), in the page: the FIPS 180-4 / NIST examples, random
@@ -881,6 +966,62 @@ async function scriptedTransfers(browser) {
   await push({ type: "blob", peer: "ivan", private: false, media_type: "text/html", data: Buffer.from("<script>parent.__pwned = 1</script>").toString("base64") });
   const served = await page.locator('.msg a[download="blob"]').evaluate(async (a) => (await fetch(a.href)).headers.get("content-type"));
   check(served === "application/octet-stream", `a blob claiming text/html is stored as ${served}, so opening it cannot run it in the page's origin`);
+  await page.context().close();
+}
+
+// The page's joins against a scripted server: answered in order, each answer is its join's
+// whatever the spelling; a refusal answers the oldest join only; the saved rooms are written
+// once the rejoins are answered; the default room is left again because the user had left
+// it (said by an explicit flag); a `room-members` nobody asked for is ignored; the default
+// room's list too large to send (limit-exceeded instead) still lets the page rejoin.
+async function scriptedRooms(browser) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on("pageerror", (e) => { console.error(`hana page error: ${e.message}`); process.exitCode = 1; });
+  await page.addInitScript(scriptedSocket);
+  await page.addInitScript(() => {
+    localStorage.setItem("tidings.rooms", JSON.stringify(["lobby", "Alpha", "Beta", "bad name"]));
+    localStorage.setItem("tidings.left-default", "lobby");
+  });
+  // The link names #gamma with a Cyrillic а; the server spells the room Gamma.
+  await page.goto(pathToFileURL(join(root, "cli", "web", "index.html")).href + "#room=g%D0%B0mma");
+  await page.waitForFunction(() => window.__sent.length === 1, null, { timeout: STEP_MS });
+  const push = (m) => page.evaluate((t) => window.__sockets.at(-1).push(t), JSON.stringify(m));
+  const rooming = () => page.evaluate(() => window.__sent.map((t) => JSON.parse(t)).filter((m) => m.type === "join" || m.type === "leave").map((m) => `${m.type} ${m.room}`));
+  const stored = () => page.evaluate(() => [JSON.parse(localStorage.getItem("tidings.rooms")), localStorage.getItem("tidings.left-default")]);
+  const welcome = { type: "welcome", name: "hana", server: "server", heartbeat_ms: 60000, timeout_ms: 120000, max_frame: 1048576, capabilities: 7, online: ["hana", "ivan"] };
+  await push(welcome);
+  await push({ type: "room-members", room: "lobby", names: ["ivan", "hana"] });
+  check(JSON.stringify(await rooming()) === JSON.stringify(["join Alpha", "join Beta", "join g\u0430mma"]),
+    "after the default room's list the page rejoins its saved rooms (not an invalid name) and joins the linked room; it does not leave the default room yet");
+  await push({ type: "room-members", room: "Alpha", names: ["hana"] });
+  check(JSON.stringify((await stored())[0]) === JSON.stringify(["lobby", "Alpha", "Beta", "bad name"]), "while rejoins are pending the saved rooms are not rewritten");
+  await push({ type: "error", code: 24, code_name: "room-refused", text: "the operator removed you from #Beta" });
+  await push({ type: "room-members", room: "Gamma", names: ["ivan", "hana"] });
+  await page.locator('#rooms .room.selected[data-room="Gamma"]').waitFor({ timeout: STEP_MS });
+  check(new URL(page.url()).hash === "#room=Gamma" && await page.locator(".note.error", { hasText: "Could not rejoin #Beta" }).count() === 1,
+    "the refusal answers the rejoin of #Beta only; the next answer, spelled Gamma, opens the linked room");
+  check(JSON.stringify(await rooming()) === JSON.stringify(["join Alpha", "join Beta", "join g\u0430mma", "leave lobby"]),
+    "all answered: the page leaves the default room, which the user had left");
+  await push({ type: "member", kind: "left", room: "lobby", name: "hana" });
+  check(JSON.stringify(await stored()) === JSON.stringify([["Alpha", "Gamma"], "lobby"]), "the saved rooms are the rooms joined, and the flag still says the default room was left");
+  await push({ type: "room-members", room: "ghost", names: ["hana", "ivan"] });
+  check(!(await page.locator('#rooms [data-room="ghost"]').count()) && !(await stored())[0].includes("ghost"), "a room-members nobody asked for is ignored");
+  await page.locator("#room-name").fill("Delta");
+  await page.locator("#join-room-button").click();
+  await push({ type: "error", code: 17, code_name: "limit-exceeded", text: "#Delta is full (50 members)" });
+  await page.locator(".note.error", { hasText: "Cannot open #Delta: #Delta is full" }).waitFor({ timeout: STEP_MS });
+  check(new URL(page.url()).hash === "#room=Gamma", "a refused join says so and stays in the room on screen");
+  await page.locator("#room-name").fill("LOBBY");
+  await page.locator("#join-room-button").click();
+  await push({ type: "room-members", room: "lobby", names: ["ivan", "hana"] });
+  await page.locator('#rooms .room.selected[data-room="lobby"]').waitFor({ timeout: STEP_MS });
+  check((await stored())[1] === null, "joining the default room again clears the flag");
+  // A new session whose default room's list is too large: limit-exceeded comes instead.
+  await push(welcome);
+  await push({ type: "error", code: 17, code_name: "limit-exceeded", text: "the member list is too large for your frame limit" });
+  await page.locator(".note.error", { hasText: "member list is too large" }).waitFor({ timeout: STEP_MS });
+  check(JSON.stringify((await rooming()).slice(-3)) === JSON.stringify(["join Alpha", "join Gamma", "join lobby"]),
+    "the default room's limit-exceeded stands for its list: the saved rooms are rejoined");
   await page.context().close();
 }
 

@@ -21,7 +21,12 @@
   const NOTIFY_KEY = "tidings.notify"; // "on" once the user asked for notifications
   // The rooms this browser was in, so that a reconnection or a reload is in them again.
   const ROOMS_KEY = "tidings.rooms";
+  // The default room's name once the user left it, so that coming back leaves it again.
+  const LEFT_DEFAULT_KEY = "tidings.left-default";
   const ROOM_REFUSED = [17, 24]; // limit-exceeded, room-refused: a join that did not happen
+  // A room name as spec §6.1 has it: letters and digits (Alphabetic, Nd, Nl, No), - _ .
+  const ROOM_CHARS = /^[\p{Alphabetic}\p{N}_.-]+$/u;
+  const INVISIBLE_LETTERS = /[\u115f\u1160\u3164\uffa0]/;
   const MESSAGE_MAX_HEIGHT = 160; // px: the composer grows with its lines up to this
   // Only these schemes become links; anything else (javascript:, data:, …) stays text.
   const LINK_SCHEMES = ["http:", "https:", "mailto:"];
@@ -55,9 +60,20 @@
   // written to when no person is selected, as the server spells it ("" without rooms).
   let roomsOn = false;
   let defaultRoom = ""; // the server's default room: the first `room-members` after welcome
+  let defaultPending = false; // welcome came, the default room's answer has not
   let room = "";
   const rooms = new Map(); // room key -> {name, members: [names], unread}
-  let opening = roomFromHash(); // a room asked for (link, form, list) and not yet joined
+  // The room the address names, to open once the default room has answered ("" for none).
+  let opening = "";
+  // The joins sent and not answered yet, oldest first: the server answers each join, in
+  // order, with `room-members` or an error (17 or 24), spelling the room its own way.
+  // Each is {name, open: whether its answer is shown, rejoin: a room this browser was in}.
+  const joins = [];
+  // From welcome until the rooms asked for again are answered: the saved list is kept as it
+  // is (a room not answered yet is not lost), and the default room is left at the end if
+  // the user had left it.
+  let settling = false;
+  let leaveDefault = false;
   const unread = new Map(); // lower-case name -> private messages not yet viewed
   let notifyOn = localStorage.getItem(NOTIFY_KEY) === "on";
   let attempts = 0;
@@ -138,6 +154,11 @@
       session = null;
       clearInterval(heartbeatTimer);
       endAllTransfers("connection closed");
+      // No join is answered any more: the next welcome starts over from the address.
+      opening = "";
+      joins.length = 0;
+      defaultPending = false;
+      settling = false;
       // Who is online is unknown until the next welcome; the chosen target is kept for it.
       online = [];
       renderUsers();
@@ -210,7 +231,11 @@
         rooms.clear();
         defaultRoom = "";
         room = "";
-        if (!opening) opening = roomFromHash();
+        joins.length = 0;
+        defaultPending = roomsOn;
+        settling = roomsOn;
+        leaveDefault = false;
+        opening = roomsOn ? roomFromHash() : "";
         renderRooms();
         setOnline(msg.online || []);
         setStatus("connected", `connected as ${name}`);
@@ -273,9 +298,10 @@
       case "pong":
         break;
       case "error":
-        note(`Error ${msg.code_name || msg.code}: ${msg.text || ""}`, "error");
-        // The only room requests that fail are joins: the room asked for is not coming.
-        if (ROOM_REFUSED.includes(msg.code)) opening = "";
+        // The only room requests refused with these codes are joins: the oldest one is not
+        // coming (or, right after welcome, the default room's list is too large to send).
+        if (roomsOn && ROOM_REFUSED.includes(msg.code) && (defaultPending || joins.length)) onJoinRefused(msg);
+        else note(`Error ${msg.code_name || msg.code}: ${msg.text || ""}`, "error");
         break;
       case "goodbye":
         break; // the close handler reports it
@@ -471,10 +497,31 @@
 
   // ---------------------------------------------------------------- rooms
 
-  // The server compares room names as it compares user names; the page, like `same`, by
-  // lower case. The server always spells a room one way, so that is enough here.
+  // The server compares room names by a key that also folds look-alikes (spec §6.1); the
+  // page keeps rooms by lower case, enough for the names the server sends, since it spells
+  // each room one way. A name the user typed may be another spelling of a room: its join's
+  // answer (the joins are answered in order) names the room as the server spells it.
   function key(roomName) {
     return String(roomName).toLowerCase();
+  }
+
+  // Why `n` cannot be a room name (spec §6.1 and §6.10.2), or "" if it can. The server
+  // judges too (room-refused); the page refuses what is plainly wrong before sending it, and
+  // never sends a name over 32 characters (at most 128 bytes: the JSON mode takes 255).
+  function roomProblem(n) {
+    if (!n) return "a room name cannot be empty";
+    const chars = [...n].length;
+    if (chars > 32) return `a room name has at most 32 characters, not ${chars}`;
+    if (/\s/.test(n)) return "a room name has no spaces";
+    if (!ROOM_CHARS.test(n) || INVISIBLE_LETTERS.test(n)) return "a room name has only letters, digits, - _ and .";
+    if (/^[.-]/.test(n)) return "a room name cannot start with . or -";
+    return "";
+  }
+
+  // A room name as shown in a note: a link may carry anything, of any length.
+  function shortName(n) {
+    const c = [...String(n)];
+    return c.length > 40 ? c.slice(0, 40).join("") + "…" : c.join("");
   }
 
   // The room in the address: `#room=NAME` (a link or a reload opens that room).
@@ -484,49 +531,126 @@
     try { return decodeURIComponent(m[1]).trim(); } catch { return ""; }
   }
 
+  // Puts room `n` in the address ("" for none) without adding to the history.
+  function setAddress(n) {
+    const hash = n ? `#room=${encodeURIComponent(n)}` : "";
+    if (location.hash !== hash && (n || location.hash)) {
+      history.replaceState(null, "", hash || location.pathname + location.search);
+    }
+  }
+
   function savedRooms() {
     try {
       const r = JSON.parse(localStorage.getItem(ROOMS_KEY) || "null");
-      return Array.isArray(r) ? r.filter((n) => typeof n === "string") : null;
-    } catch { return null; }
+      return Array.isArray(r) ? r.filter((n) => typeof n === "string") : [];
+    } catch { return []; }
   }
 
+  // Not while the rooms of a reconnection are being asked for again: those not answered yet
+  // would drop out of the list.
   function saveRooms() {
+    if (settling) return;
     localStorage.setItem(ROOMS_KEY, JSON.stringify([...rooms.values()].map((r) => r.name)));
   }
 
-  // `room-members`: the answer to a join (or the default room's, right after welcome).
-  function onRoomMembers(msg) {
-    const first = !defaultRoom;
-    if (first) defaultRoom = msg.room;
-    const k = key(msg.room);
-    const r = rooms.get(k) || { name: msg.room, members: [], unread: 0 };
-    r.name = msg.room;
-    r.members = (msg.names || []).slice();
-    rooms.set(k, r);
-    if (first) {
-      // In the rooms this browser was in before, and out of the default room if it had
-      // left it; then in the room the address names.
-      const saved = savedRooms();
-      if (saved) {
-        for (const n of saved) if (!same(n, msg.room)) send({ type: "join", room: n });
-        if (!saved.some((n) => same(n, msg.room)) && !(opening && same(opening, msg.room))) {
-          send({ type: "leave", room: msg.room });
-        }
+  // Sends a join and queues it for its answer.
+  function join(n, open, rejoin) {
+    joins.push({ name: n, open, rejoin });
+    send({ type: "join", room: n });
+  }
+
+  // The default room has answered (or could not): in the rooms this browser was in, then in
+  // the room the address names.
+  function afterDefault() {
+    const left = localStorage.getItem(LEFT_DEFAULT_KEY);
+    leaveDefault = !!defaultRoom && !!left && same(left, defaultRoom);
+    let wanted = opening;
+    opening = "";
+    if (wanted) {
+      const problem = roomProblem(wanted);
+      if (problem) {
+        note(`Cannot open #${shortName(wanted)}: ${problem}.`, "error");
+        wanted = "";
+        setAddress(room);
+      } else if (defaultRoom && same(wanted, defaultRoom)) {
+        leaveDefault = false; // the link names the default room: stay in it
+        wanted = "";
       }
-      if (opening && !same(opening, msg.room)) send({ type: "join", room: opening });
-      else opening = "";
-      openRoom(msg.room);
-    } else if (opening && same(opening, msg.room)) {
-      opening = "";
-      openRoom(msg.room);
-    } else if (!room) {
-      openRoom(msg.room);
     }
-    // Not after the first: the rooms asked for again are not yet joined.
-    if (!first) saveRooms();
+    for (const n of savedRooms()) {
+      if ((defaultRoom && same(n, defaultRoom)) || roomProblem(n)) continue;
+      const open = !!wanted && same(wanted, n);
+      if (open) wanted = "";
+      join(n, open, true);
+    }
+    if (wanted) join(wanted, true, false);
+    settle();
+  }
+
+  // Once every join since welcome is answered: out of the default room if the user had left
+  // it, and the list of rooms saved.
+  function settle() {
+    if (!settling || defaultPending || joins.length) return;
+    settling = false;
+    if (leaveDefault && rooms.has(key(defaultRoom))) send({ type: "leave", room: defaultRoom });
+    leaveDefault = false;
+    saveRooms();
+  }
+
+  // `room-members`: the default room's, right after welcome, or the answer to the oldest
+  // join; any other is none the page asked for and is ignored.
+  function onRoomMembers(msg) {
+    const n = typeof msg.room === "string" ? msg.room : "";
+    if (!n) return;
+    let asked = null;
+    if (defaultPending) {
+      defaultPending = false;
+      defaultRoom = n;
+    } else if (joins.length) {
+      asked = joins.shift();
+    } else {
+      return;
+    }
+    const k = key(n);
+    const r = rooms.get(k) || { name: n, members: [], unread: 0 };
+    r.name = n;
+    r.members = (Array.isArray(msg.names) ? msg.names : []).filter((m) => typeof m === "string");
+    rooms.set(k, r);
+    if (!asked) {
+      openRoom(n);
+      afterDefault();
+    } else {
+      if (defaultRoom && same(n, defaultRoom)) {
+        // In the default room again (asked for by the user, or by a link): stay in it.
+        leaveDefault = false;
+        localStorage.removeItem(LEFT_DEFAULT_KEY);
+      }
+      if (asked.open || !room) openRoom(n);
+      saveRooms();
+      settle();
+    }
     renderRooms();
-    if (same(room, msg.room)) setOnline(r.members);
+    if (same(room, n)) setOnline(r.members);
+  }
+
+  // An error 17 or 24 that answers the oldest join, or stands for the default room's list.
+  function onJoinRefused(msg) {
+    const why = msg.text || msg.code_name || `error ${msg.code}`;
+    if (defaultPending) {
+      // Only limit-exceeded comes instead of the default room's `room-members`.
+      defaultPending = false;
+      note(`The default room's member list is too large to be sent here (${why}); its chat still reaches you.`, "error");
+      afterDefault();
+      return;
+    }
+    const asked = joins.shift();
+    if (asked.open) {
+      note(`Cannot open #${shortName(asked.name)}: ${why}.`, "error");
+      setAddress(room);
+    } else {
+      note(`Could not rejoin #${shortName(asked.name)}: ${why}.`, "error");
+    }
+    settle();
   }
 
   function onRoomText(msg) {
@@ -549,6 +673,8 @@
       if (msg.kind === "joined") return;
       rooms.delete(k);
       note(msg.kind === "removed" ? `You were removed from #${r.name}.` : `You left #${r.name}.`);
+      // Said explicitly, not guessed from the saved list: the next connection leaves it too.
+      if (defaultRoom && same(r.name, defaultRoom)) localStorage.setItem(LEFT_DEFAULT_KEY, defaultRoom);
       saveRooms();
       if (same(room, msg.room)) {
         const next = rooms.get(key(defaultRoom)) || rooms.values().next().value;
@@ -573,10 +699,7 @@
     target = "";
     if (n) clearRoomUnread(n);
     const r = n ? rooms.get(key(n)) : null;
-    const hash = n ? `#room=${encodeURIComponent(n)}` : "";
-    if (location.hash !== hash && (n || location.hash)) {
-      history.replaceState(null, "", hash || location.pathname + location.search);
-    }
+    setAddress(n);
     setOnline(r ? r.members : []);
     renderRooms();
     applyView();
@@ -588,14 +711,21 @@
     if (r && r.unread) { r.unread = 0; renderRooms(); }
   }
 
-  // Opens `n` if we are in it, else asks to join it (it opens when the server answers).
+  // Opens `n` if we are in it, else asks to join it (it opens when the server answers, by
+  // the name the server gives it, whatever the spelling asked for).
   function goToRoom(n) {
     n = String(n).trim();
-    if (!n || !roomsOn) return;
+    if (!roomsOn || !session) return;
+    const problem = roomProblem(n);
+    if (problem) {
+      note(`Cannot open #${shortName(n)}: ${problem}.`, "error");
+      setAddress(room);
+      return;
+    }
     const r = rooms.get(key(n));
     if (r) { openRoom(r.name); return; }
-    opening = n;
-    send({ type: "join", room: n });
+    if (defaultPending) { opening = n; return; } // asked for with the rooms after welcome
+    join(n, true, false);
   }
 
   function renderRooms() {
@@ -683,7 +813,7 @@
   });
   window.addEventListener("hashchange", () => {
     const n = roomFromHash();
-    if (n && !same(n, room)) goToRoom(n);
+    if (!same(n, room) && (n || location.hash.startsWith("#room="))) goToRoom(n);
   });
 
   // The peer's text goes in as text nodes and anchors made with the DOM, never as markup;
@@ -1000,14 +1130,21 @@
 
   // Files go to the selected person, or to everyone else in the room on screen: there is
   // no offer to a room, so each member gets an ordinary offer of their own and accepts,
-  // rejects and paces it alone (the upload is sent once per member).
+  // rejects and paces it alone (the upload is sent once per member). More than one
+  // receiver (in the default room that is everyone) is asked about first.
   function offerFiles(files) {
-    if (!session) return;
+    if (!session || !files.length) return;
     const r = roomsOn && room ? rooms.get(key(room)) : null;
     const peers = target ? [target] : r ? r.members.filter((n) => !same(n, session.name)) : [];
     if (!peers.length) {
       note(r ? `Nobody else is in #${r.name} to send files to.` : "Select a user on the left first: files go to one person.", "error");
       return;
+    }
+    if (peers.length > 1) {
+      const what = files.length === 1 ? `“${visible(files[0].name)}”` : `${files.length} files`;
+      const ok = confirm(`Send ${what} to all ${peers.length} other members of #${visible(r.name)}? `
+        + "Each of them gets an offer to accept or reject. To send to one person, select them first.");
+      if (!ok) { note(`Not sent: ${files.length === 1 ? files[0].name : `${files.length} files`}.`); return; }
     }
     for (const file of files) {
       for (const peer of peers) {
