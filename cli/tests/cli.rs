@@ -957,6 +957,8 @@ fn sending_to_yourself_is_refused_with_a_clear_message() {
     let (_server, addr) = serve(&[]);
     let mut chat = Proc::spawn(&["--json", "chat", "--name", "alice", "--server", &addr]);
     chat.expect_event("connected");
+    // In the default room (its news come after `welcome`): nothing else is on its way.
+    chat.expect(|v| v["event"] == "room");
     chat.type_line("/msg Alice hello me");
     let v = chat.expect_event("error");
     assert!(v["message"].as_str().unwrap().contains("is you"), "{v}");
