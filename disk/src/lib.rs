@@ -51,6 +51,12 @@
 //! on Windows, behind one pair of functions) on a shared handle, so jobs of one file never
 //! contend for a file position and an async runtime can hand them to another thread.
 //!
+//! A received file is synced before its transfer is confirmed (the digest says the bytes are
+//! right; the sync makes them stay). On Linux the writes also start the disk's writeback as
+//! they go, 8 MiB at a time, so that the final sync finds little
+//! left to write instead of the whole file (half a second per GiB on a fast disk, after the
+//! last byte arrived, while sender and receiver wait).
+//!
 //! # One implementation for Unix and Windows: cap-std
 //!
 //! The folder handles come from [`cap_std::fs::Dir`] and [`cap_fs_ext`] (Bytecode Alliance):
@@ -110,9 +116,12 @@ pub fn run(job: DiskJob) -> DiskDone {
                 Err(e) => Err(e),
             })
         }
-        DiskJob::Write { file, offset, data } => DiskDone::Written(
-            positioned::write_all_at(&file, &data, offset).map(|()| data.len() as u64),
-        ),
+        DiskJob::Write { file, offset, data } => {
+            DiskDone::Written(positioned::write_all_at(&file, &data, offset).map(|()| {
+                positioned::start_writeback(&file, offset, data.len() as u64);
+                data.len() as u64
+            }))
+        }
         DiskJob::Finalize {
             file,
             dir,
