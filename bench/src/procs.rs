@@ -58,6 +58,24 @@ impl Guard {
         }
     }
 
+    /// Waits at most `limit` for the child to exit successfully; the CPU time (user and
+    /// system, all threads) it used in its life, read while it is a zombie, before it is reaped.
+    pub fn cpu_at_exit(&mut self, limit: Duration) -> Result<f64, String> {
+        let end = Instant::now() + limit;
+        loop {
+            match stat(self.pid()) {
+                Ok(s) if s.state == 'Z' => {
+                    self.expect_success(Duration::from_secs(1))?;
+                    return Ok(s.cpu_secs);
+                }
+                // Gone already (reaped by someone else): its CPU is lost.
+                Err(e) => return Err(format!("{}: {e}", self.what)),
+                Ok(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+                Ok(_) => return Err(format!("{} did not finish within {limit:?}", self.what)),
+            }
+        }
+    }
+
     /// Waits for a successful exit within `limit`.
     pub fn expect_success(&mut self, limit: Duration) -> Result<(), String> {
         match self.wait_for(limit)? {
@@ -116,6 +134,50 @@ pub fn wait_line(out: ChildStdout, needle: &str, limit: Duration) -> Result<Stri
     });
     rx.recv_timeout(limit)
         .map_err(|_| format!("no line with {:?} within {limit:?}", "the expected text"))
+}
+
+/// What `/proc/PID/stat` says of a process.
+pub struct Stat {
+    /// `R`, `S`, `Z` …
+    pub state: char,
+    /// User and system CPU time of all its threads so far, in seconds.
+    pub cpu_secs: f64,
+}
+
+/// Reads `/proc/PID/stat` (fields 3, 14 and 15; the command name before them may hold
+/// spaces, so the fields are counted from its closing parenthesis).
+pub fn stat(pid: u32) -> Result<Stat, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read the stat of process {pid}: {e}"))?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("unexpected stat of process {pid}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, String> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| format!("unexpected stat of process {pid}"))
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Stat {
+        state: fields.first().and_then(|f| f.chars().next()).unwrap_or('?'),
+        // Field 3 is the first after the name; utime and stime are fields 14 and 15.
+        cpu_secs: (ticks(11)? + ticks(12)?) / hz,
+    })
+}
+
+/// CPU time the calling thread has used, in seconds.
+pub fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct passed to it.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Resident set size of process `pid` in KiB (VmRSS).
