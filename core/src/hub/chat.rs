@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::rooms::News;
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
 use crate::session::{Closed, SendError, Session};
@@ -35,6 +36,18 @@ impl Payload {
                 private,
                 media_type: media_type.clone(),
                 data: data.clone(),
+            },
+        }
+    }
+
+    /// The same as a room's news, from `from`.
+    fn news<'a>(&'a self, from: &'a Utf8) -> News<'a> {
+        match self {
+            Payload::Text(text) => News::Text { from, text },
+            Payload::Blob { media_type, data } => News::Blob {
+                from,
+                media_type,
+                data,
             },
         }
     }
@@ -340,13 +353,7 @@ impl Hub {
         if peer.is_empty() {
             // Everyone: the default room. Recipients whose frame limit is too small, or whose
             // queue is full, are not the sender's concern.
-            let said = match &payload {
-                Payload::Text(text) => self.say_in_default(id, &from, Some(text), None),
-                Payload::Blob { media_type, data } => {
-                    self.say_in_default(id, &from, None, Some((media_type, data)))
-                }
-            };
-            if said {
+            if self.say_in_default(id, &payload.news(&from)) {
                 self.emit(payload.event(from, false));
             }
             return;

@@ -157,7 +157,7 @@ impl Rooms {
 }
 
 /// Something said or done in a room, rendered for each member by the protocol it speaks.
-enum News<'a> {
+pub(super) enum News<'a> {
     Text {
         from: &'a Utf8,
         text: &'a Utf8,
@@ -401,7 +401,7 @@ impl Hub {
 
     /// `id` (called `name`) went away: every room it was in is told.
     pub(super) fn departed(&mut self, id: ConnId, name: &Utf8) {
-        let mut keys = self.rooms.joined.get(&id).cloned().unwrap_or_default();
+        let mut keys = self.rooms.joined.remove(&id).unwrap_or_default();
         if self.in_room(id, &self.rooms.default_key) {
             keys.insert(0, self.rooms.default_key.clone());
         }
@@ -517,29 +517,14 @@ impl Hub {
 
     /// A broadcast (`text` or `blob` addressed to nobody): the default room's chat. Whether
     /// the sender is in the default room (a 1.1 client may have left it).
-    pub(super) fn say_in_default(
-        &mut self,
-        id: ConnId,
-        from: &Utf8,
-        text: Option<&Utf8>,
-        blob: Option<(&Utf8, &Bytes)>,
-    ) -> bool {
+    pub(super) fn say_in_default(&mut self, id: ConnId, news: &News) -> bool {
         if !self.in_room(id, &self.rooms.default_key) {
             let room = self.rooms.map[&self.rooms.default_key].name.clone();
             self.not_member(id, &room);
             return false;
         }
         let key = self.rooms.default_key.clone();
-        let news = match (text, blob) {
-            (Some(text), _) => News::Text { from, text },
-            (None, Some((media_type, data))) => News::Blob {
-                from,
-                media_type,
-                data,
-            },
-            (None, None) => return false,
-        };
-        self.tell_room(&key, &news, Some(id));
+        self.tell_room(&key, news, Some(id));
         true
     }
 
