@@ -17,6 +17,8 @@ const WAYS: usize = 4;
 /// gateway already costs about as much as rendering it, and such frames would crowd the
 /// byte budget.
 const MAX_BODY: usize = 64 << 10;
+/// No slot (`RenderCache::last`, `Entry::next`).
+const NONE: u32 = u32::MAX;
 /// Bytes of keys and renderings the cache may hold; when an insertion would pass it, the
 /// cache starts over (rare, and cheaper than bookkeeping for an eviction order).
 const BUDGET: usize = 8 << 20;
@@ -53,9 +55,11 @@ const BUDGET: usize = 8 << 20;
 ///
 /// [`Gateway`]: super::Gateway
 /// [`Gateway::handle_native_cached`]: super::Gateway::handle_native_cached
-#[derive(Default)]
 pub struct RenderCache {
     slots: Vec<Option<Entry>>,
+    /// The slot of the last entry found or stored ([`NONE`] at first): its `next` predicts
+    /// the next lookup.
+    last: u32,
     /// Bytes of keys and renderings held.
     held: usize,
     /// Counts lookups and insertions: an entry's `used` is the count when it was last used.
@@ -74,6 +78,8 @@ pub struct RenderStats {
 }
 
 struct Entry {
+    /// The slot looked up right after this entry the last time ([`NONE`] if none yet).
+    next: u32,
     hash: u64,
     used: u64,
     form: TextForm,
@@ -114,20 +120,53 @@ impl RenderCache {
     }
 
     /// The stored rendering of this frame, if any.
+    ///
+    /// The recipients of a burst of broadcasts look up the same frames in the same order
+    /// (each one's queue holds them as the hub sent them), so the entry that followed the
+    /// last one found is tried first, compared in full but without hashing the frame or
+    /// searching its set.
     pub(super) fn get_ref(&mut self, form: TextForm, kind: u8, body: &[u8]) -> Option<&Rendering> {
         if self.slots.is_empty() {
             return None;
         }
-        let hash = hash(form, kind, body);
         self.clock += 1;
-        let set = set(hash);
-        let entry = self.slots[set..set + WAYS]
-            .iter_mut()
-            .flatten()
-            .find(|e| e.hash == hash && e.form == form && e.kind == kind && same(&e.body, body))?;
+        let found = match self.predicted() {
+            Some(i)
+                if self.slots[i]
+                    .as_ref()
+                    .is_some_and(|e| e.is(form, kind, body)) =>
+            {
+                i
+            }
+            _ => {
+                let hash = hash(form, kind, body);
+                let set = set(hash);
+                let way = self.slots[set..set + WAYS].iter().position(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.hash == hash && e.is(form, kind, body))
+                })?;
+                self.follows(set + way);
+                set + way
+            }
+        };
+        self.last = found as u32;
+        let entry = self.slots[found].as_mut()?;
         entry.used = self.clock;
         self.stats.hits += 1;
         Some(&entry.rendering)
+    }
+
+    /// The slot that followed the last one found or stored, the last time.
+    fn predicted(&self) -> Option<usize> {
+        let last = self.slots.get(self.last as usize)?.as_ref()?;
+        (last.next != NONE).then_some(last.next as usize)
+    }
+
+    /// Records that slot `i` follows the last one found or stored.
+    fn follows(&mut self, i: usize) {
+        if let Some(Some(last)) = self.slots.get_mut(self.last as usize) {
+            last.next = i as u32;
+        }
     }
 
     /// Stores `text` as the rendering of this frame. The caller guarantees that the
@@ -139,6 +178,7 @@ impl RenderCache {
         if self.held + size > BUDGET {
             self.slots.clear();
             self.held = 0;
+            self.last = NONE;
         }
         if self.slots.is_empty() {
             self.slots.resize_with(SLOTS, || None);
@@ -147,15 +187,21 @@ impl RenderCache {
         self.clock += 1;
         let set = set(hash);
         // An empty slot of the set, else its least recently used entry.
-        let slot = self.slots[set..set + WAYS]
-            .iter_mut()
-            .min_by_key(|s| s.as_ref().map_or(0, |e| e.used))
+        let (way, _) = self.slots[set..set + WAYS]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.as_ref().map_or(0, |e| e.used))
             .expect("WAYS > 0");
+        let i = set + way;
+        self.follows(i);
+        self.last = i as u32;
+        let slot = &mut self.slots[i];
         if let Some(old) = slot.take() {
             self.held -= old.body.len() + old.rendering.text.len() + old.rendering.frame.len();
         }
         self.held += size;
         *slot = Some(Entry {
+            next: NONE,
             hash,
             used: self.clock,
             form,
@@ -163,6 +209,25 @@ impl RenderCache {
             body: body.into(),
             rendering: Rendering { text, frame },
         });
+    }
+}
+
+impl Default for RenderCache {
+    fn default() -> RenderCache {
+        RenderCache {
+            slots: Vec::new(),
+            last: NONE,
+            held: 0,
+            clock: 0,
+            stats: RenderStats::default(),
+        }
+    }
+}
+
+impl Entry {
+    /// Whether this is the entry for the frame (its body compared in full).
+    fn is(&self, form: TextForm, kind: u8, body: &[u8]) -> bool {
+        self.form == form && self.kind == kind && same(&self.body, body)
     }
 }
 
@@ -318,6 +383,40 @@ mod tests {
             c.get_ref(TextForm::Legacy, 0x10, &keys[WAYS]).unwrap().text,
             "y"
         );
+    }
+
+    #[test]
+    fn lookups_in_the_order_of_a_burst_and_out_of_it_find_the_right_renderings() {
+        let mut c = RenderCache::new();
+        let bodies: Vec<Vec<u8>> = (0..50u8)
+            .map(|i| vec![i; 60 + usize::from(i % 9)])
+            .collect();
+        for (i, b) in bodies.iter().enumerate() {
+            c.insert(TextForm::Legacy, 0x10, b, Utf8Bytes::from(format!("r{i}")));
+        }
+        // Recipients in the burst's order (the prediction holds), one skipping its own lines
+        // (it fails there), then backwards (it fails every time).
+        let orders: [Vec<usize>; 3] = [
+            (0..50).collect(),
+            (0..50).filter(|i| i % 7 != 3).collect(),
+            (0..50).rev().collect(),
+        ];
+        for order in orders.iter().chain(orders.iter()) {
+            for &i in order {
+                let text = text_of(&mut c, TextForm::Legacy, 0x10, &bodies[i]);
+                assert_eq!(text.as_deref(), Some(format!("r{i}").as_str()));
+            }
+        }
+        // A frame that was never stored is a miss, wherever the prediction points.
+        assert!(c.get_ref(TextForm::Legacy, 0x10, &[99; 61]).is_none());
+        assert!(c.get_ref(TextForm::Json, 0x10, &bodies[1]).is_none());
+        // The entry predicted to follow is replaced by another frame: still compared in full.
+        for i in [0, 1, 0] {
+            let _ = c.get_ref(TextForm::Legacy, 0x10, &bodies[i]);
+        }
+        let displaced = c.predicted().expect("a prediction after the first frame");
+        c.slots[displaced].as_mut().unwrap().body = vec![7; 3].into();
+        assert!(text_of(&mut c, TextForm::Legacy, 0x10, &bodies[1]).is_none());
     }
 
     /// `n` bodies whose hashes fall in one set.
