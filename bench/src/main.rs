@@ -126,7 +126,12 @@ fn run(opts: Options) -> Result<(), String> {
             continue;
         }
         eprintln!("tidings-bench: {name} …");
+        let began = std::time::Instant::now();
         let rows = group(&ctx);
+        eprintln!(
+            "tidings-bench: {name} took {:.0} s",
+            began.elapsed().as_secs_f64()
+        );
         for r in &rows {
             eprint!(
                 "{}",

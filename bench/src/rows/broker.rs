@@ -72,7 +72,8 @@ pub fn fanout(ctx: &Ctx, peer: Proto, place: Where) -> Row {
         ("≥ 1.2×", 1.2)
     };
     let clients = 100;
-    let messages = if ctx.quick { 100 } else { 500 };
+    // Quick: mosquitto delivers some 0.1 M/s, so 100 rounds took it half a minute a row.
+    let messages = if ctx.quick { 40 } else { 500 };
     let reps = if ctx.quick { 3 } else { 5 };
     let run = |proto: Proto| -> Result<f64, String> {
         let server = servers::start(ctx, proto, None)?;
@@ -130,7 +131,7 @@ pub fn latency(ctx: &Ctx, peer: Proto) -> Row {
     // Nine a side: a p99 of 6 s of sends is a few hundred samples, and with five the
     // median moved by a tenth between full runs on this shared machine.
     let reps = if ctx.quick { 2 } else { 9 };
-    let duration_ms = if ctx.quick { 3000 } else { 6000 };
+    let duration_ms = if ctx.quick { 1500 } else { 6000 };
     let run = |proto: Proto, p99s: &mut Vec<f64>, p50s: &mut Vec<f64>, maxes: &mut Vec<f64>| {
         let server = servers::start(ctx, proto, None)?;
         let line = servers::load(
@@ -213,7 +214,8 @@ pub fn idle(ctx: &Ctx) -> Row {
         "idle connections: {clients} clients with 10 s heartbeats, server RSS per connection"
     );
     let target = "≤ peer's";
-    let reps = if ctx.quick { 2 } else { 3 };
+    // Each run holds its clients through a round of 10 s heartbeats: one a side when quick.
+    let reps = if ctx.quick { 1 } else { 3 };
     let seconds = std::cell::RefCell::new(Vec::new());
     let result = alternate(
         reps,
@@ -264,7 +266,8 @@ pub fn idle_tls(ctx: &Ctx) -> Row {
         "idle TLS connections: {clients} clients with 10 s heartbeats, server RSS per connection"
     );
     let target = "≤ 8 KiB/conn";
-    let reps = if ctx.quick { 2 } else { 3 };
+    // Each run holds its clients through a round of 10 s heartbeats: one a side when quick.
+    let reps = if ctx.quick { 1 } else { 3 };
     let seconds = std::cell::RefCell::new(Vec::new());
     let once = |tls| idle_once_on(ctx, Proto::Tidings, clients, &mut seconds.borrow_mut(), tls);
     match alternate(reps, |_| once(true), |_| once(false)) {
