@@ -377,6 +377,7 @@ async function main() {
     await alice.locator('.transfer[data-dir="out"][data-state="complete"]', { hasText: "dropped.txt" }).waitFor({ timeout: STEP_MS });
     const [dl2] = await Promise.all([bob.waitForEvent("download", { timeout: STEP_MS }), dropped.locator("a.download").click()]);
     check(readFileSync(await dl2.path(), "utf8") === "dropped on the page\n".repeat(50000), "a file dropped on alice's page arrives intact in bob's page (1 MB)");
+    await transferSpeeds(alice, bob);
     await alice.locator('#users [data-name=""]').click();
     await bob.locator(".log").evaluate((el) => { el.scrollTop = el.scrollHeight; });
 
@@ -414,6 +415,50 @@ async function main() {
   } finally {
     await browser.close();
   }
+}
+
+// The page's transfer speed both ways, with a real file on disk: page -> terminal
+// (`tidings recv`) until the terminal has checked the digest, and terminal (`tidings send`)
+// -> page from the click on Accept until the page has checked it. Printed as figures, the
+// way `browser/run` reports them (issue #21); checked only for arriving intact.
+const SPEED_MIB = Number(process.env.TIDINGS_SPEED_MIB || 128);
+const speeds = {};
+async function transferSpeeds(alice, bob) {
+  const size = SPEED_MIB * 1024 * 1024;
+  const path = join(work, "speed.bin");
+  execFileSync("sh", ["-c", `head -c ${size} /dev/urandom > '${path}'`]);
+  const sum = execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0];
+  const slow = Math.max(STEP_MS, size / (2 << 20) * 1000); // even at 2 MiB/s
+
+  const inbox = join(work, "speed-inbox");
+  const pat = new Cli(["recv", "--name", "pat", "--out", inbox, "--count", "1"], "pat (terminal recv, speed)");
+  await pat.event((e) => e.event === "connected", "pat connected");
+  await alice.locator('#users [data-name="pat"]').click();
+  let t0 = performance.now();
+  await alice.locator("#file").setInputFiles(path);
+  const got = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("pat did not receive the speed file")), slow);
+    pat.waiters.push(() => { const e = pat.events.find((x) => x.event === "received"); if (e) { clearTimeout(timer); resolve(e); } return !!e; });
+  });
+  const up = SPEED_MIB / ((performance.now() - t0) / 1000);
+  check(got.sha256 === sum && (await exitCode(pat, "recv speed")) === 0, `page -> terminal: ${SPEED_MIB} MiB arrived with the right digest`);
+  rmSync(inbox, { recursive: true, force: true });
+
+  const sam = new Cli(["send", "--name", "sami", "--to", "bob", path], "sami (terminal send, speed)");
+  const card = bob.locator('.transfer[data-dir="in"]', { hasText: "speed.bin" });
+  await card.locator("button.accept").waitFor({ timeout: STEP_MS });
+  t0 = performance.now();
+  await card.locator("button.accept").click();
+  await card.and(bob.locator('[data-state="complete"]')).waitFor({ timeout: slow });
+  const down = SPEED_MIB / ((performance.now() - t0) / 1000);
+  const sent = await sam.event((e) => e.event === "sent", "sami's sent event");
+  check(sent.sha256 === sum && (await exitCode(sam, "send speed")) === 0, `terminal -> page: ${SPEED_MIB} MiB confirmed with the right digest`);
+  rmSync(path, { force: true });
+  // The received copy is only a Blob in memory: let it go.
+  await bob.evaluate(() => { for (const a of document.querySelectorAll(".transfer a.download")) URL.revokeObjectURL(a.href); });
+  speeds.up = up;
+  speeds.down = down;
+  console.log(`# the page's transfers: page -> terminal ${up.toFixed(1)} MiB/s, terminal -> page ${down.toFixed(1)} MiB/s (${SPEED_MIB} MiB, from the start to the verified digest)`);
 }
 
 // Rooms (spec §6.10) between two pages: a link with the room in its address lands in that
@@ -1043,7 +1088,20 @@ async function layoutOnly() {
 }
 
 let skipped = false;
-const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : main;
+// TIDINGS_SPEED_ONLY=1: only the transfer figures, for working on the page's speed.
+async function speedOnly() {
+  const browser = await launch();
+  try {
+    const alice = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    const bob = await (await browser.newContext({ viewport: { width: 375, height: 812 }, acceptDownloads: true })).newPage();
+    for (const [p, n] of [[alice, "alice"], [bob, "bob"]]) p.on("pageerror", (e) => { console.error(`${n} page error: ${e.message}`); process.exitCode = 1; });
+    await join_(alice, "alice", lan);
+    await join_(bob, "bob", lan);
+    await transferSpeeds(alice, bob);
+  } finally { await browser.close(); }
+}
+
+const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : process.env.TIDINGS_SPEED_ONLY ? speedOnly : main;
 run()
   .then(() => { if (!process.exitCode) console.log(skipped ? "browser test: layout checked, the rest SKIPPED" : "browser test passed"); })
   .catch((e) => { console.error(`FAIL: ${e.stack || e}`); process.exitCode = 1; })
