@@ -8,8 +8,9 @@
   const CAP_ROOMS = 4; // protocol 1.1: rooms (spec §6.10)
   const RELAYED = 0x80; // the `relayed` extension's frame type (spec §10 rule 8)
   const MAX_FRAME = 1 << 20; // what we announce: the protocol minimum, 1 MiB
-  // 192 KiB of raw bytes become 256 KiB of base64: a chunk message stays far below 1 MiB.
-  const CHUNK = 192 * 1024;
+  // 256 KiB of raw bytes, the most spec §7.2 says a chunk should carry, become 342 KiB of
+  // base64: a chunk message stays far below 1 MiB. (Fewer, larger messages: less work per byte.)
+  const CHUNK = 256 * 1024;
   const WINDOW = 8 * 1024 * 1024; // receive window: at most this much granted but not yet stored
   const SEND_BUFFER = 4 * 1024 * 1024; // stop reading the file while the socket holds this much
   // The file is read in slices this large and chunks are cut from them: one read per 4 MiB
@@ -1343,7 +1344,9 @@
         const slab = t.slab;
         const end = Math.min(slab.end, t.limit, t.done + CHUNK);
         const bytes = slab.bytes.subarray(t.done - slab.start, end - slab.start);
-        send({ type: "chunk", id: t.id, offset: t.done, data: toBase64(bytes) });
+        // Written out rather than JSON.stringify'd: base64 needs no escaping, and the
+        // 342 KiB string is not scanned again.
+        sendRaw(`{"type":"chunk","id":${t.id},"offset":${t.done},"data":"${toBase64(bytes)}"}`);
         t.done = end;
         if (end === slab.end) {
           t.slab = null;
