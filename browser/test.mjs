@@ -651,6 +651,7 @@ async function rawSpeeds() {
       const data = new Uint8Array(${size});
       for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
       window.__file = new File([data], "raw.bin"); true`);
+    let cpu0 = cpuTimes();
     let t0 = performance.now();
     await js(`const dt = new DataTransfer(); dt.items.add(window.__file);
       document.body.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt })); true`);
@@ -659,6 +660,7 @@ async function rawSpeeds() {
       quinn.waiters.push(() => { const e = quinn.events.find((x) => x.event === "received"); if (e) { clearTimeout(timer); resolve(e); } return !!e; });
     });
     const up = SPEED_MIB / ((performance.now() - t0) / 1000);
+    cpuDiff(cpu0, cpuTimes(), "page -> terminal, without playwright");
     check(readFileSync(got.path).length === size && (await exitCode(quinn, "recv raw")) === 0, `page -> terminal without playwright: ${SPEED_MIB} MiB arrived, digest checked`);
     rmSync(inbox, { recursive: true, force: true });
     await js("window.__file = null; true");
@@ -667,10 +669,12 @@ async function rawSpeeds() {
     execFileSync("sh", ["-c", `head -c ${size} /dev/urandom > '${path}'`]);
     const rita = new Cli(["send", "--name", "rosa", "--to", "ray", path], "rosa (terminal send, raw)");
     await until(`!!document.querySelector('.transfer[data-dir="in"][data-state="offered"] button.accept')`, STEP_MS);
+    cpu0 = cpuTimes();
     t0 = performance.now();
     await js(`document.querySelector('.transfer[data-dir="in"][data-state="offered"] button.accept').click(); true`);
     await until(`!!document.querySelector('.transfer[data-dir="in"][data-state="complete"]')`, slow);
     const down = SPEED_MIB / ((performance.now() - t0) / 1000);
+    cpuDiff(cpu0, cpuTimes(), "terminal -> page, without playwright");
     check((await exitCode(rita, "send raw")) === 0, `terminal -> page without playwright: ${SPEED_MIB} MiB, digest confirmed`);
     rmSync(path, { force: true });
     speeds.rawUp = up;
@@ -1199,6 +1203,22 @@ async function scriptedTransfers(browser) {
   check(chunks[0].offset === 100000 && joined.equals(upload.subarray(100000)), "a resumed upload sends from the receiver's offset");
   check(done.sha256 === b64sha(upload), "and its digest still covers the whole file (the kept part hashed from the file first)");
 
+  // Credit in pieces that fall neither on the page's 4 MiB read slices nor on its chunks:
+  // the sender stops in the middle of a slice each time, and still hashes every byte once.
+  const pieces = randomBytes(5 * 1024 * 1024 + 7);
+  await page.locator("#file").setInputFiles({ name: "pieces.bin", mimeType: "application/octet-stream", buffer: pieces });
+  const po = await sentOf(`m.type === "offer" && m.name === "pieces.bin"`);
+  const sentBytes = (id) => page.evaluate((i) => window.__sent.map((t) => JSON.parse(t)).filter((m) => m.type === "chunk" && m.id === i).reduce((n, m) => n + atob(m.data).length, 0), id);
+  let granted = 300001;
+  await push({ type: "accept", id: po.id, offset: 0, credit: granted });
+  while (granted < pieces.length) {
+    await page.waitForFunction(([i, g]) => window.__sent.map((t) => JSON.parse(t)).filter((m) => m.type === "chunk" && m.id === i).reduce((n, m) => n + atob(m.data).length, 0) === g, [po.id, granted], { timeout: STEP_MS });
+    await push({ type: "credit", id: po.id, bytes: 700003 });
+    granted += 700003;
+  }
+  const pdone = await sentOf(`m.type === "done" && m.id === ${po.id}`);
+  check(await sentBytes(po.id) === pieces.length && pdone.sha256 === b64sha(pieces), "credit granted in uneven pieces: every byte sent once, the digest the file's");
+
   // `relayed` (extension 0x80): bodies that do not decode, or name no offer of ours, change
   // nothing; a good one shows the receiver's number, exact beyond 2^53.
   const relayed = (id, peer, relayId, extra = Buffer.alloc(0)) => {
@@ -1356,7 +1376,14 @@ async function speedOnly() {
   } finally { await browser.close(); }
 }
 
-const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : process.env.TIDINGS_SPEED_ONLY ? speedOnly : main;
+// TIDINGS_SCRIPTED_ONLY=1: only the transfers against a scripted peer (file://, no server).
+async function scriptedOnly() {
+  const browser = await launch();
+  try { await scriptedTransfers(browser); } finally { await browser.close(); }
+}
+
+const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : process.env.TIDINGS_SPEED_ONLY ? speedOnly
+  : process.env.TIDINGS_SCRIPTED_ONLY ? scriptedOnly : main;
 run()
   .then(() => { if (!process.exitCode) console.log(skipped ? "browser test: layout checked, the rest SKIPPED" : "browser test passed"); })
   .catch((e) => { console.error(`FAIL: ${e.stack || e}`); process.exitCode = 1; })

@@ -1291,7 +1291,8 @@
     // The digest covers the whole file: it is computed from the chunks as they go out,
     // after the part the receiver kept (offset > 0) was read and hashed first (pump).
     t.hash = new Hasher(false);
-    t.hashed = 0;
+    t.hashed = 0; // bytes given to the hasher: the kept part, then each slice once it is sent
+    t.kept = msg.offset;
     t.slab = null; // the slice of the file being cut into chunks: {start, end, bytes}
     t.next = null; // the slice after it, being read: {start, end, read: Promise<ArrayBuffer>}
     render(t, "sending");
@@ -1320,11 +1321,11 @@
     if (t.pumping) return;
     t.pumping = true;
     try {
-      while (t.state === "running" && t.hashed < t.done) {
-        const end = Math.min(t.done, t.hashed + READ);
+      while (t.state === "running" && t.hashed < t.kept) {
+        const end = Math.min(t.kept, t.hashed + READ);
         t.hash.update(new Uint8Array(await t.file.slice(t.hashed, end).arrayBuffer()));
         t.hashed = end;
-        progress(t, `hashing the part the receiver kept (${Math.floor((t.hashed / t.done) * 100)}%)`);
+        progress(t, `hashing the part the receiver kept (${Math.floor((t.hashed / t.kept) * 100)}%)`);
       }
       while (t.state === "running" && t.done < t.size && t.done < t.limit) {
         if (!ws) return;
