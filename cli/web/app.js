@@ -1435,8 +1435,12 @@
     // A large file goes to disk as it arrives, through the service worker, where there is
     // one; the rest is kept in memory (the hashing worker keeps it, and returns a Blob).
     const stream = streamer && t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType);
-    t.hash = new Hasher(!stream, blobType(t.mediaType));
-    if (stream) t.sink = openSink(t);
+    if (stream) {
+      t.sink = openSink(t);
+      t.hash = t.sink.hash; // the service worker hashes what it streams
+    } else {
+      t.hash = new Hasher(true, blobType(t.mediaType));
+    }
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
     render(t, stream ? "receiving, saving to your downloads" : "receiving");
   }
@@ -1452,13 +1456,8 @@
     if (!t || t.state !== "running" || msg.offset !== t.done) return;
     const bytes = fromBase64(msg.data);
     t.done += bytes.length;
-    if (t.sink) {
-      t.hash.update(bytes.slice()); // a copy for the hash, the bytes themselves to the disk
-      t.sink.write(bytes);
-    } else {
-      t.hash.update(bytes);
-      grant(t, t.done); // bytes held in memory count as stored
-    }
+    t.hash.update(bytes); // to the hashing worker, or to the service worker's stream
+    if (!t.sink) grant(t, t.done); // bytes held in memory count as stored
     progress(t, t.sink ? "receiving, saving to your downloads" : "receiving");
   }
 
@@ -1542,8 +1541,20 @@
     const path = new URL(`download/${id}`, location.href).pathname;
     let frame = null;
     let ended = false;
+    let digested = null; // resolves finish() with the worker's digest
     const sink = {
-      write(bytes) { if (!ended) port.postMessage({ bytes }, [bytes.buffer]); },
+      // A Hasher's interface: the service worker hashes the bytes it streams.
+      hash: {
+        update(bytes) { if (!ended) port.postMessage({ bytes }, [bytes.buffer]); },
+        finish() {
+          if (ended) return Promise.reject(new Error("the download ended"));
+          return new Promise((resolve) => {
+            digested = resolve;
+            port.postMessage({ digest: true });
+          });
+        },
+        drop() {},
+      },
       close() { end({ close: true }); },
       fail(why) { end({ error: String(why) }); },
     };
@@ -1568,6 +1579,9 @@
         frame.hidden = true;
         frame.src = path;
         document.body.append(frame);
+      } else if (m.digest instanceof Uint8Array) {
+        if (digested) digested({ digest: m.digest, blob: null });
+        digested = null;
       } else if (typeof m.written === "number") {
         if (t.state === "running") grant(t, m.written);
       } else if (m.cancelled !== undefined && !ended) {

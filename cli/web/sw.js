@@ -12,7 +12,9 @@
 // rule 4: credit for what is written), so no more than the receive window (8 MiB) is ever
 // held between the socket and the disk, whatever the file's size.
 //
-// The digest: the stream is written before the sender's digest is known. The download is
+// The digest: this worker hashes the chunks as they pass (sha256.js), so that they cross
+// from the page once, and tells the page the digest when asked ({digest} after the last
+// chunk). The stream is written before the sender's digest is known, so the download is
 // therefore not finished (closed) until the page has checked the digest: the browser keeps
 // it as an unfinished download until then. On a digest mismatch, a cancel, or the
 // connection lost, the page sends {error} and the stream is errored: the browser marks the
@@ -27,6 +29,8 @@
 // plain-http LAN address the page cannot register this worker and keeps received files in
 // memory as before.
 "use strict";
+
+importScripts("sha256.js");
 
 // path -> download state, from the page's message until the browser fetches the path
 const pending = new Map();
@@ -44,6 +48,7 @@ self.addEventListener("message", (ev) => {
     port,
     name: safeName(String(m.name || "file")),
     size: Number.isSafeInteger(m.size) && m.size >= 0 ? m.size : null,
+    hash: new Sha256(),
     queue: [], // chunks from the page the download has not taken yet
     end: null, // {close: true} or {error: "why"}, once the page says
     wake: null, // the stream's pending pull, waiting for a chunk
@@ -51,8 +56,12 @@ self.addEventListener("message", (ev) => {
   };
   port.onmessage = (e) => {
     const x = e.data || {};
-    if (x.bytes instanceof Uint8Array) d.queue.push(x.bytes);
-    else if (x.close) d.end = { close: true };
+    if (x.bytes instanceof Uint8Array) {
+      d.hash.update(x.bytes);
+      d.queue.push(x.bytes);
+    } else if (x.digest) {
+      port.postMessage({ digest: d.hash.digest() }); // every chunk before it is hashed
+    } else if (x.close) d.end = { close: true };
     else if (x.error !== undefined) d.end = { error: String(x.error) };
     if (d.end && d.end.error) {
       // An error does not wait behind the queued bytes: the download must fail, not finish.
