@@ -482,8 +482,12 @@ async function transferSpeeds(alice, bob) {
   await card.locator("button.accept").waitFor({ timeout: STEP_MS });
   t0 = performance.now();
   await card.locator("button.accept").click();
+  const memoryNote = card.locator(".info", { hasText: "receiving into memory" });
+  await memoryNote.waitFor({ timeout: STEP_MS });
+  const noted = await memoryNote.textContent();
   await card.and(bob.locator('[data-state="complete"]')).waitFor({ timeout: slow });
   const down = SPEED_MIB / ((performance.now() - t0) / 1000);
+  check(noted.includes("over https or on localhost"), "on a LAN address a large file is received into memory, and the card says where it would go to disk");
   cpuDiff(cpu0, cpuTimes(), "terminal -> page");
   const sent = await sam.event((e) => e.event === "sent", "sami's sent event");
   check(sent.sha256 === sum && (await exitCode(sam, "send speed")) === 0, `terminal -> page: ${SPEED_MIB} MiB confirmed with the right digest`);

@@ -1441,8 +1441,13 @@
     } else {
       t.hash = new Hasher(true, blobType(t.mediaType));
     }
+    // Said on the card while bytes arrive; a large file kept in memory says why.
+    t.activity = stream ? "receiving, saving to your downloads"
+      : t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType)
+        ? "receiving into memory (large files go straight to disk only when this page is opened over https or on localhost)"
+        : "receiving";
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
-    render(t, stream ? "receiving, saving to your downloads" : "receiving");
+    render(t, t.activity);
   }
 
   function rejectOffer(t) {
@@ -1458,7 +1463,7 @@
     t.done += bytes.length;
     t.hash.update(bytes); // to the hashing worker, or to the service worker's stream
     if (!t.sink) grant(t, t.done); // bytes held in memory count as stored
-    progress(t, t.sink ? "receiving, saving to your downloads" : "receiving");
+    progress(t, t.activity);
   }
 
   // Gives back credit for what is stored (`stored`: bytes up to there are in memory, or taken
@@ -1529,6 +1534,10 @@
       .then(() => navigator.serviceWorker.ready)
       .then((reg) => { streamer = reg.active; })
       .catch(() => { streamer = null; });
+    // A new version of the worker takes over (it claims its pages): streams go to it.
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      streamer = navigator.serviceWorker.controller || streamer;
+    });
   }
 
   // One download stream: write() moves bytes to the service worker, which hands them to the
