@@ -1207,6 +1207,7 @@
     if (state === "failed") {
       if (t.hash) t.hash.drop();
       if (t.sink) t.sink.fail(text || "failed");
+      t.slab = t.next = null; // the card outlives the transfer: not the file's slices
     }
     render(t, text);
   }
