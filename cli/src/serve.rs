@@ -34,6 +34,13 @@ const WEB_PAGE: &[WebAsset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/sha256.js"),
     },
+    // The service worker that streams received files to disk (scope `/`, its own path's
+    // directory, so no Service-Worker-Allowed header is needed).
+    WebAsset {
+        path: "/sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/sw.js"),
+    },
     WebAsset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",

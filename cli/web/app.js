@@ -8,10 +8,21 @@
   const CAP_ROOMS = 4; // protocol 1.1: rooms (spec §6.10)
   const RELAYED = 0x80; // the `relayed` extension's frame type (spec §10 rule 8)
   const MAX_FRAME = 1 << 20; // what we announce: the protocol minimum, 1 MiB
-  // 192 KiB of raw bytes become 256 KiB of base64: a chunk message stays far below 1 MiB.
-  const CHUNK = 192 * 1024;
+  // 256 KiB of raw bytes, the most spec §7.2 says a chunk should carry, become 342 KiB of
+  // base64: a chunk message stays far below 1 MiB. (Fewer, larger messages: less work per byte.)
+  const CHUNK = 256 * 1024;
   const WINDOW = 8 * 1024 * 1024; // receive window: at most this much granted but not yet stored
   const SEND_BUFFER = 4 * 1024 * 1024; // stop reading the file while the socket holds this much
+  // The file is read in slices this large and chunks are cut from them, and the next slice
+  // is read while this one is sent. Not larger: the hashing worker took twice as long over
+  // 4 MiB slices as over 1 MiB ones (measured in browser/run, TIDINGS_PROFILE=cpu).
+  const READ = 1024 * 1024;
+  // Progress cards are redrawn at most this often while bytes move (drawing a card on every
+  // chunk cost more than the chunk).
+  const PROGRESS_MS = 100;
+  // Received files at least this large go straight to disk through the service worker
+  // (sw.js) where there is one; smaller ones, and pictures shown inline, stay in memory.
+  const STREAM_FROM = 16 * 1024 * 1024;
   const BACKOFF_MAX_S = 30;
   const NAME_KEY = "tidings.name";
   // The session token (spec §6.2) of this tab, {name, token}: a reload logs in with it
@@ -1014,6 +1025,75 @@
 
   // ---------------------------------------------------------------- base64 and digests
 
+  // Transfers are hashed in a Worker running sha256.js, on another core than the page's
+  // reading, encoding and socket work. Where no worker can be started (a page opened from
+  // file://), or if it fails, on this thread.
+  let hashWorker = null;
+  let nextJob = 1;
+  const digests = new Map(); // job -> {resolve, reject}
+  try {
+    hashWorker = new Worker("sha256.js");
+    hashWorker.onmessage = (ev) => {
+      const d = digests.get(ev.data.job);
+      if (d) { digests.delete(ev.data.job); d.resolve(ev.data); }
+    };
+    hashWorker.onerror = (ev) => {
+      ev.preventDefault();
+      hashWorker = null;
+      for (const d of digests.values()) d.reject(new Error("the hashing worker failed"));
+      digests.clear();
+    };
+  } catch {
+    hashWorker = null;
+  }
+
+  // The SHA-256 of one transfer. `keep`: the bytes are kept too, and finish() returns them
+  // as a Blob of `type`. update() takes ownership of the bytes (they move to the worker):
+  // the caller must not use them afterwards.
+  class Hasher {
+    constructor(keep, type) {
+      this.keep = keep;
+      this.type = type;
+      this.worker = hashWorker;
+      this.job = nextJob++;
+      this.failed = false;
+      if (!this.worker) { this.hash = new Sha256(); this.parts = []; }
+    }
+
+    update(bytes) {
+      if (this.worker === hashWorker && this.worker) {
+        const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+        const b = whole ? bytes : bytes.slice();
+        this.worker.postMessage({ job: this.job, bytes: b, keep: this.keep }, [b.buffer]);
+      } else if (this.hash) {
+        this.hash.update(bytes);
+        if (this.keep) this.parts.push(bytes);
+      } else {
+        this.failed = true; // the worker died under this transfer: finish() says so
+      }
+    }
+
+    // -> Promise<{digest: Uint8Array, blob: Blob | null}>
+    finish() {
+      if (this.hash) {
+        const blob = this.keep ? new Blob(this.parts, { type: this.type }) : null;
+        this.parts = [];
+        return Promise.resolve({ digest: this.hash.digest(), blob });
+      }
+      if (this.failed || this.worker !== hashWorker) return Promise.reject(new Error("the hashing worker failed"));
+      return new Promise((resolve, reject) => {
+        digests.set(this.job, { resolve, reject });
+        this.worker.postMessage({ job: this.job, digest: true, type: this.keep ? this.type : undefined });
+      });
+    }
+
+    drop() {
+      if (this.worker && this.worker === hashWorker) this.worker.postMessage({ job: this.job, drop: true });
+      digests.delete(this.job);
+      this.parts = [];
+    }
+  }
+
   function toBase64(bytes) {
     if (bytes.toBase64) return bytes.toBase64();
     let s = "";
@@ -1112,10 +1192,23 @@
     if (t.url) actions.append(t.el.download);
   }
 
+  // A card's progress while bytes move, redrawn at most every PROGRESS_MS.
+  function progress(t, text) {
+    const now = Date.now();
+    if (now - (t.drawn || 0) < PROGRESS_MS) return;
+    t.drawn = now;
+    render(t, text);
+  }
+
   function finish(t, state, text) {
     if (t.state === "complete" || t.state === "failed") return;
     t.state = state;
     t.ended = Date.now();
+    if (state === "failed") {
+      if (t.hash) t.hash.drop();
+      if (t.sink) t.sink.fail(text || "failed");
+      t.slab = t.next = null; // the card outlives the transfer: not the file's slices
+    }
     render(t, text);
   }
 
@@ -1199,8 +1292,11 @@
     t.startOffset = msg.offset;
     // The digest covers the whole file: it is computed from the chunks as they go out,
     // after the part the receiver kept (offset > 0) was read and hashed first (pump).
-    t.hash = new Sha256();
-    t.hashed = 0;
+    t.hash = new Hasher(false);
+    t.hashed = 0; // bytes given to the hasher: the kept part, then each slice once it is sent
+    t.kept = msg.offset;
+    t.slab = null; // the slice of the file being cut into chunks: {start, end, bytes}
+    t.next = null; // the slice after it, being read: {start, end, read: Promise<ArrayBuffer>}
     render(t, "sending");
     pump(t);
   }
@@ -1212,37 +1308,61 @@
     pump(t);
   }
 
+  // Starts reading the slice of the file from `start` (READ bytes at most).
+  function readSlice(t, start) {
+    const end = Math.min(t.size, start + READ);
+    const read = t.file.slice(start, end).arrayBuffer();
+    read.catch(() => {}); // a transfer ended meanwhile: nobody waits for it
+    return { start, end, read };
+  }
+
   // Sends chunks while credit allows, holding back while the socket's own buffer is full
-  // so that a large file is never read into memory all at once.
+  // so that a large file is never read into memory all at once. Chunks are cut from slices
+  // of READ bytes; a slice goes to the hasher (moved, not copied) once all of it is sent.
   async function pump(t) {
     if (t.pumping) return;
     t.pumping = true;
     try {
-      while (t.state === "running" && t.hashed < t.done) {
-        const end = Math.min(t.done, t.hashed + CHUNK);
+      while (t.state === "running" && t.hashed < t.kept) {
+        const end = Math.min(t.kept, t.hashed + READ);
         t.hash.update(new Uint8Array(await t.file.slice(t.hashed, end).arrayBuffer()));
         t.hashed = end;
-        render(t, `hashing the part the receiver kept (${Math.floor((t.hashed / t.done) * 100)}%)`);
+        progress(t, `hashing the part the receiver kept (${Math.floor((t.hashed / t.kept) * 100)}%)`);
       }
       while (t.state === "running" && t.done < t.size && t.done < t.limit) {
         if (!ws) return;
         if (ws.bufferedAmount > SEND_BUFFER) {
-          await new Promise((r) => setTimeout(r, 20));
+          // The socket drains hundreds of MiB/s: look again soon, not after a long sleep.
+          await new Promise((r) => setTimeout(r, 2));
           continue;
         }
-        const end = Math.min(t.size, t.limit, t.done + CHUNK);
-        const bytes = new Uint8Array(await t.file.slice(t.done, end).arrayBuffer());
-        if (t.state !== "running") return;
-        t.hash.update(bytes);
-        t.hashed = end;
-        send({ type: "chunk", id: t.id, offset: t.done, data: toBase64(bytes) });
+        if (!t.slab) {
+          const next = t.next && t.next.start === t.done ? t.next : readSlice(t, t.done);
+          t.next = null;
+          const bytes = new Uint8Array(await next.read);
+          if (t.state !== "running") return;
+          t.slab = { start: next.start, end: next.end, bytes };
+          if (next.end < t.size) t.next = readSlice(t, next.end);
+        }
+        const slab = t.slab;
+        const end = Math.min(slab.end, t.limit, t.done + CHUNK);
+        const bytes = slab.bytes.subarray(t.done - slab.start, end - slab.start);
+        // Written out rather than JSON.stringify'd: base64 needs no escaping, and the
+        // 342 KiB string is not scanned again.
+        sendRaw(`{"type":"chunk","id":${t.id},"offset":${t.done},"data":"${toBase64(bytes)}"}`);
         t.done = end;
-        render(t, "sending");
+        if (end === slab.end) {
+          t.slab = null;
+          t.hash.update(slab.bytes);
+          t.hashed = end;
+        }
+        progress(t, "sending");
       }
       if (t.state === "running" && t.done >= t.size) {
         t.state = "verifying";
-        send({ type: "done", id: t.id, sha256: toBase64(t.hash.digest()) });
         render(t, "waiting for confirmation");
+        const { digest } = await t.hash.finish();
+        if (t.state === "verifying") send({ type: "done", id: t.id, sha256: toBase64(digest) });
       }
     } catch (e) {
       if (t.state === "running" || t.state === "verifying") {
@@ -1313,9 +1433,22 @@
     t.state = "running";
     t.started = Date.now();
     t.granted = Math.min(WINDOW, t.size);
-    t.hash = new Sha256(); // fed with each chunk as it arrives: no second pass at the end
+    // A large file goes to disk as it arrives, through the service worker, where there is
+    // one; the rest is kept in memory (the hashing worker keeps it, and returns a Blob).
+    const stream = streamer && t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType);
+    if (stream) {
+      t.sink = openSink(t);
+      t.hash = t.sink.hash; // the service worker hashes what it streams
+    } else {
+      t.hash = new Hasher(true, blobType(t.mediaType));
+    }
+    // Said on the card while bytes arrive; a large file kept in memory says why.
+    t.activity = stream ? "receiving, saving to your downloads"
+      : t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType)
+        ? "receiving into memory (large files go straight to disk only when this page is opened over https or on localhost)"
+        : "receiving";
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
-    render(t, "receiving");
+    render(t, t.activity);
   }
 
   function rejectOffer(t) {
@@ -1328,35 +1461,52 @@
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running" || msg.offset !== t.done) return;
     const bytes = fromBase64(msg.data);
-    t.hash.update(bytes);
-    t.parts.push(bytes);
     t.done += bytes.length;
-    // Bytes held in memory count as stored: give back credit once half the window is
-    // free again, or when the grant can reach the end of the file (spec §7.4 rule 4).
-    const free = WINDOW - (t.granted - t.done);
+    t.hash.update(bytes); // to the hashing worker, or to the service worker's stream
+    if (!t.sink) grant(t, t.done); // bytes held in memory count as stored
+    progress(t, t.activity);
+  }
+
+  // Gives back credit for what is stored (`stored`: bytes up to there are in memory, or taken
+  // by the download stream), once half the window is free again or when the grant can
+  // reach the end of the file (spec §7.4 rule 4).
+  function grant(t, stored) {
+    const free = WINDOW - (t.granted - stored);
     const more = Math.min(free, t.size - t.granted);
     if (more > 0 && (more >= WINDOW / 2 || t.granted + more === t.size)) {
       t.granted += more;
       send({ type: "credit", id: t.id, bytes: more });
     }
-    render(t, "receiving");
   }
 
-  function onDone(msg) {
+  async function onDone(msg) {
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running") return;
     t.state = "verifying";
-    const blob = new Blob(t.parts, { type: blobType(t.mediaType) });
-    t.parts = [];
-    const digest = toBase64(t.hash.digest());
     transfers.delete(`in:${t.id}`);
-    if (t.done !== t.size || digest !== msg.sha256) {
+    render(t, "checking the digest");
+    let got;
+    try {
+      got = await t.hash.finish();
+    } catch (e) {
+      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the page could not hash the file" });
+      finish(t, "failed", `cannot hash: ${e.message || e}`);
+      return;
+    }
+    if (t.state !== "verifying") return; // ended meanwhile (the connection closed)
+    if (t.done !== t.size || toBase64(got.digest) !== msg.sha256) {
       send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the SHA-256 differs" });
-      finish(t, "failed", "digest mismatch");
+      // A streamed download is failed (errored): the browser marks it failed, not done.
+      finish(t, "failed", t.sink ? "digest mismatch: the download was stopped and is incomplete" : "digest mismatch");
       return;
     }
     send({ type: "complete", id: t.id });
-    t.url = URL.createObjectURL(blob);
+    if (t.sink) {
+      t.sink.close(); // the download ends only now, after the digest was checked
+      finish(t, "complete", "received, digest verified, saved to your downloads");
+      return;
+    }
+    t.url = URL.createObjectURL(got.blob);
     const a = document.createElement("a");
     a.className = "download";
     a.href = t.url;
@@ -1371,6 +1521,88 @@
       t.el.box.insertBefore(img, t.el.actions);
     }
     finish(t, "complete", "received, digest verified");
+  }
+
+  // ---------------------------------------------------------------- downloads streamed to disk
+
+  // The service worker (sw.js) answers a download address with a stream this page feeds,
+  // so that a received file goes to disk as it arrives instead of into memory. Browsers
+  // give service workers only to secure contexts (https, localhost): elsewhere `streamer`
+  // stays null and files are received in memory, as a Blob.
+  let streamer = null; // the active service worker
+  if (window.isSecureContext && navigator.serviceWorker && location.protocol !== "file:") {
+    navigator.serviceWorker.register("sw.js", { scope: "./" })
+      .then(() => navigator.serviceWorker.ready)
+      .then((reg) => { streamer = reg.active; })
+      .catch(() => { streamer = null; });
+    // A new version of the worker takes over (it claims its pages): streams go to it.
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      streamer = navigator.serviceWorker.controller || streamer;
+    });
+  }
+
+  // One download stream: write() moves bytes to the service worker, which hands them to the
+  // browser's download as it asks for more; credit goes back to the sender only for bytes
+  // the download took, so memory stays bounded by the window however large the file.
+  function openSink(t) {
+    const channel = new MessageChannel();
+    const port = channel.port1;
+    const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const path = new URL(`download/${id}`, location.href).pathname;
+    let frame = null;
+    let ended = false;
+    let digested = null; // resolves finish() with the worker's digest
+    const sink = {
+      // A Hasher's interface: the service worker hashes the bytes it streams.
+      hash: {
+        update(bytes) { if (!ended) port.postMessage({ bytes }, [bytes.buffer]); },
+        finish() {
+          if (ended) return Promise.reject(new Error("the download ended"));
+          return new Promise((resolve) => {
+            digested = resolve;
+            port.postMessage({ digest: true });
+          });
+        },
+        drop() {},
+      },
+      close() { end({ close: true }); },
+      fail(why) { end({ error: String(why) }); },
+    };
+    // A service worker may be stopped when it has had no event for a while: a message now
+    // and then keeps it up while the page feeds it.
+    const keepalive = setInterval(() => streamer && streamer.postMessage({ type: "tidings-keepalive" }), 10_000);
+    function end(m) {
+      if (ended) return;
+      ended = true;
+      clearInterval(keepalive);
+      port.postMessage(m);
+      if (m.error) port.close();
+      // The download has its own life once it started; the frame that began it can go.
+      if (frame) setTimeout(() => frame.remove(), 60_000);
+    }
+    port.onmessage = (ev) => {
+      const m = ev.data || {};
+      if (m.ready) {
+        // The worker knows the address: fetch it in a hidden frame, which the browser turns
+        // into a download (Content-Disposition: attachment).
+        frame = document.createElement("iframe");
+        frame.hidden = true;
+        frame.src = path;
+        document.body.append(frame);
+      } else if (m.digest instanceof Uint8Array) {
+        if (digested) digested({ digest: m.digest, blob: null });
+        digested = null;
+      } else if (typeof m.written === "number") {
+        if (t.state === "running") grant(t, m.written);
+      } else if (m.cancelled !== undefined && !ended) {
+        // The download was cancelled in the browser: the transfer with it.
+        ended = true;
+        clearInterval(keepalive);
+        if (t.state === "running" || t.state === "verifying") cancelTransfer(t);
+      }
+    };
+    streamer.postMessage({ type: "tidings-stream", path, name: t.name, size: t.size }, [channel.port2]);
+    return sink;
   }
 
   // ---------------------------------------------------------------- drag and drop

@@ -105,4 +105,33 @@
   }
 
   globalThis.Sha256 = Sha256;
+
+  // Loaded as a dedicated Worker (`new Worker("sha256.js")`), the same file hashes transfers
+  // off the page's main thread, so that hashing runs on another core while the page reads,
+  // encodes and moves the next chunks. Messages, answered in order:
+  //   {job, bytes}              adds bytes (an ArrayBuffer or Uint8Array, transferred)
+  //   {job, bytes, keep: true}  adds them and keeps them for the Blob the digest returns
+  //   {job, digest: true, type} -> {job, digest: Uint8Array(32), blob: Blob | null}
+  //   {job, drop: true}         forgets the job (a cancelled or failed transfer)
+  // A Blob made here holds the kept bytes without a copy back to the page.
+  const worker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope
+    && typeof DedicatedWorkerGlobalScope !== "undefined" && self instanceof DedicatedWorkerGlobalScope;
+  if (worker) {
+    const jobs = new Map(); // job -> {hash, parts}
+    self.onmessage = (ev) => {
+      const m = ev.data;
+      let j = jobs.get(m.job);
+      if (m.drop) { jobs.delete(m.job); return; }
+      if (!j) { j = { hash: new Sha256(), parts: [] }; jobs.set(m.job, j); }
+      if (m.bytes) {
+        j.hash.update(m.bytes);
+        if (m.keep) j.parts.push(m.bytes);
+      }
+      if (m.digest) {
+        jobs.delete(m.job);
+        const blob = j.parts.length || m.type !== undefined ? new Blob(j.parts, { type: m.type || "" }) : null;
+        self.postMessage({ job: m.job, digest: j.hash.digest(), blob });
+      }
+    };
+  }
 })();
