@@ -59,7 +59,9 @@ impl Guard {
     }
 
     /// Waits at most `limit` for the child to exit successfully; the CPU time (user and
-    /// system, all threads) it used in its life, read while it is a zombie, before it is reaped.
+    /// system, all its threads; not its children's) it used in its life, read while it is a
+    /// zombie, before it is reaped. For a process that exits as a whole (a main thread that
+    /// ends alone also shows as a zombie while other threads run).
     pub fn cpu_at_exit(&mut self, limit: Duration) -> Result<f64, String> {
         let end = Instant::now() + limit;
         loop {

@@ -53,9 +53,9 @@
 //!
 //! A received file is synced before its transfer is confirmed (the digest says the bytes are
 //! right; the sync makes them stay). On Linux the writes also start the disk's writeback as
-//! they go, 8 MiB at a time, so that the final sync finds little
-//! left to write instead of the whole file (half a second per GiB on a fast disk, after the
-//! last byte arrived, while sender and receiver wait).
+//! they go, 8 MiB at a time, so that the final sync finds little left to write instead of
+//! the whole file (half a second per GiB on a fast disk, after the last byte arrived, while
+//! sender and receiver wait).
 //!
 //! # One implementation for Unix and Windows: cap-std
 //!

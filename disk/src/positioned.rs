@@ -7,11 +7,13 @@ use std::io;
 /// The writeback started by [`start_writeback`] goes in whole steps of this size.
 pub(crate) const WRITEBACK_STEP: u64 = 8 << 20;
 
-/// After a write of `len` bytes at `offset`: when it completed a [`WRITEBACK_STEP`] of the
-/// file, asks the kernel to start writing the completed steps to the disk without waiting
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the sync at the end of a download has
-/// little left to do. Only a hint: it needs no state (steps are found from the offsets) and
-/// a failure changes nothing, since the final `sync_all` reports any error that matters.
+/// After a write of `len` bytes at `offset`: when it crossed the end of a [`WRITEBACK_STEP`]
+/// of the file, asks the kernel to start writing the steps it ended in to the disk
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait for the disk, though it may
+/// wait for room in the device's queue), so that the sync at the end of a download has little
+/// left to do. Downloads are written in order, so those steps are complete. Only a hint: it
+/// needs no state (steps are found from the offsets) and a failure changes nothing, since the
+/// final `sync_all` reports any error that matters.
 #[cfg(target_os = "linux")]
 pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;

@@ -131,6 +131,7 @@ pub fn latency(ctx: &Ctx, peer: Proto) -> Row {
     // Nine a side: a p99 of 6 s of sends is a few hundred samples, and with five the
     // median moved by a tenth between full runs on this shared machine.
     let reps = if ctx.quick { 2 } else { 9 };
+    // Quick: a smoke run (the p99 of 1.5 s of sends is a few dozen samples, not a verdict).
     let duration_ms = if ctx.quick { 1500 } else { 6000 };
     let run = |proto: Proto, p99s: &mut Vec<f64>, p50s: &mut Vec<f64>, maxes: &mut Vec<f64>| {
         let server = servers::start(ctx, proto, None)?;
@@ -240,8 +241,8 @@ pub fn idle(ctx: &Ctx) -> Row {
                     Verdict::Missed
                 },
                 notes: format!(
-                    "ratio = peer ÷ tidings (more is better). {reps} repetitions each, alternated \
-                     (one takes {:.0}–{:.0} s with connecting, so fewer than 5); RSS (VmRSS) of \
+                    "ratio = peer ÷ tidings (more is better). Repetitions each, alternated: \
+                     {reps} (one takes {:.0}–{:.0} s with connecting, so fewer than 5); RSS (VmRSS) of \
                      the server after all {clients} completed the handshake and 11 s of \
                      heartbeats, minus its RSS before the first connection. tidings heartbeat 10 s \
                      (timeout 30 s, its defaults) with the clients answering the server's pings \
