@@ -79,7 +79,8 @@ struct Model {
     rooms: BTreeMap<String, BTreeSet<usize>>,
     /// Room key → the clients the operator removed from it.
     removed: BTreeMap<String, BTreeSet<usize>>,
-    /// Each client's rooms in the order joined (the order its departure is told in).
+    /// Each client's rooms in the order joined (the order its departure is told in, after
+    /// the default room's).
     joined: Vec<Vec<String>>,
     expected: Vec<Vec<Heard>>,
 }
@@ -174,7 +175,10 @@ impl Model {
             }
             Op::HangUp(c) => {
                 self.online[c] = false;
-                for key in self.joined[c].clone() {
+                // The default room is told first, then the others in the order joined.
+                let mut order = self.joined[c].clone();
+                order.sort_by_key(|k| k != "lobby");
+                for key in order {
                     self.leave(&key, c);
                     let news = Heard::Member(MemberKind::Left, key.clone(), me.clone());
                     self.tell_room(&key, news, None);

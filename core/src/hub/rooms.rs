@@ -399,7 +399,8 @@ impl Hub {
         }
     }
 
-    /// `id` (called `name`) went away: every room it was in is told.
+    /// `id` (called `name`) went away: every room it was in is told, the default room first,
+    /// then the others in the order joined.
     pub(super) fn departed(&mut self, id: ConnId, name: &Utf8) {
         let mut keys = self.rooms.joined.remove(&id).unwrap_or_default();
         if self.in_room(id, &self.rooms.default_key) {
