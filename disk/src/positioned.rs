@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io;
 
 /// The writeback started by [`start_writeback`] goes in whole steps of this size.
+#[cfg(target_os = "linux")]
 pub(crate) const WRITEBACK_STEP: u64 = 8 << 20;
 
 /// After a write of `len` bytes at `offset`: when it crossed the end of a [`WRITEBACK_STEP`]
