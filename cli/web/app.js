@@ -17,6 +17,9 @@
   // is read while this one is sent. Not larger: the hashing worker took twice as long over
   // 4 MiB slices as over 1 MiB ones (measured in browser/run, TIDINGS_PROFILE=cpu).
   const READ = 1024 * 1024;
+  // A sender's slices given to the hashing worker and not hashed yet: at most this much, so
+  // that sending faster than hashing does not pile the file up in the worker.
+  const HASH_BACKLOG = 4 * READ;
   // Progress cards are redrawn at most this often while bytes move (drawing a card on every
   // chunk cost more than the chunk).
   const PROGRESS_MS = 100;
@@ -1031,17 +1034,26 @@
   let hashWorker = null;
   let nextJob = 1;
   const digests = new Map(); // job -> {resolve, reject}
+  const acks = new Map(); // job -> the Hasher waiting for its bytes to be hashed (senders)
+  const workerFailed = () => Object.assign(new Error("the page's hashing worker failed"), { hashing: true });
   try {
     hashWorker = new Worker("sha256.js");
     hashWorker.onmessage = (ev) => {
+      if (typeof ev.data.hashed === "number") {
+        const h = acks.get(ev.data.job);
+        if (h) h.acked(ev.data.hashed);
+        return;
+      }
       const d = digests.get(ev.data.job);
       if (d) { digests.delete(ev.data.job); d.resolve(ev.data); }
     };
     hashWorker.onerror = (ev) => {
       ev.preventDefault();
       hashWorker = null;
-      for (const d of digests.values()) d.reject(new Error("the hashing worker failed"));
+      for (const d of digests.values()) d.reject(workerFailed());
       digests.clear();
+      for (const h of acks.values()) h.acked(0, workerFailed());
+      acks.clear();
     };
   } catch {
     hashWorker = null;
@@ -1057,6 +1069,10 @@
       this.worker = hashWorker;
       this.job = nextJob++;
       this.failed = false;
+      // A sender's bytes given to the worker and those it has hashed: room() waits on them.
+      this.given = 0;
+      this.hashed = 0;
+      this.waiting = null; // {limit, resolve, reject} while room() waits
       if (!this.worker) { this.hash = new Sha256(); this.parts = []; }
     }
 
@@ -1064,7 +1080,10 @@
       if (this.worker === hashWorker && this.worker) {
         const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
         const b = whole ? bytes : bytes.slice();
-        this.worker.postMessage({ job: this.job, bytes: b, keep: this.keep }, [b.buffer]);
+        // A sender (keep false) asks the worker to say what it has hashed (room()).
+        const ack = !this.keep;
+        if (ack) { this.given += b.byteLength; acks.set(this.job, this); }
+        this.worker.postMessage({ job: this.job, bytes: b, keep: this.keep, ack }, [b.buffer]);
       } else if (this.hash) {
         this.hash.update(bytes);
         if (this.keep) this.parts.push(bytes);
@@ -1073,23 +1092,44 @@
       }
     }
 
+    // Resolves once no more than `limit` bytes given to the worker wait to be hashed, so
+    // that a sender faster than the hash does not pile the file up in the worker's queue.
+    room(limit) {
+      if (this.failed || (this.worker && this.worker !== hashWorker)) return Promise.reject(workerFailed());
+      if (!this.worker || this.given - this.hashed <= limit) return Promise.resolve();
+      return new Promise((resolve, reject) => { this.waiting = { limit, resolve, reject }; });
+    }
+
+    acked(hashed, error) {
+      this.hashed = Math.max(this.hashed, hashed);
+      const w = this.waiting;
+      if (!w) return;
+      if (error) { this.waiting = null; w.reject(error); } else if (this.given - this.hashed <= w.limit) { this.waiting = null; w.resolve(); }
+    }
+
     // -> Promise<{digest: Uint8Array, blob: Blob | null}>
     finish() {
+      acks.delete(this.job);
       if (this.hash) {
         const blob = this.keep ? new Blob(this.parts, { type: this.type }) : null;
         this.parts = [];
         return Promise.resolve({ digest: this.hash.digest(), blob });
       }
-      if (this.failed || this.worker !== hashWorker) return Promise.reject(new Error("the hashing worker failed"));
+      if (this.failed || this.worker !== hashWorker) return Promise.reject(workerFailed());
       return new Promise((resolve, reject) => {
         digests.set(this.job, { resolve, reject });
         this.worker.postMessage({ job: this.job, digest: true, type: this.keep ? this.type : undefined });
       });
     }
 
+    // Forgets the transfer: a finish() or room() still waiting is rejected.
     drop() {
       if (this.worker && this.worker === hashWorker) this.worker.postMessage({ job: this.job, drop: true });
+      const d = digests.get(this.job);
       digests.delete(this.job);
+      acks.delete(this.job);
+      if (d) d.reject(new Error("the transfer ended"));
+      if (this.waiting) { const w = this.waiting; this.waiting = null; w.reject(new Error("the transfer ended")); }
       this.parts = [];
     }
   }
@@ -1324,6 +1364,7 @@
     t.pumping = true;
     try {
       while (t.state === "running" && t.hashed < t.kept) {
+        await t.hash.room(HASH_BACKLOG);
         const end = Math.min(t.kept, t.hashed + READ);
         t.hash.update(new Uint8Array(await t.file.slice(t.hashed, end).arrayBuffer()));
         t.hashed = end;
@@ -1337,6 +1378,9 @@
           continue;
         }
         if (!t.slab) {
+          // The slices sent wait in the hashing worker's queue: no more than a few of them.
+          await t.hash.room(HASH_BACKLOG);
+          if (t.state !== "running") return;
           const next = t.next && t.next.start === t.done ? t.next : readSlice(t, t.done);
           t.next = null;
           const bytes = new Uint8Array(await next.read);
@@ -1366,8 +1410,10 @@
       }
     } catch (e) {
       if (t.state === "running" || t.state === "verifying") {
-        send({ type: "cancel", id: t.id, code: 42, reason: "cannot read the file" });
-        finish(t, "failed", `cannot read the file: ${e.message || e}`);
+        const why = e && e.hashing ? "the page could not hash the file" : "cannot read the file";
+        send({ type: "cancel", id: t.id, code: 42, reason: why });
+        finish(t, "failed", `${why}: ${(e && e.message) || e}`);
+        transfers.delete(`out:${t.id}`);
       }
     } finally {
       t.pumping = false;
