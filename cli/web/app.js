@@ -48,7 +48,7 @@
   // application/octet-stream, so that a blob: URL opened in a tab (which runs with the page's
   // origin) can never render a peer's HTML or SVG as a document.
   const INLINE_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"];
-  const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35 };
+  const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35, chunkOutOfRange: 33, creditExceeded: 34, storageFailed: 41 };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -1505,12 +1505,30 @@
 
   function onChunk(msg) {
     const t = transfers.get(`in:${msg.id}`);
-    if (!t || t.state !== "running" || msg.offset !== t.done) return;
+    if (!t || t.state !== "running" || !t.hash) return;
     const bytes = fromBase64(msg.data);
-    t.done += bytes.length;
+    // Spec §7.4 rule 3: a chunk starts at the next byte and ends by the size
+    // (chunk-out-of-range), and within the credit granted (credit-exceeded), the range
+    // first. Anything else is refused: it would pile up in memory or in the download.
+    const end = msg.offset + bytes.length;
+    if (msg.offset !== t.done || end > t.size) {
+      refuseChunk(t, CODE.chunkOutOfRange, "chunk-out-of-range", `a chunk at ${msg.offset}..${end} does not follow ${t.done} within the size ${t.size}`);
+      return;
+    }
+    if (end > t.granted) {
+      refuseChunk(t, CODE.creditExceeded, "credit-exceeded", `a chunk up to ${end} goes past the ${t.granted} bytes granted`);
+      return;
+    }
+    t.done = end;
     t.hash.update(bytes); // to the hashing worker, or to the service worker's stream
     if (!t.sink) grant(t, t.done); // bytes held in memory count as stored
     progress(t, t.activity);
+  }
+
+  function refuseChunk(t, code, name, reason) {
+    send({ type: "cancel", id: t.id, code, reason });
+    finish(t, "failed", `the sender broke the protocol (${name}): ${reason}`);
+    transfers.delete(`in:${t.id}`);
   }
 
   // Gives back credit for what is stored (`stored`: bytes up to there are in memory, or taken
