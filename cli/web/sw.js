@@ -132,8 +132,16 @@ function body(d) {
 // A file name for Content-Disposition: no controls, quotes, backslashes or path separators;
 // `ascii` for filename=, `encoded` (RFC 5987) for filename*=. The browser reduces it further.
 function safeName(name) {
-  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f"\\/:*?<>|\u202a-\u202e\u2066-\u2069]/g, "_").trim() || "file";
+  // A lone UTF-16 surrogate would make encodeURIComponent throw: it becomes U+FFFD.
+  const whole = typeof name.toWellFormed === "function" ? name.toWellFormed()
+    : name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+  const clean = whole.replace(/[\u0000-\u001f\u007f-\u009f"\\/:*?<>|\u202a-\u202e\u2066-\u2069]/g, "_").trim() || "file";
   const ascii = clean.replace(/[^\u0020-\u007e]/g, "_");
-  const encoded = encodeURIComponent(clean).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  let encoded;
+  try {
+    encoded = encodeURIComponent(clean).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  } catch {
+    encoded = "file";
+  }
   return { ascii, encoded };
 }
