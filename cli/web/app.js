@@ -26,6 +26,18 @@
   // Received files at least this large go straight to disk through the service worker
   // (sw.js) where there is one; smaller ones, and pictures shown inline, stay in memory.
   const STREAM_FROM = 16 * 1024 * 1024;
+  // A picture is shown inline, so kept in memory, only up to this size: a peer could label
+  // any large file image/png.
+  const INLINE_MAX = 64 * 1024 * 1024;
+  // A download stream: the service worker answers `ready` within READY_MS (else the file is
+  // received in memory), the browser starts the download within START_MS, and once the
+  // digest is checked takes the bytes still queued within CLOSE_MS (else the transfer fails).
+  const READY_MS = 5_000;
+  const START_MS = 15_000;
+  const CLOSE_MS = 45_000;
+  // The digest of a received file, once `done` came, within this (below the sender's 60 s
+  // stall timeout, spec §7.7): else the transfer fails rather than wait forever.
+  const DIGEST_MS = 30_000;
   const BACKOFF_MAX_S = 30;
   const NAME_KEY = "tidings.name";
   // The session token (spec §6.2) of this tab, {name, token}: a reload logs in with it
@@ -1443,10 +1455,14 @@
     onEnded(msg, dir, "cancelled");
   }
 
-  function cancelTransfer(t) {
-    const code = CODE.cancelled;
-    send({ type: "cancel", id: t.id, code, reason: "cancelled by the user" });
-    finish(t, "failed", "cancelled");
+  function cancelTransfer(t, why = "", code = CODE.cancelled) {
+    if (t.dir === "in" && t.state === "running" && !t.hash) {
+      // Not accepted yet (its download was starting): an offer is refused with reject.
+      send({ type: "reject", id: t.id, code: CODE.rejected, reason: why || "declined" });
+    } else {
+      send({ type: "cancel", id: t.id, code, reason: why || "cancelled by the user" });
+    }
+    finish(t, "failed", why ? `cancelled: ${why}` : "cancelled");
     transfers.delete(`${t.dir}:${t.id}`);
   }
 
@@ -1474,25 +1490,35 @@
     notify(t.peer, `offers ${t.name} (${fmtBytes(t.size)})`, true);
   }
 
-  function acceptOffer(t) {
+  async function acceptOffer(t) {
     if (t.state !== "offered") return;
     t.state = "running";
     t.started = Date.now();
     t.granted = Math.min(WINDOW, t.size);
     // A large file goes to disk as it arrives, through the service worker, where there is
     // one; the rest is kept in memory (the hashing worker keeps it, and returns a Blob).
-    const stream = streamer && t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType);
-    if (stream) {
-      t.sink = openSink(t);
-      t.hash = t.sink.hash; // the service worker hashes what it streams
-    } else {
-      t.hash = new Hasher(true, blobType(t.mediaType));
+    // A picture is shown inline, unless it is too large to keep in memory.
+    const large = t.size >= STREAM_FROM && (!INLINE_IMAGES.includes(t.mediaType) || t.size > INLINE_MAX);
+    let why = "large files go straight to disk only when this page is opened over https or on localhost";
+    if (large && streamer) {
+      render(t, "starting the download");
+      const sink = openSink(t);
+      t.sink = sink; // a cancel meanwhile fails it
+      // Nothing is accepted before the service worker is ready for the bytes.
+      if (await sink.ready) {
+        if (t.state !== "running") return; // cancelled meanwhile
+        t.hash = sink.hash; // the service worker hashes what it streams
+        t.activity = "receiving, saving to your downloads";
+      } else {
+        if (t.state !== "running") return;
+        t.sink = null;
+        sink.fail("the service worker did not answer");
+        why = "the download could not be started";
+      }
     }
+    if (!t.hash) t.hash = new Hasher(true, blobType(t.mediaType));
     // Said on the card while bytes arrive; a large file kept in memory says why.
-    t.activity = stream ? "receiving, saving to your downloads"
-      : t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType)
-        ? "receiving into memory (large files go straight to disk only when this page is opened over https or on localhost)"
-        : "receiving";
+    if (!t.activity) t.activity = large ? `receiving into memory (${why})` : "receiving";
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
     render(t, t.activity);
   }
@@ -1543,33 +1569,52 @@
     }
   }
 
+  // The verdict (spec §7.4 rule 5): the digest is compared, and for a download the bytes
+  // still queued are written, before `complete`. The transfer stays in `transfers` until
+  // then, so that a cancel or a lost connection still ends it and its download.
   async function onDone(msg) {
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running") return;
     t.state = "verifying";
-    transfers.delete(`in:${t.id}`);
     render(t, "checking the digest");
+    const verdict = (code, reason, text) => {
+      if (t.state !== "verifying") return; // ended meanwhile (a cancel, the connection closed)
+      if (code) send({ type: "failed", id: t.id, code, reason });
+      else send({ type: "complete", id: t.id });
+      transfers.delete(`in:${t.id}`);
+      if (code) finish(t, "failed", text);
+    };
     let got;
     try {
-      got = await t.hash.finish();
+      got = await timeout(t.hash.finish(), DIGEST_MS, `no digest from the page's hashing within ${DIGEST_MS / 1000} s`);
     } catch (e) {
-      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the page could not hash the file" });
-      finish(t, "failed", `cannot hash: ${e.message || e}`);
+      const why = `${(e && e.message) || e}`;
+      verdict(CODE.storageFailed, `the page could not hash the file: ${why}`, `cannot check the digest: ${why}`);
       return;
     }
-    if (t.state !== "verifying") return; // ended meanwhile (the connection closed)
+    if (t.state !== "verifying") return;
     if (t.done !== t.size || toBase64(got.digest) !== msg.sha256) {
-      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the SHA-256 differs" });
       // A streamed download is failed (errored): the browser marks it failed, not done.
-      finish(t, "failed", t.sink ? "digest mismatch: the download was stopped and is incomplete" : "digest mismatch");
+      verdict(CODE.digestMismatch, "the SHA-256 differs", t.sink ? "digest mismatch: the download was stopped and is incomplete" : "digest mismatch");
       return;
     }
-    send({ type: "complete", id: t.id });
     if (t.sink) {
-      t.sink.close(); // the download ends only now, after the digest was checked
+      // The download ends only now, after the digest was checked, and the verdict waits
+      // until the browser has taken every byte still queued for it.
+      render(t, "digest verified, writing the last bytes");
+      try {
+        await timeout(t.sink.close(), CLOSE_MS, `the browser did not take the last bytes within ${CLOSE_MS / 1000} s`);
+      } catch (e) {
+        const why = `${(e && e.message) || e}`;
+        verdict(CODE.storageFailed, `the download was not finished: ${why}`, `the download was not finished: ${why}`);
+        return;
+      }
+      if (t.state !== "verifying") return;
+      verdict(0);
       finish(t, "complete", "received, digest verified, saved to your downloads");
       return;
     }
+    verdict(0);
     t.url = URL.createObjectURL(got.blob);
     const a = document.createElement("a");
     a.className = "download";
@@ -1587,6 +1632,15 @@
     finish(t, "complete", "received, digest verified");
   }
 
+  // `promise`, or a rejection with `why` once `ms` passed.
+  function timeout(promise, ms, why) {
+    let timer;
+    return Promise.race([
+      promise,
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(why)), ms); }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
   // ---------------------------------------------------------------- downloads streamed to disk
 
   // The service worker (sw.js) answers a download address with a stream this page feeds,
@@ -1595,11 +1649,14 @@
   // stays null and files are received in memory, as a Blob.
   let streamer = null; // the active service worker
   if (window.isSecureContext && navigator.serviceWorker && location.protocol !== "file:") {
+    // A newer sw.js waits until no tab uses this one (it does not skip waiting): a download
+    // being streamed keeps the worker that streams it.
     navigator.serviceWorker.register("sw.js", { scope: "./" })
       .then(() => navigator.serviceWorker.ready)
       .then((reg) => { streamer = reg.active; })
       .catch(() => { streamer = null; });
-    // A new version of the worker takes over (it claims its pages): streams go to it.
+    // A worker that takes over later (once no tab used the old one) gets the next streams;
+    // a stream keeps the worker it began with (openSink).
     navigator.serviceWorker.addEventListener("controllerchange", () => {
       streamer = navigator.serviceWorker.controller || streamer;
     });
@@ -1608,64 +1665,102 @@
   // One download stream: write() moves bytes to the service worker, which hands them to the
   // browser's download as it asks for more; credit goes back to the sender only for bytes
   // the download took, so memory stays bounded by the window however large the file.
+  // `ready` resolves true once the worker is ready for the bytes, false if it did not answer.
   function openSink(t) {
+    const worker = streamer; // this stream's worker, whatever worker comes later
     const channel = new MessageChannel();
     const port = channel.port1;
     const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
     const path = new URL(`download/${id}`, location.href).pathname;
     let frame = null;
-    let ended = false;
-    let digested = null; // resolves finish() with the worker's digest
+    let ended = null; // the Error the stream ended with (a finished one too)
+    let digested = null; // {resolve, reject} of finish(), until the worker's digest
+    let closed = null; // {resolve, reject} of close(), until the worker says it closed
+    let startTimer = null;
+    let answerReady;
+    const ready = new Promise((resolve) => { answerReady = resolve; });
+    const readyTimer = setTimeout(() => answerReady(false), READY_MS);
     const sink = {
+      ready,
       // A Hasher's interface: the service worker hashes the bytes it streams.
       hash: {
         update(bytes) { if (!ended) port.postMessage({ bytes }, [bytes.buffer]); },
         finish() {
-          if (ended) return Promise.reject(new Error("the download ended"));
-          return new Promise((resolve) => {
-            digested = resolve;
+          if (ended) return Promise.reject(ended);
+          return new Promise((resolve, reject) => {
+            digested = { resolve, reject };
             port.postMessage({ digest: true });
           });
         },
         drop() {},
       },
-      close() { end({ close: true }); },
-      fail(why) { end({ error: String(why) }); },
+      // Ends the download; resolves once the browser has taken every byte and the stream
+      // is closed, rejects if the download fails or is cancelled first.
+      close() {
+        if (ended) return Promise.reject(ended);
+        return new Promise((resolve, reject) => {
+          closed = { resolve, reject };
+          port.postMessage({ close: true });
+        });
+      },
+      // Fails the download (the browser marks it failed and discards the partial file).
+      fail(why) {
+        if (!ended) port.postMessage({ error: String(why) });
+        end(new Error(String(why)));
+      },
     };
     // A service worker may be stopped when it has had no event for a while: a message now
     // and then keeps it up while the page feeds it.
-    const keepalive = setInterval(() => streamer && streamer.postMessage({ type: "tidings-keepalive" }), 10_000);
-    function end(m) {
+    const keepalive = setInterval(() => worker.postMessage({ type: "tidings-keepalive" }), 10_000);
+    // Every end of the stream goes through here: timers, the port, whoever waits, the frame.
+    function end(error) {
       if (ended) return;
-      ended = true;
+      ended = error;
       clearInterval(keepalive);
-      port.postMessage(m);
-      if (m.error) port.close();
+      clearTimeout(readyTimer);
+      clearTimeout(startTimer);
+      answerReady(false);
+      port.close();
+      for (const w of [digested, closed]) if (w) w.reject(error);
+      digested = closed = null;
       // The download has its own life once it started; the frame that began it can go.
-      if (frame) setTimeout(() => frame.remove(), 60_000);
+      if (frame) { const f = frame; frame = null; setTimeout(() => f.remove(), 60_000); }
     }
     port.onmessage = (ev) => {
       const m = ev.data || {};
       if (m.ready) {
+        clearTimeout(readyTimer);
+        if (ended) return;
         // The worker knows the address: fetch it in a hidden frame, which the browser turns
         // into a download (Content-Disposition: attachment).
         frame = document.createElement("iframe");
         frame.hidden = true;
         frame.src = path;
         document.body.append(frame);
+        startTimer = setTimeout(() => {
+          if (t.state === "running") cancelTransfer(t, "the browser did not start the download", CODE.storageFailed);
+        }, START_MS);
+        answerReady(true);
+      } else if (m.started) {
+        clearTimeout(startTimer); // the browser fetched the download
       } else if (m.digest instanceof Uint8Array) {
-        if (digested) digested({ digest: m.digest, blob: null });
+        if (digested) digested.resolve({ digest: m.digest, blob: null });
         digested = null;
       } else if (typeof m.written === "number") {
         if (t.state === "running") grant(t, m.written);
+      } else if (m.closed) {
+        const c = closed;
+        closed = null;
+        end(new Error("the download ended"));
+        if (c) c.resolve();
       } else if (m.cancelled !== undefined && !ended) {
-        // The download was cancelled in the browser: the transfer with it.
-        ended = true;
-        clearInterval(keepalive);
-        if (t.state === "running" || t.state === "verifying") cancelTransfer(t);
+        // The download was cancelled in the browser: the transfer with it. After `done`,
+        // the verdict waiting on the digest or the last bytes fails (onDone).
+        end(new Error("the download was cancelled in the browser"));
+        if (t.state === "running") cancelTransfer(t, "the download was cancelled in the browser");
       }
     };
-    streamer.postMessage({ type: "tidings-stream", path, name: t.name, size: t.size }, [channel.port2]);
+    worker.postMessage({ type: "tidings-stream", path, name: t.name, size: t.size }, [channel.port2]);
     return sink;
   }
 
