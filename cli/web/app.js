@@ -1232,8 +1232,8 @@
     const secs = t.started ? Math.max(0.001, ((t.ended || Date.now()) - t.started) / 1000) : 0;
     // Bytes the receiver already had (a resumed transfer) are not counted in the rate.
     const rate = secs ? `${fmtBytes(Math.round((t.done - (t.startOffset || 0)) / secs))}/s` : "";
-    const progress = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
-    info.textContent = text ? `${visible(text)} — ${progress}` : progress;
+    const figures = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
+    info.textContent = text ? `${visible(text)} — ${figures}` : figures;
     actions.replaceChildren();
     if (t.state === "offered" && t.dir === "in") {
       actions.append(button("Accept", "accept", () => acceptOffer(t)));
@@ -1480,8 +1480,7 @@
   function onOffer(msg) {
     const t = {
       dir: "in", id: msg.id, peer: msg.peer, name: msg.name || "file", size: msg.size,
-      mediaType: mediaType(msg), state: "offered", done: 0, granted: 0, parts: [],
-      started: 0,
+      mediaType: mediaType(msg), state: "offered", done: 0, granted: 0, started: 0,
     };
     transfers.set(`in:${msg.id}`, t);
     card(t);
