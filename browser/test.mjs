@@ -413,6 +413,7 @@ async function main() {
     await accountsLogin(browser);
     await heartbeatsAndBlobs(browser);
     await scriptedTransfers(browser);
+    await scriptedStreams(browser);
     await scriptedRooms(browser);
   } finally {
     await browser.close();
@@ -1291,6 +1292,198 @@ async function scriptedTransfers(browser) {
   await page.context().close();
 }
 
+// The page's edges against a scripted peer, on 127.0.0.1 (a secure context: the service
+// worker streams large files, the hashing worker runs): a chunk past the grant or the size
+// is refused with the spec's code (§7.4 rule 3), in memory and streamed; a cancel reaches a
+// transfer whose digest is still being computed; a sender waits for its hashing worker; a
+// file name with a lone surrogate streams; the verdict of a download waits until the
+// browser has taken every byte, and a download cancelled before that fails the transfer;
+// no `accept` goes out before the service worker is ready for the bytes.
+async function scriptedStreams(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  await ctx.addInitScript(scriptedSocket);
+  // Messages between the page and its workers, held while the test says so: the hashing
+  // worker's digests and acknowledgements, a download's {close}, the service worker's
+  // {tidings-stream}.
+  await ctx.addInitScript(() => {
+    window.__hold = {};
+    window.__held = [];
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      postMessage(m, tr) {
+        if (window.__hold.digest && m && m.digest) window.__held.push(() => super.postMessage(m, tr));
+        else super.postMessage(m, tr);
+      }
+      set onmessage(f) {
+        super.onmessage = (ev) => {
+          if (window.__hold.acks && ev.data && typeof ev.data.hashed === "number") window.__held.push(() => f(ev));
+          else f(ev);
+        };
+      }
+    };
+    window.__release = () => { const h = window.__held; window.__held = []; for (const f of h) f(); };
+    const portPost = MessagePort.prototype.postMessage;
+    MessagePort.prototype.postMessage = function (m, tr) {
+      if (window.__hold.close && m && m.close) { window.__heldClose = true; return; }
+      return portPost.call(this, m, tr);
+    };
+    const swPost = ServiceWorker.prototype.postMessage;
+    ServiceWorker.prototype.postMessage = function (m, tr) {
+      if (window.__hold.stream && m && m.type === "tidings-stream") return;
+      return swPost.call(this, m, tr);
+    };
+  });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => { console.error(`hana (streams) page error: ${e.message}`); process.exitCode = 1; });
+  await page.goto(`${base}/`);
+  await page.waitForFunction(() => window.__sent.length === 1, null, { timeout: STEP_MS });
+  const push = (m) => page.evaluate((t) => window.__sockets[0].push(t), JSON.stringify(m));
+  const sentOf = (pred) => page.waitForFunction((src) => window.__sent.filter((t) => t.length < 4096).map((t) => JSON.parse(t)).find(new Function("m", `return ${src}`)), pred, { timeout: STEP_MS }).then((h) => h.jsonValue());
+  const sentNow = (pred) => page.evaluate((src) => window.__sent.filter((t) => t.length < 4096).map((t) => JSON.parse(t)).filter(new Function("m", `return ${src}`)), pred);
+  const state = (id) => page.locator(`.transfer[data-dir="in"][data-id="${id}"]`).getAttribute("data-state");
+  const info = (id) => page.locator(`.transfer[data-dir="in"][data-id="${id}"] .info`).textContent();
+  const accept = (id) => page.locator(`.transfer[data-id="${id}"] button.accept`).click({ timeout: STEP_MS });
+  await push({ type: "welcome", name: "hana", server: "server", heartbeat_ms: 60000, timeout_ms: 120000, max_frame: 1048576, capabilities: 3, online: ["hana", "ivan"] });
+  await page.locator("#status[data-state=connected]").waitFor({ timeout: STEP_MS });
+  check(await page.evaluate(async () => !!(await navigator.serviceWorker.ready).active), "the scripted page on 127.0.0.1 has its service worker");
+  await page.waitForTimeout(200); // the page takes the worker from the same `ready`
+  const b64sha = (b) => createHash("sha256").update(b).digest("base64");
+
+  // In the page, a scripted sender: chunks of `size` random bytes (or of `bytes`) within the
+  // credit the page grants, then `done` with their digest; stops if the page ends it.
+  const feed = (id, size, opts = {}) => page.evaluate(async ([id, size, opts]) => {
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, Math.min(size, i + 65536)));
+    const b64 = (b) => { let s = ""; for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000)); return btoa(s); };
+    const sock = window.__sockets[0];
+    let granted = 0;
+    let seen = 0;
+    let off = 0;
+    for (;;) {
+      for (; seen < window.__sent.length; seen++) {
+        const t = window.__sent[seen];
+        if (t.length > 4096 || !t.includes(`"id":${id}`)) continue;
+        const m = JSON.parse(t);
+        if (m.id !== id) continue;
+        if (m.type === "accept") granted = m.offset + m.credit;
+        else if (m.type === "credit") granted += m.bytes;
+        else if (m.type === "cancel" || m.type === "reject") return { ended: m };
+      }
+      if (off >= size) break;
+      if (off < granted) {
+        const n = Math.min(256 * 1024, granted - off, size - off);
+        sock.push(JSON.stringify({ type: "chunk", id, offset: off, data: b64(data.subarray(off, off + n)) }));
+        off += n;
+      } else {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    const digest = new Sha256().update(data).digest();
+    sock.push(JSON.stringify({ type: "done", id, sha256: opts.badDigest ? btoa("x".repeat(32)) : b64(digest) }));
+    return { done: true };
+  }, [id, size, opts]);
+
+  // S3, in memory: a chunk past the credit (the window is 8 MiB of a 9 MiB file) is
+  // credit-exceeded, a chunk past the size chunk-out-of-range; both cancel the transfer.
+  await push({ type: "offer", id: 101, peer: "ivan", size: 9 << 20, name: "greedy.bin" });
+  await accept(101);
+  const a101 = await sentOf(`m.type === "accept" && m.id === 101`);
+  await push({ type: "chunk", id: 101, offset: 0, data: randomBytes(a101.credit + 1).toString("base64") });
+  const c101 = await sentOf(`m.type === "cancel" && m.id === 101`);
+  check(c101.code === 34 && await state(101) === "failed" && (await info(101)).includes("credit-exceeded"), `a chunk past the grant is cancelled with credit-exceeded (34), and the card says so: "${await info(101)}"`);
+  await push({ type: "offer", id: 103, peer: "ivan", size: 1000, name: "small.bin" });
+  await accept(103);
+  await sentOf(`m.type === "accept" && m.id === 103`);
+  await push({ type: "chunk", id: 103, offset: 0, data: randomBytes(1001).toString("base64") });
+  const c103 = await sentOf(`m.type === "cancel" && m.id === 103`);
+  check(c103.code === 33 && await state(103) === "failed" && (await info(103)).includes("chunk-out-of-range"), "a chunk past the size is cancelled with chunk-out-of-range (33)");
+
+  // C1: `done` came and the digest is still being computed: a cancel from the relay ends
+  // the transfer and its card.
+  const small = randomBytes(300000);
+  await push({ type: "offer", id: 105, peer: "ivan", size: small.length, name: "slow-digest.bin" });
+  await accept(105);
+  await sentOf(`m.type === "accept" && m.id === 105`);
+  await push({ type: "chunk", id: 105, offset: 0, data: small.toString("base64") });
+  await page.evaluate(() => { window.__hold.digest = true; });
+  await push({ type: "done", id: 105, sha256: b64sha(small) });
+  await page.waitForFunction(() => window.__held.length === 1, null, { timeout: STEP_MS });
+  check((await info(105)).includes("checking the digest"), "while the digest is computed the card says so");
+  await push({ type: "cancel", id: 105, code: 37, code_name: "cancelled", reason: "the sender gave up" });
+  await page.locator('.transfer[data-dir="in"][data-id="105"][data-state="failed"]').waitFor({ timeout: STEP_MS });
+  await page.evaluate(() => { window.__hold.digest = false; window.__release(); });
+  await page.waitForTimeout(100);
+  check((await info(105)).includes("the sender gave up") && !(await sentNow(`(m.type === "complete" || m.type === "failed") && m.id === 105`)).length, "a cancel while the digest is computed fails the card, and no verdict follows");
+
+  // C4: the sender gives its hashing worker no more than a few slices ahead of the hash.
+  const upload = randomBytes(12 << 20);
+  await page.evaluate(() => { window.__hold.acks = true; });
+  await page.locator('#users [data-name="ivan"]').click();
+  await page.locator("#file").setInputFiles({ name: "backlog.bin", mimeType: "application/octet-stream", buffer: upload });
+  const offer = await sentOf(`m.type === "offer" && m.name === "backlog.bin"`);
+  const sentBytes = () => page.evaluate((id) => window.__sent.filter((t) => t.startsWith(`{"type":"chunk","id":${id},`)).reduce((n, t) => n + atob(JSON.parse(t).data).length, 0), offer.id);
+  await push({ type: "accept", id: offer.id, offset: 0, credit: 16 << 20 });
+  await page.waitForTimeout(1000);
+  const before = await sentBytes();
+  check(before > 0 && before <= 6 << 20, `while the hashing worker lags, the sender stops ${(before / 1048576).toFixed(0)} MiB into 12 MiB (at most 6 MiB unhashed)`);
+  await page.evaluate(() => { window.__hold.acks = false; window.__release(); });
+  const done = await sentOf(`m.type === "done" && m.id === ${offer.id}`);
+  check(await sentBytes() === upload.length && done.sha256 === b64sha(upload), "once it catches up, every byte goes and the digest is the file's");
+
+  // S3, streamed: a chunk past the grant fails the download too.
+  const [dl1] = await Promise.all([page.waitForEvent("download", { timeout: STEP_MS }), (async () => {
+    await push({ type: "offer", id: 107, peer: "ivan", size: 20 << 20, name: "greedy-stream.bin" });
+    await accept(107);
+  })()]);
+  const a107 = await sentOf(`m.type === "accept" && m.id === 107`);
+  await push({ type: "chunk", id: 107, offset: 0, data: randomBytes(a107.credit + 1).toString("base64") });
+  const c107 = await sentOf(`m.type === "cancel" && m.id === 107`);
+  const f107 = await dl1.failure();
+  check(c107.code === 34 && await state(107) === "failed" && f107 !== null, `a streamed transfer's chunk past the grant is cancelled with credit-exceeded, and its download fails (${f107})`);
+
+  // S4: a name with a lone UTF-16 surrogate still streams, and the verdict comes after the
+  // stream closed.
+  const [dl2] = await Promise.all([page.waitForEvent("download", { timeout: STEP_MS }), (async () => {
+    await push({ type: "offer", id: 109, peer: "ivan", size: 17 << 20, name: "lone\ud800surrogate.bin" });
+    await accept(109);
+  })()]);
+  check((await feed(109, 17 << 20)).done, "the scripted sender sent 17 MiB to a name with a lone surrogate");
+  await sentOf(`m.type === "complete" && m.id === 109`);
+  check(await state(109) === "complete" && (await info(109)).includes("saved to your downloads") && await dl2.failure() === null, `a file named with a lone surrogate streams to a download (${dl2.suggestedFilename()}) and completes`);
+  await dl2.delete();
+
+  // C2: the digest is right, but the download is cancelled in the browser before it took
+  // the last bytes (its {close} held): the transfer fails, no `complete`.
+  const [dl3] = await Promise.all([page.waitForEvent("download", { timeout: STEP_MS }), (async () => {
+    await push({ type: "offer", id: 111, peer: "ivan", size: 17 << 20, name: "cancel-at-end.bin" });
+    await accept(111);
+  })()]);
+  await page.evaluate(() => { window.__hold.close = true; });
+  await feed(111, 17 << 20);
+  await page.waitForFunction(() => window.__heldClose, null, { timeout: STEP_MS });
+  check(!(await sentNow(`m.type === "complete" && m.id === 111`)).length && (await info(111)).includes("writing the last bytes"), "after the digest, no complete before the download closed");
+  await dl3.cancel();
+  const f111 = await sentOf(`m.type === "failed" && m.id === 111`);
+  await page.locator('.transfer[data-dir="in"][data-id="111"][data-state="failed"]').waitFor({ timeout: STEP_MS });
+  check(f111.code === 41 && !(await sentNow(`m.type === "complete" && m.id === 111`)).length, `a download cancelled before its last bytes fails the transfer (failed ${f111.code}): "${await info(111)}"`);
+  await page.evaluate(() => { window.__hold.close = false; });
+
+  // C3: a service worker that does not answer: no accept until the page gives up on it,
+  // then the file is received in memory.
+  await page.evaluate(() => { window.__hold.stream = true; });
+  await push({ type: "offer", id: 113, peer: "ivan", size: 17 << 20, name: "no-worker.bin" });
+  const clicked = Date.now();
+  await accept(113);
+  await page.waitForTimeout(1000);
+  check(!(await sentNow(`m.type === "accept" && m.id === 113`)).length && (await info(113)).includes("starting the download"), "no accept before the service worker is ready for the bytes");
+  await sentOf(`m.type === "accept" && m.id === 113`);
+  const waited = Date.now() - clicked;
+  check(waited >= 4000 && (await info(113)).includes("receiving into memory (the download could not be started)"), `a service worker that does not answer: accepted after ${waited} ms, into memory, and the card says why`);
+  await push({ type: "cancel", id: 113, code: 37, reason: "enough" });
+  await page.evaluate(() => { window.__hold.stream = false; });
+  await ctx.close();
+}
+
 // The page's joins against a scripted server: answered in order, each answer is its join's
 // whatever the spelling; a refusal answers the oldest join only; the saved rooms are written
 // once the rejoins are answered; the default room is left again because the user had left
@@ -1407,10 +1600,14 @@ async function speedOnly() {
   } finally { await browser.close(); }
 }
 
-// TIDINGS_SCRIPTED_ONLY=1: only the transfers against a scripted peer (file://, no server).
+// TIDINGS_SCRIPTED_ONLY=1: only the transfers against a scripted peer (file://, then the
+// streams on 127.0.0.1, where only the page and sw.js come from the server).
 async function scriptedOnly() {
   const browser = await launch();
-  try { await scriptedTransfers(browser); } finally { await browser.close(); }
+  try {
+    await scriptedTransfers(browser);
+    await scriptedStreams(browser);
+  } finally { await browser.close(); }
 }
 
 const run = process.env.TIDINGS_LAYOUT_ONLY ? layoutOnly : process.env.TIDINGS_SPEED_ONLY ? speedOnly

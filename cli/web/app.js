@@ -17,12 +17,27 @@
   // is read while this one is sent. Not larger: the hashing worker took twice as long over
   // 4 MiB slices as over 1 MiB ones (measured in browser/run, TIDINGS_PROFILE=cpu).
   const READ = 1024 * 1024;
+  // A sender's slices given to the hashing worker and not hashed yet: at most this much, so
+  // that sending faster than hashing does not pile the file up in the worker.
+  const HASH_BACKLOG = 4 * READ;
   // Progress cards are redrawn at most this often while bytes move (drawing a card on every
   // chunk cost more than the chunk).
   const PROGRESS_MS = 100;
   // Received files at least this large go straight to disk through the service worker
   // (sw.js) where there is one; smaller ones, and pictures shown inline, stay in memory.
   const STREAM_FROM = 16 * 1024 * 1024;
+  // A picture is shown inline, so kept in memory, only up to this size: a peer could label
+  // any large file image/png.
+  const INLINE_MAX = 64 * 1024 * 1024;
+  // A download stream: the service worker answers `ready` within READY_MS (else the file is
+  // received in memory), the browser starts the download within START_MS, and once the
+  // digest is checked takes the bytes still queued within CLOSE_MS (else the transfer fails).
+  const READY_MS = 5_000;
+  const START_MS = 15_000;
+  const CLOSE_MS = 45_000;
+  // The digest of a received file, once `done` came, within this (below the sender's 60 s
+  // stall timeout, spec §7.7): else the transfer fails rather than wait forever.
+  const DIGEST_MS = 30_000;
   const BACKOFF_MAX_S = 30;
   const NAME_KEY = "tidings.name";
   // The session token (spec §6.2) of this tab, {name, token}: a reload logs in with it
@@ -45,7 +60,7 @@
   // application/octet-stream, so that a blob: URL opened in a tab (which runs with the page's
   // origin) can never render a peer's HTML or SVG as a document.
   const INLINE_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"];
-  const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35 };
+  const CODE = { rejected: 38, cancelled: 37, digestMismatch: 35, chunkOutOfRange: 33, creditExceeded: 34, storageFailed: 41 };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -1031,17 +1046,26 @@
   let hashWorker = null;
   let nextJob = 1;
   const digests = new Map(); // job -> {resolve, reject}
+  const acks = new Map(); // job -> the Hasher waiting for its bytes to be hashed (senders)
+  const workerFailed = () => Object.assign(new Error("the page's hashing worker failed"), { hashing: true });
   try {
     hashWorker = new Worker("sha256.js");
     hashWorker.onmessage = (ev) => {
+      if (typeof ev.data.hashed === "number") {
+        const h = acks.get(ev.data.job);
+        if (h) h.acked(ev.data.hashed);
+        return;
+      }
       const d = digests.get(ev.data.job);
       if (d) { digests.delete(ev.data.job); d.resolve(ev.data); }
     };
     hashWorker.onerror = (ev) => {
       ev.preventDefault();
       hashWorker = null;
-      for (const d of digests.values()) d.reject(new Error("the hashing worker failed"));
+      for (const d of digests.values()) d.reject(workerFailed());
       digests.clear();
+      for (const h of acks.values()) h.acked(0, workerFailed());
+      acks.clear();
     };
   } catch {
     hashWorker = null;
@@ -1057,6 +1081,10 @@
       this.worker = hashWorker;
       this.job = nextJob++;
       this.failed = false;
+      // A sender's bytes given to the worker and those it has hashed: room() waits on them.
+      this.given = 0;
+      this.hashed = 0;
+      this.waiting = null; // {limit, resolve, reject} while room() waits
       if (!this.worker) { this.hash = new Sha256(); this.parts = []; }
     }
 
@@ -1064,7 +1092,10 @@
       if (this.worker === hashWorker && this.worker) {
         const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
         const b = whole ? bytes : bytes.slice();
-        this.worker.postMessage({ job: this.job, bytes: b, keep: this.keep }, [b.buffer]);
+        // A sender (keep false) asks the worker to say what it has hashed (room()).
+        const ack = !this.keep;
+        if (ack) { this.given += b.byteLength; acks.set(this.job, this); }
+        this.worker.postMessage({ job: this.job, bytes: b, keep: this.keep, ack }, [b.buffer]);
       } else if (this.hash) {
         this.hash.update(bytes);
         if (this.keep) this.parts.push(bytes);
@@ -1073,23 +1104,44 @@
       }
     }
 
+    // Resolves once no more than `limit` bytes given to the worker wait to be hashed, so
+    // that a sender faster than the hash does not pile the file up in the worker's queue.
+    room(limit) {
+      if (this.failed || (this.worker && this.worker !== hashWorker)) return Promise.reject(workerFailed());
+      if (!this.worker || this.given - this.hashed <= limit) return Promise.resolve();
+      return new Promise((resolve, reject) => { this.waiting = { limit, resolve, reject }; });
+    }
+
+    acked(hashed, error) {
+      this.hashed = Math.max(this.hashed, hashed);
+      const w = this.waiting;
+      if (!w) return;
+      if (error) { this.waiting = null; w.reject(error); } else if (this.given - this.hashed <= w.limit) { this.waiting = null; w.resolve(); }
+    }
+
     // -> Promise<{digest: Uint8Array, blob: Blob | null}>
     finish() {
+      acks.delete(this.job);
       if (this.hash) {
         const blob = this.keep ? new Blob(this.parts, { type: this.type }) : null;
         this.parts = [];
         return Promise.resolve({ digest: this.hash.digest(), blob });
       }
-      if (this.failed || this.worker !== hashWorker) return Promise.reject(new Error("the hashing worker failed"));
+      if (this.failed || this.worker !== hashWorker) return Promise.reject(workerFailed());
       return new Promise((resolve, reject) => {
         digests.set(this.job, { resolve, reject });
         this.worker.postMessage({ job: this.job, digest: true, type: this.keep ? this.type : undefined });
       });
     }
 
+    // Forgets the transfer: a finish() or room() still waiting is rejected.
     drop() {
       if (this.worker && this.worker === hashWorker) this.worker.postMessage({ job: this.job, drop: true });
+      const d = digests.get(this.job);
       digests.delete(this.job);
+      acks.delete(this.job);
+      if (d) d.reject(new Error("the transfer ended"));
+      if (this.waiting) { const w = this.waiting; this.waiting = null; w.reject(new Error("the transfer ended")); }
       this.parts = [];
     }
   }
@@ -1180,8 +1232,8 @@
     const secs = t.started ? Math.max(0.001, ((t.ended || Date.now()) - t.started) / 1000) : 0;
     // Bytes the receiver already had (a resumed transfer) are not counted in the rate.
     const rate = secs ? `${fmtBytes(Math.round((t.done - (t.startOffset || 0)) / secs))}/s` : "";
-    const progress = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
-    info.textContent = text ? `${visible(text)} — ${progress}` : progress;
+    const figures = `${fmtBytes(t.done)} of ${fmtBytes(t.size)} · ${pct}%${rate ? " · " + rate : ""}`;
+    info.textContent = text ? `${visible(text)} — ${figures}` : figures;
     actions.replaceChildren();
     if (t.state === "offered" && t.dir === "in") {
       actions.append(button("Accept", "accept", () => acceptOffer(t)));
@@ -1324,6 +1376,7 @@
     t.pumping = true;
     try {
       while (t.state === "running" && t.hashed < t.kept) {
+        await t.hash.room(HASH_BACKLOG);
         const end = Math.min(t.kept, t.hashed + READ);
         t.hash.update(new Uint8Array(await t.file.slice(t.hashed, end).arrayBuffer()));
         t.hashed = end;
@@ -1337,6 +1390,9 @@
           continue;
         }
         if (!t.slab) {
+          // The slices sent wait in the hashing worker's queue: no more than a few of them.
+          await t.hash.room(HASH_BACKLOG);
+          if (t.state !== "running") return;
           const next = t.next && t.next.start === t.done ? t.next : readSlice(t, t.done);
           t.next = null;
           const bytes = new Uint8Array(await next.read);
@@ -1366,8 +1422,10 @@
       }
     } catch (e) {
       if (t.state === "running" || t.state === "verifying") {
-        send({ type: "cancel", id: t.id, code: 42, reason: "cannot read the file" });
-        finish(t, "failed", `cannot read the file: ${e.message || e}`);
+        const why = e && e.hashing ? "the page could not hash the file" : "cannot read the file";
+        send({ type: "cancel", id: t.id, code: 42, reason: why });
+        finish(t, "failed", `${why}: ${(e && e.message) || e}`);
+        transfers.delete(`out:${t.id}`);
       }
     } finally {
       t.pumping = false;
@@ -1397,10 +1455,14 @@
     onEnded(msg, dir, "cancelled");
   }
 
-  function cancelTransfer(t) {
-    const code = CODE.cancelled;
-    send({ type: "cancel", id: t.id, code, reason: "cancelled by the user" });
-    finish(t, "failed", "cancelled");
+  function cancelTransfer(t, why = "", code = CODE.cancelled) {
+    if (t.dir === "in" && t.state === "running" && !t.hash) {
+      // Not accepted yet (its download was starting): an offer is refused with reject.
+      send({ type: "reject", id: t.id, code: CODE.rejected, reason: why || "declined" });
+    } else {
+      send({ type: "cancel", id: t.id, code, reason: why || "cancelled by the user" });
+    }
+    finish(t, "failed", why ? `cancelled: ${why}` : "cancelled");
     transfers.delete(`${t.dir}:${t.id}`);
   }
 
@@ -1418,8 +1480,7 @@
   function onOffer(msg) {
     const t = {
       dir: "in", id: msg.id, peer: msg.peer, name: msg.name || "file", size: msg.size,
-      mediaType: mediaType(msg), state: "offered", done: 0, granted: 0, parts: [],
-      started: 0,
+      mediaType: mediaType(msg), state: "offered", done: 0, granted: 0, started: 0,
     };
     transfers.set(`in:${msg.id}`, t);
     card(t);
@@ -1428,25 +1489,35 @@
     notify(t.peer, `offers ${t.name} (${fmtBytes(t.size)})`, true);
   }
 
-  function acceptOffer(t) {
+  async function acceptOffer(t) {
     if (t.state !== "offered") return;
     t.state = "running";
     t.started = Date.now();
     t.granted = Math.min(WINDOW, t.size);
     // A large file goes to disk as it arrives, through the service worker, where there is
     // one; the rest is kept in memory (the hashing worker keeps it, and returns a Blob).
-    const stream = streamer && t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType);
-    if (stream) {
-      t.sink = openSink(t);
-      t.hash = t.sink.hash; // the service worker hashes what it streams
-    } else {
-      t.hash = new Hasher(true, blobType(t.mediaType));
+    // A picture is shown inline, unless it is too large to keep in memory.
+    const large = t.size >= STREAM_FROM && (!INLINE_IMAGES.includes(t.mediaType) || t.size > INLINE_MAX);
+    let why = "large files go straight to disk only when this page is opened over https or on localhost";
+    if (large && streamer) {
+      render(t, "starting the download");
+      const sink = openSink(t);
+      t.sink = sink; // a cancel meanwhile fails it
+      // Nothing is accepted before the service worker is ready for the bytes.
+      if (await sink.ready) {
+        if (t.state !== "running") return; // cancelled meanwhile
+        t.hash = sink.hash; // the service worker hashes what it streams
+        t.activity = "receiving, saving to your downloads";
+      } else {
+        if (t.state !== "running") return;
+        t.sink = null;
+        sink.fail("the service worker did not answer");
+        why = "the download could not be started";
+      }
     }
+    if (!t.hash) t.hash = new Hasher(true, blobType(t.mediaType));
     // Said on the card while bytes arrive; a large file kept in memory says why.
-    t.activity = stream ? "receiving, saving to your downloads"
-      : t.size >= STREAM_FROM && !INLINE_IMAGES.includes(t.mediaType)
-        ? "receiving into memory (large files go straight to disk only when this page is opened over https or on localhost)"
-        : "receiving";
+    if (!t.activity) t.activity = large ? `receiving into memory (${why})` : "receiving";
     send({ type: "accept", id: t.id, offset: 0, credit: t.granted });
     render(t, t.activity);
   }
@@ -1459,12 +1530,30 @@
 
   function onChunk(msg) {
     const t = transfers.get(`in:${msg.id}`);
-    if (!t || t.state !== "running" || msg.offset !== t.done) return;
+    if (!t || t.state !== "running" || !t.hash) return;
     const bytes = fromBase64(msg.data);
-    t.done += bytes.length;
+    // Spec §7.4 rule 3: a chunk starts at the next byte and ends by the size
+    // (chunk-out-of-range), and within the credit granted (credit-exceeded), the range
+    // first. Anything else is refused: it would pile up in memory or in the download.
+    const end = msg.offset + bytes.length;
+    if (msg.offset !== t.done || end > t.size) {
+      refuseChunk(t, CODE.chunkOutOfRange, "chunk-out-of-range", `a chunk at ${msg.offset}..${end} does not follow ${t.done} within the size ${t.size}`);
+      return;
+    }
+    if (end > t.granted) {
+      refuseChunk(t, CODE.creditExceeded, "credit-exceeded", `a chunk up to ${end} goes past the ${t.granted} bytes granted`);
+      return;
+    }
+    t.done = end;
     t.hash.update(bytes); // to the hashing worker, or to the service worker's stream
     if (!t.sink) grant(t, t.done); // bytes held in memory count as stored
     progress(t, t.activity);
+  }
+
+  function refuseChunk(t, code, name, reason) {
+    send({ type: "cancel", id: t.id, code, reason });
+    finish(t, "failed", `the sender broke the protocol (${name}): ${reason}`);
+    transfers.delete(`in:${t.id}`);
   }
 
   // Gives back credit for what is stored (`stored`: bytes up to there are in memory, or taken
@@ -1479,33 +1568,52 @@
     }
   }
 
+  // The verdict (spec §7.4 rule 5): the digest is compared, and for a download the bytes
+  // still queued are written, before `complete`. The transfer stays in `transfers` until
+  // then, so that a cancel or a lost connection still ends it and its download.
   async function onDone(msg) {
     const t = transfers.get(`in:${msg.id}`);
     if (!t || t.state !== "running") return;
     t.state = "verifying";
-    transfers.delete(`in:${t.id}`);
     render(t, "checking the digest");
+    const verdict = (code, reason, text) => {
+      if (t.state !== "verifying") return; // ended meanwhile (a cancel, the connection closed)
+      if (code) send({ type: "failed", id: t.id, code, reason });
+      else send({ type: "complete", id: t.id });
+      transfers.delete(`in:${t.id}`);
+      if (code) finish(t, "failed", text);
+    };
     let got;
     try {
-      got = await t.hash.finish();
+      got = await timeout(t.hash.finish(), DIGEST_MS, `no digest from the page's hashing within ${DIGEST_MS / 1000} s`);
     } catch (e) {
-      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the page could not hash the file" });
-      finish(t, "failed", `cannot hash: ${e.message || e}`);
+      const why = `${(e && e.message) || e}`;
+      verdict(CODE.storageFailed, `the page could not hash the file: ${why}`, `cannot check the digest: ${why}`);
       return;
     }
-    if (t.state !== "verifying") return; // ended meanwhile (the connection closed)
+    if (t.state !== "verifying") return;
     if (t.done !== t.size || toBase64(got.digest) !== msg.sha256) {
-      send({ type: "failed", id: t.id, code: CODE.digestMismatch, reason: "the SHA-256 differs" });
       // A streamed download is failed (errored): the browser marks it failed, not done.
-      finish(t, "failed", t.sink ? "digest mismatch: the download was stopped and is incomplete" : "digest mismatch");
+      verdict(CODE.digestMismatch, "the SHA-256 differs", t.sink ? "digest mismatch: the download was stopped and is incomplete" : "digest mismatch");
       return;
     }
-    send({ type: "complete", id: t.id });
     if (t.sink) {
-      t.sink.close(); // the download ends only now, after the digest was checked
+      // The download ends only now, after the digest was checked, and the verdict waits
+      // until the browser has taken every byte still queued for it.
+      render(t, "digest verified, writing the last bytes");
+      try {
+        await timeout(t.sink.close(), CLOSE_MS, `the browser did not take the last bytes within ${CLOSE_MS / 1000} s`);
+      } catch (e) {
+        const why = `${(e && e.message) || e}`;
+        verdict(CODE.storageFailed, `the download was not finished: ${why}`, `the download was not finished: ${why}`);
+        return;
+      }
+      if (t.state !== "verifying") return;
+      verdict(0);
       finish(t, "complete", "received, digest verified, saved to your downloads");
       return;
     }
+    verdict(0);
     t.url = URL.createObjectURL(got.blob);
     const a = document.createElement("a");
     a.className = "download";
@@ -1523,6 +1631,15 @@
     finish(t, "complete", "received, digest verified");
   }
 
+  // `promise`, or a rejection with `why` once `ms` passed.
+  function timeout(promise, ms, why) {
+    let timer;
+    return Promise.race([
+      promise,
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(why)), ms); }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
   // ---------------------------------------------------------------- downloads streamed to disk
 
   // The service worker (sw.js) answers a download address with a stream this page feeds,
@@ -1531,11 +1648,14 @@
   // stays null and files are received in memory, as a Blob.
   let streamer = null; // the active service worker
   if (window.isSecureContext && navigator.serviceWorker && location.protocol !== "file:") {
+    // A newer sw.js waits until no tab uses this one (it does not skip waiting): a download
+    // being streamed keeps the worker that streams it.
     navigator.serviceWorker.register("sw.js", { scope: "./" })
       .then(() => navigator.serviceWorker.ready)
       .then((reg) => { streamer = reg.active; })
       .catch(() => { streamer = null; });
-    // A new version of the worker takes over (it claims its pages): streams go to it.
+    // A worker that takes over later (once no tab used the old one) gets the next streams;
+    // a stream keeps the worker it began with (openSink).
     navigator.serviceWorker.addEventListener("controllerchange", () => {
       streamer = navigator.serviceWorker.controller || streamer;
     });
@@ -1544,64 +1664,102 @@
   // One download stream: write() moves bytes to the service worker, which hands them to the
   // browser's download as it asks for more; credit goes back to the sender only for bytes
   // the download took, so memory stays bounded by the window however large the file.
+  // `ready` resolves true once the worker is ready for the bytes, false if it did not answer.
   function openSink(t) {
+    const worker = streamer; // this stream's worker, whatever worker comes later
     const channel = new MessageChannel();
     const port = channel.port1;
     const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
     const path = new URL(`download/${id}`, location.href).pathname;
     let frame = null;
-    let ended = false;
-    let digested = null; // resolves finish() with the worker's digest
+    let ended = null; // the Error the stream ended with (a finished one too)
+    let digested = null; // {resolve, reject} of finish(), until the worker's digest
+    let closed = null; // {resolve, reject} of close(), until the worker says it closed
+    let startTimer = null;
+    let answerReady;
+    const ready = new Promise((resolve) => { answerReady = resolve; });
+    const readyTimer = setTimeout(() => answerReady(false), READY_MS);
     const sink = {
+      ready,
       // A Hasher's interface: the service worker hashes the bytes it streams.
       hash: {
         update(bytes) { if (!ended) port.postMessage({ bytes }, [bytes.buffer]); },
         finish() {
-          if (ended) return Promise.reject(new Error("the download ended"));
-          return new Promise((resolve) => {
-            digested = resolve;
+          if (ended) return Promise.reject(ended);
+          return new Promise((resolve, reject) => {
+            digested = { resolve, reject };
             port.postMessage({ digest: true });
           });
         },
         drop() {},
       },
-      close() { end({ close: true }); },
-      fail(why) { end({ error: String(why) }); },
+      // Ends the download; resolves once the browser has taken every byte and the stream
+      // is closed, rejects if the download fails or is cancelled first.
+      close() {
+        if (ended) return Promise.reject(ended);
+        return new Promise((resolve, reject) => {
+          closed = { resolve, reject };
+          port.postMessage({ close: true });
+        });
+      },
+      // Fails the download (the browser marks it failed and discards the partial file).
+      fail(why) {
+        if (!ended) port.postMessage({ error: String(why) });
+        end(new Error(String(why)));
+      },
     };
     // A service worker may be stopped when it has had no event for a while: a message now
     // and then keeps it up while the page feeds it.
-    const keepalive = setInterval(() => streamer && streamer.postMessage({ type: "tidings-keepalive" }), 10_000);
-    function end(m) {
+    const keepalive = setInterval(() => worker.postMessage({ type: "tidings-keepalive" }), 10_000);
+    // Every end of the stream goes through here: timers, the port, whoever waits, the frame.
+    function end(error) {
       if (ended) return;
-      ended = true;
+      ended = error;
       clearInterval(keepalive);
-      port.postMessage(m);
-      if (m.error) port.close();
+      clearTimeout(readyTimer);
+      clearTimeout(startTimer);
+      answerReady(false);
+      port.close();
+      for (const w of [digested, closed]) if (w) w.reject(error);
+      digested = closed = null;
       // The download has its own life once it started; the frame that began it can go.
-      if (frame) setTimeout(() => frame.remove(), 60_000);
+      if (frame) { const f = frame; frame = null; setTimeout(() => f.remove(), 60_000); }
     }
     port.onmessage = (ev) => {
       const m = ev.data || {};
       if (m.ready) {
+        clearTimeout(readyTimer);
+        if (ended) return;
         // The worker knows the address: fetch it in a hidden frame, which the browser turns
         // into a download (Content-Disposition: attachment).
         frame = document.createElement("iframe");
         frame.hidden = true;
         frame.src = path;
         document.body.append(frame);
+        startTimer = setTimeout(() => {
+          if (t.state === "running") cancelTransfer(t, "the browser did not start the download", CODE.storageFailed);
+        }, START_MS);
+        answerReady(true);
+      } else if (m.started) {
+        clearTimeout(startTimer); // the browser fetched the download
       } else if (m.digest instanceof Uint8Array) {
-        if (digested) digested({ digest: m.digest, blob: null });
+        if (digested) digested.resolve({ digest: m.digest, blob: null });
         digested = null;
       } else if (typeof m.written === "number") {
         if (t.state === "running") grant(t, m.written);
+      } else if (m.closed) {
+        const c = closed;
+        closed = null;
+        end(new Error("the download ended"));
+        if (c) c.resolve();
       } else if (m.cancelled !== undefined && !ended) {
-        // The download was cancelled in the browser: the transfer with it.
-        ended = true;
-        clearInterval(keepalive);
-        if (t.state === "running" || t.state === "verifying") cancelTransfer(t);
+        // The download was cancelled in the browser: the transfer with it. After `done`,
+        // the verdict waiting on the digest or the last bytes fails (onDone).
+        end(new Error("the download was cancelled in the browser"));
+        if (t.state === "running") cancelTransfer(t, "the download was cancelled in the browser");
       }
     };
-    streamer.postMessage({ type: "tidings-stream", path, name: t.name, size: t.size }, [channel.port2]);
+    worker.postMessage({ type: "tidings-stream", path, name: t.name, size: t.size }, [channel.port2]);
     return sink;
   }
 

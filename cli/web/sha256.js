@@ -111,6 +111,8 @@
   // encodes and moves the next chunks. Messages, answered in order:
   //   {job, bytes}              adds bytes (an ArrayBuffer or Uint8Array, transferred)
   //   {job, bytes, keep: true}  adds them and keeps them for the Blob the digest returns
+  //   {job, bytes, ack: true}   adds them and answers {job, hashed: bytes of the job so far},
+  //                             so that a sender can bound what waits here to be hashed
   //   {job, digest: true, type} -> {job, digest: Uint8Array(32), blob: Blob | null}
   //   {job, drop: true}         forgets the job (a cancelled or failed transfer)
   // A Blob made here holds the kept bytes without a copy back to the page.
@@ -126,6 +128,7 @@
       if (m.bytes) {
         j.hash.update(m.bytes);
         if (m.keep) j.parts.push(m.bytes);
+        if (m.ack) self.postMessage({ job: m.job, hashed: j.hash.length });
       }
       if (m.digest) {
         jobs.delete(m.job);

@@ -15,11 +15,19 @@
 // The digest: this worker hashes the chunks as they pass (sha256.js), so that they cross
 // from the page once, and tells the page the digest when asked ({digest} after the last
 // chunk). The stream is written before the sender's digest is known, so the download is
-// therefore not finished (closed) until the page has checked the digest: the browser keeps
-// it as an unfinished download until then. On a digest mismatch, a cancel, or the
-// connection lost, the page sends {error} and the stream is errored: the browser marks the
-// download failed (and discards its partial file), and the page's card says why. Cancelling
-// the download in the browser cancels the transfer ({cancelled} to the page).
+// not finished (closed) until the page has checked the digest: the browser keeps it as an
+// unfinished download until then. Then the page sends {close}; once the download has taken
+// every queued byte the stream closes and this worker answers {closed}, and only then does
+// the page send its verdict, `complete` (spec §7.4 rule 5: every byte written). On a digest
+// mismatch, a cancel, or the connection lost, the page sends {error} and the stream is
+// errored: the browser marks the download failed (and discards its partial file), and the
+// page's card says why. Cancelling the download in the browser, before {closed}, fails the
+// transfer ({cancelled} to the page). When the browser fetches the download address the
+// page is told ({started}); it gives up on a download that does not start.
+//
+// Versions: a new sw.js is not activated while a tab uses this one (no skipWaiting), so a
+// stream in progress keeps the worker that serves it; the page pings that worker to keep
+// it running.
 //
 // Safety: the response is always application/octet-stream with Content-Disposition:
 // attachment, nosniff and a sandboxing CSP, so a peer's file is never shown as a document
@@ -35,7 +43,6 @@ importScripts("sha256.js");
 // path -> download state, from the page's message until the browser fetches the path
 const pending = new Map();
 
-self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (ev) => ev.waitUntil(self.clients.claim()));
 
 self.addEventListener("message", (ev) => {
@@ -82,6 +89,7 @@ self.addEventListener("fetch", (ev) => {
   const d = pending.get(url.pathname);
   if (!d) return; // everything else goes to the server as usual
   pending.delete(url.pathname); // one download per address
+  d.port.postMessage({ started: true });
   const headers = {
     "Content-Type": "application/octet-stream",
     "Content-Disposition": `attachment; filename="${d.name.ascii}"; filename*=UTF-8''${d.name.encoded}`,
@@ -112,6 +120,7 @@ function body(d) {
             resolve();
           } else if (d.end && d.end.close) {
             ctl.close();
+            d.port.postMessage({ closed: true }); // the download took every byte
             d.port.close();
             resolve();
           } else {
@@ -132,8 +141,16 @@ function body(d) {
 // A file name for Content-Disposition: no controls, quotes, backslashes or path separators;
 // `ascii` for filename=, `encoded` (RFC 5987) for filename*=. The browser reduces it further.
 function safeName(name) {
-  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f"\\/:*?<>|\u202a-\u202e\u2066-\u2069]/g, "_").trim() || "file";
+  // A lone UTF-16 surrogate would make encodeURIComponent throw: it becomes U+FFFD.
+  const whole = typeof name.toWellFormed === "function" ? name.toWellFormed()
+    : name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+  const clean = whole.replace(/[\u0000-\u001f\u007f-\u009f"\\/:*?<>|\u202a-\u202e\u2066-\u2069]/g, "_").trim() || "file";
   const ascii = clean.replace(/[^\u0020-\u007e]/g, "_");
-  const encoded = encodeURIComponent(clean).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  let encoded;
+  try {
+    encoded = encodeURIComponent(clean).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  } catch {
+    encoded = "file";
+  }
   return { ascii, encoded };
 }
