@@ -80,9 +80,7 @@ pub fn rows(ctx: &Ctx) -> Vec<Row> {
     };
     match measured {
         Ok((digest, t, s, server_cpu, socat_cpu)) => {
-            let gbs =
-                |secs: &[f64]| -> Vec<f64> { secs.iter().map(|s| size as f64 / s / 1e9).collect() };
-            let (tg, sg) = (gbs(&t), gbs(&s));
+            let (tg, sg) = (gbs(size, &t), gbs(size, &s));
             let tm = median(&tg);
             rows.push(match &ceiling {
                 Ok(ceiling) => {
@@ -297,14 +295,8 @@ fn tcp_hop_cpu(size: u64) -> Result<f64, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let writer = std::thread::spawn(move || -> Result<f64, String> {
         let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-        let buf = vec![0x5au8; IO_BUFFER];
         let start = procs::thread_cpu_secs();
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            s.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-            left -= n as u64;
-        }
+        write_size(&mut s, size)?;
         Ok(procs::thread_cpu_secs() - start)
     });
     let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
@@ -325,6 +317,23 @@ fn tcp_hop_cpu(size: u64) -> Result<f64, String> {
     Ok(writer + reader)
 }
 
+/// Writes `size` bytes to `w` in writes of [`IO_BUFFER`] (the contents do not matter).
+fn write_size(w: &mut impl std::io::Write, size: u64) -> Result<(), String> {
+    let buf = vec![0x5au8; IO_BUFFER];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        w.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// `size` bytes moved in each of `secs`, as GB/s (10⁹ B/s).
+fn gbs(size: u64, secs: &[f64]) -> Vec<f64> {
+    secs.iter().map(|s| size as f64 / s / 1e9).collect()
+}
+
 /// CPU seconds to read `path` (in the page cache: it was just written and hashed).
 fn file_read_cpu(path: &Path) -> Result<f64, String> {
     use std::io::Read as _;
@@ -339,14 +348,8 @@ fn file_read_cpu(path: &Path) -> Result<f64, String> {
 /// after; the file is removed.
 fn file_write_cpu(path: &Path, size: u64) -> Result<(f64, f64), String> {
     let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    let buf = vec![0xa5u8; IO_BUFFER];
     let start = procs::thread_cpu_secs();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-        left -= n as u64;
-    }
+    write_size(&mut f, size)?;
     let cpu = procs::thread_cpu_secs() - start;
     let synced = Instant::now();
     f.sync_all().map_err(|e| e.to_string())?;
@@ -366,8 +369,7 @@ fn over_tls(ctx: &Ctx, input: &Path, digest: &str, reps: usize, size: u64) -> Re
         |rep| tidings_once(ctx, input, digest, rep, true).map(|(secs, _)| secs),
         |rep| tidings_once(ctx, input, digest, rep, false).map(|(secs, _)| secs),
     )?;
-    let gbs = |secs: &[f64]| -> Vec<f64> { secs.iter().map(|s| size as f64 / s / 1e9).collect() };
-    let (tg, pg) = (gbs(&tls), gbs(&plain));
+    let (tg, pg) = (gbs(size, &tls), gbs(size, &plain));
     let (tm, pm) = (median(&tg), median(&pg));
     let ratio = tm / pm;
     Ok(Row {
@@ -553,7 +555,7 @@ fn same_job(
     for rep in 0..reps {
         secs.push(socat_hashed_once(ctx, input, digest, rep)?);
     }
-    let gbs: Vec<f64> = secs.iter().map(|s| size as f64 / s / 1e9).collect();
+    let gbs = gbs(size, &secs);
     let (tm, sm) = (median(tidings_gbs), median(&gbs));
     Ok(Row {
         id: "relay-same-job",
