@@ -83,6 +83,7 @@ serve_file! {
     rate_limit_grace_ms: u64,
     relay_budget_mib: usize,
     chat_budget_mib: usize,
+    presence_ms: u64,
     default_room: String,
     rooms: Vec<String>,
     only_listed_rooms: bool,

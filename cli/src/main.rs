@@ -311,6 +311,12 @@ struct ServeArgs {
     /// with `slow-consumer`.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     chat_budget_mib: usize,
+    /// How long news of arrivals and departures may wait to be told to everyone, in
+    /// milliseconds: a burst of joins then costs each client one write per interval instead
+    /// of one per join. Anything else sent to a client carries the news before it. 0 tells
+    /// each at once.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    presence_ms: u64,
     /// The room every client is in when it arrives (the only room of clients that do not
     /// speak rooms).
     #[arg(long, default_value = "lobby", value_name = "ROOM")]

@@ -85,6 +85,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         rate_limit_grace: Duration::from_millis(args.rate_limit_grace_ms),
         relay_budget: args.relay_budget_mib.saturating_mul(1 << 20),
         chat_budget: args.chat_budget_mib.saturating_mul(1 << 20),
+        presence_interval: Duration::from_millis(args.presence_ms),
         rooms: RoomConfig {
             default_room: args.default_room.clone(),
             open: args.rooms.clone(),

@@ -1,6 +1,7 @@
 //! Chat end to end over real sockets, against both servers: broadcast, private, presence,
 //! the peer list, refused names, dead peers, bans, shutdown.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use tidings_e2e::smol_client::*;
@@ -228,17 +229,18 @@ fn shutdown_says_goodbye_to_everyone(kind: ServerKind) {
     server.stop();
 }
 
-/// Many clients on one server: 500 by default (presence makes joining quadratic: every join
-/// is announced to everyone), `TIDINGS_CLIENTS=N` for more.
+/// Many clients on one server: 500 by default, `TIDINGS_CLIENTS=N` for more. Joins are told
+/// in batches (as `tidings serve` does), so each client must have heard of every later
+/// arrival by the time the server's broadcast reaches it: its welcome list and the joins it
+/// heard add up to everyone, once each.
 fn many_clients_join_and_hear_a_broadcast(kind: ServerKind) {
     // Every client comes from 127.0.0.1: lift the per-address cap (default 256).
-    let server = TestServer::start(
-        kind,
-        ServerConfig {
-            max_per_address: 0,
-            ..ServerConfig::default()
-        },
-    );
+    let mut config = ServerConfig {
+        max_per_address: 0,
+        ..ServerConfig::default()
+    };
+    config.hub.presence_interval = Duration::from_millis(100);
+    let server = TestServer::start(kind, config);
     let n: usize = std::env::var("TIDINGS_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -254,8 +256,21 @@ fn many_clients_join_and_hear_a_broadcast(kind: ServerKind) {
         assert_eq!(server.peer_count(), n);
         server.say(None, "to all of you").unwrap();
         for c in &clients {
-            let ev = wait_for(c, |e| matches!(e, ClientEvent::Text { .. })).await;
+            let mut known: BTreeSet<String> = c.online_at_join().iter().cloned().collect();
+            let ev = wait_for(c, |e| {
+                if let ClientEvent::Joined(name) = e {
+                    assert!(known.insert(name.clone()), "{name} announced twice");
+                }
+                matches!(e, ClientEvent::Text { .. })
+            })
+            .await;
             assert!(matches!(ev, ClientEvent::Text { ref from, .. } if from == "server"));
+            assert_eq!(
+                known.len(),
+                n,
+                "{}: who is online before the broadcast",
+                c.name()
+            );
         }
         eprintln!(
             "{n} clients joined in {:.2} s; broadcast delivered to all after {:.2} s",

@@ -6,7 +6,8 @@
 //! random others at 10,000 messages/s in total; p50/p99 from each message's write to its
 //! delivery. Both run once against each broker (`fanout-nats`, `fanout`, and so on).
 //! Row 6, idle connections: 10,000 clients that only send heartbeats; server RSS per
-//! connection. Servers run on CPU 0, the load generator (one thread) on CPU 1.
+//! connection. Row `joins`: the time 10,000 clients take to be welcomed. Servers run on
+//! CPU 0, the load generator (one thread) on CPU 1.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -299,6 +300,87 @@ pub fn idle_tls(ctx: &Ctx) -> Row {
         }
         Err(e) => Row::not_measured("idle-tls", &what, target, e),
     }
+}
+
+/// Row `joins`: 10,000 clients connecting at once (64 handshakes in flight), until the last
+/// is welcomed, against mosquitto's CONNACKs for the same connections.
+pub fn joins(ctx: &Ctx) -> Row {
+    let clients: usize = if ctx.quick { 2000 } else { 10_000 };
+    let what = format!("{clients} joins until every client is welcomed (seconds)");
+    let target = "≤ 1.0× peer's time";
+    let reps = if ctx.quick { 1 } else { 3 };
+    let cpu = std::cell::RefCell::new((Vec::new(), Vec::new()));
+    let result = alternate(
+        reps,
+        |_| {
+            let (secs, cpu_secs) = joins_once(ctx, Proto::Tidings, clients)?;
+            cpu.borrow_mut().0.push(cpu_secs);
+            Ok(secs)
+        },
+        |_| {
+            let (secs, cpu_secs) = joins_once(ctx, Proto::Mqtt, clients)?;
+            cpu.borrow_mut().1.push(cpu_secs);
+            Ok(secs)
+        },
+    );
+    let (tidings_cpu, peer_cpu) = cpu.into_inner();
+    match result {
+        Ok((t, m)) => {
+            let (tm, mm) = (median(&t), median(&m));
+            let ratio = mm / tm;
+            Row {
+                id: "joins",
+                what,
+                tidings: format!("{tm:.2} s"),
+                peer: format!("mosquitto {mm:.2} s"),
+                ratio: Some(ratio),
+                target: target.into(),
+                verdict: at_least(ratio, 1.0),
+                notes: format!(
+                    "ratio = peer's time ÷ tidings' (more is better). {reps} repetitions each, \
+                     alternated, fresh server each; the load generator's idle clients (one \
+                     thread, 64 handshakes in flight) from the first connect until the last \
+                     `welcome` (MQTT: CONNACK). Every tidings client is in the default room, so \
+                     each welcome lists everyone present and everyone hears of each join: \
+                     `tidings serve` tells joins in batches, at most one write per client per \
+                     100 ms (`--presence-ms`). Seconds tidings {}, mosquitto {}; server CPU \
+                     seconds tidings {}, mosquitto {}.",
+                    list(&t, 2),
+                    list(&m, 2),
+                    list(&tidings_cpu, 2),
+                    list(&peer_cpu, 2)
+                ),
+            }
+        }
+        Err(e) => Row::not_measured("joins", &what, target, e),
+    }
+}
+
+/// One run of the `joins` row: seconds until every client was welcomed, and the server's
+/// CPU seconds meanwhile.
+fn joins_once(ctx: &Ctx, proto: Proto, clients: usize) -> Result<(f64, f64), String> {
+    let server = servers::start(ctx, proto, None)?;
+    let limit = Duration::from_secs(180);
+    let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
+    cmd.args(["load", "idle"])
+        .arg(format!("proto={}", proto.name()))
+        .arg(format!("addr=127.0.0.1:{}", server.port))
+        .arg(format!("limit_ms={}", limit.as_millis()))
+        .arg(format!("clients={clients}"))
+        .arg("heartbeat_ms=10000")
+        .arg("hold_ms=0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let cpu_before = procs::stat(server.guard.pid())?.cpu_secs;
+    let began = Instant::now();
+    let mut load = Guard::spawn(cmd, "the joins load")?;
+    let out = load.stdout().ok_or("no stdout")?;
+    procs::wait_line(out, "ready", limit)
+        .map_err(|e| format!("{}: the clients did not all join: {e}", proto.name()))?;
+    let secs = began.elapsed().as_secs_f64();
+    let cpu = procs::stat(server.guard.pid())?.cpu_secs - cpu_before;
+    load.expect_success(Duration::from_secs(30))?;
+    Ok((secs, cpu))
 }
 
 fn idle_once(

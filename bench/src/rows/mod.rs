@@ -36,6 +36,7 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("latency-nats", |c| vec![broker::latency(c, Proto::Nats)]),
     ("latency", |c| vec![broker::latency(c, Proto::Mqtt)]),
     ("idle", |c| vec![broker::idle(c)]),
+    ("joins", |c| vec![broker::joins(c)]),
     ("idle-tls", |c| vec![broker::idle_tls(c)]),
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
     ("ws-broadcast-tls", |c| vec![ws_broadcast::row_tls(c)]),

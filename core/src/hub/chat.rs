@@ -237,6 +237,8 @@ impl Hub {
         conn: ConnId,
         send: impl FnOnce(&mut Session) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
+        // Whatever `conn` is sent comes after the membership news it has still to hear.
+        self.tell_pending(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return Err(SendError::NotOpen);
         };

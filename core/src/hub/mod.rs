@@ -118,6 +118,7 @@
 //! assert_eq!((peer.as_str(), private, text.as_str()), ("server", true, "welcome, alice"));
 //! ```
 
+mod announce;
 mod chat;
 mod conn_table;
 mod files;
@@ -139,6 +140,7 @@ pub use types::{ConnId, FileHandle, HubConfig, HubConfigError, HubError, HubEven
 use crate::session::{Config as SessionConfig, Event, Session};
 use crate::wire::Utf8;
 use crate::ErrorCode;
+use announce::Announcements;
 use conn_table::ConnTable;
 use rate::rate_limits;
 use relay::Relays;
@@ -169,6 +171,9 @@ struct Conn {
     /// Kept here rather than in a member table: every connection is in it, and a table
     /// entry would cost an idle connection more than this byte.
     in_default_room: bool,
+    /// The first item of the default room's pending membership news it has not heard
+    /// (see `announce`).
+    heard: u32,
     /// When the hub first saw the session closed.
     closed_at: Option<Instant>,
     /// The [`Hub::timer_round`] in which [`Hub::handle_timeout`] last ran this session's
@@ -197,6 +202,8 @@ pub struct Hub {
     names: BTreeMap<String, ConnId>,
     /// Every room and who is in it.
     rooms: Rooms,
+    /// The default room's membership news not yet told to everyone.
+    announcements: Announcements,
     /// `name_key` of a banned name → when its ban ends ([`Hub::ban`]). Only the operator
     /// adds to it; ended bans are dropped at the next ban.
     bans: BTreeMap<String, Instant>,
@@ -268,6 +275,7 @@ impl Hub {
             conns: ConnTable::default(),
             names: BTreeMap::new(),
             rooms,
+            announcements: Announcements::default(),
             bans: BTreeMap::new(),
             timers: Timers::default(),
             timer_round: 1,
@@ -311,6 +319,7 @@ impl Hub {
             discard: false,
             counted: 0,
             in_default_room: false,
+            heard: 0,
             gone: false,
             close_reported: false,
             closed_at: None,
@@ -401,16 +410,24 @@ impl Hub {
             c.timers_round = self.timer_round;
             self.touch(id);
         }
+        if self.announcements.due().is_some_and(|t| t <= now) {
+            self.announce();
+        }
         self.run();
     }
 
     /// When [`Hub::handle_timeout`] must be called next: the earliest deadline of all
-    /// connections (O(log n)), or the last `now` while hub events wait to be polled.
+    /// connections (O(log n)) and of the membership news waiting to be told
+    /// ([`HubConfig::presence_interval`]), or the last `now` while hub events wait to be
+    /// polled.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.events.is_empty() {
             return Some(self.now);
         }
-        self.timers.first()
+        match (self.timers.first(), self.announcements.due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next bytes to write to `conn`. Take them as the socket accepts them (never into

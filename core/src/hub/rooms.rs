@@ -175,7 +175,7 @@ pub(super) enum News<'a> {
 
 impl News<'_> {
     /// The frame for a member of `room`: 1.1 (`rooms`) or 1.0 (the default room only).
-    fn render(&self, room: &Utf8, rooms: bool) -> Message {
+    pub(super) fn render(&self, room: &Utf8, rooms: bool) -> Message {
         match *self {
             News::Text { from, text } if rooms => Message::RoomText {
                 room: room.clone(),
@@ -431,9 +431,12 @@ impl Hub {
     fn enter_room(&mut self, id: ConnId, key: &Key, name: &Utf8) {
         self.rooms.list = None;
         if self.rooms.is_default(key) {
+            let next = self.announcements.next();
             if let Some(c) = self.conns.get_mut(&id) {
                 if !c.in_default_room {
                     c.in_default_room = true;
+                    // Its list comes from the live state, which holds all news pending.
+                    c.heard = next;
                     self.rooms.default_members += 1;
                 }
             }
@@ -452,6 +455,8 @@ impl Hub {
     fn leave_room(&mut self, id: ConnId, key: &str, name: &Utf8) {
         self.rooms.list = None;
         if self.rooms.is_default(key) {
+            // What it has still to hear of the room comes before its leaving.
+            self.tell_pending(id);
             if let Some(c) = self.conns.get_mut(&id) {
                 if c.in_default_room {
                     c.in_default_room = false;
@@ -496,10 +501,7 @@ impl Hub {
     fn member_names(&self, key: &str, last: Option<ConnId>) -> Vec<Utf8> {
         let mut names = Vec::with_capacity(self.rooms.size(key) + 1);
         let mut tail = None;
-        let mut add = |conn: ConnId| {
-            let Some(name) = self.peer_name(conn) else {
-                return;
-            };
+        let mut add = |conn: ConnId, name: &Utf8| {
             if Some(conn) == last {
                 tail = Some(name.clone());
             } else {
@@ -507,10 +509,19 @@ impl Hub {
             }
         };
         if self.rooms.is_default(key) {
-            let members = self.names.values().copied();
-            members.filter(|&c| self.in_room(c, key)).for_each(&mut add);
+            // Every welcome lists the default room: one look-up per member, not three.
+            for &conn in self.names.values() {
+                let member = self.conns.get(&conn).filter(|c| c.in_default_room);
+                if let Some(name) = member.and_then(|c| c.session.name()) {
+                    add(conn, name);
+                }
+            }
         } else if let Some(room) = self.rooms.map.get(key) {
-            room.members.values().for_each(|m| add(m.conn));
+            for m in room.members.values() {
+                if let Some(name) = self.peer_name(m.conn) {
+                    add(m.conn, name);
+                }
+            }
         }
         names.extend(tail);
         names
@@ -704,6 +715,12 @@ impl Hub {
         let Some(room) = self.rooms.map.get(key) else {
             return;
         };
+        if self.rooms.is_default(key) && matches!(news, News::Member { .. }) {
+            // Joins and departures of the default room are told in batches (`announce`).
+            let name = room.name.clone();
+            self.announce_later(&name, news, skip);
+            return;
+        }
         let (mut speakers, mut plain) = std::mem::take(&mut self.targets);
         speakers.clear();
         plain.clear();

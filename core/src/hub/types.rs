@@ -76,6 +76,17 @@ pub struct HubConfig {
     /// readers furthest behind go, and nobody else notices. Default 256 MiB; at least one
     /// connection's `session.max_queued_output` is always allowed.
     pub chat_budget: usize,
+    /// How long news of joins and departures in the default room may wait to be told, so
+    /// that a burst of arrivals costs each member one write per interval rather than one
+    /// per arrival (10 000 joins would otherwise be 50 million presence frames, each its
+    /// own write). A member that is sent anything else meanwhile hears the news first, so
+    /// no line ever arrives before the news of its sender; a new member's `welcome` lists
+    /// everyone present. Zero tells each join and departure at once.
+    ///
+    /// Default zero, so that without a clock the hub's output follows from its input alone
+    /// (what the spec's vectors and most embeddings expect); `tidings serve` sets 100 ms
+    /// (`--presence-ms`), which took 10 000 joins on one core from 13 s to about 4.
+    pub presence_interval: Duration,
     /// Rooms: the default room, who may open rooms, and the limits on rooms (spec §6.10).
     pub rooms: super::RoomConfig,
 }
@@ -93,6 +104,7 @@ impl Default for HubConfig {
             rate_limit_grace: Duration::from_secs(10),
             relay_budget: 256 << 20,
             chat_budget: 256 << 20,
+            presence_interval: Duration::ZERO,
             rooms: super::RoomConfig::default(),
         }
     }

@@ -551,6 +551,22 @@ impl Session {
         Ok(())
     }
 
+    /// Queues `frames`: whole frames, already encoded, each small enough to fit any peer's
+    /// frame limit (the hub's batches of membership news). Only the state and the output
+    /// bound are checked; shared rather than copied when nothing else is queued.
+    pub(crate) fn send_frames(&mut self, frames: &Bytes) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::NotOpen);
+        }
+        if self.control.len() + frames.len() > self.config.max_queued_output {
+            return Err(SendError::QueueFull);
+        }
+        self.send_preamble();
+        self.control.push_shared(frames);
+        self.last_tx = self.now;
+        Ok(())
+    }
+
     /// Client: chat text to `to` (empty: everyone). Server: deliver text from `to` (the
     /// sender) — prefer [`Session::send`] with [`Message::Text`] there, to set `private`.
     pub fn send_text(&mut self, to: &str, text: &str) -> Result<(), SendError> {
