@@ -97,6 +97,7 @@ async fn keep<S: AsyncRead + AsyncWrite + Unpin>(
     seed: u64,
 ) -> Result<(), String> {
     parser.drop_payloads();
+    parser.release_if_empty();
     let mut tick = tokio::time::interval(heartbeat);
     tick.tick().await;
     let mut out = Vec::new();
@@ -120,6 +121,7 @@ async fn keep<S: AsyncRead + AsyncWrite + Unpin>(
                         _ => {}
                     }
                 }
+                parser.release_if_empty();
             }
         }
         if !out.is_empty() {

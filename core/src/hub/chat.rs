@@ -306,13 +306,16 @@ impl Hub {
         };
         if refusal.is_none() {
             // `welcome` lists the default room, where the client enters.
-            let mut online = self.default_members();
-            online.push(name.clone());
+            let (count, entries) = self.default_room_listing(&name, false);
             let server = self.server_name.clone();
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if c.session.accept_hello(name.clone(), server, online).is_ok() {
+            let listing = (count, &entries[..]);
+            if c.session
+                .accept_hello_listed(name.clone(), server, listing)
+                .is_ok()
+            {
                 self.names.insert(key, id);
                 self.entered(id, &name);
                 let online = self.names.len();

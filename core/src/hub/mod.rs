@@ -125,6 +125,7 @@ mod files;
 mod rate;
 mod relay;
 mod rooms;
+mod roster;
 mod timers;
 mod types;
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::roster::Roster;
 use super::{ConnId, Hub, HubError, HubEvent};
 use crate::name::{name_key, validate_name};
 use crate::session::{RoomRequest, SendError};
@@ -109,15 +110,16 @@ type Key = Arc<str>;
 
 /// Every room and every connection's rooms.
 ///
-/// The default room's members are not listed here: each connection says whether it is in
-/// it (`Conn::in_default_room`), and the registry of names gives them in order.
+/// The default room's members are not in its table entry: each connection says whether it
+/// is in it (`Conn::in_default_room`), and `default_members` keeps their names as every
+/// welcome lists them.
 #[derive(Debug)]
 pub(super) struct Rooms {
     /// A room's key ([`name_key`] of its name) → the room. The default room's entry has no
-    /// members; `default_members` counts them.
+    /// members; `default_members` has them.
     map: BTreeMap<Key, Room>,
     default_key: Key,
-    default_members: usize,
+    default_members: Roster,
     /// A connection → the keys of its rooms but the default one, in the order joined.
     joined: HashMap<ConnId, Vec<Key>>,
     /// The `room-list` frame as last encoded, until a room or a member count changes: a
@@ -137,7 +139,7 @@ impl Rooms {
         Rooms {
             map,
             default_key,
-            default_members: 0,
+            default_members: Roster::default(),
             joined: HashMap::new(),
             list: None,
         }
@@ -150,7 +152,7 @@ impl Rooms {
     /// Members of the room `key`.
     fn size(&self, key: &str) -> usize {
         if self.is_default(key) {
-            return self.default_members;
+            return self.default_members.len();
         }
         self.map.get(key).map_or(0, |r| r.members.len())
     }
@@ -379,10 +381,14 @@ impl Hub {
         }
     }
 
-    /// A welcomed client enters the default room: its members (sorted, the newcomer last)
-    /// for `welcome`; the others are told once `welcome` is queued ([`Hub::entered`]).
-    pub(super) fn default_members(&self) -> Vec<Utf8> {
-        self.member_names(&self.rooms.default_key, None)
+    /// The default room's members as the `names` list of a `welcome` or `room-members`
+    /// for `me`: the count, and the names encoded, sorted, `me` last (a newcomer, not yet a
+    /// member, or a `member` already listed, then moved to the end).
+    pub(super) fn default_room_listing(&self, me: &Utf8, member: bool) -> (u32, BytesMut) {
+        let mut entries = BytesMut::new();
+        let skip = member.then_some(&**me);
+        let count = self.rooms.default_members.write(skip, me, &mut entries);
+        (count, entries)
     }
 
     /// `id`, just welcomed as `name`, is now in the default room.
@@ -437,7 +443,7 @@ impl Hub {
                     c.in_default_room = true;
                     // Its list comes from the live state, which holds all news pending.
                     c.heard = next;
-                    self.rooms.default_members += 1;
+                    self.rooms.default_members.insert(name);
                 }
             }
             return;
@@ -460,7 +466,7 @@ impl Hub {
             if let Some(c) = self.conns.get_mut(&id) {
                 if c.in_default_room {
                     c.in_default_room = false;
-                    self.rooms.default_members -= 1;
+                    self.rooms.default_members.remove(name);
                 }
             }
             return;
@@ -689,9 +695,20 @@ impl Hub {
     }
 
     fn send_members(&mut self, id: ConnId, key: &str) {
-        let names = self.member_names(key, Some(id));
         let room = self.rooms.map[key].name.clone();
-        if self.deliver(id, &Message::RoomMembers { room, names }) == Err(SendError::TooLarge) {
+        let result = if self.rooms.is_default(key) {
+            let Some(me) = self.peer_name(id).cloned() else {
+                return;
+            };
+            let (count, entries) = self.default_room_listing(&me, true);
+            let names = Vec::new();
+            let msg = Message::RoomMembers { room, names };
+            self.deliver_with(id, |s| s.send_listing(&msg, (count, &entries)))
+        } else {
+            let names = self.member_names(key, Some(id));
+            self.deliver(id, &Message::RoomMembers { room, names })
+        };
+        if result == Err(SendError::TooLarge) {
             // Only for the default room after `welcome` (a join checks first): thousands of
             // long names, more than the client's frame limit (at the 1 MiB minimum, about
             // 8000 names of 32 four-byte characters; `welcome` itself would not fit).

@@ -465,22 +465,52 @@ impl Session {
         server: Utf8,
         online: Vec<Utf8>,
     ) -> Result<(), SendError> {
-        if self.role != Role::Server || self.state != State::PendingAccept {
-            return Err(SendError::Invalid("no hello is waiting for an answer"));
-        }
-        let welcome = Message::Welcome(Welcome {
-            name: name.clone(),
+        let welcome = self.welcome(name.clone(), server, online);
+        self.welcomed(name, &welcome, None)
+    }
+
+    /// [`Session::accept_hello`] with the list of who is online already encoded: `count`
+    /// names as `str8` entries (the hub keeps its default room's members so).
+    pub(crate) fn accept_hello_listed(
+        &mut self,
+        name: Utf8,
+        server: Utf8,
+        (count, entries): (u32, &[u8]),
+    ) -> Result<(), SendError> {
+        let welcome = self.welcome(name.clone(), server, Vec::new());
+        self.welcomed(name, &welcome, Some((count, entries)))
+    }
+
+    fn welcome(&self, name: Utf8, server: Utf8, online: Vec<Utf8>) -> Message {
+        Message::Welcome(Welcome {
+            name,
             server,
             heartbeat_ms: millis(self.config.heartbeat_interval),
             timeout_ms: millis(self.config.heartbeat_timeout),
             max_frame: self.config.max_frame,
             capabilities: self.config.capabilities,
             online,
-        });
-        if welcome.encoded_len() > self.peer_max_frame as usize + crate::wire::HEADER_LEN {
+        })
+    }
+
+    /// Sends `welcome` (with its list in `listing`, if encoded apart) and opens the session.
+    fn welcomed(
+        &mut self,
+        name: Utf8,
+        welcome: &Message,
+        listing: Option<(u32, &[u8])>,
+    ) -> Result<(), SendError> {
+        if self.role != Role::Server || self.state != State::PendingAccept {
+            return Err(SendError::Invalid("no hello is waiting for an answer"));
+        }
+        let listed = listing.map_or(0, |(_, entries)| entries.len());
+        if welcome.encoded_len() + listed > self.peer_max_frame as usize + crate::wire::HEADER_LEN {
             return Err(SendError::TooLarge);
         }
-        self.queue(&welcome);
+        match listing {
+            None => self.queue(welcome),
+            Some(listing) => self.queue_listing(welcome, listing),
+        }
         self.name = Some(name);
         self.state = State::Open;
         self.handshake_deadline = None;
@@ -548,6 +578,18 @@ impl Session {
         self.send_preamble();
         self.control.push_shared(frame);
         self.last_tx = self.now;
+        Ok(())
+    }
+
+    /// [`Session::send`] for a message whose list of names is `count` names encoded apart,
+    /// as `str8` entries ([`Message::encode_listing`]).
+    pub(crate) fn send_listing(
+        &mut self,
+        msg: &Message,
+        listing: (u32, &[u8]),
+    ) -> Result<(), SendError> {
+        self.check_send(msg.encoded_len() + listing.1.len())?;
+        self.queue_listing(msg, listing);
         Ok(())
     }
 
@@ -707,6 +749,16 @@ impl Session {
     fn queue(&mut self, msg: &Message) {
         self.send_preamble();
         self.control.push(msg);
+        self.last_tx = self.now;
+    }
+
+    /// [`Session::queue`] for a message whose list of names is encoded apart
+    /// ([`Message::encode_listing`]).
+    fn queue_listing(&mut self, msg: &Message, (count, entries): (u32, &[u8])) {
+        let mut frame = BytesMut::new();
+        msg.encode_listing(count, entries, &mut frame);
+        self.send_preamble();
+        self.control.push_raw(&frame);
         self.last_tx = self.now;
     }
 

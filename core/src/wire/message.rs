@@ -817,6 +817,28 @@ impl Message {
         out[start + 4] = self.kind();
     }
 
+    /// [`Message::encode`] for a `welcome`, `room-members` or `peer-list` made with an empty
+    /// list of names, whose list is instead `count` names already encoded in `entries` (each
+    /// a `str8`, in order). The list is the last field of all three, so the frame is this
+    /// message's with the count set and the entries after it.
+    pub(crate) fn encode_listing(&self, count: u32, entries: &[u8], out: &mut BytesMut) {
+        debug_assert!(matches!(
+            self,
+            Message::Welcome(Welcome { online: names, .. })
+                | Message::RoomMembers { names, .. }
+                | Message::PeerList { names }
+                if names.is_empty()
+        ));
+        out.reserve(self.encoded_len() + entries.len());
+        let start = out.len();
+        self.encode(out);
+        let end = out.len();
+        out[end - 4..end].copy_from_slice(&count.to_be_bytes());
+        out.put_slice(entries);
+        let body_len = (out.len() - start - HEADER_LEN) as u32;
+        out[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
+    }
+
     /// The encoded size of the whole frame, header included.
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN + self.body_len()
