@@ -1,5 +1,6 @@
 //! The `--server` address: `HOST`, `HOST:PORT`, `IPv6`, `[IPv6]` or `[IPv6]:PORT`, the port
-//! 9988 when none is given, after `tls://` for TLS (or `tcp://`, the default, for plaintext).
+//! 9988 when none is given, after `tls://` for TLS (or `tcp://`, the default, for plaintext);
+//! several, separated by commas, for servers that share one chat (a cluster).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -22,6 +23,37 @@ impl std::fmt::Display for ServerAddr {
         }
         f.write_str(&self.addr)
     }
+}
+
+/// Every `--server` given: one or more, in the order to try them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Servers(pub Vec<ServerAddr>);
+
+impl std::fmt::Display for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, server) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            server.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--server`: addresses separated by commas, each as [`server`] takes it. A clap
+/// value parser.
+pub fn servers(s: &str) -> Result<Servers, String> {
+    let list = s
+        .split(',')
+        .map(|one| match one.trim() {
+            "" => Err(format!(
+                "an empty address in {s:?} ({FORMS}, separated by commas)"
+            )),
+            one => server(one),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Servers(list))
 }
 
 /// The port of a `--server` given without one (the port `tidings serve` listens on).
@@ -135,7 +167,17 @@ fn check_host(host: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::server;
+    use super::{server, servers};
+
+    #[test]
+    fn several_servers_are_separated_by_commas() {
+        let list = servers("a:1, tls://b:2,[::1]").unwrap();
+        let shown: Vec<String> = list.0.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["a:1", "tls://b:2", "[::1]:9988"]);
+        assert_eq!(list.to_string(), "a:1,tls://b:2,[::1]:9988");
+        assert!(servers("a:1,,b:2").unwrap_err().contains("empty address"));
+        assert!(servers("a:1,b:0").unwrap_err().contains("not a port"));
+    }
 
     #[test]
     fn a_missing_port_is_9988_and_a_given_one_is_kept() {

@@ -57,6 +57,8 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     };
     let mut first = true;
     let mut backoff = Duration::from_millis(500);
+    // Which `--server` to try first: after a lost connection, the one after it.
+    let mut server = 0;
     // Where we talk: `--room`'s room at first, kept across reconnections (rejoined).
     let mut place = Place {
         current: args.room.clone(),
@@ -67,10 +69,11 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
     loop {
         let connected = match input {
             // Until the first connection nothing is typed (and the terminal is untouched).
-            None => Some(connect(&args.conn, &mut config, true, out).await),
+            None => Some(connect(&args.conn, &mut config, true, out, &mut server).await),
             Some(input) => {
                 // No prompt while the line editor owns the terminal.
-                let attempt = or_quit(connect(&args.conn, &mut config, false, out), input).await;
+                let attempt = connect(&args.conn, &mut config, false, out, &mut server);
+                let attempt = or_quit(attempt, input).await;
                 unsent(attempt, out)
             }
         };
@@ -116,6 +119,7 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
             Outcome::Final(e) => return Err(e),
             Outcome::Lost(why) => {
                 tracing::info!(why = %crate::safe::inline(&why), "connection lost");
+                server += 1;
                 out.event(
                     "reconnecting",
                     format_args!(

@@ -388,9 +388,11 @@ struct Conn {
     #[arg(long)]
     name: String,
     /// The server's address: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT (port 9988 when
-    /// omitted); tls://HOST:PORT connects with TLS.
-    #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::server)]
-    server: addr::ServerAddr,
+    /// omitted); tls://HOST:PORT connects with TLS. Several, separated by commas
+    /// (a:9988,b:9988): tried in order until one answers; a chat that loses its server goes
+    /// on to the next.
+    #[arg(long, default_value = DEFAULT_ADDR, value_parser = addr::servers)]
+    server: addr::Servers,
     /// With tls://: trust the certificate authorities in this PEM file (a private CA, such
     /// as the ca.pem of `tidings cert`) instead of the system's.
     #[arg(long, value_name = "FILE")]

@@ -240,7 +240,7 @@ pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     let items = list(&args.files, out)?;
     let mut config = ClientConfig::default();
     config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
-    let client = connect(&args.conn, &mut config, true, out).await?;
+    let client = connect(&args.conn, &mut config, true, out, &mut 0).await?;
     if let Some(room) = args.room.clone() {
         // The room's other members as the server listed them when we came in (spec: no room
         // offer on the wire; one ordinary transfer to each member).

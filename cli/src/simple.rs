@@ -7,6 +7,7 @@ use tidings_core::name::name_key;
 use tidings_core::wire::MIN_MAX_FRAME;
 use tidings_smol::{Client, ClientConfig, ClientEvent, ErrorCode};
 
+use crate::addr::ServerAddr;
 use crate::exit::{io_reason, CliError, Exit};
 use crate::out::Out;
 use crate::view::show;
@@ -14,6 +15,11 @@ use crate::{Conn, RecvArgs, SayArgs};
 
 /// Connects and shows the welcome. A server that does not complete the handshake within
 /// `--handshake-timeout-ms` (or closes, or is no tidings server) is exit 3.
+///
+/// With several `--server`s, they are tried in turn from the one at `first` (wrapping
+/// around) while a server cannot be reached or is full; `first` is then the one that
+/// answered (a chat that loses it starts from the next). A refusal of the name is the
+/// cluster's answer, not one server's: it ends the attempt.
 ///
 /// The password is `config`'s if it has one, else `--password-file`'s, else
 /// `TIDINGS_PASSWORD`'s; with none, when the server answers `auth-required`, `prompt` is
@@ -26,15 +32,58 @@ pub async fn connect(
     config: &mut ClientConfig,
     prompt: bool,
     out: &mut Out,
+    first: &mut usize,
 ) -> Result<Client, CliError> {
     config.session.handshake_timeout = Duration::from_millis(conn.handshake_timeout_ms);
-    config.tls = crate::tls::client(&conn.server, conn.ca.as_deref())?;
     if config.password.is_none() {
         config.password = crate::user::given_password(conn.password_file.as_deref())?;
     }
-    let addr = crate::shown_addr(&conn.server);
+    let servers = &conn.server.0;
+    let mut failed: Vec<String> = Vec::new();
+    for k in 0..servers.len() {
+        let i = (*first + k) % servers.len();
+        match connect_to(&servers[i], conn, config, prompt).await {
+            Ok(client) => {
+                *first = i;
+                tracing::debug!(peer = %client.peer_addr(), "connected");
+                show(
+                    out,
+                    &ClientEvent::Connected {
+                        name: client.name().to_string(),
+                        server: client.server_name().to_string(),
+                        online: client.online_at_join().to_vec(),
+                    },
+                );
+                return Ok(client);
+            }
+            Err((e, try_next)) if try_next && k + 1 < servers.len() => {
+                tracing::info!(server = %servers[i], why = %e.message, "trying the next server");
+                failed.push(e.message);
+            }
+            Err((mut e, _)) => {
+                if !failed.is_empty() {
+                    failed.push(e.message);
+                    e.message = failed.join("; ");
+                }
+                return Err(e);
+            }
+        }
+    }
+    unreachable!("at least one server is given, and the last attempt returns")
+}
+
+/// One server of [`connect`]'s: the client, or the error and whether another server might
+/// answer (this one cannot be reached, or is full).
+async fn connect_to(
+    server: &ServerAddr,
+    conn: &Conn,
+    config: &mut ClientConfig,
+    prompt: bool,
+) -> Result<Client, (CliError, bool)> {
+    config.tls = crate::tls::client(server, conn.ca.as_deref()).map_err(|e| (e, false))?;
+    let addr = crate::shown_addr(server);
     tracing::debug!(server = %addr, name = %conn.name, "connecting");
-    let mut attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+    let mut attempt = Client::connect(server.addr.as_str(), &conn.name, config.clone()).await;
     if config.token.is_some() {
         if let Err(tidings_smol::Error::Refused {
             code: ErrorCode::AuthFailed,
@@ -44,38 +93,42 @@ pub async fn connect(
             // The session token is no longer good (expired, or the server restarted): the
             // password again.
             config.token = None;
-            attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+            attempt = Client::connect(server.addr.as_str(), &conn.name, config.clone()).await;
         }
     }
     // A password or token goes only where it cannot be read on the way: over TLS, or to
     // this machine (the clients drop them otherwise, ClientConfig::for_peer). Nor does a
     // refusal on a plaintext connection, which anyone on the path could forge, get one
     // typed in.
-    let secure = config.tls.is_some() || only_loopback(&conn.server.addr);
+    let secure = config.tls.is_some() || only_loopback(&server.addr);
     if let Err(tidings_smol::Error::Refused {
         code: ErrorCode::AuthRequired,
         ..
     }) = &attempt
     {
         if secure && config.password.is_none() && prompt && std::io::stdin().is_terminal() {
-            config.password = Some(crate::user::prompt(&format!(
-                "{} is a registered name: its password: ",
-                conn.name
-            ))?);
-            attempt = Client::connect(conn.server.addr.as_str(), &conn.name, config.clone()).await;
+            config.password = Some(
+                crate::user::prompt(&format!(
+                    "{} is a registered name: its password: ",
+                    conn.name
+                ))
+                .map_err(|e| (e, false))?,
+            );
+            attempt = Client::connect(server.addr.as_str(), &conn.name, config.clone()).await;
         }
     }
-    let client = attempt.map_err(|e| CliError::from_runtime(e, &addr))?;
-    tracing::debug!(peer = %client.peer_addr(), "connected");
-    show(
-        out,
-        &ClientEvent::Connected {
-            name: client.name().to_string(),
-            server: client.server_name().to_string(),
-            online: client.online_at_join().to_vec(),
-        },
-    );
-    Ok(client)
+    attempt.map_err(|e| {
+        let full = matches!(
+            e,
+            tidings_smol::Error::Refused {
+                code: ErrorCode::ServerFull,
+                ..
+            }
+        );
+        let e = CliError::from_runtime(e, &addr);
+        let try_next = full || e.code == Exit::Unreachable;
+        (e, try_next)
+    })
 }
 
 /// Whether `to` names `me`, by the server's name key (so `ALICE` or `ａlice` for alice too):
@@ -105,7 +158,7 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
         ..ClientConfig::default()
     };
     config.session.transfer.max_path_depth = args.max_depth;
-    let client = connect(&args.conn, &mut config, true, out).await?;
+    let client = connect(&args.conn, &mut config, true, out, &mut 0).await?;
     let mut received = 0;
     if args.count == Some(0) {
         client.close().await;
@@ -171,7 +224,7 @@ pub async fn enter_room(
 pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     if let Some(room) = &args.room {
         let text = message(&args)?;
-        let client = connect(&args.conn, &mut ClientConfig::default(), true, out).await?;
+        let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut 0).await?;
         if let Err(e) = enter_room(&client, room, out).await {
             client.close().await;
             return Err(e);
@@ -211,7 +264,7 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     let to = args.to.clone().unwrap_or_default();
     not_to_self(&args.conn.name, &to, "send a message to")?;
     let text = message(&args)?;
-    let client = connect(&args.conn, &mut ClientConfig::default(), true, out).await?;
+    let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut 0).await?;
     client
         .say_to(&to, &text)
         .await

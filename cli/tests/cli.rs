@@ -534,6 +534,46 @@ fn chat_reconnects_after_the_server_comes_back() {
     again.expect(|v| v["event"] == "joined" && v["name"] == "rita");
 }
 
+/// An address where nothing listens (a port just freed).
+fn nobody_listening() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    addr
+}
+
+#[test]
+fn chat_goes_on_to_the_next_server_when_its_own_dies() {
+    let (first, a) = serve(&["--name", "first"]);
+    let (second, b) = serve(&["--name", "second"]);
+    let servers = format!("{a},{b}");
+    let mut chat = Proc::spawn(&["--json", "chat", "--name", "rita", "--server", &servers]);
+    assert_eq!(chat.expect_event("connected")["server"], "first");
+    drop(first); // killed without a goodbye
+    chat.expect_event("reconnecting");
+    assert_eq!(chat.expect_event("connected")["server"], "second");
+    second.expect(|v| v["event"] == "joined" && v["name"] == "rita");
+    chat.type_line("still here");
+    second.expect(|v| v["event"] == "text" && v["text"] == "still here");
+}
+
+#[test]
+fn a_one_shot_command_tries_each_server_until_one_answers() {
+    let (server, live) = serve(&[]);
+    let dead = nobody_listening();
+    let servers = format!("{dead},{live}");
+    let o = run(&["say", "--name", "sam", "--server", &servers, "hello"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    server.expect(|v| v["event"] == "text" && v["text"] == "hello");
+    // None answers: exit 3, one line naming each.
+    let other = nobody_listening();
+    let servers = format!("{dead},{other}");
+    let o = run(&["say", "--name", "sam", "--server", &servers, "hello"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert!(err.contains(&dead) && err.contains(&other), "{err}");
+}
+
 #[test]
 fn the_operator_console_talks_kicks_sends_and_quits() {
     let mut server = Proc::spawn(&["--json", "serve", "--listen", "127.0.0.1:0", "--console"]);
