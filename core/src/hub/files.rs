@@ -153,6 +153,10 @@ impl Hub {
             let reason = format!("no peer named {} is online", offer.peer);
             return self.cancel_end(h, ErrorCode::UnknownPeer, &reason);
         };
+        // An offer, like any line, comes after the news of its sender's arrival (and the
+        // sender hears of the receiver before the answer that names it).
+        self.tell_pending(target);
+        self.tell_pending(conn);
         let Some(t) = self.conns.get_mut(&target) else {
             return;
         };
