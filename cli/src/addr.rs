@@ -1,6 +1,6 @@
 //! The `--server` address: `HOST`, `HOST:PORT`, `IPv6`, `[IPv6]` or `[IPv6]:PORT`, the port
 //! 9988 when none is given, after `tls://` for TLS (or `tcp://`, the default, for plaintext);
-//! several, separated by commas, for servers that share one chat (a cluster).
+//! several, separated by commas, to be tried in turn.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

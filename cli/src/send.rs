@@ -240,7 +240,9 @@ pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
     let items = list(&args.files, out)?;
     let mut config = ClientConfig::default();
     config.session.transfer.offer_timeout = Duration::from_secs(args.accept_timeout);
-    let client = connect(&args.conn, &mut config, true, out, &mut 0).await?;
+    // Which `--server` answered: errors name it.
+    let mut at = 0;
+    let client = connect(&args.conn, &mut config, true, out, &mut at).await?;
     if let Some(room) = args.room.clone() {
         // The room's other members as the server listed them when we came in (spec: no room
         // offer on the wire; one ordinary transfer to each member).
@@ -264,7 +266,14 @@ pub async fn send(mut args: SendArgs, out: &mut Out) -> Result<(), CliError> {
             ));
         }
     }
-    let result = run(&client, &args, &items, out).await;
+    let result = run(
+        &client,
+        &args.conn.server.0[at].to_string(),
+        &args,
+        &items,
+        out,
+    )
+    .await;
     out.status(WAIT_LINE, None);
     out.bar_end(TOTAL_BAR);
     client.close().await;
@@ -355,8 +364,11 @@ impl Tally {
     }
 }
 
+/// Sends every item to every recipient through `client`, connected to `server` (named in
+/// errors).
 async fn run(
     client: &Client,
+    server: &str,
     args: &SendArgs,
     items: &[Item],
     out: &mut Out,
@@ -398,7 +410,7 @@ async fn run(
             let id = client
                 .send_source(&to, source)
                 .await
-                .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
+                .map_err(|e| CliError::from_runtime(e, server))?;
             tracing::debug!(id, path = %it.path.display(), to = %to, "offered");
             running.insert(
                 id,

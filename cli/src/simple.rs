@@ -19,7 +19,7 @@ use crate::{Conn, RecvArgs, SayArgs};
 /// With several `--server`s, they are tried in turn from the one at `first` (wrapping
 /// around) while a server cannot be reached or is full; `first` is then the one that
 /// answered (a chat that loses it starts from the next). A refusal of the name is the
-/// cluster's answer, not one server's: it ends the attempt.
+/// answer for the name, not a failure of one server: it ends the attempt.
 ///
 /// The password is `config`'s if it has one, else `--password-file`'s, else
 /// `TIDINGS_PASSWORD`'s; with none, when the server answers `auth-required`, `prompt` is
@@ -158,7 +158,9 @@ pub async fn recv(args: RecvArgs, out: &mut Out) -> Result<(), CliError> {
         ..ClientConfig::default()
     };
     config.session.transfer.max_path_depth = args.max_depth;
-    let client = connect(&args.conn, &mut config, true, out, &mut 0).await?;
+    // Which `--server` answered: errors name it.
+    let mut at = 0;
+    let client = connect(&args.conn, &mut config, true, out, &mut at).await?;
     let mut received = 0;
     if args.count == Some(0) {
         client.close().await;
@@ -224,12 +226,14 @@ pub async fn enter_room(
 pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     if let Some(room) = &args.room {
         let text = message(&args)?;
-        let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut 0).await?;
+        // Which `--server` answered: errors name it.
+        let mut at = 0;
+        let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut at).await?;
         if let Err(e) = enter_room(&client, room, out).await {
             client.close().await;
             return Err(e);
         }
-        let server = args.conn.server.to_string();
+        let server = args.conn.server.0[at].to_string();
         client
             .say_in(room, &text)
             .await
@@ -264,17 +268,19 @@ pub async fn say(args: SayArgs, out: &mut Out) -> Result<(), CliError> {
     let to = args.to.clone().unwrap_or_default();
     not_to_self(&args.conn.name, &to, "send a message to")?;
     let text = message(&args)?;
-    let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut 0).await?;
+    // Which `--server` answered: errors name it.
+    let mut at = 0;
+    let client = connect(&args.conn, &mut ClientConfig::default(), true, out, &mut at).await?;
     client
         .say_to(&to, &text)
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server.0[at].to_string()))?;
     // The list request is answered after the server routed our text, so an unknown
     // addressee's error arrives first.
     client
         .request_list()
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.conn.server.to_string()))?;
+        .map_err(|e| CliError::from_runtime(e, &args.conn.server.0[at].to_string()))?;
     loop {
         let Some(ev) = client.next_event().await else {
             return Err(CliError::lost(ErrorCode::PeerLost, "the connection ended"));

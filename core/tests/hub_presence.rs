@@ -118,3 +118,31 @@ fn a_line_or_an_offer_comes_after_the_news_of_its_sender() {
     assert_eq!(raw_heard(&net, bob), want);
     assert_eq!(heard(&mut net, "ann"), ["+cy"]);
 }
+
+#[test]
+fn a_batch_told_to_everyone_is_held_once_and_costs_nobody_the_chat_budget() {
+    // A budget far below the members × the batch: counted once per member, this batch of
+    // 150 arrivals (about 1.5 KiB) told to 200 members would be 200 KiB and disconnect
+    // most of them as slow consumers.
+    let mut config = HubConfig {
+        presence_interval: INTERVAL,
+        chat_budget: 64 << 10,
+        ..HubConfig::default()
+    };
+    config.session.max_queued_output = 64 << 10;
+    config.session.transfer = sim::hub::test_transfers();
+    let mut net = HubNet::new(config, 9);
+    for i in 0..50 {
+        net.join(&format!("early{i}"));
+    }
+    net.advance(INTERVAL);
+    for i in 0..150 {
+        net.join(&format!("late{i:03}"));
+    }
+    net.advance(INTERVAL);
+    assert_eq!(net.hub.peer_count(), 200, "nobody was dropped");
+    for i in 0..200 {
+        assert_eq!(net.online_seen_by(i).len(), 200, "{}", net.clients[i].name);
+    }
+    assert!(net.hub.chat_queued() <= 64 << 10);
+}

@@ -343,8 +343,10 @@ pub fn joins(ctx: &Ctx) -> Row {
                      `welcome` (MQTT: CONNACK). Every tidings client is in the default room, so \
                      each welcome lists everyone present and everyone hears of each join: \
                      `tidings serve` tells joins in batches, at most one write per client per \
-                     100 ms (`--presence-ms`). Seconds tidings {}, mosquitto {}; server CPU \
-                     seconds tidings {}, mosquitto {}.",
+                     100 ms (`--presence-ms`); the time stops at the last welcome, so the last \
+                     batch of news (at most one interval's joins, told after it) is not in it. \
+                     Seconds tidings {}, mosquitto {}; server CPU seconds tidings {}, mosquitto \
+                     {}.",
                     list(&t, 2),
                     list(&m, 2),
                     list(&tidings_cpu, 2),

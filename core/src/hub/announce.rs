@@ -5,9 +5,11 @@
 //! join or departure is encoded once per form (`presence` for 1.0 members, `member` for
 //! 1.1 members) into a pending batch, and the batch is told to every member at most once per
 //! [`super::HubConfig::presence_interval`]: one shared buffer, one write per member per
-//! interval, however many joined. A member that is sent anything else meanwhile hears what
+//! interval, however many joined. A member that is sent any chat, list, room or transfer
+//! message meanwhile (anything through `Hub::deliver_with`, and relayed offers) hears what
 //! is pending first, so nobody ever receives a line from someone before the news that they
-//! arrived, nor an answer that contradicts the news still to come.
+//! arrived, nor an answer that contradicts the news still to come. (Heartbeats and a
+//! closing `goodbye` name nobody and do not wait.)
 //!
 //! Items are numbered over the hub's life; each connection remembers the number of the
 //! first item it has not heard (`Conn::heard`). A member welcomed (or joining again) starts
@@ -156,6 +158,10 @@ impl Hub {
             return;
         }
         let heard = std::mem::replace(&mut c.heard, next);
+        if !c.session.is_open() {
+            // Leaving (the departures of a burst each come here): nothing to copy.
+            return;
+        }
         if let Some(news) = self.announcements.since(heard, c.session.rooms()) {
             let _ = self.deliver_with(id, |session| session.send_frames(&news));
         }

@@ -53,11 +53,12 @@
 //! * **Names**: a hello is refused with `name-invalid` (spec §6.1), `name-taken` (compared
 //!   by [`crate::name::name_key`]: case, full-width and look-alike letters folded; the
 //!   server's own name is always taken) or `server-full`; otherwise
-//!   the client gets `welcome` with everyone online and the others get `presence` joined.
+//!   the client gets `welcome` with everyone online and the others get `presence` joined,
+//!   at once or gathered over [`HubConfig::presence_interval`].
 //!   With [`HubConfig::accounts`] a valid hello first waits, unread, for the driver's
 //!   verdict on the name and the `login` before it ([`HubEvent::Verify`] → [`Hub::allow`] or
 //!   [`Hub::deny`]); the checks above are made when the verdict comes.
-//!   When a registered connection closes, the others get `presence` left.
+//!   When a registered connection closes, the others get `presence` left (the same way).
 //! * **Chat**: text and blobs addressed to nobody go to every other client; addressed to a
 //!   name, to that client only, marked private. The sender is always stamped with its
 //!   registered name, so nobody can speak for someone else. An unknown addressee gets the
@@ -218,8 +219,9 @@ pub struct Hub {
     /// Connections whose writer must be woken.
     ready: VecDeque<ConnId>,
     /// A room line's recipients that speak rooms, and those that do not (1.0 clients, in
-    /// the default room), kept between lines: a join's presence goes to everyone online, and
-    /// a list of thousands allocated per join is a large block for nothing.
+    /// the default room), kept between lines (the first also lists the members a batch of
+    /// presence news goes to): a list of thousands allocated each time is a large block for
+    /// nothing.
     targets: (Vec<ConnId>, Vec<ConnId>),
     events: VecDeque<HubEvent>,
     dropped_events: u64,

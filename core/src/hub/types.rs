@@ -69,7 +69,9 @@ pub struct HubConfig {
     pub relay_budget: usize,
     /// Most bytes of chat output (everything but file data: texts, blobs, presence, lists,
     /// errors) the hub may hold queued across all connections, not yet taken by their
-    /// writers. Each connection is held to `session.max_queued_output` on its own (4 MiB by
+    /// writers; a frame several connections share without a copy (a broadcast line, a
+    /// batch of presence news, at most one per connection) is held once and not counted.
+    /// Each connection is held to `session.max_queued_output` on its own (4 MiB by
     /// default); this bounds the sum, which 10 000 clients that stop reading could otherwise
     /// take to 40 GiB. When queuing takes the sum past it, the connections holding the most
     /// are disconnected with `slow-consumer` (15), largest first, until it fits again: the
@@ -79,9 +81,10 @@ pub struct HubConfig {
     /// How long news of joins and departures in the default room may wait to be told, so
     /// that a burst of arrivals costs each member one write per interval rather than one
     /// per arrival (10 000 joins would otherwise be 50 million presence frames, each its
-    /// own write). A member that is sent anything else meanwhile hears the news first, so
-    /// no line ever arrives before the news of its sender; a new member's `welcome` lists
-    /// everyone present. Zero tells each join and departure at once.
+    /// own write). A member that is sent any chat, list, room or transfer message meanwhile
+    /// hears the news first, so no line ever arrives before the news of its sender; a new
+    /// member's `welcome` lists everyone present. Zero tells each join and departure at
+    /// once.
     ///
     /// Default zero, so that without a clock the hub's output follows from its input alone
     /// (what the spec's vectors and most embeddings expect); `tidings serve` sets 100 ms

@@ -294,9 +294,13 @@ impl Session {
         self.control.len() + self.data_len()
     }
 
-    /// Bytes of everything but file data queued (the hub's chat budget counts these).
+    /// Bytes of everything but file data queued that this session holds on its own (the
+    /// hub's chat budget counts these). A frame queued shared with other sessions, not
+    /// copied (a broadcast line, a batch of presence news), is one buffer for all of them
+    /// and counts for none: counted once per recipient, a batch told to ten thousand members
+    /// would pass the budget at once and disconnect them, though it is held only once.
     pub(crate) fn queued_control(&self) -> usize {
-        self.control.len()
+        self.control.len() - self.control.shared_len()
     }
 
     /// Bytes of file data queued.

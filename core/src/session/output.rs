@@ -76,6 +76,11 @@ impl Lane {
         }
     }
 
+    /// Bytes of the frame queued shared with other lanes, not copied (`push_shared`).
+    pub(crate) fn shared_len(&self) -> usize {
+        self.shared.as_ref().map_or(0, Bytes::len)
+    }
+
     /// Queues raw bytes (the preamble).
     pub(crate) fn push_raw(&mut self, bytes: &[u8]) {
         self.room(bytes.len());
