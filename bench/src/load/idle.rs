@@ -112,13 +112,15 @@ async fn keep<S: AsyncRead + AsyncWrite + Unpin>(
                 if r.map_err(|e| e.to_string())? == 0 {
                     return Err("the server closed an idle connection".into());
                 }
-                while let Some(unit) = parser.next()? {
-                    match unit {
-                        Incoming::Ping(n) => proto::pong(parser.proto(), n, &mut out),
-                        Incoming::Closing(k, code) => {
-                    return Err(format!("the server closed with frame {k:#x}, code {code}"))
-                },
-                        _ => {}
+                loop {
+                    parser.skip_news();
+                    match parser.next()? {
+                        None => break,
+                        Some(Incoming::Ping(n)) => proto::pong(parser.proto(), n, &mut out),
+                        Some(Incoming::Closing(k, code)) => {
+                            return Err(format!("the server closed with frame {k:#x}, code {code}"))
+                        }
+                        Some(_) => {}
                     }
                 }
                 parser.release_if_empty();
