@@ -96,6 +96,22 @@ fn raw_heard(net: &HubNet, conn: tidings_core::hub::ConnId) -> Vec<String> {
 }
 
 #[test]
+fn a_batch_is_due_an_interval_after_its_first_item_not_its_last() {
+    let mut net = batched();
+    let start = net.now;
+    net.join("ann");
+    net.advance(INTERVAL / 2);
+    net.join("bob");
+    assert_eq!(net.hub.poll_timeout(), Some(start + INTERVAL));
+    net.advance(INTERVAL / 2);
+    assert_eq!(heard(&mut net, "ann"), ["+bob"]);
+    assert_eq!(
+        net.hub.poll_timeout().map(|t| t > net.now + INTERVAL),
+        Some(true)
+    );
+}
+
+#[test]
 fn a_line_or_an_offer_comes_after_the_news_of_its_sender() {
     let mut net = batched();
     let bob = net.raw_hello("bob", 0, DEFAULT_MAX_FRAME);

@@ -358,21 +358,34 @@ pub fn joins(ctx: &Ctx) -> Row {
     }
 }
 
+/// The idle load on the load core: `clients` clients of `proto` on `port` with 10 s
+/// heartbeats, all in within `limit`, held `hold_ms` once they are; its output piped.
+fn idle_load(
+    ctx: &Ctx,
+    proto: Proto,
+    port: u16,
+    (clients, limit): (usize, Duration),
+    hold_ms: u64,
+) -> std::process::Command {
+    let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
+    cmd.args(["load", "idle"])
+        .arg(format!("proto={}", proto.name()))
+        .arg(format!("addr=127.0.0.1:{port}"))
+        .arg(format!("limit_ms={}", limit.as_millis()))
+        .arg(format!("clients={clients}"))
+        .arg("heartbeat_ms=10000")
+        .arg(format!("hold_ms={hold_ms}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
 /// One run of the `joins` row: seconds until every client was welcomed, and the server's
 /// CPU seconds meanwhile.
 fn joins_once(ctx: &Ctx, proto: Proto, clients: usize) -> Result<(f64, f64), String> {
     let server = servers::start(ctx, proto, None)?;
     let limit = Duration::from_secs(180);
-    let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
-    cmd.args(["load", "idle"])
-        .arg(format!("proto={}", proto.name()))
-        .arg(format!("addr=127.0.0.1:{}", server.port))
-        .arg(format!("limit_ms={}", limit.as_millis()))
-        .arg(format!("clients={clients}"))
-        .arg("heartbeat_ms=10000")
-        .arg("hold_ms=0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let cmd = idle_load(ctx, proto, server.port, (clients, limit), 0);
     let cpu_before = procs::stat(server.guard.pid())?.cpu_secs;
     let began = Instant::now();
     let mut load = Guard::spawn(cmd, "the joins load")?;
@@ -411,17 +424,8 @@ fn idle_once_on(
     std::thread::sleep(Duration::from_millis(300));
     let before = procs::rss_kib(server.guard.pid())?;
     let limit = Duration::from_secs(180);
-    let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
-    cmd.args(["load", "idle"])
-        .arg(format!("proto={}", proto.name()))
-        .arg(format!("addr=127.0.0.1:{}", server.port))
-        .arg(format!("limit_ms={}", limit.as_millis()))
-        .arg(format!("clients={clients}"))
-        .arg("heartbeat_ms=10000")
-        .arg("hold_ms=12000")
-        .args(ca.map(|ca| format!("tls_ca={}", ca.display())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut cmd = idle_load(ctx, proto, server.port, (clients, limit), 12_000);
+    cmd.args(ca.map(|ca| format!("tls_ca={}", ca.display())));
     let mut load = Guard::spawn(cmd, "the idle load")?;
     let out = load.stdout().ok_or("no stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();

@@ -16,7 +16,7 @@
 //! after the last item: its list came from the live state, which already holds everything
 //! pending.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -60,15 +60,14 @@ impl Announcements {
         self.due
     }
 
-    /// Adds one item, in both forms.
-    pub(super) fn push(&mut self, plain: &Message, rooms: &Message, now: Instant, wait: Duration) {
+    /// Adds one item, in both forms (the hub sets when the batch is due).
+    pub(super) fn push(&mut self, plain: &Message, rooms: &Message) {
         // Offsets fit 32 bits: a batch holds at most an interval's joins and departures,
         // a few dozen bytes each.
         self.starts
             .push((self.plain.len() as u32, self.rooms.len() as u32));
         plain.encode(&mut self.plain);
         rooms.encode(&mut self.rooms);
-        self.due.get_or_insert(now + wait);
     }
 
     /// What a member that has heard up to `heard` has still to hear now, in its form
@@ -108,13 +107,11 @@ impl Hub {
         news: &News,
         skip: Option<ConnId>,
     ) {
-        let (now, wait) = (self.now, self.config.presence_interval);
-        self.announcements.push(
-            &news.render(room, false),
-            &news.render(room, true),
-            now,
-            wait,
-        );
+        let wait = self.config.presence_interval;
+        let batch = &mut self.announcements;
+        batch.push(&news.render(room, false), &news.render(room, true));
+        // Due an interval after the first item of the batch, not the last.
+        batch.due.get_or_insert(self.now + wait);
         let next = self.announcements.next();
         if let Some(c) = skip.and_then(|id| self.conns.get_mut(&id)) {
             c.heard = next;
@@ -211,23 +208,17 @@ mod tests {
 
     #[test]
     fn a_member_hears_exactly_the_items_after_the_last_it_heard() {
-        let now = Instant::now();
-        let wait = Duration::from_millis(100);
         let mut a = Announcements::default();
-        assert_eq!(a.due(), None);
         let (p1, r1) = item("ann");
         let (p2, r2) = item("bob");
-        a.push(&p1, &r1, now, wait);
+        a.push(&p1, &r1);
         let heard_one = a.next();
-        a.push(&p2, &r2, now + wait / 2, wait);
-        // Due an interval after the first item, not the last.
-        assert_eq!(a.due(), Some(now + wait));
+        a.push(&p2, &r2);
         assert_eq!(a.since(heard_one - 1, false).unwrap(), encoded(&[&p1, &p2]));
         assert_eq!(a.since(heard_one, true).unwrap(), encoded(&[&r2]));
         assert!(a.since(a.next(), false).is_none(), "nothing left to hear");
         let next = a.next();
         let batch = a.take();
-        assert_eq!(a.due(), None);
         assert_eq!(a.next(), next, "numbering goes on");
         assert_eq!(batch.since(heard_one, false).unwrap(), encoded(&[&p2]));
         assert_eq!(
@@ -239,15 +230,14 @@ mod tests {
 
     #[test]
     fn numbers_wrap_without_losing_an_item() {
-        let now = Instant::now();
         let mut a = Announcements {
             first: u32::MAX,
             ..Announcements::default()
         };
         let (p1, r1) = item("ann");
         let (p2, r2) = item("bob");
-        a.push(&p1, &r1, now, Duration::ZERO);
-        a.push(&p2, &r2, now, Duration::ZERO);
+        a.push(&p1, &r1);
+        a.push(&p2, &r2);
         assert_eq!(a.next(), 1);
         assert_eq!(a.since(0, false).unwrap(), encoded(&[&p2]));
         assert_eq!(
