@@ -89,6 +89,7 @@ macro_rules! text_traits {
     };
 }
 pub(crate) use text_traits;
+pub mod cluster;
 pub mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;

@@ -123,6 +123,8 @@ impl Hub {
 
     /// Tells every member of the default room what is pending: one shared buffer per form.
     pub(super) fn announce(&mut self) {
+        // The other nodes of a cluster hear this node's news in the same rhythm.
+        self.cluster_flush();
         let batch = self.announcements.take();
         let next = self.announcements.next();
         let mut behind = std::mem::take(&mut self.targets.0);

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::rooms::News;
 use super::{ConnId, Hub, HubError, HubEvent};
+use crate::cluster::Said;
 use crate::name::{name_key, validate_name};
 use crate::session::{Closed, SendError, Session};
 use crate::wire::{Hello, Message, Utf8, MIN_MAX_FRAME};
@@ -16,22 +17,16 @@ use crate::ErrorCode;
 /// payload by reference instead of copying it (its lanes copy frames only up to this size).
 const ENCODE_ONCE: usize = crate::session::COPY_LIMIT;
 
-/// What a client asked to deliver: text or a blob.
-enum Payload {
-    Text(Utf8),
-    Blob { media_type: Utf8, data: Bytes },
-}
-
-impl Payload {
+impl Said {
     /// The frame a recipient gets, stamped with the true sender.
-    fn message(&self, from: &Utf8, private: bool) -> Message {
+    pub(super) fn message(&self, from: &Utf8, private: bool) -> Message {
         match self {
-            Payload::Text(text) => Message::Text {
+            Said::Text(text) => Message::Text {
                 peer: from.clone(),
                 private,
                 text: text.clone(),
             },
-            Payload::Blob { media_type, data } => Message::Blob {
+            Said::Blob { media_type, data } => Message::Blob {
                 peer: from.clone(),
                 private,
                 media_type: media_type.clone(),
@@ -41,10 +36,10 @@ impl Payload {
     }
 
     /// The same as a room's news, from `from`.
-    fn news<'a>(&'a self, from: &'a Utf8) -> News<'a> {
+    pub(super) fn news<'a>(&'a self, from: &'a Utf8) -> News<'a> {
         match self {
-            Payload::Text(text) => News::Text { from, text },
-            Payload::Blob { media_type, data } => News::Blob {
+            Said::Text(text) => News::Text { from, text },
+            Said::Blob { media_type, data } => News::Blob {
                 from,
                 media_type,
                 data,
@@ -53,14 +48,14 @@ impl Payload {
     }
 
     /// What the server's participant sees.
-    fn event(self, from: Utf8, private: bool) -> HubEvent {
+    pub(super) fn event(self, from: Utf8, private: bool) -> HubEvent {
         match self {
-            Payload::Text(text) => HubEvent::Text {
+            Said::Text(text) => HubEvent::Text {
                 from,
                 private,
                 text,
             },
-            Payload::Blob { media_type, data } => HubEvent::Blob {
+            Said::Blob { media_type, data } => HubEvent::Blob {
                 from,
                 private,
                 media_type,
@@ -87,6 +82,10 @@ impl Hub {
                 .values()
                 .filter_map(|&c| self.peer_name(c).cloned()),
         );
+        if self.remote_peer_count() > 0 {
+            online.extend(self.remote_names().cloned());
+            online.sort_by_cached_key(|name| name_key(name));
+        }
         online
     }
 
@@ -171,6 +170,7 @@ impl Hub {
     /// exits waits until every connection [`Hub::is_finished`], or gives up and drops them.
     pub fn shutdown(&mut self, reason: &str) {
         self.shutting_down = true;
+        self.cluster_gone();
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             let Some(c) = self.conns.get_mut(&id) else {
@@ -266,6 +266,10 @@ impl Hub {
         let name = hello.name;
         // Without accounts a login is read and ignored; with them it goes to the judge.
         let login = self.conns.get_mut(&id).and_then(|c| c.session.take_login());
+        if self.cluster.is_some() && validate_name(&name).is_ok() {
+            self.cluster_hello(id, name, login);
+            return;
+        }
         if self.config.accounts && !self.shutting_down && validate_name(&name).is_ok() {
             self.verifying.insert(id, name.clone());
             self.emit(HubEvent::Verify {
@@ -297,7 +301,10 @@ impl Hub {
                 ErrorCode::Kicked,
                 format!("the name {name} is banned for another {secs} s"),
             ))
-        } else if self.names.contains_key(&key) || self.is_server_name(&name) {
+        } else if self.names.contains_key(&key)
+            || self.is_server_name(&name)
+            || self.is_remote(&name)
+        {
             Some((ErrorCode::NameTaken, format!("the name {name} is taken")))
         } else if self.names.len() >= self.config.max_peers {
             Some((ErrorCode::ServerFull, "the server is full".to_owned()))
@@ -343,31 +350,42 @@ impl Hub {
     }
 
     pub(super) fn on_text(&mut self, id: ConnId, peer: Utf8, text: Utf8) {
-        self.route(id, peer, Payload::Text(text));
+        self.route(id, peer, Said::Text(text));
     }
 
     pub(super) fn on_blob(&mut self, id: ConnId, peer: Utf8, media_type: Utf8, data: Bytes) {
-        self.route(id, peer, Payload::Blob { media_type, data });
+        self.route(id, peer, Said::Blob { media_type, data });
     }
 
     /// Delivers chat from `id` addressed to `peer` (empty: everyone).
-    fn route(&mut self, id: ConnId, peer: Utf8, payload: Payload) {
+    fn route(&mut self, id: ConnId, peer: Utf8, said: Said) {
         let Some(from) = self.peer_name(id).cloned() else {
             return;
         };
         if peer.is_empty() {
             // Everyone: the default room. Recipients whose frame limit is too small, or whose
             // queue is full, are not the sender's concern.
-            if self.say_in_default(id, &payload.news(&from)) {
-                self.emit(payload.event(from, false));
+            if self.say_in_default(id, &said.news(&from)) {
+                if !self.cluster_say(&from, &said) {
+                    let text = "the message is too large to reach the other servers".to_owned();
+                    self.error_to(id, ErrorCode::LimitExceeded, text);
+                }
+                self.emit(said.event(from, false));
             }
             return;
         }
         if self.is_server_name(&peer) {
-            self.emit(payload.event(from, true));
+            self.emit(said.event(from, true));
             return;
         }
         let Ok(target) = self.lookup(&peer) else {
+            if self.is_remote(&peer) {
+                if !self.cluster_private(&peer, &from, &said) {
+                    let text = format!("the message is too large to reach {peer}'s server");
+                    self.error_to(id, ErrorCode::LimitExceeded, text);
+                }
+                return;
+            }
             self.error_to(
                 id,
                 ErrorCode::UnknownPeer,
@@ -375,7 +393,7 @@ impl Hub {
             );
             return;
         };
-        if self.deliver(target, &payload.message(&from, true)) == Err(SendError::TooLarge) {
+        if self.deliver(target, &said.message(&from, true)) == Err(SendError::TooLarge) {
             let text = format!("the message is too large for {peer}");
             self.error_to(id, ErrorCode::LimitExceeded, text);
         }
@@ -389,6 +407,7 @@ impl Hub {
     /// A session ended: release its name and tell everyone else.
     pub(super) fn on_closed(&mut self, id: ConnId, how: Closed) {
         self.verifying.remove(&id);
+        self.cluster_closed(id);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };

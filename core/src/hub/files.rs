@@ -150,7 +150,14 @@ impl Hub {
             return;
         }
         let Ok(target) = self.lookup(&offer.peer) else {
-            let reason = format!("no peer named {} is online", offer.peer);
+            let reason = if self.is_remote(&offer.peer) {
+                format!(
+                    "{} is on another server of this cluster, and files do not cross servers",
+                    offer.peer
+                )
+            } else {
+                format!("no peer named {} is online", offer.peer)
+            };
             return self.cancel_end(h, ErrorCode::UnknownPeer, &reason);
         };
         // An offer, like any line, comes after the news of its sender's arrival (and the

@@ -121,6 +121,7 @@
 
 mod announce;
 mod chat;
+mod cluster;
 mod conn_table;
 mod files;
 mod rate;
@@ -240,6 +241,8 @@ pub struct Hub {
     /// With [`HubConfig::accounts`]: connections whose hello waits for a verdict → the name
     /// they asked for.
     verifying: HashMap<ConnId, Utf8>,
+    /// With [`HubConfig::cluster`]: this node's part of the cluster.
+    cluster: Option<Box<cluster::Cluster>>,
     shutting_down: bool,
 }
 
@@ -270,6 +273,7 @@ impl Hub {
         Arc::make_mut(&mut session_config).capabilities |= crate::wire::capability::ROOMS;
         SessionConfig::normalize(&mut session_config);
         let rooms = Rooms::new(&config.rooms);
+        let cluster = (config.cluster.clone()).map(|c| Box::new(cluster::Cluster::new(c, now)));
         Ok(Hub {
             session_config,
             server_name: Utf8::from(config.server_name.as_str()),
@@ -294,6 +298,7 @@ impl Hub {
             next_offer_id: 1,
             own: HashMap::new(),
             verifying: HashMap::new(),
+            cluster,
             shutting_down: false,
         })
     }
@@ -416,6 +421,9 @@ impl Hub {
         if self.announcements.due().is_some_and(|t| t <= now) {
             self.announce();
         }
+        if self.cluster_deadline().is_some_and(|t| t <= now) {
+            self.cluster_timeout(now);
+        }
         self.run();
     }
 
@@ -427,10 +435,14 @@ impl Hub {
         if !self.events.is_empty() {
             return Some(self.now);
         }
-        match (self.timers.first(), self.announcements.due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.first(),
+            self.announcements.due(),
+            self.cluster_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next bytes to write to `conn`. Take them as the socket accepts them (never into

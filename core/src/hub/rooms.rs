@@ -74,9 +74,9 @@ impl Default for RoomConfig {
 
 /// One room.
 #[derive(Debug)]
-struct Room {
+pub(super) struct Room {
     /// As it was first spelled.
-    name: Utf8,
+    pub(super) name: Utf8,
     /// A member's name key → its connection and whether it speaks rooms; ordered, so that
     /// member lists come sorted.
     members: BTreeMap<String, Member>,
@@ -117,9 +117,9 @@ type Key = Arc<str>;
 pub(super) struct Rooms {
     /// A room's key ([`name_key`] of its name) → the room. The default room's entry has no
     /// members; `default_members` has them.
-    map: BTreeMap<Key, Room>,
-    default_key: Key,
-    default_members: Roster,
+    pub(super) map: BTreeMap<Key, Room>,
+    pub(super) default_key: Key,
+    pub(super) default_members: Roster,
     /// A connection → the keys of its rooms but the default one, in the order joined.
     joined: HashMap<ConnId, Vec<Key>>,
     /// The `room-list` frame as last encoded, until a room or a member count changes: a
@@ -145,7 +145,7 @@ impl Rooms {
         }
     }
 
-    fn is_default(&self, key: &str) -> bool {
+    pub(super) fn is_default(&self, key: &str) -> bool {
         *self.default_key == *key
     }
 
@@ -400,6 +400,7 @@ impl Hub {
             name,
         };
         self.tell_room(&key, &news, Some(id));
+        self.cluster_presence(name, true);
         if self.conn_speaks_rooms(id) {
             self.send_members(id, &key);
         }
@@ -408,6 +409,7 @@ impl Hub {
     /// `id` (called `name`) went away: every room it was in is told, the default room first,
     /// then the others in the order joined.
     pub(super) fn departed(&mut self, id: ConnId, name: &Utf8) {
+        self.cluster_presence(name, false);
         let mut keys = self.rooms.joined.remove(&id).unwrap_or_default();
         if self.in_room(id, &self.rooms.default_key) {
             keys.insert(0, self.rooms.default_key.clone());
@@ -521,6 +523,10 @@ impl Hub {
                 if let Some(name) = member.and_then(|c| c.session.name()) {
                     add(conn, name);
                 }
+            }
+            if self.remote_peer_count() > 0 {
+                names.extend(self.remote_names().cloned());
+                names.sort_by_cached_key(|name| name_key(name));
             }
         } else if let Some(room) = self.rooms.map.get(key) {
             for m in room.members.values() {
@@ -728,7 +734,7 @@ impl Hub {
 
     /// Tells every member of the room `key` (but `skip`) the news, in the form each speaks:
     /// at most two frames, each encoded once.
-    fn tell_room(&mut self, key: &str, news: &News, skip: Option<ConnId>) {
+    pub(super) fn tell_room(&mut self, key: &str, news: &News, skip: Option<ConnId>) {
         let Some(room) = self.rooms.map.get(key) else {
             return;
         };

@@ -92,6 +92,10 @@ pub struct HubConfig {
     pub presence_interval: Duration,
     /// Rooms: the default room, who may open rooms, and the limits on rooms (spec §6.10).
     pub rooms: super::RoomConfig,
+    /// This hub is one node of a cluster (see [`crate::cluster`]): names are claimed in the
+    /// broker before `welcome`, and the default room and private messages span every node.
+    /// Default `None`: one server on its own.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for HubConfig {
@@ -109,6 +113,7 @@ impl Default for HubConfig {
             chat_budget: 256 << 20,
             presence_interval: Duration::ZERO,
             rooms: super::RoomConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -136,6 +141,9 @@ impl HubConfig {
                 error,
             })?;
         }
+        if let Some(cluster) = &self.cluster {
+            validate_name(&cluster.node).map_err(HubConfigError::NodeName)?;
+        }
         Ok(())
     }
 }
@@ -146,6 +154,9 @@ impl HubConfig {
 pub enum HubConfigError {
     /// The server's name breaks the naming rules of spec §6.1.
     ServerName(NameError),
+    /// The cluster node's name ([`crate::cluster::ClusterConfig::node`]) breaks the naming
+    /// rules of spec §6.1.
+    NodeName(NameError),
     /// A room's name (the default room's, or one to open) breaks the naming rules of spec
     /// §6.1.
     Room {
@@ -160,6 +171,7 @@ impl core::fmt::Display for HubConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             HubConfigError::ServerName(e) => write!(f, "invalid server name: {e}"),
+            HubConfigError::NodeName(e) => write!(f, "invalid cluster node name: {e}"),
             HubConfigError::Room { name, error } => {
                 write!(f, "invalid room name {name:?}: {error}")
             }
@@ -170,7 +182,9 @@ impl core::fmt::Display for HubConfigError {
 impl std::error::Error for HubConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HubConfigError::ServerName(e) | HubConfigError::Room { error: e, .. } => Some(e),
+            HubConfigError::ServerName(e)
+            | HubConfigError::NodeName(e)
+            | HubConfigError::Room { error: e, .. } => Some(e),
         }
     }
 }
@@ -265,6 +279,20 @@ pub enum HubEvent {
         name: Utf8,
         /// The `login` that came before the hello, if any.
         login: Option<session::Login>,
+    },
+    /// Another node of the cluster was heard for the first time (`up`), or stopped or went
+    /// silent for [`crate::cluster::ClusterConfig::node_timeout`] (its users left).
+    Node {
+        /// The node's name.
+        node: Utf8,
+        /// Heard (`true`) or gone.
+        up: bool,
+    },
+    /// The link to the cluster's broker was lost (`up` false) or is back
+    /// ([`super::Hub::cluster_link`]).
+    ClusterLink {
+        /// Whether the broker can be reached now.
+        up: bool,
     },
 }
 

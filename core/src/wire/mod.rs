@@ -7,7 +7,7 @@
 mod frame;
 mod message;
 mod preamble;
-mod reader;
+pub(crate) mod reader;
 mod utf8;
 
 pub use frame::{

@@ -55,7 +55,7 @@ impl Reader {
     /// split off as `Bytes`: that saves an atomic reference-count increment now and a
     /// decrement when the message is dropped, the largest cost of decoding a small frame.
     #[inline]
-    fn str_n(&mut self, n: usize) -> Result<Utf8, ProtocolError> {
+    pub(crate) fn str_n(&mut self, n: usize) -> Result<Utf8, ProtocolError> {
         self.need(n)?;
         if n <= INLINE_MAX {
             let s = Utf8::copy_short(&self.0, n)?;
@@ -76,6 +76,12 @@ impl Reader {
     pub(crate) fn str16(&mut self) -> Result<Utf8, ProtocolError> {
         let n = self.u16()? as usize;
         self.str_n(n)
+    }
+
+    /// The next `n` bytes, zero-copy.
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
+        self.need(n)?;
+        Ok(self.0.split_to(n))
     }
 
     /// The rest of the body as raw bytes.

@@ -141,7 +141,11 @@ pub fn test_transfers() -> tidings_core::transfer::TransferConfig {
 
 impl HubNet {
     pub fn new(config: HubConfig, seed: u64) -> HubNet {
-        let now = Instant::now();
+        HubNet::new_at(config, seed, Instant::now())
+    }
+
+    /// A hub whose clock starts at `now` (hubs of one cluster share a clock).
+    pub fn new_at(config: HubConfig, seed: u64, now: Instant) -> HubNet {
         HubNet {
             now,
             hub: Hub::new(config, now),

@@ -13,6 +13,9 @@
 //! * [`gateway::GatewayNet`]: a hub with WebSocket clients behind gateways (their output
 //!   plain, through one render cache, or through a real `WsConnection` pair) and native
 //!   clients.
+//! * [`cluster::ClusterNet`]: several [`HubNet`]s, each a node of one cluster, joined by an
+//!   in-memory broker (subjects, interest, a store of name claims that expire) that can lose,
+//!   repeat and hold back messages, cut a node off and crash it.
 //! * [`transfer`]: the application side of file transfers over a [`Pair`] ([`transfer::Host`],
 //!   [`transfer::run`]), with synthetic files of any size.
 //! * [`ws`]: WebSocket frames built by hand (also ones the encoder refuses), fed whole, byte by
@@ -22,6 +25,7 @@
 //! Every test binary compiles all of it and uses a part: unused items are expected.
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod gateway;
 pub mod hub;
 pub mod messages;

@@ -1,0 +1,672 @@
+//! The hub as one node of a cluster (see [`crate::cluster`]): claims of names, the users of
+//! other nodes in the default room, lines and private messages to and from them, and the
+//! liveness of the other nodes.
+//!
+//! What spans the cluster: names (claimed in the broker's store before `welcome`), the
+//! default room's members and its chat, and private messages. Other rooms, the server's own
+//! participant and file transfers stay on each node: an offer to a user of another node is
+//! refused with `unknown-peer` and a reason that says so.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::rooms::News;
+use super::{ConnId, Hub, HubEvent};
+use crate::cluster::{
+    claim_key, room_subject, user_subject, Change, ClusterConfig, ClusterOutput, NodeMessage,
+    Said, NODES_SUBJECT,
+};
+use crate::name::name_key;
+use crate::session::Login;
+use crate::wire::{MemberKind, Utf8};
+use crate::ErrorCode;
+
+/// Encoded names per roster part: well under any broker's payload limit.
+const ROSTER_PART: usize = 256 * 1024;
+
+/// Another node, as this one knows it.
+#[derive(Debug)]
+struct Node {
+    last_heard: Instant,
+    /// The last presence counter applied.
+    seq: u64,
+    /// Keys of its users.
+    users: HashSet<String>,
+}
+
+/// A user of another node.
+#[derive(Debug)]
+struct Remote {
+    name: Utf8,
+    node: Utf8,
+}
+
+/// The cluster state of a hub (`HubConfig::cluster`).
+#[derive(Debug)]
+pub(super) struct Cluster {
+    config: ClusterConfig,
+    node: Utf8,
+    out: VecDeque<ClusterOutput>,
+    /// Presence messages published.
+    seq: u64,
+    /// Joins and departures of this node's users not yet published.
+    pending: Vec<Change>,
+    nodes: HashMap<Utf8, Node>,
+    /// Name key → a user of another node.
+    remote: HashMap<String, Remote>,
+    /// Hellos waiting for their claim → the name and the login that came before it.
+    claiming: HashMap<ConnId, (Utf8, Option<Login>)>,
+    /// Connections holding a claim → its key.
+    claims: HashMap<ConnId, String>,
+    /// This node's users (registered connections); the default room's subject is heard while
+    /// there is one.
+    local: usize,
+    next_alive: Instant,
+    /// When this node last asked the others for their rosters (at most once an interval).
+    asked: Option<Instant>,
+    link_up: bool,
+    /// This node said it is gone (it shuts down): it publishes nothing more.
+    stopped: bool,
+}
+
+impl Cluster {
+    pub(super) fn new(config: ClusterConfig, now: Instant) -> Cluster {
+        let node = Utf8::from(config.node.as_str());
+        let mut out = VecDeque::new();
+        out.push_back(ClusterOutput::Subscribe(NODES_SUBJECT.to_owned()));
+        let mut cluster = Cluster {
+            node,
+            out,
+            seq: 0,
+            pending: Vec::new(),
+            nodes: HashMap::new(),
+            remote: HashMap::new(),
+            claiming: HashMap::new(),
+            claims: HashMap::new(),
+            local: 0,
+            next_alive: now,
+            asked: None,
+            link_up: true,
+            stopped: false,
+            config,
+        };
+        cluster.ask(now);
+        cluster
+    }
+
+    fn publish(&mut self, subject: String, msg: &NodeMessage) {
+        if self.stopped {
+            return;
+        }
+        let payload = msg.encode();
+        self.out.push_back(ClusterOutput::Publish { subject, payload });
+    }
+
+    /// Asks every other node for its roster (at most once an alive interval).
+    fn ask(&mut self, now: Instant) {
+        if self
+            .asked
+            .is_some_and(|t| now < t + self.config.alive_interval)
+        {
+            return;
+        }
+        self.asked = Some(now);
+        let msg = NodeMessage::Hello {
+            node: self.node.clone(),
+        };
+        self.publish(NODES_SUBJECT.to_owned(), &msg);
+    }
+
+    /// When the node must next say it lives or check the others.
+    pub(super) fn deadline(&self) -> Instant {
+        let expiry = self.nodes.values().map(|n| n.last_heard).min();
+        let expiry = expiry.map(|t| t + self.config.node_timeout);
+        expiry.map_or(self.next_alive, |t| t.min(self.next_alive))
+    }
+}
+
+impl Hub {
+    // ----- the driver's side -------------------------------------------------------------
+
+    /// The next thing to do with the broker (always `None` without
+    /// [`super::HubConfig::cluster`]). Poll it after every input, like [`Hub::poll_ready`].
+    pub fn poll_cluster(&mut self) -> Option<ClusterOutput> {
+        self.cluster.as_mut()?.out.pop_front()
+    }
+
+    /// A message the broker delivered on a subject this node hears. One that does not
+    /// decode, or that this node sent, is dropped.
+    pub fn handle_cluster(&mut self, now: Instant, payload: Bytes) {
+        self.now = now;
+        let Some(cluster) = self.cluster.as_ref() else {
+            return;
+        };
+        let Ok(msg) = NodeMessage::decode(payload) else {
+            return;
+        };
+        if *msg.node() == cluster.node {
+            return;
+        }
+        self.on_node_message(now, msg);
+        self.run();
+    }
+
+    /// The outcome of a [`ClusterOutput::Claim`]: `conn` holds the name now (`true`), or
+    /// another node does. A connection that closed meanwhile has its claim released. Returns
+    /// whether the connection still waited for it.
+    pub fn claimed(&mut self, conn: ConnId, ok: bool) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        let Some((name, login)) = cluster.claiming.remove(&conn) else {
+            return false;
+        };
+        let open = self.conns.get(&conn).is_some_and(|c| !c.session.is_closed());
+        if ok && !open {
+            let key = claim_key(&name);
+            cluster.out.push_back(ClusterOutput::Release { key });
+            return false;
+        }
+        if !open {
+            return false;
+        }
+        if ok {
+            cluster.claims.insert(conn, claim_key(&name));
+            if self.config.accounts {
+                self.verifying.insert(conn, name.clone());
+                self.emit(HubEvent::Verify { conn, name, login });
+            } else {
+                self.admit(conn, name);
+            }
+        } else {
+            let reason = format!("the name {name} is taken on another server of this cluster");
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session.refuse(ErrorCode::NameTaken, &reason);
+            }
+            let code = ErrorCode::NameTaken;
+            self.emit(HubEvent::Refused { conn, name, code });
+        }
+        self.touch(conn);
+        self.run();
+        true
+    }
+
+    /// The broker was lost (`false`) or reached again (`true`). While it is lost, users of
+    /// this node are told that the others are out of reach (and the others' users leave
+    /// their lists at the node timeout); when it is back, the nodes exchange rosters again.
+    pub fn cluster_link(&mut self, now: Instant, up: bool) {
+        self.now = now;
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster.link_up == up {
+            return;
+        }
+        cluster.link_up = up;
+        self.emit(HubEvent::ClusterLink { up });
+        let text = if up {
+            self.cluster_publish_roster();
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.asked = None;
+                cluster.ask(now);
+            }
+            "this server is linked to the other servers of its cluster again"
+        } else {
+            "this server lost its link to the other servers of its cluster: users on them \
+             are out of reach until it is back"
+        };
+        self.say_to_default(&Utf8::from(text));
+        self.run();
+    }
+
+    /// Users online on other nodes.
+    pub fn remote_peer_count(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.remote.len())
+    }
+
+    /// The other nodes this one hears, with their users' count, sorted by name.
+    pub fn cluster_nodes(&self) -> Vec<(Utf8, usize)> {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Vec::new();
+        };
+        let mut nodes: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|(name, n)| (name.clone(), n.users.len()))
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    // ----- hooks of the rest of the hub --------------------------------------------------
+
+    /// A valid hello in a cluster: claimed in the broker first (unless this node already
+    /// knows the name is taken, which `admit` then says).
+    pub(super) fn cluster_hello(&mut self, id: ConnId, name: Utf8, login: Option<Login>) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let key = name_key(&name);
+        let known = self.names.contains_key(&key)
+            || cluster.remote.contains_key(&key)
+            || cluster.claiming.values().any(|(n, _)| name_key(n) == key);
+        if known || self.shutting_down {
+            self.admit(id, name);
+            return;
+        }
+        let claim_key = claim_key(&name);
+        cluster.claiming.insert(id, (name.clone(), login));
+        cluster.out.push_back(ClusterOutput::Claim {
+            conn: id,
+            name,
+            key: claim_key,
+        });
+    }
+
+    /// A connection closed: its claim, if it held one, is released.
+    pub(super) fn cluster_closed(&mut self, id: ConnId) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            if let Some(key) = cluster.claims.remove(&id) {
+                cluster.out.push_back(ClusterOutput::Release { key });
+            }
+        }
+    }
+
+    /// `name` joined (`true`) or left this node: the other nodes hear of it with the next
+    /// batch of presence, and its private messages come here while it is on.
+    pub(super) fn cluster_presence(&mut self, name: &Utf8, joined: bool) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let user = user_subject(&name_key(name));
+        let room = room_subject(&self.rooms.default_key);
+        if joined {
+            cluster.local += 1;
+            if cluster.local == 1 {
+                cluster.out.push_back(ClusterOutput::Subscribe(room));
+            }
+            cluster.out.push_back(ClusterOutput::Subscribe(user));
+        } else {
+            cluster.local -= 1;
+            cluster.out.push_back(ClusterOutput::Unsubscribe(user));
+            if cluster.local == 0 {
+                cluster.out.push_back(ClusterOutput::Unsubscribe(room));
+            }
+        }
+        cluster.pending.push((joined, name.clone()));
+    }
+
+    /// Publishes the presence changes gathered since the last batch.
+    pub(super) fn cluster_flush(&mut self) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster.pending.is_empty() {
+            return;
+        }
+        cluster.seq += 1;
+        let msg = NodeMessage::Presence {
+            node: cluster.node.clone(),
+            seq: cluster.seq,
+            changes: std::mem::take(&mut cluster.pending),
+        };
+        cluster.publish(NODES_SUBJECT.to_owned(), &msg);
+    }
+
+    /// A line said in the default room by a user of this node, for the other nodes. Whether
+    /// it could go (false: too large for the broker).
+    pub(super) fn cluster_say(&mut self, from: &Utf8, said: &Said) -> bool {
+        let room = self.rooms.map[&self.rooms.default_key].name.clone();
+        let subject = room_subject(&self.rooms.default_key);
+        match self.cluster.as_ref() {
+            Some(c) if !c.remote.is_empty() => {}
+            _ => return true,
+        }
+        self.cluster_flush();
+        let Some(cluster) = self.cluster.as_mut() else {
+            return true;
+        };
+        let msg = NodeMessage::Say {
+            node: cluster.node.clone(),
+            room,
+            from: from.clone(),
+            said: said.clone(),
+        };
+        cluster.send(subject, &msg)
+    }
+
+    /// Whether `name` is a user of another node.
+    pub(super) fn is_remote(&self, name: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.remote.contains_key(&name_key(name)))
+    }
+
+    /// A private message from a user of this node to `to`, a user of another node. Whether
+    /// it could go (false: too large for the broker).
+    pub(super) fn cluster_private(&mut self, to: &Utf8, from: &Utf8, said: &Said) -> bool {
+        self.cluster_flush();
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        let msg = NodeMessage::Private {
+            node: cluster.node.clone(),
+            to: to.clone(),
+            from: from.clone(),
+            said: said.clone(),
+        };
+        cluster.send(user_subject(&name_key(to)), &msg)
+    }
+
+    /// The names of other nodes' users, for `who` and lists.
+    pub(super) fn remote_names(&self) -> impl Iterator<Item = &Utf8> {
+        self.cluster
+            .iter()
+            .flat_map(|c| c.remote.values().map(|r| &r.name))
+    }
+
+    /// Says this node lives, and lets go of nodes not heard from for too long.
+    pub(super) fn cluster_timeout(&mut self, now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if now >= cluster.next_alive {
+            cluster.next_alive = now + cluster.config.alive_interval;
+            let msg = NodeMessage::Alive {
+                node: cluster.node.clone(),
+                seq: cluster.seq,
+                members: u32::try_from(cluster.local).unwrap_or(u32::MAX),
+            };
+            // Pending presence first: the counter it carries must be published.
+            self.cluster_flush();
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.publish(NODES_SUBJECT.to_owned(), &msg);
+            }
+        }
+        let Some(cluster) = self.cluster.as_ref() else {
+            return;
+        };
+        let timeout = cluster.config.node_timeout;
+        let dead: Vec<Utf8> = cluster
+            .nodes
+            .iter()
+            .filter(|(_, n)| now >= n.last_heard + timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for node in dead {
+            self.node_gone(&node);
+        }
+    }
+
+    /// This node stops: the others let its users go at once rather than at the node timeout.
+    pub(super) fn cluster_gone(&mut self) {
+        self.cluster_flush();
+        if let Some(cluster) = self.cluster.as_mut() {
+            let msg = NodeMessage::Gone {
+                node: cluster.node.clone(),
+            };
+            cluster.publish(NODES_SUBJECT.to_owned(), &msg);
+            cluster.stopped = true;
+        }
+    }
+
+    /// When [`Hub::handle_timeout`] must run for the cluster.
+    pub(super) fn cluster_deadline(&self) -> Option<Instant> {
+        self.cluster.as_ref().map(|c| c.deadline())
+    }
+
+    // ----- what other nodes say ----------------------------------------------------------
+
+    fn on_node_message(&mut self, now: Instant, msg: NodeMessage) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let node = msg.node().clone();
+        if let NodeMessage::Gone { .. } = msg {
+            self.node_gone(&node);
+            return;
+        }
+        let known = cluster.nodes.contains_key(&node);
+        let entry = cluster.nodes.entry(node.clone()).or_insert_with(|| Node {
+            last_heard: now,
+            seq: 0,
+            users: HashSet::new(),
+        });
+        entry.last_heard = now;
+        let seq_known = entry.seq;
+        if !known {
+            self.emit(HubEvent::Node {
+                node: node.clone(),
+                up: true,
+            });
+        }
+        match msg {
+            NodeMessage::Hello { .. } => {
+                self.cluster_publish_roster();
+                if !known {
+                    self.ask_again(now);
+                }
+            }
+            NodeMessage::Alive { seq, .. } => {
+                if !known || seq != seq_known {
+                    self.ask_again(now);
+                }
+            }
+            NodeMessage::Roster {
+                seq, first, names, ..
+            } => self.on_roster(&node, seq, first, names),
+            NodeMessage::Presence { seq, changes, .. } => {
+                if seq <= seq_known && known {
+                    return;
+                }
+                if seq != seq_known + 1 {
+                    // Something was missed: apply what came, and ask for the whole list.
+                    self.ask_again(now);
+                }
+                if let Some(n) = self.cluster.as_mut().and_then(|c| c.nodes.get_mut(&node)) {
+                    n.seq = seq;
+                }
+                for (joined, name) in changes {
+                    if joined {
+                        self.remote_joined(&node, name);
+                    } else {
+                        self.remote_left(&node, &name);
+                    }
+                }
+            }
+            NodeMessage::Say {
+                room, from, said, ..
+            } => self.on_remote_say(&room, from, said),
+            NodeMessage::Private { to, from, said, .. } => {
+                // Only to a user of this node, and never spoken for one of its users.
+                if self.names.contains_key(&name_key(&from)) {
+                    return;
+                }
+                if let Ok(target) = self.lookup(&to) {
+                    let _ = self.deliver(target, &said.message(&from, true));
+                }
+            }
+            NodeMessage::Gone { .. } => {}
+        }
+    }
+
+    fn ask_again(&mut self, now: Instant) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.ask(now);
+        }
+    }
+
+    fn on_roster(&mut self, node: &Utf8, seq: u64, first: bool, names: Vec<Utf8>) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(n) = cluster.nodes.get_mut(node) else {
+            return;
+        };
+        if first {
+            // The list replaces what was known: who is not on it left.
+            n.seq = seq;
+            let keys: HashSet<String> = names.iter().map(|s| name_key(s)).collect();
+            let gone: Vec<Utf8> = n
+                .users
+                .iter()
+                .filter(|k| !keys.contains(*k))
+                .filter_map(|k| cluster.remote.get(k).map(|r| r.name.clone()))
+                .collect();
+            for name in gone {
+                self.remote_left(node, &name);
+            }
+        }
+        for name in names {
+            self.remote_joined(node, name);
+        }
+    }
+
+    /// `name` is on `node` (nothing if it is known already, here or on another node).
+    fn remote_joined(&mut self, node: &Utf8, name: Utf8) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let key = name_key(&name);
+        if self.names.contains_key(&key) || cluster.remote.contains_key(&key) {
+            return;
+        }
+        let Some(n) = cluster.nodes.get_mut(node) else {
+            return;
+        };
+        n.users.insert(key.clone());
+        cluster.remote.insert(
+            key,
+            Remote {
+                name: name.clone(),
+                node: node.clone(),
+            },
+        );
+        self.rooms.default_members.insert(&name);
+        let room = self.rooms.map[&self.rooms.default_key].name.clone();
+        let news = News::Member {
+            kind: MemberKind::Joined,
+            name: &name,
+        };
+        self.announce_later(&room, &news, None);
+    }
+
+    /// `name` of `node` left (nothing if it is not that node's).
+    fn remote_left(&mut self, node: &Utf8, name: &Utf8) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let key = name_key(name);
+        if cluster.remote.get(&key).map_or(true, |r| r.node != *node) {
+            return;
+        }
+        let Some(remote) = cluster.remote.remove(&key) else {
+            return;
+        };
+        if let Some(n) = cluster.nodes.get_mut(node) {
+            n.users.remove(&key);
+        }
+        self.rooms.default_members.remove(&remote.name);
+        let room = self.rooms.map[&self.rooms.default_key].name.clone();
+        let news = News::Member {
+            kind: MemberKind::Left,
+            name: &remote.name,
+        };
+        self.announce_later(&room, &news, None);
+    }
+
+    /// `node` stopped or went silent: its users leave.
+    fn node_gone(&mut self, node: &Utf8) {
+        let Some(n) = self.cluster.as_mut().and_then(|c| c.nodes.remove(node)) else {
+            return;
+        };
+        let names: Vec<Utf8> = {
+            let cluster = self.cluster.as_ref().expect("checked above");
+            n.users
+                .iter()
+                .filter_map(|k| cluster.remote.get(k).map(|r| r.name.clone()))
+                .collect()
+        };
+        // Put back for `remote_left`, which checks the node's list.
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.nodes.insert(node.clone(), n);
+        }
+        for name in names {
+            self.remote_left(node, &name);
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.nodes.remove(node);
+        }
+        self.emit(HubEvent::Node {
+            node: node.clone(),
+            up: false,
+        });
+    }
+
+    fn on_remote_say(&mut self, room: &Utf8, from: Utf8, said: Said) {
+        let key = name_key(room);
+        // Only the default room spans the cluster, and only another node's user speaks there.
+        if !self.rooms.is_default(&key) || !self.is_remote(&from) {
+            return;
+        }
+        let default = self.rooms.default_key.clone();
+        self.tell_room(&default, &said.news(&from), None);
+        self.emit(said.event(from, false));
+    }
+
+    /// This node's users, as a roster in parts, for the other nodes.
+    fn cluster_publish_roster(&mut self) {
+        self.cluster_flush();
+        let names: Vec<Utf8> = self
+            .names
+            .values()
+            .filter_map(|&c| self.peer_name(c).cloned())
+            .collect();
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let mut part = Vec::new();
+        let mut size = 0;
+        let mut first = true;
+        for name in names {
+            size += name.len() + 1;
+            part.push(name);
+            if size >= ROSTER_PART {
+                let names = std::mem::take(&mut part);
+                cluster.roster_part(first, names);
+                first = false;
+                size = 0;
+            }
+        }
+        if first || !part.is_empty() {
+            cluster.roster_part(first, part);
+        }
+    }
+}
+
+impl Cluster {
+    fn roster_part(&mut self, first: bool, names: Vec<Utf8>) {
+        let msg = NodeMessage::Roster {
+            node: self.node.clone(),
+            seq: self.seq,
+            first,
+            names,
+        };
+        self.publish(NODES_SUBJECT.to_owned(), &msg);
+    }
+
+    /// Publishes `msg` on `subject` unless it is larger than the broker takes.
+    fn send(&mut self, subject: String, msg: &NodeMessage) -> bool {
+        let payload = msg.encode();
+        if payload.len() > self.config.max_message {
+            return false;
+        }
+        if self.stopped {
+            return true;
+        }
+        self.out.push_back(ClusterOutput::Publish { subject, payload });
+        true
+    }
+}

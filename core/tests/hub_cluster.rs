@@ -1,0 +1,260 @@
+//! Hubs as nodes of one cluster, joined by an in-memory broker (`sim::cluster`): names unique
+//! across nodes, the default room's members and chat on every node, private messages to the
+//! right node only, nodes that stop, die or lose the broker, and forged node messages.
+
+mod sim;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sim::cluster::{ClusterNet, CLAIM_TTL};
+use tidings_core::cluster::{user_subject, NodeMessage, Said};
+use tidings_core::hub::{HubConfig, HubEvent};
+use tidings_core::name::name_key;
+use tidings_core::session::Closed;
+use tidings_core::ErrorCode;
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+fn config() -> HubConfig {
+    let mut config = HubConfig {
+        presence_interval: INTERVAL,
+        ..HubConfig::default()
+    };
+    config.session.transfer = sim::hub::test_transfers();
+    config
+}
+
+fn cluster(n: usize) -> ClusterNet {
+    ClusterNet::new(n, &config(), 7)
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn refusal(net: &ClusterNet, node: usize, i: usize) -> Option<(ErrorCode, String)> {
+    match net.nodes[node].clients[i].closed()? {
+        Closed::Peer { code, reason } => Some((*code, reason.to_string())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_name_held_on_one_node_is_taken_on_every_other() {
+    let mut net = cluster(3);
+    net.join(0, "ann");
+    let copy = net.join(1, "ANN");
+    let (code, reason) = refusal(&net, 1, copy).expect("refused");
+    assert_eq!(code, ErrorCode::NameTaken);
+    // The node that refused had heard of ann already, or the store said so.
+    assert!(reason.contains("taken"), "{reason}");
+    // Two hellos for one name at once on two nodes: one store, one winner.
+    let a = net.nodes[1].join("cy");
+    let b = net.nodes[2].join("Cy");
+    net.settle();
+    let refused = [refusal(&net, 1, a), refusal(&net, 2, b)];
+    assert_eq!(refused.iter().filter(|r| r.is_some()).count(), 1, "{refused:?}");
+    // Once ann leaves, the name is free anywhere.
+    net.nodes[0].clients[0]
+        .session
+        .goodbye(ErrorCode::Normal, "bye");
+    net.settle();
+    net.advance(INTERVAL);
+    let again = net.join(2, "ann");
+    assert_eq!(refusal(&net, 2, again), None);
+    assert!(net.nodes[2].hub.peer_count() >= 1);
+}
+
+#[test]
+fn everyone_is_listed_and_told_on_every_node() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    net.join(0, "bob");
+    net.advance(INTERVAL * 2);
+    let cy = net.join(1, "cy");
+    net.advance(INTERVAL * 2);
+    // cy's welcome listed the users of the other node; they hear of cy.
+    assert_eq!(net.nodes[1].online_seen_by(cy), set(&["ann", "bob", "cy"]));
+    assert_eq!(net.nodes[0].online_seen_by(0), set(&["ann", "bob", "cy"]));
+    // A list request sees every node too.
+    net.nodes[1].clients[cy].session.request_peer_list().unwrap();
+    net.settle();
+    let list = net.nodes[1].clients[cy].last_peer_list().unwrap();
+    assert_eq!(list, ["ann", "bob", "cy"]);
+    // bob leaves: cy hears it.
+    net.nodes[0].clients[1]
+        .session
+        .goodbye(ErrorCode::Normal, "bye");
+    net.settle();
+    net.advance(INTERVAL * 2);
+    assert_eq!(net.nodes[1].online_seen_by(cy), set(&["ann", "cy"]));
+}
+
+#[test]
+fn lines_reach_every_node_stamped_and_private_ones_only_their_addressee() {
+    let mut net = cluster(3);
+    net.join(0, "ann");
+    net.join(1, "bob");
+    net.join(2, "cy");
+    net.advance(INTERVAL * 2);
+    net.nodes[0].clients[0]
+        .session
+        .send_text("", "hello, all")
+        .unwrap();
+    net.settle();
+    for (node, name) in [(1, "bob"), (2, "cy")] {
+        let texts = net.nodes[node].client(name).texts();
+        assert_eq!(texts, [("ann".into(), false, "hello, all".into())], "{name}");
+    }
+    net.nodes[1].clients[0]
+        .session
+        .send_text("cy", "psst")
+        .unwrap();
+    net.settle();
+    assert_eq!(
+        net.nodes[2].client("cy").texts().last().unwrap(),
+        &("bob".into(), true, "psst".into())
+    );
+    assert!(net.nodes[0].client("ann").texts().is_empty(), "not her own line, nor bob's psst");
+    // Nobody of that name anywhere: the usual error, from the sender's own node.
+    net.nodes[1].clients[0]
+        .session
+        .send_text("nobody", "hi")
+        .unwrap();
+    net.settle();
+    let errors = net.nodes[1].client("bob").events.iter().any(|e| {
+        matches!(e, tidings_core::session::Event::PeerError { code: ErrorCode::UnknownPeer, .. })
+    });
+    assert!(errors);
+}
+
+#[test]
+fn a_private_message_is_heard_only_by_the_node_of_its_addressee() {
+    let mut net = cluster(3);
+    net.join(0, "ann");
+    net.join(1, "bob");
+    net.join(2, "cy");
+    net.settle();
+    let subject = user_subject(&name_key("cy"));
+    let hearing: Vec<usize> = (0..3).filter(|&i| net.heard[i].contains(&subject)).collect();
+    assert_eq!(hearing, [2]);
+}
+
+#[test]
+fn a_node_that_stops_takes_its_users_off_every_list_at_once() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    let bob = net.join(1, "bob");
+    net.advance(INTERVAL * 2);
+    net.nodes[0].hub.shutdown("maintenance");
+    net.settle();
+    net.advance(INTERVAL * 2);
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["bob"]));
+}
+
+#[test]
+fn a_dead_node_s_users_leave_at_the_node_timeout_and_their_names_free_up_with_the_claims() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    let bob = net.join(1, "bob");
+    net.advance(INTERVAL * 2);
+    net.crash(0);
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["ann", "bob"]), "not yet");
+    net.advance(Duration::from_secs(6));
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["bob"]));
+    assert!(net.nodes[1].op.saw(|e| matches!(e, HubEvent::Node { up: false, .. })));
+    // Her claim outlives the node for a while, then ann can come back on the other node.
+    let early = net.join(1, "ann");
+    assert_eq!(refusal(&net, 1, early).map(|r| r.0), Some(ErrorCode::NameTaken));
+    net.advance(CLAIM_TTL);
+    let back = net.join(1, "ann");
+    assert_eq!(refusal(&net, 1, back), None);
+}
+
+#[test]
+fn a_node_that_starts_late_learns_everyone_and_one_that_loses_the_broker_tells_its_users() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    net.advance(INTERVAL * 2);
+    let bob = net.join(1, "bob");
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["ann", "bob"]));
+    net.link(1, false);
+    let told = net.nodes[1].client("bob").texts();
+    assert!(told.last().unwrap().2.contains("lost its link"), "{told:?}");
+    // Cut off, bob's node lets ann go at the node timeout …
+    net.advance(Duration::from_secs(11));
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["bob"]));
+    // … and has her back once the broker is reachable again.
+    net.link(1, true);
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["ann", "bob"]));
+    assert_eq!(net.nodes[0].online_seen_by(0), set(&["ann", "bob"]));
+}
+
+#[test]
+fn a_node_message_that_speaks_for_a_local_user_or_a_stranger_is_dropped() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    net.join(0, "bob");
+    net.join(1, "cy");
+    net.advance(INTERVAL * 2);
+    let now = net.now();
+    let forged = [
+        // cy's node speaking for bob, a user of node 0.
+        NodeMessage::Private {
+            node: "n1".into(),
+            to: "ann".into(),
+            from: "bob".into(),
+            said: Said::Text("give me your password".into()),
+        },
+        // A line from someone no node has.
+        NodeMessage::Say {
+            node: "n1".into(),
+            room: "lobby".into(),
+            from: "mallory".into(),
+            said: Said::Text("hi".into()),
+        },
+        // Garbage.
+        NodeMessage::Gone { node: "n0".into() },
+    ];
+    for msg in forged {
+        net.nodes[0].hub.handle_cluster(now, msg.encode());
+    }
+    net.nodes[0].hub.handle_cluster(now, bytes::Bytes::from_static(b"\x01\x06\xff"));
+    net.settle();
+    assert!(net.nodes[0].client("ann").texts().is_empty());
+    assert_eq!(net.nodes[0].online_seen_by(0), set(&["ann", "bob", "cy"]));
+}
+
+#[test]
+fn a_file_offered_to_a_user_of_another_node_is_refused_with_a_reason() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    net.join(1, "bob");
+    net.advance(INTERVAL * 2);
+    let id = net.nodes[0].offer("ann", "bob", "f.bin", bytes::Bytes::from_static(b"abc"));
+    net.settle();
+    let f = net.nodes[0].failure("ann", id);
+    assert_eq!(f.code, ErrorCode::UnknownPeer);
+    assert!(f.reason.contains("another server"), "{}", f.reason);
+}
+
+#[test]
+fn presence_crosses_nodes_in_batches_not_one_message_per_join() {
+    let mut net = cluster(2);
+    net.join(1, "watcher");
+    net.advance(INTERVAL * 2);
+    let before = net.published[0];
+    for i in 0..50 {
+        net.nodes[0].join(&format!("u{i}"));
+    }
+    net.settle();
+    // An interval on the node of the joins, one on the node told.
+    net.advance(INTERVAL * 2);
+    // Subscriptions and claims are not published; presence went in one or two messages.
+    assert!(net.published[0] - before <= 3, "{}", net.published[0] - before);
+    assert_eq!(net.nodes[1].online_seen_by(0).len(), 51);
+}
