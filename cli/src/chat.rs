@@ -94,7 +94,14 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
                 if pause(backoff, input.as_ref(), out).await.is_none() {
                     return Ok(());
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // Our name is most often still held by our own lost connection, or by a
+                // cluster server that died, until its claim expires: asked for again soon.
+                let most = if matches!(e.code, crate::exit::Exit::NameRefused) {
+                    NAME_RETRY
+                } else {
+                    Duration::from_secs(30)
+                };
+                backoff = (backoff * 2).min(most);
                 continue;
             }
         };
@@ -136,6 +143,9 @@ async fn chat(args: &ChatArgs, out: &mut Out, input: &mut Option<Input>) -> Resu
         }
     }
 }
+
+/// The longest wait between reconnections refused for the name (see `chat`).
+const NAME_RETRY: Duration = Duration::from_secs(2);
 
 /// Waits `backoff` before connecting again; `None` when the person quit meanwhile.
 async fn pause(backoff: Duration, input: Option<&Input>, out: &Out) -> Option<()> {

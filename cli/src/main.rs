@@ -317,6 +317,24 @@ struct ServeArgs {
     /// each at once.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     presence_ms: u64,
+    /// Join a cluster through NATS (its JetStream on: `nats-server -js`): names are unique
+    /// across every server of the cluster, and the default room and private messages span
+    /// them. Several URLs comma-separated; `tls://` for TLS, `user:password@` before the host
+    /// for credentials.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    cluster: Option<String>,
+    /// This server's name in the cluster, unique among its servers (default: the host's
+    /// name and the port).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
+    /// How soon the names of a cluster server that died are free again, in seconds (the
+    /// lifetime of a name claim not renewed).
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    claim_ttl_secs: u64,
+    /// How long a cluster server may stay silent before the others take it for dead and its
+    /// users leave their lists, in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    node_timeout_secs: u64,
     /// The room every client is in when it arrives (the only room of clients that do not
     /// speak rooms).
     #[arg(long, default_value = "lobby", value_name = "ROOM")]

@@ -74,6 +74,29 @@ fn more_since(unreported: u64, what: &str) -> String {
     }
 }
 
+/// A node name for a server started without `--node`: the host's name and the port, made
+/// to follow the rules of names (letters, digits, `-`; at most 32 characters).
+fn default_node_name(listen: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let port = listen.rsplit(':').next().unwrap_or("");
+    let raw = format!("{}-{port}", host.trim());
+    let name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    let name = if name.is_empty() { "node" } else { name };
+    name.chars()
+        .rev()
+        .take(32)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
 /// How long the event printer lets a burst of events gather before it wakes again.
 const PRINT_GATHER: Duration = Duration::from_millis(20);
 
@@ -100,6 +123,17 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         },
         ..HubConfig::default()
     };
+    if args.cluster.is_some() {
+        let node = match &args.node {
+            Some(node) => node.clone(),
+            None => default_node_name(&args.listen),
+        };
+        hub.cluster = Some(tidings_core::cluster::ClusterConfig {
+            node,
+            node_timeout: Duration::from_secs(args.node_timeout_secs.max(2)),
+            ..Default::default()
+        });
+    }
     hub.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     hub.session.heartbeat_timeout = Duration::from_millis(args.timeout_ms);
     // The hub would refuse to start with a server or room name that breaks the naming rules.
@@ -107,6 +141,12 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         let message = match e {
             HubConfigError::ServerName(e) => {
                 format!("the server name {:?} cannot be used: {e}", args.name)
+            }
+            HubConfigError::NodeName(e) => {
+                format!(
+                    "the node name {:?} cannot be used: {e}",
+                    args.node.clone().unwrap_or_default()
+                )
             }
             other => other.to_string(),
         };
@@ -192,10 +232,26 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         head_timeout: handshake_timeout,
         ..WebConfig::default()
     };
-    let server = Server::bind(args.listen.as_str(), config)
+    let node = config.hub.cluster.as_ref().map(|c| c.node.clone());
+    let mut server = Server::bind(args.listen.as_str(), config)
         .await
         .map_err(|e| CliError::from_runtime(e, &args.listen))?
         .with_web(doors);
+    if let (Some(url), Some(node)) = (&args.cluster, &node) {
+        let nats = tidings_nats::NatsConfig {
+            claim_ttl: Duration::from_secs(args.claim_ttl_secs.max(3)),
+            ..tidings_nats::NatsConfig::new(url)
+        };
+        let link = tidings_nats::connect(&nats, node)
+            .map_err(|e| CliError::new(crate::exit::Exit::Unreachable, e.to_string()))?;
+        tracing::info!(%url, node, "cluster");
+        out.event(
+            "cluster",
+            format_args!("node {node} of the cluster at {url}"),
+            || json!({"url": url, "node": node}),
+        );
+        server = server.with_cluster(link);
+    }
     let addr = server.local_addr();
     tracing::info!(%addr, inbox = ?args.inbox, "listening");
     let ws_url = format!("ws{scheme}://{addr}{WS_PATH}");
@@ -388,6 +444,37 @@ fn show(out: &mut Out, ev: ServerEvent) {
                 ),
                 || json!({"name": name, "addr": addr.map(|a| a.to_string()), "code": code.name(), "unreported": unreported}),
             )
+        }
+        ServerEvent::Node { node, up } => {
+            let node = inline(&node);
+            if up {
+                tracing::info!(node = %node, "cluster node heard");
+            } else {
+                tracing::warn!(node = %node, "cluster node gone");
+            }
+            let what = if up {
+                "is up"
+            } else {
+                "is gone (its users left)"
+            };
+            out.event(
+                if up { "node-up" } else { "node-gone" },
+                format_args!("cluster node {node} {what}"),
+                || json!({"node": node.to_string(), "up": up}),
+            )
+        }
+        ServerEvent::ClusterLink { up } => {
+            if up {
+                tracing::info!("cluster link back");
+            } else {
+                tracing::warn!("cluster link lost");
+            }
+            let text = if up {
+                "linked to the cluster again"
+            } else {
+                "lost the link to the cluster: users on other servers are out of reach"
+            };
+            out.event("cluster-link", text, || json!({"up": up}))
         }
         ServerEvent::Refused { name, code } => {
             tracing::info!(name = %inline(&name), code = code.name(), "name refused");

@@ -54,7 +54,19 @@ fn a_name_held_on_one_node_is_taken_on_every_other() {
     let b = net.nodes[2].join("Cy");
     net.settle();
     let refused = [refusal(&net, 1, a), refusal(&net, 2, b)];
-    assert_eq!(refused.iter().filter(|r| r.is_some()).count(), 1, "{refused:?}");
+    assert_eq!(
+        refused.iter().filter(|r| r.is_some()).count(),
+        1,
+        "{refused:?}"
+    );
+    // A node that cannot reach the store refuses with server-full (clients try the next).
+    net.link(2, false);
+    let cut = net.join(2, "dee");
+    assert_eq!(
+        refusal(&net, 2, cut).map(|r| r.0),
+        Some(ErrorCode::ServerFull)
+    );
+    net.link(2, true);
     // Once ann leaves, the name is free anywhere.
     net.nodes[0].clients[0]
         .session
@@ -78,7 +90,10 @@ fn everyone_is_listed_and_told_on_every_node() {
     assert_eq!(net.nodes[1].online_seen_by(cy), set(&["ann", "bob", "cy"]));
     assert_eq!(net.nodes[0].online_seen_by(0), set(&["ann", "bob", "cy"]));
     // A list request sees every node too.
-    net.nodes[1].clients[cy].session.request_peer_list().unwrap();
+    net.nodes[1].clients[cy]
+        .session
+        .request_peer_list()
+        .unwrap();
     net.settle();
     let list = net.nodes[1].clients[cy].last_peer_list().unwrap();
     assert_eq!(list, ["ann", "bob", "cy"]);
@@ -105,7 +120,11 @@ fn lines_reach_every_node_stamped_and_private_ones_only_their_addressee() {
     net.settle();
     for (node, name) in [(1, "bob"), (2, "cy")] {
         let texts = net.nodes[node].client(name).texts();
-        assert_eq!(texts, [("ann".into(), false, "hello, all".into())], "{name}");
+        assert_eq!(
+            texts,
+            [("ann".into(), false, "hello, all".into())],
+            "{name}"
+        );
     }
     net.nodes[1].clients[0]
         .session
@@ -116,7 +135,10 @@ fn lines_reach_every_node_stamped_and_private_ones_only_their_addressee() {
         net.nodes[2].client("cy").texts().last().unwrap(),
         &("bob".into(), true, "psst".into())
     );
-    assert!(net.nodes[0].client("ann").texts().is_empty(), "not her own line, nor bob's psst");
+    assert!(
+        net.nodes[0].client("ann").texts().is_empty(),
+        "not her own line, nor bob's psst"
+    );
     // Nobody of that name anywhere: the usual error, from the sender's own node.
     net.nodes[1].clients[0]
         .session
@@ -124,7 +146,13 @@ fn lines_reach_every_node_stamped_and_private_ones_only_their_addressee() {
         .unwrap();
     net.settle();
     let errors = net.nodes[1].client("bob").events.iter().any(|e| {
-        matches!(e, tidings_core::session::Event::PeerError { code: ErrorCode::UnknownPeer, .. })
+        matches!(
+            e,
+            tidings_core::session::Event::PeerError {
+                code: ErrorCode::UnknownPeer,
+                ..
+            }
+        )
     });
     assert!(errors);
 }
@@ -137,7 +165,9 @@ fn a_private_message_is_heard_only_by_the_node_of_its_addressee() {
     net.join(2, "cy");
     net.settle();
     let subject = user_subject(&name_key("cy"));
-    let hearing: Vec<usize> = (0..3).filter(|&i| net.heard[i].contains(&subject)).collect();
+    let hearing: Vec<usize> = (0..3)
+        .filter(|&i| net.heard[i].contains(&subject))
+        .collect();
     assert_eq!(hearing, [2]);
 }
 
@@ -161,13 +191,22 @@ fn a_dead_node_s_users_leave_at_the_node_timeout_and_their_names_free_up_with_th
     net.advance(INTERVAL * 2);
     net.crash(0);
     net.advance(Duration::from_secs(5));
-    assert_eq!(net.nodes[1].online_seen_by(bob), set(&["ann", "bob"]), "not yet");
+    assert_eq!(
+        net.nodes[1].online_seen_by(bob),
+        set(&["ann", "bob"]),
+        "not yet"
+    );
     net.advance(Duration::from_secs(6));
     assert_eq!(net.nodes[1].online_seen_by(bob), set(&["bob"]));
-    assert!(net.nodes[1].op.saw(|e| matches!(e, HubEvent::Node { up: false, .. })));
+    assert!(net.nodes[1]
+        .op
+        .saw(|e| matches!(e, HubEvent::Node { up: false, .. })));
     // Her claim outlives the node for a while, then ann can come back on the other node.
     let early = net.join(1, "ann");
-    assert_eq!(refusal(&net, 1, early).map(|r| r.0), Some(ErrorCode::NameTaken));
+    assert_eq!(
+        refusal(&net, 1, early).map(|r| r.0),
+        Some(ErrorCode::NameTaken)
+    );
     net.advance(CLAIM_TTL);
     let back = net.join(1, "ann");
     assert_eq!(refusal(&net, 1, back), None);
@@ -195,7 +234,7 @@ fn a_node_that_starts_late_learns_everyone_and_one_that_loses_the_broker_tells_i
 }
 
 #[test]
-fn a_node_message_that_speaks_for_a_local_user_or_a_stranger_is_dropped() {
+fn a_node_message_that_speaks_for_a_user_of_this_node_or_its_server_is_dropped() {
     let mut net = cluster(2);
     net.join(0, "ann");
     net.join(0, "bob");
@@ -210,20 +249,37 @@ fn a_node_message_that_speaks_for_a_local_user_or_a_stranger_is_dropped() {
             from: "bob".into(),
             said: Said::Text("give me your password".into()),
         },
-        // A line from someone no node has.
+        // A line in the default room in the name of a user of node 0.
         NodeMessage::Say {
             node: "n1".into(),
             room: "lobby".into(),
-            from: "mallory".into(),
+            from: "bob".into(),
             said: Said::Text("hi".into()),
         },
-        // Garbage.
+        // In the name of the server's participant.
+        NodeMessage::Say {
+            node: "n1".into(),
+            room: "lobby".into(),
+            from: "server".into(),
+            said: Said::Text("all passwords expire today".into()),
+        },
+        // A room that does not span the cluster.
+        NodeMessage::Say {
+            node: "n1".into(),
+            room: "elsewhere".into(),
+            from: "cy".into(),
+            said: Said::Text("hi".into()),
+        },
+        // This node's own name: it never listens to itself.
         NodeMessage::Gone { node: "n0".into() },
     ];
     for msg in forged {
         net.nodes[0].hub.handle_cluster(now, msg.encode());
     }
-    net.nodes[0].hub.handle_cluster(now, bytes::Bytes::from_static(b"\x01\x06\xff"));
+    // Garbage.
+    net.nodes[0]
+        .hub
+        .handle_cluster(now, bytes::Bytes::from_static(b"\x01\x06\xff"));
     net.settle();
     assert!(net.nodes[0].client("ann").texts().is_empty());
     assert_eq!(net.nodes[0].online_seen_by(0), set(&["ann", "bob", "cy"]));
@@ -255,6 +311,10 @@ fn presence_crosses_nodes_in_batches_not_one_message_per_join() {
     // An interval on the node of the joins, one on the node told.
     net.advance(INTERVAL * 2);
     // Subscriptions and claims are not published; presence went in one or two messages.
-    assert!(net.published[0] - before <= 3, "{}", net.published[0] - before);
+    assert!(
+        net.published[0] - before <= 3,
+        "{}",
+        net.published[0] - before
+    );
     assert_eq!(net.nodes[1].online_seen_by(0).len(), 51);
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use tidings_core::cluster::{ClusterInput, ClusterOutput};
 use tidings_core::hub::{ConnId, FileHandle, Hub, HubConfig, HubError, HubEvent};
 use tidings_core::transfer::{Direction, Progress, TransferEvent};
 use tidings_core::wire::{Message, Preamble, Utf8};
@@ -254,6 +255,20 @@ pub enum ServerEvent {
         /// Why.
         code: ErrorCode,
     },
+    /// Another node of the cluster was heard for the first time (`up`), or stopped or fell
+    /// silent (its users left every list).
+    Node {
+        /// The node's name.
+        node: String,
+        /// Heard, or gone.
+        up: bool,
+    },
+    /// The cluster's broker was lost (`up` false: users of other nodes are out of reach) or
+    /// reached again.
+    ClusterLink {
+        /// Whether the broker can be reached now.
+        up: bool,
+    },
     /// Chat the server participant sees (broadcasts and text to the server).
     Text {
         /// The sender.
@@ -331,6 +346,10 @@ pub enum ServerOutput {
     /// blocking is allowed (it takes tens of milliseconds), one job after another, and hand
     /// the result to [`Host::verified`].
     Verify(VerifyJob),
+    /// Something for the cluster's broker ([`tidings_core::hub::HubConfig::cluster`]): a
+    /// message to publish, a subject to hear or leave, a name to claim or release. Answers
+    /// come back through [`Host::cluster_input`].
+    Cluster(ClusterOutput),
     /// An event for the operator.
     Event(ServerEvent),
     /// Nothing more until input, a command, a job's result, or this deadline (then call
@@ -429,6 +448,9 @@ impl Host {
         self.process();
         if let Some(conn) = self.hub.poll_ready() {
             return ServerOutput::Ready(conn);
+        }
+        if let Some(out) = self.hub.poll_cluster() {
+            return ServerOutput::Cluster(out);
         }
         if let Some((ticket, job)) = self.jobs.pop_front() {
             return ServerOutput::Disk(ticket, job);
@@ -867,6 +889,11 @@ impl Host {
         });
     }
 
+    /// An input from the cluster's broker (see [`ServerOutput::Cluster`]).
+    pub fn cluster_input(&mut self, now: Instant, input: ClusterInput) {
+        self.hub.cluster_input(now, input);
+    }
+
     /// Pulls every hub event into operator events and disk jobs.
     pub fn process(&mut self) {
         while let Some(ev) = self.hub.poll_event() {
@@ -914,6 +941,11 @@ impl Host {
                     self.judge(conn, &name, login);
                     continue;
                 }
+                HubEvent::Node { node, up } => ServerEvent::Node {
+                    node: node.to_string(),
+                    up,
+                },
+                HubEvent::ClusterLink { up } => ServerEvent::ClusterLink { up },
                 HubEvent::Transfer {
                     handle,
                     peer,

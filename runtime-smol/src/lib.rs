@@ -31,7 +31,7 @@ mod tls;
 mod websocket;
 
 pub use client::Client;
-pub use server::{Server, ServerHandle};
+pub use server::{ClusterLink, Server, ServerHandle};
 pub use tidings_core::hub::{FileHandle, HubConfig, HubConfigError, RoomConfig, RoomCreation};
 pub use tidings_core::transfer::{Direction, Progress, TransferId};
 pub use tidings_core::ErrorCode;

@@ -64,6 +64,7 @@ use async_channel::{Receiver, Sender};
 use async_net::AsyncToSocketAddrs;
 use futures_lite::future;
 use smol::LocalExecutor;
+use tidings_core::cluster::{ClusterInput, ClusterOutput};
 use tidings_core::hub::FileHandle;
 use tidings_core::ErrorCode;
 use tidings_host::accounts::VerifyJob;
@@ -95,6 +96,21 @@ pub struct Server {
     events: Sender<ServerEvent>,
     handle: ServerHandle,
     web: WebConfig,
+    cluster: Option<ClusterLink>,
+}
+
+/// The two ends a cluster driver (such as `tidings-nats`) gives a server that is one node of
+/// a cluster ([`tidings_core::hub::HubConfig::cluster`]): what the hub asks of the broker goes
+/// out on `outputs`, what the broker answers comes in on `inputs`. The driver runs elsewhere
+/// (its own thread); the server never waits for it: when `outputs` is full, what does not
+/// fit is dropped (chat across nodes is at most once, a claim not made refuses its hello at
+/// the handshake timeout).
+#[derive(Debug)]
+pub struct ClusterLink {
+    /// What the hub asks of the broker.
+    pub outputs: Sender<ClusterOutput>,
+    /// What the broker answers.
+    pub inputs: Receiver<ClusterInput>,
 }
 
 /// Controls a server from any thread or task: the server participant's chat and files,
@@ -147,6 +163,7 @@ impl Server {
             events,
             handle,
             web: WebConfig::default(),
+            cluster: None,
         })
     }
 
@@ -154,6 +171,13 @@ impl Server {
     /// see [`WebConfig`]. Native clients are not affected.
     pub fn with_web(mut self, web: WebConfig) -> Server {
         self.web = web;
+        self
+    }
+
+    /// Makes the server one node of a cluster through `link` (its configuration must have
+    /// [`tidings_core::hub::HubConfig::cluster`] set, or nothing goes through the link).
+    pub fn with_cluster(mut self, link: ClusterLink) -> Server {
+        self.cluster = Some(link);
         self
     }
 
@@ -219,6 +243,7 @@ impl Server {
                 timer_wake,
                 conn_gone,
                 lingering: RefCell::new(VecDeque::new()),
+                cluster: self.cluster.as_ref().map(|link| link.outputs.clone()),
             },
             event_loop: event_loop.clone(),
         });
@@ -235,6 +260,7 @@ impl Server {
         let timers = event_loop.clone();
         let cmds = self.cmds;
         let stop = self.stop;
+        let cluster_inputs = self.cluster.map(|link| link.inputs);
         let exec = ex.clone();
         let main = async move {
             // The host's first deadline, for the timer task.
@@ -243,6 +269,9 @@ impl Server {
             exec.spawn(disk_task(shared.clone(), disk_rx)).detach();
             exec.spawn(verify_task(shared.clone(), verify_rx)).detach();
             exec.spawn(command_task(shared.clone(), cmds)).detach();
+            if let Some(inputs) = cluster_inputs {
+                exec.spawn(cluster_task(shared.clone(), inputs)).detach();
+            }
             loop {
                 let accepted = future::or(
                     async { Some(future::poll_fn(|cx| listener.poll_accept(cx)).await) },
@@ -535,6 +564,17 @@ async fn job_task<J: Send + 'static, D: Send + 'static>(
                 }
             }
         }
+    }
+}
+
+/// Hands what the cluster's broker says to the host.
+async fn cluster_task(shared: Rc<Shared>, inputs: Receiver<ClusterInput>) {
+    while let Ok(input) = inputs.recv().await {
+        shared
+            .host
+            .borrow_mut()
+            .cluster_input(Instant::now(), input);
+        shared.after();
     }
 }
 

@@ -13,6 +13,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
+use tidings_core::cluster::ClusterOutput;
 use tidings_core::hub::{ConnId, FileHandle};
 use tidings_host::accounts::VerifyJob;
 use tidings_host::files::{DiskJob, Ticket};
@@ -88,6 +89,8 @@ pub(crate) struct Outlets {
     /// Sockets of finished sessions with output their peers have not taken, oldest first,
     /// each with the moment it is cut off ([`Shared::linger`]).
     pub(crate) lingering: RefCell<VecDeque<(Instant, Weak<Socket>)>>,
+    /// To the cluster's driver ([`crate::server::ClusterLink`]), when the server is a node.
+    pub(crate) cluster: Option<Sender<ClusterOutput>>,
 }
 
 impl Shared {
@@ -189,6 +192,12 @@ impl Shared {
                 ServerOutput::Verify(job) => {
                     out.verify_jobs.borrow_mut().push_back(job);
                     let _ = out.verify_wake.try_send(());
+                }
+                // Never waited for: what a full link cannot take is dropped (see ClusterLink).
+                ServerOutput::Cluster(op) => {
+                    if let Some(cluster) = &out.cluster {
+                        let _ = cluster.try_send(op);
+                    }
                 }
                 // When nobody reads the operator events, new ones are dropped rather than kept.
                 ServerOutput::Event(ev) => {

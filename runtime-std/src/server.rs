@@ -88,6 +88,13 @@ impl Server {
         addr: impl ToSocketAddrs + ToString,
         config: ServerConfig,
     ) -> Result<Server, Error> {
+        if config.hub.cluster.is_some() {
+            let why = "a cluster node runs on the smol runtime (tidings-smol), not this one";
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                why,
+            )));
+        }
         let shown = addr.to_string();
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind {
             addr: shown,

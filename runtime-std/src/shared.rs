@@ -83,6 +83,8 @@ impl Shared {
                 ServerOutput::Verify(job) => {
                     let _ = self.verify.send(job);
                 }
+                // `Server::bind` refuses a cluster configuration: there are none.
+                ServerOutput::Cluster(_) => {}
                 // When nobody reads the operator events, new ones are dropped.
                 ServerOutput::Event(ev) => {
                     let _ = self.events.try_send(ev);

@@ -398,7 +398,10 @@ mod tests {
         for msg in all() {
             let bytes = msg.encode();
             for cut in 0..bytes.len() {
-                assert!(NodeMessage::decode(bytes.slice(..cut)).is_err(), "{msg:?} cut at {cut}");
+                assert!(
+                    NodeMessage::decode(bytes.slice(..cut)).is_err(),
+                    "{msg:?} cut at {cut}"
+                );
             }
             let mut long = BytesMut::from(&bytes[..]);
             long.put_u8(0);

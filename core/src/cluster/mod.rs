@@ -102,6 +102,36 @@ pub enum ClusterOutput {
     },
 }
 
+/// What a driver hands a node's hub from the broker, when it carries them over a channel
+/// (the hub's methods take each directly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterInput {
+    /// A message on a subject the node hears ([`crate::hub::Hub::handle_cluster`]).
+    Message(Bytes),
+    /// The outcome of a claim ([`crate::hub::Hub::claimed`]).
+    Claimed {
+        /// The connection that asked.
+        conn: ConnId,
+        /// What became of it.
+        outcome: ClaimOutcome,
+    },
+    /// The broker was lost or reached again ([`crate::hub::Hub::cluster_link`]).
+    Link(bool),
+}
+
+/// What became of a [`ClusterOutput::Claim`] ([`crate::hub::Hub::claimed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This node holds the name now.
+    Held,
+    /// Another node holds it: the hello is refused with `name-taken`.
+    Taken,
+    /// The store could not be asked (the broker is unreachable, or did not answer in time):
+    /// the hello is refused with `server-full`, so a client that knows other servers tries
+    /// the next.
+    Unavailable,
+}
+
 /// Lower-case hex of `bytes`: subjects and store keys take only a few ASCII characters, and
 /// names may hold any letter.
 fn hex(bytes: &[u8]) -> String {

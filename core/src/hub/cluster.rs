@@ -15,8 +15,8 @@ use bytes::Bytes;
 use super::rooms::News;
 use super::{ConnId, Hub, HubEvent};
 use crate::cluster::{
-    claim_key, room_subject, user_subject, Change, ClusterConfig, ClusterOutput, NodeMessage,
-    Said, NODES_SUBJECT,
+    claim_key, room_subject, user_subject, Change, ClaimOutcome, ClusterConfig, ClusterInput,
+    ClusterOutput, NodeMessage, Said, NODES_SUBJECT,
 };
 use crate::name::name_key;
 use crate::session::Login;
@@ -76,7 +76,7 @@ impl Cluster {
         let node = Utf8::from(config.node.as_str());
         let mut out = VecDeque::new();
         out.push_back(ClusterOutput::Subscribe(NODES_SUBJECT.to_owned()));
-        let mut cluster = Cluster {
+        Cluster {
             node,
             out,
             seq: 0,
@@ -91,9 +91,7 @@ impl Cluster {
             link_up: true,
             stopped: false,
             config,
-        };
-        cluster.ask(now);
-        cluster
+        }
     }
 
     fn publish(&mut self, subject: String, msg: &NodeMessage) {
@@ -101,22 +99,8 @@ impl Cluster {
             return;
         }
         let payload = msg.encode();
-        self.out.push_back(ClusterOutput::Publish { subject, payload });
-    }
-
-    /// Asks every other node for its roster (at most once an alive interval).
-    fn ask(&mut self, now: Instant) {
-        if self
-            .asked
-            .is_some_and(|t| now < t + self.config.alive_interval)
-        {
-            return;
-        }
-        self.asked = Some(now);
-        let msg = NodeMessage::Hello {
-            node: self.node.clone(),
-        };
-        self.publish(NODES_SUBJECT.to_owned(), &msg);
+        self.out
+            .push_back(ClusterOutput::Publish { subject, payload });
     }
 
     /// When the node must next say it lives or check the others.
@@ -153,41 +137,53 @@ impl Hub {
         self.run();
     }
 
-    /// The outcome of a [`ClusterOutput::Claim`]: `conn` holds the name now (`true`), or
-    /// another node does. A connection that closed meanwhile has its claim released. Returns
-    /// whether the connection still waited for it.
-    pub fn claimed(&mut self, conn: ConnId, ok: bool) -> bool {
+    /// The outcome of a [`ClusterOutput::Claim`]. A connection that closed meanwhile has a
+    /// claim it got released. Returns whether the connection still waited for it.
+    pub fn claimed(&mut self, conn: ConnId, outcome: ClaimOutcome) -> bool {
         let Some(cluster) = self.cluster.as_mut() else {
             return false;
         };
         let Some((name, login)) = cluster.claiming.remove(&conn) else {
             return false;
         };
-        let open = self.conns.get(&conn).is_some_and(|c| !c.session.is_closed());
-        if ok && !open {
-            let key = claim_key(&name);
-            cluster.out.push_back(ClusterOutput::Release { key });
-            return false;
-        }
+        let open = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| !c.session.is_closed());
         if !open {
+            if outcome == ClaimOutcome::Held {
+                let key = claim_key(&name);
+                cluster.out.push_back(ClusterOutput::Release { key });
+            }
             return false;
         }
-        if ok {
-            cluster.claims.insert(conn, claim_key(&name));
-            if self.config.accounts {
-                self.verifying.insert(conn, name.clone());
-                self.emit(HubEvent::Verify { conn, name, login });
-            } else {
-                self.admit(conn, name);
+        let (code, reason) = match outcome {
+            ClaimOutcome::Held => {
+                cluster.claims.insert(conn, claim_key(&name));
+                if self.config.accounts {
+                    self.verifying.insert(conn, name.clone());
+                    self.emit(HubEvent::Verify { conn, name, login });
+                } else {
+                    self.admit(conn, name);
+                }
+                self.touch(conn);
+                self.run();
+                return true;
             }
-        } else {
-            let reason = format!("the name {name} is taken on another server of this cluster");
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.session.refuse(ErrorCode::NameTaken, &reason);
-            }
-            let code = ErrorCode::NameTaken;
-            self.emit(HubEvent::Refused { conn, name, code });
+            ClaimOutcome::Taken => (
+                ErrorCode::NameTaken,
+                format!("the name {name} is taken on another server of this cluster"),
+            ),
+            ClaimOutcome::Unavailable => (
+                ErrorCode::ServerFull,
+                "this server cannot reach its cluster to claim your name: try another server"
+                    .to_owned(),
+            ),
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session.refuse(code, &reason);
         }
+        self.emit(HubEvent::Refused { conn, name, code });
         self.touch(conn);
         self.run();
         true
@@ -207,11 +203,10 @@ impl Hub {
         cluster.link_up = up;
         self.emit(HubEvent::ClusterLink { up });
         let text = if up {
-            self.cluster_publish_roster();
             if let Some(cluster) = self.cluster.as_mut() {
                 cluster.asked = None;
-                cluster.ask(now);
             }
+            self.cluster_ask(now);
             "this server is linked to the other servers of its cluster again"
         } else {
             "this server lost its link to the other servers of its cluster: users on them \
@@ -219,6 +214,19 @@ impl Hub {
         };
         self.say_to_default(&Utf8::from(text));
         self.run();
+    }
+
+    /// One input from the broker, as [`Hub::handle_cluster`], [`Hub::claimed`] or
+    /// [`Hub::cluster_link`].
+    pub fn cluster_input(&mut self, now: Instant, input: ClusterInput) {
+        match input {
+            ClusterInput::Message(payload) => self.handle_cluster(now, payload),
+            ClusterInput::Claimed { conn, outcome } => {
+                self.now = now;
+                self.claimed(conn, outcome);
+            }
+            ClusterInput::Link(up) => self.cluster_link(now, up),
+        }
     }
 
     /// Users online on other nodes.
@@ -443,27 +451,25 @@ impl Hub {
             });
         }
         match msg {
-            NodeMessage::Hello { .. } => {
-                self.cluster_publish_roster();
-                if !known {
-                    self.ask_again(now);
-                }
-            }
+            // Its roster follows its hello; it wants ours.
+            NodeMessage::Hello { .. } => self.cluster_publish_roster(),
+            // A node never heard of, or one whose news were partly lost (or that started
+            // again under the same name): everyone's rosters again.
             NodeMessage::Alive { seq, .. } => {
                 if !known || seq != seq_known {
-                    self.ask_again(now);
+                    self.cluster_ask(now);
                 }
             }
             NodeMessage::Roster {
                 seq, first, names, ..
             } => self.on_roster(&node, seq, first, names),
             NodeMessage::Presence { seq, changes, .. } => {
-                if seq <= seq_known && known {
+                if known && seq <= seq_known {
                     return;
                 }
                 if seq != seq_known + 1 {
                     // Something was missed: apply what came, and ask for the whole list.
-                    self.ask_again(now);
+                    self.cluster_ask(now);
                 }
                 if let Some(n) = self.cluster.as_mut().and_then(|c| c.nodes.get_mut(&node)) {
                     n.seq = seq;
@@ -481,7 +487,7 @@ impl Hub {
             } => self.on_remote_say(&room, from, said),
             NodeMessage::Private { to, from, said, .. } => {
                 // Only to a user of this node, and never spoken for one of its users.
-                if self.names.contains_key(&name_key(&from)) {
+                if self.names.contains_key(&name_key(&from)) || self.is_server_name(&from) {
                     return;
                 }
                 if let Ok(target) = self.lookup(&to) {
@@ -492,10 +498,24 @@ impl Hub {
         }
     }
 
-    fn ask_again(&mut self, now: Instant) {
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.ask(now);
+    /// Says hello and tells this node's roster: every other node answers with its own, so
+    /// whatever was missed is known again. At most once an alive interval.
+    pub(super) fn cluster_ask(&mut self, now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster
+            .asked
+            .is_some_and(|t| now < t + cluster.config.alive_interval)
+        {
+            return;
         }
+        cluster.asked = Some(now);
+        let msg = NodeMessage::Hello {
+            node: cluster.node.clone(),
+        };
+        cluster.publish(NODES_SUBJECT.to_owned(), &msg);
+        self.cluster_publish_roster();
     }
 
     fn on_roster(&mut self, node: &Utf8, seq: u64, first: bool, names: Vec<Utf8>) {
@@ -607,8 +627,14 @@ impl Hub {
 
     fn on_remote_say(&mut self, room: &Utf8, from: Utf8, said: Said) {
         let key = name_key(room);
-        // Only the default room spans the cluster, and only another node's user speaks there.
-        if !self.rooms.is_default(&key) || !self.is_remote(&from) {
+        // Only the default room spans the cluster. The broker is trusted with the sender's
+        // name (its node stamped it), but never to speak for a user of this node. A sender
+        // not yet known is let through: subjects are heard by separate subscriptions, so a
+        // line may overtake the news of its sender's arrival.
+        if !self.rooms.is_default(&key)
+            || self.names.contains_key(&name_key(&from))
+            || self.is_server_name(&from)
+        {
             return;
         }
         let default = self.rooms.default_key.clone();
@@ -666,7 +692,8 @@ impl Cluster {
         if self.stopped {
             return true;
         }
-        self.out.push_back(ClusterOutput::Publish { subject, payload });
+        self.out
+            .push_back(ClusterOutput::Publish { subject, payload });
         true
     }
 }

@@ -274,7 +274,7 @@ impl Hub {
         SessionConfig::normalize(&mut session_config);
         let rooms = Rooms::new(&config.rooms);
         let cluster = (config.cluster.clone()).map(|c| Box::new(cluster::Cluster::new(c, now)));
-        Ok(Hub {
+        let mut hub = Hub {
             session_config,
             server_name: Utf8::from(config.server_name.as_str()),
             config,
@@ -300,7 +300,10 @@ impl Hub {
             verifying: HashMap::new(),
             cluster,
             shutting_down: false,
-        })
+        };
+        // A node starting says hello with its (empty) roster: the others answer with theirs.
+        hub.cluster_ask(now);
+        Ok(hub)
     }
 
     /// The settings in force.

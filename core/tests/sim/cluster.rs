@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tidings_core::cluster::{ClusterConfig, ClusterOutput};
+use tidings_core::cluster::{ClaimOutcome, ClusterConfig, ClusterOutput};
 use tidings_core::hub::HubConfig;
 
 use super::hub::HubNet;
@@ -117,7 +117,8 @@ impl ClusterNet {
                     *renewed = now;
                 }
             }
-            self.claims.retain(|_, (_, renewed)| now < *renewed + CLAIM_TTL);
+            self.claims
+                .retain(|_, (_, renewed)| now < *renewed + CLAIM_TTL);
             self.settle();
         }
     }
@@ -156,11 +157,20 @@ impl ClusterNet {
                     ClusterOutput::Claim { conn, key, .. } => {
                         // Created only if absent, as a store's `create` does.
                         let now = self.now();
-                        let ok = !self.claims.contains_key(&key);
-                        if ok {
-                            self.claims.insert(key, (i, now));
-                        }
-                        self.nodes[i].hub.claimed(conn, ok);
+                        let outcome = if !self.linked[i] {
+                            ClaimOutcome::Unavailable
+                        } else {
+                            match self.claims.entry(key) {
+                                std::collections::btree_map::Entry::Occupied(_) => {
+                                    ClaimOutcome::Taken
+                                }
+                                std::collections::btree_map::Entry::Vacant(slot) => {
+                                    slot.insert((i, now));
+                                    ClaimOutcome::Held
+                                }
+                            }
+                        };
+                        self.nodes[i].hub.claimed(conn, outcome);
                     }
                     ClusterOutput::Release { key } => {
                         if self.claims.get(&key).is_some_and(|(owner, _)| *owner == i) {
@@ -173,7 +183,9 @@ impl ClusterNet {
                             continue;
                         }
                         for j in 0..self.nodes.len() {
-                            if self.crashed[j] || !self.linked[j] || !self.heard[j].contains(&subject)
+                            if self.crashed[j]
+                                || !self.linked[j]
+                                || !self.heard[j].contains(&subject)
                             {
                                 continue;
                             }
