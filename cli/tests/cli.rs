@@ -4,111 +4,11 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{assert_harmless, fake_server, make_file, spawn_with_lines, BIN};
+use common::{assert_harmless, fake_server, make_file, serve, Proc, BIN};
 use serde_json::Value;
-
-/// A child process whose stdout lines are collected on a thread; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    stdin: Option<ChildStdin>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).stdin(Stdio::piped()).stderr(Stdio::piped());
-        let (mut child, lines) = spawn_with_lines(&mut cmd, Some);
-        let stdin = child.stdin.take();
-        Proc {
-            child,
-            lines,
-            stdin,
-        }
-    }
-
-    /// The next JSON event for which `pred` holds (others are skipped), within 60 s. A
-    /// timeout names the caller's line.
-    #[track_caller]
-    fn expect(&self, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("an output line within 60 s");
-            let v: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            assert!(v["time"].is_string(), "every event has a time: {line}");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    #[track_caller]
-    fn expect_event(&self, kind: &str) -> Value {
-        self.expect(|v| v["event"] == kind)
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Waits for the exit and returns the status with standard error.
-    fn child_output(mut self) -> Output {
-        self.stdin.take();
-        let status = self.child.wait().unwrap();
-        let mut err = Vec::new();
-        std::io::Read::read_to_end(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        Output {
-            status,
-            stdout: Vec::new(),
-            stderr: err,
-        }
-    }
-
-    /// [`Proc::child_output`], failing the test (and killing the process) if it has not
-    /// exited within `limit`.
-    fn output_within(mut self, limit: Duration) -> Output {
-        let deadline = std::time::Instant::now() + limit;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still running after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child_output()
-    }
-
-    fn wait(mut self) -> std::process::ExitStatus {
-        self.stdin.take();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `tidings --json serve` on a free port; returns it with its address.
-fn serve(extra: &[&str]) -> (Proc, String) {
-    let mut args = vec!["--json", "serve", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let p = Proc::spawn(&args);
-    let v = p.expect_event("listening");
-    let addr = v["addr"].as_str().unwrap().to_string();
-    (p, addr)
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -318,3 +318,38 @@ fn presence_crosses_nodes_in_batches_not_one_message_per_join() {
     );
     assert_eq!(net.nodes[1].online_seen_by(0).len(), 51);
 }
+
+#[test]
+fn after_the_broker_restarts_lines_cross_again() {
+    let mut net = cluster(2);
+    net.join(0, "ann");
+    // bob speaks rooms (as `tidings chat` does): his lines name the default room.
+    let rooms = tidings_core::session::Config {
+        capabilities: tidings_core::wire::capability::DEFAULT
+            | tidings_core::wire::capability::ROOMS,
+        transfer: sim::hub::test_transfers(),
+        ..Default::default()
+    };
+    net.nodes[1].join_with("bob", rooms);
+    net.settle();
+    net.advance(INTERVAL * 2);
+    net.link(0, false);
+    net.link(1, false);
+    net.advance(Duration::from_secs(2));
+    net.link(0, true);
+    net.link(1, true);
+    net.advance(Duration::from_secs(2));
+    net.nodes[1].clients[0]
+        .session
+        .send_text("", "are you there?")
+        .unwrap();
+    // A line to the default room by its name (how 1.1 clients speak) crosses the same way.
+    net.nodes[1].clients[0]
+        .session
+        .send_room_text("lobby", "still there?")
+        .unwrap();
+    net.settle();
+    let texts = net.nodes[0].client("ann").texts();
+    let last: Vec<&str> = texts.iter().rev().take(2).map(|t| t.2.as_str()).collect();
+    assert_eq!(last, ["still there?", "are you there?"], "{texts:?}");
+}

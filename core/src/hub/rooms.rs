@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::roster::Roster;
-use super::{ConnId, Hub, HubError, HubEvent};
+use super::{ConnId, Hub, HubError};
 use crate::name::{name_key, validate_name};
 use crate::session::{RoomRequest, SendError};
 use crate::wire::{MemberKind, Message, PresenceKind, RoomInfo, Utf8, MIN_MAX_FRAME};
@@ -593,11 +593,12 @@ impl Hub {
                     Some(id),
                 );
                 if key == self.rooms.default_key {
-                    self.emit(HubEvent::Text {
-                        from,
-                        private: false,
-                        text,
-                    });
+                    let said = crate::cluster::Said::Text(text);
+                    if !self.cluster_say(&from, &said) {
+                        let text = "the message is too large to reach the other servers";
+                        self.error_to(id, ErrorCode::LimitExceeded, text.to_owned());
+                    }
+                    self.emit(said.event(from, false));
                 }
             }
             RoomRequest::List => {
