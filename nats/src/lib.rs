@@ -299,6 +299,7 @@ impl Driver {
             .map(|(k, &r)| (k.clone(), r))
             .collect();
         let (store, node, timeout) = (&self.store, &self.node, self.timeout);
+        let inputs = &self.inputs;
         let renewals = futures_util::stream::iter(keys)
             .map(|(key, revision)| async move {
                 let update = store.update(&key, node.clone(), revision);
@@ -309,6 +310,7 @@ impl Driver {
                         Ok(revision) => Some(revision),
                         Err(e) => {
                             tracing::warn!(error = %e, key, "a name claim was lost to another node");
+                            let _ = inputs.send(ClusterInput::Lost(key.clone())).await;
                             None
                         }
                     },

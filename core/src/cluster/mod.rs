@@ -86,7 +86,9 @@ pub enum ClusterOutput {
     /// Stop hearing `subject`.
     Unsubscribe(String),
     /// Claim `key` ([`claim_key`] of `name`) for this node, only if nobody holds it, then
-    /// answer with [`crate::hub::Hub::claimed`]. Renew it while it is held.
+    /// answer with [`crate::hub::Hub::claimed`]. Renew it while it is held; if it expired
+    /// meanwhile (the broker was out of reach for longer than its lifetime), claim it again,
+    /// and if another node holds it by then, say so with [`crate::hub::Hub::claim_lost`].
     Claim {
         /// The connection that asked for the name.
         conn: ConnId,
@@ -117,6 +119,9 @@ pub enum ClusterInput {
     },
     /// The broker was lost or reached again ([`crate::hub::Hub::cluster_link`]).
     Link(bool),
+    /// A claim this node held expired while it could not renew it, and another node holds
+    /// the name now ([`crate::hub::Hub::claim_lost`]).
+    Lost(String),
 }
 
 /// What became of a [`ClusterOutput::Claim`] ([`crate::hub::Hub::claimed`]).

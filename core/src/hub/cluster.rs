@@ -32,8 +32,14 @@ struct Node {
     last_heard: Instant,
     /// The last presence counter applied.
     seq: u64,
-    /// Keys of its users.
-    users: HashSet<String>,
+    /// Some of its news were missed (or it was first heard by other than its roster): its
+    /// users are not all known until its next roster. Asked again at every `Alive` until
+    /// then, since asking is limited to once an interval.
+    stale: bool,
+    /// Its users, by key, as it says (one may be shadowed: listed here but not known as a
+    /// remote user, while a user of this node or of another holds the name during a
+    /// partition).
+    users: HashMap<String, Utf8>,
 }
 
 /// A user of another node.
@@ -226,7 +232,39 @@ impl Hub {
                 self.claimed(conn, outcome);
             }
             ClusterInput::Link(up) => self.cluster_link(now, up),
+            ClusterInput::Lost(key) => {
+                self.now = now;
+                self.claim_lost(&key);
+            }
         }
+    }
+
+    /// The claim `key` was lost to another node (this one was cut off from the broker for
+    /// longer than a claim lives, and someone took the name elsewhere): its holder here is
+    /// disconnected with `name-taken`, so the name is never held twice. Returns whether a
+    /// holder was found.
+    pub fn claim_lost(&mut self, key: &str) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        let Some(conn) = cluster
+            .claims
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map(|(&c, _)| c)
+        else {
+            return false;
+        };
+        // Not released when it closes: the claim is another node's now.
+        cluster.claims.remove(&conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let reason = "your name was taken on another server of this cluster while this \
+                          one was cut off from it";
+            c.session.goodbye(ErrorCode::NameTaken, reason);
+        }
+        self.touch(conn);
+        self.run();
+        true
     }
 
     /// Users online on other nodes.
@@ -440,10 +478,12 @@ impl Hub {
         let entry = cluster.nodes.entry(node.clone()).or_insert_with(|| Node {
             last_heard: now,
             seq: 0,
-            users: HashSet::new(),
+            stale: true,
+            users: HashMap::new(),
         });
         entry.last_heard = now;
         let seq_known = entry.seq;
+        let stale = entry.stale;
         if !known {
             self.emit(HubEvent::Node {
                 node: node.clone(),
@@ -456,7 +496,7 @@ impl Hub {
             // A node never heard of, or one whose news were partly lost (or that started
             // again under the same name): everyone's rosters again.
             NodeMessage::Alive { seq, .. } => {
-                if !known || seq != seq_known {
+                if stale || seq != seq_known {
                     self.cluster_ask(now);
                 }
             }
@@ -467,12 +507,14 @@ impl Hub {
                 if known && seq <= seq_known {
                     return;
                 }
-                if seq != seq_known + 1 {
-                    // Something was missed: apply what came, and ask for the whole list.
-                    self.cluster_ask(now);
-                }
+                let missed = seq != seq_known + 1;
                 if let Some(n) = self.cluster.as_mut().and_then(|c| c.nodes.get_mut(&node)) {
                     n.seq = seq;
+                    n.stale |= missed;
+                }
+                if missed {
+                    // Something was missed: apply what came, and ask for the whole list.
+                    self.cluster_ask(now);
                 }
                 for (joined, name) in changes {
                     if joined {
@@ -528,12 +570,13 @@ impl Hub {
         if first {
             // The list replaces what was known: who is not on it left.
             n.seq = seq;
+            n.stale = false;
             let keys: HashSet<String> = names.iter().map(|s| name_key(s)).collect();
             let gone: Vec<Utf8> = n
                 .users
                 .iter()
-                .filter(|k| !keys.contains(*k))
-                .filter_map(|k| cluster.remote.get(k).map(|r| r.name.clone()))
+                .filter(|(k, _)| !keys.contains(*k))
+                .map(|(_, name)| name.clone())
                 .collect();
             for name in gone {
                 self.remote_left(node, &name);
@@ -544,24 +587,33 @@ impl Hub {
         }
     }
 
-    /// `name` is on `node` (nothing if it is known already, here or on another node).
+    /// `name` is on `node`. Known to this node's users unless the name is held here or by
+    /// another node already (then it stays shadowed until that holder leaves).
     fn remote_joined(&mut self, node: &Utf8, name: Utf8) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
         let key = name_key(&name);
-        if self.names.contains_key(&key) || cluster.remote.contains_key(&key) {
-            return;
-        }
         let Some(n) = cluster.nodes.get_mut(node) else {
             return;
         };
-        n.users.insert(key.clone());
+        n.users.insert(key.clone(), name.clone());
+        if self.names.contains_key(&key) || cluster.remote.contains_key(&key) {
+            return;
+        }
+        self.remote_known(key, name, node.clone());
+    }
+
+    /// Lists `name` of `node` among the default room's members, and tells them.
+    fn remote_known(&mut self, key: String, name: Utf8, node: Utf8) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         cluster.remote.insert(
             key,
             Remote {
                 name: name.clone(),
-                node: node.clone(),
+                node,
             },
         );
         self.rooms.default_members.insert(&name);
@@ -573,21 +625,21 @@ impl Hub {
         self.announce_later(&room, &news, None);
     }
 
-    /// `name` of `node` left (nothing if it is not that node's).
+    /// `name` of `node` left.
     fn remote_left(&mut self, node: &Utf8, name: &Utf8) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
         let key = name_key(name);
+        if let Some(n) = cluster.nodes.get_mut(node) {
+            n.users.remove(&key);
+        }
         if cluster.remote.get(&key).map_or(true, |r| r.node != *node) {
             return;
         }
         let Some(remote) = cluster.remote.remove(&key) else {
             return;
         };
-        if let Some(n) = cluster.nodes.get_mut(node) {
-            n.users.remove(&key);
-        }
         self.rooms.default_members.remove(&remote.name);
         let room = self.rooms.map[&self.rooms.default_key].name.clone();
         let news = News::Member {
@@ -595,24 +647,33 @@ impl Hub {
             name: &remote.name,
         };
         self.announce_later(&room, &news, None);
+        self.unshadow(&key);
+    }
+
+    /// The holder of `key` left: a node that lists a user of that name (shadowed meanwhile)
+    /// makes it known.
+    pub(super) fn unshadow(&mut self, key: &str) {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return;
+        };
+        if self.names.contains_key(key) || cluster.remote.contains_key(key) {
+            return;
+        }
+        let shadowed = cluster
+            .nodes
+            .iter()
+            .find_map(|(node, n)| n.users.get(key).map(|name| (node.clone(), name.clone())));
+        if let Some((node, name)) = shadowed {
+            self.remote_known(key.to_owned(), name, node);
+        }
     }
 
     /// `node` stopped or went silent: its users leave.
     fn node_gone(&mut self, node: &Utf8) {
-        let Some(n) = self.cluster.as_mut().and_then(|c| c.nodes.remove(node)) else {
+        let Some(n) = self.cluster.as_ref().and_then(|c| c.nodes.get(node)) else {
             return;
         };
-        let names: Vec<Utf8> = {
-            let cluster = self.cluster.as_ref().expect("checked above");
-            n.users
-                .iter()
-                .filter_map(|k| cluster.remote.get(k).map(|r| r.name.clone()))
-                .collect()
-        };
-        // Put back for `remote_left`, which checks the node's list.
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.nodes.insert(node.clone(), n);
-        }
+        let names: Vec<Utf8> = n.users.values().cloned().collect();
         for name in names {
             self.remote_left(node, &name);
         }

@@ -422,6 +422,8 @@ impl Hub {
             };
             self.tell_room(&key, &news, None);
         }
+        // In a cluster, a user of that name on another node may have waited for this one.
+        self.unshadow(&name_key(name));
     }
 
     /// Whether `id` is in the room `key`.

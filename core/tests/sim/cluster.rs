@@ -29,8 +29,10 @@ pub struct ClusterNet {
     pub nodes: Vec<HubNet>,
     /// Subjects each node hears.
     pub heard: Vec<BTreeSet<String>>,
-    /// Claim key → (node, last renewal).
+    /// Claim key → (node, last renewal): the store.
     pub claims: BTreeMap<String, (usize, Instant)>,
+    /// The claims each node's driver believes it holds.
+    pub held: Vec<BTreeSet<String>>,
     /// Reaches the broker.
     pub linked: Vec<bool>,
     /// Crashed: neither runs nor reaches anything.
@@ -61,6 +63,7 @@ impl ClusterNet {
             nodes,
             heard: vec![BTreeSet::new(); n],
             claims: BTreeMap::new(),
+            held: vec![BTreeSet::new(); n],
             linked: vec![true; n],
             crashed: vec![false; n],
             faults: Faults::default(),
@@ -112,14 +115,33 @@ impl ClusterNet {
                 }
             }
             let now = self.now();
-            for (node, renewed) in self.claims.values_mut() {
-                if self.linked[*node] && !self.crashed[*node] {
-                    *renewed = now;
-                }
-            }
             self.claims
                 .retain(|_, (_, renewed)| now < *renewed + CLAIM_TTL);
+            self.renew(now);
             self.settle();
+        }
+    }
+
+    /// What each linked live node's driver does with the claims it holds: renews them,
+    /// claims again one that expired, and reports one another node took meanwhile.
+    fn renew(&mut self, now: Instant) {
+        for node in 0..self.nodes.len() {
+            if !self.linked[node] || self.crashed[node] {
+                continue;
+            }
+            let held: Vec<String> = self.held[node].iter().cloned().collect();
+            for key in held {
+                match self.claims.get_mut(&key) {
+                    Some((owner, renewed)) if *owner == node => *renewed = now,
+                    Some(_) => {
+                        self.held[node].remove(&key);
+                        self.nodes[node].hub.claim_lost(&key);
+                    }
+                    None => {
+                        self.claims.insert(key, (node, now));
+                    }
+                }
+            }
         }
     }
 
@@ -165,6 +187,7 @@ impl ClusterNet {
                                     ClaimOutcome::Taken
                                 }
                                 std::collections::btree_map::Entry::Vacant(slot) => {
+                                    self.held[i].insert(slot.key().clone());
                                     slot.insert((i, now));
                                     ClaimOutcome::Held
                                 }
@@ -173,7 +196,11 @@ impl ClusterNet {
                         self.nodes[i].hub.claimed(conn, outcome);
                     }
                     ClusterOutput::Release { key } => {
-                        if self.claims.get(&key).is_some_and(|(owner, _)| *owner == i) {
+                        self.held[i].remove(&key);
+                        // A release while cut off does not reach the store: the claim expires.
+                        if self.linked[i]
+                            && self.claims.get(&key).is_some_and(|(owner, _)| *owner == i)
+                        {
                             self.claims.remove(&key);
                         }
                     }
