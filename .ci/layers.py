@@ -24,8 +24,10 @@ ALLOWED = {
     "tidings-disk": {"tidings-core", "tidings-host"},
     "tidings-std": {"tidings-core", "tidings-host", "tidings-disk"},
     "tidings-smol": {"tidings-core", "tidings-host", "tidings-disk"},
+    "tidings-nats": {"tidings-core", "tidings-smol"},
     "tidings": {
         "tidings-core", "tidings-host", "tidings-disk", "tidings-std", "tidings-smol", "tidings-conform",
+        "tidings-nats",
     },
     "tidings-e2e": {
         "tidings-core", "tidings-host", "tidings-disk", "tidings-std", "tidings-smol", "tidings-conform",

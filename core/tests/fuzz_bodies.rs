@@ -12,7 +12,7 @@ use tidings_core::fuzz;
 
 type Body = fn(&[u8]);
 
-const BODIES: [(&str, Body); 8] = [
+const BODIES: [(&str, Body); 9] = [
     ("native_frames", fuzz::native_frames),
     ("message_roundtrip", fuzz::message_roundtrip),
     ("session", |d| fuzz::session(d, Instant::now())),
@@ -21,6 +21,7 @@ const BODIES: [(&str, Body); 8] = [
     ("http_handshake", fuzz::http_handshake),
     ("json", |d| fuzz::json(d, Instant::now())),
     ("hub", |d| fuzz::hub(d, Instant::now())),
+    ("node_message", |d| fuzz::node_message(d, Instant::now())),
 ];
 
 #[test]

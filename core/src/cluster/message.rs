@@ -1,4 +1,4 @@
-//! The messages the nodes of a cluster publish to each other through the broker (spec §13),
+//! The messages the nodes of a cluster publish to each other through the broker (spec §14),
 //! and their binary encoding.
 //!
 //! Every message starts with a version byte ([`VERSION`]), a kind byte and the sending

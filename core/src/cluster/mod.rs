@@ -1,5 +1,5 @@
 //! Several servers, one chat: what a node's hub and the other nodes of a cluster exchange
-//! through a broker (spec §13), with no I/O of its own.
+//! through a broker (spec §14), with no I/O of its own.
 //!
 //! A hub with [`crate::hub::HubConfig::cluster`] set is one node. Besides its connections it
 //! has one more input and one more output, which a driver connects to a broker (NATS:
@@ -31,8 +31,11 @@ use bytes::Bytes;
 
 pub use message::{Change, NodeMessage, Said, VERSION};
 
-use crate::hub::ConnId;
 use crate::name::name_key;
+
+/// A connection of the node's hub (the same number as the hub's `ConnId`, named here so that
+/// this module, below the hub, does not import it).
+pub type ConnId = u64;
 use crate::wire::Utf8;
 
 /// The subject every node hears: presence and liveness.

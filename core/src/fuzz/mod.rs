@@ -3,12 +3,14 @@
 //! `cargo test --features fuzz` compiles and runs them (the regression tests replay past
 //! findings through them); the cargo-fuzz targets in `fuzz/` are one line each.
 
+mod cluster;
 mod hub;
 mod json;
 mod session;
 mod wire;
 mod ws;
 
+pub use cluster::node_message;
 pub use hub::hub;
 pub use json::json;
 pub use session::{session, transfer_pair};
