@@ -408,7 +408,8 @@ pub async fn connect_all(
     connect_range(proto, addr, 0..clients, None, limit).await
 }
 
-/// [`connect_all`] for the clients numbered `ids`, in `room` when given ([`connect_in`]).
+/// [`connect_all`] for the clients numbered `ids`, in `room` when given ([`connect_in`]);
+/// `addr` may list several servers, comma-separated, which client `i` takes in turn.
 pub async fn connect_range(
     proto: Proto,
     addr: &str,
@@ -416,9 +417,12 @@ pub async fn connect_range(
     room: Option<&str>,
     limit: Duration,
 ) -> Result<Vec<(TcpStream, Parser)>, String> {
+    // Several servers (a cluster's nodes), comma-separated: clients take them in turn.
+    let addrs: Vec<&str> = addr.split(',').collect();
     let mut conns = Vec::with_capacity(ids.len());
     for i in ids {
         let keepalive = Duration::from_secs(60);
+        let addr = addrs[i % addrs.len()];
         conns.push(connect_in(proto, addr, i, room, keepalive, limit).await?);
     }
     Ok(conns)

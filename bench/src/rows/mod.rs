@@ -1,6 +1,7 @@
 //! The comparisons, in priority order.
 
 pub mod broker;
+mod cluster;
 pub mod decode;
 mod logins;
 pub mod relay;
@@ -41,4 +42,5 @@ pub const GROUPS: &[(&str, Group)] = &[
     ("ws-broadcast", |c| vec![ws_broadcast::row(c)]),
     ("ws-broadcast-tls", |c| vec![ws_broadcast::row_tls(c)]),
     ("logins", |c| vec![logins::row(c)]),
+    ("cluster-fanout", |c| vec![cluster::row(c)]),
 ];

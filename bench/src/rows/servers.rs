@@ -195,9 +195,27 @@ pub fn fanout_rate(
         "window=8".into(),
     ];
     args.extend_from_slice(extra);
-    let line = load_named(ctx, kind, server, port, &args, Duration::from_secs(120))?;
+    let addr = format!("127.0.0.1:{port}");
+    let line = load_at(ctx, kind, server, &addr, &args, Duration::from_secs(120))?;
     let f = crate::load::fields(&line);
     Ok(f["delivered"] / (f["elapsed_ns"] / 1e9))
+}
+
+/// The fan-out load against several servers at once (`addrs`, comma-separated; clients take
+/// them in turn): deliveries and seconds.
+pub fn fanout_across(
+    ctx: &Ctx,
+    addrs: &str,
+    (clients, messages): (usize, usize),
+) -> Result<(f64, f64), String> {
+    let args = [
+        format!("clients={clients}"),
+        format!("messages={messages}"),
+        "window=8".into(),
+    ];
+    let line = load_at(ctx, "fanout", "tidings", addrs, &args, Duration::from_secs(120))?;
+    let f = crate::load::fields(&line);
+    Ok((f["delivered"], f["elapsed_ns"] / 1e9))
 }
 
 /// [`load`] with the server named by `server` (passed as `proto=`).
@@ -209,10 +227,22 @@ pub fn load_named(
     args: &[String],
     limit: Duration,
 ) -> Result<String, String> {
+    load_at(ctx, kind, server, &format!("127.0.0.1:{port}"), args, limit)
+}
+
+/// [`load_named`] against `addr` (several, comma-separated, for the fan-out load).
+pub fn load_at(
+    ctx: &Ctx,
+    kind: &str,
+    server: &str,
+    addr: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<String, String> {
     let mut cmd = procs::pinned(LOAD_CPU, &ctx.me);
     cmd.args(["load", kind])
         .arg(format!("proto={server}"))
-        .arg(format!("addr=127.0.0.1:{port}"))
+        .arg(format!("addr={addr}"))
         .arg(format!("limit_ms={}", limit.as_millis()))
         .args(args)
         .stdout(Stdio::piped())

@@ -75,6 +75,8 @@ pub(super) struct Cluster {
     link_up: bool,
     /// This node said it is gone (it shuts down): it publishes nothing more.
     stopped: bool,
+    /// The default room's subject, made once (every line to the room is published on it).
+    default_subject: Option<String>,
 }
 
 impl Cluster {
@@ -96,6 +98,7 @@ impl Cluster {
             asked: None,
             link_up: true,
             stopped: false,
+            default_subject: None,
             config,
         }
     }
@@ -364,16 +367,23 @@ impl Hub {
     /// A line said in the default room by a user of this node, for the other nodes. Whether
     /// it could go (false: too large for the broker).
     pub(super) fn cluster_say(&mut self, from: &Utf8, said: &Said) -> bool {
-        let room = self.rooms.map[&self.rooms.default_key].name.clone();
-        let subject = room_subject(&self.rooms.default_key);
-        match self.cluster.as_ref() {
-            Some(c) if !c.remote.is_empty() => {}
-            _ => return true,
+        if self.cluster.is_none() {
+            return true;
         }
+        // Published even while no user of another node is known: one may have joined a
+        // moment ago (the broker drops what no node hears).
         self.cluster_flush();
+        let Some(room) = self.rooms.map.get(&self.rooms.default_key) else {
+            return true;
+        };
+        let room = room.name.clone();
         let Some(cluster) = self.cluster.as_mut() else {
             return true;
         };
+        let subject = cluster
+            .default_subject
+            .get_or_insert_with(|| room_subject(&self.rooms.default_key))
+            .clone();
         let msg = NodeMessage::Say {
             node: cluster.node.clone(),
             room,
