@@ -214,7 +214,13 @@ impl Driver {
         loop {
             tokio::select! {
                 out = outputs.recv() => match out {
-                    Ok(out) => self.carry(out).await,
+                    Ok(out) => {
+                        self.carry(out).await;
+                        // What came meanwhile, before going back to sleep.
+                        while let Ok(out) = outputs.try_recv() {
+                            self.carry(out).await;
+                        }
+                    }
                     Err(_) => break,
                 },
                 _ = renewal.tick() => self.renew().await,

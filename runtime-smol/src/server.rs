@@ -567,13 +567,23 @@ async fn job_task<J: Send + 'static, D: Send + 'static>(
     }
 }
 
-/// Hands what the cluster's broker says to the host.
+/// Most inputs from the broker taken in one turn of the server's loop.
+const CLUSTER_BATCH: usize = 256;
+
+/// Hands what the cluster's broker says to the host: what has arrived meanwhile in one turn
+/// (up to [`CLUSTER_BATCH`]), so that a busy room's lines from other nodes cost one round of
+/// writes to its members, not one per line.
 async fn cluster_task(shared: Rc<Shared>, inputs: Receiver<ClusterInput>) {
     while let Ok(input) = inputs.recv().await {
-        shared
-            .host
-            .borrow_mut()
-            .cluster_input(Instant::now(), input);
+        {
+            let mut host = shared.host.borrow_mut();
+            let now = Instant::now();
+            host.cluster_input(now, input);
+            for _ in 1..CLUSTER_BATCH {
+                let Ok(more) = inputs.try_recv() else { break };
+                host.cluster_input(now, more);
+            }
+        }
         shared.after();
     }
 }

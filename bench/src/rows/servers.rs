@@ -213,7 +213,14 @@ pub fn fanout_across(
         format!("messages={messages}"),
         "window=8".into(),
     ];
-    let line = load_at(ctx, "fanout", "tidings", addrs, &args, Duration::from_secs(120))?;
+    let line = load_at(
+        ctx,
+        "fanout",
+        "tidings",
+        addrs,
+        &args,
+        Duration::from_secs(120),
+    )?;
     let f = crate::load::fields(&line);
     Ok((f["delivered"], f["elapsed_ns"] / 1e9))
 }
