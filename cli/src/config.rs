@@ -85,6 +85,8 @@ serve_file! {
     chat_budget_mib: usize,
     presence_ms: u64,
     cluster: String,
+    cluster_ca: PathBuf,
+    cluster_creds: PathBuf,
     node: String,
     claim_ttl_secs: u64,
     node_timeout_secs: u64,

@@ -323,6 +323,13 @@ struct ServeArgs {
     /// for credentials.
     #[arg(long, value_name = "nats://HOST:PORT")]
     cluster: Option<String>,
+    /// Certificate authorities (PEM) to trust for a `tls://` cluster URL (default: the
+    /// system's).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    cluster_ca: Option<PathBuf>,
+    /// A NATS credentials file (`.creds`) for a NATS server that asks for one.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    cluster_creds: Option<PathBuf>,
     /// This server's name in the cluster, unique among its servers (default: the host's
     /// name and the port).
     #[arg(long, value_name = "NAME", requires = "cluster")]

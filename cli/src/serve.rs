@@ -240,6 +240,8 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     if let (Some(url), Some(node)) = (&args.cluster, &node) {
         let nats = tidings_nats::NatsConfig {
             claim_ttl: Duration::from_secs(args.claim_ttl_secs.max(3)),
+            ca: args.cluster_ca.clone(),
+            credentials: args.cluster_creds.clone(),
             ..tidings_nats::NatsConfig::new(url)
         };
         let link = tidings_nats::connect(&nats, node)

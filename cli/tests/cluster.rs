@@ -50,15 +50,22 @@ struct Nats {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// `--tlscert` and `--tlskey`, for a NATS server that speaks only TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Nats {
     fn start() -> Option<Nats> {
+        Nats::start_with(None)
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Option<Nats> {
         let mut nats = Nats {
             binary: nats_binary()?,
             port: free_port(),
             store: tempfile::tempdir().unwrap(),
             child: None,
+            tls,
         };
         nats.run();
         Some(nats)
@@ -70,7 +77,15 @@ impl Nats {
 
     /// Starts the server (again, on the same port and store) and waits until it accepts.
     fn run(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
+        let child = cmd
             .args([
                 "-js",
                 "-a",
@@ -167,6 +182,9 @@ fn three_servers_share_names_presence_chat_and_private_messages() {
     // bob knows of ann, who is on another server; ann hears of bob.
     knows(&bob, &listed, &["ann", "bob"]);
     sees_join(&ann, "bob");
+    // c knows them too before anyone there talks to them.
+    let (dee, listed) = chat("dee", &c);
+    knows(&dee, &listed, &["ann", "bob"]);
 
     let o = say("cy", &c, &["hello, everyone"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -191,6 +209,46 @@ fn three_servers_share_names_presence_chat_and_private_messages() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("taken"));
+}
+
+#[test]
+fn servers_reach_nats_over_tls_trusting_its_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["cert", "--name", "localhost", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tls = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let Some(nats) = Nats::start_with(Some(tls)) else {
+        return;
+    };
+    let url = format!("tls://localhost:{}", nats.port);
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    // Without the authority, the server does not start: NATS's certificate is not trusted.
+    let o = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--cluster", &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (_a, a) = node(&url, "a", &["--cluster-ca", ca]);
+    let (_b, b) = node(&url, "b", &["--cluster-ca", ca]);
+    let (ann, _) = chat("ann", &a);
+    // Once b knows ann (her arrival crosses in the next batch of news), b can reach her.
+    let (bob, listed) = chat("bob", &b);
+    knows(&bob, &listed, &["ann"]);
+    let o = say("cy", &b, &["--to", "ann", "over TLS"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = ann.expect(|v| v["event"] == "text" && v["private"] == true);
+    assert_eq!(v["text"], "over TLS");
 }
 
 #[test]

@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +66,11 @@ pub struct NatsConfig {
     /// How long to wait for the first connection (and for each answer of the store). Default
     /// 5 s.
     pub timeout: Duration,
+    /// A PEM file of certificate authorities to trust for `tls://` (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed), for servers that
+    /// ask for them.
+    pub credentials: Option<PathBuf>,
 }
 
 impl NatsConfig {
@@ -75,6 +81,8 @@ impl NatsConfig {
             bucket: "tidings-names".to_owned(),
             claim_ttl: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
+            ca: None,
+            credentials: None,
         }
     }
 }
@@ -132,7 +140,19 @@ async fn open(
     inputs: Sender<ClusterInput>,
 ) -> Result<(async_nats::Client, kv::Store), Error> {
     let url = &config.url;
-    let options = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca) = &config.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some(creds) = &config.credentials {
+        options = options.credentials_file(creds).await.map_err(|e| {
+            Error(format!(
+                "cannot read the NATS credentials {}: {e}",
+                creds.display()
+            ))
+        })?;
+    }
+    let options = options
         .name(format!("tidings node {node}"))
         .connection_timeout(config.timeout)
         // A node does not need its own messages back (its hub would drop them anyway).
