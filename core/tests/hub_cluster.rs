@@ -353,3 +353,36 @@ fn after_the_broker_restarts_lines_cross_again() {
     let last: Vec<&str> = texts.iter().rev().take(2).map(|t| t.2.as_str()).collect();
     assert_eq!(last, ["still there?", "are you there?"], "{texts:?}");
 }
+
+#[test]
+fn with_accounts_a_name_is_claimed_then_judged_and_a_refusal_releases_the_claim() {
+    let config = HubConfig {
+        accounts: true,
+        ..config()
+    };
+    let mut net = ClusterNet::new(2, &config, 3);
+    let key = tidings_core::cluster::claim_key("ann");
+    let i = net.join(0, "ann");
+    // The claim comes first; then the driver is asked for a verdict.
+    assert!(net.claims.contains_key(&key));
+    assert!(net.nodes[0]
+        .op
+        .saw(|e| matches!(e, HubEvent::Verify { .. })));
+    let conn = net.nodes[0].clients[i].conn;
+    assert!(net.nodes[0]
+        .hub
+        .deny(conn, ErrorCode::AuthFailed, "wrong password"));
+    net.settle();
+    assert!(
+        !net.claims.contains_key(&key),
+        "a refused login keeps no claim"
+    );
+    // Allowed on the other node: admitted, and the name is held there.
+    let j = net.join(1, "ann");
+    let conn = net.nodes[1].clients[j].conn;
+    assert!(net.nodes[1].hub.allow(conn));
+    net.settle();
+    assert_eq!(refusal(&net, 1, j), None);
+    assert_eq!(net.nodes[1].hub.peer_count(), 1);
+    assert_eq!(net.claims.get(&key).map(|c| c.0), Some(1));
+}
