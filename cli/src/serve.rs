@@ -589,6 +589,8 @@ enum Reply {
     Peers(Vec<String>),
     /// Every room and its member count.
     Rooms(Vec<(String, u32)>),
+    /// The other servers of the cluster and their users' count (`None`: no cluster).
+    Nodes(Option<Vec<(String, usize)>>),
     /// One room's members.
     Members {
         room: String,
@@ -632,7 +634,8 @@ const CONSOLE_HELP: &str = "commands: TEXT (to the default room) | /msg NAME TEX
      /kick NAME [REASON] | /ban NAME DURATION [REASON] (kick, and refuse the name and its \
      look-alikes for DURATION: 90s, 10m, 2h, 1d) | /unban NAME | /send NAME PATH (a file or \
      folder) | /rooms | /room ROOM (its members) | /in ROOM TEXT | /open ROOM (kept while \
-     empty) | /close ROOM (everyone in it is removed) | /remove ROOM NAME (and kept out) | /quit";
+     empty) | /close ROOM (everyone in it is removed) | /remove ROOM NAME (and kept out) | \
+     /nodes (the other servers of the cluster) | /quit";
 
 fn show_reply(out: &mut Out, reply: Reply) {
     match reply {
@@ -641,6 +644,30 @@ fn show_reply(out: &mut Out, reply: Reply) {
             format_args!("online ({}): {}", names.len(), List(&names)),
             || json!({"online": names}),
         ),
+        Reply::Nodes(None) => out.event(
+            "nodes",
+            "this server is not part of a cluster (serve --cluster)",
+            || json!({"cluster": false, "nodes": []}),
+        ),
+        Reply::Nodes(Some(nodes)) => {
+            let shown: Vec<String> = nodes
+                .iter()
+                .map(|(n, users)| format!("{} ({users})", inline(n)))
+                .collect();
+            let json: Vec<_> = nodes
+                .iter()
+                .map(|(n, users)| json!({"node": n, "users": users}))
+                .collect();
+            out.event(
+                "nodes",
+                format_args!(
+                    "other servers of the cluster ({}): {}",
+                    nodes.len(),
+                    List(&shown)
+                ),
+                || json!({"cluster": true, "nodes": json}),
+            )
+        }
         Reply::Rooms(rooms) => {
             let shown: Vec<String> = rooms.iter().map(|(r, n)| format!("#{r} ({n})")).collect();
             let json: Vec<_> = rooms
@@ -870,6 +897,10 @@ async fn operator_command(
                 Err(e) => Some(Reply::Error(e.message)),
             };
         }
+        ("/nodes", None, None) => match handle.cluster_nodes().await {
+            Ok(nodes) => return Some(Reply::Nodes(nodes)),
+            Err(e) => Err(e),
+        },
         ("/rooms", None, None) => match handle.rooms().await {
             Ok(rooms) => return Some(Reply::Rooms(rooms)),
             Err(e) => Err(e),

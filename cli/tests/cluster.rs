@@ -176,7 +176,7 @@ fn three_servers_share_names_presence_chat_and_private_messages() {
     let Some(nats) = Nats::start() else { return };
     let (_a, a) = node(&nats.url(), "a", &[]);
     let (_b, b) = node(&nats.url(), "b", &[]);
-    let (_c, c) = node(&nats.url(), "c", &[]);
+    let (mut c_proc, c) = node(&nats.url(), "c", &["--console"]);
     let (ann, _) = chat("ann", &a);
     let (bob, listed) = chat("bob", &b);
     // bob knows of ann, who is on another server; ann hears of bob.
@@ -199,6 +199,14 @@ fn three_servers_share_names_presence_chat_and_private_messages() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = ann.expect_event("text");
     assert_eq!((&v["private"], &v["text"]), (&true.into(), &"psst".into()));
+
+    // The operator of c sees the other servers and their users.
+    c_proc.type_line("/nodes");
+    let v = c_proc.expect_event("nodes");
+    assert_eq!(
+        v["nodes"],
+        serde_json::json!([{"node": "a", "users": 1}, {"node": "b", "users": 1}])
+    );
 
     // ann's name is taken on every server, whatever its case.
     let o = say("ANN", &c, &["me too"]);

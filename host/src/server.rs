@@ -756,6 +756,14 @@ impl Host {
             .collect()
     }
 
+    /// The other servers of the cluster and their users' count, sorted by name; `None`
+    /// without [`HubConfig::cluster`] (see [`Hub::cluster_nodes`]).
+    pub fn cluster_nodes(&self) -> Option<Vec<(String, usize)>> {
+        self.hub.config().cluster.as_ref()?;
+        let nodes = self.hub.cluster_nodes();
+        Some(nodes.into_iter().map(|(n, u)| (n.to_string(), u)).collect())
+    }
+
     /// The members of `room`, sorted (`None`: no such room); see [`Hub::room_members`].
     pub fn room_members(&self, room: &str) -> Option<Vec<String>> {
         let names = self.hub.room_members(room)?;

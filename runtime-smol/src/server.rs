@@ -392,6 +392,12 @@ impl ServerHandle {
         self.call(|h| h.rooms()).await
     }
 
+    /// The other servers of the cluster this one hears, with their users' count, sorted by
+    /// name; `None` when the server is not a cluster node.
+    pub async fn cluster_nodes(&self) -> Result<Option<Vec<(String, usize)>>, Error> {
+        self.call(|h| h.cluster_nodes()).await
+    }
+
     /// The members of `room`, sorted; `None` for no such room.
     pub async fn room_members(&self, room: &str) -> Result<Option<Vec<String>>, Error> {
         let room = room.to_string();
