@@ -271,7 +271,23 @@ fn a_node_message_that_speaks_for_a_user_of_this_node_or_its_server_is_dropped()
             said: Said::Text("hi".into()),
         },
         // This node's own name: it never listens to itself.
-        NodeMessage::Gone { node: "n0".into() },
+        NodeMessage::Presence {
+            node: "n0".into(),
+            seq: 1,
+            changes: vec![(true, "mallory".into())],
+        },
+        // Names no node would send (a space; longer than names may be): dropped whole.
+        NodeMessage::Roster {
+            node: "n1".into(),
+            seq: 9,
+            first: true,
+            names: vec!["cy".into(), "mal lory".into()],
+        },
+        NodeMessage::Presence {
+            node: "n1".into(),
+            seq: 9,
+            changes: vec![(true, "x".repeat(200).into())],
+        },
     ];
     for msg in forged {
         net.nodes[0].hub.handle_cluster(now, msg.encode());
@@ -385,4 +401,48 @@ fn with_accounts_a_name_is_claimed_then_judged_and_a_refusal_releases_the_claim(
     assert_eq!(refusal(&net, 1, j), None);
     assert_eq!(net.nodes[1].hub.peer_count(), 1);
     assert_eq!(net.claims.get(&key).map(|c| c.0), Some(1));
+}
+
+#[test]
+fn a_second_hello_for_a_name_being_claimed_is_refused_not_let_through() {
+    for accounts in [false, true] {
+        let config = HubConfig {
+            accounts,
+            ..config()
+        };
+        let mut net = ClusterNet::new(2, &config, 5);
+        // Both hellos reach node 0 before the store has answered the first claim.
+        let first = net.nodes[0].join("alice");
+        let second = net.nodes[0].join("ALICE");
+        let (code, _) = refusal(&net, 0, second).expect("the second is refused at once");
+        assert_eq!(code, ErrorCode::NameTaken);
+        net.settle();
+        if accounts {
+            let conn = net.nodes[0].clients[first].conn;
+            assert!(net.nodes[0].hub.allow(conn));
+            net.settle();
+        }
+        assert_eq!(refusal(&net, 0, first), None);
+        assert_eq!(net.nodes[0].hub.peer_count(), 1, "accounts: {accounts}");
+    }
+}
+
+#[test]
+fn a_claim_answered_after_its_connection_closed_is_released() {
+    let mut net = cluster(2);
+    let i = net.nodes[0].join("alice");
+    // Gone before the store answers.
+    net.nodes[0].clients[i]
+        .session
+        .goodbye(ErrorCode::Normal, "never mind");
+    net.nodes[0].settle();
+    net.settle();
+    let key = tidings_core::cluster::claim_key("alice");
+    assert!(
+        !net.claims.contains_key(&key),
+        "released once the answer came"
+    );
+    // And the name is free on any node.
+    let j = net.join(1, "alice");
+    assert_eq!(refusal(&net, 1, j), None);
 }

@@ -8,7 +8,7 @@
 //! refused with `unknown-peer` and a reason that says so.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -18,13 +18,17 @@ use crate::cluster::{
     claim_key, room_subject, user_subject, Change, ClaimOutcome, ClusterConfig, ClusterInput,
     ClusterOutput, NodeMessage, Said, NODES_SUBJECT,
 };
-use crate::name::name_key;
+use crate::name::{name_key, validate_name};
 use crate::session::Login;
 use crate::wire::{MemberKind, Utf8};
 use crate::ErrorCode;
 
 /// Encoded names per roster part: well under any broker's payload limit.
 const ROSTER_PART: usize = 256 * 1024;
+
+/// How long hellos are gathered before this node answers them with one roster (after a
+/// broker restart every node says hello at once).
+const ROSTER_GATHER: Duration = Duration::from_millis(20);
 
 /// Another node, as this one knows it.
 #[derive(Debug)]
@@ -64,6 +68,9 @@ pub(super) struct Cluster {
     remote: HashMap<String, Remote>,
     /// Hellos waiting for their claim → the name and the login that came before it.
     claiming: HashMap<ConnId, (Utf8, Option<Login>)>,
+    /// The keys of the names in `claiming`: a second hello for one of them is refused at
+    /// once (it would otherwise pass unclaimed and unjudged).
+    claiming_keys: HashSet<String>,
     /// Connections holding a claim → its key.
     claims: HashMap<ConnId, String>,
     /// This node's users (registered connections); the default room's subject is heard while
@@ -77,6 +84,8 @@ pub(super) struct Cluster {
     stopped: bool,
     /// The default room's subject, made once (every line to the room is published on it).
     default_subject: Option<String>,
+    /// When this node answers the hellos heard since the last roster it published.
+    roster_due: Option<Instant>,
 }
 
 impl Cluster {
@@ -92,6 +101,7 @@ impl Cluster {
             nodes: HashMap::new(),
             remote: HashMap::new(),
             claiming: HashMap::new(),
+            claiming_keys: HashSet::new(),
             claims: HashMap::new(),
             local: 0,
             next_alive: now,
@@ -99,6 +109,7 @@ impl Cluster {
             link_up: true,
             stopped: false,
             default_subject: None,
+            roster_due: None,
             config,
         }
     }
@@ -112,11 +123,14 @@ impl Cluster {
             .push_back(ClusterOutput::Publish { subject, payload });
     }
 
-    /// When the node must next say it lives or check the others.
+    /// When the node must next say it lives, answer hellos or check the others.
     pub(super) fn deadline(&self) -> Instant {
         let expiry = self.nodes.values().map(|n| n.last_heard).min();
         let expiry = expiry.map(|t| t + self.config.node_timeout);
-        expiry.map_or(self.next_alive, |t| t.min(self.next_alive))
+        [expiry, self.roster_due]
+            .into_iter()
+            .flatten()
+            .fold(self.next_alive, Instant::min)
     }
 }
 
@@ -139,7 +153,7 @@ impl Hub {
         let Ok(msg) = NodeMessage::decode(payload) else {
             return;
         };
-        if *msg.node() == cluster.node {
+        if *msg.node() == cluster.node || !names_valid(&msg) {
             return;
         }
         self.on_node_message(now, msg);
@@ -155,6 +169,7 @@ impl Hub {
         let Some((name, login)) = cluster.claiming.remove(&conn) else {
             return false;
         };
+        cluster.claiming_keys.remove(&name_key(&name));
         let open = self
             .conns
             .get(&conn)
@@ -189,10 +204,7 @@ impl Hub {
                     .to_owned(),
             ),
         };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session.refuse(code, &reason);
-        }
-        self.emit(HubEvent::Refused { conn, name, code });
+        self.refuse_hello(conn, name, code, &reason);
         self.touch(conn);
         self.run();
         true
@@ -298,19 +310,36 @@ impl Hub {
             return;
         };
         let key = name_key(&name);
-        let known = self.names.contains_key(&key)
-            || cluster.remote.contains_key(&key)
-            || cluster.claiming.values().any(|(n, _)| name_key(n) == key);
-        if known || self.shutting_down {
+        if self.names.contains_key(&key) || cluster.remote.contains_key(&key) || self.shutting_down
+        {
+            // Refused by `admit` (taken, or shutting down), as without a cluster.
             self.admit(id, name);
             return;
         }
+        if cluster.claiming_keys.contains(&key) {
+            let reason = format!("the name {name} is taken");
+            self.refuse_hello(id, name, ErrorCode::NameTaken, &reason);
+            return;
+        }
         let claim_key = claim_key(&name);
+        cluster.claiming_keys.insert(key);
         cluster.claiming.insert(id, (name.clone(), login));
         cluster.out.push_back(ClusterOutput::Claim {
             conn: id,
             name,
             key: claim_key,
+        });
+    }
+
+    /// Refuses `id`'s hello for `name` with `code` and `reason`.
+    fn refuse_hello(&mut self, id: ConnId, name: Utf8, code: ErrorCode, reason: &str) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.session.refuse(code, reason);
+        }
+        self.emit(HubEvent::Refused {
+            conn: id,
+            name,
+            code,
         });
     }
 
@@ -428,6 +457,13 @@ impl Hub {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
+        if cluster.roster_due.is_some_and(|t| t <= now) {
+            cluster.roster_due = None;
+            self.cluster_publish_roster();
+        }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         if now >= cluster.next_alive {
             cluster.next_alive = now + cluster.config.alive_interval;
             let msg = NodeMessage::Alive {
@@ -501,8 +537,13 @@ impl Hub {
             });
         }
         match msg {
-            // Its roster follows its hello; it wants ours.
-            NodeMessage::Hello { .. } => self.cluster_publish_roster(),
+            // Its roster follows its hello; it wants ours (one answer to the hellos of a
+            // short while).
+            NodeMessage::Hello { .. } => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.roster_due.get_or_insert(now + ROSTER_GATHER);
+                }
+            }
             // A node never heard of, or one whose news were partly lost (or that started
             // again under the same name): everyone's rosters again.
             NodeMessage::Alive { seq, .. } => {
@@ -741,6 +782,23 @@ impl Hub {
             cluster.roster_part(first, part);
         }
     }
+}
+
+/// Whether every name a node message carries (the node's, users', rooms') follows the rules
+/// of names (spec §6.1), as the sending node checked them: one that does not came from
+/// something other than a node, and is dropped whole.
+fn names_valid(msg: &NodeMessage) -> bool {
+    let ok = |name: &Utf8| validate_name(name).is_ok();
+    ok(msg.node())
+        && match msg {
+            NodeMessage::Alive { .. } | NodeMessage::Hello { .. } | NodeMessage::Gone { .. } => {
+                true
+            }
+            NodeMessage::Roster { names, .. } => names.iter().all(ok),
+            NodeMessage::Presence { changes, .. } => changes.iter().all(|(_, name)| ok(name)),
+            NodeMessage::Say { room, from, .. } => ok(room) && ok(from),
+            NodeMessage::Private { to, from, .. } => ok(to) && ok(from),
+        }
 }
 
 impl Cluster {

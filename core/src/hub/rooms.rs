@@ -399,8 +399,9 @@ impl Hub {
             kind: MemberKind::Joined,
             name,
         };
-        self.tell_room(&key, &news, Some(id));
+        // Before the news is told: with no interval, telling it publishes the batch too.
         self.cluster_presence(name, true);
+        self.tell_room(&key, &news, Some(id));
         if self.conn_speaks_rooms(id) {
             self.send_members(id, &key);
         }

@@ -40,6 +40,9 @@ pub struct ClusterNet {
     pub faults: Faults,
     rng: Rng,
     late: VecDeque<(usize, Bytes)>,
+    /// Claims asked and not answered yet (answered a round later, so that a node has claims
+    /// in flight while its clients come and go): (node, connection, key).
+    asked: VecDeque<(usize, u64, String)>,
     /// Every payload published, by node, for checks.
     pub published: Vec<usize>,
 }
@@ -69,6 +72,7 @@ impl ClusterNet {
             faults: Faults::default(),
             rng: Rng::new(seed),
             late: VecDeque::new(),
+            asked: VecDeque::new(),
             published: vec![0; n],
         };
         net.settle();
@@ -159,9 +163,40 @@ impl ClusterNet {
         self.settle();
     }
 
+    /// The store answers the claims asked in the last round (some later still, as the seed
+    /// says), creating each only if absent.
+    fn answer_claims(&mut self) -> bool {
+        let asked: Vec<_> = self.asked.drain(..).collect();
+        let moved = !asked.is_empty();
+        for (i, conn, key) in asked {
+            if self.crashed[i] {
+                continue;
+            }
+            if self.rng.below(1000) < self.faults.delay {
+                self.asked.push_back((i, conn, key));
+                continue;
+            }
+            let now = self.now();
+            let outcome = if !self.linked[i] {
+                ClaimOutcome::Unavailable
+            } else {
+                match self.claims.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => ClaimOutcome::Taken,
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        self.held[i].insert(slot.key().clone());
+                        slot.insert((i, now));
+                        ClaimOutcome::Held
+                    }
+                }
+            };
+            self.nodes[i].hub.claimed(conn, outcome);
+        }
+        moved
+    }
+
     /// One pass over every node's outputs. Whether anything moved.
     fn broker_round(&mut self) -> bool {
-        let mut moved = false;
+        let mut moved = self.answer_claims();
         let mut deliveries: Vec<(usize, Bytes)> = self.late.drain(..).collect();
         for i in 0..self.nodes.len() {
             if self.crashed[i] {
@@ -177,23 +212,7 @@ impl ClusterNet {
                         self.heard[i].remove(&subject);
                     }
                     ClusterOutput::Claim { conn, key, .. } => {
-                        // Created only if absent, as a store's `create` does.
-                        let now = self.now();
-                        let outcome = if !self.linked[i] {
-                            ClaimOutcome::Unavailable
-                        } else {
-                            match self.claims.entry(key) {
-                                std::collections::btree_map::Entry::Occupied(_) => {
-                                    ClaimOutcome::Taken
-                                }
-                                std::collections::btree_map::Entry::Vacant(slot) => {
-                                    self.held[i].insert(slot.key().clone());
-                                    slot.insert((i, now));
-                                    ClaimOutcome::Held
-                                }
-                            }
-                        };
-                        self.nodes[i].hub.claimed(conn, outcome);
+                        self.asked.push_back((i, conn, key));
                     }
                     ClusterOutput::Release { key } => {
                         self.held[i].remove(&key);
