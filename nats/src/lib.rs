@@ -40,9 +40,11 @@ use tidings_core::cluster::{ClaimOutcome, ClusterInput, ClusterOutput};
 use tidings_smol::ClusterLink;
 use tokio::task::JoinHandle;
 
-/// Most outputs of the hub waiting for this driver; beyond that the server drops them (see
-/// [`ClusterLink`]).
-const OUTPUT_BACKLOG: usize = 1 << 16;
+/// Most messages of the hub waiting to be published, and most messages from NATS waiting
+/// for the server: beyond the first the server drops lines (see [`ClusterLink`]); beyond the
+/// second this driver stops reading NATS, which then drops what a slow subscriber cannot
+/// take. Either way memory stays bounded and chat stays at most once.
+const BACKLOG: usize = 1 << 16;
 
 /// Claims asked of the store at once (a join storm makes thousands).
 const CLAIMS_AT_ONCE: usize = 64;
@@ -112,33 +114,41 @@ pub fn connect(config: &NatsConfig, node: &str) -> Result<ClusterLink, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error(format!("cannot start the NATS driver: {e}")))?;
-    let (inputs_tx, inputs) = async_channel::unbounded();
-    let (outputs, outputs_rx) = async_channel::bounded(OUTPUT_BACKLOG);
-    let (client, store) = runtime.block_on(open(config, node, inputs_tx.clone()))?;
+    let (inputs_tx, inputs) = async_channel::bounded(BACKLOG);
+    let (outputs, outputs_rx) = async_channel::bounded(BACKLOG);
+    let (control, control_rx) = async_channel::unbounded();
+    let (client, store, ttl) = runtime.block_on(open(config, node, inputs_tx.clone()))?;
     let driver = Driver {
         client,
-        store,
-        node: Bytes::from(node.to_owned()),
+        claims: Arc::new(ClaimStore {
+            store,
+            node: Bytes::from(node.to_owned()),
+            held: Mutex::new(HashMap::new()),
+            slots: tokio::sync::Semaphore::new(CLAIMS_AT_ONCE),
+            timeout: config.timeout,
+            inputs: inputs_tx.clone(),
+        }),
         inputs: inputs_tx,
         subscriptions: HashMap::new(),
-        claims: Claims::default(),
-        claiming: Arc::new(tokio::sync::Semaphore::new(CLAIMS_AT_ONCE)),
         timeout: config.timeout,
     };
-    let renew = config.claim_ttl / 3;
     std::thread::Builder::new()
         .name("tidings-nats".into())
-        .spawn(move || runtime.block_on(driver.run(outputs_rx, renew)))
+        .spawn(move || runtime.block_on(driver.run(outputs_rx, control_rx, ttl / 3)))
         .map_err(|e| Error(format!("cannot start the NATS driver: {e}")))?;
-    Ok(ClusterLink { outputs, inputs })
+    Ok(ClusterLink {
+        outputs,
+        control,
+        inputs,
+    })
 }
 
-/// The connection and the bucket of claims.
+/// The connection, the bucket of claims and the lifetime of a claim in it.
 async fn open(
     config: &NatsConfig,
     node: &str,
     inputs: Sender<ClusterInput>,
-) -> Result<(async_nats::Client, kv::Store), Error> {
+) -> Result<(async_nats::Client, kv::Store, Duration), Error> {
     let url = &config.url;
     let mut options = async_nats::ConnectOptions::new();
     if let Some(ca) = &config.ca {
@@ -201,38 +211,233 @@ async fn open(
             ))
         })?,
     };
-    Ok((client, store))
+    // Renewed by the bucket's lifetime, whoever made it (the flag only sets a new bucket's).
+    let ttl = match store.status().await {
+        Ok(status) if !status.max_age().is_zero() => status.max_age(),
+        _ => config.claim_ttl,
+    };
+    if ttl != config.claim_ttl {
+        tracing::warn!(
+            bucket = config.bucket,
+            ?ttl,
+            "the bucket of claims keeps another lifetime than --claim-ttl-secs: it wins"
+        );
+    }
+    Ok((client, store, ttl))
+}
+
+/// The claims this node holds in the bucket, shared by the tasks that make, renew and
+/// release them.
+struct ClaimStore {
+    store: kv::Store,
+    /// The node's name: every claim's value.
+    node: Bytes,
+    /// Each claim held → the revision this node last wrote.
+    held: Mutex<HashMap<String, u64>>,
+    /// Bounds the store operations in flight (a join storm makes thousands).
+    slots: tokio::sync::Semaphore,
+    timeout: Duration,
+    inputs: Sender<ClusterInput>,
+}
+
+/// What the store says of a key.
+enum Holder {
+    /// Nobody (absent, deleted or expired).
+    Nobody,
+    /// This node, at this revision.
+    Us(u64),
+    /// Another node.
+    Other,
+}
+
+impl ClaimStore {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // A task that panicked holding it left a map that is still right.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who holds `key` now; `None` if the store did not answer.
+    async fn holder(&self, key: &str) -> Option<Holder> {
+        match tokio::time::timeout(self.timeout, self.store.entry(key)).await {
+            Ok(Ok(Some(e))) if e.operation == kv::Operation::Put => Some(if e.value == self.node {
+                Holder::Us(e.revision)
+            } else {
+                Holder::Other
+            }),
+            Ok(Ok(_)) => Some(Holder::Nobody),
+            _ => None,
+        }
+    }
+
+    /// Makes `key` this node's if nobody (else) holds it: created if absent; taken over if
+    /// the store already says this node (a claim of an earlier run under the same node name,
+    /// or one whose answer came too late).
+    async fn claim(&self, key: &str) -> ClaimOutcome {
+        let Ok(_slot) = self.slots.acquire().await else {
+            return ClaimOutcome::Unavailable;
+        };
+        let create = self.store.create(key, self.node.clone());
+        let revision = match tokio::time::timeout(self.timeout, create).await {
+            Ok(Ok(revision)) => revision,
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match self.holder(key).await {
+                    // Rewritten, so that a release of the old claim still under way (it
+                    // deletes only the revision it knew) leaves this one alone.
+                    Some(Holder::Us(revision)) => match self.take_over(key, revision).await {
+                        Some(revision) => revision,
+                        None => return ClaimOutcome::Unavailable,
+                    },
+                    Some(Holder::Other) => return ClaimOutcome::Taken,
+                    _ => return ClaimOutcome::Unavailable,
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a name claim failed");
+                return ClaimOutcome::Unavailable;
+            }
+            Err(_) => {
+                // The create may still land after the refusal: remove it then.
+                self.abandon(key).await;
+                return ClaimOutcome::Unavailable;
+            }
+        };
+        self.held().insert(key.to_owned(), revision);
+        ClaimOutcome::Held
+    }
+
+    /// Rewrites this node's `key` found at `revision` (or creates it, if it went meanwhile):
+    /// the new revision.
+    async fn take_over(&self, key: &str, revision: u64) -> Option<u64> {
+        let update = self.store.update(key, self.node.clone(), revision);
+        if let Ok(Ok(revision)) = tokio::time::timeout(self.timeout, update).await {
+            return Some(revision);
+        }
+        let create = self.store.create(key, self.node.clone());
+        match tokio::time::timeout(self.timeout, create).await {
+            Ok(Ok(revision)) => Some(revision),
+            _ => None,
+        }
+    }
+
+    /// A claim this node refused to hold (its answer came too late): deleted if it is there.
+    async fn abandon(&self, key: &str) {
+        tokio::time::sleep(self.timeout).await;
+        if self.held().contains_key(key) {
+            return; // claimed again meanwhile
+        }
+        if let Some(Holder::Us(revision)) = self.holder(key).await {
+            let _ = self.store.delete_expect_revision(key, Some(revision)).await;
+        }
+    }
+
+    /// Lets `key` go, if the store still has this node's revision of it.
+    async fn release(&self, key: &str) {
+        let Some(revision) = self.held().remove(key) else {
+            return;
+        };
+        let delete = self.store.delete_expect_revision(key, Some(revision));
+        if let Ok(Err(e)) = tokio::time::timeout(self.timeout, delete).await {
+            tracing::debug!(error = %e, "releasing a name claim failed");
+        }
+    }
+
+    /// Rewrites every claim held, so that none reaches the bucket's lifetime. A claim found
+    /// another node's (this one was cut off for longer than the lifetime) is reported lost;
+    /// any other failure is taken for a passing one, and tried again next time.
+    async fn renew(&self) {
+        let keys: Vec<(String, u64)> = self.held().iter().map(|(k, &r)| (k.clone(), r)).collect();
+        let renewals = futures_util::stream::iter(keys)
+            .map(|(key, revision)| async move {
+                let renewed = self.renew_one(&key, revision).await;
+                (key, revision, renewed)
+            })
+            .buffer_unordered(CLAIMS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let mut lost = Vec::new();
+        {
+            let mut held = self.held();
+            for (key, old, renewed) in renewals {
+                // Released (or claimed anew) meanwhile: not this renewal's to change.
+                if held.get(&key) != Some(&old) {
+                    continue;
+                }
+                match renewed {
+                    Some(Some(revision)) => {
+                        held.insert(key, revision);
+                    }
+                    Some(None) => {
+                        held.remove(&key);
+                        lost.push(key);
+                    }
+                    None => {}
+                }
+            }
+        }
+        for key in lost {
+            tracing::warn!(key, "a name claim was lost to another node");
+            let _ = self.inputs.send(ClusterInput::Lost(key)).await;
+        }
+    }
+
+    /// One renewal: `Some(Some(revision))` renewed, `Some(None)` another node holds it,
+    /// `None` the store did not answer as it should (try again later).
+    async fn renew_one(&self, key: &str, revision: u64) -> Option<Option<u64>> {
+        let update = self.store.update(key, self.node.clone(), revision);
+        if let Ok(Ok(revision)) = tokio::time::timeout(self.timeout, update).await {
+            return Some(Some(revision));
+        }
+        // The revision moved (an update that timed out landed later), the claim expired, or
+        // the store did not answer: see what it holds.
+        match self.holder(key).await? {
+            Holder::Us(revision) => self.take_over(key, revision).await.map(Some),
+            Holder::Nobody => {
+                let create = self.store.create(key, self.node.clone());
+                match tokio::time::timeout(self.timeout, create).await {
+                    Ok(Ok(revision)) => Some(Some(revision)),
+                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        match self.holder(key).await? {
+                            Holder::Other => Some(None),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            Holder::Other => Some(None),
+        }
+    }
 }
 
 struct Driver {
     client: async_nats::Client,
-    store: kv::Store,
-    /// The node's name: every claim's value.
-    node: Bytes,
+    claims: Arc<ClaimStore>,
     inputs: Sender<ClusterInput>,
     /// Each subject heard → the task forwarding its messages (dropping the subscriber
     /// unsubscribes).
     subscriptions: HashMap<String, JoinHandle<()>>,
-    claims: Claims,
-    /// Bounds the claims in flight.
-    claiming: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
 }
 
-/// Each claim held → the revision this node last wrote; shared with the tasks that claim.
-type Claims = Arc<Mutex<HashMap<String, u64>>>;
-
-fn held(claims: &Claims) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-    // A task that panicked holding it left a map that is still right.
-    claims.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Driver {
-    async fn run(mut self, outputs: Receiver<ClusterOutput>, renew: Duration) {
+    async fn run(
+        mut self,
+        outputs: Receiver<ClusterOutput>,
+        control: Receiver<ClusterOutput>,
+        renew: Duration,
+    ) {
         let mut renewal = tokio::time::interval(renew);
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewing: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
+                // Subscriptions and claims first: they are never dropped, and a user's
+                // subscription should be there before lines for them arrive.
+                biased;
+                out = control.recv() => match out {
+                    Ok(out) => self.carry(out).await,
+                    Err(_) => break,
+                },
                 out = outputs.recv() => match out {
                     Ok(out) => {
                         self.carry(out).await;
@@ -243,7 +448,14 @@ impl Driver {
                     }
                     Err(_) => break,
                 },
-                _ = renewal.tick() => self.renew().await,
+                _ = renewal.tick() => {
+                    // One renewal at a time, beside the loop: a slow store holds up neither
+                    // publishing nor the next claims.
+                    if renewing.as_ref().map_or(true, JoinHandle::is_finished) {
+                        let claims = self.claims.clone();
+                        renewing = Some(tokio::spawn(async move { claims.renew().await }));
+                    }
+                }
             }
         }
         // The server is gone: its last words (a node's goodbye) go out before the thread ends.
@@ -266,26 +478,15 @@ impl Driver {
             ClusterOutput::Claim { conn, key, .. } => {
                 // Each in a task of its own, so that a join storm waits for round trips side
                 // by side, not one after another.
-                let Ok(permit) = self.claiming.clone().acquire_owned().await else {
-                    return;
-                };
-                let (store, node, claims) =
-                    (self.store.clone(), self.node.clone(), self.claims.clone());
-                let (inputs, timeout) = (self.inputs.clone(), self.timeout);
+                let (claims, inputs) = (self.claims.clone(), self.inputs.clone());
                 tokio::spawn(async move {
-                    let outcome = claim(&store, &key, node, &claims, timeout).await;
-                    drop(permit);
+                    let outcome = claims.claim(&key).await;
                     let _ = inputs.send(ClusterInput::Claimed { conn, outcome }).await;
                 });
             }
             ClusterOutput::Release { key } => {
-                let revision = held(&self.claims).remove(&key);
-                if let Some(revision) = revision {
-                    let delete = self.store.delete_expect_revision(&key, Some(revision));
-                    if let Ok(Err(e)) = tokio::time::timeout(self.timeout, delete).await {
-                        tracing::debug!(error = %e, "releasing a name claim failed");
-                    }
-                }
+                let claims = self.claims.clone();
+                tokio::spawn(async move { claims.release(&key).await });
             }
         }
     }
@@ -314,70 +515,5 @@ impl Driver {
             }
         });
         self.subscriptions.insert(subject, task);
-    }
-
-    /// Rewrites every claim held, so that none reaches the bucket's `max_age`. A claim that
-    /// another node took meanwhile (this one was cut off for longer than the TTL) is left
-    /// to it.
-    async fn renew(&mut self) {
-        let keys: Vec<(String, u64)> = held(&self.claims)
-            .iter()
-            .map(|(k, &r)| (k.clone(), r))
-            .collect();
-        let (store, node, timeout) = (&self.store, &self.node, self.timeout);
-        let inputs = &self.inputs;
-        let renewals = futures_util::stream::iter(keys)
-            .map(|(key, revision)| async move {
-                let update = store.update(&key, node.clone(), revision);
-                let renewed = match tokio::time::timeout(timeout, update).await {
-                    Ok(Ok(revision)) => Some(revision),
-                    // Expired (or the store restarted empty): claim it again.
-                    Ok(Err(_)) => match store.create(&key, node.clone()).await {
-                        Ok(revision) => Some(revision),
-                        Err(e) => {
-                            tracing::warn!(error = %e, key, "a name claim was lost to another node");
-                            let _ = inputs.send(ClusterInput::Lost(key.clone())).await;
-                            None
-                        }
-                    },
-                    // The broker is away: try again at the next renewal.
-                    Err(_) => Some(revision),
-                };
-                (key, renewed)
-            })
-            .buffer_unordered(CLAIMS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await;
-        let mut claims = held(&self.claims);
-        for (key, renewed) in renewals {
-            // Released meanwhile: stays released.
-            if let (Some(revision), Some(slot)) = (renewed, claims.get_mut(&key)) {
-                *slot = revision;
-            } else if renewed.is_none() {
-                claims.remove(&key);
-            }
-        }
-    }
-}
-
-/// Claims `key` for `node` in `store`.
-async fn claim(
-    store: &kv::Store,
-    key: &str,
-    node: Bytes,
-    claims: &Claims,
-    timeout: Duration,
-) -> ClaimOutcome {
-    match tokio::time::timeout(timeout, store.create(key, node)).await {
-        Ok(Ok(revision)) => {
-            held(claims).insert(key.to_owned(), revision);
-            ClaimOutcome::Held
-        }
-        Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => ClaimOutcome::Taken,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "a name claim failed");
-            ClaimOutcome::Unavailable
-        }
-        Err(_) => ClaimOutcome::Unavailable,
     }
 }

@@ -99,16 +99,18 @@ pub struct Server {
     cluster: Option<ClusterLink>,
 }
 
-/// The two ends a cluster driver (such as `tidings-nats`) gives a server that is one node of
-/// a cluster ([`tidings_core::hub::HubConfig::cluster`]): what the hub asks of the broker goes
-/// out on `outputs`, what the broker answers comes in on `inputs`. The driver runs elsewhere
-/// (its own thread); the server never waits for it: when `outputs` is full, what does not
-/// fit is dropped (chat across nodes is at most once, a claim not made refuses its hello at
-/// the handshake timeout).
+/// The ends a cluster driver (such as `tidings-nats`) gives a server that is one node of a
+/// cluster ([`tidings_core::hub::HubConfig::cluster`]). The driver runs elsewhere (its own
+/// thread); the server never waits for it.
 #[derive(Debug)]
 pub struct ClusterLink {
-    /// What the hub asks of the broker.
+    /// Messages to publish: bounded, and when it is full the server drops what does not fit
+    /// (chat across nodes is at most once; presence that is lost is asked for again).
     pub outputs: Sender<ClusterOutput>,
+    /// Everything else the hub asks of the broker (subjects to hear or leave, names to
+    /// claim or release): never dropped. It holds at most what the connections in their
+    /// handshake and those leaving ask for.
+    pub control: Sender<ClusterOutput>,
     /// What the broker answers.
     pub inputs: Receiver<ClusterInput>,
 }
@@ -243,7 +245,10 @@ impl Server {
                 timer_wake,
                 conn_gone,
                 lingering: RefCell::new(VecDeque::new()),
-                cluster: self.cluster.as_ref().map(|link| link.outputs.clone()),
+                cluster: self
+                    .cluster
+                    .as_ref()
+                    .map(|link| (link.outputs.clone(), link.control.clone())),
             },
             event_loop: event_loop.clone(),
         });

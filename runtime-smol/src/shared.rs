@@ -89,8 +89,9 @@ pub(crate) struct Outlets {
     /// Sockets of finished sessions with output their peers have not taken, oldest first,
     /// each with the moment it is cut off ([`Shared::linger`]).
     pub(crate) lingering: RefCell<VecDeque<(Instant, Weak<Socket>)>>,
-    /// To the cluster's driver ([`crate::server::ClusterLink`]), when the server is a node.
-    pub(crate) cluster: Option<Sender<ClusterOutput>>,
+    /// To the cluster's driver ([`crate::server::ClusterLink`]), when the server is a node:
+    /// its publishing and control channels.
+    pub(crate) cluster: Option<(Sender<ClusterOutput>, Sender<ClusterOutput>)>,
 }
 
 impl Shared {
@@ -193,10 +194,14 @@ impl Shared {
                     out.verify_jobs.borrow_mut().push_back(job);
                     let _ = out.verify_wake.try_send(());
                 }
-                // Never waited for: what a full link cannot take is dropped (see ClusterLink).
+                // Never waited for: a line a full link cannot take is dropped; the rest goes
+                // on the unbounded control channel (see ClusterLink).
                 ServerOutput::Cluster(op) => {
-                    if let Some(cluster) = &out.cluster {
-                        let _ = cluster.try_send(op);
+                    if let Some((publish, control)) = &out.cluster {
+                        let _ = match op {
+                            ClusterOutput::Publish { .. } => publish.try_send(op),
+                            _ => control.try_send(op),
+                        };
                     }
                 }
                 // When nobody reads the operator events, new ones are dropped rather than kept.
