@@ -649,7 +649,12 @@ impl Hub {
             return;
         };
         n.users.insert(key.clone(), name.clone());
-        if self.names.contains_key(&key) || cluster.remote.contains_key(&key) {
+        // This server's own participant's name is never another's user here (another node
+        // may have named its participant otherwise).
+        if self.names.contains_key(&key)
+            || cluster.remote.contains_key(&key)
+            || self.is_server_name(&name)
+        {
             return;
         }
         self.remote_known(key, name, node.clone());
@@ -707,7 +712,10 @@ impl Hub {
         let Some(cluster) = self.cluster.as_ref() else {
             return;
         };
-        if self.names.contains_key(key) || cluster.remote.contains_key(key) {
+        if self.names.contains_key(key)
+            || cluster.remote.contains_key(key)
+            || self.is_server_name(key)
+        {
             return;
         }
         let shadowed = cluster
