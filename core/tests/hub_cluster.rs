@@ -446,3 +446,33 @@ fn a_claim_answered_after_its_connection_closed_is_released() {
     let j = net.join(1, "alice");
     assert_eq!(refusal(&net, 1, j), None);
 }
+
+#[test]
+fn what_other_nodes_can_make_a_node_hold_is_bounded() {
+    let mut config = config();
+    config.max_peers = 3;
+    config.cluster = Some(tidings_core::cluster::ClusterConfig {
+        max_nodes: 1,
+        ..Default::default()
+    });
+    let mut net = ClusterNet::new(1, &config, 9);
+    let watcher = net.join(0, "watcher");
+    let now = net.now();
+    let roster = |node: &str, names: &[&str]| NodeMessage::Roster {
+        node: node.into(),
+        seq: 0,
+        first: true,
+        names: names.iter().map(|&n| n.into()).collect(),
+    };
+    // One node at most, and no more of its users than a node admits.
+    net.nodes[0]
+        .hub
+        .handle_cluster(now, roster("x", &["a", "b", "c", "d", "e"]).encode());
+    net.nodes[0]
+        .hub
+        .handle_cluster(now, roster("y", &["f"]).encode());
+    net.advance(INTERVAL * 2);
+    assert_eq!(net.nodes[0].hub.remote_peer_count(), 3);
+    assert_eq!(net.nodes[0].hub.cluster_nodes().len(), 1);
+    assert_eq!(net.nodes[0].online_seen_by(watcher).len(), 4);
+}

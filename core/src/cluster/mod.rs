@@ -61,6 +61,10 @@ pub struct ClusterConfig {
     /// node's users and its sender is told. Default 1 000 000, under NATS's default payload
     /// limit of 1 MiB.
     pub max_message: usize,
+    /// Most other nodes heard at once; messages of further nodes are dropped. Each node's
+    /// users count up to [`crate::hub::HubConfig::max_peers`], so what a broker can make a
+    /// node hold stays bounded. Default 64.
+    pub max_nodes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -70,6 +74,7 @@ impl Default for ClusterConfig {
             alive_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(10),
             max_message: 1_000_000,
+            max_nodes: 64,
         }
     }
 }

@@ -521,6 +521,9 @@ impl Hub {
             return;
         }
         let known = cluster.nodes.contains_key(&node);
+        if !known && cluster.nodes.len() >= cluster.config.max_nodes {
+            return;
+        }
         let entry = cluster.nodes.entry(node.clone()).or_insert_with(|| Node {
             last_heard: now,
             seq: 0,
@@ -648,6 +651,9 @@ impl Hub {
         let Some(n) = cluster.nodes.get_mut(node) else {
             return;
         };
+        if n.users.len() >= self.config.max_peers && !n.users.contains_key(&key) {
+            return;
+        }
         n.users.insert(key.clone(), name.clone());
         // This server's own participant's name is never another's user here (another node
         // may have named its participant otherwise).
