@@ -233,6 +233,7 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
         ..WebConfig::default()
     };
     let node = config.hub.cluster.as_ref().map(|c| c.node.clone());
+    let mut cluster_driver = None;
     let mut server = Server::bind(args.listen.as_str(), config)
         .await
         .map_err(|e| CliError::from_runtime(e, &args.listen))?
@@ -244,8 +245,9 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
             credentials: args.cluster_creds.clone(),
             ..tidings_nats::NatsConfig::new(url)
         };
-        let link = tidings_nats::connect(&nats, node)
+        let (link, driving) = tidings_nats::connect(&nats, node)
             .map_err(|e| CliError::new(crate::exit::Exit::Unreachable, e.to_string()))?;
+        cluster_driver = Some(driving);
         tracing::info!(%url, node, "cluster");
         out.event(
             "cluster",
@@ -363,6 +365,10 @@ pub async fn run(args: ServeArgs, out: &mut Out) -> Result<(), CliError> {
     // What happened during the shutdown (everyone leaving) is still shown.
     while let Ok(ev) = events.try_recv() {
         show(out, ev);
+    }
+    // The cluster's driver sends the node's goodbye and releases its names before we exit.
+    if let Some(driving) = cluster_driver {
+        driving.finish();
     }
     out.event("stopped", "stopped", || json!({}));
     out.unbuffer();

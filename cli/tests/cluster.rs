@@ -426,3 +426,23 @@ fn a_server_stopped_for_ten_seconds_does_not_slow_the_others() {
     cy.expect(|v| v["event"] == "text" && v["text"] == "welcome back, c");
     eprintln!("20 lines between a and b took {talked:?} while c was stopped");
 }
+
+#[test]
+fn a_server_stopped_gracefully_frees_its_names_at_once() {
+    let Some(nats) = Nats::start() else { return };
+    let (a_proc, a) = node(&nats.url(), "a", &[]);
+    let (b_proc, b) = node(&nats.url(), "b", &[]);
+    let (ann, _) = chat("ann", &a);
+    b_proc.expect(|v| v["event"] == "joined" || v["event"] == "node-up");
+    let pid = a_proc.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    // a says goodbye to ann, tells the others it is gone and releases her name, then exits.
+    ann.expect(|v| v["event"] == "closed" || v["event"] == "reconnecting");
+    let status = a_proc.wait();
+    assert!(status.success(), "{status:?}");
+    b_proc.expect(|v| v["event"] == "node-gone" && v["node"] == "a");
+    // Her name is free on b at once, not a claim's lifetime later.
+    let o = say("ann", &b, &["back already"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -476,3 +476,27 @@ fn what_other_nodes_can_make_a_node_hold_is_bounded() {
     assert_eq!(net.nodes[0].hub.cluster_nodes().len(), 1);
     assert_eq!(net.nodes[0].online_seen_by(watcher).len(), 4);
 }
+
+#[test]
+fn a_hello_whose_claim_is_in_flight_when_it_closes_leaves_the_name_to_the_next() {
+    let mut net = cluster(1);
+    let first = net.nodes[0].join("alice");
+    net.nodes[0].clients[first]
+        .session
+        .goodbye(ErrorCode::Normal, "gone");
+    net.nodes[0].settle();
+    // Before the store answers the first claim, alice comes back.
+    let second = net.nodes[0].join("alice");
+    assert_eq!(
+        refusal(&net, 0, second),
+        None,
+        "not refused for her own old claim"
+    );
+    net.settle();
+    assert_eq!(refusal(&net, 0, second), None);
+    assert_eq!(net.nodes[0].hub.peer_count(), 1);
+    // The first answer did not release what the second holds.
+    let key = tidings_core::cluster::claim_key("alice");
+    assert_eq!(net.claims.get(&key).map(|c| c.0), Some(0));
+    assert!(net.held[0].contains(&key));
+}

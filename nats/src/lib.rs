@@ -21,9 +21,10 @@
 //!
 //! ```no_run
 //! use tidings_nats::{connect, NatsConfig};
-//! let link = connect(&NatsConfig::new("nats://127.0.0.1:4222"), "east").unwrap();
-//! // tidings_smol::Server::bind(…).await?.with_cluster(link)
+//! let (link, driving) = connect(&NatsConfig::new("nats://127.0.0.1:4222"), "east").unwrap();
+//! // tidings_smol::Server::bind(…).await?.with_cluster(link).run().await?;
 //! # drop(link);
+//! driving.finish();
 //! ```
 
 use std::collections::HashMap;
@@ -101,15 +102,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The driver's thread: it ends once the server dropped its ends of the link, after sending
+/// what the server said last (its goodbye) and releasing its claims.
+#[derive(Debug)]
+pub struct Driving(std::thread::JoinHandle<()>);
+
+impl Driving {
+    /// Waits for the driver to finish (at most about [`NatsConfig::timeout`] after the
+    /// server stopped), so that a stopping node's names are free when it exits.
+    pub fn finish(self) {
+        let _ = self.0.join();
+    }
+}
+
 /// Connects to NATS as node `node`, opens (or creates) the bucket of claims, and starts the
-/// driver's thread. Returns the link to give the server ([`tidings_smol::Server::with_cluster`]).
-/// The thread ends when the server drops its end.
+/// driver's thread. Returns the link to give the server ([`tidings_smol::Server::with_cluster`])
+/// and the thread, to [`Driving::finish`] once the server has stopped.
 ///
 /// # Errors
 ///
 /// NATS cannot be reached within [`NatsConfig::timeout`], or it has no JetStream (start
 /// `nats-server -js`), or the bucket cannot be opened.
-pub fn connect(config: &NatsConfig, node: &str) -> Result<ClusterLink, Error> {
+pub fn connect(config: &NatsConfig, node: &str) -> Result<(ClusterLink, Driving), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -124,23 +138,26 @@ pub fn connect(config: &NatsConfig, node: &str) -> Result<ClusterLink, Error> {
             store,
             node: Bytes::from(node.to_owned()),
             held: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(CLAIMS_AT_ONCE),
             timeout: config.timeout,
             inputs: inputs_tx.clone(),
         }),
         inputs: inputs_tx,
         subscriptions: HashMap::new(),
+        releases: tokio::task::JoinSet::new(),
         timeout: config.timeout,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("tidings-nats".into())
         .spawn(move || runtime.block_on(driver.run(outputs_rx, control_rx, ttl / 3)))
         .map_err(|e| Error(format!("cannot start the NATS driver: {e}")))?;
-    Ok(ClusterLink {
+    let link = ClusterLink {
         outputs,
         control,
         inputs,
-    })
+    };
+    Ok((link, Driving(thread)))
 }
 
 /// The connection, the bucket of claims and the lifetime of a claim in it.
@@ -227,13 +244,17 @@ async fn open(
 }
 
 /// The claims this node holds in the bucket, shared by the tasks that make, renew and
-/// release them.
+/// release them. Every operation on one key holds that key's lock for its whole length, so
+/// a release never crosses a renewal or a new claim of the same name; different keys go
+/// side by side (up to [`CLAIMS_AT_ONCE`]).
 struct ClaimStore {
     store: kv::Store,
     /// The node's name: every claim's value.
     node: Bytes,
     /// Each claim held → the revision this node last wrote.
     held: Mutex<HashMap<String, u64>>,
+    /// Each key with an operation under way → its lock.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds the store operations in flight (a join storm makes thousands).
     slots: tokio::sync::Semaphore,
     timeout: Duration,
@@ -250,10 +271,52 @@ enum Holder {
     Other,
 }
 
+/// A key's lock, held: dropping it forgets the lock when nobody else waits for it.
+struct KeyLock<'a> {
+    claims: &'a ClaimStore,
+    key: &'a str,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for KeyLock<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = lock(&self.claims.locks);
+        if locks
+            .get(self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(self.key);
+        }
+    }
+}
+
+/// A std mutex's guard: a task that panicked holding it left a map that is still right.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl ClaimStore {
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        // A task that panicked holding it left a map that is still right.
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.held)
+    }
+
+    /// Waits for `key`'s lock (and a slot among the operations in flight).
+    async fn lock<'a>(&'a self, key: &'a str) -> (KeyLock<'a>, tokio::sync::SemaphorePermit<'a>) {
+        let mutex = lock(&self.locks).entry(key.to_owned()).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        let key_lock = KeyLock {
+            claims: self,
+            key,
+            guard: Some(guard),
+        };
+        // Never closed: the store lives as long as the driver.
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        (key_lock, slot)
     }
 
     /// Who holds `key` now; `None` if the store did not answer.
@@ -269,75 +332,84 @@ impl ClaimStore {
         }
     }
 
-    /// Makes `key` this node's if nobody (else) holds it: created if absent; taken over if
+    /// Makes `key` this node's if no other node holds it: created if absent; taken over if
     /// the store already says this node (a claim of an earlier run under the same node name,
-    /// or one whose answer came too late).
-    async fn claim(&self, key: &str) -> ClaimOutcome {
-        let Ok(_slot) = self.slots.acquire().await else {
-            return ClaimOutcome::Unavailable;
-        };
-        let create = self.store.create(key, self.node.clone());
-        let revision = match tokio::time::timeout(self.timeout, create).await {
-            Ok(Ok(revision)) => revision,
-            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match self.holder(key).await {
-                    // Rewritten, so that a release of the old claim still under way (it
-                    // deletes only the revision it knew) leaves this one alone.
-                    Some(Holder::Us(revision)) => match self.take_over(key, revision).await {
-                        Some(revision) => revision,
-                        None => return ClaimOutcome::Unavailable,
-                    },
-                    Some(Holder::Other) => return ClaimOutcome::Taken,
-                    _ => return ClaimOutcome::Unavailable,
+    /// or one whose answer came too late). Answers within the timeout; a claim that may have
+    /// landed after it is removed later ([`ClaimStore::abandon`]).
+    async fn claim(self: &Arc<Self>, key: &str) -> ClaimOutcome {
+        let outcome = {
+            let _lock = self.lock(key).await;
+            let attempt = tokio::time::timeout(self.timeout, self.try_claim(key)).await;
+            match attempt {
+                Ok(Some(revision)) => {
+                    self.held().insert(key.to_owned(), revision);
+                    return ClaimOutcome::Held;
                 }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "a name claim failed");
-                return ClaimOutcome::Unavailable;
-            }
-            Err(_) => {
-                // The create may still land after the refusal: remove it then.
-                self.abandon(key).await;
-                return ClaimOutcome::Unavailable;
+                Ok(None) => return ClaimOutcome::Taken,
+                Err(_) => ClaimOutcome::Unavailable,
             }
         };
-        self.held().insert(key.to_owned(), revision);
-        ClaimOutcome::Held
+        let (claims, key) = (self.clone(), key.to_owned());
+        tokio::spawn(async move { claims.abandon(&key).await });
+        outcome
     }
 
-    /// Rewrites this node's `key` found at `revision` (or creates it, if it went meanwhile):
-    /// the new revision.
-    async fn take_over(&self, key: &str, revision: u64) -> Option<u64> {
-        let update = self.store.update(key, self.node.clone(), revision);
-        if let Ok(Ok(revision)) = tokio::time::timeout(self.timeout, update).await {
-            return Some(revision);
-        }
-        let create = self.store.create(key, self.node.clone());
-        match tokio::time::timeout(self.timeout, create).await {
-            Ok(Ok(revision)) => Some(revision),
-            _ => None,
+    /// One claim: `Some(revision)` held, `None` another node holds it. Never returns when
+    /// the store does not answer (the caller times it out).
+    async fn try_claim(&self, key: &str) -> Option<u64> {
+        loop {
+            match self.store.create(key, self.node.clone()).await {
+                Ok(revision) => return Some(revision),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    match self.holder(key).await {
+                        // Rewritten, so that an old release deletes nothing of this claim.
+                        Some(Holder::Us(revision)) => {
+                            let update = self.store.update(key, self.node.clone(), revision);
+                            if let Ok(revision) = update.await {
+                                return Some(revision);
+                            }
+                        }
+                        Some(Holder::Other) => return None,
+                        // Gone meanwhile (or no answer): create again.
+                        _ => {}
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "a name claim failed; trying again"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// A claim this node refused to hold (its answer came too late): deleted if it is there.
+    /// After a claim answered `Unavailable`: once its writes can no longer land, a claim of
+    /// `key` under this node's name that no connection holds is deleted.
     async fn abandon(&self, key: &str) {
         tokio::time::sleep(self.timeout).await;
+        let _lock = self.lock(key).await;
         if self.held().contains_key(key) {
             return; // claimed again meanwhile
         }
         if let Some(Holder::Us(revision)) = self.holder(key).await {
-            let _ = self.store.delete_expect_revision(key, Some(revision)).await;
+            let delete = self.store.delete_expect_revision(key, Some(revision));
+            let _ = tokio::time::timeout(self.timeout, delete).await;
         }
     }
 
     /// Lets `key` go, if the store still has this node's revision of it.
     async fn release(&self, key: &str) {
+        let _lock = self.lock(key).await;
         let Some(revision) = self.held().remove(key) else {
             return;
         };
         let delete = self.store.delete_expect_revision(key, Some(revision));
-        if let Ok(Err(e)) = tokio::time::timeout(self.timeout, delete).await {
-            tracing::debug!(error = %e, "releasing a name claim failed");
+        match tokio::time::timeout(self.timeout, delete).await {
+            Ok(Ok(())) => {}
+            // Rewritten by an update that landed late: whatever is there is ours to delete.
+            _ => {
+                if let Some(Holder::Us(revision)) = self.holder(key).await {
+                    let delete = self.store.delete_expect_revision(key, Some(revision));
+                    let _ = tokio::time::timeout(self.timeout, delete).await;
+                }
+            }
         }
     }
 
@@ -345,43 +417,37 @@ impl ClaimStore {
     /// another node's (this one was cut off for longer than the lifetime) is reported lost;
     /// any other failure is taken for a passing one, and tried again next time.
     async fn renew(&self) {
-        let keys: Vec<(String, u64)> = self.held().iter().map(|(k, &r)| (k.clone(), r)).collect();
-        let renewals = futures_util::stream::iter(keys)
-            .map(|(key, revision)| async move {
-                let renewed = self.renew_one(&key, revision).await;
-                (key, revision, renewed)
-            })
-            .buffer_unordered(CLAIMS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await;
-        let mut lost = Vec::new();
-        {
-            let mut held = self.held();
-            for (key, old, renewed) in renewals {
-                // Released (or claimed anew) meanwhile: not this renewal's to change.
-                if held.get(&key) != Some(&old) {
-                    continue;
-                }
-                match renewed {
+        let keys: Vec<String> = self.held().keys().cloned().collect();
+        let lost: Vec<String> = futures_util::stream::iter(keys)
+            .map(|key| async move {
+                let _lock = self.lock(&key).await;
+                // Released meanwhile: not this renewal's.
+                let revision = *self.held().get(&key)?;
+                match self.renew_one(&key, revision).await {
                     Some(Some(revision)) => {
-                        held.insert(key, revision);
+                        self.held().insert(key.clone(), revision);
+                        None
                     }
                     Some(None) => {
-                        held.remove(&key);
-                        lost.push(key);
+                        self.held().remove(&key);
+                        Some(key.clone())
                     }
-                    None => {}
+                    None => None,
                 }
-            }
-        }
+            })
+            .buffer_unordered(CLAIMS_AT_ONCE)
+            .filter_map(|lost| async move { lost })
+            .collect()
+            .await;
         for key in lost {
             tracing::warn!(key, "a name claim was lost to another node");
             let _ = self.inputs.send(ClusterInput::Lost(key)).await;
         }
     }
 
-    /// One renewal: `Some(Some(revision))` renewed, `Some(None)` another node holds it,
-    /// `None` the store did not answer as it should (try again later).
+    /// One renewal (under the key's lock): `Some(Some(revision))` renewed, `Some(None)`
+    /// another node holds it, `None` the store did not answer as it should (try again
+    /// later).
     async fn renew_one(&self, key: &str, revision: u64) -> Option<Option<u64>> {
         let update = self.store.update(key, self.node.clone(), revision);
         if let Ok(Ok(revision)) = tokio::time::timeout(self.timeout, update).await {
@@ -390,7 +456,13 @@ impl ClaimStore {
         // The revision moved (an update that timed out landed later), the claim expired, or
         // the store did not answer: see what it holds.
         match self.holder(key).await? {
-            Holder::Us(revision) => self.take_over(key, revision).await.map(Some),
+            Holder::Us(revision) => {
+                let update = self.store.update(key, self.node.clone(), revision);
+                match tokio::time::timeout(self.timeout, update).await {
+                    Ok(Ok(revision)) => Some(Some(revision)),
+                    _ => None,
+                }
+            }
             Holder::Nobody => {
                 let create = self.store.create(key, self.node.clone());
                 match tokio::time::timeout(self.timeout, create).await {
@@ -409,13 +481,23 @@ impl ClaimStore {
     }
 }
 
+/// Most publishes waiting for the NATS client (which stops taking them while it
+/// reconnects): beyond it lines are dropped, so the driver never waits on publishing.
+const PUBLISH_QUEUE: usize = 4096;
+
+/// Most outputs of one kind carried in a row before the driver looks at the others.
+const DRAIN: usize = 256;
+
 struct Driver {
     client: async_nats::Client,
     claims: Arc<ClaimStore>,
     inputs: Sender<ClusterInput>,
-    /// Each subject heard → the task forwarding its messages (dropping the subscriber
+    /// Each subject heard → the task subscribing and forwarding its messages (aborting it
     /// unsubscribes).
     subscriptions: HashMap<String, JoinHandle<()>>,
+    /// Releases under way: awaited before the thread ends, so that a stopping node's names
+    /// are free at once.
+    releases: tokio::task::JoinSet<()>,
     timeout: Duration,
 }
 
@@ -426,50 +508,72 @@ impl Driver {
         control: Receiver<ClusterOutput>,
         renew: Duration,
     ) {
+        // One task publishes, in order, so that a client busy reconnecting holds up nothing
+        // else here.
+        let (publish, mut to_publish) =
+            tokio::sync::mpsc::channel::<(String, Bytes)>(PUBLISH_QUEUE);
+        let client = self.client.clone();
+        let publisher = tokio::spawn(async move {
+            while let Some((subject, payload)) = to_publish.recv().await {
+                if let Err(e) = client.publish(subject, payload).await {
+                    tracing::debug!(error = %e, "NATS publish failed");
+                }
+            }
+        });
         let mut renewal = tokio::time::interval(renew);
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewing: Option<JoinHandle<()>> = None;
+        let mut control_open = true;
         loop {
             tokio::select! {
-                // Subscriptions and claims first: they are never dropped, and a user's
-                // subscription should be there before lines for them arrive.
                 biased;
-                out = control.recv() => match out {
-                    Ok(out) => self.carry(out).await,
-                    Err(_) => break,
-                },
-                out = outputs.recv() => match out {
-                    Ok(out) => {
-                        self.carry(out).await;
-                        // What came meanwhile, before going back to sleep.
-                        while let Ok(out) = outputs.try_recv() {
-                            self.carry(out).await;
-                        }
-                    }
-                    Err(_) => break,
-                },
                 _ = renewal.tick() => {
-                    // One renewal at a time, beside the loop: a slow store holds up neither
-                    // publishing nor the next claims.
+                    // One renewal at a time, beside the loop.
                     if renewing.as_ref().map_or(true, JoinHandle::is_finished) {
                         let claims = self.claims.clone();
                         renewing = Some(tokio::spawn(async move { claims.renew().await }));
                     }
                 }
+                out = control.recv(), if control_open => match out {
+                    Ok(out) => {
+                        self.carry(out, &publish);
+                        for _ in 1..DRAIN {
+                            let Ok(out) = control.try_recv() else { break };
+                            self.carry(out, &publish);
+                        }
+                    }
+                    Err(_) => control_open = false,
+                },
+                out = outputs.recv() => match out {
+                    Ok(out) => {
+                        self.carry(out, &publish);
+                        for _ in 1..DRAIN {
+                            let Ok(out) = outputs.try_recv() else { break };
+                            self.carry(out, &publish);
+                        }
+                    }
+                    // The server is gone (both its ends closed once it dropped them).
+                    Err(_) => break,
+                },
             }
         }
-        // The server is gone: its last words (a node's goodbye) go out before the thread ends.
-        let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
+        // Its last words (presence, goodbye) and its releases go out before the thread ends.
+        drop(publish);
+        let finish = async {
+            let _ = publisher.await;
+            while self.releases.join_next().await.is_some() {}
+            let _ = self.client.flush().await;
+        };
+        let _ = tokio::time::timeout(self.timeout, finish).await;
     }
 
-    async fn carry(&mut self, out: ClusterOutput) {
+    fn carry(&mut self, out: ClusterOutput, publish: &tokio::sync::mpsc::Sender<(String, Bytes)>) {
         match out {
             ClusterOutput::Publish { subject, payload } => {
-                if let Err(e) = self.client.publish(subject, payload).await {
-                    tracing::debug!(error = %e, "NATS publish failed");
-                }
+                // Full while NATS is away: the line is dropped (chat across is at most once).
+                let _ = publish.try_send((subject, payload));
             }
-            ClusterOutput::Subscribe(subject) => self.subscribe(subject).await,
+            ClusterOutput::Subscribe(subject) => self.subscribe(subject),
             ClusterOutput::Unsubscribe(subject) => {
                 if let Some(task) = self.subscriptions.remove(&subject) {
                     task.abort();
@@ -486,24 +590,28 @@ impl Driver {
             }
             ClusterOutput::Release { key } => {
                 let claims = self.claims.clone();
-                tokio::spawn(async move { claims.release(&key).await });
+                self.releases
+                    .spawn(async move { claims.release(&key).await });
+                // Finished releases are not kept.
+                while self.releases.try_join_next().is_some() {}
             }
         }
     }
 
-    async fn subscribe(&mut self, subject: String) {
+    fn subscribe(&mut self, subject: String) {
         if self.subscriptions.contains_key(&subject) {
             return;
         }
-        let mut subscriber = match self.client.subscribe(subject.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, subject, "NATS subscribe failed");
-                return;
-            }
-        };
-        let inputs = self.inputs.clone();
+        let (client, inputs) = (self.client.clone(), self.inputs.clone());
+        let topic = subject.clone();
         let task = tokio::spawn(async move {
+            let mut subscriber = match client.subscribe(topic.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, subject = topic, "NATS subscribe failed");
+                    return;
+                }
+            };
             while let Some(msg) = subscriber.next().await {
                 if inputs
                     .send(ClusterInput::Message(msg.payload))

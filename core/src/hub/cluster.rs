@@ -68,9 +68,10 @@ pub(super) struct Cluster {
     remote: HashMap<String, Remote>,
     /// Hellos waiting for their claim → the name and the login that came before it.
     claiming: HashMap<ConnId, (Utf8, Option<Login>)>,
-    /// The keys of the names in `claiming`: a second hello for one of them is refused at
-    /// once (it would otherwise pass unclaimed and unjudged).
-    claiming_keys: HashSet<String>,
+    /// The keys of the names in `claiming` whose connection is still open → it: a second
+    /// hello for one of them is refused at once (it would otherwise pass unclaimed and
+    /// unjudged).
+    claiming_keys: HashMap<String, ConnId>,
     /// Connections holding a claim → its key.
     claims: HashMap<ConnId, String>,
     /// This node's users (registered connections); the default room's subject is heard while
@@ -101,7 +102,7 @@ impl Cluster {
             nodes: HashMap::new(),
             remote: HashMap::new(),
             claiming: HashMap::new(),
-            claiming_keys: HashSet::new(),
+            claiming_keys: HashMap::new(),
             claims: HashMap::new(),
             local: 0,
             next_alive: now,
@@ -169,15 +170,24 @@ impl Hub {
         let Some((name, login)) = cluster.claiming.remove(&conn) else {
             return false;
         };
-        cluster.claiming_keys.remove(&name_key(&name));
+        let key = name_key(&name);
+        if cluster.claiming_keys.get(&key) == Some(&conn) {
+            cluster.claiming_keys.remove(&key);
+        }
         let open = self
             .conns
             .get(&conn)
             .is_some_and(|c| !c.session.is_closed());
         if !open {
-            if outcome == ClaimOutcome::Held {
-                let key = claim_key(&name);
-                cluster.out.push_back(ClusterOutput::Release { key });
+            // Released, unless a newer hello here claims or holds the name by now (the
+            // driver hands the claim on to it).
+            let key_hex = claim_key(&name);
+            let newer = cluster.claiming_keys.contains_key(&key)
+                || cluster.claims.values().any(|k| *k == key_hex);
+            if outcome == ClaimOutcome::Held && !newer {
+                cluster
+                    .out
+                    .push_back(ClusterOutput::Release { key: key_hex });
             }
             return false;
         }
@@ -316,13 +326,13 @@ impl Hub {
             self.admit(id, name);
             return;
         }
-        if cluster.claiming_keys.contains(&key) {
+        if cluster.claiming_keys.contains_key(&key) {
             let reason = format!("the name {name} is taken");
             self.refuse_hello(id, name, ErrorCode::NameTaken, &reason);
             return;
         }
         let claim_key = claim_key(&name);
-        cluster.claiming_keys.insert(key);
+        cluster.claiming_keys.insert(key, id);
         cluster.claiming.insert(id, (name.clone(), login));
         cluster.out.push_back(ClusterOutput::Claim {
             conn: id,
@@ -343,11 +353,19 @@ impl Hub {
         });
     }
 
-    /// A connection closed: its claim, if it held one, is released.
+    /// A connection closed: its claim, if it held one, is released; a claim it still waits
+    /// for no longer keeps its name from another hello (its answer is released when it
+    /// comes, see [`Hub::claimed`]).
     pub(super) fn cluster_closed(&mut self, id: ConnId) {
         if let Some(cluster) = self.cluster.as_mut() {
             if let Some(key) = cluster.claims.remove(&id) {
                 cluster.out.push_back(ClusterOutput::Release { key });
+            }
+            if let Some((name, _)) = cluster.claiming.get(&id) {
+                let key = name_key(name);
+                if cluster.claiming_keys.get(&key) == Some(&id) {
+                    cluster.claiming_keys.remove(&key);
+                }
             }
         }
     }

@@ -181,6 +181,12 @@ impl ClusterNet {
                 ClaimOutcome::Unavailable
             } else {
                 match self.claims.entry(key) {
+                    // The driver takes over a claim the store has under its own node's name.
+                    std::collections::btree_map::Entry::Occupied(mut o) if o.get().0 == i => {
+                        o.get_mut().1 = now;
+                        self.held[i].insert(o.key().clone());
+                        ClaimOutcome::Held
+                    }
                     std::collections::btree_map::Entry::Occupied(_) => ClaimOutcome::Taken,
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         self.held[i].insert(slot.key().clone());
