@@ -82,10 +82,7 @@ impl Hub {
                 .values()
                 .filter_map(|&c| self.peer_name(c).cloned()),
         );
-        if self.remote_peer_count() > 0 {
-            online.extend(self.remote_names().cloned());
-            online.sort_by_cached_key(|name| name_key(name));
-        }
+        self.add_remote_names(&mut online);
         online
     }
 
@@ -366,10 +363,7 @@ impl Hub {
             // Everyone: the default room. Recipients whose frame limit is too small, or whose
             // queue is full, are not the sender's concern.
             if self.say_in_default(id, &said.news(&from)) {
-                if !self.cluster_say(&from, &said) {
-                    let text = "the message is too large to reach the other servers".to_owned();
-                    self.error_to(id, ErrorCode::LimitExceeded, text);
-                }
+                self.cluster_say(id, &from, &said);
                 self.emit(said.event(from, false));
             }
             return;
@@ -380,10 +374,7 @@ impl Hub {
         }
         let Ok(target) = self.lookup(&peer) else {
             if self.is_remote(&peer) {
-                if !self.cluster_private(&peer, &from, &said) {
-                    let text = format!("the message is too large to reach {peer}'s server");
-                    self.error_to(id, ErrorCode::LimitExceeded, text);
-                }
+                self.cluster_private(id, &peer, &from, &said);
                 return;
             }
             self.error_to(

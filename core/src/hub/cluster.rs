@@ -115,15 +115,6 @@ impl Cluster {
         }
     }
 
-    fn publish(&mut self, subject: String, msg: &NodeMessage) {
-        if self.stopped {
-            return;
-        }
-        let payload = msg.encode();
-        self.out
-            .push_back(ClusterOutput::Publish { subject, payload });
-    }
-
     /// When the node must next say it lives, answer hellos or check the others.
     pub(super) fn deadline(&self) -> Instant {
         let expiry = self.nodes.values().map(|n| n.last_heard).min();
@@ -411,21 +402,18 @@ impl Hub {
         cluster.publish(NODES_SUBJECT.to_owned(), &msg);
     }
 
-    /// A line said in the default room by a user of this node, for the other nodes. Whether
-    /// it could go (false: too large for the broker).
-    pub(super) fn cluster_say(&mut self, from: &Utf8, said: &Said) -> bool {
+    /// A line said in the default room by `id` (called `from`), for the other nodes; one too
+    /// large for the broker gets its sender an error.
+    pub(super) fn cluster_say(&mut self, id: ConnId, from: &Utf8, said: &Said) {
         if self.cluster.is_none() {
-            return true;
+            return;
         }
         // Published even while no user of another node is known: one may have joined a
         // moment ago (the broker drops what no node hears).
         self.cluster_flush();
-        let Some(room) = self.rooms.map.get(&self.rooms.default_key) else {
-            return true;
-        };
-        let room = room.name.clone();
+        let room = Utf8::from(self.default_room());
         let Some(cluster) = self.cluster.as_mut() else {
-            return true;
+            return;
         };
         let subject = cluster
             .default_subject
@@ -437,7 +425,10 @@ impl Hub {
             from: from.clone(),
             said: said.clone(),
         };
-        cluster.send(subject, &msg)
+        if !cluster.publish(subject, &msg) {
+            let text = "the message is too large to reach the other servers".to_owned();
+            self.error_to(id, ErrorCode::LimitExceeded, text);
+        }
     }
 
     /// Whether `name` is a user of another node.
@@ -447,12 +438,12 @@ impl Hub {
             .is_some_and(|c| c.remote.contains_key(&name_key(name)))
     }
 
-    /// A private message from a user of this node to `to`, a user of another node. Whether
-    /// it could go (false: too large for the broker).
-    pub(super) fn cluster_private(&mut self, to: &Utf8, from: &Utf8, said: &Said) -> bool {
+    /// A private message from `id` (called `from`) to `to`, a user of another node; one too
+    /// large for the broker gets its sender an error.
+    pub(super) fn cluster_private(&mut self, id: ConnId, to: &Utf8, from: &Utf8, said: &Said) {
         self.cluster_flush();
         let Some(cluster) = self.cluster.as_mut() else {
-            return false;
+            return;
         };
         let msg = NodeMessage::Private {
             node: cluster.node.clone(),
@@ -460,14 +451,20 @@ impl Hub {
             from: from.clone(),
             said: said.clone(),
         };
-        cluster.send(user_subject(&name_key(to)), &msg)
+        if !cluster.publish(user_subject(&name_key(to)), &msg) {
+            let text = format!("the message is too large to reach {to}'s server");
+            self.error_to(id, ErrorCode::LimitExceeded, text);
+        }
     }
 
-    /// The names of other nodes' users, for `who` and lists.
-    pub(super) fn remote_names(&self) -> impl Iterator<Item = &Utf8> {
-        self.cluster
-            .iter()
-            .flat_map(|c| c.remote.values().map(|r| &r.name))
+    /// Adds the names of other nodes' users to `names` (a list of this node's users, sorted
+    /// by key) and keeps it sorted, for `who` and the default room's members.
+    pub(super) fn add_remote_names(&self, names: &mut Vec<Utf8>) {
+        let Some(cluster) = self.cluster.as_ref().filter(|c| !c.remote.is_empty()) else {
+            return;
+        };
+        names.extend(cluster.remote.values().map(|r| r.name.clone()));
+        names.sort_by_cached_key(|name| name_key(name));
     }
 
     /// Says this node lives, and lets go of nodes not heard from for too long.
@@ -697,12 +694,12 @@ impl Hub {
             },
         );
         self.rooms.default_members.insert(&name);
-        let room = self.rooms.map[&self.rooms.default_key].name.clone();
         let news = News::Member {
             kind: MemberKind::Joined,
             name: &name,
         };
-        self.announce_later(&room, &news, None);
+        let default = self.rooms.default_key.clone();
+        self.tell_room(&default, &news, None);
     }
 
     /// `name` of `node` left.
@@ -721,12 +718,12 @@ impl Hub {
             return;
         };
         self.rooms.default_members.remove(&remote.name);
-        let room = self.rooms.map[&self.rooms.default_key].name.clone();
         let news = News::Member {
             kind: MemberKind::Left,
             name: &remote.name,
         };
-        self.announce_later(&room, &news, None);
+        let default = self.rooms.default_key.clone();
+        self.tell_room(&default, &news, None);
         self.unshadow(&key);
     }
 
@@ -844,8 +841,10 @@ impl Cluster {
         self.publish(NODES_SUBJECT.to_owned(), &msg);
     }
 
-    /// Publishes `msg` on `subject` unless it is larger than the broker takes.
-    fn send(&mut self, subject: String, msg: &NodeMessage) -> bool {
+    /// Publishes `msg` on `subject` (nothing once this node said it is gone). Whether it
+    /// could go: false when it is larger than the broker takes (a presence batch that large
+    /// is made good by the rosters a missed number asks for).
+    fn publish(&mut self, subject: String, msg: &NodeMessage) -> bool {
         let payload = msg.encode();
         if payload.len() > self.config.max_message {
             return false;

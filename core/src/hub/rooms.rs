@@ -527,10 +527,7 @@ impl Hub {
                     add(conn, name);
                 }
             }
-            if self.remote_peer_count() > 0 {
-                names.extend(self.remote_names().cloned());
-                names.sort_by_cached_key(|name| name_key(name));
-            }
+            self.add_remote_names(&mut names);
         } else if let Some(room) = self.rooms.map.get(key) {
             for m in room.members.values() {
                 if let Some(name) = self.peer_name(m.conn) {
@@ -597,10 +594,7 @@ impl Hub {
                 );
                 if key == self.rooms.default_key {
                     let said = crate::cluster::Said::Text(text);
-                    if !self.cluster_say(&from, &said) {
-                        let text = "the message is too large to reach the other servers";
-                        self.error_to(id, ErrorCode::LimitExceeded, text.to_owned());
-                    }
+                    self.cluster_say(id, &from, &said);
                     self.emit(said.event(from, false));
                 }
             }
